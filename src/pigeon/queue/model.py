@@ -1,0 +1,74 @@
+"""The queued message as the queue knows it: envelope, recipients, status.
+
+Contract:
+  * `Envelope` is what the SMTP side hands to `QueueStore.commit()` together
+    with the spooled content; it is everything RFC 5321 and RFC 3461 say the
+    MTA must remember about a message besides its content.
+  * All values are JSON-friendly (`to_dict`/`from_dict`), so the store can keep
+    them human-readable.
+  * Recipient status changes only through the queue manager.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from pigeon.proto.params import MailParams, RcptParams
+
+
+class RecipientStatus(str, enum.Enum):
+    PENDING = "pending"        # not yet attempted, or waiting for its transport
+    DEFERRED = "deferred"      # attempted, failed temporarily, will retry
+    DELIVERED = "delivered"    # handed off successfully (final)
+    BOUNCED = "bounced"        # failed permanently (final)
+
+
+@dataclass(slots=True)
+class Recipient:
+    address: str               # canonical str(Address) of the forward-path
+    params: RcptParams = field(default_factory=RcptParams)
+    status: RecipientStatus = RecipientStatus.PENDING
+    #: Last delivery diagnostic ("dsn=4.4.1 ..." text), for logs and bounces.
+    diagnostic: str = ""
+
+    @property
+    def final(self) -> bool:
+        return self.status in (RecipientStatus.DELIVERED, RecipientStatus.BOUNCED)
+
+    def to_dict(self) -> dict:
+        return {"address": self.address, "params": self.params.to_dict(),
+                "status": self.status.value, "diagnostic": self.diagnostic}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Recipient":
+        return cls(d["address"], RcptParams.from_dict(d.get("params") or {}),
+                   RecipientStatus(d.get("status", "pending")), d.get("diagnostic", ""))
+
+
+@dataclass(slots=True)
+class Envelope:
+    queue_id: str
+    sender: str                # "" for the null reverse-path <>
+    recipients: list[Recipient]
+    params: MailParams = field(default_factory=MailParams)
+    received_at: float = 0.0   # Unix time the 250 was given
+    size: int = 0              # octets of content as stored (incl. our Received:)
+    eight_bit: bool = False    # content has octets > 127
+    client_address: str = ""   # "ip" of the SMTP client ("" for local submission)
+    client_helo: str = ""
+    protocol: str = "ESMTP"    # SMTP / ESMTP / UTF8SMTP ... as in the Received: field
+
+    def to_dict(self) -> dict:
+        return {"queue_id": self.queue_id, "sender": self.sender,
+                "recipients": [r.to_dict() for r in self.recipients],
+                "params": self.params.to_dict(), "received_at": self.received_at,
+                "size": self.size, "eight_bit": self.eight_bit,
+                "client_address": self.client_address, "client_helo": self.client_helo,
+                "protocol": self.protocol}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Envelope":
+        return cls(d["queue_id"], d["sender"], [Recipient.from_dict(r) for r in d["recipients"]],
+                   MailParams.from_dict(d.get("params") or {}), d.get("received_at", 0.0),
+                   d.get("size", 0), d.get("eight_bit", False), d.get("client_address", ""),
+                   d.get("client_helo", ""), d.get("protocol", "ESMTP"))
