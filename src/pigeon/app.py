@@ -1,0 +1,107 @@
+"""Composition root: configuration in, a running MTA out.
+
+Contract:
+  * This is the only place where pigeon's parts are created and wired
+    together (STYLE 3.12): store -> router/policy -> queue manager -> SMTP
+    server. No module registers itself at import time.
+  * `run(config)` blocks until SIGTERM/SIGINT, then drains: listeners answer
+    421 to newcomers, sessions in progress finish (up to
+    `timeouts.shutdown_grace`), the queue manager finishes in-flight
+    deliveries, the store closes. Returns the process exit status.
+  * uvloop is used when it is installed; plain asyncio otherwise.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from dataclasses import dataclass
+
+from pigeon.config.load import session_config
+from pigeon.config.schema import Config
+from pigeon.net.listener import ListenError, SmtpServer
+from pigeon.obs.maillog import MailLog
+from pigeon.policy.recipients import RecipientPolicy
+from pigeon.queue.manager import QueueManager
+from pigeon.queue.store import QueueStore
+from pigeon.routing.resolve import Router
+
+log = logging.getLogger("pigeon")
+
+EX_OK = 0
+EX_UNAVAILABLE = 69     # sysexits.h: a listener could not be bound
+EX_CANTCREAT = 73       # sysexits.h: the data directory is unusable
+
+
+@dataclass
+class Pigeon:
+    """The wired application; tests can build one and drive it in-process."""
+
+    config: Config
+    store: QueueStore
+    manager: QueueManager
+    server: SmtpServer
+
+    @classmethod
+    def build(cls, config: Config) -> "Pigeon":
+        store = QueueStore(config.queue_dir, fsync=config.queue.fsync)
+        router = Router(config)
+        policy = RecipientPolicy(config, router)
+        maillog = MailLog()
+        manager = QueueManager(store, router, hostname=config.hostname, maillog=maillog,
+                               fsync=config.queue.fsync, run_interval=config.queue.run_interval)
+        server = SmtpServer(config, session_config(config), store=store, policy=policy,
+                            maillog=maillog, on_queued=lambda _qid: manager.nudge())
+        return cls(config, store, manager, server)
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store.open()
+        try:
+            await self.server.start()
+            async with asyncio.TaskGroup() as tg:
+                manager_task = tg.create_task(self.manager.run())
+                log.info("pigeon ready: hostname=%s domains=%s data_dir=%s", self.config.hostname,
+                         ",".join(sorted(self.config.domains)), self.config.data_dir)
+                await stop.wait()
+                log.info("shutting down")
+                await self.server.drain(self.config.timeouts.shutdown_grace)
+                await self.manager.stop()
+                if not manager_task.done():
+                    manager_task.cancel()
+        finally:
+            await self.server.close()
+            self.store.close()
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def run(config: Config) -> int:
+    """Run pigeon in the foreground until SIGTERM/SIGINT."""
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        app = Pigeon.build(config)
+        try:
+            await app.serve(stop)
+        except ListenError as exc:
+            log.error("%s", exc)
+            return EX_UNAVAILABLE
+        except PermissionError as exc:
+            log.error("data directory %s is not usable: %s", config.data_dir, exc)
+            return EX_CANTCREAT
+        return EX_OK
+
+    log.info("pigeon starting (pid %d)", os.getpid())
+    with asyncio.Runner(loop_factory=_new_loop) as runner:
+        return runner.run(main())

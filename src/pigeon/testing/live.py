@@ -1,0 +1,139 @@
+"""Run a real pigeon server in a subprocess, for end-to-end tests and benchmarks.
+
+Contract:
+  * `PigeonProcess` starts `python -m pigeon serve` on a free loopback port
+    with its own data directory and configuration file, waits until the
+    port accepts connections, and stops it with SIGTERM (or SIGKILL on
+    request). It only ever listens on and talks to 127.0.0.1.
+  * `require_tool(name)` returns the tool's path; when it is missing the
+    test is skipped, except under CI=true where the test fails (tests use
+    real peers, and CI must have installed them).
+  * `maildir_messages(...)` lists delivered messages, for assertions.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def require_tool(name: str) -> str:
+    import pytest
+
+    found = shutil.which(name) or next(
+        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.access(p, os.X_OK)), None)
+    if found:
+        return found
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{name} is required in CI (install it in .ci/run)")
+    pytest.skip(f"{name} is not installed")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def maildir_messages(data_dir: Path, address: str) -> list[Path]:
+    local, _, domain = address.lower().partition("@")
+    new = Path(data_dir) / "mailboxes" / domain / local / "new"
+    return sorted(new.iterdir()) if new.is_dir() else []
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
+    """Poll `predicate` until it returns a truthy value or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+class PigeonProcess:
+    def __init__(self, workdir: Path, config_text: str = "", *, extra_args: list[str] | None = None,
+                 port: int | None = None, env: dict | None = None) -> None:
+        self.workdir = Path(workdir)
+        self.data_dir = self.workdir / "data"
+        self.port = port or free_port()
+        self.config_path = self.workdir / "pigeon.toml"
+        self.log_path = self.workdir / "pigeon.log"
+        base = (f'hostname = "pigeon.test"\n'
+                f'data_dir = "{self.data_dir}"\n'
+                f'listen = ["127.0.0.1:{self.port}"]\n')
+        self.config_path.write_text(base + config_text)
+        self.extra_args = extra_args or []
+        self.env = env
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 15.0) -> "PigeonProcess":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        env = dict(os.environ, **(self.env or {}))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pigeon", "serve", "--config", str(self.config_path),
+             *self.extra_args], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=env, cwd=self.workdir)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"pigeon exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as s:
+                    s.settimeout(5.0)
+                    banner = s.recv(512)
+                    if banner.startswith(b"220"):
+                        s.sendall(b"QUIT\r\n")
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"pigeon did not start listening on {self.port}:\n{self.log()}")
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(5)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def __enter__(self) -> "PigeonProcess":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def recv_reply(sock: socket.socket, timeout: float = 10.0) -> bytes:
+    """Read from `sock` until the buffer ends with a complete final reply line."""
+    sock.settimeout(timeout)
+    buf = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return buf
+        buf += chunk
+        lines = buf.split(b"\r\n")
+        if buf.endswith(b"\r\n") and len(lines) >= 2 and len(lines[-2]) >= 4 and lines[-2][3:4] == b" ":
+            return buf

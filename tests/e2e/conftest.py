@@ -1,0 +1,28 @@
+"""Fixtures for end-to-end tests: a real pigeon process on a loopback port."""
+from __future__ import annotations
+
+import pytest
+
+from pigeon.testing.live import PigeonProcess
+
+
+@pytest.fixture
+def pigeon_factory(tmp_path):
+    started: list[PigeonProcess] = []
+
+    def make(config_text: str = "", **kwargs) -> PigeonProcess:
+        proc = PigeonProcess(tmp_path / f"p{len(started)}", config_text, **kwargs)
+        proc.workdir.mkdir(parents=True, exist_ok=True)
+        started.append(proc)
+        return proc.start()
+
+    yield make
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture
+def pigeon(pigeon_factory):
+    """pigeon with its defaults: local domain localhost, no relaying."""
+    return pigeon_factory('[domains."localhost"]\n[domains."example.test"]\nmailboxes = ["alice", "bob"]\n'
+                          '[aliases]\n"team@example.test" = ["alice@example.test", "bob@example.test"]\n')
