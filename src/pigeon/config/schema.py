@@ -18,6 +18,7 @@ TOML layout (all keys optional):
 
     [domains."example.test"]          # a local domain
     mailboxes = ["alice", "bob"]      # omit: any local part is accepted
+    # (or, without tables: domains = ["example.test", "example.org"])
 
     [aliases]
     "info@example.test" = ["alice@example.test", "carol@elsewhere.example"]
@@ -59,25 +60,31 @@ class DomainConfig:
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    message_size: int = 10_240_000     # [limits] message_size, octets (Postfix message_size_limit); 0 = none
-    recipients: int = 1000             # [limits] recipients per message (smtpd_recipient_limit)
-    errors: int = 20                   # [limits] errors before 421 (smtpd_hard_error_limit)
-    hop_count: int = 100               # [limits] hop_count: Received: fields allowed (RFC 5321 §6.3)
-    connections: int = 1000            # [limits] connections: simultaneous SMTP sessions in total
-    connections_per_ip: int = 50       # [limits] connections_per_ip (smtpd_client_connection_count_limit)
+    """[limits]: integers; `load` enforces the minimum given in each comment."""
+
+    message_size: int = 10_240_000     # [limits] message_size, octets (Postfix message_size_limit); >= 0, 0 = none
+    recipients: int = 1000             # [limits] recipients per message (smtpd_recipient_limit); >= 1
+    errors: int = 20                   # [limits] errors before 421 (smtpd_hard_error_limit); >= 1
+    hop_count: int = 100               # [limits] hop_count: Received: fields allowed (RFC 5321 §6.3); >= 1
+    connections: int = 1000            # [limits] connections: simultaneous SMTP sessions in total; 0 = none
+    connections_per_ip: int = 50       # [limits] connections_per_ip (smtpd_client_connection_count_limit); 0 = none
 
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
+    """[timeouts]: seconds (TOML integer or float); `load` rejects nan/inf and negatives."""
+
     command: float = 300.0             # [timeouts] command, s: to send one whole command (RFC 5321 §4.5.3.2.7)
     data_block: float = 180.0          # [timeouts] data_block, s: silence allowed inside DATA/BDAT (§4.5.3.2.5)
     data_total: float = 3600.0         # [timeouts] data_total, s: a whole DATA phase at most
-    shutdown_grace: float = 30.0       # [timeouts] shutdown_grace, s: SIGTERM waits this long for transactions
-    greet_pause: float = 0.0           # [timeouts] greet_pause, s: wait before the 220; talkers are refused
+    shutdown_grace: float = 30.0       # [timeouts] shutdown_grace, s: SIGTERM waits this long for transactions (>= 0)
+    greet_pause: float = 0.0           # [timeouts] greet_pause, s: wait before the 220; talkers are refused (0 = off)
 
 
 @dataclass(frozen=True, slots=True)
 class SmtpPolicy:
+    """[smtp]: protocol policy switches, mapped onto proto.server.SessionConfig by load.session_config."""
+
     bare_newline: Literal["reject"] = "reject"                       # [smtp] bare_newline
     eight_bit_undeclared: Literal["accept", "reject"] = "accept"     # [smtp] eight_bit_undeclared
     pipelining: bool = True                                          # [smtp] pipelining
@@ -89,15 +96,19 @@ class SmtpPolicy:
 
 @dataclass(frozen=True, slots=True)
 class QueueConfig:
+    """[queue]: queue manager settings."""
+
     fsync: bool = True                 # [queue] fsync: never turn off outside tests/benchmarks
     run_interval: float = 60.0         # [queue] run_interval, s: how often the manager rescans
 
 
 @dataclass(frozen=True, slots=True)
 class LogConfig:
+    """[log]: operator logging (see pigeon.obs.logsetup for the line formats)."""
+
     format: Literal["text", "json"] = "text"                         # [log] format
     level: Literal["debug", "info", "warning", "error"] = "info"      # [log] level
-    file: Path | None = None                                         # [log] file; None = stderr
+    file: Path | None = None                                         # [log] file; None = stderr (reopened if rotated away)
 
 
 def _default_listen() -> tuple[ListenAddress, ...]:
@@ -110,12 +121,14 @@ def _default_domains() -> dict[str, DomainConfig]:
 
 @dataclass(frozen=True, slots=True)
 class Config:
+    """The whole configuration. Build it with `pigeon.config.load_config`, which checks every value."""
+
     hostname: str = "localhost"                                      # hostname: our name in 220/Received (default: the machine's FQDN)
     data_dir: Path = Path("./pigeon-data")                          # data_dir: queue and mailboxes live here
     listen: tuple[ListenAddress, ...] = field(default_factory=_default_listen)                  # listen
     relay_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()             # relay_networks: default none
     domains: dict[str, DomainConfig] = field(default_factory=_default_domains)                 # [domains.NAME]
-    aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)                          # [aliases]
+    aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)                          # [aliases]: "local@domain" (lowercased) -> target addresses (domain lowercased)
     limits: Limits = field(default_factory=Limits)
     timeouts: Timeouts = field(default_factory=Timeouts)
     smtp: SmtpPolicy = field(default_factory=SmtpPolicy)

@@ -62,6 +62,7 @@ class PigeonProcess:
         self.workdir = Path(workdir)
         self.data_dir = self.workdir / "data"
         self.port = port or free_port()
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = self.workdir / "pigeon.toml"
         self.log_path = self.workdir / "pigeon.log"
         base = (f'hostname = "pigeon.test"\n'

@@ -1,0 +1,92 @@
+"""The `pigeon` command: one program, several subcommands.
+
+Contract:
+  * `main(argv=None) -> int` parses the command line and runs one subcommand;
+    it returns the exit status instead of calling sys.exit (the console script
+    and `python -m pigeon` do that), and --help/usage errors return too.
+  * Subcommands are registered in one place, `COMMANDS` below: name -> module.
+    Each module defines HELP (one line for `pigeon --help`), DESCRIPTION and
+    EPILOG (man-page style text for `pigeon NAME --help`), `add_arguments
+    (parser)` and `run(args) -> int`. Adding a command (queue, user, sendmail)
+    is one new module plus one line here; nothing registers itself at import.
+  * Exit statuses follow sysexits.h (see cli._common): 0 ok, 64 usage error,
+    78 configuration error; `serve` passes on the status pigeon.app.run returns.
+  * Importing this module is cheap: heavy parts (the server) are imported
+    inside the command that needs them.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from types import ModuleType
+from typing import Sequence
+
+from pigeon.cli._common import EX_USAGE, PROG, ArgumentParser, HelpFormatter
+from pigeon.cli.version import version_line
+
+__all__ = ["main", "build_parser", "COMMANDS"]
+
+#: Subcommand name -> module implementing it (see the contract above).
+#: Planned: "queue" (list/show/retry/hold/release/delete via the admin socket),
+#: "user" (mailbox management), "sendmail" (the sendmail(1) compatible submitter).
+COMMANDS: dict[str, str] = {
+    "serve": "pigeon.cli.serve",
+    "check-config": "pigeon.cli.check",
+    "version": "pigeon.cli.version",
+}
+
+DESCRIPTION = """\
+pigeon is a mail transfer agent: an SMTP server that accepts mail for its
+local domains (and relays for trusted networks), keeps it in a durable queue
+and delivers it to Maildirs or to other mail servers.
+"""
+
+EPILOG = """\
+Run "pigeon COMMAND --help" for a command's options.
+
+examples:
+  pigeon serve                                  try it: 127.0.0.1:2525, domain localhost
+  pigeon serve --config /etc/pigeon.toml        run with a configuration file
+  pigeon check-config /etc/pigeon.toml          check a file before (re)starting
+
+exit status (sysexits.h): 0 ok, 64 usage error, 78 configuration error;
+other values come from the server (69: cannot listen, 73: data_dir unusable).
+See docs/config.md for every configuration key.
+"""
+
+
+def _load(name: str) -> ModuleType:
+    return importlib.import_module(COMMANDS[name])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser: every registered subcommand with its options."""
+    parser = ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG,
+                            formatter_class=HelpFormatter)
+    parser.add_argument("--version", action="version", version=version_line())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for name in COMMANDS:
+        module = _load(name)
+        command = sub.add_parser(name, help=module.HELP, description=module.DESCRIPTION,
+                                 epilog=module.EPILOG or None, formatter_class=HelpFormatter)
+        module.add_arguments(command)
+        command.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the pigeon command line (`argv` without the program name; default sys.argv[1:])."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors
+        return exc.code if isinstance(exc.code, int) else EX_USAGE
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EX_USAGE
+    return int(args.run(args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""`pigeon serve`: build the configuration, set up logging, run the server.
+
+Contract:
+  * Configuration is built in the documented order: embedded defaults, then
+    the --config file, then the flags. Flags that name lists (--listen,
+    --domain, --relay-network) REPLACE the file's list when given at all;
+    they never append to it. A --domain that also has a [domains."NAME"]
+    table in the file keeps that table's `mailboxes`.
+  * Any configuration problem (file, flags, unopenable log file) prints
+    "pigeon: <message>" and returns 78 (EX_CONFIG) before anything starts.
+  * The server itself is pigeon.app.run(config), imported only when it is
+    about to run; its return value is the exit status. Ctrl-C that escapes
+    it returns 130.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Callable
+
+from pigeon.cli._common import EX_CONFIG, fail
+from pigeon.config.load import ConfigError, load_config
+from pigeon.config.schema import Config
+from pigeon.obs.logsetup import setup_logging
+
+HELP = "run the mail server in the foreground"
+
+DESCRIPTION = """\
+Run pigeon in the foreground: accept SMTP connections on the listen
+addresses, queue what is accepted, deliver it, until SIGTERM or SIGINT.
+On SIGTERM pigeon stops accepting, lets transactions in progress finish
+(timeouts.shutdown_grace) and exits 0.
+
+The configuration is the embedded defaults, then the --config file, then
+the options below. With neither, pigeon listens on 127.0.0.1:2525, accepts
+mail for the domain "localhost" and keeps its data in ./pigeon-data.
+
+--listen, --domain and --relay-network may be repeated. Given at all, they
+REPLACE the corresponding list of the file (they never add to it); a
+--domain that also has a [domains."NAME"] table in the file keeps that
+table's mailboxes list.
+"""
+
+EPILOG = """\
+examples:
+  pigeon serve
+      quick start on 127.0.0.1:2525 for the domain localhost
+  pigeon serve --config /etc/pigeon.toml
+  pigeon serve --listen 0.0.0.0:25 --listen '[::]:25' --domain example.test \\
+               --relay-network 192.0.2.0/24 --data-dir /var/lib/pigeon
+  pigeon serve --config /etc/pigeon.toml --log-format json --log-level debug
+
+exit status: 0 after a clean shutdown, 78 for a configuration error,
+69 when a listen address cannot be bound, 73 when data_dir is unusable.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", metavar="FILE", type=Path,
+                        help="TOML configuration file (default: none, embedded defaults only)")
+    parser.add_argument("--listen", metavar="HOST:PORT", action="append",
+                        help='address to listen on, "host:port" or "[ipv6]:port"; repeatable; '
+                             "replaces the file's listen list")
+    parser.add_argument("--domain", metavar="NAME", action="append",
+                        help="local domain to accept mail for; repeatable; replaces the file's domains")
+    parser.add_argument("--relay-network", metavar="CIDR", action="append",
+                        help="network allowed to relay, e.g. 192.0.2.0/24; repeatable; "
+                             "replaces the file's relay_networks")
+    parser.add_argument("--data-dir", metavar="DIR",
+                        help="directory for the queue and the mailboxes (default ./pigeon-data)")
+    parser.add_argument("--hostname", metavar="NAME",
+                        help="our name in the greeting and Received: (default: the machine's FQDN)")
+    parser.add_argument("--log-format", metavar="text|json", help="log line format (default text)")
+    parser.add_argument("--log-level", metavar="LEVEL",
+                        help="debug, info, warning or error (default info)")
+    parser.add_argument("--log-file", metavar="FILE",
+                        help="append the log to FILE instead of stderr")
+
+
+def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
+    """The configuration overrides the flags ask for, in the TOML document's shape."""
+    out: dict[str, Any] = {}
+    if args.listen is not None:
+        out["listen"] = list(args.listen)
+    if args.domain is not None:
+        out["domains"] = list(args.domain)
+    if args.relay_network is not None:
+        out["relay_networks"] = list(args.relay_network)
+    if args.data_dir is not None:
+        out["data_dir"] = args.data_dir
+    if args.hostname is not None:
+        out["hostname"] = args.hostname
+    log = {key: value for key, value in (("format", args.log_format), ("level", args.log_level),
+                                         ("file", args.log_file)) if value is not None}
+    if log:
+        out["log"] = log
+    return out
+
+
+def build_config(args: argparse.Namespace) -> Config:
+    """load_config(--config, flags); raises ConfigError."""
+    return load_config(args.config, overrides_from(args))
+
+
+def run(args: argparse.Namespace, app_run: Callable[[Config], int] | None = None) -> int:
+    """Check the configuration, set up logging, run the server (`app_run`: test seam)."""
+    try:
+        config = build_config(args)
+        setup_logging(config.log)
+    except ConfigError as exc:
+        return fail(str(exc), EX_CONFIG)
+    if app_run is None:
+        from pigeon.app import run as app_run
+    try:
+        return int(app_run(config))
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,145 @@
+"""Operator logging: where pigeon's log lines go and what they look like.
+
+Contract:
+  * `setup_logging(log_config)` configures the "pigeon" logger hierarchy
+    (pigeon, pigeon.mail, pigeon.net, ...): its level, and one handler writing
+    to stderr or to `log.file`. The same handler takes the "asyncio" logger at
+    WARNING (unretrieved task exceptions are pigeon bugs an operator must
+    see). It never touches the root logger; both loggers stop propagating to
+    it so lines are not written twice. Calling it again replaces the handler.
+  * Text format, one line per record (ISO 8601 UTC with milliseconds, chosen
+    over the syslog style because it sorts, carries the year and needs no
+    time zone guessing; the host name is left to syslog/journald):
+
+        2026-11-29T17:20:01.123Z pigeon[4242] INFO pigeon.mail: 4F2A9C: from=<alice@example.org>, size=1234, nrcpt=2 (queued)
+
+    Control characters in the message (CR, LF, ...) are escaped as \\r, \\n,
+    \\xNN, so a peer cannot forge log lines; a traceback follows on extra lines
+    indented by two spaces.
+  * JSON format, one object per line (JSON Lines), UTF-8:
+
+        {"ts": "2026-11-29T17:20:01.123Z", "level": "info", "logger": "pigeon.mail",
+         "pid": 4242, "msg": "4F2A9C: from=<...>, ...", "queue_id": "4F2A9C",
+         "from": "alice@example.org", "size": 1234, "nrcpt": 2, "detail": "queued"}
+
+    Structured fields: a record's `extra={"fields": {...}}` become top-level
+    keys (a field named like a reserved key - ts, level, logger, pid, msg,
+    queue_id, detail, exc - gets a trailing "_"); `extra` `queue_id` and
+    `detail` become keys of those names. Values that are not JSON types are
+    written as their str(). The text format shows only the message: callers
+    put in the message whatever a human reader needs.
+  * Failure modes: a log file that cannot be opened raises ConfigError with
+    key "log.file" (the CLI prints it and exits 78). Write errors later go to
+    logging's own handleError (a line on stderr), never into pigeon's code.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import logging.handlers
+import re
+import sys
+import time
+from typing import Any, TextIO
+
+from pigeon.config.load import ConfigError
+from pigeon.config.schema import LogConfig
+
+__all__ = ["setup_logging", "TextFormatter", "JsonFormatter", "ROOT_LOGGER"]
+
+ROOT_LOGGER = "pigeon"
+
+_RESERVED = frozenset({"ts", "level", "logger", "pid", "msg", "queue_id", "detail", "exc"})
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_ESCAPES = {"\r": "\\r", "\n": "\\n", "\t": "\\t"}
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+    return f"{seconds}.{int(record.msecs):03d}Z"
+
+
+def escape_controls(text: str) -> str:
+    """`text` with control characters written as \\r, \\n, \\t or \\xNN (one line, always)."""
+    return _CONTROL.sub(lambda m: _ESCAPES.get(m.group(), f"\\x{ord(m.group()):02x}"), text)
+
+
+class TextFormatter(logging.Formatter):
+    """`2026-11-29T17:20:01.123Z pigeon[pid] LEVEL logger: message`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = (f"{_timestamp(record)} pigeon[{record.process}] {record.levelname} "
+                f"{record.name}: {escape_controls(record.getMessage())}")
+        extra = self._exception_text(record)
+        if extra:
+            line += "\n" + "\n".join("  " + part for part in extra.splitlines())
+        return line
+
+    def _exception_text(self, record: logging.LogRecord) -> str:
+        parts = []
+        if record.exc_info:
+            parts.append(self.formatException(record.exc_info))
+        if record.stack_info:
+            parts.append(self.formatStack(record.stack_info))
+        return "\n".join(parts)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record; see the module docstring for the keys."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        obj: dict[str, Any] = {
+            "ts": _timestamp(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "pid": record.process,
+            "msg": record.getMessage(),
+        }
+        queue_id = getattr(record, "queue_id", None)
+        if queue_id is not None:
+            obj["queue_id"] = queue_id
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            for key, value in fields.items():
+                key = str(key)
+                obj[key + "_" if key in _RESERVED else key] = value
+        detail = getattr(record, "detail", None)
+        if detail is not None:
+            obj["detail"] = detail
+        if record.exc_info or record.stack_info:
+            parts = []
+            if record.exc_info:
+                parts.append(self.formatException(record.exc_info))
+            if record.stack_info:
+                parts.append(self.formatStack(record.stack_info))
+            obj["exc"] = "\n".join(parts)
+        return json.dumps(obj, ensure_ascii=False, default=str)
+
+
+def setup_logging(log_config: LogConfig, *, stream: TextIO | None = None) -> None:
+    """Send the "pigeon" loggers to stderr (or `stream`, or log_config.file) in the chosen format.
+
+    `stream` is the test seam; it is ignored when log_config.file is set.
+    Raises ConfigError("log.file", ...) when the file cannot be opened.
+    """
+    handler: logging.Handler
+    if log_config.file is not None:
+        try:
+            handler = logging.handlers.WatchedFileHandler(log_config.file, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError("log.file", f"cannot open {log_config.file}: {exc.strerror or exc}") from None
+    else:
+        handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(JsonFormatter() if log_config.format == "json" else TextFormatter())
+    handler.set_name("pigeon")
+
+    for name, level in ((ROOT_LOGGER, log_config.level.upper()), ("asyncio", "WARNING")):
+        logger = logging.getLogger(name)
+        for old in list(logger.handlers):
+            if old.get_name() == "pigeon":
+                logger.removeHandler(old)
+                if old is not handler:
+                    old.close()
+        logger.addHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = False

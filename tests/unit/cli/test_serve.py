@@ -1,0 +1,101 @@
+"""`pigeon serve`: flags -> overrides, config errors -> 78, then pigeon.app.run(config)."""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import pytest
+
+from pigeon.cli import serve
+from pigeon.cli.main import build_parser, main
+from pigeon.config.schema import DomainConfig, ListenAddress
+
+
+@pytest.fixture(autouse=True)
+def restore_logging():
+    saved = {}
+    for name in ("pigeon", "asyncio"):
+        logger = logging.getLogger(name)
+        saved[name] = (list(logger.handlers), logger.level, logger.propagate)
+    yield
+    for name, (handlers, level, propagate) in saved.items():
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if handler not in handlers:
+                logger.removeHandler(handler)
+                handler.close()
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(["serve", *argv])
+
+
+def test_no_flags_no_overrides():
+    assert serve.overrides_from(parse()) == {}
+
+
+def test_flags_become_overrides():
+    args = parse("--listen", "0.0.0.0:25", "--listen", "[::]:25", "--domain", "a.test", "--domain", "b.test",
+                 "--relay-network", "10.0.0.0/8", "--data-dir", "/d", "--hostname", "h.test",
+                 "--log-format", "json", "--log-level", "debug", "--log-file", "/l")
+    assert serve.overrides_from(args) == {
+        "listen": ["0.0.0.0:25", "[::]:25"], "domains": ["a.test", "b.test"],
+        "relay_networks": ["10.0.0.0/8"], "data_dir": "/d", "hostname": "h.test",
+        "log": {"format": "json", "level": "debug", "file": "/l"}}
+
+
+def test_quick_start_defaults():
+    config = serve.build_config(parse())
+    assert config.listen == (ListenAddress("127.0.0.1", 2525),)
+    assert list(config.domains) == ["localhost"]
+    assert config.data_dir == Path("pigeon-data")
+
+
+def test_flags_replace_the_file_lists(tmp_path):
+    path = tmp_path / "p.toml"
+    path.write_text('listen = ["127.0.0.1:25"]\nrelay_networks = ["192.0.2.0/24"]\n'
+                    '[domains."a.test"]\nmailboxes = ["alice"]\n[domains."b.test"]\n')
+    config = serve.build_config(parse("--config", str(path), "--listen", "[::1]:2525", "--domain", "a.test",
+                                      "--domain", "c.test"))
+    assert config.listen == (ListenAddress("::1", 2525),)
+    assert config.domains == {"a.test": DomainConfig("a.test", frozenset({"alice"})),
+                              "c.test": DomainConfig("c.test")}
+    assert [str(n) for n in config.relay_networks] == ["192.0.2.0/24"]
+
+
+def test_run_calls_the_app_with_the_config(tmp_path):
+    seen = []
+    status = serve.run(parse("--domain", "x.test", "--log-file", str(tmp_path / "log")),
+                       app_run=lambda config: seen.append(config) or 7)
+    assert status == 7
+    assert list(seen[0].domains) == ["x.test"]
+    logging.getLogger("pigeon.test").info("hello")
+    assert "INFO pigeon.test: hello" in (tmp_path / "log").read_text()
+
+
+def test_run_keyboard_interrupt_is_130():
+    def interrupted(config):
+        raise KeyboardInterrupt
+    assert serve.run(parse(), app_run=interrupted) == 130
+
+
+def test_config_error_exits_78_before_starting(tmp_path, capsys):
+    path = tmp_path / "p.toml"
+    path.write_text("[limits]\nmesage_size = 1\n")
+    assert main(["serve", "--config", str(path)]) == 78
+    assert capsys.readouterr().err == \
+        f'pigeon: {path}: limits.mesage_size: unknown key (did you mean "message_size"?)\n'
+
+
+def test_bad_flag_value_exits_78(capsys):
+    assert main(["serve", "--listen", "localhost"]) == 78
+    assert capsys.readouterr().err == \
+        'pigeon: command line: listen: "localhost": expected "host:port" or "[ipv6]:port"\n'
+
+
+def test_unopenable_log_file_exits_78(tmp_path, capsys):
+    assert main(["serve", "--log-file", str(tmp_path / "missing-dir" / "log")]) == 78
+    assert capsys.readouterr().err.startswith(f"pigeon: config error: log.file: cannot open {tmp_path}")

@@ -1,0 +1,205 @@
+"""load_config: layering (defaults -> file -> overrides), file handling, error sources."""
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+import pigeon.config
+from pigeon.config import Config, ConfigError, load_config
+from pigeon.config import load as load_module
+from pigeon.config.load import default_hostname, session_config
+from pigeon.config.schema import DomainConfig, Limits, ListenAddress, LogConfig
+from pigeon.proto.server import SessionConfig
+
+FILE = """\
+hostname = "mx.example.test"
+data_dir = "/srv/pigeon"
+listen = ["0.0.0.0:25", "[::]:25"]
+relay_networks = ["192.0.2.0/24"]
+
+[domains."example.test"]
+mailboxes = ["alice", "bob"]
+
+[domains."other.test"]
+
+[aliases]
+"info@example.test" = ["alice@example.test", "bob@example.test"]
+
+[limits]
+message_size = 1000
+recipients = 5
+
+[log]
+format = "json"
+level = "debug"
+"""
+
+
+@pytest.fixture
+def conf(tmp_path):
+    def write(text: str, name: str = "pigeon.toml") -> Path:
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        return path
+    return write
+
+
+def test_public_exports():
+    assert pigeon.config.__all__ == ["Config", "ConfigError", "load_config"]
+
+
+def test_defaults_without_file_or_overrides():
+    config = load_config()
+    assert config.listen == (ListenAddress("127.0.0.1", 2525),)
+    assert config.domains == {"localhost": DomainConfig("localhost")}
+    assert config.data_dir == Path("./pigeon-data")
+    assert config.relay_networks == ()
+    assert config.limits == Limits()
+    assert config.log == LogConfig()
+    assert config.hostname == default_hostname()
+
+
+def test_file_values(conf):
+    config = load_config(conf(FILE))
+    assert config.hostname == "mx.example.test"
+    assert config.data_dir == Path("/srv/pigeon")
+    assert config.listen == (ListenAddress("0.0.0.0", 25), ListenAddress("::", 25))
+    assert config.relay_networks == (ipaddress.ip_network("192.0.2.0/24"),)
+    assert config.domains["example.test"].mailboxes == frozenset({"alice", "bob"})
+    assert config.domains["other.test"].mailboxes is None
+    assert "localhost" not in config.domains            # the file's table replaces the default
+    assert config.aliases == {"info@example.test": ("alice@example.test", "bob@example.test")}
+    assert config.limits == Limits(message_size=1000, recipients=5)   # other limits keep defaults
+    assert config.log == LogConfig(format="json", level="debug")
+
+
+def test_empty_file_is_all_defaults(conf):
+    assert load_config(conf("")) == dataclasses.replace(Config(), hostname=default_hostname())
+
+
+def test_overrides_beat_the_file_key_by_key(conf):
+    config = load_config(conf(FILE), {"listen": ["127.0.0.1:2525"], "limits": {"recipients": 9},
+                                      "log": {"level": "info"}, "hostname": "cli.example.test"})
+    assert config.listen == (ListenAddress("127.0.0.1", 2525),)          # list replaced, not appended
+    assert config.limits == Limits(message_size=1000, recipients=9)     # section merged per key
+    assert config.log == LogConfig(format="json", level="info")
+    assert config.hostname == "cli.example.test"
+    assert config.relay_networks == (ipaddress.ip_network("192.0.2.0/24"),)   # untouched keys stay
+
+
+def test_override_lists_replace_relay_networks(conf):
+    config = load_config(conf(FILE), {"relay_networks": ["10.0.0.0/8"]})
+    assert config.relay_networks == (ipaddress.ip_network("10.0.0.0/8"),)
+
+
+def test_domain_names_override_keeps_the_file_tables(conf):
+    config = load_config(conf(FILE), {"domains": ["example.test", "new.test"]})
+    assert config.domains == {"example.test": DomainConfig("example.test", frozenset({"alice", "bob"})),
+                              "new.test": DomainConfig("new.test")}
+
+
+def test_domain_names_in_the_file_alone(conf):
+    config = load_config(conf('domains = ["a.test", "localhost"]\n'))
+    assert config.domains == {"a.test": DomainConfig("a.test"), "localhost": DomainConfig("localhost")}
+
+
+def test_errors_name_their_source(conf):
+    path = conf('[limits]\nmessage_size = "ten"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f'{path}: limits.message_size: must be a non-negative integer, got "ten"'
+    assert (info.value.key, info.value.source) == ("limits.message_size", str(path))
+    with pytest.raises(ConfigError) as info:
+        load_config(conf(FILE), {"limits": {"message_size": -1}})
+    assert str(info.value) == "command line: limits.message_size: must be a non-negative integer, got -1"
+
+
+def test_error_without_source_says_config_error():
+    assert str(ConfigError("limits.message_size", 'must be a non-negative integer, got "ten"')) == \
+        'config error: limits.message_size: must be a non-negative integer, got "ten"'
+    assert str(ConfigError(None, "cannot read file: Permission denied", "/etc/pigeon.toml")) == \
+        "/etc/pigeon.toml: cannot read file: Permission denied"
+
+
+def test_toml_syntax_error_names_file_and_line(conf):
+    path = conf('hostname = "x.test"\nlisten = [\n"a" "b"]\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    text = str(info.value)
+    assert text.startswith(f"{path}: line 3, column 5: invalid TOML: ")
+    assert info.value.key is None
+
+
+def test_toml_error_at_end_of_file(conf):
+    with pytest.raises(ConfigError) as info:
+        load_config(conf('hostname = "x'))
+    assert "invalid TOML" in str(info.value)
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "nope.toml"
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}: cannot read file: No such file or directory"
+
+
+def test_directory_instead_of_file(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path)
+    assert str(info.value).startswith(f"{tmp_path}: cannot read file: ")
+
+
+def test_file_that_is_not_utf8(tmp_path):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes('hostname = "caf\xe9.test"\n'.encode("latin-1"))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}: not UTF-8 text (bad byte at offset 15)"
+
+
+def test_path_may_be_a_string(conf):
+    assert load_config(str(conf('hostname = "s.test"\n'))).hostname == "s.test"
+
+
+def test_default_hostname():
+    assert default_hostname(lambda: "Mail.Example.ORG") == "mail.example.org"
+    assert default_hostname(lambda: "mail.example.org.") == "mail.example.org"
+    assert default_hostname(lambda: "buildbox") == "localhost"
+    assert default_hostname(lambda: "bad_name.example") == "localhost"
+
+    def broken() -> str:
+        raise OSError("no resolver")
+    assert default_hostname(broken) == "localhost"
+
+
+def test_session_config_mapping(conf):
+    config = load_config(conf(FILE), {"timeouts": {"command": 10, "data_block": 20, "data_total": 30},
+                                      "limits": {"errors": 3, "hop_count": 7},
+                                      "smtp": {"pipelining": False, "chunking": False, "smtputf8": False,
+                                               "dsn": False, "eight_bit_mime": False,
+                                               "eight_bit_undeclared": "reject"}})
+    assert session_config(config) == SessionConfig(
+        hostname="mx.example.test", max_message_size=1000, max_recipients=5, max_errors=3, hop_limit=7,
+        command_timeout=10.0, data_timeout=20.0, data_deadline=30.0, bare_newline="reject",
+        eight_bit_undeclared="reject", enable_pipelining=False, enable_chunking=False,
+        enable_smtputf8=False, enable_dsn=False, enable_8bitmime=False)
+
+
+def test_session_config_of_defaults_matches_session_defaults():
+    config = dataclasses.replace(Config(), hostname="localhost")
+    assert session_config(config) == SessionConfig()
+
+
+def test_every_schema_field_has_exactly_one_checker():
+    for section, (cls, checkers) in load_module._SECTIONS.items():
+        assert {f.name for f in dataclasses.fields(cls)} == set(checkers), section
+    top_level = {f.name for f in dataclasses.fields(Config)}
+    assert top_level == set(load_module._TOP) | set(load_module._SECTIONS)
+
+
+def test_loaded_defaults_equal_schema_defaults():
+    """The loader adds no defaults of its own (besides hostname): the schema is the one source."""
+    assert dataclasses.replace(load_config(), hostname="localhost") == Config()
