@@ -30,19 +30,27 @@ class Recipient:
     status: RecipientStatus = RecipientStatus.PENDING
     #: Last delivery diagnostic ("dsn=4.4.1 ..." text), for logs and bounces.
     diagnostic: str = ""
+    #: The envelope recipient this one was expanded from by an alias ("" when
+    #: it was given by the client as is). Set by the queue manager when it
+    #: expands aliases; such recipients are never alias-expanded again.
+    original: str = ""
 
     @property
     def final(self) -> bool:
         return self.status in (RecipientStatus.DELIVERED, RecipientStatus.BOUNCED)
 
     def to_dict(self) -> dict:
-        return {"address": self.address, "params": self.params.to_dict(),
-                "status": self.status.value, "diagnostic": self.diagnostic}
+        d = {"address": self.address, "params": self.params.to_dict(),
+             "status": self.status.value, "diagnostic": self.diagnostic}
+        if self.original:
+            d["original"] = self.original
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Recipient":
         return cls(d["address"], RcptParams.from_dict(d.get("params") or {}),
-                   RecipientStatus(d.get("status", "pending")), d.get("diagnostic", ""))
+                   RecipientStatus(d.get("status", "pending")), d.get("diagnostic", ""),
+                   d.get("original", ""))
 
 
 @dataclass(slots=True)
@@ -57,6 +65,7 @@ class Envelope:
     client_address: str = ""   # "ip" of the SMTP client ("" for local submission)
     client_helo: str = ""
     protocol: str = "ESMTP"    # SMTP / ESMTP / UTF8SMTP ... as in the Received: field
+    attempts: int = 0          # delivery runs that ended deferred (drives the retry backoff)
 
     def to_dict(self) -> dict:
         return {"queue_id": self.queue_id, "sender": self.sender,
@@ -64,11 +73,11 @@ class Envelope:
                 "params": self.params.to_dict(), "received_at": self.received_at,
                 "size": self.size, "eight_bit": self.eight_bit,
                 "client_address": self.client_address, "client_helo": self.client_helo,
-                "protocol": self.protocol}
+                "protocol": self.protocol, "attempts": self.attempts}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Envelope":
         return cls(d["queue_id"], d["sender"], [Recipient.from_dict(r) for r in d["recipients"]],
                    MailParams.from_dict(d.get("params") or {}), d.get("received_at", 0.0),
                    d.get("size", 0), d.get("eight_bit", False), d.get("client_address", ""),
-                   d.get("client_helo", ""), d.get("protocol", "ESMTP"))
+                   d.get("client_helo", ""), d.get("protocol", "ESMTP"), d.get("attempts", 0))

@@ -1,0 +1,208 @@
+"""Local delivery into Maildir folders (the Maildir spec, Dovecot-compatible).
+
+Contract:
+  * `deliver_to_maildir()` either leaves exactly one complete message in
+    `<maildir>/new/` and returns its path, or raises `OSError` and leaves
+    nothing in `new/` (a stray file in `tmp/` at worst, which MUAs and Dovecot
+    ignore and clean up after 36 hours, as the Maildir spec describes).
+  * The message is durable when the function returns (fsync of the file, then
+    of `new/`; of each directory we had to create, its parent too), so the
+    queue manager may mark the recipient delivered and drop its copy.
+  * The content is streamed in chunks; a message is never held whole in memory.
+  * This module never touches the queue; it reads the content file it is given.
+
+What is written, in order:
+  1. `Return-Path: <reverse-path>` (RFC 5321 §4.4: the delivery MTA adds it;
+     `<>` for the null reverse-path), so MUAs and Sieve see the envelope sender.
+  2. `Delivered-To: <address>` if given (the final address after alias
+     expansion, as Postfix's local(8) writes; a loop-detection aid).
+  3. The queued content (which already carries our Received: on top).
+
+Line endings: the queue stores the message as it came over the wire (CRLF).
+Maildir files conventionally hold LF line endings (the mailbox is a Unix text
+file; Postfix local(8)/virtual(8) and Dovecot's LDA write LF), and Dovecot
+reads either. We store LF, converting CRLF to LF while copying; a CR not
+followed by LF is left as is (the SMTP side rejects bare CR anyway). Dovecot's
+`,S=<size>` is the size of the file as stored (LF), and `,W=<size>` the
+"virtual" size with CRLF line endings, which Dovecot uses for quota and IMAP
+RFC822.SIZE without reading the file.
+
+File names: `<seconds>.M<usec>P<pid>Q<counter>.<host>,S=<size>,W=<vsize>`
+(the Maildir spec's unique-name recipe as Dovecot and Postfix use it; `/` and
+`:` in the host name are written as `\\057` and `\\072`, as the spec says).
+
+Mailbox paths: `<mailbox_root>/<domain>/<local>/`, see `maildir_path()`.
+
+Failure modes: any OSError (ENOSPC, EACCES, EIO) propagates to the caller,
+which records a temporary failure and retries later.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import time
+from pathlib import Path
+
+CHUNK = 64 * 1024
+_counter = itertools.count(1)
+_SAFE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._+-")
+
+
+def safe_component(text: str) -> str:
+    """Make `text` one safe path component: lowercased, and every character
+    outside [a-z0-9._+-] (including each UTF-8 octet of non-ASCII text)
+    percent-encoded as %XX. A leading "." is encoded too, so the result can be
+    neither hidden, nor "." / "..", nor contain "/". Empty input: ValueError.
+    """
+    if not text:
+        raise ValueError("empty mailbox name")
+    out = []
+    for ch in text.lower():
+        if ch in _SAFE:
+            out.append(ch)
+        else:
+            out.extend(f"%{b:02X}" for b in ch.encode("utf-8"))
+    if out[0] == ".":
+        out[0] = "%2E"
+    return "".join(out)
+
+
+def maildir_path(mailbox_root: Path, local: str, domain: str) -> Path:
+    """The Maildir of `local@domain`: `<mailbox_root>/<domain>/<local>/`.
+
+    Both parts go through `safe_component()`: local parts are case-folded
+    (pigeon treats local mailboxes case-insensitively, like most MTAs despite
+    RFC 5321 §2.4 allowing case-sensitivity) and e.g. "a/b" becomes "a%2Fb",
+    ".." becomes "%2E.".
+    """
+    return Path(mailbox_root) / safe_component(domain) / safe_component(local)
+
+
+def _hostname() -> str:
+    return socket.gethostname().replace("/", "\\057").replace(":", "\\072")
+
+
+def _unique_base() -> str:
+    now = time.time()
+    sec = int(now)
+    usec = int((now - sec) * 1_000_000)
+    return f"{sec}.M{usec}P{os.getpid()}Q{next(_counter)}.{_hostname()}"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def ensure_maildir(maildir: Path, *, fsync: bool = True) -> None:
+    """Create `maildir` and its tmp/ new/ cur/ (mode 0700) if missing.
+
+    Directories we create are made durable (fsync of their parent), otherwise
+    a crash could lose the directory holding a message we reported delivered.
+    """
+    created: list[Path] = []
+    missing = []
+    p = Path(maildir)
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=0o700)
+            created.append(d)
+        except FileExistsError:
+            pass
+    for sub in ("tmp", "new", "cur"):
+        try:
+            (maildir / sub).mkdir(mode=0o700)
+            created.append(maildir / sub)
+        except FileExistsError:
+            pass
+    if fsync:
+        for parent in {d.parent for d in created}:
+            _fsync_dir(parent)
+
+
+def copy_crlf_to_lf(src, dst, chunk_size: int = CHUNK) -> tuple[int, int]:
+    """Copy file object src to dst converting CRLF -> LF, `chunk_size` octets
+    at a time; return (octets written, LF count)."""
+    size = lines = 0
+    carry = b""
+    while True:
+        chunk = src.read(chunk_size)
+        if not chunk:
+            break
+        data = carry + chunk
+        # A CR at the end of a chunk may be the first half of a CRLF split
+        # across reads: hold it back until we see the next octet.
+        if data.endswith(b"\r"):
+            data, carry = data[:-1], b"\r"
+        else:
+            carry = b""
+        data = data.replace(b"\r\n", b"\n")
+        dst.write(data)
+        size += len(data)
+        lines += data.count(b"\n")
+    if carry:
+        dst.write(carry)
+        size += len(carry)
+    return size, lines
+
+
+def deliver_to_maildir(maildir: Path, source: Path, return_path: str, *,
+                       fsync: bool = True, delivered_to: str | None = None) -> Path:
+    """Deliver the content file `source` into `maildir`; return the new file's path.
+
+    `return_path` is the envelope sender ("" for the null reverse-path).
+    """
+    maildir = Path(maildir)
+    ensure_maildir(maildir, fsync=fsync)
+    base = _unique_base()
+    tmp_path = maildir / "tmp" / base
+    header = f"Return-Path: <{return_path}>\n"
+    if delivered_to:
+        header += f"Delivered-To: {delivered_to}\n"
+    head = header.encode("utf-8")
+    final: Path | None = None
+    try:
+        with open(source, "rb") as src, open(tmp_path, "xb") as dst:
+            os.fchmod(dst.fileno(), 0o600)
+            dst.write(head)
+            size, lines = copy_crlf_to_lf(src, dst)
+            size += len(head)
+            lines += head.count(b"\n")
+            dst.flush()
+            if fsync:
+                os.fsync(dst.fileno())
+        name = maildir / "new" / f"{base},S={size},W={size + lines}"
+        # link() then unlink() per the Maildir spec: link fails rather than
+        # overwrite if the name somehow exists. Fall back to rename() on file
+        # systems without hard links.
+        try:
+            os.link(tmp_path, name)
+        except FileExistsError:
+            raise
+        except OSError:
+            os.rename(tmp_path, name)
+        final = name
+        _unlink_quietly(tmp_path)
+        if fsync:
+            _fsync_dir(maildir / "new")
+        return final
+    except BaseException:
+        # Leave nothing half-done: the caller will retry the whole delivery.
+        _unlink_quietly(tmp_path)
+        if final is not None:
+            _unlink_quietly(final)
+        raise
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

@@ -1,0 +1,106 @@
+"""Maildir delivery: headers, line endings, names, paths, streaming."""
+from __future__ import annotations
+
+import io
+import os
+import re
+import stat
+
+import pytest
+
+from pigeon.delivery import maildir as md
+from pigeon.delivery.maildir import deliver_to_maildir, maildir_path, safe_component
+
+CONTENT = b"Received: by mx\r\nSubject: hi\r\n\r\nline one\r\nline two\r\n"
+
+
+@pytest.fixture
+def source(tmp_path):
+    p = tmp_path / "msg"
+    p.write_bytes(CONTENT)
+    return p
+
+
+def test_return_path_first_then_delivered_to_then_lf_content(tmp_path, source):
+    box = tmp_path / "box"
+    path = deliver_to_maildir(box, source, "alice@example.test",
+                              delivered_to="bob@example.test")
+    data = path.read_bytes()
+    assert data == (b"Return-Path: <alice@example.test>\nDelivered-To: bob@example.test\n"
+                    + CONTENT.replace(b"\r\n", b"\n"))
+    assert b"\r" not in data
+    assert path.parent == box / "new"
+    assert list((box / "tmp").iterdir()) == []
+    for sub in ("tmp", "new", "cur"):
+        assert stat.S_IMODE((box / sub).stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_null_sender_is_angle_brackets(tmp_path, source):
+    path = deliver_to_maildir(tmp_path / "box", source, "")
+    assert path.read_bytes().startswith(b"Return-Path: <>\nReceived: by mx\n")
+
+
+def test_unique_dovecot_style_names_with_sizes(tmp_path, source):
+    names = {deliver_to_maildir(tmp_path / "box", source, "a@b", fsync=False).name
+             for _ in range(50)}
+    assert len(names) == 50
+    for name in names:
+        m = re.fullmatch(r"(\d+)\.M(\d+)P(\d+)Q(\d+)\.([^/,:]+),S=(\d+),W=(\d+)", name)
+        assert m, name
+        assert int(m.group(3)) == os.getpid()
+        size = (tmp_path / "box" / "new" / name).stat().st_size
+        assert int(m.group(6)) == size
+        lines = (tmp_path / "box" / "new" / name).read_bytes().count(b"\n")
+        assert int(m.group(7)) == size + lines        # virtual size with CRLF
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 4, 5, 64])
+def test_crlf_split_across_chunks(chunk):
+    # A CRLF straddling a chunk boundary must still become one LF; a lone CR stays.
+    src = io.BytesIO(b"abc\r\ndefghi\r\n\r\nj\rk\r\n\r")
+    dst = io.BytesIO()
+    size, lines = md.copy_crlf_to_lf(src, dst, chunk)
+    assert dst.getvalue() == b"abc\ndefghi\n\nj\rk\n\r"
+    assert (size, lines) == (len(dst.getvalue()), 4)
+
+
+def test_large_message_streams(tmp_path):
+    src = tmp_path / "big"
+    with open(src, "wb") as f:
+        for _ in range(2000):
+            f.write(b"x" * 998 + b"\r\n")
+    path = deliver_to_maildir(tmp_path / "box", src, "a@b", fsync=False)
+    assert path.stat().st_size == len(b"Return-Path: <a@b>\n") + 2000 * 999
+
+
+def test_failure_leaves_nothing_in_new(tmp_path):
+    with pytest.raises(OSError):
+        deliver_to_maildir(tmp_path / "box", tmp_path / "does-not-exist", "a@b")
+    assert list((tmp_path / "box" / "new").iterdir()) == []
+    assert list((tmp_path / "box" / "tmp").iterdir()) == []
+
+
+@pytest.mark.parametrize("raw, safe", [
+    ("Alice", "alice"),
+    ("a.b+tag", "a.b+tag"),
+    ("..", "%2E."),
+    (".hidden", "%2Ehidden"),
+    ("a/b", "a%2Fb"),
+    ("x y", "x%20y"),
+    ("é", "%C3%A9"),
+    ("100%", "100%25"),
+])
+def test_safe_component(raw, safe):
+    assert safe_component(raw) == safe
+
+
+def test_safe_component_rejects_empty():
+    with pytest.raises(ValueError):
+        safe_component("")
+
+
+def test_maildir_path(tmp_path):
+    assert maildir_path(tmp_path, "Bob", "Example.TEST") == tmp_path / "example.test" / "bob"
+    p = maildir_path(tmp_path, "../../etc", "example.test")
+    assert p.parent == tmp_path / "example.test" and "/" not in p.name

@@ -1,0 +1,177 @@
+"""QueueManager end to end over a real QueueStore and Maildirs in a temp dir."""
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from pigeon.config.schema import Config, DomainConfig
+from pigeon.queue.manager import REMOTE_UNAVAILABLE, QueueManager
+from pigeon.queue.model import Envelope, Recipient, RecipientStatus
+from pigeon.queue.store import QueueStore
+from pigeon.routing.resolve import Router
+from pigeon.testing.fakes import RecordingMaillog
+
+
+def make_config(tmp_path: Path) -> Config:
+    return Config(hostname="mx.example.test", data_dir=tmp_path,
+                  domains={"example.test": DomainConfig("example.test",
+                                                         frozenset({"alice", "bob"}))},
+                  aliases={"team@example.test": ("alice@example.test", "bob@example.test"),
+                           "ghost@example.test": ("nobody@example.test",)})
+
+
+def commit(store: QueueStore, *rcpts: str, sender: str = "sender@remote.test") -> str:
+    sp = store.new_spool()
+    sp.write(b"Received: by mx.example.test\r\nSubject: " + sp.queue_id.encode() + b"\r\n\r\nhi\r\n")
+    store.commit(sp, Envelope(sp.queue_id, sender, [Recipient(r) for r in rcpts],
+                              received_at=time.time()))
+    return sp.queue_id
+
+
+def maildir_files(cfg: Config, local: str) -> list[Path]:
+    new = cfg.mailbox_root / "example.test" / local / "new"
+    return sorted(new.iterdir()) if new.exists() else []
+
+
+async def run_until(mgr: QueueManager, cond, timeout: float = 10.0) -> None:
+    task = asyncio.create_task(mgr.run())
+    deadline = time.monotonic() + timeout
+    try:
+        while not cond():
+            assert time.monotonic() < deadline, "condition not reached"
+            assert not task.done(), task
+            await asyncio.sleep(0.01)
+    finally:
+        await mgr.stop()
+        await task
+
+
+@pytest.fixture
+def setup(tmp_path):
+    cfg = make_config(tmp_path)
+    store = QueueStore(cfg.queue_dir, fsync=False)
+    store.open()
+    log = RecordingMaillog()
+    mgr = QueueManager(store, Router(cfg), hostname=cfg.hostname, maillog=log,
+                       fsync=False, run_interval=30.0)
+    yield cfg, store, log, mgr
+    store.close()
+
+
+def test_local_aliased_and_remote(setup):
+    cfg, store, log, mgr = setup
+    q_local = commit(store, "alice@example.test")
+    q_alias = commit(store, "team@example.test")
+    q_remote = commit(store, "carol@remote.test", sender="")
+
+    asyncio.run(run_until(mgr, lambda: "removed" in log.statuses(q_alias)
+                          and "removed" in log.statuses(q_local)
+                          and log.for_id(q_remote)))
+
+    alice, bob = maildir_files(cfg, "alice"), maildir_files(cfg, "bob")
+    assert len(alice) == 2 and len(bob) == 1
+    assert bob[0].read_bytes().startswith(
+        b"Return-Path: <sender@remote.test>\nDelivered-To: bob@example.test\nReceived:")
+    # Delivered messages are gone; the remote one waits in 'deferred'.
+    assert [e.queue_id for e in store.list()] == [q_remote]
+    entry = store.list("deferred")[0]
+    assert entry.next_attempt >= time.time() + 20
+    assert entry.envelope.recipients[0].status is RecipientStatus.PENDING
+    assert entry.envelope.recipients[0].diagnostic == REMOTE_UNAVAILABLE
+    # Log lines: per recipient, with orig_to for the alias expansion.
+    sent = [c.fields for c in log.for_id(q_alias) if c.fields["status"] == "sent"]
+    assert sent == [
+        {"to": "alice@example.test", "orig_to": "team@example.test", "relay": "local",
+         "dsn": "2.0.0", "status": "sent", "delay": sent[0]["delay"]},
+        {"to": "bob@example.test", "orig_to": "team@example.test", "relay": "local",
+         "dsn": "2.0.0", "status": "sent", "delay": sent[1]["delay"]}]
+    assert log.for_id(q_alias)[0].detail == "delivered to maildir"
+    assert log.statuses(q_remote) == ["deferred"]
+    stats = mgr.statistics()
+    assert stats["delivered"] == 3 and stats["queue"]["deferred"] == 1
+
+
+def test_duplicate_via_alias_and_direct_is_delivered_once(setup):
+    cfg, store, log, mgr = setup
+    qid = commit(store, "team@example.test", "alice@example.test")
+    asyncio.run(run_until(mgr, lambda: "removed" in log.statuses(qid)))
+    assert len(maildir_files(cfg, "alice")) == 1 and len(maildir_files(cfg, "bob")) == 1
+
+
+def test_alias_to_missing_mailbox_bounces(setup):
+    cfg, store, log, mgr = setup
+    qid = commit(store, "ghost@example.test")
+    asyncio.run(run_until(mgr, lambda: "removed" in log.statuses(qid)))
+    assert log.for_id(qid)[0].fields["dsn"] == "5.1.1"
+    assert log.statuses(qid) == ["bounced", "removed"]
+
+
+def test_local_error_defers_with_backoff_then_recovers(setup):
+    cfg, store, log, mgr = setup
+    # A file where alice's Maildir directory should be: delivery fails (ENOTDIR).
+    blocker = cfg.mailbox_root / "example.test" / "alice"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("not a directory")
+    qid = commit(store, "alice@example.test", "bob@example.test")
+    asyncio.run(run_until(mgr, lambda: "deferred" in log.statuses(qid)))
+    e = store.list("deferred")[0]
+    assert e.envelope.attempts == 1
+    by_addr = {r.address: r for r in e.envelope.recipients}
+    assert by_addr["bob@example.test"].status is RecipientStatus.DELIVERED
+    assert by_addr["alice@example.test"].status is RecipientStatus.DEFERRED
+    assert "maildir delivery failed" in by_addr["alice@example.test"].diagnostic
+    # Fix the cause and make it due: only alice is delivered this time.
+    blocker.unlink()
+    store.set_state(qid, "deferred", 0)
+    mgr2 = QueueManager(store, mgr._router, hostname="mx", maillog=log, fsync=False)
+    asyncio.run(run_until(mgr2, lambda: "removed" in log.statuses(qid)))
+    assert len(maildir_files(cfg, "alice")) == 1 and len(maildir_files(cfg, "bob")) == 1
+
+
+def test_interrupted_delivery_is_redone_after_restart(setup):
+    cfg, store, log, mgr = setup
+    qid = commit(store, "alice@example.test")
+    store.mark_active([qid])                     # as if we crashed mid-delivery
+    asyncio.run(run_until(mgr, lambda: "removed" in log.statuses(qid)))
+    assert len(maildir_files(cfg, "alice")) == 1
+
+
+def test_corrupt_entry_does_not_stop_the_loop(setup, tmp_path):
+    import sqlite3
+    cfg, store, log, mgr = setup
+    bad = commit(store, "alice@example.test")
+    good = commit(store, "bob@example.test")
+    db = sqlite3.connect(cfg.queue_dir / "queue.db")
+    db.execute("UPDATE queue SET envelope='[]' WHERE queue_id=?", (bad,))
+    db.commit()
+    db.close()
+    asyncio.run(run_until(mgr, lambda: "removed" in log.statuses(good)))
+    assert store.counts()["corrupt"] == 1
+
+
+def test_many_messages_with_concurrency(setup):
+    cfg, store, log, mgr = setup
+    ids = [commit(store, "alice@example.test") for _ in range(40)]
+    asyncio.run(run_until(mgr, lambda: all("removed" in log.statuses(q) for q in ids)))
+    assert len(maildir_files(cfg, "alice")) == 40
+    assert store.list() == []
+
+
+def test_nudge_wakes_a_sleeping_manager(setup):
+    cfg, store, log, mgr = setup
+
+    async def scenario():
+        task = asyncio.create_task(mgr.run())
+        await asyncio.sleep(0.2)                 # now asleep for run_interval (30 s)
+        qid = await asyncio.to_thread(commit, store, "bob@example.test")
+        mgr.nudge()
+        t0 = time.monotonic()
+        while "removed" not in log.statuses(qid):
+            assert time.monotonic() - t0 < 5
+            await asyncio.sleep(0.01)
+        await mgr.stop()
+        await task
+    asyncio.run(scenario())

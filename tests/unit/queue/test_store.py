@@ -1,0 +1,230 @@
+"""QueueStore: conformance suite, IDs, failure paths, crash recovery."""
+from __future__ import annotations
+
+import errno
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from pigeon.queue.model import Envelope, Recipient
+from pigeon.queue.store import CorruptEntry, QueueStore, StoreError, _IdGenerator, _store_error
+from pigeon.testing.conformance import check_store
+
+
+def env(qid: str, rcpt: str = "bob@example.test") -> Envelope:
+    return Envelope(qid, "alice@example.test", [Recipient(rcpt)], received_at=time.time())
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = QueueStore(tmp_path / "queue")
+    s.open()
+    yield s
+    s.close()
+
+
+def commit(store: QueueStore, body: bytes = b"Subject: t\r\n\r\nhi\r\n") -> str:
+    sp = store.new_spool()
+    sp.write(body)
+    store.commit(sp, env(sp.queue_id))
+    return sp.queue_id
+
+
+def test_conformance_fsync():
+    check_store(lambda root: QueueStore(root))
+
+
+def test_conformance_no_fsync():
+    check_store(lambda root: QueueStore(root, fsync=False))
+
+
+def test_queue_ids_are_short_sortable_unique_and_filename_safe():
+    gen = _IdGenerator()
+    ids = [gen.next() for _ in range(5000)]
+    assert len(set(ids)) == len(ids)
+    assert all(re.fullmatch(r"[0-9A-HJKMNP-TV-Z]{15}", i) for i in ids)
+    # Sorted by creation: the time+counter prefix is monotonic within a process.
+    prefixes = [i[:12] for i in ids]
+    assert prefixes == sorted(prefixes)
+
+
+def test_200_concurrent_commits_use_fewer_transactions(store):
+    barrier = threading.Barrier(20)
+    ids: list[str] = []
+
+    def worker():
+        barrier.wait()
+        for _ in range(10):
+            ids.append(commit(store))
+    threads = [threading.Thread(target=worker) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    st = store.stats()
+    assert len(set(ids)) == 200 and st["commits"] == 200
+    assert st["batches"] < 200, st
+    assert store.counts()["incoming"] == 200
+
+
+def test_write_after_commit_and_commit_twice_are_refused(store):
+    sp = store.new_spool()
+    sp.write(b"x\r\n")
+    store.commit(sp, env(sp.queue_id))
+    with pytest.raises(StoreError):
+        sp.write(b"more")
+    with pytest.raises(StoreError):
+        store.commit(sp, env(sp.queue_id))
+    sp.discard()                                   # no-op after commit
+    assert store.content_path(sp.queue_id).exists()
+
+
+def test_mismatched_envelope_is_refused_and_leaves_nothing(store):
+    sp = store.new_spool()
+    sp.write(b"x\r\n")
+    with pytest.raises(StoreError):
+        store.commit(sp, env("SOMETHINGELSE00"))
+    assert not sp.path.exists() and store.list() == []
+
+
+def test_failed_rename_fails_only_that_request_and_leaves_no_record(store):
+    bad = store.new_spool()
+    bad.write(b"x\r\n")
+    os.unlink(bad.path)                            # rename will fail with ENOENT
+    good = store.new_spool()
+    good.write(b"y\r\n")
+    f_bad = store.commit_async(bad, env(bad.queue_id))
+    f_good = store.commit_async(good, env(good.queue_id))
+    with pytest.raises(StoreError) as ei:
+        f_bad.result(10)
+    assert not ei.value.disk_full
+    f_good.result(10)
+    assert [e.queue_id for e in store.list()] == [good.queue_id]
+    assert not store.content_path(bad.queue_id).exists()
+    assert store.stats()["failed"] == 1
+
+
+def test_db_failure_unlinks_committed_files(store, tmp_path):
+    sp = store.new_spool()
+    sp.write(b"x\r\n")
+    # A row with the same ID already exists: the INSERT fails (IntegrityError).
+    db = sqlite3.connect(tmp_path / "queue" / "queue.db")
+    db.execute("INSERT INTO queue VALUES (?, 'hold', 0, '{}')", (sp.queue_id,))
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError):
+        store.commit(sp, env(sp.queue_id))
+    assert not store.content_path(sp.queue_id).exists()
+    assert not sp.path.exists()
+
+
+def test_disk_full_classification():
+    assert _store_error("x", OSError(errno.ENOSPC, "full")).disk_full
+    assert _store_error("x", OSError(errno.EDQUOT, "quota")).disk_full
+    assert not _store_error("x", OSError(errno.EIO, "io")).disk_full
+
+
+def test_corrupt_envelope_is_quarantined_not_raised_further(store, tmp_path):
+    qid = commit(store)
+    db = sqlite3.connect(tmp_path / "queue" / "queue.db")
+    db.execute("UPDATE queue SET envelope='{not json' WHERE queue_id=?", (qid,))
+    db.commit()
+    db.close()
+    with pytest.raises(CorruptEntry):
+        store.load(qid)
+    assert store.counts()["corrupt"] == 1
+    assert store.list("corrupt")[0].envelope is None
+    assert store.content_path(qid).exists()        # quarantined, never deleted
+
+
+def test_row_without_content_becomes_corrupt_on_recover(store):
+    qid = commit(store)
+    os.unlink(store.content_path(qid))
+    rep = store.recover()
+    assert rep.missing_content == [qid]
+    assert store.counts()["corrupt"] == 1 and store.due(time.time() + 1, 10) == []
+
+
+def test_recover_spares_spools_being_written(store):
+    sp = store.new_spool()
+    sp.write(b"in progress\r\n")
+    rep = store.recover()
+    assert rep.tmp_removed == []
+    store.commit(sp, env(sp.queue_id))
+    assert store.counts()["incoming"] == 1
+
+
+def test_due_order_update_and_remove(store):
+    a, b = commit(store), commit(store)
+    now = time.time()
+    e = store.load(a)
+    e.recipients[0].diagnostic = "dsn=4.4.0 later"
+    store.update(e, "deferred", now + 100)
+    assert store.due(now + 1, 10) == [b]
+    assert store.due(now + 101, 10) == [b, a]
+    assert store.next_due() <= now + 1
+    assert store.load(a).recipients[0].diagnostic == "dsn=4.4.0 later"
+    store.set_state(b, "hold")
+    assert store.due(now + 1000, 10) == [a]
+    store.remove(a)
+    assert store.counts() == {"incoming": 0, "active": 0, "deferred": 0, "hold": 1, "corrupt": 0}
+
+
+_CRASH_CHILD = r"""
+import sys, threading, time
+from pathlib import Path
+from pigeon.queue.store import QueueStore
+from pigeon.queue.model import Envelope, Recipient
+store = QueueStore(Path(sys.argv[1])); store.open()
+out = threading.Lock()
+def worker():
+    while True:
+        sp = store.new_spool()
+        sp.write(b"Subject: " + sp.queue_id.encode() + b"\r\n\r\n" + b"x" * 3000 + b"\r\n")
+        store.commit(sp, Envelope(sp.queue_id, "a@b.test", [Recipient("c@d.test")], received_at=time.time()))
+        with out:   # "250" only after commit() returned, like the SMTP side
+            sys.stdout.write("ACK " + sp.queue_id + "\n"); sys.stdout.flush()
+for _ in range(8):
+    threading.Thread(target=worker, daemon=True).start()
+time.sleep(60)
+"""
+
+
+def test_sigkill_during_commits_loses_no_acknowledged_message(tmp_path):
+    root = tmp_path / "queue"
+    proc = subprocess.Popen([sys.executable, "-c", _CRASH_CHILD, str(root)],
+                            stdout=subprocess.PIPE, text=True)
+    acked = []
+    try:
+        for line in proc.stdout:
+            acked.append(line.split()[1])
+            if len(acked) >= 150:
+                break
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    # Lines the child flushed before dying are acknowledged too.
+    acked += [l.split()[1] for l in proc.stdout.read().splitlines() if l.startswith("ACK ")]
+    assert len(acked) >= 150
+    store = QueueStore(root)
+    store.open()
+    try:
+        rep = store.recover()
+        listed = {e.queue_id for e in store.list("incoming")}
+        assert set(acked) <= listed
+        for qid in acked:
+            assert store.content_path(qid).read_bytes().startswith(b"Subject: " + qid.encode())
+            assert store.load(qid).queue_id == qid
+        # After recovery disk and database agree exactly.
+        assert not any((root / "tmp").iterdir())
+        assert {p.name for p in (root / "msg").iterdir()} == listed
+        assert rep.missing_content == []
+    finally:
+        store.close()
