@@ -52,7 +52,8 @@ def test_client_talking_before_greeting_is_refused(pigeon_factory):
     s = connect(server.port)
     s.sendall(b"EHLO early.example\r\n")
     data = recv_reply(s)
-    assert data.startswith(b"554 5.5.0"), data
+    # No EHLO yet, so no enhanced status code (RFC 2034 §3).
+    assert data.startswith(b"554 ") and b"talked before greeting" in data, data
     assert s.recv(100) == b""
     s.close()
     # A patient client gets the greeting after the pause.
@@ -85,7 +86,7 @@ def test_command_deadline_not_extended_by_dripping(pigeon_factory):
         if not chunk:
             break
         got += chunk
-    assert got.startswith(b"421 4.4.2"), got
+    assert got.startswith(b"421 ") and b"timeout" in got, got
     assert time.monotonic() - start < 3.0
     s.close()
 

@@ -58,14 +58,15 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
 
 class PigeonProcess:
     def __init__(self, workdir: Path, config_text: str = "", *, extra_args: list[str] | None = None,
-                 port: int | None = None, env: dict | None = None) -> None:
+                 port: int | None = None, env: dict | None = None,
+                 hostname: str = "pigeon.test") -> None:
         self.workdir = Path(workdir)
         self.data_dir = self.workdir / "data"
         self.port = port or free_port()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = self.workdir / "pigeon.toml"
         self.log_path = self.workdir / "pigeon.log"
-        base = (f'hostname = "pigeon.test"\n'
+        base = (f'hostname = "{hostname}"\n'
                 f'data_dir = "{self.data_dir}"\n'
                 f'listen = ["127.0.0.1:{self.port}"]\n')
         self.config_path.write_text(base + config_text)
@@ -92,6 +93,8 @@ class PigeonProcess:
                     banner = s.recv(512)
                     if banner.startswith(b"220"):
                         s.sendall(b"QUIT\r\n")
+                        while s.recv(512):  # wait for 221 and the close, so the
+                            pass            # probe no longer counts as a session
                         return self
             except OSError:
                 time.sleep(0.05)

@@ -1,0 +1,151 @@
+"""Run SMTP transcripts against a live pigeon server over a loopback socket.
+
+Contract:
+  * Uses the same parsed `Transcript` as the in-memory runner
+    (`pigeon.testing.transcript`), so one file checks both the sans-IO core
+    and the whole server (asyncio driver, real policy, real queue).
+  * `live_config_toml(transcript)` turns the transcript's `!config` lines into
+    the equivalent pigeon TOML; it returns None when a setting has no
+    configuration key (the transcript is then in-memory only), and
+    `live_skip_reason()` says why a transcript cannot run live (for example
+    long `!wait`s, which would make the suite slow).
+  * The live server must be configured like the in-memory `DefaultPolicy`:
+    hostname "localhost", local domains "localhost" (any mailbox) and
+    "known.example" (mailbox list without "unknown"), no relay networks.
+    `LIVE_BASE_CONFIG` is that configuration.
+  * `!expect-content` steps are skipped live (the content is checked in
+    memory; end-to-end tests check Maildir contents).
+"""
+from __future__ import annotations
+
+import socket
+import time
+
+from pigeon.testing.transcript import (Expect, ExpectClose, ExpectContent, Send, Transcript,
+                                       TranscriptMismatch, Wait)
+
+LIVE_BASE_CONFIG = ('[domains."localhost"]\n'
+                    '[domains."known.example"]\nmailboxes = ["known"]\n')
+
+MAX_LIVE_WAIT = 3.0  # seconds of !wait a live run may spend in total
+
+# SessionConfig field -> (TOML table, key)
+_CONFIG_KEYS = {
+    "max_message_size": ("limits", "message_size"),
+    "max_recipients": ("limits", "recipients"),
+    "max_errors": ("limits", "errors"),
+    "hop_limit": ("limits", "hop_count"),
+    "command_timeout": ("timeouts", "command"),
+    "data_timeout": ("timeouts", "data_block"),
+    "data_deadline": ("timeouts", "data_total"),
+    "bare_newline": ("smtp", "bare_newline"),
+    "eight_bit_undeclared": ("smtp", "eight_bit_undeclared"),
+    "enable_pipelining": ("smtp", "pipelining"),
+    "enable_chunking": ("smtp", "chunking"),
+    "enable_smtputf8": ("smtp", "smtputf8"),
+    "enable_dsn": ("smtp", "dsn"),
+    "enable_8bitmime": ("smtp", "eight_bit_mime"),
+}
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def live_skip_reason(t: Transcript) -> str | None:
+    unknown = [k for k in t.config if k not in _CONFIG_KEYS and k != "hostname"]
+    if unknown:
+        return f"setting(s) {unknown} have no configuration key"
+    waited = sum(step.seconds for step in t.steps if isinstance(step, Wait))
+    if waited > MAX_LIVE_WAIT:
+        return f"waits {waited:.0f}s (timers are covered in memory and by test_lifecycle)"
+    return None
+
+
+def live_config_toml(t: Transcript) -> str:
+    """The [tables] of pigeon TOML matching the transcript's !config lines."""
+    tables: dict[str, list[str]] = {}
+    for key, value in sorted(t.config.items()):
+        if key in _CONFIG_KEYS:
+            table, name = _CONFIG_KEYS[key]
+            tables.setdefault(table, []).append(f"{name} = {_toml_value(value)}")
+    return "".join(f"[{table}]\n" + "\n".join(lines) + "\n" for table, lines in tables.items())
+
+
+class _LineReader:
+    def __init__(self, sock: socket.socket, name: str) -> None:
+        self.sock, self.name, self.buf, self.eof = sock, name, b"", False
+
+    def _fill(self, timeout: float) -> bool:
+        self.sock.settimeout(timeout)
+        try:
+            chunk = self.sock.recv(65536)
+        except socket.timeout:
+            return False
+        except ConnectionResetError:
+            chunk = b""
+        if not chunk:
+            self.eof = True
+            return False
+        self.buf += chunk
+        return True
+
+    def line(self, timeout: float) -> str | None:
+        deadline = time.monotonic() + timeout
+        while b"\r\n" not in self.buf:
+            if self.eof or not self._fill(max(0.01, deadline - time.monotonic())):
+                if self.eof or time.monotonic() >= deadline:
+                    return None
+        raw, _, self.buf = self.buf.partition(b"\r\n")
+        return raw.decode("utf-8", "replace")
+
+    def expect_eof(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.eof and time.monotonic() < deadline:
+            self._fill(max(0.01, deadline - time.monotonic()))
+        return self.eof
+
+
+def run_live(t: Transcript, host: str, port: int, *, reply_timeout: float = 10.0) -> None:
+    """Play `t` against host:port; raise TranscriptMismatch on a difference."""
+    def fail(lineno: int, msg: str) -> TranscriptMismatch:
+        return TranscriptMismatch(f"{t.name}:{lineno} (live): {msg}")
+
+    with socket.create_connection((host, port), timeout=reply_timeout) as sock:
+        reader = _LineReader(sock, t.name)
+        closed_expected = False
+        last = 0
+        for step in t.steps:
+            last = step.lineno
+            if isinstance(step, Send):
+                try:
+                    sock.sendall(step.data)
+                except OSError as exc:
+                    raise fail(step.lineno, f"send failed: {exc}") from None
+            elif isinstance(step, Expect):
+                got = reader.line(reply_timeout)
+                if got is None:
+                    raise fail(step.lineno, f"expected {step.text!r}, got nothing"
+                               + (" (connection closed)" if reader.eof else ""))
+                if not step.matches(got):
+                    raise fail(step.lineno, f"expected {step.text!r}, got {got!r}")
+            elif isinstance(step, ExpectClose):
+                closed_expected = True
+                if not reader.expect_eof(reply_timeout):
+                    raise fail(step.lineno, "expected the server to close the connection")
+            elif isinstance(step, Wait):
+                time.sleep(step.seconds)
+            elif isinstance(step, ExpectContent):
+                pass
+        if not closed_expected:
+            extra = reader.line(0.3)
+            if extra is not None or reader.buf:
+                raise fail(last, f"unexpected server output {extra!r}")
+            if reader.eof:
+                raise fail(last, "the server closed the connection unexpectedly")
+        elif reader.buf:
+            raise fail(last, f"unexpected server output before close {reader.buf!r}")
