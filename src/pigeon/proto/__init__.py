@@ -1,0 +1,31 @@
+"""pigeon.proto: the sans-IO SMTP protocol core (no sockets, no asyncio, no clock).
+
+Modules, from the bottom up:
+    reply       Reply value type + catalogue (the only source of reply text)
+    address     Address, parse_path/split_path (RFC 5321 §4.1.2, RFC 6531)
+    params      MAIL/RCPT ESMTP parameters (SIZE, BODY, SMTPUTF8, DSN)
+    commands    command-line verb + argument grammar
+    linebuf     bounded, CRLF-strict command-line reader
+    content     streaming content checks (bare CR/LF, line length, NUL, size, hops)
+    datareader  DATA (dot-terminated) and BDAT (counted) readers
+    states      the (state, verb) table
+    events      events handed to the driver
+    server      ServerSession + SessionConfig
+"""
+from pigeon.proto.address import Address, NonAsciiAddressError, PathError, parse_path, split_path
+from pigeon.proto.events import (
+    NEED_DATA, ConnectionClosing, DataAborted, DataFinished, DataReceived, DataStarted, Event,
+    HeloReceived, MailRequested, RcptRequested, TransactionReset)
+from pigeon.proto.params import (
+    MailParams, ParamError, RcptParams, parse_mail_params, parse_rcpt_params, xtext_decode,
+    xtext_encode)
+from pigeon.proto.reply import Reply
+from pigeon.proto.server import ServerSession, SessionConfig
+
+__all__ = [
+    "Address", "NonAsciiAddressError", "PathError", "parse_path", "split_path",
+    "NEED_DATA", "ConnectionClosing", "DataAborted", "DataFinished", "DataReceived",
+    "DataStarted", "Event", "HeloReceived", "MailRequested", "RcptRequested", "TransactionReset",
+    "MailParams", "ParamError", "RcptParams", "parse_mail_params", "parse_rcpt_params",
+    "xtext_decode", "xtext_encode", "Reply", "ServerSession", "SessionConfig",
+]

@@ -170,6 +170,9 @@ LOCAL_ERROR = reply(451, "4.3.0", "Error: queue file write error, try again late
 # --- Message content (DATA/BDAT) ------------------------------------------------
 
 BARE_NEWLINE = reply(521, "5.5.2", "Error: bare <CR> or <LF> received (RFC 5321 §2.3.8)")
+# In a BDAT chunk the framing is by length, so the session can go on: the
+# chunk (and its transaction) is refused without closing the connection.
+BARE_NEWLINE_CHUNK = reply(554, "5.5.2", "Error: bare <CR> or <LF> in BDAT content (RFC 5321 §2.3.8)")
 TEXT_LINE_TOO_LONG = reply(500, "5.5.2", "Error: message line longer than 1000 octets (RFC 5321 §4.5.3.1.6)")
 NUL_IN_DATA = reply(554, "5.6.0", "Error: message contains NUL characters")
 EIGHT_BIT_UNDECLARED = reply(554, "5.6.0", "Error: 8-bit data requires BODY=8BITMIME")

@@ -1,0 +1,69 @@
+"""Property tests: the DATA reader against a slow, obviously-correct reference."""
+from __future__ import annotations
+
+from hypothesis import given, settings, strategies as st
+
+from pigeon.proto import reply as R
+from pigeon.proto.events import DataAborted, DataFinished
+
+from proto_helpers import in_data
+
+TOKENS = [b"\r", b"\n", b"\r\n", b".", b"a", b"Received: x", b"\x00", b"\xc3\xa9", b"\r\n.\r\n"]
+MAX_LINE = 24
+
+
+def reference(stream: bytes):
+    """Per-line reading of RFC 5321 DATA with strict CRLF; returns
+    ("bare",) | ("more",) | ("done", content, failure)."""
+    i, out = 0, bytearray()
+    while True:
+        if stream.startswith(b".\r\n", i):
+            break
+        j = stream.find(b"\n", i)
+        if j == -1:
+            return ("bare",) if b"\r" in stream[i:-1] else ("more",)
+        line = stream[i:j + 1]
+        if not line.endswith(b"\r\n") or b"\r" in line[:-2]:
+            return ("bare",)
+        out += line[1:] if line.startswith(b".") else line
+        i = j + 1
+    content = bytes(out)
+    lines = content.split(b"\r\n")[:-1]
+    failure = None
+    if any(len(line) + 2 > MAX_LINE for line in lines):
+        failure = R.TEXT_LINE_TOO_LONG
+    elif b"\x00" in content:
+        failure = R.NUL_IN_DATA
+    return ("done", content, failure)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(TOKENS), max_size=40), st.lists(st.integers(0, 400), max_size=6))
+def test_matches_reference(tokens: list[bytes], cuts: list[int]) -> None:
+    stream = b"".join(tokens)
+    d = in_data(max_text_line=MAX_LINE)
+    points = sorted({c % (len(stream) + 1) for c in cuts}) + [len(stream)]
+    prev = 0
+    for p in points:
+        if d.session.closed:
+            break
+        d.send(stream[prev:p])
+        prev = p
+    expected = reference(stream)
+    kinds = d.kinds()
+    if expected[0] == "bare":
+        assert kinds == ["DataAborted", "ConnectionClosing"]
+        assert d.events[0].reply == R.BARE_NEWLINE
+        return
+    if expected[0] == "more":
+        assert not d.session.closed
+        assert not any(isinstance(e, (DataFinished, DataAborted)) for e in d.events)
+        return
+    _, content, failure = expected
+    if failure is None:
+        assert kinds[0] == "DataFinished"
+        assert bytes(d.content) == content
+        assert d.events[0].size == len(content)
+    else:
+        assert kinds[:2] == ["DataAborted", "TransactionReset"]
+        assert d.events[0].reply == failure
