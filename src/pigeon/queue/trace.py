@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import email.utils
 import ipaddress
+from datetime import datetime, timezone
 
 
 def transmission_type(esmtp: bool, smtputf8: bool) -> str:
@@ -46,7 +47,8 @@ def _clean(text: str) -> str:
 def received_header(*, helo: str, client_ip: str, hostname: str, protocol: str,
                     queue_id: str, recipients: list[str], timestamp: float) -> bytes:
     """Build the Received: field for a message accepted over SMTP."""
-    date = email.utils.formatdate(timestamp, localtime=False, usegmt=False)
+    # "+0000", not "-0000": RFC 5322 §3.3 gives -0000 the meaning "zone unknown".
+    date = email.utils.format_datetime(datetime.fromtimestamp(timestamp, timezone.utc))
     lines = [f"Received: from {_clean(helo) or 'unknown'} ({_address_literal(client_ip)})",
              f"\tby {hostname} (pigeon) with {protocol} id {queue_id}"]
     if len(recipients) == 1:

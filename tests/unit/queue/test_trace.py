@@ -10,7 +10,7 @@ def test_single_recipient_has_for_clause():
                         timestamp=0)
     assert h == (b"Received: from client.example ([192.0.2.7])\r\n"
                  b"\tby mx.test (pigeon) with ESMTP id ABC123\r\n"
-                 b"\tfor <bob@example.org>; Thu, 01 Jan 1970 00:00:00 -0000\r\n")
+                 b"\tfor <bob@example.org>; Thu, 01 Jan 1970 00:00:00 +0000\r\n")
 
 
 def test_several_recipients_are_not_disclosed():
