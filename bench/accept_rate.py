@@ -46,10 +46,8 @@ import datetime as _dt
 import json
 import os
 import platform
-import pwd
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -60,58 +58,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from pigeon.testing.postfix import (  # noqa: E402 (needs the sys.path line above)
+    LOOPBACK, PostfixUnavailable, PrivatePostfix, find_tool, free_port, wait_banner, wait_until)
+
 TARGETS = ("sink", "postfix", "pigeon")
 SENDER = "bench@bench.test"
 RECIPIENT = "bench@localhost"
 HELO = "client.bench.test"
-LOOPBACK = "127.0.0.1"
 
 
 class SkipTarget(Exception):
     """A target cannot be set up here; the benchmark goes on without it."""
-
-
-def find_tool(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    for d in ("/usr/sbin", "/usr/bin", "/usr/lib/postfix/sbin"):
-        p = os.path.join(d, name)
-        if os.access(p, os.X_OK):
-            return p
-    return None
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
-
-
-def wait_banner(port: int, timeout: float) -> bool:
-    """True once 127.0.0.1:port answers with a 220 banner (within `timeout`)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((LOOPBACK, port), timeout=1.0) as s:
-                s.settimeout(3.0)
-                if s.recv(512).startswith(b"220"):
-                    s.sendall(b"QUIT\r\n")
-                    return True
-        except OSError:
-            pass
-        time.sleep(0.05)
-    return False
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(interval)
 
 
 # --------------------------------------------------------------------------- targets
@@ -168,141 +125,31 @@ class SinkTarget(Target):
 
 
 class PostfixTarget(Target):
-    """A throw-away Postfix instance: config, queue and log under one temp dir."""
+    """A throw-away Postfix instance (pigeon.testing.postfix.PrivatePostfix)."""
 
     name = "postfix"
-    QUEUES = ("maildrop", "incoming", "active", "deferred", "hold")
 
     def __init__(self, workdir: Path) -> None:
-        self.dir = workdir / "postfix"
-        self.etc = self.dir / "etc"
-        self.spool = self.dir / "spool"
-        self.data = self.dir / "data"
-        self.maillog = self.dir / "maillog"
-        self.started = False
-
-    def _run(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
-        p = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout,
-                           stdin=subprocess.DEVNULL)
-        if check and p.returncode != 0:
-            raise SkipTarget(f"`{' '.join(args)}` failed ({p.returncode}): "
-                             f"{(p.stdout + p.stderr).strip()[-400:]}\n{self._log_tail()}")
-        return p
-
-    def _log_tail(self, n: int = 8) -> str:
-        try:
-            lines = self.maillog.read_text(errors="replace").splitlines()
-        except OSError:
-            return "(no maillog)"
-        return "maillog tail:\n  " + "\n  ".join(lines[-n:])
+        self.pf = PrivatePostfix(workdir)
 
     def start(self) -> None:
-        postfix, postconf = find_tool("postfix"), find_tool("postconf")
-        if not (postfix and postconf):
-            raise SkipTarget("postfix/postconf not found (Debian package postfix)")
-        if os.geteuid() != 0:
-            raise SkipTarget("starting a private Postfix instance needs root")
-        master_src = next((p for p in (Path("/etc/postfix/master.cf"),
-                                       Path("/etc/postfix/master.cf.proto"),
-                                       Path("/usr/share/postfix/master.cf.dist")) if p.is_file()), None)
-        if master_src is None:
-            raise SkipTarget("no stock master.cf found in /etc/postfix")
         try:
-            owner = pwd.getpwnam("postfix")
-        except KeyError:
-            raise SkipTarget("system user 'postfix' does not exist") from None
-        self.postfix, self.postconf = postfix, postconf
-        self.port = free_port()
-        for d in (self.etc, self.spool, self.data):
-            d.mkdir(parents=True, exist_ok=True)
-        # Postfix daemons run as the postfix user: they must be able to reach the spool.
-        for d in (self.dir.parent, self.dir):
-            d.chmod(0o755)
-        os.chown(self.data, owner.pw_uid, owner.pw_gid)
-        shutil.copy(master_src, self.etc / "master.cf")
-        d = self.dir
-        (self.etc / "main.cf").write_text(f"""\
-# Private Postfix instance for bench/accept_rate.py (deleted after the run).
-compatibility_level = 3.6
-queue_directory = {self.spool}
-data_directory = {self.data}
-maillog_file = {self.maillog}
-maillog_file_prefixes = {d}
-myhostname = postfix.bench.test
-mydomain = bench.test
-myorigin = $myhostname
-inet_interfaces = {LOOPBACK}
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-mydestination = localhost
-# accept any local part (pigeon accepts any local part of "localhost" by default)
-local_recipient_maps =
-alias_maps =
-alias_database =
-biff = no
-smtpd_recipient_restrictions = permit_mynetworks, reject
-# deliver everything to discard(8): we measure receive + queue, not delivery
-local_transport = discard
-default_transport = discard
-relay_transport = discard
-""")
-        cf = ["-c", str(self.etc)]
-        self._run(postconf, *cf, "-F", "*/*/chroot = n")          # no chroot jail to populate
-        self._run(postconf, *cf, "-M#", "smtp/inet")               # not port 25
-        self._run(postconf, *cf, "-M",
-                  f"{LOOPBACK}:{self.port}/inet={LOOPBACK}:{self.port} inet n - n - - smtpd")
-        self._run(postfix, *cf, "check")
-        self._run(postfix, *cf, "start")
-        self.started = True
-        if not wait_banner(self.port, 20):
-            raise SkipTarget(f"postfix did not answer on {LOOPBACK}:{self.port}\n{self._log_tail()}")
-
-    def queued(self) -> int:
-        n = 0
-        for q in self.QUEUES:
-            for _root, _dirs, files in os.walk(self.spool / q):
-                n += len(files)
-        return n
+            self.pf.start()
+        except PostfixUnavailable as exc:
+            raise SkipTarget(str(exc)) from None
+        self.port = self.pf.port
 
     def drained(self, total_sent: int) -> bool:
-        return self.queued() == 0
+        return self.pf.queued() == 0
 
     def sent_count(self) -> int:
-        try:
-            with open(self.maillog, "rb") as f:
-                return sum(1 for line in f if b" status=sent " in line)
-        except OSError:
-            return -1
+        return self.pf.sent_count()
 
     def describe(self) -> dict:
-        p = self._run(self.postconf, "-c", str(self.etc), "-h", "mail_version", check=False)
-        return {"mail_version": p.stdout.strip(), "config_dir": str(self.etc)}
+        return self.pf.describe()
 
     def stop(self) -> None:
-        if not self.started:
-            return
-        self._run(self.postfix, "-c", str(self.etc), "stop", check=False)
-        pidfile = self.spool / "pid" / "master.pid"
-
-        def gone() -> bool:
-            try:
-                pid = int(pidfile.read_text().split()[0])
-                os.kill(pid, 0)
-                return False
-            except (OSError, ValueError, IndexError):
-                return True
-        wait_until(gone, 20, 0.1)
-        # smtpd/cleanup children exit once master is gone; give them a moment.
-        wait_until(lambda: not _port_open(self.port), 10, 0.1)
-        self.started = False
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection((LOOPBACK, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
+        self.pf.stop()
 
 
 class PigeonTarget(Target):

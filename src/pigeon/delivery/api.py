@@ -85,6 +85,9 @@ class RecipientResult:
     #: RFC 3464 action on success: "delivered" (final) or "relayed" (next hop
     #: lacks DSN, so no further DSN will come, RFC 3461 §6.2.2).
     action: Literal["delivered", "relayed", "failed", "delayed"] = "delivered"
+    #: TLS used with the remote MTA, for the log: "TLSv1.3 TLS_AES_256_GCM_SHA384
+    #: (unverified)"; "" = plaintext or no peer reached.
+    tls: str = ""
 
 
 class DeliveryAgent(Protocol):

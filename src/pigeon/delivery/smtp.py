@@ -1,0 +1,337 @@
+"""SmtpAgent: deliver one request to its next hop over SMTP (RFC 5321 §5.1, §4.5.3).
+
+    agent = SmtpAgent(ClientConfig(), resolver, own_hostname="mx.pigeon.example")
+    results = await agent.deliver(request)      # one RecipientResult per recipient
+    await agent.aclose()                        # QUIT the cached connections
+
+Contract (STYLE 3.7, delivery/api.py):
+  * Candidates come from the injected resolver (`Resolver` below, implemented
+    in routing/): `await resolver.candidates(nexthop)` returns addresses
+    already in RFC 5321 §5.1 order (MX preference, random among equals, IPv6
+    and IPv4), or raises `ResolveError` whose status/permanence every
+    recipient then gets (NXDOMAIN 5.1.2, null MX 5.1.10, SERVFAIL 4.4.3,
+    loop 5.4.6). A next hop with `host` set (smarthost, `[host]`) is the
+    resolver's business too: we only call candidates().
+  * Candidate walk (RFC 5321 §5.1: "try the next address"): a connection
+    failure, a timeout, a non-2xx greeting or EHLO, a TLS failure, or a 4xx
+    reply to MAIL (and a connection lost before any content was sent) moves
+    the still-open recipients to the next candidate, at most
+    `max_candidates` of them. When every candidate failed, the open
+    recipients get the last error: deferred (e.g. 4.4.1 "connect to
+    mx.example[192.0.2.1]:25: Connection refused"), or bounced when that
+    last error was a 5xx reply from the peer (a 554 greeting).
+  * Otherwise results are per recipient (Rule 2 of proto/client.py): a 2xx
+    is DELIVERED, a 4xx DEFERRED, a 5xx BOUNCED (5xx to MAIL bounces all).
+    status = the enhanced code of the reply when it has one, else X.0.0 of
+    its class; diagnostic = the reply as sent ("550 5.1.1 <x@y>: Recipient
+    address rejected"), or our own reason for local decisions;
+    remote_mta = "host[ip]:port"; tls = what conn.tls says (version, cipher,
+    verified or not), "" in plaintext.
+  * action on success (RFC 3464 §2.3.3, RFC 3461 §6.2.2): "delivered" when
+    the peer advertised DSN (it takes over DSN duties, it will report a
+    final delivery itself if asked), "relayed" when it did not (no further
+    DSN can come from that path).
+  * Recipients go in transactions of at most `max_recipients_per_transaction`,
+    one after the other over the same connection.
+  * Before MAIL, content rules: SMTPUTF8 needed but not offered -> 5.6.7;
+    larger than the peer's SIZE -> 5.3.4; 8-bit content and no 8BITMIME ->
+    converted to 7 bit (delivery/downgrade.py) in a temporary file, deleted
+    afterwards, or 5.6.3 when conversion is impossible.
+  * A peer that names itself (first word of the EHLO reply) like
+    `own_hostname` means mail would loop back to us: bounced, 5.4.6
+    ("mail for ... loops back to myself", as Postfix says).
+  * Connection reuse: after a clean transaction the connection is kept idle
+    (at most `max_idle_per_destination` per next hop and address, for
+    `idle_timeout` seconds, then QUIT). A cached connection is checked with
+    RSET before use; if that fails a new one is opened.
+  * Never raises for delivery failures (they are results); never touches
+    the queue store.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from pigeon.delivery.api import (
+    DeliveryRecipient, DeliveryRequest, Nexthop, Outcome, RecipientResult)
+from pigeon.delivery.downgrade import DowngradeError, downgrade_to_7bit
+from pigeon.net.smtpc import ClientConnection, ConnectError, connect
+from pigeon.proto.client import ClientConfig, RecipientReply, Transaction
+from pigeon.proto.client_reply import reply_text
+from pigeon.proto.reply import Reply
+
+log = logging.getLogger("pigeon.delivery.smtp")
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One address to try: `host` is the name (MX target or smarthost), `address` the IP."""
+
+    host: str
+    address: str
+    port: int
+    preference: int = 0
+
+
+class ResolveError(Exception):
+    """The next hop cannot be resolved; every recipient gets `status`."""
+
+    def __init__(self, message: str, status: str, permanent: bool) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.permanent = permanent
+
+
+class Resolver(Protocol):
+    async def candidates(self, nexthop: Nexthop) -> list[Candidate]: ...
+
+
+# --- results -------------------------------------------------------------------
+
+def reply_status(r: Reply) -> str:
+    if r.enhanced and r.enhanced[0] == str(r.code // 100):
+        return r.enhanced
+    return f"{r.code // 100}.0.0"
+
+
+def recipient_result(address: str, rr: RecipientReply, remote_mta: str, *,
+                     dsn: bool, tls: str = "") -> RecipientResult:
+    """Map one reply to a result (see the module contract)."""
+    return dataclasses.replace(_reply_result(address, rr, remote_mta, dsn=dsn), tls=tls)
+
+
+def _reply_result(address: str, rr: RecipientReply, remote_mta: str, *,
+                  dsn: bool) -> RecipientResult:
+    r = rr.reply
+    diagnostic = r.text if rr.local else reply_text(r)
+    status = reply_status(r)
+    if r.positive:
+        return RecipientResult(address, Outcome.DELIVERED, status, diagnostic, remote_mta,
+                               "delivered" if dsn else "relayed")
+    if r.transient:
+        return RecipientResult(address, Outcome.DEFERRED, status, diagnostic, remote_mta, "delayed")
+    return RecipientResult(address, Outcome.BOUNCED, status, diagnostic, remote_mta, "failed")
+
+
+def failure_result(address: str, status: str, diagnostic: str, *, permanent: bool,
+                   remote_mta: str = "") -> RecipientResult:
+    if permanent:
+        return RecipientResult(address, Outcome.BOUNCED, status, diagnostic, remote_mta, "failed")
+    return RecipientResult(address, Outcome.DEFERRED, status, diagnostic, remote_mta, "delayed")
+
+
+def connect_failure(address: str, exc: ConnectError, *, transient_only: bool = False) -> RecipientResult:
+    permanent = exc.reply.permanent and not exc.local and not transient_only
+    status = reply_status(exc.reply)
+    if not permanent and status.startswith("5"):
+        status = "4" + status[1:]
+    return failure_result(address, status, exc.diagnostic, permanent=permanent,
+                          remote_mta=exc.remote_mta)
+
+
+def make_transaction(request: DeliveryRequest, group: list[DeliveryRecipient], *, size: int,
+                     eight_bit: bool) -> Transaction:
+    return Transaction(
+        sender=request.sender, recipients=tuple(r.address for r in group),
+        rcpt_params=tuple(r.params for r in group), size=size, eight_bit=eight_bit,
+        smtputf8=request.smtputf8, ret=request.params.ret, envid=request.params.envid)
+
+
+def groups_of(items: list, n: int) -> list[list]:
+    return [items[i:i + n] for i in range(0, len(items), n)]
+
+
+class Content:
+    """The content to send to one peer: the original, or its 7-bit conversion (made once)."""
+
+    def __init__(self, request: DeliveryRequest) -> None:
+        self.request = request
+        self._converted: tuple[Path, int] | None = None
+        self._error: DowngradeError | None = None
+
+    async def for_peer(self, eight_bit_ok: bool) -> tuple[Path, int, bool]:
+        """(path, size, eight_bit); DowngradeError when conversion is impossible."""
+        req = self.request
+        if not req.eight_bit or eight_bit_ok:
+            return req.content, req.size, req.eight_bit
+        if self._error is not None:
+            raise self._error
+        if self._converted is None:
+            try:
+                self._converted = await asyncio.to_thread(_convert_to_temp, req.content)
+            except DowngradeError as exc:
+                self._error = exc
+                raise
+        return self._converted[0], self._converted[1], False
+
+    def cleanup(self) -> None:
+        if self._converted is not None:
+            try:
+                os.unlink(self._converted[0])
+            except OSError:
+                pass
+
+
+def _convert_to_temp(src: Path) -> tuple[Path, int]:
+    fd, name = tempfile.mkstemp(prefix="pigeon-7bit-", suffix=".eml")
+    try:
+        with os.fdopen(fd, "wb") as dst:
+            size = downgrade_to_7bit(src, dst)
+    except BaseException:
+        os.unlink(name)
+        raise
+    return Path(name), size
+
+
+# --- the agent -------------------------------------------------------------------
+
+class SmtpAgent:
+    """DeliveryAgent for transport "smtp"; see the module contract."""
+
+    def __init__(self, config: ClientConfig, resolver: Resolver, *, own_hostname: str) -> None:
+        self.config = config
+        self.resolver = resolver
+        self.own_hostname = own_hostname
+        self.helo_name = config.helo_name or own_hostname
+        self._idle: dict[tuple, list[tuple[ClientConnection, asyncio.TimerHandle]]] = {}
+        self.stats = {"connections": 0, "reused": 0, "transactions": 0}
+
+    def statistics(self) -> dict:
+        return {**self.stats, "idle": sum(len(v) for v in self._idle.values())}
+
+    async def aclose(self) -> None:
+        idle, self._idle = self._idle, {}
+        for conns in idle.values():
+            for conn, timer in conns:
+                timer.cancel()
+                await conn.quit()
+
+    async def deliver(self, request: DeliveryRequest) -> list[RecipientResult]:
+        try:
+            candidates = await self.resolver.candidates(request.nexthop)
+        except ResolveError as exc:
+            return [failure_result(r.address, exc.status, exc.message, permanent=exc.permanent)
+                    for r in request.recipients]
+        if not candidates:
+            return [failure_result(r.address, "4.4.3", f"no address for {request.nexthop}",
+                                   permanent=False) for r in request.recipients]
+        results: dict[int, RecipientResult] = {}
+        pending = list(range(len(request.recipients)))
+        last: ConnectError | RecipientResult | None = None
+        content = Content(request)
+        try:
+            for cand in candidates[: self.config.max_candidates]:
+                if not pending:
+                    break
+                pending, failure = await self._try(cand, request, pending, results, content)
+                last = failure if failure is not None else last
+        finally:
+            content.cleanup()
+        for i in pending:
+            address = request.recipients[i].address
+            if isinstance(last, ConnectError):
+                results[i] = connect_failure(address, last)
+            elif isinstance(last, RecipientResult):
+                results[i] = dataclasses.replace(last, address=address)
+            else:
+                results[i] = failure_result(address, "4.4.1", "no candidate could be tried",
+                                            permanent=False)
+        return [results[i] for i in range(len(request.recipients))]
+
+    # --- one candidate ---------------------------------------------------------------
+
+    async def _try(self, cand: Candidate, request: DeliveryRequest, pending: list[int],
+                   results: dict[int, RecipientResult], content: Content):
+        """Deliver what we can through `cand`; returns (indexes for the next candidate, failure)."""
+        key = (str(request.nexthop), cand.host, cand.address, cand.port)
+        try:
+            conn = await self._connection(key, cand)
+        except ConnectError as exc:
+            log.info("%s: %s", request.queue_id, exc.diagnostic)
+            return pending, exc
+        recipients = request.recipients
+        name = conn.extensions.server_name.lower().rstrip(".")
+        if name and name == self.own_hostname.lower().rstrip("."):
+            await conn.quit()
+            for i in pending:
+                results[i] = failure_result(
+                    recipients[i].address, "5.4.6",
+                    f"mail for {request.nexthop.domain} loops back to myself",
+                    permanent=True, remote_mta=conn.remote_mta)
+            return [], None
+        try:
+            path, size, eight_bit = await content.for_peer(conn.extensions.has("8BITMIME"))
+        except DowngradeError as exc:
+            self._release(key, conn)
+            for i in pending:
+                results[i] = failure_result(
+                    recipients[i].address, "5.6.3",
+                    f"8-bit message cannot be converted for {conn.remote_mta} (no 8BITMIME): {exc}",
+                    permanent=True, remote_mta=conn.remote_mta)
+            return [], None
+        dsn = conn.extensions.has("DSN")
+        retry: list[int] = []
+        failure: RecipientResult | None = None     # template (address "") for `retry`
+        for group in groups_of(pending, self.config.max_recipients_per_transaction):
+            if failure is not None or not conn.usable:
+                retry.extend(group)
+                continue
+            tx = make_transaction(request, [recipients[i] for i in group], size=size,
+                                  eight_bit=eight_bit)
+            self.stats["transactions"] += 1
+            done = await conn.deliver(tx, path)
+            for i, rr in zip(group, done.replies):
+                res = recipient_result(recipients[i].address, rr, conn.remote_mta, dsn=dsn,
+                                       tls=str(conn.tls or ""))
+                if rr.reply.transient and rr.stage == "mail":
+                    failure = failure or dataclasses.replace(res, address="")
+                    retry.append(i)
+                else:
+                    results[i] = res
+        if failure is None and not conn.usable and retry:
+            # The peer went away between transactions: report it as a lost connection.
+            failure = failure_result("", "4.4.2", f"lost connection with {conn.remote_mta}",
+                                     permanent=False, remote_mta=conn.remote_mta)
+        self._release(key, conn, reusable=failure is None)
+        return retry, failure
+
+    async def _connection(self, key: tuple, cand: Candidate) -> ClientConnection:
+        idle = self._idle.get(key)
+        while idle:
+            conn, timer = idle.pop()
+            timer.cancel()
+            if await conn.reset():
+                self.stats["reused"] += 1
+                return conn
+            conn.abort()
+        self.stats["connections"] += 1
+        return await connect(self.config, host=cand.host, address=cand.address, port=cand.port,
+                             helo_name=self.helo_name)
+
+    def _release(self, key: tuple, conn: ClientConnection, *, reusable: bool = True) -> None:
+        idle = self._idle.setdefault(key, [])
+        if not reusable or not conn.usable or len(idle) >= self.config.max_idle_per_destination:
+            conn.abort()            # writes QUIT (if usable) without waiting for the 221
+            if not idle:
+                self._idle.pop(key, None)
+            return
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(self.config.idle_timeout, self._expire, key, conn)
+        idle.append((conn, timer))
+
+    def _expire(self, key: tuple, conn: ClientConnection) -> None:
+        idle = self._idle.get(key, [])
+        for i, (c, _timer) in enumerate(idle):
+            if c is conn:
+                del idle[i]
+                break
+        if not idle:
+            self._idle.pop(key, None)
+        conn.abort()

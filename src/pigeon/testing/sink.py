@@ -1,0 +1,68 @@
+"""Postfix's smtp-sink as a receiving MTA for tests, on any loopback address.
+
+Contract:
+  * `SmtpSink(address, port, dump_dir, extra_args)` runs `smtp-sink` (Debian
+    package postfix) bound to `address:port` (an address of 127.0.0.0/8),
+    dumping every accepted transaction to a file in `dump_dir`, until
+    `stop()`. Options such as `-f RCPT` (reject every RCPT with 5xx) or
+    `-r MAIL` (4xx for MAIL) make it a misbehaving peer.
+  * `messages()` returns the dumped transactions (bytes), oldest first.
+  * Loopback only; the process is always stopped (context manager).
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from pigeon.testing.live import require_tool
+
+
+class SmtpSink:
+    def __init__(self, address: str, port: int, dump_dir: Path, extra_args: tuple[str, ...] = ()) -> None:
+        if not address.startswith("127."):
+            raise ValueError("tests only listen on loopback")
+        self.address, self.port = address, port
+        self.dump_dir = Path(dump_dir)
+        self.extra_args = extra_args
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 10.0) -> "SmtpSink":
+        tool = require_tool("smtp-sink")
+        self.dump_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.dump_dir, 0o777)  # smtp-sink drops to "nobody" before writing
+        args = [tool, "-u", "nobody", "-d", f"{self.dump_dir}/%M.", *self.extra_args,
+                f"{self.address}:{self.port}", "64"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection((self.address, self.port), timeout=1) as s:
+                    if s.recv(100).startswith(b"220"):
+                        s.sendall(b"QUIT\r\n")
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"smtp-sink did not start on {self.address}:{self.port}")
+
+    def messages(self) -> list[bytes]:
+        files = sorted(self.dump_dir.iterdir(), key=lambda p: p.stat().st_mtime)
+        return [p.read_bytes() for p in files if p.is_file()]
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def __enter__(self) -> "SmtpSink":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
