@@ -20,6 +20,10 @@ Contract:
     earlier layer's table for every name it repeats (its `mailboxes`).
   * The only I/O is reading the one file, plus `socket.getfqdn()` when no
     layer sets `hostname`. Nothing is created: data_dir may not exist yet.
+    Exception: after merging, `_delivery.check_final` checks keys that span
+    each other ([queue] backoffs, delivery.relay_*) and that the named
+    delivery.relay_password_file / tls_ca_file exist (os.path.isfile); its
+    error names the last layer that set the key.
 
 Value rules live in `pigeon.config._checks`; their messages are pinned by
 tests/unit/config and tests/e2e/bad_configs.
@@ -33,7 +37,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from pigeon.config import _checks as C
+from pigeon.config import _delivery as D
+from pigeon.config import _secure as S
+from pigeon.config.schema import AuthConfig, TlsConfig
 from pigeon.config._checks import ConfigError
+from pigeon.config.schema import DeliveryConfig
 from pigeon.config.schema import (
     Config, DomainConfig, Limits, LogConfig, QueueConfig, SmtpPolicy, Timeouts,
 )
@@ -54,6 +62,9 @@ _TOP: dict[str, Callable[[str, Any], Any]] = {
     "relay_networks": C.relay_networks,
     "domains": C.domains,
     "aliases": C.aliases,
+    "transports": D.transports,
+    "submission_listen": S.listen_roles,
+    "submissions_listen": S.listen_roles,
 }
 
 # The [section] tables: schema class and one checker per field.
@@ -85,11 +96,51 @@ _SECTIONS: dict[str, tuple[type, dict[str, Callable[[str, Any], Any]]]] = {
     "queue": (QueueConfig, {
         "fsync": C.boolean,
         "run_interval": C.seconds(positive=True),
+        "min_backoff": C.seconds(positive=True),
+        "max_backoff": C.seconds(positive=True),       # >= min_backoff: D.check_final
+        "max_lifetime": C.seconds(positive=True),
+        "delay_warning": C.seconds(positive=False),
+        "concurrency": C.integer(1),
+    }),
+    "tls": (TlsConfig, {
+        "cert_file": C.path,
+        "key_file": C.path,                          # both or neither: S.check_final
+        "min_version": C.choice("TLSv1.2", "TLSv1.3"),
+        "ciphers": S.ciphers,
+        "starttls": C.boolean,
+        "handshake_timeout": C.seconds(positive=True),
+    }),
+    "auth": (AuthConfig, {
+        "mechanisms": S.mechanisms,
+        "smtp_listener": C.boolean,
+        "slow_after": C.integer(1),
+        "failure_delay": C.seconds(positive=False),
+        "max_failures": C.integer(1),
+        "failure_window": C.seconds(positive=True),
+        "lockout": C.seconds(positive=True),
     }),
     "log": (LogConfig, {
         "format": C.choice("text", "json"),
         "level": C.choice("debug", "info", "warning", "error"),
         "file": C.path,
+    }),
+    "delivery": (DeliveryConfig, {
+        "remote_port": D.port,
+        "dns_servers": D.nameservers,
+        "dns_timeout": C.seconds(positive=True),
+        "relay_host": D.relay_host,
+        "relay_user": D.optional_string,
+        "relay_password_file": D.optional_path,      # must exist if relay_user: D.check_final
+        "helo_name": D.optional_name,
+        "connect_timeout": C.seconds(positive=True),
+        "command_timeout": C.seconds(positive=True),
+        "data_block_timeout": C.seconds(positive=True),
+        "data_done_timeout": C.seconds(positive=True),
+        "tls": C.choice("none", "may", "encrypt", "verify"),
+        "tls_ca_file": D.optional_path,
+        "destination_concurrency": C.integer(1),
+        "destination_recipients": C.integer(1),
+        "own_addresses": D.own_addresses,
     }),
 }
 
@@ -106,11 +157,24 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
     it from its flags. Raises ConfigError for any problem in either layer.
     """
     merged: _Layer = {}
+    layers: list[tuple[str, _Layer]] = []
     if path is not None:
-        _merge(merged, _check_layer(_read_toml(Path(path)), str(path)))
+        layers.append((str(path), _check_layer(_read_toml(Path(path)), str(path))))
+        _merge(merged, layers[-1][1])
     if overrides:
-        _merge(merged, _check_layer(overrides, COMMAND_LINE))
-    return _build(merged)
+        layers.append((COMMAND_LINE, _check_layer(overrides, COMMAND_LINE)))
+        _merge(merged, layers[-1][1])
+    config = _build(merged)
+    try:
+        D.check_final(config)       # cross-key checks and file existence ([delivery], [queue])
+        S.check_final(config)       # [tls] cert/key pairs, one role per listen address
+    except ConfigError as exc:
+        # Blame the last layer that set the key named, else the last layer.
+        wanted = tuple(exc.key.split(".")) if exc.key else ()
+        exc.source = next((s for s, layer in reversed(layers) if wanted in layer),
+                          layers[-1][0] if layers else None)
+        raise
+    return config
 
 
 def default_hostname(getfqdn: Callable[[], str] = socket.getfqdn) -> str:

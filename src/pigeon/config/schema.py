@@ -26,8 +26,19 @@ TOML layout (all keys optional):
     [limits]    message_size, recipients, errors, hop_count, connections, connections_per_ip
     [timeouts]  command, data_block, data_total, shutdown_grace, greet_pause
     [smtp]      bare_newline, eight_bit_undeclared, pipelining, chunking, smtputf8, dsn, eight_bit_mime
-    [queue]     fsync, run_interval
+    [queue]     fsync, run_interval, min_backoff, max_backoff, max_lifetime, delay_warning, concurrency
     [log]       format, level, file
+    [tls]       cert_file, key_file, min_version, ciphers, starttls, handshake_timeout
+    [auth]      mechanisms, smtp_listener, slow_after, failure_delay, max_failures, failure_window, lockout
+    submission_listen = ["127.0.0.1:2587"]   # role submission; listen is role smtp
+    submissions_listen = ["127.0.0.1:2465"]  # role submissions (implicit TLS)
+    [delivery]  remote_port, dns_servers, dns_timeout, relay_host, relay_user, relay_password_file,
+                helo_name, connect_timeout, command_timeout, data_block_timeout, data_done_timeout,
+                tls, tls_ca_file, destination_concurrency, destination_recipients, own_addresses
+
+    [transports]
+    "example.org" = "smtp:[mail.example.org]:587"
+    ".example.org" = "lmtp:unix:/run/dovecot/lmtp"
 """
 from __future__ import annotations
 
@@ -100,6 +111,79 @@ class QueueConfig:
 
     fsync: bool = True                 # [queue] fsync: never turn off outside tests/benchmarks
     run_interval: float = 60.0         # [queue] run_interval, s: how often the manager rescans
+    min_backoff: float = 300.0         # [queue] min_backoff, s: first retry delay (Postfix minimal_backoff_time); > 0
+    max_backoff: float = 4000.0        # [queue] max_backoff, s: longest retry delay (maximal_backoff_time); >= min_backoff
+    max_lifetime: float = 432000.0     # [queue] max_lifetime, s: 5 days, then bounce (maximal_queue_lifetime); > 0
+    delay_warning: float = 14400.0     # [queue] delay_warning, s: 4 h, then a "delayed" DSN; 0 = never
+    concurrency: int = 64              # [queue] concurrency: messages in delivery at once; >= 1
+
+
+# --- outbound delivery ([delivery], [transports]) ------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class TransportSpec:
+    """A parsed next-hop spec, as written in [transports] or delivery.relay_host.
+
+    The parts map one to one onto `pigeon.delivery.api.Nexthop` (minus the
+    recipient domain, which the router adds). Postfix syntax:
+
+        local | discard                         -> TransportSpec("local") / ("discard")
+        smtp:host  smtp:host:port               -> mx=True: MX lookup of host
+        smtp:[host]  smtp:[host]:port           -> mx=False: host's A/AAAA only
+        lmtp:host:port  lmtp:[host]:port        -> mx=False always (LMTP never uses MX)
+        lmtp:unix:/path/to/socket               -> host="/path/to/socket", port=None
+    An IP address as host always has mx=False; IPv6 is written in brackets,
+    "[2001:db8::1]" or "[ipv6:2001:db8::1]", and stored without them.
+    """
+
+    transport: Literal["smtp", "lmtp", "local", "discard"]
+    host: str | None = None            # name (lowercased), IP address, or Unix socket path
+    port: int | None = None            # None: the transport's default (remote_port / 24)
+    mx: bool = True
+
+    def __str__(self) -> str:
+        if self.transport in ("local", "discard") or self.host is None:
+            return self.transport
+        if self.host.startswith("/"):
+            return f"{self.transport}:unix:{self.host}"
+        where = f"[{self.host}]" if not self.mx else self.host
+        return f"{self.transport}:{where}" + (f":{self.port}" if self.port else "")
+
+
+@dataclass(frozen=True, slots=True)
+class Nameserver:
+    """One DNS server from delivery.dns_servers ("ip" or "ip:port", "[v6]:port")."""
+
+    address: str                       # IPv4 or IPv6 address, normalised
+    port: int = 53
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryConfig:
+    """[delivery]: outbound SMTP/LMTP delivery and the DNS it uses (pigeon.routing.mx)."""
+
+    remote_port: int = 25                               # [delivery] remote_port: TCP port of remote MXs; 1-65535
+    dns_servers: tuple[Nameserver, ...] = ()            # [delivery] dns_servers: ["ip", "ip:port"]; empty = /etc/resolv.conf
+    dns_timeout: float = 10.0                           # [delivery] dns_timeout, s: one DNS lookup at most; > 0
+    #: [delivery] relay_host: smarthost for all remote mail; "" (None) = deliver
+    #: directly. Postfix syntax "host", "host:port", "[host]", "[host]:port";
+    #: brackets = no MX lookup. Parsed into transport "smtp".
+    relay_host: TransportSpec | None = None
+    relay_user: str = ""                                # [delivery] relay_user: AUTH user at relay_host; "" = no AUTH
+    relay_password_file: Path | None = None             # [delivery] relay_password_file: holds the password; must exist if relay_user is set
+    helo_name: str = ""                                 # [delivery] helo_name: name in our EHLO; "" = `hostname`
+    connect_timeout: float = 30.0                       # [delivery] connect_timeout, s (Postfix smtp_connect_timeout)
+    command_timeout: float = 300.0                      # [delivery] command_timeout, s: per reply (RFC 5321 §4.5.3.2)
+    data_block_timeout: float = 180.0                   # [delivery] data_block_timeout, s: per block sent (§4.5.3.2.5)
+    data_done_timeout: float = 600.0                    # [delivery] data_done_timeout, s: reply to final "." (§4.5.3.2.6)
+    tls: Literal["none", "may", "encrypt", "verify"] = "may"   # [delivery] tls: STARTTLS policy (Postfix smtp_tls_security_level)
+    tls_ca_file: Path | None = None                     # [delivery] tls_ca_file: CA bundle for "verify"; "" (None) = system CAs
+    destination_concurrency: int = 20                   # [delivery] destination_concurrency: connections per nexthop (default_destination_concurrency_limit); >= 1
+    destination_recipients: int = 50                    # [delivery] destination_recipients: RCPTs per transaction (smtp_destination_recipient_limit); >= 1
+    #: [delivery] own_addresses: extra IP addresses and names that are "us" for
+    #: MX loop detection (RFC 5321 §5.1); `hostname` and the listen addresses
+    #: count anyway. IPs normalised, names lowercased.
+    own_addresses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +195,50 @@ class LogConfig:
     file: Path | None = None                                         # [log] file; None = stderr (reopened if rotated away)
 
 
+# --- secure transport and submission ([tls], [auth]; issue 4) -------------------------
+
+#: Mozilla "intermediate" TLS 1.2 suites (ECDHE + AEAD only); TLS 1.3 suites are
+#: OpenSSL's defaults and are not affected by this list.
+DEFAULT_CIPHERS = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                   "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                   "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305")
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """[tls]: the server certificate and protocol settings (pigeon.net.tls)."""
+
+    cert_file: Path | None = None      # [tls] cert_file: PEM chain, leaf first; None = self-signed in data_dir/tls/
+    key_file: Path | None = None       # [tls] key_file: PEM private key; set both or neither
+    min_version: Literal["TLSv1.2", "TLSv1.3"] = "TLSv1.2"            # [tls] min_version
+    ciphers: str = DEFAULT_CIPHERS     # [tls] ciphers: OpenSSL cipher list for TLS 1.2
+    starttls: bool = True              # [tls] starttls: offer STARTTLS on `listen` (role smtp) listeners
+    handshake_timeout: float = 30.0    # [tls] handshake_timeout, s; > 0
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """[auth]: SMTP AUTH (RFC 4954) and failed-login limits (pigeon.auth.ratelimit)."""
+
+    mechanisms: tuple[str, ...] = ("PLAIN", "LOGIN", "SCRAM-SHA-256")  # [auth] mechanisms, offered only under TLS
+    smtp_listener: bool = False        # [auth] smtp_listener: offer AUTH on `listen` (port 25) listeners too
+    slow_after: int = 3                # [auth] slow_after: failures from one IP before replies are delayed; >= 1
+    failure_delay: float = 1.0         # [auth] failure_delay, s: added per further failure (at most 10 s); >= 0
+    max_failures: int = 10             # [auth] max_failures: failures before the IP is refused (421 4.7.0); >= 1
+    failure_window: float = 900.0      # [auth] failure_window, s: failures older than this are forgotten; > 0
+    lockout: float = 300.0             # [auth] lockout, s: how long a refused IP stays refused; > 0
+
+
 def _default_listen() -> tuple[ListenAddress, ...]:
     return (ListenAddress("127.0.0.1", 2525),)
+
+
+def _default_submission_listen() -> tuple[ListenAddress, ...]:
+    return (ListenAddress("127.0.0.1", 2587),)
+
+
+def _default_submissions_listen() -> tuple[ListenAddress, ...]:
+    return (ListenAddress("127.0.0.1", 2465),)
 
 
 def _default_domains() -> dict[str, DomainConfig]:
@@ -134,6 +260,17 @@ class Config:
     smtp: SmtpPolicy = field(default_factory=SmtpPolicy)
     queue: QueueConfig = field(default_factory=QueueConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    #: [transports]: recipient domain (lowercased) -> next hop. "example.org"
+    #: matches that domain only, ".example.org" its subdomains (Postfix
+    #: transport(5)). Checked and parsed at load time.
+    transports: dict[str, TransportSpec] = field(default_factory=dict)
+    #: submission_listen: role "submission" (RFC 6409, port 587): STARTTLS, then AUTH before MAIL. [] = none.
+    submission_listen: tuple[ListenAddress, ...] = field(default_factory=_default_submission_listen)
+    #: submissions_listen: role "submissions" (RFC 8314, port 465): TLS from the first byte, AUTH before MAIL. [] = none.
+    submissions_listen: tuple[ListenAddress, ...] = field(default_factory=_default_submissions_listen)
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
 
     @property
     def mailbox_root(self) -> Path:

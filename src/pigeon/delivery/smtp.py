@@ -65,28 +65,9 @@ from pigeon.net.smtpc import ClientConnection, ConnectError, connect
 from pigeon.proto.client import ClientConfig, RecipientReply, Transaction
 from pigeon.proto.client_reply import reply_text
 from pigeon.proto.reply import Reply
+from pigeon.routing.mx import Candidate, ResolveError  # one definition, shared with the resolver
 
 log = logging.getLogger("pigeon.delivery.smtp")
-
-
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """One address to try: `host` is the name (MX target or smarthost), `address` the IP."""
-
-    host: str
-    address: str
-    port: int
-    preference: int = 0
-
-
-class ResolveError(Exception):
-    """The next hop cannot be resolved; every recipient gets `status`."""
-
-    def __init__(self, message: str, status: str, permanent: bool) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.permanent = permanent
 
 
 class Resolver(Protocol):

@@ -1,36 +1,56 @@
-"""Recipient routing: alias expansion and local/remote resolution.
+"""Recipient routing: alias expansion and the choice of next hop.
 
 Contract:
   * `Router.resolve(address)` turns one envelope recipient into the list of
     final destinations (`Route`s): ("local", address, maildir Path) or
-    ("remote", address, domain). It is pure with respect to the config it was
-    built from: no I/O, no DNS (MX lookup belongs to remote delivery).
+    ("remote", address, Nexthop). "remote" means "handed to the delivery
+    agent named by `Nexthop.transport`" (smtp, lmtp or discard). It is pure
+    with respect to the config it was built from: no I/O, no DNS (MX lookup
+    belongs to `pigeon.routing.mx`, called by the delivery agents).
+  * Rule 1 (grouping): equal destinations give equal, hashable `Nexthop`s,
+    so the queue manager can group recipients by `route.target`. Every
+    Nexthop carries the recipient domain, so recipients of two domains sent
+    through one smarthost are two groups (Postfix does the same per
+    nexthop domain).
+  * Rule 2 (decision order for a final address, first match wins):
+      1. `config.transports`: the exact domain, then ".parent" entries from
+         the nearest parent up (Postfix transport(5));
+      2. local domains (`config.domains`) -> Maildir;
+      3. `delivery.relay_host` -> Nexthop("smtp", domain, relay host, port,
+         mx=not bracketed): every other domain, address literals included;
+      4. address literal "[192.0.2.1]" / "[IPv6:2001:db8::1]" ->
+         Nexthop("smtp", domain, host=the IP, mx=False) (RFC 5321 §4.1.3);
+      5. otherwise Nexthop("smtp", domain): MX lookup of the domain.
+    A transport entry "local" makes its domain(s) local: Maildir under
+    mailbox_root, any local part accepted (`is_local_domain` and
+    `mailbox_exists` say so too, so the RCPT policy agrees).
   * Aliases (`config.aliases`: lowercase full address -> addresses) expand
     recursively, depth-first, in the order written; duplicates are dropped
     (first occurrence wins).
-    Rule 1 (loops): an address already on the current expansion path is not
+    Rule 3 (loops): an address already on the current expansion path is not
     expanded again but delivered as is, like Postfix's "an alias that names
     itself delivers to the mailbox" (`alice: alice, archive@...` is the
-    classic use). Rule 2: expansion deeper than `MAX_DEPTH` (20) stops there
+    classic use). Rule 4: expansion deeper than `MAX_DEPTH` (20) stops there
     and the address is delivered as is, with a warning on "pigeon.routing".
   * An alias target without "@" is a local part in the alias's own domain.
-  * Local domains are the keys of `config.domains`; everything else, address
-    literals ("[192.0.2.1]") included, is remote.
   * `<postmaster>` (no domain, RFC 5321 §4.5.1) means postmaster of our
     primary domain: `config.hostname` if it is a local domain, else the first
     local domain in the config. postmaster@<local domain> always exists; with
     no alias for it, it is delivered to the mailbox "postmaster".
 
-Failure modes: none at run time; a malformed address (no local part) is
-treated as remote to its domain part and fails at delivery, not here.
+Failure modes: none at run time; a malformed address (no local part, a
+literal that is not an IP) is routed to its domain part and fails at
+delivery (DNS lookup), not here.
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 from pathlib import Path
 from typing import Literal, NamedTuple
 
-from pigeon.config.schema import Config
+from pigeon.config.schema import Config, TransportSpec
+from pigeon.delivery.api import Nexthop
 from pigeon.delivery.maildir import maildir_path
 
 log = logging.getLogger("pigeon.routing")
@@ -39,11 +59,11 @@ MAX_DEPTH = 20
 
 
 class Route(NamedTuple):
-    """One final destination. `target` is the Maildir (local) or domain (remote)."""
+    """One final destination. `target` is the Maildir (local) or the Nexthop (remote)."""
 
     kind: Literal["local", "remote"]
     address: str
-    target: Path | str
+    target: Path | Nexthop
 
 
 def split_address(address: str) -> tuple[str, str]:
@@ -54,6 +74,28 @@ def split_address(address: str) -> tuple[str, str]:
     return local, domain.lower()
 
 
+def literal_ip(domain: str) -> str | None:
+    """The IP address of an address literal "[192.0.2.1]" / "[IPv6:2001:db8::1]", or None."""
+    if not (domain.startswith("[") and domain.endswith("]")):
+        return None
+    inner = domain[1:-1]
+    if inner.lower().startswith("ipv6:"):
+        inner = inner[5:]
+        version = 6
+    else:
+        version = 4
+    try:
+        ip = ipaddress.ip_address(inner)
+    except ValueError:
+        return None
+    return str(ip) if ip.version == version else None
+
+
+def nexthop_from_spec(spec: TransportSpec, domain: str) -> Nexthop:
+    """The Nexthop for recipient `domain` given a parsed [transports]/relay_host spec."""
+    return Nexthop(spec.transport, domain, spec.host, spec.port, spec.mx)
+
+
 class Router:
     """Resolves recipients against the domains and aliases of one `Config`."""
 
@@ -61,14 +103,36 @@ class Router:
         self._config = config
         self._domains = {d.lower(): dc for d, dc in config.domains.items()}
         self._aliases = {k.lower(): tuple(v) for k, v in config.aliases.items()}
+        self._transports = {k.lower(): v for k, v in config.transports.items()}
+        self._relay = config.delivery.relay_host
         host = config.hostname.lower()
         self.primary_domain = host if host in self._domains else next(iter(self._domains), host)
 
     # --- questions the policy asks ---------------------------------------------
 
     def is_local_domain(self, domain: str) -> bool:
-        """True for a domain listed under [domains] (case-insensitive)."""
-        return domain.lower() in self._domains
+        """True for a domain listed under [domains] or routed "local" by [transports]."""
+        domain = domain.lower()
+        if domain in self._domains:
+            return True
+        spec = self.transport_for(domain)
+        return spec is not None and spec.transport == "local"
+
+    def transport_for(self, domain: str) -> TransportSpec | None:
+        """The [transports] entry for `domain`: exact, then ".parent" from nearest up."""
+        if not self._transports or domain.startswith("["):
+            return None
+        domain = domain.lower()
+        spec = self._transports.get(domain)
+        if spec is not None:
+            return spec
+        rest = domain
+        while "." in rest:
+            rest = rest.split(".", 1)[1]
+            spec = self._transports.get("." + rest)
+            if spec is not None:
+                return spec
+        return None
 
     def is_alias(self, address: str) -> bool:
         return self.canonical(address) in self._aliases
@@ -81,7 +145,9 @@ class Router:
         """
         local, domain = split_address(self.canonical(address))
         dc = self._domains.get(domain)
-        if dc is None or not local:
+        if dc is None:
+            return bool(local) and domain != "" and self.is_local_domain(domain)
+        if not local:
             return False
         if local == "postmaster" or dc.mailboxes is None:
             return True
@@ -135,8 +201,18 @@ class Router:
         if address in out:
             return
         local, domain = split_address(address)
-        if domain in self._domains:
-            out[address] = Route("local", address,
-                                 maildir_path(self._config.mailbox_root, local, domain))
-        else:
-            out[address] = Route("remote", address, domain)
+        out[address] = self._route(address, local, domain)
+
+    def _route(self, address: str, local: str, domain: str) -> Route:
+        """One final address -> Route, by the decision order of contract Rule 2."""
+        spec = self.transport_for(domain)
+        if spec is not None and spec.transport != "local":
+            return Route("remote", address, nexthop_from_spec(spec, domain))
+        if spec is not None or domain in self._domains:
+            return Route("local", address, maildir_path(self._config.mailbox_root, local, domain))
+        if self._relay is not None:
+            return Route("remote", address, nexthop_from_spec(self._relay, domain))
+        ip = literal_ip(domain)
+        if ip is not None:
+            return Route("remote", address, Nexthop("smtp", domain, host=ip, mx=False))
+        return Route("remote", address, Nexthop("smtp", domain))

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pigeon.config.schema import Config, DomainConfig
+from pigeon.delivery.api import Nexthop
 from pigeon.routing.resolve import MAX_DEPTH, Route, Router
 
 
@@ -22,8 +23,10 @@ def local(addr: str) -> Route:
 def test_local_and_remote():
     r = Router(make_config())
     assert r.resolve("Alice@Example.TEST") == [local("alice@example.test")]
-    assert r.resolve("x@elsewhere.test") == [Route("remote", "x@elsewhere.test", "elsewhere.test")]
-    assert r.resolve("x@[192.0.2.1]") == [Route("remote", "x@[192.0.2.1]", "[192.0.2.1]")]
+    assert r.resolve("x@elsewhere.test") == [
+        Route("remote", "x@elsewhere.test", Nexthop("smtp", "elsewhere.test"))]
+    assert r.resolve("x@[192.0.2.1]") == [
+        Route("remote", "x@[192.0.2.1]", Nexthop("smtp", "[192.0.2.1]", "192.0.2.1", None, False))]
 
 
 def test_alias_expands_recursively_to_local_and_remote_with_dedupe():
@@ -33,7 +36,7 @@ def test_alias_expands_recursively_to_local_and_remote_with_dedupe():
     }))
     assert r.resolve("INFO@example.test") == [
         local("bob@example.test"), local("alice@example.test"),
-        Route("remote", "carol@remote.test", "remote.test")]
+        Route("remote", "carol@remote.test", Nexthop("smtp", "remote.test"))]
 
 
 def test_alias_naming_itself_delivers_to_the_mailbox():

@@ -1,0 +1,293 @@
+"""Next hop -> the ordered list of servers to try: MX and address lookups (RFC 5321 §5.1).
+
+    resolver = MxResolver(config.delivery, own_names=names, own_addresses=addrs)
+    try:
+        for c in await resolver.candidates(nexthop):   # Candidate(host, address, port, preference)
+            ... connect to (c.address, c.port), greet c.host ...
+    except ResolveError as e:                          # e.message, e.status, e.permanent
+        ... every recipient of the nexthop: deferred (e.permanent False) or bounced ...
+
+Contract:
+  * `candidates(nexthop)` returns a non-empty list, best first, or raises
+    `ResolveError`; it never raises anything else for DNS trouble (a
+    `ValueError` means a programming error: a "local"/"discard" nexthop).
+  * Which name is looked up: `nexthop.host` if set, else `nexthop.domain`.
+    With `nexthop.mx` (and transport "smtp") its MX records are used; else
+    (`[host]`, LMTP, address literals) only its own addresses. An IP address
+    resolves to itself; an LMTP Unix socket path gives one candidate with
+    host = address = the path and port 0.
+  * MX rules (RFC 5321 §5.1):
+      Rule 1: MX records are sorted by preference, lowest first; records of
+        equal preference are shuffled with `rng` (load spreading, §5.1 "MUST
+        randomize").
+      Rule 2: each MX host gives its IPv6 (AAAA) addresses, then its IPv4 (A)
+        ones, each family shuffled; both are always returned, the agent
+        decides what it can reach.
+      Rule 3: no MX records (NOERROR, no data): the name itself is the only
+        "implicit MX", preference 0.
+      Rule 4: a single MX whose exchange is "." is a null MX (RFC 7505): the
+        domain accepts no mail: permanent, 5.1.10, message "556 5.1.10 ...".
+        A "." among other MX records is skipped like an unresolvable host.
+      Rule 5 (loops): if an MX host is us (its name is in `own_names`, or
+        one of its addresses in `own_addresses`), every MX of that
+        preference or worse is dropped (§5.1 "MUST discard"); none left:
+        permanent 5.4.6 "mail for <domain> loops back to myself". Loop
+        detection applies to MX lookups (explicit or implicit) only, not to
+        `[host]`, literal or LMTP next hops, which an operator may point at
+        a filter on one of our own addresses.
+      Rule 6: an MX host that does not resolve is skipped; if none resolves:
+        transient 4.4.4.
+  * Failure statuses (RFC 3463):
+      recipient domain (nexthop.host is None):
+        NXDOMAIN -> permanent 5.1.2; no MX and no address -> permanent 5.4.4;
+      a configured host (relay_host, [transports]): NXDOMAIN or no address
+        -> transient 4.4.4 (a configuration mistake must not bounce mail,
+        Postfix defers too);
+      SERVFAIL, timeout (`dns_timeout` per lookup), no usable name server,
+      an unconfigured resolver -> transient 4.4.3.
+  * Ports: `nexthop.port`, else `config.remote_port` (smtp) or 24 (lmtp).
+  * No cache: run a caching resolver (unbound, systemd-resolved) next to
+    pigeon, as for any MTA. Lookups of one call run concurrently; a call
+    takes at most about two `dns_timeout`s (MX, then the hosts).
+"""
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import random
+from dataclasses import dataclass
+from itertools import groupby
+
+import dns.asyncresolver
+import dns.exception
+import dns.name
+import dns.nameserver
+import dns.rdatatype
+import dns.resolver
+
+from pigeon.config.schema import Config, DeliveryConfig
+from pigeon.delivery.api import Nexthop
+from pigeon.routing.resolve import literal_ip
+
+__all__ = ["Candidate", "ResolveError", "MxResolver", "own_identity", "LMTP_PORT"]
+
+LMTP_PORT = 24          # RFC 2033 §5 (no assigned port; 24 is "any private mail system", Postfix's default)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One server to try: `host` for EHLO/TLS names and logs, `address` to connect to."""
+
+    host: str           # MX host name (lowercase, no final dot), or the IP / socket path itself
+    address: str        # IPv6/IPv4 address, or a Unix socket path (LMTP)
+    port: int           # TCP port; 0 for a Unix socket
+    preference: int = 0  # MX preference (0 for implicit MX and explicit hosts)
+
+
+class ResolveError(Exception):
+    """The next hop cannot be resolved: `status` is the RFC 3463 code, `message` the diagnostic."""
+
+    def __init__(self, message: str, status: str, permanent: bool) -> None:
+        super().__init__(message, status, permanent)
+        self.message = message
+        self.status = status
+        self.permanent = permanent
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.message}"
+
+
+def own_identity(config: Config) -> tuple[set[str], set[str]]:
+    """(own_names, own_addresses) for loop detection: hostname, helo_name,
+    listen addresses (not wildcards such as 0.0.0.0) and delivery.own_addresses."""
+    names = {config.hostname.lower().rstrip(".")}
+    if config.delivery.helo_name:
+        names.add(config.delivery.helo_name.lower().rstrip("."))
+    addresses: set[str] = set()
+    for item in [*(la.host for la in config.listen), *config.delivery.own_addresses]:
+        try:
+            ip = ipaddress.ip_address(item)
+        except ValueError:
+            names.add(item.lower().rstrip("."))
+            continue
+        if not ip.is_unspecified:
+            addresses.add(str(ip))
+    return names, addresses
+
+
+def _ip(text: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+def _text(name: dns.name.Name) -> str:
+    return name.to_text(omit_final_dot=True).lower()
+
+
+class _Lookup:
+    """How one address lookup ended: addresses, and if none, why."""
+
+    __slots__ = ("addresses", "problem")
+
+    def __init__(self, addresses: list[str], problem: str | None) -> None:
+        self.addresses = addresses
+        self.problem = problem      # None (have some) | "nxdomain" | "nodata" | "temporary: ..."
+
+
+class MxResolver:
+    """Finds the servers for a `Nexthop` (see the module contract)."""
+
+    def __init__(self, config: DeliveryConfig, *, own_names: set[str], own_addresses: set[str],
+                 rng: random.Random | None = None) -> None:
+        self._config = config
+        self._own_names = {n.lower().rstrip(".") for n in own_names}
+        self._own_addresses = {_ip(a) or a for a in own_addresses}
+        self._rng = rng if rng is not None else random.Random()
+        self._setup_error: str | None = None
+        self._resolver: dns.asyncresolver.Resolver | None = None
+        try:
+            resolver = dns.asyncresolver.Resolver(configure=not config.dns_servers)
+        except (dns.exception.DNSException, OSError) as exc:
+            self._setup_error = f"no DNS resolver configuration: {exc}"
+            return
+        if config.dns_servers:
+            resolver.nameservers = [dns.nameserver.Do53Nameserver(ns.address, ns.port)
+                                    for ns in config.dns_servers]
+        resolver.lifetime = config.dns_timeout
+        resolver.timeout = min(resolver.timeout, config.dns_timeout)
+        self._resolver = resolver
+
+    # --- the public question ---------------------------------------------------------------
+
+    async def candidates(self, nexthop: Nexthop) -> list[Candidate]:
+        """The servers to try for `nexthop`, best first; ResolveError if there are none."""
+        if nexthop.transport not in ("smtp", "lmtp"):
+            raise ValueError(f"no servers to resolve for transport {nexthop.transport!r}")
+        default_port = LMTP_PORT if nexthop.transport == "lmtp" else self._config.remote_port
+        port = nexthop.port or default_port
+        target = (nexthop.host or nexthop.domain).lower().rstrip(".")
+        configured = nexthop.host is not None
+        if target.startswith("/"):
+            return [Candidate(target, target, 0, 0)]
+        ip = literal_ip(target) or _ip(target)
+        if ip is not None:
+            return [Candidate(ip, ip, port, 0)]
+        if nexthop.transport == "lmtp" or not nexthop.mx:
+            found = await self._addresses(target)
+            if not found.addresses:
+                raise self._no_address(target, found.problem, configured)
+            return [Candidate(target, a, port, 0) for a in found.addresses]
+        return await self._via_mx(target, port, configured)
+
+    # --- MX ------------------------------------------------------------------------------------
+
+    async def _via_mx(self, target: str, port: int, configured: bool) -> list[Candidate]:
+        answer = await self._query(target, dns.rdatatype.MX)
+        if answer == "nxdomain":
+            raise self._not_found(target, configured)
+        if isinstance(answer, str) and answer.startswith("temporary"):
+            raise ResolveError(f"cannot look up MX records of {target}: {answer[11:]}", "4.4.3", False)
+        records = answer if isinstance(answer, list) else []
+        if not records:                                   # Rule 3: implicit MX
+            hosts = [(0, target)]
+        else:
+            if len(records) == 1 and records[0].exchange == dns.name.root:     # Rule 4
+                raise ResolveError(f"556 5.1.10 domain {target} does not accept mail (null MX, "
+                                   f"RFC 7505)", "5.1.10", True)
+            hosts = self._order([(r.preference, _text(r.exchange)) for r in records
+                                 if r.exchange != dns.name.root])
+        lookups = await asyncio.gather(*(self._addresses(h) for _, h in hosts))
+        # Rule 5: anything at or after our own preference is discarded.
+        for (pref, host), found in zip(hosts, lookups):
+            if host in self._own_names or self._own_addresses.intersection(found.addresses):
+                kept = [(p, h, f) for (p, h), f in zip(hosts, lookups) if p < pref]
+                if not kept:
+                    raise ResolveError(f"mail for {target} loops back to myself", "5.4.6", True)
+                break
+        else:
+            kept = [(p, h, f) for (p, h), f in zip(hosts, lookups)]
+        out = [Candidate(h, a, port, p) for p, h, f in kept for a in f.addresses]
+        if out:
+            return out
+        if not records:                                   # implicit MX without address
+            raise self._no_address(target, lookups[0].problem, configured, implicit=True)
+        names = ", ".join(h for _, h, _ in kept)
+        raise ResolveError(f"no MX host of {target} has an address ({names})", "4.4.4", False)
+
+    def _order(self, hosts: list[tuple[int, str]]) -> list[tuple[int, str]]:
+        """Rule 1: by preference, equal preferences shuffled."""
+        out: list[tuple[int, str]] = []
+        for _, group in groupby(sorted(hosts, key=lambda ph: ph[0]), key=lambda ph: ph[0]):
+            same = list(dict.fromkeys(group))             # drop duplicate records
+            self._rng.shuffle(same)
+            out.extend(same)
+        return out
+
+    # --- addresses ---------------------------------------------------------------------------
+
+    async def _addresses(self, host: str) -> _Lookup:
+        """Rule 2: AAAA then A, each shuffled; partial answers are fine."""
+        v6, v4 = await asyncio.gather(self._query(host, dns.rdatatype.AAAA),
+                                      self._query(host, dns.rdatatype.A))
+        addresses: list[str] = []
+        for answer in (v6, v4):
+            if isinstance(answer, list):
+                family = list(dict.fromkeys(r.address for r in answer))
+                self._rng.shuffle(family)
+                addresses.extend(family)
+        if addresses:
+            return _Lookup(addresses, None)
+        problems = [a for a in (v6, v4) if isinstance(a, str)]
+        temporary = [p for p in problems if p.startswith("temporary")]
+        if temporary:
+            return _Lookup([], temporary[0])
+        return _Lookup([], "nxdomain" if "nxdomain" in problems else "nodata")
+
+    def _no_address(self, target: str, problem: str | None, configured: bool, *,
+                    implicit: bool = False) -> ResolveError:
+        if problem and problem.startswith("temporary"):
+            return ResolveError(f"cannot look up the address of {target}: {problem[11:]}", "4.4.3", False)
+        if problem == "nxdomain":
+            return self._not_found(target, configured)
+        what = "no MX and no address records" if implicit else "no address records"
+        if configured:
+            return ResolveError(f"host {target} has {what}", "4.4.4", False)
+        return ResolveError(f"domain {target} has {what}", "5.4.4", True)
+
+    @staticmethod
+    def _not_found(target: str, configured: bool) -> ResolveError:
+        if configured:
+            return ResolveError(f"host {target} not found (NXDOMAIN)", "4.4.4", False)
+        return ResolveError(f"domain {target} not found (NXDOMAIN)", "5.1.2", True)
+
+    # --- one DNS query -------------------------------------------------------------------------
+
+    async def _query(self, name: str, rdtype: dns.rdatatype.RdataType) -> list | str:
+        """Records (possibly []: NOERROR, no data), "nxdomain", or "temporary: <why>"."""
+        if self._resolver is None:
+            return f"temporary: {self._setup_error}"
+        try:
+            qname = dns.name.from_text(name)
+        except (dns.exception.DNSException, UnicodeError):
+            return "nxdomain"          # not a valid DNS name: no such domain can exist
+        try:
+            answer = await self._resolver.resolve(qname, rdtype, search=False,
+                                                  raise_on_no_answer=False)
+        except dns.resolver.NXDOMAIN:
+            return "nxdomain"
+        except dns.exception.Timeout:
+            return f"temporary: DNS timeout after {self._config.dns_timeout:g}s"
+        except dns.resolver.NoNameservers as exc:
+            return f"temporary: no name server answered ({_first_line(exc)})"
+        except dns.exception.DNSException as exc:
+            return f"temporary: {_first_line(exc)}"
+        except OSError as exc:
+            return f"temporary: {exc.strerror or exc}"
+        return list(answer.rrset) if answer.rrset is not None else []
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:200]
