@@ -54,7 +54,6 @@ import dataclasses
 import logging
 import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
