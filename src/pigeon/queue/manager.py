@@ -2,81 +2,135 @@
 
 Contract:
   * Only the manager changes queue state: it calls the manager-side API of
-    `QueueStore` (recover, due, load, set_state, update, remove), always via
+    `QueueStore` (recover, due, load, mark_active, update, remove), always via
     `asyncio.to_thread` because those calls wait for fsync. The SMTP side only
-    commits new messages and calls `nudge()`.
+    commits new messages and calls `nudge()`. Agents return results and never
+    touch the store.
   * `run()` first calls `store.recover()`, then loops: take due messages (at
-    most `concurrency` in flight), deliver them, sleep until nudged, until the
-    next entry is due, or `run_interval` at most.
-  * Delivering one message: mark it 'active'; alias-expand pending recipients
+    most `concurrency` in flight; `store.due()` shares the free slots between
+    new and deferred mail, so new mail never waits behind a backlog), deliver
+    them, sleep until nudged, until the next entry is due, or `run_interval`.
+  * Delivering one message (`deliver(qid)`): alias-expand pending recipients
     (each expansion becomes its own recipient with `original` set, so retries
-    neither re-expand nor redeliver the parts already done); deliver local
-    routes to Maildir in a worker thread; leave remote routes PENDING ("remote
-    delivery not available yet"); then ONE durable `store.update()` (or
-    `store.remove()` when every recipient is final), and only after that the
-    maillog lines. Rule: the log never says "sent" for a state that a crash
-    could roll back.
-  * Retry: a message with non-final recipients goes to 'deferred'. Only remote
-    recipients waiting: next_attempt = now + run_interval. A local delivery
-    error: backoff min(run_interval * 2**attempts, 3600) s. (The real
-    scheduler with jitter and expiry is queue/schedule.py, a later issue.)
-  * A local address with no mailbox at delivery time (an alias pointing
-    nowhere, or a mailbox removed from the config since RCPT) is BOUNCED with
-    5.1.1. No non-delivery report is generated yet (bounce.py, later issue);
-    the maillog line says status=bounced.
+    neither re-expand nor redeliver the parts done); resolve routes; local
+    routes go to Maildir in a worker thread; other routes are grouped by
+    `Nexthop` and cut into chunks of `destination_recipients`, one
+    `DeliveryRequest` (one SMTP transaction) each, given to
+    `agents[nexthop.transport]`. The requests of one message run
+    concurrently, each holding one of its destination's
+    `destination_concurrency` slots. A dead destination (schedule.py Rule 6)
+    gets no attempt: its recipients are deferred "delivery temporarily
+    suspended". No agent for a transport: deferred 4.3.0.
+  * Results, per recipient: DELIVERED and BOUNCED are final; DEFERRED stays
+    for the next attempt with its diagnostic. An agent exception defers every
+    recipient of its request with 4.0.0 (the traceback goes to the debug log,
+    not into reports). A recipient the agent gave no result for: 4.0.0.
+  * Then, in this order (Rule: durable first, log after; the log never says
+    "sent" for a state a crash could roll back):
+      - every recipient final -> reports due (notify.py) are enqueued, the
+        message is removed;
+      - else expired (schedule.expired, `max_lifetime`) -> what is left
+        bounces with 4.4.7 (RFC 3463 "delivery time expired"), reports,
+        removal;
+      - else attempts += 1, next_attempt with backoff and jitter, state
+        'deferred'; a delay warning is enqueued if due (once per message).
+    Reports are committed before the original is removed or updated: a crash
+    may duplicate a report, never lose one.
+  * Log lines (maillog), one per recipient and attempt, Postfix style:
+    `to=<..>, orig_to=<..>, relay=mx.example[192.0.2.1]:25, delay=12, dsn=4.4.1,
+    status=deferred (connect to ...: Connection refused)`; then
+    `sender non-delivery notification: <new id>` for a report, `removed`.
   * Nothing escapes the loop: a corrupt entry is quarantined by the store and
     skipped; an unexpected exception while delivering one message is logged
-    and the message is deferred with backoff.
+    and the message is deferred by `run_interval`.
 
-Delivery is at-least-once: a crash between a Maildir write and the following
+Delivery is at-least-once: a crash between a delivery and the following
 `store.update()` delivers that recipient again after restart. Exactly-once
-would need a per-recipient journal fsync before every Maildir write; a rare
+would need a per-recipient journal fsync before every delivery; a rare
 duplicate is the standard MTA trade-off (Postfix makes the same one).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from dataclasses import replace
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
+from pigeon.delivery.api import (DeliveryAgent, DeliveryRecipient, DeliveryRequest, Nexthop,
+                                 Outcome, RecipientResult)
 from pigeon.delivery.maildir import deliver_to_maildir
 from pigeon.queue.model import Envelope, Recipient, RecipientStatus
+from pigeon.queue.notify import enqueue_notice, plan_notices
+from pigeon.queue.schedule import DestinationState, expired, next_attempt
 from pigeon.queue.store import CorruptEntry, QueueStore, StoreError
 from pigeon.routing.resolve import Route, Router
 
 log = logging.getLogger("pigeon.queue")
 
-MAX_BACKOFF = 3600.0
-REMOTE_UNAVAILABLE = "remote delivery not available yet"
+NO_AGENT = "mail transport unavailable"
+EXPIRED_STATUS = "4.4.7"
+_STATUS = {Outcome.DELIVERED: RecipientStatus.DELIVERED,
+           Outcome.DEFERRED: RecipientStatus.DEFERRED,
+           Outcome.BOUNCED: RecipientStatus.BOUNCED}
+_LOG_STATUS = {Outcome.DELIVERED: "sent", Outcome.DEFERRED: "deferred",
+               Outcome.BOUNCED: "bounced"}
 
 
 class MailLog(Protocol):
     def log(self, queue_id: str, fields: dict, detail: str | None = None) -> None: ...
 
 
+def _nexthop(route: Route) -> Nexthop:
+    """The route's Nexthop; a bare domain (older Router) means SMTP with MX lookup."""
+    target = route.target
+    return target if isinstance(target, Nexthop) else Nexthop("smtp", str(target))
+
+
+def _chunks(items: list[Recipient], size: int) -> list[list[Recipient]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
 class QueueManager:
     """Moves committed messages to their destinations; see the module contract."""
 
     def __init__(self, store: QueueStore, router: Router, *, hostname: str, maillog: MailLog,
-                 fsync: bool = True, clock: Callable[[], float] = time.time,
-                 run_interval: float = 60.0, concurrency: int = 8) -> None:
+                 agents: Mapping[str, DeliveryAgent] | None = None, fsync: bool = True,
+                 clock: Callable[[], float] = time.time, rng: random.Random | None = None,
+                 run_interval: float = 60.0, concurrency: int = 64,
+                 min_backoff: float = 300.0, max_backoff: float = 4000.0,
+                 max_lifetime: float = 432000.0, delay_warning: float = 14400.0,
+                 destination_concurrency: int = 20, destination_recipients: int = 50,
+                 destination_failure_limit: int = 3) -> None:
+        if destination_recipients < 1 or concurrency < 1:
+            raise ValueError("concurrency and destination_recipients must be >= 1")
         self._store = store
         self._router = router
         self._hostname = hostname
         self._maillog = maillog
+        self._agents = dict(agents or {})
         self._fsync = fsync
         self._clock = clock
+        self._rng = rng if rng is not None else random.Random()
         self._run_interval = run_interval
         self._concurrency = concurrency
+        self._min_backoff, self._max_backoff = min_backoff, max_backoff
+        self._max_lifetime = max_lifetime
+        self._delay_warning = delay_warning
+        self._dest_rcpts = destination_recipients
+        self._dests = DestinationState(concurrency=destination_concurrency,
+                                       failure_limit=destination_failure_limit,
+                                       dead_time=min_backoff)
+        self._dest_cond: asyncio.Condition | None = None     # created on the running loop
+        self._dest_loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self._stopping = False
         self._running = False
         self._stopped = asyncio.Event()
         self._inflight: set[str] = set()
-        self._counters = {"delivered": 0, "deferred": 0, "bounced": 0, "removed": 0,
-                          "errors": 0}
+        self._counters = {"delivered": 0, "deferred": 0, "bounced": 0, "expired": 0,
+                          "removed": 0, "notifications": 0, "errors": 0}
 
     # --- control ------------------------------------------------------------------
 
@@ -93,12 +147,14 @@ class QueueManager:
             await self._stopped.wait()
 
     def statistics(self) -> dict[str, Any]:
-        """Snapshot for the admin UI/CLI: queue counts by state plus counters.
+        """Snapshot for the admin UI/CLI: queue counts by state, counters,
+        destinations (tracked, dead, slots in use).
 
         Reads the database on the calling thread (a quick indexed query).
         """
         return {"queue": self._store.counts(), "in_flight": len(self._inflight),
-                "running": self._running, **self._counters}
+                "running": self._running, **self._counters,
+                "destinations": self._dests.statistics(self._clock())}
 
     async def run(self) -> None:
         """Recover the store, then deliver until `stop()`."""
@@ -124,14 +180,12 @@ class QueueManager:
         free = self._concurrency - len(self._inflight)
         if free <= 0:
             return
-        # Ask for more than `free`: some of the due ones may already be in flight.
-        ids = await asyncio.to_thread(self._store.due, self._clock(),
-                                      free + len(self._inflight))
+        # due() never returns 'active' entries, and ours are marked active
+        # before they start; the filter is a guard, not a need.
+        ids = await asyncio.to_thread(self._store.due, self._clock(), free)
         new = [q for q in ids if q not in self._inflight][:free]
         if not new:
             return
-        # Mark them active in one transaction before starting: due() and
-        # next_due() then stop returning them, so the loop cannot spin on them.
         await asyncio.to_thread(self._store.mark_active, new)
         for qid in new:
             self._inflight.add(qid)
@@ -144,8 +198,6 @@ class QueueManager:
         if nxt is None:
             return self._run_interval
         return min(self._run_interval, max(0.0, nxt - self._clock()))
-
-    # --- one message ---------------------------------------------------------------
 
     async def _deliver_fenced(self, qid: str) -> None:
         """Exception fence: one bad message never stops the manager."""
@@ -165,8 +217,10 @@ class QueueManager:
             self._inflight.discard(qid)
             self._wake.set()
 
+    # --- one message ---------------------------------------------------------------
+
     async def deliver(self, qid: str) -> None:
-        """Deliver every non-final recipient of one message (see module contract).
+        """One delivery run for one message (see the module contract).
 
         The entry should be 'active' (run() marks it); exceptions propagate.
         """
@@ -175,60 +229,200 @@ class QueueManager:
         self._expand_aliases(env)
         source = store.content_path(qid)
         logs: list[tuple[dict, str]] = []
-        local_error = False
+        local: list[tuple[Recipient, Route]] = []
+        remote: dict[Nexthop, list[Recipient]] = {}
         for rcpt in env.recipients:
             if rcpt.final:
                 continue
             routes = self._router.resolve(rcpt.address, expand_aliases=False)
-            route = routes[0] if routes else Route("remote", rcpt.address, "")
-            fields = {"to": rcpt.address}
-            if rcpt.original and rcpt.original != rcpt.address:
-                fields["orig_to"] = rcpt.original
-            if route.kind == "remote":
-                rcpt.status, rcpt.diagnostic = RecipientStatus.PENDING, REMOTE_UNAVAILABLE
-                fields.update(relay="none", dsn="4.4.0", status="deferred")
-                logs.append((fields, REMOTE_UNAVAILABLE))
-            elif not self._router.mailbox_exists(route.address):
-                rcpt.status = RecipientStatus.BOUNCED
-                rcpt.diagnostic = "dsn=5.1.1 no such local mailbox"
-                fields.update(relay="local", dsn="5.1.1", status="bounced")
-                logs.append((fields, "no such local mailbox"))
+            route = routes[0] if routes else Route("remote", rcpt.address,
+                                                   rcpt.address.rpartition("@")[2])
+            if route.kind == "local":
+                local.append((rcpt, route))
             else:
-                try:
-                    await asyncio.to_thread(deliver_to_maildir, route.target, source,
-                                            env.sender, fsync=self._fsync,
-                                            delivered_to=route.address)
-                except OSError as e:
-                    local_error = True
-                    rcpt.status = RecipientStatus.DEFERRED
-                    rcpt.diagnostic = f"dsn=4.3.0 maildir delivery failed: {e.strerror or e}"
-                    fields.update(relay="local", dsn="4.3.0", status="deferred")
-                    logs.append((fields, rcpt.diagnostic))
-                else:
-                    rcpt.status, rcpt.diagnostic = RecipientStatus.DELIVERED, ""
-                    fields.update(relay="local", dsn="2.0.0", status="sent")
-                    logs.append((fields, "delivered to maildir"))
-        now = self._clock()
-        delay = round(max(0.0, now - env.received_at), 3) if env.received_at else 0.0
-        for fields, _ in logs:
-            fields["delay"] = delay
+                remote.setdefault(_nexthop(route), []).append(rcpt)
+        async with asyncio.TaskGroup() as tg:
+            if local:
+                tg.create_task(self._deliver_local(env, local, logs))
+            for nh, rcpts in remote.items():
+                for chunk in _chunks(rcpts, self._dest_rcpts):
+                    tg.create_task(self._deliver_remote(env, nh, chunk, logs))
+        await self._finish(env, logs)
+
+    async def _finish(self, env: Envelope, logs: list[tuple[dict, str]]) -> None:
+        qid, now = env.queue_id, self._clock()
         done = all(r.final for r in env.recipients)
+        if not done and expired(env.received_at, now, self._max_lifetime):
+            age = now - env.received_at
+            for r in env.recipients:
+                if r.final:
+                    continue
+                last = f"; last error: {r.diagnostic}" if r.diagnostic else ""
+                # Remote-MTA and Last-Attempt-Date stay those of the last attempt.
+                r.status, r.dsn_status, r.action = RecipientStatus.BOUNCED, EXPIRED_STATUS, "failed"
+                r.diagnostic = f"message expired after {age / 86400:.1f} days in queue{last}"
+                logs.append((self._fields(r, r.remote_mta or "none", "expired"), r.diagnostic))
+            done = True
+        plan = plan_notices(env, done=done, now=now, reporting_mta=self._hostname,
+                            postmaster=self._router.canonical("postmaster"),
+                            content_path=self._store.content_path(qid),
+                            delay_warning=self._delay_warning, max_lifetime=self._max_lifetime)
+        new_ids = [await asyncio.to_thread(enqueue_notice, self._store, n, now)
+                   for n in plan.notices]
         if done:
-            await asyncio.to_thread(store.remove, qid)
+            await asyncio.to_thread(self._store.remove, qid)
         else:
-            if local_error:
-                wait = min(self._run_interval * 2 ** env.attempts, MAX_BACKOFF)
-            else:
-                wait = self._run_interval
             env.attempts += 1
-            await asyncio.to_thread(store.update, env, "deferred", now + wait)
+            when = next_attempt(now, env.attempts, self._rng, min_backoff=self._min_backoff,
+                                max_backoff=self._max_backoff)
+            await asyncio.to_thread(self._store.update, env, "deferred", when)
         # Durable first (above), then the log lines (module Rule).
+        delay = round(max(0.0, now - env.received_at), 3) if env.received_at else 0.0
+        order = {r.address: i for i, r in enumerate(env.recipients)}
+        logs.sort(key=lambda fd: order.get(fd[0]["to"], 0))    # envelope order, not finish order
         for fields, detail in logs:
-            self._counters[{"sent": "delivered"}.get(fields["status"], fields["status"])] += 1
+            fields["delay"] = delay
+            key = {"sent": "delivered"}.get(fields["status"], fields["status"])
+            self._counters[key] += 1
             self._maillog.log(qid, fields, detail)
+        for notice, new_id in zip(plan.notices, new_ids):
+            self._counters["notifications"] += 1
+            self._maillog.log(qid, {}, f"{notice.log_text}: {new_id}")
+        for remark in plan.remarks:
+            self._maillog.log(qid, {}, remark)
         if done:
             self._counters["removed"] += 1
             self._maillog.log(qid, {"status": "removed"})
+        if new_ids:
+            self.nudge()
+
+    # --- local ----------------------------------------------------------------------
+
+    async def _deliver_local(self, env: Envelope, todo: list[tuple[Recipient, Route]],
+                             logs: list[tuple[dict, str]]) -> None:
+        source = self._store.content_path(env.queue_id)
+        for rcpt, route in todo:
+            if not self._router.mailbox_exists(route.address):
+                self._set(rcpt, RecipientStatus.BOUNCED, "5.1.1", "no such local mailbox",
+                          action="failed", transport="local")
+                logs.append((self._fields(rcpt, "local", "bounced"), rcpt.diagnostic))
+                continue
+            try:
+                await asyncio.to_thread(deliver_to_maildir, route.target, source, env.sender,
+                                        fsync=self._fsync, delivered_to=route.address)
+            except OSError as e:
+                self._set(rcpt, RecipientStatus.DEFERRED, "4.3.0",
+                          f"maildir delivery failed: {e.strerror or e}", transport="local")
+                logs.append((self._fields(rcpt, "local", "deferred"), rcpt.diagnostic))
+            else:
+                self._set(rcpt, RecipientStatus.DELIVERED, "2.0.0", "delivered to maildir",
+                          action="delivered", transport="local")
+                logs.append((self._fields(rcpt, "local", "sent"), rcpt.diagnostic))
+
+    # --- remote -----------------------------------------------------------------------
+
+    async def _deliver_remote(self, env: Envelope, nh: Nexthop, rcpts: list[Recipient],
+                              logs: list[tuple[dict, str]]) -> None:
+        agent = self._agents.get(nh.transport)
+        if agent is None:
+            for r in rcpts:
+                self._set(r, RecipientStatus.DEFERRED, "4.3.0",
+                          f"{NO_AGENT}: no delivery agent for transport {nh.transport}",
+                          transport=nh.transport)
+                logs.append((self._fields(r, "none", "deferred"), r.diagnostic))
+            return
+        loop = asyncio.get_running_loop()
+        if self._dest_cond is None or self._dest_loop is not loop:
+            self._dest_cond, self._dest_loop = asyncio.Condition(), loop
+        cond, acquired = self._dest_cond, False
+        try:
+            async with cond:
+                await cond.wait_for(lambda: self._dests.acquire(nh))
+                acquired = True
+            if self._dests.is_dead(nh, self._clock()):
+                reason = self._dests.dead_reason(nh)
+                for r in rcpts:
+                    self._set(r, RecipientStatus.DEFERRED, "4.4.1",
+                              f"delivery temporarily suspended: {reason}",
+                              transport=nh.transport)
+                    logs.append((self._fields(r, "none", "deferred"), r.diagnostic))
+                return
+            results = await self._call_agent(agent, env, nh, rcpts)
+            self._apply(env.queue_id, nh, rcpts, results, logs)
+        finally:
+            if acquired:
+                async with cond:
+                    self._dests.release(nh)
+                    cond.notify_all()
+
+    async def _call_agent(self, agent: DeliveryAgent, env: Envelope, nh: Nexthop,
+                          rcpts: list[Recipient]) -> list[RecipientResult]:
+        request = DeliveryRequest(
+            queue_id=env.queue_id, sender=env.sender, params=env.params,
+            recipients=tuple(DeliveryRecipient(r.address, r.params) for r in rcpts),
+            content=self._store.content_path(env.queue_id), size=env.size,
+            eight_bit=env.eight_bit, smtputf8=env.params.smtputf8, nexthop=nh)
+        try:
+            return list(await agent.deliver(request))
+        except Exception as e:
+            # Two faces (STYLE 3.6): the traceback to our log, a generic
+            # reason into the queue and any report.
+            log.warning("queue_id=%s: delivery agent %s raised %r; deferring %d recipient(s)",
+                        env.queue_id, nh, e, len(rcpts), exc_info=True)
+            return [RecipientResult(r.address, Outcome.DEFERRED, "4.0.0",
+                                    f"delivery agent error ({type(e).__name__})")
+                    for r in rcpts]
+
+    def _apply(self, qid: str, nh: Nexthop, rcpts: list[Recipient],
+               results: list[RecipientResult], logs: list[tuple[dict, str]]) -> None:
+        by_addr: dict[str, RecipientResult] = {}
+        for res in results:
+            by_addr.setdefault(res.address, res)
+            by_addr.setdefault(res.address.lower(), res)
+        reached = False
+        first_failure = ""
+        for r in rcpts:
+            res = by_addr.get(r.address) or by_addr.get(r.address.lower())
+            try:
+                outcome = Outcome(res.outcome) if res is not None else None
+            except ValueError:
+                outcome = None
+            if res is None or outcome is None:
+                log.warning("queue_id=%s: agent for %s gave no valid result for %s",
+                            qid, nh, r.address)
+                outcome = Outcome.DEFERRED
+                res = RecipientResult(r.address, outcome, "4.0.0",
+                                      "delivery agent returned no result")
+            if res.remote_mta or outcome is not Outcome.DEFERRED:
+                reached = True
+            elif not first_failure:
+                first_failure = res.diagnostic
+            action = res.action if outcome is Outcome.DELIVERED else (
+                "failed" if outcome is Outcome.BOUNCED else "")
+            self._set(r, _STATUS[outcome], res.status, res.diagnostic, action=action,
+                      transport=nh.transport, remote_mta=res.remote_mta)
+            logs.append((self._fields(r, res.remote_mta or "none", _LOG_STATUS[outcome]),
+                         res.diagnostic))
+        self._dests.record(nh, self._clock(), reached=reached, reason=first_failure)
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _set(self, rcpt: Recipient, status: RecipientStatus, dsn: str, diagnostic: str, *,
+             action: str = "", transport: str = "", remote_mta: str = "") -> None:
+        rcpt.status, rcpt.dsn_status, rcpt.diagnostic = status, dsn, diagnostic
+        rcpt.action = action
+        if transport:
+            rcpt.transport = transport
+        rcpt.remote_mta = remote_mta
+        rcpt.last_attempt = self._clock()
+
+    @staticmethod
+    def _fields(rcpt: Recipient, relay: str, status: str) -> dict:
+        fields: dict = {"to": rcpt.address}
+        if rcpt.original and rcpt.original != rcpt.address:
+            fields["orig_to"] = rcpt.original
+        fields.update(relay=relay, delay=0.0, dsn=rcpt.dsn_status, status=status)
+        return fields
 
     def _expand_aliases(self, env: Envelope) -> None:
         """Replace each pending, not-yet-expanded recipient by its alias

@@ -7,6 +7,15 @@ Contract:
   * All values are JSON-friendly (`to_dict`/`from_dict`), so the store can keep
     them human-readable.
   * Recipient status changes only through the queue manager.
+  * Delivery-status fields (`dsn_status`, `remote_mta`, `action`,
+    `transport`, `last_attempt`) are what the last attempt reported; the
+    manager keeps them so a DSN (RFC 3464) built days later can report them.
+  * `Envelope.dsn_kind` marks messages the queue generated itself ("failure",
+    "delay", "success", "relayed": a DSN to a sender; "double-bounce": a
+    notice to postmaster). It is what stops bounce loops: a failed DSN goes
+    to postmaster once, a failed double bounce is dropped.
+  * Fields added later have defaults and `from_dict` tolerates their absence,
+    so entries written by an older version still load.
 """
 from __future__ import annotations
 
@@ -34,6 +43,16 @@ class Recipient:
     #: it was given by the client as is). Set by the queue manager when it
     #: expands aliases; such recipients are never alias-expanded again.
     original: str = ""
+    #: RFC 3463 enhanced status of the last attempt ("" before any attempt).
+    dsn_status: str = ""
+    #: "mx.example.org[192.0.2.1]:25" when a peer answered, for Remote-MTA.
+    remote_mta: str = ""
+    #: RFC 3464 action of a final result ("delivered", "relayed", "failed").
+    action: str = ""
+    #: Transport of the last attempt ("local", "smtp", "lmtp", "discard").
+    transport: str = ""
+    #: Unix time of the last attempt (0.0: never attempted).
+    last_attempt: float = 0.0
 
     @property
     def final(self) -> bool:
@@ -44,13 +63,18 @@ class Recipient:
              "status": self.status.value, "diagnostic": self.diagnostic}
         if self.original:
             d["original"] = self.original
+        for key in ("dsn_status", "remote_mta", "action", "transport", "last_attempt"):
+            value = getattr(self, key)
+            if value:
+                d[key] = value
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Recipient":
         return cls(d["address"], RcptParams.from_dict(d.get("params") or {}),
                    RecipientStatus(d.get("status", "pending")), d.get("diagnostic", ""),
-                   d.get("original", ""))
+                   d.get("original", ""), d.get("dsn_status", ""), d.get("remote_mta", ""),
+                   d.get("action", ""), d.get("transport", ""), d.get("last_attempt", 0.0))
 
 
 @dataclass(slots=True)
@@ -66,6 +90,8 @@ class Envelope:
     client_helo: str = ""
     protocol: str = "ESMTP"    # SMTP / ESMTP / UTF8SMTP ... as in the Received: field
     attempts: int = 0          # delivery runs that ended deferred (drives the retry backoff)
+    dsn_kind: str = ""         # "" = client mail; else which notification we generated (module doc)
+    delay_warned: bool = False  # the one delay warning (RFC 3464 Action: delayed) has gone out
 
     def to_dict(self) -> dict:
         return {"queue_id": self.queue_id, "sender": self.sender,
@@ -73,11 +99,13 @@ class Envelope:
                 "params": self.params.to_dict(), "received_at": self.received_at,
                 "size": self.size, "eight_bit": self.eight_bit,
                 "client_address": self.client_address, "client_helo": self.client_helo,
-                "protocol": self.protocol, "attempts": self.attempts}
+                "protocol": self.protocol, "attempts": self.attempts,
+                "dsn_kind": self.dsn_kind, "delay_warned": self.delay_warned}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Envelope":
         return cls(d["queue_id"], d["sender"], [Recipient.from_dict(r) for r in d["recipients"]],
                    MailParams.from_dict(d.get("params") or {}), d.get("received_at", 0.0),
                    d.get("size", 0), d.get("eight_bit", False), d.get("client_address", ""),
-                   d.get("client_helo", ""), d.get("protocol", "ESMTP"), d.get("attempts", 0))
+                   d.get("client_helo", ""), d.get("protocol", "ESMTP"), d.get("attempts", 0),
+                   d.get("dsn_kind", ""), d.get("delay_warned", False))

@@ -4,12 +4,25 @@ Contract:
   * Fakes are deterministic and record what they were asked, so tests assert
     on calls instead of reading log files or sleeping.
   * They implement the same narrow interfaces as the real objects
-    (`RecordingMaillog` ~ pigeon.obs.maillog, `FakeClock` ~ `time.time`), and
-    never do I/O.
+    (`RecordingMaillog` ~ pigeon.obs.maillog, `FakeClock` ~ `time.time`,
+    `FakeAgent` ~ pigeon.delivery.api.DeliveryAgent), and never do I/O.
+  * `FakeAgent` has one error field per stage of an SMTP transaction
+    (STYLE 3.15, maddy's testutils target): `start_err` (connect/greeting:
+    no peer reached, every recipient gets it), `rcpt_err[address]` (that
+    RCPT refused), `body_err` (DATA refused: every accepted recipient) and
+    `commit_err` (the reply to the final dot). Each is a `FakeReply` (a
+    result, as a real agent reports failures) or an exception instance (raised
+    from `deliver()`, to test the manager's fence). Otherwise every recipient
+    gets `results_fn(request, recipient)`, default "250 2.0.0 Ok".
 """
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
+from typing import Callable
+
+from pigeon.delivery.api import (DeliveryRecipient, DeliveryRequest, Nexthop, Outcome,
+                                 RecipientResult)
 
 
 @dataclass(slots=True)
@@ -46,3 +59,92 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+@dataclass(frozen=True, slots=True)
+class FakeReply:
+    """A reply a fake peer gives at some stage: "550 5.1.1 no such user" style."""
+
+    status: str                   # enhanced status, e.g. "4.4.1"; first digit = outcome
+    text: str                     # the diagnostic (the remote reply, or our reason)
+
+    @property
+    def outcome(self) -> Outcome:
+        return {"2": Outcome.DELIVERED, "5": Outcome.BOUNCED}.get(self.status[:1],
+                                                                  Outcome.DEFERRED)
+
+
+ResultsFn = Callable[[DeliveryRequest, DeliveryRecipient], "RecipientResult | FakeReply"]
+
+
+class FakeAgent:
+    """A `DeliveryAgent` that records requests and answers from its fields.
+
+    `requests` holds every request in call order; `in_flight`/`max_in_flight`
+    count concurrent `deliver()` calls per `Nexthop`. Set `gate` (an
+    asyncio.Event) to hold every delivery until it is set.
+    """
+
+    def __init__(self, results_fn: ResultsFn | None = None, *,
+                 remote_mta: str = "mx.fake.test[192.0.2.1]:25") -> None:
+        self.results_fn = results_fn
+        self.remote_mta = remote_mta
+        self.start_err: FakeReply | BaseException | None = None
+        self.rcpt_err: dict[str, FakeReply | BaseException] = {}
+        self.body_err: FakeReply | BaseException | None = None
+        self.commit_err: FakeReply | BaseException | None = None
+        self.gate: asyncio.Event | None = None
+        self.requests: list[DeliveryRequest] = []
+        self.in_flight: dict[Nexthop, int] = {}
+        self.max_in_flight: dict[Nexthop, int] = {}
+
+    def recipients(self) -> list[str]:
+        """Every recipient address of every request, in order."""
+        return [r.address for req in self.requests for r in req.recipients]
+
+    async def deliver(self, request: DeliveryRequest) -> list[RecipientResult]:
+        self.requests.append(request)
+        nh = request.nexthop
+        self.in_flight[nh] = self.in_flight.get(nh, 0) + 1
+        self.max_in_flight[nh] = max(self.max_in_flight.get(nh, 0), self.in_flight[nh])
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+            return self._answer(request)
+        finally:
+            self.in_flight[nh] -= 1
+
+    def _answer(self, request: DeliveryRequest) -> list[RecipientResult]:
+        if self.start_err is not None:            # no peer reached
+            return self._all(request.recipients, self.start_err, remote_mta="")
+        out: dict[str, RecipientResult] = {}
+        accepted = []
+        for r in request.recipients:
+            err = self.rcpt_err.get(r.address)
+            if err is not None:
+                out[r.address] = self._result(r.address, err, self.remote_mta)
+            else:
+                accepted.append(r)
+        for stage in (self.body_err, self.commit_err):
+            if stage is not None and accepted:
+                out.update((x.address, x) for x in self._all(accepted, stage, self.remote_mta))
+                accepted = []
+        for r in accepted:
+            answer = self.results_fn(request, r) if self.results_fn else FakeReply(
+                "2.0.0", "250 2.0.0 Ok: queued")
+            out[r.address] = (answer if isinstance(answer, RecipientResult)
+                              else self._result(r.address, answer, self.remote_mta))
+        return [out[r.address] for r in request.recipients]
+
+    def _all(self, rcpts, err, remote_mta: str) -> list[RecipientResult]:
+        return [self._result(r.address, err, remote_mta) for r in rcpts]
+
+    @staticmethod
+    def _result(address: str, err: FakeReply | BaseException, remote_mta: str
+                ) -> RecipientResult:
+        if isinstance(err, BaseException):
+            raise err
+        action = {Outcome.DELIVERED: "delivered", Outcome.BOUNCED: "failed"}.get(
+            err.outcome, "delayed")
+        return RecipientResult(address, err.outcome, err.status, err.text, remote_mta,
+                               action)  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""QueueManager end to end over a real QueueStore and Maildirs in a temp dir."""
+"""QueueManager end to end over a real QueueStore and Maildirs in a temp dir (the run loop)."""
 from __future__ import annotations
 
 import asyncio
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pigeon.config.schema import Config, DomainConfig
-from pigeon.queue.manager import REMOTE_UNAVAILABLE, QueueManager
+from pigeon.queue.manager import NO_AGENT, QueueManager
 from pigeon.queue.model import Envelope, Recipient, RecipientStatus
 from pigeon.queue.store import QueueStore
 from pigeon.routing.resolve import Router
@@ -76,18 +76,21 @@ def test_local_aliased_and_remote(setup):
     assert bob[0].read_bytes().startswith(
         b"Return-Path: <sender@remote.test>\nDelivered-To: bob@example.test\nReceived:")
     # Delivered messages are gone; the remote one waits in 'deferred'.
+    # (no "smtp" agent given: the remote recipient is deferred 4.3.0)
     assert [e.queue_id for e in store.list()] == [q_remote]
     entry = store.list("deferred")[0]
     assert entry.next_attempt >= time.time() + 20
-    assert entry.envelope.recipients[0].status is RecipientStatus.PENDING
-    assert entry.envelope.recipients[0].diagnostic == REMOTE_UNAVAILABLE
+    assert entry.envelope.recipients[0].status is RecipientStatus.DEFERRED
+    assert entry.envelope.recipients[0].diagnostic.startswith(NO_AGENT)
+    assert entry.envelope.recipients[0].dsn_status == "4.3.0"
     # Log lines: per recipient, with orig_to for the alias expansion.
     sent = [c.fields for c in log.for_id(q_alias) if c.fields["status"] == "sent"]
     assert sent == [
         {"to": "alice@example.test", "orig_to": "team@example.test", "relay": "local",
-         "dsn": "2.0.0", "status": "sent", "delay": sent[0]["delay"]},
+         "delay": sent[0]["delay"], "dsn": "2.0.0", "status": "sent"},
         {"to": "bob@example.test", "orig_to": "team@example.test", "relay": "local",
-         "dsn": "2.0.0", "status": "sent", "delay": sent[1]["delay"]}]
+         "delay": sent[1]["delay"], "dsn": "2.0.0", "status": "sent"}]
+    assert list(sent[0]) == ["to", "orig_to", "relay", "delay", "dsn", "status"]
     assert log.for_id(q_alias)[0].detail == "delivered to maildir"
     assert log.statuses(q_remote) == ["deferred"]
     stats = mgr.statistics()
@@ -106,7 +109,12 @@ def test_alias_to_missing_mailbox_bounces(setup):
     qid = commit(store, "ghost@example.test")
     asyncio.run(run_until(mgr, lambda: "removed" in log.statuses(qid)))
     assert log.for_id(qid)[0].fields["dsn"] == "5.1.1"
-    assert log.statuses(qid) == ["bounced", "removed"]
+    assert log.statuses(qid) == ["bounced", "", "removed"]
+    assert log.for_id(qid)[1].detail.startswith("sender non-delivery notification: ")
+    # The bounce is a new queue entry from <> to the original sender.
+    (bounce,) = store.list()
+    assert bounce.envelope.sender == "" and bounce.envelope.dsn_kind == "failure"
+    assert [r.address for r in bounce.envelope.recipients] == ["sender@remote.test"]
 
 
 def test_local_error_defers_with_backoff_then_recovers(setup):
