@@ -1,9 +1,9 @@
 """Postfix's smtp-sink as a receiving MTA for tests, on any loopback address.
 
 Contract:
-  * `SmtpSink(address, port, dump_dir, extra_args)` runs `smtp-sink` (Debian
+  * `SmtpSink(address, port, extra_args=...)` runs `smtp-sink` (Debian
     package postfix) bound to `address:port` (an address of 127.0.0.0/8),
-    dumping every accepted transaction to a file in `dump_dir`, until
+    dumping every accepted transaction to a file of its own temp dir, until
     `stop()`. Options such as `-f RCPT` (reject every RCPT with 5xx) or
     `-r MAIL` (4xx for MAIL) make it a misbehaving peer.
   * `messages()` returns the dumped transactions (bytes), oldest first.
@@ -12,8 +12,10 @@ Contract:
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,18 +23,20 @@ from pigeon.testing.live import require_tool
 
 
 class SmtpSink:
-    def __init__(self, address: str, port: int, dump_dir: Path, extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(self, address: str, port: int, dump_dir: Path | None = None,
+                 extra_args: tuple[str, ...] = ()) -> None:
         if not address.startswith("127."):
             raise ValueError("tests only listen on loopback")
         self.address, self.port = address, port
-        self.dump_dir = Path(dump_dir)
+        # smtp-sink runs as "nobody", which cannot traverse pytest's private
+        # tmp dirs: dump into a directory of our own directly under /tmp.
+        self.dump_dir = Path(tempfile.mkdtemp(prefix="pigeon-sink-"))
         self.extra_args = extra_args
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 10.0) -> "SmtpSink":
         tool = require_tool("smtp-sink")
-        self.dump_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.dump_dir, 0o777)  # smtp-sink drops to "nobody" before writing
+        os.chmod(self.dump_dir, 0o777)
         args = [tool, "-u", "nobody", "-d", f"{self.dump_dir}/%M.", *self.extra_args,
                 f"{self.address}:{self.port}", "64"]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -60,6 +64,7 @@ class SmtpSink:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        shutil.rmtree(self.dump_dir, ignore_errors=True)
 
     def __enter__(self) -> "SmtpSink":
         return self.start()

@@ -1,0 +1,69 @@
+"""Build the delivery agents and the queue manager from a `Config`.
+
+Contract:
+  * `client_config(config)` maps the `[delivery]` settings onto the SMTP
+    client's `ClientConfig` (one command timeout for every reply that RFC 5321
+    §4.5.3.2 gives five minutes; the data timeouts as configured).
+  * `build_agents(config)` returns the agents by transport name ("smtp",
+    "lmtp", "discard"); Maildir ("local") is built into the queue manager.
+    The SMTP agent resolves next hops through `MxResolver`, which knows our
+    own names and addresses for MX loop detection (RFC 5321 §5.1).
+  * `build_manager(config, store, router, maillog, agents)` passes every
+    `[queue]` and `[delivery]` scheduling setting to `QueueManager`.
+  * Called only from the composition root (`pigeon.app`).
+"""
+from __future__ import annotations
+
+from pigeon.config.schema import Config
+from pigeon.delivery.api import DeliveryAgent
+from pigeon.delivery.discard import DiscardAgent
+from pigeon.delivery.lmtp import LmtpAgent
+from pigeon.delivery.smtp import SmtpAgent
+from pigeon.proto.client import ClientConfig
+from pigeon.queue.manager import QueueManager
+from pigeon.routing.mx import MxResolver, own_identity
+
+
+def client_config(config: Config) -> ClientConfig:
+    d = config.delivery
+    per_reply = d.command_timeout
+    return ClientConfig(
+        helo_name=d.helo_name or config.hostname,
+        connect_timeout=d.connect_timeout,
+        greeting_timeout=per_reply, helo_timeout=per_reply, starttls_timeout=per_reply,
+        mail_timeout=per_reply, rcpt_timeout=per_reply,
+        data_init_timeout=min(per_reply, 120.0) if per_reply >= 120.0 else per_reply,
+        data_block_timeout=d.data_block_timeout, data_done_timeout=d.data_done_timeout,
+        tls=d.tls, tls_ca_file=str(d.tls_ca_file) if d.tls_ca_file else None,
+        max_recipients_per_transaction=d.destination_recipients,
+        smtp_port=d.remote_port)
+
+
+def build_agents(config: Config) -> dict[str, DeliveryAgent]:
+    names, addresses = own_identity(config)
+    resolver = MxResolver(config.delivery, own_names=names, own_addresses=addresses)
+    cc = client_config(config)
+    return {
+        "smtp": SmtpAgent(cc, resolver, own_hostname=config.hostname),
+        "lmtp": LmtpAgent(cc, own_hostname=config.hostname),
+        "discard": DiscardAgent(),
+    }
+
+
+def build_manager(config: Config, store, router, maillog,
+                  agents: dict[str, DeliveryAgent]) -> QueueManager:
+    q, d = config.queue, config.delivery
+    return QueueManager(
+        store, router, hostname=config.hostname, maillog=maillog, agents=agents,
+        fsync=q.fsync, run_interval=q.run_interval, concurrency=q.concurrency,
+        min_backoff=q.min_backoff, max_backoff=q.max_backoff, max_lifetime=q.max_lifetime,
+        delay_warning=q.delay_warning, destination_concurrency=d.destination_concurrency,
+        destination_recipients=d.destination_recipients)
+
+
+async def close_agents(agents: dict[str, DeliveryAgent]) -> None:
+    """Close idle outbound connections (QUIT) at shutdown."""
+    for agent in agents.values():
+        aclose = getattr(agent, "aclose", None)
+        if aclose is not None:
+            await aclose()
