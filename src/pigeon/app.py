@@ -9,6 +9,11 @@ Contract:
     `timeouts.shutdown_grace`), the queue manager finishes in-flight
     deliveries, the store closes. Returns the process exit status.
   * uvloop is used when it is installed; plain asyncio otherwise.
+  * TLS and AUTH (issue 4): the certificate is checked (or a self-signed
+    one made) in `build`, before anything listens; a broken one is
+    `TlsError` naming the file, and `run` exits 78 (EX_CONFIG). The account
+    store `<data_dir>/accounts.db` is opened in `serve`. SIGHUP reloads the
+    certificate files without dropping sessions (pigeon.net.tls).
 """
 from __future__ import annotations
 
@@ -18,11 +23,16 @@ import os
 import signal
 from dataclasses import dataclass
 
+from pigeon.auth.accounts import AccountError, AccountStore
+from pigeon.auth.ratelimit import FailureLimiter, LimitSettings
+from pigeon.auth.service import AuthService
 from pigeon.config.load import session_config
 from pigeon.config.schema import Config
 from pigeon.net.listener import ListenError, SmtpServer
+from pigeon.net.tls import TlsError, TlsProvider
 from pigeon.obs.maillog import MailLog
 from pigeon.policy.recipients import RecipientPolicy
+from pigeon.delivery.wiring import build_agents, build_manager, close_agents
 from pigeon.queue.manager import QueueManager
 from pigeon.queue.store import QueueStore
 from pigeon.routing.resolve import Router
@@ -32,6 +42,7 @@ log = logging.getLogger("pigeon")
 EX_OK = 0
 EX_UNAVAILABLE = 69     # sysexits.h: a listener could not be bound
 EX_CANTCREAT = 73       # sysexits.h: the data directory is unusable
+EX_CONFIG = 78          # sysexits.h: a broken TLS certificate or key
 
 
 @dataclass
@@ -42,6 +53,9 @@ class Pigeon:
     store: QueueStore
     manager: QueueManager
     server: SmtpServer
+    tls: TlsProvider | None = None
+    auth: AuthService | None = None
+    agents: dict | None = None
 
     @classmethod
     def build(cls, config: Config) -> "Pigeon":
@@ -49,15 +63,30 @@ class Pigeon:
         router = Router(config)
         policy = RecipientPolicy(config, router)
         maillog = MailLog()
-        manager = QueueManager(store, router, hostname=config.hostname, maillog=maillog,
-                               fsync=config.queue.fsync, run_interval=config.queue.run_interval)
+        agents = build_agents(config)
+        manager = build_manager(config, store, router, maillog, agents)
+        tls = TlsProvider.create(config)          # TlsError: see the contract
+        log.info("TLS: %s", tls.describe())
+        a = config.auth
+        limiter = FailureLimiter(LimitSettings(
+            slow_after=a.slow_after, delay=a.failure_delay, max_failures=a.max_failures,
+            window=a.failure_window, lockout=a.lockout))
+        auth = AuthService(AccountStore.in_data_dir(config.data_dir), limiter)
         server = SmtpServer(config, session_config(config), store=store, policy=policy,
-                            maillog=maillog, on_queued=lambda _qid: manager.nudge())
-        return cls(config, store, manager, server)
+                            maillog=maillog, on_queued=lambda _qid: manager.nudge(),
+                            tls=tls, auth=auth)
+        return cls(config, store, manager, server, tls, auth, agents)
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the TLS certificate (live sessions keep theirs)."""
+        if self.tls is not None:
+            self.tls.reload()
 
     async def serve(self, stop: asyncio.Event) -> None:
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         self.store.open()
+        if self.auth is not None:
+            self.auth.store.open()
         try:
             await self.server.start()
             async with asyncio.TaskGroup() as tg:
@@ -68,11 +97,14 @@ class Pigeon:
                 log.info("shutting down")
                 await self.server.drain(self.config.timeouts.shutdown_grace)
                 await self.manager.stop()
+                await close_agents(self.agents or {})
                 if not manager_task.done():
                     manager_task.cancel()
         finally:
             await self.server.close()
             self.store.close()
+            if self.auth is not None:
+                self.auth.close()
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -91,7 +123,12 @@ def run(config: Config) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        app = Pigeon.build(config)
+        try:
+            app = Pigeon.build(config)
+        except TlsError as exc:
+            log.error("%s", exc)
+            return EX_CONFIG
+        loop.add_signal_handler(signal.SIGHUP, app.reload)
         try:
             await app.serve(stop)
         except ListenError as exc:
@@ -99,6 +136,9 @@ def run(config: Config) -> int:
             return EX_UNAVAILABLE
         except PermissionError as exc:
             log.error("data directory %s is not usable: %s", config.data_dir, exc)
+            return EX_CANTCREAT
+        except AccountError as exc:
+            log.error("%s", exc)
             return EX_CANTCREAT
         return EX_OK
 

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from pigeon.auth.accounts import AccountStore
 from pigeon.testing.live import PigeonProcess
-from pigeon.testing.transcript import load_transcript
-from pigeon.testing.transcript_live import (LIVE_BASE_CONFIG, live_config_toml, live_skip_reason,
-                                            run_live)
+from pigeon.testing.transcript import TRANSCRIPT_USER, load_transcript
+from pigeon.testing.transcript_live import (LIVE_BASE_CONFIG, live_config_toml, live_role,
+                                            live_skip_reason, run_live)
 
 pytestmark = pytest.mark.e2e
 
@@ -27,8 +28,10 @@ def servers(tmp_path_factory):
     def get(config_toml: str) -> PigeonProcess:
         if config_toml not in running:
             workdir = tmp_path_factory.mktemp("live")
-            running[config_toml] = PigeonProcess(workdir, LIVE_BASE_CONFIG + config_toml,
-                                                 hostname="localhost").start()
+            proc = PigeonProcess(workdir, LIVE_BASE_CONFIG + config_toml, hostname="localhost")
+            with AccountStore.in_data_dir(proc.data_dir).open() as accounts:
+                accounts.add(*TRANSCRIPT_USER)     # the account DefaultPolicy knows
+            running[config_toml] = proc.start()
         return running[config_toml]
 
     yield get
@@ -43,7 +46,8 @@ def test_transcript_live(path, servers):
     if reason:
         pytest.skip(f"in-memory only: {reason}")
     server = servers(live_config_toml(transcript))
-    run_live(transcript, "127.0.0.1", server.port)
+    port = server.submission_port if live_role(transcript) == "submission" else server.port
+    run_live(transcript, "127.0.0.1", port)
 
 
 @pytest.mark.parametrize("script", [

@@ -34,6 +34,11 @@ COMMANDS: dict[str, str] = {
     "serve": "pigeon.cli.serve",
     "check-config": "pigeon.cli.check",
     "version": "pigeon.cli.version",
+    "user": "pigeon.cli.user",
+    "queue": "pigeon.cli.queue",
+    "status": "pigeon.cli.status",
+    "log": "pigeon.cli.log",
+    "sendmail": "pigeon.cli.sendmail",
 }
 
 DESCRIPTION = """\

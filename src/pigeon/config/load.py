@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 from pigeon.config import _checks as C
 from pigeon.config import _delivery as D
 from pigeon.config import _secure as S
+from pigeon.config import _admin as A
+from pigeon.config.schema import AdminConfig
 from pigeon.config.schema import AuthConfig, TlsConfig
 from pigeon.config._checks import ConfigError
 from pigeon.config.schema import DeliveryConfig
@@ -118,6 +120,10 @@ _SECTIONS: dict[str, tuple[type, dict[str, Callable[[str, Any], Any]]]] = {
         "max_failures": C.integer(1),
         "failure_window": C.seconds(positive=True),
         "lockout": C.seconds(positive=True),
+    }),
+    "admin": (AdminConfig, {
+        "control_socket": A.control_socket,
+        "metrics_listen": A.metrics_listen,
     }),
     "log": (LogConfig, {
         "format": C.choice("text", "json"),

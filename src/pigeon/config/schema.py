@@ -29,6 +29,7 @@ TOML layout (all keys optional):
     [queue]     fsync, run_interval, min_backoff, max_backoff, max_lifetime, delay_warning, concurrency
     [log]       format, level, file
     [tls]       cert_file, key_file, min_version, ciphers, starttls, handshake_timeout
+    [admin]     control_socket, metrics_listen
     [auth]      mechanisms, smtp_listener, slow_after, failure_delay, max_failures, failure_window, lockout
     submission_listen = ["127.0.0.1:2587"]   # role submission; listen is role smtp
     submissions_listen = ["127.0.0.1:2465"]  # role submissions (implicit TLS)
@@ -229,6 +230,16 @@ class AuthConfig:
     lockout: float = 300.0             # [auth] lockout, s: how long a refused IP stays refused; > 0
 
 
+@dataclass(frozen=True, slots=True)
+class AdminConfig:
+    """[admin]: the local control socket and the Prometheus endpoint (pigeon.admin)."""
+
+    control_socket: Path | None = None   # [admin] control_socket: Unix socket, mode 0600; None = <data_dir>/control.sock
+    #: [admin] metrics_listen: "host:port" of the HTTP endpoint serving
+    #: GET /metrics (Prometheus text format); "" (None) = no endpoint.
+    metrics_listen: ListenAddress | None = ListenAddress("127.0.0.1", 9925)
+
+
 def _default_listen() -> tuple[ListenAddress, ...]:
     return (ListenAddress("127.0.0.1", 2525),)
 
@@ -271,6 +282,7 @@ class Config:
     submissions_listen: tuple[ListenAddress, ...] = field(default_factory=_default_submissions_listen)
     tls: TlsConfig = field(default_factory=TlsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
 
     @property
     def mailbox_root(self) -> Path:
@@ -279,3 +291,8 @@ class Config:
     @property
     def queue_dir(self) -> Path:
         return self.data_dir / "queue"
+
+    @property
+    def control_socket(self) -> Path:
+        """The control socket's path ([admin] control_socket or data_dir/control.sock)."""
+        return self.admin.control_socket or self.data_dir / "control.sock"

@@ -9,6 +9,13 @@ Contract:
   * Limits: past `connections` sessions in total, or `connections_per_ip`
     from one client address, a new connection gets 421 4.7.0 and is closed
     without a session (RFC 5321 §3.8 permits 421 at connection time).
+  * Roles (issue 4): every address in `listen` is role "smtp" (STARTTLS
+    offered when `tls.starttls`; AUTH only with `auth.smtp_listener`),
+    `submission_listen` is role "submission" (RFC 6409: STARTTLS, AUTH
+    required before MAIL) and `submissions_listen` role "submissions"
+    (RFC 8314: the TLS handshake comes first, then the greeting; AUTH
+    required). `role_session_config` derives each role's SessionConfig.
+    Connection limits count every role together.
   * `drain(grace)`: SIGTERM behaviour. Listeners stay open so that new
     clients get a clear 421 4.3.2 instead of a refused connection; live
     sessions are asked to finish (a transaction in progress completes, then
@@ -18,6 +25,7 @@ Contract:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import Counter
 from typing import Callable
@@ -34,16 +42,45 @@ class ListenError(RuntimeError):
     """A listener could not be bound."""
 
 
+ROLES = ("smtp", "submission", "submissions")
+
+
+def role_session_config(config: Config, base: SessionConfig, role: str, *,
+                        tls: bool, auth: bool) -> SessionConfig:
+    """The SessionConfig for one listener role (see the module contract).
+
+    `tls`: a TlsProvider exists; `auth`: an AuthService exists.
+    """
+    mechanisms = config.auth.mechanisms if auth else ()
+    if role == "smtp":
+        return dataclasses.replace(
+            base, starttls=tls and config.tls.starttls,
+            auth_mechanisms=mechanisms if config.auth.smtp_listener else ())
+    if role == "submission":
+        return dataclasses.replace(base, starttls=tls, auth_mechanisms=mechanisms,
+                                   auth_required=True)
+    if role == "submissions":
+        return dataclasses.replace(base, starttls=False, auth_mechanisms=mechanisms,
+                                   auth_required=True)
+    raise ValueError(f"unknown listener role {role!r}")
+
+
 class SmtpServer:
     def __init__(self, config: Config, session_config: SessionConfig, *, store, policy,
-                 maillog, on_queued: Callable[[str], None]) -> None:
+                 maillog, on_queued: Callable[[str], None], tls=None, auth=None) -> None:
         self.config = config
         self.session_config = session_config
+        self.tls = tls      # pigeon.net.tls.TlsProvider | None
+        self.auth = auth    # pigeon.auth.service.AuthService | None
+        self.role_configs = {
+            role: role_session_config(config, session_config, role, tls=tls is not None,
+                                      auth=auth is not None) for role in ROLES}
         self.store = store
         self.policy = policy
         self.maillog = maillog
         self.on_queued = on_queued
         self._servers: list[asyncio.base_events.Server] = []
+        self._roles: dict[object, str] = {}
         self._connections: dict[asyncio.Task, Connection] = {}
         self._per_ip: Counter[str] = Counter()
         self._draining = False
@@ -60,19 +97,41 @@ class SmtpServer:
                 out.append((name[0], name[1]))
         return out
 
+    def listeners(self) -> list[tuple[ListenAddress, str]]:
+        """(address, role) for every configured listener; TLS roles only with TLS."""
+        out = [(a, "smtp") for a in self.config.listen]
+        if self.tls is not None:
+            out += [(a, "submission") for a in self.config.submission_listen]
+            out += [(a, "submissions") for a in self.config.submissions_listen]
+        return out
+
     async def start(self) -> None:
-        for addr in self.config.listen:
+        for addr, role in self.listeners():
+            def accept(reader, writer, role=role):
+                return self._accept(reader, writer, role)
             try:
-                server = await asyncio.start_server(self._accept, addr.host, addr.port,
+                # Implicit TLS (role submissions) is not `ssl=` here: the
+                # driver runs the handshake itself so that it can log failures.
+                server = await asyncio.start_server(accept, addr.host, addr.port,
                                                     reuse_address=True, backlog=1024)
             except OSError as exc:
                 await self.close()
                 raise ListenError(f"cannot listen on {addr}: {exc.strerror or exc}") from exc
             self._servers.append(server)
-        for host, port in self.bound:
-            log.info("listening on %s", ListenAddress(host, port))
+            self._roles[server] = role
+        for server in self._servers:
+            for sock in server.sockets:
+                name = sock.getsockname()
+                log.info("listening on %s (%s)", ListenAddress(name[0], name[1]),
+                         self._roles[server])
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def bound_roles(self) -> list[tuple[str, int, str]]:
+        """(host, port, role) actually bound."""
+        return [(s.getsockname()[0], s.getsockname()[1], self._roles[server])
+                for server in self._servers for s in server.sockets]
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                      role: str = "smtp") -> None:
         peer = writer.get_extra_info("peername") or ("?", 0)
         ip = peer[0] if isinstance(peer, tuple) else str(peer)
         host = self.session_config.hostname
@@ -90,10 +149,13 @@ class SmtpServer:
             await _refuse(writer, refusal)
             return
         self.total_connections += 1
-        log.info("connect from [%s]:%s", ip, peer[1] if isinstance(peer, tuple) else "")
-        conn = Connection(reader, writer, session_config=self.session_config, store=self.store,
+        log.info("connect from [%s]:%s (%s)", ip, peer[1] if isinstance(peer, tuple) else "", role)
+        conn = Connection(reader, writer, session_config=self.role_configs[role], store=self.store,
                           policy=self.policy, maillog=self.maillog, on_queued=self.on_queued,
-                          greet_pause=self.config.timeouts.greet_pause)
+                          greet_pause=self.config.timeouts.greet_pause, tls=self.tls,
+                          implicit_tls=role == "submissions",
+                          handshake_timeout=self.config.tls.handshake_timeout,
+                          auth=self.auth, role=role)
         task = asyncio.current_task()
         assert task is not None
         self._connections[task] = conn

@@ -15,20 +15,37 @@ Contract:
     its traceback while the peer sees 421 and a closed connection.
   * Deadlines come from the session (`next_deadline()`); this module only
     sleeps until then and calls `on_timer()`.
+  * TLS (RFC 3207, RFC 8314): on `StartTlsRequested` the 220 is flushed,
+    then every octet the StreamReader already holds is dropped unread
+    (CVE-2011-0411; the session dropped its own buffer), then the handshake
+    runs with `tls.handshake_timeout`. Implicit-TLS listeners (role
+    submissions) run the same handshake before the greeting. A failed
+    handshake is logged and the connection closed without a reply.
+  * AUTH (RFC 4954): password checks (argon2id) and SCRAM key look-ups run
+    in the AuthService's thread pool, never on the event loop. Failed logins
+    are counted per client IP (`auth.ratelimit`): past a threshold the
+    answer is delayed (an asyncio sleep for this connection only), then the
+    IP is refused with 421 4.7.0. An authenticated client may relay to any
+    domain; its MAIL FROM must be an address its account owns (553 5.7.1).
 """
 from __future__ import annotations
 
 import asyncio
 import errno
 import logging
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from pigeon.auth.accounts import AccountError, normalize_name
+from pigeon.auth.service import AuthUnavailable
+from pigeon.net.tls import tls_info
 from pigeon.proto import reply as R
-from pigeon.proto.events import (NEED_DATA, ConnectionClosing, DataAborted, DataFinished,
-                                 DataReceived, DataStarted, HeloReceived, MailRequested,
-                                 RcptRequested, TransactionReset)
+from pigeon.proto.events import (NEED_DATA, AuthKeysRequested, AuthRequested, ConnectionClosing,
+                                 DataAborted, DataFinished, DataReceived, DataStarted,
+                                 HeloReceived, MailRequested, RcptRequested, StartTlsRequested,
+                                 TransactionReset)
 from pigeon.proto.server import ServerSession, SessionConfig
 from pigeon.queue.model import Envelope, Recipient
 from pigeon.queue.trace import received_header, transmission_type
@@ -54,7 +71,9 @@ class Connection:
                  session_config: SessionConfig, store, policy, maillog,
                  on_queued: Callable[[str], None], greet_pause: float = 0.0,
                  clock: Callable[[], float] = time.monotonic,
-                 wallclock: Callable[[], float] = time.time) -> None:
+                 wallclock: Callable[[], float] = time.time,
+                 tls=None, implicit_tls: bool = False, handshake_timeout: float = 30.0,
+                 auth=None, role: str = "smtp") -> None:
         self.reader = reader
         self.writer = writer
         peer = writer.get_extra_info("peername") or ("", 0)
@@ -74,6 +93,15 @@ class Connection:
         self._spool_error: OSError | None = None
         self._closing = False
         self._wake: asyncio.Future | None = None
+        self.tls = tls                      # pigeon.net.tls.TlsProvider | None
+        self.implicit_tls = implicit_tls
+        self.handshake_timeout = handshake_timeout
+        self.auth = auth                    # pigeon.auth.service.AuthService | None
+        self.role = role
+        self._tls_requested = False
+        self._broken = False                # a failed handshake: nothing more may be written
+        self._owned: frozenset[str] = frozenset()
+        self._auth_unavailable = False
 
     # -- public -------------------------------------------------------------
 
@@ -87,6 +115,8 @@ class Connection:
         loop = asyncio.get_running_loop()
         self._wake = loop.create_future()
         try:
+            if self.implicit_tls and not await self._handshake():
+                return
             await self._greet()
             await self._loop()
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -143,6 +173,17 @@ class Connection:
                     self.session.on_timer(self.clock())
                 # else: woken by shutdown(); the session has queued its 421.
                 await self._process()
+                if self._tls_requested:
+                    self._tls_requested = False
+                    if read_task is not None:
+                        read_task.cancel()
+                        try:
+                            await read_task
+                        except (asyncio.CancelledError, Exception):
+                            pass
+                        read_task = None
+                    await self._handshake()
+                    await self._process()
         finally:
             if read_task is not None and not read_task.done():
                 read_task.cancel()
@@ -157,7 +198,8 @@ class Connection:
             if isinstance(event, DataReceived):
                 self._write_spool(event.data)
             elif isinstance(event, RcptRequested):
-                verdict = self.policy.check_recipient(event.recipient, self.client_ip)
+                verdict = self.policy.check_recipient(event.recipient, self.client_ip,
+                                                      authenticated=session.auth_user is not None)
                 if verdict is not None:
                     self.stats.rejected_rcpts += 1
                     self._log_reject("RCPT", verdict, str(event.recipient))
@@ -165,6 +207,11 @@ class Connection:
             elif isinstance(event, MailRequested):
                 sender = event.sender
                 verdict = self.policy.check_sender(sender, self.client_ip) if sender else None
+                if verdict is None and sender is not None and session.auth_user is not None \
+                        and f"{sender.local.lower()}@{sender.domain}" not in self._owned:
+                    verdict = R.SENDER_NOT_OWNED
+                    log.warning("[%s]: user %s may not send as <%s>", self.client_ip,
+                                session.auth_user, sender)
                 if verdict is not None:
                     self._log_reject("MAIL", verdict, str(sender))
                 session.respond(verdict)
@@ -178,6 +225,20 @@ class Connection:
                 if isinstance(event, DataAborted):
                     log.info("[%s]: message refused: %s", self.client_ip, event.reason)
                 self._discard_spool()
+            elif isinstance(event, StartTlsRequested):
+                # Stop reading before the 220 goes out: whatever the client
+                # sends next is the TLS handshake and must reach the TLS layer
+                # (start_tls resumes reading), never the plaintext buffer.
+                self.writer.transport.pause_reading()
+                self._tls_requested = True
+                if event.discarded:
+                    log.warning("[%s]: %d octets pipelined after STARTTLS were discarded",
+                                self.client_ip, event.discarded)
+            elif isinstance(event, AuthKeysRequested):
+                session.respond_keys(await self._scram_keys(event.username))
+            elif isinstance(event, AuthRequested):
+                self._flush()
+                session.respond(await self._authenticate(event))
             elif isinstance(event, ConnectionClosing):
                 self._closing = True
             elif isinstance(event, HeloReceived):
@@ -187,8 +248,107 @@ class Connection:
 
     def _flush(self) -> None:
         out = self.session.data_to_send()
-        if out:
+        if out and not self._broken:
             self.writer.write(out)
+
+    # -- TLS ----------------------------------------------------------------
+
+    async def _handshake(self) -> bool:
+        """Run the server side of a TLS handshake (STARTTLS or implicit TLS).
+
+        STARTTLS: reading was paused before the 220 went out, so the reader's
+        buffer holds only plaintext the client sent before seeing it; it is
+        dropped (CVE-2011-0411). Implicit TLS: the buffer may already hold
+        the start of the ClientHello (uvloop starts reading right after
+        connection_made); those octets are handed to the TLS protocol once
+        start_tls has installed it (`_replay`). StreamReader has no public
+        API for either; `_buffer` is its bytearray in CPython 3.11+.
+        """
+        transport = self.writer.transport
+        transport.pause_reading()
+        reader_buffer = getattr(self.reader, "_buffer", None)
+        early = bytes(reader_buffer or b"")
+        if reader_buffer:
+            reader_buffer.clear()
+        if early and not self.implicit_tls:
+            log.warning("[%s]: %d octets sent before the TLS handshake were discarded",
+                        self.client_ip, len(early))
+            early = b""
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(self.writer.start_tls(
+            self.tls.context, ssl_handshake_timeout=self.handshake_timeout))
+        if early:
+            # start_tls (first task step) swaps the transport's protocol and
+            # schedules the TLS protocol's connection_made and resume_reading;
+            # two call_soon hops run `_replay` right after them, before the
+            # loop polls the socket again.
+            loop.call_soon(loop.call_soon, _replay, transport, self.writer, early)
+        try:
+            await asyncio.wait_for(task, self.handshake_timeout + 1.0)
+        except (ssl.SSLError, OSError, EOFError, asyncio.TimeoutError) as exc:
+            reason = "timeout" if isinstance(exc, asyncio.TimeoutError) else \
+                (getattr(exc, "reason", None) or str(exc) or type(exc).__name__)
+            log.warning("TLS handshake failed with [%s]:%s: %s", self.client_ip,
+                        self.client_port, reason)
+            self._broken = True
+            self.session.tls_failed(str(reason))
+            self._closing = True
+            return False
+        info = tls_info(self.writer.get_extra_info("ssl_object"))
+        self.session.tls_started(info, self.clock())
+        log.info("TLS established with [%s]:%s: %s %s (%d bits)%s", self.client_ip,
+                 self.client_port, info.version, info.cipher, info.bits,
+                 " implicit" if self.implicit_tls else "")
+        return True
+
+    # -- AUTH ---------------------------------------------------------------
+
+    async def _scram_keys(self, username: str):
+        try:
+            return await self.auth.run(self.auth.scram_keys, username)
+        except AuthUnavailable:
+            self._auth_unavailable = True
+            return None
+
+    async def _authenticate(self, event: AuthRequested) -> R.Reply | None:
+        """Verify a finished SASL exchange; None accepts (235)."""
+        auth, ip = self.auth, self.client_ip
+        verdict = auth.limiter.check(ip, self.clock())
+        if verdict.refuse:
+            log.warning("AUTH from [%s] refused: too many failures", ip)
+            return R.AUTH_TOO_MANY_FAILURES
+        if verdict.delay:
+            await asyncio.sleep(verdict.delay)   # this connection only (Rule 3 of ratelimit)
+        account = None
+        try:
+            if self._auth_unavailable:
+                raise AuthUnavailable("store")
+            same = True
+            if event.authzid:
+                try:
+                    same = normalize_name(event.authzid) == normalize_name(event.username)
+                except AccountError:
+                    same = False
+            if not same:
+                pass                                  # no proxy authorization
+            elif event.verified is None and event.password is not None:
+                account = await auth.run(auth.verify_password, event.username, event.password)
+            elif event.verified:
+                account = await auth.run(auth.account, event.username)
+        except AuthUnavailable:
+            self._auth_unavailable = False
+            return R.AUTH_TEMPORARY
+        if account is None:
+            auth.limiter.failure(ip, self.clock())
+            log.warning("AUTH %s failed for user %r from [%s]", event.mechanism,
+                        event.username[:64], ip)
+            if auth.limiter.check(ip, self.clock()).refuse:
+                return R.AUTH_TOO_MANY_FAILURES
+            return R.AUTH_FAILED
+        auth.limiter.success(ip, self.clock())
+        self._owned = frozenset(account.addresses)
+        log.info("AUTH %s user=%s from [%s] (%s)", event.mechanism, account.name, ip, self.role)
+        return None
 
     async def _close(self) -> None:
         try:
@@ -211,10 +371,10 @@ class Connection:
         self._spool = spool
         self._spool_error = None
         params = session.mail_params
-        protocol = transmission_type(session.esmtp, bool(params and params.smtputf8))
+        protocol = self._protocol()
         self._write_spool(received_header(
             helo=session.helo_name or "", client_ip=self.client_ip, hostname=self.cfg.hostname,
-            protocol=protocol, queue_id=spool.queue_id,
+            protocol=protocol, queue_id=spool.queue_id, tls=session.tls,
             recipients=[str(a) for a, _ in session.recipients], timestamp=self.wallclock()))
         return None
 
@@ -253,7 +413,7 @@ class Connection:
             params=params, received_at=self.wallclock(), size=spool.size,
             eight_bit=event.eight_bit, client_address=self.client_ip,
             client_helo=session.helo_name or "",
-            protocol=transmission_type(session.esmtp, bool(params and params.smtputf8)))
+            protocol=self._protocol())
         self._spool = None  # the store owns it from here on
         try:
             await asyncio.wrap_future(self.store.commit_async(spool, envelope))
@@ -272,6 +432,12 @@ class Connection:
         self.on_queued(envelope.queue_id)
         return R.queued(envelope.queue_id)
 
+    def _protocol(self) -> str:
+        session = self.session
+        params = session.mail_params
+        return transmission_type(session.esmtp, bool(params and params.smtputf8),
+                                 tls=session.tls is not None, auth=session.auth_user is not None)
+
     def _log_reject(self, stage: str, verdict: R.Reply, address: str) -> None:
         session = self.session
         sender = str(session.sender) if session.sender is not None else ""
@@ -279,6 +445,22 @@ class Connection:
             "reject": f"{stage} from [{self.client_ip}]: {verdict}", "from": sender,
             "to": address, "proto": "ESMTP" if session.esmtp else "SMTP",
             "helo": session.helo_name or ""})
+
+
+def _replay(transport, writer, data: bytes) -> None:
+    """Feed octets read before start_tls to the TLS protocol (implicit TLS)."""
+    proto = transport.get_protocol()
+    if proto is getattr(writer, "_protocol", None) or not hasattr(proto, "buffer_updated"):
+        log.error("cannot replay %d early TLS octets: the TLS protocol is not installed", len(data))
+        transport.abort()
+        return
+    view = memoryview(data)
+    while view:
+        buf = proto.get_buffer(len(view))
+        n = min(len(buf), len(view))
+        buf[:n] = view[:n]
+        proto.buffer_updated(n)
+        view = view[n:]
 
 
 def _is_disk_full(exc: BaseException) -> bool:

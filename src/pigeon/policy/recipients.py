@@ -14,6 +14,11 @@ Contract:
          the client IP inside `config.relay_networks` -> accept (the message
          waits in the queue until remote delivery exists); otherwise
          RELAY_DENIED 554 5.7.1 (we are not an open relay).
+  * `authenticated=True` (the client passed SMTP AUTH, RFC 4954; the
+    driver checks that MAIL FROM is one of the account's addresses) lets the
+    client relay to any domain, as Postfix's permit_sasl_authenticated;
+    local recipients are still checked (550 5.1.1 for unknown mailboxes).
+    Callers that do not pass it keep the old behaviour.
   * `check_sender()` accepts every reverse-path for now: there is no
     authentication yet, so there is nothing to check a sender against.
     SPF/sender-login maps belong to later work.
@@ -41,7 +46,8 @@ class RecipientPolicy:
         """Accept any sender (None is the null reverse-path <>). See module doc."""
         return None
 
-    def check_recipient(self, address: Address, client_ip: str) -> R.Reply | None:
+    def check_recipient(self, address: Address, client_ip: str, *,
+                        authenticated: bool = False) -> R.Reply | None:
         """None to accept, else the reply to send (UNKNOWN_USER or RELAY_DENIED)."""
         if not address.domain:
             # The grammar only lets "<postmaster>" through without a domain.
@@ -51,7 +57,7 @@ class RecipientPolicy:
             if self._router.is_alias(addr) or self._router.mailbox_exists(addr):
                 return None
             return R.UNKNOWN_USER
-        if self.client_may_relay(client_ip):
+        if authenticated or self.client_may_relay(client_ip):
             return None
         return R.RELAY_DENIED
 

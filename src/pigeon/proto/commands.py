@@ -5,8 +5,9 @@ Contract:
     the line buffer already checked for length, bare LF and NUL) and returns
     a `Command` or raises `CommandError` carrying the catalogue reply:
       - invalid UTF-8 -> INVALID_UTF8 (RFC 6531 allows UTF-8 in commands);
-      - a verb we know but do not offer (EXPN, ETRN, AUTH, STARTTLS, ...)
-        -> NOT_IMPLEMENTED 502 5.5.1;
+      - a verb we know but do not offer (EXPN, ETRN, ...) -> NOT_IMPLEMENTED
+        502 5.5.1 (STARTTLS and AUTH are known; the session answers 502
+        itself when its configuration does not offer them);
       - anything else unknown -> UNKNOWN_COMMAND 500 5.5.2.
   * Verbs are case-insensitive (RFC 5321 §2.4); `Command.verb` is uppercase.
   * The argument helpers (`mail_argument`, `rcpt_argument`, `bdat_argument`)
@@ -22,12 +23,13 @@ from pigeon.proto import reply as R
 from pigeon.proto.reply import Reply
 
 KNOWN = frozenset({"EHLO", "HELO", "MAIL", "RCPT", "DATA", "BDAT", "RSET",
-                   "NOOP", "QUIT", "VRFY", "HELP"})
+                   "NOOP", "QUIT", "VRFY", "HELP", "STARTTLS", "AUTH"})
 # Recognised but not offered: RFC 5321 §4.2.4 says 502 for these.
-UNIMPLEMENTED = frozenset({"EXPN", "TURN", "ETRN", "ATRN", "AUTH", "STARTTLS",
+UNIMPLEMENTED = frozenset({"EXPN", "TURN", "ETRN", "ATRN",
                            "SEND", "SOML", "SAML", "XCLIENT", "XFORWARD", "BURL"})
-# Verbs whose command line may carry ESMTP parameters (RFC 5321 §4.5.3.1.4).
-LONG_LINE_VERBS = (b"MAIL ", b"RCPT ")
+# Verbs whose command line may carry ESMTP parameters (RFC 5321 §4.5.3.1.4),
+# and AUTH with its initial response (RFC 4954 §4).
+LONG_LINE_VERBS = (b"MAIL ", b"RCPT ", b"AUTH ")
 
 _BDAT_ARG = re.compile(r"([0-9]{1,20})(?: +(LAST))? *", re.IGNORECASE)  # RFC 3030 §3
 
@@ -61,7 +63,7 @@ def parse_command(line: bytes) -> Command:
 
 
 def is_long_line_verb(prefix: bytes) -> bool:
-    """True when a (possibly partial) line starts with MAIL/RCPT + space."""
+    """True when a (possibly partial) line starts with MAIL/RCPT/AUTH + space."""
     return prefix[:5].upper() in LONG_LINE_VERBS
 
 

@@ -13,7 +13,7 @@ Contract:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from pigeon.proto.address import Address
@@ -128,3 +128,61 @@ class ConnectionClosing(Event):
     """
 
     reason: str
+
+
+# --- STARTTLS (RFC 3207) and AUTH (RFC 4954) ------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class TlsInfo:
+    """What the driver learned from a completed TLS handshake (for Received: and logs)."""
+
+    version: str    # "TLSv1.3"
+    cipher: str     # "TLS_AES_256_GCM_SHA384"
+    bits: int       # secret bits of the cipher
+
+
+@dataclass(frozen=True, slots=True)
+class StartTlsRequested(Event):
+    """The session said 220 to STARTTLS: the driver must now flush the output,
+    run the TLS handshake, then call `tls_started(info)` or `tls_failed(reason)`.
+
+    Until then the session processes no input and has no deadline (the driver
+    bounds the handshake). `discarded` counts the octets the client pipelined
+    after the STARTTLS line; they were dropped unread (CVE-2011-0411, RFC 3207
+    §5): nothing sent in plaintext may be taken as coming through TLS. The
+    driver must also drop anything it buffered itself.
+    """
+
+    discarded: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuthKeysRequested(Event):
+    """DECISION (SCRAM): look up the stored SCRAM keys of `username`.
+
+    Answer with `ServerSession.respond_keys(keys_or_None)`; None (unknown user)
+    lets the exchange go on and fail at the proof, so user names cannot be probed.
+    """
+
+    mechanism: str
+    username: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuthRequested(Event):
+    """DECISION: a SASL exchange is complete (RFC 4954 §4).
+
+    PLAIN/LOGIN: `password` must be verified (slow, argon2id: do it off the
+    event loop); `verified` is None. SCRAM: `password` is None and `verified`
+    holds the proof check's result. `authzid` is the requested authorization
+    identity ("" when none). Answer `respond(None)` to accept (235 2.7.0, the
+    session is then authenticated as `username`), or `respond(reply)`, e.g.
+    AUTH_FAILED 535 5.7.8, AUTH_TEMPORARY 454 4.7.0 or
+    AUTH_TOO_MANY_FAILURES 421 4.7.0 (which closes the session).
+    """
+
+    mechanism: str
+    username: str
+    authzid: str
+    password: str | None = field(default=None, repr=False)
+    verified: bool | None = None

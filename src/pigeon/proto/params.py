@@ -2,8 +2,9 @@
 
 Contract:
   * MAIL: SIZE (RFC 1870), BODY=7BIT|8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531),
-    RET=FULL|HDRS and ENVID (RFC 3461 §4.3, §4.4). AUTH (RFC 4954 §5) has a
-    field but is refused as unknown until the AUTH extension exists.
+    RET=FULL|HDRS and ENVID (RFC 3461 §4.3, §4.4), AUTH=<>|xtext (RFC 4954
+    §5; only when AUTH mechanisms are configured; the session decides what
+    value is kept, see proto/secure.py).
   * RCPT: NOTIFY=NEVER|SUCCESS,FAILURE,DELAY and ORCPT=addr-type;xtext
     (RFC 3461 §4.1, §4.2).
   * xtext values (ENVID, ORCPT) are stored decoded.
@@ -156,6 +157,11 @@ def parse_mail_params(tokens: list[str], *, cfg: Any) -> MailParams:
             if len(v) > MAX_ENVID:
                 raise ParamError(R.SYNTAX_ERROR, "ENVID too long")
             fields["envid"] = xtext_decode(v)
+        elif key == "AUTH" and getattr(cfg, "auth_mechanisms", ()):  # RFC 4954 §5
+            v = _need_value(key, value)
+            if len(v) > MAX_ORCPT:
+                raise ParamError(R.SYNTAX_ERROR, "AUTH too long")
+            fields["auth"] = "<>" if v == "<>" else xtext_decode(v)
         else:
             raise ParamError(R.PARAM_UNKNOWN, f"unknown MAIL parameter {key}")
     return MailParams(**fields)

@@ -182,3 +182,33 @@ MAIL_LOOP = reply(554, "5.4.6", "Error: too many hops (mail loop detected)")
 
 RELAY_DENIED = reply(554, "5.7.1", "Error: relay access denied")
 UNKNOWN_USER = reply(550, "5.1.1", "Error: recipient address rejected: user unknown")
+
+# --- STARTTLS (RFC 3207) -----------------------------------------------------------
+
+STARTTLS_READY = reply(220, "2.0.0", "Ready to start TLS")
+TLS_ALREADY_ACTIVE = reply(503, "5.5.1", "Error: TLS already active")              # RFC 3207 §4.2
+TRANSACTION_IN_PROGRESS = reply(503, "5.5.1", "Error: MAIL transaction in progress")
+TLS_REQUIRED = reply(530, "5.7.0", "Must issue a STARTTLS command first")         # RFC 3207 §4
+
+# --- AUTH (RFC 4954) ------------------------------------------------------------------
+
+AUTH_OK = reply(235, "2.7.0", "Authentication successful")                       # RFC 4954 §6
+AUTH_REQUIRED = reply(530, "5.7.0", "Authentication required")                   # RFC 4954 §6
+AUTH_ALREADY = reply(503, "5.5.1", "Error: already authenticated")               # RFC 4954 §4
+AUTH_CANCELLED = reply(501, "5.0.0", "Authentication cancelled")                 # RFC 4954 §4 "*"
+AUTH_BAD_BASE64 = reply(501, "5.5.2", "Error: cannot decode response")           # RFC 4954 §4
+AUTH_BAD_MECHANISM = reply(504, "5.5.4", "Error: unrecognized authentication type")  # RFC 4954 §4
+AUTH_FAILED = reply(535, "5.7.8", "Error: authentication failed")                 # RFC 4954 §6
+AUTH_TEMPORARY = reply(454, "4.7.0", "Error: temporary authentication failure")   # RFC 4954 §6
+AUTH_ENCRYPTION_REQUIRED = reply(
+    538, "5.7.11", "Encryption required for requested authentication mechanism")  # RFC 4954 §6, RFC 5248
+AUTH_TOO_MANY_FAILURES = reply(421, "4.7.0", "Error: too many failed authentications, try again later")
+SENDER_NOT_OWNED = reply(553, "5.7.1", "Error: sender address not owned by the authenticated user")
+
+
+def auth_challenge(b64: str) -> Reply:
+    """334 with a base64 challenge (RFC 4954 §4); the text may be empty."""
+    # Reply needs a line; an empty challenge is "334 " on the wire, which
+    # to_bytes produces from the empty string (enhanced codes are never
+    # put on 334 lines, see RFC 4954 §4).
+    return Reply(334, None, (b64,))

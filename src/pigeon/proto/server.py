@@ -15,6 +15,11 @@ runner are written against it.
     session.shutdown()                # SIGTERM drain: 421 at the next command
                                       # boundary (a transaction in DATA finishes first)
     session.closed                    # True once the session decided to close
+    # STARTTLS / AUTH (proto/secure.py):
+    session.tls_started(info)         # handshake done (before start(): implicit TLS)
+    session.tls_failed(reason)        # handshake failed: close, no reply
+    session.respond_keys(keys|None)   # answer AuthKeysRequested (SCRAM)
+    session.tls, session.auth_user    # TlsInfo | None, authenticated user | None
 
 Contract:
   * No I/O and no clock: bytes in, events and bytes out, time passed in.
@@ -42,9 +47,10 @@ Contract:
 """
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
 from pigeon.proto import reply as R
 from pigeon.proto.address import Address, NonAsciiAddressError, PathError, parse_path, split_path
@@ -53,11 +59,12 @@ from pigeon.proto.commands import (
 from pigeon.proto.content import ContentScanner
 from pigeon.proto.datareader import BARE, DONE, MORE, ChunkReader, DotReader
 from pigeon.proto.events import (
-    NEED_DATA, ConnectionClosing, DataAborted, DataFinished, DataReceived, DataStarted,
+    NEED_DATA, AuthKeysRequested, AuthRequested, ConnectionClosing, DataAborted, DataFinished, DataReceived, DataStarted,
     Event, HeloReceived, MailRequested, RcptRequested, TransactionReset)
 from pigeon.proto.linebuf import CommandLineReader
 from pigeon.proto.params import MailParams, ParamError, RcptParams, parse_mail_params, parse_rcpt_params
 from pigeon.proto.reply import Reply
+from pigeon.proto.secure import SecureCommands
 from pigeon.proto.states import TRANSACTION_STATES, State, lookup
 
 
@@ -98,13 +105,24 @@ class SessionConfig:
     enable_smtputf8: bool = True
     enable_dsn: bool = True
     enable_8bitmime: bool = True
+    #: Offer STARTTLS (RFC 3207); the driver must be able to run a handshake.
+    starttls: bool = False
+    #: SASL mechanisms offered with AUTH (RFC 4954), e.g. ("PLAIN", "LOGIN",
+    #: "SCRAM-SHA-256"); empty: AUTH is not offered (502 5.5.1).
+    auth_mechanisms: tuple[str, ...] = ()
+    #: MAIL needs a successful AUTH first (submission, RFC 6409 §4.3): 530 5.7.0.
+    auth_required: bool = False
+    #: Test-only: allow AUTH without TLS. No configuration key sets it.
+    auth_without_tls: bool = False
 
 
-class ServerSession:
+class ServerSession(SecureCommands):
     """One SMTP server conversation; see the module docstring for the contract."""
 
-    def __init__(self, config: SessionConfig | None = None, now: float = 0.0) -> None:
+    def __init__(self, config: SessionConfig | None = None, now: float = 0.0, *,
+                 sasl_nonce: Callable[[], bytes] | None = None) -> None:
         self.config = config or SessionConfig()
+        self._init_secure(sasl_nonce)
         self.state = State.CONNECTED
         # Session attributes the driver may read.
         self.helo_name: str | None = None
@@ -119,6 +137,8 @@ class ServerSession:
         self._pending: Event | None = None          # DECISION awaiting respond()
         self._lines = CommandLineReader(self.config.max_command_line,
                                         self.config.max_command_line_with_params)
+        self._sasl_lines = CommandLineReader(self.config.max_command_line_with_params,
+                                             self.config.max_command_line_with_params)
         self._scanner: ContentScanner | None = None
         self._reader: DotReader | ChunkReader | None = None
         self._chunk: tuple[int, bool] | None = None  # BDAT awaiting DataStarted answer
@@ -173,7 +193,7 @@ class ServerSession:
 
     def next_event(self) -> Event:
         if not self._events and self._pending is None and not self.closed \
-                and self.state is not State.CONNECTED:
+                and not self._tls_pending and self.state is not State.CONNECTED:
             try:
                 self._process()
             except Exception as exc:  # never let peer input raise out (module contract)
@@ -193,6 +213,8 @@ class ServerSession:
             if self.closed:  # the session ended while the driver was deciding
                 return
             raise RuntimeError("respond() called with no DECISION pending")
+        if isinstance(ev, AuthKeysRequested):
+            raise RuntimeError("answer AuthKeysRequested with respond_keys()")
         self._pending = None
         if self.closed:
             return
@@ -202,7 +224,8 @@ class ServerSession:
             self._internal_error(exc)
 
     def next_deadline(self) -> float | None:
-        if self.closed or self._pending is not None or self.state is State.CONNECTED:
+        if self.closed or self._pending is not None or self._tls_pending \
+                or self.state is State.CONNECTED:
             return None
         cfg = self.config
         if self._reader is not None:
@@ -240,6 +263,7 @@ class ServerSession:
             self._emit(TransactionReset())
         self._reader = None
         self._pending = None
+        self._sasl_abort()
         self._buf.clear()
         self.state = State.CLOSED
         self._closing = reason
@@ -267,7 +291,8 @@ class ServerSession:
     # --- input processing ---------------------------------------------------
 
     def _process(self) -> None:
-        while not self._events and self._pending is None and not self.closed:
+        while not self._events and self._pending is None and not self.closed \
+                and not self._tls_pending:
             if self._reader is not None:
                 progressed = self._step_content()
             else:
@@ -281,6 +306,13 @@ class ServerSession:
         if self._shutdown:
             self._reply(R.shutting_down(self.config.hostname), count=False)
             self._close("shutdown")
+            return True
+        if self._sasl is not None:
+            response = self._sasl_lines.next_line(self._buf)
+            if response is None:
+                return False
+            self._sasl_line(response)
+            self._set_ready()
             return True
         line = self._lines.next_line(self._buf)
         if line is None:
@@ -334,11 +366,15 @@ class ServerSession:
             ext.append("CHUNKING")                         # RFC 3030
         if cfg.enable_dsn:
             ext.append("DSN")                              # RFC 3461
-        return ext
+        return ext + self._secure_extensions()
 
     def _cmd_mail(self, cmd: Command, nxt: State | Reply) -> None:
         if isinstance(nxt, Reply):
             self._reply(nxt)
+            return
+        refusal = self._mail_refusal()
+        if refusal is not None:
+            self._reply(refusal)
             return
         self._bdat_failed = False
         try:
@@ -361,6 +397,9 @@ class ServerSession:
         if limit and params.size is not None and params.size > limit:  # RFC 1870 §6.1
             self._reply(R.MESSAGE_TOO_BIG)
             return
+        auth = self._auth_param(params.auth)
+        if auth != params.auth:
+            params = dataclasses.replace(params, auth=auth)
         self._decide(MailRequested(sender, params))
 
     def _cmd_rcpt(self, cmd: Command, nxt: State | Reply) -> None:
@@ -495,6 +534,8 @@ class ServerSession:
                 self._start_chunk(ChunkReader(None, size, last, discard=True))
                 self._chunk_reply = reply
                 self._chunk_fails_tx = True
+        elif isinstance(ev, AuthRequested):
+            self._answer_auth(ev, reply)
         elif isinstance(ev, DataFinished):
             self._reset_transaction(emit=False)
             self._bdat_failed = False

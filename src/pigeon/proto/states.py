@@ -61,6 +61,8 @@ VERB_FLAGS: dict[str, VerbFlags] = {
     "QUIT": VerbFlags(ends_batch=True, argument="forbidden"),
     "VRFY": VerbFlags(ends_batch=True, argument="required"),
     "HELP": VerbFlags(ends_batch=True),
+    "STARTTLS": VerbFlags(ends_batch=True, argument="forbidden"),          # RFC 3207 §4
+    "AUTH": VerbFlags(long_line=True, ends_batch=True, argument="required"),  # RFC 4954 §4
 }
 
 #: States in which a command line is read (DATA content is not).
@@ -80,9 +82,18 @@ for _st in COMMAND_STATES:
     TABLE[(_st, "HELO")] = _S.READY
     TABLE[(_st, "RSET")] = _S.GREETED if _st is _S.GREETED else _S.READY
 
-# Before EHLO/HELO nothing transactional (RFC 5321 §4.1.4: EHLO first).
-for _verb in ("MAIL", "RCPT", "DATA", "BDAT"):
+# Before EHLO/HELO nothing transactional (RFC 5321 §4.1.4: EHLO first); the
+# client learns STARTTLS/AUTH from the EHLO reply, so they need it too.
+for _verb in ("MAIL", "RCPT", "DATA", "BDAT", "STARTTLS", "AUTH"):
     REFUSALS[(_S.GREETED, _verb)] = R.NEED_HELO
+
+# STARTTLS and AUTH only outside a mail transaction (RFC 3207 §4, RFC 4954 §4);
+# the session itself refuses them when not offered or already done (secure.py).
+TABLE[(_S.READY, "STARTTLS")] = _S.READY
+TABLE[(_S.READY, "AUTH")] = _S.READY
+for _st in (_S.MAIL, _S.RCPT, _S.BDAT):
+    for _verb in ("STARTTLS", "AUTH"):
+        REFUSALS[(_st, _verb)] = R.TRANSACTION_IN_PROGRESS
 
 TABLE[(_S.READY, "MAIL")] = _S.MAIL
 REFUSALS[(_S.READY, "RCPT")] = R.NEED_MAIL

@@ -10,8 +10,13 @@ Contract:
     recipients of a multi-recipient message are not disclosed), then "; " and
     the date-time (RFC 5322 §3.6.7).
   * WITH values come from the IANA "Mail Transmission Types" registry:
-    SMTP (HELO), ESMTP (EHLO), UTF8SMTP (EHLO + SMTPUTF8, RFC 6531 §3.7.3).
-    ESMTPS/ESMTPA arrive with TLS and AUTH.
+    SMTP (HELO), ESMTP (EHLO), UTF8SMTP (EHLO + SMTPUTF8, RFC 6531 §3.7.3),
+    with "S" appended under TLS and "A" after AUTH (ESMTPS, ESMTPA, ESMTPSA,
+    RFC 3848; UTF8SMTPS, UTF8SMTPA, UTF8SMTPSA, RFC 6531 §3.7.3).
+  * Under TLS the protocol version and cipher suite follow in a comment after
+    the WITH value, as RFC 8314 §4.3 asks and in Postfix's form:
+    "with ESMTPSA (using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256 bits))".
+    The authenticated user name is not written (privacy; Postfix's default).
 """
 from __future__ import annotations
 
@@ -20,10 +25,18 @@ import ipaddress
 from datetime import datetime, timezone
 
 
-def transmission_type(esmtp: bool, smtputf8: bool) -> str:
+def transmission_type(esmtp: bool, smtputf8: bool, *, tls: bool = False, auth: bool = False) -> str:
     if not esmtp:
-        return "SMTP"
-    return "UTF8SMTP" if smtputf8 else "ESMTP"
+        return "SMTP"   # the registry has no SMTPS/SMTPA: TLS and AUTH need EHLO
+    base = "UTF8SMTP" if smtputf8 else "ESMTP"
+    return base + ("S" if tls else "") + ("A" if auth else "")
+
+
+def _tls_comment(tls) -> str:
+    # `tls` is a pigeon.proto.events.TlsInfo (version, cipher, bits) or None.
+    if tls is None:
+        return ""
+    return f" (using {_clean(tls.version)} with cipher {_clean(tls.cipher)} ({int(tls.bits)} bits))"
 
 
 def _address_literal(ip: str) -> str:
@@ -45,12 +58,13 @@ def _clean(text: str) -> str:
 
 
 def received_header(*, helo: str, client_ip: str, hostname: str, protocol: str,
-                    queue_id: str, recipients: list[str], timestamp: float) -> bytes:
+                    queue_id: str, recipients: list[str], timestamp: float,
+                    tls: object = None) -> bytes:
     """Build the Received: field for a message accepted over SMTP."""
     # "+0000", not "-0000": RFC 5322 §3.3 gives -0000 the meaning "zone unknown".
     date = email.utils.format_datetime(datetime.fromtimestamp(timestamp, timezone.utc))
     lines = [f"Received: from {_clean(helo) or 'unknown'} ({_address_literal(client_ip)})",
-             f"\tby {hostname} (pigeon) with {protocol} id {queue_id}"]
+             f"\tby {hostname} (pigeon) with {protocol}{_tls_comment(tls)} id {queue_id}"]
     if len(recipients) == 1:
         lines.append(f"\tfor <{_clean(recipients[0])}>; {date}")
     else:

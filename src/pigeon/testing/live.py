@@ -63,12 +63,17 @@ class PigeonProcess:
         self.workdir = Path(workdir)
         self.data_dir = self.workdir / "data"
         self.port = port or free_port()
+        # Every role gets its own free port, so servers can run side by side.
+        self.submission_port = free_port()
+        self.submissions_port = free_port()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = self.workdir / "pigeon.toml"
         self.log_path = self.workdir / "pigeon.log"
         base = (f'hostname = "{hostname}"\n'
                 f'data_dir = "{self.data_dir}"\n'
-                f'listen = ["127.0.0.1:{self.port}"]\n')
+                f'listen = ["127.0.0.1:{self.port}"]\n'
+                f'submission_listen = ["127.0.0.1:{self.submission_port}"]\n'
+                f'submissions_listen = ["127.0.0.1:{self.submissions_port}"]\n')
         self.config_path.write_text(base + config_text)
         self.extra_args = extra_args or []
         self.env = env

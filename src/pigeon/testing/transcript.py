@@ -19,6 +19,11 @@ Format, one directive per line:
     S: text                    one reply line, compared exactly (without CRLF)
     S~ regex                   one reply line; the regex must fullmatch it
     !close                     the server must close the connection here
+    !starttls                  the server must have said 220 to STARTTLS: run
+                               the TLS handshake here (in memory: the session's
+                               tls_started() with a fixed TlsInfo; live: a real
+                               handshake, certificate not verified). Reply
+                               lines still unread at this point are an error.
     !wait SECONDS              let time pass (in memory: advance the clock and
                                fire timers)
     !expect-content escaped    in-memory only: the content of the last message
@@ -36,7 +41,12 @@ default pigeon configuration: every MAIL is accepted; RCPT to domain
 "localhost" or to <postmaster> is accepted, "unknown@known.example" gets
 UNKNOWN_USER, anything else RELAY_DENIED; DATA/BDAT start is accepted;
 every finished message is "queued" under a made-up ID (match it with
-`S~ 250 2\.0\.0 Ok: queued as \S+`).
+`S~ 250 2\.0\.0 Ok: queued as \S+`). AUTH: the one account is
+"alice@localhost" with the password "secret" (owning that address); once
+authenticated, RCPT to any domain is accepted (except the unknown user
+above) and MAIL FROM must be <alice@localhost> or <> (553 5.7.1). SCRAM keys
+are never found (SCRAM exchanges are tested in tests/unit/proto).
+`!config auth_mechanisms=PLAIN,LOGIN` takes a comma-separated list.
 """
 from __future__ import annotations
 
@@ -49,7 +59,7 @@ from typing import Union
 
 from pigeon.proto import reply as R
 from pigeon.proto.events import (
-    NEED_DATA, ConnectionClosing, DataAborted, DataFinished, DataReceived, DataStarted,
+    NEED_DATA, AuthKeysRequested, AuthRequested, StartTlsRequested, TlsInfo, ConnectionClosing, DataAborted, DataFinished, DataReceived, DataStarted,
     Event, MailRequested, RcptRequested, TransactionReset)
 from pigeon.proto.reply import Reply
 from pigeon.proto.server import ServerSession, SessionConfig
@@ -96,7 +106,17 @@ class ExpectContent:
     lineno: int
 
 
-Step = Union[Send, Expect, ExpectClose, Wait, ExpectContent]
+@dataclass(frozen=True)
+class StartTls:
+    lineno: int
+
+
+Step = Union[Send, Expect, ExpectClose, Wait, ExpectContent, StartTls]
+
+#: The TLS parameters the in-memory runner reports for `!starttls`.
+MEMORY_TLS = TlsInfo("TLSv1.3", "TLS_AES_256_GCM_SHA384", 256)
+#: The account both runners know (see the module docstring).
+TRANSCRIPT_USER = ("alice@localhost", "secret")
 
 
 @dataclass
@@ -117,6 +137,8 @@ def _config_value(name: str, raw: str, lineno: int) -> object:
         raise TranscriptError(f"line {lineno}: unknown config key {name!r}")
     default = getattr(SessionConfig(), name)
     try:
+        if isinstance(default, tuple):
+            return tuple(v.strip().upper() for v in raw.split(",") if v.strip())
         if isinstance(default, bool):
             if raw.lower() not in ("true", "false"):
                 raise ValueError(raw)
@@ -166,6 +188,8 @@ def parse_transcript(text: str, name: str = "<transcript>") -> Transcript:
             except re.error as exc:
                 raise TranscriptError(f"line {lineno}: bad regex: {exc}") from None
             t.steps.append(Expect(line[3:], True, lineno))
+        elif line == "!starttls":
+            t.steps.append(StartTls(lineno))
         elif line == "!close":
             t.steps.append(ExpectClose(lineno))
         elif line.startswith("!wait "):
@@ -197,15 +221,24 @@ class DefaultPolicy:
 
     def __init__(self) -> None:
         self._ids = 0
+        self.user: str | None = None      # set by an accepted AuthRequested
 
     def decide(self, event: Event) -> Reply | None:
+        if isinstance(event, AuthRequested):
+            if (event.username.lower(), event.password) == TRANSCRIPT_USER and not event.authzid:
+                self.user = TRANSCRIPT_USER[0]
+                return None
+            return R.AUTH_FAILED
+        if isinstance(event, MailRequested) and self.user is not None and event.sender is not None:
+            if str(event.sender).lower() != self.user:
+                return R.SENDER_NOT_OWNED
         if isinstance(event, RcptRequested):
             rcpt = event.recipient
             if rcpt.domain == "localhost" or (rcpt.is_postmaster and rcpt.domain == ""):
                 return None
             if rcpt.local.lower() == "unknown" and rcpt.domain == "known.example":
                 return R.UNKNOWN_USER
-            return R.RELAY_DENIED
+            return None if self.user is not None else R.RELAY_DENIED
         if isinstance(event, DataFinished):
             self._ids += 1
             return R.queued(f"4B{self._ids:06X}")
@@ -232,6 +265,7 @@ class _MemoryRun:
         self.lines: list[str] = []
         self._partial = b""
         self._content: list[bytes] = []
+        self._tls_requested = False
 
     def fail(self, lineno: int, msg: str) -> TranscriptMismatch:
         return TranscriptMismatch(f"{self.t.name}:{lineno}: {msg}")
@@ -249,7 +283,12 @@ class _MemoryRun:
                 self._content = []
             elif isinstance(ev, ConnectionClosing):
                 self.result.closed = True
-            if isinstance(ev, (MailRequested, RcptRequested, DataStarted, DataFinished)):
+            if isinstance(ev, StartTlsRequested):
+                self._tls_requested = True
+            if isinstance(ev, AuthKeysRequested):
+                s.respond_keys(None, now=self.now)
+            if isinstance(ev, (MailRequested, RcptRequested, DataStarted, DataFinished,
+                               AuthRequested)):
                 if isinstance(ev, DataStarted):
                     self._content = []
                 answer = self.policy.decide(ev)
@@ -285,6 +324,16 @@ class _MemoryRun:
                 got = self.lines.pop(0)
                 if not step.matches(got):
                     raise self.fail(step.lineno, f"expected {step.text!r}, got {got!r}")
+            elif isinstance(step, StartTls):
+                if not self._tls_requested:
+                    raise self.fail(step.lineno, "!starttls, but the server did not accept STARTTLS")
+                if self.lines or self._partial:
+                    raise self.fail(step.lineno, f"unread server output before the handshake "
+                                                 f"{self.lines + [self._partial]!r}")
+                self._tls_requested = False
+                self.policy.user = None            # RFC 3207 §4.2: everything is forgotten
+                s.tls_started(MEMORY_TLS, self.now)
+                self.pump()
             elif isinstance(step, ExpectClose):
                 if not self.result.closed:
                     raise self.fail(step.lineno, "expected the server to close the connection")

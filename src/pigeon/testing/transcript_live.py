@@ -15,14 +15,23 @@ Contract:
     `LIVE_BASE_CONFIG` is that configuration.
   * `!expect-content` steps are skipped live (the content is checked in
     memory; end-to-end tests check Maildir contents).
+  * TLS and AUTH: the in-memory session offers neither by default, so the
+    live smtp listener runs with `tls.starttls = false` unless the transcript
+    says `!config starttls=true`. `auth_mechanisms` turns on AUTH for the
+    smtp listener (`auth.smtp_listener`); a transcript with
+    `auth_required=true` plays against the submission listener instead
+    (`live_role`). The live server must have the account of
+    `transcript.TRANSCRIPT_USER`. `!starttls` runs a real handshake (the
+    certificate is not verified).
 """
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 
-from pigeon.testing.transcript import (Expect, ExpectClose, ExpectContent, Send, Transcript,
-                                       TranscriptMismatch, Wait)
+from pigeon.testing.transcript import (Expect, ExpectClose, ExpectContent, Send, StartTls,
+                                       Transcript, TranscriptMismatch, Wait)
 
 LIVE_BASE_CONFIG = ('[domains."localhost"]\n'
                     '[domains."known.example"]\nmailboxes = ["known"]\n')
@@ -45,6 +54,9 @@ _CONFIG_KEYS = {
     "enable_smtputf8": ("smtp", "smtputf8"),
     "enable_dsn": ("smtp", "dsn"),
     "enable_8bitmime": ("smtp", "eight_bit_mime"),
+    "starttls": ("tls", "starttls"),
+    "auth_mechanisms": ("auth", "mechanisms"),
+    "auth_required": ("", ""),     # no key: selects the submission listener (live_role)
 }
 
 
@@ -53,6 +65,8 @@ def _toml_value(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -66,14 +80,22 @@ def live_skip_reason(t: Transcript) -> str | None:
     return None
 
 
+def live_role(t: Transcript) -> str:
+    """"submission" for transcripts that need AUTH before MAIL, else "smtp"."""
+    return "submission" if t.config.get("auth_required") else "smtp"
+
+
 def live_config_toml(t: Transcript) -> str:
     """The [tables] of pigeon TOML matching the transcript's !config lines."""
-    tables: dict[str, list[str]] = {}
+    tables: dict[str, dict[str, str]] = {"tls": {"starttls": "false"}}
     for key, value in sorted(t.config.items()):
-        if key in _CONFIG_KEYS:
+        if key in _CONFIG_KEYS and _CONFIG_KEYS[key][0]:
             table, name = _CONFIG_KEYS[key]
-            tables.setdefault(table, []).append(f"{name} = {_toml_value(value)}")
-    return "".join(f"[{table}]\n" + "\n".join(lines) + "\n" for table, lines in tables.items())
+            tables.setdefault(table, {})[name] = _toml_value(value)
+    if t.config.get("auth_mechanisms") and live_role(t) == "smtp":
+        tables["auth"]["smtp_listener"] = "true"
+    return "".join(f"[{table}]\n" + "".join(f"{k} = {v}\n" for k, v in items.items())
+                   for table, items in tables.items())
 
 
 class _LineReader:
@@ -115,7 +137,8 @@ def run_live(t: Transcript, host: str, port: int, *, reply_timeout: float = 10.0
     def fail(lineno: int, msg: str) -> TranscriptMismatch:
         return TranscriptMismatch(f"{t.name}:{lineno} (live): {msg}")
 
-    with socket.create_connection((host, port), timeout=reply_timeout) as sock:
+    with socket.create_connection((host, port), timeout=reply_timeout) as raw:
+        sock: socket.socket = raw
         reader = _LineReader(sock, t.name)
         closed_expected = False
         last = 0
@@ -139,6 +162,17 @@ def run_live(t: Transcript, host: str, port: int, *, reply_timeout: float = 10.0
                     raise fail(step.lineno, "expected the server to close the connection")
             elif isinstance(step, Wait):
                 time.sleep(step.seconds)
+            elif isinstance(step, StartTls):
+                if reader.buf or reader.line(0.2) is not None:
+                    raise fail(step.lineno, f"unread server output before the handshake {reader.buf!r}")
+                ctx = ssl.create_default_context()
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+                try:
+                    sock = ctx.wrap_socket(sock, server_hostname=host)
+                except (ssl.SSLError, OSError) as exc:
+                    raise fail(step.lineno, f"TLS handshake failed: {exc}") from None
+                reader.sock = sock
             elif isinstance(step, ExpectContent):
                 pass
         if not closed_expected:

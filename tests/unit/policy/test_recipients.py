@@ -72,3 +72,17 @@ def test_relay_networks_edge_cases():
     assert policy.client_may_relay("2001:db8::1%eth0")
     assert not policy.client_may_relay("")
     assert not policy.client_may_relay("garbage")
+
+
+def test_authenticated_clients_may_relay_but_local_checks_stay():
+    from pigeon.config import load_config
+    from pigeon.policy.recipients import RecipientPolicy
+    from pigeon.proto.address import Address
+    from pigeon.routing.resolve import Router
+    config = load_config(None, {"domains": {"example.test": {"mailboxes": ["alice"]}}})
+    policy = RecipientPolicy(config, Router(config))
+    remote = Address("x", "elsewhere.example")
+    assert policy.check_recipient(remote, "192.0.2.9") is not None
+    assert policy.check_recipient(remote, "192.0.2.9", authenticated=True) is None
+    assert policy.check_recipient(Address("nobody", "example.test"), "192.0.2.9",
+                                  authenticated=True) is not None

@@ -14,13 +14,15 @@ from pigeon.proto.commands import (
     (b"mail FROM:<a@b>", Command("MAIL", "FROM:<a@b>")),
     (b"DATA", Command("DATA", "")),
     (b"NoOp", Command("NOOP", "")),
+    (b"starttls", Command("STARTTLS", "")),        # the session answers 502 when not offered
+    (b"AUTH PLAIN =", Command("AUTH", "PLAIN =")),
 ])
 def test_parse(line: bytes, cmd: Command) -> None:
     assert parse_command(line) == cmd
 
 
 @pytest.mark.parametrize("line, reply", [
-    (b"EXPN x", R.NOT_IMPLEMENTED), (b"starttls", R.NOT_IMPLEMENTED), (b"AUTH PLAIN", R.NOT_IMPLEMENTED),
+    (b"EXPN x", R.NOT_IMPLEMENTED), (b"ATRN", R.NOT_IMPLEMENTED), (b"XCLIENT A=B", R.NOT_IMPLEMENTED),
     (b"ETRN x", R.NOT_IMPLEMENTED), (b"TURN", R.NOT_IMPLEMENTED), (b"FOO", R.UNKNOWN_COMMAND),
     (b"", R.UNKNOWN_COMMAND), (b" NOOP", R.UNKNOWN_COMMAND), (b"NOOP \xff", R.INVALID_UTF8),
 ])

@@ -32,3 +32,22 @@ def test_transmission_types():
     assert transmission_type(False, False) == "SMTP"
     assert transmission_type(True, False) == "ESMTP"
     assert transmission_type(True, True) == "UTF8SMTP"
+
+
+def test_transmission_types_with_tls_and_auth():
+    # RFC 3848 and RFC 6531 §3.7.3: S for TLS, A for AUTH.
+    assert transmission_type(True, False, tls=True) == "ESMTPS"
+    assert transmission_type(True, False, auth=True) == "ESMTPA"
+    assert transmission_type(True, False, tls=True, auth=True) == "ESMTPSA"
+    assert transmission_type(True, True, tls=True, auth=True) == "UTF8SMTPSA"
+    assert transmission_type(True, True, tls=True) == "UTF8SMTPS"
+    assert transmission_type(False, False, tls=True) == "SMTP"
+
+
+def test_tls_version_and_cipher_in_a_comment():
+    from pigeon.proto.events import TlsInfo
+    h = received_header(helo="c", client_ip="192.0.2.7", hostname="mx.test", protocol="ESMTPSA",
+                        queue_id="Q", recipients=["a@b"], timestamp=0,
+                        tls=TlsInfo("TLSv1.3", "TLS_AES_256_GCM_SHA384", 256))
+    assert (b"\tby mx.test (pigeon) with ESMTPSA (using TLSv1.3 with cipher "
+            b"TLS_AES_256_GCM_SHA384 (256 bits)) id Q\r\n") in h

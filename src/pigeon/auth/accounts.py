@@ -1,0 +1,230 @@
+"""The account store: users, their password hashes, SCRAM keys and addresses (SQLite).
+
+Contract:
+  * One SQLite file, `<data_dir>/accounts.db` (mode 0600: it holds password
+    hashes), in WAL mode so that `pigeon user ...` can change accounts while
+    the server reads them; changes apply to the next login, without a reload.
+  * An account has a name (what the client gives to AUTH, e.g.
+    "alice@example.test"; compared case-insensitively, stored lowercased),
+    an argon2id hash of its password (pigeon.auth.passwords), the
+    SCRAM-SHA-256 keys derived from the same password (RFC 5802 §3; stored
+    because SCRAM cannot be served from an argon2 hash), and the addresses
+    it owns: its name when that is an address, plus any added with
+    `--address`. An address belongs to at most one account.
+  * Owned addresses are what an authenticated user may put in MAIL FROM
+    (553 5.7.1 otherwise, enforced by the SMTP driver). Addresses are
+    compared with the domain and the local part lowercased.
+  * Methods raise `AccountError` with a message fit for the command line for
+    user mistakes (exists, unknown, bad name, address taken); sqlite3 errors
+    are wrapped in AccountError too. Nothing here reads the clock except
+    `created` stamps, passed in by the caller when it matters.
+  * Thread safety: one connection guarded by a lock; the server calls it
+    from its authentication thread pool.
+"""
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pigeon.auth import passwords, scram
+from pigeon.auth.scram import ScramKeys
+
+FILE_NAME = "accounts.db"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+    name        TEXT PRIMARY KEY,
+    argon2      TEXT NOT NULL,
+    scram_salt  BLOB NOT NULL,
+    scram_iter  INTEGER NOT NULL,
+    stored_key  BLOB NOT NULL,
+    server_key  BLOB NOT NULL,
+    created     REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS addresses (
+    address     TEXT PRIMARY KEY,
+    account     TEXT NOT NULL REFERENCES accounts(name) ON DELETE CASCADE
+);
+"""
+
+_BAD_NAME = re.compile(r"[\s\x00-\x1f\x7f,]")
+
+
+class AccountError(Exception):
+    """A user-facing problem with an account operation."""
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    name: str
+    addresses: tuple[str, ...]
+    created: float
+
+
+def normalize_address(address: str) -> str:
+    local, at, domain = address.strip().rpartition("@")
+    if not at or not local or not domain or _BAD_NAME.search(address.strip()):
+        raise AccountError(f'not an address "local@domain": {address!r}')
+    return f"{local.lower()}@{domain.lower().rstrip('.')}"
+
+
+def normalize_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name.encode("utf-8")) > 255 or _BAD_NAME.search(name):
+        raise AccountError(f"bad user name {name!r} (1-255 octets, no spaces, commas or control characters)")
+    return normalize_address(name) if "@" in name else name.lower()
+
+
+class AccountStore:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._db: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def in_data_dir(cls, data_dir: Path) -> "AccountStore":
+        return cls(Path(data_dir) / FILE_NAME)
+
+    def open(self) -> "AccountStore":
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            os.close(fd)
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.execute("PRAGMA busy_timeout=5000")
+            db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise AccountError(f"{self.path}: cannot open the account store: {exc}") from exc
+        self._db = db
+        return self
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def __enter__(self) -> "AccountStore":
+        return self if self._db is not None else self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _q(self, sql: str, args: tuple = ()) -> list[tuple]:
+        if self._db is None:
+            raise AccountError("the account store is not open")
+        with self._lock:
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                raise AccountError(f"{self.path}: {exc}") from exc
+
+    def _tx(self, statements: list[tuple[str, tuple]]) -> None:
+        if self._db is None:
+            raise AccountError("the account store is not open")
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    for sql, args in statements:
+                        self._db.execute(sql, args)
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.IntegrityError as exc:
+                raise AccountError(f"address already belongs to an account ({exc})") from exc
+            except sqlite3.Error as exc:
+                raise AccountError(f"{self.path}: {exc}") from exc
+
+    # --- changes (pigeon user ...) --------------------------------------------------
+
+    @staticmethod
+    def _secrets(password: str) -> tuple:
+        if not password:
+            raise AccountError("the password is empty")
+        try:
+            keys = scram.derive_keys(password, os.urandom(16))
+        except ValueError as exc:  # SASLprep refused it
+            raise AccountError(f"unusable password: {exc}") from None
+        return (passwords.hash_password(password), keys.salt, keys.iterations,
+                keys.stored_key, keys.server_key)
+
+    def add(self, name: str, password: str, addresses: tuple[str, ...] = ()) -> Account:
+        name = normalize_name(name)
+        owned = [name] if "@" in name else []
+        owned += [a for a in map(normalize_address, addresses) if a not in owned]
+        if self.get(name) is not None:
+            raise AccountError(f"user {name} already exists")
+        for address in owned:
+            owner = self.owner_of(address)
+            if owner is not None:
+                raise AccountError(f"address {address} already belongs to user {owner}")
+        now = time.time()
+        stmts = [("INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?)",
+                  (name, *self._secrets(password), now))]
+        stmts += [("INSERT INTO addresses VALUES (?, ?)", (a, name)) for a in owned]
+        self._tx(stmts)
+        return Account(name, tuple(sorted(owned)), now)
+
+    def set_password(self, name: str, password: str) -> None:
+        name = normalize_name(name)
+        if self.get(name) is None:
+            raise AccountError(f"no such user: {name}")
+        self._tx([("UPDATE accounts SET argon2=?, scram_salt=?, scram_iter=?, stored_key=?, "
+                   "server_key=? WHERE name=?", (*self._secrets(password), name))])
+
+    def delete(self, name: str) -> None:
+        name = normalize_name(name)
+        if self.get(name) is None:
+            raise AccountError(f"no such user: {name}")
+        self._tx([("DELETE FROM addresses WHERE account=?", (name,)),
+                  ("DELETE FROM accounts WHERE name=?", (name,))])
+
+    # --- queries ------------------------------------------------------------------------
+
+    def get(self, name: str) -> Account | None:
+        try:
+            name = normalize_name(name)
+        except AccountError:
+            return None
+        rows = self._q("SELECT created FROM accounts WHERE name=?", (name,))
+        if not rows:
+            return None
+        addrs = self._q("SELECT address FROM addresses WHERE account=? ORDER BY address", (name,))
+        return Account(name, tuple(a for (a,) in addrs), rows[0][0])
+
+    def list(self) -> list[Account]:
+        names = [n for (n,) in self._q("SELECT name FROM accounts ORDER BY name")]
+        return [a for a in map(self.get, names) if a is not None]
+
+    def password_hash(self, name: str) -> str | None:
+        try:
+            name = normalize_name(name)
+        except AccountError:
+            return None
+        rows = self._q("SELECT argon2 FROM accounts WHERE name=?", (name,))
+        return rows[0][0] if rows else None
+
+    def scram_keys(self, name: str) -> ScramKeys | None:
+        try:
+            name = normalize_name(name)
+        except AccountError:
+            return None
+        rows = self._q("SELECT scram_salt, scram_iter, stored_key, server_key FROM accounts "
+                       "WHERE name=?", (name,))
+        return ScramKeys(*rows[0]) if rows else None
+
+    def owner_of(self, address: str) -> str | None:
+        try:
+            address = normalize_address(address)
+        except AccountError:
+            return None
+        rows = self._q("SELECT account FROM addresses WHERE address=?", (address,))
+        return rows[0][0] if rows else None
