@@ -175,8 +175,12 @@ def _convert_to_temp(src: Path) -> tuple[Path, int]:
 class SmtpAgent:
     """DeliveryAgent for transport "smtp"; see the module contract."""
 
-    def __init__(self, config: ClientConfig, resolver: Resolver, *, own_hostname: str) -> None:
+    def __init__(self, config: ClientConfig, resolver: Resolver, *, own_hostname: str,
+                 credentials: dict[str, tuple[str, str]] | None = None) -> None:
         self.config = config
+        #: next-hop host (lowercase) -> (user, password): AUTH PLAIN over TLS
+        #: for a smarthost (delivery.relay_user); never used for MX hosts.
+        self.credentials = {k.lower(): v for k, v in (credentials or {}).items()}
         self.resolver = resolver
         self.own_hostname = own_hostname
         self.helo_name = config.helo_name or own_hostname
@@ -232,7 +236,7 @@ class SmtpAgent:
         """Deliver what we can through `cand`; returns (indexes for the next candidate, failure)."""
         key = (str(request.nexthop), cand.host, cand.address, cand.port)
         try:
-            conn = await self._connection(key, cand)
+            conn = await self._connection(key, cand, self._auth_for(request.nexthop))
         except ConnectError as exc:
             log.info("%s: %s", request.queue_id, exc.diagnostic)
             return pending, exc
@@ -282,7 +286,11 @@ class SmtpAgent:
         self._release(key, conn, reusable=failure is None)
         return retry, failure
 
-    async def _connection(self, key: tuple, cand: Candidate) -> ClientConnection:
+    def _auth_for(self, nexthop: Nexthop) -> tuple[str, str] | None:
+        return self.credentials.get((nexthop.host or "").lower()) if nexthop.host else None
+
+    async def _connection(self, key: tuple, cand: Candidate,
+                          auth: tuple[str, str] | None = None) -> ClientConnection:
         idle = self._idle.get(key)
         while idle:
             conn, timer = idle.pop()
@@ -293,7 +301,7 @@ class SmtpAgent:
             conn.abort()
         self.stats["connections"] += 1
         return await connect(self.config, host=cand.host, address=cand.address, port=cand.port,
-                             helo_name=self.helo_name)
+                             helo_name=self.helo_name, auth=auth)
 
     def _release(self, key: tuple, conn: ClientConnection, *, reusable: bool = True) -> None:
         idle = self._idle.setdefault(key, [])

@@ -39,12 +39,26 @@ def client_config(config: Config) -> ClientConfig:
         smtp_port=d.remote_port)
 
 
+def relay_credentials(config: Config) -> dict[str, tuple[str, str]]:
+    """{relay host: (user, password)} when delivery.relay_user is set.
+
+    The password lives in its own file (delivery.relay_password_file, checked
+    to exist at load time) so the configuration can be world-readable.
+    """
+    d = config.delivery
+    if not d.relay_user or d.relay_host is None or not d.relay_host.host:
+        return {}
+    password = d.relay_password_file.read_text(encoding="utf-8").strip("\r\n")
+    return {d.relay_host.host: (d.relay_user, password)}
+
+
 def build_agents(config: Config) -> dict[str, DeliveryAgent]:
     names, addresses = own_identity(config)
     resolver = MxResolver(config.delivery, own_names=names, own_addresses=addresses)
     cc = client_config(config)
     return {
-        "smtp": SmtpAgent(cc, resolver, own_hostname=config.hostname),
+        "smtp": SmtpAgent(cc, resolver, own_hostname=config.hostname,
+                          credentials=relay_credentials(config)),
         "lmtp": LmtpAgent(cc, own_hostname=config.hostname),
         "discard": DiscardAgent(),
     }

@@ -42,8 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pigeon.proto.client import (
-    ClientConfig, ClientEvent, ClientSession, Closed, ContentWanted, Ready, ResetDone, TlsReady,
-    TlsRefused, Transaction, TransactionDone)
+    AuthDone, ClientConfig, ClientEvent, ClientSession, Closed, ContentWanted, Ready, ResetDone,
+    TlsReady, TlsRefused, Transaction, TransactionDone)
 from pigeon.proto.client_reply import Extensions, reply_text
 from pigeon.proto.reply import Reply, reply
 
@@ -220,6 +220,31 @@ class ClientConnection:
             diag = f"host {self.remote_mta} said: {reply_text(r)} (in reply to {ev.phase.name})"
         return ConnectError(r, diag, local=ev.local, remote_mta=self.remote_mta)
 
+    async def _authenticate(self, user: str, password: str) -> None:
+        """AUTH PLAIN over TLS only (RFC 4954 §4; never credentials in clear text)."""
+        if not self.tls:
+            r = reply(421, "4.7.0", "refusing to send credentials without TLS")
+            raise ConnectError(r, f"{r.text} ({self.remote_mta})", local=True,
+                               remote_mta=self.remote_mta)
+        if "PLAIN" not in self.session.extensions.auth_mechanisms:
+            r = reply(421, "4.7.0", "the relay host does not offer AUTH PLAIN")
+            raise ConnectError(r, f"{r.text} ({self.remote_mta})", local=True,
+                               remote_mta=self.remote_mta)
+        self.session.authenticate(user, password)
+        while True:
+            ev = await self._next_event()
+            if isinstance(ev, Closed):
+                raise self._error(ev)
+            if isinstance(ev, AuthDone):
+                break
+        if ev.reply.code != 235:
+            # Postfix defers on SASL failure (smtp_sasl_auth_soft_bounce): a
+            # wrong password must not bounce mail that could go out later.
+            await self.quit()
+            r = reply(421, "4.7.0", f"SASL authentication failed: {reply_text(ev.reply)}")
+            raise ConnectError(r, f"host {self.remote_mta} said: {reply_text(ev.reply)} "
+                               "(in reply to AUTH)", local=False, remote_mta=self.remote_mta)
+
     async def _starttls(self, policy: str, server_hostname: str | None, ca_file: str | None) -> None:
         self.session.starttls()
         while True:
@@ -254,25 +279,29 @@ class ClientConnection:
 
 
 async def connect(config: ClientConfig, *, host: str, address: str, port: int, helo_name: str,
-                  lmtp: bool = False, tls: str | None = None) -> ClientConnection:
+                  lmtp: bool = False, tls: str | None = None,
+                  auth: tuple[str, str] | None = None) -> ClientConnection:
     """Open a Ready connection to one candidate (see the module contract).
 
     `address` is an IP address (or a host name, resolved by the OS) for TCP,
     or a Unix socket path starting with "/". `tls` overrides config.tls.
+    `auth` = (user, password): AUTH PLAIN after STARTTLS (a smarthost); the
+    credentials are never sent without TLS, so TLS becomes required.
     """
     policy = tls or config.tls
     if address.startswith("/"):
         policy = "none"
     try:
-        return await _connect_once(config, host, address, port, helo_name, lmtp, policy)
+        return await _connect_once(config, host, address, port, helo_name, lmtp, policy, auth)
     except ConnectError as exc:
-        if exc.tls_failed and policy == "may":
-            return await _connect_once(config, host, address, port, helo_name, lmtp, "none")
+        if exc.tls_failed and policy == "may" and auth is None:
+            return await _connect_once(config, host, address, port, helo_name, lmtp, "none", None)
         raise
 
 
 async def _connect_once(config: ClientConfig, host: str, address: str, port: int,
-                        helo_name: str, lmtp: bool, policy: str) -> ClientConnection:
+                        helo_name: str, lmtp: bool, policy: str,
+                        auth: tuple[str, str] | None = None) -> ClientConnection:
     where = peer_name(host, address, port)
     try:
         if address.startswith("/"):
@@ -300,6 +329,8 @@ async def _connect_once(config: ClientConfig, host: str, address: str, port: int
                 await conn.quit()
                 r = reply(421, "4.7.4", "TLS is required, but was not offered by host")
                 raise ConnectError(r, f"{r.text} {where}", local=True, remote_mta=where)
+        if auth is not None:
+            await conn._authenticate(*auth)
     except ConnectError:
         conn.abort()
         raise

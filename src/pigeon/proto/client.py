@@ -49,6 +49,7 @@ Contract:
 """
 from __future__ import annotations
 
+import base64
 import enum
 from collections import deque
 from dataclasses import dataclass, field
@@ -68,6 +69,7 @@ class Phase(str, enum.Enum):
     GREETING = "receiving the initial server greeting"
     HELO = "performing the EHLO handshake"
     STARTTLS = "performing the STARTTLS handshake"
+    AUTH = "authenticating"
     READY = "idle"
     MAIL = "sending MAIL FROM"
     RCPT = "sending RCPT TO"
@@ -118,6 +120,13 @@ class TlsReady(ClientEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class AuthDone(ClientEvent):
+    """The peer answered our AUTH command: `reply.code == 235` means success."""
+
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True)
 class TlsRefused(ClientEvent):
     reply: Reply            # the session stays usable in plaintext
 
@@ -146,11 +155,11 @@ class Closed(ClientEvent):
 
 
 # Expectation kinds (what the next reply answers).
-_GREETING, _EHLO, _HELO, _STARTTLS, _MAIL, _RCPT, _DATA, _DOT, _BDAT, _RSET, _QUIT = range(11)
+_GREETING, _EHLO, _HELO, _STARTTLS, _MAIL, _RCPT, _DATA, _DOT, _BDAT, _RSET, _QUIT, _AUTH = range(12)
 _PHASE_OF = {_GREETING: Phase.GREETING, _EHLO: Phase.HELO, _HELO: Phase.HELO,
              _STARTTLS: Phase.STARTTLS, _MAIL: Phase.MAIL, _RCPT: Phase.RCPT,
              _DATA: Phase.DATA_INIT, _DOT: Phase.DATA_DONE, _BDAT: Phase.DATA_DONE,
-             _RSET: Phase.RSET, _QUIT: Phase.QUIT}
+             _RSET: Phase.RSET, _QUIT: Phase.QUIT, _AUTH: Phase.AUTH}
 _STAGE_OF = {Phase.MAIL: "mail", Phase.RCPT: "rcpt"}
 
 
@@ -233,7 +242,8 @@ class ClientSession:
         """Seconds the driver may wait in the current phase (None: not waiting)."""
         c = self.config
         return {Phase.GREETING: c.greeting_timeout, Phase.HELO: c.helo_timeout,
-                Phase.STARTTLS: c.starttls_timeout, Phase.MAIL: c.mail_timeout,
+                Phase.STARTTLS: c.starttls_timeout, Phase.AUTH: c.helo_timeout,
+                Phase.MAIL: c.mail_timeout,
                 Phase.RCPT: c.rcpt_timeout, Phase.DATA_INIT: c.data_init_timeout,
                 Phase.DATA_BLOCK: c.data_block_timeout, Phase.DATA_DONE: c.data_done_timeout,
                 Phase.RSET: c.rset_timeout, Phase.QUIT: c.quit_timeout}.get(self.phase)
@@ -297,6 +307,17 @@ class ClientSession:
         self._parser = ReplyParser()         # Rule 5: drop plaintext leftovers
         self.extensions = Extensions()
         self._send_ehlo()
+
+    def authenticate(self, user: str, password: str) -> None:
+        """AUTH PLAIN with an initial response (RFC 4954 §4, RFC 4616).
+
+        The driver only calls this on a TLS connection: credentials never
+        travel in plaintext. The answer comes back as `AuthDone`.
+        """
+        self._need_ready("authenticate")
+        token = base64.b64encode(b"\0" + user.encode("utf-8") + b"\0" + password.encode("utf-8"))
+        self._ready = False
+        self._send(b"AUTH PLAIN " + token + b"\r\n", _AUTH)
 
     def reset(self) -> None:
         self._need_ready("reset")
@@ -398,6 +419,9 @@ class ClientSession:
             self._on_bdat(arg, r)
         elif kind == _QUIT:
             self._close(None)
+        elif kind == _AUTH:
+            self._ready = True             # a refusal leaves the session usable (QUIT)
+            self._events.append(AuthDone(r))
 
     def _on_helo(self, kind: int, r: Reply) -> None:
         if r.positive:
