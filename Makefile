@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: serve test bench venv clean
+.PHONY: serve test bench bench-relay venv clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pigeon needs Python 3.11 or newer")'
@@ -26,6 +26,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/accept_rate.py $(ARGS)
+
+# smtp-source -> server -> smtp-sink, pigeon vs a private Postfix (docs/benchmarks.md)
+bench-relay: $(STAMP)
+	$(BIN)/python bench/relay_rate.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
