@@ -216,7 +216,7 @@ class Connection:
                     self._log_reject("MAIL", verdict, str(sender))
                 session.respond(verdict)
             elif isinstance(event, DataStarted):
-                session.respond(self._open_spool())
+                session.respond(await self._open_spool())
             elif isinstance(event, DataFinished):
                 # Flush earlier pipelined replies before the (slower) commit.
                 self._flush()
@@ -360,12 +360,14 @@ class Connection:
 
     # -- spool --------------------------------------------------------------
 
-    def _open_spool(self) -> R.Reply | None:
+    async def _open_spool(self) -> R.Reply | None:
         self._discard_spool()
         session = self.session
         try:
-            spool = self.store.new_spool()
-        except OSError as exc:
+            # Creating a file can wait on the file system's journal while
+            # other threads fsync: do it off the event loop.
+            spool = await asyncio.to_thread(self.store.new_spool)
+        except Exception as exc:  # OSError or StoreError: answer 452/451, never a traceback
             log.error("cannot create spool file: %s", exc)
             return R.INSUFFICIENT_STORAGE if _is_disk_full(exc) else R.LOCAL_ERROR
         self._spool = spool

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+
+from pigeon.obs.logsetup import flush_logs
 from pathlib import Path
 
 import pytest
@@ -73,6 +75,7 @@ def test_run_calls_the_app_with_the_config(tmp_path):
     assert status == 7
     assert list(seen[0].domains) == ["x.test"]
     logging.getLogger("pigeon.test").info("hello")
+    flush_logs()          # written by a background thread
     assert "INFO pigeon.test: hello" in (tmp_path / "log").read_text()
 
 

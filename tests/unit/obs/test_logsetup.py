@@ -10,7 +10,7 @@ import pytest
 
 from pigeon.config import ConfigError
 from pigeon.config.schema import LogConfig
-from pigeon.obs.logsetup import JsonFormatter, TextFormatter, setup_logging
+from pigeon.obs.logsetup import flush_logs, JsonFormatter, TextFormatter, setup_logging
 from pigeon.obs.maillog import MailLog
 
 TEXT_LINE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z pigeon\[\d+\] (\w+) ([\w.]+): (.*)\Z")
@@ -143,6 +143,7 @@ def test_log_file(tmp_path):
     path = tmp_path / "pigeon.log"
     setup_logging(LogConfig(format="json", file=path))
     logging.getLogger("pigeon").info("to the file")
+    flush_logs()          # written by a background thread
     assert json.loads(path.read_text())["msg"] == "to the file"
 
 
