@@ -31,7 +31,10 @@ from pigeon.config.schema import Config
 from pigeon.net.listener import ListenError, SmtpServer
 from pigeon.net.tls import TlsError, TlsProvider
 from pigeon.obs.maillog import MailLog
+from pigeon.obs.metrics import Metrics
 from pigeon.policy.recipients import RecipientPolicy
+from pigeon.admin.control import ControlError
+from pigeon.admin.wiring import AdminHandle, start_admin
 from pigeon.delivery.wiring import build_agents, build_manager, close_agents
 from pigeon.queue.manager import QueueManager
 from pigeon.queue.store import QueueStore
@@ -56,6 +59,10 @@ class Pigeon:
     tls: TlsProvider | None = None
     auth: AuthService | None = None
     agents: dict | None = None
+    maillog: MailLog | None = None
+    metrics: Metrics | None = None
+
+    _admin: AdminHandle | None = None
 
     @classmethod
     def build(cls, config: Config) -> "Pigeon":
@@ -64,7 +71,8 @@ class Pigeon:
         policy = RecipientPolicy(config, router)
         maillog = MailLog()
         agents = build_agents(config)
-        manager = build_manager(config, store, router, maillog, agents)
+        metrics = Metrics()
+        manager = build_manager(config, store, router, maillog, agents, metrics=metrics)
         tls = TlsProvider.create(config)          # TlsError: see the contract
         log.info("TLS: %s", tls.describe())
         a = config.auth
@@ -74,13 +82,15 @@ class Pigeon:
         auth = AuthService(AccountStore.in_data_dir(config.data_dir), limiter)
         server = SmtpServer(config, session_config(config), store=store, policy=policy,
                             maillog=maillog, on_queued=lambda _qid: manager.nudge(),
-                            tls=tls, auth=auth)
-        return cls(config, store, manager, server, tls, auth, agents)
+                            tls=tls, auth=auth, metrics=metrics)
+        return cls(config, store, manager, server, tls, auth, agents, maillog, metrics)
 
     def reload(self) -> None:
         """SIGHUP: re-read the TLS certificate (live sessions keep theirs)."""
         if self.tls is not None:
             self.tls.reload()
+        if self._admin is not None:
+            self._admin.reloading()
 
     async def serve(self, stop: asyncio.Event) -> None:
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -88,11 +98,16 @@ class Pigeon:
         if self.auth is not None:
             self.auth.store.open()
         try:
+            # The control socket first: it refuses to start when another
+            # pigeon already serves this data directory (ControlError).
+            self._admin = await start_admin(self.config, self.store, self.manager, self.maillog,
+                                            self.server.statistics, metrics=self.metrics)
             await self.server.start()
             async with asyncio.TaskGroup() as tg:
                 manager_task = tg.create_task(self.manager.run())
                 log.info("pigeon ready: hostname=%s domains=%s data_dir=%s", self.config.hostname,
                          ",".join(sorted(self.config.domains)), self.config.data_dir)
+                self._admin.ready()          # sd_notify READY=1 under systemd
                 await stop.wait()
                 log.info("shutting down")
                 await self.server.drain(self.config.timeouts.shutdown_grace)
@@ -102,6 +117,8 @@ class Pigeon:
                     manager_task.cancel()
         finally:
             await self.server.close()
+            if self._admin is not None:
+                await self._admin.close()
             self.store.close()
             if self.auth is not None:
                 self.auth.close()
@@ -131,7 +148,7 @@ def run(config: Config) -> int:
         loop.add_signal_handler(signal.SIGHUP, app.reload)
         try:
             await app.serve(stop)
-        except ListenError as exc:
+        except (ListenError, ControlError) as exc:
             log.error("%s", exc)
             return EX_UNAVAILABLE
         except PermissionError as exc:

@@ -28,8 +28,6 @@ from pigeon.cli.version import version_line
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 #: Subcommand name -> module implementing it (see the contract above).
-#: Planned: "queue" (list/show/retry/hold/release/delete via the admin socket),
-#: "user" (mailbox management), "sendmail" (the sendmail(1) compatible submitter).
 COMMANDS: dict[str, str] = {
     "serve": "pigeon.cli.serve",
     "check-config": "pigeon.cli.check",

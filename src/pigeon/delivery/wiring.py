@@ -65,14 +65,14 @@ def build_agents(config: Config) -> dict[str, DeliveryAgent]:
 
 
 def build_manager(config: Config, store, router, maillog,
-                  agents: dict[str, DeliveryAgent]) -> QueueManager:
+                  agents: dict[str, DeliveryAgent], *, metrics=None) -> QueueManager:
     q, d = config.queue, config.delivery
     return QueueManager(
         store, router, hostname=config.hostname, maillog=maillog, agents=agents,
         fsync=q.fsync, run_interval=q.run_interval, concurrency=q.concurrency,
         min_backoff=q.min_backoff, max_backoff=q.max_backoff, max_lifetime=q.max_lifetime,
         delay_warning=q.delay_warning, destination_concurrency=d.destination_concurrency,
-        destination_recipients=d.destination_recipients)
+        destination_recipients=d.destination_recipients, metrics=metrics)
 
 
 async def close_agents(agents: dict[str, DeliveryAgent]) -> None:

@@ -31,7 +31,7 @@ from collections import Counter
 from typing import Callable
 
 from pigeon.config.schema import Config, ListenAddress
-from pigeon.net.smtpd import Connection
+from pigeon.net.smtpd import NO_METRICS, Connection
 from pigeon.proto import reply as R
 from pigeon.proto.server import SessionConfig
 
@@ -67,7 +67,9 @@ def role_session_config(config: Config, base: SessionConfig, role: str, *,
 
 class SmtpServer:
     def __init__(self, config: Config, session_config: SessionConfig, *, store, policy,
-                 maillog, on_queued: Callable[[str], None], tls=None, auth=None) -> None:
+                 maillog, on_queued: Callable[[str], None], tls=None, auth=None,
+                 metrics=None) -> None:
+        self.metrics = metrics if metrics is not None else NO_METRICS
         self.config = config
         self.session_config = session_config
         self.tls = tls      # pigeon.net.tls.TlsProvider | None
@@ -145,17 +147,19 @@ class SmtpServer:
             refusal = R.too_many_connections_from_ip(host)
         if refusal is not None:
             self.refused_connections += 1
+            self.metrics.connection_refused()
             log.warning("refused connection from [%s]: %s", ip, refusal)
             await _refuse(writer, refusal)
             return
         self.total_connections += 1
+        self.metrics.connection_opened(role)
         log.info("connect from [%s]:%s (%s)", ip, peer[1] if isinstance(peer, tuple) else "", role)
         conn = Connection(reader, writer, session_config=self.role_configs[role], store=self.store,
                           policy=self.policy, maillog=self.maillog, on_queued=self.on_queued,
                           greet_pause=self.config.timeouts.greet_pause, tls=self.tls,
                           implicit_tls=role == "submissions",
                           handshake_timeout=self.config.tls.handshake_timeout,
-                          auth=self.auth, role=role)
+                          auth=self.auth, role=role, metrics=self.metrics)
         task = asyncio.current_task()
         assert task is not None
         self._connections[task] = conn

@@ -48,6 +48,7 @@ from pigeon.proto.events import (NEED_DATA, AuthKeysRequested, AuthRequested, Co
                                  TransactionReset)
 from pigeon.proto.server import ServerSession, SessionConfig
 from pigeon.queue.model import Envelope, Recipient
+from pigeon.queue.spool import StoreError
 from pigeon.queue.trace import received_header, transmission_type
 
 log = logging.getLogger("pigeon.smtpd")
@@ -64,6 +65,16 @@ class SessionStats:
     errors: list[str] = field(default_factory=list)
 
 
+class _NoMetrics:
+    """Stands in when no metrics are collected (unit tests, tools)."""
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: None
+
+
+NO_METRICS = _NoMetrics()
+
+
 class Connection:
     """One client connection: feeds bytes to a ServerSession and acts on its events."""
 
@@ -73,8 +84,10 @@ class Connection:
                  clock: Callable[[], float] = time.monotonic,
                  wallclock: Callable[[], float] = time.time,
                  tls=None, implicit_tls: bool = False, handshake_timeout: float = 30.0,
-                 auth=None, role: str = "smtp") -> None:
+                 auth=None, role: str = "smtp", metrics=None) -> None:
         self.reader = reader
+        self.metrics = metrics if metrics is not None else NO_METRICS
+        self._outcome = ""
         self.writer = writer
         peer = writer.get_extra_info("peername") or ("", 0)
         self.client_ip: str = peer[0] if isinstance(peer, tuple) else str(peer)
@@ -90,7 +103,7 @@ class Connection:
         self.session = ServerSession(session_config, now=clock())
         self.stats = SessionStats()
         self._spool = None
-        self._spool_error: OSError | None = None
+        self._spool_error: OSError | StoreError | None = None
         self._closing = False
         self._wake: asyncio.Future | None = None
         self.tls = tls                      # pigeon.net.tls.TlsProvider | None
@@ -124,6 +137,7 @@ class Connection:
         except asyncio.CancelledError:
             raise
         except Exception:  # Rule 3: log privately, answer generically
+            self._outcome = "error"
             log.exception("session with [%s] failed", self.client_ip)
             try:
                 self.writer.write(R.reply(421, "4.3.0", "Error: internal error, closing").to_bytes())
@@ -134,6 +148,8 @@ class Connection:
             await self._close()
             log.info("disconnect from [%s]:%s messages=%d", self.client_ip, self.client_port,
                      self.stats.messages)
+            self.metrics.session_ended(self._outcome if self._outcome else
+                                       "message" if self.stats.messages else "no_message")
 
     # -- I/O loop -----------------------------------------------------------
 
@@ -223,6 +239,8 @@ class Connection:
                 session.respond(await self._commit(event))
             elif isinstance(event, (DataAborted, TransactionReset)):
                 if isinstance(event, DataAborted):
+                    if event.reply is not None:
+                        self.metrics.rejected(event.reply.code)
                     log.info("[%s]: message refused: %s", self.client_ip, event.reason)
                 self._discard_spool()
             elif isinstance(event, StartTlsRequested):
@@ -296,6 +314,7 @@ class Connection:
             return False
         info = tls_info(self.writer.get_extra_info("ssl_object"))
         self.session.tls_started(info, self.clock())
+        self.metrics.tls_established(info.version)
         log.info("TLS established with [%s]:%s: %s %s (%d bits)%s", self.client_ip,
                  self.client_port, info.version, info.cipher, info.bits,
                  " implicit" if self.implicit_tls else "")
@@ -385,9 +404,10 @@ class Connection:
             return
         try:
             self._spool.write(data)
-        except OSError as exc:
-            # Keep reading the client's data (the protocol must stay in step)
-            # and answer 452/451 at the end instead of 250.
+        except (OSError, StoreError) as exc:
+            # SpoolFile.write raises StoreError (.disk_full on ENOSPC), not
+            # OSError. Keep reading the client's data (the protocol must stay
+            # in step) and answer 452/451 at the end instead of 250.
             self._spool_error = exc
             log.error("spool write failed for %s: %s", self._spool.queue_id, exc)
 
@@ -427,6 +447,7 @@ class Connection:
                 pass
             return R.INSUFFICIENT_STORAGE if getattr(exc, "disk_full", False) else R.LOCAL_ERROR
         self.stats.messages += 1
+        self.metrics.message_accepted(envelope.size)
         self.maillog.log(envelope.queue_id, {
             "client": f"[{self.client_ip}]:{self.client_port}", "helo": envelope.client_helo,
             "from": envelope.sender, "size": envelope.size,
@@ -441,6 +462,7 @@ class Connection:
                                  tls=session.tls is not None, auth=session.auth_user is not None)
 
     def _log_reject(self, stage: str, verdict: R.Reply, address: str) -> None:
+        self.metrics.rejected(verdict.code)
         session = self.session
         sender = str(session.sender) if session.sender is not None else ""
         self.maillog.log("NOQUEUE", {

@@ -40,6 +40,14 @@ Contract:
     `to=<..>, orig_to=<..>, relay=mx.example[192.0.2.1]:25, delay=12, dsn=4.4.1,
     status=deferred (connect to ...: Connection refused)`; then
     `sender non-delivery notification: <new id>` for a report, `removed`.
+  * Operator actions (hold, release, delete, bounce, requeue, flush) are
+    methods of this class too, written in `queue/operator.py`; they and
+    the "take due entries" step share one lock (operator.py Rule 1).
+  * Metrics: an optional `metrics` object (pigeon.obs.metrics.Metrics or
+    anything with the same two methods) is told each recipient result
+    after it is durable (`recipient_result(status, kind)`, kind "local" or
+    "remote") and the queue delay of each successful delivery
+    (`delivery_latency(seconds)`). None: no metrics.
   * Nothing escapes the loop: a corrupt entry is quarantined by the store and
     skipped; an unexpected exception while delivering one message is logged
     and the message is deferred by `run_interval`.
@@ -63,6 +71,7 @@ from pigeon.delivery.api import (DeliveryAgent, DeliveryRecipient, DeliveryReque
 from pigeon.delivery.maildir import deliver_to_maildir
 from pigeon.queue.model import Envelope, Recipient, RecipientStatus
 from pigeon.queue.notify import enqueue_notice, plan_notices
+from pigeon.queue.operator import OperatorActions
 from pigeon.queue.schedule import DestinationState, expired, next_attempt
 from pigeon.queue.store import CorruptEntry, QueueStore, StoreError
 from pigeon.routing.resolve import Route, Router
@@ -92,7 +101,12 @@ def _chunks(items: list[Recipient], size: int) -> list[list[Recipient]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-class QueueManager:
+class Metrics(Protocol):
+    def recipient_result(self, status: str, kind: str) -> None: ...
+    def delivery_latency(self, seconds: float) -> None: ...
+
+
+class QueueManager(OperatorActions):
     """Moves committed messages to their destinations; see the module contract."""
 
     def __init__(self, store: QueueStore, router: Router, *, hostname: str, maillog: MailLog,
@@ -102,7 +116,7 @@ class QueueManager:
                  min_backoff: float = 300.0, max_backoff: float = 4000.0,
                  max_lifetime: float = 432000.0, delay_warning: float = 14400.0,
                  destination_concurrency: int = 20, destination_recipients: int = 50,
-                 destination_failure_limit: int = 3) -> None:
+                 destination_failure_limit: int = 3, metrics: Metrics | None = None) -> None:
         if destination_recipients < 1 or concurrency < 1:
             raise ValueError("concurrency and destination_recipients must be >= 1")
         self._store = store
@@ -129,6 +143,11 @@ class QueueManager:
         self._running = False
         self._stopped = asyncio.Event()
         self._inflight: set[str] = set()
+        self._metrics = metrics
+        self._admin_lock: asyncio.Lock | None = None         # operator.py Rule 1
+        self._admin_loop: asyncio.AbstractEventLoop | None = None
+        self._pending_actions: dict[str, str] = {}           # qid -> action after delivery
+        self._started_at = clock()
         self._counters = {"delivered": 0, "deferred": 0, "bounced": 0, "expired": 0,
                           "removed": 0, "notifications": 0, "errors": 0}
 
@@ -153,7 +172,7 @@ class QueueManager:
         Reads the database on the calling thread (a quick indexed query).
         """
         return {"queue": self._store.counts(), "in_flight": len(self._inflight),
-                "running": self._running, **self._counters,
+                "running": self._running, "started_at": self._started_at, **self._counters,
                 "destinations": self._dests.statistics(self._clock())}
 
     async def run(self) -> None:
@@ -181,14 +200,16 @@ class QueueManager:
         if free <= 0:
             return
         # due() never returns 'active' entries, and ours are marked active
-        # before they start; the filter is a guard, not a need.
-        ids = await asyncio.to_thread(self._store.due, self._clock(), free)
-        new = [q for q in ids if q not in self._inflight][:free]
-        if not new:
-            return
-        await asyncio.to_thread(self._store.mark_active, new)
+        # before they start; the filter is a guard, not a need. The operator
+        # lock keeps a hold/delete from landing between due() and mark_active.
+        async with self._op_lock():
+            ids = await asyncio.to_thread(self._store.due, self._clock(), free)
+            new = [q for q in ids if q not in self._inflight][:free]
+            if not new:
+                return
+            await asyncio.to_thread(self._store.mark_active, new)
+            self._inflight.update(new)
         for qid in new:
-            self._inflight.add(qid)
             tg.create_task(self._deliver_fenced(qid))
 
     async def _sleep_time(self) -> float:
@@ -216,6 +237,11 @@ class QueueManager:
         finally:
             self._inflight.discard(qid)
             self._wake.set()
+        if qid in self._pending_actions:
+            try:
+                await self._after_delivery(qid)
+            except Exception:
+                log.exception("queue_id=%s: operator action after delivery failed", qid)
 
     # --- one message ---------------------------------------------------------------
 
@@ -285,6 +311,11 @@ class QueueManager:
             key = {"sent": "delivered"}.get(fields["status"], fields["status"])
             self._counters[key] += 1
             self._maillog.log(qid, fields, detail)
+            if self._metrics is not None:
+                kind = "local" if fields.get("relay") == "local" else "remote"
+                self._metrics.recipient_result(key, kind)
+                if key == "delivered":
+                    self._metrics.delivery_latency(delay)
         for notice, new_id in zip(plan.notices, new_ids):
             self._counters["notifications"] += 1
             self._maillog.log(qid, {}, f"{notice.log_text}: {new_id}")

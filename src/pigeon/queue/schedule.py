@@ -37,7 +37,7 @@ Failure modes: none; invalid arguments (negative counts) raise ValueError.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Hashable, Protocol
+from typing import Callable, Hashable, Protocol
 
 __all__ = ["DestinationState", "delay_warning_due", "expired", "next_attempt", "split_slots",
            "JITTER"]
@@ -153,6 +153,18 @@ class DestinationState:
         d.reason = reason
         if d.failures >= self.failure_limit:
             d.dead_until = now + self.dead_time
+
+    def revive(self, match: Callable[[Hashable], bool] | None = None) -> int:
+        """Forget the failures of every destination (`match`: those it accepts):
+        the operator's "flush" says the peer is back. Returns how many were dead
+        or failing."""
+        revived = 0
+        for key, d in list(self._dests.items()):
+            if (match is None or match(key)) and (d.failures or d.dead_until):
+                d.failures, d.dead_until, d.reason = 0, 0.0, ""
+                revived += 1
+                self._forget_if_idle(key, d)
+        return revived
 
     def statistics(self, now: float) -> dict[str, int]:
         """Counts for the admin UI: destinations tracked, dead, slots in use."""

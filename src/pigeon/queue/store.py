@@ -540,14 +540,63 @@ class QueueStore:
             sql, args = sql + " WHERE state=?", (state,)
         with self._db_lock:
             rows = self._manager_db().execute(sql + " ORDER BY queue_id", args).fetchall()
-        out = []
-        for qid, st, na, raw in rows:
-            try:
-                env: Envelope | None = Envelope.from_dict(json.loads(raw))
-            except (ValueError, KeyError, TypeError):
-                env = None
-            out.append(QueueEntry(qid, st, na, env))
+        return [QueueEntry(qid, st, na, _envelope_or_none(raw)) for qid, st, na, raw in rows]
+
+    # --- queries and bulk moves for the operator (pigeon.admin) -------------------
+
+    def entry(self, queue_id: str) -> QueueEntry | None:
+        """One entry as `list()` shows it, or None when there is no such row."""
+        with self._db_lock:
+            row = self._manager_db().execute(
+                "SELECT queue_id, state, next_attempt, envelope FROM queue WHERE queue_id=?",
+                (queue_id,)).fetchone()
+        if row is None:
+            return None
+        return QueueEntry(row[0], row[1], row[2], _envelope_or_none(row[3]))
+
+    def states(self, queue_ids: list[str]) -> dict[str, str]:
+        """queue_id -> state for those of `queue_ids` that exist."""
+        out: dict[str, str] = {}
+        with self._db_lock:
+            db = self._manager_db()
+            for qid in queue_ids:
+                row = db.execute("SELECT state FROM queue WHERE queue_id=?", (qid,)).fetchone()
+                if row is not None:
+                    out[qid] = row[0]
         return out
+
+    def move(self, queue_ids: list[str], state: str, next_attempt: float | None = None, *,
+             from_states: tuple[str, ...]) -> list[str]:
+        """Manager-side: move the entries now in one of `from_states` to `state`
+        (and reschedule them when `next_attempt` is given), in ONE transaction.
+
+        Returns the ids that moved; others (missing, or in another state) are
+        left alone. The state test is in the UPDATE itself, so an entry the
+        manager marked 'active' meanwhile is never snatched from a delivery.
+        """
+        if state not in STATES or not set(from_states) <= set(STATES):
+            raise ValueError(f"unknown queue state in {state!r} / {from_states!r}")
+        marks = ",".join("?" * len(from_states))
+        if next_attempt is None:
+            sql, head = f"UPDATE queue SET state=? WHERE queue_id=? AND state IN ({marks})", (state,)
+        else:
+            sql = (f"UPDATE queue SET state=?, next_attempt=? WHERE queue_id=? "
+                   f"AND state IN ({marks})")
+            head = (state, next_attempt)
+        moved: list[str] = []
+        with self._db_lock:
+            db = self._manager_db()
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                for qid in queue_ids:
+                    if db.execute(sql, (*head, qid, *from_states)).rowcount:
+                        moved.append(qid)
+                db.execute("COMMIT")
+            except sqlite3.Error as e:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise _store_error("queue move", e) from e
+        return moved
 
     def _quarantine(self, queue_id: str, reason: str) -> None:
         log.error("queue_id=%s: %s; moved to corrupt", queue_id, reason)
@@ -564,6 +613,13 @@ class QueueStore:
                 self._manager_db().execute(sql, args)   # autocommit: one durable txn
             except sqlite3.Error as e:
                 raise _store_error("queue update", e) from e
+
+
+def _envelope_or_none(raw: str) -> Envelope | None:
+    try:
+        return Envelope.from_dict(json.loads(raw))
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _unlink_quietly(path: Path) -> None:

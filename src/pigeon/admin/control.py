@@ -1,0 +1,176 @@
+"""The control socket: a Unix-socket JSON-lines server inside the pigeon process.
+
+Contract:
+  * Wire format: each request is one JSON object on one line,
+    ``{"op": "hold", "ids": ["5F3A..."]}``; each answer is one line,
+    ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "..."}``.
+    A connection may send many requests; answers come in order. A line
+    longer than MAX_REQUEST (1 MiB) or that is not a JSON object is answered
+    with an error and the connection is closed.
+  * Operations are the injected `handlers` mapping (op name -> async
+    function taking the request's other keys as keyword arguments); this
+    module knows nothing about queues. `pigeon.admin.ops` builds the
+    standard mapping over the QueueManager.
+  * Access control is the file system: the socket is created mode 0600 (a
+    temporary name is bound, chmod'ed, then renamed into place, so the
+    final path is never reachable with looser permissions), in a directory
+    the pigeon user owns. Whoever can open it is the administrator.
+  * A stale socket left by a crash is replaced; a socket another live
+    process answers on is not (`ControlError`: pigeon is already running).
+  * Rule: handler errors are two-faced (STYLE 3.6): `OpError` texts go to
+    the client as written (they are meant for the operator); any other
+    exception is logged with its traceback and the client gets
+    "internal error".
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import os
+import socket
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Mapping
+
+from pigeon.admin._sockpath import short_path
+
+__all__ = ["ControlError", "ControlServer", "OpError", "MAX_REQUEST"]
+
+log = logging.getLogger("pigeon.admin")
+
+MAX_REQUEST = 1 << 20
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+class ControlError(Exception):
+    """The control socket cannot be set up (path in use, directory missing...)."""
+
+
+class OpError(Exception):
+    """A request the operator got wrong (unknown id, bad argument): shown as is."""
+
+
+def _socket_alive(path: Path) -> bool:
+    with short_path(path) as name, socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(1.0)
+        try:
+            s.connect(name)
+        except OSError:
+            return False
+        return True
+
+
+class ControlServer:
+    """Serves `handlers` on the Unix socket `path` (see the module contract)."""
+
+    def __init__(self, path: Path, handlers: Mapping[str, Handler]) -> None:
+        self.path = Path(path)
+        self.handlers = dict(handlers)
+        self._server: asyncio.AbstractServer | None = None
+        self._clients: set[asyncio.Task] = set()
+
+    async def start(self) -> None:
+        path = self.path
+        if path.exists() or path.is_symlink():
+            if _socket_alive(path):
+                raise ControlError(f"{path}: another pigeon is answering on this control socket")
+            path.unlink()                     # stale: the last owner died
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        try:
+            tmp.unlink()
+        except FileNotFoundError:
+            pass
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            with short_path(tmp) as name:
+                sock.bind(name)
+            os.chmod(tmp, 0o600)
+            os.rename(tmp, path)
+            sock.listen(16)
+            sock.setblocking(False)
+            self._server = await asyncio.start_unix_server(self._serve, sock=sock,
+                                                           limit=MAX_REQUEST + 1)
+        except OSError as exc:
+            sock.close()
+            for p in (tmp,):
+                try:
+                    p.unlink()
+                except OSError:
+                    pass
+            raise ControlError(f"{path}: cannot create the control socket: "
+                               f"{exc.strerror or exc}") from None
+        log.info("control socket at %s", path)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for task in list(self._clients):
+                task.cancel()
+            await asyncio.gather(*self._clients, return_exceptions=True)
+            await self._server.wait_closed()
+            self._server = None
+            try:
+                self.path.unlink()
+            except OSError:
+                pass
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._clients.add(task)
+        try:
+            while True:
+                try:
+                    line = await reader.readuntil(b"\n")
+                except asyncio.IncompleteReadError:
+                    break                                      # client closed
+                except asyncio.LimitOverrunError:
+                    await self._send(writer, {"ok": False, "error": "request too long"})
+                    break
+                if not line.strip():
+                    continue
+                answer, fatal = await self._answer(line)
+                await self._send(writer, answer)
+                if fatal:
+                    break
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            if task is not None:
+                self._clients.discard(task)
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except (ConnectionError, asyncio.CancelledError):
+                pass
+
+    async def _answer(self, line: bytes) -> tuple[dict[str, Any], bool]:
+        try:
+            request = json.loads(line)
+        except ValueError:
+            return {"ok": False, "error": "not JSON"}, True
+        if not isinstance(request, dict) or not isinstance(request.get("op"), str):
+            return {"ok": False, "error": 'a request is an object with an "op"'}, True
+        op = request.pop("op")
+        handler = self.handlers.get(op)
+        if handler is None:
+            return {"ok": False, "error": f"unknown operation {op!r}"}, False
+        try:
+            inspect.signature(handler).bind(**request)
+        except TypeError as exc:
+            # Wrong or missing arguments: the caller's mistake, said plainly.
+            return {"ok": False, "error": f"{op}: bad arguments ({exc})"}, False
+        try:
+            return {"ok": True, "result": await handler(**request)}, False
+        except OpError as exc:
+            return {"ok": False, "error": str(exc)}, False
+        except Exception:
+            log.exception("control operation %s failed", op)
+            return {"ok": False, "error": "internal error (see the pigeon log)"}, False
+
+    @staticmethod
+    async def _send(writer: asyncio.StreamWriter, answer: dict[str, Any]) -> None:
+        writer.write(json.dumps(answer, separators=(",", ":"), default=str).encode() + b"\n")
+        await writer.drain()

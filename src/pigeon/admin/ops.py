@@ -1,0 +1,147 @@
+"""The control socket's operations: requests in, QueueManager calls out.
+
+Contract:
+  * `build_handlers(...)` returns the op-name -> async handler mapping that
+    `ControlServer` serves. Read-only ops: `ping`, `status`, `list`, `show`.
+    Queue actions (all delegated to the QueueManager, the only owner of
+    queue state): `hold`, `release`, `delete`, `requeue` (each with
+    `ids=[...]` or `all=true`), `bounce` (`ids` only: returning all mail
+    to its senders in one command is too easy to do by mistake), `flush`
+    (`domain` optional), and `nudge` (sendmail's "new mail, look now";
+    with `ids` it also writes their "(queued)" mail-log line, since the
+    sendmail process has no access to the server's log).
+  * Arguments are checked here and refused with `OpError` (shown to the
+    operator): ids must be a list of queue-id strings, at most
+    MAX_IDS per request (the CLI sends big selections in batches, which is
+    also what drives its progress bar).
+  * Results are JSON-ready dicts; the field names are part of the
+    `--json` output of the CLI and are kept stable.
+  * Reads of the store run in worker threads (they wait on SQLite's lock
+    while the manager writes).
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from pigeon.admin.control import OpError
+from pigeon.admin.query import Filters, read_headers, summary
+from pigeon.obs.history import message_history
+
+__all__ = ["build_handlers", "MAX_IDS", "show_entry"]
+
+MAX_IDS = 10_000
+_QID = re.compile(r"^[0-9A-Z]{4,64}$")
+
+
+def _check_ids(ids: Any, all_: bool, *, allow_all: bool = True) -> list[str] | None:
+    if all_:
+        if not allow_all:
+            raise OpError("this action needs explicit queue ids")
+        if ids:
+            raise OpError("give queue ids or all, not both")
+        return None
+    if not isinstance(ids, list) or not ids:
+        raise OpError("give one or more queue ids" + (" (or all)" if allow_all else ""))
+    if len(ids) > MAX_IDS:
+        raise OpError(f"at most {MAX_IDS} ids per request")
+    bad = [i for i in ids if not isinstance(i, str) or not _QID.match(i)]
+    if bad:
+        raise OpError(f"not a queue id: {bad[0]!r}")
+    return ids
+
+
+def show_entry(store, queue_id: str, log_file: Path | None, now: float) -> dict[str, Any]:
+    """Everything `pigeon queue show` prints; blocking (store + files). OpError if unknown."""
+    entry = store.entry(queue_id)
+    if entry is None:
+        raise OpError(f"no such message in the queue: {queue_id}")
+    out = summary(entry, now)
+    if entry.envelope is not None:
+        out["envelope"] = entry.envelope.to_dict()
+    try:
+        out["headers"] = read_headers(store.content_path(queue_id))
+    except OSError as exc:
+        out["headers"] = None
+        out["headers_error"] = exc.strerror or str(exc)
+    out["history"] = []
+    if log_file is not None:
+        try:
+            out["history"] = message_history(log_file, queue_id)
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def build_handlers(*, store, manager, maillog=None, log_file: Path | None = None,
+                   server_stats: Callable[[], dict] | None = None,
+                   clock: Callable[[], float] = time.time,
+                   started_at: float | None = None) -> dict[str, Callable]:
+    """The handlers for `ControlServer` (see the module contract)."""
+    started = started_at if started_at is not None else clock()
+
+    async def ping() -> dict:
+        return {"pid": os.getpid()}
+
+    async def nudge(ids: list[str] | None = None, uid: int | None = None) -> dict:
+        # Local submission (sendmail) committed `ids` from another process:
+        # log their reception here, where the mail log lives, so `pigeon log`
+        # and the log file tell the whole story (Postfix's "pickup" line).
+        if ids:
+            chosen = _check_ids(ids, False)
+            for qid in chosen or []:
+                entry = await asyncio.to_thread(store.entry, qid)
+                if entry is None or entry.envelope is None or maillog is None:
+                    continue
+                env = entry.envelope
+                maillog.log(qid, {"uid": uid if isinstance(uid, int) else None,
+                                  "from": env.sender, "size": env.size,
+                                  "nrcpt": len(env.recipients), "proto": env.protocol},
+                            "queued")
+        manager.nudge()
+        return {}
+
+    async def status() -> dict:
+        stats = await asyncio.to_thread(manager.statistics)
+        return {"pid": os.getpid(), "uptime": max(0.0, clock() - started),
+                "server": server_stats() if server_stats is not None else {},
+                **stats}
+
+    async def list_(filters: dict | None = None) -> dict:
+        try:
+            flt = Filters.from_dict(filters)
+        except (TypeError, ValueError) as exc:
+            raise OpError(f"bad filters: {exc}") from None
+        now = clock()
+
+        def read() -> list[dict]:
+            return [summary(e, now) for e in store.list(flt.state) if flt.match(e, now)]
+        entries = await asyncio.to_thread(read)
+        return {"entries": entries}
+
+    async def show(id: str) -> dict:           # noqa: A002 - the wire name
+        if not isinstance(id, str) or not _QID.match(id):
+            raise OpError(f"not a queue id: {id!r}")
+        return await asyncio.to_thread(show_entry, store, id, log_file, clock())
+
+    def action(name: str, *, allow_all: bool = True) -> Callable:
+        async def run(ids: list[str] | None = None, all: bool = False) -> dict:  # noqa: A002
+            chosen = _check_ids(ids, bool(all), allow_all=allow_all)
+            result = await getattr(manager, name)(chosen)
+            return result.to_dict()
+        run.__name__ = name
+        return run
+
+    async def flush(domain: str | None = None) -> dict:
+        if domain is not None and (not isinstance(domain, str) or not domain.strip()):
+            raise OpError("domain must be a non-empty string")
+        return await manager.flush(domain)
+
+    return {"ping": ping, "nudge": nudge, "status": status, "list": list_, "show": show,
+            "hold": action("hold"), "release": action("release"), "delete": action("delete"),
+            "requeue": action("requeue"), "bounce": action("bounce", allow_all=False),
+            "flush": flush}

@@ -1,0 +1,143 @@
+"""`sendmail -bs`: an SMTP session on standard input and output, queueing locally.
+
+Contract:
+  * Runs the same sans-IO `ServerSession` as the network listeners
+    (pigeon.proto.server), driven synchronously over two file descriptors:
+    bytes read from `fd_in` go to `receive_data`, every reply is written to
+    `fd_out` at once, deadlines from `next_deadline()` bound each wait
+    (select), EOF is `receive_eof()`.
+  * Local submission policy: whoever can run `sendmail` is a local user, so
+    every syntactically valid sender and recipient is accepted, as Postfix
+    does for `sendmail -bs` (no relay check: the recipients are handed to
+    the queue manager, which routes them).
+  * Content: the session's DataReceived pieces go to a spool file opened at
+    DataStarted, after our Received: field ("from local user ... with local
+    id ..."); at DataFinished the envelope is committed (fsync, group
+    commit) and only then 250 is answered: the same promise as SMTP.
+    A store failure answers 451/452 4.3.x. Header fix-ups of plain
+    `sendmail` (From/Date/Message-ID) are not applied in this mode.
+  * Returns the list of queue ids accepted; the caller nudges the server.
+"""
+from __future__ import annotations
+
+import os
+import select
+import time
+from typing import Callable
+
+from pigeon.admin.localsubmit import received_field
+from pigeon.proto import reply as R
+from pigeon.proto.events import (NEED_DATA, ConnectionClosing, DataAborted, DataFinished,
+                                 DataReceived, DataStarted, MailRequested, RcptRequested,
+                                 TransactionReset)
+from pigeon.proto.params import MailParams
+from pigeon.proto.server import ServerSession, SessionConfig
+from pigeon.queue.model import Envelope, Recipient
+from pigeon.queue.store import StoreError
+
+__all__ = ["run_stdio_session"]
+
+READ_SIZE = 65536
+
+
+def run_stdio_session(store, session_config: SessionConfig, *, fd_in: int = 0, fd_out: int = 1,
+                      uid: int | None = None, clock: Callable[[], float] = time.monotonic,
+                      wallclock: Callable[[], float] = time.time) -> list[str]:
+    """Serve one SMTP session over (fd_in, fd_out); see the module contract."""
+    uid = os.getuid() if uid is None else uid
+    session = ServerSession(session_config, now=clock())
+    queued: list[str] = []
+    spool = None
+    spool_error: Exception | None = None
+
+    def flush() -> None:
+        out = session.data_to_send()
+        while out:
+            n = os.write(fd_out, out)
+            out = out[n:]
+
+    def discard() -> None:
+        nonlocal spool
+        if spool is not None:
+            spool.discard()
+            spool = None
+
+    session.start(clock())
+    flush()
+    closing = False
+    try:
+        while not closing:
+            while True:
+                ev = session.next_event()
+                if ev is NEED_DATA:
+                    break
+                if isinstance(ev, (MailRequested, RcptRequested)):
+                    session.respond(None)                 # local policy: accept
+                elif isinstance(ev, DataStarted):
+                    discard()
+                    spool_error = None
+                    try:
+                        spool = store.new_spool()
+                        spool.write(received_field(hostname=session_config.hostname,
+                                                   queue_id=spool.queue_id, uid=uid,
+                                                   timestamp=wallclock()))
+                        session.respond(None)
+                    except StoreError as exc:
+                        spool = None
+                        session.respond(R.INSUFFICIENT_STORAGE if exc.disk_full
+                                        else R.LOCAL_ERROR)
+                elif isinstance(ev, DataReceived):
+                    if spool is not None and spool_error is None:
+                        try:
+                            spool.write(ev.data)
+                        except StoreError as exc:
+                            spool_error = exc       # keep reading; answer 4xx at the end
+                elif isinstance(ev, DataFinished):
+                    flush()
+                    reply, qid = _commit(store, session, spool, spool_error, ev, wallclock)
+                    spool = None                    # committed or discarded by _commit
+                    if qid is not None:
+                        queued.append(qid)
+                    session.respond(reply)
+                elif isinstance(ev, (DataAborted, TransactionReset)):
+                    discard()
+                elif isinstance(ev, ConnectionClosing):
+                    closing = True
+            flush()
+            if closing:
+                break
+            deadline = session.next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - clock())
+            ready, _, _ = select.select([fd_in], [], [], timeout)
+            if not ready:
+                session.on_timer(clock())
+                continue
+            data = os.read(fd_in, READ_SIZE)
+            if data:
+                session.receive_data(data, clock())
+            else:
+                session.receive_eof()
+    finally:
+        discard()
+    return queued
+
+
+def _commit(store, session: ServerSession, spool, spool_error, ev: DataFinished,
+            wallclock: Callable[[], float]) -> tuple[R.Reply, str | None]:
+    """Commit the spool (durable before the 250); (reply, queue id or None)."""
+    if spool is None:
+        return R.LOCAL_ERROR, None
+    if spool_error is not None:
+        spool.discard()
+        return (R.INSUFFICIENT_STORAGE if getattr(spool_error, "disk_full", False)
+                else R.LOCAL_ERROR), None
+    env = Envelope(spool.queue_id, str(session.sender) if session.sender is not None else "",
+                   [Recipient(str(a), p) for a, p in session.recipients],
+                   params=session.mail_params or MailParams(), received_at=wallclock(),
+                   size=spool.size, eight_bit=ev.eight_bit, protocol="local")
+    try:
+        store.commit(spool, env)
+    except StoreError as exc:
+        spool.discard()
+        return (R.INSUFFICIENT_STORAGE if exc.disk_full else R.LOCAL_ERROR), None
+    return R.queued(spool.queue_id), spool.queue_id

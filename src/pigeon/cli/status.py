@@ -1,0 +1,87 @@
+"""`pigeon status`: is pigeon running, and how is it doing.
+
+Contract:
+  * Asks the running server (control socket, op "status") and prints a
+    short summary: pid, uptime, SMTP sessions (live, total, refused),
+    queue counts by state, delivery counters since start, destinations
+    marked dead. `--json` prints the server's answer as is.
+  * When pigeon is not running: "pigeon is not running" plus the queue
+    counts read from the store, exit 3 (the LSB "program is not running"
+    status, which scripts and init systems test for).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+from pigeon.admin.client import ControlUnavailable, OfflineQueue, RemoteError
+from pigeon.cli._common import EX_CONFIG, fail
+from pigeon.cli._control import EX_DATAERR, add_config_arguments, connect, human_age, load
+from pigeon.config.load import ConfigError
+
+EX_NOT_RUNNING = 3
+
+HELP = "show whether pigeon runs, its sessions, queue and delivery counters"
+
+DESCRIPTION = """\
+Ask the running pigeon (through its control socket) for a summary:
+uptime, SMTP sessions, the queue by state, and how many recipients were
+delivered, deferred and bounced since it started. When pigeon is not
+running, say so and show the queue as stored on disk.
+"""
+
+EPILOG = """\
+examples:
+  pigeon status
+  pigeon status --json | jq .queue
+
+exit status: 0 running, 3 not running, 65 refused, 78 configuration error.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def format_status(s: dict) -> list[str]:
+    server = s.get("server") or {}
+    queue = s.get("queue") or {}
+    dests = s.get("destinations") or {}
+    lines = [f"pigeon is running (pid {s.get('pid')}, up {human_age(s.get('uptime', 0))})"]
+    if server:
+        lines.append(f"  sessions:     {server.get('sessions', 0)} now, "
+                     f"{server.get('connections_total', 0)} since start, "
+                     f"{server.get('connections_refused', 0)} refused"
+                     + (" (draining)" if server.get("draining") else ""))
+    lines.append("  queue:        " + ", ".join(f"{k} {v}" for k, v in queue.items())
+                 + f" (total {sum(queue.values())})")
+    lines.append(f"  recipients:   delivered {s.get('delivered', 0)}, deferred {s.get('deferred', 0)}, "
+                 f"bounced {s.get('bounced', 0)}, expired {s.get('expired', 0)}")
+    lines.append(f"  reports sent: {s.get('notifications', 0)}; in delivery: {s.get('in_flight', 0)}"
+                 f"; dead destinations: {dests.get('dead', 0)}")
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = load(args)
+    except ConfigError as exc:
+        return fail(str(exc), EX_CONFIG)
+    try:
+        client = connect(config, offline_ok=True)
+        result = client.call("status")
+    except ControlUnavailable as exc:
+        return fail(str(exc), EX_NOT_RUNNING)
+    except RemoteError as exc:
+        return fail(str(exc), EX_DATAERR)
+    if args.json:
+        print(json.dumps({"running": not isinstance(client, OfflineQueue), **result}, indent=2))
+    elif isinstance(client, OfflineQueue):
+        queue = result.get("queue") or {}
+        print(f"pigeon is not running (no answer on {config.control_socket})")
+        if queue:
+            print("  queue on disk: " + ", ".join(f"{k} {v}" for k, v in queue.items()))
+    else:
+        print("\n".join(format_status(result)))
+    return EX_NOT_RUNNING if isinstance(client, OfflineQueue) else 0

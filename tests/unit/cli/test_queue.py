@@ -1,0 +1,81 @@
+"""pigeon queue / status / log on the command line, with and without a running server."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from pigeon.cli._control import Progress
+from pigeon.cli.main import main
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "admin"))
+from conftest import Backend  # noqa: E402  (the in-process server of tests/unit/admin)
+
+
+@pytest.fixture
+def server(tmp_path):
+    b = Backend(tmp_path)
+    yield b
+    b.close()
+
+
+def args(b, *rest):
+    return ["--data-dir", str(b.config.data_dir), *rest]
+
+
+def test_list_show_hold_release_via_the_running_server(server, capsys):
+    q = server.commit("a@example.org", sender="alice@example.test")
+    assert main(["queue", *args(server, "list")]) == 0
+    out = capsys.readouterr().out
+    assert q in out and "alice@example.test" in out and "a@example.org" in out
+    assert main(["queue", *args(server, "hold", q)]) == 0
+    assert capsys.readouterr().out.strip() == "held 1"
+    assert main(["queue", *args(server, "list", "--state", "hold", "--json")]) == 0
+    assert [e["id"] for e in json.loads(capsys.readouterr().out)["entries"]] == [q]
+    assert main(["queue", *args(server, "release", "--all")]) == 0
+    assert capsys.readouterr().out.startswith("released 1")
+    assert main(["queue", *args(server, "show", q)]) == 0
+    out = capsys.readouterr().out
+    assert f"Queue ID:   {q}" in out and "Subject: test" in out
+    assert main(["queue", *args(server, "show", "0000NOPE")]) == 65
+    assert main(["status", *args(server)]) == 0
+    assert "pigeon is running" in capsys.readouterr().out
+
+
+def test_usage_errors(server, capsys):
+    assert main(["queue", *args(server, "hold")]) == 64
+    assert main(["queue", *args(server, "hold", "--all", "X1234")]) == 64
+    assert main(["queue", *args(server, "list", "--older-than", "soon")]) == 64
+
+
+def test_without_server_reads_work_and_actions_fail(tmp_path, capsys):
+    data = ["--data-dir", str(tmp_path / "nothing")]
+    assert main(["queue", *data, "list"]) == 0
+    out = capsys.readouterr()
+    assert "Mail queue is empty" in out.out and "not running" in out.err
+    assert main(["queue", *data, "flush"]) == 69
+    assert main(["status", *data]) == 3
+
+
+def test_progress_bar_only_on_a_tty():
+    import io
+    s = io.StringIO()
+    bar = Progress("hold", 4, s, enabled=True)
+    bar.advance(2)
+    assert s.getvalue().endswith("] 2/4") and "#" in s.getvalue()
+    quiet = io.StringIO()
+    Progress("hold", 4, quiet).advance(4)           # StringIO is not a TTY
+    assert quiet.getvalue() == ""
+
+
+def test_log_command(tmp_path, capsys):
+    log = tmp_path / "pigeon.log"
+    log.write_text("t pigeon.mail: ABCD1234: from=<a@b> (queued)\nt other line\n"
+                   "t pigeon.mail: ABCD1234: removed\n")
+    assert main(["log", "--log-file", str(log), "ABCD1234"]) == 0
+    assert capsys.readouterr().out.count("ABCD1234") == 2
+    assert main(["log", "--log-file", str(log), "ZZZZ9999"]) == 1
+    assert main(["log", "--log-file", str(tmp_path / "none"), "ABCD1234"]) == 66
+    assert main(["log", "--data-dir", str(tmp_path), "ABCD1234"]) == 66   # log.file unset

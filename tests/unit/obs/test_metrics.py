@@ -1,0 +1,80 @@
+"""Metrics: hook methods, scrape-time values, the HTTP endpoint, parsed by prometheus_client."""
+from __future__ import annotations
+
+import asyncio
+import urllib.error
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from pigeon.obs.metrics import Metrics, MetricsServer
+
+
+def samples(text: str) -> dict:
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_hooks_and_live_values_render_as_valid_prometheus_text():
+    m = Metrics(queue_counts=lambda: {"incoming": 2, "deferred": 5},
+                server_stats=lambda: {"sessions": 3})
+    m.connection_opened("smtp")
+    m.connection_refused()
+    m.session_ended("quit")
+    m.message_accepted(2048)
+    m.rejected(550)
+    m.recipient_result("delivered", "local")
+    m.recipient_result("deferred", "remote")
+    m.delivery_latency(0.2)
+    m.tls_established("TLSv1.3")
+    got = samples(m.render().decode())
+    assert got[("pigeon_queue_messages", (("state", "deferred"),))] == 5
+    assert got[("pigeon_smtp_sessions_active", ())] == 3
+    assert got[("pigeon_smtp_connections_total", (("role", "smtp"),))] == 1
+    assert got[("pigeon_smtp_rejections_total", (("code", "550"),))] == 1
+    assert got[("pigeon_recipients_total", (("destination", "remote"), ("outcome", "deferred")))] == 1
+    assert got[("pigeon_delivery_latency_seconds_count", ())] == 1
+    assert got[("pigeon_message_size_bytes_sum", ())] == 2048
+    assert got[("pigeon_tls_sessions_total", (("version", "TLSv1.3"),))] == 1
+
+
+def test_registries_are_private():
+    a, b = Metrics(), Metrics()
+    a.message_accepted(1)
+    assert samples(b.render().decode())[("pigeon_messages_accepted_total", ())] == 0
+
+
+def test_a_failing_queue_count_does_not_break_the_scrape():
+    def boom():
+        raise RuntimeError("database is locked")
+    got = samples(Metrics(queue_counts=boom).render().decode())
+    assert ("pigeon_messages_accepted_total", ()) in got
+
+
+def test_http_endpoint():
+    async def main():
+        m = Metrics(queue_counts=lambda: {"hold": 1})
+        server = MetricsServer("127.0.0.1", 0, m)
+        await server.start()
+        host, port = server.bound
+
+        def get(path, method="GET"):
+            req = urllib.request.Request(f"http://{host}:{port}{path}", method=method)
+            try:
+                with urllib.request.urlopen(req, timeout=5) as r:
+                    return r.status, r.headers.get("Content-Type"), r.read()
+            except urllib.error.HTTPError as e:
+                return e.code, None, b""
+        try:
+            status, ctype, body = await asyncio.to_thread(get, "/metrics")
+            assert status == 200 and ctype.startswith("text/plain")
+            assert samples(body.decode())[("pigeon_queue_messages", (("state", "hold"),))] == 1
+            assert (await asyncio.to_thread(get, "/nope"))[0] == 404
+            assert (await asyncio.to_thread(get, "/metrics", "POST"))[0] == 405
+        finally:
+            await server.close()
+    asyncio.run(main())
