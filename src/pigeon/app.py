@@ -82,7 +82,8 @@ class Pigeon:
         auth = AuthService(AccountStore.in_data_dir(config.data_dir), limiter)
         server = SmtpServer(config, session_config(config), store=store, policy=policy,
                             maillog=maillog, on_queued=lambda _qid: manager.nudge(),
-                            tls=tls, auth=auth, metrics=metrics)
+                            tls=tls, auth=auth, metrics=metrics,
+                            on_etrn=lambda node: _etrn_flush(manager, node))
         return cls(config, store, manager, server, tls, auth, agents, maillog, metrics)
 
     def reload(self) -> None:
@@ -122,6 +123,17 @@ class Pigeon:
             self.store.close()
             if self.auth is not None:
                 self.auth.close()
+
+
+async def _etrn_flush(manager: QueueManager, node: str) -> int:
+    """ETRN node -> how many deferred messages were made due (RFC 1985 §5:
+    "@domain" also covers the subdomains)."""
+    if node.startswith("@"):
+        base = node[1:]
+        done = (await manager.flush(base))["done"] + (await manager.flush("." + base))["done"]
+    else:
+        done = (await manager.flush(node))["done"]
+    return len(done)
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:

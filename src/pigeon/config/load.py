@@ -93,6 +93,7 @@ _SECTIONS: dict[str, tuple[type, dict[str, Callable[[str, Any], Any]]]] = {
         "chunking": C.boolean,
         "smtputf8": C.boolean,
         "dsn": C.boolean,
+        "etrn": C.boolean,
         "eight_bit_mime": C.boolean,
     }),
     "queue": (QueueConfig, {
@@ -213,7 +214,7 @@ def session_config(config: Config) -> "SessionConfig":
         enable_pipelining=smtp.pipelining,
         enable_chunking=smtp.chunking,
         enable_smtputf8=smtp.smtputf8,
-        enable_dsn=smtp.dsn,
+        enable_dsn=smtp.dsn, enable_etrn=smtp.etrn,
         enable_8bitmime=smtp.eight_bit_mime,
     )
 

@@ -103,6 +103,7 @@ class SmtpPolicy:
     chunking: bool = True                                            # [smtp] chunking
     smtputf8: bool = True                                            # [smtp] smtputf8
     dsn: bool = True                                                 # [smtp] dsn
+    etrn: bool = False                                               # [smtp] etrn: RFC 1985, honoured for relay_networks/authenticated clients only
     eight_bit_mime: bool = True                                      # [smtp] eight_bit_mime
 
 

@@ -68,7 +68,8 @@ def role_session_config(config: Config, base: SessionConfig, role: str, *,
 class SmtpServer:
     def __init__(self, config: Config, session_config: SessionConfig, *, store, policy,
                  maillog, on_queued: Callable[[str], None], tls=None, auth=None,
-                 metrics=None) -> None:
+                 metrics=None, on_etrn=None) -> None:
+        self.on_etrn = on_etrn
         self.metrics = metrics if metrics is not None else NO_METRICS
         self.config = config
         self.session_config = session_config
@@ -159,7 +160,7 @@ class SmtpServer:
                           greet_pause=self.config.timeouts.greet_pause, tls=self.tls,
                           implicit_tls=role == "submissions",
                           handshake_timeout=self.config.tls.handshake_timeout,
-                          auth=self.auth, role=role, metrics=self.metrics)
+                          auth=self.auth, role=role, metrics=self.metrics, on_etrn=self.on_etrn)
         task = asyncio.current_task()
         assert task is not None
         self._connections[task] = conn

@@ -36,14 +36,14 @@ import logging
 import ssl
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Awaitable, Callable
 
 from pigeon.auth.accounts import AccountError, normalize_name
 from pigeon.auth.service import AuthUnavailable
 from pigeon.net.tls import tls_info
 from pigeon.proto import reply as R
 from pigeon.proto.events import (NEED_DATA, AuthKeysRequested, AuthRequested, ConnectionClosing,
-                                 DataAborted, DataFinished, DataReceived, DataStarted,
+                                 DataAborted, DataFinished, DataReceived, DataStarted, EtrnRequested,
                                  HeloReceived, MailRequested, RcptRequested, StartTlsRequested,
                                  TransactionReset)
 from pigeon.proto.server import ServerSession, SessionConfig
@@ -84,7 +84,9 @@ class Connection:
                  clock: Callable[[], float] = time.monotonic,
                  wallclock: Callable[[], float] = time.time,
                  tls=None, implicit_tls: bool = False, handshake_timeout: float = 30.0,
-                 auth=None, role: str = "smtp", metrics=None) -> None:
+                 auth=None, role: str = "smtp", metrics=None,
+                 on_etrn: Callable[[str], Awaitable[int]] | None = None) -> None:
+        self.on_etrn = on_etrn
         self.reader = reader
         self.metrics = metrics if metrics is not None else NO_METRICS
         self._outcome = ""
@@ -257,6 +259,8 @@ class Connection:
             elif isinstance(event, AuthRequested):
                 self._flush()
                 session.respond(await self._authenticate(event))
+            elif isinstance(event, EtrnRequested):
+                session.respond(await self._etrn(event.node))
             elif isinstance(event, ConnectionClosing):
                 self._closing = True
             elif isinstance(event, HeloReceived):
@@ -460,6 +464,19 @@ class Connection:
         params = session.mail_params
         return transmission_type(session.esmtp, bool(params and params.smtputf8),
                                  tls=session.tls is not None, auth=session.auth_user is not None)
+
+    async def _etrn(self, node: str) -> R.Reply:
+        """RFC 1985: only trusted clients (relay_networks, or authenticated
+        users) may make us flush; anyone else could use it to make us hammer
+        a destination."""
+        trusted = self.session.auth_user is not None or self.policy.client_may_relay(self.client_ip)
+        if self.on_etrn is None or not trusted:
+            log.info("ETRN %s from [%s] refused", node, self.client_ip)
+            self.metrics.rejected(R.ETRN_DENIED.code)
+            return R.ETRN_DENIED
+        count = await self.on_etrn(node)
+        log.info("ETRN %s from [%s]: %d message(s) scheduled", node, self.client_ip, count)
+        return R.etrn_started(node) if count else R.etrn_nothing(node)
 
     def _log_reject(self, stage: str, verdict: R.Reply, address: str) -> None:
         self.metrics.rejected(verdict.code)

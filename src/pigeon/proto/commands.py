@@ -23,9 +23,9 @@ from pigeon.proto import reply as R
 from pigeon.proto.reply import Reply
 
 KNOWN = frozenset({"EHLO", "HELO", "MAIL", "RCPT", "DATA", "BDAT", "RSET",
-                   "NOOP", "QUIT", "VRFY", "HELP", "STARTTLS", "AUTH"})
+                   "NOOP", "QUIT", "VRFY", "HELP", "STARTTLS", "AUTH", "ETRN"})
 # Recognised but not offered: RFC 5321 §4.2.4 says 502 for these.
-UNIMPLEMENTED = frozenset({"EXPN", "TURN", "ETRN", "ATRN",
+UNIMPLEMENTED = frozenset({"EXPN", "TURN", "ATRN",
                            "SEND", "SOML", "SAML", "XCLIENT", "XFORWARD", "BURL"})
 # Verbs whose command line may carry ESMTP parameters (RFC 5321 §4.5.3.1.4),
 # and AUTH with its initial response (RFC 4954 §4).

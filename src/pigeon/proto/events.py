@@ -169,6 +169,18 @@ class AuthKeysRequested(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class EtrnRequested(Event):
+    """DECISION: ETRN (RFC 1985): start delivering the mail queued for `node`.
+
+    `node` is a domain ("example.org") or "@example.org" for the domain and
+    its subdomains. respond(None) = 250 "queuing started"; the driver answers
+    with a refusal (e.g. 554 5.7.1 for a client not allowed) otherwise.
+    """
+
+    node: str
+
+
+@dataclass(frozen=True, slots=True)
 class AuthRequested(Event):
     """DECISION: a SASL exchange is complete (RFC 4954 §4).
 

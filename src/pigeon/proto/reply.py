@@ -178,6 +178,21 @@ NUL_IN_DATA = reply(554, "5.6.0", "Error: message contains NUL characters")
 EIGHT_BIT_UNDECLARED = reply(554, "5.6.0", "Error: 8-bit data requires BODY=8BITMIME")
 MAIL_LOOP = reply(554, "5.4.6", "Error: too many hops (mail loop detected)")
 
+# --- ETRN (RFC 1985 §5) ---------------------------------------------------------
+
+ETRN_DENIED = reply(554, "5.7.1", "Error: ETRN access denied")
+ETRN_SYNTAX = reply(501, "5.5.4", "Syntax: ETRN domain")
+ETRN_QUEUE_UNSUPPORTED = reply(458, "4.3.0", "Error: unable to queue messages for a named queue")
+
+
+def etrn_started(node: str) -> Reply:
+    return reply(250, "2.0.0", f"Queuing for node {node} started")
+
+
+def etrn_nothing(node: str) -> Reply:
+    return reply(251, "2.0.0", f"No messages waiting for node {node}")
+
+
 # --- Policy (recipients, relaying) ----------------------------------------------
 
 RELAY_DENIED = reply(554, "5.7.1", "Error: relay access denied")

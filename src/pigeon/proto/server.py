@@ -48,6 +48,7 @@ Contract:
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Literal
@@ -60,12 +61,15 @@ from pigeon.proto.content import ContentScanner
 from pigeon.proto.datareader import BARE, DONE, MORE, ChunkReader, DotReader
 from pigeon.proto.events import (
     NEED_DATA, AuthKeysRequested, AuthRequested, ConnectionClosing, DataAborted, DataFinished, DataReceived, DataStarted,
-    Event, HeloReceived, MailRequested, RcptRequested, TransactionReset)
+    EtrnRequested, Event, HeloReceived, MailRequested, RcptRequested, TransactionReset)
 from pigeon.proto.linebuf import CommandLineReader
 from pigeon.proto.params import MailParams, ParamError, RcptParams, parse_mail_params, parse_rcpt_params
 from pigeon.proto.reply import Reply
 from pigeon.proto.secure import SecureCommands
 from pigeon.proto.states import TRANSACTION_STATES, State, lookup
+
+# RFC 1985 §5: the node is a domain name (a dot-atom of LDH labels).
+_ETRN_DOMAIN = re.compile(r"(?i)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\.?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +109,9 @@ class SessionConfig:
     enable_smtputf8: bool = True
     enable_dsn: bool = True
     enable_8bitmime: bool = True
+    #: ETRN (RFC 1985): advertised and answered; the driver decides who may.
+    #: Off by default: only backup-MX set-ups need it.
+    enable_etrn: bool = False
     #: Offer STARTTLS (RFC 3207); the driver must be able to run a handshake.
     starttls: bool = False
     #: SASL mechanisms offered with AUTH (RFC 4954), e.g. ("PLAIN", "LOGIN",
@@ -366,6 +373,8 @@ class ServerSession(SecureCommands):
             ext.append("CHUNKING")                         # RFC 3030
         if cfg.enable_dsn:
             ext.append("DSN")                              # RFC 3461
+        if cfg.enable_etrn:
+            ext.append("ETRN")                             # RFC 1985
         return ext + self._secure_extensions()
 
     def _cmd_mail(self, cmd: Command, nxt: State | Reply) -> None:
@@ -488,6 +497,23 @@ class ServerSession(SecureCommands):
     def _cmd_vrfy(self, cmd: Command, nxt: State | Reply) -> None:
         self._reply(R.VRFY_CANNOT if cmd.arg else R.SYNTAX_ERROR)
 
+    def _cmd_etrn(self, cmd: Command, nxt: State | Reply) -> None:
+        if not self.config.enable_etrn:
+            self._reply(R.NOT_IMPLEMENTED)
+            return
+        if isinstance(nxt, Reply):
+            self._reply(nxt)
+            return
+        node = cmd.arg.strip()
+        if node.startswith("#"):                  # RFC 1985 §5.3: named queues
+            self._reply(R.ETRN_QUEUE_UNSUPPORTED)
+            return
+        name = node[1:] if node.startswith("@") else node
+        if not _ETRN_DOMAIN.fullmatch(name):
+            self._reply(R.ETRN_SYNTAX)
+            return
+        self._decide(EtrnRequested(node.lower()))
+
     def _cmd_help(self, cmd: Command, nxt: State | Reply) -> None:
         self._reply(R.help_text())
 
@@ -536,6 +562,8 @@ class ServerSession(SecureCommands):
                 self._chunk_fails_tx = True
         elif isinstance(ev, AuthRequested):
             self._answer_auth(ev, reply)
+        elif isinstance(ev, EtrnRequested):
+            self._reply(reply or R.etrn_started(ev.node))
         elif isinstance(ev, DataFinished):
             self._reset_transaction(emit=False)
             self._bdat_failed = False

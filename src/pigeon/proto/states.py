@@ -63,6 +63,7 @@ VERB_FLAGS: dict[str, VerbFlags] = {
     "HELP": VerbFlags(ends_batch=True),
     "STARTTLS": VerbFlags(ends_batch=True, argument="forbidden"),          # RFC 3207 §4
     "AUTH": VerbFlags(long_line=True, ends_batch=True, argument="required"),  # RFC 4954 §4
+    "ETRN": VerbFlags(ends_batch=True, argument="required"),                # RFC 1985 §5
 }
 
 #: States in which a command line is read (DATA content is not).
@@ -94,6 +95,13 @@ TABLE[(_S.READY, "AUTH")] = _S.READY
 for _st in (_S.MAIL, _S.RCPT, _S.BDAT):
     for _verb in ("STARTTLS", "AUTH"):
         REFUSALS[(_st, _verb)] = R.TRANSACTION_IN_PROGRESS
+
+# ETRN outside a transaction only (RFC 1985 §5: "at any time", but Postfix,
+# like us, refuses it inside one to keep the transaction's state simple).
+TABLE[(_S.READY, "ETRN")] = _S.READY
+REFUSALS[(_S.GREETED, "ETRN")] = R.NEED_HELO
+for _st in (_S.MAIL, _S.RCPT, _S.BDAT):
+    REFUSALS[(_st, "ETRN")] = R.TRANSACTION_IN_PROGRESS
 
 TABLE[(_S.READY, "MAIL")] = _S.MAIL
 REFUSALS[(_S.READY, "RCPT")] = R.NEED_MAIL

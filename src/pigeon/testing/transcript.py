@@ -59,7 +59,7 @@ from typing import Union
 
 from pigeon.proto import reply as R
 from pigeon.proto.events import (
-    NEED_DATA, AuthKeysRequested, AuthRequested, StartTlsRequested, TlsInfo, ConnectionClosing, DataAborted, DataFinished, DataReceived, DataStarted,
+    NEED_DATA, AuthKeysRequested, AuthRequested, EtrnRequested, StartTlsRequested, TlsInfo, ConnectionClosing, DataAborted, DataFinished, DataReceived, DataStarted,
     Event, MailRequested, RcptRequested, TransactionReset)
 from pigeon.proto.reply import Reply
 from pigeon.proto.server import ServerSession, SessionConfig
@@ -288,7 +288,7 @@ class _MemoryRun:
             if isinstance(ev, AuthKeysRequested):
                 s.respond_keys(None, now=self.now)
             if isinstance(ev, (MailRequested, RcptRequested, DataStarted, DataFinished,
-                               AuthRequested)):
+                               AuthRequested, EtrnRequested)):
                 if isinstance(ev, DataStarted):
                     self._content = []
                 answer = self.policy.decide(ev)
