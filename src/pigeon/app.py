@@ -22,22 +22,24 @@ import logging
 import os
 import signal
 from dataclasses import dataclass
+from typing import Callable
 
+from pigeon.admin.control import ControlError
+from pigeon.admin.wiring import AdminHandle, start_admin
 from pigeon.auth.accounts import AccountError, AccountStore
 from pigeon.auth.ratelimit import FailureLimiter, LimitSettings
 from pigeon.auth.service import AuthService
 from pigeon.config.load import session_config
 from pigeon.config.schema import Config
+from pigeon.delivery.wiring import build_agents, build_manager, close_agents
 from pigeon.net.listener import ListenError, SmtpServer
 from pigeon.net.tls import TlsError, TlsProvider
 from pigeon.obs.maillog import MailLog
 from pigeon.obs.metrics import Metrics
 from pigeon.policy.recipients import RecipientPolicy
-from pigeon.admin.control import ControlError
-from pigeon.admin.wiring import AdminHandle, start_admin
-from pigeon.delivery.wiring import build_agents, build_manager, close_agents
 from pigeon.queue.manager import QueueManager
 from pigeon.queue.store import QueueStore
+from pigeon.reload import Reloader
 from pigeon.routing.resolve import Router
 
 log = logging.getLogger("pigeon")
@@ -86,12 +88,15 @@ class Pigeon:
                             on_etrn=lambda node: _etrn_flush(manager, node))
         return cls(config, store, manager, server, tls, auth, agents, maillog, metrics)
 
-    def reload(self) -> None:
-        """SIGHUP: re-read the TLS certificate (live sessions keep theirs)."""
-        if self.tls is not None:
-            self.tls.reload()
+    async def reload(self, load: Callable[[], Config] | None = None) -> None:
+        """SIGHUP: re-read the configuration (see pigeon.reload); live sessions keep theirs."""
         if self._admin is not None:
-            self._admin.reloading()
+            self._admin.reloading()          # sd_notify RELOADING=1
+        try:
+            await Reloader(self, load).reload()
+        finally:
+            if self._admin is not None:
+                self._admin.ready()          # sd_notify READY=1 again
 
     async def serve(self, stop: asyncio.Event) -> None:
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -144,8 +149,12 @@ def _new_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-def run(config: Config) -> int:
-    """Run pigeon in the foreground until SIGTERM/SIGINT."""
+def run(config: Config, reload_config: Callable[[], Config] | None = None) -> int:
+    """Run pigeon in the foreground until SIGTERM/SIGINT.
+
+    `reload_config` loads the configuration again (same file and flags) on
+    SIGHUP; without it SIGHUP only re-reads the TLS certificate.
+    """
 
     async def main() -> int:
         stop = asyncio.Event()
@@ -157,7 +166,14 @@ def run(config: Config) -> int:
         except TlsError as exc:
             log.error("%s", exc)
             return EX_CONFIG
-        loop.add_signal_handler(signal.SIGHUP, app.reload)
+        reloading: set[asyncio.Task] = set()
+
+        def on_sighup() -> None:
+            task = asyncio.ensure_future(app.reload(reload_config))
+            reloading.add(task)
+            task.add_done_callback(reloading.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, on_sighup)
         try:
             await app.serve(stop)
         except (ListenError, ControlError) as exc:

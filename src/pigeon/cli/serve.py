@@ -110,7 +110,11 @@ def run(args: argparse.Namespace, app_run: Callable[[Config], int] | None = None
     except ConfigError as exc:
         return fail(str(exc), EX_CONFIG)
     if app_run is None:
-        from pigeon.app import run as app_run
+        from pigeon.app import run as run_app
+
+        def app_run(config: Config) -> int:
+            # SIGHUP loads the same file with the same flags again.
+            return run_app(config, reload_config=lambda: build_config(args))
     try:
         return int(app_run(config))
     except KeyboardInterrupt:

@@ -84,6 +84,7 @@ class SmtpServer:
         self.on_queued = on_queued
         self._servers: list[asyncio.base_events.Server] = []
         self._roles: dict[object, str] = {}
+        self._keys: dict[object, tuple[ListenAddress, str]] = {}
         self._connections: dict[asyncio.Task, Connection] = {}
         self._per_ip: Counter[str] = Counter()
         self._draining = False
@@ -122,11 +123,50 @@ class SmtpServer:
                 raise ListenError(f"cannot listen on {addr}: {exc.strerror or exc}") from exc
             self._servers.append(server)
             self._roles[server] = role
+            self._keys[server] = (addr, role)
         for server in self._servers:
             for sock in server.sockets:
                 name = sock.getsockname()
                 log.info("listening on %s (%s)", ListenAddress(name[0], name[1]),
                          self._roles[server])
+
+    async def reconfigure(self, config: Config, session_config: SessionConfig, policy) -> None:
+        """SIGHUP: new sessions get the new settings; live ones keep theirs.
+
+        Listeners are compared by (address, role): removed ones are closed
+        (their sessions go on), added ones are bound. A listener that cannot
+        be bound is logged and left out; the others keep serving.
+        """
+        self.config = config
+        self.session_config = session_config
+        self.policy = policy
+        self.role_configs = {
+            role: role_session_config(config, session_config, role, tls=self.tls is not None,
+                                      auth=self.auth is not None) for role in ROLES}
+        wanted = set(self.listeners())
+        for server in list(self._servers):
+            if self._keys.get(server) not in wanted:
+                addr, role = self._keys.pop(server)
+                server.close()
+                self._servers.remove(server)
+                self._roles.pop(server, None)
+                log.info("reload: stopped listening on %s (%s)", addr, role)
+        present = set(self._keys.values())
+        for addr, role in self.listeners():
+            if (addr, role) in present:
+                continue
+            def accept(reader, writer, role=role):
+                return self._accept(reader, writer, role)
+            try:
+                server = await asyncio.start_server(accept, addr.host, addr.port,
+                                                    reuse_address=True, backlog=1024)
+            except OSError as exc:
+                log.error("reload: cannot listen on %s (%s): %s", addr, role, exc.strerror or exc)
+                continue
+            self._servers.append(server)
+            self._roles[server] = role
+            self._keys[server] = (addr, role)
+            log.info("reload: listening on %s (%s)", addr, role)
 
     def bound_roles(self) -> list[tuple[str, int, str]]:
         """(host, port, role) actually bound."""

@@ -153,6 +153,10 @@ class QueueManager(OperatorActions):
 
     # --- control ------------------------------------------------------------------
 
+    def set_router(self, router: Router) -> None:
+        """SIGHUP: route with a new configuration from the next delivery on."""
+        self._router = router
+
     def nudge(self) -> None:
         """Wake the manager to look for due messages now. Idempotent, cheap;
         call it from the event loop thread (e.g. right after a 250)."""
