@@ -130,6 +130,7 @@ _SECTIONS: dict[str, tuple[type, dict[str, Callable[[str, Any], Any]]]] = {
         "format": C.choice("text", "json"),
         "level": C.choice("debug", "info", "warning", "error"),
         "file": C.path,
+        "syslog": lambda key, value: value if value == "" else C.string(key, value),
     }),
     "delivery": (DeliveryConfig, {
         "remote_port": D.port,

@@ -195,6 +195,9 @@ class LogConfig:
     format: Literal["text", "json"] = "text"                         # [log] format
     level: Literal["debug", "info", "warning", "error"] = "info"      # [log] level
     file: Path | None = None                                         # [log] file; None = stderr (reopened if rotated away)
+    #: [log] syslog: also send to syslog (facility mail): "" = no, "/dev/log"
+    #: (a Unix socket path) or "host:port" (UDP, RFC 5426).
+    syslog: str = ""
 
 
 # --- secure transport and submission ([tls], [auth]; issue 4) -------------------------

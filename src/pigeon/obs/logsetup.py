@@ -139,6 +139,42 @@ def _stop_listener() -> None:
         _listener = None
 
 
+class _SyslogFormatter(logging.Formatter):
+    """RFC 3164 style: the syslog daemon adds the time; we give the tag."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"pigeon[{record.process}]: {record.name}: {escape_controls(record.getMessage())}"
+
+
+class _Tee(logging.Handler):
+    """Several handlers behind one (foreground mode with syslog)."""
+
+    def __init__(self, handlers: list[logging.Handler]) -> None:
+        super().__init__()
+        self.handlers = handlers
+
+    def emit(self, record: logging.LogRecord) -> None:
+        for h in self.handlers:
+            h.handle(record)
+
+
+def _syslog_handler(target: str) -> logging.Handler:
+    if target.startswith("/"):
+        address: str | tuple[str, int] = target
+    else:
+        host, _, port = target.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError("log.syslog", f'expected "/path/to/socket" or "host:port", got {target!r}')
+        address = (host.strip("[]"), int(port))
+    try:
+        handler = logging.handlers.SysLogHandler(
+            address=address, facility=logging.handlers.SysLogHandler.LOG_MAIL)
+    except OSError as exc:
+        raise ConfigError("log.syslog", f"cannot open {target}: {exc.strerror or exc}") from None
+    handler.setFormatter(_SyslogFormatter())
+    return handler
+
+
 def flush_logs() -> None:
     """Wait until every record handed to the writer thread is written."""
     if _listener is not None:
@@ -168,16 +204,21 @@ def setup_logging(log_config: LogConfig, *, stream: TextIO | None = None,
     else:
         handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter() if log_config.format == "json" else TextFormatter())
+    handlers: list[logging.Handler] = [handler]
+    if log_config.syslog:
+        handlers.append(_syslog_handler(log_config.syslog))
     _stop_listener()
     if background:
         import atexit
         import queue
 
         records: queue.SimpleQueue = queue.SimpleQueue()
-        _listener = logging.handlers.QueueListener(records, handler)
+        _listener = logging.handlers.QueueListener(records, *handlers)
         _listener.start()
         atexit.register(_stop_listener)
         handler = _ThreadHandoff(records)
+    elif len(handlers) > 1:
+        handler = _Tee(handlers)
     handler.set_name("pigeon")
 
     for name, level in ((ROOT_LOGGER, log_config.level.upper()), ("asyncio", "WARNING")):

@@ -32,7 +32,7 @@ def test_unknown_section_key_suggests_the_closest():
 
 def test_unknown_key_without_a_close_match_lists_the_known_ones():
     assert error({"log": {"colour": True}}) == \
-        "log.colour: unknown key (known keys: file, format, level)"
+        "log.colour: unknown key (known keys: file, format, level, syslog)"
 
 
 def test_unknown_key_in_a_domain_table():

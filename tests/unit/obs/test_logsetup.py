@@ -152,3 +152,27 @@ def test_log_file_that_cannot_be_opened(tmp_path):
         setup_logging(LogConfig(file=tmp_path / "no" / "such" / "dir.log"))
     assert info.value.key == "log.file"
     assert "cannot open" in info.value.message and "No such file or directory" in info.value.message
+
+
+def test_syslog_over_udp_to_a_loopback_listener():
+    import socket
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(5)
+    port = sock.getsockname()[1]
+    try:
+        setup_logging(LogConfig(syslog=f"127.0.0.1:{port}"), stream=io.StringIO())
+        logging.getLogger("pigeon.mail").info("ABC123: to=<a@b>, status=sent\r\nforged")
+        datagram = sock.recv(4096)
+    finally:
+        sock.close()
+        setup_logging(LogConfig(), stream=io.StringIO())
+    # <22> = facility mail (2) * 8 + severity info (6), RFC 3164/5424 PRI.
+    assert datagram.startswith(b"<22>pigeon[")
+    assert b"pigeon.mail: ABC123: to=<a@b>, status=sent\\r\\nforged" in datagram
+
+
+def test_syslog_bad_target_names_the_key():
+    with pytest.raises(ConfigError) as info:
+        setup_logging(LogConfig(syslog="nonsense"), stream=io.StringIO())
+    assert info.value.key == "log.syslog"
