@@ -436,8 +436,12 @@ class QueueManager(OperatorActions):
                 "failed" if outcome is Outcome.BOUNCED else "")
             self._set(r, _STATUS[outcome], res.status, res.diagnostic, action=action,
                       transport=nh.transport, remote_mta=res.remote_mta)
-            logs.append((self._fields(r, res.remote_mta or "none", _LOG_STATUS[outcome]),
-                         res.diagnostic))
+            fields = self._fields(r, res.remote_mta or "none", _LOG_STATUS[outcome])
+            if getattr(res, "tls", ""):
+                # Whether the hop was encrypted, and verified, belongs in the
+                # delivery record (e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384 (unverified)").
+                fields["tls"] = res.tls
+            logs.append((fields, res.diagnostic))
         self._dests.record(nh, self._clock(), reached=reached, reason=first_failure)
 
     # --- helpers ------------------------------------------------------------------------
