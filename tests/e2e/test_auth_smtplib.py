@@ -122,6 +122,23 @@ def test_sender_must_be_owned(server):
         assert s.mail("alice@example.test")[0] == 250
 
 
+def test_from_header_must_be_owned(server):
+    with smtplib.SMTP("127.0.0.1", server.submission_port, timeout=10) as s:
+        s.starttls(context=insecure_context())
+        s.ehlo("client.example")
+        s.login(USER, PASSWORD)
+        s.mail(USER)
+        s.rcpt("bob@example.test")
+        code, resp = s.data(b"From: The Boss <boss@example.test>\r\nSubject: forged\r\n\r\nhi\r\n")
+        assert (code, resp[:5]) == (553, b"5.7.1")
+        # Its own address, with a display name, in any case: accepted.
+        s.mail(USER)
+        s.rcpt("bob@example.test")
+        code, _ = s.data(f"From: Alice <{USER.upper()}>\r\nSubject: mine\r\n\r\nhi\r\n".encode())
+        assert code == 250
+    assert len(wait_for(lambda: maildir_messages(server.data_dir, "bob@example.test"))) == 1
+
+
 def _auth_fail(port: int, source: str) -> int:
     with smtplib.SMTP("127.0.0.1", port, timeout=10, source_address=(source, 0)) as s:
         s.starttls(context=insecure_context())

@@ -116,6 +116,7 @@ _SECTIONS: dict[str, tuple[type, dict[str, Callable[[str, Any], Any]]]] = {
     "auth": (AuthConfig, {
         "mechanisms": S.mechanisms,
         "smtp_listener": C.boolean,
+        "check_from_header": C.boolean,
         "slow_after": C.integer(1),
         "failure_delay": C.seconds(positive=False),
         "max_failures": C.integer(1),

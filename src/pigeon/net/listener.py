@@ -200,7 +200,8 @@ class SmtpServer:
                           greet_pause=self.config.timeouts.greet_pause, tls=self.tls,
                           implicit_tls=role == "submissions",
                           handshake_timeout=self.config.tls.handshake_timeout,
-                          auth=self.auth, role=role, metrics=self.metrics, on_etrn=self.on_etrn)
+                          auth=self.auth, role=role, metrics=self.metrics, on_etrn=self.on_etrn,
+                          check_from_header=self.config.auth.check_from_header)
         task = asyncio.current_task()
         assert task is not None
         self._connections[task] = conn

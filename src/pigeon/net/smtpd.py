@@ -46,6 +46,7 @@ from pigeon.proto.events import (NEED_DATA, AuthKeysRequested, AuthRequested, Co
                                  DataAborted, DataFinished, DataReceived, DataStarted, EtrnRequested,
                                  HeloReceived, MailRequested, RcptRequested, StartTlsRequested,
                                  TransactionReset)
+from pigeon.policy.submission import check_from_header, from_addresses
 from pigeon.proto.server import ServerSession, SessionConfig
 from pigeon.queue.model import Envelope, Recipient
 from pigeon.queue.spool import StoreError
@@ -85,8 +86,10 @@ class Connection:
                  wallclock: Callable[[], float] = time.time,
                  tls=None, implicit_tls: bool = False, handshake_timeout: float = 30.0,
                  auth=None, role: str = "smtp", metrics=None,
-                 on_etrn: Callable[[str], Awaitable[int]] | None = None) -> None:
+                 on_etrn: Callable[[str], Awaitable[int]] | None = None,
+                 check_from_header: bool = True) -> None:
         self.on_etrn = on_etrn
+        self.check_from_header = check_from_header
         self.reader = reader
         self.metrics = metrics if metrics is not None else NO_METRICS
         self._outcome = ""
@@ -431,6 +434,20 @@ class Connection:
             disk_full = _is_disk_full(self._spool_error)
             self._discard_spool()
             return R.INSUFFICIENT_STORAGE if disk_full else R.LOCAL_ERROR
+        if session.auth_user is not None and self.check_from_header:
+            try:
+                head = await asyncio.to_thread(spool.head)
+            except OSError as exc:
+                log.error("cannot read back spool %s: %s", spool.queue_id, exc)
+                self._discard_spool()
+                return R.LOCAL_ERROR
+            refusal = check_from_header(head, self._owned)
+            if refusal is not None:
+                log.warning("[%s]: user %s may not send with From: %s", self.client_ip,
+                            session.auth_user, ", ".join(from_addresses(head)))
+                self.metrics.rejected(refusal.code)
+                self._discard_spool()
+                return refusal
         params = session.mail_params
         envelope = Envelope(
             queue_id=spool.queue_id,

@@ -219,6 +219,7 @@ AUTH_ENCRYPTION_REQUIRED = reply(
     538, "5.7.11", "Encryption required for requested authentication mechanism")  # RFC 4954 §6, RFC 5248
 AUTH_TOO_MANY_FAILURES = reply(421, "4.7.0", "Error: too many failed authentications, try again later")
 SENDER_NOT_OWNED = reply(553, "5.7.1", "Error: sender address not owned by the authenticated user")
+FROM_NOT_OWNED = reply(553, "5.7.1", "Error: From: header address not owned by the authenticated user")
 
 
 def auth_challenge(b64: str) -> Reply:

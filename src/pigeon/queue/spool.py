@@ -119,6 +119,12 @@ class SpoolFile:
             raise _store_error(f"spool write {self.queue_id}", e) from e
         self.size += len(data)
 
+    def head(self, limit: int = 65536) -> bytes:
+        """The first `limit` octets written so far (for header checks before commit)."""
+        self._fh.flush()
+        with open(self.path, "rb") as f:
+            return f.read(limit)
+
     def discard(self) -> None:
         """Close and unlink the spool file. Idempotent; never raises."""
         if self._state in ("discarded", "done", "committing"):
