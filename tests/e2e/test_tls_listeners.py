@@ -165,3 +165,13 @@ def test_implicit_tls_handshakes_are_reliable(pigeon_factory):
         with smtplib.SMTP_SSL("127.0.0.1", proc.submissions_port, timeout=10,
                               context=insecure_context()) as s:
             assert s.noop()[0] == 250
+
+
+def test_check_config_checks_the_certificate_too(tmp_path):
+    past = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)
+    cert, key = _cert(tmp_path, "old.example.test", now=past, days=30)
+    proc = PigeonProcess(tmp_path / "check", CONFIG + _tls_config(cert, key))
+    out = subprocess.run([sys.executable, "-m", "pigeon", "check-config", str(proc.config_path)],
+                         capture_output=True, timeout=60)
+    assert out.returncode == 78
+    assert f"{cert}: the certificate expired on 2020-01-31" in out.stderr.decode()

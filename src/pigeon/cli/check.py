@@ -5,7 +5,8 @@ Contract:
     command-line overrides, so "ok" here means `pigeon serve --config FILE`
     gets past configuration.
   * On success: "ok: FILE" and a short summary on stdout, exit 0. On failure:
-    "pigeon: <error>" on stderr, exit 78 (EX_CONFIG). Nothing is created or
+    "pigeon: <error>" on stderr, exit 78 (EX_CONFIG). A configured TLS
+    certificate and key are checked as start-up checks them. Nothing is created or
     opened besides reading FILE (the log file and data_dir are not touched).
 """
 from __future__ import annotations
@@ -69,6 +70,15 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.file)
     except ConfigError as exc:
         return fail(str(exc), EX_CONFIG)
+    if config.tls.cert_file is not None and config.tls.key_file is not None:
+        # The same checks as start-up: readable, parsable, valid now, key
+        # matching the certificate. A self-signed default is made at start-up.
+        from pigeon.net.tls import TlsError, build_context, check_certificate
+        try:
+            check_certificate(config.tls.cert_file)
+            build_context(config.tls, config.tls.cert_file, config.tls.key_file)
+        except TlsError as exc:
+            return fail(str(exc), EX_CONFIG)
     print(f"ok: {args.file}")
     for line in summary(config):
         print(line)
