@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: serve test bench bench-relay venv clean
+.PHONY: serve test bench bench-relay venv clean fuzz crash
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pigeon needs Python 3.11 or newer")'
@@ -30,6 +30,26 @@ bench: $(STAMP)
 # smtp-source -> server -> smtp-sink, pigeon vs a private Postfix (docs/benchmarks.md)
 bench-relay: $(STAMP)
 	$(BIN)/python bench/relay_rate.py $(ARGS)
+
+# Long fuzz run (docs/security.md): hypothesis with FUZZ_EXAMPLES examples per
+# property, then every atheris entry point for FUZZ_SECONDS each (skipped with
+# a note when atheris is not installed: pip install atheris). New inputs go to
+# $(FUZZ_WORK); crashes are written as crash-* in the current directory.
+FUZZ_EXAMPLES ?= 20000
+FUZZ_SECONDS  ?= 300
+FUZZ_WORK     ?= /tmp/pigeon-fuzz
+fuzz: $(STAMP)
+	PIGEON_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q tests/fuzz -p no:cacheprovider
+	@for t in session command address params data; do \
+	  mkdir -p $(FUZZ_WORK)/$$t; \
+	  echo "atheris: $$t ($(FUZZ_SECONDS)s)"; \
+	  (cd tests/fuzz && ../../$(BIN)/python atheris_$$t.py $(FUZZ_WORK)/$$t corpus/$$t \
+	     -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1) || exit 1; \
+	done
+
+# Crash harness (bench/crash_harness.py): SIGKILL under load, 0 lost or fail.
+crash: $(STAMP)
+	$(BIN)/python bench/crash_harness.py $(or $(ARGS),--cycles 20 --clients 8 --messages 3000)
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
