@@ -62,6 +62,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sqlite3
 import time
 from dataclasses import replace
 from typing import Any, Callable, Mapping, Protocol
@@ -75,6 +76,9 @@ from pigeon.queue.operator import OperatorActions
 from pigeon.queue.schedule import DestinationState, expired, next_attempt
 from pigeon.queue.store import CorruptEntry, QueueStore, StoreError
 from pigeon.routing.resolve import Route, Router
+
+#: Seconds to wait before scanning again after the store failed (disk full, EIO).
+STORE_RETRY = 5.0
 
 log = logging.getLogger("pigeon.queue")
 
@@ -116,7 +120,8 @@ class QueueManager(OperatorActions):
                  min_backoff: float = 300.0, max_backoff: float = 4000.0,
                  max_lifetime: float = 432000.0, delay_warning: float = 14400.0,
                  destination_concurrency: int = 20, destination_recipients: int = 50,
-                 destination_failure_limit: int = 3, metrics: Metrics | None = None) -> None:
+                 destination_failure_limit: int = 3,
+                 store_retry: float = STORE_RETRY, metrics: Metrics | None = None) -> None:
         if destination_recipients < 1 or concurrency < 1:
             raise ValueError("concurrency and destination_recipients must be >= 1")
         self._store = store
@@ -144,6 +149,7 @@ class QueueManager(OperatorActions):
         self._stopped = asyncio.Event()
         self._inflight: set[str] = set()
         self._metrics = metrics
+        self._store_retry = store_retry
         self._admin_lock: asyncio.Lock | None = None         # operator.py Rule 1
         self._admin_loop: asyncio.AbstractEventLoop | None = None
         self._pending_actions: dict[str, str] = {}           # qid -> action after delivery
@@ -190,9 +196,18 @@ class QueueManager(OperatorActions):
             async with asyncio.TaskGroup() as tg:
                 while not self._stopping:
                     self._wake.clear()
-                    await self._start_due(tg)
                     try:
-                        await asyncio.wait_for(self._wake.wait(), await self._sleep_time())
+                        await self._start_due(tg)
+                        sleep = await self._sleep_time()
+                    except (StoreError, OSError, sqlite3.Error) as exc:
+                        # The store cannot be read or written (disk full, I/O
+                        # error): never let that end the manager. Wait, retry.
+                        self._counters["errors"] += 1
+                        log.error("queue scan failed, retrying in %.0fs: %s",
+                                  self._store_retry, exc)
+                        sleep = self._store_retry
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), sleep)
                     except TimeoutError:
                         pass
         finally:

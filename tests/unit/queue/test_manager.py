@@ -183,3 +183,26 @@ def test_nudge_wakes_a_sleeping_manager(setup):
         await mgr.stop()
         await task
     asyncio.run(scenario())
+
+
+def test_store_failure_during_a_scan_does_not_end_the_manager(setup):
+    """A disk-full or EIO error from the store while choosing due mail is
+    logged and retried; the manager keeps running and delivers afterwards."""
+    from pigeon.queue.store import StoreError
+
+    cfg, store, log, _ = setup
+    mgr = QueueManager(store, Router(cfg), hostname=cfg.hostname, maillog=log,
+                       fsync=False, run_interval=30.0, store_retry=0.05)
+    real_due, failures = store.due, []
+
+    def flaky_due(*args, **kwargs):
+        if len(failures) < 2:
+            failures.append(1)
+            raise StoreError("database or disk is full", disk_full=True)
+        return real_due(*args, **kwargs)
+
+    store.due = flaky_due
+    qid = commit(store, "alice@example.test")
+    asyncio.run(run_until(mgr, lambda: "removed" in log.statuses(qid)))
+    assert len(failures) == 2 and mgr.statistics()["errors"] >= 2
+    assert len(maildir_files(cfg, "alice")) == 1
