@@ -38,6 +38,7 @@ from pigeon.obs.maillog import MailLog
 from pigeon.obs.metrics import Metrics
 from pigeon.policy.recipients import RecipientPolicy
 from pigeon.queue.manager import QueueManager
+from pigeon.privileges import PrivilegeError, drop, tighten_umask
 from pigeon.queue.store import QueueStore
 from pigeon.reload import Reloader
 from pigeon.routing.resolve import Router
@@ -47,6 +48,7 @@ log = logging.getLogger("pigeon")
 EX_OK = 0
 EX_UNAVAILABLE = 69     # sysexits.h: a listener could not be bound
 EX_CANTCREAT = 73       # sysexits.h: the data directory is unusable
+EX_NOPERM = 77          # sysexits.h: could not switch to the configured user
 EX_CONFIG = 78          # sysexits.h: a broken TLS certificate or key
 
 
@@ -109,6 +111,8 @@ class Pigeon:
             self._admin = await start_admin(self.config, self.store, self.manager, self.maillog,
                                             self.server.statistics, metrics=self.metrics)
             await self.server.start()
+            # Everything that needs root is done: listeners bound, files open.
+            drop(self.config.user, self.config.group, self.config.data_dir)
             async with asyncio.TaskGroup() as tg:
                 manager_task = tg.create_task(self.manager.run())
                 log.info("pigeon ready: hostname=%s domains=%s data_dir=%s", self.config.hostname,
@@ -179,6 +183,9 @@ def run(config: Config, reload_config: Callable[[], Config] | None = None) -> in
         except (ListenError, ControlError) as exc:
             log.error("%s", exc)
             return EX_UNAVAILABLE
+        except PrivilegeError as exc:
+            log.error("%s", exc)
+            return EX_NOPERM
         except PermissionError as exc:
             log.error("data directory %s is not usable: %s", config.data_dir, exc)
             return EX_CANTCREAT
@@ -187,6 +194,7 @@ def run(config: Config, reload_config: Callable[[], Config] | None = None) -> in
             return EX_CANTCREAT
         return EX_OK
 
+    tighten_umask()   # queue files, Maildirs, sockets: private to pigeon's user
     log.info("pigeon starting (pid %d)", os.getpid())
     with asyncio.Runner(loop_factory=_new_loop) as runner:
         return runner.run(main())

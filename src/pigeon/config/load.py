@@ -57,9 +57,25 @@ __all__ = ["ConfigError", "load_config", "session_config", "default_hostname", "
 COMMAND_LINE = "command line"
 
 # Top-level keys holding a single value, and their checkers.
+def _system_name(key: str, value: Any, kind: str) -> str:
+    """A user or group name that exists on this system ("" = not set)."""
+    if value == "":
+        return ""
+    name = C.string(key, value)
+    import grp
+    import pwd
+    try:
+        (pwd.getpwnam if kind == "user" else grp.getgrnam)(name)
+    except KeyError:
+        raise ConfigError(key, f'no such {kind} "{name}"') from None
+    return name
+
+
 _TOP: dict[str, Callable[[str, Any], Any]] = {
     "hostname": C.hostname,
     "data_dir": C.path,
+    "user": lambda key, value: _system_name(key, value, "user"),
+    "group": lambda key, value: _system_name(key, value, "group"),
     "listen": C.listen,
     "relay_networks": C.relay_networks,
     "domains": C.domains,

@@ -267,6 +267,8 @@ class Config:
 
     hostname: str = "localhost"                                      # hostname: our name in 220/Received (default: the machine's FQDN)
     data_dir: Path = Path("./pigeon-data")                          # data_dir: queue and mailboxes live here
+    user: str = ""                     # user: started as root, become this user after binding ("" = stay)
+    group: str = ""                    # group: with `user`; "" = the user's primary group
     listen: tuple[ListenAddress, ...] = field(default_factory=_default_listen)                  # listen
     relay_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()             # relay_networks: default none
     domains: dict[str, DomainConfig] = field(default_factory=_default_domains)                 # [domains.NAME]
