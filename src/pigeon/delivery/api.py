@@ -88,6 +88,9 @@ class RecipientResult:
     #: TLS used with the remote MTA, for the log: "TLSv1.3 TLS_AES_256_GCM_SHA384
     #: (unverified)"; "" = plaintext or no peer reached.
     tls: str = ""
+    #: Seconds spent on (connection setup: DNS, connect, greeting, EHLO, TLS;
+    #: transmission: MAIL to the final reply), for the log's delays= field.
+    timings: tuple[float, float] = (0.0, 0.0)
 
 
 class DeliveryAgent(Protocol):

@@ -54,6 +54,7 @@ import dataclasses
 import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Protocol
 
@@ -235,11 +236,13 @@ class SmtpAgent:
                    results: dict[int, RecipientResult], content: Content):
         """Deliver what we can through `cand`; returns (indexes for the next candidate, failure)."""
         key = (str(request.nexthop), cand.host, cand.address, cand.port)
+        started = time.monotonic()
         try:
             conn = await self._connection(key, cand, self._auth_for(request.nexthop))
         except ConnectError as exc:
             log.info("%s: %s", request.queue_id, exc.diagnostic)
             return pending, exc
+        setup = time.monotonic() - started
         recipients = request.recipients
         name = conn.extensions.server_name.lower().rstrip(".")
         if name and name == self.own_hostname.lower().rstrip("."):
@@ -270,10 +273,13 @@ class SmtpAgent:
             tx = make_transaction(request, [recipients[i] for i in group], size=size,
                                   eight_bit=eight_bit)
             self.stats["transactions"] += 1
+            sending = time.monotonic()
             done = await conn.deliver(tx, path)
+            timings = (round(setup, 3), round(time.monotonic() - sending, 3))
             for i, rr in zip(group, done.replies):
                 res = recipient_result(recipients[i].address, rr, conn.remote_mta, dsn=dsn,
                                        tls=str(conn.tls or ""))
+                res = dataclasses.replace(res, timings=timings)
                 if rr.reply.transient and rr.stage == "mail":
                     failure = failure or dataclasses.replace(res, address="")
                     retry.append(i)

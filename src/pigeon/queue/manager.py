@@ -357,6 +357,7 @@ class QueueManager(OperatorActions):
                           action="failed", transport="local")
                 logs.append((self._fields(rcpt, "local", "bounced"), rcpt.diagnostic))
                 continue
+            started = self._clock()
             try:
                 await asyncio.to_thread(deliver_to_maildir, route.target, source, env.sender,
                                         fsync=self._fsync, delivered_to=route.address)
@@ -367,7 +368,10 @@ class QueueManager(OperatorActions):
             else:
                 self._set(rcpt, RecipientStatus.DELIVERED, "2.0.0", "delivered to maildir",
                           action="delivered", transport="local")
-                logs.append((self._fields(rcpt, "local", "sent"), rcpt.diagnostic))
+                fields = self._fields(rcpt, "local", "sent")
+                wait = max(0.0, started - env.received_at) if env.received_at else 0.0
+                fields["delays"] = f"{wait:.2f}/0.00/{self._clock() - started:.2f}"
+                logs.append((fields, rcpt.diagnostic))
 
     # --- remote -----------------------------------------------------------------------
 
@@ -397,8 +401,10 @@ class QueueManager(OperatorActions):
                               transport=nh.transport)
                     logs.append((self._fields(r, "none", "deferred"), r.diagnostic))
                 return
+            started = self._clock()
             results = await self._call_agent(agent, env, nh, rcpts)
-            self._apply(env.queue_id, nh, rcpts, results, logs)
+            self._apply(env.queue_id, nh, rcpts, results, logs,
+                        queue_wait=max(0.0, started - env.received_at) if env.received_at else 0.0)
         finally:
             if acquired:
                 async with cond:
@@ -424,7 +430,7 @@ class QueueManager(OperatorActions):
                     for r in rcpts]
 
     def _apply(self, qid: str, nh: Nexthop, rcpts: list[Recipient],
-               results: list[RecipientResult], logs: list[tuple[dict, str]]) -> None:
+               results: list[RecipientResult], logs: list[tuple[dict, str]], *, queue_wait: float = 0.0) -> None:
         by_addr: dict[str, RecipientResult] = {}
         for res in results:
             by_addr.setdefault(res.address, res)
@@ -452,6 +458,9 @@ class QueueManager(OperatorActions):
             self._set(r, _STATUS[outcome], res.status, res.diagnostic, action=action,
                       transport=nh.transport, remote_mta=res.remote_mta)
             fields = self._fields(r, res.remote_mta or "none", _LOG_STATUS[outcome])
+            # Postfix-style breakdown: queue wait / connection setup / transmission.
+            conn_s, xfer_s = getattr(res, "timings", (0.0, 0.0))
+            fields["delays"] = f"{queue_wait:.2f}/{conn_s:.2f}/{xfer_s:.2f}"
             if getattr(res, "tls", ""):
                 # Whether the hop was encrypted, and verified, belongs in the
                 # delivery record (e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384 (unverified)").

@@ -91,7 +91,8 @@ def test_fifty_recipients_at_one_domain_is_one_request(env):
     assert env.store.list() == []                  # all delivered, removed
     lines = env.log.for_id(qid)
     assert lines[0].fields == {"to": "u0@remote.test", "relay": "mx.fake.test[192.0.2.1]:25",
-                               "delay": 0.0, "dsn": "2.0.0", "status": "sent"}
+                               "delay": 0.0, "dsn": "2.0.0", "status": "sent",
+                               "delays": "0.00/0.00/0.00"}   # queue wait/connection/transmission
     assert lines[0].detail == "250 2.0.0 Ok: queued"
 
 

@@ -87,10 +87,13 @@ def test_local_aliased_and_remote(setup):
     sent = [c.fields for c in log.for_id(q_alias) if c.fields["status"] == "sent"]
     assert sent == [
         {"to": "alice@example.test", "orig_to": "team@example.test", "relay": "local",
-         "delay": sent[0]["delay"], "dsn": "2.0.0", "status": "sent"},
+         "delay": sent[0]["delay"], "dsn": "2.0.0", "status": "sent", "delays": sent[0]["delays"]},
         {"to": "bob@example.test", "orig_to": "team@example.test", "relay": "local",
-         "delay": sent[1]["delay"], "dsn": "2.0.0", "status": "sent"}]
-    assert list(sent[0]) == ["to", "orig_to", "relay", "delay", "dsn", "status"]
+         "delay": sent[1]["delay"], "dsn": "2.0.0", "status": "sent", "delays": sent[1]["delays"]}]
+    assert list(sent[0]) == ["to", "orig_to", "relay", "delay", "dsn", "status", "delays"]
+    # queue wait / connection setup (none for a Maildir) / transmission
+    wait, setup, write = (float(x) for x in sent[0]["delays"].split("/"))
+    assert setup == 0.0 and wait >= 0.0 and write >= 0.0
     assert log.for_id(q_alias)[0].detail == "delivered to maildir"
     assert log.statuses(q_remote) == ["deferred"]
     stats = mgr.statistics()
