@@ -44,6 +44,8 @@ import socket
 import time
 from pathlib import Path
 
+from pigeon.fsutil import fsync_dir
+
 CHUNK = 64 * 1024
 _counter = itertools.count(1)
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._+-")
@@ -90,14 +92,6 @@ def _unique_base() -> str:
     return f"{sec}.M{usec}P{os.getpid()}Q{next(_counter)}.{_hostname()}"
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def ensure_maildir(maildir: Path, *, fsync: bool = True) -> None:
     """Create `maildir` and its tmp/ new/ cur/ (mode 0700) if missing.
 
@@ -124,7 +118,7 @@ def ensure_maildir(maildir: Path, *, fsync: bool = True) -> None:
             pass
     if fsync:
         for parent in {d.parent for d in created}:
-            _fsync_dir(parent)
+            fsync_dir(parent)
 
 
 def copy_crlf_to_lf(src, dst, chunk_size: int = CHUNK) -> tuple[int, int]:
@@ -191,7 +185,7 @@ def deliver_to_maildir(maildir: Path, source: Path, return_path: str, *,
         final = name
         _unlink_quietly(tmp_path)
         if fsync:
-            _fsync_dir(maildir / "new")
+            fsync_dir(maildir / "new")
         return final
     except BaseException:
         # Leave nothing half-done: the caller will retry the whole delivery.

@@ -109,21 +109,25 @@ class SmtpServer:
             out += [(a, "submissions") for a in self.config.submissions_listen]
         return out
 
+    async def _bind(self, addr: ListenAddress, role: str) -> None:
+        """Listen on `addr` for `role`; OSError when the address cannot be bound."""
+        def accept(reader, writer, role=role):
+            return self._accept(reader, writer, role)
+        # Implicit TLS (role submissions) is not `ssl=` here: the driver runs
+        # the handshake itself so that it can log failures.
+        server = await asyncio.start_server(accept, addr.host, addr.port,
+                                            reuse_address=True, backlog=1024)
+        self._servers.append(server)
+        self._roles[server] = role
+        self._keys[server] = (addr, role)
+
     async def start(self) -> None:
         for addr, role in self.listeners():
-            def accept(reader, writer, role=role):
-                return self._accept(reader, writer, role)
             try:
-                # Implicit TLS (role submissions) is not `ssl=` here: the
-                # driver runs the handshake itself so that it can log failures.
-                server = await asyncio.start_server(accept, addr.host, addr.port,
-                                                    reuse_address=True, backlog=1024)
+                await self._bind(addr, role)
             except OSError as exc:
                 await self.close()
                 raise ListenError(f"cannot listen on {addr}: {exc.strerror or exc}") from exc
-            self._servers.append(server)
-            self._roles[server] = role
-            self._keys[server] = (addr, role)
         for server in self._servers:
             for sock in server.sockets:
                 name = sock.getsockname()
@@ -155,17 +159,11 @@ class SmtpServer:
         for addr, role in self.listeners():
             if (addr, role) in present:
                 continue
-            def accept(reader, writer, role=role):
-                return self._accept(reader, writer, role)
             try:
-                server = await asyncio.start_server(accept, addr.host, addr.port,
-                                                    reuse_address=True, backlog=1024)
+                await self._bind(addr, role)
             except OSError as exc:
                 log.error("reload: cannot listen on %s (%s): %s", addr, role, exc.strerror or exc)
                 continue
-            self._servers.append(server)
-            self._roles[server] = role
-            self._keys[server] = (addr, role)
             log.info("reload: listening on %s (%s)", addr, role)
 
     def bound_roles(self) -> list[tuple[str, int, str]]:

@@ -386,22 +386,15 @@ class ServerSession(SecureCommands):
             self._reply(refusal)
             return
         self._bdat_failed = False
-        try:
+        def parse() -> tuple[Address | None, MailParams]:
             path, ptext = split_path(mail_argument(cmd.arg))
             params = parse_mail_params(_tokens(ptext), cfg=self.config)
-            sender = parse_path(path, allow_null=True, smtputf8=params.smtputf8)
-        except CommandError as exc:
-            self._reply(exc.reply)
+            return parse_path(path, allow_null=True, smtputf8=params.smtputf8), params
+
+        parsed = self._parsed(parse, R.BAD_SENDER_SYNTAX)
+        if parsed is None:
             return
-        except ParamError as exc:
-            self._reply(exc.reply)
-            return
-        except NonAsciiAddressError:
-            self._reply(R.NON_ASCII_ADDRESS)
-            return
-        except PathError:
-            self._reply(R.BAD_SENDER_SYNTAX)
-            return
+        sender, params = parsed
         limit = self.config.max_message_size
         if limit and params.size is not None and params.size > limit:  # RFC 1870 §6.1
             self._reply(R.MESSAGE_TOO_BIG)
@@ -420,24 +413,29 @@ class ServerSession(SecureCommands):
             self._reply(R.TOO_MANY_RECIPIENTS)
             return
         smtputf8 = self.mail_params is not None and self.mail_params.smtputf8
-        try:
+        def parse() -> tuple[Address | None, RcptParams]:
             path, ptext = split_path(rcpt_argument(cmd.arg))
             params = parse_rcpt_params(_tokens(ptext), cfg=self.config)
-            rcpt = parse_path(path, allow_null=False, smtputf8=smtputf8)
-        except CommandError as exc:
-            self._reply(exc.reply)
+            return parse_path(path, allow_null=False, smtputf8=smtputf8), params
+
+        parsed = self._parsed(parse, R.BAD_RECIPIENT_SYNTAX)
+        if parsed is None:
             return
-        except ParamError as exc:
-            self._reply(exc.reply)
-            return
-        except NonAsciiAddressError:
-            self._reply(R.NON_ASCII_ADDRESS)
-            return
-        except PathError:
-            self._reply(R.BAD_RECIPIENT_SYNTAX)
-            return
+        rcpt, params = parsed
         assert rcpt is not None
         self._decide(RcptRequested(rcpt, params))
+
+    def _parsed(self, parse: Callable[[], tuple], bad_path: Reply) -> tuple | None:
+        """Run a MAIL/RCPT argument parser; on a grammar error, reply and return None."""
+        try:
+            return parse()
+        except (CommandError, ParamError) as exc:
+            self._reply(exc.reply)
+        except NonAsciiAddressError:           # RFC 6531 §3.4
+            self._reply(R.NON_ASCII_ADDRESS)
+        except PathError:
+            self._reply(bad_path)
+        return None
 
     def _no_rcpt_reply(self, nxt: Reply) -> Reply:
         # Postfix answers DATA with 554 5.5.1 when RCPTs were tried but none

@@ -67,6 +67,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pigeon.fsutil import fsync_dir
 from pigeon.queue.model import Envelope
 from pigeon.queue.schedule import split_slots
 from pigeon.queue.spool import (_SPOOL_BUFFER, CorruptEntry, SpoolFile, StoreError, _IdGenerator,
@@ -125,14 +126,6 @@ class _Request:
     spool: SpoolFile
     envelope: Envelope
     future: concurrent.futures.Future
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class QueueStore:
@@ -322,7 +315,7 @@ class QueueStore:
         if ready:
             try:
                 if self._fsync:
-                    _fsync_dir(self._msg)
+                    fsync_dir(self._msg)
                 self._insert_rows(ready)
             except (OSError, sqlite3.Error) as e:
                 err = _store_error("group commit", e)
