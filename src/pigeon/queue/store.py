@@ -7,7 +7,8 @@ On-disk layout under `root` (config.queue_dir)::
 
     tmp/<id>     spool file being written by an SMTP session (never acknowledged)
     msg/<id>     committed content: raw message, CRLF, our Received: on top
-    queue.db     SQLite, WAL, synchronous=FULL; one row per message:
+    queue.db     SQLite, WAL; new messages are committed with synchronous=FULL,
+                 the manager's state changes with NORMAL (see open()); one row per message:
                  queue_id, state, next_attempt, envelope (Envelope.to_dict() JSON)
 
 States: 'incoming' (new, due now), 'active' (a delivery is running),
@@ -163,7 +164,13 @@ class QueueStore:
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._commit_db = self._connect()
         self._commit_db.executescript(_SCHEMA)
-        self._db = self._connect()
+        # Manager-side changes (active, deferred, delivered, removed) need
+        # not be fsync'ed one by one: losing the last of them to a power cut
+        # can only make a delivery happen again, never lose a message (the
+        # Maildir copy, or the new bounce via the committer, is durable
+        # before the queue row changes). WAL + NORMAL still survives a
+        # process crash, and the next FULL commit syncs these frames too.
+        self._db = self._connect("NORMAL")
         self._closed = False
         if self._fsync:
             self._fsync_pool = concurrent.futures.ThreadPoolExecutor(
@@ -194,13 +201,13 @@ class QueueStore:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, durable: str = "FULL") -> sqlite3.Connection:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so one batch
         # is exactly one transaction (and one WAL fsync).
         conn = sqlite3.connect(self.root / "queue.db", isolation_level=None,
                                check_same_thread=False, timeout=30.0)
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={'FULL' if self._fsync else 'OFF'}")
+        conn.execute(f"PRAGMA synchronous={durable if self._fsync else 'OFF'}")
         return conn
 
     # --- SMTP side --------------------------------------------------------------
