@@ -100,7 +100,10 @@ class Pigeon:
             if self._admin is not None:
                 self._admin.ready()          # sd_notify READY=1 again
 
-    async def serve(self, stop: asyncio.Event) -> None:
+    async def serve(self, stop: asyncio.Event, *, sockets: dict | None = None,
+                    recover: bool = True) -> None:
+        """The whole MTA. `sockets`: listeners bound before worker processes
+        were forked; `recover=False`: the queue was recovered before that."""
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         self.store.open()
         if self.auth is not None:
@@ -110,11 +113,11 @@ class Pigeon:
             # pigeon already serves this data directory (ControlError).
             self._admin = await start_admin(self.config, self.store, self.manager, self.maillog,
                                             self.server.statistics, metrics=self.metrics)
-            await self.server.start()
+            await self.server.start(sockets)
             # Everything that needs root is done: listeners bound, files open.
             drop(self.config.user, self.config.group, self.config.data_dir)
             async with asyncio.TaskGroup() as tg:
-                manager_task = tg.create_task(self.manager.run())
+                manager_task = tg.create_task(self.manager.run(recover=recover))
                 log.info("pigeon ready: hostname=%s domains=%s data_dir=%s", self.config.hostname,
                          ",".join(sorted(self.config.domains)), self.config.data_dir)
                 self._admin.ready()          # sd_notify READY=1 under systemd
@@ -129,6 +132,25 @@ class Pigeon:
             await self.server.close()
             if self._admin is not None:
                 await self._admin.close()
+            self.store.close()
+            if self.auth is not None:
+                self.auth.close()
+
+
+    async def serve_acceptor(self, stop: asyncio.Event, sockets: dict) -> None:
+        """A worker process (config `workers` > 1): accept and queue mail on
+        the shared listeners; the main process alone runs the queue manager."""
+        self.store.open()
+        if self.auth is not None:
+            self.auth.store.open()
+        try:
+            await self.server.start(sockets)
+            drop(self.config.user, self.config.group, self.config.data_dir)
+            log.info("pigeon worker ready (pid %d)", os.getpid())
+            await stop.wait()
+            await self.server.drain(self.config.timeouts.shutdown_grace)
+        finally:
+            await self.server.close()
             self.store.close()
             if self.auth is not None:
                 self.auth.close()
@@ -196,5 +218,8 @@ def run(config: Config, reload_config: Callable[[], Config] | None = None) -> in
 
     tighten_umask()   # queue files, Maildirs, sockets: private to pigeon's user
     log.info("pigeon starting (pid %d)", os.getpid())
+    if config.workers > 1:
+        from pigeon.workers import run_with_workers
+        return run_with_workers(config, reload_config, new_loop=_new_loop, build=Pigeon.build)
     with asyncio.Runner(loop_factory=_new_loop) as runner:
         return runner.run(main())

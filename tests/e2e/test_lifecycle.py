@@ -29,11 +29,12 @@ def test_per_ip_connection_limit(pigeon_factory):
     finally:
         for s in held:
             s.close()
-    # Once the others are gone, a new client is served again.
-    time.sleep(0.3)
-    s = connect(server.port)
-    assert recv_reply(s).startswith(b"220")
-    s.close()
+    # Once the others are gone (the server notices their close a moment
+    # later), a new client is served again.
+    def served() -> bool:
+        with connect(server.port) as s:
+            return recv_reply(s).startswith(b"220")
+    assert wait_for(served, timeout=10)
 
 
 def test_total_connection_limit(pigeon_factory):

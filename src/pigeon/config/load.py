@@ -57,6 +57,12 @@ __all__ = ["ConfigError", "load_config", "session_config", "default_hostname", "
 COMMAND_LINE = "command line"
 
 # Top-level keys holding a single value, and their checkers.
+def _workers(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
+        raise ConfigError(key, f"must be an integer from 1 to 64, got {value!r}")
+    return value
+
+
 def _system_name(key: str, value: Any, kind: str) -> str:
     """A user or group name that exists on this system ("" = not set)."""
     if value == "":
@@ -76,6 +82,7 @@ _TOP: dict[str, Callable[[str, Any], Any]] = {
     "data_dir": C.path,
     "user": lambda key, value: _system_name(key, value, "user"),
     "group": lambda key, value: _system_name(key, value, "group"),
+    "workers": lambda key, value: _workers(key, value),
     "listen": C.listen,
     "relay_networks": C.relay_networks,
     "domains": C.domains,

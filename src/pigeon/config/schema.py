@@ -269,6 +269,7 @@ class Config:
     data_dir: Path = Path("./pigeon-data")                          # data_dir: queue and mailboxes live here
     user: str = ""                     # user: started as root, become this user after binding ("" = stay)
     group: str = ""                    # group: with `user`; "" = the user's primary group
+    workers: int = 1                   # workers: processes accepting mail on the shared listeners (1-64); the first also delivers
     listen: tuple[ListenAddress, ...] = field(default_factory=_default_listen)                  # listen
     relay_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()             # relay_networks: default none
     domains: dict[str, DomainConfig] = field(default_factory=_default_domains)                 # [domains.NAME]

@@ -109,22 +109,28 @@ class SmtpServer:
             out += [(a, "submissions") for a in self.config.submissions_listen]
         return out
 
-    async def _bind(self, addr: ListenAddress, role: str) -> None:
-        """Listen on `addr` for `role`; OSError when the address cannot be bound."""
+    async def _bind(self, addr: ListenAddress, role: str, sock=None) -> None:
+        """Listen on `addr` for `role` (or serve the already bound `sock`, shared
+        by several worker processes); OSError when the address cannot be bound."""
         def accept(reader, writer, role=role):
             return self._accept(reader, writer, role)
         # Implicit TLS (role submissions) is not `ssl=` here: the driver runs
         # the handshake itself so that it can log failures.
-        server = await asyncio.start_server(accept, addr.host, addr.port,
-                                            reuse_address=True, backlog=1024)
+        if sock is not None:
+            server = await asyncio.start_server(accept, sock=sock, backlog=1024)
+        else:
+            server = await asyncio.start_server(accept, addr.host, addr.port,
+                                                reuse_address=True, backlog=1024)
         self._servers.append(server)
         self._roles[server] = role
         self._keys[server] = (addr, role)
 
-    async def start(self) -> None:
+    async def start(self, sockets: dict | None = None) -> None:
+        """Bind every listener, or serve `sockets` ({(address, role): socket})
+        bound before the worker processes were forked."""
         for addr, role in self.listeners():
             try:
-                await self._bind(addr, role)
+                await self._bind(addr, role, (sockets or {}).get((addr, role)))
             except OSError as exc:
                 await self.close()
                 raise ListenError(f"cannot listen on {addr}: {exc.strerror or exc}") from exc

@@ -185,14 +185,20 @@ class QueueManager(OperatorActions):
                 "running": self._running, "started_at": self._started_at, **self._counters,
                 "destinations": self._dests.statistics(self._clock())}
 
-    async def run(self) -> None:
-        """Recover the store, then deliver until `stop()`."""
+    async def run(self, *, recover: bool = True) -> None:
+        """Recover the store, then deliver until `stop()`.
+
+        `recover=False` when the store was recovered before other processes
+        started writing to it (worker processes: recovery must never run
+        while another process has a commit half-way).
+        """
         self._running = True
         self._stopped.clear()
         try:
-            report = await asyncio.to_thread(self._store.recover)
-            log.info("queue recovered: %d entries, %d reactivated, %d corrupt",
-                     report.queued, len(report.reactivated), len(report.missing_content))
+            if recover:
+                report = await asyncio.to_thread(self._store.recover)
+                log.info("queue recovered: %d entries, %d reactivated, %d corrupt",
+                         report.queued, len(report.reactivated), len(report.missing_content))
             async with asyncio.TaskGroup() as tg:
                 while not self._stopping:
                     self._wake.clear()
