@@ -198,8 +198,9 @@ class PeerThread(threading.Thread):
 class Harness:
     def __init__(self, workdir: Path, *, cycles: int, clients: int, messages: int,
                  seed: int, cycle_time: float = 3.0, drain_timeout: float = 180.0,
-                 verbose: bool = True) -> None:
+                 verbose: bool = True, workers: int = 1) -> None:
         self.workdir = Path(workdir)
+        self.workers = workers
         self.cycles, self.nclients, self.messages = cycles, clients, messages
         self.per_cycle = max(1, -(-messages // cycles))
         self.rng = random.Random(seed)
@@ -241,7 +242,7 @@ class Harness:
     # -- the run -------------------------------------------------------------------
 
     def config(self) -> str:
-        return (f'relay_networks = ["127.0.0.0/8"]\n'
+        return (f'relay_networks = ["127.0.0.0/8"]\nworkers = {self.workers}\n'
                 f'[domains."{LOCAL_DOMAIN}"]\n'
                 f'[transports]\n"{REMOTE_DOMAIN}" = "smtp:[127.0.0.1]:{self.peer.peer.port}"\n'
                 f'[delivery]\ntls = "none"\nconnect_timeout = 2.0\n'
@@ -454,12 +455,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, default=None,
                     help="keep data, logs and clients.jsonl here (default: a temp dir)")
     ap.add_argument("--drain-timeout", type=float, default=300.0)
+    ap.add_argument("--workers", type=int, default=1,
+                    help="pigeon worker processes (config `workers`); SIGKILL hits the main one")
     args = ap.parse_args(argv)
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="pigeon-crash-"))
     print(f"crash harness: seed={seed} workdir={workdir}", flush=True)
     harness = Harness(workdir, cycles=args.cycles, clients=args.clients, messages=args.messages,
-                      seed=seed, cycle_time=args.cycle_time, drain_timeout=args.drain_timeout)
+                      seed=seed, cycle_time=args.cycle_time, drain_timeout=args.drain_timeout,
+                      workers=args.workers)
     summary = harness.run()
     print(summary.text(), flush=True)
     return 0 if summary.ok else 1

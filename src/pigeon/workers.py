@@ -19,6 +19,8 @@ Contract:
   * Limits are per process: `limits.connections` and `connections_per_ip`
     apply to each worker. The control socket and the metrics endpoint live
     in the main process and count its own sessions only.
+  * Workers die with the main process (PR_SET_PDEATHSIG): a crash of the
+    main process is a crash of all, so a restart finds the ports free.
   * Partial: a worker that dies is not restarted (the others go on; the
     main process logs it when it reaps it at exit).
 """
@@ -91,9 +93,11 @@ def run_with_workers(config: Config, reload_config, *, new_loop, build) -> int:
     os.set_blocking(r, False)
     os.set_blocking(w, False)
     children: list[int] = []
+    parent = os.getpid()
     for _ in range(config.workers - 1):
         pid = os.fork()
         if pid == 0:                                   # a worker
+            _die_with(parent)
             os.close(r)
             code = 1
             try:
@@ -121,6 +125,22 @@ def run_with_workers(config: Config, reload_config, *, new_loop, build) -> int:
         os.close(r)
         for sock in sockets.values():
             sock.close()
+
+
+def _die_with(parent: int) -> None:
+    """A worker must not outlive the main process: it would keep the
+    listeners (a restart could not bind them) and accept mail nobody
+    delivers. Linux: PR_SET_PDEATHSIG = SIGKILL, i.e. the main process's
+    crash is the workers' crash too (nothing acknowledged is lost: a 250 is
+    only sent after the commit)."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)                  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        log.warning("worker %d: cannot ask to die with the main process", os.getpid())
+    if os.getppid() != parent:                         # it died before prctl()
+        os._exit(1)
 
 
 def _restart_logging(config: Config) -> None:

@@ -30,9 +30,12 @@ def load_harness():
     return module
 
 
-def test_twenty_sigkill_cycles_lose_nothing_acknowledged(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_twenty_sigkill_cycles_lose_nothing_acknowledged(tmp_path, workers):
+    # workers=2: the kill hits the main process; its worker dies with it.
     harness = load_harness().Harness(tmp_path, cycles=20, clients=6, messages=800, seed=20260601,
-                                     cycle_time=0.8, drain_timeout=90.0, verbose=False)
+                                     cycle_time=0.8, drain_timeout=90.0, verbose=False,
+                                     workers=workers)
     summary = harness.run()
     print(summary.text())
     assert summary.cycles >= 20
