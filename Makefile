@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: serve test bench bench-relay venv clean fuzz crash
+.PHONY: serve test bench bench-full bench-accept bench-relay venv clean fuzz crash
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pigeon needs Python 3.11 or newer")'
@@ -24,7 +24,17 @@ serve: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The benchmark suite (bench/suite.py, docs/benchmarks.md): inbound, connections,
+# latency, relay and queue scale, pigeon vs a private Postfix vs smtp-sink; quick
+# mode, a few minutes. bench-full: 5x the load, 10,000 idle sessions, 1M queue.
 bench: $(STAMP)
+	$(BIN)/python bench/suite.py $(ARGS)
+
+bench-full: $(STAMP)
+	$(BIN)/python bench/suite.py --full $(ARGS)
+
+# smtp-source -> server (acceptance only, Postfix discarding), the older benchmark
+bench-accept: $(STAMP)
 	$(BIN)/python bench/accept_rate.py $(ARGS)
 
 # smtp-source -> server -> smtp-sink, pigeon vs a private Postfix (docs/benchmarks.md)
