@@ -27,10 +27,12 @@ Contract:
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import signal
 import socket
+import time
 from typing import Callable
 
 from pigeon.config.schema import Config, ListenAddress
@@ -45,11 +47,23 @@ def listeners(config: Config) -> list[tuple[ListenAddress, str]]:
             + [(a, "submissions") for a in config.submissions_listen])
 
 
-def bind_all(config: Config) -> dict[tuple[ListenAddress, str], socket.socket]:
+def bind_all(config: Config, *, patience: float = 3.0) -> dict[tuple[ListenAddress, str], socket.socket]:
+    """Bind every listener. EADDRINUSE is retried for `patience` seconds: after
+    a crash, the workers of the previous run may still be dying (PDEATHSIG)."""
     out = {}
     for addr, role in listeners(config):
         family = socket.AF_INET6 if ":" in addr.host else socket.AF_INET
-        sock = socket.create_server((addr.host, addr.port), family=family, backlog=1024)
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                sock = socket.create_server((addr.host, addr.port), family=family, backlog=1024)
+                break
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                    for s in out.values():
+                        s.close()
+                    raise
+                time.sleep(0.05)
         sock.setblocking(False)
         out[(addr, role)] = sock
     return out
@@ -82,6 +96,14 @@ def run_with_workers(config: Config, reload_config, *, new_loop, build) -> int:
     store.open()
     report = store.recover()
     store.close()
+    # Create the account store (schema, WAL mode) once, before several
+    # processes open it at the same instant and race to switch its journal.
+    from pigeon.auth.accounts import AccountError, AccountStore
+    try:
+        AccountStore.in_data_dir(config.data_dir).open().close()
+    except AccountError as exc:
+        log.error("%s", exc)
+        return EX_UNAVAILABLE
     log.info("queue recovered: %d entries, %d reactivated, %d corrupt",
              report.queued, len(report.reactivated), len(report.missing_content))
     try:

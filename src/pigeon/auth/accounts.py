@@ -96,9 +96,9 @@ class AccountStore:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
             os.close(fd)
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA busy_timeout=5000")   # first: the WAL switch may wait too
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA foreign_keys=ON")
-            db.execute("PRAGMA busy_timeout=5000")
             db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise AccountError(f"{self.path}: cannot open the account store: {exc}") from exc
