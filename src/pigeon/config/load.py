@@ -57,6 +57,17 @@ __all__ = ["ConfigError", "load_config", "session_config", "default_hostname", "
 COMMAND_LINE = "command line"
 
 # Top-level keys holding a single value, and their checkers.
+def _syslog_target(key: str, value: Any) -> str:
+    """"" (off), a Unix socket path, or "host:port" (UDP)."""
+    if value == "":
+        return ""
+    text = C.string(key, value)
+    host, _, port = text.rpartition(":")
+    if not text.startswith("/") and not (host and port.isdigit() and 0 < int(port) < 65536):
+        raise ConfigError(key, f'expected "/path/to/socket" or "host:port", got {text!r}')
+    return text
+
+
 def _workers(key: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
         raise ConfigError(key, f"must be an integer from 1 to 64, got {value!r}")
@@ -154,7 +165,7 @@ _SECTIONS: dict[str, tuple[type, dict[str, Callable[[str, Any], Any]]]] = {
         "format": C.choice("text", "json"),
         "level": C.choice("debug", "info", "warning", "error"),
         "file": C.path,
-        "syslog": lambda key, value: value if value == "" else C.string(key, value),
+        "syslog": lambda key, value: _syslog_target(key, value),
     }),
     "delivery": (DeliveryConfig, {
         "remote_port": D.port,
