@@ -14,21 +14,8 @@ from pigeon.cli.main import build_parser, main
 from pigeon.config.schema import DomainConfig, ListenAddress
 
 
-@pytest.fixture(autouse=True)
-def restore_logging():
-    saved = {}
-    for name in ("pigeon", "asyncio"):
-        logger = logging.getLogger(name)
-        saved[name] = (list(logger.handlers), logger.level, logger.propagate)
-    yield
-    for name, (handlers, level, propagate) in saved.items():
-        logger = logging.getLogger(name)
-        for handler in list(logger.handlers):
-            if handler not in handlers:
-                logger.removeHandler(handler)
-                handler.close()
-        logger.setLevel(level)
-        logger.propagate = propagate
+# Every test here may call setup_logging(): put the loggers back afterwards.
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 
 def parse(*argv: str) -> argparse.Namespace:

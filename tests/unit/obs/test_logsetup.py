@@ -16,21 +16,8 @@ from pigeon.obs.maillog import MailLog
 TEXT_LINE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z pigeon\[\d+\] (\w+) ([\w.]+): (.*)\Z")
 
 
-@pytest.fixture(autouse=True)
-def restore_logging():
-    saved = {}
-    for name in ("pigeon", "asyncio"):
-        logger = logging.getLogger(name)
-        saved[name] = (list(logger.handlers), logger.level, logger.propagate)
-    yield
-    for name, (handlers, level, propagate) in saved.items():
-        logger = logging.getLogger(name)
-        for handler in list(logger.handlers):
-            if handler not in handlers:
-                logger.removeHandler(handler)
-                handler.close()
-        logger.setLevel(level)
-        logger.propagate = propagate
+# Every test here may call setup_logging(): put the loggers back afterwards.
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 
 def record(msg: str = "hello %s", args: tuple = ("world",), **extra) -> logging.LogRecord:
