@@ -36,22 +36,17 @@ import time
 from typing import Callable
 
 from pigeon.config.schema import Config, ListenAddress
+from pigeon.net.listener import configured_listeners
 
 log = logging.getLogger("pigeon")
-
-
-def listeners(config: Config) -> list[tuple[ListenAddress, str]]:
-    # TLS is always set up (a self-signed certificate at worst), so all roles.
-    return ([(a, "smtp") for a in config.listen]
-            + [(a, "submission") for a in config.submission_listen]
-            + [(a, "submissions") for a in config.submissions_listen])
 
 
 def bind_all(config: Config, *, patience: float = 3.0) -> dict[tuple[ListenAddress, str], socket.socket]:
     """Bind every listener. EADDRINUSE is retried for `patience` seconds: after
     a crash, the workers of the previous run may still be dying (PDEATHSIG)."""
     out = {}
-    for addr, role in listeners(config):
+    # TLS is always set up (a self-signed certificate at worst), so all roles.
+    for addr, role in configured_listeners(config, tls=True):
         family = socket.AF_INET6 if ":" in addr.host else socket.AF_INET
         deadline = time.monotonic() + patience
         while True:

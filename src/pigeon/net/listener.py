@@ -65,6 +65,15 @@ def role_session_config(config: Config, base: SessionConfig, role: str, *,
     raise ValueError(f"unknown listener role {role!r}")
 
 
+def configured_listeners(config: Config, *, tls: bool) -> list[tuple[ListenAddress, str]]:
+    """(address, role) for every listener of `config`; the TLS roles only with `tls`."""
+    out = [(a, "smtp") for a in config.listen]
+    if tls:
+        out += [(a, "submission") for a in config.submission_listen]
+        out += [(a, "submissions") for a in config.submissions_listen]
+    return out
+
+
 class SmtpServer:
     def __init__(self, config: Config, session_config: SessionConfig, *, store, policy,
                  maillog, on_queued: Callable[[str], None], tls=None, auth=None,
@@ -103,11 +112,7 @@ class SmtpServer:
 
     def listeners(self) -> list[tuple[ListenAddress, str]]:
         """(address, role) for every configured listener; TLS roles only with TLS."""
-        out = [(a, "smtp") for a in self.config.listen]
-        if self.tls is not None:
-            out += [(a, "submission") for a in self.config.submission_listen]
-            out += [(a, "submissions") for a in self.config.submissions_listen]
-        return out
+        return configured_listeners(self.config, tls=self.tls is not None)
 
     async def _bind(self, addr: ListenAddress, role: str, sock=None) -> None:
         """Listen on `addr` for `role` (or serve the already bound `sock`, shared
