@@ -64,8 +64,8 @@ def bind_all(config: Config, *, patience: float = 3.0) -> dict[tuple[ListenAddre
     return out
 
 
-def _trigger(fd: int) -> Callable[[str], None]:
-    def pull(_queue_id: str) -> None:
+def _trigger(fd: int) -> Callable[[object], None]:
+    def pull(_envelope: object) -> None:
         try:
             os.write(fd, b"!")
         except BlockingIOError:

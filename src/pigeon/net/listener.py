@@ -28,7 +28,7 @@ import asyncio
 import dataclasses
 import logging
 from collections import Counter
-from typing import Callable
+from typing import Any, Callable
 
 from pigeon.config.schema import Config, ListenAddress
 from pigeon.net.smtpd import NO_METRICS, Connection
@@ -76,7 +76,7 @@ def configured_listeners(config: Config, *, tls: bool) -> list[tuple[ListenAddre
 
 class SmtpServer:
     def __init__(self, config: Config, session_config: SessionConfig, *, store, policy,
-                 maillog, on_queued: Callable[[str], None], tls=None, auth=None,
+                 maillog, on_queued: Callable[[Any], None], tls=None, auth=None,
                  metrics=None, on_etrn=None) -> None:
         self.on_etrn = on_etrn
         self.metrics = metrics if metrics is not None else NO_METRICS

@@ -81,7 +81,7 @@ class Connection:
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
                  session_config: SessionConfig, store, policy, maillog,
-                 on_queued: Callable[[str], None], greet_pause: float = 0.0,
+                 on_queued: Callable[[Envelope], None], greet_pause: float = 0.0,
                  clock: Callable[[], float] = time.monotonic,
                  wallclock: Callable[[], float] = time.time,
                  tls=None, implicit_tls: bool = False, handshake_timeout: float = 30.0,
@@ -392,7 +392,7 @@ class Connection:
         try:
             # Creating a file can wait on the file system's journal while
             # other threads fsync: do it off the event loop.
-            spool = await asyncio.to_thread(self.store.new_spool)
+            spool = self.store.new_spool()
         except Exception as exc:  # OSError or StoreError: answer 452/451, never a traceback
             log.error("cannot create spool file: %s", exc)
             return R.INSUFFICIENT_STORAGE if _is_disk_full(exc) else R.LOCAL_ERROR
@@ -473,7 +473,7 @@ class Connection:
             "client": f"[{self.client_ip}]:{self.client_port}", "helo": envelope.client_helo,
             "from": envelope.sender, "size": envelope.size,
             "nrcpt": len(envelope.recipients), "proto": envelope.protocol}, "queued")
-        self.on_queued(envelope.queue_id)
+        self.on_queued(envelope)
         return R.queued(envelope.queue_id)
 
     def _protocol(self) -> str:
