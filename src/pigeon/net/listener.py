@@ -32,6 +32,7 @@ from typing import Any, Callable
 
 from pigeon.config.schema import Config, ListenAddress
 from pigeon.net.smtpd import NO_METRICS, Connection
+from pigeon.net.stream import SmtpStream
 from pigeon.proto import reply as R
 from pigeon.proto.server import SessionConfig
 
@@ -117,15 +118,16 @@ class SmtpServer:
     async def _bind(self, addr: ListenAddress, role: str, sock=None) -> None:
         """Listen on `addr` for `role` (or serve the already bound `sock`, shared
         by several worker processes); OSError when the address cannot be bound."""
-        def accept(reader, writer, role=role):
-            return self._accept(reader, writer, role)
+        def factory(role=role) -> SmtpStream:
+            return SmtpStream(lambda stream: self._accept(stream, role))
         # Implicit TLS (role submissions) is not `ssl=` here: the driver runs
         # the handshake itself so that it can log failures.
+        loop = asyncio.get_running_loop()
         if sock is not None:
-            server = await asyncio.start_server(accept, sock=sock, backlog=1024)
+            server = await loop.create_server(factory, sock=sock, backlog=1024)
         else:
-            server = await asyncio.start_server(accept, addr.host, addr.port,
-                                                reuse_address=True, backlog=1024)
+            server = await loop.create_server(factory, addr.host, addr.port,
+                                              reuse_address=True, backlog=1024)
         self._servers.append(server)
         self._roles[server] = role
         self._keys[server] = (addr, role)
@@ -182,9 +184,8 @@ class SmtpServer:
         return [(s.getsockname()[0], s.getsockname()[1], self._roles[server])
                 for server in self._servers for s in server.sockets]
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                      role: str = "smtp") -> None:
-        peer = writer.get_extra_info("peername") or ("?", 0)
+    async def _accept(self, stream: SmtpStream, role: str = "smtp") -> None:
+        peer = stream.get_extra_info("peername") or ("?", 0)
         ip = peer[0] if isinstance(peer, tuple) else str(peer)
         host = self.session_config.hostname
         limits = self.config.limits
@@ -199,12 +200,12 @@ class SmtpServer:
             self.refused_connections += 1
             self.metrics.connection_refused()
             log.warning("refused connection from [%s]: %s", ip, refusal)
-            await _refuse(writer, refusal)
+            await _refuse(stream, refusal)
             return
         self.total_connections += 1
         self.metrics.connection_opened(role)
         log.info("connect from [%s]:%s (%s)", ip, peer[1] if isinstance(peer, tuple) else "", role)
-        conn = Connection(reader, writer, session_config=self.role_configs[role], store=self.store,
+        conn = Connection(stream, session_config=self.role_configs[role], store=self.store,
                           policy=self.policy, maillog=self.maillog, on_queued=self.on_queued,
                           greet_pause=self.config.timeouts.greet_pause, tls=self.tls,
                           implicit_tls=role == "submissions",
@@ -255,11 +256,11 @@ class SmtpServer:
                 "connections_refused": self.refused_connections, "draining": self._draining}
 
 
-async def _refuse(writer: asyncio.StreamWriter, refusal: R.Reply) -> None:
+async def _refuse(stream: SmtpStream, refusal: R.Reply) -> None:
     try:
-        writer.write(refusal.to_bytes(enhanced=True))
-        await asyncio.wait_for(writer.drain(), 5.0)
-        writer.close()
-        await asyncio.wait_for(writer.wait_closed(), 5.0)
+        stream.write(refusal.to_bytes(enhanced=True))
+        await asyncio.wait_for(stream.drain(), 5.0)
+        stream.close()
+        await asyncio.wait_for(stream.wait_closed(), 5.0)
     except Exception:
         pass

@@ -1,4 +1,4 @@
-"""Drive one SMTP server session over an asyncio stream pair.
+"""Drive one SMTP server session over one connection (`pigeon.net.stream.SmtpStream`).
 
 Contract:
   * This module moves bytes and asks questions; it makes no protocol
@@ -16,7 +16,7 @@ Contract:
   * Deadlines come from the session (`next_deadline()`); this module only
     sleeps until then and calls `on_timer()`.
   * TLS (RFC 3207, RFC 8314): on `StartTlsRequested` the 220 is flushed,
-    then every octet the StreamReader already holds is dropped unread
+    then every octet the stream already holds is dropped unread
     (CVE-2011-0411; the session dropped its own buffer), then the handshake
     runs with `tls.handshake_timeout`. Implicit-TLS listeners (role
     submissions) run the same handshake before the greeting. A failed
@@ -40,6 +40,7 @@ from typing import Awaitable, Callable
 
 from pigeon.auth.accounts import AccountError, normalize_name
 from pigeon.auth.service import AuthUnavailable
+from pigeon.net.stream import SmtpStream
 from pigeon.net.tls import tls_info
 from pigeon.proto import reply as R
 from pigeon.proto.events import (NEED_DATA, AuthKeysRequested, AuthRequested, ConnectionClosing,
@@ -54,7 +55,6 @@ from pigeon.queue.trace import received_header, transmission_type
 
 log = logging.getLogger("pigeon.smtpd")
 
-READ_SIZE = 65536
 
 
 @dataclass
@@ -79,7 +79,7 @@ NO_METRICS = _NoMetrics()
 class Connection:
     """One client connection: feeds bytes to a ServerSession and acts on its events."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
+    def __init__(self, stream: SmtpStream, *,
                  session_config: SessionConfig, store, policy, maillog,
                  on_queued: Callable[[Envelope], None], greet_pause: float = 0.0,
                  clock: Callable[[], float] = time.monotonic,
@@ -90,11 +90,10 @@ class Connection:
                  check_from_header: bool = True) -> None:
         self.on_etrn = on_etrn
         self.check_from_header = check_from_header
-        self.reader = reader
+        self.stream = stream
         self.metrics = metrics if metrics is not None else NO_METRICS
         self._outcome = ""
-        self.writer = writer
-        peer = writer.get_extra_info("peername") or ("", 0)
+        peer = stream.get_extra_info("peername") or ("", 0)
         self.client_ip: str = peer[0] if isinstance(peer, tuple) else str(peer)
         self.client_port: int = peer[1] if isinstance(peer, tuple) and len(peer) > 1 else 0
         self.cfg = session_config
@@ -110,7 +109,6 @@ class Connection:
         self._spool = None
         self._spool_error: OSError | StoreError | None = None
         self._closing = False
-        self._wake: asyncio.Future | None = None
         self.tls = tls                      # pigeon.net.tls.TlsProvider | None
         self.implicit_tls = implicit_tls
         self.handshake_timeout = handshake_timeout
@@ -126,12 +124,9 @@ class Connection:
     def shutdown(self) -> None:
         """SIGTERM drain: the session says 421 at its next command boundary."""
         self.session.shutdown()
-        if self._wake is not None and not self._wake.done():
-            self._wake.set_result(None)
+        self.stream.wake()
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._wake = loop.create_future()
         try:
             if self.implicit_tls and not await self._handshake():
                 return
@@ -145,7 +140,7 @@ class Connection:
             self._outcome = "error"
             log.exception("session with [%s] failed", self.client_ip)
             try:
-                self.writer.write(R.reply(421, "4.3.0", "Error: internal error, closing").to_bytes())
+                self.stream.write(R.reply(421, "4.3.0", "Error: internal error, closing").to_bytes())
             except Exception:
                 pass
         finally:
@@ -162,10 +157,7 @@ class Connection:
         if self.greet_pause > 0:
             # A client that talks before our 220 is not speaking SMTP as
             # RFC 5321 §3.1 requires (it must wait for the greeting).
-            try:
-                early = await asyncio.wait_for(self.reader.read(READ_SIZE), self.greet_pause)
-            except asyncio.TimeoutError:
-                early = b""
+            early = await self.stream.read(self.greet_pause)
             if early:
                 self.session.receive_data(early, self.clock())
                 log.info("pregreet from [%s]: client talked before the greeting", self.client_ip)
@@ -173,41 +165,23 @@ class Connection:
         await self._process()
 
     async def _loop(self) -> None:
-        read_task: asyncio.Task | None = None
-        try:
-            while not self._closing:
-                if read_task is None:
-                    read_task = asyncio.ensure_future(self.reader.read(READ_SIZE))
-                deadline = self.session.next_deadline()
-                timeout = None if deadline is None else max(0.0, deadline - self.clock())
-                waiters = {read_task} if self._wake.done() else {read_task, self._wake}
-                done, _ = await asyncio.wait(waiters, timeout=timeout,
-                                             return_when=asyncio.FIRST_COMPLETED)
-                if read_task in done:
-                    data = read_task.result()
-                    read_task = None
-                    if data:
-                        self.session.receive_data(data, self.clock())
-                    else:
-                        self.session.receive_eof()
-                elif not done:
-                    self.session.on_timer(self.clock())
-                # else: woken by shutdown(); the session has queued its 421.
+        stream, session = self.stream, self.session
+        while not self._closing:
+            deadline = session.next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - self.clock())
+            data = await stream.read(timeout)
+            if data:
+                session.receive_data(data, self.clock())
+            elif data is not None:
+                session.receive_eof()
+            elif deadline is not None and self.clock() >= deadline:
+                session.on_timer(self.clock())
+            # else: woken by shutdown(); the session has queued its 421.
+            await self._process()
+            if self._tls_requested:
+                self._tls_requested = False
+                await self._handshake()
                 await self._process()
-                if self._tls_requested:
-                    self._tls_requested = False
-                    if read_task is not None:
-                        read_task.cancel()
-                        try:
-                            await read_task
-                        except (asyncio.CancelledError, Exception):
-                            pass
-                        read_task = None
-                    await self._handshake()
-                    await self._process()
-        finally:
-            if read_task is not None and not read_task.done():
-                read_task.cancel()
 
     async def _process(self) -> None:
         """Handle every event the session has, then flush its output once."""
@@ -252,7 +226,7 @@ class Connection:
                 # Stop reading before the 220 goes out: whatever the client
                 # sends next is the TLS handshake and must reach the TLS layer
                 # (start_tls resumes reading), never the plaintext buffer.
-                self.writer.transport.pause_reading()
+                self.stream.pause_reading()
                 self._tls_requested = True
                 if event.discarded:
                     log.warning("[%s]: %d octets pipelined after STARTTLS were discarded",
@@ -269,12 +243,12 @@ class Connection:
             elif isinstance(event, HeloReceived):
                 pass
         self._flush()
-        await self.writer.drain()
+        await self.stream.drain()
 
     def _flush(self) -> None:
         out = self.session.data_to_send()
         if out and not self._broken:
-            self.writer.write(out)
+            self.stream.write(out)
 
     # -- TLS ----------------------------------------------------------------
 
@@ -286,28 +260,25 @@ class Connection:
         dropped (CVE-2011-0411). Implicit TLS: the buffer may already hold
         the start of the ClientHello (uvloop starts reading right after
         connection_made); those octets are handed to the TLS protocol once
-        start_tls has installed it (`_replay`). StreamReader has no public
-        API for either; `_buffer` is its bytearray in CPython 3.11+.
+        start_tls has installed it (`_replay`).
         """
-        transport = self.writer.transport
-        transport.pause_reading()
-        reader_buffer = getattr(self.reader, "_buffer", None)
-        early = bytes(reader_buffer or b"")
-        if reader_buffer:
-            reader_buffer.clear()
+        stream = self.stream
+        stream.pause_reading()
+        transport = stream.transport
+        early = stream.take_buffer()
         if early and not self.implicit_tls:
             log.warning("[%s]: %d octets sent before the TLS handshake were discarded",
                         self.client_ip, len(early))
             early = b""
         loop = asyncio.get_running_loop()
-        task = asyncio.ensure_future(self.writer.start_tls(
-            self.tls.context, ssl_handshake_timeout=self.handshake_timeout))
+        task = asyncio.ensure_future(stream.start_tls(
+            self.tls.context, handshake_timeout=self.handshake_timeout))
         if early:
             # start_tls (first task step) swaps the transport's protocol and
             # schedules the TLS protocol's connection_made and resume_reading;
             # two call_soon hops run `_replay` right after them, before the
             # loop polls the socket again.
-            loop.call_soon(loop.call_soon, _replay, transport, self.writer, early)
+            loop.call_soon(loop.call_soon, _replay, transport, stream, early)
         try:
             await asyncio.wait_for(task, self.handshake_timeout + 1.0)
         except (ssl.SSLError, OSError, EOFError, asyncio.TimeoutError) as exc:
@@ -319,7 +290,7 @@ class Connection:
             self.session.tls_failed(str(reason))
             self._closing = True
             return False
-        info = tls_info(self.writer.get_extra_info("ssl_object"))
+        info = tls_info(stream.get_extra_info("ssl_object"))
         self.session.tls_started(info, self.clock())
         self.metrics.tls_established(info.version)
         log.info("TLS established with [%s]:%s: %s %s (%d bits)%s", self.client_ip,
@@ -379,8 +350,8 @@ class Connection:
     async def _close(self) -> None:
         try:
             self._flush()
-            self.writer.close()
-            await asyncio.wait_for(self.writer.wait_closed(), 5.0)
+            self.stream.close()
+            await asyncio.wait_for(self.stream.wait_closed(), 5.0)
         except Exception:
             pass
 
@@ -505,10 +476,10 @@ class Connection:
             "helo": session.helo_name or ""})
 
 
-def _replay(transport, writer, data: bytes) -> None:
+def _replay(transport, stream: SmtpStream, data: bytes) -> None:
     """Feed octets read before start_tls to the TLS protocol (implicit TLS)."""
     proto = transport.get_protocol()
-    if proto is getattr(writer, "_protocol", None) or not hasattr(proto, "buffer_updated"):
+    if proto is stream or not hasattr(proto, "buffer_updated"):
         log.error("cannot replay %d early TLS octets: the TLS protocol is not installed", len(data))
         transport.abort()
         return
