@@ -134,6 +134,22 @@ def test_log_file(tmp_path):
     assert json.loads(path.read_text())["msg"] == "to the file"
 
 
+def test_background_writer_batches_and_keeps_order_and_level(tmp_path):
+    path = tmp_path / "pigeon.log"
+    setup_logging(LogConfig(level="info", file=path))
+    log = logging.getLogger("pigeon.test")
+    for i in range(500):
+        log.info("line %d", i)
+    log.debug("below the level")
+    flush_logs()
+    lines = path.read_text().splitlines()
+    assert [line.rsplit(" ", 1)[1] for line in lines] == [str(i) for i in range(500)]
+    assert "below the level" not in path.read_text()
+    log.info("after a flush")           # the writer still runs after flush()
+    flush_logs()
+    assert path.read_text().splitlines()[-1].endswith("after a flush")
+
+
 def test_log_file_that_cannot_be_opened(tmp_path):
     with pytest.raises(ConfigError) as info:
         setup_logging(LogConfig(file=tmp_path / "no" / "such" / "dir.log"))
