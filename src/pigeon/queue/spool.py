@@ -1,17 +1,25 @@
 """Spool files and queue IDs: the part of the queue the SMTP side touches.
 
 Contract:
-  * `SpoolFile` is `tmp/<queue_id>` being written by one SMTP transaction:
-    append-only, buffered, cheap enough to use from the event loop (no fsync
-    here: the committer in `pigeon.queue.store` syncs it at commit).
+  * `SpoolFile` is the content of one SMTP transaction being received:
+    append-only, cheap enough to use from the event loop (no fsync here: the
+    committer in `pigeon.queue.store` makes it durable at commit). It stays
+    in memory (a bytearray) up to `SPILL_THRESHOLD` octets, so a typical
+    message costs no system call before the commit; past that it spills to
+    `tmp/<queue_id>` and is written through a `_SPOOL_BUFFER` file buffer.
+    Memory per spool is therefore bounded by about `SPILL_THRESHOLD`, and a
+    session holds at most one spool.
   * A spool ends exactly one way: committed (`QueueStore.commit_async`) or
     discarded (`discard()`, idempotent, never raises). A spool that ends
-    neither way (the process died) is removed by `QueueStore.recover()`.
+    neither way (the process died) is removed by `QueueStore.recover()` if it
+    had spilled to `tmp/`, and simply vanishes if it was only in memory.
   * Queue IDs are 15 characters of Crockford base32 ([0-9A-Z] without
     I L O U): 10 of milliseconds since the epoch, 2 of a per-millisecond
-    counter, 3 random. They sort by arrival within a process, are unique
-    across processes with overwhelming probability (the file is created with
-    O_EXCL anyway), and are safe as file names everywhere.
+    counter, 3 that tell processes apart (see `_refresh_tail`). They sort by
+    arrival within a process, are unique across the processes sharing a
+    queue (workers, sendmail) without touching the file system, and are safe
+    as file names everywhere. The committer still creates `msg/<id>`
+    exclusively, so a collision could only fail a commit, never overwrite.
   * Errors are `StoreError`; `.disk_full` tells ENOSPC/EDQUOT/SQLITE_FULL
     apart (the SMTP side answers 452 4.3.1 rather than 451 4.3.0).
 """
@@ -19,7 +27,6 @@ from __future__ import annotations
 
 import errno
 import os
-import random
 import sqlite3
 import threading
 import time
@@ -35,9 +42,12 @@ _B32 = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _DISK_FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _SPOOL_BUFFER = 64 * 1024
 
-# Seeded once from the OS; a syscall per ID (secrets) cost ~0.2 ms on a busy
-# machine. The tail only separates processes started in the same millisecond.
-_RNG = random.Random()
+#: Content up to this size stays in memory until the commit writes it
+#: straight to msg/<id> (no tmp file, no rename). Bigger messages spill to
+#: tmp/<id>. It bounds the memory a session can pin with an unfinished DATA:
+#: at most `limits.connections` x 128 KiB for a whole process (docs/security.md).
+#: 128 KiB keeps the common case (and the 100 KB benchmark) in memory.
+SPILL_THRESHOLD = 128 * 1024
 
 
 class StoreError(Exception):
@@ -64,13 +74,38 @@ def _to_b32(value: int, width: int) -> str:
     return "".join(reversed(out))
 
 
+# The last 3 characters of a queue ID (15 bits) tell processes apart. Spool
+# creation makes no file any more (an O_EXCL create used to catch clashes),
+# so IDs must differ between live processes by construction: the tail is
+# (pid + salt) mod 32768. The salt is drawn once at import; workers are forked
+# after pigeon.queue is imported, share it, and so clash only if their pids
+# are equal modulo 32768. An unrelated process (sendmail) has its own salt:
+# like the per-ID random tail before, a 1 in 32768 chance, and then only in a
+# millisecond in which both counters match. A clash fails that commit (the
+# committer creates msg/<id> exclusively), it never overwrites a message.
+_TAIL_SALT = int.from_bytes(os.urandom(2), "big")
+_tail = ""
+
+
+def _refresh_tail() -> None:
+    """Compute this process's ID tail (again after a fork)."""
+    global _tail
+    _tail = _to_b32((os.getpid() + _TAIL_SALT) & 0x7FFF, 3)
+
+
+_refresh_tail()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_refresh_tail)
+
+
 class _IdGenerator:
-    """Queue IDs: 10 chars of milliseconds + 2 of counter + 3 random = 15 chars.
+    """Queue IDs: 10 chars of milliseconds + 2 of counter + 3 of process = 15 chars.
 
     Sortable by time within a process (the counter breaks ties inside one
-    millisecond; if it overflows we borrow the next millisecond), unique across
-    processes by the random tail, and made only of [0-9A-Z] so safe as a file
-    name on any file system.
+    millisecond; if it overflows we borrow the next millisecond), unique
+    across processes by the process tail, and made only of [0-9A-Z] so safe
+    as a file name on any file system. One generator serves every store of a
+    process (`NEW_ID`): two would hand out the same IDs.
     """
 
     def __init__(self) -> None:
@@ -91,57 +126,108 @@ class _IdGenerator:
                 self._counter = 0
             self._last_ms = ms
             counter = self._counter
-        return _to_b32(ms, 10) + _to_b32(counter, 2) + _to_b32(_RNG.getrandbits(15), 3)
+        return _to_b32(ms, 10) + _to_b32(counter, 2) + _tail
+
+
+#: The process-wide queue ID source (shared by every QueueStore).
+NEW_ID = _IdGenerator()
 
 
 class SpoolFile:
-    """A message being received: `tmp/<queue_id>`, buffered, append-only.
+    """A message being received: in memory, then `tmp/<queue_id>` past
+    `SPILL_THRESHOLD`. Append-only.
 
-    Cheap to create and write from the event loop (writes go to a 64 KiB
-    buffer and the page cache; the expensive fsync happens in the committer).
+    `path` is where the spilled file lives (it exists only once spilled).
+    `in_memory` tells the committer which way to make it durable.
     """
 
-    def __init__(self, store: "QueueStore", queue_id: str, path: Path, fh) -> None:
+    __slots__ = ("queue_id", "path", "size", "_store", "_buf", "_fh", "_state")
+
+    def __init__(self, store: "QueueStore", queue_id: str, path: Path) -> None:
         self.queue_id = queue_id
         self.path = path
         self._store = store
-        self._fh = fh
+        self._buf: bytearray | None = bytearray()   # None once spilled or finished
+        self._fh = None                              # the tmp/ file, once spilled
         self.size = 0
-        self._state = "open"            # open -> committing -> done | discarded
+        # open -> committing -> done | discarded; open -> failed (a write
+        # error) -> discarded
+        self._state = "open"
+
+    @property
+    def in_memory(self) -> bool:
+        """True while the content has not spilled to a tmp/ file."""
+        return self._fh is None
 
     def write(self, data: bytes) -> None:
-        """Append `data`. Raises `StoreError` (disk_full on ENOSPC) on failure."""
+        """Append `data`. Raises `StoreError` (disk_full on ENOSPC) on failure;
+        the spool is then 'failed': it can only be discarded, never committed
+        (its content is incomplete)."""
         if self._state != "open":
             raise StoreError(f"spool {self.queue_id} is {self._state}")
+        buf = self._buf
+        if buf is not None and len(buf) + len(data) <= SPILL_THRESHOLD:
+            buf += data
+            self.size += len(data)
+            return
         try:
+            if buf is not None:
+                self._spill()
             self._fh.write(data)
         except OSError as e:
+            self._state = "failed"
             raise _store_error(f"spool write {self.queue_id}", e) from e
         self.size += len(data)
 
+    def _spill(self) -> None:
+        """Move the in-memory content to tmp/<id>; later writes go to the file.
+
+        The id is registered as live since new_spool(), so a concurrent
+        recover() leaves this file alone. Runs where write() runs (the event
+        loop): one file create and a page-cache write, as every spool cost
+        before spools lived in memory.
+        """
+        self._fh = open(self.path, "xb", buffering=_SPOOL_BUFFER, opener=_private)
+        # From here on discard() must unlink the file, whatever happens next.
+        self._fh.write(self._buf)
+        self._buf = None
+
     def head(self, limit: int = 65536) -> bytes:
         """The first `limit` octets written so far (for header checks before commit)."""
+        if self._buf is not None:
+            return bytes(self._buf[:limit])
+        if self._fh is None:            # finished: nothing to read back
+            raise StoreError(f"spool {self.queue_id} is {self._state}")
         self._fh.flush()
         with open(self.path, "rb") as f:
             return f.read(limit)
 
     def discard(self) -> None:
-        """Close and unlink the spool file. Idempotent; never raises."""
+        """Forget the content (close and unlink the file if it spilled).
+        Idempotent; never raises."""
         if self._state in ("discarded", "done", "committing"):
             return
         self._state = "discarded"
-        self._close_quietly()
-        try:
-            os.unlink(self.path)
-        except OSError:
-            pass
+        self._buf = None
+        if self._fh is not None:
+            self._close_quietly()
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
         self._store._spool_finished(self.queue_id)
 
     def _close_quietly(self) -> None:
-        try:
-            self._fh.close()
-        except OSError:
-            pass
+        if self._fh is not None:
+            try:
+                self._fh.close()
+            except OSError:
+                pass
+
+
+def _private(path: str, flags: int) -> int:
+    """Opener: spool files are 0600 like the msg/ files written from memory."""
+    return os.open(path, flags, 0o600)
 
 
 def _store_error(what: str, e: BaseException) -> StoreError:

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from pigeon.queue.model import Envelope, Recipient
+from pigeon.queue.spool import SPILL_THRESHOLD
 from pigeon.queue.store import CorruptEntry, QueueStore, StoreError, _IdGenerator, _store_error
 from pigeon.testing.conformance import check_store
 
@@ -94,10 +95,12 @@ def test_mismatched_envelope_is_refused_and_leaves_nothing(store):
     assert not sp.path.exists() and store.list() == []
 
 
-def test_failed_rename_fails_only_that_request_and_leaves_no_record(store):
+def test_failed_link_fails_only_that_request_and_leaves_no_record(store):
+    # A spilled spool is moved from tmp/ to msg/ at commit (in-memory spools
+    # are written to msg/ directly: tests/unit/queue/test_spool.py).
     bad = store.new_spool()
-    bad.write(b"x\r\n")
-    os.unlink(bad.path)                            # rename will fail with ENOENT
+    bad.write(b"x" * SPILL_THRESHOLD + b"\r\n")
+    os.unlink(bad.path)                            # the move will fail with ENOENT
     good = store.new_spool()
     good.write(b"y\r\n")
     f_bad = store.commit_async(bad, env(bad.queue_id))
