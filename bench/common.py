@@ -157,6 +157,11 @@ class PigeonTarget:
         from pigeon.testing.live import PigeonProcess  # noqa: PLC0415 (pigeon may be mid-build)
 
         self.workdir.mkdir(parents=True, exist_ok=True)
+        # Extra top-level settings from bench/suite.py --pigeon-toml (e.g.
+        # "workers = 2"); they must come before any [table] of config_text.
+        top = os.environ.get("PIGEON_BENCH_TOML", "").strip()
+        if top:
+            config_text = top + "\n" + config_text
         self.proc = PigeonProcess(self.workdir, config_text)   # fsync on, domain localhost
         try:
             self.proc.start(timeout=30)

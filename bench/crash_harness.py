@@ -19,7 +19,9 @@ What it does (issue 6, part 1):
     group-commit fsync, during local and remote deliveries) or right after
     the load stops (the queue manager is busy delivering the backlog: kills
     land inside deliveries and state changes). At each kill it notes what
-    was in flight: spool files in `queue/tmp/` (DATA in progress), Maildir
+    was in flight: spool files in `queue/tmp/` (DATA in progress; only
+    messages over the store's 128 KiB spill threshold have one, smaller
+    ones are held in memory until the commit writes msg/ directly), Maildir
     `tmp/` files, open transactions at the fake peer, and, read from the
     queue database once the process is dead, the entries still 'active'
     (deliveries in flight);
@@ -81,7 +83,7 @@ class Summary:
     truncated: int = 0
     corrupt: int = 0
     queue_left: int = 0
-    kills_in_data: int = 0         # kills with a spool file open (DATA/BDAT in progress)
+    kills_in_data: int = 0         # kills with a spilled spool file open (DATA/BDAT of a large message)
     kills_in_local_delivery: int = 0
     kills_in_remote_delivery: int = 0
     kills_with_active_entries: int = 0

@@ -774,6 +774,8 @@ def main(argv: list[str] | None = None) -> int:
     info = common.start_info()
     print(f"# suite: {'full' if args.full else 'quick'}, {args.rounds} rounds, targets {wanted}, "
           f"RLIMIT_NOFILE {nofile}; pigeon-toml {args.pigeon_toml!r}", flush=True)
+    # relay_rate.py (a subprocess) reads it through common.PigeonTarget.
+    os.environ["PIGEON_BENCH_TOML"] = args.pigeon_toml
     t_start = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="pigeon-suite-"))
     workdir.chmod(0o755)

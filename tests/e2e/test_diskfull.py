@@ -225,6 +225,8 @@ def test_corrupt_queue_entries_are_quarantined_never_crash_the_manager(tmp_path)
             rows = queue_rows(server)
             return all(rows.get(q) == "corrupt" for q in bad.values())
         assert wait_for(quarantined, timeout=15), (queue_rows(server), server.log())
+        # The log lines come a few ms after the rows change (batched writer).
+        wait_for(lambda: all(f"queue_id={q}" in server.log() for q in bad.values()), timeout=10)
         log = server.log()
         for name, qid in bad.items():
             assert f"queue_id={qid}" in log and "corrupt" in log, (name, log)

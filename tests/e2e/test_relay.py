@@ -81,7 +81,9 @@ def test_lowest_preference_mx_that_answers_gets_the_mail(world):
         assert b"X-Rcpt-Args: <user@remote.test>" in got[0]
         assert b"\n.dot line\n" in got[0]            # dot-stuffed on the wire, intact here
         assert b"by pigeon.test (pigeon) with ESMTP" in got[0]
-    assert "connect to" in server.log() or "127.0.0.2" in server.log()
+    # Log lines are written in batches a few ms later: wait for them.
+    assert wait_for(lambda: "connect to" in server.log() or "127.0.0.2" in server.log(),
+                    timeout=10), server.log()
 
 
 def test_deferred_while_down_then_delivered_when_back(world):
@@ -91,7 +93,7 @@ def test_deferred_while_down_then_delivered_when_back(world):
     with SmtpSink("127.0.0.4", port, tmp / "later") as mx:
         got = wait_for(mx.messages, timeout=30)
         assert got and b"<user@later.test>" in got[0]
-    assert "status=sent" in server.log()
+    assert wait_for(lambda: "status=sent" in server.log(), timeout=10), server.log()
 
 
 def test_rejected_recipient_bounces_to_sender_with_rfc3464_report(world):

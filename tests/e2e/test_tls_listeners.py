@@ -33,7 +33,8 @@ def _tls_config(cert, key) -> str:
 def test_self_signed_certificate_is_made_and_logged(pigeon_factory):
     proc = pigeon_factory(CONFIG)
     assert (proc.data_dir / "tls" / "selfsigned-cert.pem").exists()
-    assert "generated a self-signed certificate for pigeon.test" in proc.log()
+    assert wait_for(lambda: "generated a self-signed certificate for pigeon.test" in proc.log(),
+                    timeout=10), proc.log()
 
 
 def test_openssl_s_client_sees_the_configured_certificate(pigeon_factory, tmp_path):

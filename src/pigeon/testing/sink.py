@@ -53,8 +53,14 @@ class SmtpSink:
         raise RuntimeError(f"smtp-sink did not start on {self.address}:{self.port}")
 
     def messages(self) -> list[bytes]:
+        """The transactions smtp-sink finished dumping, oldest first.
+
+        smtp-sink creates a dump file before writing it: an empty one, or one
+        not yet ending in a newline, is still being written and is left out
+        (reading it raced the sink in tests)."""
         files = sorted(self.dump_dir.iterdir(), key=lambda p: p.stat().st_mtime)
-        return [p.read_bytes() for p in files if p.is_file()]
+        contents = (p.read_bytes() for p in files if p.is_file())
+        return [c for c in contents if c.endswith(b"\n")]
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
