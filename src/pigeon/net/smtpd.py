@@ -361,8 +361,8 @@ class Connection:
         self._discard_spool()
         session = self.session
         try:
-            # Creating a file can wait on the file system's journal while
-            # other threads fsync: do it off the event loop.
+            # No system call: the store keeps the content in memory until
+            # it passes its spill threshold (pigeon.queue.spool).
             spool = self.store.new_spool()
         except Exception as exc:  # OSError or StoreError: answer 452/451, never a traceback
             log.error("cannot create spool file: %s", exc)
@@ -407,7 +407,7 @@ class Connection:
             return R.INSUFFICIENT_STORAGE if disk_full else R.LOCAL_ERROR
         if session.auth_user is not None and self.check_from_header:
             try:
-                head = await asyncio.to_thread(spool.head)
+                head = spool.head()      # from memory, or from the page cache once spilled
             except OSError as exc:
                 log.error("cannot read back spool %s: %s", spool.queue_id, exc)
                 self._discard_spool()
