@@ -85,7 +85,7 @@ class Pigeon:
             window=a.failure_window, lockout=a.lockout))
         auth = AuthService(AccountStore.in_data_dir(config.data_dir), limiter)
         server = SmtpServer(config, session_config(config), store=store, policy=policy,
-                            maillog=maillog, on_queued=lambda _envelope: manager.nudge(),
+                            maillog=maillog, on_queued=manager.submit,
                             tls=tls, auth=auth, metrics=metrics,
                             on_etrn=lambda node: _etrn_flush(manager, node))
         return cls(config, store, manager, server, tls, auth, agents, maillog, metrics)

@@ -33,11 +33,18 @@ File names: `<seconds>.M<usec>P<pid>Q<counter>.<host>,S=<size>,W=<vsize>`
 
 Mailbox paths: `<mailbox_root>/<domain>/<local>/`, see `maildir_path()`.
 
+Directories: `ensure_maildir()` remembers, process-wide, the Maildirs it has
+made sure of, so a delivery to a known mailbox costs no mkdir()/stat() calls.
+If such a directory vanished meanwhile (an administrator removed the
+mailbox), the delivery fails with ENOENT on tmp/ or new/; it then forgets
+the directory, creates it again and retries once.
+
 Failure modes: any OSError (ENOSPC, EACCES, EIO) propagates to the caller,
 which records a temporary failure and retries later.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import socket
@@ -49,6 +56,12 @@ from pigeon.fsutil import fsync_dir
 CHUNK = 64 * 1024
 _counter = itertools.count(1)
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._+-")
+
+#: Maildirs whose tmp/ new/ cur/ exist (made durable by us or found): see the
+#: module doc. A plain set is thread-safe enough here (single add/discard/in
+#: operations under the GIL); the bound only caps memory on huge sites.
+_KNOWN_MAILDIRS: set[str] = set()
+_KNOWN_MAX = 100_000
 
 
 def safe_component(text: str) -> str:
@@ -81,7 +94,9 @@ def maildir_path(mailbox_root: Path, local: str, domain: str) -> Path:
     return Path(mailbox_root) / safe_component(domain) / safe_component(local)
 
 
+@functools.cache
 def _hostname() -> str:
+    # Read once per process, as Dovecot and Postfix do: one uname() less per file.
     return socket.gethostname().replace("/", "\\057").replace(":", "\\072")
 
 
@@ -97,7 +112,12 @@ def ensure_maildir(maildir: Path, *, fsync: bool = True) -> None:
 
     Directories we create are made durable (fsync of their parent), otherwise
     a crash could lose the directory holding a message we reported delivered.
+    A Maildir this process already made sure of is not looked at again
+    (module doc: `deliver_to_maildir` handles one that vanished).
     """
+    key = os.fspath(maildir)
+    if key in _KNOWN_MAILDIRS:
+        return
     created: list[Path] = []
     missing = []
     p = Path(maildir)
@@ -119,6 +139,14 @@ def ensure_maildir(maildir: Path, *, fsync: bool = True) -> None:
     if fsync:
         for parent in {d.parent for d in created}:
             fsync_dir(parent)
+    if len(_KNOWN_MAILDIRS) >= _KNOWN_MAX:
+        _KNOWN_MAILDIRS.clear()
+    _KNOWN_MAILDIRS.add(key)
+
+
+def forget_maildir(maildir: Path) -> None:
+    """Make the next `ensure_maildir(maildir)` look at the disk again."""
+    _KNOWN_MAILDIRS.discard(os.fspath(maildir))
 
 
 def copy_crlf_to_lf(src, dst, chunk_size: int = CHUNK) -> tuple[int, int]:
@@ -155,6 +183,20 @@ def deliver_to_maildir(maildir: Path, source: Path, return_path: str, *,
     """
     maildir = Path(maildir)
     ensure_maildir(maildir, fsync=fsync)
+    try:
+        return _deliver_once(maildir, source, return_path, fsync, delivered_to)
+    except FileNotFoundError:
+        if (maildir / "tmp").is_dir() and (maildir / "new").is_dir():
+            raise                      # not our directories: e.g. the source is gone
+    # The Maildir (or its tmp/ or new/) vanished since we last made sure of
+    # it: create it again and retry once (module doc).
+    forget_maildir(maildir)
+    ensure_maildir(maildir, fsync=fsync)
+    return _deliver_once(maildir, source, return_path, fsync, delivered_to)
+
+
+def _deliver_once(maildir: Path, source: Path, return_path: str, fsync: bool,
+                  delivered_to: str | None) -> Path:
     base = _unique_base()
     tmp_path = maildir / "tmp" / base
     header = f"Return-Path: <{return_path}>\n"
@@ -163,7 +205,10 @@ def deliver_to_maildir(maildir: Path, source: Path, return_path: str, *,
     head = header.encode("utf-8")
     final: Path | None = None
     try:
-        with open(source, "rb") as src, open(tmp_path, "xb") as dst:
+        # Explicit buffering: the default one asks isatty() (an ioctl) per file.
+        # The source is read in CHUNK reads anyway, so it needs no buffer.
+        with open(source, "rb", buffering=0) as src, \
+                open(tmp_path, "xb", buffering=CHUNK) as dst:
             os.fchmod(dst.fileno(), 0o600)
             dst.write(head)
             size, lines = copy_crlf_to_lf(src, dst)

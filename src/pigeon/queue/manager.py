@@ -2,21 +2,49 @@
 
 Contract:
   * Only the manager changes queue state: it calls the manager-side API of
-    `QueueStore` (recover, due, load, mark_active, update, remove), always via
-    `asyncio.to_thread` because those calls wait for fsync. The SMTP side only
-    commits new messages and calls `nudge()`. Agents return results and never
-    touch the store.
-  * `run()` first calls `store.recover()`, then loops: take due messages (at
-    most `concurrency` in flight; `store.due()` shares the free slots between
-    new and deferred mail, so new mail never waits behind a backlog), deliver
-    them, sleep until nudged, until the next entry is due, or `run_interval`.
+    `QueueStore` (recover, due, load, mark_active, move, update, remove),
+    always via `asyncio.to_thread` because those calls wait for fsync. The
+    SMTP side only commits new messages and then calls `submit(envelope)`
+    (same process) or `nudge()` (worker processes, local submission).
+    Agents return results and never touch the store.
+  * `run()` first calls `store.recover()`, then loops: start work (at most
+    `concurrency` messages in flight), then sleep until woken (`submit`,
+    `nudge`, a delivery ending), until the next retry is due, or
+    `run_interval`. Starting work takes the operator lock (operator.py
+    Rule 1) and has two paths:
+      - Fast path (fresh mail): `submit()` puts the committed Envelope in an
+        in-memory FIFO (at most FRESH_LIMIT) and wakes the manager, which
+        takes every envelope waiting there (up to the free slots), moves
+        their rows from 'incoming' to 'active' in ONE conditional
+        transaction (`store.move`), and delivers each one that moved from
+        the object in hand: no due(), no load(), no JSON parsing (the
+        content is `store.content_path(qid)`). The move keeps two promises: a crash
+        duplicates only entries that were 'active' (as on the scan path;
+        recover() redoes them), and the database judges every race: a row
+        a scan took already, or that an operator held, deleted or bounced
+        before its submit() arrived, is no longer 'incoming' and is
+        skipped.
+      - Scan (the database): only when needed: after start-up and recovery,
+        after `nudge()` (worker processes, operator release/requeue/flush,
+        ETRN, reports the manager enqueued), when the cached next retry
+        time is reached, when the FIFO overflowed, when the previous scan
+        filled every free slot (more may wait), and every `run_interval` as
+        a safety net. A scan drops the FIFO (those rows are 'incoming' in
+        the database and `due()` finds them, in its fair order with
+        deferred mail: new mail never waits behind a backlog, nor a backlog
+        behind new mail), takes `due()` entries, marks them 'active' and
+        loads their envelopes, all in one worker-thread call.
+  * Next retry: the earliest `next_attempt` of a 'deferred' row is cached;
+    it is read after each scan and lowered by each deferral, never on every
+    loop. Rows in 'incoming' need no timer: each comes with a scan trigger
+    above, or from `submit()`.
   * Delivering one message (`deliver(qid)`): alias-expand pending recipients
     (each expansion becomes its own recipient with `original` set, so retries
     neither re-expand nor redeliver the parts done); resolve routes; local
-    routes go to Maildir in a worker thread; other routes are grouped by
-    `Nexthop` and cut into chunks of `destination_recipients`, one
-    `DeliveryRequest` (one SMTP transaction) each, given to
-    `agents[nexthop.transport]`. The requests of one message run
+    routes go to Maildir, all of one message's in one worker-thread call;
+    other routes are grouped by `Nexthop` and cut into chunks of
+    `destination_recipients`, one `DeliveryRequest` (one SMTP transaction)
+    each, given to `agents[nexthop.transport]`. The requests of one message run
     concurrently, each holding one of its destination's
     `destination_concurrency` slots. A dead destination (schedule.py Rule 6)
     gets no attempt: its recipients are deferred "delivery temporarily
@@ -28,7 +56,9 @@ Contract:
   * Then, in this order (Rule: durable first, log after; the log never says
     "sent" for a state a crash could roll back):
       - every recipient final -> reports due (notify.py) are enqueued, the
-        message is removed;
+        message is removed (messages finishing together share one removal:
+        their rows go in one transaction, then their files, store.py
+        Rule 4; each waits for its removal before it logs "removed");
       - else expired (schedule.expired, `max_lifetime`) -> what is left
         bounces with 4.4.7 (RFC 3463 "delivery time expired"), reports,
         removal;
@@ -42,7 +72,7 @@ Contract:
     `sender non-delivery notification: <new id>` for a report, `removed`.
   * Operator actions (hold, release, delete, bounce, requeue, flush) are
     methods of this class too, written in `queue/operator.py`; they and
-    the "take due entries" step share one lock (operator.py Rule 1).
+    the "start work" step (both paths) share one lock (operator.py Rule 1).
   * Metrics: an optional `metrics` object (pigeon.obs.metrics.Metrics or
     anything with the same two methods) is told each recipient result
     after it is durable (`recipient_result(status, kind)`, kind "local" or
@@ -64,7 +94,9 @@ import logging
 import random
 import sqlite3
 import time
+from collections import deque
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
 from pigeon.delivery.api import (DeliveryAgent, DeliveryRecipient, DeliveryRequest, Nexthop,
@@ -79,6 +111,10 @@ from pigeon.routing.resolve import Route, Router
 
 #: Seconds to wait before scanning again after the store failed (disk full, EIO).
 STORE_RETRY = 5.0
+
+#: Fresh envelopes kept in memory (module contract, fast path); past it their
+#: rows wait in the database for a scan.
+FRESH_LIMIT = 10_000
 
 log = logging.getLogger("pigeon.queue")
 
@@ -103,6 +139,10 @@ def _nexthop(route: Route) -> Nexthop:
 
 def _chunks(items: list[Recipient], size: int) -> list[list[Recipient]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def _earliest(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)
 
 
 class Metrics(Protocol):
@@ -153,6 +193,13 @@ class QueueManager(OperatorActions):
         self._admin_lock: asyncio.Lock | None = None         # operator.py Rule 1
         self._admin_loop: asyncio.AbstractEventLoop | None = None
         self._pending_actions: dict[str, str] = {}           # qid -> action after delivery
+        # The fast path and scans (module contract).
+        self._fresh: deque[Envelope] = deque()               # submitted, not started
+        self._scan_needed = True
+        self._next_retry: float | None = None                # cached, see _sleep_time
+        self._retry_in_scan: float | None = None             # deferrals while a scan reads
+        self._removals: list[tuple[str, asyncio.Future]] = []  # waiting for the next batch
+        self._remover: asyncio.Task | None = None
         self._started_at = clock()
         self._counters = {"delivered": 0, "deferred": 0, "bounced": 0, "expired": 0,
                           "removed": 0, "notifications": 0, "errors": 0}
@@ -164,8 +211,20 @@ class QueueManager(OperatorActions):
         self._router = router
 
     def nudge(self) -> None:
-        """Wake the manager to look for due messages now. Idempotent, cheap;
-        call it from the event loop thread (e.g. right after a 250)."""
+        """Wake the manager to scan the database for due messages now.
+        Idempotent, cheap; call it from the event loop thread."""
+        self._scan_needed = True
+        self._wake.set()
+
+    def submit(self, envelope: Envelope) -> None:
+        """`envelope` was just committed (its row is 'incoming', its content
+        durable): deliver it without reading the database (module contract,
+        fast path). Call from the event loop thread right after the 250; the
+        manager owns the object from now on."""
+        if len(self._fresh) >= FRESH_LIMIT:
+            self._scan_needed = True      # its row waits in the database
+        else:
+            self._fresh.append(envelope)
         self._wake.set()
 
     async def stop(self) -> None:
@@ -194,6 +253,7 @@ class QueueManager(OperatorActions):
         """
         self._running = True
         self._stopped.clear()
+        self._scan_needed = True
         try:
             if recover:
                 report = await asyncio.to_thread(self._store.recover)
@@ -203,60 +263,143 @@ class QueueManager(OperatorActions):
                 while not self._stopping:
                     self._wake.clear()
                     try:
-                        await self._start_due(tg)
-                        sleep = await self._sleep_time()
+                        await self._start_work(tg)
+                        sleep = self._sleep_time()
                     except (StoreError, OSError, sqlite3.Error) as exc:
                         # The store cannot be read or written (disk full, I/O
                         # error): never let that end the manager. Wait, retry.
                         self._counters["errors"] += 1
                         log.error("queue scan failed, retrying in %.0fs: %s",
                                   self._store_retry, exc)
+                        self._scan_needed = True
                         sleep = self._store_retry
+                    if sleep <= 0:
+                        await asyncio.sleep(0)       # let deliveries run, then go on
+                        continue
                     try:
                         await asyncio.wait_for(self._wake.wait(), sleep)
                     except TimeoutError:
-                        pass
+                        # A retry became due, or run_interval passed: the
+                        # safety-net scan (module contract).
+                        self._scan_needed = True
         finally:
             self._running = False
             self._stopped.set()
 
-    async def _start_due(self, tg: asyncio.TaskGroup) -> None:
-        free = self._concurrency - len(self._inflight)
-        if free <= 0:
-            return
-        # due() never returns 'active' entries, and ours are marked active
-        # before they start; the filter is a guard, not a need. The operator
-        # lock keeps a hold/delete from landing between due() and mark_active.
-        async with self._op_lock():
-            ids = await asyncio.to_thread(self._store.due, self._clock(), free)
-            new = [q for q in ids if q not in self._inflight][:free]
-            if not new:
-                return
-            await asyncio.to_thread(self._store.mark_active, new)
-            self._inflight.update(new)
-        for qid in new:
-            tg.create_task(self._deliver_fenced(qid))
-
-    async def _sleep_time(self) -> float:
+    async def _start_work(self, tg: asyncio.TaskGroup) -> None:
         if len(self._inflight) >= self._concurrency:
-            return self._run_interval      # a finishing delivery nudges us
-        nxt = await asyncio.to_thread(self._store.next_due)
-        if nxt is None:
-            return self._run_interval
-        return min(self._run_interval, max(0.0, nxt - self._clock()))
+            return
+        if self._next_retry is not None and self._next_retry <= self._clock():
+            self._scan_needed = True
+        # The operator lock keeps a hold/delete from landing between our
+        # choice of an entry and its start (operator.py Rule 1).
+        async with self._op_lock():
+            if self._scan_needed:
+                await self._scan(tg)
+            if self._fresh:
+                await self._start_fresh(tg)
 
-    async def _deliver_fenced(self, qid: str) -> None:
+    async def _start_fresh(self, tg: asyncio.TaskGroup) -> None:
+        """The fast path: start submitted envelopes (module contract)."""
+        batch: dict[str, Envelope] = {}
+        room = self._concurrency - len(self._inflight)
+        while self._fresh and len(batch) < room:
+            env = self._fresh.popleft()
+            if env.queue_id not in self._inflight:
+                batch[env.queue_id] = env
+        if not batch:
+            return
+        # 'active' before any hand-over, as for scanned entries: a crash
+        # duplicates only what was 'active' (recover() redoes it). The state
+        # test makes the database the judge of every race: a row a scan took
+        # already, or an operator held or deleted meanwhile, is not 'incoming'
+        # and is not started.
+        try:
+            ids = await asyncio.to_thread(self._store.move, list(batch), "active",
+                                          from_states=("incoming",))
+        except BaseException:
+            self._scan_needed = True      # their rows are still 'incoming'
+            raise
+        self._inflight.update(ids)
+        for qid in ids:
+            tg.create_task(self._deliver_fenced(qid, batch[qid]))
+
+    async def _scan(self, tg: asyncio.TaskGroup) -> None:
+        """Take due entries from the database (module contract, scan)."""
+        free = self._concurrency - len(self._inflight)
+        # Their rows are 'incoming': due() finds them, fairly with deferred mail.
+        self._fresh.clear()
+        self._scan_needed = False         # a nudge() during the scan sets it again
+        self._retry_in_scan = None
+        try:
+            taken, corrupt, full, retry = await asyncio.to_thread(
+                self._scan_db, self._clock(), free, frozenset(self._inflight))
+        except BaseException:
+            self._scan_needed = True
+            raise
+        self._counters["errors"] += corrupt
+        # A deferral written while the scan read may be missing from `retry`.
+        self._next_retry = _earliest(retry, self._retry_in_scan)
+        if full:
+            self._scan_needed = True      # every free slot taken: more may wait
+        for qid, env in taken:
+            self._inflight.add(qid)
+            tg.create_task(self._deliver_fenced(qid, env))
+
+    def _scan_db(self, now: float, free: int, busy: frozenset[str]
+                 ) -> tuple[list[tuple[str, Envelope | None]], int, bool, float | None]:
+        """Worker thread: the entries taken (marked 'active', with their
+        envelopes), how many were corrupt, whether due() filled every slot,
+        the next retry time."""
+        store = self._store
+        ids = store.due(now, free)
+        # due() never returns 'active' entries, and ours are marked active
+        # before they start; the filter is a guard, not a need.
+        new = [q for q in ids if q not in busy]
+        if new:
+            store.mark_active(new)
+        taken: list[tuple[str, Envelope | None]] = []
+        corrupt = 0
+        for qid in new:
+            try:
+                taken.append((qid, store.load(qid)))
+            except CorruptEntry:
+                corrupt += 1              # quarantined and logged by the store
+            except (StoreError, sqlite3.Error, OSError):
+                # deliver() loads it again, and defers it if that fails too.
+                taken.append((qid, None))
+        return taken, corrupt, len(ids) >= free, store.next_retry()
+
+    def _sleep_time(self) -> float:
+        if len(self._inflight) >= self._concurrency:
+            return self._run_interval      # a finishing delivery wakes us
+        if self._scan_needed or self._fresh:
+            return 0.0
+        if self._next_retry is None:
+            return self._run_interval
+        return min(self._run_interval, max(0.0, self._next_retry - self._clock()))
+
+    def _note_retry(self, when: float) -> None:
+        """A row became 'deferred' until `when`: keep the cached next retry right."""
+        self._next_retry = _earliest(self._next_retry, when)
+        self._retry_in_scan = _earliest(self._retry_in_scan, when)
+
+    async def _deliver_fenced(self, qid: str, env: Envelope | None = None) -> None:
         """Exception fence: one bad message never stops the manager."""
         try:
-            await self.deliver(qid)
+            if env is None:
+                await self.deliver(qid)
+            else:
+                await self._deliver_envelope(env)
         except CorruptEntry:
             self._counters["errors"] += 1      # the store logged and quarantined it
         except Exception:
             self._counters["errors"] += 1
             log.exception("queue_id=%s: delivery failed unexpectedly; deferring", qid)
+            when = self._clock() + self._run_interval
             try:
-                await asyncio.to_thread(self._store.set_state, qid, "deferred",
-                                        self._clock() + self._run_interval)
+                await asyncio.to_thread(self._store.set_state, qid, "deferred", when)
+                self._note_retry(when)
             except StoreError:
                 log.exception("queue_id=%s: could not defer", qid)
         finally:
@@ -275,19 +418,22 @@ class QueueManager(OperatorActions):
 
         The entry should be 'active' (run() marks it); exceptions propagate.
         """
-        store = self._store
-        env = await asyncio.to_thread(store.load, qid)
-        self._expand_aliases(env)
-        source = store.content_path(qid)
+        await self._deliver_envelope(await asyncio.to_thread(self._store.load, qid))
+
+    async def _deliver_envelope(self, env: Envelope) -> None:
+        """`deliver()` of an envelope in hand (loaded, or from `submit`)."""
+        known = self._expand_aliases(env)
         logs: list[tuple[dict, str]] = []
         local: list[tuple[Recipient, Route]] = []
         remote: dict[Nexthop, list[Recipient]] = {}
         for rcpt in env.recipients:
             if rcpt.final:
                 continue
-            routes = self._router.resolve(rcpt.address, expand_aliases=False)
-            route = routes[0] if routes else Route("remote", rcpt.address,
-                                                   rcpt.address.rpartition("@")[2])
+            route = known.get(rcpt.address)
+            if route is None:
+                routes = self._router.resolve(rcpt.address, expand_aliases=False)
+                route = routes[0] if routes else Route("remote", rcpt.address,
+                                                       rcpt.address.rpartition("@")[2])
             if route.kind == "local":
                 local.append((rcpt, route))
             else:
@@ -321,12 +467,13 @@ class QueueManager(OperatorActions):
         new_ids = [await asyncio.to_thread(enqueue_notice, self._store, n, now)
                    for n in plan.notices]
         if done:
-            await asyncio.to_thread(self._store.remove, qid)
+            await self._remove(qid)
         else:
             env.attempts += 1
             when = next_attempt(now, env.attempts, self._rng, min_backoff=self._min_backoff,
                                 max_backoff=self._max_backoff)
             await asyncio.to_thread(self._store.update, env, "deferred", when)
+            self._note_retry(when)
         # Durable first (above), then the log lines (module Rule).
         delay = round(max(0.0, now - env.received_at), 3) if env.received_at else 0.0
         order = {r.address: i for i, r in enumerate(env.recipients)}
@@ -352,32 +499,92 @@ class QueueManager(OperatorActions):
         if new_ids:
             self.nudge()
 
+    async def _remove(self, qid: str) -> None:
+        """Remove `qid` durably, together with the other messages finishing
+        now (module contract); returns once its row and file are gone."""
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._removals.append((qid, fut))
+        if self._remover is None or self._remover.done():
+            self._remover = loop.create_task(self._drain_removals())
+        await fut
+
+    async def _drain_removals(self) -> None:
+        # Group commit, as in the store: whatever queued up while one batch
+        # was in the worker thread forms the next batch; no added delay.
+        while self._removals:
+            batch, self._removals = self._removals, []
+            ids = [qid for qid, _ in batch]
+            try:
+                errors = await asyncio.to_thread(self._remove_entries, ids)
+            except Exception as e:
+                errors = dict.fromkeys(ids, e)
+            except BaseException:          # cancelled (loop closing): wake every waiter
+                for _, fut in batch + self._removals:
+                    fut.cancel()
+                self._removals = []
+                raise
+            for qid, fut in batch:
+                if fut.done():
+                    continue               # its waiter was cancelled
+                if qid in errors:
+                    fut.set_exception(errors[qid])
+                else:
+                    fut.set_result(None)
+
+    def _remove_entries(self, ids: list[str]) -> dict[str, Exception]:
+        """Worker thread: remove many entries in one transaction (store.py
+        Rule 4: rows first, then files); all or none fail (the exception
+        propagates to every waiting message)."""
+        self._store.remove_many(ids)
+        return {}
+
     # --- local ----------------------------------------------------------------------
 
     async def _deliver_local(self, env: Envelope, todo: list[tuple[Recipient, Route]],
                              logs: list[tuple[dict, str]]) -> None:
-        source = self._store.content_path(env.queue_id)
+        jobs: list[tuple[Recipient, Route]] = []
         for rcpt, route in todo:
-            if not self._router.mailbox_exists(route.address):
-                self._set(rcpt, RecipientStatus.BOUNCED, "5.1.1", "no such local mailbox",
-                          action="failed", transport="local")
-                logs.append((self._fields(rcpt, "local", "bounced"), rcpt.diagnostic))
+            if self._router.mailbox_exists(route.address):
+                jobs.append((rcpt, route))
                 continue
-            started = self._clock()
-            try:
-                await asyncio.to_thread(deliver_to_maildir, route.target, source, env.sender,
-                                        fsync=self._fsync, delivered_to=route.address)
-            except OSError as e:
+            self._set(rcpt, RecipientStatus.BOUNCED, "5.1.1", "no such local mailbox",
+                      action="failed", transport="local")
+            logs.append((self._fields(rcpt, "local", "bounced"), rcpt.diagnostic))
+        if not jobs:
+            return
+        # One worker-thread call for all mailboxes: each call wakes an
+        # executor thread and contends for the GIL.
+        results = await asyncio.to_thread(self._write_maildirs,
+                                          self._store.content_path(env.queue_id), env.sender,
+                                          [route for _, route in jobs])
+        for (rcpt, _), (started, ended, err) in zip(jobs, results):
+            if err is not None:
                 self._set(rcpt, RecipientStatus.DEFERRED, "4.3.0",
-                          f"maildir delivery failed: {e.strerror or e}", transport="local")
+                          f"maildir delivery failed: {err.strerror or err}", transport="local")
                 logs.append((self._fields(rcpt, "local", "deferred"), rcpt.diagnostic))
-            else:
-                self._set(rcpt, RecipientStatus.DELIVERED, "2.0.0", "delivered to maildir",
-                          action="delivered", transport="local")
-                fields = self._fields(rcpt, "local", "sent")
-                wait = max(0.0, started - env.received_at) if env.received_at else 0.0
-                fields["delays"] = f"{wait:.2f}/0.00/{self._clock() - started:.2f}"
-                logs.append((fields, rcpt.diagnostic))
+                continue
+            self._set(rcpt, RecipientStatus.DELIVERED, "2.0.0", "delivered to maildir",
+                      action="delivered", transport="local")
+            fields = self._fields(rcpt, "local", "sent")
+            wait = max(0.0, started - env.received_at) if env.received_at else 0.0
+            fields["delays"] = f"{wait:.2f}/0.00/{ended - started:.2f}"
+            logs.append((fields, rcpt.diagnostic))
+
+    def _write_maildirs(self, source: Path, sender: str, routes: list[Route]
+                        ) -> list[tuple[float, float, OSError | None]]:
+        """Worker thread: deliver to each route's Maildir, one after the other;
+        per route (started, ended, the OSError or None)."""
+        out: list[tuple[float, float, OSError | None]] = []
+        for route in routes:
+            started, err = self._clock(), None
+            try:
+                deliver_to_maildir(route.target, source, sender, fsync=self._fsync,
+                                   delivered_to=route.address)
+            except OSError as e:
+                err = e
+            out.append((started, self._clock(), err))
+        return out
 
     # --- remote -----------------------------------------------------------------------
 
@@ -493,18 +700,26 @@ class QueueManager(OperatorActions):
         fields.update(relay=relay, delay=0.0, dsn=rcpt.dsn_status, status=status)
         return fields
 
-    def _expand_aliases(self, env: Envelope) -> None:
+    def _expand_aliases(self, env: Envelope) -> dict[str, Route]:
         """Replace each pending, not-yet-expanded recipient by its alias
         expansion (deduplicated against the whole envelope). Persisted with
-        the message's next update, so it happens once."""
+        the message's next update, so it happens once.
+
+        Returns the route of each recipient kept as it is (no alias): the
+        same Route `resolve(address, expand_aliases=False)` gives, so the
+        caller need not resolve it a second time.
+        """
         seen = {r.address.lower() for r in env.recipients}
         out: list[Recipient] = []
+        kept: dict[str, Route] = {}
         for rcpt in env.recipients:
             if rcpt.final or rcpt.original:
                 out.append(rcpt)
                 continue
             routes = self._router.resolve(rcpt.address)
             if [r.address for r in routes] == [rcpt.address.lower()] or not routes:
+                if routes:
+                    kept[rcpt.address] = routes[0]
                 out.append(rcpt)
                 continue
             for route in routes:
@@ -514,3 +729,4 @@ class QueueManager(OperatorActions):
                 out.append(replace(rcpt, address=route.address, original=rcpt.address,
                                    status=RecipientStatus.PENDING, diagnostic=""))
         env.recipients = out
+        return kept

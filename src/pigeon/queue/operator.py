@@ -12,10 +12,14 @@ Contract:
     the message is still queued) and `skipped` (no such entry, or in a
     state the action does not apply to).
   * Rule 1 (no race with deliveries): actions and the manager's own
-    "take due entries and mark them active" step hold one asyncio lock, and
-    every state change is conditional on the current state
-    (`QueueStore.move(from_states=...)`), so an entry is never both held and
-    delivered, and a delivery's final update never silently undoes an action.
+    "start work" step (a scan, or the fast path for fresh mail, see
+    manager.py) hold one asyncio lock, and every state change is
+    conditional on the current state (`QueueStore.move(from_states=...)`),
+    so an entry is never both held and delivered, and a delivery's final
+    update never silently undoes an action. The fast path starts an entry
+    only if it moves it from 'incoming' to 'active' (conditionally, like
+    the actions), so an envelope still in the manager's memory never
+    undoes a hold or a delete either.
   * Which states each action applies to:
       hold      incoming, deferred            -> hold (active: pending)
       release   hold                          -> deferred, due now
@@ -143,11 +147,12 @@ class OperatorActions:
         states = ("incoming", "deferred", "hold", "corrupt")
         async with self._op_lock():
             todo, result = await self._select(ids, states)
-            for qid in todo:
-                await asyncio.to_thread(self._store.remove, qid)
-            result.done = todo
+            errors = await asyncio.to_thread(self._remove_entries, todo)
+            result.done = [q for q in todo if q not in errors]
             self._defer_to_after(result.pending, "delete")
         self._log_action(result.done, "deleted by administrator", "removed")
+        if errors:
+            raise next(iter(errors.values()))
         return result
 
     async def bounce(self: "QueueManager", ids: list[str]) -> ActionResult:

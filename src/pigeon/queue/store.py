@@ -575,6 +575,14 @@ class QueueStore:
         times = [t for t in times if t is not None]
         return min(times) if times else None
 
+    def next_retry(self) -> float | None:
+        """Manager-side: the earliest next_attempt of a 'deferred' row (None: none),
+        from the queue_due index in O(log n). The manager's retry timer: unlike
+        next_due() it ignores 'incoming' rows, which it learns of from
+        submit()/nudge()."""
+        with self._db_lock:
+            return self._manager_db().execute(NEXT_DUE_SQL, ("deferred",)).fetchone()[0]
+
     def load(self, queue_id: str) -> Envelope:
         """Manager-side: the envelope. Unreadable -> 'corrupt' + `CorruptEntry`."""
         with self._db_lock:

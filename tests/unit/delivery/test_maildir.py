@@ -104,3 +104,35 @@ def test_maildir_path(tmp_path):
     assert maildir_path(tmp_path, "Bob", "Example.TEST") == tmp_path / "example.test" / "bob"
     p = maildir_path(tmp_path, "../../etc", "example.test")
     assert p.parent == tmp_path / "example.test" and "/" not in p.name
+
+
+def test_known_maildir_is_not_looked_at_again(tmp_path, source, monkeypatch):
+    box = tmp_path / "box"
+    deliver_to_maildir(box, source, "a@b", fsync=False)
+    made = []
+    monkeypatch.setattr(md.Path, "mkdir", lambda self, *a, **k: made.append(self))
+    deliver_to_maildir(box, source, "a@b", fsync=False)
+    assert made == []                         # no mkdir of tmp/ new/ cur/ per message
+    assert len(list((box / "new").iterdir())) == 2
+
+
+@pytest.mark.parametrize("gone", ["", "tmp", "new"])
+def test_known_maildir_that_vanished_is_created_again(tmp_path, source, gone):
+    import shutil
+
+    box = tmp_path / "box"
+    deliver_to_maildir(box, source, "a@b")
+    shutil.rmtree(box / gone if gone else box)      # an administrator removed it
+    path = deliver_to_maildir(box, source, "a@b")
+    assert path.parent == box / "new" and path.read_bytes().startswith(b"Return-Path: <a@b>\n")
+    for sub in ("tmp", "new", "cur"):
+        assert (box / sub).is_dir()
+    assert list((box / "tmp").iterdir()) == []
+
+
+def test_missing_source_with_a_known_maildir_still_fails(tmp_path, source):
+    box = tmp_path / "box"
+    deliver_to_maildir(box, source, "a@b", fsync=False)
+    with pytest.raises(FileNotFoundError):
+        deliver_to_maildir(box, tmp_path / "does-not-exist", "a@b", fsync=False)
+    assert len(list((box / "new").iterdir())) == 1 and list((box / "tmp").iterdir()) == []
