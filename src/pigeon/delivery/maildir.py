@@ -49,7 +49,9 @@ import itertools
 import os
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from pigeon.fsutil import fsync_dir
 
@@ -176,15 +178,20 @@ def copy_crlf_to_lf(src, dst, chunk_size: int = CHUNK) -> tuple[int, int]:
 
 
 def deliver_to_maildir(maildir: Path, source: Path, return_path: str, *,
-                       fsync: bool = True, delivered_to: str | None = None) -> Path:
+                       fsync: bool = True, delivered_to: str | None = None,
+                       sync_dir: bool = True) -> Path:
     """Deliver the content file `source` into `maildir`; return the new file's path.
 
     `return_path` is the envelope sender ("" for the null reverse-path).
+    `sync_dir=False` leaves the fsync of `maildir/new` to the caller, who
+    must do it before calling the delivery done (`deliver_batch` shares one
+    per directory among many messages).
     """
     maildir = Path(maildir)
     ensure_maildir(maildir, fsync=fsync)
+    fsync_new = fsync and sync_dir
     try:
-        return _deliver_once(maildir, source, return_path, fsync, delivered_to)
+        return _deliver_once(maildir, source, return_path, fsync, delivered_to, fsync_new)
     except FileNotFoundError:
         if (maildir / "tmp").is_dir() and (maildir / "new").is_dir():
             raise                      # not our directories: e.g. the source is gone
@@ -192,11 +199,11 @@ def deliver_to_maildir(maildir: Path, source: Path, return_path: str, *,
     # it: create it again and retry once (module doc).
     forget_maildir(maildir)
     ensure_maildir(maildir, fsync=fsync)
-    return _deliver_once(maildir, source, return_path, fsync, delivered_to)
+    return _deliver_once(maildir, source, return_path, fsync, delivered_to, fsync_new)
 
 
 def _deliver_once(maildir: Path, source: Path, return_path: str, fsync: bool,
-                  delivered_to: str | None) -> Path:
+                  delivered_to: str | None, fsync_new: bool) -> Path:
     base = _unique_base()
     tmp_path = maildir / "tmp" / base
     header = f"Return-Path: <{return_path}>\n"
@@ -229,7 +236,7 @@ def _deliver_once(maildir: Path, source: Path, return_path: str, fsync: bool,
             os.rename(tmp_path, name)
         final = name
         _unlink_quietly(tmp_path)
-        if fsync:
+        if fsync_new:
             fsync_dir(maildir / "new")
         return final
     except BaseException:
@@ -238,6 +245,50 @@ def _deliver_once(maildir: Path, source: Path, return_path: str, fsync: bool,
         if final is not None:
             _unlink_quietly(final)
         raise
+
+
+@dataclass(frozen=True, slots=True)
+class MaildirJob:
+    """One message for one Maildir (see `deliver_batch`)."""
+
+    maildir: Path
+    source: Path
+    return_path: str
+    delivered_to: str | None = None
+
+
+def deliver_batch(jobs: list[MaildirJob], *, fsync: bool = True,
+                  clock: Callable[[], float] = time.time
+                  ) -> list[tuple[float, float, OSError | None]]:
+    """Deliver every job, then fsync each distinct `new/` directory ONCE.
+
+    Per job: (started, ended, the OSError or None). A job is done only when
+    its file and its directory entry are on disk: if a directory's fsync
+    fails, the files just linked there are removed again and their jobs
+    fail with that error (the caller defers and retries them).
+    """
+    out: list[tuple[float, float, OSError | None]] = []
+    linked: dict[Path, list[tuple[int, Path]]] = {}
+    for i, job in enumerate(jobs):
+        started = clock()
+        try:
+            path = deliver_to_maildir(job.maildir, job.source, job.return_path, fsync=fsync,
+                                      delivered_to=job.delivered_to, sync_dir=False)
+        except OSError as e:
+            out.append((started, clock(), e))
+            continue
+        linked.setdefault(Path(job.maildir) / "new", []).append((i, path))
+        out.append((started, clock(), None))
+    if fsync:
+        for directory, entries in linked.items():
+            try:
+                fsync_dir(directory)
+            except OSError as e:
+                for i, path in entries:
+                    _unlink_quietly(path)
+                    out[i] = (out[i][0], clock(), e)
+    ended = clock()
+    return [(started, ended if err is None else end, err) for started, end, err in out]
 
 
 def _unlink_quietly(path: Path) -> None:

@@ -96,12 +96,12 @@ import sqlite3
 import time
 from collections import deque
 from dataclasses import replace
-from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
 from pigeon.delivery.api import (DeliveryAgent, DeliveryRecipient, DeliveryRequest, Nexthop,
                                  Outcome, RecipientResult)
-from pigeon.delivery.maildir import deliver_to_maildir
+from pigeon.delivery.maildir import MaildirJob, deliver_batch
+from pigeon.queue.batching import ThreadBatcher
 from pigeon.queue.model import Envelope, Recipient, RecipientStatus
 from pigeon.queue.notify import enqueue_notice, plan_notices
 from pigeon.queue.operator import OperatorActions
@@ -198,8 +198,9 @@ class QueueManager(OperatorActions):
         self._scan_needed = True
         self._next_retry: float | None = None                # cached, see _sleep_time
         self._retry_in_scan: float | None = None             # deferrals while a scan reads
-        self._removals: list[tuple[str, asyncio.Future]] = []  # waiting for the next batch
-        self._remover: asyncio.Task | None = None
+        # Group commit of removals and of Maildir writes (queue/batching.py).
+        self._removals: ThreadBatcher[str, None] = ThreadBatcher(self._remove_entries)
+        self._maildirs: ThreadBatcher[MaildirJob, tuple] = ThreadBatcher(self._write_maildirs)
         self._started_at = clock()
         self._counters = {"delivered": 0, "deferred": 0, "bounced": 0, "expired": 0,
                           "removed": 0, "notifications": 0, "errors": 0}
@@ -502,42 +503,13 @@ class QueueManager(OperatorActions):
     async def _remove(self, qid: str) -> None:
         """Remove `qid` durably, together with the other messages finishing
         now (module contract); returns once its row and file are gone."""
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        self._removals.append((qid, fut))
-        if self._remover is None or self._remover.done():
-            self._remover = loop.create_task(self._drain_removals())
-        await fut
+        await self._removals.submit(qid)
 
-    async def _drain_removals(self) -> None:
-        # Group commit, as in the store: whatever queued up while one batch
-        # was in the worker thread forms the next batch; no added delay.
-        while self._removals:
-            batch, self._removals = self._removals, []
-            ids = [qid for qid, _ in batch]
-            try:
-                errors = await asyncio.to_thread(self._remove_entries, ids)
-            except Exception as e:
-                errors = dict.fromkeys(ids, e)
-            except BaseException:          # cancelled (loop closing): wake every waiter
-                for _, fut in batch + self._removals:
-                    fut.cancel()
-                self._removals = []
-                raise
-            for qid, fut in batch:
-                if fut.done():
-                    continue               # its waiter was cancelled
-                if qid in errors:
-                    fut.set_exception(errors[qid])
-                else:
-                    fut.set_result(None)
-
-    def _remove_entries(self, ids: list[str]) -> dict[str, Exception]:
+    def _remove_entries(self, ids: list[str]) -> list[None]:
         """Worker thread: remove many entries in one transaction (store.py
-        Rule 4: rows first, then files); all or none fail (the exception
-        propagates to every waiting message)."""
+        Rule 4: rows first, then files); all or none fail."""
         self._store.remove_many(ids)
-        return {}
+        return [None] * len(ids)
 
     # --- local ----------------------------------------------------------------------
 
@@ -553,11 +525,12 @@ class QueueManager(OperatorActions):
             logs.append((self._fields(rcpt, "local", "bounced"), rcpt.diagnostic))
         if not jobs:
             return
-        # One worker-thread call for all mailboxes: each call wakes an
-        # executor thread and contends for the GIL.
-        results = await asyncio.to_thread(self._write_maildirs,
-                                          self._store.content_path(env.queue_id), env.sender,
-                                          [route for _, route in jobs])
+        # Every Maildir write of every message finishing now goes in one
+        # worker-thread call, with one fsync per Maildir (queue/batching.py).
+        source = self._store.content_path(env.queue_id)
+        results = await asyncio.gather(*(
+            self._maildirs.submit(MaildirJob(route.target, source, env.sender, route.address))
+            for _, route in jobs))
         for (rcpt, _), (started, ended, err) in zip(jobs, results):
             if err is not None:
                 self._set(rcpt, RecipientStatus.DEFERRED, "4.3.0",
@@ -571,20 +544,10 @@ class QueueManager(OperatorActions):
             fields["delays"] = f"{wait:.2f}/0.00/{ended - started:.2f}"
             logs.append((fields, rcpt.diagnostic))
 
-    def _write_maildirs(self, source: Path, sender: str, routes: list[Route]
-                        ) -> list[tuple[float, float, OSError | None]]:
-        """Worker thread: deliver to each route's Maildir, one after the other;
-        per route (started, ended, the OSError or None)."""
-        out: list[tuple[float, float, OSError | None]] = []
-        for route in routes:
-            started, err = self._clock(), None
-            try:
-                deliver_to_maildir(route.target, source, sender, fsync=self._fsync,
-                                   delivered_to=route.address)
-            except OSError as e:
-                err = e
-            out.append((started, self._clock(), err))
-        return out
+    def _write_maildirs(self, jobs: list[MaildirJob]) -> list[tuple[float, float, OSError | None]]:
+        """Worker thread: deliver a batch of Maildir jobs (delivery/maildir.py
+        `deliver_batch`); per job (started, ended, the OSError or None)."""
+        return deliver_batch(jobs, fsync=self._fsync, clock=self._clock)
 
     # --- remote -----------------------------------------------------------------------
 

@@ -147,12 +147,12 @@ class OperatorActions:
         states = ("incoming", "deferred", "hold", "corrupt")
         async with self._op_lock():
             todo, result = await self._select(ids, states)
-            errors = await asyncio.to_thread(self._remove_entries, todo)
-            result.done = [q for q in todo if q not in errors]
+            if todo:
+                # One transaction: all removed, or none (the error propagates).
+                await asyncio.to_thread(self._store.remove_many, todo)
+            result.done = list(todo)
             self._defer_to_after(result.pending, "delete")
         self._log_action(result.done, "deleted by administrator", "removed")
-        if errors:
-            raise next(iter(errors.values()))
         return result
 
     async def bounce(self: "QueueManager", ids: list[str]) -> ActionResult:

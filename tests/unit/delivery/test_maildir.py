@@ -5,6 +5,7 @@ import io
 import os
 import re
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -136,3 +137,47 @@ def test_missing_source_with_a_known_maildir_still_fails(tmp_path, source):
     with pytest.raises(FileNotFoundError):
         deliver_to_maildir(box, tmp_path / "does-not-exist", "a@b", fsync=False)
     assert len(list((box / "new").iterdir())) == 1 and list((box / "tmp").iterdir()) == []
+
+
+def test_deliver_batch_syncs_each_new_directory_once(tmp_path, monkeypatch):
+    from pigeon.delivery import maildir as md
+
+    src = tmp_path / "msg"
+    src.write_bytes(b"Subject: batch\r\n\r\nbody\r\n")
+    synced = []
+    real = md.fsync_dir
+    monkeypatch.setattr(md, "fsync_dir", lambda d: (synced.append(Path(d)), real(d)))
+    boxes = [tmp_path / "a", tmp_path / "b"]
+    for box in boxes:                           # already set up: only new/ syncs count
+        md.ensure_maildir(box)
+    synced.clear()
+    jobs = [md.MaildirJob(boxes[i % 2], src, "s@example.test", f"r{i}@example.test")
+            for i in range(6)]
+    results = md.deliver_batch(jobs)
+    assert [err for _, _, err in results] == [None] * 6
+    assert sorted(synced) == sorted(box / "new" for box in boxes)     # once per Maildir
+    assert len(list((boxes[0] / "new").iterdir())) == 3
+    assert len(list((boxes[1] / "new").iterdir())) == 3
+    assert all(started <= ended for started, ended, _ in results)
+
+
+def test_deliver_batch_unlinks_and_fails_when_the_directory_sync_fails(tmp_path, monkeypatch):
+    from pigeon.delivery import maildir as md
+
+    src = tmp_path / "msg"
+    src.write_bytes(b"Subject: x\r\n\r\nbody\r\n")
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    for box in (good, bad):
+        md.ensure_maildir(box)
+    real = md.fsync_dir
+
+    def failing(d):
+        if Path(d) == bad / "new":
+            raise OSError(5, "Input/output error")
+        real(d)
+    monkeypatch.setattr(md, "fsync_dir", failing)
+    results = md.deliver_batch([md.MaildirJob(good, src, ""), md.MaildirJob(bad, src, "")])
+    assert results[0][2] is None
+    assert isinstance(results[1][2], OSError)
+    assert len(list((good / "new").iterdir())) == 1
+    assert list((bad / "new").iterdir()) == []          # not left behind as if delivered
