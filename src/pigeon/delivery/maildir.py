@@ -44,10 +44,12 @@ which records a temporary failure and retries later.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import itertools
 import os
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,13 +206,26 @@ def deliver_to_maildir(maildir: Path, source: Path, return_path: str, *,
 
 def _deliver_once(maildir: Path, source: Path, return_path: str, fsync: bool,
                   delivered_to: str | None, fsync_new: bool) -> Path:
+    tmp_path, name = _write_tmp(maildir, source, return_path, delivered_to, fsync=fsync)
+    final = _publish(maildir, tmp_path, name)
+    if fsync_new:
+        try:
+            fsync_dir(maildir / "new")
+        except BaseException:
+            _unlink_quietly(final)
+            raise
+    return final
+
+
+def _write_tmp(maildir: Path, source: Path, return_path: str, delivered_to: str | None, *,
+               fsync: bool) -> tuple[Path, str]:
+    """Write `tmp/<unique>` (fsynced if `fsync`); return it and its name in new/."""
     base = _unique_base()
     tmp_path = maildir / "tmp" / base
     header = f"Return-Path: <{return_path}>\n"
     if delivered_to:
         header += f"Delivered-To: {delivered_to}\n"
     head = header.encode("utf-8")
-    final: Path | None = None
     try:
         # Explicit buffering: the default one asks isatty() (an ioctl) per file.
         # The source is read in CHUNK reads anyway, so it needs no buffer.
@@ -224,27 +239,67 @@ def _deliver_once(maildir: Path, source: Path, return_path: str, fsync: bool,
             dst.flush()
             if fsync:
                 os.fsync(dst.fileno())
-        name = maildir / "new" / f"{base},S={size},W={size + lines}"
+    except BaseException:
+        _unlink_quietly(tmp_path)      # leave nothing half-done: the caller retries
+        raise
+    return tmp_path, f"{base},S={size},W={size + lines}"
+
+
+def _publish(maildir: Path, tmp_path: Path, name: str) -> Path:
+    """Move a complete, synced tmp/ file into new/ under `name`; return its path."""
+    final = maildir / "new" / name
+    try:
         # link() then unlink() per the Maildir spec: link fails rather than
         # overwrite if the name somehow exists. Fall back to rename() on file
         # systems without hard links.
         try:
-            os.link(tmp_path, name)
+            os.link(tmp_path, final)
         except FileExistsError:
             raise
         except OSError:
-            os.rename(tmp_path, name)
-        final = name
-        _unlink_quietly(tmp_path)
-        if fsync_new:
-            fsync_dir(maildir / "new")
-        return final
+            os.rename(tmp_path, final)
     except BaseException:
-        # Leave nothing half-done: the caller will retry the whole delivery.
         _unlink_quietly(tmp_path)
-        if final is not None:
-            _unlink_quietly(final)
         raise
+    _unlink_quietly(tmp_path)
+    return final
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+#: Parallel fsyncs of one batch: the file system shares one journal commit
+#: among concurrent fsyncs (the queue store's committer does the same),
+#: where one after the other each waits for its own.
+FSYNC_THREADS = 16
+_fsync_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _sync_all(paths: list[Path]) -> list[OSError | None]:
+    global _fsync_pool
+
+    def one(path: Path) -> OSError | None:
+        try:
+            _fsync_path(path)
+        except OSError as e:
+            return e
+        return None
+
+    if len(paths) <= 1:
+        return [one(p) for p in paths]
+    with _pool_lock:
+        if _fsync_pool is None:
+            _fsync_pool = concurrent.futures.ThreadPoolExecutor(
+                FSYNC_THREADS, thread_name_prefix="pigeon-maildir-fsync")
+    first, rest = paths[0], paths[1:]
+    futures = [_fsync_pool.submit(one, p) for p in rest]
+    return [one(first)] + [f.result() for f in futures]
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,35 +315,68 @@ class MaildirJob:
 def deliver_batch(jobs: list[MaildirJob], *, fsync: bool = True,
                   clock: Callable[[], float] = time.time
                   ) -> list[tuple[float, float, OSError | None]]:
-    """Deliver every job, then fsync each distinct `new/` directory ONCE.
+    """Deliver every job: write all tmp/ files, fsync them in parallel, link
+    them into new/, then fsync each distinct `new/` directory ONCE.
 
     Per job: (started, ended, the OSError or None). A job is done only when
-    its file and its directory entry are on disk: if a directory's fsync
-    fails, the files just linked there are removed again and their jobs
-    fail with that error (the caller defers and retries them).
+    its file and its directory entry are on disk, and a file appears in
+    new/ only once it is complete and synced (Maildir: new/ holds whole
+    messages). If a directory's fsync fails, the files just linked there
+    are removed again and their jobs fail with that error (the caller
+    defers and retries them).
     """
-    out: list[tuple[float, float, OSError | None]] = []
-    linked: dict[Path, list[tuple[int, Path]]] = {}
+    started_at = [clock()] * len(jobs)
+    errors: list[OSError | None] = [None] * len(jobs)
+    written: list[tuple[int, Path, str]] = []
     for i, job in enumerate(jobs):
-        started = clock()
+        started_at[i] = clock()
         try:
-            path = deliver_to_maildir(job.maildir, job.source, job.return_path, fsync=fsync,
-                                      delivered_to=job.delivered_to, sync_dir=False)
+            written.append((i, *_write_tmp_ensured(job, fsync=fsync)))
         except OSError as e:
-            out.append((started, clock(), e))
+            errors[i] = e
+    if fsync:
+        synced = _sync_all([tmp for _, tmp, _ in written])
+        for (i, tmp, _), err in zip(written, synced):
+            if err is not None:
+                errors[i] = err
+                _unlink_quietly(tmp)
+        written = [w for w, err in zip(written, synced) if err is None]
+    linked: dict[Path, list[tuple[int, Path]]] = {}
+    for i, tmp, name in written:
+        maildir = Path(jobs[i].maildir)
+        try:
+            final = _publish(maildir, tmp, name)
+        except OSError as e:
+            if isinstance(e, FileNotFoundError):
+                forget_maildir(maildir)     # new/ vanished: the retry recreates it
+            errors[i] = e
             continue
-        linked.setdefault(Path(job.maildir) / "new", []).append((i, path))
-        out.append((started, clock(), None))
+        linked.setdefault(maildir / "new", []).append((i, final))
     if fsync:
         for directory, entries in linked.items():
             try:
                 fsync_dir(directory)
             except OSError as e:
-                for i, path in entries:
-                    _unlink_quietly(path)
-                    out[i] = (out[i][0], clock(), e)
+                for i, final in entries:
+                    _unlink_quietly(final)
+                    errors[i] = e
     ended = clock()
-    return [(started, ended if err is None else end, err) for started, end, err in out]
+    return [(started_at[i], ended, errors[i]) for i in range(len(jobs))]
+
+
+def _write_tmp_ensured(job: MaildirJob, *, fsync: bool) -> tuple[Path, str]:
+    """`_write_tmp` (not synced) into a Maildir made sure of; one retry when
+    the Maildir vanished since we last made sure of it (module doc)."""
+    maildir = Path(job.maildir)
+    ensure_maildir(maildir, fsync=fsync)
+    try:
+        return _write_tmp(maildir, job.source, job.return_path, job.delivered_to, fsync=False)
+    except FileNotFoundError:
+        if (maildir / "tmp").is_dir() and (maildir / "new").is_dir():
+            raise                      # not our directories: e.g. the source is gone
+    forget_maildir(maildir)
+    ensure_maildir(maildir, fsync=fsync)
+    return _write_tmp(maildir, job.source, job.return_path, job.delivered_to, fsync=False)
 
 
 def _unlink_quietly(path: Path) -> None:

@@ -181,3 +181,34 @@ def test_deliver_batch_unlinks_and_fails_when_the_directory_sync_fails(tmp_path,
     assert isinstance(results[1][2], OSError)
     assert len(list((good / "new").iterdir())) == 1
     assert list((bad / "new").iterdir()) == []          # not left behind as if delivered
+
+
+def test_deliver_batch_recreates_a_vanished_maildir(tmp_path):
+    import shutil
+
+    from pigeon.delivery import maildir as md
+
+    src = tmp_path / "msg"
+    src.write_bytes(b"Subject: x\r\n\r\nbody\r\n")
+    box = tmp_path / "box"
+    assert md.deliver_batch([md.MaildirJob(box, src, "")])[0][2] is None
+    shutil.rmtree(box)                                # remembered, but gone now
+    assert md.deliver_batch([md.MaildirJob(box, src, "")])[0][2] is None
+    assert len(list((box / "new").iterdir())) == 1
+    assert list((box / "tmp").iterdir()) == []
+
+
+def test_deliver_batch_publishes_only_synced_files(tmp_path, monkeypatch):
+    from pigeon.delivery import maildir as md
+
+    src = tmp_path / "msg"
+    src.write_bytes(b"Subject: x\r\n\r\nbody\r\n")
+    box = tmp_path / "box"
+    md.ensure_maildir(box)
+    order = []
+    real_sync, real_publish = md._fsync_path, md._publish
+    monkeypatch.setattr(md, "_fsync_path", lambda p: (order.append("sync"), real_sync(p)))
+    monkeypatch.setattr(md, "_publish", lambda *a: (order.append("publish"), real_publish(*a))[1])
+    results = md.deliver_batch([md.MaildirJob(box, src, "") for _ in range(4)])
+    assert [err for _, _, err in results] == [None] * 4
+    assert order == ["sync"] * 4 + ["publish"] * 4     # every file synced before any appears
