@@ -8,8 +8,9 @@ Contract:
     pipe, and forks N - 1 workers. Then every process accepts connections on
     the same sockets (the kernel hands each new connection to one of them).
   * Workers only receive: they commit to the shared queue (SQLite in WAL
-    mode and content files, both safe across processes; queue IDs carry
-    random bits and spool files are created exclusively) and write one byte
+    mode and content files, both safe across processes; queue IDs end in a
+    per-process tail drawn after the fork, and content files are created
+    exclusively) and write one byte
     to the trigger pipe after each 250, like Postfix's pickup trigger. The
     main process reads the pipe and nudges its queue manager, the single
     owner of queue state and the only one delivering.
