@@ -340,3 +340,50 @@ def test_a_forked_process_draws_ids_with_another_tail():
     mine = NEW_ID.next()
     assert len(child) == len(mine) == 15
     assert child[-3:] != mine[-3:]
+
+
+# --- a batch of one: the directory is synced after the file exists, once ----------
+
+def test_single_commit_syncs_file_and_directory_before_the_row(tmp_path, monkeypatch):
+    s = QueueStore(tmp_path / "queue", fsync=True)
+    s.open()
+    try:
+        seen = []
+        real_dir, real_fsync = store_mod.fsync_dir, store_mod.os.fsync
+
+        def dir_sync(path):
+            # The entry must exist when the directory is synced.
+            seen.append(("dir", sorted(p.name for p in (s.root / "msg").iterdir())))
+            real_dir(path)
+
+        def file_sync(fd):
+            seen.append(("file", None))
+            real_fsync(fd)
+        monkeypatch.setattr(store_mod, "fsync_dir", dir_sync)
+        monkeypatch.setattr(store_mod.os, "fsync", file_sync)
+        sp = s.new_spool()
+        sp.write(b"Subject: one\r\n\r\nbody\r\n")
+        s.commit(sp, env(sp.queue_id))
+        assert ("dir", [sp.queue_id]) in seen and ("file", None) in seen
+        assert len([k for k, _ in seen if k == "dir"]) == 1        # not synced twice
+        assert [e.queue_id for e in s.list()] == [sp.queue_id]
+        assert s.content_path(sp.queue_id).read_bytes() == b"Subject: one\r\n\r\nbody\r\n"
+    finally:
+        s.close()
+
+
+def test_single_commit_whose_directory_sync_fails_leaves_nothing(tmp_path, monkeypatch):
+    s = QueueStore(tmp_path / "queue", fsync=True)
+    s.open()
+    try:
+        def broken(path):
+            raise OSError(errno.EIO, "Input/output error")
+        monkeypatch.setattr(store_mod, "fsync_dir", broken)
+        sp = s.new_spool()
+        sp.write(b"Subject: x\r\n\r\nbody\r\n")
+        with pytest.raises(StoreError):
+            s.commit(sp, env(sp.queue_id))
+        assert s.list() == []
+        assert files(s, "msg") == set()
+    finally:
+        s.close()
