@@ -25,7 +25,7 @@ Scenarios (loopback only, every load bounded in messages and in time):
              one client over one session: time of the 250 after DATA to the
              ctime of the message file in new/ (its rename into new/).
   relay      bench/relay_rate.py (run as a subprocess, small settings), summarised.
-  queue      bench/queue_scale.py (subprocess), summarised.
+  queue      bench/queue_scale.py and bench/queue_rate.py (subprocesses), summarised.
 
 CPU seconds per 1,000 messages: utime+stime of each server's whole process
 tree (pigeon: its process and any workers; Postfix: master and every child:
@@ -684,8 +684,18 @@ def build_rows(inb: dict, conn: dict, lat: dict, relay, queue, args) -> list[dic
         for metric, key in (("commit ms (1 new message)", "commit_ms"),
                             ("pick ms (new message handed to delivery)", "pick_ms")):
             for q in queue:
+                if q.get("rate"):
+                    continue
                 rows.append({"scenario": f"queue scale, {q['deferred']:,} deferred (queue_scale.py)",
                              "metric": metric, "pigeon": q[key], "spec": ".1f"})
+        rates = [q for q in queue if q.get("rate")]
+        for metric, key in (("accept msg/s, 50 sessions", "accept"),
+                            ("delivered msg/s, 50 sessions", "delivered")):
+            for q in rates:
+                ratio = q.get(f"{key}_ratio")
+                rows.append({"scenario": f"queue rate, {q['entries']:,} deferred (queue_rate.py)",
+                             "metric": metric + (f" ({ratio}x of empty)" if ratio else ""),
+                             "pigeon": q[key], "spec": ".0f"})
     return rows
 
 
@@ -833,6 +843,11 @@ def main(argv: list[str] | None = None) -> int:
         if "queue" not in skip and "pigeon" in wanted:
             queue = run_script([str(BENCH / "queue_scale.py"), "--entries",
                                 "0,1000000" if args.full else "0,100000"], workdir / "queue.json", 1800)
+            rate = run_script([str(BENCH / "queue_rate.py"), "--entries",
+                               "0,1000000" if args.full else "0,100000", "--rounds",
+                               str(args.rounds)], workdir / "queue_rate.json", 2400)
+            if isinstance(queue, list) and isinstance(rate, list):
+                queue = queue + [dict(r, rate=True) for r in rate]
     except KeyboardInterrupt:
         interrupted = True
         print("interrupted; stopping", file=sys.stderr)
