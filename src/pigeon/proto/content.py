@@ -121,7 +121,7 @@ class ContentScanner:
         last = piece.rfind(b"\n")
         if last > lf and len(piece) > limit and R.TEXT_LINE_TOO_LONG not in self._failures:
             # Only a span longer than the limit can hold a too-long line.
-            if max(map(len, piece[lf + 1:last].split(b"\n"))) + 1 > limit:
+            if _has_long_line(piece, lf + 1, last, limit):
                 self._fail(R.TEXT_LINE_TOO_LONG)
         self._line_len = len(piece) - last - 1
         if self._line_len > limit:
@@ -159,3 +159,21 @@ class ContentScanner:
         if self.received > self.hop_limit:
             self._fail(R.MAIL_LOOP)
         return True
+
+
+def _has_long_line(data: bytes, start: int, end: int, limit: int) -> bool:
+    """Whether a line in data[start:end] (complete lines: `start` is a line
+    start, data[end] is the LF ending the last one) is `limit` octets or
+    longer with its LF (RFC 5321 §4.5.3.1.6 counts the CRLF).
+
+    Hops a window of `limit` octets at a time to the last LF in it: a window
+    without an LF is a too-long line. About len/limit C-level rfind calls,
+    instead of splitting every line into its own bytes object.
+    """
+    pos = start
+    while pos + limit <= end:
+        nl = data.rfind(b"\n", pos, pos + limit)
+        if nl == -1:
+            return True
+        pos = nl + 1
+    return False

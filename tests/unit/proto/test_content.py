@@ -67,3 +67,25 @@ def test_matches_reference(tokens: list[bytes], cuts: list[int]) -> None:
     else:
         assert kinds[:2] == ["DataAborted", "TransactionReset"]
         assert d.events[0].reply == failure
+
+
+def test_long_line_hop_agrees_with_splitting_every_line():
+    """_has_long_line (window hops) against the obvious definition, on
+    random line lengths around the limit."""
+    import random
+
+    from pigeon.proto.content import _has_long_line
+
+    def obvious(data, start, end, limit):
+        return max(map(len, data[start:end].split(b"\n"))) + 1 > limit
+
+    rng = random.Random(7)
+    for _ in range(5000):
+        limit = rng.choice([3, 5, 10, 50, 1000])
+        lines = [b"x" * rng.choice([0, 1, limit - 2, limit - 1, limit, limit + 1,
+                                    rng.randrange(0, 2 * limit)])
+                 for _ in range(rng.randrange(1, 8))]
+        data = b"h\n" + b"\n".join(lines) + b"\ntail"
+        start, end = data.find(b"\n") + 1, data.rfind(b"\n")
+        assert _has_long_line(data, start, end, limit) == obvious(data, start, end, limit), \
+            (limit, [len(x) for x in lines])
