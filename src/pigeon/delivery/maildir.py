@@ -53,11 +53,12 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 from pigeon.fsutil import fsync_dir
 
 CHUNK = 64 * 1024
+T = TypeVar("T")
 _counter = itertools.count(1)
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._+-")
 
@@ -180,35 +181,37 @@ def copy_crlf_to_lf(src, dst, chunk_size: int = CHUNK) -> tuple[int, int]:
 
 
 def deliver_to_maildir(maildir: Path, source: Path, return_path: str, *,
-                       fsync: bool = True, delivered_to: str | None = None,
-                       sync_dir: bool = True) -> Path:
+                       fsync: bool = True, delivered_to: str | None = None) -> Path:
     """Deliver the content file `source` into `maildir`; return the new file's path.
 
     `return_path` is the envelope sender ("" for the null reverse-path).
-    `sync_dir=False` leaves the fsync of `maildir/new` to the caller, who
-    must do it before calling the delivery done (`deliver_batch` shares one
-    per directory among many messages).
+    One message at a time; the queue manager uses `deliver_batch`.
     """
     maildir = Path(maildir)
+    return _in_maildir(maildir, fsync, lambda: _deliver_once(
+        maildir, source, return_path, fsync, delivered_to))
+
+
+def _in_maildir(maildir: Path, fsync: bool, attempt: Callable[[], T]) -> T:
+    """Run `attempt` with `maildir` made sure of; if the Maildir (or its
+    tmp/ or new/) vanished since we last made sure of it, create it again
+    and retry once (module doc)."""
     ensure_maildir(maildir, fsync=fsync)
-    fsync_new = fsync and sync_dir
     try:
-        return _deliver_once(maildir, source, return_path, fsync, delivered_to, fsync_new)
+        return attempt()
     except FileNotFoundError:
         if (maildir / "tmp").is_dir() and (maildir / "new").is_dir():
             raise                      # not our directories: e.g. the source is gone
-    # The Maildir (or its tmp/ or new/) vanished since we last made sure of
-    # it: create it again and retry once (module doc).
     forget_maildir(maildir)
     ensure_maildir(maildir, fsync=fsync)
-    return _deliver_once(maildir, source, return_path, fsync, delivered_to, fsync_new)
+    return attempt()
 
 
 def _deliver_once(maildir: Path, source: Path, return_path: str, fsync: bool,
-                  delivered_to: str | None, fsync_new: bool) -> Path:
+                  delivered_to: str | None) -> Path:
     tmp_path, name = _write_tmp(maildir, source, return_path, delivered_to, fsync=fsync)
     final = _publish(maildir, tmp_path, name)
-    if fsync_new:
+    if fsync:
         try:
             fsync_dir(maildir / "new")
         except BaseException:
@@ -365,18 +368,11 @@ def deliver_batch(jobs: list[MaildirJob], *, fsync: bool = True,
 
 
 def _write_tmp_ensured(job: MaildirJob, *, fsync: bool) -> tuple[Path, str]:
-    """`_write_tmp` (not synced) into a Maildir made sure of; one retry when
-    the Maildir vanished since we last made sure of it (module doc)."""
+    """`_write_tmp` (not synced yet: `deliver_batch` syncs the batch) into a
+    Maildir made sure of."""
     maildir = Path(job.maildir)
-    ensure_maildir(maildir, fsync=fsync)
-    try:
-        return _write_tmp(maildir, job.source, job.return_path, job.delivered_to, fsync=False)
-    except FileNotFoundError:
-        if (maildir / "tmp").is_dir() and (maildir / "new").is_dir():
-            raise                      # not our directories: e.g. the source is gone
-    forget_maildir(maildir)
-    ensure_maildir(maildir, fsync=fsync)
-    return _write_tmp(maildir, job.source, job.return_path, job.delivered_to, fsync=False)
+    return _in_maildir(maildir, fsync, lambda: _write_tmp(
+        maildir, job.source, job.return_path, job.delivered_to, fsync=False))
 
 
 def _unlink_quietly(path: Path) -> None:

@@ -555,11 +555,9 @@ class QueueManager(OperatorActions):
                               logs: list[tuple[dict, str]]) -> None:
         agent = self._agents.get(nh.transport)
         if agent is None:
-            for r in rcpts:
-                self._set(r, RecipientStatus.DEFERRED, "4.3.0",
-                          f"{NO_AGENT}: no delivery agent for transport {nh.transport}",
-                          transport=nh.transport)
-                logs.append((self._fields(r, "none", "deferred"), r.diagnostic))
+            self._defer_all(rcpts, "4.3.0",
+                            f"{NO_AGENT}: no delivery agent for transport {nh.transport}",
+                            nh.transport, logs)
             return
         loop = asyncio.get_running_loop()
         if self._dest_cond is None or self._dest_loop is not loop:
@@ -570,12 +568,9 @@ class QueueManager(OperatorActions):
                 await cond.wait_for(lambda: self._dests.acquire(nh))
                 acquired = True
             if self._dests.is_dead(nh, self._clock()):
-                reason = self._dests.dead_reason(nh)
-                for r in rcpts:
-                    self._set(r, RecipientStatus.DEFERRED, "4.4.1",
-                              f"delivery temporarily suspended: {reason}",
-                              transport=nh.transport)
-                    logs.append((self._fields(r, "none", "deferred"), r.diagnostic))
+                self._defer_all(rcpts, "4.4.1",
+                                f"delivery temporarily suspended: {self._dests.dead_reason(nh)}",
+                                nh.transport, logs)
                 return
             started = self._clock()
             results = await self._call_agent(agent, env, nh, rcpts)
@@ -645,6 +640,13 @@ class QueueManager(OperatorActions):
         self._dests.record(nh, self._clock(), reached=reached, reason=first_failure)
 
     # --- helpers ------------------------------------------------------------------------
+
+    def _defer_all(self, rcpts: list[Recipient], dsn: str, diagnostic: str, transport: str,
+                   logs: list[tuple[dict, str]]) -> None:
+        """Defer every recipient of a request that got no attempt (relay=none)."""
+        for r in rcpts:
+            self._set(r, RecipientStatus.DEFERRED, dsn, diagnostic, transport=transport)
+            logs.append((self._fields(r, "none", "deferred"), r.diagnostic))
 
     def _set(self, rcpt: Recipient, status: RecipientStatus, dsn: str, diagnostic: str, *,
              action: str = "", transport: str = "", remote_mta: str = "") -> None:
