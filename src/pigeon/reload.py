@@ -89,7 +89,7 @@ class Reloader:
                 return
             app.tls = app.server.tls = provider
         router = Router(live)
-        policy = RecipientPolicy(live, router)
+        policy = RecipientPolicy(live, router, new_mailboxes=app.server.policy.new_mailboxes)
         app.manager.set_router(router)
         await app.server.reconfigure(live, session_config(live), policy)
         app.config = live

@@ -317,13 +317,25 @@ def domains(key: str, value: Any) -> dict[str, DomainConfig] | DomainNames:
 
 
 def aliases(key: str, value: Any) -> dict[str, tuple[str, ...]]:
-    """"local@domain" = "target" or ["target", ...]; every target a full address."""
+    """"local@domain" = "target" or ["target", ...]; every target a full address.
+
+    A key "@domain" is the domain's catch-all (Postfix virtual(5) "@domain"):
+    stored as "@domain", lowercased; the router uses it only when no mailbox
+    or other alias matches.
+    """
     if not isinstance(value, Mapping):
         raise ConfigError(key, f"must be a table, got {show(value)}")
     out: dict[str, tuple[str, ...]] = {}
     for raw_alias, targets in value.items():
         here = join(key, raw_alias)
-        alias = address(here, raw_alias, "the key", lower_local=True)
+        if raw_alias.startswith("@"):
+            problem = domain_problem(raw_alias[1:].lower())
+            if problem:
+                raise ConfigError(here, f'the catch-all key {show(raw_alias)} needs a valid domain '
+                                        f"after \"@\" ({problem})")
+            alias = raw_alias.lower()
+        else:
+            alias = address(here, raw_alias, "the key", lower_local=True)
         if alias in out:
             raise ConfigError(here, f'alias "{alias}" is listed twice')
         if isinstance(targets, str):
@@ -334,3 +346,21 @@ def aliases(key: str, value: Any) -> dict[str, tuple[str, ...]]:
             raise ConfigError(here, "must name at least one target address")
         out[alias] = tuple(address(here, t, "target", lower_local=False) for t in targets)
     return out
+
+
+#: Characters a recipient_delimiter may use: atext punctuation (RFC 5322
+#: §3.2.3) and ".", so a delimiter never needs quoting in an address.
+_DELIMITER_CHARS = frozenset("!#$%&'*+/=?^_`{|}~-.")
+
+
+def recipient_delimiter(key: str, value: Any) -> str:
+    """"" (off) or one or more distinct delimiter characters, e.g. "+" or "+-"."""
+    if not isinstance(value, str):
+        raise ConfigError(key, f'must be a string of delimiter characters such as "+", got {show(value)}')
+    bad = sorted({c for c in value if c not in _DELIMITER_CHARS})
+    if bad:
+        raise ConfigError(key, f"{show(value)}: {show(bad[0])} cannot be a delimiter (use characters "
+                               f"from {show(''.join(sorted(_DELIMITER_CHARS)))})")
+    if len(set(value)) != len(value):
+        raise ConfigError(key, f"{show(value)} lists a character twice")
+    return value

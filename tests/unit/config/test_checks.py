@@ -252,7 +252,8 @@ def test_aliases_string_or_list():
 
 @pytest.mark.parametrize("aliases, message", [
     ({"info": "a@b.test"}, 'aliases.info: the key must be a full address "local@domain", got "info"'),
-    ({"@b.test": "a@b.test"}, 'aliases."@b.test": the key must be a full address "local@domain", got "@b.test"'),
+    ({"@b_c": "a@b.test"}, 'aliases."@b_c": the catch-all key "@b_c" needs a valid domain after "@" (label "b_c" may only contain letters, digits and "-")'),
+    ({"@": "a@b.test"}, 'aliases."@": the catch-all key "@" needs a valid domain after "@" (it is empty)'),
     ({"a@b_c": "a@b.test"},
      'aliases."a@b_c": the key "a@b_c" has an invalid domain (label "b_c" may only contain letters, digits and "-")'),
     ({"a@b.test": "alice"}, 'aliases."a@b.test": target must be a full address "local@domain", got "alice"'),
