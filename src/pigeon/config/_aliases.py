@@ -37,7 +37,7 @@ from pathlib import Path
 
 from pigeon.config._checks import ConfigError, domain_problem, join, show
 from pigeon.config.schema import Config
-from pigeon.proto.address import Address
+from pigeon.proto.address import Address, PathError, parse_path
 
 __all__ = ["read_aliases_file", "check_catch_alls", "MAX_INCLUDE_DEPTH"]
 
@@ -175,8 +175,12 @@ def _address(path: Path, number: int, raw: str, value: str) -> str:
         problem = domain_problem(domain.lower())
         if problem:
             raise _Problem(path, number, f"{show(raw)} has an invalid domain ({problem})")
-        return f"{value.rpartition('@')[0]}@{domain.lower()}"
-    return value
+    try:       # the SMTP grammar (RFC 5321 §4.1.2): MAIL/RCPT must be able to carry it
+        parse_path(f"<{local}@{domain or 'example.invalid'}>", allow_null=False, smtputf8=True)
+    except PathError:
+        raise _Problem(path, number, f"{show(raw)} is not an address SMTP can carry (quote a "
+                                     "local part with special characters)") from None
+    return f"{value.rpartition('@')[0]}@{domain.lower()}" if at else value
 
 
 def _include(path: Path, number: int, name: str, depth: int, seen: tuple[Path, ...]) -> list[str]:

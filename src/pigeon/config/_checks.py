@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from pigeon.config.schema import DomainConfig, ListenAddress
+from pigeon.proto.address import PathError, parse_path
 
 Checker = Callable[[str, Any], Any]
 
@@ -208,13 +209,24 @@ def mailbox_name(key: str, value: str) -> str:
 
 
 def address(key: str, value: str, role: str, *, lower_local: bool) -> str:
-    """A full address "local@domain"; the domain is lowercased, the local part if asked."""
+    """A full address "local@domain"; the domain is lowercased, the local part if asked.
+
+    The address must follow the SMTP grammar (RFC 5321 §4.1.2: a dot-string
+    or quoted local part), so it can be written in MAIL FROM/RCPT TO: an
+    address no SMTP command can carry would otherwise fail every delivery.
+    """
     local, at, domain = value.rpartition("@")
     if not at or not local or not domain or re.search(r"[\s\x00-\x1f\x7f]", value):
         raise ConfigError(key, f'{role} must be a full address "local@domain", got {show(value)}')
     problem = domain_problem(domain.lower())
     if problem:
         raise ConfigError(key, f"{role} {show(value)} has an invalid domain ({problem})")
+    try:
+        parse_path(f"<{value}>", allow_null=False, smtputf8=True)
+    except PathError:
+        raise ConfigError(key, f"{role} {show(value)} is not an address SMTP can carry (RFC 5321 "
+                               f'§4.1.2: quote a local part with special characters, as in '
+                               f'"\\"a>b\\"@example.org")') from None
     return f"{local.lower() if lower_local else local}@{domain.lower()}"
 
 

@@ -36,7 +36,10 @@ Contract (STYLE 3.7, delivery/api.py):
   * Before MAIL, content rules: SMTPUTF8 needed but not offered -> 5.6.7;
     larger than the peer's SIZE -> 5.3.4; 8-bit content and no 8BITMIME ->
     converted to 7 bit (delivery/downgrade.py) in a temporary file, deleted
-    afterwards, or 5.6.3 when conversion is impossible.
+    afterwards, or 5.6.3 when conversion is impossible. Addresses go out in
+    the form our own server parses back to the same address; one with no
+    such form bounces by itself (5.1.3 recipient, 5.1.7 sender: proto/client.py
+    Rule 6) and, like every bounce, does not count against the next hop.
   * A peer that names itself (first word of the EHLO reply) like
     `own_hostname` means mail would loop back to us: bounced, 5.4.6
     ("mail for ... loops back to myself", as Postfix says).

@@ -56,7 +56,9 @@ Contract:
   * Results, per recipient: DELIVERED and BOUNCED are final; DEFERRED stays
     for the next attempt with its diagnostic. An agent exception defers every
     recipient of its request with 4.0.0 (the traceback goes to the debug log,
-    not into reports). A recipient the agent gave no result for: 4.0.0.
+    not into reports) and is not counted against the destination (it says
+    nothing about the next hop; schedule.py Rule 6 counts only attempts the
+    agent reported). A recipient the agent gave no result for: 4.0.0.
   * Then, in this order (Rule: durable first, log after; the log never says
     "sent" for a state a crash could roll back):
       - every recipient final -> reports due (notify.py) are enqueued, the
@@ -584,9 +586,10 @@ class QueueManager(OperatorActions):
                                 nh.transport, logs)
                 return
             started = self._clock()
-            results = await self._call_agent(agent, env, nh, rcpts)
+            results, raised = await self._call_agent(agent, env, nh, rcpts)
             self._apply(env.queue_id, nh, rcpts, results, logs,
-                        queue_wait=max(0.0, started - env.received_at) if env.received_at else 0.0)
+                        queue_wait=max(0.0, started - env.received_at) if env.received_at else 0.0,
+                        judge_destination=not raised)
         finally:
             if acquired:
                 async with cond:
@@ -594,14 +597,15 @@ class QueueManager(OperatorActions):
                     cond.notify_all()
 
     async def _call_agent(self, agent: DeliveryAgent, env: Envelope, nh: Nexthop,
-                          rcpts: list[Recipient]) -> list[RecipientResult]:
+                          rcpts: list[Recipient]) -> tuple[list[RecipientResult], bool]:
+        """The agent's results, and whether it raised (then they are our 4.0.0s)."""
         request = DeliveryRequest(
             queue_id=env.queue_id, sender=env.sender, params=env.params,
             recipients=tuple(DeliveryRecipient(r.address, r.params) for r in rcpts),
             content=self._store.content_path(env.queue_id), size=env.size,
             eight_bit=env.eight_bit, smtputf8=env.params.smtputf8, nexthop=nh)
         try:
-            return list(await agent.deliver(request))
+            return list(await agent.deliver(request)), False
         except Exception as e:
             # Two faces (STYLE 3.6): the traceback to our log, a generic
             # reason into the queue and any report.
@@ -609,10 +613,11 @@ class QueueManager(OperatorActions):
                         env.queue_id, nh, e, len(rcpts), exc_info=True)
             return [RecipientResult(r.address, Outcome.DEFERRED, "4.0.0",
                                     f"delivery agent error ({type(e).__name__})")
-                    for r in rcpts]
+                    for r in rcpts], True
 
     def _apply(self, qid: str, nh: Nexthop, rcpts: list[Recipient],
-               results: list[RecipientResult], logs: list[tuple[dict, str]], *, queue_wait: float = 0.0) -> None:
+               results: list[RecipientResult], logs: list[tuple[dict, str]], *,
+               queue_wait: float = 0.0, judge_destination: bool = True) -> None:
         by_addr: dict[str, RecipientResult] = {}
         for res in results:
             by_addr.setdefault(res.address, res)
@@ -648,7 +653,11 @@ class QueueManager(OperatorActions):
                 # delivery record (e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384 (unverified)").
                 fields["tls"] = res.tls
             logs.append((fields, res.diagnostic))
-        self._dests.record(nh, self._clock(), reached=reached, reason=first_failure)
+        if judge_destination:
+            # An agent that raised failed on this message (our bug, or
+            # content it cannot handle), not on the next hop: that must not
+            # mark the destination dead for every other message.
+            self._dests.record(nh, self._clock(), reached=reached, reason=first_failure)
 
     # --- helpers ------------------------------------------------------------------------
 

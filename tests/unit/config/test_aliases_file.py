@@ -45,6 +45,7 @@ list: :include:{members}, \\alice
     ("root:\n", 'line 1: "root" has no target'),
     ("root: alice\n\nROOT: bob\n", 'line 3: "root" is already defined on line 1'),
     ("root: alice@exa_mple.test\n", 'line 1: "alice@exa_mple.test" has an invalid domain'),
+    ("root: a>b\n", 'line 1: "a>b" is not an address SMTP can carry'),
     ("root: :include:relative.txt\n", 'line 1: :include: needs an absolute file name, got "relative.txt"'),
     ("root: :include:/nonexistent/list\n", "line 1: cannot read /nonexistent/list"),
 ])

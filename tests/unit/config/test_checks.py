@@ -259,6 +259,9 @@ def test_aliases_string_or_list():
     ({"a@b.test": "alice"}, 'aliases."a@b.test": target must be a full address "local@domain", got "alice"'),
     ({"a@b.test": ["x@y.test", 5]}, 'aliases."a@b.test": must be an address or a list of addresses, got ["x@y.test", 5]'),
     ({"a@b.test": []}, 'aliases."a@b.test": must name at least one target address'),
+    ({"a@b.test": "a>b@c.test"}, 'aliases."a@b.test": target "a>b@c.test" is not an address SMTP can '
+                                 'carry (RFC 5321 §4.1.2: quote a local part with special characters, '
+                                 'as in "\\"a>b\\"@example.org")'),
     ({"a@b.test": "x y@b.test"}, 'aliases."a@b.test": target must be a full address "local@domain", got "x y@b.test"'),
     ({"a@b.test": "x@y.test", "A@B.test": "x@y.test"}, 'aliases."A@B.test": alias "a@b.test" is listed twice'),
     ("x", 'aliases: must be a table, got "x"'),
