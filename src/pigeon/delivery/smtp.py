@@ -43,6 +43,10 @@ Contract (STYLE 3.7, delivery/api.py):
   * A peer that names itself (first word of the EHLO reply) like
     `own_hostname` means mail would loop back to us: bounced, 5.4.6
     ("mail for ... loops back to myself", as Postfix says).
+  * Relay login (AUTH PLAIN, only over TLS): only for a next hop equal to the
+    configured smarthost: host, port (the default port filled in) and
+    brackets (`login_key`); any other route, `[transports]` ones to the same
+    host included, connects without credentials.
   * Connection reuse: after a clean transaction the connection is kept idle
     (at most `max_idle_per_destination` per next hop and address, for
     `idle_timeout` seconds, then QUIT). A cached connection is checked with
@@ -71,6 +75,18 @@ from pigeon.proto.reply import Reply
 from pigeon.routing.mx import Candidate, ResolveError  # one definition, shared with the resolver
 
 log = logging.getLogger("pigeon.delivery.smtp")
+
+
+#: (host lowercased, port, mx): the destination a relay login belongs to.
+LoginKey = tuple[str, int, bool]
+
+
+def login_key(host: str, port: int | None, mx: bool, *, default_port: int) -> LoginKey:
+    """The destination a login is for: "[relay]:587" and "[relay]:25", or
+    "relay" (its MX hosts) and "[relay]" (its own address), are different
+    destinations (Postfix keys smtp_sasl_password_maps by "[host]:port" the
+    same way), so a password never goes to another service on the same host."""
+    return (host.lower(), port or default_port, mx)
 
 
 class Resolver(Protocol):
@@ -180,11 +196,12 @@ class SmtpAgent:
     """DeliveryAgent for transport "smtp"; see the module contract."""
 
     def __init__(self, config: ClientConfig, resolver: Resolver, *, own_hostname: str,
-                 credentials: dict[str, tuple[str, str]] | None = None) -> None:
+                 credentials: dict[LoginKey, tuple[str, str]] | None = None) -> None:
         self.config = config
-        #: next-hop host (lowercase) -> (user, password): AUTH PLAIN over TLS
-        #: for a smarthost (delivery.relay_user); never used for MX hosts.
-        self.credentials = {k.lower(): v for k, v in (credentials or {}).items()}
+        #: `login_key(...)` of a next hop -> (user, password): AUTH PLAIN over
+        #: TLS for the smarthost (delivery.relay_user), used for exactly that
+        #: destination: same host, same port, same MX-or-not (see login_key).
+        self.credentials = dict(credentials or {})
         self.resolver = resolver
         self.own_hostname = own_hostname
         self.helo_name = config.helo_name or own_hostname
@@ -296,7 +313,10 @@ class SmtpAgent:
         return retry, failure
 
     def _auth_for(self, nexthop: Nexthop) -> tuple[str, str] | None:
-        return self.credentials.get((nexthop.host or "").lower()) if nexthop.host else None
+        if nexthop.transport != "smtp" or not nexthop.host:
+            return None
+        return self.credentials.get(login_key(nexthop.host, nexthop.port, nexthop.mx,
+                                              default_port=self.config.smtp_port))
 
     async def _connection(self, key: tuple, cand: Candidate,
                           auth: tuple[str, str] | None = None) -> ClientConnection:

@@ -279,3 +279,28 @@ def test_smtp_agent_passes_the_agent_conformance_suite():
     port = free_port()                       # nothing listens: every attempt is deferred
     check_delivery_agent(lambda: SmtpAgent(FAST, FakeResolver(port), own_hostname="p.test"),
                          nexthop=Nexthop("smtp", "dst.test"))
+
+
+def test_relay_login_belongs_to_the_configured_host_and_port(tmp_path):
+    from pigeon.config import load_config
+    from pigeon.delivery.wiring import build_agents
+    password = tmp_path / "pw"
+    password.write_text("secret\n")
+    config = load_config(overrides={"delivery": {
+        "relay_host": "[relay.example]:587", "relay_user": "me", "relay_password_file": str(password)},
+        "transports": {"other.test": "smtp:[relay.example]:2525"}})
+    agent = build_agents(config)["smtp"]
+    login = ("me", "secret")
+    assert agent._auth_for(Nexthop("smtp", "any.test", "relay.example", 587, False)) == login
+    assert agent._auth_for(Nexthop("smtp", "any.test", "RELAY.example", 587, False)) == login
+    for other in (Nexthop("smtp", "other.test", "relay.example", 2525, False),   # same host
+                  Nexthop("smtp", "x.test", "relay.example", None, False),        # port 25
+                  Nexthop("smtp", "x.test", "relay.example", 587, True),          # its MX hosts
+                  Nexthop("lmtp", "x.test", "relay.example", 587, False),
+                  Nexthop("smtp", "relay.example")):
+        assert agent._auth_for(other) is None, other
+    config = load_config(overrides={"delivery": {
+        "relay_host": "[relay.example]", "relay_user": "me", "relay_password_file": str(password)}})
+    agent = build_agents(config)["smtp"]
+    assert agent._auth_for(Nexthop("smtp", "any.test", "relay.example", None, False)) == login
+    assert agent._auth_for(Nexthop("smtp", "any.test", "relay.example", 25, False)) == login
