@@ -42,7 +42,13 @@ Contract (STYLE 3.7, delivery/api.py):
     Rule 6) and, like every bounce, does not count against the next hop.
   * A peer that names itself (first word of the EHLO reply) like
     `own_hostname` means mail would loop back to us: bounced, 5.4.6
-    ("mail for ... loops back to myself", as Postfix says).
+    ("mail for ... loops back to myself", as Postfix says). The rule is the
+    one routing/mx.py Rule 5 applies to MX hosts (`checks_loops`): it holds
+    for next hops found through DNS (an MX lookup, explicit or implicit)
+    and for address literals, NOT for a host the operator named with
+    brackets or as an IP address in `[transports]` or `delivery.relay_host`
+    (`smtp:[127.0.0.1]:10025`): such a route is an explicit decision, e.g.
+    a content filter on loopback that shares our host name.
   * Relay login (AUTH PLAIN, only over TLS): only for a next hop equal to the
     configured smarthost: host, port (the default port filled in) and
     brackets (`login_key`); any other route, `[transports]` ones to the same
@@ -73,8 +79,16 @@ from pigeon.proto.client import ClientConfig, RecipientReply, Transaction
 from pigeon.proto.client_reply import reply_text
 from pigeon.proto.reply import Reply
 from pigeon.routing.mx import Candidate, ResolveError  # one definition, shared with the resolver
+from pigeon.routing.resolve import literal_ip
 
 log = logging.getLogger("pigeon.delivery.smtp")
+
+
+def checks_loops(nexthop: Nexthop) -> bool:
+    """Whether a peer greeting with our name is a loop for `nexthop` (module
+    contract): yes for MX lookups and address literals, no for an explicit
+    "[host]" or IP route the operator configured."""
+    return nexthop.mx or (nexthop.host is not None and nexthop.host == literal_ip(nexthop.domain))
 
 
 #: (host lowercased, port, mx): the destination a relay login belongs to.
@@ -265,7 +279,8 @@ class SmtpAgent:
         setup = time.monotonic() - started
         recipients = request.recipients
         name = conn.extensions.server_name.lower().rstrip(".")
-        if name and name == self.own_hostname.lower().rstrip("."):
+        if name and name == self.own_hostname.lower().rstrip(".") \
+                and checks_loops(request.nexthop):
             await conn.quit()
             for i in pending:
                 results[i] = failure_result(

@@ -255,6 +255,27 @@ def test_size_smtputf8_and_loop(tmp_path):
     assert "loops back to myself" in loop[0].diagnostic
 
 
+@pytest.mark.parametrize("nexthop, loop", [
+    (Nexthop("smtp", "dst.test"), True),                                     # MX lookup
+    (Nexthop("smtp", "dst.test", "relay.test", 2525, True), True),           # smtp:relay.test (MX)
+    (Nexthop("smtp", "[127.0.0.1]", "127.0.0.1", None, False), True),        # address literal
+    (Nexthop("smtp", "dst.test", "127.0.0.1", 10025, False), False),         # smtp:[127.0.0.1]:10025
+    (Nexthop("smtp", "dst.test", "filter.test", 10025, False), False),       # smtp:[filter.test]
+    (Nexthop("smtp", "[192.0.2.1]", "relay.test", 587, False), False),       # literal via relay_host
+])
+def test_greeting_with_our_name_is_a_loop_only_where_routing_says(tmp_path, nexthop, loop):
+    """A content filter on loopback, reached by an explicit [host] route, may
+    share our host name (docs/config.md recommends smtp:[host] for it)."""
+    async def main():
+        async with FakePeer(name="pigeon.test") as me:
+            return (await deliver([me.port], request(tmp_path, nexthop=nexthop)))[0]
+    [res] = run(main())
+    if loop:
+        assert (res.outcome, res.status) == (Outcome.BOUNCED, "5.4.6")
+    else:
+        assert res.outcome is Outcome.DELIVERED, res
+
+
 def test_8bit_downgraded_for_peer_without_8bitmime(tmp_path):
     content = (b"Subject: caf\xc3\xa9?\r\n" b"MIME-Version: 1.0\r\n")  # 8-bit header: impossible
     body = (b"Subject: hello\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
