@@ -201,7 +201,9 @@ class Connection:
                 session.respond(verdict)
             elif isinstance(event, MailRequested):
                 sender = event.sender
-                verdict = self.policy.check_sender(sender, self.client_ip) if sender else None
+                verdict = self.policy.check_sender(
+                    sender, self.client_ip, authenticated=session.auth_user is not None) \
+                    if sender else None
                 if verdict is None and sender is not None and session.auth_user is not None \
                         and f"{sender.local.lower()}@{sender.domain}" not in self._owned:
                     verdict = R.SENDER_NOT_OWNED

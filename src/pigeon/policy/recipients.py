@@ -36,9 +36,13 @@ Contract:
     message naming one destination twice, by `Router.merge_key`), keeping
     the first with its DSN parameters; the driver applies it to the
     envelope it commits.
-  * `check_sender()` accepts every reverse-path for now: there is no
-    authentication yet, so there is nothing to check a sender against.
-    SPF/sender-login maps belong to later work.
+  * `check_sender()` accepts every reverse-path, with one exception: a
+    sender in a local domain without a `mailboxes` list whose Maildir does
+    not exist yet counts as a new mailbox too (a DSN to it, e.g. the
+    success report NOTIFY=SUCCESS asks for, would create it), so an
+    untrusted client cannot make directories through made-up senders either:
+    past the limit, TOO_MANY_NEW_MAILBOXES 450 4.7.1. SPF/sender-login maps
+    belong to later work (authenticated senders are checked by the driver).
   * No I/O and no clock of its own, except for the new-mailbox count: the
     injected `clock` and one stat of the Maildir (`maildir_exists`, only
     for list-less domains). Decisions are pinned by golden files in
@@ -73,9 +77,15 @@ class RecipientPolicy:
         self._clock = clock
         self._maildir_exists = maildir_exists
 
-    def check_sender(self, address: Address | None, client_ip: str) -> R.Reply | None:
-        """Accept any sender (None is the null reverse-path <>). See module doc."""
-        return None
+    def check_sender(self, address: Address | None, client_ip: str, *,
+                     authenticated: bool = False) -> R.Reply | None:
+        """None to accept (None is the null reverse-path <>). See module doc."""
+        if address is None or not address.domain or authenticated \
+                or not self._router.is_local_domain(address.domain) \
+                or self.client_may_relay(client_ip):
+            return None
+        routes = self._router.resolve(str(address), expand_aliases=False)
+        return None if self._new_mailboxes_allowed(routes, client_ip) else R.TOO_MANY_NEW_MAILBOXES
 
     def check_recipient(self, address: Address, client_ip: str, *,
                         authenticated: bool = False) -> R.Reply | None:

@@ -71,3 +71,16 @@ def test_a_reload_keeps_the_counts(tmp_path):
     config = dataclasses.replace(policy._config, limits=Limits(new_mailboxes_per_hour=1))
     again = RecipientPolicy(config, Router(config), new_mailboxes=policy.new_mailboxes, clock=clock)
     assert rcpt(again, "u1@open.test") == R.TOO_MANY_NEW_MAILBOXES
+
+
+def test_made_up_local_senders_count_too(tmp_path):
+    """A DSN to a new local sender would create its Maildir: MAIL FROM counts."""
+    policy, _ = make_policy(tmp_path, limit=2)
+    assert policy.check_sender(Address("s1", "open.test"), "203.0.113.9") is None
+    assert policy.check_sender(Address("s1", "open.test"), "203.0.113.9") is None   # counted once
+    assert policy.check_sender(Address("s2", "open.test"), "203.0.113.9") is None
+    assert policy.check_sender(Address("s3", "open.test"), "203.0.113.9") == R.TOO_MANY_NEW_MAILBOXES
+    assert policy.check_sender(Address("s3", "open.test"), "203.0.113.9", authenticated=True) is None
+    assert policy.check_sender(Address("x", "listed.test"), "203.0.113.9") is None
+    assert policy.check_sender(Address("x", "remote.test"), "203.0.113.9") is None
+    assert policy.check_sender(None, "203.0.113.9") is None
