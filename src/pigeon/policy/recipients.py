@@ -80,12 +80,11 @@ class RecipientPolicy:
     def check_sender(self, address: Address | None, client_ip: str, *,
                      authenticated: bool = False) -> R.Reply | None:
         """None to accept (None is the null reverse-path <>). See module doc."""
-        if address is None or not address.domain or authenticated \
-                or not self._router.is_local_domain(address.domain) \
-                or self.client_may_relay(client_ip):
+        if address is None or not address.domain or not self._router.is_local_domain(address.domain):
             return None
         routes = self._router.resolve(str(address), expand_aliases=False)
-        return None if self._new_mailboxes_allowed(routes, client_ip) else R.TOO_MANY_NEW_MAILBOXES
+        return None if self._new_mailboxes_allowed(routes, client_ip, authenticated) \
+            else R.TOO_MANY_NEW_MAILBOXES
 
     def check_recipient(self, address: Address, client_ip: str, *,
                         authenticated: bool = False) -> R.Reply | None:
@@ -93,30 +92,40 @@ class RecipientPolicy:
         if not address.domain:
             # The grammar only lets "<postmaster>" through without a domain.
             return None if address.is_postmaster else R.UNKNOWN_USER
-        trusted = authenticated or self.client_may_relay(client_ip)
-        if self._router.is_local_domain(address.domain):
+        router = self._router
+        if router.is_local_domain(address.domain):
             # str(address): the form the envelope stores and delivery resolves.
-            routes = self._router.resolve(str(address))
-            if not any(r.kind == "remote" or self._router.mailbox_exists(r.address)
-                       for r in routes):
-                return R.UNKNOWN_USER
-            if not trusted and not self._new_mailboxes_allowed(routes, client_ip):
+            canonical = router.canonical(str(address))
+            if router.alias_targets(canonical) is None:
+                # No alias: resolve() would give this one address; skip it
+                # where it cannot matter (hot path: a listed mailbox).
+                if not router.mailbox_exists(canonical):
+                    return R.UNKNOWN_USER
+                if router.has_mailbox_list(address.domain):
+                    return None
+                routes = router.resolve(canonical, expand_aliases=False)
+            else:
+                routes = router.resolve(canonical)
+                if not any(r.kind == "remote" or router.mailbox_exists(r.address)
+                           for r in routes):
+                    return R.UNKNOWN_USER
+            if not self._new_mailboxes_allowed(routes, client_ip, authenticated):
                 return R.TOO_MANY_NEW_MAILBOXES
             return None
-        return None if trusted else R.RELAY_DENIED
+        return None if authenticated or self.client_may_relay(client_ip) else R.RELAY_DENIED
 
-    def _new_mailboxes_allowed(self, routes: list[Route], client_ip: str) -> bool:
+    def _new_mailboxes_allowed(self, routes: list[Route], client_ip: str,
+                               authenticated: bool) -> bool:
+        """False when a Maildir these routes would create is one too many for
+        the client (module contract); trusted clients are not counted."""
         limit = self._config.limits.new_mailboxes_per_hour
-        if limit <= 0:
+        new = [str(r.target) for r in routes if r.kind == "local"
+               and not self._router.has_mailbox_list(r.address.rpartition("@")[2])]
+        if limit <= 0 or not new or authenticated or self.client_may_relay(client_ip):
             return True
-        for route in routes:
-            domain = route.address.rpartition("@")[2]
-            if route.kind != "local" or self._router.has_mailbox_list(domain) \
-                    or self._maildir_exists(str(route.target)):
-                continue
-            if not self.new_mailboxes.allow(client_ip, str(route.target), self._clock(), limit):
-                return False
-        return True
+        return all(self._maildir_exists(path)
+                   or self.new_mailboxes.allow(client_ip, path, self._clock(), limit)
+                   for path in new)
 
     def merge_recipients(self, recipients: list[tuple[Address, T]]) -> list[tuple[Address, T]]:
         """`recipients` without repeats (module contract): first one kept."""

@@ -82,6 +82,7 @@ from pigeon.delivery.maildir import maildir_path
 log = logging.getLogger("pigeon.routing")
 
 MAX_DEPTH = 20
+MAILDIR_CACHE = 10_000      # remembered Maildir paths (Router._maildir)
 
 
 class Route(NamedTuple):
@@ -150,6 +151,7 @@ class Router:
         self._delimiters = config.recipient_delimiter
         self._transports = {k.lower(): v for k, v in config.transports.items()}
         self._relay = config.delivery.relay_host
+        self._maildirs: dict[tuple[str, str], Path] = {}
         host = config.hostname.lower()
         self.primary_domain = host if host in self._domains else next(iter(self._domains), host)
 
@@ -232,6 +234,17 @@ class Router:
         dc = self._domains.get(domain)
         return dc is not None and dc.mailboxes is not None and (
             local in dc.mailboxes or base in dc.mailboxes)
+
+    def _maildir(self, mailbox: str, domain: str) -> Path:
+        """maildir_path(), remembered: RCPT checks and deliveries ask for the
+        same few mailboxes over and over (bounded; forgotten all at once)."""
+        key = (mailbox, domain)
+        path = self._maildirs.get(key)
+        if path is None:
+            if len(self._maildirs) >= MAILDIR_CACHE:
+                self._maildirs.clear()
+            path = self._maildirs[key] = maildir_path(self._config.mailbox_root, mailbox, domain)
+        return path
 
     def _mailbox(self, local: str, domain: str) -> str:
         """The Maildir name of local address `local` (module contract, delimiter)."""
@@ -320,8 +333,7 @@ class Router:
         if spec is not None and spec.transport != "local":
             return Route("remote", address, nexthop_from_spec(spec, domain))
         if spec is not None or domain in self._domains:
-            return Route("local", address, maildir_path(self._config.mailbox_root,
-                                                        self._mailbox(local, domain), domain))
+            return Route("local", address, self._maildir(self._mailbox(local, domain), domain))
         if self._relay is not None:
             return Route("remote", address, nexthop_from_spec(self._relay, domain))
         ip = literal_ip(domain)
