@@ -10,8 +10,9 @@ Contract:
   * What a reload changes at once, for new sessions and deliveries:
     listeners (added ones are bound, removed ones closed; a listener that
     cannot be bound is logged and skipped), local domains, mailboxes,
-    aliases, transports and relay networks (a new router and recipient
-    policy), protocol limits and timeouts, `[smtp]` switches, the TLS
+    aliases (the `aliases_file` is read again), transports and relay
+    networks (a new router and recipient policy; the new-mailbox counts
+    carry over), protocol limits and timeouts, `[smtp]` switches, the TLS
     certificate (re-read) and TLS settings. Sessions in progress keep the
     configuration they started with; accounts are read at each login anyway.
   * What waits for a restart, said in a warning: `data_dir`, `hostname`,
@@ -47,6 +48,8 @@ def changed_keys(old: Config, new: Config) -> list[str]:
         if dataclasses.is_dataclass(a) and dataclasses.is_dataclass(b):
             out += [f"{f.name}.{g.name}" for g in dataclasses.fields(a)
                     if getattr(a, g.name) != getattr(b, g.name)]
+        elif f.name == "local_aliases":
+            out.append("aliases_file (its entries)")     # read from the file, no key of its own
         else:
             out.append(f.name)
     return out
@@ -89,7 +92,7 @@ class Reloader:
                 return
             app.tls = app.server.tls = provider
         router = Router(live)
-        policy = RecipientPolicy(live, router)
+        policy = RecipientPolicy(live, router, new_mailboxes=app.server.policy.new_mailboxes)
         app.manager.set_router(router)
         await app.server.reconfigure(live, session_config(live), policy)
         app.config = live

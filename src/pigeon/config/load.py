@@ -23,13 +23,15 @@ Contract:
     Exception: after merging, `_delivery.check_final` checks keys that span
     each other ([queue] backoffs, delivery.relay_*) and that the named
     delivery.relay_password_file / tls_ca_file exist (os.path.isfile); its
-    error names the last layer that set the key.
+    error names the last layer that set the key. And `aliases_file` is read
+    and parsed (`pigeon.config._aliases`); its errors name that file and line.
 
 Value rules live in `pigeon.config._checks`; their messages are pinned by
 tests/unit/config and tests/e2e/bad_configs.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 import socket
 import tomllib
@@ -40,6 +42,7 @@ from pigeon.config import _checks as C
 from pigeon.config import _delivery as D
 from pigeon.config import _secure as S
 from pigeon.config import _admin as A
+from pigeon.config._aliases import check_catch_alls, read_aliases_file
 from pigeon.config.schema import AdminConfig
 from pigeon.config.schema import AuthConfig, TlsConfig
 from pigeon.config._checks import ConfigError
@@ -98,10 +101,15 @@ _TOP: dict[str, Callable[[str, Any], Any]] = {
     "relay_networks": C.relay_networks,
     "domains": C.domains,
     "aliases": C.aliases,
+    "recipient_delimiter": C.recipient_delimiter,
+    "aliases_file": D.optional_path,                 # read after merging: _read_aliases_file
     "transports": D.transports,
     "submission_listen": S.listen_roles,
     "submissions_listen": S.listen_roles,
 }
+
+# Config fields that are no key: the loader fills them from files the keys name.
+DERIVED_FIELDS = ("local_aliases",)      # from aliases_file
 
 # The [section] tables: schema class and one checker per field.
 _SECTIONS: dict[str, tuple[type, dict[str, Callable[[str, Any], Any]]]] = {
@@ -112,6 +120,7 @@ _SECTIONS: dict[str, tuple[type, dict[str, Callable[[str, Any], Any]]]] = {
         "hop_count": C.integer(1),
         "connections": C.integer(0),
         "connections_per_ip": C.integer(0),
+        "new_mailboxes_per_hour": C.integer(0),
     }),
     "timeouts": (Timeouts, {
         "command": C.seconds(positive=True),
@@ -209,6 +218,9 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
         _merge(merged, layers[-1][1])
     config = _build(merged)
     try:
+        if config.aliases_file is not None:   # aliases(5) entries, re-read on every load (reload)
+            config = dataclasses.replace(config, local_aliases=read_aliases_file(config.aliases_file))
+        check_catch_alls(config)    # "@domain" keys name local domains
         D.check_final(config)       # cross-key checks and file existence ([delivery], [queue])
         S.check_final(config)       # [tls] cert/key pairs, one role per listen address
     except ConfigError as exc:

@@ -15,6 +15,8 @@ TOML layout (all keys optional):
     data_dir = "./pigeon-data"
     listen = ["127.0.0.1:2525"]
     relay_networks = ["127.0.0.0/8"]
+    recipient_delimiter = "+"         # alice+news@ -> alice
+    aliases_file = "/etc/aliases"     # aliases(5) format, applied in every local domain
 
     [domains."example.test"]          # a local domain
     mailboxes = ["alice", "bob"]      # omit: any local part is accepted
@@ -22,8 +24,10 @@ TOML layout (all keys optional):
 
     [aliases]
     "info@example.test" = ["alice@example.test", "carol@elsewhere.example"]
+    "@example.test" = "catchall@example.test"      # catch-all: only when nothing else matches
 
-    [limits]    message_size, recipients, errors, hop_count, connections, connections_per_ip
+    [limits]    message_size, recipients, errors, hop_count, connections, connections_per_ip,
+                new_mailboxes_per_hour
     [timeouts]  command, data_block, data_total, shutdown_grace, greet_pause
     [smtp]      bare_newline, eight_bit_undeclared, pipelining, chunking, smtputf8, dsn, eight_bit_mime
     [queue]     fsync, run_interval, min_backoff, max_backoff, max_lifetime, delay_warning, concurrency
@@ -80,6 +84,7 @@ class Limits:
     hop_count: int = 100               # [limits] hop_count: Received: fields allowed (RFC 5321 §6.3); >= 1
     connections: int = 1000            # [limits] connections: simultaneous SMTP sessions in total; 0 = none
     connections_per_ip: int = 50       # [limits] connections_per_ip (smtpd_client_connection_count_limit); 0 = none
+    new_mailboxes_per_hour: int = 100  # [limits] new_mailboxes_per_hour: Maildirs one client may have created per hour in domains without a mailbox list; 0 = none
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,7 +278,17 @@ class Config:
     listen: tuple[ListenAddress, ...] = field(default_factory=_default_listen)                  # listen
     relay_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()             # relay_networks: default none
     domains: dict[str, DomainConfig] = field(default_factory=_default_domains)                 # [domains.NAME]
-    aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)                          # [aliases]: "local@domain" (lowercased) -> target addresses (domain lowercased)
+    aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)                          # [aliases]: "local@domain" or catch-all "@domain" (lowercased) -> target addresses (domain lowercased)
+    #: recipient_delimiter: characters separating a local part from its
+    #: extension (Postfix recipient_delimiter): with "+", alice+news@ is
+    #: delivered to alice. "" = none. Any of the characters splits.
+    recipient_delimiter: str = "+"
+    #: aliases_file: an aliases(5) file (/etc/aliases format) read at start-up
+    #: and on reload; None = none. Its entries land in `local_aliases`.
+    aliases_file: Path | None = None
+    #: Not a key: the entries read from `aliases_file` (local part, lowercased
+    #: -> targets), applied in every local domain. Filled by the loader.
+    local_aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
     timeouts: Timeouts = field(default_factory=Timeouts)
     smtp: SmtpPolicy = field(default_factory=SmtpPolicy)

@@ -14,9 +14,13 @@ Contract:
 What is written, in order:
   1. `Return-Path: <reverse-path>` (RFC 5321 §4.4: the delivery MTA adds it;
      `<>` for the null reverse-path), so MUAs and Sieve see the envelope sender.
-  2. `Delivered-To: <address>` if given (the final address after alias
-     expansion, as Postfix's local(8) writes; a loop-detection aid).
-  3. The queued content (which already carries our Received: on top).
+  2. `X-Original-To: <address>` if given: the envelope recipient before
+     alias expansion, when it differs from the final one (Postfix's local(8)
+     writes the same field), so a catch-all mailbox shows whom mail was for.
+  3. `Delivered-To: <address>` if given (the final address after alias
+     expansion, extension included, as Postfix's local(8) writes; a
+     loop-detection aid).
+  4. The queued content (which already carries our Received: on top).
 
 Line endings: the queue stores the message as it came over the wire (CRLF).
 Maildir files conventionally hold LF line endings (the mailbox is a Unix text
@@ -221,11 +225,13 @@ def _deliver_once(maildir: Path, source: Path, return_path: str, fsync: bool,
 
 
 def _write_tmp(maildir: Path, source: Path, return_path: str, delivered_to: str | None, *,
-               fsync: bool) -> tuple[Path, str]:
+               fsync: bool, original_to: str | None = None) -> tuple[Path, str]:
     """Write `tmp/<unique>` (fsynced if `fsync`); return it and its name in new/."""
     base = _unique_base()
     tmp_path = maildir / "tmp" / base
     header = f"Return-Path: <{return_path}>\n"
+    if original_to:
+        header += f"X-Original-To: {original_to}\n"
     if delivered_to:
         header += f"Delivered-To: {delivered_to}\n"
     head = header.encode("utf-8")
@@ -313,6 +319,7 @@ class MaildirJob:
     source: Path
     return_path: str
     delivered_to: str | None = None
+    original_to: str | None = None     # the recipient before alias expansion, if different
 
 
 def deliver_batch(jobs: list[MaildirJob], *, fsync: bool = True,
@@ -372,7 +379,8 @@ def _write_tmp_ensured(job: MaildirJob, *, fsync: bool) -> tuple[Path, str]:
     Maildir made sure of."""
     maildir = Path(job.maildir)
     return _in_maildir(maildir, fsync, lambda: _write_tmp(
-        maildir, job.source, job.return_path, job.delivered_to, fsync=False))
+        maildir, job.source, job.return_path, job.delivered_to, fsync=False,
+        original_to=job.original_to))
 
 
 def _unlink_quietly(path: Path) -> None:

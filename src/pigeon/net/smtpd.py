@@ -201,7 +201,9 @@ class Connection:
                 session.respond(verdict)
             elif isinstance(event, MailRequested):
                 sender = event.sender
-                verdict = self.policy.check_sender(sender, self.client_ip) if sender else None
+                verdict = self.policy.check_sender(
+                    sender, self.client_ip, authenticated=session.auth_user is not None) \
+                    if sender else None
                 if verdict is None and sender is not None and session.auth_user is not None \
                         and f"{sender.local.lower()}@{sender.domain}" not in self._owned:
                     verdict = R.SENDER_NOT_OWNED
@@ -374,7 +376,8 @@ class Connection:
         self._write_spool(received_header(
             helo=session.helo_name or "", client_ip=self.client_ip, hostname=self.cfg.hostname,
             protocol=protocol, queue_id=spool.queue_id, tls=session.tls,
-            recipients=[str(a) for a, _ in session.recipients], timestamp=self.wallclock()))
+            recipients=[str(a) for a, _ in self.policy.merge_recipients(session.recipients)],
+            timestamp=self.wallclock()))
         return None
 
     def _write_spool(self, data: bytes) -> None:
@@ -423,7 +426,8 @@ class Connection:
         envelope = Envelope(
             queue_id=spool.queue_id,
             sender=str(session.sender) if session.sender is not None else "",
-            recipients=[Recipient(str(a), p) for a, p in session.recipients],
+            # A repeated RCPT got its 250 but is one recipient (policy merge_recipients).
+            recipients=[Recipient(str(a), p) for a, p in self.policy.merge_recipients(session.recipients)],
             params=params, received_at=self.wallclock(), size=spool.size,
             eight_bit=event.eight_bit, client_address=self.client_ip,
             client_helo=session.helo_name or "",

@@ -197,6 +197,9 @@ def etrn_nothing(node: str) -> Reply:
 
 RELAY_DENIED = reply(554, "5.7.1", "Error: relay access denied")
 UNKNOWN_USER = reply(550, "5.1.1", "Error: recipient address rejected: user unknown")
+#: limits.new_mailboxes_per_hour reached (a rate limit, so 4xx as Postfix's anvil limits).
+TOO_MANY_NEW_MAILBOXES = reply(450, "4.7.1", "Error: too many new mailboxes from your address, "
+                                             "try again later")
 
 # --- STARTTLS (RFC 3207) -----------------------------------------------------------
 

@@ -167,6 +167,20 @@ def test_bounced_recipient_with_peer_reached_does_not_kill_destination(env):
     assert len(env.agent.requests) == 5
 
 
+def test_an_agent_that_raises_does_not_kill_the_destination(env):
+    """One message the agent cannot handle (it raised) is that message's
+    problem: deferred 4.0.0, and other mail for the next hop still goes."""
+    env.agent.start_err = ValueError("address cannot go on a command line")
+    for i in range(5):
+        env.attempt(env.commit(f"u{i}@remote.test"))
+    assert len(env.agent.requests) == 5                  # every one was tried
+    assert env.mgr.statistics()["destinations"]["dead"] == 0
+    env.agent.start_err = None
+    qid = env.commit("ok@remote.test")
+    env.attempt(qid)
+    assert env.log.statuses(qid)[0] == "sent"
+
+
 # --- results ---------------------------------------------------------------------------
 
 def test_partial_results_each_on_its_own_and_only_deferred_retried(env):
