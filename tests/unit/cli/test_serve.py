@@ -77,7 +77,7 @@ def test_config_error_exits_78_before_starting(tmp_path, capsys):
     path.write_text("[limits]\nmesage_size = 1\n")
     assert main(["serve", "--config", str(path)]) == 78
     assert capsys.readouterr().err == \
-        f'pigeon: {path}: limits.mesage_size: unknown key (did you mean "message_size"?)\n'
+        f'pigeon: {path}:2: limits.mesage_size: unknown key (did you mean "message_size"?)\n'
 
 
 def test_bad_flag_value_exits_78(capsys):
