@@ -37,14 +37,15 @@ import time
 from typing import Callable
 
 from pigeon.config.schema import Config, ListenAddress
-from pigeon.net.listener import configured_listeners
+from pigeon.net.listener import ListenError, bind_failure, configured_listeners
 
 log = logging.getLogger("pigeon")
 
 
 def bind_all(config: Config, *, patience: float = 3.0) -> dict[tuple[ListenAddress, str], socket.socket]:
     """Bind every listener. EADDRINUSE is retried for `patience` seconds: after
-    a crash, the workers of the previous run may still be dying (PDEATHSIG)."""
+    a crash, the workers of the previous run may still be dying (PDEATHSIG).
+    ListenError names the address, its role and the key and flag that set it."""
     out = {}
     # TLS is always set up (a self-signed certificate at worst), so all roles.
     for addr, role in configured_listeners(config, tls=True):
@@ -58,7 +59,7 @@ def bind_all(config: Config, *, patience: float = 3.0) -> dict[tuple[ListenAddre
                 if exc.errno != errno.EADDRINUSE or time.monotonic() > deadline:
                     for s in out.values():
                         s.close()
-                    raise
+                    raise ListenError(bind_failure(addr, role, exc)) from exc
                 time.sleep(0.05)
         sock.setblocking(False)
         out[(addr, role)] = sock
@@ -104,8 +105,8 @@ def run_with_workers(config: Config, reload_config, *, new_loop, build) -> int:
              report.queued, len(report.reactivated), len(report.missing_content))
     try:
         sockets = bind_all(config)
-    except OSError as exc:
-        log.error("cannot listen: %s", exc.strerror or exc)
+    except ListenError as exc:
+        log.error("%s", exc)
         return EX_UNAVAILABLE
     r, w = os.pipe()
     os.set_blocking(r, False)

@@ -29,6 +29,7 @@ from typing import Any, Callable
 from pigeon.admin import sdnotify
 from pigeon.admin.control import ControlServer
 from pigeon.admin.ops import build_handlers
+from pigeon.net.listener import bind_reason
 from pigeon.obs.metrics import Metrics, MetricsServer
 
 __all__ = ["AdminHandle", "start_admin"]
@@ -75,6 +76,8 @@ async def start_admin(config, store, manager, maillog: Any = None,
         try:
             await server.start()
         except OSError as exc:
-            log.error("metrics endpoint %s not started: %s", listen, exc.strerror or exc)
+            log.error("metrics endpoint %s not started: %s (set by [admin] metrics_listen in the "
+                      'configuration or --metrics-listen; "" turns it off)', listen,
+                      bind_reason(exc))
             server = None
     return AdminHandle(control, metrics, server)

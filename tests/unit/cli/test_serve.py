@@ -36,6 +36,37 @@ def test_flags_become_overrides():
         "log": {"format": "json", "level": "debug", "file": "/l"}}
 
 
+def test_every_listener_has_a_flag():
+    args = parse("--submission-listen", "0.0.0.0:587", "--submission-listen", "[::]:587",
+                 "--submissions-listen", "", "--metrics-listen", "")
+    assert serve.overrides_from(args) == {
+        "submission_listen": ["0.0.0.0:587", "[::]:587"], "submissions_listen": [],
+        "admin": {"metrics_listen": ""}}
+    config = serve.build_config(args)
+    assert config.submission_listen == (ListenAddress("0.0.0.0", 587), ListenAddress("::", 587))
+    assert config.submissions_listen == ()
+    assert config.admin.metrics_listen is None
+    config = serve.build_config(parse("--metrics-listen", "127.0.0.1:9100"))
+    assert config.admin.metrics_listen == ListenAddress("127.0.0.1", 9100)
+
+
+def test_listener_flags_replace_the_file_and_keep_its_other_admin_keys(tmp_path):
+    path = tmp_path / "p.toml"
+    path.write_text('submission_listen = ["127.0.0.1:587"]\n'
+                    '[admin]\ncontrol_socket = "/run/pigeon/control.sock"\nmetrics_listen = "127.0.0.1:1"\n')
+    config = serve.build_config(parse("--config", str(path), "--submission-listen", "127.0.0.1:2587",
+                                      "--metrics-listen", ""))
+    assert config.submission_listen == (ListenAddress("127.0.0.1", 2587),)
+    assert config.admin.metrics_listen is None
+    assert config.admin.control_socket == Path("/run/pigeon/control.sock")
+
+
+def test_a_bad_listener_flag_names_the_key(capsys):
+    assert main(["serve", "--submissions-listen", "nowhere"]) == 78
+    assert capsys.readouterr().err == ('pigeon: command line: submissions_listen: "nowhere": '
+                                       'expected "host:port" or "[ipv6]:port"\n')
+
+
 def test_quick_start_defaults():
     config = serve.build_config(parse())
     assert config.listen == (ListenAddress("127.0.0.1", 2525),)
