@@ -16,7 +16,9 @@ Contract:
     owner of queue state and the only one delivering.
   * Signals: the main process forwards SIGTERM, SIGINT and SIGHUP to the
     workers; each drains its own sessions. The main process waits for them
-    before it exits.
+    before it exits. `pigeon reload` (the control socket lives in the main
+    process) sends the workers SIGHUP too; the outcome it prints is the main
+    process's (the workers load the same file).
   * Limits are per process: `limits.connections` and `connections_per_ip`
     apply to each worker. The control socket and the metrics endpoint live
     in the main process and count its own sessions only.
@@ -169,6 +171,7 @@ def _restart_logging(config: Config) -> None:
 
 
 def _worker(config, reload_config, sockets, w, new_loop, build) -> int:
+    from pigeon.app import reload_on_signal
     _restart_logging(config)
 
     async def main() -> int:
@@ -177,9 +180,9 @@ def _worker(config, reload_config, sockets, w, new_loop, build) -> int:
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, lambda: None)   # the main process decides
         app = build(config)
+        app.reload_config = reload_config
         app.server.on_queued = _trigger(w)
-        loop.add_signal_handler(signal.SIGHUP,
-                                lambda: asyncio.ensure_future(app.reload(reload_config)))
+        loop.add_signal_handler(signal.SIGHUP, reload_on_signal(app))
         await app.serve_acceptor(stop, sockets)
         return 0
 
@@ -188,7 +191,7 @@ def _worker(config, reload_config, sockets, w, new_loop, build) -> int:
 
 
 def _main(config, reload_config, sockets, r, children, new_loop, build) -> int:
-    from pigeon.app import EX_OK, EX_UNAVAILABLE
+    from pigeon.app import EX_OK, EX_UNAVAILABLE, reload_on_signal
 
     def forward(sig: int) -> None:
         for pid in children:
@@ -219,11 +222,10 @@ def _main(config, reload_config, sockets, r, children, new_loop, build) -> int:
 
         loop.add_reader(r, on_trigger)
 
-        def on_sighup() -> None:
-            forward(signal.SIGHUP)
-            asyncio.ensure_future(app.reload(reload_config))
-
-        loop.add_signal_handler(signal.SIGHUP, on_sighup)
+        # SIGHUP or `pigeon reload` (control socket): the workers reload too.
+        app.reload_config = reload_config
+        app.on_reload = lambda: forward(signal.SIGHUP)
+        loop.add_signal_handler(signal.SIGHUP, reload_on_signal(app))
         try:
             await app.serve(stop, sockets=sockets, recover=False)
         except Exception as exc:       # e.g. another pigeon owns the control socket

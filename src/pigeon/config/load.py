@@ -173,6 +173,7 @@ _SECTIONS: dict[str, tuple[type, dict[str, Callable[[str, Any], Any]]]] = {
     }),
     "admin": (AdminConfig, {
         "control_socket": A.control_socket,
+        "pid_file": D.optional_path,
         "metrics_listen": A.metrics_listen,
     }),
     "log": (LogConfig, {
