@@ -47,7 +47,7 @@ from pigeon.obs.maillog import MailLog
 from pigeon.obs.metrics import Metrics
 from pigeon.policy.recipients import RecipientPolicy
 from pigeon.queue.manager import QueueManager
-from pigeon.privileges import PrivilegeError, drop, tighten_umask
+from pigeon.privileges import PrivilegeError, drop, make_data_dir, tighten_umask
 from pigeon.queue.store import QueueStore
 from pigeon.reload import ReloadOutcome, Reloader
 from pigeon.routing.resolve import Router
@@ -127,7 +127,7 @@ class Pigeon:
                     recover: bool = True) -> None:
         """The whole MTA. `sockets`: listeners bound before worker processes
         were forked; `recover=False`: the queue was recovered before that."""
-        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        make_data_dir(self.config.data_dir, self.config.user)     # PrivilegeError: a symlink
         self.store.open()
         if self.auth is not None:
             self.auth.store.open()
@@ -251,6 +251,15 @@ def run(config: Config, reload_config: Callable[[], Config] | None = None) -> in
     log.info("pigeon starting (pid %d)", os.getpid())
     for risk in risks(config):
         log.warning("configuration: %s: %s", risk.key, risk.message)
+    try:
+        # Before anything is written there (the self-signed certificate).
+        make_data_dir(config.data_dir, config.user)
+    except PrivilegeError as exc:
+        log.error("%s", exc)
+        return EX_NOPERM
+    except OSError as exc:
+        log.error("data directory %s is not usable: %s", config.data_dir, exc.strerror or exc)
+        return EX_CANTCREAT
     if config.workers > 1:
         from pigeon.workers import run_with_workers
         return run_with_workers(config, reload_config, new_loop=_new_loop, build=Pigeon.build)

@@ -86,11 +86,10 @@ def run_with_workers(config: Config, reload_config, *, new_loop, build) -> int:
     from pigeon.queue.store import QueueStore
 
     try:
-        TlsProvider.create(config)
+        TlsProvider.create(config)        # data_dir was made by pigeon.app.run
     except TlsError as exc:
         log.error("%s", exc)
         return EX_CONFIG
-    config.data_dir.mkdir(parents=True, exist_ok=True)
     store = QueueStore(config.queue_dir, fsync=config.queue.fsync)
     store.open()
     report = store.recover()
