@@ -27,7 +27,8 @@ def root_owned(path: Path, *, directory: bool = False) -> Path:
     """A root-owned file (or directory) outside the data directory, like /etc/shadow."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if directory:
-        path.mkdir(mode=0o755)
+        path.mkdir()
+        path.chmod(0o755)
     else:
         path.write_text("secret\n")
         path.chmod(0o640)

@@ -28,6 +28,7 @@ from pigeon.cli._common import EX_CONFIG, fail
 from pigeon.config.load import ConfigError, load_config
 from pigeon.config.schema import Config
 from pigeon.obs.logsetup import setup_logging
+from pigeon.privileges import tighten_umask
 
 HELP = "run the mail server in the foreground"
 
@@ -134,6 +135,7 @@ def run(args: argparse.Namespace, app_run: Callable[[Config], int] | None = None
     """Check the configuration, set up logging, run the server (`app_run`: test seam)."""
     try:
         config = build_config(args)
+        tighten_umask()            # before the log file, the first file pigeon creates
         setup_logging(config.log)
     except ConfigError as exc:
         return fail(str(exc), EX_CONFIG)

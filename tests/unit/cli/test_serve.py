@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import stat
 
 from pigeon.obs.logsetup import flush_logs
 from pathlib import Path
@@ -16,6 +18,15 @@ from pigeon.config.schema import DomainConfig, ListenAddress
 
 # Every test here may call setup_logging(): put the loggers back afterwards.
 pytestmark = pytest.mark.usefixtures("restore_logging")
+
+
+@pytest.fixture(autouse=True)
+def restore_umask():
+    """serve.run() tightens the process umask (as the real command must): undo it."""
+    old = os.umask(0o022)
+    os.umask(old)
+    yield
+    os.umask(old)
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -120,3 +131,12 @@ def test_bad_flag_value_exits_78(capsys):
 def test_unopenable_log_file_exits_78(tmp_path, capsys):
     assert main(["serve", "--log-file", str(tmp_path / "missing-dir" / "log")]) == 78
     assert capsys.readouterr().err.startswith(f"pigeon: config error: log.file: cannot open {tmp_path}")
+
+
+def test_the_umask_is_tight_before_the_log_file_is_created(tmp_path):
+    os.umask(0)
+    log_file = tmp_path / "mail.log"
+    seen = []
+    serve.run(parse("--log-file", str(log_file)), app_run=lambda config: seen.append(os.umask(0o077)) or 0)
+    assert seen == [0o077]                      # what the server runs with
+    assert stat.S_IMODE(log_file.stat().st_mode) == 0o600
