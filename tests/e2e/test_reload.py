@@ -193,3 +193,20 @@ def test_a_pid_file_held_by_a_running_pigeon_is_refused(pigeon_factory, tmp_path
     assert (f"admin.pid_file: {pid_file}: pigeon (pid {first.proc.pid}) is already running with "
             "this PID file") in done.stderr
     assert pid_file.read_text() == f"{first.proc.pid}\n"        # untouched
+
+
+def test_broken_certificate_files_refuse_the_reload(pigeon_factory, tmp_path):
+    from pigeon.net.tls import generate_self_signed
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    generate_self_signed(cert, key, "pigeon.test")
+    server = pigeon_factory(f'[tls]\ncert_file = "{cert}"\nkey_file = "{key}"\n'
+                            '# --- test part ---\n[domains."localhost"]\n')
+    cert.write_text("renewal went wrong\n")
+    rewrite(server, '[domains."localhost"]\n[domains."new.test"]\n')
+    done = pigeon_reload(server)
+    assert done.returncode == 78, done.stdout + done.stderr
+    assert done.stderr.splitlines()[1].startswith(f"pigeon: {cert}: not a PEM certificate")
+    assert rcpt_code(server.port, "x@new.test") == 554           # nothing applied
+    with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as s:
+        s.starttls()                                              # the old certificate serves on
+        assert s.ehlo("c.example")[0] == 250
