@@ -106,9 +106,11 @@ class Reloader:
             try:
                 provider = TlsProvider.create(live)
             except TlsError as exc:
-                return _refuse([str(exc)])
+                log.error("TLS reload failed, keeping the previous certificate and the running "
+                          "configuration: %s", exc)
+                return ReloadOutcome("refused", errors=[str(exc)])
             app.tls = app.server.tls = provider
-            log.info("reload: TLS %s", provider.describe())
+            log.info("TLS certificate reloaded: %s", provider.describe())
         if not changes:
             log.info("reload: configuration unchanged")
             return ReloadOutcome("unchanged")
