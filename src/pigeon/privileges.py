@@ -13,8 +13,9 @@ Contract:
     bound and every file pigeon holds open (queue database, control socket,
     certificate) exists, and before any mail is accepted:
       - started as root with `user` set: the data directory tree is given to
-        that user (mode 0700 on directories; files keep their owner bits and
-        lose group and other bits), then supplementary groups are dropped,
+        that user (mode 0700 on directories; files lose group and other
+        write and execute bits, their other bits are those of
+        docs/security.md), then supplementary groups are dropped,
         then setgid, then setuid (that order: after setuid there is no way
         back). It raises PrivilegeError if anything fails, so pigeon never
         goes on half-dropped;
@@ -132,7 +133,10 @@ def _give_entry(entry: int, where: str, uid: int, gid: int) -> None:
         finally:
             os.close(sub)
         return
-    mode = stat.S_IMODE(st.st_mode) & 0o700
+    # Group and other lose write and execute; read stays, so the modes of
+    # docs/security.md survive (the PID file and certificate are 0644), and
+    # the directories, 0700, keep everyone else out anyway.
+    mode = stat.S_IMODE(st.st_mode) & 0o744
     if (st.st_uid, st.st_gid) == (uid, gid) and stat.S_IMODE(st.st_mode) == mode:
         return
     if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:

@@ -48,6 +48,12 @@ def test_root_drops_to_the_configured_user():
             assert files and os.stat(files[0]).st_uid == nobody.pw_uid
             assert os.stat(files[0]).st_mode & 0o077 == 0          # private
             assert "dropped privileges: now running as nobody" in proc.log()
+            pid_file = proc.data_dir / "pigeon.pid"          # written as root, then given
+            assert pid_file.read_text() == f"{proc.proc.pid}\n"
+            st = os.stat(pid_file)
+            assert (st.st_uid, st.st_mode & 0o777) == (nobody.pw_uid, 0o644)
+            assert proc.stop() == 0                            # a clean exit as nobody
+        assert not (proc.data_dir / "pigeon.pid").exists()    # removed by the dropped process
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

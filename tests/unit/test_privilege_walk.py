@@ -44,14 +44,16 @@ def untouched(path: Path, mode: int) -> bool:
 def test_the_tree_is_given_and_made_private(tmp_path):
     data = tmp_path / "data"
     (data / "queue" / "msg").mkdir(parents=True, mode=0o755)
-    (data / "queue" / "queue.db").write_text("db")
-    (data / "queue" / "queue.db").chmod(0o644)
+    for name, mode in (("queue.db", 0o600), ("pigeon.pid", 0o644), ("odd", 0o777)):
+        (data / "queue" / name).write_text(name)
+        (data / "queue" / name).chmod(mode)
     privileges._give(data, UID, GID)
     for path in (data, data / "queue", data / "queue" / "msg"):
         st = os.stat(path)
         assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (UID, GID, 0o700), path
-    st = os.stat(data / "queue" / "queue.db")
-    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (UID, 0o600)
+    for name, mode in (("queue.db", 0o600), ("pigeon.pid", 0o644), ("odd", 0o744)):
+        st = os.stat(data / "queue" / name)
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (UID, GID, mode), name
 
 
 def test_planted_links_are_not_followed(tmp_path, caplog):

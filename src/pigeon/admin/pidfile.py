@@ -40,7 +40,9 @@ class PidFileError(Exception):
 def read_pid(path: Path) -> int | None:
     """The pid written in `path`, or None (missing, unreadable, not a number)."""
     try:
-        text = Path(path).read_text(encoding="ascii", errors="replace").strip()
+        # Bytes, not read_text(encoding=...): at exit, after dropping root, a
+        # codec module imported lazily may no longer be readable.
+        text = Path(path).read_bytes().decode("ascii", errors="replace").strip()
     except OSError:
         return None
     return int(text) if text.isdigit() and int(text) > 0 else None
