@@ -34,7 +34,7 @@ PID_FILE_MODE = 0o644
 
 
 class PidFileError(Exception):
-    """Another pigeon holds the PID file."""
+    """Another pigeon holds the PID file, or it cannot be written; the text names the key."""
 
 
 def read_pid(path: Path) -> int | None:
@@ -79,24 +79,26 @@ class PidFile:
                  self.path, pid)
 
     def write(self) -> None:
-        """Atomically write our pid (see the contract); OSError if the directory is not writable."""
+        """Atomically write our pid (see the contract); PidFileError naming the key if
+        the directory is missing or not writable."""
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
         try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     PID_FILE_MODE)
-        try:
-            os.fchmod(fd, PID_FILE_MODE)          # the umask must not decide
-            os.write(fd, f"{os.getpid()}\n".encode())
-        finally:
-            os.close(fd)
-        try:
-            os.rename(tmp, self.path)
-        except OSError:
             tmp.unlink(missing_ok=True)
-            raise
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         PID_FILE_MODE)
+            try:
+                os.fchmod(fd, PID_FILE_MODE)          # the umask must not decide
+                os.write(fd, f"{os.getpid()}\n".encode())
+            finally:
+                os.close(fd)
+            os.rename(tmp, self.path)
+        except OSError as exc:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+            raise PidFileError(f"admin.pid_file: {self.path}: cannot write it: "
+                               f"{exc.strerror or exc}") from None
         self._written = True
 
     def remove(self) -> None:

@@ -52,7 +52,7 @@ class AdminHandle:
     pid_file: PidFile | None = None
 
     def write_pid_file(self) -> None:
-        """Start-up is done: publish our pid (OSError if its directory is not writable)."""
+        """Start-up is done: publish our pid (PidFileError if it cannot be written)."""
         if self.pid_file is not None:
             self.pid_file.write()
 

@@ -74,3 +74,10 @@ def test_a_live_pigeon_keeps_its_file(tmp_path):
                                        "already running with this PID file")
         finally:
             proc.kill()
+
+
+def test_an_unwritable_place_is_an_error_naming_the_key(tmp_path):
+    path = tmp_path / "missing-dir" / "pigeon.pid"
+    with pytest.raises(PidFileError) as info:
+        PidFile(path).write()
+    assert str(info.value) == f"admin.pid_file: {path}: cannot write it: No such file or directory"
