@@ -14,6 +14,13 @@ Contract:
     `TlsError` naming the file, and `run` exits 78 (EX_CONFIG). The account
     store `<data_dir>/accounts.db` is opened in `serve`. SIGHUP reloads the
     certificate files without dropping sessions (pigeon.net.tls).
+  * Reload (pigeon.reload): SIGHUP and the control socket's "reload"
+    operation (`pigeon reload`) run the same `Pigeon.reload()`, one at a
+    time; with worker processes the main process passes SIGHUP on to them.
+  * The PID file (pigeon.admin.pidfile) is written once every listener is
+    bound and removed at exit. Valid but risky settings
+    (pigeon.config.risks: an open relay...) are logged as warnings at
+    start-up.
 """
 from __future__ import annotations
 
@@ -21,15 +28,17 @@ import asyncio
 import logging
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from pigeon.admin.control import ControlError
+from pigeon.admin.pidfile import PidFileError
 from pigeon.admin.wiring import AdminHandle, start_admin
 from pigeon.auth.accounts import AccountError, AccountStore
 from pigeon.auth.ratelimit import FailureLimiter, LimitSettings
 from pigeon.auth.service import AuthService
 from pigeon.config.load import session_config
+from pigeon.config.risks import risks
 from pigeon.config.schema import Config
 from pigeon.delivery.wiring import build_agents, build_manager, close_agents
 from pigeon.net.listener import ListenError, SmtpServer
@@ -38,9 +47,9 @@ from pigeon.obs.maillog import MailLog
 from pigeon.obs.metrics import Metrics
 from pigeon.policy.recipients import RecipientPolicy
 from pigeon.queue.manager import QueueManager
-from pigeon.privileges import PrivilegeError, drop, tighten_umask
+from pigeon.privileges import PrivilegeError, drop, make_data_dir, tighten_umask
 from pigeon.queue.store import QueueStore
-from pigeon.reload import Reloader
+from pigeon.reload import ReloadOutcome, Reloader
 from pigeon.routing.resolve import Router
 
 log = logging.getLogger("pigeon")
@@ -66,7 +75,14 @@ class Pigeon:
     maillog: MailLog | None = None
     metrics: Metrics | None = None
 
+    #: Loads the configuration again (same file, same flags) for a reload;
+    #: None: a reload only re-reads the TLS certificate files.
+    reload_config: Callable[[], Config] | None = None
+    #: Called at the start of every reload (worker processes: pass SIGHUP on).
+    on_reload: Callable[[], None] | None = None
+
     _admin: AdminHandle | None = None
+    _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @classmethod
     def build(cls, config: Config) -> "Pigeon":
@@ -90,21 +106,28 @@ class Pigeon:
                             on_etrn=lambda node: _etrn_flush(manager, node))
         return cls(config, store, manager, server, tls, auth, agents, maillog, metrics)
 
-    async def reload(self, load: Callable[[], Config] | None = None) -> None:
-        """SIGHUP: re-read the configuration (see pigeon.reload); live sessions keep theirs."""
-        if self._admin is not None:
-            self._admin.reloading()          # sd_notify RELOADING=1
-        try:
-            await Reloader(self, load).reload()
-        finally:
+    async def reload(self) -> ReloadOutcome:
+        """SIGHUP or `pigeon reload`: re-read the configuration (see pigeon.reload);
+        live sessions keep theirs. One reload at a time."""
+        async with self._reload_lock:
+            if self.on_reload is not None:
+                self.on_reload()
             if self._admin is not None:
-                self._admin.ready()          # sd_notify READY=1 again
+                self._admin.reloading()          # sd_notify RELOADING=1
+            try:
+                return await Reloader(self, self.reload_config).reload()
+            finally:
+                if self._admin is not None:
+                    self._admin.ready()          # sd_notify READY=1 again
+
+    async def _reload_for_operator(self) -> dict:
+        return (await self.reload()).to_dict()
 
     async def serve(self, stop: asyncio.Event, *, sockets: dict | None = None,
                     recover: bool = True) -> None:
         """The whole MTA. `sockets`: listeners bound before worker processes
         were forked; `recover=False`: the queue was recovered before that."""
-        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        make_data_dir(self.config.data_dir, self.config.user)     # PrivilegeError: a symlink
         self.store.open()
         if self.auth is not None:
             self.auth.store.open()
@@ -112,8 +135,10 @@ class Pigeon:
             # The control socket first: it refuses to start when another
             # pigeon already serves this data directory (ControlError).
             self._admin = await start_admin(self.config, self.store, self.manager, self.maillog,
-                                            self.server.statistics, metrics=self.metrics)
+                                            self.server.statistics, metrics=self.metrics,
+                                            reload=self._reload_for_operator)
             await self.server.start(sockets)
+            self._admin.write_pid_file()     # before dropping root: /run may be root's
             # Everything that needs root is done: listeners bound, files open.
             drop(self.config.user, self.config.group, self.config.data_dir)
             async with asyncio.TaskGroup() as tg:
@@ -167,6 +192,17 @@ async def _etrn_flush(manager: QueueManager, node: str) -> int:
     return len(done)
 
 
+def reload_on_signal(app: Pigeon) -> Callable[[], None]:
+    """The SIGHUP handler: start `app.reload()` (its outcome is logged by pigeon.reload)."""
+    running: set[asyncio.Task] = set()
+
+    def on_sighup() -> None:
+        task = asyncio.ensure_future(app.reload())
+        running.add(task)                 # keep a reference until it is done
+        task.add_done_callback(running.discard)
+    return on_sighup
+
+
 def _new_loop() -> asyncio.AbstractEventLoop:
     try:
         import uvloop
@@ -179,7 +215,8 @@ def run(config: Config, reload_config: Callable[[], Config] | None = None) -> in
     """Run pigeon in the foreground until SIGTERM/SIGINT.
 
     `reload_config` loads the configuration again (same file and flags) on
-    SIGHUP; without it SIGHUP only re-reads the TLS certificate.
+    SIGHUP or `pigeon reload`; without it a reload only re-reads the TLS
+    certificate.
     """
 
     async def main() -> int:
@@ -192,17 +229,11 @@ def run(config: Config, reload_config: Callable[[], Config] | None = None) -> in
         except TlsError as exc:
             log.error("%s", exc)
             return EX_CONFIG
-        reloading: set[asyncio.Task] = set()
-
-        def on_sighup() -> None:
-            task = asyncio.ensure_future(app.reload(reload_config))
-            reloading.add(task)
-            task.add_done_callback(reloading.discard)
-
-        loop.add_signal_handler(signal.SIGHUP, on_sighup)
+        app.reload_config = reload_config
+        loop.add_signal_handler(signal.SIGHUP, reload_on_signal(app))
         try:
             await app.serve(stop)
-        except (ListenError, ControlError) as exc:
+        except (ListenError, ControlError, PidFileError) as exc:
             log.error("%s", exc)
             return EX_UNAVAILABLE
         except PrivilegeError as exc:
@@ -218,6 +249,17 @@ def run(config: Config, reload_config: Callable[[], Config] | None = None) -> in
 
     tighten_umask()   # queue files, Maildirs, sockets: private to pigeon's user
     log.info("pigeon starting (pid %d)", os.getpid())
+    for risk in risks(config):
+        log.warning("configuration: %s: %s", risk.key, risk.message)
+    try:
+        # Before anything is written there (the self-signed certificate).
+        make_data_dir(config.data_dir, config.user)
+    except PrivilegeError as exc:
+        log.error("%s", exc)
+        return EX_NOPERM
+    except OSError as exc:
+        log.error("data directory %s is not usable: %s", config.data_dir, exc.strerror or exc)
+        return EX_CANTCREAT
     if config.workers > 1:
         from pigeon.workers import run_with_workers
         return run_with_workers(config, reload_config, new_loop=_new_loop, build=Pigeon.build)

@@ -75,7 +75,9 @@ class ControlServer:
         path = self.path
         if path.exists() or path.is_symlink():
             if _socket_alive(path):
-                raise ControlError(f"{path}: another pigeon is answering on this control socket")
+                raise ControlError(f"{path}: another pigeon is answering on this control socket "
+                                   "(a second instance needs its own data_dir, --data-dir, or "
+                                   "[admin] control_socket)")
             path.unlink()                     # stale: the last owner died
         tmp = path.with_name(f".{path.name}.{os.getpid()}")
         try:

@@ -35,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "user": "pigeon.cli.user",
     "queue": "pigeon.cli.queue",
     "status": "pigeon.cli.status",
+    "reload": "pigeon.cli.reload",
     "log": "pigeon.cli.log",
     "sendmail": "pigeon.cli.sendmail",
 }
@@ -52,6 +53,7 @@ examples:
   pigeon serve                                  try it: 127.0.0.1:2525, domain localhost
   pigeon serve --config /etc/pigeon.toml        run with a configuration file
   pigeon check-config /etc/pigeon.toml          check a file before (re)starting
+  pigeon reload                                 apply the changed file, or see why not
 
 exit status (sysexits.h): 0 ok, 64 usage error, 78 configuration error;
 other values come from the server (69: cannot listen, 73: data_dir unusable).

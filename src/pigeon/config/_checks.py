@@ -32,26 +32,60 @@ Checker = Callable[[str, Any], Any]
 
 
 class ConfigError(Exception):
-    """A configuration problem, naming the key and (when known) the source.
+    """A configuration problem, naming the key and (when known) the source and line.
 
     `key` is the dotted TOML key (None for problems with the whole file),
-    `message` says what is wrong, `source` is the file name or "command line".
-    str(): "<source>: <key>: <message>", with "config error" standing in for
-    an unknown source.
+    `message` says what is wrong, `source` is the file name or "command line",
+    `line` (and `column`, for TOML syntax errors) where in the file it is.
+    str(): "<source>[:<line>[:<column>]]: <key>: <message>" (the compiler
+    style editors jump to), with "config error" standing in for an unknown
+    source. `problems` lists every problem this error stands for: itself
+    here, several in `ConfigErrors`.
     """
 
-    def __init__(self, key: str | None, message: str, source: str | None = None) -> None:
+    def __init__(self, key: str | None, message: str, source: str | None = None,
+                 line: int | None = None, column: int | None = None) -> None:
         super().__init__(key, message, source)
         self.key = key
         self.message = message
         self.source = source
+        self.line = line
+        self.column = column
+
+    @property
+    def problems(self) -> list["ConfigError"]:
+        return [self]
 
     def __str__(self) -> str:
-        parts = [self.source or "config error"]
+        where = self.source or "config error"
+        if self.line is not None:
+            where += f":{self.line}" + (f":{self.column}" if self.column is not None else "")
+        parts = [where]
         if self.key:
             parts.append(self.key)
         parts.append(self.message)
         return ": ".join(parts)
+
+
+class ConfigErrors(ConfigError):
+    """Every problem one pass over the configuration found (at least one).
+
+    It reads as its first problem (`key`, `message`, `source`, `line`) for
+    callers that show one; str() has one line per problem, and `problems`
+    lists them all, in the order of the file.
+    """
+
+    def __init__(self, problems: list[ConfigError]) -> None:
+        first = problems[0]
+        super().__init__(first.key, first.message, first.source, first.line, first.column)
+        self._problems = list(problems)
+
+    @property
+    def problems(self) -> list[ConfigError]:
+        return list(self._problems)
+
+    def __str__(self) -> str:
+        return "\n".join(str(p) for p in self._problems)
 
 
 class DomainNames(tuple):  # type: ignore[type-arg]

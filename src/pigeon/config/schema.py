@@ -33,7 +33,7 @@ TOML layout (all keys optional):
     [queue]     fsync, run_interval, min_backoff, max_backoff, max_lifetime, delay_warning, concurrency
     [log]       format, level, file
     [tls]       cert_file, key_file, min_version, ciphers, starttls, handshake_timeout
-    [admin]     control_socket, metrics_listen
+    [admin]     control_socket, pid_file, metrics_listen
     [auth]      mechanisms, smtp_listener, slow_after, failure_delay, max_failures, failure_window, lockout
     submission_listen = ["127.0.0.1:2587"]   # role submission; listen is role smtp
     submissions_listen = ["127.0.0.1:2465"]  # role submissions (implicit TLS)
@@ -245,6 +245,7 @@ class AdminConfig:
     """[admin]: the local control socket and the Prometheus endpoint (pigeon.admin)."""
 
     control_socket: Path | None = None   # [admin] control_socket: Unix socket, mode 0600; None = <data_dir>/control.sock
+    pid_file: Path | None = None         # [admin] pid_file: the main process's pid, mode 0644; None = <data_dir>/pigeon.pid
     #: [admin] metrics_listen: "host:port" of the HTTP endpoint serving
     #: GET /metrics (Prometheus text format); "" (None) = no endpoint.
     metrics_listen: ListenAddress | None = ListenAddress("127.0.0.1", 9925)
@@ -319,3 +320,8 @@ class Config:
     def control_socket(self) -> Path:
         """The control socket's path ([admin] control_socket or data_dir/control.sock)."""
         return self.admin.control_socket or self.data_dir / "control.sock"
+
+    @property
+    def pid_file(self) -> Path:
+        """The PID file's path ([admin] pid_file or data_dir/pigeon.pid)."""
+        return self.admin.pid_file or self.data_dir / "pigeon.pid"

@@ -87,7 +87,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pigeon.fsutil import fsync_dir
+from pigeon.fsutil import ensure_file, fsync_dir
 from pigeon.queue.model import Envelope
 from pigeon.queue.schedule import split_slots
 # _IdGenerator is re-exported for the tests of queue IDs.
@@ -198,8 +198,11 @@ class QueueStore:
 
     def open(self) -> None:
         """Create directories and the database, start the committer thread."""
+        self.root.parent.mkdir(mode=0o700, parents=True, exist_ok=True)   # data_dir
         for d in (self.root, self._tmp, self._msg):
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # SQLite would create it 0644 & ~umask; its -wal/-shm copy its mode.
+        ensure_file(self.root / "queue.db", 0o600)
         self._msg_prefix = os.path.join(self._msg, "")
         self._lock_fd = os.open(self.root / "queue.lock",
                                 os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)

@@ -141,3 +141,8 @@ def test_recipient_statuses_survive_a_list(backend):
     b.store.update(env, "deferred", time.time() + 60)
     (e,) = client(b).call("list", filters={"state": "deferred"})["entries"]
     assert e["reason"] == "4.4.1 connect to mx: Connection refused"
+
+
+def test_reload_without_a_reloader_is_refused_plainly(backend):
+    with pytest.raises(RemoteError, match="this pigeon cannot reload its configuration"):
+        client(backend).call("reload")

@@ -95,7 +95,7 @@ def test_load_config_reads_it_and_names_the_config_file(tmp_path):
     write(aliases, "root: |/bin/true\n")                    # a reload reads it again
     with pytest.raises(ConfigError) as err:
         load_config(conf)
-    assert str(err.value).startswith(f"{conf}: aliases_file: {aliases}, line 1: ")
+    assert str(err.value).startswith(f"{conf}:1: aliases_file: {aliases}, line 1: ")
     write(conf, f'aliases_file = "{tmp_path / "missing"}"\n')
     with pytest.raises(ConfigError, match="aliases_file: cannot read .*missing"):
         load_config(conf)
