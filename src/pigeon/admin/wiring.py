@@ -8,11 +8,17 @@ Contract:
          the operations of `pigeon.admin.ops` over `manager` and `store`;
          failure is fatal (`ControlError`): a second pigeon on the same
          data_dir must not start;
-      2. serves `GET /metrics` on `[admin] metrics_listen` unless it is "";
+      2. serves the submit socket at `config.submit_socket` (0666) for
+         local users' `sendmail` (pigeon.admin.submitsock); if it cannot be
+         created, an error is logged and pigeon runs without it (SMTP mail
+         must not stop for it);
+      3. serves `GET /metrics` on `[admin] metrics_listen` unless it is "";
          if the address cannot be bound, an error is logged and pigeon runs
          without the endpoint (monitoring must never stop mail);
-      3. returns an `AdminHandle`; `handle.ready()` sends READY=1 to systemd,
-         `handle.close()` sends STOPPING=1 and closes both servers.
+      4. returns an `AdminHandle`; `handle.ready()` sends READY=1 to systemd,
+         `handle.publish()` (after root was dropped) opens the submit socket
+         to local users again, `handle.close()` sends STOPPING=1 and closes
+         the servers.
   * `metrics` is the `Metrics` the app also gives to the QueueManager (and,
     when wired, the SMTP server); None makes one here, bound to the store's
     queue counts and `server_stats`, available as `handle.metrics`.
@@ -27,8 +33,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pigeon.admin import sdnotify
-from pigeon.admin.control import ControlServer
+from pigeon.admin.control import ControlError, ControlServer
 from pigeon.admin.ops import build_handlers
+from pigeon.admin.submitsock import SubmitServer
 from pigeon.obs.metrics import Metrics, MetricsServer
 
 __all__ = ["AdminHandle", "start_admin"]
@@ -41,6 +48,7 @@ class AdminHandle:
     control: ControlServer
     metrics: Metrics
     metrics_server: MetricsServer | None
+    submit: SubmitServer | None = None
 
     def ready(self, status_text: str = "") -> None:
         """Tell systemd we are up (no-op outside systemd)."""
@@ -49,10 +57,22 @@ class AdminHandle:
     def reloading(self) -> None:
         sdnotify.reloading()
 
+    def publish(self) -> None:
+        """After dropping root (whose hand-over made every file private): reopen the
+        submit socket to local users."""
+        if self.submit is not None:
+            try:
+                self.submit.publish()
+            except OSError as exc:
+                log.error("submit socket %s not opened to local users: %s", self.submit.path,
+                          exc.strerror or exc)
+
     async def close(self) -> None:
         sdnotify.stopping()
         if self.metrics_server is not None:
             await self.metrics_server.close()
+        if self.submit is not None:
+            await self.submit.close()
         await self.control.close()
 
 
@@ -68,6 +88,13 @@ async def start_admin(config, store, manager, maillog: Any = None,
                               server_stats=server_stats)
     control = ControlServer(config.control_socket, handlers)
     await control.start()
+    submit: SubmitServer | None = SubmitServer(config.submit_socket, config=config, store=store,
+                                               on_queued=manager.submit, maillog=maillog)
+    try:
+        await submit.start()
+    except ControlError as exc:
+        log.error("%s; local users cannot send mail with sendmail", exc)
+        submit = None
     server = None
     listen = config.admin.metrics_listen
     if listen is not None:
@@ -77,4 +104,4 @@ async def start_admin(config, store, manager, maillog: Any = None,
         except OSError as exc:
             log.error("metrics endpoint %s not started: %s", listen, exc.strerror or exc)
             server = None
-    return AdminHandle(control, metrics, server)
+    return AdminHandle(control, metrics, server, submit)
