@@ -116,6 +116,7 @@ class Pigeon:
             await self.server.start(sockets)
             # Everything that needs root is done: listeners bound, files open.
             drop(self.config.user, self.config.group, self.config.data_dir)
+            self._admin.publish()            # the submit socket, for local users' sendmail
             async with asyncio.TaskGroup() as tg:
                 manager_task = tg.create_task(self.manager.run(recover=recover))
                 log.info("pigeon ready: hostname=%s domains=%s data_dir=%s", self.config.hostname,
@@ -165,6 +166,19 @@ async def _etrn_flush(manager: QueueManager, node: str) -> int:
     else:
         done = (await manager.flush(node))["done"]
     return len(done)
+
+
+def _data_dir_problem(config: Config) -> str | None:
+    """Why data_dir cannot hold pigeon's data (created when missing), or None."""
+    try:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        return "not a directory"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if not os.access(config.data_dir, os.W_OK | os.X_OK):
+        return "not writable by this user"
+    return None
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -218,6 +232,12 @@ def run(config: Config, reload_config: Callable[[], Config] | None = None) -> in
 
     tighten_umask()   # queue files, Maildirs, sockets: private to pigeon's user
     log.info("pigeon starting (pid %d)", os.getpid())
+    problem = _data_dir_problem(config)
+    if problem is not None:
+        # Before anything writes there (the self-signed certificate, the
+        # queue): an unusable data_dir is 73, never a TLS error's 78.
+        log.error("data directory %s is not usable: %s", config.data_dir, problem)
+        return EX_CANTCREAT
     if config.workers > 1:
         from pigeon.workers import run_with_workers
         return run_with_workers(config, reload_config, new_loop=_new_loop, build=Pigeon.build)

@@ -1,6 +1,8 @@
-"""`pigeon check-config FILE`: load a configuration file the way `serve` would.
+"""`pigeon check-config [FILE]`: load a configuration file the way `serve` would.
 
 Contract:
+  * Without FILE, the file `serve` would read (pigeon.cli._config: $PIGEON_CONFIG,
+    else /etc/pigeon/pigeon.toml); none found is an error (78).
   * The file is checked by the same `load_config` that `serve` uses, with no
     command-line overrides, so "ok" here means `pigeon serve --config FILE`
     gets past configuration.
@@ -15,6 +17,7 @@ import argparse
 from pathlib import Path
 
 from pigeon.cli._common import EX_CONFIG, fail
+from pigeon.cli._config import CONFIG_ENV, SYSTEM_CONFIG, locate
 from pigeon.config.load import ConfigError, load_config
 from pigeon.config.schema import Config
 
@@ -43,7 +46,9 @@ exit status: 0 when the file is valid, 78 when it is not.
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", metavar="FILE", type=Path, help="the TOML configuration file")
+    parser.add_argument("file", metavar="FILE", type=Path, nargs="?",
+                        help="the TOML configuration file (default: the one `serve` would "
+                             "read: $PIGEON_CONFIG, else /etc/pigeon/pigeon.toml)")
 
 
 def summary(config: Config) -> list[str]:
@@ -66,6 +71,10 @@ def summary(config: Config) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    args.file = locate(args.file).path
+    if args.file is None:
+        return fail(f"no configuration file to check: give FILE, set ${CONFIG_ENV}, "
+                    f"or install {SYSTEM_CONFIG}", EX_CONFIG)
     try:
         config = load_config(args.file)
     except ConfigError as exc:

@@ -2,9 +2,12 @@
 
 Contract:
   * Configuration is built in the documented order: embedded defaults, then
-    the --config file, then the flags. Flags that name lists (--listen,
-    --domain, --relay-network) REPLACE the file's list when given at all;
-    they never append to it. A --domain that also has a [domains."NAME"]
+    the configuration file, then the flags. The file is found by the rule
+    every command uses (pigeon.cli._config: --config FILE, $PIGEON_CONFIG,
+    /etc/pigeon/pigeon.toml; none: the embedded defaults), once: SIGHUP
+    reloads that file. Flags that name lists (--listen, --domain,
+    --relay-network) REPLACE the file's list when given at all; they never
+    append to it. A --domain that also has a [domains."NAME"]
     table in the file keeps that table's `mailboxes`.
   * Any configuration problem (file, flags, unopenable log file) prints
     "pigeon: <message>" and returns 78 (EX_CONFIG) before anything starts.
@@ -19,7 +22,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pigeon.cli._common import EX_CONFIG, fail
-from pigeon.config.load import ConfigError, load_config
+from pigeon.cli._config import load_for_server, locate
+from pigeon.config.load import ConfigError
 from pigeon.config.schema import Config
 from pigeon.obs.logsetup import setup_logging
 
@@ -31,9 +35,12 @@ addresses, queue what is accepted, deliver it, until SIGTERM or SIGINT.
 On SIGTERM pigeon stops accepting, lets transactions in progress finish
 (timeouts.shutdown_grace) and exits 0.
 
-The configuration is the embedded defaults, then the --config file, then
-the options below. With neither, pigeon listens on 127.0.0.1:2525, accepts
-mail for the domain "localhost" and keeps its data in ./pigeon-data.
+The configuration is the embedded defaults, then the configuration file,
+then the options below. The file is --config FILE, else $PIGEON_CONFIG,
+else /etc/pigeon/pigeon.toml when it exists: the same rule as every other
+pigeon command, so they all find this server. With no file and no options,
+pigeon listens on 127.0.0.1:2525, accepts mail for the domain "localhost"
+and keeps its data in ./pigeon-data.
 
 --listen, --domain and --relay-network may be repeated. Given at all, they
 REPLACE the corresponding list of the file (they never add to it); a
@@ -51,13 +58,15 @@ examples:
   pigeon serve --config /etc/pigeon.toml --log-format json --log-level debug
 
 exit status: 0 after a clean shutdown, 78 for a configuration error,
-69 when a listen address cannot be bound, 73 when data_dir is unusable.
+69 when a listen address cannot be bound, 73 when data_dir is unusable,
+77 when it cannot become the configured user.
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", metavar="FILE", type=Path,
-                        help="TOML configuration file (default: none, embedded defaults only)")
+                        help="TOML configuration file (default: $PIGEON_CONFIG, else "
+                             "/etc/pigeon/pigeon.toml if present, else embedded defaults)")
     parser.add_argument("--listen", metavar="HOST:PORT", action="append",
                         help='address to listen on, "host:port" or "[ipv6]:port"; repeatable; '
                              "replaces the file's listen list")
@@ -98,12 +107,14 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def build_config(args: argparse.Namespace) -> Config:
-    """load_config(--config, flags); raises ConfigError."""
-    return load_config(args.config, overrides_from(args))
+    """The located configuration file with the flags over it; raises ConfigError."""
+    return load_for_server(args.config, overrides_from(args))
 
 
 def run(args: argparse.Namespace, app_run: Callable[[Config], int] | None = None) -> int:
     """Check the configuration, set up logging, run the server (`app_run`: test seam)."""
+    # Located once: a SIGHUP reloads this same file (or the same defaults).
+    args.config = locate(args.config).path
     try:
         config = build_config(args)
         setup_logging(config.log)
