@@ -32,8 +32,8 @@ the first problem, naming the file and the key, and exit 78.
 
 EPILOG = """\
 examples:
-  pigeon check-config /etc/pigeon.toml
-      ok: /etc/pigeon.toml
+  pigeon check-config
+      ok: /etc/pigeon/pigeon.toml
         hostname:       mx.example.test
         listen:         0.0.0.0:25, [::]:25
         domains:        example.test (2 mailboxes), localhost (any mailbox)

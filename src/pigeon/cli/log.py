@@ -34,7 +34,7 @@ report it produced, followed through that report's own queue id.
 EPILOG = """\
 examples:
   pigeon log 5F3A1C0E2B7D0001
-  pigeon log --log-file /var/log/pigeon.log 5F3A1C0E2B7D0001
+  pigeon log --log-file /var/log/pigeon/pigeon.log 5F3A1C0E2B7D0001
 
 When pigeon logs to stderr under systemd, use the journal instead:
   journalctl -u pigeon | grep 5F3A1C0E2B7D0001

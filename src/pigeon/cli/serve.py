@@ -52,10 +52,10 @@ EPILOG = """\
 examples:
   pigeon serve
       quick start on 127.0.0.1:2525 for the domain localhost
-  pigeon serve --config /etc/pigeon.toml
+  pigeon serve --config /etc/pigeon/pigeon.toml
   pigeon serve --listen 0.0.0.0:25 --listen '[::]:25' --domain example.test \\
                --relay-network 192.0.2.0/24 --data-dir /var/lib/pigeon
-  pigeon serve --config /etc/pigeon.toml --log-format json --log-level debug
+  pigeon serve --log-format json --log-level debug      (with /etc/pigeon/pigeon.toml)
 
 exit status: 0 after a clean shutdown, 78 for a configuration error,
 69 when a listen address cannot be bound, 73 when data_dir is unusable,
