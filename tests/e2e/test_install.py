@@ -170,6 +170,9 @@ def test_with_the_server_stopped_an_ordinary_user_is_told_to_retry(installed):
     assert done.returncode == 75 and b"NOT queued" in done.stderr, done
     status = i.run(PIGEON, "status")
     assert status.returncode == 3 and b"pigeon is not running" in status.stdout
+    for argv in ((PIGEON, "status"), (PIGEON, "queue", "list")):   # the store is private too
+        done = i.run(*argv, user=LOCAL_USER)
+        assert done.returncode == 77 and b"Traceback" not in done.stderr, done
 
 
 def test_install_user_name_matches_the_unit():

@@ -17,7 +17,7 @@ Contract:
   * Output: one line per change on stdout; errors as "pigeon: <message>" on
     stderr. Exit statuses: 0 ok, 64 usage (empty or mismatched password),
     67 (EX_NOUSER) no such user, 73 (EX_CANTCREAT) the store cannot be
-    opened, 78 configuration error, 1 other account errors (already exists,
+    opened, 77 (EX_NOPERM) this user may not open it, 78 configuration error, 1 other account errors (already exists,
     address taken). The EPILOG lists them; tests/unit/cli/test_exit_statuses.py
     proves each.
 """
@@ -36,6 +36,7 @@ from pigeon.config.load import ConfigError
 
 EX_NOUSER = 67
 EX_CANTCREAT = 73
+EX_NOPERM = 77
 
 HELP = "manage submission accounts (add, passwd, del, list)"
 
@@ -60,8 +61,8 @@ Run as root, the command acts as the owner of data_dir.
 
 exit status: 0 ok, 1 account exists or address taken, 64 usage (password
 empty, too short or mismatched; no terminal without --password-stdin),
-67 no such user, 73 the account store cannot be opened, 78 configuration
-error.
+67 no such user, 73 the account store cannot be opened, 77 permission
+denied (run as root or the pigeon user), 78 configuration error.
 """
 
 
@@ -144,6 +145,8 @@ def run(args: argparse.Namespace, stdin: TextIO | None = None,
     try:
         store.open()
     except AccountError as exc:
+        if isinstance(exc.__cause__, PermissionError):
+            return fail(f"{exc} (run it as root or as the user pigeon runs as)", EX_NOPERM)
         return fail(str(exc), EX_CANTCREAT)
     try:
         if args.action == "list":

@@ -176,6 +176,11 @@ def user_73(world):
     return _user(["-c", str(world.cfg), "list"])
 
 
+def user_77(world):
+    user_0(world)                                          # accounts.db exists, 0600, root's
+    return as_other_user(["user", "-c", str(world.cfg), "list"])
+
+
 def user_78(world):
     return main(["user", "-c", str(world.bad_config()), "list"])
 
