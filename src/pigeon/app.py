@@ -9,6 +9,9 @@ Contract:
     `timeouts.shutdown_grace`), the queue manager finishes in-flight
     deliveries, the store closes. Returns the process exit status.
   * uvloop is used when it is installed; plain asyncio otherwise.
+  * data_dir is created (when missing) and checked before anything is
+    built: not a directory, not creatable or not writable is exit 73
+    (EX_CANTCREAT), logged once; never a TLS error's 78.
   * TLS and AUTH (issue 4): the certificate is checked (or a self-signed
     one made) in `build`, before anything listens; a broken one is
     `TlsError` naming the file, and `run` exits 78 (EX_CONFIG). The account

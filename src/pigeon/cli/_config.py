@@ -21,6 +21,9 @@ Contract:
         ./pigeon-data here, name a directory no server has used), or
       - the command runs as root and no file was found (the defaults point
         into the current directory), or data_dir is a relative path.
+  * `elsewhere_warning(located)`: for `serve` started with a file other
+    than the system one while the system one exists, the warning that the
+    other commands will not find this server without -c FILE.
   * `become_data_owner(config)`: run as root, a command that opens files in
     data_dir switches to the user owning it first (setgid, setuid), so the
     files it creates (SQLite journals, queue files, accounts.db) stay
@@ -36,8 +39,8 @@ from typing import Any, Mapping
 from pigeon.config.load import ConfigError, load_config
 from pigeon.config.schema import Config
 
-__all__ = ["CONFIG_ENV", "SYSTEM_CONFIG", "Located", "become_data_owner", "load_for_command",
-           "load_for_server", "locate"]
+__all__ = ["CONFIG_ENV", "SYSTEM_CONFIG", "Located", "become_data_owner", "elsewhere_warning",
+           "load_for_command", "load_for_server", "locate"]
 
 CONFIG_ENV = "PIGEON_CONFIG"
 #: The system-wide configuration (module attribute so tests can point it elsewhere).
@@ -103,6 +106,19 @@ def load_for_command(explicit: Path | None, data_dir: str | None = None, *,
                                       "first, or fix data_dir (only `pigeon serve` creates it)",
                           source)
     return config
+
+
+def elsewhere_warning(path: Path | None) -> str | None:
+    """The warning for a server run with `path` (see the contract), or None."""
+    if path is None or not SYSTEM_CONFIG.is_file():
+        return None
+    try:
+        if Path(path).resolve() == SYSTEM_CONFIG.resolve():
+            return None
+    except OSError:
+        pass
+    return (f"running with {path}, but {SYSTEM_CONFIG} exists: pigeon queue, status and "
+            f"sendmail read that one unless given -c {path} (or {CONFIG_ENV}={path})")
 
 
 def become_data_owner(config: Config) -> None:

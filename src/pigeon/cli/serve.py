@@ -5,7 +5,8 @@ Contract:
     the configuration file, then the flags. The file is found by the rule
     every command uses (pigeon.cli._config: --config FILE, $PIGEON_CONFIG,
     /etc/pigeon/pigeon.toml; none: the embedded defaults), once: SIGHUP
-    reloads that file. Flags that name lists (--listen, --domain,
+    reloads that file. Started with another file while the system one
+    exists, it logs a warning: the other commands would not find it. Flags that name lists (--listen, --domain,
     --relay-network) REPLACE the file's list when given at all; they never
     append to it. A --domain that also has a [domains."NAME"]
     table in the file keeps that table's `mailboxes`.
@@ -18,14 +19,17 @@ Contract:
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 from typing import Any, Callable
 
 from pigeon.cli._common import EX_CONFIG, fail
-from pigeon.cli._config import load_for_server, locate
+from pigeon.cli._config import elsewhere_warning, load_for_server, locate
 from pigeon.config.load import ConfigError
 from pigeon.config.schema import Config
 from pigeon.obs.logsetup import setup_logging
+
+log = logging.getLogger("pigeon")
 
 HELP = "run the mail server in the foreground"
 
@@ -120,6 +124,9 @@ def run(args: argparse.Namespace, app_run: Callable[[Config], int] | None = None
         setup_logging(config.log)
     except ConfigError as exc:
         return fail(str(exc), EX_CONFIG)
+    warning = elsewhere_warning(args.config)
+    if warning:
+        log.warning("%s", warning)
     if app_run is None:
         from pigeon.app import run as run_app
 

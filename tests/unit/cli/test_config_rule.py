@@ -117,7 +117,8 @@ def test_admin_commands_use_the_system_file(system_config, elsewhere, capsys):
     assert str(system_config.parent.parent / "var-lib-pigeon") in capsys.readouterr().out
 
 
-def test_serve_finds_its_configuration_by_the_same_rule(system_config, elsewhere):
+def test_serve_finds_its_configuration_by_the_same_rule(system_config, elsewhere,
+                                                         restore_logging):
     seen = []
     args = build_parser().parse_args(["serve"])
     assert serve.run(args, app_run=lambda config: seen.append(config) or 0) == 0
@@ -187,3 +188,23 @@ def test_root_acts_as_the_owner_of_data_dir(traversable_tmp):
     created = [p for p in data.rglob("*")]
     assert created and all(p.stat().st_uid == nobody.pw_uid for p in created), \
         [(p, p.stat().st_uid) for p in created if p.stat().st_uid != nobody.pw_uid]
+
+
+def test_serve_with_another_file_warns_that_the_commands_will_not_find_it(
+        system_config, tmp_path, monkeypatch, restore_logging):
+    other = write_config(tmp_path / "other.toml", tmp_path / "other-data")
+    assert _config.elsewhere_warning(None) is None
+    assert _config.elsewhere_warning(system_config) is None
+    text = _config.elsewhere_warning(other)
+    assert f"-c {other}" in text and str(system_config) in text
+
+    warned = []
+
+    class Recorder:
+        def warning(self, fmt, *args):
+            warned.append(fmt % args)
+
+    monkeypatch.setattr(serve, "log", Recorder())
+    assert serve.run(build_parser().parse_args(["serve", "-c", str(other)]),
+                     app_run=lambda config: 0) == 0
+    assert warned == [text]
