@@ -26,7 +26,8 @@ Contract:
     and the mail log gets its "(queued)" line with the uid.
   * Bounds: a size over limits.message_size is refused before the content
     is read; at most MAX_CLIENTS messages are read at once (the others
-    wait); each connection has timeouts.data_total to send everything.
+    wait); each connection has timeouts.data_total to send everything
+    (a message read in full is then queued whatever the client does).
   * Access: the socket is bound under a temporary name, made mode 0666 and
     renamed into place; `publish()` (called after pigeon dropped root,
     whose hand-over makes every file private) sets 0666 again and makes its
@@ -121,8 +122,11 @@ class SubmitServer(UnixServer):
         uid = peer_uid(writer.get_extra_info("socket"))
         try:
             async with self._slots:
-                answer = await asyncio.wait_for(self._receive(reader, uid),
-                                                self.config.timeouts.data_total)
+                # Only the reading is bounded in time: once the message is
+                # in, it is queued (or refused) whatever the client does.
+                request, raw = await asyncio.wait_for(self._read(reader),
+                                                      self.config.timeouts.data_total)
+                answer = await self._queue(request, raw, uid)
         except L.SubmitError as exc:
             answer = {"ok": False, "error": str(exc), "code": exc.code}
         except (asyncio.TimeoutError, asyncio.IncompleteReadError):
@@ -134,7 +138,7 @@ class SubmitServer(UnixServer):
         writer.write(json.dumps(answer).encode() + b"\n")
         await writer.drain()
 
-    async def _receive(self, reader: asyncio.StreamReader, uid: int) -> dict[str, Any]:
+    async def _read(self, reader: asyncio.StreamReader) -> tuple[dict[str, Any], bytes]:
         try:
             line = await reader.readuntil(b"\n")
         except asyncio.LimitOverrunError:
@@ -144,9 +148,10 @@ class SubmitServer(UnixServer):
         if limit and request["size"] > limit:
             raise L.SubmitError(f"message too big: {request['size']} octets, the limit is "
                                 f"{limit}", L.EX_DATAERR)
-        raw = await reader.readexactly(request["size"])
-        login = login_name(uid)
-        sender = f"{login}@{self.domain}"
+        return request, await reader.readexactly(request["size"])
+
+    async def _queue(self, request: dict[str, Any], raw: bytes, uid: int) -> dict[str, Any]:
+        sender = f"{login_name(uid)}@{self.domain}"
         if uid in self.trusted and request["sender"] is not None:
             given = request["sender"].strip()
             sender = "" if given in ("", "<>") else L.normalize_address(given, self.domain)

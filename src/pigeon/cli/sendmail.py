@@ -261,29 +261,32 @@ def _write_queue(opts: Options, config, prepared, sender: str, uid: int,
     from pigeon.config.load import session_config
     from pigeon.queue.store import QueueStore, StoreError
 
-    # Files we create must be the server's: private (S8: never world-readable)
+    # Files we create must be the server's: private (never world-readable)
     # and, for root, owned by the data directory's owner.
-    os.umask(0o077)
-    become_data_owner(config)
-    store = QueueStore(config.queue_dir, fsync=config.queue.fsync)
+    umask = os.umask(0o077)
     try:
-        store.open()
-    except PermissionError as exc:
-        raise L.SubmitError(f"cannot write the queue {config.queue_dir}: {exc.strerror} "
-                            "(run sendmail as the pigeon user)", L.EX_NOPERM) from None
-    except (OSError, StoreError) as exc:
-        raise L.SubmitError(f"cannot open the queue {config.queue_dir}: {exc}",
-                            L.EX_CANTCREAT) from None
-    try:
-        if opts.mode == "smtp":
-            from pigeon.admin.stdio_smtp import run_stdio_session
-            return run_stdio_session(store, session_config(config), fd_in=stdin.fileno(),
-                                     fd_out=sys.stdout.fileno(), uid=uid)
-        env = L.enqueue(store, prepared, sender=sender, hostname=config.hostname,
-                        uid=uid, now=_now(), max_size=config.limits.message_size)
-        return [env.queue_id]
+        become_data_owner(config)
+        store = QueueStore(config.queue_dir, fsync=config.queue.fsync)
+        try:
+            store.open()
+        except PermissionError as exc:
+            raise L.SubmitError(f"cannot write the queue {config.queue_dir}: {exc.strerror} "
+                                "(run sendmail as the pigeon user)", L.EX_NOPERM) from None
+        except (OSError, StoreError) as exc:
+            raise L.SubmitError(f"cannot open the queue {config.queue_dir}: {exc}",
+                                L.EX_CANTCREAT) from None
+        try:
+            if opts.mode == "smtp":
+                from pigeon.admin.stdio_smtp import run_stdio_session
+                return run_stdio_session(store, session_config(config), fd_in=stdin.fileno(),
+                                         fd_out=sys.stdout.fileno(), uid=uid)
+            env = L.enqueue(store, prepared, sender=sender, hostname=config.hostname,
+                            uid=uid, now=_now(), max_size=config.limits.message_size)
+            return [env.queue_id]
+        finally:
+            store.close()
     finally:
-        store.close()
+        os.umask(umask)
 
 
 def _submit_via_socket(opts: Options, config, stdin: BinaryIO) -> int:
