@@ -86,7 +86,7 @@ def load_for_command(explicit: Path | None, data_dir: str | None = None, *,
     where = locate(explicit, environ)
     overrides = {"data_dir": data_dir} if data_dir else {}
     defaults_only = where.path is None and not data_dir
-    nothing_found = (f"no configuration file (-c FILE, ${CONFIG_ENV} or {SYSTEM_CONFIG})")
+    nothing_found = f"no configuration file (-c FILE, ${CONFIG_ENV} or {SYSTEM_CONFIG})"
     if defaults_only and need_data_dir and os.geteuid() == 0:
         raise ConfigError(None, f"{nothing_found}, and commands run as root never use the "
                                 f"current directory's ./pigeon-data: {_fix_hint()}", where.how)
