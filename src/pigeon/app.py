@@ -9,6 +9,9 @@ Contract:
     `timeouts.shutdown_grace`), the queue manager finishes in-flight
     deliveries, the store closes. Returns the process exit status.
   * uvloop is used when it is installed; plain asyncio otherwise.
+  * data_dir is created (when missing) and checked before anything is
+    built: not a directory, not creatable or not writable is exit 73
+    (EX_CANTCREAT), logged once; never a TLS error's 78.
   * TLS and AUTH (issue 4): the certificate is checked (or a self-signed
     one made) in `build`, before anything listens; a broken one is
     `TlsError` naming the file, and `run` exits 78 (EX_CONFIG). The account
@@ -141,6 +144,7 @@ class Pigeon:
             self._admin.write_pid_file()     # before dropping root: /run may be root's
             # Everything that needs root is done: listeners bound, files open.
             drop(self.config.user, self.config.group, self.config.data_dir)
+            self._admin.publish()            # the submit socket, for local users' sendmail
             async with asyncio.TaskGroup() as tg:
                 manager_task = tg.create_task(self.manager.run(recover=recover))
                 log.info("pigeon ready: hostname=%s domains=%s data_dir=%s", self.config.hostname,
@@ -203,6 +207,15 @@ def reload_on_signal(app: Pigeon) -> Callable[[], None]:
     return on_sighup
 
 
+def _data_dir_problem(config: Config) -> str | None:
+    """Why data_dir cannot hold pigeon's data (after make_data_dir), or None."""
+    if not config.data_dir.is_dir():
+        return "not a directory"
+    if not os.access(config.data_dir, os.W_OK | os.X_OK):
+        return "not writable by this user"
+    return None
+
+
 def _new_loop() -> asyncio.AbstractEventLoop:
     try:
         import uvloop
@@ -252,13 +265,19 @@ def run(config: Config, reload_config: Callable[[], Config] | None = None) -> in
     for risk in risks(config):
         log.warning("configuration: %s: %s", risk.key, risk.message)
     try:
-        # Before anything is written there (the self-signed certificate).
+        # Before anything writes there (the self-signed certificate, the
+        # queue): an unusable data_dir is 73, never a TLS error's 78.
         make_data_dir(config.data_dir, config.user)
+        problem = _data_dir_problem(config)
     except PrivilegeError as exc:
         log.error("%s", exc)
         return EX_NOPERM
+    except FileExistsError:
+        problem = "not a directory"
     except OSError as exc:
-        log.error("data directory %s is not usable: %s", config.data_dir, exc.strerror or exc)
+        problem = exc.strerror or str(exc)
+    if problem is not None:
+        log.error("data directory %s is not usable: %s", config.data_dir, problem)
         return EX_CANTCREAT
     if config.workers > 1:
         from pigeon.workers import run_with_workers

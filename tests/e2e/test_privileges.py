@@ -1,6 +1,7 @@
 """Started as root with `user` set, pigeon binds, then runs as that user.
 
-The data directory ends up owned by the user with mode 0700, the process's
+The data directory ends up owned by the user with mode 0711 (private
+inside; searchable for the submit socket), the process's
 real and effective uid are the user's, and mail still flows (the queue and
 the Maildir are writable by it). Links the pigeon user planted in the data
 directory are never followed by root, and a data_dir that is itself a link is
@@ -41,7 +42,10 @@ def test_root_drops_to_the_configured_user():
         with proc:
             assert uids(proc.proc.pid) == [nobody.pw_uid] * 4
             st = os.stat(proc.data_dir)
-            assert st.st_uid == nobody.pw_uid and (st.st_mode & 0o777) == 0o700
+            # 0711: searchable, so local users reach the submit socket; nothing
+            # in it is readable by them (pigeon.admin.submitsock).
+            assert st.st_uid == nobody.pw_uid and (st.st_mode & 0o777) == 0o711
+            assert (proc.data_dir / "queue").stat().st_mode & 0o077 == 0
             with smtplib.SMTP("127.0.0.1", proc.port, timeout=10) as s:
                 s.sendmail("a@example.org", ["dropped@localhost"], b"Subject: x\r\n\r\nhi\r\n")
             files = wait_for(lambda: maildir_messages(proc.data_dir, "dropped@localhost"))

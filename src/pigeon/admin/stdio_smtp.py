@@ -17,6 +17,12 @@ Contract:
     A store failure answers 451/452 4.3.x. Header fix-ups of plain
     `sendmail` (From/Date/Message-ID) are not applied in this mode.
   * Returns the list of queue ids accepted; the caller nudges the server.
+  * `SocketStore(send)` stands in for the store when the user cannot write
+    the queue: each message is handed to the running pigeon over the
+    submit socket at DataFinished (pigeon.admin.submitsock, "raw": no
+    fix-ups), and the 250 comes only after pigeon answered that it is
+    durable; a refusal is a 451. With it, `add_received=False`: pigeon
+    writes the Received: field itself, with the uid the kernel reports.
 """
 from __future__ import annotations
 
@@ -40,9 +46,48 @@ __all__ = ["run_stdio_session"]
 READ_SIZE = 65536
 
 
+class _MemorySpool:
+    """A spool of SocketStore: the content in memory until DataFinished."""
+
+    def __init__(self) -> None:
+        self.queue_id = ""              # known once pigeon has queued it
+        self.size = 0
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.parts.append(data)
+        self.size += len(data)
+
+    def discard(self) -> None:
+        self.parts = []
+
+
+class SocketStore:
+    """`new_spool` and `commit` over the submit socket (see the module contract)."""
+
+    def __init__(self, send: Callable[[dict, bytes], dict]) -> None:
+        self.send = send
+
+    def new_spool(self) -> _MemorySpool:
+        return _MemorySpool()
+
+    def commit(self, spool: _MemorySpool, envelope: Envelope) -> None:
+        from pigeon.admin.localsubmit import SubmitError
+        from pigeon.admin.submitsock import SubmitUnavailable
+
+        request = {"recipients": [r.address for r in envelope.recipients],
+                   "sender": envelope.sender, "raw": True}
+        try:
+            answer = self.send(request, b"".join(spool.parts))
+        except (SubmitError, SubmitUnavailable) as exc:
+            raise StoreError(str(exc)) from None
+        spool.queue_id = answer["queue_id"]
+
+
 def run_stdio_session(store, session_config: SessionConfig, *, fd_in: int = 0, fd_out: int = 1,
                       uid: int | None = None, clock: Callable[[], float] = time.monotonic,
-                      wallclock: Callable[[], float] = time.time) -> list[str]:
+                      wallclock: Callable[[], float] = time.time,
+                      add_received: bool = True) -> list[str]:
     """Serve one SMTP session over (fd_in, fd_out); see the module contract."""
     uid = os.getuid() if uid is None else uid
     session = ServerSession(session_config, now=clock())
@@ -78,9 +123,10 @@ def run_stdio_session(store, session_config: SessionConfig, *, fd_in: int = 0, f
                     spool_error = None
                     try:
                         spool = store.new_spool()
-                        spool.write(received_field(hostname=session_config.hostname,
-                                                   queue_id=spool.queue_id, uid=uid,
-                                                   timestamp=wallclock()))
+                        if add_received:
+                            spool.write(received_field(hostname=session_config.hostname,
+                                                       queue_id=spool.queue_id, uid=uid,
+                                                       timestamp=wallclock()))
                         session.respond(None)
                     except StoreError as exc:
                         spool = None

@@ -1,6 +1,8 @@
-"""`pigeon check-config FILE`: load a configuration file the way `serve` would.
+"""`pigeon check-config [FILE]`: load a configuration file the way `serve` would.
 
 Contract:
+  * Without FILE, the file `serve` would read (pigeon.cli._config: $PIGEON_CONFIG,
+    else /etc/pigeon/pigeon.toml); none found is an error (78).
   * The file is checked by the same loader that `serve` uses
     (`collect_config`), with no command-line overrides, so "ok" here means
     `pigeon serve --config FILE` gets past configuration.
@@ -24,6 +26,7 @@ import sys
 from pathlib import Path
 
 from pigeon.cli._common import EX_CONFIG, PROG, fail
+from pigeon.cli._config import CONFIG_ENV, SYSTEM_CONFIG, locate
 from pigeon.config.load import ConfigError, ConfigErrors, collect_config
 from pigeon.config.locate import KeyLocator
 from pigeon.config.risks import risks
@@ -42,8 +45,8 @@ listener with relay networks) are printed as warnings. On success print
 
 EPILOG = """\
 examples:
-  pigeon check-config /etc/pigeon.toml
-      ok: /etc/pigeon.toml
+  pigeon check-config
+      ok: /etc/pigeon/pigeon.toml
         hostname:       mx.example.test
         listen:         0.0.0.0:25, [::]:25
         submission:     0.0.0.0:587 (STARTTLS, then AUTH)
@@ -57,7 +60,9 @@ exit status: 0 when the file is valid (warnings or not), 78 when it is not.
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", metavar="FILE", type=Path, help="the TOML configuration file")
+    parser.add_argument("file", metavar="FILE", type=Path, nargs="?",
+                        help="the TOML configuration file (default: the one `serve` would "
+                             "read: $PIGEON_CONFIG, else /etc/pigeon/pigeon.toml)")
 
 
 def _listeners(addrs, what: str) -> str:
@@ -118,6 +123,10 @@ def tls_problems(config: Config, source: str) -> list[ConfigError]:
 
 
 def run(args: argparse.Namespace) -> int:
+    args.file = locate(args.file).path
+    if args.file is None:
+        return fail(f"no configuration file to check: give FILE, set ${CONFIG_ENV}, "
+                    f"or install {SYSTEM_CONFIG}", EX_CONFIG)
     config, problems = collect_config(args.file)
     source = str(args.file)
     refused = {p.key for p in problems}

@@ -11,9 +11,12 @@ Contract:
   * Output: a Postfix mailq-like table (or `--json`, one JSON document:
     the server's result, field names stable); one summary line per action
     ("held 3; 1 being delivered, held when that attempt ends; 0 skipped").
-  * Exit statuses: 0 ok (also when some ids were skipped, which the
-    summary says), 65 pigeon refused the request (unknown id in `show`,
-    bad argument), 69 pigeon not running, 78 configuration error.
+  * Exit statuses: 0 ok (also when some ids were skipped because of their
+    state, which the summary says), 64 usage error, 65 pigeon refused the
+    request or a named id is not in the queue (`show`, and every action
+    given ids: the others are still acted on), 69 pigeon not running (for
+    actions), 77 this user may not use the control socket or read the
+    store, 78 configuration error.
 """
 from __future__ import annotations
 
@@ -22,11 +25,11 @@ import json
 import sys
 import time
 
-from pigeon.admin.client import ControlUnavailable, OfflineQueue, RemoteError
+from pigeon.admin.client import ControlForbidden, ControlUnavailable, OfflineQueue, RemoteError
 from pigeon.admin.query import parse_age
 from pigeon.cli._common import EX_CONFIG, EX_USAGE, fail
-from pigeon.cli._control import (EX_DATAERR, EX_UNAVAILABLE, Progress, add_config_arguments,
-                                 connect, human_age, human_size, load)
+from pigeon.cli._control import (EX_DATAERR, EX_NOPERM, EX_UNAVAILABLE, Progress,
+                                 add_config_arguments, connect, human_age, human_size, load)
 from pigeon.config.load import ConfigError
 
 HELP = "list, inspect and act on queued mail (hold, release, delete, bounce, flush)"
@@ -65,8 +68,9 @@ examples:
 states: incoming (new), active (being delivered), deferred (waiting for a
 retry), hold (by an operator), corrupt (unreadable, kept for inspection).
 
-exit status: 0 ok, 65 request refused (unknown id), 69 pigeon not
-running (for actions), 78 configuration error.
+exit status: 0 ok, 64 usage error, 65 request refused or a queue ID that
+is not in the queue, 69 pigeon not running (for actions), 77 permission
+denied (run as root or the pigeon user), 78 configuration error.
 """
 
 BATCH = 500
@@ -77,6 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     lst = sub.add_parser("list", help="list queued messages")
+    add_config_arguments(lst, nested=True)
     lst.add_argument("--state", choices=("incoming", "active", "deferred", "hold", "corrupt"))
     lst.add_argument("--domain", metavar="DOMAIN",
                      help='with a recipient still to deliver at DOMAIN (".DOMAIN": subdomains)')
@@ -84,15 +89,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     lst.add_argument("--older-than", metavar="AGE", help="arrived more than AGE ago: 90, 15m, 2h, 3d")
     lst.add_argument("--json", action="store_true", help="print JSON")
     show = sub.add_parser("show", help="envelope, headers and history of one message")
+    add_config_arguments(show, nested=True)
     show.add_argument("id", metavar="ID")
     show.add_argument("--json", action="store_true", help="print JSON")
     flush = sub.add_parser("flush", help="retry deferred mail now")
+    add_config_arguments(flush, nested=True)
     flush.add_argument("domain", metavar="DOMAIN", nargs="?")
     flush.add_argument("--json", action="store_true", help="print JSON")
     for name, text in (("hold", "put messages on hold"), ("release", "release held messages"),
                        ("delete", "delete messages"), ("requeue", "retry messages now"),
                        ("bounce", "return messages to their senders")):
         p = sub.add_parser(name, help=text)
+        add_config_arguments(p, nested=True)
         p.add_argument("ids", metavar="ID", nargs="*")
         if name != "bounce":
             p.add_argument("--all", action="store_true", help="every message it applies to")
@@ -119,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
                           + (f" for {args.domain}" if args.domain else ""))
             return 0
         return _act(client, args)
+    except ControlForbidden as exc:
+        return fail(str(exc), EX_NOPERM)
     except ControlUnavailable as exc:
         return fail(str(exc), EX_UNAVAILABLE)
     except RemoteError as exc:
@@ -222,7 +232,7 @@ def _act(client, args: argparse.Namespace) -> int:
     ids = list(args.ids)
     if use_all:
         ids = [e["id"] for e in client.call("list", filters={})["entries"]]
-    total = {"done": [], "pending": [], "skipped": []}
+    total = {"done": [], "pending": [], "skipped": [], "unknown": []}
     bar = Progress(action, len(ids))
     with client:
         for start in range(0, len(ids), BATCH):
@@ -241,6 +251,11 @@ def _act(client, args: argparse.Namespace) -> int:
     if total["skipped"]:
         text += f"; {len(total['skipped'])} skipped (not queued, or not in a state for {action})"
     _print_result(args, total, text)
+    if total["unknown"] and not use_all:
+        # Named ids that are not queued: the operator's mistake, said and
+        # reported like `show` does (65). With --all they only vanished
+        # (delivered) between the listing and the action.
+        return fail(f"not in the queue: {' '.join(total['unknown'])}", EX_DATAERR)
     return 0
 
 

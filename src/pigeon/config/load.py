@@ -180,10 +180,12 @@ _SECTIONS: dict[str, tuple[type, dict[str, Callable[[str, Any], Any]]]] = {
         "max_failures": C.integer(1),
         "failure_window": C.seconds(positive=True),
         "lockout": C.seconds(positive=True),
+        "min_password_length": C.integer(1),
     }),
     "admin": (AdminConfig, {
         "control_socket": A.control_socket,
         "pid_file": D.optional_path,
+        "submit_socket": A.submit_socket,
         "metrics_listen": A.metrics_listen,
     }),
     "log": (LogConfig, {

@@ -238,6 +238,7 @@ class AuthConfig:
     max_failures: int = 10             # [auth] max_failures: failures before the IP is refused (421 4.7.0); >= 1
     failure_window: float = 900.0      # [auth] failure_window, s: failures older than this are forgotten; > 0
     lockout: float = 300.0             # [auth] lockout, s: how long a refused IP stays refused; > 0
+    min_password_length: int = 12      # [auth] min_password_length: characters a new password needs (pigeon user add/passwd); >= 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +247,7 @@ class AdminConfig:
 
     control_socket: Path | None = None   # [admin] control_socket: Unix socket, mode 0600; None = <data_dir>/control.sock
     pid_file: Path | None = None         # [admin] pid_file: the main process's pid, mode 0644; None = <data_dir>/pigeon.pid
+    submit_socket: Path | None = None    # [admin] submit_socket: local users' sendmail, mode 0666; None = <data_dir>/submit.sock
     #: [admin] metrics_listen: "host:port" of the HTTP endpoint serving
     #: GET /metrics (Prometheus text format); "" (None) = no endpoint.
     metrics_listen: ListenAddress | None = ListenAddress("127.0.0.1", 9925)
@@ -325,3 +327,8 @@ class Config:
     def pid_file(self) -> Path:
         """The PID file's path ([admin] pid_file or data_dir/pigeon.pid)."""
         return self.admin.pid_file or self.data_dir / "pigeon.pid"
+
+    @property
+    def submit_socket(self) -> Path:
+        """Where local users submit mail ([admin] submit_socket or data_dir/submit.sock)."""
+        return self.admin.submit_socket or self.data_dir / "submit.sock"

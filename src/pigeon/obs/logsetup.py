@@ -57,7 +57,8 @@ __all__ = ["setup_logging", "TextFormatter", "JsonFormatter", "ROOT_LOGGER"]
 ROOT_LOGGER = "pigeon"
 
 _RESERVED = frozenset({"ts", "level", "logger", "pid", "msg", "queue_id", "detail", "exc"})
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0, DEL and C1: \x9b is a CSI to terminals that honour 8-bit controls.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _ESCAPES = {"\r": "\\r", "\n": "\\n", "\t": "\\t"}
 
 

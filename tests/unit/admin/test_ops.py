@@ -42,9 +42,11 @@ def test_hold_release_requeue_delete(backend):
     b = backend
     q1, q2 = b.commit("a@example.org"), b.commit("b@example.org", state="deferred")
     c = client(b)
-    assert c.call("hold", ids=[q1, q2]) == {"done": [q1, q2], "pending": [], "skipped": []}
+    assert c.call("hold", ids=[q1, q2]) == {"done": [q1, q2], "pending": [], "skipped": [],
+                                            "unknown": []}
     assert state(b, q1) == state(b, q2) == "hold"
-    assert c.call("hold", ids=[q1])["skipped"] == [q1]            # already held
+    again = c.call("hold", ids=[q1])
+    assert again["skipped"] == [q1] and again["unknown"] == []     # already held, but queued
     before = time.time()
     assert c.call("release", all=True)["done"] == [q1, q2]
     entry = b.store.entry(q2)
@@ -53,7 +55,8 @@ def test_hold_release_requeue_delete(backend):
     assert c.call("requeue", ids=[q2])["done"] == [q2]
     assert b.store.entry(q2).state == "incoming"
     assert c.call("delete", ids=[q1, "0000MISSING"]) == {"done": [q1], "pending": [],
-                                                         "skipped": ["0000MISSING"]}
+                                                         "skipped": ["0000MISSING"],
+                                                         "unknown": ["0000MISSING"]}
     assert state(b, q1) is None
     assert not b.store.content_path(q1).exists()
     assert [c.detail for c in b.maillog.for_id(q1)] == ["on hold by administrator",

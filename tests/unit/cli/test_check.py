@@ -36,8 +36,10 @@ def test_missing_file_exits_78(tmp_path, capsys):
     assert "cannot read file" in capsys.readouterr().err
 
 
-def test_file_argument_is_required(capsys):
-    assert main(["check-config"]) == 64
+def test_without_file_and_none_found_is_a_config_error(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr("pigeon.cli._config.SYSTEM_CONFIG", tmp_path / "absent.toml")
+    monkeypatch.delenv("PIGEON_CONFIG", raising=False)
+    assert main(["check-config"]) == 78
 
 
 def test_every_error_with_its_line_in_one_run(tmp_path, capsys):

@@ -17,6 +17,7 @@ def cfg(tmp_path):
     path.write_text(f'data_dir = "{tmp_path / "data"}"\nhostname = "mx.example.test"\n'
                     '[domains."example.test"]\n[queue]\nfsync = false\n'
                     '[admin]\nmetrics_listen = ""\n')
+    (tmp_path / "data").mkdir()         # sendmail never creates data_dir: the server did
     return path
 
 
