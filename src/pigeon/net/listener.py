@@ -45,6 +45,9 @@ class ListenError(RuntimeError):
 
 ROLES = ("smtp", "submission", "submissions")
 
+#: Seconds a refused connection may take to read its 421 before it is aborted.
+REFUSE_TIMEOUT = 5.0
+
 
 def role_session_config(config: Config, base: SessionConfig, role: str, *,
                         tls: bool, auth: bool) -> SessionConfig:
@@ -257,10 +260,7 @@ class SmtpServer:
 
 
 async def _refuse(stream: SmtpStream, refusal: R.Reply) -> None:
-    try:
-        stream.write(refusal.to_bytes(enhanced=True))
-        await asyncio.wait_for(stream.drain(), 5.0)
-        stream.close()
-        await asyncio.wait_for(stream.wait_closed(), 5.0)
-    except Exception:
-        pass
+    """Write the 421 and close; bounded, so a peer that does not read cannot
+    keep the socket (the transport is aborted after REFUSE_TIMEOUT)."""
+    stream.write(refusal.to_bytes(enhanced=True))
+    await stream.close_and_wait(REFUSE_TIMEOUT)

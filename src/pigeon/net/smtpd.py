@@ -15,6 +15,13 @@ Contract:
     its traceback while the peer sees 421 and a closed connection.
   * Deadlines come from the session (`next_deadline()`); this module only
     sleeps until then and calls `on_timer()`.
+  * Rule 4: every wait on the network is bounded. Reads by the session's
+    deadline; writes (the drain after each batch of replies, the final flush
+    at close) by `timeouts.command`, after which the connection is aborted;
+    the TLS handshake by `tls.handshake_timeout`.
+  * Rule 5: a peer that half-closes (FIN or TLS close_notify after its last
+    commands) still gets every reply to the commands it sent: EOF only ends
+    the session once the session has answered what it read.
   * TLS (RFC 3207, RFC 8314): on `StartTlsRequested` the 220 is flushed,
     then every octet the stream already holds is dropped unread
     (CVE-2011-0411; the session dropped its own buffer), then the handshake
@@ -134,6 +141,13 @@ class Connection:
             await self._loop()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the peer went away; nothing to answer
+        except TimeoutError:
+            # Our replies stayed unread for timeouts.command (drain): the peer
+            # does not read. Nothing more can be written; free the slot now.
+            self._outcome = "timeout"
+            log.warning("[%s]:%s does not read its replies: closing after %.0fs",
+                        self.client_ip, self.client_port, self.cfg.command_timeout)
+            self.stream.abort()
         except asyncio.CancelledError:
             raise
         except Exception:  # Rule 3: log privately, answer generically
@@ -243,7 +257,9 @@ class Connection:
             elif isinstance(event, HeloReceived):
                 pass
         self._flush()
-        await self.stream.drain()
+        # Writing is bounded like reading (Postfix smtpd_timeout covers both):
+        # a peer that never reads cannot hold the connection (TimeoutError).
+        await self.stream.drain(self.cfg.command_timeout)
 
     def _flush(self) -> None:
         out = self.session.data_to_send()
@@ -258,29 +274,18 @@ class Connection:
         STARTTLS: reading was paused before the 220 went out, so the reader's
         buffer holds only plaintext the client sent before seeing it; it is
         dropped (CVE-2011-0411). Implicit TLS: the buffer may already hold
-        the start of the ClientHello (uvloop starts reading right after
-        connection_made); those octets are handed to the TLS protocol once
-        start_tls has installed it (`_replay`).
+        the start of the ClientHello (reading starts right after the
+        connection is made); it is handed to the TLS engine.
         """
         stream = self.stream
         stream.pause_reading()
-        transport = stream.transport
         early = stream.take_buffer()
         if early and not self.implicit_tls:
             log.warning("[%s]: %d octets sent before the TLS handshake were discarded",
                         self.client_ip, len(early))
             early = b""
-        loop = asyncio.get_running_loop()
-        task = asyncio.ensure_future(stream.start_tls(
-            self.tls.context, handshake_timeout=self.handshake_timeout))
-        if early:
-            # start_tls (first task step) swaps the transport's protocol and
-            # schedules the TLS protocol's connection_made and resume_reading;
-            # two call_soon hops run `_replay` right after them, before the
-            # loop polls the socket again.
-            loop.call_soon(loop.call_soon, _replay, transport, stream, early)
         try:
-            await asyncio.wait_for(task, self.handshake_timeout + 1.0)
+            await stream.start_tls(self.tls.context, timeout=self.handshake_timeout, early=early)
         except (ssl.SSLError, OSError, EOFError, asyncio.TimeoutError) as exc:
             reason = "timeout" if isinstance(exc, asyncio.TimeoutError) else \
                 (getattr(exc, "reason", None) or str(exc) or type(exc).__name__)
@@ -348,12 +353,13 @@ class Connection:
         return None
 
     async def _close(self) -> None:
+        """Flush the last replies and close; abort if the peer does not take
+        them within timeouts.command (a half-closed peer still gets them)."""
         try:
             self._flush()
-            self.stream.close()
-            await asyncio.wait_for(self.stream.wait_closed(), 5.0)
+            await self.stream.close_and_wait(self.cfg.command_timeout)
         except Exception:
-            pass
+            self.stream.abort()
 
     # -- spool --------------------------------------------------------------
 
@@ -474,22 +480,6 @@ class Connection:
             "reject": f"{stage} from [{self.client_ip}]: {verdict}", "from": sender,
             "to": address, "proto": "ESMTP" if session.esmtp else "SMTP",
             "helo": session.helo_name or ""})
-
-
-def _replay(transport, stream: SmtpStream, data: bytes) -> None:
-    """Feed octets read before start_tls to the TLS protocol (implicit TLS)."""
-    proto = transport.get_protocol()
-    if proto is stream or not hasattr(proto, "buffer_updated"):
-        log.error("cannot replay %d early TLS octets: the TLS protocol is not installed", len(data))
-        transport.abort()
-        return
-    view = memoryview(data)
-    while view:
-        buf = proto.get_buffer(len(view))
-        n = min(len(buf), len(view))
-        buf[:n] = view[:n]
-        proto.buffer_updated(n)
-        view = view[n:]
 
 
 def _is_disk_full(exc: BaseException) -> bool:
