@@ -182,7 +182,9 @@ class Connection:
         stream, session = self.stream, self.session
         while not self._closing:
             deadline = session.next_deadline()
-            timeout = None if deadline is None else max(0.0, deadline - self.clock())
+            # No deadline only while the session is closing; still never wait unbounded.
+            timeout = self.cfg.command_timeout if deadline is None else \
+                max(0.0, deadline - self.clock())
             data = await stream.read(timeout)
             if data:
                 session.receive_data(data, self.clock())
