@@ -93,6 +93,11 @@ def too_many_errors(hostname: str) -> Reply:
     return reply(421, "4.7.0", f"{hostname} Error: too many errors")
 
 
+def too_many_junk_commands(hostname: str) -> Reply:
+    # Like too many errors: the session is of no use, free the slot (RFC 5321 §3.8 permits 421).
+    return reply(421, "4.7.0", f"{hostname} Error: too many junk commands")
+
+
 def too_many_connections(hostname: str) -> Reply:
     return reply(421, "4.7.0", f"{hostname} Error: too many connections")
 

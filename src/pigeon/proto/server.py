@@ -34,6 +34,10 @@ Contract:
     enhanced status codes (only after EHLO) and counts 4xx/5xx replies to
     commands; when the count exceeds `max_errors` a 421 follows and the
     session closes.
+  * Junk commands (NOOP, RSET, VRFY, HELP, ETRN; `states.VERB_FLAGS`) are
+    counted; the one past `max_junk_commands` is answered 421 4.7.0
+    instead and the session closes, so they cannot keep a session alive
+    forever. An accepted message starts the count again (as Postfix does).
   * ConnectionClosing is always the last event. Before it, a transaction in
     progress is abandoned with DataAborted (inside content) or
     TransactionReset.
@@ -66,7 +70,7 @@ from pigeon.proto.linebuf import CommandLineReader
 from pigeon.proto.params import MailParams, ParamError, RcptParams, parse_mail_params, parse_rcpt_params
 from pigeon.proto.reply import Reply
 from pigeon.proto.secure import SecureCommands
-from pigeon.proto.states import TRANSACTION_STATES, State, lookup
+from pigeon.proto.states import TRANSACTION_STATES, VERB_FLAGS, State, lookup
 
 # RFC 1985 §5: the node is a domain name (a dot-atom of LDH labels).
 _ETRN_DOMAIN = re.compile(r"(?i)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\.?")
@@ -83,6 +87,10 @@ class SessionConfig:
     max_recipients: int = 1000
     #: Error replies (4xx/5xx to commands) before 421 and disconnect.
     max_errors: int = 20
+    #: NOOP/RSET/VRFY/HELP/ETRN commands allowed (states.VERB_FLAGS junk) since
+    #: the session began or its last accepted message; one more gets 421
+    #: 4.7.0 and the session closes (Postfix smtpd_junk_command_limit).
+    max_junk_commands: int = 100
     #: Command line limit incl. CRLF (RFC 5321 §4.5.3.1.4 = 512; 4.5.3.1.5 notes
     #: extensions may lengthen it by their parameters, hence the default 2048
     #: applies to MAIL/RCPT with parameters and 512 to the rest).
@@ -152,6 +160,7 @@ class ServerSession(SecureCommands):
         self._chunk_reply: Reply | None = None       # reply for a discarded chunk
         self._chunk_fails_tx = False
         self._rcpt_attempts = 0
+        self._junk_commands = 0
         self._bdat_failed = False
         self._now = now
         self._ready_at = now
@@ -338,6 +347,12 @@ class ServerSession(SecureCommands):
         except CommandError as exc:
             self._reply(exc.reply)
             return
+        if VERB_FLAGS[cmd.verb].junk:
+            self._junk_commands += 1
+            if self._junk_commands > self.config.max_junk_commands:
+                self._reply(R.too_many_junk_commands(self.config.hostname), count=False)
+                self._close("too many junk commands")
+                return
         nxt = lookup(self.state, cmd.verb)
         getattr(self, "_cmd_" + cmd.verb.lower())(cmd, nxt)
 
@@ -565,6 +580,8 @@ class ServerSession(SecureCommands):
         elif isinstance(ev, DataFinished):
             self._reset_transaction(emit=False)
             self._bdat_failed = False
+            if accepted:
+                self._junk_commands = 0       # a delivered message: the session is useful
             self._reply(reply or R.OK)
         if self._reader is None:
             self._set_ready()
