@@ -229,11 +229,11 @@ class AuthConfig:
     mechanisms: tuple[str, ...] = ("PLAIN", "LOGIN", "SCRAM-SHA-256")  # [auth] mechanisms, offered only under TLS
     smtp_listener: bool = False        # [auth] smtp_listener: offer AUTH on `listen` (port 25) listeners too
     check_from_header: bool = True     # [auth] check_from_header: an authenticated user's From: must be an owned address (553 5.7.1)
-    slow_after: int = 3                # [auth] slow_after: failures from one IP before replies are delayed; >= 1
+    slow_after: int = 3                # [auth] slow_after: failures from one address (IPv6: /64) before replies are delayed; >= 1
     failure_delay: float = 1.0         # [auth] failure_delay, s: added per further failure (at most 10 s); >= 0
-    max_failures: int = 10             # [auth] max_failures: failures before the IP is refused (421 4.7.0); >= 1
+    max_failures: int = 10             # [auth] max_failures: failures (or checks in flight) before the address is refused (421 4.7.0); >= 1
     failure_window: float = 900.0      # [auth] failure_window, s: failures older than this are forgotten; > 0
-    lockout: float = 300.0             # [auth] lockout, s: how long a refused IP stays refused; > 0
+    lockout: float = 300.0             # [auth] lockout, s: how long a refused address (IPv6: /64) stays refused; > 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,9 +30,10 @@ Contract:
     handshake is logged and the connection closed without a reply.
   * AUTH (RFC 4954): password checks (argon2id) and SCRAM key look-ups run
     in the AuthService's thread pool, never on the event loop. Failed logins
-    are counted per client IP (`auth.ratelimit`): past a threshold the
+    are counted per client address (IPv4, or IPv6 /64; `auth.ratelimit`),
+    each attempt before its password is checked: past a threshold the
     answer is delayed (an asyncio sleep for this connection only), then the
-    IP is refused with 421 4.7.0. An authenticated client may relay to any
+    address is refused with 421 4.7.0. An authenticated client may relay to any
     domain; its MAIL FROM must be an address its account owns (553 5.7.1).
 """
 from __future__ import annotations
@@ -315,43 +316,56 @@ class Connection:
             return None
 
     async def _authenticate(self, event: AuthRequested) -> R.Reply | None:
-        """Verify a finished SASL exchange; None accepts (235)."""
+        """Verify a finished SASL exchange; None accepts (235).
+
+        The attempt is counted before its password is checked
+        (`limiter.attempt`), so simultaneous logins from one address cannot
+        all be tried: past auth.max_failures in flight or failed, the answer
+        is 421 and says nothing about the password.
+        """
         auth, ip = self.auth, self.client_ip
-        verdict = auth.limiter.check(ip, self.clock())
+        verdict = auth.limiter.attempt(ip, self.clock())
         if verdict.refuse:
             log.warning("AUTH from [%s] refused: too many failures", ip)
             return R.AUTH_TOO_MANY_FAILURES
-        if verdict.delay:
-            await asyncio.sleep(verdict.delay)   # this connection only (Rule 3 of ratelimit)
-        account = None
         try:
-            if self._auth_unavailable:
-                raise AuthUnavailable("store")
-            same = True
-            if event.authzid:
-                try:
-                    same = normalize_name(event.authzid) == normalize_name(event.username)
-                except AccountError:
-                    same = False
-            if not same:
-                pass                                  # no proxy authorization
-            elif event.verified is None and event.password is not None:
-                account = await auth.run(auth.verify_password, event.username, event.password)
-            elif event.verified:
-                account = await auth.run(auth.account, event.username)
+            if verdict.delay:
+                await asyncio.sleep(verdict.delay)   # this connection only (Rule 3 of ratelimit)
+            account = await self._verify(event)
         except AuthUnavailable:
+            auth.limiter.release(ip, self.clock())
             self._auth_unavailable = False
             return R.AUTH_TEMPORARY
+        except BaseException:
+            auth.limiter.release(ip, self.clock())   # the client went away: no verdict
+            raise
         if account is None:
             auth.limiter.failure(ip, self.clock())
             log.warning("AUTH %s failed for user %r from [%s]", event.mechanism,
                         event.username[:64], ip)
-            if auth.limiter.check(ip, self.clock()).refuse:
+            if auth.limiter.locked(ip, self.clock()):    # this failure locked the address out
                 return R.AUTH_TOO_MANY_FAILURES
             return R.AUTH_FAILED
         auth.limiter.success(ip, self.clock())
         self._owned = frozenset(account.addresses)
         log.info("AUTH %s user=%s from [%s] (%s)", event.mechanism, account.name, ip, self.role)
+        return None
+
+    async def _verify(self, event: AuthRequested):
+        """The account the credentials of `event` prove, or None; AuthUnavailable."""
+        auth = self.auth
+        if self._auth_unavailable:
+            raise AuthUnavailable("store")
+        if event.authzid:
+            try:
+                if normalize_name(event.authzid) != normalize_name(event.username):
+                    return None                       # no proxy authorization
+            except AccountError:
+                return None
+        if event.verified is None and event.password is not None:
+            return await auth.run(auth.verify_password, event.username, event.password)
+        if event.verified:
+            return await auth.run(auth.account, event.username)
         return None
 
     async def _close(self) -> None:
