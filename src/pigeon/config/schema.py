@@ -23,7 +23,8 @@ TOML layout (all keys optional):
     [aliases]
     "info@example.test" = ["alice@example.test", "carol@elsewhere.example"]
 
-    [limits]    message_size, recipients, errors, junk_commands, hop_count, connections, connections_per_ip
+    [limits]    message_size, header_size, recipients, errors, junk_commands, hop_count, connections,
+                connections_per_ip
     [timeouts]  command, data_block, data_total, shutdown_grace, greet_pause
     [smtp]      bare_newline, eight_bit_undeclared, pipelining, chunking, smtputf8, dsn, eight_bit_mime
     [queue]     fsync, run_interval, min_backoff, max_backoff, max_lifetime, delay_warning, concurrency
@@ -78,6 +79,7 @@ class Limits:
     recipients: int = 1000             # [limits] recipients per message (smtpd_recipient_limit); >= 1
     errors: int = 20                   # [limits] errors before 421 (smtpd_hard_error_limit); >= 1
     junk_commands: int = 100           # [limits] junk_commands: NOOP/RSET/VRFY/HELP/ETRN per message before 421 (smtpd_junk_command_limit); >= 1
+    header_size: int = 102_400         # [limits] header_size, octets: largest header section (Postfix header_size_limit); >= 1024
     hop_count: int = 100               # [limits] hop_count: Received: fields allowed (RFC 5321 §6.3); >= 1
     connections: int = 1000            # [limits] connections: simultaneous SMTP sessions in total; 0 = none
     connections_per_ip: int = 50       # [limits] connections_per_ip (smtpd_client_connection_count_limit); 0 = none

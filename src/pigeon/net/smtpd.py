@@ -115,6 +115,7 @@ class Connection:
         self.session = ServerSession(session_config, now=clock())
         self.stats = SessionStats()
         self._spool = None
+        self._received_len = 0
         self._spool_error: OSError | StoreError | None = None
         self._closing = False
         self.tls = tls                      # pigeon.net.tls.TlsProvider | None
@@ -393,10 +394,12 @@ class Connection:
         self._spool_error = None
         params = session.mail_params
         protocol = self._protocol()
-        self._write_spool(received_header(
+        received = received_header(
             helo=session.helo_name or "", client_ip=self.client_ip, hostname=self.cfg.hostname,
             protocol=protocol, queue_id=spool.queue_id, tls=session.tls,
-            recipients=[str(a) for a, _ in session.recipients], timestamp=self.wallclock()))
+            recipients=[str(a) for a, _ in session.recipients], timestamp=self.wallclock())
+        self._received_len = len(received)
+        self._write_spool(received)
         return None
 
     def _write_spool(self, data: bytes) -> None:
@@ -429,7 +432,10 @@ class Connection:
             return R.INSUFFICIENT_STORAGE if disk_full else R.LOCAL_ERROR
         if session.auth_user is not None and self.check_from_header:
             try:
-                head = spool.head()      # from memory, or from the page cache once spilled
+                # The whole header section: ours, then the client's, which the
+                # session bounded by limits.header_size (+ the empty line).
+                limit = self.cfg.max_header_size or spool.size     # 0: no limit
+                head = spool.head(self._received_len + limit + 2)
             except OSError as exc:
                 log.error("cannot read back spool %s: %s", spool.queue_id, exc)
                 self._discard_spool()

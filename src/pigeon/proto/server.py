@@ -98,6 +98,9 @@ class SessionConfig:
     max_command_line_with_params: int = 2048
     #: Text line limit in DATA incl. CRLF (RFC 5321 §4.5.3.1.6).
     max_text_line: int = 1000
+    #: Largest header section (octets up to the empty line) of a message;
+    #: bigger gets 552 5.3.4 at the end of the data. 0 = no limit.
+    max_header_size: int = 102_400
     #: Received: header count above which a message is a loop (RFC 5321 §6.3).
     hop_limit: int = 100
     #: Seconds a client has to send one whole command line (RFC 5321 §4.5.3.2.7).
@@ -593,7 +596,7 @@ class ServerSession(SecureCommands):
         params = self.mail_params or MailParams()
         declared = params.body == "8BITMIME" or params.smtputf8
         return ContentScanner(max_text_line=cfg.max_text_line, max_size=cfg.max_message_size,
-                              hop_limit=cfg.hop_limit,
+                              hop_limit=cfg.hop_limit, max_header_size=cfg.max_header_size,
                               reject_8bit=cfg.eight_bit_undeclared == "reject" and not declared)
 
     def _enter_content(self) -> None:
