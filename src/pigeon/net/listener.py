@@ -203,6 +203,7 @@ class SmtpServer:
             self.refused_connections += 1
             self.metrics.connection_refused()
             log.warning("refused connection from [%s]: %s", ip, refusal)
+            self.maillog.reject(None, "CONNECT", ip, refusal)
             await _refuse(stream, refusal)
             return
         self.total_connections += 1

@@ -116,6 +116,7 @@ class Connection:
         self.stats = SessionStats()
         self._spool = None
         self._received_len = 0
+        self._transaction: tuple[str, list[str]] = ("", [])
         self._spool_error: OSError | StoreError | None = None
         self._closing = False
         self.tls = tls                      # pigeon.net.tls.TlsProvider | None
@@ -142,13 +143,17 @@ class Connection:
             await self._greet()
             await self._loop()
         except (ConnectionError, asyncio.IncompleteReadError):
-            pass  # the peer went away; nothing to answer
+            # The peer went away; nothing to answer.
+            if not self.session.closed:
+                self.maillog.session_end("lost connection", self.session.where, None,
+                                         self.client_ip)
         except TimeoutError:
             # Our replies stayed unread for timeouts.command (drain): the peer
             # does not read. Nothing more can be written; free the slot now.
             self._outcome = "timeout"
             log.warning("[%s]:%s does not read its replies: closing after %.0fs",
                         self.client_ip, self.client_port, self.cfg.command_timeout)
+            self.maillog.session_end("timeout", self.session.where, None, self.client_ip)
             self.stream.abort()
         except asyncio.CancelledError:
             raise
@@ -226,7 +231,7 @@ class Connection:
                     log.warning("[%s]: user %s may not send as <%s>", self.client_ip,
                                 session.auth_user, sender)
                 if verdict is not None:
-                    self._log_reject("MAIL", verdict, str(sender))
+                    self._log_reject("MAIL", verdict, str(sender) if sender is not None else "")
                 session.respond(verdict)
             elif isinstance(event, DataStarted):
                 session.respond(await self._open_spool())
@@ -236,7 +241,10 @@ class Connection:
                 session.respond(await self._commit(event))
             elif isinstance(event, (DataAborted, TransactionReset)):
                 if isinstance(event, DataAborted):
-                    if event.reply is not None:
+                    if event.reply is not None and event.reply.permanent:
+                        # Refused content; a 4xx abort (timeout, local error) is not a rejection.
+                        self._log_content_reject(event.reply)
+                    elif event.reply is not None:
                         self.metrics.rejected(event.reply.code)
                     log.info("[%s]: message refused: %s", self.client_ip, event.reason)
                 self._discard_spool()
@@ -258,6 +266,7 @@ class Connection:
                 session.respond(await self._etrn(event.node))
             elif isinstance(event, ConnectionClosing):
                 self._closing = True
+                self._log_session_end(event.reason)
             elif isinstance(event, HeloReceived):
                 pass
         self._flush()
@@ -344,6 +353,7 @@ class Connection:
             auth.limiter.failure(ip, self.clock())
             log.warning("AUTH %s failed for user %r from [%s]", event.mechanism,
                         event.username[:64], ip)
+            self.maillog.sasl_failed(None, ip, event.mechanism)
             if auth.limiter.locked(ip, self.clock()):    # this failure locked the address out
                 return R.AUTH_TOO_MANY_FAILURES
             return R.AUTH_FAILED
@@ -392,6 +402,9 @@ class Connection:
             return R.INSUFFICIENT_STORAGE if _is_disk_full(exc) else R.LOCAL_ERROR
         self._spool = spool
         self._spool_error = None
+        # Kept for the log: the session forgets the transaction when it refuses the content.
+        self._transaction = (str(session.sender) if session.sender is not None else "",
+                             [str(a) for a, _ in session.recipients])
         params = session.mail_params
         protocol = self._protocol()
         received = received_header(
@@ -444,7 +457,7 @@ class Connection:
             if refusal is not None:
                 log.warning("[%s]: user %s may not send with From: %s", self.client_ip,
                             session.auth_user, ", ".join(from_addresses(head)))
-                self.metrics.rejected(refusal.code)
+                self._log_content_reject(refusal)
                 self._discard_spool()
                 return refusal
         params = session.mail_params
@@ -488,20 +501,53 @@ class Connection:
         trusted = self.session.auth_user is not None or self.policy.client_may_relay(self.client_ip)
         if self.on_etrn is None or not trusted:
             log.info("ETRN %s from [%s] refused", node, self.client_ip)
-            self.metrics.rejected(R.ETRN_DENIED.code)
+            self._log_reject("ETRN", R.ETRN_DENIED, None)
             return R.ETRN_DENIED
         count = await self.on_etrn(node)
         log.info("ETRN %s from [%s]: %d message(s) scheduled", node, self.client_ip, count)
         return R.etrn_started(node) if count else R.etrn_nothing(node)
 
-    def _log_reject(self, stage: str, verdict: R.Reply, address: str) -> None:
+    def _log_reject(self, stage: str, verdict: R.Reply, address: str | None, *,
+                    queue_id: str | None = None, sender: str | None = None,
+                    recipients: list[str] | None = None) -> None:
+        """One Postfix-form reject line (obs.maillog): the fields keep Postfix's meanings.
+
+        `address` is what the refused command named: the sender at MAIL
+        (`from=`, no `to=`), the recipient at RCPT (`to=`, with the
+        transaction's sender as `from=`). At END-OF-MESSAGE the caller passes
+        the transaction's `sender` and `recipients` (`to=` only for exactly
+        one, as Postfix does).
+        """
         self.metrics.rejected(verdict.code)
         session = self.session
-        sender = str(session.sender) if session.sender is not None else ""
-        self.maillog.log("NOQUEUE", {
-            "reject": f"{stage} from [{self.client_ip}]: {verdict}", "from": sender,
-            "to": address, "proto": "ESMTP" if session.esmtp else "SMTP",
-            "helo": session.helo_name or ""})
+        recipient = None
+        if stage == "MAIL":
+            sender = address or ""
+        elif stage == "RCPT":
+            sender = str(session.sender) if session.sender is not None else ""
+            recipient = address
+        elif recipients is not None and len(recipients) == 1:
+            recipient = recipients[0]
+        self.maillog.reject(queue_id, stage, self.client_ip, verdict, sender=sender,
+                            recipient=recipient, proto="ESMTP" if session.esmtp else "SMTP",
+                            helo=session.helo_name)
+
+    def _log_content_reject(self, verdict: R.Reply) -> None:
+        """A refused message (at the end of the data, or mid-data for a bare LF)."""
+        sender, recipients = self._transaction
+        queue_id = self._spool.queue_id if self._spool is not None else None
+        self._log_reject(self.session.where, verdict, None, queue_id=queue_id, sender=sender,
+                         recipients=recipients)
+
+    def _log_session_end(self, reason: str) -> None:
+        """Postfix's lines for a session that did not end with QUIT."""
+        where = self.session.where
+        if reason == "pregreet":
+            self._log_reject("CONNECT", R.PREGREET, None)
+        elif reason in ("timeout", "too many errors", "too many junk commands"):
+            self.maillog.session_end(reason, where, None, self.client_ip)
+        elif reason == "client closed the connection":
+            self.maillog.session_end("lost connection", where, None, self.client_ip)
 
 
 def _is_disk_full(exc: BaseException) -> bool:

@@ -20,6 +20,9 @@ runner are written against it.
     session.tls_failed(reason)        # handshake failed: close, no reply
     session.respond_keys(keys|None)   # answer AuthKeysRequested (SCRAM)
     session.tls, session.auth_user    # TlsInfo | None, authenticated user | None
+    session.where                     # the protocol stage, as Postfix smtpd logs it:
+                                      # CONNECT, a verb (EHLO, MAIL, RCPT, DATA, BDAT...),
+                                      # UNKNOWN, END-OF-MESSAGE
 
 Contract:
   * No I/O and no clock: bytes in, events and bytes out, time passed in.
@@ -149,6 +152,7 @@ class ServerSession(SecureCommands):
         self.mail_params: MailParams | None = None
         self.recipients: list[tuple[Address, RcptParams]] = []
         self.errors = 0
+        self.where = "CONNECT"
         self._buf = bytearray()
         self._out = bytearray()
         self._events: deque[Event] = deque()
@@ -348,8 +352,11 @@ class ServerSession(SecureCommands):
         try:
             cmd = parse_command(line)
         except CommandError as exc:
+            verb = line.split(b" ", 1)[0].decode("ascii", "replace").upper()
+            self.where = verb if verb in VERB_FLAGS else "UNKNOWN"
             self._reply(exc.reply)
             return
+        self.where = cmd.verb
         if VERB_FLAGS[cmd.verb].junk:
             self._junk_commands += 1
             if self._junk_commands > self.config.max_junk_commands:
@@ -628,6 +635,7 @@ class ServerSession(SecureCommands):
     def _end_data(self) -> None:
         scanner = self._scanner
         assert scanner is not None
+        self.where = "END-OF-MESSAGE"
         self._reader = None
         self._set_ready()
         if scanner.failure is not None:
@@ -640,6 +648,8 @@ class ServerSession(SecureCommands):
     def _end_chunk(self, reader: ChunkReader) -> None:
         self._reader = None
         self._set_ready()
+        if reader.last:
+            self.where = "END-OF-MESSAGE"
         if self._chunk_reply is not None:
             refusal, self._chunk_reply = self._chunk_reply, None
             if self._chunk_fails_tx:
