@@ -13,10 +13,10 @@ Contract:
     reader at a time (the connection's driver).
   * Half-close: when the peer ends its side (TCP FIN, or a TLS close_notify)
     our side stays open, so every reply to the commands it sent before still
-    reaches it (RFC 5321 §4.1.1.10: a client may send QUIT and close; Exim
-    pipelines the end of data with QUIT and shuts down its side before it
-    reads the 250). The connection closes only when the driver calls
-    `close()`.
+    reaches it (RFC 5321 §4.1.1.10 only says a client SHOULD wait for the
+    reply to QUIT; Exim pipelines the end of data with QUIT and shuts down
+    its side before it reads the 250). The connection closes only when the
+    driver calls `close()`.
   * Bounded memory: reading from the socket pauses while more than `limit`
     octets wait unread and resumes when `read()` takes them.
   * Bounded waits: `drain(timeout)` waits while the transport's buffer is over
