@@ -77,10 +77,14 @@ def _session(server, *commands: str | bytes) -> Client:
     (["HELO h2.test", "MAIL FROM:<>"], "RCPT TO:<nobody@example.test>",
      "NOQUEUE: reject: RCPT from {client}: 550 5.1.1 Error: recipient address rejected: "
      "user unknown; from=<> to=<nobody@example.test> proto=SMTP helo=<h2.test>"),
+    (["EHLO h12.test"], "MAIL FROM:<big@a.test> SIZE=999999999",
+     "NOQUEUE: reject: MAIL from {client}: 552 5.3.4 Error: message size exceeds fixed limit; "
+     "from=<big@a.test> proto=ESMTP helo=<h12.test>"),
     (["EHLO h9.test"], "ETRN example.org",
      "NOQUEUE: reject: ETRN from {client}: 554 5.7.1 Error: ETRN access denied; "
      "proto=ESMTP helo=<h9.test>"),
-], ids=["rcpt-relay-denied", "rcpt-unknown-user-helo-null-sender", "etrn-denied"])
+], ids=["rcpt-relay-denied", "rcpt-unknown-user-helo-null-sender", "mail-size-over-limit",
+        "etrn-denied"])
 def test_command_rejections(server, commands, refused, line):
     c = _session(server, *commands)
     assert c.cmd(refused)[:1] == b"5"

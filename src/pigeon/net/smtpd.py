@@ -51,8 +51,9 @@ from pigeon.auth.service import AuthUnavailable
 from pigeon.net.stream import SmtpStream
 from pigeon.net.tls import tls_info
 from pigeon.proto import reply as R
-from pigeon.proto.events import (NEED_DATA, AuthKeysRequested, AuthRequested, ConnectionClosing,
-                                 DataAborted, DataFinished, DataReceived, DataStarted, EtrnRequested,
+from pigeon.proto.events import (NEED_DATA, AuthKeysRequested, AuthRequested, CommandRefused,
+                                 ConnectionClosing, DataAborted, DataFinished, DataReceived,
+                                 DataStarted, EtrnRequested,
                                  HeloReceived, MailRequested, RcptRequested, StartTlsRequested,
                                  TransactionReset)
 from pigeon.policy.submission import check_from_header, from_addresses
@@ -264,6 +265,8 @@ class Connection:
                 session.respond(await self._authenticate(event))
             elif isinstance(event, EtrnRequested):
                 session.respond(await self._etrn(event.node))
+            elif isinstance(event, CommandRefused):
+                self._log_reject(event.stage, event.reply, event.address)
             elif isinstance(event, ConnectionClosing):
                 self._closing = True
                 self._log_session_end(event.reason)

@@ -67,8 +67,9 @@ from pigeon.proto.commands import (
 from pigeon.proto.content import ContentScanner
 from pigeon.proto.datareader import BARE, DONE, MORE, ChunkReader, DotReader
 from pigeon.proto.events import (
-    NEED_DATA, AuthKeysRequested, AuthRequested, ConnectionClosing, DataAborted, DataFinished, DataReceived, DataStarted,
-    EtrnRequested, Event, HeloReceived, MailRequested, RcptRequested, TransactionReset)
+    NEED_DATA, AuthKeysRequested, AuthRequested, CommandRefused, ConnectionClosing, DataAborted,
+    DataFinished, DataReceived, DataStarted, EtrnRequested, Event, HeloReceived, MailRequested,
+    RcptRequested, TransactionReset)
 from pigeon.proto.linebuf import CommandLineReader
 from pigeon.proto.params import MailParams, ParamError, RcptParams, parse_mail_params, parse_rcpt_params
 from pigeon.proto.reply import Reply
@@ -423,6 +424,8 @@ class ServerSession(SecureCommands):
         limit = self.config.max_message_size
         if limit and params.size is not None and params.size > limit:  # RFC 1870 §6.1
             self._reply(R.MESSAGE_TOO_BIG)
+            self._emit(CommandRefused("MAIL", R.MESSAGE_TOO_BIG,
+                                      str(sender) if sender is not None else ""))
             return
         auth = self._auth_param(params.auth)
         if auth != params.auth:
