@@ -26,8 +26,8 @@ TOML layout (all keys optional):
     "info@example.test" = ["alice@example.test", "carol@elsewhere.example"]
     "@example.test" = "catchall@example.test"      # catch-all: only when nothing else matches
 
-    [limits]    message_size, recipients, errors, hop_count, connections, connections_per_ip,
-                new_mailboxes_per_hour
+    [limits]    message_size, header_size, recipients, errors, junk_commands, hop_count, connections,
+                connections_per_ip, new_mailboxes_per_hour
     [timeouts]  command, data_block, data_total, shutdown_grace, greet_pause
     [smtp]      bare_newline, eight_bit_undeclared, pipelining, chunking, smtputf8, dsn, eight_bit_mime
     [queue]     fsync, run_interval, min_backoff, max_backoff, max_lifetime, delay_warning, concurrency
@@ -81,6 +81,8 @@ class Limits:
     message_size: int = 10_240_000     # [limits] message_size, octets (Postfix message_size_limit); >= 0, 0 = none
     recipients: int = 1000             # [limits] recipients per message (smtpd_recipient_limit); >= 1
     errors: int = 20                   # [limits] errors before 421 (smtpd_hard_error_limit); >= 1
+    junk_commands: int = 100           # [limits] junk_commands: NOOP/RSET/VRFY/HELP/ETRN per message before 421 (smtpd_junk_command_limit); >= 1
+    header_size: int = 102_400         # [limits] header_size, octets: largest header section (Postfix header_size_limit); >= 1024
     hop_count: int = 100               # [limits] hop_count: Received: fields allowed (RFC 5321 §6.3); >= 1
     connections: int = 1000            # [limits] connections: simultaneous SMTP sessions in total; 0 = none
     connections_per_ip: int = 50       # [limits] connections_per_ip (smtpd_client_connection_count_limit); 0 = none
@@ -233,11 +235,11 @@ class AuthConfig:
     mechanisms: tuple[str, ...] = ("PLAIN", "LOGIN", "SCRAM-SHA-256")  # [auth] mechanisms, offered only under TLS
     smtp_listener: bool = False        # [auth] smtp_listener: offer AUTH on `listen` (port 25) listeners too
     check_from_header: bool = True     # [auth] check_from_header: an authenticated user's From: must be an owned address (553 5.7.1)
-    slow_after: int = 3                # [auth] slow_after: failures from one IP before replies are delayed; >= 1
+    slow_after: int = 3                # [auth] slow_after: failures from one address (IPv6: /64) before replies are delayed; >= 1
     failure_delay: float = 1.0         # [auth] failure_delay, s: added per further failure (at most 10 s); >= 0
-    max_failures: int = 10             # [auth] max_failures: failures before the IP is refused (421 4.7.0); >= 1
+    max_failures: int = 10             # [auth] max_failures: failures (or checks in flight) before the address is refused (421 4.7.0); >= 1
     failure_window: float = 900.0      # [auth] failure_window, s: failures older than this are forgotten; > 0
-    lockout: float = 300.0             # [auth] lockout, s: how long a refused IP stays refused; > 0
+    lockout: float = 300.0             # [auth] lockout, s: how long a refused address (IPv6: /64) stays refused; > 0
     min_password_length: int = 12      # [auth] min_password_length: characters a new password needs (pigeon user add/passwd); >= 1
 
 

@@ -52,6 +52,9 @@ ROLE_KEYS = {"smtp": ("listen", "--listen"),
              "submission": ("submission_listen", "--submission-listen"),
              "submissions": ("submissions_listen", "--submissions-listen")}
 
+#: Seconds a refused connection may take to read its 421 before it is aborted.
+REFUSE_TIMEOUT = 5.0
+
 
 def bind_reason(exc: OSError) -> str:
     """"Address already in use": the event loops word their own text around
@@ -225,6 +228,7 @@ class SmtpServer:
             self.refused_connections += 1
             self.metrics.connection_refused()
             log.warning("refused connection from [%s]: %s", ip, refusal)
+            self.maillog.reject(None, "CONNECT", ip, refusal)
             await _refuse(stream, refusal)
             return
         self.total_connections += 1
@@ -282,10 +286,7 @@ class SmtpServer:
 
 
 async def _refuse(stream: SmtpStream, refusal: R.Reply) -> None:
-    try:
-        stream.write(refusal.to_bytes(enhanced=True))
-        await asyncio.wait_for(stream.drain(), 5.0)
-        stream.close()
-        await asyncio.wait_for(stream.wait_closed(), 5.0)
-    except Exception:
-        pass
+    """Write the 421 and close; bounded, so a peer that does not read cannot
+    keep the socket (the transport is aborted after REFUSE_TIMEOUT)."""
+    stream.write(refusal.to_bytes(enhanced=True))
+    await stream.close_and_wait(REFUSE_TIMEOUT)

@@ -93,6 +93,11 @@ def too_many_errors(hostname: str) -> Reply:
     return reply(421, "4.7.0", f"{hostname} Error: too many errors")
 
 
+def too_many_junk_commands(hostname: str) -> Reply:
+    # Like too many errors: the session is of no use, free the slot (RFC 5321 §3.8 permits 421).
+    return reply(421, "4.7.0", f"{hostname} Error: too many junk commands")
+
+
 def too_many_connections(hostname: str) -> Reply:
     return reply(421, "4.7.0", f"{hostname} Error: too many connections")
 
@@ -163,6 +168,7 @@ INVALID_UTF8 = reply(501, "5.6.7", "Error: invalid UTF-8 in command")
 # --- Size, recipients, resources (RFC 1870, RFC 5321 §4.5.3.1) ---------------
 
 MESSAGE_TOO_BIG = reply(552, "5.3.4", "Error: message size exceeds fixed limit")
+HEADER_TOO_BIG = reply(552, "5.3.4", "Error: message header size exceeds fixed limit")
 TOO_MANY_RECIPIENTS = reply(452, "4.5.3", "Error: too many recipients")
 INSUFFICIENT_STORAGE = reply(452, "4.3.1", "Error: insufficient system storage")
 LOCAL_ERROR = reply(451, "4.3.0", "Error: queue file write error, try again later")
