@@ -14,6 +14,10 @@ Contract:
     `TlsError` naming the file, and `run` exits 78 (EX_CONFIG). The account
     store `<data_dir>/accounts.db` is opened in `serve`. SIGHUP reloads the
     certificate files without dropping sessions (pigeon.net.tls).
+  * The queue store is opened first, as its owner (queue/store.py): a
+    damaged queue.db, or a `pigeon queue rebuild` in progress, is one log
+    line and exit 73 (EX_CANTCREAT) before anything listens. A missing or
+    empty queue.db is rebuilt from the message files by the recovery.
 """
 from __future__ import annotations
 
@@ -39,7 +43,7 @@ from pigeon.obs.metrics import Metrics
 from pigeon.policy.recipients import RecipientPolicy
 from pigeon.queue.manager import QueueManager
 from pigeon.privileges import PrivilegeError, drop, tighten_umask
-from pigeon.queue.store import QueueStore
+from pigeon.queue.store import QueueStore, StoreError
 from pigeon.reload import Reloader
 from pigeon.routing.resolve import Router
 
@@ -105,7 +109,9 @@ class Pigeon:
         """The whole MTA. `sockets`: listeners bound before worker processes
         were forked; `recover=False`: the queue was recovered before that."""
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store.open()
+        # The owner: refuses a damaged queue.db (StoreCorrupt) and keeps
+        # `pigeon queue rebuild` out while we run (queue/store.py).
+        self.store.open(owner=True)
         if self.auth is not None:
             self.auth.store.open()
         try:
@@ -212,6 +218,9 @@ def run(config: Config, reload_config: Callable[[], Config] | None = None) -> in
             log.error("data directory %s is not usable: %s", config.data_dir, exc)
             return EX_CANTCREAT
         except AccountError as exc:
+            log.error("%s", exc)
+            return EX_CANTCREAT
+        except StoreError as exc:       # a damaged queue.db, a rebuild running: one line
             log.error("%s", exc)
             return EX_CANTCREAT
         return EX_OK

@@ -78,9 +78,9 @@ def _trigger(fd: int) -> Callable[[object], None]:
 
 def run_with_workers(config: Config, reload_config, *, new_loop, build) -> int:
     """The `workers > 1` form of pigeon.app.run (see the module contract)."""
-    from pigeon.app import EX_CONFIG, EX_UNAVAILABLE
+    from pigeon.app import EX_CANTCREAT, EX_CONFIG, EX_UNAVAILABLE
     from pigeon.net.tls import TlsError, TlsProvider
-    from pigeon.queue.store import QueueStore
+    from pigeon.queue.store import QueueStore, StoreError
 
     try:
         TlsProvider.create(config)
@@ -89,7 +89,11 @@ def run_with_workers(config: Config, reload_config, *, new_loop, build) -> int:
         return EX_CONFIG
     config.data_dir.mkdir(parents=True, exist_ok=True)
     store = QueueStore(config.queue_dir, fsync=config.queue.fsync)
-    store.open()
+    try:
+        store.open(owner=True)
+    except StoreError as exc:           # a damaged queue.db, a rebuild running: one line
+        log.error("%s", exc)
+        return EX_CANTCREAT
     report = store.recover()
     store.close()
     # Create the account store (schema, WAL mode) once, before several

@@ -77,7 +77,7 @@ def run_stdio_session(store, session_config: SessionConfig, *, fd_in: int = 0, f
                     discard()
                     spool_error = None
                     try:
-                        spool = store.new_spool()
+                        spool = store.new_spool(_envelope(session, wallclock()))
                         spool.write(received_field(hostname=session_config.hostname,
                                                    queue_id=spool.queue_id, uid=uid,
                                                    timestamp=wallclock()))
@@ -122,6 +122,15 @@ def run_stdio_session(store, session_config: SessionConfig, *, fd_in: int = 0, f
     return queued
 
 
+def _envelope(session: ServerSession, now: float) -> Envelope:
+    """The envelope as known when DATA starts (it goes into a spilled spool's
+    preamble, pigeon/msgfile.py); `_commit` completes it."""
+    return Envelope("", str(session.sender) if session.sender is not None else "",
+                    [Recipient(str(a), p) for a, p in session.recipients],
+                    params=session.mail_params or MailParams(), received_at=now,
+                    protocol="local")
+
+
 def _commit(store, session: ServerSession, spool, spool_error, ev: DataFinished,
             wallclock: Callable[[], float]) -> tuple[R.Reply, str | None]:
     """Commit the spool (durable before the 250); (reply, queue id or None)."""
@@ -131,10 +140,8 @@ def _commit(store, session: ServerSession, spool, spool_error, ev: DataFinished,
         spool.discard()
         return (R.INSUFFICIENT_STORAGE if getattr(spool_error, "disk_full", False)
                 else R.LOCAL_ERROR), None
-    env = Envelope(spool.queue_id, str(session.sender) if session.sender is not None else "",
-                   [Recipient(str(a), p) for a, p in session.recipients],
-                   params=session.mail_params or MailParams(), received_at=wallclock(),
-                   size=spool.size, eight_bit=ev.eight_bit, protocol="local")
+    env = spool.envelope                # made at DataStarted, now final
+    env.received_at, env.size, env.eight_bit = wallclock(), spool.size, ev.eight_bit
     try:
         store.commit(spool, env)
     except StoreError as exc:

@@ -9,6 +9,10 @@ Contract:
     `tmp/<queue_id>` and is written through a `_SPOOL_BUFFER` file buffer.
     Memory per spool is therefore bounded by about `SPILL_THRESHOLD`, and a
     session holds at most one spool.
+  * A spilled spool's file begins with the preamble of pigeon/msgfile.py
+    (the store id and `spool.envelope`, the envelope as known when DATA
+    began), written through the same buffer as the content: no extra
+    system call. `size` and `head()` count and return message octets only.
   * A spool ends exactly one way: committed (`QueueStore.commit_async`) or
     discarded (`discard()`, idempotent, never raises). A spool that ends
     neither way (the process died) is removed by `QueueStore.recover()` if it
@@ -34,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pigeon.queue.model import Envelope
     from pigeon.queue.store import QueueStore
 
 # Crockford base32: digits sort before letters in ASCII, so IDs made of it
@@ -139,14 +144,20 @@ class SpoolFile:
 
     `path` is where the spilled file lives (it exists only once spilled).
     `in_memory` tells the committer which way to make it durable.
+    `envelope` (settable until the spool spills) goes into the preamble of
+    the spilled file.
     """
 
-    __slots__ = ("queue_id", "path", "size", "_store", "_buf", "_fh", "_state")
+    __slots__ = ("queue_id", "path", "size", "envelope", "_store", "_buf", "_fh", "_state",
+                 "_offset")
 
-    def __init__(self, store: "QueueStore", queue_id: str, path: Path) -> None:
+    def __init__(self, store: "QueueStore", queue_id: str, path: Path,
+                 envelope: "Envelope | None" = None) -> None:
         self.queue_id = queue_id
         self.path = path
+        self.envelope = envelope
         self._store = store
+        self._offset = 0                             # preamble length, once spilled
         self._buf: bytearray | None = bytearray()   # None once spilled or finished
         self._fh = None                              # the tmp/ file, once spilled
         self.size = 0
@@ -187,8 +198,11 @@ class SpoolFile:
         loop): one file create and a page-cache write, as every spool cost
         before spools lived in memory.
         """
+        preamble = self._store._draft_preamble(self)
         self._fh = open(self.path, "xb", buffering=_SPOOL_BUFFER, opener=_private)
         # From here on discard() must unlink the file, whatever happens next.
+        self._fh.write(preamble)
+        self._offset = len(preamble)
         self._fh.write(self._buf)
         self._buf = None
 
@@ -200,6 +214,7 @@ class SpoolFile:
             raise StoreError(f"spool {self.queue_id} is {self._state}")
         self._fh.flush()
         with open(self.path, "rb") as f:
+            f.seek(self._offset)
             return f.read(limit)
 
     def discard(self) -> None:

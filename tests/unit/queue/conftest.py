@@ -1,0 +1,15 @@
+"""Fixtures shared by the queue tests."""
+from __future__ import annotations
+
+import pytest
+
+from pigeon.queue.store import QueueStore
+
+
+@pytest.fixture
+def store(tmp_path):
+    """An open QueueStore (fsync on) under tmp_path/queue."""
+    s = QueueStore(tmp_path / "queue")
+    s.open()
+    yield s
+    s.close()
