@@ -44,10 +44,12 @@ Readers: every reader of queued content opens it with `open_message()`
 file without one (a converted copy in /tmp, a file of the older format).
 Nobody reads a content path with plain open().
 
-Cost: the preamble adds no system call and no fsync. A spool held in memory
-gets it in the same write as its content (os.writev); a spilled spool writes
-it to its tmp/ file first, through the same buffer. A reader reads the first
-line with its first read and seeks past the JSON.
+Cost: the preamble adds no system call and no fsync (`write_all`). A spool
+held in memory gets it in the same writev as its content at commit; a
+spool that spills gets it in the writev that moves its content to tmp/
+(strace, 100 commits of 2 KB and of 200 KB messages: the same system
+calls as without the preamble, a writev where a write was). A reader reads
+the first line with its first read and seeks past the JSON.
 """
 from __future__ import annotations
 
@@ -63,7 +65,7 @@ from typing import BinaryIO
 
 __all__ = ["MAGIC", "HEADER_LEN", "FLAG_DRAFT", "Preamble", "PreambleError", "encode",
            "new_store_id", "read_preamble", "open_message", "read_message",
-           "has_eight_bit", "rewrite_store_id"]
+           "has_eight_bit", "rewrite_store_id", "write_all"]
 
 MAGIC = b"#pigeon-queue-file "
 VERSION = 1
@@ -218,6 +220,23 @@ def has_eight_bit(fh: BinaryIO) -> bool:
         if not chunk.isascii():
             return True
     return False
+
+
+def write_all(fd: int, parts: list) -> None:
+    """Write `parts` (preamble, content...) to `fd` with one writev; a short
+    write (quota, signal) writes the rest. One system call, as a single
+    write of the content alone was."""
+    sizes = [len(p) for p in parts]
+    total, done = sum(sizes), os.writev(fd, parts)
+    while done < total:
+        skip, rest = done, []
+        for part, size in zip(parts, sizes):
+            if skip >= size:
+                skip -= size
+                continue
+            rest.append(memoryview(part)[skip:])
+            skip = 0
+        done += os.writev(fd, rest)
 
 
 def rewrite_store_id(path: Path | str, store_id: str, *, fsync: bool) -> None:

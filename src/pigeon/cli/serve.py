@@ -51,7 +51,8 @@ examples:
   pigeon serve --config /etc/pigeon.toml --log-format json --log-level debug
 
 exit status: 0 after a clean shutdown, 78 for a configuration error,
-69 when a listen address cannot be bound, 73 when data_dir is unusable.
+69 when a listen address cannot be bound, 73 when data_dir is unusable
+(or its queue database is damaged: see pigeon queue rebuild --help).
 """
 
 

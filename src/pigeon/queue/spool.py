@@ -11,7 +11,7 @@ Contract:
     session holds at most one spool.
   * A spilled spool's file begins with the preamble of pigeon/msgfile.py
     (the store id and `spool.envelope`, the envelope as known when DATA
-    began), written through the same buffer as the content: no extra
+    began), written in the same writev as the content it spills: no extra
     system call. `size` and `head()` count and return message octets only.
   * A spool ends exactly one way: committed (`QueueStore.commit_async`) or
     discarded (`discard()`, idempotent, never raises). A spool that ends
@@ -37,6 +37,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pigeon.msgfile import write_all
+
 if TYPE_CHECKING:
     from pigeon.queue.model import Envelope
     from pigeon.queue.store import QueueStore
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
 _B32 = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _DISK_FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _SPOOL_BUFFER = 64 * 1024
+_O_SPOOL = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 #: Content up to this size stays in memory until the commit writes it
 #: straight to msg/<id> (no tmp file, no rename). Bigger messages spill to
@@ -183,15 +186,17 @@ class SpoolFile:
             return
         try:
             if buf is not None:
-                self._spill()
-            self._fh.write(data)
+                self._spill(data)
+            else:
+                self._fh.write(data)
         except OSError as e:
             self._state = "failed"
             raise _store_error(f"spool write {self.queue_id}", e) from e
         self.size += len(data)
 
-    def _spill(self) -> None:
-        """Move the in-memory content to tmp/<id>; later writes go to the file.
+    def _spill(self, data: bytes) -> None:
+        """Move the in-memory content and `data` to tmp/<id>, after the
+        preamble, in one writev; later writes go through the file's buffer.
 
         The id is registered as live since new_spool(), so a concurrent
         recover() leaves this file alone. Runs where write() runs (the event
@@ -199,12 +204,17 @@ class SpoolFile:
         before spools lived in memory.
         """
         preamble = self._store._draft_preamble(self)
-        self._fh = open(self.path, "xb", buffering=_SPOOL_BUFFER, opener=_private)
+        fd = _private(self.path, _O_SPOOL)
+        try:
+            self._fh = open(fd, "wb", buffering=_SPOOL_BUFFER)
+        except BaseException:
+            os.close(fd)
+            _unlink_quietly(self.path)
+            raise
         # From here on discard() must unlink the file, whatever happens next.
-        self._fh.write(preamble)
         self._offset = len(preamble)
-        self._fh.write(self._buf)
-        self._buf = None
+        buf, self._buf = self._buf, None
+        write_all(fd, [preamble, buf, data])
 
     def head(self, limit: int = 65536) -> bytes:
         """The first `limit` octets written so far (for header checks before commit)."""
@@ -226,10 +236,7 @@ class SpoolFile:
         self._buf = None
         if self._fh is not None:
             self._close_quietly()
-            try:
-                os.unlink(self.path)
-            except OSError:
-                pass
+            _unlink_quietly(self.path)
         self._store._spool_finished(self.queue_id)
 
     def _close_quietly(self) -> None:
@@ -243,6 +250,13 @@ class SpoolFile:
 def _private(path: str, flags: int) -> int:
     """Opener: spool files are 0600 like the msg/ files written from memory."""
     return os.open(path, flags, 0o600)
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _store_error(what: str, e: BaseException) -> StoreError:

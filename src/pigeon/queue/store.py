@@ -514,13 +514,7 @@ class QueueStore:
         fd = os.open(self._msg_prefix + spool.queue_id, _O_MSG, 0o600)
         req.placed = True
         try:
-            data = spool._buf
-            done, total = os.writev(fd, (head, data)), len(head) + len(data)
-            while done < total:         # a short write (quota, signal): write the rest
-                if done < len(head):
-                    done += os.writev(fd, (memoryview(head)[done:], data))
-                else:
-                    done += os.write(fd, memoryview(data)[done - len(head):])
+            msgfile.write_all(fd, [head, spool._buf])
             if self._fsync:
                 os.fsync(fd)
         finally:

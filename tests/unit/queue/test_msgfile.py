@@ -180,3 +180,22 @@ def test_spilled_spool_begins_with_the_draft_envelope(store):
     assert Envelope.from_dict(pre.envelope) == draft
     assert read_message(store.content_path(sp.queue_id)) == big
     assert store.load(sp.queue_id) == final                  # the row has the final one
+
+
+def test_write_all_finishes_short_writes(tmp_path, monkeypatch):
+    real = os.writev
+    calls = []
+
+    def short(fd, parts):                       # at most 7 octets per call
+        calls.append(1)
+        data = b"".join(bytes(p) for p in parts)[:7]
+        return real(fd, [data])
+    monkeypatch.setattr(msgfile.os, "writev", short)
+    path = tmp_path / "f"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        msgfile.write_all(fd, [b"preamble\n", bytearray(b"content " * 5), b"", b"end"])
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"preamble\n" + b"content " * 5 + b"end"
+    assert len(calls) == -(-len(path.read_bytes()) // 7)
