@@ -337,3 +337,29 @@ def test_rebuild_and_the_serving_owner_exclude_each_other(root):
     finally:
         os.close(fd)
     open_store(root, owner=True).close()
+
+
+# --- every producer writes a rebuildable file, also when the spool spills -------------
+
+def test_big_local_submissions_and_reports_are_rebuilt_too(root):
+    from pigeon.admin import localsubmit as L
+    from pigeon.queue.notify import Notice, enqueue_notice
+    big = b"\xc3\xa9t\xc3\xa9\n" * (SPILL_THRESHOLD // 6 + 100)       # spills, 8-bit
+    store = open_store(root)
+    prepared = L.prepare(b"Subject: big\n\n" + big, recipients=["bob@remote.test"],
+                         extract=False, sender="root@example.test", fullname="",
+                         hostname="mx.example.test", domain="example.test")
+    sent = L.enqueue(store, prepared, sender="root@example.test", hostname="mx.example.test",
+                     uid=0, now=1_700_000_000.0)
+    report = enqueue_notice(store, Notice("failure", "alice@remote.test", b"X: y\r\n\r\n" + big
+                                          .replace(b"\n", b"\r\n"), "bounced"), 1_700_000_001.0)
+    originals = {q: store.load(q) for q in (sent.queue_id, report)}
+    store.close()
+    drop_db(root, "missing")
+    store = open_store(root)
+    try:
+        assert sorted(store.recover().rebuilt) == sorted(originals)
+        for qid, original in originals.items():
+            assert store.load(qid).to_dict() == original.to_dict()
+    finally:
+        store.close()
