@@ -71,6 +71,7 @@ def deliver_and_check(server, port: int, ids: list[str], n: int = 4) -> None:
         for i in range(n):
             (copy,) = [m for m in got if f"X-Token: token-{i}".encode() in m]
             assert copy.rstrip().endswith(b"END"), f"message {i} truncated"
+            assert b"#pigeon-queue-file" not in copy, "the preamble went out"
             if i == 0:
                 assert copy.count(b"x" * 70) == BIG // 72
         assert b"<b@down.test>" in [m for m in got if b"token-1" in m][0]

@@ -1016,5 +1016,20 @@ def rebuild(root: Path, *, from_files: bool = False, fsync: bool = True) -> Reco
             return store.recover(adopt_all=True)
         finally:
             store.close()
+            _give_to_queue_owner(root)
     finally:
         os.close(owner_fd)
+
+
+def _give_to_queue_owner(root: Path) -> None:
+    """Run as root (the usual way to repair), rebuild() may have created
+    queue.db and the lock files as root: give them to the owner of the queue
+    directory, so pigeon, running as its own user, can open them."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return
+    owner = root.stat()
+    for name in ("queue.db", "queue.db-wal", "queue.db-shm", "queue.lock", "owner.lock"):
+        try:
+            os.chown(root / name, owner.st_uid, owner.st_gid)
+        except FileNotFoundError:
+            pass

@@ -199,3 +199,28 @@ def test_write_all_finishes_short_writes(tmp_path, monkeypatch):
         os.close(fd)
     assert path.read_bytes() == b"preamble\n" + b"content " * 5 + b"end"
     assert len(calls) == -(-len(path.read_bytes()) // 7)
+
+
+def test_readers_of_queued_content_never_see_the_preamble(store, tmp_path):
+    from pigeon.admin.query import read_headers
+    from pigeon.delivery.downgrade import downgrade_to_7bit, needs_downgrade
+    from pigeon.delivery.maildir import deliver_to_maildir
+    from pigeon.queue.bounce import build_dsn
+    sp = store.new_spool()
+    sp.write(b"Received: by test\r\nSubject: cafe\r\nContent-Type: text/plain\r\n\r\n"
+             b"\xc3\xa9\r\n")                          # an 8-bit body
+    env = Envelope(sp.queue_id, "a@example.test", [Recipient("b@example.test")],
+                   received_at=time.time(), size=sp.size, eight_bit=True)
+    store.commit(sp, env)
+    path = store.content_path(sp.queue_id)
+    delivered = deliver_to_maildir(tmp_path / "Maildir", path, "a@example.test", fsync=False)
+    assert delivered.read_bytes() == (b"Return-Path: <a@example.test>\n"
+                                      + read_message(path).replace(b"\r\n", b"\n"))
+    assert read_headers(path).startswith("Received: by test\n")
+    assert needs_downgrade(path)
+    out = io.BytesIO()
+    downgrade_to_7bit(path, out)
+    assert out.getvalue().startswith(b"Received: by test\r\n") and out.getvalue().isascii()
+    report = build_dsn(env, [], kind="failure", reporting_mta="mx.example.test",
+                       arrival_date=env.received_at, content_path=path, now=time.time())
+    assert b"#pigeon-queue-file" not in report and b"Subject: cafe" in report

@@ -363,3 +363,16 @@ def test_big_local_submissions_and_reports_are_rebuilt_too(root):
             assert store.load(qid).to_dict() == original.to_dict()
     finally:
         store.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give files away")
+def test_rebuild_as_root_leaves_the_files_to_the_queue_owner(root):
+    store = open_store(root)
+    qid = commit(store, 1)
+    store.close()
+    drop_db(root, "garbage")
+    os.chown(root, 65534, 65534)                         # the queue belongs to "nobody"
+    rebuild(root, from_files=True, fsync=False)
+    for name in ("queue.db", "queue.lock", "owner.lock"):
+        assert (root / name).stat().st_uid == 65534, name
+    assert (root / "msg" / qid).exists()
