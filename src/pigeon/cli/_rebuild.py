@@ -34,7 +34,8 @@ EX_TEMPFAIL = 75
 
 
 def run_rebuild(config: Config, args: argparse.Namespace) -> int:
-    from pigeon.queue.store import StoreBusy, StoreError, rebuild
+    from pigeon.queue.rebuild import rebuild
+    from pigeon.queue.store import StoreBusy, StoreError
 
     queue_log = logging.getLogger("pigeon.queue")
     handler = logging.StreamHandler(sys.stderr)

@@ -1,4 +1,5 @@
-"""queue.db itself: its schema, its identity (the store id) and its health.
+"""queue.db itself: its schema, its identity (the store id), its health, and
+who may own it.
 
 Contract:
   * `prepare(conn, path, verify=...)` readies an open connection: WAL mode,
@@ -23,6 +24,10 @@ Contract:
     the others (sendmail, worker processes, `pigeon queue list` offline)
     see header and schema damage only.
   * Other SQLite errors (permissions, I/O) are `StoreError`, not corruption.
+  * `lock_owner(root, exclusive=...)` flock()s <root>/owner.lock without
+    waiting: shared by the serving pigeon for its whole life, exclusive by
+    `pigeon queue rebuild`; `StoreBusy` when the other side holds it.
+    Where flock() is unsupported it goes on without the lock.
   * `move_aside(path, label)` renames queue.db and its -wal/-shm companions
     to `queue.db.<label>-<UTC time>` (+ `-wal`, `-shm`, so SQLite can still
     open the copy for forensics); nothing is deleted.
@@ -38,7 +43,13 @@ from pathlib import Path
 from pigeon.msgfile import new_store_id
 from pigeon.queue.spool import StoreError, _store_error
 
-__all__ = ["DbState", "StoreBusy", "StoreCorrupt", "prepare", "move_aside", "REPAIR_COMMAND"]
+try:
+    import fcntl
+except ImportError:                     # not POSIX: no owner lock
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["DbState", "StoreBusy", "StoreCorrupt", "prepare", "move_aside", "lock_owner",
+           "open_lock_file", "REPAIR_COMMAND"]
 
 REPAIR_COMMAND = "pigeon queue rebuild --from-files"
 
@@ -141,3 +152,26 @@ def move_aside(path: Path, label: str, now: float | None = None) -> Path | None:
             if not suffix:
                 moved = target
     return moved
+
+
+def open_lock_file(path: Path) -> int:
+    return os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+
+
+def lock_owner(root: Path, *, exclusive: bool) -> int:
+    """flock() <root>/owner.lock (see the contract); return its descriptor."""
+    fd = open_lock_file(root / "owner.lock")
+    if fcntl is None:
+        return fd
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        if exclusive:
+            raise StoreBusy(f"pigeon is running on the queue {root} (it holds "
+                            f"{root / 'owner.lock'}): stop it first") from None
+        raise StoreBusy(f"a `pigeon queue rebuild` is working on the queue {root}: "
+                        "start pigeon when it has finished") from None
+    except OSError:
+        pass
+    return fd

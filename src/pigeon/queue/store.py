@@ -20,7 +20,7 @@ On-disk layout under `root` (config.queue_dir)::
                  never deletes a file another process is about to commit)
     owner.lock   flock()ed for the life of the queue's owner: shared by
                  `pigeon serve` (open(owner=True)), exclusive by `pigeon queue
-                 rebuild` (rebuild()), so neither runs while the other does
+                 rebuild` (queue/rebuild.py), so neither runs while the other does
 
 States: 'incoming' (new, due now), 'active' (a delivery is running),
 'deferred' (waiting for next_attempt), 'hold' (operator), 'corrupt'
@@ -82,7 +82,7 @@ What a rebuild cannot know, it errs towards delivering: per-recipient
 status lives only in the database, so a rebuilt message goes to all its
 recipients again (some may get it twice, none zero times); attempts, the
 delay warning and hold are forgotten; received_at (hence the expiry) is
-kept. `pigeon queue rebuild` (rebuild()) adopts every file without a row
+kept. `pigeon queue rebuild` (queue/rebuild.py) adopts every file without a row
 whatever its store id, for a queue.db restored from a backup, whose store
 id is the files' own: run it after any restore, before starting pigeon.
 A damaged queue.db (not a database, malformed, failing `PRAGMA
@@ -121,7 +121,7 @@ Failure modes: disk full / I/O errors during commit -> `StoreError` on the
 future; a corrupt or unreadable envelope -> the row is moved to 'corrupt' with
 a log line on "pigeon.queue" and `CorruptEntry` is raised to the manager,
 which skips the message; a damaged queue.db -> `StoreCorrupt` from open();
-the owner lock held by another process -> `StoreBusy` from open()/rebuild();
+the owner lock held by another process -> `StoreBusy` from open();
 the store never raises anything else for data it holds.
 """
 from __future__ import annotations
@@ -140,10 +140,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from pigeon.fsutil import fsync_dir
 from pigeon import msgfile
-from pigeon.queue.dbfile import (DbState, StoreBusy, StoreCorrupt, is_corruption, move_aside,
-                                 prepare)
+from pigeon.fsutil import fsync_dir
+from pigeon.queue.dbfile import (DbState, StoreBusy, StoreCorrupt, is_corruption, lock_owner,
+                                 open_lock_file, prepare)
 from pigeon.queue.model import Envelope
 from pigeon.queue.recovery import Action, Verdict, judge_file
 from pigeon.queue.schedule import split_slots
@@ -157,7 +157,7 @@ except ImportError:                     # not POSIX: no cross-process recovery l
     fcntl = None  # type: ignore[assignment]
 
 __all__ = ["CorruptEntry", "QueueEntry", "QueueStore", "RecoveryReport", "SpoolFile",
-           "StoreBusy", "StoreCorrupt", "StoreError", "STATES", "rebuild"]
+           "StoreBusy", "StoreCorrupt", "StoreError", "STATES"]
 
 log = logging.getLogger("pigeon.queue")
 
@@ -267,8 +267,8 @@ class QueueStore:
         db_path = self.root / "queue.db"
         try:
             if owner:
-                self._owner_fd = _lock_owner(self.root, exclusive=False)
-            self._lock_fd = _open_lock_file(self.root / "queue.lock")
+                self._owner_fd = lock_owner(self.root, exclusive=False)
+            self._lock_fd = open_lock_file(self.root / "queue.lock")
             self._commit_db = self._connect()
             state = prepare(self._commit_db, db_path, verify=owner if verify is None else verify)
             # Manager-side changes (active, deferred, delivered, removed) need
@@ -958,78 +958,3 @@ def _unlink_best_effort(path: Path | str) -> None:
         os.unlink(path)
     except OSError:
         pass
-
-
-def _open_lock_file(path: Path) -> int:
-    return os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
-
-
-def _lock_owner(root: Path, *, exclusive: bool) -> int:
-    """flock() owner.lock (module doc), without waiting; `StoreBusy` if the
-    other side holds it. Where flock() is unsupported we go on without."""
-    fd = _open_lock_file(root / "owner.lock")
-    if fcntl is None:
-        return fd
-    try:
-        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        if exclusive:
-            raise StoreBusy(f"pigeon is running on the queue {root} (it holds "
-                            f"{root / 'owner.lock'}): stop it first") from None
-        raise StoreBusy(f"a `pigeon queue rebuild` is working on the queue {root}: "
-                        "start pigeon when it has finished") from None
-    except OSError:
-        pass
-    return fd
-
-
-def rebuild(root: Path, *, from_files: bool = False, fsync: bool = True) -> RecoveryReport:
-    """`pigeon queue rebuild`: offline, add a row for every content file that
-    has none, from its preamble, whatever its store id (after queue.db was
-    restored from a backup, or lost); what cannot be rebuilt is quarantined,
-    nothing is deleted but tmp/ debris and empty files (recover()).
-
-    `from_files`: first move queue.db (damaged or not) aside to
-    queue.db.corrupt-<time> (queue.db.replaced-<time> when it was sound) and
-    start a new one. Without it a damaged database raises `StoreCorrupt`.
-    Holds owner.lock exclusively throughout: `StoreBusy` while pigeon runs.
-    """
-    root = Path(root)
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    owner_fd = _lock_owner(root, exclusive=True)
-    try:
-        if from_files and (root / "queue.db").exists():
-            label, probe = "replaced", QueueStore(root, fsync=fsync)
-            try:
-                probe.open(verify=True)
-            except StoreCorrupt:
-                label = "corrupt"
-            else:
-                probe.close()
-            aside = move_aside(root / "queue.db", label)
-            log.warning("queue database moved aside to %s; rebuilding from %s", aside,
-                        root / "msg")
-        store = QueueStore(root, fsync=fsync)
-        store.open(verify=True)
-        try:
-            return store.recover(adopt_all=True)
-        finally:
-            store.close()
-            _give_to_queue_owner(root)
-    finally:
-        os.close(owner_fd)
-
-
-def _give_to_queue_owner(root: Path) -> None:
-    """Run as root (the usual way to repair), rebuild() may have created
-    queue.db and the lock files as root: give them to the owner of the queue
-    directory, so pigeon, running as its own user, can open them."""
-    if not hasattr(os, "geteuid") or os.geteuid() != 0:
-        return
-    owner = root.stat()
-    for name in ("queue.db", "queue.db-wal", "queue.db-shm", "queue.lock", "owner.lock"):
-        try:
-            os.chown(root / name, owner.st_uid, owner.st_gid)
-        except FileNotFoundError:
-            pass

@@ -17,7 +17,8 @@ from pigeon.msgfile import PreambleError, read_message, read_preamble
 from pigeon.queue.model import Envelope, Recipient, RecipientStatus
 from pigeon.queue.recovery import Action, decide
 from pigeon.queue.spool import NEW_ID, SPILL_THRESHOLD
-from pigeon.queue.store import QueueStore, StoreBusy, StoreCorrupt, rebuild
+from pigeon.queue.rebuild import rebuild
+from pigeon.queue.store import QueueStore, StoreBusy, StoreCorrupt
 
 SELF, OTHER = "a" * 32, "b" * 32
 
