@@ -8,7 +8,7 @@ Contract:
       file (no row)                          normal start    pigeon queue rebuild
       ------------------------------------   -------------   --------------------
       empty, or cut inside its first line    DELETE          DELETE
-      store id == this database's            DELETE (Rule 2) ADOPT
+      this database's store id               DELETE (Rule 2) as "other store id"
       other store id, envelope readable      ADOPT           ADOPT
       other store id, envelope damaged/null  QUARANTINE      QUARANTINE
       damaged first line, unknown version    QUARANTINE      QUARANTINE
