@@ -43,11 +43,11 @@ def message(n: int) -> bytes:
     return f"Subject: lost-db {n}\r\nX-Token: token-{n}\r\n\r\n".encode() + body + b"\r\nEND\r\n"
 
 
-def queue_for_a_dead_hop(pigeon_factory, n: int = 4):
+def queue_for_a_dead_hop(pigeon_factory, n: int = 4, workers: int = 1):
     """pigeon with `n` messages deferred for down.test (nobody listens on its port)."""
     port = free_port()
     server = pigeon_factory(
-        'relay_networks = ["127.0.0.0/8"]\n[domains."localhost"]\n'
+        f'workers = {workers}\nrelay_networks = ["127.0.0.0/8"]\n[domains."localhost"]\n'
         '[queue]\nmin_backoff = 3600\nmax_backoff = 7200\n[delivery]\nconnect_timeout = 2.0\n'
         f'[transports]\n"down.test" = "smtp:[127.0.0.1]:{port}"\n')
     with smtplib.SMTP("127.0.0.1", server.port, timeout=30) as s:
@@ -83,9 +83,10 @@ def remove_db(server) -> None:
         (server.data_dir / "queue" / name).unlink(missing_ok=True)
 
 
-@pytest.mark.parametrize("how", ["deleted", "truncated"])
-def test_a_lost_queue_database_is_rebuilt_and_the_mail_delivered(pigeon_factory, how):
-    server, port, ids = queue_for_a_dead_hop(pigeon_factory)
+@pytest.mark.parametrize("how, workers", [("deleted", 1), ("truncated", 1), ("deleted", 2)])
+def test_a_lost_queue_database_is_rebuilt_and_the_mail_delivered(pigeon_factory, how, workers):
+    # workers=2: the main process recovers the queue before it forks.
+    server, port, ids = queue_for_a_dead_hop(pigeon_factory, workers=workers)
     assert server.stop() == 0
     db = server.data_dir / "queue" / "queue.db"
     if how == "deleted":
