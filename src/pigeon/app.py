@@ -24,6 +24,10 @@ Contract:
     bound and removed at exit. Valid but risky settings
     (pigeon.config.risks: an open relay...) are logged as warnings at
     start-up.
+  * The queue store is opened first, as its owner (queue/store.py): a
+    damaged queue.db, or a `pigeon queue rebuild` in progress, is one log
+    line and exit 73 (EX_CANTCREAT) before anything listens. A missing or
+    empty queue.db is rebuilt from the message files by the recovery.
 """
 from __future__ import annotations
 
@@ -51,7 +55,7 @@ from pigeon.obs.metrics import Metrics
 from pigeon.policy.recipients import RecipientPolicy
 from pigeon.queue.manager import QueueManager
 from pigeon.privileges import PrivilegeError, drop, make_data_dir, tighten_umask
-from pigeon.queue.store import QueueStore
+from pigeon.queue.store import QueueStore, StoreError
 from pigeon.reload import ReloadOutcome, Reloader
 from pigeon.routing.resolve import Router
 
@@ -131,7 +135,9 @@ class Pigeon:
         """The whole MTA. `sockets`: listeners bound before worker processes
         were forked; `recover=False`: the queue was recovered before that."""
         make_data_dir(self.config.data_dir, self.config.user)     # PrivilegeError: a symlink
-        self.store.open()
+        # The owner: refuses a damaged queue.db (StoreCorrupt) and keeps
+        # `pigeon queue rebuild` out while we run (queue/store.py).
+        self.store.open(owner=True)
         if self.auth is not None:
             self.auth.store.open()
         try:
@@ -256,6 +262,9 @@ def run(config: Config, reload_config: Callable[[], Config] | None = None) -> in
             log.error("data directory %s is not usable: %s", config.data_dir, exc)
             return EX_CANTCREAT
         except AccountError as exc:
+            log.error("%s", exc)
+            return EX_CANTCREAT
+        except StoreError as exc:       # a damaged queue.db, a rebuild running: one line
             log.error("%s", exc)
             return EX_CANTCREAT
         return EX_OK

@@ -81,9 +81,9 @@ def _trigger(fd: int) -> Callable[[object], None]:
 
 def run_with_workers(config: Config, reload_config, *, new_loop, build) -> int:
     """The `workers > 1` form of pigeon.app.run (see the module contract)."""
-    from pigeon.app import EX_CONFIG, EX_UNAVAILABLE
+    from pigeon.app import EX_CANTCREAT, EX_CONFIG, EX_UNAVAILABLE
     from pigeon.net.tls import TlsError, TlsProvider
-    from pigeon.queue.store import QueueStore
+    from pigeon.queue.store import QueueStore, StoreError
 
     try:
         TlsProvider.create(config)        # data_dir was made by pigeon.app.run
@@ -91,7 +91,11 @@ def run_with_workers(config: Config, reload_config, *, new_loop, build) -> int:
         log.error("%s", exc)
         return EX_CONFIG
     store = QueueStore(config.queue_dir, fsync=config.queue.fsync)
-    store.open()
+    try:
+        store.open(owner=True)
+    except StoreError as exc:           # a damaged queue.db, a rebuild running: one line
+        log.error("%s", exc)
+        return EX_CANTCREAT
     report = store.recover()
     store.close()
     # Create the account store (schema, WAL mode) once, before several

@@ -180,18 +180,19 @@ def spool_message(store, prepared: Prepared, *, sender: str, hostname: str, uid:
         if max_size and len(content) > max_size:
             raise SubmitError(f"message too big: {len(content)} octets, the limit is {max_size}",
                               EX_DATAERR)
+        eight_bit = not content.isascii()
+        utf8 = not (sender.isascii() and all(r.isascii() for r in prepared.recipients))
+        env = Envelope(spool.queue_id, sender, [Recipient(r) for r in prepared.recipients],
+                       params=MailParams(body="8BITMIME" if eight_bit else None, smtputf8=utf8),
+                       received_at=now, size=len(content), eight_bit=eight_bit,
+                       client_address="", client_helo="", protocol="local")
+        spool.envelope = env            # into the file's preamble, should it spill
         spool.write(content)
     except BaseException as exc:
         spool.discard()
         if isinstance(exc, StoreError):
             raise SubmitError(f"cannot queue the message: {exc}", EX_TEMPFAIL) from None
         raise
-    eight_bit = not content.isascii()
-    utf8 = not (sender.isascii() and all(r.isascii() for r in prepared.recipients))
-    env = Envelope(spool.queue_id, sender, [Recipient(r) for r in prepared.recipients],
-                   params=MailParams(body="8BITMIME" if eight_bit else None, smtputf8=utf8),
-                   received_at=now, size=len(content), eight_bit=eight_bit,
-                   client_address="", client_helo="", protocol="local")
     return spool, env
 
 

@@ -49,8 +49,9 @@ READ_SIZE = 65536
 class _MemorySpool:
     """A spool of SocketStore: the content in memory until DataFinished."""
 
-    def __init__(self) -> None:
+    def __init__(self, envelope: Envelope | None = None) -> None:
         self.queue_id = ""              # known once pigeon has queued it
+        self.envelope = envelope        # made at DataStarted, completed by _commit
         self.size = 0
         self.parts: list[bytes] = []
 
@@ -68,8 +69,10 @@ class SocketStore:
     def __init__(self, send: Callable[[dict, bytes], dict]) -> None:
         self.send = send
 
-    def new_spool(self) -> _MemorySpool:
-        return _MemorySpool()
+    def new_spool(self, envelope: Envelope | None = None) -> _MemorySpool:
+        # The envelope travels with the request at commit; the server's own
+        # spool writes it into the queue file (pigeon/msgfile.py).
+        return _MemorySpool(envelope)
 
     def commit(self, spool: _MemorySpool, envelope: Envelope) -> None:
         from pigeon.admin.localsubmit import SubmitError
@@ -122,7 +125,7 @@ def run_stdio_session(store, session_config: SessionConfig, *, fd_in: int = 0, f
                     discard()
                     spool_error = None
                     try:
-                        spool = store.new_spool()
+                        spool = store.new_spool(_envelope(session, wallclock()))
                         if add_received:
                             spool.write(received_field(hostname=session_config.hostname,
                                                        queue_id=spool.queue_id, uid=uid,
@@ -168,6 +171,15 @@ def run_stdio_session(store, session_config: SessionConfig, *, fd_in: int = 0, f
     return queued
 
 
+def _envelope(session: ServerSession, now: float) -> Envelope:
+    """The envelope as known when DATA starts (it goes into a spilled spool's
+    preamble, pigeon/msgfile.py); `_commit` completes it."""
+    return Envelope("", str(session.sender) if session.sender is not None else "",
+                    [Recipient(str(a), p) for a, p in session.recipients],
+                    params=session.mail_params or MailParams(), received_at=now,
+                    protocol="local")
+
+
 def _commit(store, session: ServerSession, spool, spool_error, ev: DataFinished,
             wallclock: Callable[[], float]) -> tuple[R.Reply, str | None]:
     """Commit the spool (durable before the 250); (reply, queue id or None)."""
@@ -177,10 +189,8 @@ def _commit(store, session: ServerSession, spool, spool_error, ev: DataFinished,
         spool.discard()
         return (R.INSUFFICIENT_STORAGE if getattr(spool_error, "disk_full", False)
                 else R.LOCAL_ERROR), None
-    env = Envelope(spool.queue_id, str(session.sender) if session.sender is not None else "",
-                   [Recipient(str(a), p) for a, p in session.recipients],
-                   params=session.mail_params or MailParams(), received_at=wallclock(),
-                   size=spool.size, eight_bit=ev.eight_bit, protocol="local")
+    env = spool.envelope                # made at DataStarted, now final
+    env.received_at, env.size, env.eight_bit = wallclock(), spool.size, ev.eight_bit
     try:
         store.commit(spool, env)
     except StoreError as exc:

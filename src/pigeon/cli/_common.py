@@ -15,6 +15,7 @@ from typing import NoReturn, TextIO
 
 EX_OK = 0
 EX_USAGE = 64        # command line usage error
+EX_CANTCREAT = 73    # the queue store is unusable (damaged queue.db)
 EX_CONFIG = 78       # configuration error
 
 PROG = "pigeon"

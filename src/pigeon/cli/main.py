@@ -10,7 +10,8 @@ Contract:
     (parser)` and `run(args) -> int`. Adding a command (queue, user, sendmail)
     is one new module plus one line here; nothing registers itself at import.
   * Exit statuses follow sysexits.h (see cli._common): 0 ok, 64 usage error,
-    78 configuration error; `serve` passes on the status pigeon.app.run returns.
+    78 configuration error, 73 a damaged queue database (any command that
+    opens the store); `serve` passes on the status pigeon.app.run returns.
   * Every command runs through `cli._entry.run_entry`: a closed stdout
     (141), Ctrl-C (130) and unhandled permission or I/O errors (77, 74)
     end without a traceback, and output other than `serve`'s has its
@@ -26,7 +27,7 @@ import sys
 from types import ModuleType
 from typing import Sequence
 
-from pigeon.cli._common import EX_USAGE, PROG, ArgumentParser, HelpFormatter
+from pigeon.cli._common import EX_CANTCREAT, EX_USAGE, PROG, ArgumentParser, HelpFormatter, fail
 from pigeon.cli._entry import run_entry
 from pigeon.cli.version import version_line
 
@@ -101,7 +102,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EX_USAGE
-    return run_entry(lambda: int(args.run(args)), escape=args.command != "serve")
+    return run_entry(lambda: _run_command(args), escape=args.command != "serve")
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    try:
+        return int(args.run(args))
+    except Exception as exc:
+        # A damaged queue.db met by any command that opens the store (queue
+        # list offline, status): one line naming the repair, never a traceback.
+        from pigeon.queue.spool import StoreError
+        if isinstance(exc, StoreError):
+            return fail(str(exc), EX_CANTCREAT)
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

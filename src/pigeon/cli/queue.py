@@ -6,6 +6,8 @@ Contract:
     race a delivery. `list` and `show` fall back to reading the store when
     pigeon is not running (and say so on stderr); actions then fail with
     69 (EX_UNAVAILABLE).
+  * `rebuild` works on the store itself, with pigeon stopped
+    (pigeon.cli._rebuild has its contract and exit statuses).
   * Ids are given as arguments or `--all`. Big selections are sent in
     batches of BATCH ids with a progress bar on a TTY (cli._control.Progress).
   * Output: a Postfix mailq-like table (or `--json`, one JSON document:
@@ -52,6 +54,8 @@ actions:
   bounce ID...      return to the sender with a delivery status
                     notification (5.0.0), then remove
   requeue ID...|--all  retry now as new mail (like postsuper -r)
+  rebuild [--from-files]  pigeon stopped: rebuild the queue database from
+                    the message files (after a restore or a damaged queue.db)
 
 "list" and "show" also work while pigeon is stopped (they read the store).
 """
@@ -70,7 +74,8 @@ retry), hold (by an operator), corrupt (unreadable, kept for inspection).
 
 exit status: 0 ok, 64 usage error, 65 request refused or a queue ID that
 is not in the queue, 69 pigeon not running (for actions), 77 permission
-denied (run as root or the pigeon user), 78 configuration error.
+denied (run as root or the pigeon user), 78 configuration error; rebuild:
+73 damaged queue database (use --from-files), 75 pigeon is running.
 """
 
 BATCH = 500
@@ -105,6 +110,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if name != "bounce":
             p.add_argument("--all", action="store_true", help="every message it applies to")
         p.add_argument("--json", action="store_true", help="print JSON")
+    rebuild = sub.add_parser("rebuild", help="rebuild the queue database from the message "
+                             "files (pigeon must be stopped)")
+    rebuild.add_argument("--from-files", action="store_true",
+                         help="move queue.db aside (damaged or not) and start from the files")
+    # Also after the action, as the store's repair hint writes it.
+    add_config_arguments(rebuild, nested=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -112,6 +123,9 @@ def run(args: argparse.Namespace) -> int:
         config = load(args)
     except ConfigError as exc:
         return fail(str(exc), EX_CONFIG)
+    if args.action == "rebuild":                # offline, see pigeon.cli._rebuild
+        from pigeon.cli._rebuild import run_rebuild
+        return run_rebuild(config, args)
     readonly = args.action in ("list", "show")
     try:
         client = connect(config, offline_ok=readonly)

@@ -77,7 +77,8 @@ examples:
       a second instance beside the first: only an smtp listener of its own
 
 exit status: 0 after a clean shutdown, 78 for a configuration error,
-69 when a listen address cannot be bound, 73 when data_dir is unusable,
+69 when a listen address cannot be bound, 73 when data_dir is unusable
+(or its queue database is damaged: see pigeon queue rebuild --help),
 77 when it cannot become the configured user.
 """
 

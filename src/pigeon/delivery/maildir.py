@@ -9,7 +9,8 @@ Contract:
     of `new/`; of each directory we had to create, its parent too), so the
     queue manager may mark the recipient delivered and drop its copy.
   * The content is streamed in chunks; a message is never held whole in memory.
-  * This module never touches the queue; it reads the content file it is given.
+  * This module never touches the queue; it reads the content file it is given
+    (with pigeon.msgfile.open_message, which skips the queue file's preamble).
 
 What is written, in order:
   1. `Return-Path: <reverse-path>` (RFC 5321 §4.4: the delivery MTA adds it;
@@ -60,6 +61,7 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 from pigeon.fsutil import fsync_dir
+from pigeon.msgfile import open_message
 
 CHUNK = 64 * 1024
 T = TypeVar("T")
@@ -238,8 +240,9 @@ def _write_tmp(maildir: Path, source: Path, return_path: str, delivered_to: str 
     try:
         # Explicit buffering: the default one asks isatty() (an ioctl) per file.
         # The source is read in CHUNK reads anyway, so it needs no buffer.
-        with open(source, "rb", buffering=0) as src, \
-                open(tmp_path, "xb", buffering=CHUNK) as dst:
+        # open_message: the queue file begins with its preamble (pigeon/msgfile.py).
+        src, _ = open_message(source, buffering=0)
+        with src, open(tmp_path, "xb", buffering=CHUNK) as dst:
             os.fchmod(dst.fileno(), 0o600)
             dst.write(head)
             size, lines = copy_crlf_to_lf(src, dst)

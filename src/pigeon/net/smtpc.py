@@ -49,6 +49,7 @@ from pigeon.proto.client import (
     TlsReady, TlsRefused, Transaction, TransactionDone)
 from pigeon.proto.client_reply import Extensions, reply_text
 from pigeon.proto.reply import Reply, reply
+from pigeon.msgfile import open_message
 
 READ_SIZE = 65536
 #: Seconds a closing connection may take to flush (QUIT, TLS close_notify) before it is aborted.
@@ -193,7 +194,8 @@ class ClientConnection:
 
     async def _send_content(self, path: Path) -> None:
         size = self.session.config.content_chunk
-        with open(path, "rb") as f:
+        f, _ = open_message(path)           # past the queue file's preamble (pigeon/msgfile.py)
+        with f:
             piece = f.read(size)
             while self.session.wants_content:
                 nxt = f.read(size)

@@ -398,10 +398,22 @@ class Connection:
     async def _open_spool(self) -> R.Reply | None:
         self._discard_spool()
         session = self.session
+        protocol = self._protocol()
+        # The envelope as known now (the RCPTs are done): a spool that spills
+        # to disk writes it into its file, so the queue can be rebuilt from
+        # the files (pigeon/msgfile.py). _commit() completes this object.
+        envelope = Envelope(
+            queue_id="", sender=str(session.sender) if session.sender is not None else "",
+            # A repeated RCPT got its 250 but is one recipient (policy merge_recipients).
+            recipients=[Recipient(str(a), p)
+                        for a, p in self.policy.merge_recipients(session.recipients)],
+            params=session.mail_params, received_at=self.wallclock(),
+            client_address=self.client_ip, client_helo=session.helo_name or "",
+            protocol=protocol)
         try:
             # No system call: the store keeps the content in memory until
             # it passes its spill threshold (pigeon.queue.spool).
-            spool = self.store.new_spool()
+            spool = self.store.new_spool(envelope)
         except Exception as exc:  # OSError or StoreError: answer 452/451, never a traceback
             log.error("cannot create spool file: %s", exc)
             return R.INSUFFICIENT_STORAGE if _is_disk_full(exc) else R.LOCAL_ERROR
@@ -410,13 +422,10 @@ class Connection:
         # Kept for the log: the session forgets the transaction when it refuses the content.
         self._transaction = (str(session.sender) if session.sender is not None else "",
                              [str(a) for a, _ in session.recipients])
-        params = session.mail_params
-        protocol = self._protocol()
         received = received_header(
             helo=session.helo_name or "", client_ip=self.client_ip, hostname=self.cfg.hostname,
             protocol=protocol, queue_id=spool.queue_id, tls=session.tls,
-            recipients=[str(a) for a, _ in self.policy.merge_recipients(session.recipients)],
-            timestamp=self.wallclock())
+            recipients=[r.address for r in envelope.recipients], timestamp=self.wallclock())
         self._received_len = len(received)
         self._write_spool(received)
         return None
@@ -466,16 +475,9 @@ class Connection:
                 self._log_content_reject(refusal)
                 self._discard_spool()
                 return refusal
-        params = session.mail_params
-        envelope = Envelope(
-            queue_id=spool.queue_id,
-            sender=str(session.sender) if session.sender is not None else "",
-            # A repeated RCPT got its 250 but is one recipient (policy merge_recipients).
-            recipients=[Recipient(str(a), p) for a, p in self.policy.merge_recipients(session.recipients)],
-            params=params, received_at=self.wallclock(), size=spool.size,
-            eight_bit=event.eight_bit, client_address=self.client_ip,
-            client_helo=session.helo_name or "",
-            protocol=self._protocol())
+        envelope = spool.envelope           # made by _open_spool(), now final
+        envelope.received_at, envelope.size = self.wallclock(), spool.size
+        envelope.eight_bit = event.eight_bit
         self._spool = None  # the store owns it from here on
         try:
             await asyncio.wrap_future(self.store.commit_async(spool, envelope))

@@ -6,6 +6,7 @@ import time
 import pytest
 
 from pigeon.admin.client import ControlClient, RemoteError
+from pigeon.msgfile import read_message
 from pigeon.queue.model import RecipientStatus
 from pigeon.queue.operator import ADMIN_BOUNCE_STATUS
 
@@ -83,7 +84,7 @@ def test_bounce_returns_to_sender_with_a_dsn(backend):
     (report,) = b.store.list()
     assert report.envelope.sender == "" and report.envelope.dsn_kind == "failure"
     assert [r.address for r in report.envelope.recipients] == ["alice@example.test"]
-    text = b.store.content_path(report.queue_id).read_bytes()
+    text = read_message(b.store.content_path(report.queue_id))
     assert b"Status: " + ADMIN_BOUNCE_STATUS.encode() in text
     assert b"administrator" in text
     assert "bounced" in b.maillog.statuses(qid)

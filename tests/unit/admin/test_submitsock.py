@@ -12,12 +12,13 @@ from pigeon.admin import localsubmit as L
 from pigeon.admin.stdio_smtp import SocketStore, run_stdio_session
 from pigeon.admin.submitsock import SubmitServer, SubmitUnavailable, reachable, submit
 from pigeon.config.load import session_config
+from pigeon.msgfile import read_message
 
 ME = pwd.getpwuid(os.getuid()).pw_name
 
 
 def content(b, qid: str) -> bytes:
-    return b.store.content_path(qid).read_bytes()
+    return read_message(b.store.content_path(qid))
 
 
 def request(**kw):

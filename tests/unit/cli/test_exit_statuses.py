@@ -208,6 +208,22 @@ def queue_69(world):
     return main(["queue", "flush", "-c", str(world.cfg)])                     # not running
 
 
+def queue_73(world):
+    (world.data / "queue").mkdir()
+    (world.data / "queue" / "queue.db").write_bytes(b"garbage, not a database\n" * 100)
+    return main(["queue", "list", "-c", str(world.cfg)])                      # offline: damaged db
+
+
+def queue_75(world):
+    from pigeon.queue.dbfile import lock_owner
+    (world.data / "queue").mkdir()
+    fd = lock_owner(world.data / "queue", exclusive=False)                    # as a running pigeon
+    try:
+        return main(["queue", "rebuild", "-c", str(world.cfg)])
+    finally:
+        os.close(fd)
+
+
 def queue_77(world):
     b = world.server()
     os.chmod(b.config.data_dir.parent, 0o755)

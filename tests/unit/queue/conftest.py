@@ -1,4 +1,4 @@
-"""Fixtures shared by the queue tests: a real QueueStore and QueueManager in a temp dir."""
+"""Fixtures shared by the queue tests: a real QueueStore (and QueueManager) in a temp dir."""
 from __future__ import annotations
 
 import pytest
@@ -8,6 +8,15 @@ from pigeon.queue.manager import QueueManager
 from pigeon.queue.store import QueueStore
 from pigeon.routing.resolve import Router
 from pigeon.testing.fakes import RecordingMaillog
+
+
+@pytest.fixture
+def store(tmp_path):
+    """An open QueueStore (fsync on) under tmp_path/queue."""
+    s = QueueStore(tmp_path / "queue")
+    s.open()
+    yield s
+    s.close()
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import pytest
 
 from pigeon.config.schema import Config, DomainConfig
 from pigeon.delivery.api import Outcome, RecipientResult
+from pigeon.msgfile import read_message
 from pigeon.proto.params import MailParams, RcptParams
 from pigeon.queue.manager import QueueManager
 from pigeon.queue.model import Envelope, Recipient, RecipientStatus
@@ -63,7 +64,7 @@ class Env:
         return [e.envelope for e in self.store.list() if e.queue_id != qid]
 
     def report(self, env: Envelope):
-        data = self.store.content_path(env.queue_id).read_bytes()
+        data = read_message(self.store.content_path(env.queue_id))
         return email.message_from_bytes(data, policy=email.policy.default)
 
 
