@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: serve test bench bench-full bench-accept bench-relay venv clean fuzz crash
+.PHONY: serve test test-fast bench bench-full bench-accept bench-relay venv clean fuzz crash
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pigeon needs Python 3.11 or newer")'
@@ -23,6 +23,11 @@ serve: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The inner loop: unit, in-memory transcript, property and fuzz-property tests
+# (no servers started, no Debian peers needed); under a minute.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit tests/fuzz $(PYTEST_ARGS)
 
 # The benchmark suite (bench/suite.py, docs/benchmarks.md): inbound, connections,
 # latency, relay and queue scale, pigeon vs a private Postfix vs smtp-sink; quick
