@@ -62,7 +62,8 @@ async def start_admin(config, store, manager, maillog: Any = None,
     """See the module contract. Raises `pigeon.admin.control.ControlError`."""
     if metrics is None:
         metrics = Metrics()
-    metrics.bind(queue_counts=store.counts, server_stats=server_stats)
+    metrics.bind(queue_counts=store.counts, server_stats=server_stats,
+                 storage=getattr(manager, "storage_status", None))
     log_file: Path | None = config.log.file
     handlers = build_handlers(store=store, manager=manager, maillog=maillog, log_file=log_file,
                               server_stats=server_stats)

@@ -13,6 +13,10 @@ Contract:
   * Rule 3: nothing a peer sends raises out of `Connection.run()`: storage
     errors become 451/452 replies, and anything unexpected is logged with
     its traceback while the peer sees 421 and a closed connection.
+  * Rule 4 (free-space reserve, queue/space.py): MAIL FROM (with its SIZE=)
+    and DATA/BDAT are answered `452 4.3.1 Insufficient system storage`
+    when the queue file system is below its reserve (`queue.min_free`),
+    as Postfix does, so clients stop before uploading into a full disk.
   * Deadlines come from the session (`next_deadline()`); this module only
     sleeps until then and calls `on_timer()`.
   * TLS (RFC 3207, RFC 8314): on `StartTlsRequested` the 220 is flushed,
@@ -202,6 +206,8 @@ class Connection:
             elif isinstance(event, MailRequested):
                 sender = event.sender
                 verdict = self.policy.check_sender(sender, self.client_ip) if sender else None
+                if verdict is None and not self.store.space.room_for(event.params.size or 0):
+                    verdict = R.INSUFFICIENT_STORAGE          # Rule 4
                 if verdict is None and sender is not None and session.auth_user is not None \
                         and f"{sender.local.lower()}@{sender.domain}" not in self._owned:
                     verdict = R.SENDER_NOT_OWNED
@@ -360,6 +366,9 @@ class Connection:
     async def _open_spool(self) -> R.Reply | None:
         self._discard_spool()
         session = self.session
+        if not self.store.space.room_for((session.mail_params and session.mail_params.size) or 0):
+            self._log_reject("DATA", R.INSUFFICIENT_STORAGE, "")       # Rule 4
+            return R.INSUFFICIENT_STORAGE
         try:
             # No system call: the store keeps the content in memory until
             # it passes its spill threshold (pigeon.queue.spool).
@@ -439,6 +448,7 @@ class Connection:
                 pass
             return R.INSUFFICIENT_STORAGE if getattr(exc, "disk_full", False) else R.LOCAL_ERROR
         self.stats.messages += 1
+        self.store.space.consumed(envelope.size)
         self.metrics.message_accepted(envelope.size)
         self.maillog.log(envelope.queue_id, {
             "client": f"[{self.client_ip}]:{self.client_port}", "helo": envelope.client_helo,

@@ -88,8 +88,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pigeon.fsutil import fsync_dir
+from pigeon.queue.health import StorageHealth
 from pigeon.queue.model import Envelope
 from pigeon.queue.schedule import split_slots
+from pigeon.queue.space import FreeSpace
 # _IdGenerator is re-exported for the tests of queue IDs.
 from pigeon.queue.spool import (NEW_ID, CorruptEntry, SpoolFile, StoreError,  # noqa: F401
                                 _IdGenerator, _store_error)
@@ -193,6 +195,10 @@ class QueueStore:
         self._live: set[str] = set()                          # spools not yet finished
         self._closed = True
         self._stats = {"commits": 0, "batches": 0, "failed": 0, "max_batch": 0}
+        # Storage faults seen by the committer and the manager (queue/health.py),
+        # and the free-space reserve the SMTP side checks (queue/space.py).
+        self.health = StorageHealth("queue")
+        self.space = FreeSpace(self.root)
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -360,6 +366,8 @@ class QueueStore:
             stats["max_batch"] = len(batch)
         with self._live_lock:
             self._live.difference_update([req.spool.queue_id for req in ready])
+        if ready:
+            self.health.succeeded()
         for req in ready:
             req.spool._state = "done"
             req.future.set_result(None)
@@ -468,6 +476,8 @@ class QueueStore:
         spool._buf = None
         spool._state = "discarded"
         self._spool_finished(spool.queue_id)
+        if err.storage_fault:
+            self.health.failed(err)
         log.error("queue commit failed: queue_id=%s error=%s", spool.queue_id, err)
         req.future.set_exception(err)
 
