@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import re
 import socket
 import subprocess
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +74,18 @@ class FaultyPigeon(PigeonProcess):
     @property
     def data(self) -> Path:
         return self.view(self.data_dir)
+
+    def queue_states(self) -> dict[str, str]:
+        """queue_id -> state, read inside pigeon's namespace: SQLite resolves
+        symbolic links in a database path, so /proc/<pid>/root would lead it
+        back to the test's own (empty) mount point."""
+        require_tool("nsenter")
+        script = ("import json, sqlite3, sys; db = sqlite3.connect(sys.argv[1], timeout=10); "
+                  "print(json.dumps(dict(db.execute('SELECT queue_id, state FROM queue'))))")
+        out = subprocess.run(["nsenter", "-t", str(self.proc.pid), "-m", "--", sys.executable,
+                              "-c", script, str(self.data_dir / "queue" / "queue.db")],
+                             capture_output=True, text=True, timeout=30, check=True)
+        return json.loads(out.stdout)
 
     def fault(self, on: bool, spec: str = "EIO") -> None:
         """Switch the shim's fault on (`spec`: errno name, then "write"/"fsync") or off."""
