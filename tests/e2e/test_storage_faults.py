@@ -202,7 +202,10 @@ def test_full_disk_strands_no_acknowledged_mail(tmp_path, hops):
         first.run(4, attempts=40, stop_after_refusals=3)
         answers = first.answers()
         refusals = {a for a in answers if a != "250"}
-        assert refusals == {"452 MAIL 4.3.1"}, answers
+        # 452 at MAIL FROM, or at the DATA command for a client that passed
+        # MAIL just before (never a failed commit: no storage fault below).
+        assert "452 MAIL 4.3.1" in refusals and refusals <= {"452 MAIL 4.3.1",
+                                                             "452 DATA 4.3.1"}, answers
         free = server.free_bytes()
         reserve = status(server)["storage"]["space"]["reserve"]
         assert free > reserve // 2, (free, reserve)          # refused before the disk ran out

@@ -53,6 +53,7 @@ from pigeon.proto.events import (NEED_DATA, AuthKeysRequested, AuthRequested, Co
                                  TransactionReset)
 from pigeon.policy.submission import check_from_header, from_addresses
 from pigeon.proto.server import ServerSession, SessionConfig
+from pigeon.queue.health import is_storage_fault
 from pigeon.queue.model import Envelope, Recipient
 from pigeon.queue.spool import StoreError
 from pigeon.queue.trace import received_header, transmission_type
@@ -396,7 +397,10 @@ class Connection:
             # OSError. Keep reading the client's data (the protocol must stay
             # in step) and answer 452/451 at the end instead of 250.
             self._spool_error = exc
-            log.error("spool write failed for %s: %s", self._spool.queue_id, exc)
+            if is_storage_fault(exc):
+                self.store.health.failed(exc)      # logged once per episode (queue/health.py)
+            else:
+                log.error("spool write failed for %s: %s", self._spool.queue_id, exc)
 
     def _discard_spool(self) -> None:
         if self._spool is not None:
@@ -411,9 +415,10 @@ class Connection:
         if spool is None:
             return R.LOCAL_ERROR
         if self._spool_error is not None:
-            disk_full = _is_disk_full(self._spool_error)
+            refusal = R.INSUFFICIENT_STORAGE if _is_disk_full(self._spool_error) else R.LOCAL_ERROR
             self._discard_spool()
-            return R.INSUFFICIENT_STORAGE if disk_full else R.LOCAL_ERROR
+            log.info("[%s]: message refused: %s", self.client_ip, refusal)
+            return refusal
         if session.auth_user is not None and self.check_from_header:
             try:
                 head = spool.head()      # from memory, or from the page cache once spilled
@@ -441,12 +446,18 @@ class Connection:
         try:
             await asyncio.wrap_future(self.store.commit_async(spool, envelope))
         except Exception as exc:  # StoreError and anything else: not durable -> 4xx
-            log.error("commit of %s failed: %s", envelope.queue_id, exc)
+            refusal = R.INSUFFICIENT_STORAGE if getattr(exc, "disk_full", False) else R.LOCAL_ERROR
+            if is_storage_fault(exc):
+                # The committer logged the fault once for the episode
+                # (queue/health.py); per message, only that it was refused.
+                log.info("[%s]: message refused: %s", self.client_ip, refusal)
+            else:
+                log.error("commit of %s failed: %s", envelope.queue_id, exc)
             try:
                 spool.discard()
             except OSError:
                 pass
-            return R.INSUFFICIENT_STORAGE if getattr(exc, "disk_full", False) else R.LOCAL_ERROR
+            return refusal
         self.stats.messages += 1
         self.store.space.consumed(envelope.size)
         self.metrics.message_accepted(envelope.size)

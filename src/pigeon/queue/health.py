@@ -22,6 +22,9 @@ Contract:
     the log with failing/recovered pairs.
   * `snapshot()` is what `pigeon status` and the metrics show: degraded,
     since (Unix time), reason, failures in this episode, episodes so far.
+  * `on_episode`: called (from the thread that saw the fault) when an
+    episode starts, so the queue manager wakes up and probes for the
+    recovery even when the fault was seen by the SMTP side.
 """
 from __future__ import annotations
 
@@ -78,6 +81,7 @@ class StorageHealth:
         self._reason = ""
         self._failures = 0
         self.episodes = 0
+        self.on_episode: Callable[[], None] | None = None
 
     @property
     def degraded(self) -> bool:
@@ -101,6 +105,8 @@ class StorageHealth:
             self._since, self._reason, self.episodes = now, reason, self.episodes + 1
         log.error("%s storage failing: %s; writes are retried until it recovers",
                   self.area, reason)
+        if self.on_episode is not None:
+            self.on_episode()
         return True
 
     def succeeded(self) -> bool:

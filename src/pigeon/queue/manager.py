@@ -310,6 +310,9 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
         self._running = True
         self._stopped.clear()
         self._scan_needed = True
+        loop = asyncio.get_running_loop()
+        # A fault the SMTP side saw wakes us to probe for the recovery.
+        self._store.health.on_episode = lambda: loop.call_soon_threadsafe(self._wake.set)
         try:
             if recover:
                 await self._recover()
@@ -334,7 +337,13 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
                         # safety-net scan and sweep (module contract).
                         self._scan_needed = True
                         self._sweep_needed = True
+            if self._unsaved or self._requeue:
+                # Stopping: what a failed write left in memory gets a last
+                # chance, so a restart has less to redo (recover() does the rest).
+                async with self._op_lock():
+                    await self._retry_storage()
         finally:
+            self._store.health.on_episode = None
             self._running = False
             self._stopped.set()
 
@@ -342,6 +351,9 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
         now = self._clock()
         if self._next_retry is not None and self._next_retry <= now:
             self._scan_needed = True
+        if self._storage_due is None and self._store.health.degraded:
+            # Degraded by a failed commit: probe rounds notice the recovery.
+            self._storage_due = now + max(self._store_retry, self._store.health.quiet)
         # The operator lock keeps a hold/delete from landing between our
         # choice of an entry and its start (operator.py Rule 1).
         async with self._op_lock():

@@ -477,8 +477,10 @@ class QueueStore:
         spool._state = "discarded"
         self._spool_finished(spool.queue_id)
         if err.storage_fault:
-            self.health.failed(err)
-        log.error("queue commit failed: queue_id=%s error=%s", spool.queue_id, err)
+            self.health.failed(err)         # logs the episode once (queue/health.py)
+            log.debug("queue commit failed: queue_id=%s error=%s", spool.queue_id, err)
+        else:
+            log.error("queue commit failed: queue_id=%s error=%s", spool.queue_id, err)
         req.future.set_exception(err)
 
     @contextlib.contextmanager

@@ -225,6 +225,27 @@ def test_storage_faults_log_once_each_way_without_traceback(env, caplog):
     assert len(env.maildir("alice")) == 5
 
 
+def test_a_fault_seen_by_the_smtp_side_is_probed_until_it_recovers(env, caplog):
+    """A failed commit degrades the queue; the manager, asleep, is woken and
+    its probe notices (and logs) the recovery without any new mail."""
+    caplog.set_level(logging.INFO, logger="pigeon.queue")
+    env.store.health.quiet = 0.2
+
+    async def scenario():
+        task = asyncio.create_task(env.mgr.run())
+        await asyncio.sleep(0.1)                       # idle, asleep for run_interval
+        await asyncio.to_thread(env.store.health.failed,
+                                OSError(errno.ENOSPC, "No space left on device"))
+        deadline = time.monotonic() + 10
+        while env.store.health.degraded:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        await env.mgr.stop()
+        await task
+    asyncio.run(scenario())
+    assert sum("queue storage recovered" in r.getMessage() for r in caplog.records) == 1
+
+
 def test_a_store_error_that_is_not_the_disk_is_retried_and_logged(env, caplog):
     qid = env.commit("alice@example.test")
     Flaky(env.store, "remove_many", 1, StoreError("queue remove: database is locked"))
