@@ -57,6 +57,10 @@ them and operators can read them. There is no artificial batching delay:
 requests that arrive while one batch syncs form the next batch, so an idle
 server commits at once and a busy one batches more.
 
+`store.space` (queue/space.py) is the free-space reserve the SMTP side
+checks before MAIL and DATA; `store.health` and `store.space` are safe from
+any thread.
+
 Threading: `new_spool`, `SpoolFile.*`, `commit_async`, `commit` and `stats`
 are safe from any thread (the SMTP side runs them on the event loop; they
 never block on disk sync; only a spool passing the spill threshold touches
@@ -67,7 +71,8 @@ thread at a time; it blocks on SQLite and fsync, so the manager runs it via
 an SMTP server.
 
 Failure modes: disk full / I/O errors during commit -> `StoreError` on the
-future; a corrupt or unreadable envelope -> the row is moved to 'corrupt' with
+future (`.storage_fault` set; the committer also tells `store.health`,
+queue/health.py, which logs the episode once); a corrupt or unreadable envelope -> the row is moved to 'corrupt' with
 a log line on "pigeon.queue" and `CorruptEntry` is raised to the manager,
 which skips the message; the store never raises anything else for data it
 holds.
