@@ -113,6 +113,7 @@ import sqlite3
 import time
 from collections import deque
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
 from pigeon.delivery.api import (DeliveryAgent, DeliveryRecipient, DeliveryRequest, Nexthop,
@@ -351,15 +352,16 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
         now = self._clock()
         if self._next_retry is not None and self._next_retry <= now:
             self._scan_needed = True
-        if self._storage_due is None and self._store.health.degraded:
-            # Degraded by a failed commit: probe rounds notice the recovery.
+        if self._storage_due is None and (self._store.health.degraded
+                                          or self.mailbox_health.degraded):
+            # Degraded by a failed commit or Maildir: probe rounds notice the recovery.
             self._storage_due = now + max(self._store_retry, self._store.health.quiet)
         # The operator lock keeps a hold/delete from landing between our
         # choice of an entry and its start (operator.py Rule 1).
         async with self._op_lock():
             if self._storage_retry_due(now):
                 await self._retry_storage()
-            if self._sweep_needed and self._storage_due is None:
+            if self._sweep_needed and now >= self._held_until:
                 await self._sweep()
             if now < self._held_until:
                 return                     # a store call just failed: wait for the retry
@@ -627,12 +629,13 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
             self._maildirs.submit(MaildirJob(route.target, source, env.sender, route.address))
             for _, route in jobs))
         storage_fault = False
-        for (rcpt, _), (started, ended, err) in zip(jobs, results):
+        for (rcpt, route), (started, ended, err) in zip(jobs, results):
             if err is not None:
                 dsn, reason, ours = failure_status(err)
                 if ours:
                     storage_fault = True
                     self.mailbox_health.failed(err)
+                    self._mailbox_probe_dir = Path(route.target) / "tmp"
                 self._set(rcpt, RecipientStatus.DEFERRED, dsn,
                           f"maildir delivery failed: {reason}", transport="local")
                 logs.append((self._fields(rcpt, "local", "deferred"), rcpt.diagnostic))

@@ -38,7 +38,9 @@ Contract:
     ends on that evidence (or on a commit of new mail), not on a small
     database update that may fit in space SQLite already holds, so a disk
     hovering at full does not log "recovered" and "failing" in turns; and
-    the recovery is noticed, and logged, without new mail.
+    the recovery is noticed, and logged, without new mail. While the
+    Maildir storage is degraded, rounds probe the tmp/ of the last Maildir
+    that failed the same way (or a delivery that succeeds ends it).
 """
 from __future__ import annotations
 
@@ -47,9 +49,10 @@ import logging
 import os
 import sqlite3
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pigeon.queue.health import is_storage_fault
+from pigeon.queue.health import StorageHealth, is_storage_fault
 from pigeon.queue.model import Envelope
 from pigeon.queue.notify import Plan, enqueue_notice
 from pigeon.queue.store import StoreError
@@ -95,6 +98,7 @@ class Settling:
         self._unsaved: dict[str, Settlement] = {}      # Rule 1
         self._requeue: set[str] = set()                # Rule 1
         self._sweep_needed = False
+        self._mailbox_probe_dir: Path | None = None    # tmp/ of a Maildir that failed
 
     # --- one outcome ------------------------------------------------------------------
 
@@ -211,15 +215,19 @@ class Settling:
                 self._after_delivery_soon(qid)
         if self._requeue and not await self._requeue_now():
             return
-        if self._store.health.degraded and not await self._probe_write():
+        queue = self._store.health
+        if queue.degraded and not await self._probe(queue, self._store.root / "tmp"):
             return
         self._storage_delay = self._store_retry
         self._sweep_needed = True          # entries a failure left 'active' (Rule 1)
-        if self._store.health.degraded:
-            # Writes work but the episode is not over (RECOVERY_QUIET):
-            # come back so its end is noticed, and logged, without new mail.
-            self._storage_due = self._clock() + max(self._store_retry,
-                                                    self._store.health.quiet)
+        mailbox = self.mailbox_health
+        if mailbox.degraded and self._mailbox_probe_dir is not None:
+            await self._probe(mailbox, self._mailbox_probe_dir)
+        if queue.degraded or mailbox.degraded:
+            # Writes work but the episode is not over (RECOVERY_QUIET), or
+            # the Maildirs still fail: come back, so the end is noticed (and
+            # logged) without new mail.
+            self._storage_due = self._clock() + max(self._store_retry, queue.quiet)
 
     async def _requeue_now(self: "QueueManager") -> bool:
         """Move the entries to requeue from 'active' to 'incoming' (due now)."""
@@ -239,15 +247,20 @@ class Settling:
         self._scan_needed = True           # rows already 'incoming' are found by due() too
         return True
 
-    async def _probe_write(self: "QueueManager") -> bool:
-        """Rule 3: a small file written and fsynced in the queue's tmp/."""
-        path = self._store.root / "tmp" / ".storage-probe"
+    async def _probe(self: "QueueManager", health: StorageHealth, directory: Path) -> bool:
+        """Rule 3: a probe file written and fsynced in `directory` (the
+        queue's tmp/, or the tmp/ of a Maildir that failed) tells `health`."""
         try:
-            await asyncio.to_thread(_write_probe, path, self._fsync)
+            await asyncio.to_thread(_write_probe, directory / ".storage-probe", self._fsync)
         except OSError as exc:
-            self._write_failed(exc, "storage probe")
+            if health is self._store.health:
+                self._write_failed(exc, "storage probe")
+            elif is_storage_fault(exc):
+                health.failed(exc)
+            else:
+                self._mailbox_probe_dir = None     # that Maildir is gone: a delivery decides
             return False
-        self._store.health.succeeded()
+        health.succeeded()
         return True
 
     async def _sweep(self: "QueueManager") -> None:

@@ -291,6 +291,20 @@ def test_an_io_error_in_a_maildir_is_retried_soon_and_marks_mailboxes_degraded(e
     assert env.log.for_id(qid)[0].fields["dsn"] == "4.3.0"
 
 
+def test_a_maildir_fault_ends_with_one_line_without_new_mail(env, caplog):
+    """The retried delivery succeeds at once, sooner than RECOVERY_QUIET; a
+    probe in that Maildir's tmp/ ends the episode later, with no new mail."""
+    caplog.set_level(logging.INFO, logger="pigeon.queue")
+    env.mgr.mailbox_health.quiet = 0.3
+    qid = env.commit("alice@example.test")
+    maildir_failing(env, OSError(errno.ENOSPC, "No space left on device"), 1)
+    env.run(lambda: env.state(qid) is None and not env.mgr.mailbox_health.degraded)
+    lines = [r.getMessage() for r in caplog.records if "mailbox storage" in r.getMessage()]
+    assert len(lines) == 2 and lines[0].startswith("mailbox storage failing: No space left")
+    assert lines[1].startswith("mailbox storage recovered")
+    assert not list((env.cfg.mailbox_root / "example.test" / "alice" / "tmp").iterdir())
+
+
 def test_a_mailbox_over_quota_waits_the_ordinary_backoff_and_is_never_a_bounce(env):
     qid = env.commit("alice@example.test")
     maildir_failing(env, OSError(errno.EDQUOT, "Disk quota exceeded"), 1)
