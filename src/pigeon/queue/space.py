@@ -22,7 +22,9 @@ Contract:
     in between, octets the SMTP side committed (`consumed(n)`) are
     subtracted from the cached value, so a flood cannot overrun the
     reserve on a stale reading. Measured on this project's VM: statvfs
-    1-1.6 us, the cached answer about 0.2 us.
+    0.7-1.6 us, the cached answer 0.4 us; 2000 messages from smtp-source
+    over 20 sessions (4000 checks, MAIL and DATA) made 24 statfs calls in
+    5.9 s under strace, about 4 a second.
   * A reserve of 0 (min_free 0 and no message size limit) turns the check
     off: `room_for` is always True and statvfs is never called. A failing
     statvfs (the directory vanished) answers True: the commit itself will
