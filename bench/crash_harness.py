@@ -57,6 +57,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from pigeon.msgfile import open_message
 from pigeon.testing.fakepeer import FakePeer
 from pigeon.testing.live import PigeonProcess
 
@@ -338,7 +339,8 @@ class Harness:
         out = set()
         for qid in ids:
             try:
-                with open(queue / "msg" / qid, "rb") as fh:
+                fh, _ = open_message(queue / "msg" / qid)     # past the preamble
+                with fh:
                     m = TOKEN.search(fh.read(4096))
             except OSError:
                 continue

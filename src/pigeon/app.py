@@ -9,11 +9,25 @@ Contract:
     `timeouts.shutdown_grace`), the queue manager finishes in-flight
     deliveries, the store closes. Returns the process exit status.
   * uvloop is used when it is installed; plain asyncio otherwise.
+  * data_dir is created (when missing) and checked before anything is
+    built: not a directory, not creatable or not writable is exit 73
+    (EX_CANTCREAT), logged once; never a TLS error's 78.
   * TLS and AUTH (issue 4): the certificate is checked (or a self-signed
     one made) in `build`, before anything listens; a broken one is
     `TlsError` naming the file, and `run` exits 78 (EX_CONFIG). The account
     store `<data_dir>/accounts.db` is opened in `serve`. SIGHUP reloads the
     certificate files without dropping sessions (pigeon.net.tls).
+  * Reload (pigeon.reload): SIGHUP and the control socket's "reload"
+    operation (`pigeon reload`) run the same `Pigeon.reload()`, one at a
+    time; with worker processes the main process passes SIGHUP on to them.
+  * The PID file (pigeon.admin.pidfile) is written once every listener is
+    bound and removed at exit. Valid but risky settings
+    (pigeon.config.risks: an open relay...) are logged as warnings at
+    start-up.
+  * The queue store is opened first, as its owner (queue/store.py): a
+    damaged queue.db, or a `pigeon queue rebuild` in progress, is one log
+    line and exit 73 (EX_CANTCREAT) before anything listens. A missing or
+    empty queue.db is rebuilt from the message files by the recovery.
 """
 from __future__ import annotations
 
@@ -21,15 +35,17 @@ import asyncio
 import logging
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from pigeon.admin.control import ControlError
+from pigeon.admin.pidfile import PidFileError
 from pigeon.admin.wiring import AdminHandle, start_admin
 from pigeon.auth.accounts import AccountError, AccountStore
 from pigeon.auth.ratelimit import FailureLimiter, LimitSettings
 from pigeon.auth.service import AuthService
 from pigeon.config.load import session_config
+from pigeon.config.risks import risks
 from pigeon.config.schema import Config
 from pigeon.delivery.wiring import build_agents, build_manager, close_agents
 from pigeon.net.listener import ListenError, SmtpServer
@@ -38,9 +54,9 @@ from pigeon.obs.maillog import MailLog
 from pigeon.obs.metrics import Metrics
 from pigeon.policy.recipients import RecipientPolicy
 from pigeon.queue.manager import QueueManager
-from pigeon.privileges import PrivilegeError, drop, tighten_umask
-from pigeon.queue.store import QueueStore
-from pigeon.reload import Reloader
+from pigeon.privileges import PrivilegeError, drop, make_data_dir, tighten_umask
+from pigeon.queue.store import QueueStore, StoreError
+from pigeon.reload import ReloadOutcome, Reloader
 from pigeon.routing.resolve import Router
 
 log = logging.getLogger("pigeon")
@@ -66,7 +82,14 @@ class Pigeon:
     maillog: MailLog | None = None
     metrics: Metrics | None = None
 
+    #: Loads the configuration again (same file, same flags) for a reload;
+    #: None: a reload only re-reads the TLS certificate files.
+    reload_config: Callable[[], Config] | None = None
+    #: Called at the start of every reload (worker processes: pass SIGHUP on).
+    on_reload: Callable[[], None] | None = None
+
     _admin: AdminHandle | None = None
+    _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @classmethod
     def build(cls, config: Config) -> "Pigeon":
@@ -93,32 +116,44 @@ class Pigeon:
                             on_etrn=lambda node: _etrn_flush(manager, node))
         return cls(config, store, manager, server, tls, auth, agents, maillog, metrics)
 
-    async def reload(self, load: Callable[[], Config] | None = None) -> None:
-        """SIGHUP: re-read the configuration (see pigeon.reload); live sessions keep theirs."""
-        if self._admin is not None:
-            self._admin.reloading()          # sd_notify RELOADING=1
-        try:
-            await Reloader(self, load).reload()
-        finally:
+    async def reload(self) -> ReloadOutcome:
+        """SIGHUP or `pigeon reload`: re-read the configuration (see pigeon.reload);
+        live sessions keep theirs. One reload at a time."""
+        async with self._reload_lock:
+            if self.on_reload is not None:
+                self.on_reload()
             if self._admin is not None:
-                self._admin.ready()          # sd_notify READY=1 again
+                self._admin.reloading()          # sd_notify RELOADING=1
+            try:
+                return await Reloader(self, self.reload_config).reload()
+            finally:
+                if self._admin is not None:
+                    self._admin.ready()          # sd_notify READY=1 again
+
+    async def _reload_for_operator(self) -> dict:
+        return (await self.reload()).to_dict()
 
     async def serve(self, stop: asyncio.Event, *, sockets: dict | None = None,
                     recover: bool = True) -> None:
         """The whole MTA. `sockets`: listeners bound before worker processes
         were forked; `recover=False`: the queue was recovered before that."""
-        self.config.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store.open()
+        make_data_dir(self.config.data_dir, self.config.user)     # PrivilegeError: a symlink
+        # The owner: refuses a damaged queue.db (StoreCorrupt) and keeps
+        # `pigeon queue rebuild` out while we run (queue/store.py).
+        self.store.open(owner=True)
         if self.auth is not None:
             self.auth.store.open()
         try:
             # The control socket first: it refuses to start when another
             # pigeon already serves this data directory (ControlError).
             self._admin = await start_admin(self.config, self.store, self.manager, self.maillog,
-                                            self.server.statistics, metrics=self.metrics)
+                                            self.server.statistics, metrics=self.metrics,
+                                            reload=self._reload_for_operator)
             await self.server.start(sockets)
+            self._admin.write_pid_file()     # before dropping root: /run may be root's
             # Everything that needs root is done: listeners bound, files open.
             drop(self.config.user, self.config.group, self.config.data_dir)
+            self._admin.publish()            # the submit socket, for local users' sendmail
             async with asyncio.TaskGroup() as tg:
                 manager_task = tg.create_task(self.manager.run(recover=recover))
                 log.info("pigeon ready: hostname=%s domains=%s data_dir=%s", self.config.hostname,
@@ -170,6 +205,26 @@ async def _etrn_flush(manager: QueueManager, node: str) -> int:
     return len(done)
 
 
+def reload_on_signal(app: Pigeon) -> Callable[[], None]:
+    """The SIGHUP handler: start `app.reload()` (its outcome is logged by pigeon.reload)."""
+    running: set[asyncio.Task] = set()
+
+    def on_sighup() -> None:
+        task = asyncio.ensure_future(app.reload())
+        running.add(task)                 # keep a reference until it is done
+        task.add_done_callback(running.discard)
+    return on_sighup
+
+
+def _data_dir_problem(config: Config) -> str | None:
+    """Why data_dir cannot hold pigeon's data (after make_data_dir), or None."""
+    if not config.data_dir.is_dir():
+        return "not a directory"
+    if not os.access(config.data_dir, os.W_OK | os.X_OK):
+        return "not writable by this user"
+    return None
+
+
 def _new_loop() -> asyncio.AbstractEventLoop:
     try:
         import uvloop
@@ -182,7 +237,8 @@ def run(config: Config, reload_config: Callable[[], Config] | None = None) -> in
     """Run pigeon in the foreground until SIGTERM/SIGINT.
 
     `reload_config` loads the configuration again (same file and flags) on
-    SIGHUP; without it SIGHUP only re-reads the TLS certificate.
+    SIGHUP or `pigeon reload`; without it a reload only re-reads the TLS
+    certificate.
     """
 
     async def main() -> int:
@@ -195,17 +251,11 @@ def run(config: Config, reload_config: Callable[[], Config] | None = None) -> in
         except TlsError as exc:
             log.error("%s", exc)
             return EX_CONFIG
-        reloading: set[asyncio.Task] = set()
-
-        def on_sighup() -> None:
-            task = asyncio.ensure_future(app.reload(reload_config))
-            reloading.add(task)
-            task.add_done_callback(reloading.discard)
-
-        loop.add_signal_handler(signal.SIGHUP, on_sighup)
+        app.reload_config = reload_config
+        loop.add_signal_handler(signal.SIGHUP, reload_on_signal(app))
         try:
             await app.serve(stop)
-        except (ListenError, ControlError) as exc:
+        except (ListenError, ControlError, PidFileError) as exc:
             log.error("%s", exc)
             return EX_UNAVAILABLE
         except PrivilegeError as exc:
@@ -217,10 +267,30 @@ def run(config: Config, reload_config: Callable[[], Config] | None = None) -> in
         except AccountError as exc:
             log.error("%s", exc)
             return EX_CANTCREAT
+        except StoreError as exc:       # a damaged queue.db, a rebuild running: one line
+            log.error("%s", exc)
+            return EX_CANTCREAT
         return EX_OK
 
     tighten_umask()   # queue files, Maildirs, sockets: private to pigeon's user
     log.info("pigeon starting (pid %d)", os.getpid())
+    for risk in risks(config):
+        log.warning("configuration: %s: %s", risk.key, risk.message)
+    try:
+        # Before anything writes there (the self-signed certificate, the
+        # queue): an unusable data_dir is 73, never a TLS error's 78.
+        make_data_dir(config.data_dir, config.user)
+        problem = _data_dir_problem(config)
+    except PrivilegeError as exc:
+        log.error("%s", exc)
+        return EX_NOPERM
+    except FileExistsError:
+        problem = "not a directory"
+    except OSError as exc:
+        problem = exc.strerror or str(exc)
+    if problem is not None:
+        log.error("data directory %s is not usable: %s", config.data_dir, problem)
+        return EX_CANTCREAT
     if config.workers > 1:
         from pigeon.workers import run_with_workers
         return run_with_workers(config, reload_config, new_loop=_new_loop, build=Pigeon.build)

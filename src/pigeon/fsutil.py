@@ -1,9 +1,16 @@
-"""Small durability helpers shared by the queue store and the Maildir agent.
+"""Small file-system helpers shared by the queue store, the Maildir agent and the log.
 
 Contract:
   * `fsync_dir(path)` makes the directory's entries (a file just created,
     renamed or linked into it) durable: POSIX only promises that a rename
     survives a crash once the directory itself is fsync'ed.
+  * `ensure_file(path, mode)` creates `path` empty with exactly `mode`
+    (fchmod after the exclusive create, so the umask has no say) unless it
+    exists; an existing file keeps the mode it has (the administrator's
+    choice). Used where the code that fills the file cannot be given a
+    mode itself: SQLite databases (their -wal and -shm files copy the
+    database's mode) and the log file. docs/security.md lists every file
+    pigeon creates and its mode.
   * Errors (OSError) propagate: callers decide whether that is a 4xx.
 """
 from __future__ import annotations
@@ -18,3 +25,16 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def ensure_file(path: Path | str, mode: int) -> bool:
+    """Create `path` with exactly `mode` unless it exists (see the contract); True if created."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    except FileExistsError:
+        return False
+    try:
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+    return True

@@ -16,7 +16,9 @@ Contract:
     owner of queue state and the only one delivering.
   * Signals: the main process forwards SIGTERM, SIGINT and SIGHUP to the
     workers; each drains its own sessions. The main process waits for them
-    before it exits.
+    before it exits. `pigeon reload` (the control socket lives in the main
+    process) sends the workers SIGHUP too; the outcome it prints is the main
+    process's (the workers load the same file).
   * Limits are per process: `limits.connections` and `connections_per_ip`
     apply to each worker. The control socket and the metrics endpoint live
     in the main process and count its own sessions only.
@@ -37,14 +39,15 @@ import time
 from typing import Callable
 
 from pigeon.config.schema import Config, ListenAddress
-from pigeon.net.listener import configured_listeners
+from pigeon.net.listener import ListenError, bind_failure, configured_listeners
 
 log = logging.getLogger("pigeon")
 
 
 def bind_all(config: Config, *, patience: float = 3.0) -> dict[tuple[ListenAddress, str], socket.socket]:
     """Bind every listener. EADDRINUSE is retried for `patience` seconds: after
-    a crash, the workers of the previous run may still be dying (PDEATHSIG)."""
+    a crash, the workers of the previous run may still be dying (PDEATHSIG).
+    ListenError names the address, its role and the key and flag that set it."""
     out = {}
     # TLS is always set up (a self-signed certificate at worst), so all roles.
     for addr, role in configured_listeners(config, tls=True):
@@ -58,7 +61,7 @@ def bind_all(config: Config, *, patience: float = 3.0) -> dict[tuple[ListenAddre
                 if exc.errno != errno.EADDRINUSE or time.monotonic() > deadline:
                     for s in out.values():
                         s.close()
-                    raise
+                    raise ListenError(bind_failure(addr, role, exc)) from exc
                 time.sleep(0.05)
         sock.setblocking(False)
         out[(addr, role)] = sock
@@ -78,18 +81,21 @@ def _trigger(fd: int) -> Callable[[object], None]:
 
 def run_with_workers(config: Config, reload_config, *, new_loop, build) -> int:
     """The `workers > 1` form of pigeon.app.run (see the module contract)."""
-    from pigeon.app import EX_CONFIG, EX_UNAVAILABLE
+    from pigeon.app import EX_CANTCREAT, EX_CONFIG, EX_UNAVAILABLE
     from pigeon.net.tls import TlsError, TlsProvider
-    from pigeon.queue.store import QueueStore
+    from pigeon.queue.store import QueueStore, StoreError
 
     try:
-        TlsProvider.create(config)
+        TlsProvider.create(config)        # data_dir was made by pigeon.app.run
     except TlsError as exc:
         log.error("%s", exc)
         return EX_CONFIG
-    config.data_dir.mkdir(parents=True, exist_ok=True)
     store = QueueStore(config.queue_dir, fsync=config.queue.fsync)
-    store.open()
+    try:
+        store.open(owner=True)
+    except StoreError as exc:           # a damaged queue.db, a rebuild running: one line
+        log.error("%s", exc)
+        return EX_CANTCREAT
     report = store.recover()
     store.close()
     # Create the account store (schema, WAL mode) once, before several
@@ -104,8 +110,8 @@ def run_with_workers(config: Config, reload_config, *, new_loop, build) -> int:
              report.queued, len(report.reactivated), len(report.missing_content))
     try:
         sockets = bind_all(config)
-    except OSError as exc:
-        log.error("cannot listen: %s", exc.strerror or exc)
+    except ListenError as exc:
+        log.error("%s", exc)
         return EX_UNAVAILABLE
     r, w = os.pipe()
     os.set_blocking(r, False)
@@ -168,6 +174,7 @@ def _restart_logging(config: Config) -> None:
 
 
 def _worker(config, reload_config, sockets, w, new_loop, build) -> int:
+    from pigeon.app import reload_on_signal
     _restart_logging(config)
 
     async def main() -> int:
@@ -176,9 +183,9 @@ def _worker(config, reload_config, sockets, w, new_loop, build) -> int:
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, lambda: None)   # the main process decides
         app = build(config)
+        app.reload_config = reload_config
         app.server.on_queued = _trigger(w)
-        loop.add_signal_handler(signal.SIGHUP,
-                                lambda: asyncio.ensure_future(app.reload(reload_config)))
+        loop.add_signal_handler(signal.SIGHUP, reload_on_signal(app))
         await app.serve_acceptor(stop, sockets)
         return 0
 
@@ -187,7 +194,7 @@ def _worker(config, reload_config, sockets, w, new_loop, build) -> int:
 
 
 def _main(config, reload_config, sockets, r, children, new_loop, build) -> int:
-    from pigeon.app import EX_OK, EX_UNAVAILABLE
+    from pigeon.app import EX_OK, EX_UNAVAILABLE, reload_on_signal
 
     def forward(sig: int) -> None:
         for pid in children:
@@ -218,11 +225,10 @@ def _main(config, reload_config, sockets, r, children, new_loop, build) -> int:
 
         loop.add_reader(r, on_trigger)
 
-        def on_sighup() -> None:
-            forward(signal.SIGHUP)
-            asyncio.ensure_future(app.reload(reload_config))
-
-        loop.add_signal_handler(signal.SIGHUP, on_sighup)
+        # SIGHUP or `pigeon reload` (control socket): the workers reload too.
+        app.reload_config = reload_config
+        app.on_reload = lambda: forward(signal.SIGHUP)
+        loop.add_signal_handler(signal.SIGHUP, reload_on_signal(app))
         try:
             await app.serve(stop, sockets=sockets, recover=False)
         except Exception as exc:       # e.g. another pigeon owns the control socket

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -156,3 +157,14 @@ def test_postfix_verify_fails_on_self_signed_certificate(tmp_path, postfix):
     res = asyncio.run(deliver(postfix.port, req, ClientConfig(tls="verify")))
     assert res[0].outcome is Outcome.DEFERRED and res[0].status == "4.7.5"
     assert "Cannot start TLS" in res[0].diagnostic
+
+
+def test_postfix_takes_a_quoted_sender_with_special_characters(tmp_path, postfix):
+    """proto/client.py Rule 6: a sender our server accepted ('"a>b"@...')
+    goes out re-quoted, and Postfix takes it (it would have deferred forever)."""
+    req = make_request(tmp_path, ["alice@dest.test"])
+    req = dataclasses.replace(req, sender='"a>b c"@src.test')
+    res = asyncio.run(deliver(postfix.port, req))
+    assert [r.outcome for r in res] == [Outcome.DELIVERED], res
+    assert wait_for(lambda: 'from=<"a>b c"@src.test>' in postfix.maillog_text(), 20), \
+        postfix.log_tail()

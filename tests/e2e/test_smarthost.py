@@ -60,3 +60,26 @@ def test_wrong_smarthost_password_defers(pigeon_factory, tmp_path):
     assert "SASL authentication failed" in a.log() or "535" in a.log()
     assert "status=bounced" not in a.log()
     assert not maildir_messages(b.data_dir, "bob@example.test")
+
+
+def test_smarthost_login_goes_to_the_smarthost_only(pigeon_factory, tmp_path):
+    """The relay login belongs to host AND port: a [transports] route to
+    another service on the same address gets no credentials (it offers no
+    AUTH, so sending them would also have deferred the route)."""
+    b = pigeon_factory('[domains."example.test"]\nmailboxes = ["alice", "bob"]\n',
+                       hostname="smarthost.test")
+    add_user(b)
+    c = pigeon_factory('[domains."other.test"]\n', hostname="other.test")   # port 25 role: no AUTH
+    password_file = tmp_path / "relay-password"
+    password_file.write_text(PASSWORD + "\n")
+    a = pigeon_factory(a_config(b, password_file)
+                       + f'[transports]\n"other.test" = "smtp:[127.0.0.1]:{c.port}"\n')
+    with smtplib.SMTP("127.0.0.1", a.port, timeout=10) as s:
+        s.sendmail(USER, ["bob@example.test", "x@other.test"],
+                   f"From: {USER}\r\nSubject: two routes\r\n\r\nhello\r\n".encode())
+    via_b = wait_for(lambda: maildir_messages(b.data_dir, "bob@example.test"), timeout=20)
+    via_c = wait_for(lambda: maildir_messages(c.data_dir, "x@other.test"), timeout=20)
+    assert via_b and via_c, a.log()
+    assert b"with ESMTPSA" in via_b[0].read_bytes()          # logged in at the smarthost
+    assert b"with ESMTPS " in via_c[0].read_bytes()          # TLS, no login at the other service
+    assert "AUTH" not in c.log() and "status=deferred" not in a.log()

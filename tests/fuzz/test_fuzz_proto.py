@@ -20,29 +20,17 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from pigeon.proto.address import Address, parse_path
+from pigeon.proto.address import parse_path
 from pigeon.proto.params import (MailParams, RcptParams, parse_mail_params, parse_rcpt_params,
                                  xtext_decode, xtext_encode)
 from pigeon.proto.server import SessionConfig
 import fuzz_targets as targets
+from address_strategies import addresses
 
 EXAMPLES = int(os.environ.get("PIGEON_FUZZ_EXAMPLES", "200"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 CORPUS = Path(__file__).parent / "corpus"
-
-# --- grammar pieces -------------------------------------------------------------
-
-ATEXT = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~"
-atom = st.text(ATEXT, min_size=1, max_size=12)
-dot_string = st.lists(atom, min_size=1, max_size=4).map(".".join)
-# Quoted local parts: any printable ASCII, quotes and backslashes included.
-quoted = st.text(st.characters(min_codepoint=32, max_codepoint=126), min_size=1, max_size=20)
-label = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
-domain = st.lists(label, min_size=1, max_size=4).map(".".join)
-literal = st.ip_addresses(v=4).map(lambda ip: f"[{ip}]") | \
-    st.ip_addresses(v=6).map(lambda ip: f"[IPv6:{ip.compressed}]")
-addresses = st.builds(Address, dot_string | quoted, domain | literal)
 
 
 @FUZZ

@@ -6,6 +6,14 @@ import logging
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def no_system_config(monkeypatch, tmp_path_factory):
+    """Commands under test never read this machine's /etc/pigeon/pigeon.toml or $PIGEON_CONFIG."""
+    monkeypatch.setattr("pigeon.cli._config.SYSTEM_CONFIG",
+                        tmp_path_factory.getbasetemp() / "no-system-config" / "pigeon.toml")
+    monkeypatch.delenv("PIGEON_CONFIG", raising=False)
+
+
 @pytest.fixture
 def restore_logging():
     """Undo what a test's setup_logging() did to the "pigeon" and "asyncio" loggers."""

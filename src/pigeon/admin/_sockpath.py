@@ -1,6 +1,16 @@
-"""Unix socket paths longer than sockaddr_un allows (108 bytes on Linux).
+"""Unix socket paths: binding with a final mode, and paths longer than sockaddr_un allows.
 
-Contract: `short_path(path)` is a context manager yielding a name that
+Contract: `UnixServer` is the base of pigeon's Unix-socket servers
+(control, submit): `listen(mode, limit)` binds with `bind_socket` and
+serves each connection with the subclass's `handle(reader, writer)`;
+`close()` stops listening, cancels the connections in progress, waits for
+them and removes the socket file. The connection's writer is closed after
+`handle` returns, whatever happened.
+`bind_socket(path, mode)` returns a listening, non-blocking Unix
+socket at `path` with permissions `mode`: a temporary name is bound,
+chmod'ed, then renamed into place, so `path` is never reachable with other
+permissions; on failure the temporary name is removed and OSError raised.
+`short_path(path)` is a context manager yielding a name that
 reaches `path` and fits: `path` itself when it is short enough, else
 "/proc/self/fd/N/<name>" through an O_PATH descriptor of the directory
 (Linux resolves it for bind() and connect() alike). Deep test directories
@@ -10,8 +20,10 @@ OS reports the error.
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import socket
 from pathlib import Path
 from typing import Iterator
 
@@ -30,3 +42,77 @@ def short_path(path: Path) -> Iterator[str]:
         yield f"/proc/self/fd/{fd}/{Path(text).name}"
     finally:
         os.close(fd)
+
+
+def bind_socket(path: Path, mode: int, backlog: int = 16) -> socket.socket:
+    """A listening Unix socket at `path` with permissions `mode` (see the contract)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    try:
+        tmp.unlink()
+    except FileNotFoundError:
+        pass
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        with short_path(tmp) as name:
+            sock.bind(name)
+        os.chmod(tmp, mode)
+        os.rename(tmp, path)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+    return sock
+
+
+class UnixServer:
+    """Listening and closing for a Unix-socket server (see the module contract)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._server: asyncio.AbstractServer | None = None
+        self._clients: set[asyncio.Task] = set()
+
+    async def listen(self, mode: int, limit: int, backlog: int = 16) -> None:
+        """Bind and serve; OSError when the socket cannot be created."""
+        sock = bind_socket(self.path, mode, backlog)
+        self._server = await asyncio.start_unix_server(self._connection, sock=sock, limit=limit)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+    async def _connection(self, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._clients.add(task)
+        try:
+            await self.handle(reader, writer)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            if task is not None:
+                self._clients.discard(task)
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except (ConnectionError, asyncio.CancelledError):
+                pass
+
+    async def close(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        for task in list(self._clients):
+            task.cancel()
+        await asyncio.gather(*self._clients, return_exceptions=True)
+        await self._server.wait_closed()
+        self._server = None
+        try:
+            self.path.unlink()
+        except OSError:
+            pass

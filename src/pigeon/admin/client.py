@@ -5,7 +5,8 @@ Contract:
     and returns the "result" of the answer. Errors:
       - `ControlUnavailable`: nothing answers at `path` (pigeon is not
         running, or runs with another data_dir/control_socket); the message
-        says so and names the path;
+        says so and names the path; its subclass `ControlForbidden`: the
+        socket is there but this user may not open it (mode 0600);
       - `RemoteError`: pigeon answered {"ok": false}; its text is for the
         operator.
     Use it as a context manager to send many requests over one connection
@@ -14,7 +15,7 @@ Contract:
     `status`) from the queue store directly, for when pigeon is not
     running; the results have the same shape as the server's (both are
     built by `pigeon.admin.query` / `pigeon.admin.ops`). It never changes
-    the queue: with no manager running, nobody may (STYLE 3.8).
+    the queue: with no manager running, nobody may.
 """
 from __future__ import annotations
 
@@ -27,11 +28,16 @@ from typing import Any
 from pigeon.admin._sockpath import short_path
 from pigeon.admin.query import Filters, summary
 
-__all__ = ["ControlClient", "ControlUnavailable", "OfflineQueue", "RemoteError"]
+__all__ = ["ControlClient", "ControlForbidden", "ControlUnavailable", "OfflineQueue",
+           "RemoteError"]
 
 
 class ControlUnavailable(Exception):
     """pigeon is not answering on the control socket."""
+
+
+class ControlForbidden(ControlUnavailable):
+    """The control socket exists but this user may not open it (mode 0600)."""
 
 
 class RemoteError(Exception):
@@ -69,6 +75,11 @@ class ControlClient:
             s.close()
             raise ControlUnavailable(f"pigeon is not running (no answer on {self.path}: "
                                      f"{exc.strerror})") from None
+        except PermissionError:
+            s.close()
+            raise ControlForbidden(f"permission denied on the control socket {self.path}: "
+                                   "only root and the user pigeon runs as may use it "
+                                   "(e.g. sudo pigeon ...)") from None
         except OSError as exc:
             s.close()
             raise ControlUnavailable(f"cannot reach pigeon on {self.path}: "

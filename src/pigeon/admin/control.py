@@ -33,7 +33,7 @@ import socket
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping
 
-from pigeon.admin._sockpath import short_path
+from pigeon.admin._sockpath import UnixServer, short_path
 
 __all__ = ["ControlError", "ControlServer", "OpError", "MAX_REQUEST"]
 
@@ -62,89 +62,43 @@ def _socket_alive(path: Path) -> bool:
         return True
 
 
-class ControlServer:
+class ControlServer(UnixServer):
     """Serves `handlers` on the Unix socket `path` (see the module contract)."""
 
     def __init__(self, path: Path, handlers: Mapping[str, Handler]) -> None:
-        self.path = Path(path)
+        super().__init__(path)
         self.handlers = dict(handlers)
-        self._server: asyncio.AbstractServer | None = None
-        self._clients: set[asyncio.Task] = set()
 
     async def start(self) -> None:
         path = self.path
         if path.exists() or path.is_symlink():
             if _socket_alive(path):
-                raise ControlError(f"{path}: another pigeon is answering on this control socket")
+                raise ControlError(f"{path}: another pigeon is answering on this control socket "
+                                   "(a second instance needs its own data_dir, --data-dir, or "
+                                   "[admin] control_socket)")
             path.unlink()                     # stale: the last owner died
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
         try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            with short_path(tmp) as name:
-                sock.bind(name)
-            os.chmod(tmp, 0o600)
-            os.rename(tmp, path)
-            sock.listen(16)
-            sock.setblocking(False)
-            self._server = await asyncio.start_unix_server(self._serve, sock=sock,
-                                                           limit=MAX_REQUEST + 1)
+            await self.listen(0o600, limit=MAX_REQUEST + 1)
         except OSError as exc:
-            sock.close()
-            for p in (tmp,):
-                try:
-                    p.unlink()
-                except OSError:
-                    pass
             raise ControlError(f"{path}: cannot create the control socket: "
                                f"{exc.strerror or exc}") from None
         log.info("control socket at %s", path)
 
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for task in list(self._clients):
-                task.cancel()
-            await asyncio.gather(*self._clients, return_exceptions=True)
-            await self._server.wait_closed()
-            self._server = None
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
             try:
-                self.path.unlink()
-            except OSError:
-                pass
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._clients.add(task)
-        try:
-            while True:
-                try:
-                    line = await reader.readuntil(b"\n")
-                except asyncio.IncompleteReadError:
-                    break                                      # client closed
-                except asyncio.LimitOverrunError:
-                    await self._send(writer, {"ok": False, "error": "request too long"})
-                    break
-                if not line.strip():
-                    continue
-                answer, fatal = await self._answer(line)
-                await self._send(writer, answer)
-                if fatal:
-                    break
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            if task is not None:
-                self._clients.discard(task)
-            writer.close()
-            try:
-                await writer.wait_closed()
-            except (ConnectionError, asyncio.CancelledError):
-                pass
+                line = await reader.readuntil(b"\n")
+            except asyncio.IncompleteReadError:
+                break                                      # client closed
+            except asyncio.LimitOverrunError:
+                await self._send(writer, {"ok": False, "error": "request too long"})
+                break
+            if not line.strip():
+                continue
+            answer, fatal = await self._answer(line)
+            await self._send(writer, answer)
+            if fatal:
+                break
 
     async def _answer(self, line: bytes) -> tuple[dict[str, Any], bool]:
         try:

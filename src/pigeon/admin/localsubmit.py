@@ -22,6 +22,9 @@ Contract:
     QueueStore path (new_spool, write, commit: the same group commit and
     fsync as SMTP mail), so once it returns the message is durable. Store
     errors raise `SubmitError` with EX_TEMPFAIL (75): the caller may retry.
+    `spool_message` is its first half (spool written, not committed), for
+    the server's submit socket, which commits asynchronously
+    (pigeon.admin.submitsock).
   * Pure apart from `enqueue`: the clock and ids are arguments.
 """
 from __future__ import annotations
@@ -30,12 +33,13 @@ import email.utils
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 from pigeon.proto.address import PathError, parse_path
 from pigeon.proto.params import MailParams
 from pigeon.queue.model import Envelope, Recipient
 
-__all__ = ["Prepared", "SubmitError", "enqueue", "normalize_address", "prepare",
+__all__ = ["Prepared", "SubmitError", "enqueue", "normalize_address", "prepare", "prepare_raw", "spool_message",
            "EX_USAGE", "EX_DATAERR", "EX_NOUSER", "EX_SOFTWARE", "EX_TEMPFAIL", "EX_CONFIG"]
 
 EX_USAGE, EX_DATAERR, EX_NOUSER, EX_SOFTWARE = 64, 65, 67, 70
@@ -142,15 +146,25 @@ def prepare(raw: bytes, *, recipients: list[str], extract: bool, sender: str, fu
     return Prepared(fields + added, body, rcpts, had)
 
 
+def prepare_raw(raw: bytes, *, recipients: list[str], domain: str) -> Prepared:
+    """The message as given (sendmail -bs: no fix-ups), CRLF, with checked recipients."""
+    fields, body, had = split_message(to_crlf(raw))
+    rcpts = list(dict.fromkeys(normalize_address(r, domain) for r in recipients))
+    if not rcpts:
+        raise SubmitError("no recipient addresses given", EX_USAGE)
+    return Prepared(fields, body, rcpts, had)
+
+
 def received_field(*, hostname: str, queue_id: str, uid: int, timestamp: float) -> bytes:
     date = email.utils.format_datetime(datetime.fromtimestamp(timestamp, timezone.utc))
     return (f"Received: from local user (uid {uid})\r\n\tby {hostname} (pigeon) "
             f"with local id {queue_id};\r\n\t{date}\r\n").encode()
 
 
-def enqueue(store, prepared: Prepared, *, sender: str, hostname: str, uid: int,
-            now: float, max_size: int = 0) -> Envelope:
-    """Write and commit the message; return its envelope. SubmitError on failure."""
+def spool_message(store, prepared: Prepared, *, sender: str, hostname: str, uid: int,
+                  now: float, max_size: int = 0) -> tuple[Any, Envelope]:
+    """Write the message into a new spool of `store`; (spool, envelope), not yet committed.
+    SubmitError on failure (the spool is discarded)."""
     from pigeon.queue.store import StoreError
 
     try:
@@ -166,18 +180,29 @@ def enqueue(store, prepared: Prepared, *, sender: str, hostname: str, uid: int,
         if max_size and len(content) > max_size:
             raise SubmitError(f"message too big: {len(content)} octets, the limit is {max_size}",
                               EX_DATAERR)
+        eight_bit = not content.isascii()
+        utf8 = not (sender.isascii() and all(r.isascii() for r in prepared.recipients))
+        env = Envelope(spool.queue_id, sender, [Recipient(r) for r in prepared.recipients],
+                       params=MailParams(body="8BITMIME" if eight_bit else None, smtputf8=utf8),
+                       received_at=now, size=len(content), eight_bit=eight_bit,
+                       client_address="", client_helo="", protocol="local")
+        spool.envelope = env            # into the file's preamble, should it spill
         spool.write(content)
     except BaseException as exc:
         spool.discard()
         if isinstance(exc, StoreError):
             raise SubmitError(f"cannot queue the message: {exc}", EX_TEMPFAIL) from None
         raise
-    eight_bit = not content.isascii()
-    utf8 = not (sender.isascii() and all(r.isascii() for r in prepared.recipients))
-    env = Envelope(spool.queue_id, sender, [Recipient(r) for r in prepared.recipients],
-                   params=MailParams(body="8BITMIME" if eight_bit else None, smtputf8=utf8),
-                   received_at=now, size=len(content), eight_bit=eight_bit,
-                   client_address="", client_helo="", protocol="local")
+    return spool, env
+
+
+def enqueue(store, prepared: Prepared, *, sender: str, hostname: str, uid: int,
+            now: float, max_size: int = 0) -> Envelope:
+    """Write and commit the message; return its envelope. SubmitError on failure."""
+    from pigeon.queue.store import StoreError
+
+    spool, env = spool_message(store, prepared, sender=sender, hostname=hostname, uid=uid,
+                               now=now, max_size=max_size)
     try:
         store.commit(spool, env)
     except StoreError as exc:

@@ -9,7 +9,11 @@ Contract:
     to its senders in one command is too easy to do by mistake), `flush`
     (`domain` optional), and `nudge` (sendmail's "new mail, look now";
     with `ids` it also writes their "(queued)" mail-log line, since the
-    sendmail process has no access to the server's log).
+    sendmail process has no access to the server's log). `reload` runs the
+    injected `reload` coroutine (pigeon.reload: the same as SIGHUP) and
+    answers its outcome, {"status": "applied"|"unchanged"|"refused",
+    "applied", "restart", "errors", "warnings"}: a refused reload is a
+    result, not an error, so the operator sees why.
   * Arguments are checked here and refused with `OpError` (shown to the
     operator): ids must be a list of queue-id strings, at most
     MAX_IDS per request (the CLI sends big selections in batches, which is
@@ -26,7 +30,7 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from pigeon.admin.control import OpError
 from pigeon.admin.query import Filters, read_headers, summary
@@ -80,7 +84,8 @@ def show_entry(store, queue_id: str, log_file: Path | None, now: float) -> dict[
 def build_handlers(*, store, manager, maillog=None, log_file: Path | None = None,
                    server_stats: Callable[[], dict] | None = None,
                    clock: Callable[[], float] = time.time,
-                   started_at: float | None = None) -> dict[str, Callable]:
+                   started_at: float | None = None,
+                   reload: Callable[[], Awaitable[dict]] | None = None) -> dict[str, Callable]:
     """The handlers for `ControlServer` (see the module contract)."""
     started = started_at if started_at is not None else clock()
 
@@ -141,7 +146,12 @@ def build_handlers(*, store, manager, maillog=None, log_file: Path | None = None
             raise OpError("domain must be a non-empty string")
         return await manager.flush(domain)
 
+    async def reload_() -> dict:
+        if reload is None:
+            raise OpError("this pigeon cannot reload its configuration")
+        return await reload()
+
     return {"ping": ping, "nudge": nudge, "status": status, "list": list_, "show": show,
             "hold": action("hold"), "release": action("release"), "delete": action("delete"),
             "requeue": action("requeue"), "bounce": action("bounce", allow_all=False),
-            "flush": flush}
+            "flush": flush, "reload": reload_}

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from pigeon.queue.model import Envelope, RecipientStatus
+from pigeon.msgfile import open_message
 from pigeon.queue.store import QueueEntry
 
 __all__ = ["Filters", "MAX_HEADER_BYTES", "last_reason", "parse_age", "read_headers", "summary"]
@@ -125,7 +126,8 @@ def summary(entry: QueueEntry, now: float) -> dict[str, Any]:
 
 def read_headers(path: Path, limit: int = MAX_HEADER_BYTES) -> str:
     """The header section of the content file (text, CRLF -> LF), bounded to `limit` bytes."""
-    with open(path, "rb") as fh:
+    fh, _ = open_message(path)          # past the queue file's preamble (pigeon/msgfile.py)
+    with fh:
         data = fh.read(limit)
     end = data.find(b"\r\n\r\n")
     head = data[:end] if end >= 0 else data

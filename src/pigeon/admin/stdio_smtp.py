@@ -17,6 +17,12 @@ Contract:
     A store failure answers 451/452 4.3.x. Header fix-ups of plain
     `sendmail` (From/Date/Message-ID) are not applied in this mode.
   * Returns the list of queue ids accepted; the caller nudges the server.
+  * `SocketStore(send)` stands in for the store when the user cannot write
+    the queue: each message is handed to the running pigeon over the
+    submit socket at DataFinished (pigeon.admin.submitsock, "raw": no
+    fix-ups), and the 250 comes only after pigeon answered that it is
+    durable; a refusal is a 451. With it, `add_received=False`: pigeon
+    writes the Received: field itself, with the uid the kernel reports.
 """
 from __future__ import annotations
 
@@ -40,9 +46,51 @@ __all__ = ["run_stdio_session"]
 READ_SIZE = 65536
 
 
+class _MemorySpool:
+    """A spool of SocketStore: the content in memory until DataFinished."""
+
+    def __init__(self, envelope: Envelope | None = None) -> None:
+        self.queue_id = ""              # known once pigeon has queued it
+        self.envelope = envelope        # made at DataStarted, completed by _commit
+        self.size = 0
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.parts.append(data)
+        self.size += len(data)
+
+    def discard(self) -> None:
+        self.parts = []
+
+
+class SocketStore:
+    """`new_spool` and `commit` over the submit socket (see the module contract)."""
+
+    def __init__(self, send: Callable[[dict, bytes], dict]) -> None:
+        self.send = send
+
+    def new_spool(self, envelope: Envelope | None = None) -> _MemorySpool:
+        # The envelope travels with the request at commit; the server's own
+        # spool writes it into the queue file (pigeon/msgfile.py).
+        return _MemorySpool(envelope)
+
+    def commit(self, spool: _MemorySpool, envelope: Envelope) -> None:
+        from pigeon.admin.localsubmit import SubmitError
+        from pigeon.admin.submitsock import SubmitUnavailable
+
+        request = {"recipients": [r.address for r in envelope.recipients],
+                   "sender": envelope.sender, "raw": True}
+        try:
+            answer = self.send(request, b"".join(spool.parts))
+        except (SubmitError, SubmitUnavailable) as exc:
+            raise StoreError(str(exc)) from None
+        spool.queue_id = answer["queue_id"]
+
+
 def run_stdio_session(store, session_config: SessionConfig, *, fd_in: int = 0, fd_out: int = 1,
                       uid: int | None = None, clock: Callable[[], float] = time.monotonic,
-                      wallclock: Callable[[], float] = time.time) -> list[str]:
+                      wallclock: Callable[[], float] = time.time,
+                      add_received: bool = True) -> list[str]:
     """Serve one SMTP session over (fd_in, fd_out); see the module contract."""
     uid = os.getuid() if uid is None else uid
     session = ServerSession(session_config, now=clock())
@@ -77,10 +125,11 @@ def run_stdio_session(store, session_config: SessionConfig, *, fd_in: int = 0, f
                     discard()
                     spool_error = None
                     try:
-                        spool = store.new_spool()
-                        spool.write(received_field(hostname=session_config.hostname,
-                                                   queue_id=spool.queue_id, uid=uid,
-                                                   timestamp=wallclock()))
+                        spool = store.new_spool(_envelope(session, wallclock()))
+                        if add_received:
+                            spool.write(received_field(hostname=session_config.hostname,
+                                                       queue_id=spool.queue_id, uid=uid,
+                                                       timestamp=wallclock()))
                         session.respond(None)
                     except StoreError as exc:
                         spool = None
@@ -122,6 +171,15 @@ def run_stdio_session(store, session_config: SessionConfig, *, fd_in: int = 0, f
     return queued
 
 
+def _envelope(session: ServerSession, now: float) -> Envelope:
+    """The envelope as known when DATA starts (it goes into a spilled spool's
+    preamble, pigeon/msgfile.py); `_commit` completes it."""
+    return Envelope("", str(session.sender) if session.sender is not None else "",
+                    [Recipient(str(a), p) for a, p in session.recipients],
+                    params=session.mail_params or MailParams(), received_at=now,
+                    protocol="local")
+
+
 def _commit(store, session: ServerSession, spool, spool_error, ev: DataFinished,
             wallclock: Callable[[], float]) -> tuple[R.Reply, str | None]:
     """Commit the spool (durable before the 250); (reply, queue id or None)."""
@@ -131,10 +189,8 @@ def _commit(store, session: ServerSession, spool, spool_error, ev: DataFinished,
         spool.discard()
         return (R.INSUFFICIENT_STORAGE if getattr(spool_error, "disk_full", False)
                 else R.LOCAL_ERROR), None
-    env = Envelope(spool.queue_id, str(session.sender) if session.sender is not None else "",
-                   [Recipient(str(a), p) for a, p in session.recipients],
-                   params=session.mail_params or MailParams(), received_at=wallclock(),
-                   size=spool.size, eight_bit=ev.eight_bit, protocol="local")
+    env = spool.envelope                # made at DataStarted, now final
+    env.received_at, env.size, env.eight_bit = wallclock(), spool.size, ev.eight_bit
     try:
         store.commit(spool, env)
     except StoreError as exc:

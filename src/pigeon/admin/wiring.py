@@ -8,11 +8,22 @@ Contract:
          the operations of `pigeon.admin.ops` over `manager` and `store`;
          failure is fatal (`ControlError`): a second pigeon on the same
          data_dir must not start;
-      2. serves `GET /metrics` on `[admin] metrics_listen` unless it is "";
+      2. serves the submit socket at `config.submit_socket` (0666) for
+         local users' `sendmail` (pigeon.admin.submitsock); if it cannot be
+         created, an error is logged and pigeon runs without it (SMTP mail
+         must not stop for it);
+      3. serves `GET /metrics` on `[admin] metrics_listen` unless it is "";
          if the address cannot be bound, an error is logged and pigeon runs
          without the endpoint (monitoring must never stop mail);
-      3. returns an `AdminHandle`; `handle.ready()` sends READY=1 to systemd,
-         `handle.close()` sends STOPPING=1 and closes both servers.
+      4. claims the PID file (`pigeon.admin.pidfile`: refused, as
+         `PidFileError`, when another live pigeon holds it);
+      5. returns an `AdminHandle`; `handle.write_pid_file()` writes the pid
+         once the listeners are bound, `handle.ready()` sends READY=1 to
+         systemd, `handle.publish()` (after root was dropped) opens the
+         submit socket to local users again, `handle.close()` sends
+         STOPPING=1, closes the servers and removes the PID file.
+  * `reload` is the coroutine behind the control socket's "reload"
+    operation (`pigeon reload`), returning the outcome as a dict.
   * `metrics` is the `Metrics` the app also gives to the QueueManager (and,
     when wired, the SMTP server); None makes one here, bound to the store's
     queue counts and `server_stats`, available as `handle.metrics`.
@@ -24,11 +35,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from pigeon.admin import sdnotify
-from pigeon.admin.control import ControlServer
+from pigeon.admin.control import ControlError, ControlServer
 from pigeon.admin.ops import build_handlers
+from pigeon.admin.pidfile import PidFile, PidFileError
+from pigeon.admin.submitsock import SubmitServer
+from pigeon.net.listener import bind_reason
 from pigeon.obs.metrics import Metrics, MetricsServer
 
 __all__ = ["AdminHandle", "start_admin"]
@@ -41,6 +55,13 @@ class AdminHandle:
     control: ControlServer
     metrics: Metrics
     metrics_server: MetricsServer | None
+    pid_file: PidFile | None = None
+    submit: SubmitServer | None = None
+
+    def write_pid_file(self) -> None:
+        """Start-up is done: publish our pid (PidFileError if it cannot be written)."""
+        if self.pid_file is not None:
+            self.pid_file.write()
 
     def ready(self, status_text: str = "") -> None:
         """Tell systemd we are up (no-op outside systemd)."""
@@ -49,26 +70,55 @@ class AdminHandle:
     def reloading(self) -> None:
         sdnotify.reloading()
 
+    def publish(self) -> None:
+        """After dropping root (whose hand-over made every file private): reopen the
+        submit socket to local users."""
+        if self.submit is not None:
+            try:
+                self.submit.publish()
+            except OSError as exc:
+                log.error("submit socket %s not opened to local users: %s", self.submit.path,
+                          exc.strerror or exc)
+
     async def close(self) -> None:
         sdnotify.stopping()
         if self.metrics_server is not None:
             await self.metrics_server.close()
+        if self.submit is not None:
+            await self.submit.close()
         await self.control.close()
+        if self.pid_file is not None:
+            self.pid_file.remove()
 
 
 async def start_admin(config, store, manager, maillog: Any = None,
                       server_stats: Callable[[], dict] | None = None,
-                      metrics: Metrics | None = None) -> AdminHandle:
-    """See the module contract. Raises `pigeon.admin.control.ControlError`."""
+                      metrics: Metrics | None = None,
+                      reload: Callable[[], Awaitable[dict]] | None = None) -> AdminHandle:
+    """See the module contract. Raises `pigeon.admin.control.ControlError`
+    or `pigeon.admin.pidfile.PidFileError`."""
     if metrics is None:
         metrics = Metrics()
     metrics.bind(queue_counts=store.counts, server_stats=server_stats,
                  storage=getattr(manager, "storage_status", None))
     log_file: Path | None = config.log.file
     handlers = build_handlers(store=store, manager=manager, maillog=maillog, log_file=log_file,
-                              server_stats=server_stats)
+                              server_stats=server_stats, reload=reload)
     control = ControlServer(config.control_socket, handlers)
     await control.start()
+    pid_file = PidFile(config.pid_file)
+    try:
+        pid_file.claim()
+    except PidFileError:
+        await control.close()
+        raise
+    submit: SubmitServer | None = SubmitServer(config.submit_socket, config=config, store=store,
+                                               on_queued=manager.submit, maillog=maillog)
+    try:
+        await submit.start()
+    except ControlError as exc:
+        log.error("%s; local users cannot send mail with sendmail", exc)
+        submit = None
     server = None
     listen = config.admin.metrics_listen
     if listen is not None:
@@ -76,6 +126,8 @@ async def start_admin(config, store, manager, maillog: Any = None,
         try:
             await server.start()
         except OSError as exc:
-            log.error("metrics endpoint %s not started: %s", listen, exc.strerror or exc)
+            log.error("metrics endpoint %s not started: %s (set by [admin] metrics_listen in the "
+                      'configuration or --metrics-listen; "" turns it off)', listen,
+                      bind_reason(exc))
             server = None
-    return AdminHandle(control, metrics, server)
+    return AdminHandle(control, metrics, server, pid_file, submit)

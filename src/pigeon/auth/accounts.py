@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pigeon.auth import passwords, scram
+from pigeon.fsutil import ensure_file
 from pigeon.auth.scram import ScramKeys
 
 FILE_NAME = "accounts.db"
@@ -92,9 +93,8 @@ class AccountStore:
 
     def open(self) -> "AccountStore":
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            os.close(fd)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            ensure_file(self.path, 0o600)        # its -wal/-shm copy its mode
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA busy_timeout=5000")   # first: the WAL switch may wait too
             db.execute("PRAGMA journal_mode=WAL")

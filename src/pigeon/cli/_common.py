@@ -3,8 +3,8 @@
 Contract:
   * Exit statuses follow sysexits.h so scripts and service managers can tell
     a usage mistake (64) from a bad configuration (78).
-  * Errors go to stderr as one line, "pigeon: <message>"; normal output goes
-    to stdout. Nothing here touches logging: commands other than `serve`
+  * Errors go to stderr as "pigeon: <message>", one line per problem;
+    normal output goes to stdout. Nothing here touches logging: commands other than `serve`
     print, they do not log.
 """
 from __future__ import annotations
@@ -15,14 +15,21 @@ from typing import NoReturn, TextIO
 
 EX_OK = 0
 EX_USAGE = 64        # command line usage error
+EX_CANTCREAT = 73    # the queue store is unusable (damaged queue.db)
 EX_CONFIG = 78       # configuration error
 
 PROG = "pigeon"
 
 
 def fail(message: str, status: int, stream: TextIO | None = None) -> int:
-    """Print `pigeon: message` to stderr and return `status` (for `return fail(...)`)."""
-    print(f"{PROG}: {message}", file=stream if stream is not None else sys.stderr)
+    """Print `pigeon: message` to stderr and return `status` (for `return fail(...)`).
+
+    A message of several lines (every problem of a configuration file) gets
+    the prefix on each line, so each reads, and greps, on its own.
+    """
+    out = stream if stream is not None else sys.stderr
+    for line in message.splitlines() or [""]:
+        print(f"{PROG}: {line}", file=out)
     return status
 
 

@@ -1,10 +1,17 @@
 """Helpers for the commands that talk to a running pigeon (queue, status, log, sendmail).
 
 Contract:
-  * Which configuration: `-c/--config FILE`, else $PIGEON_CONFIG, else
-    ./pigeon.toml when it exists, else the embedded defaults; then
-    `--data-dir` overrides data_dir. The configuration only tells where
-    the data directory, the control socket and the log file are.
+  * Which configuration: the rule of `pigeon.cli._config` (`-c FILE`,
+    else $PIGEON_CONFIG, else /etc/pigeon/pigeon.toml, else the embedded
+    defaults; never the current directory's pigeon.toml); then `--data-dir`
+    overrides data_dir. The configuration only tells where the data
+    directory, the control socket and the log file are. `load` refuses a
+    data_dir that does not exist (78) and, run as root, switches to the
+    owner of data_dir (`_config.become_data_owner`).
+  * `-c/--config` and `--data-dir` are accepted before and after the
+    action (`pigeon user add NAME -c FILE` = `pigeon user -c FILE add
+    NAME`): `add_config_arguments(parser)` on the command's parser and
+    `add_config_arguments(subparser, nested=True)` on each action's.
   * `connect(config, offline_ok)` returns a `ControlClient` when pigeon
     answers on the control socket; if it does not and `offline_ok`, an
     `OfflineQueue` reading the store; else raises `ControlUnavailable`.
@@ -13,57 +20,65 @@ Contract:
     logs never see carriage returns.
   * Exit statuses (sysexits.h): 69 EX_UNAVAILABLE when pigeon must be
     running and is not, 65 EX_DATAERR when it refused the request (unknown
-    id...), 78 EX_CONFIG for configuration errors, 66 EX_NOINPUT for a
-    missing log file.
+    id...), 77 EX_NOPERM when this user may not use the control socket or
+    read the store, 78 EX_CONFIG for configuration errors, 66 EX_NOINPUT
+    for a missing log file.
 """
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 from typing import TextIO
 
-from pigeon.admin.client import ControlClient, ControlUnavailable, OfflineQueue
-from pigeon.config.load import load_config
+from pigeon.admin.client import ControlClient, ControlForbidden, ControlUnavailable, OfflineQueue
+from pigeon.cli._config import CONFIG_ENV, SYSTEM_CONFIG, become_data_owner, load_for_command, locate
+from pigeon.cli._entry import raw_stream
 from pigeon.config.schema import Config
 
 EX_DATAERR = 65
 EX_NOINPUT = 66
 EX_UNAVAILABLE = 69
+EX_NOPERM = 77
 
-CONFIG_ENV = "PIGEON_CONFIG"
 
-
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", metavar="FILE", type=Path,
+def add_config_arguments(parser: argparse.ArgumentParser, *, nested: bool = False) -> None:
+    """-c/--config and --data-dir; `nested` for an action's own parser (see the contract)."""
+    # An action's parser must not reset what was given before the action:
+    # argparse copies a subparser's defaults over the namespace, so the
+    # nested copies have no default at all (SUPPRESS).
+    default = argparse.SUPPRESS if nested else None
+    parser.add_argument("-c", "--config", metavar="FILE", type=Path, default=default,
                         help=f"TOML configuration file (default: ${CONFIG_ENV}, "
-                             "else ./pigeon.toml if present, else built-in defaults)")
-    parser.add_argument("--data-dir", metavar="DIR", help="data directory (overrides the file)")
+                             f"else {SYSTEM_CONFIG} if present, else built-in defaults)")
+    parser.add_argument("--data-dir", metavar="DIR", default=default,
+                        help="data directory (overrides the file)")
 
 
 def config_path(explicit: Path | None, environ: dict | None = None) -> Path | None:
     """The configuration file to read (see the contract), or None for defaults."""
-    env = os.environ if environ is None else environ
-    if explicit is not None:
-        return explicit
-    if env.get(CONFIG_ENV):
-        return Path(env[CONFIG_ENV])
-    local = Path("pigeon.toml")
-    return local if local.is_file() else None
+    return locate(explicit, environ).path
 
 
-def load(args: argparse.Namespace) -> Config:
-    """The configuration for these args; raises ConfigError."""
-    overrides = {"data_dir": args.data_dir} if getattr(args, "data_dir", None) else {}
-    return load_config(config_path(getattr(args, "config", None)), overrides)
+def load(args: argparse.Namespace, *, need_data_dir: bool = True,
+         as_owner: bool = True) -> Config:
+    """The configuration for these args (see the contract); raises ConfigError."""
+    config = load_for_command(getattr(args, "config", None), getattr(args, "data_dir", None),
+                              need_data_dir=need_data_dir)
+    if need_data_dir and as_owner:
+        become_data_owner(config)
+    return config
 
 
 def connect(config: Config, *, offline_ok: bool = False):
+    """The running server's ControlClient, else (`offline_ok`) an OfflineQueue.
+    Raises ControlUnavailable; ControlForbidden (a user who may not ask) never falls back."""
     client = ControlClient(config.control_socket)
     try:
         client.call("ping")
+    except ControlForbidden:
+        raise
     except ControlUnavailable:
         if offline_ok:
             return OfflineQueue(config)
@@ -79,7 +94,8 @@ class Progress:
     def __init__(self, label: str, total: int, stream: TextIO | None = None,
                  enabled: bool | None = None) -> None:
         self.label, self.total = label, total
-        self.stream = stream if stream is not None else sys.stderr
+        # The raw stream: its carriage returns must not be escaped (cli._entry).
+        self.stream = stream if stream is not None else raw_stream(sys.stderr)
         self.enabled = self.stream.isatty() if enabled is None else enabled
         self.done = 0
         self._last = 0.0

@@ -1,21 +1,35 @@
-"""`pigeon check-config FILE`: load a configuration file the way `serve` would.
+"""`pigeon check-config [FILE]`: load a configuration file the way `serve` would.
 
 Contract:
-  * The file is checked by the same `load_config` that `serve` uses, with no
-    command-line overrides, so "ok" here means `pigeon serve --config FILE`
-    gets past configuration.
-  * On success: "ok: FILE" and a short summary on stdout, exit 0. On failure:
-    "pigeon: <error>" on stderr, exit 78 (EX_CONFIG). A configured TLS
-    certificate and key are checked as start-up checks them. Nothing is created or
-    opened besides reading FILE (the log file and data_dir are not touched).
+  * Without FILE, the file `serve` would read (pigeon.cli._config: $PIGEON_CONFIG,
+    else /etc/pigeon/pigeon.toml); none found is an error (78).
+  * The file is checked by the same loader that `serve` uses
+    (`collect_config`), with no command-line overrides, so "ok" here means
+    `pigeon serve --config FILE` gets past configuration.
+  * Every problem found is reported in one run, one line each on stderr,
+    "pigeon: FILE:LINE: key: message", in the order of the file; then exit
+    78 (EX_CONFIG). A configured TLS certificate and key are checked as
+    start-up checks them, in the same run (their problem names the tls key).
+  * Risky but valid settings (`pigeon.config.risks`: an open relay, a
+    public listener with relay networks) are warnings on stderr,
+    "pigeon: FILE:LINE: warning: key: message"; they do not change the
+    exit status.
+  * On success: "ok: FILE" and a summary on stdout (every listener by role,
+    TLS, domains, relaying, transports, metrics, files), exit 0. Nothing is
+    created or opened besides reading FILE and the certificate files (the
+    log file and data_dir are not touched).
 """
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from pigeon.cli._common import EX_CONFIG, fail
-from pigeon.config.load import ConfigError, load_config
+from pigeon.cli._common import EX_CONFIG, PROG, fail
+from pigeon.cli._config import CONFIG_ENV, SYSTEM_CONFIG, locate
+from pigeon.config.load import ConfigError, ConfigErrors, collect_config
+from pigeon.config.locate import KeyLocator
+from pigeon.config.risks import risks
 from pigeon.config.schema import Config
 
 HELP = "check a configuration file and summarise it"
@@ -23,27 +37,36 @@ HELP = "check a configuration file and summarise it"
 DESCRIPTION = """\
 Load FILE exactly as "pigeon serve --config FILE" would: every key is
 checked, unknown keys are errors (with the closest known key suggested).
-On success print "ok: FILE" and what the server would do; otherwise print
-the first problem, naming the file and the key, and exit 78.
+Every problem is printed in one run, each with the file, the line and the
+key; then the exit status is 78. Risky settings (an open relay, a public
+listener with relay networks) are printed as warnings. On success print
+"ok: FILE" and what the server would do.
 """
 
 EPILOG = """\
 examples:
-  pigeon check-config /etc/pigeon.toml
-      ok: /etc/pigeon.toml
+  pigeon check-config
+      ok: /etc/pigeon/pigeon.toml
         hostname:       mx.example.test
         listen:         0.0.0.0:25, [::]:25
-        domains:        example.test (2 mailboxes), localhost (any mailbox)
+        submission:     0.0.0.0:587 (STARTTLS, then AUTH)
         ...
   pigeon check-config bad.toml
-      pigeon: bad.toml: limits.mesage_size: unknown key (did you mean "message_size"?)
+      pigeon: bad.toml:7: limits.mesage_size: unknown key (did you mean "message_size"?)
+      pigeon: bad.toml:12: smtp.pipelining: must be true or false, got "yes"
 
-exit status: 0 when the file is valid, 78 when it is not.
+exit status: 0 when the file is valid (warnings or not), 78 when it is not.
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", metavar="FILE", type=Path, help="the TOML configuration file")
+    parser.add_argument("file", metavar="FILE", type=Path, nargs="?",
+                        help="the TOML configuration file (default: the one `serve` would "
+                             "read: $PIGEON_CONFIG, else /etc/pigeon/pigeon.toml)")
+
+
+def _listeners(addrs, what: str) -> str:
+    return f"{', '.join(str(a) for a in addrs)} ({what})" if addrs else "off"
 
 
 def summary(config: Config) -> list[str]:
@@ -53,32 +76,75 @@ def summary(config: Config) -> list[str]:
         boxes = config.domains[name].mailboxes
         count = "any mailbox" if boxes is None else f"{len(boxes)} mailbox" + ("" if len(boxes) == 1 else "es")
         domains.append(f"{name} ({count})")
+    tls = config.tls
+    if tls.cert_file is not None:
+        certificate = f"certificate {tls.cert_file}, key {tls.key_file}"
+    else:
+        certificate = f"self-signed certificate (made at start-up in {config.data_dir / 'tls'})"
+    starttls = "STARTTLS offered on listen" if tls.starttls else "no STARTTLS on listen"
+    transports = [f"{name} -> {spec}" for name, spec in sorted(config.transports.items())]
+    metrics = config.admin.metrics_listen
     rows = [
         ("hostname", config.hostname),
         ("listen", ", ".join(str(a) for a in config.listen)),
+        ("submission", _listeners(config.submission_listen, "STARTTLS, then AUTH")),
+        ("submissions", _listeners(config.submissions_listen, "implicit TLS, then AUTH")),
+        ("tls", f"{certificate}; {tls.min_version} or later; {starttls}"),
         ("domains", ", ".join(domains) or "none (no local delivery)"),
         ("relay networks", ", ".join(str(n) for n in config.relay_networks) or "none"),
         ("aliases", str(len(config.aliases))),
+        ("transports", ", ".join(transports) or "none"),
+        ("relay host", str(config.delivery.relay_host or "none (direct delivery by MX)")),
+        ("metrics", f"http://{metrics}/metrics" if metrics is not None else "off"),
+        ("control socket", str(config.control_socket)),
         ("data dir", str(config.data_dir)),
         ("log", f"{config.log.format}, {config.log.level}, to {config.log.file or 'stderr'}"),
     ]
     return [f"  {label + ':':<15} {value}" for label, value in rows]
 
 
-def run(args: argparse.Namespace) -> int:
+def tls_problems(config: Config, source: str) -> list[ConfigError]:
+    """The start-up checks of a configured certificate and key, as ConfigErrors naming the key."""
+    tls = config.tls
+    if tls.cert_file is None or tls.key_file is None:
+        return []       # a self-signed default is made at start-up
+    from pigeon.net.tls import TlsError, build_context, check_certificate
     try:
-        config = load_config(args.file)
-    except ConfigError as exc:
-        return fail(str(exc), EX_CONFIG)
-    if config.tls.cert_file is not None and config.tls.key_file is not None:
         # The same checks as start-up: readable, parsable, valid now, key
-        # matching the certificate. A self-signed default is made at start-up.
-        from pigeon.net.tls import TlsError, build_context, check_certificate
-        try:
-            check_certificate(config.tls.cert_file)
-            build_context(config.tls, config.tls.cert_file, config.tls.key_file)
-        except TlsError as exc:
-            return fail(str(exc), EX_CONFIG)
+        # matching the certificate.
+        check_certificate(tls.cert_file)
+        build_context(tls, tls.cert_file, tls.key_file)
+    except TlsError as exc:
+        text = str(exc)
+        key = ("tls.ciphers" if text.startswith("tls.ciphers:")
+               else "tls.key_file" if text.startswith(f"{tls.key_file}:") else "tls.cert_file")
+        return [ConfigError(key, text.removeprefix("tls.ciphers: "), source)]
+    return []
+
+
+def run(args: argparse.Namespace) -> int:
+    args.file = locate(args.file).path
+    if args.file is None:
+        return fail(f"no configuration file to check: give FILE, set ${CONFIG_ENV}, "
+                    f"or install {SYSTEM_CONFIG}", EX_CONFIG)
+    config, problems = collect_config(args.file)
+    source = str(args.file)
+    refused = {p.key for p in problems}
+    if config is not None and not refused & {"tls.cert_file", "tls.key_file", "tls.ciphers"}:
+        problems += tls_problems(config, source)
+    locator = None
+    if config is not None:
+        locator = KeyLocator(args.file.read_text(encoding="utf-8"))
+        for problem in problems:
+            if problem.line is None and problem.key and problem.source == source:
+                problem.line = locator.line_of(problem.key)
+    if problems:
+        return fail(str(ConfigErrors(problems)), EX_CONFIG)
+    assert config is not None and locator is not None
+    for risk in risks(config):
+        line = locator.line_of(risk.key)
+        where = f"{source}:{line}" if line is not None else source
+        print(f"{PROG}: {where}: warning: {risk.key}: {risk.message}", file=sys.stderr)
     print(f"ok: {args.file}")
     for line in summary(config):
         print(line)

@@ -34,12 +34,13 @@ report it produced, followed through that report's own queue id.
 EPILOG = """\
 examples:
   pigeon log 5F3A1C0E2B7D0001
-  pigeon log --log-file /var/log/pigeon.log 5F3A1C0E2B7D0001
+  pigeon log --log-file /var/log/pigeon/pigeon.log 5F3A1C0E2B7D0001
 
 When pigeon logs to stderr under systemd, use the journal instead:
   journalctl -u pigeon | grep 5F3A1C0E2B7D0001
 
-exit status: 0 found, 1 nothing found, 66 no log file, 78 configuration error.
+exit status: 0 found, 1 nothing found, 64 not a queue id, 66 no log file,
+78 configuration error.
 """
 
 
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     path = args.log_file
     if path is None:
         try:
-            path = load(args).log.file
+            path = load(args, need_data_dir=False).log.file
         except ConfigError as exc:
             return fail(str(exc), EX_CONFIG)
     if path is None:

@@ -10,7 +10,12 @@ Contract:
     (parser)` and `run(args) -> int`. Adding a command (queue, user, sendmail)
     is one new module plus one line here; nothing registers itself at import.
   * Exit statuses follow sysexits.h (see cli._common): 0 ok, 64 usage error,
-    78 configuration error; `serve` passes on the status pigeon.app.run returns.
+    78 configuration error, 73 a damaged queue database (any command that
+    opens the store); `serve` passes on the status pigeon.app.run returns.
+  * Every command runs through `cli._entry.run_entry`: a closed stdout
+    (141), Ctrl-C (130) and unhandled permission or I/O errors (77, 74)
+    end without a traceback, and output other than `serve`'s has its
+    control characters escaped.
   * Importing this module is cheap: heavy parts (the server) are imported
     inside the command that needs them.
 """
@@ -22,7 +27,8 @@ import sys
 from types import ModuleType
 from typing import Sequence
 
-from pigeon.cli._common import EX_USAGE, PROG, ArgumentParser, HelpFormatter
+from pigeon.cli._common import EX_CANTCREAT, EX_USAGE, PROG, ArgumentParser, HelpFormatter, fail
+from pigeon.cli._entry import run_entry
 from pigeon.cli.version import version_line
 
 __all__ = ["main", "build_parser", "COMMANDS"]
@@ -35,6 +41,7 @@ COMMANDS: dict[str, str] = {
     "user": "pigeon.cli.user",
     "queue": "pigeon.cli.queue",
     "status": "pigeon.cli.status",
+    "reload": "pigeon.cli.reload",
     "log": "pigeon.cli.log",
     "sendmail": "pigeon.cli.sendmail",
 }
@@ -49,12 +56,19 @@ EPILOG = """\
 Run "pigeon COMMAND --help" for a command's options.
 
 examples:
-  pigeon serve                                  try it: 127.0.0.1:2525, domain localhost
-  pigeon serve --config /etc/pigeon.toml        run with a configuration file
-  pigeon check-config /etc/pigeon.toml          check a file before (re)starting
+  pigeon serve                                  /etc/pigeon/pigeon.toml if it exists, else
+                                                the quick start: 127.0.0.1:2525, domain localhost
+  pigeon serve --config FILE                    run with another configuration file
+  pigeon check-config                           check it before (re)starting
+  pigeon reload                                 apply the changed file, or see why not
 
-exit status (sysexits.h): 0 ok, 64 usage error, 78 configuration error;
-other values come from the server (69: cannot listen, 73: data_dir unusable).
+Every command finds its configuration by one rule: -c FILE, else
+$PIGEON_CONFIG, else /etc/pigeon/pigeon.toml, else the built-in defaults
+(never a pigeon.toml in the current directory).
+
+exit status (sysexits.h), for every command: 0 ok, 64 usage error,
+77 permission denied, 78 configuration error, 130 interrupted (Ctrl-C),
+141 output closed early (| head). "pigeon COMMAND --help" lists the others.
 See docs/config.md for every configuration key.
 """
 
@@ -88,7 +102,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EX_USAGE
-    return int(args.run(args))
+    return run_entry(lambda: _run_command(args), escape=args.command != "serve")
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    try:
+        return int(args.run(args))
+    except Exception as exc:
+        # A damaged queue.db met by any command that opens the store (queue
+        # list offline, status): one line naming the repair, never a traceback.
+        from pigeon.queue.spool import StoreError
+        if isinstance(exc, StoreError):
+            return fail(str(exc), EX_CANTCREAT)
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

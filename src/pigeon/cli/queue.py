@@ -6,14 +6,19 @@ Contract:
     race a delivery. `list` and `show` fall back to reading the store when
     pigeon is not running (and say so on stderr); actions then fail with
     69 (EX_UNAVAILABLE).
+  * `rebuild` works on the store itself, with pigeon stopped
+    (pigeon.cli._rebuild has its contract and exit statuses).
   * Ids are given as arguments or `--all`. Big selections are sent in
     batches of BATCH ids with a progress bar on a TTY (cli._control.Progress).
   * Output: a Postfix mailq-like table (or `--json`, one JSON document:
     the server's result, field names stable); one summary line per action
     ("held 3; 1 being delivered, held when that attempt ends; 0 skipped").
-  * Exit statuses: 0 ok (also when some ids were skipped, which the
-    summary says), 65 pigeon refused the request (unknown id in `show`,
-    bad argument), 69 pigeon not running, 78 configuration error.
+  * Exit statuses: 0 ok (also when some ids were skipped because of their
+    state, which the summary says), 64 usage error, 65 pigeon refused the
+    request or a named id is not in the queue (`show`, and every action
+    given ids: the others are still acted on), 69 pigeon not running (for
+    actions), 77 this user may not use the control socket or read the
+    store, 78 configuration error.
 """
 from __future__ import annotations
 
@@ -22,11 +27,11 @@ import json
 import sys
 import time
 
-from pigeon.admin.client import ControlUnavailable, OfflineQueue, RemoteError
+from pigeon.admin.client import ControlForbidden, ControlUnavailable, OfflineQueue, RemoteError
 from pigeon.admin.query import parse_age
 from pigeon.cli._common import EX_CONFIG, EX_USAGE, fail
-from pigeon.cli._control import (EX_DATAERR, EX_UNAVAILABLE, Progress, add_config_arguments,
-                                 connect, human_age, human_size, load)
+from pigeon.cli._control import (EX_DATAERR, EX_NOPERM, EX_UNAVAILABLE, Progress,
+                                 add_config_arguments, connect, human_age, human_size, load)
 from pigeon.config.load import ConfigError
 
 HELP = "list, inspect and act on queued mail (hold, release, delete, bounce, flush)"
@@ -49,6 +54,8 @@ actions:
   bounce ID...      return to the sender with a delivery status
                     notification (5.0.0), then remove
   requeue ID...|--all  retry now as new mail (like postsuper -r)
+  rebuild [--from-files]  pigeon stopped: rebuild the queue database from
+                    the message files (after a restore or a damaged queue.db)
 
 "list" and "show" also work while pigeon is stopped (they read the store).
 """
@@ -65,8 +72,10 @@ examples:
 states: incoming (new), active (being delivered), deferred (waiting for a
 retry), hold (by an operator), corrupt (unreadable, kept for inspection).
 
-exit status: 0 ok, 65 request refused (unknown id), 69 pigeon not
-running (for actions), 78 configuration error.
+exit status: 0 ok, 64 usage error, 65 request refused or a queue ID that
+is not in the queue, 69 pigeon not running (for actions), 77 permission
+denied (run as root or the pigeon user), 78 configuration error; rebuild:
+73 damaged queue database (use --from-files), 75 pigeon is running.
 """
 
 BATCH = 500
@@ -77,6 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     lst = sub.add_parser("list", help="list queued messages")
+    add_config_arguments(lst, nested=True)
     lst.add_argument("--state", choices=("incoming", "active", "deferred", "hold", "corrupt"))
     lst.add_argument("--domain", metavar="DOMAIN",
                      help='with a recipient still to deliver at DOMAIN (".DOMAIN": subdomains)')
@@ -84,19 +94,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     lst.add_argument("--older-than", metavar="AGE", help="arrived more than AGE ago: 90, 15m, 2h, 3d")
     lst.add_argument("--json", action="store_true", help="print JSON")
     show = sub.add_parser("show", help="envelope, headers and history of one message")
+    add_config_arguments(show, nested=True)
     show.add_argument("id", metavar="ID")
     show.add_argument("--json", action="store_true", help="print JSON")
     flush = sub.add_parser("flush", help="retry deferred mail now")
+    add_config_arguments(flush, nested=True)
     flush.add_argument("domain", metavar="DOMAIN", nargs="?")
     flush.add_argument("--json", action="store_true", help="print JSON")
     for name, text in (("hold", "put messages on hold"), ("release", "release held messages"),
                        ("delete", "delete messages"), ("requeue", "retry messages now"),
                        ("bounce", "return messages to their senders")):
         p = sub.add_parser(name, help=text)
+        add_config_arguments(p, nested=True)
         p.add_argument("ids", metavar="ID", nargs="*")
         if name != "bounce":
             p.add_argument("--all", action="store_true", help="every message it applies to")
         p.add_argument("--json", action="store_true", help="print JSON")
+    rebuild = sub.add_parser("rebuild", help="rebuild the queue database from the message "
+                             "files (pigeon must be stopped)")
+    rebuild.add_argument("--from-files", action="store_true",
+                         help="move queue.db aside (damaged or not) and start from the files")
+    # Also after the action, as the store's repair hint writes it.
+    add_config_arguments(rebuild, nested=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -104,6 +123,9 @@ def run(args: argparse.Namespace) -> int:
         config = load(args)
     except ConfigError as exc:
         return fail(str(exc), EX_CONFIG)
+    if args.action == "rebuild":                # offline, see pigeon.cli._rebuild
+        from pigeon.cli._rebuild import run_rebuild
+        return run_rebuild(config, args)
     readonly = args.action in ("list", "show")
     try:
         client = connect(config, offline_ok=readonly)
@@ -119,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
                           + (f" for {args.domain}" if args.domain else ""))
             return 0
         return _act(client, args)
+    except ControlForbidden as exc:
+        return fail(str(exc), EX_NOPERM)
     except ControlUnavailable as exc:
         return fail(str(exc), EX_UNAVAILABLE)
     except RemoteError as exc:
@@ -222,7 +246,7 @@ def _act(client, args: argparse.Namespace) -> int:
     ids = list(args.ids)
     if use_all:
         ids = [e["id"] for e in client.call("list", filters={})["entries"]]
-    total = {"done": [], "pending": [], "skipped": []}
+    total = {"done": [], "pending": [], "skipped": [], "unknown": []}
     bar = Progress(action, len(ids))
     with client:
         for start in range(0, len(ids), BATCH):
@@ -241,6 +265,11 @@ def _act(client, args: argparse.Namespace) -> int:
     if total["skipped"]:
         text += f"; {len(total['skipped'])} skipped (not queued, or not in a state for {action})"
     _print_result(args, total, text)
+    if total["unknown"] and not use_all:
+        # Named ids that are not queued: the operator's mistake, said and
+        # reported like `show` does (65). With --all they only vanished
+        # (delivered) between the listing and the action.
+        return fail(f"not in the queue: {' '.join(total['unknown'])}", EX_DATAERR)
     return 0
 
 

@@ -2,12 +2,19 @@
 
 Contract:
   * The message is read from standard input and queued LOCALLY, without the
-    network: written through `QueueStore` into data_dir (same fsync'ed
-    group commit as SMTP mail; SQLite WAL lets this second process share
-    the database), fixed up as Postfix's cleanup does for local mail
-    (pigeon.admin.localsubmit), then the running server is nudged over the
-    control socket. If pigeon is not running the message waits in the
-    queue and goes out when it starts; that is not an error.
+    network, fixed up as Postfix's cleanup does for local mail
+    (pigeon.admin.localsubmit). Two ways, by who runs it:
+      - root and the owner of data_dir (the pigeon user) write the queue
+        themselves through `QueueStore` (same fsync'ed group commit as SMTP
+        mail; SQLite WAL lets this second process share the database),
+        root acting as the owner of data_dir and with umask 077, so the
+        server can read what it wrote and nobody else can; then the running
+        server is nudged over the control socket. If pigeon is not running
+        the message waits in the queue; that is not an error.
+      - every other user hands the message to the running pigeon over its
+        submit socket (pigeon.admin.submitsock): the sender is their login,
+        -f is ignored, Received: shows their uid. If pigeon is not running
+        the message is NOT queued: 75 (EX_TEMPFAIL), try again.
   * Flags (sendmail/Postfix compatible):
       -t           recipients from To/Cc/Bcc (added to those given); Bcc removed
       -i, -oi      a line with a single "." does not end the message
@@ -22,13 +29,17 @@ Contract:
       -o*, -B T, -N D, -R R, -V E, -O O, -X F, -h N, -L L, -v, -n, -m, -U, -G, -e*
                    accepted and ignored, for compatibility
     Anything else (e.g. -bd) is a usage error.
-  * Configuration: -C FILE, else $PIGEON_CONFIG, else ./pigeon.toml, else
-    the built-in defaults (cli._control).
+  * Configuration: the rule of every pigeon command (cli._config): -C
+    FILE, else $PIGEON_CONFIG, else /etc/pigeon/pigeon.toml, else the
+    built-in defaults; never ./pigeon.toml. A data_dir that does not exist
+    is refused (78): sendmail never creates one.
   * Errors: one line "sendmail: ..." on stderr and a sysexits.h status:
     64 EX_USAGE (bad flag, no recipients), 65 EX_DATAERR (message too
     big), 67 EX_NOUSER (bad address), 70 EX_SOFTWARE (a bug), 73
-    EX_CANTCREAT / 77 EX_NOPERM (queue not writable), 75 EX_TEMPFAIL (queue
-    write failed: try again), 78 EX_CONFIG (bad configuration).
+    EX_CANTCREAT (the queue cannot be opened), 75 EX_TEMPFAIL (queue write
+    failed, or pigeon not running for an ordinary user: try again), 77
+    EX_NOPERM (permission denied, e.g. data_dir unreachable), 78 EX_CONFIG
+    (bad configuration, no configuration, data_dir missing).
   * `pigeon sendmail ...` takes the same flags: its argparse parser is made
     to pass every argument through untouched (sendmail flags are not
     GNU-style), and `run` parses them here.
@@ -44,6 +55,7 @@ from pathlib import Path
 from typing import BinaryIO, NoReturn, TextIO
 
 from pigeon.admin import localsubmit as L
+from pigeon.cli._config import become_data_owner, load_for_command
 from pigeon.cli._control import config_path
 
 HELP = "sendmail(1) compatible: queue a message read from stdin (-t -i -f -bs -bp -q)"
@@ -54,18 +66,21 @@ network, like Postfix's and Sendmail's sendmail command. Recipients are
 the arguments, and/or (with -t) the To, Cc and Bcc fields; Bcc fields are
 removed. Missing From, Date and Message-ID fields are added. The running
 pigeon is told at once; if it is not running, the message waits in the
-queue until it starts.
+queue until it starts. Users other than root and the pigeon user hand
+their mail to the running pigeon (its submit socket): their login is the
+sender, -f is ignored, and nothing is queued while pigeon is down (75).
 
 usage: sendmail [-t] [-i|-oi] [-f SENDER] [-F NAME] [-C FILE] [RECIPIENT...]
        sendmail -bs | -bp | -q | -bi
 
   -t         take recipients from To/Cc/Bcc (Bcc is removed)
   -i, -oi    a line with a single "." does not end the message
-  -f SENDER  envelope sender ("<>": null sender; default: your login name)
+  -f SENDER  envelope sender ("<>": null sender; default: your login name;
+             root and the pigeon user only)
   -F NAME    full name for the From field pigeon adds
   -bs        speak SMTP on stdin/stdout (any recipient is accepted)
   -bp        list the queue;  -q  flush the queue
-  -C FILE    configuration (default: $PIGEON_CONFIG, ./pigeon.toml, built-in)
+  -C FILE    configuration (default: $PIGEON_CONFIG, /etc/pigeon/pigeon.toml)
   -o..., -B, -N, -R, -V, -O, -X, -h, -L, -v ...  ignored, for compatibility
 """
 
@@ -73,10 +88,12 @@ EPILOG = """\
 examples:
   printf 'To: bob@example.org\\nSubject: hi\\n\\nhello\\n' | sendmail -t -i
   sendmail -f alerts@example.test -F "Cron Daemon" admin@example.test < report.txt
-  php.ini:  sendmail_path = "/usr/local/bin/sendmail -t -i"
+  php.ini:  sendmail_path = "/usr/sbin/sendmail -t -i"
 
 exit status (sysexits.h): 0 queued, 64 usage, 65 data error, 67 bad address,
-70 internal error, 73/77 queue not writable, 75 temporary failure, 78 bad configuration.
+70 internal error, 73 queue cannot be opened, 75 temporary failure (pigeon
+not running, for ordinary users), 77 permission denied, 78 bad or missing
+configuration.
 """
 
 PROG = "sendmail"
@@ -184,9 +201,9 @@ def run_argv(argv: list[str], *, stdin: BinaryIO | None = None, stderr: TextIO |
     if opts.mode == "newaliases":
         print(f"{PROG}: aliases are part of the pigeon configuration; nothing to rebuild")
         return 0
-    from pigeon.config.load import ConfigError, load_config
+    from pigeon.config.load import ConfigError
     try:
-        config = load_config(config_path(opts.config, environ))
+        config = load_for_command(opts.config, environ=environ)
     except ConfigError as exc:
         return _err(str(exc), L.EX_CONFIG, stderr)
     if opts.mode in ("list", "flush"):
@@ -206,44 +223,108 @@ def run_argv(argv: list[str], *, stdin: BinaryIO | None = None, stderr: TextIO |
         return _err(f"internal error: {exc!r}", L.EX_SOFTWARE, stderr)
 
 
+def can_write_queue(config) -> bool:
+    """Root, or the owner of data_dir (the pigeon user): may write the queue directly."""
+    if os.geteuid() == 0:
+        return True
+    target = config.queue_dir if config.queue_dir.is_dir() else config.data_dir
+    return os.access(target, os.W_OK | os.X_OK)
+
+
 def _submit(opts: Options, config, stdin: BinaryIO, stderr: TextIO) -> int:
-    from pigeon.config.load import session_config
-    from pigeon.queue.store import QueueStore, StoreError
+    """Queue the message: directly when we may write the queue, else over the submit socket."""
     from pigeon.routing.resolve import Router
 
     domain = Router(config).primary_domain
-    login = _login_name()
+    uid = os.getuid()                      # before any switch: Received: names the caller
     if opts.sender is None:
-        sender = f"{login}@{domain}"
+        sender = f"{_login_name()}@{domain}"
     elif opts.sender.strip() in ("", "<>"):
         sender = ""
     else:
         sender = L.normalize_address(opts.sender, domain)
+    if not can_write_queue(config):
+        return _submit_via_socket(opts, config, stdin)
+    prepared = None
     if opts.mode == "deliver":
         raw = read_message(stdin, opts.ignore_dots)
         prepared = L.prepare(raw, recipients=opts.recipients, extract=opts.extract, sender=sender,
                              fullname=opts.fullname, hostname=config.hostname, domain=domain)
-    store = QueueStore(config.queue_dir, fsync=config.queue.fsync)
+    ids = _write_queue(opts, config, prepared, sender, uid, stdin)
+    _nudge(config, ids, uid)
+    return 0
+
+
+def _write_queue(opts: Options, config, prepared, sender: str, uid: int,
+                 stdin: BinaryIO) -> list[str]:
+    """Commit to the store ourselves (root acts as the owner of data_dir)."""
+    from pigeon.config.load import session_config
+    from pigeon.queue.store import QueueStore, StoreError
+
+    # Files we create must be the server's: private (never world-readable)
+    # and, for root, owned by the data directory's owner.
+    umask = os.umask(0o077)
     try:
-        store.open()
-    except PermissionError as exc:
-        raise L.SubmitError(f"cannot write the queue {config.queue_dir}: {exc.strerror} "
-                            "(run sendmail as the pigeon user)", L.EX_NOPERM) from None
-    except (OSError, StoreError) as exc:
-        raise L.SubmitError(f"cannot open the queue {config.queue_dir}: {exc}",
-                            L.EX_CANTCREAT) from None
-    try:
-        if opts.mode == "smtp":
-            from pigeon.admin.stdio_smtp import run_stdio_session
-            ids = run_stdio_session(store, session_config(config), fd_in=stdin.fileno(),
-                                    fd_out=sys.stdout.fileno())
-        else:
+        become_data_owner(config)
+        store = QueueStore(config.queue_dir, fsync=config.queue.fsync)
+        try:
+            store.open()
+        except PermissionError as exc:
+            raise L.SubmitError(f"cannot write the queue {config.queue_dir}: {exc.strerror} "
+                                "(run sendmail as the pigeon user)", L.EX_NOPERM) from None
+        except (OSError, StoreError) as exc:
+            raise L.SubmitError(f"cannot open the queue {config.queue_dir}: {exc}",
+                                L.EX_CANTCREAT) from None
+        try:
+            if opts.mode == "smtp":
+                from pigeon.admin.stdio_smtp import run_stdio_session
+                return run_stdio_session(store, session_config(config), fd_in=stdin.fileno(),
+                                         fd_out=sys.stdout.fileno(), uid=uid)
             env = L.enqueue(store, prepared, sender=sender, hostname=config.hostname,
-                            uid=os.getuid(), now=_now(), max_size=config.limits.message_size)
-            ids = [env.queue_id]
+                            uid=uid, now=_now(), max_size=config.limits.message_size)
+            return [env.queue_id]
+        finally:
+            store.close()
     finally:
-        store.close()
-    _nudge(config, ids)
+        os.umask(umask)
+
+
+def _submit_via_socket(opts: Options, config, stdin: BinaryIO) -> int:
+    """An ordinary user: the running pigeon queues it (pigeon.admin.submitsock)."""
+    from pigeon.admin.submitsock import SubmitUnavailable, submit
+
+    if opts.mode == "smtp":
+        return _smtp_via_socket(config, stdin)
+    raw = read_message(stdin, opts.ignore_dots)
+    request = {"recipients": opts.recipients, "extract": opts.extract, "sender": opts.sender,
+               "fullname": opts.fullname, "raw": False}
+    try:
+        submit(config.submit_socket, request, raw)
+    except SubmitUnavailable as exc:
+        raise _not_running(config, exc) from None
+    return 0
+
+
+def _not_running(config, exc: Exception) -> L.SubmitError:
+    return L.SubmitError(
+        f"pigeon is not running ({exc}), and uid {os.getuid()} cannot write its queue "
+        f"{config.queue_dir}: the message was NOT queued; try again when pigeon runs",
+        L.EX_TEMPFAIL)
+
+
+def _smtp_via_socket(config, stdin: BinaryIO) -> int:
+    """sendmail -bs for an ordinary user: each message of the session goes over the socket."""
+    from pigeon.admin.stdio_smtp import SocketStore, run_stdio_session
+    from pigeon.admin.submitsock import SubmitUnavailable, reachable, submit
+    from pigeon.config.load import session_config
+
+    try:
+        reachable(config.submit_socket)     # fail before greeting, not at each DATA
+    except SubmitUnavailable as exc:
+        raise _not_running(config, exc) from None
+    store = SocketStore(lambda request, content: submit(config.submit_socket, request, content))
+    run_stdio_session(store, session_config(config), fd_in=stdin.fileno(),
+                      fd_out=sys.stdout.fileno(), add_received=False)
     return 0
 
 
@@ -259,14 +340,13 @@ def _login_name() -> str:
         return f"uid{os.getuid()}"
 
 
-def _nudge(config, ids: list[str]) -> None:
+def _nudge(config, ids: list[str], uid: int) -> None:
     """Tell the running server (if any) about the new mail; silent if it is not running."""
     if not ids:
         return
     from pigeon.admin.client import ControlClient, ControlUnavailable, RemoteError
     try:
-        ControlClient(config.control_socket, timeout=10.0).call("nudge", ids=ids,
-                                                                 uid=os.getuid())
+        ControlClient(config.control_socket, timeout=10.0).call("nudge", ids=ids, uid=uid)
     except (ControlUnavailable, RemoteError):
         pass
 
@@ -285,5 +365,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
-    """Console-script entry point `sendmail`."""
-    sys.exit(run_argv(sys.argv[1:] if argv is None else argv))
+    """Console-script entry point `sendmail` (with the entry rules of cli._entry)."""
+    from pigeon.cli._entry import run_entry
+    sys.exit(run_entry(lambda: run_argv(sys.argv[1:] if argv is None else argv)))

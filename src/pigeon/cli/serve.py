@@ -2,10 +2,21 @@
 
 Contract:
   * Configuration is built in the documented order: embedded defaults, then
-    the --config file, then the flags. Flags that name lists (--listen,
-    --domain, --relay-network) REPLACE the file's list when given at all;
-    they never append to it. A --domain that also has a [domains."NAME"]
-    table in the file keeps that table's `mailboxes`.
+    the configuration file, then the flags. The file is found by the rule
+    every command uses (pigeon.cli._config: --config FILE, $PIGEON_CONFIG,
+    /etc/pigeon/pigeon.toml; none: the embedded defaults), once: SIGHUP
+    reloads that file. Started with another file while the system one
+    exists, it logs a warning: the other commands would not find it.
+    Flags that name lists (--listen, --submission-listen,
+    --submissions-listen, --domain, --relay-network) REPLACE the file's
+    list when given at all; they never append to it. A --domain that also
+    has a [domains."NAME"] table in the file keeps that table's
+    `mailboxes`. An empty value ("") of --submission-listen or
+    --submissions-listen turns that role off (the file's `[]`); an empty
+    --metrics-listen turns the endpoint off.
+  * Every listener address has a flag (one per role, and the metrics
+    endpoint), so a second instance can be moved off every port of the
+    first; a bind error names the key and the flag (pigeon.net.listener).
   * Any configuration problem (file, flags, unopenable log file) prints
     "pigeon: <message>" and returns 78 (EX_CONFIG) before anything starts.
   * The server itself is pigeon.app.run(config), imported only when it is
@@ -15,13 +26,18 @@ Contract:
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 from typing import Any, Callable
 
 from pigeon.cli._common import EX_CONFIG, fail
-from pigeon.config.load import ConfigError, load_config
+from pigeon.cli._config import elsewhere_warning, load_for_server, locate
+from pigeon.config.load import ConfigError
 from pigeon.config.schema import Config
 from pigeon.obs.logsetup import setup_logging
+from pigeon.privileges import tighten_umask
+
+log = logging.getLogger("pigeon")
 
 HELP = "run the mail server in the foreground"
 
@@ -31,36 +47,57 @@ addresses, queue what is accepted, deliver it, until SIGTERM or SIGINT.
 On SIGTERM pigeon stops accepting, lets transactions in progress finish
 (timeouts.shutdown_grace) and exits 0.
 
-The configuration is the embedded defaults, then the --config file, then
-the options below. With neither, pigeon listens on 127.0.0.1:2525, accepts
-mail for the domain "localhost" and keeps its data in ./pigeon-data.
+The configuration is the embedded defaults, then the configuration file,
+then the options below. The file is --config FILE, else $PIGEON_CONFIG,
+else /etc/pigeon/pigeon.toml when it exists: the same rule as every other
+pigeon command, so they all find this server. With no file and no options,
+pigeon listens on 127.0.0.1:2525, accepts mail for the domain "localhost"
+and keeps its data in ./pigeon-data.
 
---listen, --domain and --relay-network may be repeated. Given at all, they
-REPLACE the corresponding list of the file (they never add to it); a
---domain that also has a [domains."NAME"] table in the file keeps that
-table's mailboxes list.
+--listen, --submission-listen, --submissions-listen, --domain and
+--relay-network may be repeated. Given at all, they REPLACE the
+corresponding list of the file (they never add to it); a --domain that also
+has a [domains."NAME"] table in the file keeps that table's mailboxes list.
+--submission-listen "" and --submissions-listen "" turn that role off,
+--metrics-listen "" the metrics endpoint: a second instance beside a
+running one needs its own address for every role it keeps, and its own
+--data-dir (the control socket lives there).
 """
 
 EPILOG = """\
 examples:
   pigeon serve
       quick start on 127.0.0.1:2525 for the domain localhost
-  pigeon serve --config /etc/pigeon.toml
+  pigeon serve --config /etc/pigeon/pigeon.toml
   pigeon serve --listen 0.0.0.0:25 --listen '[::]:25' --domain example.test \\
                --relay-network 192.0.2.0/24 --data-dir /var/lib/pigeon
-  pigeon serve --config /etc/pigeon.toml --log-format json --log-level debug
+  pigeon serve --log-format json --log-level debug      (with /etc/pigeon/pigeon.toml)
+  pigeon serve --listen 127.0.0.1:2526 --submission-listen "" --submissions-listen "" \\
+               --metrics-listen "" --data-dir ./second
+      a second instance beside the first: only an smtp listener of its own
 
 exit status: 0 after a clean shutdown, 78 for a configuration error,
-69 when a listen address cannot be bound, 73 when data_dir is unusable.
+69 when a listen address cannot be bound, 73 when data_dir is unusable
+(or its queue database is damaged: see pigeon queue rebuild --help),
+77 when it cannot become the configured user.
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", metavar="FILE", type=Path,
-                        help="TOML configuration file (default: none, embedded defaults only)")
+                        help="TOML configuration file (default: $PIGEON_CONFIG, else "
+                             "/etc/pigeon/pigeon.toml if present, else embedded defaults)")
     parser.add_argument("--listen", metavar="HOST:PORT", action="append",
                         help='address to listen on, "host:port" or "[ipv6]:port"; repeatable; '
                              "replaces the file's listen list")
+    parser.add_argument("--submission-listen", metavar="HOST:PORT", action="append",
+                        help="address of the submission role (port 587: STARTTLS, then AUTH); "
+                             'repeatable; replaces submission_listen; "" turns the role off')
+    parser.add_argument("--submissions-listen", metavar="HOST:PORT", action="append",
+                        help="address of the submissions role (port 465: implicit TLS, then "
+                             'AUTH); repeatable; replaces submissions_listen; "" turns it off')
+    parser.add_argument("--metrics-listen", metavar="HOST:PORT",
+                        help='address of the Prometheus endpoint ([admin] metrics_listen); "" = none')
     parser.add_argument("--domain", metavar="NAME", action="append",
                         help="local domain to accept mail for; repeatable; replaces the file's domains")
     parser.add_argument("--relay-network", metavar="CIDR", action="append",
@@ -82,6 +119,13 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if args.listen is not None:
         out["listen"] = list(args.listen)
+    for role in ("submission_listen", "submissions_listen"):
+        given = getattr(args, role)
+        if given is not None:
+            # "" turns the role off: [] in the file's terms.
+            out[role] = [address for address in given if address != ""]
+    if args.metrics_listen is not None:
+        out["admin"] = {"metrics_listen": args.metrics_listen}
     if args.domain is not None:
         out["domains"] = list(args.domain)
     if args.relay_network is not None:
@@ -98,17 +142,23 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def build_config(args: argparse.Namespace) -> Config:
-    """load_config(--config, flags); raises ConfigError."""
-    return load_config(args.config, overrides_from(args))
+    """The located configuration file with the flags over it; raises ConfigError."""
+    return load_for_server(args.config, overrides_from(args))
 
 
 def run(args: argparse.Namespace, app_run: Callable[[Config], int] | None = None) -> int:
     """Check the configuration, set up logging, run the server (`app_run`: test seam)."""
+    # Located once: a SIGHUP reloads this same file (or the same defaults).
+    args.config = locate(args.config).path
     try:
         config = build_config(args)
+        tighten_umask()            # before the log file, the first file pigeon creates
         setup_logging(config.log)
     except ConfigError as exc:
         return fail(str(exc), EX_CONFIG)
+    warning = elsewhere_warning(args.config)
+    if warning:
+        log.warning("%s", warning)
     if app_run is None:
         from pigeon.app import run as run_app
 

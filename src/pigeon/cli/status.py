@@ -11,7 +11,8 @@ Contract:
     `--json` prints the server's answer as is.
   * When pigeon is not running: "pigeon is not running" plus the queue
     counts read from the store, exit 3 (the LSB "program is not running"
-    status, which scripts and init systems test for).
+    status, which scripts and init systems test for). A user who may not
+    use the control socket gets 77 (EX_NOPERM), never a wrong "not running".
 """
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ import argparse
 import json
 import time
 
-from pigeon.admin.client import ControlUnavailable, OfflineQueue, RemoteError
+from pigeon.admin.client import ControlForbidden, ControlUnavailable, OfflineQueue, RemoteError
 from pigeon.cli._common import EX_CONFIG, fail
-from pigeon.cli._control import EX_DATAERR, add_config_arguments, connect, human_age, load
+from pigeon.cli._control import (EX_DATAERR, EX_NOPERM, add_config_arguments, connect, human_age,
+                                 load)
 from pigeon.config.load import ConfigError
 
 EX_NOT_RUNNING = 3
@@ -40,7 +42,8 @@ examples:
   pigeon status
   pigeon status --json | jq .queue
 
-exit status: 0 running, 3 not running, 65 refused, 78 configuration error.
+exit status: 0 running, 3 not running, 65 refused, 77 permission denied
+(run as root or the pigeon user), 78 configuration error.
 """
 
 
@@ -110,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         client = connect(config, offline_ok=True)
         result = client.call("status")
+    except ControlForbidden as exc:
+        return fail(str(exc), EX_NOPERM)
     except ControlUnavailable as exc:
         return fail(str(exc), EX_NOT_RUNNING)
     except RemoteError as exc:

@@ -1,9 +1,9 @@
-"""Value checks for the [admin] section (control socket, metrics endpoint).
+"""Value checks for the [admin] section (control and submit sockets, metrics endpoint).
 
 Contract: each checker takes (dotted key, raw value) and returns the
 schema value or raises `ConfigError` naming the key, like the checkers of
 `pigeon.config._checks`. "" means "the default place" for control_socket
-and "no endpoint" for metrics_listen.
+and submit_socket, and "no endpoint" for metrics_listen.
 """
 from __future__ import annotations
 
@@ -23,6 +23,10 @@ def control_socket(key: str, value: Any):
     if path is not None and len(str(path)) > MAX_SOCKET_PATH:
         raise ConfigError(key, "the path is too long")
     return path
+
+
+#: The submit socket's path follows the same rules ("" = data_dir/submit.sock).
+submit_socket = control_socket
 
 
 def metrics_listen(key: str, value: Any) -> ListenAddress | None:

@@ -26,31 +26,66 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from pigeon.config.schema import DomainConfig, ListenAddress
+from pigeon.proto.address import PathError, parse_path
 
 Checker = Callable[[str, Any], Any]
 
 
 class ConfigError(Exception):
-    """A configuration problem, naming the key and (when known) the source.
+    """A configuration problem, naming the key and (when known) the source and line.
 
     `key` is the dotted TOML key (None for problems with the whole file),
-    `message` says what is wrong, `source` is the file name or "command line".
-    str(): "<source>: <key>: <message>", with "config error" standing in for
-    an unknown source.
+    `message` says what is wrong, `source` is the file name or "command line",
+    `line` (and `column`, for TOML syntax errors) where in the file it is.
+    str(): "<source>[:<line>[:<column>]]: <key>: <message>" (the compiler
+    style editors jump to), with "config error" standing in for an unknown
+    source. `problems` lists every problem this error stands for: itself
+    here, several in `ConfigErrors`.
     """
 
-    def __init__(self, key: str | None, message: str, source: str | None = None) -> None:
+    def __init__(self, key: str | None, message: str, source: str | None = None,
+                 line: int | None = None, column: int | None = None) -> None:
         super().__init__(key, message, source)
         self.key = key
         self.message = message
         self.source = source
+        self.line = line
+        self.column = column
+
+    @property
+    def problems(self) -> list["ConfigError"]:
+        return [self]
 
     def __str__(self) -> str:
-        parts = [self.source or "config error"]
+        where = self.source or "config error"
+        if self.line is not None:
+            where += f":{self.line}" + (f":{self.column}" if self.column is not None else "")
+        parts = [where]
         if self.key:
             parts.append(self.key)
         parts.append(self.message)
         return ": ".join(parts)
+
+
+class ConfigErrors(ConfigError):
+    """Every problem one pass over the configuration found (at least one).
+
+    It reads as its first problem (`key`, `message`, `source`, `line`) for
+    callers that show one; str() has one line per problem, and `problems`
+    lists them all, in the order of the file.
+    """
+
+    def __init__(self, problems: list[ConfigError]) -> None:
+        first = problems[0]
+        super().__init__(first.key, first.message, first.source, first.line, first.column)
+        self._problems = list(problems)
+
+    @property
+    def problems(self) -> list[ConfigError]:
+        return list(self._problems)
+
+    def __str__(self) -> str:
+        return "\n".join(str(p) for p in self._problems)
 
 
 class DomainNames(tuple):  # type: ignore[type-arg]
@@ -208,13 +243,24 @@ def mailbox_name(key: str, value: str) -> str:
 
 
 def address(key: str, value: str, role: str, *, lower_local: bool) -> str:
-    """A full address "local@domain"; the domain is lowercased, the local part if asked."""
+    """A full address "local@domain"; the domain is lowercased, the local part if asked.
+
+    The address must follow the SMTP grammar (RFC 5321 §4.1.2: a dot-string
+    or quoted local part), so it can be written in MAIL FROM/RCPT TO: an
+    address no SMTP command can carry would otherwise fail every delivery.
+    """
     local, at, domain = value.rpartition("@")
     if not at or not local or not domain or re.search(r"[\s\x00-\x1f\x7f]", value):
         raise ConfigError(key, f'{role} must be a full address "local@domain", got {show(value)}')
     problem = domain_problem(domain.lower())
     if problem:
         raise ConfigError(key, f"{role} {show(value)} has an invalid domain ({problem})")
+    try:
+        parse_path(f"<{value}>", allow_null=False, smtputf8=True)
+    except PathError:
+        raise ConfigError(key, f"{role} {show(value)} is not an address SMTP can carry (RFC 5321 "
+                               f'§4.1.2: quote a local part with special characters, as in '
+                               f'"\\"a>b\\"@example.org")') from None
     return f"{local.lower() if lower_local else local}@{domain.lower()}"
 
 
@@ -317,13 +363,25 @@ def domains(key: str, value: Any) -> dict[str, DomainConfig] | DomainNames:
 
 
 def aliases(key: str, value: Any) -> dict[str, tuple[str, ...]]:
-    """"local@domain" = "target" or ["target", ...]; every target a full address."""
+    """"local@domain" = "target" or ["target", ...]; every target a full address.
+
+    A key "@domain" is the domain's catch-all (Postfix virtual(5) "@domain"):
+    stored as "@domain", lowercased; the router uses it only when no mailbox
+    or other alias matches.
+    """
     if not isinstance(value, Mapping):
         raise ConfigError(key, f"must be a table, got {show(value)}")
     out: dict[str, tuple[str, ...]] = {}
     for raw_alias, targets in value.items():
         here = join(key, raw_alias)
-        alias = address(here, raw_alias, "the key", lower_local=True)
+        if raw_alias.startswith("@"):
+            problem = domain_problem(raw_alias[1:].lower())
+            if problem:
+                raise ConfigError(here, f'the catch-all key {show(raw_alias)} needs a valid domain '
+                                        f"after \"@\" ({problem})")
+            alias = raw_alias.lower()
+        else:
+            alias = address(here, raw_alias, "the key", lower_local=True)
         if alias in out:
             raise ConfigError(here, f'alias "{alias}" is listed twice')
         if isinstance(targets, str):
@@ -334,3 +392,21 @@ def aliases(key: str, value: Any) -> dict[str, tuple[str, ...]]:
             raise ConfigError(here, "must name at least one target address")
         out[alias] = tuple(address(here, t, "target", lower_local=False) for t in targets)
     return out
+
+
+#: Characters a recipient_delimiter may use: atext punctuation (RFC 5322
+#: §3.2.3) and ".", so a delimiter never needs quoting in an address.
+_DELIMITER_CHARS = frozenset("!#$%&'*+/=?^_`{|}~-.")
+
+
+def recipient_delimiter(key: str, value: Any) -> str:
+    """"" (off) or one or more distinct delimiter characters, e.g. "+" or "+-"."""
+    if not isinstance(value, str):
+        raise ConfigError(key, f'must be a string of delimiter characters such as "+", got {show(value)}')
+    bad = sorted({c for c in value if c not in _DELIMITER_CHARS})
+    if bad:
+        raise ConfigError(key, f"{show(value)}: {show(bad[0])} cannot be a delimiter (use characters "
+                               f"from {show(''.join(sorted(_DELIMITER_CHARS)))})")
+    if len(set(value)) != len(value):
+        raise ConfigError(key, f"{show(value)} lists a character twice")
+    return value

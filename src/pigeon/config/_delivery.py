@@ -16,10 +16,10 @@ Contract (same as `pigeon.config._checks`, whose helpers this module uses):
     MX step; Postfix's lmtp(8) does the same).
   * Rule: transport keys are domain names, lowercased, or the same with one
     leading "." meaning "every subdomain" (Postfix ".example.org").
-  * `check_final(config)` holds the checks that span keys or touch the file
-    system: max_backoff >= min_backoff, relay_password_file exists when
-    relay_user is set, relay_user needs relay_host, tls_ca_file exists.
-    It is the only function
+  * `final_problems(config)` yields every problem of the checks that span
+    keys or touch the file system: max_backoff >= min_backoff,
+    relay_password_file exists when relay_user is set, relay_user needs
+    relay_host, tls_ca_file exists. It is the only function
     here that does I/O (os.path.isfile); `pigeon.config.load` calls it once
     on the merged configuration.
 """
@@ -29,13 +29,13 @@ import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from pigeon.config._checks import ConfigError, domain_problem, join, show, string_list
 from pigeon.config.schema import Config, Nameserver, TransportSpec
 
 __all__ = ["parse_nexthop", "nameservers", "relay_host", "transports", "own_addresses",
-           "optional_name", "optional_path", "optional_string", "port", "check_final"]
+           "optional_name", "optional_path", "optional_string", "port", "final_problems"]
 
 
 # --- next-hop specs ------------------------------------------------------------------------
@@ -241,20 +241,25 @@ def optional_path(key: str, value: Any) -> Path | None:
 
 # --- checks across keys ----------------------------------------------------------------------
 
-def check_final(config: Config) -> None:
-    """Cross-key and file-existence checks on the merged config (see module doc)."""
+def final_problems(config: Config, refused: frozenset[str] = frozenset()) -> Iterator[ConfigError]:
+    """Cross-key and file-existence checks on the merged config (see module doc): every
+    problem. A check is skipped when a key it reads is in `refused` (a value the loader
+    refused has its default standing in for it: comparing with that would mislead)."""
     queue, delivery = config.queue, config.delivery
-    if queue.max_backoff < queue.min_backoff:
-        raise ConfigError("queue.max_backoff", f"must be >= queue.min_backoff ({queue.min_backoff:g}), "
+    if (queue.max_backoff < queue.min_backoff
+            and not refused & {"queue.min_backoff", "queue.max_backoff"}):
+        yield ConfigError("queue.max_backoff", f"must be >= queue.min_backoff ({queue.min_backoff:g}), "
                                                f"got {queue.max_backoff:g}")
     if delivery.relay_user:
-        if delivery.relay_host is None:
-            raise ConfigError("delivery.relay_user", "is set but delivery.relay_host is empty")
-        if delivery.relay_password_file is None:
-            raise ConfigError("delivery.relay_password_file", "must name the password file when "
+        if delivery.relay_host is None and "delivery.relay_host" not in refused:
+            yield ConfigError("delivery.relay_user", "is set but delivery.relay_host is empty")
+        if "delivery.relay_password_file" in refused:
+            pass
+        elif delivery.relay_password_file is None:
+            yield ConfigError("delivery.relay_password_file", "must name the password file when "
                                                               "delivery.relay_user is set")
-        if not os.path.isfile(delivery.relay_password_file):
-            raise ConfigError("delivery.relay_password_file",
+        elif not os.path.isfile(delivery.relay_password_file):
+            yield ConfigError("delivery.relay_password_file",
                               f'no such file: "{delivery.relay_password_file}"')
     if delivery.tls_ca_file is not None and not os.path.isfile(delivery.tls_ca_file):
-        raise ConfigError("delivery.tls_ca_file", f'no such file: "{delivery.tls_ca_file}"')
+        yield ConfigError("delivery.tls_ca_file", f'no such file: "{delivery.tls_ca_file}"')

@@ -2,15 +2,15 @@
 
 Contract: same shape and message style as `pigeon.config._checks` (which
 see): `check(key, value) -> value` or `ConfigError(key, message)`, no I/O.
-`check_final(config)` runs after the layers are merged and checks what spans
-keys: tls.cert_file and tls.key_file come together, and no address is used
+`final_problems(config)` runs after the layers are merged and yields every
+problem of what spans keys: tls.cert_file and tls.key_file come together, and no address is used
 by two listener roles. Whether the certificate files are readable, match and
 are in date is checked when the server starts (pigeon.net.tls), where the
 error can name the file.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 from pigeon.config import _checks as C
 from pigeon.config._checks import ConfigError
@@ -48,15 +48,21 @@ def ciphers(key: str, value: Any) -> str:
     return text
 
 
-def check_final(config: Config) -> None:
+def final_problems(config: Config, refused: frozenset[str] = frozenset()) -> Iterator[ConfigError]:
+    """Every cross-key problem; a check reading a key in `refused` is skipped (see
+    `_delivery.final_problems`)."""
     tls = config.tls
-    if (tls.cert_file is None) != (tls.key_file is None):
+    if ((tls.cert_file is None) != (tls.key_file is None)
+            and not refused & {"tls.cert_file", "tls.key_file"}):
         missing = "tls.key_file" if tls.key_file is None else "tls.cert_file"
-        raise ConfigError(missing, "tls.cert_file and tls.key_file must be set together")
+        yield ConfigError(missing, "tls.cert_file and tls.key_file must be set together")
     seen: dict[ListenAddress, str] = {}
     for role, addrs in (("listen", config.listen), ("submission_listen", config.submission_listen),
                         ("submissions_listen", config.submissions_listen)):
+        if role in refused:
+            continue
         for addr in addrs:
             if addr in seen:
-                raise ConfigError(role, f'"{addr}" is also in {seen[addr]}')
-            seen[addr] = role
+                yield ConfigError(role, f'"{addr}" is also in {seen[addr]}')
+            else:
+                seen[addr] = role

@@ -15,6 +15,8 @@ TOML layout (all keys optional):
     data_dir = "./pigeon-data"
     listen = ["127.0.0.1:2525"]
     relay_networks = ["127.0.0.0/8"]
+    recipient_delimiter = "+"         # alice+news@ -> alice
+    aliases_file = "/etc/aliases"     # aliases(5) format, applied in every local domain
 
     [domains."example.test"]          # a local domain
     mailboxes = ["alice", "bob"]      # omit: any local part is accepted
@@ -22,15 +24,17 @@ TOML layout (all keys optional):
 
     [aliases]
     "info@example.test" = ["alice@example.test", "carol@elsewhere.example"]
+    "@example.test" = "catchall@example.test"      # catch-all: only when nothing else matches
 
-    [limits]    message_size, recipients, errors, hop_count, connections, connections_per_ip
+    [limits]    message_size, header_size, recipients, errors, junk_commands, hop_count, connections,
+                connections_per_ip, new_mailboxes_per_hour
     [timeouts]  command, data_block, data_total, shutdown_grace, greet_pause
     [smtp]      bare_newline, eight_bit_undeclared, pipelining, chunking, smtputf8, dsn, eight_bit_mime
     [queue]     fsync, run_interval, min_backoff, max_backoff, max_lifetime, delay_warning, concurrency,
                 min_free
     [log]       format, level, file
     [tls]       cert_file, key_file, min_version, ciphers, starttls, handshake_timeout
-    [admin]     control_socket, metrics_listen
+    [admin]     control_socket, pid_file, metrics_listen
     [auth]      mechanisms, smtp_listener, slow_after, failure_delay, max_failures, failure_window, lockout
     submission_listen = ["127.0.0.1:2587"]   # role submission; listen is role smtp
     submissions_listen = ["127.0.0.1:2465"]  # role submissions (implicit TLS)
@@ -78,9 +82,12 @@ class Limits:
     message_size: int = 10_240_000     # [limits] message_size, octets (Postfix message_size_limit); >= 0, 0 = none
     recipients: int = 1000             # [limits] recipients per message (smtpd_recipient_limit); >= 1
     errors: int = 20                   # [limits] errors before 421 (smtpd_hard_error_limit); >= 1
+    junk_commands: int = 100           # [limits] junk_commands: NOOP/RSET/VRFY/HELP/ETRN per message before 421 (smtpd_junk_command_limit); >= 1
+    header_size: int = 102_400         # [limits] header_size, octets: largest header section (Postfix header_size_limit); >= 1024
     hop_count: int = 100               # [limits] hop_count: Received: fields allowed (RFC 5321 §6.3); >= 1
     connections: int = 1000            # [limits] connections: simultaneous SMTP sessions in total; 0 = none
     connections_per_ip: int = 50       # [limits] connections_per_ip (smtpd_client_connection_count_limit); 0 = none
+    new_mailboxes_per_hour: int = 100  # [limits] new_mailboxes_per_hour: Maildirs one client may have created per hour in domains without a mailbox list; 0 = none
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,11 +237,12 @@ class AuthConfig:
     mechanisms: tuple[str, ...] = ("PLAIN", "LOGIN", "SCRAM-SHA-256")  # [auth] mechanisms, offered only under TLS
     smtp_listener: bool = False        # [auth] smtp_listener: offer AUTH on `listen` (port 25) listeners too
     check_from_header: bool = True     # [auth] check_from_header: an authenticated user's From: must be an owned address (553 5.7.1)
-    slow_after: int = 3                # [auth] slow_after: failures from one IP before replies are delayed; >= 1
+    slow_after: int = 3                # [auth] slow_after: failures from one address (IPv6: /64) before replies are delayed; >= 1
     failure_delay: float = 1.0         # [auth] failure_delay, s: added per further failure (at most 10 s); >= 0
-    max_failures: int = 10             # [auth] max_failures: failures before the IP is refused (421 4.7.0); >= 1
+    max_failures: int = 10             # [auth] max_failures: failures (or checks in flight) before the address is refused (421 4.7.0); >= 1
     failure_window: float = 900.0      # [auth] failure_window, s: failures older than this are forgotten; > 0
-    lockout: float = 300.0             # [auth] lockout, s: how long a refused IP stays refused; > 0
+    lockout: float = 300.0             # [auth] lockout, s: how long a refused address (IPv6: /64) stays refused; > 0
+    min_password_length: int = 12      # [auth] min_password_length: characters a new password needs (pigeon user add/passwd); >= 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +250,8 @@ class AdminConfig:
     """[admin]: the local control socket and the Prometheus endpoint (pigeon.admin)."""
 
     control_socket: Path | None = None   # [admin] control_socket: Unix socket, mode 0600; None = <data_dir>/control.sock
+    pid_file: Path | None = None         # [admin] pid_file: the main process's pid, mode 0644; None = <data_dir>/pigeon.pid
+    submit_socket: Path | None = None    # [admin] submit_socket: local users' sendmail, mode 0666; None = <data_dir>/submit.sock
     #: [admin] metrics_listen: "host:port" of the HTTP endpoint serving
     #: GET /metrics (Prometheus text format); "" (None) = no endpoint.
     metrics_listen: ListenAddress | None = ListenAddress("127.0.0.1", 9925)
@@ -275,7 +285,17 @@ class Config:
     listen: tuple[ListenAddress, ...] = field(default_factory=_default_listen)                  # listen
     relay_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()             # relay_networks: default none
     domains: dict[str, DomainConfig] = field(default_factory=_default_domains)                 # [domains.NAME]
-    aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)                          # [aliases]: "local@domain" (lowercased) -> target addresses (domain lowercased)
+    aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)                          # [aliases]: "local@domain" or catch-all "@domain" (lowercased) -> target addresses (domain lowercased)
+    #: recipient_delimiter: characters separating a local part from its
+    #: extension (Postfix recipient_delimiter): with "+", alice+news@ is
+    #: delivered to alice. "" = none. Any of the characters splits.
+    recipient_delimiter: str = "+"
+    #: aliases_file: an aliases(5) file (/etc/aliases format) read at start-up
+    #: and on reload; None = none. Its entries land in `local_aliases`.
+    aliases_file: Path | None = None
+    #: Not a key: the entries read from `aliases_file` (local part, lowercased
+    #: -> targets), applied in every local domain. Filled by the loader.
+    local_aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
     timeouts: Timeouts = field(default_factory=Timeouts)
     smtp: SmtpPolicy = field(default_factory=SmtpPolicy)
@@ -306,3 +326,13 @@ class Config:
     def control_socket(self) -> Path:
         """The control socket's path ([admin] control_socket or data_dir/control.sock)."""
         return self.admin.control_socket or self.data_dir / "control.sock"
+
+    @property
+    def pid_file(self) -> Path:
+        """The PID file's path ([admin] pid_file or data_dir/pigeon.pid)."""
+        return self.admin.pid_file or self.data_dir / "pigeon.pid"
+
+    @property
+    def submit_socket(self) -> Path:
+        """Where local users submit mail ([admin] submit_socket or data_dir/submit.sock)."""
+        return self.admin.submit_socket or self.data_dir / "submit.sock"

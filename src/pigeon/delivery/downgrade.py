@@ -48,6 +48,8 @@ from email import errors as email_errors
 from pathlib import Path
 from typing import BinaryIO
 
+from pigeon.msgfile import open_message
+
 CHUNK = 65536
 _HIGH = bytes(range(128, 256))
 
@@ -59,7 +61,8 @@ class DowngradeError(Exception):
 
 
 def needs_downgrade(path: Path) -> bool:
-    with open(path, "rb") as f:
+    f, _ = open_message(path)
+    with f:
         while chunk := f.read(CHUNK):
             if chunk.translate(None, _HIGH) != chunk:
                 return True
@@ -72,7 +75,8 @@ def _has_8bit(text: str) -> bool:
 
 def _parse(src: Path) -> Message:
     parser = email.parser.BytesFeedParser(policy=email.policy.compat32)
-    with open(src, "rb") as f:
+    f, _ = open_message(src)            # past the queue file's preamble (pigeon/msgfile.py)
+    with f:
         while chunk := f.read(CHUNK):
             parser.feed(chunk)
     return parser.close()

@@ -9,14 +9,19 @@ Contract:
     of `new/`; of each directory we had to create, its parent too), so the
     queue manager may mark the recipient delivered and drop its copy.
   * The content is streamed in chunks; a message is never held whole in memory.
-  * This module never touches the queue; it reads the content file it is given.
+  * This module never touches the queue; it reads the content file it is given
+    (with pigeon.msgfile.open_message, which skips the queue file's preamble).
 
 What is written, in order:
   1. `Return-Path: <reverse-path>` (RFC 5321 §4.4: the delivery MTA adds it;
      `<>` for the null reverse-path), so MUAs and Sieve see the envelope sender.
-  2. `Delivered-To: <address>` if given (the final address after alias
-     expansion, as Postfix's local(8) writes; a loop-detection aid).
-  3. The queued content (which already carries our Received: on top).
+  2. `X-Original-To: <address>` if given: the envelope recipient before
+     alias expansion, when it differs from the final one (Postfix's local(8)
+     writes the same field), so a catch-all mailbox shows whom mail was for.
+  3. `Delivered-To: <address>` if given (the final address after alias
+     expansion, extension included, as Postfix's local(8) writes; a
+     loop-detection aid).
+  4. The queued content (which already carries our Received: on top).
 
 Line endings: the queue stores the message as it came over the wire (CRLF).
 Maildir files conventionally hold LF line endings (the mailbox is a Unix text
@@ -63,6 +68,7 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 from pigeon.fsutil import fsync_dir
+from pigeon.msgfile import open_message
 
 CHUNK = 64 * 1024
 T = TypeVar("T")
@@ -243,19 +249,22 @@ def _deliver_once(maildir: Path, source: Path, return_path: str, fsync: bool,
 
 
 def _write_tmp(maildir: Path, source: Path, return_path: str, delivered_to: str | None, *,
-               fsync: bool) -> tuple[Path, str]:
+               fsync: bool, original_to: str | None = None) -> tuple[Path, str]:
     """Write `tmp/<unique>` (fsynced if `fsync`); return it and its name in new/."""
     base = _unique_base()
     tmp_path = maildir / "tmp" / base
     header = f"Return-Path: <{return_path}>\n"
+    if original_to:
+        header += f"X-Original-To: {original_to}\n"
     if delivered_to:
         header += f"Delivered-To: {delivered_to}\n"
     head = header.encode("utf-8")
     try:
         # Explicit buffering: the default one asks isatty() (an ioctl) per file.
         # The source is read in CHUNK reads anyway, so it needs no buffer.
-        with open(source, "rb", buffering=0) as src, \
-                open(tmp_path, "xb", buffering=CHUNK) as dst:
+        # open_message: the queue file begins with its preamble (pigeon/msgfile.py).
+        src, _ = open_message(source, buffering=0)
+        with src, open(tmp_path, "xb", buffering=CHUNK) as dst:
             os.fchmod(dst.fileno(), 0o600)
             dst.write(head)
             size, lines = copy_crlf_to_lf(src, dst)
@@ -335,6 +344,7 @@ class MaildirJob:
     source: Path
     return_path: str
     delivered_to: str | None = None
+    original_to: str | None = None     # the recipient before alias expansion, if different
 
 
 def deliver_batch(jobs: list[MaildirJob], *, fsync: bool = True,
@@ -394,7 +404,8 @@ def _write_tmp_ensured(job: MaildirJob, *, fsync: bool) -> tuple[Path, str]:
     Maildir made sure of."""
     maildir = Path(job.maildir)
     return _in_maildir(maildir, fsync, lambda: _write_tmp(
-        maildir, job.source, job.return_path, job.delivered_to, fsync=False))
+        maildir, job.source, job.return_path, job.delivered_to, fsync=False,
+        original_to=job.original_to))
 
 
 def _unlink_quietly(path: Path) -> None:

@@ -36,10 +36,23 @@ Contract (STYLE 3.7, delivery/api.py):
   * Before MAIL, content rules: SMTPUTF8 needed but not offered -> 5.6.7;
     larger than the peer's SIZE -> 5.3.4; 8-bit content and no 8BITMIME ->
     converted to 7 bit (delivery/downgrade.py) in a temporary file, deleted
-    afterwards, or 5.6.3 when conversion is impossible.
+    afterwards, or 5.6.3 when conversion is impossible. Addresses go out in
+    the form our own server parses back to the same address; one with no
+    such form bounces by itself (5.1.3 recipient, 5.1.7 sender: proto/client.py
+    Rule 6) and, like every bounce, does not count against the next hop.
   * A peer that names itself (first word of the EHLO reply) like
     `own_hostname` means mail would loop back to us: bounced, 5.4.6
-    ("mail for ... loops back to myself", as Postfix says).
+    ("mail for ... loops back to myself", as Postfix says). The rule is the
+    one routing/mx.py Rule 5 applies to MX hosts (`checks_loops`): it holds
+    for next hops found through DNS (an MX lookup, explicit or implicit)
+    and for address literals, NOT for a host the operator named with
+    brackets or as an IP address in `[transports]` or `delivery.relay_host`
+    (`smtp:[127.0.0.1]:10025`): such a route is an explicit decision, e.g.
+    a content filter on loopback that shares our host name.
+  * Relay login (AUTH PLAIN, only over TLS): only for a next hop equal to the
+    configured smarthost: host, port (the default port filled in) and
+    brackets (`login_key`); any other route, `[transports]` ones to the same
+    host included, connects without credentials.
   * Connection reuse: after a clean transaction the connection is kept idle
     (at most `max_idle_per_destination` per next hop and address, for
     `idle_timeout` seconds, then QUIT). A cached connection is checked with
@@ -66,8 +79,28 @@ from pigeon.proto.client import ClientConfig, RecipientReply, Transaction
 from pigeon.proto.client_reply import reply_text
 from pigeon.proto.reply import Reply
 from pigeon.routing.mx import Candidate, ResolveError  # one definition, shared with the resolver
+from pigeon.routing.resolve import literal_ip
 
 log = logging.getLogger("pigeon.delivery.smtp")
+
+
+def checks_loops(nexthop: Nexthop) -> bool:
+    """Whether a peer greeting with our name is a loop for `nexthop` (module
+    contract): yes for MX lookups and address literals, no for an explicit
+    "[host]" or IP route the operator configured."""
+    return nexthop.mx or (nexthop.host is not None and nexthop.host == literal_ip(nexthop.domain))
+
+
+#: (host lowercased, port, mx): the destination a relay login belongs to.
+LoginKey = tuple[str, int, bool]
+
+
+def login_key(host: str, port: int | None, mx: bool, *, default_port: int) -> LoginKey:
+    """The destination a login is for: "[relay]:587" and "[relay]:25", or
+    "relay" (its MX hosts) and "[relay]" (its own address), are different
+    destinations (Postfix keys smtp_sasl_password_maps by "[host]:port" the
+    same way), so a password never goes to another service on the same host."""
+    return (host.lower(), port or default_port, mx)
 
 
 class Resolver(Protocol):
@@ -177,11 +210,12 @@ class SmtpAgent:
     """DeliveryAgent for transport "smtp"; see the module contract."""
 
     def __init__(self, config: ClientConfig, resolver: Resolver, *, own_hostname: str,
-                 credentials: dict[str, tuple[str, str]] | None = None) -> None:
+                 credentials: dict[LoginKey, tuple[str, str]] | None = None) -> None:
         self.config = config
-        #: next-hop host (lowercase) -> (user, password): AUTH PLAIN over TLS
-        #: for a smarthost (delivery.relay_user); never used for MX hosts.
-        self.credentials = {k.lower(): v for k, v in (credentials or {}).items()}
+        #: `login_key(...)` of a next hop -> (user, password): AUTH PLAIN over
+        #: TLS for the smarthost (delivery.relay_user), used for exactly that
+        #: destination: same host, same port, same MX-or-not (see login_key).
+        self.credentials = dict(credentials or {})
         self.resolver = resolver
         self.own_hostname = own_hostname
         self.helo_name = config.helo_name or own_hostname
@@ -245,7 +279,8 @@ class SmtpAgent:
         setup = time.monotonic() - started
         recipients = request.recipients
         name = conn.extensions.server_name.lower().rstrip(".")
-        if name and name == self.own_hostname.lower().rstrip("."):
+        if name and name == self.own_hostname.lower().rstrip(".") \
+                and checks_loops(request.nexthop):
             await conn.quit()
             for i in pending:
                 results[i] = failure_result(
@@ -293,7 +328,10 @@ class SmtpAgent:
         return retry, failure
 
     def _auth_for(self, nexthop: Nexthop) -> tuple[str, str] | None:
-        return self.credentials.get((nexthop.host or "").lower()) if nexthop.host else None
+        if nexthop.transport != "smtp" or not nexthop.host:
+            return None
+        return self.credentials.get(login_key(nexthop.host, nexthop.port, nexthop.mx,
+                                              default_port=self.config.smtp_port))
 
     async def _connection(self, key: tuple, cand: Candidate,
                           auth: tuple[str, str] | None = None) -> ClientConnection:

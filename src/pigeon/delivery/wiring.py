@@ -18,7 +18,7 @@ from pigeon.config.schema import Config
 from pigeon.delivery.api import DeliveryAgent
 from pigeon.delivery.discard import DiscardAgent
 from pigeon.delivery.lmtp import LmtpAgent
-from pigeon.delivery.smtp import SmtpAgent
+from pigeon.delivery.smtp import LoginKey, SmtpAgent, login_key
 from pigeon.proto.client import ClientConfig
 from pigeon.queue.manager import NEXTHOP_PROBE, QueueManager
 from pigeon.routing.mx import MxResolver, own_identity
@@ -39,17 +39,21 @@ def client_config(config: Config) -> ClientConfig:
         smtp_port=d.remote_port)
 
 
-def relay_credentials(config: Config) -> dict[str, tuple[str, str]]:
-    """{relay host: (user, password)} when delivery.relay_user is set.
+def relay_credentials(config: Config) -> dict[LoginKey, tuple[str, str]]:
+    """{login_key of relay_host: (user, password)} when delivery.relay_user is set:
+    the login belongs to that host AND port (delivery.smtp.login_key), never
+    to another service or route on the same host.
 
     The password lives in its own file (delivery.relay_password_file, checked
     to exist at load time) so the configuration can be world-readable.
     """
     d = config.delivery
-    if not d.relay_user or d.relay_host is None or not d.relay_host.host:
+    relay = d.relay_host
+    if not d.relay_user or relay is None or not relay.host:
         return {}
     password = d.relay_password_file.read_text(encoding="utf-8").strip("\r\n")
-    return {d.relay_host.host: (d.relay_user, password)}
+    return {login_key(relay.host, relay.port, relay.mx, default_port=d.remote_port):
+            (d.relay_user, password)}
 
 
 def build_agents(config: Config) -> dict[str, DeliveryAgent]:

@@ -2,7 +2,8 @@
 
 Contract:
   * `SmtpServer.start()` binds every configured listener (a failure to bind
-    raises `ListenError` naming the address, before anything is served).
+    raises `ListenError` naming the address, the role, and the configuration
+    key and `pigeon serve` flag that set it, before anything is served).
   * Each accepted connection runs in its own task inside a fence: whatever
     happens in one session never reaches the others or the server
     (`Connection.run` logs and swallows its own failures).
@@ -27,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 from collections import Counter
 from typing import Any, Callable
 
@@ -44,6 +46,28 @@ class ListenError(RuntimeError):
 
 
 ROLES = ("smtp", "submission", "submissions")
+
+#: role -> (configuration key, `pigeon serve` flag) that sets its addresses.
+ROLE_KEYS = {"smtp": ("listen", "--listen"),
+             "submission": ("submission_listen", "--submission-listen"),
+             "submissions": ("submissions_listen", "--submissions-listen")}
+
+#: Seconds a refused connection may take to read its 421 before it is aborted.
+REFUSE_TIMEOUT = 5.0
+
+
+def bind_reason(exc: OSError) -> str:
+    """"Address already in use": the event loops word their own text around
+    the errno (or drop its strerror); say it one way."""
+    return os.strerror(exc.errno) if exc.errno else str(exc)
+
+
+def bind_failure(addr: ListenAddress, role: str, exc: OSError) -> str:
+    """Why `addr` could not be bound, and which key or flag moves it (or turns the role off)."""
+    key, flag = ROLE_KEYS[role]
+    off = "" if role == "smtp" else f'; {key} = [] or {flag} "" turns the role off'
+    return (f"cannot listen on {addr} ({role}): {bind_reason(exc)} "
+            f"(set by {key} in the configuration or {flag}{off})")
 
 
 def role_session_config(config: Config, base: SessionConfig, role: str, *,
@@ -140,20 +164,22 @@ class SmtpServer:
                 await self._bind(addr, role, (sockets or {}).get((addr, role)))
             except OSError as exc:
                 await self.close()
-                raise ListenError(f"cannot listen on {addr}: {exc.strerror or exc}") from exc
+                raise ListenError(bind_failure(addr, role, exc)) from exc
         for server in self._servers:
             for sock in server.sockets:
                 name = sock.getsockname()
                 log.info("listening on %s (%s)", ListenAddress(name[0], name[1]),
                          self._roles[server])
 
-    async def reconfigure(self, config: Config, session_config: SessionConfig, policy) -> None:
+    async def reconfigure(self, config: Config, session_config: SessionConfig, policy) -> list[str]:
         """SIGHUP: new sessions get the new settings; live ones keep theirs.
 
         Listeners are compared by (address, role): removed ones are closed
         (their sessions go on), added ones are bound. A listener that cannot
-        be bound is logged and left out; the others keep serving.
+        be bound is logged and left out (the others keep serving); the
+        returned list says why, one line each.
         """
+        failed: list[str] = []
         self.config = config
         self.session_config = session_config
         self.policy = policy
@@ -175,9 +201,11 @@ class SmtpServer:
             try:
                 await self._bind(addr, role)
             except OSError as exc:
-                log.error("reload: cannot listen on %s (%s): %s", addr, role, exc.strerror or exc)
+                failed.append(bind_failure(addr, role, exc))
+                log.error("reload: %s", failed[-1])
                 continue
             log.info("reload: listening on %s (%s)", addr, role)
+        return failed
 
     def bound_roles(self) -> list[tuple[str, int, str]]:
         """(host, port, role) actually bound."""
@@ -200,6 +228,7 @@ class SmtpServer:
             self.refused_connections += 1
             self.metrics.connection_refused()
             log.warning("refused connection from [%s]: %s", ip, refusal)
+            self.maillog.reject(None, "CONNECT", ip, refusal)
             await _refuse(stream, refusal)
             return
         self.total_connections += 1
@@ -257,10 +286,7 @@ class SmtpServer:
 
 
 async def _refuse(stream: SmtpStream, refusal: R.Reply) -> None:
-    try:
-        stream.write(refusal.to_bytes(enhanced=True))
-        await asyncio.wait_for(stream.drain(), 5.0)
-        stream.close()
-        await asyncio.wait_for(stream.wait_closed(), 5.0)
-    except Exception:
-        pass
+    """Write the 421 and close; bounded, so a peer that does not read cannot
+    keep the socket (the transport is aborted after REFUSE_TIMEOUT)."""
+    stream.write(refusal.to_bytes(enhanced=True))
+    await stream.close_and_wait(REFUSE_TIMEOUT)

@@ -26,6 +26,9 @@ Contract:
     Unix sockets never use TLS. What was negotiated is in `conn.tls`.
   * Timeouts come from the session's phase (RFC 5321 §4.5.3.2 values in
     ClientConfig); a write of content must finish within data_block_timeout.
+    Closing is bounded too: what is still unsent after CLOSE_TIMEOUT seconds
+    (a peer that stopped reading) is dropped and the socket aborted, so no
+    file descriptor is held by a peer that never reads.
   * Content is streamed from the file in `content_chunk` pieces: never the
     whole message in memory. (Reads are plain file reads on the event loop:
     local disk, one chunk at a time.)
@@ -46,8 +49,11 @@ from pigeon.proto.client import (
     TlsReady, TlsRefused, Transaction, TransactionDone)
 from pigeon.proto.client_reply import Extensions, reply_text
 from pigeon.proto.reply import Reply, reply
+from pigeon.msgfile import open_message
 
 READ_SIZE = 65536
+#: Seconds a closing connection may take to flush (QUIT, TLS close_notify) before it is aborted.
+CLOSE_TIMEOUT = 5.0
 #: Replies allowed to pile up (pipelined BDAT chunks) before we stop to read them.
 MAX_UNREAD_REPLIES = 8
 
@@ -146,6 +152,8 @@ class ClientConnection:
             if out:
                 self.writer.write(out)
             self.writer.close()
+            # close() waits for the buffer to flush: bound it.
+            asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self.writer.transport.abort)
         except Exception:  # noqa: BLE001 - closing a broken transport
             pass
 
@@ -186,7 +194,8 @@ class ClientConnection:
 
     async def _send_content(self, path: Path) -> None:
         size = self.session.config.content_chunk
-        with open(path, "rb") as f:
+        f, _ = open_message(path)           # past the queue file's preamble (pigeon/msgfile.py)
+        with f:
             piece = f.read(size)
             while self.session.wants_content:
                 nxt = f.read(size)
@@ -200,9 +209,9 @@ class ClientConnection:
     async def _close(self) -> None:
         try:
             self.writer.close()
-            await asyncio.wait_for(self.writer.wait_closed(), 5.0)
-        except Exception:  # noqa: BLE001 - the peer may already be gone
-            pass
+            await asyncio.wait_for(self.writer.wait_closed(), CLOSE_TIMEOUT)
+        except Exception:  # noqa: BLE001 - the peer may already be gone, or never reads
+            self.writer.transport.abort()
 
     async def _until_ready(self) -> Ready:
         while True:

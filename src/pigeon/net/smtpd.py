@@ -13,12 +13,19 @@ Contract:
   * Rule 3: nothing a peer sends raises out of `Connection.run()`: storage
     errors become 451/452 replies, and anything unexpected is logged with
     its traceback while the peer sees 421 and a closed connection.
-  * Rule 4 (free-space reserve, queue/space.py): MAIL FROM (with its SIZE=)
+  * Deadlines come from the session (`next_deadline()`); this module only
+    sleeps until then and calls `on_timer()`.
+  * Rule 4: every wait on the network is bounded. Reads by the session's
+    deadline; writes (the drain after each batch of replies, the final flush
+    at close) by `timeouts.command`, after which the connection is aborted;
+    the TLS handshake by `tls.handshake_timeout`.
+  * Rule 5: a peer that half-closes (FIN or TLS close_notify after its last
+    commands) still gets every reply to the commands it sent: EOF only ends
+    the session once the session has answered what it read.
+  * Rule 6 (free-space reserve, queue/space.py): MAIL FROM (with its SIZE=)
     and DATA/BDAT are answered `452 4.3.1 Insufficient system storage`
     when the queue file system is below its reserve (`queue.min_free`),
     as Postfix does, so clients stop before uploading into a full disk.
-  * Deadlines come from the session (`next_deadline()`); this module only
-    sleeps until then and calls `on_timer()`.
   * TLS (RFC 3207, RFC 8314): on `StartTlsRequested` the 220 is flushed,
     then every octet the stream already holds is dropped unread
     (CVE-2011-0411; the session dropped its own buffer), then the handshake
@@ -27,9 +34,10 @@ Contract:
     handshake is logged and the connection closed without a reply.
   * AUTH (RFC 4954): password checks (argon2id) and SCRAM key look-ups run
     in the AuthService's thread pool, never on the event loop. Failed logins
-    are counted per client IP (`auth.ratelimit`): past a threshold the
+    are counted per client address (IPv4, or IPv6 /64; `auth.ratelimit`),
+    each attempt before its password is checked: past a threshold the
     answer is delayed (an asyncio sleep for this connection only), then the
-    IP is refused with 421 4.7.0. An authenticated client may relay to any
+    address is refused with 421 4.7.0. An authenticated client may relay to any
     domain; its MAIL FROM must be an address its account owns (553 5.7.1).
 """
 from __future__ import annotations
@@ -47,8 +55,9 @@ from pigeon.auth.service import AuthUnavailable
 from pigeon.net.stream import SmtpStream
 from pigeon.net.tls import tls_info
 from pigeon.proto import reply as R
-from pigeon.proto.events import (NEED_DATA, AuthKeysRequested, AuthRequested, ConnectionClosing,
-                                 DataAborted, DataFinished, DataReceived, DataStarted, EtrnRequested,
+from pigeon.proto.events import (NEED_DATA, AuthKeysRequested, AuthRequested, CommandRefused,
+                                 ConnectionClosing, DataAborted, DataFinished, DataReceived,
+                                 DataStarted, EtrnRequested,
                                  HeloReceived, MailRequested, RcptRequested, StartTlsRequested,
                                  TransactionReset)
 from pigeon.policy.submission import check_from_header, from_addresses
@@ -112,6 +121,8 @@ class Connection:
         self.session = ServerSession(session_config, now=clock())
         self.stats = SessionStats()
         self._spool = None
+        self._received_len = 0
+        self._transaction: tuple[str, list[str]] = ("", [])
         self._spool_error: OSError | StoreError | None = None
         self._closing = False
         self.tls = tls                      # pigeon.net.tls.TlsProvider | None
@@ -138,7 +149,18 @@ class Connection:
             await self._greet()
             await self._loop()
         except (ConnectionError, asyncio.IncompleteReadError):
-            pass  # the peer went away; nothing to answer
+            # The peer went away; nothing to answer.
+            if not self.session.closed:
+                self.maillog.session_end("lost connection", self.session.where, None,
+                                         self.client_ip)
+        except TimeoutError:
+            # Our replies stayed unread for timeouts.command (drain): the peer
+            # does not read. Nothing more can be written; free the slot now.
+            self._outcome = "timeout"
+            log.warning("[%s]:%s does not read its replies: closing after %.0fs",
+                        self.client_ip, self.client_port, self.cfg.command_timeout)
+            self.maillog.session_end("timeout", self.session.where, None, self.client_ip)
+            self.stream.abort()
         except asyncio.CancelledError:
             raise
         except Exception:  # Rule 3: log privately, answer generically
@@ -173,7 +195,9 @@ class Connection:
         stream, session = self.stream, self.session
         while not self._closing:
             deadline = session.next_deadline()
-            timeout = None if deadline is None else max(0.0, deadline - self.clock())
+            # No deadline only while the session is closing; still never wait unbounded.
+            timeout = self.cfg.command_timeout if deadline is None else \
+                max(0.0, deadline - self.clock())
             data = await stream.read(timeout)
             if data:
                 session.receive_data(data, self.clock())
@@ -206,16 +230,18 @@ class Connection:
                 session.respond(verdict)
             elif isinstance(event, MailRequested):
                 sender = event.sender
-                verdict = self.policy.check_sender(sender, self.client_ip) if sender else None
+                verdict = self.policy.check_sender(
+                    sender, self.client_ip, authenticated=session.auth_user is not None) \
+                    if sender else None
                 if verdict is None and not self.store.space.room_for(event.params.size or 0):
-                    verdict = R.INSUFFICIENT_STORAGE          # Rule 4
+                    verdict = R.INSUFFICIENT_STORAGE          # Rule 6
                 if verdict is None and sender is not None and session.auth_user is not None \
                         and f"{sender.local.lower()}@{sender.domain}" not in self._owned:
                     verdict = R.SENDER_NOT_OWNED
                     log.warning("[%s]: user %s may not send as <%s>", self.client_ip,
                                 session.auth_user, sender)
                 if verdict is not None:
-                    self._log_reject("MAIL", verdict, str(sender))
+                    self._log_reject("MAIL", verdict, str(sender) if sender is not None else "")
                 session.respond(verdict)
             elif isinstance(event, DataStarted):
                 session.respond(await self._open_spool())
@@ -225,7 +251,10 @@ class Connection:
                 session.respond(await self._commit(event))
             elif isinstance(event, (DataAborted, TransactionReset)):
                 if isinstance(event, DataAborted):
-                    if event.reply is not None:
+                    if event.reply is not None and event.reply.permanent:
+                        # Refused content; a 4xx abort (timeout, local error) is not a rejection.
+                        self._log_content_reject(event.reply)
+                    elif event.reply is not None:
                         self.metrics.rejected(event.reply.code)
                     log.info("[%s]: message refused: %s", self.client_ip, event.reason)
                 self._discard_spool()
@@ -245,12 +274,17 @@ class Connection:
                 session.respond(await self._authenticate(event))
             elif isinstance(event, EtrnRequested):
                 session.respond(await self._etrn(event.node))
+            elif isinstance(event, CommandRefused):
+                self._log_reject(event.stage, event.reply, event.address)
             elif isinstance(event, ConnectionClosing):
                 self._closing = True
+                self._log_session_end(event.reason)
             elif isinstance(event, HeloReceived):
                 pass
         self._flush()
-        await self.stream.drain()
+        # Writing is bounded like reading (Postfix smtpd_timeout covers both):
+        # a peer that never reads cannot hold the connection (TimeoutError).
+        await self.stream.drain(self.cfg.command_timeout)
 
     def _flush(self) -> None:
         out = self.session.data_to_send()
@@ -265,29 +299,18 @@ class Connection:
         STARTTLS: reading was paused before the 220 went out, so the reader's
         buffer holds only plaintext the client sent before seeing it; it is
         dropped (CVE-2011-0411). Implicit TLS: the buffer may already hold
-        the start of the ClientHello (uvloop starts reading right after
-        connection_made); those octets are handed to the TLS protocol once
-        start_tls has installed it (`_replay`).
+        the start of the ClientHello (reading starts right after the
+        connection is made); it is handed to the TLS engine.
         """
         stream = self.stream
         stream.pause_reading()
-        transport = stream.transport
         early = stream.take_buffer()
         if early and not self.implicit_tls:
             log.warning("[%s]: %d octets sent before the TLS handshake were discarded",
                         self.client_ip, len(early))
             early = b""
-        loop = asyncio.get_running_loop()
-        task = asyncio.ensure_future(stream.start_tls(
-            self.tls.context, handshake_timeout=self.handshake_timeout))
-        if early:
-            # start_tls (first task step) swaps the transport's protocol and
-            # schedules the TLS protocol's connection_made and resume_reading;
-            # two call_soon hops run `_replay` right after them, before the
-            # loop polls the socket again.
-            loop.call_soon(loop.call_soon, _replay, transport, stream, early)
         try:
-            await asyncio.wait_for(task, self.handshake_timeout + 1.0)
+            await stream.start_tls(self.tls.context, timeout=self.handshake_timeout, early=early)
         except (ssl.SSLError, OSError, EOFError, asyncio.TimeoutError) as exc:
             reason = "timeout" if isinstance(exc, asyncio.TimeoutError) else \
                 (getattr(exc, "reason", None) or str(exc) or type(exc).__name__)
@@ -315,38 +338,35 @@ class Connection:
             return None
 
     async def _authenticate(self, event: AuthRequested) -> R.Reply | None:
-        """Verify a finished SASL exchange; None accepts (235)."""
+        """Verify a finished SASL exchange; None accepts (235).
+
+        The attempt is counted before its password is checked
+        (`limiter.attempt`), so simultaneous logins from one address cannot
+        all be tried: past auth.max_failures in flight or failed, the answer
+        is 421 and says nothing about the password.
+        """
         auth, ip = self.auth, self.client_ip
-        verdict = auth.limiter.check(ip, self.clock())
+        verdict = auth.limiter.attempt(ip, self.clock())
         if verdict.refuse:
             log.warning("AUTH from [%s] refused: too many failures", ip)
             return R.AUTH_TOO_MANY_FAILURES
-        if verdict.delay:
-            await asyncio.sleep(verdict.delay)   # this connection only (Rule 3 of ratelimit)
-        account = None
         try:
-            if self._auth_unavailable:
-                raise AuthUnavailable("store")
-            same = True
-            if event.authzid:
-                try:
-                    same = normalize_name(event.authzid) == normalize_name(event.username)
-                except AccountError:
-                    same = False
-            if not same:
-                pass                                  # no proxy authorization
-            elif event.verified is None and event.password is not None:
-                account = await auth.run(auth.verify_password, event.username, event.password)
-            elif event.verified:
-                account = await auth.run(auth.account, event.username)
+            if verdict.delay:
+                await asyncio.sleep(verdict.delay)   # this connection only (Rule 3 of ratelimit)
+            account = await self._verify(event)
         except AuthUnavailable:
+            auth.limiter.release(ip, self.clock())
             self._auth_unavailable = False
             return R.AUTH_TEMPORARY
+        except BaseException:
+            auth.limiter.release(ip, self.clock())   # the client went away: no verdict
+            raise
         if account is None:
             auth.limiter.failure(ip, self.clock())
             log.warning("AUTH %s failed for user %r from [%s]", event.mechanism,
                         event.username[:64], ip)
-            if auth.limiter.check(ip, self.clock()).refuse:
+            self.maillog.sasl_failed(None, ip, event.mechanism)
+            if auth.limiter.locked(ip, self.clock()):    # this failure locked the address out
                 return R.AUTH_TOO_MANY_FAILURES
             return R.AUTH_FAILED
         auth.limiter.success(ip, self.clock())
@@ -354,13 +374,31 @@ class Connection:
         log.info("AUTH %s user=%s from [%s] (%s)", event.mechanism, account.name, ip, self.role)
         return None
 
+    async def _verify(self, event: AuthRequested):
+        """The account the credentials of `event` prove, or None; AuthUnavailable."""
+        auth = self.auth
+        if self._auth_unavailable:
+            raise AuthUnavailable("store")
+        if event.authzid:
+            try:
+                if normalize_name(event.authzid) != normalize_name(event.username):
+                    return None                       # no proxy authorization
+            except AccountError:
+                return None
+        if event.verified is None and event.password is not None:
+            return await auth.run(auth.verify_password, event.username, event.password)
+        if event.verified:
+            return await auth.run(auth.account, event.username)
+        return None
+
     async def _close(self) -> None:
+        """Flush the last replies and close; abort if the peer does not take
+        them within timeouts.command (a half-closed peer still gets them)."""
         try:
             self._flush()
-            self.stream.close()
-            await asyncio.wait_for(self.stream.wait_closed(), 5.0)
+            await self.stream.close_and_wait(self.cfg.command_timeout)
         except Exception:
-            pass
+            self.stream.abort()
 
     # -- spool --------------------------------------------------------------
 
@@ -368,23 +406,40 @@ class Connection:
         self._discard_spool()
         session = self.session
         if not self.store.space.room_for((session.mail_params and session.mail_params.size) or 0):
-            self._log_reject("DATA", R.INSUFFICIENT_STORAGE, "")       # Rule 4
+            self._log_reject("DATA", R.INSUFFICIENT_STORAGE, None,    # Rule 6
+                             sender=str(session.sender) if session.sender is not None else "",
+                             recipients=[str(a) for a, _ in session.recipients])
             return R.INSUFFICIENT_STORAGE
+        protocol = self._protocol()
+        # The envelope as known now (the RCPTs are done): a spool that spills
+        # to disk writes it into its file, so the queue can be rebuilt from
+        # the files (pigeon/msgfile.py). _commit() completes this object.
+        envelope = Envelope(
+            queue_id="", sender=str(session.sender) if session.sender is not None else "",
+            # A repeated RCPT got its 250 but is one recipient (policy merge_recipients).
+            recipients=[Recipient(str(a), p)
+                        for a, p in self.policy.merge_recipients(session.recipients)],
+            params=session.mail_params, received_at=self.wallclock(),
+            client_address=self.client_ip, client_helo=session.helo_name or "",
+            protocol=protocol)
         try:
             # No system call: the store keeps the content in memory until
             # it passes its spill threshold (pigeon.queue.spool).
-            spool = self.store.new_spool()
+            spool = self.store.new_spool(envelope)
         except Exception as exc:  # OSError or StoreError: answer 452/451, never a traceback
             log.error("cannot create spool file: %s", exc)
             return R.INSUFFICIENT_STORAGE if _is_disk_full(exc) else R.LOCAL_ERROR
         self._spool = spool
         self._spool_error = None
-        params = session.mail_params
-        protocol = self._protocol()
-        self._write_spool(received_header(
+        # Kept for the log: the session forgets the transaction when it refuses the content.
+        self._transaction = (str(session.sender) if session.sender is not None else "",
+                             [str(a) for a, _ in session.recipients])
+        received = received_header(
             helo=session.helo_name or "", client_ip=self.client_ip, hostname=self.cfg.hostname,
             protocol=protocol, queue_id=spool.queue_id, tls=session.tls,
-            recipients=[str(a) for a, _ in session.recipients], timestamp=self.wallclock()))
+            recipients=[r.address for r in envelope.recipients], timestamp=self.wallclock())
+        self._received_len = len(received)
+        self._write_spool(received)
         return None
 
     def _write_spool(self, data: bytes) -> None:
@@ -421,7 +476,10 @@ class Connection:
             return refusal
         if session.auth_user is not None and self.check_from_header:
             try:
-                head = spool.head()      # from memory, or from the page cache once spilled
+                # The whole header section: ours, then the client's, which the
+                # session bounded by limits.header_size (+ the empty line).
+                limit = self.cfg.max_header_size or spool.size     # 0: no limit
+                head = spool.head(self._received_len + limit + 2)
             except OSError as exc:
                 log.error("cannot read back spool %s: %s", spool.queue_id, exc)
                 self._discard_spool()
@@ -430,18 +488,12 @@ class Connection:
             if refusal is not None:
                 log.warning("[%s]: user %s may not send with From: %s", self.client_ip,
                             session.auth_user, ", ".join(from_addresses(head)))
-                self.metrics.rejected(refusal.code)
+                self._log_content_reject(refusal)
                 self._discard_spool()
                 return refusal
-        params = session.mail_params
-        envelope = Envelope(
-            queue_id=spool.queue_id,
-            sender=str(session.sender) if session.sender is not None else "",
-            recipients=[Recipient(str(a), p) for a, p in session.recipients],
-            params=params, received_at=self.wallclock(), size=spool.size,
-            eight_bit=event.eight_bit, client_address=self.client_ip,
-            client_helo=session.helo_name or "",
-            protocol=self._protocol())
+        envelope = spool.envelope           # made by _open_spool(), now final
+        envelope.received_at, envelope.size = self.wallclock(), spool.size
+        envelope.eight_bit = event.eight_bit
         self._spool = None  # the store owns it from here on
         try:
             await asyncio.wrap_future(self.store.commit_async(spool, envelope))
@@ -481,36 +533,53 @@ class Connection:
         trusted = self.session.auth_user is not None or self.policy.client_may_relay(self.client_ip)
         if self.on_etrn is None or not trusted:
             log.info("ETRN %s from [%s] refused", node, self.client_ip)
-            self.metrics.rejected(R.ETRN_DENIED.code)
+            self._log_reject("ETRN", R.ETRN_DENIED, None)
             return R.ETRN_DENIED
         count = await self.on_etrn(node)
         log.info("ETRN %s from [%s]: %d message(s) scheduled", node, self.client_ip, count)
         return R.etrn_started(node) if count else R.etrn_nothing(node)
 
-    def _log_reject(self, stage: str, verdict: R.Reply, address: str) -> None:
+    def _log_reject(self, stage: str, verdict: R.Reply, address: str | None, *,
+                    queue_id: str | None = None, sender: str | None = None,
+                    recipients: list[str] | None = None) -> None:
+        """One Postfix-form reject line (obs.maillog): the fields keep Postfix's meanings.
+
+        `address` is what the refused command named: the sender at MAIL
+        (`from=`, no `to=`), the recipient at RCPT (`to=`, with the
+        transaction's sender as `from=`). At END-OF-MESSAGE the caller passes
+        the transaction's `sender` and `recipients` (`to=` only for exactly
+        one, as Postfix does).
+        """
         self.metrics.rejected(verdict.code)
         session = self.session
-        sender = str(session.sender) if session.sender is not None else ""
-        self.maillog.log("NOQUEUE", {
-            "reject": f"{stage} from [{self.client_ip}]: {verdict}", "from": sender,
-            "to": address, "proto": "ESMTP" if session.esmtp else "SMTP",
-            "helo": session.helo_name or ""})
+        recipient = None
+        if stage == "MAIL":
+            sender = address or ""
+        elif stage == "RCPT":
+            sender = str(session.sender) if session.sender is not None else ""
+            recipient = address
+        elif recipients is not None and len(recipients) == 1:
+            recipient = recipients[0]
+        self.maillog.reject(queue_id, stage, self.client_ip, verdict, sender=sender,
+                            recipient=recipient, proto="ESMTP" if session.esmtp else "SMTP",
+                            helo=session.helo_name)
 
+    def _log_content_reject(self, verdict: R.Reply) -> None:
+        """A refused message (at the end of the data, or mid-data for a bare LF)."""
+        sender, recipients = self._transaction
+        queue_id = self._spool.queue_id if self._spool is not None else None
+        self._log_reject(self.session.where, verdict, None, queue_id=queue_id, sender=sender,
+                         recipients=recipients)
 
-def _replay(transport, stream: SmtpStream, data: bytes) -> None:
-    """Feed octets read before start_tls to the TLS protocol (implicit TLS)."""
-    proto = transport.get_protocol()
-    if proto is stream or not hasattr(proto, "buffer_updated"):
-        log.error("cannot replay %d early TLS octets: the TLS protocol is not installed", len(data))
-        transport.abort()
-        return
-    view = memoryview(data)
-    while view:
-        buf = proto.get_buffer(len(view))
-        n = min(len(buf), len(view))
-        buf[:n] = view[:n]
-        proto.buffer_updated(n)
-        view = view[n:]
+    def _log_session_end(self, reason: str) -> None:
+        """Postfix's lines for a session that did not end with QUIT."""
+        where = self.session.where
+        if reason == "pregreet":
+            self._log_reject("CONNECT", R.PREGREET, None)
+        elif reason in ("timeout", "too many errors", "too many junk commands"):
+            self.maillog.session_end(reason, where, None, self.client_ip)
+        elif reason == "client closed the connection":
+            self.maillog.session_end("lost connection", where, None, self.client_ip)
 
 
 def _is_disk_full(exc: BaseException) -> bool:

@@ -71,13 +71,16 @@ def generate_self_signed(cert_path: Path, key_path: Path, hostname: str,
             .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH]),
                            critical=False)
             .sign(key, hashes.SHA256()))
-    key_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM,
-                                  serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Explicit modes whatever the umask: the key is secret, the certificate is not.
+    for path, mode, data in ((key_path, 0o600, key.private_bytes(serialization.Encoding.PEM,
+                                                                serialization.PrivateFormat.PKCS8,
+                                                                serialization.NoEncryption())),
+                             (cert_path, 0o644, cert.public_bytes(serialization.Encoding.PEM))):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
 
 
 def check_certificate(cert_path: Path, now: datetime.datetime | None = None) -> CertificateSummary:

@@ -28,6 +28,10 @@ Contract:
     `detail` become keys of those names. Values that are not JSON types are
     written as their str(). The text format shows only the message: callers
     put in the message whatever a human reader needs.
+  * The log file is created mode 0600 (it names senders, recipients and
+    login names), whatever the umask, at start-up and when it is created
+    again after a rotation; an existing file keeps its mode (0640 for a
+    log-reading group is the administrator's choice).
   * Failure modes: a log file that cannot be opened raises ConfigError with
     key "log.file" (the CLI prints it and exits 78). Write errors later go to
     logging's own handleError (a line on stderr), never into pigeon's code.
@@ -46,13 +50,15 @@ from typing import Any, TextIO
 
 from pigeon.config.load import ConfigError
 from pigeon.config.schema import LogConfig
+from pigeon.fsutil import ensure_file
 
 __all__ = ["setup_logging", "TextFormatter", "JsonFormatter", "ROOT_LOGGER"]
 
 ROOT_LOGGER = "pigeon"
 
 _RESERVED = frozenset({"ts", "level", "logger", "pid", "msg", "queue_id", "detail", "exc"})
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0, DEL and C1: \x9b is a CSI to terminals that honour 8-bit controls.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _ESCAPES = {"\r": "\\r", "\n": "\\n", "\t": "\\t"}
 
 
@@ -262,6 +268,19 @@ def _syslog_handler(target: str) -> logging.Handler:
     return handler
 
 
+#: The log names senders, recipients and login names: owner only.
+LOG_FILE_MODE = 0o600
+
+
+class _PrivateFileHandler(logging.handlers.WatchedFileHandler):
+    """A log file created mode 0600 whatever the umask, at start and after
+    logrotate moved it away; an existing file keeps its mode."""
+
+    def _open(self):
+        ensure_file(self.baseFilename, LOG_FILE_MODE)
+        return super()._open()
+
+
 def flush_logs() -> None:
     """Wait until every record handed to the writer thread is written."""
     if _listener is not None:
@@ -290,7 +309,7 @@ def setup_logging(log_config: LogConfig, *, stream: TextIO | None = None,
     handler: logging.Handler
     if log_config.file is not None:
         try:
-            handler = logging.handlers.WatchedFileHandler(log_config.file, encoding="utf-8")
+            handler = _PrivateFileHandler(log_config.file, encoding="utf-8")
         except OSError as exc:
             raise ConfigError("log.file", f"cannot open {log_config.file}: {exc.strerror or exc}") from None
     else:

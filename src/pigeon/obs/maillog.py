@@ -25,15 +25,37 @@ Contract:
         disconnect from mail.example.org[192.0.2.7] ehlo=1 mail=1 rcpt=1/2 data=1 quit=1 commands=5/6
 
     (a count is an int, or (accepted, issued) when some were refused).
+  * Rejections and session ends, in exactly Postfix smtpd's form, because
+    tools (pflogsumm, fail2ban's postfix filters) parse these lines and rely
+    on each field's meaning: `from=` is always the envelope sender, `to=` a
+    recipient, never anything else.
+
+        NOQUEUE: reject: RCPT from unknown[192.0.2.1]: 554 5.7.1 Error: relay access denied; from=<s@a.example> to=<x@y.example> proto=ESMTP helo=<h.example>
+        NOQUEUE: reject: MAIL from unknown[192.0.2.1]: 553 5.7.1 Error: ...; from=<s@a.example> proto=ESMTP helo=<h.example>
+        NOQUEUE: reject: CONNECT from unknown[192.0.2.1]: 421 4.7.0 mx.example Error: too many connections; proto=SMTP
+        01M8...: reject: END-OF-MESSAGE from unknown[192.0.2.1]: 552 5.3.4 Error: ...; from=<s@a.example> to=<x@y.example> proto=ESMTP helo=<h.example>
+        warning: unknown[192.0.2.1]: SASL PLAIN authentication failed: authentication failure
+        too many errors after RCPT from unknown[192.0.2.1]
+        timeout after DATA from unknown[192.0.2.1]
+        lost connection after MAIL from unknown[192.0.2.1]
+
+    `reject()` leaves out `from=` when no sender is known yet (None; the
+    null sender "" is `from=<>`), `to=` when there is no single recipient,
+    `helo=` before HELO/EHLO; `proto=` is SMTP or ESMTP (the greeting the
+    client used). The client name is "unknown" (pigeon does not look up
+    reverse DNS), as Postfix writes it for a client without one.
   * Never raises for odd field values, never blocks beyond what the logging
     handler does, and never reads the clock (the logging record does).
 """
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-__all__ = ["MailLog", "format_fields", "MAIL_LOGGER"]
+if TYPE_CHECKING:
+    from pigeon.proto.reply import Reply
+
+__all__ = ["MailLog", "format_fields", "reply_text", "MAIL_LOGGER"]
 
 MAIL_LOGGER = "pigeon.mail"
 
@@ -59,6 +81,14 @@ def format_fields(fields: Mapping[str, Any], detail: str | None = None) -> str:
     return text
 
 
+def reply_text(reply: "Reply | str") -> str:
+    """A reply as one log line: `554 5.7.1 text` (lines of a multi-line reply joined by spaces)."""
+    if isinstance(reply, str):
+        return reply
+    code = f"{reply.code} {reply.enhanced}" if reply.enhanced else str(reply.code)
+    return f"{code} {' '.join(reply.lines)}"
+
+
 def _client(host: str | None, ip: str) -> str:
     return f"{host or 'unknown'}[{ip}]"
 
@@ -76,6 +106,44 @@ class MailLog:
             return
         self.logger.log(level, "%s: %s", queue_id, format_fields(fields, detail),
                         extra={"queue_id": queue_id, "fields": dict(fields), "detail": detail})
+
+    def reject(self, queue_id: str | None, stage: str, ip: str, reply: "Reply | str", *,
+               host: str | None = None, sender: str | None = None,
+               recipient: str | None = None, proto: str = "SMTP",
+               helo: str | None = None) -> None:
+        """`QUEUEID: reject: STAGE from host[ip]: REPLY; from=<> to=<> proto= helo=<>`."""
+        if not self.logger.isEnabledFor(logging.INFO):
+            return
+        qid = queue_id or "NOQUEUE"
+        reply = reply_text(reply)
+        text = f"{qid}: reject: {stage} from {_client(host, ip)}: {reply};"
+        if sender is not None:
+            text += f" from=<{sender}>"
+        if recipient is not None:
+            text += f" to=<{recipient}>"
+        text += f" proto={proto}"
+        if helo:
+            text += f" helo=<{helo}>"
+        self.logger.info("%s", text, extra={
+            "queue_id": qid, "detail": "reject",
+            "fields": {"event": "reject", "stage": stage, "client_name": host or "unknown",
+                       "client_ip": ip, "reply": reply, "from": sender, "to": recipient,
+                       "proto": proto, "helo": helo or None}})
+
+    def sasl_failed(self, host: str | None, ip: str, mechanism: str,
+                    reason: str = "authentication failure") -> None:
+        """`warning: host[ip]: SASL PLAIN authentication failed: REASON` (Postfix smtpd)."""
+        self.logger.warning("warning: %s: SASL %s authentication failed: %s",
+                            _client(host, ip), mechanism, reason,
+                            extra={"fields": {"event": "sasl_failed",
+                                              "client_name": host or "unknown", "client_ip": ip,
+                                              "sasl_method": mechanism, "reason": reason}})
+
+    def session_end(self, what: str, where: str, host: str | None, ip: str) -> None:
+        """`timeout after DATA from host[ip]` (what: timeout, lost connection, too many errors...)."""
+        self.logger.info("%s after %s from %s", what, where, _client(host, ip),
+                         extra={"fields": {"event": what, "after": where,
+                                           "client_name": host or "unknown", "client_ip": ip}})
 
     def connect(self, host: str | None, ip: str) -> None:
         """`connect from host[ip]` (host None: the name is unknown)."""

@@ -28,7 +28,9 @@ Contract:
   * `MetricsServer(listen, metrics)`: a deliberately tiny asyncio HTTP/1.0
     responder: `GET /metrics` (and `HEAD`) -> 200 text/plain version 0.0.4;
     `/` -> a one-line pointer; other paths 404; other methods 405. One
-    request per connection, request head at most 8 KiB within 5 s. Rendering
+    request per connection, request head at most 8 KiB within 5 s, and the
+    response must be taken within 30 s (else the connection is aborted: a
+    client that never reads holds nothing). Rendering
     runs in a worker thread (the queue count is an SQLite query).
     prometheus_client's own servers are thread- or ASGI-based; this keeps
     the endpoint on pigeon's event loop with no extra dependency.
@@ -56,6 +58,7 @@ SIZE_BUCKETS = (1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 10485760, 26
 
 _MAX_HEAD = 8192
 _HEAD_TIMEOUT = 5.0
+_WRITE_TIMEOUT = 30.0
 
 
 class _LiveCollector:
@@ -259,12 +262,12 @@ class MetricsServer:
                                        head_only=method == "HEAD"))
             else:
                 writer.write(_response("404 Not Found", b"not found\n"))
-            await writer.drain()
-        except ConnectionError:
-            pass
+            await asyncio.wait_for(writer.drain(), _WRITE_TIMEOUT)
+        except (ConnectionError, asyncio.TimeoutError):
+            writer.transport.abort()
         finally:
             writer.close()
             try:
-                await writer.wait_closed()
-            except ConnectionError:
-                pass
+                await asyncio.wait_for(writer.wait_closed(), _WRITE_TIMEOUT)
+            except (ConnectionError, asyncio.TimeoutError):
+                writer.transport.abort()

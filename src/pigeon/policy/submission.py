@@ -1,34 +1,104 @@
 """Submission rules about message content (RFC 6409 §8.1-style checks).
 
 Contract:
-  * `from_addresses(head)` returns the addresses of the From: field(s) in the
-    header section at the start of `head` (bytes; only the header section is
-    read, and at most what the caller passed), lowercased.
-  * `check_from_header(head, owned)` is None when every From: address is one
-    the authenticated account owns (or there is no From: at all: the
-    envelope sender was already checked), else the 553 5.7.1 refusal.
-  * Pure: no I/O. The SMTP driver reads the spool's first octets and asks.
+  * `header_section(head)` is the header section at the start of `head`:
+    everything up to the first empty line (RFC 5322 §2.1), or all of `head`
+    when there is none. The caller passes the whole header section (the
+    SMTP session refuses a message whose header section is larger than
+    `limits.header_size`, so the driver knows how much to read back).
+  * `from_fields(head)` returns the value of every From: field of the header
+    section, unfolded, read as tolerantly as mail clients read them: the
+    name in any case, with white space before the colon (`From :`, the
+    obsolete syntax of RFC 5322 §4.5.3 that many clients still display),
+    and wherever the field is in the section.
+  * `from_addresses(head)` returns, lowercased, every address a reader could
+    take for the sender in those fields: the mailboxes an RFC 5322 parser
+    finds (groups included) and, after RFC 2047 encoded words are decoded,
+    every `local@domain` written anywhere in the field (a display name such
+    as `=?utf-8?q?ceo=40bank.example?=` is shown as an address).
+  * `check_from_header(head, owned)` is None when there is no From: field
+    (the envelope sender was already checked) or when every From: field
+    holds at least one address and every address found is one the
+    authenticated account owns; else the 553 5.7.1 refusal. A From: field
+    with no address at all (`undisclosed:;`, garbage) is refused too: what
+    a client would show for it is not the account's address.
+  * Pure: no I/O. The SMTP driver reads the spool's header section and asks.
 """
 from __future__ import annotations
 
-import email.parser
-import email.policy
+import email.errors
+import email.header
 import email.utils
+import re
 
 from pigeon.proto import reply as R
 from pigeon.proto.reply import Reply
 
+# A field name, optional white space, then the colon (RFC 5322 §3.6.4, §4.5.3).
+_FROM_NAME = re.compile(r"from[ \t]*:", re.IGNORECASE)
+# An address as a reader would recognise one in any text: local@domain.
+_ADDRESS_LIKE = re.compile(r"[^\s<>()\[\],;:\"@]+@[^\s<>()\[\],;:\"@]+")
+
+
+def header_section(head: bytes) -> bytes:
+    end = head.find(b"\r\n\r\n")
+    return head if end == -1 else head[:end + 2]
+
+
+def _unfolded_fields(section: bytes) -> list[str]:
+    """The header fields, each unfolded onto one line (RFC 5322 §2.2.3)."""
+    fields: list[str] = []
+    for line in section.decode("utf-8", "replace").split("\r\n"):
+        if line[:1] in (" ", "\t") and fields:
+            fields[-1] += line
+        elif line:
+            fields.append(line)
+    return fields
+
+
+def from_fields(head: bytes) -> list[str]:
+    values = []
+    for field in _unfolded_fields(header_section(head)):
+        match = _FROM_NAME.match(field)
+        if match:
+            values.append(field[match.end():].strip())
+    return values
+
+
+def _decoded(value: str) -> str:
+    """`value` with RFC 2047 encoded words decoded (as a mail client shows it)."""
+    try:
+        parts = email.header.decode_header(value)
+    except (ValueError, email.errors.HeaderParseError):
+        return value
+    out = []
+    for text, charset in parts:
+        if isinstance(text, bytes):
+            try:
+                text = text.decode(charset or "ascii", "replace")
+            except LookupError:
+                text = text.decode("latin-1")
+        out.append(text)
+    return "".join(out)
+
+
+def _field_addresses(value: str) -> set[str]:
+    found = {addr for _, addr in email.utils.getaddresses([value]) if "@" in addr}
+    found.update(_ADDRESS_LIKE.findall(value))
+    found.update(_ADDRESS_LIKE.findall(_decoded(value)))
+    return {addr.rstrip(".").lower() for addr in found}   # "... alice@x.test." in prose
+
 
 def from_addresses(head: bytes) -> list[str]:
-    end = head.find(b"\r\n\r\n")
-    block = head if end == -1 else head[:end + 2]
-    msg = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(block)
-    values = [str(v) for v in (msg.get_all("From") or [])]
-    return [addr.lower() for _, addr in email.utils.getaddresses(values) if addr]
+    addresses: set[str] = set()
+    for value in from_fields(head):
+        addresses |= _field_addresses(value)
+    return sorted(addresses)
 
 
 def check_from_header(head: bytes, owned: frozenset[str]) -> Reply | None:
-    for address in from_addresses(head):
-        if address not in owned:
+    for value in from_fields(head):
+        addresses = _field_addresses(value)
+        if not addresses or not addresses <= owned:
             return R.FROM_NOT_OWNED
     return None

@@ -44,8 +44,16 @@ Contract:
     plaintext after its 220 are dropped, the STARTTLS command-injection
     defence) and EHLO is sent again (RFC 3207 §4.2).
   * Calling a method in the wrong phase is a driver bug: RuntimeError.
-  * An address with CR, LF or "<"/">" cannot be put on a command line:
-    ValueError (the queue only holds validated addresses).
+  * Rule 6 (addresses): every address pigeon's server parser accepts is
+    written, in the canonical form `str(parse_path(...))` that the parser
+    reads back as the same address (quoted local parts with ">", blanks,
+    quotes or backslashes included; RFC 5321 §4.1.2). An address that has no
+    such form (one that never came through our parser: an alias target,
+    say) is never put on a command line: its recipient gets a local
+    553 5.1.3, or, for the sender, every recipient 553 5.1.7 (RFC 3463
+    "bad destination/sender mailbox address syntax"), as results of the
+    transaction, never as an exception: a message we cannot write fails
+    by itself and says nothing about the peer.
 """
 from __future__ import annotations
 
@@ -54,6 +62,7 @@ import enum
 from collections import deque
 from dataclasses import dataclass, field
 
+from pigeon.proto.address import PathError, parse_path
 from pigeon.proto.client_config import ClientConfig
 from pigeon.proto.client_content import DotStuffer, bdat_chunk
 from pigeon.proto.client_reply import Extensions, MalformedReply, ReplyParser
@@ -175,6 +184,7 @@ class _Tx:
     mail_ok: bool = False
     rcpt_seen: int = 0
     accepted: list[int] = field(default_factory=list)
+    sendable: list[int] = field(default_factory=list)   # recipients whose RCPT goes out
     data_sent: bool = False          # DATA command (or first BDAT) is out
     content: str | None = None       # None | "data" | "bdat": content being sent
     content_done: bool = False       # last piece sent
@@ -338,21 +348,30 @@ class ClientSession:
             raise ValueError("a transaction needs at least one recipient")
         if tx.rcpt_params and len(tx.rcpt_params) != len(tx.recipients):
             raise ValueError("rcpt_params must be aligned with recipients")
+        t = _Tx(tx, [None] * len(tx.recipients))
+        for i, address in enumerate(tx.recipients):
+            if wire_path(address) is None:       # Rule 6
+                t.final[i] = RecipientReply(address, BAD_RECIPIENT_ADDRESS, "rcpt", True)
+            else:
+                t.sendable.append(i)
         refusal = self._refusal(tx)
-        if refusal is not None:
-            self._events.append(TransactionDone(
-                tuple(RecipientReply(a, refusal, "mail", True) for a in tx.recipients)))
+        if refusal is None and wire_path(tx.sender) is None:
+            refusal = BAD_SENDER_ADDRESS
+        if refusal is not None or not t.sendable:
+            self._events.append(TransactionDone(tuple(
+                t.final[i] or RecipientReply(a, refusal, "mail", True)
+                for i, a in enumerate(tx.recipients))))
             return
         mail = self._mail_command(tx)
-        rcpts = [self._rcpt_command(tx, i) for i in range(len(tx.recipients))]
+        rcpts = [self._rcpt_command(tx, i) for i in t.sendable]
         self._ready = False
-        self._tx = _Tx(tx, [None] * len(tx.recipients))
+        self._tx = t
         if self._dirty:
             self._send(b"RSET\r\n", _RSET, 0)
             self._dirty = False
         self._send(mail, _MAIL)
         if self._pipelining:
-            for i, line in enumerate(rcpts):
+            for i, line in zip(t.sendable, rcpts):
                 self._send(line, _RCPT, i)
             if not self._chunking:
                 self._tx.data_sent = True
@@ -441,8 +460,8 @@ class ClientSession:
         t.mail_reply = r
         t.mail_ok = r.positive
         if not r.positive:
-            for i, addr in enumerate(t.tx.recipients):
-                t.final[i] = RecipientReply(addr, r, "mail")
+            for i in t.sendable:
+                t.final[i] = RecipientReply(t.tx.recipients[i], r, "mail")
             self._dirty = True
             if not self._pipelining:
                 self._finish()
@@ -450,7 +469,8 @@ class ClientSession:
                 self._finish()
             return
         if not self._pipelining:
-            self._send(self._rcpt_command(t.tx, 0), _RCPT, 0)
+            first = t.sendable[0]
+            self._send(self._rcpt_command(t.tx, first), _RCPT, first)
 
     def _on_rcpt(self, i: int, r: Reply) -> None:
         t = self._tx
@@ -461,9 +481,10 @@ class ClientSession:
                 t.accepted.append(i)
             else:
                 t.final[i] = RecipientReply(t.tx.recipients[i], r, "rcpt")
-        last = t.rcpt_seen == len(t.tx.recipients)
+        last = t.rcpt_seen == len(t.sendable)
         if not self._pipelining and not last:
-            self._send(self._rcpt_command(t.tx, i + 1), _RCPT, i + 1)
+            following = t.sendable[t.rcpt_seen]
+            self._send(self._rcpt_command(t.tx, following), _RCPT, following)
             return
         if not last:
             return
@@ -647,7 +668,27 @@ class ClientSession:
         self._events.append(Closed(r, phase or self.phase, local))
 
 
+#: Rule 6: local refusals for addresses that cannot be written.
+BAD_RECIPIENT_ADDRESS = _local(553, "5.1.3", "recipient address cannot be sent over SMTP "
+                                             "(bad destination mailbox address syntax)")
+BAD_SENDER_ADDRESS = _local(553, "5.1.7", "sender address cannot be sent over SMTP "
+                                          "(bad sender mailbox address syntax)")
+
+
+def wire_path(address: str) -> str | None:
+    """The text between "<" and ">" that pigeon's server parser reads back as
+    `address` (Rule 6), "" for the null path, None when there is none."""
+    if address == "":
+        return ""
+    try:
+        parsed = parse_path(f"<{address}>", allow_null=False, smtputf8=True)
+    except PathError:
+        return None
+    return str(parsed) if parsed is not None else None
+
+
 def _path(address: str) -> str:
-    if any(c in address for c in "\r\n<>") or any(ord(c) < 32 for c in address):
+    path = wire_path(address)
+    if path is None:          # send_transaction filters these out first (Rule 6)
         raise ValueError(f"address cannot go on a command line: {address!r}")
-    return address
+    return path

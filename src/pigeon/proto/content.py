@@ -13,13 +13,18 @@ Contract:
       - a NUL octet
       - more than `max_message_size` octets (RFC 1870)
       - 8-bit octets without BODY=8BITMIME when the policy rejects them
+      - a header section (up to the first empty line, RFC 5322 §2.1) longer
+        than `max_header_size` octets (0 = no limit): later checks of the
+        header (the From: check for logged-in users) read all of it, so it
+        must be bounded
       - more than `hop_limit` Received: fields in the header (RFC 5321 §6.3)
   * `finish()` checks the end of the stream (a trailing CR is bare) and
     returns False on a bare CR.
   * Each feed does a handful of C-level passes (count, find, isascii,
     split, one regex over the header section); there is no per-octet or
     per-line Python loop. Across pieces only the first 9 octets of the
-    current header line are kept.
+    current header line are kept. `header_size` is the length of the
+    header section (complete lines seen so far while it has not ended).
 """
 from __future__ import annotations
 
@@ -29,31 +34,34 @@ from pigeon.proto import reply as R
 from pigeon.proto.reply import Reply
 
 _PRIORITY = (R.MESSAGE_TOO_BIG, R.TEXT_LINE_TOO_LONG, R.NUL_IN_DATA, R.EIGHT_BIT_UNDECLARED,
-             R.MAIL_LOOP)
+             R.HEADER_TOO_BIG, R.MAIL_LOOP)
 _REASONS = {
     R.MESSAGE_TOO_BIG: "message over size limit",
     R.TEXT_LINE_TOO_LONG: "text line too long",
     R.NUL_IN_DATA: "NUL in content",
     R.EIGHT_BIT_UNDECLARED: "8-bit content without BODY=8BITMIME",
+    R.HEADER_TOO_BIG: "header section over size limit",
     R.MAIL_LOOP: "too many Received: headers",
 }
 _RECEIVED_AT_LINE_START = re.compile(rb"(?:^|\n)received:", re.IGNORECASE)
 
 
 class ContentScanner:
-    __slots__ = ("max_text_line", "max_size", "hop_limit", "reject_8bit",
-                 "size", "eight_bit", "received", "_failures",
+    __slots__ = ("max_text_line", "max_size", "hop_limit", "reject_8bit", "max_header_size",
+                 "size", "eight_bit", "received", "header_size", "_failures",
                  "_pending_cr", "_line_len", "_in_headers", "_hdr_tail")
 
     def __init__(self, *, max_text_line: int, max_size: int, hop_limit: int,
-                 reject_8bit: bool) -> None:
+                 reject_8bit: bool, max_header_size: int = 0) -> None:
         self.max_text_line = max_text_line
         self.max_size = max_size          # 0 = unlimited
         self.hop_limit = hop_limit
         self.reject_8bit = reject_8bit
+        self.max_header_size = max_header_size   # 0 = unlimited
         self.size = 0
         self.eight_bit = False
         self.received = 0
+        self.header_size = 0
         self._failures: set[Reply] = set()
         self._pending_cr = False          # the last octet fed was CR
         self._line_len = 0                # octets of the current line so far
@@ -145,11 +153,17 @@ class ContentScanner:
             region = region[:end]
             self._in_headers = False
             self._hdr_tail = b""
+            # self.size already counts the whole piece: take back what follows the section.
+            self.header_size = self.size - (len(text) - end)
         else:
             self._hdr_tail = text[last + 1:][:9]
+            self.header_size = self.size - (len(text) - last - 1)   # complete lines so far
         self.received += len(_RECEIVED_AT_LINE_START.findall(region))
         if self.received > self.hop_limit:
-            self._fail(R.MAIL_LOOP)
+            self._fail(R.MAIL_LOOP)   # keep measuring the section: the outcome must not
+                                      # depend on where the pieces were split
+        if self.max_header_size and self.header_size > self.max_header_size:
+            self._fail(R.HEADER_TOO_BIG)
             self._in_headers = False  # no need to look further
 
     def finish(self) -> bool:

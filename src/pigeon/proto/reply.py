@@ -93,6 +93,11 @@ def too_many_errors(hostname: str) -> Reply:
     return reply(421, "4.7.0", f"{hostname} Error: too many errors")
 
 
+def too_many_junk_commands(hostname: str) -> Reply:
+    # Like too many errors: the session is of no use, free the slot (RFC 5321 §3.8 permits 421).
+    return reply(421, "4.7.0", f"{hostname} Error: too many junk commands")
+
+
 def too_many_connections(hostname: str) -> Reply:
     return reply(421, "4.7.0", f"{hostname} Error: too many connections")
 
@@ -163,6 +168,7 @@ INVALID_UTF8 = reply(501, "5.6.7", "Error: invalid UTF-8 in command")
 # --- Size, recipients, resources (RFC 1870, RFC 5321 §4.5.3.1) ---------------
 
 MESSAGE_TOO_BIG = reply(552, "5.3.4", "Error: message size exceeds fixed limit")
+HEADER_TOO_BIG = reply(552, "5.3.4", "Error: message header size exceeds fixed limit")
 TOO_MANY_RECIPIENTS = reply(452, "4.5.3", "Error: too many recipients")
 INSUFFICIENT_STORAGE = reply(452, "4.3.1", "Insufficient system storage")     # RFC 3463 X.3.1, Postfix's words
 LOCAL_ERROR = reply(451, "4.3.0", "Error: queue file write error, try again later")
@@ -197,6 +203,9 @@ def etrn_nothing(node: str) -> Reply:
 
 RELAY_DENIED = reply(554, "5.7.1", "Error: relay access denied")
 UNKNOWN_USER = reply(550, "5.1.1", "Error: recipient address rejected: user unknown")
+#: limits.new_mailboxes_per_hour reached (a rate limit, so 4xx as Postfix's anvil limits).
+TOO_MANY_NEW_MAILBOXES = reply(450, "4.7.1", "Error: too many new mailboxes from your address, "
+                                             "try again later")
 
 # --- STARTTLS (RFC 3207) -----------------------------------------------------------
 

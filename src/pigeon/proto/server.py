@@ -20,6 +20,9 @@ runner are written against it.
     session.tls_failed(reason)        # handshake failed: close, no reply
     session.respond_keys(keys|None)   # answer AuthKeysRequested (SCRAM)
     session.tls, session.auth_user    # TlsInfo | None, authenticated user | None
+    session.where                     # the protocol stage, as Postfix smtpd logs it:
+                                      # CONNECT, a verb (EHLO, MAIL, RCPT, DATA, BDAT...),
+                                      # UNKNOWN, END-OF-MESSAGE
 
 Contract:
   * No I/O and no clock: bytes in, events and bytes out, time passed in.
@@ -34,6 +37,10 @@ Contract:
     enhanced status codes (only after EHLO) and counts 4xx/5xx replies to
     commands; when the count exceeds `max_errors` a 421 follows and the
     session closes.
+  * Junk commands (NOOP, RSET, VRFY, HELP, ETRN; `states.VERB_FLAGS`) are
+    counted; the one past `max_junk_commands` is answered 421 4.7.0
+    instead and the session closes, so they cannot keep a session alive
+    forever. An accepted message starts the count again (as Postfix does).
   * ConnectionClosing is always the last event. Before it, a transaction in
     progress is abandoned with DataAborted (inside content) or
     TransactionReset.
@@ -60,13 +67,14 @@ from pigeon.proto.commands import (
 from pigeon.proto.content import ContentScanner
 from pigeon.proto.datareader import BARE, DONE, MORE, ChunkReader, DotReader
 from pigeon.proto.events import (
-    NEED_DATA, AuthKeysRequested, AuthRequested, ConnectionClosing, DataAborted, DataFinished, DataReceived, DataStarted,
-    EtrnRequested, Event, HeloReceived, MailRequested, RcptRequested, TransactionReset)
+    NEED_DATA, AuthKeysRequested, AuthRequested, CommandRefused, ConnectionClosing, DataAborted,
+    DataFinished, DataReceived, DataStarted, EtrnRequested, Event, HeloReceived, MailRequested,
+    RcptRequested, TransactionReset)
 from pigeon.proto.linebuf import CommandLineReader
 from pigeon.proto.params import MailParams, ParamError, RcptParams, parse_mail_params, parse_rcpt_params
 from pigeon.proto.reply import Reply
 from pigeon.proto.secure import SecureCommands
-from pigeon.proto.states import TRANSACTION_STATES, State, lookup
+from pigeon.proto.states import TRANSACTION_STATES, VERB_FLAGS, State, lookup
 
 # RFC 1985 §5: the node is a domain name (a dot-atom of LDH labels).
 _ETRN_DOMAIN = re.compile(r"(?i)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\.?")
@@ -83,6 +91,10 @@ class SessionConfig:
     max_recipients: int = 1000
     #: Error replies (4xx/5xx to commands) before 421 and disconnect.
     max_errors: int = 20
+    #: NOOP/RSET/VRFY/HELP/ETRN commands allowed (states.VERB_FLAGS junk) since
+    #: the session began or its last accepted message; one more gets 421
+    #: 4.7.0 and the session closes (Postfix smtpd_junk_command_limit).
+    max_junk_commands: int = 100
     #: Command line limit incl. CRLF (RFC 5321 §4.5.3.1.4 = 512; 4.5.3.1.5 notes
     #: extensions may lengthen it by their parameters, hence the default 2048
     #: applies to MAIL/RCPT with parameters and 512 to the rest).
@@ -90,6 +102,9 @@ class SessionConfig:
     max_command_line_with_params: int = 2048
     #: Text line limit in DATA incl. CRLF (RFC 5321 §4.5.3.1.6).
     max_text_line: int = 1000
+    #: Largest header section (octets up to the empty line) of a message;
+    #: bigger gets 552 5.3.4 at the end of the data. 0 = no limit.
+    max_header_size: int = 102_400
     #: Received: header count above which a message is a loop (RFC 5321 §6.3).
     hop_limit: int = 100
     #: Seconds a client has to send one whole command line (RFC 5321 §4.5.3.2.7).
@@ -138,6 +153,7 @@ class ServerSession(SecureCommands):
         self.mail_params: MailParams | None = None
         self.recipients: list[tuple[Address, RcptParams]] = []
         self.errors = 0
+        self.where = "CONNECT"
         self._buf = bytearray()
         self._out = bytearray()
         self._events: deque[Event] = deque()
@@ -152,6 +168,7 @@ class ServerSession(SecureCommands):
         self._chunk_reply: Reply | None = None       # reply for a discarded chunk
         self._chunk_fails_tx = False
         self._rcpt_attempts = 0
+        self._junk_commands = 0
         self._bdat_failed = False
         self._now = now
         self._ready_at = now
@@ -336,8 +353,17 @@ class ServerSession(SecureCommands):
         try:
             cmd = parse_command(line)
         except CommandError as exc:
+            verb = line.split(b" ", 1)[0].decode("ascii", "replace").upper()
+            self.where = verb if verb in VERB_FLAGS else "UNKNOWN"
             self._reply(exc.reply)
             return
+        self.where = cmd.verb
+        if VERB_FLAGS[cmd.verb].junk:
+            self._junk_commands += 1
+            if self._junk_commands > self.config.max_junk_commands:
+                self._reply(R.too_many_junk_commands(self.config.hostname), count=False)
+                self._close("too many junk commands")
+                return
         nxt = lookup(self.state, cmd.verb)
         getattr(self, "_cmd_" + cmd.verb.lower())(cmd, nxt)
 
@@ -398,6 +424,8 @@ class ServerSession(SecureCommands):
         limit = self.config.max_message_size
         if limit and params.size is not None and params.size > limit:  # RFC 1870 §6.1
             self._reply(R.MESSAGE_TOO_BIG)
+            self._emit(CommandRefused("MAIL", R.MESSAGE_TOO_BIG,
+                                      str(sender) if sender is not None else ""))
             return
         auth = self._auth_param(params.auth)
         if auth != params.auth:
@@ -565,6 +593,8 @@ class ServerSession(SecureCommands):
         elif isinstance(ev, DataFinished):
             self._reset_transaction(emit=False)
             self._bdat_failed = False
+            if accepted:
+                self._junk_commands = 0       # a delivered message: the session is useful
             self._reply(reply or R.OK)
         if self._reader is None:
             self._set_ready()
@@ -576,7 +606,7 @@ class ServerSession(SecureCommands):
         params = self.mail_params or MailParams()
         declared = params.body == "8BITMIME" or params.smtputf8
         return ContentScanner(max_text_line=cfg.max_text_line, max_size=cfg.max_message_size,
-                              hop_limit=cfg.hop_limit,
+                              hop_limit=cfg.hop_limit, max_header_size=cfg.max_header_size,
                               reject_8bit=cfg.eight_bit_undeclared == "reject" and not declared)
 
     def _enter_content(self) -> None:
@@ -608,6 +638,7 @@ class ServerSession(SecureCommands):
     def _end_data(self) -> None:
         scanner = self._scanner
         assert scanner is not None
+        self.where = "END-OF-MESSAGE"
         self._reader = None
         self._set_ready()
         if scanner.failure is not None:
@@ -620,6 +651,8 @@ class ServerSession(SecureCommands):
     def _end_chunk(self, reader: ChunkReader) -> None:
         self._reader = None
         self._set_ready()
+        if reader.last:
+            self.where = "END-OF-MESSAGE"
         if self._chunk_reply is not None:
             refusal, self._chunk_reply = self._chunk_reply, None
             if self._chunk_fails_tx:

@@ -12,8 +12,11 @@ Contract:
     success, and the session stays put otherwise.
   * `VERB_FLAGS` holds per-verb data: whether the verb resets the mail
     transaction, whether its line may be long (ESMTP parameters), whether it
-    must end a pipelined batch (RFC 2920 §3.1) and whether it takes an
-    argument ("required", "forbidden", "optional").
+    must end a pipelined batch (RFC 2920 §3.1), whether it takes an
+    argument ("required", "forbidden", "optional") and whether it is a
+    "junk" command (NOOP, RSET, VRFY, HELP, ETRN: Postfix's
+    smtpd_junk_command_limit counts the same ones, HELP aside, which it
+    does not implement) that moves no mail and only keeps a session alive.
 
 States:
     CONNECTED --start()--> GREETED --EHLO/HELO--> READY --MAIL--> MAIL
@@ -47,6 +50,7 @@ class VerbFlags:
     long_line: bool = False
     ends_batch: bool = False
     argument: str = "optional"   # "required" | "forbidden" | "optional"
+    junk: bool = False           # counted against SessionConfig.max_junk_commands
 
 
 VERB_FLAGS: dict[str, VerbFlags] = {
@@ -56,14 +60,14 @@ VERB_FLAGS: dict[str, VerbFlags] = {
     "RCPT": VerbFlags(long_line=True, argument="required"),
     "DATA": VerbFlags(ends_batch=True, argument="forbidden"),
     "BDAT": VerbFlags(argument="required"),
-    "RSET": VerbFlags(resets_transaction=True, argument="forbidden"),
-    "NOOP": VerbFlags(ends_batch=True),
+    "RSET": VerbFlags(resets_transaction=True, argument="forbidden", junk=True),
+    "NOOP": VerbFlags(ends_batch=True, junk=True),
     "QUIT": VerbFlags(ends_batch=True, argument="forbidden"),
-    "VRFY": VerbFlags(ends_batch=True, argument="required"),
-    "HELP": VerbFlags(ends_batch=True),
+    "VRFY": VerbFlags(ends_batch=True, argument="required", junk=True),
+    "HELP": VerbFlags(ends_batch=True, junk=True),
     "STARTTLS": VerbFlags(ends_batch=True, argument="forbidden"),          # RFC 3207 §4
     "AUTH": VerbFlags(long_line=True, ends_batch=True, argument="required"),  # RFC 4954 §4
-    "ETRN": VerbFlags(ends_batch=True, argument="required"),                # RFC 1985 §5
+    "ETRN": VerbFlags(ends_batch=True, argument="required", junk=True),     # RFC 1985 §5
 }
 
 #: States in which a command line is read (DATA content is not).

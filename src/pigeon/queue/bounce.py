@@ -52,6 +52,7 @@ from typing import Iterable, Literal
 
 from pigeon.proto.params import MailParams, RcptParams, xtext_encode
 from pigeon.queue.model import Envelope, Recipient
+from pigeon.msgfile import read_message
 
 __all__ = ["DsnRecipient", "Kind", "build_dsn", "dsn_recipient", "wants_delay", "wants_failure",
            "wants_success", "SUBJECTS"]
@@ -252,7 +253,7 @@ def build_dsn(envelope: Envelope, results: Iterable[DsnRecipient], *, kind: Kind
                                   "Content-Type: message/delivery-status",
                                   f"Content-Transfer-Encoding: {_cte(status)}"], status))
     if content_path is not None:
-        original = content_path.read_bytes()
+        original = read_message(content_path)      # without the preamble (pigeon/msgfile.py)
         if kind == "failure" and envelope.params.ret != "HDRS":
             ctype, body = "message/rfc822", original
             desc = "Undelivered Message"

@@ -41,7 +41,11 @@ Contract:
     above, or from `submit()`.
   * Delivering one message (`deliver(qid)`): alias-expand pending recipients
     (each expansion becomes its own recipient with `original` set, so retries
-    neither re-expand nor redeliver the parts done); resolve routes; local
+    neither re-expand nor redeliver the parts done) and merge duplicates: a
+    pending recipient whose destination (`Router.delivery_key`: the Maildir,
+    or the remote address) an earlier recipient of the message already has
+    is dropped, the first keeping its DSN parameters (Postfix's duplicate
+    filter); resolve routes; local
     routes go to Maildir, all of one message's in one worker-thread call;
     other routes are grouped by `Nexthop` and cut into chunks of
     `destination_recipients`, one `DeliveryRequest` (one SMTP transaction)
@@ -53,7 +57,9 @@ Contract:
   * Results, per recipient: DELIVERED and BOUNCED are final; DEFERRED stays
     for the next attempt with its diagnostic. An agent exception defers every
     recipient of its request with 4.0.0 (the traceback goes to the debug log,
-    not into reports). A recipient the agent gave no result for: 4.0.0.
+    not into reports) and is not counted against the destination (it says
+    nothing about the next hop; schedule.py Rule 6 counts only attempts the
+    agent reported). A recipient the agent gave no result for: 4.0.0.
   * Then, in this order (Rule: durable first, log after; the log never says
     "sent" for a state a crash could roll back):
       - every recipient final -> reports due (notify.py) are enqueued, the
@@ -162,6 +168,12 @@ def _nexthop(route: Route) -> Nexthop:
     """The route's Nexthop; a bare domain (older Router) means SMTP with MX lookup."""
     target = route.target
     return target if isinstance(target, Nexthop) else Nexthop("smtp", str(target))
+
+
+def _original_to(rcpt: Recipient, route: Route) -> str | None:
+    """The X-Original-To of a Maildir copy: the client's recipient when an
+    alias (a catch-all, say) changed it, else None."""
+    return rcpt.original if rcpt.original and rcpt.original.lower() != route.address else None
 
 
 def _chunks(items: list[Recipient], size: int) -> list[list[Recipient]]:
@@ -626,8 +638,9 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
         # worker-thread call, with one fsync per Maildir (queue/batching.py).
         source = self._store.content_path(env.queue_id)
         results = await asyncio.gather(*(
-            self._maildirs.submit(MaildirJob(route.target, source, env.sender, route.address))
-            for _, route in jobs))
+            self._maildirs.submit(MaildirJob(route.target, source, env.sender, route.address,
+                                             _original_to(rcpt, route)))
+            for rcpt, route in jobs))
         storage_fault = False
         for (rcpt, route), (started, ended, err) in zip(jobs, results):
             if err is not None:
@@ -679,9 +692,10 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
                 self._waiters.add(nh, env.queue_id)          # waiting.py Rule 1
                 return
             started = self._clock()
-            results = await self._call_agent(agent, env, nh, rcpts)
+            results, raised = await self._call_agent(agent, env, nh, rcpts)
             self._apply(env.queue_id, nh, rcpts, results, logs,
-                        queue_wait=max(0.0, started - env.received_at) if env.received_at else 0.0)
+                        queue_wait=max(0.0, started - env.received_at) if env.received_at else 0.0,
+                        judge_destination=not raised)
         finally:
             if acquired:
                 async with cond:
@@ -689,14 +703,15 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
                     cond.notify_all()
 
     async def _call_agent(self, agent: DeliveryAgent, env: Envelope, nh: Nexthop,
-                          rcpts: list[Recipient]) -> list[RecipientResult]:
+                          rcpts: list[Recipient]) -> tuple[list[RecipientResult], bool]:
+        """The agent's results, and whether it raised (then they are our 4.0.0s)."""
         request = DeliveryRequest(
             queue_id=env.queue_id, sender=env.sender, params=env.params,
             recipients=tuple(DeliveryRecipient(r.address, r.params) for r in rcpts),
             content=self._store.content_path(env.queue_id), size=env.size,
             eight_bit=env.eight_bit, smtputf8=env.params.smtputf8, nexthop=nh)
         try:
-            return list(await agent.deliver(request))
+            return list(await agent.deliver(request)), False
         except Exception as e:
             # Two faces (STYLE 3.6): the traceback to our log, a generic
             # reason into the queue and any report.
@@ -704,10 +719,11 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
                         env.queue_id, nh, e, len(rcpts), exc_info=True)
             return [RecipientResult(r.address, Outcome.DEFERRED, "4.0.0",
                                     f"delivery agent error ({type(e).__name__})")
-                    for r in rcpts]
+                    for r in rcpts], True
 
     def _apply(self, qid: str, nh: Nexthop, rcpts: list[Recipient],
-               results: list[RecipientResult], logs: list[tuple[dict, str]], *, queue_wait: float = 0.0) -> None:
+               results: list[RecipientResult], logs: list[tuple[dict, str]], *,
+               queue_wait: float = 0.0, judge_destination: bool = True) -> None:
         by_addr: dict[str, RecipientResult] = {}
         for res in results:
             by_addr.setdefault(res.address, res)
@@ -745,7 +761,11 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
                 # delivery record (e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384 (unverified)").
                 fields["tls"] = res.tls
             logs.append((fields, res.diagnostic))
-        self._dests.record(nh, self._clock(), reached=reached, reason=first_failure)
+        if judge_destination:
+            # An agent that raised failed on this message (our bug, or
+            # content it cannot handle), not on the next hop: that must not
+            # mark the destination dead for every other message.
+            self._dests.record(nh, self._clock(), reached=reached, reason=first_failure)
         if waiting:                                         # waiting.py Rules 1, 2
             self._waiters.add(nh, qid)
         if delivered:
@@ -779,30 +799,45 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
 
     def _expand_aliases(self, env: Envelope) -> dict[str, Route]:
         """Replace each pending, not-yet-expanded recipient by its alias
-        expansion (deduplicated against the whole envelope). Persisted with
-        the message's next update, so it happens once.
+        expansion, and drop every pending recipient whose destination an
+        earlier one already has (`Router.delivery_key`: one Maildir, or one
+        remote address), so one message reaches one mailbox once however
+        many recipients or aliases lead there; the first keeps its DSN
+        parameters. Persisted with the message's next update, so it happens
+        once.
 
         Returns the route of each recipient kept as it is (no alias): the
         same Route `resolve(address, expand_aliases=False)` gives, so the
         caller need not resolve it a second time.
         """
-        seen = {r.address.lower() for r in env.recipients}
+        router = self._router
+        seen: set[tuple[str, str]] = set()
         out: list[Recipient] = []
         kept: dict[str, Route] = {}
         for rcpt in env.recipients:
             if rcpt.final or rcpt.original:
+                # Already expanded (or done): itself only, never expanded again.
+                route = router.resolve(rcpt.address, expand_aliases=False)[0]
+                key = router.delivery_key(route)
+                if not rcpt.final and key in seen:
+                    continue                          # an earlier recipient covers it
+                seen.add(key)
+                out.append(rcpt)
+                if not rcpt.final:
+                    kept[rcpt.address] = route
+                continue
+            routes = router.resolve(rcpt.address)
+            if not routes:
                 out.append(rcpt)
                 continue
-            routes = self._router.resolve(rcpt.address)
-            if [r.address for r in routes] == [rcpt.address.lower()] or not routes:
-                if routes:
+            fresh = [r for r in routes if router.delivery_key(r) not in seen]
+            seen.update(router.delivery_key(r) for r in routes)
+            if [r.address for r in routes] == [rcpt.address.lower()]:
+                if fresh:
                     kept[rcpt.address] = routes[0]
-                out.append(rcpt)
-                continue
-            for route in routes:
-                if route.address in seen and route.address != rcpt.address.lower():
-                    continue                          # another recipient covers it
-                seen.add(route.address)
+                    out.append(rcpt)
+                continue                              # else: a repeat, merged away
+            for route in fresh:
                 out.append(replace(rcpt, address=route.address, original=rcpt.address,
                                    status=RecipientStatus.PENDING, diagnostic=""))
         env.recipients = out

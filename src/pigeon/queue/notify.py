@@ -118,16 +118,16 @@ def _notice(env: Envelope, kind: str, blocks: list[DsnRecipient], common: dict) 
 
 def enqueue_notice(store, notice: Notice, now: float) -> str:
     """Commit `notice` as a new queue entry from <>; return its queue id. Blocking."""
-    spool = store.new_spool()
+    eight_bit = not notice.data.isascii()
+    env = Envelope("", "", [Recipient(notice.to)],
+                   params=dsn_params(eight_bit, not notice.to.isascii()), received_at=now,
+                   size=len(notice.data), eight_bit=eight_bit, protocol="local",
+                   dsn_kind=notice.kind)
+    spool = store.new_spool(env)        # sets env.queue_id; env goes into a spilled file
     try:
         spool.write(notice.data)
     except BaseException:
         spool.discard()
         raise
-    eight_bit = not notice.data.isascii()
-    env = Envelope(spool.queue_id, "", [Recipient(notice.to)],
-                   params=dsn_params(eight_bit, not notice.to.isascii()), received_at=now,
-                   size=len(notice.data), eight_bit=eight_bit, protocol="local",
-                   dsn_kind=notice.kind)
     store.commit(spool, env)
     return spool.queue_id

@@ -10,7 +10,8 @@ Contract:
     and returns an `ActionResult`: `done` (changed now), `pending` (being
     delivered right now: the action is applied when that attempt ends, if
     the message is still queued) and `skipped` (no such entry, or in a
-    state the action does not apply to).
+    state the action does not apply to); `unknown` lists the skipped ids
+    that are not in the queue at all (the CLI exits 65 for them).
   * Rule 1 (no race with deliveries): actions and the manager's own
     "start work" step (a scan, or the fast path for fresh mail, see
     manager.py) hold one asyncio lock, and every state change is
@@ -64,9 +65,11 @@ class ActionResult:
     done: list[str] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)      # the skipped ids not queued at all
 
     def to_dict(self) -> dict[str, Any]:
-        return {"done": self.done, "pending": self.pending, "skipped": self.skipped}
+        return {"done": self.done, "pending": self.pending, "skipped": self.skipped,
+                "unknown": self.unknown}
 
 
 class OperatorActions:
@@ -96,6 +99,7 @@ class OperatorActions:
             state = found.get(qid)
             if state is None:
                 result.skipped.append(qid)
+                result.unknown.append(qid)
             elif state == "active" or qid in self._inflight:
                 result.pending.append(qid)
             elif state in states:

@@ -9,6 +9,10 @@ Contract:
     `tmp/<queue_id>` and is written through a `_SPOOL_BUFFER` file buffer.
     Memory per spool is therefore bounded by about `SPILL_THRESHOLD`, and a
     session holds at most one spool.
+  * A spilled spool's file begins with the preamble of pigeon/msgfile.py
+    (the store id and `spool.envelope`, the envelope as known when DATA
+    began), written in the same writev as the content it spills: no extra
+    system call. `size` and `head()` count and return message octets only.
   * A spool ends exactly one way: committed (`QueueStore.commit_async`) or
     discarded (`discard()`, idempotent, never raises). A spool that ends
     neither way (the process died) is removed by `QueueStore.recover()` if it
@@ -33,9 +37,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pigeon.msgfile import write_all
 from pigeon.queue.health import is_storage_fault
 
 if TYPE_CHECKING:
+    from pigeon.queue.model import Envelope
     from pigeon.queue.store import QueueStore
 
 # Crockford base32: digits sort before letters in ASCII, so IDs made of it
@@ -43,6 +49,7 @@ if TYPE_CHECKING:
 _B32 = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _DISK_FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _SPOOL_BUFFER = 64 * 1024
+_O_SPOOL = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 #: Content up to this size stays in memory until the commit writes it
 #: straight to msg/<id> (no tmp file, no rename). Bigger messages spill to
@@ -146,14 +153,20 @@ class SpoolFile:
 
     `path` is where the spilled file lives (it exists only once spilled).
     `in_memory` tells the committer which way to make it durable.
+    `envelope` (settable until the spool spills) goes into the preamble of
+    the spilled file.
     """
 
-    __slots__ = ("queue_id", "path", "size", "_store", "_buf", "_fh", "_state")
+    __slots__ = ("queue_id", "path", "size", "envelope", "_store", "_buf", "_fh", "_state",
+                 "_offset")
 
-    def __init__(self, store: "QueueStore", queue_id: str, path: Path) -> None:
+    def __init__(self, store: "QueueStore", queue_id: str, path: Path,
+                 envelope: "Envelope | None" = None) -> None:
         self.queue_id = queue_id
         self.path = path
+        self.envelope = envelope
         self._store = store
+        self._offset = 0                             # preamble length, once spilled
         self._buf: bytearray | None = bytearray()   # None once spilled or finished
         self._fh = None                              # the tmp/ file, once spilled
         self.size = 0
@@ -179,25 +192,35 @@ class SpoolFile:
             return
         try:
             if buf is not None:
-                self._spill()
-            self._fh.write(data)
+                self._spill(data)
+            else:
+                self._fh.write(data)
         except OSError as e:
             self._state = "failed"
             raise _store_error(f"spool write {self.queue_id}", e) from e
         self.size += len(data)
 
-    def _spill(self) -> None:
-        """Move the in-memory content to tmp/<id>; later writes go to the file.
+    def _spill(self, data: bytes) -> None:
+        """Move the in-memory content and `data` to tmp/<id>, after the
+        preamble, in one writev; later writes go through the file's buffer.
 
         The id is registered as live since new_spool(), so a concurrent
         recover() leaves this file alone. Runs where write() runs (the event
         loop): one file create and a page-cache write, as every spool cost
         before spools lived in memory.
         """
-        self._fh = open(self.path, "xb", buffering=_SPOOL_BUFFER, opener=_private)
+        preamble = self._store._draft_preamble(self)
+        fd = _private(self.path, _O_SPOOL)
+        try:
+            self._fh = open(fd, "wb", buffering=_SPOOL_BUFFER)
+        except BaseException:
+            os.close(fd)
+            _unlink_quietly(self.path)
+            raise
         # From here on discard() must unlink the file, whatever happens next.
-        self._fh.write(self._buf)
-        self._buf = None
+        self._offset = len(preamble)
+        buf, self._buf = self._buf, None
+        write_all(fd, [preamble, buf, data])
 
     def head(self, limit: int = 65536) -> bytes:
         """The first `limit` octets written so far (for header checks before commit)."""
@@ -207,6 +230,7 @@ class SpoolFile:
             raise StoreError(f"spool {self.queue_id} is {self._state}")
         self._fh.flush()
         with open(self.path, "rb") as f:
+            f.seek(self._offset)
             return f.read(limit)
 
     def discard(self) -> None:
@@ -218,10 +242,7 @@ class SpoolFile:
         self._buf = None
         if self._fh is not None:
             self._close_quietly()
-            try:
-                os.unlink(self.path)
-            except OSError:
-                pass
+            _unlink_quietly(self.path)
         self._store._spool_finished(self.queue_id)
 
     def _close_quietly(self) -> None:
@@ -235,6 +256,13 @@ class SpoolFile:
 def _private(path: str, flags: int) -> int:
     """Opener: spool files are 0600 like the msg/ files written from memory."""
     return os.open(path, flags, 0o600)
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _store_error(what: str, e: BaseException) -> StoreError:

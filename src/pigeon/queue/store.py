@@ -7,37 +7,47 @@ On-disk layout under `root` (config.queue_dir)::
 
     tmp/<id>     spool spilled to disk by an SMTP session (content over
                  spool.SPILL_THRESHOLD; smaller spools live in memory only)
-    msg/<id>     content: raw message, CRLF, our Received: on top. Committed
-                 only once its row exists; a file without a row is a commit
-                 in progress or the debris of a crash (Rule 2)
+    msg/<id>     content: a preamble (the envelope and the store id, see
+                 pigeon/msgfile.py), then the raw message, CRLF, our Received:
+                 on top. Committed only once its row exists; a file without
+                 a row is judged by the recovery rules below
     queue.db     SQLite, WAL; new messages are committed with synchronous=FULL,
                  the manager's state changes with NORMAL (see open()); one row per message:
-                 queue_id, state, next_attempt, envelope (Envelope.to_dict() JSON)
+                 queue_id, state, next_attempt, envelope (Envelope.to_dict() JSON);
+                 table meta: the store id (queue/dbfile.py)
     queue.lock   flock()ed: shared by every process's committer during a
                  batch, exclusive by recover() (so recovery in one process
                  never deletes a file another process is about to commit)
+    owner.lock   flock()ed for the life of the queue's owner: shared by
+                 `pigeon serve` (open(owner=True)), exclusive by `pigeon queue
+                 rebuild` (queue/rebuild.py), so neither runs while the other does
 
 States: 'incoming' (new, due now), 'active' (a delivery is running),
 'deferred' (waiting for next_attempt), 'hold' (operator), 'corrupt'
-(quarantined: unreadable envelope or missing content; never deleted by us).
+(quarantined: unreadable envelope, missing content, or a content file that
+recovery could neither rebuild nor prove unacknowledged; never deleted by us).
 
 Commit protocol (one committer thread, group commit). Rules:
   Rule 1: a row exists only if its content file is durable. The committer
           takes every request pending at that instant and, in this order:
           makes each content file durable under msg/<id> (an in-memory spool
-          is written straight there: O_CREAT|O_EXCL, write, fsync, close; a
-          spilled one is fsynced in tmp/ and hard-linked into msg/, also
-          exclusively), in parallel for big batches (see _PARALLEL_MIN);
+          is written straight there with its preamble in the same write:
+          O_CREAT|O_EXCL, writev, fsync, close; a spilled one, whose tmp/
+          file began with its preamble when it spilled, is fsynced in tmp/
+          and hard-linked into msg/, also exclusively), in parallel for big
+          batches (see _PARALLEL_MIN);
           fsyncs msg/ ONCE; inserts all rows in ONE SQLite transaction (its
           commit fsyncs the WAL once); only then resolves the futures. The
           caller replies 250 after its future resolves, so "acknowledged"
           implies "row committed". A crash at any instant before the COMMIT
-          leaves msg/ files without rows (whole or partial: Rule 2 removes
-          them) and nothing acknowledged; after it, rows and complete,
-          durable files.
-  Rule 2: a content file without a row was never acknowledged. recover()
-          deletes it; so is every tmp/ file. recover() waits for running
-          batches of this process (_batch_lock) and of others (queue.lock).
+          leaves msg/ files without rows (whole or partial, carrying this
+          database's store id: Rule 2 removes them) and nothing
+          acknowledged; after it, rows and complete, durable files.
+  Rule 2: a content file without a row whose preamble carries THIS
+          database's store id was never acknowledged (or was removed, Rule
+          4): recover() deletes it; so is every tmp/ file. recover() waits
+          for running batches of this process (_batch_lock) and of others
+          (queue.lock).
   Rule 3: no half-records. If any step fails for a request its future gets a
           `StoreError` (`.disk_full` for ENOSPC/EDQUOT, the caller answers
           452/451) and the files it created are unlinked (never a msg/<id>
@@ -46,6 +56,46 @@ Commit protocol (one committer thread, group commit). Rules:
           transaction) failed, in which case the whole batch fails the same way.
   Rule 4: removal deletes the row first, then the file (a crash in between
           leaves a file without a row: Rule 2 cleans it up).
+  Rule 5: content is never deleted because the database lost track of it.
+
+Recovery: the database can lose track of files (queue.db deleted,
+truncated to 0 bytes, replaced by an older backup or an empty file). Every
+content file therefore carries its envelope and the store id of the
+database it was committed under (pigeon/msgfile.py); the store id is random,
+made when queue.db gets its schema (dbfile.py), so a new or recreated
+database never shares it with older files. recover() judges each msg/
+file WITHOUT a row (queue/recovery.py has the full table):
+  * its store id is this database's: Rule 2, delete (never acknowledged);
+  * another store id: the database lost track of it: ADOPT, i.e. rebuild
+    its row from the preamble ('incoming', due at once), log one line with
+    the count, and rewrite the file's store id to this database's (after
+    the rows are durable: a crash in between leaves rows, never an adopted
+    file that Rule 2 would take for a leftover);
+  * no preamble (a file of the version before the preamble), a damaged
+    preamble or envelope: quarantine, i.e. a 'corrupt' row with the file
+    kept in msg/ (`pigeon queue list`, `show`, `delete` see it);
+  * empty, or cut inside its fixed first line: there is no message in it,
+    delete;
+  * a name that is not a queue ID: not ours, left alone (logged).
+A missing or empty queue.db is therefore rebuilt automatically at start-up.
+What a rebuild cannot know, it errs towards delivering: per-recipient
+status lives only in the database, so a rebuilt message goes to all its
+recipients again (some may get it twice, none zero times); attempts, the
+delay warning and hold are forgotten; received_at (hence the expiry) is
+kept. `pigeon queue rebuild` (queue/rebuild.py) adopts every file without a row
+whatever its store id, for a queue.db restored from a backup, whose store
+id is the files' own: run it after any restore, before starting pigeon.
+A damaged queue.db (not a database, malformed, failing `PRAGMA
+quick_check` when the owner opens it) is refused with one line naming the
+file and `pigeon queue rebuild --from-files`, which moves it aside to
+queue.db.corrupt-<time> and rebuilds from the files (dbfile.StoreCorrupt).
+
+Why the envelope lives in the content file and not in a file of its own
+or an extended attribute: a second file costs a create and an fsync per
+message on the acceptance path (the cost the commit protocol exists to
+avoid), and extended attributes are lost by ordinary copies and backups,
+the very situations a rebuild is for. The preamble costs no system call:
+it travels in the write (or the spill) that carries the content.
 
 Why SQLite + files and not Postfix's one-file-per-state directories: Postfix
 pays several fsyncs per message (file, directory, each state move). Here N
@@ -53,7 +103,8 @@ concurrent messages cost N file fsyncs + 1 directory fsync + 1 WAL fsync, and
 state changes are row updates. A message under the spill threshold costs no
 system call before the commit and then one create, write, fsync and close:
 no tmp file, no rename. Bodies stay plain files so delivery can stream
-them and operators can read them. There is no artificial batching delay:
+them and operators can read them (`head -2` shows the preamble; readers
+skip it with msgfile.open_message()). There is no artificial batching delay:
 requests that arrive while one batch syncs form the next batch, so an idle
 server commits at once and a busy one batches more.
 
@@ -65,17 +116,19 @@ Threading: `new_spool`, `SpoolFile.*`, `commit_async`, `commit` and `stats`
 are safe from any thread (the SMTP side runs them on the event loop; they
 never block on disk sync; only a spool passing the spill threshold touches
 the file system). Everything else is *manager-side*: only the queue
-manager (the single owner of queue state, STYLE 3.8) calls it, from one
+manager (the single owner of queue state) calls it, from one
 thread at a time; it blocks on SQLite and fsync, so the manager runs it via
 `asyncio.to_thread`. Never call the manager-side API from the event loop of
 an SMTP server.
 
 Failure modes: disk full / I/O errors during commit -> `StoreError` on the
 future (`.storage_fault` set; the committer also tells `store.health`,
-queue/health.py, which logs the episode once); a corrupt or unreadable envelope -> the row is moved to 'corrupt' with
+queue/health.py, which logs the episode once); a corrupt or unreadable
+envelope -> the row is moved to 'corrupt' with
 a log line on "pigeon.queue" and `CorruptEntry` is raised to the manager,
-which skips the message; the store never raises anything else for data it
-holds.
+which skips the message; a damaged queue.db -> `StoreCorrupt` from open();
+the owner lock held by another process -> `StoreBusy` from open();
+the store never raises anything else for data it holds.
 """
 from __future__ import annotations
 
@@ -91,10 +144,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
-from pigeon.fsutil import fsync_dir
+from pigeon import msgfile
+from pigeon.fsutil import ensure_file, fsync_dir
+from pigeon.queue.dbfile import (DbState, StoreBusy, StoreCorrupt, is_corruption, lock_owner,
+                                 open_lock_file, prepare)
 from pigeon.queue.health import StorageHealth
 from pigeon.queue.model import Envelope
+from pigeon.queue.recovery import Action, Verdict, judge_file
 from pigeon.queue.schedule import split_slots
 from pigeon.queue.space import FreeSpace
 # _IdGenerator is re-exported for the tests of queue IDs.
@@ -107,7 +165,7 @@ except ImportError:                     # not POSIX: no cross-process recovery l
     fcntl = None  # type: ignore[assignment]
 
 __all__ = ["CorruptEntry", "QueueEntry", "QueueStore", "RecoveryReport", "SpoolFile",
-           "StoreError", "STATES"]
+           "StoreBusy", "StoreCorrupt", "StoreError", "STATES"]
 
 log = logging.getLogger("pigeon.queue")
 
@@ -126,16 +184,6 @@ _O_MSG = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 # Hard links unsupported by the file system: rename instead (see _link_into_msg).
 _NO_LINK_ERRNOS = {errno.EPERM, errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)}
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS queue (
-    queue_id     TEXT PRIMARY KEY,
-    state        TEXT NOT NULL,
-    next_attempt REAL NOT NULL,
-    envelope     TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS queue_due ON queue (state, next_attempt);
-"""
-
 #: The due query for ONE state: an index range search on queue_due with the
 #: ORDER BY satisfied by the index (no sort), so it reads at most LIMIT rows.
 #: Tests check this with EXPLAIN QUERY PLAN.
@@ -149,9 +197,12 @@ class RecoveryReport:
     """What `QueueStore.recover()` found and did at start-up."""
 
     tmp_removed: list[str] = field(default_factory=list)
-    orphans_removed: list[str] = field(default_factory=list)   # msg/ file without a row
+    orphans_removed: list[str] = field(default_factory=list)   # msg/ file without a row, deleted
     missing_content: list[str] = field(default_factory=list)   # row without msg/ file -> corrupt
     reactivated: list[str] = field(default_factory=list)       # 'active' -> 'incoming'
+    rebuilt: list[str] = field(default_factory=list)           # row rebuilt from the file
+    quarantined: list[str] = field(default_factory=list)       # file without a row -> corrupt row
+    ignored: list[str] = field(default_factory=list)           # msg/ names that are not ours
     queued: int = 0                                             # rows in the queue afterwards
 
 
@@ -171,6 +222,7 @@ class _Request:
     envelope: Envelope
     future: concurrent.futures.Future
     placed: bool = False        # msg/<id> was created by this request (ours to unlink)
+    envelope_json: str = ""     # the row's envelope column, also the preamble's JSON
 
 
 class QueueStore:
@@ -190,6 +242,10 @@ class QueueStore:
         self._thread: threading.Thread | None = None
         self._fsync_pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._lock_fd: int | None = None                      # queue.lock, see _flock()
+        self._owner_fd: int | None = None                     # owner.lock, see open()
+        self._store_id = ""                                   # queue.db's, see dbfile.py
+        #: What open() found: was queue.db created (missing, empty) or upgraded?
+        self.db_state: DbState | None = None
         self._commit_db: sqlite3.Connection | None = None   # committer thread only
         self._db: sqlite3.Connection | None = None          # manager side, under _db_lock
         self._db_lock = threading.Lock()
@@ -207,22 +263,48 @@ class QueueStore:
 
     # --- lifecycle ------------------------------------------------------------
 
-    def open(self) -> None:
-        """Create directories and the database, start the committer thread."""
+    def open(self, *, owner: bool = False, verify: bool | None = None) -> None:
+        """Create directories and the database, start the committer thread.
+
+        `owner=True` (the serving pigeon, whose queue manager owns the
+        queue): hold owner.lock shared while open, so `pigeon queue rebuild`
+        refuses to run meanwhile (`StoreBusy` if a rebuild holds it now).
+        `verify` (default: `owner`) runs `PRAGMA quick_check`. A damaged
+        database raises `StoreCorrupt`, other failures `StoreError`; on
+        failure nothing stays open.
+        """
+        self.root.parent.mkdir(mode=0o700, parents=True, exist_ok=True)   # data_dir
         for d in (self.root, self._tmp, self._msg):
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # SQLite would create it 0644 & ~umask; its -wal/-shm copy its mode.
+        ensure_file(self.root / "queue.db", 0o600)
         self._msg_prefix = os.path.join(self._msg, "")
-        self._lock_fd = os.open(self.root / "queue.lock",
-                                os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
-        self._commit_db = self._connect()
-        self._commit_db.executescript(_SCHEMA)
-        # Manager-side changes (active, deferred, delivered, removed) need
-        # not be fsync'ed one by one: losing the last of them to a power cut
-        # can only make a delivery happen again, never lose a message (the
-        # Maildir copy, or the new bounce via the committer, is durable
-        # before the queue row changes). WAL + NORMAL still survives a
-        # process crash, and the next FULL commit syncs these frames too.
-        self._db = self._connect("NORMAL")
+        db_path = self.root / "queue.db"
+        try:
+            if owner:
+                self._owner_fd = lock_owner(self.root, exclusive=False)
+            self._lock_fd = open_lock_file(self.root / "queue.lock")
+            self._commit_db = self._connect()
+            state = prepare(self._commit_db, db_path, verify=owner if verify is None else verify)
+            # Manager-side changes (active, deferred, delivered, removed) need
+            # not be fsync'ed one by one: losing the last of them to a power cut
+            # can only make a delivery happen again, never lose a message (the
+            # Maildir copy, or the new bounce via the committer, is durable
+            # before the queue row changes). WAL + NORMAL still survives a
+            # process crash, and the next FULL commit syncs these frames too.
+            self._db = self._connect("NORMAL")
+        except sqlite3.Error as e:      # from _connect(): prepare() converts its own
+            self._release()
+            if is_corruption(e):
+                raise StoreCorrupt(db_path, str(e)) from None
+            raise _store_error(f"queue database {db_path}", e) from None
+        except BaseException:
+            self._release()
+            raise
+        self._store_id, self.db_state = state.store_id, state
+        if state.created and any(self._msg.iterdir()):
+            log.warning("queue database %s was missing or empty: created a new one; the queue "
+                        "is rebuilt from the files in %s", db_path, self._msg)
         self._closed = False
         if self._fsync:
             self._fsync_pool = concurrent.futures.ThreadPoolExecutor(
@@ -242,12 +324,19 @@ class QueueStore:
         if self._fsync_pool is not None:
             self._fsync_pool.shutdown()
             self._fsync_pool = None
+        self._release()
+
+    def _release(self) -> None:
+        """Close the database connections and the lock files."""
         for conn in (self._commit_db, self._db):
             if conn is not None:
                 conn.close()
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        self._commit_db = self._db = None
+        for name in ("_lock_fd", "_owner_fd"):
+            fd = getattr(self, name)
+            if fd is not None:
+                os.close(fd)
+                setattr(self, name, None)
 
     def __enter__(self) -> "QueueStore":
         self.open()
@@ -267,8 +356,16 @@ class QueueStore:
 
     # --- SMTP side --------------------------------------------------------------
 
-    def new_spool(self) -> SpoolFile:
-        """Allocate a queue ID and an empty spool (in memory: no system call)."""
+    def new_spool(self, envelope: Envelope | None = None) -> SpoolFile:
+        """Allocate a queue ID and an empty spool (in memory: no system call).
+
+        `envelope`: the envelope as known now (sender, recipients, params,
+        client; its queue_id is set to the spool's). Should the spool spill
+        to disk, its file begins with this envelope (msgfile.FLAG_DRAFT), so
+        the message can be rebuilt if the database loses track of it. It
+        can also be set later as `spool.envelope`, before the content is
+        written. A spool held in memory gets the committed envelope instead.
+        """
         if self._closed:
             raise StoreError("queue store is closed")
         qid = NEW_ID.next()
@@ -276,7 +373,21 @@ class QueueStore:
         # recover() must not take that file for a leftover of a crash.
         with self._live_lock:
             self._live.add(qid)
-        return SpoolFile(self, qid, self._tmp / qid)
+        if envelope is not None:
+            envelope.queue_id = qid
+        return SpoolFile(self, qid, self._tmp / qid, envelope)
+
+    @property
+    def store_id(self) -> str:
+        """The id of the open queue.db, written into every content file."""
+        return self._store_id
+
+    def _draft_preamble(self, spool: SpoolFile) -> bytes:
+        """The preamble a spool writes when it spills (SpoolFile._spill)."""
+        env = spool.envelope
+        raw = b"null" if env is None else json.dumps(
+            env.to_dict() | {"queue_id": spool.queue_id}, separators=(",", ":")).encode()
+        return msgfile.encode(self._store_id, raw, draft=True)
 
     def commit_async(self, spool: SpoolFile, envelope: Envelope) -> concurrent.futures.Future:
         """Queue `spool` + `envelope` for the next group commit.
@@ -395,6 +506,9 @@ class QueueStore:
 
     def _persist(self, req: _Request) -> OSError | None:
         """Put one spool's content durably at msg/<id>; return the error, if any."""
+        # Serialised once, here (in parallel for a batch): the row's column
+        # and the preamble of an in-memory spool are the same JSON.
+        req.envelope_json = json.dumps(req.envelope.to_dict(), separators=(",", ":"))
         try:
             if req.spool.in_memory:
                 self._write_msg(req)
@@ -406,19 +520,18 @@ class QueueStore:
         return None
 
     def _write_msg(self, req: _Request) -> None:
-        """An in-memory spool: create msg/<id> exclusively, write, fsync, close.
+        """An in-memory spool: create msg/<id> exclusively, write preamble and
+        content in one writev, fsync, close.
 
         O_EXCL: should two processes ever draw the same ID, the second commit
         fails instead of overwriting the first's content.
         """
         spool = req.spool
+        head = msgfile.encode(self._store_id, req.envelope_json.encode())
         fd = os.open(self._msg_prefix + spool.queue_id, _O_MSG, 0o600)
         req.placed = True
         try:
-            data = spool._buf
-            done = os.write(fd, data)
-            while done < len(data):     # a short write (quota, signal): write the rest
-                done += os.write(fd, memoryview(data)[done:])
+            msgfile.write_all(fd, [head, spool._buf])
             if self._fsync:
                 os.fsync(fd)
         finally:
@@ -455,9 +568,9 @@ class QueueStore:
     def _insert_rows(self, reqs: list[_Request]) -> None:
         db = self._commit_db
         assert db is not None
-        dumps, now = json.dumps, time.time()
-        rows = [(r.envelope.queue_id, "incoming", r.envelope.received_at or now,
-                 dumps(r.envelope.to_dict(), separators=(",", ":"))) for r in reqs]
+        now = time.time()
+        rows = [(r.envelope.queue_id, "incoming", r.envelope.received_at or now, r.envelope_json)
+                for r in reqs]
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany("INSERT INTO queue (queue_id, state, next_attempt, envelope) "
@@ -509,17 +622,25 @@ class QueueStore:
 
     # --- manager side ---------------------------------------------------------------
 
-    def recover(self) -> RecoveryReport:
+    def recover(self, *, adopt_all: bool = False) -> RecoveryReport:
         """Manager-side, once at start-up: make disk and database agree.
+
+        tmp/ files are deleted (never acknowledged); msg/ files without a row
+        are judged by the recovery rules (module doc, queue/recovery.py):
+        deleted, rebuilt or quarantined; rows without a file go to
+        'corrupt'; 'active' rows become 'incoming' again. `adopt_all`
+        (`pigeon queue rebuild`): rebuild every file without a row whatever
+        its store id.
 
         Safe even if SMTP reception already started: spools still being
         written by this process are left alone, and running batches (this
         process's: _batch_lock, other processes': queue.lock) are waited for,
-        so a msg/ file whose row is about to be inserted is never taken for
-        an orphan. Spools of other processes that spilled to tmp/ are not
-        protected: recovery must still run before other processes receive.
+        so a msg/ file whose row is about to be inserted is never judged.
+        Spools of other processes that spilled to tmp/ are not protected:
+        recovery must still run before other processes receive.
         """
         rep = RecoveryReport()
+        adopted: list[Verdict] = []
         with self._batch_lock, self._flock(shared=False), self._live_lock:
             live = set(self._live)
             for p in self._tmp.iterdir():
@@ -530,31 +651,86 @@ class QueueStore:
                 db = self._manager_db()
                 rows = dict(db.execute("SELECT queue_id, state FROM queue").fetchall())
                 files = {p.name for p in self._msg.iterdir()}
+                quarantine: list[tuple[str, str]] = []
                 for name in sorted(files - rows.keys()):
-                    _unlink_quietly(self._msg / name)      # Rule 2: never acknowledged
-                    rep.orphans_removed.append(name)
+                    verdict = judge_file(self._msg / name, db_store_id=self._store_id,
+                                         adopt_all=adopt_all)
+                    if verdict.action is Action.DELETE:
+                        _unlink_quietly(self._msg / name)      # Rule 2: never acknowledged
+                        rep.orphans_removed.append(name)
+                    elif verdict.action is Action.ADOPT:
+                        adopted.append(verdict)
+                    elif verdict.action is Action.QUARANTINE:
+                        quarantine.append((name, verdict.reason))
+                    else:
+                        log.warning("queue recovery: %s: %s; left alone", self._msg / name,
+                                    verdict.reason)
+                        rep.ignored.append(name)
                 for qid in sorted(rows.keys() - files):
                     if rows[qid] != "corrupt":
                         rep.missing_content.append(qid)
                 rep.reactivated = sorted(q for q, s in rows.items() if s == "active")
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    db.executemany("UPDATE queue SET state='corrupt' WHERE queue_id=?",
-                                   [(q,) for q in rep.missing_content])
-                    db.executemany("UPDATE queue SET state='incoming' WHERE queue_id=? "
-                                   "AND state='active'", [(q,) for q in rep.reactivated])
-                    db.execute("COMMIT")
-                except sqlite3.Error as e:
-                    if db.in_transaction:
-                        db.execute("ROLLBACK")
-                    raise _store_error("recover", e) from e
-                rep.queued = len(rows)
+                self._recovery_transaction(rep, adopted, quarantine)
+                rep.rebuilt = [v.envelope.queue_id for v in adopted]
+                rep.quarantined = [q for q, _ in quarantine]
+                rep.queued = len(rows) + len(adopted) + len(quarantine)
+            # Only now, with the rows durable: the adopted files become files
+            # of this database (a crash before this leaves rows, which win).
+            self._claim_files(rep.rebuilt)
         if rep.orphans_removed or rep.missing_content or rep.tmp_removed:
             log.warning("queue recovery: tmp_removed=%d orphans_removed=%d corrupt=%s",
                         len(rep.tmp_removed), len(rep.orphans_removed), rep.missing_content)
         for qid in rep.missing_content:
             log.error("queue_id=%s: content file missing, moved to corrupt", qid)
+        for qid, reason in quarantine:
+            log.error("queue_id=%s: content file without a queue row: %s; quarantined as corrupt "
+                      "(the file stays in %s)", qid, reason, self._msg)
+        if rep.rebuilt:
+            log.warning("queue rebuilt %d message(s) from their files: the queue database had "
+                        "lost track of them (recipients delivered before may get a second copy)",
+                        len(rep.rebuilt))
         return rep
+
+    def _recovery_transaction(self, rep: RecoveryReport, adopted: list[Verdict],
+                              quarantine: list[tuple[str, str]]) -> None:
+        """recover()'s changes in ONE transaction on the FULL (fsync'ed)
+        connection: the committer's, free because recover() holds _batch_lock."""
+        db = self._commit_db
+        assert db is not None
+        now = time.time()
+        new_rows = [(v.envelope.queue_id, "incoming", v.envelope.received_at or now,
+                     json.dumps(v.envelope.to_dict(), separators=(",", ":"))) for v in adopted]
+        new_rows += [(qid, "corrupt", now, json.dumps({"queue_id": qid, "quarantined": reason}))
+                     for qid, reason in quarantine]
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("UPDATE queue SET state='corrupt' WHERE queue_id=?",
+                           [(q,) for q in rep.missing_content])
+            db.executemany("UPDATE queue SET state='incoming' WHERE queue_id=? "
+                           "AND state='active'", [(q,) for q in rep.reactivated])
+            db.executemany("INSERT INTO queue (queue_id, state, next_attempt, envelope) "
+                           "VALUES (?, ?, ?, ?)", new_rows)
+            db.execute("COMMIT")
+        except sqlite3.Error as e:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise _store_error("recover", e) from e
+
+    def _claim_files(self, queue_ids: list[str]) -> None:
+        """Write this database's store id into the preamble of adopted files
+        (in parallel: each is one pwrite and one fsync). A file that cannot
+        be rewritten keeps its row; it is only logged."""
+        def claim(qid: str) -> None:
+            try:
+                msgfile.rewrite_store_id(self._msg / qid, self._store_id, fsync=self._fsync)
+            except OSError as e:
+                log.error("queue_id=%s: cannot record the store id in its file: %s", qid, e)
+        pool = self._fsync_pool
+        if pool is None or len(queue_ids) < _PARALLEL_MIN:
+            for qid in queue_ids:
+                claim(qid)
+        else:
+            list(pool.map(claim, queue_ids))
 
     def due(self, now: float, limit: int = 100) -> list[str]:
         """Manager-side: up to `limit` ids due at `now` (next_attempt <= now).
@@ -618,8 +794,15 @@ class QueueStore:
         return env
 
     def content_path(self, queue_id: str) -> Path:
-        """Path of the committed content file (read-only for everyone)."""
+        """Path of the committed content file (read-only for everyone). It
+        begins with a preamble: read the message with `open_content()` or
+        msgfile.open_message(path), never with plain open()."""
         return self._msg / queue_id
+
+    def open_content(self, queue_id: str) -> tuple[BinaryIO, int]:
+        """The committed message: (file positioned on its first octet, its
+        length). OSError as open() raises it (EBADMSG: damaged preamble)."""
+        return msgfile.open_message(self._msg / queue_id)
 
     def set_state(self, queue_id: str, state: str, next_attempt: float | None = None) -> None:
         """Manager-side: move an entry to `state` (and optionally reschedule it)."""

@@ -34,7 +34,10 @@ Contract:
         permanent 5.4.6 "mail for <domain> loops back to myself". Loop
         detection applies to MX lookups (explicit or implicit) only, not to
         `[host]`, literal or LMTP next hops, which an operator may point at
-        a filter on one of our own addresses.
+        a filter on one of our own addresses. (The SMTP agent's greeting
+        check, delivery/smtp.py `checks_loops`, follows the same line: MX
+        lookups, plus address literals, whose peer we only know by its
+        greeting.)
       Rule 6: an MX host that does not resolve is skipped; if none resolves:
         transient 4.4.4.
   * Failure statuses (RFC 3463):

@@ -31,8 +31,13 @@ What is checked (each a promise the SMTP side or the manager relies on):
     discard is idempotent and a discarded spool cannot be committed.
   * abandoned_spool_removed: a spool never committed (the process "crashed")
     is removed by the next recover() and never shows up in the queue.
-  * orphan_content_removed: a content file without an entry (a commit that
-    never finished, so it was never acknowledged) is removed by recover().
+  * orphan_content_removed: a content file without an entry written under
+    this database (a commit that never finished, so it was never
+    acknowledged: its preamble carries the store's `store_id`) is removed
+    by recover().
+  * lost_database_rebuilt: with queue.db deleted, the next open() and
+    recover() rebuild every entry from its content file, content intact;
+    nothing is deleted (the database lost track, Rule 5 of queue/store.py).
   * active_reset_on_recover: an entry left 'active' is 'incoming' again.
   * concurrent_commits: many threads committing at once all land, each once.
   * group_commit_batches: with 200 concurrent commits, `stats()["batches"]`
@@ -43,6 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import tempfile
 import threading
 import time
@@ -51,6 +57,8 @@ from typing import Any, Callable
 
 from pigeon.delivery.api import (DeliveryRecipient, DeliveryRequest, Nexthop, Outcome,
                                  RecipientResult)
+from pigeon import msgfile
+from pigeon.msgfile import read_message
 from pigeon.proto.params import MailParams, RcptParams
 from pigeon.queue.model import Envelope, Recipient
 
@@ -87,7 +95,7 @@ def check_commit_then_recover(factory: StoreFactory, root: Path) -> None:
     store.open()
     try:
         store.recover()
-        assert store.content_path(qid).read_bytes() == _content(3), "content changed"
+        assert read_message(store.content_path(qid)) == _content(3), "content changed"
         env = store.load(qid)
         assert env.to_dict() == _envelope(qid, 3).to_dict() | {"received_at": env.received_at}
         assert store.due(time.time(), 10) == [qid], "committed message not due"
@@ -138,11 +146,35 @@ def check_orphan_content_removed(factory: StoreFactory, root: Path) -> None:
     try:
         keep = _commit_one(store)
         orphan = store.content_path("0ORPHAN0000000X")
-        orphan.write_bytes(b"committed file, row never written\r\n")
+        raw = json.dumps(_envelope("0ORPHAN0000000X").to_dict()).encode()
+        orphan.write_bytes(msgfile.encode(store.store_id, raw)
+                           + b"committed file, row never written\r\n")
         store.recover()
         assert not orphan.exists(), "content without an entry survived recover()"
         assert store.content_path(keep).exists(), "recover() removed committed content"
         assert [e.queue_id for e in store.list()] == [keep]
+    finally:
+        store.close()
+
+
+def check_lost_database_rebuilt(factory: StoreFactory, root: Path) -> None:
+    store = factory(root)
+    store.open()
+    ids = [_commit_one(store, n) for n in range(3)]
+    store.close()
+    for name in ("queue.db", "queue.db-wal", "queue.db-shm"):
+        (root / name).unlink(missing_ok=True)
+    store = factory(root)
+    store.open()
+    try:
+        store.recover()
+        assert sorted(e.queue_id for e in store.list("incoming")) == sorted(ids), \
+            "entries not rebuilt from their content files"
+        for n, qid in enumerate(ids):
+            assert read_message(store.content_path(qid)) == _content(n), "content changed"
+            env = store.load(qid)
+            assert [r.address for r in env.recipients] == [f"rcpt{n}@example.test"]
+            assert env.size == len(_content(n))
     finally:
         store.close()
 
@@ -219,6 +251,7 @@ def check_remove_deletes(factory: StoreFactory, root: Path) -> None:
 
 CHECKS = (check_commit_then_recover, check_discard_leaves_nothing,
           check_abandoned_spool_removed, check_orphan_content_removed,
+          check_lost_database_rebuilt,
           check_active_reset_on_recover, check_concurrent_commits,
           check_group_commit_batches, check_remove_deletes)
 

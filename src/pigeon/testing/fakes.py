@@ -14,10 +14,13 @@ Contract:
     result, as a real agent reports failures) or an exception instance (raised
     from `deliver()`, to test the manager's fence). Otherwise every recipient
     gets `results_fn(request, recipient)`, default "250 2.0.0 Ok".
+  * `run_manager_until(manager, condition)` runs a real QueueManager until
+    `condition()` holds (polled, bounded by `timeout`), then stops it.
 """
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -148,3 +151,17 @@ class FakeAgent:
             err.outcome, "delayed")
         return RecipientResult(address, err.outcome, err.status, err.text, remote_mta,
                                action)  # type: ignore[arg-type]
+
+
+async def run_manager_until(manager, condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Run `manager` (a QueueManager) until `condition()`; fail after `timeout` s."""
+    task = asyncio.create_task(manager.run())
+    deadline = time.monotonic() + timeout
+    try:
+        while not condition():
+            assert time.monotonic() < deadline, "condition not reached"
+            assert not task.done(), task
+            await asyncio.sleep(0.01)
+    finally:
+        await manager.stop()
+        await task

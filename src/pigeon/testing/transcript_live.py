@@ -43,6 +43,8 @@ _CONFIG_KEYS = {
     "max_message_size": ("limits", "message_size"),
     "max_recipients": ("limits", "recipients"),
     "max_errors": ("limits", "errors"),
+    "max_junk_commands": ("limits", "junk_commands"),
+    "max_header_size": ("limits", "header_size"),
     "hop_limit": ("limits", "hop_count"),
     "command_timeout": ("timeouts", "command"),
     "data_timeout": ("timeouts", "data_block"),

@@ -1,9 +1,12 @@
 """Every tests/e2e/bad_configs/c-NN-*/config.toml is refused by `pigeon check-config`.
 
-Each case directory holds config.toml and expected_error (a substring of the
-message). The test runs `python -m pigeon check-config FILE` as a subprocess,
+Each case directory holds config.toml and expected_error: one line per
+problem the file has, "LINE: key: message" (the start of the message is
+enough). The test runs `python -m pigeon check-config FILE` as a subprocess,
 the way an operator would, and expects exit status 78 (EX_CONFIG) and
-"pigeon: FILE: ..." on stderr containing the expected text.
+exactly one line "pigeon: FILE:LINE: key: message" on stderr for each
+expected line, in that order: every problem is reported in one run, each
+with its line.
 """
 from __future__ import annotations
 
@@ -24,11 +27,12 @@ def test_there_are_cases():
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_bad_config(case: Path):
     config = case / "config.toml"
-    expected = (case / "expected_error").read_text(encoding="utf-8").strip()
+    expected = (case / "expected_error").read_text(encoding="utf-8").strip().splitlines()
     done = subprocess.run([sys.executable, "-m", "pigeon", "check-config", str(config)],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 78, done.stdout + done.stderr
     assert done.stdout == ""
-    assert done.stderr.startswith(f"pigeon: {config}: "), done.stderr
-    assert expected in done.stderr, done.stderr
-    assert done.stderr.count("\n") == 1, "one line, no traceback"
+    lines = done.stderr.splitlines()
+    assert len(lines) == len(expected), done.stderr          # one line each, no traceback
+    for line, wanted in zip(lines, expected):
+        assert line.startswith(f"pigeon: {config}:{wanted}"), (line, wanted)

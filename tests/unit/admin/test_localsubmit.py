@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from pigeon.admin import localsubmit as L
+from pigeon.msgfile import read_message
 from pigeon.queue.store import QueueStore
 
 KW = dict(sender="root@example.test", fullname="", hostname="mx.example.test",
@@ -58,7 +59,7 @@ def test_enqueue_commits_with_received_first(tmp_path):
     with QueueStore(tmp_path, fsync=False) as store:
         env = L.enqueue(store, p, sender="root@example.test", hostname="mx.example.test",
                         uid=1000, now=1_800_000_000.0)
-        data = store.content_path(env.queue_id).read_bytes()
+        data = read_message(store.content_path(env.queue_id))
         assert data.startswith(b"Received: from local user (uid 1000)\r\n\tby mx.example.test "
                                b"(pigeon) with local id " + env.queue_id.encode())
         assert data.endswith(b"\r\n\r\nhi\r\n")

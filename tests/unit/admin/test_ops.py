@@ -6,6 +6,7 @@ import time
 import pytest
 
 from pigeon.admin.client import ControlClient, RemoteError
+from pigeon.msgfile import read_message
 from pigeon.queue.model import RecipientStatus
 from pigeon.queue.operator import ADMIN_BOUNCE_STATUS
 
@@ -42,9 +43,11 @@ def test_hold_release_requeue_delete(backend):
     b = backend
     q1, q2 = b.commit("a@example.org"), b.commit("b@example.org", state="deferred")
     c = client(b)
-    assert c.call("hold", ids=[q1, q2]) == {"done": [q1, q2], "pending": [], "skipped": []}
+    assert c.call("hold", ids=[q1, q2]) == {"done": [q1, q2], "pending": [], "skipped": [],
+                                            "unknown": []}
     assert state(b, q1) == state(b, q2) == "hold"
-    assert c.call("hold", ids=[q1])["skipped"] == [q1]            # already held
+    again = c.call("hold", ids=[q1])
+    assert again["skipped"] == [q1] and again["unknown"] == []     # already held, but queued
     before = time.time()
     assert c.call("release", all=True)["done"] == [q1, q2]
     entry = b.store.entry(q2)
@@ -53,7 +56,8 @@ def test_hold_release_requeue_delete(backend):
     assert c.call("requeue", ids=[q2])["done"] == [q2]
     assert b.store.entry(q2).state == "incoming"
     assert c.call("delete", ids=[q1, "0000MISSING"]) == {"done": [q1], "pending": [],
-                                                         "skipped": ["0000MISSING"]}
+                                                         "skipped": ["0000MISSING"],
+                                                         "unknown": ["0000MISSING"]}
     assert state(b, q1) is None
     assert not b.store.content_path(q1).exists()
     assert [c.detail for c in b.maillog.for_id(q1)] == ["on hold by administrator",
@@ -80,7 +84,7 @@ def test_bounce_returns_to_sender_with_a_dsn(backend):
     (report,) = b.store.list()
     assert report.envelope.sender == "" and report.envelope.dsn_kind == "failure"
     assert [r.address for r in report.envelope.recipients] == ["alice@example.test"]
-    text = b.store.content_path(report.queue_id).read_bytes()
+    text = read_message(b.store.content_path(report.queue_id))
     assert b"Status: " + ADMIN_BOUNCE_STATUS.encode() in text
     assert b"administrator" in text
     assert "bounced" in b.maillog.statuses(qid)
@@ -141,3 +145,8 @@ def test_recipient_statuses_survive_a_list(backend):
     b.store.update(env, "deferred", time.time() + 60)
     (e,) = client(b).call("list", filters={"state": "deferred"})["entries"]
     assert e["reason"] == "4.4.1 connect to mx: Connection refused"
+
+
+def test_reload_without_a_reloader_is_refused_plainly(backend):
+    with pytest.raises(RemoteError, match="this pigeon cannot reload its configuration"):
+        client(backend).call("reload")

@@ -2,16 +2,12 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
 from pigeon.cli._control import Progress
 from pigeon.cli.main import main
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "admin"))
-from conftest import Backend  # noqa: E402  (the in-process server of tests/unit/admin)
+from pigeon.testing.admin_backend import Backend
 
 
 @pytest.fixture
@@ -51,7 +47,8 @@ def test_usage_errors(server, capsys):
 
 
 def test_without_server_reads_work_and_actions_fail(tmp_path, capsys):
-    data = ["--data-dir", str(tmp_path / "nothing")]
+    (tmp_path / "stopped").mkdir()                  # a data_dir whose server is not running
+    data = ["--data-dir", str(tmp_path / "stopped")]
     assert main(["queue", *data, "list"]) == 0
     out = capsys.readouterr()
     assert "Mail queue is empty" in out.out and "not running" in out.err
@@ -79,3 +76,26 @@ def test_log_command(tmp_path, capsys):
     assert main(["log", "--log-file", str(log), "ZZZZ9999"]) == 1
     assert main(["log", "--log-file", str(tmp_path / "none"), "ABCD1234"]) == 66
     assert main(["log", "--data-dir", str(tmp_path), "ABCD1234"]) == 66   # log.file unset
+
+
+def test_common_options_after_the_action(server, capsys):
+    q = server.commit("a@example.org")
+    d = str(server.config.data_dir)
+    assert main(["queue", "list", "--data-dir", d]) == 0
+    assert q in capsys.readouterr().out
+    assert main(["queue", "hold", q, "--data-dir", d]) == 0
+    assert main(["queue", "show", q, "--data-dir", d]) == 0
+    assert "State:      hold" in capsys.readouterr().out
+    assert main(["queue", "release", "--all", "--data-dir", d]) == 0
+    assert main(["queue", "flush", "--data-dir", d]) == 0
+
+
+def test_unknown_ids_exit_65_and_the_others_are_acted_on(server, capsys):
+    q = server.commit("a@example.org")
+    d = ["--data-dir", str(server.config.data_dir)]
+    assert main(["queue", *d, "hold", q, "0000NOPE"]) == 65
+    out = capsys.readouterr()
+    assert out.out.startswith("held 1; 1 skipped") and "not in the queue: 0000NOPE" in out.err
+    assert main(["queue", *d, "delete", "0000NOPE"]) == 65
+    assert main(["queue", *d, "hold", q]) == 0          # known but already held: skipped, 0
+    assert main(["queue", *d, "delete", q]) == 0

@@ -8,6 +8,7 @@ import pytest
 
 from pigeon.cli import sendmail as S
 from pigeon.cli.main import main
+from pigeon.msgfile import read_message
 from pigeon.queue.store import QueueStore
 
 
@@ -17,12 +18,13 @@ def cfg(tmp_path):
     path.write_text(f'data_dir = "{tmp_path / "data"}"\nhostname = "mx.example.test"\n'
                     '[domains."example.test"]\n[queue]\nfsync = false\n'
                     '[admin]\nmetrics_listen = ""\n')
+    (tmp_path / "data").mkdir()         # sendmail never creates data_dir: the server did
     return path
 
 
 def queued(cfg):
     with QueueStore(cfg.parent / "data" / "queue", fsync=False) as store:
-        return [(e.envelope, store.content_path(e.queue_id).read_bytes()) for e in store.list()]
+        return [(e.envelope, read_message(store.content_path(e.queue_id))) for e in store.list()]
 
 
 def test_parse_flags():

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import stat
 
 from pigeon.obs.logsetup import flush_logs
 from pathlib import Path
@@ -16,6 +18,15 @@ from pigeon.config.schema import DomainConfig, ListenAddress
 
 # Every test here may call setup_logging(): put the loggers back afterwards.
 pytestmark = pytest.mark.usefixtures("restore_logging")
+
+
+@pytest.fixture(autouse=True)
+def restore_umask():
+    """serve.run() tightens the process umask (as the real command must): undo it."""
+    old = os.umask(0o022)
+    os.umask(old)
+    yield
+    os.umask(old)
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -34,6 +45,37 @@ def test_flags_become_overrides():
         "listen": ["0.0.0.0:25", "[::]:25"], "domains": ["a.test", "b.test"],
         "relay_networks": ["10.0.0.0/8"], "data_dir": "/d", "hostname": "h.test",
         "log": {"format": "json", "level": "debug", "file": "/l"}}
+
+
+def test_every_listener_has_a_flag():
+    args = parse("--submission-listen", "0.0.0.0:587", "--submission-listen", "[::]:587",
+                 "--submissions-listen", "", "--metrics-listen", "")
+    assert serve.overrides_from(args) == {
+        "submission_listen": ["0.0.0.0:587", "[::]:587"], "submissions_listen": [],
+        "admin": {"metrics_listen": ""}}
+    config = serve.build_config(args)
+    assert config.submission_listen == (ListenAddress("0.0.0.0", 587), ListenAddress("::", 587))
+    assert config.submissions_listen == ()
+    assert config.admin.metrics_listen is None
+    config = serve.build_config(parse("--metrics-listen", "127.0.0.1:9100"))
+    assert config.admin.metrics_listen == ListenAddress("127.0.0.1", 9100)
+
+
+def test_listener_flags_replace_the_file_and_keep_its_other_admin_keys(tmp_path):
+    path = tmp_path / "p.toml"
+    path.write_text('submission_listen = ["127.0.0.1:587"]\n'
+                    '[admin]\ncontrol_socket = "/run/pigeon/control.sock"\nmetrics_listen = "127.0.0.1:1"\n')
+    config = serve.build_config(parse("--config", str(path), "--submission-listen", "127.0.0.1:2587",
+                                      "--metrics-listen", ""))
+    assert config.submission_listen == (ListenAddress("127.0.0.1", 2587),)
+    assert config.admin.metrics_listen is None
+    assert config.admin.control_socket == Path("/run/pigeon/control.sock")
+
+
+def test_a_bad_listener_flag_names_the_key(capsys):
+    assert main(["serve", "--submissions-listen", "nowhere"]) == 78
+    assert capsys.readouterr().err == ('pigeon: command line: submissions_listen: "nowhere": '
+                                       'expected "host:port" or "[ipv6]:port"\n')
 
 
 def test_quick_start_defaults():
@@ -77,7 +119,7 @@ def test_config_error_exits_78_before_starting(tmp_path, capsys):
     path.write_text("[limits]\nmesage_size = 1\n")
     assert main(["serve", "--config", str(path)]) == 78
     assert capsys.readouterr().err == \
-        f'pigeon: {path}: limits.mesage_size: unknown key (did you mean "message_size"?)\n'
+        f'pigeon: {path}:2: limits.mesage_size: unknown key (did you mean "message_size"?)\n'
 
 
 def test_bad_flag_value_exits_78(capsys):
@@ -89,3 +131,12 @@ def test_bad_flag_value_exits_78(capsys):
 def test_unopenable_log_file_exits_78(tmp_path, capsys):
     assert main(["serve", "--log-file", str(tmp_path / "missing-dir" / "log")]) == 78
     assert capsys.readouterr().err.startswith(f"pigeon: config error: log.file: cannot open {tmp_path}")
+
+
+def test_the_umask_is_tight_before_the_log_file_is_created(tmp_path):
+    os.umask(0)
+    log_file = tmp_path / "mail.log"
+    seen = []
+    serve.run(parse("--log-file", str(log_file)), app_run=lambda config: seen.append(os.umask(0o077)) or 0)
+    assert seen == [0o077]                      # what the server runs with
+    assert stat.S_IMODE(log_file.stat().st_mode) == 0o600

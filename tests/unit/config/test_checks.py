@@ -252,12 +252,16 @@ def test_aliases_string_or_list():
 
 @pytest.mark.parametrize("aliases, message", [
     ({"info": "a@b.test"}, 'aliases.info: the key must be a full address "local@domain", got "info"'),
-    ({"@b.test": "a@b.test"}, 'aliases."@b.test": the key must be a full address "local@domain", got "@b.test"'),
+    ({"@b_c": "a@b.test"}, 'aliases."@b_c": the catch-all key "@b_c" needs a valid domain after "@" (label "b_c" may only contain letters, digits and "-")'),
+    ({"@": "a@b.test"}, 'aliases."@": the catch-all key "@" needs a valid domain after "@" (it is empty)'),
     ({"a@b_c": "a@b.test"},
      'aliases."a@b_c": the key "a@b_c" has an invalid domain (label "b_c" may only contain letters, digits and "-")'),
     ({"a@b.test": "alice"}, 'aliases."a@b.test": target must be a full address "local@domain", got "alice"'),
     ({"a@b.test": ["x@y.test", 5]}, 'aliases."a@b.test": must be an address or a list of addresses, got ["x@y.test", 5]'),
     ({"a@b.test": []}, 'aliases."a@b.test": must name at least one target address'),
+    ({"a@b.test": "a>b@c.test"}, 'aliases."a@b.test": target "a>b@c.test" is not an address SMTP can '
+                                 'carry (RFC 5321 §4.1.2: quote a local part with special characters, '
+                                 'as in "\\"a>b\\"@example.org")'),
     ({"a@b.test": "x y@b.test"}, 'aliases."a@b.test": target must be a full address "local@domain", got "x y@b.test"'),
     ({"a@b.test": "x@y.test", "A@B.test": "x@y.test"}, 'aliases."A@B.test": alias "a@b.test" is listed twice'),
     ("x", 'aliases: must be a table, got "x"'),

@@ -110,11 +110,73 @@ def test_errors_name_their_source(conf):
     path = conf('[limits]\nmessage_size = "ten"\n')
     with pytest.raises(ConfigError) as info:
         load_config(path)
-    assert str(info.value) == f'{path}: limits.message_size: must be a non-negative integer, got "ten"'
-    assert (info.value.key, info.value.source) == ("limits.message_size", str(path))
+    assert str(info.value) == f'{path}:2: limits.message_size: must be a non-negative integer, got "ten"'
+    assert (info.value.key, info.value.source, info.value.line) == ("limits.message_size", str(path), 2)
     with pytest.raises(ConfigError) as info:
         load_config(conf(FILE), {"limits": {"message_size": -1}})
     assert str(info.value) == "command line: limits.message_size: must be a non-negative integer, got -1"
+
+
+def problems_of(path, overrides=None) -> list[ConfigError]:
+    with pytest.raises(ConfigError) as info:
+        load_config(path, overrides)
+    return info.value.problems
+
+
+def test_every_problem_in_one_pass(conf):
+    path = conf('hostname = "mx.example.test"\nlisten = ["127.0.0.1:0"]\ncolour = "blue"\n'
+                '[limits]\nmessage_size = "ten"\nrecipients = 5\nerors = 3\n'
+                '[smtp]\npipelining = "yes"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    problems = info.value.problems
+    assert [(p.line, p.key) for p in problems] == [
+        (2, "listen"), (3, "colour"), (5, "limits.message_size"), (7, "limits.erors"),
+        (9, "smtp.pipelining")]
+    assert all(p.source == str(path) for p in problems)
+    assert str(info.value).splitlines()[3] == \
+        f'{path}:7: limits.erors: unknown key (did you mean "errors"?)'
+    # It still reads as its first problem for callers that show one.
+    assert (info.value.key, info.value.line) == ("listen", 2)
+
+
+def test_entries_of_a_table_are_checked_one_by_one(conf):
+    path = conf('[domains."a_b.test"]\n[domains."ok.test"]\n[domains."c d.test"]\n'
+                '[aliases]\n"x@ok.test" = "nobody"\n"y@ok.test" = "y@elsewhere.test"\n'
+                '"z" = "z@ok.test"\n')
+    assert [(p.line, p.key) for p in problems_of(path)] == [
+        (1, 'domains."a_b.test"'), (3, 'domains."c d.test"'), (5, 'aliases."x@ok.test"'),
+        (7, "aliases.z")]
+
+
+def test_names_listed_twice_across_entries_are_still_found(conf):
+    path = conf('[domains."A.test"]\n[domains."a.test"]\n[domains."b c"]\n')
+    assert [(p.line, p.message) for p in problems_of(path)] == [
+        (2, 'domain "a.test" is listed twice'),
+        (3, 'not a valid domain name: "b c" (label "b c" may only contain letters, digits and "-")')]
+
+
+def test_a_cross_key_check_on_a_refused_key_is_skipped(conf):
+    # min_backoff is refused: comparing max_backoff with its default would mislead.
+    path = conf('[queue]\nmin_backoff = "5m"\nmax_backoff = 10\n')
+    assert [p.key for p in problems_of(path)] == ["queue.min_backoff"]
+
+
+def test_file_problems_come_before_command_line_ones(conf):
+    path = conf('[limits]\nrecipients = 0\n')
+    found = problems_of(path, {"limits": {"errors": 0}, "listen": ["nowhere"]})
+    assert [(p.source, p.line, p.key) for p in found] == [
+        (str(path), 2, "limits.recipients"), ("command line", None, "limits.errors"),
+        ("command line", None, "listen")]
+    assert str(found[1]) == "command line: limits.errors: must be a positive integer, got 0"
+
+
+def test_collect_config_returns_the_valid_part(conf):
+    from pigeon.config.load import collect_config
+    config, problems = collect_config(conf('hostname = "h.test"\n[limits]\nrecipients = 0\n'))
+    assert config.hostname == "h.test" and config.limits == Limits()
+    assert [p.key for p in problems] == ["limits.recipients"]
+    assert collect_config(conf("x = [")) [0] is None
 
 
 def test_error_without_source_says_config_error():
@@ -129,8 +191,8 @@ def test_toml_syntax_error_names_file_and_line(conf):
     with pytest.raises(ConfigError) as info:
         load_config(path)
     text = str(info.value)
-    assert text.startswith(f"{path}: line 3, column 5: invalid TOML: ")
-    assert info.value.key is None
+    assert text.startswith(f"{path}:3:5: invalid TOML: ")
+    assert (info.value.key, info.value.line, info.value.column) == (None, 3, 5)
 
 
 def test_toml_error_at_end_of_file(conf):
@@ -196,7 +258,7 @@ def test_session_config_of_defaults_matches_session_defaults():
 def test_every_schema_field_has_exactly_one_checker():
     for section, (cls, checkers) in load_module._SECTIONS.items():
         assert {f.name for f in dataclasses.fields(cls)} == set(checkers), section
-    top_level = {f.name for f in dataclasses.fields(Config)}
+    top_level = {f.name for f in dataclasses.fields(Config)} - set(load_module.DERIVED_FIELDS)
     assert top_level == set(load_module._TOP) | set(load_module._SECTIONS)
 
 

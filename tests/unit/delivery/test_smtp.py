@@ -255,6 +255,27 @@ def test_size_smtputf8_and_loop(tmp_path):
     assert "loops back to myself" in loop[0].diagnostic
 
 
+@pytest.mark.parametrize("nexthop, loop", [
+    (Nexthop("smtp", "dst.test"), True),                                     # MX lookup
+    (Nexthop("smtp", "dst.test", "relay.test", 2525, True), True),           # smtp:relay.test (MX)
+    (Nexthop("smtp", "[127.0.0.1]", "127.0.0.1", None, False), True),        # address literal
+    (Nexthop("smtp", "dst.test", "127.0.0.1", 10025, False), False),         # smtp:[127.0.0.1]:10025
+    (Nexthop("smtp", "dst.test", "filter.test", 10025, False), False),       # smtp:[filter.test]
+    (Nexthop("smtp", "[192.0.2.1]", "relay.test", 587, False), False),       # literal via relay_host
+])
+def test_greeting_with_our_name_is_a_loop_only_where_routing_says(tmp_path, nexthop, loop):
+    """A content filter on loopback, reached by an explicit [host] route, may
+    share our host name (docs/config.md recommends smtp:[host] for it)."""
+    async def main():
+        async with FakePeer(name="pigeon.test") as me:
+            return (await deliver([me.port], request(tmp_path, nexthop=nexthop)))[0]
+    [res] = run(main())
+    if loop:
+        assert (res.outcome, res.status) == (Outcome.BOUNCED, "5.4.6")
+    else:
+        assert res.outcome is Outcome.DELIVERED, res
+
+
 def test_8bit_downgraded_for_peer_without_8bitmime(tmp_path):
     content = (b"Subject: caf\xc3\xa9?\r\n" b"MIME-Version: 1.0\r\n")  # 8-bit header: impossible
     body = (b"Subject: hello\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
@@ -279,3 +300,28 @@ def test_smtp_agent_passes_the_agent_conformance_suite():
     port = free_port()                       # nothing listens: every attempt is deferred
     check_delivery_agent(lambda: SmtpAgent(FAST, FakeResolver(port), own_hostname="p.test"),
                          nexthop=Nexthop("smtp", "dst.test"))
+
+
+def test_relay_login_belongs_to_the_configured_host_and_port(tmp_path):
+    from pigeon.config import load_config
+    from pigeon.delivery.wiring import build_agents
+    password = tmp_path / "pw"
+    password.write_text("secret\n")
+    config = load_config(overrides={"delivery": {
+        "relay_host": "[relay.example]:587", "relay_user": "me", "relay_password_file": str(password)},
+        "transports": {"other.test": "smtp:[relay.example]:2525"}})
+    agent = build_agents(config)["smtp"]
+    login = ("me", "secret")
+    assert agent._auth_for(Nexthop("smtp", "any.test", "relay.example", 587, False)) == login
+    assert agent._auth_for(Nexthop("smtp", "any.test", "RELAY.example", 587, False)) == login
+    for other in (Nexthop("smtp", "other.test", "relay.example", 2525, False),   # same host
+                  Nexthop("smtp", "x.test", "relay.example", None, False),        # port 25
+                  Nexthop("smtp", "x.test", "relay.example", 587, True),          # its MX hosts
+                  Nexthop("lmtp", "x.test", "relay.example", 587, False),
+                  Nexthop("smtp", "relay.example")):
+        assert agent._auth_for(other) is None, other
+    config = load_config(overrides={"delivery": {
+        "relay_host": "[relay.example]", "relay_user": "me", "relay_password_file": str(password)}})
+    agent = build_agents(config)["smtp"]
+    assert agent._auth_for(Nexthop("smtp", "any.test", "relay.example", None, False)) == login
+    assert agent._auth_for(Nexthop("smtp", "any.test", "relay.example", 25, False)) == login

@@ -38,6 +38,8 @@ def test_text_format_escapes_control_characters():
     line = TextFormatter().format(record("peer said %r and %s", ("x", "a\r\nfake line\x00\t")))
     assert line.endswith("peer said 'x' and a\\r\\nfake line\\x00\\t")
     assert "\n" not in line
+    c1 = TextFormatter().format(record("helo %s", ("\x9b31mred\x85",)))
+    assert c1.endswith("helo \\x9b31mred\\x85")
 
 
 def test_text_format_indents_tracebacks():

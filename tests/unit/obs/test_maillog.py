@@ -113,3 +113,50 @@ def test_default_logger_is_pigeon_mail():
 def test_public_exports():
     import pigeon.obs
     assert pigeon.obs.__all__ == ["MailLog", "setup_logging"]
+
+
+def test_reject_lines_keep_postfix_field_meanings(captured):
+    from pigeon.proto import reply as R
+    maillog, records = captured
+    maillog.reject(None, "RCPT", "192.0.2.1", R.RELAY_DENIED, sender="s@a.example",
+                   recipient="x@y.example", proto="ESMTP", helo="h.example")
+    maillog.reject(None, "MAIL", "192.0.2.1", R.SENDER_NOT_OWNED, sender="s@a.example",
+                   proto="ESMTP", helo="h.example")
+    maillog.reject(None, "RCPT", "192.0.2.1", R.UNKNOWN_USER, sender="", recipient="u@b.example",
+                   proto="SMTP", helo="h")
+    maillog.reject("01ABC", "END-OF-MESSAGE", "2001:db8::1", R.MESSAGE_TOO_BIG,
+                   sender="s@a.example", proto="ESMTP", helo="h")
+    maillog.reject(None, "CONNECT", "192.0.2.1", R.too_many_connections("mx.example"))
+    assert [r.getMessage() for r in records] == [
+        "NOQUEUE: reject: RCPT from unknown[192.0.2.1]: 554 5.7.1 Error: relay access denied; "
+        "from=<s@a.example> to=<x@y.example> proto=ESMTP helo=<h.example>",
+        "NOQUEUE: reject: MAIL from unknown[192.0.2.1]: 553 5.7.1 Error: sender address not owned "
+        "by the authenticated user; from=<s@a.example> proto=ESMTP helo=<h.example>",
+        "NOQUEUE: reject: RCPT from unknown[192.0.2.1]: 550 5.1.1 Error: recipient address "
+        "rejected: user unknown; from=<> to=<u@b.example> proto=SMTP helo=<h>",
+        "01ABC: reject: END-OF-MESSAGE from unknown[2001:db8::1]: 552 5.3.4 Error: message size "
+        "exceeds fixed limit; from=<s@a.example> proto=ESMTP helo=<h>",
+        "NOQUEUE: reject: CONNECT from unknown[192.0.2.1]: 421 4.7.0 mx.example Error: too many "
+        "connections; proto=SMTP",
+    ]
+    assert records[1].fields["from"] == "s@a.example" and records[1].fields["to"] is None
+    assert records[0].fields["stage"] == "RCPT" and records[0].queue_id == "NOQUEUE"
+
+
+def test_sasl_failure_and_session_ends(captured):
+    maillog, records = captured
+    maillog.sasl_failed(None, "192.0.2.1", "PLAIN")
+    maillog.session_end("too many errors", "RCPT", None, "192.0.2.1")
+    maillog.session_end("timeout", "DATA", None, "192.0.2.1")
+    assert [r.getMessage() for r in records] == [
+        "warning: unknown[192.0.2.1]: SASL PLAIN authentication failed: authentication failure",
+        "too many errors after RCPT from unknown[192.0.2.1]",
+        "timeout after DATA from unknown[192.0.2.1]",
+    ]
+    assert records[0].levelno == logging.WARNING
+    # fail2ban's postfix-sasl pattern (its prefix stripped) matches the line as is.
+    import re
+    # (its inline (?i) is written as an explicit character choice: Python wants flags first)
+    assert re.match(r"^warning: [-._\w]+\[(?P<host>[\d.]+)\]: SASL ([Ll][Oo][Gg][Ii][Nn]|PLAIN|"
+                    r"(?:CRAM|DIGEST)-MD5) authentication failed(:[ A-Za-z0-9+/:]*={0,2})?\s*$",
+                    records[0].getMessage())

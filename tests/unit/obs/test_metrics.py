@@ -80,6 +80,44 @@ def test_http_endpoint():
     asyncio.run(main())
 
 
+class _HugeMetrics:
+    """A scrape far bigger than the socket buffers (a stand-in for the renderer only)."""
+
+    def render(self) -> bytes:
+        return b"# x\n" * 5_000_000
+
+
+def test_a_scraper_that_never_reads_is_cut_off(monkeypatch):
+    import socket
+
+    from pigeon.obs import metrics as metrics_module
+    monkeypatch.setattr(metrics_module, "_WRITE_TIMEOUT", 0.3, raising=False)
+
+    async def main():
+        server = MetricsServer("127.0.0.1", 0, _HugeMetrics())
+        await server.start()
+        host, port = server.bound
+        loop = asyncio.get_running_loop()
+        client = socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.setblocking(False)
+        await loop.sock_connect(client, (host, port))
+        await loop.sock_sendall(client, b"GET /metrics HTTP/1.0\r\n\r\n")
+        try:
+            # The server must give up on us: its task ends and the socket is
+            # reset, without our reading a byte before then.
+            for _ in range(100):                       # at most 5 s
+                await asyncio.sleep(0.05)
+                handlers = [t for t in asyncio.all_tasks() if "_serve" in repr(t)]
+                if not handlers:
+                    break
+            assert not handlers, "the scrape handler still waits for a reader that never reads"
+        finally:
+            client.close()
+            await server.close()
+    asyncio.run(asyncio.wait_for(main(), 30))
+
+
 def test_storage_state_is_read_at_scrape_time():
     state = {"queue": {"degraded": True, "episodes": 2}, "mailbox": {"degraded": False,
                                                                      "episodes": 0},

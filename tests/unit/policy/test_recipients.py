@@ -86,3 +86,17 @@ def test_authenticated_clients_may_relay_but_local_checks_stay():
     assert policy.check_recipient(remote, "192.0.2.9", authenticated=True) is None
     assert policy.check_recipient(Address("nobody", "example.test"), "192.0.2.9",
                                   authenticated=True) is not None
+
+
+def test_repeated_recipients_merge_keeping_the_first_with_its_parameters():
+    from pigeon.proto.params import RcptParams
+    policy = RecipientPolicy(CONFIG, Router(CONFIG))
+    first, later = RcptParams(notify=("NEVER",)), RcptParams(notify=("SUCCESS",))
+    got = policy.merge_recipients([
+        (Address("alice", "example.test"), first), (Address("ALICE", "example.test"), later),
+        (Address("alice+x", "example.test"), later), (Address("bob", "example.test"), later),
+        (Address("Carol", "remote.test"), first), (Address("carol", "remote.test"), later),
+        (Address("postmaster", ""), first), (Address("postmaster", "example.test"), later)])
+    assert [(str(a), p) for a, p in got] == [
+        ("alice@example.test", first), ("bob@example.test", later),
+        ("Carol@remote.test", first), ("carol@remote.test", later), ("postmaster", first)]

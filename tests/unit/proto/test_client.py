@@ -70,7 +70,8 @@ def test_pipelining_sends_mail_rcpts_and_data_in_one_batch():
 
 def test_lock_step_without_pipelining():
     s = ready(["SIZE 0"])
-    s.send_transaction(tx("b@dst.test", "c@dst.test"))
+    # Unwritable recipients (Rule 6) are skipped: no RCPT, a local 553 each.
+    s.send_transaction(tx("x y@dst.test", "b@dst.test", "a<b@dst.test", "c@dst.test"))
     assert s.data_to_send() == b"MAIL FROM:<a@src.test> SIZE=100\r\n"
     s.receive_data(b"250 ok\r\n")
     assert s.data_to_send() == b"RCPT TO:<b@dst.test>\r\n"
@@ -84,8 +85,8 @@ def test_lock_step_without_pipelining():
     assert s.data_to_send() == b"x\r\n.\r\n"
     s.receive_data(b"250 ok\r\n")
     [done] = events(s)
-    assert codes(done) == [451, 250]
-    assert done.replies[1].reply.enhanced is None
+    assert codes(done) == [553, 451, 553, 250]
+    assert done.replies[3].reply.enhanced is None
 
 
 def test_no_recipient_accepted_sends_rset_instead_of_data():
@@ -369,15 +370,38 @@ def test_reset_and_quit():
     assert isinstance(ev, Closed) and ev.reply is None
 
 
-def test_wrong_phase_and_bad_addresses_raise():
+def test_wrong_phase_raises():
     s = ClientSession()
     with pytest.raises(RuntimeError):
         s.send_transaction(tx())
     s = ready()
-    with pytest.raises(ValueError):
-        s.send_transaction(tx("b@d>\r\nRSET"))
     with pytest.raises(RuntimeError):
         s.send_content(b"x", last=True)
+
+
+def test_quoted_addresses_are_written_and_unwritable_ones_fail_alone():
+    """Rule 6: what our parser accepted goes out re-quoted; what it could not
+    accept is refused per recipient (5.1.3) or per message (5.1.7), no exception."""
+    s = ready()
+    s.send_transaction(Transaction(sender='"a>b"@src.test',
+                                   recipients=("b@d>\r\nRSET", '"x y\\\\z"@dst.test', "c@dst.test"),
+                                   size=1))
+    assert s.data_to_send() == (b'MAIL FROM:<"a>b"@src.test> SIZE=1\r\n'
+                                b'RCPT TO:<"x y\\\\z"@dst.test>\r\nRCPT TO:<c@dst.test>\r\nDATA\r\n')
+    s.receive_data(b"250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n")
+    assert isinstance(events(s)[0], ContentWanted)
+    s.send_content(b"hi\r\n", last=True)
+    s.data_to_send()
+    s.receive_data(b"250 2.0.0 queued\r\n")
+    [done] = events(s)
+    assert codes(done) == [553, 250, 250]
+    assert done.replies[0].local and done.replies[0].reply.enhanced == "5.1.3"
+    assert s.ready                                        # the session is fine for the next one
+    s.send_transaction(Transaction(sender="a b@src.test", recipients=("c@dst.test",), size=1))
+    assert s.data_to_send() == b""                         # nothing written for it
+    [done] = events(s)
+    assert [(r.reply.code, r.reply.enhanced, r.local) for r in done.replies] == [(553, "5.1.7", True)]
+    assert s.ready
 
 
 def test_config_validates():

@@ -89,3 +89,34 @@ def test_long_line_hop_agrees_with_splitting_every_line():
         start, end = data.find(b"\n") + 1, data.rfind(b"\n")
         assert _has_long_line(data, start, end, limit) == obvious(data, start, end, limit), \
             (limit, [len(x) for x in lines])
+
+
+HEADER_TOKENS = [b"Received: x\r\n", b"X: y\r\n", b" folded\r\n", b"\r\n", b"body\r\n"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(HEADER_TOKENS), min_size=1, max_size=30),
+       st.lists(st.integers(0, 400), max_size=6), st.integers(1, 120))
+def test_header_size_limit_does_not_depend_on_the_split(tokens, cuts, limit):
+    from pigeon.proto.content import ContentScanner
+    content = b"".join(tokens)
+    end = content.find(b"\r\n\r\n")
+    if content.startswith(b"\r\n"):
+        header = 0                       # no header fields at all
+    else:
+        header = end + 2 if end != -1 else len(content)
+    scanner = ContentScanner(max_text_line=1000, max_size=0, hop_limit=2, reject_8bit=False,
+                             max_header_size=limit)
+    points = sorted({c % (len(content) + 1) for c in cuts}) + [len(content)]
+    prev = 0
+    for p in points:
+        assert scanner.feed(content[prev:p])
+        prev = p
+    assert scanner.finish()
+    if header > limit:
+        assert scanner.failure == R.HEADER_TOO_BIG
+    else:
+        assert scanner.header_size == header
+        assert scanner.failure in (None, R.MAIL_LOOP)
+        assert (scanner.failure == R.MAIL_LOOP) == \
+            (content[:header].count(b"Received:") > 2)

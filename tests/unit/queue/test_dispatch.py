@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pigeon.delivery.api import Outcome, RecipientResult
+from pigeon.msgfile import read_message
 from pigeon.proto.params import MailParams, RcptParams
 from pigeon.queue.manager import QueueManager
 from pigeon.queue.model import Envelope, Recipient, RecipientStatus
@@ -56,7 +57,7 @@ class Env:
         return [e.envelope for e in self.store.list() if e.queue_id != qid]
 
     def report(self, env: Envelope):
-        data = self.store.content_path(env.queue_id).read_bytes()
+        data = read_message(self.store.content_path(env.queue_id))
         return email.message_from_bytes(data, policy=email.policy.default)
 
 
@@ -158,6 +159,20 @@ def test_bounced_recipient_with_peer_reached_does_not_kill_destination(env):
     for i in range(5):
         env.attempt(env.commit(f"u{i}@remote.test"))
     assert len(env.agent.requests) == 5
+
+
+def test_an_agent_that_raises_does_not_kill_the_destination(env):
+    """One message the agent cannot handle (it raised) is that message's
+    problem: deferred 4.0.0, and other mail for the next hop still goes."""
+    env.agent.start_err = ValueError("address cannot go on a command line")
+    for i in range(5):
+        env.attempt(env.commit(f"u{i}@remote.test"))
+    assert len(env.agent.requests) == 5                  # every one was tried
+    assert env.mgr.statistics()["destinations"]["dead"] == 0
+    env.agent.start_err = None
+    qid = env.commit("ok@remote.test")
+    env.attempt(qid)
+    assert env.log.statuses(qid)[0] == "sent"
 
 
 # --- results ---------------------------------------------------------------------------

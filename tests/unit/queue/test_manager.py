@@ -12,7 +12,7 @@ from pigeon.queue.manager import NO_AGENT, QueueManager
 from pigeon.queue.model import Envelope, Recipient, RecipientStatus
 from pigeon.queue.store import QueueStore
 from pigeon.routing.resolve import Router
-from pigeon.testing.fakes import RecordingMaillog
+from pigeon.testing.fakes import run_manager_until
 
 
 def make_config(tmp_path: Path) -> Config:
@@ -36,29 +36,13 @@ def maildir_files(cfg: Config, local: str) -> list[Path]:
     return sorted(new.iterdir()) if new.exists() else []
 
 
-async def run_until(mgr: QueueManager, cond, timeout: float = 10.0) -> None:
-    task = asyncio.create_task(mgr.run())
-    deadline = time.monotonic() + timeout
-    try:
-        while not cond():
-            assert time.monotonic() < deadline, "condition not reached"
-            assert not task.done(), task
-            await asyncio.sleep(0.01)
-    finally:
-        await mgr.stop()
-        await task
+run_until = run_manager_until
 
 
 @pytest.fixture
-def setup(tmp_path):
+def setup(tmp_path, queue_world):
     cfg = make_config(tmp_path)
-    store = QueueStore(cfg.queue_dir, fsync=False)
-    store.open()
-    log = RecordingMaillog()
-    mgr = QueueManager(store, Router(cfg), hostname=cfg.hostname, maillog=log,
-                       fsync=False, run_interval=30.0)
-    yield cfg, store, log, mgr
-    store.close()
+    return (cfg, *queue_world(cfg, run_interval=30.0))
 
 
 def test_local_aliased_and_remote(setup):
@@ -74,7 +58,8 @@ def test_local_aliased_and_remote(setup):
     alice, bob = maildir_files(cfg, "alice"), maildir_files(cfg, "bob")
     assert len(alice) == 2 and len(bob) == 1
     assert bob[0].read_bytes().startswith(
-        b"Return-Path: <sender@remote.test>\nDelivered-To: bob@example.test\nReceived:")
+        b"Return-Path: <sender@remote.test>\nX-Original-To: team@example.test\n"
+        b"Delivered-To: bob@example.test\nReceived:")
     # Delivered messages are gone; the remote one waits in 'deferred'.
     # (no "smtp" agent given: the remote recipient is deferred 4.3.0)
     assert [e.queue_id for e in store.list()] == [q_remote]

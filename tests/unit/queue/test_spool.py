@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 import stat
 import threading
@@ -13,6 +14,8 @@ import pytest
 
 import pigeon.queue.spool as spool_mod
 import pigeon.queue.store as store_mod
+from pigeon import msgfile
+from pigeon.msgfile import read_message
 from pigeon.queue.model import Envelope, Recipient
 from pigeon.queue.spool import NEW_ID, SPILL_THRESHOLD
 from pigeon.queue.store import QueueStore, StoreError
@@ -40,6 +43,12 @@ def content(n: int) -> bytes:
 
 def files(store: QueueStore, sub: str) -> set[str]:
     return {p.name for p in (store.root / sub).iterdir()}
+
+
+def as_committed(store: QueueStore, qid: str, data: bytes) -> bytes:
+    """`data` as the committer writes it to msg/<qid>: this store's preamble first."""
+    raw = json.dumps(env(qid).to_dict()).encode()
+    return msgfile.encode(store.store_id, raw) + data
 
 
 def write_in_pieces(sp, data: bytes, piece: int = 8192) -> None:
@@ -73,7 +82,7 @@ def test_small_spool_stays_in_memory_until_commit(store):
     assert sp.queue_id in store._live               # recover() must know it
     store.commit(sp, env(sp.queue_id))
     path = store.content_path(sp.queue_id)
-    assert path.read_bytes() == data
+    assert read_message(path) == data
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert files(store, "tmp") == set()
     assert [e.queue_id for e in store.list()] == [sp.queue_id]
@@ -83,7 +92,7 @@ def test_small_spool_stays_in_memory_until_commit(store):
 def test_empty_spool_commits_an_empty_file(store):
     sp = store.new_spool()
     store.commit(sp, env(sp.queue_id))
-    assert store.content_path(sp.queue_id).read_bytes() == b""
+    assert read_message(store.content_path(sp.queue_id)) == b""
 
 
 def test_discard_in_memory_leaves_nothing_and_is_final(store):
@@ -112,7 +121,7 @@ def test_spool_spills_past_the_threshold_and_commits_by_link(store):
     assert stat.S_IMODE(sp.path.stat().st_mode) == 0o600
     assert sp.head(10) == data[:10] and sp.head() == data[:65536]
     store.commit(sp, env(sp.queue_id))
-    assert store.content_path(sp.queue_id).read_bytes() == data
+    assert read_message(store.content_path(sp.queue_id)) == data
     assert files(store, "tmp") == set()
     assert store.content_path(sp.queue_id).stat().st_nlink == 1
     assert [e.queue_id for e in store.list()] == [sp.queue_id]
@@ -125,7 +134,7 @@ def test_one_write_bigger_than_the_threshold_spills(store):
     assert not sp.in_memory
     assert sp.head(13) == b"Received: x\r\n"
     store.commit(sp, env(sp.queue_id))
-    assert store.content_path(sp.queue_id).read_bytes() == b"Received: x\r\n" + content(BIG)
+    assert read_message(store.content_path(sp.queue_id)) == b"Received: x\r\n" + content(BIG)
 
 
 def test_discard_spilled_unlinks_the_tmp_file(store):
@@ -177,24 +186,24 @@ def test_existing_msg_file_fails_only_that_request_and_is_not_touched(store):
     futures[2].result(10)
     futures[3].result(10)
     assert store.stats()["max_batch"] >= 3 and store.stats()["failed"] == 1
-    assert store.content_path(bad.queue_id).read_bytes() == b"someone else's message\r\n"
+    assert read_message(store.content_path(bad.queue_id)) == b"someone else's message\r\n"
     assert {e.queue_id for e in store.list()} == {block.queue_id, good.queue_id, big.queue_id}
-    assert store.content_path(big.queue_id).read_bytes() == content(BIG)
+    assert read_message(store.content_path(big.queue_id)) == content(BIG)
     assert files(store, "tmp") == set()
 
 
 def test_disk_full_while_writing_msg_fails_that_request_with_disk_full(store, monkeypatch):
-    real_write = os.write
+    real_writev = os.writev
     victim = store.new_spool()
     victim.write(b"VICTIM\r\n")
     other = store.new_spool()
     other.write(b"other\r\n")
 
-    def write(fd, data):
-        if bytes(data[:6]) == b"VICTIM":
+    def writev(fd, parts):                          # preamble + content in one call
+        if any(bytes(part[:6]) == b"VICTIM" for part in parts):
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real_write(fd, data)
-    monkeypatch.setattr(store_mod.os, "write", write)
+        return real_writev(fd, parts)
+    monkeypatch.setattr(store_mod.os, "writev", writev)
     f_victim = store.commit_async(victim, env(victim.queue_id))
     f_other = store.commit_async(other, env(other.queue_id))
     with pytest.raises(StoreError) as ei:
@@ -239,7 +248,7 @@ def test_recover_removes_a_half_written_msg_file_without_a_row(store):
     keep.write(b"keep\r\n")
     store.commit(keep, env(keep.queue_id))
     half = NEW_ID.next()
-    store.content_path(half).write_bytes(b"Received: by us\r\nSubj")
+    store.content_path(half).write_bytes(as_committed(store, half, b"Received: by us\r\nSubj"))
     live = store.new_spool()                       # being received: in memory
     live.write(b"in progress\r\n")
     rep = store.recover()
@@ -255,7 +264,8 @@ def test_recover_waits_for_another_process_committing(store):
     fd = os.open(store.root / "queue.lock", os.O_RDWR)
     fcntl.flock(fd, fcntl.LOCK_SH)
     orphan = NEW_ID.next()
-    store.content_path(orphan).write_bytes(b"being committed by the other process\r\n")
+    store.content_path(orphan).write_bytes(
+        as_committed(store, orphan, b"being committed by the other process\r\n"))
     done = threading.Event()
     t = threading.Thread(target=lambda: (store.recover(), done.set()))
     t.start()
@@ -367,7 +377,7 @@ def test_single_commit_syncs_file_and_directory_before_the_row(tmp_path, monkeyp
         assert ("dir", [sp.queue_id]) in seen and ("file", None) in seen
         assert len([k for k, _ in seen if k == "dir"]) == 1        # not synced twice
         assert [e.queue_id for e in s.list()] == [sp.queue_id]
-        assert s.content_path(sp.queue_id).read_bytes() == b"Subject: one\r\n\r\nbody\r\n"
+        assert read_message(s.content_path(sp.queue_id)) == b"Subject: one\r\n\r\nbody\r\n"
     finally:
         s.close()
 

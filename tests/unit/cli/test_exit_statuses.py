@@ -1,0 +1,411 @@
+"""Every exit status a command documents (its --help "exit status" paragraph)
+is what the command really returns: one case per (command, status), and a
+check that the cases and the documentation list the same statuses."""
+from __future__ import annotations
+
+import importlib
+import io
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from pigeon.cli import sendmail as S
+from pigeon.cli.main import COMMANDS, EPILOG, main
+from pigeon.testing.admin_backend import Backend
+from pigeon.testing.live import PigeonProcess, free_port
+
+PW = "correct horse battery"
+
+
+class World:
+    """A scratch directory other users can reach, a configuration and helpers."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="pigeon-exit-"))
+        os.chmod(self.root, 0o755)
+        self.data = self.root / "data"
+        self.data.mkdir()
+        self.cfg = self.config(self.data)
+        self._backends: list = []
+
+    def config(self, data_dir: Path, top: str = "", name: str = "pigeon.toml",
+               tables: str = "") -> Path:
+        """A configuration file: `top`-level keys, then the tables."""
+        path = self.root / name
+        path.write_text(top + f'\ndata_dir = "{data_dir}"\nhostname = "mx.example.test"\n'
+                        '[domains."example.test"]\n[queue]\nfsync = false\n'
+                        '[admin]\nmetrics_listen = ""\n' + tables)
+        os.chmod(path, 0o644)
+        return path
+
+    def bad_config(self) -> Path:
+        path = self.root / "bad.toml"
+        path.write_text("limits = 3\n")
+        return path
+
+    def server(self):
+        b = Backend(self.root / f"srv{len(self._backends)}")
+        self._backends.append(b)
+        return b
+
+    def close(self) -> None:
+        for b in self._backends:
+            b.close()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture
+def world():
+    w = World()
+    yield w
+    w.close()
+
+
+def as_other_user(argv: list[str], **kw) -> int:
+    """`python -m pigeon ARGV` run by an unprivileged user (nobody); needs root."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run a command as another user")
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("setpriv is not installed")
+    done = subprocess.run([setpriv, "--reuid", "nobody", "--regid", "nogroup", "--clear-groups",
+                           sys.executable, "-m", "pigeon", *argv], capture_output=True,
+                          timeout=60, env={k: v for k, v in os.environ.items()
+                                           if k != "PIGEON_CONFIG"}, **kw)
+    assert b"Traceback" not in done.stderr, done.stderr
+    return done.returncode
+
+
+def serve_process(world: World, extra: str = "", data_dir: Path | None = None,
+                  argv_prefix: tuple[str, ...] = ()) -> int:
+    port = free_port()
+    cfg = world.config(data_dir or world.root / "serve-data",
+                       f'listen = ["127.0.0.1:{port}"]\nsubmission_listen = []\n'
+                       f'submissions_listen = []\n' + extra, name="serve.toml")
+    done = subprocess.run([*argv_prefix, sys.executable, "-m", "pigeon", "serve", "-c", str(cfg)],
+                          capture_output=True, timeout=60)
+    assert b"Traceback" not in done.stderr, done.stderr
+    return done.returncode
+
+
+# --- serve ---------------------------------------------------------------------------------
+
+def serve_0(world):
+    proc = PigeonProcess(world.root / "p0", '[admin]\nmetrics_listen = ""\n').start()
+    return proc.stop()
+
+
+def serve_69(world):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cfg = world.config(world.root / "d69", f'listen = ["127.0.0.1:{port}"]\n'
+                           'submission_listen = []\nsubmissions_listen = []\n', name="s69.toml")
+        return subprocess.run([sys.executable, "-m", "pigeon", "serve", "-c", str(cfg)],
+                              capture_output=True, timeout=60).returncode
+
+
+def serve_73(world):
+    (world.root / "a-file").write_text("not a directory\n")
+    return serve_process(world, data_dir=world.root / "a-file")
+
+
+def serve_77(world):
+    if os.geteuid() == 0:
+        # An unprivileged user asked to become root: only root can switch.
+        setpriv = shutil.which("setpriv") or pytest.skip("setpriv is not installed")
+        import pwd
+        (world.root / "serve-data").mkdir()
+        nobody = pwd.getpwnam("nobody")
+        os.chown(world.root / "serve-data", nobody.pw_uid, nobody.pw_gid)
+        return serve_process(world, 'user = "root"\n', argv_prefix=(
+            setpriv, "--reuid", "nobody", "--regid", "nogroup", "--clear-groups"))
+    return serve_process(world, 'user = "root"\n')
+
+
+def serve_78(world):
+    return main(["serve", "--config", str(world.bad_config())])
+
+
+# --- check-config ---------------------------------------------------------------------------
+
+def check_0(world):
+    return main(["check-config", str(world.cfg)])
+
+
+def check_78(world):
+    return main(["check-config", str(world.bad_config())])
+
+
+# --- user ---------------------------------------------------------------------------------
+
+def _user(argv, stdin=""):
+    from pigeon.cli import user
+    from pigeon.cli.main import build_parser
+    return user.run(build_parser().parse_args(["user", *argv]), stdin=io.StringIO(stdin),
+                    ask=lambda prompt: "")
+
+
+def user_0(world):
+    return _user(["-c", str(world.cfg), "add", "a@example.test", "--password-stdin"], PW)
+
+
+def user_1(world):
+    user_0(world)
+    return user_0(world)                                        # already exists
+
+
+def user_64(world):
+    return _user(["-c", str(world.cfg), "add", "a@example.test", "--password-stdin"], "short")
+
+
+def user_67(world):
+    return _user(["-c", str(world.cfg), "passwd", "nobody@example.test", "--password-stdin"], PW)
+
+
+def user_73(world):
+    (world.data / "accounts.db").mkdir()                         # not a database
+    return _user(["-c", str(world.cfg), "list"])
+
+
+def user_77(world):
+    user_0(world)                                          # accounts.db exists, 0600, root's
+    return as_other_user(["user", "-c", str(world.cfg), "list"])
+
+
+def user_78(world):
+    return main(["user", "-c", str(world.bad_config()), "list"])
+
+
+# --- queue ----------------------------------------------------------------------------------
+
+def queue_0(world):
+    b = world.server()
+    return main(["queue", "list", "--data-dir", str(b.config.data_dir)])
+
+
+def queue_64(world):
+    b = world.server()
+    return main(["queue", "hold", "--data-dir", str(b.config.data_dir)])       # no ids
+
+
+def queue_65(world):
+    b = world.server()
+    q = b.commit("x@example.org")
+    assert main(["queue", "show", "0000NOPE", "--data-dir", str(b.config.data_dir)]) == 65
+    return main(["queue", "delete", q, "0000NOPE", "--data-dir", str(b.config.data_dir)])
+
+
+def queue_69(world):
+    return main(["queue", "flush", "-c", str(world.cfg)])                     # not running
+
+
+def queue_73(world):
+    (world.data / "queue").mkdir()
+    (world.data / "queue" / "queue.db").write_bytes(b"garbage, not a database\n" * 100)
+    return main(["queue", "list", "-c", str(world.cfg)])                      # offline: damaged db
+
+
+def queue_75(world):
+    from pigeon.queue.dbfile import lock_owner
+    (world.data / "queue").mkdir()
+    fd = lock_owner(world.data / "queue", exclusive=False)                    # as a running pigeon
+    try:
+        return main(["queue", "rebuild", "-c", str(world.cfg)])
+    finally:
+        os.close(fd)
+
+
+def queue_77(world):
+    b = world.server()
+    os.chmod(b.config.data_dir.parent, 0o755)
+    return as_other_user(["queue", "list", "--data-dir", str(b.config.data_dir)])
+
+
+def queue_78(world):
+    return main(["queue", "list", "-c", str(world.bad_config())])
+
+
+# --- status ---------------------------------------------------------------------------------
+
+def status_0(world):
+    b = world.server()
+    return main(["status", "--data-dir", str(b.config.data_dir)])
+
+
+def status_3(world):
+    return main(["status", "-c", str(world.cfg)])
+
+
+def status_65(world):
+    b = world.server()
+
+    def broken():
+        raise RuntimeError("statistics unavailable")
+
+    b.manager.statistics = broken                    # the server answers "internal error"
+    return main(["status", "--data-dir", str(b.config.data_dir)])
+
+
+def status_77(world):
+    b = world.server()
+    os.chmod(b.config.data_dir.parent, 0o755)
+    return as_other_user(["status", "--data-dir", str(b.config.data_dir)])
+
+
+def status_78(world):
+    return main(["status", "-c", str(world.bad_config())])
+
+
+# --- log ------------------------------------------------------------------------------------
+
+def _log_file(world):
+    path = world.root / "pigeon.log"
+    path.write_text("t pigeon.mail: ABCD1234: from=<a@b> (queued)\n")
+    return path
+
+
+def log_0(world):
+    return main(["log", "--log-file", str(_log_file(world)), "ABCD1234"])
+
+
+def log_1(world):
+    return main(["log", "--log-file", str(_log_file(world)), "ZZZZ9999"])
+
+
+def log_64(world):
+    return main(["log", "--log-file", str(_log_file(world)), "not-an-id"])
+
+
+def log_66(world):
+    return main(["log", "-c", str(world.cfg), "ABCD1234"])                    # no log.file
+
+
+def log_78(world):
+    return main(["log", "-c", str(world.bad_config()), "ABCD1234"])
+
+
+# --- sendmail -------------------------------------------------------------------------------
+
+def _sendmail(world, argv, message=b"Subject: x\n\nhi\n", cfg=None):
+    return S.run_argv(["-C", str(cfg or world.cfg), *argv], stdin=io.BytesIO(message))
+
+
+def sendmail_0(world):
+    return _sendmail(world, ["bob@example.test"])
+
+
+def sendmail_64(world):
+    return _sendmail(world, ["-t"])                                           # no recipient
+
+
+def sendmail_65(world):
+    cfg = world.config(world.data, name="small.toml", tables="[limits]\nmessage_size = 100\n")
+    return _sendmail(world, ["bob@example.test"], b"x" * 500 + b"\n", cfg=cfg)
+
+
+def sendmail_67(world):
+    return _sendmail(world, ["a b@@c"])
+
+
+def sendmail_70(world, monkeypatch):
+    def bug(*a, **kw):
+        raise RuntimeError("a bug")
+    monkeypatch.setattr(S.L, "prepare", bug)
+    return _sendmail(world, ["bob@example.test"])
+
+
+def sendmail_73(world):
+    (world.data / "queue").write_text("not a directory\n")
+    return _sendmail(world, ["bob@example.test"])
+
+
+def sendmail_75(world, monkeypatch):
+    # An ordinary user (who cannot write the queue) while pigeon is down.
+    monkeypatch.setattr(S, "can_write_queue", lambda config: False)
+    return _sendmail(world, ["bob@example.test"])
+
+
+def sendmail_77(world):
+    private = world.root / "private"
+    private.mkdir(mode=0o700)
+    (private / "data").mkdir()
+    cfg = world.config(private / "data", name="private.toml")
+    return as_other_user(["sendmail", "-C", str(cfg), "bob@example.test"], input=b"hi\n")
+
+
+def sendmail_78(world):
+    return _sendmail(world, ["bob@example.test"], cfg=world.bad_config())
+
+
+# --- every command (pigeon --help) ----------------------------------------------------------
+
+def pigeon_0(world):
+    return main(["version"])
+
+
+def pigeon_64(world):
+    return main(["no-such-command"])
+
+
+def pigeon_77(world):
+    return queue_77(world)
+
+
+def pigeon_78(world):
+    return check_78(world)
+
+
+def pigeon_130(world, monkeypatch):
+    def interrupted(args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr("pigeon.cli.version.run", interrupted)
+    return main(["version"])
+
+
+def pigeon_141(world):
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        return subprocess.run([sys.executable, "-m", "pigeon", "version"], stdout=w,
+                              timeout=60).returncode
+    finally:
+        os.close(w)
+
+
+CASES = {
+    (name.split("_")[0], int(name.split("_")[1])): fn
+    for name, fn in dict(globals()).items()
+    if re.fullmatch(r"(serve|check|user|queue|status|log|sendmail|pigeon)_\d+", name)
+}
+DOC_NAME = {"check": "check-config", "pigeon": None}
+
+
+def documented(command: str) -> set[int]:
+    """The statuses in a command's "exit status" paragraph (pigeon --help for None)."""
+    text = EPILOG if command is None else importlib.import_module(COMMANDS[command]).EPILOG
+    paragraph = text[text.index("exit status"):]
+    paragraph = paragraph.split("\n\n")[0]
+    return {int(n) for n in re.findall(r"(?<![\w.])(\d{1,3})(?![\w.])", paragraph)}
+
+
+@pytest.mark.parametrize("case", sorted(CASES), ids=lambda c: f"{c[0]}-{c[1]}")
+def test_documented_status(case, world, monkeypatch, capsys):
+    fn = CASES[case]
+    args = (world, monkeypatch) if "monkeypatch" in fn.__code__.co_varnames else (world,)
+    assert fn(*args) == case[1]
+
+
+@pytest.mark.parametrize("command", ["serve", "check", "user", "queue", "status", "log",
+                                     "sendmail", "pigeon"])
+def test_every_documented_status_has_a_case(command):
+    cmd = DOC_NAME.get(command, command)
+    assert documented(cmd) == {s for c, s in CASES if c == command}
