@@ -173,6 +173,12 @@ def check_all_delivered(server, sinks, want: Counter, since: float) -> Counter:
     return Counter(took=round(took, 1))
 
 
+def around(log: str, text: str) -> str:
+    """The part of the log around the first `text` (for assertion messages)."""
+    at = log.find(text)
+    return log[max(0, at - 3000):at + 3000] if at >= 0 else log[-3000:]
+
+
 def log_lines(server, text: str) -> int:
     return sum(1 for line in server.log().splitlines() if text in line)
 
@@ -258,7 +264,7 @@ def test_full_disk_strands_no_acknowledged_mail(tmp_path, hops):
               f"{took['took']}s after the fault")
 
         log = server.log()
-        assert "Traceback" not in log, log[-6000:]
+        assert "Traceback" not in log, around(log, "Traceback")
         for area in AREAS:                              # the fault once, the recovery once
             assert log_lines(server, f"{area} storage failing") == (area in areas), log[-6000:]
         assert wait_until(lambda: all(log_lines(server, f"{area} storage recovered") == 1
@@ -321,7 +327,7 @@ def test_write_errors_strand_no_acknowledged_mail(tmp_path, hops, area, spec):
         took = check_all_delivered(server, sinks, expected(letters), since)
         print(f"\n{area} {spec}: answers {dict(answers)}; delivered {took['took']}s after the fault")
         log = server.log()
-        assert "Traceback" not in log and "status=bounced" not in log, log[-6000:]
+        assert "Traceback" not in log and "status=bounced" not in log, around(log, "Traceback")
         assert log_lines(server, f"{area} storage failing") == 1, log[-6000:]
         assert wait_until(lambda: log_lines(server, f"{area} storage recovered") == 1,
                           timeout=30), server.log()[-3000:]

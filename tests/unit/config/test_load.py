@@ -273,4 +273,4 @@ def test_queue_min_free_is_octets_and_refused_when_negative(conf):
     path = conf("[queue]\nmin_free = -1\n")
     with pytest.raises(ConfigError) as info:
         load_config(path)
-    assert str(info.value) == f"{path}: queue.min_free: must be a non-negative integer, got -1"
+    assert str(info.value) == f"{path}:2: queue.min_free: must be a non-negative integer, got -1"
