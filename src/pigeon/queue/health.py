@@ -28,19 +28,18 @@ Contract:
 """
 from __future__ import annotations
 
-import errno
 import logging
 import sqlite3
 import threading
 import time
 from typing import Callable
 
+from pigeon.fsutil import STORAGE_ERRNOS
+
 __all__ = ["StorageHealth", "is_storage_fault", "STORAGE_ERRNOS", "RECOVERY_QUIET"]
 
 log = logging.getLogger("pigeon.queue")
 
-STORAGE_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EIO,
-                            errno.EROFS, errno.EFBIG})
 _SQLITE_STORAGE = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY,
                              sqlite3.SQLITE_CANTOPEN})
 
