@@ -4,9 +4,9 @@ These are `QueueManager` methods (the class inherits `Settling`), kept in
 their own module for size: the manager stays the single owner of queue state.
 
 Contract:
-  * A delivery run ends in an `Settlement`: the envelope with its new recipient
-    statuses, the log lines, the reports owed, and either "done" (remove
-    the entry) or the time of the next attempt. `_settle(outcome)` makes it
+  * A delivery run ends in a `Settlement`: the envelope with its new
+    recipient statuses, the log lines, the reports owed, and either "done"
+    (remove the entry) or the time of the next attempt. `_settle()` makes it
     durable in this order: reports enqueued, then the entry removed or
     updated to 'deferred'; only then the mail log lines (durable first).
   * Rule 1 (no stranded entry): every failure to write queue state (disk
@@ -27,8 +27,9 @@ Contract:
     after a failure and double while the store keeps failing, up to
     16 x `store_retry`; a round that writes everything resets the delay.
     Local deliveries deferred because the Maildir storage failed (ENOSPC,
-    EIO, EROFS) come back after the same short delay, not the ordinary
-    backoff, and do not count as attempts.
+    EIO, EROFS) come back soon too, not after the ordinary backoff, and do
+    not count as attempts: `store_retry` at first, then a quarter of the
+    fault's age so far, at most 16 x `store_retry`.
   * Rule 3 (one line each way): storage faults go to the store's
     `StorageHealth` (queue/health.py), which logs the first fault of an
     episode and the recovery, once each, with no traceback; other write
