@@ -94,6 +94,9 @@ class Pigeon:
     @classmethod
     def build(cls, config: Config) -> "Pigeon":
         store = QueueStore(config.queue_dir, fsync=config.queue.fsync)
+        # The free-space reserve of the SMTP side (queue/space.py Rule 1).
+        store.space.configure(min_free=config.queue.min_free,
+                              message_size=config.limits.message_size)
         router = Router(config)
         policy = RecipientPolicy(config, router)
         maillog = MailLog()

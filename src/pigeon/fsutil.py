@@ -11,12 +11,20 @@ Contract:
     mode itself: SQLite databases (their -wal and -shm files copy the
     database's mode) and the log file. docs/security.md lists every file
     pigeon creates and its mode.
+  * `STORAGE_ERRNOS`: the errnos that mean the storage itself failed (full,
+    over quota, I/O error, read-only, file too large): expected conditions
+    of a full or failing disk, reported without a traceback
+    (pigeon.queue.health, the log writer).
   * Errors (OSError) propagate: callers decide whether that is a 4xx.
 """
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
+
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EIO,
+                            errno.EROFS, errno.EFBIG})
 
 
 def fsync_dir(path: Path) -> None:

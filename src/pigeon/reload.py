@@ -121,6 +121,9 @@ class Reloader:
         policy = RecipientPolicy(live, router, new_mailboxes=app.server.policy.new_mailboxes)
         app.manager.set_router(router)
         warnings = await app.server.reconfigure(live, session_config(live), policy) or []
+        # The reserve follows limits.message_size (queue/space.py Rule 1).
+        app.store.space.configure(min_free=live.queue.min_free,
+                                  message_size=live.limits.message_size)
         app.config = live
         now = [k for k in changes if k not in later]
         if now:

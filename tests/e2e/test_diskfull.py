@@ -1,7 +1,10 @@
 """Disk full and corrupted queue entries (issue 6, part 2).
 
-Disk full: the data directory is a small tmpfs made by the test (root
-only: `mount -t tmpfs -o size=8m`). A filler file takes every free block.
+Disk full: the data directory is a small tmpfs made by the test in pigeon's
+own mount namespace (tests/e2e/faultfs: nothing stays mounted if the test
+dies). A filler file takes every free block. These tests turn the
+free-space reserve off (`limits.message_size = 0`, `queue.min_free = 0`)
+to reach the commit-time failures; the last one tests the reserve.
   * reception: pigeon answers `452 4.3.1` (small message: the failure shows
     at the commit fsync; big message: at the first spool write; BDAT too),
     keeps the session and the process running, leaves no half-written spool
@@ -17,15 +20,15 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import smtplib
 import socket
 import sqlite3
-import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
+from faultfs import FaultyPigeon
 from pigeon.testing.live import PigeonProcess, maildir_messages, recv_reply, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -39,25 +42,20 @@ max_backoff = 1.0
 [admin]
 metrics_listen = ""
 """
-
-
-def mount_tmpfs(path: Path, size: str) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
-                         capture_output=True, text=True)
-    if res.returncode != 0:
-        reason = f"cannot mount a tmpfs: {res.stderr.strip() or res.returncode}"
-        if os.environ.get("CI") == "true" and os.geteuid() == 0:
-            pytest.fail(reason)
-        pytest.skip(reason)
+NO_RESERVE = CONFIG + "[limits]\nmessage_size = 0\n"
 
 
 @pytest.fixture
 def small_fs(tmp_path):
-    mnt = tmp_path / "p" / "data"
-    mount_tmpfs(mnt, "8m")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
+    """pigeon on an 8 MB tmpfs of its own, without the free-space reserve."""
+    server = FaultyPigeon(tmp_path / "p", NO_RESERVE, fs_size="8m")
+    yield server
+    server.stop()
+
+
+def data_of(server) -> Path:
+    """The data directory as the test sees it (through pigeon's namespace if it has one)."""
+    return server.data if isinstance(server, FaultyPigeon) else server.data_dir
 
 
 def fill(directory: Path, leave: int = 0) -> Path:
@@ -88,7 +86,7 @@ def body(token: str, size: int) -> bytes:
 
 def tokens_delivered(server) -> dict[str, bytes]:
     out = {}
-    for p in maildir_messages(server.data_dir, RCPT):
+    for p in maildir_messages(data_of(server), RCPT):
         data = p.read_bytes()
         for line in data.splitlines():
             if line.startswith(b"X-Token: "):
@@ -97,6 +95,8 @@ def tokens_delivered(server) -> dict[str, bytes]:
 
 
 def queue_rows(server) -> dict[str, str]:
+    if isinstance(server, FaultyPigeon):
+        return server.queue_states()
     db = sqlite3.connect(server.data_dir / "queue" / "queue.db", timeout=10)
     try:
         return dict(db.execute("SELECT queue_id, state FROM queue"))
@@ -124,13 +124,13 @@ def bdat_send(port: int, token: str, size: int) -> bytes:
 
 
 def test_disk_full_answers_452_keeps_running_and_recovers(small_fs):
-    server = PigeonProcess(small_fs.parent, CONFIG).start()
+    server = small_fs.start()
     try:
         with smtplib.SMTP("127.0.0.1", server.port, timeout=15) as s:
             s.sendmail("a@example.org", [RCPT], body("before", 2000))
         assert wait_for(lambda: "before" in tokens_delivered(server), timeout=15), server.log()
 
-        filler = fill(server.data_dir)
+        filler = fill(server.data)
         refused = []
         with smtplib.SMTP("127.0.0.1", server.port, timeout=30) as s:
             for token, size in (("small", 2_000), ("big", 400_000), ("small2", 10_000)):
@@ -147,7 +147,7 @@ def test_disk_full_answers_452_keeps_running_and_recovers(small_fs):
         assert server.proc.poll() is None, "pigeon died on a full disk:\n" + server.log()
         assert "Traceback" not in server.log(), server.log()
         # Nothing half-recorded: no spool left, no queue row for a refused message.
-        assert list((server.data_dir / "queue" / "tmp").iterdir()) == []
+        assert list((server.data / "queue" / "tmp").iterdir()) == []
         assert queue_rows(server) == {}
 
         filler.unlink()                                 # space returns
@@ -164,17 +164,17 @@ def test_disk_full_answers_452_keeps_running_and_recovers(small_fs):
 
 
 def test_disk_full_at_delivery_defers_and_delivers_when_space_returns(small_fs):
-    server = PigeonProcess(small_fs.parent, CONFIG).start()
+    server = small_fs.start()
     try:
         size = 1_500_000
         # Room for the queue copy (and the database), not for the Maildir copy.
-        filler = fill(server.data_dir, leave=int(size * 1.4))
+        filler = fill(server.data, leave=int(size * 1.4))
         with smtplib.SMTP("127.0.0.1", server.port, timeout=30) as s:
             s.sendmail("a@example.org", [RCPT], body("squeezed", size))
         assert wait_for(lambda: "status=deferred" in server.log(), timeout=15), server.log()
         assert "squeezed" not in tokens_delivered(server)
         assert server.proc.poll() is None
-        assert not list((server.data_dir / "mailboxes").glob("*/*/new/*")), "partial delivery"
+        assert not list((server.data / "mailboxes").glob("*/*/new/*")), "partial delivery"
         filler.unlink()
         got = wait_for(lambda: tokens_delivered(server).get("squeezed"), timeout=20)
         assert got, "deferred message not delivered after space returned:\n" + server.log() + \
@@ -246,5 +246,52 @@ def test_corrupt_queue_entries_are_quarantined_never_crash_the_manager(tmp_path)
                         timeout=15), server.log()
         assert server.proc.poll() is None
         assert "Traceback" not in server.log(), server.log()
+    finally:
+        server.stop()
+
+
+def smtp_line(sock: socket.socket, line: str) -> bytes:
+    sock.sendall(line.encode() + b"\r\n")
+    return recv_reply(sock)
+
+
+def test_below_the_reserve_mail_and_data_get_452_before_the_disk_is_full(tmp_path):
+    """queue.min_free (queue/space.py): refused at MAIL FROM (also for a SIZE=
+    that would cross the reserve) and at DATA, while the disk still has room;
+    accepted again once space is back."""
+    from pigeon.queue.space import DEFAULT_TTL
+
+    reserve = CONFIG.replace("[queue]\n", "[queue]\nmin_free = 8388608\n") + \
+        "[limits]\nmessage_size = 5000000\n"           # reserve: 8 MiB (> 1.5 x 5 MB)
+    server = FaultyPigeon(tmp_path / "p", reserve, fs_size="12m").start()
+    try:
+        s = socket.create_connection(("127.0.0.1", server.port), timeout=15)
+        recv_reply(s)
+        assert smtp_line(s, "EHLO client.example").startswith(b"250")
+        assert smtp_line(s, "MAIL FROM:<a@example.org> SIZE=4500000").startswith(
+            b"452 4.3.1 Insufficient system storage")          # 12.5 MB - 4.5 MB < 8 MiB
+        assert smtp_line(s, "MAIL FROM:<a@example.org> SIZE=1000").startswith(b"250")
+        assert smtp_line(s, f"RCPT TO:<{RCPT}>").startswith(b"250")
+        # Something else takes the disk down to 7 MiB free, under the reserve.
+        with open(server.data / "hog", "wb") as fh:
+            fh.write(b"\0" * (server.free_bytes() - 7 * 1024 * 1024))
+        time.sleep(DEFAULT_TTL * 2)                     # the cached statvfs expires
+        assert smtp_line(s, "DATA").startswith(b"452 4.3.1")
+        assert smtp_line(s, "RSET").startswith(b"250")
+        assert smtp_line(s, "MAIL FROM:<a@example.org>").startswith(b"452 4.3.1")
+        assert server.free_bytes() > 6 * 1024 * 1024           # refused with room to spare
+        (server.data / "hog").unlink()
+
+        def accepted() -> bool:
+            return smtp_line(s, "MAIL FROM:<a@example.org>").startswith(b"250")
+        assert wait_for(accepted, timeout=10, interval=DEFAULT_TTL)
+        s.close()
+        with smtplib.SMTP("127.0.0.1", server.port, timeout=15) as c:
+            c.sendmail("a@example.org", [RCPT], body("after", 2000))
+        assert wait_for(lambda: "after" in tokens_delivered(server), timeout=15), server.log()
+        log = server.log()
+        assert log.count("below the reserve of 8.0 MiB") == 1, log
+        assert log.count("free again") == 1, log
+        assert "Traceback" not in log
     finally:
         server.stop()

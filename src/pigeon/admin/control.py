@@ -18,9 +18,11 @@ Contract:
   * A stale socket left by a crash is replaced; a socket another live
     process answers on is not (`ControlError`: pigeon is already running).
   * Rule: handler errors are two-faced (STYLE 3.6): `OpError` texts go to
-    the client as written (they are meant for the operator); any other
-    exception is logged with its traceback and the client gets
-    "internal error".
+    the client as written (they are meant for the operator); a storage
+    fault (disk full, I/O error: `pigeon.queue.health.is_storage_fault`) is
+    an expected condition: one warning line and the client is told the
+    queue storage is failing; any other exception is logged with its
+    traceback and the client gets "internal error".
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping
 
 from pigeon.admin._sockpath import UnixServer, short_path
+from pigeon.queue.health import is_storage_fault
 
 __all__ = ["ControlError", "ControlServer", "OpError", "MAX_REQUEST"]
 
@@ -120,7 +123,13 @@ class ControlServer(UnixServer):
             return {"ok": True, "result": await handler(**request)}, False
         except OpError as exc:
             return {"ok": False, "error": str(exc)}, False
-        except Exception:
+        except Exception as exc:
+            if is_storage_fault(exc):
+                # A full or failing disk is an expected condition, not a bug:
+                # no traceback (queue/health.py), and the operator is told why.
+                log.warning("control operation %s failed: %s", op, exc)
+                return {"ok": False, "error": f"{op}: the queue storage is failing ({exc}); "
+                                              f"try again when it has recovered"}, False
             log.exception("control operation %s failed", op)
             return {"ok": False, "error": "internal error (see the pigeon log)"}, False
 

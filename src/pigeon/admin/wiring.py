@@ -99,7 +99,8 @@ async def start_admin(config, store, manager, maillog: Any = None,
     or `pigeon.admin.pidfile.PidFileError`."""
     if metrics is None:
         metrics = Metrics()
-    metrics.bind(queue_counts=store.counts, server_stats=server_stats)
+    metrics.bind(queue_counts=store.counts, server_stats=server_stats,
+                 storage=getattr(manager, "storage_status", None))
     log_file: Path | None = config.log.file
     handlers = build_handlers(store=store, manager=manager, maillog=maillog, log_file=log_file,
                               server_stats=server_stats, reload=reload)

@@ -4,7 +4,11 @@ Contract:
   * Asks the running server (control socket, op "status") and prints a
     short summary: pid, uptime, SMTP sessions (live, total, refused),
     queue counts by state, delivery counters since start, destinations
-    marked dead. `--json` prints the server's answer as is.
+    marked dead, and storage: whether the queue or the mailboxes are
+    "degraded" (writes failing: since when, why, results kept in memory),
+    free space in the queue file system against the reserve
+    (`queue.min_free`) and whether new mail is refused for lack of it.
+    `--json` prints the server's answer as is.
   * When pigeon is not running: "pigeon is not running" plus the queue
     counts read from the store, exit 3 (the LSB "program is not running"
     status, which scripts and init systems test for). A user who may not
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 
 from pigeon.admin.client import ControlForbidden, ControlUnavailable, OfflineQueue, RemoteError
 from pigeon.cli._common import EX_CONFIG, fail
@@ -63,6 +68,40 @@ def format_status(s: dict) -> list[str]:
                  f"bounced {s.get('bounced', 0)}, expired {s.get('expired', 0)}")
     lines.append(f"  reports sent: {s.get('notifications', 0)}; in delivery: {s.get('in_flight', 0)}"
                  f"; dead destinations: {dests.get('dead', 0)}")
+    if s.get("storage"):
+        lines += format_storage(s["storage"], now=time.time())
+    return lines
+
+
+def _mib(n: float) -> str:
+    return f"{n / (1 << 30):.1f} GiB" if n >= 1 << 30 else f"{n / (1 << 20):.1f} MiB"
+
+
+def _health(name: str, h: dict, now: float) -> str:
+    if not h.get("degraded"):
+        return f"{name} ok"
+    since = h.get("since") or now
+    return (f"{name} DEGRADED for {human_age(max(0.0, now - since))} "
+            f"({h.get('reason') or 'writes failing'}; {h.get('failures', 0)} failed writes)")
+
+
+def format_storage(st: dict, *, now: float) -> list[str]:
+    """The storage lines of `pigeon status` (module contract)."""
+    parts = [_health("queue", st.get("queue") or {}, now),
+             _health("mailboxes", st.get("mailbox") or {}, now)]
+    kept = st.get("unsaved", 0) + st.get("requeue", 0)
+    if kept:
+        parts.append(f"{kept} queue entries waiting for the store to take writes")
+    lines = ["  storage:      " + "; ".join(parts)]
+    space = st.get("space") or {}
+    free, reserve = space.get("free"), space.get("reserve", 0)
+    if free is not None:
+        text = f"{_mib(max(free, 0))} free"
+        if reserve:
+            text += f", reserve {_mib(reserve)} (queue.min_free)"
+        if space.get("low"):
+            text += ": below the reserve, new mail refused with 452 4.3.1"
+        lines.append("  disk space:   " + text)
     return lines
 
 

@@ -164,6 +164,7 @@ _SECTIONS: dict[str, tuple[type, dict[str, Callable[[str, Any], Any]]]] = {
         "max_lifetime": C.seconds(positive=True),
         "delay_warning": C.seconds(positive=False),
         "concurrency": C.integer(1),
+        "min_free": C.integer(0),
     }),
     "tls": (TlsConfig, {
         "cert_file": C.path,

@@ -45,11 +45,18 @@ mailbox), the delivery fails with ENOENT on tmp/ or new/; it then forgets
 the directory, creates it again and retries once.
 
 Failure modes: any OSError (ENOSPC, EACCES, EIO) propagates to the caller,
-which records a temporary failure and retries later.
+which records a temporary failure and retries later; `failure_status(err)`
+gives its RFC 3463 status. A full or failing disk is always transient
+(never a bounce): ENOSPC is 4.3.1 "mail system full", EDQUOT (the mailbox's
+quota) 4.2.2 "mailbox full", EIO, EROFS and EFBIG 4.3.0; the first and the
+last three are faults of our storage, retried after the queue manager's
+short storage back-off, EDQUOT waits the ordinary backoff like any other
+deferral (the user has to make room).
 """
 from __future__ import annotations
 
 import concurrent.futures
+import errno
 import functools
 import itertools
 import os
@@ -73,6 +80,21 @@ _SAFE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._+-")
 #: operations under the GIL); the bound only caps memory on huge sites.
 _KNOWN_MAILDIRS: set[str] = set()
 _KNOWN_MAX = 100_000
+
+
+_STORAGE_ERRNOS = frozenset({errno.EIO, errno.EROFS, errno.EFBIG})
+_EDQUOT = getattr(errno, "EDQUOT", -1)
+
+
+def failure_status(err: OSError) -> tuple[str, str, bool]:
+    """(RFC 3463 status, reason, fault of our storage?) for a failed delivery
+    (module doc, failure modes)."""
+    reason = err.strerror or str(err) or type(err).__name__
+    if err.errno == errno.ENOSPC:
+        return "4.3.1", f"mail system full: {reason}", True        # X.3.1
+    if err.errno == _EDQUOT:
+        return "4.2.2", f"mailbox full: {reason}", False           # X.2.2
+    return "4.3.0", reason, err.errno in _STORAGE_ERRNOS
 
 
 def safe_component(text: str) -> str:

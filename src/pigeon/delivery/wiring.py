@@ -20,7 +20,7 @@ from pigeon.delivery.discard import DiscardAgent
 from pigeon.delivery.lmtp import LmtpAgent
 from pigeon.delivery.smtp import LoginKey, SmtpAgent, login_key
 from pigeon.proto.client import ClientConfig
-from pigeon.queue.manager import QueueManager
+from pigeon.queue.manager import NEXTHOP_PROBE, QueueManager
 from pigeon.routing.mx import MxResolver, own_identity
 
 
@@ -76,7 +76,8 @@ def build_manager(config: Config, store, router, maillog,
         fsync=q.fsync, run_interval=q.run_interval, concurrency=q.concurrency,
         min_backoff=q.min_backoff, max_backoff=q.max_backoff, max_lifetime=q.max_lifetime,
         delay_warning=q.delay_warning, destination_concurrency=d.destination_concurrency,
-        destination_recipients=d.destination_recipients, metrics=metrics)
+        destination_recipients=d.destination_recipients,
+        probe_interval=min(NEXTHOP_PROBE, q.run_interval), metrics=metrics)
 
 
 async def close_agents(agents: dict[str, DeliveryAgent]) -> None:

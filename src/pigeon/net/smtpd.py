@@ -22,6 +22,10 @@ Contract:
   * Rule 5: a peer that half-closes (FIN or TLS close_notify after its last
     commands) still gets every reply to the commands it sent: EOF only ends
     the session once the session has answered what it read.
+  * Rule 6 (free-space reserve, queue/space.py): MAIL FROM (with its SIZE=)
+    and DATA/BDAT are answered `452 4.3.1 Insufficient system storage`
+    when the queue file system is below its reserve (`queue.min_free`),
+    as Postfix does, so clients stop before uploading into a full disk.
   * TLS (RFC 3207, RFC 8314): on `StartTlsRequested` the 220 is flushed,
     then every octet the stream already holds is dropped unread
     (CVE-2011-0411; the session dropped its own buffer), then the handshake
@@ -58,6 +62,7 @@ from pigeon.proto.events import (NEED_DATA, AuthKeysRequested, AuthRequested, Co
                                  TransactionReset)
 from pigeon.policy.submission import check_from_header, from_addresses
 from pigeon.proto.server import ServerSession, SessionConfig
+from pigeon.queue.health import is_storage_fault
 from pigeon.queue.model import Envelope, Recipient
 from pigeon.queue.spool import StoreError
 from pigeon.queue.trace import received_header, transmission_type
@@ -228,6 +233,8 @@ class Connection:
                 verdict = self.policy.check_sender(
                     sender, self.client_ip, authenticated=session.auth_user is not None) \
                     if sender else None
+                if verdict is None and not self.store.space.room_for(event.params.size or 0):
+                    verdict = R.INSUFFICIENT_STORAGE          # Rule 6
                 if verdict is None and sender is not None and session.auth_user is not None \
                         and f"{sender.local.lower()}@{sender.domain}" not in self._owned:
                     verdict = R.SENDER_NOT_OWNED
@@ -398,6 +405,11 @@ class Connection:
     async def _open_spool(self) -> R.Reply | None:
         self._discard_spool()
         session = self.session
+        if not self.store.space.room_for((session.mail_params and session.mail_params.size) or 0):
+            self._log_reject("DATA", R.INSUFFICIENT_STORAGE, None,    # Rule 6
+                             sender=str(session.sender) if session.sender is not None else "",
+                             recipients=[str(a) for a, _ in session.recipients])
+            return R.INSUFFICIENT_STORAGE
         protocol = self._protocol()
         # The envelope as known now (the RCPTs are done): a spool that spills
         # to disk writes it into its file, so the queue can be rebuilt from
@@ -440,7 +452,10 @@ class Connection:
             # OSError. Keep reading the client's data (the protocol must stay
             # in step) and answer 452/451 at the end instead of 250.
             self._spool_error = exc
-            log.error("spool write failed for %s: %s", self._spool.queue_id, exc)
+            if is_storage_fault(exc):
+                self.store.health.failed(exc)      # logged once per episode (queue/health.py)
+            else:
+                log.error("spool write failed for %s: %s", self._spool.queue_id, exc)
 
     def _discard_spool(self) -> None:
         if self._spool is not None:
@@ -455,9 +470,10 @@ class Connection:
         if spool is None:
             return R.LOCAL_ERROR
         if self._spool_error is not None:
-            disk_full = _is_disk_full(self._spool_error)
+            refusal = R.INSUFFICIENT_STORAGE if _is_disk_full(self._spool_error) else R.LOCAL_ERROR
             self._discard_spool()
-            return R.INSUFFICIENT_STORAGE if disk_full else R.LOCAL_ERROR
+            log.info("[%s]: message refused: %s", self.client_ip, refusal)
+            return refusal
         if session.auth_user is not None and self.check_from_header:
             try:
                 # The whole header section: ours, then the client's, which the
@@ -482,13 +498,20 @@ class Connection:
         try:
             await asyncio.wrap_future(self.store.commit_async(spool, envelope))
         except Exception as exc:  # StoreError and anything else: not durable -> 4xx
-            log.error("commit of %s failed: %s", envelope.queue_id, exc)
+            refusal = R.INSUFFICIENT_STORAGE if getattr(exc, "disk_full", False) else R.LOCAL_ERROR
+            if is_storage_fault(exc):
+                # The committer logged the fault once for the episode
+                # (queue/health.py); per message, only that it was refused.
+                log.info("[%s]: message refused: %s", self.client_ip, refusal)
+            else:
+                log.error("commit of %s failed: %s", envelope.queue_id, exc)
             try:
                 spool.discard()
             except OSError:
                 pass
-            return R.INSUFFICIENT_STORAGE if getattr(exc, "disk_full", False) else R.LOCAL_ERROR
+            return refusal
         self.stats.messages += 1
+        self.store.space.consumed(envelope.size)
         self.metrics.message_accepted(envelope.size)
         self.maillog.log(envelope.queue_id, {
             "client": f"[{self.client_ip}]:{self.client_port}", "helo": envelope.client_helo,

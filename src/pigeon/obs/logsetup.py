@@ -34,7 +34,11 @@ Contract:
     log-reading group is the administrator's choice).
   * Failure modes: a log file that cannot be opened raises ConfigError with
     key "log.file" (the CLI prints it and exits 78). Write errors later go to
-    logging's own handleError (a line on stderr), never into pigeon's code.
+    logging's own handleError (a line on stderr), never into pigeon's code;
+    a full or failing disk under the log file (fsutil.STORAGE_ERRNOS) gets
+    one line on stderr when it starts, without a traceback, and one when
+    the log is written again (a file keeps the lines it could not write in
+    its buffer and writes them then).
 """
 from __future__ import annotations
 
@@ -50,7 +54,7 @@ from typing import Any, TextIO
 
 from pigeon.config.load import ConfigError
 from pigeon.config.schema import LogConfig
-from pigeon.fsutil import ensure_file
+from pigeon.fsutil import STORAGE_ERRNOS, ensure_file
 
 __all__ = ["setup_logging", "TextFormatter", "JsonFormatter", "ROOT_LOGGER"]
 
@@ -158,6 +162,7 @@ class _BatchWriter:
     def __init__(self, records, handlers: list[logging.Handler]) -> None:
         self._records = records
         self._handlers = handlers
+        self._lost: dict[logging.Handler, int] = {}      # lines that met a full disk
         self._thread = threading.Thread(target=self._run, name="pigeon-log-writer", daemon=True)
         self._thread.start()
 
@@ -192,6 +197,17 @@ class _BatchWriter:
             try:
                 if records:
                     self._emit(handler, records)
+                    if handler in self._lost:
+                        _stderr(f"pigeon: the log is written again ({self._lost.pop(handler)} "
+                                f"lines met the failing disk)")
+            except OSError as exc:
+                if exc.errno not in STORAGE_ERRNOS:
+                    handler.handleError(records[-1])
+                    continue
+                if handler not in self._lost:
+                    _stderr(f"pigeon: cannot write the log: {exc.strerror}; "
+                            f"trying again with each new line")
+                self._lost[handler] = self._lost.get(handler, 0) + len(records)
             except Exception:            # never let the writer thread die
                 handler.handleError(records[-1])
         stop = False
@@ -220,6 +236,15 @@ class _BatchWriter:
             stream = handler.stream
             stream.write("".join(lines))
             stream.flush()
+
+
+def _stderr(line: str) -> None:
+    """A line about the log itself, where the administrator will see it."""
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
 
 
 _listener: _BatchWriter | None = None

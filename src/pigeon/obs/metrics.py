@@ -14,8 +14,15 @@ Contract:
         tls_established(version)        "TLSv1.3"
   * Collected at scrape time (not kept up to date by hooks, so they can
     never drift from the truth): `pigeon_queue_messages{state}` from
-    `store.counts()`, and the server's live session count from a
-    `server_stats()` callable, both optional.
+    `store.counts()`, the server's live session count from a
+    `server_stats()` callable, and the storage state from a `storage()`
+    callable (the queue manager's `storage_status()`: queue/health.py,
+    queue/space.py): `pigeon_storage_degraded{area}` (1 while the queue or
+    mailbox storage is failing), `pigeon_storage_fault_episodes_total{area}`,
+    `pigeon_queue_free_bytes`, `pigeon_queue_reserve_bytes`,
+    `pigeon_queue_below_reserve` (1 while MAIL is answered 452) and
+    `pigeon_queue_unsaved_entries` (results kept in memory until the store
+    takes writes again). All optional.
   * Names follow Prometheus conventions: `pigeon_` prefix, `_total` for
     counters, base units (seconds, bytes).
   * `MetricsServer(listen, metrics)`: a deliberately tiny asyncio HTTP/1.0
@@ -36,7 +43,7 @@ import time
 from typing import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 __all__ = ["Metrics", "MetricsServer", "LATENCY_BUCKETS", "SIZE_BUCKETS"]
@@ -58,9 +65,11 @@ class _LiveCollector:
     """Values read at scrape time: queue size by state, live sessions."""
 
     def __init__(self, counts: Callable[[], dict[str, int]] | None,
-                 server_stats: Callable[[], dict] | None) -> None:
+                 server_stats: Callable[[], dict] | None,
+                 storage: Callable[[], dict] | None = None) -> None:
         self.counts = counts
         self.server_stats = server_stats
+        self.storage = storage
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         if self.counts is not None:
@@ -80,6 +89,43 @@ class _LiveCollector:
             if "sessions" in stats:
                 yield GaugeMetricFamily("pigeon_smtp_sessions_active",
                                         "SMTP sessions in progress", value=stats["sessions"])
+        if self.storage is not None:
+            try:
+                storage = self.storage()
+            except Exception:
+                log.warning("metrics: storage state unavailable", exc_info=True)
+                storage = {}
+            yield from _storage_families(storage)
+
+
+def _storage_families(storage: dict) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
+    """The storage metrics (module contract) from `storage_status()`."""
+    degraded = GaugeMetricFamily("pigeon_storage_degraded",
+                                 "1 while writes to this storage area fail", labels=["area"])
+    episodes = CounterMetricFamily("pigeon_storage_fault_episodes",
+                                   "Storage fault episodes since start", labels=["area"])
+    for area in ("queue", "mailbox"):
+        health = storage.get(area) or {}
+        if health:
+            degraded.add_metric([area], 1 if health.get("degraded") else 0)
+            episodes.add_metric([area], health.get("episodes", 0))
+    yield degraded
+    yield episodes
+    space = storage.get("space") or {}
+    if space.get("free") is not None:
+        yield GaugeMetricFamily("pigeon_queue_free_bytes",
+                                "Free space in the queue file system", value=space["free"])
+    if "reserve" in space:
+        yield GaugeMetricFamily("pigeon_queue_reserve_bytes",
+                                "Free space below which new mail is refused (queue.min_free)",
+                                value=space["reserve"])
+        yield GaugeMetricFamily("pigeon_queue_below_reserve",
+                                "1 while new mail is refused for lack of space",
+                                value=1 if space.get("low") else 0)
+    if "unsaved" in storage:
+        yield GaugeMetricFamily("pigeon_queue_unsaved_entries",
+                                "Delivery results kept in memory until the store takes writes",
+                                value=storage["unsaved"])
 
 
 class Metrics:
@@ -87,6 +133,7 @@ class Metrics:
 
     def __init__(self, *, queue_counts: Callable[[], dict[str, int]] | None = None,
                  server_stats: Callable[[], dict] | None = None,
+                 storage: Callable[[], dict] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
         self._connections = Counter("pigeon_smtp_connections", "SMTP connections accepted",
@@ -113,16 +160,19 @@ class Metrics:
         start = Gauge("pigeon_start_time_seconds", "When this pigeon process started (Unix time)",
                       registry=r)
         start.set(clock())
-        self._live = _LiveCollector(queue_counts, server_stats)
+        self._live = _LiveCollector(queue_counts, server_stats, storage)
         r.register(self._live)
 
     def bind(self, *, queue_counts: Callable[[], dict[str, int]] | None = None,
-             server_stats: Callable[[], dict] | None = None) -> None:
+             server_stats: Callable[[], dict] | None = None,
+             storage: Callable[[], dict] | None = None) -> None:
         """Set the scrape-time sources later (they may be built after the Metrics)."""
         if queue_counts is not None:
             self._live.counts = queue_counts
         if server_stats is not None:
             self._live.server_stats = server_stats
+        if storage is not None:
+            self._live.storage = storage
 
     # --- hooks --------------------------------------------------------------------
 

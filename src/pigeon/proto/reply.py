@@ -170,7 +170,7 @@ INVALID_UTF8 = reply(501, "5.6.7", "Error: invalid UTF-8 in command")
 MESSAGE_TOO_BIG = reply(552, "5.3.4", "Error: message size exceeds fixed limit")
 HEADER_TOO_BIG = reply(552, "5.3.4", "Error: message header size exceeds fixed limit")
 TOO_MANY_RECIPIENTS = reply(452, "4.5.3", "Error: too many recipients")
-INSUFFICIENT_STORAGE = reply(452, "4.3.1", "Error: insufficient system storage")
+INSUFFICIENT_STORAGE = reply(452, "4.3.1", "Insufficient system storage")     # RFC 3463 X.3.1, Postfix's words
 LOCAL_ERROR = reply(451, "4.3.0", "Error: queue file write error, try again later")
 
 # --- Message content (DATA/BDAT) ------------------------------------------------

@@ -1,4 +1,4 @@
-"""The queue manager: the single owner of queue state (STYLE 3.8, Postfix qmgr).
+"""The queue manager: the single owner of queue state (Postfix qmgr).
 
 Contract:
   * Only the manager changes queue state: it calls the manager-side API of
@@ -7,7 +7,8 @@ Contract:
     SMTP side only commits new messages and then calls `submit(envelope)`
     (same process) or `nudge()` (worker processes, local submission).
     Agents return results and never touch the store.
-  * `run()` first calls `store.recover()`, then loops: start work (at most
+  * `run()` first calls `store.recover()` (retried while the store fails),
+    then loops: start work (at most
     `concurrency` messages in flight), then sleep until woken (`submit`,
     `nudge`, a delivery ending), until the next retry is due, or
     `run_interval`. Starting work takes the operator lock (operator.py
@@ -66,12 +67,28 @@ Contract:
         their rows go in one transaction, then their files, store.py
         Rule 4; each waits for its removal before it logs "removed");
       - else expired (schedule.expired, `max_lifetime`) -> what is left
-        bounces with 4.4.7 (RFC 3463 "delivery time expired"), reports,
-        removal;
+        bounces with 4.4.7 (RFC 3463 "delivery time expired"; 5.2.2 for a
+        mailbox that stayed over quota, 4.2.2 before), reports, removal;
       - else attempts += 1, next_attempt with backoff and jitter, state
         'deferred'; a delay warning is enqueued if due (once per message).
+        A local recipient deferred because our storage failed (Maildir
+        ENOSPC, EIO, EROFS) makes it the short storage back-off instead,
+        not counted as an attempt (queue/settle.py Rule 2).
     Reports are committed before the original is removed or updated: a crash
     may duplicate a report, never lose one.
+  * Store failures (queue/settle.py): no state change is assumed to
+    succeed. An outcome that could not be written stays in memory and is
+    written again by the storage retry rounds; an entry that could not be
+    read or marked is requeued from 'active'; a sweep every `run_interval`
+    requeues 'active' entries nobody owns. While a store call is failing no
+    scan or start is tried before the next retry round. Storage faults are
+    logged once per episode by `store.health` (queue/health.py) and Maildir
+    ones by `mailbox_health`, with no traceback.
+  * Next hops that come back (queue/waiting.py): mail deferred because its
+    next hop could not be reached (4.4.X) waits in an index per next hop;
+    a delivery that gets through a next hop makes the rest due at once, and
+    every `probe_interval` (30 s, or `run_interval` when shorter) one
+    waiting message per idle next hop is retried as a probe.
   * Log lines (maillog), one per recipient and attempt, Postfix style:
     `to=<..>, orig_to=<..>, relay=mx.example[192.0.2.1]:25, delay=12, dsn=4.4.1,
     status=deferred (connect to ...: Connection refused)`; then
@@ -86,7 +103,7 @@ Contract:
     (`delivery_latency(seconds)`). None: no metrics.
   * Nothing escapes the loop: a corrupt entry is quarantined by the store and
     skipped; an unexpected exception while delivering one message is logged
-    and the message is deferred by `run_interval`.
+    (with its traceback: a bug) and the message is deferred by `run_interval`.
 
 Delivery is at-least-once: a crash between a delivery and the following
 `store.update()` delivers that recipient again after restart. Exactly-once
@@ -102,21 +119,30 @@ import sqlite3
 import time
 from collections import deque
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
 from pigeon.delivery.api import (DeliveryAgent, DeliveryRecipient, DeliveryRequest, Nexthop,
                                  Outcome, RecipientResult)
-from pigeon.delivery.maildir import MaildirJob, deliver_batch
+from pigeon.delivery.maildir import MaildirJob, deliver_batch, failure_status
 from pigeon.queue.batching import ThreadBatcher
+from pigeon.queue.health import StorageHealth, is_storage_fault
 from pigeon.queue.model import Envelope, Recipient, RecipientStatus
-from pigeon.queue.notify import enqueue_notice, plan_notices
+from pigeon.queue.notify import plan_notices
 from pigeon.queue.operator import OperatorActions
 from pigeon.queue.schedule import DestinationState, expired, next_attempt
+from pigeon.queue.settle import STORE_ERRORS, Settlement, Settling
 from pigeon.queue.store import CorruptEntry, QueueStore, StoreError
+from pigeon.queue.waiting import NexthopWaiters, WaitingForHops, waits_for_hop
 from pigeon.routing.resolve import Route, Router
 
-#: Seconds to wait before scanning again after the store failed (disk full, EIO).
-STORE_RETRY = 5.0
+#: Seconds before the first retry after the store failed (disk full, EIO);
+#: doubles while it keeps failing (queue/settle.py Rule 2).
+STORE_RETRY = 1.0
+
+#: At most this many seconds between probes of a next hop that mail waits
+#: for (queue/waiting.py Rule 3); `queue.run_interval` when that is shorter.
+NEXTHOP_PROBE = 30.0
 
 #: Fresh envelopes kept in memory (module contract, fast path); past it their
 #: rows wait in the database for a scan.
@@ -126,6 +152,7 @@ log = logging.getLogger("pigeon.queue")
 
 NO_AGENT = "mail transport unavailable"
 EXPIRED_STATUS = "4.4.7"
+MAILBOX_FULL_STATUS = "5.2.2"
 _STATUS = {Outcome.DELIVERED: RecipientStatus.DELIVERED,
            Outcome.DEFERRED: RecipientStatus.DEFERRED,
            Outcome.BOUNCED: RecipientStatus.BOUNCED}
@@ -162,7 +189,15 @@ class Metrics(Protocol):
     def delivery_latency(self, seconds: float) -> None: ...
 
 
-class QueueManager(OperatorActions):
+class _ScanFailed(Exception):
+    """The scan's move to 'active' failed; `ids` may or may not have moved."""
+
+    def __init__(self, ids: list[str], cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.ids, self.cause = ids, cause
+
+
+class QueueManager(Settling, WaitingForHops, OperatorActions):
     """Moves committed messages to their destinations; see the module contract."""
 
     def __init__(self, store: QueueStore, router: Router, *, hostname: str, maillog: MailLog,
@@ -173,7 +208,8 @@ class QueueManager(OperatorActions):
                  max_lifetime: float = 432000.0, delay_warning: float = 14400.0,
                  destination_concurrency: int = 20, destination_recipients: int = 50,
                  destination_failure_limit: int = 3,
-                 store_retry: float = STORE_RETRY, metrics: Metrics | None = None) -> None:
+                 store_retry: float = STORE_RETRY, probe_interval: float = NEXTHOP_PROBE,
+                 metrics: Metrics | None = None) -> None:
         if destination_recipients < 1 or concurrency < 1:
             raise ValueError("concurrency and destination_recipients must be >= 1")
         self._store = store
@@ -201,7 +237,15 @@ class QueueManager(OperatorActions):
         self._stopped = asyncio.Event()
         self._inflight: set[str] = set()
         self._metrics = metrics
-        self._store_retry = store_retry
+        self._init_settling(store_retry)                     # queue/settle.py
+        self._background: set[asyncio.Task] = set()
+        # Maildir storage faults (the queue's are the store's: store.health).
+        self.mailbox_health = StorageHealth("mailbox")
+        # Mail waiting for a next hop to come back (queue/waiting.py).
+        self._waiters = NexthopWaiters()
+        self._probe_interval = probe_interval
+        self._next_probe: float | None = None
+        self._due_now: set[str] = set()                      # deferred ids to retry now
         self._admin_lock: asyncio.Lock | None = None         # operator.py Rule 1
         self._admin_loop: asyncio.AbstractEventLoop | None = None
         self._pending_actions: dict[str, str] = {}           # qid -> action after delivery
@@ -255,7 +299,19 @@ class QueueManager(OperatorActions):
         """
         return {"queue": self._store.counts(), "in_flight": len(self._inflight),
                 "running": self._running, "started_at": self._started_at, **self._counters,
-                "destinations": self._dests.statistics(self._clock())}
+                "destinations": self._dests.statistics(self._clock()),
+                "storage": self.storage_status(),
+                "waiting_for_next_hop": len(self._waiters)}
+
+    def storage_status(self) -> dict[str, Any]:
+        """The storage state for status and metrics: queue and mailbox health
+        (queue/health.py), free space against the reserve (queue/space.py),
+        outcomes kept in memory and entries waiting to be requeued
+        (queue/settle.py). Any thread; one statvfs at most."""
+        return {"queue": self._store.health.snapshot(),
+                "mailbox": self.mailbox_health.snapshot(),
+                "space": self._store.space.snapshot(),
+                "unsaved": len(self._unsaved), "requeue": len(self._requeue)}
 
     async def run(self, *, recover: bool = True) -> None:
         """Recover the store, then deliver until `stop()`.
@@ -267,25 +323,23 @@ class QueueManager(OperatorActions):
         self._running = True
         self._stopped.clear()
         self._scan_needed = True
+        loop = asyncio.get_running_loop()
+        # A fault the SMTP side saw wakes us to probe for the recovery.
+        self._store.health.on_episode = lambda: loop.call_soon_threadsafe(self._wake.set)
         try:
             if recover:
-                report = await asyncio.to_thread(self._store.recover)
-                log.info("queue recovered: %d entries, %d reactivated, %d corrupt",
-                         report.queued, len(report.reactivated), len(report.missing_content))
+                await self._recover()
             async with asyncio.TaskGroup() as tg:
                 while not self._stopping:
                     self._wake.clear()
                     try:
                         await self._start_work(tg)
-                        sleep = self._sleep_time()
-                    except (StoreError, OSError, sqlite3.Error) as exc:
+                    except STORE_ERRORS as exc:
                         # The store cannot be read or written (disk full, I/O
                         # error): never let that end the manager. Wait, retry.
-                        self._counters["errors"] += 1
-                        log.error("queue scan failed, retrying in %.0fs: %s",
-                                  self._store_retry, exc)
                         self._scan_needed = True
-                        sleep = self._store_retry
+                        self._write_failed(exc, "queue scan failed")
+                    sleep = self._sleep_time()
                     if sleep <= 0:
                         await asyncio.sleep(0)       # let deliveries run, then go on
                         continue
@@ -293,24 +347,48 @@ class QueueManager(OperatorActions):
                         await asyncio.wait_for(self._wake.wait(), sleep)
                     except TimeoutError:
                         # A retry became due, or run_interval passed: the
-                        # safety-net scan (module contract).
+                        # safety-net scan and sweep (module contract).
                         self._scan_needed = True
+                        self._sweep_needed = True
+            if self._unsaved or self._requeue:
+                # Stopping: what a failed write left in memory gets a last
+                # chance, so a restart has less to redo (recover() does the rest).
+                async with self._op_lock():
+                    await self._retry_storage()
         finally:
+            self._store.health.on_episode = None
             self._running = False
             self._stopped.set()
 
     async def _start_work(self, tg: asyncio.TaskGroup) -> None:
-        if len(self._inflight) >= self._concurrency:
-            return
-        if self._next_retry is not None and self._next_retry <= self._clock():
+        now = self._clock()
+        if self._next_retry is not None and self._next_retry <= now:
             self._scan_needed = True
+        if self._storage_due is None and (self._store.health.degraded
+                                          or self.mailbox_health.degraded):
+            # Degraded by a failed commit or Maildir: probe rounds notice the recovery.
+            self._storage_due = now + max(self._store_retry, self._store.health.quiet)
         # The operator lock keeps a hold/delete from landing between our
         # choice of an entry and its start (operator.py Rule 1).
         async with self._op_lock():
+            if self._storage_retry_due(now):
+                await self._retry_storage()
+            if self._sweep_needed and now >= self._held_until:
+                await self._sweep()
+            if now < self._held_until:
+                return                     # a store call just failed: wait for the retry
+            if self._waiters or self._due_now:
+                await self._retry_waiting(now)
+            if len(self._inflight) >= self._concurrency:
+                return
             if self._scan_needed:
                 await self._scan(tg)
             if self._fresh:
                 await self._start_fresh(tg)
+
+    def _owned(self, qid: str) -> bool:
+        """A delivery, an unsaved outcome or a pending requeue owns `qid`."""
+        return qid in self._inflight or qid in self._unsaved or qid in self._requeue
 
     async def _start_fresh(self, tg: asyncio.TaskGroup) -> None:
         """The fast path: start submitted envelopes (module contract)."""
@@ -318,7 +396,7 @@ class QueueManager(OperatorActions):
         room = self._concurrency - len(self._inflight)
         while self._fresh and len(batch) < room:
             env = self._fresh.popleft()
-            if env.queue_id not in self._inflight:
+            if not self._owned(env.queue_id):
                 batch[env.queue_id] = env
         if not batch:
             return
@@ -330,9 +408,12 @@ class QueueManager(OperatorActions):
         try:
             ids = await asyncio.to_thread(self._store.move, list(batch), "active",
                                           from_states=("incoming",))
-        except BaseException:
-            self._scan_needed = True      # their rows are still 'incoming'
-            raise
+        except STORE_ERRORS as exc:
+            # Their rows are 'incoming' (a scan finds them), or 'active' if
+            # the commit landed after all: those the requeue moves back.
+            self._scan_needed = True
+            self._write_failed(exc, f"cannot start {len(batch)} new messages", requeue=list(batch))
+            return
         self._inflight.update(ids)
         for qid in ids:
             tg.create_task(self._deliver_fenced(qid, batch[qid]))
@@ -344,9 +425,15 @@ class QueueManager(OperatorActions):
         self._fresh.clear()
         self._scan_needed = False         # a nudge() during the scan sets it again
         self._retry_in_scan = None
+        busy = frozenset(self._inflight | self._unsaved.keys() | self._requeue)
         try:
             taken, corrupt, full, retry = await asyncio.to_thread(
-                self._scan_db, self._clock(), free, frozenset(self._inflight))
+                self._scan_db, self._clock(), free, busy)
+        except (_ScanFailed, *STORE_ERRORS) as exc:
+            self._scan_needed = True
+            ids, cause = (exc.ids, exc.cause) if isinstance(exc, _ScanFailed) else ([], exc)
+            self._write_failed(cause, "queue scan failed", requeue=ids)
+            return
         except BaseException:
             self._scan_needed = True
             raise
@@ -367,10 +454,14 @@ class QueueManager(OperatorActions):
         store = self._store
         ids = store.due(now, free)
         # due() never returns 'active' entries, and ours are marked active
-        # before they start; the filter is a guard, not a need.
+        # before they start; an entry kept in memory after a failed write
+        # (queue/settle.py) may still be 'deferred' in the database.
         new = [q for q in ids if q not in busy]
         if new:
-            store.mark_active(new)
+            try:
+                store.mark_active(new)
+            except STORE_ERRORS as exc:
+                raise _ScanFailed(new, exc) from exc
         taken: list[tuple[str, Envelope | None]] = []
         corrupt = 0
         for qid in new:
@@ -378,19 +469,28 @@ class QueueManager(OperatorActions):
                 taken.append((qid, store.load(qid)))
             except CorruptEntry:
                 corrupt += 1              # quarantined and logged by the store
-            except (StoreError, sqlite3.Error, OSError):
-                # deliver() loads it again, and defers it if that fails too.
+            except STORE_ERRORS:
+                # deliver() loads it again, and requeues it if that fails too.
                 taken.append((qid, None))
-        return taken, corrupt, len(ids) >= free, store.next_retry()
+        return taken, corrupt, len(ids) >= free and bool(new), store.next_retry()
 
     def _sleep_time(self) -> float:
-        if len(self._inflight) >= self._concurrency:
-            return self._run_interval      # a finishing delivery wakes us
-        if self._scan_needed or self._fresh:
+        now = self._clock()
+        wake = now + self._run_interval
+        if self._storage_due is not None:
+            wake = min(wake, self._storage_due)
+        if self._waiters and self._next_probe is not None:
+            wake = min(wake, self._next_probe)
+        if now < self._held_until:
+            return min(wake, self._held_until) - now     # a store call failed: wait
+        if self._due_now:
             return 0.0
-        if self._next_retry is None:
-            return self._run_interval
-        return min(self._run_interval, max(0.0, self._next_retry - self._clock()))
+        if len(self._inflight) < self._concurrency:      # else a finishing delivery wakes us
+            if self._scan_needed or self._fresh:
+                return 0.0
+            if self._next_retry is not None:
+                wake = min(wake, self._next_retry)
+        return max(0.0, wake - now)
 
     def _note_retry(self, when: float) -> None:
         """A row became 'deferred' until `when`: keep the cached next retry right."""
@@ -398,31 +498,41 @@ class QueueManager(OperatorActions):
         self._retry_in_scan = _earliest(self._retry_in_scan, when)
 
     async def _deliver_fenced(self, qid: str, env: Envelope | None = None) -> None:
-        """Exception fence: one bad message never stops the manager."""
+        """Exception fence: one bad message never stops the manager, and one
+        the store failed for stays the manager's (queue/settle.py Rule 1)."""
         try:
             if env is None:
-                await self.deliver(qid)
-            else:
-                await self._deliver_envelope(env)
+                env = await asyncio.to_thread(self._store.load, qid)
+            await self._deliver_envelope(env)
         except CorruptEntry:
             self._counters["errors"] += 1      # the store logged and quarantined it
-        except Exception:
-            self._counters["errors"] += 1
-            log.exception("queue_id=%s: delivery failed unexpectedly; deferring", qid)
-            when = self._clock() + self._run_interval
-            try:
-                await asyncio.to_thread(self._store.set_state, qid, "deferred", when)
-                self._note_retry(when)
-            except StoreError:
-                log.exception("queue_id=%s: could not defer", qid)
+        except Exception as exc:
+            if isinstance(exc, (StoreError, sqlite3.Error)) or is_storage_fault(exc):
+                # Not read (or not marked): requeued from disk by the next round.
+                self._write_failed(exc, f"queue_id={qid}: cannot read the queue entry",
+                                   requeue=[qid])
+            else:
+                await self._defer_after_bug(qid, exc)
         finally:
             self._inflight.discard(qid)
             self._wake.set()
-        if qid in self._pending_actions:
+        if qid in self._pending_actions and not self._owned(qid):
             try:
                 await self._after_delivery(qid)
             except Exception:
                 log.exception("queue_id=%s: operator action after delivery failed", qid)
+
+    async def _defer_after_bug(self, qid: str, exc: BaseException) -> None:
+        """An unexpected exception (a bug) ended a delivery: log it with its
+        traceback and defer the entry by `run_interval` (module contract)."""
+        self._counters["errors"] += 1
+        log.error("queue_id=%s: delivery failed unexpectedly; deferring", qid, exc_info=exc)
+        when = self._clock() + self._run_interval
+        try:
+            await asyncio.to_thread(self._store.set_state, qid, "deferred", when)
+            self._note_retry(when)
+        except STORE_ERRORS as err:
+            self._write_failed(err, f"queue_id={qid}: cannot defer", requeue=[qid])
 
     # --- one message ---------------------------------------------------------------
 
@@ -451,15 +561,23 @@ class QueueManager(OperatorActions):
                 local.append((rcpt, route))
             else:
                 remote.setdefault(_nexthop(route), []).append(rcpt)
+        local_task = None
         async with asyncio.TaskGroup() as tg:
             if local:
-                tg.create_task(self._deliver_local(env, local, logs))
+                local_task = tg.create_task(self._deliver_local(env, local, logs))
             for nh, rcpts in remote.items():
                 for chunk in _chunks(rcpts, self._dest_rcpts):
                     tg.create_task(self._deliver_remote(env, nh, chunk, logs))
-        await self._finish(env, logs)
+        await self._finish(env, logs, storage_retry=bool(local_task and local_task.result()))
 
-    async def _finish(self, env: Envelope, logs: list[tuple[dict, str]]) -> None:
+    async def _finish(self, env: Envelope, logs: list[tuple[dict, str]], *,
+                      storage_retry: bool = False) -> None:
+        """Conclude one delivery run and make it durable (queue/settle.py).
+
+        `storage_retry`: a recipient was deferred because our own storage
+        failed: the next attempt comes after the short storage back-off and
+        does not count as an attempt (settle.py Rule 2).
+        """
         qid, now = env.queue_id, self._clock()
         done = all(r.final for r in env.recipients)
         if not done and expired(env.received_at, now, self._max_lifetime):
@@ -469,7 +587,10 @@ class QueueManager(OperatorActions):
                     continue
                 last = f"; last error: {r.diagnostic}" if r.diagnostic else ""
                 # Remote-MTA and Last-Attempt-Date stay those of the last attempt.
-                r.status, r.dsn_status, r.action = RecipientStatus.BOUNCED, EXPIRED_STATUS, "failed"
+                # A mailbox that stayed over quota is "mailbox full" for good
+                # (RFC 3463 X.2.2: persistent transient, then permanent).
+                dsn = MAILBOX_FULL_STATUS if r.dsn_status == "4.2.2" else EXPIRED_STATUS
+                r.status, r.dsn_status, r.action = RecipientStatus.BOUNCED, dsn, "failed"
                 r.diagnostic = f"message expired after {age / 86400:.1f} days in queue{last}"
                 logs.append((self._fields(r, r.remote_mta or "none", "expired"), r.diagnostic))
             done = True
@@ -477,40 +598,14 @@ class QueueManager(OperatorActions):
                             postmaster=self._router.canonical("postmaster"),
                             content_path=self._store.content_path(qid),
                             delay_warning=self._delay_warning, max_lifetime=self._max_lifetime)
-        new_ids = [await asyncio.to_thread(enqueue_notice, self._store, n, now)
-                   for n in plan.notices]
-        if done:
-            await self._remove(qid)
-        else:
+        when = 0.0
+        if not done and storage_retry:
+            when = self._mailbox_retry_at(now)
+        elif not done:
             env.attempts += 1
             when = next_attempt(now, env.attempts, self._rng, min_backoff=self._min_backoff,
                                 max_backoff=self._max_backoff)
-            await asyncio.to_thread(self._store.update, env, "deferred", when)
-            self._note_retry(when)
-        # Durable first (above), then the log lines (module Rule).
-        delay = round(max(0.0, now - env.received_at), 3) if env.received_at else 0.0
-        order = {r.address: i for i, r in enumerate(env.recipients)}
-        logs.sort(key=lambda fd: order.get(fd[0]["to"], 0))    # envelope order, not finish order
-        for fields, detail in logs:
-            fields["delay"] = delay
-            key = {"sent": "delivered"}.get(fields["status"], fields["status"])
-            self._counters[key] += 1
-            self._maillog.log(qid, fields, detail)
-            if self._metrics is not None:
-                kind = "local" if fields.get("relay") == "local" else "remote"
-                self._metrics.recipient_result(key, kind)
-                if key == "delivered":
-                    self._metrics.delivery_latency(delay)
-        for notice, new_id in zip(plan.notices, new_ids):
-            self._counters["notifications"] += 1
-            self._maillog.log(qid, {}, f"{notice.log_text}: {new_id}")
-        for remark in plan.remarks:
-            self._maillog.log(qid, {}, remark)
-        if done:
-            self._counters["removed"] += 1
-            self._maillog.log(qid, {"status": "removed"})
-        if new_ids:
-            self.nudge()
+        await self._settle(Settlement(env, logs, plan, done, when, now))
 
     async def _remove(self, qid: str) -> None:
         """Remove `qid` durably, together with the other messages finishing
@@ -526,7 +621,9 @@ class QueueManager(OperatorActions):
     # --- local ----------------------------------------------------------------------
 
     async def _deliver_local(self, env: Envelope, todo: list[tuple[Recipient, Route]],
-                             logs: list[tuple[dict, str]]) -> None:
+                             logs: list[tuple[dict, str]]) -> bool:
+        """Maildir deliveries of one message; True when one was deferred
+        because our storage failed (delivery/maildir.py `failure_status`)."""
         jobs: list[tuple[Recipient, Route]] = []
         for rcpt, route in todo:
             if self._router.mailbox_exists(route.address):
@@ -536,7 +633,7 @@ class QueueManager(OperatorActions):
                       action="failed", transport="local")
             logs.append((self._fields(rcpt, "local", "bounced"), rcpt.diagnostic))
         if not jobs:
-            return
+            return False
         # Every Maildir write of every message finishing now goes in one
         # worker-thread call, with one fsync per Maildir (queue/batching.py).
         source = self._store.content_path(env.queue_id)
@@ -544,18 +641,26 @@ class QueueManager(OperatorActions):
             self._maildirs.submit(MaildirJob(route.target, source, env.sender, route.address,
                                              _original_to(rcpt, route)))
             for rcpt, route in jobs))
-        for (rcpt, _), (started, ended, err) in zip(jobs, results):
+        storage_fault = False
+        for (rcpt, route), (started, ended, err) in zip(jobs, results):
             if err is not None:
-                self._set(rcpt, RecipientStatus.DEFERRED, "4.3.0",
-                          f"maildir delivery failed: {err.strerror or err}", transport="local")
+                dsn, reason, ours = failure_status(err)
+                if ours:
+                    storage_fault = True
+                    self.mailbox_health.failed(err)
+                    self._mailbox_probe_dir = Path(route.target) / "tmp"
+                self._set(rcpt, RecipientStatus.DEFERRED, dsn,
+                          f"maildir delivery failed: {reason}", transport="local")
                 logs.append((self._fields(rcpt, "local", "deferred"), rcpt.diagnostic))
                 continue
+            self.mailbox_health.succeeded()
             self._set(rcpt, RecipientStatus.DELIVERED, "2.0.0", "delivered to maildir",
                       action="delivered", transport="local")
             fields = self._fields(rcpt, "local", "sent")
             wait = max(0.0, started - env.received_at) if env.received_at else 0.0
             fields["delays"] = f"{wait:.2f}/0.00/{ended - started:.2f}"
             logs.append((fields, rcpt.diagnostic))
+        return storage_fault
 
     def _write_maildirs(self, jobs: list[MaildirJob]) -> list[tuple[float, float, OSError | None]]:
         """Worker thread: deliver a batch of Maildir jobs (delivery/maildir.py
@@ -584,6 +689,7 @@ class QueueManager(OperatorActions):
                 self._defer_all(rcpts, "4.4.1",
                                 f"delivery temporarily suspended: {self._dests.dead_reason(nh)}",
                                 nh.transport, logs)
+                self._waiters.add(nh, env.queue_id)          # waiting.py Rule 1
                 return
             started = self._clock()
             results, raised = await self._call_agent(agent, env, nh, rcpts)
@@ -622,7 +728,7 @@ class QueueManager(OperatorActions):
         for res in results:
             by_addr.setdefault(res.address, res)
             by_addr.setdefault(res.address.lower(), res)
-        reached = False
+        reached = delivered = waiting = False
         first_failure = ""
         for r in rcpts:
             res = by_addr.get(r.address) or by_addr.get(r.address.lower())
@@ -640,6 +746,8 @@ class QueueManager(OperatorActions):
                 reached = True
             elif not first_failure:
                 first_failure = res.diagnostic
+            delivered = delivered or outcome is Outcome.DELIVERED
+            waiting = waiting or (outcome is Outcome.DEFERRED and waits_for_hop(res.status))
             action = res.action if outcome is Outcome.DELIVERED else (
                 "failed" if outcome is Outcome.BOUNCED else "")
             self._set(r, _STATUS[outcome], res.status, res.diagnostic, action=action,
@@ -658,6 +766,10 @@ class QueueManager(OperatorActions):
             # content it cannot handle), not on the next hop: that must not
             # mark the destination dead for every other message.
             self._dests.record(nh, self._clock(), reached=reached, reason=first_failure)
+        if waiting:                                         # waiting.py Rules 1, 2
+            self._waiters.add(nh, qid)
+        if delivered:
+            self._hop_is_back(nh, qid)
 
     # --- helpers ------------------------------------------------------------------------
 

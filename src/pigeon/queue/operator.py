@@ -40,6 +40,7 @@ Contract:
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +51,8 @@ if TYPE_CHECKING:
     from pigeon.queue.manager import QueueManager
 
 __all__ = ["ActionResult", "OperatorActions", "ADMIN_BOUNCE_STATUS", "ADMIN_BOUNCE_TEXT"]
+
+log = logging.getLogger("pigeon.queue")
 
 ADMIN_BOUNCE_STATUS = "5.0.0"
 ADMIN_BOUNCE_TEXT = "returned to sender by the mail system administrator"
@@ -112,8 +115,13 @@ class OperatorActions:
             return
         try:
             await getattr(self, action)([qid])
-        except (StoreError, CorruptEntry):
-            pass       # gone or unreadable meanwhile: nothing left to act on
+        except CorruptEntry:
+            pass       # unreadable meanwhile: nothing left to act on
+        except StoreError as exc:
+            # The store failed (disk full...): the entry stays queued, the
+            # operator's wish is not silently dropped.
+            log.warning("queue_id=%s: %s asked by the administrator not done: %s; ask again",
+                        qid, action, exc)
 
     def _log_action(self: "QueueManager", qids: list[str], detail: str,
                     status: str | None = None) -> None:

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pigeon.msgfile import write_all
+from pigeon.queue.health import is_storage_fault
 
 if TYPE_CHECKING:
     from pigeon.queue.model import Envelope
@@ -62,12 +63,17 @@ class StoreError(Exception):
     """A queue operation failed; nothing was half-recorded.
 
     `disk_full` is True when the cause was ENOSPC/EDQUOT (or SQLITE_FULL): the
-    SMTP side answers 452 4.3.1 instead of 451 4.3.0.
+    SMTP side answers 452 4.3.1 instead of 451 4.3.0. `storage_fault` is True
+    when the cause was the storage itself (disk full, I/O error, read-only
+    file system: `pigeon.queue.health.is_storage_fault`), an expected
+    condition that is retried, never a bug.
     """
 
-    def __init__(self, message: str, *, disk_full: bool = False) -> None:
+    def __init__(self, message: str, *, disk_full: bool = False,
+                 storage_fault: bool = False) -> None:
         super().__init__(message)
         self.disk_full = disk_full
+        self.storage_fault = storage_fault or disk_full
 
 
 class CorruptEntry(StoreError):
@@ -265,4 +271,4 @@ def _store_error(what: str, e: BaseException) -> StoreError:
         disk_full = e.errno in _DISK_FULL_ERRNOS
     elif isinstance(e, sqlite3.Error):
         disk_full = getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
-    return StoreError(f"{what}: {e}", disk_full=disk_full)
+    return StoreError(f"{what}: {e}", disk_full=disk_full, storage_fault=is_storage_fault(e))

@@ -108,6 +108,10 @@ skip it with msgfile.open_message()). There is no artificial batching delay:
 requests that arrive while one batch syncs form the next batch, so an idle
 server commits at once and a busy one batches more.
 
+`store.space` (queue/space.py) is the free-space reserve the SMTP side
+checks before MAIL and DATA; `store.health` and `store.space` are safe from
+any thread.
+
 Threading: `new_spool`, `SpoolFile.*`, `commit_async`, `commit` and `stats`
 are safe from any thread (the SMTP side runs them on the event loop; they
 never block on disk sync; only a spool passing the spill threshold touches
@@ -118,7 +122,9 @@ thread at a time; it blocks on SQLite and fsync, so the manager runs it via
 an SMTP server.
 
 Failure modes: disk full / I/O errors during commit -> `StoreError` on the
-future; a corrupt or unreadable envelope -> the row is moved to 'corrupt' with
+future (`.storage_fault` set; the committer also tells `store.health`,
+queue/health.py, which logs the episode once); a corrupt or unreadable
+envelope -> the row is moved to 'corrupt' with
 a log line on "pigeon.queue" and `CorruptEntry` is raised to the manager,
 which skips the message; a damaged queue.db -> `StoreCorrupt` from open();
 the owner lock held by another process -> `StoreBusy` from open();
@@ -144,9 +150,11 @@ from pigeon import msgfile
 from pigeon.fsutil import ensure_file, fsync_dir
 from pigeon.queue.dbfile import (DbState, StoreBusy, StoreCorrupt, is_corruption, lock_owner,
                                  open_lock_file, prepare)
+from pigeon.queue.health import StorageHealth
 from pigeon.queue.model import Envelope
 from pigeon.queue.recovery import Action, Verdict, judge_file
 from pigeon.queue.schedule import split_slots
+from pigeon.queue.space import FreeSpace
 # _IdGenerator is re-exported for the tests of queue IDs.
 from pigeon.queue.spool import (NEW_ID, CorruptEntry, SpoolFile, StoreError,  # noqa: F401
                                 _IdGenerator, _store_error)
@@ -248,6 +256,10 @@ class QueueStore:
         self._live: set[str] = set()                          # spools not yet finished
         self._closed = True
         self._stats = {"commits": 0, "batches": 0, "failed": 0, "max_batch": 0}
+        # Storage faults seen by the committer and the manager (queue/health.py),
+        # and the free-space reserve the SMTP side checks (queue/space.py).
+        self.health = StorageHealth("queue")
+        self.space = FreeSpace(self.root)
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -470,6 +482,8 @@ class QueueStore:
             stats["max_batch"] = len(batch)
         with self._live_lock:
             self._live.difference_update([req.spool.queue_id for req in ready])
+        if ready:
+            self.health.succeeded()
         for req in ready:
             req.spool._state = "done"
             req.future.set_result(None)
@@ -580,7 +594,11 @@ class QueueStore:
         spool._buf = None
         spool._state = "discarded"
         self._spool_finished(spool.queue_id)
-        log.error("queue commit failed: queue_id=%s error=%s", spool.queue_id, err)
+        if err.storage_fault:
+            self.health.failed(err)         # logs the episode once (queue/health.py)
+            log.debug("queue commit failed: queue_id=%s error=%s", spool.queue_id, err)
+        else:
+            log.error("queue commit failed: queue_id=%s error=%s", spool.queue_id, err)
         req.future.set_exception(err)
 
     @contextlib.contextmanager

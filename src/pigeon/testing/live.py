@@ -4,7 +4,9 @@ Contract:
   * `PigeonProcess` starts `python -m pigeon serve` on a free loopback port
     with its own data directory and configuration file, waits until the
     port accepts connections, and stops it with SIGTERM (or SIGKILL on
-    request). It only ever listens on and talks to 127.0.0.1.
+    request). It only ever listens on and talks to 127.0.0.1. `wrap` is an
+    argv prefix that must end by exec'ing the command it is given (e.g.
+    `unshare -m sh -c '...; exec "$@"' sh`), so `proc.pid` is pigeon's.
   * `require_tool(name)` returns the tool's path; when it is missing the
     test is skipped, except under CI=true where the test fails (tests use
     real peers, and CI must have installed them).
@@ -59,7 +61,7 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
 class PigeonProcess:
     def __init__(self, workdir: Path, config_text: str = "", *, extra_args: list[str] | None = None,
                  port: int | None = None, env: dict | None = None,
-                 hostname: str = "pigeon.test") -> None:
+                 hostname: str = "pigeon.test", wrap: list[str] | None = None) -> None:
         self.workdir = Path(workdir)
         self.data_dir = self.workdir / "data"
         self.port = port or free_port()
@@ -76,6 +78,7 @@ class PigeonProcess:
                 f'submissions_listen = ["127.0.0.1:{self.submissions_port}"]\n')
         self.config_path.write_text(base + config_text)
         self.extra_args = extra_args or []
+        self.wrap = list(wrap or [])
         self.env = env
         self.proc: subprocess.Popen | None = None
 
@@ -84,7 +87,7 @@ class PigeonProcess:
         log = open(self.log_path, "ab")
         env = dict(os.environ, **(self.env or {}))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pigeon", "serve", "--config", str(self.config_path),
+            [*self.wrap, sys.executable, "-m", "pigeon", "serve", "--config", str(self.config_path),
              *self.extra_args], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=env, cwd=self.workdir)
         log.close()

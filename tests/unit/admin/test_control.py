@@ -67,6 +67,23 @@ def test_request_answer_and_errors(tmp_path, caplog):
     assert not path.exists()
 
 
+async def disk_full():
+    from pigeon.queue.store import StoreError
+    raise StoreError("queue move: database or disk is full", disk_full=True)
+
+
+def test_a_full_disk_is_said_plainly_without_a_traceback(tmp_path, caplog):
+    path = tmp_path / "control.sock"
+    _, stop = serve(path, {"flush": disk_full})
+    try:
+        with pytest.raises(RemoteError, match="flush: the queue storage is failing"):
+            ControlClient(path).call("flush")
+    finally:
+        stop()
+    assert "database or disk is full" in caplog.text
+    assert not [r for r in caplog.records if r.exc_info]
+
+
 def test_garbage_gets_an_error_and_a_close(tmp_path):
     path = tmp_path / "c.sock"
     _, stop = serve(path)

@@ -265,3 +265,12 @@ def test_every_schema_field_has_exactly_one_checker():
 def test_loaded_defaults_equal_schema_defaults():
     """The loader adds no defaults of its own (besides hostname): the schema is the one source."""
     assert dataclasses.replace(load_config(), hostname="localhost") == Config()
+
+
+def test_queue_min_free_is_octets_and_refused_when_negative(conf):
+    assert load_config(None).queue.min_free == 0
+    assert load_config(conf("[queue]\nmin_free = 104857600\n")).queue.min_free == 104857600
+    path = conf("[queue]\nmin_free = -1\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}:2: queue.min_free: must be a non-negative integer, got -1"

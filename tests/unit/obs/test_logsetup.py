@@ -181,3 +181,34 @@ def test_syslog_bad_target_names_the_key():
     with pytest.raises(ConfigError) as info:
         setup_logging(LogConfig(syslog="nonsense"), stream=io.StringIO())
     assert info.value.key == "log.syslog"
+
+
+class FullDisk(io.StringIO):
+    """A log stream on a disk that is full while `full` is set."""
+
+    full = False
+
+    def write(self, text: str) -> int:
+        if self.full:
+            import errno
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return super().write(text)
+
+
+def test_a_full_disk_under_the_log_says_so_once_each_way_without_a_traceback(capsys):
+    out = FullDisk()
+    # The background writer is pigeon's way of logging (a stream alone is for tests).
+    setup_logging(LogConfig(format="text", level="info"), stream=out, background=True)
+    log = logging.getLogger("pigeon.queue")
+    out.full = True
+    for i in range(3):
+        log.info("while full %d", i)
+        flush_logs()
+    out.full = False
+    log.info("after")
+    flush_logs()
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "pigeon: cannot write the log: No space left on device; trying again with each new line",
+        "pigeon: the log is written again (3 lines met the failing disk)"]
+    assert "Traceback" not in err and out.getvalue().rstrip().endswith("after")

@@ -116,3 +116,21 @@ def test_a_scraper_that_never_reads_is_cut_off(monkeypatch):
             client.close()
             await server.close()
     asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_storage_state_is_read_at_scrape_time():
+    state = {"queue": {"degraded": True, "episodes": 2}, "mailbox": {"degraded": False,
+                                                                     "episodes": 0},
+             "space": {"free": 5_000_000, "reserve": 15_360_000, "low": True}, "unsaved": 7}
+    got = samples(Metrics(storage=lambda: state).render().decode())
+    assert got[("pigeon_storage_degraded", (("area", "queue"),))] == 1
+    assert got[("pigeon_storage_degraded", (("area", "mailbox"),))] == 0
+    assert got[("pigeon_storage_fault_episodes_total", (("area", "queue"),))] == 2
+    assert got[("pigeon_queue_free_bytes", ())] == 5_000_000
+    assert got[("pigeon_queue_reserve_bytes", ())] == 15_360_000
+    assert got[("pigeon_queue_below_reserve", ())] == 1
+    assert got[("pigeon_queue_unsaved_entries", ())] == 7
+    state["queue"]["degraded"], state["space"]["low"] = False, False
+    got = samples(Metrics(storage=lambda: state).render().decode())
+    assert got[("pigeon_storage_degraded", (("area", "queue"),))] == 0
+    assert got[("pigeon_queue_below_reserve", ())] == 0

@@ -9,15 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from pigeon.config.schema import Config, DomainConfig
 from pigeon.delivery.api import Outcome, RecipientResult
 from pigeon.msgfile import read_message
 from pigeon.proto.params import MailParams, RcptParams
 from pigeon.queue.manager import QueueManager
 from pigeon.queue.model import Envelope, Recipient, RecipientStatus
-from pigeon.queue.store import QueueStore
 from pigeon.routing.resolve import Router
-from pigeon.testing.fakes import FakeAgent, FakeClock, FakeReply, RecordingMaillog
+from pigeon.testing.fakes import FakeClock, FakeReply
+from queue_env import manager_parts
 
 REFUSED = FakeReply("4.4.1", "connect to mx.remote.test[192.0.2.9]:25: Connection refused")
 DAY = 86400.0
@@ -30,14 +29,8 @@ class ZeroRng:
 
 class Env:
     def __init__(self, tmp: Path, **kw) -> None:
-        self.cfg = Config(hostname="mx.example.test", data_dir=tmp,
-                          domains={"example.test": DomainConfig("example.test",
-                                                                frozenset({"alice", "bob"}))})
-        self.store = QueueStore(self.cfg.queue_dir, fsync=False)
-        self.store.open()
+        self.cfg, self.store, self.log, self.agent = manager_parts(tmp)
         self.clock = FakeClock()
-        self.log = RecordingMaillog()
-        self.agent = FakeAgent()
         self.mgr = QueueManager(self.store, Router(self.cfg), hostname=self.cfg.hostname,
                                 maillog=self.log, agents={"smtp": self.agent}, fsync=False,
                                 clock=self.clock, rng=ZeroRng(), **kw)
