@@ -2,7 +2,7 @@
 
 Contract:
   * This is the only place where pigeon's parts are created and wired
-    together (STYLE 3.12): store -> router/policy -> queue manager -> SMTP
+    together (CONTRIBUTING.md, rule 11): store -> router/policy -> queue manager -> SMTP
     server. No module registers itself at import time.
   * `run(config)` blocks until SIGTERM/SIGINT, then drains: listeners answer
     421 to newcomers, sessions in progress finish (up to

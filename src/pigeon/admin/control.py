@@ -17,7 +17,7 @@ Contract:
     the pigeon user owns. Whoever can open it is the administrator.
   * A stale socket left by a crash is replaced; a socket another live
     process answers on is not (`ControlError`: pigeon is already running).
-  * Rule: handler errors are two-faced (STYLE 3.6): `OpError` texts go to
+  * Rule: handler errors are two-faced (CONTRIBUTING.md, rule 6): `OpError` texts go to
     the client as written (they are meant for the operator); a storage
     fault (disk full, I/O error: `pigeon.queue.health.is_storage_fault`) is
     an expected condition: one warning line and the client is told the

@@ -1,6 +1,6 @@
 """The delivery-agent interface: what the queue manager hands out, what comes back.
 
-Contract (STYLE 3.7, 3.12):
+Contract (CONTRIBUTING.md, rules 7 and 11):
   * The queue manager groups the not-yet-final recipients of one message by
     `Nexthop` and calls `agent.deliver(request)` once per group. An agent
     delivers to exactly that next hop (walking its MX candidates itself) and

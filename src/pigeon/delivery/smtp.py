@@ -4,7 +4,7 @@
     results = await agent.deliver(request)      # one RecipientResult per recipient
     await agent.aclose()                        # QUIT the cached connections
 
-Contract (STYLE 3.7, delivery/api.py):
+Contract (CONTRIBUTING.md, rule 7, delivery/api.py):
   * Candidates come from the injected resolver (`Resolver` below, implemented
     in routing/): `await resolver.candidates(nexthop)` returns addresses
     already in RFC 5321 §5.1 order (MX preference, random among equals, IPv6

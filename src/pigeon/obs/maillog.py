@@ -1,4 +1,4 @@
-"""The mail log: one line per message event, keyed by queue id (STYLE 3.18).
+"""The mail log: one line per message event, keyed by queue id (CONTRIBUTING.md, rule 17).
 
 Contract:
   * This is the operator's record of what happened to each message: received,

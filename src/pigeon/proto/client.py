@@ -19,7 +19,7 @@ TransactionDone(replies) with one RecipientReply per recipient; ResetDone;
 Closed(reply) as the last event (reply None after a clean QUIT).
 
 Contract:
-  * No I/O and no clock (STYLE 3.1, 3.2): bytes in, events and bytes out.
+  * No I/O and no clock (CONTRIBUTING.md, rules 1 and 2): bytes in, events and bytes out.
     The driver applies the timeout of the current phase (`timeout`, from
     ClientConfig, RFC 5321 §4.5.3.2) and calls `on_timeout()` when it expires.
   * Rule 1: every reply is matched to the command it answers through one

@@ -1,7 +1,7 @@
 """ClientConfig: the settings of pigeon's outbound SMTP/LMTP client, one frozen value.
 
 Contract:
-  * Pure data (STYLE 3.16): a frozen dataclass with a comment per field
+  * Pure data (CONTRIBUTING.md, rule 15): a frozen dataclass with a comment per field
     giving its default and unit; `__post_init__` validates eagerly and raises
     ValueError naming the field. The [delivery] config section (config/) is
     expected to build one of these.

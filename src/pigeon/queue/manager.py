@@ -713,7 +713,7 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
         try:
             return list(await agent.deliver(request)), False
         except Exception as e:
-            # Two faces (STYLE 3.6): the traceback to our log, a generic
+            # Two faces (CONTRIBUTING.md, rule 6): the traceback to our log, a generic
             # reason into the queue and any report.
             log.warning("queue_id=%s: delivery agent %s raised %r; deferring %d recipient(s)",
                         env.queue_id, nh, e, len(rcpts), exc_info=True)

@@ -2,7 +2,7 @@
 
 These are `QueueManager` methods (the class inherits `OperatorActions`),
 kept in their own module only for size: the manager stays the single owner
-of queue state (STYLE 3.8) and the control socket (pigeon.admin.control)
+of queue state (CONTRIBUTING.md, rule 8) and the control socket (pigeon.admin.control)
 calls these and nothing else to change the queue.
 
 Contract:

@@ -1,6 +1,6 @@
 """Queue scheduling, pure: retry backoff, expiry, delay warnings, fairness, destinations.
 
-Contract (STYLE 3.2, 3.11: time is an argument, scheduling is tested apart):
+Contract (CONTRIBUTING.md, rules 2 and 10: time is an argument, scheduling is tested apart):
   * Nothing here reads the clock, sleeps, does I/O or draws its own random
     numbers: `now` and `rng` come from the caller, so tests use integers and
     a stub rng. The queue manager is the only caller in production.

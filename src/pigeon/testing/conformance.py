@@ -1,4 +1,4 @@
-"""Conformance suites for pigeon's extension points (STYLE 3.13, trio's check_*).
+"""Conformance suites for pigeon's extension points (CONTRIBUTING.md, rule 12).
 
 `check_delivery_agent(factory, nexthop=...)` runs the delivery-agent contract
 (pigeon.delivery.api) against any agent: `factory()` returns a fresh agent

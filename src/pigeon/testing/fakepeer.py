@@ -10,7 +10,7 @@
     async with FakePeer(rules) as peer:              # peer.port, peer.messages
         ...
 
-Contract (STYLE 3.15: a fake peer driven by a function, httpx MockTransport style):
+Contract (CONTRIBUTING.md, rule 14, a fake peer driven by a function):
   * The handler is called for every command line (`Command(verb, arg, line)`,
     verb upper-cased) and once more at the end of the content, as verb
     "DATA-END" (SMTP: once, arg ""; LMTP: once per accepted recipient, arg =

@@ -1,4 +1,4 @@
-"""Test doubles shipped with pigeon (STYLE 3.15: seams are injected).
+"""Test doubles shipped with pigeon (CONTRIBUTING.md, rule 14: seams are injected).
 
 Contract:
   * Fakes are deterministic and record what they were asked, so tests assert
@@ -7,7 +7,7 @@ Contract:
     (`RecordingMaillog` ~ pigeon.obs.maillog, `FakeClock` ~ `time.time`,
     `FakeAgent` ~ pigeon.delivery.api.DeliveryAgent), and never do I/O.
   * `FakeAgent` has one error field per stage of an SMTP transaction
-    (STYLE 3.15, maddy's testutils target): `start_err` (connect/greeting:
+    (CONTRIBUTING.md, rule 14): `start_err` (connect/greeting:
     no peer reached, every recipient gets it), `rcpt_err[address]` (that
     RCPT refused), `body_err` (DATA refused: every accepted recipient) and
     `commit_err` (the reply to the final dot). Each is a `FakeReply` (a

@@ -1,4 +1,4 @@
-"""RecipientPolicy: golden .in/.ref decision files (STYLE 3.14) plus edge cases.
+"""RecipientPolicy: golden .in/.ref decision files (CONTRIBUTING.md, rule 13) plus edge cases.
 
 Each tests/unit/policy/golden/NAME.in line is "client_ip recipient" ('#'
 comments and blank lines are copied through); NAME.ref holds the same lines

@@ -1,4 +1,4 @@
-"""pigeon.proto is sans-IO: no module under it imports asyncio, socket or ssl (STYLE 3.1)."""
+"""pigeon.proto is sans-IO: no module under it imports asyncio, socket or ssl (CONTRIBUTING.md, rule 1)."""
 from __future__ import annotations
 
 import ast
