@@ -5,7 +5,11 @@ Contract: `UnixServer` is the base of pigeon's Unix-socket servers
 serves each connection with the subclass's `handle(reader, writer)`;
 `close()` stops listening, cancels the connections in progress, waits for
 them and removes the socket file. The connection's writer is closed after
-`handle` returns, whatever happened.
+`handle` returns, whatever happened. Every wait on a client is bounded
+(CONTRIBUTING.md, rule 4): subclasses read and write through `bounded()`,
+which gives up after `io_timeout` seconds; a client that stalls (never
+sends its request, never reads the answer) is cut off and its slot freed,
+and closing waits at most CLOSE_TIMEOUT for the peer.
 `bind_socket(path, mode)` returns a listening, non-blocking Unix
 socket at `path` with permissions `mode`: a temporary name is bound,
 chmod'ed, then renamed into place, so `path` is never reachable with other
@@ -22,10 +26,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 from pathlib import Path
-from typing import Iterator
+from typing import Awaitable, Iterator, TypeVar
+
+T = TypeVar("T")
+
+log = logging.getLogger("pigeon.admin")
+
+#: Seconds a client may take to send its request or read an answer.
+IO_TIMEOUT = 60.0
+#: Seconds closing a connection may wait for the peer.
+CLOSE_TIMEOUT = 5.0
 
 MAX_SUN_PATH = 107          # 108 bytes including the terminating NUL
 
@@ -72,8 +86,9 @@ def bind_socket(path: Path, mode: int, backlog: int = 16) -> socket.socket:
 class UnixServer:
     """Listening and closing for a Unix-socket server (see the module contract)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, io_timeout: float = IO_TIMEOUT) -> None:
         self.path = Path(path)
+        self.io_timeout = io_timeout
         self._server: asyncio.AbstractServer | None = None
         self._clients: set[asyncio.Task] = set()
 
@@ -85,6 +100,10 @@ class UnixServer:
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         raise NotImplementedError
 
+    async def bounded(self, awaitable: Awaitable[T]) -> T:
+        """`awaitable` (a read or a drain), or TimeoutError after io_timeout."""
+        return await asyncio.wait_for(awaitable, self.io_timeout)
+
     async def _connection(self, reader: asyncio.StreamReader,
                           writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -94,13 +113,17 @@ class UnixServer:
             await self.handle(reader, writer)
         except (ConnectionError, asyncio.CancelledError):
             pass
+        except TimeoutError:
+            log.info("%s: a client stalled for %.0fs; connection closed", self.path,
+                     self.io_timeout)
+            writer.transport.abort()
         finally:
             if task is not None:
                 self._clients.discard(task)
             writer.close()
             try:
-                await writer.wait_closed()
-            except (ConnectionError, asyncio.CancelledError):
+                await asyncio.wait_for(writer.wait_closed(), CLOSE_TIMEOUT)
+            except (ConnectionError, TimeoutError, asyncio.CancelledError):
                 pass
 
     async def close(self) -> None:

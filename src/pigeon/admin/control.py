@@ -35,7 +35,7 @@ import socket
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping
 
-from pigeon.admin._sockpath import UnixServer, short_path
+from pigeon.admin._sockpath import IO_TIMEOUT, UnixServer, short_path
 from pigeon.queue.health import is_storage_fault
 
 __all__ = ["ControlError", "ControlServer", "OpError", "MAX_REQUEST"]
@@ -68,8 +68,9 @@ def _socket_alive(path: Path) -> bool:
 class ControlServer(UnixServer):
     """Serves `handlers` on the Unix socket `path` (see the module contract)."""
 
-    def __init__(self, path: Path, handlers: Mapping[str, Handler]) -> None:
-        super().__init__(path)
+    def __init__(self, path: Path, handlers: Mapping[str, Handler], *,
+                 io_timeout: float = IO_TIMEOUT) -> None:
+        super().__init__(path, io_timeout=io_timeout)
         self.handlers = dict(handlers)
 
     async def start(self) -> None:
@@ -90,7 +91,7 @@ class ControlServer(UnixServer):
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
             try:
-                line = await reader.readuntil(b"\n")
+                line = await self.bounded(reader.readuntil(b"\n"))
             except asyncio.IncompleteReadError:
                 break                                      # client closed
             except asyncio.LimitOverrunError:
@@ -133,7 +134,6 @@ class ControlServer(UnixServer):
             log.exception("control operation %s failed", op)
             return {"ok": False, "error": "internal error (see the pigeon log)"}, False
 
-    @staticmethod
-    async def _send(writer: asyncio.StreamWriter, answer: dict[str, Any]) -> None:
+    async def _send(self, writer: asyncio.StreamWriter, answer: dict[str, Any]) -> None:
         writer.write(json.dumps(answer, separators=(",", ":"), default=str).encode() + b"\n")
-        await writer.drain()
+        await self.bounded(writer.drain())

@@ -136,7 +136,7 @@ class SubmitServer(UnixServer):
             answer = {"ok": False, "error": "internal error (see the pigeon log)",
                       "code": L.EX_SOFTWARE}
         writer.write(json.dumps(answer).encode() + b"\n")
-        await writer.drain()
+        await self.bounded(writer.drain())
 
     async def _read(self, reader: asyncio.StreamReader) -> tuple[dict[str, Any], bytes]:
         try:

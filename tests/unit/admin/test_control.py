@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import os
 import socket
 import stat
@@ -28,12 +29,12 @@ async def crash():
 HANDLERS = {"echo": echo, "refuse": refuse, "crash": crash}
 
 
-def serve(path, handlers=HANDLERS):
+def serve(path, handlers=HANDLERS, **kw):
     """Run a ControlServer in a background loop; returns (server, stop)."""
     loop = asyncio.new_event_loop()
     t = threading.Thread(target=loop.run_forever, daemon=True)
     t.start()
-    server = ControlServer(path, handlers)
+    server = ControlServer(path, handlers, **kw)
     asyncio.run_coroutine_threadsafe(server.start(), loop).result(5)
 
     def stop():
@@ -125,5 +126,50 @@ def test_paths_longer_than_sun_path_work(tmp_path):
     _, stop = serve(path)
     try:
         assert ControlClient(path).call("echo", ok=True) == {"ok": True}
+    finally:
+        stop()
+
+
+async def big(n: int):
+    return "x" * n
+
+
+def _closed_by_server(s: socket.socket, timeout: float) -> bool:
+    """Whether the server closes `s` within `timeout` (reads and drops what comes)."""
+    s.settimeout(timeout)
+    try:
+        while s.recv(1 << 16):
+            pass
+    except socket.timeout:
+        return False
+    except ConnectionResetError:
+        pass
+    return True
+
+
+def test_a_silent_client_is_cut_off(tmp_path):
+    # Every wait on a client is bounded (CONTRIBUTING.md, rule 4): one that
+    # connects and never sends its request does not hold its slot forever.
+    path = tmp_path / "control.sock"
+    _, stop = serve(path, io_timeout=0.3)
+    try:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(path))
+            assert _closed_by_server(s, 5.0)
+    finally:
+        stop()
+
+
+def test_a_client_that_never_reads_is_cut_off(tmp_path):
+    path = tmp_path / "control.sock"
+    _, stop = serve(path, {"big": big}, io_timeout=0.3)
+    try:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(str(path))
+            request = b'{"op": "big", "n": 4000000}\n'
+            s.sendall(request * 8)          # answers pile up unread
+            time.sleep(1.0)                 # > io_timeout: the drain gave up
+            assert _closed_by_server(s, 5.0)
     finally:
         stop()
