@@ -39,6 +39,7 @@ directory that is removed at the end; /etc/postfix is not modified.
 Usage: make bench ARGS="--rounds 5"   or
        .venv/bin/python bench/accept_rate.py --messages 2000 --concurrency 20 --rounds 5
 """
+
 from __future__ import annotations
 
 import statistics
@@ -50,15 +51,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402 (bench/ on sys.path above; it puts src/ there too)
-from common import (  # noqa: E402
-    TARGETS, PigeonTarget as _PigeonTarget, SkipTarget, cpu_seconds, fmt, loadavg, run_load)
-from pigeon.testing.postfix import (  # noqa: E402
-    LOOPBACK, PostfixUnavailable, PrivatePostfix, wait_until)
+from common import TARGETS, SkipTarget, cpu_seconds, fmt, loadavg, run_load  # noqa: E402
+from common import PigeonTarget as _PigeonTarget
+
+from pigeon.testing.postfix import LOOPBACK, PostfixUnavailable, PrivatePostfix, wait_until  # noqa: E402
 
 RECIPIENT = "bench@localhost"
 
 
 # --------------------------------------------------------------------------- targets
+
 
 class Target:
     name = "?"
@@ -137,17 +139,24 @@ CLASSES = {"sink": SinkTarget, "postfix": PostfixTarget, "pigeon": PigeonTarget}
 
 # --------------------------------------------------------------------------- main
 
+
 def summarize(rates: list[float]) -> dict:
-    return {"median": statistics.median(rates), "min": min(rates), "max": max(rates)} if rates else {}
+    return (
+        {"median": statistics.median(rates), "min": min(rates), "max": max(rates)} if rates else {}
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     args, wanted = common.parse_args(
-        __doc__, argv, messages=2000,
+        __doc__,
+        argv,
+        messages=2000,
         only_help="comma-separated targets to run (default pigeon,postfix,sink)",
         reuse_help="smtp-source -d: keep each session open for the next message",
         run_timeout_help="seconds allowed per run (default 600)",
-        drain_timeout=120, drain_help="seconds to wait for delivery after a run (default 120)")
+        drain_timeout=120,
+        drain_help="seconds to wait for delivery after a run (default 120)",
+    )
     source = common.smtp_source()
     if not source:
         return 2
@@ -158,8 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict] = {}
     extra_info: dict[str, dict] = {}
     info = common.start_info()
-    print(f"# {args.messages} messages x {args.size} B, {args.concurrency} sessions, "
-          f"{args.rounds} rounds, one message per connection: {not args.reuse_connections}")
+    print(
+        f"# {args.messages} messages x {args.size} B, {args.concurrency} sessions, "
+        f"{args.rounds} rounds, one message per connection: {not args.reuse_connections}"
+    )
     interrupted = False
     try:
         for name, t in common.start_targets(CLASSES, wanted, workdir, targets, skipped):
@@ -175,8 +186,10 @@ def main(argv: list[str] | None = None) -> int:
                     results[name]["errors"].append(f"warm-up: {err}")
                     print(f"{name} warm-up: {err}", file=sys.stderr)
                 if not wait_until(lambda: t.drained(results[name]["sent"]), args.drain_timeout):
-                    print(f"{name}: warm-up messages not delivered within {args.drain_timeout}s",
-                          file=sys.stderr)
+                    print(
+                        f"{name}: warm-up messages not delivered within {args.drain_timeout}s",
+                        file=sys.stderr,
+                    )
 
         for r, name in common.rotated_rounds(list(targets), args.rounds):
             t, res = targets[name], results[name]
@@ -184,8 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             la = loadavg()
             secs, err = run_load(source, t.port, args.messages, RECIPIENT, args)
             res["sent"] += args.messages
-            run = {"round": r + 1, "seconds": secs, "rate": args.messages / secs,
-                   "loadavg": la}
+            run = {"round": r + 1, "seconds": secs, "rate": args.messages / secs, "loadavg": la}
             t1 = time.perf_counter()
             ok = wait_until(lambda: t.drained(res["sent"]), args.drain_timeout)
             run["drain_seconds"] = time.perf_counter() - t1
@@ -199,8 +211,10 @@ def main(argv: list[str] | None = None) -> int:
                 res["errors"].append(f"round {r + 1}: {err}")
             res["runs"].append(run)
             extra = "" if ok else "  (NOT all delivered in time)"
-            print(f"round {r + 1} {name:8s} {secs:7.3f} s  {args.messages / secs:8.0f} msg/s"
-                  f"  drain {run['drain_seconds']:6.2f} s{extra}" + (f"  ERROR {err}" if err else ""))
+            print(
+                f"round {r + 1} {name:8s} {secs:7.3f} s  {args.messages / secs:8.0f} msg/s"
+                f"  drain {run['drain_seconds']:6.2f} s{extra}" + (f"  ERROR {err}" if err else "")
+            )
     except KeyboardInterrupt:
         interrupted = True
         print("interrupted; stopping targets", file=sys.stderr)
@@ -217,27 +231,40 @@ def main(argv: list[str] | None = None) -> int:
         summary[name] = summarize([r["rate"] for r in good])
         deliver = [r["deliver_rate"] for r in good if r.get("deliver_rate")]
         summary[name]["deliver_median"] = statistics.median(deliver) if deliver else None
-        summary[name]["drain_median_s"] = (statistics.median([r["drain_seconds"] for r in good])
-                                           if good else None)
+        summary[name]["drain_median_s"] = (
+            statistics.median([r["drain_seconds"] for r in good]) if good else None
+        )
         summary[name]["good_runs"] = len(good)
         cpu = common.cpu_ms_per_message(good, args.messages)
         if cpu is not None:
             summary[name]["cpu_ms_per_message_median"] = cpu
 
-    ratios = {f"{a}/{b}": common.ratio(results, a, b, "rate", summary.get(a, {}).get("median"),
-                                       summary.get(b, {}).get("median"))
-              for a, b in common.RATIO_PAIRS}
+    ratios = {
+        f"{a}/{b}": common.ratio(
+            results,
+            a,
+            b,
+            "rate",
+            summary.get(a, {}).get("median"),
+            summary.get(b, {}).get("median"),
+        )
+        for a, b in common.RATIO_PAIRS
+    }
     print()
-    print(f"{'target':8s} {'median msg/s':>12s} {'min':>7s} {'max':>7s} {'runs':>5s}"
-          f" {'accept+deliver msg/s':>21s}")
+    print(
+        f"{'target':8s} {'median msg/s':>12s} {'min':>7s} {'max':>7s} {'runs':>5s}"
+        f" {'accept+deliver msg/s':>21s}"
+    )
     for name in TARGETS:
         if name in skipped or name not in summary:
             if name in wanted:
                 common.print_not_measured(name, skipped, 12)
             continue
         s = summary[name]
-        print(f"{name:8s} {fmt(s.get('median')):>12s} {fmt(s.get('min')):>7s} {fmt(s.get('max')):>7s}"
-              f" {s['good_runs']:>3d}/{len(results[name]['runs'])} {fmt(s.get('deliver_median')):>21s}")
+        print(
+            f"{name:8s} {fmt(s.get('median')):>12s} {fmt(s.get('min')):>7s} {fmt(s.get('max')):>7s}"
+            f" {s['good_runs']:>3d}/{len(results[name]['runs'])} {fmt(s.get('deliver_median')):>21s}"
+        )
     common.print_ratios(ratios, 15)
     if "pigeon" in extra_info and "VmHWM" in extra_info["pigeon"]:
         p = extra_info["pigeon"]

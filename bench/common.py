@@ -6,6 +6,7 @@ start / round-robin / stop skeleton and the parts of the report that read
 alike. The scripts put this directory on sys.path and `import common`; this
 module puts the source tree (ROOT/src) on sys.path for `pigeon`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
@@ -38,6 +39,7 @@ class SkipTarget(Exception):
 
 # --------------------------------------------------------------------------- machine
 
+
 def loadavg() -> list[float]:
     try:
         return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
@@ -54,19 +56,27 @@ def machine_info() -> dict:
                 break
     except OSError:
         pass
-    commit = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
-                            capture_output=True, text=True).stdout.strip()
-    return {"nproc": os.cpu_count(), "cpu": cpu, "kernel": platform.release(),
-            "python": platform.python_version(), "pigeon_commit": commit or "?",
-            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "pigeon_commit": commit or "?",
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
 
 
 def start_info() -> dict:
     """machine_info() plus the load average now, printed as the report's first line."""
     info = machine_info()
     info["loadavg_start"] = loadavg()
-    print(f"# {info['date']}  {info['nproc']} x {info['cpu']}  kernel {info['kernel']}  "
-          f"load {info['loadavg_start']}")
+    print(
+        f"# {info['date']}  {info['nproc']} x {info['cpu']}  kernel {info['kernel']}  "
+        f"load {info['loadavg_start']}"
+    )
     return info
 
 
@@ -89,6 +99,7 @@ def proc_status(pid: int) -> dict:
 
 # --------------------------------------------------------------------------- processes
 
+
 def stop_process(proc: subprocess.Popen | None) -> None:
     """Terminate `proc` if it still runs (kill it if it does not go within 10 s)."""
     if proc and proc.poll() is None:
@@ -108,7 +119,7 @@ def start_smtp_sink(logpath: Path, extra: list[str]) -> tuple[subprocess.Popen, 
     port = free_port()
     cmd = [tool, "-4"]
     if os.geteuid() == 0:
-        cmd += ["-u", "nobody"]          # smtp-sink refuses to keep running as root
+        cmd += ["-u", "nobody"]  # smtp-sink refuses to keep running as root
     cmd += [*extra, f"{LOOPBACK}:{port}", "256"]  # 256: listen backlog
     with open(logpath, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -119,8 +130,22 @@ def start_smtp_sink(logpath: Path, extra: list[str]) -> tuple[subprocess.Popen, 
 
 
 def smtp_source_cmd(tool: str, port: int, messages: int, recipient: str, args) -> list[str]:
-    cmd = [tool, "-4", "-s", str(args.concurrency), "-m", str(messages), "-l", str(args.size),
-           "-f", SENDER, "-t", recipient, "-M", HELO]
+    cmd = [
+        tool,
+        "-4",
+        "-s",
+        str(args.concurrency),
+        "-m",
+        str(messages),
+        "-l",
+        str(args.size),
+        "-f",
+        SENDER,
+        "-t",
+        recipient,
+        "-M",
+        HELO,
+    ]
     if args.reuse_connections:
         cmd.append("-d")
     return cmd + [f"{LOOPBACK}:{port}"]
@@ -131,8 +156,9 @@ def run_load(tool: str, port: int, messages: int, recipient: str, args) -> tuple
     cmd = smtp_source_cmd(tool, port, messages, recipient, args)
     t0 = time.perf_counter()
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.run_timeout,
-                           stdin=subprocess.DEVNULL)
+        p = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=args.run_timeout, stdin=subprocess.DEVNULL
+        )
     except subprocess.TimeoutExpired:
         return time.perf_counter() - t0, f"smtp-source timed out after {args.run_timeout}s"
     elapsed = time.perf_counter() - t0
@@ -142,6 +168,7 @@ def run_load(tool: str, port: int, messages: int, recipient: str, args) -> tuple
 
 
 # --------------------------------------------------------------------------- pigeon
+
 
 class PigeonTarget:
     """`python -m pigeon serve` in WORKDIR/pigeon, with CPU/RSS accounting."""
@@ -162,7 +189,7 @@ class PigeonTarget:
         top = os.environ.get("PIGEON_BENCH_TOML", "").strip()
         if top:
             config_text = top + "\n" + config_text
-        self.proc = PigeonProcess(self.workdir, config_text)   # fsync on, domain localhost
+        self.proc = PigeonProcess(self.workdir, config_text)  # fsync on, domain localhost
         try:
             self.proc.start(timeout=30)
         except Exception as exc:  # pigeon not runnable (yet): report and skip
@@ -193,20 +220,40 @@ def cpu_seconds(t) -> float | None:
 
 # --------------------------------------------------------------------------- command line
 
-def parse_args(doc: str, argv: list[str] | None, *, messages: int, only_help: str,
-               reuse_help: str, run_timeout_help: str, drain_timeout: float,
-               drain_help: str) -> tuple[argparse.Namespace, list[str]]:
+
+def parse_args(
+    doc: str,
+    argv: list[str] | None,
+    *,
+    messages: int,
+    only_help: str,
+    reuse_help: str,
+    run_timeout_help: str,
+    drain_timeout: float,
+    drain_help: str,
+) -> tuple[argparse.Namespace, list[str]]:
     """The options both benchmarks take, checked; returns (args, wanted targets)."""
-    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--messages", type=int, default=messages,
-                    help=f"messages per timed run (default {messages})")
-    ap.add_argument("--concurrency", type=int, default=20, help="parallel SMTP sessions (default 20)")
-    ap.add_argument("--size", type=int, default=5000, help="payload bytes per message (default 5000)")
+    ap = argparse.ArgumentParser(
+        description=doc.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--messages",
+        type=int,
+        default=messages,
+        help=f"messages per timed run (default {messages})",
+    )
+    ap.add_argument(
+        "--concurrency", type=int, default=20, help="parallel SMTP sessions (default 20)"
+    )
+    ap.add_argument(
+        "--size", type=int, default=5000, help="payload bytes per message (default 5000)"
+    )
     ap.add_argument("--rounds", type=int, default=5, help="timed runs per target (default 5)")
     ap.add_argument("--only", default=",".join(TARGETS), help=only_help)
     ap.add_argument("--json", metavar="FILE", help="write the raw numbers to FILE")
-    ap.add_argument("--warmup", type=int, default=200, help="untimed messages per target first (default 200)")
+    ap.add_argument(
+        "--warmup", type=int, default=200, help="untimed messages per target first (default 200)"
+    )
     ap.add_argument("--reuse-connections", action="store_true", help=reuse_help)
     ap.add_argument("--run-timeout", type=float, default=600, help=run_timeout_help)
     ap.add_argument("--drain-timeout", type=float, default=drain_timeout, help=drain_help)
@@ -217,13 +264,21 @@ def parse_args(doc: str, argv: list[str] | None, *, messages: int, only_help: st
     bad = [t for t in wanted if t not in TARGETS]
     if bad or not wanted:
         ap.error(f"--only: unknown target(s) {bad}; choose from {','.join(TARGETS)}")
-    for name, val, lo in (("messages", args.messages, 1), ("concurrency", args.concurrency, 1),
-                          ("size", args.size, 0), ("rounds", args.rounds, 1), ("warmup", args.warmup, 0)):
+    for name, val, lo in (
+        ("messages", args.messages, 1),
+        ("concurrency", args.concurrency, 1),
+        ("size", args.size, 0),
+        ("rounds", args.rounds, 1),
+        ("warmup", args.warmup, 0),
+    ):
         if val < lo:
             ap.error(f"--{name} must be >= {lo}")
     if args.concurrency > 50:
-        print("note: pigeon and Postfix both allow 50 connections per client IP by default; "
-              "runs above that will see refusals", file=sys.stderr)
+        print(
+            "note: pigeon and Postfix both allow 50 connections per client IP by default; "
+            "runs above that will see refusals",
+            file=sys.stderr,
+        )
     return args, wanted
 
 
@@ -237,8 +292,10 @@ def smtp_source() -> str | None:
 
 # --------------------------------------------------------------------------- start, rounds, stop
 
-def start_targets(classes: dict, wanted: list[str], workdir: Path, targets: dict,
-                  skipped: dict[str, str]) -> Iterator[tuple[str, object]]:
+
+def start_targets(
+    classes: dict, wanted: list[str], workdir: Path, targets: dict, skipped: dict[str, str]
+) -> Iterator[tuple[str, object]]:
     """Start the wanted targets in TARGETS order; yields (name, target) for each that runs.
 
     A target that fails to start is stopped and recorded in `skipped`; each started one
@@ -283,6 +340,7 @@ def stop_targets(targets: dict, workdir: Path, keep: bool) -> dict[str, dict]:
 
 # --------------------------------------------------------------------------- report
 
+
 def fmt(x: float | None, spec: str = ".0f") -> str:
     return "-" if x is None else format(x, spec)
 
@@ -299,20 +357,28 @@ def span(runs: list[dict], key: str) -> tuple[float, float] | None:
 
 def cpu_ms_per_message(good: list[dict], messages: int) -> float | None:
     """Median over `good` runs of pigeon's CPU milliseconds per message, None if not measured."""
-    cpu = [r["pigeon_cpu_seconds"] * 1000 / messages for r in good
-           if r.get("pigeon_cpu_seconds") is not None]
+    cpu = [
+        r["pigeon_cpu_seconds"] * 1000 / messages
+        for r in good
+        if r.get("pigeon_cpu_seconds") is not None
+    ]
     return statistics.median(cpu) if cpu else None
 
 
-def ratio(results: dict, a: str, b: str, key: str, ma: float | None, mb: float | None) -> dict | None:
+def ratio(
+    results: dict, a: str, b: str, key: str, ma: float | None, mb: float | None
+) -> dict | None:
     """ma / mb (medians of a and b) and the spread of the same-round ratios of runs' `key`."""
     if not (ma and mb):
         return None
     ra = {r["round"]: r[key] for r in results[a]["runs"] if "error" not in r and r.get(key)}
     rb = {r["round"]: r[key] for r in results[b]["runs"] if "error" not in r and r.get(key)}
     paired = [ra[k] / rb[k] for k in ra if k in rb]
-    return {"of_medians": ma / mb, "paired_min": min(paired) if paired else None,
-            "paired_max": max(paired) if paired else None}
+    return {
+        "of_medians": ma / mb,
+        "paired_min": min(paired) if paired else None,
+        "paired_max": max(paired) if paired else None,
+    }
 
 
 RATIO_PAIRS = (("pigeon", "postfix"), ("pigeon", "sink"), ("postfix", "sink"))
@@ -326,8 +392,11 @@ def print_not_measured(name: str, skipped: dict[str, str], width: int) -> None:
 def print_ratios(ratios: dict, width: int) -> None:
     for key, r in ratios.items():
         if r:
-            spread = (f" (same-round ratios {r['paired_min']:.2f}-{r['paired_max']:.2f})"
-                      if r["paired_min"] is not None else "")
+            spread = (
+                f" (same-round ratios {r['paired_min']:.2f}-{r['paired_max']:.2f})"
+                if r["paired_min"] is not None
+                else ""
+            )
             print(f"ratio {key:{width}s} {r['of_medians']:.2f}{spread}")
 
 
@@ -338,18 +407,35 @@ def pigeon_usage(p: dict) -> str:
 
 def print_cpu_per_message(summary: dict, what: str) -> None:
     if summary.get("pigeon", {}).get("cpu_ms_per_message_median") is not None:
-        print(f"pigeon CPU per message ({what}, median of rounds) "
-              f"{summary['pigeon']['cpu_ms_per_message_median']:.2f} ms")
+        print(
+            f"pigeon CPU per message ({what}, median of rounds) "
+            f"{summary['pigeon']['cpu_ms_per_message_median']:.2f} ms"
+        )
 
 
-def finish(args, info: dict, skipped: dict, results: dict, summary: dict, ratios: dict,
-           extra_info: dict, interrupted: bool) -> int:
+def finish(
+    args,
+    info: dict,
+    skipped: dict,
+    results: dict,
+    summary: dict,
+    ratios: dict,
+    extra_info: dict,
+    interrupted: bool,
+) -> int:
     """Last report line, the --json file; returns the exit status."""
     print(f"# load average start {info['loadavg_start']} end {info['loadavg_end']}")
     if args.json:
-        doc = {"args": vars(args), "machine": info, "skipped": skipped, "results": results,
-               "summary": summary, "ratios": ratios, "targets": extra_info,
-               "interrupted": interrupted}
+        doc = {
+            "args": vars(args),
+            "machine": info,
+            "skipped": skipped,
+            "results": results,
+            "summary": summary,
+            "ratios": ratios,
+            "targets": extra_info,
+            "interrupted": interrupted,
+        }
         Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
         print(f"# raw numbers written to {args.json}")
     failed = any(res["errors"] for res in results.values())
@@ -357,5 +443,5 @@ def finish(args, info: dict, skipped: dict, results: dict, summary: dict, ratios
 
 
 def run_main(main: Callable[[], int]) -> None:
-    signal.signal(signal.SIGTERM, signal.default_int_handler)   # SIGTERM -> cleanup via finally
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM -> cleanup via finally
     sys.exit(main())

@@ -39,12 +39,12 @@ Pass (exit status 0, `Summary.ok`) only when:
 Messages that were delivered although the client never saw the 250 (the
 kill came between the commit and the reply) are allowed and counted.
 """
+
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
-import os
 import random
 import re
 import smtplib
@@ -71,24 +71,24 @@ MAILBOXES = 8
 class Summary:
     cycles: int = 0
     clients: int = 0
-    sent: int = 0                  # attempts started (DATA sent or not)
-    acked: int = 0                 # attempts that got a 250
-    acked_copies: int = 0          # (token, recipient) pairs that got a 250
-    delivered_copies: int = 0      # distinct (token, recipient) pairs delivered
-    delivered_local: int = 0       # Maildir files (duplicates included)
-    delivered_remote: int = 0      # fake-peer deliveries (per recipient, duplicates included)
-    duplicates: int = 0            # extra copies of a (token, recipient) pair
+    sent: int = 0  # attempts started (DATA sent or not)
+    acked: int = 0  # attempts that got a 250
+    acked_copies: int = 0  # (token, recipient) pairs that got a 250
+    delivered_copies: int = 0  # distinct (token, recipient) pairs delivered
+    delivered_local: int = 0  # Maildir files (duplicates included)
+    delivered_remote: int = 0  # fake-peer deliveries (per recipient, duplicates included)
+    duplicates: int = 0  # extra copies of a (token, recipient) pair
     duplicates_not_in_flight: int = 0
-    unacked_delivered: int = 0     # delivered although the client saw no 250
+    unacked_delivered: int = 0  # delivered although the client saw no 250
     lost: int = 0
     truncated: int = 0
     corrupt: int = 0
     queue_left: int = 0
-    kills_in_data: int = 0         # kills with a spilled spool file open (DATA/BDAT of a large message)
+    kills_in_data: int = 0  # kills with a spilled spool file open (DATA/BDAT of a large message)
     kills_in_local_delivery: int = 0
     kills_in_remote_delivery: int = 0
     kills_with_active_entries: int = 0
-    kills_after_load: int = 0      # kills while only the queue manager was busy
+    kills_after_load: int = 0  # kills while only the queue manager was busy
     seconds: float = 0.0
     lost_examples: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
@@ -117,11 +117,14 @@ class Summary:
 
 def message(token: str, rcpts: list[str], rng: random.Random) -> bytes:
     """A test message: its token in a header, filler, the end marker last."""
-    lines = rng.choice((5, 50, 500, 2000))        # ~0.2 KB .. ~90 KB
-    filler = b"".join(b"line %d of %s: the quick brown fox\r\n" % (i, token.encode())
-                      for i in range(lines))
-    head = (f"From: load@example.org\r\nTo: {', '.join(rcpts)}\r\nSubject: {token}\r\n"
-            f"X-Harness-Token: {token}\r\n\r\n").encode()
+    lines = rng.choice((5, 50, 500, 2000))  # ~0.2 KB .. ~90 KB
+    filler = b"".join(
+        b"line %d of %s: the quick brown fox\r\n" % (i, token.encode()) for i in range(lines)
+    )
+    head = (
+        f"From: load@example.org\r\nTo: {', '.join(rcpts)}\r\nSubject: {token}\r\n"
+        f"X-Harness-Token: {token}\r\n\r\n"
+    ).encode()
     # A line starting with "." exercises dot-stuffing on both hops.
     return head + filler + b".dot line\r\n" + f"END-OF-MESSAGE {token}\r\n".encode()
 
@@ -129,7 +132,7 @@ def message(token: str, rcpts: list[str], rng: random.Random) -> bytes:
 class Client(threading.Thread):
     """Sends numbered messages until stopped; logs each one that got a 250."""
 
-    def __init__(self, harness: "Harness", index: int, seed: int) -> None:
+    def __init__(self, harness: Harness, index: int, seed: int) -> None:
         super().__init__(daemon=True, name=f"client-{index}")
         self.harness, self.index = harness, index
         self.rng = random.Random(seed)
@@ -152,8 +155,9 @@ class Client(threading.Thread):
                         token = f"c{h.cycle}-{self.index}-{self.n}"
                         rcpts = self.pick_rcpts()
                         h.note_sent()
-                        refused = s.sendmail("load@example.org", rcpts,
-                                             message(token, rcpts, self.rng))
+                        refused = s.sendmail(
+                            "load@example.org", rcpts, message(token, rcpts, self.rng)
+                        )
                         # Only after the 250 (sendmail returned): the client-side log.
                         h.note_acked(token, [r for r in rcpts if r not in refused])
             except (OSError, smtplib.SMTPException):
@@ -199,9 +203,19 @@ class PeerThread(threading.Thread):
 
 
 class Harness:
-    def __init__(self, workdir: Path, *, cycles: int, clients: int, messages: int,
-                 seed: int, cycle_time: float = 3.0, drain_timeout: float = 180.0,
-                 verbose: bool = True, workers: int = 1) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        cycles: int,
+        clients: int,
+        messages: int,
+        seed: int,
+        cycle_time: float = 3.0,
+        drain_timeout: float = 180.0,
+        verbose: bool = True,
+        workers: int = 1,
+    ) -> None:
         self.workdir = Path(workdir)
         self.workers = workers
         self.cycles, self.nclients, self.messages = cycles, clients, messages
@@ -245,13 +259,15 @@ class Harness:
     # -- the run -------------------------------------------------------------------
 
     def config(self) -> str:
-        return (f'relay_networks = ["127.0.0.0/8"]\nworkers = {self.workers}\n'
-                f'[domains."{LOCAL_DOMAIN}"]\n'
-                f'[transports]\n"{REMOTE_DOMAIN}" = "smtp:[127.0.0.1]:{self.peer.peer.port}"\n'
-                f'[delivery]\ntls = "none"\nconnect_timeout = 2.0\n'
-                f'[queue]\nrun_interval = 0.5\nmin_backoff = 0.5\nmax_backoff = 1.0\n'
-                f'[admin]\nmetrics_listen = ""\n'
-                f'[log]\nlevel = "warning"\n')
+        return (
+            f'relay_networks = ["127.0.0.0/8"]\nworkers = {self.workers}\n'
+            f'[domains."{LOCAL_DOMAIN}"]\n'
+            f'[transports]\n"{REMOTE_DOMAIN}" = "smtp:[127.0.0.1]:{self.peer.peer.port}"\n'
+            f'[delivery]\ntls = "none"\nconnect_timeout = 2.0\n'
+            f"[queue]\nrun_interval = 0.5\nmin_backoff = 0.5\nmax_backoff = 1.0\n"
+            f'[admin]\nmetrics_listen = ""\n'
+            f'[log]\nlevel = "warning"\n'
+        )
 
     def run(self) -> Summary:
         start = time.monotonic()
@@ -262,7 +278,8 @@ class Harness:
         self.server = PigeonProcess(self.workdir / "pigeon", self.config(), hostname="pigeon.test")
         try:
             self.server.start(timeout=30)
-            for self.cycle in range(self.cycles):
+            for cycle in range(self.cycles):
+                self.cycle = cycle
                 self._one_cycle(self.per_cycle)
             self._drain()
             self._check()
@@ -284,8 +301,7 @@ class Harness:
         # at a random moment, whichever comes first.
         target = int((self.cycle + 1) * per_cycle * self.rng.uniform(0.8, 1.0))
         deadline = time.monotonic() + self.rng.uniform(0.2, self.cycle_time)
-        while time.monotonic() < deadline and len(self.acked) < target \
-                and not self.quota_reached():
+        while time.monotonic() < deadline and len(self.acked) < target and not self.quota_reached():
             time.sleep(0.005)
         after_load = self.rng.random() < 0.3
         if after_load:
@@ -318,10 +334,12 @@ class Harness:
         s.kills_in_local_delivery += bool(local_tmp)
         s.kills_in_remote_delivery += bool(remote_open)
         s.kills_with_active_entries += bool(active)
-        self.say(f"cycle {self.cycle + 1}/{self.cycles}: acked={len(self.acked)} "
-                 f"sent={self.sent} spools={len(spools)} maildir_tmp={len(local_tmp)} "
-                 f"remote_open={remote_open} active={len(active)}"
-                 f"{' (after load)' if after_load else ''}")
+        self.say(
+            f"cycle {self.cycle + 1}/{self.cycles}: acked={len(self.acked)} "
+            f"sent={self.sent} spools={len(spools)} maildir_tmp={len(local_tmp)} "
+            f"remote_open={remote_open} active={len(active)}"
+            f"{' (after load)' if after_load else ''}"
+        )
         self.server.start(timeout=30)
 
     def _active_tokens(self) -> set[str]:
@@ -339,7 +357,7 @@ class Harness:
         out = set()
         for qid in ids:
             try:
-                fh, _ = open_message(queue / "msg" / qid)     # past the preamble
+                fh, _ = open_message(queue / "msg" / qid)  # past the preamble
                 with fh:
                     m = TOKEN.search(fh.read(4096))
             except OSError:
@@ -361,9 +379,11 @@ class Harness:
         def add(token: str, rcpt: str, data: bytes, where: str) -> None:
             copies[(token, rcpt)] += 1
             content[(token, rcpt)] = data
-            text = data.replace(b"\r\n", b"\n")     # Maildir files use LF
-            if not text.rstrip(b"\n").endswith(f"END-OF-MESSAGE {token}".encode()) \
-                    or b"\n.dot line\n" not in text:
+            text = data.replace(b"\r\n", b"\n")  # Maildir files use LF
+            if (
+                not text.rstrip(b"\n").endswith(f"END-OF-MESSAGE {token}".encode())
+                or b"\n.dot line\n" not in text
+            ):
                 truncated.append(f"{token} -> {rcpt} ({where})")
 
         for path in (self.server.data_dir / "mailboxes" / LOCAL_DOMAIN).glob("*/new/*"):
@@ -435,8 +455,10 @@ class Harness:
         if s.truncated:
             s.failures.append(f"{s.truncated} truncated copies, e.g. {truncated[:3]}")
         if s.duplicates_not_in_flight:
-            s.failures.append(f"{s.duplicates_not_in_flight} duplicate(s) of messages that were "
-                              "not being delivered at any kill")
+            s.failures.append(
+                f"{s.duplicates_not_in_flight} duplicate(s) of messages that were "
+                "not being delivered at any kill"
+            )
         if s.corrupt:
             s.failures.append(f"{s.corrupt} queue entries quarantined as corrupt")
         if s.queue_left:
@@ -444,30 +466,54 @@ class Harness:
         if s.acked < self.cycles:
             s.failures.append(f"the load did not get going: only {s.acked} acknowledged")
         (self.workdir / "summary.json").write_text(
-            json.dumps(dict(asdict(self.summary), ok=self.summary.ok), indent=2))
+            json.dumps(dict(asdict(self.summary), ok=self.summary.ok), indent=2)
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cycles", type=int, default=20, help="SIGKILL/restart cycles (default 20)")
     ap.add_argument("--clients", type=int, default=8, help="concurrent SMTP clients (default 8)")
-    ap.add_argument("--messages", type=int, default=3000,
-                    help="messages to send over the whole run (default 3000)")
-    ap.add_argument("--cycle-time", type=float, default=3.0,
-                    help="longest time between restart and kill, seconds (default 3)")
+    ap.add_argument(
+        "--messages",
+        type=int,
+        default=3000,
+        help="messages to send over the whole run (default 3000)",
+    )
+    ap.add_argument(
+        "--cycle-time",
+        type=float,
+        default=3.0,
+        help="longest time between restart and kill, seconds (default 3)",
+    )
     ap.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
-    ap.add_argument("--workdir", type=Path, default=None,
-                    help="keep data, logs and clients.jsonl here (default: a temp dir)")
+    ap.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="keep data, logs and clients.jsonl here (default: a temp dir)",
+    )
     ap.add_argument("--drain-timeout", type=float, default=300.0)
-    ap.add_argument("--workers", type=int, default=1,
-                    help="pigeon worker processes (config `workers`); SIGKILL hits the main one")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="pigeon worker processes (config `workers`); SIGKILL hits the main one",
+    )
     args = ap.parse_args(argv)
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="pigeon-crash-"))
     print(f"crash harness: seed={seed} workdir={workdir}", flush=True)
-    harness = Harness(workdir, cycles=args.cycles, clients=args.clients, messages=args.messages,
-                      seed=seed, cycle_time=args.cycle_time, drain_timeout=args.drain_timeout,
-                      workers=args.workers)
+    harness = Harness(
+        workdir,
+        cycles=args.cycles,
+        clients=args.clients,
+        messages=args.messages,
+        seed=seed,
+        cycle_time=args.cycle_time,
+        drain_timeout=args.drain_timeout,
+        workers=args.workers,
+    )
     summary = harness.run()
     print(summary.text(), flush=True)
     return 0 if summary.ok else 1

@@ -22,6 +22,7 @@ only.
 
 Usage: .venv/bin/python bench/queue_rate.py [--entries 0,100000] [--rounds 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,23 +41,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402,F401 (puts src/ on sys.path)
 from common import proc_status  # noqa: E402
 from queue_scale import fill  # noqa: E402
+
 from pigeon.queue.store import QueueStore  # noqa: E402
 from pigeon.testing.live import PigeonProcess  # noqa: E402
 
-CONFIG = '[limits]\nconnections = 0\nconnections_per_ip = 0\n[domains."localhost"]\n' \
-         '[admin]\nmetrics_listen = ""\n'
+CONFIG = (
+    '[limits]\nconnections = 0\nconnections_per_ip = 0\n[domains."localhost"]\n'
+    '[admin]\nmetrics_listen = ""\n'
+)
 
 
 def prepare(workdir: Path, entries: int) -> float:
     """A data dir with `entries` deferred rows; returns seconds spent."""
     root = workdir / "data" / "queue"
     store = QueueStore(root)
-    store.open()                                  # schema and directories
+    store.open()  # schema and directories
     store.close()
     if not entries:
         return 0.0
     now = time.time()
-    took = fill(root, entries, now + 86400)       # fill() puts rows an hour before `now`
+    took = fill(root, entries, now + 86400)  # fill() puts rows an hour before `now`
     return took
 
 
@@ -79,8 +83,11 @@ def run(entries: int, args) -> dict:
         new = proc.data_dir / "mailboxes" / "localhost" / "bench" / "new"
         src = ["smtp-source", "-4", "-l", "1024", "-f", "b@bench.test", "-t", "bench@localhost"]
         try:
-            subprocess.run(src + ["-s", "10", "-m", "100", f"127.0.0.1:{proc.port}"],
-                           check=True, timeout=args.run_timeout)      # warm-up
+            subprocess.run(
+                src + ["-s", "10", "-m", "100", f"127.0.0.1:{proc.port}"],
+                check=True,
+                timeout=args.run_timeout,
+            )  # warm-up
             deadline = time.monotonic() + args.run_timeout
             while count(new) < 100 and time.monotonic() < deadline:
                 time.sleep(0.02)
@@ -89,8 +96,18 @@ def run(entries: int, args) -> dict:
                 base = count(new)
                 c0 = proc_status(proc.proc.pid).get("cpu_s", 0.0)
                 t = time.perf_counter()
-                subprocess.run(src + ["-s", str(args.sessions), "-m", str(args.messages),
-                                      f"127.0.0.1:{proc.port}"], check=True, timeout=args.run_timeout)
+                subprocess.run(
+                    src
+                    + [
+                        "-s",
+                        str(args.sessions),
+                        "-m",
+                        str(args.messages),
+                        f"127.0.0.1:{proc.port}",
+                    ],
+                    check=True,
+                    timeout=args.run_timeout,
+                )
                 ta = time.perf_counter() - t
                 deadline = time.monotonic() + args.run_timeout
                 while count(new) < base + args.messages and time.monotonic() < deadline:
@@ -102,9 +119,11 @@ def run(entries: int, args) -> dict:
                 accept.append(args.messages / ta)
                 delivered.append(args.messages / td)
                 cpu.append(1000 * (c1 - c0) / args.messages)
-            out.update(accept=round(statistics.median(accept)),
-                       delivered=round(statistics.median(delivered)),
-                       cpu_ms=round(statistics.median(cpu), 2))
+            out.update(
+                accept=round(statistics.median(accept)),
+                delivered=round(statistics.median(delivered)),
+                cpu_ms=round(statistics.median(cpu), 2),
+            )
         finally:
             proc.stop()
     finally:
@@ -129,16 +148,20 @@ def main(argv: list[str] | None = None) -> int:
     for n in (int(x) for x in args.entries.split(",")):
         r = run(n, args)
         results.append(r)
-        print(f"{n:>9,} deferred: start {r['start_s']} s (fill {r['fill_s']} s), accept "
-              f"{r['accept']} msg/s, delivered {r['delivered']} msg/s, CPU {r['cpu_ms']} ms/msg",
-              flush=True)
+        print(
+            f"{n:>9,} deferred: start {r['start_s']} s (fill {r['fill_s']} s), accept "
+            f"{r['accept']} msg/s, delivered {r['delivered']} msg/s, CPU {r['cpu_ms']} ms/msg",
+            flush=True,
+        )
     base = results[0]
     for r in results[1:]:
         if base["entries"] == 0:
             r["accept_ratio"] = round(r["accept"] / base["accept"], 2)
             r["delivered_ratio"] = round(r["delivered"] / base["delivered"], 2)
-            print(f"{r['entries']:>9,} deferred vs empty: accept {r['accept_ratio']}x, "
-                  f"delivered {r['delivered_ratio']}x")
+            print(
+                f"{r['entries']:>9,} deferred vs empty: accept {r['accept_ratio']}x, "
+                f"delivered {r['delivered_ratio']}x"
+            )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0

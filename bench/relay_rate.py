@@ -55,6 +55,7 @@ directory that is removed at the end; /etc/postfix is not modified.
 Usage: make bench-relay ARGS="--rounds 5"   or
        .venv/bin/python bench/relay_rate.py --messages 1000 --concurrency 20 --rounds 5
 """
+
 from __future__ import annotations
 
 import os
@@ -68,14 +69,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # Shared with the acceptance benchmark so both report machines and load alike.
 import common  # noqa: E402 (bench/ on sys.path above; it puts src/ there too)
 from common import TARGETS, PigeonTarget, SkipTarget, cpu_seconds, fmt, loadavg  # noqa: E402
+
 from pigeon.testing.postfix import LOOPBACK, PostfixUnavailable, PrivatePostfix, wait_until  # noqa: E402
 
 RECIPIENT = "user@relay.test"
 RELAY_DOMAIN = "relay.test"
-POLL = 0.01          # seconds between counts of the sink directory
+POLL = 0.01  # seconds between counts of the sink directory
 
 
 # --------------------------------------------------------------------------- the next hop
+
 
 class DumpSink:
     """smtp-sink on 127.0.0.1:<free port>, one dump file per transaction."""
@@ -120,6 +123,7 @@ class DumpSink:
 
 # --------------------------------------------------------------------------- targets
 
+
 class SinkTarget:
     """No server: smtp-source talks to the sink itself."""
 
@@ -160,7 +164,7 @@ class PostfixRelayTarget:
             # Only relay.test is relayed, exactly as pigeon's [transports] entry;
             # anything else (there should be nothing) is still discarded.
             "transport_maps": f"inline:{{{RELAY_DOMAIN}=smtp:[{LOOPBACK}]:{self.sink.port}}}",
-            "smtp_tls_security_level": "none",       # smtp-sink offers no STARTTLS anyway
+            "smtp_tls_security_level": "none",  # smtp-sink offers no STARTTLS anyway
         }
         self.pf = PrivatePostfix(self.workdir, settings=settings)
         try:
@@ -194,8 +198,10 @@ class PigeonRelayTarget(PigeonTarget):
 
     def start(self) -> None:
         self.sink.start()
-        self.start_pigeon(f'relay_networks = ["127.0.0.0/8"]\n'
-                          f'[transports]\n"{RELAY_DOMAIN}" = "smtp:[{LOOPBACK}]:{self.sink.port}"\n')
+        self.start_pigeon(
+            f'relay_networks = ["127.0.0.0/8"]\n'
+            f'[transports]\n"{RELAY_DOMAIN}" = "smtp:[{LOOPBACK}]:{self.sink.port}"\n'
+        )
 
     def idle(self) -> bool:
         # A message leaves msg/ once every recipient is final (delivered or bounced).
@@ -204,10 +210,12 @@ class PigeonRelayTarget(PigeonTarget):
 
     def describe(self) -> dict:
         log = self.proc.log()
-        return {**super().describe(),
-                "status_sent_in_log": log.count("status=sent"),
-                "status_deferred_in_log": log.count("status=deferred"),
-                "status_bounced_in_log": log.count("status=bounced")}
+        return {
+            **super().describe(),
+            "status_sent_in_log": log.count("status=sent"),
+            "status_deferred_in_log": log.count("status=deferred"),
+            "status_bounced_in_log": log.count("status=bounced"),
+        }
 
     def stop(self) -> None:
         super().stop()
@@ -218,6 +226,7 @@ CLASSES = {"sink": SinkTarget, "postfix": PostfixRelayTarget, "pigeon": PigeonRe
 
 
 # --------------------------------------------------------------------------- one run
+
 
 def one_run(tool: str, t, messages: int, args) -> dict:
     """Send `messages`, time acceptance and relay completion, verify, empty the sink."""
@@ -231,9 +240,14 @@ def one_run(tool: str, t, messages: int, args) -> dict:
         time.sleep(POLL)
     relay = time.perf_counter() - t0
     arrived = t.sink.count()
-    run.update(accept_seconds=accept, accept_rate=messages / accept, relay_seconds=relay,
-               relay_rate=messages / relay if arrived >= messages else None,
-               lag_seconds=relay - accept, arrived=arrived)
+    run.update(
+        accept_seconds=accept,
+        accept_rate=messages / accept,
+        relay_seconds=relay,
+        relay_rate=messages / relay if arrived >= messages else None,
+        lag_seconds=relay - accept,
+        arrived=arrived,
+    )
     # Untimed: let the server finish its bookkeeping, then check what arrived.
     if not wait_until(t.idle, args.drain_timeout, 0.05):
         err = err or f"server queue not empty {args.drain_timeout}s after the run"
@@ -250,31 +264,40 @@ def one_run(tool: str, t, messages: int, args) -> dict:
 
 # --------------------------------------------------------------------------- main
 
+
 def main(argv: list[str] | None = None) -> int:
     args, wanted = common.parse_args(
-        __doc__, argv, messages=1000,
+        __doc__,
+        argv,
+        messages=1000,
         only_help="comma-separated targets to run (default sink,postfix,pigeon)",
         reuse_help="smtp-source -d: keep each inbound session open for the next message",
         run_timeout_help="seconds allowed per smtp-source run (default 600)",
-        drain_timeout=300, drain_help="seconds to wait for relay completion after a run (default 300)")
+        drain_timeout=300,
+        drain_help="seconds to wait for relay completion after a run (default 300)",
+    )
     source = common.smtp_source()
     if not source:
         return 2
 
     workdir = Path(tempfile.mkdtemp(prefix="pigeon-relay-bench-"))
-    workdir.chmod(0o755)          # Postfix daemons and smtp-sink (nobody) must traverse it
+    workdir.chmod(0o755)  # Postfix daemons and smtp-sink (nobody) must traverse it
     targets: dict = {}
     skipped: dict[str, str] = {}
     results: dict[str, dict] = {}
     info = common.start_info()
-    print(f"# {args.messages} messages x {args.size} B to {RECIPIENT}, {args.concurrency} sessions, "
-          f"{args.rounds} rounds, one message per connection: {not args.reuse_connections}")
+    print(
+        f"# {args.messages} messages x {args.size} B to {RECIPIENT}, {args.concurrency} sessions, "
+        f"{args.rounds} rounds, one message per connection: {not args.reuse_connections}"
+    )
     interrupted = False
     extra_info: dict[str, dict] = {}
     try:
         for name, t in common.start_targets(CLASSES, wanted, workdir, targets, skipped):
             results[name] = {"runs": [], "errors": []}
-            print(f"# {name} listening on {LOOPBACK}:{t.port}, relaying to sink on {LOOPBACK}:{t.sink.port}")
+            print(
+                f"# {name} listening on {LOOPBACK}:{t.port}, relaying to sink on {LOOPBACK}:{t.sink.port}"
+            )
 
         # Warm-up, untimed: Postfix spawns smtpd/cleanup/smtp processes and
         # ramps up its destination concurrency; pigeon opens its connections.
@@ -292,10 +315,12 @@ def main(argv: list[str] | None = None) -> int:
             res["runs"].append(run)
             if "error" in run:
                 res["errors"].append(f"round {r + 1}: {run['error']}")
-            print(f"round {r + 1} {name:8s} accept {run['accept_seconds']:7.3f} s "
-                  f"{run['accept_rate']:6.0f} msg/s   relay {run['relay_seconds']:7.3f} s "
-                  f"{fmt(run['relay_rate']):>6s} msg/s   lag {run['lag_seconds']:6.2f} s"
-                  + (f"  ERROR {run['error']}" if "error" in run else ""))
+            print(
+                f"round {r + 1} {name:8s} accept {run['accept_seconds']:7.3f} s "
+                f"{run['accept_rate']:6.0f} msg/s   relay {run['relay_seconds']:7.3f} s "
+                f"{fmt(run['relay_rate']):>6s} msg/s   lag {run['lag_seconds']:6.2f} s"
+                + (f"  ERROR {run['error']}" if "error" in run else "")
+            )
     except KeyboardInterrupt:
         interrupted = True
         print("interrupted; stopping targets", file=sys.stderr)
@@ -315,13 +340,23 @@ def main(argv: list[str] | None = None) -> int:
             s["cpu_ms_per_message_median"] = cpu
         summary[name] = s
 
-    ratios = {f"{a}/{b} {key}": common.ratio(results, a, b, key,
-                                             summary.get(a, {}).get(f"{key}_median"),
-                                             summary.get(b, {}).get(f"{key}_median"))
-              for a, b in common.RATIO_PAIRS for key in ("accept_rate", "relay_rate")}
+    ratios = {
+        f"{a}/{b} {key}": common.ratio(
+            results,
+            a,
+            b,
+            key,
+            summary.get(a, {}).get(f"{key}_median"),
+            summary.get(b, {}).get(f"{key}_median"),
+        )
+        for a, b in common.RATIO_PAIRS
+        for key in ("accept_rate", "relay_rate")
+    }
     print()
-    print(f"{'target':8s} {'accept msg/s':>13s} {'(min-max)':>11s} {'relay msg/s':>12s} "
-          f"{'(min-max)':>11s} {'lag s':>6s} {'runs':>5s}")
+    print(
+        f"{'target':8s} {'accept msg/s':>13s} {'(min-max)':>11s} {'relay msg/s':>12s} "
+        f"{'(min-max)':>11s} {'lag s':>6s} {'runs':>5s}"
+    )
     for name in TARGETS:
         if name not in wanted:
             continue
@@ -330,15 +365,19 @@ def main(argv: list[str] | None = None) -> int:
             continue
         s = summary[name]
         a, rl = s["accept_rate_span"], s["relay_rate_span"]
-        print(f"{name:8s} {fmt(s['accept_rate_median']):>13s} "
-              f"{(f'{a[0]:.0f}-{a[1]:.0f}' if a else '-'):>11s} {fmt(s['relay_rate_median']):>12s} "
-              f"{(f'{rl[0]:.0f}-{rl[1]:.0f}' if rl else '-'):>11s} {fmt(s['lag_seconds_median'], '.2f'):>6s} "
-              f"{s['good_runs']:>3d}/{s['runs']}")
+        print(
+            f"{name:8s} {fmt(s['accept_rate_median']):>13s} "
+            f"{(f'{a[0]:.0f}-{a[1]:.0f}' if a else '-'):>11s} {fmt(s['relay_rate_median']):>12s} "
+            f"{(f'{rl[0]:.0f}-{rl[1]:.0f}' if rl else '-'):>11s} {fmt(s['lag_seconds_median'], '.2f'):>6s} "
+            f"{s['good_runs']:>3d}/{s['runs']}"
+        )
     common.print_ratios(ratios, 28)
     p = extra_info.get("pigeon", {})
     if "VmHWM" in p:
-        print(common.pigeon_usage(p) + f"log: {p.get('status_sent_in_log')} sent, "
-              f"{p.get('status_deferred_in_log')} deferred, {p.get('status_bounced_in_log')} bounced")
+        print(
+            common.pigeon_usage(p) + f"log: {p.get('status_sent_in_log')} sent, "
+            f"{p.get('status_deferred_in_log')} deferred, {p.get('status_bounced_in_log')} bounced"
+        )
     common.print_cpu_per_message(summary, "accept + relay")
     for name, res in results.items():
         for e in res["errors"]:

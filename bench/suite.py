@@ -39,6 +39,7 @@ of same-round ratios (pigeon/postfix, pigeon/sink).
 Usage:  make bench                          (quick mode, a few minutes)
         .venv/bin/python bench/suite.py [--full] [--rounds N] [--json FILE]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,9 +61,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402 (bench/ on sys.path above; it puts src/ there too)
-from common import SENDER, HELO, SkipTarget, fmt, loadavg  # noqa: E402
+from common import HELO, SENDER, SkipTarget, fmt, loadavg  # noqa: E402
+
 from pigeon.testing.postfix import (  # noqa: E402
-    LOOPBACK, PostfixUnavailable, PrivatePostfix, find_tool, wait_until)
+    LOOPBACK,
+    PostfixUnavailable,
+    PrivatePostfix,
+    wait_until,
+)
 
 BENCH = Path(__file__).resolve().parent
 RECIPIENT = "bench@localhost"
@@ -70,6 +76,7 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 # --------------------------------------------------------------------------- /proc accounting
+
 
 def _stat(pid: int) -> tuple[int, float] | None:
     """(ppid, CPU seconds incl. reaped children) of `pid`, None if it is gone."""
@@ -134,6 +141,7 @@ def comm(pid: int) -> str:
 
 # --------------------------------------------------------------------------- targets
 
+
 def count_dir(d: Path) -> int:
     try:
         return len(os.listdir(d))
@@ -174,7 +182,9 @@ class PostfixMaildir:
 
     name = "postfix"
 
-    def __init__(self, workdir: Path, tag: str = "inbound", process_limit: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path, tag: str = "inbound", process_limit: int | None = None
+    ) -> None:
         inst = workdir / f"postfix-{tag}"
         inst.mkdir(parents=True, exist_ok=True)
         self.base = inst / "postfix" / "mail"
@@ -187,7 +197,7 @@ class PostfixMaildir:
             "mydestination": "",
             "virtual_mailbox_domains": "localhost",
             "virtual_mailbox_base": str(self.base),
-            "virtual_mailbox_maps": "static:bench/",          # trailing slash: Maildir
+            "virtual_mailbox_maps": "static:bench/",  # trailing slash: Maildir
             "virtual_uid_maps": f"static:{self.uid}",
             "virtual_gid_maps": f"static:{self.gid}",
             "virtual_transport": "virtual",
@@ -227,8 +237,9 @@ class Pigeon:
 
     def __init__(self, workdir: Path, tag: str = "inbound", toml_top: str = "") -> None:
         self.workdir = workdir / f"pigeon-{tag}"
-        self.toml = (toml_top.strip() + "\n" if toml_top.strip() else "") + \
-            "[limits]\nconnections = 0\nconnections_per_ip = 0\n"
+        self.toml = (
+            toml_top.strip() + "\n" if toml_top.strip() else ""
+        ) + "[limits]\nconnections = 0\nconnections_per_ip = 0\n"
         self.proc = None
         self.port = 0
         self.new_dir = None
@@ -255,19 +266,40 @@ class Pigeon:
 
 # --------------------------------------------------------------------------- inbound throughput
 
+
 def scenarios(full: bool) -> list[dict]:
     k = 5 if full else 1
     return [
         {"key": "in-1", "label": "inbound 1 KB, 1 session", "s": 1, "size": 1024, "m": 200 * k},
         {"key": "in-10", "label": "inbound 1 KB, 10 sessions", "s": 10, "size": 1024, "m": 500 * k},
-        {"key": "in-50", "label": "inbound 1 KB, 50 sessions", "s": 50, "size": 1024, "m": 1000 * k},
-        {"key": "big-10", "label": "inbound 100 KB, 10 sessions", "s": 10, "size": 102400, "m": 200 * k},
-        {"key": "reuse-10", "label": "inbound 1 KB, 10 sessions, ~10 msg/conn", "s": 10,
-         "size": 1024, "m": 500 * k, "per_conn": 10},
+        {
+            "key": "in-50",
+            "label": "inbound 1 KB, 50 sessions",
+            "s": 50,
+            "size": 1024,
+            "m": 1000 * k,
+        },
+        {
+            "key": "big-10",
+            "label": "inbound 100 KB, 10 sessions",
+            "s": 10,
+            "size": 102400,
+            "m": 200 * k,
+        },
+        {
+            "key": "reuse-10",
+            "label": "inbound 1 KB, 10 sessions, ~10 msg/conn",
+            "s": 10,
+            "size": 1024,
+            "m": 500 * k,
+            "per_conn": 10,
+        },
     ]
 
 
-def run_source(source: str, port: int, sc: dict, m: int, timeout: float) -> tuple[float, str | None]:
+def run_source(
+    source: str, port: int, sc: dict, m: int, timeout: float
+) -> tuple[float, str | None]:
     """smtp-source for scenario `sc` with m messages; returns (seconds, error)."""
     per_conn = sc.get("per_conn", 1)
     if per_conn > 1:
@@ -278,18 +310,38 @@ def run_source(source: str, port: int, sc: dict, m: int, timeout: float) -> tupl
     t0 = time.perf_counter()
     for n, reuse in calls:
         s = min(sc["s"], n)
-        cmd = [source, "-4", "-s", str(s), "-m", str(n), "-l", str(sc["size"]),
-               "-f", SENDER, "-t", RECIPIENT, "-M", HELO] + (["-d"] if reuse else []) + \
-              [f"{LOOPBACK}:{port}"]
+        cmd = (
+            [
+                source,
+                "-4",
+                "-s",
+                str(s),
+                "-m",
+                str(n),
+                "-l",
+                str(sc["size"]),
+                "-f",
+                SENDER,
+                "-t",
+                RECIPIENT,
+                "-M",
+                HELO,
+            ]
+            + (["-d"] if reuse else [])
+            + [f"{LOOPBACK}:{port}"]
+        )
         left = timeout - (time.perf_counter() - t0)
         try:
-            p = subprocess.run(cmd, capture_output=True, text=True, timeout=max(left, 1),
-                               stdin=subprocess.DEVNULL)
+            p = subprocess.run(
+                cmd, capture_output=True, text=True, timeout=max(left, 1), stdin=subprocess.DEVNULL
+            )
         except subprocess.TimeoutExpired:
             return time.perf_counter() - t0, f"smtp-source timed out after {timeout}s"
         if p.returncode != 0:
-            return (time.perf_counter() - t0,
-                    f"smtp-source exited {p.returncode}: {(p.stdout + p.stderr).strip()[-300:]}")
+            return (
+                time.perf_counter() - t0,
+                f"smtp-source exited {p.returncode}: {(p.stdout + p.stderr).strip()[-300:]}",
+            )
     return time.perf_counter() - t0, None
 
 
@@ -302,7 +354,7 @@ def one_run(source: str, t, sc: dict, m: int, args) -> dict:
         t1 = time.perf_counter()
         ok = wait_until(lambda: count_dir(t.new_dir) >= m, args.drain_timeout, 0.01)
         total = secs + (time.perf_counter() - t1)
-        if isinstance(t, PostfixMaildir):      # nothing left behind in Postfix's queue either
+        if isinstance(t, PostfixMaildir):  # nothing left behind in Postfix's queue either
             wait_until(lambda: t.queued() == 0, 10, 0.05)
         time.sleep(0.05)
         got = count_dir(t.new_dir)
@@ -322,7 +374,7 @@ def inbound(source: str, targets: dict, args, results: dict) -> None:
     scs = scenarios(args.full)
     names = list(targets)
     warm = {"s": 10, "size": 1024}
-    for name, t in targets.items():                        # untimed warm-up
+    for name, t in targets.items():  # untimed warm-up
         r = one_run(source, t, warm, 100, args)
         if "error" in r:
             print(f"{name} warm-up: {r['error']}", file=sys.stderr)
@@ -335,11 +387,15 @@ def inbound(source: str, targets: dict, args, results: dict) -> None:
                 results.setdefault(sc["key"], {}).setdefault(name, []).append(r)
                 dl = f"delivered {fmt(r.get('delivered')):>6s} msg/s" if "delivered" in r else ""
                 cpu = f"cpu {r['cpu_s_per_1k']:.2f} s/1k" if "cpu_s_per_1k" in r else ""
-                print(f"round {rnd + 1} {sc['key']:8s} {name:7s} accept {r['accept']:6.0f} msg/s "
-                      f"{dl} {cpu}" + (f"  ERROR {r['error']}" if "error" in r else ""), flush=True)
+                print(
+                    f"round {rnd + 1} {sc['key']:8s} {name:7s} accept {r['accept']:6.0f} msg/s "
+                    f"{dl} {cpu}" + (f"  ERROR {r['error']}" if "error" in r else ""),
+                    flush=True,
+                )
 
 
 # --------------------------------------------------------------------------- idle connections
+
 
 async def _read_reply(reader: asyncio.StreamReader) -> bytes:
     while True:
@@ -361,6 +417,7 @@ def _probe_ehlo(port: int) -> tuple[float, float]:
                 line = f.readline()
                 if not line or len(line) < 4 or line[3:4] != b"-":
                     return line
+
         reply()
         t1 = time.perf_counter()
         s.sendall(b"EHLO probe.bench.test\r\n")
@@ -380,8 +437,12 @@ async def _hold_sessions(port: int, n: int, measure, timeout: float) -> dict:
     async def open_one(i: int) -> None:
         async with sem:
             try:
-                reader, writer = await asyncio.wait_for(asyncio.open_connection(
-                    LOOPBACK, port, local_addr=(f"127.0.0.{2 + i % 250}", 0)), 60)
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(
+                        LOOPBACK, port, local_addr=(f"127.0.0.{2 + i % 250}", 0)
+                    ),
+                    60,
+                )
                 writers.append(writer)
                 line = await asyncio.wait_for(_read_reply(reader), 60)
                 if not line.startswith(b"220"):
@@ -396,10 +457,14 @@ async def _hold_sessions(port: int, n: int, measure, timeout: float) -> dict:
     t0 = time.perf_counter()
     try:
         await asyncio.wait_for(asyncio.gather(*(open_one(i) for i in range(n))), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         fails.append(f"opening timed out after {timeout}s")
-    out = {"open_s": time.perf_counter() - t0, "opened": n - len(fails), "failures": fails[:5],
-           "failed": len(fails)}
+    out = {
+        "open_s": time.perf_counter() - t0,
+        "opened": n - len(fails),
+        "failures": fails[:5],
+        "failed": len(fails),
+    }
     probes = []
     for _ in range(20):
         try:
@@ -443,29 +508,41 @@ def connections(workdir: Path, wanted: list[str], args) -> dict:
                 pids = tree_pids(root)
                 mem = {p: mem_kib(p) for p in pids}
                 if t.name == "pigeon":
-                    return {"rss_mib": sum(m.get("VmHWM", 0) for m in mem.values()) / 1024,
-                            "pss_mib": sum(m.get("Pss", 0) for m in mem.values()) / 1024,
-                            "rss_before_mib": sum(m.get("VmRSS", 0) for m in before.values()) / 1024,
-                            "processes": len(pids)}
-                smtpd = [p for p in pids if comm(p) == "smtpd"]
-                return {"rss_mib": sum(mem[p].get("VmRSS", 0) for p in smtpd) / 1024,
+                    return {
+                        "rss_mib": sum(m.get("VmHWM", 0) for m in mem.values()) / 1024,
                         "pss_mib": sum(m.get("Pss", 0) for m in mem.values()) / 1024,
-                        "rss_before_mib": sum(m.get("VmRSS", 0) for p, m in before.items()
-                                              if comm(p) == "smtpd") / 1024,
-                        "processes": len(pids), "smtpd_processes": len(smtpd)}
+                        "rss_before_mib": sum(m.get("VmRSS", 0) for m in before.values()) / 1024,
+                        "processes": len(pids),
+                    }
+                smtpd = [p for p in pids if comm(p) == "smtpd"]
+                return {
+                    "rss_mib": sum(mem[p].get("VmRSS", 0) for p in smtpd) / 1024,
+                    "pss_mib": sum(m.get("Pss", 0) for m in mem.values()) / 1024,
+                    "rss_before_mib": sum(
+                        m.get("VmRSS", 0) for p, m in before.items() if comm(p) == "smtpd"
+                    )
+                    / 1024,
+                    "processes": len(pids),
+                    "smtpd_processes": len(smtpd),
+                }
+
             r = asyncio.run(_hold_sessions(t.port, n, measure, args.conn_timeout))
             r["sessions"] = n
             res[t.name] = r
-            print(f"connections {t.name:7s} {r['opened']}/{n} open in {r['open_s']:.1f} s, "
-                  f"RSS {r['rss_mib']:.0f} MiB, PSS {r['pss_mib']:.0f} MiB, "
-                  f"EHLO p50 {fmt(r.get('ehlo_ms_p50'), '.1f')} ms max {fmt(r.get('ehlo_ms_max'), '.1f')} ms"
-                  + (f"  failures {r['failed']}: {r['failures'][:2]}" if r["failed"] else ""), flush=True)
+            print(
+                f"connections {t.name:7s} {r['opened']}/{n} open in {r['open_s']:.1f} s, "
+                f"RSS {r['rss_mib']:.0f} MiB, PSS {r['pss_mib']:.0f} MiB, "
+                f"EHLO p50 {fmt(r.get('ehlo_ms_p50'), '.1f')} ms max {fmt(r.get('ehlo_ms_max'), '.1f')} ms"
+                + (f"  failures {r['failed']}: {r['failures'][:2]}" if r["failed"] else ""),
+                flush=True,
+            )
         finally:
             t.stop()
     return res
 
 
 # --------------------------------------------------------------------------- latency
+
 
 def _smtp(f, s: socket.socket, line: bytes | None) -> bytes:
     if line is not None:
@@ -482,8 +559,8 @@ def latency(t, rate: float, seconds: float) -> dict:
     interval = 1.0 / rate
     token = f"{os.getpid()}-{time.time_ns()}"
     accepted: dict[int, float] = {}
-    arrived: dict[int, float] = {}            # ctime of the file in new/ (coarse kernel clock)
-    polled: dict[int, float] = {}             # when the 2 ms poller first saw it (upper bound)
+    arrived: dict[int, float] = {}  # ctime of the file in new/ (coarse kernel clock)
+    polled: dict[int, float] = {}  # when the 2 ms poller first saw it (upper bound)
     done = threading.Event()
     clear_dir(t.new_dir)
     errors: list[str] = []
@@ -505,7 +582,7 @@ def latency(t, rate: float, seconds: float) -> dict:
                     head = p.read_bytes()[:4096]
                 except OSError:
                     continue
-                m = seq_re.search(head)           # Postfix stores LF line ends, pigeon CRLF
+                m = seq_re.search(head)  # Postfix stores LF line ends, pigeon CRLF
                 if m:
                     arrived[int(m.group(1))] = ct
                     polled[int(m.group(1))] = time.time()
@@ -526,7 +603,7 @@ def latency(t, rate: float, seconds: float) -> dict:
         return s, f
 
     s, f = connect()
-    body = (b"x" * 76 + b"\r\n") * 13          # ~1 KB in lines of 78 octets
+    body = (b"x" * 76 + b"\r\n") * 13  # ~1 KB in lines of 78 octets
     t0 = time.monotonic()
     late = 0
     try:
@@ -537,12 +614,20 @@ def latency(t, rate: float, seconds: float) -> dict:
             else:
                 late += 1
             try:
-                ok = (_smtp(f, s, f"MAIL FROM:<{SENDER}>\r\n".encode()).startswith(b"250")
-                      and _smtp(f, s, f"RCPT TO:<{RECIPIENT}>\r\n".encode()).startswith(b"250")
-                      and _smtp(f, s, b"DATA\r\n").startswith(b"354"))
+                ok = (
+                    _smtp(f, s, f"MAIL FROM:<{SENDER}>\r\n".encode()).startswith(b"250")
+                    and _smtp(f, s, f"RCPT TO:<{RECIPIENT}>\r\n".encode()).startswith(b"250")
+                    and _smtp(f, s, b"DATA\r\n").startswith(b"354")
+                )
                 if ok:
-                    msg = (f"From: <{SENDER}>\r\nTo: <{RECIPIENT}>\r\nSubject: latency {i}\r\n"
-                           f"X-Bench-Seq: {token}-{i}\r\n\r\n").encode() + body + b".\r\n"
+                    msg = (
+                        (
+                            f"From: <{SENDER}>\r\nTo: <{RECIPIENT}>\r\nSubject: latency {i}\r\n"
+                            f"X-Bench-Seq: {token}-{i}\r\n\r\n"
+                        ).encode()
+                        + body
+                        + b".\r\n"
+                    )
                     r = _smtp(f, s, msg)
                     if r.startswith(b"250"):
                         accepted[i] = time.time()
@@ -552,7 +637,7 @@ def latency(t, rate: float, seconds: float) -> dict:
                     errors.append(f"{i}: refused before DATA")
             except OSError as exc:
                 errors.append(f"{i}: {exc!r}")
-            s.close()                                     # reconnect after any failure
+            s.close()  # reconnect after any failure
             s, f = connect()
         sent_s = time.monotonic() - t0
         try:
@@ -564,8 +649,15 @@ def latency(t, rate: float, seconds: float) -> dict:
         done.set()
         poller.join(35)
     lat = sorted(max(0.0, arrived[i] - accepted[i]) * 1000 for i in accepted if i in arrived)
-    out = {"rate_asked": rate, "rate_sent": len(accepted) / sent_s, "sent": n,
-           "accepted": len(accepted), "arrived": len(lat), "late_sends": late, "errors": errors[:5]}
+    out = {
+        "rate_asked": rate,
+        "rate_sent": len(accepted) / sent_s,
+        "sent": n,
+        "accepted": len(accepted),
+        "arrived": len(lat),
+        "late_sends": late,
+        "errors": errors[:5],
+    }
     if lat:
         out["p50_ms"] = statistics.median(lat)
         out["p99_ms"] = lat[min(len(lat) - 1, int(round(0.99 * (len(lat) - 1))))]
@@ -579,11 +671,18 @@ def latency(t, rate: float, seconds: float) -> dict:
 
 # --------------------------------------------------------------------------- relay and queue scale
 
+
 def run_script(argv: list[str], jsonpath: Path, timeout: float) -> dict | list | None:
     print(f"# running {' '.join(argv)}", flush=True)
     try:
-        p = subprocess.run([sys.executable, *argv, "--json", str(jsonpath)], timeout=timeout,
-                           capture_output=True, text=True, stdin=subprocess.DEVNULL, cwd=BENCH.parent)
+        p = subprocess.run(
+            [sys.executable, *argv, "--json", str(jsonpath)],
+            timeout=timeout,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            cwd=BENCH.parent,
+        )
     except subprocess.TimeoutExpired:
         print(f"  timed out after {timeout}s", file=sys.stderr)
         return None
@@ -596,6 +695,7 @@ def run_script(argv: list[str], jsonpath: Path, timeout: float) -> dict | list |
 
 
 # --------------------------------------------------------------------------- table
+
 
 def med(vals):
     vals = [v for v in vals if v is not None]
@@ -633,12 +733,17 @@ def build_rows(inb: dict, conn: dict, lat: dict, relay, queue, args) -> list[dic
             rows.append(row)
     if conn:
         pg, pf = conn.get("pigeon", {}), conn.get("postfix", {})
-        lbl = (f"{pg.get('sessions', args.idle)} idle sessions after EHLO"
-               + (f" (Postfix {pf.get('sessions')})" if pf.get("sessions") not in (None, pg.get("sessions")) else ""))
-        for metric, key, spec in (("peak RSS MiB (pigeon VmHWM, Postfix smtpd RSS sum)", "rss_mib", ".0f"),
-                                  ("PSS MiB, all processes", "pss_mib", ".0f"),
-                                  ("normal client connect+EHLO ms, p50", "ehlo_ms_p50", ".1f"),
-                                  ("normal client connect+EHLO ms, max of 20", "ehlo_ms_max", ".1f")):
+        lbl = f"{pg.get('sessions', args.idle)} idle sessions after EHLO" + (
+            f" (Postfix {pf.get('sessions')})"
+            if pf.get("sessions") not in (None, pg.get("sessions"))
+            else ""
+        )
+        for metric, key, spec in (
+            ("peak RSS MiB (pigeon VmHWM, Postfix smtpd RSS sum)", "rss_mib", ".0f"),
+            ("PSS MiB, all processes", "pss_mib", ".0f"),
+            ("normal client connect+EHLO ms, p50", "ehlo_ms_p50", ".1f"),
+            ("normal client connect+EHLO ms, max of 20", "ehlo_ms_max", ".1f"),
+        ):
             row = {"scenario": lbl, "metric": metric, "spec": spec}
             for n, d in (("pigeon", pg), ("postfix", pf)):
                 if d.get(key) is not None:
@@ -656,7 +761,10 @@ def build_rows(inb: dict, conn: dict, lat: dict, relay, queue, args) -> list[dic
     if lat:
         some = next(iter(lat.values()))
         lbl = f"latency, 1 client at {some.get('rate_asked', 0):.0f} msg/s"
-        for metric, key in (("accept→Maildir ms, p50", "p50_ms"), ("accept→Maildir ms, p99", "p99_ms")):
+        for metric, key in (
+            ("accept→Maildir ms, p50", "p50_ms"),
+            ("accept→Maildir ms, p99", "p99_ms"),
+        ):
             row = {"scenario": lbl, "metric": metric, "spec": ".1f"}
             for n, d in lat.items():
                 if d.get(key) is not None:
@@ -668,8 +776,10 @@ def build_rows(inb: dict, conn: dict, lat: dict, relay, queue, args) -> list[dic
         s, ra = relay.get("summary", {}), relay.get("ratios", {})
         m = relay.get("args", {}).get("messages")
         for key in ("accept_rate", "relay_rate"):
-            row = {"scenario": f"relay 5 KB, 20 sessions (relay_rate.py, {m} msgs)",
-                   "metric": f"{key.split('_')[0]} msg/s"}
+            row = {
+                "scenario": f"relay 5 KB, 20 sessions (relay_rate.py, {m} msgs)",
+                "metric": f"{key.split('_')[0]} msg/s",
+            }
             for n in ("sink", "postfix", "pigeon"):
                 if n in s:
                     row[n] = s[n].get(f"{key}_median")
@@ -681,27 +791,51 @@ def build_rows(inb: dict, conn: dict, lat: dict, relay, queue, args) -> list[dic
                 row["cpu_pigeon"] = s.get("pigeon", {}).get("cpu_ms_per_message_median")
             rows.append(row)
     if isinstance(queue, list) and queue:
-        for metric, key in (("commit ms (1 new message)", "commit_ms"),
-                            ("pick ms (new message handed to delivery)", "pick_ms")):
+        for metric, key in (
+            ("commit ms (1 new message)", "commit_ms"),
+            ("pick ms (new message handed to delivery)", "pick_ms"),
+        ):
             for q in queue:
                 if q.get("rate"):
                     continue
-                rows.append({"scenario": f"queue scale, {q['deferred']:,} deferred (queue_scale.py)",
-                             "metric": metric, "pigeon": q[key], "spec": ".1f"})
+                rows.append(
+                    {
+                        "scenario": f"queue scale, {q['deferred']:,} deferred (queue_scale.py)",
+                        "metric": metric,
+                        "pigeon": q[key],
+                        "spec": ".1f",
+                    }
+                )
         rates = [q for q in queue if q.get("rate")]
-        for metric, key in (("accept msg/s, 50 sessions", "accept"),
-                            ("delivered msg/s, 50 sessions", "delivered")):
+        for metric, key in (
+            ("accept msg/s, 50 sessions", "accept"),
+            ("delivered msg/s, 50 sessions", "delivered"),
+        ):
             for q in rates:
                 ratio = q.get(f"{key}_ratio")
-                rows.append({"scenario": f"queue rate, {q['entries']:,} deferred (queue_rate.py)",
-                             "metric": metric + (f" ({ratio}x of empty)" if ratio else ""),
-                             "pigeon": q[key], "spec": ".0f"})
+                rows.append(
+                    {
+                        "scenario": f"queue rate, {q['entries']:,} deferred (queue_rate.py)",
+                        "metric": metric + (f" ({ratio}x of empty)" if ratio else ""),
+                        "pigeon": q[key],
+                        "spec": ".0f",
+                    }
+                )
     return rows
 
 
-COLS = (("scenario", "scenario"), ("metric", "metric"), ("sink", "sink"), ("postfix", "postfix"),
-        ("pigeon", "pigeon"), ("pg/pf", "pigeon/postfix"), ("pg/sink", "pigeon/sink"),
-        ("cpu_pigeon", "pigeon CPU s/1k msgs"), ("cpu_postfix", "Postfix CPU s/1k msgs"), ("runs", "good runs"))
+COLS = (
+    ("scenario", "scenario"),
+    ("metric", "metric"),
+    ("sink", "sink"),
+    ("postfix", "postfix"),
+    ("pigeon", "pigeon"),
+    ("pg/pf", "pigeon/postfix"),
+    ("pg/sink", "pigeon/sink"),
+    ("cpu_pigeon", "pigeon CPU s/1k msgs"),
+    ("cpu_postfix", "Postfix CPU s/1k msgs"),
+    ("runs", "good runs"),
+)
 
 
 def cell(row: dict, key: str) -> str:
@@ -718,31 +852,58 @@ def cell(row: dict, key: str) -> str:
 
 def print_table(rows: list[dict]) -> None:
     print("| " + " | ".join(h for _, h in COLS) + " |")
-    print("|" + "|".join("---" if k in ("scenario", "metric", "runs") else "---:" for k, _ in COLS) + "|")
+    print(
+        "|"
+        + "|".join("---" if k in ("scenario", "metric", "runs") else "---:" for k, _ in COLS)
+        + "|"
+    )
     for row in rows:
         print("| " + " | ".join(cell(row, k) for k, _ in COLS) + " |")
 
 
 # --------------------------------------------------------------------------- main
 
+
 def parse(argv):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--full", action="store_true",
-                    help="5x the messages, 5 rounds, 10,000 idle sessions, 1M-entry queue scale")
-    ap.add_argument("--rounds", type=int, default=None, help="rounds per scenario (default 3; --full 5)")
-    ap.add_argument("--only", default="sink,postfix,pigeon", help="targets (default sink,postfix,pigeon)")
-    ap.add_argument("--skip", default="",
-                    help="comma-separated parts to leave out: inbound,connections,latency,relay,queue")
-    ap.add_argument("--idle", type=int, default=None, help="idle sessions (default 2000; --full 10000)")
-    ap.add_argument("--postfix-idle-max", type=int, default=None,
-                    help="cap on Postfix's idle sessions (one smtpd process of ~1 MiB PSS each; default 2000)")
-    ap.add_argument("--latency-rate", type=float, default=None,
-                    help="msg/s for the latency scenario (default: half the lower delivered rate at 10 "
-                         "sessions, 10-200; 50 if inbound was skipped)")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--full",
+        action="store_true",
+        help="5x the messages, 5 rounds, 10,000 idle sessions, 1M-entry queue scale",
+    )
+    ap.add_argument(
+        "--rounds", type=int, default=None, help="rounds per scenario (default 3; --full 5)"
+    )
+    ap.add_argument(
+        "--only", default="sink,postfix,pigeon", help="targets (default sink,postfix,pigeon)"
+    )
+    ap.add_argument(
+        "--skip",
+        default="",
+        help="comma-separated parts to leave out: inbound,connections,latency,relay,queue",
+    )
+    ap.add_argument(
+        "--idle", type=int, default=None, help="idle sessions (default 2000; --full 10000)"
+    )
+    ap.add_argument(
+        "--postfix-idle-max",
+        type=int,
+        default=None,
+        help="cap on Postfix's idle sessions (one smtpd process of ~1 MiB PSS each; default 2000)",
+    )
+    ap.add_argument(
+        "--latency-rate",
+        type=float,
+        default=None,
+        help="msg/s for the latency scenario (default: half the lower delivered rate at 10 "
+        "sessions, 10-200; 50 if inbound was skipped)",
+    )
     ap.add_argument("--latency-seconds", type=float, default=None, help="default 5 (--full 20)")
-    ap.add_argument("--pigeon-toml", default="",
-                    help="extra top-level pigeon settings, e.g. 'workers = 2'")
+    ap.add_argument(
+        "--pigeon-toml", default="", help="extra top-level pigeon settings, e.g. 'workers = 2'"
+    )
     ap.add_argument("--run-timeout", type=float, default=300)
     ap.add_argument("--drain-timeout", type=float, default=120)
     ap.add_argument("--conn-timeout", type=float, default=300)
@@ -776,14 +937,19 @@ def main(argv: list[str] | None = None) -> int:
     source = common.smtp_source()
     if not source:
         return 2
-    nofile = raise_nofile(args.idle + 1000)      # inherited by pigeon and Postfix
+    nofile = raise_nofile(args.idle + 1000)  # inherited by pigeon and Postfix
     if nofile < args.idle + 200:
         args.idle = max(100, nofile - 500)
-        print(f"note: RLIMIT_NOFILE {nofile}: idle sessions lowered to {args.idle}", file=sys.stderr)
+        print(
+            f"note: RLIMIT_NOFILE {nofile}: idle sessions lowered to {args.idle}", file=sys.stderr
+        )
     args.postfix_idle_max = min(args.postfix_idle_max, args.idle)
     info = common.start_info()
-    print(f"# suite: {'full' if args.full else 'quick'}, {args.rounds} rounds, targets {wanted}, "
-          f"RLIMIT_NOFILE {nofile}; pigeon-toml {args.pigeon_toml!r}", flush=True)
+    print(
+        f"# suite: {'full' if args.full else 'quick'}, {args.rounds} rounds, targets {wanted}, "
+        f"RLIMIT_NOFILE {nofile}; pigeon-toml {args.pigeon_toml!r}",
+        flush=True,
+    )
     # relay_rate.py (a subprocess) reads it through common.PigeonTarget.
     os.environ["PIGEON_BENCH_TOML"] = args.pigeon_toml
     t_start = time.monotonic()
@@ -816,20 +982,32 @@ def main(argv: list[str] | None = None) -> int:
         if "latency" not in skip:
             rate = args.latency_rate
             if rate is None:
-                d = [med([r.get("delivered") for r in inb.get("in-10", {}).get(n, []) if "error" not in r])
-                     for n in ("pigeon", "postfix") if n in targets]
+                d = [
+                    med(
+                        [
+                            r.get("delivered")
+                            for r in inb.get("in-10", {}).get(n, [])
+                            if "error" not in r
+                        ]
+                    )
+                    for n in ("pigeon", "postfix")
+                    if n in targets
+                ]
                 d = [x for x in d if x]
                 rate = min(200.0, max(10.0, min(d) / 2)) if d else 50.0
             for n in ("postfix", "pigeon"):
                 if n in targets:
                     r = latency(targets[n], rate, args.latency_seconds)
                     lat[n] = r
-                    print(f"latency {n:7s} {r['accepted']}/{r['sent']} accepted at "
-                          f"{r['rate_sent']:.0f} msg/s, {r['arrived']} arrived: p50 "
-                          f"{fmt(r.get('p50_ms'), '.1f')} ms p99 {fmt(r.get('p99_ms'), '.1f')} ms "
-                          f"max {fmt(r.get('max_ms'), '.1f')} ms (first seen by the poller: p50 "
-                          f"{fmt(r.get('poll_p50_ms'), '.1f')} p99 {fmt(r.get('poll_p99_ms'), '.1f')} ms)" +
-                          (f"  errors {r['errors']}" if r["errors"] else ""), flush=True)
+                    print(
+                        f"latency {n:7s} {r['accepted']}/{r['sent']} accepted at "
+                        f"{r['rate_sent']:.0f} msg/s, {r['arrived']} arrived: p50 "
+                        f"{fmt(r.get('p50_ms'), '.1f')} ms p99 {fmt(r.get('p99_ms'), '.1f')} ms "
+                        f"max {fmt(r.get('max_ms'), '.1f')} ms (first seen by the poller: p50 "
+                        f"{fmt(r.get('poll_p50_ms'), '.1f')} p99 {fmt(r.get('poll_p99_ms'), '.1f')} ms)"
+                        + (f"  errors {r['errors']}" if r["errors"] else ""),
+                        flush=True,
+                    )
         for t in targets.values():
             t.stop()
         targets = {}
@@ -837,15 +1015,42 @@ def main(argv: list[str] | None = None) -> int:
             conn = connections(workdir, wanted, args)
         if "relay" not in skip:
             m = 1000 if args.full else 300
-            relay = run_script([str(BENCH / "relay_rate.py"), "--messages", str(m), "--rounds",
-                                str(args.rounds), "--warmup", "100", "--only", ",".join(wanted)],
-                               workdir / "relay.json", 1800)
+            relay = run_script(
+                [
+                    str(BENCH / "relay_rate.py"),
+                    "--messages",
+                    str(m),
+                    "--rounds",
+                    str(args.rounds),
+                    "--warmup",
+                    "100",
+                    "--only",
+                    ",".join(wanted),
+                ],
+                workdir / "relay.json",
+                1800,
+            )
         if "queue" not in skip and "pigeon" in wanted:
-            queue = run_script([str(BENCH / "queue_scale.py"), "--entries",
-                                "0,1000000" if args.full else "0,100000"], workdir / "queue.json", 1800)
-            rate = run_script([str(BENCH / "queue_rate.py"), "--entries",
-                               "0,1000000" if args.full else "0,100000", "--rounds",
-                               str(args.rounds)], workdir / "queue_rate.json", 2400)
+            queue = run_script(
+                [
+                    str(BENCH / "queue_scale.py"),
+                    "--entries",
+                    "0,1000000" if args.full else "0,100000",
+                ],
+                workdir / "queue.json",
+                1800,
+            )
+            rate = run_script(
+                [
+                    str(BENCH / "queue_rate.py"),
+                    "--entries",
+                    "0,1000000" if args.full else "0,100000",
+                    "--rounds",
+                    str(args.rounds),
+                ],
+                workdir / "queue_rate.json",
+                2400,
+            )
             if isinstance(queue, list) and isinstance(rate, list):
                 queue = queue + [dict(r, rate=True) for r in rate]
     except KeyboardInterrupt:
@@ -858,26 +1063,49 @@ def main(argv: list[str] | None = None) -> int:
             print(f"# kept {workdir}")
         else:
             import shutil  # noqa: PLC0415
+
             shutil.rmtree(workdir, ignore_errors=True)
 
     info["loadavg_end"] = loadavg()
     rows = build_rows(inb, conn, lat, relay, queue, args)
     print()
-    print(f"# medians of {args.rounds} rounds; ratios = median of same-round ratios; "
-          f"{time.monotonic() - t_start:.0f} s in all; load average start {info['loadavg_start']} "
-          f"end {info['loadavg_end']}")
+    print(
+        f"# medians of {args.rounds} rounds; ratios = median of same-round ratios; "
+        f"{time.monotonic() - t_start:.0f} s in all; load average start {info['loadavg_start']} "
+        f"end {info['loadavg_end']}"
+    )
     for n, why in skipped.items():
         print(f"# {n} not measured: {why.strip().splitlines()[-1][:150] if why.strip() else '?'}")
     print_table(rows)
-    errors = [(sc, n, r["round"], r["error"]) for sc, per in inb.items() for n, runs in per.items()
-              for r in runs if "error" in r]
+    errors = [
+        (sc, n, r["round"], r["error"])
+        for sc, per in inb.items()
+        for n, runs in per.items()
+        for r in runs
+        if "error" in r
+    ]
     for e in errors:
         print(f"ERROR {e[0]} {e[1]} round {e[2]}: {e[3]}", file=sys.stderr)
     if args.json:
-        Path(args.json).write_text(json.dumps(
-            {"args": vars(args), "machine": info, "skipped": skipped, "inbound": inb,
-             "connections": conn, "latency": lat, "relay": relay, "queue": queue, "rows": rows,
-             "interrupted": interrupted}, indent=2, default=str) + "\n")
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "args": vars(args),
+                    "machine": info,
+                    "skipped": skipped,
+                    "inbound": inb,
+                    "connections": conn,
+                    "latency": lat,
+                    "relay": relay,
+                    "queue": queue,
+                    "rows": rows,
+                    "interrupted": interrupted,
+                },
+                indent=2,
+                default=str,
+            )
+            + "\n"
+        )
         print(f"# raw numbers written to {args.json}")
     return 130 if interrupted else (1 if errors else 0)
 

@@ -2,5 +2,6 @@
 
 The public surface is kept small; see docs/architecture.md for how the parts fit.
 """
+
 __version__ = "0.1.0"
 __all__ = ["__version__"]

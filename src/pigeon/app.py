@@ -29,14 +29,15 @@ Contract:
     line and exit 73 (EX_CANTCREAT) before anything listens. A missing or
     empty queue.db is rebuilt from the message files by the recovery.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from pigeon.admin.control import ControlError
 from pigeon.admin.pidfile import PidFileError
@@ -53,19 +54,19 @@ from pigeon.net.tls import TlsError, TlsProvider
 from pigeon.obs.maillog import MailLog
 from pigeon.obs.metrics import Metrics
 from pigeon.policy.recipients import RecipientPolicy
-from pigeon.queue.manager import QueueManager
 from pigeon.privileges import PrivilegeError, drop, make_data_dir, tighten_umask
+from pigeon.queue.manager import QueueManager
 from pigeon.queue.store import QueueStore, StoreError
-from pigeon.reload import ReloadOutcome, Reloader
+from pigeon.reload import Reloader, ReloadOutcome
 from pigeon.routing.resolve import Router
 
 log = logging.getLogger("pigeon")
 
 EX_OK = 0
-EX_UNAVAILABLE = 69     # sysexits.h: a listener could not be bound
-EX_CANTCREAT = 73       # sysexits.h: the data directory is unusable
-EX_NOPERM = 77          # sysexits.h: could not switch to the configured user
-EX_CONFIG = 78          # sysexits.h: a broken TLS certificate or key
+EX_UNAVAILABLE = 69  # sysexits.h: a listener could not be bound
+EX_CANTCREAT = 73  # sysexits.h: the data directory is unusable
+EX_NOPERM = 77  # sysexits.h: could not switch to the configured user
+EX_CONFIG = 78  # sysexits.h: a broken TLS certificate or key
 
 
 @dataclass
@@ -92,28 +93,43 @@ class Pigeon:
     _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @classmethod
-    def build(cls, config: Config) -> "Pigeon":
+    def build(cls, config: Config) -> Pigeon:
         store = QueueStore(config.queue_dir, fsync=config.queue.fsync)
         # The free-space reserve of the SMTP side (queue/space.py Rule 1).
-        store.space.configure(min_free=config.queue.min_free,
-                              message_size=config.limits.message_size)
+        store.space.configure(
+            min_free=config.queue.min_free, message_size=config.limits.message_size
+        )
         router = Router(config)
         policy = RecipientPolicy(config, router)
         maillog = MailLog()
         agents = build_agents(config)
         metrics = Metrics()
         manager = build_manager(config, store, router, maillog, agents, metrics=metrics)
-        tls = TlsProvider.create(config)          # TlsError: see the contract
+        tls = TlsProvider.create(config)  # TlsError: see the contract
         log.info("TLS: %s", tls.describe())
         a = config.auth
-        limiter = FailureLimiter(LimitSettings(
-            slow_after=a.slow_after, delay=a.failure_delay, max_failures=a.max_failures,
-            window=a.failure_window, lockout=a.lockout))
+        limiter = FailureLimiter(
+            LimitSettings(
+                slow_after=a.slow_after,
+                delay=a.failure_delay,
+                max_failures=a.max_failures,
+                window=a.failure_window,
+                lockout=a.lockout,
+            )
+        )
         auth = AuthService(AccountStore.in_data_dir(config.data_dir), limiter)
-        server = SmtpServer(config, session_config(config), store=store, policy=policy,
-                            maillog=maillog, on_queued=manager.submit,
-                            tls=tls, auth=auth, metrics=metrics,
-                            on_etrn=lambda node: _etrn_flush(manager, node))
+        server = SmtpServer(
+            config,
+            session_config(config),
+            store=store,
+            policy=policy,
+            maillog=maillog,
+            on_queued=manager.submit,
+            tls=tls,
+            auth=auth,
+            metrics=metrics,
+            on_etrn=lambda node: _etrn_flush(manager, node),
+        )
         return cls(config, store, manager, server, tls, auth, agents, maillog, metrics)
 
     async def reload(self) -> ReloadOutcome:
@@ -123,21 +139,22 @@ class Pigeon:
             if self.on_reload is not None:
                 self.on_reload()
             if self._admin is not None:
-                self._admin.reloading()          # sd_notify RELOADING=1
+                self._admin.reloading()  # sd_notify RELOADING=1
             try:
                 return await Reloader(self, self.reload_config).reload()
             finally:
                 if self._admin is not None:
-                    self._admin.ready()          # sd_notify READY=1 again
+                    self._admin.ready()  # sd_notify READY=1 again
 
     async def _reload_for_operator(self) -> dict:
         return (await self.reload()).to_dict()
 
-    async def serve(self, stop: asyncio.Event, *, sockets: dict | None = None,
-                    recover: bool = True) -> None:
+    async def serve(
+        self, stop: asyncio.Event, *, sockets: dict | None = None, recover: bool = True
+    ) -> None:
         """The whole MTA. `sockets`: listeners bound before worker processes
         were forked; `recover=False`: the queue was recovered before that."""
-        make_data_dir(self.config.data_dir, self.config.user)     # PrivilegeError: a symlink
+        make_data_dir(self.config.data_dir, self.config.user)  # PrivilegeError: a symlink
         # The owner: refuses a damaged queue.db (StoreCorrupt) and keeps
         # `pigeon queue rebuild` out while we run (queue/store.py).
         self.store.open(owner=True)
@@ -146,19 +163,29 @@ class Pigeon:
         try:
             # The control socket first: it refuses to start when another
             # pigeon already serves this data directory (ControlError).
-            self._admin = await start_admin(self.config, self.store, self.manager, self.maillog,
-                                            self.server.statistics, metrics=self.metrics,
-                                            reload=self._reload_for_operator)
+            self._admin = await start_admin(
+                self.config,
+                self.store,
+                self.manager,
+                self.maillog,
+                self.server.statistics,
+                metrics=self.metrics,
+                reload=self._reload_for_operator,
+            )
             await self.server.start(sockets)
-            self._admin.write_pid_file()     # before dropping root: /run may be root's
+            self._admin.write_pid_file()  # before dropping root: /run may be root's
             # Everything that needs root is done: listeners bound, files open.
             drop(self.config.user, self.config.group, self.config.data_dir)
-            self._admin.publish()            # the submit socket, for local users' sendmail
+            self._admin.publish()  # the submit socket, for local users' sendmail
             async with asyncio.TaskGroup() as tg:
                 manager_task = tg.create_task(self.manager.run(recover=recover))
-                log.info("pigeon ready: hostname=%s domains=%s data_dir=%s", self.config.hostname,
-                         ",".join(sorted(self.config.domains)), self.config.data_dir)
-                self._admin.ready()          # sd_notify READY=1 under systemd
+                log.info(
+                    "pigeon ready: hostname=%s domains=%s data_dir=%s",
+                    self.config.hostname,
+                    ",".join(sorted(self.config.domains)),
+                    self.config.data_dir,
+                )
+                self._admin.ready()  # sd_notify READY=1 under systemd
                 await stop.wait()
                 log.info("shutting down")
                 await self.server.drain(self.config.timeouts.shutdown_grace)
@@ -173,7 +200,6 @@ class Pigeon:
             self.store.close()
             if self.auth is not None:
                 self.auth.close()
-
 
     async def serve_acceptor(self, stop: asyncio.Event, sockets: dict) -> None:
         """A worker process (config `workers` > 1): accept and queue mail on
@@ -211,8 +237,9 @@ def reload_on_signal(app: Pigeon) -> Callable[[], None]:
 
     def on_sighup() -> None:
         task = asyncio.ensure_future(app.reload())
-        running.add(task)                 # keep a reference until it is done
+        running.add(task)  # keep a reference until it is done
         task.add_done_callback(running.discard)
+
     return on_sighup
 
 
@@ -267,12 +294,12 @@ def run(config: Config, reload_config: Callable[[], Config] | None = None) -> in
         except AccountError as exc:
             log.error("%s", exc)
             return EX_CANTCREAT
-        except StoreError as exc:       # a damaged queue.db, a rebuild running: one line
+        except StoreError as exc:  # a damaged queue.db, a rebuild running: one line
             log.error("%s", exc)
             return EX_CANTCREAT
         return EX_OK
 
-    tighten_umask()   # queue files, Maildirs, sockets: private to pigeon's user
+    tighten_umask()  # queue files, Maildirs, sockets: private to pigeon's user
     log.info("pigeon starting (pid %d)", os.getpid())
     for risk in risks(config):
         log.warning("configuration: %s: %s", risk.key, risk.message)
@@ -293,6 +320,7 @@ def run(config: Config, reload_config: Callable[[], Config] | None = None) -> in
         return EX_CANTCREAT
     if config.workers > 1:
         from pigeon.workers import run_with_workers
+
         return run_with_workers(config, reload_config, new_loop=_new_loop, build=Pigeon.build)
     with asyncio.Runner(loop_factory=_new_loop) as runner:
         return runner.run(main())

@@ -17,14 +17,16 @@ Contract:
     (pigeon.queue.health, the log writer).
   * Errors (OSError) propagate: callers decide whether that is a 4xx.
 """
+
 from __future__ import annotations
 
 import errno
 import os
 from pathlib import Path
 
-STORAGE_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EIO,
-                            errno.EROFS, errno.EFBIG})
+STORAGE_ERRNOS = frozenset(
+    {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EIO, errno.EROFS, errno.EFBIG}
+)
 
 
 def fsync_dir(path: Path) -> None:

@@ -51,6 +51,7 @@ spool that spills gets it in the writev that moves its content to tmp/
 calls as without the preamble, a writev where a write was). A reader reads
 the first line with its first read and seeks past the JSON.
 """
+
 from __future__ import annotations
 
 import errno
@@ -63,16 +64,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["MAGIC", "HEADER_LEN", "FLAG_DRAFT", "Preamble", "PreambleError", "encode",
-           "new_store_id", "read_preamble", "open_message", "read_message",
-           "has_eight_bit", "rewrite_store_id", "write_all"]
+__all__ = [
+    "MAGIC",
+    "HEADER_LEN",
+    "FLAG_DRAFT",
+    "Preamble",
+    "PreambleError",
+    "encode",
+    "new_store_id",
+    "read_preamble",
+    "open_message",
+    "read_message",
+    "has_eight_bit",
+    "rewrite_store_id",
+    "write_all",
+]
 
 MAGIC = b"#pigeon-queue-file "
 VERSION = 1
 FLAG_DRAFT = 0x01
 _HEADER = b"#pigeon-queue-file v%d store=%s flags=%02x envelope=%08x crc32=%08x\n"
-_HEADER_RE = re.compile(rb"#pigeon-queue-file v(\d+) store=([0-9a-f]{32}) flags=([0-9a-f]{2}) "
-                        rb"envelope=([0-9a-f]{8}) crc32=([0-9a-f]{8})\n")
+_HEADER_RE = re.compile(
+    rb"#pigeon-queue-file v(\d+) store=([0-9a-f]{32}) flags=([0-9a-f]{2}) "
+    rb"envelope=([0-9a-f]{8}) crc32=([0-9a-f]{8})\n"
+)
 HEADER_LEN = len(_HEADER % (VERSION, b"0" * 32, 0, 0, 0))
 STORE_ID_OFFSET = len(b"#pigeon-queue-file v1 store=")
 #: An envelope bigger than this is not believed (a damaged length field
@@ -101,7 +116,7 @@ class Preamble:
     store_id: str
     draft: bool
     envelope: dict | None
-    offset: int                     # where the message starts
+    offset: int  # where the message starts
     envelope_error: str = ""
 
 
@@ -114,30 +129,46 @@ def encode(store_id: str, envelope_json: bytes, *, draft: bool = False) -> bytes
     """The preamble for a message of the store `store_id` (see the layout)."""
     if len(store_id) != 32:
         raise ValueError("store id must be 32 hex digits")
-    return (_HEADER % (VERSION, store_id.encode("ascii"), FLAG_DRAFT if draft else 0,
-                       len(envelope_json), zlib.crc32(envelope_json))
-            + envelope_json + b"\n")
+    return (
+        _HEADER
+        % (
+            VERSION,
+            store_id.encode("ascii"),
+            FLAG_DRAFT if draft else 0,
+            len(envelope_json),
+            zlib.crc32(envelope_json),
+        )
+        + envelope_json
+        + b"\n"
+    )
 
 
 def _parse_header(head: bytes) -> tuple[int, str, int, int, int] | None:
     """(version, store id, flags, JSON length, crc) from the first octets of
     a file; None when the file has no preamble; PreambleError when damaged."""
     if not head.startswith(MAGIC):
-        if len(head) < len(MAGIC) and MAGIC.startswith(head):    # also b""
-            raise PreambleError(f"file cut short inside its first line ({len(head)} octets)",
-                                fragment=True)
+        if len(head) < len(MAGIC) and MAGIC.startswith(head):  # also b""
+            raise PreambleError(
+                f"file cut short inside its first line ({len(head)} octets)", fragment=True
+            )
         return None
     if len(head) < HEADER_LEN:
-        raise PreambleError(f"file cut short inside its first line ({len(head)} octets)",
-                            fragment=True)
+        raise PreambleError(
+            f"file cut short inside its first line ({len(head)} octets)", fragment=True
+        )
     m = _HEADER_RE.match(head, 0, HEADER_LEN)
     if m is None:
         raise PreambleError("damaged first line")
     version = int(m.group(1))
     if version != VERSION:
         raise PreambleError(f"unknown format version {version}")
-    return (version, m.group(2).decode("ascii"), int(m.group(3), 16), int(m.group(4), 16),
-            int(m.group(5), 16))
+    return (
+        version,
+        m.group(2).decode("ascii"),
+        int(m.group(3), 16),
+        int(m.group(4), 16),
+        int(m.group(5), 16),
+    )
 
 
 def read_preamble(fh: BinaryIO) -> Preamble | None:
@@ -179,14 +210,15 @@ def _skip_preamble(fh: BinaryIO, path: Path | str) -> None:
     """Position `fh` (at offset 0) on the first octet of the message."""
     head = fh.read(HEADER_LEN)
     if not head:
-        return                          # an empty file: an empty message
+        return  # an empty file: an empty message
     try:
         parsed = _parse_header(head)
     except PreambleError as exc:
         # An OSError, so delivery agents treat it like an unreadable file
         # (a temporary failure); the operator sees the reason in the log.
-        raise OSError(errno.EBADMSG, f"damaged queue file preamble: {exc.reason}",
-                      str(path)) from None
+        raise OSError(
+            errno.EBADMSG, f"damaged queue file preamble: {exc.reason}", str(path)
+        ) from None
     fh.seek(0 if parsed is None else HEADER_LEN + parsed[3] + 1)
 
 

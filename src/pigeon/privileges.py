@@ -37,6 +37,7 @@ Contract:
     pigeon creates has an explicit mode as well (docs/security.md lists
     them), so nothing depends on the umask it was started with.
 """
+
 from __future__ import annotations
 
 import errno
@@ -75,9 +76,11 @@ def tighten_umask() -> None:
 def make_data_dir(data_dir: Path, user: str) -> None:
     """Create data_dir (0700); refuse a symlink when root will give it to `user`."""
     if os.geteuid() == 0 and user and Path(data_dir).is_symlink():
-        raise PrivilegeError(f"data_dir: {data_dir} is a symbolic link: name the real directory "
-                             "(started as root, pigeon gives data_dir to `user` and never follows "
-                             "a link to do so)")
+        raise PrivilegeError(
+            f"data_dir: {data_dir} is a symbolic link: name the real directory "
+            "(started as root, pigeon gives data_dir to `user` and never follows "
+            "a link to do so)"
+        )
     Path(data_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
@@ -93,8 +96,9 @@ def _give(path: Path, uid: int, gid: int) -> None:
         top = os.open(path, _DIR)
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.islink(path):
-            raise PrivilegeError(f"data_dir: {path} is a symbolic link: name the real "
-                                 "directory") from None
+            raise PrivilegeError(
+                f"data_dir: {path} is a symbolic link: name the real directory"
+            ) from None
         raise
     try:
         _give_dir(top, str(path), uid, gid)
@@ -112,7 +116,7 @@ def _give_dir(fd: int, where: str, uid: int, gid: int) -> None:
         try:
             entry = os.open(name, _ENTRY, dir_fd=fd)
         except FileNotFoundError:
-            continue                                   # removed meanwhile
+            continue  # removed meanwhile
         try:
             _give_entry(entry, os.path.join(where, name), uid, gid)
         finally:
@@ -122,8 +126,11 @@ def _give_dir(fd: int, where: str, uid: int, gid: int) -> None:
 def _give_entry(entry: int, where: str, uid: int, gid: int) -> None:
     st = os.fstat(entry)
     if stat.S_ISLNK(st.st_mode):
-        log.warning("not giving %s to the pigeon user: a symbolic link (never followed as root; "
-                    "what it points to must already be the user's)", where)
+        log.warning(
+            "not giving %s to the pigeon user: a symbolic link (never followed as root; "
+            "what it points to must already be the user's)",
+            where,
+        )
         return
     if stat.S_ISDIR(st.st_mode):
         # "." of the O_PATH descriptor: exactly the directory fstat saw.
@@ -140,8 +147,11 @@ def _give_entry(entry: int, where: str, uid: int, gid: int) -> None:
     if (st.st_uid, st.st_gid) == (uid, gid) and stat.S_IMODE(st.st_mode) == mode:
         return
     if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
-        log.warning("not giving %s to the pigeon user: it has %d hard links (one may be a "
-                    "system file)", where, st.st_nlink)
+        log.warning(
+            "not giving %s to the pigeon user: it has %d hard links (one may be a system file)",
+            where,
+            st.st_nlink,
+        )
         return
     # The O_PATH descriptor cannot be fchown'ed; its /proc/self/fd link
     # names exactly the file it was opened on (sockets and FIFOs too).
@@ -158,8 +168,10 @@ def drop(user: str, group: str, data_dir: Path) -> None:
                 raise PrivilegeError(f'user: cannot switch to "{user}": not started as root')
         return
     if not user:
-        log.warning("running as root: set `user` in the configuration to drop privileges "
-                    "after binding the listeners")
+        log.warning(
+            "running as root: set `user` in the configuration to drop privileges "
+            "after binding the listeners"
+        )
         return
     uid, gid = account(user, group)
     try:

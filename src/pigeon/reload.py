@@ -30,12 +30,14 @@ Contract:
     (they belong to long-lived objects: the store, the agents, the log
     handlers, the control socket, the processes).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Literal
+from typing import TYPE_CHECKING, Literal
 
 from pigeon.config.load import ConfigError, session_config
 from pigeon.config.schema import Config
@@ -48,8 +50,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pigeon")
 
-RESTART_ONLY = ("data_dir", "hostname", "user", "group", "workers", "queue", "delivery", "log",
-                "admin")
+RESTART_ONLY = (
+    "data_dir",
+    "hostname",
+    "user",
+    "group",
+    "workers",
+    "queue",
+    "delivery",
+    "log",
+    "admin",
+)
 
 
 def changed_keys(old: Config, new: Config) -> list[str]:
@@ -59,10 +70,13 @@ def changed_keys(old: Config, new: Config) -> list[str]:
         if a == b:
             continue
         if dataclasses.is_dataclass(a) and dataclasses.is_dataclass(b):
-            out += [f"{f.name}.{g.name}" for g in dataclasses.fields(a)
-                    if getattr(a, g.name) != getattr(b, g.name)]
+            out += [
+                f"{f.name}.{g.name}"
+                for g in dataclasses.fields(a)
+                if getattr(a, g.name) != getattr(b, g.name)
+            ]
         elif f.name == "local_aliases":
-            out.append("aliases_file (its entries)")     # read from the file, no key of its own
+            out.append("aliases_file (its entries)")  # read from the file, no key of its own
         else:
             out.append(f.name)
     return out
@@ -73,23 +87,23 @@ class ReloadOutcome:
     """What a reload did; `to_dict()` is the control socket's answer (field names are stable)."""
 
     status: Literal["applied", "unchanged", "refused"]
-    applied: list[str] = field(default_factory=list)     # keys in force now
-    restart: list[str] = field(default_factory=list)     # keys that wait for a restart
-    errors: list[str] = field(default_factory=list)      # why it was refused, one problem each
-    warnings: list[str] = field(default_factory=list)    # applied, but not all of it (a listener)
+    applied: list[str] = field(default_factory=list)  # keys in force now
+    restart: list[str] = field(default_factory=list)  # keys that wait for a restart
+    errors: list[str] = field(default_factory=list)  # why it was refused, one problem each
+    warnings: list[str] = field(default_factory=list)  # applied, but not all of it (a listener)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
 class Reloader:
-    def __init__(self, app: "Pigeon", load: Callable[[], Config] | None) -> None:
+    def __init__(self, app: Pigeon, load: Callable[[], Config] | None) -> None:
         self.app = app
         self.load = load
 
     async def reload(self) -> ReloadOutcome:
         app = self.app
-        if self.load is None:                 # no file to re-read: certificates only
+        if self.load is None:  # no file to re-read: certificates only
             new = app.config
         else:
             try:
@@ -109,8 +123,11 @@ class Reloader:
             try:
                 provider = TlsProvider.create(live)
             except TlsError as exc:
-                log.error("TLS reload failed, keeping the previous certificate and the running "
-                          "configuration: %s", exc)
+                log.error(
+                    "TLS reload failed, keeping the previous certificate and the running "
+                    "configuration: %s",
+                    exc,
+                )
                 return ReloadOutcome("refused", errors=[str(exc)])
             app.tls = app.server.tls = provider
             log.info("TLS certificate reloaded: %s", provider.describe())
@@ -122,8 +139,9 @@ class Reloader:
         app.manager.set_router(router)
         warnings = await app.server.reconfigure(live, session_config(live), policy) or []
         # The reserve follows limits.message_size (queue/space.py Rule 1).
-        app.store.space.configure(min_free=live.queue.min_free,
-                                  message_size=live.limits.message_size)
+        app.store.space.configure(
+            min_free=live.queue.min_free, message_size=live.limits.message_size
+        )
         app.config = live
         now = [k for k in changes if k not in later]
         if now:

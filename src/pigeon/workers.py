@@ -27,6 +27,7 @@ Contract:
   * Partial: a worker that dies is not restarted (the others go on; the
     main process logs it when it reaps it at exit).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -36,7 +37,7 @@ import os
 import signal
 import socket
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from pigeon.config.schema import Config, ListenAddress
 from pigeon.net.listener import ListenError, bind_failure, configured_listeners
@@ -44,7 +45,9 @@ from pigeon.net.listener import ListenError, bind_failure, configured_listeners
 log = logging.getLogger("pigeon")
 
 
-def bind_all(config: Config, *, patience: float = 3.0) -> dict[tuple[ListenAddress, str], socket.socket]:
+def bind_all(
+    config: Config, *, patience: float = 3.0
+) -> dict[tuple[ListenAddress, str], socket.socket]:
     """Bind every listener. EADDRINUSE is retried for `patience` seconds: after
     a crash, the workers of the previous run may still be dying (PDEATHSIG).
     ListenError names the address, its role and the key and flag that set it."""
@@ -76,6 +79,7 @@ def _trigger(fd: int) -> Callable[[object], None]:
             pass  # the pipe is full: the main process is already due to scan
         except OSError:
             pass  # the main process is gone; its successor will recover the queue
+
     return pull
 
 
@@ -86,14 +90,14 @@ def run_with_workers(config: Config, reload_config, *, new_loop, build) -> int:
     from pigeon.queue.store import QueueStore, StoreError
 
     try:
-        TlsProvider.create(config)        # data_dir was made by pigeon.app.run
+        TlsProvider.create(config)  # data_dir was made by pigeon.app.run
     except TlsError as exc:
         log.error("%s", exc)
         return EX_CONFIG
     store = QueueStore(config.queue_dir, fsync=config.queue.fsync)
     try:
         store.open(owner=True)
-    except StoreError as exc:           # a damaged queue.db, a rebuild running: one line
+    except StoreError as exc:  # a damaged queue.db, a rebuild running: one line
         log.error("%s", exc)
         return EX_CANTCREAT
     report = store.recover()
@@ -101,13 +105,18 @@ def run_with_workers(config: Config, reload_config, *, new_loop, build) -> int:
     # Create the account store (schema, WAL mode) once, before several
     # processes open it at the same instant and race to switch its journal.
     from pigeon.auth.accounts import AccountError, AccountStore
+
     try:
         AccountStore.in_data_dir(config.data_dir).open().close()
     except AccountError as exc:
         log.error("%s", exc)
         return EX_UNAVAILABLE
-    log.info("queue recovered: %d entries, %d reactivated, %d corrupt",
-             report.queued, len(report.reactivated), len(report.missing_content))
+    log.info(
+        "queue recovered: %d entries, %d reactivated, %d corrupt",
+        report.queued,
+        len(report.reactivated),
+        len(report.missing_content),
+    )
     try:
         sockets = bind_all(config)
     except ListenError as exc:
@@ -120,7 +129,7 @@ def run_with_workers(config: Config, reload_config, *, new_loop, build) -> int:
     parent = os.getpid()
     for _ in range(config.workers - 1):
         pid = os.fork()
-        if pid == 0:                                   # a worker
+        if pid == 0:  # a worker
             _die_with(parent)
             os.close(r)
             code = 1
@@ -130,12 +139,14 @@ def run_with_workers(config: Config, reload_config, *, new_loop, build) -> int:
                 log.exception("worker %d failed", os.getpid())
             finally:
                 from pigeon.obs.logsetup import flush_logs
+
                 flush_logs()
                 os._exit(code)
         children.append(pid)
     os.close(w)
-    log.info("pigeon: %d worker process(es) started: %s", len(children),
-             ", ".join(map(str, children)))
+    log.info(
+        "pigeon: %d worker process(es) started: %s", len(children), ", ".join(map(str, children))
+    )
     try:
         return _main(config, reload_config, sockets, r, children, new_loop, build)
     finally:
@@ -159,29 +170,32 @@ def _die_with(parent: int) -> None:
     only sent after the commit)."""
     try:
         import ctypes
+
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)                  # 1 = PR_SET_PDEATHSIG
+        libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         log.warning("worker %d: cannot ask to die with the main process", os.getpid())
-    if os.getppid() != parent:                         # it died before prctl()
+    if os.getppid() != parent:  # it died before prctl()
         os._exit(1)
 
 
 def _restart_logging(config: Config) -> None:
     # The log writer thread did not survive fork(): start one of our own.
     from pigeon.obs.logsetup import setup_logging
+
     setup_logging(config.log)
 
 
 def _worker(config, reload_config, sockets, w, new_loop, build) -> int:
     from pigeon.app import reload_on_signal
+
     _restart_logging(config)
 
     async def main() -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
-        loop.add_signal_handler(signal.SIGINT, lambda: None)   # the main process decides
+        loop.add_signal_handler(signal.SIGINT, lambda: None)  # the main process decides
         app = build(config)
         app.reload_config = reload_config
         app.server.on_queued = _trigger(w)
@@ -231,7 +245,7 @@ def _main(config, reload_config, sockets, r, children, new_loop, build) -> int:
         loop.add_signal_handler(signal.SIGHUP, reload_on_signal(app))
         try:
             await app.serve(stop, sockets=sockets, recover=False)
-        except Exception as exc:       # e.g. another pigeon owns the control socket
+        except Exception as exc:  # e.g. another pigeon owns the control socket
             log.error("%s", exc)
             forward(signal.SIGTERM)
             return EX_UNAVAILABLE

@@ -1,4 +1,5 @@
 """Fixtures for end-to-end tests: a real pigeon process on a loopback port."""
+
 from __future__ import annotations
 
 import pytest
@@ -24,5 +25,7 @@ def pigeon_factory(tmp_path):
 @pytest.fixture
 def pigeon(pigeon_factory):
     """pigeon with its defaults: local domain localhost, no relaying."""
-    return pigeon_factory('[domains."localhost"]\n[domains."example.test"]\nmailboxes = ["alice", "bob"]\n'
-                          '[aliases]\n"team@example.test" = ["alice@example.test", "bob@example.test"]\n')
+    return pigeon_factory(
+        '[domains."localhost"]\n[domains."example.test"]\nmailboxes = ["alice", "bob"]\n'
+        '[aliases]\n"team@example.test" = ["alice@example.test", "bob@example.test"]\n'
+    )

@@ -1,4 +1,5 @@
 """Shared set-up for the TLS/AUTH end-to-end tests: a server with one account."""
+
 from __future__ import annotations
 
 import ssl
@@ -7,8 +8,7 @@ from pigeon.auth.accounts import AccountStore
 
 USER = "alice@example.test"
 PASSWORD = "correct horse battery staple"
-CONFIG = ('[domains."example.test"]\nmailboxes = ["alice", "bob"]\n'
-          '[domains."localhost"]\n')
+CONFIG = '[domains."example.test"]\nmailboxes = ["alice", "bob"]\n[domains."localhost"]\n'
 
 
 def add_user(proc, name: str = USER, password: str = PASSWORD, addresses=()) -> None:
@@ -25,5 +25,7 @@ def insecure_context() -> ssl.SSLContext:
 
 
 def message(sender: str, rcpt: str, subject: str) -> bytes:
-    return (f"From: {sender}\r\nTo: {rcpt}\r\nSubject: {subject}\r\n"
-            f"Message-ID: <{subject.replace(' ', '.')}@example.test>\r\n\r\nHello.\r\n").encode()
+    return (
+        f"From: {sender}\r\nTo: {rcpt}\r\nSubject: {subject}\r\n"
+        f"Message-ID: <{subject.replace(' ', '.')}@example.test>\r\n\r\nHello.\r\n"
+    ).encode()

@@ -5,6 +5,7 @@ password check, so 45 simultaneous guesses from one address were all tried.
 Now at most auth.max_failures are in flight or failed; the others get 421
 4.7.0 without their password being looked at.
 """
+
 from __future__ import annotations
 
 import base64
@@ -12,10 +13,9 @@ import smtplib
 import threading
 
 import pytest
+from secure_helpers import CONFIG, USER, add_user, insecure_context
 
 from pigeon.testing.live import wait_for
-
-from secure_helpers import CONFIG, USER, add_user, insecure_context
 
 pytestmark = pytest.mark.e2e
 
@@ -33,14 +33,15 @@ def test_parallel_guesses_are_limited_to_max_failures(pigeon_factory):
     def guess(n: int) -> None:
         code = 0
         try:
-            with smtplib.SMTP_SSL("127.0.0.1", proc.submissions_port, timeout=60,
-                                  context=insecure_context()) as s:
+            with smtplib.SMTP_SSL(
+                "127.0.0.1", proc.submissions_port, timeout=60, context=insecure_context()
+            ) as s:
                 s.ehlo("guesser.test")
                 token = base64.b64encode(f"\0{USER}\0wrong-{n}".encode()).decode()
-                barrier.wait()                      # every guess leaves at the same moment
+                barrier.wait()  # every guess leaves at the same moment
                 code = s.docmd("AUTH", f"PLAIN {token}")[0]
         except smtplib.SMTPServerDisconnected:
-            code = -1                               # closed after the 421
+            code = -1  # closed after the 421
         finally:
             with lock:
                 codes.append(code)

@@ -1,16 +1,15 @@
 """Submission with Python's smtplib: STARTTLS + AUTH on 587, SMTP_SSL on 465, bad cases."""
+
 from __future__ import annotations
 
 import base64
 import smtplib
-import socket
 
 import pytest
+from secure_helpers import CONFIG, PASSWORD, USER, add_user, insecure_context, message
 
 from pigeon.auth import scram
 from pigeon.testing.live import maildir_messages, wait_for
-
-from secure_helpers import CONFIG, PASSWORD, USER, add_user, insecure_context, message
 
 pytestmark = pytest.mark.e2e
 
@@ -30,8 +29,11 @@ def test_starttls_and_plain_login_on_submission(server):
         s.ehlo("client.example")
         assert s.esmtp_features["auth"].split() == ["PLAIN", "LOGIN", "SCRAM-SHA-256"]
         assert s.login(USER, PASSWORD)[0] == 235
-        s.sendmail(USER, ["bob@example.test", "friend@elsewhere.example"],
-                   message(USER, "bob@example.test", "submitted"))
+        s.sendmail(
+            USER,
+            ["bob@example.test", "friend@elsewhere.example"],
+            message(USER, "bob@example.test", "submitted"),
+        )
     files = wait_for(lambda: maildir_messages(server.data_dir, "bob@example.test"))
     content = files[0].read_bytes()
     assert b"with ESMTPSA (using TLSv1.3 with cipher TLS_" in content, content[:400]
@@ -46,8 +48,9 @@ def test_auth_login_mechanism(server):
 
 
 def test_implicit_tls_submissions(server):
-    with smtplib.SMTP_SSL("127.0.0.1", server.submissions_port, timeout=10,
-                          context=insecure_context()) as s:
+    with smtplib.SMTP_SSL(
+        "127.0.0.1", server.submissions_port, timeout=10, context=insecure_context()
+    ) as s:
         s.ehlo("client.example")
         assert not s.has_extn("starttls")
         assert s.login(USER, PASSWORD)[0] == 235
@@ -62,8 +65,9 @@ def test_scram_sha_256(server):
         s.ehlo("client.example")
         cnonce = "rOprNGfwEbeRWgbNEkqO"
         first_bare = f"n={USER},r={cnonce}"
-        code, resp = s.docmd("AUTH", "SCRAM-SHA-256 " + base64.b64encode(
-            ("n,," + first_bare).encode()).decode())
+        code, resp = s.docmd(
+            "AUTH", "SCRAM-SHA-256 " + base64.b64encode(("n,," + first_bare).encode()).decode()
+        )
         assert code == 334
         server_first = base64.b64decode(resp)
         attrs = dict(kv.split(b"=", 1) for kv in server_first.split(b","))
@@ -85,11 +89,14 @@ def test_plaintext_auth_is_refused(server):
     with smtplib.SMTP("127.0.0.1", server.submission_port, timeout=10) as s:
         s.ehlo("client.example")
         with pytest.raises(smtplib.SMTPNotSupportedError):
-            s.login(USER, PASSWORD)                   # not advertised before TLS
-        code, resp = s.docmd("AUTH", "PLAIN " + base64.b64encode(
-            f"\0{USER}\0{PASSWORD}".encode()).decode())
-        assert (code, resp) == (538, b"5.7.11 Encryption required for requested "
-                                     b"authentication mechanism")
+            s.login(USER, PASSWORD)  # not advertised before TLS
+        code, resp = s.docmd(
+            "AUTH", "PLAIN " + base64.b64encode(f"\0{USER}\0{PASSWORD}".encode()).decode()
+        )
+        assert (code, resp) == (
+            538,
+            b"5.7.11 Encryption required for requested authentication mechanism",
+        )
         assert s.docmd("MAIL FROM:<alice@example.test>")[0] == 530
 
 
@@ -148,20 +155,23 @@ def _auth_fail(port: int, source: str) -> int:
 
 
 def test_failed_logins_are_slowed_then_refused_per_ip(pigeon_factory):
-    proc = pigeon_factory(CONFIG + "[auth]\nslow_after = 1\nfailure_delay = 0.2\n"
-                                   "max_failures = 3\nlockout = 60\n")
+    proc = pigeon_factory(
+        CONFIG + "[auth]\nslow_after = 1\nfailure_delay = 0.2\nmax_failures = 3\nlockout = 60\n"
+    )
     add_user(proc)
     codes = [_auth_fail(proc.submission_port, "127.0.0.1") for _ in range(3)]
     assert codes == [535, 535, 421]
     with smtplib.SMTP("127.0.0.1", proc.submission_port, timeout=10) as s:
         s.starttls(context=insecure_context())
         s.ehlo("client.example")
-        code, resp = s.docmd("AUTH", "PLAIN " + base64.b64encode(
-            f"\0{USER}\0{PASSWORD}".encode()).decode())
-        assert (code, resp[:5]) == (421, b"4.7.0")        # even the right password
+        code, resp = s.docmd(
+            "AUTH", "PLAIN " + base64.b64encode(f"\0{USER}\0{PASSWORD}".encode()).decode()
+        )
+        assert (code, resp[:5]) == (421, b"4.7.0")  # even the right password
     # Another client address is not affected.
-    with smtplib.SMTP("127.0.0.1", proc.submission_port, timeout=10,
-                      source_address=("127.0.0.2", 0)) as s:
+    with smtplib.SMTP(
+        "127.0.0.1", proc.submission_port, timeout=10, source_address=("127.0.0.2", 0)
+    ) as s:
         s.starttls(context=insecure_context())
         s.ehlo("client.example")
         assert s.login(USER, PASSWORD)[0] == 235

@@ -1,4 +1,5 @@
 """SmtpAgent against real peers: Postfix's smtp-sink and a private Postfix instance."""
+
 from __future__ import annotations
 
 import asyncio
@@ -23,8 +24,11 @@ pytestmark = pytest.mark.e2e
 
 # Lines starting with dots (the first one too), a lone dot line, and a body
 # bigger than one 64 KiB chunk so stuffing crosses chunk boundaries.
-CONTENT = (b".first line starts with a dot\r\nSubject: dots\r\n\r\n.\r\n..\r\nmiddle\r\n"
-           + b"".join(b".%06d " % i + b"x" * 60 + b"\r\n" for i in range(2000)) + b"end\r\n")
+CONTENT = (
+    b".first line starts with a dot\r\nSubject: dots\r\n\r\n.\r\n..\r\nmiddle\r\n"
+    + b"".join(b".%06d " % i + b"x" * 60 + b"\r\n" for i in range(2000))
+    + b"end\r\n"
+)
 
 
 class OneResolver:
@@ -39,11 +43,18 @@ def make_request(tmp_path: Path, rcpts, content=CONTENT, domain="dest.test") -> 
     path = tmp_path / "content.eml"
     path.write_bytes(content)
     return DeliveryRequest(
-        queue_id="Q1", sender="sender@src.test", params=MailParams(ret="HDRS", envid="env-1"),
-        recipients=tuple(DeliveryRecipient(r, RcptParams(("FAILURE",), ("rfc822", r)))
-                         for r in rcpts),
-        content=path, size=len(content), eight_bit=False, smtputf8=False,
-        nexthop=Nexthop("smtp", domain))
+        queue_id="Q1",
+        sender="sender@src.test",
+        params=MailParams(ret="HDRS", envid="env-1"),
+        recipients=tuple(
+            DeliveryRecipient(r, RcptParams(("FAILURE",), ("rfc822", r))) for r in rcpts
+        ),
+        content=path,
+        size=len(content),
+        eight_bit=False,
+        smtputf8=False,
+        nexthop=Nexthop("smtp", domain),
+    )
 
 
 async def deliver(port: int, req: DeliveryRequest, config: ClientConfig | None = None):
@@ -69,8 +80,13 @@ def test_smtp_sink_receives_content_intact(tmp_path, chunking):
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         assert wait_banner(port, 10), "smtp-sink did not start"
-        res = asyncio.run(deliver(port, make_request(tmp_path, ["a@dest.test", "b@dest.test"]),
-                                  ClientConfig(chunking=chunking)))
+        res = asyncio.run(
+            deliver(
+                port,
+                make_request(tmp_path, ["a@dest.test", "b@dest.test"]),
+                ClientConfig(chunking=chunking),
+            )
+        )
         assert [r.outcome for r in res] == [Outcome.DELIVERED] * 2, res
         files = wait_for(lambda: [p for p in dump.iterdir() if p.stat().st_size > 1000])
         assert files, "smtp-sink wrote no dump"
@@ -83,7 +99,7 @@ def test_smtp_sink_receives_content_intact(tmp_path, chunking):
     # The dump: smtp-sink headers, its 3-line Received:, then the message as received.
     head, sep, body = data.partition(b"(smtp-sink)")
     assert sep, data[:300]
-    body = body.split(b"\n", 2)[2]         # rest of the Received: header
+    body = body.split(b"\n", 2)[2]  # rest of the Received: header
     lf = CONTENT.replace(b"\r\n", b"\n")
     assert body.replace(b"\r\n", b"\n").rstrip(b"\n") == lf.rstrip(b"\n")
     assert b"X-Rcpt-Args: <a@dest.test>" in head and b"X-Rcpt-Args: <b@dest.test>" in head
@@ -95,9 +111,26 @@ def postfix(tmp_path):
     openssl = require_tool("openssl")
     tls = tmp_path / "tls"
     tls.mkdir()
-    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-subj", "/CN=postfix.dest.test", "-keyout", str(tls / "key.pem"),
-                    "-out", str(tls / "cert.pem")], check=True, capture_output=True)
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=postfix.dest.test",
+            "-keyout",
+            str(tls / "key.pem"),
+            "-out",
+            str(tls / "cert.pem"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     os.chmod(tls / "key.pem", 0o644)
     settings = {
         "mydestination": "dest.test",
@@ -131,14 +164,19 @@ def test_postfix_accepts_over_starttls_with_dsn_and_rejects_unknown(tmp_path, po
     res = asyncio.run(deliver(postfix.port, req))
     by = {r.address: r for r in res}
     assert by["alice@dest.test"].outcome is Outcome.DELIVERED
-    assert by["alice@dest.test"].action == "delivered"           # Postfix offers DSN
+    assert by["alice@dest.test"].action == "delivered"  # Postfix offers DSN
     assert by["alice@dest.test"].remote_mta == f"peer.test[127.0.0.1]:{postfix.port}"
     assert by["bob@dest.test"].outcome is Outcome.DELIVERED
-    assert by["alice@dest.test"].tls.startswith("TLSv1") and "(unverified)" in by["alice@dest.test"].tls
+    assert (
+        by["alice@dest.test"].tls.startswith("TLSv1")
+        and "(unverified)" in by["alice@dest.test"].tls
+    )
     bad = by["nobody@dest.test"]
     assert bad.outcome is Outcome.BOUNCED and bad.status == "5.1.1" and bad.action == "failed"
     assert bad.diagnostic.startswith("550 5.1.1 <nobody@dest.test>: Recipient address rejected")
-    assert wait_for(lambda: postfix.maillog_text().count("status=sent") >= 2, 20), postfix.log_tail()
+    assert wait_for(lambda: postfix.maillog_text().count("status=sent") >= 2, 20), (
+        postfix.log_tail()
+    )
     log = postfix.maillog_text()
     assert "STARTTLS" in log or "TLS connection established" in log, postfix.log_tail(30)
     # Postfix answers 555 to parameters it does not take: RET/ENVID/NOTIFY/ORCPT
@@ -166,5 +204,6 @@ def test_postfix_takes_a_quoted_sender_with_special_characters(tmp_path, postfix
     req = dataclasses.replace(req, sender='"a>b c"@src.test')
     res = asyncio.run(deliver(postfix.port, req))
     assert [r.outcome for r in res] == [Outcome.DELIVERED], res
-    assert wait_for(lambda: 'from=<"a>b c"@src.test>' in postfix.maillog_text(), 20), \
+    assert wait_for(lambda: 'from=<"a>b c"@src.test>' in postfix.maillog_text(), 20), (
         postfix.log_tail()
+    )

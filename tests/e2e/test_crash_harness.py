@@ -8,6 +8,7 @@ matches every delivered copy against the client-side log of 250s. The only
 pass is 0 lost, 0 truncated, duplicates only for deliveries in flight at a
 kill. The long run is `make crash`.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -25,7 +26,7 @@ def load_harness():
     spec = importlib.util.spec_from_file_location("crash_harness", HARNESS)
     module = importlib.util.module_from_spec(spec)
     assert spec.loader is not None
-    sys.modules[spec.name] = module      # dataclasses look their module up
+    sys.modules[spec.name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
@@ -33,9 +34,17 @@ def load_harness():
 @pytest.mark.parametrize("workers", [1, 2])
 def test_twenty_sigkill_cycles_lose_nothing_acknowledged(tmp_path, workers):
     # workers=2: the kill hits the main process; its worker dies with it.
-    harness = load_harness().Harness(tmp_path, cycles=20, clients=6, messages=800, seed=20260601,
-                                     cycle_time=0.8, drain_timeout=90.0, verbose=False,
-                                     workers=workers)
+    harness = load_harness().Harness(
+        tmp_path,
+        cycles=20,
+        clients=6,
+        messages=800,
+        seed=20260601,
+        cycle_time=0.8,
+        drain_timeout=90.0,
+        verbose=False,
+        workers=workers,
+    )
     summary = harness.run()
     print(summary.text())
     assert summary.cycles >= 20

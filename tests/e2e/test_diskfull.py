@@ -16,6 +16,7 @@ Corruption: envelope rows with garbage, rows whose content file is gone,
 rows with JSON of the wrong shape are moved to state 'corrupt' with a log
 line (files kept); the queue manager keeps delivering the healthy mail.
 """
+
 from __future__ import annotations
 
 import errno
@@ -27,8 +28,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from faultfs import FaultyPigeon
+
 from pigeon.testing.live import PigeonProcess, maildir_messages, recv_reply, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -150,7 +151,7 @@ def test_disk_full_answers_452_keeps_running_and_recovers(small_fs):
         assert list((server.data / "queue" / "tmp").iterdir()) == []
         assert queue_rows(server) == {}
 
-        filler.unlink()                                 # space returns
+        filler.unlink()  # space returns
         with smtplib.SMTP("127.0.0.1", server.port, timeout=15) as s:
             s.sendmail("a@example.org", [RCPT], body("after", 400_000))
         assert wait_for(lambda: "after" in tokens_delivered(server), timeout=15), server.log()
@@ -177,8 +178,11 @@ def test_disk_full_at_delivery_defers_and_delivers_when_space_returns(small_fs):
         assert not list((server.data / "mailboxes").glob("*/*/new/*")), "partial delivery"
         filler.unlink()
         got = wait_for(lambda: tokens_delivered(server).get("squeezed"), timeout=20)
-        assert got, "deferred message not delivered after space returned:\n" + server.log() + \
-            f"\nqueue: {queue_rows(server)}"
+        assert got, (
+            "deferred message not delivered after space returned:\n"
+            + server.log()
+            + f"\nqueue: {queue_rows(server)}"
+        )
         assert got.rstrip().endswith(b"END squeezed")
         assert wait_for(lambda: queue_rows(server) == {}, timeout=10), queue_rows(server)
     finally:
@@ -200,20 +204,32 @@ def test_corrupt_queue_entries_are_quarantined_never_crash_the_manager(tmp_path)
         for name in ("good", "garbage", "wrong-shape", "list", "no-content", "bad-recipient"):
             spool = store.new_spool()
             spool.write(body(name, 500))
-            store.commit(spool, Envelope(spool.queue_id, "a@example.org", [Recipient(RCPT)],
-                                         size=spool.size))
+            store.commit(
+                spool, Envelope(spool.queue_id, "a@example.org", [Recipient(RCPT)], size=spool.size)
+            )
             ids[name] = spool.queue_id
         store.close()
         db = sqlite3.connect(server.data_dir / "queue" / "queue.db")
         with db:
             db.execute("UPDATE queue SET envelope=? WHERE queue_id=?", ("{garbage", ids["garbage"]))
-            db.execute("UPDATE queue SET envelope=? WHERE queue_id=?",
-                       (json.dumps({"queue_id": 5, "recipients": "nope"}), ids["wrong-shape"]))
+            db.execute(
+                "UPDATE queue SET envelope=? WHERE queue_id=?",
+                (json.dumps({"queue_id": 5, "recipients": "nope"}), ids["wrong-shape"]),
+            )
             db.execute("UPDATE queue SET envelope=? WHERE queue_id=?", ("[1, 2, 3]", ids["list"]))
-            db.execute("UPDATE queue SET envelope=? WHERE queue_id=?",
-                       (json.dumps({"queue_id": ids["bad-recipient"], "sender": "",
-                                    "recipients": [{"address": 7, "status": "weird"}]}),
-                        ids["bad-recipient"]))
+            db.execute(
+                "UPDATE queue SET envelope=? WHERE queue_id=?",
+                (
+                    json.dumps(
+                        {
+                            "queue_id": ids["bad-recipient"],
+                            "sender": "",
+                            "recipients": [{"address": 7, "status": "weird"}],
+                        }
+                    ),
+                    ids["bad-recipient"],
+                ),
+            )
         db.close()
         (server.data_dir / "queue" / "msg" / ids["no-content"]).unlink()
 
@@ -224,6 +240,7 @@ def test_corrupt_queue_entries_are_quarantined_never_crash_the_manager(tmp_path)
         def quarantined():
             rows = queue_rows(server)
             return all(rows.get(q) == "corrupt" for q in bad.values())
+
         assert wait_for(quarantined, timeout=15), (queue_rows(server), server.log())
         # The log lines come a few ms after the rows change (batched writer).
         wait_for(lambda: all(f"queue_id={q}" in server.log() for q in bad.values()), timeout=10)
@@ -242,8 +259,9 @@ def test_corrupt_queue_entries_are_quarantined_never_crash_the_manager(tmp_path)
         with smtplib.SMTP("127.0.0.1", server.port, timeout=15) as s:
             s.sendmail("a@example.org", [RCPT], body("later", 500))
         assert wait_for(lambda: "later" in tokens_delivered(server), timeout=15), server.log()
-        assert wait_for(lambda: queue_rows(server).get("0000000000ZZZZZ") == "corrupt",
-                        timeout=15), server.log()
+        assert wait_for(
+            lambda: queue_rows(server).get("0000000000ZZZZZ") == "corrupt", timeout=15
+        ), server.log()
         assert server.proc.poll() is None
         assert "Traceback" not in server.log(), server.log()
     finally:
@@ -261,29 +279,33 @@ def test_below_the_reserve_mail_and_data_get_452_before_the_disk_is_full(tmp_pat
     accepted again once space is back."""
     from pigeon.queue.space import DEFAULT_TTL
 
-    reserve = CONFIG.replace("[queue]\n", "[queue]\nmin_free = 8388608\n") + \
-        "[limits]\nmessage_size = 5000000\n"           # reserve: 8 MiB (> 1.5 x 5 MB)
+    reserve = (
+        CONFIG.replace("[queue]\n", "[queue]\nmin_free = 8388608\n")
+        + "[limits]\nmessage_size = 5000000\n"
+    )  # reserve: 8 MiB (> 1.5 x 5 MB)
     server = FaultyPigeon(tmp_path / "p", reserve, fs_size="12m").start()
     try:
         s = socket.create_connection(("127.0.0.1", server.port), timeout=15)
         recv_reply(s)
         assert smtp_line(s, "EHLO client.example").startswith(b"250")
         assert smtp_line(s, "MAIL FROM:<a@example.org> SIZE=4500000").startswith(
-            b"452 4.3.1 Insufficient system storage")          # 12.5 MB - 4.5 MB < 8 MiB
+            b"452 4.3.1 Insufficient system storage"
+        )  # 12.5 MB - 4.5 MB < 8 MiB
         assert smtp_line(s, "MAIL FROM:<a@example.org> SIZE=1000").startswith(b"250")
         assert smtp_line(s, f"RCPT TO:<{RCPT}>").startswith(b"250")
         # Something else takes the disk down to 7 MiB free, under the reserve.
         with open(server.data / "hog", "wb") as fh:
             fh.write(b"\0" * (server.free_bytes() - 7 * 1024 * 1024))
-        time.sleep(DEFAULT_TTL * 2)                     # the cached statvfs expires
+        time.sleep(DEFAULT_TTL * 2)  # the cached statvfs expires
         assert smtp_line(s, "DATA").startswith(b"452 4.3.1")
         assert smtp_line(s, "RSET").startswith(b"250")
         assert smtp_line(s, "MAIL FROM:<a@example.org>").startswith(b"452 4.3.1")
-        assert server.free_bytes() > 6 * 1024 * 1024           # refused with room to spare
+        assert server.free_bytes() > 6 * 1024 * 1024  # refused with room to spare
         (server.data / "hog").unlink()
 
         def accepted() -> bool:
             return smtp_line(s, "MAIL FROM:<a@example.org>").startswith(b"250")
+
         assert wait_for(accepted, timeout=10, interval=DEFAULT_TTL)
         s.close()
         with smtplib.SMTP("127.0.0.1", server.port, timeout=15) as c:

@@ -1,5 +1,6 @@
 """ETRN (RFC 1985) against a live server: a trusted client makes the deferred
 mail for a domain go out now; an untrusted one is refused."""
+
 from __future__ import annotations
 
 import smtplib
@@ -28,9 +29,10 @@ def test_etrn_flushes_for_trusted_clients_only(pigeon_factory):
     server = pigeon_factory(
         'relay_networks = ["127.0.0.1/32"]\n[domains."localhost"]\n'
         f'[transports]\n"later.test" = "smtp:[127.0.0.9]:{peer_port}"\n'
-        '[smtp]\netrn = true\n'
+        "[smtp]\netrn = true\n"
         # Retries far in the future: only ETRN can make the message go now.
-        '[queue]\nmin_backoff = 3600.0\nmax_backoff = 3600.0\n')
+        "[queue]\nmin_backoff = 3600.0\nmax_backoff = 3600.0\n"
+    )
     with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as c:
         c.sendmail("a@localhost", ["user@later.test"], b"Subject: etrn\r\n\r\nwaiting\r\n")
     assert wait_for(lambda: "status=deferred" in server.log(), timeout=20), server.log()

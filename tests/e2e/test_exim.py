@@ -6,6 +6,7 @@ without writing the 250 has queued the message, but Exim keeps it and tries
 again: the message is delivered twice. (Exim is unpacked by .ci/run;
 see pigeon.testing.exim.)
 """
+
 from __future__ import annotations
 
 import email
@@ -24,14 +25,16 @@ CONFIG = '[domains."pigeon.test"]\nmailboxes = ["rcpt"]\n'
 
 
 def _message(n: int) -> bytes:
-    return (f"From: sender@exim.test\nTo: rcpt@pigeon.test\nSubject: message {n}\n"
-            f"Message-ID: <exim-{n}@exim.test>\n\nbody {n}\n").encode()
+    return (
+        f"From: sender@exim.test\nTo: rcpt@pigeon.test\nSubject: message {n}\n"
+        f"Message-ID: <exim-{n}@exim.test>\n\nbody {n}\n"
+    ).encode()
 
 
 def _message_ids(maildir) -> Counter:
     ids: Counter = Counter()
     new = maildir / "new"
-    for path in (new.iterdir() if new.is_dir() else ()):
+    for path in new.iterdir() if new.is_dir() else ():
         ids[email.message_from_bytes(path.read_bytes())["Message-ID"]] += 1
     return ids
 
@@ -52,8 +55,9 @@ def _relay_and_check(exim: EximRelay, proc, tls: bool) -> None:
     exim.run_queue()
     maildir = proc.data_dir / "mailboxes" / "pigeon.test" / "rcpt"
     expected = {f"<exim-{n}@exim.test>" for n in range(MESSAGES)}
-    ids = wait_for(lambda: (lambda c: c if set(c) >= expected else None)(_message_ids(maildir)),
-                   timeout=30)
+    ids = wait_for(
+        lambda: (lambda c: c if set(c) >= expected else None)(_message_ids(maildir)), timeout=30
+    )
     log = exim.mainlog()
     assert ids, f"not every message arrived: {_message_ids(maildir)}\n{log}"
     assert ids == Counter({mid: 1 for mid in expected}), f"duplicates: {ids}\n{log}"
@@ -62,8 +66,11 @@ def _relay_and_check(exim: EximRelay, proc, tls: bool) -> None:
     queued_as = re.findall(r'C="250 2\.0\.0 Ok: queued as (\w+)"', log)
     assert len(queued_as) == MESSAGES and len(set(queued_as)) == MESSAGES, log
     # (the log is written by a background thread: wait for the last lines)
-    pigeon_log = wait_for(lambda: (lambda text: text if all(f"{q}: client=" in text
-                                                            for q in queued_as) else None)(proc.log()))
+    pigeon_log = wait_for(
+        lambda: (lambda text: text if all(f"{q}: client=" in text for q in queued_as) else None)(
+            proc.log()
+        )
+    )
     assert pigeon_log, proc.log()
     for qid in queued_as:
         assert len(re.findall(rf"{qid}: client=.*\(queued\)", pigeon_log)) == 1, qid

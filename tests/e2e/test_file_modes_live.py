@@ -4,6 +4,7 @@ The production story: the log file (senders, recipients, login names) was
 created world-readable, because it was opened before the umask was tightened.
 docs/security.md lists every file and its mode.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,9 +26,10 @@ SPECIAL = {".": 0o711, "submit.sock": 0o666}
 
 
 def test_every_file_has_its_mode_under_a_permissive_umask(tmp_path):
-    proc = PigeonProcess(tmp_path / "w", f'[log]\nfile = "{tmp_path / "mail.log"}"\n'
-                                         '[admin]\nmetrics_listen = ""\n')
-    old = os.umask(0)               # inherited by the server
+    proc = PigeonProcess(
+        tmp_path / "w", f'[log]\nfile = "{tmp_path / "mail.log"}"\n[admin]\nmetrics_listen = ""\n'
+    )
+    old = os.umask(0)  # inherited by the server
     try:
         proc.start()
     finally:
@@ -51,5 +53,12 @@ def test_every_file_has_its_mode_under_a_permissive_umask(tmp_path):
         wrong = {name: oct(m) for name, (m, wanted) in found.items() if m != wanted}
         assert wrong == {}, wrong
         # The files the table names are all there.
-        assert {"pigeon.pid", "control.sock", "submit.sock", "accounts.db", "queue/queue.db",
-                "tls/selfsigned-key.pem", "tls/selfsigned-cert.pem"} <= set(found)
+        assert {
+            "pigeon.pid",
+            "control.sock",
+            "submit.sock",
+            "accounts.db",
+            "queue/queue.db",
+            "tls/selfsigned-key.pem",
+            "tls/selfsigned-cert.pem",
+        } <= set(found)

@@ -6,16 +6,16 @@ was not seen and the forged message was delivered. The header section is
 now bounded (limits.header_size, 552 5.3.4 past it) and read whole, also
 when the message spilled from memory to a spool file.
 """
+
 from __future__ import annotations
 
 import smtplib
 
 import pytest
+from secure_helpers import CONFIG, PASSWORD, USER, add_user, insecure_context
 
 from pigeon.queue.spool import SPILL_THRESHOLD
 from pigeon.testing.live import maildir_messages, wait_for
-
-from secure_helpers import CONFIG, PASSWORD, USER, add_user, insecure_context
 
 pytestmark = pytest.mark.e2e
 
@@ -34,22 +34,32 @@ def server(pigeon_factory):
 
 
 def _submit(server, message: bytes) -> tuple[int, bytes]:
-    with smtplib.SMTP_SSL("127.0.0.1", server.submissions_port, timeout=30,
-                          context=insecure_context()) as s:
+    with smtplib.SMTP_SSL(
+        "127.0.0.1", server.submissions_port, timeout=30, context=insecure_context()
+    ) as s:
         s.login(USER, PASSWORD)
         assert s.mail(USER)[0] == 250
         assert s.rcpt("bob@example.test")[0] == 250
         return s.data(message)
 
 
-@pytest.mark.parametrize("from_line, body", [
-    (b"From: The Boss <boss@example.test>\r\n", b"hi\r\n"),
-    (b"From: The Boss <boss@example.test>\r\n", BIG_BODY),
-    (b"From : boss@example.test\r\n", b"hi\r\n"),
-    (b"from\t:\r\n  The Boss <boss@example.test>\r\n", BIG_BODY),
-    (b"From: alice@example.test\r\nFrom: boss@example.test\r\n", b"hi\r\n"),
-], ids=["after-64k", "after-64k-spilled", "space-before-colon", "tab-folded-spilled",
-        "second-from"])
+@pytest.mark.parametrize(
+    "from_line, body",
+    [
+        (b"From: The Boss <boss@example.test>\r\n", b"hi\r\n"),
+        (b"From: The Boss <boss@example.test>\r\n", BIG_BODY),
+        (b"From : boss@example.test\r\n", b"hi\r\n"),
+        (b"from\t:\r\n  The Boss <boss@example.test>\r\n", BIG_BODY),
+        (b"From: alice@example.test\r\nFrom: boss@example.test\r\n", b"hi\r\n"),
+    ],
+    ids=[
+        "after-64k",
+        "after-64k-spilled",
+        "space-before-colon",
+        "tab-folded-spilled",
+        "second-from",
+    ],
+)
 def test_forged_from_after_64k_or_written_loosely_is_refused(server, from_line, body):
     assert len(PADDING) > 65536
     code, reply = _submit(server, PADDING + b"Subject: forged\r\n" + from_line + b"\r\n" + body)
@@ -58,8 +68,9 @@ def test_forged_from_after_64k_or_written_loosely_is_refused(server, from_line, 
 
 
 def test_own_from_after_64k_in_a_spilled_message_is_accepted(server):
-    code, reply = _submit(server, PADDING + f"From: Alice <{USER}>\r\n".encode()
-                          + b"Subject: mine\r\n\r\n" + BIG_BODY)
+    code, reply = _submit(
+        server, PADDING + f"From: Alice <{USER}>\r\n".encode() + b"Subject: mine\r\n\r\n" + BIG_BODY
+    )
     assert code == 250, reply
     assert wait_for(lambda: maildir_messages(server.data_dir, "bob@example.test"))
 

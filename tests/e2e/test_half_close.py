@@ -6,6 +6,7 @@ only then reads the replies. If pigeon closes at EOF without writing the
 tests do the same at the socket level, in plaintext and over STARTTLS (where
 "half-close" is a close_notify alert followed by the TCP FIN).
 """
+
 from __future__ import annotations
 
 import socket
@@ -37,8 +38,12 @@ def _read_to_eof(read, timeout: float = 10.0) -> bytes:
 
 def _open_transaction(sock: socket.socket) -> None:
     assert recv_reply(sock).startswith(b"220")
-    for command, code in ((b"EHLO client.test", b"250"), (b"MAIL FROM:<s@client.test>", b"250"),
-                          (b"RCPT TO:<alice@example.test>", b"250"), (b"DATA", b"354")):
+    for command, code in (
+        (b"EHLO client.test", b"250"),
+        (b"MAIL FROM:<s@client.test>", b"250"),
+        (b"RCPT TO:<alice@example.test>", b"250"),
+        (b"DATA", b"354"),
+    ):
         sock.sendall(command + b"\r\n")
         reply = recv_reply(sock)
         assert reply.startswith(code), (command, reply)
@@ -64,8 +69,10 @@ def test_pipelined_commands_then_shutdown_all_answered(pigeon_factory):
         assert recv_reply(sock).startswith(b"220")
         sock.sendall(b"EHLO client.test\r\n")
         assert recv_reply(sock).startswith(b"250")
-        sock.sendall(b"MAIL FROM:<s@client.test>\r\nRCPT TO:<alice@example.test>\r\n"
-                     b"BDAT 22 LAST\r\nSubject: x\r\n\r\nbody\r\n\r\nNOOP\r\nQUIT\r\n")
+        sock.sendall(
+            b"MAIL FROM:<s@client.test>\r\nRCPT TO:<alice@example.test>\r\n"
+            b"BDAT 22 LAST\r\nSubject: x\r\n\r\nbody\r\n\r\nNOOP\r\nQUIT\r\n"
+        )
         sock.shutdown(socket.SHUT_WR)
         sock.settimeout(10)
         replies = _read_to_eof(lambda: sock.recv(65536))
@@ -104,7 +111,7 @@ class _MemoryTlsClient:
                 self._flush()
                 chunk = self.sock.recv(65536)
                 if not chunk:
-                    raise AssertionError("server closed during the handshake")
+                    raise AssertionError("server closed during the handshake") from None
                 self.incoming.write(chunk)
         raise AssertionError("handshake did not finish")
 
@@ -116,7 +123,7 @@ class _MemoryTlsClient:
         try:
             self.tls.unwrap()
         except ssl.SSLWantReadError:
-            pass                              # the peer's close_notify comes later
+            pass  # the peer's close_notify comes later
         self._flush()
         self.sock.shutdown(socket.SHUT_WR)
 
@@ -159,9 +166,12 @@ def test_starttls_close_notify_and_fin_still_get_250_and_221(pigeon_factory):
         assert recv_reply(sock).startswith(b"220")
         tls = _MemoryTlsClient(sock)
         tls.handshake()
-        for command, code in ((b"EHLO client.test", b"250"),
-                              (b"MAIL FROM:<s@client.test>", b"250"),
-                              (b"RCPT TO:<alice@example.test>", b"250"), (b"DATA", b"354")):
+        for command, code in (
+            (b"EHLO client.test", b"250"),
+            (b"MAIL FROM:<s@client.test>", b"250"),
+            (b"RCPT TO:<alice@example.test>", b"250"),
+            (b"DATA", b"354"),
+        ):
             tls.send(command + b"\r\n")
             reply = tls.reply()
             assert reply.startswith(code), (command, reply)

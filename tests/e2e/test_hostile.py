@@ -16,6 +16,7 @@ then, one after the other:
   * a connection flood from one IP (127.0.0.99)     -> 421 4.7.0 past connections_per_ip
 Figures printed: EHLO latency (min/median/max), peak RSS (VmHWM) of the pigeon process.
 """
+
 from __future__ import annotations
 
 import os
@@ -47,7 +48,9 @@ def proc_status(pid: int) -> dict[str, int]:
 
 
 def connect(port: int, source: str = "127.0.0.1", timeout: float = 30) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0))
+    return socket.create_connection(
+        ("127.0.0.1", port), timeout=timeout, source_address=(source, 0)
+    )
 
 
 def session(port: int, source: str = "127.0.0.1") -> socket.socket:
@@ -64,7 +67,7 @@ def read_until_closed(s: socket.socket, timeout: float = 30) -> bytes:
     try:
         while chunk := s.recv(65536):
             buf += chunk
-    except (ConnectionResetError, socket.timeout):
+    except (TimeoutError, ConnectionResetError):
         pass
     return buf
 
@@ -118,7 +121,7 @@ def hostile_server(pigeon_factory):
     if soft < need:
         if hard != resource.RLIM_INFINITY and hard < need:
             pytest.skip(f"ulimit -n is {hard}; this test needs {need}")
-        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))   # inherited by pigeon
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))  # inherited by pigeon
     return pigeon_factory(f"""[domains."localhost"]
 [limits]
 connections = {IDLE + 200}
@@ -183,14 +186,14 @@ def test_hostile_clients_do_not_stop_a_well_behaved_one(hostile_server):
         s = session(server.port)
         s.sendall(b"MAIL FROM:<a@example.org>\r\n")
         recv_reply(s)
-        sent, closed = 0, False
+        sent = 0
         batch = b"RCPT TO:<r@localhost>\r\n" * 10_000
         try:
             while sent < 1_000_000:
                 s.sendall(batch)
                 sent += 10_000
         except (BrokenPipeError, ConnectionResetError):
-            closed = True
+            pass  # closed on us: the reply says why
         out = read_until_closed(s)
         assert b"452 4.5.3" in out and b"421 4.7.0" in out, out[-300:]
         report["recipients_sent_before_disconnect"] = sent
@@ -199,10 +202,14 @@ def test_hostile_clients_do_not_stop_a_well_behaved_one(hostile_server):
         # Made-up local parts in a domain without a mailbox list (one new
         # Maildir each): limits.new_mailboxes_per_hour, then the error limit.
         s = session(server.port, "127.0.0.3")
-        s.sendall(b"MAIL FROM:<a@example.org>\r\n"
-                  + b"".join(b"RCPT TO:<made%d@localhost>\r\n" % i for i in range(200)))
+        s.sendall(
+            b"MAIL FROM:<a@example.org>\r\n"
+            + b"".join(b"RCPT TO:<made%d@localhost>\r\n" % i for i in range(200))
+        )
         out = read_until_closed(s)
-        assert out.count(b"250 2.1.5") == 100 and b"450 4.7.1" in out and b"421 4.7.0" in out, out[-300:]
+        assert out.count(b"250 2.1.5") == 100 and b"450 4.7.1" in out and b"421 4.7.0" in out, out[
+            -300:
+        ]
         s.close()
 
         # SIZE says 1 GB: refused at MAIL.
@@ -222,7 +229,7 @@ def test_hostile_clients_do_not_stop_a_well_behaved_one(hostile_server):
         s.sendall(b".\r\n")
         assert recv_reply(s, timeout=120).startswith(b"552 5.3.4")
         report["big_message_seconds"] = round(time.monotonic() - t0, 1)
-        during = max(rss.samples[-int(report["big_message_seconds"] / 0.05) - 5:] or [0])
+        during = max(rss.samples[-int(report["big_message_seconds"] / 0.05) - 5 :] or [0])
         report["rss_growth_during_100MB_MB"] = round((during - before) / MB, 1)
         assert during - before < 32 * MB, report
         s.close()
@@ -285,11 +292,14 @@ def test_hostile_clients_do_not_stop_a_well_behaved_one(hostile_server):
     end = proc_status(pid)
     lat = sorted(prober.latencies)
     report.update(
-        ehlo_samples=len(lat), ehlo_min_ms=round(lat[0] * 1000, 1),
+        ehlo_samples=len(lat),
+        ehlo_min_ms=round(lat[0] * 1000, 1),
         ehlo_median_ms=round(statistics.median(lat) * 1000, 1),
         ehlo_max_ms=round(lat[-1] * 1000, 1),
-        rss_start_MB=round(base["VmRSS"] / MB, 1), rss_end_MB=round(end["VmRSS"] / MB, 1),
-        peak_rss_MB=round(end["VmHWM"] / MB, 1))
+        rss_start_MB=round(base["VmRSS"] / MB, 1),
+        rss_end_MB=round(end["VmRSS"] / MB, 1),
+        peak_rss_MB=round(end["VmHWM"] / MB, 1),
+    )
     print("\nhostile clients:", report)
     assert not prober.failures, prober.failures[:5]
     assert len(lat) >= 10 and lat[-1] < 10.0, report

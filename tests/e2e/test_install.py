@@ -9,6 +9,7 @@ temporary data directory and a loopback port. `pigeon serve` runs with no
 user's commands, run from another directory, must reach that server.
 Skipped when not root; under CI=true it runs (and fails if it cannot).
 """
+
 from __future__ import annotations
 
 import os
@@ -32,10 +33,16 @@ LOCAL_USER = "alice-e2e"
 
 
 class Installed:
-    def __init__(self, sandbox: Sandbox, data: Path, elsewhere: Path, sendmail: str,
-                 server) -> None:
+    def __init__(
+        self, sandbox: Sandbox, data: Path, elsewhere: Path, sendmail: str, server
+    ) -> None:
         self.sb, self.data, self.elsewhere, self.sendmail, self.server = (
-            sandbox, data, elsewhere, sendmail, server)
+            sandbox,
+            data,
+            elsewhere,
+            sendmail,
+            server,
+        )
 
     def run(self, *argv: str, user: str | None = None, stdin: bytes | None = None):
         return self.sb.run(list(argv), user=user, cwd=str(self.elsewhere), input=stdin)
@@ -55,7 +62,7 @@ class Installed:
 @pytest.fixture(scope="module")
 def installed():
     tmp = Path(tempfile.mkdtemp(prefix="pigeon-install-"))
-    os.chmod(tmp, 0o755)                 # /var/lib must be traversable: so must this
+    os.chmod(tmp, 0o755)  # /var/lib must be traversable: so must this
     data, elsewhere = tmp / "var-lib-pigeon", tmp / "somewhere-else"
     elsewhere.mkdir()
     # A planted configuration in the directory the commands run from: never read.
@@ -68,35 +75,61 @@ def installed():
     sb = Sandbox(bind=bind).start()
     try:
         # Step 1: the system user.
-        done = sb.run(["useradd", "--system", "--home-dir", "/var/lib/pigeon",
-                       "--no-create-home", "--shell", "/usr/sbin/nologin", SERVER_USER])
-        assert done.returncode in (0, 9), done.stderr           # 9: it exists already
+        done = sb.run(
+            [
+                "useradd",
+                "--system",
+                "--home-dir",
+                "/var/lib/pigeon",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                SERVER_USER,
+            ]
+        )
+        assert done.returncode in (0, 9), done.stderr  # 9: it exists already
         assert sb.run(["useradd", "--no-create-home", LOCAL_USER]).returncode == 0
         # Step 3: the configuration, checked.
         port = free_port()
-        config = (f'hostname = "mx.example.test"\ndata_dir = "{data}"\n'
-                  f'listen = ["127.0.0.1:{port}"]\nsubmission_listen = []\n'
-                  f'submissions_listen = []\n[domains."example.test"]\n'
-                  f'[queue]\nrun_interval = 1.0\n[admin]\nmetrics_listen = ""\n')
-        done = sb.run(["sh", "-ec", "install -d -m 0755 /etc/pigeon\n"
-                                    "install -m 0644 /dev/stdin /etc/pigeon/pigeon.toml"],
-                      input=config.encode())
+        config = (
+            f'hostname = "mx.example.test"\ndata_dir = "{data}"\n'
+            f'listen = ["127.0.0.1:{port}"]\nsubmission_listen = []\n'
+            f'submissions_listen = []\n[domains."example.test"]\n'
+            f'[queue]\nrun_interval = 1.0\n[admin]\nmetrics_listen = ""\n'
+        )
+        done = sb.run(
+            [
+                "sh",
+                "-ec",
+                "install -d -m 0755 /etc/pigeon\n"
+                "install -m 0644 /dev/stdin /etc/pigeon/pigeon.toml",
+            ],
+            input=config.encode(),
+        )
         assert done.returncode == 0, done.stderr
         done = sb.run([PIGEON, "check-config"], cwd=str(elsewhere))
         assert done.returncode == 0 and b"ok: /etc/pigeon/pigeon.toml" in done.stdout, done
         # Step 4: the data directory, and an account added before the first start.
-        done = sb.run(["install", "-d", "-o", SERVER_USER, "-g", SERVER_USER, "-m", "0711",
-                       str(data)])
+        done = sb.run(
+            ["install", "-d", "-o", SERVER_USER, "-g", SERVER_USER, "-m", "0711", str(data)]
+        )
         assert done.returncode == 0, done.stderr
-        done = sb.run([PIGEON, "user", "add", "carol@example.test", "--password-stdin"],
-                      cwd=str(elsewhere), input=b"correct horse battery\n")
+        done = sb.run(
+            [PIGEON, "user", "add", "carol@example.test", "--password-stdin"],
+            cwd=str(elsewhere),
+            input=b"correct horse battery\n",
+        )
         assert done.returncode == 0, done.stderr
         # Step 6, as the unit does it: `pigeon serve`, no --config, as the pigeon user.
         log = open(tmp / "serve.log", "wb")
-        server = sb.popen([PIGEON, "serve"], user=SERVER_USER, cwd="/", stdout=log,
-                          stderr=log)
-        up = wait_for(lambda: server.poll() is not None or
-                      sb.run([PIGEON, "status"], cwd=str(elsewhere)).returncode == 0, timeout=30)
+        server = sb.popen([PIGEON, "serve"], user=SERVER_USER, cwd="/", stdout=log, stderr=log)
+        up = wait_for(
+            lambda: (
+                server.poll() is not None
+                or sb.run([PIGEON, "status"], cwd=str(elsewhere)).returncode == 0
+            ),
+            timeout=30,
+        )
         assert up and server.poll() is None, (tmp / "serve.log").read_text()
         yield Installed(sb, data, elsewhere, sendmail, server)
     finally:
@@ -146,8 +179,10 @@ def test_an_ordinary_user_sends_as_itself(installed):
 
 def test_an_ordinary_user_speaks_smtp_with_sendmail_bs(installed):
     i = installed
-    script = (b"EHLO localhost\r\nMAIL FROM:<x@example.test>\r\nRCPT TO:<bob@example.test>\r\n"
-              b"DATA\r\nSubject: install-bs\r\n\r\nhi\r\n.\r\nQUIT\r\n")
+    script = (
+        b"EHLO localhost\r\nMAIL FROM:<x@example.test>\r\nRCPT TO:<bob@example.test>\r\n"
+        b"DATA\r\nSubject: install-bs\r\n\r\nhi\r\n.\r\nQUIT\r\n"
+    )
     done = i.run(i.sendmail, "-bs", user=LOCAL_USER, stdin=script)
     assert done.returncode == 0 and b"250 2.0.0 Ok: queued as " in done.stdout, done
     data = wait_for(lambda: i.delivered("bob@example.test", b"install-bs"), timeout=30)
@@ -170,7 +205,7 @@ def test_with_the_server_stopped_an_ordinary_user_is_told_to_retry(installed):
     assert done.returncode == 75 and b"NOT queued" in done.stderr, done
     status = i.run(PIGEON, "status")
     assert status.returncode == 3 and b"pigeon is not running" in status.stdout
-    for argv in ((PIGEON, "status"), (PIGEON, "queue", "list")):   # the store is private too
+    for argv in ((PIGEON, "status"), (PIGEON, "queue", "list")):  # the store is private too
         done = i.run(*argv, user=LOCAL_USER)
         assert done.returncode == 77 and b"Traceback" not in done.stderr, done
 

@@ -1,4 +1,5 @@
 """Connection limits, pregreet, timeouts and SIGTERM drain against a live server."""
+
 from __future__ import annotations
 
 import signal
@@ -29,11 +30,13 @@ def test_per_ip_connection_limit(pigeon_factory):
     finally:
         for s in held:
             s.close()
+
     # Once the others are gone (the server notices their close a moment
     # later), a new client is served again.
     def served() -> bool:
         with connect(server.port) as s:
             return recv_reply(s).startswith(b"220")
+
     assert wait_for(served, timeout=10)
 
 
@@ -75,7 +78,7 @@ def test_command_deadline_not_extended_by_dripping(pigeon_factory):
         try:
             s.sendall(bytes([ch]))
             got += s.recv(4096)
-        except socket.timeout:
+        except TimeoutError:
             continue
         except OSError:
             break

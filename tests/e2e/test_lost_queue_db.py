@@ -8,6 +8,7 @@ queue from the message files, and once the next hop (Postfix's smtp-sink)
 is up every message is delivered. Garbage: the start is refused with one
 line and exit status 73; `pigeon queue rebuild --from-files` repairs it.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,13 +24,18 @@ from pigeon.testing.sink import SmtpSink
 
 pytestmark = pytest.mark.e2e
 
-BIG = 200 * 1024        # over the store's spill threshold: the spilled-spool path
+BIG = 200 * 1024  # over the store's spill threshold: the spilled-spool path
 
 
 def pigeon_cmd(server, *argv: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PIGEON_CONFIG=str(server.config_path))
-    return subprocess.run([sys.executable, "-m", "pigeon", *argv], capture_output=True,
-                          env=env, timeout=120, cwd=server.workdir)
+    return subprocess.run(
+        [sys.executable, "-m", "pigeon", *argv],
+        capture_output=True,
+        env=env,
+        timeout=120,
+        cwd=server.workdir,
+    )
 
 
 def queued_ids(server) -> list[str]:
@@ -48,14 +54,16 @@ def queue_for_a_dead_hop(pigeon_factory, n: int = 4, workers: int = 1):
     port = free_port()
     server = pigeon_factory(
         f'workers = {workers}\nrelay_networks = ["127.0.0.0/8"]\n[domains."localhost"]\n'
-        '[queue]\nmin_backoff = 3600\nmax_backoff = 7200\n[delivery]\nconnect_timeout = 2.0\n'
-        f'[transports]\n"down.test" = "smtp:[127.0.0.1]:{port}"\n')
+        "[queue]\nmin_backoff = 3600\nmax_backoff = 7200\n[delivery]\nconnect_timeout = 2.0\n"
+        f'[transports]\n"down.test" = "smtp:[127.0.0.1]:{port}"\n'
+    )
     with smtplib.SMTP("127.0.0.1", server.port, timeout=30) as s:
         for i in range(n):
             rcpts = ["a@down.test", "b@down.test"] if i == 1 else ["a@down.test"]
             s.sendmail("sender@localhost", rcpts, message(i))
-    assert wait_for(lambda: server.log().count("status=deferred") >= n + 1, timeout=30), \
+    assert wait_for(lambda: server.log().count("status=deferred") >= n + 1, timeout=30), (
         server.log()
+    )
     ids = queued_ids(server)
     assert len(ids) == n
     return server, port, ids
@@ -94,8 +102,7 @@ def test_a_lost_queue_database_is_rebuilt_and_the_mail_delivered(pigeon_factory,
     else:
         os.truncate(db, 0)
     server.start()
-    assert wait_for(lambda: "queue rebuilt 4 message(s)" in server.log(), timeout=20), \
-        server.log()
+    assert wait_for(lambda: "queue rebuilt 4 message(s)" in server.log(), timeout=20), server.log()
     assert "orphans_removed" not in server.log()
     deliver_and_check(server, port, ids)
 
@@ -111,9 +118,9 @@ def test_a_garbage_queue_database_is_refused_then_repaired(pigeon_factory):
     assert server.proc.returncode == 73
     new_lines = server.log()[logged:].splitlines()
     assert "Traceback" not in server.log()
-    (line,) = [l for l in new_lines if "queue.db" in l]
+    (line,) = [ln for ln in new_lines if "queue.db" in ln]
     assert "damaged" in line and "pigeon queue rebuild --from-files" in line
-    listed = pigeon_cmd(server, "queue", "list")                   # every command refuses
+    listed = pigeon_cmd(server, "queue", "list")  # every command refuses
     assert listed.returncode == 73 and b"pigeon queue rebuild --from-files" in listed.stderr
     assert b"Traceback" not in listed.stderr
 

@@ -23,6 +23,7 @@ Needs root and `ip` (iproute2). Skipped without them, and when the kernel
 or container refuses to create namespaces, veths or bridges; under CI=true a
 missing `ip` (or smtp-sink) fails instead, since CI installs them.
 """
+
 from __future__ import annotations
 
 import os
@@ -100,10 +101,10 @@ def dumps(d: Path) -> list[bytes]:
 def lan():
     if os.geteuid() != 0:
         pytest.skip("network namespaces need root")
-    require_tool("ip")                       # skip, or fail under CI=true
+    require_tool("ip")  # skip, or fail under CI=true
     net = Lan(HOSTS, nameserver=HOSTS["dns"])
     try:
-        net.start()                          # cleans up after itself when it fails
+        net.start()  # cleans up after itself when it fails
     except NetnsUnavailable as exc:
         # The kernel/container refuses namespaces: nothing CI could install, so skip even there.
         pytest.skip(f"network namespaces unavailable here: {exc}")
@@ -147,14 +148,44 @@ def test_delivers_to_mx1_then_falls_back_to_mx2(lan, workdir):
     sink_logs = {mx: workdir / f"{mx}-sink.log" for mx in mx_dirs}
     all_logs = (pigeon_log, dns_log, *sink_logs.values())
 
-    lan.popen("dns", sys.executable, "-m", "pigeon.testing.dnsserver",
-              "--zone", f"example.test={workdir / 'example.test.zone'}",
-              "--host", HOSTS["dns"], "--port", "53", log=dns_log)
-    sinks = {mx: lan.popen(mx, sink, "-u", "nobody", "-d", f"{mx_dirs[mx]}/%M.",
-                           f"{HOSTS[mx]}:25", "64", log=sink_logs[mx])
-             for mx in mx_dirs}
-    pigeon = lan.popen("pigeon", sys.executable, "-m", "pigeon", "serve", "--config", str(config),
-                       log=pigeon_log, cwd=workdir)
+    lan.popen(
+        "dns",
+        sys.executable,
+        "-m",
+        "pigeon.testing.dnsserver",
+        "--zone",
+        f"example.test={workdir / 'example.test.zone'}",
+        "--host",
+        HOSTS["dns"],
+        "--port",
+        "53",
+        log=dns_log,
+    )
+    sinks = {
+        mx: lan.popen(
+            mx,
+            sink,
+            "-u",
+            "nobody",
+            "-d",
+            f"{mx_dirs[mx]}/%M.",
+            f"{HOSTS[mx]}:25",
+            "64",
+            log=sink_logs[mx],
+        )
+        for mx in mx_dirs
+    }
+    pigeon = lan.popen(
+        "pigeon",
+        sys.executable,
+        "-m",
+        "pigeon",
+        "serve",
+        "--config",
+        str(config),
+        log=pigeon_log,
+        cwd=workdir,
+    )
 
     # Every probe runs from pigeon's namespace: it checks the servers and the LAN at once.
     for mx in mx_dirs:
@@ -172,8 +203,12 @@ def test_delivers_to_mx1_then_falls_back_to_mx2(lan, workdir):
             break
         time.sleep(0.2)
     assert seen.returncode == 0, seen.stderr + logs(dns_log)
-    assert seen.stdout.split() == ["10.253.0.53", "10:mx1.example.test.", "20:mx2.example.test.",
-                                   "10.253.0.12"]
+    assert seen.stdout.split() == [
+        "10.253.0.53",
+        "10:mx1.example.test.",
+        "20:mx2.example.test.",
+        "10.253.0.12",
+    ]
 
     # 1. Both MX hosts up: the preferred one gets the mail.
     sent = lan.python("pigeon", SEND, "first", timeout=40)
@@ -184,8 +219,9 @@ def test_delivers_to_mx1_then_falls_back_to_mx2(lan, workdir):
     assert b"X-Rcpt-Args: <user@example.test>" in got[0]
     assert b"by pigeon.lan.test (pigeon) with ESMTP" in got[0]
     assert dumps(mx_dirs["mx2"]) == []
-    assert wait_for(lambda: "relay=mx1.example.test" in pigeon_log.read_text(errors="replace"),
-                    timeout=10), logs(pigeon_log)
+    assert wait_for(
+        lambda: "relay=mx1.example.test" in pigeon_log.read_text(errors="replace"), timeout=10
+    ), logs(pigeon_log)
 
     # 2. mx1's server stops (its host stays up: connections are refused);
     #    the next message goes to mx2, the next MX by preference.
@@ -197,9 +233,10 @@ def test_delivers_to_mx1_then_falls_back_to_mx2(lan, workdir):
     assert len(got2) == 1, logs(*all_logs)
     assert b"Subject: second" in got2[0]
     assert b"X-Rcpt-Args: <user@example.test>" in got2[0]
-    assert len(dumps(mx_dirs["mx1"])) == 1           # nothing more reached mx1
-    assert wait_for(lambda: "relay=mx2.example.test" in pigeon_log.read_text(errors="replace"),
-                    timeout=10), logs(pigeon_log)
+    assert len(dumps(mx_dirs["mx1"])) == 1  # nothing more reached mx1
+    assert wait_for(
+        lambda: "relay=mx2.example.test" in pigeon_log.read_text(errors="replace"), timeout=10
+    ), logs(pigeon_log)
     log = pigeon_log.read_text(errors="replace")
     # One delivery attempt walked on from the refused MX to the next; it was not deferred.
     assert "connect to mx1.example.test[10.253.0.11]:25" in log, log

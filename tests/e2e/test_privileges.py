@@ -7,6 +7,7 @@ the Maildir are writable by it). Links the pigeon user planted in the data
 directory are never followed by root, and a data_dir that is itself a link is
 refused (docs/security.md).
 """
+
 from __future__ import annotations
 
 import os
@@ -50,14 +51,14 @@ def test_root_drops_to_the_configured_user():
                 s.sendmail("a@example.org", ["dropped@localhost"], b"Subject: x\r\n\r\nhi\r\n")
             files = wait_for(lambda: maildir_messages(proc.data_dir, "dropped@localhost"))
             assert files and os.stat(files[0]).st_uid == nobody.pw_uid
-            assert os.stat(files[0]).st_mode & 0o077 == 0          # private
+            assert os.stat(files[0]).st_mode & 0o077 == 0  # private
             assert "dropped privileges: now running as nobody" in proc.log()
-            pid_file = proc.data_dir / "pigeon.pid"          # written as root, then given
+            pid_file = proc.data_dir / "pigeon.pid"  # written as root, then given
             assert pid_file.read_text() == f"{proc.proc.pid}\n"
             st = os.stat(pid_file)
             assert (st.st_uid, st.st_mode & 0o777) == (nobody.pw_uid, 0o644)
-            assert proc.stop() == 0                            # a clean exit as nobody
-        assert not (proc.data_dir / "pigeon.pid").exists()    # removed by the dropped process
+            assert proc.stop() == 0  # a clean exit as nobody
+        assert not (proc.data_dir / "pigeon.pid").exists()  # removed by the dropped process
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -65,10 +66,15 @@ def test_root_drops_to_the_configured_user():
 def test_unknown_user_is_a_configuration_error(tmp_path):
     import subprocess
     import sys
+
     config = tmp_path / "p.toml"
     config.write_text('user = "no-such-user-pigeon"\n')
-    out = subprocess.run([sys.executable, "-m", "pigeon", "check-config", str(config)],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "pigeon", "check-config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 78
     assert 'user: no such user "no-such-user-pigeon"' in out.stderr
 
@@ -78,7 +84,7 @@ def test_links_planted_in_the_data_dir_are_not_followed_at_start_up():
     workdir = Path(tempfile.mkdtemp(prefix="pigeon-priv-"))
     os.chmod(workdir, 0o755)
     try:
-        secret = workdir / "shadow"                 # stands for a root-owned system file
+        secret = workdir / "shadow"  # stands for a root-owned system file
         secret.write_text("root:secret\n")
         secret.chmod(0o640)
         system_dir = workdir / "ssl"
@@ -103,18 +109,28 @@ def test_links_planted_in_the_data_dir_are_not_followed_at_start_up():
 def test_a_data_dir_that_is_a_symlink_is_refused_as_root(tmp_path):
     import subprocess
     import sys
+
     real = tmp_path / "real"
     real.mkdir()
     (tmp_path / "data").symlink_to(real)
     config = tmp_path / "p.toml"
-    config.write_text(f'user = "nobody"\ndata_dir = "{tmp_path / "data"}"\n'
-                      f'listen = ["127.0.0.1:{free_port()}"]\nsubmission_listen = []\n'
-                      'submissions_listen = []\n'
-                      '[admin]\nmetrics_listen = ""\n')
+    config.write_text(
+        f'user = "nobody"\ndata_dir = "{tmp_path / "data"}"\n'
+        f'listen = ["127.0.0.1:{free_port()}"]\nsubmission_listen = []\n'
+        "submissions_listen = []\n"
+        '[admin]\nmetrics_listen = ""\n'
+    )
     # (Before the fix it started, through the link: the timeout ends that run.)
-    out = subprocess.run([sys.executable, "-m", "pigeon", "serve", "--config", str(config)],
-                         capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    out = subprocess.run(
+        [sys.executable, "-m", "pigeon", "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
     assert out.returncode == 77, out.stderr
-    assert f"data_dir: {tmp_path / 'data'} is a symbolic link: name the real directory" in out.stderr
-    assert list(real.iterdir()) == []               # nothing written through the link
+    assert (
+        f"data_dir: {tmp_path / 'data'} is a symbolic link: name the real directory" in out.stderr
+    )
+    assert list(real.iterdir()) == []  # nothing written through the link
     assert os.stat(real).st_uid == 0

@@ -7,6 +7,7 @@ and counting each refusal against the next hop until it is marked dead for
 everyone. Peers: Postfix's smtp-sink behind a `[transports]` route, and a
 private Postfix instance.
 """
+
 from __future__ import annotations
 
 import socket
@@ -44,9 +45,13 @@ def test_quoted_addresses_are_relayed_to_smtp_sink(pigeon_factory):
         server = pigeon_factory(
             f'relay_networks = ["127.0.0.0/8"]\n[domains."localhost"]\n'
             f'[transports]\n"dest.test" = "smtp:[127.0.0.1]:{sink_port}"\n'
-            f'[queue]\nrun_interval = 1.0\nmin_backoff = 1.0\nmax_backoff = 2.0\n')
-        replies = send_raw(server.port, '"a>b"@src.test',
-                           ['"x>y"@dest.test', '"two words\\\\ \\"q\\""@dest.test', "plain@dest.test"])
+            f"[queue]\nrun_interval = 1.0\nmin_backoff = 1.0\nmax_backoff = 2.0\n"
+        )
+        replies = send_raw(
+            server.port,
+            '"a>b"@src.test',
+            ['"x>y"@dest.test', '"two words\\\\ \\"q\\""@dest.test', "plain@dest.test"],
+        )
         assert replies.count(b"250 ") == 5 and b"354 " in replies, replies
         assert wait_for(lambda: sink.messages(), timeout=20), server.log()
         [dump] = sink.messages()

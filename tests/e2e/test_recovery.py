@@ -7,6 +7,7 @@ middle of a DATA phase), then restarted. Every message that got a 250 must
 be in the Maildir after the restart, exactly as sent; the half-sent one must
 not be there at all, nor any truncated message.
 """
+
 from __future__ import annotations
 
 import random
@@ -28,8 +29,11 @@ TOKEN = re.compile(rb"X-Token: (\S+)")
 
 def body(token: str) -> bytes:
     filler = b"".join(b"line %d of %s\r\n" % (i, token.encode()) for i in range(200))
-    return (f"Subject: {token}\r\nX-Token: {token}\r\n\r\n".encode() + filler
-            + f"END-OF-MESSAGE {token}\r\n".encode())
+    return (
+        f"Subject: {token}\r\nX-Token: {token}\r\n\r\n".encode()
+        + filler
+        + f"END-OF-MESSAGE {token}\r\n".encode()
+    )
 
 
 class Sender(threading.Thread):

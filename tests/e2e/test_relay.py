@@ -7,6 +7,7 @@ peers on other loopback addresses, pigeon in a subprocess.
   nullmx.test   MX 0 .    (RFC 7505 null MX)
   nowhere.test  NXDOMAIN
 """
+
 from __future__ import annotations
 
 import email
@@ -51,8 +52,11 @@ max_backoff = 2.0
 
 def send(server, rcpts, subject="relay test"):
     with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as s:
-        s.sendmail("sender@localhost", rcpts,
-                   f"From: sender@localhost\r\nSubject: {subject}\r\n\r\nbody of {subject}\r\n.dot line\r\n")
+        s.sendmail(
+            "sender@localhost",
+            rcpts,
+            f"From: sender@localhost\r\nSubject: {subject}\r\n\r\nbody of {subject}\r\n.dot line\r\n",
+        )
 
 
 def bounces(server):
@@ -79,11 +83,12 @@ def test_lowest_preference_mx_that_answers_gets_the_mail(world):
         got = wait_for(mx2.messages, timeout=20)
         assert len(got) == 1
         assert b"X-Rcpt-Args: <user@remote.test>" in got[0]
-        assert b"\n.dot line\n" in got[0]            # dot-stuffed on the wire, intact here
+        assert b"\n.dot line\n" in got[0]  # dot-stuffed on the wire, intact here
         assert b"by pigeon.test (pigeon) with ESMTP" in got[0]
     # Log lines are written in batches a few ms later: wait for them.
-    assert wait_for(lambda: "connect to" in server.log() or "127.0.0.2" in server.log(),
-                    timeout=10), server.log()
+    assert wait_for(
+        lambda: "connect to" in server.log() or "127.0.0.2" in server.log(), timeout=10
+    ), server.log()
 
 
 def test_deferred_while_down_then_delivered_when_back(world):

@@ -18,6 +18,7 @@ At the end, a control message from 127.0.0.2 (inside relay_networks) is
 relayed to the sink, proving the sink would have seen a relayed message; the
 sinks must hold that one message and nothing else.
 """
+
 from __future__ import annotations
 
 import socket
@@ -32,8 +33,8 @@ from pigeon.testing.sink import SmtpSink
 pytestmark = pytest.mark.e2e
 
 OURS = "example.test"
-CYRILLIC_O = "\u043e"          # looks like Latin "o"
-CYRILLIC_A = "\u0430"          # looks like Latin "a"
+CYRILLIC_O = "\u043e"  # looks like Latin "o"
+CYRILLIC_A = "\u0430"  # looks like Latin "a"
 
 # (name, forward-path as sent, SMTPUTF8?, expected outcome)
 BATTERY = [
@@ -52,7 +53,12 @@ BATTERY = [
     ("address literal, sink", "<user@[127.0.0.4]>", False, "refused"),
     ("address literal, loopback", "<user@[127.0.0.1]>", False, "refused"),
     ("address literal, IPv6", "<user@[IPv6:::1]>", False, "refused"),
-    ("percent hack to a literal", f"<user%[127.0.0.4]@{OURS}>", False, "refused"),  # "[" is not atext
+    (
+        "percent hack to a literal",
+        f"<user%[127.0.0.4]@{OURS}>",
+        False,
+        "refused",
+    ),  # "[" is not atext
     ("trailing dot, ours", f"<user@{OURS}.>", False, "refused"),
     ("trailing dot, other", "<user@other.org.>", False, "refused"),
     ("mixed case other", "<USER@OTHER.ORG>", False, "refused"),
@@ -77,8 +83,15 @@ BATTERY = [
 ]
 
 
-def _send_one(port: int, rcpt: str, smtputf8: bool, token: str, *,
-              source: str = "127.0.0.1", sender: str = "attacker@evil.example") -> str:
+def _send_one(
+    port: int,
+    rcpt: str,
+    smtputf8: bool,
+    token: str,
+    *,
+    source: str = "127.0.0.1",
+    sender: str = "attacker@evil.example",
+) -> str:
     """One transaction; returns the RCPT reply (and sends DATA when it was 250)."""
     s = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
     try:
@@ -104,10 +117,15 @@ def _send_one(port: int, rcpt: str, smtputf8: bool, token: str, *,
 @pytest.fixture
 def world(tmp_path, pigeon_factory):
     port = free_port()
-    zones = {"other.org": "@ MX 10 mx\nmx A 127.0.0.3\n",
-             "other.net": "@ MX 10 mx\nmx A 127.0.0.3\n"}
-    with DnsServer(zones=zones) as dns, SmtpSink("127.0.0.3", port) as mx, \
-            SmtpSink("127.0.0.4", port) as literal:
+    zones = {
+        "other.org": "@ MX 10 mx\nmx A 127.0.0.3\n",
+        "other.net": "@ MX 10 mx\nmx A 127.0.0.3\n",
+    }
+    with (
+        DnsServer(zones=zones) as dns,
+        SmtpSink("127.0.0.3", port) as mx,
+        SmtpSink("127.0.0.4", port) as literal,
+    ):
         server = pigeon_factory(f"""relay_networks = ["127.0.0.2/32"]
 [domains."{OURS}"]
 [delivery]
@@ -131,7 +149,9 @@ def _local_deliveries(server) -> dict[str, str]:
     for path in (server.data_dir / "mailboxes").glob("*/*/new/*"):
         for line in path.read_bytes().splitlines():
             if line.startswith(b"X-Battery: "):
-                out[line[11:].decode()] = f"{path.parent.parent.name}@{path.parent.parent.parent.name}"
+                out[line[11:].decode()] = (
+                    f"{path.parent.parent.name}@{path.parent.parent.parent.name}"
+                )
     return out
 
 
@@ -144,41 +164,51 @@ def test_open_relay_battery_relays_nothing(world):
         results.append((name, rcpt, expected, reply.strip(), token))
         # A local sender does not buy relaying either.
         if expected == "refused":
-            again = _send_one(server.port, rcpt, utf8, token + "-local-sender",
-                              sender=f"boss@{OURS}")
+            again = _send_one(
+                server.port, rcpt, utf8, token + "-local-sender", sender=f"boss@{OURS}"
+            )
             assert not again.startswith("2"), (name, "local sender", again)
 
-    wrong = [(n, r, e, rep) for n, r, e, rep, _ in results
-             if (e == "refused") != (rep[:1] in ("4", "5"))]
-    assert not wrong, "\n".join(f"{n}: RCPT TO:{r} expected {e}, got {rep}" for n, r, e, rep in wrong)
-    for name, rcpt, expected, reply, _ in results:
+    wrong = [
+        (n, r, e, rep) for n, r, e, rep, _ in results if (e == "refused") != (rep[:1] in ("4", "5"))
+    ]
+    assert not wrong, "\n".join(
+        f"{n}: RCPT TO:{r} expected {e}, got {rep}" for n, r, e, rep in wrong
+    )
+    for name, _rcpt, expected, reply, _ in results:
         if expected == "refused":
-            assert reply[:1] == "5", (name, reply)        # a definite no, not "try later"
+            assert reply[:1] == "5", (name, reply)  # a definite no, not "try later"
 
     # The control: a relay client's message does reach the sink.
-    assert _send_one(server.port, "<control@other.org>", False, "control",
-                     source="127.0.0.2").startswith("250")
+    assert _send_one(
+        server.port, "<control@other.org>", False, "control", source="127.0.0.2"
+    ).startswith("250")
     assert wait_for(mx.messages, timeout=30), "control message not relayed:\n" + server.log()
 
     local_tokens = {tok for _, _, e, _, tok in results if e == "local"}
 
     def settled():
-        rows = sqlite3.connect(server.data_dir / "queue" / "queue.db").execute(
-            "SELECT COUNT(*) FROM queue").fetchone()[0]
+        rows = (
+            sqlite3.connect(server.data_dir / "queue" / "queue.db")
+            .execute("SELECT COUNT(*) FROM queue")
+            .fetchone()[0]
+        )
         return rows == 0 and local_tokens <= set(_local_deliveries(server))
 
     assert wait_for(settled, timeout=30), server.log()
     delivered = _local_deliveries(server)
-    for name, rcpt, expected, reply, token in results:
+    for name, _rcpt, expected, _reply, token in results:
         if expected == "local":
             assert delivered[token].endswith(f"@{OURS}"), (name, delivered[token])
     relayed = [m for m in mx.messages() + literal.messages() if b"X-Battery: trick" in m]
     assert len(mx.messages()) == 1 and b"X-Battery: control" in mx.messages()[0]
     assert not relayed, f"{len(relayed)} message(s) relayed"
     # Nothing sneaked out by bouncing either: the attacker's domain is not ours.
-    print(f"\nrelay battery: {len(BATTERY)} tricks, "
-          f"{sum(r[2] == 'refused' for r in results)} refused, "
-          f"{len(local_tokens)} delivered locally, 0 relayed")
-    for name, rcpt, expected, reply, token in results:
+    print(
+        f"\nrelay battery: {len(BATTERY)} tricks, "
+        f"{sum(r[2] == 'refused' for r in results)} refused, "
+        f"{len(local_tokens)} delivered locally, 0 relayed"
+    )
+    for name, rcpt, _expected, reply, token in results:
         where = delivered.get(token, "-")
         print(f"  {name:34} {rcpt:45} {reply.splitlines()[-1][:40]:40} {where}")

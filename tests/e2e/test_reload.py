@@ -2,6 +2,7 @@
 sessions; a broken file is rejected (a log line, and for `pigeon reload` every
 problem printed and exit 78) and the running configuration stays in force.
 The PID file makes `kill -HUP $(cat ...)` work."""
+
 from __future__ import annotations
 
 import signal
@@ -38,7 +39,7 @@ def rcpt_code(port: int, rcpt: str) -> int:
 
 def test_reload_applies_changes_and_keeps_sessions(pigeon_factory):
     server = pigeon_factory('# --- test part ---\n[domains."localhost"]\n')
-    assert rcpt_code(server.port, "x@new.test") == 554          # not ours yet: relay denied
+    assert rcpt_code(server.port, "x@new.test") == 554  # not ours yet: relay denied
 
     # A session opened before the reload finishes after it.
     held = socket.create_connection(("127.0.0.1", server.port), timeout=10)
@@ -47,11 +48,15 @@ def test_reload_applies_changes_and_keeps_sessions(pigeon_factory):
     recv_reply(held)
 
     extra_port = free_port()
-    rewrite(server, '[domains."localhost"]\n[domains."new.test"]\nmailboxes = ["x"]\n'
-                    '[limits]\nmessage_size = 123456\n')
+    rewrite(
+        server,
+        '[domains."localhost"]\n[domains."new.test"]\nmailboxes = ["x"]\n'
+        "[limits]\nmessage_size = 123456\n",
+    )
     text = server.config_path.read_text().replace(
         f'listen = ["127.0.0.1:{server.port}"]',
-        f'listen = ["127.0.0.1:{server.port}", "127.0.0.1:{extra_port}"]')
+        f'listen = ["127.0.0.1:{server.port}", "127.0.0.1:{extra_port}"]',
+    )
     server.config_path.write_text(text)
     hup_and_wait(server, "reload: applied", server.log().count("reload: applied"))
     log = server.log()
@@ -59,7 +64,7 @@ def test_reload_applies_changes_and_keeps_sessions(pigeon_factory):
 
     assert rcpt_code(server.port, "x@new.test") == 250
     assert rcpt_code(server.port, "y@new.test") == 550
-    assert rcpt_code(extra_port, "x@new.test") == 250         # the new listener
+    assert rcpt_code(extra_port, "x@new.test") == 250  # the new listener
     with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as s:
         s.ehlo("c.example")
         assert int(s.esmtp_features["size"]) == 123456
@@ -74,11 +79,11 @@ def test_reload_applies_changes_and_keeps_sessions(pigeon_factory):
 def test_broken_file_keeps_the_running_configuration(pigeon_factory):
     server = pigeon_factory('# --- test part ---\n[domains."localhost"]\n[domains."kept.test"]\n')
     assert rcpt_code(server.port, "a@kept.test") == 250
-    rewrite(server, '[limits]\nmesage_size = 10\n')
+    rewrite(server, "[limits]\nmesage_size = 10\n")
     hup_and_wait(server, "reload rejected", 0)
     assert "limits.mesage_size" in server.log()
     assert server.proc.poll() is None
-    assert rcpt_code(server.port, "a@kept.test") == 250          # old config in force
+    assert rcpt_code(server.port, "a@kept.test") == 250  # old config in force
     # And a later good file is taken again.
     rewrite(server, '[domains."localhost"]\n')
     hup_and_wait(server, "reload: applied", 0)
@@ -87,9 +92,15 @@ def test_broken_file_keeps_the_running_configuration(pigeon_factory):
 
 # --- `pigeon reload`: the outcome and the exit status, through the control socket -----------
 
+
 def pigeon_reload(server) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pigeon", "reload", "-c", str(server.config_path)],
-                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "pigeon", "reload", "-c", str(server.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def test_pigeon_reload_applies_and_says_what(pigeon_factory):
@@ -98,14 +109,19 @@ def test_pigeon_reload_applies_and_says_what(pigeon_factory):
     done = pigeon_reload(server)
     assert (done.returncode, done.stderr) == (0, "")
     assert done.stdout == "reload: applied domains, limits.message_size\n"
-    assert rcpt_code(server.port, "x@new.test") == 250        # in force when the command returns
+    assert rcpt_code(server.port, "x@new.test") == 250  # in force when the command returns
     done = pigeon_reload(server)
     assert (done.returncode, done.stdout) == (0, "reload: configuration unchanged\n")
-    rewrite(server, '[domains."localhost"]\n[domains."new.test"]\n[limits]\nmessage_size = 4321\n'
-                    '[queue]\nrun_interval = 30\n')
+    rewrite(
+        server,
+        '[domains."localhost"]\n[domains."new.test"]\n[limits]\nmessage_size = 4321\n'
+        "[queue]\nrun_interval = 30\n",
+    )
     done = pigeon_reload(server)
-    assert (done.returncode, done.stdout) == (0, "reload: queue.run_interval take effect at the "
-                                                 "next restart\n")
+    assert (done.returncode, done.stdout) == (
+        0,
+        "reload: queue.run_interval take effect at the next restart\n",
+    )
 
 
 def test_pigeon_reload_refused_prints_every_error_and_exits_78(pigeon_factory):
@@ -119,26 +135,35 @@ def test_pigeon_reload_refused_prints_every_error_and_exits_78(pigeon_factory):
     assert done.stderr.splitlines() == [
         "pigeon: reload refused, the running configuration stays in force:",
         f'pigeon: {path}:{first}: limits.mesage_size: unknown key (did you mean "message_size"?)',
-        f'pigeon: {path}:{first + 2}: smtp.pipelining: must be true or false, got "yes"']
+        f'pigeon: {path}:{first + 2}: smtp.pipelining: must be true or false, got "yes"',
+    ]
     assert server.proc.poll() is None
-    assert rcpt_code(server.port, "a@kept.test") == 250          # the old configuration stays
+    assert rcpt_code(server.port, "a@kept.test") == 250  # the old configuration stays
 
 
 def test_pigeon_reload_when_not_running_exits_69(tmp_path):
     config = tmp_path / "p.toml"
     config.write_text(f'data_dir = "{tmp_path / "data"}"\n')
-    done = subprocess.run([sys.executable, "-m", "pigeon", "reload", "-c", str(config)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "pigeon", "reload", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 69
-    assert done.stderr.startswith(f"pigeon: pigeon is not running (no answer on {tmp_path / 'data'}"
-                                  "/control.sock")
+    assert done.stderr.startswith(
+        f"pigeon: pigeon is not running (no answer on {tmp_path / 'data'}/control.sock"
+    )
 
 
 def test_pigeon_reload_reaches_the_workers(pigeon_factory):
     server = pigeon_factory('workers = 2\n# --- test part ---\n[domains."localhost"]\n')
-    server.config_path.write_text(server.config_path.read_text().replace(
-        '# --- test part ---\n[domains."localhost"]\n',
-        '# --- test part ---\n[domains."localhost"]\n[domains."w.test"]\n'))
+    server.config_path.write_text(
+        server.config_path.read_text().replace(
+            '# --- test part ---\n[domains."localhost"]\n',
+            '# --- test part ---\n[domains."localhost"]\n[domains."w.test"]\n',
+        )
+    )
     done = pigeon_reload(server)
     assert (done.returncode, done.stdout) == (0, "reload: applied domains\n"), done.stderr
     # The kernel spreads connections over both processes: every one must know w.test.
@@ -148,6 +173,7 @@ def test_pigeon_reload_reaches_the_workers(pigeon_factory):
 
 
 # --- the PID file -----------------------------------------------------------------------------
+
 
 def test_pid_file_is_written_and_removed(pigeon_factory):
     server = pigeon_factory('# --- test part ---\n[domains."localhost"]\n')
@@ -171,10 +197,14 @@ def test_a_stale_pid_file_is_replaced(pigeon_factory, tmp_path):
                 pid_file = tmp_path / "run" / f"stale-{stale}.pid"
                 pid_file.parent.mkdir(exist_ok=True)
                 pid_file.write_text(f"{stale}\n")
-                server = pigeon_factory(f'[admin]\npid_file = "{pid_file}"\n[domains."localhost"]\n')
+                server = pigeon_factory(
+                    f'[admin]\npid_file = "{pid_file}"\n[domains."localhost"]\n'
+                )
                 assert pid_file.read_text() == f"{server.proc.pid}\n"
-                line = f"replacing the stale PID file {pid_file} (pid {stale} is not a running pigeon)"
-                assert wait_for(lambda: line in server.log()), server.log()   # written in batches
+                line = (
+                    f"replacing the stale PID file {pid_file} (pid {stale} is not a running pigeon)"
+                )
+                assert wait_for(lambda: line in server.log()), server.log()  # written in batches
                 server.stop()
         finally:
             alive_not_pigeon.kill()
@@ -184,29 +214,41 @@ def test_a_pid_file_held_by_a_running_pigeon_is_refused(pigeon_factory, tmp_path
     pid_file = tmp_path / "shared.pid"
     first = pigeon_factory(f'[admin]\npid_file = "{pid_file}"\nmetrics_listen = ""\n')
     config = tmp_path / "second.toml"
-    config.write_text(f'data_dir = "{tmp_path / "second"}"\nlisten = ["127.0.0.1:{free_port()}"]\n'
-                      'submission_listen = []\nsubmissions_listen = []\n'
-                      f'[admin]\npid_file = "{pid_file}"\nmetrics_listen = ""\n')
-    done = subprocess.run([sys.executable, "-m", "pigeon", "serve", "-c", str(config)],
-                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    config.write_text(
+        f'data_dir = "{tmp_path / "second"}"\nlisten = ["127.0.0.1:{free_port()}"]\n'
+        "submission_listen = []\nsubmissions_listen = []\n"
+        f'[admin]\npid_file = "{pid_file}"\nmetrics_listen = ""\n'
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "pigeon", "serve", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     assert done.returncode == 69
-    assert (f"admin.pid_file: {pid_file}: pigeon (pid {first.proc.pid}) is already running with "
-            "this PID file") in done.stderr
-    assert pid_file.read_text() == f"{first.proc.pid}\n"        # untouched
+    assert (
+        f"admin.pid_file: {pid_file}: pigeon (pid {first.proc.pid}) is already running with "
+        "this PID file"
+    ) in done.stderr
+    assert pid_file.read_text() == f"{first.proc.pid}\n"  # untouched
 
 
 def test_broken_certificate_files_refuse_the_reload(pigeon_factory, tmp_path):
     from pigeon.net.tls import generate_self_signed
+
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     generate_self_signed(cert, key, "pigeon.test")
-    server = pigeon_factory(f'[tls]\ncert_file = "{cert}"\nkey_file = "{key}"\n'
-                            '# --- test part ---\n[domains."localhost"]\n')
+    server = pigeon_factory(
+        f'[tls]\ncert_file = "{cert}"\nkey_file = "{key}"\n'
+        '# --- test part ---\n[domains."localhost"]\n'
+    )
     cert.write_text("renewal went wrong\n")
     rewrite(server, '[domains."localhost"]\n[domains."new.test"]\n')
     done = pigeon_reload(server)
     assert done.returncode == 78, done.stdout + done.stderr
     assert done.stderr.splitlines()[1].startswith(f"pigeon: {cert}: not a PEM certificate")
-    assert rcpt_code(server.port, "x@new.test") == 554           # nothing applied
+    assert rcpt_code(server.port, "x@new.test") == 554  # nothing applied
     with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as s:
-        s.starttls()                                              # the old certificate serves on
+        s.starttls()  # the old certificate serves on
         assert s.ehlo("c.example")[0] == 250

@@ -6,6 +6,7 @@ the connection is aborted and its slot (here the only one allowed per
 address) is free again. Before, waiting for the socket to drain had no
 deadline, and a few such clients per address held every slot forever.
 """
+
 from __future__ import annotations
 
 import socket
@@ -18,8 +19,9 @@ from pigeon.testing.live import recv_reply, wait_for
 pytestmark = pytest.mark.e2e
 
 TIMEOUT = 2
-CONFIG = (f'[domains."example.test"]\n[timeouts]\ncommand = {TIMEOUT}\n'
-          '[limits]\nconnections_per_ip = 1\n')
+CONFIG = (
+    f'[domains."example.test"]\n[timeouts]\ncommand = {TIMEOUT}\n[limits]\nconnections_per_ip = 1\n'
+)
 
 
 def _flood_without_reading(sock: socket.socket, seconds_blocked: float = 1.0) -> int:
@@ -27,7 +29,7 @@ def _flood_without_reading(sock: socket.socket, seconds_blocked: float = 1.0) ->
     sock.setblocking(False)
     sent, blocked_since = 0, None
     chunk = b"EHLO client.test\r\n" * 512
-    for _ in range(100_000):                  # bounded: well over what fills both buffers
+    for _ in range(100_000):  # bounded: well over what fills both buffers
         try:
             sent += sock.send(chunk)
             blocked_since = None
@@ -46,11 +48,11 @@ def _greeting(port: int) -> bytes:
 
 def _connect_hog(port: int) -> socket.socket | None:
     hog = socket.socket()
-    hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)   # before connect: small window
+    hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: small window
     hog.connect(("127.0.0.1", port))
     if recv_reply(hog).startswith(b"220"):
         return hog
-    hog.close()               # the start-up probe's slot was not released yet
+    hog.close()  # the start-up probe's slot was not released yet
     return None
 
 

@@ -1,4 +1,5 @@
 """End to end with Python's smtplib: accept, queue, deliver to Maildir."""
+
 from __future__ import annotations
 
 import smtplib
@@ -10,8 +11,10 @@ from pigeon.testing.live import maildir_messages, recv_reply, wait_for
 
 pytestmark = pytest.mark.e2e
 
-MESSAGE = (b"From: sender@example.org\r\nTo: anyone@localhost\r\nSubject: hello\r\n"
-           b"Message-ID: <t1@example.org>\r\n\r\nHello pigeon.\r\n.leading dot line\r\n")
+MESSAGE = (
+    b"From: sender@example.org\r\nTo: anyone@localhost\r\nSubject: hello\r\n"
+    b"Message-ID: <t1@example.org>\r\n\r\nHello pigeon.\r\n.leading dot line\r\n"
+)
 
 
 def test_message_reaches_maildir(pigeon):
@@ -61,8 +64,11 @@ def test_bdat_via_raw_socket(pigeon):
     with socket.create_connection(("127.0.0.1", pigeon.port), timeout=10) as s:
         f = s.makefile("rb")
         assert f.readline().startswith(b"220")
-        s.sendall(b"EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<chunky@localhost>\r\n"
-                  + b"BDAT %d LAST\r\n" % len(body) + body)
+        s.sendall(
+            b"EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<chunky@localhost>\r\n"
+            + b"BDAT %d LAST\r\n" % len(body)
+            + body
+        )
         lines = []
         while not lines or not lines[-1].startswith(b"250 2.0.0 Ok: queued"):
             line = f.readline()
@@ -77,8 +83,10 @@ def test_pipelined_replies_come_in_one_write(pigeon):
         recv_reply(s)
         s.sendall(b"EHLO c\r\n")
         assert recv_reply(s).startswith(b"250-")
-        s.sendall(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<x@localhost>\r\nRCPT TO:<y@localhost>\r\n"
-                  b"NOOP\r\n")
+        s.sendall(
+            b"MAIL FROM:<a@example.org>\r\nRCPT TO:<x@localhost>\r\nRCPT TO:<y@localhost>\r\n"
+            b"NOOP\r\n"
+        )
         # One recv must hold all four replies: they were written together.
         data = s.recv(4096)
         assert data.count(b"\r\n") == 4, data

@@ -16,6 +16,7 @@ the queue is empty; the log names the fault once and the recovery once,
 with no traceback; before the disk is exhausted pigeon refuses with
 `452 4.3.1` at MAIL FROM once below its reserve.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,9 +30,17 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from faultfs import (
+    Blackhole,
+    FaultyPigeon,
+    Filler,
+    Letter,
+    build_shim,
+    letters_in,
+    maildir_files,
+    sink_files,
+)
 
-from faultfs import (Blackhole, FaultyPigeon, Filler, Letter, build_shim, letters_in,
-                     maildir_files, sink_files)
 from pigeon.testing.live import free_port, wait_for
 from pigeon.testing.sink import SmtpSink
 
@@ -42,7 +51,7 @@ CLOSED = "user@closed.test"
 SILENT = "user@silent.test"
 #: The recipients of successive letters: local, remote, both, and the silent hop.
 MIX = ((LOCAL,), (CLOSED,), (LOCAL, CLOSED), (SILENT,), (LOCAL,), (SILENT, LOCAL))
-DEADLINE = 60.0             # the issue's promise: delivered within 60 s of the fault clearing
+DEADLINE = 60.0  # the issue's promise: delivered within 60 s of the fault clearing
 AREAS = ("queue", "mailbox")  # the storage areas whose faults are logged (queue/health.py)
 
 
@@ -89,8 +98,9 @@ class Flood:
         self._lock = threading.Lock()
         self._n = 0
 
-    def run(self, clients: int, *, attempts: int, stop_after_refusals: int,
-            size: int = 1_000_000) -> None:
+    def run(
+        self, clients: int, *, attempts: int, stop_after_refusals: int, size: int = 1_000_000
+    ) -> None:
         def client() -> None:
             refused = 0
             for _ in range(attempts):
@@ -104,6 +114,7 @@ class Flood:
                 refused = 0 if answer == "250" else refused + 1
                 if refused >= stop_after_refusals:
                     return
+
         threads = [threading.Thread(target=client) for _ in range(clients)]
         for t in threads:
             t.start()
@@ -118,8 +129,12 @@ class Flood:
 
 
 def status(server: FaultyPigeon) -> dict:
-    out = subprocess.run([sys.executable, "-m", "pigeon", "status", "--json", "--config",
-                          str(server.config_path)], capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-m", "pigeon", "status", "--json", "--config", str(server.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
@@ -144,7 +159,8 @@ def expected(letters: list[Letter], *, local: bool = True) -> Counter:
     for letter in letters:
         key = (letter.token, letter.message_id, letter.body_hash)
         copies = (local and LOCAL in letter.recipients) + sum(
-            1 for r in letter.recipients if r != LOCAL)
+            1 for r in letter.recipients if r != LOCAL
+        )
         if copies:
             want[key] += copies
     return want
@@ -155,13 +171,20 @@ def check_all_delivered(server, sinks, want: Counter, since: float) -> Counter:
     def done():
         got = delivered(server, sinks)
         return all(got[k] >= n for k, n in want.items()) and status(server)["queue"] == {
-            "incoming": 0, "active": 0, "deferred": 0, "hold": 0, "corrupt": 0}
+            "incoming": 0,
+            "active": 0,
+            "deferred": 0,
+            "hold": 0,
+            "corrupt": 0,
+        }
+
     ok = wait_until(done, timeout=DEADLINE - (time.monotonic() - since) + 1.0, interval=0.5)
     got = delivered(server, sinks)
     missing = {k[0]: n - got[k] for k, n in want.items() if got[k] < n}
-    assert ok and not missing, (f"not delivered within {DEADLINE:.0f}s of the fault clearing: "
-                                f"{sorted(missing)}; queue {status(server)['queue']}\n"
-                                + server.log()[-6000:])
+    assert ok and not missing, (
+        f"not delivered within {DEADLINE:.0f}s of the fault clearing: "
+        f"{sorted(missing)}; queue {status(server)['queue']}\n" + server.log()[-6000:]
+    )
     took = time.monotonic() - since
     # Intact: every copy found carries the Message-ID and body hash it was sent with
     # (keys are (token, Message-ID, hash): a damaged copy would be a key not wanted).
@@ -176,7 +199,7 @@ def check_all_delivered(server, sinks, want: Counter, since: float) -> Counter:
 def around(log: str, text: str) -> str:
     """The part of the log around the first `text` (for assertion messages)."""
     at = log.find(text)
-    return log[max(0, at - 3000):at + 3000] if at >= 0 else log[-3000:]
+    return log[max(0, at - 3000) : at + 3000] if at >= 0 else log[-3000:]
 
 
 def log_lines(server, text: str) -> int:
@@ -210,18 +233,23 @@ def test_full_disk_strands_no_acknowledged_mail(tmp_path, hops):
         refusals = {a for a in answers if a != "250"}
         # 452 at MAIL FROM, or at the DATA command for a client that passed
         # MAIL just before (never a failed commit: no storage fault below).
-        assert "452 MAIL 4.3.1" in refusals and refusals <= {"452 MAIL 4.3.1",
-                                                             "452 DATA 4.3.1"}, answers
+        assert "452 MAIL 4.3.1" in refusals and refusals <= {"452 MAIL 4.3.1", "452 DATA 4.3.1"}, (
+            answers
+        )
         free = server.free_bytes()
         reserve = status(server)["storage"]["space"]["reserve"]
-        assert free > reserve // 2, (free, reserve)          # refused before the disk ran out
+        assert free > reserve // 2, (free, reserve)  # refused before the disk ran out
         assert log_lines(server, "below the reserve") == 1, server.log()[-3000:]
         assert log_lines(server, "storage failing") == 0, server.log()[-3000:]
         assert "pigeon_queue_below_reserve 1.0" in metrics(metrics_port)
         assert status(server)["storage"]["space"]["low"] is True
         local_first = [x for x in first.accepted() if LOCAL in x.recipients]
-        assert wait_until(lambda: all(delivered(server, [])[(x.token, x.message_id, x.body_hash)]
-                                      for x in local_first), timeout=30)
+        assert wait_until(
+            lambda: all(
+                delivered(server, [])[(x.token, x.message_id, x.body_hash)] for x in local_first
+            ),
+            timeout=30,
+        )
 
         # 2. The operator makes room (the local letters were checked above);
         #    then a runaway writer takes the rest of the disk while four
@@ -230,21 +258,27 @@ def test_full_disk_strands_no_acknowledged_mail(tmp_path, hops):
             p.unlink()
         assert wait_until(lambda: status(server)["storage"]["space"]["low"] is False, timeout=10)
         second = Flood(server, "b")
-        runner = threading.Thread(target=second.run, args=(4,),
-                                  kwargs=dict(attempts=40, stop_after_refusals=4))
+        runner = threading.Thread(
+            target=second.run, args=(4,), kwargs=dict(attempts=40, stop_after_refusals=4)
+        )
         runner.start()
         wait_until(lambda: len(second.accepted()) >= 6, timeout=60, interval=0.05)
         filler = Filler(server.data).start()
         runner.join(300)
         # Deliveries keep meeting the full disk: flush brings the closed hop's mail back.
-        subprocess.run([sys.executable, "-m", "pigeon", "queue", "flush", "--config",
-                        str(server.config_path)], capture_output=True, timeout=30)
+        subprocess.run(
+            [sys.executable, "-m", "pigeon", "queue", "flush", "--config", str(server.config_path)],
+            capture_output=True,
+            timeout=30,
+        )
+
         # Where the disk ran out first depends on the race with the writer:
         # the queue (spool, commit, state change) or a Maildir, usually both.
         def failed() -> list[str]:
             return [a for a in AREAS if log_lines(server, f"{a} storage failing")]
+
         assert wait_until(failed, timeout=30), server.log()[-4000:]
-        time.sleep(3)                    # mail keeps failing against the full disk meanwhile
+        time.sleep(3)  # mail keeps failing against the full disk meanwhile
         areas, storage, text = failed(), status(server)["storage"], metrics(metrics_port)
         for area in areas:
             assert storage[area]["degraded"] is True, (area, storage)
@@ -259,31 +293,39 @@ def test_full_disk_strands_no_acknowledged_mail(tmp_path, hops):
         letters = first.accepted() + second.accepted()
         want = expected(first.accepted(), local=False) + expected(second.accepted())
         took = check_all_delivered(server, sinks, want, since)
-        print(f"\nfull disk: first flood {dict(first.answers())}, second {dict(second.answers())}; "
-              f"storage failing: {areas}; all {len(letters)} acknowledged letters delivered "
-              f"{took['took']}s after the fault")
+        print(
+            f"\nfull disk: first flood {dict(first.answers())}, second {dict(second.answers())}; "
+            f"storage failing: {areas}; all {len(letters)} acknowledged letters delivered "
+            f"{took['took']}s after the fault"
+        )
 
         log = server.log()
         assert "Traceback" not in log, around(log, "Traceback")
-        for area in AREAS:                              # the fault once, the recovery once
+        for area in AREAS:  # the fault once, the recovery once
             assert log_lines(server, f"{area} storage failing") == (area in areas), log[-6000:]
-        assert wait_until(lambda: all(log_lines(server, f"{area} storage recovered") == 1
-                                      for area in areas), timeout=30), server.log()[-3000:]
+        assert wait_until(
+            lambda: all(log_lines(server, f"{area} storage recovered") == 1 for area in areas),
+            timeout=30,
+        ), server.log()[-3000:]
         assert server.proc.poll() is None
         # And new mail is accepted and delivered again.
         after = Letter.make("after", (LOCAL,), 10_000)
         assert send(server.port, after) == "250"
-        assert wait_until(lambda: delivered(server, [])[(after.token, after.message_id,
-                                                         after.body_hash)], timeout=20)
+        assert wait_until(
+            lambda: delivered(server, [])[(after.token, after.message_id, after.body_hash)],
+            timeout=20,
+        )
     finally:
         if filler is not None:
             filler.release()
         server.stop()
 
 
-@pytest.mark.parametrize("area,spec", [("queue", "EIO"), ("queue", "EIO fsync"),
-                                       ("mailbox", "ENOSPC write")],
-                         ids=["queue-write-and-fsync", "queue-fsync-only", "maildir-enospc"])
+@pytest.mark.parametrize(
+    "area,spec",
+    [("queue", "EIO"), ("queue", "EIO fsync"), ("mailbox", "ENOSPC write")],
+    ids=["queue-write-and-fsync", "queue-fsync-only", "maildir-enospc"],
+)
 def test_write_errors_strand_no_acknowledged_mail(tmp_path, hops, area, spec):
     """The shim fails writes (and/or fsyncs) in the queue, or in the Maildirs,
     for a few seconds while two clients send local and remote mail."""
@@ -295,18 +337,26 @@ def test_write_errors_strand_no_acknowledged_mail(tmp_path, hops, area, spec):
     shim = build_shim(tmp_path)
     workdir = tmp_path / "p"
     where = workdir / "data" / ("queue" if area == "queue" else "mailboxes")
-    server = FaultyPigeon(workdir, config(workdir, closed, silent, free_port()),
-                          fs_size="256m", shim=shim, fault_path=str(where))
+    server = FaultyPigeon(
+        workdir,
+        config(workdir, closed, silent, free_port()),
+        fs_size="256m",
+        shim=shim,
+        fault_path=str(where),
+    )
     server.start()
     try:
         flood = Flood(server, "e")
-        runner = threading.Thread(target=flood.run, args=(2,),
-                                  kwargs=dict(attempts=30, stop_after_refusals=6, size=200_000))
+        runner = threading.Thread(
+            target=flood.run,
+            args=(2,),
+            kwargs=dict(attempts=30, stop_after_refusals=6, size=200_000),
+        )
         runner.start()
         wait_until(lambda: len(flood.accepted()) >= 6, timeout=60, interval=0.05)
         server.fault(True, spec)
         kept = 0
-        for _ in range(16):              # deliveries end, commits and state changes fail
+        for _ in range(16):  # deliveries end, commits and state changes fail
             storage = status(server)["storage"]
             kept = max(kept, storage["unsaved"] + storage["requeue"])
             time.sleep(0.25)
@@ -321,15 +371,18 @@ def test_write_errors_strand_no_acknowledged_mail(tmp_path, hops, area, spec):
         answers = flood.answers()
         if area == "queue":
             assert any(a.startswith("451 DATA 4.3.0") for a in answers), answers
-        else:                            # the queue was fine: all accepted, none bounced
+        else:  # the queue was fine: all accepted, none bounced
             assert set(answers) == {"250"}, answers
             assert "dsn=4.3.1, status=deferred" in server.log()
         took = check_all_delivered(server, sinks, expected(letters), since)
-        print(f"\n{area} {spec}: answers {dict(answers)}; delivered {took['took']}s after the fault")
+        print(
+            f"\n{area} {spec}: answers {dict(answers)}; delivered {took['took']}s after the fault"
+        )
         log = server.log()
         assert "Traceback" not in log and "status=bounced" not in log, around(log, "Traceback")
         assert log_lines(server, f"{area} storage failing") == 1, log[-6000:]
-        assert wait_until(lambda: log_lines(server, f"{area} storage recovered") == 1,
-                          timeout=30), server.log()[-3000:]
+        assert wait_until(
+            lambda: log_lines(server, f"{area} storage recovered") == 1, timeout=30
+        ), server.log()[-3000:]
     finally:
         server.stop()

@@ -1,4 +1,5 @@
 """End to end with swaks (Debian package), as a new user would send a first message."""
+
 from __future__ import annotations
 
 import subprocess
@@ -11,14 +12,33 @@ pytestmark = pytest.mark.e2e
 
 
 def swaks(port: int, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([require_tool("swaks"), "--server", f"127.0.0.1:{port}",
-                           "--helo", "swaks.example", "--timeout", "10", *args],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [
+            require_tool("swaks"),
+            "--server",
+            f"127.0.0.1:{port}",
+            "--helo",
+            "swaks.example",
+            "--timeout",
+            "10",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_swaks_first_message(pigeon):
-    result = swaks(pigeon.port, "--to", "anyone@localhost", "--from", "me@example.org",
-                   "--header", "Subject: first message")
+    result = swaks(
+        pigeon.port,
+        "--to",
+        "anyone@localhost",
+        "--from",
+        "me@example.org",
+        "--header",
+        "Subject: first message",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "250 2.0.0 Ok: queued as" in result.stdout
     files = wait_for(lambda: maildir_messages(pigeon.data_dir, "anyone@localhost"))
@@ -45,6 +65,8 @@ def test_swaks_unknown_mailbox(pigeon):
 
 def test_swaks_oversized_message_refused(pigeon_factory):
     server = pigeon_factory("[limits]\nmessage_size = 2000\n")
-    result = swaks(server.port, "--to", "big@localhost", "--body", "x" * 80 + "\n" * 1 + ("y" * 70 + "\n") * 60)
+    result = swaks(
+        server.port, "--to", "big@localhost", "--body", "x" * 80 + "\n" * 1 + ("y" * 70 + "\n") * 60
+    )
     assert "552 5.3.4" in result.stdout, result.stdout
     assert not maildir_messages(server.data_dir, "big@localhost")

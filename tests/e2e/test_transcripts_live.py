@@ -4,6 +4,7 @@ The same files run in memory (tests/unit/test_transcripts.py); here they go
 through the asyncio driver, the real recipient policy and the durable queue.
 Transcripts with the same !config share one server.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,8 +14,13 @@ import pytest
 from pigeon.auth.accounts import AccountStore
 from pigeon.testing.live import PigeonProcess
 from pigeon.testing.transcript import TRANSCRIPT_USER, load_transcript
-from pigeon.testing.transcript_live import (LIVE_BASE_CONFIG, live_config_toml, live_role,
-                                            live_skip_reason, run_live)
+from pigeon.testing.transcript_live import (
+    LIVE_BASE_CONFIG,
+    live_config_toml,
+    live_role,
+    live_skip_reason,
+    run_live,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -30,7 +36,7 @@ def servers(tmp_path_factory):
             workdir = tmp_path_factory.mktemp("live")
             proc = PigeonProcess(workdir, LIVE_BASE_CONFIG + config_toml, hostname="localhost")
             with AccountStore.in_data_dir(proc.data_dir).open() as accounts:
-                accounts.add(*TRANSCRIPT_USER)     # the account DefaultPolicy knows
+                accounts.add(*TRANSCRIPT_USER)  # the account DefaultPolicy knows
             running[config_toml] = proc.start()
         return running[config_toml]
 
@@ -50,13 +56,17 @@ def test_transcript_live(path, servers):
     run_live(transcript, "127.0.0.1", port)
 
 
-@pytest.mark.parametrize("script", [
-    "S: 220 localhost ESMTP pigeon\nC: NOOP\nS: 250 2.0.0 Okay\n",   # wrong text
-    "S: 220 localhost ESMTP pigeon\nC: NOOP\n",                        # unexpected output
-    "S: 220 localhost ESMTP pigeon\nC: NOOP\nS: 250 Ok\n!close\n",     # no close
-])
+@pytest.mark.parametrize(
+    "script",
+    [
+        "S: 220 localhost ESMTP pigeon\nC: NOOP\nS: 250 2.0.0 Okay\n",  # wrong text
+        "S: 220 localhost ESMTP pigeon\nC: NOOP\n",  # unexpected output
+        "S: 220 localhost ESMTP pigeon\nC: NOOP\nS: 250 Ok\n!close\n",  # no close
+    ],
+)
 def test_live_runner_detects_differences(script, servers):
     from pigeon.testing.transcript import TranscriptMismatch, parse_transcript
+
     server = servers("")
     with pytest.raises(TranscriptMismatch):
         run_live(parse_transcript(script, "negative"), "127.0.0.1", server.port, reply_timeout=1.0)

@@ -4,6 +4,7 @@ Every process accepts; mail accepted by a worker is delivered by the main
 process's queue manager (nudged through the trigger pipe, not by the 60 s
 rescan); SIGTERM stops them all.
 """
+
 from __future__ import annotations
 
 import re
@@ -26,8 +27,11 @@ def children_of(pid: int) -> list[int]:
 
 def send(port: int, n: int) -> None:
     with smtplib.SMTP("127.0.0.1", port, timeout=20) as s:
-        s.sendmail("a@example.org", [f"w{n % 3}@localhost"],
-                   f"Subject: worker test {n}\r\n\r\nbody {n}\r\n".encode())
+        s.sendmail(
+            "a@example.org",
+            [f"w{n % 3}@localhost"],
+            f"Subject: worker test {n}\r\n\r\nbody {n}\r\n".encode(),
+        )
 
 
 def test_workers_share_the_listeners_and_all_mail_is_delivered(pigeon_factory):
@@ -37,13 +41,17 @@ def test_workers_share_the_listeners_and_all_mail_is_delivered(pigeon_factory):
     started = time.monotonic()
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda n: send(server.port, n), range(60)))
-    delivered = lambda: sum(len(maildir_messages(server.data_dir, f"w{i}@localhost")) for i in range(3))
+    delivered = lambda: sum(
+        len(maildir_messages(server.data_dir, f"w{i}@localhost")) for i in range(3)
+    )
     assert wait_for(lambda: delivered() == 60, timeout=30), (delivered(), server.log()[-3000:])
-    assert time.monotonic() - started < 30          # nudged, not waiting for the rescan
+    assert time.monotonic() - started < 30  # nudged, not waiting for the rescan
+
     def accepting_pids():
         return set(re.findall(r"pigeon\[(\d+)\] INFO pigeon\.smtpd: connect from", server.log()))
+
     # more than one process accepted (log lines are written in batches: wait)
     assert wait_for(lambda: len(accepting_pids()) >= 2, timeout=10), accepting_pids()
     assert server.stop() == 0
-    for pid in workers:                              # no orphan left behind
+    for pid in workers:  # no orphan left behind
         assert subprocess.run(["kill", "-0", str(pid)], capture_output=True).returncode != 0

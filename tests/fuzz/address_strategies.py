@@ -1,5 +1,6 @@
 """Hypothesis strategies for SMTP addresses (RFC 5321 §4.1.2 grammar pieces),
 shared by the fuzz tests of the server parser and of the client writer."""
+
 from __future__ import annotations
 
 from hypothesis import strategies as st
@@ -13,6 +14,7 @@ dot_string = st.lists(atom, min_size=1, max_size=4).map(".".join)
 quoted = st.text(st.characters(min_codepoint=32, max_codepoint=126), min_size=1, max_size=20)
 label = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
 domain = st.lists(label, min_size=1, max_size=4).map(".".join)
-literal = st.ip_addresses(v=4).map(lambda ip: f"[{ip}]") | \
-    st.ip_addresses(v=6).map(lambda ip: f"[IPv6:{ip.compressed}]")
+literal = st.ip_addresses(v=4).map(lambda ip: f"[{ip}]") | st.ip_addresses(v=6).map(
+    lambda ip: f"[IPv6:{ip.compressed}]"
+)
 addresses = st.builds(Address, dot_string | quoted, domain | literal)

@@ -6,6 +6,7 @@ Needs `pip install atheris` (wheels exist for CPython 3.11 on x86-64 Linux);
 without it this script says so and exits 0, and `make fuzz` falls back to the
 long hypothesis run.
 """
+
 import sys
 
 import fuzz_atheris

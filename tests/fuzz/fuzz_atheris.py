@@ -6,6 +6,7 @@ AssertionError is a broken property); libFuzzer writes the input to
 crash-<sha1> in the current directory: add it to tests/fuzz/corpus/<target>/
 once fixed, so test_corpus_seed keeps checking it.
 """
+
 from __future__ import annotations
 
 import sys

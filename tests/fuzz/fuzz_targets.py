@@ -14,6 +14,7 @@ are the contract, not failures.
   params_target    MAIL/RCPT parameter parsing: only ParamError.
   data_target      DotStuffer -> DotReader round trip for CRLF content.
 """
+
 from __future__ import annotations
 
 import re
@@ -21,12 +22,25 @@ import re
 from pigeon.proto import reply as R
 from pigeon.proto.address import PathError, parse_path, split_path
 from pigeon.proto.client_content import DotStuffer
-from pigeon.proto.commands import (CommandError, bdat_argument, mail_argument, parse_command,
-                                   rcpt_argument)
+from pigeon.proto.commands import (
+    CommandError,
+    bdat_argument,
+    mail_argument,
+    parse_command,
+    rcpt_argument,
+)
 from pigeon.proto.content import ContentScanner
 from pigeon.proto.datareader import BARE, DONE, DotReader
-from pigeon.proto.events import (NEED_DATA, AuthKeysRequested, AuthRequested, DataFinished,
-                                 DataReceived, DataStarted, MailRequested, RcptRequested)
+from pigeon.proto.events import (
+    NEED_DATA,
+    AuthKeysRequested,
+    AuthRequested,
+    DataFinished,
+    DataReceived,
+    DataStarted,
+    MailRequested,
+    RcptRequested,
+)
 from pigeon.proto.linebuf import CommandLineReader
 from pigeon.proto.params import ParamError, parse_mail_params, parse_rcpt_params
 from pigeon.proto.server import ServerSession, SessionConfig
@@ -35,8 +49,9 @@ REPLY_LINE = re.compile(rb"[2-5][0-9][0-9][ -][^\r\n]*")
 CONFIG = SessionConfig(max_errors=1000, max_message_size=100_000)
 
 
-def run_session(data: bytes, split: int, config: SessionConfig = CONFIG
-                ) -> tuple[bytes, list[bytes], int]:
+def run_session(
+    data: bytes, split: int, config: SessionConfig = CONFIG
+) -> tuple[bytes, list[bytes], int]:
     """Feed `data` in pieces of `split`; accept everything. Returns
     (all output, content of each finished message, DataReceived octets)."""
     session = ServerSession(config, now=0.0)
@@ -48,7 +63,7 @@ def run_session(data: bytes, split: int, config: SessionConfig = CONFIG
     for i in range(0, len(data), max(1, split)):
         if session.closed:
             break
-        session.receive_data(data[i:i + split], 1.0)
+        session.receive_data(data[i : i + split], 1.0)
         while True:
             ev = session.next_event()
             if ev is NEED_DATA:
@@ -68,7 +83,7 @@ def run_session(data: bytes, split: int, config: SessionConfig = CONFIG
             elif isinstance(ev, AuthKeysRequested):
                 session.respond_keys(None)
         out += session.data_to_send()
-    session.on_timer(10_000.0)           # every deadline has passed
+    session.on_timer(10_000.0)  # every deadline has passed
     while session.next_event() is not NEED_DATA:
         pass
     out += session.data_to_send()
@@ -97,7 +112,7 @@ def command_target(data: bytes) -> None:
         before = len(buf)
         item = reader.next_line(buf)
         if item is None:
-            assert len(buf) < 2048          # only a partial line may be kept
+            assert len(buf) < 2048  # only a partial line may be kept
             break
         if isinstance(item, R.Reply):
             assert item.code in (500, 501, 502, 503)
@@ -150,7 +165,7 @@ def unstuff(wire: bytes, split: int) -> tuple[bytes, str]:
     out = bytearray()
     status = "more"
     for i in range(0, len(wire), max(1, split)):
-        buf += wire[i:i + split]
+        buf += wire[i : i + split]
         while True:
             piece, status = reader.read(buf)
             if piece:
@@ -184,7 +199,7 @@ def data_target(data: bytes) -> None:
     # Make CRLF-only content from arbitrary bytes (bare CR/LF are a protocol
     # error by design; NUL marks the message failed): map the rest to lines.
     body = data[2:].replace(b"\r", b"").replace(b"\n", b"").replace(b"\x00", b"")
-    content = b"\r\n".join(body[i:i + 70] for i in range(0, len(body), 70))
+    content = b"\r\n".join(body[i : i + 70] for i in range(0, len(body), 70))
     if data[:1] and data[0] & 1:
         content += b"\r\n"
     split = (data[1] % 97) + 1 if len(data) > 1 else 7

@@ -6,10 +6,12 @@ from a MAIL/RCPT line, stored as `str(address)` (queue/model.py), handed to a
 ClientSession in a Transaction, whose MAIL FROM / RCPT TO lines are fed to a
 second ServerSession; both sessions must report the same Address.
 """
+
 from __future__ import annotations
 
 import os
 
+from address_strategies import addresses
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -18,11 +20,12 @@ from pigeon.proto.client import ClientSession, Transaction, TransactionDone
 from pigeon.proto.events import NEED_DATA, MailRequested, RcptRequested
 from pigeon.proto.server import ServerSession, SessionConfig
 
-from address_strategies import addresses
-
 EXAMPLES = int(os.environ.get("PIGEON_FUZZ_EXAMPLES", "200"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 def server_reads(lines: bytes) -> list[Address | None]:
@@ -56,22 +59,22 @@ def client_writes(sender: str, recipient: str) -> tuple[bytes, TransactionDone |
 
 
 def round_trip(address: Address) -> None:
-    stored = str(address)                               # what the queue keeps
+    stored = str(address)  # what the queue keeps
     wire, refused = client_writes(stored, stored)
-    assert refused is None, (stored, refused)           # accepted, so it is written
+    assert refused is None, (stored, refused)  # accepted, so it is written
     assert server_reads(wire) == [address, address], (stored, wire)
 
 
 @FUZZ
 @given(addresses)
-@example(Address("a>b", "example.test"))                # the production case
+@example(Address("a>b", "example.test"))  # the production case
 @example(Address('"<>\\ x', "example.test"))
 @example(Address("user", "[IPv6:2001:db8::1]"))
 def test_every_accepted_address_is_written_back_the_same(address):
     try:
         parsed = parse_path(f"<{address}>", allow_null=False, smtputf8=False)
     except PathError:
-        return                                          # too long: the server never accepts it
+        return  # too long: the server never accepts it
     round_trip(parsed)
 
 

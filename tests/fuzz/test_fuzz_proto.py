@@ -11,25 +11,35 @@ Properties:
     whole ServerSession; BDAT chunks arrive intact;
   * every seed in tests/fuzz/corpus/ passes its target (regression corpus).
 """
+
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import fuzz_targets as targets
 import pytest
+from address_strategies import addresses
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pigeon.proto.address import parse_path
-from pigeon.proto.params import (MailParams, RcptParams, parse_mail_params, parse_rcpt_params,
-                                 xtext_decode, xtext_encode)
+from pigeon.proto.params import (
+    MailParams,
+    RcptParams,
+    parse_mail_params,
+    parse_rcpt_params,
+    xtext_decode,
+    xtext_encode,
+)
 from pigeon.proto.server import SessionConfig
-import fuzz_targets as targets
-from address_strategies import addresses
 
 EXAMPLES = int(os.environ.get("PIGEON_FUZZ_EXAMPLES", "200"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 CORPUS = Path(__file__).parent / "corpus"
 
 
@@ -78,16 +88,23 @@ def render_rcpt(p: RcptParams) -> list[str]:
 
 
 mail_params = st.builds(
-    MailParams, size=st.none() | st.integers(0, 10**19), body=st.sampled_from([None, "7BIT", "8BITMIME"]),
-    smtputf8=st.booleans(), ret=st.sampled_from([None, "FULL", "HDRS"]),
-    envid=st.none() | st.text(st.characters(min_codepoint=32, max_codepoint=126), min_size=1,
-                              max_size=30))
+    MailParams,
+    size=st.none() | st.integers(0, 10**19),
+    body=st.sampled_from([None, "7BIT", "8BITMIME"]),
+    smtputf8=st.booleans(),
+    ret=st.sampled_from([None, "FULL", "HDRS"]),
+    envid=st.none()
+    | st.text(st.characters(min_codepoint=32, max_codepoint=126), min_size=1, max_size=30),
+)
 rcpt_params = st.builds(
     RcptParams,
-    notify=st.none() | st.just(("NEVER",)) |
-    st.sets(st.sampled_from(["DELAY", "FAILURE", "SUCCESS"]), min_size=1).map(
-        lambda s: tuple(sorted(s))),
-    orcpt=st.none() | st.tuples(st.just("rfc822"), addresses.map(str)))
+    notify=st.none()
+    | st.just(("NEVER",))
+    | st.sets(st.sampled_from(["DELAY", "FAILURE", "SUCCESS"]), min_size=1).map(
+        lambda s: tuple(sorted(s))
+    ),
+    orcpt=st.none() | st.tuples(st.just("rfc822"), addresses.map(str)),
+)
 
 
 @FUZZ
@@ -110,15 +127,39 @@ def test_params_parser_only_raises_param_error(data):
 
 # --- command lines and sessions ---------------------------------------------------
 
-FRAGMENTS = [b"EHLO x\r\n", b"HELO y\r\n", b"MAIL FROM:<a@b.example>\r\n", b"MAIL FROM:<>\r\n",
-             b"RCPT TO:<c@localhost>\r\n", b"DATA\r\n", b"BDAT 5\r\n", b"BDAT 3 LAST\r\n",
-             b"RSET\r\n", b"NOOP\r\n", b"\r\n.\r\n", b".\r\n", b"\n.\n", b"\r.\r\n", b"\n",
-             b"\r", b"\x00", b"\xff\xfe", b"Received: x\r\n", b"..dot\r\n", b"QUIT\r\n",
-             b"AUTH PLAIN\r\n", b"STARTTLS\r\n", b"x" * 600, b"MAIL FROM:<a@b> SIZE=99999999999\r\n",
-             b"RCPT TO:<d@localhost> NOTIFY=NEVER,SUCCESS ORCPT=rfc822;a+2Bb@c\r\n",
-             b"BDAT 18446744073709551616 LAST\r\n", b"Content-Type: multipart/mixed; boundary=a\r\n"]
-session_bytes = st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.binary(max_size=40)),
-                         max_size=60).map(b"".join)
+FRAGMENTS = [
+    b"EHLO x\r\n",
+    b"HELO y\r\n",
+    b"MAIL FROM:<a@b.example>\r\n",
+    b"MAIL FROM:<>\r\n",
+    b"RCPT TO:<c@localhost>\r\n",
+    b"DATA\r\n",
+    b"BDAT 5\r\n",
+    b"BDAT 3 LAST\r\n",
+    b"RSET\r\n",
+    b"NOOP\r\n",
+    b"\r\n.\r\n",
+    b".\r\n",
+    b"\n.\n",
+    b"\r.\r\n",
+    b"\n",
+    b"\r",
+    b"\x00",
+    b"\xff\xfe",
+    b"Received: x\r\n",
+    b"..dot\r\n",
+    b"QUIT\r\n",
+    b"AUTH PLAIN\r\n",
+    b"STARTTLS\r\n",
+    b"x" * 600,
+    b"MAIL FROM:<a@b> SIZE=99999999999\r\n",
+    b"RCPT TO:<d@localhost> NOTIFY=NEVER,SUCCESS ORCPT=rfc822;a+2Bb@c\r\n",
+    b"BDAT 18446744073709551616 LAST\r\n",
+    b"Content-Type: multipart/mixed; boundary=a\r\n",
+]
+session_bytes = st.lists(
+    st.one_of(st.sampled_from(FRAGMENTS), st.binary(max_size=40)), max_size=60
+).map(b"".join)
 
 
 @FUZZ
@@ -135,12 +176,15 @@ def test_command_reader_and_parser(data):
 
 # --- DATA and BDAT readers --------------------------------------------------------
 
-line = st.binary(max_size=120).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b"")
-                                   .replace(b"\x00", b""))
-dotty_line = st.one_of(line, line.map(lambda b: b"." + b), st.just(b"."), st.just(b".."),
-                       st.just(b""))
+line = st.binary(max_size=120).map(
+    lambda b: b.replace(b"\r", b"").replace(b"\n", b"").replace(b"\x00", b"")
+)
+dotty_line = st.one_of(
+    line, line.map(lambda b: b"." + b), st.just(b"."), st.just(b".."), st.just(b"")
+)
 contents = st.tuples(st.lists(dotty_line, max_size=30), st.booleans()).map(
-    lambda t: b"\r\n".join(t[0]) + (b"\r\n" if t[1] and t[0] else b""))
+    lambda t: b"\r\n".join(t[0]) + (b"\r\n" if t[1] and t[0] else b"")
+)
 
 
 @FUZZ
@@ -158,15 +202,24 @@ def test_dot_stuffing_then_unstuffing_returns_the_input(content, cuts, split):
 @FUZZ
 @given(contents, st.lists(st.integers(0, 5000), max_size=6), st.integers(1, 200))
 def test_whole_session_receives_exactly_what_the_client_stuffed(content, cuts, split):
-    wire = (b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@localhost>\r\nDATA\r\n"
-            + targets.stuff(content, cuts) + b"QUIT\r\n")
+    wire = (
+        b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@localhost>\r\nDATA\r\n"
+        + targets.stuff(content, cuts)
+        + b"QUIT\r\n"
+    )
     _, messages, _ = targets.run_session(wire, split, SessionConfig(max_message_size=0))
     assert messages == [targets.expected_content(content)]
 
 
 @FUZZ
-@given(st.lists(st.binary(max_size=300).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b"")),
-                min_size=1, max_size=5), st.integers(1, 100))
+@given(
+    st.lists(
+        st.binary(max_size=300).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b"")),
+        min_size=1,
+        max_size=5,
+    ),
+    st.integers(1, 100),
+)
 def test_bdat_chunks_arrive_intact(chunks, split):
     wire = bytearray(b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@localhost>\r\n")
     for i, chunk in enumerate(chunks):
@@ -175,7 +228,7 @@ def test_bdat_chunks_arrive_intact(chunks, split):
     _, messages, _ = targets.run_session(bytes(wire), split, SessionConfig(max_message_size=0))
     content = b"".join(chunks)
     if b"\x00" in content:
-        assert messages == []           # NUL: 554 5.6.0, refused
+        assert messages == []  # NUL: 554 5.6.0, refused
     else:
         assert messages == [content]
 
@@ -193,7 +246,11 @@ SEEDS = sorted(p for p in CORPUS.glob("*/*") if p.is_file())
 
 @pytest.mark.parametrize("seed", SEEDS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_corpus_seed(seed):
-    target = {"session": targets.session_target, "address": targets.address_target,
-              "data": targets.data_target, "command": targets.command_target,
-              "params": targets.params_target}[seed.parent.name]
+    target = {
+        "session": targets.session_target,
+        "address": targets.address_target,
+        "data": targets.data_target,
+        "command": targets.command_target,
+        "params": targets.params_target,
+    }[seed.parent.name]
     target(seed.read_bytes())

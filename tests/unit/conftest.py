@@ -1,4 +1,5 @@
 """Fixtures shared by unit tests of several packages."""
+
 from __future__ import annotations
 
 import logging
@@ -9,8 +10,10 @@ import pytest
 @pytest.fixture(autouse=True)
 def no_system_config(monkeypatch, tmp_path_factory):
     """Commands under test never read this machine's /etc/pigeon/pigeon.toml or $PIGEON_CONFIG."""
-    monkeypatch.setattr("pigeon.cli._config.SYSTEM_CONFIG",
-                        tmp_path_factory.getbasetemp() / "no-system-config" / "pigeon.toml")
+    monkeypatch.setattr(
+        "pigeon.cli._config.SYSTEM_CONFIG",
+        tmp_path_factory.getbasetemp() / "no-system-config" / "pigeon.toml",
+    )
     monkeypatch.delenv("PIGEON_CONFIG", raising=False)
 
 

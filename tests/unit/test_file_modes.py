@@ -5,6 +5,7 @@ start pigeon with (`pigeon serve` tightens it to 077 itself, but the tools -
 `pigeon user`, `sendmail`, `pigeon queue` - do not, and the mode must not
 depend on it anyway).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -52,7 +53,7 @@ def test_log_file_0600_also_after_rotation(tmp_path):
     setup_logging(LogConfig(file=log_file), background=False)
     logging.getLogger("pigeon.mail").info("from=<alice@example.test>")
     assert mode(log_file) == 0o600
-    log_file.rename(tmp_path / "mail.log.1")                 # logrotate
+    log_file.rename(tmp_path / "mail.log.1")  # logrotate
     logging.getLogger("pigeon.mail").info("to=<bob@example.test>")
     flush_logs()
     assert "bob@example.test" in log_file.read_text()
@@ -85,23 +86,40 @@ def test_queue_directories_database_and_spool_files(tmp_path):
     store.open()
     try:
         spool = store.new_spool()
-        spool.write(b"x" * (SPILL_THRESHOLD + 1))          # spills to a file in tmp/
+        spool.write(b"x" * (SPILL_THRESHOLD + 1))  # spills to a file in tmp/
         spilled = modes(data / "queue")
-        store.commit(spool, Envelope(spool.queue_id, "a@example.test",
-                                     [Recipient("b@example.test")], size=SPILL_THRESHOLD + 1))
+        store.commit(
+            spool,
+            Envelope(
+                spool.queue_id,
+                "a@example.test",
+                [Recipient("b@example.test")],
+                size=SPILL_THRESHOLD + 1,
+            ),
+        )
         small = store.new_spool()
         small.write(b"Subject: small\r\n\r\nhi\r\n")
-        store.commit(small, Envelope(small.queue_id, "a@example.test",
-                                     [Recipient("b@example.test")], size=20))
+        store.commit(
+            small,
+            Envelope(small.queue_id, "a@example.test", [Recipient("b@example.test")], size=20),
+        )
         found = modes(data)
     finally:
         store.close()
     assert found.pop(".") == 0o700
     assert [m for name, m in spilled.items() if name.startswith("tmp/")] == [0o600]
     assert {name: m for name, m in found.items() if m != 0o600} == {
-        "queue": 0o700, "queue/tmp": 0o700, "queue/msg": 0o700}
-    assert {"queue/queue.db", "queue/queue.db-wal", "queue/queue.lock",
-            f"queue/msg/{spool.queue_id}", f"queue/msg/{small.queue_id}"} <= set(found)
+        "queue": 0o700,
+        "queue/tmp": 0o700,
+        "queue/msg": 0o700,
+    }
+    assert {
+        "queue/queue.db",
+        "queue/queue.db-wal",
+        "queue/queue.lock",
+        f"queue/msg/{spool.queue_id}",
+        f"queue/msg/{small.queue_id}",
+    } <= set(found)
 
 
 def test_account_database(tmp_path):
@@ -125,6 +143,7 @@ def test_control_socket_0600(tmp_path):
             return mode(tmp_path / "control.sock")
         finally:
             await server.close()
+
     assert asyncio.run(check()) == 0o600
 
 

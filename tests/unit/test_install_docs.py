@@ -1,4 +1,5 @@
 """contrib/pigeon.service is a valid unit that agrees with docs/install.md and docs/config.md."""
+
 from __future__ import annotations
 
 import configparser
@@ -18,7 +19,7 @@ CONFIG_DOC = (ROOT / "docs" / "config.md").read_text(encoding="utf-8")
 
 def unit() -> configparser.ConfigParser:
     parser = configparser.ConfigParser(strict=False, interpolation=None)
-    parser.optionxform = str                       # systemd keys are case-sensitive
+    parser.optionxform = str  # systemd keys are case-sensitive
     parser.read_string(UNIT.read_text())
     return parser
 
@@ -30,16 +31,18 @@ def test_systemd_analyze_verify(tmp_path):
     text = UNIT.read_text().replace("/opt/pigeon/bin/", f"{Path(sys.prefix) / 'bin'}/")
     copy = tmp_path / "pigeon.service"
     copy.write_text(text)
-    done = subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True,
-                          timeout=120)
-    complaints = [line for line in (done.stdout + done.stderr).splitlines()
-                  if "pigeon.service" in line]
+    done = subprocess.run(
+        [analyze, "verify", str(copy)], capture_output=True, text=True, timeout=120
+    )
+    complaints = [
+        line for line in (done.stdout + done.stderr).splitlines() if "pigeon.service" in line
+    ]
     assert done.returncode == 0 and not complaints, done.stdout + done.stderr
 
 
 def test_serve_finds_the_system_configuration_by_the_rule():
     service = unit()["Service"]
-    assert service["ExecStart"].split() == ["/opt/pigeon/bin/pigeon", "serve"]   # no --config
+    assert service["ExecStart"].split() == ["/opt/pigeon/bin/pigeon", "serve"]  # no --config
     assert service["ExecReload"].split() == ["/opt/pigeon/bin/pigeon", "reload"]
     assert service["User"] == "pigeon" and "ReadWritePaths" not in service
 
@@ -56,7 +59,7 @@ def test_the_installed_configuration_lives_where_the_unit_may_write(tmp_path):
     config = load_config(path)
     assert config.data_dir == Path("/var/lib") / service["StateDirectory"]
     assert config.log.file.parent == Path("/var/log") / service["LogsDirectory"]
-    assert service["StateDirectoryMode"] == "0711"          # local users reach submit.sock
+    assert service["StateDirectoryMode"] == "0711"  # local users reach submit.sock
     # docs/config.md's complete example logs where the unit lets it, too.
     assert 'file = "/var/log/pigeon/pigeon.log"' in CONFIG_DOC
 

@@ -5,6 +5,7 @@ the data directory and may plant links there, or swap a file or directory for
 a link at the instant after root has looked at it. Root must never chown or
 chmod anything outside the tree.
 """
+
 from __future__ import annotations
 
 import os
@@ -63,7 +64,7 @@ def test_planted_links_are_not_followed(tmp_path, caplog):
     data.mkdir()
     (data / "to-file").symlink_to(secret)
     (data / "to-dir").symlink_to(system_dir)
-    os.link(secret, data / "hardlink")          # possible where fs.protected_hardlinks=0
+    os.link(secret, data / "hardlink")  # possible where fs.protected_hardlinks=0
     privileges._give(data, UID, GID)
     assert untouched(secret, 0o640)
     assert untouched(system_dir, 0o755)
@@ -142,12 +143,14 @@ def test_a_data_dir_that_is_a_symlink_is_refused(tmp_path, monkeypatch):
     real.mkdir()
     link = tmp_path / "data"
     link.symlink_to(real)
-    with pytest.raises(PrivilegeError, match=r"data_dir: .*/data is a symbolic link: name the real"):
+    with pytest.raises(
+        PrivilegeError, match=r"data_dir: .*/data is a symbolic link: name the real"
+    ):
         make_data_dir(link, "nobody")
     with pytest.raises(PrivilegeError, match=r"data_dir: .*/data is a symbolic link"):
         privileges._give(link, UID, GID)
     assert untouched(real, stat.S_IMODE(os.stat(real).st_mode))
-    make_data_dir(link, "")               # no user to give it to: a link is the operator's business
+    make_data_dir(link, "")  # no user to give it to: a link is the operator's business
 
 
 def test_make_data_dir_is_private_whatever_the_umask(tmp_path):

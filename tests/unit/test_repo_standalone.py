@@ -5,6 +5,7 @@ The conventions the code cites are in CONTRIBUTING.md ("CONTRIBUTING.md,
 rule N"), the design in docs/architecture.md; a style guide kept outside the
 repository (by section number) must never be cited again.
 """
+
 from __future__ import annotations
 
 import re
@@ -23,9 +24,12 @@ def _files():
 
 
 def test_no_citation_of_an_outside_style_guide():
-    bad = [f"{p.relative_to(ROOT)}:{n}" for p in _files()
-           for n, line in enumerate(p.read_text(errors="replace").splitlines(), 1)
-           if re.search(r"\bSTYLE\s*(\d|:|\))|\.\./shared", line)]
+    bad = [
+        f"{p.relative_to(ROOT)}:{n}"
+        for p in _files()
+        for n, line in enumerate(p.read_text(errors="replace").splitlines(), 1)
+        if re.search(r"\bSTYLE\s*(\d|:|\))|\.\./shared", line)
+    ]
     assert bad == []
 
 
@@ -33,6 +37,8 @@ def test_every_cited_contributing_rule_exists():
     rules = set(re.findall(r"^(\d+)\. \*\*", (ROOT / "CONTRIBUTING.md").read_text(), re.M))
     cited = set()
     for path in _files():
-        for group in re.findall(r"CONTRIBUTING\.md, rules? ([\d and,]+)", path.read_text(errors="replace")):
+        for group in re.findall(
+            r"CONTRIBUTING\.md, rules? ([\d and,]+)", path.read_text(errors="replace")
+        ):
             cited |= set(re.findall(r"\d+", group))
     assert cited and cited <= rules, cited - rules

@@ -1,4 +1,5 @@
 """Run every tests/transcripts/*.smtp conversation in memory against ServerSession."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -22,6 +22,7 @@ and long data_dir paths would otherwise make the control socket
 unusable. On systems without /proc the original path is yielded and the
 OS reports the error.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -29,8 +30,9 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
-from typing import Awaitable, Iterator, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -41,7 +43,7 @@ IO_TIMEOUT = 60.0
 #: Seconds closing a connection may wait for the peer.
 CLOSE_TIMEOUT = 5.0
 
-MAX_SUN_PATH = 107          # 108 bytes including the terminating NUL
+MAX_SUN_PATH = 107  # 108 bytes including the terminating NUL
 
 
 @contextlib.contextmanager
@@ -104,8 +106,7 @@ class UnixServer:
         """`awaitable` (a read or a drain), or TimeoutError after io_timeout."""
         return await asyncio.wait_for(awaitable, self.io_timeout)
 
-    async def _connection(self, reader: asyncio.StreamReader,
-                          writer: asyncio.StreamWriter) -> None:
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         if task is not None:
             self._clients.add(task)
@@ -114,8 +115,9 @@ class UnixServer:
         except (ConnectionError, asyncio.CancelledError):
             pass
         except TimeoutError:
-            log.info("%s: a client stalled for %.0fs; connection closed", self.path,
-                     self.io_timeout)
+            log.info(
+                "%s: a client stalled for %.0fs; connection closed", self.path, self.io_timeout
+            )
             writer.transport.abort()
         finally:
             if task is not None:

@@ -17,6 +17,7 @@ Contract:
     built by `pigeon.admin.query` / `pigeon.admin.ops`). It never changes
     the queue: with no manager running, nobody may.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,7 @@ from typing import Any
 from pigeon.admin._sockpath import short_path
 from pigeon.admin.query import Filters, summary
 
-__all__ = ["ControlClient", "ControlForbidden", "ControlUnavailable", "OfflineQueue",
-           "RemoteError"]
+__all__ = ["ControlClient", "ControlForbidden", "ControlUnavailable", "OfflineQueue", "RemoteError"]
 
 
 class ControlUnavailable(Exception):
@@ -51,7 +51,7 @@ class ControlClient:
         self._sock: socket.socket | None = None
         self._buf = b""
 
-    def __enter__(self) -> "ControlClient":
+    def __enter__(self) -> ControlClient:
         self._connect()
         return self
 
@@ -73,17 +73,21 @@ class ControlClient:
                 s.connect(name)
         except (FileNotFoundError, ConnectionRefusedError) as exc:
             s.close()
-            raise ControlUnavailable(f"pigeon is not running (no answer on {self.path}: "
-                                     f"{exc.strerror})") from None
+            raise ControlUnavailable(
+                f"pigeon is not running (no answer on {self.path}: {exc.strerror})"
+            ) from None
         except PermissionError:
             s.close()
-            raise ControlForbidden(f"permission denied on the control socket {self.path}: "
-                                   "only root and the user pigeon runs as may use it "
-                                   "(e.g. sudo pigeon ...)") from None
+            raise ControlForbidden(
+                f"permission denied on the control socket {self.path}: "
+                "only root and the user pigeon runs as may use it "
+                "(e.g. sudo pigeon ...)"
+            ) from None
         except OSError as exc:
             s.close()
-            raise ControlUnavailable(f"cannot reach pigeon on {self.path}: "
-                                     f"{exc.strerror or exc}") from None
+            raise ControlUnavailable(
+                f"cannot reach pigeon on {self.path}: {exc.strerror or exc}"
+            ) from None
         self._sock = s
 
     def call(self, op: str, **args: Any) -> Any:
@@ -98,7 +102,7 @@ class ControlClient:
                 if not chunk:
                     raise ControlUnavailable("pigeon closed the control connection")
                 self._buf += chunk
-        except socket.timeout:
+        except TimeoutError:
             self.close()
             raise ControlUnavailable(f"pigeon did not answer within {self.timeout:.0f}s") from None
         except OSError as exc:
@@ -121,6 +125,7 @@ class OfflineQueue:
 
     def _store(self):
         from pigeon.queue.store import QueueStore
+
         if not (self.config.queue_dir / "queue.db").exists():
             return None
         store = QueueStore(self.config.queue_dir, fsync=False)
@@ -129,8 +134,10 @@ class OfflineQueue:
 
     def call(self, op: str, **args: Any) -> Any:
         if op not in ("list", "show", "status"):
-            raise ControlUnavailable(f"pigeon is not running: '{op}' needs the running server "
-                                     f"(control socket {self.config.control_socket})")
+            raise ControlUnavailable(
+                f"pigeon is not running: '{op}' needs the running server "
+                f"(control socket {self.config.control_socket})"
+            )
         store = self._store()
         now = time.time()
         try:
@@ -138,11 +145,13 @@ class OfflineQueue:
                 if store is None:
                     return {"entries": []}
                 flt = Filters.from_dict(args.get("filters"))
-                return {"entries": [summary(e, now) for e in store.list(flt.state)
-                                    if flt.match(e, now)]}
+                return {
+                    "entries": [summary(e, now) for e in store.list(flt.state) if flt.match(e, now)]
+                }
             if op == "show":
                 from pigeon.admin.control import OpError
                 from pigeon.admin.ops import show_entry
+
                 if store is None:
                     raise RemoteError(f"no such message in the queue: {args.get('id')}")
                 try:

@@ -24,16 +24,17 @@ Contract:
     queue storage is failing; any other exception is logged with its
     traceback and the client gets "internal error".
 """
+
 from __future__ import annotations
 
 import asyncio
 import inspect
 import json
 import logging
-import os
 import socket
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any
 
 from pigeon.admin._sockpath import IO_TIMEOUT, UnixServer, short_path
 from pigeon.queue.health import is_storage_fault
@@ -68,8 +69,9 @@ def _socket_alive(path: Path) -> bool:
 class ControlServer(UnixServer):
     """Serves `handlers` on the Unix socket `path` (see the module contract)."""
 
-    def __init__(self, path: Path, handlers: Mapping[str, Handler], *,
-                 io_timeout: float = IO_TIMEOUT) -> None:
+    def __init__(
+        self, path: Path, handlers: Mapping[str, Handler], *, io_timeout: float = IO_TIMEOUT
+    ) -> None:
         super().__init__(path, io_timeout=io_timeout)
         self.handlers = dict(handlers)
 
@@ -77,15 +79,18 @@ class ControlServer(UnixServer):
         path = self.path
         if path.exists() or path.is_symlink():
             if _socket_alive(path):
-                raise ControlError(f"{path}: another pigeon is answering on this control socket "
-                                   "(a second instance needs its own data_dir, --data-dir, or "
-                                   "[admin] control_socket)")
-            path.unlink()                     # stale: the last owner died
+                raise ControlError(
+                    f"{path}: another pigeon is answering on this control socket "
+                    "(a second instance needs its own data_dir, --data-dir, or "
+                    "[admin] control_socket)"
+                )
+            path.unlink()  # stale: the last owner died
         try:
             await self.listen(0o600, limit=MAX_REQUEST + 1)
         except OSError as exc:
-            raise ControlError(f"{path}: cannot create the control socket: "
-                               f"{exc.strerror or exc}") from None
+            raise ControlError(
+                f"{path}: cannot create the control socket: {exc.strerror or exc}"
+            ) from None
         log.info("control socket at %s", path)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -93,7 +98,7 @@ class ControlServer(UnixServer):
             try:
                 line = await self.bounded(reader.readuntil(b"\n"))
             except asyncio.IncompleteReadError:
-                break                                      # client closed
+                break  # client closed
             except asyncio.LimitOverrunError:
                 await self._send(writer, {"ok": False, "error": "request too long"})
                 break
@@ -129,8 +134,11 @@ class ControlServer(UnixServer):
                 # A full or failing disk is an expected condition, not a bug:
                 # no traceback (queue/health.py), and the operator is told why.
                 log.warning("control operation %s failed: %s", op, exc)
-                return {"ok": False, "error": f"{op}: the queue storage is failing ({exc}); "
-                                              f"try again when it has recovered"}, False
+                return {
+                    "ok": False,
+                    "error": f"{op}: the queue storage is failing ({exc}); "
+                    f"try again when it has recovered",
+                }, False
             log.exception("control operation %s failed", op)
             return {"ok": False, "error": "internal error (see the pigeon log)"}, False
 

@@ -27,20 +27,34 @@ Contract:
     (pigeon.admin.submitsock).
   * Pure apart from `enqueue`: the clock and ids are arguments.
 """
+
 from __future__ import annotations
 
 import email.utils
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pigeon.proto.address import PathError, parse_path
 from pigeon.proto.params import MailParams
 from pigeon.queue.model import Envelope, Recipient
 
-__all__ = ["Prepared", "SubmitError", "enqueue", "normalize_address", "prepare", "prepare_raw", "spool_message",
-           "EX_USAGE", "EX_DATAERR", "EX_NOUSER", "EX_SOFTWARE", "EX_TEMPFAIL", "EX_CONFIG"]
+__all__ = [
+    "Prepared",
+    "SubmitError",
+    "enqueue",
+    "normalize_address",
+    "prepare",
+    "prepare_raw",
+    "spool_message",
+    "EX_USAGE",
+    "EX_DATAERR",
+    "EX_NOUSER",
+    "EX_SOFTWARE",
+    "EX_TEMPFAIL",
+    "EX_CONFIG",
+]
 
 EX_USAGE, EX_DATAERR, EX_NOUSER, EX_SOFTWARE = 64, 65, 67, 70
 EX_CANTCREAT, EX_TEMPFAIL, EX_NOPERM, EX_CONFIG = 73, 75, 77, 78
@@ -56,8 +70,8 @@ class SubmitError(Exception):
 
 @dataclass(slots=True)
 class Prepared:
-    headers: list[bytes]          # each a whole field, CRLF-terminated, folded lines included
-    body: bytes                   # CRLF lines; starts after the empty line
+    headers: list[bytes]  # each a whole field, CRLF-terminated, folded lines included
+    body: bytes  # CRLF lines; starts after the empty line
     recipients: list[str] = field(default_factory=list)
     has_header_section: bool = True
 
@@ -84,7 +98,7 @@ def split_message(data: bytes) -> tuple[list[bytes], bytes, bool]:
         elif _HEADER_NAME.match(line):
             fields.append(line + b"\r\n")
         else:
-            break                          # not a header: the body starts here
+            break  # not a header: the body starts here
         i += 1
     rest = b"\r\n".join(lines[i:])
     if not fields:
@@ -115,14 +129,22 @@ def normalize_address(text: str, domain: str) -> str:
     return str(addr)
 
 
-def prepare(raw: bytes, *, recipients: list[str], extract: bool, sender: str, fullname: str,
-            hostname: str, domain: str) -> Prepared:
+def prepare(
+    raw: bytes,
+    *,
+    recipients: list[str],
+    extract: bool,
+    sender: str,
+    fullname: str,
+    hostname: str,
+    domain: str,
+) -> Prepared:
     """See the module contract (the Received: field is added by `enqueue`)."""
     fields, body, had = split_message(to_crlf(raw))
     rcpts = [normalize_address(r, domain) for r in recipients]
     if extract:
         resent = any(_name(f).startswith("resent-") for f in fields)
-        wanted = ({"resent-to", "resent-cc", "resent-bcc"} if resent else {"to", "cc", "bcc"})
+        wanted = {"resent-to", "resent-cc", "resent-bcc"} if resent else {"to", "cc", "bcc"}
         values = [_value(f) for f in fields if _name(f) in wanted]
         for _, addr in email.utils.getaddresses(values):
             if addr:
@@ -130,15 +152,17 @@ def prepare(raw: bytes, *, recipients: list[str], extract: bool, sender: str, fu
         fields = [f for f in fields if _name(f) not in ("bcc", "resent-bcc")]
     rcpts = list(dict.fromkeys(rcpts))
     if not rcpts:
-        raise SubmitError("no recipient addresses found" +
-                          (" in the message header" if extract else " (give some, or use -t)"),
-                          EX_USAGE)
+        raise SubmitError(
+            "no recipient addresses found"
+            + (" in the message header" if extract else " (give some, or use -t)"),
+            EX_USAGE,
+        )
     names = {_name(f) for f in fields}
     added: list[bytes] = []
     if "from" not in names:
         shown = sender or f"MAILER-DAEMON@{hostname}"
         from_value = email.utils.formataddr((fullname, shown)) if fullname else shown
-        added.append(f"From: {from_value}\r\n".encode("utf-8"))
+        added.append(f"From: {from_value}\r\n".encode())
     if "date" not in names:
         added.append(f"Date: {email.utils.formatdate(localtime=True)}\r\n".encode())
     if "message-id" not in names:
@@ -156,13 +180,23 @@ def prepare_raw(raw: bytes, *, recipients: list[str], domain: str) -> Prepared:
 
 
 def received_field(*, hostname: str, queue_id: str, uid: int, timestamp: float) -> bytes:
-    date = email.utils.format_datetime(datetime.fromtimestamp(timestamp, timezone.utc))
-    return (f"Received: from local user (uid {uid})\r\n\tby {hostname} (pigeon) "
-            f"with local id {queue_id};\r\n\t{date}\r\n").encode()
+    date = email.utils.format_datetime(datetime.fromtimestamp(timestamp, UTC))
+    return (
+        f"Received: from local user (uid {uid})\r\n\tby {hostname} (pigeon) "
+        f"with local id {queue_id};\r\n\t{date}\r\n"
+    ).encode()
 
 
-def spool_message(store, prepared: Prepared, *, sender: str, hostname: str, uid: int,
-                  now: float, max_size: int = 0) -> tuple[Any, Envelope]:
+def spool_message(
+    store,
+    prepared: Prepared,
+    *,
+    sender: str,
+    hostname: str,
+    uid: int,
+    now: float,
+    max_size: int = 0,
+) -> tuple[Any, Envelope]:
     """Write the message into a new spool of `store`; (spool, envelope), not yet committed.
     SubmitError on failure (the spool is discarded)."""
     from pigeon.queue.store import StoreError
@@ -172,21 +206,33 @@ def spool_message(store, prepared: Prepared, *, sender: str, hostname: str, uid:
     except StoreError as exc:
         raise SubmitError(f"cannot queue the message: {exc}", EX_TEMPFAIL) from None
     try:
-        content = (received_field(hostname=hostname, queue_id=spool.queue_id, uid=uid,
-                                  timestamp=now)
-                   + b"".join(prepared.headers) + b"\r\n" + prepared.body)
+        content = (
+            received_field(hostname=hostname, queue_id=spool.queue_id, uid=uid, timestamp=now)
+            + b"".join(prepared.headers)
+            + b"\r\n"
+            + prepared.body
+        )
         if prepared.body and not prepared.body.endswith(b"\r\n"):
             content += b"\r\n"
         if max_size and len(content) > max_size:
-            raise SubmitError(f"message too big: {len(content)} octets, the limit is {max_size}",
-                              EX_DATAERR)
+            raise SubmitError(
+                f"message too big: {len(content)} octets, the limit is {max_size}", EX_DATAERR
+            )
         eight_bit = not content.isascii()
         utf8 = not (sender.isascii() and all(r.isascii() for r in prepared.recipients))
-        env = Envelope(spool.queue_id, sender, [Recipient(r) for r in prepared.recipients],
-                       params=MailParams(body="8BITMIME" if eight_bit else None, smtputf8=utf8),
-                       received_at=now, size=len(content), eight_bit=eight_bit,
-                       client_address="", client_helo="", protocol="local")
-        spool.envelope = env            # into the file's preamble, should it spill
+        env = Envelope(
+            spool.queue_id,
+            sender,
+            [Recipient(r) for r in prepared.recipients],
+            params=MailParams(body="8BITMIME" if eight_bit else None, smtputf8=utf8),
+            received_at=now,
+            size=len(content),
+            eight_bit=eight_bit,
+            client_address="",
+            client_helo="",
+            protocol="local",
+        )
+        spool.envelope = env  # into the file's preamble, should it spill
         spool.write(content)
     except BaseException as exc:
         spool.discard()
@@ -196,13 +242,22 @@ def spool_message(store, prepared: Prepared, *, sender: str, hostname: str, uid:
     return spool, env
 
 
-def enqueue(store, prepared: Prepared, *, sender: str, hostname: str, uid: int,
-            now: float, max_size: int = 0) -> Envelope:
+def enqueue(
+    store,
+    prepared: Prepared,
+    *,
+    sender: str,
+    hostname: str,
+    uid: int,
+    now: float,
+    max_size: int = 0,
+) -> Envelope:
     """Write and commit the message; return its envelope. SubmitError on failure."""
     from pigeon.queue.store import StoreError
 
-    spool, env = spool_message(store, prepared, sender=sender, hostname=hostname, uid=uid,
-                               now=now, max_size=max_size)
+    spool, env = spool_message(
+        store, prepared, sender=sender, hostname=hostname, uid=uid, now=now, max_size=max_size
+    )
     try:
         store.commit(spool, env)
     except StoreError as exc:

@@ -23,14 +23,16 @@ Contract:
   * Reads of the store run in worker threads (they wait on SQLite's lock
     while the manager writes).
 """
+
 from __future__ import annotations
 
 import asyncio
 import os
 import re
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from pigeon.admin.control import OpError
 from pigeon.admin.query import Filters, read_headers, summary
@@ -81,11 +83,17 @@ def show_entry(store, queue_id: str, log_file: Path | None, now: float) -> dict[
     return out
 
 
-def build_handlers(*, store, manager, maillog=None, log_file: Path | None = None,
-                   server_stats: Callable[[], dict] | None = None,
-                   clock: Callable[[], float] = time.time,
-                   started_at: float | None = None,
-                   reload: Callable[[], Awaitable[dict]] | None = None) -> dict[str, Callable]:
+def build_handlers(
+    *,
+    store,
+    manager,
+    maillog=None,
+    log_file: Path | None = None,
+    server_stats: Callable[[], dict] | None = None,
+    clock: Callable[[], float] = time.time,
+    started_at: float | None = None,
+    reload: Callable[[], Awaitable[dict]] | None = None,
+) -> dict[str, Callable]:
     """The handlers for `ControlServer` (see the module contract)."""
     started = started_at if started_at is not None else clock()
 
@@ -103,18 +111,28 @@ def build_handlers(*, store, manager, maillog=None, log_file: Path | None = None
                 if entry is None or entry.envelope is None or maillog is None:
                     continue
                 env = entry.envelope
-                maillog.log(qid, {"uid": uid if isinstance(uid, int) else None,
-                                  "from": env.sender, "size": env.size,
-                                  "nrcpt": len(env.recipients), "proto": env.protocol},
-                            "queued")
+                maillog.log(
+                    qid,
+                    {
+                        "uid": uid if isinstance(uid, int) else None,
+                        "from": env.sender,
+                        "size": env.size,
+                        "nrcpt": len(env.recipients),
+                        "proto": env.protocol,
+                    },
+                    "queued",
+                )
         manager.nudge()
         return {}
 
     async def status() -> dict:
         stats = await asyncio.to_thread(manager.statistics)
-        return {"pid": os.getpid(), "uptime": max(0.0, clock() - started),
-                "server": server_stats() if server_stats is not None else {},
-                **stats}
+        return {
+            "pid": os.getpid(),
+            "uptime": max(0.0, clock() - started),
+            "server": server_stats() if server_stats is not None else {},
+            **stats,
+        }
 
     async def list_(filters: dict | None = None) -> dict:
         try:
@@ -125,10 +143,11 @@ def build_handlers(*, store, manager, maillog=None, log_file: Path | None = None
 
         def read() -> list[dict]:
             return [summary(e, now) for e in store.list(flt.state) if flt.match(e, now)]
+
         entries = await asyncio.to_thread(read)
         return {"entries": entries}
 
-    async def show(id: str) -> dict:           # noqa: A002 - the wire name
+    async def show(id: str) -> dict:  # noqa: A002 - the wire name
         if not isinstance(id, str) or not _QID.match(id):
             raise OpError(f"not a queue id: {id!r}")
         return await asyncio.to_thread(show_entry, store, id, log_file, clock())
@@ -138,6 +157,7 @@ def build_handlers(*, store, manager, maillog=None, log_file: Path | None = None
             chosen = _check_ids(ids, bool(all), allow_all=allow_all)
             result = await getattr(manager, name)(chosen)
             return result.to_dict()
+
         run.__name__ = name
         return run
 
@@ -151,7 +171,17 @@ def build_handlers(*, store, manager, maillog=None, log_file: Path | None = None
             raise OpError("this pigeon cannot reload its configuration")
         return await reload()
 
-    return {"ping": ping, "nudge": nudge, "status": status, "list": list_, "show": show,
-            "hold": action("hold"), "release": action("release"), "delete": action("delete"),
-            "requeue": action("requeue"), "bounce": action("bounce", allow_all=False),
-            "flush": flush, "reload": reload_}
+    return {
+        "ping": ping,
+        "nudge": nudge,
+        "status": status,
+        "list": list_,
+        "show": show,
+        "hold": action("hold"),
+        "release": action("release"),
+        "delete": action("delete"),
+        "requeue": action("requeue"),
+        "bounce": action("bounce", allow_all=False),
+        "flush": flush,
+        "reload": reload_,
+    }

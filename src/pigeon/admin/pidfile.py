@@ -20,6 +20,7 @@ Contract:
     privileges the directory may not be ours (choose a pid_file in a
     directory the pigeon user may write, e.g. systemd's RuntimeDirectory).
 """
+
 from __future__ import annotations
 
 import logging
@@ -54,11 +55,11 @@ def _is_live_pigeon(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        pass                      # alive, another user's: look at what it runs
+        pass  # alive, another user's: look at what it runs
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
-        return True               # alive and cannot tell: do not steal its file
+        return True  # alive and cannot tell: do not steal its file
     return any(b"pigeon" in arg for arg in argv)
 
 
@@ -73,10 +74,11 @@ class PidFile:
         if pid is None or pid == os.getpid():
             return
         if _is_live_pigeon(pid):
-            raise PidFileError(f"admin.pid_file: {self.path}: pigeon (pid {pid}) is already "
-                               "running with this PID file")
-        log.info("replacing the stale PID file %s (pid %d is not a running pigeon)",
-                 self.path, pid)
+            raise PidFileError(
+                f"admin.pid_file: {self.path}: pigeon (pid {pid}) is already "
+                "running with this PID file"
+            )
+        log.info("replacing the stale PID file %s (pid %d is not a running pigeon)", self.path, pid)
 
     def write(self) -> None:
         """Atomically write our pid (see the contract); PidFileError naming the key if
@@ -84,10 +86,13 @@ class PidFile:
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
         try:
             tmp.unlink(missing_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         PID_FILE_MODE)
+            fd = os.open(
+                tmp,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                PID_FILE_MODE,
+            )
             try:
-                os.fchmod(fd, PID_FILE_MODE)          # the umask must not decide
+                os.fchmod(fd, PID_FILE_MODE)  # the umask must not decide
                 os.write(fd, f"{os.getpid()}\n".encode())
             finally:
                 os.close(fd)
@@ -97,8 +102,9 @@ class PidFile:
                 tmp.unlink(missing_ok=True)
             except OSError:
                 pass
-            raise PidFileError(f"admin.pid_file: {self.path}: cannot write it: "
-                               f"{exc.strerror or exc}") from None
+            raise PidFileError(
+                f"admin.pid_file: {self.path}: cannot write it: {exc.strerror or exc}"
+            ) from None
         self._written = True
 
     def remove(self) -> None:

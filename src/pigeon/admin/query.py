@@ -17,6 +17,7 @@ Contract:
   * `parse_age("2h")` accepts seconds or a number with s/m/h/d; ValueError
     otherwise.
 """
+
 from __future__ import annotations
 
 import re
@@ -24,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pigeon.queue.model import Envelope, RecipientStatus
 from pigeon.msgfile import open_message
+from pigeon.queue.model import Envelope, RecipientStatus
 from pigeon.queue.store import QueueEntry
 
 __all__ = ["Filters", "MAX_HEADER_BYTES", "last_reason", "parse_age", "read_headers", "summary"]
@@ -37,7 +38,7 @@ _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_age(text: str) -> float:
-    """"90", "90s", "15m", "2h", "3d" -> seconds."""
+    """ "90", "90s", "15m", "2h", "3d" -> seconds."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text.lower())
     if not m:
         raise ValueError(f"not an age: {text!r} (use e.g. 90, 15m, 2h, 3d)")
@@ -49,19 +50,30 @@ class Filters:
     state: str | None = None
     domain: str | None = None
     sender: str | None = None
-    older_than: float | None = None     # seconds
+    older_than: float | None = None  # seconds
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> "Filters":
+    def from_dict(cls, d: dict[str, Any] | None) -> Filters:
         d = d or {}
         older = d.get("older_than")
-        return cls(d.get("state") or None, (d.get("domain") or "").lower() or None,
-                   d.get("sender") or None, float(older) if older is not None else None)
+        return cls(
+            d.get("state") or None,
+            (d.get("domain") or "").lower() or None,
+            d.get("sender") or None,
+            float(older) if older is not None else None,
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in (("state", self.state), ("domain", self.domain),
-                                  ("sender", self.sender), ("older_than", self.older_than))
-                if v is not None}
+        return {
+            k: v
+            for k, v in (
+                ("state", self.state),
+                ("domain", self.domain),
+                ("sender", self.sender),
+                ("older_than", self.older_than),
+            )
+            if v is not None
+        }
 
     def match(self, entry: QueueEntry, now: float) -> bool:
         if self.state is not None and entry.state != self.state:
@@ -97,8 +109,7 @@ def has_domain(env: Envelope, domain: str) -> bool:
 
 def last_reason(env: Envelope) -> str:
     """The diagnostic of the most recent failed attempt ("" before any)."""
-    failed = [r for r in env.recipients
-              if r.status is RecipientStatus.DEFERRED and r.diagnostic]
+    failed = [r for r in env.recipients if r.status is RecipientStatus.DEFERRED and r.diagnostic]
     if not failed:
         return ""
     latest = max(failed, key=lambda r: r.last_attempt)
@@ -111,14 +122,24 @@ def summary(entry: QueueEntry, now: float) -> dict[str, Any]:
     if env is None:
         return {"id": entry.queue_id, "state": entry.state, "readable": False}
     return {
-        "id": entry.queue_id, "state": entry.state, "readable": True,
-        "size": env.size, "arrival": env.received_at, "age": max(0.0, now - env.received_at),
-        "sender": env.sender, "attempts": env.attempts,
+        "id": entry.queue_id,
+        "state": entry.state,
+        "readable": True,
+        "size": env.size,
+        "arrival": env.received_at,
+        "age": max(0.0, now - env.received_at),
+        "sender": env.sender,
+        "attempts": env.attempts,
         "next_attempt": entry.next_attempt if entry.state == "deferred" else None,
-        "recipients": [{"address": r.address, "status": r.status.value,
-                        **({"dsn": r.dsn_status} if r.dsn_status else {}),
-                        **({"diagnostic": r.diagnostic} if r.diagnostic else {})}
-                       for r in env.recipients],
+        "recipients": [
+            {
+                "address": r.address,
+                "status": r.status.value,
+                **({"dsn": r.dsn_status} if r.dsn_status else {}),
+                **({"diagnostic": r.diagnostic} if r.diagnostic else {}),
+            }
+            for r in env.recipients
+        ],
         "reason": last_reason(env),
         "dsn_kind": env.dsn_kind,
     }
@@ -126,7 +147,7 @@ def summary(entry: QueueEntry, now: float) -> dict[str, Any]:
 
 def read_headers(path: Path, limit: int = MAX_HEADER_BYTES) -> str:
     """The header section of the content file (text, CRLF -> LF), bounded to `limit` bytes."""
-    fh, _ = open_message(path)          # past the queue file's preamble (pigeon/msgfile.py)
+    fh, _ = open_message(path)  # past the queue file's preamble (pigeon/msgfile.py)
     with fh:
         data = fh.read(limit)
     end = data.find(b"\r\n\r\n")

@@ -12,6 +12,7 @@ Contract:
   * Never raises: a notification that cannot be sent is logged at debug
     level; systemd's own timeout then tells the operator.
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,7 +31,7 @@ def notify(state: str, *, environ: dict | None = None) -> bool:
     if not address:
         return False
     if address.startswith("@"):
-        address = "\0" + address[1:]            # abstract socket namespace
+        address = "\0" + address[1:]  # abstract socket namespace
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
             s.connect(address)

@@ -24,18 +24,27 @@ Contract:
     durable; a refusal is a 451. With it, `add_received=False`: pigeon
     writes the Received: field itself, with the uid the kernel reports.
 """
+
 from __future__ import annotations
 
 import os
 import select
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from pigeon.admin.localsubmit import received_field
 from pigeon.proto import reply as R
-from pigeon.proto.events import (NEED_DATA, ConnectionClosing, DataAborted, DataFinished,
-                                 DataReceived, DataStarted, MailRequested, RcptRequested,
-                                 TransactionReset)
+from pigeon.proto.events import (
+    NEED_DATA,
+    ConnectionClosing,
+    DataAborted,
+    DataFinished,
+    DataReceived,
+    DataStarted,
+    MailRequested,
+    RcptRequested,
+    TransactionReset,
+)
 from pigeon.proto.params import MailParams
 from pigeon.proto.server import ServerSession, SessionConfig
 from pigeon.queue.model import Envelope, Recipient
@@ -50,8 +59,8 @@ class _MemorySpool:
     """A spool of SocketStore: the content in memory until DataFinished."""
 
     def __init__(self, envelope: Envelope | None = None) -> None:
-        self.queue_id = ""              # known once pigeon has queued it
-        self.envelope = envelope        # made at DataStarted, completed by _commit
+        self.queue_id = ""  # known once pigeon has queued it
+        self.envelope = envelope  # made at DataStarted, completed by _commit
         self.size = 0
         self.parts: list[bytes] = []
 
@@ -78,8 +87,11 @@ class SocketStore:
         from pigeon.admin.localsubmit import SubmitError
         from pigeon.admin.submitsock import SubmitUnavailable
 
-        request = {"recipients": [r.address for r in envelope.recipients],
-                   "sender": envelope.sender, "raw": True}
+        request = {
+            "recipients": [r.address for r in envelope.recipients],
+            "sender": envelope.sender,
+            "raw": True,
+        }
         try:
             answer = self.send(request, b"".join(spool.parts))
         except (SubmitError, SubmitUnavailable) as exc:
@@ -87,10 +99,17 @@ class SocketStore:
         spool.queue_id = answer["queue_id"]
 
 
-def run_stdio_session(store, session_config: SessionConfig, *, fd_in: int = 0, fd_out: int = 1,
-                      uid: int | None = None, clock: Callable[[], float] = time.monotonic,
-                      wallclock: Callable[[], float] = time.time,
-                      add_received: bool = True) -> list[str]:
+def run_stdio_session(
+    store,
+    session_config: SessionConfig,
+    *,
+    fd_in: int = 0,
+    fd_out: int = 1,
+    uid: int | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    wallclock: Callable[[], float] = time.time,
+    add_received: bool = True,
+) -> list[str]:
     """Serve one SMTP session over (fd_in, fd_out); see the module contract."""
     uid = os.getuid() if uid is None else uid
     session = ServerSession(session_config, now=clock())
@@ -120,31 +139,35 @@ def run_stdio_session(store, session_config: SessionConfig, *, fd_in: int = 0, f
                 if ev is NEED_DATA:
                     break
                 if isinstance(ev, (MailRequested, RcptRequested)):
-                    session.respond(None)                 # local policy: accept
+                    session.respond(None)  # local policy: accept
                 elif isinstance(ev, DataStarted):
                     discard()
                     spool_error = None
                     try:
                         spool = store.new_spool(_envelope(session, wallclock()))
                         if add_received:
-                            spool.write(received_field(hostname=session_config.hostname,
-                                                       queue_id=spool.queue_id, uid=uid,
-                                                       timestamp=wallclock()))
+                            spool.write(
+                                received_field(
+                                    hostname=session_config.hostname,
+                                    queue_id=spool.queue_id,
+                                    uid=uid,
+                                    timestamp=wallclock(),
+                                )
+                            )
                         session.respond(None)
                     except StoreError as exc:
                         spool = None
-                        session.respond(R.INSUFFICIENT_STORAGE if exc.disk_full
-                                        else R.LOCAL_ERROR)
+                        session.respond(R.INSUFFICIENT_STORAGE if exc.disk_full else R.LOCAL_ERROR)
                 elif isinstance(ev, DataReceived):
                     if spool is not None and spool_error is None:
                         try:
                             spool.write(ev.data)
                         except StoreError as exc:
-                            spool_error = exc       # keep reading; answer 4xx at the end
+                            spool_error = exc  # keep reading; answer 4xx at the end
                 elif isinstance(ev, DataFinished):
                     flush()
                     reply, qid = _commit(store, session, spool, spool_error, ev, wallclock)
-                    spool = None                    # committed or discarded by _commit
+                    spool = None  # committed or discarded by _commit
                     if qid is not None:
                         queued.append(qid)
                     session.respond(reply)
@@ -174,22 +197,33 @@ def run_stdio_session(store, session_config: SessionConfig, *, fd_in: int = 0, f
 def _envelope(session: ServerSession, now: float) -> Envelope:
     """The envelope as known when DATA starts (it goes into a spilled spool's
     preamble, pigeon/msgfile.py); `_commit` completes it."""
-    return Envelope("", str(session.sender) if session.sender is not None else "",
-                    [Recipient(str(a), p) for a, p in session.recipients],
-                    params=session.mail_params or MailParams(), received_at=now,
-                    protocol="local")
+    return Envelope(
+        "",
+        str(session.sender) if session.sender is not None else "",
+        [Recipient(str(a), p) for a, p in session.recipients],
+        params=session.mail_params or MailParams(),
+        received_at=now,
+        protocol="local",
+    )
 
 
-def _commit(store, session: ServerSession, spool, spool_error, ev: DataFinished,
-            wallclock: Callable[[], float]) -> tuple[R.Reply, str | None]:
+def _commit(
+    store,
+    session: ServerSession,
+    spool,
+    spool_error,
+    ev: DataFinished,
+    wallclock: Callable[[], float],
+) -> tuple[R.Reply, str | None]:
     """Commit the spool (durable before the 250); (reply, queue id or None)."""
     if spool is None:
         return R.LOCAL_ERROR, None
     if spool_error is not None:
         spool.discard()
-        return (R.INSUFFICIENT_STORAGE if getattr(spool_error, "disk_full", False)
-                else R.LOCAL_ERROR), None
-    env = spool.envelope                # made at DataStarted, now final
+        return (
+            R.INSUFFICIENT_STORAGE if getattr(spool_error, "disk_full", False) else R.LOCAL_ERROR
+        ), None
+    env = spool.envelope  # made at DataStarted, now final
     env.received_at, env.size, env.eight_bit = wallclock(), spool.size, ev.eight_bit
     try:
         store.commit(spool, env)

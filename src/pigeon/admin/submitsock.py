@@ -36,6 +36,7 @@ Contract:
   * Client side: `submit(path, request, content)` returns the answer or
     raises `SubmitUnavailable` (nothing answers) / `SubmitError`.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -46,14 +47,22 @@ import pwd
 import socket
 import struct
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pigeon.admin import localsubmit as L
 from pigeon.admin._sockpath import UnixServer, short_path
 
-__all__ = ["MAX_CLIENTS", "MAX_HEADER", "SubmitServer", "SubmitUnavailable", "peer_uid",
-           "reachable", "submit"]
+__all__ = [
+    "MAX_CLIENTS",
+    "MAX_HEADER",
+    "SubmitServer",
+    "SubmitUnavailable",
+    "peer_uid",
+    "reachable",
+    "submit",
+]
 
 log = logging.getLogger("pigeon.admin")
 
@@ -82,9 +91,17 @@ def login_name(uid: int) -> str:
 class SubmitServer(UnixServer):
     """Serves the submit socket for one running pigeon (see the module contract)."""
 
-    def __init__(self, path: Path, *, config, store, on_queued: Callable[[Any], None],
-                 maillog: Any = None, clock: Callable[[], float] = time.time,
-                 trusted_uids: set[int] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        config,
+        store,
+        on_queued: Callable[[Any], None],
+        maillog: Any = None,
+        clock: Callable[[], float] = time.time,
+        trusted_uids: set[int] | None = None,
+    ) -> None:
         from pigeon.routing.resolve import Router
 
         super().__init__(path)
@@ -100,13 +117,15 @@ class SubmitServer(UnixServer):
     async def start(self) -> None:
         path = self.path
         if path.exists() or path.is_symlink():
-            path.unlink()                      # the control socket already proved we are alone
+            path.unlink()  # the control socket already proved we are alone
         try:
             await self.listen(0o666, limit=MAX_HEADER + 1, backlog=64)
         except OSError as exc:
             from pigeon.admin.control import ControlError
-            raise ControlError(f"{path}: cannot create the submit socket: "
-                               f"{exc.strerror or exc}") from None
+
+            raise ControlError(
+                f"{path}: cannot create the submit socket: {exc.strerror or exc}"
+            ) from None
         self.publish()
         log.info("submit socket for local users at %s", path)
 
@@ -124,17 +143,21 @@ class SubmitServer(UnixServer):
             async with self._slots:
                 # Only the reading is bounded in time: once the message is
                 # in, it is queued (or refused) whatever the client does.
-                request, raw = await asyncio.wait_for(self._read(reader),
-                                                      self.config.timeouts.data_total)
+                request, raw = await asyncio.wait_for(
+                    self._read(reader), self.config.timeouts.data_total
+                )
                 answer = await self._queue(request, raw, uid)
         except L.SubmitError as exc:
             answer = {"ok": False, "error": str(exc), "code": exc.code}
-        except (asyncio.TimeoutError, asyncio.IncompleteReadError):
-            return                             # the client stalled or went away
+        except (TimeoutError, asyncio.IncompleteReadError):
+            return  # the client stalled or went away
         except Exception:
             log.exception("local submission failed")
-            answer = {"ok": False, "error": "internal error (see the pigeon log)",
-                      "code": L.EX_SOFTWARE}
+            answer = {
+                "ok": False,
+                "error": "internal error (see the pigeon log)",
+                "code": L.EX_SOFTWARE,
+            }
         writer.write(json.dumps(answer).encode() + b"\n")
         await self.bounded(writer.drain())
 
@@ -146,8 +169,9 @@ class SubmitServer(UnixServer):
         request = _check_request(line)
         limit = self.config.limits.message_size
         if limit and request["size"] > limit:
-            raise L.SubmitError(f"message too big: {request['size']} octets, the limit is "
-                                f"{limit}", L.EX_DATAERR)
+            raise L.SubmitError(
+                f"message too big: {request['size']} octets, the limit is {limit}", L.EX_DATAERR
+            )
         return request, await reader.readexactly(request["size"])
 
     async def _queue(self, request: dict[str, Any], raw: bytes, uid: int) -> dict[str, Any]:
@@ -157,14 +181,23 @@ class SubmitServer(UnixServer):
             sender = "" if given in ("", "<>") else L.normalize_address(given, self.domain)
         spool, env = await asyncio.to_thread(self._spool, raw, request, sender, uid)
         from pigeon.queue.store import StoreError
+
         try:
             await asyncio.wrap_future(self.store.commit_async(spool, env))
         except StoreError as exc:
             raise L.SubmitError(f"cannot queue the message: {exc}", L.EX_TEMPFAIL) from None
         if self.maillog is not None:
-            self.maillog.log(env.queue_id, {"uid": uid, "from": env.sender, "size": env.size,
-                                            "nrcpt": len(env.recipients),
-                                            "proto": env.protocol}, "queued")
+            self.maillog.log(
+                env.queue_id,
+                {
+                    "uid": uid,
+                    "from": env.sender,
+                    "size": env.size,
+                    "nrcpt": len(env.recipients),
+                    "proto": env.protocol,
+                },
+                "queued",
+            )
         self.on_queued(env)
         return {"ok": True, "queue_id": env.queue_id, "sender": env.sender}
 
@@ -174,12 +207,24 @@ class SubmitServer(UnixServer):
         if request["raw"]:
             prepared = L.prepare_raw(raw, recipients=request["recipients"], domain=self.domain)
         else:
-            prepared = L.prepare(raw, recipients=request["recipients"],
-                                 extract=request["extract"], sender=sender,
-                                 fullname=request["fullname"], hostname=cfg.hostname,
-                                 domain=self.domain)
-        return L.spool_message(self.store, prepared, sender=sender, hostname=cfg.hostname,
-                               uid=uid, now=self.clock(), max_size=cfg.limits.message_size)
+            prepared = L.prepare(
+                raw,
+                recipients=request["recipients"],
+                extract=request["extract"],
+                sender=sender,
+                fullname=request["fullname"],
+                hostname=cfg.hostname,
+                domain=self.domain,
+            )
+        return L.spool_message(
+            self.store,
+            prepared,
+            sender=sender,
+            hostname=cfg.hostname,
+            uid=uid,
+            now=self.clock(),
+            max_size=cfg.limits.message_size,
+        )
 
 
 def _check_request(line: bytes) -> dict[str, Any]:
@@ -192,18 +237,29 @@ def _check_request(line: bytes) -> dict[str, Any]:
     rcpts = request.get("recipients", [])
     size = request.get("size")
     sender = request.get("sender")
-    ok = (isinstance(rcpts, list) and all(isinstance(r, str) for r in rcpts)
-          and isinstance(size, int) and not isinstance(size, bool) and size >= 0
-          and (sender is None or isinstance(sender, str))
-          and isinstance(request.get("fullname", ""), str))
+    ok = (
+        isinstance(rcpts, list)
+        and all(isinstance(r, str) for r in rcpts)
+        and isinstance(size, int)
+        and not isinstance(size, bool)
+        and size >= 0
+        and (sender is None or isinstance(sender, str))
+        and isinstance(request.get("fullname", ""), str)
+    )
     if not ok:
         raise L.SubmitError("bad request: wrong field types", L.EX_USAGE)
-    return {"recipients": rcpts, "size": size, "sender": sender,
-            "extract": bool(request.get("extract")), "raw": bool(request.get("raw")),
-            "fullname": request.get("fullname", "")}
+    return {
+        "recipients": rcpts,
+        "size": size,
+        "sender": sender,
+        "extract": bool(request.get("extract")),
+        "raw": bool(request.get("raw")),
+        "fullname": request.get("fullname", ""),
+    }
 
 
 # --- the client side (sendmail) ------------------------------------------------------
+
 
 def reachable(path: Path) -> None:
     """Raise SubmitUnavailable unless pigeon answers on `path` (the server sees an empty
@@ -217,8 +273,9 @@ def reachable(path: Path) -> None:
             raise SubmitUnavailable(f"no answer on {path}: {exc.strerror or exc}") from None
 
 
-def submit(path: Path, request: dict[str, Any], content: bytes,
-           timeout: float = 120.0) -> dict[str, Any]:
+def submit(
+    path: Path, request: dict[str, Any], content: bytes, timeout: float = 120.0
+) -> dict[str, Any]:
     """Send one message (see the contract); the server's answer when it is "ok".
 
     Raises SubmitUnavailable when nothing answers at `path`, SubmitError
@@ -237,23 +294,28 @@ def submit(path: Path, request: dict[str, Any], content: bytes,
                 s.sendall(json.dumps({**request, "size": len(content)}).encode() + b"\n")
                 s.sendall(content)
             except (BrokenPipeError, ConnectionResetError):
-                pass                  # refused early (too big...): its answer says why
+                pass  # refused early (too big...): its answer says why
             while not answer.endswith(b"\n"):
                 chunk = s.recv(65536)
                 if not chunk:
                     break
                 answer += chunk
         except OSError as exc:
-            raise L.SubmitError(f"the submission to {path} failed: {exc.strerror or exc}; "
-                                "the message was not queued", L.EX_TEMPFAIL) from None
+            raise L.SubmitError(
+                f"the submission to {path} failed: {exc.strerror or exc}; "
+                "the message was not queued",
+                L.EX_TEMPFAIL,
+            ) from None
     finally:
         s.close()
     try:
         reply = json.loads(answer)
     except ValueError:
-        raise L.SubmitError(f"pigeon closed {path} without an answer; the message was not "
-                            "queued", L.EX_TEMPFAIL) from None
+        raise L.SubmitError(
+            f"pigeon closed {path} without an answer; the message was not queued", L.EX_TEMPFAIL
+        ) from None
     if not reply.get("ok"):
-        raise L.SubmitError(str(reply.get("error") or "refused"),
-                            int(reply.get("code") or L.EX_TEMPFAIL))
+        raise L.SubmitError(
+            str(reply.get("error") or "refused"), int(reply.get("code") or L.EX_TEMPFAIL)
+        )
     return reply

@@ -30,12 +30,14 @@ Contract:
   * `maillog` receives the "(queued)" line of mail submitted by `sendmail`
     (op "nudge" with ids); operator actions are logged by the manager.
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from pigeon.admin import sdnotify
 from pigeon.admin.control import ControlError, ControlServer
@@ -77,8 +79,11 @@ class AdminHandle:
             try:
                 self.submit.publish()
             except OSError as exc:
-                log.error("submit socket %s not opened to local users: %s", self.submit.path,
-                          exc.strerror or exc)
+                log.error(
+                    "submit socket %s not opened to local users: %s",
+                    self.submit.path,
+                    exc.strerror or exc,
+                )
 
     async def close(self) -> None:
         sdnotify.stopping()
@@ -91,19 +96,33 @@ class AdminHandle:
             self.pid_file.remove()
 
 
-async def start_admin(config, store, manager, maillog: Any = None,
-                      server_stats: Callable[[], dict] | None = None,
-                      metrics: Metrics | None = None,
-                      reload: Callable[[], Awaitable[dict]] | None = None) -> AdminHandle:
+async def start_admin(
+    config,
+    store,
+    manager,
+    maillog: Any = None,
+    server_stats: Callable[[], dict] | None = None,
+    metrics: Metrics | None = None,
+    reload: Callable[[], Awaitable[dict]] | None = None,
+) -> AdminHandle:
     """See the module contract. Raises `pigeon.admin.control.ControlError`
     or `pigeon.admin.pidfile.PidFileError`."""
     if metrics is None:
         metrics = Metrics()
-    metrics.bind(queue_counts=store.counts, server_stats=server_stats,
-                 storage=getattr(manager, "storage_status", None))
+    metrics.bind(
+        queue_counts=store.counts,
+        server_stats=server_stats,
+        storage=getattr(manager, "storage_status", None),
+    )
     log_file: Path | None = config.log.file
-    handlers = build_handlers(store=store, manager=manager, maillog=maillog, log_file=log_file,
-                              server_stats=server_stats, reload=reload)
+    handlers = build_handlers(
+        store=store,
+        manager=manager,
+        maillog=maillog,
+        log_file=log_file,
+        server_stats=server_stats,
+        reload=reload,
+    )
     control = ControlServer(config.control_socket, handlers)
     await control.start()
     pid_file = PidFile(config.pid_file)
@@ -112,8 +131,9 @@ async def start_admin(config, store, manager, maillog: Any = None,
     except PidFileError:
         await control.close()
         raise
-    submit: SubmitServer | None = SubmitServer(config.submit_socket, config=config, store=store,
-                                               on_queued=manager.submit, maillog=maillog)
+    submit: SubmitServer | None = SubmitServer(
+        config.submit_socket, config=config, store=store, on_queued=manager.submit, maillog=maillog
+    )
     try:
         await submit.start()
     except ControlError as exc:
@@ -126,8 +146,11 @@ async def start_admin(config, store, manager, maillog: Any = None,
         try:
             await server.start()
         except OSError as exc:
-            log.error("metrics endpoint %s not started: %s (set by [admin] metrics_listen in the "
-                      'configuration or --metrics-listen; "" turns it off)', listen,
-                      bind_reason(exc))
+            log.error(
+                "metrics endpoint %s not started: %s (set by [admin] metrics_listen in the "
+                'configuration or --metrics-listen; "" turns it off)',
+                listen,
+                bind_reason(exc),
+            )
             server = None
     return AdminHandle(control, metrics, server, pid_file, submit)

@@ -21,6 +21,7 @@ Contract:
   * Thread safety: one connection guarded by a lock; the server calls it
     from its authentication thread pool.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,8 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pigeon.auth import passwords, scram
-from pigeon.fsutil import ensure_file
 from pigeon.auth.scram import ScramKeys
+from pigeon.fsutil import ensure_file
 
 FILE_NAME = "accounts.db"
 
@@ -77,7 +78,9 @@ def normalize_address(address: str) -> str:
 def normalize_name(name: str) -> str:
     name = name.strip()
     if not name or len(name.encode("utf-8")) > 255 or _BAD_NAME.search(name):
-        raise AccountError(f"bad user name {name!r} (1-255 octets, no spaces, commas or control characters)")
+        raise AccountError(
+            f"bad user name {name!r} (1-255 octets, no spaces, commas or control characters)"
+        )
     return normalize_address(name) if "@" in name else name.lower()
 
 
@@ -88,15 +91,15 @@ class AccountStore:
         self._lock = threading.Lock()
 
     @classmethod
-    def in_data_dir(cls, data_dir: Path) -> "AccountStore":
+    def in_data_dir(cls, data_dir: Path) -> AccountStore:
         return cls(Path(data_dir) / FILE_NAME)
 
-    def open(self) -> "AccountStore":
+    def open(self) -> AccountStore:
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            ensure_file(self.path, 0o600)        # its -wal/-shm copy its mode
+            ensure_file(self.path, 0o600)  # its -wal/-shm copy its mode
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            db.execute("PRAGMA busy_timeout=5000")   # first: the WAL switch may wait too
+            db.execute("PRAGMA busy_timeout=5000")  # first: the WAL switch may wait too
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA foreign_keys=ON")
             db.executescript(_SCHEMA)
@@ -110,7 +113,7 @@ class AccountStore:
             self._db.close()
             self._db = None
 
-    def __enter__(self) -> "AccountStore":
+    def __enter__(self) -> AccountStore:
         return self if self._db is not None else self.open()
 
     def __exit__(self, *exc: object) -> None:
@@ -153,8 +156,13 @@ class AccountStore:
             keys = scram.derive_keys(password, os.urandom(16))
         except ValueError as exc:  # SASLprep refused it
             raise AccountError(f"unusable password: {exc}") from None
-        return (passwords.hash_password(password), keys.salt, keys.iterations,
-                keys.stored_key, keys.server_key)
+        return (
+            passwords.hash_password(password),
+            keys.salt,
+            keys.iterations,
+            keys.stored_key,
+            keys.server_key,
+        )
 
     def add(self, name: str, password: str, addresses: tuple[str, ...] = ()) -> Account:
         name = normalize_name(name)
@@ -167,8 +175,12 @@ class AccountStore:
             if owner is not None:
                 raise AccountError(f"address {address} already belongs to user {owner}")
         now = time.time()
-        stmts = [("INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?)",
-                  (name, *self._secrets(password), now))]
+        stmts = [
+            (
+                "INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (name, *self._secrets(password), now),
+            )
+        ]
         stmts += [("INSERT INTO addresses VALUES (?, ?)", (a, name)) for a in owned]
         self._tx(stmts)
         return Account(name, tuple(sorted(owned)), now)
@@ -177,15 +189,26 @@ class AccountStore:
         name = normalize_name(name)
         if self.get(name) is None:
             raise AccountError(f"no such user: {name}")
-        self._tx([("UPDATE accounts SET argon2=?, scram_salt=?, scram_iter=?, stored_key=?, "
-                   "server_key=? WHERE name=?", (*self._secrets(password), name))])
+        self._tx(
+            [
+                (
+                    "UPDATE accounts SET argon2=?, scram_salt=?, scram_iter=?, stored_key=?, "
+                    "server_key=? WHERE name=?",
+                    (*self._secrets(password), name),
+                )
+            ]
+        )
 
     def delete(self, name: str) -> None:
         name = normalize_name(name)
         if self.get(name) is None:
             raise AccountError(f"no such user: {name}")
-        self._tx([("DELETE FROM addresses WHERE account=?", (name,)),
-                  ("DELETE FROM accounts WHERE name=?", (name,))])
+        self._tx(
+            [
+                ("DELETE FROM addresses WHERE account=?", (name,)),
+                ("DELETE FROM accounts WHERE name=?", (name,)),
+            ]
+        )
 
     # --- queries ------------------------------------------------------------------------
 
@@ -217,8 +240,10 @@ class AccountStore:
             name = normalize_name(name)
         except AccountError:
             return None
-        rows = self._q("SELECT scram_salt, scram_iter, stored_key, server_key FROM accounts "
-                       "WHERE name=?", (name,))
+        rows = self._q(
+            "SELECT scram_salt, scram_iter, stored_key, server_key FROM accounts WHERE name=?",
+            (name,),
+        )
         return ScramKeys(*rows[0]) if rows else None
 
     def owner_of(self, address: str) -> str | None:

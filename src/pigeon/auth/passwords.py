@@ -13,6 +13,7 @@ Contract:
   * `burn_time(password)` verifies against a fixed dummy hash so that an
     unknown user costs as much as a known one (no user-name probing by timing).
 """
+
 from __future__ import annotations
 
 import functools

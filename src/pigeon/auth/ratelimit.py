@@ -30,6 +30,7 @@ Contract:
     recently used one is dropped first.
   * Pure: time is an argument; no I/O.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -39,12 +40,12 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class LimitSettings:
-    slow_after: int = 3          # failures before answers are delayed
-    delay: float = 1.0           # seconds added per failure past slow_after
-    max_delay: float = 10.0      # the longest pause
-    max_failures: int = 10       # failures before the address is refused
-    window: float = 900.0        # seconds after which failures are forgotten
-    lockout: float = 300.0       # seconds an address stays refused
+    slow_after: int = 3  # failures before answers are delayed
+    delay: float = 1.0  # seconds added per failure past slow_after
+    max_delay: float = 10.0  # the longest pause
+    max_failures: int = 10  # failures before the address is refused
+    window: float = 900.0  # seconds after which failures are forgotten
+    lockout: float = 300.0  # seconds an address stays refused
     max_entries: int = 100_000
 
 
@@ -87,7 +88,7 @@ class FailureLimiter:
         if entry.locked_until:
             if now < entry.locked_until:
                 return entry
-            del self._entries[key]         # Rule 2: lockout over, start again
+            del self._entries[key]  # Rule 2: lockout over, start again
             return None
         if now - entry.first > self.settings.window:
             if not entry.in_flight:
@@ -161,10 +162,16 @@ class FailureLimiter:
     def release(self, ip: str, now: float) -> None:
         key = client_key(ip)
         entry = self._finish(key, now)
-        if entry is not None and not entry.failures and not entry.in_flight \
-                and not entry.locked_until:
+        if (
+            entry is not None
+            and not entry.failures
+            and not entry.in_flight
+            and not entry.locked_until
+        ):
             del self._entries[key]
 
     def statistics(self) -> dict:
-        return {"tracked": len(self._entries),
-                "locked": sum(1 for e in self._entries.values() if e.locked_until)}
+        return {
+            "tracked": len(self._entries),
+            "locked": sum(1 for e in self._entries.values() if e.locked_until),
+        }

@@ -26,14 +26,15 @@ Contract:
     client: `success_data()` returns it and the session sends it as a 334
     challenge, then answers the client's empty response with 235 (RFC 4954 §4).
 """
+
 from __future__ import annotations
 
 import base64
 import hmac
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Union
 
 from pigeon.auth import scram
 from pigeon.auth.scram import ScramKeys
@@ -55,7 +56,7 @@ class Challenge:
 class Credentials:
     username: str
     authzid: str
-    password: str | None          # PLAIN/LOGIN: to verify; SCRAM: None
+    password: str | None  # PLAIN/LOGIN: to verify; SCRAM: None
     verified: bool | None = None  # SCRAM: the proof check's result; PLAIN/LOGIN: None
 
 
@@ -69,7 +70,7 @@ class Malformed:
     detail: str
 
 
-Step = Union[Challenge, Credentials, NeedKeys, Malformed]
+Step = Challenge | Credentials | NeedKeys | Malformed
 
 
 def _text(data: bytes, what: str) -> str | Malformed:
@@ -198,12 +199,16 @@ class ScramSha256:
             return Malformed("bad gs2 header")
         if m.group(1).startswith(b"p="):
             return Malformed("channel binding is not offered (no -PLUS mechanism)")
-        self._gs2 = msg[:m.end()]
+        self._gs2 = msg[: m.end()]
         authzid = _saslname(m.group(2)[2:]) if m.group(2) else ""
-        self._first_bare = msg[m.end():]
+        self._first_bare = msg[m.end() :]
         attrs = _ATTR.findall(self._first_bare)
-        if len(attrs) < 2 or attrs[0][0] != b"n" or attrs[1][0] != b"r" \
-                or self._first_bare.startswith(b"m="):
+        if (
+            len(attrs) < 2
+            or attrs[0][0] != b"n"
+            or attrs[1][0] != b"r"
+            or self._first_bare.startswith(b"m=")
+        ):
             return Malformed("client-first needs n= and r=")
         user = _saslname(attrs[0][1])
         if authzid is None or not user or not _PRINTABLE.fullmatch(attrs[1][1]):
@@ -224,8 +229,14 @@ class ScramSha256:
             salt = hmac.new(_FAKE_SECRET, self._user.encode(), "sha256").digest()[:16]
             keys = ScramKeys(salt, scram.DEFAULT_ITERATIONS, os.urandom(32), os.urandom(32))
         self._keys = keys
-        self._server_first = (b"r=" + self._nonce_full + b",s=" + base64.b64encode(keys.salt)
-                              + b",i=" + str(keys.iterations).encode())
+        self._server_first = (
+            b"r="
+            + self._nonce_full
+            + b",s="
+            + base64.b64encode(keys.salt)
+            + b",i="
+            + str(keys.iterations).encode()
+        )
         self._state = "final"
         return Challenge(self._server_first)
 
@@ -242,8 +253,12 @@ class ScramSha256:
             return Malformed("bad base64 in client-final")
         assert self._keys is not None
         auth_message = self._first_bare + b"," + self._server_first + b"," + head
-        ok = (self._known and binding == self._gs2 and attrs[b"r"] == self._nonce_full
-              and scram.check_proof(self._keys, auth_message, proof))
+        ok = (
+            self._known
+            and binding == self._gs2
+            and attrs[b"r"] == self._nonce_full
+            and scram.check_proof(self._keys, auth_message, proof)
+        )
         if ok:
             self._final = b"v=" + base64.b64encode(scram.server_signature(self._keys, auth_message))
         return Credentials(self._user, self._authzid, None, verified=ok)
@@ -252,7 +267,7 @@ class ScramSha256:
         return self._final
 
 
-Mechanism = Union[Plain, Login, ScramSha256]
+Mechanism = Plain | Login | ScramSha256
 
 
 def new_mechanism(name: str, *, nonce: Callable[[], bytes] | None = None) -> Mechanism:

@@ -17,6 +17,7 @@ Contract:
     user names: mapping (B.1 to nothing, C.1.2 to space), NFKC, prohibited
     output and bidi checks. It raises ValueError for prohibited input.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -80,8 +81,9 @@ def server_signature(keys: ScramKeys, auth_message: bytes) -> bytes:
     return _hmac(keys.server_key, auth_message)
 
 
-def expected_server_signature(password: str, salt: bytes, iterations: int,
-                              auth_message: bytes) -> bytes:
+def expected_server_signature(
+    password: str, salt: bytes, iterations: int, auth_message: bytes
+) -> bytes:
     """The client's check of the server (tests and tools)."""
     salted = salted_password(password, salt, iterations)
     return _hmac(_hmac(salted, b"Server Key"), auth_message)
@@ -89,17 +91,26 @@ def expected_server_signature(password: str, salt: bytes, iterations: int,
 
 # --- SASLprep (RFC 4013) --------------------------------------------------------------
 
-_PROHIBITED = (stringprep.in_table_c12, stringprep.in_table_c21_c22, stringprep.in_table_c3,
-               stringprep.in_table_c4, stringprep.in_table_c5, stringprep.in_table_c6,
-               stringprep.in_table_c7, stringprep.in_table_c8, stringprep.in_table_c9)
+_PROHIBITED = (
+    stringprep.in_table_c12,
+    stringprep.in_table_c21_c22,
+    stringprep.in_table_c3,
+    stringprep.in_table_c4,
+    stringprep.in_table_c5,
+    stringprep.in_table_c6,
+    stringprep.in_table_c7,
+    stringprep.in_table_c8,
+    stringprep.in_table_c9,
+)
 
 
 def saslprep(text: str) -> str:
     """RFC 4013 SASLprep with unassigned code points allowed (a "stored string" check is stricter)."""
     if text.isascii() and all(" " <= c <= "~" for c in text):
         return text  # the common case: printable ASCII maps to itself
-    mapped = "".join(" " if stringprep.in_table_c12(c) else c
-                     for c in text if not stringprep.in_table_b1(c))
+    mapped = "".join(
+        " " if stringprep.in_table_c12(c) else c for c in text if not stringprep.in_table_b1(c)
+    )
     out = unicodedata.normalize("NFKC", mapped)
     for c in out:
         if any(check(c) for check in _PROHIBITED):

@@ -14,12 +14,14 @@ Contract:
   * The limiter is used by the driver with the clock it owns; this module
     does not read the clock.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 from pigeon.auth import passwords
 from pigeon.auth.accounts import Account, AccountError, AccountStore

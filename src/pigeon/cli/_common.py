@@ -7,6 +7,7 @@ Contract:
     normal output goes to stdout. Nothing here touches logging: commands other than `serve`
     print, they do not log.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,9 +15,9 @@ import sys
 from typing import NoReturn, TextIO
 
 EX_OK = 0
-EX_USAGE = 64        # command line usage error
-EX_CANTCREAT = 73    # the queue store is unusable (damaged queue.db)
-EX_CONFIG = 78       # configuration error
+EX_USAGE = 64  # command line usage error
+EX_CANTCREAT = 73  # the queue store is unusable (damaged queue.db)
+EX_CONFIG = 78  # configuration error
 
 PROG = "pigeon"
 

@@ -29,18 +29,28 @@ Contract:
     files it creates (SQLite journals, queue files, accounts.db) stay
     readable by the server; not root, or data_dir owned by root: nothing.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from pigeon.config.load import ConfigError, load_config
 from pigeon.config.schema import Config
 
-__all__ = ["CONFIG_ENV", "SYSTEM_CONFIG", "Located", "become_data_owner", "elsewhere_warning",
-           "load_for_command", "load_for_server", "locate"]
+__all__ = [
+    "CONFIG_ENV",
+    "SYSTEM_CONFIG",
+    "Located",
+    "become_data_owner",
+    "elsewhere_warning",
+    "load_for_command",
+    "load_for_server",
+    "locate",
+]
 
 CONFIG_ENV = "PIGEON_CONFIG"
 #: The system-wide configuration (module attribute so tests can point it elsewhere).
@@ -49,8 +59,8 @@ SYSTEM_CONFIG = Path("/etc/pigeon/pigeon.toml")
 
 @dataclass(frozen=True)
 class Located:
-    path: Path | None          # None: the embedded defaults
-    how: str                   # where the choice came from, for messages
+    path: Path | None  # None: the embedded defaults
+    how: str  # where the choice came from, for messages
 
     def describe(self) -> str:
         return f"{self.path} ({self.how})" if self.path is not None else self.how
@@ -68,43 +78,66 @@ def locate(explicit: Path | None, environ: Mapping[str, str] | None = None) -> L
     return Located(None, "built-in defaults")
 
 
-def load_for_server(explicit: Path | None, overrides: Mapping[str, Any] | None = None,
-                    environ: Mapping[str, str] | None = None) -> Config:
+def load_for_server(
+    explicit: Path | None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
     """`pigeon serve`'s configuration; raises ConfigError."""
     return load_config(locate(explicit, environ).path, overrides)
 
 
 def _fix_hint() -> str:
-    return (f"give the running server's configuration with -c FILE or {CONFIG_ENV}=FILE, "
-            f"or install it as {SYSTEM_CONFIG}")
+    return (
+        f"give the running server's configuration with -c FILE or {CONFIG_ENV}=FILE, "
+        f"or install it as {SYSTEM_CONFIG}"
+    )
 
 
-def load_for_command(explicit: Path | None, data_dir: str | None = None, *,
-                     environ: Mapping[str, str] | None = None,
-                     need_data_dir: bool = True) -> Config:
+def load_for_command(
+    explicit: Path | None,
+    data_dir: str | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    need_data_dir: bool = True,
+) -> Config:
     """The configuration of a command other than `serve` (see the contract); ConfigError."""
     where = locate(explicit, environ)
     overrides = {"data_dir": data_dir} if data_dir else {}
     defaults_only = where.path is None and not data_dir
     nothing_found = f"no configuration file (-c FILE, ${CONFIG_ENV} or {SYSTEM_CONFIG})"
     if defaults_only and need_data_dir and os.geteuid() == 0:
-        raise ConfigError(None, f"{nothing_found}, and commands run as root never use the "
-                                f"current directory's ./pigeon-data: {_fix_hint()}", where.how)
+        raise ConfigError(
+            None,
+            f"{nothing_found}, and commands run as root never use the "
+            f"current directory's ./pigeon-data: {_fix_hint()}",
+            where.how,
+        )
     config = load_config(where.path, overrides)
     if not need_data_dir:
         return config
     source = "--data-dir" if data_dir else where.describe()
     if not config.data_dir.is_absolute() and os.geteuid() == 0:
-        raise ConfigError("data_dir", f'"{config.data_dir}" is relative; commands run as root '
-                                      "need an absolute data_dir", source)
+        raise ConfigError(
+            "data_dir",
+            f'"{config.data_dir}" is relative; commands run as root need an absolute data_dir',
+            source,
+        )
     if not config.data_dir.is_dir():
         if defaults_only:
-            raise ConfigError(None, f"{nothing_found}, and no ./pigeon-data in {os.getcwd()} "
-                                    f"(the quick-start server's data): {_fix_hint()}", where.how)
-        raise ConfigError("data_dir", f"{config.data_dir} does not exist: no pigeon has run "
-                                      "with this configuration; start `pigeon serve` with it "
-                                      "first, or fix data_dir (only `pigeon serve` creates it)",
-                          source)
+            raise ConfigError(
+                None,
+                f"{nothing_found}, and no ./pigeon-data in {os.getcwd()} "
+                f"(the quick-start server's data): {_fix_hint()}",
+                where.how,
+            )
+        raise ConfigError(
+            "data_dir",
+            f"{config.data_dir} does not exist: no pigeon has run "
+            "with this configuration; start `pigeon serve` with it "
+            "first, or fix data_dir (only `pigeon serve` creates it)",
+            source,
+        )
     return config
 
 
@@ -117,8 +150,10 @@ def elsewhere_warning(path: Path | None) -> str | None:
             return None
     except OSError:
         pass
-    return (f"running with {path}, but {SYSTEM_CONFIG} exists: pigeon queue, status and "
-            f"sendmail read that one unless given -c {path} (or {CONFIG_ENV}={path})")
+    return (
+        f"running with {path}, but {SYSTEM_CONFIG} exists: pigeon queue, status and "
+        f"sendmail read that one unless given -c {path} (or {CONFIG_ENV}={path})"
+    )
 
 
 def become_data_owner(config: Config) -> None:

@@ -24,6 +24,7 @@ Contract:
     read the store, 78 EX_CONFIG for configuration errors, 66 EX_NOINPUT
     for a missing log file.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,7 +34,13 @@ from pathlib import Path
 from typing import TextIO
 
 from pigeon.admin.client import ControlClient, ControlForbidden, ControlUnavailable, OfflineQueue
-from pigeon.cli._config import CONFIG_ENV, SYSTEM_CONFIG, become_data_owner, load_for_command, locate
+from pigeon.cli._config import (
+    CONFIG_ENV,
+    SYSTEM_CONFIG,
+    become_data_owner,
+    load_for_command,
+    locate,
+)
 from pigeon.cli._entry import raw_stream
 from pigeon.config.schema import Config
 
@@ -49,11 +56,18 @@ def add_config_arguments(parser: argparse.ArgumentParser, *, nested: bool = Fals
     # argparse copies a subparser's defaults over the namespace, so the
     # nested copies have no default at all (SUPPRESS).
     default = argparse.SUPPRESS if nested else None
-    parser.add_argument("-c", "--config", metavar="FILE", type=Path, default=default,
-                        help=f"TOML configuration file (default: ${CONFIG_ENV}, "
-                             f"else {SYSTEM_CONFIG} if present, else built-in defaults)")
-    parser.add_argument("--data-dir", metavar="DIR", default=default,
-                        help="data directory (overrides the file)")
+    parser.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        type=Path,
+        default=default,
+        help=f"TOML configuration file (default: ${CONFIG_ENV}, "
+        f"else {SYSTEM_CONFIG} if present, else built-in defaults)",
+    )
+    parser.add_argument(
+        "--data-dir", metavar="DIR", default=default, help="data directory (overrides the file)"
+    )
 
 
 def config_path(explicit: Path | None, environ: dict | None = None) -> Path | None:
@@ -61,11 +75,11 @@ def config_path(explicit: Path | None, environ: dict | None = None) -> Path | No
     return locate(explicit, environ).path
 
 
-def load(args: argparse.Namespace, *, need_data_dir: bool = True,
-         as_owner: bool = True) -> Config:
+def load(args: argparse.Namespace, *, need_data_dir: bool = True, as_owner: bool = True) -> Config:
     """The configuration for these args (see the contract); raises ConfigError."""
-    config = load_for_command(getattr(args, "config", None), getattr(args, "data_dir", None),
-                              need_data_dir=need_data_dir)
+    config = load_for_command(
+        getattr(args, "config", None), getattr(args, "data_dir", None), need_data_dir=need_data_dir
+    )
     if need_data_dir and as_owner:
         become_data_owner(config)
     return config
@@ -91,8 +105,9 @@ class Progress:
 
     WIDTH = 30
 
-    def __init__(self, label: str, total: int, stream: TextIO | None = None,
-                 enabled: bool | None = None) -> None:
+    def __init__(
+        self, label: str, total: int, stream: TextIO | None = None, enabled: bool | None = None
+    ) -> None:
         self.label, self.total = label, total
         # The raw stream: its carriage returns must not be escaped (cli._entry).
         self.stream = stream if stream is not None else raw_stream(sys.stderr)
@@ -110,8 +125,9 @@ class Progress:
 
     def line(self) -> str:
         filled = self.WIDTH * self.done // self.total if self.total else self.WIDTH
-        return (f"{self.label} [{'#' * filled}{'.' * (self.WIDTH - filled)}] "
-                f"{self.done}/{self.total}")
+        return (
+            f"{self.label} [{'#' * filled}{'.' * (self.WIDTH - filled)}] {self.done}/{self.total}"
+        )
 
     def finish(self) -> None:
         if self.enabled:

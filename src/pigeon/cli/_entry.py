@@ -25,15 +25,16 @@ Contract:
     pigeon.obs.logsetup. `raw_stream` gives the unwrapped stream, for the
     progress bar's carriage returns.
 """
+
 from __future__ import annotations
 
 import os
 import re
 import sys
-from typing import Callable, TextIO
+from collections.abc import Callable
+from typing import TextIO
 
-__all__ = ["EX_IOERR", "EX_NOPERM", "EscapingWriter", "escape_controls", "raw_stream",
-           "run_entry"]
+__all__ = ["EX_IOERR", "EX_NOPERM", "EscapingWriter", "escape_controls", "raw_stream", "run_entry"]
 
 EX_IOERR = 74
 EX_NOPERM = 77
@@ -64,7 +65,7 @@ class EscapingWriter:
             self.write(line)
 
     def __getattr__(self, name: str):
-        return getattr(self.raw, name)         # flush, fileno, isatty, encoding, buffer...
+        return getattr(self.raw, name)  # flush, fileno, isatty, encoding, buffer...
 
 
 def raw_stream(stream: TextIO) -> TextIO:
@@ -77,7 +78,7 @@ def _quiet_stdout() -> None:
     try:
         fd = sys.stdout.fileno()
     except (AttributeError, OSError, ValueError):
-        return                                  # not a real file (tests capture it)
+        return  # not a real file (tests capture it)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, fd)
     os.close(devnull)
@@ -90,7 +91,7 @@ def run_entry(func: Callable[[], int], *, escape: bool = True) -> int:
         sys.stdout, sys.stderr = EscapingWriter(saved[0]), EscapingWriter(saved[1])
     try:
         status = func()
-        sys.stdout.flush()                      # a closed pipe shows here, not at exit
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
         return status
     except BrokenPipeError:
         sys.stdout, sys.stderr = saved
@@ -101,8 +102,12 @@ def run_entry(func: Callable[[], int], *, escape: bool = True) -> int:
         print(file=sys.stderr)
         return EX_SIGINT
     except PermissionError as exc:
-        return _os_error(exc, EX_NOPERM, "permission denied",
-                         " (run the command as root or as the user pigeon runs as)")
+        return _os_error(
+            exc,
+            EX_NOPERM,
+            "permission denied",
+            " (run the command as root or as the user pigeon runs as)",
+        )
     except OSError as exc:
         return _os_error(exc, EX_IOERR, exc.strerror or "I/O error", "")
     finally:

@@ -21,6 +21,7 @@ Contract:
     --from-files) or queue not writable, 75 pigeon is running, 78
     configuration error (from the caller).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,18 +43,20 @@ def run_rebuild(config: Config, args: argparse.Namespace) -> int:
     handler.setFormatter(logging.Formatter("pigeon: %(message)s"))
     queue_log.addHandler(handler)
     try:
-        report = rebuild(config.queue_dir, from_files=args.from_files,
-                         fsync=config.queue.fsync)
+        report = rebuild(config.queue_dir, from_files=args.from_files, fsync=config.queue.fsync)
     except StoreBusy as exc:
         return fail(str(exc), EX_TEMPFAIL)
     except StoreError as exc:
         return fail(str(exc), EX_CANTCREAT)
     except OSError as exc:
-        return fail(f"cannot rebuild the queue {config.queue_dir}: {exc.strerror or exc}",
-                    EX_CANTCREAT)
+        return fail(
+            f"cannot rebuild the queue {config.queue_dir}: {exc.strerror or exc}", EX_CANTCREAT
+        )
     finally:
         queue_log.removeHandler(handler)
     before = report.queued - len(report.rebuilt) - len(report.quarantined)
-    print(f"rebuilt {len(report.rebuilt)} message(s) from {config.queue_dir / 'msg'}; "
-          f"{len(report.quarantined)} quarantined as corrupt; {before} already queued")
+    print(
+        f"rebuilt {len(report.rebuilt)} message(s) from {config.queue_dir / 'msg'}; "
+        f"{len(report.quarantined)} quarantined as corrupt; {before} already queued"
+    )
     return 0

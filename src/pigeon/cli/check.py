@@ -19,6 +19,7 @@ Contract:
     created or opened besides reading FILE and the certificate files (the
     log file and data_dir are not touched).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,9 +61,14 @@ exit status: 0 when the file is valid (warnings or not), 78 when it is not.
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", metavar="FILE", type=Path, nargs="?",
-                        help="the TOML configuration file (default: the one `serve` would "
-                             "read: $PIGEON_CONFIG, else /etc/pigeon/pigeon.toml)")
+    parser.add_argument(
+        "file",
+        metavar="FILE",
+        type=Path,
+        nargs="?",
+        help="the TOML configuration file (default: the one `serve` would "
+        "read: $PIGEON_CONFIG, else /etc/pigeon/pigeon.toml)",
+    )
 
 
 def _listeners(addrs, what: str) -> str:
@@ -74,7 +80,11 @@ def summary(config: Config) -> list[str]:
     domains = []
     for name in sorted(config.domains):
         boxes = config.domains[name].mailboxes
-        count = "any mailbox" if boxes is None else f"{len(boxes)} mailbox" + ("" if len(boxes) == 1 else "es")
+        count = (
+            "any mailbox"
+            if boxes is None
+            else f"{len(boxes)} mailbox" + ("" if len(boxes) == 1 else "es")
+        )
         domains.append(f"{name} ({count})")
     tls = config.tls
     if tls.cert_file is not None:
@@ -107,8 +117,9 @@ def tls_problems(config: Config, source: str) -> list[ConfigError]:
     """The start-up checks of a configured certificate and key, as ConfigErrors naming the key."""
     tls = config.tls
     if tls.cert_file is None or tls.key_file is None:
-        return []       # a self-signed default is made at start-up
+        return []  # a self-signed default is made at start-up
     from pigeon.net.tls import TlsError, build_context, check_certificate
+
     try:
         # The same checks as start-up: readable, parsable, valid now, key
         # matching the certificate.
@@ -116,8 +127,13 @@ def tls_problems(config: Config, source: str) -> list[ConfigError]:
         build_context(tls, tls.cert_file, tls.key_file)
     except TlsError as exc:
         text = str(exc)
-        key = ("tls.ciphers" if text.startswith("tls.ciphers:")
-               else "tls.key_file" if text.startswith(f"{tls.key_file}:") else "tls.cert_file")
+        key = (
+            "tls.ciphers"
+            if text.startswith("tls.ciphers:")
+            else "tls.key_file"
+            if text.startswith(f"{tls.key_file}:")
+            else "tls.cert_file"
+        )
         return [ConfigError(key, text.removeprefix("tls.ciphers: "), source)]
     return []
 
@@ -125,8 +141,11 @@ def tls_problems(config: Config, source: str) -> list[ConfigError]:
 def run(args: argparse.Namespace) -> int:
     args.file = locate(args.file).path
     if args.file is None:
-        return fail(f"no configuration file to check: give FILE, set ${CONFIG_ENV}, "
-                    f"or install {SYSTEM_CONFIG}", EX_CONFIG)
+        return fail(
+            f"no configuration file to check: give FILE, set ${CONFIG_ENV}, "
+            f"or install {SYSTEM_CONFIG}",
+            EX_CONFIG,
+        )
     config, problems = collect_config(args.file)
     source = str(args.file)
     refused = {p.key for p in problems}

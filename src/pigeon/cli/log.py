@@ -12,6 +12,7 @@ Contract:
     66 (EX_NOINPUT) no log file (pigeon logs to stderr: use the journal),
     78 configuration error.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,12 @@ exit status: 0 found, 1 nothing found, 64 not a queue id, 66 no log file,
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
-    parser.add_argument("--log-file", metavar="FILE", type=Path,
-                        help="read this file instead of the configuration's log.file")
+    parser.add_argument(
+        "--log-file",
+        metavar="FILE",
+        type=Path,
+        help="read this file instead of the configuration's log.file",
+    )
     parser.add_argument("id", metavar="ID", help="queue id")
 
 
@@ -59,8 +64,11 @@ def run(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             return fail(str(exc), EX_CONFIG)
     if path is None:
-        return fail("log.file is not set: pigeon logs to stderr (under systemd: "
-                    f"journalctl -u pigeon | grep {args.id})", EX_NOINPUT)
+        return fail(
+            "log.file is not set: pigeon logs to stderr (under systemd: "
+            f"journalctl -u pigeon | grep {args.id})",
+            EX_NOINPUT,
+        )
     if not log_files(path):
         return fail(f"{path}: no such log file", EX_NOINPUT)
     try:

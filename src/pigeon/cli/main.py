@@ -19,13 +19,14 @@ Contract:
   * Importing this module is cheap: heavy parts (the server) are imported
     inside the command that needs them.
 """
+
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+from collections.abc import Sequence
 from types import ModuleType
-from typing import Sequence
 
 from pigeon.cli._common import EX_CANTCREAT, EX_USAGE, PROG, ArgumentParser, HelpFormatter, fail
 from pigeon.cli._entry import run_entry
@@ -79,14 +80,20 @@ def _load(name: str) -> ModuleType:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full parser: every registered subcommand with its options."""
-    parser = ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG,
-                            formatter_class=HelpFormatter)
+    parser = ArgumentParser(
+        prog=PROG, description=DESCRIPTION, epilog=EPILOG, formatter_class=HelpFormatter
+    )
     parser.add_argument("--version", action="version", version=version_line())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     for name in COMMANDS:
         module = _load(name)
-        command = sub.add_parser(name, help=module.HELP, description=module.DESCRIPTION,
-                                 epilog=module.EPILOG or None, formatter_class=HelpFormatter)
+        command = sub.add_parser(
+            name,
+            help=module.HELP,
+            description=module.DESCRIPTION,
+            epilog=module.EPILOG or None,
+            formatter_class=HelpFormatter,
+        )
         module.add_arguments(command)
         command.set_defaults(run=module.run)
     return parser
@@ -112,6 +119,7 @@ def _run_command(args: argparse.Namespace) -> int:
         # A damaged queue.db met by any command that opens the store (queue
         # list offline, status): one line naming the repair, never a traceback.
         from pigeon.queue.spool import StoreError
+
         if isinstance(exc, StoreError):
             return fail(str(exc), EX_CANTCREAT)
         raise

@@ -20,6 +20,7 @@ Contract:
     actions), 77 this user may not use the control socket or read the
     store, 78 configuration error.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,17 @@ import time
 from pigeon.admin.client import ControlForbidden, ControlUnavailable, OfflineQueue, RemoteError
 from pigeon.admin.query import parse_age
 from pigeon.cli._common import EX_CONFIG, EX_USAGE, fail
-from pigeon.cli._control import (EX_DATAERR, EX_NOPERM, EX_UNAVAILABLE, Progress,
-                                 add_config_arguments, connect, human_age, human_size, load)
+from pigeon.cli._control import (
+    EX_DATAERR,
+    EX_NOPERM,
+    EX_UNAVAILABLE,
+    Progress,
+    add_config_arguments,
+    connect,
+    human_age,
+    human_size,
+    load,
+)
 from pigeon.config.load import ConfigError
 
 HELP = "list, inspect and act on queued mail (hold, release, delete, bounce, flush)"
@@ -88,10 +98,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     lst = sub.add_parser("list", help="list queued messages")
     add_config_arguments(lst, nested=True)
     lst.add_argument("--state", choices=("incoming", "active", "deferred", "hold", "corrupt"))
-    lst.add_argument("--domain", metavar="DOMAIN",
-                     help='with a recipient still to deliver at DOMAIN (".DOMAIN": subdomains)')
+    lst.add_argument(
+        "--domain",
+        metavar="DOMAIN",
+        help='with a recipient still to deliver at DOMAIN (".DOMAIN": subdomains)',
+    )
     lst.add_argument("--sender", metavar="TEXT", help='sender contains TEXT ("<>": null sender)')
-    lst.add_argument("--older-than", metavar="AGE", help="arrived more than AGE ago: 90, 15m, 2h, 3d")
+    lst.add_argument(
+        "--older-than", metavar="AGE", help="arrived more than AGE ago: 90, 15m, 2h, 3d"
+    )
     lst.add_argument("--json", action="store_true", help="print JSON")
     show = sub.add_parser("show", help="envelope, headers and history of one message")
     add_config_arguments(show, nested=True)
@@ -101,19 +116,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(flush, nested=True)
     flush.add_argument("domain", metavar="DOMAIN", nargs="?")
     flush.add_argument("--json", action="store_true", help="print JSON")
-    for name, text in (("hold", "put messages on hold"), ("release", "release held messages"),
-                       ("delete", "delete messages"), ("requeue", "retry messages now"),
-                       ("bounce", "return messages to their senders")):
+    for name, text in (
+        ("hold", "put messages on hold"),
+        ("release", "release held messages"),
+        ("delete", "delete messages"),
+        ("requeue", "retry messages now"),
+        ("bounce", "return messages to their senders"),
+    ):
         p = sub.add_parser(name, help=text)
         add_config_arguments(p, nested=True)
         p.add_argument("ids", metavar="ID", nargs="*")
         if name != "bounce":
             p.add_argument("--all", action="store_true", help="every message it applies to")
         p.add_argument("--json", action="store_true", help="print JSON")
-    rebuild = sub.add_parser("rebuild", help="rebuild the queue database from the message "
-                             "files (pigeon must be stopped)")
-    rebuild.add_argument("--from-files", action="store_true",
-                         help="move queue.db aside (damaged or not) and start from the files")
+    rebuild = sub.add_parser(
+        "rebuild", help="rebuild the queue database from the message files (pigeon must be stopped)"
+    )
+    rebuild.add_argument(
+        "--from-files",
+        action="store_true",
+        help="move queue.db aside (damaged or not) and start from the files",
+    )
     # Also after the action, as the store's repair hint writes it.
     add_config_arguments(rebuild, nested=True)
 
@@ -123,8 +146,9 @@ def run(args: argparse.Namespace) -> int:
         config = load(args)
     except ConfigError as exc:
         return fail(str(exc), EX_CONFIG)
-    if args.action == "rebuild":                # offline, see pigeon.cli._rebuild
+    if args.action == "rebuild":  # offline, see pigeon.cli._rebuild
         from pigeon.cli._rebuild import run_rebuild
+
         return run_rebuild(config, args)
     readonly = args.action in ("list", "show")
     try:
@@ -137,8 +161,12 @@ def run(args: argparse.Namespace) -> int:
             return _show(client, args)
         if args.action == "flush":
             result = client.call("flush", domain=args.domain)
-            _print_result(args, result, f"flushed {len(result['done'])} deferred message(s)"
-                          + (f" for {args.domain}" if args.domain else ""))
+            _print_result(
+                args,
+                result,
+                f"flushed {len(result['done'])} deferred message(s)"
+                + (f" for {args.domain}" if args.domain else ""),
+            )
             return 0
         return _act(client, args)
     except ControlForbidden as exc:
@@ -170,8 +198,10 @@ def _list(client, args: argparse.Namespace) -> int:
     if not entries:
         print("Mail queue is empty")
         return 0
-    print(f"{'-Queue ID-':<17} {'--Size--':>8} {'----Arrival Time----':<20} {'-State-':<9} "
-          f"-Sender/Recipient-------")
+    print(
+        f"{'-Queue ID-':<17} {'--Size--':>8} {'----Arrival Time----':<20} {'-State-':<9} "
+        f"-Sender/Recipient-------"
+    )
     total = 0
     for e in entries:
         mark = _STATE_MARK.get(e["state"], "")
@@ -180,13 +210,15 @@ def _list(client, args: argparse.Namespace) -> int:
             continue
         total += e["size"]
         arrival = time.strftime("%a %b %d %H:%M:%S", time.localtime(e["arrival"]))
-        print(f"{e['id'] + mark:<17} {e['size']:>8} {arrival:<20} {e['state']:<9} "
-              f"{e['sender'] or '<>'}")
+        print(
+            f"{e['id'] + mark:<17} {e['size']:>8} {arrival:<20} {e['state']:<9} "
+            f"{e['sender'] or '<>'}"
+        )
         if e["reason"]:
             print(f"{'':<17} ({e['reason']})")
         for r in e["recipients"]:
             if r["status"] in ("delivered", "bounced"):
-                continue                    # mailq shows what is still to do
+                continue  # mailq shows what is still to do
             print(f"{'':<57} {r['address']}")
         print()
     print(f"-- {human_size(total)} in {len(entries)} message{'s' if len(entries) != 1 else ''}.")
@@ -202,13 +234,17 @@ def _show(client, args: argparse.Namespace) -> int:
     print(f"State:      {r['state']}")
     if r.get("readable"):
         env = r["envelope"]
-        print(f"Arrival:    {time.strftime('%Y-%m-%d %H:%M:%S %z', time.localtime(r['arrival']))}"
-              f" ({human_age(r['age'])} ago)")
+        print(
+            f"Arrival:    {time.strftime('%Y-%m-%d %H:%M:%S %z', time.localtime(r['arrival']))}"
+            f" ({human_age(r['age'])} ago)"
+        )
         print(f"Size:       {r['size']} octets")
         print(f"Sender:     <{r['sender']}>")
         client_ip = env.get("client_address") or "local"
-        print(f"Client:     {client_ip} helo={env.get('client_helo') or '-'} "
-              f"proto={env.get('protocol')}")
+        print(
+            f"Client:     {client_ip} helo={env.get('client_helo') or '-'} "
+            f"proto={env.get('protocol')}"
+        )
         print(f"Attempts:   {r['attempts']}")
         if r.get("next_attempt"):
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["next_attempt"]))
@@ -241,8 +277,10 @@ def _act(client, args: argparse.Namespace) -> int:
     if use_all and args.ids:
         return fail("give queue IDs or --all, not both", EX_USAGE)
     if not use_all and not args.ids:
-        return fail(f"{action}: give one or more queue IDs" +
-                    ("" if action == "bounce" else " or --all"), EX_USAGE)
+        return fail(
+            f"{action}: give one or more queue IDs" + ("" if action == "bounce" else " or --all"),
+            EX_USAGE,
+        )
     ids = list(args.ids)
     if use_all:
         ids = [e["id"] for e in client.call("list", filters={})["entries"]]
@@ -250,18 +288,25 @@ def _act(client, args: argparse.Namespace) -> int:
     bar = Progress(action, len(ids))
     with client:
         for start in range(0, len(ids), BATCH):
-            chunk = ids[start:start + BATCH]
+            chunk = ids[start : start + BATCH]
             result = client.call(action, ids=chunk)
             for key in total:
                 total[key] += result.get(key, [])
             bar.advance(len(chunk))
     bar.finish()
-    verb = {"hold": "held", "release": "released", "delete": "deleted", "requeue": "requeued",
-            "bounce": "bounced"}[action]
+    verb = {
+        "hold": "held",
+        "release": "released",
+        "delete": "deleted",
+        "requeue": "requeued",
+        "bounce": "bounced",
+    }[action]
     text = f"{verb} {len(total['done'])}"
     if total["pending"]:
-        text += (f"; {len(total['pending'])} being delivered, {verb} when that attempt ends "
-                 "(if still queued)")
+        text += (
+            f"; {len(total['pending'])} being delivered, {verb} when that attempt ends "
+            "(if still queued)"
+        )
     if total["skipped"]:
         text += f"; {len(total['skipped'])} skipped (not queued, or not in a state for {action})"
     _print_result(args, total, text)

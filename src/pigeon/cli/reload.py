@@ -20,6 +20,7 @@ Contract:
       - 69 (EX_UNAVAILABLE): pigeon is not running (nothing answers on the
         control socket), or it cannot reload; the reason on stderr.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -84,11 +85,18 @@ def run(args: argparse.Namespace) -> int:
         outcome = ControlClient(config.control_socket, timeout=TIMEOUT).call("reload")
     except ControlUnavailable as exc:
         return fail(str(exc), EX_UNAVAILABLE)
-    except RemoteError as exc:          # e.g. a pigeon too old to know "reload"
+    except RemoteError as exc:  # e.g. a pigeon too old to know "reload"
         return fail(f"reload failed: {exc}", EX_UNAVAILABLE)
     if outcome.get("status") == "refused":
-        return fail("\n".join(["reload refused, the running configuration stays in force:",
-                               *outcome.get("errors", [])]), EX_CONFIG)
+        return fail(
+            "\n".join(
+                [
+                    "reload refused, the running configuration stays in force:",
+                    *outcome.get("errors", []),
+                ]
+            ),
+            EX_CONFIG,
+        )
     if outcome.get("applied"):
         print(f"reload: applied {', '.join(outcome['applied'])}")
     if outcome.get("restart"):
@@ -98,4 +106,3 @@ def run(args: argparse.Namespace) -> int:
     for warning in outcome.get("warnings", []):
         fail(f"warning: {warning}", 0)
     return 0
-

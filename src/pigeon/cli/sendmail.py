@@ -44,6 +44,7 @@ Contract:
     to pass every argument through untouched (sendmail flags are not
     GNU-style), and `run` parses them here.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -103,7 +104,7 @@ _IGNORED_FLAGS = {"-v", "-n", "-m", "-U", "-G", "-x", "-bm"}
 
 @dataclass
 class Options:
-    mode: str = "deliver"                   # deliver | smtp | list | flush | newaliases | help
+    mode: str = "deliver"  # deliver | smtp | list | flush | newaliases | help
     extract: bool = False
     ignore_dots: bool = False
     sender: str | None = None
@@ -125,7 +126,7 @@ def parse(argv: list[str]) -> Options:
         nonlocal i
         arg = argv[i]
         if len(arg) > len(flag):
-            return arg[len(flag):]
+            return arg[len(flag) :]
         i += 1
         if i >= len(argv):
             raise UsageError(f"option {flag} needs an argument")
@@ -134,7 +135,7 @@ def parse(argv: list[str]) -> Options:
     while i < len(argv):
         arg = argv[i]
         if arg == "--":
-            o.recipients += argv[i + 1:]
+            o.recipients += argv[i + 1 :]
             break
         if arg in ("--help", "-?"):
             o.mode = "help"
@@ -187,8 +188,13 @@ def _err(message: str, code: int, stderr: TextIO) -> int:
     return code
 
 
-def run_argv(argv: list[str], *, stdin: BinaryIO | None = None, stderr: TextIO | None = None,
-             environ: dict | None = None) -> int:
+def run_argv(
+    argv: list[str],
+    *,
+    stdin: BinaryIO | None = None,
+    stderr: TextIO | None = None,
+    environ: dict | None = None,
+) -> int:
     """The whole sendmail command; returns the exit status."""
     stderr = stderr or sys.stderr
     try:
@@ -202,16 +208,23 @@ def run_argv(argv: list[str], *, stdin: BinaryIO | None = None, stderr: TextIO |
         print(f"{PROG}: aliases are part of the pigeon configuration; nothing to rebuild")
         return 0
     from pigeon.config.load import ConfigError
+
     try:
         config = load_for_command(opts.config, environ=environ)
     except ConfigError as exc:
         return _err(str(exc), L.EX_CONFIG, stderr)
     if opts.mode in ("list", "flush"):
         from pigeon.cli import queue as queue_cli
-        ns = argparse.Namespace(config=config_path(opts.config, environ), data_dir=None,
-                                json=False)
+
+        ns = argparse.Namespace(config=config_path(opts.config, environ), data_dir=None, json=False)
         if opts.mode == "list":
-            ns.action, ns.state, ns.domain, ns.sender, ns.older_than = "list", None, None, None, None
+            ns.action, ns.state, ns.domain, ns.sender, ns.older_than = (
+                "list",
+                None,
+                None,
+                None,
+                None,
+            )
         else:
             ns.action, ns.domain = "flush", None
         return queue_cli.run(ns)
@@ -219,7 +232,7 @@ def run_argv(argv: list[str], *, stdin: BinaryIO | None = None, stderr: TextIO |
         return _submit(opts, config, stdin or sys.stdin.buffer, stderr)
     except L.SubmitError as exc:
         return _err(str(exc), exc.code, stderr)
-    except Exception as exc:             # a bug: say so with the right status
+    except Exception as exc:  # a bug: say so with the right status
         return _err(f"internal error: {exc!r}", L.EX_SOFTWARE, stderr)
 
 
@@ -236,7 +249,7 @@ def _submit(opts: Options, config, stdin: BinaryIO, stderr: TextIO) -> int:
     from pigeon.routing.resolve import Router
 
     domain = Router(config).primary_domain
-    uid = os.getuid()                      # before any switch: Received: names the caller
+    uid = os.getuid()  # before any switch: Received: names the caller
     if opts.sender is None:
         sender = f"{_login_name()}@{domain}"
     elif opts.sender.strip() in ("", "<>"):
@@ -248,15 +261,23 @@ def _submit(opts: Options, config, stdin: BinaryIO, stderr: TextIO) -> int:
     prepared = None
     if opts.mode == "deliver":
         raw = read_message(stdin, opts.ignore_dots)
-        prepared = L.prepare(raw, recipients=opts.recipients, extract=opts.extract, sender=sender,
-                             fullname=opts.fullname, hostname=config.hostname, domain=domain)
+        prepared = L.prepare(
+            raw,
+            recipients=opts.recipients,
+            extract=opts.extract,
+            sender=sender,
+            fullname=opts.fullname,
+            hostname=config.hostname,
+            domain=domain,
+        )
     ids = _write_queue(opts, config, prepared, sender, uid, stdin)
     _nudge(config, ids, uid)
     return 0
 
 
-def _write_queue(opts: Options, config, prepared, sender: str, uid: int,
-                 stdin: BinaryIO) -> list[str]:
+def _write_queue(
+    opts: Options, config, prepared, sender: str, uid: int, stdin: BinaryIO
+) -> list[str]:
     """Commit to the store ourselves (root acts as the owner of data_dir)."""
     from pigeon.config.load import session_config
     from pigeon.queue.store import QueueStore, StoreError
@@ -270,18 +291,35 @@ def _write_queue(opts: Options, config, prepared, sender: str, uid: int,
         try:
             store.open()
         except PermissionError as exc:
-            raise L.SubmitError(f"cannot write the queue {config.queue_dir}: {exc.strerror} "
-                                "(run sendmail as the pigeon user)", L.EX_NOPERM) from None
+            raise L.SubmitError(
+                f"cannot write the queue {config.queue_dir}: {exc.strerror} "
+                "(run sendmail as the pigeon user)",
+                L.EX_NOPERM,
+            ) from None
         except (OSError, StoreError) as exc:
-            raise L.SubmitError(f"cannot open the queue {config.queue_dir}: {exc}",
-                                L.EX_CANTCREAT) from None
+            raise L.SubmitError(
+                f"cannot open the queue {config.queue_dir}: {exc}", L.EX_CANTCREAT
+            ) from None
         try:
             if opts.mode == "smtp":
                 from pigeon.admin.stdio_smtp import run_stdio_session
-                return run_stdio_session(store, session_config(config), fd_in=stdin.fileno(),
-                                         fd_out=sys.stdout.fileno(), uid=uid)
-            env = L.enqueue(store, prepared, sender=sender, hostname=config.hostname,
-                            uid=uid, now=_now(), max_size=config.limits.message_size)
+
+                return run_stdio_session(
+                    store,
+                    session_config(config),
+                    fd_in=stdin.fileno(),
+                    fd_out=sys.stdout.fileno(),
+                    uid=uid,
+                )
+            env = L.enqueue(
+                store,
+                prepared,
+                sender=sender,
+                hostname=config.hostname,
+                uid=uid,
+                now=_now(),
+                max_size=config.limits.message_size,
+            )
             return [env.queue_id]
         finally:
             store.close()
@@ -296,8 +334,13 @@ def _submit_via_socket(opts: Options, config, stdin: BinaryIO) -> int:
     if opts.mode == "smtp":
         return _smtp_via_socket(config, stdin)
     raw = read_message(stdin, opts.ignore_dots)
-    request = {"recipients": opts.recipients, "extract": opts.extract, "sender": opts.sender,
-               "fullname": opts.fullname, "raw": False}
+    request = {
+        "recipients": opts.recipients,
+        "extract": opts.extract,
+        "sender": opts.sender,
+        "fullname": opts.fullname,
+        "raw": False,
+    }
     try:
         submit(config.submit_socket, request, raw)
     except SubmitUnavailable as exc:
@@ -309,7 +352,8 @@ def _not_running(config, exc: Exception) -> L.SubmitError:
     return L.SubmitError(
         f"pigeon is not running ({exc}), and uid {os.getuid()} cannot write its queue "
         f"{config.queue_dir}: the message was NOT queued; try again when pigeon runs",
-        L.EX_TEMPFAIL)
+        L.EX_TEMPFAIL,
+    )
 
 
 def _smtp_via_socket(config, stdin: BinaryIO) -> int:
@@ -319,17 +363,23 @@ def _smtp_via_socket(config, stdin: BinaryIO) -> int:
     from pigeon.config.load import session_config
 
     try:
-        reachable(config.submit_socket)     # fail before greeting, not at each DATA
+        reachable(config.submit_socket)  # fail before greeting, not at each DATA
     except SubmitUnavailable as exc:
         raise _not_running(config, exc) from None
     store = SocketStore(lambda request, content: submit(config.submit_socket, request, content))
-    run_stdio_session(store, session_config(config), fd_in=stdin.fileno(),
-                      fd_out=sys.stdout.fileno(), add_received=False)
+    run_stdio_session(
+        store,
+        session_config(config),
+        fd_in=stdin.fileno(),
+        fd_out=sys.stdout.fileno(),
+        add_received=False,
+    )
     return 0
 
 
 def _now() -> float:
     import time
+
     return time.time()
 
 
@@ -345,6 +395,7 @@ def _nudge(config, ids: list[str], uid: int) -> None:
     if not ids:
         return
     from pigeon.admin.client import ControlClient, ControlUnavailable, RemoteError
+
     try:
         ControlClient(config.control_socket, timeout=10.0).call("nudge", ids=ids, uid=uid)
     except (ControlUnavailable, RemoteError):
@@ -352,6 +403,7 @@ def _nudge(config, ids: list[str], uid: int) -> None:
 
 
 # --- `pigeon sendmail` ---------------------------------------------------------------
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     # sendmail flags are not GNU-style (-oi, -fSENDER, -bs): make this
@@ -367,4 +419,5 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> NoReturn:
     """Console-script entry point `sendmail` (with the entry rules of cli._entry)."""
     from pigeon.cli._entry import run_entry
+
     sys.exit(run_entry(lambda: run_argv(sys.argv[1:] if argv is None else argv)))

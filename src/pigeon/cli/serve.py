@@ -23,12 +23,14 @@ Contract:
     about to run; its return value is the exit status. Ctrl-C that escapes
     it returns 130.
 """
+
 from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pigeon.cli._common import EX_CONFIG, fail
 from pigeon.cli._config import elsewhere_warning, load_for_server, locate
@@ -84,34 +86,70 @@ exit status: 0 after a clean shutdown, 78 for a configuration error,
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", metavar="FILE", type=Path,
-                        help="TOML configuration file (default: $PIGEON_CONFIG, else "
-                             "/etc/pigeon/pigeon.toml if present, else embedded defaults)")
-    parser.add_argument("--listen", metavar="HOST:PORT", action="append",
-                        help='address to listen on, "host:port" or "[ipv6]:port"; repeatable; '
-                             "replaces the file's listen list")
-    parser.add_argument("--submission-listen", metavar="HOST:PORT", action="append",
-                        help="address of the submission role (port 587: STARTTLS, then AUTH); "
-                             'repeatable; replaces submission_listen; "" turns the role off')
-    parser.add_argument("--submissions-listen", metavar="HOST:PORT", action="append",
-                        help="address of the submissions role (port 465: implicit TLS, then "
-                             'AUTH); repeatable; replaces submissions_listen; "" turns it off')
-    parser.add_argument("--metrics-listen", metavar="HOST:PORT",
-                        help='address of the Prometheus endpoint ([admin] metrics_listen); "" = none')
-    parser.add_argument("--domain", metavar="NAME", action="append",
-                        help="local domain to accept mail for; repeatable; replaces the file's domains")
-    parser.add_argument("--relay-network", metavar="CIDR", action="append",
-                        help="network allowed to relay, e.g. 192.0.2.0/24; repeatable; "
-                             "replaces the file's relay_networks")
-    parser.add_argument("--data-dir", metavar="DIR",
-                        help="directory for the queue and the mailboxes (default ./pigeon-data)")
-    parser.add_argument("--hostname", metavar="NAME",
-                        help="our name in the greeting and Received: (default: the machine's FQDN)")
+    parser.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        type=Path,
+        help="TOML configuration file (default: $PIGEON_CONFIG, else "
+        "/etc/pigeon/pigeon.toml if present, else embedded defaults)",
+    )
+    parser.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        action="append",
+        help='address to listen on, "host:port" or "[ipv6]:port"; repeatable; '
+        "replaces the file's listen list",
+    )
+    parser.add_argument(
+        "--submission-listen",
+        metavar="HOST:PORT",
+        action="append",
+        help="address of the submission role (port 587: STARTTLS, then AUTH); "
+        'repeatable; replaces submission_listen; "" turns the role off',
+    )
+    parser.add_argument(
+        "--submissions-listen",
+        metavar="HOST:PORT",
+        action="append",
+        help="address of the submissions role (port 465: implicit TLS, then "
+        'AUTH); repeatable; replaces submissions_listen; "" turns it off',
+    )
+    parser.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help='address of the Prometheus endpoint ([admin] metrics_listen); "" = none',
+    )
+    parser.add_argument(
+        "--domain",
+        metavar="NAME",
+        action="append",
+        help="local domain to accept mail for; repeatable; replaces the file's domains",
+    )
+    parser.add_argument(
+        "--relay-network",
+        metavar="CIDR",
+        action="append",
+        help="network allowed to relay, e.g. 192.0.2.0/24; repeatable; "
+        "replaces the file's relay_networks",
+    )
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="directory for the queue and the mailboxes (default ./pigeon-data)",
+    )
+    parser.add_argument(
+        "--hostname",
+        metavar="NAME",
+        help="our name in the greeting and Received: (default: the machine's FQDN)",
+    )
     parser.add_argument("--log-format", metavar="text|json", help="log line format (default text)")
-    parser.add_argument("--log-level", metavar="LEVEL",
-                        help="debug, info, warning or error (default info)")
-    parser.add_argument("--log-file", metavar="FILE",
-                        help="append the log to FILE instead of stderr")
+    parser.add_argument(
+        "--log-level", metavar="LEVEL", help="debug, info, warning or error (default info)"
+    )
+    parser.add_argument(
+        "--log-file", metavar="FILE", help="append the log to FILE instead of stderr"
+    )
 
 
 def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
@@ -134,8 +172,15 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         out["data_dir"] = args.data_dir
     if args.hostname is not None:
         out["hostname"] = args.hostname
-    log = {key: value for key, value in (("format", args.log_format), ("level", args.log_level),
-                                         ("file", args.log_file)) if value is not None}
+    log = {
+        key: value
+        for key, value in (
+            ("format", args.log_format),
+            ("level", args.log_level),
+            ("file", args.log_file),
+        )
+        if value is not None
+    }
     if log:
         out["log"] = log
     return out
@@ -152,7 +197,7 @@ def run(args: argparse.Namespace, app_run: Callable[[Config], int] | None = None
     args.config = locate(args.config).path
     try:
         config = build_config(args)
-        tighten_umask()            # before the log file, the first file pigeon creates
+        tighten_umask()  # before the log file, the first file pigeon creates
         setup_logging(config.log)
     except ConfigError as exc:
         return fail(str(exc), EX_CONFIG)
@@ -165,6 +210,7 @@ def run(args: argparse.Namespace, app_run: Callable[[Config], int] | None = None
         def app_run(config: Config) -> int:
             # SIGHUP loads the same file with the same flags again.
             return run_app(config, reload_config=lambda: build_config(args))
+
     try:
         return int(app_run(config))
     except KeyboardInterrupt:

@@ -14,6 +14,7 @@ Contract:
     status, which scripts and init systems test for). A user who may not
     use the control socket gets 77 (EX_NOPERM), never a wrong "not running".
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,14 @@ import time
 
 from pigeon.admin.client import ControlForbidden, ControlUnavailable, OfflineQueue, RemoteError
 from pigeon.cli._common import EX_CONFIG, fail
-from pigeon.cli._control import (EX_DATAERR, EX_NOPERM, add_config_arguments, connect, human_age,
-                                 load)
+from pigeon.cli._control import (
+    EX_DATAERR,
+    EX_NOPERM,
+    add_config_arguments,
+    connect,
+    human_age,
+    load,
+)
 from pigeon.config.load import ConfigError
 
 EX_NOT_RUNNING = 3
@@ -58,16 +65,25 @@ def format_status(s: dict) -> list[str]:
     dests = s.get("destinations") or {}
     lines = [f"pigeon is running (pid {s.get('pid')}, up {human_age(s.get('uptime', 0))})"]
     if server:
-        lines.append(f"  sessions:     {server.get('sessions', 0)} now, "
-                     f"{server.get('connections_total', 0)} since start, "
-                     f"{server.get('connections_refused', 0)} refused"
-                     + (" (draining)" if server.get("draining") else ""))
-    lines.append("  queue:        " + ", ".join(f"{k} {v}" for k, v in queue.items())
-                 + f" (total {sum(queue.values())})")
-    lines.append(f"  recipients:   delivered {s.get('delivered', 0)}, deferred {s.get('deferred', 0)}, "
-                 f"bounced {s.get('bounced', 0)}, expired {s.get('expired', 0)}")
-    lines.append(f"  reports sent: {s.get('notifications', 0)}; in delivery: {s.get('in_flight', 0)}"
-                 f"; dead destinations: {dests.get('dead', 0)}")
+        lines.append(
+            f"  sessions:     {server.get('sessions', 0)} now, "
+            f"{server.get('connections_total', 0)} since start, "
+            f"{server.get('connections_refused', 0)} refused"
+            + (" (draining)" if server.get("draining") else "")
+        )
+    lines.append(
+        "  queue:        "
+        + ", ".join(f"{k} {v}" for k, v in queue.items())
+        + f" (total {sum(queue.values())})"
+    )
+    lines.append(
+        f"  recipients:   delivered {s.get('delivered', 0)}, deferred {s.get('deferred', 0)}, "
+        f"bounced {s.get('bounced', 0)}, expired {s.get('expired', 0)}"
+    )
+    lines.append(
+        f"  reports sent: {s.get('notifications', 0)}; in delivery: {s.get('in_flight', 0)}"
+        f"; dead destinations: {dests.get('dead', 0)}"
+    )
     if s.get("storage"):
         lines += format_storage(s["storage"], now=time.time())
     return lines
@@ -81,14 +97,18 @@ def _health(name: str, h: dict, now: float) -> str:
     if not h.get("degraded"):
         return f"{name} ok"
     since = h.get("since") or now
-    return (f"{name} DEGRADED for {human_age(max(0.0, now - since))} "
-            f"({h.get('reason') or 'writes failing'}; {h.get('failures', 0)} failed writes)")
+    return (
+        f"{name} DEGRADED for {human_age(max(0.0, now - since))} "
+        f"({h.get('reason') or 'writes failing'}; {h.get('failures', 0)} failed writes)"
+    )
 
 
 def format_storage(st: dict, *, now: float) -> list[str]:
     """The storage lines of `pigeon status` (module contract)."""
-    parts = [_health("queue", st.get("queue") or {}, now),
-             _health("mailboxes", st.get("mailbox") or {}, now)]
+    parts = [
+        _health("queue", st.get("queue") or {}, now),
+        _health("mailboxes", st.get("mailbox") or {}, now),
+    ]
     kept = st.get("unsaved", 0) + st.get("requeue", 0)
     if kept:
         parts.append(f"{kept} queue entries waiting for the store to take writes")

@@ -21,13 +21,15 @@ Contract:
     address taken). The EPILOG lists them; tests/unit/cli/test_exit_statuses.py
     proves each.
 """
+
 from __future__ import annotations
 
 import argparse
 import getpass
 import os
 import sys
-from typing import Callable, TextIO
+from collections.abc import Callable
+from typing import TextIO
 
 from pigeon.auth.accounts import AccountError, AccountStore
 from pigeon.cli._common import EX_CONFIG, EX_USAGE, fail
@@ -72,25 +74,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = sub.add_parser("add", help="create an account")
     add_config_arguments(add, nested=True)
     add.add_argument("name", help="user name, normally the account's address")
-    add.add_argument("--address", action="append", default=[], metavar="ADDR",
-                     help="another address the account owns; repeatable")
-    add.add_argument("--password-stdin", action="store_true",
-                     help="read the password from the first line of stdin")
+    add.add_argument(
+        "--address",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="another address the account owns; repeatable",
+    )
+    add.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of stdin",
+    )
     passwd = sub.add_parser("passwd", help="change an account's password")
     add_config_arguments(passwd, nested=True)
     passwd.add_argument("name")
-    passwd.add_argument("--password-stdin", action="store_true",
-                        help="read the password from the first line of stdin")
+    passwd.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of stdin",
+    )
     delete = sub.add_parser("del", help="delete an account")
     add_config_arguments(delete, nested=True)
     delete.add_argument("name")
-    add_config_arguments(sub.add_parser("list", help="list accounts and their addresses"),
-                         nested=True)
+    add_config_arguments(
+        sub.add_parser("list", help="list accounts and their addresses"), nested=True
+    )
 
 
-NO_TERMINAL = ("no terminal to ask the password on: give it on standard input with "
-               "--password-stdin, e.g. printf '%s\\n' \"$PW\" | pigeon user {action} NAME "
-               "--password-stdin")
+NO_TERMINAL = (
+    "no terminal to ask the password on: give it on standard input with "
+    "--password-stdin, e.g. printf '%s\\n' \"$PW\" | pigeon user {action} NAME "
+    "--password-stdin"
+)
 
 
 def have_terminal() -> bool:
@@ -103,9 +119,14 @@ def have_terminal() -> bool:
     return True
 
 
-def read_password(from_stdin: bool, stdin: TextIO | None = None,
-                  ask: Callable[[str], str] = getpass.getpass, *, min_length: int = 1,
-                  action: str = "add") -> str | None:
+def read_password(
+    from_stdin: bool,
+    stdin: TextIO | None = None,
+    ask: Callable[[str], str] = getpass.getpass,
+    *,
+    min_length: int = 1,
+    action: str = "add",
+) -> str | None:
     """The new password, or None after printing why not."""
     if from_stdin:
         line = (stdin or sys.stdin).readline()
@@ -124,14 +145,18 @@ def read_password(from_stdin: bool, stdin: TextIO | None = None,
         fail("the password is empty", EX_USAGE)
         return None
     if len(password) < min_length:
-        fail(f"the password is too short: {len(password)} characters, at least {min_length} "
-             "are needed (auth.min_password_length)", EX_USAGE)
+        fail(
+            f"the password is too short: {len(password)} characters, at least {min_length} "
+            "are needed (auth.min_password_length)",
+            EX_USAGE,
+        )
         return None
     return password
 
 
-def run(args: argparse.Namespace, stdin: TextIO | None = None,
-        ask: Callable[[str], str] | None = None) -> int:
+def run(
+    args: argparse.Namespace, stdin: TextIO | None = None, ask: Callable[[str], str] | None = None
+) -> int:
     try:
         config = load(args)
     except ConfigError as exc:
@@ -159,8 +184,13 @@ def run(args: argparse.Namespace, stdin: TextIO | None = None,
             return 0
         if args.action == "passwd" and store.get(args.name) is None:
             return fail(f"no such user: {args.name}", EX_NOUSER)
-        password = read_password(args.password_stdin, stdin, ask,
-                                 min_length=config.auth.min_password_length, action=args.action)
+        password = read_password(
+            args.password_stdin,
+            stdin,
+            ask,
+            min_length=config.auth.min_password_length,
+            action=args.action,
+        )
         if password is None:
             return EX_USAGE
         if args.action == "add":

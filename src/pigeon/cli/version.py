@@ -1,4 +1,5 @@
 """`pigeon version`: print the version of pigeon and of the Python running it."""
+
 from __future__ import annotations
 
 import argparse

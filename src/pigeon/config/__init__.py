@@ -5,6 +5,7 @@
 
 docs/config.md is the reference for every key.
 """
+
 from pigeon.config.load import ConfigError, load_config
 from pigeon.config.schema import Config
 

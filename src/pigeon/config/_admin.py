@@ -5,6 +5,7 @@ schema value or raises `ConfigError` naming the key, like the checkers of
 `pigeon.config._checks`. "" means "the default place" for control_socket
 and submit_socket, and "no endpoint" for metrics_listen.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -30,6 +30,7 @@ Contract:
     router applies catch-alls to local domains only; otherwise an error
     naming the key, never a silently unused entry.
 """
+
 from __future__ import annotations
 
 import re
@@ -73,7 +74,7 @@ def _read_lines(path: Path, where: tuple[Path, int] | None) -> list[str]:
     try:
         return data.decode("utf-8").splitlines()
     except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
+        line = data[: exc.start].count(b"\n") + 1
         raise _Problem(path, line, "not UTF-8 text") from None
 
 
@@ -86,8 +87,9 @@ def _logical_lines(path: Path, lines: list[str]) -> list[tuple[int, str]]:
             continue
         if line[0] in " \t":
             if not out:
-                raise _Problem(path, number, "a continuation line (starting with blanks) "
-                                             "before any entry")
+                raise _Problem(
+                    path, number, "a continuation line (starting with blanks) before any entry"
+                )
             out[-1] = (out[-1][0], out[-1][1] + " " + stripped)
         else:
             out.append((number, stripped))
@@ -128,8 +130,12 @@ def _parse_aliases(path: Path) -> dict[str, tuple[str, ...]]:
             raise _Problem(path, number, f'expected "name: target, ...", got {show(text)}')
         name = _unquote(head.strip())
         if not name or _CONTROL.search(name) or "@" in name:
-            raise _Problem(path, number, f"{show(head.strip())} is not a usable alias name "
-                                         '(a local part without "@" or control characters)')
+            raise _Problem(
+                path,
+                number,
+                f"{show(head.strip())} is not a usable alias name "
+                '(a local part without "@" or control characters)',
+            )
         # The canonical form the router compares: re-quoted when it is not a
         # dot-string ("first last" stays quoted), lowercased.
         name = str(Address(name, "")).lower()
@@ -143,8 +149,9 @@ def _parse_aliases(path: Path) -> dict[str, tuple[str, ...]]:
     return out
 
 
-def _targets(path: Path, number: int, text: str, *, depth: int,
-             seen: tuple[Path, ...]) -> list[str]:
+def _targets(
+    path: Path, number: int, text: str, *, depth: int, seen: tuple[Path, ...]
+) -> list[str]:
     out: list[str] = []
     for raw in _split_unquoted(text, ","):
         raw = raw.strip()
@@ -152,14 +159,21 @@ def _targets(path: Path, number: int, text: str, *, depth: int,
             continue
         value = _unquote(raw)
         if value.lower().startswith(":include:"):
-            out += _include(path, number, value[len(":include:"):].strip(), depth, seen)
+            out += _include(path, number, value[len(":include:") :].strip(), depth, seen)
         elif value.startswith("|"):
-            raise _Problem(path, number, f"{show(raw)}: command targets are not supported "
-                                         "(pigeon runs no programs for mail; hand such mail to "
-                                         "an LMTP or SMTP service in [transports])")
+            raise _Problem(
+                path,
+                number,
+                f"{show(raw)}: command targets are not supported "
+                "(pigeon runs no programs for mail; hand such mail to "
+                "an LMTP or SMTP service in [transports])",
+            )
         elif value.startswith("/"):
-            raise _Problem(path, number, f"{show(raw)}: file targets are not supported "
-                                         "(pigeon delivers to Maildirs only)")
+            raise _Problem(
+                path,
+                number,
+                f"{show(raw)}: file targets are not supported (pigeon delivers to Maildirs only)",
+            )
         else:
             out.append(_address(path, number, raw, value))
     return out
@@ -175,11 +189,15 @@ def _address(path: Path, number: int, raw: str, value: str) -> str:
         problem = domain_problem(domain.lower())
         if problem:
             raise _Problem(path, number, f"{show(raw)} has an invalid domain ({problem})")
-    try:       # the SMTP grammar (RFC 5321 §4.1.2): MAIL/RCPT must be able to carry it
+    try:  # the SMTP grammar (RFC 5321 §4.1.2): MAIL/RCPT must be able to carry it
         parse_path(f"<{local}@{domain or 'example.invalid'}>", allow_null=False, smtputf8=True)
     except PathError:
-        raise _Problem(path, number, f"{show(raw)} is not an address SMTP can carry (quote a "
-                                     "local part with special characters)") from None
+        raise _Problem(
+            path,
+            number,
+            f"{show(raw)} is not an address SMTP can carry (quote a "
+            "local part with special characters)",
+        ) from None
     return f"{value.rpartition('@')[0]}@{domain.lower()}" if at else value
 
 
@@ -196,8 +214,9 @@ def _include(path: Path, number: int, name: str, depth: int, seen: tuple[Path, .
     for line_number, line in enumerate(_read_lines(target, (path, number)), 1):
         stripped = line.strip()
         if stripped and not stripped.startswith("#"):
-            out += _targets(target, line_number, stripped, depth=depth + 1,
-                            seen=(*seen, target.resolve()))
+            out += _targets(
+                target, line_number, stripped, depth=depth + 1, seen=(*seen, target.resolve())
+            )
     return out
 
 
@@ -205,8 +224,11 @@ def check_catch_alls(config: Config) -> None:
     """Every "@domain" key of [aliases] names a local domain (module contract)."""
     for key in config.aliases:
         if key.startswith("@") and not _is_local(config, key[1:]):
-            raise ConfigError(join("aliases", key), f'"{key[1:]}" is not a local domain; a catch-all '
-                                                    'works in local domains only (add it to [domains])')
+            raise ConfigError(
+                join("aliases", key),
+                f'"{key[1:]}" is not a local domain; a catch-all '
+                "works in local domains only (add it to [domains])",
+            )
 
 
 def _is_local(config: Config, domain: str) -> bool:

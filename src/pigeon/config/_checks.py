@@ -14,6 +14,7 @@ Contract:
     relaxed by RFC 1123 §2.1); internationalised names must be written as
     A-labels ("xn--..."), and the error says which.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -22,8 +23,9 @@ import json
 import math
 import os
 import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from pigeon.config.schema import DomainConfig, ListenAddress
 from pigeon.proto.address import PathError, parse_path
@@ -43,8 +45,14 @@ class ConfigError(Exception):
     here, several in `ConfigErrors`.
     """
 
-    def __init__(self, key: str | None, message: str, source: str | None = None,
-                 line: int | None = None, column: int | None = None) -> None:
+    def __init__(
+        self,
+        key: str | None,
+        message: str,
+        source: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
         super().__init__(key, message, source)
         self.key = key
         self.message = message
@@ -53,7 +61,7 @@ class ConfigError(Exception):
         self.column = column
 
     @property
-    def problems(self) -> list["ConfigError"]:
+    def problems(self) -> list[ConfigError]:
         return [self]
 
     def __str__(self) -> str:
@@ -99,7 +107,9 @@ _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+\Z")
 
 def join(*parts: str) -> str:
     """A dotted TOML key; parts that are not bare keys are quoted (domains."a.example")."""
-    return ".".join(p if _BARE_KEY.match(p) else json.dumps(p, ensure_ascii=False) for p in map(str, parts))
+    return ".".join(
+        p if _BARE_KEY.match(p) else json.dumps(p, ensure_ascii=False) for p in map(str, parts)
+    )
 
 
 def show(value: Any) -> str:
@@ -129,14 +139,21 @@ def unknown_key(dotted: str, name: str, known: list[str]) -> ConfigError:
 
 # --- scalars ------------------------------------------------------------------------------
 
+
 def integer(minimum: int) -> Checker:
-    what = "a non-negative integer" if minimum == 0 else "a positive integer" if minimum == 1 \
+    what = (
+        "a non-negative integer"
+        if minimum == 0
+        else "a positive integer"
+        if minimum == 1
         else f"an integer >= {minimum}"
+    )
 
     def check(key: str, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise ConfigError(key, f"must be {what}, got {show(value)}")
         return value
+
     return check
 
 
@@ -144,10 +161,16 @@ def seconds(*, positive: bool) -> Checker:
     what = "a positive number of seconds" if positive else "a non-negative number of seconds"
 
     def check(key: str, value: Any) -> float:
-        if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-                or value < 0 or (positive and value == 0)):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value < 0
+            or (positive and value == 0)
+        ):
             raise ConfigError(key, f"must be {what}, got {show(value)}")
         return float(value)
+
     return check
 
 
@@ -164,6 +187,7 @@ def choice(*allowed: str) -> Checker:
         if not isinstance(value, str) or value not in allowed:
             raise ConfigError(key, f"must be one of {listed}, got {show(value)}")
         return value
+
     return check
 
 
@@ -237,8 +261,11 @@ def mailbox_name(key: str, value: str) -> str:
     """A local part used as a Maildir name: lowercased, and safe as a path component."""
     name = value.lower()
     if not name or _MAILBOX_BAD.search(name) or name.startswith(".") or len(name.encode()) > 64:
-        raise ConfigError(key, f"{show(value)} is not a usable mailbox name (1-64 octets; no spaces, "
-                               f'"@", "/", "\\", quotes, control characters or leading ".")')
+        raise ConfigError(
+            key,
+            f"{show(value)} is not a usable mailbox name (1-64 octets; no spaces, "
+            f'"@", "/", "\\", quotes, control characters or leading ".")',
+        )
     return name
 
 
@@ -258,21 +285,25 @@ def address(key: str, value: str, role: str, *, lower_local: bool) -> str:
     try:
         parse_path(f"<{value}>", allow_null=False, smtputf8=True)
     except PathError:
-        raise ConfigError(key, f"{role} {show(value)} is not an address SMTP can carry (RFC 5321 "
-                               f'§4.1.2: quote a local part with special characters, as in '
-                               f'"\\"a>b\\"@example.org")') from None
+        raise ConfigError(
+            key,
+            f"{role} {show(value)} is not an address SMTP can carry (RFC 5321 "
+            f"§4.1.2: quote a local part with special characters, as in "
+            f'"\\"a>b\\"@example.org")',
+        ) from None
     return f"{local.lower() if lower_local else local}@{domain.lower()}"
 
 
 # --- listeners and networks ------------------------------------------------------------------
 
+
 def parse_listen(text: str) -> ListenAddress:
-    """"host:port" or "[ipv6]:port" -> ListenAddress; ValueError says what is wrong."""
+    """ "host:port" or "[ipv6]:port" -> ListenAddress; ValueError says what is wrong."""
     if text.startswith("["):
         close = text.find("]")
-        if close < 0 or text[close + 1:close + 2] != ":":
+        if close < 0 or text[close + 1 : close + 2] != ":":
             raise ValueError('expected "[ipv6]:port"')
-        host, port = text[1:close], text[close + 2:]
+        host, port = text[1:close], text[close + 2 :]
         try:
             host = str(ipaddress.IPv6Address(host))
         except ValueError:
@@ -319,18 +350,24 @@ def listen(key: str, value: Any) -> tuple[ListenAddress, ...]:
     return tuple(out)
 
 
-def relay_networks(key: str, value: Any) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+def relay_networks(
+    key: str, value: Any
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     out = []
     for item in string_list(key, value):
         try:
             out.append(ipaddress.ip_network(item, strict=False))
         except ValueError:
-            raise ConfigError(key, f'{show(item)} is not an IP network (write CIDR, as in '
-                                   f'"192.0.2.0/24" or "2001:db8::/32")') from None
+            raise ConfigError(
+                key,
+                f"{show(item)} is not an IP network (write CIDR, as in "
+                f'"192.0.2.0/24" or "2001:db8::/32")',
+            ) from None
     return tuple(out)
 
 
 # --- domains and aliases ------------------------------------------------------------------------
+
 
 def domains(key: str, value: Any) -> dict[str, DomainConfig] | DomainNames:
     """[domains."NAME"] tables, or a list of names (each with any local part accepted)."""
@@ -363,7 +400,7 @@ def domains(key: str, value: Any) -> dict[str, DomainConfig] | DomainNames:
 
 
 def aliases(key: str, value: Any) -> dict[str, tuple[str, ...]]:
-    """"local@domain" = "target" or ["target", ...]; every target a full address.
+    """ "local@domain" = "target" or ["target", ...]; every target a full address.
 
     A key "@domain" is the domain's catch-all (Postfix virtual(5) "@domain"):
     stored as "@domain", lowercased; the router uses it only when no mailbox
@@ -377,8 +414,11 @@ def aliases(key: str, value: Any) -> dict[str, tuple[str, ...]]:
         if raw_alias.startswith("@"):
             problem = domain_problem(raw_alias[1:].lower())
             if problem:
-                raise ConfigError(here, f'the catch-all key {show(raw_alias)} needs a valid domain '
-                                        f"after \"@\" ({problem})")
+                raise ConfigError(
+                    here,
+                    f"the catch-all key {show(raw_alias)} needs a valid domain "
+                    f'after "@" ({problem})',
+                )
             alias = raw_alias.lower()
         else:
             alias = address(here, raw_alias, "the key", lower_local=True)
@@ -387,7 +427,9 @@ def aliases(key: str, value: Any) -> dict[str, tuple[str, ...]]:
         if isinstance(targets, str):
             targets = [targets]
         elif not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
-            raise ConfigError(here, f"must be an address or a list of addresses, got {show(targets)}")
+            raise ConfigError(
+                here, f"must be an address or a list of addresses, got {show(targets)}"
+            )
         if not targets:
             raise ConfigError(here, "must name at least one target address")
         out[alias] = tuple(address(here, t, "target", lower_local=False) for t in targets)
@@ -400,13 +442,18 @@ _DELIMITER_CHARS = frozenset("!#$%&'*+/=?^_`{|}~-.")
 
 
 def recipient_delimiter(key: str, value: Any) -> str:
-    """"" (off) or one or more distinct delimiter characters, e.g. "+" or "+-"."""
+    """ "" (off) or one or more distinct delimiter characters, e.g. "+" or "+-"."""
     if not isinstance(value, str):
-        raise ConfigError(key, f'must be a string of delimiter characters such as "+", got {show(value)}')
+        raise ConfigError(
+            key, f'must be a string of delimiter characters such as "+", got {show(value)}'
+        )
     bad = sorted({c for c in value if c not in _DELIMITER_CHARS})
     if bad:
-        raise ConfigError(key, f"{show(value)}: {show(bad[0])} cannot be a delimiter (use characters "
-                               f"from {show(''.join(sorted(_DELIMITER_CHARS)))})")
+        raise ConfigError(
+            key,
+            f"{show(value)}: {show(bad[0])} cannot be a delimiter (use characters "
+            f"from {show(''.join(sorted(_DELIMITER_CHARS)))})",
+        )
     if len(set(value)) != len(value):
         raise ConfigError(key, f"{show(value)} lists a character twice")
     return value

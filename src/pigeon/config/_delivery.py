@@ -23,22 +23,35 @@ Contract (same as `pigeon.config._checks`, whose helpers this module uses):
     here that does I/O (os.path.isfile); `pigeon.config.load` calls it once
     on the merged configuration.
 """
+
 from __future__ import annotations
 
 import ipaddress
 import os
 import re
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from pigeon.config._checks import ConfigError, domain_problem, join, show, string_list
 from pigeon.config.schema import Config, Nameserver, TransportSpec
 
-__all__ = ["parse_nexthop", "nameservers", "relay_host", "transports", "own_addresses",
-           "optional_name", "optional_path", "optional_string", "port", "final_problems"]
+__all__ = [
+    "parse_nexthop",
+    "nameservers",
+    "relay_host",
+    "transports",
+    "own_addresses",
+    "optional_name",
+    "optional_path",
+    "optional_string",
+    "port",
+    "final_problems",
+]
 
 
 # --- next-hop specs ------------------------------------------------------------------------
+
 
 def _ip(text: str) -> str | None:
     """The normalised IP address in `text`, or None when it is not one."""
@@ -71,7 +84,7 @@ def _host(text: str) -> str:
 
 
 def parse_host_port(text: str, *, default_mx: bool = True) -> tuple[str, int | None, bool]:
-    """"host", "host:port", "[host]", "[host]:port" -> (host, port, mx).
+    """ "host", "host:port", "[host]", "[host]:port" -> (host, port, mx).
 
     Raises ValueError with a reason. IPv6 only inside brackets.
     """
@@ -79,7 +92,7 @@ def parse_host_port(text: str, *, default_mx: bool = True) -> tuple[str, int | N
         close = text.find("]")
         if close < 0:
             raise ValueError('missing "]"')
-        inner, rest = text[1:close], text[close + 1:]
+        inner, rest = text[1:close], text[close + 1 :]
         if inner.lower().startswith("ipv6:"):
             inner = inner[5:]
             if ":" not in inner:
@@ -108,11 +121,13 @@ def parse_host_port(text: str, *, default_mx: bool = True) -> tuple[str, int | N
 def parse_nexthop(text: str) -> TransportSpec:
     """A [transports] value -> TransportSpec; ValueError says what is wrong."""
     if text in ("local", "discard"):
-        return TransportSpec(text)       # type: ignore[arg-type]
+        return TransportSpec(text)  # type: ignore[arg-type]
     transport, colon, rest = text.partition(":")
     if not colon or transport not in ("smtp", "lmtp"):
-        raise ValueError('expected "local", "discard", "smtp:HOST[:PORT]", "smtp:[HOST][:PORT]", '
-                         '"lmtp:HOST:PORT" or "lmtp:unix:/PATH"')
+        raise ValueError(
+            'expected "local", "discard", "smtp:HOST[:PORT]", "smtp:[HOST][:PORT]", '
+            '"lmtp:HOST:PORT" or "lmtp:unix:/PATH"'
+        )
     if not rest:
         raise ValueError(f'"{transport}:" needs a host')
     if transport == "lmtp" and rest.startswith("unix:"):
@@ -123,13 +138,15 @@ def parse_nexthop(text: str) -> TransportSpec:
     host, port, mx = parse_host_port(rest, default_mx=(transport == "smtp"))
     if transport == "lmtp" and port is None:
         raise ValueError('LMTP over TCP needs a port, as in "lmtp:[127.0.0.1]:24"')
-    return TransportSpec(transport, host, port, mx)   # type: ignore[arg-type]
+    return TransportSpec(transport, host, port, mx)  # type: ignore[arg-type]
 
 
 def relay_host(key: str, value: Any) -> TransportSpec | None:
     """delivery.relay_host: "" -> None, else a "smtp" TransportSpec."""
     if not isinstance(value, str):
-        raise ConfigError(key, f'must be a string such as "[relay.example.org]:587", got {show(value)}')
+        raise ConfigError(
+            key, f'must be a string such as "[relay.example.org]:587", got {show(value)}'
+        )
     if value == "":
         return None
     try:
@@ -142,7 +159,9 @@ def relay_host(key: str, value: Any) -> TransportSpec | None:
 def transports(key: str, value: Any) -> dict[str, TransportSpec]:
     """[transports]: "domain" or ".domain" = "spec"."""
     if not isinstance(value, Mapping):
-        raise ConfigError(key, f'must be a table of "domain" = "transport" entries, got {show(value)}')
+        raise ConfigError(
+            key, f'must be a table of "domain" = "transport" entries, got {show(value)}'
+        )
     out: dict[str, TransportSpec] = {}
     for raw, spec in value.items():
         here = join(key, raw)
@@ -163,6 +182,7 @@ def transports(key: str, value: Any) -> dict[str, TransportSpec]:
 
 # --- other [delivery] values ------------------------------------------------------------------
 
+
 def port(key: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
         raise ConfigError(key, f"must be a port number between 1 and 65535, got {show(value)}")
@@ -177,7 +197,7 @@ def nameservers(key: str, value: Any) -> tuple[Nameserver, ...]:
             if item.startswith("["):
                 close = item.find("]")
                 address = _ip(item[1:close]) if close > 0 else None
-                rest = item[close + 1:] if close > 0 else ""
+                rest = item[close + 1 :] if close > 0 else ""
                 if address is None or (rest and not rest.startswith(":")):
                     raise ValueError('expected "[ipv6]" or "[ipv6]:port"')
                 server = Nameserver(address, _port(rest[1:]) if rest else 53)
@@ -208,7 +228,9 @@ def own_addresses(key: str, value: Any) -> tuple[str, ...]:
         if ip is None:
             problem = domain_problem(item.lower())
             if problem:
-                raise ConfigError(key, f"{show(item)} is neither an IP address nor a host name ({problem})")
+                raise ConfigError(
+                    key, f"{show(item)} is neither an IP address nor a host name ({problem})"
+                )
             ip = item.lower()
         if ip not in out:
             out.append(ip)
@@ -226,7 +248,9 @@ def optional_name(key: str, value: Any) -> str:
     if not isinstance(value, str):
         raise ConfigError(key, f'must be a host name or "", got {show(value)}')
     if value and domain_problem(value.lower()):
-        raise ConfigError(key, f"not a valid host name: {show(value)} ({domain_problem(value.lower())})")
+        raise ConfigError(
+            key, f"not a valid host name: {show(value)} ({domain_problem(value.lower())})"
+        )
     return value.lower()
 
 
@@ -241,25 +265,33 @@ def optional_path(key: str, value: Any) -> Path | None:
 
 # --- checks across keys ----------------------------------------------------------------------
 
+
 def final_problems(config: Config, refused: frozenset[str] = frozenset()) -> Iterator[ConfigError]:
     """Cross-key and file-existence checks on the merged config (see module doc): every
     problem. A check is skipped when a key it reads is in `refused` (a value the loader
     refused has its default standing in for it: comparing with that would mislead)."""
     queue, delivery = config.queue, config.delivery
-    if (queue.max_backoff < queue.min_backoff
-            and not refused & {"queue.min_backoff", "queue.max_backoff"}):
-        yield ConfigError("queue.max_backoff", f"must be >= queue.min_backoff ({queue.min_backoff:g}), "
-                                               f"got {queue.max_backoff:g}")
+    if queue.max_backoff < queue.min_backoff and not refused & {
+        "queue.min_backoff",
+        "queue.max_backoff",
+    }:
+        yield ConfigError(
+            "queue.max_backoff",
+            f"must be >= queue.min_backoff ({queue.min_backoff:g}), got {queue.max_backoff:g}",
+        )
     if delivery.relay_user:
         if delivery.relay_host is None and "delivery.relay_host" not in refused:
             yield ConfigError("delivery.relay_user", "is set but delivery.relay_host is empty")
         if "delivery.relay_password_file" in refused:
             pass
         elif delivery.relay_password_file is None:
-            yield ConfigError("delivery.relay_password_file", "must name the password file when "
-                                                              "delivery.relay_user is set")
+            yield ConfigError(
+                "delivery.relay_password_file",
+                "must name the password file when delivery.relay_user is set",
+            )
         elif not os.path.isfile(delivery.relay_password_file):
-            yield ConfigError("delivery.relay_password_file",
-                              f'no such file: "{delivery.relay_password_file}"')
+            yield ConfigError(
+                "delivery.relay_password_file", f'no such file: "{delivery.relay_password_file}"'
+            )
     if delivery.tls_ca_file is not None and not os.path.isfile(delivery.tls_ca_file):
         yield ConfigError("delivery.tls_ca_file", f'no such file: "{delivery.tls_ca_file}"')

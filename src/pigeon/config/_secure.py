@@ -8,9 +8,11 @@ by two listener roles. Whether the certificate files are readable, match and
 are in date is checked when the server starts (pigeon.net.tls), where the
 error can name the file.
 """
+
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from pigeon.config import _checks as C
 from pigeon.config._checks import ConfigError
@@ -44,7 +46,9 @@ def mechanisms(key: str, value: Any) -> tuple[str, ...]:
 def ciphers(key: str, value: Any) -> str:
     text = C.string(key, value)
     if any(c.isspace() for c in text) or not text.isascii():
-        raise ConfigError(key, f"must be an OpenSSL cipher list without spaces, got {C.show(value)}")
+        raise ConfigError(
+            key, f"must be an OpenSSL cipher list without spaces, got {C.show(value)}"
+        )
     return text
 
 
@@ -52,13 +56,18 @@ def final_problems(config: Config, refused: frozenset[str] = frozenset()) -> Ite
     """Every cross-key problem; a check reading a key in `refused` is skipped (see
     `_delivery.final_problems`)."""
     tls = config.tls
-    if ((tls.cert_file is None) != (tls.key_file is None)
-            and not refused & {"tls.cert_file", "tls.key_file"}):
+    if (tls.cert_file is None) != (tls.key_file is None) and not refused & {
+        "tls.cert_file",
+        "tls.key_file",
+    }:
         missing = "tls.key_file" if tls.key_file is None else "tls.cert_file"
         yield ConfigError(missing, "tls.cert_file and tls.key_file must be set together")
     seen: dict[ListenAddress, str] = {}
-    for role, addrs in (("listen", config.listen), ("submission_listen", config.submission_listen),
-                        ("submissions_listen", config.submissions_listen)):
+    for role, addrs in (
+        ("listen", config.listen),
+        ("submission_listen", config.submission_listen),
+        ("submissions_listen", config.submissions_listen),
+    ):
         if role in refused:
             continue
         for addr in addrs:

@@ -43,40 +43,58 @@ Contract:
 Value rules live in `pigeon.config._checks`; their messages are pinned by
 tests/unit/config and tests/e2e/bad_configs.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import re
 import socket
 import tomllib
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
+from pigeon.config import _admin as A
 from pigeon.config import _checks as C
 from pigeon.config import _delivery as D
 from pigeon.config import _secure as S
-from pigeon.config import _admin as A
 from pigeon.config._aliases import check_catch_alls, read_aliases_file
-from pigeon.config.schema import AdminConfig
-from pigeon.config.schema import AuthConfig, TlsConfig
 from pigeon.config._checks import ConfigError, ConfigErrors
 from pigeon.config.locate import KeyLocator
-from pigeon.config.schema import DeliveryConfig
 from pigeon.config.schema import (
-    Config, DomainConfig, Limits, LogConfig, QueueConfig, SmtpPolicy, Timeouts,
+    AdminConfig,
+    AuthConfig,
+    Config,
+    DeliveryConfig,
+    DomainConfig,
+    Limits,
+    LogConfig,
+    QueueConfig,
+    SmtpPolicy,
+    Timeouts,
+    TlsConfig,
 )
 
 if TYPE_CHECKING:
     from pigeon.proto.server import SessionConfig
 
-__all__ = ["ConfigError", "ConfigErrors", "load_config", "collect_config", "session_config", "default_hostname", "COMMAND_LINE"]
+__all__ = [
+    "ConfigError",
+    "ConfigErrors",
+    "load_config",
+    "collect_config",
+    "session_config",
+    "default_hostname",
+    "COMMAND_LINE",
+]
 
 #: The source name used in errors about `overrides`.
 COMMAND_LINE = "command line"
 
+
 # Top-level keys holding a single value, and their checkers.
 def _syslog_target(key: str, value: Any) -> str:
-    """"" (off), a Unix socket path, or "host:port" (UDP)."""
+    """ "" (off), a Unix socket path, or "host:port" (UDP)."""
     if value == "":
         return ""
     text = C.string(key, value)
@@ -99,6 +117,7 @@ def _system_name(key: str, value: Any, kind: str) -> str:
     name = C.string(key, value)
     import grp
     import pwd
+
     try:
         (pwd.getpwnam if kind == "user" else grp.getgrnam)(name)
     except KeyError:
@@ -117,104 +136,131 @@ _TOP: dict[str, Callable[[str, Any], Any]] = {
     "domains": C.domains,
     "aliases": C.aliases,
     "recipient_delimiter": C.recipient_delimiter,
-    "aliases_file": D.optional_path,                 # read after merging: _read_aliases_file
+    "aliases_file": D.optional_path,  # read after merging: _read_aliases_file
     "transports": D.transports,
     "submission_listen": S.listen_roles,
     "submissions_listen": S.listen_roles,
 }
 
 # Config fields that are no key: the loader fills them from files the keys name.
-DERIVED_FIELDS = ("local_aliases",)      # from aliases_file
+DERIVED_FIELDS = ("local_aliases",)  # from aliases_file
 
 # The [section] tables: schema class and one checker per field.
 _SECTIONS: dict[str, tuple[type, dict[str, Callable[[str, Any], Any]]]] = {
-    "limits": (Limits, {
-        "message_size": C.integer(0),
-        "recipients": C.integer(1),
-        "errors": C.integer(1),
-        "junk_commands": C.integer(1),
-        "header_size": C.integer(1024),
-        "hop_count": C.integer(1),
-        "connections": C.integer(0),
-        "connections_per_ip": C.integer(0),
-        "new_mailboxes_per_hour": C.integer(0),
-    }),
-    "timeouts": (Timeouts, {
-        "command": C.seconds(positive=True),
-        "data_block": C.seconds(positive=True),
-        "data_total": C.seconds(positive=True),
-        "shutdown_grace": C.seconds(positive=False),
-        "greet_pause": C.seconds(positive=False),
-    }),
-    "smtp": (SmtpPolicy, {
-        "bare_newline": C.choice("reject"),
-        "eight_bit_undeclared": C.choice("accept", "reject"),
-        "pipelining": C.boolean,
-        "chunking": C.boolean,
-        "smtputf8": C.boolean,
-        "dsn": C.boolean,
-        "etrn": C.boolean,
-        "eight_bit_mime": C.boolean,
-    }),
-    "queue": (QueueConfig, {
-        "fsync": C.boolean,
-        "run_interval": C.seconds(positive=True),
-        "min_backoff": C.seconds(positive=True),
-        "max_backoff": C.seconds(positive=True),       # >= min_backoff: D.final_problems
-        "max_lifetime": C.seconds(positive=True),
-        "delay_warning": C.seconds(positive=False),
-        "concurrency": C.integer(1),
-        "min_free": C.integer(0),
-    }),
-    "tls": (TlsConfig, {
-        "cert_file": C.path,
-        "key_file": C.path,                          # both or neither: S.final_problems
-        "min_version": C.choice("TLSv1.2", "TLSv1.3"),
-        "ciphers": S.ciphers,
-        "starttls": C.boolean,
-        "handshake_timeout": C.seconds(positive=True),
-    }),
-    "auth": (AuthConfig, {
-        "mechanisms": S.mechanisms,
-        "smtp_listener": C.boolean,
-        "check_from_header": C.boolean,
-        "slow_after": C.integer(1),
-        "failure_delay": C.seconds(positive=False),
-        "max_failures": C.integer(1),
-        "failure_window": C.seconds(positive=True),
-        "lockout": C.seconds(positive=True),
-        "min_password_length": C.integer(1),
-    }),
-    "admin": (AdminConfig, {
-        "control_socket": A.control_socket,
-        "pid_file": D.optional_path,
-        "submit_socket": A.submit_socket,
-        "metrics_listen": A.metrics_listen,
-    }),
-    "log": (LogConfig, {
-        "format": C.choice("text", "json"),
-        "level": C.choice("debug", "info", "warning", "error"),
-        "file": C.path,
-        "syslog": lambda key, value: _syslog_target(key, value),
-    }),
-    "delivery": (DeliveryConfig, {
-        "remote_port": D.port,
-        "dns_servers": D.nameservers,
-        "dns_timeout": C.seconds(positive=True),
-        "relay_host": D.relay_host,
-        "relay_user": D.optional_string,
-        "relay_password_file": D.optional_path,      # must exist if relay_user: D.final_problems
-        "helo_name": D.optional_name,
-        "connect_timeout": C.seconds(positive=True),
-        "command_timeout": C.seconds(positive=True),
-        "data_block_timeout": C.seconds(positive=True),
-        "data_done_timeout": C.seconds(positive=True),
-        "tls": C.choice("none", "may", "encrypt", "verify"),
-        "tls_ca_file": D.optional_path,
-        "destination_concurrency": C.integer(1),
-        "destination_recipients": C.integer(1),
-        "own_addresses": D.own_addresses,
-    }),
+    "limits": (
+        Limits,
+        {
+            "message_size": C.integer(0),
+            "recipients": C.integer(1),
+            "errors": C.integer(1),
+            "junk_commands": C.integer(1),
+            "header_size": C.integer(1024),
+            "hop_count": C.integer(1),
+            "connections": C.integer(0),
+            "connections_per_ip": C.integer(0),
+            "new_mailboxes_per_hour": C.integer(0),
+        },
+    ),
+    "timeouts": (
+        Timeouts,
+        {
+            "command": C.seconds(positive=True),
+            "data_block": C.seconds(positive=True),
+            "data_total": C.seconds(positive=True),
+            "shutdown_grace": C.seconds(positive=False),
+            "greet_pause": C.seconds(positive=False),
+        },
+    ),
+    "smtp": (
+        SmtpPolicy,
+        {
+            "bare_newline": C.choice("reject"),
+            "eight_bit_undeclared": C.choice("accept", "reject"),
+            "pipelining": C.boolean,
+            "chunking": C.boolean,
+            "smtputf8": C.boolean,
+            "dsn": C.boolean,
+            "etrn": C.boolean,
+            "eight_bit_mime": C.boolean,
+        },
+    ),
+    "queue": (
+        QueueConfig,
+        {
+            "fsync": C.boolean,
+            "run_interval": C.seconds(positive=True),
+            "min_backoff": C.seconds(positive=True),
+            "max_backoff": C.seconds(positive=True),  # >= min_backoff: D.final_problems
+            "max_lifetime": C.seconds(positive=True),
+            "delay_warning": C.seconds(positive=False),
+            "concurrency": C.integer(1),
+            "min_free": C.integer(0),
+        },
+    ),
+    "tls": (
+        TlsConfig,
+        {
+            "cert_file": C.path,
+            "key_file": C.path,  # both or neither: S.final_problems
+            "min_version": C.choice("TLSv1.2", "TLSv1.3"),
+            "ciphers": S.ciphers,
+            "starttls": C.boolean,
+            "handshake_timeout": C.seconds(positive=True),
+        },
+    ),
+    "auth": (
+        AuthConfig,
+        {
+            "mechanisms": S.mechanisms,
+            "smtp_listener": C.boolean,
+            "check_from_header": C.boolean,
+            "slow_after": C.integer(1),
+            "failure_delay": C.seconds(positive=False),
+            "max_failures": C.integer(1),
+            "failure_window": C.seconds(positive=True),
+            "lockout": C.seconds(positive=True),
+            "min_password_length": C.integer(1),
+        },
+    ),
+    "admin": (
+        AdminConfig,
+        {
+            "control_socket": A.control_socket,
+            "pid_file": D.optional_path,
+            "submit_socket": A.submit_socket,
+            "metrics_listen": A.metrics_listen,
+        },
+    ),
+    "log": (
+        LogConfig,
+        {
+            "format": C.choice("text", "json"),
+            "level": C.choice("debug", "info", "warning", "error"),
+            "file": C.path,
+            "syslog": lambda key, value: _syslog_target(key, value),
+        },
+    ),
+    "delivery": (
+        DeliveryConfig,
+        {
+            "remote_port": D.port,
+            "dns_servers": D.nameservers,
+            "dns_timeout": C.seconds(positive=True),
+            "relay_host": D.relay_host,
+            "relay_user": D.optional_string,
+            "relay_password_file": D.optional_path,  # must exist if relay_user: D.final_problems
+            "helo_name": D.optional_name,
+            "connect_timeout": C.seconds(positive=True),
+            "command_timeout": C.seconds(positive=True),
+            "data_block_timeout": C.seconds(positive=True),
+            "data_done_timeout": C.seconds(positive=True),
+            "tls": C.choice("none", "may", "encrypt", "verify"),
+            "tls_ca_file": D.optional_path,
+            "destination_concurrency": C.integer(1),
+            "destination_recipients": C.integer(1),
+            "own_addresses": D.own_addresses,
+        },
+    ),
 }
 
 # A checked layer: (key,) or (section, key) -> checked value.
@@ -237,8 +283,9 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
     return config
 
 
-def collect_config(path: Path | None = None, overrides: Mapping[str, Any] | None = None
-                   ) -> tuple[Config | None, list[ConfigError]]:
+def collect_config(
+    path: Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> tuple[Config | None, list[ConfigError]]:
     """`load_config` without the raise: (config, every problem found).
 
     With problems, `config` is built from the keys that were valid (the
@@ -263,19 +310,23 @@ def collect_config(path: Path | None = None, overrides: Mapping[str, Any] | None
     refused = frozenset(p.key for p in problems if p.key)
     late: list[ConfigError] = []
     if config.aliases_file is not None and "aliases_file" not in refused:
-        try:   # aliases(5) entries, re-read on every load (reload)
-            config = dataclasses.replace(config, local_aliases=read_aliases_file(config.aliases_file))
+        try:  # aliases(5) entries, re-read on every load (reload)
+            config = dataclasses.replace(
+                config, local_aliases=read_aliases_file(config.aliases_file)
+            )
         except ConfigError as exc:
             late.append(exc)
     try:
-        check_catch_alls(config)    # "@domain" keys name local domains
+        check_catch_alls(config)  # "@domain" keys name local domains
     except ConfigError as exc:
         late.append(exc)
     for problem in [*late, *D.final_problems(config, refused), *S.final_problems(config, refused)]:
         # Blame the last layer that set the key named, else the last layer.
         wanted = tuple(problem.key.split(".")) if problem.key else ()
-        problem.source = next((s for s, layer in reversed(layers) if wanted in layer),
-                              layers[-1][0] if layers else None)
+        problem.source = next(
+            (s for s, layer in reversed(layers) if wanted in layer),
+            layers[-1][0] if layers else None,
+        )
         problems.append(problem)
     if locator is not None:
         for problem in problems:
@@ -296,7 +347,7 @@ def default_hostname(getfqdn: Callable[[], str] = socket.getfqdn) -> str:
     return "localhost"
 
 
-def session_config(config: Config) -> "SessionConfig":
+def session_config(config: Config) -> SessionConfig:
     """The per-session protocol settings (pigeon.proto.server) for `config`."""
     from pigeon.proto.server import SessionConfig
 
@@ -317,7 +368,8 @@ def session_config(config: Config) -> "SessionConfig":
         enable_pipelining=smtp.pipelining,
         enable_chunking=smtp.chunking,
         enable_smtputf8=smtp.smtputf8,
-        enable_dsn=smtp.dsn, enable_etrn=smtp.etrn,
+        enable_dsn=smtp.dsn,
+        enable_etrn=smtp.etrn,
         enable_8bitmime=smtp.eight_bit_mime,
     )
 
@@ -336,7 +388,9 @@ def _read_toml(path: Path) -> tuple[dict[str, Any], KeyLocator]:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(None, f"not UTF-8 text (bad byte at offset {exc.start})", source) from None
+        raise ConfigError(
+            None, f"not UTF-8 text (bad byte at offset {exc.start})", source
+        ) from None
     try:
         return tomllib.loads(text), KeyLocator(text)
     except tomllib.TOMLDecodeError as exc:
@@ -344,11 +398,11 @@ def _read_toml(path: Path) -> tuple[dict[str, Any], KeyLocator]:
         found = _TOML_WHERE.search(detail)
         line = column = None
         if found:
-            detail = detail[:found.start()]
+            detail = detail[: found.start()]
             if found.group(1):
                 line, column = int(found.group(1)), int(found.group(2))
             else:
-                line = text.count("\n") + 1     # "end of document": the last line
+                line = text.count("\n") + 1  # "end of document": the last line
         raise ConfigError(None, f"invalid TOML: {detail}", source, line, column) from None
 
 
@@ -379,8 +433,9 @@ def _check_layer(raw: Mapping[str, Any], source: str, problems: list[ConfigError
             attempt((key,), _TOP[key], value)
         elif key in _SECTIONS:
             if not isinstance(value, Mapping):
-                problems.append(ConfigError(C.join(key), f"must be a table, got {C.show(value)}",
-                                            source))
+                problems.append(
+                    ConfigError(C.join(key), f"must be a table, got {C.show(value)}", source)
+                )
                 continue
             checkers = _SECTIONS[key][1]
             for name, item in value.items():
@@ -397,8 +452,13 @@ def _check_layer(raw: Mapping[str, Any], source: str, problems: list[ConfigError
     return out
 
 
-def _check_entries(dotted: str, check: Callable[[str, Any], Any], table: Mapping[str, Any],
-                   problems: list[ConfigError], source: str) -> Any:
+def _check_entries(
+    dotted: str,
+    check: Callable[[str, Any], Any],
+    table: Mapping[str, Any],
+    problems: list[ConfigError],
+    source: str,
+) -> Any:
     """Check a table of entries one entry at a time, then the good ones
     together (for what spans entries, such as a name listed twice)."""
     good: dict[str, Any] = {}
@@ -414,6 +474,7 @@ def _check_entries(dotted: str, check: Callable[[str, Any], Any], table: Mapping
 
 
 # --- building the Config --------------------------------------------------------------
+
 
 def _build(layer: _Layer) -> Config:
     top: dict[str, Any] = {}

@@ -17,6 +17,7 @@ Contract:
     The lines of multi-line strings are skipped, so text inside them is
     never taken for a key.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,7 +37,7 @@ def _unquote(part: str) -> str:
     if part.startswith('"'):
         try:
             return json.loads(part)
-        except ValueError:            # a TOML-only escape such as \UXXXXXXXX
+        except ValueError:  # a TOML-only escape such as \UXXXXXXXX
             return part[1:-1]
     if part.startswith("'"):
         return part[1:-1]
@@ -54,7 +55,7 @@ class KeyLocator:
     def __init__(self, text: str) -> None:
         self._lines: dict[tuple[str, ...], int] = {}
         table: tuple[str, ...] = ()
-        open_string: str | None = None       # the delimiter of a multi-line string we are in
+        open_string: str | None = None  # the delimiter of a multi-line string we are in
         for number, line in enumerate(text.splitlines(), start=1):
             if open_string is not None:
                 if open_string in line:
@@ -69,7 +70,7 @@ class KeyLocator:
             if not assign:
                 continue
             self._remember(table + split_key(assign.group(1)), number)
-            rest = line[assign.end():]
+            rest = line[assign.end() :]
             for quote in ('"""', "'''"):
                 if rest.count(quote) % 2 == 1:
                     open_string = quote

@@ -17,6 +17,7 @@ Contract:
         relay, so they must be networks the operator controls.
   * Pure: no I/O, no name resolution.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -29,7 +30,7 @@ __all__ = ["Risk", "risks", "is_public"]
 
 @dataclass(frozen=True)
 class Risk:
-    key: str          # the dotted key to change
+    key: str  # the dotted key to change
     message: str
 
 
@@ -56,13 +57,25 @@ def risks(config: Config) -> list[Risk]:
     nets = ", ".join(str(n) for n in config.relay_networks)
     everything = _covers_everything(config)
     if everything:
-        found.append(Risk("relay_networks", (
-            f"{nets} lets every {' and every '.join(everything)} address relay: pigeon is an "
-            "OPEN RELAY (anyone may send mail anywhere through it); list only your own networks")))
+        found.append(
+            Risk(
+                "relay_networks",
+                (
+                    f"{nets} lets every {' and every '.join(everything)} address relay: pigeon is an "
+                    "OPEN RELAY (anyone may send mail anywhere through it); list only your own networks"
+                ),
+            )
+        )
     public = [str(a) for a in config.listen if is_public(a)]
     if public and config.relay_networks and not everything:
-        found.append(Risk("relay_networks", (
-            f"every client in {nets} may relay (send to any domain) through the public "
-            f"listener{'s' if len(public) > 1 else ''} {', '.join(public)}: make sure these "
-            "networks are yours")))
+        found.append(
+            Risk(
+                "relay_networks",
+                (
+                    f"every client in {nets} may relay (send to any domain) through the public "
+                    f"listener{'s' if len(public) > 1 else ''} {', '.join(public)}: make sure these "
+                    "networks are yours"
+                ),
+            )
+        )
     return found

@@ -46,6 +46,7 @@ TOML layout (all keys optional):
     "example.org" = "smtp:[mail.example.org]:587"
     ".example.org" = "lmtp:unix:/run/dovecot/lmtp"
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -69,7 +70,7 @@ class ListenAddress:
 class DomainConfig:
     """A local domain: mail for it is delivered to Maildirs under data_dir."""
 
-    name: str                                   # lowercased domain name
+    name: str  # lowercased domain name
     #: `mailboxes`: the accepted local parts (lowercased). None (key absent):
     #: any local part is accepted. With a list, unknown ones get 550 5.1.1.
     mailboxes: frozenset[str] | None = None
@@ -79,14 +80,18 @@ class DomainConfig:
 class Limits:
     """[limits]: integers; `load` enforces the minimum given in each comment."""
 
-    message_size: int = 10_240_000     # [limits] message_size, octets (Postfix message_size_limit); >= 0, 0 = none
-    recipients: int = 1000             # [limits] recipients per message (smtpd_recipient_limit); >= 1
-    errors: int = 20                   # [limits] errors before 421 (smtpd_hard_error_limit); >= 1
-    junk_commands: int = 100           # [limits] junk_commands: NOOP/RSET/VRFY/HELP/ETRN per message before 421 (smtpd_junk_command_limit); >= 1
-    header_size: int = 102_400         # [limits] header_size, octets: largest header section (Postfix header_size_limit); >= 1024
-    hop_count: int = 100               # [limits] hop_count: Received: fields allowed (RFC 5321 §6.3); >= 1
-    connections: int = 1000            # [limits] connections: simultaneous SMTP sessions in total; 0 = none
-    connections_per_ip: int = 50       # [limits] connections_per_ip (smtpd_client_connection_count_limit); 0 = none
+    message_size: int = (
+        10_240_000  # [limits] message_size, octets (Postfix message_size_limit); >= 0, 0 = none
+    )
+    recipients: int = 1000  # [limits] recipients per message (smtpd_recipient_limit); >= 1
+    errors: int = 20  # [limits] errors before 421 (smtpd_hard_error_limit); >= 1
+    junk_commands: int = 100  # [limits] junk_commands: NOOP/RSET/VRFY/HELP/ETRN per message before 421 (smtpd_junk_command_limit); >= 1
+    header_size: int = 102_400  # [limits] header_size, octets: largest header section (Postfix header_size_limit); >= 1024
+    hop_count: int = 100  # [limits] hop_count: Received: fields allowed (RFC 5321 §6.3); >= 1
+    connections: int = 1000  # [limits] connections: simultaneous SMTP sessions in total; 0 = none
+    connections_per_ip: int = (
+        50  # [limits] connections_per_ip (smtpd_client_connection_count_limit); 0 = none
+    )
     new_mailboxes_per_hour: int = 100  # [limits] new_mailboxes_per_hour: Maildirs one client may have created per hour in domains without a mailbox list; 0 = none
 
 
@@ -94,42 +99,57 @@ class Limits:
 class Timeouts:
     """[timeouts]: seconds (TOML integer or float); `load` rejects nan/inf and negatives."""
 
-    command: float = 300.0             # [timeouts] command, s: to send one whole command (RFC 5321 §4.5.3.2.7)
-    data_block: float = 180.0          # [timeouts] data_block, s: silence allowed inside DATA/BDAT (§4.5.3.2.5)
-    data_total: float = 3600.0         # [timeouts] data_total, s: a whole DATA phase at most
-    shutdown_grace: float = 30.0       # [timeouts] shutdown_grace, s: SIGTERM waits this long for transactions (>= 0)
-    greet_pause: float = 0.0           # [timeouts] greet_pause, s: wait before the 220; talkers are refused (0 = off)
+    command: float = 300.0  # [timeouts] command, s: to send one whole command (RFC 5321 §4.5.3.2.7)
+    data_block: float = (
+        180.0  # [timeouts] data_block, s: silence allowed inside DATA/BDAT (§4.5.3.2.5)
+    )
+    data_total: float = 3600.0  # [timeouts] data_total, s: a whole DATA phase at most
+    shutdown_grace: float = (
+        30.0  # [timeouts] shutdown_grace, s: SIGTERM waits this long for transactions (>= 0)
+    )
+    greet_pause: float = (
+        0.0  # [timeouts] greet_pause, s: wait before the 220; talkers are refused (0 = off)
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class SmtpPolicy:
     """[smtp]: protocol policy switches, mapped onto proto.server.SessionConfig by load.session_config."""
 
-    bare_newline: Literal["reject"] = "reject"                       # [smtp] bare_newline
-    eight_bit_undeclared: Literal["accept", "reject"] = "accept"     # [smtp] eight_bit_undeclared
-    pipelining: bool = True                                          # [smtp] pipelining
-    chunking: bool = True                                            # [smtp] chunking
-    smtputf8: bool = True                                            # [smtp] smtputf8
-    dsn: bool = True                                                 # [smtp] dsn
-    etrn: bool = False                                               # [smtp] etrn: RFC 1985, honoured for relay_networks/authenticated clients only
-    eight_bit_mime: bool = True                                      # [smtp] eight_bit_mime
+    bare_newline: Literal["reject"] = "reject"  # [smtp] bare_newline
+    eight_bit_undeclared: Literal["accept", "reject"] = "accept"  # [smtp] eight_bit_undeclared
+    pipelining: bool = True  # [smtp] pipelining
+    chunking: bool = True  # [smtp] chunking
+    smtputf8: bool = True  # [smtp] smtputf8
+    dsn: bool = True  # [smtp] dsn
+    etrn: bool = (
+        False  # [smtp] etrn: RFC 1985, honoured for relay_networks/authenticated clients only
+    )
+    eight_bit_mime: bool = True  # [smtp] eight_bit_mime
 
 
 @dataclass(frozen=True, slots=True)
 class QueueConfig:
     """[queue]: queue manager settings."""
 
-    fsync: bool = True                 # [queue] fsync: never turn off outside tests/benchmarks
-    run_interval: float = 60.0         # [queue] run_interval, s: how often the manager rescans
-    min_backoff: float = 300.0         # [queue] min_backoff, s: first retry delay (Postfix minimal_backoff_time); > 0
-    max_backoff: float = 4000.0        # [queue] max_backoff, s: longest retry delay (maximal_backoff_time); >= min_backoff
-    max_lifetime: float = 432000.0     # [queue] max_lifetime, s: 5 days, then bounce (maximal_queue_lifetime); > 0
-    delay_warning: float = 14400.0     # [queue] delay_warning, s: 4 h, then a "delayed" DSN; 0 = never
-    concurrency: int = 64              # [queue] concurrency: messages in delivery at once; >= 1
-    min_free: int = 0                  # [queue] min_free, octets (Postfix queue_minfree): MAIL gets 452 4.3.1 below max(min_free, 1.5 x limits.message_size) free; >= 0
+    fsync: bool = True  # [queue] fsync: never turn off outside tests/benchmarks
+    run_interval: float = 60.0  # [queue] run_interval, s: how often the manager rescans
+    min_backoff: float = (
+        300.0  # [queue] min_backoff, s: first retry delay (Postfix minimal_backoff_time); > 0
+    )
+    max_backoff: float = (
+        4000.0  # [queue] max_backoff, s: longest retry delay (maximal_backoff_time); >= min_backoff
+    )
+    max_lifetime: float = (
+        432000.0  # [queue] max_lifetime, s: 5 days, then bounce (maximal_queue_lifetime); > 0
+    )
+    delay_warning: float = 14400.0  # [queue] delay_warning, s: 4 h, then a "delayed" DSN; 0 = never
+    concurrency: int = 64  # [queue] concurrency: messages in delivery at once; >= 1
+    min_free: int = 0  # [queue] min_free, octets (Postfix queue_minfree): MAIL gets 452 4.3.1 below max(min_free, 1.5 x limits.message_size) free; >= 0
 
 
 # --- outbound delivery ([delivery], [transports]) ------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class TransportSpec:
@@ -148,8 +168,8 @@ class TransportSpec:
     """
 
     transport: Literal["smtp", "lmtp", "local", "discard"]
-    host: str | None = None            # name (lowercased), IP address, or Unix socket path
-    port: int | None = None            # None: the transport's default (remote_port / 24)
+    host: str | None = None  # name (lowercased), IP address, or Unix socket path
+    port: int | None = None  # None: the transport's default (remote_port / 24)
     mx: bool = True
 
     def __str__(self) -> str:
@@ -165,7 +185,7 @@ class TransportSpec:
 class Nameserver:
     """One DNS server from delivery.dns_servers ("ip" or "ip:port", "[v6]:port")."""
 
-    address: str                       # IPv4 or IPv6 address, normalised
+    address: str  # IPv4 or IPv6 address, normalised
     port: int = 53
 
 
@@ -173,24 +193,36 @@ class Nameserver:
 class DeliveryConfig:
     """[delivery]: outbound SMTP/LMTP delivery and the DNS it uses (pigeon.routing.mx)."""
 
-    remote_port: int = 25                               # [delivery] remote_port: TCP port of remote MXs; 1-65535
-    dns_servers: tuple[Nameserver, ...] = ()            # [delivery] dns_servers: ["ip", "ip:port"]; empty = /etc/resolv.conf
-    dns_timeout: float = 10.0                           # [delivery] dns_timeout, s: one DNS lookup at most; > 0
+    remote_port: int = 25  # [delivery] remote_port: TCP port of remote MXs; 1-65535
+    dns_servers: tuple[
+        Nameserver, ...
+    ] = ()  # [delivery] dns_servers: ["ip", "ip:port"]; empty = /etc/resolv.conf
+    dns_timeout: float = 10.0  # [delivery] dns_timeout, s: one DNS lookup at most; > 0
     #: [delivery] relay_host: smarthost for all remote mail; "" (None) = deliver
     #: directly. Postfix syntax "host", "host:port", "[host]", "[host]:port";
     #: brackets = no MX lookup. Parsed into transport "smtp".
     relay_host: TransportSpec | None = None
-    relay_user: str = ""                                # [delivery] relay_user: AUTH user at relay_host; "" = no AUTH
-    relay_password_file: Path | None = None             # [delivery] relay_password_file: holds the password; must exist if relay_user is set
-    helo_name: str = ""                                 # [delivery] helo_name: name in our EHLO; "" = `hostname`
-    connect_timeout: float = 30.0                       # [delivery] connect_timeout, s (Postfix smtp_connect_timeout)
-    command_timeout: float = 300.0                      # [delivery] command_timeout, s: per reply (RFC 5321 §4.5.3.2)
-    data_block_timeout: float = 180.0                   # [delivery] data_block_timeout, s: per block sent (§4.5.3.2.5)
-    data_done_timeout: float = 600.0                    # [delivery] data_done_timeout, s: reply to final "." (§4.5.3.2.6)
-    tls: Literal["none", "may", "encrypt", "verify"] = "may"   # [delivery] tls: STARTTLS policy (Postfix smtp_tls_security_level)
-    tls_ca_file: Path | None = None                     # [delivery] tls_ca_file: CA bundle for "verify"; "" (None) = system CAs
-    destination_concurrency: int = 20                   # [delivery] destination_concurrency: connections per nexthop (default_destination_concurrency_limit); >= 1
-    destination_recipients: int = 50                    # [delivery] destination_recipients: RCPTs per transaction (smtp_destination_recipient_limit); >= 1
+    relay_user: str = ""  # [delivery] relay_user: AUTH user at relay_host; "" = no AUTH
+    relay_password_file: Path | None = (
+        None  # [delivery] relay_password_file: holds the password; must exist if relay_user is set
+    )
+    helo_name: str = ""  # [delivery] helo_name: name in our EHLO; "" = `hostname`
+    connect_timeout: float = 30.0  # [delivery] connect_timeout, s (Postfix smtp_connect_timeout)
+    command_timeout: float = 300.0  # [delivery] command_timeout, s: per reply (RFC 5321 §4.5.3.2)
+    data_block_timeout: float = (
+        180.0  # [delivery] data_block_timeout, s: per block sent (§4.5.3.2.5)
+    )
+    data_done_timeout: float = (
+        600.0  # [delivery] data_done_timeout, s: reply to final "." (§4.5.3.2.6)
+    )
+    tls: Literal["none", "may", "encrypt", "verify"] = (
+        "may"  # [delivery] tls: STARTTLS policy (Postfix smtp_tls_security_level)
+    )
+    tls_ca_file: Path | None = (
+        None  # [delivery] tls_ca_file: CA bundle for "verify"; "" (None) = system CAs
+    )
+    destination_concurrency: int = 20  # [delivery] destination_concurrency: connections per nexthop (default_destination_concurrency_limit); >= 1
+    destination_recipients: int = 50  # [delivery] destination_recipients: RCPTs per transaction (smtp_destination_recipient_limit); >= 1
     #: [delivery] own_addresses: extra IP addresses and names that are "us" for
     #: MX loop detection (RFC 5321 §5.1); `hostname` and the listen addresses
     #: count anyway. IPs normalised, names lowercased.
@@ -201,9 +233,9 @@ class DeliveryConfig:
 class LogConfig:
     """[log]: operator logging (see pigeon.obs.logsetup for the line formats)."""
 
-    format: Literal["text", "json"] = "text"                         # [log] format
-    level: Literal["debug", "info", "warning", "error"] = "info"      # [log] level
-    file: Path | None = None                                         # [log] file; None = stderr (reopened if rotated away)
+    format: Literal["text", "json"] = "text"  # [log] format
+    level: Literal["debug", "info", "warning", "error"] = "info"  # [log] level
+    file: Path | None = None  # [log] file; None = stderr (reopened if rotated away)
     #: [log] syslog: also send to syslog (facility mail): "" = no, "/dev/log"
     #: (a Unix socket path) or "host:port" (UDP, RFC 5426).
     syslog: str = ""
@@ -213,45 +245,67 @@ class LogConfig:
 
 #: Mozilla "intermediate" TLS 1.2 suites (ECDHE + AEAD only); TLS 1.3 suites are
 #: OpenSSL's defaults and are not affected by this list.
-DEFAULT_CIPHERS = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
-                   "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
-                   "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305")
+DEFAULT_CIPHERS = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+)
 
 
 @dataclass(frozen=True, slots=True)
 class TlsConfig:
     """[tls]: the server certificate and protocol settings (pigeon.net.tls)."""
 
-    cert_file: Path | None = None      # [tls] cert_file: PEM chain, leaf first; None = self-signed in data_dir/tls/
-    key_file: Path | None = None       # [tls] key_file: PEM private key; set both or neither
-    min_version: Literal["TLSv1.2", "TLSv1.3"] = "TLSv1.2"            # [tls] min_version
-    ciphers: str = DEFAULT_CIPHERS     # [tls] ciphers: OpenSSL cipher list for TLS 1.2
-    starttls: bool = True              # [tls] starttls: offer STARTTLS on `listen` (role smtp) listeners
-    handshake_timeout: float = 30.0    # [tls] handshake_timeout, s; > 0
+    cert_file: Path | None = (
+        None  # [tls] cert_file: PEM chain, leaf first; None = self-signed in data_dir/tls/
+    )
+    key_file: Path | None = None  # [tls] key_file: PEM private key; set both or neither
+    min_version: Literal["TLSv1.2", "TLSv1.3"] = "TLSv1.2"  # [tls] min_version
+    ciphers: str = DEFAULT_CIPHERS  # [tls] ciphers: OpenSSL cipher list for TLS 1.2
+    starttls: bool = True  # [tls] starttls: offer STARTTLS on `listen` (role smtp) listeners
+    handshake_timeout: float = 30.0  # [tls] handshake_timeout, s; > 0
 
 
 @dataclass(frozen=True, slots=True)
 class AuthConfig:
     """[auth]: SMTP AUTH (RFC 4954) and failed-login limits (pigeon.auth.ratelimit)."""
 
-    mechanisms: tuple[str, ...] = ("PLAIN", "LOGIN", "SCRAM-SHA-256")  # [auth] mechanisms, offered only under TLS
-    smtp_listener: bool = False        # [auth] smtp_listener: offer AUTH on `listen` (port 25) listeners too
-    check_from_header: bool = True     # [auth] check_from_header: an authenticated user's From: must be an owned address (553 5.7.1)
-    slow_after: int = 3                # [auth] slow_after: failures from one address (IPv6: /64) before replies are delayed; >= 1
-    failure_delay: float = 1.0         # [auth] failure_delay, s: added per further failure (at most 10 s); >= 0
-    max_failures: int = 10             # [auth] max_failures: failures (or checks in flight) before the address is refused (421 4.7.0); >= 1
-    failure_window: float = 900.0      # [auth] failure_window, s: failures older than this are forgotten; > 0
-    lockout: float = 300.0             # [auth] lockout, s: how long a refused address (IPv6: /64) stays refused; > 0
-    min_password_length: int = 12      # [auth] min_password_length: characters a new password needs (pigeon user add/passwd); >= 1
+    mechanisms: tuple[str, ...] = (
+        "PLAIN",
+        "LOGIN",
+        "SCRAM-SHA-256",
+    )  # [auth] mechanisms, offered only under TLS
+    smtp_listener: bool = (
+        False  # [auth] smtp_listener: offer AUTH on `listen` (port 25) listeners too
+    )
+    check_from_header: bool = True  # [auth] check_from_header: an authenticated user's From: must be an owned address (553 5.7.1)
+    slow_after: int = 3  # [auth] slow_after: failures from one address (IPv6: /64) before replies are delayed; >= 1
+    failure_delay: float = (
+        1.0  # [auth] failure_delay, s: added per further failure (at most 10 s); >= 0
+    )
+    max_failures: int = 10  # [auth] max_failures: failures (or checks in flight) before the address is refused (421 4.7.0); >= 1
+    failure_window: float = (
+        900.0  # [auth] failure_window, s: failures older than this are forgotten; > 0
+    )
+    lockout: float = (
+        300.0  # [auth] lockout, s: how long a refused address (IPv6: /64) stays refused; > 0
+    )
+    min_password_length: int = 12  # [auth] min_password_length: characters a new password needs (pigeon user add/passwd); >= 1
 
 
 @dataclass(frozen=True, slots=True)
 class AdminConfig:
     """[admin]: the local control socket and the Prometheus endpoint (pigeon.admin)."""
 
-    control_socket: Path | None = None   # [admin] control_socket: Unix socket, mode 0600; None = <data_dir>/control.sock
-    pid_file: Path | None = None         # [admin] pid_file: the main process's pid, mode 0644; None = <data_dir>/pigeon.pid
-    submit_socket: Path | None = None    # [admin] submit_socket: local users' sendmail, mode 0666; None = <data_dir>/submit.sock
+    control_socket: Path | None = (
+        None  # [admin] control_socket: Unix socket, mode 0600; None = <data_dir>/control.sock
+    )
+    pid_file: Path | None = (
+        None  # [admin] pid_file: the main process's pid, mode 0644; None = <data_dir>/pigeon.pid
+    )
+    submit_socket: Path | None = (
+        None  # [admin] submit_socket: local users' sendmail, mode 0666; None = <data_dir>/submit.sock
+    )
     #: [admin] metrics_listen: "host:port" of the HTTP endpoint serving
     #: GET /metrics (Prometheus text format); "" (None) = no endpoint.
     metrics_listen: ListenAddress | None = ListenAddress("127.0.0.1", 9925)
@@ -277,15 +331,19 @@ def _default_domains() -> dict[str, DomainConfig]:
 class Config:
     """The whole configuration. Build it with `pigeon.config.load_config`, which checks every value."""
 
-    hostname: str = "localhost"                                      # hostname: our name in 220/Received (default: the machine's FQDN)
-    data_dir: Path = Path("./pigeon-data")                          # data_dir: queue and mailboxes live here
-    user: str = ""                     # user: started as root, become this user after binding ("" = stay)
-    group: str = ""                    # group: with `user`; "" = the user's primary group
-    workers: int = 1                   # workers: processes accepting mail on the shared listeners (1-64); the first also delivers
-    listen: tuple[ListenAddress, ...] = field(default_factory=_default_listen)                  # listen
-    relay_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()             # relay_networks: default none
-    domains: dict[str, DomainConfig] = field(default_factory=_default_domains)                 # [domains.NAME]
-    aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)                          # [aliases]: "local@domain" or catch-all "@domain" (lowercased) -> target addresses (domain lowercased)
+    hostname: str = "localhost"  # hostname: our name in 220/Received (default: the machine's FQDN)
+    data_dir: Path = Path("./pigeon-data")  # data_dir: queue and mailboxes live here
+    user: str = ""  # user: started as root, become this user after binding ("" = stay)
+    group: str = ""  # group: with `user`; "" = the user's primary group
+    workers: int = 1  # workers: processes accepting mail on the shared listeners (1-64); the first also delivers
+    listen: tuple[ListenAddress, ...] = field(default_factory=_default_listen)  # listen
+    relay_networks: tuple[
+        ipaddress.IPv4Network | ipaddress.IPv6Network, ...
+    ] = ()  # relay_networks: default none
+    domains: dict[str, DomainConfig] = field(default_factory=_default_domains)  # [domains.NAME]
+    aliases: dict[str, tuple[str, ...]] = field(
+        default_factory=dict
+    )  # [aliases]: "local@domain" or catch-all "@domain" (lowercased) -> target addresses (domain lowercased)
     #: recipient_delimiter: characters separating a local part from its
     #: extension (Postfix recipient_delimiter): with "+", alice+news@ is
     #: delivered to alice. "" = none. Any of the characters splits.
@@ -309,7 +367,9 @@ class Config:
     #: submission_listen: role "submission" (RFC 6409, port 587): STARTTLS, then AUTH before MAIL. [] = none.
     submission_listen: tuple[ListenAddress, ...] = field(default_factory=_default_submission_listen)
     #: submissions_listen: role "submissions" (RFC 8314, port 465): TLS from the first byte, AUTH before MAIL. [] = none.
-    submissions_listen: tuple[ListenAddress, ...] = field(default_factory=_default_submissions_listen)
+    submissions_listen: tuple[ListenAddress, ...] = field(
+        default_factory=_default_submissions_listen
+    )
     tls: TlsConfig = field(default_factory=TlsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)

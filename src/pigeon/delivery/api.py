@@ -13,6 +13,7 @@ Contract (CONTRIBUTING.md, rules 7 and 11):
   * Results carry what RFC 3464 reports need: the enhanced status code, the
     action, the remote MTA and the remote reply (diagnostic).
 """
+
 from __future__ import annotations
 
 import enum
@@ -24,9 +25,9 @@ from pigeon.proto.params import MailParams, RcptParams
 
 
 class Outcome(str, enum.Enum):
-    DELIVERED = "delivered"    # final success (local mailbox, or remote 250)
-    DEFERRED = "deferred"      # transient failure: retry later
-    BOUNCED = "bounced"        # permanent failure: report to the sender
+    DELIVERED = "delivered"  # final success (local mailbox, or remote 250)
+    DEFERRED = "deferred"  # transient failure: retry later
+    BOUNCED = "bounced"  # permanent failure: report to the sender
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,20 +59,20 @@ class Nexthop:
 
 @dataclass(frozen=True, slots=True)
 class DeliveryRecipient:
-    address: str               # the final address to deliver to (after aliases)
+    address: str  # the final address to deliver to (after aliases)
     params: RcptParams = field(default_factory=RcptParams)
 
 
 @dataclass(frozen=True, slots=True)
 class DeliveryRequest:
     queue_id: str
-    sender: str                # "" = null reverse-path
+    sender: str  # "" = null reverse-path
     params: MailParams
     recipients: tuple[DeliveryRecipient, ...]
-    content: Path              # the stored message (CRLF, our Received: on top)
+    content: Path  # the stored message (CRLF, our Received: on top)
     size: int
-    eight_bit: bool            # content holds octets > 127
-    smtputf8: bool             # the message needs SMTPUTF8 (MAIL had SMTPUTF8)
+    eight_bit: bool  # content holds octets > 127
+    smtputf8: bool  # the message needs SMTPUTF8 (MAIL had SMTPUTF8)
     nexthop: Nexthop
 
 
@@ -79,9 +80,9 @@ class DeliveryRequest:
 class RecipientResult:
     address: str
     outcome: Outcome
-    status: str                # enhanced status code, e.g. "2.0.0", "4.4.1", "5.1.1"
-    diagnostic: str            # remote reply text ("550 5.1.1 no such user") or our reason
-    remote_mta: str = ""       # "mx1.example.org[192.0.2.1]:25" when a peer was reached
+    status: str  # enhanced status code, e.g. "2.0.0", "4.4.1", "5.1.1"
+    diagnostic: str  # remote reply text ("550 5.1.1 no such user") or our reason
+    remote_mta: str = ""  # "mx1.example.org[192.0.2.1]:25" when a peer was reached
     #: RFC 3464 action on success: "delivered" (final) or "relayed" (next hop
     #: lacks DSN, so no further DSN will come, RFC 3461 §6.2.2).
     action: Literal["delivered", "relayed", "failed", "delayed"] = "delivered"

@@ -6,6 +6,7 @@ Contract:
   * It never opens the content file, never fails and does no I/O: the
     queue manager drops the message once the results are applied.
 """
+
 from __future__ import annotations
 
 from pigeon.delivery.api import DeliveryRequest, Outcome, RecipientResult
@@ -15,5 +16,7 @@ class DiscardAgent:
     """DeliveryAgent for transport "discard"."""
 
     async def deliver(self, request: DeliveryRequest) -> list[RecipientResult]:
-        return [RecipientResult(r.address, Outcome.DELIVERED, "2.0.0", "discarded", "", "delivered")
-                for r in request.recipients]
+        return [
+            RecipientResult(r.address, Outcome.DELIVERED, "2.0.0", "discarded", "", "delivered")
+            for r in request.recipients
+        ]

@@ -36,15 +36,16 @@ Contract:
     8BITMIME is rare today) so this cost is accepted; documented here so a
     streaming MIME rewriter can replace it if it ever matters.
 """
+
 from __future__ import annotations
 
 import base64
 import binascii
 import email.parser
 import email.policy
+from email import errors as email_errors
 from email.generator import BytesGenerator
 from email.message import Message
-from email import errors as email_errors
 from pathlib import Path
 from typing import BinaryIO
 
@@ -75,7 +76,7 @@ def _has_8bit(text: str) -> bool:
 
 def _parse(src: Path) -> Message:
     parser = email.parser.BytesFeedParser(policy=email.policy.compat32)
-    f, _ = open_message(src)            # past the queue file's preamble (pigeon/msgfile.py)
+    f, _ = open_message(src)  # past the queue file's preamble (pigeon/msgfile.py)
     with f:
         while chunk := f.read(CHUNK):
             parser.feed(chunk)
@@ -104,7 +105,7 @@ def _qp(data: bytes) -> str:
 
 def _b64(data: bytes) -> str:
     enc = base64.b64encode(data).decode("ascii")
-    return "\n".join(enc[i:i + 76] for i in range(0, len(enc), 76)) + "\n"
+    return "\n".join(enc[i : i + 76] for i in range(0, len(enc), 76)) + "\n"
 
 
 def _convert(part: Message) -> bool:
@@ -145,8 +146,10 @@ def downgrade_to_7bit(src: Path, dst: BinaryIO) -> int:
     """Write the 7-bit form of `src` to `dst`; DowngradeError if impossible."""
     msg = _parse(src)
     for defect in msg.defects:
-        if isinstance(defect, (email_errors.StartBoundaryNotFoundDefect,
-                               email_errors.CloseBoundaryNotFoundDefect)):
+        if isinstance(
+            defect,
+            (email_errors.StartBoundaryNotFoundDefect, email_errors.CloseBoundaryNotFoundDefect),
+        ):
             raise DowngradeError(f"malformed MIME structure: {type(defect).__name__}")
     _convert(msg)
     start = dst.tell()

@@ -21,12 +21,19 @@ Contract:
     the request; LMTP connections are local and cheap, so none are cached.
   * Never raises for delivery failures; never touches the queue store.
 """
+
 from __future__ import annotations
 
 from pigeon.delivery.api import DeliveryRequest, RecipientResult
 from pigeon.delivery.downgrade import DowngradeError
 from pigeon.delivery.smtp import (
-    Content, connect_failure, failure_result, groups_of, make_transaction, recipient_result)
+    Content,
+    connect_failure,
+    failure_result,
+    groups_of,
+    make_transaction,
+    recipient_result,
+)
 from pigeon.net.smtpc import ConnectError, connect
 from pigeon.proto.client import ClientConfig
 
@@ -44,8 +51,9 @@ class LmtpAgent:
         port = hop.port or self.config.lmtp_port
         recipients = request.recipients
         try:
-            conn = await connect(self.config, host=host, address=host, port=port,
-                                 helo_name=self.helo_name, lmtp=True)
+            conn = await connect(
+                self.config, host=host, address=host, port=port, helo_name=self.helo_name, lmtp=True
+            )
         except ConnectError as exc:
             return [connect_failure(r.address, exc, transient_only=True) for r in recipients]
         content = Content(request)
@@ -54,24 +62,37 @@ class LmtpAgent:
             try:
                 path, size, eight_bit = await content.for_peer(conn.extensions.has("8BITMIME"))
             except DowngradeError as exc:
-                return [failure_result(r.address, "5.6.3", f"8-bit message cannot be converted "
-                                       f"for {conn.remote_mta} (no 8BITMIME): {exc}",
-                                       permanent=True, remote_mta=conn.remote_mta)
-                        for r in recipients]
+                return [
+                    failure_result(
+                        r.address,
+                        "5.6.3",
+                        f"8-bit message cannot be converted "
+                        f"for {conn.remote_mta} (no 8BITMIME): {exc}",
+                        permanent=True,
+                        remote_mta=conn.remote_mta,
+                    )
+                    for r in recipients
+                ]
             indexes = list(range(len(recipients)))
             for group in groups_of(indexes, self.config.max_recipients_per_transaction):
                 if not conn.usable:
                     for i in group:
                         results[i] = failure_result(
-                            recipients[i].address, "4.4.2", f"lost connection with {conn.remote_mta}",
-                            permanent=False, remote_mta=conn.remote_mta)
+                            recipients[i].address,
+                            "4.4.2",
+                            f"lost connection with {conn.remote_mta}",
+                            permanent=False,
+                            remote_mta=conn.remote_mta,
+                        )
                     continue
-                tx = make_transaction(request, [recipients[i] for i in group], size=size,
-                                      eight_bit=eight_bit)
+                tx = make_transaction(
+                    request, [recipients[i] for i in group], size=size, eight_bit=eight_bit
+                )
                 done = await conn.deliver(tx, path)
                 for i, rr in zip(group, done.replies):
-                    results[i] = recipient_result(recipients[i].address, rr, conn.remote_mta,
-                                                  dsn=True)
+                    results[i] = recipient_result(
+                        recipients[i].address, rr, conn.remote_mta, dsn=True
+                    )
         finally:
             content.cleanup()
             await conn.quit()

@@ -53,6 +53,7 @@ last three are faults of our storage, retried after the queue manager's
 short storage back-off, EDQUOT waits the ordinary backoff like any other
 deferral (the user has to make room).
 """
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -63,9 +64,10 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from pigeon.fsutil import fsync_dir
 from pigeon.msgfile import open_message
@@ -91,9 +93,9 @@ def failure_status(err: OSError) -> tuple[str, str, bool]:
     (module doc, failure modes)."""
     reason = err.strerror or str(err) or type(err).__name__
     if err.errno == errno.ENOSPC:
-        return "4.3.1", f"mail system full: {reason}", True        # X.3.1
+        return "4.3.1", f"mail system full: {reason}", True  # X.3.1
     if err.errno == _EDQUOT:
-        return "4.2.2", f"mailbox full: {reason}", False           # X.2.2
+        return "4.2.2", f"mailbox full: {reason}", False  # X.2.2
     return "4.3.0", reason, err.errno in _STORAGE_ERRNOS
 
 
@@ -208,16 +210,23 @@ def copy_crlf_to_lf(src, dst, chunk_size: int = CHUNK) -> tuple[int, int]:
     return size, lines
 
 
-def deliver_to_maildir(maildir: Path, source: Path, return_path: str, *,
-                       fsync: bool = True, delivered_to: str | None = None) -> Path:
+def deliver_to_maildir(
+    maildir: Path,
+    source: Path,
+    return_path: str,
+    *,
+    fsync: bool = True,
+    delivered_to: str | None = None,
+) -> Path:
     """Deliver the content file `source` into `maildir`; return the new file's path.
 
     `return_path` is the envelope sender ("" for the null reverse-path).
     One message at a time; the queue manager uses `deliver_batch`.
     """
     maildir = Path(maildir)
-    return _in_maildir(maildir, fsync, lambda: _deliver_once(
-        maildir, source, return_path, fsync, delivered_to))
+    return _in_maildir(
+        maildir, fsync, lambda: _deliver_once(maildir, source, return_path, fsync, delivered_to)
+    )
 
 
 def _in_maildir(maildir: Path, fsync: bool, attempt: Callable[[], T]) -> T:
@@ -229,14 +238,15 @@ def _in_maildir(maildir: Path, fsync: bool, attempt: Callable[[], T]) -> T:
         return attempt()
     except FileNotFoundError:
         if (maildir / "tmp").is_dir() and (maildir / "new").is_dir():
-            raise                      # not our directories: e.g. the source is gone
+            raise  # not our directories: e.g. the source is gone
     forget_maildir(maildir)
     ensure_maildir(maildir, fsync=fsync)
     return attempt()
 
 
-def _deliver_once(maildir: Path, source: Path, return_path: str, fsync: bool,
-                  delivered_to: str | None) -> Path:
+def _deliver_once(
+    maildir: Path, source: Path, return_path: str, fsync: bool, delivered_to: str | None
+) -> Path:
     tmp_path, name = _write_tmp(maildir, source, return_path, delivered_to, fsync=fsync)
     final = _publish(maildir, tmp_path, name)
     if fsync:
@@ -248,8 +258,15 @@ def _deliver_once(maildir: Path, source: Path, return_path: str, fsync: bool,
     return final
 
 
-def _write_tmp(maildir: Path, source: Path, return_path: str, delivered_to: str | None, *,
-               fsync: bool, original_to: str | None = None) -> tuple[Path, str]:
+def _write_tmp(
+    maildir: Path,
+    source: Path,
+    return_path: str,
+    delivered_to: str | None,
+    *,
+    fsync: bool,
+    original_to: str | None = None,
+) -> tuple[Path, str]:
     """Write `tmp/<unique>` (fsynced if `fsync`); return it and its name in new/."""
     base = _unique_base()
     tmp_path = maildir / "tmp" / base
@@ -274,7 +291,7 @@ def _write_tmp(maildir: Path, source: Path, return_path: str, delivered_to: str 
             if fsync:
                 os.fsync(dst.fileno())
     except BaseException:
-        _unlink_quietly(tmp_path)      # leave nothing half-done: the caller retries
+        _unlink_quietly(tmp_path)  # leave nothing half-done: the caller retries
         raise
     return tmp_path, f"{base},S={size},W={size + lines}"
 
@@ -330,7 +347,8 @@ def _sync_all(paths: list[Path]) -> list[OSError | None]:
     with _pool_lock:
         if _fsync_pool is None:
             _fsync_pool = concurrent.futures.ThreadPoolExecutor(
-                FSYNC_THREADS, thread_name_prefix="pigeon-maildir-fsync")
+                FSYNC_THREADS, thread_name_prefix="pigeon-maildir-fsync"
+            )
     first, rest = paths[0], paths[1:]
     futures = [_fsync_pool.submit(one, p) for p in rest]
     return [one(first)] + [f.result() for f in futures]
@@ -344,12 +362,12 @@ class MaildirJob:
     source: Path
     return_path: str
     delivered_to: str | None = None
-    original_to: str | None = None     # the recipient before alias expansion, if different
+    original_to: str | None = None  # the recipient before alias expansion, if different
 
 
-def deliver_batch(jobs: list[MaildirJob], *, fsync: bool = True,
-                  clock: Callable[[], float] = time.time
-                  ) -> list[tuple[float, float, OSError | None]]:
+def deliver_batch(
+    jobs: list[MaildirJob], *, fsync: bool = True, clock: Callable[[], float] = time.time
+) -> list[tuple[float, float, OSError | None]]:
     """Deliver every job: write all tmp/ files, fsync them in parallel, link
     them into new/, then fsync each distinct `new/` directory ONCE.
 
@@ -383,7 +401,7 @@ def deliver_batch(jobs: list[MaildirJob], *, fsync: bool = True,
             final = _publish(maildir, tmp, name)
         except OSError as e:
             if isinstance(e, FileNotFoundError):
-                forget_maildir(maildir)     # new/ vanished: the retry recreates it
+                forget_maildir(maildir)  # new/ vanished: the retry recreates it
             errors[i] = e
             continue
         linked.setdefault(maildir / "new", []).append((i, final))
@@ -403,9 +421,18 @@ def _write_tmp_ensured(job: MaildirJob, *, fsync: bool) -> tuple[Path, str]:
     """`_write_tmp` (not synced yet: `deliver_batch` syncs the batch) into a
     Maildir made sure of."""
     maildir = Path(job.maildir)
-    return _in_maildir(maildir, fsync, lambda: _write_tmp(
-        maildir, job.source, job.return_path, job.delivered_to, fsync=False,
-        original_to=job.original_to))
+    return _in_maildir(
+        maildir,
+        fsync,
+        lambda: _write_tmp(
+            maildir,
+            job.source,
+            job.return_path,
+            job.delivered_to,
+            fsync=False,
+            original_to=job.original_to,
+        ),
+    )
 
 
 def _unlink_quietly(path: Path) -> None:

@@ -60,6 +60,7 @@ Contract (CONTRIBUTING.md, rule 7, delivery/api.py):
   * Never raises for delivery failures (they are results); never touches
     the queue store.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -72,7 +73,12 @@ from pathlib import Path
 from typing import Protocol
 
 from pigeon.delivery.api import (
-    DeliveryRecipient, DeliveryRequest, Nexthop, Outcome, RecipientResult)
+    DeliveryRecipient,
+    DeliveryRequest,
+    Nexthop,
+    Outcome,
+    RecipientResult,
+)
 from pigeon.delivery.downgrade import DowngradeError, downgrade_to_7bit
 from pigeon.net.smtpc import ClientConnection, ConnectError, connect
 from pigeon.proto.client import ClientConfig, RecipientReply, Transaction
@@ -109,57 +115,77 @@ class Resolver(Protocol):
 
 # --- results -------------------------------------------------------------------
 
+
 def reply_status(r: Reply) -> str:
     if r.enhanced and r.enhanced[0] == str(r.code // 100):
         return r.enhanced
     return f"{r.code // 100}.0.0"
 
 
-def recipient_result(address: str, rr: RecipientReply, remote_mta: str, *,
-                     dsn: bool, tls: str = "") -> RecipientResult:
+def recipient_result(
+    address: str, rr: RecipientReply, remote_mta: str, *, dsn: bool, tls: str = ""
+) -> RecipientResult:
     """Map one reply to a result (see the module contract)."""
     return dataclasses.replace(_reply_result(address, rr, remote_mta, dsn=dsn), tls=tls)
 
 
-def _reply_result(address: str, rr: RecipientReply, remote_mta: str, *,
-                  dsn: bool) -> RecipientResult:
+def _reply_result(
+    address: str, rr: RecipientReply, remote_mta: str, *, dsn: bool
+) -> RecipientResult:
     r = rr.reply
     diagnostic = r.text if rr.local else reply_text(r)
     status = reply_status(r)
     if r.positive:
-        return RecipientResult(address, Outcome.DELIVERED, status, diagnostic, remote_mta,
-                               "delivered" if dsn else "relayed")
+        return RecipientResult(
+            address,
+            Outcome.DELIVERED,
+            status,
+            diagnostic,
+            remote_mta,
+            "delivered" if dsn else "relayed",
+        )
     if r.transient:
         return RecipientResult(address, Outcome.DEFERRED, status, diagnostic, remote_mta, "delayed")
     return RecipientResult(address, Outcome.BOUNCED, status, diagnostic, remote_mta, "failed")
 
 
-def failure_result(address: str, status: str, diagnostic: str, *, permanent: bool,
-                   remote_mta: str = "") -> RecipientResult:
+def failure_result(
+    address: str, status: str, diagnostic: str, *, permanent: bool, remote_mta: str = ""
+) -> RecipientResult:
     if permanent:
         return RecipientResult(address, Outcome.BOUNCED, status, diagnostic, remote_mta, "failed")
     return RecipientResult(address, Outcome.DEFERRED, status, diagnostic, remote_mta, "delayed")
 
 
-def connect_failure(address: str, exc: ConnectError, *, transient_only: bool = False) -> RecipientResult:
+def connect_failure(
+    address: str, exc: ConnectError, *, transient_only: bool = False
+) -> RecipientResult:
     permanent = exc.reply.permanent and not exc.local and not transient_only
     status = reply_status(exc.reply)
     if not permanent and status.startswith("5"):
         status = "4" + status[1:]
-    return failure_result(address, status, exc.diagnostic, permanent=permanent,
-                          remote_mta=exc.remote_mta)
+    return failure_result(
+        address, status, exc.diagnostic, permanent=permanent, remote_mta=exc.remote_mta
+    )
 
 
-def make_transaction(request: DeliveryRequest, group: list[DeliveryRecipient], *, size: int,
-                     eight_bit: bool) -> Transaction:
+def make_transaction(
+    request: DeliveryRequest, group: list[DeliveryRecipient], *, size: int, eight_bit: bool
+) -> Transaction:
     return Transaction(
-        sender=request.sender, recipients=tuple(r.address for r in group),
-        rcpt_params=tuple(r.params for r in group), size=size, eight_bit=eight_bit,
-        smtputf8=request.smtputf8, ret=request.params.ret, envid=request.params.envid)
+        sender=request.sender,
+        recipients=tuple(r.address for r in group),
+        rcpt_params=tuple(r.params for r in group),
+        size=size,
+        eight_bit=eight_bit,
+        smtputf8=request.smtputf8,
+        ret=request.params.ret,
+        envid=request.params.envid,
+    )
 
 
 def groups_of(items: list, n: int) -> list[list]:
-    return [items[i:i + n] for i in range(0, len(items), n)]
+    return [items[i : i + n] for i in range(0, len(items), n)]
 
 
 class Content:
@@ -206,11 +232,18 @@ def _convert_to_temp(src: Path) -> tuple[Path, int]:
 
 # --- the agent -------------------------------------------------------------------
 
+
 class SmtpAgent:
     """DeliveryAgent for transport "smtp"; see the module contract."""
 
-    def __init__(self, config: ClientConfig, resolver: Resolver, *, own_hostname: str,
-                 credentials: dict[LoginKey, tuple[str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        config: ClientConfig,
+        resolver: Resolver,
+        *,
+        own_hostname: str,
+        credentials: dict[LoginKey, tuple[str, str]] | None = None,
+    ) -> None:
         self.config = config
         #: `login_key(...)` of a next hop -> (user, password): AUTH PLAIN over
         #: TLS for the smarthost (delivery.relay_user), used for exactly that
@@ -236,11 +269,17 @@ class SmtpAgent:
         try:
             candidates = await self.resolver.candidates(request.nexthop)
         except ResolveError as exc:
-            return [failure_result(r.address, exc.status, exc.message, permanent=exc.permanent)
-                    for r in request.recipients]
+            return [
+                failure_result(r.address, exc.status, exc.message, permanent=exc.permanent)
+                for r in request.recipients
+            ]
         if not candidates:
-            return [failure_result(r.address, "4.4.3", f"no address for {request.nexthop}",
-                                   permanent=False) for r in request.recipients]
+            return [
+                failure_result(
+                    r.address, "4.4.3", f"no address for {request.nexthop}", permanent=False
+                )
+                for r in request.recipients
+            ]
         results: dict[int, RecipientResult] = {}
         pending = list(range(len(request.recipients)))
         last: ConnectError | RecipientResult | None = None
@@ -260,14 +299,21 @@ class SmtpAgent:
             elif isinstance(last, RecipientResult):
                 results[i] = dataclasses.replace(last, address=address)
             else:
-                results[i] = failure_result(address, "4.4.1", "no candidate could be tried",
-                                            permanent=False)
+                results[i] = failure_result(
+                    address, "4.4.1", "no candidate could be tried", permanent=False
+                )
         return [results[i] for i in range(len(request.recipients))]
 
     # --- one candidate ---------------------------------------------------------------
 
-    async def _try(self, cand: Candidate, request: DeliveryRequest, pending: list[int],
-                   results: dict[int, RecipientResult], content: Content):
+    async def _try(
+        self,
+        cand: Candidate,
+        request: DeliveryRequest,
+        pending: list[int],
+        results: dict[int, RecipientResult],
+        content: Content,
+    ):
         """Deliver what we can through `cand`; returns (indexes for the next candidate, failure)."""
         key = (str(request.nexthop), cand.host, cand.address, cand.port)
         started = time.monotonic()
@@ -279,14 +325,16 @@ class SmtpAgent:
         setup = time.monotonic() - started
         recipients = request.recipients
         name = conn.extensions.server_name.lower().rstrip(".")
-        if name and name == self.own_hostname.lower().rstrip(".") \
-                and checks_loops(request.nexthop):
+        if name and name == self.own_hostname.lower().rstrip(".") and checks_loops(request.nexthop):
             await conn.quit()
             for i in pending:
                 results[i] = failure_result(
-                    recipients[i].address, "5.4.6",
+                    recipients[i].address,
+                    "5.4.6",
                     f"mail for {request.nexthop.domain} loops back to myself",
-                    permanent=True, remote_mta=conn.remote_mta)
+                    permanent=True,
+                    remote_mta=conn.remote_mta,
+                )
             return [], None
         try:
             path, size, eight_bit = await content.for_peer(conn.extensions.has("8BITMIME"))
@@ -294,26 +342,31 @@ class SmtpAgent:
             self._release(key, conn)
             for i in pending:
                 results[i] = failure_result(
-                    recipients[i].address, "5.6.3",
+                    recipients[i].address,
+                    "5.6.3",
                     f"8-bit message cannot be converted for {conn.remote_mta} (no 8BITMIME): {exc}",
-                    permanent=True, remote_mta=conn.remote_mta)
+                    permanent=True,
+                    remote_mta=conn.remote_mta,
+                )
             return [], None
         dsn = conn.extensions.has("DSN")
         retry: list[int] = []
-        failure: RecipientResult | None = None     # template (address "") for `retry`
+        failure: RecipientResult | None = None  # template (address "") for `retry`
         for group in groups_of(pending, self.config.max_recipients_per_transaction):
             if failure is not None or not conn.usable:
                 retry.extend(group)
                 continue
-            tx = make_transaction(request, [recipients[i] for i in group], size=size,
-                                  eight_bit=eight_bit)
+            tx = make_transaction(
+                request, [recipients[i] for i in group], size=size, eight_bit=eight_bit
+            )
             self.stats["transactions"] += 1
             sending = time.monotonic()
             done = await conn.deliver(tx, path)
             timings = (round(setup, 3), round(time.monotonic() - sending, 3))
             for i, rr in zip(group, done.replies):
-                res = recipient_result(recipients[i].address, rr, conn.remote_mta, dsn=dsn,
-                                       tls=str(conn.tls or ""))
+                res = recipient_result(
+                    recipients[i].address, rr, conn.remote_mta, dsn=dsn, tls=str(conn.tls or "")
+                )
                 res = dataclasses.replace(res, timings=timings)
                 if rr.reply.transient and rr.stage == "mail":
                     failure = failure or dataclasses.replace(res, address="")
@@ -322,19 +375,26 @@ class SmtpAgent:
                     results[i] = res
         if failure is None and not conn.usable and retry:
             # The peer went away between transactions: report it as a lost connection.
-            failure = failure_result("", "4.4.2", f"lost connection with {conn.remote_mta}",
-                                     permanent=False, remote_mta=conn.remote_mta)
+            failure = failure_result(
+                "",
+                "4.4.2",
+                f"lost connection with {conn.remote_mta}",
+                permanent=False,
+                remote_mta=conn.remote_mta,
+            )
         self._release(key, conn, reusable=failure is None)
         return retry, failure
 
     def _auth_for(self, nexthop: Nexthop) -> tuple[str, str] | None:
         if nexthop.transport != "smtp" or not nexthop.host:
             return None
-        return self.credentials.get(login_key(nexthop.host, nexthop.port, nexthop.mx,
-                                              default_port=self.config.smtp_port))
+        return self.credentials.get(
+            login_key(nexthop.host, nexthop.port, nexthop.mx, default_port=self.config.smtp_port)
+        )
 
-    async def _connection(self, key: tuple, cand: Candidate,
-                          auth: tuple[str, str] | None = None) -> ClientConnection:
+    async def _connection(
+        self, key: tuple, cand: Candidate, auth: tuple[str, str] | None = None
+    ) -> ClientConnection:
         idle = self._idle.get(key)
         while idle:
             conn, timer = idle.pop()
@@ -344,13 +404,19 @@ class SmtpAgent:
                 return conn
             conn.abort()
         self.stats["connections"] += 1
-        return await connect(self.config, host=cand.host, address=cand.address, port=cand.port,
-                             helo_name=self.helo_name, auth=auth)
+        return await connect(
+            self.config,
+            host=cand.host,
+            address=cand.address,
+            port=cand.port,
+            helo_name=self.helo_name,
+            auth=auth,
+        )
 
     def _release(self, key: tuple, conn: ClientConnection, *, reusable: bool = True) -> None:
         idle = self._idle.setdefault(key, [])
         if not reusable or not conn.usable or len(idle) >= self.config.max_idle_per_destination:
-            conn.abort()            # writes QUIT (if usable) without waiting for the 221
+            conn.abort()  # writes QUIT (if usable) without waiting for the 221
             if not idle:
                 self._idle.pop(key, None)
             return

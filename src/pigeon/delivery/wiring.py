@@ -12,6 +12,7 @@ Contract:
     `[queue]` and `[delivery]` scheduling setting to `QueueManager`.
   * Called only from the composition root (`pigeon.app`).
 """
+
 from __future__ import annotations
 
 from pigeon.config.schema import Config
@@ -30,13 +31,19 @@ def client_config(config: Config) -> ClientConfig:
     return ClientConfig(
         helo_name=d.helo_name or config.hostname,
         connect_timeout=d.connect_timeout,
-        greeting_timeout=per_reply, helo_timeout=per_reply, starttls_timeout=per_reply,
-        mail_timeout=per_reply, rcpt_timeout=per_reply,
+        greeting_timeout=per_reply,
+        helo_timeout=per_reply,
+        starttls_timeout=per_reply,
+        mail_timeout=per_reply,
+        rcpt_timeout=per_reply,
         data_init_timeout=min(per_reply, 120.0) if per_reply >= 120.0 else per_reply,
-        data_block_timeout=d.data_block_timeout, data_done_timeout=d.data_done_timeout,
-        tls=d.tls, tls_ca_file=str(d.tls_ca_file) if d.tls_ca_file else None,
+        data_block_timeout=d.data_block_timeout,
+        data_done_timeout=d.data_done_timeout,
+        tls=d.tls,
+        tls_ca_file=str(d.tls_ca_file) if d.tls_ca_file else None,
         max_recipients_per_transaction=d.destination_recipients,
-        smtp_port=d.remote_port)
+        smtp_port=d.remote_port,
+    )
 
 
 def relay_credentials(config: Config) -> dict[LoginKey, tuple[str, str]]:
@@ -52,8 +59,12 @@ def relay_credentials(config: Config) -> dict[LoginKey, tuple[str, str]]:
     if not d.relay_user or relay is None or not relay.host:
         return {}
     password = d.relay_password_file.read_text(encoding="utf-8").strip("\r\n")
-    return {login_key(relay.host, relay.port, relay.mx, default_port=d.remote_port):
-            (d.relay_user, password)}
+    return {
+        login_key(relay.host, relay.port, relay.mx, default_port=d.remote_port): (
+            d.relay_user,
+            password,
+        )
+    }
 
 
 def build_agents(config: Config) -> dict[str, DeliveryAgent]:
@@ -61,23 +72,36 @@ def build_agents(config: Config) -> dict[str, DeliveryAgent]:
     resolver = MxResolver(config.delivery, own_names=names, own_addresses=addresses)
     cc = client_config(config)
     return {
-        "smtp": SmtpAgent(cc, resolver, own_hostname=config.hostname,
-                          credentials=relay_credentials(config)),
+        "smtp": SmtpAgent(
+            cc, resolver, own_hostname=config.hostname, credentials=relay_credentials(config)
+        ),
         "lmtp": LmtpAgent(cc, own_hostname=config.hostname),
         "discard": DiscardAgent(),
     }
 
 
-def build_manager(config: Config, store, router, maillog,
-                  agents: dict[str, DeliveryAgent], *, metrics=None) -> QueueManager:
+def build_manager(
+    config: Config, store, router, maillog, agents: dict[str, DeliveryAgent], *, metrics=None
+) -> QueueManager:
     q, d = config.queue, config.delivery
     return QueueManager(
-        store, router, hostname=config.hostname, maillog=maillog, agents=agents,
-        fsync=q.fsync, run_interval=q.run_interval, concurrency=q.concurrency,
-        min_backoff=q.min_backoff, max_backoff=q.max_backoff, max_lifetime=q.max_lifetime,
-        delay_warning=q.delay_warning, destination_concurrency=d.destination_concurrency,
+        store,
+        router,
+        hostname=config.hostname,
+        maillog=maillog,
+        agents=agents,
+        fsync=q.fsync,
+        run_interval=q.run_interval,
+        concurrency=q.concurrency,
+        min_backoff=q.min_backoff,
+        max_backoff=q.max_backoff,
+        max_lifetime=q.max_lifetime,
+        delay_warning=q.delay_warning,
+        destination_concurrency=d.destination_concurrency,
         destination_recipients=d.destination_recipients,
-        probe_interval=min(NEXTHOP_PROBE, q.run_interval), metrics=metrics)
+        probe_interval=min(NEXTHOP_PROBE, q.run_interval),
+        metrics=metrics,
+    )
 
 
 async def close_agents(agents: dict[str, DeliveryAgent]) -> None:

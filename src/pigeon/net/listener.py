@@ -23,6 +23,7 @@ Contract:
     421 at the next command); after `grace` seconds remaining sessions are
     cancelled; then the listeners close.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -30,7 +31,8 @@ import dataclasses
 import logging
 import os
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pigeon.config.schema import Config, ListenAddress
 from pigeon.net.smtpd import NO_METRICS, Connection
@@ -48,16 +50,18 @@ class ListenError(RuntimeError):
 ROLES = ("smtp", "submission", "submissions")
 
 #: role -> (configuration key, `pigeon serve` flag) that sets its addresses.
-ROLE_KEYS = {"smtp": ("listen", "--listen"),
-             "submission": ("submission_listen", "--submission-listen"),
-             "submissions": ("submissions_listen", "--submissions-listen")}
+ROLE_KEYS = {
+    "smtp": ("listen", "--listen"),
+    "submission": ("submission_listen", "--submission-listen"),
+    "submissions": ("submissions_listen", "--submissions-listen"),
+}
 
 #: Seconds a refused connection may take to read its 421 before it is aborted.
 REFUSE_TIMEOUT = 5.0
 
 
 def bind_reason(exc: OSError) -> str:
-    """"Address already in use": the event loops word their own text around
+    """ "Address already in use": the event loops word their own text around
     the errno (or drop its strerror); say it one way."""
     return os.strerror(exc.errno) if exc.errno else str(exc)
 
@@ -66,12 +70,15 @@ def bind_failure(addr: ListenAddress, role: str, exc: OSError) -> str:
     """Why `addr` could not be bound, and which key or flag moves it (or turns the role off)."""
     key, flag = ROLE_KEYS[role]
     off = "" if role == "smtp" else f'; {key} = [] or {flag} "" turns the role off'
-    return (f"cannot listen on {addr} ({role}): {bind_reason(exc)} "
-            f"(set by {key} in the configuration or {flag}{off})")
+    return (
+        f"cannot listen on {addr} ({role}): {bind_reason(exc)} "
+        f"(set by {key} in the configuration or {flag}{off})"
+    )
 
 
-def role_session_config(config: Config, base: SessionConfig, role: str, *,
-                        tls: bool, auth: bool) -> SessionConfig:
+def role_session_config(
+    config: Config, base: SessionConfig, role: str, *, tls: bool, auth: bool
+) -> SessionConfig:
     """The SessionConfig for one listener role (see the module contract).
 
     `tls`: a TlsProvider exists; `auth`: an AuthService exists.
@@ -79,14 +86,18 @@ def role_session_config(config: Config, base: SessionConfig, role: str, *,
     mechanisms = config.auth.mechanisms if auth else ()
     if role == "smtp":
         return dataclasses.replace(
-            base, starttls=tls and config.tls.starttls,
-            auth_mechanisms=mechanisms if config.auth.smtp_listener else ())
+            base,
+            starttls=tls and config.tls.starttls,
+            auth_mechanisms=mechanisms if config.auth.smtp_listener else (),
+        )
     if role == "submission":
-        return dataclasses.replace(base, starttls=tls, auth_mechanisms=mechanisms,
-                                   auth_required=True)
+        return dataclasses.replace(
+            base, starttls=tls, auth_mechanisms=mechanisms, auth_required=True
+        )
     if role == "submissions":
-        return dataclasses.replace(base, starttls=False, auth_mechanisms=mechanisms,
-                                   auth_required=True)
+        return dataclasses.replace(
+            base, starttls=False, auth_mechanisms=mechanisms, auth_required=True
+        )
     raise ValueError(f"unknown listener role {role!r}")
 
 
@@ -100,18 +111,32 @@ def configured_listeners(config: Config, *, tls: bool) -> list[tuple[ListenAddre
 
 
 class SmtpServer:
-    def __init__(self, config: Config, session_config: SessionConfig, *, store, policy,
-                 maillog, on_queued: Callable[[Any], None], tls=None, auth=None,
-                 metrics=None, on_etrn=None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        session_config: SessionConfig,
+        *,
+        store,
+        policy,
+        maillog,
+        on_queued: Callable[[Any], None],
+        tls=None,
+        auth=None,
+        metrics=None,
+        on_etrn=None,
+    ) -> None:
         self.on_etrn = on_etrn
         self.metrics = metrics if metrics is not None else NO_METRICS
         self.config = config
         self.session_config = session_config
-        self.tls = tls      # pigeon.net.tls.TlsProvider | None
-        self.auth = auth    # pigeon.auth.service.AuthService | None
+        self.tls = tls  # pigeon.net.tls.TlsProvider | None
+        self.auth = auth  # pigeon.auth.service.AuthService | None
         self.role_configs = {
-            role: role_session_config(config, session_config, role, tls=tls is not None,
-                                      auth=auth is not None) for role in ROLES}
+            role: role_session_config(
+                config, session_config, role, tls=tls is not None, auth=auth is not None
+            )
+            for role in ROLES
+        }
         self.store = store
         self.policy = policy
         self.maillog = maillog
@@ -142,16 +167,19 @@ class SmtpServer:
     async def _bind(self, addr: ListenAddress, role: str, sock=None) -> None:
         """Listen on `addr` for `role` (or serve the already bound `sock`, shared
         by several worker processes); OSError when the address cannot be bound."""
+
         def factory(role=role) -> SmtpStream:
             return SmtpStream(lambda stream: self._accept(stream, role))
+
         # Implicit TLS (role submissions) is not `ssl=` here: the driver runs
         # the handshake itself so that it can log failures.
         loop = asyncio.get_running_loop()
         if sock is not None:
             server = await loop.create_server(factory, sock=sock, backlog=1024)
         else:
-            server = await loop.create_server(factory, addr.host, addr.port,
-                                              reuse_address=True, backlog=1024)
+            server = await loop.create_server(
+                factory, addr.host, addr.port, reuse_address=True, backlog=1024
+            )
         self._servers.append(server)
         self._roles[server] = role
         self._keys[server] = (addr, role)
@@ -168,8 +196,9 @@ class SmtpServer:
         for server in self._servers:
             for sock in server.sockets:
                 name = sock.getsockname()
-                log.info("listening on %s (%s)", ListenAddress(name[0], name[1]),
-                         self._roles[server])
+                log.info(
+                    "listening on %s (%s)", ListenAddress(name[0], name[1]), self._roles[server]
+                )
 
     async def reconfigure(self, config: Config, session_config: SessionConfig, policy) -> list[str]:
         """SIGHUP: new sessions get the new settings; live ones keep theirs.
@@ -184,8 +213,11 @@ class SmtpServer:
         self.session_config = session_config
         self.policy = policy
         self.role_configs = {
-            role: role_session_config(config, session_config, role, tls=self.tls is not None,
-                                      auth=self.auth is not None) for role in ROLES}
+            role: role_session_config(
+                config, session_config, role, tls=self.tls is not None, auth=self.auth is not None
+            )
+            for role in ROLES
+        }
         wanted = set(self.listeners())
         for server in list(self._servers):
             if self._keys.get(server) not in wanted:
@@ -209,8 +241,11 @@ class SmtpServer:
 
     def bound_roles(self) -> list[tuple[str, int, str]]:
         """(host, port, role) actually bound."""
-        return [(s.getsockname()[0], s.getsockname()[1], self._roles[server])
-                for server in self._servers for s in server.sockets]
+        return [
+            (s.getsockname()[0], s.getsockname()[1], self._roles[server])
+            for server in self._servers
+            for s in server.sockets
+        ]
 
     async def _accept(self, stream: SmtpStream, role: str = "smtp") -> None:
         peer = stream.get_extra_info("peername") or ("?", 0)
@@ -234,13 +269,23 @@ class SmtpServer:
         self.total_connections += 1
         self.metrics.connection_opened(role)
         log.info("connect from [%s]:%s (%s)", ip, peer[1] if isinstance(peer, tuple) else "", role)
-        conn = Connection(stream, session_config=self.role_configs[role], store=self.store,
-                          policy=self.policy, maillog=self.maillog, on_queued=self.on_queued,
-                          greet_pause=self.config.timeouts.greet_pause, tls=self.tls,
-                          implicit_tls=role == "submissions",
-                          handshake_timeout=self.config.tls.handshake_timeout,
-                          auth=self.auth, role=role, metrics=self.metrics, on_etrn=self.on_etrn,
-                          check_from_header=self.config.auth.check_from_header)
+        conn = Connection(
+            stream,
+            session_config=self.role_configs[role],
+            store=self.store,
+            policy=self.policy,
+            maillog=self.maillog,
+            on_queued=self.on_queued,
+            greet_pause=self.config.timeouts.greet_pause,
+            tls=self.tls,
+            implicit_tls=role == "submissions",
+            handshake_timeout=self.config.tls.handshake_timeout,
+            auth=self.auth,
+            role=role,
+            metrics=self.metrics,
+            on_etrn=self.on_etrn,
+            check_from_header=self.config.auth.check_from_header,
+        )
         task = asyncio.current_task()
         assert task is not None
         self._connections[task] = conn
@@ -276,13 +321,17 @@ class SmtpServer:
         for server in self._servers:
             try:
                 await asyncio.wait_for(server.wait_closed(), 5.0)
-            except (asyncio.TimeoutError, Exception):
+            except (TimeoutError, Exception):
                 pass
         self._servers.clear()
 
     def statistics(self) -> dict:
-        return {"sessions": len(self._connections), "connections_total": self.total_connections,
-                "connections_refused": self.refused_connections, "draining": self._draining}
+        return {
+            "sessions": len(self._connections),
+            "connections_total": self.total_connections,
+            "connections_refused": self.refused_connections,
+            "draining": self._draining,
+        }
 
 
 async def _refuse(stream: SmtpStream, refusal: R.Reply) -> None:

@@ -36,6 +36,7 @@ Contract:
     replies in the TransactionDone; afterwards `usable` says whether the
     connection may carry another transaction.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -44,12 +45,23 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
+from pigeon.msgfile import open_message
 from pigeon.proto.client import (
-    AuthDone, ClientConfig, ClientEvent, ClientSession, Closed, ContentWanted, Ready, ResetDone,
-    TlsReady, TlsRefused, Transaction, TransactionDone)
+    AuthDone,
+    ClientConfig,
+    ClientEvent,
+    ClientSession,
+    Closed,
+    ContentWanted,
+    Ready,
+    ResetDone,
+    TlsReady,
+    TlsRefused,
+    Transaction,
+    TransactionDone,
+)
 from pigeon.proto.client_reply import Extensions, reply_text
 from pigeon.proto.reply import Reply, reply
-from pigeon.msgfile import open_message
 
 READ_SIZE = 65536
 #: Seconds a closing connection may take to flush (QUIT, TLS close_notify) before it is aborted.
@@ -71,8 +83,15 @@ class TlsInfo:
 class ConnectError(Exception):
     """A candidate could not be used; `reply` says why (local or the peer's)."""
 
-    def __init__(self, reply: Reply, diagnostic: str, *, local: bool, remote_mta: str = "",
-                 tls_failed: bool = False) -> None:
+    def __init__(
+        self,
+        reply: Reply,
+        diagnostic: str,
+        *,
+        local: bool,
+        remote_mta: str = "",
+        tls_failed: bool = False,
+    ) -> None:
         super().__init__(diagnostic)
         self.reply = reply
         self.diagnostic = diagnostic
@@ -100,8 +119,13 @@ def tls_context(policy: str, ca_file: str | None) -> ssl.SSLContext:
 class ClientConnection:
     """A Ready client session on an open stream; see the module contract."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 session: ClientSession, remote_mta: str) -> None:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        session: ClientSession,
+        remote_mta: str,
+    ) -> None:
         self.reader = reader
         self.writer = writer
         self.session = session
@@ -124,7 +148,7 @@ class ClientConnection:
                 await self._send_content(content)
             elif isinstance(ev, TransactionDone):
                 return ev
-            elif isinstance(ev, Closed):      # cannot happen before TransactionDone
+            elif isinstance(ev, Closed):  # cannot happen before TransactionDone
                 raise RuntimeError("session closed without finishing the transaction")
 
     async def reset(self) -> bool:
@@ -174,7 +198,7 @@ class ClientConnection:
         try:
             self.writer.write(out)
             await asyncio.wait_for(self.writer.drain(), self.session.config.data_block_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.session.on_timeout()
         except (ConnectionError, OSError):
             self.session.receive_eof()
@@ -182,7 +206,7 @@ class ClientConnection:
     async def _read_once(self) -> None:
         try:
             data = await asyncio.wait_for(self.reader.read(READ_SIZE), self.session.timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.session.on_timeout()
             return
         except (ConnectionError, OSError):
@@ -194,15 +218,14 @@ class ClientConnection:
 
     async def _send_content(self, path: Path) -> None:
         size = self.session.config.content_chunk
-        f, _ = open_message(path)           # past the queue file's preamble (pigeon/msgfile.py)
+        f, _ = open_message(path)  # past the queue file's preamble (pigeon/msgfile.py)
         with f:
             piece = f.read(size)
             while self.session.wants_content:
                 nxt = f.read(size)
                 self.session.send_content(piece, last=not nxt)
                 await self._flush()
-                while (self.session.pending_replies > MAX_UNREAD_REPLIES
-                       and not self.session.closed):
+                while self.session.pending_replies > MAX_UNREAD_REPLIES and not self.session.closed:
                     await self._read_once()
                 piece = nxt
 
@@ -233,12 +256,14 @@ class ClientConnection:
         """AUTH PLAIN over TLS only (RFC 4954 §4; never credentials in clear text)."""
         if not self.tls:
             r = reply(421, "4.7.0", "refusing to send credentials without TLS")
-            raise ConnectError(r, f"{r.text} ({self.remote_mta})", local=True,
-                               remote_mta=self.remote_mta)
+            raise ConnectError(
+                r, f"{r.text} ({self.remote_mta})", local=True, remote_mta=self.remote_mta
+            )
         if "PLAIN" not in self.session.extensions.auth_mechanisms:
             r = reply(421, "4.7.0", "the relay host does not offer AUTH PLAIN")
-            raise ConnectError(r, f"{r.text} ({self.remote_mta})", local=True,
-                               remote_mta=self.remote_mta)
+            raise ConnectError(
+                r, f"{r.text} ({self.remote_mta})", local=True, remote_mta=self.remote_mta
+            )
         self.session.authenticate(user, password)
         while True:
             ev = await self._next_event()
@@ -251,19 +276,28 @@ class ClientConnection:
             # wrong password must not bounce mail that could go out later.
             await self.quit()
             r = reply(421, "4.7.0", f"SASL authentication failed: {reply_text(ev.reply)}")
-            raise ConnectError(r, f"host {self.remote_mta} said: {reply_text(ev.reply)} "
-                               "(in reply to AUTH)", local=False, remote_mta=self.remote_mta)
+            raise ConnectError(
+                r,
+                f"host {self.remote_mta} said: {reply_text(ev.reply)} (in reply to AUTH)",
+                local=False,
+                remote_mta=self.remote_mta,
+            )
 
-    async def _starttls(self, policy: str, server_hostname: str | None, ca_file: str | None) -> None:
+    async def _starttls(
+        self, policy: str, server_hostname: str | None, ca_file: str | None
+    ) -> None:
         self.session.starttls()
         while True:
             ev = await self._next_event()
             if isinstance(ev, TlsRefused):
                 if policy in ("encrypt", "verify"):
                     await self.quit()
-                    raise ConnectError(ev.reply, f"host {self.remote_mta} refused STARTTLS: "
-                                       f"{reply_text(ev.reply)}", local=False,
-                                       remote_mta=self.remote_mta)
+                    raise ConnectError(
+                        ev.reply,
+                        f"host {self.remote_mta} refused STARTTLS: {reply_text(ev.reply)}",
+                        local=False,
+                        remote_mta=self.remote_mta,
+                    )
                 return
             if isinstance(ev, Closed):
                 raise self._error(ev)
@@ -271,25 +305,42 @@ class ClientConnection:
                 break
         ctx = tls_context(policy, ca_file)
         try:
-            await self.writer.start_tls(ctx, server_hostname=server_hostname,
-                                        ssl_handshake_timeout=self.session.config.starttls_timeout)
-        except (ssl.SSLError, ConnectionError, OSError, asyncio.TimeoutError) as exc:
+            await self.writer.start_tls(
+                ctx,
+                server_hostname=server_hostname,
+                ssl_handshake_timeout=self.session.config.starttls_timeout,
+            )
+        except (TimeoutError, ssl.SSLError, ConnectionError, OSError) as exc:
             self.abort()
             r = reply(421, "4.7.5", f"Cannot start TLS: handshake failure: {exc}")
-            raise ConnectError(r, f"{r.text} ({self.remote_mta})", local=True,
-                               remote_mta=self.remote_mta, tls_failed=True) from None
+            raise ConnectError(
+                r,
+                f"{r.text} ({self.remote_mta})",
+                local=True,
+                remote_mta=self.remote_mta,
+                tls_failed=True,
+            ) from None
         obj = self.writer.get_extra_info("ssl_object")
         if obj is not None:
             cipher = obj.cipher()
-            self.tls = TlsInfo(obj.version() or "?", cipher[0] if cipher else "?",
-                               policy == "verify")
+            self.tls = TlsInfo(
+                obj.version() or "?", cipher[0] if cipher else "?", policy == "verify"
+            )
         self.session.tls_established()
         await self._until_ready()
 
 
-async def connect(config: ClientConfig, *, host: str, address: str, port: int, helo_name: str,
-                  lmtp: bool = False, tls: str | None = None,
-                  auth: tuple[str, str] | None = None) -> ClientConnection:
+async def connect(
+    config: ClientConfig,
+    *,
+    host: str,
+    address: str,
+    port: int,
+    helo_name: str,
+    lmtp: bool = False,
+    tls: str | None = None,
+    auth: tuple[str, str] | None = None,
+) -> ClientConnection:
     """Open a Ready connection to one candidate (see the module contract).
 
     `address` is an IP address (or a host name, resolved by the OS) for TCP,
@@ -308,9 +359,16 @@ async def connect(config: ClientConfig, *, host: str, address: str, port: int, h
         raise
 
 
-async def _connect_once(config: ClientConfig, host: str, address: str, port: int,
-                        helo_name: str, lmtp: bool, policy: str,
-                        auth: tuple[str, str] | None = None) -> ClientConnection:
+async def _connect_once(
+    config: ClientConfig,
+    host: str,
+    address: str,
+    port: int,
+    helo_name: str,
+    lmtp: bool,
+    policy: str,
+    auth: tuple[str, str] | None = None,
+) -> ClientConnection:
     where = peer_name(host, address, port)
     try:
         if address.startswith("/"):
@@ -318,7 +376,7 @@ async def _connect_once(config: ClientConfig, host: str, address: str, port: int
         else:
             opening = asyncio.open_connection(address, port)
         reader, writer = await asyncio.wait_for(opening, config.connect_timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         why = "Connection timed out"
     except OSError as exc:
         why = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc))
@@ -327,8 +385,9 @@ async def _connect_once(config: ClientConfig, host: str, address: str, port: int
     if why:
         r = reply(421, "4.4.1", f"connect to {where}: {why}")
         raise ConnectError(r, r.text, local=True)
-    conn = ClientConnection(reader, writer, ClientSession(config, lmtp=lmtp, helo_name=helo_name),
-                            where)
+    conn = ClientConnection(
+        reader, writer, ClientSession(config, lmtp=lmtp, helo_name=helo_name), where
+    )
     try:
         ready = await conn._until_ready()
         if policy != "none":

@@ -40,6 +40,7 @@ Contract:
     address is refused with 421 4.7.0. An authenticated client may relay to any
     domain; its MAIL FROM must be an address its account owns (553 5.7.1).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -47,20 +48,32 @@ import errno
 import logging
 import ssl
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
 
 from pigeon.auth.accounts import AccountError, normalize_name
 from pigeon.auth.service import AuthUnavailable
 from pigeon.net.stream import SmtpStream
 from pigeon.net.tls import tls_info
-from pigeon.proto import reply as R
-from pigeon.proto.events import (NEED_DATA, AuthKeysRequested, AuthRequested, CommandRefused,
-                                 ConnectionClosing, DataAborted, DataFinished, DataReceived,
-                                 DataStarted, EtrnRequested,
-                                 HeloReceived, MailRequested, RcptRequested, StartTlsRequested,
-                                 TransactionReset)
 from pigeon.policy.submission import check_from_header, from_addresses
+from pigeon.proto import reply as R
+from pigeon.proto.events import (
+    NEED_DATA,
+    AuthKeysRequested,
+    AuthRequested,
+    CommandRefused,
+    ConnectionClosing,
+    DataAborted,
+    DataFinished,
+    DataReceived,
+    DataStarted,
+    EtrnRequested,
+    HeloReceived,
+    MailRequested,
+    RcptRequested,
+    StartTlsRequested,
+    TransactionReset,
+)
 from pigeon.proto.server import ServerSession, SessionConfig
 from pigeon.queue.health import is_storage_fault
 from pigeon.queue.model import Envelope, Recipient
@@ -68,7 +81,6 @@ from pigeon.queue.spool import StoreError
 from pigeon.queue.trace import received_header, transmission_type
 
 log = logging.getLogger("pigeon.smtpd")
-
 
 
 @dataclass
@@ -93,15 +105,27 @@ NO_METRICS = _NoMetrics()
 class Connection:
     """One client connection: feeds bytes to a ServerSession and acts on its events."""
 
-    def __init__(self, stream: SmtpStream, *,
-                 session_config: SessionConfig, store, policy, maillog,
-                 on_queued: Callable[[Envelope], None], greet_pause: float = 0.0,
-                 clock: Callable[[], float] = time.monotonic,
-                 wallclock: Callable[[], float] = time.time,
-                 tls=None, implicit_tls: bool = False, handshake_timeout: float = 30.0,
-                 auth=None, role: str = "smtp", metrics=None,
-                 on_etrn: Callable[[str], Awaitable[int]] | None = None,
-                 check_from_header: bool = True) -> None:
+    def __init__(
+        self,
+        stream: SmtpStream,
+        *,
+        session_config: SessionConfig,
+        store,
+        policy,
+        maillog,
+        on_queued: Callable[[Envelope], None],
+        greet_pause: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+        wallclock: Callable[[], float] = time.time,
+        tls=None,
+        implicit_tls: bool = False,
+        handshake_timeout: float = 30.0,
+        auth=None,
+        role: str = "smtp",
+        metrics=None,
+        on_etrn: Callable[[str], Awaitable[int]] | None = None,
+        check_from_header: bool = True,
+    ) -> None:
         self.on_etrn = on_etrn
         self.check_from_header = check_from_header
         self.stream = stream
@@ -125,13 +149,13 @@ class Connection:
         self._transaction: tuple[str, list[str]] = ("", [])
         self._spool_error: OSError | StoreError | None = None
         self._closing = False
-        self.tls = tls                      # pigeon.net.tls.TlsProvider | None
+        self.tls = tls  # pigeon.net.tls.TlsProvider | None
         self.implicit_tls = implicit_tls
         self.handshake_timeout = handshake_timeout
-        self.auth = auth                    # pigeon.auth.service.AuthService | None
+        self.auth = auth  # pigeon.auth.service.AuthService | None
         self.role = role
         self._tls_requested = False
-        self._broken = False                # a failed handshake: nothing more may be written
+        self._broken = False  # a failed handshake: nothing more may be written
         self._owned: frozenset[str] = frozenset()
         self._auth_unavailable = False
 
@@ -151,14 +175,19 @@ class Connection:
         except (ConnectionError, asyncio.IncompleteReadError):
             # The peer went away; nothing to answer.
             if not self.session.closed:
-                self.maillog.session_end("lost connection", self.session.where, None,
-                                         self.client_ip)
+                self.maillog.session_end(
+                    "lost connection", self.session.where, None, self.client_ip
+                )
         except TimeoutError:
             # Our replies stayed unread for timeouts.command (drain): the peer
             # does not read. Nothing more can be written; free the slot now.
             self._outcome = "timeout"
-            log.warning("[%s]:%s does not read its replies: closing after %.0fs",
-                        self.client_ip, self.client_port, self.cfg.command_timeout)
+            log.warning(
+                "[%s]:%s does not read its replies: closing after %.0fs",
+                self.client_ip,
+                self.client_port,
+                self.cfg.command_timeout,
+            )
             self.maillog.session_end("timeout", self.session.where, None, self.client_ip)
             self.stream.abort()
         except asyncio.CancelledError:
@@ -167,16 +196,27 @@ class Connection:
             self._outcome = "error"
             log.exception("session with [%s] failed", self.client_ip)
             try:
-                self.stream.write(R.reply(421, "4.3.0", "Error: internal error, closing").to_bytes())
+                self.stream.write(
+                    R.reply(421, "4.3.0", "Error: internal error, closing").to_bytes()
+                )
             except Exception:
                 pass
         finally:
             self._discard_spool()
             await self._close()
-            log.info("disconnect from [%s]:%s messages=%d", self.client_ip, self.client_port,
-                     self.stats.messages)
-            self.metrics.session_ended(self._outcome if self._outcome else
-                                       "message" if self.stats.messages else "no_message")
+            log.info(
+                "disconnect from [%s]:%s messages=%d",
+                self.client_ip,
+                self.client_port,
+                self.stats.messages,
+            )
+            self.metrics.session_ended(
+                self._outcome
+                if self._outcome
+                else "message"
+                if self.stats.messages
+                else "no_message"
+            )
 
     # -- I/O loop -----------------------------------------------------------
 
@@ -196,8 +236,9 @@ class Connection:
         while not self._closing:
             deadline = session.next_deadline()
             # No deadline only while the session is closing; still never wait unbounded.
-            timeout = self.cfg.command_timeout if deadline is None else \
-                max(0.0, deadline - self.clock())
+            timeout = (
+                self.cfg.command_timeout if deadline is None else max(0.0, deadline - self.clock())
+            )
             data = await stream.read(timeout)
             if data:
                 session.receive_data(data, self.clock())
@@ -222,24 +263,37 @@ class Connection:
             if isinstance(event, DataReceived):
                 self._write_spool(event.data)
             elif isinstance(event, RcptRequested):
-                verdict = self.policy.check_recipient(event.recipient, self.client_ip,
-                                                      authenticated=session.auth_user is not None)
+                verdict = self.policy.check_recipient(
+                    event.recipient, self.client_ip, authenticated=session.auth_user is not None
+                )
                 if verdict is not None:
                     self.stats.rejected_rcpts += 1
                     self._log_reject("RCPT", verdict, str(event.recipient))
                 session.respond(verdict)
             elif isinstance(event, MailRequested):
                 sender = event.sender
-                verdict = self.policy.check_sender(
-                    sender, self.client_ip, authenticated=session.auth_user is not None) \
-                    if sender else None
+                verdict = (
+                    self.policy.check_sender(
+                        sender, self.client_ip, authenticated=session.auth_user is not None
+                    )
+                    if sender
+                    else None
+                )
                 if verdict is None and not self.store.space.room_for(event.params.size or 0):
-                    verdict = R.INSUFFICIENT_STORAGE          # Rule 6
-                if verdict is None and sender is not None and session.auth_user is not None \
-                        and f"{sender.local.lower()}@{sender.domain}" not in self._owned:
+                    verdict = R.INSUFFICIENT_STORAGE  # Rule 6
+                if (
+                    verdict is None
+                    and sender is not None
+                    and session.auth_user is not None
+                    and f"{sender.local.lower()}@{sender.domain}" not in self._owned
+                ):
                     verdict = R.SENDER_NOT_OWNED
-                    log.warning("[%s]: user %s may not send as <%s>", self.client_ip,
-                                session.auth_user, sender)
+                    log.warning(
+                        "[%s]: user %s may not send as <%s>",
+                        self.client_ip,
+                        session.auth_user,
+                        sender,
+                    )
                 if verdict is not None:
                     self._log_reject("MAIL", verdict, str(sender) if sender is not None else "")
                 session.respond(verdict)
@@ -265,8 +319,11 @@ class Connection:
                 self.stream.pause_reading()
                 self._tls_requested = True
                 if event.discarded:
-                    log.warning("[%s]: %d octets pipelined after STARTTLS were discarded",
-                                self.client_ip, event.discarded)
+                    log.warning(
+                        "[%s]: %d octets pipelined after STARTTLS were discarded",
+                        self.client_ip,
+                        event.discarded,
+                    )
             elif isinstance(event, AuthKeysRequested):
                 session.respond_keys(await self._scram_keys(event.username))
             elif isinstance(event, AuthRequested):
@@ -306,16 +363,23 @@ class Connection:
         stream.pause_reading()
         early = stream.take_buffer()
         if early and not self.implicit_tls:
-            log.warning("[%s]: %d octets sent before the TLS handshake were discarded",
-                        self.client_ip, len(early))
+            log.warning(
+                "[%s]: %d octets sent before the TLS handshake were discarded",
+                self.client_ip,
+                len(early),
+            )
             early = b""
         try:
             await stream.start_tls(self.tls.context, timeout=self.handshake_timeout, early=early)
-        except (ssl.SSLError, OSError, EOFError, asyncio.TimeoutError) as exc:
-            reason = "timeout" if isinstance(exc, asyncio.TimeoutError) else \
-                (getattr(exc, "reason", None) or str(exc) or type(exc).__name__)
-            log.warning("TLS handshake failed with [%s]:%s: %s", self.client_ip,
-                        self.client_port, reason)
+        except (TimeoutError, ssl.SSLError, OSError, EOFError) as exc:
+            reason = (
+                "timeout"
+                if isinstance(exc, asyncio.TimeoutError)
+                else (getattr(exc, "reason", None) or str(exc) or type(exc).__name__)
+            )
+            log.warning(
+                "TLS handshake failed with [%s]:%s: %s", self.client_ip, self.client_port, reason
+            )
             self._broken = True
             self.session.tls_failed(str(reason))
             self._closing = True
@@ -323,9 +387,15 @@ class Connection:
         info = tls_info(stream.get_extra_info("ssl_object"))
         self.session.tls_started(info, self.clock())
         self.metrics.tls_established(info.version)
-        log.info("TLS established with [%s]:%s: %s %s (%d bits)%s", self.client_ip,
-                 self.client_port, info.version, info.cipher, info.bits,
-                 " implicit" if self.implicit_tls else "")
+        log.info(
+            "TLS established with [%s]:%s: %s %s (%d bits)%s",
+            self.client_ip,
+            self.client_port,
+            info.version,
+            info.cipher,
+            info.bits,
+            " implicit" if self.implicit_tls else "",
+        )
         return True
 
     # -- AUTH ---------------------------------------------------------------
@@ -352,21 +422,22 @@ class Connection:
             return R.AUTH_TOO_MANY_FAILURES
         try:
             if verdict.delay:
-                await asyncio.sleep(verdict.delay)   # this connection only (Rule 3 of ratelimit)
+                await asyncio.sleep(verdict.delay)  # this connection only (Rule 3 of ratelimit)
             account = await self._verify(event)
         except AuthUnavailable:
             auth.limiter.release(ip, self.clock())
             self._auth_unavailable = False
             return R.AUTH_TEMPORARY
         except BaseException:
-            auth.limiter.release(ip, self.clock())   # the client went away: no verdict
+            auth.limiter.release(ip, self.clock())  # the client went away: no verdict
             raise
         if account is None:
             auth.limiter.failure(ip, self.clock())
-            log.warning("AUTH %s failed for user %r from [%s]", event.mechanism,
-                        event.username[:64], ip)
+            log.warning(
+                "AUTH %s failed for user %r from [%s]", event.mechanism, event.username[:64], ip
+            )
             self.maillog.sasl_failed(None, ip, event.mechanism)
-            if auth.limiter.locked(ip, self.clock()):    # this failure locked the address out
+            if auth.limiter.locked(ip, self.clock()):  # this failure locked the address out
                 return R.AUTH_TOO_MANY_FAILURES
             return R.AUTH_FAILED
         auth.limiter.success(ip, self.clock())
@@ -382,7 +453,7 @@ class Connection:
         if event.authzid:
             try:
                 if normalize_name(event.authzid) != normalize_name(event.username):
-                    return None                       # no proxy authorization
+                    return None  # no proxy authorization
             except AccountError:
                 return None
         if event.verified is None and event.password is not None:
@@ -406,22 +477,31 @@ class Connection:
         self._discard_spool()
         session = self.session
         if not self.store.space.room_for((session.mail_params and session.mail_params.size) or 0):
-            self._log_reject("DATA", R.INSUFFICIENT_STORAGE, None,    # Rule 6
-                             sender=str(session.sender) if session.sender is not None else "",
-                             recipients=[str(a) for a, _ in session.recipients])
+            self._log_reject(
+                "DATA",
+                R.INSUFFICIENT_STORAGE,
+                None,  # Rule 6
+                sender=str(session.sender) if session.sender is not None else "",
+                recipients=[str(a) for a, _ in session.recipients],
+            )
             return R.INSUFFICIENT_STORAGE
         protocol = self._protocol()
         # The envelope as known now (the RCPTs are done): a spool that spills
         # to disk writes it into its file, so the queue can be rebuilt from
         # the files (pigeon/msgfile.py). _commit() completes this object.
         envelope = Envelope(
-            queue_id="", sender=str(session.sender) if session.sender is not None else "",
+            queue_id="",
+            sender=str(session.sender) if session.sender is not None else "",
             # A repeated RCPT got its 250 but is one recipient (policy merge_recipients).
-            recipients=[Recipient(str(a), p)
-                        for a, p in self.policy.merge_recipients(session.recipients)],
-            params=session.mail_params, received_at=self.wallclock(),
-            client_address=self.client_ip, client_helo=session.helo_name or "",
-            protocol=protocol)
+            recipients=[
+                Recipient(str(a), p) for a, p in self.policy.merge_recipients(session.recipients)
+            ],
+            params=session.mail_params,
+            received_at=self.wallclock(),
+            client_address=self.client_ip,
+            client_helo=session.helo_name or "",
+            protocol=protocol,
+        )
         try:
             # No system call: the store keeps the content in memory until
             # it passes its spill threshold (pigeon.queue.spool).
@@ -432,12 +512,20 @@ class Connection:
         self._spool = spool
         self._spool_error = None
         # Kept for the log: the session forgets the transaction when it refuses the content.
-        self._transaction = (str(session.sender) if session.sender is not None else "",
-                             [str(a) for a, _ in session.recipients])
+        self._transaction = (
+            str(session.sender) if session.sender is not None else "",
+            [str(a) for a, _ in session.recipients],
+        )
         received = received_header(
-            helo=session.helo_name or "", client_ip=self.client_ip, hostname=self.cfg.hostname,
-            protocol=protocol, queue_id=spool.queue_id, tls=session.tls,
-            recipients=[r.address for r in envelope.recipients], timestamp=self.wallclock())
+            helo=session.helo_name or "",
+            client_ip=self.client_ip,
+            hostname=self.cfg.hostname,
+            protocol=protocol,
+            queue_id=spool.queue_id,
+            tls=session.tls,
+            recipients=[r.address for r in envelope.recipients],
+            timestamp=self.wallclock(),
+        )
         self._received_len = len(received)
         self._write_spool(received)
         return None
@@ -453,7 +541,7 @@ class Connection:
             # in step) and answer 452/451 at the end instead of 250.
             self._spool_error = exc
             if is_storage_fault(exc):
-                self.store.health.failed(exc)      # logged once per episode (queue/health.py)
+                self.store.health.failed(exc)  # logged once per episode (queue/health.py)
             else:
                 log.error("spool write failed for %s: %s", self._spool.queue_id, exc)
 
@@ -478,7 +566,7 @@ class Connection:
             try:
                 # The whole header section: ours, then the client's, which the
                 # session bounded by limits.header_size (+ the empty line).
-                limit = self.cfg.max_header_size or spool.size     # 0: no limit
+                limit = self.cfg.max_header_size or spool.size  # 0: no limit
                 head = spool.head(self._received_len + limit + 2)
             except OSError as exc:
                 log.error("cannot read back spool %s: %s", spool.queue_id, exc)
@@ -486,12 +574,16 @@ class Connection:
                 return R.LOCAL_ERROR
             refusal = check_from_header(head, self._owned)
             if refusal is not None:
-                log.warning("[%s]: user %s may not send with From: %s", self.client_ip,
-                            session.auth_user, ", ".join(from_addresses(head)))
+                log.warning(
+                    "[%s]: user %s may not send with From: %s",
+                    self.client_ip,
+                    session.auth_user,
+                    ", ".join(from_addresses(head)),
+                )
                 self._log_content_reject(refusal)
                 self._discard_spool()
                 return refusal
-        envelope = spool.envelope           # made by _open_spool(), now final
+        envelope = spool.envelope  # made by _open_spool(), now final
         envelope.received_at, envelope.size = self.wallclock(), spool.size
         envelope.eight_bit = event.eight_bit
         self._spool = None  # the store owns it from here on
@@ -513,18 +605,30 @@ class Connection:
         self.stats.messages += 1
         self.store.space.consumed(envelope.size)
         self.metrics.message_accepted(envelope.size)
-        self.maillog.log(envelope.queue_id, {
-            "client": f"[{self.client_ip}]:{self.client_port}", "helo": envelope.client_helo,
-            "from": envelope.sender, "size": envelope.size,
-            "nrcpt": len(envelope.recipients), "proto": envelope.protocol}, "queued")
+        self.maillog.log(
+            envelope.queue_id,
+            {
+                "client": f"[{self.client_ip}]:{self.client_port}",
+                "helo": envelope.client_helo,
+                "from": envelope.sender,
+                "size": envelope.size,
+                "nrcpt": len(envelope.recipients),
+                "proto": envelope.protocol,
+            },
+            "queued",
+        )
         self.on_queued(envelope)
         return R.queued(envelope.queue_id)
 
     def _protocol(self) -> str:
         session = self.session
         params = session.mail_params
-        return transmission_type(session.esmtp, bool(params and params.smtputf8),
-                                 tls=session.tls is not None, auth=session.auth_user is not None)
+        return transmission_type(
+            session.esmtp,
+            bool(params and params.smtputf8),
+            tls=session.tls is not None,
+            auth=session.auth_user is not None,
+        )
 
     async def _etrn(self, node: str) -> R.Reply:
         """RFC 1985: only trusted clients (relay_networks, or authenticated
@@ -539,9 +643,16 @@ class Connection:
         log.info("ETRN %s from [%s]: %d message(s) scheduled", node, self.client_ip, count)
         return R.etrn_started(node) if count else R.etrn_nothing(node)
 
-    def _log_reject(self, stage: str, verdict: R.Reply, address: str | None, *,
-                    queue_id: str | None = None, sender: str | None = None,
-                    recipients: list[str] | None = None) -> None:
+    def _log_reject(
+        self,
+        stage: str,
+        verdict: R.Reply,
+        address: str | None,
+        *,
+        queue_id: str | None = None,
+        sender: str | None = None,
+        recipients: list[str] | None = None,
+    ) -> None:
         """One Postfix-form reject line (obs.maillog): the fields keep Postfix's meanings.
 
         `address` is what the refused command named: the sender at MAIL
@@ -560,16 +671,29 @@ class Connection:
             recipient = address
         elif recipients is not None and len(recipients) == 1:
             recipient = recipients[0]
-        self.maillog.reject(queue_id, stage, self.client_ip, verdict, sender=sender,
-                            recipient=recipient, proto="ESMTP" if session.esmtp else "SMTP",
-                            helo=session.helo_name)
+        self.maillog.reject(
+            queue_id,
+            stage,
+            self.client_ip,
+            verdict,
+            sender=sender,
+            recipient=recipient,
+            proto="ESMTP" if session.esmtp else "SMTP",
+            helo=session.helo_name,
+        )
 
     def _log_content_reject(self, verdict: R.Reply) -> None:
         """A refused message (at the end of the data, or mid-data for a bare LF)."""
         sender, recipients = self._transaction
         queue_id = self._spool.queue_id if self._spool is not None else None
-        self._log_reject(self.session.where, verdict, None, queue_id=queue_id, sender=sender,
-                         recipients=recipients)
+        self._log_reject(
+            self.session.where,
+            verdict,
+            None,
+            queue_id=queue_id,
+            sender=sender,
+            recipients=recipients,
+        )
 
     def _log_session_end(self, reason: str) -> None:
         """Postfix's lines for a session that did not end with QUIT."""
@@ -583,5 +707,6 @@ class Connection:
 
 
 def _is_disk_full(exc: BaseException) -> bool:
-    return getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or getattr(exc, "disk_full", False)
-
+    return getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or getattr(
+        exc, "disk_full", False
+    )

@@ -38,11 +38,13 @@ Contract:
     drops it for STARTTLS, CVE-2011-0411, or passes it to `start_tls(early=)`
     for implicit TLS, where it is the start of the ClientHello).
 """
+
 from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pigeon.net.tlsengine import TlsEngine
 
@@ -55,8 +57,9 @@ READ_LIMIT = 256 * 1024
 class SmtpStream(asyncio.Protocol):
     """The Protocol of one accepted connection; see the module contract."""
 
-    def __init__(self, on_connected: Callable[["SmtpStream"], Any], *,
-                 limit: int = READ_LIMIT) -> None:
+    def __init__(
+        self, on_connected: Callable[[SmtpStream], Any], *, limit: int = READ_LIMIT
+    ) -> None:
         self._on_connected = on_connected
         self._limit = limit
         self._loop = asyncio.get_running_loop()
@@ -65,7 +68,7 @@ class SmtpStream(asyncio.Protocol):
         self._buffer = bytearray()
         self._eof = False
         self._paused_reading = False
-        self._reading_stopped = False      # pause_reading() by the driver (STARTTLS)
+        self._reading_stopped = False  # pause_reading() by the driver (STARTTLS)
         self._waiter: asyncio.Future | None = None
         self._drain_waiter: asyncio.Future | None = None
         self._write_paused = False
@@ -93,7 +96,7 @@ class SmtpStream(asyncio.Protocol):
         if self._handshake is not None and not self._handshake.done():
             self._handshake.set_exception(ConnectionResetError("EOF during the TLS handshake"))
         self._set_eof()
-        return True                       # keep our side open: replies still go out
+        return True  # keep our side open: replies still go out
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
@@ -183,7 +186,7 @@ class SmtpStream(asyncio.Protocol):
         try:
             self.transport.pause_reading()
         except (AttributeError, RuntimeError):
-            pass                          # closing, or a transport that cannot pause
+            pass  # closing, or a transport that cannot pause
 
     def _resume_transport(self) -> None:
         try:
@@ -209,8 +212,9 @@ class SmtpStream(asyncio.Protocol):
         if not self._write_paused:
             return
         waiter = self._drain_waiter = self._loop.create_future()
-        timer = self._loop.call_later(max(0.0, timeout), _resolve, waiter,
-                                      TimeoutError("the peer does not read our replies"))
+        timer = self._loop.call_later(
+            max(0.0, timeout), _resolve, waiter, TimeoutError("the peer does not read our replies")
+        )
         try:
             await waiter
         finally:
@@ -236,7 +240,7 @@ class SmtpStream(asyncio.Protocol):
             return
         try:
             await asyncio.wait_for(asyncio.shield(self._closed), max(0.0, timeout))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.abort()
 
     async def wait_closed(self) -> None:
@@ -256,8 +260,9 @@ class SmtpStream(asyncio.Protocol):
 
     # --- TLS ---------------------------------------------------------------------------
 
-    async def start_tls(self, context: ssl.SSLContext, *, timeout: float,
-                        early: bytes = b"") -> None:
+    async def start_tls(
+        self, context: ssl.SSLContext, *, timeout: float, early: bytes = b""
+    ) -> None:
         """Run the server side of a TLS handshake on this connection.
 
         `early`: octets of the handshake already read (implicit TLS). Raises

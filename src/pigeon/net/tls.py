@@ -20,6 +20,7 @@ Contract:
   * `tls_info(ssl_object)` turns a finished handshake into the sans-IO
     `TlsInfo` (version, cipher, bits) for the session and Received:.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -50,33 +51,51 @@ class CertificateSummary:
     self_signed: bool
 
 
-def generate_self_signed(cert_path: Path, key_path: Path, hostname: str,
-                         now: datetime.datetime | None = None, days: int = 3650) -> None:
+def generate_self_signed(
+    cert_path: Path,
+    key_path: Path,
+    hostname: str,
+    now: datetime.datetime | None = None,
+    days: int = 3650,
+) -> None:
     """Write a new self-signed certificate and key (key file mode 0600)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
     from cryptography.x509.oid import NameOID
 
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
-    cert = (x509.CertificateBuilder()
-            .subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=days))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH]),
-                           critical=False)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+        .sign(key, hashes.SHA256())
+    )
     key_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     # Explicit modes whatever the umask: the key is secret, the certificate is not.
-    for path, mode, data in ((key_path, 0o600, key.private_bytes(serialization.Encoding.PEM,
-                                                                serialization.PrivateFormat.PKCS8,
-                                                                serialization.NoEncryption())),
-                             (cert_path, 0o644, cert.public_bytes(serialization.Encoding.PEM))):
+    for path, mode, data in (
+        (
+            key_path,
+            0o600,
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+        ),
+        (cert_path, 0o644, cert.public_bytes(serialization.Encoding.PEM)),
+    ):
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
@@ -95,28 +114,30 @@ def check_certificate(cert_path: Path, now: datetime.datetime | None = None) -> 
         cert = x509.load_pem_x509_certificates(data)[0]
     except ValueError as exc:
         raise TlsError(f"{cert_path}: not a PEM certificate ({exc})") from None
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     not_after, not_before = _validity(cert)
     if not_after < now:
         raise TlsError(f"{cert_path}: the certificate expired on {not_after:%Y-%m-%d %H:%M} UTC")
     if not_before > now:
-        raise TlsError(f"{cert_path}: the certificate is not valid before "
-                       f"{not_before:%Y-%m-%d %H:%M} UTC")
+        raise TlsError(
+            f"{cert_path}: the certificate is not valid before {not_before:%Y-%m-%d %H:%M} UTC"
+        )
     return CertificateSummary(cert.subject.rfc4514_string(), not_after, cert.issuer == cert.subject)
 
 
 def _validity(cert) -> tuple[datetime.datetime, datetime.datetime]:
-    if hasattr(cert, "not_valid_after_utc"):      # cryptography >= 42
+    if hasattr(cert, "not_valid_after_utc"):  # cryptography >= 42
         return cert.not_valid_after_utc, cert.not_valid_before_utc
-    utc = datetime.timezone.utc                    # 41: naive datetimes in UTC
+    utc = datetime.UTC  # 41: naive datetimes in UTC
     return cert.not_valid_after.replace(tzinfo=utc), cert.not_valid_before.replace(tzinfo=utc)
 
 
 def build_context(settings: TlsConfig, cert_path: Path, key_path: Path) -> ssl.SSLContext:
     """The server SSLContext; TlsError names the file or key at fault."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = (ssl.TLSVersion.TLSv1_3 if settings.min_version == "TLSv1.3"
-                           else ssl.TLSVersion.TLSv1_2)
+    ctx.minimum_version = (
+        ssl.TLSVersion.TLSv1_3 if settings.min_version == "TLSv1.3" else ssl.TLSVersion.TLSv1_2
+    )
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE | ssl.OP_NO_RENEGOTIATION
     try:
         ctx.set_ciphers(settings.ciphers)
@@ -130,10 +151,12 @@ def build_context(settings: TlsConfig, cert_path: Path, key_path: Path) -> ssl.S
         ctx.load_cert_chain(str(cert_path), str(key_path))
     except ssl.SSLError as exc:
         if "KEY_VALUES_MISMATCH" in str(exc.reason) or "mismatch" in str(exc).lower():
-            raise TlsError(f"{key_path}: the private key does not match the certificate "
-                           f"{cert_path}") from None
-        raise TlsError(f"{key_path}: cannot load the key/certificate pair "
-                       f"({exc.reason or exc})") from None
+            raise TlsError(
+                f"{key_path}: the private key does not match the certificate {cert_path}"
+            ) from None
+        raise TlsError(
+            f"{key_path}: cannot load the key/certificate pair ({exc.reason or exc})"
+        ) from None
     except OSError as exc:
         raise TlsError(f"{cert_path}: {exc.strerror or exc}") from None
     return ctx
@@ -150,7 +173,7 @@ class TlsProvider:
         self._context = build_context(settings, cert_path, key_path)
 
     @classmethod
-    def create(cls, config: Config) -> "TlsProvider":
+    def create(cls, config: Config) -> TlsProvider:
         tls = config.tls
         if tls.cert_file is not None and tls.key_file is not None:
             return cls(tls, tls.cert_file, tls.key_file)
@@ -160,11 +183,15 @@ class TlsProvider:
             try:
                 generate_self_signed(cert, key, config.hostname)
             except OSError as exc:
-                raise TlsError(f"{directory}: cannot write a self-signed certificate: "
-                               f"{exc.strerror or exc}") from None
-            log.warning("generated a self-signed certificate for %s in %s (clients will not "
-                        "trust it: set tls.cert_file and tls.key_file for production)",
-                        config.hostname, cert)
+                raise TlsError(
+                    f"{directory}: cannot write a self-signed certificate: {exc.strerror or exc}"
+                ) from None
+            log.warning(
+                "generated a self-signed certificate for %s in %s (clients will not "
+                "trust it: set tls.cert_file and tls.key_file for production)",
+                config.hostname,
+                cert,
+            )
         return cls(tls, cert, key)
 
     @property
@@ -180,14 +207,19 @@ class TlsProvider:
             log.error("TLS reload failed, keeping the previous certificate: %s", exc)
             return False
         self.summary, self._context = summary, context
-        log.info("TLS certificate reloaded: %s (valid until %s)", summary.subject,
-                 summary.not_after.strftime("%Y-%m-%d"))
+        log.info(
+            "TLS certificate reloaded: %s (valid until %s)",
+            summary.subject,
+            summary.not_after.strftime("%Y-%m-%d"),
+        )
         return True
 
     def describe(self) -> str:
         kind = "self-signed " if self.summary.self_signed else ""
-        return (f"{kind}certificate {self.cert_path} for {self.summary.subject}, valid until "
-                f"{self.summary.not_after:%Y-%m-%d}")
+        return (
+            f"{kind}certificate {self.cert_path} for {self.summary.subject}, valid until "
+            f"{self.summary.not_after:%Y-%m-%d}"
+        )
 
 
 def tls_info(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> TlsInfo:

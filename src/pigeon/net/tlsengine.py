@@ -26,6 +26,7 @@ Contract:
   * `ssl_object` is the `ssl.SSLObject` (cipher, version) for logs and
     `Received:`.
 """
+
 from __future__ import annotations
 
 import ssl
@@ -56,7 +57,7 @@ class TlsEngine:
                 return b""
             self.established = True
         if self.peer_closed:
-            return b""                     # nothing is read after close_notify
+            return b""  # nothing is read after close_notify
         chunks = []
         while True:
             try:
@@ -65,7 +66,7 @@ class TlsEngine:
                 break
             except ssl.SSLZeroReturnError:
                 chunk = b""
-            if not chunk:                  # close_notify (SSLObject reports it as b"")
+            if not chunk:  # close_notify (SSLObject reports it as b"")
                 self.peer_closed = True
                 break
             chunks.append(chunk)
@@ -89,5 +90,5 @@ class TlsEngine:
             try:
                 self.ssl_object.unwrap()
             except (ssl.SSLWantReadError, ssl.SSLError):
-                pass                       # alert queued; the peer's reply is not awaited
+                pass  # alert queued; the peer's reply is not awaited
         return self.pending_output()

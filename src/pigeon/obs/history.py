@@ -17,12 +17,13 @@ Contract:
     matching lines, however big the log. Missing files give `[]`;
     unreadable ones raise OSError for the caller to report.
 """
+
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 __all__ = ["message_history", "log_files", "REPORT_RE"]
 

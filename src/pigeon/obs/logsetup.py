@@ -40,6 +40,7 @@ Contract:
     the log is written again (a file keeps the lines it could not write in
     its buffer and writes them then).
 """
+
 from __future__ import annotations
 
 import json
@@ -80,8 +81,10 @@ class TextFormatter(logging.Formatter):
     """`2026-11-29T17:20:01.123Z pigeon[pid] LEVEL logger: message`."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line = (f"{_timestamp(record)} pigeon[{record.process}] {record.levelname} "
-                f"{record.name}: {escape_controls(record.getMessage())}")
+        line = (
+            f"{_timestamp(record)} pigeon[{record.process}] {record.levelname} "
+            f"{record.name}: {escape_controls(record.getMessage())}"
+        )
         extra = self._exception_text(record)
         if extra:
             line += "\n" + "\n".join("  " + part for part in extra.splitlines())
@@ -137,7 +140,7 @@ class _ThreadHandoff(logging.handlers.QueueHandler):
     """
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        record.getMessage()   # freeze %-args now: they may change before the write
+        record.getMessage()  # freeze %-args now: they may change before the write
         return record
 
 
@@ -162,7 +165,7 @@ class _BatchWriter:
     def __init__(self, records, handlers: list[logging.Handler]) -> None:
         self._records = records
         self._handlers = handlers
-        self._lost: dict[logging.Handler, int] = {}      # lines that met a full disk
+        self._lost: dict[logging.Handler, int] = {}  # lines that met a full disk
         self._thread = threading.Thread(target=self._run, name="pigeon-log-writer", daemon=True)
         self._thread.start()
 
@@ -180,7 +183,7 @@ class _BatchWriter:
 
     def _run(self) -> None:
         while True:
-            batch = [self._records.get()]          # idle: sleep until there is work
+            batch = [self._records.get()]  # idle: sleep until there is work
             time.sleep(BATCH_INTERVAL)
             while True:
                 try:
@@ -198,17 +201,21 @@ class _BatchWriter:
                 if records:
                     self._emit(handler, records)
                     if handler in self._lost:
-                        _stderr(f"pigeon: the log is written again ({self._lost.pop(handler)} "
-                                f"lines met the failing disk)")
+                        _stderr(
+                            f"pigeon: the log is written again ({self._lost.pop(handler)} "
+                            f"lines met the failing disk)"
+                        )
             except OSError as exc:
                 if exc.errno not in STORAGE_ERRNOS:
                     handler.handleError(records[-1])
                     continue
                 if handler not in self._lost:
-                    _stderr(f"pigeon: cannot write the log: {exc.strerror}; "
-                            f"trying again with each new line")
+                    _stderr(
+                        f"pigeon: cannot write the log: {exc.strerror}; "
+                        f"trying again with each new line"
+                    )
                 self._lost[handler] = self._lost.get(handler, 0) + len(records)
-            except Exception:            # never let the writer thread die
+            except Exception:  # never let the writer thread die
                 handler.handleError(records[-1])
         stop = False
         for item in batch:
@@ -232,7 +239,7 @@ class _BatchWriter:
             return
         with handler.lock:
             if isinstance(handler, logging.handlers.WatchedFileHandler):
-                handler.reopenIfNeeded()     # logrotate moved the file: once per batch
+                handler.reopenIfNeeded()  # logrotate moved the file: once per batch
             stream = handler.stream
             stream.write("".join(lines))
             stream.flush()
@@ -253,7 +260,7 @@ _listener: _BatchWriter | None = None
 def _stop_listener() -> None:
     global _listener
     if _listener is not None:
-        _listener.stop()      # drains the queue: nothing logged is dropped at exit
+        _listener.stop()  # drains the queue: nothing logged is dropped at exit
         _listener = None
 
 
@@ -282,11 +289,14 @@ def _syslog_handler(target: str) -> logging.Handler:
     else:
         host, _, port = target.rpartition(":")
         if not host or not port.isdigit():
-            raise ConfigError("log.syslog", f'expected "/path/to/socket" or "host:port", got {target!r}')
+            raise ConfigError(
+                "log.syslog", f'expected "/path/to/socket" or "host:port", got {target!r}'
+            )
         address = (host.strip("[]"), int(port))
     try:
         handler = logging.handlers.SysLogHandler(
-            address=address, facility=logging.handlers.SysLogHandler.LOG_MAIL)
+            address=address, facility=logging.handlers.SysLogHandler.LOG_MAIL
+        )
     except OSError as exc:
         raise ConfigError("log.syslog", f"cannot open {target}: {exc.strerror or exc}") from None
     handler.setFormatter(_SyslogFormatter())
@@ -312,8 +322,9 @@ def flush_logs() -> None:
         _listener.flush()
 
 
-def setup_logging(log_config: LogConfig, *, stream: TextIO | None = None,
-                  background: bool | None = None) -> None:
+def setup_logging(
+    log_config: LogConfig, *, stream: TextIO | None = None, background: bool | None = None
+) -> None:
     """Send the "pigeon" loggers to stderr (or `stream`, or log_config.file) in the chosen format.
 
     `stream` is the test seam; it is ignored when log_config.file is set.
@@ -336,7 +347,9 @@ def setup_logging(log_config: LogConfig, *, stream: TextIO | None = None,
         try:
             handler = _PrivateFileHandler(log_config.file, encoding="utf-8")
         except OSError as exc:
-            raise ConfigError("log.file", f"cannot open {log_config.file}: {exc.strerror or exc}") from None
+            raise ConfigError(
+                "log.file", f"cannot open {log_config.file}: {exc.strerror or exc}"
+            ) from None
     else:
         handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter() if log_config.format == "json" else TextFormatter())

@@ -47,10 +47,12 @@ Contract:
   * Never raises for odd field values, never blocks beyond what the logging
     handler does, and never reads the clock (the logging record does).
 """
+
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pigeon.proto.reply import Reply
@@ -74,14 +76,17 @@ def _render(key: str, value: Any) -> str:
 
 def format_fields(fields: Mapping[str, Any], detail: str | None = None) -> str:
     """`key=value, key=value (detail)` per the rules in the module docstring."""
-    text = ", ".join(f"{key}={_render(key, value)}" for key, value in fields.items()
-                     if value is not None or key in _ADDRESS_KEYS)
+    text = ", ".join(
+        f"{key}={_render(key, value)}"
+        for key, value in fields.items()
+        if value is not None or key in _ADDRESS_KEYS
+    )
     if detail is not None:
         text = f"{text} ({detail})" if text else f"({detail})"
     return text
 
 
-def reply_text(reply: "Reply | str") -> str:
+def reply_text(reply: Reply | str) -> str:
     """A reply as one log line: `554 5.7.1 text` (lines of a multi-line reply joined by spaces)."""
     if isinstance(reply, str):
         return reply
@@ -99,18 +104,38 @@ class MailLog:
     def __init__(self, logger: logging.Logger | None = None) -> None:
         self.logger = logger if logger is not None else logging.getLogger(MAIL_LOGGER)
 
-    def log(self, queue_id: str, fields: Mapping[str, Any], detail: str | None = None,
-            *, level: int = logging.INFO) -> None:
+    def log(
+        self,
+        queue_id: str,
+        fields: Mapping[str, Any],
+        detail: str | None = None,
+        *,
+        level: int = logging.INFO,
+    ) -> None:
         """One line about message `queue_id`: `QUEUEID: k=v, k=v (detail)`."""
         if not self.logger.isEnabledFor(level):
             return
-        self.logger.log(level, "%s: %s", queue_id, format_fields(fields, detail),
-                        extra={"queue_id": queue_id, "fields": dict(fields), "detail": detail})
+        self.logger.log(
+            level,
+            "%s: %s",
+            queue_id,
+            format_fields(fields, detail),
+            extra={"queue_id": queue_id, "fields": dict(fields), "detail": detail},
+        )
 
-    def reject(self, queue_id: str | None, stage: str, ip: str, reply: "Reply | str", *,
-               host: str | None = None, sender: str | None = None,
-               recipient: str | None = None, proto: str = "SMTP",
-               helo: str | None = None) -> None:
+    def reject(
+        self,
+        queue_id: str | None,
+        stage: str,
+        ip: str,
+        reply: Reply | str,
+        *,
+        host: str | None = None,
+        sender: str | None = None,
+        recipient: str | None = None,
+        proto: str = "SMTP",
+        helo: str | None = None,
+    ) -> None:
         """`QUEUEID: reject: STAGE from host[ip]: REPLY; from=<> to=<> proto= helo=<>`."""
         if not self.logger.isEnabledFor(logging.INFO):
             return
@@ -124,35 +149,76 @@ class MailLog:
         text += f" proto={proto}"
         if helo:
             text += f" helo=<{helo}>"
-        self.logger.info("%s", text, extra={
-            "queue_id": qid, "detail": "reject",
-            "fields": {"event": "reject", "stage": stage, "client_name": host or "unknown",
-                       "client_ip": ip, "reply": reply, "from": sender, "to": recipient,
-                       "proto": proto, "helo": helo or None}})
+        self.logger.info(
+            "%s",
+            text,
+            extra={
+                "queue_id": qid,
+                "detail": "reject",
+                "fields": {
+                    "event": "reject",
+                    "stage": stage,
+                    "client_name": host or "unknown",
+                    "client_ip": ip,
+                    "reply": reply,
+                    "from": sender,
+                    "to": recipient,
+                    "proto": proto,
+                    "helo": helo or None,
+                },
+            },
+        )
 
-    def sasl_failed(self, host: str | None, ip: str, mechanism: str,
-                    reason: str = "authentication failure") -> None:
+    def sasl_failed(
+        self, host: str | None, ip: str, mechanism: str, reason: str = "authentication failure"
+    ) -> None:
         """`warning: host[ip]: SASL PLAIN authentication failed: REASON` (Postfix smtpd)."""
-        self.logger.warning("warning: %s: SASL %s authentication failed: %s",
-                            _client(host, ip), mechanism, reason,
-                            extra={"fields": {"event": "sasl_failed",
-                                              "client_name": host or "unknown", "client_ip": ip,
-                                              "sasl_method": mechanism, "reason": reason}})
+        self.logger.warning(
+            "warning: %s: SASL %s authentication failed: %s",
+            _client(host, ip),
+            mechanism,
+            reason,
+            extra={
+                "fields": {
+                    "event": "sasl_failed",
+                    "client_name": host or "unknown",
+                    "client_ip": ip,
+                    "sasl_method": mechanism,
+                    "reason": reason,
+                }
+            },
+        )
 
     def session_end(self, what: str, where: str, host: str | None, ip: str) -> None:
         """`timeout after DATA from host[ip]` (what: timeout, lost connection, too many errors...)."""
-        self.logger.info("%s after %s from %s", what, where, _client(host, ip),
-                         extra={"fields": {"event": what, "after": where,
-                                           "client_name": host or "unknown", "client_ip": ip}})
+        self.logger.info(
+            "%s after %s from %s",
+            what,
+            where,
+            _client(host, ip),
+            extra={
+                "fields": {
+                    "event": what,
+                    "after": where,
+                    "client_name": host or "unknown",
+                    "client_ip": ip,
+                }
+            },
+        )
 
     def connect(self, host: str | None, ip: str) -> None:
         """`connect from host[ip]` (host None: the name is unknown)."""
-        self.logger.info("connect from %s", _client(host, ip),
-                         extra={"fields": {"event": "connect", "client_name": host or "unknown",
-                                           "client_ip": ip}})
+        self.logger.info(
+            "connect from %s",
+            _client(host, ip),
+            extra={
+                "fields": {"event": "connect", "client_name": host or "unknown", "client_ip": ip}
+            },
+        )
 
-    def disconnect(self, host: str | None, ip: str,
-                   counts: Mapping[str, int | tuple[int, int]]) -> None:
+    def disconnect(
+        self, host: str | None, ip: str, counts: Mapping[str, int | tuple[int, int]]
+    ) -> None:
         """`disconnect from host[ip] ehlo=1 mail=1 ... commands=N` (N/M when some failed)."""
         parts = []
         ok_total = issued_total = 0
@@ -167,9 +233,17 @@ class MailLog:
             issued_total += issued
         commands = f"{ok_total}/{issued_total}" if ok_total != issued_total else str(ok_total)
         parts.append(f"commands={commands}")
-        self.logger.info("disconnect from %s %s", _client(host, ip), " ".join(parts),
-                         extra={"fields": {"event": "disconnect", "client_name": host or "unknown",
-                                           "client_ip": ip,
-                                           **{verb: list(c) if isinstance(c, tuple) else c
-                                              for verb, c in counts.items()},
-                                           "commands": [ok_total, issued_total]}})
+        self.logger.info(
+            "disconnect from %s %s",
+            _client(host, ip),
+            " ".join(parts),
+            extra={
+                "fields": {
+                    "event": "disconnect",
+                    "client_name": host or "unknown",
+                    "client_ip": ip,
+                    **{verb: list(c) if isinstance(c, tuple) else c for verb, c in counts.items()},
+                    "commands": [ok_total, issued_total],
+                }
+            },
+        )

@@ -35,12 +35,13 @@ Contract:
     prometheus_client's own servers are thread- or ASGI-based; this keeps
     the endpoint on pigeon's event loop with no extra dependency.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -64,21 +65,25 @@ _WRITE_TIMEOUT = 30.0
 class _LiveCollector:
     """Values read at scrape time: queue size by state, live sessions."""
 
-    def __init__(self, counts: Callable[[], dict[str, int]] | None,
-                 server_stats: Callable[[], dict] | None,
-                 storage: Callable[[], dict] | None = None) -> None:
+    def __init__(
+        self,
+        counts: Callable[[], dict[str, int]] | None,
+        server_stats: Callable[[], dict] | None,
+        storage: Callable[[], dict] | None = None,
+    ) -> None:
         self.counts = counts
         self.server_stats = server_stats
         self.storage = storage
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         if self.counts is not None:
-            queue = GaugeMetricFamily("pigeon_queue_messages",
-                                      "Messages in the queue, by state", labels=["state"])
+            queue = GaugeMetricFamily(
+                "pigeon_queue_messages", "Messages in the queue, by state", labels=["state"]
+            )
             try:
                 for state, n in sorted(self.counts().items()):
                     queue.add_metric([state], n)
-            except Exception:           # a scrape must not fail because the store is busy
+            except Exception:  # a scrape must not fail because the store is busy
                 log.warning("metrics: queue counts unavailable", exc_info=True)
             yield queue
         if self.server_stats is not None:
@@ -87,8 +92,11 @@ class _LiveCollector:
             except Exception:
                 stats = {}
             if "sessions" in stats:
-                yield GaugeMetricFamily("pigeon_smtp_sessions_active",
-                                        "SMTP sessions in progress", value=stats["sessions"])
+                yield GaugeMetricFamily(
+                    "pigeon_smtp_sessions_active",
+                    "SMTP sessions in progress",
+                    value=stats["sessions"],
+                )
         if self.storage is not None:
             try:
                 storage = self.storage()
@@ -100,10 +108,12 @@ class _LiveCollector:
 
 def _storage_families(storage: dict) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
     """The storage metrics (module contract) from `storage_status()`."""
-    degraded = GaugeMetricFamily("pigeon_storage_degraded",
-                                 "1 while writes to this storage area fail", labels=["area"])
-    episodes = CounterMetricFamily("pigeon_storage_fault_episodes",
-                                   "Storage fault episodes since start", labels=["area"])
+    degraded = GaugeMetricFamily(
+        "pigeon_storage_degraded", "1 while writes to this storage area fail", labels=["area"]
+    )
+    episodes = CounterMetricFamily(
+        "pigeon_storage_fault_episodes", "Storage fault episodes since start", labels=["area"]
+    )
     for area in ("queue", "mailbox"):
         health = storage.get(area) or {}
         if health:
@@ -113,59 +123,93 @@ def _storage_families(storage: dict) -> Iterable[GaugeMetricFamily | CounterMetr
     yield episodes
     space = storage.get("space") or {}
     if space.get("free") is not None:
-        yield GaugeMetricFamily("pigeon_queue_free_bytes",
-                                "Free space in the queue file system", value=space["free"])
+        yield GaugeMetricFamily(
+            "pigeon_queue_free_bytes", "Free space in the queue file system", value=space["free"]
+        )
     if "reserve" in space:
-        yield GaugeMetricFamily("pigeon_queue_reserve_bytes",
-                                "Free space below which new mail is refused (queue.min_free)",
-                                value=space["reserve"])
-        yield GaugeMetricFamily("pigeon_queue_below_reserve",
-                                "1 while new mail is refused for lack of space",
-                                value=1 if space.get("low") else 0)
+        yield GaugeMetricFamily(
+            "pigeon_queue_reserve_bytes",
+            "Free space below which new mail is refused (queue.min_free)",
+            value=space["reserve"],
+        )
+        yield GaugeMetricFamily(
+            "pigeon_queue_below_reserve",
+            "1 while new mail is refused for lack of space",
+            value=1 if space.get("low") else 0,
+        )
     if "unsaved" in storage:
-        yield GaugeMetricFamily("pigeon_queue_unsaved_entries",
-                                "Delivery results kept in memory until the store takes writes",
-                                value=storage["unsaved"])
+        yield GaugeMetricFamily(
+            "pigeon_queue_unsaved_entries",
+            "Delivery results kept in memory until the store takes writes",
+            value=storage["unsaved"],
+        )
 
 
 class Metrics:
     """pigeon's metrics in a private registry; see the module contract for the hooks."""
 
-    def __init__(self, *, queue_counts: Callable[[], dict[str, int]] | None = None,
-                 server_stats: Callable[[], dict] | None = None,
-                 storage: Callable[[], dict] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        queue_counts: Callable[[], dict[str, int]] | None = None,
+        server_stats: Callable[[], dict] | None = None,
+        storage: Callable[[], dict] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
-        self._connections = Counter("pigeon_smtp_connections", "SMTP connections accepted",
-                                    ["role"], registry=r)
-        self._refused = Counter("pigeon_smtp_connections_refused",
-                                "SMTP connections refused at connect (limits, draining)",
-                                registry=r)
-        self._sessions = Counter("pigeon_smtp_sessions", "SMTP sessions ended, by outcome",
-                                 ["outcome"], registry=r)
+        self._connections = Counter(
+            "pigeon_smtp_connections", "SMTP connections accepted", ["role"], registry=r
+        )
+        self._refused = Counter(
+            "pigeon_smtp_connections_refused",
+            "SMTP connections refused at connect (limits, draining)",
+            registry=r,
+        )
+        self._sessions = Counter(
+            "pigeon_smtp_sessions", "SMTP sessions ended, by outcome", ["outcome"], registry=r
+        )
         self._accepted = Counter("pigeon_messages_accepted", "Messages queued", registry=r)
-        self._rejected = Counter("pigeon_smtp_rejections",
-                                 "Commands refused with a 4xx/5xx reply, by reply code",
-                                 ["code"], registry=r)
-        self._recipients = Counter("pigeon_recipients",
-                                   "Recipient delivery results, by outcome and destination class",
-                                   ["outcome", "destination"], registry=r)
-        self._latency = Histogram("pigeon_delivery_latency_seconds",
-                                  "Time from arrival to successful delivery, per recipient",
-                                  buckets=LATENCY_BUCKETS, registry=r)
-        self._size = Histogram("pigeon_message_size_bytes", "Size of queued messages",
-                               buckets=SIZE_BUCKETS, registry=r)
-        self._tls = Counter("pigeon_tls_sessions", "TLS handshakes completed, by protocol version",
-                            ["version"], registry=r)
-        start = Gauge("pigeon_start_time_seconds", "When this pigeon process started (Unix time)",
-                      registry=r)
+        self._rejected = Counter(
+            "pigeon_smtp_rejections",
+            "Commands refused with a 4xx/5xx reply, by reply code",
+            ["code"],
+            registry=r,
+        )
+        self._recipients = Counter(
+            "pigeon_recipients",
+            "Recipient delivery results, by outcome and destination class",
+            ["outcome", "destination"],
+            registry=r,
+        )
+        self._latency = Histogram(
+            "pigeon_delivery_latency_seconds",
+            "Time from arrival to successful delivery, per recipient",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self._size = Histogram(
+            "pigeon_message_size_bytes", "Size of queued messages", buckets=SIZE_BUCKETS, registry=r
+        )
+        self._tls = Counter(
+            "pigeon_tls_sessions",
+            "TLS handshakes completed, by protocol version",
+            ["version"],
+            registry=r,
+        )
+        start = Gauge(
+            "pigeon_start_time_seconds", "When this pigeon process started (Unix time)", registry=r
+        )
         start.set(clock())
         self._live = _LiveCollector(queue_counts, server_stats, storage)
         r.register(self._live)
 
-    def bind(self, *, queue_counts: Callable[[], dict[str, int]] | None = None,
-             server_stats: Callable[[], dict] | None = None,
-             storage: Callable[[], dict] | None = None) -> None:
+    def bind(
+        self,
+        *,
+        queue_counts: Callable[[], dict[str, int]] | None = None,
+        server_stats: Callable[[], dict] | None = None,
+        storage: Callable[[], dict] | None = None,
+    ) -> None:
         """Set the scrape-time sources later (they may be built after the Metrics)."""
         if queue_counts is not None:
             self._live.counts = queue_counts
@@ -208,10 +252,16 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-def _response(status: str, body: bytes, content_type: str = "text/plain; charset=utf-8",
-              head_only: bool = False) -> bytes:
-    head = (f"HTTP/1.0 {status}\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+def _response(
+    status: str,
+    body: bytes,
+    content_type: str = "text/plain; charset=utf-8",
+    head_only: bool = False,
+) -> bytes:
+    head = (
+        f"HTTP/1.0 {status}\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
     return head if head_only else head + body
 
 
@@ -244,7 +294,7 @@ class MetricsServer:
         try:
             try:
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), _HEAD_TIMEOUT)
-            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError):
+            except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
                 return
             if len(head) > _MAX_HEAD:
                 writer.write(_response("431 Request Header Fields Too Large", b""))
@@ -258,16 +308,19 @@ class MetricsServer:
                 body = await asyncio.to_thread(self.metrics.render)
                 writer.write(_response("200 OK", body, CONTENT_TYPE_LATEST, method == "HEAD"))
             elif path == "/":
-                writer.write(_response("200 OK", b"pigeon: metrics at /metrics\n",
-                                       head_only=method == "HEAD"))
+                writer.write(
+                    _response(
+                        "200 OK", b"pigeon: metrics at /metrics\n", head_only=method == "HEAD"
+                    )
+                )
             else:
                 writer.write(_response("404 Not Found", b"not found\n"))
             await asyncio.wait_for(writer.drain(), _WRITE_TIMEOUT)
-        except (ConnectionError, asyncio.TimeoutError):
+        except (TimeoutError, ConnectionError):
             writer.transport.abort()
         finally:
             writer.close()
             try:
                 await asyncio.wait_for(writer.wait_closed(), _WRITE_TIMEOUT)
-            except (ConnectionError, asyncio.TimeoutError):
+            except (TimeoutError, ConnectionError):
                 writer.transport.abort()

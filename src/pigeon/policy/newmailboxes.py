@@ -23,6 +23,7 @@ Contract:
   * Pure: time is an argument; no I/O. Limits are per process, like the
     other [limits] (worker processes count separately).
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -59,7 +60,7 @@ class NewMailboxLimiter:
     def __init__(self, max_entries: int = 10_000) -> None:
         self.max_entries = max_entries
         self._counts: OrderedDict[str, tuple[float, int]] = OrderedDict()
-        self._counted: OrderedDict[str, float] = OrderedDict()     # mailbox -> when counted
+        self._counted: OrderedDict[str, float] = OrderedDict()  # mailbox -> when counted
 
     def allow(self, client_ip: str, mailbox: str, now: float, limit: int) -> bool:
         if limit <= 0:

@@ -48,11 +48,13 @@ Contract:
     for list-less domains). Decisions are pinned by golden files in
     tests/unit/policy/golden/.
 """
+
 from __future__ import annotations
 
 import os
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from pigeon.config.schema import Config
 from pigeon.policy.newmailboxes import NewMailboxLimiter, client_address
@@ -66,10 +68,15 @@ T = TypeVar("T")
 class RecipientPolicy:
     """Recipient and sender checks for one configuration."""
 
-    def __init__(self, config: Config, router: Router, *,
-                 new_mailboxes: NewMailboxLimiter | None = None,
-                 clock: Callable[[], float] = time.monotonic,
-                 maildir_exists: Callable[[str], bool] = os.path.isdir) -> None:
+    def __init__(
+        self,
+        config: Config,
+        router: Router,
+        *,
+        new_mailboxes: NewMailboxLimiter | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        maildir_exists: Callable[[str], bool] = os.path.isdir,
+    ) -> None:
         self._config = config
         self._router = router
         #: Shared across reloads (pigeon.reload passes the old one on).
@@ -77,17 +84,26 @@ class RecipientPolicy:
         self._clock = clock
         self._maildir_exists = maildir_exists
 
-    def check_sender(self, address: Address | None, client_ip: str, *,
-                     authenticated: bool = False) -> R.Reply | None:
+    def check_sender(
+        self, address: Address | None, client_ip: str, *, authenticated: bool = False
+    ) -> R.Reply | None:
         """None to accept (None is the null reverse-path <>). See module doc."""
-        if address is None or not address.domain or not self._router.is_local_domain(address.domain):
+        if (
+            address is None
+            or not address.domain
+            or not self._router.is_local_domain(address.domain)
+        ):
             return None
         routes = self._router.resolve(str(address), expand_aliases=False)
-        return None if self._new_mailboxes_allowed(routes, client_ip, authenticated) \
+        return (
+            None
+            if self._new_mailboxes_allowed(routes, client_ip, authenticated)
             else R.TOO_MANY_NEW_MAILBOXES
+        )
 
-    def check_recipient(self, address: Address, client_ip: str, *,
-                        authenticated: bool = False) -> R.Reply | None:
+    def check_recipient(
+        self, address: Address, client_ip: str, *, authenticated: bool = False
+    ) -> R.Reply | None:
         """None to accept, else the reply to send (see the module contract)."""
         if not address.domain:
             # The grammar only lets "<postmaster>" through without a domain.
@@ -106,26 +122,31 @@ class RecipientPolicy:
                 routes = router.resolve(canonical, expand_aliases=False)
             else:
                 routes = router.resolve(canonical)
-                if not any(r.kind == "remote" or router.mailbox_exists(r.address)
-                           for r in routes):
+                if not any(r.kind == "remote" or router.mailbox_exists(r.address) for r in routes):
                     return R.UNKNOWN_USER
             if not self._new_mailboxes_allowed(routes, client_ip, authenticated):
                 return R.TOO_MANY_NEW_MAILBOXES
             return None
         return None if authenticated or self.client_may_relay(client_ip) else R.RELAY_DENIED
 
-    def _new_mailboxes_allowed(self, routes: list[Route], client_ip: str,
-                               authenticated: bool) -> bool:
+    def _new_mailboxes_allowed(
+        self, routes: list[Route], client_ip: str, authenticated: bool
+    ) -> bool:
         """False when a Maildir these routes would create is one too many for
         the client (module contract); trusted clients are not counted."""
         limit = self._config.limits.new_mailboxes_per_hour
-        new = [str(r.target) for r in routes if r.kind == "local"
-               and not self._router.has_mailbox_list(r.address.rpartition("@")[2])]
+        new = [
+            str(r.target)
+            for r in routes
+            if r.kind == "local" and not self._router.has_mailbox_list(r.address.rpartition("@")[2])
+        ]
         if limit <= 0 or not new or authenticated or self.client_may_relay(client_ip):
             return True
-        return all(self._maildir_exists(path)
-                   or self.new_mailboxes.allow(client_ip, path, self._clock(), limit)
-                   for path in new)
+        return all(
+            self._maildir_exists(path)
+            or self.new_mailboxes.allow(client_ip, path, self._clock(), limit)
+            for path in new
+        )
 
     def merge_recipients(self, recipients: list[tuple[Address, T]]) -> list[tuple[Address, T]]:
         """`recipients` without repeats (module contract): first one kept."""
@@ -141,5 +162,6 @@ class RecipientPolicy:
     def client_may_relay(self, client_ip: str) -> bool:
         """True if `client_ip` is inside one of `config.relay_networks`."""
         ip = client_address(client_ip)
-        return ip is not None and any(ip.version == net.version and ip in net
-                                      for net in self._config.relay_networks)
+        return ip is not None and any(
+            ip.version == net.version and ip in net for net in self._config.relay_networks
+        )

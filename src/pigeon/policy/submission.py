@@ -24,6 +24,7 @@ Contract:
     a client would show for it is not the account's address.
   * Pure: no I/O. The SMTP driver reads the spool's header section and asks.
 """
+
 from __future__ import annotations
 
 import email.errors
@@ -42,7 +43,7 @@ _ADDRESS_LIKE = re.compile(r"[^\s<>()\[\],;:\"@]+@[^\s<>()\[\],;:\"@]+")
 
 def header_section(head: bytes) -> bytes:
     end = head.find(b"\r\n\r\n")
-    return head if end == -1 else head[:end + 2]
+    return head if end == -1 else head[: end + 2]
 
 
 def _unfolded_fields(section: bytes) -> list[str]:
@@ -61,7 +62,7 @@ def from_fields(head: bytes) -> list[str]:
     for field in _unfolded_fields(header_section(head)):
         match = _FROM_NAME.match(field)
         if match:
-            values.append(field[match.end():].strip())
+            values.append(field[match.end() :].strip())
     return values
 
 
@@ -86,7 +87,7 @@ def _field_addresses(value: str) -> set[str]:
     found = {addr for _, addr in email.utils.getaddresses([value]) if "@" in addr}
     found.update(_ADDRESS_LIKE.findall(value))
     found.update(_ADDRESS_LIKE.findall(_decoded(value)))
-    return {addr.rstrip(".").lower() for addr in found}   # "... alice@x.test." in prose
+    return {addr.rstrip(".").lower() for addr in found}  # "... alice@x.test." in prose
 
 
 def from_addresses(head: bytes) -> list[str]:

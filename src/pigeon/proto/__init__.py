@@ -13,22 +13,66 @@ Modules, from the bottom up:
     secure      STARTTLS and AUTH handlers of the session (SASL from pigeon.auth.sasl)
     server      ServerSession + SessionConfig
 """
+
 from pigeon.proto.address import Address, NonAsciiAddressError, PathError, parse_path, split_path
 from pigeon.proto.events import (
-    NEED_DATA, AuthKeysRequested, AuthRequested, ConnectionClosing, DataAborted, DataFinished,
-    DataReceived, DataStarted, Event, HeloReceived, MailRequested, RcptRequested,
-    StartTlsRequested, TlsInfo, TransactionReset)
+    NEED_DATA,
+    AuthKeysRequested,
+    AuthRequested,
+    ConnectionClosing,
+    DataAborted,
+    DataFinished,
+    DataReceived,
+    DataStarted,
+    Event,
+    HeloReceived,
+    MailRequested,
+    RcptRequested,
+    StartTlsRequested,
+    TlsInfo,
+    TransactionReset,
+)
 from pigeon.proto.params import (
-    MailParams, ParamError, RcptParams, parse_mail_params, parse_rcpt_params, xtext_decode,
-    xtext_encode)
+    MailParams,
+    ParamError,
+    RcptParams,
+    parse_mail_params,
+    parse_rcpt_params,
+    xtext_decode,
+    xtext_encode,
+)
 from pigeon.proto.reply import Reply
 from pigeon.proto.server import ServerSession, SessionConfig
 
 __all__ = [
-    "Address", "NonAsciiAddressError", "PathError", "parse_path", "split_path",
-    "NEED_DATA", "ConnectionClosing", "DataAborted", "DataFinished", "DataReceived",
-    "DataStarted", "Event", "HeloReceived", "MailRequested", "RcptRequested", "TransactionReset",
-    "AuthKeysRequested", "AuthRequested", "StartTlsRequested", "TlsInfo",
-    "MailParams", "ParamError", "RcptParams", "parse_mail_params", "parse_rcpt_params",
-    "xtext_decode", "xtext_encode", "Reply", "ServerSession", "SessionConfig",
+    "Address",
+    "NonAsciiAddressError",
+    "PathError",
+    "parse_path",
+    "split_path",
+    "NEED_DATA",
+    "ConnectionClosing",
+    "DataAborted",
+    "DataFinished",
+    "DataReceived",
+    "DataStarted",
+    "Event",
+    "HeloReceived",
+    "MailRequested",
+    "RcptRequested",
+    "TransactionReset",
+    "AuthKeysRequested",
+    "AuthRequested",
+    "StartTlsRequested",
+    "TlsInfo",
+    "MailParams",
+    "ParamError",
+    "RcptParams",
+    "parse_mail_params",
+    "parse_rcpt_params",
+    "xtext_decode",
+    "xtext_encode",
+    "Reply",
+    "ServerSession",
+    "SessionConfig",
 ]

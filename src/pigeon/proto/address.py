@@ -22,15 +22,16 @@ be ignored, Appendix C).
 Length limits (RFC 5321 §4.5.3.1): local part 64 octets, domain 255 octets,
 whole path 256 octets, all counted on the wire form (UTF-8).
 """
+
 from __future__ import annotations
 
 import ipaddress
 import re
 from dataclasses import dataclass
 
-MAX_LOCAL = 64      # RFC 5321 §4.5.3.1.1
-MAX_DOMAIN = 255    # RFC 5321 §4.5.3.1.2
-MAX_PATH = 256      # RFC 5321 §4.5.3.1.3
+MAX_LOCAL = 64  # RFC 5321 §4.5.3.1.1
+MAX_DOMAIN = 255  # RFC 5321 §4.5.3.1.2
+MAX_PATH = 256  # RFC 5321 §4.5.3.1.3
 
 # atext (RFC 5322 §3.2.3) as RFC 5321 uses it; RFC 6531 §3.3 adds UTF8-non-ascii.
 _ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~\-"
@@ -92,7 +93,7 @@ def split_path(arg: str) -> tuple[str, str]:
         m = _BRACKETED.match(arg)
         if m is None:
             raise PathError("unterminated <path>")
-        path, rest = arg[: m.end()], arg[m.end():]
+        path, rest = arg[: m.end()], arg[m.end() :]
     else:
         path, _, rest = arg.partition(" ")
         rest = " " + rest if rest else ""
@@ -141,7 +142,7 @@ def _parse_mailbox(text: str, smtputf8: bool) -> Address:
             raise PathError("bad quoted local part")
         raw_local = m.group(0)
         local = _UNESCAPE.sub(r"\1", m.group(1))
-        rest = text[m.end():]
+        rest = text[m.end() :]
     else:
         raw_local, at, _ = text.partition("@")
         if not at:
@@ -149,7 +150,7 @@ def _parse_mailbox(text: str, smtputf8: bool) -> Address:
         if not (_DOT_STRING_UTF8 if smtputf8 else _DOT_STRING_ASCII).fullmatch(raw_local):
             raise PathError("bad local part")
         local = raw_local
-        rest = text[len(raw_local):]
+        rest = text[len(raw_local) :]
     if not rest.startswith("@"):
         raise PathError("no @ after local part")
     if len(raw_local.encode("utf-8")) > MAX_LOCAL:

@@ -55,6 +55,7 @@ Contract:
     transaction, never as an exception: a message we cannot write fails
     by itself and says nothing about the peer.
 """
+
 from __future__ import annotations
 
 import base64
@@ -69,9 +70,22 @@ from pigeon.proto.client_reply import Extensions, MalformedReply, ReplyParser
 from pigeon.proto.params import RcptParams, xtext_encode
 from pigeon.proto.reply import Reply, reply
 
-__all__ = ["ClientSession", "ClientConfig", "Phase", "Transaction", "RecipientReply", "Ready",
-           "TlsReady", "TlsRefused", "ContentWanted", "TransactionDone", "ResetDone", "Closed",
-           "ClientEvent", "Extensions"]
+__all__ = [
+    "ClientSession",
+    "ClientConfig",
+    "Phase",
+    "Transaction",
+    "RecipientReply",
+    "Ready",
+    "TlsReady",
+    "TlsRefused",
+    "ContentWanted",
+    "TransactionDone",
+    "ResetDone",
+    "Closed",
+    "ClientEvent",
+    "Extensions",
+]
 
 
 class Phase(str, enum.Enum):
@@ -94,22 +108,22 @@ class Phase(str, enum.Enum):
 class Transaction:
     """One message to one set of recipients, as the client will send it."""
 
-    sender: str                                   # "" = null reverse-path
+    sender: str  # "" = null reverse-path
     recipients: tuple[str, ...]
-    rcpt_params: tuple[RcptParams, ...] = ()      # aligned with recipients, or empty
-    size: int = 0                                 # octets of the content to send
-    eight_bit: bool = False                       # content holds octets > 127
-    smtputf8: bool = False                        # needs SMTPUTF8 (RFC 6531)
-    ret: str | None = None                        # DSN RET=FULL|HDRS (RFC 3461 §4.3)
-    envid: str | None = None                      # DSN ENVID, decoded (RFC 3461 §4.4)
+    rcpt_params: tuple[RcptParams, ...] = ()  # aligned with recipients, or empty
+    size: int = 0  # octets of the content to send
+    eight_bit: bool = False  # content holds octets > 127
+    smtputf8: bool = False  # needs SMTPUTF8 (RFC 6531)
+    ret: str | None = None  # DSN RET=FULL|HDRS (RFC 3461 §4.3)
+    envid: str | None = None  # DSN ENVID, decoded (RFC 3461 §4.4)
 
 
 @dataclass(frozen=True, slots=True)
 class RecipientReply:
     address: str
     reply: Reply
-    stage: str              # "mail" | "rcpt" | "data"
-    local: bool = False     # made up by us, not sent by the peer
+    stage: str  # "mail" | "rcpt" | "data"
+    local: bool = False  # made up by us, not sent by the peer
 
 
 class ClientEvent:
@@ -119,8 +133,8 @@ class ClientEvent:
 @dataclass(frozen=True, slots=True)
 class Ready(ClientEvent):
     extensions: Extensions
-    esmtp: bool             # False after a HELO fallback
-    tls: bool               # the transport is TLS (after STARTTLS)
+    esmtp: bool  # False after a HELO fallback
+    tls: bool  # the transport is TLS (after STARTTLS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +151,7 @@ class AuthDone(ClientEvent):
 
 @dataclass(frozen=True, slots=True)
 class TlsRefused(ClientEvent):
-    reply: Reply            # the session stays usable in plaintext
+    reply: Reply  # the session stays usable in plaintext
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,17 +172,29 @@ class ResetDone(ClientEvent):
 
 @dataclass(frozen=True, slots=True)
 class Closed(ClientEvent):
-    reply: Reply | None     # why; None after a clean QUIT
+    reply: Reply | None  # why; None after a clean QUIT
     phase: Phase = Phase.CLOSED
     local: bool = False
 
 
 # Expectation kinds (what the next reply answers).
-_GREETING, _EHLO, _HELO, _STARTTLS, _MAIL, _RCPT, _DATA, _DOT, _BDAT, _RSET, _QUIT, _AUTH = range(12)
-_PHASE_OF = {_GREETING: Phase.GREETING, _EHLO: Phase.HELO, _HELO: Phase.HELO,
-             _STARTTLS: Phase.STARTTLS, _MAIL: Phase.MAIL, _RCPT: Phase.RCPT,
-             _DATA: Phase.DATA_INIT, _DOT: Phase.DATA_DONE, _BDAT: Phase.DATA_DONE,
-             _RSET: Phase.RSET, _QUIT: Phase.QUIT, _AUTH: Phase.AUTH}
+_GREETING, _EHLO, _HELO, _STARTTLS, _MAIL, _RCPT, _DATA, _DOT, _BDAT, _RSET, _QUIT, _AUTH = range(
+    12
+)
+_PHASE_OF = {
+    _GREETING: Phase.GREETING,
+    _EHLO: Phase.HELO,
+    _HELO: Phase.HELO,
+    _STARTTLS: Phase.STARTTLS,
+    _MAIL: Phase.MAIL,
+    _RCPT: Phase.RCPT,
+    _DATA: Phase.DATA_INIT,
+    _DOT: Phase.DATA_DONE,
+    _BDAT: Phase.DATA_DONE,
+    _RSET: Phase.RSET,
+    _QUIT: Phase.QUIT,
+    _AUTH: Phase.AUTH,
+}
 _STAGE_OF = {Phase.MAIL: "mail", Phase.RCPT: "rcpt"}
 
 
@@ -184,10 +210,10 @@ class _Tx:
     mail_ok: bool = False
     rcpt_seen: int = 0
     accepted: list[int] = field(default_factory=list)
-    sendable: list[int] = field(default_factory=list)   # recipients whose RCPT goes out
-    data_sent: bool = False          # DATA command (or first BDAT) is out
-    content: str | None = None       # None | "data" | "bdat": content being sent
-    content_done: bool = False       # last piece sent
+    sendable: list[int] = field(default_factory=list)  # recipients whose RCPT goes out
+    data_sent: bool = False  # DATA command (or first BDAT) is out
+    content: str | None = None  # None | "data" | "bdat": content being sent
+    content_done: bool = False  # last piece sent
     dot_seen: int = 0
     chunk_error: Reply | None = None
 
@@ -195,8 +221,13 @@ class _Tx:
 class ClientSession:
     """One client conversation; see the module docstring for the contract."""
 
-    def __init__(self, config: ClientConfig | None = None, *, lmtp: bool = False,
-                 helo_name: str | None = None) -> None:
+    def __init__(
+        self,
+        config: ClientConfig | None = None,
+        *,
+        lmtp: bool = False,
+        helo_name: str | None = None,
+    ) -> None:
         self.config = config or ClientConfig()
         self.lmtp = lmtp
         self.helo_name = helo_name or self.config.helo_name or "localhost"
@@ -210,7 +241,7 @@ class ClientSession:
         self._ready = False
         self._await_tls = False
         self._closed = False
-        self._dirty = False              # server may hold transaction state: RSET first
+        self._dirty = False  # server may hold transaction state: RSET first
         self._tx: _Tx | None = None
         self._stuffer: DotStuffer | None = None
 
@@ -251,12 +282,19 @@ class ClientSession:
     def timeout(self) -> float | None:
         """Seconds the driver may wait in the current phase (None: not waiting)."""
         c = self.config
-        return {Phase.GREETING: c.greeting_timeout, Phase.HELO: c.helo_timeout,
-                Phase.STARTTLS: c.starttls_timeout, Phase.AUTH: c.helo_timeout,
-                Phase.MAIL: c.mail_timeout,
-                Phase.RCPT: c.rcpt_timeout, Phase.DATA_INIT: c.data_init_timeout,
-                Phase.DATA_BLOCK: c.data_block_timeout, Phase.DATA_DONE: c.data_done_timeout,
-                Phase.RSET: c.rset_timeout, Phase.QUIT: c.quit_timeout}.get(self.phase)
+        return {
+            Phase.GREETING: c.greeting_timeout,
+            Phase.HELO: c.helo_timeout,
+            Phase.STARTTLS: c.starttls_timeout,
+            Phase.AUTH: c.helo_timeout,
+            Phase.MAIL: c.mail_timeout,
+            Phase.RCPT: c.rcpt_timeout,
+            Phase.DATA_INIT: c.data_init_timeout,
+            Phase.DATA_BLOCK: c.data_block_timeout,
+            Phase.DATA_DONE: c.data_done_timeout,
+            Phase.RSET: c.rset_timeout,
+            Phase.QUIT: c.quit_timeout,
+        }.get(self.phase)
 
     def data_to_send(self) -> bytes:
         out = bytes(self._out)
@@ -275,13 +313,13 @@ class ClientSession:
             self._fail(_local(421, "4.5.0", f"malformed reply from peer: {exc}"), local=True)
             return
         for r in replies:
-            if self._closed or self._await_tls:     # Rule 5: nothing may follow the 220
+            if self._closed or self._await_tls:  # Rule 5: nothing may follow the 220
                 return
             if not self._expect:
                 self._fail(_local(421, "4.5.0", f"unexpected reply from peer: {r}"), local=True)
                 return
             kind, arg = self._expect.popleft()
-            if r.code == 421 and kind != _QUIT:    # RFC 5321 §3.8: service closing
+            if r.code == 421 and kind != _QUIT:  # RFC 5321 §3.8: service closing
                 self._fail(r, phase=_PHASE_OF[kind])
                 return
             self._on_reply(kind, arg, r)
@@ -292,8 +330,9 @@ class ClientSession:
         if self._expect and self._expect[0][0] == _QUIT or self.phase is Phase.READY:
             self._close(None)
             return
-        self._fail(_local(421, "4.4.2", f"lost connection with peer while {self.phase.value}"),
-                   local=True)
+        self._fail(
+            _local(421, "4.4.2", f"lost connection with peer while {self.phase.value}"), local=True
+        )
 
     def on_timeout(self) -> None:
         if self._closed:
@@ -301,8 +340,9 @@ class ClientSession:
         if self._expect and self._expect[0][0] == _QUIT:
             self._close(None)
             return
-        self._fail(_local(421, "4.4.2", f"conversation timed out while {self.phase.value}"),
-                   local=True)
+        self._fail(
+            _local(421, "4.4.2", f"conversation timed out while {self.phase.value}"), local=True
+        )
 
     def starttls(self) -> None:
         self._need_ready("starttls")
@@ -314,7 +354,7 @@ class ClientSession:
             raise RuntimeError("tls_established() without TlsReady")
         self._await_tls = False
         self.tls = True
-        self._parser = ReplyParser()         # Rule 5: drop plaintext leftovers
+        self._parser = ReplyParser()  # Rule 5: drop plaintext leftovers
         self.extensions = Extensions()
         self._send_ehlo()
 
@@ -350,7 +390,7 @@ class ClientSession:
             raise ValueError("rcpt_params must be aligned with recipients")
         t = _Tx(tx, [None] * len(tx.recipients))
         for i, address in enumerate(tx.recipients):
-            if wire_path(address) is None:       # Rule 6
+            if wire_path(address) is None:  # Rule 6
                 t.final[i] = RecipientReply(address, BAD_RECIPIENT_ADDRESS, "rcpt", True)
             else:
                 t.sendable.append(i)
@@ -358,9 +398,14 @@ class ClientSession:
         if refusal is None and wire_path(tx.sender) is None:
             refusal = BAD_SENDER_ADDRESS
         if refusal is not None or not t.sendable:
-            self._events.append(TransactionDone(tuple(
-                t.final[i] or RecipientReply(a, refusal, "mail", True)
-                for i, a in enumerate(tx.recipients))))
+            self._events.append(
+                TransactionDone(
+                    tuple(
+                        t.final[i] or RecipientReply(a, refusal, "mail", True)
+                        for i, a in enumerate(tx.recipients)
+                    )
+                )
+            )
             return
         mail = self._mail_command(tx)
         rcpts = [self._rcpt_command(tx, i) for i in t.sendable]
@@ -390,7 +435,7 @@ class ClientSession:
                 for i in range(len(t.accepted) if self.lmtp else 1):
                     self._expect.append((_DOT, i))
         else:
-            if t.chunk_error is not None:     # a chunk failed: stop, RSET after the replies
+            if t.chunk_error is not None:  # a chunk failed: stop, RSET after the replies
                 t.content_done = True
                 self._after_chunk()
                 return
@@ -404,7 +449,7 @@ class ClientSession:
 
     def _on_reply(self, kind: int, arg: int, r: Reply) -> None:
         if kind == _GREETING:
-            if r.code // 100 != 2:       # RFC 5321 §3.1: 554 = no service here
+            if r.code // 100 != 2:  # RFC 5321 §3.1: 554 = no service here
                 self._fail(r, quit=True, phase=Phase.GREETING)
             else:
                 self._send_ehlo()
@@ -418,14 +463,14 @@ class ClientSession:
                 self._ready = True
                 self._events.append(TlsRefused(r))
         elif kind == _RSET:
-            if arg == 1:                    # explicit reset(): a liveness check
+            if arg == 1:  # explicit reset(): a liveness check
                 if r.positive:
                     self._ready = True
                     self._events.append(ResetDone(r))
                 else:
                     self._fail(r, quit=True, phase=Phase.RSET)
             elif self._tx is not None and self._tx.mail_reply is not None:
-                self._finish()              # the RSET that ends a failed transaction
+                self._finish()  # the RSET that ends a failed transaction
         elif kind == _MAIL:
             self._on_mail(r)
         elif kind == _RCPT:
@@ -439,18 +484,21 @@ class ClientSession:
         elif kind == _QUIT:
             self._close(None)
         elif kind == _AUTH:
-            self._ready = True             # a refusal leaves the session usable (QUIT)
+            self._ready = True  # a refusal leaves the session usable (QUIT)
             self._events.append(AuthDone(r))
 
     def _on_helo(self, kind: int, r: Reply) -> None:
         if r.positive:
             self.esmtp = kind == _EHLO
-            self.extensions = (Extensions.parse(r) if self.esmtp
-                               else Extensions(r.lines[0].split()[0] if r.lines[0].split() else ""))
+            self.extensions = (
+                Extensions.parse(r)
+                if self.esmtp
+                else Extensions(r.lines[0].split()[0] if r.lines[0].split() else "")
+            )
             self._ready = True
             self._events.append(Ready(self.extensions, self.esmtp, self.tls))
         elif kind == _EHLO and r.permanent and not self.lmtp and not self.tls:
-            self._send(f"HELO {self.helo_name}\r\n".encode("ascii"), _HELO)   # RFC 5321 §4.1.4
+            self._send(f"HELO {self.helo_name}\r\n".encode("ascii"), _HELO)  # RFC 5321 §4.1.4
         else:
             self._fail(r, quit=True, phase=Phase.HELO)
 
@@ -494,8 +542,8 @@ class ClientSession:
             return
         if not t.accepted:
             if t.data_sent:
-                return                      # pipelined DATA is coming back refused
-            self._send(b"RSET\r\n", _RSET, 0)   # nobody to send to: end the transaction
+                return  # pipelined DATA is coming back refused
+            self._send(b"RSET\r\n", _RSET, 0)  # nobody to send to: end the transaction
             return
         if self._chunking:
             t.data_sent = True
@@ -528,7 +576,7 @@ class ClientSession:
     def _on_dot(self, n: int, r: Reply) -> None:
         t = self._tx
         assert t is not None
-        if n == -1:                          # the empty message after a stray 354
+        if n == -1:  # the empty message after a stray 354
             self._finish()
             return
         targets = [t.accepted[n]] if self.lmtp else t.accepted
@@ -543,7 +591,7 @@ class ClientSession:
         assert t is not None
         if not r.positive and t.chunk_error is None:
             t.chunk_error = r
-            t.content_done = True           # send no more chunks
+            t.content_done = True  # send no more chunks
         if last:
             result = t.chunk_error or r
             for i in t.accepted:
@@ -586,7 +634,7 @@ class ClientSession:
         self._expect.append((kind, arg))
 
     def _send_ehlo(self) -> None:
-        verb = "LHLO" if self.lmtp else "EHLO"      # RFC 2033 §4.1
+        verb = "LHLO" if self.lmtp else "EHLO"  # RFC 2033 §4.1
         self._send(f"{verb} {self.helo_name}\r\n".encode("ascii"), _EHLO)
 
     def _refusal(self, tx: Transaction) -> Reply | None:
@@ -595,8 +643,12 @@ class ClientSession:
             return _local(554, "5.6.7", "SMTPUTF8 is required, but was not offered by the server")
         limit = ext.size_limit
         if limit is not None and tx.size > limit:
-            return _local(552, "5.3.4", f"message too big for remote: size {tx.size} exceeds "
-                                        f"the limit {limit} the server announced")
+            return _local(
+                552,
+                "5.3.4",
+                f"message too big for remote: size {tx.size} exceeds "
+                f"the limit {limit} the server announced",
+            )
         if tx.eight_bit and not ext.has("8BITMIME"):
             return _local(554, "5.6.3", "8-bit content, but the server lacks 8BITMIME")
         return None
@@ -640,21 +692,24 @@ class ClientSession:
         for i, addr in enumerate(t.tx.recipients):
             x = t.final[i]
             if x is None:
-                x = why or RecipientReply(addr, _local(451, "4.5.0", "no reply for recipient"),
-                                          "data", True)
+                x = why or RecipientReply(
+                    addr, _local(451, "4.5.0", "no reply for recipient"), "data", True
+                )
                 x = RecipientReply(addr, x.reply, x.stage, x.local)
             out.append(x)
         return tuple(out)
 
-    def _fail(self, r: Reply, *, local: bool = False, quit: bool = False,
-              phase: Phase | None = None) -> None:
+    def _fail(
+        self, r: Reply, *, local: bool = False, quit: bool = False, phase: Phase | None = None
+    ) -> None:
         phase = phase or self.phase
         t = self._tx
         if t is not None:
             self._tx = None
             stage = _STAGE_OF.get(phase, "data" if t.data_sent else "mail")
-            self._events.append(TransactionDone(
-                self._fill(t, RecipientReply("", r, stage, local)), t.mail_reply))
+            self._events.append(
+                TransactionDone(self._fill(t, RecipientReply("", r, stage, local)), t.mail_reply)
+            )
         if quit:
             self._out += b"QUIT\r\n"
         self._close(r, phase, local)
@@ -669,10 +724,14 @@ class ClientSession:
 
 
 #: Rule 6: local refusals for addresses that cannot be written.
-BAD_RECIPIENT_ADDRESS = _local(553, "5.1.3", "recipient address cannot be sent over SMTP "
-                                             "(bad destination mailbox address syntax)")
-BAD_SENDER_ADDRESS = _local(553, "5.1.7", "sender address cannot be sent over SMTP "
-                                          "(bad sender mailbox address syntax)")
+BAD_RECIPIENT_ADDRESS = _local(
+    553,
+    "5.1.3",
+    "recipient address cannot be sent over SMTP (bad destination mailbox address syntax)",
+)
+BAD_SENDER_ADDRESS = _local(
+    553, "5.1.7", "sender address cannot be sent over SMTP (bad sender mailbox address syntax)"
+)
 
 
 def wire_path(address: str) -> str | None:
@@ -689,6 +748,6 @@ def wire_path(address: str) -> str | None:
 
 def _path(address: str) -> str:
     path = wire_path(address)
-    if path is None:          # send_transaction filters these out first (Rule 6)
+    if path is None:  # send_transaction filters these out first (Rule 6)
         raise ValueError(f"address cannot go on a command line: {address!r}")
     return path

@@ -15,6 +15,7 @@ Contract:
     (smtp_helo_timeout 300s, smtp_starttls_timeout 300s, smtp_rset_timeout 20s,
     smtp_quit_timeout 300s, shortened here to 20s as nothing depends on it).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, fields

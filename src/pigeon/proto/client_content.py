@@ -13,6 +13,7 @@ Contract:
   * `bdat_chunk(piece, last)` frames one BDAT chunk (RFC 3030 §2): the
     command line followed by exactly the octets of the piece, no stuffing.
 """
+
 from __future__ import annotations
 
 _MID, _CR, _BOL = 0, 1, 2

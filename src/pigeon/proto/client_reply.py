@@ -23,6 +23,7 @@ Contract:
     first into keywords and parameters (RFC 5321 §4.1.1.1: ehlo-line =
     ehlo-keyword *( SP ehlo-param )); keywords are case-insensitive.
 """
+
 from __future__ import annotations
 
 import re
@@ -99,7 +100,7 @@ def _build(code: int, raw_lines: list[bytes]) -> Reply:
 
 def _strip_enhanced(line: str, code: str) -> str:
     if line.startswith(code):
-        return line[len(code):].lstrip(" ")
+        return line[len(code) :].lstrip(" ")
     return line
 
 
@@ -119,7 +120,7 @@ class Extensions:
     keywords: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, ehlo: Reply) -> "Extensions":
+    def parse(cls, ehlo: Reply) -> Extensions:
         first = ehlo.lines[0].split()
         words: dict[str, tuple[str, ...]] = {}
         for line in ehlo.lines[1:]:

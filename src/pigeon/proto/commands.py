@@ -14,6 +14,7 @@ Contract:
     check the per-verb syntax and raise `CommandError` with the reply too.
   * This module decides nothing about state; see `states.py`.
 """
+
 from __future__ import annotations
 
 import re
@@ -22,11 +23,28 @@ from dataclasses import dataclass
 from pigeon.proto import reply as R
 from pigeon.proto.reply import Reply
 
-KNOWN = frozenset({"EHLO", "HELO", "MAIL", "RCPT", "DATA", "BDAT", "RSET",
-                   "NOOP", "QUIT", "VRFY", "HELP", "STARTTLS", "AUTH", "ETRN"})
+KNOWN = frozenset(
+    {
+        "EHLO",
+        "HELO",
+        "MAIL",
+        "RCPT",
+        "DATA",
+        "BDAT",
+        "RSET",
+        "NOOP",
+        "QUIT",
+        "VRFY",
+        "HELP",
+        "STARTTLS",
+        "AUTH",
+        "ETRN",
+    }
+)
 # Recognised but not offered: RFC 5321 §4.2.4 says 502 for these.
-UNIMPLEMENTED = frozenset({"EXPN", "TURN", "ATRN",
-                           "SEND", "SOML", "SAML", "XCLIENT", "XFORWARD", "BURL"})
+UNIMPLEMENTED = frozenset(
+    {"EXPN", "TURN", "ATRN", "SEND", "SOML", "SAML", "XCLIENT", "XFORWARD", "BURL"}
+)
 # Verbs whose command line may carry ESMTP parameters (RFC 5321 §4.5.3.1.4),
 # and AUTH with its initial response (RFC 4954 §4).
 LONG_LINE_VERBS = (b"MAIL ", b"RCPT ", b"AUTH ")
@@ -44,8 +62,8 @@ class CommandError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    verb: str   # uppercase
-    arg: str    # the text after the verb and its separating space(s)
+    verb: str  # uppercase
+    arg: str  # the text after the verb and its separating space(s)
 
 
 def parse_command(line: bytes) -> Command:
@@ -70,7 +88,7 @@ def is_long_line_verb(prefix: bytes) -> bool:
 def _after_keyword(arg: str, keyword: str) -> str:
     if arg[: len(keyword)].upper() != keyword:
         raise CommandError(R.SYNTAX_ERROR, f"expected {keyword}")
-    return arg[len(keyword):]
+    return arg[len(keyword) :]
 
 
 def mail_argument(arg: str) -> str:

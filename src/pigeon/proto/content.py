@@ -26,6 +26,7 @@ Contract:
     current header line are kept. `header_size` is the length of the
     header section (complete lines seen so far while it has not ended).
 """
+
 from __future__ import annotations
 
 import re
@@ -33,8 +34,14 @@ import re
 from pigeon.proto import reply as R
 from pigeon.proto.reply import Reply
 
-_PRIORITY = (R.MESSAGE_TOO_BIG, R.TEXT_LINE_TOO_LONG, R.NUL_IN_DATA, R.EIGHT_BIT_UNDECLARED,
-             R.HEADER_TOO_BIG, R.MAIL_LOOP)
+_PRIORITY = (
+    R.MESSAGE_TOO_BIG,
+    R.TEXT_LINE_TOO_LONG,
+    R.NUL_IN_DATA,
+    R.EIGHT_BIT_UNDECLARED,
+    R.HEADER_TOO_BIG,
+    R.MAIL_LOOP,
+)
 _REASONS = {
     R.MESSAGE_TOO_BIG: "message over size limit",
     R.TEXT_LINE_TOO_LONG: "text line too long",
@@ -47,26 +54,46 @@ _RECEIVED_AT_LINE_START = re.compile(rb"(?:^|\n)received:", re.IGNORECASE)
 
 
 class ContentScanner:
-    __slots__ = ("max_text_line", "max_size", "hop_limit", "reject_8bit", "max_header_size",
-                 "size", "eight_bit", "received", "header_size", "_failures",
-                 "_pending_cr", "_line_len", "_in_headers", "_hdr_tail")
+    __slots__ = (
+        "max_text_line",
+        "max_size",
+        "hop_limit",
+        "reject_8bit",
+        "max_header_size",
+        "size",
+        "eight_bit",
+        "received",
+        "header_size",
+        "_failures",
+        "_pending_cr",
+        "_line_len",
+        "_in_headers",
+        "_hdr_tail",
+    )
 
-    def __init__(self, *, max_text_line: int, max_size: int, hop_limit: int,
-                 reject_8bit: bool, max_header_size: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        max_text_line: int,
+        max_size: int,
+        hop_limit: int,
+        reject_8bit: bool,
+        max_header_size: int = 0,
+    ) -> None:
         self.max_text_line = max_text_line
-        self.max_size = max_size          # 0 = unlimited
+        self.max_size = max_size  # 0 = unlimited
         self.hop_limit = hop_limit
         self.reject_8bit = reject_8bit
-        self.max_header_size = max_header_size   # 0 = unlimited
+        self.max_header_size = max_header_size  # 0 = unlimited
         self.size = 0
         self.eight_bit = False
         self.received = 0
         self.header_size = 0
         self._failures: set[Reply] = set()
-        self._pending_cr = False          # the last octet fed was CR
-        self._line_len = 0                # octets of the current line so far
+        self._pending_cr = False  # the last octet fed was CR
+        self._line_len = 0  # octets of the current line so far
         self._in_headers = True
-        self._hdr_tail = b""              # start (<= 9 octets) of the current header line
+        self._hdr_tail = b""  # start (<= 9 octets) of the current header line
 
     @property
     def failed(self) -> bool:
@@ -143,7 +170,7 @@ class ContentScanner:
         if last == -1:
             self._hdr_tail = text[:9]
             return
-        region = text[: last + 1]          # complete lines only
+        region = text[: last + 1]  # complete lines only
         if region.startswith(b"\r\n"):
             end = 0
         else:
@@ -156,12 +183,12 @@ class ContentScanner:
             # self.size already counts the whole piece: take back what follows the section.
             self.header_size = self.size - (len(text) - end)
         else:
-            self._hdr_tail = text[last + 1:][:9]
-            self.header_size = self.size - (len(text) - last - 1)   # complete lines so far
+            self._hdr_tail = text[last + 1 :][:9]
+            self.header_size = self.size - (len(text) - last - 1)  # complete lines so far
         self.received += len(_RECEIVED_AT_LINE_START.findall(region))
         if self.received > self.hop_limit:
-            self._fail(R.MAIL_LOOP)   # keep measuring the section: the outcome must not
-                                      # depend on where the pieces were split
+            self._fail(R.MAIL_LOOP)  # keep measuring the section: the outcome must not
+            # depend on where the pieces were split
         if self.max_header_size and self.header_size > self.max_header_size:
             self._fail(R.HEADER_TOO_BIG)
             self._in_headers = False  # no need to look further

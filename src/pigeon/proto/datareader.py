@@ -23,6 +23,7 @@ Contract:
     CR/LF makes the chunk fail (`bare` is set) but the remaining octets are
     still consumed; `discard=True` consumes without checking or emitting.
 """
+
 from __future__ import annotations
 
 from pigeon.proto.content import ContentScanner
@@ -92,8 +93,9 @@ class DotReader:
 class ChunkReader:
     __slots__ = ("scanner", "size", "remaining", "last", "discard", "bare")
 
-    def __init__(self, scanner: ContentScanner | None, size: int, last: bool,
-                 discard: bool) -> None:
+    def __init__(
+        self, scanner: ContentScanner | None, size: int, last: bool, discard: bool
+    ) -> None:
         self.scanner = scanner
         self.size = size
         self.remaining = size

@@ -11,6 +11,7 @@ Contract:
     protocol core while pipelined commands keep their order.
   * Events are plain frozen values; they carry no sockets, files or clocks.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -146,13 +147,14 @@ class ConnectionClosing(Event):
 
 # --- STARTTLS (RFC 3207) and AUTH (RFC 4954) ------------------------------------------
 
+
 @dataclass(frozen=True, slots=True)
 class TlsInfo:
     """What the driver learned from a completed TLS handshake (for Received: and logs)."""
 
-    version: str    # "TLSv1.3"
-    cipher: str     # "TLS_AES_256_GCM_SHA384"
-    bits: int       # secret bits of the cipher
+    version: str  # "TLSv1.3"
+    cipher: str  # "TLS_AES_256_GCM_SHA384"
+    bits: int  # secret bits of the cipher
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ Contract:
   * The caller keeps at most `max_long_line` unprocessed octets of a partial
     line per call, so memory per session stays bounded.
 """
+
 from __future__ import annotations
 
 from pigeon.proto import reply as R

@@ -17,6 +17,7 @@ Contract:
       - malformed value, duplicate keyword -> 501 5.5.4.
     Keywords are case-insensitive (RFC 5321 §2.4).
 """
+
 from __future__ import annotations
 
 import re
@@ -25,8 +26,8 @@ from typing import Any, Literal
 
 from pigeon.proto import reply as R
 
-MAX_ENVID = 100   # RFC 3461 §4.4
-MAX_ORCPT = 500   # RFC 3461 §4.2
+MAX_ENVID = 100  # RFC 3461 §4.4
+MAX_ORCPT = 500  # RFC 3461 §4.2
 _NOTIFY_ONES = ("DELAY", "FAILURE", "SUCCESS")
 
 # esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-")   (RFC 5321 §4.1.2)
@@ -60,7 +61,7 @@ class MailParams:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "MailParams":
+    def from_dict(cls, d: dict) -> MailParams:
         return cls(**d)
 
 
@@ -73,11 +74,13 @@ class RcptParams:
     orcpt: tuple[str, str] | None = None
 
     def to_dict(self) -> dict:
-        return {"notify": list(self.notify) if self.notify is not None else None,
-                "orcpt": list(self.orcpt) if self.orcpt is not None else None}
+        return {
+            "notify": list(self.notify) if self.notify is not None else None,
+            "orcpt": list(self.orcpt) if self.orcpt is not None else None,
+        }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RcptParams":
+    def from_dict(cls, d: dict) -> RcptParams:
         n, o = d.get("notify"), d.get("orcpt")
         return cls(tuple(n) if n is not None else None, tuple(o) if o is not None else None)
 

@@ -14,6 +14,7 @@ Contract:
 Codes follow RFC 5321 §4.2; enhanced codes follow RFC 3463 and the IANA
 registry of enhanced status codes (RFC 5248).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -71,6 +72,7 @@ def reply(code: int, enhanced: str | None, *lines: str) -> Reply:
 
 
 # --- Connection -----------------------------------------------------------
+
 
 def greeting(hostname: str) -> Reply:
     return reply(220, None, f"{hostname} ESMTP pigeon")
@@ -130,8 +132,12 @@ def ehlo_ok(hostname: str, extensions: list[str]) -> Reply:
 
 
 def help_text() -> Reply:
-    return reply(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP",
-                 "See RFC 5321; mail to <postmaster> for help with this server")
+    return reply(
+        214,
+        "2.0.0",
+        "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP",
+        "See RFC 5321; mail to <postmaster> for help with this server",
+    )
 
 
 def queued(queue_id: str) -> Reply:
@@ -170,7 +176,9 @@ INVALID_UTF8 = reply(501, "5.6.7", "Error: invalid UTF-8 in command")
 MESSAGE_TOO_BIG = reply(552, "5.3.4", "Error: message size exceeds fixed limit")
 HEADER_TOO_BIG = reply(552, "5.3.4", "Error: message header size exceeds fixed limit")
 TOO_MANY_RECIPIENTS = reply(452, "4.5.3", "Error: too many recipients")
-INSUFFICIENT_STORAGE = reply(452, "4.3.1", "Insufficient system storage")     # RFC 3463 X.3.1, Postfix's words
+INSUFFICIENT_STORAGE = reply(
+    452, "4.3.1", "Insufficient system storage"
+)  # RFC 3463 X.3.1, Postfix's words
 LOCAL_ERROR = reply(451, "4.3.0", "Error: queue file write error, try again later")
 
 # --- Message content (DATA/BDAT) ------------------------------------------------
@@ -178,8 +186,12 @@ LOCAL_ERROR = reply(451, "4.3.0", "Error: queue file write error, try again late
 BARE_NEWLINE = reply(521, "5.5.2", "Error: bare <CR> or <LF> received (RFC 5321 §2.3.8)")
 # In a BDAT chunk the framing is by length, so the session can go on: the
 # chunk (and its transaction) is refused without closing the connection.
-BARE_NEWLINE_CHUNK = reply(554, "5.5.2", "Error: bare <CR> or <LF> in BDAT content (RFC 5321 §2.3.8)")
-TEXT_LINE_TOO_LONG = reply(500, "5.5.2", "Error: message line longer than 1000 octets (RFC 5321 §4.5.3.1.6)")
+BARE_NEWLINE_CHUNK = reply(
+    554, "5.5.2", "Error: bare <CR> or <LF> in BDAT content (RFC 5321 §2.3.8)"
+)
+TEXT_LINE_TOO_LONG = reply(
+    500, "5.5.2", "Error: message line longer than 1000 octets (RFC 5321 §4.5.3.1.6)"
+)
 NUL_IN_DATA = reply(554, "5.6.0", "Error: message contains NUL characters")
 EIGHT_BIT_UNDECLARED = reply(554, "5.6.0", "Error: 8-bit data requires BODY=8BITMIME")
 MAIL_LOOP = reply(554, "5.4.6", "Error: too many hops (mail loop detected)")
@@ -204,31 +216,37 @@ def etrn_nothing(node: str) -> Reply:
 RELAY_DENIED = reply(554, "5.7.1", "Error: relay access denied")
 UNKNOWN_USER = reply(550, "5.1.1", "Error: recipient address rejected: user unknown")
 #: limits.new_mailboxes_per_hour reached (a rate limit, so 4xx as Postfix's anvil limits).
-TOO_MANY_NEW_MAILBOXES = reply(450, "4.7.1", "Error: too many new mailboxes from your address, "
-                                             "try again later")
+TOO_MANY_NEW_MAILBOXES = reply(
+    450, "4.7.1", "Error: too many new mailboxes from your address, try again later"
+)
 
 # --- STARTTLS (RFC 3207) -----------------------------------------------------------
 
 STARTTLS_READY = reply(220, "2.0.0", "Ready to start TLS")
-TLS_ALREADY_ACTIVE = reply(503, "5.5.1", "Error: TLS already active")              # RFC 3207 §4.2
+TLS_ALREADY_ACTIVE = reply(503, "5.5.1", "Error: TLS already active")  # RFC 3207 §4.2
 TRANSACTION_IN_PROGRESS = reply(503, "5.5.1", "Error: MAIL transaction in progress")
-TLS_REQUIRED = reply(530, "5.7.0", "Must issue a STARTTLS command first")         # RFC 3207 §4
+TLS_REQUIRED = reply(530, "5.7.0", "Must issue a STARTTLS command first")  # RFC 3207 §4
 
 # --- AUTH (RFC 4954) ------------------------------------------------------------------
 
-AUTH_OK = reply(235, "2.7.0", "Authentication successful")                       # RFC 4954 §6
-AUTH_REQUIRED = reply(530, "5.7.0", "Authentication required")                   # RFC 4954 §6
-AUTH_ALREADY = reply(503, "5.5.1", "Error: already authenticated")               # RFC 4954 §4
-AUTH_CANCELLED = reply(501, "5.0.0", "Authentication cancelled")                 # RFC 4954 §4 "*"
-AUTH_BAD_BASE64 = reply(501, "5.5.2", "Error: cannot decode response")           # RFC 4954 §4
+AUTH_OK = reply(235, "2.7.0", "Authentication successful")  # RFC 4954 §6
+AUTH_REQUIRED = reply(530, "5.7.0", "Authentication required")  # RFC 4954 §6
+AUTH_ALREADY = reply(503, "5.5.1", "Error: already authenticated")  # RFC 4954 §4
+AUTH_CANCELLED = reply(501, "5.0.0", "Authentication cancelled")  # RFC 4954 §4 "*"
+AUTH_BAD_BASE64 = reply(501, "5.5.2", "Error: cannot decode response")  # RFC 4954 §4
 AUTH_BAD_MECHANISM = reply(504, "5.5.4", "Error: unrecognized authentication type")  # RFC 4954 §4
-AUTH_FAILED = reply(535, "5.7.8", "Error: authentication failed")                 # RFC 4954 §6
-AUTH_TEMPORARY = reply(454, "4.7.0", "Error: temporary authentication failure")   # RFC 4954 §6
+AUTH_FAILED = reply(535, "5.7.8", "Error: authentication failed")  # RFC 4954 §6
+AUTH_TEMPORARY = reply(454, "4.7.0", "Error: temporary authentication failure")  # RFC 4954 §6
 AUTH_ENCRYPTION_REQUIRED = reply(
-    538, "5.7.11", "Encryption required for requested authentication mechanism")  # RFC 4954 §6, RFC 5248
-AUTH_TOO_MANY_FAILURES = reply(421, "4.7.0", "Error: too many failed authentications, try again later")
+    538, "5.7.11", "Encryption required for requested authentication mechanism"
+)  # RFC 4954 §6, RFC 5248
+AUTH_TOO_MANY_FAILURES = reply(
+    421, "4.7.0", "Error: too many failed authentications, try again later"
+)
 SENDER_NOT_OWNED = reply(553, "5.7.1", "Error: sender address not owned by the authenticated user")
-FROM_NOT_OWNED = reply(553, "5.7.1", "Error: From: header address not owned by the authenticated user")
+FROM_NOT_OWNED = reply(
+    553, "5.7.1", "Error: From: header address not owned by the authenticated user"
+)
 
 
 def auth_challenge(b64: str) -> Reply:

@@ -39,17 +39,17 @@ AUTH contract:
     session. An AuthRequested whose SCRAM proof failed (`verified` False)
     is never accepted, whatever the driver answers.
 """
+
 from __future__ import annotations
 
 import base64
 import binascii
 from typing import TYPE_CHECKING
 
-from pigeon.auth.sasl import (Challenge, Credentials, Malformed, NeedKeys,
-                              Step, new_mechanism)
+from pigeon.auth.sasl import Challenge, Credentials, Malformed, NeedKeys, Step, new_mechanism
 from pigeon.auth.scram import ScramKeys
 from pigeon.proto import reply as R
-from pigeon.proto.events import (AuthKeysRequested, AuthRequested, StartTlsRequested, TlsInfo)
+from pigeon.proto.events import AuthKeysRequested, AuthRequested, StartTlsRequested, TlsInfo
 from pigeon.proto.reply import Reply
 from pigeon.proto.states import State
 
@@ -110,7 +110,7 @@ class SecureCommands:
         else:
             self._reply(R.STARTTLS_READY, count=False)
             discarded = len(self._buf)
-            self._buf.clear()   # Rule 1
+            self._buf.clear()  # Rule 1
             self._tls_pending = True
             self._emit(StartTlsRequested(discarded))
 
@@ -123,7 +123,7 @@ class SecureCommands:
     def _secure_extensions(self) -> list[str]:
         ext = []
         if self.config.starttls and self.tls is None:
-            ext.append("STARTTLS")                                     # RFC 3207
+            ext.append("STARTTLS")  # RFC 3207
         if self._auth_offered() and self.auth_user is None:
             ext.append("AUTH " + " ".join(self.config.auth_mechanisms))  # RFC 4954
         return ext
@@ -163,8 +163,9 @@ class SecureCommands:
         elif isinstance(step, NeedKeys):
             self._decide(AuthKeysRequested(mech.name, step.username))
         elif isinstance(step, Credentials):
-            self._decide(AuthRequested(mech.name, step.username, step.authzid, step.password,
-                                       step.verified))
+            self._decide(
+                AuthRequested(mech.name, step.username, step.authzid, step.password, step.verified)
+            )
         else:
             assert isinstance(step, Malformed)
             self._sasl = None
@@ -172,7 +173,7 @@ class SecureCommands:
 
     def _sasl_line(self, line: bytes | Reply) -> None:
         """One client response inside an AUTH exchange."""
-        if isinstance(line, Reply):       # too long, bad line ending, NUL
+        if isinstance(line, Reply):  # too long, bad line ending, NUL
             self._sasl_abort()
             self._reply(line)
             return
@@ -180,7 +181,7 @@ class SecureCommands:
             self._sasl_abort()
             self._reply(R.AUTH_CANCELLED)
             return
-        if self._sasl_final:              # the answer to our "v=" (SCRAM)
+        if self._sasl_final:  # the answer to our "v=" (SCRAM)
             user = self._sasl_user
             self._sasl_abort()
             if line or user is None:
@@ -222,7 +223,7 @@ class SecureCommands:
     def _answer_auth(self, ev: AuthRequested, reply: Reply | None) -> None:
         mech = self._sasl
         if ev.verified is False and (reply is None or reply.positive):
-            reply = R.AUTH_FAILED      # a failed SCRAM proof is never accepted
+            reply = R.AUTH_FAILED  # a failed SCRAM proof is never accepted
         if reply is not None and not reply.positive:
             self._sasl_abort()
             self._reply(reply)

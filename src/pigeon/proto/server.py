@@ -52,32 +52,61 @@ Contract:
     `datareader.py` / `content.py`; syntax from `commands.py`,
     `address.py`, `params.py`.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import re
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Literal
 
 from pigeon.proto import reply as R
 from pigeon.proto.address import Address, NonAsciiAddressError, PathError, parse_path, split_path
 from pigeon.proto.commands import (
-    Command, CommandError, bdat_argument, mail_argument, parse_command, rcpt_argument)
+    Command,
+    CommandError,
+    bdat_argument,
+    mail_argument,
+    parse_command,
+    rcpt_argument,
+)
 from pigeon.proto.content import ContentScanner
 from pigeon.proto.datareader import BARE, DONE, MORE, ChunkReader, DotReader
 from pigeon.proto.events import (
-    NEED_DATA, AuthKeysRequested, AuthRequested, CommandRefused, ConnectionClosing, DataAborted,
-    DataFinished, DataReceived, DataStarted, EtrnRequested, Event, HeloReceived, MailRequested,
-    RcptRequested, TransactionReset)
+    NEED_DATA,
+    AuthKeysRequested,
+    AuthRequested,
+    CommandRefused,
+    ConnectionClosing,
+    DataAborted,
+    DataFinished,
+    DataReceived,
+    DataStarted,
+    EtrnRequested,
+    Event,
+    HeloReceived,
+    MailRequested,
+    RcptRequested,
+    TransactionReset,
+)
 from pigeon.proto.linebuf import CommandLineReader
-from pigeon.proto.params import MailParams, ParamError, RcptParams, parse_mail_params, parse_rcpt_params
+from pigeon.proto.params import (
+    MailParams,
+    ParamError,
+    RcptParams,
+    parse_mail_params,
+    parse_rcpt_params,
+)
 from pigeon.proto.reply import Reply
 from pigeon.proto.secure import SecureCommands
 from pigeon.proto.states import TRANSACTION_STATES, VERB_FLAGS, State, lookup
 
 # RFC 1985 §5: the node is a domain name (a dot-atom of LDH labels).
-_ETRN_DOMAIN = re.compile(r"(?i)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\.?")
+_ETRN_DOMAIN = re.compile(
+    r"(?i)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\.?"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,8 +170,13 @@ class SessionConfig:
 class ServerSession(SecureCommands):
     """One SMTP server conversation; see the module docstring for the contract."""
 
-    def __init__(self, config: SessionConfig | None = None, now: float = 0.0, *,
-                 sasl_nonce: Callable[[], bytes] | None = None) -> None:
+    def __init__(
+        self,
+        config: SessionConfig | None = None,
+        now: float = 0.0,
+        *,
+        sasl_nonce: Callable[[], bytes] | None = None,
+    ) -> None:
         self.config = config or SessionConfig()
         self._init_secure(sasl_nonce)
         self.state = State.CONNECTED
@@ -157,15 +191,17 @@ class ServerSession(SecureCommands):
         self._buf = bytearray()
         self._out = bytearray()
         self._events: deque[Event] = deque()
-        self._pending: Event | None = None          # DECISION awaiting respond()
-        self._lines = CommandLineReader(self.config.max_command_line,
-                                        self.config.max_command_line_with_params)
-        self._sasl_lines = CommandLineReader(self.config.max_command_line_with_params,
-                                             self.config.max_command_line_with_params)
+        self._pending: Event | None = None  # DECISION awaiting respond()
+        self._lines = CommandLineReader(
+            self.config.max_command_line, self.config.max_command_line_with_params
+        )
+        self._sasl_lines = CommandLineReader(
+            self.config.max_command_line_with_params, self.config.max_command_line_with_params
+        )
         self._scanner: ContentScanner | None = None
         self._reader: DotReader | ChunkReader | None = None
         self._chunk: tuple[int, bool] | None = None  # BDAT awaiting DataStarted answer
-        self._chunk_reply: Reply | None = None       # reply for a discarded chunk
+        self._chunk_reply: Reply | None = None  # reply for a discarded chunk
         self._chunk_fails_tx = False
         self._rcpt_attempts = 0
         self._junk_commands = 0
@@ -216,8 +252,13 @@ class ServerSession(SecureCommands):
         self._shutdown = True
 
     def next_event(self) -> Event:
-        if not self._events and self._pending is None and not self.closed \
-                and not self._tls_pending and self.state is not State.CONNECTED:
+        if (
+            not self._events
+            and self._pending is None
+            and not self.closed
+            and not self._tls_pending
+            and self.state is not State.CONNECTED
+        ):
             try:
                 self._process()
             except Exception as exc:  # never let peer input raise out (module contract)
@@ -248,8 +289,12 @@ class ServerSession(SecureCommands):
             self._internal_error(exc)
 
     def next_deadline(self) -> float | None:
-        if self.closed or self._pending is not None or self._tls_pending \
-                or self.state is State.CONNECTED:
+        if (
+            self.closed
+            or self._pending is not None
+            or self._tls_pending
+            or self.state is State.CONNECTED
+        ):
             return None
         cfg = self.config
         if self._reader is not None:
@@ -315,8 +360,9 @@ class ServerSession(SecureCommands):
     # --- input processing ---------------------------------------------------
 
     def _process(self) -> None:
-        while not self._events and self._pending is None and not self.closed \
-                and not self._tls_pending:
+        while (
+            not self._events and self._pending is None and not self.closed and not self._tls_pending
+        ):
             if self._reader is not None:
                 progressed = self._step_content()
             else:
@@ -388,19 +434,19 @@ class ServerSession(SecureCommands):
         cfg = self.config
         ext = []
         if cfg.enable_pipelining:
-            ext.append("PIPELINING")                       # RFC 2920
+            ext.append("PIPELINING")  # RFC 2920
         ext.append(f"SIZE {cfg.max_message_size}" if cfg.max_message_size else "SIZE")  # RFC 1870
         if cfg.enable_8bitmime:
-            ext.append("8BITMIME")                         # RFC 6152
-        ext.append("ENHANCEDSTATUSCODES")                  # RFC 2034
+            ext.append("8BITMIME")  # RFC 6152
+        ext.append("ENHANCEDSTATUSCODES")  # RFC 2034
         if cfg.enable_smtputf8:
-            ext.append("SMTPUTF8")                         # RFC 6531
+            ext.append("SMTPUTF8")  # RFC 6531
         if cfg.enable_chunking:
-            ext.append("CHUNKING")                         # RFC 3030
+            ext.append("CHUNKING")  # RFC 3030
         if cfg.enable_dsn:
-            ext.append("DSN")                              # RFC 3461
+            ext.append("DSN")  # RFC 3461
         if cfg.enable_etrn:
-            ext.append("ETRN")                             # RFC 1985
+            ext.append("ETRN")  # RFC 1985
         return ext + self._secure_extensions()
 
     def _cmd_mail(self, cmd: Command, nxt: State | Reply) -> None:
@@ -412,6 +458,7 @@ class ServerSession(SecureCommands):
             self._reply(refusal)
             return
         self._bdat_failed = False
+
         def parse() -> tuple[Address | None, MailParams]:
             path, ptext = split_path(mail_argument(cmd.arg))
             params = parse_mail_params(_tokens(ptext), cfg=self.config)
@@ -424,8 +471,9 @@ class ServerSession(SecureCommands):
         limit = self.config.max_message_size
         if limit and params.size is not None and params.size > limit:  # RFC 1870 §6.1
             self._reply(R.MESSAGE_TOO_BIG)
-            self._emit(CommandRefused("MAIL", R.MESSAGE_TOO_BIG,
-                                      str(sender) if sender is not None else ""))
+            self._emit(
+                CommandRefused("MAIL", R.MESSAGE_TOO_BIG, str(sender) if sender is not None else "")
+            )
             return
         auth = self._auth_param(params.auth)
         if auth != params.auth:
@@ -441,6 +489,7 @@ class ServerSession(SecureCommands):
             self._reply(R.TOO_MANY_RECIPIENTS)
             return
         smtputf8 = self.mail_params is not None and self.mail_params.smtputf8
+
         def parse() -> tuple[Address | None, RcptParams]:
             path, ptext = split_path(rcpt_argument(cmd.arg))
             params = parse_rcpt_params(_tokens(ptext), cfg=self.config)
@@ -459,7 +508,7 @@ class ServerSession(SecureCommands):
             return parse()
         except (CommandError, ParamError) as exc:
             self._reply(exc.reply)
-        except NonAsciiAddressError:           # RFC 6531 §3.4
+        except NonAsciiAddressError:  # RFC 6531 §3.4
             self._reply(R.NON_ASCII_ADDRESS)
         except PathError:
             self._reply(bad_path)
@@ -531,7 +580,7 @@ class ServerSession(SecureCommands):
             self._reply(nxt)
             return
         node = cmd.arg.strip()
-        if node.startswith("#"):                  # RFC 1985 §5.3: named queues
+        if node.startswith("#"):  # RFC 1985 §5.3: named queues
             self._reply(R.ETRN_QUEUE_UNSUPPORTED)
             return
         name = node[1:] if node.startswith("@") else node
@@ -594,7 +643,7 @@ class ServerSession(SecureCommands):
             self._reset_transaction(emit=False)
             self._bdat_failed = False
             if accepted:
-                self._junk_commands = 0       # a delivered message: the session is useful
+                self._junk_commands = 0  # a delivered message: the session is useful
             self._reply(reply or R.OK)
         if self._reader is None:
             self._set_ready()
@@ -605,9 +654,13 @@ class ServerSession(SecureCommands):
         cfg = self.config
         params = self.mail_params or MailParams()
         declared = params.body == "8BITMIME" or params.smtputf8
-        return ContentScanner(max_text_line=cfg.max_text_line, max_size=cfg.max_message_size,
-                              hop_limit=cfg.hop_limit, max_header_size=cfg.max_header_size,
-                              reject_8bit=cfg.eight_bit_undeclared == "reject" and not declared)
+        return ContentScanner(
+            max_text_line=cfg.max_text_line,
+            max_size=cfg.max_message_size,
+            hop_limit=cfg.hop_limit,
+            max_header_size=cfg.max_header_size,
+            reject_8bit=cfg.eight_bit_undeclared == "reject" and not declared,
+        )
 
     def _enter_content(self) -> None:
         self._data_start = self._last_rx = self._now

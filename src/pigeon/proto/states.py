@@ -24,6 +24,7 @@ States:
     RCPT --BDAT--> BDAT --BDAT ... LAST--> READY
     any --QUIT/fatal--> CLOSED
 """
+
 from __future__ import annotations
 
 import enum
@@ -35,12 +36,12 @@ from pigeon.proto.reply import Reply
 
 class State(enum.Enum):
     CONNECTED = "connected"  # before start(): greeting not yet sent
-    GREETED = "greeted"      # 220 sent, waiting for EHLO/HELO
-    READY = "ready"          # no mail transaction
-    MAIL = "mail"            # MAIL accepted, no recipient yet
-    RCPT = "rcpt"            # at least one recipient accepted
-    DATA = "data"            # receiving dot-terminated content
-    BDAT = "bdat"            # a BDAT transaction is under way (between/in chunks)
+    GREETED = "greeted"  # 220 sent, waiting for EHLO/HELO
+    READY = "ready"  # no mail transaction
+    MAIL = "mail"  # MAIL accepted, no recipient yet
+    RCPT = "rcpt"  # at least one recipient accepted
+    DATA = "data"  # receiving dot-terminated content
+    BDAT = "bdat"  # a BDAT transaction is under way (between/in chunks)
     CLOSED = "closed"
 
 
@@ -49,8 +50,8 @@ class VerbFlags:
     resets_transaction: bool = False
     long_line: bool = False
     ends_batch: bool = False
-    argument: str = "optional"   # "required" | "forbidden" | "optional"
-    junk: bool = False           # counted against SessionConfig.max_junk_commands
+    argument: str = "optional"  # "required" | "forbidden" | "optional"
+    junk: bool = False  # counted against SessionConfig.max_junk_commands
 
 
 VERB_FLAGS: dict[str, VerbFlags] = {
@@ -65,9 +66,9 @@ VERB_FLAGS: dict[str, VerbFlags] = {
     "QUIT": VerbFlags(ends_batch=True, argument="forbidden"),
     "VRFY": VerbFlags(ends_batch=True, argument="required", junk=True),
     "HELP": VerbFlags(ends_batch=True, junk=True),
-    "STARTTLS": VerbFlags(ends_batch=True, argument="forbidden"),          # RFC 3207 §4
+    "STARTTLS": VerbFlags(ends_batch=True, argument="forbidden"),  # RFC 3207 §4
     "AUTH": VerbFlags(long_line=True, ends_batch=True, argument="required"),  # RFC 4954 §4
-    "ETRN": VerbFlags(ends_batch=True, argument="required", junk=True),     # RFC 1985 §5
+    "ETRN": VerbFlags(ends_batch=True, argument="required", junk=True),  # RFC 1985 §5
 }
 
 #: States in which a command line is read (DATA content is not).
@@ -114,7 +115,7 @@ REFUSALS[(_S.READY, "BDAT")] = R.NEED_MAIL
 
 REFUSALS[(_S.MAIL, "MAIL")] = R.NESTED_MAIL
 TABLE[(_S.MAIL, "RCPT")] = _S.RCPT
-REFUSALS[(_S.MAIL, "DATA")] = R.NEED_RCPT       # or NO_VALID_RECIPIENTS, see server
+REFUSALS[(_S.MAIL, "DATA")] = R.NEED_RCPT  # or NO_VALID_RECIPIENTS, see server
 REFUSALS[(_S.MAIL, "BDAT")] = R.NEED_RCPT
 
 REFUSALS[(_S.RCPT, "MAIL")] = R.NESTED_MAIL

@@ -19,10 +19,12 @@ threads contend for the GIL; under load that cost more than the work
 itself (strace: hundreds of futex calls per message). Batching also lets a
 batch share one fsync where the work allows it (Maildir directories).
 """
+
 from __future__ import annotations
 
 import asyncio
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -35,7 +37,7 @@ class ThreadBatcher(Generic[T, R]):
         self._fn = fn
         self._queue: list[tuple[T, asyncio.Future]] = []
         self._runner: asyncio.Task | None = None
-        self.batches = 0            # statistics, for tests and profiling
+        self.batches = 0  # statistics, for tests and profiling
         self.items = 0
 
     async def submit(self, item: T) -> R:
@@ -55,18 +57,19 @@ class ThreadBatcher(Generic[T, R]):
             try:
                 results = await asyncio.to_thread(self._fn, items)
                 if len(results) != len(batch):
-                    raise RuntimeError(f"batch function gave {len(results)} results "
-                                       f"for {len(batch)} items")
+                    raise RuntimeError(
+                        f"batch function gave {len(results)} results for {len(batch)} items"
+                    )
             except Exception as e:
                 results = [e] * len(batch)
-            except BaseException:          # cancelled (loop closing): wake every waiter
+            except BaseException:  # cancelled (loop closing): wake every waiter
                 for _, fut in batch + self._queue:
                     fut.cancel()
                 self._queue = []
                 raise
             for (_, fut), result in zip(batch, results):
                 if fut.done():
-                    continue               # its waiter was cancelled
+                    continue  # its waiter was cancelled
                 if isinstance(result, Exception):
                     fut.set_exception(result)
                 else:

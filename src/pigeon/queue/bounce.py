@@ -41,41 +41,53 @@ Not done: RFC 6533 (message/global-delivery-status for SMTPUTF8 mail):
 UTF-8 addresses are written raw, which is valid only when the report
 travels with SMTPUTF8.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.utils import format_datetime
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Literal
 
+from pigeon.msgfile import read_message
 from pigeon.proto.params import MailParams, RcptParams, xtext_encode
 from pigeon.queue.model import Envelope, Recipient
-from pigeon.msgfile import read_message
 
-__all__ = ["DsnRecipient", "Kind", "build_dsn", "dsn_recipient", "wants_delay", "wants_failure",
-           "wants_success", "SUBJECTS"]
+__all__ = [
+    "DsnRecipient",
+    "Kind",
+    "build_dsn",
+    "dsn_recipient",
+    "wants_delay",
+    "wants_failure",
+    "wants_success",
+    "SUBJECTS",
+]
 
 Kind = Literal["failure", "delay", "success", "relayed"]
 
-SUBJECTS = {"failure": "Undelivered Mail Returned to Sender",
-            "delay": "Delayed Mail (still being retried)",
-            "success": "Successful Mail Delivery Report",
-            "relayed": "Successful Mail Delivery Report"}
+SUBJECTS = {
+    "failure": "Undelivered Mail Returned to Sender",
+    "delay": "Delayed Mail (still being retried)",
+    "success": "Successful Mail Delivery Report",
+    "relayed": "Successful Mail Delivery Report",
+}
 
 _INTRO = {
     "failure": "I'm sorry to have to inform you that your message could not\r\n"
-               "be delivered to one or more recipients. It's attached below.",
+    "be delivered to one or more recipients. It's attached below.",
     "delay": "####################################################################\r\n"
-             "# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #\r\n"
-             "####################################################################\r\n\r\n"
-             "Your message could not be delivered for {age}. It will be retried\r\n"
-             "until it is {lifetime} old.",
+    "# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #\r\n"
+    "####################################################################\r\n\r\n"
+    "Your message could not be delivered for {age}. It will be retried\r\n"
+    "until it is {lifetime} old.",
     "success": "Your message was successfully delivered to the destination(s)\r\n"
-               "listed below. If the message was delivered to mailbox you will\r\n"
-               "receive no further notifications. Otherwise you may still receive\r\n"
-               "notifications of mail delivery errors from other systems.",
+    "listed below. If the message was delivered to mailbox you will\r\n"
+    "receive no further notifications. Otherwise you may still receive\r\n"
+    "notifications of mail delivery errors from other systems.",
 }
 _INTRO["relayed"] = _INTRO["success"]
 
@@ -88,26 +100,37 @@ _FINAL_TRANSPORTS = frozenset({"local", "lmtp", "discard"})
 class DsnRecipient:
     """One per-recipient block of a report (RFC 3464 §2.3)."""
 
-    address: str                          # Final-Recipient (after alias expansion)
-    action: str                           # failed | delayed | delivered | relayed | expanded
-    status: str                           # RFC 3463, e.g. "5.1.1"
-    diagnostic: str = ""                  # remote reply or our reason
-    remote_mta: str = ""                  # "mx.example[192.0.2.1]:25" when a peer answered
+    address: str  # Final-Recipient (after alias expansion)
+    action: str  # failed | delayed | delivered | relayed | expanded
+    status: str  # RFC 3463, e.g. "5.1.1"
+    diagnostic: str = ""  # remote reply or our reason
+    remote_mta: str = ""  # "mx.example[192.0.2.1]:25" when a peer answered
     orcpt: tuple[str, str] | None = None  # (addr-type, address) from ORCPT
-    original: str = ""                    # pre-alias address when there is no ORCPT
+    original: str = ""  # pre-alias address when there is no ORCPT
     last_attempt: float = 0.0
     will_retry_until: float | None = None  # delayed only
 
 
-def dsn_recipient(rcpt: Recipient, action: str, *, will_retry_until: float | None = None
-                  ) -> DsnRecipient:
+def dsn_recipient(
+    rcpt: Recipient, action: str, *, will_retry_until: float | None = None
+) -> DsnRecipient:
     """The report block for a queue `Recipient` as the manager recorded it."""
     status = rcpt.dsn_status or {"failed": "5.0.0", "delayed": "4.0.0"}.get(action, "2.0.0")
-    return DsnRecipient(rcpt.address, action, status, rcpt.diagnostic, rcpt.remote_mta,
-                        rcpt.params.orcpt, rcpt.original, rcpt.last_attempt, will_retry_until)
+    return DsnRecipient(
+        rcpt.address,
+        action,
+        status,
+        rcpt.diagnostic,
+        rcpt.remote_mta,
+        rcpt.params.orcpt,
+        rcpt.original,
+        rcpt.last_attempt,
+        will_retry_until,
+    )
 
 
 # --- who gets which report (RFC 3461 §4.1) ---------------------------------------
+
 
 def wants_failure(params: RcptParams) -> bool:
     return params.notify is None or "FAILURE" in params.notify
@@ -127,8 +150,9 @@ def wants_success(rcpt: Recipient) -> bool:
 
 # --- the message --------------------------------------------------------------------
 
+
 def _date(t: float) -> str:
-    return format_datetime(datetime.fromtimestamp(t, timezone.utc))
+    return format_datetime(datetime.fromtimestamp(t, UTC))
 
 
 def _one_line(text: str) -> str:
@@ -143,7 +167,7 @@ def _xtext_if_unsafe(text: str) -> str:
 
 
 def _mta_name(remote_mta: str) -> str:
-    """"mx.example.org[192.0.2.1]:25" -> "mx.example.org" ("192.0.2.1" if unnamed)."""
+    """ "mx.example.org[192.0.2.1]:25" -> "mx.example.org" ("192.0.2.1" if unnamed)."""
     name, bracket, rest = remote_mta.partition("[")
     if name and name != "unknown":
         return name
@@ -155,15 +179,25 @@ def _duration(seconds: float) -> str:
     return f"{hours / 24:g} days" if hours >= 48 else f"{hours:g} hours"
 
 
-def _human_part(kind: Kind, recipients: list[DsnRecipient], reporting_mta: str, *,
-                age: float, lifetime: float) -> str:
-    intro = _INTRO[kind].format(age=_duration(round(age / 360) * 360 / 1.0),
-                                lifetime=_duration(lifetime))
-    lines = [f"This is the mail system at host {reporting_mta}.", "", intro, "",
-             "For further assistance, please send mail to postmaster.", "",
-             "If you do so, please include this problem report. You can",
-             "delete your own text from the attached returned message.", "",
-             "                   The mail system", ""]
+def _human_part(
+    kind: Kind, recipients: list[DsnRecipient], reporting_mta: str, *, age: float, lifetime: float
+) -> str:
+    intro = _INTRO[kind].format(
+        age=_duration(round(age / 360) * 360 / 1.0), lifetime=_duration(lifetime)
+    )
+    lines = [
+        f"This is the mail system at host {reporting_mta}.",
+        "",
+        intro,
+        "",
+        "For further assistance, please send mail to postmaster.",
+        "",
+        "If you do so, please include this problem report. You can",
+        "delete your own text from the attached returned message.",
+        "",
+        "                   The mail system",
+        "",
+    ]
     for r in recipients:
         reason = _one_line(r.diagnostic) or r.action
         if r.remote_mta and r.diagnostic:
@@ -173,10 +207,10 @@ def _human_part(kind: Kind, recipients: list[DsnRecipient], reporting_mta: str, 
     return "\r\n".join(lines)
 
 
-def _status_part(envelope: Envelope, recipients: list[DsnRecipient], reporting_mta: str,
-                 arrival_date: float) -> str:
-    blocks = [[f"Reporting-MTA: dns; {reporting_mta}",
-               f"X-Pigeon-Queue-ID: {envelope.queue_id}"]]
+def _status_part(
+    envelope: Envelope, recipients: list[DsnRecipient], reporting_mta: str, arrival_date: float
+) -> str:
+    blocks = [[f"Reporting-MTA: dns; {reporting_mta}", f"X-Pigeon-Queue-ID: {envelope.queue_id}"]]
     if envelope.sender:
         blocks[0].append(f"X-Pigeon-Sender: rfc822; {_one_line(envelope.sender)}")
     if envelope.params.envid is not None:
@@ -210,16 +244,25 @@ def _header_section(content: bytes) -> bytes:
     end = content.find(b"\r\n\r\n")
     if end < 0:
         return content if content.endswith(b"\r\n") else content + b"\r\n"
-    return content[:end + 2]
+    return content[: end + 2]
 
 
 def _cte(data: bytes) -> str:
     return "7bit" if data.isascii() else "8bit"
 
 
-def build_dsn(envelope: Envelope, results: Iterable[DsnRecipient], *, kind: Kind,
-              reporting_mta: str, arrival_date: float, content_path: Path | None, now: float,
-              max_lifetime: float = 432000.0, to: str | None = None) -> bytes:
+def build_dsn(
+    envelope: Envelope,
+    results: Iterable[DsnRecipient],
+    *,
+    kind: Kind,
+    reporting_mta: str,
+    arrival_date: float,
+    content_path: Path | None,
+    now: float,
+    max_lifetime: float = 432000.0,
+    to: str | None = None,
+) -> bytes:
     """The complete report message (see the module contract).
 
     `to` defaults to the envelope sender; the manager passes postmaster for
@@ -232,28 +275,49 @@ def build_dsn(envelope: Envelope, results: Iterable[DsnRecipient], *, kind: Kind
     if to is not None and to != envelope.sender:
         subject = "Postmaster Copy: " + subject
     boundary = f"{envelope.queue_id}.{int(now)}/{reporting_mta}"
-    human = _human_part(kind, recipients, reporting_mta, age=now - arrival_date,
-                        lifetime=max_lifetime).encode("utf-8")
+    human = _human_part(
+        kind, recipients, reporting_mta, age=now - arrival_date, lifetime=max_lifetime
+    ).encode("utf-8")
     status = _status_part(envelope, recipients, reporting_mta, arrival_date).encode("utf-8")
-    head = [f"From: Mail Delivery System <MAILER-DAEMON@{reporting_mta}>",
-            f"To: <{_one_line(rcpt_to)}>",
-            f"Subject: {subject}",
-            f"Date: {_date(now)}",
-            f"Message-ID: <{envelope.queue_id}.{kind}.{int(now)}@{reporting_mta}>",
-            "Auto-Submitted: auto-replied",
-            "MIME-Version: 1.0",
-            "Content-Type: multipart/report; report-type=delivery-status;",
-            f'\tboundary="{boundary}"',
-            "", "This is a MIME-encapsulated message.", ""]
+    head = [
+        f"From: Mail Delivery System <MAILER-DAEMON@{reporting_mta}>",
+        f"To: <{_one_line(rcpt_to)}>",
+        f"Subject: {subject}",
+        f"Date: {_date(now)}",
+        f"Message-ID: <{envelope.queue_id}.{kind}.{int(now)}@{reporting_mta}>",
+        "Auto-Submitted: auto-replied",
+        "MIME-Version: 1.0",
+        "Content-Type: multipart/report; report-type=delivery-status;",
+        f'\tboundary="{boundary}"',
+        "",
+        "This is a MIME-encapsulated message.",
+        "",
+    ]
     parts = [b"\r\n".join(s.encode("utf-8") for s in head)]
-    parts.append(_part(boundary, ["Content-Description: Notification",
-                                  "Content-Type: text/plain; charset=utf-8",
-                                  f"Content-Transfer-Encoding: {_cte(human)}"], human))
-    parts.append(_part(boundary, ["Content-Description: Delivery report",
-                                  "Content-Type: message/delivery-status",
-                                  f"Content-Transfer-Encoding: {_cte(status)}"], status))
+    parts.append(
+        _part(
+            boundary,
+            [
+                "Content-Description: Notification",
+                "Content-Type: text/plain; charset=utf-8",
+                f"Content-Transfer-Encoding: {_cte(human)}",
+            ],
+            human,
+        )
+    )
+    parts.append(
+        _part(
+            boundary,
+            [
+                "Content-Description: Delivery report",
+                "Content-Type: message/delivery-status",
+                f"Content-Transfer-Encoding: {_cte(status)}",
+            ],
+            status,
+        )
+    )
     if content_path is not None:
-        original = read_message(content_path)      # without the preamble (pigeon/msgfile.py)
+        original = read_message(content_path)  # without the preamble (pigeon/msgfile.py)
         if kind == "failure" and envelope.params.ret != "HDRS":
             ctype, body = "message/rfc822", original
             desc = "Undelivered Message"
@@ -262,8 +326,17 @@ def build_dsn(envelope: Envelope, results: Iterable[DsnRecipient], *, kind: Kind
             desc = "Undelivered Message Headers" if kind == "failure" else "Message Headers"
         if body and not body.endswith(b"\r\n"):
             body += b"\r\n"
-        parts.append(_part(boundary, [f"Content-Description: {desc}", f"Content-Type: {ctype}",
-                                      f"Content-Transfer-Encoding: {_cte(body)}"], body))
+        parts.append(
+            _part(
+                boundary,
+                [
+                    f"Content-Description: {desc}",
+                    f"Content-Type: {ctype}",
+                    f"Content-Transfer-Encoding: {_cte(body)}",
+                ],
+                body,
+            )
+        )
     parts.append(f"\r\n--{boundary}--\r\n".encode("ascii"))
     return b"".join(parts)
 

@@ -32,6 +32,7 @@ Contract:
     to `queue.db.<label>-<UTC time>` (+ `-wal`, `-shm`, so SQLite can still
     open the copy for forensics); nothing is deleted.
 """
+
 from __future__ import annotations
 
 import os
@@ -45,11 +46,19 @@ from pigeon.queue.spool import StoreError, _store_error
 
 try:
     import fcntl
-except ImportError:                     # not POSIX: no owner lock
+except ImportError:  # not POSIX: no owner lock
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["DbState", "StoreBusy", "StoreCorrupt", "prepare", "move_aside", "lock_owner",
-           "open_lock_file", "REPAIR_COMMAND"]
+__all__ = [
+    "DbState",
+    "StoreBusy",
+    "StoreCorrupt",
+    "prepare",
+    "move_aside",
+    "lock_owner",
+    "open_lock_file",
+    "REPAIR_COMMAND",
+]
 
 REPAIR_COMMAND = "pigeon queue rebuild --from-files"
 
@@ -74,7 +83,8 @@ class StoreCorrupt(StoreError):
         super().__init__(
             f"queue database {path} is damaged ({reason}); pigeon will not use it. "
             f"Repair: {REPAIR_COMMAND} --data-dir {data_dir} (moves it aside and rebuilds "
-            f"the queue from the message files)")
+            f"the queue from the message files)"
+        )
         self.path = Path(path)
         self.reason = reason
 
@@ -87,8 +97,8 @@ class StoreBusy(StoreError):
 @dataclass(frozen=True, slots=True)
 class DbState:
     store_id: str
-    created: bool = False           # no schema was there: missing, empty or foreign file
-    upgraded: bool = False          # rows of the older format, store id just added
+    created: bool = False  # no schema was there: missing, empty or foreign file
+    upgraded: bool = False  # rows of the older format, store id just added
 
 
 def is_corruption(exc: BaseException) -> bool:
@@ -128,8 +138,7 @@ def _schema_and_id(conn: sqlite3.Connection) -> DbState:
         # A new queue: whatever store id a leftover meta table held belongs
         # to rows that are gone, so it must not vouch for files any more.
         store_id = new_store_id()
-        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('store_id', ?)",
-                     (store_id,))
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('store_id', ?)", (store_id,))
         return DbState(store_id, created=True)
     row = conn.execute("SELECT value FROM meta WHERE key='store_id'").fetchone()
     if row is not None:
@@ -168,10 +177,14 @@ def lock_owner(root: Path, *, exclusive: bool) -> int:
     except BlockingIOError:
         os.close(fd)
         if exclusive:
-            raise StoreBusy(f"pigeon is running on the queue {root} (it holds "
-                            f"{root / 'owner.lock'}): stop it first") from None
-        raise StoreBusy(f"a `pigeon queue rebuild` is working on the queue {root}: "
-                        "start pigeon when it has finished") from None
+            raise StoreBusy(
+                f"pigeon is running on the queue {root} (it holds "
+                f"{root / 'owner.lock'}): stop it first"
+            ) from None
+        raise StoreBusy(
+            f"a `pigeon queue rebuild` is working on the queue {root}: "
+            "start pigeon when it has finished"
+        ) from None
     except OSError:
         pass
     return fd

@@ -26,13 +26,14 @@ Contract:
     episode starts, so the queue manager wakes up and probes for the
     recovery even when the fault was seen by the SMTP side.
 """
+
 from __future__ import annotations
 
 import logging
 import sqlite3
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from pigeon.fsutil import STORAGE_ERRNOS
 
@@ -40,8 +41,9 @@ __all__ = ["StorageHealth", "is_storage_fault", "STORAGE_ERRNOS", "RECOVERY_QUIE
 
 log = logging.getLogger("pigeon.queue")
 
-_SQLITE_STORAGE = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY,
-                             sqlite3.SQLITE_CANTOPEN})
+_SQLITE_STORAGE = frozenset(
+    {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN}
+)
 
 #: Seconds without a fault before a success counts as recovery (Rule 1).
 RECOVERY_QUIET = 3.0
@@ -69,13 +71,14 @@ def describe(exc: BaseException) -> str:
 class StorageHealth:
     """Degraded/healthy state of one storage area; see the module contract."""
 
-    def __init__(self, area: str, *, quiet: float = RECOVERY_QUIET,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, area: str, *, quiet: float = RECOVERY_QUIET, clock: Callable[[], float] = time.time
+    ) -> None:
         self.area = area
         self.quiet = quiet
         self._clock = clock
         self._lock = threading.Lock()
-        self._since: float | None = None      # start of the episode; None: healthy
+        self._since: float | None = None  # start of the episode; None: healthy
         self._last_fault = 0.0
         self._reason = ""
         self._failures = 0
@@ -102,15 +105,14 @@ class StorageHealth:
                 log.debug("%s storage still failing: %s", self.area, reason)
                 return False
             self._since, self._reason, self.episodes = now, reason, self.episodes + 1
-        log.error("%s storage failing: %s; writes are retried until it recovers",
-                  self.area, reason)
+        log.error("%s storage failing: %s; writes are retried until it recovers", self.area, reason)
         if self.on_episode is not None:
             self.on_episode()
         return True
 
     def succeeded(self) -> bool:
         """Record a successful write; True when it ended an episode (and was logged)."""
-        if self._since is None:                # the common case: no lock, no clock
+        if self._since is None:  # the common case: no lock, no clock
             return False
         with self._lock:
             now = self._clock()
@@ -118,12 +120,15 @@ class StorageHealth:
                 return False
             lasted, failures = now - self._since, self._failures
             self._since, self._reason, self._failures = None, "", 0
-        log.info("%s storage recovered after %.0fs (%d failed writes)",
-                 self.area, lasted, failures)
+        log.info("%s storage recovered after %.0fs (%d failed writes)", self.area, lasted, failures)
         return True
 
     def snapshot(self) -> dict:
         with self._lock:
-            return {"degraded": self._since is not None, "since": self._since,
-                    "reason": self._reason, "failures": self._failures,
-                    "episodes": self.episodes}
+            return {
+                "degraded": self._since is not None,
+                "since": self._since,
+                "reason": self._reason,
+                "failures": self._failures,
+                "episodes": self.episodes,
+            }

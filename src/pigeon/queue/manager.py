@@ -110,6 +110,7 @@ Delivery is at-least-once: a crash between a delivery and the following
 would need a per-recipient journal fsync before every delivery; a rare
 duplicate is the standard MTA trade-off (Postfix makes the same one).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -118,12 +119,19 @@ import random
 import sqlite3
 import time
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Protocol
 
-from pigeon.delivery.api import (DeliveryAgent, DeliveryRecipient, DeliveryRequest, Nexthop,
-                                 Outcome, RecipientResult)
+from pigeon.delivery.api import (
+    DeliveryAgent,
+    DeliveryRecipient,
+    DeliveryRequest,
+    Nexthop,
+    Outcome,
+    RecipientResult,
+)
 from pigeon.delivery.maildir import MaildirJob, deliver_batch, failure_status
 from pigeon.queue.batching import ThreadBatcher
 from pigeon.queue.health import StorageHealth, is_storage_fault
@@ -153,11 +161,12 @@ log = logging.getLogger("pigeon.queue")
 NO_AGENT = "mail transport unavailable"
 EXPIRED_STATUS = "4.4.7"
 MAILBOX_FULL_STATUS = "5.2.2"
-_STATUS = {Outcome.DELIVERED: RecipientStatus.DELIVERED,
-           Outcome.DEFERRED: RecipientStatus.DEFERRED,
-           Outcome.BOUNCED: RecipientStatus.BOUNCED}
-_LOG_STATUS = {Outcome.DELIVERED: "sent", Outcome.DEFERRED: "deferred",
-               Outcome.BOUNCED: "bounced"}
+_STATUS = {
+    Outcome.DELIVERED: RecipientStatus.DELIVERED,
+    Outcome.DEFERRED: RecipientStatus.DEFERRED,
+    Outcome.BOUNCED: RecipientStatus.BOUNCED,
+}
+_LOG_STATUS = {Outcome.DELIVERED: "sent", Outcome.DEFERRED: "deferred", Outcome.BOUNCED: "bounced"}
 
 
 class MailLog(Protocol):
@@ -177,7 +186,7 @@ def _original_to(rcpt: Recipient, route: Route) -> str | None:
 
 
 def _chunks(items: list[Recipient], size: int) -> list[list[Recipient]]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _earliest(a: float | None, b: float | None) -> float | None:
@@ -200,16 +209,30 @@ class _ScanFailed(Exception):
 class QueueManager(Settling, WaitingForHops, OperatorActions):
     """Moves committed messages to their destinations; see the module contract."""
 
-    def __init__(self, store: QueueStore, router: Router, *, hostname: str, maillog: MailLog,
-                 agents: Mapping[str, DeliveryAgent] | None = None, fsync: bool = True,
-                 clock: Callable[[], float] = time.time, rng: random.Random | None = None,
-                 run_interval: float = 60.0, concurrency: int = 64,
-                 min_backoff: float = 300.0, max_backoff: float = 4000.0,
-                 max_lifetime: float = 432000.0, delay_warning: float = 14400.0,
-                 destination_concurrency: int = 20, destination_recipients: int = 50,
-                 destination_failure_limit: int = 3,
-                 store_retry: float = STORE_RETRY, probe_interval: float = NEXTHOP_PROBE,
-                 metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        store: QueueStore,
+        router: Router,
+        *,
+        hostname: str,
+        maillog: MailLog,
+        agents: Mapping[str, DeliveryAgent] | None = None,
+        fsync: bool = True,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        run_interval: float = 60.0,
+        concurrency: int = 64,
+        min_backoff: float = 300.0,
+        max_backoff: float = 4000.0,
+        max_lifetime: float = 432000.0,
+        delay_warning: float = 14400.0,
+        destination_concurrency: int = 20,
+        destination_recipients: int = 50,
+        destination_failure_limit: int = 3,
+        store_retry: float = STORE_RETRY,
+        probe_interval: float = NEXTHOP_PROBE,
+        metrics: Metrics | None = None,
+    ) -> None:
         if destination_recipients < 1 or concurrency < 1:
             raise ValueError("concurrency and destination_recipients must be >= 1")
         self._store = store
@@ -226,10 +249,12 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
         self._max_lifetime = max_lifetime
         self._delay_warning = delay_warning
         self._dest_rcpts = destination_recipients
-        self._dests = DestinationState(concurrency=destination_concurrency,
-                                       failure_limit=destination_failure_limit,
-                                       dead_time=min_backoff)
-        self._dest_cond: asyncio.Condition | None = None     # created on the running loop
+        self._dests = DestinationState(
+            concurrency=destination_concurrency,
+            failure_limit=destination_failure_limit,
+            dead_time=min_backoff,
+        )
+        self._dest_cond: asyncio.Condition | None = None  # created on the running loop
         self._dest_loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self._stopping = False
@@ -237,7 +262,7 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
         self._stopped = asyncio.Event()
         self._inflight: set[str] = set()
         self._metrics = metrics
-        self._init_settling(store_retry)                     # queue/settle.py
+        self._init_settling(store_retry)  # queue/settle.py
         self._background: set[asyncio.Task] = set()
         # Maildir storage faults (the queue's are the store's: store.health).
         self.mailbox_health = StorageHealth("mailbox")
@@ -245,21 +270,28 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
         self._waiters = NexthopWaiters()
         self._probe_interval = probe_interval
         self._next_probe: float | None = None
-        self._due_now: set[str] = set()                      # deferred ids to retry now
-        self._admin_lock: asyncio.Lock | None = None         # operator.py Rule 1
+        self._due_now: set[str] = set()  # deferred ids to retry now
+        self._admin_lock: asyncio.Lock | None = None  # operator.py Rule 1
         self._admin_loop: asyncio.AbstractEventLoop | None = None
-        self._pending_actions: dict[str, str] = {}           # qid -> action after delivery
+        self._pending_actions: dict[str, str] = {}  # qid -> action after delivery
         # The fast path and scans (module contract).
-        self._fresh: deque[Envelope] = deque()               # submitted, not started
+        self._fresh: deque[Envelope] = deque()  # submitted, not started
         self._scan_needed = True
-        self._next_retry: float | None = None                # cached, see _sleep_time
-        self._retry_in_scan: float | None = None             # deferrals while a scan reads
+        self._next_retry: float | None = None  # cached, see _sleep_time
+        self._retry_in_scan: float | None = None  # deferrals while a scan reads
         # Group commit of removals and of Maildir writes (queue/batching.py).
         self._removals: ThreadBatcher[str, None] = ThreadBatcher(self._remove_entries)
         self._maildirs: ThreadBatcher[MaildirJob, tuple] = ThreadBatcher(self._write_maildirs)
         self._started_at = clock()
-        self._counters = {"delivered": 0, "deferred": 0, "bounced": 0, "expired": 0,
-                          "removed": 0, "notifications": 0, "errors": 0}
+        self._counters = {
+            "delivered": 0,
+            "deferred": 0,
+            "bounced": 0,
+            "expired": 0,
+            "removed": 0,
+            "notifications": 0,
+            "errors": 0,
+        }
 
     # --- control ------------------------------------------------------------------
 
@@ -279,7 +311,7 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
         fast path). Call from the event loop thread right after the 250; the
         manager owns the object from now on."""
         if len(self._fresh) >= FRESH_LIMIT:
-            self._scan_needed = True      # its row waits in the database
+            self._scan_needed = True  # its row waits in the database
         else:
             self._fresh.append(envelope)
         self._wake.set()
@@ -297,21 +329,29 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
 
         Reads the database on the calling thread (a quick indexed query).
         """
-        return {"queue": self._store.counts(), "in_flight": len(self._inflight),
-                "running": self._running, "started_at": self._started_at, **self._counters,
-                "destinations": self._dests.statistics(self._clock()),
-                "storage": self.storage_status(),
-                "waiting_for_next_hop": len(self._waiters)}
+        return {
+            "queue": self._store.counts(),
+            "in_flight": len(self._inflight),
+            "running": self._running,
+            "started_at": self._started_at,
+            **self._counters,
+            "destinations": self._dests.statistics(self._clock()),
+            "storage": self.storage_status(),
+            "waiting_for_next_hop": len(self._waiters),
+        }
 
     def storage_status(self) -> dict[str, Any]:
         """The storage state for status and metrics: queue and mailbox health
         (queue/health.py), free space against the reserve (queue/space.py),
         outcomes kept in memory and entries waiting to be requeued
         (queue/settle.py). Any thread; one statvfs at most."""
-        return {"queue": self._store.health.snapshot(),
-                "mailbox": self.mailbox_health.snapshot(),
-                "space": self._store.space.snapshot(),
-                "unsaved": len(self._unsaved), "requeue": len(self._requeue)}
+        return {
+            "queue": self._store.health.snapshot(),
+            "mailbox": self.mailbox_health.snapshot(),
+            "space": self._store.space.snapshot(),
+            "unsaved": len(self._unsaved),
+            "requeue": len(self._requeue),
+        }
 
     async def run(self, *, recover: bool = True) -> None:
         """Recover the store, then deliver until `stop()`.
@@ -341,7 +381,7 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
                         self._write_failed(exc, "queue scan failed")
                     sleep = self._sleep_time()
                     if sleep <= 0:
-                        await asyncio.sleep(0)       # let deliveries run, then go on
+                        await asyncio.sleep(0)  # let deliveries run, then go on
                         continue
                     try:
                         await asyncio.wait_for(self._wake.wait(), sleep)
@@ -364,8 +404,9 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
         now = self._clock()
         if self._next_retry is not None and self._next_retry <= now:
             self._scan_needed = True
-        if self._storage_due is None and (self._store.health.degraded
-                                          or self.mailbox_health.degraded):
+        if self._storage_due is None and (
+            self._store.health.degraded or self.mailbox_health.degraded
+        ):
             # Degraded by a failed commit or Maildir: probe rounds notice the recovery.
             self._storage_due = now + max(self._store_retry, self._store.health.quiet)
         # The operator lock keeps a hold/delete from landing between our
@@ -376,7 +417,7 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
             if self._sweep_needed and now >= self._held_until:
                 await self._sweep()
             if now < self._held_until:
-                return                     # a store call just failed: wait for the retry
+                return  # a store call just failed: wait for the retry
             if self._waiters or self._due_now:
                 await self._retry_waiting(now)
             if len(self._inflight) >= self._concurrency:
@@ -406,8 +447,9 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
         # already, or an operator held or deleted meanwhile, is not 'incoming'
         # and is not started.
         try:
-            ids = await asyncio.to_thread(self._store.move, list(batch), "active",
-                                          from_states=("incoming",))
+            ids = await asyncio.to_thread(
+                self._store.move, list(batch), "active", from_states=("incoming",)
+            )
         except STORE_ERRORS as exc:
             # Their rows are 'incoming' (a scan finds them), or 'active' if
             # the commit landed after all: those the requeue moves back.
@@ -423,12 +465,13 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
         free = self._concurrency - len(self._inflight)
         # Their rows are 'incoming': due() finds them, fairly with deferred mail.
         self._fresh.clear()
-        self._scan_needed = False         # a nudge() during the scan sets it again
+        self._scan_needed = False  # a nudge() during the scan sets it again
         self._retry_in_scan = None
         busy = frozenset(self._inflight | self._unsaved.keys() | self._requeue)
         try:
             taken, corrupt, full, retry = await asyncio.to_thread(
-                self._scan_db, self._clock(), free, busy)
+                self._scan_db, self._clock(), free, busy
+            )
         except (_ScanFailed, *STORE_ERRORS) as exc:
             self._scan_needed = True
             ids, cause = (exc.ids, exc.cause) if isinstance(exc, _ScanFailed) else ([], exc)
@@ -441,13 +484,14 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
         # A deferral written while the scan read may be missing from `retry`.
         self._next_retry = _earliest(retry, self._retry_in_scan)
         if full:
-            self._scan_needed = True      # every free slot taken: more may wait
+            self._scan_needed = True  # every free slot taken: more may wait
         for qid, env in taken:
             self._inflight.add(qid)
             tg.create_task(self._deliver_fenced(qid, env))
 
-    def _scan_db(self, now: float, free: int, busy: frozenset[str]
-                 ) -> tuple[list[tuple[str, Envelope | None]], int, bool, float | None]:
+    def _scan_db(
+        self, now: float, free: int, busy: frozenset[str]
+    ) -> tuple[list[tuple[str, Envelope | None]], int, bool, float | None]:
         """Worker thread: the entries taken (marked 'active', with their
         envelopes), how many were corrupt, whether due() filled every slot,
         the next retry time."""
@@ -468,7 +512,7 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
             try:
                 taken.append((qid, store.load(qid)))
             except CorruptEntry:
-                corrupt += 1              # quarantined and logged by the store
+                corrupt += 1  # quarantined and logged by the store
             except STORE_ERRORS:
                 # deliver() loads it again, and requeues it if that fails too.
                 taken.append((qid, None))
@@ -482,10 +526,10 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
         if self._waiters and self._next_probe is not None:
             wake = min(wake, self._next_probe)
         if now < self._held_until:
-            return min(wake, self._held_until) - now     # a store call failed: wait
+            return min(wake, self._held_until) - now  # a store call failed: wait
         if self._due_now:
             return 0.0
-        if len(self._inflight) < self._concurrency:      # else a finishing delivery wakes us
+        if len(self._inflight) < self._concurrency:  # else a finishing delivery wakes us
             if self._scan_needed or self._fresh:
                 return 0.0
             if self._next_retry is not None:
@@ -505,12 +549,13 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
                 env = await asyncio.to_thread(self._store.load, qid)
             await self._deliver_envelope(env)
         except CorruptEntry:
-            self._counters["errors"] += 1      # the store logged and quarantined it
+            self._counters["errors"] += 1  # the store logged and quarantined it
         except Exception as exc:
             if isinstance(exc, (StoreError, sqlite3.Error)) or is_storage_fault(exc):
                 # Not read (or not marked): requeued from disk by the next round.
-                self._write_failed(exc, f"queue_id={qid}: cannot read the queue entry",
-                                   requeue=[qid])
+                self._write_failed(
+                    exc, f"queue_id={qid}: cannot read the queue entry", requeue=[qid]
+                )
             else:
                 await self._defer_after_bug(qid, exc)
         finally:
@@ -555,8 +600,11 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
             route = known.get(rcpt.address)
             if route is None:
                 routes = self._router.resolve(rcpt.address, expand_aliases=False)
-                route = routes[0] if routes else Route("remote", rcpt.address,
-                                                       rcpt.address.rpartition("@")[2])
+                route = (
+                    routes[0]
+                    if routes
+                    else Route("remote", rcpt.address, rcpt.address.rpartition("@")[2])
+                )
             if route.kind == "local":
                 local.append((rcpt, route))
             else:
@@ -570,8 +618,9 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
                     tg.create_task(self._deliver_remote(env, nh, chunk, logs))
         await self._finish(env, logs, storage_retry=bool(local_task and local_task.result()))
 
-    async def _finish(self, env: Envelope, logs: list[tuple[dict, str]], *,
-                      storage_retry: bool = False) -> None:
+    async def _finish(
+        self, env: Envelope, logs: list[tuple[dict, str]], *, storage_retry: bool = False
+    ) -> None:
         """Conclude one delivery run and make it durable (queue/settle.py).
 
         `storage_retry`: a recipient was deferred because our own storage
@@ -594,17 +643,28 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
                 r.diagnostic = f"message expired after {age / 86400:.1f} days in queue{last}"
                 logs.append((self._fields(r, r.remote_mta or "none", "expired"), r.diagnostic))
             done = True
-        plan = plan_notices(env, done=done, now=now, reporting_mta=self._hostname,
-                            postmaster=self._router.canonical("postmaster"),
-                            content_path=self._store.content_path(qid),
-                            delay_warning=self._delay_warning, max_lifetime=self._max_lifetime)
+        plan = plan_notices(
+            env,
+            done=done,
+            now=now,
+            reporting_mta=self._hostname,
+            postmaster=self._router.canonical("postmaster"),
+            content_path=self._store.content_path(qid),
+            delay_warning=self._delay_warning,
+            max_lifetime=self._max_lifetime,
+        )
         when = 0.0
         if not done and storage_retry:
             when = self._mailbox_retry_at(now)
         elif not done:
             env.attempts += 1
-            when = next_attempt(now, env.attempts, self._rng, min_backoff=self._min_backoff,
-                                max_backoff=self._max_backoff)
+            when = next_attempt(
+                now,
+                env.attempts,
+                self._rng,
+                min_backoff=self._min_backoff,
+                max_backoff=self._max_backoff,
+            )
         await self._settle(Settlement(env, logs, plan, done, when, now))
 
     async def _remove(self, qid: str) -> None:
@@ -620,8 +680,9 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
 
     # --- local ----------------------------------------------------------------------
 
-    async def _deliver_local(self, env: Envelope, todo: list[tuple[Recipient, Route]],
-                             logs: list[tuple[dict, str]]) -> bool:
+    async def _deliver_local(
+        self, env: Envelope, todo: list[tuple[Recipient, Route]], logs: list[tuple[dict, str]]
+    ) -> bool:
         """Maildir deliveries of one message; True when one was deferred
         because our storage failed (delivery/maildir.py `failure_status`)."""
         jobs: list[tuple[Recipient, Route]] = []
@@ -629,18 +690,30 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
             if self._router.mailbox_exists(route.address):
                 jobs.append((rcpt, route))
                 continue
-            self._set(rcpt, RecipientStatus.BOUNCED, "5.1.1", "no such local mailbox",
-                      action="failed", transport="local")
+            self._set(
+                rcpt,
+                RecipientStatus.BOUNCED,
+                "5.1.1",
+                "no such local mailbox",
+                action="failed",
+                transport="local",
+            )
             logs.append((self._fields(rcpt, "local", "bounced"), rcpt.diagnostic))
         if not jobs:
             return False
         # Every Maildir write of every message finishing now goes in one
         # worker-thread call, with one fsync per Maildir (queue/batching.py).
         source = self._store.content_path(env.queue_id)
-        results = await asyncio.gather(*(
-            self._maildirs.submit(MaildirJob(route.target, source, env.sender, route.address,
-                                             _original_to(rcpt, route)))
-            for rcpt, route in jobs))
+        results = await asyncio.gather(
+            *(
+                self._maildirs.submit(
+                    MaildirJob(
+                        route.target, source, env.sender, route.address, _original_to(rcpt, route)
+                    )
+                )
+                for rcpt, route in jobs
+            )
+        )
         storage_fault = False
         for (rcpt, route), (started, ended, err) in zip(jobs, results):
             if err is not None:
@@ -649,13 +722,24 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
                     storage_fault = True
                     self.mailbox_health.failed(err)
                     self._mailbox_probe_dir = Path(route.target) / "tmp"
-                self._set(rcpt, RecipientStatus.DEFERRED, dsn,
-                          f"maildir delivery failed: {reason}", transport="local")
+                self._set(
+                    rcpt,
+                    RecipientStatus.DEFERRED,
+                    dsn,
+                    f"maildir delivery failed: {reason}",
+                    transport="local",
+                )
                 logs.append((self._fields(rcpt, "local", "deferred"), rcpt.diagnostic))
                 continue
             self.mailbox_health.succeeded()
-            self._set(rcpt, RecipientStatus.DELIVERED, "2.0.0", "delivered to maildir",
-                      action="delivered", transport="local")
+            self._set(
+                rcpt,
+                RecipientStatus.DELIVERED,
+                "2.0.0",
+                "delivered to maildir",
+                action="delivered",
+                transport="local",
+            )
             fields = self._fields(rcpt, "local", "sent")
             wait = max(0.0, started - env.received_at) if env.received_at else 0.0
             fields["delays"] = f"{wait:.2f}/0.00/{ended - started:.2f}"
@@ -669,13 +753,18 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
 
     # --- remote -----------------------------------------------------------------------
 
-    async def _deliver_remote(self, env: Envelope, nh: Nexthop, rcpts: list[Recipient],
-                              logs: list[tuple[dict, str]]) -> None:
+    async def _deliver_remote(
+        self, env: Envelope, nh: Nexthop, rcpts: list[Recipient], logs: list[tuple[dict, str]]
+    ) -> None:
         agent = self._agents.get(nh.transport)
         if agent is None:
-            self._defer_all(rcpts, "4.3.0",
-                            f"{NO_AGENT}: no delivery agent for transport {nh.transport}",
-                            nh.transport, logs)
+            self._defer_all(
+                rcpts,
+                "4.3.0",
+                f"{NO_AGENT}: no delivery agent for transport {nh.transport}",
+                nh.transport,
+                logs,
+            )
             return
         loop = asyncio.get_running_loop()
         if self._dest_cond is None or self._dest_loop is not loop:
@@ -686,44 +775,81 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
                 await cond.wait_for(lambda: self._dests.acquire(nh))
                 acquired = True
             if self._dests.is_dead(nh, self._clock()):
-                self._defer_all(rcpts, "4.4.1",
-                                f"delivery temporarily suspended: {self._dests.dead_reason(nh)}",
-                                nh.transport, logs)
-                self._waiters.add(nh, env.queue_id)          # waiting.py Rule 1
+                self._defer_all(
+                    rcpts,
+                    "4.4.1",
+                    f"delivery temporarily suspended: {self._dests.dead_reason(nh)}",
+                    nh.transport,
+                    logs,
+                )
+                self._waiters.add(nh, env.queue_id)  # waiting.py Rule 1
                 return
             started = self._clock()
             results, raised = await self._call_agent(agent, env, nh, rcpts)
-            self._apply(env.queue_id, nh, rcpts, results, logs,
-                        queue_wait=max(0.0, started - env.received_at) if env.received_at else 0.0,
-                        judge_destination=not raised)
+            self._apply(
+                env.queue_id,
+                nh,
+                rcpts,
+                results,
+                logs,
+                queue_wait=max(0.0, started - env.received_at) if env.received_at else 0.0,
+                judge_destination=not raised,
+            )
         finally:
             if acquired:
                 async with cond:
                     self._dests.release(nh)
                     cond.notify_all()
 
-    async def _call_agent(self, agent: DeliveryAgent, env: Envelope, nh: Nexthop,
-                          rcpts: list[Recipient]) -> tuple[list[RecipientResult], bool]:
+    async def _call_agent(
+        self, agent: DeliveryAgent, env: Envelope, nh: Nexthop, rcpts: list[Recipient]
+    ) -> tuple[list[RecipientResult], bool]:
         """The agent's results, and whether it raised (then they are our 4.0.0s)."""
         request = DeliveryRequest(
-            queue_id=env.queue_id, sender=env.sender, params=env.params,
+            queue_id=env.queue_id,
+            sender=env.sender,
+            params=env.params,
             recipients=tuple(DeliveryRecipient(r.address, r.params) for r in rcpts),
-            content=self._store.content_path(env.queue_id), size=env.size,
-            eight_bit=env.eight_bit, smtputf8=env.params.smtputf8, nexthop=nh)
+            content=self._store.content_path(env.queue_id),
+            size=env.size,
+            eight_bit=env.eight_bit,
+            smtputf8=env.params.smtputf8,
+            nexthop=nh,
+        )
         try:
             return list(await agent.deliver(request)), False
         except Exception as e:
             # Two faces (CONTRIBUTING.md, rule 6): the traceback to our log, a generic
             # reason into the queue and any report.
-            log.warning("queue_id=%s: delivery agent %s raised %r; deferring %d recipient(s)",
-                        env.queue_id, nh, e, len(rcpts), exc_info=True)
-            return [RecipientResult(r.address, Outcome.DEFERRED, "4.0.0",
-                                    f"delivery agent error ({type(e).__name__})")
-                    for r in rcpts], True
+            log.warning(
+                "queue_id=%s: delivery agent %s raised %r; deferring %d recipient(s)",
+                env.queue_id,
+                nh,
+                e,
+                len(rcpts),
+                exc_info=True,
+            )
+            return [
+                RecipientResult(
+                    r.address,
+                    Outcome.DEFERRED,
+                    "4.0.0",
+                    f"delivery agent error ({type(e).__name__})",
+                )
+                for r in rcpts
+            ], True
 
-    def _apply(self, qid: str, nh: Nexthop, rcpts: list[Recipient],
-               results: list[RecipientResult], logs: list[tuple[dict, str]], *,
-               queue_wait: float = 0.0, judge_destination: bool = True) -> None:
+    def _apply(
+        self,
+        qid: str,
+        nh: Nexthop,
+        rcpts: list[Recipient],
+        results: list[RecipientResult],
+        logs: list[tuple[dict, str]],
+        *,
+        queue_wait: float = 0.0,
+        judge_destination: bool = True,
+    ) -> None:
         by_addr: dict[str, RecipientResult] = {}
         for res in results:
             by_addr.setdefault(res.address, res)
@@ -737,21 +863,33 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
             except ValueError:
                 outcome = None
             if res is None or outcome is None:
-                log.warning("queue_id=%s: agent for %s gave no valid result for %s",
-                            qid, nh, r.address)
+                log.warning(
+                    "queue_id=%s: agent for %s gave no valid result for %s", qid, nh, r.address
+                )
                 outcome = Outcome.DEFERRED
-                res = RecipientResult(r.address, outcome, "4.0.0",
-                                      "delivery agent returned no result")
+                res = RecipientResult(
+                    r.address, outcome, "4.0.0", "delivery agent returned no result"
+                )
             if res.remote_mta or outcome is not Outcome.DEFERRED:
                 reached = True
             elif not first_failure:
                 first_failure = res.diagnostic
             delivered = delivered or outcome is Outcome.DELIVERED
             waiting = waiting or (outcome is Outcome.DEFERRED and waits_for_hop(res.status))
-            action = res.action if outcome is Outcome.DELIVERED else (
-                "failed" if outcome is Outcome.BOUNCED else "")
-            self._set(r, _STATUS[outcome], res.status, res.diagnostic, action=action,
-                      transport=nh.transport, remote_mta=res.remote_mta)
+            action = (
+                res.action
+                if outcome is Outcome.DELIVERED
+                else ("failed" if outcome is Outcome.BOUNCED else "")
+            )
+            self._set(
+                r,
+                _STATUS[outcome],
+                res.status,
+                res.diagnostic,
+                action=action,
+                transport=nh.transport,
+                remote_mta=res.remote_mta,
+            )
             fields = self._fields(r, res.remote_mta or "none", _LOG_STATUS[outcome])
             # Postfix-style breakdown: queue wait / connection setup / transmission.
             conn_s, xfer_s = getattr(res, "timings", (0.0, 0.0))
@@ -766,22 +904,37 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
             # content it cannot handle), not on the next hop: that must not
             # mark the destination dead for every other message.
             self._dests.record(nh, self._clock(), reached=reached, reason=first_failure)
-        if waiting:                                         # waiting.py Rules 1, 2
+        if waiting:  # waiting.py Rules 1, 2
             self._waiters.add(nh, qid)
         if delivered:
             self._hop_is_back(nh, qid)
 
     # --- helpers ------------------------------------------------------------------------
 
-    def _defer_all(self, rcpts: list[Recipient], dsn: str, diagnostic: str, transport: str,
-                   logs: list[tuple[dict, str]]) -> None:
+    def _defer_all(
+        self,
+        rcpts: list[Recipient],
+        dsn: str,
+        diagnostic: str,
+        transport: str,
+        logs: list[tuple[dict, str]],
+    ) -> None:
         """Defer every recipient of a request that got no attempt (relay=none)."""
         for r in rcpts:
             self._set(r, RecipientStatus.DEFERRED, dsn, diagnostic, transport=transport)
             logs.append((self._fields(r, "none", "deferred"), r.diagnostic))
 
-    def _set(self, rcpt: Recipient, status: RecipientStatus, dsn: str, diagnostic: str, *,
-             action: str = "", transport: str = "", remote_mta: str = "") -> None:
+    def _set(
+        self,
+        rcpt: Recipient,
+        status: RecipientStatus,
+        dsn: str,
+        diagnostic: str,
+        *,
+        action: str = "",
+        transport: str = "",
+        remote_mta: str = "",
+    ) -> None:
         rcpt.status, rcpt.dsn_status, rcpt.diagnostic = status, dsn, diagnostic
         rcpt.action = action
         if transport:
@@ -820,7 +973,7 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
                 route = router.resolve(rcpt.address, expand_aliases=False)[0]
                 key = router.delivery_key(route)
                 if not rcpt.final and key in seen:
-                    continue                          # an earlier recipient covers it
+                    continue  # an earlier recipient covers it
                 seen.add(key)
                 out.append(rcpt)
                 if not rcpt.final:
@@ -836,9 +989,16 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
                 if fresh:
                     kept[rcpt.address] = routes[0]
                     out.append(rcpt)
-                continue                              # else: a repeat, merged away
+                continue  # else: a repeat, merged away
             for route in fresh:
-                out.append(replace(rcpt, address=route.address, original=rcpt.address,
-                                   status=RecipientStatus.PENDING, diagnostic=""))
+                out.append(
+                    replace(
+                        rcpt,
+                        address=route.address,
+                        original=rcpt.address,
+                        status=RecipientStatus.PENDING,
+                        diagnostic="",
+                    )
+                )
         env.recipients = out
         return kept

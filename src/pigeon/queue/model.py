@@ -17,6 +17,7 @@ Contract:
   * Fields added later have defaults and `from_dict` tolerates their absence,
     so entries written by an older version still load.
 """
+
 from __future__ import annotations
 
 import enum
@@ -26,15 +27,15 @@ from pigeon.proto.params import MailParams, RcptParams
 
 
 class RecipientStatus(str, enum.Enum):
-    PENDING = "pending"        # not yet attempted, or waiting for its transport
-    DEFERRED = "deferred"      # attempted, failed temporarily, will retry
-    DELIVERED = "delivered"    # handed off successfully (final)
-    BOUNCED = "bounced"        # failed permanently (final)
+    PENDING = "pending"  # not yet attempted, or waiting for its transport
+    DEFERRED = "deferred"  # attempted, failed temporarily, will retry
+    DELIVERED = "delivered"  # handed off successfully (final)
+    BOUNCED = "bounced"  # failed permanently (final)
 
 
 @dataclass(slots=True)
 class Recipient:
-    address: str               # canonical str(Address) of the forward-path
+    address: str  # canonical str(Address) of the forward-path
     params: RcptParams = field(default_factory=RcptParams)
     status: RecipientStatus = RecipientStatus.PENDING
     #: Last delivery diagnostic ("dsn=4.4.1 ..." text), for logs and bounces.
@@ -59,8 +60,12 @@ class Recipient:
         return self.status in (RecipientStatus.DELIVERED, RecipientStatus.BOUNCED)
 
     def to_dict(self) -> dict:
-        d = {"address": self.address, "params": self.params.to_dict(),
-             "status": self.status.value, "diagnostic": self.diagnostic}
+        d = {
+            "address": self.address,
+            "params": self.params.to_dict(),
+            "status": self.status.value,
+            "diagnostic": self.diagnostic,
+        }
         if self.original:
             d["original"] = self.original
         for key in ("dsn_status", "remote_mta", "action", "transport", "last_attempt"):
@@ -70,42 +75,68 @@ class Recipient:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Recipient":
-        return cls(d["address"], RcptParams.from_dict(d.get("params") or {}),
-                   RecipientStatus(d.get("status", "pending")), d.get("diagnostic", ""),
-                   d.get("original", ""), d.get("dsn_status", ""), d.get("remote_mta", ""),
-                   d.get("action", ""), d.get("transport", ""), d.get("last_attempt", 0.0))
+    def from_dict(cls, d: dict) -> Recipient:
+        return cls(
+            d["address"],
+            RcptParams.from_dict(d.get("params") or {}),
+            RecipientStatus(d.get("status", "pending")),
+            d.get("diagnostic", ""),
+            d.get("original", ""),
+            d.get("dsn_status", ""),
+            d.get("remote_mta", ""),
+            d.get("action", ""),
+            d.get("transport", ""),
+            d.get("last_attempt", 0.0),
+        )
 
 
 @dataclass(slots=True)
 class Envelope:
     queue_id: str
-    sender: str                # "" for the null reverse-path <>
+    sender: str  # "" for the null reverse-path <>
     recipients: list[Recipient]
     params: MailParams = field(default_factory=MailParams)
-    received_at: float = 0.0   # Unix time the 250 was given
-    size: int = 0              # octets of content as stored (incl. our Received:)
-    eight_bit: bool = False    # content has octets > 127
-    client_address: str = ""   # "ip" of the SMTP client ("" for local submission)
+    received_at: float = 0.0  # Unix time the 250 was given
+    size: int = 0  # octets of content as stored (incl. our Received:)
+    eight_bit: bool = False  # content has octets > 127
+    client_address: str = ""  # "ip" of the SMTP client ("" for local submission)
     client_helo: str = ""
-    protocol: str = "ESMTP"    # SMTP / ESMTP / UTF8SMTP ... as in the Received: field
-    attempts: int = 0          # delivery runs that ended deferred (drives the retry backoff)
-    dsn_kind: str = ""         # "" = client mail; else which notification we generated (module doc)
+    protocol: str = "ESMTP"  # SMTP / ESMTP / UTF8SMTP ... as in the Received: field
+    attempts: int = 0  # delivery runs that ended deferred (drives the retry backoff)
+    dsn_kind: str = ""  # "" = client mail; else which notification we generated (module doc)
     delay_warned: bool = False  # the one delay warning (RFC 3464 Action: delayed) has gone out
 
     def to_dict(self) -> dict:
-        return {"queue_id": self.queue_id, "sender": self.sender,
-                "recipients": [r.to_dict() for r in self.recipients],
-                "params": self.params.to_dict(), "received_at": self.received_at,
-                "size": self.size, "eight_bit": self.eight_bit,
-                "client_address": self.client_address, "client_helo": self.client_helo,
-                "protocol": self.protocol, "attempts": self.attempts,
-                "dsn_kind": self.dsn_kind, "delay_warned": self.delay_warned}
+        return {
+            "queue_id": self.queue_id,
+            "sender": self.sender,
+            "recipients": [r.to_dict() for r in self.recipients],
+            "params": self.params.to_dict(),
+            "received_at": self.received_at,
+            "size": self.size,
+            "eight_bit": self.eight_bit,
+            "client_address": self.client_address,
+            "client_helo": self.client_helo,
+            "protocol": self.protocol,
+            "attempts": self.attempts,
+            "dsn_kind": self.dsn_kind,
+            "delay_warned": self.delay_warned,
+        }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Envelope":
-        return cls(d["queue_id"], d["sender"], [Recipient.from_dict(r) for r in d["recipients"]],
-                   MailParams.from_dict(d.get("params") or {}), d.get("received_at", 0.0),
-                   d.get("size", 0), d.get("eight_bit", False), d.get("client_address", ""),
-                   d.get("client_helo", ""), d.get("protocol", "ESMTP"), d.get("attempts", 0),
-                   d.get("dsn_kind", ""), d.get("delay_warned", False))
+    def from_dict(cls, d: dict) -> Envelope:
+        return cls(
+            d["queue_id"],
+            d["sender"],
+            [Recipient.from_dict(r) for r in d["recipients"]],
+            MailParams.from_dict(d.get("params") or {}),
+            d.get("received_at", 0.0),
+            d.get("size", 0),
+            d.get("eight_bit", False),
+            d.get("client_address", ""),
+            d.get("client_helo", ""),
+            d.get("protocol", "ESMTP"),
+            d.get("attempts", 0),
+            d.get("dsn_kind", ""),
+            d.get("delay_warned", False),
+        )

@@ -34,35 +34,45 @@ Rules:
     `envelope.delay_warned` is set when it becomes due, and the manager
     stores it with the envelope's next update.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from pigeon.queue.bounce import (DsnRecipient, build_dsn, dsn_params, dsn_recipient,
-                                 wants_delay, wants_failure, wants_success)
+from pigeon.queue.bounce import (
+    DsnRecipient,
+    build_dsn,
+    dsn_params,
+    dsn_recipient,
+    wants_delay,
+    wants_failure,
+    wants_success,
+)
 from pigeon.queue.model import Envelope, Recipient, RecipientStatus
 from pigeon.queue.schedule import delay_warning_due
 
 __all__ = ["DEFAULT_DELAY_WARNING", "Notice", "enqueue_notice", "plan_notices"]
 
-DEFAULT_DELAY_WARNING = 14400.0     # s; for explicit NOTIFY=DELAY with warnings off
+DEFAULT_DELAY_WARNING = 14400.0  # s; for explicit NOTIFY=DELAY with warnings off
 REPORT_KINDS = frozenset({"failure", "delay", "success", "relayed"})
 
-_LOG_TEXT = {"failure": "sender non-delivery notification",
-             "delay": "sender delay notification",
-             "success": "sender delivery status notification",
-             "double-bounce": "postmaster non-delivery notification"}
+_LOG_TEXT = {
+    "failure": "sender non-delivery notification",
+    "delay": "sender delay notification",
+    "success": "sender delivery status notification",
+    "double-bounce": "postmaster non-delivery notification",
+}
 
 
 @dataclass(frozen=True, slots=True)
 class Notice:
     """One report to enqueue: `kind` is what `Envelope.dsn_kind` will say."""
 
-    kind: str                 # failure | delay | success | double-bounce
+    kind: str  # failure | delay | success | double-bounce
     to: str
     data: bytes
-    log_text: str             # "sender non-delivery notification" (+ ": <new id>")
+    log_text: str  # "sender non-delivery notification" (+ ": <new id>")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,40 +82,59 @@ class Plan:
     remarks: list[str]
 
 
-def plan_notices(env: Envelope, *, done: bool, now: float, reporting_mta: str, postmaster: str,
-                 content_path: Path | None, delay_warning: float, max_lifetime: float) -> Plan:
+def plan_notices(
+    env: Envelope,
+    *,
+    done: bool,
+    now: float,
+    reporting_mta: str,
+    postmaster: str,
+    content_path: Path | None,
+    delay_warning: float,
+    max_lifetime: float,
+) -> Plan:
     """The reports `env` owes now (module Rules 1-4)."""
     bounced = [r for r in env.recipients if r.status is RecipientStatus.BOUNCED]
-    common = dict(reporting_mta=reporting_mta, arrival_date=env.received_at,
-                  content_path=content_path, now=now, max_lifetime=max_lifetime)
-    if not env.sender:                                            # Rule 2
+    common = dict(
+        reporting_mta=reporting_mta,
+        arrival_date=env.received_at,
+        content_path=content_path,
+        now=now,
+        max_lifetime=max_lifetime,
+    )
+    if not env.sender:  # Rule 2
         if not done or not bounced:
             return Plan([], [])
         if env.dsn_kind in REPORT_KINDS:
             blocks = [dsn_recipient(r, "failed") for r in bounced]
             data = build_dsn(env, blocks, kind="failure", to=postmaster, **common)
-            return Plan([Notice("double-bounce", postmaster, data,
-                                _LOG_TEXT["double-bounce"])], [])
+            return Plan([Notice("double-bounce", postmaster, data, _LOG_TEXT["double-bounce"])], [])
         if env.dsn_kind == "double-bounce":
             return Plan([], ["discarding undeliverable postmaster notification"])
         return Plan([], ["null sender: no non-delivery notification"])
     notices: list[Notice] = []
-    if done:                                                      # Rule 1
+    if done:  # Rule 1
         failed = [dsn_recipient(r, "failed") for r in bounced if wants_failure(r.params)]
         if failed:
             notices.append(_notice(env, "failure", failed, common))
-        succeeded = [dsn_recipient(r, r.action or "delivered") for r in env.recipients
-                     if r.status is RecipientStatus.DELIVERED and wants_success(r)]
+        succeeded = [
+            dsn_recipient(r, r.action or "delivered")
+            for r in env.recipients
+            if r.status is RecipientStatus.DELIVERED and wants_success(r)
+        ]
         if succeeded:
             notices.append(_notice(env, "success", succeeded, common))
         return Plan(notices, [])
-    enabled = delay_warning > 0                                   # Rules 3, 4
+    enabled = delay_warning > 0  # Rules 3, 4
     threshold = delay_warning if enabled else DEFAULT_DELAY_WARNING
     if delay_warning_due(env.received_at, now, threshold, env.delay_warned):
         env.delay_warned = True
         until = env.received_at + max_lifetime
-        waiting = [dsn_recipient(r, "delayed", will_retry_until=until) for r in env.recipients
-                   if not r.final and wants_delay(r.params, delay_warning_enabled=enabled)]
+        waiting = [
+            dsn_recipient(r, "delayed", will_retry_until=until)
+            for r in env.recipients
+            if not r.final and wants_delay(r.params, delay_warning_enabled=enabled)
+        ]
         if waiting:
             notices.append(_notice(env, "delay", waiting, common))
     return Plan(notices, [])
@@ -119,11 +148,18 @@ def _notice(env: Envelope, kind: str, blocks: list[DsnRecipient], common: dict) 
 def enqueue_notice(store, notice: Notice, now: float) -> str:
     """Commit `notice` as a new queue entry from <>; return its queue id. Blocking."""
     eight_bit = not notice.data.isascii()
-    env = Envelope("", "", [Recipient(notice.to)],
-                   params=dsn_params(eight_bit, not notice.to.isascii()), received_at=now,
-                   size=len(notice.data), eight_bit=eight_bit, protocol="local",
-                   dsn_kind=notice.kind)
-    spool = store.new_spool(env)        # sets env.queue_id; env goes into a spilled file
+    env = Envelope(
+        "",
+        "",
+        [Recipient(notice.to)],
+        params=dsn_params(eight_bit, not notice.to.isascii()),
+        received_at=now,
+        size=len(notice.data),
+        eight_bit=eight_bit,
+        protocol="local",
+        dsn_kind=notice.kind,
+    )
+    spool = store.new_spool(env)  # sets env.queue_id; env goes into a spilled file
     try:
         spool.write(notice.data)
     except BaseException:

@@ -37,6 +37,7 @@ Contract:
     (deleted by administrator)", "requeued", ...), so `pigeon log ID` tells
     it too. The blocking store calls run in worker threads.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -65,11 +66,15 @@ class ActionResult:
     done: list[str] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
-    unknown: list[str] = field(default_factory=list)      # the skipped ids not queued at all
+    unknown: list[str] = field(default_factory=list)  # the skipped ids not queued at all
 
     def to_dict(self) -> dict[str, Any]:
-        return {"done": self.done, "pending": self.pending, "skipped": self.skipped,
-                "unknown": self.unknown}
+        return {
+            "done": self.done,
+            "pending": self.pending,
+            "skipped": self.skipped,
+            "unknown": self.unknown,
+        }
 
 
 class OperatorActions:
@@ -77,14 +82,15 @@ class OperatorActions:
 
     # --- plumbing shared with the delivery loop ------------------------------------
 
-    def _op_lock(self: "QueueManager") -> asyncio.Lock:
+    def _op_lock(self: QueueManager) -> asyncio.Lock:
         loop = asyncio.get_running_loop()
         if self._admin_lock is None or self._admin_loop is not loop:
             self._admin_lock, self._admin_loop = asyncio.Lock(), loop
         return self._admin_lock
 
-    async def _select(self: "QueueManager", ids: list[str] | None,
-                      states: tuple[str, ...]) -> tuple[list[str], ActionResult]:
+    async def _select(
+        self: QueueManager, ids: list[str] | None, states: tuple[str, ...]
+    ) -> tuple[list[str], ActionResult]:
         """The ids to act on now; active ones go to result.pending, unknown to skipped."""
         result = ActionResult()
         store = self._store
@@ -108,7 +114,7 @@ class OperatorActions:
                 result.skipped.append(qid)
         return todo, result
 
-    async def _after_delivery(self: "QueueManager", qid: str) -> None:
+    async def _after_delivery(self: QueueManager, qid: str) -> None:
         """Run the action an operator asked for while `qid` was being delivered."""
         action = self._pending_actions.pop(qid, None)
         if action is None:
@@ -116,45 +122,52 @@ class OperatorActions:
         try:
             await getattr(self, action)([qid])
         except CorruptEntry:
-            pass       # unreadable meanwhile: nothing left to act on
+            pass  # unreadable meanwhile: nothing left to act on
         except StoreError as exc:
             # The store failed (disk full...): the entry stays queued, the
             # operator's wish is not silently dropped.
-            log.warning("queue_id=%s: %s asked by the administrator not done: %s; ask again",
-                        qid, action, exc)
+            log.warning(
+                "queue_id=%s: %s asked by the administrator not done: %s; ask again",
+                qid,
+                action,
+                exc,
+            )
 
-    def _log_action(self: "QueueManager", qids: list[str], detail: str,
-                    status: str | None = None) -> None:
+    def _log_action(
+        self: QueueManager, qids: list[str], detail: str, status: str | None = None
+    ) -> None:
         for qid in qids:
             self._maillog.log(qid, {"status": status} if status else {}, detail)
 
     # --- the actions ------------------------------------------------------------------
 
-    async def hold(self: "QueueManager", ids: list[str] | None = None) -> ActionResult:
+    async def hold(self: QueueManager, ids: list[str] | None = None) -> ActionResult:
         """Put entries on hold: no delivery until `release`."""
         async with self._op_lock():
             todo, result = await self._select(ids, _WAITING)
-            result.done = await asyncio.to_thread(self._store.move, todo, "hold",
-                                                  from_states=_WAITING)
+            result.done = await asyncio.to_thread(
+                self._store.move, todo, "hold", from_states=_WAITING
+            )
             result.skipped += [q for q in todo if q not in result.done]
             self._defer_to_after(result.pending, "hold")
         self._log_action(result.done, "on hold by administrator", "hold")
         return result
 
-    async def release(self: "QueueManager", ids: list[str] | None = None) -> ActionResult:
+    async def release(self: QueueManager, ids: list[str] | None = None) -> ActionResult:
         """Take entries off hold; they are due at once."""
         async with self._op_lock():
             todo, result = await self._select(ids, ("hold",))
-            result.skipped += result.pending      # active entries are not on hold
+            result.skipped += result.pending  # active entries are not on hold
             result.pending = []
-            result.done = await asyncio.to_thread(self._store.move, todo, "deferred",
-                                                  self._clock(), from_states=("hold",))
+            result.done = await asyncio.to_thread(
+                self._store.move, todo, "deferred", self._clock(), from_states=("hold",)
+            )
         self._log_action(result.done, "released from hold")
         if result.done:
             self.nudge()
         return result
 
-    async def delete(self: "QueueManager", ids: list[str] | None = None) -> ActionResult:
+    async def delete(self: QueueManager, ids: list[str] | None = None) -> ActionResult:
         """Remove entries without any report (Postfix `postsuper -d`)."""
         states = ("incoming", "deferred", "hold", "corrupt")
         async with self._op_lock():
@@ -167,7 +180,7 @@ class OperatorActions:
         self._log_action(result.done, "deleted by administrator", "removed")
         return result
 
-    async def bounce(self: "QueueManager", ids: list[str]) -> ActionResult:
+    async def bounce(self: QueueManager, ids: list[str]) -> ActionResult:
         """Return entries to their senders with a failure DSN, then remove them."""
         states = ("incoming", "deferred", "hold")
         async with self._op_lock():
@@ -182,46 +195,58 @@ class OperatorActions:
                 for r in env.recipients:
                     if r.final:
                         continue
-                    self._set(r, RecipientStatus.BOUNCED, ADMIN_BOUNCE_STATUS, ADMIN_BOUNCE_TEXT,
-                              action="failed", transport=r.transport, remote_mta=r.remote_mta)
+                    self._set(
+                        r,
+                        RecipientStatus.BOUNCED,
+                        ADMIN_BOUNCE_STATUS,
+                        ADMIN_BOUNCE_TEXT,
+                        action="failed",
+                        transport=r.transport,
+                        remote_mta=r.remote_mta,
+                    )
                     logs.append((self._fields(r, "none", "bounced"), r.diagnostic))
-                await self._finish(env, logs)       # reports, removal, log lines
+                await self._finish(env, logs)  # reports, removal, log lines
                 result.done.append(qid)
             self._defer_to_after(result.pending, "bounce")
         return result
 
-    async def requeue(self: "QueueManager", ids: list[str] | None = None) -> ActionResult:
+    async def requeue(self: QueueManager, ids: list[str] | None = None) -> ActionResult:
         """Make waiting entries due now, as new mail (Postfix `postsuper -r`)."""
         async with self._op_lock():
             todo, result = await self._select(ids, _WAITING)
-            result.skipped += result.pending      # being delivered already
+            result.skipped += result.pending  # being delivered already
             result.pending = []
-            result.done = await asyncio.to_thread(self._store.move, todo, "incoming",
-                                                  self._clock(), from_states=_WAITING)
+            result.done = await asyncio.to_thread(
+                self._store.move, todo, "incoming", self._clock(), from_states=_WAITING
+            )
         self._log_action(result.done, "requeued by administrator")
         if result.done:
             self.nudge()
         return result
 
-    async def flush(self: "QueueManager", domain: str | None = None) -> dict[str, Any]:
+    async def flush(self: QueueManager, domain: str | None = None) -> dict[str, Any]:
         """Deferred mail (for `domain`) is due now; dead destinations get another chance."""
-        from pigeon.admin.query import has_domain      # pure helpers, no cycle at run time
+        from pigeon.admin.query import has_domain  # pure helpers, no cycle at run time
 
         domain = domain.lower().rstrip(".") if domain else None
         async with self._op_lock():
             entries = await asyncio.to_thread(self._store.list, "deferred")
-            ids = [e.queue_id for e in entries
-                   if domain is None or (e.envelope is not None and has_domain(e.envelope, domain))]
-            moved = await asyncio.to_thread(self._store.move, ids, "deferred", self._clock(),
-                                            from_states=("deferred",))
+            ids = [
+                e.queue_id
+                for e in entries
+                if domain is None or (e.envelope is not None and has_domain(e.envelope, domain))
+            ]
+            moved = await asyncio.to_thread(
+                self._store.move, ids, "deferred", self._clock(), from_states=("deferred",)
+            )
             revived = self._dests.revive(
-                None if domain is None else
-                (lambda nh: getattr(nh, "domain", "") == domain))
+                None if domain is None else (lambda nh: getattr(nh, "domain", "") == domain)
+            )
         if moved or revived:
             self.nudge()
         return {"done": moved, "destinations_revived": revived}
 
-    def _defer_to_after(self: "QueueManager", qids: list[str], action: str) -> None:
+    def _defer_to_after(self: QueueManager, qids: list[str], action: str) -> None:
         for qid in qids:
             # The strongest wish wins: delete > bounce > hold.
             rank = {"hold": 0, "bounce": 1, "delete": 2}

@@ -17,6 +17,7 @@ Contract:
     directory, so pigeon running as its own user can open them.
   * The rules it applies, and why, are in queue/store.py ("Recovery").
 """
+
 from __future__ import annotations
 
 import logging
@@ -55,8 +56,7 @@ def rebuild(root: Path, *, from_files: bool = False, fsync: bool = True) -> Reco
             else:
                 probe.close()
             aside = move_aside(root / "queue.db", label)
-            log.warning("queue database moved aside to %s; rebuilding from %s", aside,
-                        root / "msg")
+            log.warning("queue database moved aside to %s; rebuilding from %s", aside, root / "msg")
         store = QueueStore(root, fsync=fsync)
         store.open(verify=True)
         try:

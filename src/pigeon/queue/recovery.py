@@ -27,6 +27,7 @@ Contract:
   * Errors: a file that cannot be opened or read is IGNORE (left alone, with
     the reason), never DELETE.
 """
+
 from __future__ import annotations
 
 import enum
@@ -34,8 +35,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from pigeon.queue.model import Envelope
 from pigeon.msgfile import Preamble, PreambleError, has_eight_bit, read_preamble
+from pigeon.queue.model import Envelope
 
 __all__ = ["Action", "Verdict", "decide", "judge_file", "QUEUE_ID"]
 
@@ -44,22 +45,28 @@ QUEUE_ID = re.compile(r"[0-9A-Z]{4,64}")
 
 
 class Action(str, enum.Enum):
-    KEEP = "keep"                   # it has a row: nothing to do
-    DELETE = "delete"               # never acknowledged, already removed, or no message in it
-    ADOPT = "adopt"                 # the database lost track of it: rebuild its row
-    QUARANTINE = "quarantine"       # cannot be rebuilt, must not be deleted: a 'corrupt' row
-    IGNORE = "ignore"               # not a queue file (or unreadable): left alone
+    KEEP = "keep"  # it has a row: nothing to do
+    DELETE = "delete"  # never acknowledged, already removed, or no message in it
+    ADOPT = "adopt"  # the database lost track of it: rebuild its row
+    QUARANTINE = "quarantine"  # cannot be rebuilt, must not be deleted: a 'corrupt' row
+    IGNORE = "ignore"  # not a queue file (or unreadable): left alone
 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
     action: Action
     reason: str
-    envelope: Envelope | None = None        # ADOPT: the rebuilt envelope
+    envelope: Envelope | None = None  # ADOPT: the rebuilt envelope
 
 
-def decide(*, has_row: bool, preamble: Preamble | None, error: PreambleError | None,
-           db_store_id: str, adopt_all: bool) -> tuple[Action, str]:
+def decide(
+    *,
+    has_row: bool,
+    preamble: Preamble | None,
+    error: PreambleError | None,
+    db_store_id: str,
+    adopt_all: bool,
+) -> tuple[Action, str]:
     """The decision table of the contract (`error`: read_preamble raised it)."""
     if has_row:
         return Action.KEEP, "has a row"
@@ -88,8 +95,13 @@ def judge_file(path: Path, *, db_store_id: str, adopt_all: bool = False) -> Verd
                 preamble, error = read_preamble(fh), None
             except PreambleError as exc:
                 preamble, error = None, exc
-            action, reason = decide(has_row=False, preamble=preamble, error=error,
-                                    db_store_id=db_store_id, adopt_all=adopt_all)
+            action, reason = decide(
+                has_row=False,
+                preamble=preamble,
+                error=error,
+                db_store_id=db_store_id,
+                adopt_all=adopt_all,
+            )
             if action is not Action.ADOPT:
                 return Verdict(action, reason)
             assert preamble is not None and preamble.envelope is not None

@@ -34,23 +34,32 @@ Contract (CONTRIBUTING.md, rules 2 and 10: time is an argument, scheduling is te
 
 Failure modes: none; invalid arguments (negative counts) raise ValueError.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Callable, Hashable, Protocol
+from typing import Protocol
 
-__all__ = ["DestinationState", "delay_warning_due", "expired", "next_attempt", "split_slots",
-           "JITTER"]
+__all__ = [
+    "DestinationState",
+    "delay_warning_due",
+    "expired",
+    "next_attempt",
+    "split_slots",
+    "JITTER",
+]
 
-JITTER = 0.10           # +-10 % of the backoff
+JITTER = 0.10  # +-10 % of the backoff
 
 
 class Rng(Protocol):
     def uniform(self, a: float, b: float) -> float: ...
 
 
-def next_attempt(now: float, attempts: int, rng: Rng, *, min_backoff: float = 300.0,
-                 max_backoff: float = 4000.0) -> float:
+def next_attempt(
+    now: float, attempts: int, rng: Rng, *, min_backoff: float = 300.0, max_backoff: float = 4000.0
+) -> float:
     """Absolute time of the next delivery attempt (Rule 1)."""
     if attempts < 0:
         raise ValueError("attempts must be >= 0")
@@ -65,8 +74,9 @@ def expired(received_at: float, now: float, max_lifetime: float) -> bool:
     return now - received_at >= max_lifetime
 
 
-def delay_warning_due(received_at: float, now: float, delay_warning: float,
-                      already_warned: bool) -> bool:
+def delay_warning_due(
+    received_at: float, now: float, delay_warning: float, already_warned: bool
+) -> bool:
     """True when the one delay warning of this message should go out now (Rule 3)."""
     return delay_warning > 0 and not already_warned and now - received_at >= delay_warning
 
@@ -79,7 +89,7 @@ def split_slots(free: int, incoming: int, deferred: int) -> tuple[int, int]:
     """
     if free < 0 or incoming < 0 or deferred < 0:
         raise ValueError("negative count")
-    half_in = (free + 1) // 2                     # incoming gets the odd slot
+    half_in = (free + 1) // 2  # incoming gets the odd slot
     take_in = min(incoming, max(half_in, free - deferred))
     take_def = min(deferred, free - take_in)
     return take_in, take_def
@@ -88,9 +98,9 @@ def split_slots(free: int, incoming: int, deferred: int) -> tuple[int, int]:
 @dataclass(slots=True)
 class _Dest:
     in_flight: int = 0
-    failures: int = 0             # consecutive connection-level failures
+    failures: int = 0  # consecutive connection-level failures
     dead_until: float = 0.0
-    reason: str = ""              # the last failure's diagnostic, for "suspended" lines
+    reason: str = ""  # the last failure's diagnostic, for "suspended" lines
 
 
 class DestinationState:
@@ -101,8 +111,9 @@ class DestinationState:
     use, not every domain ever seen.
     """
 
-    def __init__(self, *, concurrency: int = 20, failure_limit: int = 3,
-                 dead_time: float = 300.0) -> None:
+    def __init__(
+        self, *, concurrency: int = 20, failure_limit: int = 3, dead_time: float = 300.0
+    ) -> None:
         if concurrency < 1 or failure_limit < 1:
             raise ValueError("concurrency and failure_limit must be >= 1")
         self.concurrency = concurrency
@@ -168,9 +179,11 @@ class DestinationState:
 
     def statistics(self, now: float) -> dict[str, int]:
         """Counts for the admin UI: destinations tracked, dead, slots in use."""
-        return {"destinations": len(self._dests),
-                "dead": sum(1 for d in self._dests.values() if now < d.dead_until),
-                "in_flight": sum(d.in_flight for d in self._dests.values())}
+        return {
+            "destinations": len(self._dests),
+            "dead": sum(1 for d in self._dests.values() if now < d.dead_until),
+            "in_flight": sum(d.in_flight for d in self._dests.values()),
+        }
 
     def _forget_if_idle(self, key: Hashable, d: _Dest) -> None:
         if d.in_flight == 0 and d.failures == 0:

@@ -43,6 +43,7 @@ Contract:
     Maildir storage is degraded, rounds probe the tmp/ of the last Maildir
     that failed the same way (or a delivery that succeeds ends it).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -83,35 +84,36 @@ class Settlement:
     logs: list[tuple[dict, str]]
     plan: Plan
     done: bool
-    when: float                        # next attempt when not done
-    now: float                         # when the run ended (reports carry it)
-    new_ids: list[str] = field(default_factory=list)    # reports enqueued so far
+    when: float  # next attempt when not done
+    now: float  # when the run ended (reports carry it)
+    new_ids: list[str] = field(default_factory=list)  # reports enqueued so far
 
 
 class Settling:
     """Mixed into QueueManager; see the module contract."""
 
-    def _init_settling(self: "QueueManager", store_retry: float) -> None:
+    def _init_settling(self: QueueManager, store_retry: float) -> None:
         self._store_retry = store_retry
-        self._storage_delay = store_retry              # Rule 2, current
-        self._storage_due: float | None = None         # next retry round
-        self._held_until = 0.0                         # no scans/starts before (a failure)
-        self._unsaved: dict[str, Settlement] = {}      # Rule 1
-        self._requeue: set[str] = set()                # Rule 1
+        self._storage_delay = store_retry  # Rule 2, current
+        self._storage_due: float | None = None  # next retry round
+        self._held_until = 0.0  # no scans/starts before (a failure)
+        self._unsaved: dict[str, Settlement] = {}  # Rule 1
+        self._requeue: set[str] = set()  # Rule 1
         self._sweep_needed = False
-        self._mailbox_probe_dir: Path | None = None    # tmp/ of a Maildir that failed
+        self._mailbox_probe_dir: Path | None = None  # tmp/ of a Maildir that failed
 
     # --- one outcome ------------------------------------------------------------------
 
-    async def _settle(self: "QueueManager", o: Settlement) -> bool:
+    async def _settle(self: QueueManager, o: Settlement) -> bool:
         """Make `o` durable, then log it; on a store failure keep it (Rule 1).
         Returns True when it is durable."""
         qid = o.env.queue_id
         try:
             while len(o.new_ids) < len(o.plan.notices):
                 notice = o.plan.notices[len(o.new_ids)]
-                o.new_ids.append(await asyncio.to_thread(enqueue_notice, self._store, notice,
-                                                         o.now))
+                o.new_ids.append(
+                    await asyncio.to_thread(enqueue_notice, self._store, notice, o.now)
+                )
             if o.done:
                 await self._remove(qid)
             else:
@@ -127,12 +129,12 @@ class Settling:
         self._log_outcome(o)
         return True
 
-    def _log_outcome(self: "QueueManager", o: Settlement) -> None:
+    def _log_outcome(self: QueueManager, o: Settlement) -> None:
         """The mail log lines of a durable outcome (durable first: module Rule)."""
         env, logs, qid = o.env, o.logs, o.env.queue_id
         delay = round(max(0.0, o.now - env.received_at), 3) if env.received_at else 0.0
         order = {r.address: i for i, r in enumerate(env.recipients)}
-        logs.sort(key=lambda fd: order.get(fd[0]["to"], 0))    # envelope order, not finish order
+        logs.sort(key=lambda fd: order.get(fd[0]["to"], 0))  # envelope order, not finish order
         for fields, detail in logs:
             fields["delay"] = delay
             key = {"sent": "delivered"}.get(fields["status"], fields["status"])
@@ -154,8 +156,9 @@ class Settling:
         if o.new_ids:
             self.nudge()
 
-    def _write_failed(self: "QueueManager", exc: BaseException, what: str,
-                      requeue: list[str] | tuple[str, ...] = ()) -> None:
+    def _write_failed(
+        self: QueueManager, exc: BaseException, what: str, requeue: list[str] | tuple[str, ...] = ()
+    ) -> None:
         """A store call failed: note it (Rule 3), keep what it leaves (Rule 1),
         and make sure a retry round is coming (Rule 2)."""
         self._requeue.update(requeue)
@@ -172,15 +175,15 @@ class Settling:
         self._held_until = max(self._held_until, self._storage_due)
         self._wake.set()
 
-    async def _recover(self: "QueueManager") -> None:
+    async def _recover(self: QueueManager) -> None:
         """store.recover(), retried with the storage back-off while the store fails."""
         while not self._stopping:
             try:
                 report = await asyncio.to_thread(self._store.recover)
             except STORE_ERRORS as exc:
                 self._write_failed(exc, "queue recovery failed")
-                self._storage_due = None          # this loop is the retry
-                self._wake.clear()                # stop() sets it again
+                self._storage_due = None  # this loop is the retry
+                self._wake.clear()  # stop() sets it again
                 try:
                     await asyncio.wait_for(self._wake.wait(), self._storage_delay)
                 except TimeoutError:
@@ -188,30 +191,34 @@ class Settling:
                 self._wake.clear()
                 continue
             self._storage_delay, self._held_until = self._store_retry, 0.0
-            log.info("queue recovered: %d entries, %d reactivated, %d corrupt",
-                     report.queued, len(report.reactivated), len(report.missing_content))
+            log.info(
+                "queue recovered: %d entries, %d reactivated, %d corrupt",
+                report.queued,
+                len(report.reactivated),
+                len(report.missing_content),
+            )
             return
 
     # --- the retry round --------------------------------------------------------------
 
-    def _storage_retry_due(self: "QueueManager", now: float) -> bool:
+    def _storage_retry_due(self: QueueManager, now: float) -> bool:
         return self._storage_due is not None and now >= self._storage_due
 
-    def _mailbox_retry_at(self: "QueueManager", now: float) -> float:
+    def _mailbox_retry_at(self: QueueManager, now: float) -> float:
         """Rule 2 for Maildir storage faults: soon at first, a quarter of the
         episode's age later on, at most the back-off cap."""
         since = self.mailbox_health.since
         age = now - since if since is not None else 0.0
         return now + min(max(self._store_retry, age / 4), self._store_retry * BACKOFF_CAP)
 
-    async def _retry_storage(self: "QueueManager") -> None:
+    async def _retry_storage(self: QueueManager) -> None:
         """One retry round (Rules 1-3). Call with the operator lock held."""
         self._storage_due = None
         for qid, outcome in list(self._unsaved.items()):
             if self._unsaved.get(qid) is not outcome:
-                continue                   # settled meanwhile
+                continue  # settled meanwhile
             if not await self._settle(outcome):
-                return                     # still failing: _write_failed scheduled the next
+                return  # still failing: _write_failed scheduled the next
             if qid in self._pending_actions:
                 self._after_delivery_soon(qid)
         if self._requeue and not await self._requeue_now():
@@ -220,7 +227,7 @@ class Settling:
         if queue.degraded and not await self._probe(queue, self._store.root / "tmp"):
             return
         self._storage_delay = self._store_retry
-        self._sweep_needed = True          # entries a failure left 'active' (Rule 1)
+        self._sweep_needed = True  # entries a failure left 'active' (Rule 1)
         mailbox = self.mailbox_health
         if mailbox.degraded and self._mailbox_probe_dir is not None:
             await self._probe(mailbox, self._mailbox_probe_dir)
@@ -230,25 +237,29 @@ class Settling:
             # logged) without new mail.
             self._storage_due = self._clock() + max(self._store_retry, queue.quiet)
 
-    async def _requeue_now(self: "QueueManager") -> bool:
+    async def _requeue_now(self: QueueManager) -> bool:
         """Move the entries to requeue from 'active' to 'incoming' (due now)."""
         # A delivery, or an outcome waiting to be written, owns those.
         self._requeue.difference_update(self._inflight, self._unsaved.keys())
         ids = sorted(self._requeue)
         try:
-            moved = await asyncio.to_thread(self._store.move, ids, "incoming", self._clock(),
-                                            from_states=("active",))
+            moved = await asyncio.to_thread(
+                self._store.move, ids, "incoming", self._clock(), from_states=("active",)
+            )
         except STORE_ERRORS as exc:
             self._write_failed(exc, f"cannot requeue {len(ids)} entries")
             return False
         self._requeue.difference_update(ids)
         if moved:
-            log.info("requeued %d queue entries left active by a storage failure: %s",
-                     len(moved), " ".join(moved[:20]) + (" ..." if len(moved) > 20 else ""))
-        self._scan_needed = True           # rows already 'incoming' are found by due() too
+            log.info(
+                "requeued %d queue entries left active by a storage failure: %s",
+                len(moved),
+                " ".join(moved[:20]) + (" ..." if len(moved) > 20 else ""),
+            )
+        self._scan_needed = True  # rows already 'incoming' are found by due() too
         return True
 
-    async def _probe(self: "QueueManager", health: StorageHealth, directory: Path) -> bool:
+    async def _probe(self: QueueManager, health: StorageHealth, directory: Path) -> bool:
         """Rule 3: a probe file written and fsynced in `directory` (the
         queue's tmp/, or the tmp/ of a Maildir that failed) tells `health`."""
         try:
@@ -259,12 +270,12 @@ class Settling:
             elif is_storage_fault(exc):
                 health.failed(exc)
             else:
-                self._mailbox_probe_dir = None     # that Maildir is gone: a delivery decides
+                self._mailbox_probe_dir = None  # that Maildir is gone: a delivery decides
             return False
         health.succeeded()
         return True
 
-    async def _sweep(self: "QueueManager") -> None:
+    async def _sweep(self: QueueManager) -> None:
         """Rule 1: requeue 'active' entries nobody owns. Call with the operator lock held."""
         self._sweep_needed = False
         try:
@@ -279,13 +290,13 @@ class Settling:
             self._requeue.update(lost)
             await self._requeue_now()
 
-    def _after_delivery_soon(self: "QueueManager", qid: str) -> None:
+    def _after_delivery_soon(self: QueueManager, qid: str) -> None:
         """Run an operator action that waited for `qid`'s result (operator.py)."""
         task = asyncio.get_running_loop().create_task(self._after_delivery_logged(qid))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _after_delivery_logged(self: "QueueManager", qid: str) -> None:
+    async def _after_delivery_logged(self: QueueManager, qid: str) -> None:
         try:
             await self._after_delivery(qid)
         except Exception:

@@ -31,14 +31,15 @@ Contract:
     fail cleanly if the disk really is full.
   * Thread-safe enough for its use: worker processes have their own.
 """
+
 from __future__ import annotations
 
 import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 __all__ = ["FreeSpace", "DEFAULT_TTL", "MIN_MARGIN"]
 
@@ -55,15 +56,22 @@ def _mib(n: int) -> str:
 class FreeSpace:
     """The queue file system's free space against the reserve (module Rules)."""
 
-    def __init__(self, path: Path | str, *, min_free: int = 0, message_size: int = 0,
-                 ttl: float = DEFAULT_TTL, clock: Callable[[], float] = time.monotonic,
-                 statvfs: Callable[[str], os.statvfs_result] = os.statvfs) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        min_free: int = 0,
+        message_size: int = 0,
+        ttl: float = DEFAULT_TTL,
+        clock: Callable[[], float] = time.monotonic,
+        statvfs: Callable[[str], os.statvfs_result] = os.statvfs,
+    ) -> None:
         self.path = os.fspath(path)
         self.ttl = ttl
         self._clock = clock
         self._statvfs = statvfs
         self._lock = threading.Lock()
-        self._free: int | None = None         # last reading minus consumed() since
+        self._free: int | None = None  # last reading minus consumed() since
         self._read_at = float("-inf")
         self.low = False
         self.reserve = 0
@@ -105,20 +113,27 @@ class FreeSpace:
             if free < self.reserve + self.margin:
                 return False
             self.low = False
-            log.info("queue file system has %s free again (reserve %s): accepting mail",
-                     _mib(free), _mib(self.reserve))
+            log.info(
+                "queue file system has %s free again (reserve %s): accepting mail",
+                _mib(free),
+                _mib(self.reserve),
+            )
         elif free < self.reserve:
             self.low = True
-            log.warning("queue file system has %s free, below the reserve of %s "
-                        "(queue.min_free): refusing new mail with 452 4.3.1 until %s are free",
-                        _mib(max(free, 0)), _mib(self.reserve), _mib(self.reserve + self.margin))
+            log.warning(
+                "queue file system has %s free, below the reserve of %s "
+                "(queue.min_free): refusing new mail with 452 4.3.1 until %s are free",
+                _mib(max(free, 0)),
+                _mib(self.reserve),
+                _mib(self.reserve + self.margin),
+            )
             return False
         return free - max(size, 0) >= self.reserve
 
     def snapshot(self) -> dict:
         """For status and metrics: free octets (None: unknown), reserve, low."""
         if self.reserve:
-            self.room_for(0)                  # brings `low` up to date (Rule 2)
+            self.room_for(0)  # brings `low` up to date (Rule 2)
             free = self._free
         else:
             free = self._statvfs_now()

@@ -27,6 +27,7 @@ Contract:
   * Errors are `StoreError`; `.disk_full` tells ENOSPC/EDQUOT/SQLITE_FULL
     apart (the SMTP side answers 452 4.3.1 rather than 451 4.3.0).
 """
+
 from __future__ import annotations
 
 import errno
@@ -69,8 +70,9 @@ class StoreError(Exception):
     condition that is retried, never a bug.
     """
 
-    def __init__(self, message: str, *, disk_full: bool = False,
-                 storage_fault: bool = False) -> None:
+    def __init__(
+        self, message: str, *, disk_full: bool = False, storage_fault: bool = False
+    ) -> None:
         super().__init__(message)
         self.disk_full = disk_full
         self.storage_fault = storage_fault or disk_full
@@ -157,18 +159,28 @@ class SpoolFile:
     the spilled file.
     """
 
-    __slots__ = ("queue_id", "path", "size", "envelope", "_store", "_buf", "_fh", "_state",
-                 "_offset")
+    __slots__ = (
+        "queue_id",
+        "path",
+        "size",
+        "envelope",
+        "_store",
+        "_buf",
+        "_fh",
+        "_state",
+        "_offset",
+    )
 
-    def __init__(self, store: "QueueStore", queue_id: str, path: Path,
-                 envelope: "Envelope | None" = None) -> None:
+    def __init__(
+        self, store: QueueStore, queue_id: str, path: Path, envelope: Envelope | None = None
+    ) -> None:
         self.queue_id = queue_id
         self.path = path
         self.envelope = envelope
         self._store = store
-        self._offset = 0                             # preamble length, once spilled
-        self._buf: bytearray | None = bytearray()   # None once spilled or finished
-        self._fh = None                              # the tmp/ file, once spilled
+        self._offset = 0  # preamble length, once spilled
+        self._buf: bytearray | None = bytearray()  # None once spilled or finished
+        self._fh = None  # the tmp/ file, once spilled
         self.size = 0
         # open -> committing -> done | discarded; open -> failed (a write
         # error) -> discarded
@@ -226,7 +238,7 @@ class SpoolFile:
         """The first `limit` octets written so far (for header checks before commit)."""
         if self._buf is not None:
             return bytes(self._buf[:limit])
-        if self._fh is None:            # finished: nothing to read back
+        if self._fh is None:  # finished: nothing to read back
             raise StoreError(f"spool {self.queue_id} is {self._state}")
         self._fh.flush()
         with open(self.path, "rb") as f:

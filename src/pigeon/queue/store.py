@@ -130,6 +130,7 @@ which skips the message; a damaged queue.db -> `StoreCorrupt` from open();
 the owner lock held by another process -> `StoreBusy` from open();
 the store never raises anything else for data it holds.
 """
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -148,24 +149,47 @@ from typing import BinaryIO
 
 from pigeon import msgfile
 from pigeon.fsutil import ensure_file, fsync_dir
-from pigeon.queue.dbfile import (DbState, StoreBusy, StoreCorrupt, is_corruption, lock_owner,
-                                 open_lock_file, prepare)
+from pigeon.queue.dbfile import (
+    DbState,
+    StoreBusy,
+    StoreCorrupt,
+    is_corruption,
+    lock_owner,
+    open_lock_file,
+    prepare,
+)
 from pigeon.queue.health import StorageHealth
 from pigeon.queue.model import Envelope
 from pigeon.queue.recovery import Action, Verdict, judge_file
 from pigeon.queue.schedule import split_slots
 from pigeon.queue.space import FreeSpace
+
 # _IdGenerator is re-exported for the tests of queue IDs.
-from pigeon.queue.spool import (NEW_ID, CorruptEntry, SpoolFile, StoreError,  # noqa: F401
-                                _IdGenerator, _store_error)
+from pigeon.queue.spool import (  # noqa: F401
+    NEW_ID,
+    CorruptEntry,
+    SpoolFile,
+    StoreError,
+    _IdGenerator,
+    _store_error,
+)
 
 try:
     import fcntl
-except ImportError:                     # not POSIX: no cross-process recovery lock
+except ImportError:  # not POSIX: no cross-process recovery lock
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["CorruptEntry", "QueueEntry", "QueueStore", "RecoveryReport", "SpoolFile",
-           "StoreBusy", "StoreCorrupt", "StoreError", "STATES"]
+__all__ = [
+    "CorruptEntry",
+    "QueueEntry",
+    "QueueStore",
+    "RecoveryReport",
+    "SpoolFile",
+    "StoreBusy",
+    "StoreCorrupt",
+    "StoreError",
+    "STATES",
+]
 
 log = logging.getLogger("pigeon.queue")
 
@@ -177,7 +201,7 @@ STATES = ("incoming", "active", "deferred", "hold", "corrupt")
 # 50 files 16.7 vs 10.6 ms). 16 threads did as well as 32 or 64 and keep
 # fewer threads contending for the GIL. A batch of one is written by the
 # committer thread itself: no thread to wake.
-FSYNC_THREADS = 16          # at most this many content files in flight
+FSYNC_THREADS = 16  # at most this many content files in flight
 _PARALLEL_MIN = 2
 
 _O_MSG = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
@@ -187,8 +211,9 @@ _NO_LINK_ERRNOS = {errno.EPERM, errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", errn
 #: The due query for ONE state: an index range search on queue_due with the
 #: ORDER BY satisfied by the index (no sort), so it reads at most LIMIT rows.
 #: Tests check this with EXPLAIN QUERY PLAN.
-DUE_SQL = ("SELECT queue_id FROM queue WHERE state=? AND next_attempt<=? "
-           "ORDER BY next_attempt LIMIT ?")
+DUE_SQL = (
+    "SELECT queue_id FROM queue WHERE state=? AND next_attempt<=? ORDER BY next_attempt LIMIT ?"
+)
 NEXT_DUE_SQL = "SELECT MIN(next_attempt) FROM queue WHERE state=?"
 
 
@@ -197,13 +222,13 @@ class RecoveryReport:
     """What `QueueStore.recover()` found and did at start-up."""
 
     tmp_removed: list[str] = field(default_factory=list)
-    orphans_removed: list[str] = field(default_factory=list)   # msg/ file without a row, deleted
-    missing_content: list[str] = field(default_factory=list)   # row without msg/ file -> corrupt
-    reactivated: list[str] = field(default_factory=list)       # 'active' -> 'incoming'
-    rebuilt: list[str] = field(default_factory=list)           # row rebuilt from the file
-    quarantined: list[str] = field(default_factory=list)       # file without a row -> corrupt row
-    ignored: list[str] = field(default_factory=list)           # msg/ names that are not ours
-    queued: int = 0                                             # rows in the queue afterwards
+    orphans_removed: list[str] = field(default_factory=list)  # msg/ file without a row, deleted
+    missing_content: list[str] = field(default_factory=list)  # row without msg/ file -> corrupt
+    reactivated: list[str] = field(default_factory=list)  # 'active' -> 'incoming'
+    rebuilt: list[str] = field(default_factory=list)  # row rebuilt from the file
+    quarantined: list[str] = field(default_factory=list)  # file without a row -> corrupt row
+    ignored: list[str] = field(default_factory=list)  # msg/ names that are not ours
+    queued: int = 0  # rows in the queue afterwards
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,8 +246,8 @@ class _Request:
     spool: SpoolFile
     envelope: Envelope
     future: concurrent.futures.Future
-    placed: bool = False        # msg/<id> was created by this request (ours to unlink)
-    envelope_json: str = ""     # the row's envelope column, also the preamble's JSON
+    placed: bool = False  # msg/<id> was created by this request (ours to unlink)
+    envelope_json: str = ""  # the row's envelope column, also the preamble's JSON
 
 
 class QueueStore:
@@ -237,23 +262,23 @@ class QueueStore:
         self._fsync = fsync
         self._tmp = self.root / "tmp"
         self._msg = self.root / "msg"
-        self._msg_prefix = ""                                 # str(msg/) + "/", set by open()
+        self._msg_prefix = ""  # str(msg/) + "/", set by open()
         self._requests: _queue.SimpleQueue[_Request | None] = _queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._fsync_pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self._lock_fd: int | None = None                      # queue.lock, see _flock()
-        self._owner_fd: int | None = None                     # owner.lock, see open()
-        self._store_id = ""                                   # queue.db's, see dbfile.py
+        self._lock_fd: int | None = None  # queue.lock, see _flock()
+        self._owner_fd: int | None = None  # owner.lock, see open()
+        self._store_id = ""  # queue.db's, see dbfile.py
         #: What open() found: was queue.db created (missing, empty) or upgraded?
         self.db_state: DbState | None = None
-        self._commit_db: sqlite3.Connection | None = None   # committer thread only
-        self._db: sqlite3.Connection | None = None          # manager side, under _db_lock
+        self._commit_db: sqlite3.Connection | None = None  # committer thread only
+        self._db: sqlite3.Connection | None = None  # manager side, under _db_lock
         self._db_lock = threading.Lock()
         # Held by the committer for a whole batch: recover() takes it so it
         # never sees a renamed file whose row is about to be inserted.
         self._batch_lock = threading.Lock()
         self._live_lock = threading.Lock()
-        self._live: set[str] = set()                          # spools not yet finished
+        self._live: set[str] = set()  # spools not yet finished
         self._closed = True
         self._stats = {"commits": 0, "batches": 0, "failed": 0, "max_batch": 0}
         # Storage faults seen by the committer and the manager (queue/health.py),
@@ -273,7 +298,7 @@ class QueueStore:
         database raises `StoreCorrupt`, other failures `StoreError`; on
         failure nothing stays open.
         """
-        self.root.parent.mkdir(mode=0o700, parents=True, exist_ok=True)   # data_dir
+        self.root.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # data_dir
         for d in (self.root, self._tmp, self._msg):
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
         # SQLite would create it 0644 & ~umask; its -wal/-shm copy its mode.
@@ -293,7 +318,7 @@ class QueueStore:
             # before the queue row changes). WAL + NORMAL still survives a
             # process crash, and the next FULL commit syncs these frames too.
             self._db = self._connect("NORMAL")
-        except sqlite3.Error as e:      # from _connect(): prepare() converts its own
+        except sqlite3.Error as e:  # from _connect(): prepare() converts its own
             self._release()
             if is_corruption(e):
                 raise StoreCorrupt(db_path, str(e)) from None
@@ -303,14 +328,20 @@ class QueueStore:
             raise
         self._store_id, self.db_state = state.store_id, state
         if state.created and any(self._msg.iterdir()):
-            log.warning("queue database %s was missing or empty: created a new one; the queue "
-                        "is rebuilt from the files in %s", db_path, self._msg)
+            log.warning(
+                "queue database %s was missing or empty: created a new one; the queue "
+                "is rebuilt from the files in %s",
+                db_path,
+                self._msg,
+            )
         self._closed = False
         if self._fsync:
             self._fsync_pool = concurrent.futures.ThreadPoolExecutor(
-                FSYNC_THREADS, thread_name_prefix="pigeon-queue-fsync")
-        self._thread = threading.Thread(target=self._committer, name="pigeon-queue-commit",
-                                        daemon=True)
+                FSYNC_THREADS, thread_name_prefix="pigeon-queue-fsync"
+            )
+        self._thread = threading.Thread(
+            target=self._committer, name="pigeon-queue-commit", daemon=True
+        )
         self._thread.start()
 
     def close(self) -> None:
@@ -338,7 +369,7 @@ class QueueStore:
                 os.close(fd)
                 setattr(self, name, None)
 
-    def __enter__(self) -> "QueueStore":
+    def __enter__(self) -> QueueStore:
         self.open()
         return self
 
@@ -348,8 +379,9 @@ class QueueStore:
     def _connect(self, durable: str = "FULL") -> sqlite3.Connection:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so one batch
         # is exactly one transaction (and one WAL fsync).
-        conn = sqlite3.connect(self.root / "queue.db", isolation_level=None,
-                               check_same_thread=False, timeout=30.0)
+        conn = sqlite3.connect(
+            self.root / "queue.db", isolation_level=None, check_same_thread=False, timeout=30.0
+        )
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={durable if self._fsync else 'OFF'}")
         return conn
@@ -385,8 +417,13 @@ class QueueStore:
     def _draft_preamble(self, spool: SpoolFile) -> bytes:
         """The preamble a spool writes when it spills (SpoolFile._spill)."""
         env = spool.envelope
-        raw = b"null" if env is None else json.dumps(
-            env.to_dict() | {"queue_id": spool.queue_id}, separators=(",", ":")).encode()
+        raw = (
+            b"null"
+            if env is None
+            else json.dumps(
+                env.to_dict() | {"queue_id": spool.queue_id}, separators=(",", ":")
+            ).encode()
+        )
         return msgfile.encode(self._store_id, raw, draft=True)
 
     def commit_async(self, spool: SpoolFile, envelope: Envelope) -> concurrent.futures.Future:
@@ -398,7 +435,7 @@ class QueueStore:
         fut: concurrent.futures.Future = concurrent.futures.Future()
         if spool._state != "open":
             fut.set_exception(StoreError(f"spool {spool.queue_id} is {spool._state}"))
-            spool.discard()             # a no-op unless a write failed: then drop it
+            spool.discard()  # a no-op unless a write failed: then drop it
         elif envelope.queue_id != spool.queue_id:
             fut.set_exception(StoreError("envelope queue_id does not match the spool"))
             spool.discard()
@@ -447,7 +484,7 @@ class QueueStore:
             with self._batch_lock, self._flock(shared=True):
                 try:
                     self._commit_batch(batch)
-                except BaseException as e:     # a bug: never leave a session hanging
+                except BaseException as e:  # a bug: never leave a session hanging
                     # Files are left where they are: with a row they will be
                     # delivered (maybe twice: the client saw 451), without one
                     # recover() removes them. Deleting here could lose mail.
@@ -536,7 +573,7 @@ class QueueStore:
                 os.fsync(fd)
         finally:
             os.close(fd)
-        spool._buf = None               # the bytes are on disk; free them now
+        spool._buf = None  # the bytes are on disk; free them now
 
     def _sync_spilled(self, req: _Request) -> None:
         """A spilled spool: flush its buffer, fsync and close tmp/<id>."""
@@ -559,22 +596,26 @@ class QueueStore:
         except OSError as e:
             if e.errno not in _NO_LINK_ERRNOS:
                 raise
-            os.rename(src, dst)         # no hard links on this file system
+            os.rename(src, dst)  # no hard links on this file system
             req.placed = True
             return
         req.placed = True
-        _unlink_best_effort(src)        # a leftover tmp/ name is removed by recover()
+        _unlink_best_effort(src)  # a leftover tmp/ name is removed by recover()
 
     def _insert_rows(self, reqs: list[_Request]) -> None:
         db = self._commit_db
         assert db is not None
         now = time.time()
-        rows = [(r.envelope.queue_id, "incoming", r.envelope.received_at or now, r.envelope_json)
-                for r in reqs]
+        rows = [
+            (r.envelope.queue_id, "incoming", r.envelope.received_at or now, r.envelope_json)
+            for r in reqs
+        ]
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany("INSERT INTO queue (queue_id, state, next_attempt, envelope) "
-                           "VALUES (?, ?, ?, ?)", rows)
+            db.executemany(
+                "INSERT INTO queue (queue_id, state, next_attempt, envelope) VALUES (?, ?, ?, ?)",
+                rows,
+            )
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -595,7 +636,7 @@ class QueueStore:
         spool._state = "discarded"
         self._spool_finished(spool.queue_id)
         if err.storage_fault:
-            self.health.failed(err)         # logs the episode once (queue/health.py)
+            self.health.failed(err)  # logs the episode once (queue/health.py)
             log.debug("queue commit failed: queue_id=%s error=%s", spool.queue_id, err)
         else:
             log.error("queue commit failed: queue_id=%s error=%s", spool.queue_id, err)
@@ -653,18 +694,20 @@ class QueueStore:
                 files = {p.name for p in self._msg.iterdir()}
                 quarantine: list[tuple[str, str]] = []
                 for name in sorted(files - rows.keys()):
-                    verdict = judge_file(self._msg / name, db_store_id=self._store_id,
-                                         adopt_all=adopt_all)
+                    verdict = judge_file(
+                        self._msg / name, db_store_id=self._store_id, adopt_all=adopt_all
+                    )
                     if verdict.action is Action.DELETE:
-                        _unlink_quietly(self._msg / name)      # Rule 2: never acknowledged
+                        _unlink_quietly(self._msg / name)  # Rule 2: never acknowledged
                         rep.orphans_removed.append(name)
                     elif verdict.action is Action.ADOPT:
                         adopted.append(verdict)
                     elif verdict.action is Action.QUARANTINE:
                         quarantine.append((name, verdict.reason))
                     else:
-                        log.warning("queue recovery: %s: %s; left alone", self._msg / name,
-                                    verdict.reason)
+                        log.warning(
+                            "queue recovery: %s: %s; left alone", self._msg / name, verdict.reason
+                        )
                         rep.ignored.append(name)
                 for qid in sorted(rows.keys() - files):
                     if rows[qid] != "corrupt":
@@ -678,38 +721,65 @@ class QueueStore:
             # of this database (a crash before this leaves rows, which win).
             self._claim_files(rep.rebuilt)
         if rep.orphans_removed or rep.missing_content or rep.tmp_removed:
-            log.warning("queue recovery: tmp_removed=%d orphans_removed=%d corrupt=%s",
-                        len(rep.tmp_removed), len(rep.orphans_removed), rep.missing_content)
+            log.warning(
+                "queue recovery: tmp_removed=%d orphans_removed=%d corrupt=%s",
+                len(rep.tmp_removed),
+                len(rep.orphans_removed),
+                rep.missing_content,
+            )
         for qid in rep.missing_content:
             log.error("queue_id=%s: content file missing, moved to corrupt", qid)
         for qid, reason in quarantine:
-            log.error("queue_id=%s: content file without a queue row: %s; quarantined as corrupt "
-                      "(the file stays in %s)", qid, reason, self._msg)
+            log.error(
+                "queue_id=%s: content file without a queue row: %s; quarantined as corrupt "
+                "(the file stays in %s)",
+                qid,
+                reason,
+                self._msg,
+            )
         if rep.rebuilt:
-            log.warning("queue rebuilt %d message(s) from their files: the queue database had "
-                        "lost track of them (recipients delivered before may get a second copy)",
-                        len(rep.rebuilt))
+            log.warning(
+                "queue rebuilt %d message(s) from their files: the queue database had "
+                "lost track of them (recipients delivered before may get a second copy)",
+                len(rep.rebuilt),
+            )
         return rep
 
-    def _recovery_transaction(self, rep: RecoveryReport, adopted: list[Verdict],
-                              quarantine: list[tuple[str, str]]) -> None:
+    def _recovery_transaction(
+        self, rep: RecoveryReport, adopted: list[Verdict], quarantine: list[tuple[str, str]]
+    ) -> None:
         """recover()'s changes in ONE transaction on the FULL (fsync'ed)
         connection: the committer's, free because recover() holds _batch_lock."""
         db = self._commit_db
         assert db is not None
         now = time.time()
-        new_rows = [(v.envelope.queue_id, "incoming", v.envelope.received_at or now,
-                     json.dumps(v.envelope.to_dict(), separators=(",", ":"))) for v in adopted]
-        new_rows += [(qid, "corrupt", now, json.dumps({"queue_id": qid, "quarantined": reason}))
-                     for qid, reason in quarantine]
+        new_rows = [
+            (
+                v.envelope.queue_id,
+                "incoming",
+                v.envelope.received_at or now,
+                json.dumps(v.envelope.to_dict(), separators=(",", ":")),
+            )
+            for v in adopted
+        ]
+        new_rows += [
+            (qid, "corrupt", now, json.dumps({"queue_id": qid, "quarantined": reason}))
+            for qid, reason in quarantine
+        ]
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany("UPDATE queue SET state='corrupt' WHERE queue_id=?",
-                           [(q,) for q in rep.missing_content])
-            db.executemany("UPDATE queue SET state='incoming' WHERE queue_id=? "
-                           "AND state='active'", [(q,) for q in rep.reactivated])
-            db.executemany("INSERT INTO queue (queue_id, state, next_attempt, envelope) "
-                           "VALUES (?, ?, ?, ?)", new_rows)
+            db.executemany(
+                "UPDATE queue SET state='corrupt' WHERE queue_id=?",
+                [(q,) for q in rep.missing_content],
+            )
+            db.executemany(
+                "UPDATE queue SET state='incoming' WHERE queue_id=? AND state='active'",
+                [(q,) for q in rep.reactivated],
+            )
+            db.executemany(
+                "INSERT INTO queue (queue_id, state, next_attempt, envelope) VALUES (?, ?, ?, ?)",
+                new_rows,
+            )
             db.execute("COMMIT")
         except sqlite3.Error as e:
             if db.in_transaction:
@@ -720,11 +790,13 @@ class QueueStore:
         """Write this database's store id into the preamble of adopted files
         (in parallel: each is one pwrite and one fsync). A file that cannot
         be rewritten keeps its row; it is only logged."""
+
         def claim(qid: str) -> None:
             try:
                 msgfile.rewrite_store_id(self._msg / qid, self._store_id, fsync=self._fsync)
             except OSError as e:
                 log.error("queue_id=%s: cannot record the store id in its file: %s", qid, e)
+
         pool = self._fsync_pool
         if pool is None or len(queue_ids) < _PARALLEL_MIN:
             for qid in queue_ids:
@@ -752,8 +824,8 @@ class QueueStore:
         inc, dfr = inc[:n_in], dfr[:n_def]
         out: list[str] = []
         for i in range(max(len(inc), len(dfr))):
-            out.extend(inc[i:i + 1])
-            out.extend(dfr[i:i + 1])
+            out.extend(inc[i : i + 1])
+            out.extend(dfr[i : i + 1])
         return out
 
     def next_due(self) -> float | None:
@@ -763,8 +835,10 @@ class QueueStore:
         """
         with self._db_lock:
             db = self._manager_db()
-            times = [db.execute(NEXT_DUE_SQL, (state,)).fetchone()[0]
-                     for state in ("incoming", "deferred")]
+            times = [
+                db.execute(NEXT_DUE_SQL, (state,)).fetchone()[0]
+                for state in ("incoming", "deferred")
+            ]
         times = [t for t in times if t is not None]
         return min(times) if times else None
 
@@ -779,8 +853,11 @@ class QueueStore:
     def load(self, queue_id: str) -> Envelope:
         """Manager-side: the envelope. Unreadable -> 'corrupt' + `CorruptEntry`."""
         with self._db_lock:
-            row = self._manager_db().execute(
-                "SELECT envelope FROM queue WHERE queue_id=?", (queue_id,)).fetchone()
+            row = (
+                self._manager_db()
+                .execute("SELECT envelope FROM queue WHERE queue_id=?", (queue_id,))
+                .fetchone()
+            )
         if row is None:
             raise StoreError(f"no such queue entry: {queue_id}")
         try:
@@ -811,8 +888,10 @@ class QueueStore:
         if next_attempt is None:
             self._write("UPDATE queue SET state=? WHERE queue_id=?", (state, queue_id))
         else:
-            self._write("UPDATE queue SET state=?, next_attempt=? WHERE queue_id=?",
-                        (state, next_attempt, queue_id))
+            self._write(
+                "UPDATE queue SET state=?, next_attempt=? WHERE queue_id=?",
+                (state, next_attempt, queue_id),
+            )
 
     def mark_active(self, queue_ids: list[str]) -> None:
         """Manager-side: set many entries 'active' in one transaction.
@@ -824,8 +903,9 @@ class QueueStore:
             db = self._manager_db()
             try:
                 db.execute("BEGIN IMMEDIATE")
-                db.executemany("UPDATE queue SET state='active' WHERE queue_id=?",
-                               [(q,) for q in queue_ids])
+                db.executemany(
+                    "UPDATE queue SET state='active' WHERE queue_id=?", [(q,) for q in queue_ids]
+                )
                 db.execute("COMMIT")
             except sqlite3.Error as e:
                 if db.in_transaction:
@@ -836,9 +916,15 @@ class QueueStore:
         """Manager-side: store new recipient statuses, state and schedule durably."""
         if state not in STATES:
             raise ValueError(f"unknown queue state {state!r}")
-        self._write("UPDATE queue SET envelope=?, state=?, next_attempt=? WHERE queue_id=?",
-                    (json.dumps(envelope.to_dict(), separators=(",", ":")), state,
-                     next_attempt, envelope.queue_id))
+        self._write(
+            "UPDATE queue SET envelope=?, state=?, next_attempt=? WHERE queue_id=?",
+            (
+                json.dumps(envelope.to_dict(), separators=(",", ":")),
+                state,
+                next_attempt,
+                envelope.queue_id,
+            ),
+        )
 
     def remove(self, queue_id: str) -> None:
         """Manager-side: delete the row (durably), then the file (Rule 4)."""
@@ -869,8 +955,11 @@ class QueueStore:
     def counts(self) -> dict[str, int]:
         """Number of entries per state (every state present, zeros included)."""
         with self._db_lock:
-            rows = self._manager_db().execute(
-                "SELECT state, COUNT(*) FROM queue GROUP BY state").fetchall()
+            rows = (
+                self._manager_db()
+                .execute("SELECT state, COUNT(*) FROM queue GROUP BY state")
+                .fetchall()
+            )
         out = dict.fromkeys(STATES, 0)
         out.update(rows)
         return out
@@ -890,9 +979,14 @@ class QueueStore:
     def entry(self, queue_id: str) -> QueueEntry | None:
         """One entry as `list()` shows it, or None when there is no such row."""
         with self._db_lock:
-            row = self._manager_db().execute(
-                "SELECT queue_id, state, next_attempt, envelope FROM queue WHERE queue_id=?",
-                (queue_id,)).fetchone()
+            row = (
+                self._manager_db()
+                .execute(
+                    "SELECT queue_id, state, next_attempt, envelope FROM queue WHERE queue_id=?",
+                    (queue_id,),
+                )
+                .fetchone()
+            )
         if row is None:
             return None
         return QueueEntry(row[0], row[1], row[2], _envelope_or_none(row[3]))
@@ -908,8 +1002,14 @@ class QueueStore:
                     out[qid] = row[0]
         return out
 
-    def move(self, queue_ids: list[str], state: str, next_attempt: float | None = None, *,
-             from_states: tuple[str, ...]) -> list[str]:
+    def move(
+        self,
+        queue_ids: list[str],
+        state: str,
+        next_attempt: float | None = None,
+        *,
+        from_states: tuple[str, ...],
+    ) -> list[str]:
         """Manager-side: move the entries now in one of `from_states` to `state`
         (and reschedule them when `next_attempt` is given), in ONE transaction.
 
@@ -921,10 +1021,14 @@ class QueueStore:
             raise ValueError(f"unknown queue state in {state!r} / {from_states!r}")
         marks = ",".join("?" * len(from_states))
         if next_attempt is None:
-            sql, head = f"UPDATE queue SET state=? WHERE queue_id=? AND state IN ({marks})", (state,)
+            sql, head = (
+                f"UPDATE queue SET state=? WHERE queue_id=? AND state IN ({marks})",
+                (state,),
+            )
         else:
-            sql = (f"UPDATE queue SET state=?, next_attempt=? WHERE queue_id=? "
-                   f"AND state IN ({marks})")
+            sql = (
+                f"UPDATE queue SET state=?, next_attempt=? WHERE queue_id=? AND state IN ({marks})"
+            )
             head = (state, next_attempt)
         moved: list[str] = []
         with self._db_lock:
@@ -953,7 +1057,7 @@ class QueueStore:
     def _write(self, sql: str, args: tuple) -> None:
         with self._db_lock:
             try:
-                self._manager_db().execute(sql, args)   # autocommit: one durable txn
+                self._manager_db().execute(sql, args)  # autocommit: one durable txn
             except sqlite3.Error as e:
                 raise _store_error("queue update", e) from e
 

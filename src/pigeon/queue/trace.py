@@ -18,16 +18,17 @@ Contract:
     "with ESMTPSA (using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256 bits))".
     The authenticated user name is not written (privacy; Postfix's default).
 """
+
 from __future__ import annotations
 
 import email.utils
 import ipaddress
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def transmission_type(esmtp: bool, smtputf8: bool, *, tls: bool = False, auth: bool = False) -> str:
     if not esmtp:
-        return "SMTP"   # the registry has no SMTPS/SMTPA: TLS and AUTH need EHLO
+        return "SMTP"  # the registry has no SMTPS/SMTPA: TLS and AUTH need EHLO
     base = "UTF8SMTP" if smtputf8 else "ESMTP"
     return base + ("S" if tls else "") + ("A" if auth else "")
 
@@ -57,14 +58,24 @@ def _clean(text: str) -> str:
     return "".join(ch if ch.isprintable() and ch not in "()\\" else "?" for ch in text)[:255]
 
 
-def received_header(*, helo: str, client_ip: str, hostname: str, protocol: str,
-                    queue_id: str, recipients: list[str], timestamp: float,
-                    tls: object = None) -> bytes:
+def received_header(
+    *,
+    helo: str,
+    client_ip: str,
+    hostname: str,
+    protocol: str,
+    queue_id: str,
+    recipients: list[str],
+    timestamp: float,
+    tls: object = None,
+) -> bytes:
     """Build the Received: field for a message accepted over SMTP."""
     # "+0000", not "-0000": RFC 5322 §3.3 gives -0000 the meaning "zone unknown".
-    date = email.utils.format_datetime(datetime.fromtimestamp(timestamp, timezone.utc))
-    lines = [f"Received: from {_clean(helo) or 'unknown'} ({_address_literal(client_ip)})",
-             f"\tby {hostname} (pigeon) with {protocol}{_tls_comment(tls)} id {queue_id}"]
+    date = email.utils.format_datetime(datetime.fromtimestamp(timestamp, UTC))
+    lines = [
+        f"Received: from {_clean(helo) or 'unknown'} ({_address_literal(client_ip)})",
+        f"\tby {hostname} (pigeon) with {protocol}{_tls_comment(tls)} id {queue_id}",
+    ]
     if len(recipients) == 1:
         lines.append(f"\tfor <{_clean(recipients[0])}>; {date}")
     else:

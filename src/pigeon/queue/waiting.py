@@ -22,11 +22,13 @@ methods of the queue manager apply the rules):
     ordinary backoff). The index lives in memory only: after a restart a
     hop's messages join it again at their next failed attempt.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
+from typing import TYPE_CHECKING
 
 from pigeon.queue.settle import STORE_ERRORS
 
@@ -75,8 +77,9 @@ class NexthopWaiters:
         """Rule 2: every message waiting for `hop`, removed from the index."""
         return list(self._by_hop.pop(hop, {}))
 
-    def probes(self, busy_hop: Callable[[Hashable], bool],
-               busy_id: Callable[[str], bool]) -> Iterable[tuple[Hashable, str]]:
+    def probes(
+        self, busy_hop: Callable[[Hashable], bool], busy_id: Callable[[str], bool]
+    ) -> Iterable[tuple[Hashable, str]]:
         """Rule 3: (hop, qid) for each hop not `busy_hop`, its oldest message not `busy_id`."""
         for hop, ids in list(self._by_hop.items()):
             if busy_hop(hop):
@@ -89,13 +92,14 @@ class NexthopWaiters:
 class WaitingForHops:
     """Mixed into QueueManager: the manager's side of Rules 2 and 3."""
 
-    async def _retry_waiting(self: "QueueManager", now: float) -> None:
+    async def _retry_waiting(self: QueueManager, now: float) -> None:
         """Make mail waiting for a next hop due now (queue/waiting.py Rules 2, 3).
         Call with the operator lock held."""
         if self._waiters and (self._next_probe is None or now >= self._next_probe):
             if self._next_probe is not None:
-                for hop, qid in self._waiters.probes(lambda h: self._dests.in_flight(h) > 0,
-                                                     self._owned):
+                for hop, qid in self._waiters.probes(
+                    lambda h: self._dests.in_flight(h) > 0, self._owned
+                ):
                     self._dests.revive(lambda key, hop=hop: key == hop)
                     self._due_now.add(qid)
                     log.debug("queue_id=%s: probing next hop %s", qid, hop)
@@ -106,19 +110,20 @@ class WaitingForHops:
             return
         ids = sorted(self._due_now)
         try:
-            moved = await asyncio.to_thread(self._store.move, ids, "deferred", now,
-                                            from_states=("deferred",))
+            moved = await asyncio.to_thread(
+                self._store.move, ids, "deferred", now, from_states=("deferred",)
+            )
         except STORE_ERRORS as exc:
             self._write_failed(exc, "cannot retry mail waiting for a next hop")
             return
         self._due_now.difference_update(ids)
         for qid in set(ids).difference(moved):
-            self._waiters.forget(qid)     # no longer deferred: delivered, held, removed
+            self._waiters.forget(qid)  # no longer deferred: delivered, held, removed
         if moved:
             self._note_retry(now)
             self._scan_needed = True
 
-    def _hop_is_back(self: "QueueManager", nh: Nexthop, qid: str) -> None:
+    def _hop_is_back(self: QueueManager, nh: Nexthop, qid: str) -> None:
         """A delivery through `nh` succeeded: retry what waits for it (waiting.py Rule 2)."""
         ids = [q for q in self._waiters.take(nh) if q != qid]
         if ids:

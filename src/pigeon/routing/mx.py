@@ -53,6 +53,7 @@ Contract:
     pigeon, as for any MTA. Lookups of one call run concurrently; a call
     takes at most about two `dns_timeout`s (MX, then the hosts).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -74,16 +75,16 @@ from pigeon.routing.resolve import literal_ip
 
 __all__ = ["Candidate", "ResolveError", "MxResolver", "own_identity", "LMTP_PORT"]
 
-LMTP_PORT = 24          # RFC 2033 §5 (no assigned port; 24 is "any private mail system", Postfix's default)
+LMTP_PORT = 24  # RFC 2033 §5 (no assigned port; 24 is "any private mail system", Postfix's default)
 
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
     """One server to try: `host` for EHLO/TLS names and logs, `address` to connect to."""
 
-    host: str           # MX host name (lowercase, no final dot), or the IP / socket path itself
-    address: str        # IPv6/IPv4 address, or a Unix socket path (LMTP)
-    port: int           # TCP port; 0 for a Unix socket
+    host: str  # MX host name (lowercase, no final dot), or the IP / socket path itself
+    address: str  # IPv6/IPv4 address, or a Unix socket path (LMTP)
+    port: int  # TCP port; 0 for a Unix socket
     preference: int = 0  # MX preference (0 for implicit MX and explicit hosts)
 
 
@@ -136,14 +137,20 @@ class _Lookup:
 
     def __init__(self, addresses: list[str], problem: str | None) -> None:
         self.addresses = addresses
-        self.problem = problem      # None (have some) | "nxdomain" | "nodata" | "temporary: ..."
+        self.problem = problem  # None (have some) | "nxdomain" | "nodata" | "temporary: ..."
 
 
 class MxResolver:
     """Finds the servers for a `Nexthop` (see the module contract)."""
 
-    def __init__(self, config: DeliveryConfig, *, own_names: set[str], own_addresses: set[str],
-                 rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        config: DeliveryConfig,
+        *,
+        own_names: set[str],
+        own_addresses: set[str],
+        rng: random.Random | None = None,
+    ) -> None:
         self._config = config
         self._own_names = {n.lower().rstrip(".") for n in own_names}
         self._own_addresses = {_ip(a) or a for a in own_addresses}
@@ -156,8 +163,9 @@ class MxResolver:
             self._setup_error = f"no DNS resolver configuration: {exc}"
             return
         if config.dns_servers:
-            resolver.nameservers = [dns.nameserver.Do53Nameserver(ns.address, ns.port)
-                                    for ns in config.dns_servers]
+            resolver.nameservers = [
+                dns.nameserver.Do53Nameserver(ns.address, ns.port) for ns in config.dns_servers
+            ]
         resolver.lifetime = config.dns_timeout
         resolver.timeout = min(resolver.timeout, config.dns_timeout)
         self._resolver = resolver
@@ -191,16 +199,22 @@ class MxResolver:
         if answer == "nxdomain":
             raise self._not_found(target, configured)
         if isinstance(answer, str) and answer.startswith("temporary"):
-            raise ResolveError(f"cannot look up MX records of {target}: {answer[11:]}", "4.4.3", False)
+            raise ResolveError(
+                f"cannot look up MX records of {target}: {answer[11:]}", "4.4.3", False
+            )
         records = answer if isinstance(answer, list) else []
-        if not records:                                   # Rule 3: implicit MX
+        if not records:  # Rule 3: implicit MX
             hosts = [(0, target)]
         else:
-            if len(records) == 1 and records[0].exchange == dns.name.root:     # Rule 4
-                raise ResolveError(f"556 5.1.10 domain {target} does not accept mail (null MX, "
-                                   f"RFC 7505)", "5.1.10", True)
-            hosts = self._order([(r.preference, _text(r.exchange)) for r in records
-                                 if r.exchange != dns.name.root])
+            if len(records) == 1 and records[0].exchange == dns.name.root:  # Rule 4
+                raise ResolveError(
+                    f"556 5.1.10 domain {target} does not accept mail (null MX, RFC 7505)",
+                    "5.1.10",
+                    True,
+                )
+            hosts = self._order(
+                [(r.preference, _text(r.exchange)) for r in records if r.exchange != dns.name.root]
+            )
         lookups = await asyncio.gather(*(self._addresses(h) for _, h in hosts))
         # Rule 5: anything at or after our own preference is discarded.
         for (pref, host), found in zip(hosts, lookups):
@@ -214,7 +228,7 @@ class MxResolver:
         out = [Candidate(h, a, port, p) for p, h, f in kept for a in f.addresses]
         if out:
             return out
-        if not records:                                   # implicit MX without address
+        if not records:  # implicit MX without address
             raise self._no_address(target, lookups[0].problem, configured, implicit=True)
         names = ", ".join(h for _, h, _ in kept)
         raise ResolveError(f"no MX host of {target} has an address ({names})", "4.4.4", False)
@@ -223,7 +237,7 @@ class MxResolver:
         """Rule 1: by preference, equal preferences shuffled."""
         out: list[tuple[int, str]] = []
         for _, group in groupby(sorted(hosts, key=lambda ph: ph[0]), key=lambda ph: ph[0]):
-            same = list(dict.fromkeys(group))             # drop duplicate records
+            same = list(dict.fromkeys(group))  # drop duplicate records
             self._rng.shuffle(same)
             out.extend(same)
         return out
@@ -232,8 +246,9 @@ class MxResolver:
 
     async def _addresses(self, host: str) -> _Lookup:
         """Rule 2: AAAA then A, each shuffled; partial answers are fine."""
-        v6, v4 = await asyncio.gather(self._query(host, dns.rdatatype.AAAA),
-                                      self._query(host, dns.rdatatype.A))
+        v6, v4 = await asyncio.gather(
+            self._query(host, dns.rdatatype.AAAA), self._query(host, dns.rdatatype.A)
+        )
         addresses: list[str] = []
         for answer in (v6, v4):
             if isinstance(answer, list):
@@ -248,10 +263,13 @@ class MxResolver:
             return _Lookup([], temporary[0])
         return _Lookup([], "nxdomain" if "nxdomain" in problems else "nodata")
 
-    def _no_address(self, target: str, problem: str | None, configured: bool, *,
-                    implicit: bool = False) -> ResolveError:
+    def _no_address(
+        self, target: str, problem: str | None, configured: bool, *, implicit: bool = False
+    ) -> ResolveError:
         if problem and problem.startswith("temporary"):
-            return ResolveError(f"cannot look up the address of {target}: {problem[11:]}", "4.4.3", False)
+            return ResolveError(
+                f"cannot look up the address of {target}: {problem[11:]}", "4.4.3", False
+            )
         if problem == "nxdomain":
             return self._not_found(target, configured)
         what = "no MX and no address records" if implicit else "no address records"
@@ -274,10 +292,11 @@ class MxResolver:
         try:
             qname = dns.name.from_text(name)
         except (dns.exception.DNSException, UnicodeError):
-            return "nxdomain"          # not a valid DNS name: no such domain can exist
+            return "nxdomain"  # not a valid DNS name: no such domain can exist
         try:
-            answer = await self._resolver.resolve(qname, rdtype, search=False,
-                                                  raise_on_no_answer=False)
+            answer = await self._resolver.resolve(
+                qname, rdtype, search=False, raise_on_no_answer=False
+            )
         except dns.resolver.NXDOMAIN:
             return "nxdomain"
         except dns.exception.Timeout:

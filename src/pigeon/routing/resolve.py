@@ -68,6 +68,7 @@ Failure modes: none at run time; a malformed address (no local part, a
 literal that is not an IP) is routed to its domain part and fails at
 delivery (DNS lookup), not here.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -82,7 +83,7 @@ from pigeon.delivery.maildir import maildir_path
 log = logging.getLogger("pigeon.routing")
 
 MAX_DEPTH = 20
-MAILDIR_CACHE = 10_000      # remembered Maildir paths (Router._maildir)
+MAILDIR_CACHE = 10_000  # remembered Maildir paths (Router._maildir)
 
 
 class Route(NamedTuple):
@@ -232,8 +233,11 @@ class Router:
         if "postmaster" in (local, base):
             return True
         dc = self._domains.get(domain)
-        return dc is not None and dc.mailboxes is not None and (
-            local in dc.mailboxes or base in dc.mailboxes)
+        return (
+            dc is not None
+            and dc.mailboxes is not None
+            and (local in dc.mailboxes or base in dc.mailboxes)
+        )
 
     def _maildir(self, mailbox: str, domain: str) -> Path:
         """maildir_path(), remembered: RCPT checks and deliveries ask for the
@@ -263,8 +267,12 @@ class Router:
         local = local.lower()
         full = f"{local}@{domain}"
         base, _ = split_extension(local, self._delimiters)
-        if base == local or full in self._aliases or local in self._local_aliases \
-                or self._listed_exactly(local, domain):
+        if (
+            base == local
+            or full in self._aliases
+            or local in self._local_aliases
+            or self._listed_exactly(local, domain)
+        ):
             return full
         return f"{base}@{domain}"
 
@@ -302,15 +310,16 @@ class Router:
             self._terminal(address, out)
             return
         if len(path) >= MAX_DEPTH:
-            log.warning("alias expansion deeper than %d at %s; delivering as is",
-                        MAX_DEPTH, address)
+            log.warning(
+                "alias expansion deeper than %d at %s; delivering as is", MAX_DEPTH, address
+            )
             self._terminal(address, out)
             return
         _, domain = split_address(address)
         path.append(address)
         for t in targets:
             t = t.strip()
-            as_is = t.startswith("\\")          # aliases(5) "\\user": no further expansion
+            as_is = t.startswith("\\")  # aliases(5) "\\user": no further expansion
             t = t[1:] if as_is else t
             if not t:
                 continue

@@ -44,6 +44,7 @@ What is checked (each a promise the SMTP side or the manager relies on):
     (fsync groups / DB transactions) is smaller than the number of messages.
   * remove_deletes: remove() drops entry and content.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -52,12 +53,18 @@ import json
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from pigeon.delivery.api import (DeliveryRecipient, DeliveryRequest, Nexthop, Outcome,
-                                 RecipientResult)
 from pigeon import msgfile
+from pigeon.delivery.api import (
+    DeliveryRecipient,
+    DeliveryRequest,
+    Nexthop,
+    Outcome,
+    RecipientResult,
+)
 from pigeon.msgfile import read_message
 from pigeon.proto.params import MailParams, RcptParams
 from pigeon.queue.model import Envelope, Recipient
@@ -66,13 +73,19 @@ StoreFactory = Callable[[Path], Any]
 
 
 def _envelope(qid: str, n: int = 0) -> Envelope:
-    return Envelope(qid, f"sender{n}@example.test",
-                    [Recipient(f"rcpt{n}@example.test")], received_at=time.time() - 1, size=0)
+    return Envelope(
+        qid,
+        f"sender{n}@example.test",
+        [Recipient(f"rcpt{n}@example.test")],
+        received_at=time.time() - 1,
+        size=0,
+    )
 
 
 def _content(n: int) -> bytes:
-    return (f"Received: by test\r\nSubject: message {n}\r\n\r\n".encode()
-            + b"body line\r\n" * (n % 7 + 1))
+    return f"Received: by test\r\nSubject: message {n}\r\n\r\n".encode() + b"body line\r\n" * (
+        n % 7 + 1
+    )
 
 
 def _commit_one(store, n: int = 0) -> str:
@@ -111,7 +124,7 @@ def check_discard_leaves_nothing(factory: StoreFactory, root: Path) -> None:
         spool = store.new_spool()
         spool.write(b"partial message\r\n")
         spool.discard()
-        spool.discard()                           # idempotent
+        spool.discard()  # idempotent
         try:
             store.commit(spool, _envelope(spool.queue_id))
         except Exception:
@@ -129,7 +142,7 @@ def check_abandoned_spool_removed(factory: StoreFactory, root: Path) -> None:
     store.open()
     spool = store.new_spool()
     spool.write(b"half a message")
-    store.close()                                  # as if the process died here
+    store.close()  # as if the process died here
     store = factory(root)
     store.open()
     try:
@@ -147,8 +160,9 @@ def check_orphan_content_removed(factory: StoreFactory, root: Path) -> None:
         keep = _commit_one(store)
         orphan = store.content_path("0ORPHAN0000000X")
         raw = json.dumps(_envelope("0ORPHAN0000000X").to_dict()).encode()
-        orphan.write_bytes(msgfile.encode(store.store_id, raw)
-                           + b"committed file, row never written\r\n")
+        orphan.write_bytes(
+            msgfile.encode(store.store_id, raw) + b"committed file, row never written\r\n"
+        )
         store.recover()
         assert not orphan.exists(), "content without an entry survived recover()"
         assert store.content_path(keep).exists(), "recover() removed committed content"
@@ -168,8 +182,9 @@ def check_lost_database_rebuilt(factory: StoreFactory, root: Path) -> None:
     store.open()
     try:
         store.recover()
-        assert sorted(e.queue_id for e in store.list("incoming")) == sorted(ids), \
+        assert sorted(e.queue_id for e in store.list("incoming")) == sorted(ids), (
             "entries not rebuilt from their content files"
+        )
         for n, qid in enumerate(ids):
             assert read_message(store.content_path(qid)) == _content(n), "content changed"
             env = store.load(qid)
@@ -193,18 +208,21 @@ def check_active_reset_on_recover(factory: StoreFactory, root: Path) -> None:
         store.close()
 
 
-def check_concurrent_commits(factory: StoreFactory, root: Path, threads: int = 16,
-                             per_thread: int = 25) -> None:
+def check_concurrent_commits(
+    factory: StoreFactory, root: Path, threads: int = 16, per_thread: int = 25
+) -> None:
     store = factory(root)
     store.open()
     ids: list[str] = []
     lock = threading.Lock()
     try:
+
         def worker(t: int) -> None:
             for i in range(per_thread):
                 qid = _commit_one(store, t * per_thread + i)
                 with lock:
                     ids.append(qid)
+
         with concurrent.futures.ThreadPoolExecutor(threads) as pool:
             list(pool.map(worker, range(threads)))
         total = threads * per_thread
@@ -249,11 +267,17 @@ def check_remove_deletes(factory: StoreFactory, root: Path) -> None:
         store.close()
 
 
-CHECKS = (check_commit_then_recover, check_discard_leaves_nothing,
-          check_abandoned_spool_removed, check_orphan_content_removed,
-          check_lost_database_rebuilt,
-          check_active_reset_on_recover, check_concurrent_commits,
-          check_group_commit_batches, check_remove_deletes)
+CHECKS = (
+    check_commit_then_recover,
+    check_discard_leaves_nothing,
+    check_abandoned_spool_removed,
+    check_orphan_content_removed,
+    check_lost_database_rebuilt,
+    check_active_reset_on_recover,
+    check_concurrent_commits,
+    check_group_commit_batches,
+    check_remove_deletes,
+)
 
 
 def check_store(factory: StoreFactory) -> None:
@@ -273,13 +297,27 @@ _ACTIONS = frozenset({"delivered", "relayed", "failed", "delayed"})
 _CLASS = {Outcome.DELIVERED: "2", Outcome.DEFERRED: "4", Outcome.BOUNCED: "5"}
 
 
-def _request(content: Path, nexthop: Nexthop, rcpts: list[str], *, sender: str = "a@src.test",
-             params: MailParams = MailParams(), rparams: RcptParams = RcptParams()
-             ) -> DeliveryRequest:
+def _request(
+    content: Path,
+    nexthop: Nexthop,
+    rcpts: list[str],
+    *,
+    sender: str = "a@src.test",
+    params: MailParams = MailParams(),
+    rparams: RcptParams = RcptParams(),
+) -> DeliveryRequest:
     size = content.stat().st_size if content.exists() else 0
-    return DeliveryRequest("0CONFORMANCE000", sender, params,
-                           tuple(DeliveryRecipient(r, rparams) for r in rcpts), content, size,
-                           False, False, nexthop)
+    return DeliveryRequest(
+        "0CONFORMANCE000",
+        sender,
+        params,
+        tuple(DeliveryRecipient(r, rparams) for r in rcpts),
+        content,
+        size,
+        False,
+        False,
+        nexthop,
+    )
 
 
 def _check_results(req: DeliveryRequest, results: Any) -> list[RecipientResult]:
@@ -329,12 +367,18 @@ async def check_missing_content(factory: AgentFactory, tmp: Path, nh: Nexthop) -
     await _deliver(factory, _request(tmp / "no-such-file", nh, [f"missing@{nh.domain}"]))
 
 
-async def check_null_sender_and_dsn_params(factory: AgentFactory, tmp: Path,
-                                           nh: Nexthop) -> None:
-    await _deliver(factory, _request(
-        _message(tmp), nh, [f"dsn@{nh.domain}"], sender="",
-        params=MailParams(ret="HDRS", envid="conformance-1"),
-        rparams=RcptParams(("FAILURE", "SUCCESS"), ("rfc822", f"orig@{nh.domain}"))))
+async def check_null_sender_and_dsn_params(factory: AgentFactory, tmp: Path, nh: Nexthop) -> None:
+    await _deliver(
+        factory,
+        _request(
+            _message(tmp),
+            nh,
+            [f"dsn@{nh.domain}"],
+            sender="",
+            params=MailParams(ret="HDRS", envid="conformance-1"),
+            rparams=RcptParams(("FAILURE", "SUCCESS"), ("rfc822", f"orig@{nh.domain}")),
+        ),
+    )
 
 
 async def check_concurrent_requests(factory: AgentFactory, tmp: Path, nh: Nexthop) -> None:
@@ -342,13 +386,19 @@ async def check_concurrent_requests(factory: AgentFactory, tmp: Path, nh: Nextho
     await _deliver(factory, *(_request(content, nh, [f"c{i}@{nh.domain}"]) for i in range(10)))
 
 
-AGENT_CHECKS = (check_one_result_per_recipient, check_many_recipients, check_empty_content,
-                check_missing_content, check_null_sender_and_dsn_params,
-                check_concurrent_requests)
+AGENT_CHECKS = (
+    check_one_result_per_recipient,
+    check_many_recipients,
+    check_empty_content,
+    check_missing_content,
+    check_null_sender_and_dsn_params,
+    check_concurrent_requests,
+)
 
 
-def check_delivery_agent(factory: AgentFactory, *,
-                         nexthop: Nexthop = Nexthop("discard", "example.test")) -> None:
+def check_delivery_agent(
+    factory: AgentFactory, *, nexthop: Nexthop = Nexthop("discard", "example.test")
+) -> None:
     """Run every delivery-agent check (see the module docstring) against `factory()`.
 
     Runs its own event loop per check (asyncio.run): call it from sync code.

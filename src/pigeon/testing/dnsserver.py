@@ -37,6 +37,7 @@ Contract:
 Standalone: `python -m pigeon.testing.dnsserver --zone example.test=FILE
 --port 5353` serves until interrupted (see `main`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,8 @@ import socket
 import socketserver
 import struct
 import threading
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import dns.exception
 import dns.flags
@@ -65,15 +66,22 @@ MAX_CNAME_CHAIN = 8
 class DnsServer:
     """See the module contract. Use as a context manager or call start()/close()."""
 
-    def __init__(self, zones: Mapping[str, str] | None = None, *,
-                 servfail: Iterable[str] = (), timeout: Iterable[str] = (),
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        zones: Mapping[str, str] | None = None,
+        *,
+        servfail: Iterable[str] = (),
+        timeout: Iterable[str] = (),
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
         self.zones: dict[dns.name.Name, dns.zone.Zone] = {}
         for origin, text in (zones or {}).items():
             name = dns.name.from_text(origin)
             # "$TTL 300" first, so records may omit the TTL (a $TTL in the text wins).
-            self.zones[name] = dns.zone.from_text("$TTL 300\n" + text, origin=name, relativize=False,
-                                                  check_origin=False)
+            self.zones[name] = dns.zone.from_text(
+                "$TTL 300\n" + text, origin=name, relativize=False, check_origin=False
+            )
         self.servfail = {dns.name.from_text(n) for n in servfail}
         self.timeout = {dns.name.from_text(n) for n in timeout}
         self.host = host
@@ -112,8 +120,12 @@ class DnsServer:
         self.port = port
         self._servers = [udp, tcp]
         for server in self._servers:
-            t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                 name=f"dnsserver-{port}", daemon=True)
+            t = threading.Thread(
+                target=server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name=f"dnsserver-{port}",
+                daemon=True,
+            )
             t.start()
             self._threads.append(t)
 
@@ -141,8 +153,13 @@ class DnsServer:
         question = query.question[0]
         qname, qtype = question.name, question.rdtype
         with self._lock:
-            self.queries.append((qname.to_text(omit_final_dot=True).lower(),
-                                 dns.rdatatype.to_text(qtype), transport))
+            self.queries.append(
+                (
+                    qname.to_text(omit_final_dot=True).lower(),
+                    dns.rdatatype.to_text(qtype),
+                    transport,
+                )
+            )
         if _under(qname, self.timeout):
             return None
         response = dns.message.make_response(query)
@@ -160,8 +177,9 @@ class DnsServer:
                 best = zone
         return best
 
-    def _resolve(self, qname: dns.name.Name, qtype: int, response: dns.message.Message,
-                 depth: int) -> None:
+    def _resolve(
+        self, qname: dns.name.Name, qtype: int, response: dns.message.Message, depth: int
+    ) -> None:
         zone = self._zone_for(qname)
         if zone is None:
             if depth == 0:
@@ -205,13 +223,15 @@ def _rrset(name: dns.name.Name, rdataset: dns.rdataset.Rdataset) -> dns.rrset.RR
 
 # --- socket plumbing ----------------------------------------------------------------------
 
-def _make_server(cls: type, family: int, address: tuple[str, int], handler: type,
-                 owner: DnsServer) -> socketserver.BaseServer:
+
+def _make_server(
+    cls: type, family: int, address: tuple[str, int], handler: type, owner: DnsServer
+) -> socketserver.BaseServer:
     server = cls(address, handler, bind_and_activate=False)
-    server.socket.close()                               # made for AF_INET; replace
+    server.socket.close()  # made for AF_INET; replace
     server.address_family = family
     server.socket = socket.socket(family, server.socket_type)
-    server.dns = owner                                  # type: ignore[attr-defined]
+    server.dns = owner  # type: ignore[attr-defined]
     try:
         server.server_bind()
         server.server_activate()
@@ -264,15 +284,15 @@ class _TcpHandler(socketserver.BaseRequestHandler):
                 body = _recv_exact(sock, struct.unpack("!H", head)[0])
                 if body is None:
                     return
-            except socket.timeout:
-                if self.server.dns.closing.is_set():     # type: ignore[attr-defined]
+            except TimeoutError:
+                if self.server.dns.closing.is_set():  # type: ignore[attr-defined]
                     return
                 continue
             except OSError:
                 return
             response = self.server.dns.answer(body, "tcp")  # type: ignore[attr-defined]
             if response is None:
-                continue                 # "timeout": read on, never answer
+                continue  # "timeout": read on, never answer
             wire = response.to_wire()
             sock.sendall(struct.pack("!H", len(wire)) + wire)
 
@@ -289,14 +309,17 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
 
 # --- standalone use -------------------------------------------------------------------------
 
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m pigeon.testing.dnsserver --zone [ORIGIN=]FILE... [--port N]`.
 
     Without ORIGIN=, the origin is the file name minus a ".zone" suffix.
     Try it: `dig @127.0.0.1 -p N example.test MX`.
     """
-    parser = argparse.ArgumentParser(prog="python -m pigeon.testing.dnsserver",
-                                     description="Serve zone files on loopback (tests only).")
+    parser = argparse.ArgumentParser(
+        prog="python -m pigeon.testing.dnsserver",
+        description="Serve zone files on loopback (tests only).",
+    )
     parser.add_argument("--zone", action="append", default=[], metavar="[ORIGIN=]FILE")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5353)
@@ -310,11 +333,15 @@ def main(argv: list[str] | None = None) -> int:
             file = item
             origin = Path(file).name.removesuffix(".zone")
         zones[origin] = Path(file).read_text(encoding="utf-8")
-    server = DnsServer(zones, servfail=args.servfail, timeout=args.timeout,
-                       host=args.host, port=args.port)
+    server = DnsServer(
+        zones, servfail=args.servfail, timeout=args.timeout, host=args.host, port=args.port
+    )
     server.start()
-    print(f"serving {', '.join(zones) or 'no zones'} on {args.host} port {server.port} "
-          f"(UDP and TCP); Ctrl-C to stop", flush=True)
+    print(
+        f"serving {', '.join(zones) or 'no zones'} on {args.host} port {server.port} "
+        f"(UDP and TCP); Ctrl-C to stop",
+        flush=True,
+    )
     try:
         threading.Event().wait()
     except KeyboardInterrupt:

@@ -25,6 +25,7 @@ Contract:
     250 Exim did not see is then delivered a second time), `queue_count()`
     is `-bpc`, `mainlog()` Exim's log.
 """
+
 from __future__ import annotations
 
 import os
@@ -102,9 +103,14 @@ class EximRelay:
         self.spool = self.workdir / "spool"
         self.spool.mkdir()
         self.config = self.workdir / "exim.conf"
-        self.config.write_text(_CONFIG.format(
-            binary=self.binary, spool=self.spool, port=port,
-            tls_line="hosts_require_tls = *" if tls else "hosts_avoid_tls = *"))
+        self.config.write_text(
+            _CONFIG.format(
+                binary=self.binary,
+                spool=self.spool,
+                port=port,
+                tls_line="hosts_require_tls = *" if tls else "hosts_avoid_tls = *",
+            )
+        )
         # Exim refuses a configuration that others can write.
         self.config.chmod(0o644)
         self.workdir.chmod(0o755)
@@ -115,18 +121,24 @@ class EximRelay:
     def close(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> "EximRelay":
+    def __enter__(self) -> EximRelay:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
     def _run(self, *args: str, stdin: bytes | None = None, timeout: float = 60) -> bytes:
-        done = subprocess.run([str(self.binary), "-C", str(self.config), *args], input=stdin,
-                              capture_output=True, timeout=timeout)
+        done = subprocess.run(
+            [str(self.binary), "-C", str(self.config), *args],
+            input=stdin,
+            capture_output=True,
+            timeout=timeout,
+        )
         if done.returncode != 0:
-            raise RuntimeError(f"exim {' '.join(args)} exited with {done.returncode}: "
-                               f"{done.stderr.decode(errors='replace')}\n{self.mainlog()}")
+            raise RuntimeError(
+                f"exim {' '.join(args)} exited with {done.returncode}: "
+                f"{done.stderr.decode(errors='replace')}\n{self.mainlog()}"
+            )
         return done.stdout
 
     def submit(self, sender: str, recipient: str, message: bytes) -> None:

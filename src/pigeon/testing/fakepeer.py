@@ -28,17 +28,25 @@ Contract (CONTRIBUTING.md, rule 14, a fake peer driven by a function):
     client sent in `transcript`, so tests assert on what went over the wire.
   * Only for tests: no limits beyond what a test needs, no TLS, loopback only.
 """
+
 from __future__ import annotations
 
 import asyncio
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from pigeon.testing.live import free_port
 
-DEFAULT_EXTENSIONS = ("PIPELINING", "SIZE 10240000", "8BITMIME", "SMTPUTF8", "DSN",
-                      "ENHANCEDSTATUSCODES", "CHUNKING")
+DEFAULT_EXTENSIONS = (
+    "PIPELINING",
+    "SIZE 10240000",
+    "8BITMIME",
+    "SMTPUTF8",
+    "DSN",
+    "ENHANCEDSTATUSCODES",
+    "CHUNKING",
+)
 
 
 class Action(enum.Enum):
@@ -68,7 +76,7 @@ class ReceivedMessage:
 
 @dataclass
 class PeerConnection:
-    peer: "FakePeer"
+    peer: FakePeer
     index: int
     sender: str | None = None
     mail_line: str = ""
@@ -82,7 +90,7 @@ Handler = Callable[[Command, PeerConnection], "str | Action | None"]
 
 def _addr(arg: str) -> str:
     start, end = arg.find("<"), arg.find(">")
-    return arg[start + 1:end] if 0 <= start < end else arg.split(":", 1)[-1].strip()
+    return arg[start + 1 : end] if 0 <= start < end else arg.split(":", 1)[-1].strip()
 
 
 class _Closed(Exception):
@@ -90,9 +98,16 @@ class _Closed(Exception):
 
 
 class FakePeer:
-    def __init__(self, handler: Handler | None = None, *, lmtp: bool = False,
-                 extensions: tuple[str, ...] = DEFAULT_EXTENSIONS, name: str = "fake.test",
-                 greeting: str | None = None, unix_path: str | None = None) -> None:
+    def __init__(
+        self,
+        handler: Handler | None = None,
+        *,
+        lmtp: bool = False,
+        extensions: tuple[str, ...] = DEFAULT_EXTENSIONS,
+        name: str = "fake.test",
+        greeting: str | None = None,
+        unix_path: str | None = None,
+    ) -> None:
         self.handler = handler or (lambda cmd, conn: None)
         self.lmtp = lmtp
         self.extensions = extensions
@@ -107,7 +122,7 @@ class FakePeer:
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task] = set()
 
-    async def start(self) -> "FakePeer":
+    async def start(self) -> FakePeer:
         if self.unix_path:
             self._server = await asyncio.start_unix_server(self._serve, self.unix_path)
         else:
@@ -124,7 +139,7 @@ class FakePeer:
             await self._server.wait_closed()
             self._server = None
 
-    async def __aenter__(self) -> "FakePeer":
+    async def __aenter__(self) -> FakePeer:
         return await self.start()
 
     async def __aexit__(self, *exc) -> None:
@@ -180,8 +195,9 @@ class FakePeer:
         verb = cmd.verb
         if verb in ("EHLO", "LHLO"):
             lines = [self.name, *self.extensions]
-            default = "\r\n".join(f"250{' ' if i == len(lines) - 1 else '-'}{x}"
-                                  for i, x in enumerate(lines))
+            default = "\r\n".join(
+                f"250{' ' if i == len(lines) - 1 else '-'}{x}" for i, x in enumerate(lines)
+            )
             await self._act(result, writer, reader, default)
         elif verb == "MAIL":
             sent = await self._act(result, writer, reader, "250 2.1.0 Ok")
@@ -206,8 +222,9 @@ class FakePeer:
         elif verb == "STARTTLS":
             await self._act(result, writer, reader, "454 4.7.0 TLS not available")
         else:
-            default = ("250 Ok" if verb in ("HELO", "NOOP")
-                       else "502 5.5.1 Error: command not implemented")
+            default = (
+                "250 Ok" if verb in ("HELO", "NOOP") else "502 5.5.1 Error: command not implemented"
+            )
             await self._act(result, writer, reader, default)
 
     async def _data(self, cmd, result, conn, reader, writer) -> None:
@@ -250,6 +267,13 @@ class FakePeer:
             sent = await self._act(r, writer, reader, "250 2.0.0 Ok: queued as FAKE")
             accepted |= bool(sent and sent.startswith("2"))
         if accepted:
-            self.messages.append(ReceivedMessage(conn.sender or "", list(conn.recipients),
-                                                 content, conn.mail_line, list(conn.rcpt_lines)))
+            self.messages.append(
+                ReceivedMessage(
+                    conn.sender or "",
+                    list(conn.recipients),
+                    content,
+                    conn.mail_line,
+                    list(conn.rcpt_lines),
+                )
+            )
         conn.sender, conn.recipients = None, []

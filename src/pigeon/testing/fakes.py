@@ -17,15 +17,21 @@ Contract:
   * `run_manager_until(manager, condition)` runs a real QueueManager until
     `condition()` holds (polled, bounded by `timeout`), then stops it.
 """
+
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
-from pigeon.delivery.api import (DeliveryRecipient, DeliveryRequest, Nexthop, Outcome,
-                                 RecipientResult)
+from pigeon.delivery.api import (
+    DeliveryRecipient,
+    DeliveryRequest,
+    Nexthop,
+    Outcome,
+    RecipientResult,
+)
 
 
 @dataclass(slots=True)
@@ -68,13 +74,12 @@ class FakeClock:
 class FakeReply:
     """A reply a fake peer gives at some stage: "550 5.1.1 no such user" style."""
 
-    status: str                   # enhanced status, e.g. "4.4.1"; first digit = outcome
-    text: str                     # the diagnostic (the remote reply, or our reason)
+    status: str  # enhanced status, e.g. "4.4.1"; first digit = outcome
+    text: str  # the diagnostic (the remote reply, or our reason)
 
     @property
     def outcome(self) -> Outcome:
-        return {"2": Outcome.DELIVERED, "5": Outcome.BOUNCED}.get(self.status[:1],
-                                                                  Outcome.DEFERRED)
+        return {"2": Outcome.DELIVERED, "5": Outcome.BOUNCED}.get(self.status[:1], Outcome.DEFERRED)
 
 
 ResultsFn = Callable[[DeliveryRequest, DeliveryRecipient], "RecipientResult | FakeReply"]
@@ -88,8 +93,9 @@ class FakeAgent:
     asyncio.Event) to hold every delivery until it is set.
     """
 
-    def __init__(self, results_fn: ResultsFn | None = None, *,
-                 remote_mta: str = "mx.fake.test[192.0.2.1]:25") -> None:
+    def __init__(
+        self, results_fn: ResultsFn | None = None, *, remote_mta: str = "mx.fake.test[192.0.2.1]:25"
+    ) -> None:
         self.results_fn = results_fn
         self.remote_mta = remote_mta
         self.start_err: FakeReply | BaseException | None = None
@@ -118,7 +124,7 @@ class FakeAgent:
             self.in_flight[nh] -= 1
 
     def _answer(self, request: DeliveryRequest) -> list[RecipientResult]:
-        if self.start_err is not None:            # no peer reached
+        if self.start_err is not None:  # no peer reached
             return self._all(request.recipients, self.start_err, remote_mta="")
         out: dict[str, RecipientResult] = {}
         accepted = []
@@ -133,24 +139,29 @@ class FakeAgent:
                 out.update((x.address, x) for x in self._all(accepted, stage, self.remote_mta))
                 accepted = []
         for r in accepted:
-            answer = self.results_fn(request, r) if self.results_fn else FakeReply(
-                "2.0.0", "250 2.0.0 Ok: queued")
-            out[r.address] = (answer if isinstance(answer, RecipientResult)
-                              else self._result(r.address, answer, self.remote_mta))
+            answer = (
+                self.results_fn(request, r)
+                if self.results_fn
+                else FakeReply("2.0.0", "250 2.0.0 Ok: queued")
+            )
+            out[r.address] = (
+                answer
+                if isinstance(answer, RecipientResult)
+                else self._result(r.address, answer, self.remote_mta)
+            )
         return [out[r.address] for r in request.recipients]
 
     def _all(self, rcpts, err, remote_mta: str) -> list[RecipientResult]:
         return [self._result(r.address, err, remote_mta) for r in rcpts]
 
     @staticmethod
-    def _result(address: str, err: FakeReply | BaseException, remote_mta: str
-                ) -> RecipientResult:
+    def _result(address: str, err: FakeReply | BaseException, remote_mta: str) -> RecipientResult:
         if isinstance(err, BaseException):
             raise err
         action = {Outcome.DELIVERED: "delivered", Outcome.BOUNCED: "failed"}.get(
-            err.outcome, "delayed")
-        return RecipientResult(address, err.outcome, err.status, err.text, remote_mta,
-                               action)  # type: ignore[arg-type]
+            err.outcome, "delayed"
+        )
+        return RecipientResult(address, err.outcome, err.status, err.text, remote_mta, action)  # type: ignore[arg-type]
 
 
 async def run_manager_until(manager, condition: Callable[[], bool], timeout: float = 10.0) -> None:

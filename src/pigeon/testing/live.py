@@ -12,6 +12,7 @@ Contract:
     real peers, and CI must have installed them).
   * `maildir_messages(...)` lists delivered messages, for assertions.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,7 +29,8 @@ def require_tool(name: str) -> str:
     import pytest
 
     found = shutil.which(name) or next(
-        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.access(p, os.X_OK)), None)
+        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.access(p, os.X_OK)), None
+    )
     if found:
         return found
     if os.environ.get("CI") == "true":
@@ -59,9 +61,17 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
 
 
 class PigeonProcess:
-    def __init__(self, workdir: Path, config_text: str = "", *, extra_args: list[str] | None = None,
-                 port: int | None = None, env: dict | None = None,
-                 hostname: str = "pigeon.test", wrap: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        config_text: str = "",
+        *,
+        extra_args: list[str] | None = None,
+        port: int | None = None,
+        env: dict | None = None,
+        hostname: str = "pigeon.test",
+        wrap: list[str] | None = None,
+    ) -> None:
         self.workdir = Path(workdir)
         self.data_dir = self.workdir / "data"
         self.port = port or free_port()
@@ -71,25 +81,40 @@ class PigeonProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = self.workdir / "pigeon.toml"
         self.log_path = self.workdir / "pigeon.log"
-        base = (f'hostname = "{hostname}"\n'
-                f'data_dir = "{self.data_dir}"\n'
-                f'listen = ["127.0.0.1:{self.port}"]\n'
-                f'submission_listen = ["127.0.0.1:{self.submission_port}"]\n'
-                f'submissions_listen = ["127.0.0.1:{self.submissions_port}"]\n')
+        base = (
+            f'hostname = "{hostname}"\n'
+            f'data_dir = "{self.data_dir}"\n'
+            f'listen = ["127.0.0.1:{self.port}"]\n'
+            f'submission_listen = ["127.0.0.1:{self.submission_port}"]\n'
+            f'submissions_listen = ["127.0.0.1:{self.submissions_port}"]\n'
+        )
         self.config_path.write_text(base + config_text)
         self.extra_args = extra_args or []
         self.wrap = list(wrap or [])
         self.env = env
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 15.0) -> "PigeonProcess":
+    def start(self, timeout: float = 15.0) -> PigeonProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         env = dict(os.environ, **(self.env or {}))
         self.proc = subprocess.Popen(
-            [*self.wrap, sys.executable, "-m", "pigeon", "serve", "--config", str(self.config_path),
-             *self.extra_args], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=env, cwd=self.workdir)
+            [
+                *self.wrap,
+                sys.executable,
+                "-m",
+                "pigeon",
+                "serve",
+                "--config",
+                str(self.config_path),
+                *self.extra_args,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=self.workdir,
+        )
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -102,7 +127,7 @@ class PigeonProcess:
                     if banner.startswith(b"220"):
                         s.sendall(b"QUIT\r\n")
                         while s.recv(512):  # wait for 221 and the close, so the
-                            pass            # probe no longer counts as a session
+                            pass  # probe no longer counts as a session
                         return self
             except OSError:
                 time.sleep(0.05)
@@ -130,7 +155,7 @@ class PigeonProcess:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
 
-    def __enter__(self) -> "PigeonProcess":
+    def __enter__(self) -> PigeonProcess:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -147,5 +172,10 @@ def recv_reply(sock: socket.socket, timeout: float = 10.0) -> bytes:
             return buf
         buf += chunk
         lines = buf.split(b"\r\n")
-        if buf.endswith(b"\r\n") and len(lines) >= 2 and len(lines[-2]) >= 4 and lines[-2][3:4] == b" ":
+        if (
+            buf.endswith(b"\r\n")
+            and len(lines) >= 2
+            and len(lines[-2]) >= 4
+            and lines[-2][3:4] == b" "
+        ):
             return buf

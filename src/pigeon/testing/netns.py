@@ -44,6 +44,7 @@ Topology:
   * Every wait is bounded: `run`/`python` take a timeout, `wait_tcp` has a
     deadline, process stops wait at most a few seconds.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -53,8 +54,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 __all__ = ["SUBNET", "Lan", "NetnsUnavailable", "find_ip"]
 
@@ -80,8 +81,9 @@ def find_ip() -> str | None:
 class Lan:
     """Hosts (namespaces) on one bridge; see the module contract."""
 
-    def __init__(self, hosts: Mapping[str, str], *, nameserver: str | None = None,
-                 prefix: str | None = None) -> None:
+    def __init__(
+        self, hosts: Mapping[str, str], *, nameserver: str | None = None, prefix: str | None = None
+    ) -> None:
         for role, address in hosts.items():
             if ipaddress.ip_address(address) not in SUBNET:
                 raise ValueError(f"{role}: {address} is outside {SUBNET}, the test LAN")
@@ -97,7 +99,7 @@ class Lan:
         self.prefix = prefix or f"pigeon-{os.getpid()}"
         self.hub = f"{self.prefix}-hub"
         self.ip = ""
-        self._created: list[str] = []            # namespaces that exist and are ours
+        self._created: list[str] = []  # namespaces that exist and are ours
         self._etc_dirs: list[Path] = []
         self._made_netns_etc = False
         self._procs: list[subprocess.Popen] = []
@@ -114,12 +116,19 @@ class Lan:
     def _ip(self, *args: str) -> None:
         """One `ip` command of the set-up; a refusal means netns is unusable here."""
         try:
-            p = subprocess.run([self.ip, *args], capture_output=True, text=True, timeout=30,
-                               stdin=subprocess.DEVNULL)
+            p = subprocess.run(
+                [self.ip, *args],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                stdin=subprocess.DEVNULL,
+            )
         except subprocess.TimeoutExpired:
             raise NetnsUnavailable(f"`ip {' '.join(args)}` did not finish in 30 s") from None
         if p.returncode != 0:
-            raise NetnsUnavailable(f"`ip {' '.join(args)}` failed: {p.stderr.strip() or p.returncode}")
+            raise NetnsUnavailable(
+                f"`ip {' '.join(args)}` failed: {p.stderr.strip() or p.returncode}"
+            )
 
     def _add_netns(self, name: str) -> None:
         if Path("/run/netns", name).exists():
@@ -129,7 +138,7 @@ class Lan:
         self._created.append(name)
         self._ip("-n", name, "link", "set", "lo", "up")
 
-    def start(self) -> "Lan":
+    def start(self) -> Lan:
         ip = find_ip()
         if ip is None:
             raise NetnsUnavailable("`ip` not found (Debian package iproute2)")
@@ -144,8 +153,20 @@ class Lan:
                 ns = self.ns(role)
                 self._add_netns(ns)
                 # Both ends are born inside their namespaces: nothing appears in ours.
-                self._ip("-n", self.hub, "link", "add", f"v-{role}", "type", "veth",
-                         "peer", "name", "eth0", "netns", ns)
+                self._ip(
+                    "-n",
+                    self.hub,
+                    "link",
+                    "add",
+                    f"v-{role}",
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    "eth0",
+                    "netns",
+                    ns,
+                )
                 self._ip("-n", self.hub, "link", "set", f"v-{role}", "master", "br0", "up")
                 self._ip("-n", ns, "addr", "add", f"{address}/{SUBNET.prefixlen}", "dev", "eth0")
                 self._ip("-n", ns, "link", "set", "eth0", "up")
@@ -164,9 +185,11 @@ class Lan:
         d.mkdir(mode=0o755, exist_ok=True)
         self._etc_dirs.append(d)
         # Short timeouts: a DNS server that is not up yet should fail fast and be retried.
-        (d / "resolv.conf").write_text(f"# {ns}: pigeon.testing.netns (deleted after the test)\n"
-                                       f"nameserver {self.nameserver}\n"
-                                       "options timeout:2 attempts:2\n")
+        (d / "resolv.conf").write_text(
+            f"# {ns}: pigeon.testing.netns (deleted after the test)\n"
+            f"nameserver {self.nameserver}\n"
+            "options timeout:2 attempts:2\n"
+        )
 
     # --- running things inside a host -----------------------------------------------------
 
@@ -176,10 +199,17 @@ class Lan:
 
     def run(self, role: str, *cmd: str, timeout: float = 30) -> subprocess.CompletedProcess:
         """Run `cmd` in `role` to completion (text output captured, no check)."""
-        return subprocess.run(self.argv(role, *cmd), capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            self.argv(role, *cmd),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
 
-    def python(self, role: str, code: str, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    def python(
+        self, role: str, code: str, *args: str, timeout: float = 30
+    ) -> subprocess.CompletedProcess:
         """Run Python `code` (this interpreter, so pigeon and dnspython import) in `role`."""
         return self.run(role, sys.executable, "-c", code, *args, timeout=timeout)
 
@@ -191,8 +221,13 @@ class Lan:
         and stderr go to that file."""
         if log is not None:
             with open(log, "ab") as out:
-                proc = subprocess.Popen(self.argv(role, *cmd), stdout=out, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, **kwargs)
+                proc = subprocess.Popen(
+                    self.argv(role, *cmd),
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    **kwargs,
+                )
         else:
             proc = subprocess.Popen(self.argv(role, *cmd), stdin=subprocess.DEVNULL, **kwargs)
         self._procs.append(proc)
@@ -213,8 +248,9 @@ class Lan:
                     pass
         return proc.returncode
 
-    def wait_tcp(self, role: str, address: str, port: int, *, timeout: float = 15,
-                 banner: bytes = b"") -> bool:
+    def wait_tcp(
+        self, role: str, address: str, port: int, *, timeout: float = 15, banner: bytes = b""
+    ) -> bool:
         """True once `address:port` accepts a connection from inside `role` (and,
         with `banner`, its first bytes start with it) within `timeout` seconds.
 
@@ -236,10 +272,12 @@ class Lan:
             "    except OSError:\n"
             "        pass\n"
             "    time.sleep(0.05)\n"
-            "sys.exit(1)\n")
+            "sys.exit(1)\n"
+        )
         try:
-            p = self.python(role, code, address, str(port), banner.decode(), str(timeout),
-                            timeout=timeout + 15)
+            p = self.python(
+                role, code, address, str(port), banner.decode(), str(timeout), timeout=timeout + 15
+            )
         except subprocess.TimeoutExpired:
             return False
         return p.returncode == 0
@@ -248,8 +286,9 @@ class Lan:
 
     def _leftover_pids(self, ns: str) -> list[int]:
         try:
-            p = subprocess.run([self.ip, "netns", "pids", ns], capture_output=True, text=True,
-                               timeout=10)
+            p = subprocess.run(
+                [self.ip, "netns", "pids", ns], capture_output=True, text=True, timeout=10
+            )
         except subprocess.TimeoutExpired:
             return []
         return [int(x) for x in p.stdout.split() if x.isdigit()]
@@ -274,8 +313,9 @@ class Lan:
             deadline = time.monotonic() + 5
             while self._leftover_pids(ns) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            p = subprocess.run([self.ip, "netns", "del", ns], capture_output=True, text=True,
-                               timeout=30)
+            p = subprocess.run(
+                [self.ip, "netns", "del", ns], capture_output=True, text=True, timeout=30
+            )
             if p.returncode != 0:
                 self.cleanup_errors.append(f"ip netns del {ns}: {p.stderr.strip()}")
             self._created.remove(ns)
@@ -284,12 +324,12 @@ class Lan:
         self._etc_dirs.clear()
         if self._made_netns_etc:
             try:
-                NETNS_ETC.rmdir()                  # only if empty: others may use it now
+                NETNS_ETC.rmdir()  # only if empty: others may use it now
             except OSError:
                 pass
             self._made_netns_etc = False
 
-    def __enter__(self) -> "Lan":
+    def __enter__(self) -> Lan:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -22,6 +22,7 @@ Contract:
     port are gone.
 Moved here from bench/accept_rate.py, which imports it.
 """
+
 from __future__ import annotations
 
 import os
@@ -95,8 +96,14 @@ class PrivatePostfix:
 
     QUEUES = ("maildrop", "incoming", "active", "deferred", "hold")
 
-    def __init__(self, workdir: Path, *, settings: dict[str, str] | None = None,
-                 hostname: str = "postfix.bench.test", domain: str = "bench.test") -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        settings: dict[str, str] | None = None,
+        hostname: str = "postfix.bench.test",
+        domain: str = "bench.test",
+    ) -> None:
         self.dir = Path(workdir) / "postfix"
         self.etc = self.dir / "etc"
         self.spool = self.dir / "spool"
@@ -109,12 +116,17 @@ class PrivatePostfix:
         self.started = False
         self.postfix = self.postconf = ""
 
-    def _run(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
-        p = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout,
-                           stdin=subprocess.DEVNULL)
+    def _run(
+        self, *args: str, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess:
+        p = subprocess.run(
+            list(args), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
         if check and p.returncode != 0:
-            raise PostfixUnavailable(f"`{' '.join(args)}` failed ({p.returncode}): "
-                                     f"{(p.stdout + p.stderr).strip()[-400:]}\n{self.log_tail()}")
+            raise PostfixUnavailable(
+                f"`{' '.join(args)}` failed ({p.returncode}): "
+                f"{(p.stdout + p.stderr).strip()[-400:]}\n{self.log_tail()}"
+            )
         return p
 
     def log_tail(self, n: int = 8) -> str:
@@ -130,15 +142,24 @@ class PrivatePostfix:
         except OSError:
             return ""
 
-    def start(self) -> "PrivatePostfix":
+    def start(self) -> PrivatePostfix:
         postfix, postconf = find_tool("postfix"), find_tool("postconf")
         if not (postfix and postconf):
             raise PostfixUnavailable("postfix/postconf not found (Debian package postfix)")
         if os.geteuid() != 0:
             raise PostfixUnavailable("starting a private Postfix instance needs root")
-        master_src = next((p for p in (Path("/etc/postfix/master.cf"),
-                                       Path("/etc/postfix/master.cf.proto"),
-                                       Path("/usr/share/postfix/master.cf.dist")) if p.is_file()), None)
+        master_src = next(
+            (
+                p
+                for p in (
+                    Path("/etc/postfix/master.cf"),
+                    Path("/etc/postfix/master.cf.proto"),
+                    Path("/usr/share/postfix/master.cf.dist"),
+                )
+                if p.is_file()
+            ),
+            None,
+        )
         if master_src is None:
             raise PostfixUnavailable("no stock master.cf found in /etc/postfix")
         try:
@@ -182,18 +203,24 @@ class PrivatePostfix:
         }
         (self.etc / "main.cf").write_text(
             "# Private Postfix instance (pigeon.testing.postfix; deleted after the run).\n"
-            + "".join(f"{k} = {v}\n" for k, v in settings.items()))
+            + "".join(f"{k} = {v}\n" for k, v in settings.items())
+        )
         cf = ["-c", str(self.etc)]
-        self._run(postconf, *cf, "-F", "*/*/chroot = n")          # no chroot jail to populate
-        self._run(postconf, *cf, "-M#", "smtp/inet")               # not port 25
-        self._run(postconf, *cf, "-M",
-                  f"{LOOPBACK}:{self.port}/inet={LOOPBACK}:{self.port} inet n - n - - smtpd")
+        self._run(postconf, *cf, "-F", "*/*/chroot = n")  # no chroot jail to populate
+        self._run(postconf, *cf, "-M#", "smtp/inet")  # not port 25
+        self._run(
+            postconf,
+            *cf,
+            "-M",
+            f"{LOOPBACK}:{self.port}/inet={LOOPBACK}:{self.port} inet n - n - - smtpd",
+        )
         self._run(postfix, *cf, "check")
         self._run(postfix, *cf, "start")
         self.started = True
         if not wait_banner(self.port, 20):
-            raise PostfixUnavailable(f"postfix did not answer on {LOOPBACK}:{self.port}\n"
-                                     f"{self.log_tail()}")
+            raise PostfixUnavailable(
+                f"postfix did not answer on {LOOPBACK}:{self.port}\n{self.log_tail()}"
+            )
         return self
 
     def queued(self) -> int:
@@ -227,6 +254,7 @@ class PrivatePostfix:
                 return False
             except (OSError, ValueError, IndexError):
                 return True
+
         wait_until(gone, 20, 0.1)
         # smtpd/cleanup children exit once master is gone; give them a moment.
         wait_until(lambda: not port_open(self.port), 10, 0.1)

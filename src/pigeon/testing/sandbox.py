@@ -19,6 +19,7 @@ Contract:
   * `require_sandbox()` skips the test when not root or when unshare,
     nsenter or setpriv are missing, except under CI=true, where it fails.
 """
+
 from __future__ import annotations
 
 import os
@@ -51,8 +52,12 @@ def require_sandbox() -> dict[str, str]:
 
 def _needed_paths() -> list[Path]:
     """What an unprivileged user must reach to run pigeon from this checkout."""
-    paths = {Path(sys.prefix), Path(sys.base_prefix), Path(pigeon.__file__).resolve().parent,
-             Path(os.path.realpath(sys.executable)).parent}
+    paths = {
+        Path(sys.prefix),
+        Path(sys.base_prefix),
+        Path(pigeon.__file__).resolve().parent,
+        Path(os.path.realpath(sys.executable)).parent,
+    }
     return sorted(paths)
 
 
@@ -74,9 +79,10 @@ class Sandbox:
 
     # --- set-up ---------------------------------------------------------------------------
 
-    def start(self) -> "Sandbox":
-        self.holder = subprocess.Popen([self.tools["unshare"], "--mount", "--propagation",
-                                        "private", "sleep", "infinity"])
+    def start(self) -> Sandbox:
+        self.holder = subprocess.Popen(
+            [self.tools["unshare"], "--mount", "--propagation", "private", "sleep", "infinity"]
+        )
         try:
             self._setup()
         except BaseException:
@@ -94,8 +100,11 @@ class Sandbox:
         blocked = sorted({a for p in _needed_paths() if (a := _blocked_ancestor(p))})
         for n, top in enumerate(blocked):
             hold = f"{s}/hold/{n}"
-            script += [f"mkdir {hold}", f"mount --bind {shlex.quote(str(top))} {hold}",
-                       f"mount -t tmpfs -o mode=0755 tmpfs {shlex.quote(str(top))}"]
+            script += [
+                f"mkdir {hold}",
+                f"mount --bind {shlex.quote(str(top))} {hold}",
+                f"mount -t tmpfs -o mode=0755 tmpfs {shlex.quote(str(top))}",
+            ]
             for path in _needed_paths():
                 if top in path.parents or path == top:
                     rel = shlex.quote(str(path.relative_to(top)))
@@ -112,20 +121,34 @@ class Sandbox:
     def _argv(self, argv: list[str], user: str | None, cwd: str | None) -> list[str]:
         inner = list(argv)
         if user is not None:
-            inner = [self.tools["setpriv"], f"--reuid={user}", f"--regid={user}",
-                     "--init-groups", "--inh-caps=-all", *inner]
+            inner = [
+                self.tools["setpriv"],
+                f"--reuid={user}",
+                f"--regid={user}",
+                "--init-groups",
+                "--inh-caps=-all",
+                *inner,
+            ]
         if cwd is not None:
             inner = ["sh", "-c", 'cd "$0" && exec "$@"', cwd, *inner]
         assert self.holder is not None
         return [self.tools["nsenter"], "-t", str(self.holder.pid), "-m", "--", *inner]
 
-    def run(self, argv: list[str], *, user: str | None = None, cwd: str | None = None,
-            timeout: float = 60, **kw) -> subprocess.CompletedProcess:
+    def run(
+        self,
+        argv: list[str],
+        *,
+        user: str | None = None,
+        cwd: str | None = None,
+        timeout: float = 60,
+        **kw,
+    ) -> subprocess.CompletedProcess:
         kw.setdefault("capture_output", True)
         return subprocess.run(self._argv(argv, user, cwd), timeout=timeout, **kw)
 
-    def popen(self, argv: list[str], *, user: str | None = None, cwd: str | None = None,
-              **kw) -> subprocess.Popen:
+    def popen(
+        self, argv: list[str], *, user: str | None = None, cwd: str | None = None, **kw
+    ) -> subprocess.Popen:
         proc = subprocess.Popen(self._argv(argv, user, cwd), **kw)
         self.started.append(proc)
         return proc
@@ -149,7 +172,7 @@ class Sandbox:
         except OSError:
             pass
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -9,6 +9,7 @@ Contract:
   * `messages()` returns the dumped transactions (bytes), oldest first.
   * Loopback only; the process is always stopped (context manager).
 """
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,13 @@ from pigeon.testing.live import require_tool
 
 
 class SmtpSink:
-    def __init__(self, address: str, port: int, dump_dir: Path | None = None,
-                 extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        address: str,
+        port: int,
+        dump_dir: Path | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         if not address.startswith("127."):
             raise ValueError("tests only listen on loopback")
         self.address, self.port = address, port
@@ -34,11 +40,19 @@ class SmtpSink:
         self.extra_args = extra_args
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 10.0) -> "SmtpSink":
+    def start(self, timeout: float = 10.0) -> SmtpSink:
         tool = require_tool("smtp-sink")
         os.chmod(self.dump_dir, 0o777)
-        args = [tool, "-u", "nobody", "-d", f"{self.dump_dir}/%M.", *self.extra_args,
-                f"{self.address}:{self.port}", "64"]
+        args = [
+            tool,
+            "-u",
+            "nobody",
+            "-d",
+            f"{self.dump_dir}/%M.",
+            *self.extra_args,
+            f"{self.address}:{self.port}",
+            "64",
+        ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -72,7 +86,7 @@ class SmtpSink:
                 self.proc.wait(5)
         shutil.rmtree(self.dump_dir, ignore_errors=True)
 
-    def __enter__(self) -> "SmtpSink":
+    def __enter__(self) -> SmtpSink:
         return self.start()
 
     def __exit__(self, *exc) -> None:

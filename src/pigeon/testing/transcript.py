@@ -48,6 +48,7 @@ above) and MAIL FROM must be <alice@localhost> or <> (553 5.7.1). SCRAM keys
 are never found (SCRAM exchanges are tested in tests/unit/proto).
 `!config auth_mechanisms=PLAIN,LOGIN` takes a comma-separated list.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -55,12 +56,25 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
 
 from pigeon.proto import reply as R
 from pigeon.proto.events import (
-    NEED_DATA, AuthKeysRequested, AuthRequested, EtrnRequested, StartTlsRequested, TlsInfo, ConnectionClosing, DataAborted, DataFinished, DataReceived, DataStarted,
-    Event, MailRequested, RcptRequested, TransactionReset)
+    NEED_DATA,
+    AuthKeysRequested,
+    AuthRequested,
+    ConnectionClosing,
+    DataAborted,
+    DataFinished,
+    DataReceived,
+    DataStarted,
+    EtrnRequested,
+    Event,
+    MailRequested,
+    RcptRequested,
+    StartTlsRequested,
+    TlsInfo,
+    TransactionReset,
+)
 from pigeon.proto.reply import Reply
 from pigeon.proto.server import ServerSession, SessionConfig
 
@@ -111,7 +125,7 @@ class StartTls:
     lineno: int
 
 
-Step = Union[Send, Expect, ExpectClose, Wait, ExpectContent, StartTls]
+Step = Send | Expect | ExpectClose | Wait | ExpectContent | StartTls
 
 #: The TLS parameters the in-memory runner reports for `!starttls`.
 MEMORY_TLS = TlsInfo("TLSv1.3", "TLS_AES_256_GCM_SHA384", 256)
@@ -216,12 +230,13 @@ def load_transcript(path: str | Path) -> Transcript:
 
 # --- the in-memory runner ---------------------------------------------------------
 
+
 class DefaultPolicy:
     """The fixed fake policy of the module docstring."""
 
     def __init__(self) -> None:
         self._ids = 0
-        self.user: str | None = None      # set by an accepted AuthRequested
+        self.user: str | None = None  # set by an accepted AuthRequested
 
     def decide(self, event: Event) -> Reply | None:
         if isinstance(event, AuthRequested):
@@ -287,8 +302,17 @@ class _MemoryRun:
                 self._tls_requested = True
             if isinstance(ev, AuthKeysRequested):
                 s.respond_keys(None, now=self.now)
-            if isinstance(ev, (MailRequested, RcptRequested, DataStarted, DataFinished,
-                               AuthRequested, EtrnRequested)):
+            if isinstance(
+                ev,
+                (
+                    MailRequested,
+                    RcptRequested,
+                    DataStarted,
+                    DataFinished,
+                    AuthRequested,
+                    EtrnRequested,
+                ),
+            ):
                 if isinstance(ev, DataStarted):
                     self._content = []
                 answer = self.policy.decide(ev)
@@ -320,18 +344,25 @@ class _MemoryRun:
                 self.pump()
             elif isinstance(step, Expect):
                 if not self.lines:
-                    raise self.fail(step.lineno, f"expected {step.text!r}, server sent nothing more")
+                    raise self.fail(
+                        step.lineno, f"expected {step.text!r}, server sent nothing more"
+                    )
                 got = self.lines.pop(0)
                 if not step.matches(got):
                     raise self.fail(step.lineno, f"expected {step.text!r}, got {got!r}")
             elif isinstance(step, StartTls):
                 if not self._tls_requested:
-                    raise self.fail(step.lineno, "!starttls, but the server did not accept STARTTLS")
+                    raise self.fail(
+                        step.lineno, "!starttls, but the server did not accept STARTTLS"
+                    )
                 if self.lines or self._partial:
-                    raise self.fail(step.lineno, f"unread server output before the handshake "
-                                                 f"{self.lines + [self._partial]!r}")
+                    raise self.fail(
+                        step.lineno,
+                        f"unread server output before the handshake "
+                        f"{self.lines + [self._partial]!r}",
+                    )
                 self._tls_requested = False
-                self.policy.user = None            # RFC 3207 §4.2: everything is forgotten
+                self.policy.user = None  # RFC 3207 §4.2: everything is forgotten
                 s.tls_started(MEMORY_TLS, self.now)
                 self.pump()
             elif isinstance(step, ExpectClose):
@@ -341,7 +372,9 @@ class _MemoryRun:
                 if not self.result.messages:
                     raise self.fail(step.lineno, "no message was accepted")
                 if self.result.messages[-1] != step.data:
-                    raise self.fail(step.lineno, f"content {self.result.messages[-1]!r} != {step.data!r}")
+                    raise self.fail(
+                        step.lineno, f"content {self.result.messages[-1]!r} != {step.data!r}"
+                    )
         if self.lines or self._partial:
             raise self.fail(last_line, f"unexpected server output {self.lines + [self._partial]!r}")
         if self.result.closed and not any(isinstance(st, ExpectClose) for st in self.t.steps):

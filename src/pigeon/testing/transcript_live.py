@@ -24,17 +24,25 @@ Contract:
     `transcript.TRANSCRIPT_USER`. `!starttls` runs a real handshake (the
     certificate is not verified).
 """
+
 from __future__ import annotations
 
 import socket
 import ssl
 import time
 
-from pigeon.testing.transcript import (Expect, ExpectClose, ExpectContent, Send, StartTls,
-                                       Transcript, TranscriptMismatch, Wait)
+from pigeon.testing.transcript import (
+    Expect,
+    ExpectClose,
+    ExpectContent,
+    Send,
+    StartTls,
+    Transcript,
+    TranscriptMismatch,
+    Wait,
+)
 
-LIVE_BASE_CONFIG = ('[domains."localhost"]\n'
-                    '[domains."known.example"]\nmailboxes = ["known"]\n')
+LIVE_BASE_CONFIG = '[domains."localhost"]\n[domains."known.example"]\nmailboxes = ["known"]\n'
 
 MAX_LIVE_WAIT = 3.0  # seconds of !wait a live run may spend in total
 
@@ -58,7 +66,7 @@ _CONFIG_KEYS = {
     "enable_8bitmime": ("smtp", "eight_bit_mime"),
     "starttls": ("tls", "starttls"),
     "auth_mechanisms": ("auth", "mechanisms"),
-    "auth_required": ("", ""),     # no key: selects the submission listener (live_role)
+    "auth_required": ("", ""),  # no key: selects the submission listener (live_role)
 }
 
 
@@ -83,7 +91,7 @@ def live_skip_reason(t: Transcript) -> str | None:
 
 
 def live_role(t: Transcript) -> str:
-    """"submission" for transcripts that need AUTH before MAIL, else "smtp"."""
+    """ "submission" for transcripts that need AUTH before MAIL, else "smtp"."""
     return "submission" if t.config.get("auth_required") else "smtp"
 
 
@@ -96,8 +104,10 @@ def live_config_toml(t: Transcript) -> str:
             tables.setdefault(table, {})[name] = _toml_value(value)
     if t.config.get("auth_mechanisms") and live_role(t) == "smtp":
         tables["auth"]["smtp_listener"] = "true"
-    return "".join(f"[{table}]\n" + "".join(f"{k} = {v}\n" for k, v in items.items())
-                   for table, items in tables.items())
+    return "".join(
+        f"[{table}]\n" + "".join(f"{k} = {v}\n" for k, v in items.items())
+        for table, items in tables.items()
+    )
 
 
 class _LineReader:
@@ -108,7 +118,7 @@ class _LineReader:
         self.sock.settimeout(timeout)
         try:
             chunk = self.sock.recv(65536)
-        except socket.timeout:
+        except TimeoutError:
             return False
         except ConnectionResetError:
             chunk = b""
@@ -136,6 +146,7 @@ class _LineReader:
 
 def run_live(t: Transcript, host: str, port: int, *, reply_timeout: float = 10.0) -> None:
     """Play `t` against host:port; raise TranscriptMismatch on a difference."""
+
     def fail(lineno: int, msg: str) -> TranscriptMismatch:
         return TranscriptMismatch(f"{t.name}:{lineno} (live): {msg}")
 
@@ -154,8 +165,11 @@ def run_live(t: Transcript, host: str, port: int, *, reply_timeout: float = 10.0
             elif isinstance(step, Expect):
                 got = reader.line(reply_timeout)
                 if got is None:
-                    raise fail(step.lineno, f"expected {step.text!r}, got nothing"
-                               + (" (connection closed)" if reader.eof else ""))
+                    raise fail(
+                        step.lineno,
+                        f"expected {step.text!r}, got nothing"
+                        + (" (connection closed)" if reader.eof else ""),
+                    )
                 if not step.matches(got):
                     raise fail(step.lineno, f"expected {step.text!r}, got {got!r}")
             elif isinstance(step, ExpectClose):
@@ -166,7 +180,9 @@ def run_live(t: Transcript, host: str, port: int, *, reply_timeout: float = 10.0
                 time.sleep(step.seconds)
             elif isinstance(step, StartTls):
                 if reader.buf or reader.line(0.2) is not None:
-                    raise fail(step.lineno, f"unread server output before the handshake {reader.buf!r}")
+                    raise fail(
+                        step.lineno, f"unread server output before the handshake {reader.buf!r}"
+                    )
                 ctx = ssl.create_default_context()
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE

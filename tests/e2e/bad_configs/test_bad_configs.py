@@ -8,6 +8,7 @@ exactly one line "pigeon: FILE:LINE: key: message" on stderr for each
 expected line, in that order: every problem is reported in one run, each
 with its line.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -28,11 +29,15 @@ def test_there_are_cases():
 def test_bad_config(case: Path):
     config = case / "config.toml"
     expected = (case / "expected_error").read_text(encoding="utf-8").strip().splitlines()
-    done = subprocess.run([sys.executable, "-m", "pigeon", "check-config", str(config)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "pigeon", "check-config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 78, done.stdout + done.stderr
     assert done.stdout == ""
     lines = done.stderr.splitlines()
-    assert len(lines) == len(expected), done.stderr          # one line each, no traceback
+    assert len(lines) == len(expected), done.stderr  # one line each, no traceback
     for line, wanted in zip(lines, expected):
         assert line.startswith(f"pigeon: {config}:{wanted}"), (line, wanted)

@@ -1,24 +1,25 @@
 """Real storage faults for end-to-end tests: a small private file system, an I/O-error shim.
 
-  * `FaultyPigeon(workdir, config, fs_size=..., shim=...)` is a
-    `PigeonProcess` started inside a private mount namespace (`unshare -m`)
-    with a tmpfs of `fs_size` mounted on its data directory, and tied to
-    the test by `setpriv --pdeathsig KILL`: when the test process dies, so
-    does pigeon, and with it the namespace and the mount. Nothing is ever
-    mounted in the test's own namespace. `view(path)` is where the test
-    sees a path of pigeon's namespace (`/proc/<pid>/root/...`): the data
-    directory lives only there.
-  * `build_shim(directory)` compiles faultinject.c (next to this file) with
-    gcc; with `shim=` given, pigeon runs with it preloaded, faulting writes
-    under `fault_path` while `fault(...)` has switched the control file on.
-  * `Filler` takes every free block of a file system and keeps taking what
-    is freed (a runaway writer on an operator's bad day) until `release()`.
-  * `Blackhole` accepts SMTP connections and never answers; `close()` drops
-    them (the client sees the connection lost) and stops listening.
-  * `Letter`: a 1 MB-ish test message with a Message-ID, a token and the
-    hash of its body, and `delivered_letters(...)` finds them again in
-    Maildirs or smtp-sink dumps.
+* `FaultyPigeon(workdir, config, fs_size=..., shim=...)` is a
+  `PigeonProcess` started inside a private mount namespace (`unshare -m`)
+  with a tmpfs of `fs_size` mounted on its data directory, and tied to
+  the test by `setpriv --pdeathsig KILL`: when the test process dies, so
+  does pigeon, and with it the namespace and the mount. Nothing is ever
+  mounted in the test's own namespace. `view(path)` is where the test
+  sees a path of pigeon's namespace (`/proc/<pid>/root/...`): the data
+  directory lives only there.
+* `build_shim(directory)` compiles faultinject.c (next to this file) with
+  gcc; with `shim=` given, pigeon runs with it preloaded, faulting writes
+  under `fault_path` while `fault(...)` has switched the control file on.
+* `Filler` takes every free block of a file system and keeps taking what
+  is freed (a runaway writer on an operator's bad day) until `release()`.
+* `Blackhole` accepts SMTP connections and never answers; `close()` drops
+  them (the client sees the connection lost) and stops listening.
+* `Letter`: a 1 MB-ish test message with a Message-ID, a token and the
+  hash of its body, and `delivered_letters(...)` finds them again in
+  Maildirs or smtp-sink dumps.
 """
+
 from __future__ import annotations
 
 import errno
@@ -41,30 +42,56 @@ HERE = Path(__file__).resolve().parent
 def build_shim(directory: Path) -> Path:
     gcc = require_tool("gcc")
     out = Path(directory) / "faultinject.so"
-    subprocess.run([gcc, "-shared", "-fPIC", "-O2", "-o", str(out), str(HERE / "faultinject.c"),
-                    "-ldl"], check=True, capture_output=True)
+    subprocess.run(
+        [gcc, "-shared", "-fPIC", "-O2", "-o", str(out), str(HERE / "faultinject.c"), "-ldl"],
+        check=True,
+        capture_output=True,
+    )
     return out
 
 
 class FaultyPigeon(PigeonProcess):
     """pigeon on its own small tmpfs, in its own mount namespace (module doc)."""
 
-    def __init__(self, workdir: Path, config_text: str = "", *, fs_size: str = "64m",
-                 shim: Path | None = None, fault_path: str = "", **kwargs) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        config_text: str = "",
+        *,
+        fs_size: str = "64m",
+        shim: Path | None = None,
+        fault_path: str = "",
+        **kwargs,
+    ) -> None:
         require_tool("unshare")
         require_tool("setpriv")
         workdir = Path(workdir)
         self.control = workdir / "fault.control"
         env = dict(kwargs.pop("env", None) or {})
         if shim is not None:
-            env.update(LD_PRELOAD=str(shim), FAULT_CONTROL=str(self.control),
-                       FAULT_PATH=fault_path or str(workdir / "data"))
-        mount = ('mount -t tmpfs -o "size=$0,mode=0700" tmpfs "$1" || exit 97; '
-                 'shift; exec "$@"')
-        wrap = ["setpriv", "--pdeathsig", "KILL", "--", "unshare", "-m", "--propagation",
-                "private", "sh", "-c", mount, fs_size, str(workdir / "data")]
+            env.update(
+                LD_PRELOAD=str(shim),
+                FAULT_CONTROL=str(self.control),
+                FAULT_PATH=fault_path or str(workdir / "data"),
+            )
+        mount = 'mount -t tmpfs -o "size=$0,mode=0700" tmpfs "$1" || exit 97; shift; exec "$@"'
+        wrap = [
+            "setpriv",
+            "--pdeathsig",
+            "KILL",
+            "--",
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            mount,
+            fs_size,
+            str(workdir / "data"),
+        ]
         super().__init__(workdir, config_text, env=env, wrap=wrap, **kwargs)
-        self.data_dir.mkdir(parents=True, exist_ok=True)         # the mount point
+        self.data_dir.mkdir(parents=True, exist_ok=True)  # the mount point
 
     def view(self, path: Path | str) -> Path:
         """`path` (absolute, as pigeon sees it) as the test can reach it."""
@@ -80,11 +107,27 @@ class FaultyPigeon(PigeonProcess):
         symbolic links in a database path, so /proc/<pid>/root would lead it
         back to the test's own (empty) mount point."""
         require_tool("nsenter")
-        script = ("import json, sqlite3, sys; db = sqlite3.connect(sys.argv[1], timeout=10); "
-                  "print(json.dumps(dict(db.execute('SELECT queue_id, state FROM queue'))))")
-        out = subprocess.run(["nsenter", "-t", str(self.proc.pid), "-m", "--", sys.executable,
-                              "-c", script, str(self.data_dir / "queue" / "queue.db")],
-                             capture_output=True, text=True, timeout=30, check=True)
+        script = (
+            "import json, sqlite3, sys; db = sqlite3.connect(sys.argv[1], timeout=10); "
+            "print(json.dumps(dict(db.execute('SELECT queue_id, state FROM queue'))))"
+        )
+        out = subprocess.run(
+            [
+                "nsenter",
+                "-t",
+                str(self.proc.pid),
+                "-m",
+                "--",
+                sys.executable,
+                "-c",
+                script,
+                str(self.data_dir / "queue" / "queue.db"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
         return json.loads(out.stdout)
 
     def fault(self, on: bool, spec: str = "EIO") -> None:
@@ -108,7 +151,7 @@ class Filler:
         self._full = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def start(self, timeout: float = 30.0) -> "Filler":
+    def start(self, timeout: float = 30.0) -> Filler:
         self._thread.start()
         assert self._full.wait(timeout), "the file system never filled up"
         return self
@@ -116,7 +159,7 @@ class Filler:
     def _run(self) -> None:
         chunks = (b"\0" * 65536, b"\0" * 4096, b"\0" * 512)
         with open(self.path, "wb", buffering=0) as fh:
-            for _ in range(10_000_000):                  # bounded; ends on release()
+            for _ in range(10_000_000):  # bounded; ends on release()
                 if self._stop.is_set():
                     break
                 wrote = False
@@ -150,7 +193,7 @@ class Blackhole:
         self._thread.start()
 
     def _run(self) -> None:
-        for _ in range(100_000):                          # bounded; ends on close()
+        for _ in range(100_000):  # bounded; ends on close()
             try:
                 conn, _ = self.sock.accept()
             except OSError:
@@ -180,10 +223,12 @@ class Letter:
     recipients: tuple[str, ...]
 
     @classmethod
-    def make(cls, token: str, recipients: tuple[str, ...], size: int = 1_000_000) -> "Letter":
+    def make(cls, token: str, recipients: tuple[str, ...], size: int = 1_000_000) -> Letter:
         message_id = f"<{token}@faults.test>"
-        head = (f"From: flood@client.test\r\nTo: {', '.join(recipients)}\r\n"
-                f"Subject: {token}\r\nMessage-ID: {message_id}\r\nX-Token: {token}\r\n\r\n")
+        head = (
+            f"From: flood@client.test\r\nTo: {', '.join(recipients)}\r\n"
+            f"Subject: {token}\r\nMessage-ID: {message_id}\r\nX-Token: {token}\r\n\r\n"
+        )
         line = f"{token} body line of a storage fault test .........................\r\n"
         body = (line * (size // len(line) + 1)).encode() + f"END {token}\r\n".encode()
         return cls(token, message_id, body_hash(body), head.encode() + body, recipients)
@@ -210,8 +255,9 @@ def letters_in(files: list[bytes]) -> list[tuple[str, str, str]]:
         token = _TOKEN.search(head + b"\n")
         mid = re.search(rb"^Message-ID: (\S+)", head, re.M | re.I)
         if token:
-            out.append((token.group(1).decode(), mid.group(1).decode() if mid else "",
-                        body_hash(body)))
+            out.append(
+                (token.group(1).decode(), mid.group(1).decode() if mid else "", body_hash(body))
+            )
     return out
 
 

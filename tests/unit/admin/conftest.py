@@ -1,4 +1,5 @@
 """Fixtures for the admin tests: the in-process back end of pigeon.testing.admin_backend."""
+
 from __future__ import annotations
 
 import pytest

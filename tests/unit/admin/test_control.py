@@ -1,12 +1,13 @@
 """ControlServer + ControlClient: the JSON-lines protocol, errors, socket safety."""
+
 from __future__ import annotations
 
 import asyncio
-import time
 import os
 import socket
 import stat
 import threading
+import time
 
 import pytest
 
@@ -41,6 +42,7 @@ def serve(path, handlers=HANDLERS, **kw):
         asyncio.run_coroutine_threadsafe(server.close(), loop).result(5)
         loop.call_soon_threadsafe(loop.stop)
         t.join(5)
+
     return server, stop
 
 
@@ -60,8 +62,8 @@ def test_request_answer_and_errors(tmp_path, caplog):
         with pytest.raises(RemoteError) as info:
             client.call("crash")
         assert "internal error" in str(info.value) and "secret" not in str(info.value)
-        assert "secret detail" in caplog.text       # the private face goes to the log
-        with client:                                # many requests on one connection
+        assert "secret detail" in caplog.text  # the private face goes to the log
+        with client:  # many requests on one connection
             assert [client.call("echo", n=i)["n"] for i in range(5)] == list(range(5))
     finally:
         stop()
@@ -70,6 +72,7 @@ def test_request_answer_and_errors(tmp_path, caplog):
 
 async def disk_full():
     from pigeon.queue.store import StoreError
+
     raise StoreError("queue move: database or disk is full", disk_full=True)
 
 
@@ -107,7 +110,7 @@ def test_stale_socket_is_replaced_live_one_is_not(tmp_path):
     path = tmp_path / "c.sock"
     stale = socket.socket(socket.AF_UNIX)
     stale.bind(str(path))
-    stale.close()                                  # left behind, nobody listening
+    stale.close()  # left behind, nobody listening
     _, stop = serve(path)
     try:
         assert ControlClient(path).call("echo", x=1) == {"x": 1}
@@ -140,7 +143,7 @@ def _closed_by_server(s: socket.socket, timeout: float) -> bool:
     try:
         while s.recv(1 << 16):
             pass
-    except socket.timeout:
+    except TimeoutError:
         return False
     except ConnectionResetError:
         pass
@@ -168,8 +171,8 @@ def test_a_client_that_never_reads_is_cut_off(tmp_path):
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             s.connect(str(path))
             request = b'{"op": "big", "n": 4000000}\n'
-            s.sendall(request * 8)          # answers pile up unread
-            time.sleep(1.0)                 # > io_timeout: the drain gave up
+            s.sendall(request * 8)  # answers pile up unread
+            time.sleep(1.0)  # > io_timeout: the drain gave up
             assert _closed_by_server(s, 5.0)
     finally:
         stop()

@@ -1,4 +1,5 @@
 """Queue operations through the control socket against a real store and QueueManager."""
+
 from __future__ import annotations
 
 import time
@@ -43,11 +44,15 @@ def test_hold_release_requeue_delete(backend):
     b = backend
     q1, q2 = b.commit("a@example.org"), b.commit("b@example.org", state="deferred")
     c = client(b)
-    assert c.call("hold", ids=[q1, q2]) == {"done": [q1, q2], "pending": [], "skipped": [],
-                                            "unknown": []}
+    assert c.call("hold", ids=[q1, q2]) == {
+        "done": [q1, q2],
+        "pending": [],
+        "skipped": [],
+        "unknown": [],
+    }
     assert state(b, q1) == state(b, q2) == "hold"
     again = c.call("hold", ids=[q1])
-    assert again["skipped"] == [q1] and again["unknown"] == []     # already held, but queued
+    assert again["skipped"] == [q1] and again["unknown"] == []  # already held, but queued
     before = time.time()
     assert c.call("release", all=True)["done"] == [q1, q2]
     entry = b.store.entry(q2)
@@ -55,14 +60,19 @@ def test_hold_release_requeue_delete(backend):
     b.store.set_state(q2, "deferred", time.time() + 9999)
     assert c.call("requeue", ids=[q2])["done"] == [q2]
     assert b.store.entry(q2).state == "incoming"
-    assert c.call("delete", ids=[q1, "0000MISSING"]) == {"done": [q1], "pending": [],
-                                                         "skipped": ["0000MISSING"],
-                                                         "unknown": ["0000MISSING"]}
+    assert c.call("delete", ids=[q1, "0000MISSING"]) == {
+        "done": [q1],
+        "pending": [],
+        "skipped": ["0000MISSING"],
+        "unknown": ["0000MISSING"],
+    }
     assert state(b, q1) is None
     assert not b.store.content_path(q1).exists()
-    assert [c.detail for c in b.maillog.for_id(q1)] == ["on hold by administrator",
-                                                        "released from hold",
-                                                        "deleted by administrator"]
+    assert [c.detail for c in b.maillog.for_id(q1)] == [
+        "on hold by administrator",
+        "released from hold",
+        "deleted by administrator",
+    ]
 
 
 def test_actions_check_their_arguments(backend):
@@ -94,7 +104,7 @@ def test_action_on_a_message_being_delivered_waits_for_the_attempt(backend):
     b = backend
     qid = b.commit("a@example.org")
     b.store.mark_active([qid])
-    b.manager._inflight.add(qid)           # as run() does while an attempt is running
+    b.manager._inflight.add(qid)  # as run() does while an attempt is running
     assert client(b).call("hold", ids=[qid])["pending"] == [qid]
     assert state(b, qid) == "active"
     # The attempt ends (deferred), then the manager applies the pending hold.
@@ -110,6 +120,7 @@ def test_flush_makes_deferred_mail_due_and_revives_destinations(backend):
     q2 = b.commit("b@other.example", state="deferred")
     dests = b.manager._dests
     from pigeon.delivery.api import Nexthop
+
     nh = Nexthop("smtp", "down.example")
     for _ in range(5):
         dests.record(nh, time.time(), reached=False, reason="connection refused")

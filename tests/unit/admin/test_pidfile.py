@@ -1,4 +1,5 @@
 """pigeon.admin.pidfile: atomic write, explicit mode, stale files replaced, live pigeons respected."""
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,8 @@ def test_write_and_remove(tmp_path, open_umask):
     pid_file.claim()
     pid_file.write()
     assert path.read_text() == f"{os.getpid()}\n"
-    assert stat.S_IMODE(path.stat().st_mode) == 0o644          # not 0666 under umask 0
-    assert [p.name for p in tmp_path.iterdir()] == ["pigeon.pid"]   # no temporary left
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # not 0666 under umask 0
+    assert [p.name for p in tmp_path.iterdir()] == ["pigeon.pid"]  # no temporary left
     pid_file.remove()
     assert not path.exists()
 
@@ -57,7 +58,7 @@ def test_stale_files_are_claimed(tmp_path):
     for text in (f"{dead.pid}\n", "garbage\n", "", f"{os.getpid()}\n"):
         path = tmp_path / "pigeon.pid"
         path.write_text(text)
-        PidFile(path).claim()                    # no error
+        PidFile(path).claim()  # no error
 
 
 def test_a_live_pigeon_keeps_its_file(tmp_path):
@@ -65,13 +66,15 @@ def test_a_live_pigeon_keeps_its_file(tmp_path):
     with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "pigeon"]) as proc:
         try:
             cmdline = Path(f"/proc/{proc.pid}/cmdline")
-            assert wait_for(lambda: b"pigeon" in cmdline.read_bytes())      # exec'd
+            assert wait_for(lambda: b"pigeon" in cmdline.read_bytes())  # exec'd
             path = tmp_path / "pigeon.pid"
             path.write_text(f"{proc.pid}\n")
             with pytest.raises(PidFileError) as info:
                 PidFile(path).claim()
-            assert str(info.value) == (f"admin.pid_file: {path}: pigeon (pid {proc.pid}) is "
-                                       "already running with this PID file")
+            assert str(info.value) == (
+                f"admin.pid_file: {path}: pigeon (pid {proc.pid}) is "
+                "already running with this PID file"
+            )
         finally:
             proc.kill()
 

@@ -1,4 +1,5 @@
 """sd_notify datagrams to $NOTIFY_SOCKET."""
+
 from __future__ import annotations
 
 import socket

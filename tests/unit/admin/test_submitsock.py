@@ -1,4 +1,5 @@
 """The submit socket: local users hand mail to the running pigeon, as who the kernel says."""
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,14 @@ def content(b, qid: str) -> bytes:
 
 
 def request(**kw):
-    return {"recipients": ["bob@example.org"], "extract": False, "sender": None,
-            "fullname": "", "raw": False, **kw}
+    return {
+        "recipients": ["bob@example.org"],
+        "extract": False,
+        "sender": None,
+        "fullname": "",
+        "raw": False,
+        **kw,
+    }
 
 
 def test_socket_is_open_to_everyone_and_its_directory_searchable(backend):
@@ -40,9 +47,11 @@ def test_socket_is_open_to_everyone_and_its_directory_searchable(backend):
 
 
 def test_trusted_user_may_set_the_sender_and_the_message_is_fixed_up(backend):
-    answer = submit(backend.config.submit_socket, request(sender="cron@example.test",
-                                                          fullname="Cron"),
-                    b"To: bob@example.org\nSubject: hi\n\nbody\n")
+    answer = submit(
+        backend.config.submit_socket,
+        request(sender="cron@example.test", fullname="Cron"),
+        b"To: bob@example.org\nSubject: hi\n\nbody\n",
+    )
     qid = answer["queue_id"]
     entry = backend.store.entry(qid)
     assert entry.envelope.sender == "cron@example.test" == answer["sender"]
@@ -53,13 +62,18 @@ def test_trusted_user_may_set_the_sender_and_the_message_is_fixed_up(backend):
     assert b"\r\n\r\nbody\r\n" in data
     (line,) = backend.maillog.for_id(qid)
     assert line.detail == "queued" and line.fields["uid"] == os.getuid()
-    assert any(e.queue_id == qid for e in backend.manager._fresh)     # handed to the manager
+    assert any(e.queue_id == qid for e in backend.manager._fresh)  # handed to the manager
 
 
 def untrusted_server(backend, tmp_path):
-    server = SubmitServer(tmp_path / "untrusted.sock", config=backend.config, store=backend.store,
-                          on_queued=backend.manager.submit, maillog=backend.maillog,
-                          trusted_uids=set())
+    server = SubmitServer(
+        tmp_path / "untrusted.sock",
+        config=backend.config,
+        store=backend.store,
+        on_queued=backend.manager.submit,
+        maillog=backend.maillog,
+        trusted_uids=set(),
+    )
     backend.call(server.start())
     return server
 
@@ -67,14 +81,15 @@ def untrusted_server(backend, tmp_path):
 def test_untrusted_user_is_the_sender_whatever_it_asks(backend, tmp_path):
     server = untrusted_server(backend, tmp_path)
     try:
-        answer = submit(server.path, request(sender="ceo@example.test"),
-                        b"Subject: pay me\n\nplease\n")
+        answer = submit(
+            server.path, request(sender="ceo@example.test"), b"Subject: pay me\n\nplease\n"
+        )
         assert answer["sender"] == f"{ME}@example.test"
         data = content(backend, answer["queue_id"])
         assert f"From: {ME}@example.test\r\n".encode() in data
         assert b"ceo@" not in data
         answer = submit(server.path, request(sender=""), b"Subject: x\n\nx\n")
-        assert answer["sender"] == f"{ME}@example.test"            # not the null sender either
+        assert answer["sender"] == f"{ME}@example.test"  # not the null sender either
     finally:
         backend.call(server.close())
 
@@ -105,7 +120,7 @@ def test_a_client_that_sends_half_and_leaves_queues_nothing(backend):
     with socket.socket(socket.AF_UNIX) as s:
         s.connect(str(backend.config.submit_socket))
         s.sendall(b'{"recipients": ["bob@example.org"], "size": 100}\nonly part')
-    assert reachable(backend.config.submit_socket) is None   # still serving
+    assert reachable(backend.config.submit_socket) is None  # still serving
     assert backend.store.list() == []
 
 
@@ -119,12 +134,16 @@ def test_nothing_listening_is_unavailable(tmp_path):
 def test_sendmail_bs_over_the_socket(backend, tmp_path):
     in_r, in_w = os.pipe()
     out_r, out_w = os.pipe()
-    os.write(in_w, b"EHLO localhost\r\nMAIL FROM:<x@example.test>\r\nRCPT TO:<b@example.org>\r\n"
-                   b"DATA\r\nSubject: bs\r\n\r\nhi\r\n.\r\nQUIT\r\n")
+    os.write(
+        in_w,
+        b"EHLO localhost\r\nMAIL FROM:<x@example.test>\r\nRCPT TO:<b@example.org>\r\n"
+        b"DATA\r\nSubject: bs\r\n\r\nhi\r\n.\r\nQUIT\r\n",
+    )
     os.close(in_w)
     store = SocketStore(lambda req, data: submit(backend.config.submit_socket, req, data))
-    ids = run_stdio_session(store, session_config(backend.config), fd_in=in_r, fd_out=out_w,
-                            add_received=False)
+    ids = run_stdio_session(
+        store, session_config(backend.config), fd_in=in_r, fd_out=out_w, add_received=False
+    )
     os.close(out_w)
     os.close(in_r)
     with os.fdopen(out_r, "rb") as out:
@@ -144,17 +163,20 @@ def test_prepare_raw_keeps_the_message():
 
 def test_a_stalled_client_is_cut_off_after_data_total(backend, tmp_path):
     import dataclasses
-    quick = dataclasses.replace(backend.config, timeouts=dataclasses.replace(
-        backend.config.timeouts, data_total=0.3))
-    server = SubmitServer(tmp_path / "quick.sock", config=quick, store=backend.store,
-                          on_queued=backend.manager.submit)
+
+    quick = dataclasses.replace(
+        backend.config, timeouts=dataclasses.replace(backend.config.timeouts, data_total=0.3)
+    )
+    server = SubmitServer(
+        tmp_path / "quick.sock", config=quick, store=backend.store, on_queued=backend.manager.submit
+    )
     backend.call(server.start())
     try:
         with socket.socket(socket.AF_UNIX) as s:
             s.settimeout(20)
             s.connect(str(server.path))
             s.sendall(b'{"recipients": ["bob@example.org"], "size": 100}\nsome')
-            assert s.recv(100) == b""                # closed by the server, no answer
+            assert s.recv(100) == b""  # closed by the server, no answer
     finally:
         backend.call(server.close())
     assert backend.store.list() == []

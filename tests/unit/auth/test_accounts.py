@@ -1,4 +1,5 @@
 """The SQLite account store and argon2id hashing."""
+
 from __future__ import annotations
 
 import stat
@@ -7,8 +8,8 @@ import pytest
 
 from pigeon.auth import passwords, scram
 from pigeon.auth.accounts import AccountError, AccountStore
-from pigeon.auth.service import AuthService
 from pigeon.auth.ratelimit import FailureLimiter
+from pigeon.auth.service import AuthService
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ def test_hashes_and_scram_keys(store):
     assert not passwords.verify_password("garbage", "secret")
     keys = store.scram_keys("alice@example.test")
     assert keys == scram.derive_keys("secret", keys.salt, keys.iterations)
-    assert keys.iterations >= 4096                       # RFC 7677 §4
+    assert keys.iterations >= 4096  # RFC 7677 §4
 
 
 def test_errors(store):
@@ -55,7 +56,7 @@ def test_errors(store):
         store.add("carol", "")
     with pytest.raises(AccountError, match="bad user name"):
         store.add("a b", "pw")
-    assert store.get("bob@example.test") is None         # nothing half-added
+    assert store.get("bob@example.test") is None  # nothing half-added
 
 
 def test_passwd_and_delete(store):

@@ -1,4 +1,5 @@
 """The sans-IO SASL mechanisms: PLAIN, LOGIN, SCRAM-SHA-256 step by step."""
+
 from __future__ import annotations
 
 import base64
@@ -6,8 +7,16 @@ import base64
 import pytest
 
 from pigeon.auth import scram
-from pigeon.auth.sasl import (Challenge, Credentials, Login, Malformed, NeedKeys, Plain,
-                              ScramSha256, new_mechanism)
+from pigeon.auth.sasl import (
+    Challenge,
+    Credentials,
+    Login,
+    Malformed,
+    NeedKeys,
+    Plain,
+    ScramSha256,
+    new_mechanism,
+)
 
 
 def test_plain_initial_and_continuation():
@@ -17,8 +26,17 @@ def test_plain_initial_and_continuation():
     assert m.step(b"admin\0alice\0pw") == Credentials("alice", "admin", "pw")
 
 
-@pytest.mark.parametrize("data", [b"alice\0pw", b"\0\0pw", b"\0alice\0", b"\0a\0b\0c",
-                                  b"\0\xff\0pw", b"\0" + b"a" * 300 + b"\0pw"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"alice\0pw",
+        b"\0\0pw",
+        b"\0alice\0",
+        b"\0a\0b\0c",
+        b"\0\xff\0pw",
+        b"\0" + b"a" * 300 + b"\0pw",
+    ],
+)
 def test_plain_malformed(data):
     assert isinstance(Plain().start(data), Malformed)
 
@@ -69,8 +87,17 @@ def test_scram_wrong_password_unknown_user_and_tampering():
     assert result == Credentials("user", "", None, verified=False)
 
 
-@pytest.mark.parametrize("first", [b"p=tls-unique,,n=user,r=x", b"n,,r=x", b"n,,n=us=er,r=x",
-                                   b"x,,n=user,r=x", b"n,,m=ext,n=user,r=x", b"n,,n=,r=x"])
+@pytest.mark.parametrize(
+    "first",
+    [
+        b"p=tls-unique,,n=user,r=x",
+        b"n,,r=x",
+        b"n,,n=us=er,r=x",
+        b"x,,n=user,r=x",
+        b"n,,m=ext,n=user,r=x",
+        b"n,,n=,r=x",
+    ],
+)
 def test_scram_bad_client_first(first):
     assert isinstance(ScramSha256().start(first), Malformed)
 

@@ -1,4 +1,5 @@
 """SCRAM-SHA-256 primitives against the RFC 7677 §3 test vector, and SASLprep."""
+
 from __future__ import annotations
 
 import base64
@@ -10,7 +11,9 @@ from pigeon.auth import scram
 # RFC 7677 §3: user "user", password "pencil".
 SALT = base64.b64decode("W22ZaJ0SNY7soEsUEjb6gQ==")
 FIRST_BARE = b"n=user,r=rOprNGfwEbeRWgbNEkqO"
-SERVER_FIRST = b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"
+SERVER_FIRST = (
+    b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"
+)
 FINAL_NO_PROOF = b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0"
 AUTH_MESSAGE = FIRST_BARE + b"," + SERVER_FIRST + b"," + FINAL_NO_PROOF
 PROOF = base64.b64decode("dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=")
@@ -32,9 +35,9 @@ def test_wrong_proof_and_length():
 
 
 def test_saslprep():
-    assert scram.saslprep("I\u00adX") == "IX"           # soft hyphen maps to nothing (RFC 4013 §3)
+    assert scram.saslprep("I\u00adX") == "IX"  # soft hyphen maps to nothing (RFC 4013 §3)
     assert scram.saslprep("user") == "user"
-    assert scram.saslprep("\u2168") == "IX"             # NFKC
-    assert scram.saslprep("a\u00a0b") == "a b"          # non-ASCII space to space
+    assert scram.saslprep("\u2168") == "IX"  # NFKC
+    assert scram.saslprep("a\u00a0b") == "a b"  # non-ASCII space to space
     with pytest.raises(ValueError):
-        scram.saslprep("\u0007")                         # control character
+        scram.saslprep("\u0007")  # control character

@@ -1,5 +1,6 @@
 """No command ends in a traceback for an ordinary condition, and none prints
 terminal escape sequences it got from the network (pigeon.cli._entry)."""
+
 from __future__ import annotations
 
 import os
@@ -18,22 +19,27 @@ from pigeon.queue.model import Envelope, Recipient
 from pigeon.queue.store import QueueStore
 from pigeon.testing.admin_backend import Backend
 
-
 ESC = "\x1b]0;owned\x07\x1b[2J\x9b31m"
 
 
 def config(tmp_path: Path) -> Path:
     (tmp_path / "data").mkdir(exist_ok=True)
     path = tmp_path / "pigeon.toml"
-    path.write_text(f'data_dir = "{tmp_path / "data"}"\n[queue]\nfsync = false\n'
-                    '[admin]\nmetrics_listen = ""\n')
+    path.write_text(
+        f'data_dir = "{tmp_path / "data"}"\n[queue]\nfsync = false\n[admin]\nmetrics_listen = ""\n'
+    )
     return path
 
 
 def pigeon(*argv: str, **kw) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "PIGEON_CONFIG"}
-    return subprocess.run([sys.executable, "-m", "pigeon", *argv], capture_output=kw.pop(
-        "capture_output", True), env=env, timeout=60, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "pigeon", *argv],
+        capture_output=kw.pop("capture_output", True),
+        env=env,
+        timeout=60,
+        **kw,
+    )
 
 
 def closed_pipe_run(argv: list[str], **kw) -> subprocess.CompletedProcess:
@@ -46,12 +52,15 @@ def closed_pipe_run(argv: list[str], **kw) -> subprocess.CompletedProcess:
         os.close(w)
 
 
-@pytest.mark.parametrize("argv", [
-    ["-m", "pigeon", "queue", "-c", "{cfg}", "list"],
-    ["-m", "pigeon", "check-config", "{cfg}"],
-    ["-m", "pigeon", "sendmail", "-C", "{cfg}", "-bp"],
-    ["-c", "from pigeon.cli.sendmail import main; main()", "-C", "{cfg}", "-bp"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["-m", "pigeon", "queue", "-c", "{cfg}", "list"],
+        ["-m", "pigeon", "check-config", "{cfg}"],
+        ["-m", "pigeon", "sendmail", "-C", "{cfg}", "-bp"],
+        ["-c", "from pigeon.cli.sendmail import main; main()", "-C", "{cfg}", "-bp"],
+    ],
+)
 def test_closed_stdout_is_quiet(argv, tmp_path):
     cfg = config(tmp_path)
     with QueueStore(tmp_path / "data" / "queue", fsync=False) as store:
@@ -70,18 +79,34 @@ def test_big_listing_into_head(tmp_path):
         for i in range(1500):
             sp = store.new_spool()
             sp.write(b"Subject: x\r\n\r\nx\r\n")
-            store.commit(sp, Envelope(sp.queue_id, f"sender{i}@example.test",
-                                      [Recipient(f"rcpt{i}@example.org")]))
-    done = subprocess.run(f"{sys.executable} -m pigeon queue -c {cfg} list | head -1",
-                          shell=True, capture_output=True, timeout=60, executable="/bin/bash")
+            store.commit(
+                sp,
+                Envelope(
+                    sp.queue_id, f"sender{i}@example.test", [Recipient(f"rcpt{i}@example.org")]
+                ),
+            )
+    done = subprocess.run(
+        f"{sys.executable} -m pigeon queue -c {cfg} list | head -1",
+        shell=True,
+        capture_output=True,
+        timeout=60,
+        executable="/bin/bash",
+    )
     assert done.stdout.startswith(b"-Queue ID-")
     assert b"Traceback" not in done.stderr and b"Error" not in done.stderr, done.stderr
 
 
 def test_user_add_without_a_terminal_points_to_password_stdin(tmp_path):
     cfg = config(tmp_path)
-    done = pigeon("user", "add", "alice@example.test", "-c", str(cfg),
-                  stdin=subprocess.DEVNULL, start_new_session=True)   # no controlling tty
+    done = pigeon(
+        "user",
+        "add",
+        "alice@example.test",
+        "-c",
+        str(cfg),
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # no controlling tty
     assert done.returncode == 64
     assert b"--password-stdin" in done.stderr and b"Traceback" not in done.stderr
 
@@ -106,14 +131,17 @@ def test_ctrl_c_at_the_password_prompt(tmp_path):
     cfg = config(tmp_path)
     env = {k: v for k, v in os.environ.items() if k != "PIGEON_CONFIG"}
     pid, fd = pty.fork()
-    if pid == 0:                                          # the child: a real terminal session
-        os.execve(sys.executable, [sys.executable, "-m", "pigeon", "user", "add",
-                                   "alice@example.test", "-c", str(cfg)], env)
+    if pid == 0:  # the child: a real terminal session
+        os.execve(
+            sys.executable,
+            [sys.executable, "-m", "pigeon", "user", "add", "alice@example.test", "-c", str(cfg)],
+            env,
+        )
     try:
         seen = _read_until(fd, b"New password:")
         assert b"New password:" in seen, seen
-        os.write(fd, b"\x03")                             # Ctrl-C: the tty sends SIGINT
-        seen += _read_until(fd, b"\x00", timeout=10)      # everything until it exits
+        os.write(fd, b"\x03")  # Ctrl-C: the tty sends SIGINT
+        seen += _read_until(fd, b"\x00", timeout=10)  # everything until it exits
         _, status = os.waitpid(pid, 0)
     finally:
         os.close(fd)
@@ -128,6 +156,7 @@ def test_escape_controls():
 
 def test_escaping_writer_passes_text_through_and_escapes_controls():
     import io
+
     buf = io.StringIO()
     w = EscapingWriter(buf)
     print("hello\x1b[2J", "wörld", file=w)
@@ -139,8 +168,14 @@ def test_queue_show_and_list_escape_what_came_from_the_network(tmp_path, capsys)
     try:
         sp = b.store.new_spool()
         sp.write(f"Received: from {ESC}\r\nSubject: {ESC}\r\n\r\nhi\r\n".encode())
-        env = Envelope(sp.queue_id, "a@example.test", [Recipient("b@example.org")],
-                       client_address="192.0.2.1", client_helo=ESC, size=40)
+        env = Envelope(
+            sp.queue_id,
+            "a@example.test",
+            [Recipient("b@example.org")],
+            client_address="192.0.2.1",
+            client_helo=ESC,
+            size=40,
+        )
         env.recipients[0].diagnostic = f"451 4.0.0 {ESC}"
         env.recipients[0].dsn_status = "4.0.0"
         env.recipients[0].remote_mta = ESC

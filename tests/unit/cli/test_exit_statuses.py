@@ -1,6 +1,7 @@
 """Every exit status a command documents (its --help "exit status" paragraph)
 is what the command really returns: one case per (command, status), and a
 check that the cases and the documentation list the same statuses."""
+
 from __future__ import annotations
 
 import importlib
@@ -35,13 +36,16 @@ class World:
         self.cfg = self.config(self.data)
         self._backends: list = []
 
-    def config(self, data_dir: Path, top: str = "", name: str = "pigeon.toml",
-               tables: str = "") -> Path:
+    def config(
+        self, data_dir: Path, top: str = "", name: str = "pigeon.toml", tables: str = ""
+    ) -> Path:
         """A configuration file: `top`-level keys, then the tables."""
         path = self.root / name
-        path.write_text(top + f'\ndata_dir = "{data_dir}"\nhostname = "mx.example.test"\n'
-                        '[domains."example.test"]\n[queue]\nfsync = false\n'
-                        '[admin]\nmetrics_listen = ""\n' + tables)
+        path.write_text(
+            top + f'\ndata_dir = "{data_dir}"\nhostname = "mx.example.test"\n'
+            '[domains."example.test"]\n[queue]\nfsync = false\n'
+            '[admin]\nmetrics_listen = ""\n' + tables
+        )
         os.chmod(path, 0o644)
         return path
 
@@ -75,27 +79,48 @@ def as_other_user(argv: list[str], **kw) -> int:
     setpriv = shutil.which("setpriv")
     if setpriv is None:
         pytest.skip("setpriv is not installed")
-    done = subprocess.run([setpriv, "--reuid", "nobody", "--regid", "nogroup", "--clear-groups",
-                           sys.executable, "-m", "pigeon", *argv], capture_output=True,
-                          timeout=60, env={k: v for k, v in os.environ.items()
-                                           if k != "PIGEON_CONFIG"}, **kw)
+    done = subprocess.run(
+        [
+            setpriv,
+            "--reuid",
+            "nobody",
+            "--regid",
+            "nogroup",
+            "--clear-groups",
+            sys.executable,
+            "-m",
+            "pigeon",
+            *argv,
+        ],
+        capture_output=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if k != "PIGEON_CONFIG"},
+        **kw,
+    )
     assert b"Traceback" not in done.stderr, done.stderr
     return done.returncode
 
 
-def serve_process(world: World, extra: str = "", data_dir: Path | None = None,
-                  argv_prefix: tuple[str, ...] = ()) -> int:
+def serve_process(
+    world: World, extra: str = "", data_dir: Path | None = None, argv_prefix: tuple[str, ...] = ()
+) -> int:
     port = free_port()
-    cfg = world.config(data_dir or world.root / "serve-data",
-                       f'listen = ["127.0.0.1:{port}"]\nsubmission_listen = []\n'
-                       f'submissions_listen = []\n' + extra, name="serve.toml")
-    done = subprocess.run([*argv_prefix, sys.executable, "-m", "pigeon", "serve", "-c", str(cfg)],
-                          capture_output=True, timeout=60)
+    cfg = world.config(
+        data_dir or world.root / "serve-data",
+        f'listen = ["127.0.0.1:{port}"]\nsubmission_listen = []\nsubmissions_listen = []\n' + extra,
+        name="serve.toml",
+    )
+    done = subprocess.run(
+        [*argv_prefix, sys.executable, "-m", "pigeon", "serve", "-c", str(cfg)],
+        capture_output=True,
+        timeout=60,
+    )
     assert b"Traceback" not in done.stderr, done.stderr
     return done.returncode
 
 
 # --- serve ---------------------------------------------------------------------------------
+
 
 def serve_0(world):
     proc = PigeonProcess(world.root / "p0", '[admin]\nmetrics_listen = ""\n').start()
@@ -107,10 +132,16 @@ def serve_69(world):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        cfg = world.config(world.root / "d69", f'listen = ["127.0.0.1:{port}"]\n'
-                           'submission_listen = []\nsubmissions_listen = []\n', name="s69.toml")
-        return subprocess.run([sys.executable, "-m", "pigeon", "serve", "-c", str(cfg)],
-                              capture_output=True, timeout=60).returncode
+        cfg = world.config(
+            world.root / "d69",
+            f'listen = ["127.0.0.1:{port}"]\nsubmission_listen = []\nsubmissions_listen = []\n',
+            name="s69.toml",
+        )
+        return subprocess.run(
+            [sys.executable, "-m", "pigeon", "serve", "-c", str(cfg)],
+            capture_output=True,
+            timeout=60,
+        ).returncode
 
 
 def serve_73(world):
@@ -123,11 +154,15 @@ def serve_77(world):
         # An unprivileged user asked to become root: only root can switch.
         setpriv = shutil.which("setpriv") or pytest.skip("setpriv is not installed")
         import pwd
+
         (world.root / "serve-data").mkdir()
         nobody = pwd.getpwnam("nobody")
         os.chown(world.root / "serve-data", nobody.pw_uid, nobody.pw_gid)
-        return serve_process(world, 'user = "root"\n', argv_prefix=(
-            setpriv, "--reuid", "nobody", "--regid", "nogroup", "--clear-groups"))
+        return serve_process(
+            world,
+            'user = "root"\n',
+            argv_prefix=(setpriv, "--reuid", "nobody", "--regid", "nogroup", "--clear-groups"),
+        )
     return serve_process(world, 'user = "root"\n')
 
 
@@ -136,6 +171,7 @@ def serve_78(world):
 
 
 # --- check-config ---------------------------------------------------------------------------
+
 
 def check_0(world):
     return main(["check-config", str(world.cfg)])
@@ -147,11 +183,14 @@ def check_78(world):
 
 # --- user ---------------------------------------------------------------------------------
 
+
 def _user(argv, stdin=""):
     from pigeon.cli import user
     from pigeon.cli.main import build_parser
-    return user.run(build_parser().parse_args(["user", *argv]), stdin=io.StringIO(stdin),
-                    ask=lambda prompt: "")
+
+    return user.run(
+        build_parser().parse_args(["user", *argv]), stdin=io.StringIO(stdin), ask=lambda prompt: ""
+    )
 
 
 def user_0(world):
@@ -160,7 +199,7 @@ def user_0(world):
 
 def user_1(world):
     user_0(world)
-    return user_0(world)                                        # already exists
+    return user_0(world)  # already exists
 
 
 def user_64(world):
@@ -172,12 +211,12 @@ def user_67(world):
 
 
 def user_73(world):
-    (world.data / "accounts.db").mkdir()                         # not a database
+    (world.data / "accounts.db").mkdir()  # not a database
     return _user(["-c", str(world.cfg), "list"])
 
 
 def user_77(world):
-    user_0(world)                                          # accounts.db exists, 0600, root's
+    user_0(world)  # accounts.db exists, 0600, root's
     return as_other_user(["user", "-c", str(world.cfg), "list"])
 
 
@@ -187,6 +226,7 @@ def user_78(world):
 
 # --- queue ----------------------------------------------------------------------------------
 
+
 def queue_0(world):
     b = world.server()
     return main(["queue", "list", "--data-dir", str(b.config.data_dir)])
@@ -194,7 +234,7 @@ def queue_0(world):
 
 def queue_64(world):
     b = world.server()
-    return main(["queue", "hold", "--data-dir", str(b.config.data_dir)])       # no ids
+    return main(["queue", "hold", "--data-dir", str(b.config.data_dir)])  # no ids
 
 
 def queue_65(world):
@@ -205,19 +245,20 @@ def queue_65(world):
 
 
 def queue_69(world):
-    return main(["queue", "flush", "-c", str(world.cfg)])                     # not running
+    return main(["queue", "flush", "-c", str(world.cfg)])  # not running
 
 
 def queue_73(world):
     (world.data / "queue").mkdir()
     (world.data / "queue" / "queue.db").write_bytes(b"garbage, not a database\n" * 100)
-    return main(["queue", "list", "-c", str(world.cfg)])                      # offline: damaged db
+    return main(["queue", "list", "-c", str(world.cfg)])  # offline: damaged db
 
 
 def queue_75(world):
     from pigeon.queue.dbfile import lock_owner
+
     (world.data / "queue").mkdir()
-    fd = lock_owner(world.data / "queue", exclusive=False)                    # as a running pigeon
+    fd = lock_owner(world.data / "queue", exclusive=False)  # as a running pigeon
     try:
         return main(["queue", "rebuild", "-c", str(world.cfg)])
     finally:
@@ -236,6 +277,7 @@ def queue_78(world):
 
 # --- status ---------------------------------------------------------------------------------
 
+
 def status_0(world):
     b = world.server()
     return main(["status", "--data-dir", str(b.config.data_dir)])
@@ -251,7 +293,7 @@ def status_65(world):
     def broken():
         raise RuntimeError("statistics unavailable")
 
-    b.manager.statistics = broken                    # the server answers "internal error"
+    b.manager.statistics = broken  # the server answers "internal error"
     return main(["status", "--data-dir", str(b.config.data_dir)])
 
 
@@ -266,6 +308,7 @@ def status_78(world):
 
 
 # --- log ------------------------------------------------------------------------------------
+
 
 def _log_file(world):
     path = world.root / "pigeon.log"
@@ -286,7 +329,7 @@ def log_64(world):
 
 
 def log_66(world):
-    return main(["log", "-c", str(world.cfg), "ABCD1234"])                    # no log.file
+    return main(["log", "-c", str(world.cfg), "ABCD1234"])  # no log.file
 
 
 def log_78(world):
@@ -294,6 +337,7 @@ def log_78(world):
 
 
 # --- sendmail -------------------------------------------------------------------------------
+
 
 def _sendmail(world, argv, message=b"Subject: x\n\nhi\n", cfg=None):
     return S.run_argv(["-C", str(cfg or world.cfg), *argv], stdin=io.BytesIO(message))
@@ -304,7 +348,7 @@ def sendmail_0(world):
 
 
 def sendmail_64(world):
-    return _sendmail(world, ["-t"])                                           # no recipient
+    return _sendmail(world, ["-t"])  # no recipient
 
 
 def sendmail_65(world):
@@ -319,6 +363,7 @@ def sendmail_67(world):
 def sendmail_70(world, monkeypatch):
     def bug(*a, **kw):
         raise RuntimeError("a bug")
+
     monkeypatch.setattr(S.L, "prepare", bug)
     return _sendmail(world, ["bob@example.test"])
 
@@ -348,6 +393,7 @@ def sendmail_78(world):
 
 # --- every command (pigeon --help) ----------------------------------------------------------
 
+
 def pigeon_0(world):
     return main(["version"])
 
@@ -367,6 +413,7 @@ def pigeon_78(world):
 def pigeon_130(world, monkeypatch):
     def interrupted(args):
         raise KeyboardInterrupt
+
     monkeypatch.setattr("pigeon.cli.version.run", interrupted)
     return main(["version"])
 
@@ -375,8 +422,9 @@ def pigeon_141(world):
     r, w = os.pipe()
     os.close(r)
     try:
-        return subprocess.run([sys.executable, "-m", "pigeon", "version"], stdout=w,
-                              timeout=60).returncode
+        return subprocess.run(
+            [sys.executable, "-m", "pigeon", "version"], stdout=w, timeout=60
+        ).returncode
     finally:
         os.close(w)
 
@@ -392,7 +440,7 @@ DOC_NAME = {"check": "check-config", "pigeon": None}
 def documented(command: str) -> set[int]:
     """The statuses in a command's "exit status" paragraph (pigeon --help for None)."""
     text = EPILOG if command is None else importlib.import_module(COMMANDS[command]).EPILOG
-    paragraph = text[text.index("exit status"):]
+    paragraph = text[text.index("exit status") :]
     paragraph = paragraph.split("\n\n")[0]
     return {int(n) for n in re.findall(r"(?<![\w.])(\d{1,3})(?![\w.])", paragraph)}
 
@@ -404,8 +452,9 @@ def test_documented_status(case, world, monkeypatch, capsys):
     assert fn(*args) == case[1]
 
 
-@pytest.mark.parametrize("command", ["serve", "check", "user", "queue", "status", "log",
-                                     "sendmail", "pigeon"])
+@pytest.mark.parametrize(
+    "command", ["serve", "check", "user", "queue", "status", "log", "sendmail", "pigeon"]
+)
 def test_every_documented_status_has_a_case(command):
     cmd = DOC_NAME.get(command, command)
     assert documented(cmd) == {s for c, s in CASES if c == command}

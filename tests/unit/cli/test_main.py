@@ -1,4 +1,5 @@
 """The pigeon command line: parser, registry, help, version, usage errors."""
+
 from __future__ import annotations
 
 import importlib
@@ -47,7 +48,9 @@ def test_bad_option_is_a_usage_error(capsys):
     assert main(["serve", "--no-such-flag"]) == 64
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["serve", "--help"], ["check-config", "--help"], ["version", "--help"]])
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["serve", "--help"], ["check-config", "--help"], ["version", "--help"]]
+)
 def test_help_exits_0(argv, capsys):
     assert main(argv) == 0
     assert "usage: pigeon" in capsys.readouterr().out
@@ -56,23 +59,37 @@ def test_help_exits_0(argv, capsys):
 def test_serve_help_documents_replacement_and_examples(capsys):
     main(["serve", "--help"])
     out = capsys.readouterr().out
-    for flag in ("--config", "--listen", "--domain", "--data-dir", "--relay-network", "--hostname",
-                 "--log-format", "--log-level"):
+    for flag in (
+        "--config",
+        "--listen",
+        "--domain",
+        "--data-dir",
+        "--relay-network",
+        "--hostname",
+        "--log-format",
+        "--log-level",
+    ):
         assert flag in out
     assert "REPLACE" in out and "examples:" in out and "127.0.0.1:2525" in out
 
 
 def test_parser_builds_without_importing_the_server():
-    code = ("import sys; from pigeon.cli.main import build_parser; build_parser(); "
-            "sys.exit(1 if 'pigeon.app' in sys.modules else 0)")
+    code = (
+        "import sys; from pigeon.cli.main import build_parser; build_parser(); "
+        "sys.exit(1 if 'pigeon.app' in sys.modules else 0)"
+    )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
 def test_python_dash_m_pigeon_runs_main():
-    done = subprocess.run([sys.executable, "-m", "pigeon", "version"], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "pigeon", "version"], capture_output=True, text=True
+    )
     assert done.returncode == 0 and done.stdout.startswith("pigeon ")
 
 
 def test_build_parser_parses_serve_flags():
-    args = build_parser().parse_args(["serve", "--listen", "a:1", "--listen", "b:2", "--domain", "x.test"])
+    args = build_parser().parse_args(
+        ["serve", "--listen", "a:1", "--listen", "b:2", "--domain", "x.test"]
+    )
     assert args.listen == ["a:1", "b:2"] and args.domain == ["x.test"] and args.config is None

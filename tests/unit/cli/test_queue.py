@@ -1,4 +1,5 @@
 """pigeon queue / status / log on the command line, with and without a running server."""
+
 from __future__ import annotations
 
 import json
@@ -47,7 +48,7 @@ def test_usage_errors(server, capsys):
 
 
 def test_without_server_reads_work_and_actions_fail(tmp_path, capsys):
-    (tmp_path / "stopped").mkdir()                  # a data_dir whose server is not running
+    (tmp_path / "stopped").mkdir()  # a data_dir whose server is not running
     data = ["--data-dir", str(tmp_path / "stopped")]
     assert main(["queue", *data, "list"]) == 0
     out = capsys.readouterr()
@@ -58,24 +59,27 @@ def test_without_server_reads_work_and_actions_fail(tmp_path, capsys):
 
 def test_progress_bar_only_on_a_tty():
     import io
+
     s = io.StringIO()
     bar = Progress("hold", 4, s, enabled=True)
     bar.advance(2)
     assert s.getvalue().endswith("] 2/4") and "#" in s.getvalue()
     quiet = io.StringIO()
-    Progress("hold", 4, quiet).advance(4)           # StringIO is not a TTY
+    Progress("hold", 4, quiet).advance(4)  # StringIO is not a TTY
     assert quiet.getvalue() == ""
 
 
 def test_log_command(tmp_path, capsys):
     log = tmp_path / "pigeon.log"
-    log.write_text("t pigeon.mail: ABCD1234: from=<a@b> (queued)\nt other line\n"
-                   "t pigeon.mail: ABCD1234: removed\n")
+    log.write_text(
+        "t pigeon.mail: ABCD1234: from=<a@b> (queued)\nt other line\n"
+        "t pigeon.mail: ABCD1234: removed\n"
+    )
     assert main(["log", "--log-file", str(log), "ABCD1234"]) == 0
     assert capsys.readouterr().out.count("ABCD1234") == 2
     assert main(["log", "--log-file", str(log), "ZZZZ9999"]) == 1
     assert main(["log", "--log-file", str(tmp_path / "none"), "ABCD1234"]) == 66
-    assert main(["log", "--data-dir", str(tmp_path), "ABCD1234"]) == 66   # log.file unset
+    assert main(["log", "--data-dir", str(tmp_path), "ABCD1234"]) == 66  # log.file unset
 
 
 def test_common_options_after_the_action(server, capsys):
@@ -97,5 +101,5 @@ def test_unknown_ids_exit_65_and_the_others_are_acted_on(server, capsys):
     out = capsys.readouterr()
     assert out.out.startswith("held 1; 1 skipped") and "not in the queue: 0000NOPE" in out.err
     assert main(["queue", *d, "delete", "0000NOPE"]) == 65
-    assert main(["queue", *d, "hold", q]) == 0          # known but already held: skipped, 0
+    assert main(["queue", *d, "hold", q]) == 0  # known but already held: skipped, 0
     assert main(["queue", *d, "delete", q]) == 0

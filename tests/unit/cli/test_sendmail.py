@@ -1,4 +1,5 @@
 """sendmail compatibility: flags, queueing into the store, -bs, exit codes."""
+
 from __future__ import annotations
 
 import io
@@ -15,10 +16,12 @@ from pigeon.queue.store import QueueStore
 @pytest.fixture
 def cfg(tmp_path):
     path = tmp_path / "pigeon.toml"
-    path.write_text(f'data_dir = "{tmp_path / "data"}"\nhostname = "mx.example.test"\n'
-                    '[domains."example.test"]\n[queue]\nfsync = false\n'
-                    '[admin]\nmetrics_listen = ""\n')
-    (tmp_path / "data").mkdir()         # sendmail never creates data_dir: the server did
+    path.write_text(
+        f'data_dir = "{tmp_path / "data"}"\nhostname = "mx.example.test"\n'
+        '[domains."example.test"]\n[queue]\nfsync = false\n'
+        '[admin]\nmetrics_listen = ""\n'
+    )
+    (tmp_path / "data").mkdir()  # sendmail never creates data_dir: the server did
     return path
 
 
@@ -28,8 +31,23 @@ def queued(cfg):
 
 
 def test_parse_flags():
-    o = S.parse(["-t", "-oi", "-fme@x.test", "-F", "Me", "-oem", "-B", "8BITMIME", "-v",
-                 "-C/etc/p.toml", "bob@x.test", "--", "-odd@x.test"])
+    o = S.parse(
+        [
+            "-t",
+            "-oi",
+            "-fme@x.test",
+            "-F",
+            "Me",
+            "-oem",
+            "-B",
+            "8BITMIME",
+            "-v",
+            "-C/etc/p.toml",
+            "bob@x.test",
+            "--",
+            "-odd@x.test",
+        ]
+    )
     assert o.extract and o.ignore_dots and o.sender == "me@x.test" and o.fullname == "Me"
     assert str(o.config) == "/etc/p.toml" and o.recipients == ["bob@x.test", "-odd@x.test"]
     assert S.parse(["-bs"]).mode == "smtp" and S.parse(["-q30m"]).mode == "flush"
@@ -48,8 +66,10 @@ def test_dot_ends_input_unless_i():
 
 def test_t_i_queues_locally(cfg):
     msg = b"To: bob@example.test\nBcc: carol@example.org\nSubject: cron\n\nhello\n.\nend\n"
-    assert S.run_argv(["-C", str(cfg), "-t", "-i", "-f", "cron@example.test"],
-                      stdin=io.BytesIO(msg)) == 0
+    assert (
+        S.run_argv(["-C", str(cfg), "-t", "-i", "-f", "cron@example.test"], stdin=io.BytesIO(msg))
+        == 0
+    )
     ((env, data),) = queued(cfg)
     assert env.sender == "cron@example.test"
     assert [r.address for r in env.recipients] == ["bob@example.test", "carol@example.org"]
@@ -86,8 +106,10 @@ def test_bs_speaks_smtp_on_stdio(cfg, monkeypatch):
     out_r, out_w = os.pipe()
     out_file = os.fdopen(out_w, "w")
     monkeypatch.setattr("sys.stdout", out_file)
-    script = (b"EHLO localhost\r\nMAIL FROM:<a@example.test>\r\nRCPT TO:<b@example.org>\r\n"
-              b"DATA\r\nSubject: bs\r\n\r\nhi\r\n.\r\nQUIT\r\n")
+    script = (
+        b"EHLO localhost\r\nMAIL FROM:<a@example.test>\r\nRCPT TO:<b@example.org>\r\n"
+        b"DATA\r\nSubject: bs\r\n\r\nhi\r\n.\r\nQUIT\r\n"
+    )
     os.write(in_w, script)
     os.close(in_w)
     with os.fdopen(in_r, "rb") as stdin:

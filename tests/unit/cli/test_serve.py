@@ -1,12 +1,11 @@
 """`pigeon serve`: flags -> overrides, config errors -> 78, then pigeon.app.run(config)."""
+
 from __future__ import annotations
 
 import argparse
 import logging
 import os
 import stat
-
-from pigeon.obs.logsetup import flush_logs
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ import pytest
 from pigeon.cli import serve
 from pigeon.cli.main import build_parser, main
 from pigeon.config.schema import DomainConfig, ListenAddress
-
+from pigeon.obs.logsetup import flush_logs
 
 # Every test here may call setup_logging(): put the loggers back afterwards.
 pytestmark = pytest.mark.usefixtures("restore_logging")
@@ -38,21 +37,54 @@ def test_no_flags_no_overrides():
 
 
 def test_flags_become_overrides():
-    args = parse("--listen", "0.0.0.0:25", "--listen", "[::]:25", "--domain", "a.test", "--domain", "b.test",
-                 "--relay-network", "10.0.0.0/8", "--data-dir", "/d", "--hostname", "h.test",
-                 "--log-format", "json", "--log-level", "debug", "--log-file", "/l")
+    args = parse(
+        "--listen",
+        "0.0.0.0:25",
+        "--listen",
+        "[::]:25",
+        "--domain",
+        "a.test",
+        "--domain",
+        "b.test",
+        "--relay-network",
+        "10.0.0.0/8",
+        "--data-dir",
+        "/d",
+        "--hostname",
+        "h.test",
+        "--log-format",
+        "json",
+        "--log-level",
+        "debug",
+        "--log-file",
+        "/l",
+    )
     assert serve.overrides_from(args) == {
-        "listen": ["0.0.0.0:25", "[::]:25"], "domains": ["a.test", "b.test"],
-        "relay_networks": ["10.0.0.0/8"], "data_dir": "/d", "hostname": "h.test",
-        "log": {"format": "json", "level": "debug", "file": "/l"}}
+        "listen": ["0.0.0.0:25", "[::]:25"],
+        "domains": ["a.test", "b.test"],
+        "relay_networks": ["10.0.0.0/8"],
+        "data_dir": "/d",
+        "hostname": "h.test",
+        "log": {"format": "json", "level": "debug", "file": "/l"},
+    }
 
 
 def test_every_listener_has_a_flag():
-    args = parse("--submission-listen", "0.0.0.0:587", "--submission-listen", "[::]:587",
-                 "--submissions-listen", "", "--metrics-listen", "")
+    args = parse(
+        "--submission-listen",
+        "0.0.0.0:587",
+        "--submission-listen",
+        "[::]:587",
+        "--submissions-listen",
+        "",
+        "--metrics-listen",
+        "",
+    )
     assert serve.overrides_from(args) == {
-        "submission_listen": ["0.0.0.0:587", "[::]:587"], "submissions_listen": [],
-        "admin": {"metrics_listen": ""}}
+        "submission_listen": ["0.0.0.0:587", "[::]:587"],
+        "submissions_listen": [],
+        "admin": {"metrics_listen": ""},
+    }
     config = serve.build_config(args)
     assert config.submission_listen == (ListenAddress("0.0.0.0", 587), ListenAddress("::", 587))
     assert config.submissions_listen == ()
@@ -63,10 +95,15 @@ def test_every_listener_has_a_flag():
 
 def test_listener_flags_replace_the_file_and_keep_its_other_admin_keys(tmp_path):
     path = tmp_path / "p.toml"
-    path.write_text('submission_listen = ["127.0.0.1:587"]\n'
-                    '[admin]\ncontrol_socket = "/run/pigeon/control.sock"\nmetrics_listen = "127.0.0.1:1"\n')
-    config = serve.build_config(parse("--config", str(path), "--submission-listen", "127.0.0.1:2587",
-                                      "--metrics-listen", ""))
+    path.write_text(
+        'submission_listen = ["127.0.0.1:587"]\n'
+        '[admin]\ncontrol_socket = "/run/pigeon/control.sock"\nmetrics_listen = "127.0.0.1:1"\n'
+    )
+    config = serve.build_config(
+        parse(
+            "--config", str(path), "--submission-listen", "127.0.0.1:2587", "--metrics-listen", ""
+        )
+    )
     assert config.submission_listen == (ListenAddress("127.0.0.1", 2587),)
     assert config.admin.metrics_listen is None
     assert config.admin.control_socket == Path("/run/pigeon/control.sock")
@@ -74,8 +111,10 @@ def test_listener_flags_replace_the_file_and_keep_its_other_admin_keys(tmp_path)
 
 def test_a_bad_listener_flag_names_the_key(capsys):
     assert main(["serve", "--submissions-listen", "nowhere"]) == 78
-    assert capsys.readouterr().err == ('pigeon: command line: submissions_listen: "nowhere": '
-                                       'expected "host:port" or "[ipv6]:port"\n')
+    assert capsys.readouterr().err == (
+        'pigeon: command line: submissions_listen: "nowhere": '
+        'expected "host:port" or "[ipv6]:port"\n'
+    )
 
 
 def test_quick_start_defaults():
@@ -87,30 +126,47 @@ def test_quick_start_defaults():
 
 def test_flags_replace_the_file_lists(tmp_path):
     path = tmp_path / "p.toml"
-    path.write_text('listen = ["127.0.0.1:25"]\nrelay_networks = ["192.0.2.0/24"]\n'
-                    '[domains."a.test"]\nmailboxes = ["alice"]\n[domains."b.test"]\n')
-    config = serve.build_config(parse("--config", str(path), "--listen", "[::1]:2525", "--domain", "a.test",
-                                      "--domain", "c.test"))
+    path.write_text(
+        'listen = ["127.0.0.1:25"]\nrelay_networks = ["192.0.2.0/24"]\n'
+        '[domains."a.test"]\nmailboxes = ["alice"]\n[domains."b.test"]\n'
+    )
+    config = serve.build_config(
+        parse(
+            "--config",
+            str(path),
+            "--listen",
+            "[::1]:2525",
+            "--domain",
+            "a.test",
+            "--domain",
+            "c.test",
+        )
+    )
     assert config.listen == (ListenAddress("::1", 2525),)
-    assert config.domains == {"a.test": DomainConfig("a.test", frozenset({"alice"})),
-                              "c.test": DomainConfig("c.test")}
+    assert config.domains == {
+        "a.test": DomainConfig("a.test", frozenset({"alice"})),
+        "c.test": DomainConfig("c.test"),
+    }
     assert [str(n) for n in config.relay_networks] == ["192.0.2.0/24"]
 
 
 def test_run_calls_the_app_with_the_config(tmp_path):
     seen = []
-    status = serve.run(parse("--domain", "x.test", "--log-file", str(tmp_path / "log")),
-                       app_run=lambda config: seen.append(config) or 7)
+    status = serve.run(
+        parse("--domain", "x.test", "--log-file", str(tmp_path / "log")),
+        app_run=lambda config: seen.append(config) or 7,
+    )
     assert status == 7
     assert list(seen[0].domains) == ["x.test"]
     logging.getLogger("pigeon.test").info("hello")
-    flush_logs()          # written by a background thread
+    flush_logs()  # written by a background thread
     assert "INFO pigeon.test: hello" in (tmp_path / "log").read_text()
 
 
 def test_run_keyboard_interrupt_is_130():
     def interrupted(config):
         raise KeyboardInterrupt
+
     assert serve.run(parse(), app_run=interrupted) == 130
 
 
@@ -118,25 +174,33 @@ def test_config_error_exits_78_before_starting(tmp_path, capsys):
     path = tmp_path / "p.toml"
     path.write_text("[limits]\nmesage_size = 1\n")
     assert main(["serve", "--config", str(path)]) == 78
-    assert capsys.readouterr().err == \
-        f'pigeon: {path}:2: limits.mesage_size: unknown key (did you mean "message_size"?)\n'
+    assert (
+        capsys.readouterr().err
+        == f'pigeon: {path}:2: limits.mesage_size: unknown key (did you mean "message_size"?)\n'
+    )
 
 
 def test_bad_flag_value_exits_78(capsys):
     assert main(["serve", "--listen", "localhost"]) == 78
-    assert capsys.readouterr().err == \
-        'pigeon: command line: listen: "localhost": expected "host:port" or "[ipv6]:port"\n'
+    assert (
+        capsys.readouterr().err
+        == 'pigeon: command line: listen: "localhost": expected "host:port" or "[ipv6]:port"\n'
+    )
 
 
 def test_unopenable_log_file_exits_78(tmp_path, capsys):
     assert main(["serve", "--log-file", str(tmp_path / "missing-dir" / "log")]) == 78
-    assert capsys.readouterr().err.startswith(f"pigeon: config error: log.file: cannot open {tmp_path}")
+    assert capsys.readouterr().err.startswith(
+        f"pigeon: config error: log.file: cannot open {tmp_path}"
+    )
 
 
 def test_the_umask_is_tight_before_the_log_file_is_created(tmp_path):
     os.umask(0)
     log_file = tmp_path / "mail.log"
     seen = []
-    serve.run(parse("--log-file", str(log_file)), app_run=lambda config: seen.append(os.umask(0o077)) or 0)
-    assert seen == [0o077]                      # what the server runs with
+    serve.run(
+        parse("--log-file", str(log_file)), app_run=lambda config: seen.append(os.umask(0o077)) or 0
+    )
+    assert seen == [0o077]  # what the server runs with
     assert stat.S_IMODE(log_file.stat().st_mode) == 0o600

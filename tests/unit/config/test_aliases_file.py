@@ -1,4 +1,5 @@
 """aliases_file: the aliases(5) format, its errors (file and line), loading and reload."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,7 +17,9 @@ def write(path: Path, text: str) -> Path:
 
 def test_format_comments_continuations_quotes_and_include(tmp_path):
     members = write(tmp_path / "members", "# the list\ncarol@remote.test, dave\n\nerin\n")
-    aliases = write(tmp_path / "aliases", f"""\
+    aliases = write(
+        tmp_path / "aliases",
+        f"""\
 # /etc/aliases
 postmaster: root
 
@@ -26,7 +29,8 @@ Root: alice,
 \t, "carol"
 "first last": alice
 list: :include:{members}, \\alice
-""")
+""",
+    )
     assert read_aliases_file(aliases) == {
         "postmaster": ("root",),
         "root": ("alice", "bob@example.test", "carol"),
@@ -35,20 +39,32 @@ list: :include:{members}, \\alice
     }
 
 
-@pytest.mark.parametrize("text, problem", [
-    ("root: |/usr/bin/procmail\n", 'line 1: "|/usr/bin/procmail": command targets are not supported'),
-    ('ok: alice\nroot: alice, "|exec x"\n', 'line 2: "\\"|exec x\\"": command targets are not supported'),
-    ("root: /var/mail/root\n", 'line 1: "/var/mail/root": file targets are not supported'),
-    ("  alice\n", "line 1: a continuation line (starting with blanks) before any entry"),
-    ("root alice\n", 'line 1: expected "name: target, ...", got "root alice"'),
-    ("root@example.test: alice\n", 'line 1: "root@example.test" is not a usable alias name'),
-    ("root:\n", 'line 1: "root" has no target'),
-    ("root: alice\n\nROOT: bob\n", 'line 3: "root" is already defined on line 1'),
-    ("root: alice@exa_mple.test\n", 'line 1: "alice@exa_mple.test" has an invalid domain'),
-    ("root: a>b\n", 'line 1: "a>b" is not an address SMTP can carry'),
-    ("root: :include:relative.txt\n", 'line 1: :include: needs an absolute file name, got "relative.txt"'),
-    ("root: :include:/nonexistent/list\n", "line 1: cannot read /nonexistent/list"),
-])
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        (
+            "root: |/usr/bin/procmail\n",
+            'line 1: "|/usr/bin/procmail": command targets are not supported',
+        ),
+        (
+            'ok: alice\nroot: alice, "|exec x"\n',
+            'line 2: "\\"|exec x\\"": command targets are not supported',
+        ),
+        ("root: /var/mail/root\n", 'line 1: "/var/mail/root": file targets are not supported'),
+        ("  alice\n", "line 1: a continuation line (starting with blanks) before any entry"),
+        ("root alice\n", 'line 1: expected "name: target, ...", got "root alice"'),
+        ("root@example.test: alice\n", 'line 1: "root@example.test" is not a usable alias name'),
+        ("root:\n", 'line 1: "root" has no target'),
+        ("root: alice\n\nROOT: bob\n", 'line 3: "root" is already defined on line 1'),
+        ("root: alice@exa_mple.test\n", 'line 1: "alice@exa_mple.test" has an invalid domain'),
+        ("root: a>b\n", 'line 1: "a>b" is not an address SMTP can carry'),
+        (
+            "root: :include:relative.txt\n",
+            'line 1: :include: needs an absolute file name, got "relative.txt"',
+        ),
+        ("root: :include:/nonexistent/list\n", "line 1: cannot read /nonexistent/list"),
+    ],
+)
 def test_errors_name_the_file_and_the_line(tmp_path, text, problem):
     path = write(tmp_path / "aliases", text)
     with pytest.raises(ConfigError) as err:
@@ -92,7 +108,7 @@ def test_load_config_reads_it_and_names_the_config_file(tmp_path):
     aliases = write(tmp_path / "aliases", "root: alice\n")
     conf = write(tmp_path / "pigeon.toml", f'aliases_file = "{aliases}"\n')
     assert load_config(conf).local_aliases == {"root": ("alice",)}
-    write(aliases, "root: |/bin/true\n")                    # a reload reads it again
+    write(aliases, "root: |/bin/true\n")  # a reload reads it again
     with pytest.raises(ConfigError) as err:
         load_config(conf)
     assert str(err.value).startswith(f"{conf}:1: aliases_file: {aliases}, line 1: ")
@@ -106,17 +122,27 @@ def test_recipient_delimiter_values():
     assert load_config().recipient_delimiter == "+"
     assert load_config(overrides={"recipient_delimiter": "+-"}).recipient_delimiter == "+-"
     assert load_config(overrides={"recipient_delimiter": ""}).recipient_delimiter == ""
-    for bad, message in [("a", '"a" cannot be a delimiter'), ("@", '"@" cannot be a delimiter'),
-                         ("++", "lists a character twice"), (1, "must be a string")]:
+    for bad, message in [
+        ("a", '"a" cannot be a delimiter'),
+        ("@", '"@" cannot be a delimiter'),
+        ("++", "lists a character twice"),
+        (1, "must be a string"),
+    ]:
         with pytest.raises(ConfigError, match=message):
             load_config(overrides={"recipient_delimiter": bad})
 
 
 def test_catch_all_needs_a_local_domain():
-    with pytest.raises(ConfigError, match='aliases."@remote.test": "remote.test" is not a local domain'):
+    with pytest.raises(
+        ConfigError, match='aliases."@remote.test": "remote.test" is not a local domain'
+    ):
         load_config(overrides={"aliases": {"@remote.test": "a@remote.test"}})
-    config = load_config(overrides={"transports": {".lists.test": "local"},
-                                    "aliases": {"@a.lists.test": "x@a.lists.test"}})
+    config = load_config(
+        overrides={
+            "transports": {".lists.test": "local"},
+            "aliases": {"@a.lists.test": "x@a.lists.test"},
+        }
+    )
     assert config.aliases == {"@a.lists.test": ("x@a.lists.test",)}
 
 
@@ -127,6 +153,10 @@ def test_the_example_in_the_docs_parses(tmp_path):
     members = write(tmp_path / "members", "dave, erin\n")
     path = write(tmp_path / "aliases", example.replace("/etc/pigeon/list-members", str(members)))
     assert read_aliases_file(path) == {
-        "postmaster": ("root",), "root": ("alice", "bob@example.org"), "staff": ("alice", "carol"),
-        '"first last"': ("alice",), "list": ("dave", "erin"),
-        "alice": ("\\alice", "archive@example.org")}
+        "postmaster": ("root",),
+        "root": ("alice", "bob@example.org"),
+        "staff": ("alice", "carol"),
+        '"first last"': ("alice",),
+        "list": ("dave", "erin"),
+        "alice": ("\\alice", "archive@example.org"),
+    }

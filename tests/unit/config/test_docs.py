@@ -1,4 +1,5 @@
 """docs/config.md agrees with the code: its examples load, every key is documented."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -8,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pigeon.config import load_config
 from pigeon.config import load as load_module
+from pigeon.config import load_config
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "config.md"
 TEXT = DOC.read_text(encoding="utf-8")

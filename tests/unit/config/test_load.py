@@ -1,4 +1,5 @@
 """load_config: layering (defaults -> file -> overrides), file handling, error sources."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -44,6 +45,7 @@ def conf(tmp_path):
         path = tmp_path / name
         path.write_text(text, encoding="utf-8")
         return path
+
     return write
 
 
@@ -70,9 +72,9 @@ def test_file_values(conf):
     assert config.relay_networks == (ipaddress.ip_network("192.0.2.0/24"),)
     assert config.domains["example.test"].mailboxes == frozenset({"alice", "bob"})
     assert config.domains["other.test"].mailboxes is None
-    assert "localhost" not in config.domains            # the file's table replaces the default
+    assert "localhost" not in config.domains  # the file's table replaces the default
     assert config.aliases == {"info@example.test": ("alice@example.test", "bob@example.test")}
-    assert config.limits == Limits(message_size=1000, recipients=5)   # other limits keep defaults
+    assert config.limits == Limits(message_size=1000, recipients=5)  # other limits keep defaults
     assert config.log == LogConfig(format="json", level="debug")
 
 
@@ -81,13 +83,20 @@ def test_empty_file_is_all_defaults(conf):
 
 
 def test_overrides_beat_the_file_key_by_key(conf):
-    config = load_config(conf(FILE), {"listen": ["127.0.0.1:2525"], "limits": {"recipients": 9},
-                                      "log": {"level": "info"}, "hostname": "cli.example.test"})
-    assert config.listen == (ListenAddress("127.0.0.1", 2525),)          # list replaced, not appended
-    assert config.limits == Limits(message_size=1000, recipients=9)     # section merged per key
+    config = load_config(
+        conf(FILE),
+        {
+            "listen": ["127.0.0.1:2525"],
+            "limits": {"recipients": 9},
+            "log": {"level": "info"},
+            "hostname": "cli.example.test",
+        },
+    )
+    assert config.listen == (ListenAddress("127.0.0.1", 2525),)  # list replaced, not appended
+    assert config.limits == Limits(message_size=1000, recipients=9)  # section merged per key
     assert config.log == LogConfig(format="json", level="info")
     assert config.hostname == "cli.example.test"
-    assert config.relay_networks == (ipaddress.ip_network("192.0.2.0/24"),)   # untouched keys stay
+    assert config.relay_networks == (ipaddress.ip_network("192.0.2.0/24"),)  # untouched keys stay
 
 
 def test_override_lists_replace_relay_networks(conf):
@@ -97,24 +106,39 @@ def test_override_lists_replace_relay_networks(conf):
 
 def test_domain_names_override_keeps_the_file_tables(conf):
     config = load_config(conf(FILE), {"domains": ["example.test", "new.test"]})
-    assert config.domains == {"example.test": DomainConfig("example.test", frozenset({"alice", "bob"})),
-                              "new.test": DomainConfig("new.test")}
+    assert config.domains == {
+        "example.test": DomainConfig("example.test", frozenset({"alice", "bob"})),
+        "new.test": DomainConfig("new.test"),
+    }
 
 
 def test_domain_names_in_the_file_alone(conf):
     config = load_config(conf('domains = ["a.test", "localhost"]\n'))
-    assert config.domains == {"a.test": DomainConfig("a.test"), "localhost": DomainConfig("localhost")}
+    assert config.domains == {
+        "a.test": DomainConfig("a.test"),
+        "localhost": DomainConfig("localhost"),
+    }
 
 
 def test_errors_name_their_source(conf):
     path = conf('[limits]\nmessage_size = "ten"\n')
     with pytest.raises(ConfigError) as info:
         load_config(path)
-    assert str(info.value) == f'{path}:2: limits.message_size: must be a non-negative integer, got "ten"'
-    assert (info.value.key, info.value.source, info.value.line) == ("limits.message_size", str(path), 2)
+    assert (
+        str(info.value)
+        == f'{path}:2: limits.message_size: must be a non-negative integer, got "ten"'
+    )
+    assert (info.value.key, info.value.source, info.value.line) == (
+        "limits.message_size",
+        str(path),
+        2,
+    )
     with pytest.raises(ConfigError) as info:
         load_config(conf(FILE), {"limits": {"message_size": -1}})
-    assert str(info.value) == "command line: limits.message_size: must be a non-negative integer, got -1"
+    assert (
+        str(info.value)
+        == "command line: limits.message_size: must be a non-negative integer, got -1"
+    )
 
 
 def problems_of(path, overrides=None) -> list[ConfigError]:
@@ -124,36 +148,53 @@ def problems_of(path, overrides=None) -> list[ConfigError]:
 
 
 def test_every_problem_in_one_pass(conf):
-    path = conf('hostname = "mx.example.test"\nlisten = ["127.0.0.1:0"]\ncolour = "blue"\n'
-                '[limits]\nmessage_size = "ten"\nrecipients = 5\nerors = 3\n'
-                '[smtp]\npipelining = "yes"\n')
+    path = conf(
+        'hostname = "mx.example.test"\nlisten = ["127.0.0.1:0"]\ncolour = "blue"\n'
+        '[limits]\nmessage_size = "ten"\nrecipients = 5\nerors = 3\n'
+        '[smtp]\npipelining = "yes"\n'
+    )
     with pytest.raises(ConfigError) as info:
         load_config(path)
     problems = info.value.problems
     assert [(p.line, p.key) for p in problems] == [
-        (2, "listen"), (3, "colour"), (5, "limits.message_size"), (7, "limits.erors"),
-        (9, "smtp.pipelining")]
+        (2, "listen"),
+        (3, "colour"),
+        (5, "limits.message_size"),
+        (7, "limits.erors"),
+        (9, "smtp.pipelining"),
+    ]
     assert all(p.source == str(path) for p in problems)
-    assert str(info.value).splitlines()[3] == \
-        f'{path}:7: limits.erors: unknown key (did you mean "errors"?)'
+    assert (
+        str(info.value).splitlines()[3]
+        == f'{path}:7: limits.erors: unknown key (did you mean "errors"?)'
+    )
     # It still reads as its first problem for callers that show one.
     assert (info.value.key, info.value.line) == ("listen", 2)
 
 
 def test_entries_of_a_table_are_checked_one_by_one(conf):
-    path = conf('[domains."a_b.test"]\n[domains."ok.test"]\n[domains."c d.test"]\n'
-                '[aliases]\n"x@ok.test" = "nobody"\n"y@ok.test" = "y@elsewhere.test"\n'
-                '"z" = "z@ok.test"\n')
+    path = conf(
+        '[domains."a_b.test"]\n[domains."ok.test"]\n[domains."c d.test"]\n'
+        '[aliases]\n"x@ok.test" = "nobody"\n"y@ok.test" = "y@elsewhere.test"\n'
+        '"z" = "z@ok.test"\n'
+    )
     assert [(p.line, p.key) for p in problems_of(path)] == [
-        (1, 'domains."a_b.test"'), (3, 'domains."c d.test"'), (5, 'aliases."x@ok.test"'),
-        (7, "aliases.z")]
+        (1, 'domains."a_b.test"'),
+        (3, 'domains."c d.test"'),
+        (5, 'aliases."x@ok.test"'),
+        (7, "aliases.z"),
+    ]
 
 
 def test_names_listed_twice_across_entries_are_still_found(conf):
     path = conf('[domains."A.test"]\n[domains."a.test"]\n[domains."b c"]\n')
     assert [(p.line, p.message) for p in problems_of(path)] == [
         (2, 'domain "a.test" is listed twice'),
-        (3, 'not a valid domain name: "b c" (label "b c" may only contain letters, digits and "-")')]
+        (
+            3,
+            'not a valid domain name: "b c" (label "b c" may only contain letters, digits and "-")',
+        ),
+    ]
 
 
 def test_a_cross_key_check_on_a_refused_key_is_skipped(conf):
@@ -163,27 +204,34 @@ def test_a_cross_key_check_on_a_refused_key_is_skipped(conf):
 
 
 def test_file_problems_come_before_command_line_ones(conf):
-    path = conf('[limits]\nrecipients = 0\n')
+    path = conf("[limits]\nrecipients = 0\n")
     found = problems_of(path, {"limits": {"errors": 0}, "listen": ["nowhere"]})
     assert [(p.source, p.line, p.key) for p in found] == [
-        (str(path), 2, "limits.recipients"), ("command line", None, "limits.errors"),
-        ("command line", None, "listen")]
+        (str(path), 2, "limits.recipients"),
+        ("command line", None, "limits.errors"),
+        ("command line", None, "listen"),
+    ]
     assert str(found[1]) == "command line: limits.errors: must be a positive integer, got 0"
 
 
 def test_collect_config_returns_the_valid_part(conf):
     from pigeon.config.load import collect_config
+
     config, problems = collect_config(conf('hostname = "h.test"\n[limits]\nrecipients = 0\n'))
     assert config.hostname == "h.test" and config.limits == Limits()
     assert [p.key for p in problems] == ["limits.recipients"]
-    assert collect_config(conf("x = [")) [0] is None
+    assert collect_config(conf("x = ["))[0] is None
 
 
 def test_error_without_source_says_config_error():
-    assert str(ConfigError("limits.message_size", 'must be a non-negative integer, got "ten"')) == \
-        'config error: limits.message_size: must be a non-negative integer, got "ten"'
-    assert str(ConfigError(None, "cannot read file: Permission denied", "/etc/pigeon.toml")) == \
-        "/etc/pigeon.toml: cannot read file: Permission denied"
+    assert (
+        str(ConfigError("limits.message_size", 'must be a non-negative integer, got "ten"'))
+        == 'config error: limits.message_size: must be a non-negative integer, got "ten"'
+    )
+    assert (
+        str(ConfigError(None, "cannot read file: Permission denied", "/etc/pigeon.toml"))
+        == "/etc/pigeon.toml: cannot read file: Permission denied"
+    )
 
 
 def test_toml_syntax_error_names_file_and_line(conf):
@@ -234,20 +282,43 @@ def test_default_hostname():
 
     def broken() -> str:
         raise OSError("no resolver")
+
     assert default_hostname(broken) == "localhost"
 
 
 def test_session_config_mapping(conf):
-    config = load_config(conf(FILE), {"timeouts": {"command": 10, "data_block": 20, "data_total": 30},
-                                      "limits": {"errors": 3, "hop_count": 7},
-                                      "smtp": {"pipelining": False, "chunking": False, "smtputf8": False,
-                                               "dsn": False, "eight_bit_mime": False,
-                                               "eight_bit_undeclared": "reject"}})
+    config = load_config(
+        conf(FILE),
+        {
+            "timeouts": {"command": 10, "data_block": 20, "data_total": 30},
+            "limits": {"errors": 3, "hop_count": 7},
+            "smtp": {
+                "pipelining": False,
+                "chunking": False,
+                "smtputf8": False,
+                "dsn": False,
+                "eight_bit_mime": False,
+                "eight_bit_undeclared": "reject",
+            },
+        },
+    )
     assert session_config(config) == SessionConfig(
-        hostname="mx.example.test", max_message_size=1000, max_recipients=5, max_errors=3, hop_limit=7,
-        command_timeout=10.0, data_timeout=20.0, data_deadline=30.0, bare_newline="reject",
-        eight_bit_undeclared="reject", enable_pipelining=False, enable_chunking=False,
-        enable_smtputf8=False, enable_dsn=False, enable_8bitmime=False)
+        hostname="mx.example.test",
+        max_message_size=1000,
+        max_recipients=5,
+        max_errors=3,
+        hop_limit=7,
+        command_timeout=10.0,
+        data_timeout=20.0,
+        data_deadline=30.0,
+        bare_newline="reject",
+        eight_bit_undeclared="reject",
+        enable_pipelining=False,
+        enable_chunking=False,
+        enable_smtputf8=False,
+        enable_dsn=False,
+        enable_8bitmime=False,
+    )
 
 
 def test_session_config_of_defaults_matches_session_defaults():

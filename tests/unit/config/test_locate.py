@@ -1,4 +1,5 @@
 """pigeon.config.locate: the line of a key in TOML text, for error messages."""
+
 from __future__ import annotations
 
 import pytest
@@ -36,22 +37,25 @@ inline = { a = 1, b = 2 }
 '''
 
 
-@pytest.mark.parametrize("key, line", [
-    ("hostname", 2),
-    ("listen", 3),
-    ("limits", 11),
-    ("limits.message_size", 12),
-    ("limits.recipients", 13),
-    ('domains."example.test"', 15),
-    ('domains."example.test".mailboxes', 16),
-    ('domains."other.test"', 18),
-    ("domains", 15),
-    ('aliases."info@example.test"', 21),
-    ("tls.auth.mechanisms", 25),
-    ("tls.inline.a", 26),                 # inside an inline table: the table's line
-    ("limits.connections", 11),           # not written: where its table is
-    ("queue.fsync", None),                # neither the key nor its table
-])
+@pytest.mark.parametrize(
+    "key, line",
+    [
+        ("hostname", 2),
+        ("listen", 3),
+        ("limits", 11),
+        ("limits.message_size", 12),
+        ("limits.recipients", 13),
+        ('domains."example.test"', 15),
+        ('domains."example.test".mailboxes', 16),
+        ('domains."other.test"', 18),
+        ("domains", 15),
+        ('aliases."info@example.test"', 21),
+        ("tls.auth.mechanisms", 25),
+        ("tls.inline.a", 26),  # inside an inline table: the table's line
+        ("limits.connections", 11),  # not written: where its table is
+        ("queue.fsync", None),  # neither the key nor its table
+    ],
+)
 def test_line_of(key, line):
     assert KeyLocator(TEXT).line_of(key) == line
 
@@ -61,14 +65,23 @@ def test_multi_line_strings_are_not_keys():
     assert KeyLocator(TEXT).line_of("limits") == 11
 
 
-@pytest.mark.parametrize("parts", [("a",), ("limits", "message_size"), ("domains", "a.test", "mailboxes"),
-                                   ("aliases", "info@example.test"), ("x", 'q"uote')])
+@pytest.mark.parametrize(
+    "parts",
+    [
+        ("a",),
+        ("limits", "message_size"),
+        ("domains", "a.test", "mailboxes"),
+        ("aliases", "info@example.test"),
+        ("x", 'q"uote'),
+    ],
+)
 def test_split_key_inverts_join(parts):
     assert split_key(join(*parts)) == parts
 
 
 def test_the_sample_is_valid_toml():
     import tomllib
+
     tomllib.loads(TEXT)
 
 

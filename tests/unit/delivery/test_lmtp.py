@@ -1,4 +1,5 @@
 """LmtpAgent against FakePeer in LMTP mode, over TCP and over a Unix socket."""
+
 from __future__ import annotations
 
 import asyncio
@@ -19,9 +20,17 @@ LMTP_EXT = ("PIPELINING", "ENHANCEDSTATUSCODES", "8BITMIME")
 def request(tmp_path: Path, host: str, port: int | None, *rcpts: str) -> DeliveryRequest:
     path = tmp_path / "m.eml"
     path.write_bytes(CONTENT)
-    return DeliveryRequest("Q", "s@src.test", MailParams(),
-                           tuple(DeliveryRecipient(r) for r in rcpts), path, len(CONTENT),
-                           False, False, Nexthop("lmtp", "local", host=host, port=port, mx=False))
+    return DeliveryRequest(
+        "Q",
+        "s@src.test",
+        MailParams(),
+        tuple(DeliveryRecipient(r) for r in rcpts),
+        path,
+        len(CONTENT),
+        False,
+        False,
+        Nexthop("lmtp", "local", host=host, port=port, mx=False),
+    )
 
 
 def quota_rule(cmd, conn):
@@ -44,9 +53,11 @@ def test_lmtp_over_tcp_per_recipient_replies(tmp_path):
     async def main():
         async with FakePeer(quota_rule, lmtp=True, extensions=LMTP_EXT) as peer:
             agent = LmtpAgent(ClientConfig(), own_hostname="pigeon.test")
-            res = await agent.deliver(request(tmp_path, "127.0.0.1", peer.port,
-                                              "ok@x", "full@x", "gone@x"))
+            res = await agent.deliver(
+                request(tmp_path, "127.0.0.1", peer.port, "ok@x", "full@x", "gone@x")
+            )
             return res, peer
+
     res, peer = asyncio.run(main())
     check(res, peer)
     assert res[0].remote_mta.endswith(f"[127.0.0.1]:{peer.port}")
@@ -56,10 +67,15 @@ def test_lmtp_over_unix_socket(tmp_path):
     sock = Path(tempfile.mkdtemp(prefix="pigeon-lmtp-")) / "lmtp.sock"
 
     async def main():
-        async with FakePeer(quota_rule, lmtp=True, extensions=LMTP_EXT, unix_path=str(sock)) as peer:
+        async with FakePeer(
+            quota_rule, lmtp=True, extensions=LMTP_EXT, unix_path=str(sock)
+        ) as peer:
             agent = LmtpAgent(ClientConfig(), own_hostname="pigeon.test")
-            res = await agent.deliver(request(tmp_path, str(sock), None, "ok@x", "full@x", "gone@x"))
+            res = await agent.deliver(
+                request(tmp_path, str(sock), None, "ok@x", "full@x", "gone@x")
+            )
             return res, peer
+
     res, peer = asyncio.run(main())
     check(res, peer)
     assert res[0].remote_mta == str(sock)
@@ -67,11 +83,17 @@ def test_lmtp_over_unix_socket(tmp_path):
 
 def test_lmtp_connect_failure_defers_everyone(tmp_path):
     port = free_port()
-    res = asyncio.run(LmtpAgent(ClientConfig(), own_hostname="p").deliver(
-        request(tmp_path, "127.0.0.1", port, "a@x", "b@x")))
+    res = asyncio.run(
+        LmtpAgent(ClientConfig(), own_hostname="p").deliver(
+            request(tmp_path, "127.0.0.1", port, "a@x", "b@x")
+        )
+    )
     assert [(r.outcome, r.status) for r in res] == [(Outcome.DEFERRED, "4.4.1")] * 2
-    res = asyncio.run(LmtpAgent(ClientConfig(), own_hostname="p").deliver(
-        request(tmp_path, str(tmp_path / "no.sock"), None, "a@x")))
+    res = asyncio.run(
+        LmtpAgent(ClientConfig(), own_hostname="p").deliver(
+            request(tmp_path, str(tmp_path / "no.sock"), None, "a@x")
+        )
+    )
     assert res[0].outcome is Outcome.DEFERRED and res[0].status == "4.4.1"
 
 
@@ -79,13 +101,18 @@ def test_lmtp_refusing_greeting_is_deferred_not_bounced(tmp_path):
     async def main():
         async with FakePeer(lmtp=True, greeting="554 5.3.0 not today") as peer:
             return await LmtpAgent(ClientConfig(), own_hostname="p").deliver(
-                request(tmp_path, "127.0.0.1", peer.port, "a@x"))
+                request(tmp_path, "127.0.0.1", peer.port, "a@x")
+            )
+
     res = asyncio.run(main())
     assert res[0].outcome is Outcome.DEFERRED and res[0].status == "4.3.0"
 
 
 def test_lmtp_agent_passes_the_agent_conformance_suite():
     from pigeon.testing.conformance import check_delivery_agent
+
     port = free_port()
-    check_delivery_agent(lambda: LmtpAgent(ClientConfig(), own_hostname="p.test"),
-                         nexthop=Nexthop("lmtp", "local", host="127.0.0.1", port=port, mx=False))
+    check_delivery_agent(
+        lambda: LmtpAgent(ClientConfig(), own_hostname="p.test"),
+        nexthop=Nexthop("lmtp", "local", host="127.0.0.1", port=port, mx=False),
+    )

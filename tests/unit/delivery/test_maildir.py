@@ -1,4 +1,5 @@
 """Maildir delivery: headers, line endings, names, paths, streaming."""
+
 from __future__ import annotations
 
 import io
@@ -24,11 +25,12 @@ def source(tmp_path):
 
 def test_return_path_first_then_delivered_to_then_lf_content(tmp_path, source):
     box = tmp_path / "box"
-    path = deliver_to_maildir(box, source, "alice@example.test",
-                              delivered_to="bob@example.test")
+    path = deliver_to_maildir(box, source, "alice@example.test", delivered_to="bob@example.test")
     data = path.read_bytes()
-    assert data == (b"Return-Path: <alice@example.test>\nDelivered-To: bob@example.test\n"
-                    + CONTENT.replace(b"\r\n", b"\n"))
+    assert data == (
+        b"Return-Path: <alice@example.test>\nDelivered-To: bob@example.test\n"
+        + CONTENT.replace(b"\r\n", b"\n")
+    )
     assert b"\r" not in data
     assert path.parent == box / "new"
     assert list((box / "tmp").iterdir()) == []
@@ -43,8 +45,9 @@ def test_null_sender_is_angle_brackets(tmp_path, source):
 
 
 def test_unique_dovecot_style_names_with_sizes(tmp_path, source):
-    names = {deliver_to_maildir(tmp_path / "box", source, "a@b", fsync=False).name
-             for _ in range(50)}
+    names = {
+        deliver_to_maildir(tmp_path / "box", source, "a@b", fsync=False).name for _ in range(50)
+    }
     assert len(names) == 50
     for name in names:
         m = re.fullmatch(r"(\d+)\.M(\d+)P(\d+)Q(\d+)\.([^/,:]+),S=(\d+),W=(\d+)", name)
@@ -53,7 +56,7 @@ def test_unique_dovecot_style_names_with_sizes(tmp_path, source):
         size = (tmp_path / "box" / "new" / name).stat().st_size
         assert int(m.group(6)) == size
         lines = (tmp_path / "box" / "new" / name).read_bytes().count(b"\n")
-        assert int(m.group(7)) == size + lines        # virtual size with CRLF
+        assert int(m.group(7)) == size + lines  # virtual size with CRLF
 
 
 @pytest.mark.parametrize("chunk", [1, 2, 3, 4, 5, 64])
@@ -82,16 +85,19 @@ def test_failure_leaves_nothing_in_new(tmp_path):
     assert list((tmp_path / "box" / "tmp").iterdir()) == []
 
 
-@pytest.mark.parametrize("raw, safe", [
-    ("Alice", "alice"),
-    ("a.b+tag", "a.b+tag"),
-    ("..", "%2E."),
-    (".hidden", "%2Ehidden"),
-    ("a/b", "a%2Fb"),
-    ("x y", "x%20y"),
-    ("é", "%C3%A9"),
-    ("100%", "100%25"),
-])
+@pytest.mark.parametrize(
+    "raw, safe",
+    [
+        ("Alice", "alice"),
+        ("a.b+tag", "a.b+tag"),
+        ("..", "%2E."),
+        (".hidden", "%2Ehidden"),
+        ("a/b", "a%2Fb"),
+        ("x y", "x%20y"),
+        ("é", "%C3%A9"),
+        ("100%", "100%25"),
+    ],
+)
 def test_safe_component(raw, safe):
     assert safe_component(raw) == safe
 
@@ -113,7 +119,7 @@ def test_known_maildir_is_not_looked_at_again(tmp_path, source, monkeypatch):
     made = []
     monkeypatch.setattr(md.Path, "mkdir", lambda self, *a, **k: made.append(self))
     deliver_to_maildir(box, source, "a@b", fsync=False)
-    assert made == []                         # no mkdir of tmp/ new/ cur/ per message
+    assert made == []  # no mkdir of tmp/ new/ cur/ per message
     assert len(list((box / "new").iterdir())) == 2
 
 
@@ -123,7 +129,7 @@ def test_known_maildir_that_vanished_is_created_again(tmp_path, source, gone):
 
     box = tmp_path / "box"
     deliver_to_maildir(box, source, "a@b")
-    shutil.rmtree(box / gone if gone else box)      # an administrator removed it
+    shutil.rmtree(box / gone if gone else box)  # an administrator removed it
     path = deliver_to_maildir(box, source, "a@b")
     assert path.parent == box / "new" and path.read_bytes().startswith(b"Return-Path: <a@b>\n")
     for sub in ("tmp", "new", "cur"):
@@ -148,14 +154,15 @@ def test_deliver_batch_syncs_each_new_directory_once(tmp_path, monkeypatch):
     real = md.fsync_dir
     monkeypatch.setattr(md, "fsync_dir", lambda d: (synced.append(Path(d)), real(d)))
     boxes = [tmp_path / "a", tmp_path / "b"]
-    for box in boxes:                           # already set up: only new/ syncs count
+    for box in boxes:  # already set up: only new/ syncs count
         md.ensure_maildir(box)
     synced.clear()
-    jobs = [md.MaildirJob(boxes[i % 2], src, "s@example.test", f"r{i}@example.test")
-            for i in range(6)]
+    jobs = [
+        md.MaildirJob(boxes[i % 2], src, "s@example.test", f"r{i}@example.test") for i in range(6)
+    ]
     results = md.deliver_batch(jobs)
     assert [err for _, _, err in results] == [None] * 6
-    assert sorted(synced) == sorted(box / "new" for box in boxes)     # once per Maildir
+    assert sorted(synced) == sorted(box / "new" for box in boxes)  # once per Maildir
     assert len(list((boxes[0] / "new").iterdir())) == 3
     assert len(list((boxes[1] / "new").iterdir())) == 3
     assert all(started <= ended for started, ended, _ in results)
@@ -175,12 +182,13 @@ def test_deliver_batch_unlinks_and_fails_when_the_directory_sync_fails(tmp_path,
         if Path(d) == bad / "new":
             raise OSError(5, "Input/output error")
         real(d)
+
     monkeypatch.setattr(md, "fsync_dir", failing)
     results = md.deliver_batch([md.MaildirJob(good, src, ""), md.MaildirJob(bad, src, "")])
     assert results[0][2] is None
     assert isinstance(results[1][2], OSError)
     assert len(list((good / "new").iterdir())) == 1
-    assert list((bad / "new").iterdir()) == []          # not left behind as if delivered
+    assert list((bad / "new").iterdir()) == []  # not left behind as if delivered
 
 
 def test_deliver_batch_recreates_a_vanished_maildir(tmp_path):
@@ -192,7 +200,7 @@ def test_deliver_batch_recreates_a_vanished_maildir(tmp_path):
     src.write_bytes(b"Subject: x\r\n\r\nbody\r\n")
     box = tmp_path / "box"
     assert md.deliver_batch([md.MaildirJob(box, src, "")])[0][2] is None
-    shutil.rmtree(box)                                # remembered, but gone now
+    shutil.rmtree(box)  # remembered, but gone now
     assert md.deliver_batch([md.MaildirJob(box, src, "")])[0][2] is None
     assert len(list((box / "new").iterdir())) == 1
     assert list((box / "tmp").iterdir()) == []
@@ -211,4 +219,4 @@ def test_deliver_batch_publishes_only_synced_files(tmp_path, monkeypatch):
     monkeypatch.setattr(md, "_publish", lambda *a: (order.append("publish"), real_publish(*a))[1])
     results = md.deliver_batch([md.MaildirJob(box, src, "") for _ in range(4)])
     assert [err for _, _, err in results] == [None] * 4
-    assert order == ["sync"] * 4 + ["publish"] * 4     # every file synced before any appears
+    assert order == ["sync"] * 4 + ["publish"] * 4  # every file synced before any appears

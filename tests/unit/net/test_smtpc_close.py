@@ -1,4 +1,5 @@
 """Closing an outbound connection is bounded even when the peer stops reading."""
+
 from __future__ import annotations
 
 import asyncio
@@ -29,13 +30,18 @@ def test_abort_drops_unsent_output_after_close_timeout(monkeypatch):
 
     async def main():
         server, port, stop = await _server_that_stops_reading()
-        conn = await smtpc.connect(ClientConfig(tls="none"), host="peer.test",
-                                   address="127.0.0.1", port=port, helo_name="client.test")
+        conn = await smtpc.connect(
+            ClientConfig(tls="none"),
+            host="peer.test",
+            address="127.0.0.1",
+            port=port,
+            helo_name="client.test",
+        )
         transport = conn.writer.transport
-        conn.writer.write(b"x" * 20_000_000)       # far more than the peer will take
+        conn.writer.write(b"x" * 20_000_000)  # far more than the peer will take
         conn.abort()
         # Without a bound the transport would hold the socket until the peer reads.
-        for _ in range(60):                        # at most 3 s
+        for _ in range(60):  # at most 3 s
             if transport.get_extra_info("socket") is None or transport.get_write_buffer_size() == 0:
                 break
             await asyncio.sleep(0.05)

@@ -1,4 +1,5 @@
 """SmtpStream over real loopback sockets: reads, timeouts, wake, EOF, back-pressure."""
+
 from __future__ import annotations
 
 import asyncio
@@ -17,8 +18,7 @@ async def _pair(limit: int = 256 * 1024):
     def on_connected(stream: SmtpStream) -> None:
         accepted.set_result(stream)
 
-    server = await loop.create_server(lambda: SmtpStream(on_connected, limit=limit),
-                                      "127.0.0.1", 0)
+    server = await loop.create_server(lambda: SmtpStream(on_connected, limit=limit), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     stream = await asyncio.wait_for(accepted, 5)
@@ -35,13 +35,14 @@ def test_read_returns_data_then_none_on_timeout_then_eof():
         writer.write(b"EHLO a\r\n")
         await writer.drain()
         assert await stream.read(5) == b"EHLO a\r\n"
-        assert await stream.read(0.05) is None          # nothing more: timeout
+        assert await stream.read(0.05) is None  # nothing more: timeout
         writer.close()
-        assert await stream.read(5) == b""              # peer closed: EOF
-        assert await stream.read(5) == b""              # and it stays so
+        assert await stream.read(5) == b""  # peer closed: EOF
+        assert await stream.read(5) == b""  # and it stays so
         stream.close()
         await stream.wait_closed()
         server.close()
+
     run(main())
 
 
@@ -56,6 +57,7 @@ def test_wake_interrupts_a_pending_read():
         writer.close()
         stream.close()
         server.close()
+
     run(main())
 
 
@@ -70,9 +72,10 @@ def test_write_reaches_the_peer_and_drain_after_loss_raises():
         await asyncio.wait_for(stream.wait_closed(), 5)
         with pytest.raises(ConnectionResetError):
             await stream.drain(5)
-        stream.write(b"ignored after close")             # never raises
+        stream.write(b"ignored after close")  # never raises
         writer.close()
         server.close()
+
     run(main())
 
 
@@ -93,6 +96,7 @@ def test_reading_pauses_past_the_limit_and_resumes_after_read():
         writer.close()
         stream.close()
         server.close()
+
     run(main())
 
 
@@ -108,12 +112,14 @@ def test_take_buffer_returns_unread_octets():
         writer.close()
         stream.close()
         server.close()
+
     run(main())
 
 
 def test_replies_still_reach_a_peer_that_half_closed():
     """EOF from the peer (SHUT_WR) leaves our side open: what we write after
     it still arrives, and the connection closes only when we close it."""
+
     async def main():
         server, stream, reader, writer = await _pair()
         writer.write(b".\r\nQUIT\r\n")
@@ -126,13 +132,16 @@ def test_replies_still_reach_a_peer_that_half_closed():
                 break
             got += data
         assert got == b".\r\nQUIT\r\n"
-        await asyncio.sleep(0.05)          # give a wrongly closing transport time to close
+        await asyncio.sleep(0.05)  # give a wrongly closing transport time to close
         stream.write(b"250 2.0.0 Ok: queued as X\r\n221 2.0.0 bye\r\n")
         await stream.close_and_wait(5)
-        assert await asyncio.wait_for(reader.read(), 5) == \
-            b"250 2.0.0 Ok: queued as X\r\n221 2.0.0 bye\r\n"
+        assert (
+            await asyncio.wait_for(reader.read(), 5)
+            == b"250 2.0.0 Ok: queued as X\r\n221 2.0.0 bye\r\n"
+        )
         writer.close()
         server.close()
+
     run(main())
 
 
@@ -154,7 +163,7 @@ async def _non_reading_pair():
 def test_drain_is_bounded_when_the_peer_never_reads():
     async def main():
         server, stream, client = await _non_reading_pair()
-        for _ in range(200):                       # far more than both socket buffers
+        for _ in range(200):  # far more than both socket buffers
             stream.write(b"x" * 4096)
         with pytest.raises(TimeoutError):
             await stream.drain(0.2)
@@ -162,6 +171,7 @@ def test_drain_is_bounded_when_the_peer_never_reads():
         await asyncio.wait_for(stream.wait_closed(), 5)
         client.close()
         server.close()
+
     run(main())
 
 
@@ -170,7 +180,8 @@ def test_close_and_wait_aborts_when_the_output_is_never_read():
         server, stream, client = await _non_reading_pair()
         stream.write(b"x" * 1_000_000)
         await asyncio.wait_for(stream.close_and_wait(0.2), 5)
-        await asyncio.wait_for(stream.wait_closed(), 5)   # gone, not waiting to flush forever
+        await asyncio.wait_for(stream.wait_closed(), 5)  # gone, not waiting to flush forever
         client.close()
         server.close()
+
     run(main())

@@ -1,4 +1,5 @@
 """pigeon.net.tls: certificate checks that name the file, the context, reload, self-signed."""
+
 from __future__ import annotations
 
 import datetime
@@ -9,10 +10,16 @@ import pytest
 
 from pigeon.config import load_config
 from pigeon.config.schema import TlsConfig
-from pigeon.net.tls import (TlsError, TlsProvider, build_context, check_certificate,
-                            generate_self_signed, tls_info)
+from pigeon.net.tls import (
+    TlsError,
+    TlsProvider,
+    build_context,
+    check_certificate,
+    generate_self_signed,
+    tls_info,
+)
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 
 
 def _pair(tmp_path, name="mx.example.test", **kw):
@@ -61,12 +68,12 @@ def test_errors_name_the_file(tmp_path):
 
 
 def test_dates(tmp_path):
-    old, _ = _pair(tmp_path, "old.example.test", now=datetime.datetime(2020, 1, 1, tzinfo=UTC),
-                   days=10)
+    old, _ = _pair(
+        tmp_path, "old.example.test", now=datetime.datetime(2020, 1, 1, tzinfo=UTC), days=10
+    )
     with pytest.raises(TlsError, match=f"{old}: the certificate expired on 2020-01-11"):
         check_certificate(old)
-    future, _ = _pair(tmp_path, "new.example.test",
-                      now=datetime.datetime(2999, 1, 1, tzinfo=UTC))
+    future, _ = _pair(tmp_path, "new.example.test", now=datetime.datetime(2999, 1, 1, tzinfo=UTC))
     with pytest.raises(TlsError, match="not valid before 2998-12-31"):
         check_certificate(future)
 

@@ -1,13 +1,12 @@
 """pigeon log ID: the history of one message in text and JSON logs, reports followed."""
+
 from __future__ import annotations
 
-import io
 import json
 import logging
 
 import pytest
 
-from pigeon.config.schema import LogConfig
 from pigeon.obs.history import message_history
 from pigeon.obs.logsetup import JsonFormatter, TextFormatter
 from pigeon.obs.maillog import MailLog
@@ -23,8 +22,11 @@ def write_log(path, formatter):
     ml = MailLog(logger)
     ml.log("AAAA1111", {"from": "a@x.test", "size": 10, "nrcpt": 1}, "queued")
     ml.log("BBBB2222", {"from": "other@x.test"}, "queued")
-    ml.log("AAAA1111", {"to": "u@y.test", "relay": "none", "dsn": "5.1.1", "status": "bounced"},
-           "no such user")
+    ml.log(
+        "AAAA1111",
+        {"to": "u@y.test", "relay": "none", "dsn": "5.1.1", "status": "bounced"},
+        "no such user",
+    )
     ml.log("AAAA1111", {}, "sender non-delivery notification: CCCC3333")
     ml.log("AAAA1111", {"status": "removed"})
     ml.log("CCCC3333", {"to": "a@x.test", "relay": "local", "status": "sent"}, "delivered")
@@ -49,8 +51,10 @@ def test_rotated_file_is_read_first_and_ids_are_checked(tmp_path):
     path = tmp_path / "p.log"
     (tmp_path / "p.log.1").write_text("old AAAA1111: queued\n")
     path.write_text("new AAAA1111: removed\n  continuation line\nAAAA11112 not this\n")
-    assert message_history(path, "AAAA1111") == ["old AAAA1111: queued",
-                                                  "new AAAA1111: removed\n  continuation line"]
+    assert message_history(path, "AAAA1111") == [
+        "old AAAA1111: queued",
+        "new AAAA1111: removed\n  continuation line",
+    ]
     with pytest.raises(ValueError):
         message_history(path, "a b")
     assert message_history(tmp_path / "missing.log", "AAAA1111") == []

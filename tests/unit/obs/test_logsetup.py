@@ -1,4 +1,5 @@
 """setup_logging and the two line formats (text, JSON Lines)."""
+
 from __future__ import annotations
 
 import io
@@ -10,10 +11,12 @@ import pytest
 
 from pigeon.config import ConfigError
 from pigeon.config.schema import LogConfig
-from pigeon.obs.logsetup import flush_logs, JsonFormatter, TextFormatter, setup_logging
+from pigeon.obs.logsetup import JsonFormatter, TextFormatter, flush_logs, setup_logging
 from pigeon.obs.maillog import MailLog
 
-TEXT_LINE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z pigeon\[\d+\] (\w+) ([\w.]+): (.*)\Z")
+TEXT_LINE = re.compile(
+    r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z pigeon\[\d+\] (\w+) ([\w.]+): (.*)\Z"
+)
 
 
 # Every test here may call setup_logging(): put the loggers back afterwards.
@@ -31,7 +34,10 @@ def record(msg: str = "hello %s", args: tuple = ("world",), **extra) -> logging.
 
 
 def test_text_format():
-    assert TextFormatter().format(record()) == "2026-11-29T17:20:01.123Z pigeon[4242] WARNING pigeon.net: hello world"
+    assert (
+        TextFormatter().format(record())
+        == "2026-11-29T17:20:01.123Z pigeon[4242] WARNING pigeon.net: hello world"
+    )
 
 
 def test_text_format_escapes_control_characters():
@@ -47,6 +53,7 @@ def test_text_format_indents_tracebacks():
         raise ValueError("boom")
     except ValueError:
         import sys
+
         rec = record("failed", ())
         rec.exc_info = sys.exc_info()
     lines = TextFormatter().format(rec).splitlines()
@@ -57,19 +64,40 @@ def test_text_format_indents_tracebacks():
 
 def test_json_format():
     obj = json.loads(JsonFormatter().format(record()))
-    assert obj == {"ts": "2026-11-29T17:20:01.123Z", "level": "warning", "logger": "pigeon.net",
-                   "pid": 4242, "msg": "hello world"}
+    assert obj == {
+        "ts": "2026-11-29T17:20:01.123Z",
+        "level": "warning",
+        "logger": "pigeon.net",
+        "pid": 4242,
+        "msg": "hello world",
+    }
 
 
 def test_json_format_structured_fields():
-    rec = record("4F2A: from=<>", (), queue_id="4F2A", detail="queued",
-                 fields={"from": "", "size": 12, "delay": 0.123456, "relay": None, "msg": "clash",
-                         "path": object.__new__(type("P", (), {"__str__": lambda self: "/x"}))})
+    rec = record(
+        "4F2A: from=<>",
+        (),
+        queue_id="4F2A",
+        detail="queued",
+        fields={
+            "from": "",
+            "size": 12,
+            "delay": 0.123456,
+            "relay": None,
+            "msg": "clash",
+            "path": object.__new__(type("P", (), {"__str__": lambda self: "/x"})),
+        },
+    )
     obj = json.loads(JsonFormatter().format(rec))
     assert obj["msg"] == "4F2A: from=<>"
     assert obj["msg_"] == "clash"
     assert obj["queue_id"] == "4F2A" and obj["detail"] == "queued"
-    assert obj["from"] == "" and obj["size"] == 12 and obj["delay"] == 0.123456 and obj["relay"] is None
+    assert (
+        obj["from"] == ""
+        and obj["size"] == 12
+        and obj["delay"] == 0.123456
+        and obj["relay"] is None
+    )
     assert obj["path"] == "/x"
 
 
@@ -78,6 +106,7 @@ def test_json_format_exception():
         raise KeyError("k")
     except KeyError:
         import sys
+
         rec = record("failed", ())
         rec.exc_info = sys.exc_info()
     obj = json.loads(JsonFormatter().format(rec))
@@ -132,7 +161,7 @@ def test_log_file(tmp_path):
     path = tmp_path / "pigeon.log"
     setup_logging(LogConfig(format="json", file=path))
     logging.getLogger("pigeon").info("to the file")
-    flush_logs()          # written by a background thread
+    flush_logs()  # written by a background thread
     assert json.loads(path.read_text())["msg"] == "to the file"
 
 
@@ -147,7 +176,7 @@ def test_background_writer_batches_and_keeps_order_and_level(tmp_path):
     lines = path.read_text().splitlines()
     assert [line.rsplit(" ", 1)[1] for line in lines] == [str(i) for i in range(500)]
     assert "below the level" not in path.read_text()
-    log.info("after a flush")           # the writer still runs after flush()
+    log.info("after a flush")  # the writer still runs after flush()
     flush_logs()
     assert path.read_text().splitlines()[-1].endswith("after a flush")
 
@@ -161,6 +190,7 @@ def test_log_file_that_cannot_be_opened(tmp_path):
 
 def test_syslog_over_udp_to_a_loopback_listener():
     import socket
+
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     sock.settimeout(5)
@@ -191,6 +221,7 @@ class FullDisk(io.StringIO):
     def write(self, text: str) -> int:
         if self.full:
             import errno
+
             raise OSError(errno.ENOSPC, "No space left on device")
         return super().write(text)
 
@@ -210,5 +241,6 @@ def test_a_full_disk_under_the_log_says_so_once_each_way_without_a_traceback(cap
     err = capsys.readouterr().err
     assert err.splitlines() == [
         "pigeon: cannot write the log: No space left on device; trying again with each new line",
-        "pigeon: the log is written again (3 lines met the failing disk)"]
+        "pigeon: the log is written again (3 lines met the failing disk)",
+    ]
     assert "Traceback" not in err and out.getvalue().rstrip().endswith("after")

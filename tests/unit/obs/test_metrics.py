@@ -1,11 +1,11 @@
 """Metrics: hook methods, scrape-time values, the HTTP endpoint, parsed by prometheus_client."""
+
 from __future__ import annotations
 
 import asyncio
 import urllib.error
 import urllib.request
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pigeon.obs.metrics import Metrics, MetricsServer
@@ -20,8 +20,9 @@ def samples(text: str) -> dict:
 
 
 def test_hooks_and_live_values_render_as_valid_prometheus_text():
-    m = Metrics(queue_counts=lambda: {"incoming": 2, "deferred": 5},
-                server_stats=lambda: {"sessions": 3})
+    m = Metrics(
+        queue_counts=lambda: {"incoming": 2, "deferred": 5}, server_stats=lambda: {"sessions": 3}
+    )
     m.connection_opened("smtp")
     m.connection_refused()
     m.session_ended("quit")
@@ -36,7 +37,9 @@ def test_hooks_and_live_values_render_as_valid_prometheus_text():
     assert got[("pigeon_smtp_sessions_active", ())] == 3
     assert got[("pigeon_smtp_connections_total", (("role", "smtp"),))] == 1
     assert got[("pigeon_smtp_rejections_total", (("code", "550"),))] == 1
-    assert got[("pigeon_recipients_total", (("destination", "remote"), ("outcome", "deferred")))] == 1
+    assert (
+        got[("pigeon_recipients_total", (("destination", "remote"), ("outcome", "deferred")))] == 1
+    )
     assert got[("pigeon_delivery_latency_seconds_count", ())] == 1
     assert got[("pigeon_message_size_bytes_sum", ())] == 2048
     assert got[("pigeon_tls_sessions_total", (("version", "TLSv1.3"),))] == 1
@@ -51,6 +54,7 @@ def test_registries_are_private():
 def test_a_failing_queue_count_does_not_break_the_scrape():
     def boom():
         raise RuntimeError("database is locked")
+
     got = samples(Metrics(queue_counts=boom).render().decode())
     assert ("pigeon_messages_accepted_total", ()) in got
 
@@ -69,6 +73,7 @@ def test_http_endpoint():
                     return r.status, r.headers.get("Content-Type"), r.read()
             except urllib.error.HTTPError as e:
                 return e.code, None, b""
+
         try:
             status, ctype, body = await asyncio.to_thread(get, "/metrics")
             assert status == 200 and ctype.startswith("text/plain")
@@ -77,6 +82,7 @@ def test_http_endpoint():
             assert (await asyncio.to_thread(get, "/metrics", "POST"))[0] == 405
         finally:
             await server.close()
+
     asyncio.run(main())
 
 
@@ -91,6 +97,7 @@ def test_a_scraper_that_never_reads_is_cut_off(monkeypatch):
     import socket
 
     from pigeon.obs import metrics as metrics_module
+
     monkeypatch.setattr(metrics_module, "_WRITE_TIMEOUT", 0.3, raising=False)
 
     async def main():
@@ -106,7 +113,7 @@ def test_a_scraper_that_never_reads_is_cut_off(monkeypatch):
         try:
             # The server must give up on us: its task ends and the socket is
             # reset, without our reading a byte before then.
-            for _ in range(100):                       # at most 5 s
+            for _ in range(100):  # at most 5 s
                 await asyncio.sleep(0.05)
                 handlers = [t for t in asyncio.all_tasks() if "_serve" in repr(t)]
                 if not handlers:
@@ -115,13 +122,17 @@ def test_a_scraper_that_never_reads_is_cut_off(monkeypatch):
         finally:
             client.close()
             await server.close()
+
     asyncio.run(asyncio.wait_for(main(), 30))
 
 
 def test_storage_state_is_read_at_scrape_time():
-    state = {"queue": {"degraded": True, "episodes": 2}, "mailbox": {"degraded": False,
-                                                                     "episodes": 0},
-             "space": {"free": 5_000_000, "reserve": 15_360_000, "low": True}, "unsaved": 7}
+    state = {
+        "queue": {"degraded": True, "episodes": 2},
+        "mailbox": {"degraded": False, "episodes": 0},
+        "space": {"free": 5_000_000, "reserve": 15_360_000, "low": True},
+        "unsaved": 7,
+    }
     got = samples(Metrics(storage=lambda: state).render().decode())
     assert got[("pigeon_storage_degraded", (("area", "queue"),))] == 1
     assert got[("pigeon_storage_degraded", (("area", "mailbox"),))] == 0

@@ -1,4 +1,5 @@
 """limits.new_mailboxes_per_hour: a bound on Maildirs one client can make appear."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,10 +15,17 @@ from pigeon.testing.fakes import FakeClock
 
 
 def make_policy(tmp_path: Path, limit: int = 3, **kw) -> tuple[RecipientPolicy, FakeClock]:
-    config = Config(hostname="mx.example.test", data_dir=tmp_path,
-                    domains={"open.test": DomainConfig("open.test"),
-                             "listed.test": DomainConfig("listed.test", frozenset({"a", "b", "c", "d"}))},
-                    relay_networks=(), limits=Limits(new_mailboxes_per_hour=limit), **kw)
+    config = Config(
+        hostname="mx.example.test",
+        data_dir=tmp_path,
+        domains={
+            "open.test": DomainConfig("open.test"),
+            "listed.test": DomainConfig("listed.test", frozenset({"a", "b", "c", "d"})),
+        },
+        relay_networks=(),
+        limits=Limits(new_mailboxes_per_hour=limit),
+        **kw,
+    )
     clock = FakeClock()
     return RecipientPolicy(config, Router(config), clock=clock), clock
 
@@ -50,12 +58,16 @@ def test_zero_means_no_limit(tmp_path):
 
 
 def test_ipv6_clients_count_by_slash_64():
-    assert client_key("2001:db8:1:2:aaaa::1") == client_key("2001:db8:1:2:bbbb::9") == "2001:db8:1:2::/64"
+    assert (
+        client_key("2001:db8:1:2:aaaa::1")
+        == client_key("2001:db8:1:2:bbbb::9")
+        == "2001:db8:1:2::/64"
+    )
     assert client_key("::ffff:192.0.2.1") == "192.0.2.1"
     limiter = NewMailboxLimiter(max_entries=2)
     assert limiter.allow("2001:db8:1:2::1", "m1", 0.0, 1)
     assert not limiter.allow("2001:db8:1:2::2", "m2", 0.0, 1)
-    for i in range(5):                       # bounded: old clients are dropped
+    for i in range(5):  # bounded: old clients are dropped
         limiter.allow(f"192.0.2.{i}", f"n{i}", 0.0, 1)
     assert len(limiter._counts) == 2 and len(limiter._counted) == 2
 
@@ -77,10 +89,14 @@ def test_made_up_local_senders_count_too(tmp_path):
     """A DSN to a new local sender would create its Maildir: MAIL FROM counts."""
     policy, _ = make_policy(tmp_path, limit=2)
     assert policy.check_sender(Address("s1", "open.test"), "203.0.113.9") is None
-    assert policy.check_sender(Address("s1", "open.test"), "203.0.113.9") is None   # counted once
+    assert policy.check_sender(Address("s1", "open.test"), "203.0.113.9") is None  # counted once
     assert policy.check_sender(Address("s2", "open.test"), "203.0.113.9") is None
-    assert policy.check_sender(Address("s3", "open.test"), "203.0.113.9") == R.TOO_MANY_NEW_MAILBOXES
-    assert policy.check_sender(Address("s3", "open.test"), "203.0.113.9", authenticated=True) is None
+    assert (
+        policy.check_sender(Address("s3", "open.test"), "203.0.113.9") == R.TOO_MANY_NEW_MAILBOXES
+    )
+    assert (
+        policy.check_sender(Address("s3", "open.test"), "203.0.113.9", authenticated=True) is None
+    )
     assert policy.check_sender(Address("x", "listed.test"), "203.0.113.9") is None
     assert policy.check_sender(Address("x", "remote.test"), "203.0.113.9") is None
     assert policy.check_sender(None, "203.0.113.9") is None

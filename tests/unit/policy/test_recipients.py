@@ -6,6 +6,7 @@ followed by " -> " and the reply (the 250 2.1.5 RECIPIENT_OK for an accept).
 Regenerate after an intended change with PIGEON_REGEN_GOLDEN=1 and review
 the diff.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -25,8 +26,10 @@ GOLDEN = Path(__file__).parent / "golden"
 CONFIG = Config(
     hostname="mx.example.test",
     relay_networks=(ipaddress.ip_network("192.0.2.0/24"), ipaddress.ip_network("2001:db8::/32")),
-    domains={"example.test": DomainConfig("example.test", frozenset({"alice", "bob"})),
-             "open.test": DomainConfig("open.test")},
+    domains={
+        "example.test": DomainConfig("example.test", frozenset({"alice", "bob"})),
+        "open.test": DomainConfig("open.test"),
+    },
     aliases={"info@example.test": ("alice@example.test", "carol@remote.test")},
 )
 
@@ -68,7 +71,7 @@ def test_sender_always_accepted():
 
 def test_relay_networks_edge_cases():
     policy = RecipientPolicy(CONFIG, Router(CONFIG))
-    assert policy.client_may_relay("::ffff:192.0.2.7")      # v4-mapped from a dual-stack socket
+    assert policy.client_may_relay("::ffff:192.0.2.7")  # v4-mapped from a dual-stack socket
     assert policy.client_may_relay("2001:db8::1%eth0")
     assert not policy.client_may_relay("")
     assert not policy.client_may_relay("garbage")
@@ -79,24 +82,39 @@ def test_authenticated_clients_may_relay_but_local_checks_stay():
     from pigeon.policy.recipients import RecipientPolicy
     from pigeon.proto.address import Address
     from pigeon.routing.resolve import Router
+
     config = load_config(None, {"domains": {"example.test": {"mailboxes": ["alice"]}}})
     policy = RecipientPolicy(config, Router(config))
     remote = Address("x", "elsewhere.example")
     assert policy.check_recipient(remote, "192.0.2.9") is not None
     assert policy.check_recipient(remote, "192.0.2.9", authenticated=True) is None
-    assert policy.check_recipient(Address("nobody", "example.test"), "192.0.2.9",
-                                  authenticated=True) is not None
+    assert (
+        policy.check_recipient(Address("nobody", "example.test"), "192.0.2.9", authenticated=True)
+        is not None
+    )
 
 
 def test_repeated_recipients_merge_keeping_the_first_with_its_parameters():
     from pigeon.proto.params import RcptParams
+
     policy = RecipientPolicy(CONFIG, Router(CONFIG))
     first, later = RcptParams(notify=("NEVER",)), RcptParams(notify=("SUCCESS",))
-    got = policy.merge_recipients([
-        (Address("alice", "example.test"), first), (Address("ALICE", "example.test"), later),
-        (Address("alice+x", "example.test"), later), (Address("bob", "example.test"), later),
-        (Address("Carol", "remote.test"), first), (Address("carol", "remote.test"), later),
-        (Address("postmaster", ""), first), (Address("postmaster", "example.test"), later)])
+    got = policy.merge_recipients(
+        [
+            (Address("alice", "example.test"), first),
+            (Address("ALICE", "example.test"), later),
+            (Address("alice+x", "example.test"), later),
+            (Address("bob", "example.test"), later),
+            (Address("Carol", "remote.test"), first),
+            (Address("carol", "remote.test"), later),
+            (Address("postmaster", ""), first),
+            (Address("postmaster", "example.test"), later),
+        ]
+    )
     assert [(str(a), p) for a, p in got] == [
-        ("alice@example.test", first), ("bob@example.test", later),
-        ("Carol@remote.test", first), ("carol@remote.test", later), ("postmaster", first)]
+        ("alice@example.test", first),
+        ("bob@example.test", later),
+        ("Carol@remote.test", first),
+        ("carol@remote.test", later),
+        ("postmaster", first),
+    ]

@@ -1,10 +1,13 @@
 """From: header ownership for authenticated submission."""
+
 from pigeon.policy.submission import check_from_header, from_addresses
 from pigeon.proto import reply as R
 
 OWNED = frozenset({"alice@example.test", "a@example.test"})
-HEAD = (b"Received: from x\r\n\tby y\r\nFrom: \"Alice, A.\" <Alice@Example.TEST>\r\n"
-        b"Subject: hi\r\n\r\nFrom: not-a-header@evil.example\r\n")
+HEAD = (
+    b'Received: from x\r\n\tby y\r\nFrom: "Alice, A." <Alice@Example.TEST>\r\n'
+    b"Subject: hi\r\n\r\nFrom: not-a-header@evil.example\r\n"
+)
 
 
 def test_addresses_from_the_header_section_only():
@@ -27,8 +30,9 @@ def test_folded_from_header():
 
 
 def _check(from_lines: bytes, *, before: bytes = b"") -> R.Reply | None:
-    return check_from_header(b"Received: from x\r\n" + before + from_lines
-                             + b"Subject: s\r\n\r\nbody\r\n", OWNED)
+    return check_from_header(
+        b"Received: from x\r\n" + before + from_lines + b"Subject: s\r\n\r\nbody\r\n", OWNED
+    )
 
 
 def test_from_after_64_kib_of_other_fields_is_seen():
@@ -39,8 +43,12 @@ def test_from_after_64_kib_of_other_fields_is_seen():
 
 
 def test_tolerant_field_names():
-    for line in (b"From : boss@evil.example\r\n", b"From\t: boss@evil.example\r\n",
-                 b"FROM: boss@evil.example\r\n", b"from:boss@evil.example\r\n"):
+    for line in (
+        b"From : boss@evil.example\r\n",
+        b"From\t: boss@evil.example\r\n",
+        b"FROM: boss@evil.example\r\n",
+        b"from:boss@evil.example\r\n",
+    ):
         assert _check(line) is R.FROM_NOT_OWNED, line
     assert _check(b"From : Alice <alice@example.test>\r\n") is None
 
@@ -51,23 +59,27 @@ def test_every_from_field_counts():
 
 
 def test_folded_fields():
-    assert _check(b"From: Alice\r\n <alice@example.test>,\r\n\tboss@evil.example\r\n") \
+    assert (
+        _check(b"From: Alice\r\n <alice@example.test>,\r\n\tboss@evil.example\r\n")
         is R.FROM_NOT_OWNED
+    )
     assert _check(b"From:\r\n Alice\r\n <alice@example.test>\r\n") is None
 
 
 def test_group_syntax():
     assert _check(b"From: team: alice@example.test, boss@evil.example;\r\n") is R.FROM_NOT_OWNED
     assert _check(b"From: team: alice@example.test, a@example.test;\r\n") is None
-    assert _check(b"From: undisclosed-senders:;\r\n") is R.FROM_NOT_OWNED   # nothing owned
+    assert _check(b"From: undisclosed-senders:;\r\n") is R.FROM_NOT_OWNED  # nothing owned
 
 
 def test_encoded_words():
     # An owned address with an encoded display name is fine...
     assert _check(b"From: =?utf-8?q?Al=C3=AFce?= <alice@example.test>\r\n") is None
     # ...but a display name that a client shows as another address is not.
-    assert _check(b"From: =?utf-8?q?ceo=40bank=2Eexample?= <alice@example.test>\r\n") \
+    assert (
+        _check(b"From: =?utf-8?q?ceo=40bank=2Eexample?= <alice@example.test>\r\n")
         is R.FROM_NOT_OWNED
+    )
     assert _check(b"From: =?utf-8?b?Ym9zc0BldmlsLmV4YW1wbGU=?=\r\n") is R.FROM_NOT_OWNED
 
 

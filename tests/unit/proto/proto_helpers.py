@@ -1,11 +1,19 @@
 """Shared helpers for proto unit tests: drive a ServerSession with a trivial policy."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from pigeon.proto import reply as R
 from pigeon.proto.events import (
-    NEED_DATA, DataFinished, DataReceived, DataStarted, Event, MailRequested, RcptRequested)
+    NEED_DATA,
+    DataFinished,
+    DataReceived,
+    DataStarted,
+    Event,
+    MailRequested,
+    RcptRequested,
+)
 from pigeon.proto.server import ServerSession, SessionConfig
 
 
@@ -35,7 +43,7 @@ class Drive:
                 self.session.respond(R.queued("Q1"), now=self.now)
         self.out += self.session.data_to_send()
 
-    def send(self, data: bytes) -> "Drive":
+    def send(self, data: bytes) -> Drive:
         self.session.receive_data(data, self.now)
         self.pump()
         return self

@@ -1,47 +1,75 @@
 """parse_path / split_path / Address.__str__ (RFC 5321 §4.1.2, RFC 6531 §3.3)."""
+
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from pigeon.proto.address import (
-    Address, NonAsciiAddressError, PathError, parse_path, split_path)
+from pigeon.proto.address import Address, NonAsciiAddressError, PathError, parse_path, split_path
 
 
 def p(text: str, *, null: bool = False, utf8: bool = False) -> Address | None:
     return parse_path(text, allow_null=null, smtputf8=utf8)
 
 
-@pytest.mark.parametrize("text, local, domain", [
-    ("<bob@example.org>", "bob", "example.org"),
-    ("<Bob.Smith@Example.ORG>", "Bob.Smith", "example.org"),
-    ("bob@example.org", "bob", "example.org"),                     # no brackets (Postfix)
-    ('<"john doe"@example.org>', "john doe", "example.org"),
-    ('<"a\\"b\\\\c"@example.org>', 'a"b\\c', "example.org"),
-    ('<"a>b"@example.org>', "a>b", "example.org"),
-    ('<""@example.org>', "", "example.org"),
-    ("<x@[192.0.2.1]>", "x", "[192.0.2.1]"),
-    ("<x@[IPv6:2001:DB8::1]>", "x", "[IPv6:2001:db8::1]"),
-    ("<x@[ipv6:::ffff:192.0.2.1]>", "x", "[IPv6:::ffff:192.0.2.1]"),
-    ("<x@[x-tag:content]>", "x", "[x-tag:content]"),
-    ("<@a.example,@b.example:bob@c.example>", "bob", "c.example"),  # source route dropped
-    ("<postmaster>", "postmaster", ""),
-    ("<PostMaster>", "postmaster", ""),
-    ("<!#$%&'*+/=?^_`{|}~-@example.org>", "!#$%&'*+/=?^_`{|}~-", "example.org"),
-])
+@pytest.mark.parametrize(
+    "text, local, domain",
+    [
+        ("<bob@example.org>", "bob", "example.org"),
+        ("<Bob.Smith@Example.ORG>", "Bob.Smith", "example.org"),
+        ("bob@example.org", "bob", "example.org"),  # no brackets (Postfix)
+        ('<"john doe"@example.org>', "john doe", "example.org"),
+        ('<"a\\"b\\\\c"@example.org>', 'a"b\\c', "example.org"),
+        ('<"a>b"@example.org>', "a>b", "example.org"),
+        ('<""@example.org>', "", "example.org"),
+        ("<x@[192.0.2.1]>", "x", "[192.0.2.1]"),
+        ("<x@[IPv6:2001:DB8::1]>", "x", "[IPv6:2001:db8::1]"),
+        ("<x@[ipv6:::ffff:192.0.2.1]>", "x", "[IPv6:::ffff:192.0.2.1]"),
+        ("<x@[x-tag:content]>", "x", "[x-tag:content]"),
+        ("<@a.example,@b.example:bob@c.example>", "bob", "c.example"),  # source route dropped
+        ("<postmaster>", "postmaster", ""),
+        ("<PostMaster>", "postmaster", ""),
+        ("<!#$%&'*+/=?^_`{|}~-@example.org>", "!#$%&'*+/=?^_`{|}~-", "example.org"),
+    ],
+)
 def test_valid(text: str, local: str, domain: str) -> None:
     assert p(text) == Address(local, domain)
 
 
-@pytest.mark.parametrize("text", [
-    "<>x", "<bob>", "<bob@>", "<@example.org>", "<.bob@example.org>", "<bob.@example.org>",
-    "<bo..b@example.org>", "<bob@example..org>", "<bob@-example.org>", "<bob@example-.org>",
-    "<bob@exa_mple.org>", "<bob@[300.1.2.3]>", "<bob@[1.2.3]>", "<bob@[IPv6:1::2::3]>",
-    "<bob@[IPv6:fe80::1%eth0]>", "<bob@[tag:]>", "<bob@[:x]>", "<bob@[1.2.3.4>",
-    '<"bob@example.org>', '<"b"ob@example.org>', "<bob@example.org", "<a b@example.org>",
-    "<@a.example:>", "<@a.example bob@example.org>", "<a@b@c.example>", "",
-    "<bob@example.org>>", "<x@" + "a" * 250 + ".org>",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<>x",
+        "<bob>",
+        "<bob@>",
+        "<@example.org>",
+        "<.bob@example.org>",
+        "<bob.@example.org>",
+        "<bo..b@example.org>",
+        "<bob@example..org>",
+        "<bob@-example.org>",
+        "<bob@example-.org>",
+        "<bob@exa_mple.org>",
+        "<bob@[300.1.2.3]>",
+        "<bob@[1.2.3]>",
+        "<bob@[IPv6:1::2::3]>",
+        "<bob@[IPv6:fe80::1%eth0]>",
+        "<bob@[tag:]>",
+        "<bob@[:x]>",
+        "<bob@[1.2.3.4>",
+        '<"bob@example.org>',
+        '<"b"ob@example.org>',
+        "<bob@example.org",
+        "<a b@example.org>",
+        "<@a.example:>",
+        "<@a.example bob@example.org>",
+        "<a@b@c.example>",
+        "",
+        "<bob@example.org>>",
+        "<x@" + "a" * 250 + ".org>",
+    ],
+)
 def test_invalid(text: str) -> None:
     with pytest.raises(PathError):
         p(text)
@@ -80,26 +108,32 @@ def test_utf8() -> None:
         p("<" + "ö" * 33 + "@example.org>", utf8=True)
 
 
-@pytest.mark.parametrize("addr, text", [
-    (Address("bob", "example.org"), "bob@example.org"),
-    (Address("john doe", "example.org"), '"john doe"@example.org'),
-    (Address('a"b\\c', "example.org"), '"a\\"b\\\\c"@example.org'),
-    (Address("", "example.org"), '""@example.org'),
-    (Address(".bob", "example.org"), '".bob"@example.org'),
-    (Address("postmaster", ""), "postmaster"),
-    (Address("jöran", "example.org"), "jöran@example.org"),
-])
+@pytest.mark.parametrize(
+    "addr, text",
+    [
+        (Address("bob", "example.org"), "bob@example.org"),
+        (Address("john doe", "example.org"), '"john doe"@example.org'),
+        (Address('a"b\\c', "example.org"), '"a\\"b\\\\c"@example.org'),
+        (Address("", "example.org"), '""@example.org'),
+        (Address(".bob", "example.org"), '".bob"@example.org'),
+        (Address("postmaster", ""), "postmaster"),
+        (Address("jöran", "example.org"), "jöran@example.org"),
+    ],
+)
 def test_str(addr: Address, text: str) -> None:
     assert str(addr) == text
 
 
-@pytest.mark.parametrize("arg, path, rest", [
-    ("<a@b.example>", "<a@b.example>", ""),
-    ("  <a@b.example>  SIZE=1  BODY=7BIT", "<a@b.example>", "SIZE=1  BODY=7BIT"),
-    ('<"x> y"@b.example> SIZE=1', '<"x> y"@b.example>', "SIZE=1"),
-    ("a@b.example SIZE=1", "a@b.example", "SIZE=1"),
-    ("<>", "<>", ""),
-])
+@pytest.mark.parametrize(
+    "arg, path, rest",
+    [
+        ("<a@b.example>", "<a@b.example>", ""),
+        ("  <a@b.example>  SIZE=1  BODY=7BIT", "<a@b.example>", "SIZE=1  BODY=7BIT"),
+        ('<"x> y"@b.example> SIZE=1', '<"x> y"@b.example>', "SIZE=1"),
+        ("a@b.example SIZE=1", "a@b.example", "SIZE=1"),
+        ("<>", "<>", ""),
+    ],
+)
 def test_split_path(arg: str, path: str, rest: str) -> None:
     assert split_path(arg) == (path, rest)
 

@@ -1,21 +1,40 @@
 """ClientSession: feed server replies, check the commands and events (no I/O, no clock)."""
+
 from __future__ import annotations
 
 import pytest
 
 from pigeon.proto.client import (
-    ClientConfig, ClientSession, Closed, ContentWanted, Phase, Ready, ResetDone, TlsReady,
-    TlsRefused, Transaction, TransactionDone)
+    ClientConfig,
+    ClientSession,
+    Closed,
+    ContentWanted,
+    Phase,
+    Ready,
+    ResetDone,
+    TlsReady,
+    TlsRefused,
+    Transaction,
+    TransactionDone,
+)
 from pigeon.proto.params import RcptParams
 
-EHLO_FULL = ["PIPELINING", "SIZE 10000", "8BITMIME", "SMTPUTF8", "DSN", "ENHANCEDSTATUSCODES",
-             "STARTTLS"]
+EHLO_FULL = [
+    "PIPELINING",
+    "SIZE 10000",
+    "8BITMIME",
+    "SMTPUTF8",
+    "DSN",
+    "ENHANCEDSTATUSCODES",
+    "STARTTLS",
+]
 
 
 def ehlo_reply(exts, name="mx.test") -> bytes:
     lines = [name, *exts]
-    return b"".join(f"250{' ' if i == len(lines) - 1 else '-'}{x}\r\n".encode()
-                    for i, x in enumerate(lines))
+    return b"".join(
+        f"250{' ' if i == len(lines) - 1 else '-'}{x}\r\n".encode() for i, x in enumerate(lines)
+    )
 
 
 def events(s: ClientSession) -> list:
@@ -48,8 +67,10 @@ def codes(done: TransactionDone) -> list[int]:
 def test_pipelining_sends_mail_rcpts_and_data_in_one_batch():
     s = ready()
     s.send_transaction(tx("b@dst.test", "c@dst.test"))
-    assert s.data_to_send() == (b"MAIL FROM:<a@src.test> SIZE=100\r\n"
-                                b"RCPT TO:<b@dst.test>\r\nRCPT TO:<c@dst.test>\r\nDATA\r\n")
+    assert s.data_to_send() == (
+        b"MAIL FROM:<a@src.test> SIZE=100\r\n"
+        b"RCPT TO:<b@dst.test>\r\nRCPT TO:<c@dst.test>\r\nDATA\r\n"
+    )
     assert s.phase is Phase.MAIL and s.timeout == 300
     s.receive_data(b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n550 5.1.1 <c@dst.test>: unknown\r\n")
     assert s.phase is Phase.DATA_INIT and s.timeout == 120
@@ -102,7 +123,7 @@ def test_no_recipient_accepted_sends_rset_instead_of_data():
     [done] = events(s)
     assert codes(done) == [550]
     s.send_transaction(tx("d@dst.test"))
-    assert s.data_to_send().startswith(b"MAIL FROM")     # clean: no second RSET
+    assert s.data_to_send().startswith(b"MAIL FROM")  # clean: no second RSET
 
 
 def test_pipelined_all_rejected_data_refused_then_next_transaction_resets():
@@ -131,8 +152,10 @@ def test_mail_refused_gives_every_recipient_the_mail_reply():
     s = ready()
     s.send_transaction(tx("b@dst.test", "c@dst.test"))
     s.data_to_send()
-    s.receive_data(b"451 4.7.1 greylisted\r\n503 5.5.1 need MAIL\r\n503 5.5.1 need MAIL\r\n"
-                   b"503 5.5.1 need MAIL\r\n")
+    s.receive_data(
+        b"451 4.7.1 greylisted\r\n503 5.5.1 need MAIL\r\n503 5.5.1 need MAIL\r\n"
+        b"503 5.5.1 need MAIL\r\n"
+    )
     [done] = events(s)
     assert codes(done) == [451, 451]
     assert {r.stage for r in done.replies} == {"mail"}
@@ -192,7 +215,9 @@ def test_smtputf8_required_but_not_offered():
 def test_smtputf8_and_8bitmime_parameters_when_offered():
     s = ready()
     s.send_transaction(tx("b@dst.test", smtputf8=True, eight_bit=True))
-    assert s.data_to_send().startswith(b"MAIL FROM:<a@src.test> SIZE=100 BODY=8BITMIME SMTPUTF8\r\n")
+    assert s.data_to_send().startswith(
+        b"MAIL FROM:<a@src.test> SIZE=100 BODY=8BITMIME SMTPUTF8\r\n"
+    )
 
 
 def test_eight_bit_without_8bitmime_is_refused_not_sent():
@@ -210,22 +235,27 @@ def test_dsn_parameters_only_when_offered():
     assert s.data_to_send() == (
         b"MAIL FROM:<a@src.test> SIZE=100 RET=HDRS ENVID=id+201\r\n"
         b"RCPT TO:<b@dst.test> NOTIFY=DELAY,FAILURE\r\n"
-        b"RCPT TO:<c@dst.test> ORCPT=rfc822;B+2Bx+3Dy@dst.test\r\nDATA\r\n")
+        b"RCPT TO:<c@dst.test> ORCPT=rfc822;B+2Bx+3Dy@dst.test\r\nDATA\r\n"
+    )
     s2 = ready(["PIPELINING"])
     s2.send_transaction(t)
-    assert s2.data_to_send() == (b"MAIL FROM:<a@src.test>\r\nRCPT TO:<b@dst.test>\r\n"
-                                 b"RCPT TO:<c@dst.test>\r\nDATA\r\n")
+    assert s2.data_to_send() == (
+        b"MAIL FROM:<a@src.test>\r\nRCPT TO:<b@dst.test>\r\nRCPT TO:<c@dst.test>\r\nDATA\r\n"
+    )
 
 
-@pytest.mark.parametrize("pieces, wire", [
-    ([b".first\r\nsecond\r\n..third\r\n"], b"..first\r\nsecond\r\n...third\r\n.\r\n"),
-    ([b"a\r", b"\n.b\r\n"], b"a\r\n..b\r\n.\r\n"),
-    ([b"a\r\n", b".b"], b"a\r\n..b\r\n.\r\n"),
-    ([b"a\r", b"\n", b".\r\n"], b"a\r\n..\r\n.\r\n"),
-    ([b"no final newline"], b"no final newline\r\n.\r\n"),
-    ([b""], b".\r\n"),
-    ([b".\r\n"], b"..\r\n.\r\n"),
-])
+@pytest.mark.parametrize(
+    "pieces, wire",
+    [
+        ([b".first\r\nsecond\r\n..third\r\n"], b"..first\r\nsecond\r\n...third\r\n.\r\n"),
+        ([b"a\r", b"\n.b\r\n"], b"a\r\n..b\r\n.\r\n"),
+        ([b"a\r\n", b".b"], b"a\r\n..b\r\n.\r\n"),
+        ([b"a\r", b"\n", b".\r\n"], b"a\r\n..\r\n.\r\n"),
+        ([b"no final newline"], b"no final newline\r\n.\r\n"),
+        ([b""], b".\r\n"),
+        ([b".\r\n"], b"..\r\n.\r\n"),
+    ],
+)
 def test_dot_stuffing(pieces, wire):
     s = ready()
     s.send_transaction(tx())
@@ -240,7 +270,10 @@ def test_dot_stuffing(pieces, wire):
 def test_bdat_when_chunking_offered():
     s = ready(["PIPELINING", "CHUNKING", "8BITMIME"])
     s.send_transaction(tx("b@dst.test", "c@dst.test"))
-    assert s.data_to_send() == b"MAIL FROM:<a@src.test>\r\nRCPT TO:<b@dst.test>\r\nRCPT TO:<c@dst.test>\r\n"
+    assert (
+        s.data_to_send()
+        == b"MAIL FROM:<a@src.test>\r\nRCPT TO:<b@dst.test>\r\nRCPT TO:<c@dst.test>\r\n"
+    )
     s.receive_data(b"250 ok\r\n250 ok\r\n250 ok\r\n")
     assert events(s) == [ContentWanted(True)]
     s.send_content(b".a\r\n", last=False)
@@ -271,7 +304,7 @@ def test_bdat_chunk_failure_stops_and_resets():
 def test_lmtp_one_reply_per_accepted_recipient():
     s = ready(["PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES", "CHUNKING"], lmtp=True)
     s.send_transaction(tx("b@d", "c@d", "e@d"))
-    assert s.data_to_send().endswith(b"DATA\r\n")                 # never BDAT over LMTP
+    assert s.data_to_send().endswith(b"DATA\r\n")  # never BDAT over LMTP
     s.receive_data(b"250 ok\r\n250 ok\r\n550 5.1.1 no\r\n250 ok\r\n354 go\r\n")
     events(s)
     s.send_content(b"hi\r\n", last=True)
@@ -283,8 +316,9 @@ def test_lmtp_one_reply_per_accepted_recipient():
     assert done.replies[2].reply.enhanced == "4.2.2"
 
 
-@pytest.mark.parametrize("garbage", [b"hello\r\n", b"250-a\r\n251 b\r\n", b"2500 x\r\n",
-                                     b"x" * 5000, b"190 low\r\n"])
+@pytest.mark.parametrize(
+    "garbage", [b"hello\r\n", b"250-a\r\n251 b\r\n", b"2500 x\r\n", b"x" * 5000, b"190 low\r\n"]
+)
 def test_malformed_reply_is_a_transient_failure(garbage):
     s = ready()
     s.send_transaction(tx())
@@ -300,8 +334,10 @@ def test_multiline_reply_split_anywhere():
     s = ready()
     s.send_transaction(tx())
     s.data_to_send()
-    wire = (b"250 ok\r\n550-5.1.1 first line\r\n550-5.1.1 second\r\n550 5.1.1 third\r\n"
-            b"554 5.5.1 no recipients\r\n")
+    wire = (
+        b"250 ok\r\n550-5.1.1 first line\r\n550-5.1.1 second\r\n550 5.1.1 third\r\n"
+        b"554 5.5.1 no recipients\r\n"
+    )
     for b in wire:
         s.receive_data(bytes([b]))
     [done] = events(s)
@@ -332,7 +368,7 @@ def test_timeout_and_eof_name_the_phase():
     s2 = ready()
     s2.receive_eof()
     [ev] = events(s2)
-    assert isinstance(ev, Closed) and ev.reply is None      # idle close: not an error
+    assert isinstance(ev, Closed) and ev.reply is None  # idle close: not an error
 
 
 def test_starttls_resets_parser_and_says_ehlo_again():
@@ -383,11 +419,17 @@ def test_quoted_addresses_are_written_and_unwritable_ones_fail_alone():
     """Rule 6: what our parser accepted goes out re-quoted; what it could not
     accept is refused per recipient (5.1.3) or per message (5.1.7), no exception."""
     s = ready()
-    s.send_transaction(Transaction(sender='"a>b"@src.test',
-                                   recipients=("b@d>\r\nRSET", '"x y\\\\z"@dst.test', "c@dst.test"),
-                                   size=1))
-    assert s.data_to_send() == (b'MAIL FROM:<"a>b"@src.test> SIZE=1\r\n'
-                                b'RCPT TO:<"x y\\\\z"@dst.test>\r\nRCPT TO:<c@dst.test>\r\nDATA\r\n')
+    s.send_transaction(
+        Transaction(
+            sender='"a>b"@src.test',
+            recipients=("b@d>\r\nRSET", '"x y\\\\z"@dst.test', "c@dst.test"),
+            size=1,
+        )
+    )
+    assert s.data_to_send() == (
+        b'MAIL FROM:<"a>b"@src.test> SIZE=1\r\n'
+        b'RCPT TO:<"x y\\\\z"@dst.test>\r\nRCPT TO:<c@dst.test>\r\nDATA\r\n'
+    )
     s.receive_data(b"250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n")
     assert isinstance(events(s)[0], ContentWanted)
     s.send_content(b"hi\r\n", last=True)
@@ -396,11 +438,13 @@ def test_quoted_addresses_are_written_and_unwritable_ones_fail_alone():
     [done] = events(s)
     assert codes(done) == [553, 250, 250]
     assert done.replies[0].local and done.replies[0].reply.enhanced == "5.1.3"
-    assert s.ready                                        # the session is fine for the next one
+    assert s.ready  # the session is fine for the next one
     s.send_transaction(Transaction(sender="a b@src.test", recipients=("c@dst.test",), size=1))
-    assert s.data_to_send() == b""                         # nothing written for it
+    assert s.data_to_send() == b""  # nothing written for it
     [done] = events(s)
-    assert [(r.reply.code, r.reply.enhanced, r.local) for r in done.replies] == [(553, "5.1.7", True)]
+    assert [(r.reply.code, r.reply.enhanced, r.local) for r in done.replies] == [
+        (553, "5.1.7", True)
+    ]
     assert s.ready
 
 

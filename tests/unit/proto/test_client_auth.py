@@ -1,4 +1,5 @@
 """Client-side AUTH PLAIN (RFC 4954 §4, RFC 4616) for smarthost relaying."""
+
 import base64
 
 from pigeon.proto.client import AuthDone, ClientSession, Ready

@@ -1,12 +1,13 @@
 """Property tests: the DATA reader against a slow, obviously-correct reference."""
+
 from __future__ import annotations
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from proto_helpers import in_data
 
 from pigeon.proto import reply as R
 from pigeon.proto.events import DataAborted, DataFinished
-
-from proto_helpers import in_data
 
 TOKENS = [b"\r", b"\n", b"\r\n", b".", b"a", b"Received: x", b"\x00", b"\xc3\xa9", b"\r\n.\r\n"]
 MAX_LINE = 24
@@ -22,7 +23,7 @@ def reference(stream: bytes):
         j = stream.find(b"\n", i)
         if j == -1:
             return ("bare",) if b"\r" in stream[i:-1] else ("more",)
-        line = stream[i:j + 1]
+        line = stream[i : j + 1]
         if not line.endswith(b"\r\n") or b"\r" in line[:-2]:
             return ("bare",)
         out += line[1:] if line.startswith(b".") else line
@@ -82,31 +83,42 @@ def test_long_line_hop_agrees_with_splitting_every_line():
     rng = random.Random(7)
     for _ in range(5000):
         limit = rng.choice([3, 5, 10, 50, 1000])
-        lines = [b"x" * rng.choice([0, 1, limit - 2, limit - 1, limit, limit + 1,
-                                    rng.randrange(0, 2 * limit)])
-                 for _ in range(rng.randrange(1, 8))]
+        lines = [
+            b"x"
+            * rng.choice(
+                [0, 1, limit - 2, limit - 1, limit, limit + 1, rng.randrange(0, 2 * limit)]
+            )
+            for _ in range(rng.randrange(1, 8))
+        ]
         data = b"h\n" + b"\n".join(lines) + b"\ntail"
         start, end = data.find(b"\n") + 1, data.rfind(b"\n")
-        assert _has_long_line(data, start, end, limit) == obvious(data, start, end, limit), \
-            (limit, [len(x) for x in lines])
+        assert _has_long_line(data, start, end, limit) == obvious(data, start, end, limit), (
+            limit,
+            [len(x) for x in lines],
+        )
 
 
 HEADER_TOKENS = [b"Received: x\r\n", b"X: y\r\n", b" folded\r\n", b"\r\n", b"body\r\n"]
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.lists(st.sampled_from(HEADER_TOKENS), min_size=1, max_size=30),
-       st.lists(st.integers(0, 400), max_size=6), st.integers(1, 120))
+@given(
+    st.lists(st.sampled_from(HEADER_TOKENS), min_size=1, max_size=30),
+    st.lists(st.integers(0, 400), max_size=6),
+    st.integers(1, 120),
+)
 def test_header_size_limit_does_not_depend_on_the_split(tokens, cuts, limit):
     from pigeon.proto.content import ContentScanner
+
     content = b"".join(tokens)
     end = content.find(b"\r\n\r\n")
     if content.startswith(b"\r\n"):
-        header = 0                       # no header fields at all
+        header = 0  # no header fields at all
     else:
         header = end + 2 if end != -1 else len(content)
-    scanner = ContentScanner(max_text_line=1000, max_size=0, hop_limit=2, reject_8bit=False,
-                             max_header_size=limit)
+    scanner = ContentScanner(
+        max_text_line=1000, max_size=0, hop_limit=2, reject_8bit=False, max_header_size=limit
+    )
     points = sorted({c % (len(content) + 1) for c in cuts}) + [len(content)]
     prev = 0
     for p in points:
@@ -118,5 +130,4 @@ def test_header_size_limit_does_not_depend_on_the_split(tokens, cuts, limit):
     else:
         assert scanner.header_size == header
         assert scanner.failure in (None, R.MAIL_LOOP)
-        assert (scanner.failure == R.MAIL_LOOP) == \
-            (content[:header].count(b"Received:") > 2)
+        assert (scanner.failure == R.MAIL_LOOP) == (content[:header].count(b"Received:") > 2)

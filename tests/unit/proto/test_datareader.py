@@ -1,17 +1,28 @@
 """DATA/BDAT content reading: smuggling defence, unstuffing, limits, split invariance."""
+
 from __future__ import annotations
 
 import pytest
+from proto_helpers import in_bdat, in_data
 
 from pigeon.proto import reply as R
 from pigeon.proto.content import ContentScanner
 from pigeon.proto.datareader import BARE, DONE, MORE, DotReader
-from pigeon.proto.events import ConnectionClosing, DataAborted, DataFinished
+from pigeon.proto.events import DataAborted, DataFinished
 
-from proto_helpers import in_bdat, in_data
-
-SMUGGLE = [b"\n.\n", b"\n.\r\n", b"\r\n.\n", b"\r.\r\n", b"\r\n.\r", b"\r.\r", b"\n.\r",
-           b"\r\n.\rX", b"\rX", b"X\nY", b"\n"]
+SMUGGLE = [
+    b"\n.\n",
+    b"\n.\r\n",
+    b"\r\n.\n",
+    b"\r.\r\n",
+    b"\r\n.\r",
+    b"\r.\r",
+    b"\n.\r",
+    b"\r\n.\rX",
+    b"\rX",
+    b"X\nY",
+    b"\n",
+]
 SECOND = b"MAIL FROM:<e@x.example>\r\nRCPT TO:<v@d.example>\r\nDATA\r\nevil\r\n.\r\n"
 
 
@@ -41,7 +52,7 @@ def feed_bytewise(data: bytes, maker=in_data, **cfg) -> tuple:
     for i in range(len(data)):
         if d.session.closed:
             break
-        d.send(data[i:i + 1])
+        d.send(data[i : i + 1])
     return result(d)
 
 
@@ -92,12 +103,15 @@ def test_empty_message() -> None:
     assert content == b"" and kinds == ["DataFinished"]
 
 
-@pytest.mark.parametrize("data, failure", [
-    (b"x" * 999 + b"\r\n.\r\n", R.TEXT_LINE_TOO_LONG),
-    (b"x" * 5000 + b"\r\n.\r\n", R.TEXT_LINE_TOO_LONG),
-    (b"a\x00\r\n.\r\n", R.NUL_IN_DATA),
-    (b"Received: x\r\n" * 101 + b"\r\n.\r\n", R.MAIL_LOOP),
-])
+@pytest.mark.parametrize(
+    "data, failure",
+    [
+        (b"x" * 999 + b"\r\n.\r\n", R.TEXT_LINE_TOO_LONG),
+        (b"x" * 5000 + b"\r\n.\r\n", R.TEXT_LINE_TOO_LONG),
+        (b"a\x00\r\n.\r\n", R.NUL_IN_DATA),
+        (b"Received: x\r\n" * 101 + b"\r\n.\r\n", R.MAIL_LOOP),
+    ],
+)
 def test_content_failures_continue_session(data: bytes, failure) -> None:
     d = in_data()
     d.send(data + b"NOOP\r\n")
@@ -146,7 +160,7 @@ def test_partial_line_held_back_is_bounded() -> None:
     piece, status = reader.read(buf)
     assert status == MORE and len(buf) == 0 and piece is None and scanner.failed
     buf = bytearray(b"y" * 10 + b"\r")
-    assert reader.read(buf) == (None, MORE)     # short partial: held
+    assert reader.read(buf) == (None, MORE)  # short partial: held
     buf += b"\n.\r\n"
     assert reader.read(buf)[1] == DONE
 
@@ -197,6 +211,7 @@ def test_bdat_refused_start_consumes_octets() -> None:
     assert d.kinds() == ["DataStarted"]
     d.session.respond(R.INSUFFICIENT_STORAGE)
     d.pump()
-    assert bytes(d.out) == (R.INSUFFICIENT_STORAGE.to_bytes() + R.BDAT_FAILED.to_bytes()
-                            + R.NOOP_OK.to_bytes())
+    assert bytes(d.out) == (
+        R.INSUFFICIENT_STORAGE.to_bytes() + R.BDAT_FAILED.to_bytes() + R.NOOP_OK.to_bytes()
+    )
     assert d.content == b""

@@ -1,4 +1,5 @@
 """CommandLineReader: length limits, strict CRLF, NUL; split invariance."""
+
 from __future__ import annotations
 
 import pytest
@@ -19,12 +20,34 @@ def read_all(chunks: list[bytes]) -> list[object]:
     return out
 
 
-STREAM = (b"NOOP\r\n" + b"NOOP " + b"x" * 600 + b"\r\n" + b"MAIL FROM:<a@b> " + b"y" * 1000
-          + b"\r\n" + b"RCPT " + b"z" * 3000 + b"\r\nbare\nNO\rOP\r\nA\x00B\r\n" + b"x" * 506 + b"\r\n"
-          + b"x" * 511 + b"\r\nQUIT\r\n")
-EXPECTED = [b"NOOP", R.LINE_TOO_LONG, b"MAIL FROM:<a@b> " + b"y" * 1000, R.LINE_TOO_LONG,
-            R.BAD_LINE_ENDING, R.BAD_LINE_ENDING, R.NUL_IN_COMMAND, b"x" * 506, R.LINE_TOO_LONG,
-            b"QUIT"]
+STREAM = (
+    b"NOOP\r\n"
+    + b"NOOP "
+    + b"x" * 600
+    + b"\r\n"
+    + b"MAIL FROM:<a@b> "
+    + b"y" * 1000
+    + b"\r\n"
+    + b"RCPT "
+    + b"z" * 3000
+    + b"\r\nbare\nNO\rOP\r\nA\x00B\r\n"
+    + b"x" * 506
+    + b"\r\n"
+    + b"x" * 511
+    + b"\r\nQUIT\r\n"
+)
+EXPECTED = [
+    b"NOOP",
+    R.LINE_TOO_LONG,
+    b"MAIL FROM:<a@b> " + b"y" * 1000,
+    R.LINE_TOO_LONG,
+    R.BAD_LINE_ENDING,
+    R.BAD_LINE_ENDING,
+    R.NUL_IN_COMMAND,
+    b"x" * 506,
+    R.LINE_TOO_LONG,
+    b"QUIT",
+]
 
 
 def test_stream() -> None:
@@ -33,7 +56,7 @@ def test_stream() -> None:
 
 @pytest.mark.parametrize("step", [1, 7, 100, 511, 512, 513, 2047, 2048, 4000])
 def test_split_invariance(step: int) -> None:
-    chunks = [STREAM[i:i + step] for i in range(0, len(STREAM), step)]
+    chunks = [STREAM[i : i + step] for i in range(0, len(STREAM), step)]
     assert read_all(chunks) == EXPECTED
 
 

@@ -1,4 +1,5 @@
 """pigeon.proto is sans-IO: no module under it imports asyncio, socket or ssl (CONTRIBUTING.md, rule 1)."""
+
 from __future__ import annotations
 
 import ast
@@ -29,7 +30,9 @@ def test_no_io_imports_in_source() -> None:
 
 
 def test_importing_proto_loads_no_io_modules() -> None:
-    code = ("import sys; import pigeon.proto.server, pigeon.testing.transcript; "
-            "print(','.join(m for m in ('asyncio', 'socket', 'ssl') if m in sys.modules))")
+    code = (
+        "import sys; import pigeon.proto.server, pigeon.testing.transcript; "
+        "print(','.join(m for m in ('asyncio', 'socket', 'ssl') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

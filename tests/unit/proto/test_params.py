@@ -1,15 +1,23 @@
 """MAIL/RCPT ESMTP parameters (RFC 1870, 6152, 6531, 3461)."""
+
 from __future__ import annotations
 
 import dataclasses
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pigeon.proto import reply as R
 from pigeon.proto.params import (
-    MailParams, ParamError, RcptParams, parse_mail_params, parse_rcpt_params,
-    xtext_decode, xtext_encode)
+    MailParams,
+    ParamError,
+    RcptParams,
+    parse_mail_params,
+    parse_rcpt_params,
+    xtext_decode,
+    xtext_encode,
+)
 from pigeon.proto.server import SessionConfig
 
 CFG = SessionConfig()
@@ -26,28 +34,48 @@ def rcpt(*tokens: str, cfg: SessionConfig = CFG) -> RcptParams:
 def test_mail_params() -> None:
     assert mail() == MailParams()
     assert mail("SIZE=1000", "body=8bitmime", "SmtpUtf8", "RET=hdrs", "ENVID=QQ+2B1") == MailParams(
-        size=1000, body="8BITMIME", smtputf8=True, ret="HDRS", envid="QQ+1")
+        size=1000, body="8BITMIME", smtputf8=True, ret="HDRS", envid="QQ+1"
+    )
     assert mail("BODY=7BIT").body == "7BIT"
 
 
-@pytest.mark.parametrize("tokens", [
-    ["SIZE=abc"], ["SIZE="], ["SIZE"], ["SIZE=-1"], ["SIZE=" + "9" * 21], ["BODY=BINARYMIME"],
-    ["RET=ALL"], ["ENVID=a+zz"], ["ENVID=" + "x" * 101], ["SMTPUTF8=yes"], ["SIZE=1", "size=2"],
-    ["=x"], ["-X=1"], ["ENVID=a=b"],
-])
+@pytest.mark.parametrize(
+    "tokens",
+    [
+        ["SIZE=abc"],
+        ["SIZE="],
+        ["SIZE"],
+        ["SIZE=-1"],
+        ["SIZE=" + "9" * 21],
+        ["BODY=BINARYMIME"],
+        ["RET=ALL"],
+        ["ENVID=a+zz"],
+        ["ENVID=" + "x" * 101],
+        ["SMTPUTF8=yes"],
+        ["SIZE=1", "size=2"],
+        ["=x"],
+        ["-X=1"],
+        ["ENVID=a=b"],
+    ],
+)
 def test_mail_syntax_errors(tokens: list[str]) -> None:
     with pytest.raises(ParamError) as exc:
         mail(*tokens)
     assert exc.value.reply == R.SYNTAX_ERROR
 
 
-@pytest.mark.parametrize("tokens, cfg", [
-    (["FOO=1"], CFG), (["AUTH=<>"], CFG), (["NOTIFY=NEVER"], CFG),
-    (["RET=FULL"], dataclasses.replace(CFG, enable_dsn=False)),
-    (["ENVID=x"], dataclasses.replace(CFG, enable_dsn=False)),
-    (["BODY=8BITMIME"], dataclasses.replace(CFG, enable_8bitmime=False)),
-    (["SMTPUTF8"], dataclasses.replace(CFG, enable_smtputf8=False)),
-])
+@pytest.mark.parametrize(
+    "tokens, cfg",
+    [
+        (["FOO=1"], CFG),
+        (["AUTH=<>"], CFG),
+        (["NOTIFY=NEVER"], CFG),
+        (["RET=FULL"], dataclasses.replace(CFG, enable_dsn=False)),
+        (["ENVID=x"], dataclasses.replace(CFG, enable_dsn=False)),
+        (["BODY=8BITMIME"], dataclasses.replace(CFG, enable_8bitmime=False)),
+        (["SMTPUTF8"], dataclasses.replace(CFG, enable_smtputf8=False)),
+    ],
+)
 def test_mail_unknown(tokens: list[str], cfg: SessionConfig) -> None:
     with pytest.raises(ParamError) as exc:
         mail(*tokens, cfg=cfg)
@@ -62,11 +90,21 @@ def test_rcpt_params() -> None:
     assert rcpt("ORCPT=rfc822;" + "x" * 500).orcpt == ("rfc822", "x" * 500)
 
 
-@pytest.mark.parametrize("tokens", [
-    ["NOTIFY=NEVER,SUCCESS"], ["NOTIFY=SOMETIMES"], ["NOTIFY="], ["NOTIFY=SUCCESS,"],
-    ["ORCPT=bob@example.org"], ["ORCPT=rfc822;"], ["ORCPT=;bob"], ["ORCPT=rfc822;a+4"],
-    ["ORCPT=rfc822;" + "x" * 501], ["NOTIFY=NEVER", "notify=NEVER"],
-])
+@pytest.mark.parametrize(
+    "tokens",
+    [
+        ["NOTIFY=NEVER,SUCCESS"],
+        ["NOTIFY=SOMETIMES"],
+        ["NOTIFY="],
+        ["NOTIFY=SUCCESS,"],
+        ["ORCPT=bob@example.org"],
+        ["ORCPT=rfc822;"],
+        ["ORCPT=;bob"],
+        ["ORCPT=rfc822;a+4"],
+        ["ORCPT=rfc822;" + "x" * 501],
+        ["NOTIFY=NEVER", "notify=NEVER"],
+    ],
+)
 def test_rcpt_syntax_errors(tokens: list[str]) -> None:
     with pytest.raises(ParamError) as exc:
         rcpt(*tokens)

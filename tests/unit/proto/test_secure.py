@@ -1,18 +1,24 @@
 """STARTTLS and AUTH in the sans-IO session (proto/secure.py): no sockets, integer time."""
+
 from __future__ import annotations
 
 import base64
 
 import pytest
+from proto_helpers import Drive
 
 from pigeon.auth import scram
 from pigeon.proto import reply as R
-from pigeon.proto.events import (NEED_DATA, AuthKeysRequested, AuthRequested, ConnectionClosing,
-                                 StartTlsRequested, TlsInfo)
+from pigeon.proto.events import (
+    NEED_DATA,
+    AuthKeysRequested,
+    AuthRequested,
+    ConnectionClosing,
+    StartTlsRequested,
+    TlsInfo,
+)
 from pigeon.proto.params import MailParams
 from pigeon.proto.server import ServerSession, SessionConfig
-
-from proto_helpers import Drive
 
 TLS = TlsInfo("TLSv1.3", "TLS_AES_128_GCM_SHA256", 128)
 MECHS = ("PLAIN", "LOGIN", "SCRAM-SHA-256")
@@ -65,11 +71,11 @@ def test_starttls_discards_pipelined_input_and_resets():
     assert lines(d) == [b"220 2.0.0 Ready to start TLS"]
     assert d.events[-1] == StartTlsRequested(discarded=len(b"RSET\r\nMAIL FROM:<x@y.example>\r\n"))
     assert d.session.next_deadline() is None
-    d.send(b"NOOP\r\n")                     # a driver bug; nothing is processed meanwhile
+    d.send(b"NOOP\r\n")  # a driver bug; nothing is processed meanwhile
     assert lines(d) == []
     d.session.tls_started(TLS, 5)
     d.pump()
-    assert lines(d) == []                   # nothing was answered in TLS
+    assert lines(d) == []  # nothing was answered in TLS
     assert d.session.helo_name is None and d.session.tls == TLS and not d.session.esmtp
     d.send(b"MAIL FROM:<a@b.example>\r\n")
     assert lines(d) == [b"503 Error: send HELO/EHLO first"]
@@ -108,7 +114,7 @@ def test_implicit_tls_session():
     while s.next_event() is not NEED_DATA:
         pass
     out = s.data_to_send()
-    assert b"250-AUTH PLAIN LOGIN SCRAM-SHA-256" not in out      # last line: no dash
+    assert b"250-AUTH PLAIN LOGIN SCRAM-SHA-256" not in out  # last line: no dash
     assert b"250 AUTH PLAIN LOGIN SCRAM-SHA-256\r\n" in out and b"STARTTLS" not in out
     assert out.endswith(b"530 5.7.0 Authentication required\r\n")
 
@@ -120,7 +126,9 @@ def test_auth_needs_tls():
     d.out.clear()
     for line in (b"AUTH PLAIN " + b64(b"\0u\0p").encode(), b"AUTH LOGIN", b"AUTH SCRAM-SHA-256"):
         d.send(line + b"\r\n")
-        assert lines(d) == [b"538 5.7.11 Encryption required for requested authentication mechanism"]
+        assert lines(d) == [
+            b"538 5.7.11 Encryption required for requested authentication mechanism"
+        ]
     assert not any(isinstance(e, AuthRequested) for e in d.events)
 
 
@@ -128,7 +136,7 @@ def test_auth_plain_accept_and_refuse():
     d = tls(drive())
     d.send(f"AUTH PLAIN {ALICE_PW}\r\n".encode())
     assert d.events[-1] == AuthRequested("PLAIN", "alice", "", "pw", None)
-    assert "pw" not in repr(d.events[-1])                 # never in logs via repr
+    assert "pw" not in repr(d.events[-1])  # never in logs via repr
     d.session.respond(R.AUTH_FAILED)
     d.pump()
     assert lines(d) == [b"535 5.7.8 Error: authentication failed"]
@@ -140,7 +148,7 @@ def test_auth_plain_accept_and_refuse():
     assert lines(d) == [b"235 2.7.0 Authentication successful"]
     assert d.session.auth_user == "alice" and d.session.auth_mechanism == "PLAIN"
     d.send(b"EHLO c\r\n")
-    assert b"AUTH" not in bytes(d.out)                    # not offered twice
+    assert b"AUTH" not in bytes(d.out)  # not offered twice
     d.out.clear()
     d.send(b"AUTH LOGIN\r\n")
     assert lines(d) == [b"503 5.5.1 Error: already authenticated"]
@@ -154,12 +162,14 @@ def test_auth_login_cancel_bad_base64_and_limits():
     assert lines(d) == [b"334 VXNlcm5hbWU6", b"501 5.5.2 Error: cannot decode response"]
     d.send(b"AUTH LOGIN\r\n" + b"A" * 5000 + b"\r\n")
     assert lines(d) == [b"334 VXNlcm5hbWU6", b"500 5.5.2 Error: line too long"]
-    assert len(d.session._buf) < 3000                     # bounded
+    assert len(d.session._buf) < 3000  # bounded
     d.send(b"AUTH CRAM-MD5\r\nAUTH\r\nAUTH PLAIN a b\r\n")
-    assert lines(d) == [b"504 5.5.4 Error: unrecognized authentication type",
-                        b"501 5.5.4 Syntax error in parameters or arguments",
-                        b"501 5.5.4 Syntax error in parameters or arguments"]
-    d.send(b"AUTH PLAIN =\r\n")                           # empty initial response
+    assert lines(d) == [
+        b"504 5.5.4 Error: unrecognized authentication type",
+        b"501 5.5.4 Syntax error in parameters or arguments",
+        b"501 5.5.4 Syntax error in parameters or arguments",
+    ]
+    d.send(b"AUTH PLAIN =\r\n")  # empty initial response
     assert lines(d) == [b"501 5.5.2 Error: cannot decode response"]
 
 
@@ -201,11 +211,11 @@ def test_submission_requires_tls_then_auth_and_auth_param():
     d.session.respond(None)
     d.pump()
     d.send(b"RSET\r\nMAIL FROM:<a@b.example>\r\n")
-    assert d.events[-1].params == MailParams(auth="alice")   # RFC 4954 §5: our own identity
+    assert d.events[-1].params == MailParams(auth="alice")  # RFC 4954 §5: our own identity
     d.session.respond(None)
     d.pump()
     d.send(b"RSET\r\nMAIL FROM:<a@b.example> AUTH=someone+40else\r\n")
-    assert d.events[-1].params == MailParams(auth="<>")      # not trusted
+    assert d.events[-1].params == MailParams(auth="<>")  # not trusted
 
 
 def test_auth_param_unauthenticated_is_empty():
@@ -221,7 +231,7 @@ def test_scram_exchange_in_the_session():
     d.send(f"AUTH SCRAM-SHA-256 {b64(b'n,,' + first_bare)}\r\n".encode())
     assert d.events[-1] == AuthKeysRequested("SCRAM-SHA-256", "alice")
     with pytest.raises(RuntimeError):
-        d.session.respond(None)                           # keys go through respond_keys
+        d.session.respond(None)  # keys go through respond_keys
     d.session.respond_keys(keys)
     d.pump()
     server_first = base64.b64decode(lines(d)[0][4:])
@@ -250,7 +260,7 @@ def test_failed_scram_proof_is_never_accepted():
     nonce = dict(kv.split(b"=", 1) for kv in server_first.split(b","))[b"r"]
     d.send(f"{b64(b'c=biws,r=' + nonce + b',p=' + base64.b64encode(bytes(32)))}\r\n".encode())
     assert d.events[-1].verified is False
-    d.session.respond(None)                               # a careless driver
+    d.session.respond(None)  # a careless driver
     d.pump()
     assert lines(d) == [b"535 5.7.8 Error: authentication failed"]
     assert d.session.auth_user is None

@@ -1,17 +1,23 @@
 """ServerSession: greeting, pregreet, decisions, timers (integer now), shutdown, EOF."""
+
 from __future__ import annotations
 
 import pytest
+from proto_helpers import in_data, session
 
 from pigeon.proto import reply as R
 from pigeon.proto.address import Address
 from pigeon.proto.events import (
-    NEED_DATA, ConnectionClosing, DataAborted, DataStarted, HeloReceived, MailRequested,
-    RcptRequested, TransactionReset)
+    NEED_DATA,
+    ConnectionClosing,
+    DataStarted,
+    HeloReceived,
+    MailRequested,
+    RcptRequested,
+    TransactionReset,
+)
 from pigeon.proto.params import MailParams, RcptParams
 from pigeon.proto.server import ServerSession, SessionConfig
-
-from proto_helpers import Drive, in_data, session
 
 
 def test_greeting_and_pregreet() -> None:
@@ -34,17 +40,22 @@ def test_enhanced_codes_only_after_ehlo() -> None:
     assert b"250 2.0.0 Ok" in lines
     assert lines[-2] == b"250 Ok"
     assert [e for e in d.events if isinstance(e, HeloReceived)] == [
-        HeloReceived("c", False), HeloReceived("c", True), HeloReceived("c", False)]
+        HeloReceived("c", False),
+        HeloReceived("c", True),
+        HeloReceived("c", False),
+    ]
 
 
 def test_decisions_pause_pipelined_input() -> None:
     d = session()
     d.auto = False
-    d.send(b"EHLO c\r\nMAIL FROM:<a@b.example> SIZE=10\r\nRCPT TO:<x@y.example>\r\n"
-           b"RCPT TO:<z@y.example> NOTIFY=NEVER\r\nNOOP\r\n")
+    d.send(
+        b"EHLO c\r\nMAIL FROM:<a@b.example> SIZE=10\r\nRCPT TO:<x@y.example>\r\n"
+        b"RCPT TO:<z@y.example> NOTIFY=NEVER\r\nNOOP\r\n"
+    )
     assert isinstance(d.events[-1], MailRequested)
     assert d.events[-1] == MailRequested(Address("a", "b.example"), MailParams(size=10))
-    assert d.session.next_event() is NEED_DATA          # paused
+    assert d.session.next_event() is NEED_DATA  # paused
     assert d.session.next_deadline() is None
     d.session.respond(None)
     d.pump()
@@ -58,8 +69,12 @@ def test_decisions_pause_pipelined_input() -> None:
     d.pump()
     assert d.session.recipients == [(Address("z", "y.example"), RcptParams(("NEVER",)))]
     tail = bytes(d.out).split(b"250 DSN\r\n")[1]
-    assert tail == (R.SENDER_OK.to_bytes() + R.RELAY_DENIED.to_bytes()
-                    + R.RECIPIENT_OK.to_bytes() + R.NOOP_OK.to_bytes())
+    assert tail == (
+        R.SENDER_OK.to_bytes()
+        + R.RELAY_DENIED.to_bytes()
+        + R.RECIPIENT_OK.to_bytes()
+        + R.NOOP_OK.to_bytes()
+    )
     assert d.session.errors == 1
 
 
@@ -193,9 +208,27 @@ def test_data_refused_by_driver() -> None:
 
 def test_nothing_the_peer_sends_raises() -> None:
     import random
+
     rng = random.Random(1)
-    alphabet = [b"\r", b"\n", b"\r\n", b".", b"\x00", b"\xff", b"MAIL FROM:<a@b>", b"RCPT TO:<c@d>",
-                b"DATA", b"BDAT 3", b" LAST", b"EHLO x", b"RSET", b"x" * 700, b"<", b">", b" "]
+    alphabet = [
+        b"\r",
+        b"\n",
+        b"\r\n",
+        b".",
+        b"\x00",
+        b"\xff",
+        b"MAIL FROM:<a@b>",
+        b"RCPT TO:<c@d>",
+        b"DATA",
+        b"BDAT 3",
+        b" LAST",
+        b"EHLO x",
+        b"RSET",
+        b"x" * 700,
+        b"<",
+        b">",
+        b" ",
+    ]
     for _ in range(300):
         d = session(max_errors=1000)
         for _ in range(40):

@@ -1,4 +1,5 @@
 """The state table covers every verb in every command state."""
+
 from __future__ import annotations
 
 from pigeon.proto.commands import KNOWN

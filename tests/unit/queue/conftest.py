@@ -1,4 +1,5 @@
 """Fixtures shared by the queue tests: a real QueueStore (and QueueManager) in a temp dir."""
+
 from __future__ import annotations
 
 import pytest
@@ -29,7 +30,9 @@ def queue_world():
         store.open()
         stores.append(store)
         log = RecordingMaillog()
-        mgr = QueueManager(store, Router(cfg), hostname=cfg.hostname, maillog=log, fsync=False, **kw)
+        mgr = QueueManager(
+            store, Router(cfg), hostname=cfg.hostname, maillog=log, fsync=False, **kw
+        )
         return store, log, mgr
 
     yield make

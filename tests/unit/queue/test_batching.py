@@ -1,4 +1,5 @@
 """ThreadBatcher: concurrent submits share worker-thread calls; errors reach the right callers."""
+
 from __future__ import annotations
 
 import asyncio
@@ -15,13 +16,13 @@ def test_concurrent_submits_share_calls_and_get_their_own_results():
 
     def double(items):
         calls.append(list(items))
-        gate.wait(5)                        # hold the first batch so others queue up
+        gate.wait(5)  # hold the first batch so others queue up
         return [2 * i for i in items]
 
     async def main():
         b = ThreadBatcher(double)
         first = asyncio.ensure_future(b.submit(0))
-        await asyncio.sleep(0.05)           # batch [0] is running in the thread
+        await asyncio.sleep(0.05)  # batch [0] is running in the thread
         rest = [asyncio.ensure_future(b.submit(i)) for i in range(1, 20)]
         await asyncio.sleep(0.05)
         gate.set()
@@ -30,7 +31,7 @@ def test_concurrent_submits_share_calls_and_get_their_own_results():
 
     b, results = asyncio.run(main())
     assert results == [2 * i for i in range(20)]
-    assert calls == [[0], list(range(1, 20))]    # everything queued meanwhile: one call
+    assert calls == [[0], list(range(1, 20))]  # everything queued meanwhile: one call
     assert (b.batches, b.items) == (2, 20)
 
 

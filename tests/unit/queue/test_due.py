@@ -1,4 +1,5 @@
 """QueueStore.due()/next_due(): index range searches, fairness between new and deferred."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,9 @@ def insert(store: QueueStore, state: str, times: list[float], prefix: str) -> li
     db = sqlite3.connect(store.root / "queue.db")
     ids = [f"{prefix}{i:08d}" for i in range(len(times))]
     env = json.dumps(Envelope("X", "a@b.test", [Recipient("c@d.test")]).to_dict())
-    db.executemany("INSERT INTO queue VALUES (?, ?, ?, ?)",
-                   [(q, state, t, env) for q, t in zip(ids, times)])
+    db.executemany(
+        "INSERT INTO queue VALUES (?, ?, ?, ?)", [(q, state, t, env) for q, t in zip(ids, times)]
+    )
     db.commit()
     db.close()
     return ids
@@ -57,7 +59,7 @@ def test_new_mail_is_not_stuck_behind_a_due_backlog(store):
     new = insert(store, "incoming", [now - 1, now], "N")
     due = store.due(now, 10)
     assert len(due) == 10 and set(new) <= set(due)
-    assert due[:4] == [new[0], old[0], new[1], old[1]]     # interleaved, oldest first
+    assert due[:4] == [new[0], old[0], new[1], old[1]]  # interleaved, oldest first
     assert store.next_due() == now - 10_000
 
 

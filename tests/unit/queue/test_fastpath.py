@@ -1,5 +1,6 @@
 """QueueManager fast path: fresh mail from submit() without database reads,
 scans only when needed, batched removal, operator actions on fresh mail."""
+
 from __future__ import annotations
 
 import asyncio
@@ -35,6 +36,7 @@ class Spy:
         def call(*args, **kwargs):
             self.calls[name].append(args)
             return real(*args, **kwargs)
+
         return call
 
     def reset(self) -> None:
@@ -47,28 +49,40 @@ class Spy:
 
 class Env:
     def __init__(self, tmp: Path, **kw) -> None:
-        self.cfg = Config(hostname="mx.example.test", data_dir=tmp,
-                          domains={"example.test": DomainConfig("example.test",
-                                                                frozenset({"alice", "bob"}))},
-                          aliases={"team@example.test": ("alice@example.test",
-                                                         "bob@example.test")})
+        self.cfg = Config(
+            hostname="mx.example.test",
+            data_dir=tmp,
+            domains={"example.test": DomainConfig("example.test", frozenset({"alice", "bob"}))},
+            aliases={"team@example.test": ("alice@example.test", "bob@example.test")},
+        )
         self.store = QueueStore(self.cfg.queue_dir, fsync=False)
         self.store.open()
         self.spy = Spy(self.store)
         self.log = RecordingMaillog()
         self.agent = FakeAgent()
         kw.setdefault("run_interval", 30.0)
-        self.mgr = QueueManager(self.store, Router(self.cfg), hostname=self.cfg.hostname,
-                                maillog=self.log, agents={"smtp": self.agent}, fsync=False,
-                                **kw)
+        self.mgr = QueueManager(
+            self.store,
+            Router(self.cfg),
+            hostname=self.cfg.hostname,
+            maillog=self.log,
+            agents={"smtp": self.agent},
+            fsync=False,
+            **kw,
+        )
         self.task: asyncio.Task | None = None
 
     def commit(self, *rcpts: str, sender: str = "sender@remote.test") -> Envelope:
         """Commit like the SMTP side does; the Envelope is what it hands to submit()."""
         sp = self.store.new_spool()
         sp.write(b"Received: by mx.example.test\r\nSubject: x\r\n\r\nhi\r\n")
-        env = Envelope(sp.queue_id, sender, [Recipient(r) for r in rcpts],
-                       received_at=time.time(), size=sp.size)
+        env = Envelope(
+            sp.queue_id,
+            sender,
+            [Recipient(r) for r in rcpts],
+            received_at=time.time(),
+            size=sp.size,
+        )
         self.store.commit(sp, env)
         return env
 
@@ -141,7 +155,7 @@ def test_aliases_and_bounces_work_on_the_fast_path(env):
     async def scenario():
         await env.start()
         team = env.commit("team@example.test")
-        ghost = env.commit("nobody@example.test")      # no such mailbox: 5.1.1
+        ghost = env.commit("nobody@example.test")  # no such mailbox: 5.1.1
         env.mgr.submit(team)
         env.mgr.submit(ghost)
         await env.until(lambda: removed(env.log, team.queue_id, ghost.queue_id))
@@ -153,9 +167,11 @@ def test_aliases_and_bounces_work_on_the_fast_path(env):
     team, ghost = asyncio.run(scenario())
     sent = [c.fields for c in env.log.for_id(team.queue_id) if c.fields["status"] == "sent"]
     assert [(f["to"], f["orig_to"]) for f in sent] == [
-        ("alice@example.test", "team@example.test"), ("bob@example.test", "team@example.test")]
+        ("alice@example.test", "team@example.test"),
+        ("bob@example.test", "team@example.test"),
+    ]
     assert env.log.statuses(ghost.queue_id) == ["bounced", "", "removed"]
-    assert env.agent.recipients() == ["sender@remote.test"]      # the DSN, by the scan path
+    assert env.agent.recipients() == ["sender@remote.test"]  # the DSN, by the scan path
 
 
 def test_fifo_overflow_leaves_mail_to_a_scan(env, monkeypatch):
@@ -173,7 +189,7 @@ def test_fifo_overflow_leaves_mail_to_a_scan(env, monkeypatch):
         await env.stop()
 
     asyncio.run(scenario())
-    assert len(env.maildir("alice")) == 5                   # each exactly once
+    assert len(env.maildir("alice")) == 5  # each exactly once
     assert env.spy.count("due") >= 1 and env.spy.count("load") == 5
     assert env.store.list() == []
 
@@ -181,9 +197,9 @@ def test_fifo_overflow_leaves_mail_to_a_scan(env, monkeypatch):
 def test_nudge_scans_for_mail_committed_elsewhere(env):
     async def scenario():
         await env.start()
-        e = env.commit("bob@example.test")               # e.g. a worker process
+        e = env.commit("bob@example.test")  # e.g. a worker process
         await asyncio.sleep(0.1)
-        assert env.maildir("bob") == []                  # no scan without a reason
+        assert env.maildir("bob") == []  # no scan without a reason
         env.mgr.nudge()
         await env.until(lambda: removed(env.log, e.queue_id))
         await env.stop()
@@ -196,16 +212,16 @@ def test_a_late_submit_of_mail_a_scan_took_is_ignored(env):
     async def scenario():
         await env.start()
         e = env.commit("bob@example.test")
-        env.mgr.nudge()                                  # the scan takes it first
+        env.mgr.nudge()  # the scan takes it first
         await env.until(lambda: removed(env.log, e.queue_id))
-        env.mgr.submit(e)                                # ... then its submit arrives
+        env.mgr.submit(e)  # ... then its submit arrives
         await asyncio.sleep(0.2)
         await env.stop()
         return e
 
     e = asyncio.run(scenario())
     assert len(env.maildir("bob")) == 1
-    assert env.log.statuses(e.queue_id) == ["sent", "removed"]       # one attempt
+    assert env.log.statuses(e.queue_id) == ["sent", "removed"]  # one attempt
 
 
 def test_a_scan_while_fresh_mail_is_in_flight_takes_it_once(env):
@@ -215,10 +231,10 @@ def test_a_scan_while_fresh_mail_is_in_flight_takes_it_once(env):
         e = env.commit("x@remote.test")
         env.mgr.submit(e)
         await env.until(lambda: len(env.agent.requests) == 1)
-        assert env.state(e.queue_id) == "active"        # as the scan path marks it
+        assert env.state(e.queue_id) == "active"  # as the scan path marks it
         env.mgr.nudge()
         await env.until(lambda: env.spy.count("due") >= 1)
-        env.mgr.submit(e)                               # a duplicate submit, for good measure
+        env.mgr.submit(e)  # a duplicate submit, for good measure
         await asyncio.sleep(0.1)
         env.agent.gate.set()
         await env.until(lambda: removed(env.log, e.queue_id))
@@ -239,12 +255,14 @@ def test_hold_and_delete_of_fresh_mail_in_flight_wait_for_the_attempt(env):
         await env.until(lambda: len(env.agent.requests) == 2)
         assert (await env.mgr.hold([held.queue_id])).pending == [held.queue_id]
         assert (await env.mgr.delete([deleted.queue_id])).pending == [deleted.queue_id]
-        assert sorted((await env.mgr.hold(None)).pending) == sorted([held.queue_id,
-                                                                     deleted.queue_id])
+        assert sorted((await env.mgr.hold(None)).pending) == sorted(
+            [held.queue_id, deleted.queue_id]
+        )
         assert env.state(held.queue_id) == "active"
         env.agent.gate.set()
-        await env.until(lambda: env.state(held.queue_id) == "hold"
-                        and env.state(deleted.queue_id) is None)
+        await env.until(
+            lambda: env.state(held.queue_id) == "hold" and env.state(deleted.queue_id) is None
+        )
         await env.stop()
         return held, deleted
 
@@ -263,7 +281,7 @@ def test_hold_of_fresh_mail_not_yet_started_stops_it(tmp_path):
         first, waiting = e.commit("x@remote.test"), e.commit("alice@example.test")
         e.mgr.submit(first)
         await e.until(lambda: len(e.agent.requests) == 1)
-        e.mgr.submit(waiting)                         # no free slot: it waits in the FIFO
+        e.mgr.submit(waiting)  # no free slot: it waits in the FIFO
         assert list(e.mgr._fresh) == [waiting]
         assert (await e.mgr.hold([waiting.queue_id])).done == [waiting.queue_id]
         e.agent.gate.set()
@@ -285,6 +303,7 @@ def test_hold_of_fresh_mail_not_yet_started_stops_it(tmp_path):
 def test_submit_after_an_operator_action_on_its_row_is_ignored(env):
     """The window between the commit and the submit(): an operator who
     deleted the new row meanwhile wins."""
+
     async def scenario():
         await env.start()
         e = env.commit("alice@example.test")
@@ -296,7 +315,7 @@ def test_submit_after_an_operator_action_on_its_row_is_ignored(env):
 
     e = asyncio.run(scenario())
     assert env.maildir("alice") == [] and env.store.list() == []
-    assert env.log.statuses(e.queue_id) == ["removed"]               # no attempt
+    assert env.log.statuses(e.queue_id) == ["removed"]  # no attempt
 
 
 def test_deferred_mail_is_retried_when_due_without_polling(tmp_path):
@@ -310,14 +329,14 @@ def test_deferred_mail_is_retried_when_due_without_polling(tmp_path):
         await e.until(lambda: e.log.statuses(m.queue_id) == ["deferred"])
         e.agent.start_err = None
         started = time.monotonic()
-        await e.until(lambda: removed(e.log, m.queue_id))   # no nudge: the cached retry time
+        await e.until(lambda: removed(e.log, m.queue_id))  # no nudge: the cached retry time
         await e.stop()
         return time.monotonic() - started
 
     try:
         waited = asyncio.run(scenario())
-        assert waited < 5                                 # run_interval is 30 s
-        assert e.spy.count("next_due") == 0               # never polled
+        assert waited < 5  # run_interval is 30 s
+        assert e.spy.count("next_due") == 0  # never polled
         assert e.spy.count("due") <= 3
     finally:
         e.store.close()
@@ -331,8 +350,13 @@ def test_batched_removal_removes_durably_before_logging(env):
     class CheckingLog(RecordingMaillog):
         def log(self, queue_id, fields, detail=None):
             if fields.get("status") == "removed":
-                seen.append((queue_id, env.store.entry(queue_id) is None,
-                             not env.store.content_path(queue_id).exists()))
+                seen.append(
+                    (
+                        queue_id,
+                        env.store.entry(queue_id) is None,
+                        not env.store.content_path(queue_id).exists(),
+                    )
+                )
             super().log(queue_id, fields, detail)
 
     env.mgr._maillog = CheckingLog()
@@ -362,7 +386,7 @@ def test_next_retry_sees_deferred_rows_only(env):
     now = time.time()
     assert env.store.next_retry() is None
     for _ in range(3):
-        env.commit("alice@example.test")                   # 'incoming', due now
+        env.commit("alice@example.test")  # 'incoming', due now
     assert env.store.next_retry() is None
     late, early = env.commit("a@remote.test"), env.commit("b@remote.test")
     env.store.set_state(late.queue_id, "deferred", now + 100)

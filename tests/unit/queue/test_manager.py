@@ -1,4 +1,5 @@
 """QueueManager end to end over a real QueueStore and Maildirs in a temp dir (the run loop)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -16,18 +17,25 @@ from pigeon.testing.fakes import run_manager_until
 
 
 def make_config(tmp_path: Path) -> Config:
-    return Config(hostname="mx.example.test", data_dir=tmp_path,
-                  domains={"example.test": DomainConfig("example.test",
-                                                         frozenset({"alice", "bob"}))},
-                  aliases={"team@example.test": ("alice@example.test", "bob@example.test"),
-                           "ghost@example.test": ("nobody@example.test",)})
+    return Config(
+        hostname="mx.example.test",
+        data_dir=tmp_path,
+        domains={"example.test": DomainConfig("example.test", frozenset({"alice", "bob"}))},
+        aliases={
+            "team@example.test": ("alice@example.test", "bob@example.test"),
+            "ghost@example.test": ("nobody@example.test",),
+        },
+    )
 
 
 def commit(store: QueueStore, *rcpts: str, sender: str = "sender@remote.test") -> str:
     sp = store.new_spool()
-    sp.write(b"Received: by mx.example.test\r\nSubject: " + sp.queue_id.encode() + b"\r\n\r\nhi\r\n")
-    store.commit(sp, Envelope(sp.queue_id, sender, [Recipient(r) for r in rcpts],
-                              received_at=time.time()))
+    sp.write(
+        b"Received: by mx.example.test\r\nSubject: " + sp.queue_id.encode() + b"\r\n\r\nhi\r\n"
+    )
+    store.commit(
+        sp, Envelope(sp.queue_id, sender, [Recipient(r) for r in rcpts], received_at=time.time())
+    )
     return sp.queue_id
 
 
@@ -51,15 +59,27 @@ def test_local_aliased_and_remote(setup):
     q_alias = commit(store, "team@example.test")
     q_remote = commit(store, "carol@remote.test", sender="")
 
-    asyncio.run(run_until(mgr, lambda: "removed" in log.statuses(q_alias)
-                          and "removed" in log.statuses(q_local)
-                          and log.for_id(q_remote)))
+    asyncio.run(
+        run_until(
+            mgr,
+            lambda: (
+                "removed" in log.statuses(q_alias)
+                and "removed" in log.statuses(q_local)
+                and log.for_id(q_remote)
+            ),
+        )
+    )
 
     alice, bob = maildir_files(cfg, "alice"), maildir_files(cfg, "bob")
     assert len(alice) == 2 and len(bob) == 1
-    assert bob[0].read_bytes().startswith(
-        b"Return-Path: <sender@remote.test>\nX-Original-To: team@example.test\n"
-        b"Delivered-To: bob@example.test\nReceived:")
+    assert (
+        bob[0]
+        .read_bytes()
+        .startswith(
+            b"Return-Path: <sender@remote.test>\nX-Original-To: team@example.test\n"
+            b"Delivered-To: bob@example.test\nReceived:"
+        )
+    )
     # Delivered messages are gone; the remote one waits in 'deferred'.
     # (no "smtp" agent given: the remote recipient is deferred 4.3.0)
     assert [e.queue_id for e in store.list()] == [q_remote]
@@ -71,10 +91,25 @@ def test_local_aliased_and_remote(setup):
     # Log lines: per recipient, with orig_to for the alias expansion.
     sent = [c.fields for c in log.for_id(q_alias) if c.fields["status"] == "sent"]
     assert sent == [
-        {"to": "alice@example.test", "orig_to": "team@example.test", "relay": "local",
-         "delay": sent[0]["delay"], "dsn": "2.0.0", "status": "sent", "delays": sent[0]["delays"]},
-        {"to": "bob@example.test", "orig_to": "team@example.test", "relay": "local",
-         "delay": sent[1]["delay"], "dsn": "2.0.0", "status": "sent", "delays": sent[1]["delays"]}]
+        {
+            "to": "alice@example.test",
+            "orig_to": "team@example.test",
+            "relay": "local",
+            "delay": sent[0]["delay"],
+            "dsn": "2.0.0",
+            "status": "sent",
+            "delays": sent[0]["delays"],
+        },
+        {
+            "to": "bob@example.test",
+            "orig_to": "team@example.test",
+            "relay": "local",
+            "delay": sent[1]["delay"],
+            "dsn": "2.0.0",
+            "status": "sent",
+            "delays": sent[1]["delays"],
+        },
+    ]
     assert list(sent[0]) == ["to", "orig_to", "relay", "delay", "dsn", "status", "delays"]
     # queue wait / connection setup (none for a Maildir) / transmission
     wait, setup, write = (float(x) for x in sent[0]["delays"].split("/"))
@@ -130,13 +165,14 @@ def test_local_error_defers_with_backoff_then_recovers(setup):
 def test_interrupted_delivery_is_redone_after_restart(setup):
     cfg, store, log, mgr = setup
     qid = commit(store, "alice@example.test")
-    store.mark_active([qid])                     # as if we crashed mid-delivery
+    store.mark_active([qid])  # as if we crashed mid-delivery
     asyncio.run(run_until(mgr, lambda: "removed" in log.statuses(qid)))
     assert len(maildir_files(cfg, "alice")) == 1
 
 
 def test_corrupt_entry_does_not_stop_the_loop(setup, tmp_path):
     import sqlite3
+
     cfg, store, log, mgr = setup
     bad = commit(store, "alice@example.test")
     good = commit(store, "bob@example.test")
@@ -161,7 +197,7 @@ def test_nudge_wakes_a_sleeping_manager(setup):
 
     async def scenario():
         task = asyncio.create_task(mgr.run())
-        await asyncio.sleep(0.2)                 # now asleep for run_interval (30 s)
+        await asyncio.sleep(0.2)  # now asleep for run_interval (30 s)
         qid = await asyncio.to_thread(commit, store, "bob@example.test")
         mgr.nudge()
         t0 = time.monotonic()
@@ -170,6 +206,7 @@ def test_nudge_wakes_a_sleeping_manager(setup):
             await asyncio.sleep(0.01)
         await mgr.stop()
         await task
+
     asyncio.run(scenario())
 
 
@@ -180,8 +217,15 @@ def test_store_failure_during_a_scan_does_not_end_the_manager(setup):
     from pigeon.queue.store import StoreError
 
     cfg, store, log, _ = setup
-    mgr = QueueManager(store, Router(cfg), hostname=cfg.hostname, maillog=log,
-                       fsync=False, run_interval=30.0, store_retry=0.05)
+    mgr = QueueManager(
+        store,
+        Router(cfg),
+        hostname=cfg.hostname,
+        maillog=log,
+        fsync=False,
+        run_interval=30.0,
+        store_retry=0.05,
+    )
     real_due, failures = store.due, []
 
     def flaky_due(*args, **kwargs):

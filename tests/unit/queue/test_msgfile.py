@@ -1,5 +1,6 @@
 """The content file preamble (pigeon/msgfile.py): round trip, truncation,
 garbage, files without a preamble, and what the store writes."""
+
 from __future__ import annotations
 
 import errno
@@ -11,8 +12,16 @@ import time
 import pytest
 
 from pigeon import msgfile
-from pigeon.msgfile import (HEADER_LEN, MAGIC, PreambleError, encode, new_store_id, open_message,
-                            read_message, read_preamble)
+from pigeon.msgfile import (
+    HEADER_LEN,
+    MAGIC,
+    PreambleError,
+    encode,
+    new_store_id,
+    open_message,
+    read_message,
+    read_preamble,
+)
 from pigeon.queue.model import Envelope, Recipient
 from pigeon.queue.spool import SPILL_THRESHOLD
 from pigeon.queue.store import QueueStore
@@ -22,8 +31,14 @@ MESSAGE = b"Received: by test\r\nSubject: hi\r\n\r\nbody\r\n"
 
 
 def envelope(qid: str = "01ABCDEFGH00XYZ") -> Envelope:
-    return Envelope(qid, "alice@example.test", [Recipient("bob@example.test")],
-                    received_at=1_700_000_000.5, size=len(MESSAGE), protocol="ESMTP")
+    return Envelope(
+        qid,
+        "alice@example.test",
+        [Recipient("bob@example.test")],
+        received_at=1_700_000_000.5,
+        size=len(MESSAGE),
+        protocol="ESMTP",
+    )
 
 
 def file_bytes(env: Envelope | None = None, *, draft: bool = False, store: str = STORE) -> bytes:
@@ -38,7 +53,7 @@ def test_round_trip_envelope_store_id_and_message(tmp_path):
     pre = read_preamble(io.BytesIO(data))
     assert pre.store_id == STORE and not pre.draft and pre.envelope_error == ""
     assert Envelope.from_dict(pre.envelope) == env
-    assert data[pre.offset:] == MESSAGE
+    assert data[pre.offset :] == MESSAGE
     path = tmp_path / "m"
     path.write_bytes(data)
     fh, size = open_message(path)
@@ -94,17 +109,20 @@ def test_cut_inside_the_message_is_a_shorter_message(tmp_path):
 
 def test_garbage_envelope_is_caught_by_the_checksum():
     data = bytearray(file_bytes(envelope()))
-    data[HEADER_LEN + 20] ^= 0x01                     # one flipped bit in the JSON
+    data[HEADER_LEN + 20] ^= 0x01  # one flipped bit in the JSON
     pre = read_preamble(io.BytesIO(bytes(data)))
     assert pre.envelope is None and "checksum" in pre.envelope_error
 
 
-@pytest.mark.parametrize("damage", [
-    lambda d: d[:len(MAGIC)] + b"v9" + d[len(MAGIC) + 2:],                  # unknown version
-    lambda d: d[:30] + b"zz" + d[32:],                                       # not hex
-    lambda d: d[:HEADER_LEN - 1] + b" " + d[HEADER_LEN:],                    # no line end
-    lambda d: MAGIC + os.urandom(300),                                       # random after magic
-])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda d: d[: len(MAGIC)] + b"v9" + d[len(MAGIC) + 2 :],  # unknown version
+        lambda d: d[:30] + b"zz" + d[32:],  # not hex
+        lambda d: d[: HEADER_LEN - 1] + b" " + d[HEADER_LEN:],  # no line end
+        lambda d: MAGIC + os.urandom(300),  # random after magic
+    ],
+)
 def test_a_damaged_first_line_is_an_error_not_a_guess(damage, tmp_path):
     data = damage(file_bytes(envelope()))
     with pytest.raises(PreambleError) as ei:
@@ -112,7 +130,7 @@ def test_a_damaged_first_line_is_an_error_not_a_guess(damage, tmp_path):
     assert not ei.value.fragment
     path = tmp_path / "m"
     path.write_bytes(data)
-    with pytest.raises(OSError) as oi:                # readers: an unreadable file
+    with pytest.raises(OSError) as oi:  # readers: an unreadable file
         open_message(path)
     assert oi.value.errno == errno.EBADMSG
 
@@ -145,6 +163,7 @@ def test_rewrite_store_id_changes_only_the_id(tmp_path):
 
 # --- what the store writes ---------------------------------------------------------------
 
+
 def preamble_of(store: QueueStore, qid: str) -> msgfile.Preamble:
     with open(store.content_path(qid), "rb") as fh:
         return read_preamble(fh)
@@ -153,8 +172,14 @@ def preamble_of(store: QueueStore, qid: str) -> msgfile.Preamble:
 def test_in_memory_commit_writes_the_committed_envelope(store):
     sp = store.new_spool()
     sp.write(MESSAGE)
-    env = Envelope(sp.queue_id, "a@example.test", [Recipient("b@example.test")],
-                   received_at=time.time(), size=sp.size, eight_bit=True)
+    env = Envelope(
+        sp.queue_id,
+        "a@example.test",
+        [Recipient("b@example.test")],
+        received_at=time.time(),
+        size=sp.size,
+        eight_bit=True,
+    )
     store.commit(sp, env)
     pre = preamble_of(store, sp.queue_id)
     assert pre.store_id == store.store_id and not pre.draft
@@ -171,25 +196,27 @@ def test_spilled_spool_begins_with_the_draft_envelope(store):
     big = b"Subject: big\r\n\r\n" + b"x" * (SPILL_THRESHOLD + 10) + b"\r\n"
     sp.write(big)
     assert not sp.in_memory and sp.size == len(big)
-    assert sp.head(14) == b"Subject: big\r\n"               # head() skips the preamble
-    final = Envelope(sp.queue_id, "a@example.test", [Recipient("b@example.test")],
-                     received_at=2.0, size=sp.size)
+    assert sp.head(14) == b"Subject: big\r\n"  # head() skips the preamble
+    final = Envelope(
+        sp.queue_id, "a@example.test", [Recipient("b@example.test")], received_at=2.0, size=sp.size
+    )
     store.commit(sp, final)
     pre = preamble_of(store, sp.queue_id)
     assert pre.draft and pre.store_id == store.store_id
     assert Envelope.from_dict(pre.envelope) == draft
     assert read_message(store.content_path(sp.queue_id)) == big
-    assert store.load(sp.queue_id) == final                  # the row has the final one
+    assert store.load(sp.queue_id) == final  # the row has the final one
 
 
 def test_write_all_finishes_short_writes(tmp_path, monkeypatch):
     real = os.writev
     calls = []
 
-    def short(fd, parts):                       # at most 7 octets per call
+    def short(fd, parts):  # at most 7 octets per call
         calls.append(1)
         data = b"".join(bytes(p) for p in parts)[:7]
         return real(fd, [data])
+
     monkeypatch.setattr(msgfile.os, "writev", short)
     path = tmp_path / "f"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT)
@@ -206,21 +233,37 @@ def test_readers_of_queued_content_never_see_the_preamble(store, tmp_path):
     from pigeon.delivery.downgrade import downgrade_to_7bit, needs_downgrade
     from pigeon.delivery.maildir import deliver_to_maildir
     from pigeon.queue.bounce import build_dsn
+
     sp = store.new_spool()
-    sp.write(b"Received: by test\r\nSubject: cafe\r\nContent-Type: text/plain\r\n\r\n"
-             b"\xc3\xa9\r\n")                          # an 8-bit body
-    env = Envelope(sp.queue_id, "a@example.test", [Recipient("b@example.test")],
-                   received_at=time.time(), size=sp.size, eight_bit=True)
+    sp.write(
+        b"Received: by test\r\nSubject: cafe\r\nContent-Type: text/plain\r\n\r\n\xc3\xa9\r\n"
+    )  # an 8-bit body
+    env = Envelope(
+        sp.queue_id,
+        "a@example.test",
+        [Recipient("b@example.test")],
+        received_at=time.time(),
+        size=sp.size,
+        eight_bit=True,
+    )
     store.commit(sp, env)
     path = store.content_path(sp.queue_id)
     delivered = deliver_to_maildir(tmp_path / "Maildir", path, "a@example.test", fsync=False)
-    assert delivered.read_bytes() == (b"Return-Path: <a@example.test>\n"
-                                      + read_message(path).replace(b"\r\n", b"\n"))
+    assert delivered.read_bytes() == (
+        b"Return-Path: <a@example.test>\n" + read_message(path).replace(b"\r\n", b"\n")
+    )
     assert read_headers(path).startswith("Received: by test\n")
     assert needs_downgrade(path)
     out = io.BytesIO()
     downgrade_to_7bit(path, out)
     assert out.getvalue().startswith(b"Received: by test\r\n") and out.getvalue().isascii()
-    report = build_dsn(env, [], kind="failure", reporting_mta="mx.example.test",
-                       arrival_date=env.received_at, content_path=path, now=time.time())
+    report = build_dsn(
+        env,
+        [],
+        kind="failure",
+        reporting_mta="mx.example.test",
+        arrival_date=env.received_at,
+        content_path=path,
+        now=time.time(),
+    )
     assert b"#pigeon-queue-file" not in report and b"Subject: cafe" in report

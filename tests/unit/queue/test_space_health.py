@@ -1,5 +1,6 @@
 """The free-space reserve (queue/space.py), storage health (queue/health.py) and the
 index of mail waiting for a next hop (queue/waiting.py): pure logic, fake clocks."""
+
 from __future__ import annotations
 
 import errno
@@ -37,12 +38,15 @@ class Clock:
 
 def space(free: int, *, min_free: int = 0, message_size: int = 10_240_000):
     fs, clock = FakeFs(free), Clock()
-    return FreeSpace("/q", min_free=min_free, message_size=message_size, clock=clock,
-                     statvfs=fs), fs, clock
+    return (
+        FreeSpace("/q", min_free=min_free, message_size=message_size, clock=clock, statvfs=fs),
+        fs,
+        clock,
+    )
 
 
 def test_the_reserve_is_min_free_or_one_and_a_half_message_sizes():
-    assert space(0)[0].reserve == 15_360_000                        # Postfix's floor
+    assert space(0)[0].reserve == 15_360_000  # Postfix's floor
     assert space(0, min_free=100 * MiB)[0].reserve == 100 * MiB
     assert space(0, min_free=0, message_size=0)[0].reserve == 0
 
@@ -50,8 +54,8 @@ def test_the_reserve_is_min_free_or_one_and_a_half_message_sizes():
 def test_mail_is_refused_below_the_reserve_and_when_size_would_cross_it():
     sp, fs, clock = space(20 * MiB, min_free=16 * MiB, message_size=0)
     assert sp.room_for(0) and sp.room_for(4 * MiB)
-    assert not sp.room_for(5 * MiB)                    # SIZE= would take it below
-    assert not sp.low                                  # that refuses one message only
+    assert not sp.room_for(5 * MiB)  # SIZE= would take it below
+    assert not sp.low  # that refuses one message only
     fs.free, clock.now = 15 * MiB, clock.now + 1
     assert not sp.room_for(0) and sp.low
 
@@ -60,7 +64,7 @@ def test_acceptance_comes_back_only_above_reserve_plus_margin(caplog):
     caplog.set_level(logging.INFO, logger="pigeon.queue")
     sp, fs, clock = space(10 * MiB, min_free=16 * MiB, message_size=0)
     assert not sp.room_for(0)
-    for free in (16 * MiB, 17 * MiB, int(17.5 * MiB)):        # margin: max(1.6 MiB, 1 MiB)
+    for free in (16 * MiB, 17 * MiB, int(17.5 * MiB)):  # margin: max(1.6 MiB, 1 MiB)
         fs.free, clock.now = free, clock.now + 1
         assert not sp.room_for(0), free
     fs.free, clock.now = 18 * MiB, clock.now + 1
@@ -75,10 +79,10 @@ def test_statvfs_is_cached_and_commits_lower_the_cached_value():
     sp, fs, clock = space(40 * MiB, min_free=16 * MiB, message_size=0)
     for _ in range(1000):
         sp.room_for(0)
-    assert fs.calls == 1                               # one system call per ttl, not per command
-    for _ in range(25):                                # 25 MB committed before the next reading
+    assert fs.calls == 1  # one system call per ttl, not per command
+    for _ in range(25):  # 25 MB committed before the next reading
         sp.consumed(1 * MiB)
-    assert not sp.room_for(0)                          # not fooled by the stale reading
+    assert not sp.room_for(0)  # not fooled by the stale reading
     clock.now += sp.ttl
     sp.room_for(0)
     assert fs.calls == 2
@@ -86,17 +90,19 @@ def test_statvfs_is_cached_and_commits_lower_the_cached_value():
 
 def test_no_reserve_never_calls_statvfs():
     sp, fs, _ = space(0, min_free=0, message_size=0)
-    assert sp.room_for(10 ** 12) and fs.calls == 0
+    assert sp.room_for(10**12) and fs.calls == 0
 
 
 def test_a_failing_statvfs_lets_the_commit_decide():
     def broken(path):
         raise OSError(errno.ENOENT, "gone")
+
     sp = FreeSpace("/q", min_free=MiB, statvfs=broken)
     assert sp.room_for(0)
 
 
 # --- StorageHealth ---------------------------------------------------------------------
+
 
 def test_one_line_when_storage_fails_and_one_when_it_recovers(caplog):
     caplog.set_level(logging.DEBUG, logger="pigeon.queue")
@@ -106,20 +112,27 @@ def test_one_line_when_storage_fails_and_one_when_it_recovers(caplog):
     for _ in range(50):
         clock.now += 0.5
         assert not h.failed(OSError(errno.ENOSPC, "No space left on device"))
-        assert not h.succeeded()               # a small write between failures: still degraded
+        assert not h.succeeded()  # a small write between failures: still degraded
     assert h.degraded and h.snapshot()["failures"] == 51
     clock.now += 3.0
     assert h.succeeded() and not h.degraded
     lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
-    assert lines == ["queue storage failing: No space left on device; writes are retried "
-                     "until it recovers",
-                     "queue storage recovered after 28s (51 failed writes)"]
+    assert lines == [
+        "queue storage failing: No space left on device; writes are retried until it recovers",
+        "queue storage recovered after 28s (51 failed writes)",
+    ]
     assert not [r for r in caplog.records if r.exc_info]
-    assert h.snapshot() == {"degraded": False, "since": None, "reason": "", "failures": 0,
-                            "episodes": 1}
+    assert h.snapshot() == {
+        "degraded": False,
+        "since": None,
+        "reason": "",
+        "failures": 0,
+        "episodes": 1,
+    }
 
 
 # --- NexthopWaiters ---------------------------------------------------------------------
+
 
 def test_waiting_statuses_are_network_and_routing_ones():
     assert waits_for_hop("4.4.1") and waits_for_hop("4.4.2")
@@ -131,7 +144,7 @@ def test_waiters_by_hop_oldest_first_bounded_and_forgotten():
     for q in "abcd":
         w.add("hop1", q)
     w.add("hop2", "x")
-    assert len(w) == 4                                   # "a" fell off hop1's list
+    assert len(w) == 4  # "a" fell off hop1's list
     assert list(w.probes(lambda h: h == "hop2", lambda q: q == "b")) == [("hop1", "c")]
     w.forget("c")
     assert w.take("hop1") == ["b", "d"] and w.take("hop1") == []

@@ -1,4 +1,5 @@
 """QueueStore: conformance suite, IDs, failure paths, crash recovery."""
+
 from __future__ import annotations
 
 import errno
@@ -57,6 +58,7 @@ def test_200_concurrent_commits_use_fewer_transactions(store):
         barrier.wait()
         for _ in range(10):
             ids.append(commit(store))
+
     threads = [threading.Thread(target=worker) for _ in range(20)]
     for t in threads:
         t.start()
@@ -76,7 +78,7 @@ def test_write_after_commit_and_commit_twice_are_refused(store):
         sp.write(b"more")
     with pytest.raises(StoreError):
         store.commit(sp, env(sp.queue_id))
-    sp.discard()                                   # no-op after commit
+    sp.discard()  # no-op after commit
     assert store.content_path(sp.queue_id).exists()
 
 
@@ -93,7 +95,7 @@ def test_failed_link_fails_only_that_request_and_leaves_no_record(store):
     # are written to msg/ directly: tests/unit/queue/test_spool.py).
     bad = store.new_spool()
     bad.write(b"x" * SPILL_THRESHOLD + b"\r\n")
-    os.unlink(bad.path)                            # the move will fail with ENOENT
+    os.unlink(bad.path)  # the move will fail with ENOENT
     good = store.new_spool()
     good.write(b"y\r\n")
     f_bad = store.commit_async(bad, env(bad.queue_id))
@@ -137,7 +139,7 @@ def test_corrupt_envelope_is_quarantined_not_raised_further(store, tmp_path):
         store.load(qid)
     assert store.counts()["corrupt"] == 1
     assert store.list("corrupt")[0].envelope is None
-    assert store.content_path(qid).exists()        # quarantined, never deleted
+    assert store.content_path(qid).exists()  # quarantined, never deleted
 
 
 def test_row_without_content_becomes_corrupt_on_recover(store):
@@ -195,8 +197,9 @@ time.sleep(60)
 
 def test_sigkill_during_commits_loses_no_acknowledged_message(tmp_path):
     root = tmp_path / "queue"
-    proc = subprocess.Popen([sys.executable, "-c", _CRASH_CHILD, str(root)],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CRASH_CHILD, str(root)], stdout=subprocess.PIPE, text=True
+    )
     acked = []
     try:
         for line in proc.stdout:
@@ -207,7 +210,7 @@ def test_sigkill_during_commits_loses_no_acknowledged_message(tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     # Lines the child flushed before dying are acknowledged too.
-    acked += [l.split()[1] for l in proc.stdout.read().splitlines() if l.startswith("ACK ")]
+    acked += [ln.split()[1] for ln in proc.stdout.read().splitlines() if ln.startswith("ACK ")]
     assert len(acked) >= 150
     store = QueueStore(root)
     store.open()

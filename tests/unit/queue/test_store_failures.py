@@ -6,6 +6,7 @@ the real manager loop over a real QueueStore and Maildirs: the entry must
 end where a healthy run would have put it, without a restart, with its
 delivery done once and its log lines written once.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -16,13 +17,13 @@ import time
 from pathlib import Path
 
 import pytest
+from queue_env import manager_parts
 
 from pigeon.queue.manager import QueueManager
 from pigeon.queue.model import Envelope, Recipient, RecipientStatus
 from pigeon.queue.store import QueueStore, StoreError
 from pigeon.routing.resolve import Router
 from pigeon.testing.fakes import FakeReply
-from queue_env import manager_parts
 
 FULL = StoreError("queue update: database or disk is full", disk_full=True)
 REFUSED = FakeReply("4.4.1", "connect to mx.remote.test[192.0.2.9]:25: Connection refused")
@@ -31,8 +32,7 @@ REFUSED = FakeReply("4.4.1", "connect to mx.remote.test[192.0.2.9]:25: Connectio
 class Flaky:
     """Replace `store.<name>`: its first `times` calls raise `exc`."""
 
-    def __init__(self, store: QueueStore, name: str, times: int,
-                 exc: BaseException = FULL) -> None:
+    def __init__(self, store: QueueStore, name: str, times: int, exc: BaseException = FULL) -> None:
         self.real = getattr(store, name)
         self.left, self.exc, self.calls = times, exc, 0
         setattr(store, name, self)
@@ -50,14 +50,28 @@ class Env:
         self.cfg, self.store, self.log, self.agent = manager_parts(tmp)
         opts = dict(run_interval=0.3, store_retry=0.02, fsync=False)
         opts.update(kw)
-        self.mgr = QueueManager(self.store, Router(self.cfg), hostname=self.cfg.hostname,
-                                maillog=self.log, agents={"smtp": self.agent}, **opts)
+        self.mgr = QueueManager(
+            self.store,
+            Router(self.cfg),
+            hostname=self.cfg.hostname,
+            maillog=self.log,
+            agents={"smtp": self.agent},
+            **opts,
+        )
 
     def commit(self, *rcpts: str, sender: str = "sender@remote.test") -> str:
         sp = self.store.new_spool()
         sp.write(b"Received: by mx.example.test\r\nSubject: t\r\n\r\nbody\r\n")
-        self.store.commit(sp, Envelope(sp.queue_id, sender, [Recipient(r) for r in rcpts],
-                                       received_at=time.time(), size=sp.size))
+        self.store.commit(
+            sp,
+            Envelope(
+                sp.queue_id,
+                sender,
+                [Recipient(r) for r in rcpts],
+                received_at=time.time(),
+                size=sp.size,
+            ),
+        )
         return sp.queue_id
 
     def maildir(self, local: str) -> list[Path]:
@@ -73,12 +87,13 @@ class Env:
         deadline = time.monotonic() + timeout
         try:
             if submit:
-                await asyncio.sleep(0.05)          # idle: the start-up scan is over
+                await asyncio.sleep(0.05)  # idle: the start-up scan is over
                 self.mgr.submit(self.store.load(self.commit(*submit)))
             while not cond():
                 assert time.monotonic() < deadline, (
                     f"condition not reached; queue {self.store.counts()}, "
-                    f"statistics {self.mgr.statistics()}")
+                    f"statistics {self.mgr.statistics()}"
+                )
                 assert not task.done(), task
                 await asyncio.sleep(0.01)
         finally:
@@ -105,8 +120,8 @@ def test_a_deferral_that_cannot_be_written_is_written_later(env):
     assert update.calls == 4
     rcpt = env.store.load(qid).recipients[0]
     assert rcpt.status is RecipientStatus.DEFERRED and rcpt.dsn_status == "4.4.1"
-    assert env.log.statuses(qid) == ["deferred"]           # logged once, once durable
-    assert len(env.agent.requests) == 1                    # not attempted again meanwhile
+    assert env.log.statuses(qid) == ["deferred"]  # logged once, once durable
+    assert len(env.agent.requests) == 1  # not attempted again meanwhile
 
 
 def test_a_removal_that_fails_is_retried_without_delivering_again(env):
@@ -125,16 +140,22 @@ def test_a_report_that_cannot_be_queued_is_queued_once_later(env):
     commit = Flaky(env.store, "commit", 2)
     env.run(lambda: env.state(qid) is None)
     assert commit.calls == 3
-    assert len(env.maildir("alice")) == 1                  # not delivered again meanwhile
+    assert len(env.maildir("alice")) == 1  # not delivered again meanwhile
     notes = [c.detail for c in env.log.for_id(qid) if "notification" in (c.detail or "")]
     assert len(notes) == 1 and notes[0].startswith("sender non-delivery notification: ")
-    env.run(lambda: env.agent.recipients() == ["sender@remote.test"])   # one report, sent
+    env.run(lambda: env.agent.recipients() == ["sender@remote.test"])  # one report, sent
 
 
 def test_fresh_mail_whose_start_fails_is_delivered(env):
     move = Flaky(env.store, "move", 2)
-    env.run(lambda: len(env.maildir("alice")) == 1 and env.store.counts()["incoming"] == 0
-            and not env.store.list(), submit=("alice@example.test",))
+    env.run(
+        lambda: (
+            len(env.maildir("alice")) == 1
+            and env.store.counts()["incoming"] == 0
+            and not env.store.list()
+        ),
+        submit=("alice@example.test",),
+    )
     assert move.left == 0 and move.calls >= 3
 
 
@@ -156,6 +177,7 @@ def test_a_mark_active_that_landed_despite_the_error_is_requeued(env):
         if not calls:
             calls.append(ids)
             raise StoreError("mark active: disk I/O error", storage_fault=True)
+
     env.store.mark_active = landed_then_failed
     env.run(lambda: env.state(qid) is None)
     assert calls == [[qid]] and len(env.maildir("alice")) == 1
@@ -170,11 +192,12 @@ def test_an_entry_that_cannot_be_read_is_requeued_and_delivered(env):
 
 def test_the_sweep_requeues_active_entries_nobody_owns(env):
     """No restart needed for an entry some failure left 'active'."""
+
     async def scenario():
         task = asyncio.create_task(env.mgr.run())
-        await asyncio.sleep(0.1)                           # idle, asleep for run_interval
+        await asyncio.sleep(0.1)  # idle, asleep for run_interval
         qid = env.commit("alice@example.test")
-        env.store.mark_active([qid])                       # stranded: no delivery owns it
+        env.store.mark_active([qid])  # stranded: no delivery owns it
         deadline = time.monotonic() + 10
         while env.state(qid) is not None:
             assert time.monotonic() < deadline, env.store.counts()
@@ -182,6 +205,7 @@ def test_the_sweep_requeues_active_entries_nobody_owns(env):
         await env.mgr.stop()
         await task
         return qid
+
     qid = asyncio.run(scenario())
     assert len(env.maildir("alice")) == 1
     assert env.log.statuses(qid) == ["sent", "removed"]
@@ -203,6 +227,7 @@ def test_a_bug_whose_deferral_fails_leaves_the_entry_to_the_manager(env, caplog)
             broken.append(1)
             raise RuntimeError("a bug")
         return real_resolve(*args, **kwargs)
+
     env.mgr._router.resolve = resolve_once_broken
     set_state = Flaky(env.store, "set_state", 1)
     env.run(lambda: env.state(qid) is None)
@@ -213,13 +238,13 @@ def test_storage_faults_log_once_each_way_without_traceback(env, caplog):
     caplog.set_level(logging.DEBUG, logger="pigeon.queue")
     env.store.health.quiet = 0.5
     ids = [env.commit("alice@example.test") for _ in range(5)]
-    Flaky(env.store, "remove_many", 4)                   # one episode: four failed rounds
-    env.run(lambda: all(env.state(q) is None for q in ids)
-            and not env.store.health.degraded)
+    Flaky(env.store, "remove_many", 4)  # one episode: four failed rounds
+    env.run(lambda: all(env.state(q) is None for q in ids) and not env.store.health.degraded)
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert [r.getMessage() for r in errors] == [
         "queue storage failing: queue update: database or disk is full; "
-        "writes are retried until it recovers"]
+        "writes are retried until it recovers"
+    ]
     assert sum("queue storage recovered" in r.getMessage() for r in caplog.records) == 1
     assert not [r for r in caplog.records if r.exc_info]
     assert len(env.maildir("alice")) == 5
@@ -233,15 +258,17 @@ def test_a_fault_seen_by_the_smtp_side_is_probed_until_it_recovers(env, caplog):
 
     async def scenario():
         task = asyncio.create_task(env.mgr.run())
-        await asyncio.sleep(0.1)                       # idle, asleep for run_interval
-        await asyncio.to_thread(env.store.health.failed,
-                                OSError(errno.ENOSPC, "No space left on device"))
+        await asyncio.sleep(0.1)  # idle, asleep for run_interval
+        await asyncio.to_thread(
+            env.store.health.failed, OSError(errno.ENOSPC, "No space left on device")
+        )
         deadline = time.monotonic() + 10
         while env.store.health.degraded:
             assert time.monotonic() < deadline
             await asyncio.sleep(0.02)
         await env.mgr.stop()
         await task
+
     asyncio.run(scenario())
     assert sum("queue storage recovered" in r.getMessage() for r in caplog.records) == 1
 
@@ -250,12 +277,14 @@ def test_a_store_error_that_is_not_the_disk_is_retried_and_logged(env, caplog):
     qid = env.commit("alice@example.test")
     Flaky(env.store, "remove_many", 1, StoreError("queue remove: database is locked"))
     env.run(lambda: env.state(qid) is None)
-    assert any("database is locked" in r.getMessage() for r in caplog.records
-               if r.levelno == logging.ERROR)
+    assert any(
+        "database is locked" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR
+    )
     assert not env.store.health.episodes and env.mgr.statistics()["errors"] == 1
 
 
 # --- Maildir storage faults -------------------------------------------------------------
+
 
 def maildir_failing(env: Env, err: OSError, times: int) -> list[int]:
     """Make the next `times` Maildir batches fail with `err`."""
@@ -266,7 +295,8 @@ def maildir_failing(env: Env, err: OSError, times: int) -> list[int]:
         if len(calls) <= times:
             return [(time.time(), time.time(), err) for _ in jobs]
         return real(jobs)
-    env.mgr._maildirs._fn = write          # the batcher's worker-thread function
+
+    env.mgr._maildirs._fn = write  # the batcher's worker-thread function
     return calls
 
 
@@ -276,8 +306,10 @@ def test_a_full_mailbox_disk_is_deferred_4_3_1_and_retried_soon(env):
     env.run(lambda: env.state(qid) is None)
     assert len(calls) == 3 and len(env.maildir("alice")) == 1
     lines = env.log.for_id(qid)
-    assert [c.fields["dsn"] for c in lines if c.fields.get("status") == "deferred"] == \
-        ["4.3.1", "4.3.1"]
+    assert [c.fields["dsn"] for c in lines if c.fields.get("status") == "deferred"] == [
+        "4.3.1",
+        "4.3.1",
+    ]
     assert "mail system full" in lines[0].detail
     # Retried after the short storage back-off (not min_backoff, 300 s).
 
@@ -310,11 +342,11 @@ def test_a_mailbox_over_quota_waits_the_ordinary_backoff_and_is_never_a_bounce(e
     maildir_failing(env, OSError(errno.EDQUOT, "Disk quota exceeded"), 1)
     env.run(lambda: env.state(qid) == "deferred")
     entry = env.store.entry(qid)
-    assert entry.next_attempt - time.time() > 200           # min_backoff 300 s, jitter
+    assert entry.next_attempt - time.time() > 200  # min_backoff 300 s, jitter
     rcpt = entry.envelope.recipients[0]
     assert (rcpt.status, rcpt.dsn_status) == (RecipientStatus.DEFERRED, "4.2.2")
     assert entry.envelope.attempts == 1
-    assert env.mgr.mailbox_health.episodes == 0              # the mailbox's quota, not our disk
+    assert env.mgr.mailbox_health.episodes == 0  # the mailbox's quota, not our disk
 
 
 def test_a_mailbox_still_over_quota_at_expiry_bounces_5_2_2(tmp_path):
@@ -330,6 +362,7 @@ def test_a_mailbox_still_over_quota_at_expiry_bounces_5_2_2(tmp_path):
 
 
 # --- next hops that come back (queue/waiting.py) ----------------------------------------
+
 
 def hop_comes_back(env: Env, meanwhile) -> None:
     """Three messages deferred (4.4.1) for one next hop; `meanwhile()` runs,
@@ -349,6 +382,7 @@ def hop_comes_back(env: Env, meanwhile) -> None:
             await asyncio.sleep(0.01)
         await env.mgr.stop()
         await task
+
     asyncio.run(scenario())
 
 
@@ -361,6 +395,7 @@ def test_mail_waiting_for_a_next_hop_is_retried_when_a_delivery_gets_through(tmp
         fresh = env.commit("new@remote.test")
         env.mgr.nudge()
         return [fresh]
+
     try:
         hop_comes_back(env, back_with_new_mail)
         # min_backoff is 300 s: only the "hop is back" rule brought them back.
@@ -375,24 +410,26 @@ def test_a_next_hop_that_comes_back_is_found_by_a_probe(tmp_path):
 
     async def probed_then_back():
         tried = len(env.agent.requests)
-        await asyncio.sleep(0.5)                       # probes: one request per interval
+        await asyncio.sleep(0.5)  # probes: one request per interval
         probes.append(len(env.agent.requests) - tried)
-        env.agent.start_err = None                     # back, and no new mail comes
+        env.agent.start_err = None  # back, and no new mail comes
         return []
+
     try:
         hop_comes_back(env, probed_then_back)
-        assert 1 <= probes[0] <= 4                     # one message per probe, not all
+        assert 1 <= probes[0] <= 4  # one message per probe, not all
     finally:
         env.store.close()
 
 
 def test_a_sqlite_error_of_the_store_itself_counts_as_a_storage_fault(env):
     from pigeon.queue.health import is_storage_fault
+
     try:
         raise sqlite3.OperationalError("database or disk is full")
     except sqlite3.OperationalError as exc:
         plain = exc
-    assert not is_storage_fault(plain)                     # no error code: not provable
+    assert not is_storage_fault(plain)  # no error code: not provable
     assert is_storage_fault(OSError(errno.ENOSPC, "full"))
     assert is_storage_fault(StoreError("x", storage_fault=True))
     assert not is_storage_fault(OSError(errno.EACCES, "denied"))

@@ -2,6 +2,7 @@
 queue/store.py): the decision table, then the store with its queue.db ok,
 missing, empty or damaged, files with and without rows, of this store or
 another, and `rebuild()` (pigeon queue rebuild)."""
+
 from __future__ import annotations
 
 import json
@@ -15,40 +16,61 @@ import pytest
 from pigeon import msgfile
 from pigeon.msgfile import PreambleError, read_message, read_preamble
 from pigeon.queue.model import Envelope, Recipient, RecipientStatus
+from pigeon.queue.rebuild import rebuild
 from pigeon.queue.recovery import Action, decide
 from pigeon.queue.spool import NEW_ID, SPILL_THRESHOLD
-from pigeon.queue.rebuild import rebuild
 from pigeon.queue.store import QueueStore, StoreBusy, StoreCorrupt
 
 SELF, OTHER = "a" * 32, "b" * 32
 
 
-def pre(store_id: str, envelope: dict | None = {"queue_id": "X"}, error: str = ""):
+_SOME_ENVELOPE = object()
+
+
+def pre(store_id: str, envelope=_SOME_ENVELOPE, error: str = ""):
+    envelope = {"queue_id": "X"} if envelope is _SOME_ENVELOPE else envelope
     return msgfile.Preamble(store_id, False, None if error else envelope, 200, error)
 
 
 # --- the decision table ----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("adopt_all", [False, True], ids=["start", "rebuild"])
-@pytest.mark.parametrize("case, expected_start, expected_rebuild", [
-    # (has_row, preamble, error)
-    ((True, pre(SELF), None), Action.KEEP, Action.KEEP),
-    ((True, pre(OTHER), None), Action.KEEP, Action.KEEP),
-    ((True, None, None), Action.KEEP, Action.KEEP),                       # older format, row
-    ((False, pre(SELF), None), Action.DELETE, Action.ADOPT),              # Rule 2 / restore
-    ((False, pre(OTHER), None), Action.ADOPT, Action.ADOPT),              # lost track
-    ((False, pre(SELF, error="checksum"), None), Action.DELETE, Action.QUARANTINE),
-    ((False, pre(OTHER, error="checksum"), None), Action.QUARANTINE, Action.QUARANTINE),
-    ((False, pre(OTHER, envelope=None), None), Action.QUARANTINE, Action.QUARANTINE),
-    ((False, None, None), Action.QUARANTINE, Action.QUARANTINE),          # older format
-    ((False, None, PreambleError("bad line")), Action.QUARANTINE, Action.QUARANTINE),
-    ((False, None, PreambleError("cut", fragment=True)), Action.DELETE, Action.DELETE),
-], ids=["row-self", "row-other", "row-legacy", "self", "other", "self-damaged",
-        "other-damaged", "other-null", "legacy", "bad-first-line", "fragment"])
+@pytest.mark.parametrize(
+    "case, expected_start, expected_rebuild",
+    [
+        # (has_row, preamble, error)
+        ((True, pre(SELF), None), Action.KEEP, Action.KEEP),
+        ((True, pre(OTHER), None), Action.KEEP, Action.KEEP),
+        ((True, None, None), Action.KEEP, Action.KEEP),  # older format, row
+        ((False, pre(SELF), None), Action.DELETE, Action.ADOPT),  # Rule 2 / restore
+        ((False, pre(OTHER), None), Action.ADOPT, Action.ADOPT),  # lost track
+        ((False, pre(SELF, error="checksum"), None), Action.DELETE, Action.QUARANTINE),
+        ((False, pre(OTHER, error="checksum"), None), Action.QUARANTINE, Action.QUARANTINE),
+        ((False, pre(OTHER, envelope=None), None), Action.QUARANTINE, Action.QUARANTINE),
+        ((False, None, None), Action.QUARANTINE, Action.QUARANTINE),  # older format
+        ((False, None, PreambleError("bad line")), Action.QUARANTINE, Action.QUARANTINE),
+        ((False, None, PreambleError("cut", fragment=True)), Action.DELETE, Action.DELETE),
+    ],
+    ids=[
+        "row-self",
+        "row-other",
+        "row-legacy",
+        "self",
+        "other",
+        "self-damaged",
+        "other-damaged",
+        "other-null",
+        "legacy",
+        "bad-first-line",
+        "fragment",
+    ],
+)
 def test_decision_table(case, expected_start, expected_rebuild, adopt_all):
     has_row, preamble, error = case
-    action, reason = decide(has_row=has_row, preamble=preamble, error=error, db_store_id=SELF,
-                            adopt_all=adopt_all)
+    action, reason = decide(
+        has_row=has_row, preamble=preamble, error=error, db_store_id=SELF, adopt_all=adopt_all
+    )
     assert action is (expected_rebuild if adopt_all else expected_start), reason
     assert reason
 
@@ -65,8 +87,9 @@ def open_store(root: Path, **kw) -> QueueStore:
 
 
 def commit(store: QueueStore, n: int, *, rcpts=("bob@remote.test",), big: bool = False) -> str:
-    draft = Envelope("", "alice@example.test", [Recipient(r) for r in rcpts],
-                     received_at=1_700_000_000.0 + n)
+    draft = Envelope(
+        "", "alice@example.test", [Recipient(r) for r in rcpts], received_at=1_700_000_000.0 + n
+    )
     sp = store.new_spool(draft)
     sp.write(MESSAGE % n + (b"\xc3\xa9" * (SPILL_THRESHOLD // 2 + 10) if big else b""))
     draft.size, draft.eight_bit = sp.size, big
@@ -87,7 +110,7 @@ def drop_db(root: Path, how: str) -> None:
         db.unlink()
     elif how == "empty":
         db.write_bytes(b"")
-    elif how == "no-schema":                      # an SQLite file, but not ours
+    elif how == "no-schema":  # an SQLite file, but not ours
         db.unlink()
         other = sqlite3.connect(db)
         other.execute("CREATE TABLE unrelated (x)")
@@ -108,9 +131,9 @@ def root(tmp_path) -> Path:
 def test_lost_database_is_rebuilt_from_the_files(root, how, caplog):
     store = open_store(root)
     small = commit(store, 1, rcpts=("a@remote.test", "b@remote.test"))
-    big = commit(store, 2, big=True)                          # spilled: a draft preamble
+    big = commit(store, 2, big=True)  # spilled: a draft preamble
     env = store.load(small)
-    env.recipients[0].status = RecipientStatus.DELIVERED      # status lives in the DB only
+    env.recipients[0].status = RecipientStatus.DELIVERED  # status lives in the DB only
     store.update(env, "deferred", time.time() + 3600)
     old_id = store.store_id
     store.close()
@@ -122,7 +145,7 @@ def test_lost_database_is_rebuilt_from_the_files(root, how, caplog):
         rep = store.recover()
         assert sorted(rep.rebuilt) == sorted([small, big]) and rep.orphans_removed == []
         assert sorted(queued(store, "incoming")) == sorted([small, big])
-        assert store.due(time.time(), 10)                     # due at once
+        assert store.due(time.time(), 10)  # due at once
         got = store.load(small)
         assert [r.address for r in got.recipients] == ["a@remote.test", "b@remote.test"]
         assert all(r.status is RecipientStatus.PENDING for r in got.recipients)  # twice, never zero
@@ -193,14 +216,14 @@ def test_what_cannot_be_rebuilt_is_quarantined_and_kept(root):
         (root / "msg" / "notes.txt").write_text("an operator's file")
         rep = store.recover()
         assert sorted(rep.quarantined) == sorted([legacy, damaged, wrong_id])
-        assert sorted(rep.orphans_removed) == sorted([empty, cut])      # no message in them
+        assert sorted(rep.orphans_removed) == sorted([empty, cut])  # no message in them
         assert rep.ignored == ["notes.txt"] and (root / "msg" / "notes.txt").exists()
         assert sorted(queued(store, "corrupt")) == sorted([legacy, damaged, wrong_id])
         for qid in (legacy, damaged, wrong_id):
             assert store.content_path(qid).exists()
-            assert store.entry(qid).envelope is None                # listed as unreadable
+            assert store.entry(qid).envelope is None  # listed as unreadable
         assert store.due(time.time() + 10, 10) == []
-        assert store.recover().quarantined == []                    # once, not every start
+        assert store.recover().quarantined == []  # once, not every start
     finally:
         store.close()
 
@@ -209,7 +232,7 @@ def test_older_format_files_with_rows_are_read_as_before(root):
     store = open_store(root)
     try:
         qid = commit(store, 1)
-        store.content_path(qid).write_bytes(MESSAGE % 1)            # as the older version wrote
+        store.content_path(qid).write_bytes(MESSAGE % 1)  # as the older version wrote
         assert store.recover().quarantined == []
         fh, size = store.open_content(qid)
         with fh:
@@ -248,7 +271,7 @@ def test_a_garbage_database_is_refused_with_the_repair_command(root, owner):
     text = str(ei.value)
     assert str(root / "queue.db") in text and "pigeon queue rebuild --from-files" in text
     assert "\n" not in text
-    assert store.content_path(qid).exists()                 # nothing touched
+    assert store.content_path(qid).exists()  # nothing touched
     assert not (root / "owner.lock").exists() or _lock_is_free(root)
 
 
@@ -261,7 +284,7 @@ def test_a_database_failing_quick_check_is_refused_by_the_owner(root):
     data = bytearray(db.read_bytes())
     page = 4096
     assert len(data) > 4 * page
-    data[3 * page:3 * page + 64] = b"\xff" * 64            # a damaged b-tree page header
+    data[3 * page : 3 * page + 64] = b"\xff" * 64  # a damaged b-tree page header
     db.write_bytes(bytes(data))
     with pytest.raises(StoreCorrupt) as ei:
         open_store(root, owner=True)
@@ -270,6 +293,7 @@ def test_a_database_failing_quick_check_is_refused_by_the_owner(root):
 
 def _lock_is_free(root: Path) -> bool:
     import fcntl
+
     fd = os.open(root / "owner.lock", os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -281,6 +305,7 @@ def _lock_is_free(root: Path) -> bool:
 
 
 # --- rebuild() ---------------------------------------------------------------------------
+
 
 def test_rebuild_from_files_moves_a_damaged_database_aside(root):
     store = open_store(root)
@@ -308,9 +333,9 @@ def test_rebuild_after_restoring_a_backup_adopts_files_of_the_same_database(root
     backup = tmp_path / "queue.db.backup"
     backup.write_bytes((root / "queue.db").read_bytes())
     store = open_store(root)
-    after = commit(store, 2)                                   # committed after the backup
+    after = commit(store, 2)  # committed after the backup
     store.close()
-    os.replace(backup, root / "queue.db")                      # the restore
+    os.replace(backup, root / "queue.db")  # the restore
     rep = rebuild(root, fsync=False)
     assert rep.rebuilt == [after] and rep.orphans_removed == []
     store = open_store(root)
@@ -325,13 +350,14 @@ def test_rebuild_and_the_serving_owner_exclude_each_other(root):
     try:
         with pytest.raises(StoreBusy, match="pigeon is running"):
             rebuild(root, fsync=False)
-        other = open_store(root)                                # sendmail, workers: welcome
+        other = open_store(root)  # sendmail, workers: welcome
         other.close()
     finally:
         server.close()
     import fcntl
+
     fd = os.open(root / "owner.lock", os.O_RDWR)
-    fcntl.flock(fd, fcntl.LOCK_EX)                              # a rebuild at work
+    fcntl.flock(fd, fcntl.LOCK_EX)  # a rebuild at work
     try:
         with pytest.raises(StoreBusy, match="rebuild"):
             open_store(root, owner=True)
@@ -342,18 +368,37 @@ def test_rebuild_and_the_serving_owner_exclude_each_other(root):
 
 # --- every producer writes a rebuildable file, also when the spool spills -------------
 
+
 def test_big_local_submissions_and_reports_are_rebuilt_too(root):
     from pigeon.admin import localsubmit as L
     from pigeon.queue.notify import Notice, enqueue_notice
-    big = b"\xc3\xa9t\xc3\xa9\n" * (SPILL_THRESHOLD // 6 + 100)       # spills, 8-bit
+
+    big = b"\xc3\xa9t\xc3\xa9\n" * (SPILL_THRESHOLD // 6 + 100)  # spills, 8-bit
     store = open_store(root)
-    prepared = L.prepare(b"Subject: big\n\n" + big, recipients=["bob@remote.test"],
-                         extract=False, sender="root@example.test", fullname="",
-                         hostname="mx.example.test", domain="example.test")
-    sent = L.enqueue(store, prepared, sender="root@example.test", hostname="mx.example.test",
-                     uid=0, now=1_700_000_000.0)
-    report = enqueue_notice(store, Notice("failure", "alice@remote.test", b"X: y\r\n\r\n" + big
-                                          .replace(b"\n", b"\r\n"), "bounced"), 1_700_000_001.0)
+    prepared = L.prepare(
+        b"Subject: big\n\n" + big,
+        recipients=["bob@remote.test"],
+        extract=False,
+        sender="root@example.test",
+        fullname="",
+        hostname="mx.example.test",
+        domain="example.test",
+    )
+    sent = L.enqueue(
+        store,
+        prepared,
+        sender="root@example.test",
+        hostname="mx.example.test",
+        uid=0,
+        now=1_700_000_000.0,
+    )
+    report = enqueue_notice(
+        store,
+        Notice(
+            "failure", "alice@remote.test", b"X: y\r\n\r\n" + big.replace(b"\n", b"\r\n"), "bounced"
+        ),
+        1_700_000_001.0,
+    )
     originals = {q: store.load(q) for q in (sent.queue_id, report)}
     store.close()
     drop_db(root, "missing")
@@ -372,7 +417,7 @@ def test_rebuild_as_root_leaves_the_files_to_the_queue_owner(root):
     qid = commit(store, 1)
     store.close()
     drop_db(root, "garbage")
-    os.chown(root, 65534, 65534)                         # the queue belongs to "nobody"
+    os.chown(root, 65534, 65534)  # the queue belongs to "nobody"
     rebuild(root, from_files=True, fsync=False)
     for name in ("queue.db", "queue.lock", "owner.lock"):
         assert (root / name).stat().st_uid == 65534, name

@@ -1,4 +1,5 @@
 """The loopback DNS server used by the MX tests: answers, rcodes, UDP/TCP."""
+
 from __future__ import annotations
 
 import socket
@@ -19,8 +20,9 @@ a.b     A 127.0.0.3
 """
 
 
-def ask(server: DnsServer, name: str, rdtype: str = "A", *, tcp: bool = False,
-        timeout: float = 2.0) -> dns.message.Message:
+def ask(
+    server: DnsServer, name: str, rdtype: str = "A", *, tcp: bool = False, timeout: float = 2.0
+) -> dns.message.Message:
     query = dns.message.make_query(name, rdtype)
     send = dns.query.tcp if tcp else dns.query.udp
     return send(query, "127.0.0.1", port=server.port, timeout=timeout)
@@ -60,7 +62,7 @@ def test_timeout_names_get_no_answer():
         try:
             sock.recvfrom(512)
             answered = True
-        except socket.timeout:
+        except TimeoutError:
             answered = False
         finally:
             sock.close()
@@ -82,15 +84,26 @@ def test_standalone_script(tmp_path):
 
     zone = tmp_path / "example.test.zone"
     zone.write_text(ZONE, encoding="utf-8")
-    with DnsServer() as probe:          # find a port that is free for UDP and TCP
+    with DnsServer() as probe:  # find a port that is free for UDP and TCP
         port = probe.port
-    proc = subprocess.Popen([sys.executable, "-m", "pigeon.testing.dnsserver",
-                             "--zone", str(zone), "--port", str(port)],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pigeon.testing.dnsserver",
+            "--zone",
+            str(zone),
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert f"port {port}" in proc.stdout.readline()
-        reply = dns.query.udp(dns.message.make_query("mx.example.test", "A"), "127.0.0.1",
-                              port=port, timeout=2)
+        reply = dns.query.udp(
+            dns.message.make_query("mx.example.test", "A"), "127.0.0.1", port=port, timeout=2
+        )
         assert reply.answer[0][0].to_text() == "127.0.0.2"
     finally:
         proc.terminate()

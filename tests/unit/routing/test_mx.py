@@ -1,4 +1,5 @@
 """MxResolver against a real DNS server on loopback (pigeon.testing.dnsserver)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -49,16 +50,21 @@ mx    A 203.0.113.1
 
 @pytest.fixture(scope="module")
 def dns_server():
-    with DnsServer(zones={"example.test": ZONE, "other.test": OTHER, "self.test": SELF},
-                   servfail={"broken.test"}, timeout={"slow.test"}) as server:
+    with DnsServer(
+        zones={"example.test": ZONE, "other.test": OTHER, "self.test": SELF},
+        servfail={"broken.test"},
+        timeout={"slow.test"},
+    ) as server:
         yield server
 
 
 def make(dns_server, *, seed: int = 1, timeout: float = 3.0, **kw) -> MxResolver:
-    cfg = DeliveryConfig(dns_servers=(Nameserver("127.0.0.1", dns_server.port),),
-                         dns_timeout=timeout, **kw)
-    return MxResolver(cfg, own_names={"mx.self.test"}, own_addresses={"198.51.100.7"},
-                      rng=random.Random(seed))
+    cfg = DeliveryConfig(
+        dns_servers=(Nameserver("127.0.0.1", dns_server.port),), dns_timeout=timeout, **kw
+    )
+    return MxResolver(
+        cfg, own_names={"mx.self.test"}, own_addresses={"198.51.100.7"}, rng=random.Random(seed)
+    )
 
 
 def run(resolver: MxResolver, nexthop: Nexthop) -> list[Candidate]:
@@ -82,8 +88,13 @@ def test_mx_ordered_by_preference_ipv6_first(dns_server):
 
 
 def test_port_from_nexthop_or_config(dns_server):
-    assert {c.port for c in run(make(dns_server, remote_port=2525), Nexthop("smtp", "plain.example.test"))} == {2525}
-    assert {c.port for c in run(make(dns_server), Nexthop("smtp", "plain.example.test", port=587))} == {587}
+    assert {
+        c.port
+        for c in run(make(dns_server, remote_port=2525), Nexthop("smtp", "plain.example.test"))
+    } == {2525}
+    assert {
+        c.port for c in run(make(dns_server), Nexthop("smtp", "plain.example.test", port=587))
+    } == {587}
 
 
 def test_equal_preferences_are_shuffled(dns_server):
@@ -91,14 +102,18 @@ def test_equal_preferences_are_shuffled(dns_server):
     resolver = make(dns_server, seed=42)
     for _ in range(20):
         orders.add(tuple(c.host for c in run(resolver, Nexthop("smtp", "equal.example.test"))))
-    assert orders == {("a.equal.example.test", "b.equal.example.test"),
-                      ("b.equal.example.test", "a.equal.example.test")}
+    assert orders == {
+        ("a.equal.example.test", "b.equal.example.test"),
+        ("b.equal.example.test", "a.equal.example.test"),
+    }
 
 
 def test_no_mx_uses_the_domain_address_as_implicit_mx(dns_server):
     got = run(make(dns_server), Nexthop("smtp", "plain.example.test"))
-    assert got == [Candidate("plain.example.test", "2001:db8::20", 25, 0),
-                   Candidate("plain.example.test", "192.0.2.20", 25, 0)]
+    assert got == [
+        Candidate("plain.example.test", "2001:db8::20", 25, 0),
+        Candidate("plain.example.test", "192.0.2.20", 25, 0),
+    ]
 
 
 def test_null_mx_is_permanent_556(dns_server):
@@ -185,17 +200,22 @@ def test_configured_host_failures_are_transient(dns_server):
 def test_ip_literals_and_lmtp(dns_server):
     r = make(dns_server)
     assert run(r, Nexthop("smtp", "[192.0.2.5]", host="192.0.2.5", mx=False)) == [
-        Candidate("192.0.2.5", "192.0.2.5", 25, 0)]
+        Candidate("192.0.2.5", "192.0.2.5", 25, 0)
+    ]
     assert run(r, Nexthop("smtp", "[IPv6:2001:db8::5]")) == [
-        Candidate("2001:db8::5", "2001:db8::5", 25, 0)]
+        Candidate("2001:db8::5", "2001:db8::5", 25, 0)
+    ]
     assert run(r, Nexthop("lmtp", "example.test", host="127.0.0.1", mx=False)) == [
-        Candidate("127.0.0.1", "127.0.0.1", 24, 0)]
+        Candidate("127.0.0.1", "127.0.0.1", 24, 0)
+    ]
     assert run(r, Nexthop("lmtp", "example.test", host="/run/lmtp", mx=False)) == [
-        Candidate("/run/lmtp", "/run/lmtp", 0, 0)]
+        Candidate("/run/lmtp", "/run/lmtp", 0, 0)
+    ]
     # LMTP never looks up MX, even without brackets.
     assert run(r, Nexthop("lmtp", "example.test", host="plain.example.test", port=2424)) == [
         Candidate("plain.example.test", "2001:db8::20", 2424, 0),
-        Candidate("plain.example.test", "192.0.2.20", 2424, 0)]
+        Candidate("plain.example.test", "192.0.2.20", 2424, 0),
+    ]
 
 
 def test_local_and_discard_are_not_resolvable(dns_server):
@@ -210,11 +230,17 @@ def test_resolve_error_attributes():
 
 
 def test_own_identity():
-    cfg = Config(hostname="mx.example.test",
-                 listen=(ListenAddress("0.0.0.0", 25), ListenAddress("192.0.2.1", 25),
-                         ListenAddress("smtp.example.test", 2525)),
-                 delivery=DeliveryConfig(own_addresses=("198.51.100.1", "nat.example.test"),
-                                         helo_name="out.example.test"))
+    cfg = Config(
+        hostname="mx.example.test",
+        listen=(
+            ListenAddress("0.0.0.0", 25),
+            ListenAddress("192.0.2.1", 25),
+            ListenAddress("smtp.example.test", 2525),
+        ),
+        delivery=DeliveryConfig(
+            own_addresses=("198.51.100.1", "nat.example.test"), helo_name="out.example.test"
+        ),
+    )
     names, addresses = own_identity(cfg)
     assert names == {"mx.example.test", "smtp.example.test", "nat.example.test", "out.example.test"}
     assert addresses == {"192.0.2.1", "198.51.100.1"}
