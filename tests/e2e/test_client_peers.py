@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from pigeon.delivery.api import DeliveryRecipient, DeliveryRequest, Nexthop, Outcome
+from pigeon.delivery.api import DeliveryRecipient, DeliveryRequest, Outcome
 from pigeon.delivery.smtp import Candidate, SmtpAgent
 from pigeon.proto.client import ClientConfig
 from pigeon.proto.params import MailParams, RcptParams
 from pigeon.testing.live import free_port, require_tool, wait_for
 from pigeon.testing.postfix import PostfixUnavailable, PrivatePostfix, wait_banner
+from pigeon.vocab import Nexthop
 
 pytestmark = pytest.mark.e2e
 

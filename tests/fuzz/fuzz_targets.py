@@ -20,7 +20,6 @@ from __future__ import annotations
 import re
 
 from pigeon.proto import reply as R
-from pigeon.proto.address import PathError, parse_path, split_path
 from pigeon.proto.client_content import DotStuffer
 from pigeon.proto.commands import (
     CommandError,
@@ -44,6 +43,7 @@ from pigeon.proto.events import (
 from pigeon.proto.linebuf import CommandLineReader
 from pigeon.proto.params import ParamError, parse_mail_params, parse_rcpt_params
 from pigeon.proto.server import ServerSession, SessionConfig
+from pigeon.vocab.address import PathError, parse_path, split_path
 
 REPLY_LINE = re.compile(rb"[2-5][0-9][0-9][ -][^\r\n]*")
 CONFIG = SessionConfig(max_errors=1000, max_message_size=100_000)

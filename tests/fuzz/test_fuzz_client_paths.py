@@ -15,10 +15,10 @@ from address_strategies import addresses
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from pigeon.proto.address import Address, PathError, parse_path
 from pigeon.proto.client import ClientSession, Transaction, TransactionDone
 from pigeon.proto.events import NEED_DATA, MailRequested, RcptRequested
 from pigeon.proto.server import ServerSession, SessionConfig
+from pigeon.vocab.address import Address, PathError, parse_path
 
 EXAMPLES = int(os.environ.get("PIGEON_FUZZ_EXAMPLES", "200"))
 FUZZ = settings(

@@ -23,7 +23,6 @@ from address_strategies import addresses
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from pigeon.proto.address import parse_path
 from pigeon.proto.params import (
     MailParams,
     RcptParams,
@@ -33,6 +32,7 @@ from pigeon.proto.params import (
     xtext_encode,
 )
 from pigeon.proto.server import SessionConfig
+from pigeon.vocab.address import parse_path
 
 EXAMPLES = int(os.environ.get("PIGEON_FUZZ_EXAMPLES", "200"))
 FUZZ = settings(

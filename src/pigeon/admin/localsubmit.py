@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pigeon.proto.address import PathError, parse_path
 from pigeon.proto.params import MailParams
 from pigeon.queue.model import Envelope, Recipient
+from pigeon.vocab.address import PathError, parse_path
 
 __all__ = [
     "Prepared",

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from pigeon.config._checks import ConfigError, domain_problem, join, show
 from pigeon.config.schema import Config
-from pigeon.proto.address import Address, PathError, parse_path
+from pigeon.vocab.address import Address, PathError, parse_path
 
 __all__ = ["read_aliases_file", "check_catch_alls", "MAX_INCLUDE_DEPTH"]
 

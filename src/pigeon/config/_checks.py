@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pigeon.config.schema import DomainConfig, ListenAddress
-from pigeon.proto.address import PathError, parse_path
+from pigeon.vocab.address import PathError, parse_path
 
 Checker = Callable[[str, Any], Any]
 

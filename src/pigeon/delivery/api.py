@@ -22,39 +22,13 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from pigeon.proto.params import MailParams, RcptParams
+from pigeon.vocab.nexthop import Nexthop
 
 
 class Outcome(str, enum.Enum):
     DELIVERED = "delivered"  # final success (local mailbox, or remote 250)
     DEFERRED = "deferred"  # transient failure: retry later
     BOUNCED = "bounced"  # permanent failure: report to the sender
-
-
-@dataclass(frozen=True, slots=True)
-class Nexthop:
-    """Where a group of recipients goes.
-
-    transport: "smtp" (MX lookup of `domain` unless `host` is given),
-               "lmtp" (host:port or a Unix socket path in `host`),
-               "local" (Maildir), "discard".
-    host:      explicit host (name or IP literal) or socket path; None = MX lookup.
-    port:      TCP port; None = the transport's default (config `remote_port`
-               for smtp, 24 for lmtp).
-    mx:        False for "[host]" (no MX lookup, Postfix's bracket syntax).
-    """
-
-    transport: Literal["smtp", "lmtp", "local", "discard"]
-    domain: str
-    host: str | None = None
-    port: int | None = None
-    mx: bool = True
-
-    def __str__(self) -> str:
-        if self.transport in ("local", "discard"):
-            return self.transport
-        where = self.host if self.host else self.domain
-        where = f"[{where}]" if not self.mx else where
-        return f"{self.transport}:{where}" + (f":{self.port}" if self.port else "")
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,7 +75,6 @@ from typing import Protocol
 from pigeon.delivery.api import (
     DeliveryRecipient,
     DeliveryRequest,
-    Nexthop,
     Outcome,
     RecipientResult,
 )
@@ -86,6 +85,7 @@ from pigeon.proto.client_reply import reply_text
 from pigeon.proto.reply import Reply
 from pigeon.routing.mx import Candidate, ResolveError  # one definition, shared with the resolver
 from pigeon.routing.resolve import literal_ip
+from pigeon.vocab import Nexthop
 
 log = logging.getLogger("pigeon.delivery.smtp")
 

@@ -59,8 +59,9 @@ from typing import TypeVar
 from pigeon.config.schema import Config
 from pigeon.policy.newmailboxes import NewMailboxLimiter, client_address
 from pigeon.proto import reply as R
-from pigeon.proto.address import Address
-from pigeon.routing.resolve import Route, Router
+from pigeon.routing.resolve import Router
+from pigeon.vocab import Route
+from pigeon.vocab.address import Address
 
 T = TypeVar("T")
 
@@ -136,7 +137,7 @@ class RecipientPolicy:
         the client (module contract); trusted clients are not counted."""
         limit = self._config.limits.new_mailboxes_per_hour
         new = [
-            str(r.target)
+            str(r.mailbox)
             for r in routes
             if r.kind == "local" and not self._router.has_mailbox_list(r.address.rpartition("@")[2])
         ]

@@ -14,7 +14,6 @@ Modules, from the bottom up:
     server      ServerSession + SessionConfig
 """
 
-from pigeon.proto.address import Address, NonAsciiAddressError, PathError, parse_path, split_path
 from pigeon.proto.events import (
     NEED_DATA,
     AuthKeysRequested,
@@ -43,6 +42,7 @@ from pigeon.proto.params import (
 )
 from pigeon.proto.reply import Reply
 from pigeon.proto.server import ServerSession, SessionConfig
+from pigeon.vocab.address import Address, NonAsciiAddressError, PathError, parse_path, split_path
 
 __all__ = [
     "Address",

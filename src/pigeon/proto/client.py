@@ -63,12 +63,12 @@ import enum
 from collections import deque
 from dataclasses import dataclass, field
 
-from pigeon.proto.address import PathError, parse_path
 from pigeon.proto.client_config import ClientConfig
 from pigeon.proto.client_content import DotStuffer, bdat_chunk
 from pigeon.proto.client_reply import Extensions, MalformedReply, ReplyParser
 from pigeon.proto.params import RcptParams, xtext_encode
 from pigeon.proto.reply import Reply, reply
+from pigeon.vocab.address import PathError, parse_path
 
 __all__ = [
     "ClientSession",

@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pigeon.proto.address import Address
 from pigeon.proto.params import MailParams, RcptParams
+from pigeon.vocab.address import Address
 
 
 class Event:

@@ -63,7 +63,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pigeon.proto import reply as R
-from pigeon.proto.address import Address, NonAsciiAddressError, PathError, parse_path, split_path
 from pigeon.proto.commands import (
     Command,
     CommandError,
@@ -102,6 +101,7 @@ from pigeon.proto.params import (
 from pigeon.proto.reply import Reply
 from pigeon.proto.secure import SecureCommands
 from pigeon.proto.states import TRANSACTION_STATES, VERB_FLAGS, State, lookup
+from pigeon.vocab.address import Address, NonAsciiAddressError, PathError, parse_path, split_path
 
 # RFC 1985 §5: the node is a domain name (a dot-atom of LDH labels).
 _ETRN_DOMAIN = re.compile(

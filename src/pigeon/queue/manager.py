@@ -128,7 +128,6 @@ from pigeon.delivery.api import (
     DeliveryAgent,
     DeliveryRecipient,
     DeliveryRequest,
-    Nexthop,
     Outcome,
     RecipientResult,
 )
@@ -142,7 +141,8 @@ from pigeon.queue.schedule import DestinationState, expired, next_attempt
 from pigeon.queue.settle import STORE_ERRORS, Settlement, Settling
 from pigeon.queue.store import CorruptEntry, QueueStore, StoreError
 from pigeon.queue.waiting import NexthopWaiters, WaitingForHops, waits_for_hop
-from pigeon.routing.resolve import Route, Router
+from pigeon.routing.resolve import Router
+from pigeon.vocab import Nexthop, Route
 
 #: Seconds before the first retry after the store failed (disk full, EIO);
 #: doubles while it keeps failing (queue/settle.py Rule 2).
@@ -171,12 +171,6 @@ _LOG_STATUS = {Outcome.DELIVERED: "sent", Outcome.DEFERRED: "deferred", Outcome.
 
 class MailLog(Protocol):
     def log(self, queue_id: str, fields: dict, detail: str | None = None) -> None: ...
-
-
-def _nexthop(route: Route) -> Nexthop:
-    """The route's Nexthop; a bare domain (older Router) means SMTP with MX lookup."""
-    target = route.target
-    return target if isinstance(target, Nexthop) else Nexthop("smtp", str(target))
 
 
 def _original_to(rcpt: Recipient, route: Route) -> str | None:
@@ -603,12 +597,14 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
                 route = (
                     routes[0]
                     if routes
-                    else Route("remote", rcpt.address, rcpt.address.rpartition("@")[2])
+                    else Route.remote(
+                        rcpt.address, Nexthop("smtp", rcpt.address.rpartition("@")[2])
+                    )
                 )
             if route.kind == "local":
                 local.append((rcpt, route))
             else:
-                remote.setdefault(_nexthop(route), []).append(rcpt)
+                remote.setdefault(route.nexthop, []).append(rcpt)
         local_task = None
         async with asyncio.TaskGroup() as tg:
             if local:
@@ -708,7 +704,7 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
             *(
                 self._maildirs.submit(
                     MaildirJob(
-                        route.target, source, env.sender, route.address, _original_to(rcpt, route)
+                        route.mailbox, source, env.sender, route.address, _original_to(rcpt, route)
                     )
                 )
                 for rcpt, route in jobs
@@ -721,7 +717,7 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
                 if ours:
                     storage_fault = True
                     self.mailbox_health.failed(err)
-                    self._mailbox_probe_dir = Path(route.target) / "tmp"
+                    self._mailbox_probe_dir = Path(route.mailbox) / "tmp"
                 self._set(
                     rcpt,
                     RecipientStatus.DEFERRED,

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 
 from pigeon.msgfile import write_all
 from pigeon.queue.health import is_storage_fault
+from pigeon.vocab.errors import CorruptEntry, StoreError  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     from pigeon.queue.model import Envelope
@@ -58,28 +59,6 @@ _O_SPOOL = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 #: at most `limits.connections` x 128 KiB for a whole process (docs/security.md).
 #: 128 KiB keeps the common case (and the 100 KB benchmark) in memory.
 SPILL_THRESHOLD = 128 * 1024
-
-
-class StoreError(Exception):
-    """A queue operation failed; nothing was half-recorded.
-
-    `disk_full` is True when the cause was ENOSPC/EDQUOT (or SQLITE_FULL): the
-    SMTP side answers 452 4.3.1 instead of 451 4.3.0. `storage_fault` is True
-    when the cause was the storage itself (disk full, I/O error, read-only
-    file system: `pigeon.queue.health.is_storage_fault`), an expected
-    condition that is retried, never a bug.
-    """
-
-    def __init__(
-        self, message: str, *, disk_full: bool = False, storage_fault: bool = False
-    ) -> None:
-        super().__init__(message)
-        self.disk_full = disk_full
-        self.storage_fault = storage_fault or disk_full
-
-
-class CorruptEntry(StoreError):
-    """The entry was unreadable and has been moved to state 'corrupt'."""
 
 
 def _to_b32(value: int, width: int) -> str:

@@ -173,6 +173,7 @@ from pigeon.queue.spool import (  # noqa: F401
     _IdGenerator,
     _store_error,
 )
+from pigeon.vocab.states import STATES
 
 try:
     import fcntl
@@ -193,7 +194,6 @@ __all__ = [
 
 log = logging.getLogger("pigeon.queue")
 
-STATES = ("incoming", "active", "deferred", "hold", "corrupt")
 
 # Content files of one batch are written and fsynced in parallel: concurrent
 # fsyncs share the file system's journal commits (ext4, 2-core VM, 1 KB

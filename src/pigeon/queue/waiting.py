@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING
 from pigeon.queue.settle import STORE_ERRORS
 
 if TYPE_CHECKING:
-    from pigeon.delivery.api import Nexthop
     from pigeon.queue.manager import QueueManager
+    from pigeon.vocab import Nexthop
 
 __all__ = ["NexthopWaiters", "WaitingForHops", "waits_for_hop"]
 

@@ -70,8 +70,8 @@ import dns.rdatatype
 import dns.resolver
 
 from pigeon.config.schema import Config, DeliveryConfig
-from pigeon.delivery.api import Nexthop
 from pigeon.routing.resolve import literal_ip
+from pigeon.vocab import Nexthop
 
 __all__ = ["Candidate", "ResolveError", "MxResolver", "own_identity", "LMTP_PORT"]
 

@@ -2,13 +2,14 @@
 
 Contract:
   * `Router.resolve(address)` turns one envelope recipient into the list of
-    final destinations (`Route`s): ("local", address, maildir Path) or
-    ("remote", address, Nexthop). "remote" means "handed to the delivery
-    agent named by `Nexthop.transport`" (smtp, lmtp or discard). It is pure
+    final destinations (`pigeon.vocab.Route`s): `Route.local(address,
+    maildir)` (transport "local") or `Route.remote(address, nexthop)`,
+    handed to the delivery agent named by `Nexthop.transport` (smtp, lmtp
+    or discard). It is pure
     with respect to the config it was built from: no I/O, no DNS (MX lookup
     belongs to `pigeon.routing.mx`, called by the delivery agents).
   * Rule 1 (grouping): equal destinations give equal, hashable `Nexthop`s,
-    so the queue manager can group recipients by `route.target`. Every
+    so the queue manager can group recipients by `route.nexthop`. Every
     Nexthop carries the recipient domain, so recipients of two domains sent
     through one smarthost are two groups (Postfix does the same per
     nexthop domain).
@@ -74,24 +75,15 @@ from __future__ import annotations
 import ipaddress
 import logging
 from pathlib import Path
-from typing import Literal, NamedTuple
 
 from pigeon.config.schema import Config, TransportSpec
-from pigeon.delivery.api import Nexthop
 from pigeon.delivery.maildir import maildir_path
+from pigeon.vocab import Nexthop, Route
 
 log = logging.getLogger("pigeon.routing")
 
 MAX_DEPTH = 20
 MAILDIR_CACHE = 10_000  # remembered Maildir paths (Router._maildir)
-
-
-class Route(NamedTuple):
-    """One final destination. `target` is the Maildir (local) or the Nexthop (remote)."""
-
-    kind: Literal["local", "remote"]
-    address: str
-    target: Path | Nexthop
 
 
 def split_address(address: str) -> tuple[str, str]:
@@ -284,7 +276,7 @@ class Router:
     def delivery_key(route: Route) -> tuple[str, str]:
         """Routes with equal keys deliver to the same place (module contract)."""
         if route.kind == "local":
-            return ("local", str(route.target))
+            return ("local", str(route.mailbox))
         local, _, domain = route.address.rpartition("@")
         return ("remote", f"{local}@{domain.lower()}")
 
@@ -340,12 +332,12 @@ class Router:
         """One final address -> Route, by the decision order of contract Rule 2."""
         spec = self.transport_for(domain)
         if spec is not None and spec.transport != "local":
-            return Route("remote", address, nexthop_from_spec(spec, domain))
+            return Route.remote(address, nexthop_from_spec(spec, domain))
         if spec is not None or domain in self._domains:
-            return Route("local", address, self._maildir(self._mailbox(local, domain), domain))
+            return Route.local(address, self._maildir(self._mailbox(local, domain), domain))
         if self._relay is not None:
-            return Route("remote", address, nexthop_from_spec(self._relay, domain))
+            return Route.remote(address, nexthop_from_spec(self._relay, domain))
         ip = literal_ip(domain)
         if ip is not None:
-            return Route("remote", address, Nexthop("smtp", domain, host=ip, mx=False))
-        return Route("remote", address, Nexthop("smtp", domain))
+            return Route.remote(address, Nexthop("smtp", domain, host=ip, mx=False))
+        return Route.remote(address, Nexthop("smtp", domain))

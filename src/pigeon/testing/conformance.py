@@ -61,13 +61,13 @@ from pigeon import msgfile
 from pigeon.delivery.api import (
     DeliveryRecipient,
     DeliveryRequest,
-    Nexthop,
     Outcome,
     RecipientResult,
 )
 from pigeon.msgfile import read_message
 from pigeon.proto.params import MailParams, RcptParams
 from pigeon.queue.model import Envelope, Recipient
+from pigeon.vocab import Nexthop
 
 StoreFactory = Callable[[Path], Any]
 

@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from pigeon.delivery.api import (
     DeliveryRecipient,
     DeliveryRequest,
-    Nexthop,
     Outcome,
     RecipientResult,
 )
+from pigeon.vocab import Nexthop
 
 
 @dataclass(slots=True)

@@ -119,7 +119,7 @@ def test_flush_makes_deferred_mail_due_and_revives_destinations(backend):
     q1 = b.commit("a@down.example", state="deferred")
     q2 = b.commit("b@other.example", state="deferred")
     dests = b.manager._dests
-    from pigeon.delivery.api import Nexthop
+    from pigeon.vocab import Nexthop
 
     nh = Nexthop("smtp", "down.example")
     for _ in range(5):

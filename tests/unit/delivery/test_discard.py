@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from pigeon.delivery.api import DeliveryRecipient, DeliveryRequest, Nexthop, Outcome
+from pigeon.delivery.api import DeliveryRecipient, DeliveryRequest, Outcome
 from pigeon.delivery.discard import DiscardAgent
 from pigeon.proto.params import MailParams
+from pigeon.vocab import Nexthop
 
 
 def test_discard_delivers_everyone_without_reading():

@@ -6,12 +6,13 @@ import asyncio
 import tempfile
 from pathlib import Path
 
-from pigeon.delivery.api import DeliveryRecipient, DeliveryRequest, Nexthop, Outcome
+from pigeon.delivery.api import DeliveryRecipient, DeliveryRequest, Outcome
 from pigeon.delivery.lmtp import LmtpAgent
 from pigeon.proto.client import ClientConfig
 from pigeon.proto.params import MailParams
 from pigeon.testing.fakepeer import FakePeer
 from pigeon.testing.live import free_port
+from pigeon.vocab import Nexthop
 
 CONTENT = b"Subject: lmtp\r\n\r\n.dot\r\nbody\r\n"
 LMTP_EXT = ("PIPELINING", "ENHANCEDSTATUSCODES", "8BITMIME")

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from pigeon.delivery.api import DeliveryRecipient, DeliveryRequest, Nexthop, Outcome
+from pigeon.delivery.api import DeliveryRecipient, DeliveryRequest, Outcome
 from pigeon.delivery.smtp import Candidate, ResolveError, SmtpAgent
 from pigeon.proto.client import ClientConfig
 from pigeon.proto.params import MailParams, RcptParams
 from pigeon.testing.fakepeer import CLOSE, CLOSE_IN_DATA, HANG, FakePeer
 from pigeon.testing.live import free_port
+from pigeon.vocab import Nexthop
 
 CONTENT = b"Subject: test\r\n\r\n.leading dot\r\nbody\r\n..two\r\n"
 

@@ -9,9 +9,9 @@ from pigeon.config.schema import Config, DomainConfig, Limits
 from pigeon.policy.newmailboxes import WINDOW, NewMailboxLimiter, client_key
 from pigeon.policy.recipients import RecipientPolicy
 from pigeon.proto import reply as R
-from pigeon.proto.address import Address
 from pigeon.routing.resolve import Router
 from pigeon.testing.fakes import FakeClock
+from pigeon.vocab.address import Address
 
 
 def make_policy(tmp_path: Path, limit: int = 3, **kw) -> tuple[RecipientPolicy, FakeClock]:

@@ -18,8 +18,8 @@ import pytest
 from pigeon.config.schema import Config, DomainConfig
 from pigeon.policy.recipients import RecipientPolicy
 from pigeon.proto import reply as R
-from pigeon.proto.address import Address
 from pigeon.routing.resolve import Router
+from pigeon.vocab.address import Address
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -80,8 +80,8 @@ def test_relay_networks_edge_cases():
 def test_authenticated_clients_may_relay_but_local_checks_stay():
     from pigeon.config import load_config
     from pigeon.policy.recipients import RecipientPolicy
-    from pigeon.proto.address import Address
     from pigeon.routing.resolve import Router
+    from pigeon.vocab.address import Address
 
     config = load_config(None, {"domains": {"example.test": {"mailboxes": ["alice"]}}})
     policy = RecipientPolicy(config, Router(config))

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pigeon.proto.address import Address, NonAsciiAddressError, PathError, parse_path, split_path
+from pigeon.vocab.address import Address, NonAsciiAddressError, PathError, parse_path, split_path
 
 
 def p(text: str, *, null: bool = False, utf8: bool = False) -> Address | None:

@@ -6,7 +6,6 @@ import pytest
 from proto_helpers import in_data, session
 
 from pigeon.proto import reply as R
-from pigeon.proto.address import Address
 from pigeon.proto.events import (
     NEED_DATA,
     ConnectionClosing,
@@ -18,6 +17,7 @@ from pigeon.proto.events import (
 )
 from pigeon.proto.params import MailParams, RcptParams
 from pigeon.proto.server import ServerSession, SessionConfig
+from pigeon.vocab.address import Address
 
 
 def test_greeting_and_pregreet() -> None:

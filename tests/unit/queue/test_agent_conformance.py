@@ -66,8 +66,9 @@ def test_suite_catches_broken_agents(agent, words):
 def test_fake_agent_stages():
     from pathlib import Path
 
-    from pigeon.delivery.api import DeliveryRecipient, Nexthop
+    from pigeon.delivery.api import DeliveryRecipient
     from pigeon.proto.params import MailParams
+    from pigeon.vocab import Nexthop
 
     a = FakeAgent()
     a.rcpt_err = {"b@x.test": FakeReply("5.1.1", "550 no")}

@@ -16,13 +16,13 @@ import pytest
 
 from pigeon.config.schema import Config, DomainConfig
 from pigeon.policy.recipients import RecipientPolicy
-from pigeon.proto.address import parse_path
 from pigeon.proto.params import RcptParams
 from pigeon.queue.manager import QueueManager
 from pigeon.queue.model import Envelope, Recipient
 from pigeon.queue.store import QueueStore
 from pigeon.routing.resolve import Router
 from pigeon.testing.fakes import RecordingMaillog, run_manager_until
+from pigeon.vocab.address import parse_path
 
 ADDRESSES = [
     "alice@example.test",

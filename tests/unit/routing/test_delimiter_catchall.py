@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from pigeon.config.schema import Config, DomainConfig
-from pigeon.delivery.api import Nexthop
-from pigeon.routing.resolve import Route, Router, split_extension
+from pigeon.routing.resolve import Router, split_extension
+from pigeon.vocab import Nexthop, Route
 
 ROOT = Path("/data/mailboxes")
 
@@ -31,7 +31,7 @@ def make_router(aliases=None, **kw) -> Router:
 
 
 def local(address: str, mailbox: str) -> Route:
-    return Route("local", address, ROOT / address.rpartition("@")[2] / mailbox)
+    return Route.local(address, ROOT / address.rpartition("@")[2] / mailbox)
 
 
 @pytest.mark.parametrize(
@@ -109,7 +109,7 @@ def test_catch_all_of_a_list_less_domain_takes_every_unaliased_local_part():
 def test_catch_all_may_point_elsewhere():
     r = make_router({"@open.test": ("archive@remote.test",)})
     assert r.resolve("x@open.test") == [
-        Route("remote", "archive@remote.test", Nexthop("smtp", "remote.test"))
+        Route.remote("archive@remote.test", Nexthop("smtp", "remote.test"))
     ]
 
 
@@ -127,15 +127,15 @@ def test_aliases_file_entries_apply_in_every_local_domain():
     assert r.resolve("staff@example.test") == [
         local("alice@example.test", "alice"),
         local("bob@example.test", "bob"),
-        Route("remote", "x@remote.test", Nexthop("smtp", "remote.test")),
+        Route.remote("x@remote.test", Nexthop("smtp", "remote.test")),
     ]
     assert r.resolve("root@remote.test") == [  # not a local domain: not applied
-        Route("remote", "root@remote.test", Nexthop("smtp", "remote.test"))
+        Route.remote("root@remote.test", Nexthop("smtp", "remote.test"))
     ]
 
 
 def test_quoted_aliases_file_name_matches_the_quoted_address():
-    from pigeon.proto.address import Address
+    from pigeon.vocab.address import Address
 
     r = make_router(local_aliases={'"first last"': ("alice",)})
     assert r.resolve(str(Address("First Last", "example.test"))) == [
@@ -178,5 +178,5 @@ def test_two_targets_reaching_one_mailbox_give_one_route():
     )
     assert r.resolve("list@example.test") == [
         local("alice+1@example.test", "alice"),
-        Route("remote", "x@remote.test", Nexthop("smtp", "remote.test")),
+        Route.remote("x@remote.test", Nexthop("smtp", "remote.test")),
     ]

@@ -8,9 +8,9 @@ import random
 import pytest
 
 from pigeon.config.schema import Config, DeliveryConfig, ListenAddress, Nameserver
-from pigeon.delivery.api import Nexthop
 from pigeon.routing.mx import Candidate, MxResolver, ResolveError, own_identity
 from pigeon.testing.dnsserver import DnsServer
+from pigeon.vocab import Nexthop
 
 ZONE = """
 @           MX 10 mx1

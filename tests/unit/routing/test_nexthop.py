@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from pigeon.config.schema import Config, DeliveryConfig, DomainConfig, TransportSpec
-from pigeon.delivery.api import Nexthop
-from pigeon.routing.resolve import Route, Router, literal_ip
+from pigeon.routing.resolve import Router, literal_ip
+from pigeon.vocab import Nexthop, Route
 
 RELAY = TransportSpec("smtp", "relay.example.net", 587, False)
 
@@ -24,8 +24,9 @@ def make(transports=None, relay=None) -> Router:
 
 
 def target(router: Router, address: str):
+    """The Maildir of a local route, the Nexthop of another."""
     [route] = router.resolve(address)
-    return route.target
+    return route.mailbox if route.kind == "local" else route.nexthop
 
 
 def test_default_is_mx_lookup_of_the_domain():
@@ -82,7 +83,7 @@ def test_transport_exact_then_nearest_parent():
 def test_transport_overrides_local_domain_and_discard():
     r = make({"example.test": TransportSpec("discard")})
     assert r.resolve("alice@example.test") == [
-        Route("remote", "alice@example.test", Nexthop("discard", "example.test"))
+        Route.remote("alice@example.test", Nexthop("discard", "example.test"))
     ]
 
 
@@ -101,5 +102,5 @@ def test_nexthops_group_equal_destinations():
     routes = r.resolve("a@remote.test") + r.resolve("b@REMOTE.test") + r.resolve("c@other.test")
     groups: dict[Nexthop, list[str]] = {}
     for route in routes:
-        groups.setdefault(route.target, []).append(route.address)
+        groups.setdefault(route.nexthop, []).append(route.address)
     assert list(groups.values()) == [["a@remote.test", "b@remote.test"], ["c@other.test"]]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from pigeon.config.schema import Config, DomainConfig
-from pigeon.delivery.api import Nexthop
-from pigeon.routing.resolve import MAX_DEPTH, Route, Router
+from pigeon.routing.resolve import MAX_DEPTH, Router
+from pigeon.vocab import Nexthop, Route
 
 
 def make_config(aliases=None, **kw) -> Config:
@@ -24,17 +24,17 @@ def make_config(aliases=None, **kw) -> Config:
 
 def local(addr: str) -> Route:
     loc, dom = addr.split("@")
-    return Route("local", addr, Path("/data/mailboxes") / dom / loc)
+    return Route.local(addr, Path("/data/mailboxes") / dom / loc)
 
 
 def test_local_and_remote():
     r = Router(make_config())
     assert r.resolve("Alice@Example.TEST") == [local("alice@example.test")]
     assert r.resolve("x@elsewhere.test") == [
-        Route("remote", "x@elsewhere.test", Nexthop("smtp", "elsewhere.test"))
+        Route.remote("x@elsewhere.test", Nexthop("smtp", "elsewhere.test"))
     ]
     assert r.resolve("x@[192.0.2.1]") == [
-        Route("remote", "x@[192.0.2.1]", Nexthop("smtp", "[192.0.2.1]", "192.0.2.1", None, False))
+        Route.remote("x@[192.0.2.1]", Nexthop("smtp", "[192.0.2.1]", "192.0.2.1", None, False))
     ]
 
 
@@ -54,7 +54,7 @@ def test_alias_expands_recursively_to_local_and_remote_with_dedupe():
     assert r.resolve("INFO@example.test") == [
         local("bob@example.test"),
         local("alice@example.test"),
-        Route("remote", "carol@remote.test", Nexthop("smtp", "remote.test")),
+        Route.remote("carol@remote.test", Nexthop("smtp", "remote.test")),
     ]
 
 
