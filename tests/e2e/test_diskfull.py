@@ -311,6 +311,8 @@ def test_below_the_reserve_mail_and_data_get_452_before_the_disk_is_full(tmp_pat
         with smtplib.SMTP("127.0.0.1", server.port, timeout=15) as c:
             c.sendmail("a@example.org", [RCPT], body("after", 2000))
         assert wait_for(lambda: "after" in tokens_delivered(server), timeout=15), server.log()
+        # The log is written in batches (obs/logsetup.py): wait for the line.
+        assert wait_for(lambda: "free again" in server.log(), timeout=5), server.log()
         log = server.log()
         assert log.count("below the reserve of 8.0 MiB") == 1, log
         assert log.count("free again") == 1, log

@@ -24,6 +24,7 @@ Contract:
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import sqlite3
@@ -98,6 +99,10 @@ class AccountStore:
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             ensure_file(self.path, 0o600)  # its -wal/-shm copy its mode
+            if not os.access(self.path, os.R_OK | os.W_OK):
+                # SQLite would only say "unable to open database file": say
+                # why, so the CLI can tell a permission problem (77) apart.
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self.path))
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA busy_timeout=5000")  # first: the WAL switch may wait too
             db.execute("PRAGMA journal_mode=WAL")

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pigeon
 
-__all__ = ["Sandbox", "require_sandbox"]
+__all__ = ["Sandbox", "needs_sandbox", "require_sandbox"]
 
 TOOLS = ("unshare", "nsenter", "setpriv", "useradd")
 
@@ -59,6 +59,13 @@ def _needed_paths() -> list[Path]:
         Path(os.path.realpath(sys.executable)).parent,
     }
     return sorted(paths)
+
+
+def needs_sandbox() -> bool:
+    """Whether an unprivileged user cannot reach the interpreter or this
+    checkout directly (an ancestor directory others cannot search), so that
+    running pigeon as that user takes a Sandbox."""
+    return any(_blocked_ancestor(p) for p in _needed_paths())
 
 
 def _blocked_ancestor(path: Path) -> Path | None:
@@ -118,13 +125,15 @@ class Sandbox:
 
     # --- running commands -------------------------------------------------------------------
 
-    def _argv(self, argv: list[str], user: str | None, cwd: str | None) -> list[str]:
+    def _argv(
+        self, argv: list[str], user: str | None, cwd: str | None, group: str | None = None
+    ) -> list[str]:
         inner = list(argv)
         if user is not None:
             inner = [
                 self.tools["setpriv"],
                 f"--reuid={user}",
-                f"--regid={user}",
+                f"--regid={group or user}",
                 "--init-groups",
                 "--inh-caps=-all",
                 *inner,
@@ -139,12 +148,13 @@ class Sandbox:
         argv: list[str],
         *,
         user: str | None = None,
+        group: str | None = None,
         cwd: str | None = None,
         timeout: float = 60,
         **kw,
     ) -> subprocess.CompletedProcess:
         kw.setdefault("capture_output", True)
-        return subprocess.run(self._argv(argv, user, cwd), timeout=timeout, **kw)
+        return subprocess.run(self._argv(argv, user, cwd, group), timeout=timeout, **kw)
 
     def popen(
         self, argv: list[str], *, user: str | None = None, cwd: str | None = None, **kw

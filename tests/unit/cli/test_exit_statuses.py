@@ -21,6 +21,7 @@ from pigeon.cli import sendmail as S
 from pigeon.cli.main import COMMANDS, EPILOG, main
 from pigeon.testing.admin_backend import Backend
 from pigeon.testing.live import PigeonProcess, free_port
+from pigeon.testing.sandbox import Sandbox, needs_sandbox
 
 PW = "correct horse battery"
 
@@ -72,31 +73,41 @@ def world():
     w.close()
 
 
+_SANDBOX = []  # a Sandbox, started when the checkout is out of nobody's reach
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_the_sandbox():
+    yield
+    while _SANDBOX:
+        _SANDBOX.pop().close()
+
+
 def as_other_user(argv: list[str], **kw) -> int:
-    """`python -m pigeon ARGV` run by an unprivileged user (nobody); needs root."""
+    """`python -m pigeon ARGV` run by an unprivileged user (nobody); needs root.
+
+    A checkout under a directory others cannot search (a clone in a 0700
+    temporary directory, /root) is made reachable inside a private mount
+    namespace (pigeon.testing.sandbox), changing nothing on the machine."""
     if os.geteuid() != 0:
         pytest.skip("needs root to run a command as another user")
     setpriv = shutil.which("setpriv")
     if setpriv is None:
         pytest.skip("setpriv is not installed")
-    done = subprocess.run(
-        [
-            setpriv,
-            "--reuid",
-            "nobody",
-            "--regid",
-            "nogroup",
-            "--clear-groups",
-            sys.executable,
-            "-m",
-            "pigeon",
-            *argv,
-        ],
-        capture_output=True,
-        timeout=60,
-        env={k: v for k, v in os.environ.items() if k != "PIGEON_CONFIG"},
-        **kw,
-    )
+    env = {k: v for k, v in os.environ.items() if k != "PIGEON_CONFIG"}
+    argv = [sys.executable, "-m", "pigeon", *argv]
+    if needs_sandbox():
+        if not _SANDBOX:
+            _SANDBOX.append(Sandbox().start())
+        done = _SANDBOX[0].run(argv, user="nobody", group="nogroup", env=env, **kw)
+    else:
+        done = subprocess.run(
+            [setpriv, "--reuid", "nobody", "--regid", "nogroup", "--clear-groups", *argv],
+            capture_output=True,
+            timeout=60,
+            env=env,
+            **kw,
+        )
     assert b"Traceback" not in done.stderr, done.stderr
     return done.returncode
 
