@@ -83,8 +83,8 @@ def _close_the_sandbox():
         _SANDBOX.pop().close()
 
 
-def as_other_user(argv: list[str], **kw) -> int:
-    """`python -m pigeon ARGV` run by an unprivileged user (nobody); needs root.
+def run_as_nobody(argv: list[str], **kw) -> subprocess.CompletedProcess:
+    """`argv` run by an unprivileged user (nobody); needs root.
 
     A checkout under a directory others cannot search (a clone in a 0700
     temporary directory, /root) is made reachable inside a private mount
@@ -94,26 +94,28 @@ def as_other_user(argv: list[str], **kw) -> int:
     setpriv = shutil.which("setpriv")
     if setpriv is None:
         pytest.skip("setpriv is not installed")
-    env = {k: v for k, v in os.environ.items() if k != "PIGEON_CONFIG"}
-    argv = [sys.executable, "-m", "pigeon", *argv]
+    kw.setdefault("env", {k: v for k, v in os.environ.items() if k != "PIGEON_CONFIG"})
     if needs_sandbox():
         if not _SANDBOX:
             _SANDBOX.append(Sandbox().start())
-        done = _SANDBOX[0].run(argv, user="nobody", group="nogroup", env=env, **kw)
-    else:
-        done = subprocess.run(
-            [setpriv, "--reuid", "nobody", "--regid", "nogroup", "--clear-groups", *argv],
-            capture_output=True,
-            timeout=60,
-            env=env,
-            **kw,
-        )
+        return _SANDBOX[0].run(argv, user="nobody", group="nogroup", **kw)
+    return subprocess.run(
+        [setpriv, "--reuid", "nobody", "--regid", "nogroup", "--clear-groups", *argv],
+        capture_output=True,
+        timeout=60,
+        **kw,
+    )
+
+
+def as_other_user(argv: list[str], **kw) -> int:
+    """`python -m pigeon ARGV` run by nobody: its exit status (never a traceback)."""
+    done = run_as_nobody([sys.executable, "-m", "pigeon", *argv], **kw)
     assert b"Traceback" not in done.stderr, done.stderr
     return done.returncode
 
 
 def serve_process(
-    world: World, extra: str = "", data_dir: Path | None = None, argv_prefix: tuple[str, ...] = ()
+    world: World, extra: str = "", data_dir: Path | None = None, as_nobody: bool = False
 ) -> int:
     port = free_port()
     cfg = world.config(
@@ -121,11 +123,11 @@ def serve_process(
         f'listen = ["127.0.0.1:{port}"]\nsubmission_listen = []\nsubmissions_listen = []\n' + extra,
         name="serve.toml",
     )
-    done = subprocess.run(
-        [*argv_prefix, sys.executable, "-m", "pigeon", "serve", "-c", str(cfg)],
-        capture_output=True,
-        timeout=60,
-    )
+    argv = [sys.executable, "-m", "pigeon", "serve", "-c", str(cfg)]
+    if as_nobody:
+        done = run_as_nobody(argv)
+    else:
+        done = subprocess.run(argv, capture_output=True, timeout=60)
     assert b"Traceback" not in done.stderr, done.stderr
     return done.returncode
 
@@ -163,17 +165,12 @@ def serve_73(world):
 def serve_77(world):
     if os.geteuid() == 0:
         # An unprivileged user asked to become root: only root can switch.
-        setpriv = shutil.which("setpriv") or pytest.skip("setpriv is not installed")
         import pwd
 
         (world.root / "serve-data").mkdir()
         nobody = pwd.getpwnam("nobody")
         os.chown(world.root / "serve-data", nobody.pw_uid, nobody.pw_gid)
-        return serve_process(
-            world,
-            'user = "root"\n',
-            argv_prefix=(setpriv, "--reuid", "nobody", "--regid", "nogroup", "--clear-groups"),
-        )
+        return serve_process(world, 'user = "root"\n', as_nobody=True)
     return serve_process(world, 'user = "root"\n')
 
 
