@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: serve test test-fast bench bench-full bench-accept bench-relay venv clean fuzz crash
+.PHONY: serve test test-fast style lint bench bench-full bench-accept bench-relay venv clean fuzz crash
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pigeon needs Python 3.11 or newer")'
@@ -21,8 +21,17 @@ venv: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/pigeon serve $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) style
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+style: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+# Style and types (CONTRIBUTING.md): ruff lint and format, mypy (strict on the
+# protocol cores, the shared vocabulary, the interfaces and the public API).
+lint: style
+	$(BIN)/mypy
 
 # The inner loop: unit, in-memory transcript, property and fuzz-property tests
 # (no servers started, no Debian peers needed); under a minute.

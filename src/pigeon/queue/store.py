@@ -143,6 +143,7 @@ import queue as _queue
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -881,6 +882,17 @@ class QueueStore:
         length). OSError as open() raises it (EBADMSG: damaged preamble)."""
         return msgfile.open_message(self._msg / queue_id)
 
+    def content(self, queue_id: str) -> FileContent:
+        """The committed message as a `MessageContent` (queue/api.py)."""
+        return FileContent(self._msg / queue_id)
+
+    def claim(
+        self, queue_ids: Sequence[str], from_states: Iterable[str] = ("incoming",)
+    ) -> list[str]:
+        """Manager-side: mark 'active' those of `queue_ids` now in one of
+        `from_states`, in one transaction; the ids claimed (queue/api.py)."""
+        return self.move(list(queue_ids), "active", from_states=tuple(from_states))
+
     def set_state(self, queue_id: str, state: str, next_attempt: float | None = None) -> None:
         """Manager-side: move an entry to `state` (and optionally reschedule it)."""
         if state not in STATES:
@@ -1083,3 +1095,31 @@ def _unlink_best_effort(path: Path | str) -> None:
         os.unlink(path)
     except OSError:
         pass
+
+
+class FileContent:
+    """`MessageContent` (queue/api.py) of a content file in msg/: the message
+    after its preamble (pigeon/msgfile.py)."""
+
+    __slots__ = ("path", "_size")
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._size: int | None = None
+
+    @property
+    def size(self) -> int:
+        if self._size is None:
+            fh, self._size = self._open()
+            fh.close()
+        return self._size
+
+    def open(self) -> BinaryIO:
+        fh, self._size = self._open()
+        return fh
+
+    def _open(self) -> tuple[BinaryIO, int]:
+        try:
+            return msgfile.open_message(self.path)
+        except OSError as exc:
+            raise _store_error(f"content {self.path.name}", exc) from None
