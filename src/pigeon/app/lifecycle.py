@@ -1,33 +1,44 @@
-"""Composition root: configuration in, a running MTA out.
+"""The lifecycle of one pigeon process: start-up order, signals, reload, shutdown, exit status.
+
+    status = Lifecycle(lambda: full_role(config), config, load_config=reload).run()
 
 Contract:
-  * This is the only place where pigeon's parts are created and wired
-    together (CONTRIBUTING.md, rule 11): store -> router/policy -> queue manager -> SMTP
-    server. No module registers itself at import time.
-  * `run(config)` blocks until SIGTERM/SIGINT, then drains: listeners answer
-    421 to newcomers, sessions in progress finish (up to
-    `timeouts.shutdown_grace`), the queue manager finishes in-flight
-    deliveries, the store closes. Returns the process exit status.
-  * uvloop is used when it is installed; plain asyncio otherwise.
-  * data_dir is created (when missing) and checked before anything is
-    built: not a directory, not creatable or not writable is exit 73
-    (EX_CANTCREAT), logged once; never a TLS error's 78.
-  * TLS and AUTH (issue 4): the certificate is checked (or a self-signed
-    one made) in `build`, before anything listens; a broken one is
-    `TlsError` naming the file, and `run` exits 78 (EX_CONFIG). The account
-    store `<data_dir>/accounts.db` is opened in `serve`. SIGHUP reloads the
-    certificate files without dropping sessions (pigeon.net.tls).
-  * Reload (pigeon.reload): SIGHUP and the control socket's "reload"
-    operation (`pigeon reload`) run the same `Pigeon.reload()`, one at a
-    time; with worker processes the main process passes SIGHUP on to them.
-  * The PID file (pigeon.admin.pidfile) is written once every listener is
-    bound and removed at exit. Valid but risky settings
-    (pigeon.config.risks: an open relay...) are logged as warnings at
-    start-up.
-  * The queue store is opened first, as its owner (queue/store.py): a
-    damaged queue.db, or a `pigeon queue rebuild` in progress, is one log
-    line and exit 73 (EX_CANTCREAT) before anything listens. A missing or
-    empty queue.db is rebuilt from the message files by the recovery.
+  * `Lifecycle(make_role, config, ...).run()` runs one process of any role
+    (one process, the main one of several, a worker) on a fresh event loop
+    (uvloop when installed) and returns its exit status. It is the ONE
+    owner of signals and exit statuses, the same in both modes:
+      - SIGTERM, SIGINT: shut down (see below) and exit 0. A worker ignores
+        SIGINT (a Ctrl-C reaches the whole process group; the main process
+        decides, and passes SIGTERM on). `forward`, given to the main process
+        of several, is called with each SIGTERM/SIGINT and at the start of
+        every reload (SIGHUP) so the workers follow.
+      - SIGHUP, and the control socket's "reload" (`pigeon reload`): one
+        reload at a time (`Lifecycle.reload`); its outcome is logged, and
+        returned to the operator.
+      - a start-up failure: its status from app/exits.py (69, 73, 77, 78),
+        logged in one line; with workers, `forward(SIGTERM)` first. Anything
+        else is a bug and keeps its traceback.
+  * Start-up order (`serve`), for any role: the data directory (the full
+    role), the store (as the queue's owner when the role runs the manager:
+    a damaged queue.db or a running `pigeon queue rebuild` stops us here)
+    and the account store; the control socket (refused when another pigeon
+    serves this data directory) and the rest of the administration side
+    (roles with a manager); the listeners (bound now, or the sockets bound
+    before the workers were forked); the PID file; then, every privileged
+    step done, the switch to `user` (pigeon.privileges); the submit socket
+    opened to local users; the queue manager; "ready" (sd_notify READY=1).
+  * Reload (`reload`): the configuration is loaded again (same file, same
+    flags), the difference is planned by the pure `app.reload.plan_reload`,
+    the TLS certificate files are re-read (a broken one refuses the reload),
+    and the role applies the plan to its parts (`ProcessRole.apply`).
+    sd_notify RELOADING=1 / READY=1 around it. Nothing else writes into the
+    running parts.
+  * Shutdown (`shutdown`) is this one method: listeners answer 421 to
+    newcomers while the sessions in progress finish (up to
+    `timeouts.shutdown_grace`), the queue manager finishes its in-flight
+    deliveries, idle outbound connections are closed; then `close` releases
+    listeners, the administration side, the store and the account store, on
+    every path out of `serve`. A bound on the whole shutdown belongs here.
 """
 
 from __future__ import annotations
@@ -37,290 +48,248 @@ import logging
 import os
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from typing import Any
 
-from pigeon.admin.control import ControlError
-from pigeon.admin.pidfile import PidFileError
 from pigeon.admin.wiring import AdminHandle, start_admin
-from pigeon.auth.accounts import AccountError, AccountStore
-from pigeon.auth.ratelimit import FailureLimiter, LimitSettings
-from pigeon.auth.service import AuthService
-from pigeon.config.load import session_config
-from pigeon.config.risks import risks
+from pigeon.app.exits import EX_OK, exit_status
+from pigeon.app.reload import ReloadOutcome, ReloadPlan, plan_reload
+from pigeon.app.roles import ProcessRole
+from pigeon.config.load import ConfigError
 from pigeon.config.schema import Config
-from pigeon.delivery.wiring import build_agents, build_manager, close_agents
-from pigeon.net.listener import ListenError, SmtpServer
+from pigeon.delivery.wiring import close_agents
+from pigeon.net.listener import BoundSockets
 from pigeon.net.tls import TlsError, TlsProvider
-from pigeon.obs.maillog import MailLog
-from pigeon.obs.metrics import Metrics
-from pigeon.policy.recipients import RecipientPolicy
-from pigeon.privileges import PrivilegeError, drop, make_data_dir, tighten_umask
-from pigeon.queue.manager import QueueManager
-from pigeon.queue.store import QueueStore, StoreError
-from pigeon.reload import Reloader, ReloadOutcome
-from pigeon.routing.resolve import Router
+from pigeon.privileges import drop, make_data_dir
+
+__all__ = ["Lifecycle", "new_loop"]
 
 log = logging.getLogger("pigeon")
 
-EX_OK = 0
-EX_UNAVAILABLE = 69  # sysexits.h: a listener could not be bound
-EX_CANTCREAT = 73  # sysexits.h: the data directory is unusable
-EX_NOPERM = 77  # sysexits.h: could not switch to the configured user
-EX_CONFIG = 78  # sysexits.h: a broken TLS certificate or key
 
-
-@dataclass
-class Pigeon:
-    """The wired application; tests can build one and drive it in-process."""
-
-    config: Config
-    store: QueueStore
-    manager: QueueManager
-    server: SmtpServer
-    tls: TlsProvider | None = None
-    auth: AuthService | None = None
-    agents: dict | None = None
-    maillog: MailLog | None = None
-    metrics: Metrics | None = None
-
-    #: Loads the configuration again (same file, same flags) for a reload;
-    #: None: a reload only re-reads the TLS certificate files.
-    reload_config: Callable[[], Config] | None = None
-    #: Called at the start of every reload (worker processes: pass SIGHUP on).
-    on_reload: Callable[[], None] | None = None
-
-    _admin: AdminHandle | None = None
-    _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    @classmethod
-    def build(cls, config: Config) -> Pigeon:
-        store = QueueStore(config.queue_dir, fsync=config.queue.fsync)
-        # The free-space reserve of the SMTP side (queue/space.py Rule 1).
-        store.space.configure(
-            min_free=config.queue.min_free, message_size=config.limits.message_size
-        )
-        router = Router(config)
-        policy = RecipientPolicy(config, router)
-        maillog = MailLog()
-        agents = build_agents(config)
-        metrics = Metrics()
-        manager = build_manager(config, store, router, maillog, agents, metrics=metrics)
-        tls = TlsProvider.create(config)  # TlsError: see the contract
-        log.info("TLS: %s", tls.describe())
-        a = config.auth
-        limiter = FailureLimiter(
-            LimitSettings(
-                slow_after=a.slow_after,
-                delay=a.failure_delay,
-                max_failures=a.max_failures,
-                window=a.failure_window,
-                lockout=a.lockout,
-            )
-        )
-        auth = AuthService(AccountStore.in_data_dir(config.data_dir), limiter)
-        server = SmtpServer(
-            config,
-            session_config(config),
-            store=store,
-            policy=policy,
-            maillog=maillog,
-            on_queued=manager.submit,
-            tls=tls,
-            auth=auth,
-            metrics=metrics,
-            on_etrn=lambda node: _etrn_flush(manager, node),
-        )
-        return cls(config, store, manager, server, tls, auth, agents, maillog, metrics)
-
-    async def reload(self) -> ReloadOutcome:
-        """SIGHUP or `pigeon reload`: re-read the configuration (see pigeon.reload);
-        live sessions keep theirs. One reload at a time."""
-        async with self._reload_lock:
-            if self.on_reload is not None:
-                self.on_reload()
-            if self._admin is not None:
-                self._admin.reloading()  # sd_notify RELOADING=1
-            try:
-                return await Reloader(self, self.reload_config).reload()
-            finally:
-                if self._admin is not None:
-                    self._admin.ready()  # sd_notify READY=1 again
-
-    async def _reload_for_operator(self) -> dict:
-        return (await self.reload()).to_dict()
-
-    async def serve(
-        self, stop: asyncio.Event, *, sockets: dict | None = None, recover: bool = True
-    ) -> None:
-        """The whole MTA. `sockets`: listeners bound before worker processes
-        were forked; `recover=False`: the queue was recovered before that."""
-        make_data_dir(self.config.data_dir, self.config.user)  # PrivilegeError: a symlink
-        # The owner: refuses a damaged queue.db (StoreCorrupt) and keeps
-        # `pigeon queue rebuild` out while we run (queue/store.py).
-        self.store.open(owner=True)
-        if self.auth is not None:
-            self.auth.store.open()
-        try:
-            # The control socket first: it refuses to start when another
-            # pigeon already serves this data directory (ControlError).
-            self._admin = await start_admin(
-                self.config,
-                self.store,
-                self.manager,
-                self.maillog,
-                self.server.statistics,
-                metrics=self.metrics,
-                reload=self._reload_for_operator,
-            )
-            await self.server.start(sockets)
-            self._admin.write_pid_file()  # before dropping root: /run may be root's
-            # Everything that needs root is done: listeners bound, files open.
-            drop(self.config.user, self.config.group, self.config.data_dir)
-            self._admin.publish()  # the submit socket, for local users' sendmail
-            async with asyncio.TaskGroup() as tg:
-                manager_task = tg.create_task(self.manager.run(recover=recover))
-                log.info(
-                    "pigeon ready: hostname=%s domains=%s data_dir=%s",
-                    self.config.hostname,
-                    ",".join(sorted(self.config.domains)),
-                    self.config.data_dir,
-                )
-                self._admin.ready()  # sd_notify READY=1 under systemd
-                await stop.wait()
-                log.info("shutting down")
-                await self.server.drain(self.config.timeouts.shutdown_grace)
-                await self.manager.stop()
-                await close_agents(self.agents or {})
-                if not manager_task.done():
-                    manager_task.cancel()
-        finally:
-            await self.server.close()
-            if self._admin is not None:
-                await self._admin.close()
-            self.store.close()
-            if self.auth is not None:
-                self.auth.close()
-
-    async def serve_acceptor(self, stop: asyncio.Event, sockets: dict) -> None:
-        """A worker process (config `workers` > 1): accept and queue mail on
-        the shared listeners; the main process alone runs the queue manager."""
-        self.store.open()
-        if self.auth is not None:
-            self.auth.store.open()
-        try:
-            await self.server.start(sockets)
-            drop(self.config.user, self.config.group, self.config.data_dir)
-            log.info("pigeon worker ready (pid %d)", os.getpid())
-            await stop.wait()
-            await self.server.drain(self.config.timeouts.shutdown_grace)
-        finally:
-            await self.server.close()
-            self.store.close()
-            if self.auth is not None:
-                self.auth.close()
-
-
-async def _etrn_flush(manager: QueueManager, node: str) -> int:
-    """ETRN node -> how many deferred messages were made due (RFC 1985 §5:
-    "@domain" also covers the subdomains)."""
-    if node.startswith("@"):
-        base = node[1:]
-        done = (await manager.flush(base))["done"] + (await manager.flush("." + base))["done"]
-    else:
-        done = (await manager.flush(node))["done"]
-    return len(done)
-
-
-def reload_on_signal(app: Pigeon) -> Callable[[], None]:
-    """The SIGHUP handler: start `app.reload()` (its outcome is logged by pigeon.reload)."""
-    running: set[asyncio.Task] = set()
-
-    def on_sighup() -> None:
-        task = asyncio.ensure_future(app.reload())
-        running.add(task)  # keep a reference until it is done
-        task.add_done_callback(running.discard)
-
-    return on_sighup
-
-
-def _data_dir_problem(config: Config) -> str | None:
-    """Why data_dir cannot hold pigeon's data (after make_data_dir), or None."""
-    if not config.data_dir.is_dir():
-        return "not a directory"
-    if not os.access(config.data_dir, os.W_OK | os.X_OK):
-        return "not writable by this user"
-    return None
-
-
-def _new_loop() -> asyncio.AbstractEventLoop:
+def new_loop() -> asyncio.AbstractEventLoop:
     try:
         import uvloop
     except ImportError:
         return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
 
 
-def run(config: Config, reload_config: Callable[[], Config] | None = None) -> int:
-    """Run pigeon in the foreground until SIGTERM/SIGINT.
+class Lifecycle:
+    """Owns one process's role from start-up to exit (see the module contract)."""
 
-    `reload_config` loads the configuration again (same file and flags) on
-    SIGHUP or `pigeon reload`; without it a reload only re-reads the TLS
-    certificate.
-    """
+    def __init__(
+        self,
+        make_role: Callable[[], ProcessRole],
+        config: Config,
+        *,
+        load_config: Callable[[], Config] | None = None,
+        sockets: BoundSockets | None = None,
+        recover: bool = True,
+        forward: Callable[[int], None] | None = None,
+        ignore_sigint: bool = False,
+    ) -> None:
+        self.make_role = make_role
+        self.config = config
+        self.load_config = load_config
+        self.sockets = sockets
+        self.recover = recover
+        self.forward = forward
+        self.ignore_sigint = ignore_sigint
+        self.role: ProcessRole | None = None
+        self.stop = asyncio.Event()
+        self.admin: AdminHandle | None = None
+        self._reload_lock = asyncio.Lock()
+        self._reloads: set[asyncio.Task[ReloadOutcome]] = set()
 
-    async def main() -> int:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+    # --- the process -------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run the process on a fresh event loop until SIGTERM/SIGINT; its exit status."""
+        with asyncio.Runner(loop_factory=new_loop) as runner:
+            return runner.run(self.main())
+
+    async def main(self) -> int:
+        """Signals, the role, its life; the exit status (see the module contract)."""
+        self._install_signals()
         try:
-            app = Pigeon.build(config)
-        except TlsError as exc:
-            log.error("%s", exc)
-            return EX_CONFIG
-        app.reload_config = reload_config
-        loop.add_signal_handler(signal.SIGHUP, reload_on_signal(app))
-        try:
-            await app.serve(stop)
-        except (ListenError, ControlError, PidFileError) as exc:
-            log.error("%s", exc)
-            return EX_UNAVAILABLE
-        except PrivilegeError as exc:
-            log.error("%s", exc)
-            return EX_NOPERM
-        except PermissionError as exc:
-            log.error("data directory %s is not usable: %s", config.data_dir, exc)
-            return EX_CANTCREAT
-        except AccountError as exc:
-            log.error("%s", exc)
-            return EX_CANTCREAT
-        except StoreError as exc:  # a damaged queue.db, a rebuild running: one line
-            log.error("%s", exc)
-            return EX_CANTCREAT
+            self.role = self.make_role()
+            await self.serve(self.role)
+        except Exception as exc:
+            status = exit_status(exc, self.config)
+            if self.forward is not None:
+                self.forward(signal.SIGTERM)  # the workers must not outlive a failed start
+            if status is None:
+                raise
+            return status
         return EX_OK
 
-    tighten_umask()  # queue files, Maildirs, sockets: private to pigeon's user
-    log.info("pigeon starting (pid %d)", os.getpid())
-    for risk in risks(config):
-        log.warning("configuration: %s: %s", risk.key, risk.message)
-    try:
-        # Before anything writes there (the self-signed certificate, the
-        # queue): an unusable data_dir is 73, never a TLS error's 78.
-        make_data_dir(config.data_dir, config.user)
-        problem = _data_dir_problem(config)
-    except PrivilegeError as exc:
-        log.error("%s", exc)
-        return EX_NOPERM
-    except FileExistsError:
-        problem = "not a directory"
-    except OSError as exc:
-        problem = exc.strerror or str(exc)
-    if problem is not None:
-        log.error("data directory %s is not usable: %s", config.data_dir, problem)
-        return EX_CANTCREAT
-    if config.workers > 1:
-        from pigeon.workers import run_with_workers
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._on_stop, signal.SIGTERM)
+        if self.ignore_sigint:
+            loop.add_signal_handler(signal.SIGINT, lambda: None)
+        else:
+            loop.add_signal_handler(signal.SIGINT, self._on_stop, signal.SIGINT)
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
 
-        return run_with_workers(config, reload_config, new_loop=_new_loop, build=Pigeon.build)
-    with asyncio.Runner(loop_factory=_new_loop) as runner:
-        return runner.run(main())
+    def _on_stop(self, sig: int) -> None:
+        if self.forward is not None:
+            self.forward(sig)
+        self.stop.set()
+
+    def _on_sighup(self) -> None:
+        task = asyncio.ensure_future(self.reload())
+        self._reloads.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._reloads.discard)
+
+    # --- start-up, running, shutdown --------------------------------------------------
+
+    async def serve(self, role: ProcessRole) -> None:
+        config = role.config
+        if role.owns_queue:
+            make_data_dir(config.data_dir, config.user)  # PrivilegeError: a symlink
+        # The owner refuses a damaged queue.db (StoreCorrupt) and keeps
+        # `pigeon queue rebuild` out while we run (queue/store.py).
+        role.store.open(owner=role.owns_queue)
+        role.auth.store.open()
+        try:
+            if role.manager is not None:
+                # The control socket first: it refuses to start when another
+                # pigeon already serves this data directory (ControlError).
+                self.admin = await start_admin(
+                    config,
+                    role.store,
+                    role.manager,
+                    role.maillog,
+                    role.listeners.statistics,
+                    metrics=role.metrics,
+                    reload=self._reload_for_operator,
+                )
+            await role.listeners.start(self.sockets)
+            if self.admin is not None:
+                self.admin.write_pid_file()  # before dropping root: /run may be root's
+            # Everything that needs root is done: listeners bound, files open.
+            drop(config.user, config.group, config.data_dir)
+            if self.admin is not None:
+                self.admin.publish()  # the submit socket, for local users' sendmail
+            await self._run(role)
+        finally:
+            await self.close(role)
+
+    async def _run(self, role: ProcessRole) -> None:
+        async with asyncio.TaskGroup() as tg:
+            manager_task = None
+            if role.manager is not None:
+                manager_task = tg.create_task(role.manager.run(recover=self.recover))
+                self._watch_trigger(role)
+                log.info(
+                    "pigeon ready: hostname=%s domains=%s data_dir=%s",
+                    role.config.hostname,
+                    ",".join(sorted(role.config.domains)),
+                    role.config.data_dir,
+                )
+            else:
+                log.info("pigeon worker ready (pid %d)", os.getpid())
+            if self.admin is not None:
+                self.admin.ready()  # sd_notify READY=1 under systemd
+            await self.stop.wait()
+            await self.shutdown(role)
+            if manager_task is not None and not manager_task.done():
+                manager_task.cancel()
+
+    def _watch_trigger(self, role: ProcessRole) -> None:
+        """Worker processes write a byte per accepted message: scan the queue then."""
+        fd, manager = role.wake_fd, role.manager
+        if fd is None or manager is None:
+            return
+
+        def on_trigger() -> None:
+            try:
+                while os.read(fd, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+            manager.nudge()
+
+        asyncio.get_running_loop().add_reader(fd, on_trigger)
+
+    async def shutdown(self, role: ProcessRole) -> None:
+        """SIGTERM: see the module contract (the one place the shutdown is decided)."""
+        if role.manager is not None:
+            log.info("shutting down")
+        await role.listeners.drain(role.config.timeouts.shutdown_grace)
+        if role.manager is not None:
+            await role.manager.stop()
+            await close_agents(role.agents)
+
+    async def close(self, role: ProcessRole) -> None:
+        if role.wake_fd is not None:
+            asyncio.get_running_loop().remove_reader(role.wake_fd)
+        await role.listeners.close()
+        if self.admin is not None:
+            await self.admin.close()
+        role.store.close()
+        role.auth.close()
+
+    # --- reload ------------------------------------------------------------------------
+
+    async def reload(self) -> ReloadOutcome:
+        """SIGHUP or `pigeon reload`: see the module contract. One at a time."""
+        async with self._reload_lock:
+            if self.forward is not None:
+                self.forward(signal.SIGHUP)  # the workers reload too
+            if self.admin is not None:
+                self.admin.reloading()  # sd_notify RELOADING=1
+            try:
+                return await self._reload()
+            finally:
+                if self.admin is not None:
+                    self.admin.ready()  # sd_notify READY=1 again
+
+    async def _reload_for_operator(self) -> dict[str, Any]:
+        return (await self.reload()).to_dict()
+
+    async def _reload(self) -> ReloadOutcome:
+        role = self.role
+        assert role is not None
+        try:
+            loaded = self._load(role.config)
+        except Exception as exc:  # never let a reload take the server down
+            problem = f"cannot load the configuration: {exc}"
+            plan = ReloadPlan("refused", role.config, refused=(problem,))
+        else:
+            plan = plan_reload(role.config, loaded, fixed_listeners=self.sockets is not None)
+        if plan.status == "refused":
+            for error in plan.refused:
+                log.error("reload rejected, the running configuration stays in force: %s", error)
+            return plan.outcome()
+        # Re-read the certificate files at every reload: they may have changed
+        # while the configuration did not (a renewed certificate).
+        try:
+            tls = TlsProvider.create(plan.live)
+        except TlsError as exc:
+            log.error(
+                "TLS reload failed, keeping the previous certificate and the running "
+                "configuration: %s",
+                exc,
+            )
+            return ReloadPlan("refused", role.config, refused=(str(exc),)).outcome()
+        log.info("TLS certificate reloaded: %s", tls.describe())
+        warnings = await role.apply(plan, tls, fixed_listeners=self.sockets is not None)
+        if plan.status == "unchanged":
+            log.info("reload: configuration unchanged")
+        if plan.now:
+            log.info("reload: applied %s", ", ".join(plan.now))
+        if plan.restart:
+            log.warning("reload: %s take effect at the next restart", ", ".join(plan.restart))
+        return plan.outcome(warnings)
+
+    def _load(self, running: Config) -> Config | ConfigError:
+        """The configuration again (same file, same flags), or why it does not load."""
+        if self.load_config is None:  # no file to re-read: certificates only
+            return running
+        try:
+            return self.load_config()
+        except ConfigError as exc:
+            return exc
