@@ -276,7 +276,7 @@ class Lifecycle:
             )
             return ReloadPlan("refused", role.config, refused=(str(exc),)).outcome()
         log.info("TLS certificate reloaded: %s", tls.describe())
-        warnings = await role.apply(plan, tls, fixed_listeners=self.sockets is not None)
+        warnings = await role.apply(plan, tls)
         if plan.status == "unchanged":
             log.info("reload: configuration unchanged")
         if plan.now:

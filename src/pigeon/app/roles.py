@@ -22,9 +22,9 @@ Contract:
   * Factories raise `TlsError` for a broken certificate (nothing is
     listening yet); the lifecycle maps it to exit status 78.
   * `ProcessRole.apply(plan, tls)` is how a reload reaches the parts: new
-    receive policy and SMTP settings, listeners compared and changed (unless
-    fixed: sockets shared with workers), routing for the manager, the
-    free-space reserve; each part is told through its own method, nothing
+    receive policy and SMTP settings, listeners compared and changed and
+    their connection limits, routing for the manager, the free-space
+    reserve; each part is told through its own method, nothing
     writes into another object's fields.
 """
 
@@ -92,11 +92,11 @@ class ProcessRole:
         """Opens the store as its owner, runs the manager and the administration side."""
         return self.manager is not None
 
-    async def apply(
-        self, plan: ReloadPlan, tls: TlsProvider, *, fixed_listeners: bool
-    ) -> list[str]:
+    async def apply(self, plan: ReloadPlan, tls: TlsProvider) -> list[str]:
         """Put `plan.live` in force for new sessions and deliveries; the returned
-        warnings say which new listeners could not be bound."""
+        warnings say which new listeners could not be bound. (With sockets shared
+        by workers the plan keeps the listener addresses as they run, so only the
+        connection limits change.)"""
         live = plan.live
         self.tls = tls
         warnings: list[str] = []
@@ -109,10 +109,9 @@ class ProcessRole:
             self.store.space.configure(
                 min_free=live.queue.min_free, message_size=live.limits.message_size
             )
-            if not fixed_listeners:
-                warnings = await self.listeners.reconfigure(
-                    smtp_listeners(live, tls=True), connection_limits(live)
-                )
+            warnings = await self.listeners.reconfigure(
+                smtp_listeners(live, tls=True), connection_limits(live)
+            )
             self.config = live
         self.smtp.apply(SmtpSettings.build(self.config, self.policy, tls, auth=True))
         return warnings
