@@ -100,6 +100,9 @@ class Sandbox:
     def _setup(self) -> None:
         s = shlex.quote(str(self.scratch))
         script = [
+            # The caller's umask (tests may have tightened it) must not make
+            # the directories made here unsearchable for other users.
+            "umask 022",
             f"mount -t tmpfs -o mode=0700 tmpfs {s}",
             # Explicit modes: the overlay's /etc takes the upper directory's
             # mode, and the caller's umask (tests may have tightened it)
