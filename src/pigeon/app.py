@@ -48,14 +48,14 @@ from pigeon.auth.service import AuthService
 from pigeon.config.load import session_config
 from pigeon.config.risks import risks
 from pigeon.config.schema import Config
-from pigeon.delivery.wiring import build_agents, build_manager, close_agents
+from pigeon.delivery.wiring import build_agents, close_agents
 from pigeon.net.listener import ListenError, SmtpServer
 from pigeon.net.tls import TlsError, TlsProvider
 from pigeon.obs.maillog import MailLog
 from pigeon.obs.metrics import Metrics
 from pigeon.policy.recipients import RecipientPolicy
 from pigeon.privileges import PrivilegeError, drop, make_data_dir, tighten_umask
-from pigeon.queue.manager import QueueManager
+from pigeon.qmgr import Qmgr, build_qmgr
 from pigeon.queue.store import QueueStore, StoreError
 from pigeon.reload import Reloader, ReloadOutcome
 from pigeon.routing.resolve import Router
@@ -75,7 +75,7 @@ class Pigeon:
 
     config: Config
     store: QueueStore
-    manager: QueueManager
+    manager: Qmgr
     server: SmtpServer
     tls: TlsProvider | None = None
     auth: AuthService | None = None
@@ -104,7 +104,7 @@ class Pigeon:
         maillog = MailLog()
         agents = build_agents(config)
         metrics = Metrics()
-        manager = build_manager(config, store, router, maillog, agents, metrics=metrics)
+        manager = build_qmgr(config, store, router, agents, maillog, metrics)
         tls = TlsProvider.create(config)  # TlsError: see the contract
         log.info("TLS: %s", tls.describe())
         a = config.auth
@@ -220,7 +220,7 @@ class Pigeon:
                 self.auth.close()
 
 
-async def _etrn_flush(manager: QueueManager, node: str) -> int:
+async def _etrn_flush(manager: Qmgr, node: str) -> int:
     """ETRN node -> how many deferred messages were made due (RFC 1985 §5:
     "@domain" also covers the subdomains)."""
     if node.startswith("@"):
