@@ -5,7 +5,7 @@ rules, qmgr/scheduler.py, and the runner moves the entries it names):
   * Rule 1: a message is added for a next hop when a recipient of it was
     deferred there with a network or routing status (RFC 3463 X.4.X: no
     answer, bad connection, routing, congestion), or got no attempt
-    because the destination is dead (schedule.py Rule 6, 4.4.1). Deferrals
+    because the destination is dead (destinations.py Rule 6, 4.4.1). Deferrals
     the peer chose (4.2.X mailbox full, 4.7.X greylisting...) are not
     added: the peer answered, nothing says it is "back" later.
   * Rule 2 (the hop is back): when a delivery through a next hop succeeds,
