@@ -51,6 +51,7 @@ from pigeon.qmgr.results import (
 from pigeon.qmgr.scheduler import Scheduler
 from pigeon.qmgr.settings import QmgrSettings
 from pigeon.qmgr.settle import Journal
+from pigeon.queue.api import MessageContent
 from pigeon.queue.model import Envelope
 from pigeon.routing.resolve import Router
 from pigeon.vocab import Nexthop
@@ -92,10 +93,11 @@ class Attempts:
 
     async def deliver(self, env: Envelope) -> None:
         """One delivery run of `env` (see the module contract)."""
+        content = self._store.content(env.queue_id)
         plan = dispatch(
             env,
             self.router,
-            self._store.content(env.queue_id),
+            content,
             chunk=self._settings.destination_recipients,
             transports=self._agents,
             now=self._clock(),
@@ -108,15 +110,21 @@ class Attempts:
             async with asyncio.TaskGroup() as tg:
                 tasks = [tg.create_task(self._run(env, g, logs)) for g in plan.groups]
             storage_fault = any(t.result() for t in tasks)
-        await self.finish(env, logs, storage_retry=storage_fault)
+        await self.finish(env, logs, storage_retry=storage_fault, content=content)
 
     async def finish(
-        self, env: Envelope, logs: list[LogLine], *, storage_retry: bool = False
+        self,
+        env: Envelope,
+        logs: list[LogLine],
+        *,
+        storage_retry: bool = False,
+        content: MessageContent | None = None,
     ) -> None:
         """Conclude one delivery run and make it durable (module contract).
 
         `storage_retry`: a recipient was deferred because our own storage
         failed: the next attempt comes after the short storage back-off.
+        `content`: the message's content handle, when the caller has it.
         """
         now = self._clock()
         retry_at = None
@@ -132,7 +140,7 @@ class Attempts:
             now=now,
             reporting_mta=s.hostname,
             postmaster=self.router.canonical("postmaster"),
-            content=self._store.content(env.queue_id),
+            content=content if content is not None else self._store.content(env.queue_id),
             delay_warning=s.delay_warning,
             max_lifetime=s.max_lifetime,
         )

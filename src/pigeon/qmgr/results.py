@@ -187,15 +187,22 @@ def apply_results(
     queue_wait: float = 0.0,
 ) -> Applied:
     """Record `results` on `rcpts` and their log lines (module contract)."""
+    in_order = len(results) == len(rcpts) and all(
+        res.address == r.address and res.outcome in _FINAL_OUTCOMES
+        for res, r in zip(results, rcpts)
+    )
     by_addr: dict[str, RecipientResult] = {}
-    for res in results:
-        by_addr.setdefault(res.address, res)
-        by_addr.setdefault(res.address.lower(), res)
+    if not in_order:  # matched by address (agents may answer in any order)
+        for res in results:
+            by_addr.setdefault(res.address, res)
+            by_addr.setdefault(res.address.lower(), res)
     local = nexthop.transport == LOCAL
     out = Applied()
-    for r in rcpts:
-        res = _result_for(qid, nexthop, r, by_addr)
-        outcome = RecipientStatus(res.outcome)
+    for i, r in enumerate(rcpts):
+        res = results[i] if in_order else _result_for(qid, nexthop, r, by_addr)
+        outcome = res.outcome
+        if not isinstance(outcome, RecipientStatus):
+            outcome = RecipientStatus(outcome)
         if res.remote_mta or outcome is not RecipientStatus.DEFERRED:
             out.reached = True
         elif not out.first_failure:
