@@ -1,9 +1,9 @@
-"""The control socket's operations: requests in, QueueManager calls out.
+"""The control socket's operations: requests in, queue manager (pigeon.qmgr) calls out.
 
 Contract:
   * `build_handlers(...)` returns the op-name -> async handler mapping that
     `ControlServer` serves. Read-only ops: `ping`, `status`, `list`, `show`.
-    Queue actions (all delegated to the QueueManager, the only owner of
+    Queue actions (all delegated to the queue manager, the only owner of
     queue state): `hold`, `release`, `delete`, `requeue` (each with
     `ids=[...]` or `all=true`), `bounce` (`ids` only: returning all mail
     to its senders in one command is too easy to do by mistake), `flush`

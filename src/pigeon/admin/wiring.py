@@ -24,7 +24,7 @@ Contract:
          STOPPING=1, closes the servers and removes the PID file.
   * `reload` is the coroutine behind the control socket's "reload"
     operation (`pigeon reload`), returning the outcome as a dict.
-  * `metrics` is the `Metrics` the app also gives to the QueueManager (and,
+  * `metrics` is the `Metrics` the app also gives to the queue manager (and,
     when wired, the SMTP server); None makes one here, bound to the store's
     queue counts and `server_stats`, available as `handle.metrics`.
   * `maillog` receives the "(queued)" line of mail submitted by `sendmail`

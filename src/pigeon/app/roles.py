@@ -56,7 +56,7 @@ from pigeon.net.tls import TlsProvider
 from pigeon.obs.maillog import MailLog
 from pigeon.obs.metrics import Metrics
 from pigeon.policy.recipients import RecipientPolicy
-from pigeon.queue.manager import QueueManager
+from pigeon.qmgr import Qmgr
 from pigeon.queue.store import QueueStore
 from pigeon.routing.resolve import Router
 
@@ -83,7 +83,7 @@ class ProcessRole:
     policy: RecipientPolicy
     smtp: SmtpService
     listeners: Listeners
-    manager: QueueManager | None = None  # "full" only
+    manager: Qmgr | None = None  # "full" only
     agents: Mapping[str, DeliveryAgent] = field(default_factory=dict)
     wake_fd: int | None = None  # "full" with workers: their trigger pipe
 
@@ -127,7 +127,7 @@ def _receiving(
     *,
     on_queued: Any,
     on_etrn: Any,
-    manager: QueueManager | None = None,
+    manager: Qmgr | None = None,
     agents: Mapping[str, DeliveryAgent] | None = None,
     wake_fd: int | None = None,
 ) -> ProcessRole:

@@ -7,8 +7,7 @@ Contract:
     `receive_policy` again for the new configuration.
   * `queue_manager(...)` builds the queue manager with every `[queue]` and
     `[delivery]` scheduling setting. It sits here, above delivery, so that
-    delivery never imports the manager; it is the one line to change when
-    the manager moves (pigeon.qmgr's factory).
+    delivery never imports the manager (pigeon.qmgr's `build_qmgr`).
   * `receive_policy(config, router, previous)` builds the receive-time
     decisions for one configuration; the new-mailbox counts of `previous`
     (the policy it replaces at a reload) carry over.
@@ -32,7 +31,7 @@ from pigeon.delivery.api import DeliveryAgent
 from pigeon.dns.api import Resolver
 from pigeon.dns.stub import StubResolver
 from pigeon.policy.recipients import RecipientPolicy
-from pigeon.queue.manager import NEXTHOP_PROBE, QueueManager
+from pigeon.qmgr import Qmgr, build_qmgr
 from pigeon.queue.store import QueueStore
 from pigeon.routing.resolve import Router
 
@@ -72,26 +71,9 @@ def queue_manager(
     agents: Mapping[str, DeliveryAgent],
     *,
     metrics: Any = None,
-) -> QueueManager:
-    q, d = config.queue, config.delivery
-    return QueueManager(
-        store,
-        router,
-        hostname=config.hostname,
-        maillog=maillog,
-        agents=agents,
-        fsync=q.fsync,
-        run_interval=q.run_interval,
-        concurrency=q.concurrency,
-        min_backoff=q.min_backoff,
-        max_backoff=q.max_backoff,
-        max_lifetime=q.max_lifetime,
-        delay_warning=q.delay_warning,
-        destination_concurrency=d.destination_concurrency,
-        destination_recipients=d.destination_recipients,
-        probe_interval=min(NEXTHOP_PROBE, q.run_interval),
-        metrics=metrics,
-    )
+) -> Qmgr:
+    """The queue manager (pigeon.qmgr), with the local Maildir agent added to `agents`."""
+    return build_qmgr(config, store, router, agents, maillog, metrics)
 
 
 async def etrn_flush(flush: Callable[[str], Awaitable[dict[str, Any]]], node: str) -> int:

@@ -5,13 +5,14 @@ Contract:
     client's `ClientConfig` (one command timeout for every reply that RFC 5321
     §4.5.3.2 gives five minutes; the data timeouts as configured).
   * `build_agents(config, dns)` returns the agents by transport name ("smtp",
-    "lmtp", "discard"); Maildir ("local") is built into the queue manager.
+    "lmtp", "discard"); the Maildir agent ("local") is built with the queue
+    manager, which shares its storage health (pigeon/qmgr/wiring.py).
     The SMTP agent resolves next hops through `MxResolver` over the injected
     `pigeon.dns.Resolver` `dns`; it knows our own names and addresses for MX
     loop detection (RFC 5321 §5.1).
   * Called only from the composition root (`pigeon.app`), which also builds
     the queue manager: delivery never imports the queue manager (it sits
-    below it).
+    above delivery).
 """
 
 from __future__ import annotations

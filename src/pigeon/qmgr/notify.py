@@ -6,7 +6,7 @@ Contract:
     a message owes at this point, and returns them as `Notice`s ready to be
     enqueued. It changes nothing but `envelope.delay_warned` (Rule 4).
   * `enqueue_notice(store, notice, now)` commits one report as a NEW queue
-    entry through the store's ordinary path (`new_spool` + `commit`), with
+    entry through the store's intake (`new_spool` + `commit`, queue/api.py), with
     the null reverse-path (RFC 5321 §4.5.5: reports are sent from <>) and
     `Envelope.dsn_kind` set. Blocking (it waits for the group commit): the
     manager runs it in a worker thread, and BEFORE it removes or updates
@@ -38,10 +38,11 @@ Rules:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
-from pigeon.queue.bounce import (
+from pigeon.qmgr.bounce import (
     DsnRecipient,
+    Kind,
     build_dsn,
     dsn_params,
     dsn_recipient,
@@ -49,8 +50,9 @@ from pigeon.queue.bounce import (
     wants_failure,
     wants_success,
 )
+from pigeon.qmgr.timing import delay_warning_due
+from pigeon.queue.api import Intake, MessageContent
 from pigeon.queue.model import Envelope, Recipient, RecipientStatus
-from pigeon.queue.schedule import delay_warning_due
 
 __all__ = ["DEFAULT_DELAY_WARNING", "Notice", "enqueue_notice", "plan_notices"]
 
@@ -89,16 +91,16 @@ def plan_notices(
     now: float,
     reporting_mta: str,
     postmaster: str,
-    content_path: Path | None,
+    content: MessageContent | None,
     delay_warning: float,
     max_lifetime: float,
 ) -> Plan:
     """The reports `env` owes now (module Rules 1-4)."""
     bounced = [r for r in env.recipients if r.status is RecipientStatus.BOUNCED]
-    common = dict(
+    common: dict[str, Any] = dict(
         reporting_mta=reporting_mta,
         arrival_date=env.received_at,
-        content_path=content_path,
+        content=content,
         now=now,
         max_lifetime=max_lifetime,
     )
@@ -140,12 +142,14 @@ def plan_notices(
     return Plan(notices, [])
 
 
-def _notice(env: Envelope, kind: str, blocks: list[DsnRecipient], common: dict) -> Notice:
-    data = build_dsn(env, blocks, kind=kind, **common)  # type: ignore[arg-type]
+def _notice(
+    env: Envelope, kind: Kind, blocks: list[DsnRecipient], common: dict[str, Any]
+) -> Notice:
+    data = build_dsn(env, blocks, kind=kind, **common)
     return Notice(kind, env.sender, data, _LOG_TEXT[kind])
 
 
-def enqueue_notice(store, notice: Notice, now: float) -> str:
+def enqueue_notice(store: Intake, notice: Notice, now: float) -> str:
     """Commit `notice` as a new queue entry from <>; return its queue id. Blocking."""
     eight_bit = not notice.data.isascii()
     env = Envelope(

@@ -17,7 +17,8 @@ import pytest
 from pigeon.config.schema import Config, DomainConfig
 from pigeon.policy.recipients import RecipientPolicy
 from pigeon.proto.params import RcptParams
-from pigeon.queue.manager import QueueManager
+from pigeon.qmgr import Qmgr
+from pigeon.qmgr.dispatch import expand_aliases
 from pigeon.queue.model import Envelope, Recipient
 from pigeon.queue.store import QueueStore
 from pigeon.routing.resolve import Router
@@ -78,7 +79,7 @@ def commit(store: QueueStore, rcpts: list[str]) -> str:
     return sp.queue_id
 
 
-async def deliver_all(mgr: QueueManager, log: RecordingMaillog, ids: list[str]) -> None:
+async def deliver_all(mgr: Qmgr, log: RecordingMaillog, ids: list[str]) -> None:
     await run_manager_until(mgr, lambda: all("removed" in log.statuses(q) for q in ids), 20.0)
 
 
@@ -157,7 +158,7 @@ def test_the_first_of_merged_recipients_keeps_its_dsn_parameters(world):
         ],
         received_at=time.time(),
     )
-    mgr._expand_aliases(env)
+    expand_aliases(env, Router(cfg))
     assert [(r.address, r.params.notify, r.original) for r in env.recipients] == [
         ("alice@example.test", ("NEVER",), "team@example.test"),
         ("bob@example.test", ("NEVER",), "team@example.test"),

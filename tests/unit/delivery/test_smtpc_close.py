@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from pigeon.net import smtpc
+from pigeon.delivery import smtpc
 from pigeon.proto.client import ClientConfig
 
 

@@ -1,81 +1,20 @@
-"""QueueManager.deliver() with FakeAgents and a FakeClock: grouping, destinations,
-results, retries, expiry, notifications. One delivery run per `attempt()`."""
+"""Qmgr.deliver() (qmgr/attempt.py) with FakeAgents and a FakeClock: grouping,
+destinations, results, retries, expiry, notifications. One delivery run per `attempt()`."""
 
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
-from pathlib import Path
 
 import pytest
-from queue_env import manager_parts
+from qmgr_env import AttemptEnv, make_qmgr
 
 from pigeon.delivery.api import Outcome, RecipientResult
-from pigeon.msgfile import read_message
-from pigeon.proto.params import MailParams
-from pigeon.queue.manager import QueueManager
-from pigeon.queue.model import Envelope, Recipient, RecipientStatus
-from pigeon.routing.resolve import Router
-from pigeon.testing.fakes import FakeClock, FakeReply
+from pigeon.queue.model import RecipientStatus
+from pigeon.testing.fakes import FakeReply
 
 REFUSED = FakeReply("4.4.1", "connect to mx.remote.test[192.0.2.9]:25: Connection refused")
 DAY = 86400.0
-
-
-class ZeroRng:
-    def uniform(self, a, b):
-        return 0.0
-
-
-class Env:
-    def __init__(self, tmp: Path, **kw) -> None:
-        self.cfg, self.store, self.log, self.agent = manager_parts(tmp)
-        self.clock = FakeClock()
-        self.mgr = QueueManager(
-            self.store,
-            Router(self.cfg),
-            hostname=self.cfg.hostname,
-            maillog=self.log,
-            agents={"smtp": self.agent},
-            fsync=False,
-            clock=self.clock,
-            rng=ZeroRng(),
-            **kw,
-        )
-
-    def commit(
-        self,
-        *rcpts: str | Recipient,
-        sender: str = "sender@example.test",
-        params: MailParams = MailParams(),
-        body: bytes = b"Subject: hello\r\nX-Test: 1\r\n\r\nthe body\r\n",
-    ) -> str:
-        sp = self.store.new_spool()
-        sp.write(b"Received: by mx.example.test\r\n" + body)
-        rs = [r if isinstance(r, Recipient) else Recipient(r) for r in rcpts]
-        self.store.commit(
-            sp,
-            Envelope(
-                sp.queue_id, sender, rs, params=params, received_at=self.clock.now, size=sp.size
-            ),
-        )
-        return sp.queue_id
-
-    def attempt(self, qid: str) -> None:
-        self.store.mark_active([qid])
-        asyncio.run(self.mgr.deliver(qid))
-
-    def envelope(self, qid: str) -> Envelope:
-        return self.store.load(qid)
-
-    def others(self, qid: str) -> list[Envelope]:
-        """Queue entries other than `qid` (the generated reports)."""
-        return [e.envelope for e in self.store.list() if e.queue_id != qid]
-
-    def report(self, env: Envelope):
-        data = read_message(self.store.content_path(env.queue_id))
-        return email.message_from_bytes(data, policy=email.policy.default)
+Env = AttemptEnv
 
 
 @pytest.fixture
@@ -141,7 +80,7 @@ def test_destination_concurrency_ceiling(tmp_path):
     async def scenario():
         e.agent.gate = asyncio.Event()
         qids = [e.commit(f"u{i}@remote.test") for i in range(3)] + [e.commit("o@other.test")]
-        e.store.mark_active(qids)
+        e.store.claim(qids)
         tasks = [asyncio.create_task(e.mgr.deliver(q)) for q in qids]
         for _ in range(500):  # loads run in worker threads
             await asyncio.sleep(0.01)
@@ -255,7 +194,7 @@ def test_missing_result_is_deferred(env):
 
 def test_no_agent_for_transport_defers_430(tmp_path):
     e = Env(tmp_path)
-    e.mgr._agents.clear()
+    e.mgr = make_qmgr(e.cfg, e.store, e.log, clock=e.clock)  # no "smtp" agent
     qid = e.commit("a@remote.test")
     e.attempt(qid)
     r = e.envelope(qid).recipients[0]
@@ -266,7 +205,7 @@ def test_no_agent_for_transport_defers_430(tmp_path):
 def test_backoff_sequence_across_attempts(env):
     env.agent.start_err = REFUSED
     qid = env.commit("a@remote.test")
-    env.mgr._dests.failure_limit = 10**6  # keep the destination alive
+    env.mgr._sched.dests.failure_limit = 10**6  # keep the destination alive
     waits = []
     for _ in range(6):
         env.attempt(qid)

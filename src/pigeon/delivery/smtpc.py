@@ -2,7 +2,7 @@
 
     conn = await connect(config, host="mx.example", address="192.0.2.1", port=25,
                          helo_name="pigeon.example")        # raises ConnectError
-    done = await conn.deliver(transaction, content_path)     # TransactionDone
+    done = await conn.deliver(transaction, content)          # TransactionDone
     ok = await conn.reset()                                  # RSET before reuse
     await conn.quit()
 
@@ -29,9 +29,13 @@ Contract:
     Closing is bounded too: what is still unsent after CLOSE_TIMEOUT seconds
     (a peer that stopped reading) is dropped and the socket aborted, so no
     file descriptor is held by a peer that never reads.
-  * Content is streamed from the file in `content_chunk` pieces: never the
-    whole message in memory. (Reads are plain file reads on the event loop:
-    local disk, one chunk at a time.)
+  * Content is streamed from `content.open()` (a `MessageContent`,
+    pigeon/queue/api.py) in `content_chunk` pieces: never the whole message
+    in memory. (Reads are plain file reads on the event loop: local disk,
+    one chunk at a time.) Content that cannot be opened raises the
+    content's StoreError out of `deliver()` (the agent's caller defers).
+  * It lives in pigeon.delivery beside the agents that use it (the layers:
+    docs/architecture.md); pigeon.net is the server side.
   * `deliver()` never raises for peer behaviour: failures come back as
     replies in the TransactionDone; afterwards `usable` says whether the
     connection may carry another transaction.
@@ -43,9 +47,7 @@ import asyncio
 import os
 import ssl
 from dataclasses import dataclass
-from pathlib import Path
 
-from pigeon.msgfile import open_message
 from pigeon.proto.client import (
     AuthDone,
     ClientConfig,
@@ -62,6 +64,7 @@ from pigeon.proto.client import (
 )
 from pigeon.proto.client_reply import Extensions, reply_text
 from pigeon.proto.reply import Reply, reply
+from pigeon.queue.api import MessageContent
 
 READ_SIZE = 65536
 #: Seconds a closing connection may take to flush (QUIT, TLS close_notify) before it is aborted.
@@ -140,7 +143,7 @@ class ClientConnection:
     def usable(self) -> bool:
         return self.session.ready
 
-    async def deliver(self, tx: Transaction, content: Path) -> TransactionDone:
+    async def deliver(self, tx: Transaction, content: MessageContent) -> TransactionDone:
         self.session.send_transaction(tx)
         while True:
             ev = await self._next_event()
@@ -216,10 +219,9 @@ class ClientConnection:
         else:
             self.session.receive_eof()
 
-    async def _send_content(self, path: Path) -> None:
+    async def _send_content(self, content: MessageContent) -> None:
         size = self.session.config.content_chunk
-        f, _ = open_message(path)  # past the queue file's preamble (pigeon/msgfile.py)
-        with f:
+        with content.open() as f:
             piece = f.read(size)
             while self.session.wants_content:
                 nxt = f.read(size)

@@ -1,78 +1,58 @@
-"""No stranded entry, whatever store call fails (queue/settle.py Rules 1-3).
+"""No stranded entry, whatever store call fails (qmgr/settle.py Rules 1-3).
 
 Each test makes one of the manager's store calls fail (StoreError marked as
-a storage fault, as the store raises for SQLITE_FULL/ENOSPC/EIO) and runs
-the real manager loop over a real QueueStore and Maildirs: the entry must
-end where a healthy run would have put it, without a restart, with its
-delivery done once and its log lines written once.
+a storage fault, as the store raises for SQLITE_FULL/ENOSPC/EIO), through a
+`FaultyStore` wrapper given to the manager (no store internals patched), or
+makes the Maildir agent's batch writer fail, and runs the real manager loop
+over a real QueueStore and Maildirs: the entry must end where a healthy run
+would have put it, without a restart, with its delivery done once and its
+log lines written once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
 import sqlite3
 import time
 from pathlib import Path
 
 import pytest
-from queue_env import manager_parts
+from qmgr_env import commit, make_qmgr, open_store, two_mailboxes
 
-from pigeon.queue.manager import QueueManager
-from pigeon.queue.model import Envelope, Recipient, RecipientStatus
-from pigeon.queue.store import QueueStore, StoreError
+from pigeon.delivery.maildir import deliver_batch
+from pigeon.queue.model import RecipientStatus
 from pigeon.routing.resolve import Router
-from pigeon.testing.fakes import FakeReply
+from pigeon.testing.fakes import FakeAgent, FakeReply, FaultyStore, RecordingMaillog
+from pigeon.vocab import StoreError
 
 FULL = StoreError("queue update: database or disk is full", disk_full=True)
 REFUSED = FakeReply("4.4.1", "connect to mx.remote.test[192.0.2.9]:25: Connection refused")
 
 
-class Flaky:
-    """Replace `store.<name>`: its first `times` calls raise `exc`."""
-
-    def __init__(self, store: QueueStore, name: str, times: int, exc: BaseException = FULL) -> None:
-        self.real = getattr(store, name)
-        self.left, self.exc, self.calls = times, exc, 0
-        setattr(store, name, self)
-
-    def __call__(self, *args, **kwargs):
-        self.calls += 1
-        if self.left > 0:
-            self.left -= 1
-            raise self.exc
-        return self.real(*args, **kwargs)
-
-
 class Env:
     def __init__(self, tmp: Path, **kw) -> None:
-        self.cfg, self.store, self.log, self.agent = manager_parts(tmp)
-        opts = dict(run_interval=0.3, store_retry=0.02, fsync=False)
-        opts.update(kw)
-        self.mgr = QueueManager(
-            self.store,
-            Router(self.cfg),
-            hostname=self.cfg.hostname,
-            maillog=self.log,
-            agents={"smtp": self.agent},
-            **opts,
+        self.cfg = two_mailboxes(tmp)
+        self.store = open_store(self.cfg)
+        self.faulty = FaultyStore(self.store)  # what the manager sees
+        self.log = RecordingMaillog()
+        self.agent = FakeAgent()
+        self.opts = dict(run_interval=0.3, store_retry=0.02)
+        self.opts.update(kw)
+        self.build()
+
+    def build(self, **kw) -> None:
+        self.mgr = make_qmgr(
+            self.cfg, self.faulty, self.log, agents={"smtp": self.agent}, **self.opts, **kw
         )
 
+    def fail(self, name: str, times: int, exc: BaseException = FULL, **kw) -> None:
+        self.faulty.fail(name, times, exc, **kw)
+
     def commit(self, *rcpts: str, sender: str = "sender@remote.test") -> str:
-        sp = self.store.new_spool()
-        sp.write(b"Received: by mx.example.test\r\nSubject: t\r\n\r\nbody\r\n")
-        self.store.commit(
-            sp,
-            Envelope(
-                sp.queue_id,
-                sender,
-                [Recipient(r) for r in rcpts],
-                received_at=time.time(),
-                size=sp.size,
-            ),
-        )
-        return sp.queue_id
+        return commit(self.store, *rcpts, sender=sender).queue_id
 
     def maildir(self, local: str) -> list[Path]:
         new = self.cfg.mailbox_root / "example.test" / local / "new"
@@ -115,9 +95,9 @@ def test_a_deferral_that_cannot_be_written_is_written_later(env):
     """The issue: "could not defer" left the entry 'active' for good."""
     env.agent.start_err = REFUSED
     qid = env.commit("carol@remote.test")
-    update = Flaky(env.store, "update", 3)
+    env.fail("update", 3)
     env.run(lambda: env.state(qid) == "deferred")
-    assert update.calls == 4
+    assert env.faulty.count("update") == 4
     rcpt = env.store.load(qid).recipients[0]
     assert rcpt.status is RecipientStatus.DEFERRED and rcpt.dsn_status == "4.4.1"
     assert env.log.statuses(qid) == ["deferred"]  # logged once, once durable
@@ -126,9 +106,9 @@ def test_a_deferral_that_cannot_be_written_is_written_later(env):
 
 def test_a_removal_that_fails_is_retried_without_delivering_again(env):
     qid = env.commit("alice@example.test")
-    removal = Flaky(env.store, "remove_many", 2)
+    env.fail("remove_many", 2)
     env.run(lambda: env.state(qid) is None)
-    assert removal.calls == 3
+    assert env.faulty.count("remove_many") == 3
     assert len(env.maildir("alice")) == 1
     assert env.log.statuses(qid) == ["sent", "removed"]
     assert env.mgr.statistics()["storage"]["unsaved"] == 0
@@ -137,9 +117,9 @@ def test_a_removal_that_fails_is_retried_without_delivering_again(env):
 def test_a_report_that_cannot_be_queued_is_queued_once_later(env):
     # alice is delivered; nobody (no such mailbox, 5.1.1) owes the sender a report.
     qid = env.commit("alice@example.test", "nobody@example.test")
-    commit = Flaky(env.store, "commit", 2)
+    env.fail("commit", 2)  # the report's commit (the manager's intake)
     env.run(lambda: env.state(qid) is None)
-    assert commit.calls == 3
+    assert env.faulty.count("commit") == 3
     assert len(env.maildir("alice")) == 1  # not delivered again meanwhile
     notes = [c.detail for c in env.log.for_id(qid) if "notification" in (c.detail or "")]
     assert len(notes) == 1 and notes[0].startswith("sender non-delivery notification: ")
@@ -147,7 +127,7 @@ def test_a_report_that_cannot_be_queued_is_queued_once_later(env):
 
 
 def test_fresh_mail_whose_start_fails_is_delivered(env):
-    move = Flaky(env.store, "move", 2)
+    env.fail("claim", 2)
     env.run(
         lambda: (
             len(env.maildir("alice")) == 1
@@ -156,38 +136,29 @@ def test_fresh_mail_whose_start_fails_is_delivered(env):
         ),
         submit=("alice@example.test",),
     )
-    assert move.left == 0 and move.calls >= 3
+    assert env.faulty.count("claim") >= 3
 
 
-def test_a_scan_whose_mark_active_fails_is_retried(env):
+def test_a_scan_whose_claim_fails_is_retried(env):
     qid = env.commit("alice@example.test")
-    mark = Flaky(env.store, "mark_active", 2)
+    env.fail("claim", 2)
     env.run(lambda: env.state(qid) is None)
-    assert mark.calls >= 3 and len(env.maildir("alice")) == 1
+    assert env.faulty.count("claim") >= 3 and len(env.maildir("alice")) == 1
 
 
-def test_a_mark_active_that_landed_despite_the_error_is_requeued(env):
+def test_a_claim_that_landed_despite_the_error_is_requeued(env):
     """An fsync error can leave it unknown whether the change was written."""
     qid = env.commit("alice@example.test")
-    real = env.store.mark_active
-    calls = []
-
-    def landed_then_failed(ids):
-        real(ids)
-        if not calls:
-            calls.append(ids)
-            raise StoreError("mark active: disk I/O error", storage_fault=True)
-
-    env.store.mark_active = landed_then_failed
+    env.fail("claim", 1, StoreError("claim: disk I/O error", storage_fault=True), landed=True)
     env.run(lambda: env.state(qid) is None)
-    assert calls == [[qid]] and len(env.maildir("alice")) == 1
+    assert env.faulty.calls["claim"][0][0] == [qid] and len(env.maildir("alice")) == 1
 
 
 def test_an_entry_that_cannot_be_read_is_requeued_and_delivered(env):
     qid = env.commit("alice@example.test")
-    load = Flaky(env.store, "load", 3, StoreError("disk I/O error", storage_fault=True))
+    env.fail("load", 3, StoreError("disk I/O error", storage_fault=True))
     env.run(lambda: env.state(qid) is None)
-    assert load.calls >= 4 and len(env.maildir("alice")) == 1
+    assert env.faulty.count("load") >= 4 and len(env.maildir("alice")) == 1
 
 
 def test_the_sweep_requeues_active_entries_nobody_owns(env):
@@ -197,7 +168,7 @@ def test_the_sweep_requeues_active_entries_nobody_owns(env):
         task = asyncio.create_task(env.mgr.run())
         await asyncio.sleep(0.1)  # idle, asleep for run_interval
         qid = env.commit("alice@example.test")
-        env.store.mark_active([qid])  # stranded: no delivery owns it
+        env.store.claim([qid])  # stranded: no delivery owns it
         deadline = time.monotonic() + 10
         while env.state(qid) is not None:
             assert time.monotonic() < deadline, env.store.counts()
@@ -213,32 +184,35 @@ def test_the_sweep_requeues_active_entries_nobody_owns(env):
 
 def test_recovery_that_fails_at_start_is_retried(env):
     qid = env.commit("alice@example.test")
-    recover = Flaky(env.store, "recover", 2)
+    env.fail("recover", 2)
     env.run(lambda: env.state(qid) is None)
-    assert recover.calls == 3
+    assert env.faulty.count("recover") == 3
 
 
 def test_a_bug_whose_deferral_fails_leaves_the_entry_to_the_manager(env, caplog):
     qid = env.commit("alice@example.test")
-    real_resolve, broken = env.mgr._router.resolve, []
 
-    def resolve_once_broken(*args, **kwargs):
-        if not broken:
-            broken.append(1)
-            raise RuntimeError("a bug")
-        return real_resolve(*args, **kwargs)
+    class BrokenOnce(Router):
+        broken = False
 
-    env.mgr._router.resolve = resolve_once_broken
-    set_state = Flaky(env.store, "set_state", 1)
+        def resolve(self, *args, **kwargs):
+            if not BrokenOnce.broken:
+                BrokenOnce.broken = True
+                raise RuntimeError("a bug")
+            return super().resolve(*args, **kwargs)
+
+    env.mgr.set_router(BrokenOnce(env.cfg))
+    env.fail("move", 1)  # the deferral after the bug
     env.run(lambda: env.state(qid) is None)
-    assert set_state.calls == 1 and len(env.maildir("alice")) == 1
+    assert BrokenOnce.broken and len(env.maildir("alice")) == 1
+    assert env.faulty.calls["move"][0][:2] == ([qid], "deferred")  # the failed deferral
 
 
 def test_storage_faults_log_once_each_way_without_traceback(env, caplog):
     caplog.set_level(logging.DEBUG, logger="pigeon.queue")
     env.store.health.quiet = 0.5
     ids = [env.commit("alice@example.test") for _ in range(5)]
-    Flaky(env.store, "remove_many", 4)  # one episode: four failed rounds
+    env.fail("remove_many", 4)  # one episode: four failed rounds
     env.run(lambda: all(env.state(q) is None for q in ids) and not env.store.health.degraded)
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert [r.getMessage() for r in errors] == [
@@ -275,7 +249,7 @@ def test_a_fault_seen_by_the_smtp_side_is_probed_until_it_recovers(env, caplog):
 
 def test_a_store_error_that_is_not_the_disk_is_retried_and_logged(env, caplog):
     qid = env.commit("alice@example.test")
-    Flaky(env.store, "remove_many", 1, StoreError("queue remove: database is locked"))
+    env.fail("remove_many", 1, StoreError("queue remove: database is locked"))
     env.run(lambda: env.state(qid) is None)
     assert any(
         "database is locked" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR
@@ -287,8 +261,9 @@ def test_a_store_error_that_is_not_the_disk_is_retried_and_logged(env, caplog):
 
 
 def maildir_failing(env: Env, err: OSError, times: int) -> list[int]:
-    """Make the next `times` Maildir batches fail with `err`."""
-    real, calls = env.mgr._maildirs._fn, []
+    """A manager whose Maildir agent's next `times` batches fail with `err`
+    (the agent's batch writer, injected)."""
+    real, calls = functools.partial(deliver_batch, fsync=False), []
 
     def write(jobs):
         calls.append(len(jobs))
@@ -296,7 +271,7 @@ def maildir_failing(env: Env, err: OSError, times: int) -> list[int]:
             return [(time.time(), time.time(), err) for _ in jobs]
         return real(jobs)
 
-    env.mgr._maildirs._fn = write  # the batcher's worker-thread function
+    env.build(writer=write)
     return calls
 
 
@@ -361,7 +336,7 @@ def test_a_mailbox_still_over_quota_at_expiry_bounces_5_2_2(tmp_path):
         env.store.close()
 
 
-# --- next hops that come back (queue/waiting.py) ----------------------------------------
+# --- next hops that come back (qmgr/waiting.py) ----------------------------------------
 
 
 def hop_comes_back(env: Env, meanwhile) -> None:

@@ -12,12 +12,16 @@ Contract:
     raised by `fn` itself is raised to every caller of the batch.
   * If the running task is cancelled (the loop closes), every waiter of the
     batch and of the queue is cancelled too: nobody waits forever.
-  * Use it from one event loop only (the queue manager's).
+  * Use it from one event loop only (the queue manager's). Users: the
+    Maildir agent (delivery/local.py: the writes of every message finishing
+    at that moment, one fsync per new/ directory) and the queue manager's
+    removals (pigeon/qmgr/settle.py: their rows in one transaction).
 
 Why: each `asyncio.to_thread` call wakes an executor thread and makes two
 threads contend for the GIL; under load that cost more than the work
 itself (strace: hundreds of futex calls per message). Batching also lets a
 batch share one fsync where the work allows it (Maildir directories).
+It lives in pigeon.delivery, the lowest layer that uses it.
 """
 
 from __future__ import annotations
@@ -35,14 +39,14 @@ class ThreadBatcher(Generic[T, R]):
 
     def __init__(self, fn: Callable[[list[T]], list[R]]) -> None:
         self._fn = fn
-        self._queue: list[tuple[T, asyncio.Future]] = []
-        self._runner: asyncio.Task | None = None
+        self._queue: list[tuple[T, asyncio.Future[R]]] = []
+        self._runner: asyncio.Task[None] | None = None
         self.batches = 0  # statistics, for tests and profiling
         self.items = 0
 
     async def submit(self, item: T) -> R:
         loop = asyncio.get_running_loop()
-        fut = loop.create_future()
+        fut: asyncio.Future[R] = loop.create_future()
         self._queue.append((item, fut))
         if self._runner is None or self._runner.done():
             self._runner = loop.create_task(self._drain())
@@ -61,7 +65,10 @@ class ThreadBatcher(Generic[T, R]):
                         f"batch function gave {len(results)} results for {len(batch)} items"
                     )
             except Exception as e:
-                results = [e] * len(batch)
+                for _, fut in batch:
+                    if not fut.done():  # else its waiter was cancelled
+                        fut.set_exception(e)
+                continue
             except BaseException:  # cancelled (loop closing): wake every waiter
                 for _, fut in batch + self._queue:
                     fut.cancel()

@@ -1,4 +1,4 @@
-"""QueueManager fast path: fresh mail from submit() without database reads,
+"""Qmgr fast path: fresh mail from submit() without database reads,
 scans only when needed, batched removal, operator actions on fresh mail."""
 
 from __future__ import annotations
@@ -8,83 +8,33 @@ import time
 from pathlib import Path
 
 import pytest
+from qmgr_env import commit, make_qmgr, open_store, removed, two_mailboxes
 
-from pigeon.config.schema import Config, DomainConfig
-from pigeon.queue import manager as manager_mod
-from pigeon.queue.manager import QueueManager
-from pigeon.queue.model import Envelope, Recipient
-from pigeon.queue.store import QueueStore
-from pigeon.routing.resolve import Router
-from pigeon.testing.fakes import FakeAgent, FakeReply, RecordingMaillog
+from pigeon.qmgr.notify import Plan
+from pigeon.qmgr.results import Settlement
+from pigeon.queue.model import Envelope
+from pigeon.testing.fakes import FakeAgent, FakeReply, FaultyStore, RecordingMaillog
+from pigeon.vocab import StoreError
 
 DEFERRED = FakeReply("4.4.1", "connect to mx.remote.test[192.0.2.9]:25: Connection refused")
 
 
-class Spy:
-    """Counts calls of the store's manager-side reads and writes."""
-
-    NAMES = ("due", "load", "mark_active", "next_due", "move", "remove", "remove_many")
-
-    def __init__(self, store: QueueStore) -> None:
-        self.calls: dict[str, list[tuple]] = {n: [] for n in self.NAMES}
-        for name in self.NAMES:
-            real = getattr(store, name, None)
-            if real is not None:
-                setattr(store, name, self._wrap(name, real))
-
-    def _wrap(self, name, real):
-        def call(*args, **kwargs):
-            self.calls[name].append(args)
-            return real(*args, **kwargs)
-
-        return call
-
-    def reset(self) -> None:
-        for calls in self.calls.values():
-            calls.clear()
-
-    def count(self, name: str) -> int:
-        return len(self.calls[name])
-
-
 class Env:
     def __init__(self, tmp: Path, **kw) -> None:
-        self.cfg = Config(
-            hostname="mx.example.test",
-            data_dir=tmp,
-            domains={"example.test": DomainConfig("example.test", frozenset({"alice", "bob"}))},
-            aliases={"team@example.test": ("alice@example.test", "bob@example.test")},
+        self.cfg = two_mailboxes(
+            tmp, aliases={"team@example.test": ("alice@example.test", "bob@example.test")}
         )
-        self.store = QueueStore(self.cfg.queue_dir, fsync=False)
-        self.store.open()
-        self.spy = Spy(self.store)
+        self.store = open_store(self.cfg)
+        self.spy = FaultyStore(self.store)  # counts the manager's store calls
         self.log = RecordingMaillog()
         self.agent = FakeAgent()
         kw.setdefault("run_interval", 30.0)
-        self.mgr = QueueManager(
-            self.store,
-            Router(self.cfg),
-            hostname=self.cfg.hostname,
-            maillog=self.log,
-            agents={"smtp": self.agent},
-            fsync=False,
-            **kw,
-        )
+        self.mgr = make_qmgr(self.cfg, self.spy, self.log, agents={"smtp": self.agent}, **kw)
         self.task: asyncio.Task | None = None
 
     def commit(self, *rcpts: str, sender: str = "sender@remote.test") -> Envelope:
         """Commit like the SMTP side does; the Envelope is what it hands to submit()."""
-        sp = self.store.new_spool()
-        sp.write(b"Received: by mx.example.test\r\nSubject: x\r\n\r\nhi\r\n")
-        env = Envelope(
-            sp.queue_id,
-            sender,
-            [Recipient(r) for r in rcpts],
-            received_at=time.time(),
-            size=sp.size,
-        )
-        self.store.commit(sp, env)
-        return env
+        return commit(self.store, *rcpts, sender=sender, body=b"Subject: x\r\n\r\nhi\r\n")
 
     def maildir(self, local: str) -> list[Path]:
         new = self.cfg.mailbox_root / "example.test" / local / "new"
@@ -94,10 +44,17 @@ class Env:
         entry = self.store.entry(qid)
         return entry.state if entry is not None else None
 
+    def content_gone(self, qid: str) -> bool:
+        try:
+            self.store.content(qid).open().close()
+        except StoreError:
+            return True
+        return False
+
     async def start(self) -> None:
         """Run the manager and wait until its start-up scan is over."""
         self.task = asyncio.create_task(self.mgr.run())
-        await self.until(lambda: not self.mgr._scan_needed and self.spy.count("due") >= 1)
+        await self.until(lambda: not self.mgr._sched.scan_needed and self.spy.count("due") >= 1)
         await asyncio.sleep(0.05)
         self.spy.reset()
 
@@ -121,10 +78,6 @@ def env(tmp_path):
     e.store.close()
 
 
-def removed(log: RecordingMaillog, *qids: str) -> bool:
-    return all("removed" in log.statuses(q) for q in qids)
-
-
 def test_submitted_mail_is_delivered_without_reading_the_database(env):
     async def scenario():
         await env.start()
@@ -138,15 +91,15 @@ def test_submitted_mail_is_delivered_without_reading_the_database(env):
     envs = asyncio.run(scenario())
     assert len(env.maildir("alice")) == 20 and len(env.maildir("bob")) == 20
     assert env.store.list() == []
-    for name in ("due", "load", "mark_active", "next_due"):
+    for name in ("due", "load", "next_retry", "move"):
         assert env.spy.count(name) == 0, name
-    # One conditional 'incoming' -> 'active' move per batch, each id once.
-    moved = [q for args in env.spy.calls["move"] for q in args[0]]
-    assert sorted(moved) == sorted(e.queue_id for e in envs)
+    # One conditional 'incoming' -> 'active' claim per batch, each id once.
+    claimed = [q for args in env.spy.calls["claim"] for q in args[0]]
+    assert sorted(claimed) == sorted(e.queue_id for e in envs)
     # Removal through remove_many (one transaction per batch): every id once.
     ids = [q for args in env.spy.calls["remove_many"] for q in args[0]]
     assert sorted(ids) == sorted(e.queue_id for e in envs)
-    assert env.spy.count("remove") == 0
+    assert len(env.spy.calls["remove_many"]) < len(envs)  # batched
     first = env.log.for_id(envs[0].queue_id)
     assert [c.fields["status"] for c in first] == ["sent", "sent", "removed"]
 
@@ -174,8 +127,8 @@ def test_aliases_and_bounces_work_on_the_fast_path(env):
     assert env.agent.recipients() == ["sender@remote.test"]  # the DSN, by the scan path
 
 
-def test_fifo_overflow_leaves_mail_to_a_scan(env, monkeypatch):
-    monkeypatch.setattr(manager_mod, "FRESH_LIMIT", 2)
+def test_fifo_overflow_leaves_mail_to_a_scan(tmp_path):
+    env = Env(tmp_path, fresh_limit=2)
 
     async def scenario():
         await env.start()
@@ -184,14 +137,17 @@ def test_fifo_overflow_leaves_mail_to_a_scan(env, monkeypatch):
         envs = [env.commit("alice@example.test") for _ in range(5)]
         for e in envs:
             env.mgr.submit(e)
-        assert len(env.mgr._fresh) == 2 and env.mgr._scan_needed
+        assert len(env.mgr._sched.fresh) == 2 and env.mgr._sched.scan_needed
         await env.until(lambda: removed(env.log, *(e.queue_id for e in envs)))
         await env.stop()
 
-    asyncio.run(scenario())
-    assert len(env.maildir("alice")) == 5  # each exactly once
-    assert env.spy.count("due") >= 1 and env.spy.count("load") == 5
-    assert env.store.list() == []
+    try:
+        asyncio.run(scenario())
+        assert len(env.maildir("alice")) == 5  # each exactly once
+        assert env.spy.count("due") >= 1 and env.spy.count("load") == 5
+        assert env.store.list() == []
+    finally:
+        env.store.close()
 
 
 def test_nudge_scans_for_mail_committed_elsewhere(env):
@@ -269,7 +225,7 @@ def test_hold_and_delete_of_fresh_mail_in_flight_wait_for_the_attempt(env):
     held, deleted = asyncio.run(scenario())
     assert env.log.statuses(held.queue_id) == ["deferred", "hold"]
     assert env.log.statuses(deleted.queue_id) == ["deferred", "removed"]
-    assert not env.store.content_path(deleted.queue_id).exists()
+    assert env.content_gone(deleted.queue_id)
 
 
 def test_hold_of_fresh_mail_not_yet_started_stops_it(tmp_path):
@@ -282,7 +238,7 @@ def test_hold_of_fresh_mail_not_yet_started_stops_it(tmp_path):
         e.mgr.submit(first)
         await e.until(lambda: len(e.agent.requests) == 1)
         e.mgr.submit(waiting)  # no free slot: it waits in the FIFO
-        assert list(e.mgr._fresh) == [waiting]
+        assert list(e.mgr._sched.fresh) == [waiting]
         assert (await e.mgr.hold([waiting.queue_id])).done == [waiting.queue_id]
         e.agent.gate.set()
         await e.until(lambda: removed(e.log, first.queue_id))
@@ -336,8 +292,7 @@ def test_deferred_mail_is_retried_when_due_without_polling(tmp_path):
     try:
         waited = asyncio.run(scenario())
         assert waited < 5  # run_interval is 30 s
-        assert e.spy.count("next_due") == 0  # never polled
-        assert e.spy.count("due") <= 3
+        assert e.spy.count("due") <= 3  # the cached retry time, no polling
     finally:
         e.store.close()
 
@@ -350,36 +305,31 @@ def test_batched_removal_removes_durably_before_logging(env):
     class CheckingLog(RecordingMaillog):
         def log(self, queue_id, fields, detail=None):
             if fields.get("status") == "removed":
-                seen.append(
-                    (
-                        queue_id,
-                        env.store.entry(queue_id) is None,
-                        not env.store.content_path(queue_id).exists(),
-                    )
-                )
+                gone = env.store.entry(queue_id) is None
+                seen.append((queue_id, gone, env.content_gone(queue_id)))
             super().log(queue_id, fields, detail)
 
-    env.mgr._maillog = CheckingLog()
-    ids = [env.commit("alice@example.test").queue_id for _ in range(10)]
+    env.mgr = make_qmgr(env.cfg, env.spy, CheckingLog(), agents={"smtp": env.agent})
+    envs = [env.commit("alice@example.test") for _ in range(10)]
+    done = [Settlement(e, [], Plan([], []), True, 0.0, time.time()) for e in envs]
 
-    async def scenario():
-        await asyncio.gather(*(env.mgr._remove(q) for q in ids))
+    async def settle_all():
+        return await asyncio.gather(*(env.mgr._journal.settle(o) for o in done))
 
-    asyncio.run(scenario())
-    assert env.store.list() == []
-    assert all(not env.store.content_path(q).exists() for q in ids)
-    assert [sorted(args[0]) for args in env.spy.calls["remove_many"]] == [sorted(ids)]
-    # And through a delivery:
-    env.spy.reset()
+    assert asyncio.run(settle_all()) == [True] * 10
+    ids = sorted(e.queue_id for e in envs)
+    assert [sorted(args[0]) for args in env.spy.calls["remove_many"]] == [ids]
+    assert sorted(seen) == [(q, True, True) for q in ids]
+    # And through deliveries:
+    seen.clear()
     qids = [env.commit("bob@example.test").queue_id for _ in range(5)]
-    env.store.mark_active(qids)
+    env.store.claim(qids)
 
     async def deliver_all():
         await asyncio.gather(*(env.mgr.deliver(q) for q in qids))
 
     asyncio.run(deliver_all())
-    assert sorted(q for q, *_ in seen) == sorted(qids)
-    assert all(row_gone and file_gone for _, row_gone, file_gone in seen)
+    assert sorted(seen) == [(q, True, True) for q in sorted(qids)]
 
 
 def test_next_retry_sees_deferred_rows_only(env):
@@ -389,10 +339,10 @@ def test_next_retry_sees_deferred_rows_only(env):
         env.commit("alice@example.test")  # 'incoming', due now
     assert env.store.next_retry() is None
     late, early = env.commit("a@remote.test"), env.commit("b@remote.test")
-    env.store.set_state(late.queue_id, "deferred", now + 100)
-    env.store.set_state(early.queue_id, "deferred", now + 50)
+    env.store.move([late.queue_id], "deferred", now + 100, from_states=("incoming",))
+    env.store.move([early.queue_id], "deferred", now + 50, from_states=("incoming",))
     assert env.store.next_retry() == now + 50
-    env.store.set_state(early.queue_id, "hold")
+    env.store.move([early.queue_id], "hold", from_states=("deferred",))
     assert env.store.next_retry() == now + 100
 
 
@@ -400,22 +350,15 @@ def test_a_scan_loads_envelopes_in_its_own_call_and_survives_a_failed_load(env):
     """The scan loads what it takes in the same worker-thread call; a load
     that fails there (not corrupt: e.g. an I/O error) is retried by the
     delivery itself."""
-    real_load, failed = env.store.load, []
-
-    def flaky_load(qid):
-        if not failed:
-            failed.append(qid)
-            raise manager_mod.StoreError("disk I/O error")
-        return real_load(qid)
 
     async def scenario():
         await env.start()
-        env.store.load = flaky_load
+        env.spy.fail("load", 1, StoreError("disk I/O error"))
         ids = [env.commit("alice@example.test").queue_id for _ in range(3)]
         env.mgr.nudge()
         await env.until(lambda: removed(env.log, *ids))
         await env.stop()
 
     asyncio.run(scenario())
-    assert len(failed) == 1 and len(env.maildir("alice")) == 3
+    assert env.spy.count("load") == 4 and len(env.maildir("alice")) == 3
     assert env.mgr.statistics()["errors"] == 0

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from pigeon.queue.batching import ThreadBatcher
+from pigeon.delivery.batching import ThreadBatcher
 
 
 def test_concurrent_submits_share_calls_and_get_their_own_results():

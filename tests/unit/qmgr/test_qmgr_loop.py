@@ -1,4 +1,4 @@
-"""QueueManager end to end over a real QueueStore and Maildirs in a temp dir (the run loop)."""
+"""The queue manager end to end over a real QueueStore and Maildirs in a temp dir (the run loop)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import time
 from pathlib import Path
 
 import pytest
+from qmgr_env import make_qmgr
 
 from pigeon.config.schema import Config, DomainConfig
-from pigeon.queue.manager import NO_AGENT, QueueManager
+from pigeon.qmgr.results import NO_AGENT
 from pigeon.queue.model import Envelope, Recipient, RecipientStatus
 from pigeon.queue.store import QueueStore
-from pigeon.routing.resolve import Router
-from pigeon.testing.fakes import run_manager_until
+from pigeon.testing.fakes import FaultyStore, run_manager_until
 
 
 def make_config(tmp_path: Path) -> Config:
@@ -156,8 +156,8 @@ def test_local_error_defers_with_backoff_then_recovers(setup):
     assert "maildir delivery failed" in by_addr["alice@example.test"].diagnostic
     # Fix the cause and make it due: only alice is delivered this time.
     blocker.unlink()
-    store.set_state(qid, "deferred", 0)
-    mgr2 = QueueManager(store, mgr._router, hostname="mx", maillog=log, fsync=False)
+    store.move([qid], "deferred", 0, from_states=("deferred",))
+    mgr2 = make_qmgr(cfg, store, log)
     asyncio.run(run_until(mgr2, lambda: "removed" in log.statuses(qid)))
     assert len(maildir_files(cfg, "alice")) == 1 and len(maildir_files(cfg, "bob")) == 1
 
@@ -165,7 +165,7 @@ def test_local_error_defers_with_backoff_then_recovers(setup):
 def test_interrupted_delivery_is_redone_after_restart(setup):
     cfg, store, log, mgr = setup
     qid = commit(store, "alice@example.test")
-    store.mark_active([qid])  # as if we crashed mid-delivery
+    store.claim([qid])  # as if we crashed mid-delivery
     asyncio.run(run_until(mgr, lambda: "removed" in log.statuses(qid)))
     assert len(maildir_files(cfg, "alice")) == 1
 
@@ -214,28 +214,11 @@ def test_store_failure_during_a_scan_does_not_end_the_manager(setup):
     """A disk-full or EIO error from the store while choosing due mail is
     retried; the queue storage counts as degraded (one episode, not errors
     of the manager), which keeps running and delivers afterwards."""
-    from pigeon.queue.store import StoreError
-
     cfg, store, log, _ = setup
-    mgr = QueueManager(
-        store,
-        Router(cfg),
-        hostname=cfg.hostname,
-        maillog=log,
-        fsync=False,
-        run_interval=30.0,
-        store_retry=0.05,
-    )
-    real_due, failures = store.due, []
-
-    def flaky_due(*args, **kwargs):
-        if len(failures) < 2:
-            failures.append(1)
-            raise StoreError("database or disk is full", disk_full=True)
-        return real_due(*args, **kwargs)
-
-    store.due = flaky_due
+    faulty = FaultyStore(store)
+    faulty.fail("due", 2)  # disk full
+    mgr = make_qmgr(cfg, faulty, log, run_interval=30.0, store_retry=0.05)
     qid = commit(store, "alice@example.test")
     asyncio.run(run_until(mgr, lambda: "removed" in log.statuses(qid)))
-    assert len(failures) == 2 and store.health.episodes == 1
+    assert faulty.count("due") >= 3 and store.health.episodes == 1
     assert len(maildir_files(cfg, "alice")) == 1

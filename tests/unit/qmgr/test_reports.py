@@ -8,13 +8,13 @@ import email
 import email.policy
 
 import pytest
-from test_dispatch import DAY, REFUSED, Env, status_blocks  # noqa: F401  (fixture helper)
+from test_attempts import DAY, REFUSED, Env, status_blocks  # noqa: F401  (fixture helper)
 
 from pigeon.delivery.api import Outcome, RecipientResult
 from pigeon.proto.params import MailParams, RcptParams
-from pigeon.queue.bounce import DsnRecipient, build_dsn
+from pigeon.qmgr.bounce import DsnRecipient, build_dsn
 from pigeon.queue.model import Envelope, Recipient, RecipientStatus
-from pigeon.testing.fakes import FakeReply
+from pigeon.testing.fakes import BytesContent, FakeReply
 
 ORIGINAL = b"Received: by mx\r\nSubject: hi\r\nFrom: a@src.test\r\n\r\nbody line\r\n"
 
@@ -31,8 +31,6 @@ def parse(data: bytes):
 
 
 def build(tmp_path, *, kind="failure", params=MailParams(), rcpts=None, **kw) -> bytes:
-    content = tmp_path / "orig"
-    content.write_bytes(ORIGINAL)
     envelope = Envelope(
         "QID123",
         "a@src.test",
@@ -56,7 +54,7 @@ def build(tmp_path, *, kind="failure", params=MailParams(), rcpts=None, **kw) ->
         kind=kind,
         reporting_mta="mx.example.test",
         arrival_date=1_700_000_000,
-        content_path=content,
+        content=BytesContent(ORIGINAL),
         now=1_700_000_200,
         **kw,
     )
@@ -143,7 +141,7 @@ def test_delay_report_has_will_retry_until_and_headers_only(tmp_path):
 
 def test_expiry_bounces_the_rest_with_447(env):
     env.agent.start_err = REFUSED
-    env.mgr._dests.failure_limit = 10**6
+    env.mgr._sched.dests.failure_limit = 10**6
     qid = env.commit("a@remote.test", "b@remote.test")
     env.agent.rcpt_err = {}
     env.attempt(qid)
@@ -166,7 +164,7 @@ def test_expiry_bounces_the_rest_with_447(env):
 def test_delay_warning_sent_once(tmp_path):
     e = Env(tmp_path, delay_warning=3600)
     e.agent.start_err = REFUSED
-    e.mgr._dests.failure_limit = 10**6
+    e.mgr._sched.dests.failure_limit = 10**6
     qid = e.commit("a@remote.test", Recipient("n@remote.test", RcptParams(("FAILURE",))))
     e.attempt(qid)
     assert e.others(qid) == []
@@ -184,7 +182,7 @@ def test_delay_warning_sent_once(tmp_path):
 def test_explicit_notify_delay_honoured_with_warnings_off(tmp_path):
     e = Env(tmp_path, delay_warning=0)
     e.agent.start_err = REFUSED
-    e.mgr._dests.failure_limit = 10**6
+    e.mgr._sched.dests.failure_limit = 10**6
     qid = e.commit("a@remote.test", Recipient("d@remote.test", RcptParams(("DELAY",))))
     e.attempt(qid)
     e.clock.advance(4 * 3600)
