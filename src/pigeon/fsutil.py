@@ -15,6 +15,10 @@ Contract:
     over quota, I/O error, read-only, file too large): expected conditions
     of a full or failing disk, reported without a traceback
     (pigeon.queue.health, the log writer).
+  * `write_probe(path, size, fsync=...)` writes `size` zero octets to a new
+    file at `path`, fsyncs it (if `fsync`) and removes it: the evidence
+    that a storage episode is over (queue/health.py) is a write that needs
+    new blocks, not one that fits in space already held.
   * Errors (OSError) propagate: callers decide whether that is a 4xx.
 """
 
@@ -35,6 +39,24 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_probe(path: Path | str, size: int, *, fsync: bool) -> None:
+    """Write, sync and remove a probe file of `size` octets (see the contract)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        data = memoryview(b"\0" * size)
+        done = 0
+        while done < size:
+            done += os.write(fd, data[done:])
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
 
 def ensure_file(path: Path | str, mode: int) -> bool:

@@ -60,9 +60,10 @@ import os
 import re
 import secrets
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 __all__ = [
     "MAGIC",
@@ -115,7 +116,7 @@ class Preamble:
 
     store_id: str
     draft: bool
-    envelope: dict | None
+    envelope: dict[str, Any] | None
     offset: int  # where the message starts
     envelope_error: str = ""
 
@@ -254,7 +255,7 @@ def has_eight_bit(fh: BinaryIO) -> bool:
     return False
 
 
-def write_all(fd: int, parts: list) -> None:
+def write_all(fd: int, parts: Sequence[bytes | bytearray | memoryview]) -> None:
     """Write `parts` (preamble, content...) to `fd` with one writev; a short
     write (quota, signal) writes the rest. One system call, as a single
     write of the content alone was."""

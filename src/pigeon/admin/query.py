@@ -2,7 +2,8 @@
 
 Contract:
   * Pure functions over `QueueEntry`/`Envelope` values (and, for
-    `read_headers`, one bounded read of a content file). The running
+    `read_headers`, one bounded read of a message's content, through the
+    queue's `MessageContent` stream: queue/api.py). The running
     server (control socket, `list`/`show` ops) and the CLI's fallback when
     the server is down (reading the store directly) use the same code, so
     `pigeon queue list` prints the same thing either way.
@@ -22,12 +23,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from pigeon.msgfile import open_message
+from pigeon.queue.api import MessageContent, QueueEntry
 from pigeon.queue.model import Envelope, RecipientStatus
-from pigeon.queue.store import QueueEntry
 
 __all__ = ["Filters", "MAX_HEADER_BYTES", "last_reason", "parse_age", "read_headers", "summary"]
 
@@ -145,10 +144,10 @@ def summary(entry: QueueEntry, now: float) -> dict[str, Any]:
     }
 
 
-def read_headers(path: Path, limit: int = MAX_HEADER_BYTES) -> str:
-    """The header section of the content file (text, CRLF -> LF), bounded to `limit` bytes."""
-    fh, _ = open_message(path)  # past the queue file's preamble (pigeon/msgfile.py)
-    with fh:
+def read_headers(content: MessageContent, limit: int = MAX_HEADER_BYTES) -> str:
+    """The header section of the message (text, CRLF -> LF), bounded to
+    `limit` bytes. StoreError when the content cannot be read."""
+    with content.open() as fh:
         data = fh.read(limit)
     end = data.find(b"\r\n\r\n")
     head = data[:end] if end >= 0 else data

@@ -1,25 +1,9 @@
-"""The durable queue: envelope model, store (group commit) and queue manager."""
+"""pigeon.queue: the durable queue, storage only (docs/architecture.md, "Layers").
 
-from pigeon.queue.manager import QueueManager
-from pigeon.queue.model import Envelope, Recipient, RecipientStatus
-from pigeon.queue.store import (
-    CorruptEntry,
-    QueueEntry,
-    QueueStore,
-    RecoveryReport,
-    SpoolFile,
-    StoreError,
-)
-
-__all__ = [
-    "CorruptEntry",
-    "Envelope",
-    "QueueEntry",
-    "QueueManager",
-    "QueueStore",
-    "Recipient",
-    "RecipientStatus",
-    "RecoveryReport",
-    "SpoolFile",
-    "StoreError",
-]
+What the rest of pigeon may ask of a queue store is in `pigeon.queue.api`
+(Intake, QueueStateStore, QueueQueries, ContentStore, StorageStatus; all
+together `QueueBackend`). The embedded backend is `pigeon.queue.store.QueueStore`
+(content files plus SQLite); its parts and their rules are listed at the
+top of queue/store.py. Nothing is imported here, so importing one module of
+the package costs only what that module needs.
+"""

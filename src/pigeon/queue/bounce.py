@@ -35,7 +35,8 @@ Contract:
     Rule 3: a message with the null sender never gets a report; the
     manager enforces that (and the postmaster copy for failed DSNs).
   * Pure: no clock (`now` is an argument), no store access; it reads the
-    content file it is given, and OSError reading it propagates.
+    `MessageContent` it is given (queue/api.py), and the StoreError of an
+    unreadable content propagates.
 
 Not done: RFC 6533 (message/global-delivery-status for SMTPUTF8 mail):
 UTF-8 addresses are written raw, which is valid only when the report
@@ -49,11 +50,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from pathlib import Path
 from typing import Literal
 
-from pigeon.msgfile import read_message
 from pigeon.proto.params import MailParams, RcptParams, xtext_encode
+from pigeon.queue.api import MessageContent
 from pigeon.queue.model import Envelope, Recipient
 
 __all__ = [
@@ -258,7 +258,7 @@ def build_dsn(
     kind: Kind,
     reporting_mta: str,
     arrival_date: float,
-    content_path: Path | None,
+    content: MessageContent | None,
     now: float,
     max_lifetime: float = 432000.0,
     to: str | None = None,
@@ -266,7 +266,7 @@ def build_dsn(
     """The complete report message (see the module contract).
 
     `to` defaults to the envelope sender; the manager passes postmaster for
-    the copy of a failed report. `content_path` None (content lost) leaves
+    the copy of a failed report. `content` None (content lost) leaves
     the third part out, which RFC 6522 §3 permits.
     """
     recipients = list(results)
@@ -316,8 +316,9 @@ def build_dsn(
             status,
         )
     )
-    if content_path is not None:
-        original = read_message(content_path)  # without the preamble (pigeon/msgfile.py)
+    if content is not None:
+        with content.open() as fh:
+            original = fh.read()
         if kind == "failure" and envelope.params.ret != "HDRS":
             ctype, body = "message/rfc822", original
             desc = "Undelivered Message"

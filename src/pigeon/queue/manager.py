@@ -645,7 +645,7 @@ class QueueManager(Settling, WaitingForHops, OperatorActions):
             now=now,
             reporting_mta=self._hostname,
             postmaster=self._router.canonical("postmaster"),
-            content_path=self._store.content_path(qid),
+            content=self._store.content(qid),
             delay_warning=self._delay_warning,
             max_lifetime=self._max_lifetime,
         )

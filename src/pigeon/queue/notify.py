@@ -38,8 +38,8 @@ Rules:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
+from pigeon.queue.api import MessageContent
 from pigeon.queue.bounce import (
     DsnRecipient,
     build_dsn,
@@ -89,7 +89,7 @@ def plan_notices(
     now: float,
     reporting_mta: str,
     postmaster: str,
-    content_path: Path | None,
+    content: MessageContent | None,
     delay_warning: float,
     max_lifetime: float,
 ) -> Plan:
@@ -98,7 +98,7 @@ def plan_notices(
     common = dict(
         reporting_mta=reporting_mta,
         arrival_date=env.received_at,
-        content_path=content_path,
+        content=content,
         now=now,
         max_lifetime=max_lifetime,
     )

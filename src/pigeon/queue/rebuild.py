@@ -24,8 +24,9 @@ import logging
 import os
 from pathlib import Path
 
+from pigeon.queue.api import RecoveryReport
 from pigeon.queue.dbfile import StoreCorrupt, lock_owner, move_aside
-from pigeon.queue.store import QueueStore, RecoveryReport
+from pigeon.queue.store import QueueStore
 
 __all__ = ["rebuild"]
 

@@ -22,7 +22,8 @@ Contract (CONTRIBUTING.md, rules 2 and 10: time is an argument, scheduling is te
   * `split_slots(free, incoming, deferred)`: Rule 4 (fairness, Postfix qmgr
     STRATEGIES): new mail never waits behind a deferred backlog. Each class
     gets up to half the free slots; slots one class cannot use go to the
-    other.
+    other. The store applies it in `due()`, so it lives with the store
+    (queue/state.py) and is re-exported here.
   * `DestinationState`: per-next-hop bookkeeping. Rule 5: at most
     `concurrency` deliveries in flight per destination. Rule 6: after
     `failure_limit` consecutive connection-level failures (every recipient
@@ -40,6 +41,8 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Protocol
+
+from pigeon.queue.state import split_slots
 
 __all__ = [
     "DestinationState",
@@ -79,20 +82,6 @@ def delay_warning_due(
 ) -> bool:
     """True when the one delay warning of this message should go out now (Rule 3)."""
     return delay_warning > 0 and not already_warned and now - received_at >= delay_warning
-
-
-def split_slots(free: int, incoming: int, deferred: int) -> tuple[int, int]:
-    """How many (incoming, deferred) messages to take with `free` slots (Rule 4).
-
-    `incoming` and `deferred` are how many of each are due (or at least
-    `free` when there are more).
-    """
-    if free < 0 or incoming < 0 or deferred < 0:
-        raise ValueError("negative count")
-    half_in = (free + 1) // 2  # incoming gets the odd slot
-    take_in = min(incoming, max(half_in, free - deferred))
-    take_def = min(deferred, free - take_in)
-    return take_in, take_def
 
 
 @dataclass(slots=True)

@@ -48,16 +48,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pigeon.fsutil import write_probe
 from pigeon.queue.health import StorageHealth, is_storage_fault
 from pigeon.queue.model import Envelope
 from pigeon.queue.notify import Plan, enqueue_notice
-from pigeon.queue.store import StoreError
+from pigeon.queue.store import PROBE_SIZE, StoreError
 
 if TYPE_CHECKING:
     from pigeon.queue.manager import QueueManager
@@ -68,9 +68,6 @@ log = logging.getLogger("pigeon.queue")
 
 #: What a store call raises when the store cannot do it (read or write).
 STORE_ERRORS = (StoreError, OSError, sqlite3.Error)
-
-#: Octets of the probe file written while the queue storage is degraded.
-PROBE_SIZE = 256 * 1024
 
 #: Rule 2: the storage back-off grows up to this many times `store_retry`.
 BACKOFF_CAP = 16
@@ -263,7 +260,9 @@ class Settling:
         """Rule 3: a probe file written and fsynced in `directory` (the
         queue's tmp/, or the tmp/ of a Maildir that failed) tells `health`."""
         try:
-            await asyncio.to_thread(_write_probe, directory / ".storage-probe", self._fsync)
+            await asyncio.to_thread(
+                write_probe, directory / ".storage-probe", PROBE_SIZE, fsync=self._fsync
+            )
         except OSError as exc:
             if health is self._store.health:
                 self._write_failed(exc, "storage probe")
@@ -301,20 +300,3 @@ class Settling:
             await self._after_delivery(qid)
         except Exception:
             log.exception("queue_id=%s: operator action after delivery failed", qid)
-
-
-def _write_probe(path: os.PathLike, fsync: bool) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
-    try:
-        data = b"\0" * PROBE_SIZE
-        done = 0
-        while done < len(data):
-            done += os.write(fd, memoryview(data)[done:])
-        if fsync:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-        try:
-            os.unlink(path)
-        except OSError:
-            pass

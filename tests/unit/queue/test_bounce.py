@@ -15,6 +15,7 @@ from pigeon.proto.params import MailParams, RcptParams
 from pigeon.queue.bounce import DsnRecipient, build_dsn
 from pigeon.queue.model import Envelope, Recipient, RecipientStatus
 from pigeon.testing.fakes import FakeReply
+from pigeon.testing.storage import BytesContent
 
 ORIGINAL = b"Received: by mx\r\nSubject: hi\r\nFrom: a@src.test\r\n\r\nbody line\r\n"
 
@@ -31,8 +32,6 @@ def parse(data: bytes):
 
 
 def build(tmp_path, *, kind="failure", params=MailParams(), rcpts=None, **kw) -> bytes:
-    content = tmp_path / "orig"
-    content.write_bytes(ORIGINAL)
     envelope = Envelope(
         "QID123",
         "a@src.test",
@@ -56,7 +55,7 @@ def build(tmp_path, *, kind="failure", params=MailParams(), rcpts=None, **kw) ->
         kind=kind,
         reporting_mta="mx.example.test",
         arrival_date=1_700_000_000,
-        content_path=content,
+        content=BytesContent(ORIGINAL),
         now=1_700_000_200,
         **kw,
     )
