@@ -223,6 +223,23 @@ def test_no_sqlite_error_leaves_the_store(store, tmp_path):
             call()
         assert isinstance(ei.value.__cause__, sqlite3.Error)
     assert store.states([qid]) == {qid: QueueState.INCOMING}  # nothing half-done
+    db = sqlite3.connect(tmp_path / "queue" / "queue.db")
+    db.execute("DROP TABLE queue")  # every read fails now ("no such table")
+    db.close()
+    reads = [
+        lambda: store.due(time.time()),
+        store.next_retry,
+        lambda: store.load(qid),
+        store.counts,
+        store.list,
+        lambda: store.entry(qid),
+        lambda: store.states([qid]),
+        store.recover,
+    ]
+    for call in reads:
+        with pytest.raises(StoreError) as ei:
+            call()
+        assert isinstance(ei.value.__cause__, sqlite3.Error)
     store.close()
     with pytest.raises(StoreError, match="not open"):
         store.due(time.time())
