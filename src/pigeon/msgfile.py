@@ -1,8 +1,9 @@
 """The queue's content file format: a preamble carrying the envelope, then the message.
 
-It lives outside pigeon.queue because its readers do too: the delivery
-agents, the SMTP client and the admin queries open queued content with
-`open_message()` (and pigeon.queue imports those agents).
+It sits below pigeon.queue (docs/architecture.md, "Layers") because
+readers of a content file outside the store use `open_message()` too: a
+delivery agent or the SMTP client handed a file, the 7-bit conversion's
+copy in /tmp.
 
 Why: queue.db alone knew which message a `msg/<id>` file was and to whom it
 went. Losing the database (deleted, truncated, replaced by a corrupt copy)
@@ -11,7 +12,7 @@ file carries its own envelope, so the queue can be rebuilt from the files
 alone (`QueueStore.recover()`, `pigeon queue rebuild`), and the id of the
 database it was written under, so recovery can tell "the database lost
 track of this file" from "this file's commit never finished" (the rules are
-in queue/store.py).
+in queue/recovery.py).
 
 Layout of `msg/<id>` (and of a spool spilled to `tmp/<id>`)::
 
@@ -39,10 +40,12 @@ Layout of `msg/<id>` (and of a spool spilled to `tmp/<id>`)::
     (`PreambleError`), so recovery quarantines such a file rather than
     guessing.
 
-Readers: every reader of queued content opens it with `open_message()`
+Readers: the store hands queued content out as a stream that starts past
+the preamble (`ContentStore.content()`, queue/files.py, which uses
+`open_message()`); a reader given a file opens it with `open_message()`
 (or `read_message()`), which skips the preamble and works as well on a
 file without one (a converted copy in /tmp, a file of the older format).
-Nobody reads a content path with plain open().
+Nobody reads a content file with plain open().
 
 Cost: the preamble adds no system call and no fsync (`write_all`). A spool
 held in memory gets it in the same writev as its content at commit; a
@@ -275,7 +278,7 @@ def write_all(fd: int, parts: Sequence[bytes | bytearray | memoryview]) -> None:
 def rewrite_store_id(path: Path | str, store_id: str, *, fsync: bool) -> None:
     """Give the file at `path` (which has a preamble) the store id `store_id`:
     the rebuild that adopted it makes it a file of the current database, so
-    later recoveries judge it by the ordinary rules (store.py)."""
+    later recoveries judge it by the ordinary rules (queue/recovery.py)."""
     fd = os.open(path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
     try:
         os.pwrite(fd, store_id.encode("ascii"), STORE_ID_OFFSET)
