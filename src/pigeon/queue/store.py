@@ -103,11 +103,11 @@ import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pigeon.fsutil import ensure_file, write_probe
 from pigeon.queue import recovery
-from pigeon.queue.api import QueueEntry, RecoveryReport, Spool
+from pigeon.queue.api import QueueBackend, QueueEntry, RecoveryReport, Spool
 from pigeon.queue.commit import Committer
 from pigeon.queue.dbfile import (
     BatchLock,
@@ -476,3 +476,7 @@ def _release(held: builtins.list[Any]) -> None:
     for thing in reversed(held):
         thing.close()
     held.clear()
+
+
+if TYPE_CHECKING:  # mypy proves the store has every face of queue/api.py
+    _A_BACKEND: type[QueueBackend] = QueueStore
