@@ -26,6 +26,9 @@ from typing import Any
 
 from pigeon.proto.params import MailParams, RcptParams
 
+#: What json.loads() and `Envelope.from_dict()` raise for a damaged envelope.
+DAMAGED_ENVELOPE = (ValueError, KeyError, TypeError)
+
 
 class RecipientStatus(str, enum.Enum):
     PENDING = "pending"  # not yet attempted, or waiting for its transport

@@ -20,13 +20,12 @@ from collections.abc import Sequence
 
 from pigeon.queue.api import QueueEntry
 from pigeon.queue.dbfile import Db
-from pigeon.queue.model import Envelope
+from pigeon.queue.model import DAMAGED_ENVELOPE, Envelope
 from pigeon.vocab.states import STATES, QueueState
 
 __all__ = ["QueueQueriesDb"]
 
 _ENTRY_SQL = "SELECT queue_id, state, next_attempt, envelope FROM queue"
-_UNREADABLE = (ValueError, KeyError, TypeError, AttributeError)
 
 
 class QueueQueriesDb:
@@ -72,5 +71,5 @@ def _entry(queue_id: str, state: str, next_attempt: float, raw: str) -> QueueEnt
 def _envelope_or_none(raw: str) -> Envelope | None:
     try:
         return Envelope.from_dict(json.loads(raw))
-    except _UNREADABLE:
+    except DAMAGED_ENVELOPE:
         return None

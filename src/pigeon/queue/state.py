@@ -52,7 +52,7 @@ from collections.abc import Iterable, Sequence
 
 from pigeon.queue.dbfile import Db
 from pigeon.queue.files import ContentFiles
-from pigeon.queue.model import Envelope
+from pigeon.queue.model import DAMAGED_ENVELOPE, Envelope
 from pigeon.vocab.errors import CorruptEntry, StoreError
 from pigeon.vocab.states import STATES, QueueState
 
@@ -73,7 +73,6 @@ DUE_SQL = (
 NEXT_RETRY_SQL = "SELECT MIN(next_attempt) FROM queue WHERE state=?"
 
 _ANY_CLAIM_SQL = "SELECT 1 FROM claims LIMIT 1"
-_UNREADABLE = (ValueError, KeyError, TypeError, AttributeError)
 
 
 def split_slots(free: int, incoming: int, deferred: int) -> tuple[int, int]:
@@ -137,7 +136,7 @@ class QueueStateDb:
             raise StoreError(f"no such queue entry: {queue_id}")
         try:
             env = Envelope.from_dict(json.loads(rows[0][0]))
-        except _UNREADABLE as e:
+        except DAMAGED_ENVELOPE as e:
             self.quarantine(queue_id, f"unreadable envelope: {e!r}")
             raise CorruptEntry(f"{queue_id}: unreadable envelope") from e
         if not self._files.exists(queue_id):
