@@ -7,10 +7,7 @@ Contract:
     server (control socket, `list`/`show` ops) and the CLI's fallback when
     the server is down (reading the store directly) use the same code, so
     `pigeon queue list` prints the same thing either way.
-  * `Filters` selects entries: state, recipient domain (a recipient not yet
-    final at that domain, or at a subdomain when written ".example.org"),
-    sender (case-insensitive substring; "<>" is the null sender) and age
-    (older than N seconds). Empty filters select everything.
+  * `Filters` selects entries (pigeon/queue/filters.py, re-exported here).
   * `summary(entry, now)` is a JSON-ready dict with the `pigeon queue list`
     columns: id, size, arrival, sender, recipients (with status), state,
     next attempt, last deferral reason. An entry whose envelope cannot be
@@ -22,13 +19,21 @@ Contract:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from pigeon.queue.api import MessageContent, QueueEntry
+from pigeon.queue.filters import Filters, has_domain
 from pigeon.queue.model import Envelope, RecipientStatus
 
-__all__ = ["Filters", "MAX_HEADER_BYTES", "last_reason", "parse_age", "read_headers", "summary"]
+__all__ = [
+    "Filters",
+    "MAX_HEADER_BYTES",
+    "has_domain",
+    "last_reason",
+    "parse_age",
+    "read_headers",
+    "summary",
+]
 
 #: `show` reads at most this much of a content file looking for the header end.
 MAX_HEADER_BYTES = 64 * 1024
@@ -42,68 +47,6 @@ def parse_age(text: str) -> float:
     if not m:
         raise ValueError(f"not an age: {text!r} (use e.g. 90, 15m, 2h, 3d)")
     return float(m.group(1)) * _UNITS[m.group(2)]
-
-
-@dataclass(frozen=True, slots=True)
-class Filters:
-    state: str | None = None
-    domain: str | None = None
-    sender: str | None = None
-    older_than: float | None = None  # seconds
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> Filters:
-        d = d or {}
-        older = d.get("older_than")
-        return cls(
-            d.get("state") or None,
-            (d.get("domain") or "").lower() or None,
-            d.get("sender") or None,
-            float(older) if older is not None else None,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            k: v
-            for k, v in (
-                ("state", self.state),
-                ("domain", self.domain),
-                ("sender", self.sender),
-                ("older_than", self.older_than),
-            )
-            if v is not None
-        }
-
-    def match(self, entry: QueueEntry, now: float) -> bool:
-        if self.state is not None and entry.state != self.state:
-            return False
-        env = entry.envelope
-        if env is None:
-            # Unreadable: only a state filter (or none) can select it.
-            return self.domain is None and self.sender is None and self.older_than is None
-        if self.domain is not None and not has_domain(env, self.domain):
-            return False
-        if self.sender is not None:
-            wanted = self.sender.lower()
-            if wanted == "<>" and env.sender:
-                return False
-            if wanted != "<>" and wanted not in env.sender.lower():
-                return False
-        if self.older_than is not None and now - env.received_at < self.older_than:
-            return False
-        return True
-
-
-def has_domain(env: Envelope, domain: str) -> bool:
-    """True if a recipient not yet final is at `domain` (".example.org": its subdomains)."""
-    domain = domain.lower()
-    for r in env.recipients:
-        if r.final:
-            continue
-        rd = r.address.rpartition("@")[2].lower()
-        if rd == domain or (domain.startswith(".") and rd.endswith(domain)):
-            return True
-    return False
 
 
 def last_reason(env: Envelope) -> str:

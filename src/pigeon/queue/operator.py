@@ -45,6 +45,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pigeon.queue.filters import has_domain
 from pigeon.queue.model import RecipientStatus
 from pigeon.queue.store import CorruptEntry, StoreError
 
@@ -226,8 +227,6 @@ class OperatorActions:
 
     async def flush(self: QueueManager, domain: str | None = None) -> dict[str, Any]:
         """Deferred mail (for `domain`) is due now; dead destinations get another chance."""
-        from pigeon.admin.query import has_domain  # pure helpers, no cycle at run time
-
         domain = domain.lower().rstrip(".") if domain else None
         async with self._op_lock():
             entries = await asyncio.to_thread(self._store.list, "deferred")
