@@ -1,17 +1,18 @@
 """The queue-store conformance suite: the contract of queue/api.py, checked.
 
-`check_store(factory, nodes=(a, b))` (re-exported by pigeon.testing.conformance,
-CONTRIBUTING.md rule 12) runs every check below against any backend, using
-nothing but the interfaces of queue/api.py (`QueueBackend`). `factory(place,
-node)` returns a new, *unopened* store for node `node`: `place` is a fresh
-empty directory per check (a file backend keeps its files there; another
-may use it as the name of a fresh namespace), and two calls with the same
-`place` give two store objects over the same data: the suite simulates a
-crash by dropping one store (close(), which only finishes commits already
-acknowledged) and opening a fresh one over the same place. Most checks use
-node `a`; the claim checks use `b` too. Each failure raises AssertionError
-naming the check. Each check is bounded in time (commits wait at most
-COMMIT_TIMEOUT seconds).
+`check_store(factory, nodes=(a, b), break_next_commit=None)` (re-exported by
+pigeon.testing.conformance, CONTRIBUTING.md rule 12) runs every check below
+against any backend, using nothing but the interfaces of queue/api.py.
+`factory(place, node)` returns a new, *unopened* `QueueBackend` for node
+`node`: `place` is a fresh empty directory per check (a file backend keeps
+its files there; another may name a fresh namespace after it), and two
+calls with the same `place` give two store objects over the same data. A
+crash is simulated by dropping a store (close(), which only finishes
+commits already acknowledged) and opening a fresh one over the same place.
+Most checks use node `a`; the claim checks use `b` too. The optional
+`break_next_commit(store)` makes the next content write of that store fail
+as a full disk would (the one backend-specific hook). A failure raises
+AssertionError naming the check; commits wait at most COMMIT_TIMEOUT s.
 
 What is checked (each a promise the SMTP side, the manager or an operator
 relies on):
@@ -19,8 +20,10 @@ relies on):
     back after a crash with content and envelope intact, 'incoming' and due.
   * failed_commit_records_nothing: a commit refused (wrong queue ID, a
     discarded or already committed spool, a closed store) fails its future
-    with StoreError and leaves no entry and no content, also after a crash;
-    a committed spool takes no more writes.
+    with StoreError and leaves nothing, also after a crash; a committed
+    spool takes no more writes. full_disk_records_nothing (with the hook):
+    a commit whose storage failed is `disk_full`, leaves nothing, tells
+    `health`; the next commit lands.
   * discard_leaves_nothing / abandoned_spools_vanish: a discarded spool, or
     one never committed before a crash, leaves nothing (small or big).
   * spool_basics: queue IDs differ, `size` and `head()` report what was
@@ -53,194 +56,145 @@ relies on):
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import cast
 
-from pigeon.proto.params import MailParams, RcptParams
 from pigeon.queue.api import QueueBackend
-from pigeon.queue.model import Envelope, Recipient, RecipientStatus
-from pigeon.vocab.errors import CorruptEntry, StoreError
+from pigeon.queue.model import RecipientStatus
+from pigeon.testing.store_kit import (
+    BIG,
+    COMMIT_TIMEOUT,
+    BreakCommit,
+    Ctx,
+    StoreFactory,
+    commit_sample,
+    fails,
+    gone,
+    read_content,
+    refused,
+    sample_content,
+    sample_envelope,
+)
+from pigeon.vocab.errors import StoreError
 from pigeon.vocab.states import STATES, QueueState
 
-__all__ = ["CHECKS", "COMMIT_TIMEOUT", "StoreFactory", "check_store"]
-
-StoreFactory = Callable[[Path, str], QueueBackend]
-COMMIT_TIMEOUT = 60.0
-#: Past any in-memory threshold a backend may have (SQLite's is 128 KiB).
-BIG = 300 * 1024
-
-
-class _Ctx:
-    """What a check gets: the factory, its place and the two nodes."""
-
-    def __init__(self, factory: StoreFactory, place: Path, nodes: tuple[str, str]) -> None:
-        self.factory, self.place, self.nodes = factory, place, nodes
-
-    @contextlib.contextmanager
-    def store(self, node: str | None = None) -> Iterator[QueueBackend]:
-        """An open store of `node` (default: the first); closed afterwards."""
-        store = self.factory(self.place, node or self.nodes[0])
-        store.open()
-        try:
-            yield store
-        finally:
-            store.close()
-
-
-def _content(n: int, size: int = 0) -> bytes:
-    head = f"Received: by conformance\r\nSubject: message {n}\r\n\r\n".encode()
-    line = bytes(range(256)).replace(b"\r", b"").replace(b"\n", b"") + b"\r\n"
-    body = b"body line\r\n" * (n % 7 + 1)
-    while len(head) + len(body) < size:
-        body += line
-    return head + body
-
-
-def _envelope(qid: str, n: int = 0, *, at: float | None = None) -> Envelope:
-    return Envelope(
-        qid,
-        f"sender{n}@example.test",
-        [
-            Recipient(f"rcpt{n}@example.test", RcptParams(("FAILURE",), ("rfc822", "o@x.test"))),
-            Recipient(f"other{n}@example.net"),
-        ],
-        params=MailParams(ret="HDRS", envid=f"env{n}"),
-        received_at=time.time() - 1 if at is None else at,
-        size=len(_content(n)),
-        client_address="192.0.2.7",
-        client_helo="client.example.test",
-    )
-
-
-def _commit(store: QueueBackend, n: int = 0, *, size: int = 0, at: float | None = None) -> str:
-    spool = store.new_spool()
-    data = _content(n, size)
-    for i in range(0, len(data), 16384):
-        spool.write(data[i : i + 16384])
-    env = _envelope(spool.queue_id, n, at=at)
-    env.size = len(data)
-    store.commit_async(spool, env).result(COMMIT_TIMEOUT)
-    return spool.queue_id
-
-
-def _read(store: QueueBackend, qid: str) -> bytes:
-    with store.content(qid).open() as fh:
-        return fh.read()
-
-
-def _fails(call: Callable[[], object], error: type[Exception] = StoreError) -> bool:
-    """True when `call()` raises `error` (and is not CorruptEntry when a
-    StoreError is expected: a missing entry is not a corrupt one)."""
-    try:
-        call()
-    except CorruptEntry:
-        return error is CorruptEntry
-    except error:
-        return True
-    return False
-
-
-def _gone(store: QueueBackend, qid: str) -> bool:
-    """No entry, no envelope, no content for `qid`."""
-    return (
-        _fails(lambda: store.load(qid))
-        and _fails(lambda: _read(store, qid))
-        and store.entry(qid) is None
-        and qid not in store.states([qid])
-    )
-
-
-def _refused(future: concurrent.futures.Future[None]) -> bool:
-    return _fails(lambda: future.result(COMMIT_TIMEOUT))
-
+__all__ = ["CHECKS", "COMMIT_TIMEOUT", "BreakCommit", "StoreFactory", "check_store"]
 
 # --- intake ------------------------------------------------------------------------------
 
 
-def check_commit_survives_a_crash(ctx: _Ctx) -> None:
+def check_commit_survives_a_crash(ctx: Ctx) -> None:
     with ctx.store() as store:
-        small, big = _commit(store, 3), _commit(store, 4, size=BIG)
+        small, big = commit_sample(store, 3), commit_sample(store, 4, size=BIG)
         wanted = {small: store.load(small).to_dict(), big: store.load(big).to_dict()}
     with ctx.store() as store:  # a fresh store over the same data: "after the crash"
         store.recover()
         for n, qid in ((3, small), (4, big)):
-            assert _read(store, qid) == _content(n, BIG if qid == big else 0), "content changed"
+            assert read_content(store, qid) == sample_content(n, BIG if qid == big else 0), (
+                "content changed"
+            )
             assert store.load(qid).to_dict() == wanted[qid], "envelope changed"
         assert sorted(store.due(time.time(), 10)) == sorted([small, big]), "not due"
         assert store.counts()[QueueState.INCOMING] == 2
         assert store.states([small, big]) == {small: QueueState.INCOMING, big: QueueState.INCOMING}
 
 
-def check_failed_commit_records_nothing(ctx: _Ctx) -> None:
+def check_failed_commit_records_nothing(ctx: Ctx) -> None:
     with ctx.store() as store:
         wrong = store.new_spool()
-        wrong.write(_content(1))
-        assert _refused(store.commit_async(wrong, _envelope("0OTHERQUEUEID00"))), "wrong queue ID"
-        assert _refused(store.commit_async(wrong, _envelope(wrong.queue_id))), "recommitted"
+        wrong.write(sample_content(1))
+        assert refused(store.commit_async(wrong, sample_envelope("0OTHERQUEUEID00"))), (
+            "wrong queue ID"
+        )
+        assert refused(store.commit_async(wrong, sample_envelope(wrong.queue_id))), "recommitted"
         dropped = store.new_spool()
-        dropped.write(_content(2, BIG))
+        dropped.write(sample_content(2, BIG))
         dropped.discard()
-        assert _refused(store.commit_async(dropped, _envelope(dropped.queue_id)))
-        done = _commit(store, 3)
+        assert refused(store.commit_async(dropped, sample_envelope(dropped.queue_id)))
+        done = commit_sample(store, 3)
         # (a committed spool object is the caller's again: no write, no second commit)
         spool = store.new_spool()
         spool.write(b"x\r\n")
-        store.commit_async(spool, _envelope(spool.queue_id)).result(COMMIT_TIMEOUT)
-        assert _fails(lambda: spool.write(b"more")), "a committed spool took more content"
-        assert _refused(store.commit_async(spool, _envelope(spool.queue_id))), "committed twice"
+        store.commit_async(spool, sample_envelope(spool.queue_id)).result(COMMIT_TIMEOUT)
+        assert fails(lambda: spool.write(b"more")), "a committed spool took more content"
+        assert refused(store.commit_async(spool, sample_envelope(spool.queue_id))), (
+            "committed twice"
+        )
         spool.discard()  # a no-op now
-        assert _read(store, spool.queue_id) == b"x\r\n", "discard after commit lost content"
+        assert read_content(store, spool.queue_id) == b"x\r\n", "discard after commit lost content"
         late = store.new_spool()
-        late.write(_content(4))
-    assert _refused(store.commit_async(late, _envelope(late.queue_id))), "closed store committed"
+        late.write(sample_content(4))
+    assert refused(store.commit_async(late, sample_envelope(late.queue_id))), (
+        "closed store committed"
+    )
     with ctx.store() as store:
         store.recover()
         for qid in (wrong.queue_id, dropped.queue_id, late.queue_id):
-            assert _gone(store, qid), f"a refused commit left something: {qid}"
+            assert gone(store, qid), f"a refused commit left something: {qid}"
         assert {e.queue_id for e in store.list()} == {done, spool.queue_id}
 
 
-def check_discard_leaves_nothing(ctx: _Ctx) -> None:
+def check_full_disk_records_nothing(ctx: Ctx) -> None:
+    if ctx.break_next_commit is None:
+        return  # the backend offers no way to break a write
+    with ctx.store() as store:
+        first = commit_sample(store, 1)
+        ctx.break_next_commit(store)
+        spool = store.new_spool()
+        spool.write(sample_content(2))
+        fut = store.commit_async(spool, sample_envelope(spool.queue_id, 2))
+        assert fails(lambda: fut.result(COMMIT_TIMEOUT)), "a failed write was acknowledged"
+        err = fut.exception()
+        assert isinstance(err, StoreError) and err.disk_full and err.storage_fault, repr(err)
+        assert store.health.degraded, "the storage fault was not reported"
+        assert gone(store, spool.queue_id)
+        last = commit_sample(store, 3)
+    with ctx.store() as store:
+        store.recover()
+        assert [e.queue_id for e in store.list()] == [first, last]
+        assert gone(store, spool.queue_id), "a failed commit came back after a crash"
+
+
+def check_discard_leaves_nothing(ctx: Ctx) -> None:
     with ctx.store() as store:
         spools = [store.new_spool(), store.new_spool()]
         spools[0].write(b"partial message\r\n")
-        spools[1].write(_content(1, BIG))
+        spools[1].write(sample_content(1, BIG))
         for spool in spools:
             spool.discard()
             spool.discard()  # idempotent
-            assert _fails(partial(spool.write, b"more")), "a discarded spool took more content"
-            assert _gone(store, spool.queue_id)
+            assert fails(partial(spool.write, b"more")), "a discarded spool took more content"
+            assert gone(store, spool.queue_id)
         assert store.list() == [], "discard left an entry"
     with ctx.store() as store:
         store.recover()
-        assert store.list() == [] and all(_gone(store, s.queue_id) for s in spools)
+        assert store.list() == [] and all(gone(store, s.queue_id) for s in spools)
 
 
-def check_abandoned_spools_vanish(ctx: _Ctx) -> None:
+def check_abandoned_spools_vanish(ctx: Ctx) -> None:
     with ctx.store() as store:
         small, big = store.new_spool(), store.new_spool()
         small.write(b"half a message")
-        big.write(_content(1, BIG))
+        big.write(sample_content(1, BIG))
     # The process "died" before committing or discarding them.
     with ctx.store() as store:
         store.recover()
         assert store.list() == [], "an abandoned spool became an entry"
-        assert all(_gone(store, s.queue_id) for s in (small, big))
+        assert all(gone(store, s.queue_id) for s in (small, big))
         assert all(v == 0 for v in store.counts().values())
 
 
-def check_spool_basics(ctx: _Ctx) -> None:
+def check_spool_basics(ctx: Ctx) -> None:
     with ctx.store() as store:
-        draft = _envelope("")
+        draft = sample_envelope("")
         spool = store.new_spool(draft)
         assert draft.queue_id == spool.queue_id, "new_spool(envelope) did not set its queue ID"
-        data = _content(5, BIG)
+        data = sample_content(5, BIG)
         for i in range(0, len(data), 10000):
             spool.write(data[i : i + 10000])
         assert spool.size == len(data)
@@ -251,14 +205,14 @@ def check_spool_basics(ctx: _Ctx) -> None:
         assert store.content(spool.queue_id).size == len(data)
 
 
-def check_concurrent_commits(ctx: _Ctx, threads: int = 16, per_thread: int = 20) -> None:
+def check_concurrent_commits(ctx: Ctx, threads: int = 16, per_thread: int = 20) -> None:
     ids: list[str] = []
     lock = threading.Lock()
     with ctx.store() as store:
 
         def worker(t: int) -> None:
             for i in range(per_thread):
-                qid = _commit(store, t * per_thread + i)
+                qid = commit_sample(store, t * per_thread + i)
                 with lock:
                     ids.append(qid)
 
@@ -270,14 +224,14 @@ def check_concurrent_commits(ctx: _Ctx, threads: int = 16, per_thread: int = 20)
         assert store.stats()["commits"] >= total
 
 
-def check_group_commit(ctx: _Ctx, n: int = 200) -> None:
+def check_group_commit(ctx: Ctx, n: int = 200) -> None:
     with ctx.store() as store:
         before = store.stats()
         futures = []
         for i in range(n):
             spool = store.new_spool()
-            spool.write(_content(i))
-            futures.append(store.commit_async(spool, _envelope(spool.queue_id, i)))
+            spool.write(sample_content(i))
+            futures.append(store.commit_async(spool, sample_envelope(spool.queue_id, i)))
         for f in futures:
             f.result(COMMIT_TIMEOUT)
         after = store.stats()
@@ -291,11 +245,11 @@ def check_group_commit(ctx: _Ctx, n: int = 200) -> None:
 # --- the manager's side ----------------------------------------------------------------
 
 
-def check_claims_are_exclusive(ctx: _Ctx) -> None:
+def check_claims_are_exclusive(ctx: Ctx) -> None:
     a, b = ctx.nodes
     with ctx.store(a) as store, ctx.store(b) as other:
         assert store.node == a and other.node == b
-        ids = [_commit(store, n) for n in range(30)]
+        ids = [commit_sample(store, n) for n in range(30)]
         assert store.claim(ids[:10]) == ids[:10], "claim did not take incoming entries in order"
         assert store.claim(ids[:10]) == [] and other.claim(ids[:10]) == [], "claimed twice"
         assert all(s == QueueState.ACTIVE for s in store.states(ids[:10]).values())
@@ -322,12 +276,12 @@ def check_claims_are_exclusive(ctx: _Ctx) -> None:
         assert sorted(got[a] + got[b]) == sorted(race), "an entry was claimed by nobody"
 
 
-def check_recovery_releases_only_this_nodes_claims(ctx: _Ctx) -> None:
+def check_recovery_releases_only_this_nodes_claims(ctx: Ctx) -> None:
     a, b = ctx.nodes
     with ctx.store(a) as store, ctx.store(b) as other:
-        mine = [_commit(store, n) for n in range(3)]
-        theirs = [_commit(store, n) for n in range(3, 5)]
-        idle = _commit(store, 5)
+        mine = [commit_sample(store, n) for n in range(3)]
+        theirs = [commit_sample(store, n) for n in range(3, 5)]
+        idle = commit_sample(store, 5)
         assert store.claim(mine) == mine and other.claim(theirs) == theirs
     with ctx.store(a) as store:  # node a restarts after a crash
         report = store.recover()
@@ -344,19 +298,19 @@ def check_recovery_releases_only_this_nodes_claims(ctx: _Ctx) -> None:
         assert other.states(mine[:1]) == {mine[0]: QueueState.ACTIVE}, "b released a's claim"
 
 
-def check_due_is_fair(ctx: _Ctx) -> None:
+def check_due_is_fair(ctx: Ctx) -> None:
     t0 = time.time() - 1000
     with ctx.store() as store:
         assert store.next_retry() is None
-        new = [_commit(store, n, at=t0 + n) for n in range(6)]
-        old = [_commit(store, n, at=t0 - 100) for n in range(10, 16)]
+        new = [commit_sample(store, n, at=t0 + n) for n in range(6)]
+        old = [commit_sample(store, n, at=t0 - 100) for n in range(10, 16)]
         for i, qid in enumerate(old):  # deferred, due since t0 + i
             store.update(store.load(qid), QueueState.DEFERRED, t0 + i)
-        later = _commit(store, 20)
+        later = commit_sample(store, 20)
         store.update(store.load(later), QueueState.DEFERRED, time.time() + 3600)
-        held = _commit(store, 21, at=t0 - 500)
+        held = commit_sample(store, 21, at=t0 - 500)
         store.move([held], QueueState.HOLD, from_states=(QueueState.INCOMING,))
-        busy = _commit(store, 22, at=t0 - 500)
+        busy = commit_sample(store, 22, at=t0 - 500)
         store.claim([busy])
         now = time.time()
         assert store.due(now, 4) == [new[0], old[0], new[1], old[1]], store.due(now, 4)
@@ -370,9 +324,9 @@ def check_due_is_fair(ctx: _Ctx) -> None:
         assert store.due(t0 + 2.5, 10) == [new[0], old[0], new[1], new[2]], "future entries due"
 
 
-def check_update_and_move(ctx: _Ctx) -> None:
+def check_update_and_move(ctx: Ctx) -> None:
     with ctx.store() as store:
-        ids = [_commit(store, n) for n in range(4)]
+        ids = [commit_sample(store, n) for n in range(4)]
         env = store.load(ids[0])
         env.recipients[0].status = RecipientStatus.DELIVERED
         env.recipients[1].status = RecipientStatus.DEFERRED
@@ -401,29 +355,29 @@ def check_update_and_move(ctx: _Ctx) -> None:
         for bad in ("nonsense", "ACTIVE "):
             # (a bug in the caller: not a QueueState)
             move = partial(store.move, [ids[3]], cast(QueueState, bad))
-            assert _fails(partial(move, from_states=(QueueState.INCOMING,)), ValueError), bad
-        assert _fails(lambda: store.load("0NOSUCHENTRY000")), "load() of a missing entry"
+            assert fails(partial(move, from_states=(QueueState.INCOMING,)), ValueError), bad
+        assert fails(lambda: store.load("0NOSUCHENTRY000")), "load() of a missing entry"
 
 
-def check_remove_many_is_durable(ctx: _Ctx) -> None:
+def check_remove_many_is_durable(ctx: Ctx) -> None:
     with ctx.store() as store:
-        ids = [_commit(store, n, size=BIG if n == 0 else 0) for n in range(5)]
+        ids = [commit_sample(store, n, size=BIG if n == 0 else 0) for n in range(5)]
         store.claim(ids[:1])
         store.remove_many([ids[0], "0NOSUCHENTRY000", ids[2], ids[3]])
         store.remove_many([])
         for qid in (ids[0], ids[2], ids[3]):
-            assert _gone(store, qid), f"{qid} not removed"
+            assert gone(store, qid), f"{qid} not removed"
     with ctx.store() as store:
         store.recover()
         assert [e.queue_id for e in store.list()] == [ids[1], ids[4]], "removal not durable"
-        assert all(_gone(store, q) for q in (ids[0], ids[2], ids[3]))
-        assert _read(store, ids[1]) == _content(1)
+        assert all(gone(store, q) for q in (ids[0], ids[2], ids[3]))
+        assert read_content(store, ids[1]) == sample_content(1)
 
 
-def check_content_streams(ctx: _Ctx) -> None:
+def check_content_streams(ctx: Ctx) -> None:
     with ctx.store() as store:
-        big = _commit(store, 7, size=BIG)
-        want = _content(7, BIG)
+        big = commit_sample(store, 7, size=BIG)
+        want = sample_content(7, BIG)
         content = store.content(big)
         assert content.size == len(want)
         with content.open() as one, content.open() as two:
@@ -434,17 +388,19 @@ def check_content_streams(ctx: _Ctx) -> None:
                 chunks.append(chunk)
         assert b"".join(chunks) == want, "content changed or has extra octets"
         empty = store.new_spool()
-        store.commit(empty, _envelope(empty.queue_id))
-        assert _read(store, empty.queue_id) == b"" and store.content(empty.queue_id).size == 0
+        store.commit(empty, sample_envelope(empty.queue_id))
+        assert (
+            read_content(store, empty.queue_id) == b"" and store.content(empty.queue_id).size == 0
+        )
         missing = store.content("0NOSUCHENTRY000")  # cheap: fails only when used
         for use in (missing.open, lambda: missing.size):
-            assert _fails(use), "content of a missing entry was readable"
+            assert fails(use), "content of a missing entry was readable"
 
 
-def check_queries(ctx: _Ctx) -> None:
+def check_queries(ctx: Ctx) -> None:
     with ctx.store() as store:
         assert store.counts() == {s.value: 0 for s in STATES}, store.counts()
-        ids = [_commit(store, n) for n in range(5)]
+        ids = [commit_sample(store, n) for n in range(5)]
         store.move(ids[1:3], QueueState.HOLD, from_states=(QueueState.INCOMING,))
         listed = store.list()
         assert [e.queue_id for e in listed] == sorted(ids), "list() not in queue ID order"
@@ -460,7 +416,7 @@ def check_queries(ctx: _Ctx) -> None:
         assert found == {ids[1]: QueueState.HOLD, ids[0]: QueueState.INCOMING}
 
 
-def check_storage_status(ctx: _Ctx) -> None:
+def check_storage_status(ctx: Ctx) -> None:
     with ctx.store() as store:
         store.probe()
         assert not store.health.degraded
@@ -468,9 +424,10 @@ def check_storage_status(ctx: _Ctx) -> None:
         assert {"commits", "batches", "failed", "max_batch"} <= set(store.stats())
 
 
-CHECKS: tuple[Callable[[_Ctx], None], ...] = (
+CHECKS: tuple[Callable[[Ctx], None], ...] = (
     check_commit_survives_a_crash,
     check_failed_commit_records_nothing,
+    check_full_disk_records_nothing,
     check_discard_leaves_nothing,
     check_abandoned_spools_vanish,
     check_spool_basics,
@@ -487,12 +444,17 @@ CHECKS: tuple[Callable[[_Ctx], None], ...] = (
 )
 
 
-def check_store(factory: StoreFactory, *, nodes: tuple[str, str] = ("node-a", "node-b")) -> None:
+def check_store(
+    factory: StoreFactory,
+    *,
+    nodes: tuple[str, str] = ("node-a", "node-b"),
+    break_next_commit: BreakCommit | None = None,
+) -> None:
     """Run every check, each in its own temporary directory (see the module doc)."""
     for check in CHECKS:
         with tempfile.TemporaryDirectory(prefix="pigeon-store-") as tmp:
             try:
-                check(_Ctx(factory, Path(tmp) / "queue", nodes))
+                check(Ctx(factory, Path(tmp) / "queue", nodes, break_next_commit))
             except AssertionError as e:
                 raise AssertionError(f"{check.__name__}: {e}") from e
             except Exception as e:
