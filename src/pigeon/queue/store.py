@@ -103,7 +103,7 @@ import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 from pigeon.fsutil import ensure_file, write_probe
 from pigeon.queue import recovery
@@ -149,10 +149,14 @@ log = logging.getLogger("pigeon.queue")
 PROBE_SIZE = 256 * 1024
 
 
+class _Closes(Protocol):
+    def close(self) -> None: ...
+
+
 class _Parts:
     """What open() builds; gone again after close()."""
 
-    __slots__ = ("spools", "committer", "state", "queries", "manager_db", "locks")
+    __slots__ = ("spools", "committer", "state", "queries", "manager_db", "held")
 
     def __init__(
         self,
@@ -161,14 +165,14 @@ class _Parts:
         state: QueueStateDb,
         queries: QueueQueriesDb,
         manager_db: Db,
-        locks: list[Any],
+        held: list[_Closes],
     ) -> None:
         self.spools = spools
         self.committer = committer
         self.state = state
         self.queries = queries
         self.manager_db = manager_db
-        self.locks = locks
+        self.held = held  # connections and lock files, closed by close()
 
 
 class QueueStore:
@@ -225,7 +229,7 @@ class QueueStore:
         db_path = self.root / "queue.db"
         # SQLite would create it 0644 & ~umask; its -wal/-shm copy its mode.
         ensure_file(db_path, 0o600)
-        held: list[Any] = []  # what to release on failure, and at close()
+        held: list[_Closes] = []  # what to release on failure, and at close()
         try:
             if owner:
                 held.append(_Fd(lock_owner(self.root, exclusive=False)))
@@ -238,7 +242,7 @@ class QueueStore:
             _release(held)
             raise
         self._store_id, self.db_state = state.store_id, state
-        if state.created and any(os.scandir(self._files.directory)):
+        if state.created and self._files.names():
             log.warning(
                 "queue database %s was missing or empty: created a new one; the queue "
                 "is rebuilt from the files in %s",
@@ -266,7 +270,7 @@ class QueueStore:
         self._committer = committer
         committer.start()
 
-    def _connect(self, db_path: Path, durable: str, held: list[Any]) -> sqlite3.Connection:
+    def _connect(self, db_path: Path, durable: str, held: list[_Closes]) -> sqlite3.Connection:
         try:
             conn = connect(db_path, synchronous=durable if self._fsync else "OFF")
         except sqlite3.Error as e:
@@ -282,7 +286,7 @@ class QueueStore:
         if parts is None:
             return
         parts.committer.stop()
-        _release(parts.locks)
+        _release(parts.held)
 
     def __enter__(self) -> QueueStore:
         self.open()
@@ -471,7 +475,7 @@ class _Fd:
         os.close(self.fd)
 
 
-def _release(held: builtins.list[Any]) -> None:
+def _release(held: builtins.list[_Closes]) -> None:
     """Close what open() acquired, last first (connections, then locks)."""
     for thing in reversed(held):
         thing.close()
