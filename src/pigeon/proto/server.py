@@ -60,7 +60,7 @@ import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pigeon.proto import reply as R
 from pigeon.proto.commands import (
@@ -502,7 +502,9 @@ class ServerSession(SecureCommands):
         assert rcpt is not None
         self._decide(RcptRequested(rcpt, params))
 
-    def _parsed(self, parse: Callable[[], tuple], bad_path: Reply) -> tuple | None:
+    def _parsed(
+        self, parse: Callable[[], tuple[Any, ...]], bad_path: Reply
+    ) -> tuple[Any, ...] | None:
         """Run a MAIL/RCPT argument parser; on a grammar error, reply and return None."""
         try:
             return parse()
