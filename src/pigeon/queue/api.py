@@ -15,7 +15,9 @@ Contract:
       QueueQueries   operators, status, metrics: read-only
       ContentStore   message content as streams (`MessageContent`), never a
                      file system path, so content may live anywhere
-      StorageStatus  is the storage failing, is there room, counters
+      StorageStatus  is the storage failing, is there room, counters; part of
+                     Intake and of QueueStateStore: the SMTP side reports
+                     faults and asks for room, the manager probes
 
   * Errors: every failure is a `pigeon.vocab.StoreError` (`.disk_full`,
     `.storage_fault` tell the caller which reply or retry it is), and an
@@ -131,7 +133,28 @@ class Spool(Protocol):
         """Forget the content. Idempotent, never raises; a no-op once committed."""
 
 
-class Intake(Protocol):
+class StorageStatus(Protocol):
+    """Is the queue's storage well? Safe from any thread."""
+
+    @property
+    def health(self) -> StorageHealth:
+        """Storage faults seen by this store (queue/health.py), told by the
+        store itself and by callers that saw a fault (the SMTP side)."""
+
+    @property
+    def space(self) -> FreeSpace:
+        """Free room for new mail against the reserve (queue/space.py)."""
+
+    def probe(self) -> None:
+        """Write and sync a small probe where the store keeps content, and
+        remove it: StoreError when that fails. Tells `health` either way."""
+
+    def stats(self) -> dict[str, int]:
+        """Counters: commits (messages), batches (durable group commits),
+        failed (commits refused), max_batch."""
+
+
+class Intake(StorageStatus, Protocol):
     """New mail into the queue (the SMTP side, local submission, reports)."""
 
     def new_spool(self, envelope: Envelope | None = None) -> Spool:
@@ -177,7 +200,7 @@ class ContentStore(Protocol):
         unknown or removed entry fails when its content is opened."""
 
 
-class QueueStateStore(Protocol):
+class QueueStateStore(StorageStatus, Protocol):
     """The queue manager's side: the single owner of queue state."""
 
     @property
@@ -248,28 +271,7 @@ class QueueQueries(Protocol):
         """queue_id -> state for those of `queue_ids` that exist."""
 
 
-class StorageStatus(Protocol):
-    """Is the queue's storage well? Safe from any thread."""
-
-    @property
-    def health(self) -> StorageHealth:
-        """Storage faults seen by this store (queue/health.py), told by the
-        store itself and by callers that saw a fault (the SMTP side)."""
-
-    @property
-    def space(self) -> FreeSpace:
-        """Free room for new mail against the reserve (queue/space.py)."""
-
-    def probe(self) -> None:
-        """Write and sync a small probe where the store keeps content, and
-        remove it: StoreError when that fails. Tells `health` either way."""
-
-    def stats(self) -> dict[str, int]:
-        """Counters: commits (messages), batches (durable group commits),
-        failed (commits refused), max_batch."""
-
-
-class QueueBackend(Intake, ContentStore, QueueStateStore, QueueQueries, StorageStatus, Protocol):
+class QueueBackend(Intake, ContentStore, QueueStateStore, QueueQueries, Protocol):
     """A whole queue store: every face, plus its lifetime."""
 
     def open(self) -> None:

@@ -19,10 +19,10 @@ Contract:
     fd-level calls (os.sendfile, os.copy_file_range) from the stream's
     current offset. Other backends raise io.UnsupportedOperation there;
     callers must fall back to read().
-  * The stream has an explicit 64 KiB buffer: the default buffering asks
-    isatty() (an ioctl) per open; a read of the whole buffer size or more
-    goes straight to the caller's buffer, so chunked copies are not copied
-    twice.
+  * The stream is unbuffered (a raw file, as the Maildir copy always read
+    it): readers read in big chunks (64 KiB) that go straight from the
+    kernel into their buffer, not through a second one, and an explicit
+    buffering spares the isatty() ioctl Python's default asks per open.
   * `unlink(queue_id)`: the file is removed if present; a missing file is
     not an error (removal is idempotent, Rule 4 of queue/store.py).
   * `Disk` is the seam for the system calls that make content durable
@@ -45,9 +45,7 @@ from pigeon import msgfile
 from pigeon.fsutil import fsync_dir
 from pigeon.queue.health import store_error
 
-__all__ = ["ContentFiles", "Disk", "FileContent", "READ_BUFFER"]
-
-READ_BUFFER = 64 * 1024
+__all__ = ["ContentFiles", "Disk", "FileContent"]
 
 
 class Disk:
@@ -87,7 +85,7 @@ class FileContent:
 
     def open(self) -> BinaryIO:
         try:
-            fh, self._size = msgfile.open_message(self._path, buffering=READ_BUFFER)
+            fh, self._size = msgfile.open_message(self._path, buffering=0)
         except OSError as exc:
             raise store_error(f"queue_id={self.queue_id} content", _without_path(exc)) from exc
         return fh

@@ -53,11 +53,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pigeon.fsutil import write_probe
+from pigeon.fsutil import PROBE_SIZE, write_probe
 from pigeon.queue.health import StorageHealth, is_storage_fault
 from pigeon.queue.model import Envelope
 from pigeon.queue.notify import Plan, enqueue_notice
-from pigeon.queue.store import PROBE_SIZE, StoreError
+from pigeon.queue.store import StoreError
 
 if TYPE_CHECKING:
     from pigeon.queue.manager import QueueManager
@@ -260,9 +260,7 @@ class Settling:
         """Rule 3: a probe file written and fsynced in `directory` (the
         queue's tmp/, or the tmp/ of a Maildir that failed) tells `health`."""
         try:
-            await asyncio.to_thread(
-                write_probe, directory / ".storage-probe", PROBE_SIZE, fsync=self._fsync
-            )
+            await asyncio.to_thread(write_probe, directory, self._fsync)
         except OSError as exc:
             if health is self._store.health:
                 self._write_failed(exc, "storage probe")

@@ -144,10 +144,6 @@ __all__ = [
 
 log = logging.getLogger("pigeon.queue")
 
-#: The probe `probe()` writes and syncs in tmp/ (queue/settle.py Rule 3): big
-#: enough that it does not fit in space the file system or SQLite held back.
-PROBE_SIZE = 256 * 1024
-
 
 class _Closes(Protocol):
     def close(self) -> None: ...
@@ -428,10 +424,10 @@ class QueueStore:
         return self._space
 
     def probe(self) -> None:
-        """Write, fsync and remove a PROBE_SIZE file in tmp/ (queue/api.py)."""
-        path = self.root / "tmp" / ".storage-probe"
+        """Write, fsync and remove a probe file in tmp/, next to the content
+        (fsutil.write_probe: big enough not to fit in space already held)."""
         try:
-            write_probe(path, PROBE_SIZE, fsync=self._fsync)
+            write_probe(self.root / "tmp", self._fsync)
         except OSError as exc:
             raise store_error("storage probe", exc) from exc
         self._health.succeeded()
