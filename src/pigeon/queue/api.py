@@ -129,6 +129,17 @@ class Spool(Protocol):
     def head(self, limit: int = 65536) -> bytes:
         """The first `limit` octets written (the header section, for checks)."""
 
+    def reader(self, start: int = 0) -> BinaryIO:
+        """A stream over the octets written from `start` on (the body, for
+        checks at the end of the data), without copying them; close it
+        before writing again."""
+
+    def prepend(self, field: bytes) -> None:
+        """Put a header field (with its CRLF) on top of the message, below
+        those prepended before it; written first at the commit and counted
+        in `size` (not in `head()` or `reader()`). StoreError once the
+        spool is not open."""
+
     def discard(self) -> None:
         """Forget the content. Idempotent, never raises; a no-op once committed."""
 
@@ -162,16 +173,19 @@ class Intake(StorageStatus, Protocol):
         (its queue_id is set to the spool's) is the draft of `Spool.envelope`.
         StoreError when the store is closed."""
 
-    def commit_async(self, spool: Spool, envelope: Envelope) -> concurrent.futures.Future[None]:
+    def commit_async(
+        self, spool: Spool, envelope: Envelope, *, hold: bool = False
+    ) -> concurrent.futures.Future[None]:
         """Queue `spool` with `envelope` (whose queue_id must be the spool's)
         for a durable commit. The future resolves to None once content and
         envelope are durable and the entry is 'incoming' (due at
-        `envelope.received_at`, or now), and only then; or to a StoreError,
+        `envelope.received_at`, or now) or, with `hold`, 'hold' (a
+        quarantined message, delivered once released), and only then; or to a StoreError,
         with nothing recorded and the spool's content gone. A spool that is
         discarded, failed, already committed or committing is refused the
         same way. Never raises itself."""
 
-    def commit(self, spool: Spool, envelope: Envelope) -> None:
+    def commit(self, spool: Spool, envelope: Envelope, *, hold: bool = False) -> None:
         """`commit_async(...).result()`: for callers without an event loop."""
 
 

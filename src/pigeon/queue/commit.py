@@ -18,8 +18,13 @@ Contract:
     preamble in the same write: O_CREAT|O_EXCL, writev, fsync, close; a
     spilled one, whose tmp/ file began with its preamble when it spilled,
     is fsynced in tmp/ and hard-linked into msg/, also exclusively), in
-    parallel for batches of `PARALLEL_MIN` or more; msg/ is fsynced ONCE;
-    all rows are inserted in ONE transaction (dbfile.transaction; its
+    parallel for batches of `PARALLEL_MIN` or more (a spool with header
+    fields to put on top, `SpoolFile.prepend`, gets them in the same writev
+    when in memory; a spilled one is then written to msg/<id> like an
+    in-memory one, its tmp/ content copied in behind the fields, in the
+    kernel, and its tmp/ file removed); msg/ is fsynced ONCE;
+    all rows are inserted in ONE transaction ('incoming', or 'hold' for a
+    commit made on hold: a quarantined message; dbfile.transaction; its
     commit fsyncs the WAL once, synchronous=FULL); only then are the
     futures resolved. The caller replies 250 after its future resolves, so
     "acknowledged" implies "row committed". A crash at any instant before
@@ -97,6 +102,7 @@ class _Request:
     spool: SpoolFile
     envelope: Envelope
     future: concurrent.futures.Future[None]
+    state: QueueState = QueueState.INCOMING  # the row's first state ('hold': quarantined)
     placed: bool = False  # msg/<id> was created by this request (ours to unlink)
     envelope_json: str = ""  # the row's envelope column, also the preamble's JSON
 
@@ -153,7 +159,9 @@ class Committer:
         """The fsync pool (None without fsync): recovery syncs adopted files with it."""
         return self._pool
 
-    def submit(self, spool: SpoolFile, envelope: Envelope) -> concurrent.futures.Future[None]:
+    def submit(
+        self, spool: SpoolFile, envelope: Envelope, *, hold: bool = False
+    ) -> concurrent.futures.Future[None]:
         fut: concurrent.futures.Future[None] = concurrent.futures.Future()
         try:
             spool.begin_commit(envelope)
@@ -164,7 +172,8 @@ class Committer:
             spool.abort_commit()
             fut.set_exception(StoreError("queue store is closed"))
             return fut
-        self._requests.put(_Request(spool, envelope, fut))
+        state = QueueState.HOLD if hold else QueueState.INCOMING
+        self._requests.put(_Request(spool, envelope, fut, state))
         return fut
 
     @contextlib.contextmanager
@@ -262,7 +271,7 @@ class Committer:
         # and the preamble of an in-memory spool are the same JSON.
         req.envelope_json = json.dumps(req.envelope.to_dict(), separators=(",", ":"))
         try:
-            if req.spool.in_memory:
+            if req.spool.in_memory or req.spool.has_fields:
                 self._write_msg(req)
             else:
                 req.spool.sync_spilled(self._fsync)
@@ -272,22 +281,30 @@ class Committer:
         return None
 
     def _write_msg(self, req: _Request) -> None:
-        """An in-memory spool: create msg/<id> exclusively, write preamble and
-        content in one writev, fsync, close.
+        """Write msg/<id>: create it exclusively, write preamble, prepended
+        fields and content, fsync, close. An in-memory spool does it in one
+        writev; a spilled one with fields gets its tmp/ content copied in
+        behind them (in the kernel), then its tmp/ name goes (a leftover one
+        is removed by recovery).
 
         O_EXCL: should two processes ever draw the same ID, the second commit
         fails instead of overwriting the first's content.
         """
+        spool, disk = req.spool, self._disk
         head = msgfile.encode(self._store_id, req.envelope_json.encode())
-        disk = self._disk
-        fd = disk.open(self._files.path(req.spool.queue_id), _O_MSG, 0o600)
+        fd = disk.open(self._files.path(spool.queue_id), _O_MSG, 0o600)
         req.placed = True
         try:
-            req.spool.write_to(fd, head)
+            if spool.in_memory:
+                spool.write_to(fd, head)
+            else:
+                spool.copy_behind_fields(fd, head)
             if self._fsync:
                 disk.fsync(fd)
         finally:
             os.close(fd)
+        if not spool.in_memory:
+            _unlink_best_effort(spool.path)
 
     def _link_into_msg(self, req: _Request) -> None:
         """Give the synced tmp/<id> its msg/<id> name without ever replacing a
@@ -308,9 +325,8 @@ class Committer:
 
     def _insert_rows(self, reqs: list[_Request]) -> None:
         now = time.time()
-        incoming = QueueState.INCOMING.value
         rows = [
-            (r.envelope.queue_id, incoming, r.envelope.received_at or now, r.envelope_json)
+            (r.envelope.queue_id, r.state.value, r.envelope.received_at or now, r.envelope_json)
             for r in reqs
         ]
         with transaction(self._conn, "group commit") as db:

@@ -14,6 +14,16 @@ Contract:
     (the store id and `spool.envelope`, the envelope as known when DATA
     began), written in the same writev as the content it spills: no extra
     system call. `size` and `head()` count and return message octets only.
+  * Headers on top (`prepend(field)`): fields a receive check adds go
+    above everything written (our Received: included), in the order given.
+    They are kept in a list beside the content and written first at the
+    commit: for an in-memory spool in the same writev as the rest (no copy
+    of the content); a spilled spool's file is then copied once behind them
+    by the committer (queue/commit.py). `size` counts them; `head()` and
+    `reader()` do not (they read what `write()` wrote).
+  * `reader(start)` is a binary stream over the octets written from
+    `start` on, for checks at the end of the data: over the memory itself
+    (no copy) or the spilled file. Nothing may be written while one is open.
   * A spool ends exactly one way: committed (`QueueStore.commit_async`) or
     discarded (`discard()`, idempotent, never raises). A spool that ends
     neither way (the process died) is removed by `QueueStore.recover()` if it
@@ -24,7 +34,7 @@ Contract:
     for debris (queue/recovery.py). A spool knows its area, never the store.
   * The committer drives a spool through its commit with the methods under
     "the committer's side" (begin_commit, write_to, sync_spilled,
-    committed, abort_commit); nobody else calls them.
+    copy_behind_fields, committed, abort_commit); nobody else calls them.
   * Queue IDs are 15 characters of Crockford base32 ([0-9A-Z] without
     I L O U): 10 of milliseconds since the epoch, 2 of a per-millisecond
     counter, 3 that tell processes apart (see `_refresh_tail`). They sort by
@@ -39,13 +49,14 @@ Contract:
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
 from pigeon import msgfile
 from pigeon.queue.files import Disk
@@ -214,6 +225,7 @@ class SpoolFile:
         "_fh",
         "_state",
         "_offset",
+        "_prepend",
     )
 
     def __init__(
@@ -227,6 +239,7 @@ class SpoolFile:
         self._buf: bytearray | None = bytearray()  # None once spilled or finished
         self._fh: BinaryIO | None = None  # the tmp/ file, once spilled
         self.size = 0
+        self._prepend: list[bytes] = []  # header fields written first at commit
         # open -> committing -> done | discarded; open -> failed (a write
         # error) -> discarded
         self._state = "open"
@@ -293,6 +306,26 @@ class SpoolFile:
             f.seek(self._offset)
             return f.read(limit)
 
+    def prepend(self, field: bytes) -> None:
+        """Put `field` (a whole header field with its CRLF) on top of the
+        message, below the fields prepended before it (module contract)."""
+        if self._state != "open":
+            raise StoreError(f"spool {self.queue_id} is {self._state}")
+        self._prepend.append(field)
+        self.size += len(field)
+
+    def reader(self, start: int = 0) -> BinaryIO:
+        """A stream over the content written, from octet `start` (module contract)."""
+        buf = self._buf
+        if buf is not None:
+            return cast(BinaryIO, io.BufferedReader(_ViewReader(memoryview(buf)[start:])))
+        if self._fh is None:
+            raise StoreError(f"spool {self.queue_id} is {self._state}")
+        self._fh.flush()
+        fh = open(self.path, "rb")
+        fh.seek(self._offset + start)
+        return fh
+
     def discard(self) -> None:
         """Forget the content (close and unlink the file if it spilled).
         Idempotent; never raises."""
@@ -321,12 +354,34 @@ class SpoolFile:
         self.discard()
         raise StoreError(problem)
 
+    @property
+    def has_fields(self) -> bool:
+        """Header fields were prepended (a spilled spool is then copied)."""
+        return bool(self._prepend)
+
     def write_to(self, fd: int, preamble: bytes) -> None:
-        """In memory: write `preamble` and the content to `fd` in one writev,
-        then free the memory (the bytes are on disk)."""
+        """In memory: write `preamble`, the prepended fields and the content
+        to `fd` in one writev, then free the memory (the bytes are on disk)."""
         assert self._buf is not None
-        self._area.disk.write_all(fd, [preamble, self._buf])
+        self._area.disk.write_all(fd, [preamble, *self._prepend, self._buf])
         self._buf = None
+
+    def copy_behind_fields(self, fd: int, preamble: bytes) -> None:
+        """Spilled, with fields to prepend: write `preamble` and the fields to
+        `fd`, then copy the content in from tmp/<id> behind them (in the
+        kernel: msgfile.copy_from); the tmp/ file is closed, not removed."""
+        fh = self._fh
+        assert fh is not None
+        try:
+            fh.flush()  # an error here (ENOSPC) fails the commit
+        finally:
+            self._close_quietly()
+        self._area.disk.write_all(fd, [preamble, *self._prepend])
+        src = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            msgfile.copy_from(src, self._offset, fd)
+        finally:
+            os.close(src)
 
     def sync_spilled(self, fsync: bool) -> None:
         """Spilled: flush the file buffer, fsync (if `fsync`) and close tmp/<id>."""
@@ -358,6 +413,33 @@ class SpoolFile:
                 self._fh.close()
             except OSError:
                 pass
+
+
+class _ViewReader(io.RawIOBase):
+    """Reads a memoryview without copying it (`SpoolFile.reader`); closing
+    releases the view, so the buffer can be freed or grown again."""
+
+    def __init__(self, view: memoryview) -> None:
+        self._view: memoryview | None = view
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        view = self._view
+        if view is None:
+            raise ValueError("I/O operation on closed reader")
+        n = min(len(b), len(view) - self._pos)
+        b[:n] = view[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+    def close(self) -> None:
+        if self._view is not None:
+            self._view.release()
+            self._view = None
+        super().close()
 
 
 def _unlink_quietly(path: str) -> None:

@@ -319,11 +319,15 @@ class QueueStore:
             raise StoreError("queue store is closed")
         return parts.spools.new(envelope)
 
-    def commit_async(self, spool: Spool, envelope: Envelope) -> concurrent.futures.Future[None]:
+    def commit_async(
+        self, spool: Spool, envelope: Envelope, *, hold: bool = False
+    ) -> concurrent.futures.Future[None]:
         """Queue `spool` + `envelope` for the next group commit (commit.py).
 
         The future resolves to None once content and row are durable, or to a
         `StoreError`. `envelope.queue_id` must equal `spool.queue_id`.
+        `hold`: the entry starts in 'hold' (a quarantined message: accepted,
+        delivered only once an operator releases it) instead of 'incoming'.
         """
         committer = self._committer
         if committer is None or not isinstance(spool, SpoolFile):
@@ -333,11 +337,11 @@ class QueueStore:
             )
             spool.discard()
             return fut
-        return committer.submit(spool, envelope)
+        return committer.submit(spool, envelope, hold=hold)
 
-    def commit(self, spool: Spool, envelope: Envelope) -> None:
+    def commit(self, spool: Spool, envelope: Envelope, *, hold: bool = False) -> None:
         """Blocking `commit_async`: returns when durable, raises `StoreError`."""
-        self.commit_async(spool, envelope).result()
+        self.commit_async(spool, envelope, hold=hold).result()
 
     # --- ContentStore -------------------------------------------------------------
 

@@ -28,6 +28,9 @@ relies on):
     one never committed before a crash, leaves nothing (small or big).
   * spool_basics: queue IDs differ, `size` and `head()` report what was
     written, `new_spool(envelope)` gives the envelope the spool's queue ID.
+  * fields_on_top_and_hold: prepended fields come first in the committed
+    content (small or big), `reader()` streams what was written; a commit
+    made with `hold` is 'hold' and never due.
   * concurrent_commits: commits from many threads all land, each once.
   * group_commit: many pending commits take fewer durable batches than
     messages (`stats()`), the hot path's promise.
@@ -203,6 +206,27 @@ def check_spool_basics(ctx: Ctx) -> None:
         assert len(ids) == 200 and spool.queue_id not in ids, "queue IDs repeat"
         store.commit(spool, draft)
         assert store.content(spool.queue_id).size == len(data)
+
+
+def check_fields_on_top_and_hold(ctx: Ctx) -> None:
+    fields = [b"Authentication-Results: mx; spf=pass\r\n", b"X-Check: 1\r\n\tfolded\r\n"]
+    with ctx.store() as store:
+        ids = {}
+        for size in (0, BIG):
+            data = sample_content(6, size)
+            spool = store.new_spool()
+            spool.write(data)
+            with spool.reader(10) as tail:
+                assert tail.read() == data[10:], "reader() does not stream what was written"
+            for field in fields:
+                spool.prepend(field)
+            assert spool.size == len(data) + sum(map(len, fields))
+            store.commit(spool, sample_envelope(spool.queue_id, 6), hold=size == 0)
+            ids[size] = spool.queue_id
+            assert read_content(store, spool.queue_id) == b"".join(fields) + data
+        states = store.states(list(ids.values()))
+        assert states == {ids[0]: QueueState.HOLD, ids[BIG]: QueueState.INCOMING}
+        assert store.due(time.time() + 1, 10) == [ids[BIG]], "a message on hold is due"
 
 
 def check_concurrent_commits(ctx: Ctx, threads: int = 16, per_thread: int = 20) -> None:
@@ -431,6 +455,7 @@ CHECKS: tuple[Callable[[Ctx], None], ...] = (
     check_discard_leaves_nothing,
     check_abandoned_spools_vanish,
     check_spool_basics,
+    check_fields_on_top_and_hold,
     check_concurrent_commits,
     check_group_commit,
     check_claims_are_exclusive,

@@ -421,3 +421,18 @@ def test_single_commit_whose_sync_fails_leaves_nothing(tmp_path, call):
         assert files(s, "msg") == set()
     finally:
         s.close()
+
+
+def test_a_spilled_spool_with_fields_whose_copy_fails_leaves_nothing(store, disk):
+    """The copy behind prepended fields is Rule 3 like every other commit path."""
+    sp = store.new_spool()
+    sp.write(content(BIG))
+    sp.prepend(b"Authentication-Results: mx; none\r\n")
+    disk.fail(
+        "write_all", OSError(errno.EIO, "Input/output error"), when=lambda parts: len(parts) == 2
+    )
+    with pytest.raises(StoreError) as ei:
+        store.commit(sp, env(sp.queue_id))
+    assert ei.value.storage_fault
+    assert files(store, "msg") == set() and files(store, "tmp") == set()
+    assert store.list() == []
