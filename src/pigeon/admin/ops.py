@@ -10,7 +10,7 @@ Contract:
     (`domain` optional), and `nudge` (sendmail's "new mail, look now";
     with `ids` it also writes their "(queued)" mail-log line, since the
     sendmail process has no access to the server's log). `reload` runs the
-    injected `reload` coroutine (pigeon.reload: the same as SIGHUP) and
+    injected `reload` coroutine (pigeon.app.lifecycle: the same as SIGHUP) and
     answers its outcome, {"status": "applied"|"unchanged"|"refused",
     "applied", "restart", "errors", "warnings"}: a refused reload is a
     result, not an error, so the operator sees why.

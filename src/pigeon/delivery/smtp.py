@@ -5,8 +5,9 @@
     await agent.aclose()                        # QUIT the cached connections
 
 Contract (CONTRIBUTING.md, rule 7, delivery/api.py):
-  * Candidates come from the injected resolver (`Resolver` below, implemented
-    in routing/): `await resolver.candidates(nexthop)` returns addresses
+  * Candidates come from the injected resolver (`NexthopResolver` below:
+    routing.mx.MxResolver, which asks its own injected `pigeon.dns.Resolver`,
+    or a fake in tests): `await resolver.candidates(nexthop)` returns addresses
     already in RFC 5321 §5.1 order (MX preference, random among equals, IPv6
     and IPv4), or raises `ResolveError` whose status/permanence every
     recipient then gets (NXDOMAIN 5.1.2, null MX 5.1.10, SERVFAIL 4.4.3,
@@ -109,7 +110,9 @@ def login_key(host: str, port: int | None, mx: bool, *, default_port: int) -> Lo
     return (host.lower(), port or default_port, mx)
 
 
-class Resolver(Protocol):
+class NexthopResolver(Protocol):
+    """A next hop -> the servers to try, in order (routing/mx.py); ResolveError if none."""
+
     async def candidates(self, nexthop: Nexthop) -> list[Candidate]: ...
 
 
@@ -239,7 +242,7 @@ class SmtpAgent:
     def __init__(
         self,
         config: ClientConfig,
-        resolver: Resolver,
+        resolver: NexthopResolver,
         *,
         own_hostname: str,
         credentials: dict[LoginKey, tuple[str, str]] | None = None,

@@ -80,7 +80,7 @@ class RecipientPolicy:
     ) -> None:
         self._config = config
         self._router = router
-        #: Shared across reloads (pigeon.reload passes the old one on).
+        #: Shared across reloads (pigeon.app.wiring.receive_policy passes the old one on).
         self.new_mailboxes = new_mailboxes if new_mailboxes is not None else NewMailboxLimiter()
         self._clock = clock
         self._maildir_exists = maildir_exists
