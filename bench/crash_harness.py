@@ -48,7 +48,6 @@ import json
 import random
 import re
 import smtplib
-import sqlite3
 import sys
 import tempfile
 import threading
@@ -57,9 +56,10 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pigeon.msgfile import open_message
+from pigeon.queue.store import QueueStore
 from pigeon.testing.fakepeer import FakePeer
 from pigeon.testing.live import PigeonProcess
+from pigeon.vocab import QueueState, StoreError
 
 TOKEN = re.compile(rb"X-Harness-Token: (\S+)")
 LOCAL_DOMAIN = "localhost"
@@ -342,28 +342,35 @@ class Harness:
         )
         self.server.start(timeout=30)
 
+    def _queue(self) -> QueueStore:
+        """The server's queue, read through the queue interfaces (queue/api.py):
+        not its owner, no recovery, so it is seen as the server left it."""
+        store = QueueStore(self.server.data_dir / "queue", fsync=False)
+        store.open()
+        return store
+
     def _active_tokens(self) -> set[str]:
         """Tokens of the entries 'active' in the queue of the dead process."""
-        queue = self.server.data_dir / "queue"
         try:
-            db = sqlite3.connect(queue / "queue.db", timeout=10)
-            try:
-                ids = [r[0] for r in db.execute("SELECT queue_id FROM queue WHERE state='active'")]
-            finally:
-                db.close()
-        except sqlite3.Error as exc:
+            store = self._queue()
+        except StoreError as exc:
             self.summary.failures.append(f"cannot read queue.db after a kill: {exc}")
             return set()
         out = set()
-        for qid in ids:
-            try:
-                fh, _ = open_message(queue / "msg" / qid)  # past the preamble
-                with fh:
-                    m = TOKEN.search(fh.read(4096))
-            except OSError:
-                continue
-            if m:
-                out.add(m.group(1).decode())
+        try:
+            ids = [e.queue_id for e in store.list(QueueState.ACTIVE)]
+            for qid in ids:
+                try:
+                    with store.content(qid).open() as fh:
+                        m = TOKEN.search(fh.read(4096))
+                except StoreError:
+                    continue
+                if m:
+                    out.add(m.group(1).decode())
+        except StoreError as exc:
+            self.summary.failures.append(f"cannot read queue.db after a kill: {exc}")
+        finally:
+            store.close()
         return out
 
     # -- the verdict -----------------------------------------------------------------
@@ -412,12 +419,12 @@ class Harness:
 
     def _queue_rows(self) -> dict[str, int]:
         try:
-            db = sqlite3.connect(self.server.data_dir / "queue" / "queue.db", timeout=10)
+            store = self._queue()
             try:
-                return dict(db.execute("SELECT state, COUNT(*) FROM queue GROUP BY state"))
+                return store.counts()
             finally:
-                db.close()
-        except sqlite3.Error:
+                store.close()
+        except StoreError:
             return {"unknown": 1}
 
     def _drain(self) -> None:

@@ -100,7 +100,7 @@ async def pick(store: QueueStore, router: Router) -> float:
         while len(agent.requests) < 65:  # recovered, and busy: past the first batch
             if task.done():
                 task.result()
-            if agent.requests and (store.next_due() or 0) > time.time():
+            if agent.requests and (store.next_retry() or 0) > time.time():
                 break  # (small backlogs drain at once)
             assert time.perf_counter() < deadline, "manager never got busy"
             await asyncio.sleep(0.001)

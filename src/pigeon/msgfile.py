@@ -1,8 +1,9 @@
 """The queue's content file format: a preamble carrying the envelope, then the message.
 
-It lives outside pigeon.queue because its readers do too: the delivery
-agents, the SMTP client and the admin queries open queued content with
-`open_message()` (and pigeon.queue imports those agents).
+It sits below pigeon.queue (docs/architecture.md, "Layers") because
+readers of a content file outside the store use `open_message()` too: a
+delivery agent or the SMTP client handed a file, the 7-bit conversion's
+copy in /tmp.
 
 Why: queue.db alone knew which message a `msg/<id>` file was and to whom it
 went. Losing the database (deleted, truncated, replaced by a corrupt copy)
@@ -11,7 +12,7 @@ file carries its own envelope, so the queue can be rebuilt from the files
 alone (`QueueStore.recover()`, `pigeon queue rebuild`), and the id of the
 database it was written under, so recovery can tell "the database lost
 track of this file" from "this file's commit never finished" (the rules are
-in queue/store.py).
+in queue/recovery.py).
 
 Layout of `msg/<id>` (and of a spool spilled to `tmp/<id>`)::
 
@@ -39,10 +40,12 @@ Layout of `msg/<id>` (and of a spool spilled to `tmp/<id>`)::
     (`PreambleError`), so recovery quarantines such a file rather than
     guessing.
 
-Readers: every reader of queued content opens it with `open_message()`
+Readers: the store hands queued content out as a stream that starts past
+the preamble (`ContentStore.content()`, queue/files.py, which uses
+`open_message()`); a reader given a file opens it with `open_message()`
 (or `read_message()`), which skips the preamble and works as well on a
 file without one (a converted copy in /tmp, a file of the older format).
-Nobody reads a content path with plain open().
+Nobody reads a content file with plain open().
 
 Cost: the preamble adds no system call and no fsync (`write_all`). A spool
 held in memory gets it in the same writev as its content at commit; a
@@ -60,9 +63,10 @@ import os
 import re
 import secrets
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 __all__ = [
     "MAGIC",
@@ -115,7 +119,7 @@ class Preamble:
 
     store_id: str
     draft: bool
-    envelope: dict | None
+    envelope: dict[str, Any] | None
     offset: int  # where the message starts
     envelope_error: str = ""
 
@@ -254,7 +258,7 @@ def has_eight_bit(fh: BinaryIO) -> bool:
     return False
 
 
-def write_all(fd: int, parts: list) -> None:
+def write_all(fd: int, parts: Sequence[bytes | bytearray | memoryview]) -> None:
     """Write `parts` (preamble, content...) to `fd` with one writev; a short
     write (quota, signal) writes the rest. One system call, as a single
     write of the content alone was."""
@@ -271,10 +275,39 @@ def write_all(fd: int, parts: list) -> None:
         done += os.writev(fd, rest)
 
 
+def copy_from(src: int, offset: int, dst: int) -> None:
+    """Append everything of `src` from `offset` on to `dst` (at its current
+    position), in the kernel where it can (copy_file_range), so a big
+    message is not read into memory; in pieces of 1 MiB elsewhere."""
+    end = os.fstat(src).st_size
+    in_kernel = hasattr(os, "copy_file_range")
+    while offset < end:
+        count = end - offset
+        done = 0
+        if in_kernel:
+            try:
+                done = os.copy_file_range(src, dst, count, offset)
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                    raise
+                in_kernel = False
+        if not in_kernel:
+            done = _copy_plain(src, offset, dst, count)
+        if done == 0:
+            raise OSError(errno.EIO, "source file ended early")
+        offset += done
+
+
+def _copy_plain(src: int, offset: int, dst: int, count: int) -> int:
+    data = os.pread(src, min(count, _CHUNK), offset)
+    write_all(dst, [data])
+    return len(data)
+
+
 def rewrite_store_id(path: Path | str, store_id: str, *, fsync: bool) -> None:
     """Give the file at `path` (which has a preamble) the store id `store_id`:
     the rebuild that adopted it makes it a file of the current database, so
-    later recoveries judge it by the ordinary rules (store.py)."""
+    later recoveries judge it by the ordinary rules (queue/recovery.py)."""
     fd = os.open(path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
     try:
         os.pwrite(fd, store_id.encode("ascii"), STORE_ID_OFFSET)

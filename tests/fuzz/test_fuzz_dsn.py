@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from pigeon.qmgr.bounce import DsnRecipient, build_dsn
 from pigeon.queue.model import Envelope, Recipient
-from pigeon.testing.fakes import BytesContent
+from pigeon.testing.storage import BytesContent
 
 EXAMPLES = int(os.environ.get("PIGEON_FUZZ_EXAMPLES", "200"))
 FUZZ = settings(

@@ -199,7 +199,7 @@ def spool_message(
 ) -> tuple[Any, Envelope]:
     """Write the message into a new spool of `store`; (spool, envelope), not yet committed.
     SubmitError on failure (the spool is discarded)."""
-    from pigeon.queue.store import StoreError
+    from pigeon.vocab.errors import StoreError
 
     try:
         spool = store.new_spool()
@@ -253,7 +253,7 @@ def enqueue(
     max_size: int = 0,
 ) -> Envelope:
     """Write and commit the message; return its envelope. SubmitError on failure."""
-    from pigeon.queue.store import StoreError
+    from pigeon.vocab.errors import StoreError
 
     spool, env = spool_message(
         store, prepared, sender=sender, hostname=hostname, uid=uid, now=now, max_size=max_size

@@ -37,6 +37,7 @@ from typing import Any
 from pigeon.admin.control import OpError
 from pigeon.admin.query import Filters, read_headers, summary
 from pigeon.obs.history import message_history
+from pigeon.vocab.errors import StoreError
 
 __all__ = ["build_handlers", "MAX_IDS", "show_entry"]
 
@@ -61,6 +62,15 @@ def _check_ids(ids: Any, all_: bool, *, allow_all: bool = True) -> list[str] | N
     return ids
 
 
+def _reason(exc: StoreError) -> str:
+    """The reason a store gave, as strerror was shown before: the text
+    after the OSError's "[Errno N] " when there was one."""
+    cause = exc.__cause__
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror
+    return str(exc)
+
+
 def show_entry(store, queue_id: str, log_file: Path | None, now: float) -> dict[str, Any]:
     """Everything `pigeon queue show` prints; blocking (store + files). OpError if unknown."""
     entry = store.entry(queue_id)
@@ -70,10 +80,10 @@ def show_entry(store, queue_id: str, log_file: Path | None, now: float) -> dict[
     if entry.envelope is not None:
         out["envelope"] = entry.envelope.to_dict()
     try:
-        out["headers"] = read_headers(store.content_path(queue_id))
-    except OSError as exc:
+        out["headers"] = read_headers(store.content(queue_id))
+    except StoreError as exc:
         out["headers"] = None
-        out["headers_error"] = exc.strerror or str(exc)
+        out["headers_error"] = _reason(exc)
     out["history"] = []
     if log_file is not None:
         try:

@@ -2,14 +2,12 @@
 
 Contract:
   * Pure functions over `QueueEntry`/`Envelope` values (and, for
-    `read_headers`, one bounded read of a content file). The running
+    `read_headers`, one bounded read of a message's content, through the
+    queue's `MessageContent` stream: queue/api.py). The running
     server (control socket, `list`/`show` ops) and the CLI's fallback when
     the server is down (reading the store directly) use the same code, so
     `pigeon queue list` prints the same thing either way.
-  * `Filters` selects entries: state, recipient domain (a recipient not yet
-    final at that domain, or at a subdomain when written ".example.org"),
-    sender (case-insensitive substring; "<>" is the null sender) and age
-    (older than N seconds). Empty filters select everything.
+  * `Filters` selects entries (pigeon/queue/filters.py, re-exported here).
   * `summary(entry, now)` is a JSON-ready dict with the `pigeon queue list`
     columns: id, size, arrival, sender, recipients (with status), state,
     next attempt, last deferral reason. An entry whose envelope cannot be
@@ -21,16 +19,21 @@ Contract:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from pigeon.msgfile import open_message
-from pigeon.qmgr.operator import has_domain
+from pigeon.queue.api import MessageContent, QueueEntry
+from pigeon.queue.filters import Filters, has_domain
 from pigeon.queue.model import Envelope, RecipientStatus
-from pigeon.queue.store import QueueEntry
 
-__all__ = ["Filters", "MAX_HEADER_BYTES", "last_reason", "parse_age", "read_headers", "summary"]
+__all__ = [
+    "Filters",
+    "MAX_HEADER_BYTES",
+    "has_domain",
+    "last_reason",
+    "parse_age",
+    "read_headers",
+    "summary",
+]
 
 #: `show` reads at most this much of a content file looking for the header end.
 MAX_HEADER_BYTES = 64 * 1024
@@ -44,56 +47,6 @@ def parse_age(text: str) -> float:
     if not m:
         raise ValueError(f"not an age: {text!r} (use e.g. 90, 15m, 2h, 3d)")
     return float(m.group(1)) * _UNITS[m.group(2)]
-
-
-@dataclass(frozen=True, slots=True)
-class Filters:
-    state: str | None = None
-    domain: str | None = None
-    sender: str | None = None
-    older_than: float | None = None  # seconds
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> Filters:
-        d = d or {}
-        older = d.get("older_than")
-        return cls(
-            d.get("state") or None,
-            (d.get("domain") or "").lower() or None,
-            d.get("sender") or None,
-            float(older) if older is not None else None,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            k: v
-            for k, v in (
-                ("state", self.state),
-                ("domain", self.domain),
-                ("sender", self.sender),
-                ("older_than", self.older_than),
-            )
-            if v is not None
-        }
-
-    def match(self, entry: QueueEntry, now: float) -> bool:
-        if self.state is not None and entry.state != self.state:
-            return False
-        env = entry.envelope
-        if env is None:
-            # Unreadable: only a state filter (or none) can select it.
-            return self.domain is None and self.sender is None and self.older_than is None
-        if self.domain is not None and not has_domain(env, self.domain):
-            return False
-        if self.sender is not None:
-            wanted = self.sender.lower()
-            if wanted == "<>" and env.sender:
-                return False
-            if wanted != "<>" and wanted not in env.sender.lower():
-                return False
-        if self.older_than is not None and now - env.received_at < self.older_than:
-            return False
-        return True
 
 
 def last_reason(env: Envelope) -> str:
@@ -134,10 +87,10 @@ def summary(entry: QueueEntry, now: float) -> dict[str, Any]:
     }
 
 
-def read_headers(path: Path, limit: int = MAX_HEADER_BYTES) -> str:
-    """The header section of the content file (text, CRLF -> LF), bounded to `limit` bytes."""
-    fh, _ = open_message(path)  # past the queue file's preamble (pigeon/msgfile.py)
-    with fh:
+def read_headers(content: MessageContent, limit: int = MAX_HEADER_BYTES) -> str:
+    """The header section of the message (text, CRLF -> LF), bounded to
+    `limit` bytes. StoreError when the content cannot be read."""
+    with content.open() as fh:
         data = fh.read(limit)
     end = data.find(b"\r\n\r\n")
     head = data[:end] if end >= 0 else data

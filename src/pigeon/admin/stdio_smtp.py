@@ -48,7 +48,7 @@ from pigeon.proto.events import (
 from pigeon.proto.params import MailParams
 from pigeon.proto.server import ServerSession, SessionConfig
 from pigeon.queue.model import Envelope, Recipient
-from pigeon.queue.store import StoreError
+from pigeon.vocab.errors import StoreError
 
 __all__ = ["run_stdio_session"]
 

@@ -180,7 +180,7 @@ class SubmitServer(UnixServer):
             given = request["sender"].strip()
             sender = "" if given in ("", "<>") else L.normalize_address(given, self.domain)
         spool, env = await asyncio.to_thread(self._spool, raw, request, sender, uid)
-        from pigeon.queue.store import StoreError
+        from pigeon.vocab.errors import StoreError
 
         try:
             await asyncio.wrap_future(self.store.commit_async(spool, env))

@@ -35,8 +35,9 @@ EX_TEMPFAIL = 75
 
 
 def run_rebuild(config: Config, args: argparse.Namespace) -> int:
+    from pigeon.queue.dbfile import StoreBusy
     from pigeon.queue.rebuild import rebuild
-    from pigeon.queue.store import StoreBusy, StoreError
+    from pigeon.vocab.errors import StoreError
 
     queue_log = logging.getLogger("pigeon.queue")
     handler = logging.StreamHandler(sys.stderr)

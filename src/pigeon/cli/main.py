@@ -118,7 +118,7 @@ def _run_command(args: argparse.Namespace) -> int:
     except Exception as exc:
         # A damaged queue.db met by any command that opens the store (queue
         # list offline, status): one line naming the repair, never a traceback.
-        from pigeon.queue.spool import StoreError
+        from pigeon.vocab.errors import StoreError
 
         if isinstance(exc, StoreError):
             return fail(str(exc), EX_CANTCREAT)

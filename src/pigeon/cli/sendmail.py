@@ -280,7 +280,8 @@ def _write_queue(
 ) -> list[str]:
     """Commit to the store ourselves (root acts as the owner of data_dir)."""
     from pigeon.config.load import session_config
-    from pigeon.queue.store import QueueStore, StoreError
+    from pigeon.queue.store import QueueStore
+    from pigeon.vocab.errors import StoreError
 
     # Files we create must be the server's: private (never world-readable)
     # and, for root, owned by the data directory's owner.

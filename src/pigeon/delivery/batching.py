@@ -5,7 +5,7 @@ Contract:
     per batcher runs `fn(items)` in a worker thread (`asyncio.to_thread`)
     for everything queued at that instant. Items submitted while a batch
     runs form the next batch. No artificial delay: an idle caller waits one
-    call, a busy manager batches more (the committer of queue/store.py does
+    call, a busy manager batches more (the committer of queue/commit.py does
     the same for new messages).
   * `fn` returns one result per item, in order. A result that is an
     `Exception` instance is raised to that item's caller; an exception

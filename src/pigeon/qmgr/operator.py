@@ -53,6 +53,7 @@ from typing import Any
 from pigeon.qmgr.ports import Clock, MailLog, ManagerStore
 from pigeon.qmgr.results import LogLine, bounce_rest
 from pigeon.qmgr.scheduler import Scheduler
+from pigeon.queue.filters import has_domain
 from pigeon.queue.model import Envelope
 from pigeon.vocab import CorruptEntry, Nexthop, QueueState, StoreError
 
@@ -87,18 +88,6 @@ class ActionResult:
             "skipped": self.skipped,
             "unknown": self.unknown,
         }
-
-
-def has_domain(env: Envelope, domain: str) -> bool:
-    """True if a recipient not yet final is at `domain` (".example.org": its subdomains)."""
-    domain = domain.lower()
-    for r in env.recipients:
-        if r.final:
-            continue
-        rd = r.address.rpartition("@")[2].lower()
-        if rd == domain or (domain.startswith(".") and rd.endswith(domain)):
-            return True
-    return False
 
 
 class OperatorActions:

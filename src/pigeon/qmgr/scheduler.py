@@ -17,7 +17,7 @@ integer times.
     the database and a scan is asked for. `take_fresh()` hands out what fits
     the window, oldest first, skipping owned ids.
   * Scans (the database, fair between new and deferred mail: the store's
-    due(), queue/schedule.py) are needed only for a reason: start-up, a
+    due(), queue/state.py) are needed only for a reason: start-up, a
     nudge (worker processes, operator release/requeue/flush, ETRN, a report
     the manager enqueued), the cached next retry time reached, an
     overflowing FIFO, a scan that filled every free slot, and the wait

@@ -20,7 +20,7 @@ Contract (CONTRIBUTING.md, rules 2 and 10: time is an argument, scheduling is te
   * `delay_warning_due(...)`: Rule 3: at most one delay warning per message,
     once it has waited `delay_warning` seconds; 0 switches warnings off.
   * Fairness between new and deferred mail (Rule 4) is the store's due()
-    query: pigeon/queue/schedule.py. Destinations (Rules 5, 6) are
+    query: pigeon/queue/state.py. Destinations (Rules 5, 6) are
     qmgr/destinations.py.
 
 Failure modes: none; invalid arguments (negative counts) raise ValueError.

@@ -1,26 +1,9 @@
-"""The durable queue: envelope model and store (group commit); storage only.
+"""pigeon.queue: the durable queue, storage only (docs/architecture.md, "Layers").
 
-The queue manager, the only code that changes queue state, is pigeon.qmgr.
+What the rest of pigeon may ask of a queue store is in `pigeon.queue.api`
+(Intake, QueueStateStore, QueueQueries, ContentStore, StorageStatus; all
+together `QueueBackend`). The embedded backend is `pigeon.queue.store.QueueStore`
+(content files plus SQLite); its parts and their rules are listed at the
+top of queue/store.py. Nothing is imported here, so importing one module of
+the package costs only what that module needs.
 """
-
-from pigeon.queue.model import Envelope, Recipient, RecipientStatus
-from pigeon.queue.store import (
-    CorruptEntry,
-    QueueEntry,
-    QueueStore,
-    RecoveryReport,
-    SpoolFile,
-    StoreError,
-)
-
-__all__ = [
-    "CorruptEntry",
-    "Envelope",
-    "QueueEntry",
-    "QueueStore",
-    "Recipient",
-    "RecipientStatus",
-    "RecoveryReport",
-    "SpoolFile",
-    "StoreError",
-]

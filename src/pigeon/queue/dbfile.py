@@ -1,7 +1,20 @@
-"""queue.db itself: its schema, its identity (the store id), its health, and
-who may own it.
+"""queue.db itself: its schema, its identity (the store id), its health, who
+may own it, and the one way to change it (`transaction()`).
 
 Contract:
+  * `connect(path, synchronous=...)` opens queue.db in WAL mode in
+    autocommit mode (isolation_level=None): nothing is written outside an
+    explicit `transaction()`, so one batch is exactly one transaction.
+  * `transaction(conn, what)` is THE way to change the database: BEGIN
+    IMMEDIATE (the write lock is taken up front, so a transaction never
+    fails half-way for a lock upgrade), COMMIT when the block ends, ROLLBACK
+    when it raises. Any sqlite3.Error, from the block or from BEGIN/COMMIT,
+    leaves as a `StoreError` ("<what>: <reason>", flags from
+    `health.store_error`, the sqlite3 error as `__cause__`); other
+    exceptions are re-raised after the rollback. No sqlite3 exception
+    leaves the store.
+  * `Db(conn, what)` is a connection shared between threads: `query()`
+    reads and `transaction()` writes under one lock; both raise StoreError.
   * `prepare(conn, path, verify=...)` readies an open connection: WAL mode,
     the schema, and the store id, a random id kept in the `meta` table and
     written into the preamble of every content file committed under this
@@ -9,11 +22,13 @@ Contract:
       - `created`: there was no queue table (the file was missing, 0 bytes,
         or an SQLite database without our schema): the schema and a NEW
         store id were made. Files already in msg/ then all carry another
-        store id, so recovery rebuilds them (queue/store.py);
+        store id, so recovery rebuilds them (queue/recovery.py);
       - `upgraded`: a queue table without a store id (written by the version
         before the store id existed): a store id is added, rows are kept.
-    The check-and-create runs in one BEGIN IMMEDIATE transaction, so
-    processes opening the same new database at once agree on one store id.
+    The check-and-create runs in one `transaction()`, so processes opening
+    the same new database at once agree on one store id. The `claims`
+    table (queue/state.py, "Claims") is created when missing; it needs no
+    migration: an 'active' row without a claim belongs to the home node.
   * A damaged database is refused, never "repaired" by writing into it:
     `StoreCorrupt` (a `StoreError`) when SQLite says SQLITE_NOTADB or
     SQLITE_CORRUPT, or, with `verify=True`, when `PRAGMA quick_check`
@@ -28,6 +43,10 @@ Contract:
     waiting: shared by the serving pigeon for its whole life, exclusive by
     `pigeon queue rebuild`; `StoreBusy` when the other side holds it.
     Where flock() is unsupported it goes on without the lock.
+  * `BatchLock(path)` is queue.lock plus an in-process lock: `shared()`
+    for one committer batch (other processes' committers may run too),
+    `exclusive()` for recovery, which must see no batch half-done in any
+    process (queue/recovery.py, Rule 2).
   * `move_aside(path, label)` renames queue.db and its -wal/-shm companions
     to `queue.db.<label>-<UTC time>` (+ `-wal`, `-shm`, so SQLite can still
     open the copy for forensics); nothing is deleted.
@@ -35,14 +54,19 @@ Contract:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
+import threading
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pigeon.msgfile import new_store_id
-from pigeon.queue.spool import StoreError, _store_error
+from pigeon.queue.health import store_error
+from pigeon.vocab.errors import StoreError
 
 try:
     import fcntl
@@ -50,13 +74,17 @@ except ImportError:  # not POSIX: no owner lock
     fcntl = None  # type: ignore[assignment]
 
 __all__ = [
+    "BatchLock",
+    "Db",
     "DbState",
     "StoreBusy",
     "StoreCorrupt",
+    "connect",
     "prepare",
     "move_aside",
     "lock_owner",
     "open_lock_file",
+    "transaction",
     "REPAIR_COMMAND",
 ]
 
@@ -71,6 +99,8 @@ _SCHEMA = (
     )""",
     "CREATE INDEX IF NOT EXISTS queue_due ON queue (state, next_attempt)",
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    # Claims of nodes other than the home node (queue/state.py, "Claims").
+    "CREATE TABLE IF NOT EXISTS claims (queue_id TEXT PRIMARY KEY, node TEXT NOT NULL)",
 )
 _CORRUPTION_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
 
@@ -109,25 +139,24 @@ def is_corruption(exc: BaseException) -> bool:
 
 def prepare(conn: sqlite3.Connection, path: Path, *, verify: bool) -> DbState:
     """See the contract. `conn` must be in autocommit mode (isolation_level=None)."""
+    what = f"queue database {path}"
     try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        if verify:
-            problems = [r[0] for r in conn.execute("PRAGMA quick_check(3)")]
-            if problems != ["ok"]:
-                raise StoreCorrupt(path, "integrity check: " + "; ".join(problems))
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            state = _schema_and_id(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-    except sqlite3.Error as exc:
-        if is_corruption(exc):
-            raise StoreCorrupt(path, str(exc)) from None
-        raise _store_error(f"queue database {path}", exc) from None
-    return state
+            conn.execute("PRAGMA journal_mode=WAL")
+            if verify:
+                problems = [r[0] for r in conn.execute("PRAGMA quick_check(3)")]
+                if problems != ["ok"]:
+                    raise StoreCorrupt(path, "integrity check: " + "; ".join(problems))
+        except sqlite3.Error as exc:
+            raise store_error(what, exc) from exc
+        with transaction(conn, what):
+            return _schema_and_id(conn)
+    except StoreCorrupt:
+        raise
+    except StoreError as exc:
+        if exc.__cause__ is not None and is_corruption(exc.__cause__):
+            raise StoreCorrupt(path, str(exc.__cause__)) from None
+        raise
 
 
 def _schema_and_id(conn: sqlite3.Connection) -> DbState:
@@ -136,7 +165,9 @@ def _schema_and_id(conn: sqlite3.Connection) -> DbState:
         conn.execute(statement)
     if "queue" not in tables:
         # A new queue: whatever store id a leftover meta table held belongs
-        # to rows that are gone, so it must not vouch for files any more.
+        # to rows that are gone, so it must not vouch for files any more;
+        # nor may leftover claims name entries of the new queue.
+        conn.execute("DELETE FROM claims")
         store_id = new_store_id()
         conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('store_id', ?)", (store_id,))
         return DbState(store_id, created=True)
@@ -146,6 +177,104 @@ def _schema_and_id(conn: sqlite3.Connection) -> DbState:
     store_id = new_store_id()
     conn.execute("INSERT INTO meta (key, value) VALUES ('store_id', ?)", (store_id,))
     return DbState(store_id, upgraded=True)
+
+
+def connect(path: Path, *, synchronous: str) -> sqlite3.Connection:
+    """queue.db in WAL mode and autocommit (see the contract); sqlite3.Error
+    as SQLite raises it (open() turns it into StoreCorrupt or StoreError)."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={synchronous}")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection, what: str) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK (see the contract)."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise
+    except sqlite3.Error as exc:
+        raise store_error(what, exc) from exc
+
+
+class Db:
+    """One connection used from several threads, one at a time (see the contract)."""
+
+    __slots__ = ("conn", "lock")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.lock = threading.Lock()
+
+    def query(self, what: str, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        """All rows of one read (StoreError on failure)."""
+        with self.lock:
+            try:
+                return self.conn.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                raise store_error(what, exc) from exc
+
+    @contextlib.contextmanager
+    def transaction(self, what: str) -> Iterator[sqlite3.Connection]:
+        """`transaction()` on this connection, holding its lock."""
+        with self.lock, transaction(self.conn, what) as conn:
+            yield conn
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class BatchLock:
+    """queue.lock and an in-process lock (see the contract). Where flock()
+    fails (no POSIX, odd file systems) it goes on with the in-process lock."""
+
+    def __init__(self, path: Path) -> None:
+        self._fd: int | None = open_lock_file(path)
+        self._threads = threading.Lock()
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        """One committer batch."""
+        with self._threads, self._flock(shared=True):
+            yield
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Recovery: no batch of any process is half-done meanwhile."""
+        with self._threads, self._flock(shared=False):
+            yield
+
+    @contextlib.contextmanager
+    def _flock(self, *, shared: bool) -> Iterator[None]:
+        fd, locked = self._fd, False
+        if fcntl is not None and fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+                locked = True
+            except OSError:
+                pass
+        try:
+            yield
+        finally:
+            if locked and fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def move_aside(path: Path, label: str, now: float | None = None) -> Path | None:

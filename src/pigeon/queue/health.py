@@ -7,6 +7,12 @@ Contract:
     fsync), SQLITE_READONLY or SQLITE_CANTOPEN; a `StoreError` made from
     one of those (`.storage_fault`). These are expected conditions of a
     full or failing disk, never bugs: they are logged without a traceback.
+  * `store_error(what, exc)` is the one place where a backend exception
+    (OSError, sqlite3.Error) becomes the `StoreError` the queue interfaces
+    raise (queue/api.py): `.disk_full` for ENOSPC/EDQUOT/SQLITE_FULL (the
+    SMTP side answers 452 4.3.1 rather than 451 4.3.0), `.storage_fault`
+    as `is_storage_fault` says. Its message is "<what>: <reason>" for the
+    log (CONTRIBUTING.md, rule 6); the original stays its `__cause__`.
   * `StorageHealth(area)` is told of every storage fault (`failed(exc)`)
     and of writes that prove the storage works again (`succeeded()`: a
     commit of new mail, the queue manager's probe file, a Maildir
@@ -29,21 +35,32 @@ Contract:
 
 from __future__ import annotations
 
+import errno
 import logging
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from pigeon.fsutil import STORAGE_ERRNOS
+from pigeon.vocab.errors import StoreError
 
-__all__ = ["StorageHealth", "is_storage_fault", "STORAGE_ERRNOS", "RECOVERY_QUIET"]
+__all__ = [
+    "StorageHealth",
+    "is_storage_fault",
+    "store_error",
+    "STORAGE_ERRNOS",
+    "RECOVERY_QUIET",
+]
 
 log = logging.getLogger("pigeon.queue")
 
 _SQLITE_STORAGE = frozenset(
     {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN}
 )
+
+_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
 
 #: Seconds without a fault before a success counts as recovery (Rule 1).
 RECOVERY_QUIET = 3.0
@@ -59,6 +76,20 @@ def is_storage_fault(exc: BaseException) -> bool:
         code = getattr(exc, "sqlite_errorcode", None)
         return code is not None and (code & 0xFF) in _SQLITE_STORAGE
     return False
+
+
+def store_error(what: str, exc: BaseException) -> StoreError:
+    """`exc` (OSError, sqlite3.Error, ...) as the StoreError to raise (see the
+    contract); raise it `from exc`."""
+    if isinstance(exc, StoreError):
+        return exc
+    disk_full = False
+    if isinstance(exc, OSError):
+        disk_full = exc.errno in _DISK_FULL_ERRNOS
+    elif isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        disk_full = code is not None and (code & 0xFF) == sqlite3.SQLITE_FULL
+    return StoreError(f"{what}: {exc}", disk_full=disk_full, storage_fault=is_storage_fault(exc))
 
 
 def describe(exc: BaseException) -> str:
@@ -123,7 +154,7 @@ class StorageHealth:
         log.info("%s storage recovered after %.0fs (%d failed writes)", self.area, lasted, failures)
         return True
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return {
                 "degraded": self._since is not None,

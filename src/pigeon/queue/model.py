@@ -22,8 +22,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Any
 
 from pigeon.proto.params import MailParams, RcptParams
+
+#: What json.loads() and `Envelope.from_dict()` raise for a damaged envelope.
+DAMAGED_ENVELOPE = (ValueError, KeyError, TypeError)
 
 
 class RecipientStatus(str, enum.Enum):
@@ -59,8 +63,8 @@ class Recipient:
     def final(self) -> bool:
         return self.status in (RecipientStatus.DELIVERED, RecipientStatus.BOUNCED)
 
-    def to_dict(self) -> dict:
-        d = {
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
             "address": self.address,
             "params": self.params.to_dict(),
             "status": self.status.value,
@@ -75,7 +79,7 @@ class Recipient:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> Recipient:
+    def from_dict(cls, d: dict[str, Any]) -> Recipient:
         return cls(
             d["address"],
             RcptParams.from_dict(d.get("params") or {}),
@@ -106,7 +110,7 @@ class Envelope:
     dsn_kind: str = ""  # "" = client mail; else which notification we generated (module doc)
     delay_warned: bool = False  # the one delay warning (RFC 3464 Action: delayed) has gone out
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "queue_id": self.queue_id,
             "sender": self.sender,
@@ -124,7 +128,7 @@ class Envelope:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> Envelope:
+    def from_dict(cls, d: dict[str, Any]) -> Envelope:
         return cls(
             d["queue_id"],
             d["sender"],

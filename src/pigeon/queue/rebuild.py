@@ -15,7 +15,7 @@ Contract:
     it a damaged database raises `StoreCorrupt`.
   * Run as root, the files it created are given to the owner of the queue
     directory, so pigeon running as its own user can open them.
-  * The rules it applies, and why, are in queue/store.py ("Recovery").
+  * The rules it applies, and why, are in queue/recovery.py.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ import logging
 import os
 from pathlib import Path
 
+from pigeon.queue.api import RecoveryReport
 from pigeon.queue.dbfile import StoreCorrupt, lock_owner, move_aside
-from pigeon.queue.store import QueueStore, RecoveryReport
+from pigeon.queue.store import QueueStore
 
 __all__ = ["rebuild"]
 

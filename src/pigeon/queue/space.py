@@ -40,6 +40,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 __all__ = ["FreeSpace", "DEFAULT_TTL", "MIN_MARGIN"]
 
@@ -130,7 +131,7 @@ class FreeSpace:
             return False
         return free - max(size, 0) >= self.reserve
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[str, Any]:
         """For status and metrics: free octets (None: unknown), reserve, low."""
         if self.reserve:
             self.room_for(0)  # brings `low` up to date (Rule 2)

@@ -20,6 +20,7 @@ from pigeon.queue.model import Envelope, Recipient
 from pigeon.queue.store import QueueStore
 from pigeon.routing.resolve import Router
 from pigeon.testing.fakes import RecordingMaillog
+from pigeon.vocab.states import QueueState
 
 __all__ = ["Backend"]
 
@@ -96,7 +97,12 @@ class Backend:
             ),
         )
         if state is not None:
-            self.store.set_state(sp.queue_id, state, time.time() + 3600)
+            self.store.move(
+                [sp.queue_id],
+                QueueState(state),
+                time.time() + 3600,
+                from_states=(QueueState.INCOMING,),
+            )
         return sp.queue_id
 
     def close(self) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pigeon.admin import localsubmit as L
-from pigeon.msgfile import read_message
 from pigeon.queue.store import QueueStore
+from pigeon.testing.storage import content_bytes
 
 KW = dict(
     sender="root@example.test", fullname="", hostname="mx.example.test", domain="example.test"
@@ -76,7 +76,7 @@ def test_enqueue_commits_with_received_first(tmp_path):
             uid=1000,
             now=1_800_000_000.0,
         )
-        data = read_message(store.content_path(env.queue_id))
+        data = content_bytes(store, env.queue_id)
         assert data.startswith(
             b"Received: from local user (uid 1000)\r\n\tby mx.example.test "
             b"(pigeon) with local id " + env.queue_id.encode()

@@ -7,9 +7,10 @@ import time
 import pytest
 
 from pigeon.admin.client import ControlClient, RemoteError
-from pigeon.msgfile import read_message
 from pigeon.qmgr.operator import ADMIN_BOUNCE_STATUS
 from pigeon.queue.model import RecipientStatus
+from pigeon.testing.storage import content_bytes
+from pigeon.vocab import STATES, QueueState, StoreError
 
 
 def client(b) -> ControlClient:
@@ -57,7 +58,7 @@ def test_hold_release_requeue_delete(backend):
     assert c.call("release", all=True)["done"] == [q1, q2]
     entry = b.store.entry(q2)
     assert entry.state == "deferred" and entry.next_attempt >= before - 1
-    b.store.set_state(q2, "deferred", time.time() + 9999)
+    b.store.move([q2], QueueState.DEFERRED, time.time() + 9999, from_states=STATES)
     assert c.call("requeue", ids=[q2])["done"] == [q2]
     assert b.store.entry(q2).state == "incoming"
     assert c.call("delete", ids=[q1, "0000MISSING"]) == {
@@ -67,7 +68,8 @@ def test_hold_release_requeue_delete(backend):
         "unknown": ["0000MISSING"],
     }
     assert state(b, q1) is None
-    assert not b.store.content_path(q1).exists()
+    with pytest.raises(StoreError):
+        content_bytes(b.store, q1)
     assert [c.detail for c in b.maillog.for_id(q1)] == [
         "on hold by administrator",
         "released from hold",
@@ -94,7 +96,7 @@ def test_bounce_returns_to_sender_with_a_dsn(backend):
     (report,) = b.store.list()
     assert report.envelope.sender == "" and report.envelope.dsn_kind == "failure"
     assert [r.address for r in report.envelope.recipients] == ["alice@example.test"]
-    text = read_message(b.store.content_path(report.queue_id))
+    text = content_bytes(b.store, report.queue_id)
     assert b"Status: " + ADMIN_BOUNCE_STATUS.encode() in text
     assert b"administrator" in text
     assert "bounced" in b.maillog.statuses(qid)

@@ -13,13 +13,13 @@ from pigeon.admin import localsubmit as L
 from pigeon.admin.stdio_smtp import SocketStore, run_stdio_session
 from pigeon.admin.submitsock import SubmitServer, SubmitUnavailable, reachable, submit
 from pigeon.config.load import session_config
-from pigeon.msgfile import read_message
+from pigeon.testing.storage import content_bytes
 
 ME = pwd.getpwuid(os.getuid()).pw_name
 
 
 def content(b, qid: str) -> bytes:
-    return read_message(b.store.content_path(qid))
+    return content_bytes(b.store, qid)
 
 
 def request(**kw):

@@ -9,8 +9,8 @@ import pytest
 
 from pigeon.cli import sendmail as S
 from pigeon.cli.main import main
-from pigeon.msgfile import read_message
 from pigeon.queue.store import QueueStore
+from pigeon.testing.storage import content_bytes
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def cfg(tmp_path):
 
 def queued(cfg):
     with QueueStore(cfg.parent / "data" / "queue", fsync=False) as store:
-        return [(e.envelope, read_message(store.content_path(e.queue_id))) for e in store.list()]
+        return [(e.envelope, content_bytes(store, e.queue_id)) for e in store.list()]
 
 
 def test_parse_flags():

@@ -14,7 +14,8 @@ from pigeon.delivery.api import Outcome, RecipientResult
 from pigeon.proto.params import MailParams, RcptParams
 from pigeon.qmgr.bounce import DsnRecipient, build_dsn
 from pigeon.queue.model import Envelope, Recipient, RecipientStatus
-from pigeon.testing.fakes import BytesContent, FakeReply
+from pigeon.testing.fakes import FakeReply
+from pigeon.testing.storage import BytesContent
 
 ORIGINAL = b"Received: by mx\r\nSubject: hi\r\nFrom: a@src.test\r\n\r\nbody line\r\n"
 

@@ -1,4 +1,4 @@
-"""QueueStore.due()/next_due(): index range searches, fairness between new and deferred."""
+"""QueueStore.due()/next_retry(): index range searches, fairness between new and deferred."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import time
 import pytest
 
 from pigeon.queue.model import Envelope, Recipient
-from pigeon.queue.store import DUE_SQL, NEXT_DUE_SQL, QueueStore
+from pigeon.queue.state import DUE_SQL, NEXT_RETRY_SQL
+from pigeon.queue.store import QueueStore
 
 
 @pytest.fixture
@@ -48,8 +49,8 @@ def test_due_query_is_an_index_range_search_without_sort(store):
     assert not any("SCAN" in d or "TEMP B-TREE" in d for d in details)
 
 
-def test_next_due_query_uses_the_index(store):
-    details = plan(store, NEXT_DUE_SQL, ("incoming",))
+def test_next_retry_query_uses_the_index(store):
+    details = plan(store, NEXT_RETRY_SQL, ("deferred",))
     assert details == ["SEARCH queue USING COVERING INDEX queue_due (state=?)"]
 
 
@@ -60,7 +61,7 @@ def test_new_mail_is_not_stuck_behind_a_due_backlog(store):
     due = store.due(now, 10)
     assert len(due) == 10 and set(new) <= set(due)
     assert due[:4] == [new[0], old[0], new[1], old[1]]  # interleaved, oldest first
-    assert store.next_due() == now - 10_000
+    assert store.next_retry() == now - 10_000
 
 
 def test_due_gives_unused_slots_to_the_other_state(store):
@@ -78,4 +79,4 @@ def test_due_ignores_future_active_and_hold(store):
     insert(store, "active", [now - 100], "A")
     insert(store, "hold", [now - 100], "H")
     assert store.due(now, 10) == [] and store.due(now, 0) == []
-    assert store.next_due() == now + 100
+    assert store.next_retry() == now + 100

@@ -25,6 +25,7 @@ from pigeon.msgfile import (
 from pigeon.queue.model import Envelope, Recipient
 from pigeon.queue.spool import SPILL_THRESHOLD
 from pigeon.queue.store import QueueStore
+from pigeon.testing.storage import content_bytes, content_file
 
 STORE = "0123456789abcdef0123456789abcdef"
 MESSAGE = b"Received: by test\r\nSubject: hi\r\n\r\nbody\r\n"
@@ -165,7 +166,7 @@ def test_rewrite_store_id_changes_only_the_id(tmp_path):
 
 
 def preamble_of(store: QueueStore, qid: str) -> msgfile.Preamble:
-    with open(store.content_path(qid), "rb") as fh:
+    with open(content_file(store, qid), "rb") as fh:
         return read_preamble(fh)
 
 
@@ -184,9 +185,9 @@ def test_in_memory_commit_writes_the_committed_envelope(store):
     pre = preamble_of(store, sp.queue_id)
     assert pre.store_id == store.store_id and not pre.draft
     assert Envelope.from_dict(pre.envelope) == env
-    fh, size = store.open_content(sp.queue_id)
-    with fh:
-        assert fh.read() == MESSAGE and size == len(MESSAGE)
+    content = store.content(sp.queue_id)
+    with content.open() as fh:
+        assert fh.read() == MESSAGE and content.size == len(MESSAGE)
 
 
 def test_spilled_spool_begins_with_the_draft_envelope(store):
@@ -204,7 +205,7 @@ def test_spilled_spool_begins_with_the_draft_envelope(store):
     pre = preamble_of(store, sp.queue_id)
     assert pre.draft and pre.store_id == store.store_id
     assert Envelope.from_dict(pre.envelope) == draft
-    assert read_message(store.content_path(sp.queue_id)) == big
+    assert content_bytes(store, sp.queue_id) == big
     assert store.load(sp.queue_id) == final  # the row has the final one
 
 
@@ -247,7 +248,7 @@ def test_readers_of_queued_content_never_see_the_preamble(store, tmp_path):
         eight_bit=True,
     )
     store.commit(sp, env)
-    path = store.content_path(sp.queue_id)
+    path = content_file(store, sp.queue_id)
     content = store.content(sp.queue_id)
     box = tmp_path / "Maildir"
     ((_, _, err),) = deliver_batch([MaildirJob(box, content, "a@example.test")], fsync=False)
@@ -256,7 +257,7 @@ def test_readers_of_queued_content_never_see_the_preamble(store, tmp_path):
     assert delivered.read_bytes() == (
         b"Return-Path: <a@example.test>\n" + read_message(path).replace(b"\r\n", b"\n")
     )
-    assert read_headers(path).startswith("Received: by test\n")
+    assert read_headers(store.content(sp.queue_id)).startswith("Received: by test\n")
     out = io.BytesIO()
     downgrade_to_7bit(content, out)
     assert out.getvalue().startswith(b"Received: by test\r\n") and out.getvalue().isascii()

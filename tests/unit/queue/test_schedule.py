@@ -1,10 +1,10 @@
-"""queue/schedule.py: the fairness of the store's due() between new and deferred mail."""
+"""queue/state.py: the fairness of the store's due() between new and deferred mail."""
 
 from __future__ import annotations
 
 import pytest
 
-from pigeon.queue.schedule import split_slots
+from pigeon.queue.state import split_slots
 
 
 @pytest.mark.parametrize(

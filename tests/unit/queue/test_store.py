@@ -1,4 +1,4 @@
-"""QueueStore: conformance suite, IDs, failure paths, crash recovery."""
+"""QueueStore: the store conformance suite, IDs, failure paths, crash recovery."""
 
 from __future__ import annotations
 
@@ -14,11 +14,14 @@ import time
 
 import pytest
 
-from pigeon.msgfile import read_message
+from pigeon.queue.api import QueueBackend
+from pigeon.queue.health import store_error
 from pigeon.queue.model import Envelope, Recipient
-from pigeon.queue.spool import SPILL_THRESHOLD
-from pigeon.queue.store import CorruptEntry, QueueStore, StoreError, _IdGenerator, _store_error
+from pigeon.queue.spool import SPILL_THRESHOLD, _IdGenerator
+from pigeon.queue.store import QueueStore
 from pigeon.testing.conformance import check_store
+from pigeon.testing.storage import FaultyDisk, content_bytes, content_file
+from pigeon.vocab import CorruptEntry, QueueState, StoreError
 
 
 def env(qid: str, rcpt: str = "bob@example.test") -> Envelope:
@@ -32,12 +35,33 @@ def commit(store: QueueStore, body: bytes = b"Subject: t\r\n\r\nhi\r\n") -> str:
     return sp.queue_id
 
 
-def test_conformance_fsync():
-    check_store(lambda root: QueueStore(root))
+def conformance(*, fsync: bool, nodes: tuple[str, str]) -> None:
+    """The suite over QueueStores whose writes can be broken (FaultyDisk)."""
+    disks: dict[int, FaultyDisk] = {}
+
+    def factory(place, node):
+        disk = FaultyDisk()
+        store = QueueStore(place, node=node, fsync=fsync, disk=disk)
+        disks[id(store)] = disk
+        return store
+
+    def break_next_commit(store):
+        disks[id(store)].fail("write_all", OSError(errno.ENOSPC, "No space left on device"))
+
+    check_store(factory, nodes=nodes, break_next_commit=break_next_commit)
 
 
-def test_conformance_no_fsync():
-    check_store(lambda root: QueueStore(root, fsync=False))
+def test_conformance_fsync_home_node_first():
+    conformance(fsync=True, nodes=("local", "node-b"))
+
+
+def test_conformance_no_fsync_home_node_second():
+    conformance(fsync=False, nodes=("node-a", "local"))
+
+
+def test_the_store_is_a_queue_backend(store):
+    backend: QueueBackend = store  # mypy checks the structure; this checks the wiring
+    assert backend.node == "local"
 
 
 def test_queue_ids_are_short_sortable_unique_and_filename_safe():
@@ -79,7 +103,7 @@ def test_write_after_commit_and_commit_twice_are_refused(store):
     with pytest.raises(StoreError):
         store.commit(sp, env(sp.queue_id))
     sp.discard()  # no-op after commit
-    assert store.content_path(sp.queue_id).exists()
+    assert content_bytes(store, sp.queue_id) == b"x\r\n"
 
 
 def test_mismatched_envelope_is_refused_and_leaves_nothing(store):
@@ -87,7 +111,7 @@ def test_mismatched_envelope_is_refused_and_leaves_nothing(store):
     sp.write(b"x\r\n")
     with pytest.raises(StoreError):
         store.commit(sp, env("SOMETHINGELSE00"))
-    assert not sp.path.exists() and store.list() == []
+    assert not os.path.exists(sp.path) and store.list() == []
 
 
 def test_failed_link_fails_only_that_request_and_leaves_no_record(store):
@@ -105,7 +129,7 @@ def test_failed_link_fails_only_that_request_and_leaves_no_record(store):
     assert not ei.value.disk_full
     f_good.result(10)
     assert [e.queue_id for e in store.list()] == [good.queue_id]
-    assert not store.content_path(bad.queue_id).exists()
+    assert not content_file(store, bad.queue_id).exists()
     assert store.stats()["failed"] == 1
 
 
@@ -119,14 +143,20 @@ def test_db_failure_unlinks_committed_files(store, tmp_path):
     db.close()
     with pytest.raises(StoreError):
         store.commit(sp, env(sp.queue_id))
-    assert not store.content_path(sp.queue_id).exists()
-    assert not sp.path.exists()
+    assert not content_file(store, sp.queue_id).exists()
+    assert not os.path.exists(sp.path)
 
 
 def test_disk_full_classification():
-    assert _store_error("x", OSError(errno.ENOSPC, "full")).disk_full
-    assert _store_error("x", OSError(errno.EDQUOT, "quota")).disk_full
-    assert not _store_error("x", OSError(errno.EIO, "io")).disk_full
+    assert store_error("x", OSError(errno.ENOSPC, "full")).disk_full
+    assert store_error("x", OSError(errno.EDQUOT, "quota")).disk_full
+    assert not store_error("x", OSError(errno.EIO, "io")).disk_full
+    assert store_error("x", OSError(errno.EIO, "io")).storage_fault
+    full = sqlite3.OperationalError("database or disk is full")
+    full.sqlite_errorcode = sqlite3.SQLITE_FULL
+    assert store_error("x", full).disk_full and store_error("x", full).storage_fault
+    locked = sqlite3.OperationalError("database is locked")
+    assert not store_error("x", locked).storage_fault
 
 
 def test_corrupt_envelope_is_quarantined_not_raised_further(store, tmp_path):
@@ -138,13 +168,23 @@ def test_corrupt_envelope_is_quarantined_not_raised_further(store, tmp_path):
     with pytest.raises(CorruptEntry):
         store.load(qid)
     assert store.counts()["corrupt"] == 1
-    assert store.list("corrupt")[0].envelope is None
-    assert store.content_path(qid).exists()  # quarantined, never deleted
+    assert store.list(QueueState.CORRUPT)[0].envelope is None
+    assert content_bytes(store, qid) == b"Subject: t\r\n\r\nhi\r\n"  # quarantined, never deleted
+
+
+def test_load_of_an_entry_whose_content_vanished_quarantines_it(store):
+    qid = commit(store)
+    os.unlink(content_file(store, qid))
+    with pytest.raises(CorruptEntry):
+        store.load(qid)
+    assert store.states([qid]) == {qid: QueueState.CORRUPT}
+    with pytest.raises(StoreError, match=f"queue_id={qid} content: .*No such file"):
+        store.content(qid).open()
 
 
 def test_row_without_content_becomes_corrupt_on_recover(store):
     qid = commit(store)
-    os.unlink(store.content_path(qid))
+    os.unlink(content_file(store, qid))
     rep = store.recover()
     assert rep.missing_content == [qid]
     assert store.counts()["corrupt"] == 1 and store.due(time.time() + 1, 10) == []
@@ -164,15 +204,59 @@ def test_due_order_update_and_remove(store):
     now = time.time()
     e = store.load(a)
     e.recipients[0].diagnostic = "dsn=4.4.0 later"
-    store.update(e, "deferred", now + 100)
+    store.update(e, QueueState.DEFERRED, now + 100)
     assert store.due(now + 1, 10) == [b]
     assert store.due(now + 101, 10) == [b, a]
-    assert store.next_due() <= now + 1
+    assert store.next_retry() == now + 100
     assert store.load(a).recipients[0].diagnostic == "dsn=4.4.0 later"
-    store.set_state(b, "hold")
+    store.move([b], QueueState.HOLD, from_states=(QueueState.INCOMING,))
     assert store.due(now + 1000, 10) == [a]
-    store.remove(a)
+    store.remove_many([a])
     assert store.counts() == {"incoming": 0, "active": 0, "deferred": 0, "hold": 1, "corrupt": 0}
+
+
+def test_no_sqlite_error_leaves_the_store(store, tmp_path):
+    """A database fault in any call is a StoreError (the manager catches no sqlite3.Error)."""
+    qid = commit(store)
+    db = sqlite3.connect(tmp_path / "queue" / "queue.db")
+    db.executescript(
+        "CREATE TRIGGER no_update BEFORE UPDATE ON queue "
+        "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END;"
+        "CREATE TRIGGER no_delete BEFORE DELETE ON queue "
+        "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END;"
+    )
+    db.close()
+    calls = [
+        lambda: store.claim([qid]),
+        lambda: store.move([qid], QueueState.HOLD, from_states=(QueueState.INCOMING,)),
+        lambda: store.update(store.load(qid), QueueState.DEFERRED, 0.0),
+        lambda: store.remove_many([qid]),
+    ]
+    for call in calls:
+        with pytest.raises(StoreError) as ei:
+            call()
+        assert isinstance(ei.value.__cause__, sqlite3.Error)
+    assert store.states([qid]) == {qid: QueueState.INCOMING}  # nothing half-done
+    db = sqlite3.connect(tmp_path / "queue" / "queue.db")
+    db.execute("DROP TABLE queue")  # every read fails now ("no such table")
+    db.close()
+    reads = [
+        lambda: store.due(time.time()),
+        store.next_retry,
+        lambda: store.load(qid),
+        store.counts,
+        store.list,
+        lambda: store.entry(qid),
+        lambda: store.states([qid]),
+        store.recover,
+    ]
+    for call in reads:
+        with pytest.raises(StoreError) as ei:
+            call()
+        assert isinstance(ei.value.__cause__, sqlite3.Error)
+    store.close()
+    with pytest.raises(StoreError, match="not open"):
+        store.due(time.time())
 
 
 _CRASH_CHILD = r"""
@@ -216,10 +300,10 @@ def test_sigkill_during_commits_loses_no_acknowledged_message(tmp_path):
     store.open()
     try:
         rep = store.recover()
-        listed = {e.queue_id for e in store.list("incoming")}
+        listed = {e.queue_id for e in store.list(QueueState.INCOMING)}
         assert set(acked) <= listed
         for qid in acked:
-            assert read_message(store.content_path(qid)).startswith(b"Subject: " + qid.encode())
+            assert content_bytes(store, qid).startswith(b"Subject: " + qid.encode())
             assert store.load(qid).queue_id == qid
         # After recovery disk and database agree exactly.
         assert not any((root / "tmp").iterdir())

@@ -14,12 +14,14 @@ from pathlib import Path
 import pytest
 
 from pigeon import msgfile
-from pigeon.msgfile import PreambleError, read_message, read_preamble
+from pigeon.msgfile import PreambleError, read_preamble
+from pigeon.queue.dbfile import StoreBusy, StoreCorrupt
 from pigeon.queue.model import Envelope, Recipient, RecipientStatus
 from pigeon.queue.rebuild import rebuild
 from pigeon.queue.recovery import Action, decide
 from pigeon.queue.spool import NEW_ID, SPILL_THRESHOLD
-from pigeon.queue.store import QueueStore, StoreBusy, StoreCorrupt
+from pigeon.queue.store import QueueStore
+from pigeon.testing.storage import content_bytes, content_file
 
 SELF, OTHER = "a" * 32, "b" * 32
 
@@ -150,14 +152,14 @@ def test_lost_database_is_rebuilt_from_the_files(root, how, caplog):
         assert [r.address for r in got.recipients] == ["a@remote.test", "b@remote.test"]
         assert all(r.status is RecipientStatus.PENDING for r in got.recipients)  # twice, never zero
         assert got.received_at == 1_700_000_001.0 and got.size == len(MESSAGE % 1)
-        assert read_message(store.content_path(small)) == MESSAGE % 1
+        assert content_bytes(store, small) == MESSAGE % 1
         bigenv = store.load(big)
-        assert bigenv.eight_bit and bigenv.size == len(read_message(store.content_path(big)))
+        assert bigenv.eight_bit and bigenv.size == len(content_bytes(store, big))
         assert sum("queue rebuilt 2 message(s)" in r.getMessage() for r in caplog.records) == 1
         # The adopted files now belong to this database: a second start finds
         # nothing to do, and a removal cut short is cleaned up by Rule 2.
         for qid in (small, big):
-            with open(store.content_path(qid), "rb") as fh:
+            with open(content_file(store, qid), "rb") as fh:
                 assert read_preamble(fh).store_id == store.store_id
         again = store.recover()
         assert again.rebuilt == [] and again.orphans_removed == []
@@ -176,10 +178,10 @@ def test_files_of_this_database_without_a_row_are_unfinished_commits(root):
         keep = commit(store, 1)
         orphan = NEW_ID.next()
         raw = json.dumps(Envelope(orphan, "", [Recipient("x@remote.test")]).to_dict()).encode()
-        store.content_path(orphan).write_bytes(msgfile.encode(store.store_id, raw) + b"half")
+        content_file(store, orphan).write_bytes(msgfile.encode(store.store_id, raw) + b"half")
         rep = store.recover()
         assert rep.orphans_removed == [orphan] and rep.rebuilt == []
-        assert queued(store) == [keep] and not store.content_path(orphan).exists()
+        assert queued(store) == [keep] and not content_file(store, orphan).exists()
     finally:
         store.close()
 
@@ -191,7 +193,7 @@ def test_a_file_from_another_queue_without_a_row_is_adopted(root, tmp_path):
     store = open_store(root)
     try:
         mine = commit(store, 1)
-        os.rename(other.content_path(moved), store.content_path(moved))
+        os.rename(content_file(other, moved), content_file(store, moved))
         rep = store.recover()
         assert rep.rebuilt == [moved]
         assert sorted(queued(store)) == sorted([mine, moved])
@@ -204,15 +206,15 @@ def test_what_cannot_be_rebuilt_is_quarantined_and_kept(root):
     try:
         legacy, damaged, wrong_id = NEW_ID.next(), NEW_ID.next(), NEW_ID.next()
         empty, cut = NEW_ID.next(), NEW_ID.next()
-        store.content_path(legacy).write_bytes(b"Received: older format\r\n\r\nhi\r\n")
+        content_file(store, legacy).write_bytes(b"Received: older format\r\n\r\nhi\r\n")
         raw = json.dumps(Envelope(damaged, "", [Recipient("x@remote.test")]).to_dict()).encode()
         bad = bytearray(msgfile.encode(OTHER, raw) + b"hi\r\n")
         bad[msgfile.HEADER_LEN + 5] ^= 0x20
-        store.content_path(damaged).write_bytes(bytes(bad))
+        content_file(store, damaged).write_bytes(bytes(bad))
         raw = json.dumps(Envelope("SOMETHINGELSE00", "", [Recipient("x@r.test")]).to_dict())
-        store.content_path(wrong_id).write_bytes(msgfile.encode(OTHER, raw.encode()) + b"hi")
-        store.content_path(empty).write_bytes(b"")
-        store.content_path(cut).write_bytes(msgfile.MAGIC[:7])
+        content_file(store, wrong_id).write_bytes(msgfile.encode(OTHER, raw.encode()) + b"hi")
+        content_file(store, empty).write_bytes(b"")
+        content_file(store, cut).write_bytes(msgfile.MAGIC[:7])
         (root / "msg" / "notes.txt").write_text("an operator's file")
         rep = store.recover()
         assert sorted(rep.quarantined) == sorted([legacy, damaged, wrong_id])
@@ -220,7 +222,7 @@ def test_what_cannot_be_rebuilt_is_quarantined_and_kept(root):
         assert rep.ignored == ["notes.txt"] and (root / "msg" / "notes.txt").exists()
         assert sorted(queued(store, "corrupt")) == sorted([legacy, damaged, wrong_id])
         for qid in (legacy, damaged, wrong_id):
-            assert store.content_path(qid).exists()
+            assert content_file(store, qid).exists()
             assert store.entry(qid).envelope is None  # listed as unreadable
         assert store.due(time.time() + 10, 10) == []
         assert store.recover().quarantined == []  # once, not every start
@@ -232,11 +234,11 @@ def test_older_format_files_with_rows_are_read_as_before(root):
     store = open_store(root)
     try:
         qid = commit(store, 1)
-        store.content_path(qid).write_bytes(MESSAGE % 1)  # as the older version wrote
+        content_file(store, qid).write_bytes(MESSAGE % 1)  # as the older version wrote
         assert store.recover().quarantined == []
-        fh, size = store.open_content(qid)
-        with fh:
-            assert fh.read() == MESSAGE % 1 and size == len(MESSAGE % 1)
+        content = store.content(qid)
+        with content.open() as fh:
+            assert fh.read() == MESSAGE % 1 and content.size == len(MESSAGE % 1)
     finally:
         store.close()
 
@@ -255,7 +257,7 @@ def test_a_database_of_the_older_format_gets_a_store_id_and_keeps_its_rows(root)
         assert store.store_id
         rep = store.recover()
         assert rep.rebuilt == rep.orphans_removed == rep.quarantined == []
-        assert queued(store) == [qid] and read_message(store.content_path(qid)) == MESSAGE % 1
+        assert queued(store) == [qid] and content_bytes(store, qid) == MESSAGE % 1
     finally:
         store.close()
 
@@ -271,7 +273,7 @@ def test_a_garbage_database_is_refused_with_the_repair_command(root, owner):
     text = str(ei.value)
     assert str(root / "queue.db") in text and "pigeon queue rebuild --from-files" in text
     assert "\n" not in text
-    assert store.content_path(qid).exists()  # nothing touched
+    assert content_file(store, qid).exists()  # nothing touched
     assert not (root / "owner.lock").exists() or _lock_is_free(root)
 
 
