@@ -401,7 +401,8 @@ class ClientSession:
             self._events.append(
                 TransactionDone(
                     tuple(
-                        t.final[i] or RecipientReply(a, refusal, "mail", True)
+                        t.final[i]
+                        or RecipientReply(a, refusal or BAD_RECIPIENT_ADDRESS, "mail", True)
                         for i, a in enumerate(tx.recipients)
                     )
                 )

@@ -80,7 +80,7 @@ def parse_command(line: bytes) -> Command:
     raise CommandError(R.UNKNOWN_COMMAND)
 
 
-def is_long_line_verb(prefix: bytes) -> bool:
+def is_long_line_verb(prefix: bytes | bytearray) -> bool:
     """True when a (possibly partial) line starts with MAIL/RCPT/AUTH + space."""
     return prefix[:5].upper() in LONG_LINE_VERBS
 

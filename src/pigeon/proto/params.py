@@ -57,11 +57,11 @@ class MailParams:
     envid: str | None = None
     auth: str | None = None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> MailParams:
+    def from_dict(cls, d: dict[str, Any]) -> MailParams:
         return cls(**d)
 
 
@@ -73,14 +73,14 @@ class RcptParams:
     # ORCPT as (addr-type, decoded address), e.g. ("rfc822", "Bob@Example.org").
     orcpt: tuple[str, str] | None = None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "notify": list(self.notify) if self.notify is not None else None,
             "orcpt": list(self.orcpt) if self.orcpt is not None else None,
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> RcptParams:
+    def from_dict(cls, d: dict[str, Any]) -> RcptParams:
         n, o = d.get("notify"), d.get("orcpt")
         return cls(tuple(n) if n is not None else None, tuple(o) if o is not None else None)
 
@@ -160,7 +160,7 @@ def parse_mail_params(tokens: list[str], *, cfg: Any) -> MailParams:
             if len(v) > MAX_ENVID:
                 raise ParamError(R.SYNTAX_ERROR, "ENVID too long")
             fields["envid"] = xtext_decode(v)
-        elif key == "AUTH" and getattr(cfg, "auth_mechanisms", ()):  # RFC 4954 §5
+        elif key == "AUTH" and getattr(cfg, "auth_mechanisms", None):  # RFC 4954 §5
             v = _need_value(key, value)
             if len(v) > MAX_ORCPT:
                 raise ParamError(R.SYNTAX_ERROR, "AUTH too long")

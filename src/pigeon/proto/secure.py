@@ -44,28 +44,71 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from pigeon.auth.sasl import Challenge, Credentials, Malformed, NeedKeys, Step, new_mechanism
-from pigeon.auth.scram import ScramKeys
 from pigeon.proto import reply as R
-from pigeon.proto.events import AuthKeysRequested, AuthRequested, StartTlsRequested, TlsInfo
+from pigeon.proto.events import (
+    AuthKeysRequested,
+    AuthRequested,
+    Event,
+    StartTlsRequested,
+    TlsInfo,
+)
 from pigeon.proto.reply import Reply
+from pigeon.proto.sasl import (
+    Challenge,
+    Credentials,
+    Malformed,
+    Mechanism,
+    NeedKeys,
+    Step,
+    new_mechanism,
+)
+from pigeon.proto.scram import ScramKeys
 from pigeon.proto.states import State
 
 if TYPE_CHECKING:
     from pigeon.proto.commands import Command
+    from pigeon.proto.server import SessionConfig
 
 
 class SecureCommands:
     """Mixin for ServerSession: STARTTLS, AUTH and the state they keep."""
 
-    def _init_secure(self, nonce) -> None:
+    if TYPE_CHECKING:
+        # What the mixin uses of ServerSession (pigeon/proto/server.py).
+        config: SessionConfig
+        state: State
+        _buf: bytearray
+        _now: float
+        _pending: Event | None
+        helo_name: str | None
+        esmtp: bool
+
+        @property
+        def closed(self) -> bool: ...
+
+        def _reply(self, reply: Reply, *, count: bool = True) -> None: ...
+
+        def _close(self, reason: str, *, abort_reply: Reply | None = None) -> None: ...
+
+        def _reset_transaction(self, *, emit: bool) -> None: ...
+
+        def _set_ready(self) -> None: ...
+
+        def _emit(self, event: Event) -> None: ...
+
+        def _decide(self, event: Event) -> None: ...
+
+        def _internal_error(self, exc: Exception) -> None: ...
+
+    def _init_secure(self, nonce: Callable[[], bytes] | None) -> None:
         self.tls: TlsInfo | None = None
         self.auth_user: str | None = None
         self.auth_mechanism: str | None = None
         self._tls_pending = False
-        self._sasl = None
+        self._sasl: Mechanism | None = None
         self._sasl_final = False
         self._sasl_user: tuple[str, str] | None = None
         self._sasl_nonce = nonce

@@ -4,7 +4,8 @@ The API below is fixed; the driver (pigeon.net.smtpd) and the transcript
 runner are written against it.
 
     session = ServerSession(SessionConfig(hostname="mx.example"), now=0.0)
-    session.start(now)                # queues the 220 greeting
+    session.start(now)                # queues the 220 greeting (start(now, refusal):
+                                      # a 421 instead, and the session closes)
     out = session.data_to_send()      # bytes to write (may be b"")
     session.receive_data(b"EHLO x\\r\\n", now)
     ev = session.next_event()         # an Event, or NEED_DATA
@@ -41,6 +42,8 @@ Contract:
     counted; the one past `max_junk_commands` is answered 421 4.7.0
     instead and the session closes, so they cannot keep a session alive
     forever. An accepted message starts the count again (as Postfix does).
+  * A 421 given to `respond()` (any DECISION) is sent and the session
+    closes (RFC 5321 §3.8), as for its own 421s.
   * ConnectionClosing is always the last event. Before it, a transaction in
     progress is abandoned with DataAborted (inside content) or
     TransactionReset.
@@ -60,7 +63,7 @@ import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pigeon.proto import reply as R
 from pigeon.proto.commands import (
@@ -221,9 +224,16 @@ class ServerSession(SecureCommands):
     def closed(self) -> bool:
         return self._closing is not None
 
-    def start(self, now: float) -> None:
+    def start(self, now: float, refusal: Reply | None = None) -> None:
+        """Greet, or with `refusal` (a 421) refuse the connection and close."""
         self._now = now
         if self.state is State.CONNECTED and not self.closed:
+            if refusal is not None:
+                if refusal.code != 421:
+                    raise ValueError("a connection is refused with 421 (RFC 5321 §3.8)")
+                self._reply(refusal, count=False)
+                self._close("refused at connect")
+                return
             self._reply(R.greeting(self.config.hostname), count=False)
             self.state = State.GREETED
             self._ready_at = now
@@ -502,7 +512,9 @@ class ServerSession(SecureCommands):
         assert rcpt is not None
         self._decide(RcptRequested(rcpt, params))
 
-    def _parsed(self, parse: Callable[[], tuple], bad_path: Reply) -> tuple | None:
+    def _parsed(
+        self, parse: Callable[[], tuple[Any, Any]], bad_path: Reply
+    ) -> tuple[Any, Any] | None:
         """Run a MAIL/RCPT argument parser; on a grammar error, reply and return None."""
         try:
             return parse()
@@ -603,6 +615,12 @@ class ServerSession(SecureCommands):
         self._emit(event)
 
     def _answer(self, ev: Event, reply: Reply | None) -> None:
+        if reply is not None and reply.code == 421 and not isinstance(ev, AuthRequested):
+            # RFC 5321 §3.8: 421 means the service closes the channel, at
+            # once (a BDAT chunk announced is not read).
+            self._reply(reply, count=False)
+            self._close("refused with 421")
+            return
         accepted = reply is None or reply.positive
         if isinstance(ev, MailRequested):
             if accepted:

@@ -7,8 +7,8 @@ import base64
 import pytest
 from proto_helpers import Drive
 
-from pigeon.auth import scram
 from pigeon.proto import reply as R
+from pigeon.proto import scram
 from pigeon.proto.events import (
     NEED_DATA,
     AuthKeysRequested,
