@@ -271,6 +271,35 @@ def write_all(fd: int, parts: list) -> None:
         done += os.writev(fd, rest)
 
 
+def copy_from(src: int, offset: int, dst: int) -> None:
+    """Append everything of `src` from `offset` on to `dst` (at its current
+    position), in the kernel where it can (copy_file_range), so a big
+    message is not read into memory; in pieces of 1 MiB elsewhere."""
+    end = os.fstat(src).st_size
+    in_kernel = hasattr(os, "copy_file_range")
+    while offset < end:
+        count = end - offset
+        done = 0
+        if in_kernel:
+            try:
+                done = os.copy_file_range(src, dst, count, offset)
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                    raise
+                in_kernel = False
+        if not in_kernel:
+            done = _copy_plain(src, offset, dst, count)
+        if done == 0:
+            raise OSError(errno.EIO, "source file ended early")
+        offset += done
+
+
+def _copy_plain(src: int, offset: int, dst: int, count: int) -> int:
+    data = os.pread(src, min(count, _CHUNK), offset)
+    write_all(dst, [data])
+    return len(data)
+
+
 def rewrite_store_id(path: Path | str, store_id: str, *, fsync: bool) -> None:
     """Give the file at `path` (which has a preamble) the store id `store_id`:
     the rebuild that adopted it makes it a file of the current database, so

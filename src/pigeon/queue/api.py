@@ -62,6 +62,14 @@ class Spool(Protocol):
     def head(self, limit: int = 65536) -> bytes:
         """The first `limit` octets written (the header section, for checks)."""
 
+    def reader(self, start: int = 0) -> BinaryIO:
+        """A stream over the octets written from `start` on (the body, for
+        checks at the end of the data), without copying them; close it."""
+
+    def prepend(self, field: bytes) -> None:
+        """Put a header field (with its CRLF) on top of the message, below
+        those prepended before it; written first at the commit."""
+
     def discard(self) -> None:
         """Forget the content; safe to call twice."""
 
@@ -71,11 +79,14 @@ class Intake(Protocol):
 
     def new_spool(self, envelope: Envelope | None = None) -> Spool: ...
 
-    def commit_async(self, spool: Spool, envelope: Envelope) -> concurrent.futures.Future[None]:
+    def commit_async(
+        self, spool: Spool, envelope: Envelope, *, hold: bool = False
+    ) -> concurrent.futures.Future[None]:
         """Make content and envelope durable; the future resolves only then
-        (StoreError on failure, nothing half-recorded)."""
+        (StoreError on failure, nothing half-recorded). `hold`: the entry
+        starts on hold (quarantined) instead of due for delivery."""
 
-    def commit(self, spool: Spool, envelope: Envelope) -> None:
+    def commit(self, spool: Spool, envelope: Envelope, *, hold: bool = False) -> None:
         """`commit_async(...).result()`: for callers without an event loop."""
 
 

@@ -13,6 +13,16 @@ Contract:
     (the store id and `spool.envelope`, the envelope as known when DATA
     began), written in the same writev as the content it spills: no extra
     system call. `size` and `head()` count and return message octets only.
+  * Headers on top (`prepend(field)`): fields a receive check adds go
+    above everything written (our Received: included), in the order given.
+    They are kept in a list beside the content and written first at the
+    commit: for an in-memory spool in the same writev as the rest (no copy
+    of the content); a spilled spool's file is then copied once behind them
+    by the committer (queue/store.py). `size` counts them; `head()` and
+    `reader()` do not (they read what `write()` wrote).
+  * `reader(start)` is a binary stream over the octets written from
+    `start` on, for checks at the end of the data: over the memory itself
+    (no copy) or the spilled file. Nothing may be written while one is open.
   * A spool ends exactly one way: committed (`QueueStore.commit_async`) or
     discarded (`discard()`, idempotent, never raises). A spool that ends
     neither way (the process died) is removed by `QueueStore.recover()` if it
@@ -31,12 +41,13 @@ Contract:
 from __future__ import annotations
 
 import errno
+import io
 import os
 import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from pigeon.msgfile import write_all
 from pigeon.queue.health import is_storage_fault
@@ -148,6 +159,7 @@ class SpoolFile:
         "_fh",
         "_state",
         "_offset",
+        "_prepend",
     )
 
     def __init__(
@@ -161,6 +173,7 @@ class SpoolFile:
         self._buf: bytearray | None = bytearray()  # None once spilled or finished
         self._fh = None  # the tmp/ file, once spilled
         self.size = 0
+        self._prepend: list[bytes] = []  # header fields written first at commit
         # open -> committing -> done | discarded; open -> failed (a write
         # error) -> discarded
         self._state = "open"
@@ -224,6 +237,26 @@ class SpoolFile:
             f.seek(self._offset)
             return f.read(limit)
 
+    def prepend(self, field: bytes) -> None:
+        """Put `field` (a whole header field with its CRLF) on top of the
+        message, below the fields prepended before it (module contract)."""
+        if self._state != "open":
+            raise StoreError(f"spool {self.queue_id} is {self._state}")
+        self._prepend.append(field)
+        self.size += len(field)
+
+    def reader(self, start: int = 0) -> BinaryIO:
+        """A stream over the content written, from octet `start` (module contract)."""
+        buf = self._buf
+        if buf is not None:
+            return cast(BinaryIO, io.BufferedReader(_ViewReader(memoryview(buf)[start:])))
+        if self._fh is None:
+            raise StoreError(f"spool {self.queue_id} is {self._state}")
+        self._fh.flush()
+        fh = open(self.path, "rb")
+        fh.seek(self._offset + start)
+        return fh
+
     def discard(self) -> None:
         """Forget the content (close and unlink the file if it spilled).
         Idempotent; never raises."""
@@ -242,6 +275,33 @@ class SpoolFile:
                 self._fh.close()
             except OSError:
                 pass
+
+
+class _ViewReader(io.RawIOBase):
+    """Reads a memoryview without copying it (`SpoolFile.reader`); closing
+    releases the view, so the buffer can be freed or grown again."""
+
+    def __init__(self, view: memoryview) -> None:
+        self._view: memoryview | None = view
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        view = self._view
+        if view is None:
+            raise ValueError("I/O operation on closed reader")
+        n = min(len(b), len(view) - self._pos)
+        b[:n] = view[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+    def close(self) -> None:
+        if self._view is not None:
+            self._view.release()
+            self._view = None
+        super().close()
 
 
 def _private(path: str, flags: int) -> int:

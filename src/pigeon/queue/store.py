@@ -36,6 +36,11 @@ Commit protocol (one committer thread, group commit). Rules:
           file began with its preamble when it spilled, is fsynced in tmp/
           and hard-linked into msg/, also exclusively), in parallel for big
           batches (see _PARALLEL_MIN);
+          A spool with header fields to put on top (`SpoolFile.prepend`)
+          gets them in the same writev when in memory; a spilled one is
+          then written to msg/<id> like an in-memory one, its tmp/ content
+          copied in behind the fields (os.copy_file_range: in the kernel),
+          and its tmp/ file removed;
           fsyncs msg/ ONCE; inserts all rows in ONE SQLite transaction (its
           commit fsyncs the WAL once); only then resolves the futures. The
           caller replies 250 after its future resolves, so "acknowledged"
@@ -174,7 +179,7 @@ from pigeon.queue.spool import (  # noqa: F401
     _IdGenerator,
     _store_error,
 )
-from pigeon.vocab.states import STATES
+from pigeon.vocab.states import STATES, QueueState
 
 try:
     import fcntl
@@ -247,6 +252,7 @@ class _Request:
     spool: SpoolFile
     envelope: Envelope
     future: concurrent.futures.Future
+    state: QueueState = QueueState.INCOMING  # the row's first state ('hold': quarantined)
     placed: bool = False  # msg/<id> was created by this request (ours to unlink)
     envelope_json: str = ""  # the row's envelope column, also the preamble's JSON
 
@@ -427,11 +433,15 @@ class QueueStore:
         )
         return msgfile.encode(self._store_id, raw, draft=True)
 
-    def commit_async(self, spool: SpoolFile, envelope: Envelope) -> concurrent.futures.Future:
+    def commit_async(
+        self, spool: SpoolFile, envelope: Envelope, *, hold: bool = False
+    ) -> concurrent.futures.Future:
         """Queue `spool` + `envelope` for the next group commit.
 
         The future resolves to None once content and row are durable, or to a
         `StoreError`. `envelope.queue_id` must equal `spool.queue_id`.
+        `hold`: the entry starts in 'hold' (a quarantined message: accepted,
+        delivered only once an operator releases it) instead of 'incoming'.
         """
         fut: concurrent.futures.Future = concurrent.futures.Future()
         if spool._state != "open":
@@ -445,12 +455,13 @@ class QueueStore:
             spool.discard()
         else:
             spool._state = "committing"
-            self._requests.put(_Request(spool, envelope, fut))
+            state = QueueState.HOLD if hold else QueueState.INCOMING
+            self._requests.put(_Request(spool, envelope, fut, state))
         return fut
 
-    def commit(self, spool: SpoolFile, envelope: Envelope) -> None:
+    def commit(self, spool: SpoolFile, envelope: Envelope, *, hold: bool = False) -> None:
         """Blocking `commit_async`: returns when durable, raises `StoreError`."""
-        self.commit_async(spool, envelope).result()
+        self.commit_async(spool, envelope, hold=hold).result()
 
     def stats(self) -> dict[str, int]:
         """Counters: commits (messages), batches (fsync groups = DB transactions),
@@ -550,6 +561,8 @@ class QueueStore:
         try:
             if req.spool.in_memory:
                 self._write_msg(req)
+            elif req.spool._prepend:
+                self._write_msg_behind_fields(req)
             else:
                 self._sync_spilled(req)
                 self._link_into_msg(req)
@@ -569,12 +582,38 @@ class QueueStore:
         fd = os.open(self._msg_prefix + spool.queue_id, _O_MSG, 0o600)
         req.placed = True
         try:
-            msgfile.write_all(fd, [head, spool._buf])
+            msgfile.write_all(fd, [head, *spool._prepend, spool._buf])
             if self._fsync:
                 os.fsync(fd)
         finally:
             os.close(fd)
         spool._buf = None  # the bytes are on disk; free them now
+
+    def _write_msg_behind_fields(self, req: _Request) -> None:
+        """A spilled spool with fields to prepend: msg/<id> is written as for
+        an in-memory spool (exclusive create, preamble and fields in one
+        write, fsync), the content copied in from tmp/<id> after them; then
+        the tmp/ name goes (a leftover one is removed by recover())."""
+        spool = req.spool
+        try:
+            spool._fh.flush()  # an error here (ENOSPC) fails the commit
+        finally:
+            spool._close_quietly()
+        head = msgfile.encode(self._store_id, req.envelope_json.encode())
+        fd = os.open(self._msg_prefix + spool.queue_id, _O_MSG, 0o600)
+        req.placed = True
+        try:
+            msgfile.write_all(fd, [head, *spool._prepend])
+            src = os.open(spool.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            try:
+                msgfile.copy_from(src, spool._offset, fd)
+            finally:
+                os.close(src)
+            if self._fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        _unlink_best_effort(spool.path)
 
     def _sync_spilled(self, req: _Request) -> None:
         """A spilled spool: flush its buffer, fsync and close tmp/<id>."""
@@ -608,7 +647,7 @@ class QueueStore:
         assert db is not None
         now = time.time()
         rows = [
-            (r.envelope.queue_id, "incoming", r.envelope.received_at or now, r.envelope_json)
+            (r.envelope.queue_id, r.state.value, r.envelope.received_at or now, r.envelope_json)
             for r in reqs
         ]
         db.execute("BEGIN IMMEDIATE")
