@@ -43,6 +43,7 @@ from pigeon.admin.control import ControlError
 from pigeon.admin.pidfile import PidFileError
 from pigeon.admin.wiring import AdminHandle, start_admin
 from pigeon.auth.accounts import AccountError, AccountStore
+from pigeon.auth.login import LoginGate
 from pigeon.auth.ratelimit import FailureLimiter, LimitSettings
 from pigeon.auth.service import AuthService
 from pigeon.config.load import session_config
@@ -50,10 +51,11 @@ from pigeon.config.risks import risks
 from pigeon.config.schema import Config
 from pigeon.delivery.wiring import build_agents, build_manager, close_agents
 from pigeon.net.listener import ListenError, SmtpServer
+from pigeon.net.services import ReceiveServices
 from pigeon.net.tls import TlsError, TlsProvider
 from pigeon.obs.maillog import MailLog
 from pigeon.obs.metrics import Metrics
-from pigeon.policy.recipients import RecipientPolicy
+from pigeon.policy.build import PolicyDeps, build_pipeline
 from pigeon.privileges import PrivilegeError, drop, make_data_dir, tighten_umask
 from pigeon.queue.manager import QueueManager
 from pigeon.queue.store import QueueStore, StoreError
@@ -100,36 +102,30 @@ class Pigeon:
             min_free=config.queue.min_free, message_size=config.limits.message_size
         )
         router = Router(config)
-        policy = RecipientPolicy(config, router)
+        # The receive checks (pigeon.policy.build); the reload rebuilds them
+        # with the same deps (new-mailbox counts carry over).
+        pipeline = build_pipeline(config, PolicyDeps(router, space=store.space))
         maillog = MailLog()
         agents = build_agents(config)
         metrics = Metrics()
         manager = build_manager(config, store, router, maillog, agents, metrics=metrics)
         tls = TlsProvider.create(config)  # TlsError: see the contract
         log.info("TLS: %s", tls.describe())
-        a = config.auth
-        limiter = FailureLimiter(
-            LimitSettings(
-                slow_after=a.slow_after,
-                delay=a.failure_delay,
-                max_failures=a.max_failures,
-                window=a.failure_window,
-                lockout=a.lockout,
-            )
-        )
+        limiter = FailureLimiter(LimitSettings.of(config.auth))
         auth = AuthService(AccountStore.in_data_dir(config.data_dir), limiter)
-        server = SmtpServer(
-            config,
-            session_config(config),
+        services = ReceiveServices(
             store=store,
-            policy=policy,
+            pipeline=pipeline,
             maillog=maillog,
             on_queued=manager.submit,
+            logins=LoginGate(auth, maillog),
             tls=tls,
-            auth=auth,
             metrics=metrics,
             on_etrn=lambda node: _etrn_flush(manager, node),
+            greet_pause=config.timeouts.greet_pause,
+            handshake_timeout=config.tls.handshake_timeout,
         )
+        server = SmtpServer(config, session_config(config), services)
         return cls(config, store, manager, server, tls, auth, agents, maillog, metrics)
 
     async def reload(self) -> ReloadOutcome:

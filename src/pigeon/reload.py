@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Literal
 from pigeon.config.load import ConfigError, session_config
 from pigeon.config.schema import Config
 from pigeon.net.tls import TlsError, TlsProvider
-from pigeon.policy.recipients import RecipientPolicy
+from pigeon.policy.build import build_pipeline
 from pigeon.routing.resolve import Router
 
 if TYPE_CHECKING:
@@ -135,7 +135,7 @@ class Reloader:
             log.info("reload: configuration unchanged")
             return ReloadOutcome("unchanged")
         router = Router(live)
-        policy = RecipientPolicy(live, router, new_mailboxes=app.server.policy.new_mailboxes)
+        policy = build_pipeline(live, app.server.pipeline.deps.with_router(router))
         app.manager.set_router(router)
         warnings = await app.server.reconfigure(live, session_config(live), policy) or []
         # The reserve follows limits.message_size (queue/space.py Rule 1).

@@ -30,13 +30,16 @@ import asyncio
 import dataclasses
 import logging
 import os
+import socket
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 from pigeon.config.schema import Config, ListenAddress
-from pigeon.net.smtpd import NO_METRICS, Connection
+from pigeon.net.services import ConnectionContext, ReceiveServices
+from pigeon.net.smtpd import Connection
 from pigeon.net.stream import SmtpStream
+from pigeon.policy.pipeline import ReceivePipeline
 from pigeon.proto import reply as R
 from pigeon.proto.server import SessionConfig
 
@@ -111,44 +114,71 @@ def configured_listeners(config: Config, *, tls: bool) -> list[tuple[ListenAddre
 
 
 class SmtpServer:
+    """The listeners of one configuration and the connections they accepted.
+
+    `services` (net/services.py) is what every new connection gets; the
+    pieces a reload or a worker process replaces (`pipeline`, `tls`,
+    `on_queued`) are properties that swap them in a new services object, so
+    sessions in progress keep the one they started with.
+    """
+
     def __init__(
-        self,
-        config: Config,
-        session_config: SessionConfig,
-        *,
-        store,
-        policy,
-        maillog,
-        on_queued: Callable[[Any], None],
-        tls=None,
-        auth=None,
-        metrics=None,
-        on_etrn=None,
+        self, config: Config, session_config: SessionConfig, services: ReceiveServices
     ) -> None:
-        self.on_etrn = on_etrn
-        self.metrics = metrics if metrics is not None else NO_METRICS
         self.config = config
         self.session_config = session_config
-        self.tls = tls  # pigeon.net.tls.TlsProvider | None
-        self.auth = auth  # pigeon.auth.service.AuthService | None
-        self.role_configs = {
-            role: role_session_config(
-                config, session_config, role, tls=tls is not None, auth=auth is not None
-            )
-            for role in ROLES
-        }
-        self.store = store
-        self.policy = policy
-        self.maillog = maillog
-        self.on_queued = on_queued
+        self.services = services
+        self.role_configs = self._role_configs()
         self._servers: list[asyncio.base_events.Server] = []
         self._roles: dict[object, str] = {}
         self._keys: dict[object, tuple[ListenAddress, str]] = {}
-        self._connections: dict[asyncio.Task, Connection] = {}
+        self._connections: dict[asyncio.Task[Any], Connection] = {}
         self._per_ip: Counter[str] = Counter()
         self._draining = False
         self.total_connections = 0
         self.refused_connections = 0
+
+    def _role_configs(self) -> dict[str, SessionConfig]:
+        services = self.services
+        return {
+            role: role_session_config(
+                self.config,
+                self.session_config,
+                role,
+                tls=services.tls is not None,
+                auth=services.logins is not None,
+            )
+            for role in ROLES
+        }
+
+    @property
+    def metrics(self) -> Any:
+        return self.services.metrics
+
+    @property
+    def maillog(self) -> Any:
+        return self.services.maillog
+
+    @property
+    def pipeline(self) -> ReceivePipeline:
+        return self.services.pipeline
+
+    @property
+    def tls(self) -> Any:
+        return self.services.tls
+
+    @tls.setter
+    def tls(self, provider: Any) -> None:
+        """A reloaded certificate: new connections get the new context."""
+        self.services = dataclasses.replace(self.services, tls=provider)
+
+    @property
+    def on_queued(self) -> Callable[[Any], None]:
+        return self.services.on_queued
+
+    @on_queued.setter
+    def on_queued(self, hand_over: Callable[[Any], None]) -> None:
+        self.services = dataclasses.replace(self.services, on_queued=hand_over)
 
     @property
     def bound(self) -> list[tuple[str, int]]:
@@ -164,11 +194,13 @@ class SmtpServer:
         """(address, role) for every configured listener; TLS roles only with TLS."""
         return configured_listeners(self.config, tls=self.tls is not None)
 
-    async def _bind(self, addr: ListenAddress, role: str, sock=None) -> None:
+    async def _bind(
+        self, addr: ListenAddress, role: str, sock: socket.socket | None = None
+    ) -> None:
         """Listen on `addr` for `role` (or serve the already bound `sock`, shared
         by several worker processes); OSError when the address cannot be bound."""
 
-        def factory(role=role) -> SmtpStream:
+        def factory(role: str = role) -> SmtpStream:
             return SmtpStream(lambda stream: self._accept(stream, role))
 
         # Implicit TLS (role submissions) is not `ssl=` here: the driver runs
@@ -184,7 +216,9 @@ class SmtpServer:
         self._roles[server] = role
         self._keys[server] = (addr, role)
 
-    async def start(self, sockets: dict | None = None) -> None:
+    async def start(
+        self, sockets: dict[tuple[ListenAddress, str], socket.socket] | None = None
+    ) -> None:
         """Bind every listener, or serve `sockets` ({(address, role): socket})
         bound before the worker processes were forked."""
         for addr, role in self.listeners():
@@ -200,7 +234,9 @@ class SmtpServer:
                     "listening on %s (%s)", ListenAddress(name[0], name[1]), self._roles[server]
                 )
 
-    async def reconfigure(self, config: Config, session_config: SessionConfig, policy) -> list[str]:
+    async def reconfigure(
+        self, config: Config, session_config: SessionConfig, pipeline: ReceivePipeline
+    ) -> list[str]:
         """SIGHUP: new sessions get the new settings; live ones keep theirs.
 
         Listeners are compared by (address, role): removed ones are closed
@@ -211,13 +247,13 @@ class SmtpServer:
         failed: list[str] = []
         self.config = config
         self.session_config = session_config
-        self.policy = policy
-        self.role_configs = {
-            role: role_session_config(
-                config, session_config, role, tls=self.tls is not None, auth=self.auth is not None
-            )
-            for role in ROLES
-        }
+        self.services = dataclasses.replace(
+            self.services,
+            pipeline=pipeline,
+            greet_pause=config.timeouts.greet_pause,
+            handshake_timeout=config.tls.handshake_timeout,
+        )
+        self.role_configs = self._role_configs()
         wanted = set(self.listeners())
         for server in list(self._servers):
             if self._keys.get(server) not in wanted:
@@ -269,23 +305,7 @@ class SmtpServer:
         self.total_connections += 1
         self.metrics.connection_opened(role)
         log.info("connect from [%s]:%s (%s)", ip, peer[1] if isinstance(peer, tuple) else "", role)
-        conn = Connection(
-            stream,
-            session_config=self.role_configs[role],
-            store=self.store,
-            policy=self.policy,
-            maillog=self.maillog,
-            on_queued=self.on_queued,
-            greet_pause=self.config.timeouts.greet_pause,
-            tls=self.tls,
-            implicit_tls=role == "submissions",
-            handshake_timeout=self.config.tls.handshake_timeout,
-            auth=self.auth,
-            role=role,
-            metrics=self.metrics,
-            on_etrn=self.on_etrn,
-            check_from_header=self.config.auth.check_from_header,
-        )
+        conn = Connection(stream, ConnectionContext(self.services, self.role_configs[role], role))
         task = asyncio.current_task()
         assert task is not None
         self._connections[task] = conn
@@ -325,7 +345,7 @@ class SmtpServer:
                 pass
         self._servers.clear()
 
-    def statistics(self) -> dict:
+    def statistics(self) -> dict[str, Any]:
         return {
             "sessions": len(self._connections),
             "connections_total": self.total_connections,
