@@ -160,13 +160,9 @@ class RecipientMailboxLimit(_MailboxLimit):
         router = self._router
         if not recipient.domain or not router.is_local_domain(recipient.domain):
             return None
-        if self._exempt(session):
-            return None
         canonical = router.canonical(str(recipient))
-        if router.alias_targets(canonical) is None:
-            if router.has_mailbox_list(recipient.domain):
-                return None
-            routes = router.resolve(canonical, expand_aliases=False)
-        else:
-            routes = router.resolve(canonical)
+        aliased = router.alias_targets(canonical) is not None
+        if (not aliased and router.has_mailbox_list(recipient.domain)) or self._exempt(session):
+            return None  # a listed mailbox (the hot path), or a trusted client
+        routes = router.resolve(canonical, expand_aliases=aliased)
         return self._count(routes, session)

@@ -240,31 +240,45 @@ class ReceiveSession:
 
     def mail(self, sender: Address | None, params: MailParams) -> StageAnswer:
         answer = self._pipeline.run("mail", (self.facts, sender, params))
+        if isinstance(answer, Verdict):  # the common case: no closure, no coroutine
+            return self._mail_answered(answer, sender, params)
+        return self._mail_later(answer, sender, params)
 
-        def accepted(verdict: Verdict) -> Verdict:
-            if verdict.reply is None:
-                self.reset()
-                facts = self.facts
-                facts.sender, facts.mail_params = sender, params
-                self._note(verdict)
-            return verdict
+    async def _mail_later(
+        self, answer: Awaitable[Verdict], sender: Address | None, params: MailParams
+    ) -> Verdict:
+        return self._mail_answered(await answer, sender, params)
 
-        return self._then(answer, accepted)
+    def _mail_answered(
+        self, verdict: Verdict, sender: Address | None, params: MailParams
+    ) -> Verdict:
+        if verdict.reply is None:
+            self.reset()
+            facts = self.facts
+            facts.sender, facts.mail_params = sender, params
+            self._note(verdict)
+        return verdict
 
     def rcpt(self, recipient: Address, params: RcptParams) -> StageAnswer:
         for held in self._held.values():
             if held.reply is not None:
                 return Verdict(held.reply)  # smtpd_delay_reject (module contract)
         answer = self._pipeline.run("rcpt", (self.facts, recipient, params))
+        if isinstance(answer, Verdict):
+            return self._rcpt_answered(answer, recipient, params)
+        return self._rcpt_later(answer, recipient, params)
 
-        def accepted(verdict: Verdict) -> Verdict:
-            if verdict.reply is None:
-                if verdict.recipients is None:
-                    self.facts.recipients.append((recipient, params))
-                self._note(verdict)
-            return verdict
+    async def _rcpt_later(
+        self, answer: Awaitable[Verdict], recipient: Address, params: RcptParams
+    ) -> Verdict:
+        return self._rcpt_answered(await answer, recipient, params)
 
-        return self._then(answer, accepted)
+    def _rcpt_answered(self, verdict: Verdict, recipient: Address, params: RcptParams) -> Verdict:
+        if verdict.reply is None:
+            if verdict.recipients is None:
+                self.facts.recipients.append((recipient, params))
+            self._note(verdict)
+        return verdict
 
     def data(self) -> StageAnswer:
         return self._then(self._pipeline.run("data", (self.facts,)), self._noted)

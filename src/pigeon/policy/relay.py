@@ -20,8 +20,9 @@ Contract:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from pigeon.policy.api import SessionFacts, Verdict, refuse
 from pigeon.proto import reply as R
@@ -52,8 +53,11 @@ class RelayNetworks:
 
     def __init__(self, networks: Iterable[Network]) -> None:
         self.networks = tuple(networks)
+        # A client asks many times per connection (each RCPT, each counted
+        # new mailbox): parse its address once. Bounded, like every cache.
+        self.contains: Callable[[str], bool] = functools.lru_cache(maxsize=4096)(self._contains)
 
-    def contains(self, client_ip: str) -> bool:
+    def _contains(self, client_ip: str) -> bool:
         ip = client_address(client_ip)
         return ip is not None and any(
             ip.version == net.version and ip in net for net in self.networks
