@@ -21,7 +21,8 @@ Contract:
     listeners (added ones are bound, removed ones closed; one that cannot
     be bound is logged and skipped), local domains, mailboxes, aliases
     (the `aliases_file` is read again), transports and relay networks (a
-    new router and recipient policy; the new-mailbox counts carry over),
+    new router and receive pipeline, `policy.build.build_pipeline`; the
+    new-mailbox counts carry over),
     protocol limits and timeouts, `[smtp]` switches, the TLS certificate
     (re-read) and TLS settings. Sessions in progress keep the
     configuration they started with; accounts are read at each login anyway.
