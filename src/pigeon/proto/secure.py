@@ -23,10 +23,9 @@ STARTTLS contract (the driver side is pigeon.net.smtpd):
     in an unknown state); ConnectionClosing carries the reason.
 
 AUTH contract:
-  * Offered (EHLO keyword "AUTH mech ...") only under TLS, unless the
-    test-only `auth_without_tls` is set: over plaintext the password would
-    travel in the clear (RFC 4954 §4, RFC 8314 §3). AUTH over plaintext
-    gets 538 5.7.11 for every mechanism.
+  * Offered (EHLO keyword "AUTH mech ...") only under TLS: over plaintext
+    the password would travel in the clear (RFC 4954 §4, RFC 8314 §3). AUTH
+    over plaintext gets 538 5.7.11 for every mechanism.
   * Sequencing: EHLO first (503), never inside a transaction (503), never
     twice (503 5.5.1, RFC 4954 §4). Unknown mechanism 504 5.5.4.
   * Framing: the initial response ("=" is the empty one), 334 challenges,
@@ -70,7 +69,7 @@ from pigeon.proto.states import State
 
 if TYPE_CHECKING:
     from pigeon.proto.commands import Command
-    from pigeon.proto.server import SessionConfig
+    from pigeon.proto.settings import SessionConfig
 
 
 class SecureCommands:
@@ -161,7 +160,7 @@ class SecureCommands:
 
     def _auth_offered(self) -> bool:
         cfg = self.config
-        return bool(cfg.auth_mechanisms) and (self.tls is not None or cfg.auth_without_tls)
+        return bool(cfg.auth_mechanisms) and self.tls is not None
 
     def _secure_extensions(self) -> list[str]:
         ext = []
@@ -183,7 +182,7 @@ class SecureCommands:
             self._reply(R.AUTH_ALREADY)
         elif not name or " " in initial.strip(" "):
             self._reply(R.SYNTAX_ERROR)
-        elif self.tls is None and not cfg.auth_without_tls:
+        elif self.tls is None:
             self._reply(R.AUTH_ENCRYPTION_REQUIRED)
         elif name not in cfg.auth_mechanisms:
             self._reply(R.AUTH_BAD_MECHANISM)
@@ -291,7 +290,7 @@ class SecureCommands:
     def _mail_refusal(self) -> Reply | None:
         """530 when this listener wants AUTH (RFC 6409 §4.3, RFC 4954 §6) and it has not happened."""
         if self.config.auth_required and self.auth_user is None:
-            if self.tls is None and not self.config.auth_without_tls:
+            if self.tls is None:
                 return R.TLS_REQUIRED
             return R.AUTH_REQUIRED
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 
 import pytest
 from proto_helpers import Drive
@@ -266,7 +267,9 @@ def test_failed_scram_proof_is_never_accepted():
     assert d.session.auth_user is None
 
 
-def test_auth_without_tls_test_switch():
-    d = drive(auth_without_tls=True, starttls=False)
+def test_there_is_no_switch_for_auth_over_plaintext():
+    """AUTH needs TLS, whatever the configuration (RFC 4954 §4, RFC 8314 §3)."""
+    assert "auth_without_tls" not in {f.name for f in dataclasses.fields(SessionConfig)}
+    d = drive(starttls=False)
     d.send(b"EHLO c\r\n")
-    assert bytes(d.out).endswith(b"250 AUTH PLAIN LOGIN SCRAM-SHA-256\r\n")
+    assert b"AUTH" not in bytes(d.out)
