@@ -58,6 +58,7 @@ from pigeon.policy.pipeline import StageAnswer
 from pigeon.proto import reply as R
 from pigeon.proto.events import (
     NEED_DATA,
+    Authenticated,
     AuthKeysRequested,
     AuthRequested,
     CommandRefused,
@@ -281,6 +282,8 @@ class Connection:
             elif isinstance(event, AuthRequested):
                 self._flush()
                 session.respond(await self._authenticate(event))
+            elif isinstance(event, Authenticated):
+                policy.authenticated()  # 235 sent: the login is in force
             elif isinstance(event, EtrnRequested):
                 session.respond(await self._etrn(event.node))
             elif isinstance(event, CommandRefused) and isinstance(event.reply, Reply):

@@ -9,7 +9,9 @@ Contract:
   * `pipeline.session(client_ip, client_port, role)` is the per-connection
     side (`ReceiveSession`): the driver tells it what the SMTP session did
     (helo, tls, a verified login, MAIL, RCPT, DATA, end of data, ETRN, a
-    transaction reset) and sends the refusal it returns, if any. It keeps
+    transaction reset) and sends the refusal it returns, if any. A login
+    the auth stage accepted is in force (`facts.user`, trusted by relay
+    control) only once the session reports it done (`authenticated()`). It keeps
     `facts` (`SessionFacts`) up to date: the connection, the login, the
     transaction and its recipients as they will be queued.
   * Stage methods return a `Verdict` when every check answered at once, or
@@ -176,13 +178,14 @@ def _broken(name: str, stage: str, found: list[Verdict], *, logged: bool = False
 class ReceiveSession:
     """One connection's side of the pipeline (module contract)."""
 
-    __slots__ = ("facts", "_pipeline", "_held", "_tx")
+    __slots__ = ("facts", "_pipeline", "_held", "_tx", "_login")
 
     def __init__(self, pipeline: ReceivePipeline, facts: SessionFacts) -> None:
         self.facts = facts
         self._pipeline = pipeline
         self._held: dict[str, Verdict] = {}  # connect/helo/tls/auth verdicts
         self._tx: list[Verdict] = []  # accepted mail/rcpt/data verdicts with effects
+        self._login: tuple[str, frozenset[str], Verdict] | None = None  # accepted, not yet in force
 
     # -- stages where the session cannot pause: refusals are held ------------
 
@@ -206,6 +209,7 @@ class ReceiveSession:
         facts = self.facts
         facts.tls, facts.helo, facts.esmtp = info, None, False
         facts.user, facts.owned = None, frozenset()
+        self._login = None
         for stage in ("helo", "tls", "auth"):
             self._held.pop(stage, None)
         self.reset()
@@ -226,17 +230,39 @@ class ReceiveSession:
     # -- decisions the session waits for -------------------------------------
 
     def auth(self, user: str, owned: frozenset[str]) -> StageAnswer:
-        """A login was verified: its refusal is the answer to AUTH."""
+        """A login was verified: its refusal is the answer to AUTH. Checks see
+        the user; the login is in force for the other stages only once the
+        session says so (`authenticated()`)."""
         facts = self.facts
         facts.user, facts.owned = user, owned
-        return self._then(self._pipeline.run("auth", (facts,)), self._authenticated)
+        answer = self._pipeline.run("auth", (facts,))
+        if isinstance(answer, Verdict):
+            facts.user, facts.owned = None, frozenset()
+            return self._login_answered(user, owned, answer)
+        return self._auth_later(answer, user, owned)
 
-    def _authenticated(self, verdict: Verdict) -> Verdict:
-        if verdict.reply is not None:
+    async def _auth_later(
+        self, answer: Awaitable[Verdict], user: str, owned: frozenset[str]
+    ) -> Verdict:
+        try:
+            verdict = await answer
+        finally:
             self.facts.user, self.facts.owned = None, frozenset()
-            return verdict
-        self._keep("auth", verdict)
+        return self._login_answered(user, owned, verdict)
+
+    def _login_answered(self, user: str, owned: frozenset[str], verdict: Verdict) -> Verdict:
+        self._login = None if verdict.reply is not None else (user, owned, verdict)
         return verdict
+
+    def authenticated(self) -> None:
+        """The session is authenticated now (proto.events.Authenticated: 235
+        sent). Until then, e.g. a SCRAM client that cancels after the
+        server's final message, the client is not trusted as logged in."""
+        if self._login is not None:
+            user, owned, verdict = self._login
+            self._login = None
+            self.facts.user, self.facts.owned = user, owned
+            self._keep("auth", verdict)
 
     def mail(self, sender: Address | None, params: MailParams) -> StageAnswer:
         answer = self._pipeline.run("mail", (self.facts, sender, params))

@@ -18,6 +18,7 @@ Modules, from the bottom up:
 
 from pigeon.proto.events import (
     NEED_DATA,
+    Authenticated,
     AuthKeysRequested,
     AuthRequested,
     ConnectionClosing,
@@ -64,6 +65,7 @@ __all__ = [
     "RcptRequested",
     "TransactionReset",
     "AuthKeysRequested",
+    "Authenticated",
     "AuthRequested",
     "StartTlsRequested",
     "TlsInfo",

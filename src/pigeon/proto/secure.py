@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING
 
 from pigeon.proto import reply as R
 from pigeon.proto.events import (
+    Authenticated,
     AuthKeysRequested,
     AuthRequested,
     Event,
@@ -284,6 +285,7 @@ class SecureCommands:
     def _auth_success(self, username: str, mechanism: str) -> None:
         self.auth_user, self.auth_mechanism = username, mechanism
         self._reply(R.AUTH_OK)
+        self._emit(Authenticated(username, mechanism))
 
     # --- MAIL ----------------------------------------------------------------------
 

@@ -75,6 +75,7 @@ class PolicyProbe:
             refusal = _now(session.auth(user, frozenset(owned))).reply
             if refusal is not None:
                 raise AssertionError(f"the login of {user} was refused: {refusal}")
+            session.authenticated()  # as the session reports after its 235
         return session
 
     def mail(

@@ -213,6 +213,22 @@ def test_tls_forgets_the_login_and_what_helo_said():
     assert [h.to_bytes() for h in final.headers] == [b"X-Tls: TLSv1.3\r\n", b"X-Helo: after\r\n"]
 
 
+def test_a_login_is_trusted_only_once_the_session_says_it_is_done(tmp_path):
+    """A SCRAM client may still cancel after the auth stage accepted (RFC 4954
+    §4): until `authenticated()` it relays like a stranger."""
+    config = load_config(None, {"data_dir": str(tmp_path)})
+    pipeline = build_pipeline(config, PolicyDeps(Router(config)))
+    session = pipeline.session("203.0.113.5")
+    assert session.auth("alice@example.test", frozenset({"alice@example.test"})).reply is None
+    assert session.facts.user is None
+    session.mail(None, MailParams())
+    remote = Address("carol", "elsewhere.example")
+    assert session.rcpt(remote, RcptParams()).reply == R.RELAY_DENIED
+    session.authenticated()  # the session's Authenticated event
+    assert session.facts.user == "alice@example.test"
+    assert session.rcpt(remote, RcptParams()).reply is None
+
+
 def test_an_auth_refusal_answers_the_login_and_leaves_the_client_anonymous():
     class NotHere:
         def auth(self, s):
