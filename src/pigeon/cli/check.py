@@ -165,6 +165,6 @@ def run(args: argparse.Namespace) -> int:
         where = f"{source}:{line}" if line is not None else source
         print(f"{PROG}: {where}: warning: {risk.key}: {risk.message}", file=sys.stderr)
     print(f"ok: {args.file}")
-    for line in summary(config):
-        print(line)
+    for row in summary(config):
+        print(row)
     return 0

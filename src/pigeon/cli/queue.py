@@ -27,6 +27,7 @@ import argparse
 import json
 import sys
 import time
+from typing import Any
 
 from pigeon.admin.client import ControlForbidden, ControlUnavailable, OfflineQueue, RemoteError
 from pigeon.admin.query import parse_age
@@ -284,7 +285,7 @@ def _act(client, args: argparse.Namespace) -> int:
     ids = list(args.ids)
     if use_all:
         ids = [e["id"] for e in client.call("list", filters={})["entries"]]
-    total = {"done": [], "pending": [], "skipped": [], "unknown": []}
+    total: dict[str, list[Any]] = {"done": [], "pending": [], "skipped": [], "unknown": []}
     bar = Progress(action, len(ids))
     with client:
         for start in range(0, len(ids), BATCH):

@@ -98,7 +98,9 @@ def _logical_lines(path: Path, lines: list[str]) -> list[tuple[int, str]]:
 
 def _split_unquoted(text: str, sep: str) -> list[str]:
     """Split at `sep` outside double quotes (a backslash escapes inside them)."""
-    parts, current, quoted, escaped = [], [], False, False
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
     for ch in text:
         if escaped:
             escaped = False

@@ -96,7 +96,7 @@ class ConfigErrors(ConfigError):
         return "\n".join(str(p) for p in self._problems)
 
 
-class DomainNames(tuple):  # type: ignore[type-arg]
+class DomainNames(tuple[str, ...]):
     """`domains` given as a list of names: merged against the earlier layer's tables."""
 
 

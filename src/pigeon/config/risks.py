@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import Any
 
 from pigeon.config.schema import Config, ListenAddress
 
@@ -46,7 +47,7 @@ def _covers_everything(config: Config) -> list[str]:
     """The IP versions ("IPv4", "IPv6") whose every address is in relay_networks."""
     out = []
     for version, name in ((4, "IPv4"), (6, "IPv6")):
-        nets = [n for n in config.relay_networks if n.version == version]
+        nets: list[Any] = [n for n in config.relay_networks if n.version == version]
         if any(n.prefixlen == 0 for n in ipaddress.collapse_addresses(nets)):
             out.append(name)
     return out

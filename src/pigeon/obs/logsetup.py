@@ -43,6 +43,7 @@ Contract:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import logging.handlers
@@ -237,7 +238,7 @@ class _BatchWriter:
                 lines.append(handler.format(record) + handler.terminator)
         if not lines:
             return
-        with handler.lock:
+        with handler.lock or contextlib.nullcontext():
             if isinstance(handler, logging.handlers.WatchedFileHandler):
                 handler.reopenIfNeeded()  # logrotate moved the file: once per batch
             stream = handler.stream

@@ -75,7 +75,7 @@ class _LiveCollector:
         self.server_stats = server_stats
         self.storage = storage
 
-    def collect(self) -> Iterable[GaugeMetricFamily]:
+    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
         if self.counts is not None:
             queue = GaugeMetricFamily(
                 "pigeon_queue_messages", "Messages in the queue, by state", labels=["state"]
@@ -274,9 +274,10 @@ class MetricsServer:
 
     @property
     def bound(self) -> tuple[str, int] | None:
-        if self._server is None or not self._server.sockets:
+        sockets = getattr(self._server, "sockets", None)  # asyncio.Server's
+        if not sockets:
             return None
-        name = self._server.sockets[0].getsockname()
+        name = sockets[0].getsockname()
         return name[0], name[1]
 
     async def start(self) -> None:

@@ -398,6 +398,8 @@ class ClientSession:
         if refusal is None and wire_path(tx.sender) is None:
             refusal = BAD_SENDER_ADDRESS
         if refusal is not None or not t.sendable:
+            # Without a refusal, nothing was sendable: every recipient has its
+            # final reply already, so `or BAD_RECIPIENT_ADDRESS` is never used.
             self._events.append(
                 TransactionDone(
                     tuple(

@@ -11,6 +11,7 @@ import asyncio
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pigeon.config.load import load_config
 from pigeon.queue.manager import QueueManager
@@ -20,6 +21,9 @@ from pigeon.routing.resolve import Router
 from pigeon.testing.fakes import RecordingMaillog
 
 __all__ = ["Backend"]
+
+if TYPE_CHECKING:
+    from pigeon.admin.wiring import AdminHandle
 
 
 class Backend:
@@ -47,7 +51,7 @@ class Backend:
         )
         self.run_manager = run_manager
         self.loop = asyncio.new_event_loop()
-        self.handle = None
+        self.handle: AdminHandle | None = None
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
         self.call(self._start())
@@ -100,7 +104,8 @@ class Backend:
             if self.run_manager:
                 await self.manager.stop()
                 await self._task
-            await self.handle.close()
+            if self.handle is not None:
+                await self.handle.close()
 
         self.call(stop())
         self.loop.call_soon_threadsafe(self.loop.stop)

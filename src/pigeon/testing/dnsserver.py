@@ -106,7 +106,7 @@ class DnsServer:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         for _ in range(20):
             udp = _make_server(_UdpServer, family, (self.host, self.port), _UdpHandler, self)
-            port = udp.server_address[1]
+            port = int(udp.server_address[1])  # type: ignore[index]  # (host, port) for INET
             try:
                 tcp = _make_server(_TcpServer, family, (self.host, port), _TcpHandler, self)
             except OSError:
@@ -173,12 +173,18 @@ class DnsServer:
     def _zone_for(self, name: dns.name.Name) -> dns.zone.Zone | None:
         best = None
         for origin, zone in self.zones.items():
-            if name.is_subdomain(origin) and (best is None or len(origin) > len(best.origin)):
+            if name.is_subdomain(origin) and (
+                best is None or len(origin) > len(best.origin or dns.name.root)
+            ):
                 best = zone
         return best
 
     def _resolve(
-        self, qname: dns.name.Name, qtype: int, response: dns.message.Message, depth: int
+        self,
+        qname: dns.name.Name,
+        qtype: dns.rdatatype.RdataType,
+        response: dns.message.Message,
+        depth: int,
     ) -> None:
         zone = self._zone_for(qname)
         if zone is None:
@@ -206,6 +212,8 @@ class DnsServer:
 
     @staticmethod
     def _add_soa(zone: dns.zone.Zone, response: dns.message.Message) -> None:
+        if zone.origin is None:
+            return
         soa = zone.get_rdataset(zone.origin, dns.rdatatype.SOA)
         if soa is not None:
             response.authority.append(_rrset(zone.origin, soa))
@@ -231,7 +239,7 @@ def _make_server(
     server.socket.close()  # made for AF_INET; replace
     server.address_family = family
     server.socket = socket.socket(family, server.socket_type)
-    server.dns = owner  # type: ignore[attr-defined]
+    server.dns = owner
     try:
         server.server_bind()
         server.server_activate()

@@ -34,6 +34,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import NoReturn
 
 #: Where .ci/run unpacks exim4-daemon-light, relative to the repository root.
 UNPACKED = Path(__file__).resolve().parents[3] / ".cache" / "exim" / "usr" / "sbin" / "exim4"
@@ -41,7 +42,7 @@ UNPACKED = Path(__file__).resolve().parents[3] / ".cache" / "exim" / "usr" / "sb
 EXIM_USER = "Debian-exim"
 
 
-def _missing(reason: str):
+def _missing(reason: str) -> NoReturn:
     import pytest
 
     if os.environ.get("CI") == "true":
@@ -58,6 +59,7 @@ def require_exim() -> Path:
         pwd.getpwnam(EXIM_USER)
     except KeyError:
         _missing(f"the user {EXIM_USER} that exim4 runs as does not exist")
+    assert binary is not None  # _missing() did not return
     return binary
 
 

@@ -100,8 +100,14 @@ class Sandbox:
     def _setup(self) -> None:
         s = shlex.quote(str(self.scratch))
         script = [
+            # The caller's umask (tests may have tightened it) must not make
+            # the directories made here unsearchable for other users.
+            "umask 022",
             f"mount -t tmpfs -o mode=0700 tmpfs {s}",
-            f"mkdir {s}/up {s}/work {s}/hold",
+            # Explicit modes: the overlay's /etc takes the upper directory's
+            # mode, and the caller's umask (tests may have tightened it)
+            # must not make /etc unreadable to other users.
+            f"mkdir -m 0755 {s}/up {s}/work {s}/hold",
             f"mount -t overlay overlay -o lowerdir=/etc,upperdir={s}/up,workdir={s}/work /etc",
         ]
         blocked = sorted({a for p in _needed_paths() if (a := _blocked_ancestor(p))})
