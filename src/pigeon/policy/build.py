@@ -18,6 +18,8 @@ Contract:
     connect, helo, tls and auth have no built-in check yet: they are where
     DNS block lists, HELO checks, TLS requirements and per-user login rules
     plug in. Checks added later go here, in the same list.
+  * The rcpt checks share one `RecipientLookup` (policy/recipients.py), so
+    one RCPT asks the router once however many checks need its answers.
   * `PolicyDeps` holds what checks need besides the configuration: the
     router (aliases, mailboxes; shared with the queue manager), the
     free-space reserve of the queue (`queue.space.FreeSpace`; None: no
@@ -31,7 +33,6 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from pigeon.config.schema import Config
 from pigeon.policy.newmailboxes import (
@@ -40,15 +41,13 @@ from pigeon.policy.newmailboxes import (
     SenderMailboxLimit,
 )
 from pigeon.policy.pipeline import ReceivePipeline
-from pigeon.policy.recipients import LocalRecipients, RecipientMerge
+from pigeon.policy.recipients import LocalRecipients, RecipientLookup, RecipientMerge
 from pigeon.policy.relay import EtrnTrust, RelayControl, RelayNetworks
 from pigeon.policy.reserve import Room, StorageReserve
 from pigeon.policy.submission import FromHeaderCheck, SenderOwnership
 from pigeon.routing.resolve import Router
 
 __all__ = ["PolicyDeps", "build_pipeline"]
-
-_M = TypeVar("_M", SenderMailboxLimit, RecipientMailboxLimit)
 
 
 @dataclass(frozen=True)
@@ -70,25 +69,20 @@ def build_pipeline(config: Config, deps: PolicyDeps) -> ReceivePipeline:
     """The receive pipeline of `config` (module contract)."""
     router = deps.router
     networks = RelayNetworks(config.relay_networks)
-
-    def mailbox_limit(kind: type[_M]) -> _M:
-        return kind(
-            router,
-            networks,
-            deps.new_mailboxes,
-            config.limits.new_mailboxes_per_hour,
-            clock=deps.clock,
-            maildir_exists=deps.maildir_exists,
-        )
-
+    lookup = RecipientLookup(router)  # one router look-up per RCPT for the rcpt checks
+    limit, exists = config.limits.new_mailboxes_per_hour, deps.maildir_exists
     reserve = [StorageReserve(deps.space)] if deps.space is not None else []
     checks: list[object] = [
-        mailbox_limit(SenderMailboxLimit),  # mail
+        SenderMailboxLimit(
+            router, networks, deps.new_mailboxes, limit, clock=deps.clock, maildir_exists=exists
+        ),  # mail
         *reserve,  # mail, data
         SenderOwnership(),  # mail
-        RelayControl(router, networks),  # rcpt
-        LocalRecipients(router),  # rcpt
-        mailbox_limit(RecipientMailboxLimit),  # rcpt
+        RelayControl(lookup, networks),  # rcpt
+        LocalRecipients(lookup),  # rcpt
+        RecipientMailboxLimit(
+            lookup, networks, deps.new_mailboxes, limit, clock=deps.clock, maildir_exists=exists
+        ),  # rcpt
         RecipientMerge(router),  # data
         EtrnTrust(networks),  # etrn
     ]

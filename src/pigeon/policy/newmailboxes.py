@@ -47,6 +47,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from pigeon.policy.api import SessionFacts, Verdict, refuse
+from pigeon.policy.recipients import RecipientLookup
 from pigeon.policy.relay import RelayNetworks, client_address
 from pigeon.proto import reply as R
 from pigeon.proto.params import MailParams, RcptParams
@@ -156,13 +157,26 @@ class SenderMailboxLimit(_MailboxLimit):
 class RecipientMailboxLimit(_MailboxLimit):
     """rcpt: a recipient whose Maildir delivery would create counts (module contract)."""
 
+    def __init__(
+        self,
+        lookup: RecipientLookup,
+        networks: RelayNetworks,
+        limiter: NewMailboxLimiter,
+        limit: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        maildir_exists: Callable[[str], bool] = os.path.isdir,
+    ) -> None:
+        super().__init__(
+            lookup.router, networks, limiter, limit, clock=clock, maildir_exists=maildir_exists
+        )
+        self._lookup = lookup
+
     def rcpt(self, session: SessionFacts, recipient: Address, params: RcptParams) -> Verdict | None:
-        router = self._router
-        if not recipient.domain or not router.is_local_domain(recipient.domain):
+        lookup = self._lookup
+        if self._exempt(session) or not lookup.local(recipient):
             return None
-        canonical = router.canonical(str(recipient))
-        aliased = router.alias_targets(canonical) is not None
-        if (not aliased and router.has_mailbox_list(recipient.domain)) or self._exempt(session):
-            return None  # a listed mailbox (the hot path), or a trusted client
-        routes = router.resolve(canonical, expand_aliases=aliased)
-        return self._count(routes, session)
+        _, aliased = lookup.canonical(recipient)
+        if not aliased and self._router.has_mailbox_list(recipient.domain):
+            return None  # a listed mailbox: nothing is created
+        return self._count(lookup.routes(recipient), session)

@@ -17,6 +17,11 @@ Contract:
     (by `Router.merge_key`: case, recipient delimiter...) is queued with
     it once, the first with its DSN parameters (each repeated RCPT got its
     250). It changes the recipient list only when there was a repeat.
+  * `RecipientLookup` is what the rcpt checks ask the router about the
+    recipient being checked (its canonical form, whether an alias names it,
+    its routes), asked once per RCPT however many checks need it: it
+    remembers the last recipient, and the checks of one RCPT get the same
+    `Address` object. The builder gives one to every check that asks.
   * Pure with respect to the router's configuration, except that
     `mailbox_exists` may look at the Maildir (list-less domains). Decisions
     are pinned by golden files in tests/unit/policy/golden/.
@@ -28,30 +33,71 @@ from pigeon.policy.api import EnvelopeRecipient, SessionFacts, Verdict, refuse
 from pigeon.proto import reply as R
 from pigeon.proto.params import RcptParams
 from pigeon.routing.resolve import Router
+from pigeon.vocab import Route
 from pigeon.vocab.address import Address
 
 _UNKNOWN_USER = refuse(R.UNKNOWN_USER)
 
 
+class RecipientLookup:
+    """The router's answers about the recipient being checked (module contract)."""
+
+    __slots__ = ("router", "_address", "_local", "_canonical", "_aliased", "_routes")
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self._address: Address | None = None
+        self._local = False
+        self._canonical = ""
+        self._aliased = False
+        self._routes: list[Route] | None = None
+
+    def _learn(self, address: Address) -> None:
+        if address is not self._address:
+            router = self.router
+            self._address, self._routes = address, None
+            self._local = bool(address.domain) and router.is_local_domain(address.domain)
+            # str(address): the form the envelope stores and delivery resolves.
+            self._canonical = router.canonical(str(address)) if self._local else ""
+            self._aliased = self._local and router.alias_targets(self._canonical) is not None
+
+    def local(self, address: Address) -> bool:
+        """In a local domain."""
+        self._learn(address)
+        return self._local
+
+    def canonical(self, address: Address) -> tuple[str, bool]:
+        """(canonical form, named by an alias) of a local address."""
+        self._learn(address)
+        return self._canonical, self._aliased
+
+    def routes(self, address: Address) -> list[Route]:
+        """Where delivery would take a local address (aliases expanded)."""
+        self._learn(address)
+        if self._routes is None:
+            self._routes = self.router.resolve(self._canonical, expand_aliases=self._aliased)
+        return self._routes
+
+
 class LocalRecipients:
     """rcpt: local addresses must be deliverable (module contract)."""
 
-    def __init__(self, router: Router) -> None:
-        self._router = router
+    def __init__(self, lookup: RecipientLookup) -> None:
+        self._lookup = lookup
 
     def rcpt(self, session: SessionFacts, recipient: Address, params: RcptParams) -> Verdict | None:
         if not recipient.domain:
             # The grammar only lets "<postmaster>" through without a domain.
             return None if recipient.is_postmaster else _UNKNOWN_USER
-        router = self._router
-        if not router.is_local_domain(recipient.domain):
+        lookup = self._lookup
+        if not lookup.local(recipient):
             return None
-        # str(recipient): the form the envelope stores and delivery resolves.
-        canonical = router.canonical(str(recipient))
-        if router.alias_targets(canonical) is None:
+        router = lookup.router
+        canonical, aliased = lookup.canonical(recipient)
+        if not aliased:
             # No alias: resolve() would give this one address (hot path).
             return None if router.mailbox_exists(canonical) else _UNKNOWN_USER
-        routes = router.resolve(canonical)
+        routes = lookup.routes(recipient)
         if any(r.kind == "remote" or router.mailbox_exists(r.address) for r in routes):
             return None
         return _UNKNOWN_USER

@@ -25,9 +25,9 @@ import ipaddress
 from collections.abc import Callable, Iterable
 
 from pigeon.policy.api import SessionFacts, Verdict, refuse
+from pigeon.policy.recipients import RecipientLookup
 from pigeon.proto import reply as R
 from pigeon.proto.params import RcptParams
-from pigeon.routing.resolve import Router
 from pigeon.vocab.address import Address
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -71,12 +71,12 @@ class RelayNetworks:
 class RelayControl:
     """rcpt: no relaying for strangers (module contract)."""
 
-    def __init__(self, router: Router, networks: RelayNetworks) -> None:
-        self._router = router
+    def __init__(self, lookup: RecipientLookup, networks: RelayNetworks) -> None:
+        self._lookup = lookup
         self._networks = networks
 
     def rcpt(self, session: SessionFacts, recipient: Address, params: RcptParams) -> Verdict | None:
-        if not recipient.domain or self._router.is_local_domain(recipient.domain):
+        if not recipient.domain or self._lookup.local(recipient):
             return None
         return None if self._networks.trusts(session) else _RELAY_DENIED
 
