@@ -74,7 +74,7 @@ def build_pipeline(config: Config, deps: PolicyDeps) -> ReceivePipeline:
     reserve = [StorageReserve(deps.space)] if deps.space is not None else []
     checks: list[object] = [
         SenderMailboxLimit(
-            router, networks, deps.new_mailboxes, limit, clock=deps.clock, maildir_exists=exists
+            lookup, networks, deps.new_mailboxes, limit, clock=deps.clock, maildir_exists=exists
         ),  # mail
         *reserve,  # mail, data
         SenderOwnership(),  # mail

@@ -51,7 +51,6 @@ from pigeon.policy.recipients import RecipientLookup
 from pigeon.policy.relay import RelayNetworks, client_address
 from pigeon.proto import reply as R
 from pigeon.proto.params import MailParams, RcptParams
-from pigeon.routing.resolve import Router
 from pigeon.vocab import Route
 from pigeon.vocab.address import Address
 
@@ -106,7 +105,7 @@ class _MailboxLimit:
 
     def __init__(
         self,
-        router: Router,
+        lookup: RecipientLookup,
         networks: RelayNetworks,
         limiter: NewMailboxLimiter,
         limit: int,
@@ -114,7 +113,8 @@ class _MailboxLimit:
         clock: Callable[[], float] = time.monotonic,
         maildir_exists: Callable[[str], bool] = os.path.isdir,
     ) -> None:
-        self._router = router
+        self._lookup = lookup
+        self._router = lookup.router
         self._networks = networks
         self._limiter = limiter
         self._limit = limit
@@ -156,21 +156,6 @@ class SenderMailboxLimit(_MailboxLimit):
 
 class RecipientMailboxLimit(_MailboxLimit):
     """rcpt: a recipient whose Maildir delivery would create counts (module contract)."""
-
-    def __init__(
-        self,
-        lookup: RecipientLookup,
-        networks: RelayNetworks,
-        limiter: NewMailboxLimiter,
-        limit: int,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        maildir_exists: Callable[[str], bool] = os.path.isdir,
-    ) -> None:
-        super().__init__(
-            lookup.router, networks, limiter, limit, clock=clock, maildir_exists=maildir_exists
-        )
-        self._lookup = lookup
 
     def rcpt(self, session: SessionFacts, recipient: Address, params: RcptParams) -> Verdict | None:
         lookup = self._lookup
