@@ -57,6 +57,20 @@ log = logging.getLogger("pigeon.smtpd")
 class MessageIntake:
     """The spool of the transaction in progress, if any (module contract)."""
 
+    __slots__ = (
+        "services",
+        "session",
+        "policy",
+        "log",
+        "client_ip",
+        "client_port",
+        "messages",
+        "_spool",
+        "_spool_error",
+        "_received_len",
+        "_transaction",
+    )
+
     def __init__(
         self,
         services: ReceiveServices,

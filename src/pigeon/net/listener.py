@@ -127,8 +127,7 @@ class SmtpServer:
     ) -> None:
         self.config = config
         self.session_config = session_config
-        self.services = services
-        self.role_configs = self._role_configs()
+        self._rewire(services)
         self._servers: list[asyncio.base_events.Server] = []
         self._roles: dict[object, str] = {}
         self._keys: dict[object, tuple[ListenAddress, str]] = {}
@@ -138,9 +137,11 @@ class SmtpServer:
         self.total_connections = 0
         self.refused_connections = 0
 
-    def _role_configs(self) -> dict[str, SessionConfig]:
-        services = self.services
-        return {
+    def _rewire(self, services: ReceiveServices) -> None:
+        """New connections get `services`: each role's settings and context,
+        made once here rather than per connection."""
+        self.services = services
+        self.role_configs = {
             role: role_session_config(
                 self.config,
                 self.session_config,
@@ -149,6 +150,9 @@ class SmtpServer:
                 auth=services.logins is not None,
             )
             for role in ROLES
+        }
+        self._contexts = {
+            role: ConnectionContext(services, self.role_configs[role], role) for role in ROLES
         }
 
     @property
@@ -170,7 +174,7 @@ class SmtpServer:
     @tls.setter
     def tls(self, provider: Any) -> None:
         """A reloaded certificate: new connections get the new context."""
-        self.services = dataclasses.replace(self.services, tls=provider)
+        self._rewire(dataclasses.replace(self.services, tls=provider))
 
     @property
     def on_queued(self) -> Callable[[Any], None]:
@@ -178,7 +182,7 @@ class SmtpServer:
 
     @on_queued.setter
     def on_queued(self, hand_over: Callable[[Any], None]) -> None:
-        self.services = dataclasses.replace(self.services, on_queued=hand_over)
+        self._rewire(dataclasses.replace(self.services, on_queued=hand_over))
 
     @property
     def bound(self) -> list[tuple[str, int]]:
@@ -247,13 +251,14 @@ class SmtpServer:
         failed: list[str] = []
         self.config = config
         self.session_config = session_config
-        self.services = dataclasses.replace(
-            self.services,
-            pipeline=pipeline,
-            greet_pause=config.timeouts.greet_pause,
-            handshake_timeout=config.tls.handshake_timeout,
+        self._rewire(
+            dataclasses.replace(
+                self.services,
+                pipeline=pipeline,
+                greet_pause=config.timeouts.greet_pause,
+                handshake_timeout=config.tls.handshake_timeout,
+            )
         )
-        self.role_configs = self._role_configs()
         wanted = set(self.listeners())
         for server in list(self._servers):
             if self._keys.get(server) not in wanted:
@@ -305,7 +310,7 @@ class SmtpServer:
         self.total_connections += 1
         self.metrics.connection_opened(role)
         log.info("connect from [%s]:%s (%s)", ip, peer[1] if isinstance(peer, tuple) else "", role)
-        conn = Connection(stream, ConnectionContext(self.services, self.role_configs[role], role))
+        conn = Connection(stream, self._contexts[role])
         task = asyncio.current_task()
         assert task is not None
         self._connections[task] = conn

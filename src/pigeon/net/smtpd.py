@@ -48,6 +48,7 @@ import logging
 import ssl
 from dataclasses import dataclass, field
 
+from pigeon.auth.login import ClientLogin
 from pigeon.net.intake import MessageIntake
 from pigeon.net.services import ConnectionContext
 from pigeon.net.sessionlog import SessionLog
@@ -113,11 +114,7 @@ class Connection:
         self.policy = services.pipeline.session(self.client_ip, self.client_port, context.role)
         self.log = SessionLog(self.maillog, self.metrics, self.client_ip, self.session)
         self.intake = MessageIntake(services, self.session, self.policy, self.log, self.client_port)
-        self.login = (
-            services.logins.client(self.client_ip, context.role)
-            if services.logins is not None
-            else None
-        )
+        self._login: ClientLogin | None = None  # made at the first AUTH
         self.stats = SessionStats()
         self._closing = False
         self._tls_requested = False
@@ -277,8 +274,7 @@ class Connection:
                         event.discarded,
                     )
             elif isinstance(event, AuthKeysRequested):
-                assert self.login is not None  # AUTH is offered only with login rules
-                session.respond_keys(await self.login.keys(event.username))
+                session.respond_keys(await self._logins().keys(event.username))
             elif isinstance(event, AuthRequested):
                 self._flush()
                 session.respond(await self._authenticate(event))
@@ -367,12 +363,18 @@ class Connection:
 
     async def _authenticate(self, event: AuthRequested) -> Reply | None:
         """A finished SASL exchange: the login rules, then the auth stage; None accepts (235)."""
-        assert self.login is not None  # AUTH is offered only with login rules
-        account = await self.login.login(event)
+        account = await self._logins().login(event)
         if isinstance(account, Reply):
             return account
         verdict = await _answer(self.policy.auth(account.name, frozenset(account.addresses)))
         return verdict.reply
+
+    def _logins(self) -> ClientLogin:
+        if self._login is None:
+            logins = self.services.logins
+            assert logins is not None  # AUTH is offered only with login rules (listener.py)
+            self._login = logins.client(self.client_ip, self.context.role)
+        return self._login
 
     async def _etrn(self, node: str) -> Reply:
         """RFC 1985: the pipeline says who may make us flush (policy/relay.py)."""
