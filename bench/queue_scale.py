@@ -7,7 +7,7 @@ a long outage just ended), then measures for one new message:
 
   commit   QueueStore.commit() of the new message (fsync on, as in production)
   due      the first QueueStore.due(now, 64) call that returns it
-  pick     a running QueueManager (concurrency 64, FakeAgent for "smtp"),
+  pick     a running queue manager (concurrency 64, FakeAgent for "smtp"),
            already busy with the due backlog: a second new message is
            committed, then from nudge() until the agent receives its request. Every backlog
            entry has content (a hard link to one shared file: recover()
@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 from pigeon.config.schema import Config, DomainConfig
-from pigeon.queue.manager import QueueManager
+from pigeon.qmgr import Qmgr, QmgrSettings
 from pigeon.queue.model import Envelope, Recipient
 from pigeon.queue.store import QueueStore
 from pigeon.routing.resolve import Router
@@ -87,14 +87,12 @@ async def pick(store: QueueStore, router: Router) -> float:
     """Start a manager, let it get busy with the backlog, then commit one new
     message, nudge, and time until the agent is handed its request."""
     agent = FakeAgent(lambda req, r: FakeReply("4.4.1", "slow.test is slow"))
-    mgr = QueueManager(
+    mgr = Qmgr(
         store,
         router,
-        hostname="bench.test",
+        {"smtp": agent},
+        QmgrSettings(hostname="bench.test", fsync=False, concurrency=64),
         maillog=RecordingMaillog(),
-        agents={"smtp": agent},
-        fsync=False,
-        concurrency=64,
     )
     task = asyncio.create_task(mgr.run())
     try:

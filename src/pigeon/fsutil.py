@@ -15,6 +15,11 @@ Contract:
     over quota, I/O error, read-only, file too large): expected conditions
     of a full or failing disk, reported without a traceback
     (pigeon.queue.health, the log writer).
+  * `write_probe(directory, fsync)` writes, fsyncs and removes a
+    PROBE_SIZE file in `directory`: evidence that the storage under it takes
+    writes again (the queue manager's storage retry rounds, for the queue
+    and for a Maildir that failed). A small write that fits where a big one
+    did not must not end a "disk full" episode, hence the size.
   * Errors (OSError) propagate: callers decide whether that is a 4xx.
 """
 
@@ -23,6 +28,10 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
+
+#: Octets of the probe file (`write_probe`).
+PROBE_SIZE = 256 * 1024
+PROBE_NAME = ".storage-probe"
 
 STORAGE_ERRNOS = frozenset(
     {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EIO, errno.EROFS, errno.EFBIG}
@@ -48,3 +57,22 @@ def ensure_file(path: Path | str, mode: int) -> bool:
     finally:
         os.close(fd)
     return True
+
+
+def write_probe(directory: Path, fsync: bool = True) -> None:
+    """Write PROBE_SIZE octets to `directory`/PROBE_NAME, fsync, remove (see the contract)."""
+    path = Path(directory) / PROBE_NAME
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        data = memoryview(b"\0" * PROBE_SIZE)
+        done = 0
+        while done < len(data):
+            done += os.write(fd, data[done:])
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+        try:
+            os.unlink(path)
+        except OSError:
+            pass

@@ -1,4 +1,4 @@
-"""The DSN/bounce builder (queue.bounce.build_dsn) makes a parseable RFC 3464
+"""The DSN/bounce builder (qmgr.bounce.build_dsn) makes a parseable RFC 3464
 report whatever the recipients, diagnostics and original content hold:
 control characters and CRLFs in a remote server's reply never become header
 fields, every recipient has its block, the third part carries the original.
@@ -13,8 +13,9 @@ import os
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pigeon.queue.bounce import DsnRecipient, build_dsn
+from pigeon.qmgr.bounce import DsnRecipient, build_dsn
 from pigeon.queue.model import Envelope, Recipient
+from pigeon.testing.fakes import BytesContent
 
 EXAMPLES = int(os.environ.get("PIGEON_FUZZ_EXAMPLES", "200"))
 FUZZ = settings(
@@ -43,8 +44,6 @@ content = st.binary(max_size=2000).map(lambda b: b"Subject: x\r\n\r\n" + b)
     st.emails().map(str) | nasty,
 )
 def test_dsn_parses_and_holds_every_recipient(tmp_path_factory, recipients, original, kind, sender):
-    path = tmp_path_factory.mktemp("dsn") / "msg"
-    path.write_bytes(original)
     env = Envelope("0123456789ABCDE", sender, [Recipient("x@example.org")])
     raw = build_dsn(
         env,
@@ -52,7 +51,7 @@ def test_dsn_parses_and_holds_every_recipient(tmp_path_factory, recipients, orig
         kind=kind,
         reporting_mta="mx.example.test",
         arrival_date=1e9,
-        content_path=path,
+        content=BytesContent(original),
         now=1e9 + 60,
     )
     msg = email.message_from_bytes(raw, policy=email.policy.compat32)

@@ -20,7 +20,8 @@ from pigeon.admin.control import ControlServer
 from pigeon.admin.pidfile import PidFile
 from pigeon.auth.accounts import AccountStore
 from pigeon.config.schema import LogConfig
-from pigeon.delivery.maildir import deliver_to_maildir
+from pigeon.delivery.content import FileMessage
+from pigeon.delivery.maildir import MaildirJob, deliver_batch
 from pigeon.net.tls import generate_self_signed
 from pigeon.obs.logsetup import flush_logs, setup_logging
 from pigeon.queue.model import Envelope, Recipient
@@ -151,7 +152,9 @@ def test_maildir_directories_and_messages(tmp_path):
     source = tmp_path / "content"
     source.write_bytes(b"Subject: hi\r\n\r\nhello\r\n")
     box = tmp_path / "mailboxes" / "example.test" / "alice"
-    path = deliver_to_maildir(box, source, "a@example.test")
+    ((_, _, err),) = deliver_batch([MaildirJob(box, FileMessage(source), "a@example.test")])
+    assert err is None
+    (path,) = (box / "new").iterdir()
     found = modes(tmp_path / "mailboxes")
     assert found.pop(str(path.relative_to(tmp_path / "mailboxes"))) == 0o600
     assert set(found.values()) == {0o700}, found

@@ -10,7 +10,7 @@ Contract:
   * Operations are the injected `handlers` mapping (op name -> async
     function taking the request's other keys as keyword arguments); this
     module knows nothing about queues. `pigeon.admin.ops` builds the
-    standard mapping over the QueueManager.
+    standard mapping over the queue manager.
   * Access control is the file system: the socket is created mode 0600 (a
     temporary name is bound, chmod'ed, then renamed into place, so the
     final path is never reachable with looser permissions), in a directory

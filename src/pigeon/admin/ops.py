@@ -1,16 +1,16 @@
-"""The control socket's operations: requests in, QueueManager calls out.
+"""The control socket's operations: requests in, queue manager (pigeon.qmgr) calls out.
 
 Contract:
   * `build_handlers(...)` returns the op-name -> async handler mapping that
     `ControlServer` serves. Read-only ops: `ping`, `status`, `list`, `show`.
-    Queue actions (all delegated to the QueueManager, the only owner of
+    Queue actions (all delegated to the queue manager, the only owner of
     queue state): `hold`, `release`, `delete`, `requeue` (each with
     `ids=[...]` or `all=true`), `bounce` (`ids` only: returning all mail
     to its senders in one command is too easy to do by mistake), `flush`
     (`domain` optional), and `nudge` (sendmail's "new mail, look now";
     with `ids` it also writes their "(queued)" mail-log line, since the
     sendmail process has no access to the server's log). `reload` runs the
-    injected `reload` coroutine (pigeon.reload: the same as SIGHUP) and
+    injected `reload` coroutine (pigeon.app.lifecycle: the same as SIGHUP) and
     answers its outcome, {"status": "applied"|"unchanged"|"refused",
     "applied", "restart", "errors", "warnings"}: a refused reload is a
     result, not an error, so the operator sees why.

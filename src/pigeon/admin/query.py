@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pigeon.msgfile import open_message
+from pigeon.qmgr.operator import has_domain
 from pigeon.queue.model import Envelope, RecipientStatus
 from pigeon.queue.store import QueueEntry
 
@@ -93,18 +94,6 @@ class Filters:
         if self.older_than is not None and now - env.received_at < self.older_than:
             return False
         return True
-
-
-def has_domain(env: Envelope, domain: str) -> bool:
-    """True if a recipient not yet final is at `domain` (".example.org": its subdomains)."""
-    domain = domain.lower()
-    for r in env.recipients:
-        if r.final:
-            continue
-        rd = r.address.rpartition("@")[2].lower()
-        if rd == domain or (domain.startswith(".") and rd.endswith(domain)):
-            return True
-    return False
 
 
 def last_reason(env: Envelope) -> str:

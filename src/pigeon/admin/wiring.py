@@ -24,7 +24,7 @@ Contract:
          STOPPING=1, closes the servers and removes the PID file.
   * `reload` is the coroutine behind the control socket's "reload"
     operation (`pigeon reload`), returning the outcome as a dict.
-  * `metrics` is the `Metrics` the app also gives to the QueueManager (and,
+  * `metrics` is the `Metrics` the app also gives to the queue manager (and,
     when wired, the SMTP server); None makes one here, bound to the store's
     queue counts and `server_stats`, available as `handle.metrics`.
   * `maillog` receives the "(queued)" line of mail submitted by `sendmail`
@@ -44,6 +44,7 @@ from pigeon.admin.control import ControlError, ControlServer
 from pigeon.admin.ops import build_handlers
 from pigeon.admin.pidfile import PidFile, PidFileError
 from pigeon.admin.submitsock import SubmitServer
+from pigeon.config.schema import Config
 from pigeon.net.listener import bind_reason
 from pigeon.obs.metrics import Metrics, MetricsServer
 
@@ -97,13 +98,13 @@ class AdminHandle:
 
 
 async def start_admin(
-    config,
-    store,
-    manager,
+    config: Config,
+    store: Any,
+    manager: Any,
     maillog: Any = None,
-    server_stats: Callable[[], dict] | None = None,
+    server_stats: Callable[[], dict[str, Any]] | None = None,
     metrics: Metrics | None = None,
-    reload: Callable[[], Awaitable[dict]] | None = None,
+    reload: Callable[[], Awaitable[dict[str, Any]]] | None = None,
 ) -> AdminHandle:
     """See the module contract. Raises `pigeon.admin.control.ControlError`
     or `pigeon.admin.pidfile.PidFileError`."""
@@ -131,14 +132,15 @@ async def start_admin(
     except PidFileError:
         await control.close()
         raise
-    submit: SubmitServer | None = SubmitServer(
+    submit: SubmitServer | None = None
+    candidate = SubmitServer(
         config.submit_socket, config=config, store=store, on_queued=manager.submit, maillog=maillog
     )
     try:
-        await submit.start()
+        await candidate.start()
+        submit = candidate
     except ControlError as exc:
         log.error("%s; local users cannot send mail with sendmail", exc)
-        submit = None
     server = None
     listen = config.admin.metrics_listen
     if listen is not None:

@@ -2,7 +2,7 @@
 
 Contract:
   * Asks the running server, through its control socket, to reload (the
-    "reload" operation: the same as SIGHUP, pigeon.reload). Which server:
+    "reload" operation: the same as SIGHUP, pigeon.app.reload). Which server:
     the configuration found as for the other control commands
     (cli._control: -c/--config, --data-dir) tells where the control socket
     is; only `data_dir` and `[admin] control_socket` need to be valid there

@@ -20,8 +20,9 @@ Contract:
   * Any configuration problem (file, flags, unopenable log file) prints
     "pigeon: <message>" and returns 78 (EX_CONFIG) before anything starts.
   * The server itself is pigeon.app.run(config), imported only when it is
-    about to run; its return value is the exit status. Ctrl-C that escapes
-    it returns 130.
+    about to run; its return value is the exit status (pigeon/app/exits.py:
+    the same with one process and with workers). Ctrl-C that escapes it
+    returns 130.
 """
 
 from __future__ import annotations
@@ -78,7 +79,8 @@ examples:
                --metrics-listen "" --data-dir ./second
       a second instance beside the first: only an smtp listener of its own
 
-exit status: 0 after a clean shutdown, 78 for a configuration error,
+exit status (the same with one process or several, see workers): 0 after a
+clean shutdown, 78 for a configuration error or a broken TLS certificate,
 69 when a listen address cannot be bound, 73 when data_dir is unusable
 (or its queue database is damaged: see pigeon queue rebuild --help),
 77 when it cannot become the configured user.

@@ -1,5 +1,1 @@
-"""Delivery agents. Local: Maildir (`deliver_to_maildir`)."""
-
-from pigeon.delivery.maildir import deliver_to_maildir, maildir_path
-
-__all__ = ["deliver_to_maildir", "maildir_path"]
+"""Delivery agents (delivery/api.py): smtp, lmtp, local (Maildir), discard."""

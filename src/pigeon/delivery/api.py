@@ -2,39 +2,62 @@
 
 Contract (CONTRIBUTING.md, rules 7 and 11):
   * The queue manager groups the not-yet-final recipients of one message by
-    `Nexthop` and calls `agent.deliver(request)` once per group. An agent
-    delivers to exactly that next hop (walking its MX candidates itself) and
-    returns one `RecipientResult` per recipient of the request, in any order.
-  * Agents never touch the queue store; they read the content file named in
-    the request and report. The manager alone applies results.
+    `Nexthop` and calls `agent.deliver(request)` once per group, with the
+    agent of `nexthop.transport` ("smtp", "lmtp", "local", "discard"). An
+    agent delivers to exactly that next hop (walking its MX candidates
+    itself) and returns one `RecipientResult` per recipient of the request,
+    in any order.
+  * Agents never touch the queue store; they read the content through
+    `request.content` (a `MessageContent`, pigeon/queue/api.py: a stream
+    positioned at the message, never a path, so content may live anywhere)
+    and report. The manager alone applies results.
   * An agent must not raise for delivery failures: those are results. An
     exception escaping `deliver()` is treated by the manager as a transient
     failure of every recipient in the request (4.0.0).
   * Results carry what RFC 3464 reports need: the enhanced status code, the
     action, the remote MTA and the remote reply (diagnostic).
+  * One vocabulary for an outcome: `Outcome` IS the queue's
+    `RecipientStatus` (pigeon/queue/model.py): an agent's result becomes the
+    recipient's status as it is. Agents return DELIVERED, DEFERRED or
+    BOUNCED, never PENDING (the manager treats that as "no result", 4.0.0).
 """
 
 from __future__ import annotations
 
-import enum
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
+from pigeon.delivery.content import FileMessage
 from pigeon.proto.params import MailParams, RcptParams
+from pigeon.queue.api import MessageContent
+from pigeon.queue.model import RecipientStatus
 from pigeon.vocab.nexthop import Nexthop
 
+__all__ = [
+    "DeliveryAgent",
+    "DeliveryRecipient",
+    "DeliveryRequest",
+    "MessageContent",
+    "Outcome",
+    "RecipientResult",
+]
 
-class Outcome(str, enum.Enum):
-    DELIVERED = "delivered"  # final success (local mailbox, or remote 250)
-    DEFERRED = "deferred"  # transient failure: retry later
-    BOUNCED = "bounced"  # permanent failure: report to the sender
+#: The outcome of one recipient: the queue's recipient status (module contract).
+Outcome = RecipientStatus
 
 
 @dataclass(frozen=True, slots=True)
 class DeliveryRecipient:
-    address: str  # the final address to deliver to (after aliases)
+    address: str  # the recipient as the queue names it (after aliases)
     params: RcptParams = field(default_factory=RcptParams)
+    #: Transport "local" only: the Maildir (`Route.mailbox`), the final
+    #: address for Delivered-To:, and the address before alias expansion
+    #: for X-Original-To: ("" when it is the same).
+    mailbox: Path | None = None
+    delivered_to: str = ""
+    original_to: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,17 +66,26 @@ class DeliveryRequest:
     sender: str  # "" = null reverse-path
     params: MailParams
     recipients: tuple[DeliveryRecipient, ...]
-    content: Path  # the stored message (CRLF, our Received: on top)
-    size: int
+    #: The stored message (CRLF, our Received: on top). A path to a message
+    #: file is taken too and wrapped in a `FileMessage` (delivery/content.py):
+    #: tools and tests that hold a file; the queue manager hands out the
+    #: store's content.
+    content: MessageContent
+    size: int  # octets of the message (the envelope's size: no need to open it)
     eight_bit: bool  # content holds octets > 127
     smtputf8: bool  # the message needs SMTPUTF8 (MAIL had SMTPUTF8)
     nexthop: Nexthop
+
+    def __post_init__(self) -> None:
+        content: object = self.content
+        if isinstance(content, (str, os.PathLike)):
+            object.__setattr__(self, "content", FileMessage(os.fspath(content)))
 
 
 @dataclass(frozen=True, slots=True)
 class RecipientResult:
     address: str
-    outcome: Outcome
+    outcome: RecipientStatus
     status: str  # enhanced status code, e.g. "2.0.0", "4.4.1", "5.1.1"
     diagnostic: str  # remote reply text ("550 5.1.1 no such user") or our reason
     remote_mta: str = ""  # "mx1.example.org[192.0.2.1]:25" when a peer was reached
@@ -66,6 +98,10 @@ class RecipientResult:
     #: Seconds spent on (connection setup: DNS, connect, greeting, EHLO, TLS;
     #: transmission: MAIL to the final reply), for the log's delays= field.
     timings: tuple[float, float] = (0.0, 0.0)
+    #: A deferral caused by our own storage failing (a full or failing disk
+    #: under the Maildirs): the manager retries it after its short storage
+    #: back-off, without counting an attempt (pigeon/qmgr/settle.py Rule 2).
+    storage_fault: bool = False
 
 
 class DeliveryAgent(Protocol):

@@ -17,11 +17,15 @@ and so do we:
     the part's header).
 
 Contract:
-  * `needs_downgrade(path)` streams the file and says whether any octet > 127
-    occurs (the queue records this as DeliveryRequest.eight_bit already).
-  * `downgrade_to_7bit(src, dst)` writes the converted message to the open
-    binary file `dst` with CRLF line endings and returns the number of
-    octets written. Headers are written as they were (the email package's
+  * Whether a message has 8-bit octets is known from the queue
+    (DeliveryRequest.eight_bit): nothing here scans for it.
+  * `downgrade_to_7bit(src, dst)` reads the message from `src` (a
+    `MessageContent`, pigeon/queue/api.py), writes the converted message to
+    the open binary file `dst` with CRLF line endings and returns the number
+    of octets written. `convert_to_temp(src)` does it into a private
+    temporary file and returns it as a `FileMessage` (delivery/content.py:
+    a MessageContent itself, so the SMTP client streams it like the
+    original); its owner calls `remove()` when done. Headers are written as they were (the email package's
     compat32 policy with maxheaderlen=0 does not refold them), "From " lines
     are not mangled.
   * A message with 8-bit octets in any header (raw UTF-8 without SMTPUTF8,
@@ -43,16 +47,17 @@ import base64
 import binascii
 import email.parser
 import email.policy
+import os
+import tempfile
 from email import errors as email_errors
 from email.generator import BytesGenerator
 from email.message import Message
-from pathlib import Path
 from typing import BinaryIO
 
-from pigeon.msgfile import open_message
+from pigeon.delivery.content import FileMessage
+from pigeon.queue.api import MessageContent
 
 CHUNK = 65536
-_HIGH = bytes(range(128, 256))
 
 
 class DowngradeError(Exception):
@@ -61,23 +66,13 @@ class DowngradeError(Exception):
     status = "5.6.3"
 
 
-def needs_downgrade(path: Path) -> bool:
-    f, _ = open_message(path)
-    with f:
-        while chunk := f.read(CHUNK):
-            if chunk.translate(None, _HIGH) != chunk:
-                return True
-    return False
-
-
 def _has_8bit(text: str) -> bool:
     return not text.isascii()
 
 
-def _parse(src: Path) -> Message:
+def _parse(src: MessageContent) -> Message:
     parser = email.parser.BytesFeedParser(policy=email.policy.compat32)
-    f, _ = open_message(src)  # past the queue file's preamble (pigeon/msgfile.py)
-    with f:
+    with src.open() as f:  # the message only (no queue file preamble)
         while chunk := f.read(CHUNK):
             parser.feed(chunk)
     return parser.close()
@@ -115,6 +110,8 @@ def _convert(part: Message) -> bool:
     if part.is_multipart():
         changed = False
         for sub in part.get_payload():
+            if not isinstance(sub, Message):
+                raise DowngradeError("unexpected MIME structure")
             changed |= _convert(sub)
         for text in (part.preamble or "", part.epilogue or ""):
             if _has_8bit(text):
@@ -133,6 +130,8 @@ def _convert(part: Message) -> bool:
         # repair without guessing.
         raise DowngradeError(f"8-bit octets inside a {cte} part")
     data = part.get_payload(decode=True)
+    if not isinstance(data, bytes):
+        raise DowngradeError("unexpected MIME structure")
     if part.get_content_maintype() == "text":
         part.set_payload(_qp(data))
         _set_cte(part, "quoted-printable")
@@ -142,7 +141,7 @@ def _convert(part: Message) -> bool:
     return True
 
 
-def downgrade_to_7bit(src: Path, dst: BinaryIO) -> int:
+def downgrade_to_7bit(src: MessageContent, dst: BinaryIO) -> int:
     """Write the 7-bit form of `src` to `dst`; DowngradeError if impossible."""
     msg = _parse(src)
     for defect in msg.defects:
@@ -155,3 +154,16 @@ def downgrade_to_7bit(src: Path, dst: BinaryIO) -> int:
     start = dst.tell()
     BytesGenerator(dst, mangle_from_=False, maxheaderlen=0).flatten(msg, linesep="\r\n")
     return dst.tell() - start
+
+
+def convert_to_temp(src: MessageContent) -> FileMessage:
+    """The 7-bit form of `src` in a private temporary file (DowngradeError if
+    impossible; nothing is left behind then). Blocking: run it in a thread."""
+    fd, name = tempfile.mkstemp(prefix="pigeon-7bit-", suffix=".eml")
+    try:
+        with os.fdopen(fd, "wb") as dst:
+            size = downgrade_to_7bit(src, dst)
+    except BaseException:
+        os.unlink(name)
+        raise
+    return FileMessage(name, size)

@@ -34,7 +34,7 @@ from pigeon.delivery.smtp import (
     make_transaction,
     recipient_result,
 )
-from pigeon.net.smtpc import ConnectError, connect
+from pigeon.delivery.smtpc import ConnectError, connect
 from pigeon.proto.client import ClientConfig
 
 
@@ -60,7 +60,7 @@ class LmtpAgent:
         results: list[RecipientResult | None] = [None] * len(recipients)
         try:
             try:
-                path, size, eight_bit = await content.for_peer(conn.extensions.has("8BITMIME"))
+                body, size, eight_bit = await content.for_peer(conn.extensions.has("8BITMIME"))
             except DowngradeError as exc:
                 return [
                     failure_result(
@@ -88,7 +88,7 @@ class LmtpAgent:
                 tx = make_transaction(
                     request, [recipients[i] for i in group], size=size, eight_bit=eight_bit
                 )
-                done = await conn.deliver(tx, path)
+                done = await conn.deliver(tx, body)
                 for i, rr in zip(group, done.replies):
                     results[i] = recipient_result(
                         recipients[i].address, rr, conn.remote_mta, dsn=True

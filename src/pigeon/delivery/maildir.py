@@ -1,16 +1,19 @@
-"""Local delivery into Maildir folders (the Maildir spec, Dovecot-compatible).
+"""Writing messages into Maildir folders (the Maildir spec, Dovecot-compatible).
 
 Contract:
-  * `deliver_to_maildir()` either leaves exactly one complete message in
-    `<maildir>/new/` and returns its path, or raises `OSError` and leaves
-    nothing in `new/` (a stray file in `tmp/` at worst, which MUAs and Dovecot
-    ignore and clean up after 36 hours, as the Maildir spec describes).
-  * The message is durable when the function returns (fsync of the file, then
-    of `new/`; of each directory we had to create, its parent too), so the
-    queue manager may mark the recipient delivered and drop its copy.
-  * The content is streamed in chunks; a message is never held whole in memory.
-  * This module never touches the queue; it reads the content file it is given
-    (with pigeon.msgfile.open_message, which skips the queue file's preamble).
+  * `deliver_batch(jobs)` delivers many messages at once, each either into
+    exactly one complete file in `<maildir>/new/`, or not at all (an error
+    for that job, nothing in `new/`; a stray file in `tmp/` at worst, which
+    MUAs and Dovecot ignore and clean up after 36 hours, as the Maildir spec
+    describes). A job is durable when the batch returns without an error
+    for it: its file is fsync'ed before it is linked into new/, and each
+    distinct new/ directory is fsync'ed ONCE per batch (then the queue
+    manager may mark the recipient delivered and drop its copy).
+  * The content is streamed in chunks from the job's `MessageContent`
+    (pigeon/queue/api.py); a message is never held whole in memory.
+  * This module never touches the queue. Where a mailbox lives, its
+    directories and its file names are pigeon.mailstore's; the agent that
+    calls this for the queue manager is delivery/local.py.
 
 What is written, in order:
   1. `Return-Path: <reverse-path>` (RFC 5321 §4.4: the delivery MTA adds it;
@@ -27,31 +30,22 @@ Line endings: the queue stores the message as it came over the wire (CRLF).
 Maildir files conventionally hold LF line endings (the mailbox is a Unix text
 file; Postfix local(8)/virtual(8) and Dovecot's LDA write LF), and Dovecot
 reads either. We store LF, converting CRLF to LF while copying; a CR not
-followed by LF is left as is (the SMTP side rejects bare CR anyway). Dovecot's
-`,S=<size>` is the size of the file as stored (LF), and `,W=<size>` the
-"virtual" size with CRLF line endings, which Dovecot uses for quota and IMAP
-RFC822.SIZE without reading the file.
+followed by LF is left as is (the SMTP side rejects bare CR anyway). The
+file name carries both sizes (mailstore/names.py).
 
-File names: `<seconds>.M<usec>P<pid>Q<counter>.<host>,S=<size>,W=<vsize>`
-(the Maildir spec's unique-name recipe as Dovecot and Postfix use it; `/` and
-`:` in the host name are written as `\\057` and `\\072`, as the spec says).
+Directories: a Maildir made sure of before (mailstore/maildir.py) costs no
+mkdir()/stat(); if it vanished meanwhile (an administrator removed the
+mailbox), the write fails with ENOENT on tmp/ or new/, and the Maildir is
+forgotten, created again and the job retried once.
 
-Mailbox paths: `<mailbox_root>/<domain>/<local>/`, see `maildir_path()`.
-
-Directories: `ensure_maildir()` remembers, process-wide, the Maildirs it has
-made sure of, so a delivery to a known mailbox costs no mkdir()/stat() calls.
-If such a directory vanished meanwhile (an administrator removed the
-mailbox), the delivery fails with ENOENT on tmp/ or new/; it then forgets
-the directory, creates it again and retries once.
-
-Failure modes: any OSError (ENOSPC, EACCES, EIO) propagates to the caller,
-which records a temporary failure and retries later; `failure_status(err)`
-gives its RFC 3463 status. A full or failing disk is always transient
-(never a bounce): ENOSPC is 4.3.1 "mail system full", EDQUOT (the mailbox's
-quota) 4.2.2 "mailbox full", EIO, EROFS and EFBIG 4.3.0; the first and the
-last three are faults of our storage, retried after the queue manager's
-short storage back-off, EDQUOT waits the ordinary backoff like any other
-deferral (the user has to make room).
+Failure modes: per job, the OSError (ENOSPC, EACCES, EIO), or the StoreError
+of content that cannot be read; `failure_status(err)` gives its RFC 3463
+status. A full or failing disk is always transient (never a bounce): ENOSPC
+is 4.3.1 "mail system full", EDQUOT (the mailbox's quota) 4.2.2 "mailbox
+full", EIO, EROFS and EFBIG 4.3.0; the first and the last three are faults
+of our storage, retried after the queue manager's short storage back-off,
+EDQUOT waits the ordinary backoff like any other deferral (the user has to
+make room).
 """
 
 from __future__ import annotations
@@ -59,38 +53,40 @@ from __future__ import annotations
 import concurrent.futures
 import errno
 import functools
-import itertools
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 from pigeon.fsutil import fsync_dir
-from pigeon.msgfile import open_message
+from pigeon.mailstore import ensure_maildir, forget_maildir, sized_name, unique_base
+from pigeon.queue.api import MessageContent
+from pigeon.vocab import StoreError
+
+__all__ = ["CHUNK", "MaildirJob", "copy_crlf_to_lf", "deliver_batch", "failure_status"]
 
 CHUNK = 64 * 1024
 T = TypeVar("T")
-_counter = itertools.count(1)
-_SAFE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._+-")
-
-#: Maildirs whose tmp/ new/ cur/ exist (made durable by us or found): see the
-#: module doc. A plain set is thread-safe enough here (single add/discard/in
-#: operations under the GIL); the bound only caps memory on huge sites.
-_KNOWN_MAILDIRS: set[str] = set()
-_KNOWN_MAX = 100_000
-
 
 _STORAGE_ERRNOS = frozenset({errno.EIO, errno.EROFS, errno.EFBIG})
 _EDQUOT = getattr(errno, "EDQUOT", -1)
 
+#: What one job can fail with (module contract, failure modes).
+JobError = OSError | StoreError
 
-def failure_status(err: OSError) -> tuple[str, str, bool]:
+
+def failure_status(err: JobError) -> tuple[str, str, bool]:
     """(RFC 3463 status, reason, fault of our storage?) for a failed delivery
     (module doc, failure modes)."""
+    if isinstance(err, StoreError):
+        # The queue's content could not be read: its reason is the OSError's.
+        cause = err.__context__
+        if isinstance(cause, OSError):
+            return "4.3.0", cause.strerror or str(cause), err.storage_fault
+        return "4.3.0", str(err), err.storage_fault
     reason = err.strerror or str(err) or type(err).__name__
     if err.errno == errno.ENOSPC:
         return "4.3.1", f"mail system full: {reason}", True  # X.3.1
@@ -99,92 +95,7 @@ def failure_status(err: OSError) -> tuple[str, str, bool]:
     return "4.3.0", reason, err.errno in _STORAGE_ERRNOS
 
 
-def safe_component(text: str) -> str:
-    """Make `text` one safe path component: lowercased, and every character
-    outside [a-z0-9._+-] (including each UTF-8 octet of non-ASCII text)
-    percent-encoded as %XX. A leading "." is encoded too, so the result can be
-    neither hidden, nor "." / "..", nor contain "/". Empty input: ValueError.
-    """
-    if not text:
-        raise ValueError("empty mailbox name")
-    out = []
-    for ch in text.lower():
-        if ch in _SAFE:
-            out.append(ch)
-        else:
-            out.extend(f"%{b:02X}" for b in ch.encode("utf-8"))
-    if out[0] == ".":
-        out[0] = "%2E"
-    return "".join(out)
-
-
-def maildir_path(mailbox_root: Path, local: str, domain: str) -> Path:
-    """The Maildir of `local@domain`: `<mailbox_root>/<domain>/<local>/`.
-
-    Both parts go through `safe_component()`: local parts are case-folded
-    (pigeon treats local mailboxes case-insensitively, like most MTAs despite
-    RFC 5321 §2.4 allowing case-sensitivity) and e.g. "a/b" becomes "a%2Fb",
-    ".." becomes "%2E.".
-    """
-    return Path(mailbox_root) / safe_component(domain) / safe_component(local)
-
-
-@functools.cache
-def _hostname() -> str:
-    # Read once per process, as Dovecot and Postfix do: one uname() less per file.
-    return socket.gethostname().replace("/", "\\057").replace(":", "\\072")
-
-
-def _unique_base() -> str:
-    now = time.time()
-    sec = int(now)
-    usec = int((now - sec) * 1_000_000)
-    return f"{sec}.M{usec}P{os.getpid()}Q{next(_counter)}.{_hostname()}"
-
-
-def ensure_maildir(maildir: Path, *, fsync: bool = True) -> None:
-    """Create `maildir` and its tmp/ new/ cur/ (mode 0700) if missing.
-
-    Directories we create are made durable (fsync of their parent), otherwise
-    a crash could lose the directory holding a message we reported delivered.
-    A Maildir this process already made sure of is not looked at again
-    (module doc: `deliver_to_maildir` handles one that vanished).
-    """
-    key = os.fspath(maildir)
-    if key in _KNOWN_MAILDIRS:
-        return
-    created: list[Path] = []
-    missing = []
-    p = Path(maildir)
-    while not p.exists():
-        missing.append(p)
-        p = p.parent
-    for d in reversed(missing):
-        try:
-            d.mkdir(mode=0o700)
-            created.append(d)
-        except FileExistsError:
-            pass
-    for sub in ("tmp", "new", "cur"):
-        try:
-            (maildir / sub).mkdir(mode=0o700)
-            created.append(maildir / sub)
-        except FileExistsError:
-            pass
-    if fsync:
-        for parent in {d.parent for d in created}:
-            fsync_dir(parent)
-    if len(_KNOWN_MAILDIRS) >= _KNOWN_MAX:
-        _KNOWN_MAILDIRS.clear()
-    _KNOWN_MAILDIRS.add(key)
-
-
-def forget_maildir(maildir: Path) -> None:
-    """Make the next `ensure_maildir(maildir)` look at the disk again."""
-    _KNOWN_MAILDIRS.discard(os.fspath(maildir))
-
-
-def copy_crlf_to_lf(src, dst, chunk_size: int = CHUNK) -> tuple[int, int]:
+def copy_crlf_to_lf(src: BinaryIO, dst: BinaryIO, chunk_size: int = CHUNK) -> tuple[int, int]:
     """Copy file object src to dst converting CRLF -> LF, `chunk_size` octets
     at a time; return (octets written, LF count)."""
     size = lines = 0
@@ -210,23 +121,15 @@ def copy_crlf_to_lf(src, dst, chunk_size: int = CHUNK) -> tuple[int, int]:
     return size, lines
 
 
-def deliver_to_maildir(
-    maildir: Path,
-    source: Path,
-    return_path: str,
-    *,
-    fsync: bool = True,
-    delivered_to: str | None = None,
-) -> Path:
-    """Deliver the content file `source` into `maildir`; return the new file's path.
+@dataclass(frozen=True, slots=True)
+class MaildirJob:
+    """One message for one Maildir (see `deliver_batch`)."""
 
-    `return_path` is the envelope sender ("" for the null reverse-path).
-    One message at a time; the queue manager uses `deliver_batch`.
-    """
-    maildir = Path(maildir)
-    return _in_maildir(
-        maildir, fsync, lambda: _deliver_once(maildir, source, return_path, fsync, delivered_to)
-    )
+    maildir: Path
+    content: MessageContent
+    return_path: str
+    delivered_to: str | None = None
+    original_to: str | None = None  # the recipient before alias expansion, if different
 
 
 def _in_maildir(maildir: Path, fsync: bool, attempt: Callable[[], T]) -> T:
@@ -238,49 +141,26 @@ def _in_maildir(maildir: Path, fsync: bool, attempt: Callable[[], T]) -> T:
         return attempt()
     except FileNotFoundError:
         if (maildir / "tmp").is_dir() and (maildir / "new").is_dir():
-            raise  # not our directories: e.g. the source is gone
+            raise  # not our directories
     forget_maildir(maildir)
     ensure_maildir(maildir, fsync=fsync)
     return attempt()
 
 
-def _deliver_once(
-    maildir: Path, source: Path, return_path: str, fsync: bool, delivered_to: str | None
-) -> Path:
-    tmp_path, name = _write_tmp(maildir, source, return_path, delivered_to, fsync=fsync)
-    final = _publish(maildir, tmp_path, name)
-    if fsync:
-        try:
-            fsync_dir(maildir / "new")
-        except BaseException:
-            _unlink_quietly(final)
-            raise
-    return final
-
-
-def _write_tmp(
-    maildir: Path,
-    source: Path,
-    return_path: str,
-    delivered_to: str | None,
-    *,
-    fsync: bool,
-    original_to: str | None = None,
-) -> tuple[Path, str]:
-    """Write `tmp/<unique>` (fsynced if `fsync`); return it and its name in new/."""
-    base = _unique_base()
+def _write_tmp(job: MaildirJob) -> tuple[Path, str]:
+    """Write `tmp/<unique>` (not synced: the batch syncs); return it and its name in new/."""
+    maildir = Path(job.maildir)
+    base = unique_base()
     tmp_path = maildir / "tmp" / base
-    header = f"Return-Path: <{return_path}>\n"
-    if original_to:
-        header += f"X-Original-To: {original_to}\n"
-    if delivered_to:
-        header += f"Delivered-To: {delivered_to}\n"
+    header = f"Return-Path: <{job.return_path}>\n"
+    if job.original_to:
+        header += f"X-Original-To: {job.original_to}\n"
+    if job.delivered_to:
+        header += f"Delivered-To: {job.delivered_to}\n"
     head = header.encode("utf-8")
     try:
         # Explicit buffering: the default one asks isatty() (an ioctl) per file.
-        # The source is read in CHUNK reads anyway, so it needs no buffer.
-        # open_message: the queue file begins with its preamble (pigeon/msgfile.py).
-        src, _ = open_message(source, buffering=0)
+        src = job.content.open()
         with src, open(tmp_path, "xb", buffering=CHUNK) as dst:
             os.fchmod(dst.fileno(), 0o600)
             dst.write(head)
@@ -288,12 +168,10 @@ def _write_tmp(
             size += len(head)
             lines += head.count(b"\n")
             dst.flush()
-            if fsync:
-                os.fsync(dst.fileno())
     except BaseException:
         _unlink_quietly(tmp_path)  # leave nothing half-done: the caller retries
         raise
-    return tmp_path, f"{base},S={size},W={size + lines}"
+    return tmp_path, sized_name(base, size, size + lines)
 
 
 def _publish(maildir: Path, tmp_path: Path, name: str) -> Path:
@@ -354,24 +232,13 @@ def _sync_all(paths: list[Path]) -> list[OSError | None]:
     return [one(first)] + [f.result() for f in futures]
 
 
-@dataclass(frozen=True, slots=True)
-class MaildirJob:
-    """One message for one Maildir (see `deliver_batch`)."""
-
-    maildir: Path
-    source: Path
-    return_path: str
-    delivered_to: str | None = None
-    original_to: str | None = None  # the recipient before alias expansion, if different
-
-
 def deliver_batch(
     jobs: list[MaildirJob], *, fsync: bool = True, clock: Callable[[], float] = time.time
-) -> list[tuple[float, float, OSError | None]]:
+) -> list[tuple[float, float, JobError | None]]:
     """Deliver every job: write all tmp/ files, fsync them in parallel, link
     them into new/, then fsync each distinct `new/` directory ONCE.
 
-    Per job: (started, ended, the OSError or None). A job is done only when
+    Per job: (started, ended, the error or None). A job is done only when
     its file and its directory entry are on disk, and a file appears in
     new/ only once it is complete and synced (Maildir: new/ holds whole
     messages). If a directory's fsync fails, the files just linked there
@@ -379,13 +246,14 @@ def deliver_batch(
     defers and retries them).
     """
     started_at = [clock()] * len(jobs)
-    errors: list[OSError | None] = [None] * len(jobs)
+    errors: list[JobError | None] = [None] * len(jobs)
     written: list[tuple[int, Path, str]] = []
     for i, job in enumerate(jobs):
         started_at[i] = clock()
         try:
-            written.append((i, *_write_tmp_ensured(job, fsync=fsync)))
-        except OSError as e:
+            tmp, name = _in_maildir(Path(job.maildir), fsync, functools.partial(_write_tmp, job))
+            written.append((i, tmp, name))
+        except (OSError, StoreError) as e:
             errors[i] = e
     if fsync:
         synced = _sync_all([tmp for _, tmp, _ in written])
@@ -415,24 +283,6 @@ def deliver_batch(
                     errors[i] = e
     ended = clock()
     return [(started_at[i], ended, errors[i]) for i in range(len(jobs))]
-
-
-def _write_tmp_ensured(job: MaildirJob, *, fsync: bool) -> tuple[Path, str]:
-    """`_write_tmp` (not synced yet: `deliver_batch` syncs the batch) into a
-    Maildir made sure of."""
-    maildir = Path(job.maildir)
-    return _in_maildir(
-        maildir,
-        fsync,
-        lambda: _write_tmp(
-            maildir,
-            job.source,
-            job.return_path,
-            job.delivered_to,
-            fsync=False,
-            original_to=job.original_to,
-        ),
-    )
 
 
 def _unlink_quietly(path: Path) -> None:

@@ -5,8 +5,9 @@
     await agent.aclose()                        # QUIT the cached connections
 
 Contract (CONTRIBUTING.md, rule 7, delivery/api.py):
-  * Candidates come from the injected resolver (`Resolver` below, implemented
-    in routing/): `await resolver.candidates(nexthop)` returns addresses
+  * Candidates come from the injected resolver (`NexthopResolver` below:
+    routing.mx.MxResolver, which asks its own injected `pigeon.dns.Resolver`,
+    or a fake in tests): `await resolver.candidates(nexthop)` returns addresses
     already in RFC 5321 §5.1 order (MX preference, random among equals, IPv6
     and IPv4), or raises `ResolveError` whose status/permanence every
     recipient then gets (NXDOMAIN 5.1.2, null MX 5.1.10, SERVFAIL 4.4.3,
@@ -66,20 +67,19 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
-import tempfile
 import time
-from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from pigeon.delivery.api import (
     DeliveryRecipient,
     DeliveryRequest,
+    MessageContent,
     Outcome,
     RecipientResult,
 )
-from pigeon.delivery.downgrade import DowngradeError, downgrade_to_7bit
-from pigeon.net.smtpc import ClientConnection, ConnectError, connect
+from pigeon.delivery.content import FileMessage
+from pigeon.delivery.downgrade import DowngradeError, convert_to_temp
+from pigeon.delivery.smtpc import ClientConnection, ConnectError, connect
 from pigeon.proto.client import ClientConfig, RecipientReply, Transaction
 from pigeon.proto.client_reply import reply_text
 from pigeon.proto.reply import Reply
@@ -97,6 +97,11 @@ def checks_loops(nexthop: Nexthop) -> bool:
     return nexthop.mx or (nexthop.host is not None and nexthop.host == literal_ip(nexthop.domain))
 
 
+T = TypeVar("T")
+
+#: (next hop, candidate host, address, port): where an idle connection goes.
+ConnKey = tuple[str, str, str, int]
+
 #: (host lowercased, port, mx): the destination a relay login belongs to.
 LoginKey = tuple[str, int, bool]
 
@@ -109,7 +114,9 @@ def login_key(host: str, port: int | None, mx: bool, *, default_port: int) -> Lo
     return (host.lower(), port or default_port, mx)
 
 
-class Resolver(Protocol):
+class NexthopResolver(Protocol):
+    """A next hop -> the servers to try, in order (routing/mx.py); ResolveError if none."""
+
     async def candidates(self, nexthop: Nexthop) -> list[Candidate]: ...
 
 
@@ -184,7 +191,7 @@ def make_transaction(
     )
 
 
-def groups_of(items: list, n: int) -> list[list]:
+def groups_of(items: list[T], n: int) -> list[list[T]]:
     return [items[i : i + n] for i in range(0, len(items), n)]
 
 
@@ -193,11 +200,11 @@ class Content:
 
     def __init__(self, request: DeliveryRequest) -> None:
         self.request = request
-        self._converted: tuple[Path, int] | None = None
+        self._converted: FileMessage | None = None
         self._error: DowngradeError | None = None
 
-    async def for_peer(self, eight_bit_ok: bool) -> tuple[Path, int, bool]:
-        """(path, size, eight_bit); DowngradeError when conversion is impossible."""
+    async def for_peer(self, eight_bit_ok: bool) -> tuple[MessageContent, int, bool]:
+        """(content, size, eight_bit); DowngradeError when conversion is impossible."""
         req = self.request
         if not req.eight_bit or eight_bit_ok:
             return req.content, req.size, req.eight_bit
@@ -205,29 +212,15 @@ class Content:
             raise self._error
         if self._converted is None:
             try:
-                self._converted = await asyncio.to_thread(_convert_to_temp, req.content)
+                self._converted = await asyncio.to_thread(convert_to_temp, req.content)
             except DowngradeError as exc:
                 self._error = exc
                 raise
-        return self._converted[0], self._converted[1], False
+        return self._converted, self._converted.size, False
 
     def cleanup(self) -> None:
         if self._converted is not None:
-            try:
-                os.unlink(self._converted[0])
-            except OSError:
-                pass
-
-
-def _convert_to_temp(src: Path) -> tuple[Path, int]:
-    fd, name = tempfile.mkstemp(prefix="pigeon-7bit-", suffix=".eml")
-    try:
-        with os.fdopen(fd, "wb") as dst:
-            size = downgrade_to_7bit(src, dst)
-    except BaseException:
-        os.unlink(name)
-        raise
-    return Path(name), size
+            self._converted.remove()
 
 
 # --- the agent -------------------------------------------------------------------
@@ -239,7 +232,7 @@ class SmtpAgent:
     def __init__(
         self,
         config: ClientConfig,
-        resolver: Resolver,
+        resolver: NexthopResolver,
         *,
         own_hostname: str,
         credentials: dict[LoginKey, tuple[str, str]] | None = None,
@@ -252,10 +245,10 @@ class SmtpAgent:
         self.resolver = resolver
         self.own_hostname = own_hostname
         self.helo_name = config.helo_name or own_hostname
-        self._idle: dict[tuple, list[tuple[ClientConnection, asyncio.TimerHandle]]] = {}
+        self._idle: dict[ConnKey, list[tuple[ClientConnection, asyncio.TimerHandle]]] = {}
         self.stats = {"connections": 0, "reused": 0, "transactions": 0}
 
-    def statistics(self) -> dict:
+    def statistics(self) -> dict[str, int]:
         return {**self.stats, "idle": sum(len(v) for v in self._idle.values())}
 
     async def aclose(self) -> None:
@@ -313,7 +306,7 @@ class SmtpAgent:
         pending: list[int],
         results: dict[int, RecipientResult],
         content: Content,
-    ):
+    ) -> tuple[list[int], ConnectError | RecipientResult | None]:
         """Deliver what we can through `cand`; returns (indexes for the next candidate, failure)."""
         key = (str(request.nexthop), cand.host, cand.address, cand.port)
         started = time.monotonic()
@@ -337,7 +330,7 @@ class SmtpAgent:
                 )
             return [], None
         try:
-            path, size, eight_bit = await content.for_peer(conn.extensions.has("8BITMIME"))
+            body, size, eight_bit = await content.for_peer(conn.extensions.has("8BITMIME"))
         except DowngradeError as exc:
             self._release(key, conn)
             for i in pending:
@@ -361,7 +354,7 @@ class SmtpAgent:
             )
             self.stats["transactions"] += 1
             sending = time.monotonic()
-            done = await conn.deliver(tx, path)
+            done = await conn.deliver(tx, body)
             timings = (round(setup, 3), round(time.monotonic() - sending, 3))
             for i, rr in zip(group, done.replies):
                 res = recipient_result(
@@ -393,7 +386,7 @@ class SmtpAgent:
         )
 
     async def _connection(
-        self, key: tuple, cand: Candidate, auth: tuple[str, str] | None = None
+        self, key: ConnKey, cand: Candidate, auth: tuple[str, str] | None = None
     ) -> ClientConnection:
         idle = self._idle.get(key)
         while idle:
@@ -413,7 +406,7 @@ class SmtpAgent:
             auth=auth,
         )
 
-    def _release(self, key: tuple, conn: ClientConnection, *, reusable: bool = True) -> None:
+    def _release(self, key: ConnKey, conn: ClientConnection, *, reusable: bool = True) -> None:
         idle = self._idle.setdefault(key, [])
         if not reusable or not conn.usable or len(idle) >= self.config.max_idle_per_destination:
             conn.abort()  # writes QUIT (if usable) without waiting for the 221
@@ -424,7 +417,7 @@ class SmtpAgent:
         timer = loop.call_later(self.config.idle_timeout, self._expire, key, conn)
         idle.append((conn, timer))
 
-    def _expire(self, key: tuple, conn: ClientConnection) -> None:
+    def _expire(self, key: ConnKey, conn: ClientConnection) -> None:
         idle = self._idle.get(key, [])
         for i, (c, _timer) in enumerate(idle):
             if c is conn:

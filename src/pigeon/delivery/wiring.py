@@ -1,27 +1,31 @@
-"""Build the delivery agents and the queue manager from a `Config`.
+"""Build the delivery agents from a `Config`.
 
 Contract:
   * `client_config(config)` maps the `[delivery]` settings onto the SMTP
     client's `ClientConfig` (one command timeout for every reply that RFC 5321
     §4.5.3.2 gives five minutes; the data timeouts as configured).
-  * `build_agents(config)` returns the agents by transport name ("smtp",
-    "lmtp", "discard"); Maildir ("local") is built into the queue manager.
-    The SMTP agent resolves next hops through `MxResolver`, which knows our
-    own names and addresses for MX loop detection (RFC 5321 §5.1).
-  * `build_manager(config, store, router, maillog, agents)` passes every
-    `[queue]` and `[delivery]` scheduling setting to `QueueManager`.
-  * Called only from the composition root (`pigeon.app`).
+  * `build_agents(config, dns)` returns the agents by transport name ("smtp",
+    "lmtp", "discard"); the Maildir agent ("local") is built with the queue
+    manager, which shares its storage health (pigeon/qmgr/wiring.py).
+    The SMTP agent resolves next hops through `MxResolver` over the injected
+    `pigeon.dns.Resolver` `dns`; it knows our own names and addresses for MX
+    loop detection (RFC 5321 §5.1).
+  * Called only from the composition root (`pigeon.app`), which also builds
+    the queue manager: delivery never imports the queue manager (it sits
+    above delivery).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from pigeon.config.schema import Config
 from pigeon.delivery.api import DeliveryAgent
 from pigeon.delivery.discard import DiscardAgent
 from pigeon.delivery.lmtp import LmtpAgent
 from pigeon.delivery.smtp import LoginKey, SmtpAgent, login_key
+from pigeon.dns.api import Resolver
 from pigeon.proto.client import ClientConfig
-from pigeon.queue.manager import NEXTHOP_PROBE, QueueManager
 from pigeon.routing.mx import MxResolver, own_identity
 
 
@@ -56,8 +60,8 @@ def relay_credentials(config: Config) -> dict[LoginKey, tuple[str, str]]:
     """
     d = config.delivery
     relay = d.relay_host
-    if not d.relay_user or relay is None or not relay.host:
-        return {}
+    if not d.relay_user or relay is None or not relay.host or d.relay_password_file is None:
+        return {}  # the loader refuses relay_user without relay_host and a password file
     password = d.relay_password_file.read_text(encoding="utf-8").strip("\r\n")
     return {
         login_key(relay.host, relay.port, relay.mx, default_port=d.remote_port): (
@@ -67,9 +71,14 @@ def relay_credentials(config: Config) -> dict[LoginKey, tuple[str, str]]:
     }
 
 
-def build_agents(config: Config) -> dict[str, DeliveryAgent]:
+def build_agents(config: Config, dns: Resolver) -> dict[str, DeliveryAgent]:
     names, addresses = own_identity(config)
-    resolver = MxResolver(config.delivery, own_names=names, own_addresses=addresses)
+    resolver = MxResolver(
+        dns,
+        remote_port=config.delivery.remote_port,
+        own_names=names,
+        own_addresses=addresses,
+    )
     cc = client_config(config)
     return {
         "smtp": SmtpAgent(
@@ -80,31 +89,7 @@ def build_agents(config: Config) -> dict[str, DeliveryAgent]:
     }
 
 
-def build_manager(
-    config: Config, store, router, maillog, agents: dict[str, DeliveryAgent], *, metrics=None
-) -> QueueManager:
-    q, d = config.queue, config.delivery
-    return QueueManager(
-        store,
-        router,
-        hostname=config.hostname,
-        maillog=maillog,
-        agents=agents,
-        fsync=q.fsync,
-        run_interval=q.run_interval,
-        concurrency=q.concurrency,
-        min_backoff=q.min_backoff,
-        max_backoff=q.max_backoff,
-        max_lifetime=q.max_lifetime,
-        delay_warning=q.delay_warning,
-        destination_concurrency=d.destination_concurrency,
-        destination_recipients=d.destination_recipients,
-        probe_interval=min(NEXTHOP_PROBE, q.run_interval),
-        metrics=metrics,
-    )
-
-
-async def close_agents(agents: dict[str, DeliveryAgent]) -> None:
+async def close_agents(agents: Mapping[str, DeliveryAgent]) -> None:
     """Close idle outbound connections (QUIT) at shutdown."""
     for agent in agents.values():
         aclose = getattr(agent, "aclose", None)

@@ -1,66 +1,151 @@
-"""Listeners, connection limits and graceful drain for the SMTP service.
+"""Listeners for any protocol: bind addresses by role, admit connections within limits, drain.
+
+    listeners = Listeners(service, [(ListenAddress("0.0.0.0", 25), SMTP)], limits=limits)
+    await listeners.start()              # or start(sockets) bound before worker processes forked
+    ...
+    await listeners.drain(grace)         # SIGTERM: newcomers refused, sessions asked to finish
 
 Contract:
-  * `SmtpServer.start()` binds every configured listener (a failure to bind
-    raises `ListenError` naming the address, the role, and the configuration
-    key and `pigeon serve` flag that set it, before anything is served).
-  * Each accepted connection runs in its own task inside a fence: whatever
-    happens in one session never reaches the others or the server
-    (`Connection.run` logs and swallows its own failures).
-  * Limits: past `connections` sessions in total, or `connections_per_ip`
-    from one client address, a new connection gets 421 4.7.0 and is closed
-    without a session (RFC 5321 §3.8 permits 421 at connection time).
-  * Roles (issue 4): every address in `listen` is role "smtp" (STARTTLS
-    offered when `tls.starttls`; AUTH only with `auth.smtp_listener`),
-    `submission_listen` is role "submission" (RFC 6409: STARTTLS, AUTH
-    required before MAIL) and `submissions_listen` role "submissions"
-    (RFC 8314: the TLS handshake comes first, then the greeting; AUTH
-    required). `role_session_config` derives each role's SessionConfig.
-    Connection limits count every role together.
-  * `drain(grace)`: SIGTERM behaviour. Listeners stay open so that new
-    clients get a clear 421 4.3.2 instead of a refused connection; live
-    sessions are asked to finish (a transaction in progress completes, then
-    421 at the next command); after `grace` seconds remaining sessions are
-    cancelled; then the listeners close.
+  * Generic: this module knows no protocol. A *service* (the SMTP server,
+    net/smtp_service.py; POP3 or IMAP later) gives it two things:
+      - `service.session(stream, role, peer)`: the connection-handler
+        factory, called once per admitted connection; the returned `Session`
+        is run to its end (`run()`) and asked to finish early by `shutdown()`;
+      - `service.refuse(stream, role, refusal, peer)`: the protocol's way of
+        turning a connection away (SMTP: a 421 reply), written and closed
+        within the service's own bound.
+    A listener is an (address, `ListenerRole`) pair; the role names its
+    service role ("smtp", "submission"...) and the configuration key and
+    `pigeon serve` flag that set its addresses, so a bind error can say how
+    to fix it (`bind_failure`).
+  * `start()` binds every listener, or serves sockets bound beforehand (worker
+    processes share them: `bind_sockets`); a failure to bind raises
+    `ListenError` naming the address, the role, the key and the flag, and
+    closes what was bound, before anything is served.
+  * Each admitted connection runs in its own task inside a fence: whatever
+    happens in one session never reaches the others or the listeners (the
+    service's sessions log and swallow their own failures).
+  * Limits (`ConnectionLimits`): past `total` sessions in all, or `per_ip`
+    from one client address, a newcomer is refused (RFC 5321 §3.8 permits a
+    421 at connection time). Every role of one `Listeners` counts together.
+  * `reconfigure(listeners, limits)`: reload. Listeners are compared by
+    (address, role): removed ones are closed (their sessions go on), added
+    ones bound; one that cannot be bound is logged, left out, and its
+    reason returned (the others keep serving). Limits apply to newcomers.
+  * `drain(grace)`: listeners stay open so newcomers get a clear refusal
+    (`Refusal.SHUTTING_DOWN`) instead of a refused connection; live sessions
+    are asked to finish (`shutdown()`); after `grace` seconds the rest are
+    cancelled; then the listeners close. Its caller (the lifecycle,
+    pigeon.app) decides when; this module never watches signals.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import enum
+import errno
 import logging
 import os
 import socket
+import time
 from collections import Counter
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from pigeon.config.schema import Config, ListenAddress
-from pigeon.net.services import ConnectionContext, ReceiveServices
-from pigeon.net.smtpd import Connection
+from pigeon.config.schema import ListenAddress
 from pigeon.net.stream import SmtpStream
-from pigeon.policy.pipeline import ReceivePipeline
-from pigeon.proto import reply as R
-from pigeon.proto.server import SessionConfig
 
-log = logging.getLogger("pigeon.smtpd")
+__all__ = [
+    "ConnectionLimits",
+    "ListenError",
+    "Listener",
+    "ListenerRole",
+    "Listeners",
+    "Refusal",
+    "Service",
+    "Session",
+    "bind_failure",
+    "bind_reason",
+    "bind_sockets",
+]
+
+log = logging.getLogger("pigeon.net")
+
+BACKLOG = 1024
 
 
 class ListenError(RuntimeError):
     """A listener could not be bound."""
 
 
-ROLES = ("smtp", "submission", "submissions")
+@dataclass(frozen=True, slots=True)
+class ListenerRole:
+    """What a listener is for: its service role, and where its addresses are configured."""
 
-#: role -> (configuration key, `pigeon serve` flag) that sets its addresses.
-ROLE_KEYS = {
-    "smtp": ("listen", "--listen"),
-    "submission": ("submission_listen", "--submission-listen"),
-    "submissions": ("submissions_listen", "--submissions-listen"),
-}
+    name: str  # "smtp", "submission", "submissions"; later "pop3", "imap"...
+    key: str  # the configuration key listing its addresses ("submission_listen")
+    flag: str  # the `pigeon serve` flag that replaces them ("--submission-listen")
+    optional: bool = True  # `key = []` / `flag ""` turns the role off
 
-#: Seconds a refused connection may take to read its 421 before it is aborted.
-REFUSE_TIMEOUT = 5.0
+
+#: One listener: where, and for what.
+Listener = tuple[ListenAddress, ListenerRole]
+
+#: Sockets bound before worker processes were forked, by (address, role name).
+BoundSockets = Mapping[tuple[ListenAddress, str], socket.socket]
+
+
+class Refusal(enum.Enum):
+    """Why a connection is turned away before its session starts."""
+
+    SHUTTING_DOWN = "shutting down"
+    TOO_MANY = "too many connections"
+    TOO_MANY_FROM_IP = "too many connections from this address"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    total: int = 0  # simultaneous sessions in all; 0 = none
+    per_ip: int = 0  # simultaneous sessions from one client address; 0 = none
+
+
+class Session(Protocol):
+    """One connection's handler, made by the service's factory."""
+
+    async def run(self) -> None: ...
+
+    def shutdown(self) -> None:
+        """Finish what is in progress, then close (SIGTERM)."""
+        ...
+
+
+class Service(Protocol):
+    """A protocol served on listeners (see the module contract)."""
+
+    def session(self, stream: SmtpStream, role: ListenerRole, peer: tuple[str, int]) -> Session:
+        """The connection-handler factory: a handler for one admitted connection."""
+        ...
+
+    async def refuse(
+        self, stream: SmtpStream, role: ListenerRole, refusal: Refusal, peer: tuple[str, int]
+    ) -> None:
+        """Turn the connection away in the protocol's words, and close it (bounded)."""
+        ...
+
+
+class ConnectionMetrics(Protocol):
+    def connection_opened(self, role: str = "smtp") -> None: ...
+
+    def connection_refused(self) -> None: ...
+
+
+class _NoMetrics:
+    def connection_opened(self, role: str = "smtp") -> None:
+        pass
+
+    def connection_refused(self) -> None:
+        pass
 
 
 def bind_reason(exc: OSError) -> str:
@@ -69,270 +154,190 @@ def bind_reason(exc: OSError) -> str:
     return os.strerror(exc.errno) if exc.errno else str(exc)
 
 
-def bind_failure(addr: ListenAddress, role: str, exc: OSError) -> str:
+def bind_failure(addr: ListenAddress, role: ListenerRole, exc: OSError) -> str:
     """Why `addr` could not be bound, and which key or flag moves it (or turns the role off)."""
-    key, flag = ROLE_KEYS[role]
-    off = "" if role == "smtp" else f'; {key} = [] or {flag} "" turns the role off'
+    off = ""
+    if role.optional:
+        off = f'; {role.key} = [] or {role.flag} "" turns the role off'
     return (
-        f"cannot listen on {addr} ({role}): {bind_reason(exc)} "
-        f"(set by {key} in the configuration or {flag}{off})"
+        f"cannot listen on {addr} ({role.name}): {bind_reason(exc)} "
+        f"(set by {role.key} in the configuration or {role.flag}{off})"
     )
 
 
-def role_session_config(
-    config: Config, base: SessionConfig, role: str, *, tls: bool, auth: bool
-) -> SessionConfig:
-    """The SessionConfig for one listener role (see the module contract).
-
-    `tls`: a TlsProvider exists; `auth`: an AuthService exists.
-    """
-    mechanisms = config.auth.mechanisms if auth else ()
-    if role == "smtp":
-        return dataclasses.replace(
-            base,
-            starttls=tls and config.tls.starttls,
-            auth_mechanisms=mechanisms if config.auth.smtp_listener else (),
-        )
-    if role == "submission":
-        return dataclasses.replace(
-            base, starttls=tls, auth_mechanisms=mechanisms, auth_required=True
-        )
-    if role == "submissions":
-        return dataclasses.replace(
-            base, starttls=False, auth_mechanisms=mechanisms, auth_required=True
-        )
-    raise ValueError(f"unknown listener role {role!r}")
-
-
-def configured_listeners(config: Config, *, tls: bool) -> list[tuple[ListenAddress, str]]:
-    """(address, role) for every listener of `config`; the TLS roles only with `tls`."""
-    out = [(a, "smtp") for a in config.listen]
-    if tls:
-        out += [(a, "submission") for a in config.submission_listen]
-        out += [(a, "submissions") for a in config.submissions_listen]
+def bind_sockets(
+    listeners: Sequence[Listener], *, patience: float = 3.0
+) -> dict[tuple[ListenAddress, str], socket.socket]:
+    """Bind every listener now (before worker processes are forked, so they share
+    the sockets). EADDRINUSE is retried for `patience` seconds: after a crash,
+    the workers of the previous run may still be dying. ListenError as `start()`."""
+    out: dict[tuple[ListenAddress, str], socket.socket] = {}
+    for addr, role in listeners:
+        family = socket.AF_INET6 if ":" in addr.host else socket.AF_INET
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                sock = socket.create_server((addr.host, addr.port), family=family, backlog=BACKLOG)
+                break
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                    for s in out.values():
+                        s.close()
+                    raise ListenError(bind_failure(addr, role, exc)) from exc
+                time.sleep(0.05)  # bounded by `patience`
+        sock.setblocking(False)
+        out[(addr, role.name)] = sock
     return out
 
 
-class SmtpServer:
-    """The listeners of one configuration and the connections they accepted.
+def _peer(stream: SmtpStream) -> tuple[str, int]:
+    peer = stream.get_extra_info("peername") or ("?", 0)
+    if isinstance(peer, tuple):
+        return str(peer[0]), int(peer[1]) if len(peer) > 1 else 0
+    return str(peer), 0
 
-    `services` (net/services.py) is what every new connection gets; the
-    pieces a reload or a worker process replaces (`pipeline`, `tls`,
-    `on_queued`) are properties that swap them in a new services object, so
-    sessions in progress keep the one they started with.
-    """
+
+class Listeners:
+    """The listeners of one service (see the module contract)."""
 
     def __init__(
-        self, config: Config, session_config: SessionConfig, services: ReceiveServices
+        self,
+        service: Service,
+        listeners: Sequence[Listener],
+        *,
+        limits: ConnectionLimits = ConnectionLimits(),
+        metrics: ConnectionMetrics | None = None,
     ) -> None:
-        self.config = config
-        self.session_config = session_config
-        self._rewire(services)
-        self._servers: list[asyncio.base_events.Server] = []
-        self._roles: dict[object, str] = {}
-        self._keys: dict[object, tuple[ListenAddress, str]] = {}
-        self._connections: dict[asyncio.Task[Any], Connection] = {}
+        self.service = service
+        self.metrics: ConnectionMetrics = metrics if metrics is not None else _NoMetrics()
+        self._wanted: list[Listener] = list(listeners)
+        self._limits = limits
+        self._servers: dict[asyncio.Server, Listener] = {}
+        self._sessions: dict[asyncio.Task[Any], Session] = {}
         self._per_ip: Counter[str] = Counter()
         self._draining = False
         self.total_connections = 0
         self.refused_connections = 0
 
-    def _rewire(self, services: ReceiveServices) -> None:
-        """New connections get `services`: each role's settings and context,
-        made once here rather than per connection."""
-        self.services = services
-        self.role_configs = {
-            role: role_session_config(
-                self.config,
-                self.session_config,
-                role,
-                tls=services.tls is not None,
-                auth=services.logins is not None,
-            )
-            for role in ROLES
-        }
-        self._contexts = {
-            role: ConnectionContext(services, self.role_configs[role], role) for role in ROLES
-        }
+    # --- binding -----------------------------------------------------------------------
 
-    @property
-    def metrics(self) -> Any:
-        return self.services.metrics
+    async def _bind(self, listener: Listener, sock: socket.socket | None = None) -> None:
+        """Listen on `listener` (or serve the already bound `sock`); OSError when it cannot."""
+        addr, role = listener
 
-    @property
-    def maillog(self) -> Any:
-        return self.services.maillog
-
-    @property
-    def pipeline(self) -> ReceivePipeline:
-        return self.services.pipeline
-
-    @property
-    def tls(self) -> Any:
-        return self.services.tls
-
-    @tls.setter
-    def tls(self, provider: Any) -> None:
-        """A reloaded certificate: new connections get the new context."""
-        self._rewire(dataclasses.replace(self.services, tls=provider))
-
-    @property
-    def on_queued(self) -> Callable[[Any], None]:
-        return self.services.on_queued
-
-    @on_queued.setter
-    def on_queued(self, hand_over: Callable[[Any], None]) -> None:
-        self._rewire(dataclasses.replace(self.services, on_queued=hand_over))
-
-    @property
-    def bound(self) -> list[tuple[str, int]]:
-        """The (host, port) pairs actually bound (port 0 resolves to a real port)."""
-        out = []
-        for server in self._servers:
-            for sock in server.sockets:
-                name = sock.getsockname()
-                out.append((name[0], name[1]))
-        return out
-
-    def listeners(self) -> list[tuple[ListenAddress, str]]:
-        """(address, role) for every configured listener; TLS roles only with TLS."""
-        return configured_listeners(self.config, tls=self.tls is not None)
-
-    async def _bind(
-        self, addr: ListenAddress, role: str, sock: socket.socket | None = None
-    ) -> None:
-        """Listen on `addr` for `role` (or serve the already bound `sock`, shared
-        by several worker processes); OSError when the address cannot be bound."""
-
-        def factory(role: str = role) -> SmtpStream:
+        def factory() -> SmtpStream:
             return SmtpStream(lambda stream: self._accept(stream, role))
 
-        # Implicit TLS (role submissions) is not `ssl=` here: the driver runs
-        # the handshake itself so that it can log failures.
         loop = asyncio.get_running_loop()
         if sock is not None:
-            server = await loop.create_server(factory, sock=sock, backlog=1024)
+            server = await loop.create_server(factory, sock=sock, backlog=BACKLOG)
         else:
             server = await loop.create_server(
-                factory, addr.host, addr.port, reuse_address=True, backlog=1024
+                factory, addr.host, addr.port, reuse_address=True, backlog=BACKLOG
             )
-        self._servers.append(server)
-        self._roles[server] = role
-        self._keys[server] = (addr, role)
+        self._servers[server] = listener
 
-    async def start(
-        self, sockets: dict[tuple[ListenAddress, str], socket.socket] | None = None
-    ) -> None:
-        """Bind every listener, or serve `sockets` ({(address, role): socket})
-        bound before the worker processes were forked."""
-        for addr, role in self.listeners():
+    async def start(self, sockets: BoundSockets | None = None) -> None:
+        """Bind every listener, or serve `sockets` bound before the workers were forked."""
+        for addr, role in self._wanted:
             try:
-                await self._bind(addr, role, (sockets or {}).get((addr, role)))
+                await self._bind((addr, role), (sockets or {}).get((addr, role.name)))
             except OSError as exc:
                 await self.close()
                 raise ListenError(bind_failure(addr, role, exc)) from exc
-        for server in self._servers:
-            for sock in server.sockets:
-                name = sock.getsockname()
-                log.info(
-                    "listening on %s (%s)", ListenAddress(name[0], name[1]), self._roles[server]
-                )
+        for (_, role), name in self._bound_names():
+            log.info("listening on %s (%s)", name, role.name)
+
+    def _bound_names(self) -> list[tuple[Listener, ListenAddress]]:
+        return [
+            (listener, ListenAddress(*sock.getsockname()[:2]))
+            for server, listener in self._servers.items()
+            for sock in server.sockets
+        ]
 
     async def reconfigure(
-        self, config: Config, session_config: SessionConfig, pipeline: ReceivePipeline
+        self, listeners: Sequence[Listener], limits: ConnectionLimits
     ) -> list[str]:
-        """SIGHUP: new sessions get the new settings; live ones keep theirs.
-
-        Listeners are compared by (address, role): removed ones are closed
-        (their sessions go on), added ones are bound. A listener that cannot
-        be bound is logged and left out (the others keep serving); the
-        returned list says why, one line each.
-        """
-        failed: list[str] = []
-        self.config = config
-        self.session_config = session_config
-        self._rewire(
-            dataclasses.replace(
-                self.services,
-                pipeline=pipeline,
-                greet_pause=config.timeouts.greet_pause,
-                handshake_timeout=config.tls.handshake_timeout,
-            )
-        )
-        wanted = set(self.listeners())
-        for server in list(self._servers):
-            if self._keys.get(server) not in wanted:
-                addr, role = self._keys.pop(server)
+        """Reload: see the module contract. Returns why listeners could not be bound."""
+        self._limits = limits
+        self._wanted = list(listeners)
+        wanted = set(self._wanted)
+        for server, listener in list(self._servers.items()):
+            if listener not in wanted:
+                del self._servers[server]
                 server.close()
-                self._servers.remove(server)
-                self._roles.pop(server, None)
-                log.info("reload: stopped listening on %s (%s)", addr, role)
-        present = set(self._keys.values())
-        for addr, role in self.listeners():
+                log.info("reload: stopped listening on %s (%s)", listener[0], listener[1].name)
+        present = set(self._servers.values())
+        failed: list[str] = []
+        for addr, role in self._wanted:
             if (addr, role) in present:
                 continue
             try:
-                await self._bind(addr, role)
+                await self._bind((addr, role))
             except OSError as exc:
                 failed.append(bind_failure(addr, role, exc))
                 log.error("reload: %s", failed[-1])
                 continue
-            log.info("reload: listening on %s (%s)", addr, role)
+            log.info("reload: listening on %s (%s)", addr, role.name)
         return failed
 
-    def bound_roles(self) -> list[tuple[str, int, str]]:
-        """(host, port, role) actually bound."""
-        return [
-            (s.getsockname()[0], s.getsockname()[1], self._roles[server])
-            for server in self._servers
-            for s in server.sockets
-        ]
+    @property
+    def bound(self) -> list[tuple[str, int]]:
+        """The (host, port) pairs actually bound (port 0 resolves to a real port)."""
+        return [(name.host, name.port) for _, name in self._bound_names()]
 
-    async def _accept(self, stream: SmtpStream, role: str = "smtp") -> None:
-        peer = stream.get_extra_info("peername") or ("?", 0)
-        ip = peer[0] if isinstance(peer, tuple) else str(peer)
-        host = self.session_config.hostname
-        limits = self.config.limits
-        refusal = None
+    def bound_roles(self) -> list[tuple[str, int, str]]:
+        """(host, port, role name) actually bound."""
+        return [(name.host, name.port, role.name) for (_, role), name in self._bound_names()]
+
+    # --- connections -------------------------------------------------------------------
+
+    def _refusal(self, ip: str) -> Refusal | None:
+        limits = self._limits
         if self._draining:
-            refusal = R.shutting_down(host)
-        elif limits.connections and len(self._connections) >= limits.connections:
-            refusal = R.too_many_connections(host)
-        elif limits.connections_per_ip and self._per_ip[ip] >= limits.connections_per_ip:
-            refusal = R.too_many_connections_from_ip(host)
+            return Refusal.SHUTTING_DOWN
+        if limits.total and len(self._sessions) >= limits.total:
+            return Refusal.TOO_MANY
+        if limits.per_ip and self._per_ip[ip] >= limits.per_ip:
+            return Refusal.TOO_MANY_FROM_IP
+        return None
+
+    async def _accept(self, stream: SmtpStream, role: ListenerRole) -> None:
+        peer = _peer(stream)
+        ip = peer[0]
+        refusal = self._refusal(ip)
         if refusal is not None:
             self.refused_connections += 1
             self.metrics.connection_refused()
-            log.warning("refused connection from [%s]: %s", ip, refusal)
-            self.maillog.reject(None, "CONNECT", ip, refusal)
-            await _refuse(stream, refusal)
+            await self.service.refuse(stream, role, refusal, peer)
             return
         self.total_connections += 1
-        self.metrics.connection_opened(role)
-        log.info("connect from [%s]:%s (%s)", ip, peer[1] if isinstance(peer, tuple) else "", role)
-        conn = Connection(stream, self._contexts[role])
+        self.metrics.connection_opened(role.name)
+        session = self.service.session(stream, role, peer)
         task = asyncio.current_task()
         assert task is not None
-        self._connections[task] = conn
+        self._sessions[task] = session
         self._per_ip[ip] += 1
         try:
-            await conn.run()
+            await session.run()
         finally:
-            del self._connections[task]
+            del self._sessions[task]
             self._per_ip[ip] -= 1
             if self._per_ip[ip] <= 0:
                 del self._per_ip[ip]
 
+    # --- the end ---------------------------------------------------------------------------
+
     async def drain(self, grace: float) -> None:
         """Finish in-flight sessions (up to `grace` seconds), then close."""
         self._draining = True
-        live = list(self._connections.items())
+        live = list(self._sessions.items())
         log.info("draining: %d session(s) in progress, grace %.0fs", len(live), grace)
-        for _, conn in live:
-            conn.shutdown()
+        for _, session in live:
+            session.shutdown()
         tasks = [t for t, _ in live]
         if tasks:
-            done, pending = await asyncio.wait(tasks, timeout=grace)
+            _, pending = await asyncio.wait(tasks, timeout=grace)
             for task in pending:
                 task.cancel()
             if pending:
@@ -341,26 +346,19 @@ class SmtpServer:
         await self.close()
 
     async def close(self) -> None:
-        for server in self._servers:
+        servers, self._servers = list(self._servers), {}
+        for server in servers:
             server.close()
-        for server in self._servers:
+        for server in servers:
             try:
                 await asyncio.wait_for(server.wait_closed(), 5.0)
-            except (TimeoutError, Exception):
+            except Exception:  # TimeoutError included: closing must never hang or raise
                 pass
-        self._servers.clear()
 
     def statistics(self) -> dict[str, Any]:
         return {
-            "sessions": len(self._connections),
+            "sessions": len(self._sessions),
             "connections_total": self.total_connections,
             "connections_refused": self.refused_connections,
             "draining": self._draining,
         }
-
-
-async def _refuse(stream: SmtpStream, refusal: R.Reply) -> None:
-    """Write the 421 and close; bounded, so a peer that does not read cannot
-    keep the socket (the transport is aborted after REFUSE_TIMEOUT)."""
-    stream.write(refusal.to_bytes(enhanced=True))
-    await stream.close_and_wait(REFUSE_TIMEOUT)

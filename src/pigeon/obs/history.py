@@ -27,7 +27,7 @@ from pathlib import Path
 
 __all__ = ["message_history", "log_files", "REPORT_RE"]
 
-#: "<ID>: sender non-delivery notification: <NEWID>" and its siblings (queue/notify.py).
+#: "<ID>: sender non-delivery notification: <NEWID>" and its siblings (qmgr/notify.py).
 REPORT_RE = re.compile(r"notification: ([0-9A-Z]{6,32})\b")
 _ID_RE = re.compile(r"^[0-9A-Za-z]{4,64}$")
 

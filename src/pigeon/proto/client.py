@@ -1,6 +1,6 @@
 """ClientSession: the sans-IO SMTP/LMTP client (RFC 5321, RFC 2033 and extensions).
 
-The API, as the driver (pigeon.net.smtpc) uses it:
+The API, as the driver (pigeon.delivery.smtpc) uses it:
 
     s = ClientSession(config, lmtp=False)   # expects the 220 greeting first
     s.receive_data(b"220 mx ESMTP\\r\\n")     # bytes from the peer

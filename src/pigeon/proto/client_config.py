@@ -7,7 +7,7 @@ Contract:
     expected to build one of these.
   * The sans-IO session (proto/client.py) reads the protocol fields
     (helo_name, timeouts, pipelining/chunking switches, content_chunk); the
-    asyncio driver (net/smtpc.py) and the agents (delivery/) read the rest.
+    asyncio driver (delivery/smtpc.py) and the agents (delivery/) read the rest.
   * Timeouts are in seconds and follow RFC 5321 §4.5.3.2: initial 220
     greeting 5 min, MAIL 5 min, RCPT 5 min, DATA initiation 2 min, data block
     3 min, DATA termination ("." or BDAT LAST) 10 min. RFC 5321 names no

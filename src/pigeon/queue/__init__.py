@@ -1,6 +1,8 @@
-"""The durable queue: envelope model, store (group commit) and queue manager."""
+"""The durable queue: envelope model and store (group commit); storage only.
 
-from pigeon.queue.manager import QueueManager
+The queue manager, the only code that changes queue state, is pigeon.qmgr.
+"""
+
 from pigeon.queue.model import Envelope, Recipient, RecipientStatus
 from pigeon.queue.store import (
     CorruptEntry,
@@ -15,7 +17,6 @@ __all__ = [
     "CorruptEntry",
     "Envelope",
     "QueueEntry",
-    "QueueManager",
     "QueueStore",
     "Recipient",
     "RecipientStatus",

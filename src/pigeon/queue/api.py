@@ -34,11 +34,14 @@ import concurrent.futures
 from collections.abc import Iterable, Sequence
 from typing import BinaryIO, Protocol, runtime_checkable
 
+from pigeon.queue.health import StorageHealth
 from pigeon.queue.model import Envelope
+from pigeon.queue.space import FreeSpace
 from pigeon.vocab.states import QueueState
 
 __all__ = [
     "ContentStore",
+    "Entry",
     "Intake",
     "MessageContent",
     "QueueQueries",
@@ -108,6 +111,14 @@ class ContentStore(Protocol):
 class QueueStateStore(Protocol):
     """The queue manager's side: the single owner of queue state."""
 
+    #: Faults of the queue's storage, one episode at a time (queue/health.py).
+    health: StorageHealth
+
+    def probe(self) -> None:
+        """Write and sync a probe (a quarter MiB) where the queue keeps its
+        data, then remove it: evidence that the storage takes writes again
+        after a fault (StoreError when it does not)."""
+
     def recover(self) -> object:
         """Once at start-up: make the store consistent; release this owner's claims."""
 
@@ -144,13 +155,32 @@ class QueueStateStore(Protocol):
         """Delete the entries and their content (all or none)."""
 
 
+class Entry(Protocol):
+    """One queue entry as listings show it (`envelope` None: unreadable)."""
+
+    @property
+    def queue_id(self) -> str: ...
+
+    @property
+    def state(self) -> str: ...
+
+    @property
+    def next_attempt(self) -> float: ...
+
+    @property
+    def envelope(self) -> Envelope | None: ...
+
+
 class QueueQueries(Protocol):
     """Read-only questions operators, status and metrics ask."""
 
+    #: Free space against the reserve of the SMTP side (queue/space.py).
+    space: FreeSpace
+
     def counts(self) -> dict[str, int]: ...
 
-    def list(self, state: QueueState | None = None) -> list[object]: ...
+    def list(self, state: QueueState | None = None) -> Sequence[Entry]: ...
 
-    def entry(self, queue_id: str) -> object | None: ...
+    def entry(self, queue_id: str) -> Entry | None: ...
 
     def states(self, queue_ids: Sequence[str]) -> dict[str, str]: ...

@@ -1,84 +1,21 @@
-"""Queue scheduling, pure: retry backoff, expiry, delay warnings, fairness, destinations.
+"""Fairness between new and deferred mail: how the store's due() shares its slots.
 
-Contract (CONTRIBUTING.md, rules 2 and 10: time is an argument, scheduling is tested apart):
-  * Nothing here reads the clock, sleeps, does I/O or draws its own random
-    numbers: `now` and `rng` come from the caller, so tests use integers and
-    a stub rng. The queue manager is the only caller in production.
-  * `next_attempt(now, attempts, rng)`: when to try a deferred message again.
-    Rule 1: the delay is `min_backoff * 2**(attempts-1)` (attempts = delivery
-    runs that ended deferred, counting the one that just ended), capped at
-    `max_backoff`; then +-10 % jitter so messages deferred together (a
-    destination that went down) do not all come back in the same second;
-    then capped again, so the delay never exceeds `max_backoff`. Postfix's
-    `minimal_backoff_time`/`maximal_backoff_time` play the same roles
-    (Postfix grows the delay with the message age; doubling per attempt is
-    the same curve for a message retried on schedule).
-  * `expired(received_at, now, max_lifetime)`: Rule 2: a message is expired
-    once it has been queued for `max_lifetime` seconds or more; 0 means
-    "try once" (Postfix `maximal_queue_lifetime = 0`). The manager bounces
-    what is left with 4.4.7 (RFC 3463 "delivery time expired").
-  * `delay_warning_due(...)`: Rule 3: at most one delay warning per message,
-    once it has waited `delay_warning` seconds; 0 switches warnings off.
+Contract (CONTRIBUTING.md, rule 10: scheduling is pure and tested apart):
   * `split_slots(free, incoming, deferred)`: Rule 4 (fairness, Postfix qmgr
     STRATEGIES): new mail never waits behind a deferred backlog. Each class
     gets up to half the free slots; slots one class cannot use go to the
-    other.
-  * `DestinationState`: per-next-hop bookkeeping. Rule 5: at most
-    `concurrency` deliveries in flight per destination. Rule 6: after
-    `failure_limit` consecutive connection-level failures (every recipient
-    deferred, no peer reached) the destination is dead until
-    `now + dead_time`; while dead, messages for it are deferred without an
-    attempt (Postfix qmgr "delivery temporarily suspended"). When the dead
-    time ends, the next request is a probe: one more failure kills it again
-    at once, one success (any peer reached) revives it and resets the count.
+    other. The store's `due()` (queue/store.py) applies it to what its two
+    index searches found.
+  * Pure: no clock, no I/O. The rest of scheduling (backoff, expiry, delay
+    warnings, destinations, the manager's active window and wake-ups) is
+    the queue manager's: pigeon/qmgr/timing.py, destinations.py, scheduler.py.
 
-Failure modes: none; invalid arguments (negative counts) raise ValueError.
+Failure modes: negative counts raise ValueError.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
-from dataclasses import dataclass
-from typing import Protocol
-
-__all__ = [
-    "DestinationState",
-    "delay_warning_due",
-    "expired",
-    "next_attempt",
-    "split_slots",
-    "JITTER",
-]
-
-JITTER = 0.10  # +-10 % of the backoff
-
-
-class Rng(Protocol):
-    def uniform(self, a: float, b: float) -> float: ...
-
-
-def next_attempt(
-    now: float, attempts: int, rng: Rng, *, min_backoff: float = 300.0, max_backoff: float = 4000.0
-) -> float:
-    """Absolute time of the next delivery attempt (Rule 1)."""
-    if attempts < 0:
-        raise ValueError("attempts must be >= 0")
-    # 2**k overflows float for absurd k; the cap is reached long before 64.
-    base = min(min_backoff * 2.0 ** min(max(attempts - 1, 0), 64), max_backoff)
-    delay = base * (1.0 + rng.uniform(-JITTER, JITTER))
-    return now + min(delay, max_backoff)
-
-
-def expired(received_at: float, now: float, max_lifetime: float) -> bool:
-    """True when the message has been queued for `max_lifetime` s or longer (Rule 2)."""
-    return now - received_at >= max_lifetime
-
-
-def delay_warning_due(
-    received_at: float, now: float, delay_warning: float, already_warned: bool
-) -> bool:
-    """True when the one delay warning of this message should go out now (Rule 3)."""
-    return delay_warning > 0 and not already_warned and now - received_at >= delay_warning
+__all__ = ["split_slots"]
 
 
 def split_slots(free: int, incoming: int, deferred: int) -> tuple[int, int]:
@@ -93,98 +30,3 @@ def split_slots(free: int, incoming: int, deferred: int) -> tuple[int, int]:
     take_in = min(incoming, max(half_in, free - deferred))
     take_def = min(deferred, free - take_in)
     return take_in, take_def
-
-
-@dataclass(slots=True)
-class _Dest:
-    in_flight: int = 0
-    failures: int = 0  # consecutive connection-level failures
-    dead_until: float = 0.0
-    reason: str = ""  # the last failure's diagnostic, for "suspended" lines
-
-
-class DestinationState:
-    """Concurrency and liveness per destination (Rules 5 and 6).
-
-    Keys are any hashable value; the manager uses `Nexthop`. Entries that
-    are idle and healthy are dropped, so memory follows the destinations in
-    use, not every domain ever seen.
-    """
-
-    def __init__(
-        self, *, concurrency: int = 20, failure_limit: int = 3, dead_time: float = 300.0
-    ) -> None:
-        if concurrency < 1 or failure_limit < 1:
-            raise ValueError("concurrency and failure_limit must be >= 1")
-        self.concurrency = concurrency
-        self.failure_limit = failure_limit
-        self.dead_time = dead_time
-        self._dests: dict[Hashable, _Dest] = {}
-
-    def acquire(self, key: Hashable) -> bool:
-        """Take a delivery slot for `key`; False when the ceiling is reached."""
-        d = self._dests.setdefault(key, _Dest())
-        if d.in_flight >= self.concurrency:
-            return False
-        d.in_flight += 1
-        return True
-
-    def release(self, key: Hashable) -> None:
-        """Give back a slot taken with `acquire()`."""
-        d = self._dests.get(key)
-        if d is None or d.in_flight <= 0:
-            raise ValueError(f"release without acquire: {key!r}")
-        d.in_flight -= 1
-        self._forget_if_idle(key, d)
-
-    def in_flight(self, key: Hashable) -> int:
-        d = self._dests.get(key)
-        return d.in_flight if d else 0
-
-    def is_dead(self, key: Hashable, now: float) -> bool:
-        d = self._dests.get(key)
-        return d is not None and now < d.dead_until
-
-    def dead_reason(self, key: Hashable) -> str:
-        d = self._dests.get(key)
-        return d.reason if d else ""
-
-    def dead_until(self, key: Hashable) -> float:
-        d = self._dests.get(key)
-        return d.dead_until if d else 0.0
-
-    def record(self, key: Hashable, now: float, *, reached: bool, reason: str = "") -> None:
-        """Record one delivery request's result: `reached` = some peer answered."""
-        d = self._dests.setdefault(key, _Dest())
-        if reached:
-            d.failures, d.dead_until, d.reason = 0, 0.0, ""
-            self._forget_if_idle(key, d)
-            return
-        d.failures += 1
-        d.reason = reason
-        if d.failures >= self.failure_limit:
-            d.dead_until = now + self.dead_time
-
-    def revive(self, match: Callable[[Hashable], bool] | None = None) -> int:
-        """Forget the failures of every destination (`match`: those it accepts):
-        the operator's "flush" says the peer is back. Returns how many were dead
-        or failing."""
-        revived = 0
-        for key, d in list(self._dests.items()):
-            if (match is None or match(key)) and (d.failures or d.dead_until):
-                d.failures, d.dead_until, d.reason = 0, 0.0, ""
-                revived += 1
-                self._forget_if_idle(key, d)
-        return revived
-
-    def statistics(self, now: float) -> dict[str, int]:
-        """Counts for the admin UI: destinations tracked, dead, slots in use."""
-        return {
-            "destinations": len(self._dests),
-            "dead": sum(1 for d in self._dests.values() if now < d.dead_until),
-            "in_flight": sum(d.in_flight for d in self._dests.values()),
-        }
-
-    def _forget_if_idle(self, key: Hashable, d: _Dest) -> None:
-        if d.in_flight == 0 and d.failures == 0:
-            del self._dests[key]

@@ -154,7 +154,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from pigeon import msgfile
-from pigeon.fsutil import ensure_file, fsync_dir
+from pigeon.fsutil import ensure_file, fsync_dir, write_probe
 from pigeon.queue.dbfile import (
     DbState,
     StoreBusy,
@@ -925,6 +925,14 @@ class QueueStore:
         """The committed message as a `MessageContent` (queue/api.py)."""
         return FileContent(self._msg / queue_id)
 
+    def probe(self) -> None:
+        """Manager-side (queue/api.py): a probe file written, synced and removed
+        in tmp/, the storage of the content files (StoreError when it fails)."""
+        try:
+            write_probe(self._tmp, self._fsync)
+        except OSError as exc:
+            raise _store_error("storage probe", exc) from None
+
     def claim(
         self, queue_ids: Sequence[str], from_states: Iterable[str] = ("incoming",)
     ) -> list[str]:
@@ -1159,6 +1167,8 @@ class FileContent:
 
     def _open(self) -> tuple[BinaryIO, int]:
         try:
-            return msgfile.open_message(self.path)
+            # Unbuffered: every reader takes big chunks (the Maildir copy, the
+            # SMTP client), and a buffered open asks isatty() (an ioctl) per file.
+            return msgfile.open_message(self.path, buffering=0)
         except OSError as exc:
             raise _store_error(f"content {self.path.name}", exc) from None

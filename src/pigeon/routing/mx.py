@@ -1,6 +1,6 @@
 """Next hop -> the ordered list of servers to try: MX and address lookups (RFC 5321 §5.1).
 
-    resolver = MxResolver(config.delivery, own_names=names, own_addresses=addrs)
+    resolver = MxResolver(dns, remote_port=25, own_names=names, own_addresses=addrs)
     try:
         for c in await resolver.candidates(nexthop):   # Candidate(host, address, port, preference)
             ... connect to (c.address, c.port), greet c.host ...
@@ -8,6 +8,10 @@
         ... every recipient of the nexthop: deferred (e.permanent False) or bounced ...
 
 Contract:
+  * DNS comes from the injected `pigeon.dns.Resolver` (`dns` above: the
+    dnspython `StubResolver` in production, `FakeResolver` in tests); this
+    module decides what its answers mean for mail, and never talks to the
+    network itself.
   * `candidates(nexthop)` returns a non-empty list, best first, or raises
     `ResolveError`; it never raises anything else for DNS trouble (a
     `ValueError` means a programming error: a "local"/"discard" nexthop).
@@ -47,8 +51,9 @@ Contract:
         -> transient 4.4.4 (a configuration mistake must not bounce mail,
         Postfix defers too);
       SERVFAIL, timeout (`dns_timeout` per lookup), no usable name server,
-      an unconfigured resolver -> transient 4.4.3.
-  * Ports: `nexthop.port`, else `config.remote_port` (smtp) or 24 (lmtp).
+      an unconfigured resolver (the resolver's `TemporaryFailure`) ->
+      transient 4.4.3.
+  * Ports: `nexthop.port`, else `remote_port` (smtp) or 24 (lmtp).
   * No cache: run a caching resolver (unbound, systemd-resolved) next to
     pigeon, as for any MTA. Lookups of one call run concurrently; a call
     takes at most about two `dns_timeout`s (MX, then the hosts).
@@ -62,14 +67,8 @@ import random
 from dataclasses import dataclass
 from itertools import groupby
 
-import dns.asyncresolver
-import dns.exception
-import dns.name
-import dns.nameserver
-import dns.rdatatype
-import dns.resolver
-
-from pigeon.config.schema import Config, DeliveryConfig
+from pigeon.config.schema import Config
+from pigeon.dns.api import DnsError, NoData, NoSuchDomain, Resolver, TemporaryFailure
 from pigeon.routing.resolve import literal_ip
 from pigeon.vocab import Nexthop
 
@@ -126,18 +125,14 @@ def _ip(text: str) -> str | None:
         return None
 
 
-def _text(name: dns.name.Name) -> str:
-    return name.to_text(omit_final_dot=True).lower()
-
-
 class _Lookup:
-    """How one address lookup ended: addresses, and if none, why."""
+    """How one address lookup ended: addresses, and if none, the failure that says why."""
 
     __slots__ = ("addresses", "problem")
 
-    def __init__(self, addresses: list[str], problem: str | None) -> None:
+    def __init__(self, addresses: list[str], problem: DnsError | None) -> None:
         self.addresses = addresses
-        self.problem = problem  # None (have some) | "nxdomain" | "nodata" | "temporary: ..."
+        self.problem = problem  # None when there are addresses
 
 
 class MxResolver:
@@ -145,30 +140,18 @@ class MxResolver:
 
     def __init__(
         self,
-        config: DeliveryConfig,
+        resolver: Resolver,
         *,
+        remote_port: int = 25,
         own_names: set[str],
         own_addresses: set[str],
         rng: random.Random | None = None,
     ) -> None:
-        self._config = config
+        self._dns = resolver
+        self._remote_port = remote_port
         self._own_names = {n.lower().rstrip(".") for n in own_names}
         self._own_addresses = {_ip(a) or a for a in own_addresses}
         self._rng = rng if rng is not None else random.Random()
-        self._setup_error: str | None = None
-        self._resolver: dns.asyncresolver.Resolver | None = None
-        try:
-            resolver = dns.asyncresolver.Resolver(configure=not config.dns_servers)
-        except (dns.exception.DNSException, OSError) as exc:
-            self._setup_error = f"no DNS resolver configuration: {exc}"
-            return
-        if config.dns_servers:
-            resolver.nameservers = [
-                dns.nameserver.Do53Nameserver(ns.address, ns.port) for ns in config.dns_servers
-            ]
-        resolver.lifetime = config.dns_timeout
-        resolver.timeout = min(resolver.timeout, config.dns_timeout)
-        self._resolver = resolver
 
     # --- the public question ---------------------------------------------------------------
 
@@ -176,7 +159,7 @@ class MxResolver:
         """The servers to try for `nexthop`, best first; ResolveError if there are none."""
         if nexthop.transport not in ("smtp", "lmtp"):
             raise ValueError(f"no servers to resolve for transport {nexthop.transport!r}")
-        default_port = LMTP_PORT if nexthop.transport == "lmtp" else self._config.remote_port
+        default_port = LMTP_PORT if nexthop.transport == "lmtp" else self._remote_port
         port = nexthop.port or default_port
         target = (nexthop.host or nexthop.domain).lower().rstrip(".")
         configured = nexthop.host is not None
@@ -195,26 +178,26 @@ class MxResolver:
     # --- MX ------------------------------------------------------------------------------------
 
     async def _via_mx(self, target: str, port: int, configured: bool) -> list[Candidate]:
-        answer = await self._query(target, dns.rdatatype.MX)
-        if answer == "nxdomain":
-            raise self._not_found(target, configured)
-        if isinstance(answer, str) and answer.startswith("temporary"):
+        try:
+            records = await self._dns.mx(target)
+        except NoSuchDomain:
+            raise self._not_found(target, configured) from None
+        except TemporaryFailure as exc:
             raise ResolveError(
-                f"cannot look up MX records of {target}: {answer[11:]}", "4.4.3", False
-            )
-        records = answer if isinstance(answer, list) else []
+                f"cannot look up MX records of {target}: {exc.reason}", "4.4.3", False
+            ) from None
+        except NoData:
+            records = []
         if not records:  # Rule 3: implicit MX
             hosts = [(0, target)]
         else:
-            if len(records) == 1 and records[0].exchange == dns.name.root:  # Rule 4
+            if len(records) == 1 and records[0].null:  # Rule 4
                 raise ResolveError(
                     f"556 5.1.10 domain {target} does not accept mail (null MX, RFC 7505)",
                     "5.1.10",
                     True,
                 )
-            hosts = self._order(
-                [(r.preference, _text(r.exchange)) for r in records if r.exchange != dns.name.root]
-            )
+            hosts = self._order([(r.preference, r.exchange) for r in records if not r.null])
         lookups = await asyncio.gather(*(self._addresses(h) for _, h in hosts))
         # Rule 5: anything at or after our own preference is discarded.
         for (pref, host), found in zip(hosts, lookups):
@@ -247,30 +230,37 @@ class MxResolver:
     async def _addresses(self, host: str) -> _Lookup:
         """Rule 2: AAAA then A, each shuffled; partial answers are fine."""
         v6, v4 = await asyncio.gather(
-            self._query(host, dns.rdatatype.AAAA), self._query(host, dns.rdatatype.A)
+            self._dns.aaaa(host), self._dns.a(host), return_exceptions=True
         )
         addresses: list[str] = []
+        problems: list[DnsError] = []
         for answer in (v6, v4):
-            if isinstance(answer, list):
-                family = list(dict.fromkeys(r.address for r in answer))
+            if isinstance(answer, DnsError):
+                problems.append(answer)
+            elif isinstance(answer, BaseException):
+                raise answer  # a bug, not a DNS answer
+            else:
+                family = list(dict.fromkeys(answer))
                 self._rng.shuffle(family)
                 addresses.extend(family)
         if addresses:
             return _Lookup(addresses, None)
-        problems = [a for a in (v6, v4) if isinstance(a, str)]
-        temporary = [p for p in problems if p.startswith("temporary")]
-        if temporary:
-            return _Lookup([], temporary[0])
-        return _Lookup([], "nxdomain" if "nxdomain" in problems else "nodata")
+        # The most telling failure: "we could not find out" beats "no such name"
+        # beats "no records".
+        for kind in (TemporaryFailure, NoSuchDomain, DnsError):
+            for problem in problems:
+                if isinstance(problem, kind):
+                    return _Lookup([], problem)
+        raise AssertionError("a look-up without addresses has a failure")  # pragma: no cover
 
     def _no_address(
-        self, target: str, problem: str | None, configured: bool, *, implicit: bool = False
+        self, target: str, problem: DnsError | None, configured: bool, *, implicit: bool = False
     ) -> ResolveError:
-        if problem and problem.startswith("temporary"):
+        if isinstance(problem, TemporaryFailure):
             return ResolveError(
-                f"cannot look up the address of {target}: {problem[11:]}", "4.4.3", False
+                f"cannot look up the address of {target}: {problem.reason}", "4.4.3", False
             )
-        if problem == "nxdomain":
+        if isinstance(problem, NoSuchDomain):
             return self._not_found(target, configured)
         what = "no MX and no address records" if implicit else "no address records"
         if configured:
@@ -282,34 +272,3 @@ class MxResolver:
         if configured:
             return ResolveError(f"host {target} not found (NXDOMAIN)", "4.4.4", False)
         return ResolveError(f"domain {target} not found (NXDOMAIN)", "5.1.2", True)
-
-    # --- one DNS query -------------------------------------------------------------------------
-
-    async def _query(self, name: str, rdtype: dns.rdatatype.RdataType) -> list | str:
-        """Records (possibly []: NOERROR, no data), "nxdomain", or "temporary: <why>"."""
-        if self._resolver is None:
-            return f"temporary: {self._setup_error}"
-        try:
-            qname = dns.name.from_text(name)
-        except (dns.exception.DNSException, UnicodeError):
-            return "nxdomain"  # not a valid DNS name: no such domain can exist
-        try:
-            answer = await self._resolver.resolve(
-                qname, rdtype, search=False, raise_on_no_answer=False
-            )
-        except dns.resolver.NXDOMAIN:
-            return "nxdomain"
-        except dns.exception.Timeout:
-            return f"temporary: DNS timeout after {self._config.dns_timeout:g}s"
-        except dns.resolver.NoNameservers as exc:
-            return f"temporary: no name server answered ({_first_line(exc)})"
-        except dns.exception.DNSException as exc:
-            return f"temporary: {_first_line(exc)}"
-        except OSError as exc:
-            return f"temporary: {exc.strerror or exc}"
-        return list(answer.rrset) if answer.rrset is not None else []
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text.splitlines()[0][:200]

@@ -77,7 +77,7 @@ import logging
 from pathlib import Path
 
 from pigeon.config.schema import Config, TransportSpec
-from pigeon.delivery.maildir import maildir_path
+from pigeon.mailstore.paths import maildir_path
 from pigeon.vocab import Nexthop, Route
 
 log = logging.getLogger("pigeon.routing")

@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pigeon.config.load import load_config
-from pigeon.queue.manager import QueueManager
+from pigeon.qmgr import build_qmgr
 from pigeon.queue.model import Envelope, Recipient
 from pigeon.queue.store import QueueStore
 from pigeon.routing.resolve import Router
@@ -41,13 +42,12 @@ class Backend:
         self.store = QueueStore(self.config.queue_dir, fsync=False)
         self.store.open()
         self.maillog = RecordingMaillog()
-        self.manager = QueueManager(
+        self.manager = build_qmgr(
+            replace(self.config, queue=replace(self.config.queue, run_interval=30.0)),
             self.store,
             Router(self.config),
-            hostname="mx.example.test",
-            maillog=self.maillog,
-            fsync=False,
-            run_interval=30.0,
+            {},
+            self.maillog,
         )
         self.run_manager = run_manager
         self.loop = asyncio.new_event_loop()

@@ -3,8 +3,10 @@
 `check_delivery_agent(factory, nexthop=...)` runs the delivery-agent contract
 (pigeon.delivery.api) against any agent: `factory()` returns a fresh agent
 (with an `aclose()` coroutine if it holds resources; it is called after
-each check). Each check builds its own content file in a temporary
-directory; a failure raises `AssertionError` naming the check. Checked:
+each check). Each check builds its own message, handed to the agent as a
+`MessageContent` (pigeon/queue/api.py; missing content is one whose
+`open()` raises StoreError); a failure raises `AssertionError` naming the
+check. Checked:
   * one_result_per_recipient: exactly one RecipientResult per recipient of
     the request (matched by address), whatever the order; the status class
     matches the outcome (2.x.x delivered, 4.x.x deferred, 5.x.x bounced);
@@ -67,6 +69,7 @@ from pigeon.delivery.api import (
 from pigeon.msgfile import read_message
 from pigeon.proto.params import MailParams, RcptParams
 from pigeon.queue.model import Envelope, Recipient
+from pigeon.testing.fakes import BytesContent
 from pigeon.vocab import Nexthop
 
 StoreFactory = Callable[[Path], Any]
@@ -306,14 +309,14 @@ def _request(
     params: MailParams = MailParams(),
     rparams: RcptParams = RcptParams(),
 ) -> DeliveryRequest:
-    size = content.stat().st_size if content.exists() else 0
+    data = content.read_bytes() if content.exists() else None  # None: unreadable
     return DeliveryRequest(
         "0CONFORMANCE000",
         sender,
         params,
         tuple(DeliveryRecipient(r, rparams) for r in rcpts),
-        content,
-        size,
+        BytesContent(data),
+        len(data or b""),
         False,
         False,
         nexthop,
@@ -333,7 +336,9 @@ def _check_results(req: DeliveryRequest, results: Any) -> list[RecipientResult]:
     return results
 
 
-async def _deliver(factory: AgentFactory, *requests: DeliveryRequest) -> list[list]:
+async def _deliver(
+    factory: AgentFactory, *requests: DeliveryRequest
+) -> list[list[RecipientResult]]:
     agent = factory()
     try:
         out = await asyncio.gather(*(agent.deliver(r) for r in requests))

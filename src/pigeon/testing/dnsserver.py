@@ -58,9 +58,18 @@ import dns.rdatatype
 import dns.rrset
 import dns.zone
 
-__all__ = ["DnsServer", "main"]
+__all__ = ["DnsServer", "load_zone", "main"]
 
 MAX_CNAME_CHAIN = 8
+
+
+def load_zone(origin: str, text: str) -> dns.zone.Zone:
+    """Zone-file text (see the module contract) as a dnspython zone, names absolute."""
+    name = dns.name.from_text(origin)
+    # "$TTL 300" first, so records may omit the TTL (a $TTL in the text wins).
+    return dns.zone.from_text(
+        "$TTL 300\n" + text, origin=name, relativize=False, check_origin=False
+    )
 
 
 class DnsServer:
@@ -77,11 +86,7 @@ class DnsServer:
     ) -> None:
         self.zones: dict[dns.name.Name, dns.zone.Zone] = {}
         for origin, text in (zones or {}).items():
-            name = dns.name.from_text(origin)
-            # "$TTL 300" first, so records may omit the TTL (a $TTL in the text wins).
-            self.zones[name] = dns.zone.from_text(
-                "$TTL 300\n" + text, origin=name, relativize=False, check_origin=False
-            )
+            self.zones[dns.name.from_text(origin)] = load_zone(origin, text)
         self.servfail = {dns.name.from_text(n) for n in servfail}
         self.timeout = {dns.name.from_text(n) for n in timeout}
         self.host = host

@@ -14,16 +14,28 @@ Contract:
     result, as a real agent reports failures) or an exception instance (raised
     from `deliver()`, to test the manager's fence). Otherwise every recipient
     gets `results_fn(request, recipient)`, default "250 2.0.0 Ok".
-  * `run_manager_until(manager, condition)` runs a real QueueManager until
-    `condition()` holds (polled, bounded by `timeout`), then stops it.
+  * `BytesContent(data)` ~ pigeon.queue.api.MessageContent: a message in
+    memory; `BytesContent(None)` is content that cannot be read (its
+    `open()` raises StoreError, as a store's does for a lost file).
+  * `FaultyStore(store)` wraps a real store for the queue manager: it counts
+    every call by method name (`calls`) and `fail(name, times, exc)` makes the
+    next `times` calls of one method raise `exc` (`landed=True`: after the
+    real call did its work, as an fsync error can leave it unknown whether a
+    change was written). Injected through the manager's constructor; the
+    store itself is not patched.
+  * `run_manager_until(manager, condition)` runs a real queue manager
+    (pigeon.qmgr.Qmgr) until `condition()` holds (polled, bounded by
+    `timeout`), then stops it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, BinaryIO
 
 from pigeon.delivery.api import (
     DeliveryRecipient,
@@ -31,13 +43,31 @@ from pigeon.delivery.api import (
     Outcome,
     RecipientResult,
 )
-from pigeon.vocab import Nexthop
+from pigeon.vocab import Nexthop, StoreError
+
+
+class BytesContent:
+    """A `MessageContent` held in memory; None: unreadable (see the contract)."""
+
+    def __init__(self, data: bytes | None) -> None:
+        self.data = data
+        self.opened = 0  # how many times open() was called
+
+    @property
+    def size(self) -> int:
+        return len(self.data or b"")
+
+    def open(self) -> BinaryIO:
+        self.opened += 1
+        if self.data is None:
+            raise StoreError("content unreadable: no such file")
+        return io.BytesIO(self.data)
 
 
 @dataclass(slots=True)
 class MaillogCall:
     queue_id: str
-    fields: dict
+    fields: dict[str, Any]
     detail: str | None
 
 
@@ -47,7 +77,7 @@ class RecordingMaillog:
 
     calls: list[MaillogCall] = field(default_factory=list)
 
-    def log(self, queue_id: str, fields: dict, detail: str | None = None) -> None:
+    def log(self, queue_id: str, fields: dict[str, Any], detail: str | None = None) -> None:
         self.calls.append(MaillogCall(queue_id, dict(fields), detail))
 
     def for_id(self, queue_id: str) -> list[MaillogCall]:
@@ -151,7 +181,12 @@ class FakeAgent:
             )
         return [out[r.address] for r in request.recipients]
 
-    def _all(self, rcpts, err, remote_mta: str) -> list[RecipientResult]:
+    def _all(
+        self,
+        rcpts: Sequence[DeliveryRecipient],
+        err: FakeReply | BaseException,
+        remote_mta: str,
+    ) -> list[RecipientResult]:
         return [self._result(r.address, err, remote_mta) for r in rcpts]
 
     @staticmethod
@@ -164,8 +199,49 @@ class FakeAgent:
         return RecipientResult(address, err.outcome, err.status, err.text, remote_mta, action)  # type: ignore[arg-type]
 
 
-async def run_manager_until(manager, condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Run `manager` (a QueueManager) until `condition()`; fail after `timeout` s."""
+class FaultyStore:
+    """A real store with a failure switch per method (see the module contract)."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.calls: dict[str, list[tuple[Any, ...]]] = {}
+        self._faults: dict[str, list[Any]] = {}  # name -> [times left, exc, landed]
+
+    def fail(
+        self, name: str, times: int = 1, exc: BaseException | None = None, *, landed: bool = False
+    ) -> None:
+        if exc is None:
+            exc = StoreError(f"{name}: database or disk is full", disk_full=True)
+        self._faults[name] = [times, exc, landed]
+
+    def count(self, name: str) -> int:
+        return len(self.calls.get(name, ()))
+
+    def reset(self) -> None:
+        self.calls.clear()
+
+    def __getattr__(self, name: str) -> Any:
+        real = getattr(self.store, name)
+        if not callable(real):
+            return real
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls.setdefault(name, []).append(args)
+            fault = self._faults.get(name)
+            if fault is None or fault[0] <= 0:
+                return real(*args, **kwargs)
+            fault[0] -= 1
+            if fault[2]:
+                real(*args, **kwargs)
+            raise fault[1]
+
+        return call
+
+
+async def run_manager_until(
+    manager: Any, condition: Callable[[], bool], timeout: float = 10.0
+) -> None:
+    """Run `manager` (a Qmgr) until `condition()`; fail after `timeout` s."""
     task = asyncio.create_task(manager.run())
     deadline = time.monotonic() + timeout
     try:

@@ -49,8 +49,8 @@ from pigeon.auth.ratelimit import FailureLimiter, LimitSettings
 from pigeon.auth.service import AuthService
 from pigeon.config.load import load_config, session_config
 from pigeon.config.schema import Config
-from pigeon.net.listener import role_session_config
 from pigeon.net.services import ConnectionContext, ReceiveServices
+from pigeon.net.smtp_service import role_session_config
 from pigeon.net.smtpd import Connection
 from pigeon.obs.maillog import MailLog
 from pigeon.policy.build import PolicyDeps, build_pipeline

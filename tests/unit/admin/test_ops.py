@@ -1,4 +1,4 @@
-"""Queue operations through the control socket against a real store and QueueManager."""
+"""Queue operations through the control socket against a real store and queue manager."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 
 from pigeon.admin.client import ControlClient, RemoteError
 from pigeon.msgfile import read_message
+from pigeon.qmgr.operator import ADMIN_BOUNCE_STATUS
 from pigeon.queue.model import RecipientStatus
-from pigeon.queue.operator import ADMIN_BOUNCE_STATUS
 
 
 def client(b) -> ControlClient:
@@ -103,14 +103,14 @@ def test_bounce_returns_to_sender_with_a_dsn(backend):
 def test_action_on_a_message_being_delivered_waits_for_the_attempt(backend):
     b = backend
     qid = b.commit("a@example.org")
-    b.store.mark_active([qid])
-    b.manager._inflight.add(qid)  # as run() does while an attempt is running
+    b.store.claim([qid])
+    b.manager._sched.started([qid])  # as run() does while an attempt is running
     assert client(b).call("hold", ids=[qid])["pending"] == [qid]
     assert state(b, qid) == "active"
     # The attempt ends (deferred), then the manager applies the pending hold.
-    b.manager._inflight.discard(qid)
-    b.store.set_state(qid, "deferred", time.time() + 300)
-    b.call(b.manager._after_delivery(qid))
+    b.manager._sched.finished(qid)
+    b.store.move([qid], "deferred", time.time() + 300, from_states=("active",))
+    b.call(b.manager._operator.after_delivery(qid))
     assert state(b, qid) == "hold"
 
 
@@ -118,7 +118,7 @@ def test_flush_makes_deferred_mail_due_and_revives_destinations(backend):
     b = backend
     q1 = b.commit("a@down.example", state="deferred")
     q2 = b.commit("b@other.example", state="deferred")
-    dests = b.manager._dests
+    dests = b.manager._sched.dests
     from pigeon.vocab import Nexthop
 
     nh = Nexthop("smtp", "down.example")

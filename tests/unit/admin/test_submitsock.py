@@ -62,7 +62,7 @@ def test_trusted_user_may_set_the_sender_and_the_message_is_fixed_up(backend):
     assert b"\r\n\r\nbody\r\n" in data
     (line,) = backend.maillog.for_id(qid)
     assert line.detail == "queued" and line.fields["uid"] == os.getuid()
-    assert any(e.queue_id == qid for e in backend.manager._fresh)  # handed to the manager
+    assert any(e.queue_id == qid for e in backend.manager._sched.fresh)  # handed to the manager
 
 
 def untrusted_server(backend, tmp_path):

@@ -115,13 +115,18 @@ def as_other_user(argv: list[str], **kw) -> int:
 
 
 def serve_process(
-    world: World, extra: str = "", data_dir: Path | None = None, as_nobody: bool = False
+    world: World,
+    extra: str = "",
+    data_dir: Path | None = None,
+    as_nobody: bool = False,
+    tables: str = "",
 ) -> int:
     port = free_port()
     cfg = world.config(
         data_dir or world.root / "serve-data",
         f'listen = ["127.0.0.1:{port}"]\nsubmission_listen = []\nsubmissions_listen = []\n' + extra,
         name="serve.toml",
+        tables=tables,
     )
     argv = [sys.executable, "-m", "pigeon", "serve", "-c", str(cfg)]
     if as_nobody:
@@ -133,21 +138,26 @@ def serve_process(
 
 
 # --- serve ---------------------------------------------------------------------------------
+# Each case takes `workers`: the statuses are the same with one process and with several
+# (test_serve_statuses_are_the_same_in_both_modes).
 
 
-def serve_0(world):
-    proc = PigeonProcess(world.root / "p0", '[admin]\nmetrics_listen = ""\n').start()
+def serve_0(world, workers: int = 1):
+    proc = PigeonProcess(
+        world.root / "p0", f'workers = {workers}\n[admin]\nmetrics_listen = ""\n'
+    ).start()
     return proc.stop()
 
 
-def serve_69(world):
+def serve_69(world, workers: int = 1):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
         cfg = world.config(
             world.root / "d69",
-            f'listen = ["127.0.0.1:{port}"]\nsubmission_listen = []\nsubmissions_listen = []\n',
+            f'workers = {workers}\nlisten = ["127.0.0.1:{port}"]\nsubmission_listen = []\n'
+            "submissions_listen = []\n",
             name="s69.toml",
         )
         return subprocess.run(
@@ -157,12 +167,25 @@ def serve_69(world):
         ).returncode
 
 
-def serve_73(world):
+def serve_73(world, workers: int = 1):
     (world.root / "a-file").write_text("not a directory\n")
-    return serve_process(world, data_dir=world.root / "a-file")
+    return serve_process(world, f"workers = {workers}\n", data_dir=world.root / "a-file")
 
 
-def serve_77(world):
+def _serve_73_damaged_queue_db(world, workers: int = 1):
+    queue = world.root / "serve-data" / "queue"
+    queue.mkdir(parents=True)
+    (queue / "queue.db").write_bytes(b"not an SQLite database, not at all" * 40)
+    return serve_process(world, f"workers = {workers}\n")
+
+
+def _serve_73_unusable_account_store(world, workers: int = 1):
+    (world.root / "serve-data" / "accounts.db").mkdir(parents=True)  # not a database
+    return serve_process(world, f"workers = {workers}\n")
+
+
+def serve_77(world, workers: int = 1):
+    extra = f'workers = {workers}\nuser = "root"\n'
     if os.geteuid() == 0:
         # An unprivileged user asked to become root: only root can switch.
         import pwd
@@ -170,12 +193,40 @@ def serve_77(world):
         (world.root / "serve-data").mkdir()
         nobody = pwd.getpwnam("nobody")
         os.chown(world.root / "serve-data", nobody.pw_uid, nobody.pw_gid)
-        return serve_process(world, 'user = "root"\n', as_nobody=True)
-    return serve_process(world, 'user = "root"\n')
+        return serve_process(world, extra, as_nobody=True)
+    return serve_process(world, extra)
+
+
+def _serve_78_broken_certificate(world, workers: int = 1):
+    cert = world.root / "cert.pem"
+    cert.write_text("renewal went wrong\n")
+    return serve_process(
+        world,
+        f"workers = {workers}\n",
+        tables=f'[tls]\ncert_file = "{cert}"\nkey_file = "{cert}"\n',
+    )
 
 
 def serve_78(world):
     return main(["serve", "--config", str(world.bad_config())])
+
+
+BOTH_MODES = [
+    (serve_0, 0),
+    (serve_69, 69),
+    (serve_73, 73),
+    (_serve_73_damaged_queue_db, 73),
+    (_serve_73_unusable_account_store, 73),
+    (serve_77, 77),
+    (_serve_78_broken_certificate, 78),
+]
+
+
+@pytest.mark.parametrize("case, status", BOTH_MODES, ids=lambda c: getattr(c, "__name__", c))
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_statuses_are_the_same_in_both_modes(world, case, status, workers):
+    """One lifecycle owns the exit status, whether pigeon runs one process or several."""
+    assert case(world, workers=workers) == status
 
 
 # --- check-config ---------------------------------------------------------------------------

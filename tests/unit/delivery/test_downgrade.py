@@ -8,7 +8,8 @@ import quopri
 
 import pytest
 
-from pigeon.delivery.downgrade import DowngradeError, downgrade_to_7bit, needs_downgrade
+from pigeon.delivery.downgrade import DowngradeError, convert_to_temp, downgrade_to_7bit
+from pigeon.testing.fakes import BytesContent
 
 HEAD = (
     b"From: a@src.test\r\nTo: b@dst.test\r\nSubject: hello\r\n  folded subject\r\n"
@@ -17,10 +18,8 @@ HEAD = (
 
 
 def convert(tmp_path, raw: bytes) -> bytes:
-    src = tmp_path / "in.eml"
-    src.write_bytes(raw)
     out = io.BytesIO()
-    n = downgrade_to_7bit(src, out)
+    n = downgrade_to_7bit(BytesContent(raw), out)
     assert n == len(out.getvalue())
     return out.getvalue()
 
@@ -61,9 +60,16 @@ def test_eight_bit_header_cannot_be_converted(tmp_path):
     assert e.value.status == "5.6.3"
 
 
-def test_needs_downgrade(tmp_path):
-    p = tmp_path / "m"
-    p.write_bytes(b"x" * 100_000 + b"\xff")
-    assert needs_downgrade(p)
-    p.write_bytes(b"ascii only\r\n")
-    assert not needs_downgrade(p)
+def test_the_conversion_for_a_peer_is_a_private_temporary_file(tmp_path):
+    raw = HEAD + b"Content-Type: text/plain\r\n\r\ncaf\xc3\xa9\r\n"
+    converted = convert_to_temp(BytesContent(raw))
+    try:
+        with converted.open() as fh:
+            data = fh.read()
+        assert data.isascii() and converted.size == len(data)
+        assert (converted.path.stat().st_mode & 0o777) == 0o600
+    finally:
+        converted.remove()
+    assert not converted.path.exists()
+    with pytest.raises(DowngradeError):  # nothing left behind when impossible
+        convert_to_temp(BytesContent(b"Subject: caf\xc3\xa9\r\n\r\nx\r\n"))

@@ -367,6 +367,7 @@ def test_smtp_agent_passes_the_agent_conformance_suite():
 def test_relay_login_belongs_to_the_configured_host_and_port(tmp_path):
     from pigeon.config import load_config
     from pigeon.delivery.wiring import build_agents
+    from pigeon.testing.fakedns import FakeResolver as FakeDns
 
     password = tmp_path / "pw"
     password.write_text("secret\n")
@@ -380,7 +381,7 @@ def test_relay_login_belongs_to_the_configured_host_and_port(tmp_path):
             "transports": {"other.test": "smtp:[relay.example]:2525"},
         }
     )
-    agent = build_agents(config)["smtp"]
+    agent = build_agents(config, FakeDns())["smtp"]
     login = ("me", "secret")
     assert agent._auth_for(Nexthop("smtp", "any.test", "relay.example", 587, False)) == login
     assert agent._auth_for(Nexthop("smtp", "any.test", "RELAY.example", 587, False)) == login
@@ -401,6 +402,6 @@ def test_relay_login_belongs_to_the_configured_host_and_port(tmp_path):
             }
         }
     )
-    agent = build_agents(config)["smtp"]
+    agent = build_agents(config, FakeDns())["smtp"]
     assert agent._auth_for(Nexthop("smtp", "any.test", "relay.example", None, False)) == login
     assert agent._auth_for(Nexthop("smtp", "any.test", "relay.example", 25, False)) == login

@@ -230,9 +230,9 @@ def test_write_all_finishes_short_writes(tmp_path, monkeypatch):
 
 def test_readers_of_queued_content_never_see_the_preamble(store, tmp_path):
     from pigeon.admin.query import read_headers
-    from pigeon.delivery.downgrade import downgrade_to_7bit, needs_downgrade
-    from pigeon.delivery.maildir import deliver_to_maildir
-    from pigeon.queue.bounce import build_dsn
+    from pigeon.delivery.downgrade import downgrade_to_7bit
+    from pigeon.delivery.maildir import MaildirJob, deliver_batch
+    from pigeon.qmgr.bounce import build_dsn
 
     sp = store.new_spool()
     sp.write(
@@ -248,14 +248,17 @@ def test_readers_of_queued_content_never_see_the_preamble(store, tmp_path):
     )
     store.commit(sp, env)
     path = store.content_path(sp.queue_id)
-    delivered = deliver_to_maildir(tmp_path / "Maildir", path, "a@example.test", fsync=False)
+    content = store.content(sp.queue_id)
+    box = tmp_path / "Maildir"
+    ((_, _, err),) = deliver_batch([MaildirJob(box, content, "a@example.test")], fsync=False)
+    assert err is None
+    (delivered,) = (box / "new").iterdir()
     assert delivered.read_bytes() == (
         b"Return-Path: <a@example.test>\n" + read_message(path).replace(b"\r\n", b"\n")
     )
     assert read_headers(path).startswith("Received: by test\n")
-    assert needs_downgrade(path)
     out = io.BytesIO()
-    downgrade_to_7bit(path, out)
+    downgrade_to_7bit(content, out)
     assert out.getvalue().startswith(b"Received: by test\r\n") and out.getvalue().isascii()
     report = build_dsn(
         env,
@@ -263,7 +266,7 @@ def test_readers_of_queued_content_never_see_the_preamble(store, tmp_path):
         kind="failure",
         reporting_mta="mx.example.test",
         arrival_date=env.received_at,
-        content_path=path,
+        content=content,
         now=time.time(),
     )
     assert b"#pigeon-queue-file" not in report and b"Subject: cafe" in report

@@ -371,7 +371,7 @@ def test_rebuild_and_the_serving_owner_exclude_each_other(root):
 
 def test_big_local_submissions_and_reports_are_rebuilt_too(root):
     from pigeon.admin import localsubmit as L
-    from pigeon.queue.notify import Notice, enqueue_notice
+    from pigeon.qmgr.notify import Notice, enqueue_notice
 
     big = b"\xc3\xa9t\xc3\xa9\n" * (SPILL_THRESHOLD // 6 + 100)  # spills, 8-bit
     store = open_store(root)

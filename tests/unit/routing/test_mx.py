@@ -1,4 +1,8 @@
-"""MxResolver against a real DNS server on loopback (pigeon.testing.dnsserver)."""
+"""MxResolver's rules (RFC 5321 §5.1) over zones held in memory (pigeon.testing.fakedns).
+
+The dnspython resolver itself is tested against a real DNS server on
+loopback in tests/unit/dns/test_resolvers.py, with the same zone text.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,10 @@ import random
 
 import pytest
 
-from pigeon.config.schema import Config, DeliveryConfig, ListenAddress, Nameserver
+from pigeon.config.schema import Config, DeliveryConfig, ListenAddress
+from pigeon.dns.api import MxRecord, TemporaryFailure
 from pigeon.routing.mx import Candidate, MxResolver, ResolveError, own_identity
-from pigeon.testing.dnsserver import DnsServer
+from pigeon.testing.fakedns import FakeResolver
 from pigeon.vocab import Nexthop
 
 ZONE = """
@@ -48,22 +53,21 @@ mx    A 203.0.113.1
 """
 
 
-@pytest.fixture(scope="module")
-def dns_server():
-    with DnsServer(
-        zones={"example.test": ZONE, "other.test": OTHER, "self.test": SELF},
-        servfail={"broken.test"},
-        timeout={"slow.test"},
-    ) as server:
-        yield server
+ZONES = {"example.test": ZONE, "other.test": OTHER, "self.test": SELF}
 
 
-def make(dns_server, *, seed: int = 1, timeout: float = 3.0, **kw) -> MxResolver:
-    cfg = DeliveryConfig(
-        dns_servers=(Nameserver("127.0.0.1", dns_server.port),), dns_timeout=timeout, **kw
-    )
+@pytest.fixture
+def dns():
+    return FakeResolver(ZONES, servfail={"broken.test"}, timeout={"slow.test"})
+
+
+def make(dns, *, seed: int = 1, remote_port: int = 25) -> MxResolver:
     return MxResolver(
-        cfg, own_names={"mx.self.test"}, own_addresses={"198.51.100.7"}, rng=random.Random(seed)
+        dns,
+        remote_port=remote_port,
+        own_names={"mx.self.test"},
+        own_addresses={"198.51.100.7"},
+        rng=random.Random(seed),
     )
 
 
@@ -77,8 +81,8 @@ def fail(resolver: MxResolver, nexthop: Nexthop) -> ResolveError:
     return info.value
 
 
-def test_mx_ordered_by_preference_ipv6_first(dns_server):
-    got = run(make(dns_server), Nexthop("smtp", "example.test"))
+def test_mx_ordered_by_preference_ipv6_first(dns):
+    got = run(make(dns), Nexthop("smtp", "example.test"))
     assert got == [
         Candidate("mx1.example.test", "2001:db8::1", 25, 10),
         Candidate("mx1.example.test", "192.0.2.1", 25, 10),
@@ -87,19 +91,18 @@ def test_mx_ordered_by_preference_ipv6_first(dns_server):
     ]
 
 
-def test_port_from_nexthop_or_config(dns_server):
+def test_port_from_nexthop_or_config(dns):
     assert {
-        c.port
-        for c in run(make(dns_server, remote_port=2525), Nexthop("smtp", "plain.example.test"))
+        c.port for c in run(make(dns, remote_port=2525), Nexthop("smtp", "plain.example.test"))
     } == {2525}
-    assert {
-        c.port for c in run(make(dns_server), Nexthop("smtp", "plain.example.test", port=587))
-    } == {587}
+    assert {c.port for c in run(make(dns), Nexthop("smtp", "plain.example.test", port=587))} == {
+        587
+    }
 
 
-def test_equal_preferences_are_shuffled(dns_server):
+def test_equal_preferences_are_shuffled(dns):
     orders = set()
-    resolver = make(dns_server, seed=42)
+    resolver = make(dns, seed=42)
     for _ in range(20):
         orders.add(tuple(c.host for c in run(resolver, Nexthop("smtp", "equal.example.test"))))
     assert orders == {
@@ -108,97 +111,138 @@ def test_equal_preferences_are_shuffled(dns_server):
     }
 
 
-def test_no_mx_uses_the_domain_address_as_implicit_mx(dns_server):
-    got = run(make(dns_server), Nexthop("smtp", "plain.example.test"))
+def test_no_mx_uses_the_domain_address_as_implicit_mx(dns):
+    got = run(make(dns), Nexthop("smtp", "plain.example.test"))
     assert got == [
         Candidate("plain.example.test", "2001:db8::20", 25, 0),
         Candidate("plain.example.test", "192.0.2.20", 25, 0),
     ]
 
 
-def test_null_mx_is_permanent_556(dns_server):
-    e = fail(make(dns_server), Nexthop("smtp", "nullmx.example.test"))
+def test_null_mx_is_permanent_556(dns):
+    e = fail(make(dns), Nexthop("smtp", "nullmx.example.test"))
     assert (e.status, e.permanent) == ("5.1.10", True)
     assert e.message.startswith("556 5.1.10")
 
 
-def test_nxdomain_is_permanent(dns_server):
-    e = fail(make(dns_server), Nexthop("smtp", "nonexistent.example.test"))
+def test_nxdomain_is_permanent(dns):
+    e = fail(make(dns), Nexthop("smtp", "nonexistent.example.test"))
     assert (e.status, e.permanent) == ("5.1.2", True)
 
 
-def test_no_mx_and_no_address_is_permanent(dns_server):
-    e = fail(make(dns_server), Nexthop("smtp", "textonly.example.test"))
+def test_no_mx_and_no_address_is_permanent(dns):
+    e = fail(make(dns), Nexthop("smtp", "textonly.example.test"))
     assert (e.status, e.permanent) == ("5.4.4", True)
 
 
-def test_servfail_is_transient(dns_server):
-    e = fail(make(dns_server), Nexthop("smtp", "broken.test"))
+def test_servfail_is_transient(dns):
+    e = fail(make(dns), Nexthop("smtp", "broken.test"))
     assert (e.status, e.permanent) == ("4.4.3", False)
 
 
-def test_timeout_is_transient(dns_server):
-    e = fail(make(dns_server, timeout=0.3), Nexthop("smtp", "slow.test"))
+def test_timeout_is_transient(dns):
+    e = fail(make(dns), Nexthop("smtp", "slow.test"))
     assert (e.status, e.permanent) == ("4.4.3", False)
-    assert "timeout" in e.message
+    assert e.message == "cannot look up MX records of slow.test: DNS timeout after 10s"
+
+
+class Unreachable:
+    """A resolver whose every look-up fails for now (no name server answers)."""
+
+    async def _fail(self, name: str) -> list:
+        raise TemporaryFailure(name, "?", "no name server answered (REFUSED)")
+
+    mx = a = aaaa = txt = ptr = _fail
 
 
 def test_no_name_server_answering_is_transient():
-    # A port nobody serves: ICMP refusal or timeout, either way 4.4.3.
-    with DnsServer() as server:
-        port = server.port
-    cfg = DeliveryConfig(dns_servers=(Nameserver("127.0.0.1", port),), dns_timeout=0.3)
-    resolver = MxResolver(cfg, own_names=set(), own_addresses=set())
-    with pytest.raises(ResolveError) as info:
-        asyncio.run(resolver.candidates(Nexthop("smtp", "example.test")))
-    assert (info.value.status, info.value.permanent) == ("4.4.3", False)
+    e = fail(make(Unreachable()), Nexthop("smtp", "example.test"))
+    assert (e.status, e.permanent) == ("4.4.3", False)
+    assert e.message.endswith("no name server answered (REFUSED)")
+    # An explicit host: its address look-up fails the same way.
+    e = fail(make(Unreachable()), Nexthop("smtp", "x.test", host="relay.example.test", mx=False))
+    assert (e.status, e.permanent) == ("4.4.3", False)
+    assert e.message.startswith("cannot look up the address of relay.example.test")
 
 
-def test_unresolvable_mx_hosts_are_skipped(dns_server):
-    got = run(make(dns_server), Nexthop("smtp", "halfdead.example.test"))
+def test_an_mx_host_whose_address_look_up_fails_for_now_is_skipped(dns):
+    dns.add_zone("flaky.test", "@ MX 10 mx.slow.test.\n@ MX 20 mx2.example.test.\n")
+    got = run(make(dns), Nexthop("smtp", "flaky.test"))
     assert got == [Candidate("mx2.example.test", "192.0.2.2", 25, 20)]
-    e = fail(make(dns_server), Nexthop("smtp", "dangling.example.test"))
+
+
+def test_an_mx_record_list_with_a_null_mx_among_others_skips_it():
+    class Answers(FakeResolver):
+        async def mx(self, name: str) -> list[MxRecord]:
+            return [MxRecord(0, "."), MxRecord(10, "mx2.example.test")]
+
+    got = run(make(Answers(ZONES)), Nexthop("smtp", "mixed.test"))
+    assert got == [Candidate("mx2.example.test", "192.0.2.2", 25, 10)]
+
+
+def test_literals_and_sockets_ask_no_dns(dns):
+    r = make(dns)
+    run(r, Nexthop("smtp", "[192.0.2.5]", host="192.0.2.5", mx=False))
+    run(r, Nexthop("lmtp", "example.test", host="/run/lmtp", mx=False))
+    assert dns.queries == []
+    run(r, Nexthop("smtp", "relay.example.test", host="relay.example.test", mx=False))
+    assert sorted(dns.queries) == [("relay.example.test", "A"), ("relay.example.test", "AAAA")]
+
+
+def test_a_resolver_bug_is_not_turned_into_a_dns_answer():
+    class Broken(FakeResolver):
+        async def a(self, name: str) -> list[str]:
+            raise RuntimeError("bug")
+
+    with pytest.raises(RuntimeError):
+        run(make(Broken(ZONES)), Nexthop("smtp", "plain.example.test"))
+
+
+def test_unresolvable_mx_hosts_are_skipped(dns):
+    got = run(make(dns), Nexthop("smtp", "halfdead.example.test"))
+    assert got == [Candidate("mx2.example.test", "192.0.2.2", 25, 20)]
+    e = fail(make(dns), Nexthop("smtp", "dangling.example.test"))
     assert (e.status, e.permanent) == ("4.4.4", False)
 
 
-def test_loop_own_name_as_best_mx(dns_server):
-    e = fail(make(dns_server), Nexthop("smtp", "loop.example.test"))
+def test_loop_own_name_as_best_mx(dns):
+    e = fail(make(dns), Nexthop("smtp", "loop.example.test"))
     assert (e.status, e.permanent) == ("5.4.6", True)
     assert e.message == "mail for loop.example.test loops back to myself"
 
 
-def test_loop_own_name_as_backup_keeps_only_better_mx(dns_server):
-    got = run(make(dns_server), Nexthop("smtp", "backup.example.test"))
+def test_loop_own_name_as_backup_keeps_only_better_mx(dns):
+    got = run(make(dns), Nexthop("smtp", "backup.example.test"))
     assert {c.host for c in got} == {"mx1.example.test"}
 
 
-def test_loop_by_own_address(dns_server):
-    e = fail(make(dns_server), Nexthop("smtp", "byaddr.example.test"))
+def test_loop_by_own_address(dns):
+    e = fail(make(dns), Nexthop("smtp", "byaddr.example.test"))
     assert e.status == "5.4.6"
 
 
-def test_bracketed_host_skips_mx(dns_server):
+def test_bracketed_host_skips_mx(dns):
     nh = Nexthop("smtp", "example.test", host="relay.example.test", port=587, mx=False)
-    assert run(make(dns_server), nh) == [Candidate("relay.example.test", "192.0.2.99", 587, 0)]
+    assert run(make(dns), nh) == [Candidate("relay.example.test", "192.0.2.99", 587, 0)]
     # Brackets also skip loop detection: a filter on our own host is legitimate.
     nh = Nexthop("smtp", "example.test", host="us.example.test", port=10025, mx=False)
-    assert run(make(dns_server), nh) == [Candidate("us.example.test", "198.51.100.7", 10025, 0)]
+    assert run(make(dns), nh) == [Candidate("us.example.test", "198.51.100.7", 10025, 0)]
 
 
-def test_unbracketed_host_uses_its_mx(dns_server):
+def test_unbracketed_host_uses_its_mx(dns):
     nh = Nexthop("smtp", "customer.test", host="example.test")
-    assert run(make(dns_server), nh)[0].host == "mx1.example.test"
+    assert run(make(dns), nh)[0].host == "mx1.example.test"
 
 
-def test_configured_host_failures_are_transient(dns_server):
-    e = fail(make(dns_server), Nexthop("smtp", "x.test", host="nothere.example.test", mx=False))
+def test_configured_host_failures_are_transient(dns):
+    e = fail(make(dns), Nexthop("smtp", "x.test", host="nothere.example.test", mx=False))
     assert (e.status, e.permanent) == ("4.4.4", False)
-    e = fail(make(dns_server), Nexthop("smtp", "x.test", host="nothere.example.test"))
+    e = fail(make(dns), Nexthop("smtp", "x.test", host="nothere.example.test"))
     assert (e.status, e.permanent) == ("4.4.4", False)
 
 
-def test_ip_literals_and_lmtp(dns_server):
-    r = make(dns_server)
+def test_ip_literals_and_lmtp(dns):
+    r = make(dns)
     assert run(r, Nexthop("smtp", "[192.0.2.5]", host="192.0.2.5", mx=False)) == [
         Candidate("192.0.2.5", "192.0.2.5", 25, 0)
     ]
@@ -218,9 +262,9 @@ def test_ip_literals_and_lmtp(dns_server):
     ]
 
 
-def test_local_and_discard_are_not_resolvable(dns_server):
+def test_local_and_discard_are_not_resolvable(dns):
     with pytest.raises(ValueError):
-        run(make(dns_server), Nexthop("discard", "example.test"))
+        run(make(dns), Nexthop("discard", "example.test"))
 
 
 def test_resolve_error_attributes():

@@ -1,0 +1,71 @@
+"""How `pigeon serve` ends: one table from start-up failures to exit statuses.
+
+Contract:
+  * The statuses are those documented in docs/admin.md and `pigeon serve
+    --help` (sysexits.h): 0 after a clean shutdown; 69 (EX_UNAVAILABLE) a
+    listener, the control socket or the PID file is taken; 73
+    (EX_CANTCREAT) data_dir, its queue database or its account store is
+    unusable; 77 (EX_NOPERM) pigeon cannot become the configured user; 78
+    (EX_CONFIG) a broken TLS certificate or key. (A configuration that does
+    not load is 78 too, decided by the CLI before anything starts.)
+  * `exit_status(exc, config)` is the ONE place that maps a failure to its
+    status, for every process of both modes (one process, `workers > 1`):
+    the main process, its workers, and the start-up steps run before they
+    are forked. It logs the failure in one line (no traceback: these are
+    conditions, not bugs) and returns the status; for anything else (a bug)
+    it returns None and logs nothing, so the caller lets it propagate with
+    its traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pigeon.admin.control import ControlError
+from pigeon.admin.pidfile import PidFileError
+from pigeon.auth.accounts import AccountError
+from pigeon.config.schema import Config
+from pigeon.net.listener import ListenError
+from pigeon.net.tls import TlsError
+from pigeon.privileges import PrivilegeError
+from pigeon.vocab.errors import StoreError
+
+__all__ = [
+    "EX_CANTCREAT",
+    "EX_CONFIG",
+    "EX_NOPERM",
+    "EX_OK",
+    "EX_UNAVAILABLE",
+    "exit_status",
+]
+
+log = logging.getLogger("pigeon")
+
+EX_OK = 0
+EX_UNAVAILABLE = 69  # sysexits.h: a listener, the control socket or the PID file is taken
+EX_CANTCREAT = 73  # sysexits.h: data_dir, the queue database or the account store is unusable
+EX_NOPERM = 77  # sysexits.h: could not switch to the configured user
+EX_CONFIG = 78  # sysexits.h: a broken TLS certificate or key
+
+#: Failure -> status, first match wins (PermissionError has its own message below).
+_STATUSES: tuple[tuple[type[BaseException], int], ...] = (
+    (ListenError, EX_UNAVAILABLE),
+    (ControlError, EX_UNAVAILABLE),
+    (PidFileError, EX_UNAVAILABLE),
+    (PrivilegeError, EX_NOPERM),
+    (TlsError, EX_CONFIG),
+    (AccountError, EX_CANTCREAT),
+    (StoreError, EX_CANTCREAT),  # a damaged queue.db, a rebuild running
+)
+
+
+def exit_status(exc: BaseException, config: Config) -> int | None:
+    """The documented status for `exc`, logged in one line; None for a bug (see the contract)."""
+    if isinstance(exc, PermissionError):
+        log.error("data directory %s is not usable: %s", config.data_dir, exc)
+        return EX_CANTCREAT
+    for kind, status in _STATUSES:
+        if isinstance(exc, kind):
+            log.error("%s", exc)
+            return status
+    return None

@@ -1,0 +1,295 @@
+"""The lifecycle of one pigeon process: start-up order, signals, reload, shutdown, exit status.
+
+    status = Lifecycle(lambda: full_role(config), config, load_config=reload).run()
+
+Contract:
+  * `Lifecycle(make_role, config, ...).run()` runs one process of any role
+    (one process, the main one of several, a worker) on a fresh event loop
+    (uvloop when installed) and returns its exit status. It is the ONE
+    owner of signals and exit statuses, the same in both modes:
+      - SIGTERM, SIGINT: shut down (see below) and exit 0. A worker ignores
+        SIGINT (a Ctrl-C reaches the whole process group; the main process
+        decides, and passes SIGTERM on). `forward`, given to the main process
+        of several, is called with each SIGTERM/SIGINT and at the start of
+        every reload (SIGHUP) so the workers follow.
+      - SIGHUP, and the control socket's "reload" (`pigeon reload`): one
+        reload at a time (`Lifecycle.reload`); its outcome is logged, and
+        returned to the operator.
+      - a start-up failure: its status from app/exits.py (69, 73, 77, 78),
+        logged in one line; with workers, `forward(SIGTERM)` first. Anything
+        else is a bug and keeps its traceback.
+  * Start-up order (`serve`), for any role: the data directory (the full
+    role), the store (as the queue's owner when the role runs the manager:
+    a damaged queue.db or a running `pigeon queue rebuild` stops us here)
+    and the account store; the control socket (refused when another pigeon
+    serves this data directory) and the rest of the administration side
+    (roles with a manager); the listeners (bound now, or the sockets bound
+    before the workers were forked); the PID file; then, every privileged
+    step done, the switch to `user` (pigeon.privileges); the submit socket
+    opened to local users; the queue manager; "ready" (sd_notify READY=1).
+  * Reload (`reload`): the configuration is loaded again (same file, same
+    flags), the difference is planned by the pure `app.reload.plan_reload`,
+    the TLS certificate files are re-read (a broken one refuses the reload),
+    and the role applies the plan to its parts (`ProcessRole.apply`).
+    sd_notify RELOADING=1 / READY=1 around it. Nothing else writes into the
+    running parts.
+  * Shutdown (`shutdown`) is this one method: listeners answer 421 to
+    newcomers while the sessions in progress finish (up to
+    `timeouts.shutdown_grace`), the queue manager finishes its in-flight
+    deliveries, idle outbound connections are closed; then `close` releases
+    listeners, the administration side, the store and the account store, on
+    every path out of `serve`. A bound on the whole shutdown belongs here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Callable
+from typing import Any
+
+from pigeon.admin.wiring import AdminHandle, start_admin
+from pigeon.app.exits import EX_OK, exit_status
+from pigeon.app.reload import ReloadOutcome, ReloadPlan, plan_reload
+from pigeon.app.roles import ProcessRole
+from pigeon.config.load import ConfigError
+from pigeon.config.schema import Config
+from pigeon.delivery.wiring import close_agents
+from pigeon.net.listener import BoundSockets
+from pigeon.net.tls import TlsError, TlsProvider
+from pigeon.privileges import drop, make_data_dir
+
+__all__ = ["Lifecycle", "new_loop"]
+
+log = logging.getLogger("pigeon")
+
+
+def new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
+class Lifecycle:
+    """Owns one process's role from start-up to exit (see the module contract)."""
+
+    def __init__(
+        self,
+        make_role: Callable[[], ProcessRole],
+        config: Config,
+        *,
+        load_config: Callable[[], Config] | None = None,
+        sockets: BoundSockets | None = None,
+        recover: bool = True,
+        forward: Callable[[int], None] | None = None,
+        ignore_sigint: bool = False,
+    ) -> None:
+        self.make_role = make_role
+        self.config = config
+        self.load_config = load_config
+        self.sockets = sockets
+        self.recover = recover
+        self.forward = forward
+        self.ignore_sigint = ignore_sigint
+        self.role: ProcessRole | None = None
+        self.stop = asyncio.Event()
+        self.admin: AdminHandle | None = None
+        self._reload_lock = asyncio.Lock()
+        self._reloads: set[asyncio.Task[ReloadOutcome]] = set()
+
+    # --- the process -------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run the process on a fresh event loop until SIGTERM/SIGINT; its exit status."""
+        with asyncio.Runner(loop_factory=new_loop) as runner:
+            return runner.run(self.main())
+
+    async def main(self) -> int:
+        """Signals, the role, its life; the exit status (see the module contract)."""
+        self._install_signals()
+        try:
+            self.role = self.make_role()
+            await self.serve(self.role)
+        except Exception as exc:
+            status = exit_status(exc, self.config)
+            if self.forward is not None:
+                self.forward(signal.SIGTERM)  # the workers must not outlive a failed start
+            if status is None:
+                raise
+            return status
+        return EX_OK
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._on_stop, signal.SIGTERM)
+        if self.ignore_sigint:
+            loop.add_signal_handler(signal.SIGINT, lambda: None)
+        else:
+            loop.add_signal_handler(signal.SIGINT, self._on_stop, signal.SIGINT)
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+
+    def _on_stop(self, sig: int) -> None:
+        if self.forward is not None:
+            self.forward(sig)
+        self.stop.set()
+
+    def _on_sighup(self) -> None:
+        task = asyncio.ensure_future(self.reload())
+        self._reloads.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._reloads.discard)
+
+    # --- start-up, running, shutdown --------------------------------------------------
+
+    async def serve(self, role: ProcessRole) -> None:
+        config = role.config
+        if role.owns_queue:
+            make_data_dir(config.data_dir, config.user)  # PrivilegeError: a symlink
+        # The owner refuses a damaged queue.db (StoreCorrupt) and keeps
+        # `pigeon queue rebuild` out while we run (queue/store.py).
+        role.store.open(owner=role.owns_queue)
+        role.auth.store.open()
+        try:
+            if role.manager is not None:
+                # The control socket first: it refuses to start when another
+                # pigeon already serves this data directory (ControlError).
+                self.admin = await start_admin(
+                    config,
+                    role.store,
+                    role.manager,
+                    role.maillog,
+                    role.listeners.statistics,
+                    metrics=role.metrics,
+                    reload=self._reload_for_operator,
+                )
+            await role.listeners.start(self.sockets)
+            if self.admin is not None:
+                self.admin.write_pid_file()  # before dropping root: /run may be root's
+            # Everything that needs root is done: listeners bound, files open.
+            drop(config.user, config.group, config.data_dir)
+            if self.admin is not None:
+                self.admin.publish()  # the submit socket, for local users' sendmail
+            await self._run(role)
+        finally:
+            await self.close(role)
+
+    async def _run(self, role: ProcessRole) -> None:
+        async with asyncio.TaskGroup() as tg:
+            manager_task = None
+            if role.manager is not None:
+                manager_task = tg.create_task(role.manager.run(recover=self.recover))
+                self._watch_trigger(role)
+                log.info(
+                    "pigeon ready: hostname=%s domains=%s data_dir=%s",
+                    role.config.hostname,
+                    ",".join(sorted(role.config.domains)),
+                    role.config.data_dir,
+                )
+            else:
+                log.info("pigeon worker ready (pid %d)", os.getpid())
+            if self.admin is not None:
+                self.admin.ready()  # sd_notify READY=1 under systemd
+            await self.stop.wait()
+            await self.shutdown(role)
+            if manager_task is not None and not manager_task.done():
+                manager_task.cancel()
+
+    def _watch_trigger(self, role: ProcessRole) -> None:
+        """Worker processes write a byte per accepted message: scan the queue then."""
+        fd, manager = role.wake_fd, role.manager
+        if fd is None or manager is None:
+            return
+
+        def on_trigger() -> None:
+            try:
+                while os.read(fd, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+            manager.nudge()
+
+        asyncio.get_running_loop().add_reader(fd, on_trigger)
+
+    async def shutdown(self, role: ProcessRole) -> None:
+        """SIGTERM: see the module contract (the one place the shutdown is decided)."""
+        if role.manager is not None:
+            log.info("shutting down")
+        await role.listeners.drain(role.config.timeouts.shutdown_grace)
+        if role.manager is not None:
+            await role.manager.stop()
+            await close_agents(role.agents)
+
+    async def close(self, role: ProcessRole) -> None:
+        if role.wake_fd is not None:
+            asyncio.get_running_loop().remove_reader(role.wake_fd)
+        await role.listeners.close()
+        if self.admin is not None:
+            await self.admin.close()
+        role.store.close()
+        role.auth.close()
+
+    # --- reload ------------------------------------------------------------------------
+
+    async def reload(self) -> ReloadOutcome:
+        """SIGHUP or `pigeon reload`: see the module contract. One at a time."""
+        async with self._reload_lock:
+            if self.forward is not None:
+                self.forward(signal.SIGHUP)  # the workers reload too
+            if self.admin is not None:
+                self.admin.reloading()  # sd_notify RELOADING=1
+            try:
+                return await self._reload()
+            finally:
+                if self.admin is not None:
+                    self.admin.ready()  # sd_notify READY=1 again
+
+    async def _reload_for_operator(self) -> dict[str, Any]:
+        return (await self.reload()).to_dict()
+
+    async def _reload(self) -> ReloadOutcome:
+        role = self.role
+        assert role is not None
+        try:
+            loaded = self._load(role.config)
+        except Exception as exc:  # never let a reload take the server down
+            problem = f"cannot load the configuration: {exc}"
+            plan = ReloadPlan("refused", role.config, refused=(problem,))
+        else:
+            plan = plan_reload(role.config, loaded, fixed_listeners=self.sockets is not None)
+        if plan.status == "refused":
+            for error in plan.refused:
+                log.error("reload rejected, the running configuration stays in force: %s", error)
+            return plan.outcome()
+        # Re-read the certificate files at every reload: they may have changed
+        # while the configuration did not (a renewed certificate).
+        try:
+            tls = TlsProvider.create(plan.live)
+        except TlsError as exc:
+            log.error(
+                "TLS reload failed, keeping the previous certificate and the running "
+                "configuration: %s",
+                exc,
+            )
+            return ReloadPlan("refused", role.config, refused=(str(exc),)).outcome()
+        log.info("TLS certificate reloaded: %s", tls.describe())
+        warnings = await role.apply(plan, tls)
+        if plan.status == "unchanged":
+            log.info("reload: configuration unchanged")
+        if plan.now:
+            log.info("reload: applied %s", ", ".join(plan.now))
+        if plan.restart:
+            log.warning("reload: %s take effect at the next restart", ", ".join(plan.restart))
+        return plan.outcome(warnings)
+
+    def _load(self, running: Config) -> Config | ConfigError:
+        """The configuration again (same file, same flags), or why it does not load."""
+        if self.load_config is None:  # no file to re-read: certificates only
+            return running
+        try:
+            return self.load_config()
+        except ConfigError as exc:
+            return exc

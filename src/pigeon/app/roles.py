@@ -1,0 +1,257 @@
+"""Process roles, built by factories: what one pigeon process is made of.
+
+    role = full_role(config)                       # one process, or the main one of several
+    role = acceptor_role(config, trigger_fd=w)     # a worker process (config `workers` > 1)
+
+Contract:
+  * A `ProcessRole` is the set of parts one process owns, wired, not yet
+    started; the lifecycle (app/lifecycle.py) starts, reloads and stops any
+    role the same way, going by which parts it has.
+  * "full": the store (opened as the queue's owner), the SMTP service on its
+    listeners, the queue manager and delivery agents, and the administration
+    side (control socket, PID file, submit socket, metrics: started by the
+    lifecycle because the manager exists). Accepted mail goes straight to
+    the manager (`submit`). With worker processes, `wake_fd` is the read end
+    of their trigger pipe: a byte there nudges the manager.
+  * "acceptor": a worker process: the store (not as its owner), the SMTP
+    service on the listeners shared by every process, and nothing that
+    delivers or changes queue state. Each accepted message writes one byte
+    to `trigger_fd` (the main process's manager scans then, like Postfix's
+    pickup trigger); ETRN is passed to the main process's queue manager
+    over the control socket, the only owner of queue state.
+  * Factories raise `TlsError` for a broken certificate (nothing is
+    listening yet); the lifecycle maps it to exit status 78.
+  * `ProcessRole.apply(plan, tls)` is how a reload reaches the parts: new
+    receive policy and SMTP settings, listeners compared and changed and
+    their connection limits, routing for the manager, the free-space
+    reserve; each part is told through its own method, nothing
+    writes into another object's fields.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pigeon.admin.client import ControlClient, ControlUnavailable, RemoteError
+from pigeon.app import wiring
+from pigeon.app.reload import ReloadPlan
+from pigeon.auth.login import LoginGate
+from pigeon.auth.service import AuthService
+from pigeon.config.schema import Config
+from pigeon.delivery.api import DeliveryAgent
+from pigeon.delivery.wiring import build_agents
+from pigeon.net.listener import Listeners
+from pigeon.net.smtp_service import (
+    SmtpService,
+    SmtpSettings,
+    connection_limits,
+    smtp_listeners,
+)
+from pigeon.net.tls import TlsProvider
+from pigeon.obs.maillog import MailLog
+from pigeon.obs.metrics import Metrics
+from pigeon.policy.pipeline import ReceivePipeline
+from pigeon.qmgr import Qmgr
+from pigeon.queue.store import QueueStore
+from pigeon.routing.resolve import Router
+
+__all__ = ["ProcessRole", "ROLE_FACTORIES", "acceptor_role", "full_role"]
+
+log = logging.getLogger("pigeon")
+
+#: Seconds a worker waits for the main process to answer an ETRN flush.
+ETRN_TIMEOUT = 30.0
+
+
+@dataclass
+class ProcessRole:
+    """The parts of one process (see the module contract)."""
+
+    name: Literal["full", "acceptor"]
+    config: Config
+    store: QueueStore
+    tls: TlsProvider
+    auth: AuthService
+    maillog: MailLog
+    metrics: Metrics
+    router: Router
+    policy: ReceivePipeline
+    smtp: SmtpService
+    listeners: Listeners
+    manager: Qmgr | None = None  # "full" only
+    agents: Mapping[str, DeliveryAgent] = field(default_factory=dict)
+    wake_fd: int | None = None  # "full" with workers: their trigger pipe
+
+    @property
+    def owns_queue(self) -> bool:
+        """Opens the store as its owner, runs the manager and the administration side."""
+        return self.manager is not None
+
+    async def apply(self, plan: ReloadPlan, tls: TlsProvider) -> list[str]:
+        """Put `plan.live` in force for new sessions and deliveries; the returned
+        warnings say which new listeners could not be bound. (With sockets shared
+        by workers the plan keeps the listener addresses as they run, so only the
+        connection limits change.)"""
+        live = plan.live
+        self.tls = tls
+        warnings: list[str] = []
+        if plan.status == "applied":
+            self.router = Router(live)
+            self.policy = wiring.receive_policy(live, self.router, self.policy)
+            if self.manager is not None:
+                self.manager.set_router(self.router)
+            # The reserve follows limits.message_size (queue/space.py Rule 1).
+            self.store.space.configure(
+                min_free=live.queue.min_free, message_size=live.limits.message_size
+            )
+            warnings = await self.listeners.reconfigure(
+                smtp_listeners(live, tls=True), connection_limits(live)
+            )
+            self.config = live
+        self.smtp.apply(SmtpSettings.build(self.config, self.policy, tls, auth=True))
+        return warnings
+
+
+def _receiving(
+    name: Literal["full", "acceptor"],
+    config: Config,
+    store: QueueStore,
+    router: Router,
+    maillog: MailLog,
+    metrics: Metrics,
+    *,
+    on_queued: Any,
+    on_etrn: Any,
+    manager: Qmgr | None = None,
+    agents: Mapping[str, DeliveryAgent] | None = None,
+    wake_fd: int | None = None,
+) -> ProcessRole:
+    """The parts every role has: TLS, accounts, the receive policy, the SMTP service
+    on its listeners."""
+    tls = TlsProvider.create(config)  # TlsError: see the contract
+    log.info("TLS: %s", tls.describe())
+    auth = wiring.auth_service(config)
+    policy = wiring.receive_policy(config, router, space=store.space)
+    smtp = SmtpService(
+        SmtpSettings.build(config, policy, tls, auth=True),
+        store=store,
+        maillog=maillog,
+        on_queued=on_queued,
+        logins=LoginGate(auth, maillog),
+        metrics=metrics,
+        on_etrn=on_etrn,
+    )
+    listeners = Listeners(
+        smtp, smtp_listeners(config, tls=True), limits=connection_limits(config), metrics=metrics
+    )
+    return ProcessRole(
+        name,
+        config,
+        store,
+        tls,
+        auth,
+        maillog,
+        metrics,
+        router,
+        policy,
+        smtp,
+        listeners,
+        manager,
+        dict(agents or {}),
+        wake_fd,
+    )
+
+
+def _store(config: Config) -> QueueStore:
+    store = QueueStore(config.queue_dir, fsync=config.queue.fsync)
+    # The free-space reserve of the SMTP side (queue/space.py Rule 1).
+    store.space.configure(min_free=config.queue.min_free, message_size=config.limits.message_size)
+    return store
+
+
+def full_role(config: Config, *, wake_fd: int | None = None) -> ProcessRole:
+    """One process, or the main one of several: receives, delivers, administers."""
+    store = _store(config)
+    router = Router(config)
+    maillog = MailLog()
+    metrics = Metrics()
+    agents = build_agents(config, wiring.resolver(config))
+    manager = wiring.queue_manager(config, store, router, maillog, agents, metrics=metrics)
+
+    async def on_etrn(node: str) -> int:
+        return await wiring.etrn_flush(manager.flush, node)
+
+    return _receiving(
+        "full",
+        config,
+        store,
+        router,
+        maillog,
+        metrics,
+        on_queued=manager.submit,
+        on_etrn=on_etrn,
+        manager=manager,
+        agents=agents,
+        wake_fd=wake_fd,
+    )
+
+
+def acceptor_role(config: Config, *, trigger_fd: int) -> ProcessRole:
+    """A worker process: accepts and commits mail; the main process delivers it."""
+    control = config.control_socket
+
+    async def on_etrn(node: str) -> int:
+        return await wiring.etrn_flush(lambda domain: _flush_in_main(control, domain), node)
+
+    return _receiving(
+        "acceptor",
+        config,
+        _store(config),
+        Router(config),
+        MailLog(),
+        Metrics(),
+        on_queued=_trigger(trigger_fd),
+        on_etrn=on_etrn,
+    )
+
+
+#: The process roles by name, each built by its factory.
+ROLE_FACTORIES: dict[str, Callable[..., ProcessRole]] = {
+    "full": full_role,
+    "acceptor": acceptor_role,
+}
+
+
+def _trigger(fd: int) -> Any:
+    def pull(_envelope: object) -> None:
+        try:
+            os.write(fd, b"!")
+        except BlockingIOError:
+            pass  # the pipe is full: the main process is already due to scan
+        except OSError:
+            pass  # the main process is gone; its successor will recover the queue
+
+    return pull
+
+
+async def _flush_in_main(control: Path, domain: str) -> dict[str, Any]:
+    """The main process's queue manager flushes `domain` (the control socket's
+    "flush"); a main process that cannot be asked flushes nothing (logged)."""
+
+    def call() -> dict[str, Any]:
+        result: dict[str, Any] = ControlClient(control, timeout=ETRN_TIMEOUT).call(
+            "flush", domain=domain
+        )
+        return result
+
+    try:
+        return await asyncio.to_thread(call)
+    except (ControlUnavailable, RemoteError) as exc:
+        log.warning("ETRN %s: the main process could not be asked to flush: %s", domain, exc)
+        return {"done": []}

@@ -1,0 +1,85 @@
+"""The composition root's building blocks: one small function per part, from a `Config`.
+
+Contract:
+  * These are the only places where the parts named here are constructed
+    from the configuration (CONTRIBUTING.md, rule 11); the role factories
+    (app/roles.py) call them, and a reload (app/lifecycle.py) calls
+    `receive_policy` again for the new configuration.
+  * `queue_manager(...)` builds the queue manager with every `[queue]` and
+    `[delivery]` scheduling setting. It sits here, above delivery, so that
+    delivery never imports the manager (pigeon.qmgr's `build_qmgr`).
+  * `receive_policy(config, router, previous, space=...)` builds the
+    receive pipeline for one configuration (`policy.build.build_pipeline`,
+    the one place its checks are composed); the collaborators of `previous`
+    (the pipeline it replaces at a reload: the new-mailbox counts, the
+    queue's free-space reserve) carry over, with the new router.
+  * `resolver(config)` is the one DNS resolver of the process (the dnspython
+    stub over `[delivery] dns_servers`, bounded by `dns_timeout`), shared by
+    every part that looks names up.
+  * `auth_service(config)` builds the account store and failed-login limiter;
+    the store is opened by the lifecycle, not here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from pigeon.auth.accounts import AccountStore
+from pigeon.auth.ratelimit import FailureLimiter, LimitSettings
+from pigeon.auth.service import AuthService
+from pigeon.config.schema import Config
+from pigeon.delivery.api import DeliveryAgent
+from pigeon.dns.api import Resolver
+from pigeon.dns.stub import StubResolver
+from pigeon.policy.build import PolicyDeps, build_pipeline
+from pigeon.policy.pipeline import ReceivePipeline
+from pigeon.policy.reserve import Room
+from pigeon.qmgr import Qmgr, build_qmgr
+from pigeon.queue.store import QueueStore
+from pigeon.routing.resolve import Router
+
+__all__ = ["auth_service", "etrn_flush", "queue_manager", "receive_policy", "resolver"]
+
+
+def resolver(config: Config) -> Resolver:
+    return StubResolver.from_config(config.delivery)
+
+
+def receive_policy(
+    config: Config,
+    router: Router,
+    previous: ReceivePipeline | None = None,
+    *,
+    space: Room | None = None,
+) -> ReceivePipeline:
+    deps = previous.deps.with_router(router) if previous is not None else PolicyDeps(router, space)
+    return build_pipeline(config, deps)
+
+
+def auth_service(config: Config) -> AuthService:
+    limiter = FailureLimiter(LimitSettings.of(config.auth))
+    return AuthService(AccountStore.in_data_dir(config.data_dir), limiter)
+
+
+def queue_manager(
+    config: Config,
+    store: QueueStore,
+    router: Router,
+    maillog: Any,
+    agents: Mapping[str, DeliveryAgent],
+    *,
+    metrics: Any = None,
+) -> Qmgr:
+    """The queue manager (pigeon.qmgr), with the local Maildir agent added to `agents`."""
+    return build_qmgr(config, store, router, agents, maillog, metrics)
+
+
+async def etrn_flush(flush: Callable[[str], Awaitable[dict[str, Any]]], node: str) -> int:
+    """ETRN node -> how many deferred messages were made due, by `flush(domain)`
+    (the queue manager's, or the main process's over the control socket).
+    RFC 1985 §5: "@domain" also covers the subdomains."""
+    if node.startswith("@"):
+        base = node[1:]
+        return len((await flush(base))["done"]) + len((await flush("." + base))["done"])
+    return len((await flush(node))["done"])

@@ -1,0 +1,174 @@
+"""Several processes sharing the listening sockets (config `workers`).
+
+Contract:
+  * With `workers = N > 1`, the main process, before anything else runs
+    (`prepare`): makes the TLS files (so no two processes race to create a
+    self-signed certificate), recovers the queue (recovery must never run
+    while another process has a commit half-way), creates the account store
+    (so no two processes race to set up its schema and WAL mode), binds
+    every listener, opens a trigger pipe, and forks N - 1 workers. A failure
+    there ends the process with the same status as in one process
+    (app/exits.py). Then every process accepts connections on the same
+    sockets (the kernel hands each new connection to one of them).
+  * Roles (app/roles.py): the workers are "acceptor" processes: they commit
+    to the shared queue (SQLite in WAL mode and content files, both safe
+    across processes; queue IDs end in a per-process tail drawn after the
+    fork, and content files are created exclusively) and write one byte to
+    the trigger pipe after each 250, like Postfix's pickup trigger. The main
+    process is "full": it reads the pipe and nudges its queue manager, the
+    single owner of queue state and the only one delivering.
+  * Every process runs under the same lifecycle (app/lifecycle.py), so
+    signals and exit statuses are the same as with one process. The main
+    process forwards SIGTERM, SIGINT and SIGHUP to the workers (and SIGHUP at
+    every reload, `pigeon reload` included: the control socket lives in the
+    main process; the outcome it prints is the main process's, the workers
+    load the same file); each drains its own sessions. The main process
+    waits for them before it exits.
+  * Limits are per process: `limits.connections` and `connections_per_ip`
+    apply to each worker. The control socket and the metrics endpoint live
+    in the main process and count its own sessions only.
+  * Workers die with the main process (PR_SET_PDEATHSIG): a crash of the
+    main process is a crash of all, so a restart finds the ports free.
+  * Partial: a worker that dies is not restarted (the others go on; the
+    main process logs it when it reaps it at exit).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable
+
+from pigeon.app.exits import exit_status
+from pigeon.app.lifecycle import Lifecycle
+from pigeon.app.roles import acceptor_role, full_role
+from pigeon.auth.accounts import AccountStore
+from pigeon.config.schema import Config, ListenAddress
+from pigeon.net.listener import bind_sockets
+from pigeon.net.smtp_service import smtp_listeners
+from pigeon.net.tls import TlsProvider
+from pigeon.obs.logsetup import flush_logs, setup_logging
+from pigeon.queue.store import QueueStore
+
+__all__ = ["prepare", "run_with_workers"]
+
+log = logging.getLogger("pigeon")
+
+Sockets = dict[tuple[ListenAddress, str], socket.socket]
+
+
+def prepare(config: Config) -> Sockets:
+    """What must happen once, before the fork (module contract); raises what
+    app/exits.py maps to a status."""
+    TlsProvider.create(config)  # data_dir was made by pigeon.app.main.run
+    store = QueueStore(config.queue_dir, fsync=config.queue.fsync)
+    store.open(owner=True)  # a damaged queue.db, a rebuild running: StoreError
+    try:
+        report = store.recover()
+    finally:
+        store.close()
+    AccountStore.in_data_dir(config.data_dir).open().close()
+    log.info(
+        "queue recovered: %d entries, %d reactivated, %d corrupt",
+        report.queued,
+        len(report.reactivated),
+        len(report.missing_content),
+    )
+    # TLS is always set up (a self-signed certificate at worst), so all roles.
+    return bind_sockets(smtp_listeners(config, tls=True))
+
+
+def run_with_workers(config: Config, load_config: Callable[[], Config] | None) -> int:
+    """The `workers > 1` form of pigeon.app.main.run (see the module contract)."""
+    try:
+        sockets = prepare(config)
+    except Exception as exc:
+        status = exit_status(exc, config)
+        if status is None:
+            raise
+        return status
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    os.set_blocking(w, False)
+    children: list[int] = []
+    parent = os.getpid()
+    for _ in range(config.workers - 1):
+        pid = os.fork()
+        if pid == 0:  # a worker
+            _die_with(parent)
+            os.close(r)
+            _worker(config, load_config, sockets, w)  # never returns
+        children.append(pid)
+    os.close(w)
+    log.info(
+        "pigeon: %d worker process(es) started: %s", len(children), ", ".join(map(str, children))
+    )
+
+    def forward(sig: int) -> None:
+        for pid in children:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    try:
+        return Lifecycle(
+            lambda: full_role(config, wake_fd=r),
+            config,
+            load_config=load_config,
+            sockets=sockets,
+            recover=False,
+            forward=forward,
+        ).run()
+    finally:
+        for pid in children:
+            try:
+                _, status = os.waitpid(pid, 0)
+                if status:
+                    log.warning("worker %d exited with status %d", pid, status)
+            except ChildProcessError:
+                pass
+        os.close(r)
+        for sock in sockets.values():
+            sock.close()
+
+
+def _worker(
+    config: Config, load_config: Callable[[], Config] | None, sockets: Sockets, w: int
+) -> None:
+    """A forked worker: run the acceptor role, then leave without running the
+    parent's clean-up (atexit handlers, buffered files belong to the parent)."""
+    code = 1
+    try:
+        setup_logging(config.log)  # the log writer thread did not survive fork()
+        code = Lifecycle(
+            lambda: acceptor_role(config, trigger_fd=w),
+            config,
+            load_config=load_config,
+            sockets=sockets,
+            ignore_sigint=True,  # the main process decides, and passes SIGTERM on
+        ).run()
+    except BaseException:
+        log.exception("worker %d failed", os.getpid())
+    finally:
+        flush_logs()
+        os._exit(code)
+
+
+def _die_with(parent: int) -> None:
+    """A worker must not outlive the main process: it would keep the
+    listeners (a restart could not bind them) and accept mail nobody
+    delivers. Linux: PR_SET_PDEATHSIG = SIGKILL, i.e. the main process's
+    crash is the workers' crash too (nothing acknowledged is lost: a 250 is
+    only sent after the commit)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        log.warning("worker %d: cannot ask to die with the main process", os.getpid())
+    if os.getppid() != parent:  # it died before prctl()
+        os._exit(1)

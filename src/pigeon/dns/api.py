@@ -1,0 +1,116 @@
+"""The resolver interface: DNS look-ups as plain values and three kinds of failure.
+
+    try:
+        records = await resolver.mx("example.org")      # [MxRecord(10, "mx1.example.org"), ...]
+    except NoData:             # the name exists, it has no MX records (RFC 2308 §2.2)
+        ...
+    except NoSuchDomain:       # NXDOMAIN (RFC 1035 §4.1.1, RCODE 3; RFC 8020)
+        ...
+    except TemporaryFailure:   # SERVFAIL, timeout, no server answered: try again later
+        ...
+
+Contract:
+  * `Resolver` is what every part that needs DNS takes through its
+    constructor (CONTRIBUTING.md, rule 14): MX routing (routing/mx.py)
+    today; SPF, DKIM, DMARC and the client's PTR name later. One
+    implementation talks to the network (`pigeon.dns.stub.StubResolver`,
+    dnspython); tests use `pigeon.testing.fakedns.FakeResolver`, which holds
+    zones in memory.
+  * Every look-up is a coroutine that returns a NON-EMPTY list or raises one
+    of the three `DnsError`s below; nothing else for DNS trouble. So a caller
+    can tell "this domain does not exist" (a permanent answer: bounce, SPF
+    "none") from "it exists but has no such records" (fall back: implicit
+    MX, RFC 5321 §5.1) from "we could not find out" (defer; SPF
+    "temperror", RFC 7208 §2.6.6).
+  * Every wait on the network is bounded: each look-up ends within the
+    resolver's per-look-up timeout (`delivery.dns_timeout`), then raises
+    `TemporaryFailure` (CONTRIBUTING.md, rule 4).
+  * Values are normalised: host names lowercase without the final dot;
+    addresses in their canonical text form (`ipaddress`); a null MX's
+    exchange (RFC 7505: the root, ".") is "." (`MxRecord.null`); a TXT
+    record's character-strings are concatenated without separator (RFC 7208
+    §3.3, RFC 6376 §3.6.2.2) and decoded as UTF-8 (undecodable octets
+    replaced). CNAME chains are followed by the resolver: answers are the
+    records of the type asked for.
+  * A name that cannot be a DNS name (an empty label, a label over 63
+    octets) is `NoSuchDomain`: no such domain can exist. `ptr()` takes an
+    IP address; anything else is a `ValueError` (a programming error).
+  * No cache here: pigeon runs beside a caching resolver, as every MTA does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = [
+    "DnsError",
+    "MxRecord",
+    "NoData",
+    "NoSuchDomain",
+    "Resolver",
+    "TemporaryFailure",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class MxRecord:
+    """One MX record (RFC 1035 §3.3.9): lower `preference` is tried first."""
+
+    preference: int
+    exchange: str  # lowercase, no final dot; "." for a null MX (RFC 7505)
+
+    @property
+    def null(self) -> bool:
+        """The exchange is the root: "this domain accepts no mail" (RFC 7505 §3)."""
+        return self.exchange == "."
+
+
+class DnsError(Exception):
+    """A look-up of `name` for records of `rdtype` ("MX", "A"...) found none; `reason` says why."""
+
+    def __init__(self, name: str, rdtype: str, reason: str) -> None:
+        super().__init__(name, rdtype, reason)
+        self.name = name
+        self.rdtype = rdtype
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.rdtype}: {self.reason}"
+
+
+class NoSuchDomain(DnsError):
+    """NXDOMAIN: the name does not exist (RFC 1035 §4.1.1 RCODE 3), or cannot be a DNS name."""
+
+
+class NoData(DnsError):
+    """The name exists but has no records of this type (NOERROR, empty answer: RFC 2308 §2.2)."""
+
+
+class TemporaryFailure(DnsError):
+    """No answer could be had: SERVFAIL, a timeout, no name server answered, no resolver
+    configuration. Worth trying again later."""
+
+
+class Resolver(Protocol):
+    """DNS look-ups (see the module contract): a non-empty list, or a `DnsError`."""
+
+    async def mx(self, name: str) -> list[MxRecord]:
+        """MX records of `name`, in the order the server gave them."""
+        ...
+
+    async def a(self, name: str) -> list[str]:
+        """IPv4 addresses of `name` (A records)."""
+        ...
+
+    async def aaaa(self, name: str) -> list[str]:
+        """IPv6 addresses of `name` (AAAA records)."""
+        ...
+
+    async def txt(self, name: str) -> list[str]:
+        """TXT records of `name`, one string per record (character-strings concatenated)."""
+        ...
+
+    async def ptr(self, address: str) -> list[str]:
+        """Names of the IP `address` (PTR records under in-addr.arpa / ip6.arpa)."""
+        ...

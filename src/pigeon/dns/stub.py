@@ -1,0 +1,141 @@
+"""`StubResolver`: the `pigeon.dns.Resolver` that asks real name servers (dnspython).
+
+    resolver = StubResolver.from_config(config.delivery)   # dns_servers, dns_timeout
+    hosts = await resolver.mx("example.org")
+
+Contract (the interface's rules are in pigeon/dns/api.py):
+  * A stub resolver (RFC 1123 §6.1.3.1): recursive queries to the
+    `delivery.dns_servers`, or to the servers of /etc/resolv.conf when that
+    list is empty. The search list is never applied: names are absolute.
+  * Rule 1 (bounded): one look-up takes at most `timeout` seconds in all,
+    retries and server changes included (dnspython's `lifetime`, and an
+    asyncio deadline around it in case the library waits longer), then
+    raises `TemporaryFailure("DNS timeout after <timeout>s")`.
+  * Rule 2 (failures): NXDOMAIN -> `NoSuchDomain`; NOERROR without records of
+    the type -> `NoData`; a timeout, SERVFAIL or REFUSED from every server
+    ("no name server answered (...)"), a network error, or no usable
+    resolver configuration (no /etc/resolv.conf: "no DNS resolver
+    configuration: ...") -> `TemporaryFailure`, whose `reason` is one line.
+  * Construction never fails: a resolver that cannot be configured answers
+    every look-up with `TemporaryFailure`, so mail is deferred, not lost,
+    until the machine's DNS is fixed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import Sequence
+
+import dns.asyncresolver
+import dns.exception
+import dns.name
+import dns.nameserver
+import dns.rdatatype
+import dns.resolver
+import dns.reversename
+
+from pigeon.config.schema import DeliveryConfig
+from pigeon.dns.api import MxRecord, NoData, NoSuchDomain, TemporaryFailure
+
+__all__ = ["StubResolver"]
+
+
+class StubResolver:
+    """See the module contract. `servers`: (address, port) pairs; empty = the servers
+    named in `resolv_conf`."""
+
+    def __init__(
+        self,
+        servers: Sequence[tuple[str, int]] = (),
+        *,
+        timeout: float = 10.0,
+        resolv_conf: str = "/etc/resolv.conf",
+    ) -> None:
+        self.timeout = timeout
+        self._setup_error: str | None = None
+        self._resolver: dns.asyncresolver.Resolver | None = None
+        try:
+            resolver = dns.asyncresolver.Resolver(filename=resolv_conf, configure=not servers)
+        except (dns.exception.DNSException, OSError) as exc:
+            self._setup_error = f"no DNS resolver configuration: {exc}"
+            return
+        if servers:
+            resolver.nameservers = [dns.nameserver.Do53Nameserver(a, p) for a, p in servers]
+        resolver.lifetime = timeout
+        resolver.timeout = min(resolver.timeout, timeout)
+        self._resolver = resolver
+
+    @classmethod
+    def from_config(cls, config: DeliveryConfig) -> StubResolver:
+        """The resolver `[delivery] dns_servers` and `dns_timeout` describe."""
+        servers = [(ns.address, ns.port) for ns in config.dns_servers]
+        return cls(servers, timeout=config.dns_timeout)
+
+    # --- the interface -------------------------------------------------------------------
+
+    async def mx(self, name: str) -> list[MxRecord]:
+        rrset = await self._lookup(name, dns.rdatatype.MX)
+        return [MxRecord(r.preference, _exchange(r.exchange)) for r in rrset]
+
+    async def a(self, name: str) -> list[str]:
+        return [
+            str(ipaddress.ip_address(r.address)) for r in await self._lookup(name, dns.rdatatype.A)
+        ]
+
+    async def aaaa(self, name: str) -> list[str]:
+        rrset = await self._lookup(name, dns.rdatatype.AAAA)
+        return [str(ipaddress.ip_address(r.address)) for r in rrset]
+
+    async def txt(self, name: str) -> list[str]:
+        rrset = await self._lookup(name, dns.rdatatype.TXT)
+        return [b"".join(r.strings).decode("utf-8", "replace") for r in rrset]
+
+    async def ptr(self, address: str) -> list[str]:
+        reverse = dns.reversename.from_address(str(ipaddress.ip_address(address)))
+        rrset = await self._lookup(reverse, dns.rdatatype.PTR)
+        return [_text(r.target) for r in rrset]
+
+    # --- one query -----------------------------------------------------------------------
+
+    async def _lookup(self, name: str | dns.name.Name, rdtype: dns.rdatatype.RdataType) -> list:  # type: ignore[type-arg]  # dnspython's rdata classes are not generic-typed
+        shown = name if isinstance(name, str) else _text(name)
+        what = dns.rdatatype.to_text(rdtype)
+        if self._resolver is None:
+            raise TemporaryFailure(shown, what, self._setup_error or "no resolver")
+        try:
+            qname = name if isinstance(name, dns.name.Name) else dns.name.from_text(name)
+        except (dns.exception.DNSException, UnicodeError):
+            raise NoSuchDomain(shown, what, "not a valid DNS name") from None
+        try:
+            async with asyncio.timeout(self.timeout):  # Rule 1: the deadline is ours too
+                answer = await self._resolver.resolve(
+                    qname, rdtype, search=False, raise_on_no_answer=False
+                )
+        except dns.resolver.NXDOMAIN:
+            raise NoSuchDomain(shown, what, "no such domain (NXDOMAIN)") from None
+        except (TimeoutError, dns.exception.Timeout):
+            raise TemporaryFailure(shown, what, f"DNS timeout after {self.timeout:g}s") from None
+        except dns.resolver.NoNameservers as exc:
+            reason = f"no name server answered ({_first_line(exc)})"
+            raise TemporaryFailure(shown, what, reason) from None
+        except dns.exception.DNSException as exc:
+            raise TemporaryFailure(shown, what, _first_line(exc)) from None
+        except OSError as exc:
+            raise TemporaryFailure(shown, what, str(exc.strerror or exc)) from None
+        if answer.rrset is None or len(answer.rrset) == 0:
+            raise NoData(shown, what, f"no {what} records")
+        return list(answer.rrset)
+
+
+def _text(name: dns.name.Name) -> str:
+    return name.to_text(omit_final_dot=True).lower()
+
+
+def _exchange(name: dns.name.Name) -> str:
+    return "." if name == dns.name.root else _text(name)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:200]

@@ -1,0 +1,58 @@
+"""Building the queue manager from a configuration: `build_qmgr`.
+
+Contract:
+  * `build_qmgr(config, store, router, agents, maillog, metrics, ...)`
+    returns a `Qmgr` (qmgr/runner.py) with its settings from `[queue]` and
+    `[delivery]` (`QmgrSettings.from_config`), and the local Maildir agent
+    (delivery/local.py, transport "local") added to `agents` (the other
+    transports: smtp, lmtp, discard, built by the caller). The local agent
+    and the manager share one `MailboxStorage`, so Maildir storage faults
+    reach the manager's retry rounds and `pigeon status`.
+  * `clock` and `rng` may be injected (tests); they default to the wall
+    clock and a fresh `random.Random`.
+  * Called only from the composition root (pigeon.app and its lifecycle).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from pigeon.config.schema import Config
+from pigeon.delivery.api import DeliveryAgent
+from pigeon.delivery.local import LocalAgent, MailboxStorage
+from pigeon.qmgr.ports import Clock, MailLog, ManagerStore, Metrics, Rng
+from pigeon.qmgr.results import LOCAL
+from pigeon.qmgr.runner import Qmgr
+from pigeon.qmgr.settings import QmgrSettings
+from pigeon.routing.resolve import Router
+
+__all__ = ["build_qmgr"]
+
+
+def build_qmgr(
+    config: Config,
+    store: ManagerStore,
+    router: Router,
+    agents: Mapping[str, DeliveryAgent],
+    maillog: MailLog,
+    metrics: Metrics | None = None,
+    *,
+    clock: Clock = time.time,
+    rng: Rng | None = None,
+) -> Qmgr:
+    """The queue manager of `config` (see the module contract)."""
+    settings = QmgrSettings.from_config(config)
+    mailboxes = MailboxStorage(fsync=settings.fsync)
+    local = LocalAgent(mailboxes, fsync=settings.fsync, clock=clock)
+    return Qmgr(
+        store,
+        router,
+        {**agents, LOCAL: local},
+        settings,
+        maillog=maillog,
+        clock=clock,
+        rng=rng,
+        metrics=metrics,
+        mailboxes=mailboxes,
+    )
