@@ -8,7 +8,7 @@ import smtplib
 import pytest
 from secure_helpers import CONFIG, PASSWORD, USER, add_user, insecure_context, message
 
-from pigeon.auth import scram
+from pigeon.proto import scram
 from pigeon.testing.live import maildir_messages, wait_for
 
 pytestmark = pytest.mark.e2e

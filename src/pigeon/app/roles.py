@@ -41,6 +41,7 @@ from typing import Any, Literal
 from pigeon.admin.client import ControlClient, ControlUnavailable, RemoteError
 from pigeon.app import wiring
 from pigeon.app.reload import ReloadPlan
+from pigeon.auth.login import LoginGate
 from pigeon.auth.service import AuthService
 from pigeon.config.schema import Config
 from pigeon.delivery.api import DeliveryAgent
@@ -55,7 +56,7 @@ from pigeon.net.smtp_service import (
 from pigeon.net.tls import TlsProvider
 from pigeon.obs.maillog import MailLog
 from pigeon.obs.metrics import Metrics
-from pigeon.policy.recipients import RecipientPolicy
+from pigeon.policy.pipeline import ReceivePipeline
 from pigeon.qmgr import Qmgr
 from pigeon.queue.store import QueueStore
 from pigeon.routing.resolve import Router
@@ -80,7 +81,7 @@ class ProcessRole:
     maillog: MailLog
     metrics: Metrics
     router: Router
-    policy: RecipientPolicy
+    policy: ReceivePipeline
     smtp: SmtpService
     listeners: Listeners
     manager: Qmgr | None = None  # "full" only
@@ -136,13 +137,13 @@ def _receiving(
     tls = TlsProvider.create(config)  # TlsError: see the contract
     log.info("TLS: %s", tls.describe())
     auth = wiring.auth_service(config)
-    policy = wiring.receive_policy(config, router)
+    policy = wiring.receive_policy(config, router, space=store.space)
     smtp = SmtpService(
         SmtpSettings.build(config, policy, tls, auth=True),
         store=store,
         maillog=maillog,
         on_queued=on_queued,
-        auth=auth,
+        logins=LoginGate(auth, maillog),
         metrics=metrics,
         on_etrn=on_etrn,
     )

@@ -8,9 +8,11 @@ Contract:
   * `queue_manager(...)` builds the queue manager with every `[queue]` and
     `[delivery]` scheduling setting. It sits here, above delivery, so that
     delivery never imports the manager (pigeon.qmgr's `build_qmgr`).
-  * `receive_policy(config, router, previous)` builds the receive-time
-    decisions for one configuration; the new-mailbox counts of `previous`
-    (the policy it replaces at a reload) carry over.
+  * `receive_policy(config, router, previous, space=...)` builds the
+    receive pipeline for one configuration (`policy.build.build_pipeline`,
+    the one place its checks are composed); the collaborators of `previous`
+    (the pipeline it replaces at a reload: the new-mailbox counts, the
+    queue's free-space reserve) carry over, with the new router.
   * `resolver(config)` is the one DNS resolver of the process (the dnspython
     stub over `[delivery] dns_servers`, bounded by `dns_timeout`), shared by
     every part that looks names up.
@@ -30,7 +32,9 @@ from pigeon.config.schema import Config
 from pigeon.delivery.api import DeliveryAgent
 from pigeon.dns.api import Resolver
 from pigeon.dns.stub import StubResolver
-from pigeon.policy.recipients import RecipientPolicy
+from pigeon.policy.build import PolicyDeps, build_pipeline
+from pigeon.policy.pipeline import ReceivePipeline
+from pigeon.policy.reserve import Room
 from pigeon.qmgr import Qmgr, build_qmgr
 from pigeon.queue.store import QueueStore
 from pigeon.routing.resolve import Router
@@ -43,23 +47,18 @@ def resolver(config: Config) -> Resolver:
 
 
 def receive_policy(
-    config: Config, router: Router, previous: RecipientPolicy | None = None
-) -> RecipientPolicy:
-    carried = previous.new_mailboxes if previous is not None else None
-    return RecipientPolicy(config, router, new_mailboxes=carried)
+    config: Config,
+    router: Router,
+    previous: ReceivePipeline | None = None,
+    *,
+    space: Room | None = None,
+) -> ReceivePipeline:
+    deps = previous.deps.with_router(router) if previous is not None else PolicyDeps(router, space)
+    return build_pipeline(config, deps)
 
 
 def auth_service(config: Config) -> AuthService:
-    a = config.auth
-    limiter = FailureLimiter(
-        LimitSettings(
-            slow_after=a.slow_after,
-            delay=a.failure_delay,
-            max_failures=a.max_failures,
-            window=a.failure_window,
-            lockout=a.lockout,
-        )
-    )
+    limiter = FailureLimiter(LimitSettings.of(config.auth))
     return AuthService(AccountStore.in_data_dir(config.data_dir), limiter)
 
 

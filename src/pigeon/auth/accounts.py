@@ -32,10 +32,12 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from pigeon.auth import passwords, scram
-from pigeon.auth.scram import ScramKeys
+from pigeon.auth import passwords
 from pigeon.fsutil import ensure_file
+from pigeon.proto import scram
+from pigeon.proto.scram import ScramKeys
 
 FILE_NAME = "accounts.db"
 
@@ -124,7 +126,7 @@ class AccountStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _q(self, sql: str, args: tuple = ()) -> list[tuple]:
+    def _q(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         if self._db is None:
             raise AccountError("the account store is not open")
         with self._lock:
@@ -133,7 +135,7 @@ class AccountStore:
             except sqlite3.Error as exc:
                 raise AccountError(f"{self.path}: {exc}") from exc
 
-    def _tx(self, statements: list[tuple[str, tuple]]) -> None:
+    def _tx(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
         if self._db is None:
             raise AccountError("the account store is not open")
         with self._lock:
@@ -154,7 +156,7 @@ class AccountStore:
     # --- changes (pigeon user ...) --------------------------------------------------
 
     @staticmethod
-    def _secrets(password: str) -> tuple:
+    def _secrets(password: str) -> tuple[Any, ...]:
         if not password:
             raise AccountError("the password is empty")
         try:

@@ -37,6 +37,8 @@ import ipaddress
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from pigeon.config.schema import AuthConfig
+
 
 @dataclass(frozen=True, slots=True)
 class LimitSettings:
@@ -47,6 +49,17 @@ class LimitSettings:
     window: float = 900.0  # seconds after which failures are forgotten
     lockout: float = 300.0  # seconds an address stays refused
     max_entries: int = 100_000
+
+    @classmethod
+    def of(cls, auth: AuthConfig) -> LimitSettings:
+        """The settings of the `[auth]` table."""
+        return cls(
+            slow_after=auth.slow_after,
+            delay=auth.failure_delay,
+            max_failures=auth.max_failures,
+            window=auth.failure_window,
+            lockout=auth.lockout,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +183,7 @@ class FailureLimiter:
         ):
             del self._entries[key]
 
-    def statistics(self) -> dict:
+    def statistics(self) -> dict[str, int]:
         return {
             "tracked": len(self._entries),
             "locked": sum(1 for e in self._entries.values() if e.locked_until),

@@ -26,7 +26,7 @@ from typing import Any
 from pigeon.auth import passwords
 from pigeon.auth.accounts import Account, AccountError, AccountStore
 from pigeon.auth.ratelimit import FailureLimiter
-from pigeon.auth.scram import ScramKeys
+from pigeon.proto.scram import ScramKeys
 
 log = logging.getLogger("pigeon.auth")
 

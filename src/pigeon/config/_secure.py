@@ -18,7 +18,7 @@ from pigeon.config import _checks as C
 from pigeon.config._checks import ConfigError
 from pigeon.config.schema import Config, ListenAddress
 
-#: SASL mechanisms pigeon implements (pigeon.auth.sasl.MECHANISMS).
+#: SASL mechanisms pigeon implements (pigeon.proto.sasl.MECHANISMS).
 KNOWN_MECHANISMS = ("PLAIN", "LOGIN", "SCRAM-SHA-256")
 
 

@@ -1,11 +1,12 @@
 """The SMTP service: what the generic listeners (net/listener.py) serve for SMTP roles.
 
-    settings = SmtpSettings.build(config, policy, tls, auth=True)
-    service = SmtpService(settings, store=store, maillog=maillog, on_queued=manager.submit)
+    settings = SmtpSettings.build(config, pipeline, tls, auth=True)
+    service = SmtpService(settings, store=store, maillog=maillog, on_queued=manager.submit,
+                          logins=LoginGate(auth, maillog))
     listeners = Listeners(service, smtp_listeners(config, tls=True),
                           limits=connection_limits(config))
     ...
-    service.apply(SmtpSettings.build(new_config, new_policy, tls, auth=True))   # reload
+    service.apply(SmtpSettings.build(new_config, new_pipeline, tls, auth=True))   # reload
 
 Contract:
   * Roles (issue 4): every address in `listen` is role "smtp" (STARTTLS
@@ -17,11 +18,14 @@ Contract:
     Connection limits (`limits.connections`, `limits.connections_per_ip`)
     count every role together.
   * `SmtpService.session()` is the connection-handler factory: one
-    `net.smtpd.Connection` per admitted connection, with the settings in
-    force at that instant. A reload (`apply(settings)`) replaces the
-    settings as one immutable value: sessions already running keep the ones
-    they started with, new ones get the new ones; nothing else is written
-    into this object from outside.
+    `net.smtpd.Connection` per admitted connection, given the
+    `ConnectionContext` of its role (net/services.py: the receive pipeline,
+    the login rules, the queue intake... and the role's SessionConfig),
+    made once per settings, not per connection. A reload
+    (`apply(settings)`) replaces the settings, with their receive pipeline
+    (`policy.build.build_pipeline`), as one immutable value: sessions
+    already running keep the ones they started with, new ones get the new
+    ones; nothing else is written into this object from outside.
   * `refuse()`: `421 4.3.2` while shutting down, `421 4.7.0` past a limit
     (RFC 5321 §3.8), logged (warning and mail log "CONNECT" reject), then the
     connection is closed; a peer that does not read its 421 is aborted after
@@ -36,12 +40,15 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pigeon.auth.login import Logins
 from pigeon.config.load import session_config
 from pigeon.config.schema import Config
 from pigeon.net.listener import ConnectionLimits, Listener, ListenerRole, Refusal
+from pigeon.net.services import NO_METRICS, ConnectionContext, ReceiveServices
 from pigeon.net.smtpd import Connection
 from pigeon.net.stream import SmtpStream
 from pigeon.net.tls import TlsProvider
+from pigeon.policy.pipeline import ReceivePipeline
 from pigeon.proto import reply as R
 from pigeon.proto.server import SessionConfig
 
@@ -112,12 +119,12 @@ class SmtpSettings:
 
     config: Config
     roles: Mapping[str, SessionConfig]  # role name -> its SessionConfig
-    policy: Any  # pigeon.policy.recipients.RecipientPolicy (the receive decisions)
+    policy: ReceivePipeline  # the receive decisions (policy.build.build_pipeline)
     tls: TlsProvider | None
 
     @classmethod
     def build(
-        cls, config: Config, policy: Any, tls: TlsProvider | None, *, auth: bool
+        cls, config: Config, policy: ReceivePipeline, tls: TlsProvider | None, *, auth: bool
     ) -> SmtpSettings:
         base = session_config(config)
         roles = {
@@ -137,17 +144,21 @@ class SmtpService:
         store: Any,
         maillog: Any,
         on_queued: Callable[[Any], None],
-        auth: Any = None,
+        logins: Logins | None = None,
         metrics: Any = None,
         on_etrn: Callable[[str], Awaitable[int]] | None = None,
     ) -> None:
-        self._settings = settings
-        self.store = store
         self.maillog = maillog
-        self.on_queued = on_queued
-        self.auth = auth  # pigeon.auth.service.AuthService | None
-        self.metrics = metrics
-        self.on_etrn = on_etrn
+        self._shared = ReceiveServices(
+            store=store,
+            pipeline=settings.policy,
+            maillog=maillog,
+            on_queued=on_queued,
+            logins=logins,
+            metrics=metrics if metrics is not None else NO_METRICS,
+            on_etrn=on_etrn,
+        )
+        self.apply(settings)
 
     @property
     def settings(self) -> SmtpSettings:
@@ -155,29 +166,23 @@ class SmtpService:
 
     def apply(self, settings: SmtpSettings) -> None:
         """Reload: sessions admitted from now on get `settings`."""
+        config = settings.config
+        services = dataclasses.replace(
+            self._shared,
+            pipeline=settings.policy,
+            tls=settings.tls,
+            greet_pause=config.timeouts.greet_pause,
+            handshake_timeout=config.tls.handshake_timeout,
+        )
+        self._contexts = {
+            role: ConnectionContext(services, session, role)
+            for role, session in settings.roles.items()
+        }
         self._settings = settings
 
     def session(self, stream: SmtpStream, role: ListenerRole, peer: tuple[str, int]) -> Connection:
-        s = self._settings
-        config = s.config
         log.info("connect from [%s]:%s (%s)", peer[0], peer[1], role.name)
-        return Connection(
-            stream,
-            session_config=s.roles[role.name],
-            store=self.store,
-            policy=s.policy,
-            maillog=self.maillog,
-            on_queued=self.on_queued,
-            greet_pause=config.timeouts.greet_pause,
-            tls=s.tls,
-            implicit_tls=role.name == "submissions",
-            handshake_timeout=config.tls.handshake_timeout,
-            auth=self.auth,
-            role=role.name,
-            metrics=self.metrics,
-            on_etrn=self.on_etrn,
-            check_from_header=config.auth.check_from_header,
-        )
+        return Connection(stream, self._contexts[role.name])
 
     async def refuse(
         self, stream: SmtpStream, role: ListenerRole, refusal: Refusal, peer: tuple[str, int]

@@ -44,7 +44,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from pigeon.net.tlsengine import TlsEngine
 
@@ -52,6 +52,34 @@ from pigeon.net.tlsengine import TlsEngine
 #: everything at once, so this is only reached by a peer that floods us while
 #: we wait for the disk).
 READ_LIMIT = 256 * 1024
+
+
+class ByteStream(Protocol):
+    """What the connection driver (net/smtpd.py) uses of a stream: the
+    methods of `SmtpStream` below, with its contract. The in-memory
+    transcript runner (pigeon.testing.memstream) is the other one."""
+
+    async def read(self, timeout: float | None) -> bytes | None: ...
+
+    def wake(self) -> None: ...
+
+    def take_buffer(self) -> bytes: ...
+
+    def pause_reading(self) -> None: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self, timeout: float) -> None: ...
+
+    async def close_and_wait(self, timeout: float) -> None: ...
+
+    def abort(self) -> None: ...
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any: ...
+
+    async def start_tls(
+        self, context: ssl.SSLContext, *, timeout: float, early: bytes = b""
+    ) -> None: ...
 
 
 class SmtpStream(asyncio.Protocol):
@@ -64,19 +92,19 @@ class SmtpStream(asyncio.Protocol):
         self._limit = limit
         self._loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
-        self.task: asyncio.Task | None = None
+        self.task: asyncio.Task[Any] | None = None
         self._buffer = bytearray()
         self._eof = False
         self._paused_reading = False
         self._reading_stopped = False  # pause_reading() by the driver (STARTTLS)
-        self._waiter: asyncio.Future | None = None
-        self._drain_waiter: asyncio.Future | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._drain_waiter: asyncio.Future[None] | None = None
         self._write_paused = False
         self._lost = False
         self._closing = False
         self._closed = self._loop.create_future()
         self._tls: TlsEngine | None = None
-        self._handshake: asyncio.Future | None = None
+        self._handshake: asyncio.Future[None] | None = None
 
     # --- asyncio.Protocol --------------------------------------------------------
 
@@ -183,12 +211,16 @@ class SmtpStream(asyncio.Protocol):
             waiter.set_result(None)
 
     def _pause_transport(self) -> None:
+        if self.transport is None:
+            return
         try:
             self.transport.pause_reading()
         except (AttributeError, RuntimeError):
             pass  # closing, or a transport that cannot pause
 
     def _resume_transport(self) -> None:
+        if self.transport is None:
+            return
         try:
             self.transport.resume_reading()
         except (AttributeError, RuntimeError):
@@ -290,7 +322,7 @@ class SmtpStream(asyncio.Protocol):
             self._tls_failed(exc)
             return
         out = engine.pending_output()
-        if out and not self._lost:
+        if out and not self._lost and self.transport is not None:
             self.transport.write(out)
         if engine.established and self._handshake is not None and not self._handshake.done():
             self._handshake.set_result(None)
@@ -304,14 +336,16 @@ class SmtpStream(asyncio.Protocol):
         if self._handshake is not None and not self._handshake.done():
             self._handshake.set_exception(exc)
         out = self._tls.pending_output() if self._tls is not None else b""
-        if out and not self._lost:
-            self.transport.write(out)
+        transport = self.transport
+        if out and not self._lost and transport is not None:
+            transport.write(out)
         self._closing = True
         self._set_eof()
-        self.transport.close()
+        if transport is not None:
+            transport.close()
 
 
-def _resolve(waiter: asyncio.Future, exc: BaseException | None = None) -> None:
+def _resolve(waiter: asyncio.Future[None], exc: BaseException | None = None) -> None:
     if not waiter.done():
         if exc is None:
             waiter.set_result(None)

@@ -1,5 +1,15 @@
-"""SMTP policy decisions (recipients, relaying)."""
+"""pigeon.policy: receive-time decisions, as staged checks in a pipeline.
 
-from pigeon.policy.recipients import RecipientPolicy
+Modules:
+    api           the interface: stage Protocols, Verdict, SessionFacts, Message
+    pipeline      ReceivePipeline (runs the checks of a stage) and ReceiveSession
+    build         build_pipeline(config, deps): the one place checks are composed
+    relay         RelayControl, EtrnTrust (relay_networks, logged-in clients)
+    recipients    LocalRecipients (550 5.1.1), RecipientMerge (each recipient once)
+    newmailboxes  limits.new_mailboxes_per_hour: the limiter and its two checks
+    reserve       StorageReserve: 452 4.3.1 below queue.min_free
+    submission    SenderOwnership, FromHeaderCheck (logged-in users send as themselves)
+    message       SpoolMessage: the message as end-of-data checks read it
 
-__all__ = ["RecipientPolicy"]
+Importing this package imports nothing.
+"""

@@ -22,26 +22,39 @@ Contract:
     the oldest are dropped first).
   * Pure: time is an argument; no I/O. Limits are per process, like the
     other [limits] (worker processes count separately).
+  * `RecipientMailboxLimit` (rcpt) and `SenderMailboxLimit` (mail) are the
+    receive checks that ask it (two checks, so each can take its place in
+    its stage's order; they share one limiter). An
+    accepted local destination in a domain without a `mailboxes` list whose
+    Maildir does not exist yet would be created by delivery; each such one
+    counts against the client, and past `limits.new_mailboxes_per_hour` the
+    recipient gets TOO_MANY_NEW_MAILBOXES 450 4.7.1 (a rate limit, so 4xx).
+    A sender in such a domain counts too (a DSN to it, e.g. the success
+    report NOTIFY=SUCCESS asks for, would create it), so an untrusted client
+    cannot make directories through made-up senders either. Clients in
+    relay_networks and logged-in ones are not counted (Postfix exempts
+    mynetworks from its anvil rate limits the same way). The rcpt check runs
+    after `LocalRecipients`: unknown recipients are refused before they are
+    counted. Their only I/O is one stat of the Maildir (`maildir_exists`).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
+import time
 from collections import OrderedDict
+from collections.abc import Callable
+
+from pigeon.policy.api import SessionFacts, Verdict, refuse
+from pigeon.policy.recipients import RecipientLookup
+from pigeon.policy.relay import RelayNetworks, client_address
+from pigeon.proto import reply as R
+from pigeon.proto.params import MailParams, RcptParams
+from pigeon.vocab import Route
+from pigeon.vocab.address import Address
 
 WINDOW = 3600.0
-
-
-def client_address(client_ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """`client_ip` as the socket gave it, parsed: an IPv6 zone dropped, a
-    v4-mapped "::ffff:192.0.2.1" (dual-stack socket) as IPv4; None if no IP."""
-    try:
-        ip = ipaddress.ip_address(client_ip.split("%", 1)[0])
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    return ip
 
 
 def client_key(client_ip: str) -> str:
@@ -82,3 +95,73 @@ class NewMailboxLimiter:
             while len(table) > self.max_entries:
                 table.popitem(last=False)
         return True
+
+
+_TOO_MANY = refuse(R.TOO_MANY_NEW_MAILBOXES)
+
+
+class _MailboxLimit:
+    """What both checks share: the limiter, the exemptions, the count."""
+
+    def __init__(
+        self,
+        lookup: RecipientLookup,
+        networks: RelayNetworks,
+        limiter: NewMailboxLimiter,
+        limit: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        maildir_exists: Callable[[str], bool] = os.path.isdir,
+    ) -> None:
+        self._lookup = lookup
+        self._router = lookup.router
+        self._networks = networks
+        self._limiter = limiter
+        self._limit = limit
+        self._clock = clock
+        self._maildir_exists = maildir_exists
+
+    def _exempt(self, session: SessionFacts) -> bool:
+        return self._limit <= 0 or self._networks.trusts(session)
+
+    def _count(self, routes: list[Route], session: SessionFacts) -> Verdict | None:
+        """TOO_MANY when a Maildir these routes would create is one too many."""
+        router = self._router
+        new = [
+            str(r.mailbox)
+            for r in routes
+            if r.kind == "local" and not router.has_mailbox_list(r.address.rpartition("@")[2])
+        ]
+        allowed = all(
+            self._maildir_exists(path)
+            or self._limiter.allow(session.client_ip, path, self._clock(), self._limit)
+            for path in new
+        )
+        return None if allowed else _TOO_MANY
+
+
+class SenderMailboxLimit(_MailboxLimit):
+    """mail: a made-up sender in a list-less local domain counts (module contract)."""
+
+    def mail(
+        self, session: SessionFacts, sender: Address | None, params: MailParams
+    ) -> Verdict | None:
+        router = self._router
+        if sender is None or not sender.domain or not router.is_local_domain(sender.domain):
+            return None
+        if self._exempt(session):
+            return None
+        return self._count(router.resolve(str(sender), expand_aliases=False), session)
+
+
+class RecipientMailboxLimit(_MailboxLimit):
+    """rcpt: a recipient whose Maildir delivery would create counts (module contract)."""
+
+    def rcpt(self, session: SessionFacts, recipient: Address, params: RcptParams) -> Verdict | None:
+        lookup = self._lookup
+        if self._exempt(session) or not lookup.local(recipient):
+            return None
+        _, aliased = lookup.canonical(recipient)
+        if not aliased and self._router.has_mailbox_list(recipient.domain):
+            return None  # a listed mailbox: nothing is created
+        return self._count(lookup.routes(recipient), session)

@@ -1,168 +1,130 @@
-"""The RCPT TO (and MAIL FROM) decision the SMTP driver asks for.
+"""Local recipients: is there a mailbox for this address? And each recipient once.
 
 Contract:
-  * `check_recipient(address, client_ip)` returns None to accept (the driver
-    then sends the standard 250 2.1.5) or a `Reply` from the catalogue in
-    `pigeon.proto.reply`; it never builds reply text itself and never raises
-    for any address/IP the protocol core can hand it.
-  * Decision order (first match wins), like Postfix's
-    permit_mynetworks + reject_unauth_destination + local_recipient_maps:
-      1. bare `<postmaster>` (RFC 5321 §4.5.1: must be accepted) -> accept;
-      2. local domain: accepted exactly when delivery would deliver it
-         somewhere: the router resolves the address as the queue manager
-         will (aliases, catch-all, aliases_file, recipient delimiter) and
-         some destination is remote or a local mailbox that exists
-         (`Router.mailbox_exists`, the test the Maildir agent applies too);
-         otherwise UNKNOWN_USER 550 5.1.1. So RCPT and delivery never
-         disagree: what is accepted is delivered, what would bounce is
-         refused now.
-      3. any other domain, address literals such as "[192.0.2.1]" included:
-         the client IP inside `config.relay_networks` -> accept (the message
-         waits in the queue until remote delivery exists); otherwise
-         RELAY_DENIED 554 5.7.1 (we are not an open relay).
-  * New mailboxes (`limits.new_mailboxes_per_hour`): an accepted local
-    destination in a domain without a `mailboxes` list whose Maildir does
-    not exist yet would be created by delivery; each such one counts
-    against the client (`policy.newmailboxes`), and past the limit the
-    recipient gets TOO_MANY_NEW_MAILBOXES 450 4.7.1. Clients in
-    relay_networks and authenticated ones are not counted (Postfix exempts
-    mynetworks from its anvil rate limits the same way).
-  * `authenticated=True` (the client passed SMTP AUTH, RFC 4954; the
-    driver checks that MAIL FROM is one of the account's addresses) lets the
-    client relay to any domain, as Postfix's permit_sasl_authenticated;
-    local recipients are still checked (550 5.1.1 for unknown mailboxes).
-    Callers that do not pass it keep the old behaviour.
-  * `merge_recipients(recipients)` drops repeated envelope recipients (one
-    message naming one destination twice, by `Router.merge_key`), keeping
-    the first with its DSN parameters; the driver applies it to the
-    envelope it commits.
-  * `check_sender()` accepts every reverse-path, with one exception: a
-    sender in a local domain without a `mailboxes` list whose Maildir does
-    not exist yet counts as a new mailbox too (a DSN to it, e.g. the
-    success report NOTIFY=SUCCESS asks for, would create it), so an
-    untrusted client cannot make directories through made-up senders either:
-    past the limit, TOO_MANY_NEW_MAILBOXES 450 4.7.1. SPF/sender-login maps
-    belong to later work (authenticated senders are checked by the driver).
-  * No I/O and no clock of its own, except for the new-mailbox count: the
-    injected `clock` and one stat of the Maildir (`maildir_exists`, only
-    for list-less domains). Decisions are pinned by golden files in
-    tests/unit/policy/golden/.
+  * `LocalRecipients` (rcpt), Postfix's local_recipient_maps: an address in
+    a local domain is accepted exactly when delivery would deliver it
+    somewhere: the router resolves it as the queue manager will (aliases,
+    catch-all, aliases_file, recipient delimiter) and some destination is
+    remote or a local mailbox that exists (`Router.mailbox_exists`, the test
+    the Maildir agent applies too); otherwise UNKNOWN_USER 550 5.1.1. So
+    RCPT and delivery never disagree: what is accepted is delivered, what
+    would bounce is refused now. The bare `<postmaster>` (RFC 5321 §4.5.1:
+    must be accepted) is accepted; any other address without a domain is
+    unknown. Other domains are left to `RelayControl` (policy/relay.py);
+    logged-in clients get no exemption here (an unknown mailbox is unknown
+    to everyone).
+  * `RecipientMerge` (data): one message naming one destination twice
+    (by `Router.merge_key`: case, recipient delimiter...) is queued with
+    it once, the first with its DSN parameters (each repeated RCPT got its
+    250). It changes the recipient list only when there was a repeat.
+  * `RecipientLookup` is what the rcpt checks ask the router about the
+    recipient being checked (its canonical form, whether an alias names it,
+    its routes), asked once per RCPT however many checks need it: it
+    remembers the last recipient, and the checks of one RCPT get the same
+    `Address` object. The builder gives one to every check that asks.
+  * Pure with respect to the router's configuration, except that
+    `mailbox_exists` may look at the Maildir (list-less domains). Decisions
+    are pinned by golden files in tests/unit/policy/golden/.
 """
 
 from __future__ import annotations
 
-import os
-import time
-from collections.abc import Callable
-from typing import TypeVar
-
-from pigeon.config.schema import Config
-from pigeon.policy.newmailboxes import NewMailboxLimiter, client_address
+from pigeon.policy.api import EnvelopeRecipient, SessionFacts, Verdict, refuse
 from pigeon.proto import reply as R
+from pigeon.proto.params import RcptParams
 from pigeon.routing.resolve import Router
 from pigeon.vocab import Route
 from pigeon.vocab.address import Address
 
-T = TypeVar("T")
+_UNKNOWN_USER = refuse(R.UNKNOWN_USER)
 
 
-class RecipientPolicy:
-    """Recipient and sender checks for one configuration."""
+class RecipientLookup:
+    """The router's answers about the recipient being checked (module contract)."""
 
-    def __init__(
-        self,
-        config: Config,
-        router: Router,
-        *,
-        new_mailboxes: NewMailboxLimiter | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        maildir_exists: Callable[[str], bool] = os.path.isdir,
-    ) -> None:
-        self._config = config
-        self._router = router
-        #: Shared across reloads (pigeon.app.wiring.receive_policy passes the old one on).
-        self.new_mailboxes = new_mailboxes if new_mailboxes is not None else NewMailboxLimiter()
-        self._clock = clock
-        self._maildir_exists = maildir_exists
+    __slots__ = ("router", "_address", "_local", "_canonical", "_aliased", "_routes")
 
-    def check_sender(
-        self, address: Address | None, client_ip: str, *, authenticated: bool = False
-    ) -> R.Reply | None:
-        """None to accept (None is the null reverse-path <>). See module doc."""
-        if (
-            address is None
-            or not address.domain
-            or not self._router.is_local_domain(address.domain)
-        ):
-            return None
-        routes = self._router.resolve(str(address), expand_aliases=False)
-        return (
-            None
-            if self._new_mailboxes_allowed(routes, client_ip, authenticated)
-            else R.TOO_MANY_NEW_MAILBOXES
-        )
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self._address: Address | None = None
+        self._local = False
+        self._canonical = ""
+        self._aliased = False
+        self._routes: list[Route] | None = None
 
-    def check_recipient(
-        self, address: Address, client_ip: str, *, authenticated: bool = False
-    ) -> R.Reply | None:
-        """None to accept, else the reply to send (see the module contract)."""
-        if not address.domain:
-            # The grammar only lets "<postmaster>" through without a domain.
-            return None if address.is_postmaster else R.UNKNOWN_USER
-        router = self._router
-        if router.is_local_domain(address.domain):
+    def _learn(self, address: Address) -> None:
+        if address is not self._address:
+            router = self.router
+            self._address, self._routes = address, None
+            self._local = bool(address.domain) and router.is_local_domain(address.domain)
             # str(address): the form the envelope stores and delivery resolves.
-            canonical = router.canonical(str(address))
-            if router.alias_targets(canonical) is None:
-                # No alias: resolve() would give this one address; skip it
-                # where it cannot matter (hot path: a listed mailbox).
-                if not router.mailbox_exists(canonical):
-                    return R.UNKNOWN_USER
-                if router.has_mailbox_list(address.domain):
-                    return None
-                routes = router.resolve(canonical, expand_aliases=False)
-            else:
-                routes = router.resolve(canonical)
-                if not any(r.kind == "remote" or router.mailbox_exists(r.address) for r in routes):
-                    return R.UNKNOWN_USER
-            if not self._new_mailboxes_allowed(routes, client_ip, authenticated):
-                return R.TOO_MANY_NEW_MAILBOXES
+            self._canonical = router.canonical(str(address)) if self._local else ""
+            self._aliased = self._local and router.alias_targets(self._canonical) is not None
+
+    def local(self, address: Address) -> bool:
+        """In a local domain."""
+        self._learn(address)
+        return self._local
+
+    def canonical(self, address: Address) -> tuple[str, bool]:
+        """(canonical form, named by an alias) of a local address."""
+        self._learn(address)
+        return self._canonical, self._aliased
+
+    def routes(self, address: Address) -> list[Route]:
+        """Where delivery would take a local address (aliases expanded)."""
+        self._learn(address)
+        if self._routes is None:
+            self._routes = self.router.resolve(self._canonical, expand_aliases=self._aliased)
+        return self._routes
+
+
+class LocalRecipients:
+    """rcpt: local addresses must be deliverable (module contract)."""
+
+    def __init__(self, lookup: RecipientLookup) -> None:
+        self._lookup = lookup
+
+    def rcpt(self, session: SessionFacts, recipient: Address, params: RcptParams) -> Verdict | None:
+        if not recipient.domain:
+            # The grammar only lets "<postmaster>" through without a domain.
+            return None if recipient.is_postmaster else _UNKNOWN_USER
+        lookup = self._lookup
+        if not lookup.local(recipient):
             return None
-        return None if authenticated or self.client_may_relay(client_ip) else R.RELAY_DENIED
+        router = lookup.router
+        canonical, aliased = lookup.canonical(recipient)
+        if not aliased:
+            # No alias: resolve() would give this one address (hot path).
+            return None if router.mailbox_exists(canonical) else _UNKNOWN_USER
+        routes = lookup.routes(recipient)
+        if any(r.kind == "remote" or router.mailbox_exists(r.address) for r in routes):
+            return None
+        return _UNKNOWN_USER
 
-    def _new_mailboxes_allowed(
-        self, routes: list[Route], client_ip: str, authenticated: bool
-    ) -> bool:
-        """False when a Maildir these routes would create is one too many for
-        the client (module contract); trusted clients are not counted."""
-        limit = self._config.limits.new_mailboxes_per_hour
-        new = [
-            str(r.mailbox)
-            for r in routes
-            if r.kind == "local" and not self._router.has_mailbox_list(r.address.rpartition("@")[2])
-        ]
-        if limit <= 0 or not new or authenticated or self.client_may_relay(client_ip):
-            return True
-        return all(
-            self._maildir_exists(path)
-            or self.new_mailboxes.allow(client_ip, path, self._clock(), limit)
-            for path in new
-        )
 
-    def merge_recipients(self, recipients: list[tuple[Address, T]]) -> list[tuple[Address, T]]:
-        """`recipients` without repeats (module contract): first one kept."""
+class RecipientMerge:
+    """data: each destination once in the envelope (module contract)."""
+
+    def __init__(self, router: Router) -> None:
+        self._router = router
+
+    def merged(self, recipients: list[EnvelopeRecipient]) -> list[EnvelopeRecipient]:
+        """`recipients` without repeats, the first of each kept."""
+        merge_key = self._router.merge_key
         seen: set[str] = set()
         out = []
         for item in recipients:
-            key = self._router.merge_key(str(item[0]))
+            key = merge_key(str(item[0]))
             if key not in seen:
                 seen.add(key)
                 out.append(item)
         return out
 
-    def client_may_relay(self, client_ip: str) -> bool:
-        """True if `client_ip` is inside one of `config.relay_networks`."""
-        ip = client_address(client_ip)
-        return ip is not None and any(
-            ip.version == net.version and ip in net for net in self._config.relay_networks
-        )
+    def data(self, session: SessionFacts) -> Verdict | None:
+        if len(session.recipients) < 2:
+            return None
+        merged = self.merged(session.recipients)
+        if len(merged) == len(session.recipients):
+            return None
+        return Verdict(recipients=tuple(merged))

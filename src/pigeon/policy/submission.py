@@ -22,7 +22,14 @@ Contract:
     authenticated account owns; else the 553 5.7.1 refusal. A From: field
     with no address at all (`undisclosed:;`, garbage) is refused too: what
     a client would show for it is not the account's address.
-  * Pure: no I/O. The SMTP driver reads the spool's header section and asks.
+  * Pure: no I/O. The checks below read what the pipeline hands them.
+  * `SenderOwnership` (mail): a logged-in client's MAIL FROM must be one of
+    the addresses its account owns (pigeon/auth/accounts.py), else
+    SENDER_NOT_OWNED 553 5.7.1; the null path <> is allowed (bounces).
+  * `FromHeaderCheck` (end_of_data; `auth.check_from_header`): a logged-in
+    client's message must pass `check_from_header` (553 5.7.1). The header
+    section is read back from the spool (`Message.header_section()`); when
+    it cannot be, the message is refused LOCAL_ERROR 451 4.3.0.
 """
 
 from __future__ import annotations
@@ -30,10 +37,16 @@ from __future__ import annotations
 import email.errors
 import email.header
 import email.utils
+import logging
 import re
 
+from pigeon.policy.api import Message, SessionFacts, Verdict, refuse
 from pigeon.proto import reply as R
+from pigeon.proto.params import MailParams
 from pigeon.proto.reply import Reply
+from pigeon.vocab.address import Address
+
+log = logging.getLogger("pigeon.smtpd")
 
 # A field name, optional white space, then the colon (RFC 5322 §3.6.4, §4.5.3).
 _FROM_NAME = re.compile(r"from[ \t]*:", re.IGNORECASE)
@@ -103,3 +116,44 @@ def check_from_header(head: bytes, owned: frozenset[str]) -> Reply | None:
         if not addresses or not addresses <= owned:
             return R.FROM_NOT_OWNED
     return None
+
+
+_SENDER_NOT_OWNED = refuse(R.SENDER_NOT_OWNED)
+_FROM_NOT_OWNED = refuse(R.FROM_NOT_OWNED)
+_UNREADABLE = refuse(R.LOCAL_ERROR)
+
+
+class SenderOwnership:
+    """mail: a logged-in user sends as its own addresses (module contract)."""
+
+    def mail(
+        self, session: SessionFacts, sender: Address | None, params: MailParams
+    ) -> Verdict | None:
+        if sender is None or session.user is None:
+            return None
+        if f"{sender.local.lower()}@{sender.domain}" in session.owned:
+            return None
+        log.warning("[%s]: user %s may not send as <%s>", session.client_ip, session.user, sender)
+        return _SENDER_NOT_OWNED
+
+
+class FromHeaderCheck:
+    """end_of_data: a logged-in user's From: is its own (module contract)."""
+
+    def end_of_data(self, session: SessionFacts, message: Message) -> Verdict | None:
+        if session.user is None:
+            return None
+        try:
+            head = message.header_section()
+        except OSError as exc:
+            log.error("cannot read back spool %s: %s", message.queue_id, exc)
+            return _UNREADABLE
+        if check_from_header(head, session.owned) is None:
+            return None
+        log.warning(
+            "[%s]: user %s may not send with From: %s",
+            session.client_ip,
+            session.user,
+            ", ".join(from_addresses(head)),
+        )
+        return _FROM_NOT_OWNED

@@ -10,12 +10,15 @@ Modules, from the bottom up:
     datareader  DATA (dot-terminated) and BDAT (counted) readers
     states      the (state, verb) table
     events      events handed to the driver
-    secure      STARTTLS and AUTH handlers of the session (SASL from pigeon.auth.sasl)
+    scram       SCRAM-SHA-256 key derivation and proof checks (RFC 5802/7677), SASLprep (RFC 4013)
+    sasl        SASL server mechanisms PLAIN, LOGIN, SCRAM-SHA-256 (no I/O, no clock)
+    secure      STARTTLS and AUTH handlers of the session
     server      ServerSession + SessionConfig
 """
 
 from pigeon.proto.events import (
     NEED_DATA,
+    Authenticated,
     AuthKeysRequested,
     AuthRequested,
     ConnectionClosing,
@@ -62,6 +65,7 @@ __all__ = [
     "RcptRequested",
     "TransactionReset",
     "AuthKeysRequested",
+    "Authenticated",
     "AuthRequested",
     "StartTlsRequested",
     "TlsInfo",

@@ -197,6 +197,20 @@ class EtrnRequested(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class Authenticated(Event):
+    """The session is now authenticated as `username` (235 2.7.0 was queued).
+
+    Informational. It follows the AuthRequested the driver accepted: at once
+    for PLAIN and LOGIN, after the client's answer to the server-final
+    message for SCRAM (RFC 4954 §4; a client that cancels there is not
+    authenticated, and no event comes).
+    """
+
+    username: str
+    mechanism: str
+
+
+@dataclass(frozen=True, slots=True)
 class AuthRequested(Event):
     """DECISION: a SASL exchange is complete (RFC 4954 §4).
 

@@ -180,6 +180,8 @@ INSUFFICIENT_STORAGE = reply(
     452, "4.3.1", "Insufficient system storage"
 )  # RFC 3463 X.3.1, Postfix's words
 LOCAL_ERROR = reply(451, "4.3.0", "Error: queue file write error, try again later")
+#: A receive check failed (a bug or an unusable resource of the check): try later.
+CHECK_FAILED = reply(451, "4.3.0", "Error: temporary local problem, try again later")
 
 # --- Message content (DATA/BDAT) ------------------------------------------------
 

@@ -23,10 +23,9 @@ STARTTLS contract (the driver side is pigeon.net.smtpd):
     in an unknown state); ConnectionClosing carries the reason.
 
 AUTH contract:
-  * Offered (EHLO keyword "AUTH mech ...") only under TLS, unless the
-    test-only `auth_without_tls` is set: over plaintext the password would
-    travel in the clear (RFC 4954 §4, RFC 8314 §3). AUTH over plaintext
-    gets 538 5.7.11 for every mechanism.
+  * Offered (EHLO keyword "AUTH mech ...") only under TLS: over plaintext
+    the password would travel in the clear (RFC 4954 §4, RFC 8314 §3). AUTH
+    over plaintext gets 538 5.7.11 for every mechanism.
   * Sequencing: EHLO first (503), never inside a transaction (503), never
     twice (503 5.5.1, RFC 4954 §4). Unknown mechanism 504 5.5.4.
   * Framing: the initial response ("=" is the empty one), 334 challenges,
@@ -47,40 +46,61 @@ import binascii
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from pigeon.auth.sasl import Challenge, Credentials, Malformed, NeedKeys, Step, new_mechanism
-from pigeon.auth.scram import ScramKeys
 from pigeon.proto import reply as R
-from pigeon.proto.events import AuthKeysRequested, AuthRequested, StartTlsRequested, TlsInfo
+from pigeon.proto.events import (
+    Authenticated,
+    AuthKeysRequested,
+    AuthRequested,
+    Event,
+    StartTlsRequested,
+    TlsInfo,
+)
 from pigeon.proto.reply import Reply
+from pigeon.proto.sasl import (
+    Challenge,
+    Credentials,
+    Malformed,
+    Mechanism,
+    NeedKeys,
+    Step,
+    new_mechanism,
+)
+from pigeon.proto.scram import ScramKeys
 from pigeon.proto.states import State
 
 if TYPE_CHECKING:
-    from pigeon.auth.sasl import Mechanism
     from pigeon.proto.commands import Command
-    from pigeon.proto.events import Event
-    from pigeon.proto.server import SessionConfig
+    from pigeon.proto.settings import SessionConfig
 
 
 class SecureCommands:
     """Mixin for ServerSession: STARTTLS, AUTH and the state they keep."""
 
     if TYPE_CHECKING:
-        # What this mixin uses of ServerSession, the one class it is part of.
+        # What the mixin uses of ServerSession (pigeon/proto/server.py).
         config: SessionConfig
         state: State
-        helo_name: str | None
         _buf: bytearray
         _now: float
         _pending: Event | None
+        helo_name: str | None
+        esmtp: bool
 
         @property
         def closed(self) -> bool: ...
+
         def _reply(self, reply: Reply, *, count: bool = True) -> None: ...
-        def _emit(self, event: Event) -> None: ...
+
         def _close(self, reason: str, *, abort_reply: Reply | None = None) -> None: ...
-        def _set_ready(self) -> None: ...
+
         def _reset_transaction(self, *, emit: bool) -> None: ...
+
+        def _set_ready(self) -> None: ...
+
+        def _emit(self, event: Event) -> None: ...
+
         def _decide(self, event: Event) -> None: ...
+
         def _internal_error(self, exc: Exception) -> None: ...
 
     def _init_secure(self, nonce: Callable[[], bytes] | None) -> None:
@@ -141,7 +161,7 @@ class SecureCommands:
 
     def _auth_offered(self) -> bool:
         cfg = self.config
-        return bool(cfg.auth_mechanisms) and (self.tls is not None or cfg.auth_without_tls)
+        return bool(cfg.auth_mechanisms) and self.tls is not None
 
     def _secure_extensions(self) -> list[str]:
         ext = []
@@ -163,7 +183,7 @@ class SecureCommands:
             self._reply(R.AUTH_ALREADY)
         elif not name or " " in initial.strip(" "):
             self._reply(R.SYNTAX_ERROR)
-        elif self.tls is None and not cfg.auth_without_tls:
+        elif self.tls is None:
             self._reply(R.AUTH_ENCRYPTION_REQUIRED)
         elif name not in cfg.auth_mechanisms:
             self._reply(R.AUTH_BAD_MECHANISM)
@@ -265,13 +285,14 @@ class SecureCommands:
     def _auth_success(self, username: str, mechanism: str) -> None:
         self.auth_user, self.auth_mechanism = username, mechanism
         self._reply(R.AUTH_OK)
+        self._emit(Authenticated(username, mechanism))
 
     # --- MAIL ----------------------------------------------------------------------
 
     def _mail_refusal(self) -> Reply | None:
         """530 when this listener wants AUTH (RFC 6409 §4.3, RFC 4954 §6) and it has not happened."""
         if self.config.auth_required and self.auth_user is None:
-            if self.tls is None and not self.config.auth_without_tls:
+            if self.tls is None:
                 return R.TLS_REQUIRED
             return R.AUTH_REQUIRED
         return None

@@ -4,7 +4,8 @@ The API below is fixed; the driver (pigeon.net.smtpd) and the transcript
 runner are written against it.
 
     session = ServerSession(SessionConfig(hostname="mx.example"), now=0.0)
-    session.start(now)                # queues the 220 greeting
+    session.start(now)                # queues the 220 greeting (start(now, refusal):
+                                      # a 421 instead, and the session closes)
     out = session.data_to_send()      # bytes to write (may be b"")
     session.receive_data(b"EHLO x\\r\\n", now)
     ev = session.next_event()         # an Event, or NEED_DATA
@@ -41,6 +42,8 @@ Contract:
     counted; the one past `max_junk_commands` is answered 421 4.7.0
     instead and the session closes, so they cannot keep a session alive
     forever. An accepted message starts the count again (as Postfix does).
+  * A 421 given to `respond()` (any DECISION) is sent and the session
+    closes (RFC 5321 §3.8), as for its own 421s.
   * ConnectionClosing is always the last event. Before it, a transaction in
     progress is abandoned with DataAborted (inside content) or
     TransactionReset.
@@ -59,8 +62,7 @@ import dataclasses
 import re
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from pigeon.proto import reply as R
 from pigeon.proto.commands import (
@@ -100,71 +102,16 @@ from pigeon.proto.params import (
 )
 from pigeon.proto.reply import Reply
 from pigeon.proto.secure import SecureCommands
+from pigeon.proto.settings import SessionConfig
 from pigeon.proto.states import TRANSACTION_STATES, VERB_FLAGS, State, lookup
 from pigeon.vocab.address import Address, NonAsciiAddressError, PathError, parse_path, split_path
+
+__all__ = ["ServerSession", "SessionConfig"]
 
 # RFC 1985 §5: the node is a domain name (a dot-atom of LDH labels).
 _ETRN_DOMAIN = re.compile(
     r"(?i)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\.?"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class SessionConfig:
-    """Protocol limits and policy switches of one server session."""
-
-    hostname: str = "localhost"
-    #: Largest message accepted, in octets (SIZE, RFC 1870). 0 means no limit.
-    max_message_size: int = 10_240_000
-    #: Recipients per transaction; past it RCPT gets 452 4.5.3 (RFC 5321 §4.5.3.1.8).
-    max_recipients: int = 1000
-    #: Error replies (4xx/5xx to commands) before 421 and disconnect.
-    max_errors: int = 20
-    #: NOOP/RSET/VRFY/HELP/ETRN commands allowed (states.VERB_FLAGS junk) since
-    #: the session began or its last accepted message; one more gets 421
-    #: 4.7.0 and the session closes (Postfix smtpd_junk_command_limit).
-    max_junk_commands: int = 100
-    #: Command line limit incl. CRLF (RFC 5321 §4.5.3.1.4 = 512; 4.5.3.1.5 notes
-    #: extensions may lengthen it by their parameters, hence the default 2048
-    #: applies to MAIL/RCPT with parameters and 512 to the rest).
-    max_command_line: int = 512
-    max_command_line_with_params: int = 2048
-    #: Text line limit in DATA incl. CRLF (RFC 5321 §4.5.3.1.6).
-    max_text_line: int = 1000
-    #: Largest header section (octets up to the empty line) of a message;
-    #: bigger gets 552 5.3.4 at the end of the data. 0 = no limit.
-    max_header_size: int = 102_400
-    #: Received: header count above which a message is a loop (RFC 5321 §6.3).
-    hop_limit: int = 100
-    #: Seconds a client has to send one whole command line (RFC 5321 §4.5.3.2.7).
-    command_timeout: float = 300.0
-    #: Seconds of silence allowed while receiving content (§4.5.3.2.5 data block).
-    data_timeout: float = 180.0
-    #: Seconds a whole DATA/BDAT phase may take at most (drip protection).
-    data_deadline: float = 3600.0
-    #: What to do with a bare CR or LF in content: "reject" = 521 5.5.2 and close
-    #: (like Postfix smtpd_forbid_bare_newline=yes).
-    bare_newline: Literal["reject"] = "reject"
-    #: 8-bit octets without BODY=8BITMIME: "accept" (recorded, like Postfix) or "reject".
-    eight_bit_undeclared: Literal["accept", "reject"] = "accept"
-    #: Advertised extensions can be switched off one by one.
-    enable_pipelining: bool = True
-    enable_chunking: bool = True
-    enable_smtputf8: bool = True
-    enable_dsn: bool = True
-    enable_8bitmime: bool = True
-    #: ETRN (RFC 1985): advertised and answered; the driver decides who may.
-    #: Off by default: only backup-MX set-ups need it.
-    enable_etrn: bool = False
-    #: Offer STARTTLS (RFC 3207); the driver must be able to run a handshake.
-    starttls: bool = False
-    #: SASL mechanisms offered with AUTH (RFC 4954), e.g. ("PLAIN", "LOGIN",
-    #: "SCRAM-SHA-256"); empty: AUTH is not offered (502 5.5.1).
-    auth_mechanisms: tuple[str, ...] = ()
-    #: MAIL needs a successful AUTH first (submission, RFC 6409 §4.3): 530 5.7.0.
-    auth_required: bool = False
-    #: Test-only: allow AUTH without TLS. No configuration key sets it.
-    auth_without_tls: bool = False
 
 
 class ServerSession(SecureCommands):
@@ -221,9 +168,16 @@ class ServerSession(SecureCommands):
     def closed(self) -> bool:
         return self._closing is not None
 
-    def start(self, now: float) -> None:
+    def start(self, now: float, refusal: Reply | None = None) -> None:
+        """Greet, or with `refusal` (a 421) refuse the connection and close."""
         self._now = now
         if self.state is State.CONNECTED and not self.closed:
+            if refusal is not None:
+                if refusal.code != 421:
+                    raise ValueError("a connection is refused with 421 (RFC 5321 §3.8)")
+                self._reply(refusal, count=False)
+                self._close("refused at connect")
+                return
             self._reply(R.greeting(self.config.hostname), count=False)
             self.state = State.GREETED
             self._ready_at = now
@@ -503,8 +457,8 @@ class ServerSession(SecureCommands):
         self._decide(RcptRequested(rcpt, params))
 
     def _parsed(
-        self, parse: Callable[[], tuple[Any, ...]], bad_path: Reply
-    ) -> tuple[Any, ...] | None:
+        self, parse: Callable[[], tuple[Any, Any]], bad_path: Reply
+    ) -> tuple[Any, Any] | None:
         """Run a MAIL/RCPT argument parser; on a grammar error, reply and return None."""
         try:
             return parse()
@@ -605,6 +559,12 @@ class ServerSession(SecureCommands):
         self._emit(event)
 
     def _answer(self, ev: Event, reply: Reply | None) -> None:
+        if reply is not None and reply.code == 421 and not isinstance(ev, AuthRequested):
+            # RFC 5321 §3.8: 421 means the service closes the channel, at
+            # once (a BDAT chunk announced is not read).
+            self._reply(reply, count=False)
+            self._close("refused with 421")
+            return
         accepted = reply is None or reply.positive
         if isinstance(ev, MailRequested):
             if accepted:

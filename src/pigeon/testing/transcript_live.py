@@ -9,10 +9,12 @@ Contract:
     configuration key (the transcript is then in-memory only), and
     `live_skip_reason()` says why a transcript cannot run live (for example
     long `!wait`s, which would make the suite slow).
-  * The live server must be configured like the in-memory `DefaultPolicy`:
-    hostname "localhost", local domains "localhost" (any mailbox) and
-    "known.example" (mailbox list without "unknown"), no relay networks.
-    `LIVE_BASE_CONFIG` is that configuration.
+  * The live server is configured as the in-memory runner configures the
+    real pipeline (pigeon.testing.transcript_memory, which reads the same
+    `LIVE_BASE_CONFIG` and `live_config_toml`): hostname "localhost", local
+    domains "localhost" (any mailbox) and "known.example" (mailbox list
+    without "unknown"), no relay networks. `CONFIG_KEYS` maps each
+    `!config` setting to its configuration key.
   * `!expect-content` steps are skipped live (the content is checked in
     memory; end-to-end tests check Maildir contents).
   * TLS and AUTH: the in-memory session offers neither by default, so the
@@ -46,8 +48,8 @@ LIVE_BASE_CONFIG = '[domains."localhost"]\n[domains."known.example"]\nmailboxes 
 
 MAX_LIVE_WAIT = 3.0  # seconds of !wait a live run may spend in total
 
-# SessionConfig field -> (TOML table, key)
-_CONFIG_KEYS = {
+# SessionConfig field -> (TOML table, key); ("", "") for no key
+CONFIG_KEYS = {
     "max_message_size": ("limits", "message_size"),
     "max_recipients": ("limits", "recipients"),
     "max_errors": ("limits", "errors"),
@@ -81,7 +83,7 @@ def _toml_value(value: object) -> str:
 
 
 def live_skip_reason(t: Transcript) -> str | None:
-    unknown = [k for k in t.config if k not in _CONFIG_KEYS and k != "hostname"]
+    unknown = [k for k in t.config if k not in CONFIG_KEYS and k != "hostname"]
     if unknown:
         return f"setting(s) {unknown} have no configuration key"
     waited = sum(step.seconds for step in t.steps if isinstance(step, Wait))
@@ -99,8 +101,8 @@ def live_config_toml(t: Transcript) -> str:
     """The [tables] of pigeon TOML matching the transcript's !config lines."""
     tables: dict[str, dict[str, str]] = {"tls": {"starttls": "false"}}
     for key, value in sorted(t.config.items()):
-        if key in _CONFIG_KEYS and _CONFIG_KEYS[key][0]:
-            table, name = _CONFIG_KEYS[key]
+        if key in CONFIG_KEYS and CONFIG_KEYS[key][0]:
+            table, name = CONFIG_KEYS[key]
             tables.setdefault(table, {})[name] = _toml_value(value)
     if t.config.get("auth_mechanisms") and live_role(t) == "smtp":
         tables["auth"]["smtp_listener"] = "true"

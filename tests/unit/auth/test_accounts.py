@@ -6,10 +6,11 @@ import stat
 
 import pytest
 
-from pigeon.auth import passwords, scram
+from pigeon.auth import passwords
 from pigeon.auth.accounts import AccountError, AccountStore
 from pigeon.auth.ratelimit import FailureLimiter
 from pigeon.auth.service import AuthService
+from pigeon.proto import scram
 
 
 @pytest.fixture

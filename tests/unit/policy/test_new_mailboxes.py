@@ -7,14 +7,14 @@ from pathlib import Path
 
 from pigeon.config.schema import Config, DomainConfig, Limits
 from pigeon.policy.newmailboxes import WINDOW, NewMailboxLimiter, client_key
-from pigeon.policy.recipients import RecipientPolicy
 from pigeon.proto import reply as R
-from pigeon.routing.resolve import Router
 from pigeon.testing.fakes import FakeClock
-from pigeon.vocab.address import Address
+from pigeon.testing.policyprobe import PolicyProbe
+
+USER = {"user": "someone@open.test"}
 
 
-def make_policy(tmp_path: Path, limit: int = 3, **kw) -> tuple[RecipientPolicy, FakeClock]:
+def make_policy(tmp_path: Path, limit: int = 3, **kw) -> tuple[PolicyProbe, FakeClock]:
     config = Config(
         hostname="mx.example.test",
         data_dir=tmp_path,
@@ -27,12 +27,11 @@ def make_policy(tmp_path: Path, limit: int = 3, **kw) -> tuple[RecipientPolicy, 
         **kw,
     )
     clock = FakeClock()
-    return RecipientPolicy(config, Router(config), clock=clock), clock
+    return PolicyProbe(config, clock=clock), clock
 
 
-def rcpt(policy: RecipientPolicy, address: str, ip: str = "203.0.113.9", **kw):
-    local, _, domain = address.partition("@")
-    return policy.check_recipient(Address(local, domain), ip, **kw)
+def rcpt(policy: PolicyProbe, address: str, ip: str = "203.0.113.9", **kw):
+    return policy.rcpt(address, ip, **kw)
 
 
 def test_new_mailboxes_are_capped_per_client_and_hour(tmp_path):
@@ -46,7 +45,7 @@ def test_new_mailboxes_are_capped_per_client_and_hour(tmp_path):
     assert rcpt(policy, "old@open.test") is None
     # Other clients, trusted clients and listed domains are not affected.
     assert rcpt(policy, "v0@open.test", ip="198.51.100.7") is None
-    assert rcpt(policy, "w0@open.test", authenticated=True) is None
+    assert rcpt(policy, "w0@open.test", **USER) is None
     assert [rcpt(policy, f"{x}@listed.test") for x in "abcd"] == [None] * 4
     clock.advance(WINDOW)
     assert rcpt(policy, "u3@open.test") is None
@@ -80,23 +79,27 @@ def test_catch_all_makes_a_list_less_domain_one_mailbox(tmp_path):
 def test_a_reload_keeps_the_counts(tmp_path):
     policy, clock = make_policy(tmp_path, limit=1)
     assert rcpt(policy, "u0@open.test") is None
-    config = dataclasses.replace(policy._config, limits=Limits(new_mailboxes_per_hour=1))
-    again = RecipientPolicy(config, Router(config), new_mailboxes=policy.new_mailboxes, clock=clock)
+    config = dataclasses.replace(policy.config, limits=Limits(new_mailboxes_per_hour=1))
+    again = PolicyProbe(config, new_mailboxes=policy.deps.new_mailboxes, clock=clock)
     assert rcpt(again, "u1@open.test") == R.TOO_MANY_NEW_MAILBOXES
 
 
 def test_made_up_local_senders_count_too(tmp_path):
     """A DSN to a new local sender would create its Maildir: MAIL FROM counts."""
     policy, _ = make_policy(tmp_path, limit=2)
-    assert policy.check_sender(Address("s1", "open.test"), "203.0.113.9") is None
-    assert policy.check_sender(Address("s1", "open.test"), "203.0.113.9") is None  # counted once
-    assert policy.check_sender(Address("s2", "open.test"), "203.0.113.9") is None
-    assert (
-        policy.check_sender(Address("s3", "open.test"), "203.0.113.9") == R.TOO_MANY_NEW_MAILBOXES
-    )
-    assert (
-        policy.check_sender(Address("s3", "open.test"), "203.0.113.9", authenticated=True) is None
-    )
-    assert policy.check_sender(Address("x", "listed.test"), "203.0.113.9") is None
-    assert policy.check_sender(Address("x", "remote.test"), "203.0.113.9") is None
-    assert policy.check_sender(None, "203.0.113.9") is None
+    assert policy.mail("s1@open.test") is None
+    assert policy.mail("s1@open.test") is None  # counted once
+    assert policy.mail("s2@open.test") is None
+    assert policy.mail("s3@open.test") == R.TOO_MANY_NEW_MAILBOXES
+    owner = {"user": "s3@open.test", "owned": ["s3@open.test"]}
+    assert policy.mail("s3@open.test", **owner) is None  # logged in: not counted
+    assert policy.mail("x@listed.test") is None
+    assert policy.mail("x@remote.test") is None
+    assert policy.mail("<>") is None
+
+
+def test_unknown_recipients_are_refused_before_they_are_counted(tmp_path):
+    """LocalRecipients comes first in the rcpt stage: a 550 costs no count."""
+    policy, _ = make_policy(tmp_path, limit=1)
+    assert [rcpt(policy, f"z{i}@listed.test") for i in range(3)] == [R.UNKNOWN_USER] * 3
+    assert rcpt(policy, "u0@open.test") is None

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 
 import pytest
 from proto_helpers import Drive
 
-from pigeon.auth import scram
 from pigeon.proto import reply as R
+from pigeon.proto import scram
 from pigeon.proto.events import (
     NEED_DATA,
+    Authenticated,
     AuthKeysRequested,
     AuthRequested,
     ConnectionClosing,
@@ -245,9 +247,50 @@ def test_scram_exchange_in_the_session():
     d.pump()
     v = base64.b64decode(lines(d)[0][4:])
     assert v == b"v=" + base64.b64encode(scram.server_signature(keys, auth_message))
+    assert not any(isinstance(e, Authenticated) for e in d.events)  # not yet: 334 v=...
     d.send(b"\r\n")
     assert lines(d) == [b"235 2.7.0 Authentication successful"]
     assert d.session.auth_user == "alice"
+    assert d.events[-1] == Authenticated("alice", "SCRAM-SHA-256")
+
+
+def scram_until_server_final(d: Drive) -> None:
+    keys = scram.derive_keys("pencil", b"0123456789abcdef", 4096)
+    first_bare = b"n=alice,r=cnonce"
+    d.send(f"AUTH SCRAM-SHA-256 {b64(b'n,,' + first_bare)}\r\n".encode())
+    d.session.respond_keys(keys)
+    d.pump()
+    server_first = base64.b64decode(lines(d)[0][4:])
+    nonce = dict(kv.split(b"=", 1) for kv in server_first.split(b","))[b"r"]
+    without = b"c=biws,r=" + nonce
+    proof = scram.client_proof(
+        "pencil", keys.salt, 4096, first_bare + b"," + server_first + b"," + without
+    )
+    d.send(f"{b64(without + b',p=' + base64.b64encode(proof))}\r\n".encode())
+    d.session.respond(None)  # the driver accepted the proof
+    d.pump()
+    assert lines(d)[0].startswith(b"334 ")
+
+
+@pytest.mark.parametrize("answer", [b"*", b"Zm9v"])
+def test_a_scram_client_that_does_not_confirm_is_not_authenticated(answer):
+    """RFC 4954 §4: the exchange ends with the client's empty answer to the
+    server-final message; without it no 235, no Authenticated event."""
+    d = tls(drive())
+    scram_until_server_final(d)
+    d.send(answer + b"\r\n")
+    assert lines(d)[0][:3] in (b"501",)
+    assert d.session.auth_user is None
+    assert not any(isinstance(e, Authenticated) for e in d.events)
+
+
+def test_plain_is_authenticated_with_its_235():
+    d = tls(drive())
+    d.send(f"AUTH PLAIN {ALICE_PW}\r\n".encode())
+    d.session.respond(None)
+    d.pump()
+    assert lines(d) == [b"235 2.7.0 Authentication successful"]
+    assert d.events[-1] == Authenticated("alice", "PLAIN")
 
 
 def test_failed_scram_proof_is_never_accepted():
@@ -266,7 +309,9 @@ def test_failed_scram_proof_is_never_accepted():
     assert d.session.auth_user is None
 
 
-def test_auth_without_tls_test_switch():
-    d = drive(auth_without_tls=True, starttls=False)
+def test_there_is_no_switch_for_auth_over_plaintext():
+    """AUTH needs TLS, whatever the configuration (RFC 4954 §4, RFC 8314 §3)."""
+    assert "auth_without_tls" not in {f.name for f in dataclasses.fields(SessionConfig)}
+    d = drive(starttls=False)
     d.send(b"EHLO c\r\n")
-    assert bytes(d.out).endswith(b"250 AUTH PLAIN LOGIN SCRAM-SHA-256\r\n")
+    assert b"AUTH" not in bytes(d.out)

@@ -236,3 +236,39 @@ def test_nothing_the_peer_sends_raises() -> None:
             if d.session.closed:
                 break
         assert not any("internal error" in getattr(e, "reason", "") for e in d.events)
+
+
+def test_a_connection_refused_at_start_gets_the_421_instead_of_the_greeting():
+    """RFC 5321 §3.8: 421 at any time, then the channel closes."""
+    from pigeon.proto.events import ConnectionClosing
+    from pigeon.proto.server import ServerSession
+
+    s = ServerSession(now=0.0)
+    busy = R.reply(421, "4.7.0", "localhost Error: busy")
+    s.start(0.0, busy)
+    assert s.data_to_send() == b"421 localhost Error: busy\r\n"
+    assert s.closed and s.next_event() == ConnectionClosing("refused at connect")
+    with pytest.raises(ValueError):  # a 5xx at connect would need 503s until QUIT (§3.1)
+        ServerSession(now=0.0).start(0.0, R.RELAY_DENIED)
+
+
+@pytest.mark.parametrize("verb", [b"MAIL FROM:<a@b.example>", b"DATA", b"BDAT 5 LAST"])
+def test_a_421_answer_to_a_decision_closes_the_session(verb):
+    from pigeon.proto.events import ConnectionClosing
+
+    d = session()
+    d.auto = False
+    setup = b"EHLO c\r\n" if verb.startswith(b"MAIL") else b"EHLO c\r\nMAIL FROM:<a@b.example>\r\n"
+    d.send(setup)
+    if not verb.startswith(b"MAIL"):
+        d.session.respond(None)
+        d.send(b"RCPT TO:<x@y.example>\r\n")
+        d.session.respond(None)
+        d.pump()
+    d.out.clear()
+    d.send(verb + b"\r\n" + (b"hello" if verb.startswith(b"BDAT") else b""))
+    d.session.respond(R.reply(421, "4.3.2", "localhost Error: closing"))
+    d.pump()
+    assert bytes(d.out).endswith(b"421 4.3.2 localhost Error: closing\r\n")
+    assert d.session.closed
+    assert isinstance(d.events[-1], ConnectionClosing)

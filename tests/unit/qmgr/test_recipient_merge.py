@@ -1,6 +1,6 @@
 """Recipients at RCPT time and at delivery agree, and repeated recipients are merged.
 
-Real QueueStore, real Maildirs, the real RecipientPolicy and Router: the
+Real QueueStore, real Maildirs, the real receive pipeline and Router: the
 RCPT verdict of every address is compared with what the queue manager then
 does with it (delivered or bounced), and messages naming one mailbox many
 ways land in it once.
@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from pigeon.config.schema import Config, DomainConfig
-from pigeon.policy.recipients import RecipientPolicy
 from pigeon.proto.params import RcptParams
 from pigeon.qmgr import Qmgr
 from pigeon.qmgr.dispatch import expand_aliases
@@ -23,6 +22,7 @@ from pigeon.queue.model import Envelope, Recipient
 from pigeon.queue.store import QueueStore
 from pigeon.routing.resolve import Router
 from pigeon.testing.fakes import RecordingMaillog, run_manager_until
+from pigeon.testing.policyprobe import PolicyProbe
 from pigeon.vocab.address import parse_path
 
 ADDRESSES = [
@@ -98,13 +98,8 @@ def maildir_count(cfg: Config) -> dict[str, int]:
 
 def test_rcpt_verdict_agrees_with_delivery(world):
     cfg, store, log, mgr = world
-    policy = RecipientPolicy(cfg, Router(cfg))
-    verdicts = {
-        a: policy.check_recipient(
-            parse_path(f"<{a}>", allow_null=False, smtputf8=False), "192.0.2.1"
-        )
-        for a in ADDRESSES
-    }
+    policy = PolicyProbe(cfg)
+    verdicts = {a: policy.rcpt(a, "192.0.2.1") for a in ADDRESSES}
     ids = {
         a: commit(store, [str(parse_path(f"<{a}>", allow_null=False, smtputf8=False))])
         for a in ADDRESSES

@@ -36,8 +36,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pigeon.auth import scram
-from pigeon.auth.scram import ScramKeys
+from pigeon.proto import scram
+from pigeon.proto.scram import ScramKeys
 
 #: Mechanisms this module implements, in the order pigeon advertises them.
 MECHANISMS = ("PLAIN", "LOGIN", "SCRAM-SHA-256")
@@ -97,12 +97,14 @@ class Plain:
         parts = response.split(b"\x00")
         if len(parts) != 3 or not parts[1] or not parts[2]:
             return Malformed("PLAIN needs authzid NUL authcid NUL password")
-        fields = [_text(p, n) for p, n in zip(parts, ("authzid", "user name", "password"))]
-        for f in fields:
-            if isinstance(f, Malformed):
-                return f
-        authzid, user, password = fields  # type: ignore[misc]
-        return Credentials(user, authzid, password)  # type: ignore[arg-type]
+        fields: list[str] = []
+        for part, name in zip(parts, ("authzid", "user name", "password")):
+            text = _text(part, name)
+            if isinstance(text, Malformed):
+                return text
+            fields.append(text)
+        authzid, user, password = fields
+        return Credentials(user, authzid, password)
 
     def keys(self, keys: ScramKeys | None) -> Step:
         raise RuntimeError("PLAIN does not look up keys")

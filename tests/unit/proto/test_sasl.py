@@ -6,8 +6,8 @@ import base64
 
 import pytest
 
-from pigeon.auth import scram
-from pigeon.auth.sasl import (
+from pigeon.proto import scram
+from pigeon.proto.sasl import (
     Challenge,
     Credentials,
     Login,

@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from pigeon.auth import scram
+from pigeon.proto import scram
 
 # RFC 7677 §3: user "user", password "pencil".
 SALT = base64.b64decode("W22ZaJ0SNY7soEsUEjb6gQ==")

@@ -1,0 +1,259 @@
+"""One connection's messages on their way into the queue: spool, last checks, commit.
+
+Contract:
+  * `MessageIntake.open()` (DataStarted) asks the pipeline's data stage,
+    then opens a spool (`store.new_spool()`: allocates the queue ID, no
+    system call) with the envelope as known now (the recipients as the
+    pipeline will queue them: each once), and writes our Received: field
+    first. A refusal of the data stage is logged as a DATA reject and
+    returned; a spool that cannot be made is 452 4.3.1 (disk full) or
+    451 4.3.0.
+  * `write()` appends content. A write error does not stop the protocol
+    (the client's data must still be read to stay in step): it is kept and
+    answered 452/451 at the end instead of 250; a storage fault is reported
+    to the store's health (logged once per episode, queue/health.py).
+  * `finish()` (DataFinished) asks the pipeline's end_of_data stage with a
+    view of the spool (`policy.message.SpoolMessage`: the header section
+    read back, the body as a stream, no second copy of the body). A refusal
+    discards the spool (a 5xx is logged as a rejection). Otherwise the
+    verdict's header fields are prepended (above Received:), its recipient
+    list replaces the envelope's, and the spool is committed, on hold when
+    the verdict quarantines it.
+  * Rule 1 (promise 1, CONTRIBUTING.md rule 9): the 250 `finish()` returns
+    is only made once `store.commit_async()` resolved, i.e. content,
+    directory entry and envelope are fsync'ed. Any failure before that is a
+    4xx (452 4.3.1 when the disk is full), never a 250.
+  * After the commit: the reserve is charged (`store.space.consumed`), the
+    "queued" line written and the envelope handed to the queue manager
+    (`on_queued`) unless it is quarantined (it then waits on hold for an
+    operator: `pigeon queue release`).
+  * A spool ends exactly one way: committed or `discard()`ed (idempotent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+from typing import Any
+
+from pigeon.net.services import ReceiveServices
+from pigeon.net.sessionlog import SessionLog
+from pigeon.policy.api import Verdict
+from pigeon.policy.message import SpoolMessage
+from pigeon.policy.pipeline import ReceiveSession
+from pigeon.proto import reply as R
+from pigeon.proto.events import DataFinished
+from pigeon.proto.params import MailParams
+from pigeon.proto.server import ServerSession
+from pigeon.queue.health import is_storage_fault
+from pigeon.queue.model import Envelope, Recipient
+from pigeon.queue.trace import received_header, transmission_type
+from pigeon.vocab.errors import StoreError
+
+log = logging.getLogger("pigeon.smtpd")
+
+
+class MessageIntake:
+    """The spool of the transaction in progress, if any (module contract)."""
+
+    __slots__ = (
+        "services",
+        "session",
+        "policy",
+        "log",
+        "client_ip",
+        "client_port",
+        "messages",
+        "_spool",
+        "_spool_error",
+        "_received_len",
+        "_transaction",
+    )
+
+    def __init__(
+        self,
+        services: ReceiveServices,
+        session: ServerSession,
+        policy: ReceiveSession,
+        log_: SessionLog,
+        client_port: int,
+    ) -> None:
+        self.services = services
+        self.session = session
+        self.policy = policy
+        self.log = log_
+        self.client_ip = log_.client_ip
+        self.client_port = client_port
+        self.messages = 0
+        self._spool: Any = None
+        self._spool_error: OSError | StoreError | None = None
+        self._received_len = 0
+        # Kept for the log: the session forgets the transaction when it refuses the content.
+        self._transaction: tuple[str, list[str]] = ("", [])
+
+    async def open(self) -> R.Reply | None:
+        self.discard()
+        session, services = self.session, self.services
+        sender = str(session.sender) if session.sender is not None else ""
+        verdict = self.policy.data()
+        if not isinstance(verdict, Verdict):
+            verdict = await verdict
+        if verdict.reply is not None:
+            recipients = [str(a) for a, _ in session.recipients]
+            self.log.reject("DATA", verdict.reply, None, sender=sender, recipients=recipients)
+            return verdict.reply
+        protocol = self._protocol()
+        # The envelope as known now (the RCPTs are done): a spool that spills
+        # to disk writes it into its file, so the queue can be rebuilt from
+        # the files (pigeon/msgfile.py). finish() completes this object.
+        envelope = Envelope(
+            queue_id="",
+            sender=sender,
+            recipients=[Recipient(str(a), p) for a, p in self.policy.facts.recipients],
+            params=session.mail_params or MailParams(),
+            received_at=services.wallclock(),
+            client_address=self.client_ip,
+            client_helo=session.helo_name or "",
+            protocol=protocol,
+        )
+        try:
+            spool = services.store.new_spool(envelope)
+        except Exception as exc:  # OSError or StoreError: answer 452/451, never a traceback
+            log.error("cannot create spool file: %s", exc)
+            return R.INSUFFICIENT_STORAGE if _is_disk_full(exc) else R.LOCAL_ERROR
+        self._spool, self._spool_error = spool, None
+        self._transaction = (sender, [str(a) for a, _ in session.recipients])
+        received = received_header(
+            helo=session.helo_name or "",
+            client_ip=self.client_ip,
+            hostname=session.config.hostname,
+            protocol=protocol,
+            queue_id=spool.queue_id,
+            tls=session.tls,
+            recipients=[r.address for r in envelope.recipients],
+            timestamp=services.wallclock(),
+        )
+        self._received_len = len(received)
+        self.write(received)
+        return None
+
+    def write(self, data: bytes) -> None:
+        if self._spool is None or self._spool_error is not None:
+            return
+        try:
+            self._spool.write(data)
+        except (OSError, StoreError) as exc:
+            # SpoolFile.write raises StoreError (.disk_full on ENOSPC). Keep
+            # reading the client's data and answer 452/451 at the end.
+            self._spool_error = exc
+            if is_storage_fault(exc):
+                self.services.store.health.failed(exc)  # logged once per episode
+            else:
+                log.error("spool write failed for %s: %s", self._spool.queue_id, exc)
+
+    def discard(self) -> None:
+        if self._spool is not None:
+            try:
+                self._spool.discard()
+            except OSError as exc:
+                log.warning("discarding spool %s: %s", self._spool.queue_id, exc)
+            self._spool = None
+
+    def refused(self, reply: R.Reply) -> None:
+        """Log a refused message (at the end of the data, or mid-data for a bare LF)."""
+        sender, recipients = self._transaction
+        queue_id = self._spool.queue_id if self._spool is not None else None
+        self.log.reject(
+            self.session.where, reply, None, queue_id=queue_id, sender=sender, recipients=recipients
+        )
+
+    async def finish(self, event: DataFinished) -> R.Reply:
+        spool, services = self._spool, self.services
+        if spool is None:
+            return R.LOCAL_ERROR
+        if self._spool_error is not None:
+            refusal = R.INSUFFICIENT_STORAGE if _is_disk_full(self._spool_error) else R.LOCAL_ERROR
+            self.discard()
+            log.info("[%s]: message refused: %s", self.client_ip, refusal)
+            return refusal
+        # The whole header section: ours, then the client's, which the
+        # session bounded by limits.header_size (+ the empty line).
+        limit = self.session.config.max_header_size or spool.size  # 0: no limit
+        message = SpoolMessage(
+            spool, header_limit=self._received_len + limit + 2, eight_bit=event.eight_bit
+        )
+        verdict = self.policy.end_of_data(message)
+        if not isinstance(verdict, Verdict):
+            verdict = await verdict
+        if verdict.reply is not None:
+            if verdict.reply.permanent:
+                self.refused(verdict.reply)
+            else:
+                log.info("[%s]: message refused: %s", self.client_ip, verdict.reply)
+            self.discard()
+            return verdict.reply
+        envelope = spool.envelope  # made by open(), now final
+        if verdict.recipients is not None:
+            envelope.recipients = [Recipient(str(a), p) for a, p in verdict.recipients]
+        for header in verdict.headers:
+            spool.prepend(header.to_bytes())  # above our Received:
+        envelope.received_at, envelope.size = services.wallclock(), spool.size
+        envelope.eight_bit = event.eight_bit
+        hold = verdict.quarantine is not None
+        self._spool = None  # the store owns it from here on
+        try:
+            await asyncio.wrap_future(services.store.commit_async(spool, envelope, hold=hold))
+        except Exception as exc:  # StoreError and anything else: not durable -> 4xx
+            refusal = R.INSUFFICIENT_STORAGE if getattr(exc, "disk_full", False) else R.LOCAL_ERROR
+            if is_storage_fault(exc):
+                # The committer logged the fault once for the episode.
+                log.info("[%s]: message refused: %s", self.client_ip, refusal)
+            else:
+                log.error("commit of %s failed: %s", envelope.queue_id, exc)
+            try:
+                spool.discard()
+            except OSError:
+                pass
+            return refusal
+        self._queued(envelope, verdict.quarantine)
+        return R.queued(envelope.queue_id)
+
+    def _queued(self, envelope: Envelope, quarantine: str | None) -> None:
+        services = self.services
+        self.messages += 1
+        services.store.space.consumed(envelope.size)
+        services.metrics.message_accepted(envelope.size)
+        services.maillog.log(
+            envelope.queue_id,
+            {
+                "client": f"[{self.client_ip}]:{self.client_port}",
+                "helo": envelope.client_helo,
+                "from": envelope.sender,
+                "size": envelope.size,
+                "nrcpt": len(envelope.recipients),
+                "proto": envelope.protocol,
+            },
+            "queued",
+        )
+        if quarantine is not None:
+            # Postfix's HOLD action: accepted, kept until an operator releases it.
+            services.maillog.log(envelope.queue_id, {"reason": quarantine}, "hold")
+            return
+        services.on_queued(envelope)
+
+    def _protocol(self) -> str:
+        session = self.session
+        params = session.mail_params
+        return transmission_type(
+            session.esmtp,
+            bool(params and params.smtputf8),
+            tls=session.tls is not None,
+            auth=session.auth_user is not None,
+        )
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    return getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or getattr(
+        exc, "disk_full", False
+    )

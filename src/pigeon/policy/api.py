@@ -1,0 +1,250 @@
+"""The receive policy interface: staged checks and the verdicts they return.
+
+This module is the plugin surface for receive-time decisions (it becomes
+part of the public `pigeon.api`). It holds types only: `Verdict`,
+`HeaderField`, the facts a check reads (`SessionFacts`, `Message`) and one
+`typing.Protocol` per stage. The pipeline that runs checks is
+`pigeon.policy.pipeline`; the built-in checks and the one place that
+composes them from the configuration is `pigeon.policy.build`.
+
+Contract:
+  * A check is a small object with a method for each stage it cares about,
+    and nothing else; the pipeline asks only the checks that have the
+    stage's method (`isinstance(check, RcptCheck)`...):
+
+      connect      a client connected (before the greeting)
+      helo         EHLO/HELO accepted
+      tls          a TLS handshake completed (STARTTLS or implicit TLS)
+      auth         a login was verified (before 235 is sent)
+      mail         MAIL FROM (sender, parameters)
+      rcpt         RCPT TO (recipient, parameters)
+      data         DATA or the first BDAT chunk, before any content
+      end_of_data  the whole message is received, before it is committed
+      etrn         ETRN (RFC 1985)
+
+  * Every stage method returns a `Verdict`, None (accept, nothing to add:
+    the cheap common answer), or an awaitable of either (a check that must
+    wait, e.g. for DNS, is an `async def`; a synchronous check costs no
+    task and no coroutine).
+  * A verdict is accept (`reply` None) or a refusal (`reply` a 4xx
+    tempfail or 5xx reject, from `pigeon.proto.reply`), plus effects that
+    apply when the message is accepted: header fields to put on top of the
+    message (above our Received:, RFC 5321 §4.4 keeps trace fields at the
+    top), quarantine (accept, then hold the message in the queue instead of
+    delivering it), and a changed recipient list (added, removed or
+    rewritten envelope recipients; `rcpt`, `data` and `end_of_data` only).
+  * Within one stage checks run in the order they were composed; the first
+    refusal ends the stage (later checks are not asked). Headers and the
+    quarantine reason of the checks that ran are kept.
+  * `SessionFacts` is what the pipeline knows about the connection and the
+    transaction when it asks; checks read it and never change it (the
+    pipeline updates it as the session goes on). A check keeps no
+    per-connection state of its own: one instance serves every connection.
+  * A check that raises is a bug in the check: the pipeline logs it and
+    answers 451 4.3.0 (try again later), never a 250 and never a traceback
+    to the client.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import BinaryIO, Protocol, TypeAlias, runtime_checkable
+
+from pigeon.proto.events import TlsInfo
+from pigeon.proto.params import MailParams, RcptParams
+from pigeon.proto.reply import Reply
+from pigeon.vocab.address import Address
+
+__all__ = [
+    "ACCEPT",
+    "AuthCheck",
+    "CheckResult",
+    "ConnectCheck",
+    "DataCheck",
+    "EnvelopeRecipient",
+    "EtrnCheck",
+    "HeaderField",
+    "HeloCheck",
+    "MailCheck",
+    "Message",
+    "MessageCheck",
+    "RcptCheck",
+    "SessionFacts",
+    "STAGES",
+    "TlsCheck",
+    "Verdict",
+    "refuse",
+]
+
+#: The stages, in the order a session meets them (`etrn` stands apart).
+STAGES = ("connect", "helo", "tls", "auth", "mail", "rcpt", "data", "end_of_data", "etrn")
+
+#: One envelope recipient: the forward-path and its RCPT parameters (RFC 3461).
+EnvelopeRecipient: TypeAlias = tuple[Address, RcptParams]
+
+# RFC 5322 §3.6.8: a field name is printable US-ASCII but the colon.
+_FIELD_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")
+# A folded value: every CR LF is followed by white space (RFC 5322 §2.2.3);
+# no other CR or LF, no NUL (the smuggling defence holds for our headers too).
+_FIELD_VALUE = re.compile(r"(?:[^\r\n\x00]|\r\n[ \t])*")
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderField:
+    """A header field a check adds: `Name: value` (the value may be folded).
+
+    Checked when made: a name that is not a field name, or a value with a
+    bare CR or LF, a CR LF not followed by white space, or a NUL, raises
+    ValueError, so no check can split a header or end the header section.
+    """
+
+    name: str
+    value: str
+
+    def __post_init__(self) -> None:
+        if not _FIELD_NAME.fullmatch(self.name):
+            raise ValueError(f"not a header field name: {self.name!r}")
+        if not _FIELD_VALUE.fullmatch(self.value):
+            raise ValueError(f"header field {self.name} has a bare CR/LF or NUL in its value")
+
+    def to_bytes(self) -> bytes:
+        return f"{self.name}: {self.value}\r\n".encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What a check decided (module contract). `Verdict()` is ACCEPT."""
+
+    #: None: accept; else the refusal to send (4xx tempfail, 5xx reject).
+    reply: Reply | None = None
+    #: Fields to put on top of the message, in this order, above Received:.
+    headers: tuple[HeaderField, ...] = ()
+    #: Accept, but hold the message (queue state 'hold') for this reason.
+    quarantine: str | None = None
+    #: The whole new recipient list (None: unchanged).
+    recipients: tuple[EnvelopeRecipient, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.reply is not None and self.reply.positive:
+            raise ValueError(f"a verdict's reply refuses (4xx/5xx), not {self.reply.code}")
+
+    @property
+    def refused(self) -> bool:
+        return self.reply is not None
+
+
+#: Accept with nothing to add.
+ACCEPT = Verdict()
+
+
+def refuse(reply: Reply) -> Verdict:
+    """A verdict that refuses with `reply` (4xx: try again later, 5xx: never)."""
+    return Verdict(reply)
+
+
+#: What a stage method returns (module contract).
+CheckResult: TypeAlias = Verdict | None | Awaitable[Verdict | None]
+
+
+@dataclass(slots=True, eq=False)
+class SessionFacts:
+    """The connection and its transaction as the pipeline knows them (read-only for checks)."""
+
+    client_ip: str
+    client_port: int = 0
+    #: The listener role: "smtp", "submission" or "submissions".
+    role: str = "smtp"
+    helo: str | None = None
+    esmtp: bool = False
+    tls: TlsInfo | None = None
+    #: The account the client logged in as (None: not authenticated).
+    user: str | None = None
+    #: The addresses that account may send as, lowercased "local@domain".
+    owned: frozenset[str] = frozenset()
+    #: MAIL FROM of the transaction in progress (None: the null path <>, or no transaction).
+    sender: Address | None = None
+    #: MAIL parameters; None when no transaction is in progress.
+    mail_params: MailParams | None = None
+    #: The envelope recipients accepted so far, as they will be queued.
+    recipients: list[EnvelopeRecipient] = field(default_factory=list)
+
+    @property
+    def authenticated(self) -> bool:
+        return self.user is not None
+
+
+class Message(Protocol):
+    """The received message at end of data, before it is committed.
+
+    The content begins with our Received: field. Nothing forces a copy of the
+    body into memory: `header_section()` reads at most the header section
+    (the session bounded it by `limits.header_size`), `body()` streams.
+    """
+
+    @property
+    def queue_id(self) -> str: ...
+
+    @property
+    def size(self) -> int:
+        """Octets of content received (our Received: field included)."""
+
+    @property
+    def eight_bit(self) -> bool: ...
+
+    def header_section(self) -> bytes:
+        """The header section, up to and including the empty line that ends
+        it (all of the content when there is none); OSError when unreadable."""
+
+    def body(self) -> BinaryIO:
+        """A stream of the body (after the empty line); the caller closes it."""
+
+
+@runtime_checkable
+class ConnectCheck(Protocol):
+    def connect(self, session: SessionFacts) -> CheckResult: ...
+
+
+@runtime_checkable
+class HeloCheck(Protocol):
+    def helo(self, session: SessionFacts) -> CheckResult: ...
+
+
+@runtime_checkable
+class TlsCheck(Protocol):
+    def tls(self, session: SessionFacts) -> CheckResult: ...
+
+
+@runtime_checkable
+class AuthCheck(Protocol):
+    def auth(self, session: SessionFacts) -> CheckResult: ...
+
+
+@runtime_checkable
+class MailCheck(Protocol):
+    def mail(
+        self, session: SessionFacts, sender: Address | None, params: MailParams
+    ) -> CheckResult:
+        """`sender` None is the null reverse-path <>."""
+
+
+@runtime_checkable
+class RcptCheck(Protocol):
+    def rcpt(self, session: SessionFacts, recipient: Address, params: RcptParams) -> CheckResult:
+        """`session.recipients` holds the ones accepted before this one."""
+
+
+@runtime_checkable
+class DataCheck(Protocol):
+    def data(self, session: SessionFacts) -> CheckResult: ...
+
+
+@runtime_checkable
+class MessageCheck(Protocol):
+    def end_of_data(self, session: SessionFacts, message: Message) -> CheckResult: ...
+
+
+@runtime_checkable
+class EtrnCheck(Protocol):
+    def etrn(self, session: SessionFacts, node: str) -> CheckResult: ...

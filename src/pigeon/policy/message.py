@@ -1,0 +1,66 @@
+"""The received message as end-of-data checks see it: a view of the spool.
+
+Contract:
+  * `SpoolMessage(spool, header_limit=..., eight_bit=...)` implements
+    `pigeon.policy.api.Message` over a `pigeon.queue.api.Spool` at the end
+    of the data, before the commit. Nothing is read until a check asks.
+  * `header_section()` reads back at most `header_limit` octets
+    (`spool.head()`; the driver passes our Received: field's length plus
+    `limits.header_size` plus the empty line, the bound the session already
+    enforced) and returns every header field up to the empty line that ends
+    the section, without it (all of what it read when there is none). It is
+    read once and kept.
+  * `body()` is a stream over the octets after the empty line
+    (`spool.reader()`: no copy of an in-memory spool, the spilled file
+    otherwise); the caller closes it.
+  * Errors reading back are OSError (or StoreError, a queue error) raised to
+    the check that asked.
+"""
+
+from __future__ import annotations
+
+from typing import BinaryIO
+
+from pigeon.queue.api import Spool
+
+_END_OF_HEADER = b"\r\n\r\n"
+
+
+class SpoolMessage:
+    """`Message` over a spool (module contract)."""
+
+    __slots__ = ("_spool", "_limit", "_eight_bit", "_head")
+
+    def __init__(self, spool: Spool, *, header_limit: int, eight_bit: bool) -> None:
+        self._spool = spool
+        self._limit = header_limit
+        self._eight_bit = eight_bit
+        self._head: bytes | None = None
+
+    @property
+    def queue_id(self) -> str:
+        return self._spool.queue_id
+
+    @property
+    def size(self) -> int:
+        return self._spool.size
+
+    @property
+    def eight_bit(self) -> bool:
+        return self._eight_bit
+
+    def _read_head(self) -> bytes:
+        if self._head is None:
+            self._head = self._spool.head(self._limit)
+        return self._head
+
+    def header_section(self) -> bytes:
+        head = self._read_head()
+        end = head.find(_END_OF_HEADER)
+        return head if end == -1 else head[: end + 2]
+
+    def body(self) -> BinaryIO:
+        head = self._read_head()
+        end = head.find(_END_OF_HEADER)
+        start = len(head) if end == -1 else end + len(_END_OF_HEADER)
+        return self._spool.reader(start)

@@ -1,0 +1,43 @@
+"""The free-space reserve as a receive check: refuse before the disk is full.
+
+Contract:
+  * `StorageReserve` (mail, data), queue/space.py Rules 1-3 (Postfix's
+    queue_minfree): MAIL FROM, with its SIZE= value, and DATA/BDAT (with the
+    transaction's SIZE=) are answered INSUFFICIENT_STORAGE 452 4.3.1 when
+    the queue file system is below its reserve, so clients stop before
+    uploading into a full disk (RFC 3463 X.3.1, RFC 5321 §4.3.2).
+  * It asks an object with `room_for(size) -> bool` (`queue.space.FreeSpace`,
+    shared with the store, which keeps its reading cheap: statvfs at most 4
+    times a second); nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from pigeon.policy.api import SessionFacts, Verdict, refuse
+from pigeon.proto import reply as R
+from pigeon.proto.params import MailParams
+from pigeon.vocab.address import Address
+
+_NO_ROOM = refuse(R.INSUFFICIENT_STORAGE)
+
+
+class Room(Protocol):
+    def room_for(self, size: int = 0) -> bool: ...
+
+
+class StorageReserve:
+    """mail, data: 452 4.3.1 below the reserve (module contract)."""
+
+    def __init__(self, space: Room) -> None:
+        self._space = space
+
+    def mail(
+        self, session: SessionFacts, sender: Address | None, params: MailParams
+    ) -> Verdict | None:
+        return None if self._space.room_for(params.size or 0) else _NO_ROOM
+
+    def data(self, session: SessionFacts) -> Verdict | None:
+        params = session.mail_params
+        return None if self._space.room_for((params and params.size) or 0) else _NO_ROOM
