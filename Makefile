@@ -21,7 +21,7 @@ venv: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/pigeon serve $(ARGS)
 
-test: $(STAMP) style
+test: $(STAMP) lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 style: $(STAMP)

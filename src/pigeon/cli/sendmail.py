@@ -279,7 +279,7 @@ def _write_queue(
     opts: Options, config, prepared, sender: str, uid: int, stdin: BinaryIO
 ) -> list[str]:
     """Commit to the store ourselves (root acts as the owner of data_dir)."""
-    from pigeon.config.load import session_config
+    from pigeon.config.session import session_config
     from pigeon.queue.store import QueueStore
     from pigeon.vocab.errors import StoreError
 
@@ -361,7 +361,7 @@ def _smtp_via_socket(config, stdin: BinaryIO) -> int:
     """sendmail -bs for an ordinary user: each message of the session goes over the socket."""
     from pigeon.admin.stdio_smtp import SocketStore, run_stdio_session
     from pigeon.admin.submitsock import SubmitUnavailable, reachable, submit
-    from pigeon.config.load import session_config
+    from pigeon.config.session import session_config
 
     try:
         reachable(config.submit_socket)  # fail before greeting, not at each DATA

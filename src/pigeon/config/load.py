@@ -52,7 +52,7 @@ import socket
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pigeon.config import _admin as A
 from pigeon.config import _checks as C
@@ -75,15 +75,11 @@ from pigeon.config.schema import (
     TlsConfig,
 )
 
-if TYPE_CHECKING:
-    from pigeon.proto.server import SessionConfig
-
 __all__ = [
     "ConfigError",
     "ConfigErrors",
     "load_config",
     "collect_config",
-    "session_config",
     "default_hostname",
     "COMMAND_LINE",
 ]
@@ -345,33 +341,6 @@ def default_hostname(getfqdn: Callable[[], str] = socket.getfqdn) -> str:
     if "." in name and C.domain_problem(name) is None:
         return name
     return "localhost"
-
-
-def session_config(config: Config) -> SessionConfig:
-    """The per-session protocol settings (pigeon.proto.server) for `config`."""
-    from pigeon.proto.server import SessionConfig
-
-    limits, timeouts, smtp = config.limits, config.timeouts, config.smtp
-    return SessionConfig(
-        hostname=config.hostname,
-        max_message_size=limits.message_size,
-        max_recipients=limits.recipients,
-        max_errors=limits.errors,
-        max_junk_commands=limits.junk_commands,
-        max_header_size=limits.header_size,
-        hop_limit=limits.hop_count,
-        command_timeout=timeouts.command,
-        data_timeout=timeouts.data_block,
-        data_deadline=timeouts.data_total,
-        bare_newline=smtp.bare_newline,
-        eight_bit_undeclared=smtp.eight_bit_undeclared,
-        enable_pipelining=smtp.pipelining,
-        enable_chunking=smtp.chunking,
-        enable_smtputf8=smtp.smtputf8,
-        enable_dsn=smtp.dsn,
-        enable_etrn=smtp.etrn,
-        enable_8bitmime=smtp.eight_bit_mime,
-    )
 
 
 # --- reading -------------------------------------------------------------------------

@@ -41,8 +41,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pigeon.auth.login import Logins
-from pigeon.config.load import session_config
 from pigeon.config.schema import Config
+from pigeon.config.session import session_config
 from pigeon.net.listener import ConnectionLimits, Listener, ListenerRole, Refusal
 from pigeon.net.services import NO_METRICS, ConnectionContext, ReceiveServices
 from pigeon.net.smtpd import Connection

@@ -47,8 +47,9 @@ from pigeon.auth.accounts import AccountStore
 from pigeon.auth.login import LoginGate
 from pigeon.auth.ratelimit import FailureLimiter, LimitSettings
 from pigeon.auth.service import AuthService
-from pigeon.config.load import load_config, session_config
+from pigeon.config.load import load_config
 from pigeon.config.schema import Config
+from pigeon.config.session import session_config
 from pigeon.net.services import ConnectionContext, ReceiveServices
 from pigeon.net.smtp_service import role_session_config
 from pigeon.net.smtpd import Connection

@@ -12,7 +12,7 @@ import pytest
 from pigeon.admin import localsubmit as L
 from pigeon.admin.stdio_smtp import SocketStore, run_stdio_session
 from pigeon.admin.submitsock import SubmitServer, SubmitUnavailable, reachable, submit
-from pigeon.config.load import session_config
+from pigeon.config.session import session_config
 from pigeon.testing.storage import content_bytes
 
 ME = pwd.getpwuid(os.getuid()).pw_name

@@ -11,8 +11,9 @@ import pytest
 import pigeon.config
 from pigeon.config import Config, ConfigError, load_config
 from pigeon.config import load as load_module
-from pigeon.config.load import default_hostname, session_config
+from pigeon.config.load import default_hostname
 from pigeon.config.schema import DomainConfig, Limits, ListenAddress, LogConfig
+from pigeon.config.session import session_config
 from pigeon.proto.server import SessionConfig
 
 FILE = """\
