@@ -156,6 +156,10 @@ class PigeonProcess:
             self.proc.wait(10)
 
     def __enter__(self) -> PigeonProcess:
+        # Already started (start() called first, e.g. under a special
+        # umask): don't start a second server that nobody would stop.
+        if self.proc is not None and self.proc.poll() is None:
+            return self
         return self.start()
 
     def __exit__(self, *exc) -> None:
