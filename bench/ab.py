@@ -6,7 +6,8 @@ of the rates before). Machines here are shared and noisy, so the two
 versions run side by side: the same smtp-source loads of bench/suite.py's
 inbound scenarios (1 KB at 1, 10 and 50 sessions, 100 KB at 10, delivered
 into the Maildir), alternating which goes first in each round, and the table
-gives each version's median and the ratio new/base.
+gives each version's median and the ratio new/base (rates: higher is
+better; cpu_s_per_1k, the server's CPU seconds per 1000 messages: lower is).
 
     .venv/bin/python bench/ab.py --base main~5 --rounds 5 [--json out.json]
 
@@ -66,12 +67,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale", type=float, default=1.0, help="multiply the message counts")
     ap.add_argument("--run-timeout", type=float, default=300)
     ap.add_argument("--drain-timeout", type=float, default=120)
+    ap.add_argument("--only", help="comma-separated scenario keys (in-1,in-10,in-50,big-10)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     source = common.smtp_source()
     if source is None:
         sys.exit("smtp-source (Debian package postfix) is needed")
     scs = [sc for sc in suite.scenarios(False) if sc["key"] != "reuse-10"]
+    if args.only:
+        wanted = {k.strip() for k in args.only.split(",")}
+        scs = [sc for sc in scs if sc["key"] in wanted]
     with tempfile.TemporaryDirectory(prefix="pigeon-ab-") as tmp:
         work = Path(tmp)
         base_src = export(args.base, work / "base")
@@ -104,9 +109,9 @@ def main(argv: list[str] | None = None) -> int:
                 t.stop()
     rows = []
     print(f"\n# A/B: this tree vs {args.base}, {args.rounds} rounds, medians (msg/s)")
-    print(f"{'scenario':10s} {'key':9s} {'new':>8s} {'base':>8s} {'new/base':>9s}")
+    print(f"{'scenario':10s} {'key':12s} {'new':>8s} {'base':>8s} {'new/base':>9s}")
     for sc in scs:
-        for key in ("accept", "delivered"):
+        for key in ("accept", "delivered", "cpu_s_per_1k"):
             vals = {
                 n: [r[key] for r in results[sc["key"]][n] if r.get(key)] for n in ("new", "base")
             }
@@ -114,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             new, base = statistics.median(vals["new"]), statistics.median(vals["base"])
             rows.append({"scenario": sc["key"], "key": key, "new": new, "base": base})
-            print(f"{sc['key']:10s} {key:9s} {new:8.0f} {base:8.0f} {new / base:9.2f}")
+            fmt = ".2f" if key == "cpu_s_per_1k" else ".0f"  # CPU s per 1000 msgs: lower is better
+            print(f"{sc['key']:10s} {key:12s} {new:8{fmt}} {base:8{fmt}} {new / base:9.2f}")
     if args.json:
         args.json.write_text(json.dumps({"base": args.base, "rows": rows, "runs": results}))
     return 0
