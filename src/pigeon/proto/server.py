@@ -15,6 +15,8 @@ runner are written against it.
     session.receive_eof()             # the peer closed its side
     session.shutdown()                # SIGTERM drain: 421 at the next command
                                       # boundary (a transaction in DATA finishes first)
+    session.cut_off()                 # the drain's grace is over: 421 4.3.2 now,
+                                      # whatever the state, and close
     session.closed                    # True once the session decided to close
     # STARTTLS / AUTH (proto/secure.py):
     session.tls_started(info)         # handshake done (before start(): implicit TLS)
@@ -204,6 +206,17 @@ class ServerSession(SecureCommands):
 
     def shutdown(self) -> None:
         self._shutdown = True
+
+    def cut_off(self) -> None:
+        """The stop's grace period is over: answer 421 4.3.2 now, even inside
+        DATA or while a decision is pending (the transaction is abandoned:
+        DataAborted or TransactionReset), and close (RFC 5321 §3.8: a server
+        that must shut down may send 421 at any time)."""
+        if self.closed:
+            return
+        reply = R.shutting_down(self.config.hostname)
+        self._reply(reply, count=False)
+        self._close("shutdown", abort_reply=reply)
 
     def next_event(self) -> Event:
         if (

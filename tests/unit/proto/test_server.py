@@ -140,6 +140,31 @@ def test_shutdown_idle_and_in_data() -> None:
     assert d.kinds() == ["DataFinished", "ConnectionClosing"]
 
 
+def test_cut_off_answers_421_4_3_2_at_once_whatever_the_state() -> None:
+    # Inside DATA: the transaction is abandoned, no wait for the final dot.
+    d = in_data()
+    d.send(b"half a message\r\n")
+    d.session.cut_off()
+    d.pump()
+    assert bytes(d.out) == R.shutting_down("localhost").to_bytes()
+    assert bytes(d.out).startswith(b"421 4.3.2 ")
+    assert d.kinds() == ["DataAborted", "ConnectionClosing"]
+    assert d.session.closed and d.session.next_deadline() is None
+    # While a decision is pending (the commit after the dot): the late answer is dropped.
+    d = in_data()
+    d.auto = False
+    d.send(b"body\r\n.\r\n")
+    assert d.kinds() == ["DataFinished"]
+    d.session.cut_off()
+    d.session.respond(R.queued("Q1"))
+    d.pump()
+    assert bytes(d.out) == R.shutting_down("localhost").to_bytes()
+    assert d.kinds() == ["DataFinished", "TransactionReset", "ConnectionClosing"]
+    # Once closed, nothing more.
+    d.session.cut_off()
+    assert d.session.data_to_send() == b""
+
+
 def test_eof_mid_transaction() -> None:
     d = in_data()
     d.send(b"partial")
