@@ -19,11 +19,12 @@ Contract:
          `PidFileError`, when another live pigeon holds it);
       5. returns an `AdminHandle`; `handle.write_pid_file()` writes the pid
          once the listeners are bound, `handle.ready()` sends READY=1 to
-         systemd, `handle.publish()` (after root was dropped) opens the
+         systemd (`handle.stopping()` STOPPING=1 as a stop begins), `handle.publish()` (after root was dropped) opens the
          submit socket to local users again, `handle.close()` sends
          STOPPING=1, closes the servers and removes the PID file.
   * `reload` is the coroutine behind the control socket's "reload"
-    operation (`pigeon reload`), returning the outcome as a dict.
+    operation (`pigeon reload`), returning the outcome as a dict; `stop`
+    the one behind "stop" (`pigeon stop`).
   * `metrics` is the `Metrics` the app also gives to the queue manager (and,
     when wired, the SMTP server); None makes one here, bound to the store's
     queue counts and `server_stats`, available as `handle.metrics`.
@@ -73,6 +74,10 @@ class AdminHandle:
     def reloading(self) -> None:
         sdnotify.reloading()
 
+    def stopping(self) -> None:
+        """Tell systemd the stop has begun (no-op outside systemd)."""
+        sdnotify.stopping()
+
     def publish(self) -> None:
         """After dropping root (whose hand-over made every file private): reopen the
         submit socket to local users."""
@@ -105,6 +110,7 @@ async def start_admin(
     server_stats: Callable[[], dict[str, Any]] | None = None,
     metrics: Metrics | None = None,
     reload: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+    stop: Callable[[], Awaitable[dict[str, Any]]] | None = None,
 ) -> AdminHandle:
     """See the module contract. Raises `pigeon.admin.control.ControlError`
     or `pigeon.admin.pidfile.PidFileError`."""
@@ -123,6 +129,7 @@ async def start_admin(
         log_file=log_file,
         server_stats=server_stats,
         reload=reload,
+        stop=stop,
     )
     control = ControlServer(config.control_socket, handlers)
     await control.start()
