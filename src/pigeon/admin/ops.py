@@ -13,7 +13,10 @@ Contract:
     injected `reload` coroutine (pigeon.app.lifecycle: the same as SIGHUP) and
     answers its outcome, {"status": "applied"|"unchanged"|"refused",
     "applied", "restart", "errors", "warnings"}: a refused reload is a
-    result, not an error, so the operator sees why.
+    result, not an error, so the operator sees why. `stop` runs the
+    injected `stop` coroutine (the stop SIGTERM makes, app/lifecycle.py)
+    and answers {"pid", "within"}: the process to watch, and the seconds
+    within which it will be gone (`pigeon stop` waits for that).
   * Arguments are checked here and refused with `OpError` (shown to the
     operator): ids must be a list of queue-id strings, at most
     MAX_IDS per request (the CLI sends big selections in batches, which is
@@ -103,6 +106,7 @@ def build_handlers(
     clock: Callable[[], float] = time.time,
     started_at: float | None = None,
     reload: Callable[[], Awaitable[dict]] | None = None,
+    stop: Callable[[], Awaitable[dict]] | None = None,
 ) -> dict[str, Callable]:
     """The handlers for `ControlServer` (see the module contract)."""
     started = started_at if started_at is not None else clock()
@@ -181,6 +185,11 @@ def build_handlers(
             raise OpError("this pigeon cannot reload its configuration")
         return await reload()
 
+    async def stop_() -> dict:
+        if stop is None:
+            raise OpError("this pigeon cannot be stopped through its control socket")
+        return await stop()
+
     return {
         "ping": ping,
         "nudge": nudge,
@@ -194,4 +203,5 @@ def build_handlers(
         "bounce": action("bounce", allow_all=False),
         "flush": flush,
         "reload": reload_,
+        "stop": stop_,
     }
