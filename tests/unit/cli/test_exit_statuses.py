@@ -387,6 +387,16 @@ def status_3(world):
     return main(["status", "-c", str(world.cfg)])
 
 
+def status_73(world):
+    from pigeon.queue.store import QueueStore
+
+    store = QueueStore(world.data / "queue")
+    store.open()
+    store.close()
+    _newer(world.data / "queue" / "queue.db")  # pigeon stopped: counts from the store
+    return main(["status", "-c", str(world.cfg)])
+
+
 def status_65(world):
     b = world.server()
 
