@@ -181,6 +181,8 @@ def test_drain_stops_accepting_asks_sessions_to_finish_and_cuts_off_the_rest():
         assert await asyncio.wait_for(stubborn.reader.read(), 10) == b"-ERR grace is over\r\n"
         # One that does not even listen to that is cancelled: closed all the same.
         assert await asyncio.wait_for(deaf.reader.read(), 10) == b""
+        for client in (polite, stubborn, deaf):
+            client.close()
 
     run(scenario())
 
