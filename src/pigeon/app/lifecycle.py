@@ -51,12 +51,16 @@ from collections.abc import Callable
 from typing import Any
 
 from pigeon.admin.wiring import AdminHandle, start_admin
+from pigeon.app import restart
+from pigeon.app.datalock import DataDirLock
 from pigeon.app.exits import EX_OK, exit_status
+from pigeon.app.handover import Predecessor
 from pigeon.app.reload import ReloadOutcome, ReloadPlan, plan_reload
 from pigeon.app.roles import ProcessRole
 from pigeon.config.load import ConfigError
 from pigeon.config.schema import Config
 from pigeon.delivery.wiring import close_agents
+from pigeon.net.inherit import ListenPlan
 from pigeon.net.listener import BoundSockets
 from pigeon.net.tls import TlsError, TlsProvider
 from pigeon.privileges import drop, make_data_dir
@@ -88,6 +92,9 @@ class Lifecycle:
         recover: bool = True,
         forward: Callable[[int], None] | None = None,
         ignore_sigint: bool = False,
+        lock: DataDirLock | None = None,
+        inherited: ListenPlan | None = None,
+        predecessor: Predecessor | None = None,
     ) -> None:
         self.make_role = make_role
         self.config = config
@@ -96,11 +103,15 @@ class Lifecycle:
         self.recover = recover
         self.forward = forward
         self.ignore_sigint = ignore_sigint
+        self.lock = lock
+        self.inherited = inherited or ListenPlan()
+        self.predecessor = predecessor
         self.role: ProcessRole | None = None
         self.stop = asyncio.Event()
         self.admin: AdminHandle | None = None
         self._reload_lock = asyncio.Lock()
         self._reloads: set[asyncio.Task[ReloadOutcome]] = set()
+        self._restart = restart.Restart(self)
 
     # --- the process -------------------------------------------------------------------
 
@@ -122,6 +133,9 @@ class Lifecycle:
             if status is None:
                 raise
             return status
+        finally:
+            if self.lock is not None:
+                self.lock.release()  # the process ends: the next pigeon may own the queue
         return EX_OK
 
     def _install_signals(self) -> None:
@@ -132,6 +146,7 @@ class Lifecycle:
         else:
             loop.add_signal_handler(signal.SIGINT, self._on_stop, signal.SIGINT)
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        loop.add_signal_handler(restart.RETIRE_SIGNAL, self._restart.on_retire_signal)
 
     def _on_stop(self, sig: int) -> None:
         if self.forward is not None:
@@ -147,13 +162,25 @@ class Lifecycle:
 
     async def serve(self, role: ProcessRole) -> None:
         config = role.config
+        successor = False
         if role.owns_queue:
             make_data_dir(config.data_dir, config.user)  # PrivilegeError: a symlink
+            if self.lock is None:
+                self.lock = DataDirLock(config.data_dir)
+            # Started by `pigeon restart`, the predecessor holds the lock until it ends.
+            successor = self.predecessor is not None and not self.lock.try_acquire()
+            if not successor:
+                self.lock.acquire()  # DataDirInUse: another pigeon owns this data_dir
         # The owner refuses a damaged queue.db (StoreCorrupt) and keeps
         # `pigeon queue rebuild` out while we run (queue/store.py).
-        role.store.open(owner=role.owns_queue)
+        role.store.open(owner=role.owns_queue and not successor)
         role.auth.store.open()
         try:
+            if successor:
+                await self._listen(role)
+                if not await self._restart.take_over(role):
+                    await self.shutdown(role)  # asked to stop before owning the queue
+                    return
             if role.manager is not None:
                 # The control socket first: it refuses to start when another
                 # pigeon already serves this data directory (ControlError).
@@ -165,8 +192,10 @@ class Lifecycle:
                     role.listeners.statistics,
                     metrics=role.metrics,
                     reload=self._reload_for_operator,
+                    restart=self._restart.for_operator,
                 )
-            await role.listeners.start(self.sockets)
+            if not successor:
+                await self._listen(role)
             if self.admin is not None:
                 self.admin.write_pid_file()  # before dropping root: /run may be root's
             # Everything that needs root is done: listeners bound, files open.
@@ -176,6 +205,14 @@ class Lifecycle:
             await self._run(role)
         finally:
             await self.close(role)
+
+    async def _listen(self, role: ProcessRole) -> None:
+        """Serve the listeners (bound now, shared, or inherited: net/inherit.py)."""
+        await role.listeners.start(
+            self.sockets or self.inherited.bound, managed=self.inherited.managed
+        )
+        if self.predecessor is not None:
+            self.predecessor.accepting()  # the pigeon that started us stops accepting
 
     async def _run(self, role: ProcessRole) -> None:
         async with asyncio.TaskGroup() as tg:
@@ -254,7 +291,7 @@ class Lifecycle:
         role = self.role
         assert role is not None
         try:
-            loaded = self._load(role.config)
+            loaded = self.load_again(role.config)
         except Exception as exc:  # never let a reload take the server down
             problem = f"cannot load the configuration: {exc}"
             plan = ReloadPlan("refused", role.config, refused=(problem,))
@@ -285,7 +322,7 @@ class Lifecycle:
             log.warning("reload: %s take effect at the next restart", ", ".join(plan.restart))
         return plan.outcome(warnings)
 
-    def _load(self, running: Config) -> Config | ConfigError:
+    def load_again(self, running: Config) -> Config | ConfigError:
         """The configuration again (same file, same flags), or why it does not load."""
         if self.load_config is None:  # no file to re-read: certificates only
             return running

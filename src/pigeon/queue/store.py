@@ -266,6 +266,23 @@ class QueueStore:
         self._committer = committer
         committer.start()
 
+    def take_ownership(self) -> None:
+        """Become the queue's owner while open, as open(owner=True) would have
+        made us: a process started by `pigeon restart` opens the store as a
+        worker does, accepts mail, and takes the queue once its predecessor
+        has ended (app/datalock.py). Holds owner.lock shared and checks
+        queue.db (`PRAGMA quick_check`); `StoreBusy` and `StoreCorrupt` as
+        open() raises them, and nothing changes then."""
+        parts = self._open()
+        fd = lock_owner(self.root, exclusive=False)
+        try:
+            with parts.manager_db.lock:
+                prepare(parts.manager_db.conn, self.root / "queue.db", verify=True)
+        except BaseException:
+            os.close(fd)
+            raise
+        parts.held.insert(0, _Fd(fd))  # released last, as open() orders it
+
     def _connect(self, db_path: Path, durable: str, held: list[_Closes]) -> sqlite3.Connection:
         try:
             conn = connect(db_path, synchronous=durable if self._fsync else "OFF")
