@@ -184,6 +184,12 @@ def _serve_73_unusable_account_store(world, workers: int = 1):
     return serve_process(world, f"workers = {workers}\n")
 
 
+def serve_75(world, workers: int = 1):
+    """Another pigeon owns the data directory (app/datalock.py)."""
+    with PigeonProcess(world.root / "p75", '[admin]\nmetrics_listen = ""\n') as first:
+        return serve_process(world, f"workers = {workers}\n", data_dir=first.data_dir)
+
+
 def serve_77(world, workers: int = 1):
     extra = f'workers = {workers}\nuser = "root"\n'
     if os.geteuid() == 0:
@@ -217,6 +223,7 @@ BOTH_MODES = [
     (serve_73, 73),
     (_serve_73_damaged_queue_db, 73),
     (_serve_73_unusable_account_store, 73),
+    (serve_75, 75),
     (serve_77, 77),
     (_serve_78_broken_certificate, 78),
 ]
