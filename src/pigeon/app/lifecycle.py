@@ -15,18 +15,32 @@ Contract:
       - SIGHUP, and the control socket's "reload" (`pigeon reload`): one
         reload at a time (`Lifecycle.reload`); its outcome is logged, and
         returned to the operator.
+      - the control socket's "restart" (`pigeon restart`, app/restart.py):
+        a new process takes over the listening sockets, then this one
+        retires (stops accepting, lets its sessions end within the grace)
+        and runs the shutdown below. A worker retires on
+        `restart.RETIRE_SIGNAL` (SIGUSR2) from its main process.
       - a start-up failure: its status from app/exits.py (69, 73, 77, 78),
         logged in one line; with workers, `forward(SIGTERM)` first. Anything
         else is a bug and keeps its traceback.
-  * Start-up order (`serve`), for any role: the data directory (the full
-    role), the store (as the queue's owner when the role runs the manager:
-    a damaged queue.db or a running `pigeon queue rebuild` stops us here)
+  * Start-up order (`serve`), for any role: the data directory and its
+    lock (the full role, app/datalock.py: `DataDirInUse`, exit 75, when
+    another pigeon owns it), the store (as the queue's owner when the role
+    runs the manager: a damaged queue.db or a running `pigeon queue
+    rebuild` stops us here)
     and the account store; the control socket (refused when another pigeon
     serves this data directory) and the rest of the administration side
     (roles with a manager); the listeners (bound now, or the sockets bound
     before the workers were forked); the PID file; then, every privileged
     step done, the switch to `user` (pigeon.privileges); the submit socket
     opened to local users; the queue manager; "ready" (sd_notify READY=1).
+    Listeners serve the sockets they are given (`sockets`, bound before the
+    workers were forked; `inherited`, net/inherit.py) or bind their own.
+    A process started by `pigeon restart` (`predecessor`) whose predecessor
+    still holds the lock opens the store as a worker does, serves its
+    listeners at once, tells the predecessor, and only then waits for the
+    lock and becomes the queue's owner (app/restart.py) before the control
+    socket and the rest; asked to stop while it waits, it drains and ends.
   * Reload (`reload`): the configuration is loaded again (same file, same
     flags), the difference is planned by the pure `app.reload.plan_reload`,
     the TLS certificate files are re-read (a broken one refuses the reload),
@@ -38,7 +52,8 @@ Contract:
     `timeouts.shutdown_grace`), the queue manager finishes its in-flight
     deliveries, idle outbound connections are closed; then `close` releases
     listeners, the administration side, the store and the account store, on
-    every path out of `serve`. A bound on the whole shutdown belongs here.
+    every path out of `serve`; the data-directory lock is released last, as
+    `main` returns. A bound on the whole shutdown belongs here.
 """
 
 from __future__ import annotations

@@ -13,13 +13,17 @@ Contract (docs/admin.md, "Restart"; decision of app/lifecycle.py's contract):
          new process alone, so no connection is refused), tell systemd the
          new main pid (MAINPID=, allowed by NotifyAccess=main), and answer the
          operator;
-      4. our sessions in progress get `timeouts.shutdown_grace` to end by
-         themselves (no 421 for a client that is simply finishing its
-         conversation), while the queue manager starts no new delivery and
-         finishes those in flight, within the same bound; then the ordinary
-         stop sequence runs (Lifecycle.shutdown, as on SIGTERM: the sessions
-         still there get the grace again for a transaction, then 421), and
-         the process ends, releasing the data-directory lock.
+      4. we *retire* (`retire`): our sessions in progress get
+         `timeouts.shutdown_grace` to end by themselves (no 421 for a client
+         that is simply finishing its conversation), while the queue manager
+         starts no new delivery and finishes those in flight, within the
+         same bound; then the ordinary stop sequence runs (Lifecycle.shutdown,
+         as on SIGTERM: the sessions still there get the grace again for a
+         transaction, then 421), and the process ends, releasing the
+         data-directory lock. With `workers > 1` the main process sends its
+         workers RETIRE_SIGNAL at step 3 and each retires the same way (the
+         signal is ignored, with a log line, by a process that owns the
+         queue: only `pigeon restart` retires it).
   * New process (`Restart.take_over`, from Lifecycle.serve when the lock is
     held by the predecessor): it has opened the store as a worker does and
     accepts (mail is committed into the queue and waits there); it waits
@@ -30,7 +34,10 @@ Contract (docs/admin.md, "Restart"; decision of app/lifecycle.py's contract):
     processes committed. Until then it delivers nothing. Asked to stop
     while it waits, it drains and ends; if the lock stays held past the
     bound, it drains and ends with `DataDirInUse` (exit 75): the mail it
-    accepted is in the queue for the next pigeon.
+    accepted is in the queue for the next pigeon. (With `workers > 1` the
+    new main process waits for the lock before it recovers the queue and
+    forks, app/workers.py: recovery must not run while other processes
+    receive.)
 """
 
 from __future__ import annotations

@@ -29,6 +29,16 @@ Contract:
     in the main process and count its own sessions only.
   * Workers die with the main process (PR_SET_PDEATHSIG): a crash of the
     main process is a crash of all, so a restart finds the ports free.
+  * The data-directory lock (app/datalock.py) is the main process's,
+    taken before `prepare`; the workers share its descriptor. Inherited
+    sockets (net/inherit.py: socket activation, `pigeon restart`) are kept
+    and shared like the bound ones. Started by `pigeon restart` while the
+    old pigeon still runs, the main process checks its certificate, tells
+    the old one to retire at once (it stops accepting: connections wait in
+    the kernel's queue of the shared sockets) and waits for the lock
+    (bounded) before `prepare`: recovery must not run while the old
+    processes may still commit. A `pigeon restart` of this pigeon sends
+    the workers RETIRE_SIGNAL (app/restart.py).
   * Partial: a worker that dies is not restarted (the others go on; the
     main process logs it when it reaps it at exit).
 """

@@ -31,7 +31,8 @@ On-disk layout under `root` (config.queue_dir)::
                  batch, exclusive by recover() (so recovery in one process
                  never deletes a file another process is about to commit)
     owner.lock   flock()ed for the life of the queue's owner: shared by
-                 `pigeon serve` (open(owner=True)), exclusive by `pigeon queue
+                 `pigeon serve` (open(owner=True), or take_ownership() in the
+                 process `pigeon restart` started), exclusive by `pigeon queue
                  rebuild` (queue/rebuild.py), so neither runs while the other does
 
 States (pigeon.vocab.QueueState): 'incoming' (new, due now), 'active' (a
