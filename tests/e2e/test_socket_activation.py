@@ -35,13 +35,19 @@ from pigeon.testing.loader import Loader
 pytestmark = pytest.mark.e2e
 
 
+def passed_environment() -> list[str]:
+    """systemd-socket-activate passes on only PATH, HOME, USER and TERM: the
+    Python path too, for a pigeon run from a checkout rather than installed."""
+    return ["-E", "PYTHONPATH"] if os.environ.get("PYTHONPATH") else []
+
+
 def activated(tmp_path, *listen: str, names: str | None = None) -> PigeonProcess:
     """A pigeon to be started by systemd-socket-activate listening on `listen`
     (ports on 127.0.0.1: "{port}" is its smtp port, "{submission}" its
     submission port), with --fdname=`names`."""
     tool = require_tool("systemd-socket-activate")
     proc = PigeonProcess(tmp_path / "w", CONFIG)
-    proc.wrap = [tool]
+    proc.wrap = [tool, *passed_environment()]
     for port in listen or ("{port}",):
         address = port.format(port=proc.port, submission=proc.submission_port)
         proc.wrap += ["-l", f"127.0.0.1:{address}"]
@@ -117,7 +123,8 @@ def test_a_loader_sees_no_refusal_and_no_loss_through_a_stop_and_start_on_the_he
     tool = require_tool("systemd-socket-activate")
     proc = PigeonProcess(tmp_path / "w", CONFIG)
     twice = '(exec env LISTEN_PID=$BASHPID "$@"); (exec env LISTEN_PID=$BASHPID "$@")'
-    proc.wrap = [tool, "-l", f"127.0.0.1:{proc.port}", "--fdname=smtp", "bash", "-c", twice, "bash"]
+    listen = ["-l", f"127.0.0.1:{proc.port}", "--fdname=smtp"]
+    proc.wrap = [tool, *passed_environment(), *listen, "bash", "-c", twice, "bash"]
     holder = proc.start()
     pid_file = proc.data_dir / "pigeon.pid"
     try:

@@ -192,6 +192,7 @@ class Lifecycle:
         role.auth.store.open()
         try:
             if successor:
+                self._restart.preflight(config)
                 await self._listen(role)
                 if not await self._restart.take_over(role):
                     await self.shutdown(role)  # asked to stop before owning the queue

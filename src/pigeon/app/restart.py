@@ -50,7 +50,8 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from pigeon.admin import sdnotify
-from pigeon.admin.control import OpError
+from pigeon.admin.control import ControlError, OpError
+from pigeon.admin.pidfile import PidFileError
 from pigeon.admin.wiring import AdminHandle
 from pigeon.app.datalock import DataDirInUse, DataDirLock
 from pigeon.app.handover import HandoverFailed, start_successor
@@ -165,6 +166,23 @@ class Restart:
         self.lifecycle.stop.set()  # the stop sequence (our workers retire on their own)
 
     # --- the new process ---------------------------------------------------------------
+
+    @staticmethod
+    def preflight(config: Config) -> None:
+        """Before we accept (and the predecessor stops): the files the takeover
+        creates must be ours to create, or the takeover would fail once the
+        predecessor is gone. We run as the user the predecessor ran as (root
+        was dropped). PidFileError, ControlError: exit 69, the old one goes on."""
+        checks = (
+            (config.pid_file, PidFileError, "admin.pid_file"),
+            (config.control_socket, ControlError, "admin.control_socket"),
+        )
+        for path, error, key in checks:
+            if not os.access(path.parent, os.W_OK | os.X_OK):
+                raise error(
+                    f"{key}: {path}: this process (uid {os.geteuid()}) cannot create it in "
+                    f"{path.parent}; restart pigeon with systemctl, or move it"
+                )
 
     async def take_over(self, role: ProcessRole) -> bool:
         """Wait for the lock, then own the queue; False if asked to stop meanwhile."""

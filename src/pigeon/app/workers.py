@@ -55,7 +55,7 @@ from pigeon.app.datalock import DataDirLock
 from pigeon.app.exits import EX_TEMPFAIL, exit_status
 from pigeon.app.handover import Predecessor
 from pigeon.app.lifecycle import Lifecycle
-from pigeon.app.restart import TAKEOVER_MARGIN
+from pigeon.app.restart import TAKEOVER_MARGIN, Restart
 from pigeon.app.roles import acceptor_role, full_role
 from pigeon.auth.accounts import AccountStore
 from pigeon.config.schema import Config, ListenAddress
@@ -109,7 +109,9 @@ def _after_predecessor(config: Config, lock: DataDirLock, predecessor: Predecess
     the kernel's queue of the shared sockets meanwhile. False: it did not end."""
     if predecessor is None or lock.held:
         return True
-    TlsProvider.create(config)  # a broken certificate: refused while the old one still serves
+    # Refused while the old one still serves: a broken certificate, files we may not create.
+    TlsProvider.create(config)
+    Restart.preflight(config)
     predecessor.accepting()
     bound = 2 * config.timeouts.shutdown_grace + TAKEOVER_MARGIN
     if lock.wait_blocking(bound):

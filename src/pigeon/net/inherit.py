@@ -50,7 +50,7 @@ from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 
 from pigeon.config.schema import ListenAddress
-from pigeon.net.listener import BoundSockets, Listener, ListenerRole, ListenError
+from pigeon.net.listener import Listener, ListenerRole, ListenError
 
 __all__ = [
     "InheritedSocket",
@@ -59,6 +59,7 @@ __all__ = [
     "SD_LISTEN_FDS_START",
     "assign",
     "listen_fds",
+    "restart_environment",
 ]
 
 log = logging.getLogger("pigeon.net")
@@ -87,10 +88,6 @@ class ListenPlan:
     managed: list[tuple[Listener, socket.socket]] = field(default_factory=list)
     bound: dict[tuple[ListenAddress, str], socket.socket] = field(default_factory=dict)
     closed: list[str] = field(default_factory=list)
-
-    @property
-    def sockets(self) -> BoundSockets:
-        return self.bound
 
 
 def _listening_tcp(sock: socket.socket) -> bool:
