@@ -7,10 +7,16 @@ delivered twice. (Socket activation: tests/e2e/test_socket_activation.py.)
 
 from __future__ import annotations
 
+import os
+import pwd
 import re
+import shutil
+import smtplib
 import socket
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 from restart_helpers import (
@@ -24,10 +30,12 @@ from restart_helpers import (
 from pigeon.testing.live import (
     PigeonProcess,
     free_port,
+    maildir_messages,
     pid_alive,
     recv_reply,
     wait_for,
 )
+from pigeon.testing.sandbox import Sandbox
 
 pytestmark = pytest.mark.e2e
 
@@ -116,6 +124,40 @@ def test_pigeon_restart_without_a_running_pigeon_says_so(tmp_path):
     proc.data_dir.mkdir(parents=True)
     done = proc.command("restart")
     assert done.returncode == 69 and done.stderr.count("\n") == 1, done.stderr
+
+
+def uids(pid: int) -> list[int]:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return [int(x) for x in line.split()[1:]]
+    raise AssertionError("no Uid line")
+
+
+def test_a_pigeon_that_dropped_root_restarts_as_its_user():
+    """The new process runs as the user the old one became (it cannot be root
+    again): it must reach its interpreter, configuration and data as that user.
+    In a sandbox, where the interpreter is reachable by others (testing/sandbox.py)."""
+    nobody = pwd.getpwnam("nobody")
+    workdir = Path(tempfile.mkdtemp(prefix="pigeon-restart-"))
+    os.chmod(workdir, 0o755)  # the dropped process reaches its data, as in /var/lib
+    try:
+        with Sandbox() as sandbox:
+            proc = PigeonProcess(workdir, 'user = "nobody"\n' + CONFIG, wrap=sandbox.wrap())
+            os.chmod(proc.config_path, 0o644)
+            with proc:
+                old = proc.pid
+                done = proc.restart()
+                assert done.returncode == 0, done.stdout + done.stderr + proc.log()
+                assert wait_for(lambda: not pid_alive(old), 30)
+                assert uids(proc.pid) == [nobody.pw_uid] * 4
+                with smtplib.SMTP("127.0.0.1", proc.port, timeout=10) as client:
+                    client.sendmail(
+                        "a@example.org", ["after@localhost"], b"Subject: x\r\n\r\nhi\r\n"
+                    )
+                assert wait_for(lambda: maildir_messages(proc.data_dir, "after@localhost"), 30)
+                assert (proc.data_dir / "pigeon.pid").read_text() == f"{proc.pid}\n"
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 # --- the data-directory lock ------------------------------------------------------------

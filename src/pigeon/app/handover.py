@@ -28,8 +28,9 @@ Contract:
     descriptor is close-on-exec (PEP 446), the data-directory lock included
     (app/datalock.py): the new process waits for it.
   * Between fork and exec the child only moves descriptors and calls
-    execve (the parent has threads: nothing that takes a lock), and leaves
-    with status 127 if execve fails.
+    execve (the parent has threads: nothing that takes a lock); if execve
+    fails it writes "E" and the errno to the pipe (so the operator hears
+    "Permission denied", not a status) and leaves with status 127.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ log = logging.getLogger("pigeon")
 
 READY_FD = "PIGEON_RESTART_FD"
 _READY = b"R"
+_EXEC_FAILED = b"E"  # then the errno, in ASCII
 #: Seconds a successor stopped after a failed start gets before SIGKILL.
 _REAP_PATIENCE = 10.0
 
@@ -105,7 +107,7 @@ def _above(fd: int, floor: int) -> int:
     return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor)
 
 
-def _spawn(served: Sequence[tuple[Listener, int, bool]], ready_w: int) -> int:
+def _spawn(served: Sequence[tuple[Listener, int, bool]], ready_w: int, argv: list[str]) -> int:
     managed = [(listener, fd) for listener, fd, is_managed in served if is_managed]
     bound = [(listener, fd) for listener, fd, is_managed in served if not is_managed]
     order = managed + bound
@@ -119,7 +121,6 @@ def _spawn(served: Sequence[tuple[Listener, int, bool]], ready_w: int) -> int:
     high = [_above(fd, floor) for _, fd in order]
     ready = _above(ready_w, floor)
     env[READY_FD] = str(ready)
-    argv = _command()
     try:
         pid = os.fork()
         if pid == 0:  # the child: descriptors, then exec, nothing else
@@ -129,6 +130,8 @@ def _spawn(served: Sequence[tuple[Listener, int, bool]], ready_w: int) -> int:
                 os.set_inheritable(ready, True)
                 env["LISTEN_PID"] = str(os.getpid())
                 os.execve(argv[0], argv, env)
+            except OSError as exc:  # the parent hears why
+                os.write(ready, _EXEC_FAILED + str(exc.errno).encode())
             finally:
                 os._exit(127)
     finally:
@@ -183,11 +186,17 @@ def _reap(pid: int, *, stop: bool) -> int | None:
         time.sleep(0.05)  # bounded by _REAP_PATIENCE, then by SIGKILL
 
 
-async def start_successor(served: Sequence[tuple[Listener, int, bool]], timeout: float) -> int:
-    """Start the new process and wait until it accepts (see the contract); its pid."""
+async def start_successor(
+    served: Sequence[tuple[Listener, int, bool]],
+    timeout: float,
+    command: list[str] | None = None,
+) -> int:
+    """Start the new process and wait until it accepts (see the contract); its pid.
+    `command`: a seam for tests (default: this program again)."""
+    argv = command or _command()
     r, w = os.pipe()
     try:
-        pid = _spawn(served, w)
+        pid = _spawn(served, w, argv)
     except OSError as exc:
         os.close(r)
         raise HandoverFailed(f"cannot start a new pigeon: {exc.strerror or exc}") from None
@@ -197,12 +206,20 @@ async def start_successor(served: Sequence[tuple[Listener, int, bool]], timeout:
         "restart: started the new pigeon (pid %d) with %d listening socket(s)", pid, len(served)
     )
     try:
-        byte = await _first_byte(r, timeout)
+        return await _wait_ready(pid, r, timeout, argv[0])
     finally:
         os.close(r)
+
+
+async def _wait_ready(pid: int, r: int, timeout: float, program: str) -> int:
+    byte = await _first_byte(r, timeout)
     if byte == _READY:
         return pid
     status = await asyncio.to_thread(_reap, pid, stop=byte is None)
+    if byte == _EXEC_FAILED:
+        code = os.read(r, 16)  # written before it exited (reaped just now)
+        reason = os.strerror(int(code)) if code.isdigit() else "unknown error"
+        raise HandoverFailed(f"cannot start a new pigeon: {program}: {reason}")
     if byte is None:
         raise HandoverFailed(
             f"the new pigeon (pid {pid}) did not accept connections within {timeout:.0f}s; "
