@@ -180,12 +180,13 @@ class Greeter:
         await stream.close_and_wait(5.0)
 
 
+def first_line(port: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        return s.makefile("rb").readline()
+
+
 async def greeting(port: int) -> bytes:
-    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 10)
-    try:
-        return await asyncio.wait_for(reader.readline(), 10)
-    finally:
-        writer.close()
+    return await asyncio.to_thread(first_line, port)
 
 
 def test_managed_sockets_replace_their_roles_addresses_now_and_at_every_reload():
