@@ -75,6 +75,10 @@ def test_sessions_in_progress_finish_on_the_old_process_while_the_new_one_accept
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as newcomer:
             assert recv_reply(newcomer).startswith(b"220")
         assert pid_alive(old)  # still finishing its session
+        # Asked meanwhile (its control socket still answers), it does not reload:
+        # that would bind the listeners it has just left to the new process.
+        done = server.command("reload")
+        assert done.returncode == 78 and "handing over" in done.stderr, done.stderr
         slow.sendall(b"second half\r\n.\r\n")
         assert b"250 2.0.0 Ok: queued as" in recv_reply(slow)
         slow.sendall(b"QUIT\r\n")

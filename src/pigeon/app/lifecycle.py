@@ -306,6 +306,9 @@ class Lifecycle:
     async def _reload(self) -> ReloadOutcome:
         role = self.role
         assert role is not None
+        if self._restart.retiring:  # its successor serves the configuration now
+            problem = "pigeon is handing over to the process `pigeon restart` started"
+            return ReloadPlan("refused", role.config, refused=(problem,)).outcome()
         try:
             loaded = self.load_again(role.config)
         except Exception as exc:  # never let a reload take the server down

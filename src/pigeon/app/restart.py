@@ -91,6 +91,7 @@ class Restart:
     def __init__(self, lifecycle: _Lifecycle) -> None:
         self.lifecycle = lifecycle
         self.successor: int | None = None
+        self.retiring = False  # accepting no more: a reload must not bind listeners again
         self._busy = False
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -137,8 +138,9 @@ class Restart:
         """Stop accepting at once (step 3), then step 4 in the background; also
         a worker's answer to RETIRE_SIGNAL from its main process."""
         role = self.lifecycle.role
-        if role is None or self.lifecycle.stop.is_set():
+        if role is None or self.lifecycle.stop.is_set() or self.retiring:
             return
+        self.retiring = True
         await role.listeners.close()  # the new process accepts on the same sockets
         grace = role.config.timeouts.shutdown_grace
         log.info("accepting no more; finishing the sessions in progress (at most %.0fs)", grace)
