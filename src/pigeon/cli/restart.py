@@ -43,9 +43,11 @@ takes over the listening sockets and accepts at once; the old one stops
 accepting, lets its sessions finish (timeouts.shutdown_grace) and ends;
 the new one then owns the queue and delivers. No connection attempt is
 refused and nothing accepted is lost. Use it for changes that
-"pigeon reload" cannot apply (user, workers, [queue], [delivery], [log],
+"pigeon reload" cannot apply (workers, [queue], [delivery], [log],
 [admin]) and after upgrading pigeon: the new process runs the code now
-installed, with the same command line and configuration file.
+installed, with the same command line and configuration file, as the user
+the running pigeon runs as (a change of user or group needs a stop and a
+start: root was dropped).
 """
 
 EPILOG = """\
