@@ -1,4 +1,4 @@
-"""pigeon.app.restart and pigeon.app.handover, the parts that need no second process:
+"""pigeon.app.handover and pigeon.app.restart, the parts that need no second process:
 the new process's checks before it accepts, and its word to the predecessor.
 
 (The whole restart, with real processes and a loader: tests/e2e/test_restart.py.)
