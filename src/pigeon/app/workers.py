@@ -114,7 +114,9 @@ def _after_predecessor(config: Config, lock: DataDirLock, predecessor: Predecess
     Restart.preflight(config)
     predecessor.accepting()
     bound = 2 * config.timeouts.shutdown_grace + TAKEOVER_MARGIN
+    holder = lock.holder()
     if lock.wait_blocking(bound):
+        log.info("restart: the previous pigeon (pid %s) has ended; this one owns the queue", holder)
         return True
     log.error("%s", lock.in_use())
     return False
