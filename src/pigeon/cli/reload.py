@@ -65,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
 
 
-def server_config(args: argparse.Namespace) -> Config:
+def _server_config(args: argparse.Namespace) -> Config:
     """The configuration that says where the control socket is. Only the keys
     that place it must be valid: the file being reloaded may well be broken,
     and the server is the one to report that."""
@@ -78,7 +78,7 @@ def server_config(args: argparse.Namespace) -> Config:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        config = server_config(args)
+        config = _server_config(args)
     except ConfigError as exc:
         return fail(str(exc), EX_CONFIG)
     try:

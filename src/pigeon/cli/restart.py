@@ -32,7 +32,7 @@ import time
 from pigeon.admin.client import ControlClient, ControlUnavailable, RemoteError
 from pigeon.cli._common import EX_CONFIG, fail
 from pigeon.cli._control import EX_UNAVAILABLE, add_config_arguments
-from pigeon.cli.reload import server_config
+from pigeon.cli.reload import _server_config
 from pigeon.config.load import ConfigError
 
 HELP = "replace the running server by a new process, without refusing a connection"
@@ -80,7 +80,7 @@ def _current_pid(client: ControlClient) -> int | None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        config = server_config(args)
+        config = _server_config(args)
     except ConfigError as exc:
         return fail(str(exc), EX_CONFIG)
     client = ControlClient(config.control_socket, timeout=START_TIMEOUT)
