@@ -13,10 +13,15 @@ Contract:
     injected `reload` coroutine (pigeon.app.lifecycle: the same as SIGHUP) and
     answers its outcome, {"status": "applied"|"unchanged"|"refused",
     "applied", "restart", "errors", "warnings"}: a refused reload is a
-    result, not an error, so the operator sees why. `stop` runs the
-    injected `stop` coroutine (the stop SIGTERM makes, app/lifecycle.py)
-    and answers {"pid", "within"}: the process to watch, and the seconds
-    within which it will be gone (`pigeon stop` waits for that).
+    result, not an error, so the operator sees why. `restart` runs the
+    injected `restart` coroutine (pigeon.app.restart: a new process takes
+    over the listening sockets) and answers {"status": "started", "old_pid",
+    "new_pid", "grace"}, {"status": "refused", "errors"} (the configuration
+    does not load) or {"status": "failed", "error"} (the new process did not
+    start; this one goes on).
+    `stop` runs the injected `stop` coroutine (the stop SIGTERM makes,
+    app/lifecycle.py) and answers {"pid", "within"}: the process to watch,
+    and the seconds within which it will be gone (`pigeon stop` waits).
   * Arguments are checked here and refused with `OpError` (shown to the
     operator): ids must be a list of queue-id strings, at most
     MAX_IDS per request (the CLI sends big selections in batches, which is
@@ -106,6 +111,7 @@ def build_handlers(
     clock: Callable[[], float] = time.time,
     started_at: float | None = None,
     reload: Callable[[], Awaitable[dict]] | None = None,
+    restart: Callable[[], Awaitable[dict]] | None = None,
     stop: Callable[[], Awaitable[dict]] | None = None,
 ) -> dict[str, Callable]:
     """The handlers for `ControlServer` (see the module contract)."""
@@ -185,6 +191,11 @@ def build_handlers(
             raise OpError("this pigeon cannot reload its configuration")
         return await reload()
 
+    async def restart_() -> dict:
+        if restart is None:
+            raise OpError("this pigeon cannot restart itself")
+        return await restart()
+
     async def stop_() -> dict:
         if stop is None:
             raise OpError("this pigeon cannot be stopped through its control socket")
@@ -203,5 +214,6 @@ def build_handlers(
         "bounce": action("bounce", allow_all=False),
         "flush": flush,
         "reload": reload_,
+        "restart": restart_,
         "stop": stop_,
     }

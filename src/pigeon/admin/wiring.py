@@ -19,12 +19,17 @@ Contract:
          `PidFileError`, when another live pigeon holds it);
       5. returns an `AdminHandle`; `handle.write_pid_file()` writes the pid
          once the listeners are bound, `handle.ready()` sends READY=1 to
-         systemd (`handle.stopping()` STOPPING=1 as a stop begins), `handle.publish()` (after root was dropped) opens the
-         submit socket to local users again, `handle.close()` sends
-         STOPPING=1, closes the servers and removes the PID file.
+         systemd, `handle.stopping()` STOPPING=1 as a stop begins,
+         `handle.publish()` (after root was dropped) opens the submit
+         socket to local users again, `handle.close()` sends STOPPING=1,
+         closes the servers and removes the PID file.
   * `reload` is the coroutine behind the control socket's "reload"
-    operation (`pigeon reload`), returning the outcome as a dict; `stop`
-    the one behind "stop" (`pigeon stop`).
+    operation (`pigeon reload`), returning the outcome as a dict; `restart`
+    the one behind "restart" (`pigeon restart`, app/restart.py). After a
+    restart handed the service over, neither `handle.stopping()` nor
+    `handle.close()` sends STOPPING=1: the service goes on in the new
+    process. `stop` is the one behind
+    "stop" (`pigeon stop`).
   * `metrics` is the `Metrics` the app also gives to the queue manager (and,
     when wired, the SMTP server); None makes one here, bound to the store's
     queue counts and `server_stats`, available as `handle.metrics`.
@@ -61,6 +66,8 @@ class AdminHandle:
     metrics_server: MetricsServer | None
     pid_file: PidFile | None = None
     submit: SubmitServer | None = None
+    #: `pigeon restart` handed the service to a new process: systemd hears from it now.
+    handed_over: bool = False
 
     def write_pid_file(self) -> None:
         """Start-up is done: publish our pid (PidFileError if it cannot be written)."""
@@ -75,8 +82,10 @@ class AdminHandle:
         sdnotify.reloading()
 
     def stopping(self) -> None:
-        """Tell systemd the stop has begun (no-op outside systemd)."""
-        sdnotify.stopping()
+        """Tell systemd the stop has begun (no-op outside systemd, and after a
+        `pigeon restart` handed the service over: it goes on)."""
+        if not self.handed_over:
+            sdnotify.stopping()
 
     def publish(self) -> None:
         """After dropping root (whose hand-over made every file private): reopen the
@@ -92,7 +101,8 @@ class AdminHandle:
                 )
 
     async def close(self) -> None:
-        sdnotify.stopping()
+        if not self.handed_over:
+            sdnotify.stopping()
         if self.metrics_server is not None:
             await self.metrics_server.close()
         if self.submit is not None:
@@ -110,6 +120,7 @@ async def start_admin(
     server_stats: Callable[[], dict[str, Any]] | None = None,
     metrics: Metrics | None = None,
     reload: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+    restart: Callable[[], Awaitable[dict[str, Any]]] | None = None,
     stop: Callable[[], Awaitable[dict[str, Any]]] | None = None,
 ) -> AdminHandle:
     """See the module contract. Raises `pigeon.admin.control.ControlError`
@@ -129,6 +140,7 @@ async def start_admin(
         log_file=log_file,
         server_stats=server_stats,
         reload=reload,
+        restart=restart,
         stop=stop,
     )
     control = ControlServer(config.control_socket, handlers)

@@ -43,6 +43,7 @@ COMMANDS: dict[str, str] = {
     "queue": "pigeon.cli.queue",
     "status": "pigeon.cli.status",
     "reload": "pigeon.cli.reload",
+    "restart": "pigeon.cli.restart",
     "stop": "pigeon.cli.stop",
     "log": "pigeon.cli.log",
     "data": "pigeon.cli.data",
@@ -64,6 +65,7 @@ examples:
   pigeon serve --config FILE                    run with another configuration file
   pigeon check-config                           check it before (re)starting
   pigeon reload                                 apply the changed file, or see why not
+  pigeon restart                                a new process takes over, no connection refused
   pigeon stop                                   stop it (as SIGTERM does) and wait until it is gone
 
 Every command finds its configuration by one rule: -c FILE, else
