@@ -215,27 +215,38 @@ def test_pigeon_stop_stops_the_server_and_prints_one_line(pigeon_factory):
     assert again.stdout == "" and len(again.stderr.splitlines()) == 1, again
 
 
-def test_sessions_left_at_the_end_of_the_grace_get_421_4_3_2(pigeon_factory):
-    server = pigeon_factory('[domains."localhost"]\n[timeouts]\nshutdown_grace = 1\n')
+def test_sessions_finish_their_transaction_and_those_left_at_the_end_of_the_grace_get_421_4_3_2(
+    pigeon_factory,
+):
+    server = pigeon_factory('[domains."localhost"]\n[timeouts]\nshutdown_grace = 5\n')
     in_data = hold_in_data(server.port, 2)
-    idle = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-    assert recv_reply(idle).startswith(b"220")
-    idle.sendall(b"EHLO idle.test\r\n")
-    assert recv_reply(idle).startswith(b"250")
+    between = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    assert recv_reply(between).startswith(b"220")
+    between.sendall(b"EHLO between.test\r\n")
+    assert recv_reply(between).startswith(b"250")
     server.proc.send_signal(signal.SIGTERM)
-    # An idle session is told at once; one in DATA may finish its message...
-    assert rest_of_session(idle).startswith(b"421 4.3.2")
+    assert wait_for(lambda: "draining: 3 session(s)" in server.log(), timeout=10)
+    with pytest.raises(OSError):  # the listener closed at once
+        socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
+    # A session between transactions sees nothing of the stop: it makes one
+    # more, then is told (421 4.3.2) and closed.
+    between.sendall(
+        b"MAIL FROM:<b@client.test>\r\nRCPT TO:<held@localhost>\r\nDATA\r\n"
+        b"Subject: between\r\n\r\nsent after the signal\r\n.\r\n"
+    )
+    after = rest_of_session(between)
+    assert b"250 2.0.0 Ok: queued as" in after and after.endswith(b"\r\n"), after
+    assert after.split(b"\r\n")[-2].startswith(b"421 4.3.2 "), after
+    # One in DATA finishes its message the same way...
     in_data[0].sendall(b"the second half\r\n.\r\n")
     finished = rest_of_session(in_data[0])
     assert b"250 2.0.0 Ok: queued as" in finished and b"421 4.3.2" in finished, finished
     # ... and one still in DATA when the grace is over gets 421 4.3.2, then the close.
-    cut = rest_of_session(in_data[1])
+    cut = rest_of_session(in_data[1], timeout=20)
     assert cut.startswith(b"421 4.3.2 ") and cut.endswith(b"\r\n"), cut
     assert server.proc.wait(20) == 0
-    with pytest.raises(OSError):  # and the listener closed at once
-        socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
     server.start()
-    assert wait_for(lambda: len(maildir_messages(server.data_dir, "held@localhost")) == 1)
+    assert wait_for(lambda: len(maildir_messages(server.data_dir, "held@localhost")) == 2)
 
 
 def test_the_abandoned_attempts_are_logged_with_queue_id_recipients_and_next_hop(

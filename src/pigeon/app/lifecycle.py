@@ -57,13 +57,16 @@ Contract:
     and the disk do (docs/admin.md "Stop"):
       a. the listening sockets close at once (`Listeners.stop_accepting`);
       b. the queue manager starts nothing more and abandons every delivery
-         in progress, DNS look-ups included, one mail-log line each, "may
-         be delivered twice" when the next hop may already have it
-         (`Qmgr.abandon`, qmgr/inflight.py): the entries stay in the queue
-         and are tried again after the next start;
-      c. inbound sessions get up to `timeouts.shutdown_grace` to finish
-         their transaction, then the rest are answered 421 4.3.2 and closed
-         (`Listeners.drain`); idle outbound connections are dropped;
+         to a next hop in progress, DNS look-ups included, at once (a
+         Maildir write under way gets a moment to finish), one mail-log
+         line each, "may be delivered twice" when the next hop may already
+         have it (`Qmgr.abandon`, qmgr/inflight.py): the entries stay in
+         the queue and are tried again after the next start;
+      c. at the same time, inbound sessions get up to
+         `timeouts.shutdown_grace` to finish their transaction (or, between
+         two, the next one: net/smtpd.py), then the rest are answered 421
+         4.3.2 and closed (`Listeners.drain`); idle outbound connections
+         are dropped;
       d. `close` releases the listeners, the administration side (control
          socket, PID file), the store and the account store, on every path
          out of `serve`; the default thread pool is shut down without
@@ -81,7 +84,7 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -328,9 +331,10 @@ class Lifecycle:
             grace + HARD_MARGIN + 1,
         )
         await role.listeners.stop_accepting()  # (a)
+        steps: list[Awaitable[object]] = [role.listeners.drain(grace)]  # (c)
         if role.manager is not None:
-            await role.manager.abandon()  # (b)
-        await role.listeners.drain(grace)  # (c)
+            steps.append(role.manager.abandon())  # (b), beside (c)
+        await asyncio.gather(*steps)
         if role.manager is not None:
             try:  # idle outbound connections: QUIT if the peer takes it at once
                 await asyncio.wait_for(close_agents(role.agents), AGENTS_CLOSE)

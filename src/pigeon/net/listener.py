@@ -40,13 +40,13 @@ Contract:
   * The stop (the lifecycle, pigeon.app, decides when; this module never
     watches signals): `stop_accepting()` closes the listening sockets at
     once (under socket activation or `pigeon restart` another process holds
-    the same sockets, so nothing is refused; a connection already accepted
-    meanwhile gets `Refusal.SHUTTING_DOWN`). `drain(grace)`: live sessions
-    are asked to finish (`shutdown()`); after `grace` seconds each one left
-    is cut off (`cut_off()`: SMTP answers 421 4.3.2 and closes) and given
-    CUT_OFF_WAIT seconds; what still runs then is cancelled and waited for
-    at most CANCEL_WAIT. So `drain` returns within grace + CUT_OFF_WAIT +
-    CANCEL_WAIT whatever the peers do.
+    the same sockets, so nothing is refused). `drain(grace)`: live sessions
+    are asked to finish (`shutdown()`), and so is one whose connection was
+    accepted just before the sockets closed (it is served, not refused);
+    after `grace` seconds each one left is cut off (`cut_off()`: SMTP
+    answers 421 4.3.2 and closes) and given CUT_OFF_WAIT seconds; what still
+    runs then is cancelled and waited for at most CANCEL_WAIT. So `drain`
+    returns within grace + CUT_OFF_WAIT + CANCEL_WAIT whatever the peers do.
 """
 
 from __future__ import annotations
@@ -114,7 +114,6 @@ BoundSockets = Mapping[tuple[ListenAddress, str], socket.socket]
 class Refusal(enum.Enum):
     """Why a connection is turned away before its session starts."""
 
-    SHUTTING_DOWN = "shutting down"
     TOO_MANY = "too many connections"
     TOO_MANY_FROM_IP = "too many connections from this address"
 
@@ -337,8 +336,6 @@ class Listeners:
 
     def _refusal(self, ip: str) -> Refusal | None:
         limits = self._limits
-        if self._draining:
-            return Refusal.SHUTTING_DOWN
         if limits.total and len(self._sessions) >= limits.total:
             return Refusal.TOO_MANY
         if limits.per_ip and self._per_ip[ip] >= limits.per_ip:
@@ -357,6 +354,8 @@ class Listeners:
         self.total_connections += 1
         self.metrics.connection_opened(role.name)
         session = self.service.session(stream, role, peer)
+        if self._draining:  # accepted just as the stop closed the sockets
+            session.shutdown()
         task = asyncio.current_task()
         assert task is not None
         self._sessions[task] = session
@@ -390,23 +389,25 @@ class Listeners:
     async def drain(self, grace: float) -> None:
         """Let sessions finish for `grace` seconds, then cut off the rest (module contract)."""
         await self.stop_accepting()
-        live = dict(self._sessions)
-        log.info("draining: %d session(s) in progress, grace %gs", len(live), grace)
-        for session in live.values():
+        log.info("draining: %d session(s) in progress, grace %gs", len(self._sessions), grace)
+        for session in self._sessions.values():
             session.shutdown()
+        loop = asyncio.get_running_loop()
+        end = loop.time() + grace
+        # Sessions accepted meanwhile (see `_accept`) are waited for too.
+        while self._sessions and (left := end - loop.time()) > 0:
+            await asyncio.wait(list(self._sessions), timeout=left)
+        live = dict(self._sessions)
         if not live:
-            return
-        _, pending = await asyncio.wait(live, timeout=grace)
-        if not pending:
             return
         log.warning(
             "drain: %d session(s) still open after %gs: answered 421 4.3.2 and closed",
-            len(pending),
+            len(live),
             grace,
         )
-        for task in pending:
-            live[task].cut_off()
-        _, pending = await asyncio.wait(pending, timeout=CUT_OFF_WAIT)
+        for session in live.values():
+            session.cut_off()
+        _, pending = await asyncio.wait(live, timeout=CUT_OFF_WAIT)
         for task in pending:
             task.cancel()
         if pending:

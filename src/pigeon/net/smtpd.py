@@ -30,8 +30,10 @@ Contract:
   * Rule 5: a peer that half-closes (FIN or TLS close_notify after its last
     commands) still gets every reply to the commands it sent: EOF only ends
     the session once the session has answered what it read.
-  * Rule 6 (the stop, app/lifecycle.py): `shutdown()` asks for a 421 at
-    the next command boundary (a transaction in DATA finishes first);
+  * Rule 6 (the stop, app/lifecycle.py): `shutdown()` lets the session
+    finish the transaction it is in or, between two, the next one, then
+    421 4.3.2 at the next command boundary (`ServerSession.shutdown`: a
+    client that said EHLO just before sees nothing of the stop);
     `cut_off()`, at the end of the grace period, has the session answer
     `421 4.3.2` at once, whatever it is doing, and the connection closes
     within CUT_OFF_CLOSE. A commit in progress then is not waited for: the
@@ -135,7 +137,7 @@ class Connection:
     # -- public -------------------------------------------------------------
 
     def shutdown(self) -> None:
-        """SIGTERM drain: the session says 421 at its next command boundary."""
+        """The stop: one transaction more at most, then 421 4.3.2 (Rule 6)."""
         self.session.shutdown()
         self.stream.wake()
 

@@ -13,10 +13,16 @@ Contract:
     in progress: next hop, recipients, and whether the agent said its next
     hop may already hold the message (delivery/api.py, hand-over).
   * `abandon(maillog)` is the queue manager's part of the stop
-    (app/lifecycle.py): first one mail-log line per abandoned attempt, then
-    every delivery task is cancelled, and the tasks are given ABANDON_WAIT
-    seconds to unwind (a task waiting on a worker thread stops waiting at
-    once; the thread itself is not waited for). The line, e.g.
+    (app/lifecycle.py). Deliveries to a next hop (SMTP, LMTP: the
+    connection, the DNS look-ups, the transfer) and runs not yet at their
+    agents are abandoned at once: one mail-log line per abandoned attempt,
+    then the task is cancelled. Local disk work already under way, a run
+    whose only agent calls in progress are Maildir writes or whose outcome
+    is being recorded, gets LOCAL_WAIT seconds to finish (abandoning it
+    would deliver it twice for nothing: it does not wait on a peer); what
+    is left then is abandoned the same way. Cancelled tasks get
+    ABANDON_WAIT seconds to unwind (a task waiting on a worker thread stops
+    waiting at once; the thread itself is not waited for). The line, e.g.
 
         4F2A9C: recipients=bob@example.org, relay=smtp:example.org, status=abandoned (pigeon is stopping: tried again after the next start)
 
@@ -40,15 +46,18 @@ from dataclasses import dataclass, field
 
 from pigeon.delivery.api import watching_handover
 from pigeon.qmgr.ports import MailLog
+from pigeon.qmgr.results import LOCAL
 from pigeon.queue.model import Envelope
 from pigeon.vocab import Nexthop
 
-__all__ = ["ABANDON_WAIT", "Call", "InFlight", "Run"]
+__all__ = ["ABANDON_WAIT", "LOCAL_WAIT", "Call", "InFlight", "Run"]
 
 log = logging.getLogger("pigeon.queue")
 
 #: Seconds cancelled delivery tasks are given to unwind (module contract).
 ABANDON_WAIT = 1.0
+#: Seconds a Maildir write in progress, or an outcome being recorded, gets to finish.
+LOCAL_WAIT = 1.5
 
 ABANDONED = "pigeon is stopping: tried again after the next start"
 TWICE = "; the next hop may already have the message: it may be delivered twice"
@@ -112,38 +121,61 @@ class InFlight:
         finally:
             self._runs.pop(env.queue_id, None)
 
-    def lines(self) -> list[tuple[str, dict[str, str], str]]:
-        """(queue id, fields, detail) of every attempt in progress (module contract)."""
+    def lines(self, queue_id: str) -> list[tuple[dict[str, str], str]]:
+        """(fields, detail) of each attempt in progress for `queue_id` (module contract)."""
+        run = self._runs.get(queue_id)
+        if run is None:  # loading its entry: no run yet
+            return [({"status": "abandoned"}, ABANDONED)]
         out = []
-        for queue_id in self._tasks.values():
-            run = self._runs.get(queue_id)
-            if run is None:  # loading its entry: no run yet
-                out.append((queue_id, {"status": "abandoned"}, ABANDONED))
-                continue
-            for call in run.calls:
-                fields = {
-                    "recipients": ",".join(call.recipients),
-                    "relay": str(call.nexthop),
-                    "status": "abandoned",
-                }
-                out.append((queue_id, fields, ABANDONED + (TWICE if call.handed_over else "")))
-            if not run.calls:
-                fields = {"recipients": ",".join(run.recipients), "status": "abandoned"}
-                twice = run.recording and run.handed_over
-                out.append((queue_id, fields, ABANDONED + (TWICE if twice else "")))
+        for call in run.calls:
+            fields = {
+                "recipients": ",".join(call.recipients),
+                "relay": str(call.nexthop),
+                "status": "abandoned",
+            }
+            out.append((fields, ABANDONED + (TWICE if call.handed_over else "")))
+        if not run.calls:
+            fields = {"recipients": ",".join(run.recipients), "status": "abandoned"}
+            twice = run.recording and run.handed_over
+            out.append((fields, ABANDONED + (TWICE if twice else "")))
         return out
 
-    async def abandon(self, maillog: MailLog) -> int:
-        """The stop: log, cancel every delivery task, wait (bounded); how many were abandoned."""
-        tasks = [t for t in self._tasks if not t.done()]
-        if not tasks:
-            return 0
-        log.info("stop: abandoning %d delivery attempt(s) in progress", len(tasks))
-        for queue_id, fields, detail in self.lines():
-            maillog.log(queue_id, dict(fields), detail)
+    def _local(self, queue_id: str) -> bool:
+        """Only local disk work under way for `queue_id` (module contract)."""
+        run = self._runs.get(queue_id)
+        if run is None:
+            return False
+        return run.recording or (
+            bool(run.calls) and all(c.nexthop.transport == LOCAL for c in run.calls)
+        )
+
+    def _cancel(self, tasks: list[asyncio.Task[None]], maillog: MailLog) -> None:
         for task in tasks:
+            queue_id = self._tasks.get(task)
+            if queue_id is None or task.done():
+                continue
+            for fields, detail in self.lines(queue_id):
+                maillog.log(queue_id, dict(fields), detail)
             task.cancel()
-        _, pending = await asyncio.wait(tasks, timeout=ABANDON_WAIT)
+
+    async def abandon(self, maillog: MailLog) -> int:
+        """The stop: see the module contract. How many attempts were abandoned."""
+        tasks = [t for t in self._tasks if not t.done()]
+        local = [t for t in tasks if self._local(self._tasks[t])]
+        now = [t for t in tasks if t not in local]
+        if now:
+            log.info("stop: abandoning %d delivery attempt(s) in progress", len(now))
+        self._cancel(now, maillog)
+        if local:
+            log.info("stop: %d local delivery(ies) finishing (at most %gs)", len(local), LOCAL_WAIT)
+            _, late = await asyncio.wait(local, timeout=LOCAL_WAIT)
+            if late:
+                log.info("stop: abandoning %d local delivery(ies) still running", len(late))
+            self._cancel(list(late), maillog)
+            now += late
+        if not now:
+            return 0
+        _, pending = await asyncio.wait(now, timeout=ABANDON_WAIT)
         if pending:
             log.warning("stop: %d delivery task(s) did not unwind in time", len(pending))
-        return len(tasks)
+        return len(now)

@@ -124,20 +124,34 @@ def test_data_timeouts() -> None:
     assert bytes(d.out).endswith(R.timeout("localhost").to_bytes())
 
 
-def test_shutdown_idle_and_in_data() -> None:
+def test_shutdown_lets_the_transaction_in_progress_or_the_next_one_finish() -> None:
+    # Idle (EHLO done): nothing is said at once; the next transaction goes through.
     d = session()
     d.send(b"EHLO c\r\n")
+    d.out.clear()
     d.session.shutdown()
     d.pump()
-    assert bytes(d.out).endswith(R.shutting_down("localhost").to_bytes())
+    assert bytes(d.out) == b"" and not d.session.closed
+    d.send(b"MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\nbody\r\n.\r\n")
+    assert bytes(d.out).endswith(
+        R.queued("Q1").to_bytes() + R.shutting_down("localhost").to_bytes()
+    )
     assert d.session.closed
+    # Inside DATA: the message finishes, then 421 4.3.2 (no second transaction).
     d = in_data()
     d.session.shutdown()
     d.send(b"body\r\n")
     assert not d.session.closed
-    d.send(b".\r\nNOOP\r\n")
+    d.send(b".\r\nMAIL FROM:<x@b.example>\r\n")
     assert bytes(d.out) == R.queued("Q1").to_bytes() + R.shutting_down("localhost").to_bytes()
     assert d.kinds() == ["DataFinished", "ConnectionClosing"]
+    # After MAIL: the transaction ends with RSET just the same.
+    d = session()
+    d.send(b"EHLO c\r\nMAIL FROM:<a@b.example>\r\n")
+    d.out.clear()
+    d.session.shutdown()
+    d.send(b"RSET\r\nNOOP\r\n")
+    assert bytes(d.out).endswith(b"250 2.0.0 Ok\r\n" + R.shutting_down("localhost").to_bytes())
 
 
 def test_cut_off_answers_421_4_3_2_at_once_whatever_the_state() -> None:

@@ -6,10 +6,12 @@ the recovery of the next start."""
 from __future__ import annotations
 
 import asyncio
+import threading
 
-from qmgr_env import commit, two_mailboxes
+from qmgr_env import commit, maildir_files, two_mailboxes
 
 from pigeon.delivery.api import DeliveryRequest, RecipientResult, handed_over
+from pigeon.delivery.maildir import deliver_batch
 from pigeon.vocab import QueueState
 
 
@@ -83,3 +85,33 @@ def test_abandon_with_nothing_in_progress_abandons_nothing(tmp_path, queue_world
 
     assert asyncio.run(asyncio.wait_for(scenario(), 30)) == 0
     assert log.calls == []
+
+
+def test_a_maildir_write_under_way_is_let_finish_not_delivered_twice(tmp_path, queue_world):
+    """Local disk work does not wait on a peer: abandoning it would only make the
+    next start write the message a second time."""
+    started, release = threading.Event(), threading.Event()
+
+    def slow_writer(jobs):
+        started.set()
+        assert release.wait(10)
+        return deliver_batch(jobs, fsync=False)
+
+    cfg = two_mailboxes(tmp_path)
+    store, log, mgr = queue_world(cfg, writer=slow_writer)
+    env = commit(store, "alice@example.test")
+
+    async def scenario() -> int:
+        running = asyncio.ensure_future(mgr.run())
+        mgr.submit(env)
+        assert await asyncio.to_thread(started.wait, 5)
+        stopping = asyncio.ensure_future(mgr.abandon())
+        release.set()  # the write ends while the stop waits for it
+        abandoned = await asyncio.wait_for(stopping, 10)
+        await asyncio.wait_for(running, 10)
+        return abandoned
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 30)) == 0
+    assert len(maildir_files(cfg, "alice")) == 1
+    assert "removed" in log.statuses(env.queue_id)  # the outcome is recorded: not again
+    assert [c for c in log.calls if c.fields.get("status") == "abandoned"] == []
