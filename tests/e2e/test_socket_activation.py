@@ -107,12 +107,6 @@ def test_a_loader_sees_no_refusal_and_no_loss_through_a_restart_of_a_socket_acti
         assert proc.log().count('(file descriptor 3, name "smtp") serves smtp') == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the bounded stop (branch 'stop', issue 19 decision 1a): on SIGTERM the "
-    "listening sockets close at once; until then a draining pigeon answers newcomers 421. "
-    "Remove this mark when merging both branches.",
-)
 def test_a_loader_sees_no_refusal_and_no_loss_through_a_stop_and_start_on_the_held_socket(
     tmp_path,
 ):

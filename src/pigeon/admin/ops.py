@@ -19,6 +19,9 @@ Contract:
     "new_pid", "grace"}, {"status": "refused", "errors"} (the configuration
     does not load) or {"status": "failed", "error"} (the new process did not
     start; this one goes on).
+    `stop` runs the injected `stop` coroutine (the stop SIGTERM makes,
+    app/lifecycle.py) and answers {"pid", "within"}: the process to watch,
+    and the seconds within which it will be gone (`pigeon stop` waits).
   * Arguments are checked here and refused with `OpError` (shown to the
     operator): ids must be a list of queue-id strings, at most
     MAX_IDS per request (the CLI sends big selections in batches, which is
@@ -109,6 +112,7 @@ def build_handlers(
     started_at: float | None = None,
     reload: Callable[[], Awaitable[dict]] | None = None,
     restart: Callable[[], Awaitable[dict]] | None = None,
+    stop: Callable[[], Awaitable[dict]] | None = None,
 ) -> dict[str, Callable]:
     """The handlers for `ControlServer` (see the module contract)."""
     started = started_at if started_at is not None else clock()
@@ -192,6 +196,11 @@ def build_handlers(
             raise OpError("this pigeon cannot restart itself")
         return await restart()
 
+    async def stop_() -> dict:
+        if stop is None:
+            raise OpError("this pigeon cannot be stopped through its control socket")
+        return await stop()
+
     return {
         "ping": ping,
         "nudge": nudge,
@@ -206,4 +215,5 @@ def build_handlers(
         "flush": flush,
         "reload": reload_,
         "restart": restart_,
+        "stop": stop_,
     }

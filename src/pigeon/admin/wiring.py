@@ -19,14 +19,17 @@ Contract:
          `PidFileError`, when another live pigeon holds it);
       5. returns an `AdminHandle`; `handle.write_pid_file()` writes the pid
          once the listeners are bound, `handle.ready()` sends READY=1 to
-         systemd, `handle.publish()` (after root was dropped) opens the
-         submit socket to local users again, `handle.close()` sends
-         STOPPING=1, closes the servers and removes the PID file.
+         systemd, `handle.stopping()` STOPPING=1 as a stop begins,
+         `handle.publish()` (after root was dropped) opens the submit
+         socket to local users again, `handle.close()` sends STOPPING=1,
+         closes the servers and removes the PID file.
   * `reload` is the coroutine behind the control socket's "reload"
     operation (`pigeon reload`), returning the outcome as a dict; `restart`
     the one behind "restart" (`pigeon restart`, app/restart.py). After a
-    restart handed the service over, `handle.close()` sends no STOPPING=1:
-    the service goes on in the new process.
+    restart handed the service over, neither `handle.stopping()` nor
+    `handle.close()` sends STOPPING=1: the service goes on in the new
+    process. `stop` is the one behind
+    "stop" (`pigeon stop`).
   * `metrics` is the `Metrics` the app also gives to the queue manager (and,
     when wired, the SMTP server); None makes one here, bound to the store's
     queue counts and `server_stats`, available as `handle.metrics`.
@@ -78,6 +81,12 @@ class AdminHandle:
     def reloading(self) -> None:
         sdnotify.reloading()
 
+    def stopping(self) -> None:
+        """Tell systemd the stop has begun (no-op outside systemd, and after a
+        `pigeon restart` handed the service over: it goes on)."""
+        if not self.handed_over:
+            sdnotify.stopping()
+
     def publish(self) -> None:
         """After dropping root (whose hand-over made every file private): reopen the
         submit socket to local users."""
@@ -112,6 +121,7 @@ async def start_admin(
     metrics: Metrics | None = None,
     reload: Callable[[], Awaitable[dict[str, Any]]] | None = None,
     restart: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+    stop: Callable[[], Awaitable[dict[str, Any]]] | None = None,
 ) -> AdminHandle:
     """See the module contract. Raises `pigeon.admin.control.ControlError`
     or `pigeon.admin.pidfile.PidFileError`."""
@@ -131,6 +141,7 @@ async def start_admin(
         server_stats=server_stats,
         reload=reload,
         restart=restart,
+        stop=stop,
     )
     control = ControlServer(config.control_socket, handlers)
     await control.start()

@@ -7,11 +7,14 @@ Contract:
     (one process, the main one of several, a worker) on a fresh event loop
     (uvloop when installed) and returns its exit status. It is the ONE
     owner of signals and exit statuses, the same in both modes:
-      - SIGTERM, SIGINT: shut down (see below) and exit 0. A worker ignores
-        SIGINT (a Ctrl-C reaches the whole process group; the main process
-        decides, and passes SIGTERM on). `forward`, given to the main process
-        of several, is called with each SIGTERM/SIGINT and at the start of
-        every reload (SIGHUP) so the workers follow.
+      - SIGTERM, SIGINT, and the control socket's "stop" (`pigeon stop`):
+        the stop (see below), exit 0. A second SIGTERM or SIGINT during the
+        stop: one log line, the log flushed, `os._exit(0)` at once. A worker
+        ignores SIGINT (a Ctrl-C reaches the whole process group; the main
+        process decides, and passes SIGTERM on). `forward`, given to the
+        main process of several, is called with SIGTERM for each
+        SIGTERM/SIGINT, and with SIGHUP at the start of every reload, so the
+        workers follow.
       - SIGHUP, and the control socket's "reload" (`pigeon reload`): one
         reload at a time (`Lifecycle.reload`); its outcome is logged, and
         returned to the operator.
@@ -50,13 +53,29 @@ Contract:
     and the role applies the plan to its parts (`ProcessRole.apply`).
     sd_notify RELOADING=1 / READY=1 around it. Nothing else writes into the
     running parts.
-  * Shutdown (`shutdown`) is this one method: listeners answer 421 to
-    newcomers while the sessions in progress finish (up to
-    `timeouts.shutdown_grace`), the queue manager finishes its in-flight
-    deliveries, idle outbound connections are closed; then `close` releases
-    listeners, the administration side, the store and the account store, on
-    every path out of `serve`; the data-directory lock is released last, as
-    `main` returns. A bound on the whole shutdown belongs here.
+  * The stop (`shutdown`) is this one method, bounded whatever the peers
+    and the disk do (docs/admin.md "Stop"):
+      a. the listening sockets close at once (`Listeners.stop_accepting`);
+      b. the queue manager starts nothing more and abandons every delivery
+         to a next hop in progress, DNS look-ups included, at once (a
+         Maildir write under way gets a moment to finish), one mail-log
+         line each, "may be delivered twice" when the next hop may already
+         have it (`Qmgr.abandon`, qmgr/inflight.py): the entries stay in
+         the queue and are tried again after the next start;
+      c. at the same time, inbound sessions get up to
+         `timeouts.shutdown_grace` to finish their transaction (or, between
+         two, the next one: net/smtpd.py), then the rest are answered 421
+         4.3.2 and closed (`Listeners.drain`); idle outbound connections
+         are dropped;
+      d. `close` releases the listeners, the administration side (control
+         socket, PID file), the store and the account store, on every path
+         out of `serve`; the default thread pool is shut down without
+         waiting past the deadline, the log flushed, exit 0; the
+         data-directory lock is released last, as `main` returns;
+      e. the hard deadline (app/deadline.py): whatever still runs at grace
+         + HARD_MARGIN (4) seconds (a thread stuck in a disk write...), one
+         log line, the log flushed, `os._exit(0)`. So the process is gone
+         within grace + 5 s.
 """
 
 from __future__ import annotations
@@ -65,12 +84,14 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pigeon.admin.wiring import AdminHandle, start_admin
 from pigeon.app import restart
 from pigeon.app.datalock import DataDirLock
+from pigeon.app.deadline import HARD_MARGIN, StopDeadline
 from pigeon.app.exits import EX_OK, exit_status
 from pigeon.app.handover import Predecessor
 from pigeon.app.reload import ReloadOutcome, ReloadPlan, plan_reload
@@ -87,6 +108,9 @@ from pigeon.privileges import drop, make_data_dir
 __all__ = ["Lifecycle", "new_loop"]
 
 log = logging.getLogger("pigeon")
+
+#: Seconds the stop gives idle outbound connections to say QUIT.
+AGENTS_CLOSE = 1.0
 
 
 def new_loop() -> asyncio.AbstractEventLoop:
@@ -127,6 +151,7 @@ class Lifecycle:
         self.predecessor = predecessor
         self.role: ProcessRole | None = None
         self.stop = asyncio.Event()
+        self.deadline = StopDeadline()  # armed when the stop begins
         self.admin: AdminHandle | None = None
         self._reload_lock = asyncio.Lock()
         self._reloads: set[asyncio.Task[ReloadOutcome]] = set()
@@ -142,6 +167,9 @@ class Lifecycle:
     async def main(self) -> int:
         """Signals, the role, its life; the exit status (see the module contract)."""
         self._install_signals()
+        # Our own default thread pool, so that the stop can leave it behind (d).
+        executor = ThreadPoolExecutor(thread_name_prefix="pigeon-thread")
+        asyncio.get_running_loop().set_default_executor(executor)
         try:
             self.role = self.make_role()
             await self.serve(self.role)
@@ -153,6 +181,7 @@ class Lifecycle:
                 raise
             return status
         finally:
+            await self.deadline.settle(executor)  # (d): only once a stop began
             if self.lock is not None:
                 self.lock.release()  # the process ends: the next pigeon may own the queue
         return EX_OK
@@ -169,8 +198,19 @@ class Lifecycle:
 
     def _on_stop(self, sig: int) -> None:
         if self.forward is not None:
-            self.forward(sig)
+            self.forward(signal.SIGTERM)  # a worker ignores SIGINT: the main decides
+        if self.stop.is_set():  # (f) a second signal: at once
+            self.deadline.leave_now(f"second {signal.Signals(sig).name} during the stop")
         self.stop.set()
+
+    async def _stop_for_operator(self) -> dict[str, Any]:
+        """`pigeon stop`: the stop SIGTERM makes; the pid to watch and the bound."""
+        if self.forward is not None and not self.stop.is_set():
+            self.forward(signal.SIGTERM)
+        self.stop.set()
+        config = self.role.config if self.role is not None else self.config
+        bound = config.timeouts.shutdown_grace + HARD_MARGIN + 1
+        return {"pid": os.getpid(), "within": bound}
 
     def _on_sighup(self) -> None:
         task = asyncio.ensure_future(self.reload())
@@ -219,6 +259,7 @@ class Lifecycle:
                     metrics=role.metrics,
                     reload=self._reload_for_operator,
                     restart=self._restart.for_operator,
+                    stop=self._stop_for_operator,
                 )
             if not successor:
                 await self._listen(role)
@@ -278,13 +319,27 @@ class Lifecycle:
         asyncio.get_running_loop().add_reader(fd, on_trigger)
 
     async def shutdown(self, role: ProcessRole) -> None:
-        """SIGTERM: see the module contract (the one place the shutdown is decided)."""
+        """The stop: see the module contract (the one place it is decided)."""
+        grace = role.config.timeouts.shutdown_grace
+        self.deadline.arm(grace + HARD_MARGIN)  # (e)
+        if self.admin is not None:
+            self.admin.stopping()  # sd_notify STOPPING=1
+        log.info(
+            "stopping%s: not accepting; sessions get up to %gs; gone within %gs",
+            "" if role.manager is not None else f" worker {os.getpid()}",
+            grace,
+            grace + HARD_MARGIN + 1,
+        )
+        await role.listeners.stop_accepting()  # (a)
+        steps: list[Awaitable[object]] = [role.listeners.drain(grace)]  # (c)
         if role.manager is not None:
-            log.info("shutting down")
-        await role.listeners.drain(role.config.timeouts.shutdown_grace)
+            steps.append(role.manager.abandon())  # (b), beside (c)
+        await asyncio.gather(*steps)
         if role.manager is not None:
-            await role.manager.stop()
-            await close_agents(role.agents)
+            try:  # idle outbound connections: QUIT if the peer takes it at once
+                await asyncio.wait_for(close_agents(role.agents), AGENTS_CLOSE)
+            except TimeoutError:
+                pass
 
     async def close(self, role: ProcessRole) -> None:
         if role.wake_fd is not None:

@@ -20,11 +20,15 @@ Contract:
     single owner of queue state and the only one delivering.
   * Every process runs under the same lifecycle (app/lifecycle.py), so
     signals and exit statuses are the same as with one process. The main
-    process forwards SIGTERM, SIGINT and SIGHUP to the workers (and SIGHUP at
-    every reload, `pigeon reload` included: the control socket lives in the
-    main process; the outcome it prints is the main process's, the workers
-    load the same file); each drains its own sessions. The main process
-    waits for them before it exits.
+    process passes SIGTERM on for a SIGTERM or SIGINT (the workers ignore
+    SIGINT: a Ctrl-C reaches the whole group), `pigeon stop` included, and
+    SIGHUP at every reload (`pigeon reload` included: the control socket
+    lives in the main process; the outcome it prints is the main process's,
+    the workers load the same file). Each process makes the same bounded
+    stop (app/lifecycle.py) with its own sessions. The main process waits
+    for the workers at most until its own stop deadline (grace + 4 s after
+    the stop began, app/deadline.py), then kills any left (SIGKILL, logged):
+    so the whole group is gone within grace + 5 s, as one process is.
   * Limits are per process: `limits.connections` and `connections_per_ip`
     apply to each worker. The control socket and the metrics endpoint live
     in the main process and count its own sessions only.
@@ -50,9 +54,11 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import Callable
 
 from pigeon.app.datalock import DataDirLock
+from pigeon.app.deadline import HARD_MARGIN
 from pigeon.app.exits import EX_TEMPFAIL, exit_status
 from pigeon.app.handover import Predecessor
 from pigeon.app.lifecycle import Lifecycle
@@ -73,6 +79,9 @@ __all__ = ["prepare", "run_with_workers"]
 log = logging.getLogger("pigeon")
 
 Sockets = dict[tuple[ListenAddress, str], socket.socket]
+
+#: Seconds between two looks at the workers while the main process waits for them.
+REAP_POLL = 0.02
 
 
 def prepare(config: Config, inherited: ListenPlan | None = None) -> Sockets:
@@ -170,28 +179,63 @@ def run_with_workers(
             except ProcessLookupError:
                 pass
 
+    lifecycle = Lifecycle(
+        lambda: full_role(config, wake_fd=r),
+        config,
+        load_config=load_config,
+        sockets=sockets,
+        recover=False,
+        forward=forward,
+        lock=lock,
+        inherited=managed,
+    )
     try:
-        return Lifecycle(
-            lambda: full_role(config, wake_fd=r),
-            config,
-            load_config=load_config,
-            sockets=sockets,
-            recover=False,
-            forward=forward,
-            lock=lock,
-            inherited=managed,
-        ).run()
+        return lifecycle.run()
     finally:
-        for pid in children:
-            try:
-                _, status = os.waitpid(pid, 0)
-                if status:
-                    log.warning("worker %d exited with status %d", pid, status)
-            except ChildProcessError:
-                pass
+        until = lifecycle.deadline.at  # None: the start failed (the workers got SIGTERM)
+        if until is None:
+            until = time.monotonic() + config.timeouts.shutdown_grace + HARD_MARGIN
+        _reap(children, until)
         os.close(r)
         for sock in sockets.values():
             sock.close()
+
+
+def _reap(children: list[int], until: float) -> None:
+    """Wait for the workers until `until` (monotonic), then kill those left (module contract)."""
+    left = set(children)
+    while left:
+        for pid in list(left):
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                left.discard(pid)
+                continue
+            if done:
+                left.discard(pid)
+                if status:
+                    log.warning("worker %d exited with status %d", pid, status)
+        if not left or time.monotonic() >= until:
+            break
+        time.sleep(REAP_POLL)  # bounded by `until`
+    for pid in left:
+        log.warning("worker %d still running at the stop deadline: killed", pid)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            continue
+    # What SIGKILL cannot end at once (a process in an uninterruptible disk
+    # wait) is reaped by init once we are gone: never wait on it here.
+    for _ in range(25):
+        for pid in list(left):
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    left.discard(pid)
+            except ChildProcessError:
+                left.discard(pid)
+        if not left:
+            break
+        time.sleep(REAP_POLL)
 
 
 def _worker(

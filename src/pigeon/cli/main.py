@@ -44,6 +44,7 @@ COMMANDS: dict[str, str] = {
     "status": "pigeon.cli.status",
     "reload": "pigeon.cli.reload",
     "restart": "pigeon.cli.restart",
+    "stop": "pigeon.cli.stop",
     "log": "pigeon.cli.log",
     "data": "pigeon.cli.data",
     "sendmail": "pigeon.cli.sendmail",
@@ -65,6 +66,7 @@ examples:
   pigeon check-config                           check it before (re)starting
   pigeon reload                                 apply the changed file, or see why not
   pigeon restart                                a new process takes over, no connection refused
+  pigeon stop                                   stop it (as SIGTERM does) and wait until it is gone
 
 Every command finds its configuration by one rule: -c FILE, else
 $PIGEON_CONFIG, else /etc/pigeon/pigeon.toml, else the built-in defaults

@@ -47,8 +47,12 @@ HELP = "run the mail server in the foreground"
 DESCRIPTION = """\
 Run pigeon in the foreground: accept SMTP connections on the listen
 addresses, queue what is accepted, deliver it, until SIGTERM or SIGINT.
-On SIGTERM pigeon stops accepting, lets transactions in progress finish
-(timeouts.shutdown_grace) and exits 0.
+On SIGTERM (or SIGINT, or `pigeon stop`) pigeon stops accepting at once,
+abandons the deliveries in progress (tried again after the next start),
+lets inbound sessions finish their transaction for timeouts.shutdown_grace,
+answers the rest 421 4.3.2, and exits 0, within the grace period + 5 s in
+every case;
+a second SIGTERM or SIGINT ends it at once.
 
 The configuration is the embedded defaults, then the configuration file,
 then the options below. The file is --config FILE, else $PIGEON_CONFIG,

@@ -20,11 +20,20 @@ Contract (CONTRIBUTING.md, rules 7 and 11):
     `RecipientStatus` (pigeon/queue/model.py): an agent's result becomes the
     recipient's status as it is. Agents return DELIVERED, DEFERRED or
     BOUNCED, never PENDING (the manager treats that as "no result", 4.0.0).
+  * Hand-over: an agent calls `handed_over()` at the instant its next hop
+    may come to hold the message (SMTP and LMTP: the peer accepted DATA or
+    BDAT; local: the Maildir write begins). The queue manager watches it
+    around each call (`watching_handover`): an attempt abandoned after that
+    instant, by a stop, may be delivered twice (app/lifecycle.py), and the
+    log says so. Outside a watched call it does nothing.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
@@ -42,6 +51,8 @@ __all__ = [
     "MessageContent",
     "Outcome",
     "RecipientResult",
+    "handed_over",
+    "watching_handover",
 ]
 
 #: The outcome of one recipient: the queue's recipient status (module contract).
@@ -106,3 +117,24 @@ class RecipientResult:
 
 class DeliveryAgent(Protocol):
     async def deliver(self, request: DeliveryRequest) -> list[RecipientResult]: ...
+
+
+#: The manager's mark for the agent call in progress in this task (module contract).
+_handover: ContextVar[Callable[[], None] | None] = ContextVar("pigeon_handover", default=None)
+
+
+def handed_over() -> None:
+    """The next hop may hold the message from now on (module contract, hand-over)."""
+    mark = _handover.get()
+    if mark is not None:
+        mark()
+
+
+@contextmanager
+def watching_handover(mark: Callable[[], None]) -> Iterator[None]:
+    """Call `mark` when the agent awaited inside this block calls `handed_over()`."""
+    token = _handover.set(mark)
+    try:
+        yield
+    finally:
+        _handover.reset(token)

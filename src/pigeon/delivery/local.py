@@ -29,6 +29,7 @@ Contract:
     that Maildir's tmp/ the place to probe; every success is told too. While
     the Maildirs are degraded, the manager's storage retry rounds call
     `probe()` (pigeon/qmgr/settle.py Rule 3).
+  * `delivery.api.handed_over()` is called before the Maildir writes begin.
   * Never touches the queue store; reads content only through the request's
     `MessageContent`.
 """
@@ -41,7 +42,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pigeon.delivery.api import DeliveryRecipient, DeliveryRequest, Outcome, RecipientResult
+from pigeon.delivery.api import (
+    DeliveryRecipient,
+    DeliveryRequest,
+    Outcome,
+    RecipientResult,
+    handed_over,
+)
 from pigeon.delivery.batching import ThreadBatcher
 from pigeon.delivery.maildir import JobError, MaildirJob, deliver_batch, failure_status
 from pigeon.fsutil import write_probe
@@ -122,6 +129,8 @@ class LocalAgent:
             )
             for r in todo
         ]
+        if jobs:
+            handed_over()  # a Maildir file may appear from here on
         if len(jobs) == 1:  # the common case: no task per job
             written = [await self._batcher.submit(jobs[0])]
         else:

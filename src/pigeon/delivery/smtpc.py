@@ -36,6 +36,9 @@ Contract:
     content's StoreError out of `deliver()` (the agent's caller defers).
   * It lives in pigeon.delivery beside the agents that use it (the layers:
     docs/architecture.md); pigeon.net is the server side.
+  * `deliver()` calls `delivery.api.handed_over()` once the peer accepted
+    DATA or BDAT: from then on it may hold the message (an attempt
+    abandoned by a stop may be delivered twice, delivery/api.py).
   * `deliver()` never raises for peer behaviour: failures come back as
     replies in the TransactionDone; afterwards `usable` says whether the
     connection may carry another transaction.
@@ -48,6 +51,7 @@ import os
 import ssl
 from dataclasses import dataclass
 
+from pigeon.delivery.api import handed_over
 from pigeon.proto.client import (
     AuthDone,
     ClientConfig,
@@ -148,6 +152,7 @@ class ClientConnection:
         while True:
             ev = await self._next_event()
             if isinstance(ev, ContentWanted):
+                handed_over()  # from here on the peer may end up with the message
                 await self._send_content(content)
             elif isinstance(ev, TransactionDone):
                 return ev

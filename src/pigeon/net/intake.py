@@ -203,7 +203,10 @@ class MessageIntake:
         hold = verdict.quarantine is not None
         self._spool = None  # the store owns it from here on
         try:
-            await asyncio.wrap_future(services.store.commit_async(spool, envelope, hold=hold))
+            # Shielded: a session cut off at the stop (net/smtpd.py Rule 6)
+            # stops waiting, but never cancels the committer's future.
+            commit = services.store.commit_async(spool, envelope, hold=hold)
+            await asyncio.shield(asyncio.wrap_future(commit))
         except Exception as exc:  # StoreError and anything else: not durable -> 4xx
             refusal = R.INSUFFICIENT_STORAGE if getattr(exc, "disk_full", False) else R.LOCAL_ERROR
             if is_storage_fault(exc):

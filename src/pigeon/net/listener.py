@@ -3,14 +3,16 @@
     listeners = Listeners(service, [(ListenAddress("0.0.0.0", 25), SMTP)], limits=limits)
     await listeners.start()              # or start(sockets) bound before worker processes forked
     ...
-    await listeners.drain(grace)         # SIGTERM: newcomers refused, sessions asked to finish
+    await listeners.stop_accepting()     # the stop: the listening sockets close at once
+    await listeners.drain(grace)         # sessions asked to finish, the rest cut off at `grace`
 
 Contract:
   * Generic: this module knows no protocol. A *service* (the SMTP server,
     net/smtp_service.py; POP3 or IMAP later) gives it two things:
       - `service.session(stream, role, peer)`: the connection-handler
         factory, called once per admitted connection; the returned `Session`
-        is run to its end (`run()`) and asked to finish early by `shutdown()`;
+        is run to its end (`run()`), asked to finish early by `shutdown()`
+        and told the grace is over by `cut_off()`;
       - `service.refuse(stream, role, refusal, peer)`: the protocol's way of
         turning a connection away (SMTP: a 421 reply), written and closed
         within the service's own bound.
@@ -35,11 +37,16 @@ Contract:
     (address, role): removed ones are closed (their sessions go on), added
     ones bound; one that cannot be bound is logged, left out, and its
     reason returned (the others keep serving). Limits apply to newcomers.
-  * `drain(grace)`: listeners stay open so newcomers get a clear refusal
-    (`Refusal.SHUTTING_DOWN`) instead of a refused connection; live sessions
-    are asked to finish (`shutdown()`); after `grace` seconds the rest are
-    cancelled; then the listeners close. Its caller (the lifecycle,
-    pigeon.app) decides when; this module never watches signals.
+  * The stop (the lifecycle, pigeon.app, decides when; this module never
+    watches signals): `stop_accepting()` closes the listening sockets at
+    once (under socket activation or `pigeon restart` another process holds
+    the same sockets, so nothing is refused). `drain(grace)`: live sessions
+    are asked to finish (`shutdown()`), and so is one whose connection was
+    accepted just before the sockets closed (it is served, not refused);
+    after `grace` seconds each one left is cut off (`cut_off()`: SMTP
+    answers 421 4.3.2 and closes) and given CUT_OFF_WAIT seconds; what still
+    runs then is cancelled and waited for at most CANCEL_WAIT. So `drain`
+    returns within grace + CUT_OFF_WAIT + CANCEL_WAIT whatever the peers do.
 """
 
 from __future__ import annotations
@@ -77,6 +84,11 @@ log = logging.getLogger("pigeon.net")
 
 BACKLOG = 1024
 
+#: Seconds sessions cut off at the end of the grace have to close by themselves.
+CUT_OFF_WAIT = 1.5
+#: Seconds cancelled sessions have to unwind (module contract, `drain`).
+CANCEL_WAIT = 0.5
+
 
 class ListenError(RuntimeError):
     """A listener could not be bound."""
@@ -102,7 +114,6 @@ BoundSockets = Mapping[tuple[ListenAddress, str], socket.socket]
 class Refusal(enum.Enum):
     """Why a connection is turned away before its session starts."""
 
-    SHUTTING_DOWN = "shutting down"
     TOO_MANY = "too many connections"
     TOO_MANY_FROM_IP = "too many connections from this address"
 
@@ -120,6 +131,10 @@ class Session(Protocol):
 
     def shutdown(self) -> None:
         """Finish what is in progress, then close (SIGTERM)."""
+        ...
+
+    def cut_off(self) -> None:
+        """The grace is over: say goodbye in the protocol's words now, and close."""
         ...
 
 
@@ -321,8 +336,6 @@ class Listeners:
 
     def _refusal(self, ip: str) -> Refusal | None:
         limits = self._limits
-        if self._draining:
-            return Refusal.SHUTTING_DOWN
         if limits.total and len(self._sessions) >= limits.total:
             return Refusal.TOO_MANY
         if limits.per_ip and self._per_ip[ip] >= limits.per_ip:
@@ -341,6 +354,8 @@ class Listeners:
         self.total_connections += 1
         self.metrics.connection_opened(role.name)
         session = self.service.session(stream, role, peer)
+        if self._draining:  # accepted just as the stop closed the sockets
+            session.shutdown()
         task = asyncio.current_task()
         assert task is not None
         self._sessions[task] = session
@@ -364,22 +379,39 @@ class Listeners:
         _, pending = await asyncio.wait(tasks, timeout=timeout)
         return len(pending)
 
-    async def drain(self, grace: float) -> None:
-        """Finish in-flight sessions (up to `grace` seconds), then close."""
+    async def stop_accepting(self) -> None:
+        """The stop: close the listening sockets now (module contract)."""
         self._draining = True
-        live = list(self._sessions.items())
-        log.info("draining: %d session(s) in progress, grace %.0fs", len(live), grace)
-        for _, session in live:
+        servers, self._servers = list(self._servers), {}
+        for server in servers:
+            server.close()
+
+    async def drain(self, grace: float) -> None:
+        """Let sessions finish for `grace` seconds, then cut off the rest (module contract)."""
+        await self.stop_accepting()
+        log.info("draining: %d session(s) in progress, grace %gs", len(self._sessions), grace)
+        for session in self._sessions.values():
             session.shutdown()
-        tasks = [t for t, _ in live]
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=grace)
-            for task in pending:
-                task.cancel()
-            if pending:
-                log.warning("drain: %d session(s) cut off after %.0fs", len(pending), grace)
-                await asyncio.wait(pending, timeout=5.0)
-        await self.close()
+        loop = asyncio.get_running_loop()
+        end = loop.time() + grace
+        # Sessions accepted meanwhile (see `_accept`) are waited for too.
+        while self._sessions and (left := end - loop.time()) > 0:
+            await asyncio.wait(list(self._sessions), timeout=left)
+        live = dict(self._sessions)
+        if not live:
+            return
+        log.warning(
+            "drain: %d session(s) still open after %gs: answered 421 4.3.2 and closed",
+            len(live),
+            grace,
+        )
+        for session in live.values():
+            session.cut_off()
+        _, pending = await asyncio.wait(live, timeout=CUT_OFF_WAIT)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=CANCEL_WAIT)
 
     async def close(self) -> None:
         servers, self._servers = list(self._servers), {}

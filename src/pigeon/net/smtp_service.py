@@ -26,7 +26,7 @@ Contract:
     (`policy.build.build_pipeline`), as one immutable value: sessions
     already running keep the ones they started with, new ones get the new
     ones; nothing else is written into this object from outside.
-  * `refuse()`: `421 4.3.2` while shutting down, `421 4.7.0` past a limit
+  * `refuse()`: `421 4.7.0` past a limit
     (RFC 5321 §3.8), logged (warning and mail log "CONNECT" reject), then the
     connection is closed; a peer that does not read its 421 is aborted after
     REFUSE_TIMEOUT.
@@ -188,9 +188,7 @@ class SmtpService:
         self, stream: SmtpStream, role: ListenerRole, refusal: Refusal, peer: tuple[str, int]
     ) -> None:
         host = self._settings.roles[role.name].hostname
-        if refusal is Refusal.SHUTTING_DOWN:
-            reply = R.shutting_down(host)
-        elif refusal is Refusal.TOO_MANY:
+        if refusal is Refusal.TOO_MANY:
             reply = R.too_many_connections(host)
         else:
             reply = R.too_many_connections_from_ip(host)

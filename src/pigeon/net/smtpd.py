@@ -30,6 +30,15 @@ Contract:
   * Rule 5: a peer that half-closes (FIN or TLS close_notify after its last
     commands) still gets every reply to the commands it sent: EOF only ends
     the session once the session has answered what it read.
+  * Rule 6 (the stop, app/lifecycle.py): `shutdown()` lets the session
+    finish the transaction it is in or, between two, the next one, then
+    421 4.3.2 at the next command boundary (`ServerSession.shutdown`: a
+    client that said EHLO just before sees nothing of the stop);
+    `cut_off()`, at the end of the grace period, has the session answer
+    `421 4.3.2` at once, whatever it is doing, and the connection closes
+    within CUT_OFF_CLOSE. A commit in progress then is not waited for: the
+    client saw no 250, so it sends the message again (never lost; at worst
+    twice).
   * TLS (RFC 3207, RFC 8314): on `StartTlsRequested` the 220 is flushed,
     then every octet the stream already holds is dropped unread
     (CVE-2011-0411; the session dropped its own buffer), then the handshake
@@ -80,6 +89,10 @@ from pigeon.proto.server import ServerSession
 
 log = logging.getLogger("pigeon.smtpd")
 
+#: Seconds a session cut off at the end of the stop's grace has to take its
+#: 421 before the connection is aborted (Rule 6).
+CUT_OFF_CLOSE = 1.0
+
 
 @dataclass
 class SessionStats:
@@ -119,12 +132,19 @@ class Connection:
         self._closing = False
         self._tls_requested = False
         self._broken = False  # a failed handshake: nothing more may be written
+        self._cut = False  # cut off at the end of the stop's grace (Rule 6)
 
     # -- public -------------------------------------------------------------
 
     def shutdown(self) -> None:
-        """SIGTERM drain: the session says 421 at its next command boundary."""
+        """The stop: one transaction more at most, then 421 4.3.2 (Rule 6)."""
         self.session.shutdown()
+        self.stream.wake()
+
+    def cut_off(self) -> None:
+        """The stop's grace is over: 421 4.3.2 now, whatever the state (Rule 6)."""
+        self._cut = True
+        self.session.cut_off()
         self.stream.wake()
 
     async def run(self) -> None:
@@ -394,6 +414,7 @@ class Connection:
         them within timeouts.command (a half-closed peer still gets them)."""
         try:
             self._flush()
-            await self.stream.close_and_wait(self.cfg.command_timeout)
+            wait = CUT_OFF_CLOSE if self._cut else self.cfg.command_timeout
+            await self.stream.close_and_wait(wait)
         except Exception:
             self.stream.abort()

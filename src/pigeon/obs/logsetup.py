@@ -170,12 +170,12 @@ class _BatchWriter:
         self._thread = threading.Thread(target=self._run, name="pigeon-log-writer", daemon=True)
         self._thread.start()
 
-    def flush(self) -> None:
+    def flush(self, timeout: float = 10.0) -> None:
         if not self._thread.is_alive():
             return
         done = threading.Event()
         self._records.put(done)
-        done.wait(10.0)
+        done.wait(timeout)
 
     def stop(self) -> None:
         if self._thread.is_alive():
@@ -317,10 +317,10 @@ class _PrivateFileHandler(logging.handlers.WatchedFileHandler):
         return super()._open()
 
 
-def flush_logs() -> None:
-    """Wait until every record handed to the writer thread is written."""
+def flush_logs(timeout: float = 10.0) -> None:
+    """Wait until every record handed to the writer thread is written (at most `timeout` s)."""
     if _listener is not None:
-        _listener.flush()
+        _listener.flush(timeout)
 
 
 def setup_logging(

@@ -13,8 +13,10 @@ runner are written against it.
     session.next_deadline()           # float | None: when to call on_timer
     session.on_timer(now)             # fires timeouts (421 4.4.2 + ConnectionClosing)
     session.receive_eof()             # the peer closed its side
-    session.shutdown()                # SIGTERM drain: 421 at the next command
-                                      # boundary (a transaction in DATA finishes first)
+    session.shutdown()                # the stop: the transaction in progress, or else
+                                      # the next one, may finish; then 421 4.3.2
+    session.cut_off()                 # the drain's grace is over: 421 4.3.2 now,
+                                      # whatever the state, and close
     session.closed                    # True once the session decided to close
     # STARTTLS / AUTH (proto/secure.py):
     session.tls_started(info)         # handshake done (before start(): implicit TLS)
@@ -158,6 +160,7 @@ class ServerSession(SecureCommands):
         self._last_rx = now
         self._data_start = now
         self._shutdown = False
+        self._stop_after_transaction = False  # shutdown(): a transaction began
         self._eof = False
         self._closing: str | None = None
         self._close_emitted = False
@@ -203,7 +206,23 @@ class ServerSession(SecureCommands):
         self._eof = True
 
     def shutdown(self) -> None:
+        """The stop began: the transaction in progress may finish or, between
+        transactions, the next one (a client that connected or said EHLO just
+        before sees nothing of the stop); once the session is out of that
+        transaction, 421 4.3.2 at the next command boundary."""
         self._shutdown = True
+        self._stop_after_transaction = self.state in TRANSACTION_STATES
+
+    def cut_off(self) -> None:
+        """The stop's grace period is over: answer 421 4.3.2 now, even inside
+        DATA or while a decision is pending (the transaction is abandoned:
+        DataAborted or TransactionReset), and close (RFC 5321 §3.8: a server
+        that must shut down may send 421 at any time)."""
+        if self.closed:
+            return
+        reply = R.shutting_down(self.config.hostname)
+        self._reply(reply, count=False)
+        self._close("shutdown", abort_reply=reply)
 
     def next_event(self) -> Event:
         if (
@@ -327,7 +346,7 @@ class ServerSession(SecureCommands):
                 break
 
     def _step_command(self) -> bool:
-        if self._shutdown:
+        if self._shutdown and self._stop_after_transaction and self.state not in TRANSACTION_STATES:
             self._reply(R.shutting_down(self.config.hostname), count=False)
             self._close("shutdown")
             return True
@@ -568,6 +587,7 @@ class ServerSession(SecureCommands):
         accepted = reply is None or reply.positive
         if isinstance(ev, MailRequested):
             if accepted:
+                self._stop_after_transaction = self._shutdown  # shutdown(): the last one
                 self.state = State.MAIL
                 self.sender, self.mail_params = ev.sender, ev.params
                 self.recipients, self._rcpt_attempts = [], 0

@@ -15,6 +15,7 @@ the layers). Modules, each with its contract:
     notify       which reports (DSNs) a message owes, and enqueueing them
     bounce       the RFC 3464 report itself
     attempt      one delivery run: dispatch, agents, results, settle
+    inflight     the deliveries in progress, and how a stop abandons them
     settle       durable outcomes, storage retry rounds, requeue, sweep
     operator     hold, release, delete, bounce, requeue, flush
     runner       Qmgr: the asyncio loop, the fast path, the scan

@@ -22,6 +22,8 @@ Contract:
     storage back-off (qmgr/scheduler.py), not counted as an attempt.
   * An agent that raises: every recipient of its request is deferred 4.0.0,
     and the traceback goes to our log only (CONTRIBUTING.md, rule 6).
+  * Every run, its stage and its agent calls are recorded in `inflight`
+    (qmgr/inflight.py), so that a stop can say what it abandons.
   * `finish(envelope, logs)` concludes a run (also the operator's bounce):
     expiry, the next attempt, the reports owed (qmgr/notify.py, reading the
     original through `store.content()`), then durable.
@@ -36,6 +38,7 @@ from collections.abc import Callable, Mapping
 from pigeon.delivery.api import DeliveryAgent, RecipientResult
 from pigeon.delivery.local import MailboxStorage
 from pigeon.qmgr.dispatch import Group, dispatch
+from pigeon.qmgr.inflight import InFlight, Run
 from pigeon.qmgr.notify import plan_notices
 from pigeon.qmgr.ports import Clock, ManagerStore, Rng
 from pigeon.qmgr.results import (
@@ -88,29 +91,32 @@ class Attempts:
         self._clock = clock
         self._rng = rng
         self._wake = wake
+        self.inflight = InFlight()  # what a stop abandons (qmgr/inflight.py)
         self._slots: asyncio.Condition | None = None  # created on the running loop
         self._slots_loop: asyncio.AbstractEventLoop | None = None
 
     async def deliver(self, env: Envelope) -> None:
         """One delivery run of `env` (see the module contract)."""
-        content = self._store.content(env.queue_id)
-        plan = dispatch(
-            env,
-            self.router,
-            content,
-            chunk=self._settings.destination_recipients,
-            transports=self._agents,
-            now=self._clock(),
-        )
-        logs = plan.logs
-        storage_fault = False
-        if len(plan.groups) == 1:  # the common case: no task group
-            storage_fault = await self._run(env, plan.groups[0], logs)
-        elif plan.groups:
-            async with asyncio.TaskGroup() as tg:
-                tasks = [tg.create_task(self._run(env, g, logs)) for g in plan.groups]
-            storage_fault = any(t.result() for t in tasks)
-        await self.finish(env, logs, storage_retry=storage_fault, content=content)
+        with self.inflight.run(env) as run:
+            content = self._store.content(env.queue_id)
+            plan = dispatch(
+                env,
+                self.router,
+                content,
+                chunk=self._settings.destination_recipients,
+                transports=self._agents,
+                now=self._clock(),
+            )
+            logs = plan.logs
+            storage_fault = False
+            if len(plan.groups) == 1:  # the common case: no task group
+                storage_fault = await self._run(env, plan.groups[0], logs, run)
+            elif plan.groups:
+                async with asyncio.TaskGroup() as tg:
+                    tasks = [tg.create_task(self._run(env, g, logs, run)) for g in plan.groups]
+                storage_fault = any(t.result() for t in tasks)
+            run.recording = True
+            await self.finish(env, logs, storage_retry=storage_fault, content=content)
 
     async def finish(
         self,
@@ -148,11 +154,11 @@ class Attempts:
 
     # --- one request -------------------------------------------------------------------
 
-    async def _run(self, env: Envelope, group: Group, logs: list[LogLine]) -> bool:
+    async def _run(self, env: Envelope, group: Group, logs: list[LogLine], run: Run) -> bool:
         """Deliver one group; True when our storage failed a recipient."""
         nh = group.nexthop
         if nh.transport == LOCAL:
-            applied, _ = await self._attempt(env, group, logs)
+            applied, _ = await self._attempt(env, group, logs, run)
             return applied.storage_fault
         cond = self._destination_slots()
         dests, acquired = self._sched.dests, False
@@ -165,7 +171,7 @@ class Attempts:
                 defer_all(group.recipients, "4.4.1", reason, nh.transport, logs, now=self._clock())
                 self._sched.waits_for(nh, env.queue_id)  # waiting.py Rule 1
                 return False
-            applied, raised = await self._attempt(env, group, logs)
+            applied, raised = await self._attempt(env, group, logs, run)
             if not raised:
                 reason = applied.first_failure
                 dests.record(nh, self._clock(), reached=applied.reached, reason=reason)
@@ -181,11 +187,12 @@ class Attempts:
                     cond.notify_all()
 
     async def _attempt(
-        self, env: Envelope, group: Group, logs: list[LogLine]
+        self, env: Envelope, group: Group, logs: list[LogLine], run: Run
     ) -> tuple[Applied, bool]:
         """The agent's attempt, its results applied; and whether the agent raised."""
         started = self._clock()
-        results, raised = await self._call(group)
+        with run.call(group.nexthop, (r.address for r in group.recipients)):
+            results, raised = await self._call(group)
         applied = apply_results(
             env.queue_id,
             group.nexthop,

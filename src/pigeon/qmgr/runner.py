@@ -40,7 +40,11 @@ Contract:
     `run_interval`. A failing store never ends the manager: it waits for
     the next storage retry round.
   * `stop()` starts nothing new, waits for deliveries in flight, and gives
-    outcomes a failed write left in memory a last chance.
+    outcomes a failed write left in memory a last chance. `abandon()` is
+    the stop pigeon makes (app/lifecycle.py): it starts nothing new,
+    cancels every delivery in progress at once, one mail-log line each
+    (qmgr/inflight.py), and leaves every entry where it is for the
+    recovery of the next start (the outcomes left in memory too).
   * Metrics (optional) are told each recipient result once durable; the
     statistics are a snapshot for `pigeon status`.
 
@@ -109,6 +113,8 @@ class Qmgr:
         self._sched = Scheduler(settings)
         self._wake = asyncio.Event()
         self._stopping = False
+        self._abandoned = False  # abandon(): what is left is recovery's
+        self._maillog = maillog
         self._running = False
         self._stopped = asyncio.Event()
         self._counters = new_counters()
@@ -172,6 +178,13 @@ class Qmgr:
         self._wake.set()
         if self._running:
             await self._stopped.wait()
+
+    async def abandon(self) -> int:
+        """The stop (app/lifecycle.py): start nothing more and cancel every delivery
+        in progress now, one log line each (qmgr/inflight.py); how many."""
+        self._stopping = self._abandoned = True
+        self._wake.set()
+        return await self._attempts.inflight.abandon(self._maillog)
 
     @property
     def mailbox_health(self) -> StorageHealth:
@@ -258,7 +271,7 @@ class Qmgr:
                         await asyncio.wait_for(self._wake.wait(), sleep)
                     except TimeoutError:
                         self._sched.timed_out()  # the safety-net scan and sweep
-            if self._sched.unsaved or self._sched.requeue:
+            if not self._abandoned and (self._sched.unsaved or self._sched.requeue):
                 # Stopping: what a failed write left in memory gets a last
                 # chance, so a restart has less to redo (recovery does the rest).
                 async with self._operator.lock():
@@ -334,7 +347,9 @@ class Qmgr:
             return
         self._sched.started(ids)
         for qid in ids:
-            tg.create_task(self._deliver_fenced(qid, batch[qid]))
+            self._attempts.inflight.track(
+                tg.create_task(self._deliver_fenced(qid, batch[qid])), qid
+            )
 
     async def _scan(self, tg: asyncio.TaskGroup) -> None:
         """Take due entries from the database (module contract, scan)."""
@@ -354,7 +369,7 @@ class Qmgr:
         self._counters["errors"] += corrupt
         self._sched.end_scan((qid for qid, _ in taken), full=full, next_retry=retry)
         for qid, env in taken:
-            tg.create_task(self._deliver_fenced(qid, env))
+            self._attempts.inflight.track(tg.create_task(self._deliver_fenced(qid, env)), qid)
 
     def _scan_db(
         self, now: float, free: int, busy: frozenset[str]

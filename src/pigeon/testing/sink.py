@@ -84,6 +84,8 @@ class SmtpSink:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        if self.proc is not None and self.proc.stderr is not None:
+            self.proc.stderr.close()  # else a ResourceWarning whenever it is collected
         shutil.rmtree(self.dump_dir, ignore_errors=True)
 
     def __enter__(self) -> SmtpSink:

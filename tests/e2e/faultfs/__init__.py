@@ -13,8 +13,9 @@
   under `fault_path` while `fault(...)` has switched the control file on.
 * `Filler` takes every free block of a file system and keeps taking what
   is freed (a runaway writer on an operator's bad day) until `release()`.
-* `Blackhole` accepts SMTP connections and never answers; `close()` drops
-  them (the client sees the connection lost) and stops listening.
+* `Blackhole` accepts SMTP connections and never answers (a next hop that
+  accepted the TCP connection and never greets); `close()` drops them (the
+  client sees the connection lost) and stops listening.
 * `Letter`: a 1 MB-ish test message with a Message-ID, a token and the
   hash of its body, and `delivered_letters(...)` finds them again in
   Maildirs or smtp-sink dumps.
@@ -181,12 +182,13 @@ class Filler:
 
 
 class Blackhole:
-    """A TCP listener on 127.0.0.1:`port` that accepts and never says a word."""
+    """A TCP listener on `host`:`port` (loopback) that accepts and never says a word."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        assert host.startswith("127."), "tests only listen on loopback"
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", port))
+        self.sock.bind((host, port))
         self.sock.listen(64)
         self.accepted: list[socket.socket] = []
         self._thread = threading.Thread(target=self._run, daemon=True)

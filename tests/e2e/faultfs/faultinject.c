@@ -4,8 +4,12 @@
  *   FAULT_PATH     only files whose path starts with this prefix are faulted
  *   FAULT_CONTROL  a file: while it exists, faults are on; its first word
  *                  names the errno to return ("EIO" when empty or unknown,
- *                  or "ENOSPC", "EROFS", "EDQUOT"), further words restrict
+ *                  or "ENOSPC", "EROFS", "EDQUOT"), or "BLOCK": the call
+ *                  waits (a stalled disk) until the control file is gone or
+ *                  names something else, then runs; further words restrict
  *                  the fault to those calls ("write", "fsync"; none: both).
+ *                  A call that blocks first creates FAULT_CONTROL.blocked,
+ *                  so the test knows the stall has begun.
  *                  "write" covers write, pwrite, pwrite64, writev, pwritev;
  *                  "fsync" covers fsync and fdatasync.
  * The test creates and removes the control file while the process runs,
@@ -24,9 +28,11 @@
 #include <string.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 enum { OP_WRITE = 1, OP_FSYNC = 2 };
+#define BLOCKED (-1)
 
 static const char *env_or_null(const char *name) {
     const char *v = getenv(name);
@@ -75,6 +81,7 @@ static int fault_for(int fd, int op) {
             if (!strcmp(tok, "EROFS")) { code = EROFS; continue; }
             if (!strcmp(tok, "EDQUOT")) { code = EDQUOT; continue; }
             if (!strcmp(tok, "EIO")) { code = EIO; continue; }
+            if (!strcmp(tok, "BLOCK")) { code = BLOCKED; continue; }
         }
         if (!strcmp(tok, "write")) ops |= OP_WRITE;
         else if (!strcmp(tok, "fsync")) ops |= OP_FSYNC;
@@ -96,7 +103,23 @@ typedef int (*sync_fn)(int);
     static type real_##name; \
     if (!real_##name) real_##name = (type)dlsym(RTLD_NEXT, #name)
 
-#define FAULT(fd, op) do { int e_ = fault_for((fd), (op)); if (e_) { errno = e_; return -1; } } while (0)
+/* BLOCK: say so once (FAULT_CONTROL.blocked), then wait while it lasts. */
+static void stall(int fd, int op) {
+    char marker[4200];
+    snprintf(marker, sizeof marker, "%s.blocked", getenv("FAULT_CONTROL"));
+    int saved = errno;
+    int m = open(marker, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (m >= 0)
+        close(m);
+    struct timespec pause = {0, 20 * 1000 * 1000};
+    while (fault_for(fd, op) == BLOCKED)
+        nanosleep(&pause, NULL);
+    errno = saved;
+}
+
+#define FAULT(fd, op) do { int e_ = fault_for((fd), (op)); \
+    if (e_ == BLOCKED) stall((fd), (op)); \
+    else if (e_) { errno = e_; return -1; } } while (0)
 
 ssize_t write(int fd, const void *buf, size_t count) {
     REAL(write, write_fn);

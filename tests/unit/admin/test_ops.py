@@ -168,3 +168,8 @@ def test_reload_without_a_reloader_is_refused_plainly(backend):
 def test_restart_without_a_restarter_is_refused_plainly(backend):
     with pytest.raises(RemoteError, match="this pigeon cannot restart itself"):
         client(backend).call("restart")
+
+
+def test_stop_without_a_stopper_is_refused_plainly(backend):
+    with pytest.raises(RemoteError, match="cannot be stopped through its control socket"):
+        client(backend).call("stop")

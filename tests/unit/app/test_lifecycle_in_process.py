@@ -88,6 +88,9 @@ def test_a_reload_with_shared_sockets_changes_the_limits_and_keeps_the_listeners
         finally:
             lifecycle.stop.set()
             assert await asyncio.wait_for(running, 30) == 0
+            # A clean stop leaves no hard deadline behind (app/deadline.py): it
+            # would end this very process (the test run) a little later.
+            assert lifecycle.deadline.at is not None and not lifecycle.deadline.armed
 
     try:
         asyncio.run(asyncio.wait_for(scenario(), 60))

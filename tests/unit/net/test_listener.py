@@ -30,23 +30,29 @@ LOOPBACK = ListenAddress("127.0.0.1", 0)
 
 
 class ToySession:
-    """Greets "+OK", echoes lines back, says "-ERR closing" when asked to finish."""
+    """Greets "+OK", echoes lines back, says "-ERR closing" when asked to finish and
+    "-ERR grace is over" when cut off."""
 
     def __init__(self, stream: SmtpStream, role: ListenerRole) -> None:
         self.stream, self.role = stream, role
         self.stopping = False
-        self.stubborn = False  # ignores shutdown(): only the grace period ends it
+        self.cut = False
+        self.stubborn = False  # ignores shutdown(): only the end of the grace ends it
+        self.deaf = False  # ignores cut_off() too: only cancelling it ends it
 
     async def run(self) -> None:
         self.stream.write(f"+OK {self.role.name} ready\r\n".encode())
         try:
             while True:
                 data = await self.stream.read(10.0)
+                if self.cut and not self.deaf:
+                    self.stream.write(b"-ERR grace is over\r\n")
+                    break
                 if self.stopping and not self.stubborn:
                     self.stream.write(b"-ERR closing\r\n")
                     break
                 if data is None and self.stopping:
-                    continue  # stubborn: the wake-up is ignored
+                    continue  # stubborn or deaf: the wake-up is ignored
                 if not data:  # EOF, or 10 s of silence (the test's bound)
                     break
                 self.stream.write(b"echo " + data)
@@ -55,6 +61,10 @@ class ToySession:
 
     def shutdown(self) -> None:
         self.stopping = True
+        self.stream.wake()
+
+    def cut_off(self) -> None:
+        self.cut = True
         self.stream.wake()
 
 
@@ -151,24 +161,28 @@ def test_limits_refuse_through_the_service_in_its_own_words():
     run(scenario())
 
 
-def test_drain_refuses_newcomers_asks_sessions_to_finish_and_cuts_off_the_rest():
+def test_drain_stops_accepting_asks_sessions_to_finish_and_cuts_off_the_rest():
     async def scenario():
         service = ToyService()
         listeners = Listeners(service, [(LOOPBACK, TOY)])
         await listeners.start()
         port = port_of(listeners)
-        polite, stubborn = await Client.open(port), await Client.open(port)
-        await polite.line(), await stubborn.line()
+        polite, stubborn, deaf = [await Client.open(port) for _ in range(3)]
+        await polite.line(), await stubborn.line(), await deaf.line()
         service.sessions[1].stubborn = True
+        service.sessions[2].stubborn = service.sessions[2].deaf = True
         drain = asyncio.ensure_future(listeners.drain(grace=0.5))
         assert await polite.line() == b"-ERR closing\r\n"  # asked to finish, it did
-        newcomer = await Client.open(port)  # listeners stay open while draining
-        assert await newcomer.line() == b"-ERR shutting down\r\n"
-        await asyncio.wait_for(drain, 20)  # the stubborn one is cut off after the grace
-        assert await asyncio.wait_for(stubborn.reader.read(), 10) == b""
-        assert listeners.bound_roles() == []
         with pytest.raises(OSError):
-            await Client.open(port)
+            await Client.open(port)  # the listening socket closed at once
+        assert listeners.bound_roles() == []
+        await asyncio.wait_for(drain, 20)
+        # At the end of the grace: told so in the protocol's words, then closed.
+        assert await asyncio.wait_for(stubborn.reader.read(), 10) == b"-ERR grace is over\r\n"
+        # One that does not even listen to that is cancelled: closed all the same.
+        assert await asyncio.wait_for(deaf.reader.read(), 10) == b""
+        for client in (polite, stubborn, deaf):
+            client.close()
 
     run(scenario())
 

@@ -124,20 +124,59 @@ def test_data_timeouts() -> None:
     assert bytes(d.out).endswith(R.timeout("localhost").to_bytes())
 
 
-def test_shutdown_idle_and_in_data() -> None:
+def test_shutdown_lets_the_transaction_in_progress_or_the_next_one_finish() -> None:
+    # Idle (EHLO done): nothing is said at once; the next transaction goes through.
     d = session()
     d.send(b"EHLO c\r\n")
+    d.out.clear()
     d.session.shutdown()
     d.pump()
-    assert bytes(d.out).endswith(R.shutting_down("localhost").to_bytes())
+    assert bytes(d.out) == b"" and not d.session.closed
+    d.send(b"MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\nbody\r\n.\r\n")
+    assert bytes(d.out).endswith(
+        R.queued("Q1").to_bytes() + R.shutting_down("localhost").to_bytes()
+    )
     assert d.session.closed
+    # Inside DATA: the message finishes, then 421 4.3.2 (no second transaction).
     d = in_data()
     d.session.shutdown()
     d.send(b"body\r\n")
     assert not d.session.closed
-    d.send(b".\r\nNOOP\r\n")
+    d.send(b".\r\nMAIL FROM:<x@b.example>\r\n")
     assert bytes(d.out) == R.queued("Q1").to_bytes() + R.shutting_down("localhost").to_bytes()
     assert d.kinds() == ["DataFinished", "ConnectionClosing"]
+    # After MAIL: the transaction ends with RSET just the same.
+    d = session()
+    d.send(b"EHLO c\r\nMAIL FROM:<a@b.example>\r\n")
+    d.out.clear()
+    d.session.shutdown()
+    d.send(b"RSET\r\nNOOP\r\n")
+    assert bytes(d.out).endswith(b"250 2.0.0 Ok\r\n" + R.shutting_down("localhost").to_bytes())
+
+
+def test_cut_off_answers_421_4_3_2_at_once_whatever_the_state() -> None:
+    # Inside DATA: the transaction is abandoned, no wait for the final dot.
+    d = in_data()
+    d.send(b"half a message\r\n")
+    d.session.cut_off()
+    d.pump()
+    assert bytes(d.out) == R.shutting_down("localhost").to_bytes()
+    assert bytes(d.out).startswith(b"421 4.3.2 ")
+    assert d.kinds() == ["DataAborted", "ConnectionClosing"]
+    assert d.session.closed and d.session.next_deadline() is None
+    # While a decision is pending (the commit after the dot): the late answer is dropped.
+    d = in_data()
+    d.auto = False
+    d.send(b"body\r\n.\r\n")
+    assert d.kinds() == ["DataFinished"]
+    d.session.cut_off()
+    d.session.respond(R.queued("Q1"))
+    d.pump()
+    assert bytes(d.out) == R.shutting_down("localhost").to_bytes()
+    assert d.kinds() == ["DataFinished", "TransactionReset", "ConnectionClosing"]
+    # Once closed, nothing more.
+    d.session.cut_off()
+    assert d.session.data_to_send() == b""
 
 
 def test_eof_mid_transaction() -> None:
