@@ -17,26 +17,21 @@ it composes one part per concern:
 
 On-disk layout under `root` (config.queue_dir)::
 
-    tmp/<id>     spool spilled to disk by an SMTP session (content over
-                 spool.SPILL_THRESHOLD; smaller spools live in memory only)
+    tmp/<id>     spool spilled to disk (over spool.SPILL_THRESHOLD)
     msg/<id>     content: a preamble (the envelope and the store id, see
                  pigeon/msgfile.py), then the raw message, CRLF, our Received:
                  on top. Committed only once its row exists; a file without
                  a row is judged by the recovery rules (queue/recovery.py)
-    queue.db     SQLite, WAL; new messages are committed with synchronous=FULL,
-                 the manager's state changes with NORMAL (queue/state.py); one
-                 row per message: queue_id, state, next_attempt, envelope
-                 (Envelope.to_dict() JSON); table meta: the store id and
-                 the format version (also PRAGMA user_version); table
-                 claims: claims of nodes other than the home node
-                 (queue/schema.py: the tables and their format versions)
+    queue.db     SQLite, WAL; new messages committed with synchronous=FULL,
+                 the manager's changes with NORMAL (queue/state.py); a row per
+                 message (queue_id, state, next_attempt, envelope JSON); meta:
+                 store id, format version; claims of other nodes (schema.py)
     queue.lock   flock()ed: shared by every process's committer during a
                  batch, exclusive by recover() (so recovery in one process
                  never deletes a file another process is about to commit)
-    owner.lock   flock()ed for the life of the queue's owner: shared by
-                 `pigeon serve` (open(owner=True), or take_ownership() in the
-                 process `pigeon restart` started), exclusive by `pigeon queue
-                 rebuild` (queue/rebuild.py), so neither runs while the other does
+    owner.lock   flock()ed for the owner's life: shared by `pigeon serve`
+                 (open(owner=True), or take_ownership() after `pigeon restart`),
+                 exclusive by `pigeon queue rebuild` (queue/rebuild.py)
 
 States (pigeon.vocab.QueueState): 'incoming' (new, due now), 'active' (a
 delivery is running), 'deferred' (waiting for next_attempt), 'hold'
@@ -249,9 +244,8 @@ class QueueStore:
         except BaseException:
             _release(held)
             raise
-        self._store_id, self.db_state = state.store_id, state
-        if state.upgraded_from is not None:
-            log.info("%s", QUEUE.upgraded_line(db_path, state.upgraded_from))
+        self._store_id = state.store_id
+        self._opened(state)
         if state.created and self._files.names():
             log.warning(
                 "queue database %s was missing or empty: created a new one; the queue "
@@ -284,23 +278,22 @@ class QueueStore:
         """Become the queue's owner while open, as open(owner=True) would have
         made us: a process started by `pigeon restart` opens the store as a
         worker does, accepts mail, and takes the queue once its predecessor
-        has ended (app/datalock.py). Holds owner.lock shared and checks
-        queue.db (`PRAGMA quick_check`); `StoreBusy` and `StoreCorrupt` as
-        open() raises them, and nothing changes then. An older format is
-        upgraded here, as open(owner=True) does."""
+        has ended (app/datalock.py). Holds owner.lock shared, checks queue.db
+        (`PRAGMA quick_check`) and upgrades an older format (a restart into a
+        newer release); `StoreBusy`, `StoreCorrupt` as open() raises them."""
         parts = self._open()
         fd = lock_owner(self.root, exclusive=False)
         try:
             with parts.manager_db.lock:
-                # As an owner: an older format is upgraded in place (a
-                # restart into a newer release), with one INFO line.
-                state = prepare(
-                    parts.manager_db.conn, self.root / "queue.db", verify=True, owner=True
-                )
+                db = parts.manager_db.conn
+                state = prepare(db, self.root / "queue.db", verify=True, owner=True)
         except BaseException:
             os.close(fd)
             raise
         parts.held.insert(0, _Fd(fd))  # released last, as open() orders it
+        self._opened(state)
+
+    def _opened(self, state: DbState) -> None:
         self.db_state = state
         if state.upgraded_from is not None:
             log.info("%s", QUEUE.upgraded_line(self.root / "queue.db", state.upgraded_from))
