@@ -242,3 +242,18 @@ def test_probe_failure_is_a_storage_fault_store_error(root):
         assert isinstance(ei.value.__cause__, FileNotFoundError)
     finally:
         store.close()
+
+
+def test_an_unknown_state_is_a_bug_every_time(root):
+    store = open_store(root)
+    try:
+        ids = commit(store, 1)
+        for _ in range(2):  # the second time too (the check remembers valid combinations)
+            with pytest.raises(ValueError, match="unknown queue state"):
+                store.move(ids, QueueState.DEFERRED, from_states=(QueueState.INCOMING, "bogus"))
+            with pytest.raises(ValueError, match="unknown queue state"):
+                store.claim(ids, from_states=("nowhere",))
+        assert store.move(ids, QueueState.DEFERRED, from_states=(QueueState.INCOMING,)) == ids
+        assert store.claim(ids, from_states=(QueueState.DEFERRED,)) == ids
+    finally:
+        store.close()
