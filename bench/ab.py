@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             fmt = ".2f" if key == "cpu_s_per_1k" else ".0f"  # CPU s per 1000 msgs: lower is better
             print(f"{sc['key']:10s} {key:12s} {new:8{fmt}} {base:8{fmt}} {new / base:9.2f}")
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"base": args.base, "rows": rows, "runs": results}))
     return 0
 

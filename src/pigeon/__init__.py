@@ -3,5 +3,5 @@
 The public surface is kept small; see docs/architecture.md for how the parts fit.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["__version__"]

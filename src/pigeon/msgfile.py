@@ -37,8 +37,12 @@ Layout of `msg/<id>` (and of a spool spilled to `tmp/<id>`)::
     file of the version before this format: the whole file is the message.
     Those files exist only together with their queue rows.
   * Versioning: `v1` is the only version; a reader refuses any other
-    (`PreambleError`), so recovery quarantines such a file rather than
-    guessing.
+    (`PreambleError`; a higher one is named "written by a newer pigeon"),
+    so recovery quarantines such a file rather than guessing, and delivery
+    defers it. The preamble version is part of the queue's format
+    (queue/schema.py, `QUEUE`): a release that writes another preamble
+    bumps that format, so an older pigeon refuses the whole queue at
+    start-up before it meets such a file.
 
 Readers: the store hands queued content out as a stream that starts past
 the preamble (`ContentStore.content()`, queue/files.py, which uses
@@ -164,6 +168,12 @@ def _parse_header(head: bytes) -> tuple[int, str, int, int, int] | None:
     if m is None:
         raise PreambleError("damaged first line")
     version = int(m.group(1))
+    if version > VERSION:
+        # A newer pigeon's file: refused, never guessed at (docs/upgrade.md).
+        raise PreambleError(
+            f"preamble format v{version} is newer than this pigeon's (v{VERSION}): "
+            "written by a newer pigeon"
+        )
     if version != VERSION:
         raise PreambleError(f"unknown format version {version}")
     return (

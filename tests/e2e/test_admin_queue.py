@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import smtplib
 import subprocess
-import sys
 import urllib.request
 
 import pytest
@@ -23,17 +22,7 @@ pytestmark = pytest.mark.e2e
 
 def pigeon_cmd(server, *argv: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
     """`pigeon ARGV...` with the server's configuration (via $PIGEON_CONFIG)."""
-    import os
-
-    env = dict(os.environ, PIGEON_CONFIG=str(server.config_path))
-    return subprocess.run(
-        [sys.executable, "-m", "pigeon", *argv],
-        input=stdin,
-        capture_output=True,
-        env=env,
-        timeout=60,
-        cwd=server.workdir,
-    )
+    return server.command(*argv, stdin=stdin)
 
 
 def base_config(extra: str = "", metrics: str = "") -> str:

@@ -158,3 +158,10 @@ def test_maildir_directories_and_messages(tmp_path):
     found = modes(tmp_path / "mailboxes")
     assert found.pop(str(path.relative_to(tmp_path / "mailboxes"))) == 0o600
     assert set(found.values()) == {0o700}, found
+
+
+def test_mailbox_tree_and_its_format_stamp_are_private(tmp_path):
+    from pigeon.mailstore.layout import STAMP, open_mailboxes
+
+    open_mailboxes(tmp_path / "mailboxes")
+    assert modes(tmp_path / "mailboxes") == {".": 0o700, STAMP: 0o600}

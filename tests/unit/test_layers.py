@@ -23,6 +23,7 @@ RANK = {
     "pigeon.proto": 1,
     "pigeon.config": 2,
     "pigeon.msgfile": 2,
+    "pigeon.dataformat": 2,
     "pigeon.mailstore": 2,
     "pigeon.obs": 3,
     "pigeon.auth": 3,

@@ -5,7 +5,7 @@ Contract:
     --help` (sysexits.h): 0 after a clean shutdown; 69 (EX_UNAVAILABLE) a
     listener, the control socket or the PID file is taken; 73
     (EX_CANTCREAT) data_dir, its queue database or its account store is
-    unusable; 77 (EX_NOPERM) pigeon cannot become the configured user; 78
+    unusable, or data in it is of a format newer than this pigeon's; 77 (EX_NOPERM) pigeon cannot become the configured user; 78
     (EX_CONFIG) a broken TLS certificate or key. (A configuration that does
     not load is 78 too, decided by the CLI before anything starts.)
   * `exit_status(exc, config)` is the ONE place that maps a failure to its
@@ -25,6 +25,7 @@ from pigeon.admin.control import ControlError
 from pigeon.admin.pidfile import PidFileError
 from pigeon.auth.accounts import AccountError
 from pigeon.config.schema import Config
+from pigeon.dataformat import FormatError
 from pigeon.net.listener import ListenError
 from pigeon.net.tls import TlsError
 from pigeon.privileges import PrivilegeError
@@ -54,6 +55,7 @@ _STATUSES: tuple[tuple[type[BaseException], int], ...] = (
     (PidFileError, EX_UNAVAILABLE),
     (PrivilegeError, EX_NOPERM),
     (TlsError, EX_CONFIG),
+    (FormatError, EX_CANTCREAT),  # data of a newer format (docs/upgrade.md)
     (AccountError, EX_CANTCREAT),
     (StoreError, EX_CANTCREAT),  # a damaged queue.db, a rebuild running
 )

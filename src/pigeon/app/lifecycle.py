@@ -21,7 +21,9 @@ Contract:
   * Start-up order (`serve`), for any role: the data directory (the full
     role), the store (as the queue's owner when the role runs the manager:
     a damaged queue.db or a running `pigeon queue rebuild` stops us here)
-    and the account store; the control socket (refused when another pigeon
+    and the account store, and the mailbox tree's format (the owner
+    upgrades each older format in place; data of a newer format stops
+    every role here, docs/upgrade.md); the control socket (refused when another pigeon
     serves this data directory) and the rest of the administration side
     (roles with a manager); the listeners (bound now, or the sockets bound
     before the workers were forked); the PID file; then, every privileged
@@ -57,6 +59,7 @@ from pigeon.app.roles import ProcessRole
 from pigeon.config.load import ConfigError
 from pigeon.config.schema import Config
 from pigeon.delivery.wiring import close_agents
+from pigeon.mailstore.layout import open_mailboxes
 from pigeon.net.listener import BoundSockets
 from pigeon.net.tls import TlsError, TlsProvider
 from pigeon.privileges import drop, make_data_dir
@@ -152,7 +155,11 @@ class Lifecycle:
         # The owner refuses a damaged queue.db (StoreCorrupt) and keeps
         # `pigeon queue rebuild` out while we run (queue/store.py).
         role.store.open(owner=role.owns_queue)
-        role.auth.store.open()
+        # The owner upgrades data of the previous release in place; a newer
+        # format is refused in one line (docs/upgrade.md, dataformat.py).
+        role.auth.store.open(owner=role.owns_queue)
+        if role.owns_queue:
+            open_mailboxes(config.mailbox_root)
         try:
             if role.manager is not None:
                 # The control socket first: it refuses to start when another

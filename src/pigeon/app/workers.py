@@ -5,7 +5,8 @@ Contract:
     (`prepare`): makes the TLS files (so no two processes race to create a
     self-signed certificate), recovers the queue (recovery must never run
     while another process has a commit half-way), creates the account store
-    (so no two processes race to set up its schema and WAL mode), binds
+    (so no two processes race to set up its schema and WAL mode), upgrades
+    data of an older format or refuses a newer one (docs/upgrade.md), binds
     every listener, opens a trigger pipe, and forks N - 1 workers. A failure
     there ends the process with the same status as in one process
     (app/exits.py). Then every process accepts connections on the same
@@ -46,6 +47,7 @@ from pigeon.app.lifecycle import Lifecycle
 from pigeon.app.roles import acceptor_role, full_role
 from pigeon.auth.accounts import AccountStore
 from pigeon.config.schema import Config, ListenAddress
+from pigeon.mailstore.layout import open_mailboxes
 from pigeon.net.listener import bind_sockets
 from pigeon.net.smtp_service import smtp_listeners
 from pigeon.net.tls import TlsProvider
@@ -69,7 +71,8 @@ def prepare(config: Config) -> Sockets:
         report = store.recover()
     finally:
         store.close()
-    AccountStore.in_data_dir(config.data_dir).open().close()
+    AccountStore.in_data_dir(config.data_dir).open(owner=True).close()
+    open_mailboxes(config.mailbox_root)  # its format, like the stores' (docs/upgrade.md)
     log.info(
         "queue recovered: %d entries, %d reactivated, %d corrupt",
         report.queued,

@@ -20,11 +20,17 @@ Contract:
     `created` stamps, passed in by the caller when it matters.
   * Thread safety: one connection guarded by a lock; the server calls it
     from its authentication thread pool.
+  * Format (`ACCOUNTS`, pigeon/dataformat.py): `open(owner=True)` (the
+    serving pigeon) upgrades an older accounts.db in place, in the same
+    transaction as its schema check, and logs one INFO line; other opens
+    (`pigeon user`) use an older one as it is; every open refuses a newer
+    one with `AccountFormatError` before writing anything.
 """
 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import re
 import sqlite3
@@ -35,33 +41,62 @@ from pathlib import Path
 from typing import Any
 
 from pigeon.auth import passwords
+from pigeon.dataformat import (
+    Format,
+    FormatError,
+    Migration,
+    immediate,
+    migrate_sqlite,
+    read_sqlite,
+    stamp_sqlite,
+)
 from pigeon.fsutil import ensure_file
 from pigeon.proto import scram
 from pigeon.proto.scram import ScramKeys
 
 FILE_NAME = "accounts.db"
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS accounts (
-    name        TEXT PRIMARY KEY,
-    argon2      TEXT NOT NULL,
-    scram_salt  BLOB NOT NULL,
-    scram_iter  INTEGER NOT NULL,
-    stored_key  BLOB NOT NULL,
-    server_key  BLOB NOT NULL,
-    created     REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS addresses (
-    address     TEXT PRIMARY KEY,
-    account     TEXT NOT NULL REFERENCES accounts(name) ON DELETE CASCADE
-);
-"""
+#: The account store's format (pigeon/dataformat.py; docs/upgrade.md):
+#:   0  release 0.1.0: tables accounts, addresses; no version recorded
+#:   1  release 0.2.0: the same tables, user_version 1 and a meta table
+ACCOUNTS = Format("accounts", "account store", current=1, oldest_readable=0)
+
+_TABLES = (
+    """CREATE TABLE IF NOT EXISTS accounts (
+        name        TEXT PRIMARY KEY,
+        argon2      TEXT NOT NULL,
+        scram_salt  BLOB NOT NULL,
+        scram_iter  INTEGER NOT NULL,
+        stored_key  BLOB NOT NULL,
+        server_key  BLOB NOT NULL,
+        created     REAL NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS addresses (
+        address     TEXT PRIMARY KEY,
+        account     TEXT NOT NULL REFERENCES accounts(name) ON DELETE CASCADE
+    )""",
+)
+
+
+def _drop_meta(db: sqlite3.Connection) -> None:
+    db.execute("DROP TABLE IF EXISTS meta")  # format 0 had none
+
+
+#: Step v -> v + 1 under key v: format 1 only records the version (the meta
+#: table is made by the stamp); going back drops the table again.
+STEPS: dict[int, Migration] = {0: Migration(up=lambda db: None, down=_drop_meta)}
+
+log = logging.getLogger("pigeon.auth")
 
 _BAD_NAME = re.compile(r"[\s\x00-\x1f\x7f,]")
 
 
 class AccountError(Exception):
     """A user-facing problem with an account operation."""
+
+
+class AccountFormatError(FormatError, AccountError):
+    """accounts.db is of a format this pigeon must not use (one line)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +132,11 @@ class AccountStore:
     def in_data_dir(cls, data_dir: Path) -> AccountStore:
         return cls(Path(data_dir) / FILE_NAME)
 
-    def open(self) -> AccountStore:
+    def open(self, *, owner: bool = False) -> AccountStore:
+        """Open (creating) accounts.db. `owner` (the serving pigeon, under
+        the data-directory lock) upgrades an older format in place, with one
+        INFO line; a newer format is refused by every open
+        (`AccountFormatError`, one line naming the file and both versions)."""
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             ensure_file(self.path, 0o600)  # its -wal/-shm copy its mode
@@ -106,14 +145,49 @@ class AccountStore:
                 # why, so the CLI can tell a permission problem (77) apart.
                 raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self.path))
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            db.execute("PRAGMA busy_timeout=5000")  # first: the WAL switch may wait too
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA foreign_keys=ON")
-            db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise AccountError(f"{self.path}: cannot open the account store: {exc}") from exc
+        try:
+            db.execute("PRAGMA busy_timeout=5000")  # first: the WAL switch may wait too
+            self._refuse_newer(db)  # before anything is written into it
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            upgraded_from = self._schema(db, owner)
+        except (AccountError, sqlite3.Error) as exc:
+            db.close()
+            if isinstance(exc, AccountError):
+                raise
+            raise AccountError(f"{self.path}: cannot open the account store: {exc}") from exc
         self._db = db
+        if upgraded_from is not None:
+            log.info("%s", ACCOUNTS.upgraded_line(self.path, upgraded_from))
         return self
+
+    def _refuse_newer(self, db: sqlite3.Connection) -> None:
+        found, written_by = read_sqlite(db)
+        if found > ACCOUNTS.current:
+            raise AccountFormatError(ACCOUNTS.newer_line(self.path, found, written_by))
+
+    def _schema(self, db: sqlite3.Connection, owner: bool) -> int | None:
+        """Version check, tables, upgrade: one transaction (a crash leaves the
+        older format, which opens). The version found when upgraded, else None."""
+        with immediate(db):
+            found, written_by = read_sqlite(db)
+            try:
+                decision = ACCOUNTS.decide(
+                    found, owner=owner, path=self.path, written_by=written_by
+                )
+            except FormatError as exc:
+                raise AccountFormatError(str(exc)) from None
+            new = db.execute("SELECT 1 FROM sqlite_master WHERE name='accounts'").fetchone() is None
+            for statement in _TABLES:
+                db.execute(statement)
+            if new and found < ACCOUNTS.current:
+                stamp_sqlite(db, ACCOUNTS.current)  # a new store: nothing to upgrade
+                decision = "current"
+            elif decision == "upgrade":
+                migrate_sqlite(db, STEPS, found, ACCOUNTS.current)
+        return found if decision == "upgrade" else None
 
     def close(self) -> None:
         if self._db is not None:

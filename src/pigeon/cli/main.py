@@ -10,8 +10,8 @@ Contract:
     (parser)` and `run(args) -> int`. Adding a command (queue, user, sendmail)
     is one new module plus one line here; nothing registers itself at import.
   * Exit statuses follow sysexits.h (see cli._common): 0 ok, 64 usage error,
-    78 configuration error, 73 a damaged queue database (any command that
-    opens the store); `serve` passes on the status pigeon.app.run returns.
+    78 configuration error, 73 a damaged queue database or data of a newer
+    format than this pigeon's (any command that opens the data); `serve` passes on the status pigeon.app.run returns.
   * Every command runs through `cli._entry.run_entry`: a closed stdout
     (141), Ctrl-C (130) and unhandled permission or I/O errors (77, 74)
     end without a traceback, and output other than `serve`'s has its
@@ -44,6 +44,7 @@ COMMANDS: dict[str, str] = {
     "status": "pigeon.cli.status",
     "reload": "pigeon.cli.reload",
     "log": "pigeon.cli.log",
+    "data": "pigeon.cli.data",
     "sendmail": "pigeon.cli.sendmail",
 }
 
@@ -117,10 +118,12 @@ def _run_command(args: argparse.Namespace) -> int:
         return int(args.run(args))
     except Exception as exc:
         # A damaged queue.db met by any command that opens the store (queue
-        # list offline, status): one line naming the repair, never a traceback.
+        # list offline, status), or data of a newer format: one line naming
+        # the repair, never a traceback.
+        from pigeon.dataformat import FormatError
         from pigeon.vocab.errors import StoreError
 
-        if isinstance(exc, StoreError):
+        if isinstance(exc, (StoreError, FormatError)):
             return fail(str(exc), EX_CANTCREAT)
         raise
 

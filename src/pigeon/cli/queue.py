@@ -85,8 +85,9 @@ retry), hold (by an operator), corrupt (unreadable, kept for inspection).
 
 exit status: 0 ok, 64 usage error, 65 request refused or a queue ID that
 is not in the queue, 69 pigeon not running (for actions), 77 permission
-denied (run as root or the pigeon user), 78 configuration error; rebuild:
-73 damaged queue database (use --from-files), 75 pigeon is running.
+denied (run as root or the pigeon user), 78 configuration error; list,
+show and rebuild: 73 damaged queue database (use rebuild --from-files) or
+one of a newer format than this pigeon's; rebuild: 75 pigeon is running.
 """
 
 BATCH = 500

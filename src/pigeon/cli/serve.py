@@ -82,7 +82,8 @@ examples:
 exit status (the same with one process or several, see workers): 0 after a
 clean shutdown, 78 for a configuration error or a broken TLS certificate,
 69 when a listen address cannot be bound, 73 when data_dir is unusable
-(or its queue database is damaged: see pigeon queue rebuild --help),
+(or its queue database is damaged: see pigeon queue rebuild --help; or it
+holds data of a newer pigeon: see pigeon data --help),
 77 when it cannot become the configured user.
 """
 

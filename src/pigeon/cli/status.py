@@ -11,8 +11,10 @@ Contract:
     `--json` prints the server's answer as is.
   * When pigeon is not running: "pigeon is not running" plus the queue
     counts read from the store, exit 3 (the LSB "program is not running"
-    status, which scripts and init systems test for). A user who may not
-    use the control socket gets 77 (EX_NOPERM), never a wrong "not running".
+    status, which scripts and init systems test for); when those counts
+    cannot be read (a damaged queue.db, or one of a newer format) one line
+    and 73. A user who may not use the control socket gets 77 (EX_NOPERM),
+    never a wrong "not running".
 """
 
 from __future__ import annotations
@@ -49,8 +51,9 @@ examples:
   pigeon status
   pigeon status --json | jq .queue
 
-exit status: 0 running, 3 not running, 65 refused, 77 permission denied
-(run as root or the pigeon user), 78 configuration error.
+exit status: 0 running, 3 not running, 65 refused, 73 not running and the
+queue database is damaged or of a newer format than this pigeon's, 77
+permission denied (run as root or the pigeon user), 78 configuration error.
 """
 
 

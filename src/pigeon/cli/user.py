@@ -17,7 +17,7 @@ Contract:
   * Output: one line per change on stdout; errors as "pigeon: <message>" on
     stderr. Exit statuses: 0 ok, 64 usage (empty or mismatched password),
     67 (EX_NOUSER) no such user, 73 (EX_CANTCREAT) the store cannot be
-    opened, 77 (EX_NOPERM) this user may not open it, 78 configuration error, 1 other account errors (already exists,
+    opened or is of a newer format than this pigeon's, 77 (EX_NOPERM) this user may not open it, 78 configuration error, 1 other account errors (already exists,
     address taken). The EPILOG lists them; tests/unit/cli/test_exit_statuses.py
     proves each.
 """
@@ -63,7 +63,8 @@ Run as root, the command acts as the owner of data_dir.
 
 exit status: 0 ok, 1 account exists or address taken, 64 usage (password
 empty, too short or mismatched; no terminal without --password-stdin),
-67 no such user, 73 the account store cannot be opened, 77 permission
+67 no such user, 73 the account store cannot be opened (or is of a newer
+format than this pigeon's), 77 permission
 denied (run as root or the pigeon user), 78 configuration error.
 """
 

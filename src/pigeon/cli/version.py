@@ -11,7 +11,7 @@ HELP = "print the version and exit"
 DESCRIPTION = """\
 Print pigeon's version and the Python implementation running it, on one line:
 
-    pigeon 0.1.0 (CPython 3.11.7)
+    pigeon 0.2.0 (CPython 3.11.7)
 """
 EPILOG = ""
 

@@ -15,20 +15,14 @@ Contract:
     leaves the store.
   * `Db(conn, what)` is a connection shared between threads: `query()`
     reads and `transaction()` writes under one lock; both raise StoreError.
-  * `prepare(conn, path, verify=...)` readies an open connection: WAL mode,
-    the schema, and the store id, a random id kept in the `meta` table and
-    written into the preamble of every content file committed under this
-    database (pigeon/msgfile.py). Returns a `DbState`:
-      - `created`: there was no queue table (the file was missing, 0 bytes,
-        or an SQLite database without our schema): the schema and a NEW
-        store id were made. Files already in msg/ then all carry another
-        store id, so recovery rebuilds them (queue/recovery.py);
-      - `upgraded`: a queue table without a store id (written by the version
-        before the store id existed): a store id is added, rows are kept.
-    The check-and-create runs in one `transaction()`, so processes opening
-    the same new database at once agree on one store id. The `claims`
-    table (queue/state.py, "Claims") is created when missing; it needs no
-    migration: an 'active' row without a claim belongs to the home node.
+  * `prepare(conn, path, verify=..., owner=...)` readies an open
+    connection: WAL mode, then in one `transaction()` the format version,
+    the schema and the store id (queue/schema.py `ensure`: a newer format
+    is refused with `QueueFormatError`, the owner upgrades an older one,
+    a missing schema is created with a NEW store id). The store id is a
+    random id kept in the `meta` table and written into the preamble of
+    every content file committed under this database (pigeon/msgfile.py).
+    Returns the `DbState` (queue/schema.py).
   * A damaged database is refused, never "repaired" by writing into it:
     `StoreCorrupt` (a `StoreError`) when SQLite says SQLITE_NOTADB or
     SQLITE_CORRUPT, or, with `verify=True`, when `PRAGMA quick_check`
@@ -60,12 +54,11 @@ import sqlite3
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pigeon.msgfile import new_store_id
 from pigeon.queue.health import store_error
+from pigeon.queue.schema import DbState, ensure
 from pigeon.vocab.errors import StoreError
 
 try:
@@ -91,18 +84,6 @@ __all__ = [
 
 REPAIR_COMMAND = "pigeon queue rebuild --from-files"
 
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS queue (
-        queue_id     TEXT PRIMARY KEY,
-        state        TEXT NOT NULL,
-        next_attempt REAL NOT NULL,
-        envelope     TEXT NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS queue_due ON queue (state, next_attempt)",
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    # Claims of nodes other than the home node (queue/state.py, "Claims").
-    "CREATE TABLE IF NOT EXISTS claims (queue_id TEXT PRIMARY KEY, node TEXT NOT NULL)",
-)
 _CORRUPTION_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
 
 
@@ -125,20 +106,13 @@ class StoreBusy(StoreError):
     (`pigeon queue rebuild` while pigeon runs, or the other way round)."""
 
 
-@dataclass(frozen=True, slots=True)
-class DbState:
-    store_id: str
-    created: bool = False  # no schema was there: missing, empty or foreign file
-    upgraded: bool = False  # rows of the older format, store id just added
-
-
 def is_corruption(exc: BaseException) -> bool:
     """True for SQLite errors that mean "this file is damaged"."""
     code = getattr(exc, "sqlite_errorcode", None)
     return code is not None and (code & 0xFF) in _CORRUPTION_CODES
 
 
-def prepare(conn: sqlite3.Connection, path: Path, *, verify: bool) -> DbState:
+def prepare(conn: sqlite3.Connection, path: Path, *, verify: bool, owner: bool = False) -> DbState:
     """See the contract. `conn` must be in autocommit mode (isolation_level=None)."""
     what = f"queue database {path}"
     try:
@@ -151,33 +125,13 @@ def prepare(conn: sqlite3.Connection, path: Path, *, verify: bool) -> DbState:
         except sqlite3.Error as exc:
             raise store_error(what, exc) from exc
         with transaction(conn, what):
-            return _schema_and_id(conn)
+            return ensure(conn, path, owner=owner)
     except StoreCorrupt:
         raise
     except StoreError as exc:
         if exc.__cause__ is not None and is_corruption(exc.__cause__):
             raise StoreCorrupt(path, str(exc.__cause__)) from None
         raise
-
-
-def _schema_and_id(conn: sqlite3.Connection) -> DbState:
-    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    for statement in _SCHEMA:
-        conn.execute(statement)
-    if "queue" not in tables:
-        # A new queue: whatever store id a leftover meta table held belongs
-        # to rows that are gone, so it must not vouch for files any more;
-        # nor may leftover claims name entries of the new queue.
-        conn.execute("DELETE FROM claims")
-        store_id = new_store_id()
-        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('store_id', ?)", (store_id,))
-        return DbState(store_id, created=True)
-    row = conn.execute("SELECT value FROM meta WHERE key='store_id'").fetchone()
-    if row is not None:
-        return DbState(row[0])
-    store_id = new_store_id()
-    conn.execute("INSERT INTO meta (key, value) VALUES ('store_id', ?)", (store_id,))
-    return DbState(store_id, upgraded=True)
 
 
 def connect(path: Path, *, synchronous: str) -> sqlite3.Connection:
@@ -202,9 +156,11 @@ def transaction(
 
 
 class DbTransaction:
-    """`transaction()`'s context manager. A class, not a generator: every
-    message pays two or three of these on the way through the queue, and a
-    @contextlib.contextmanager costs several times the calls."""
+    """`transaction()`'s context manager: `dataformat.immediate()`'s BEGIN
+    IMMEDIATE / COMMIT / ROLLBACK, with sqlite3 errors made StoreErrors. A
+    class, not a generator: every message pays two or three of these on the
+    way through the queue, and a @contextlib.contextmanager costs several
+    times the calls."""
 
     __slots__ = ("_conn", "_what", "_lock")
 

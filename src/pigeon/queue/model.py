@@ -15,7 +15,10 @@ Contract:
     notice to postmaster). It is what stops bounce loops: a failed DSN goes
     to postmaster once, a failed double bounce is dropped.
   * Fields added later have defaults and `from_dict` tolerates their absence,
-    so entries written by an older version still load.
+    so entries written by an older version still load. `from_dict` ignores
+    keys it does not know: a field an older pigeon must not drop needs a
+    new queue format (queue/schema.py, docs/upgrade.md), so that older
+    pigeons refuse the queue instead of losing it.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ it composes one part per concern:
     state.py     QueueStateDb: due, claims, changes  the manager; Rule 4
     queries.py   QueueQueriesDb: counts, listings    operators, status
     files.py     ContentFiles, FileContent           content as streams
-    dbfile.py    schema, store id, transaction()     queue.db itself
+    dbfile.py    connection, transaction(), locks    queue.db itself
+    schema.py    tables, store id, format version    queue.db's format
     health.py, space.py                              StorageStatus
 
 On-disk layout under `root` (config.queue_dir)::
@@ -25,8 +26,10 @@ On-disk layout under `root` (config.queue_dir)::
     queue.db     SQLite, WAL; new messages are committed with synchronous=FULL,
                  the manager's state changes with NORMAL (queue/state.py); one
                  row per message: queue_id, state, next_attempt, envelope
-                 (Envelope.to_dict() JSON); table meta: the store id; table
-                 claims: claims of nodes other than the home node (dbfile.py)
+                 (Envelope.to_dict() JSON); table meta: the store id and
+                 the format version (also PRAGMA user_version); table
+                 claims: claims of nodes other than the home node
+                 (queue/schema.py: the tables and their format versions)
     queue.lock   flock()ed: shared by every process's committer during a
                  batch, exclusive by recover() (so recovery in one process
                  never deletes a file another process is about to commit)
@@ -86,7 +89,8 @@ Failure modes: every error is a `StoreError` (queue/api.py): disk full / I/O
 errors during commit on the future (`.storage_fault` set; `health` logs the
 episode once); a corrupt or unreadable envelope, or missing content -> the
 row moves to 'corrupt' with a log line on "pigeon.queue" and `CorruptEntry`;
-a damaged queue.db -> `StoreCorrupt` from open(); the owner lock held by
+a damaged queue.db -> `StoreCorrupt` from open(); a queue.db of a newer
+format -> `QueueFormatError` from open() (queue/schema.py); the owner lock held by
 another process -> `StoreBusy` from open(). One exception: open() lets the
 OSError of a data directory it cannot create or enter through (a
 PermissionError is the operator's to fix; the CLI maps it to its exit
@@ -124,6 +128,7 @@ from pigeon.queue.files import ContentFiles, Disk, FileContent
 from pigeon.queue.health import StorageHealth, store_error
 from pigeon.queue.model import Envelope
 from pigeon.queue.queries import QueueQueriesDb
+from pigeon.queue.schema import QUEUE
 from pigeon.queue.space import FreeSpace
 from pigeon.queue.spool import SpoolFile, Spools
 from pigeon.queue.state import HOME_NODE, QueueStateDb
@@ -198,6 +203,7 @@ class QueueStore:
         self._committer: Committer | None = None  # kept after close: it refuses commits
         self._store_id = ""  # queue.db's, see dbfile.py
         #: What open() found: was queue.db created (missing, empty) or upgraded?
+        #: (queue/schema.py, DbState)
         self.db_state: DbState | None = None
         # Storage faults seen by the committer and the manager (queue/health.py),
         # and the free-space reserve the SMTP side checks (queue/space.py).
@@ -211,7 +217,10 @@ class QueueStore:
 
         `owner=True` (the serving pigeon, whose queue manager owns the
         queue): hold owner.lock shared while open, so `pigeon queue rebuild`
-        refuses to run meanwhile (`StoreBusy` if a rebuild holds it now).
+        refuses to run meanwhile (`StoreBusy` if a rebuild holds it now),
+        and upgrade a queue.db of an older format in place, with one INFO
+        line (queue/schema.py). A newer format is refused by every open
+        (`QueueFormatError`, one line naming the file and both versions).
         `verify` (default: `owner`) runs `PRAGMA quick_check`. A damaged
         database raises `StoreCorrupt`, other failures `StoreError`; on
         failure nothing stays open.
@@ -232,12 +241,16 @@ class QueueStore:
             batch_lock = BatchLock(self.root / "queue.lock")
             held.append(batch_lock)
             commit_conn = self._connect(db_path, "FULL", held)
-            state = prepare(commit_conn, db_path, verify=owner if verify is None else verify)
+            state = prepare(
+                commit_conn, db_path, verify=owner if verify is None else verify, owner=owner
+            )
             manager_db = Db(self._connect(db_path, "NORMAL", held))
         except BaseException:
             _release(held)
             raise
         self._store_id, self.db_state = state.store_id, state
+        if state.upgraded_from is not None:
+            log.info("%s", QUEUE.upgraded_line(db_path, state.upgraded_from))
         if state.created and self._files.names():
             log.warning(
                 "queue database %s was missing or empty: created a new one; the queue "

@@ -10,6 +10,8 @@ Contract:
   * `require_tool(name)` returns the tool's path; when it is missing the
     test is skipped, except under CI=true where the test fails (tests use
     real peers, and CI must have installed them).
+  * `PigeonProcess.command(*argv)` runs another pigeon command (`queue`,
+    `user`, `data`...) on the same configuration, as an operator would.
   * `maildir_messages(...)` lists delivered messages, for assertions.
 """
 
@@ -133,6 +135,19 @@ class PigeonProcess:
                 time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"pigeon did not start listening on {self.port}:\n{self.log()}")
+
+    def command(self, *argv: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+        """`pigeon ARGV...` run as an operator would, with this server's
+        configuration ($PIGEON_CONFIG); output captured as bytes."""
+        env = dict(os.environ, **(self.env or {}), PIGEON_CONFIG=str(self.config_path))
+        return subprocess.run(
+            [sys.executable, "-m", "pigeon", *argv],
+            input=stdin,
+            capture_output=True,
+            env=env,
+            timeout=60,
+            cwd=self.workdir,
+        )
 
     def log(self) -> str:
         try:

@@ -184,6 +184,44 @@ def _serve_73_unusable_account_store(world, workers: int = 1):
     return serve_process(world, f"workers = {workers}\n")
 
 
+def _newer(path: Path) -> None:
+    """The store at `path` as a later pigeon would leave it: format 9
+    (docs/upgrade.md); its tables are those of this pigeon, so only the
+    version can stop it."""
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 9")
+    conn.commit()
+    conn.close()
+
+
+def _serve_73_newer_queue(world, workers: int = 1):
+    from pigeon.queue.store import QueueStore
+
+    store = QueueStore(world.root / "serve-data" / "queue")
+    store.open()
+    store.close()
+    _newer(world.root / "serve-data" / "queue" / "queue.db")
+    return serve_process(world, f"workers = {workers}\n")
+
+
+def _serve_73_newer_accounts(world, workers: int = 1):
+    from pigeon.auth.accounts import AccountStore
+
+    AccountStore(world.root / "serve-data" / "accounts.db").open().close()
+    _newer(world.root / "serve-data" / "accounts.db")
+    return serve_process(world, f"workers = {workers}\n")
+
+
+def _serve_73_newer_mailboxes(world, workers: int = 1):
+    (world.root / "serve-data" / "mailboxes").mkdir(parents=True)
+    (world.root / "serve-data" / "mailboxes" / ".pigeon-format").write_text(
+        "pigeon mailboxes format 9 written-by 9.0.0\n"
+    )
+    return serve_process(world, f"workers = {workers}\n")
+
+
 def serve_77(world, workers: int = 1):
     extra = f'workers = {workers}\nuser = "root"\n'
     if os.geteuid() == 0:
@@ -217,6 +255,9 @@ BOTH_MODES = [
     (serve_73, 73),
     (_serve_73_damaged_queue_db, 73),
     (_serve_73_unusable_account_store, 73),
+    (_serve_73_newer_queue, 73),
+    (_serve_73_newer_accounts, 73),
+    (_serve_73_newer_mailboxes, 73),
     (serve_77, 77),
     (_serve_78_broken_certificate, 78),
 ]
@@ -346,6 +387,16 @@ def status_3(world):
     return main(["status", "-c", str(world.cfg)])
 
 
+def status_73(world):
+    from pigeon.queue.store import QueueStore
+
+    store = QueueStore(world.data / "queue")
+    store.open()
+    store.close()
+    _newer(world.data / "queue" / "queue.db")  # pigeon stopped: counts from the store
+    return main(["status", "-c", str(world.cfg)])
+
+
 def status_65(world):
     b = world.server()
 
@@ -450,6 +501,40 @@ def sendmail_78(world):
     return _sendmail(world, ["bob@example.test"], cfg=world.bad_config())
 
 
+# --- data ---------------------------------------------------------------------------------
+
+
+def data_0(world):
+    return main(["data", "show", "-c", str(world.cfg)])
+
+
+def data_64(world):
+    return main(["data", "downgrade", "--to", "0.0.1", "-c", str(world.cfg)])
+
+
+def data_73(world):
+    (world.data / "mailboxes").mkdir()
+    (world.data / "mailboxes" / ".pigeon-format").write_text(
+        "pigeon mailboxes format 9 written-by 9.0.0\n"
+    )
+    return main(["data", "show", "-c", str(world.cfg)])
+
+
+def data_75(world):
+    from pigeon.queue.dbfile import lock_owner
+
+    (world.data / "queue").mkdir()
+    fd = lock_owner(world.data / "queue", exclusive=False)  # as a running pigeon
+    try:
+        return main(["data", "downgrade", "--to", "0.1.0", "-c", str(world.cfg)])
+    finally:
+        os.close(fd)
+
+
+def data_78(world):
+    return main(["data", "show", "-c", str(world.bad_config())])
+
+
 # --- every command (pigeon --help) ----------------------------------------------------------
 
 
@@ -491,7 +576,7 @@ def pigeon_141(world):
 CASES = {
     (name.split("_")[0], int(name.split("_")[1])): fn
     for name, fn in dict(globals()).items()
-    if re.fullmatch(r"(serve|check|user|queue|status|log|sendmail|pigeon)_\d+", name)
+    if re.fullmatch(r"(serve|check|user|queue|status|log|sendmail|data|pigeon)_\d+", name)
 }
 DOC_NAME = {"check": "check-config", "pigeon": None}
 
@@ -512,7 +597,7 @@ def test_documented_status(case, world, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize(
-    "command", ["serve", "check", "user", "queue", "status", "log", "sendmail", "pigeon"]
+    "command", ["serve", "check", "user", "queue", "status", "log", "sendmail", "data", "pigeon"]
 )
 def test_every_documented_status_has_a_case(command):
     cmd = DOC_NAME.get(command, command)

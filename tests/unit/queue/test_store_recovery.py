@@ -253,7 +253,7 @@ def test_a_database_of_the_older_format_gets_a_store_id_and_keeps_its_rows(root)
     db.close()
     store = open_store(root)
     try:
-        assert store.db_state.upgraded and not store.db_state.created
+        assert store.db_state.store_id_added and not store.db_state.created
         assert store.store_id
         rep = store.recover()
         assert rep.rebuilt == rep.orphans_removed == rep.quarantined == []

@@ -1,0 +1,30 @@
+"""Fixtures shared by the unit and end-to-end tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+DATADIR_0_1_0 = FIXTURES / "datadir-0.1.0"
+
+
+@pytest.fixture
+def datadir_0_1_0() -> Callable[[Path], dict]:
+    """`copy(dest)`: the data directory written by pigeon 0.1.0
+    (tests/fixtures/make_datadir_0_1_0.py) copied to `dest`, with the modes
+    pigeon gives its files (git keeps none: directories 0700, files 0600);
+    returns its description (datadir-0.1.0.json: messages, accounts)."""
+
+    def copy(dest: Path) -> dict:
+        shutil.copytree(DATADIR_0_1_0, dest)
+        for path in [dest, *dest.rglob("*")]:
+            os.chmod(path, 0o700 if path.is_dir() else 0o600)
+        return json.loads((FIXTURES / "datadir-0.1.0.json").read_text())
+
+    return copy
