@@ -55,6 +55,7 @@ def test_every_file_has_its_mode_under_a_permissive_umask(tmp_path):
         # The files the table names are all there.
         assert {
             "pigeon.pid",
+            "pigeon.lock",
             "control.sock",
             "submit.sock",
             "accounts.db",

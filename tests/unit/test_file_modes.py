@@ -18,6 +18,7 @@ import pytest
 
 from pigeon.admin.control import ControlServer
 from pigeon.admin.pidfile import PidFile
+from pigeon.app.datalock import DataDirLock
 from pigeon.auth.accounts import AccountStore
 from pigeon.config.schema import LogConfig
 from pigeon.delivery.content import FileMessage
@@ -73,6 +74,13 @@ def test_an_existing_log_file_keeps_the_administrators_mode(tmp_path):
 def test_pid_file_0644(tmp_path):
     PidFile(tmp_path / "pigeon.pid").write()
     assert mode(tmp_path / "pigeon.pid") == 0o644
+
+
+def test_data_directory_lock_0600(tmp_path):
+    lock = DataDirLock(tmp_path)
+    lock.acquire()
+    lock.release()
+    assert mode(tmp_path / "pigeon.lock") == 0o600
 
 
 def test_self_signed_certificate(tmp_path):

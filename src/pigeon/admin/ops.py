@@ -13,7 +13,12 @@ Contract:
     injected `reload` coroutine (pigeon.app.lifecycle: the same as SIGHUP) and
     answers its outcome, {"status": "applied"|"unchanged"|"refused",
     "applied", "restart", "errors", "warnings"}: a refused reload is a
-    result, not an error, so the operator sees why.
+    result, not an error, so the operator sees why. `restart` runs the
+    injected `restart` coroutine (pigeon.app.restart: a new process takes
+    over the listening sockets) and answers {"status": "started", "old_pid",
+    "new_pid", "grace"}, {"status": "refused", "errors"} (the configuration
+    does not load) or {"status": "failed", "error"} (the new process did not
+    start; this one goes on).
   * Arguments are checked here and refused with `OpError` (shown to the
     operator): ids must be a list of queue-id strings, at most
     MAX_IDS per request (the CLI sends big selections in batches, which is
@@ -103,6 +108,7 @@ def build_handlers(
     clock: Callable[[], float] = time.time,
     started_at: float | None = None,
     reload: Callable[[], Awaitable[dict]] | None = None,
+    restart: Callable[[], Awaitable[dict]] | None = None,
 ) -> dict[str, Callable]:
     """The handlers for `ControlServer` (see the module contract)."""
     started = started_at if started_at is not None else clock()
@@ -181,6 +187,11 @@ def build_handlers(
             raise OpError("this pigeon cannot reload its configuration")
         return await reload()
 
+    async def restart_() -> dict:
+        if restart is None:
+            raise OpError("this pigeon cannot restart itself")
+        return await restart()
+
     return {
         "ping": ping,
         "nudge": nudge,
@@ -194,4 +205,5 @@ def build_handlers(
         "bounce": action("bounce", allow_all=False),
         "flush": flush,
         "reload": reload_,
+        "restart": restart_,
     }

@@ -23,7 +23,10 @@ Contract:
          submit socket to local users again, `handle.close()` sends
          STOPPING=1, closes the servers and removes the PID file.
   * `reload` is the coroutine behind the control socket's "reload"
-    operation (`pigeon reload`), returning the outcome as a dict.
+    operation (`pigeon reload`), returning the outcome as a dict; `restart`
+    the one behind "restart" (`pigeon restart`, app/restart.py). After a
+    restart handed the service over, `handle.close()` sends no STOPPING=1:
+    the service goes on in the new process.
   * `metrics` is the `Metrics` the app also gives to the queue manager (and,
     when wired, the SMTP server); None makes one here, bound to the store's
     queue counts and `server_stats`, available as `handle.metrics`.
@@ -60,6 +63,8 @@ class AdminHandle:
     metrics_server: MetricsServer | None
     pid_file: PidFile | None = None
     submit: SubmitServer | None = None
+    #: `pigeon restart` handed the service to a new process: systemd hears from it now.
+    handed_over: bool = False
 
     def write_pid_file(self) -> None:
         """Start-up is done: publish our pid (PidFileError if it cannot be written)."""
@@ -87,7 +92,8 @@ class AdminHandle:
                 )
 
     async def close(self) -> None:
-        sdnotify.stopping()
+        if not self.handed_over:
+            sdnotify.stopping()
         if self.metrics_server is not None:
             await self.metrics_server.close()
         if self.submit is not None:
@@ -105,6 +111,7 @@ async def start_admin(
     server_stats: Callable[[], dict[str, Any]] | None = None,
     metrics: Metrics | None = None,
     reload: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+    restart: Callable[[], Awaitable[dict[str, Any]]] | None = None,
 ) -> AdminHandle:
     """See the module contract. Raises `pigeon.admin.control.ControlError`
     or `pigeon.admin.pidfile.PidFileError`."""
@@ -123,6 +130,7 @@ async def start_admin(
         log_file=log_file,
         server_stats=server_stats,
         reload=reload,
+        restart=restart,
     )
     control = ControlServer(config.control_socket, handlers)
     await control.start()

@@ -5,7 +5,9 @@ Contract:
     --help` (sysexits.h): 0 after a clean shutdown; 69 (EX_UNAVAILABLE) a
     listener, the control socket or the PID file is taken; 73
     (EX_CANTCREAT) data_dir, its queue database or its account store is
-    unusable, or data in it is of a format newer than this pigeon's; 77 (EX_NOPERM) pigeon cannot become the configured user; 78
+    unusable, or data in it is of a format newer than this pigeon's; 75
+    (EX_TEMPFAIL) another pigeon owns data_dir (its lock, app/datalock.py:
+    stop it first, or `pigeon restart`); 77 (EX_NOPERM) pigeon cannot become the configured user; 78
     (EX_CONFIG) a broken TLS certificate or key. (A configuration that does
     not load is 78 too, decided by the CLI before anything starts.)
   * `exit_status(exc, config)` is the ONE place that maps a failure to its
@@ -23,6 +25,7 @@ import logging
 
 from pigeon.admin.control import ControlError
 from pigeon.admin.pidfile import PidFileError
+from pigeon.app.datalock import DataDirInUse
 from pigeon.auth.accounts import AccountError
 from pigeon.config.schema import Config
 from pigeon.dataformat import FormatError
@@ -36,6 +39,7 @@ __all__ = [
     "EX_CONFIG",
     "EX_NOPERM",
     "EX_OK",
+    "EX_TEMPFAIL",
     "EX_UNAVAILABLE",
     "exit_status",
 ]
@@ -45,11 +49,13 @@ log = logging.getLogger("pigeon")
 EX_OK = 0
 EX_UNAVAILABLE = 69  # sysexits.h: a listener, the control socket or the PID file is taken
 EX_CANTCREAT = 73  # sysexits.h: data_dir, the queue database or the account store is unusable
+EX_TEMPFAIL = 75  # sysexits.h: another pigeon owns data_dir (try again once it has stopped)
 EX_NOPERM = 77  # sysexits.h: could not switch to the configured user
 EX_CONFIG = 78  # sysexits.h: a broken TLS certificate or key
 
 #: Failure -> status, first match wins (PermissionError has its own message below).
 _STATUSES: tuple[tuple[type[BaseException], int], ...] = (
+    (DataDirInUse, EX_TEMPFAIL),
     (ListenError, EX_UNAVAILABLE),
     (ControlError, EX_UNAVAILABLE),
     (PidFileError, EX_UNAVAILABLE),

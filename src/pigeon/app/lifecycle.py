@@ -15,20 +15,35 @@ Contract:
       - SIGHUP, and the control socket's "reload" (`pigeon reload`): one
         reload at a time (`Lifecycle.reload`); its outcome is logged, and
         returned to the operator.
+      - the control socket's "restart" (`pigeon restart`, app/restart.py):
+        a new process takes over the listening sockets, then this one
+        retires (stops accepting, lets its sessions end within the grace)
+        and runs the shutdown below. A worker retires on
+        `restart.RETIRE_SIGNAL` (SIGUSR2) from its main process.
       - a start-up failure: its status from app/exits.py (69, 73, 77, 78),
         logged in one line; with workers, `forward(SIGTERM)` first. Anything
         else is a bug and keeps its traceback.
-  * Start-up order (`serve`), for any role: the data directory (the full
-    role), the store (as the queue's owner when the role runs the manager:
-    a damaged queue.db or a running `pigeon queue rebuild` stops us here)
-    and the account store, and the mailbox tree's format (the owner
-    upgrades each older format in place; data of a newer format stops
-    every role here, docs/upgrade.md); the control socket (refused when another pigeon
+  * Start-up order (`serve`), for any role: the data directory and its
+    lock (the full role, app/datalock.py: `DataDirInUse`, exit 75, when
+    another pigeon owns it), the store (as the queue's owner when the role
+    runs the manager: a damaged queue.db or a running `pigeon queue
+    rebuild` stops us here) and the account store, and the mailbox tree's
+    format (the owner upgrades each older format in place; data of a newer
+    format stops every role here, docs/upgrade.md; a successor started by
+    `pigeon restart` opens them as a non-owner until it holds the lock);
+    the control socket (refused when another pigeon
     serves this data directory) and the rest of the administration side
     (roles with a manager); the listeners (bound now, or the sockets bound
     before the workers were forked); the PID file; then, every privileged
     step done, the switch to `user` (pigeon.privileges); the submit socket
     opened to local users; the queue manager; "ready" (sd_notify READY=1).
+    Listeners serve the sockets they are given (`sockets`, bound before the
+    workers were forked; `inherited`, net/inherit.py) or bind their own.
+    A process started by `pigeon restart` (`predecessor`) whose predecessor
+    still holds the lock opens the store as a worker does, serves its
+    listeners at once, tells the predecessor, and only then waits for the
+    lock and becomes the queue's owner (app/restart.py) before the control
+    socket and the rest; asked to stop while it waits, it drains and ends.
   * Reload (`reload`): the configuration is loaded again (same file, same
     flags), the difference is planned by the pure `app.reload.plan_reload`,
     the TLS certificate files are re-read (a broken one refuses the reload),
@@ -40,7 +55,8 @@ Contract:
     `timeouts.shutdown_grace`), the queue manager finishes its in-flight
     deliveries, idle outbound connections are closed; then `close` releases
     listeners, the administration side, the store and the account store, on
-    every path out of `serve`. A bound on the whole shutdown belongs here.
+    every path out of `serve`; the data-directory lock is released last, as
+    `main` returns. A bound on the whole shutdown belongs here.
 """
 
 from __future__ import annotations
@@ -53,13 +69,17 @@ from collections.abc import Callable
 from typing import Any
 
 from pigeon.admin.wiring import AdminHandle, start_admin
+from pigeon.app import restart
+from pigeon.app.datalock import DataDirLock
 from pigeon.app.exits import EX_OK, exit_status
+from pigeon.app.handover import Predecessor
 from pigeon.app.reload import ReloadOutcome, ReloadPlan, plan_reload
 from pigeon.app.roles import ProcessRole
 from pigeon.config.load import ConfigError
 from pigeon.config.schema import Config
 from pigeon.delivery.wiring import close_agents
 from pigeon.mailstore.layout import open_mailboxes
+from pigeon.net.inherit import ListenPlan
 from pigeon.net.listener import BoundSockets
 from pigeon.net.tls import TlsError, TlsProvider
 from pigeon.privileges import drop, make_data_dir
@@ -91,6 +111,9 @@ class Lifecycle:
         recover: bool = True,
         forward: Callable[[int], None] | None = None,
         ignore_sigint: bool = False,
+        lock: DataDirLock | None = None,
+        inherited: ListenPlan | None = None,
+        predecessor: Predecessor | None = None,
     ) -> None:
         self.make_role = make_role
         self.config = config
@@ -99,11 +122,15 @@ class Lifecycle:
         self.recover = recover
         self.forward = forward
         self.ignore_sigint = ignore_sigint
+        self.lock = lock
+        self.inherited = inherited or ListenPlan()
+        self.predecessor = predecessor
         self.role: ProcessRole | None = None
         self.stop = asyncio.Event()
         self.admin: AdminHandle | None = None
         self._reload_lock = asyncio.Lock()
         self._reloads: set[asyncio.Task[ReloadOutcome]] = set()
+        self._restart = restart.Restart(self)
 
     # --- the process -------------------------------------------------------------------
 
@@ -125,6 +152,9 @@ class Lifecycle:
             if status is None:
                 raise
             return status
+        finally:
+            if self.lock is not None:
+                self.lock.release()  # the process ends: the next pigeon may own the queue
         return EX_OK
 
     def _install_signals(self) -> None:
@@ -135,6 +165,7 @@ class Lifecycle:
         else:
             loop.add_signal_handler(signal.SIGINT, self._on_stop, signal.SIGINT)
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        loop.add_signal_handler(restart.RETIRE_SIGNAL, self._restart.on_retire_signal)
 
     def _on_stop(self, sig: int) -> None:
         if self.forward is not None:
@@ -150,17 +181,32 @@ class Lifecycle:
 
     async def serve(self, role: ProcessRole) -> None:
         config = role.config
+        successor = False
         if role.owns_queue:
             make_data_dir(config.data_dir, config.user)  # PrivilegeError: a symlink
+            if self.lock is None:
+                self.lock = DataDirLock(config.data_dir)
+            # Started by `pigeon restart`, the predecessor holds the lock until it ends.
+            successor = self.predecessor is not None and not self.lock.try_acquire()
+            if not successor:
+                self.lock.acquire()  # DataDirInUse: another pigeon owns this data_dir
         # The owner refuses a damaged queue.db (StoreCorrupt) and keeps
         # `pigeon queue rebuild` out while we run (queue/store.py).
-        role.store.open(owner=role.owns_queue)
         # The owner upgrades data of the previous release in place; a newer
-        # format is refused in one line (docs/upgrade.md, dataformat.py).
-        role.auth.store.open(owner=role.owns_queue)
-        if role.owns_queue:
+        # format is refused in one line (docs/upgrade.md, dataformat.py). A
+        # successor does both once it holds the lock (app/restart.py).
+        owner = role.owns_queue and not successor
+        role.store.open(owner=owner)
+        role.auth.store.open(owner=owner)
+        if owner:
             open_mailboxes(config.mailbox_root)
         try:
+            if successor:
+                self._restart.preflight(config)
+                await self._listen(role)
+                if not await self._restart.take_over(role):
+                    await self.shutdown(role)  # asked to stop before owning the queue
+                    return
             if role.manager is not None:
                 # The control socket first: it refuses to start when another
                 # pigeon already serves this data directory (ControlError).
@@ -172,8 +218,10 @@ class Lifecycle:
                     role.listeners.statistics,
                     metrics=role.metrics,
                     reload=self._reload_for_operator,
+                    restart=self._restart.for_operator,
                 )
-            await role.listeners.start(self.sockets)
+            if not successor:
+                await self._listen(role)
             if self.admin is not None:
                 self.admin.write_pid_file()  # before dropping root: /run may be root's
             # Everything that needs root is done: listeners bound, files open.
@@ -183,6 +231,14 @@ class Lifecycle:
             await self._run(role)
         finally:
             await self.close(role)
+
+    async def _listen(self, role: ProcessRole) -> None:
+        """Serve the listeners (bound now, shared, or inherited: net/inherit.py)."""
+        await role.listeners.start(
+            self.sockets or self.inherited.bound, managed=self.inherited.managed
+        )
+        if self.predecessor is not None:
+            self.predecessor.accepting()  # the pigeon that started us stops accepting
 
     async def _run(self, role: ProcessRole) -> None:
         async with asyncio.TaskGroup() as tg:
@@ -260,8 +316,11 @@ class Lifecycle:
     async def _reload(self) -> ReloadOutcome:
         role = self.role
         assert role is not None
+        if self._restart.retiring:  # its successor serves the configuration now
+            problem = "pigeon is handing over to the process `pigeon restart` started"
+            return ReloadPlan("refused", role.config, refused=(problem,)).outcome()
         try:
-            loaded = self._load(role.config)
+            loaded = self.load_again(role.config)
         except Exception as exc:  # never let a reload take the server down
             problem = f"cannot load the configuration: {exc}"
             plan = ReloadPlan("refused", role.config, refused=(problem,))
@@ -292,7 +351,7 @@ class Lifecycle:
             log.warning("reload: %s take effect at the next restart", ", ".join(plan.restart))
         return plan.outcome(warnings)
 
-    def _load(self, running: Config) -> Config | ConfigError:
+    def load_again(self, running: Config) -> Config | ConfigError:
         """The configuration again (same file, same flags), or why it does not load."""
         if self.load_config is None:  # no file to re-read: certificates only
             return running

@@ -14,6 +14,12 @@ Contract:
   * `reload_config` loads the configuration again (same file and flags) on
     SIGHUP or `pigeon reload`; without it a reload only re-reads the TLS
     certificate.
+  * Then the data-directory lock (app/datalock.py): another pigeon owning
+    data_dir is refused in one line, exit 75, before anything else is logged
+    or built; a process started by `pigeon restart` waits for it instead
+    (app/restart.py). Listening sockets passed in the systemd protocol
+    (socket activation, `pigeon restart`) are taken once, here
+    (net/inherit.py); one that serves no role is exit 69.
   * One process: the "full" role (app/roles.py) under the lifecycle.
     `workers > 1`: app/workers.py.
 """
@@ -24,12 +30,17 @@ import logging
 import os
 from collections.abc import Callable
 
-from pigeon.app.exits import EX_CANTCREAT, EX_NOPERM
+from pigeon.app.datalock import DataDirLock
+from pigeon.app.exits import EX_CANTCREAT, EX_NOPERM, EX_TEMPFAIL, EX_UNAVAILABLE
+from pigeon.app.handover import Predecessor
 from pigeon.app.lifecycle import Lifecycle
 from pigeon.app.roles import full_role
 from pigeon.app.workers import run_with_workers
 from pigeon.config.risks import risks
 from pigeon.config.schema import Config
+from pigeon.net.inherit import assign, listen_fds
+from pigeon.net.listener import ListenError
+from pigeon.net.smtp_service import SMTP_ROLES, smtp_listeners
 from pigeon.privileges import PrivilegeError, make_data_dir, tighten_umask
 
 __all__ = ["run"]
@@ -49,9 +60,6 @@ def _data_dir_problem(config: Config) -> str | None:
 def run(config: Config, reload_config: Callable[[], Config] | None = None) -> int:
     """Run pigeon in the foreground until SIGTERM/SIGINT (see the module contract)."""
     tighten_umask()  # queue files, Maildirs, sockets: private to pigeon's user
-    log.info("pigeon starting (pid %d)", os.getpid())
-    for risk in risks(config):
-        log.warning("configuration: %s: %s", risk.key, risk.message)
     try:
         # Before anything writes there (the self-signed certificate, the
         # queue): an unusable data_dir is 73, never a TLS error's 78.
@@ -67,6 +75,32 @@ def run(config: Config, reload_config: Callable[[], Config] | None = None) -> in
     if problem is not None:
         log.error("data directory %s is not usable: %s", config.data_dir, problem)
         return EX_CANTCREAT
+    # The data-directory lock before anything else is said or built: a second
+    # pigeon on this data_dir is refused in one line (app/datalock.py). One
+    # started by `pigeon restart` waits for it instead (app/restart.py).
+    predecessor = Predecessor.from_environment()
+    lock = DataDirLock(config.data_dir)
+    if not lock.try_acquire() and predecessor is None:
+        log.error("%s", lock.in_use())
+        return EX_TEMPFAIL
+    log.info("pigeon starting (pid %d)", os.getpid())
+    for risk in risks(config):
+        log.warning("configuration: %s: %s", risk.key, risk.message)
+    try:
+        inherited, restart = listen_fds()
+        plan = assign(inherited, smtp_listeners(config, tls=True), SMTP_ROLES, restart=restart)
+    except ListenError as exc:
+        log.error("%s", exc)
+        return EX_UNAVAILABLE
     if config.workers > 1:
-        return run_with_workers(config, reload_config)
-    return Lifecycle(lambda: full_role(config), config, load_config=reload_config).run()
+        return run_with_workers(
+            config, reload_config, lock=lock, inherited=plan, predecessor=predecessor
+        )
+    return Lifecycle(
+        lambda: full_role(config),
+        config,
+        load_config=reload_config,
+        lock=lock,
+        inherited=plan,
+        predecessor=predecessor,
+    ).run()

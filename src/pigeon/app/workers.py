@@ -30,6 +30,16 @@ Contract:
     in the main process and count its own sessions only.
   * Workers die with the main process (PR_SET_PDEATHSIG): a crash of the
     main process is a crash of all, so a restart finds the ports free.
+  * The data-directory lock (app/datalock.py) is the main process's,
+    taken before `prepare`; the workers share its descriptor. Inherited
+    sockets (net/inherit.py: socket activation, `pigeon restart`) are kept
+    and shared like the bound ones. Started by `pigeon restart` while the
+    old pigeon still runs, the main process checks its certificate, tells
+    the old one to retire at once (it stops accepting: connections wait in
+    the kernel's queue of the shared sockets) and waits for the lock
+    (bounded) before `prepare`: recovery must not run while the old
+    processes may still commit. A `pigeon restart` of this pigeon sends
+    the workers RETIRE_SIGNAL (app/restart.py).
   * Partial: a worker that dies is not restarted (the others go on; the
     main process logs it when it reaps it at exit).
 """
@@ -42,12 +52,16 @@ import signal
 import socket
 from collections.abc import Callable
 
-from pigeon.app.exits import exit_status
+from pigeon.app.datalock import DataDirLock
+from pigeon.app.exits import EX_TEMPFAIL, exit_status
+from pigeon.app.handover import Predecessor
 from pigeon.app.lifecycle import Lifecycle
+from pigeon.app.restart import TAKEOVER_MARGIN, Restart
 from pigeon.app.roles import acceptor_role, full_role
 from pigeon.auth.accounts import AccountStore
 from pigeon.config.schema import Config, ListenAddress
 from pigeon.mailstore.layout import open_mailboxes
+from pigeon.net.inherit import ListenPlan
 from pigeon.net.listener import bind_sockets
 from pigeon.net.smtp_service import smtp_listeners
 from pigeon.net.tls import TlsProvider
@@ -61,7 +75,7 @@ log = logging.getLogger("pigeon")
 Sockets = dict[tuple[ListenAddress, str], socket.socket]
 
 
-def prepare(config: Config) -> Sockets:
+def prepare(config: Config, inherited: ListenPlan | None = None) -> Sockets:
     """What must happen once, before the fork (module contract); raises what
     app/exits.py maps to a status."""
     TlsProvider.create(config)  # data_dir was made by pigeon.app.main.run
@@ -80,13 +94,52 @@ def prepare(config: Config) -> Sockets:
         len(report.missing_content),
     )
     # TLS is always set up (a self-signed certificate at worst), so all roles.
-    return bind_sockets(smtp_listeners(config, tls=True))
+    # Inherited sockets (net/inherit.py) are kept; the rest are bound now.
+    plan = inherited or ListenPlan()
+    managed = {role.name for (_, role), _sock in plan.managed}
+    missing = [
+        (addr, role)
+        for addr, role in smtp_listeners(config, tls=True)
+        if role.name not in managed and (addr, role.name) not in plan.bound
+    ]
+    return {**plan.bound, **bind_sockets(missing)}
 
 
-def run_with_workers(config: Config, load_config: Callable[[], Config] | None) -> int:
+def _after_predecessor(config: Config, lock: DataDirLock, predecessor: Predecessor | None) -> bool:
+    """Started by `pigeon restart` with workers: the queue is recovered before
+    any process of ours accepts (see the module contract), so we tell the old
+    pigeon to stop accepting now and wait for it to end; connections wait in
+    the kernel's queue of the shared sockets meanwhile. False: it did not end."""
+    if predecessor is None or lock.held:
+        return True
+    # Refused while the old one still serves: a broken certificate, files we may not create.
+    TlsProvider.create(config)
+    Restart.preflight(config)
+    predecessor.accepting()
+    bound = 2 * config.timeouts.shutdown_grace + TAKEOVER_MARGIN
+    holder = lock.holder()
+    if lock.wait_blocking(bound):
+        log.info("restart: the previous pigeon (pid %s) has ended; this one owns the queue", holder)
+        return True
+    log.error("%s", lock.in_use())
+    return False
+
+
+def run_with_workers(
+    config: Config,
+    load_config: Callable[[], Config] | None,
+    *,
+    lock: DataDirLock | None = None,
+    inherited: ListenPlan | None = None,
+    predecessor: Predecessor | None = None,
+) -> int:
     """The `workers > 1` form of pigeon.app.main.run (see the module contract)."""
+    lock = lock or DataDirLock(config.data_dir)
     try:
-        sockets = prepare(config)
+        if not _after_predecessor(config, lock, predecessor):
+            return EX_TEMPFAIL
+        lock.acquire()  # DataDirInUse; the workers share it (app/datalock.py)
+        sockets = prepare(config, inherited)
     except Exception as exc:
         status = exit_status(exc, config)
         if status is None:
@@ -97,12 +150,13 @@ def run_with_workers(config: Config, load_config: Callable[[], Config] | None) -
     os.set_blocking(w, False)
     children: list[int] = []
     parent = os.getpid()
+    managed = ListenPlan(managed=inherited.managed) if inherited else None
     for _ in range(config.workers - 1):
         pid = os.fork()
         if pid == 0:  # a worker
             _die_with(parent)
             os.close(r)
-            _worker(config, load_config, sockets, w)  # never returns
+            _worker(config, load_config, sockets, w, managed)  # never returns
         children.append(pid)
     os.close(w)
     log.info(
@@ -124,6 +178,8 @@ def run_with_workers(config: Config, load_config: Callable[[], Config] | None) -
             sockets=sockets,
             recover=False,
             forward=forward,
+            lock=lock,
+            inherited=managed,
         ).run()
     finally:
         for pid in children:
@@ -139,7 +195,11 @@ def run_with_workers(config: Config, load_config: Callable[[], Config] | None) -
 
 
 def _worker(
-    config: Config, load_config: Callable[[], Config] | None, sockets: Sockets, w: int
+    config: Config,
+    load_config: Callable[[], Config] | None,
+    sockets: Sockets,
+    w: int,
+    managed: ListenPlan | None,
 ) -> None:
     """A forked worker: run the acceptor role, then leave without running the
     parent's clean-up (atexit handlers, buffered files belong to the parent)."""
@@ -151,6 +211,7 @@ def _worker(
             config,
             load_config=load_config,
             sockets=sockets,
+            inherited=managed,
             ignore_sigint=True,  # the main process decides, and passes SIGTERM on
         ).run()
     except BaseException:

@@ -189,6 +189,20 @@ class AccountStore:
                 migrate_sqlite(db, STEPS, found, ACCOUNTS.current)
         return found if decision == "upgrade" else None
 
+    def take_ownership(self) -> None:
+        """Become the owner while open, as open(owner=True) would have made us:
+        a process started by `pigeon restart` opens the store as a non-owner
+        and, once it holds the data-directory lock, upgrades an older format
+        in place here (one INFO line), as a fresh start does."""
+        if self._db is None:
+            raise AccountError(f"{self.path}: the account store is not open")
+        try:
+            upgraded_from = self._schema(self._db, True)
+        except sqlite3.Error as exc:
+            raise AccountError(f"{self.path}: cannot open the account store: {exc}") from exc
+        if upgraded_from is not None:
+            log.info("%s", ACCOUNTS.upgraded_line(self.path, upgraded_from))
+
     def close(self) -> None:
         if self._db is not None:
             self._db.close()

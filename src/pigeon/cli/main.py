@@ -43,6 +43,7 @@ COMMANDS: dict[str, str] = {
     "queue": "pigeon.cli.queue",
     "status": "pigeon.cli.status",
     "reload": "pigeon.cli.reload",
+    "restart": "pigeon.cli.restart",
     "log": "pigeon.cli.log",
     "data": "pigeon.cli.data",
     "sendmail": "pigeon.cli.sendmail",
@@ -63,6 +64,7 @@ examples:
   pigeon serve --config FILE                    run with another configuration file
   pigeon check-config                           check it before (re)starting
   pigeon reload                                 apply the changed file, or see why not
+  pigeon restart                                a new process takes over, no connection refused
 
 Every command finds its configuration by one rule: -c FILE, else
 $PIGEON_CONFIG, else /etc/pigeon/pigeon.toml, else the built-in defaults

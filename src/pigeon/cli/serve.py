@@ -84,7 +84,12 @@ clean shutdown, 78 for a configuration error or a broken TLS certificate,
 69 when a listen address cannot be bound, 73 when data_dir is unusable
 (or its queue database is damaged: see pigeon queue rebuild --help; or it
 holds data of a newer pigeon: see pigeon data --help),
-77 when it cannot become the configured user.
+75 when another pigeon runs on the same data_dir (stop it first, or use
+pigeon restart), 77 when it cannot become the configured user.
+
+Listening sockets passed in the systemd protocol (LISTEN_FDS: socket
+activation with contrib/pigeon.socket, or pigeon restart) are used instead
+of binding; see docs/admin.md, "Restart".
 """
 
 

@@ -19,9 +19,12 @@ Contract:
     `pigeon serve` flag that set its addresses, so a bind error can say how
     to fix it (`bind_failure`).
   * `start()` binds every listener, or serves sockets bound beforehand (worker
-    processes share them: `bind_sockets`); a failure to bind raises
-    `ListenError` naming the address, the role, the key and the flag, and
-    closes what was bound, before anything is served.
+    processes share them: `bind_sockets`; `pigeon restart` passes them on,
+    net/inherit.py); a failure to bind raises `ListenError` naming the
+    address, the role, the key and the flag, and closes what was bound,
+    before anything is served. `managed` sockets (a service manager's,
+    net/inherit.py) replace the configured addresses of their roles, now and
+    at every reload. `serving()` lists what is served, for `pigeon restart`.
   * Each admitted connection runs in its own task inside a fence: whatever
     happens in one session never reaches the others or the listeners (the
     service's sessions log and swallow their own failures).
@@ -213,6 +216,7 @@ class Listeners:
         self._wanted: list[Listener] = list(listeners)
         self._limits = limits
         self._servers: dict[asyncio.Server, Listener] = {}
+        self._managed: dict[Listener, socket.socket] = {}
         self._sessions: dict[asyncio.Task[Any], Session] = {}
         self._per_ip: Counter[str] = Counter()
         self._draining = False
@@ -237,16 +241,39 @@ class Listeners:
             )
         self._servers[server] = listener
 
-    async def start(self, sockets: BoundSockets | None = None) -> None:
-        """Bind every listener, or serve `sockets` bound before the workers were forked."""
+    async def start(
+        self,
+        sockets: BoundSockets | None = None,
+        *,
+        managed: Sequence[tuple[Listener, socket.socket]] = (),
+    ) -> None:
+        """Bind every listener, or serve `sockets` bound before (worker processes,
+        `pigeon restart`); `managed` replace their roles' addresses."""
+        self._managed = dict(managed)
+        self._wanted = self._with_managed(self._wanted)
+        given = {**(sockets or {}), **{(a, r.name): s for (a, r), s in self._managed.items()}}
         for addr, role in self._wanted:
             try:
-                await self._bind((addr, role), (sockets or {}).get((addr, role.name)))
+                await self._bind((addr, role), given.get((addr, role.name)))
             except OSError as exc:
                 await self.close()
                 raise ListenError(bind_failure(addr, role, exc)) from exc
         for (_, role), name in self._bound_names():
             log.info("listening on %s (%s)", name, role.name)
+
+    def _with_managed(self, listeners: Sequence[Listener]) -> list[Listener]:
+        """`listeners` with the roles of managed sockets served by those alone."""
+        roles = {role.name for _, role in self._managed}
+        kept = [(a, r) for a, r in listeners if r.name not in roles]
+        return kept + list(self._managed)
+
+    def serving(self) -> list[tuple[Listener, int, bool]]:
+        """(listener, file descriptor, managed?) of every listening socket served."""
+        return [
+            (listener, sock.fileno(), listener in self._managed)
+            for server, listener in self._servers.items()
+            for sock in server.sockets
+        ]
 
     def _bound_names(self) -> list[tuple[Listener, ListenAddress]]:
         return [
@@ -260,7 +287,7 @@ class Listeners:
     ) -> list[str]:
         """Reload: see the module contract. Returns why listeners could not be bound."""
         self._limits = limits
-        self._wanted = list(listeners)
+        self._wanted = self._with_managed(listeners)
         wanted = set(self._wanted)
         for server, listener in list(self._servers.items()):
             if listener not in wanted:
@@ -327,6 +354,15 @@ class Listeners:
                 del self._per_ip[ip]
 
     # --- the end ---------------------------------------------------------------------------
+
+    async def settle(self, timeout: float) -> int:
+        """Wait up to `timeout` seconds for the sessions in progress to end by
+        themselves (nobody is asked to finish: `pigeon restart`); how many are left."""
+        tasks = list(self._sessions)
+        if not tasks:
+            return 0
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        return len(pending)
 
     async def drain(self, grace: float) -> None:
         """Finish in-flight sessions (up to `grace` seconds), then close."""

@@ -34,7 +34,8 @@ On-disk layout under `root` (config.queue_dir)::
                  batch, exclusive by recover() (so recovery in one process
                  never deletes a file another process is about to commit)
     owner.lock   flock()ed for the life of the queue's owner: shared by
-                 `pigeon serve` (open(owner=True)), exclusive by `pigeon queue
+                 `pigeon serve` (open(owner=True), or take_ownership() in the
+                 process `pigeon restart` started), exclusive by `pigeon queue
                  rebuild` (queue/rebuild.py), so neither runs while the other does
 
 States (pigeon.vocab.QueueState): 'incoming' (new, due now), 'active' (a
@@ -278,6 +279,31 @@ class QueueStore:
         )
         self._committer = committer
         committer.start()
+
+    def take_ownership(self) -> None:
+        """Become the queue's owner while open, as open(owner=True) would have
+        made us: a process started by `pigeon restart` opens the store as a
+        worker does, accepts mail, and takes the queue once its predecessor
+        has ended (app/datalock.py). Holds owner.lock shared and checks
+        queue.db (`PRAGMA quick_check`); `StoreBusy` and `StoreCorrupt` as
+        open() raises them, and nothing changes then. An older format is
+        upgraded here, as open(owner=True) does."""
+        parts = self._open()
+        fd = lock_owner(self.root, exclusive=False)
+        try:
+            with parts.manager_db.lock:
+                # As an owner: an older format is upgraded in place (a
+                # restart into a newer release), with one INFO line.
+                state = prepare(
+                    parts.manager_db.conn, self.root / "queue.db", verify=True, owner=True
+                )
+        except BaseException:
+            os.close(fd)
+            raise
+        parts.held.insert(0, _Fd(fd))  # released last, as open() orders it
+        self.db_state = state
+        if state.upgraded_from is not None:
+            log.info("%s", QUEUE.upgraded_line(self.root / "queue.db", state.upgraded_from))
 
     def _connect(self, db_path: Path, durable: str, held: list[_Closes]) -> sqlite3.Connection:
         try:

@@ -12,12 +12,17 @@ Contract:
     real peers, and CI must have installed them).
   * `PigeonProcess.command(*argv)` runs another pigeon command (`queue`,
     `user`, `data`...) on the same configuration, as an operator would.
+  * `proc.restart()` runs `pigeon restart` against it; the new process
+    (not our child: the old one started it) becomes `proc.pid`, and
+    `stop()`/`kill()` end whichever process serves now. `pid_alive(pid)`
+    tells a running process from a gone or zombie one.
   * `maildir_messages(...)` lists delivered messages, for assertions.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -50,6 +55,15 @@ def maildir_messages(data_dir: Path, address: str) -> list[Path]:
     local, _, domain = address.lower().partition("@")
     new = Path(data_dir) / "mailboxes" / domain / local / "new"
     return sorted(new.iterdir()) if new.is_dir() else []
+
+
+def pid_alive(pid: int) -> bool:
+    """Is `pid` running (not gone, not a zombie waiting to be reaped)?"""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
 
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
@@ -95,8 +109,26 @@ class PigeonProcess:
         self.wrap = list(wrap or [])
         self.env = env
         self.proc: subprocess.Popen | None = None
+        self.successor: int | None = None  # the pid `pigeon restart` started
+
+    @property
+    def pid(self) -> int:
+        """The pid serving now: the last restart's new process, else ours."""
+        if self.successor is not None:
+            return self.successor
+        assert self.proc is not None
+        return self.proc.pid
+
+    def restart(self, timeout: float = 120.0) -> subprocess.CompletedProcess:
+        """`pigeon restart`; on success the new pid is `self.pid` from now on."""
+        done = self.command("restart", text=True, timeout=timeout)
+        took_over = re.search(r"\(pid (\d+)\) took over", done.stdout)
+        if done.returncode == 0 and took_over:
+            self.successor = int(took_over.group(1))
+        return done
 
     def start(self, timeout: float = 15.0) -> PigeonProcess:
+        self.successor = None
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         env = dict(os.environ, **(self.env or {}))
@@ -136,16 +168,24 @@ class PigeonProcess:
         self.stop()
         raise RuntimeError(f"pigeon did not start listening on {self.port}:\n{self.log()}")
 
-    def command(self, *argv: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    def command(
+        self,
+        *argv: str,
+        stdin: bytes | None = None,
+        text: bool = False,
+        timeout: float = 120.0,
+    ) -> subprocess.CompletedProcess:
         """`pigeon ARGV...` run as an operator would, with this server's
-        configuration ($PIGEON_CONFIG); output captured as bytes."""
+        configuration ($PIGEON_CONFIG); output captured (bytes, or str with
+        `text=True`)."""
         env = dict(os.environ, **(self.env or {}), PIGEON_CONFIG=str(self.config_path))
         return subprocess.run(
             [sys.executable, "-m", "pigeon", *argv],
             input=stdin,
             capture_output=True,
+            text=text,
             env=env,
-            timeout=60,
+            timeout=timeout,
             cwd=self.workdir,
         )
 
@@ -156,6 +196,10 @@ class PigeonProcess:
             return ""
 
     def stop(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM, and the exit status (None for a successor: not our child)."""
+        if self.successor is not None:
+            self._end_successor(signal.SIGTERM, timeout)
+            return None
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else None
         self.proc.send_signal(signal.SIGTERM)
@@ -166,9 +210,27 @@ class PigeonProcess:
             return self.proc.wait(5)
 
     def kill(self) -> None:
+        if self.successor is not None:
+            self._end_successor(signal.SIGKILL, 10)
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
+
+    def _end_successor(self, sig: int, timeout: float) -> None:
+        """Signal the process `pigeon restart` started and wait until it is gone
+        (it is not our child: we cannot wait() for it)."""
+        pid, self.successor = self.successor, None
+        assert pid is not None
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout)  # the old process ends first
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        if pid_alive(pid):
+            os.kill(pid, sig)
+            if not wait_for(lambda: not pid_alive(pid), timeout):
+                os.kill(pid, signal.SIGKILL)
+                wait_for(lambda: not pid_alive(pid), 10)
 
     def __enter__(self) -> PigeonProcess:
         # Already started (start() called first, e.g. under a special

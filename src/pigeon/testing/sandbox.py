@@ -13,7 +13,8 @@ Contract:
     under /root) is replaced, inside the namespace only, by a 0755 tmpfs
     holding bind mounts of just the paths needed.
   * `run(argv, user=None)` / `popen(...)` run a command inside (nsenter),
-    as `user` when given (setpriv: that uid, its groups, no capabilities).
+    as `user` when given (setpriv: that uid, its groups, no capabilities);
+    `wrap()` is the prefix that does it as root, for a `PigeonProcess`.
   * `close()` stops the processes started with `popen`, then the holder;
     the namespace and every mount in it go away with them.
   * `require_sandbox()` skips the test when not root or when unshare,
@@ -148,6 +149,11 @@ class Sandbox:
             inner = ["sh", "-c", 'cd "$0" && exec "$@"', cwd, *inner]
         assert self.holder is not None
         return [self.tools["nsenter"], "-t", str(self.holder.pid), "-m", "--", *inner]
+
+    def wrap(self) -> list[str]:
+        """The argv prefix that runs a command inside, as root (it execs the
+        command: for `PigeonProcess(wrap=...)`)."""
+        return self._argv([], None, None)
 
     def run(
         self,

@@ -163,3 +163,8 @@ def test_recipient_statuses_survive_a_list(backend):
 def test_reload_without_a_reloader_is_refused_plainly(backend):
     with pytest.raises(RemoteError, match="this pigeon cannot reload its configuration"):
         client(backend).call("reload")
+
+
+def test_restart_without_a_restarter_is_refused_plainly(backend):
+    with pytest.raises(RemoteError, match="this pigeon cannot restart itself"):
+        client(backend).call("restart")

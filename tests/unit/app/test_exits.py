@@ -13,6 +13,7 @@ import pytest
 
 from pigeon.admin.control import ControlError
 from pigeon.admin.pidfile import PidFileError
+from pigeon.app.datalock import DataDirInUse
 from pigeon.app.exits import exit_status
 from pigeon.auth.accounts import AccountError
 from pigeon.cli.serve import EPILOG
@@ -29,6 +30,7 @@ CASES = [
     (ControlError("control.sock: another pigeon is answering"), 69),
     (PidFileError("admin.pid_file: pigeon (pid 7) is already running"), 69),
     (StoreError("queue database is damaged"), 73),
+    (DataDirInUse("the data directory /srv/pigeon is in use by pigeon (pid 7)"), 75),
     (AccountError("accounts.db: not a database"), 73),
     (PermissionError(13, "Permission denied"), 73),
     (PrivilegeError('user: cannot switch to "root": not started as root'), 77),

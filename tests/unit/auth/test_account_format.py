@@ -102,3 +102,21 @@ def test_a_newer_account_store_is_refused_in_one_line_and_left_untouched(old_acc
     assert f"account store {path} has format 5 (written by pigeon 1.4.0)" in text
     assert "knows formats up to 1" in text and "run pigeon 1.4.0 or newer" in text
     assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+
+
+def test_a_successor_upgrades_the_accounts_once_it_takes_ownership(old_accounts, caplog):
+    """`pigeon restart` into a newer release: opened as a non-owner while the
+    old process runs, upgraded when the new one takes over (app/restart.py)."""
+    path, manifest = old_accounts
+    caplog.set_level(logging.INFO, logger="pigeon.auth")
+    store = AccountStore(path).open(owner=False)
+    try:
+        assert version(path) == (0, "")
+        store.take_ownership()
+        assert_logins_work(store, manifest)
+    finally:
+        store.close()
+    assert upgrade_lines(caplog) == [
+        f"upgraded the account store {path} from format 0 to format 1 (pigeon 0.2.0)"
+    ]
+    assert version(path) == (1, pigeon.__version__)

@@ -222,6 +222,12 @@ def _serve_73_newer_mailboxes(world, workers: int = 1):
     return serve_process(world, f"workers = {workers}\n")
 
 
+def serve_75(world, workers: int = 1):
+    """Another pigeon owns the data directory (app/datalock.py)."""
+    with PigeonProcess(world.root / "p75", '[admin]\nmetrics_listen = ""\n') as first:
+        return serve_process(world, f"workers = {workers}\n", data_dir=first.data_dir)
+
+
 def serve_77(world, workers: int = 1):
     extra = f'workers = {workers}\nuser = "root"\n'
     if os.geteuid() == 0:
@@ -258,6 +264,7 @@ BOTH_MODES = [
     (_serve_73_newer_queue, 73),
     (_serve_73_newer_accounts, 73),
     (_serve_73_newer_mailboxes, 73),
+    (serve_75, 75),
     (serve_77, 77),
     (_serve_78_broken_certificate, 78),
 ]

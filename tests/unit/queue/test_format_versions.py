@@ -169,3 +169,21 @@ def test_a_content_file_of_a_newer_preamble_is_refused_as_written_by_a_newer_pig
         read_preamble(io.BytesIO(newer))
     assert "v2 is newer than this pigeon's (v1)" in ei.value.reason
     assert "newer pigeon" in ei.value.reason
+
+
+def test_a_successor_upgrades_the_queue_once_it_takes_ownership(old_queue, caplog):
+    """`pigeon restart` into a newer release: the new process opens the store
+    as a non-owner (the old one still owns it), then takes it over and
+    upgrades it then, as a fresh owner's open() would (app/restart.py)."""
+    root, _ = old_queue
+    caplog.set_level(logging.INFO, logger="pigeon.queue")
+    store = QueueStore(root)
+    store.open(owner=False)
+    try:
+        assert version(root) == (0, "")  # not the owner yet: left as it is
+        store.take_ownership()
+        assert store.db_state is not None and store.db_state.upgraded_from == 0
+    finally:
+        store.close()
+    assert upgrade_lines(caplog) == [UPGRADE_LINE.format(root / "queue.db")]
+    assert version(root) == (1, pigeon.__version__)
