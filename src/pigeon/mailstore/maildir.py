@@ -31,7 +31,7 @@ KNOWN_MAX = 100_000
 SUBDIRS = ("tmp", "new", "cur")
 
 
-def ensure_maildir(maildir: Path, *, fsync: bool = True) -> None:
+def ensure_maildir(maildir: Path | str, *, fsync: bool = True) -> None:
     """Create `maildir` and its tmp/ new/ cur/ if missing (see the module contract)."""
     key = os.fspath(maildir)
     if key in _KNOWN_MAILDIRS:
@@ -62,6 +62,6 @@ def ensure_maildir(maildir: Path, *, fsync: bool = True) -> None:
     _KNOWN_MAILDIRS.add(key)
 
 
-def forget_maildir(maildir: Path) -> None:
+def forget_maildir(maildir: Path | str) -> None:
     """Make the next `ensure_maildir(maildir)` look at the disk again."""
     _KNOWN_MAILDIRS.discard(os.fspath(maildir))

@@ -124,20 +124,26 @@ class ReceivePipeline:
         calls = self._calls[stage]
         if not calls:
             return ACCEPT
-        found: list[Verdict] = []
-        for index, (call, name) in enumerate(calls):
+        # The common case, every check silent, allocates nothing: `found`
+        # is made by the first verdict.
+        found: list[Verdict] | None = None
+        for entry in calls:
             try:
-                result = call(*args)
+                result = entry[0](*args)
             except Exception:
-                return _broken(name, stage, found)
+                return _broken(entry[1], stage, found or [])
             if result is None:
                 continue
             if not isinstance(result, Verdict):
-                return self._run_async(stage, args, index, result, found)
-            found.append(result)
+                index = next(i for i, e in enumerate(calls) if e is entry)
+                return self._run_async(stage, args, index, result, found or [])
+            if found is None:
+                found = [result]
+            else:
+                found.append(result)
             if result.reply is not None:
                 break
-        return _combine(found) if found else ACCEPT
+        return ACCEPT if found is None else _combine(found)
 
     async def _run_async(
         self, stage: str, args: tuple[Any, ...], index: int, pending: Any, found: list[Verdict]

@@ -21,7 +21,7 @@ Contract:
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pigeon.proto import reply as R
@@ -58,7 +58,17 @@ class MailParams:
     auth: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # dataclasses.asdict() gives the same dict (every field is a plain
+        # value) at about 40 times the cost: it deep-copies each value, and
+        # every queued message stores its MAIL parameters.
+        return {
+            "size": self.size,
+            "body": self.body,
+            "smtputf8": self.smtputf8,
+            "ret": self.ret,
+            "envid": self.envid,
+            "auth": self.auth,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MailParams:

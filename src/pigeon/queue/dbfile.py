@@ -53,11 +53,10 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pigeon.dataformat import immediate
 from pigeon.queue.health import store_error
 from pigeon.queue.schema import DbState, ensure
 from pigeon.vocab.errors import StoreError
@@ -71,6 +70,7 @@ __all__ = [
     "BatchLock",
     "Db",
     "DbState",
+    "DbTransaction",
     "StoreBusy",
     "StoreCorrupt",
     "connect",
@@ -147,14 +147,68 @@ def connect(path: Path, *, synchronous: str) -> sqlite3.Connection:
     return conn
 
 
-@contextlib.contextmanager
-def transaction(conn: sqlite3.Connection, what: str) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK (see the contract)."""
-    try:
-        with immediate(conn):
-            yield conn
-    except sqlite3.Error as exc:
-        raise store_error(what, exc) from exc
+def transaction(
+    conn: sqlite3.Connection, what: str, lock: threading.Lock | None = None
+) -> DbTransaction:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK (see the contract); with
+    `lock`, held from before the BEGIN to after the COMMIT or ROLLBACK."""
+    return DbTransaction(conn, what, lock)
+
+
+class DbTransaction:
+    """`transaction()`'s context manager: `dataformat.immediate()`'s BEGIN
+    IMMEDIATE / COMMIT / ROLLBACK, with sqlite3 errors made StoreErrors. A
+    class, not a generator: every message pays two or three of these on the
+    way through the queue, and a @contextlib.contextmanager costs several
+    times the calls."""
+
+    __slots__ = ("_conn", "_what", "_lock")
+
+    def __init__(
+        self, conn: sqlite3.Connection, what: str, lock: threading.Lock | None = None
+    ) -> None:
+        self._conn = conn
+        self._what = what
+        self._lock = lock
+
+    def __enter__(self) -> sqlite3.Connection:
+        lock = self._lock
+        if lock is not None:
+            lock.acquire()
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except BaseException as exc:
+            if lock is not None:
+                lock.release()
+            if isinstance(exc, sqlite3.Error):
+                raise store_error(self._what, exc) from exc
+            raise
+        return self._conn
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        try:
+            if exc is None:
+                try:
+                    self._conn.execute("COMMIT")
+                except BaseException as failed:  # the COMMIT itself failed
+                    self._rollback()
+                    if isinstance(failed, sqlite3.Error):
+                        raise store_error(self._what, failed) from failed
+                    raise
+                return
+            self._rollback()
+            if isinstance(exc, sqlite3.Error):
+                raise store_error(self._what, exc) from exc
+            # any other exception passes unchanged
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+
+    def _rollback(self) -> None:
+        conn = self._conn
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
 
 
 class Db:
@@ -174,11 +228,9 @@ class Db:
             except sqlite3.Error as exc:
                 raise store_error(what, exc) from exc
 
-    @contextlib.contextmanager
-    def transaction(self, what: str) -> Iterator[sqlite3.Connection]:
+    def transaction(self, what: str) -> DbTransaction:
         """`transaction()` on this connection, holding its lock."""
-        with self.lock, transaction(self.conn, what) as conn:
-            yield conn
+        return DbTransaction(self.conn, what, self.lock)
 
     def close(self) -> None:
         self.conn.close()
@@ -192,37 +244,54 @@ class BatchLock:
         self._fd: int | None = open_lock_file(path)
         self._threads = threading.Lock()
 
-    @contextlib.contextmanager
-    def shared(self) -> Iterator[None]:
+    def shared(self) -> _Held:
         """One committer batch."""
-        with self._threads, self._flock(shared=True):
-            yield
+        return _Held(self, shared=True)
 
-    @contextlib.contextmanager
-    def exclusive(self) -> Iterator[None]:
+    def exclusive(self) -> _Held:
         """Recovery: no batch of any process is half-done meanwhile."""
-        with self._threads, self._flock(shared=False):
-            yield
-
-    @contextlib.contextmanager
-    def _flock(self, *, shared: bool) -> Iterator[None]:
-        fd, locked = self._fd, False
-        if fcntl is not None and fd is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-                locked = True
-            except OSError:
-                pass
-        try:
-            yield
-        finally:
-            if locked and fd is not None:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+        return _Held(self, shared=False)
 
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+class _Held:
+    """One holding of a `BatchLock`: the in-process lock, then queue.lock
+    (flock); released in the reverse order. A class rather than a generator:
+    the committer takes it once per batch, i.e. per message when idle."""
+
+    __slots__ = ("_batch", "_shared", "_locked")
+
+    def __init__(self, batch: BatchLock, *, shared: bool) -> None:
+        self._batch = batch
+        self._shared = shared
+        self._locked = False
+
+    def __enter__(self) -> None:
+        batch = self._batch
+        batch._threads.acquire()
+        fd = batch._fd
+        if fcntl is not None and fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH if self._shared else fcntl.LOCK_EX)
+                self._locked = True
+            except OSError:
+                pass
+            except BaseException:
+                batch._threads.release()
+                raise
+
+    def __exit__(self, *exc: object) -> None:
+        batch = self._batch
+        try:
+            if self._locked and batch._fd is not None:
+                fcntl.flock(batch._fd, fcntl.LOCK_UN)
+        finally:
+            self._locked = False
+            batch._threads.release()
 
 
 def move_aside(path: Path, label: str, now: float | None = None) -> Path | None:

@@ -71,7 +71,7 @@ class FileContent:
 
     __slots__ = ("queue_id", "_path", "_size")
 
-    def __init__(self, queue_id: str, path: Path) -> None:
+    def __init__(self, queue_id: str, path: str) -> None:
         self.queue_id = queue_id
         self._path = path
         self._size: int | None = None
@@ -104,7 +104,7 @@ class ContentFiles:
         self._prefix = os.path.join(directory, "")  # str concatenation beats Path /
 
     def content(self, queue_id: str) -> FileContent:
-        return FileContent(queue_id, Path(self._prefix + queue_id))
+        return FileContent(queue_id, self._prefix + queue_id)  # a str: a Path costs more
 
     def path(self, queue_id: str) -> str:
         """Inside the store only: the file of `queue_id`."""

@@ -89,11 +89,22 @@ def split_slots(free: int, incoming: int, deferred: int) -> tuple[int, int]:
     return take_in, take_def
 
 
+_CHECKED: dict[tuple[QueueState, ...], tuple[str, ...]] = {}
+
+
 def _checked(states: Iterable[QueueState]) -> tuple[str, ...]:
+    """The states' names; ValueError for an unknown state (a bug). Each
+    combination is checked once: the manager asks with the same few on
+    every claim and move."""
     out = tuple(states)
-    if not set(out) <= set(STATES):
-        raise ValueError(f"unknown queue state in {out!r}")
-    return tuple(str(s) for s in out)
+    names = _CHECKED.get(out)
+    if names is None:
+        if not set(out) <= set(STATES):
+            raise ValueError(f"unknown queue state in {out!r}")
+        names = tuple(str(s) for s in out)
+        if len(_CHECKED) < 64:  # the few combinations pigeon uses; never unbounded
+            _CHECKED[out] = names
+    return names
 
 
 class QueueStateDb:

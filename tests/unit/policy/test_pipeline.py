@@ -140,6 +140,34 @@ def test_asynchronous_checks_are_awaited_in_order():
     assert [h.name for h in verdict.headers] == ["X-Slow"]
 
 
+def test_an_asynchronous_check_after_synchronous_ones_resumes_after_it():
+    order: list[str] = []
+
+    class Sync:
+        def rcpt(self, s, recipient, params):
+            order.append("sync")
+            return Verdict(headers=(HeaderField("X-Sync", str(len(order))),))
+
+    class Slow:
+        async def rcpt(self, s, recipient, params):
+            await asyncio.sleep(0)
+            order.append("slow")
+            return None
+
+    sync = Sync()  # the same check twice: each asked once per place
+
+    async def run() -> Verdict:
+        session = ReceivePipeline([sync, OnlyRcpt(None), Slow(), sync]).session("192.0.2.1")
+        session.mail(None, MailParams())
+        answer = session.rcpt(BOB, RcptParams())
+        assert not isinstance(answer, Verdict)
+        return await answer
+
+    verdict = asyncio.run(run())
+    assert order == ["sync", "slow", "sync"] and verdict.reply is None
+    assert [(h.name, h.value) for h in verdict.headers] == [("X-Sync", "1"), ("X-Sync", "3")]
+
+
 @pytest.mark.parametrize("asynchronous", [False, True])
 def test_a_check_that_raises_is_a_451_and_a_logged_bug(asynchronous, caplog):
     class Broken:

@@ -136,5 +136,8 @@ def test_xtext_round_trip(text: str) -> None:
 def test_to_from_dict() -> None:
     m = MailParams(size=1, body="8BITMIME", smtputf8=True, ret="FULL", envid="x")
     assert MailParams.from_dict(m.to_dict()) == m
+    # Every field, in declaration order: the queue stores this dict as JSON.
+    for params in (m, MailParams(), MailParams(auth="<>")):
+        assert list(params.to_dict().items()) == list(dataclasses.asdict(params).items())
     r = RcptParams(("DELAY",), ("rfc822", "a@b"))
     assert RcptParams.from_dict(r.to_dict()) == r

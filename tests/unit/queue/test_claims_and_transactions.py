@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from pigeon.queue.dbfile import Db, connect, transaction
+from pigeon.queue.dbfile import BatchLock, Db, connect, transaction
 from pigeon.queue.model import Envelope, Recipient
 from pigeon.queue.store import QueueStore
 from pigeon.vocab import QueueState, StoreError
@@ -173,6 +173,58 @@ def test_a_failing_commit_is_a_store_error_and_leaves_no_transaction_open(conn, 
     assert conn.execute("SELECT COUNT(*) FROM child").fetchone()[0] == 0
 
 
+def test_a_failing_begin_is_a_store_error(conn):
+    conn.execute("BEGIN")  # a transaction already open: BEGIN IMMEDIATE fails
+    with pytest.raises(StoreError, match="^test: ") as ei:
+        with transaction(conn, "test"):
+            pytest.fail("the block must not run")
+    assert isinstance(ei.value.__cause__, sqlite3.OperationalError)
+    conn.execute("ROLLBACK")
+
+
+def test_db_transaction_holds_the_lock_and_releases_it_on_every_exit(conn):
+    db = Db(conn)
+    with db.transaction("test") as c:
+        assert db.lock.locked()
+        c.execute("INSERT INTO t VALUES (1)")
+    assert not db.lock.locked() and rows(conn) == [1]
+    with pytest.raises(StoreError):  # a database error in the block
+        with db.transaction("test") as c:
+            c.execute("INSERT INTO t VALUES (1)")
+    assert not db.lock.locked()
+    with pytest.raises(KeyError):  # any other exception
+        with db.transaction("test"):
+            raise KeyError("a bug")
+    assert not db.lock.locked()
+    conn.execute("BEGIN")  # BEGIN IMMEDIATE fails
+    with pytest.raises(StoreError):
+        with db.transaction("test"):
+            pass
+    conn.execute("ROLLBACK")
+    assert not db.lock.locked() and rows(conn) == [1] and not conn.in_transaction
+
+
+def test_batch_lock_is_released_after_each_holding(tmp_path):
+    lock = BatchLock(tmp_path / "queue.lock")
+    try:
+        for holding in (lock.shared, lock.exclusive, lock.shared):
+            with pytest.raises(KeyError):
+                with holding():
+                    assert lock._threads.locked()
+                    raise KeyError("a bug")
+            assert not lock._threads.locked()
+        # queue.lock is free again too: another descriptor gets it exclusively at once.
+        import fcntl
+
+        other = open(tmp_path / "queue.lock", "rb")
+        try:
+            fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            other.close()
+    finally:
+        lock.close()
+
+
 def test_db_query_converts_errors(conn):
     db = Db(conn)
     assert db.query("test", "SELECT 1") == [(1,)]
@@ -188,5 +240,20 @@ def test_probe_failure_is_a_storage_fault_store_error(root):
         with pytest.raises(StoreError) as ei:
             store.probe()
         assert isinstance(ei.value.__cause__, FileNotFoundError)
+    finally:
+        store.close()
+
+
+def test_an_unknown_state_is_a_bug_every_time(root):
+    store = open_store(root)
+    try:
+        ids = commit(store, 1)
+        for _ in range(2):  # the second time too (the check remembers valid combinations)
+            with pytest.raises(ValueError, match="unknown queue state"):
+                store.move(ids, QueueState.DEFERRED, from_states=(QueueState.INCOMING, "bogus"))
+            with pytest.raises(ValueError, match="unknown queue state"):
+                store.claim(ids, from_states=("nowhere",))
+        assert store.move(ids, QueueState.DEFERRED, from_states=(QueueState.INCOMING,)) == ids
+        assert store.claim(ids, from_states=(QueueState.DEFERRED,)) == ids
     finally:
         store.close()

@@ -2,6 +2,9 @@
 
 from email import message_from_bytes
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from pigeon.queue.trace import received_header, transmission_type
 
 
@@ -84,3 +87,11 @@ def test_tls_version_and_cipher_in_a_comment():
         b"\tby mx.test (pigeon) with ESMTPSA (using TLSv1.3 with cipher "
         b"TLS_AES_256_GCM_SHA384 (256 bits)) id Q\r\n"
     ) in h
+
+
+@given(st.text(max_size=300) | st.text(alphabet="ab.()\\\r\n\t\x00é", max_size=40))
+def test_cleaning_keeps_printable_text_and_replaces_everything_else(text):
+    from pigeon.queue.trace import _clean
+
+    expected = "".join(ch if ch.isprintable() and ch not in "()\\" else "?" for ch in text)
+    assert _clean(text) == expected[:255]
