@@ -37,6 +37,14 @@ def upgrade_lines(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records if "upgraded the account" in r.getMessage()]
 
 
+def assert_upgraded_once(caplog, path: Path) -> None:
+    """One INFO line for the upgrade of 0.1.0's store, and the store at format 1."""
+    assert upgrade_lines(caplog) == [
+        f"upgraded the account store {path} from format 0 to format 1 (pigeon 0.2.0)"
+    ]
+    assert version(path) == (1, pigeon.__version__)
+
+
 def assert_logins_work(store: AccountStore, manifest: dict) -> None:
     for account in manifest["accounts"]:
         name, password = account["name"], account["password"]
@@ -58,10 +66,7 @@ def test_the_owner_upgrades_the_accounts_of_0_1_0_with_one_log_line(old_accounts
         assert_logins_work(store, manifest)
     finally:
         store.close()
-    assert upgrade_lines(caplog) == [
-        f"upgraded the account store {path} from format 0 to format 1 (pigeon 0.2.0)"
-    ]
-    assert version(path) == (1, pigeon.__version__)
+    assert_upgraded_once(caplog, path)
     caplog.clear()
     AccountStore(path).open(owner=True).close()
     assert upgrade_lines(caplog) == []
@@ -116,7 +121,4 @@ def test_a_successor_upgrades_the_accounts_once_it_takes_ownership(old_accounts,
         assert_logins_work(store, manifest)
     finally:
         store.close()
-    assert upgrade_lines(caplog) == [
-        f"upgraded the account store {path} from format 0 to format 1 (pigeon 0.2.0)"
-    ]
-    assert version(path) == (1, pigeon.__version__)
+    assert_upgraded_once(caplog, path)
