@@ -11,6 +11,7 @@ import ast
 from pathlib import Path
 
 import pigeon
+from pigeon.testing.source import parse_source
 
 SRC = Path(pigeon.__file__).resolve().parent.parent
 
@@ -62,7 +63,7 @@ def _graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {m: set() for m in mods}
     for name, path in mods.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(parse_source(path)):
             if isinstance(node, ast.Import):
                 graph[name] |= {a.name for a in node.names if a.name in mods}
             elif isinstance(node, ast.ImportFrom):

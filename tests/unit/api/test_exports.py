@@ -10,6 +10,7 @@ import ast
 from pathlib import Path
 
 import pigeon.api as api
+from pigeon.testing.source import parse_source
 
 EXPECTED = {
     "ACCEPT",
@@ -88,7 +89,7 @@ def test_nothing_in_pigeon_imports_the_public_api():
     for path in SRC.rglob("*.py"):
         if path == Path(api.__file__).resolve():
             continue
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(parse_source(path)):
             if isinstance(node, ast.ImportFrom) and node.module == "pigeon.api":
                 users.append(str(path.relative_to(SRC)))
             if isinstance(node, ast.Import) and any(a.name == "pigeon.api" for a in node.names):

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pigeon.proto
+from pigeon.testing.source import parse_source
 
 FORBIDDEN = {"asyncio", "socket", "ssl", "selectors", "time"}
 PROTO_DIR = Path(pigeon.proto.__file__).parent
@@ -17,7 +18,7 @@ def test_no_io_imports_in_source() -> None:
     files = sorted(PROTO_DIR.glob("*.py"))
     assert files
     for path in files:
-        tree = ast.parse(path.read_text(encoding="utf-8"))
+        tree = parse_source(path)
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 names = [a.name for a in node.names]
