@@ -17,8 +17,11 @@ Contract:
     read back, the body as a stream, no second copy of the body). A refusal
     discards the spool (a 5xx is logged as a rejection). Otherwise the
     verdict's header fields are prepended (above Received:), its recipient
-    list replaces the envelope's, and the spool is committed, on hold when
-    the verdict quarantines it.
+    list replaces the envelope's, its header edits or new body rewrite the
+    content (`policy.edits`), its new sender replaces the envelope's, and the
+    spool is committed, on hold when the verdict quarantines it. A verdict
+    that discards is answered 250 and the spool dropped (a "discarded"
+    mail-log line): the sender was told the message was taken.
   * Rule 1 (promise 1, CONTRIBUTING.md rule 9): the 250 `finish()` returns
     is only made once `store.commit_async()` resolved, i.e. content,
     directory entry and envelope are fsync'ed. Any failure before that is a
@@ -40,6 +43,7 @@ from typing import Any
 from pigeon.net.services import ReceiveServices
 from pigeon.net.sessionlog import SessionLog
 from pigeon.policy.api import Verdict
+from pigeon.policy.edits import apply_content_changes
 from pigeon.policy.message import SpoolMessage
 from pigeon.policy.pipeline import ReceiveSession
 from pigeon.proto import reply as R
@@ -193,7 +197,20 @@ class MessageIntake:
                 log.info("[%s]: message refused: %s", self.client_ip, verdict.reply)
             self.discard()
             return verdict.reply
+        if verdict.discard:  # accepted, then dropped (a milter's SMFIR_DISCARD)
+            self.discard()
+            services.maillog.log(spool.queue_id, {"from": self._transaction[0]}, "discarded")
+            return R.queued(spool.queue_id)
         envelope = spool.envelope  # made by open(), now final
+        try:
+            apply_content_changes(spool, message, verdict)  # before the prepends
+        except (OSError, StoreError) as exc:
+            log.error("changing the content of %s failed: %s", spool.queue_id, exc)
+            self.discard()
+            return R.LOCAL_ERROR
+        if verdict.sender is not None:
+            new = verdict.sender.address
+            envelope.sender = str(new) if new is not None else ""
         if verdict.recipients is not None:
             envelope.recipients = [Recipient(str(a), p) for a, p in verdict.recipients]
         for header in verdict.headers:

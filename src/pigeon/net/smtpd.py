@@ -184,6 +184,7 @@ class Connection:
                 pass
         finally:
             self.intake.discard()
+            self.policy.disconnect()  # a milter's socket closes with the connection
             await self._close()
             self.stats.messages = self.intake.messages
             log.info(

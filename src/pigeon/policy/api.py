@@ -36,10 +36,20 @@ Contract:
   * Within one stage checks run in the order they were composed; the first
     refusal ends the stage (later checks are not asked). Headers and the
     quarantine reason of the checks that ran are kept.
+  * End-of-data verdicts may also change the content (`header_edits`: add,
+    insert, change or remove header fields; `body`: a new body), the
+    envelope sender (`sender`), or discard the message (accepted with 250,
+    then dropped and logged). The content changes of several checks apply
+    in the order the checks ran; the last new body and sender win.
+  * A check that keeps resources per connection (a milter's socket) has a
+    `disconnect(session)` method (`DisconnectCheck`): the pipeline calls
+    it once when the connection ends, whatever happened; it never refuses.
   * `SessionFacts` is what the pipeline knows about the connection and the
     transaction when it asks; checks read it and never change it (the
     pipeline updates it as the session goes on). A check keeps no
-    per-connection state of its own: one instance serves every connection.
+    per-connection state of its own (one instance serves every
+    connection), except a `DisconnectCheck`, which keys it by the
+    `SessionFacts` object and frees it at `disconnect`.
   * A check that raises is a bug in the check: the pipeline logs it and
     answers 451 4.3.0 (try again later), never a 250 and never a traceback
     to the client.
@@ -63,13 +73,16 @@ __all__ = [
     "CheckResult",
     "ConnectCheck",
     "DataCheck",
+    "DisconnectCheck",
     "EnvelopeRecipient",
     "EtrnCheck",
+    "HeaderEdit",
     "HeaderField",
     "HeloCheck",
     "MailCheck",
     "Message",
     "MessageCheck",
+    "NewSender",
     "RcptCheck",
     "SessionFacts",
     "STAGES",
@@ -114,6 +127,43 @@ class HeaderField:
 
 
 @dataclass(frozen=True, slots=True)
+class HeaderEdit:
+    """A change to the header section (the milter actions, RFC 5322 §3.6):
+
+      add     append `name: value` at the end of the header section
+      insert  put it before the field at `index` (0: on top)
+      change  replace the `index`-th (from 1) field called `name`
+              (case-insensitive); an empty value removes it; no such
+              field: appended as by add
+
+    The value is checked as `HeaderField` checks it (an empty value is
+    allowed here: it removes).
+    """
+
+    action: str
+    name: str
+    value: str
+    index: int = 0
+
+    def __post_init__(self) -> None:
+        if self.action not in ("add", "insert", "change"):
+            raise ValueError(f"unknown header edit {self.action!r}")
+        if self.index < 0:
+            raise ValueError("a header index is never negative")
+        if not (self.action == "change" and self.value == ""):
+            HeaderField(self.name, self.value)  # the same rules (ValueError)
+        elif not _FIELD_NAME.fullmatch(self.name):
+            raise ValueError(f"not a header field name: {self.name!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class NewSender:
+    """A changed envelope sender (None: the null reverse-path <>)."""
+
+    address: Address | None
+
+
+@dataclass(frozen=True, slots=True)
 class Verdict:
     """What a check decided (module contract). `Verdict()` is ACCEPT."""
 
@@ -125,6 +175,16 @@ class Verdict:
     quarantine: str | None = None
     #: The whole new recipient list (None: unchanged).
     recipients: tuple[EnvelopeRecipient, ...] | None = None
+    # -- content changes (end_of_data; a milter's modification actions) --
+    #: Changes to the header section as received (our Received: first),
+    #: applied in order, before `headers` are put on top.
+    header_edits: tuple[HeaderEdit, ...] = ()
+    #: A new body: every octet after the header section (None: unchanged).
+    body: bytes | None = None
+    #: A new envelope sender (None: unchanged).
+    sender: NewSender | None = None
+    #: Accept (250), then drop the message instead of queueing it.
+    discard: bool = False
 
     def __post_init__(self) -> None:
         if self.reply is not None and self.reply.positive:
@@ -248,3 +308,10 @@ class MessageCheck(Protocol):
 @runtime_checkable
 class EtrnCheck(Protocol):
     def etrn(self, session: SessionFacts, node: str) -> CheckResult: ...
+
+
+@runtime_checkable
+class DisconnectCheck(Protocol):
+    def disconnect(self, session: SessionFacts) -> None:
+        """The connection ended: free what was kept for it, without waiting
+        (module contract)."""

@@ -32,6 +32,8 @@ Contract:
     stages ran, with its own last. Recipient changes replace
     `facts.recipients` when the stage accepts (the last list of the stage
     wins). A refused stage changes nothing.
+  * `disconnect()` (the connection ended) tells the checks that keep
+    something per connection (`DisconnectCheck`, a milter's socket).
   * A check that raises is logged with its traceback and the stage answers
     CHECK_FAILED (451 4.3.0); the exception never reaches the driver.
 """
@@ -47,6 +49,7 @@ from pigeon.policy.api import (
     AuthCheck,
     ConnectCheck,
     DataCheck,
+    DisconnectCheck,
     EtrnCheck,
     HeloCheck,
     MailCheck,
@@ -57,6 +60,7 @@ from pigeon.policy.api import (
     TlsCheck,
     Verdict,
 )
+from pigeon.policy.edits import content_changes
 from pigeon.proto import reply as R
 from pigeon.proto.events import TlsInfo
 from pigeon.proto.params import MailParams, RcptParams
@@ -93,7 +97,7 @@ def _combine(verdicts: list[Verdict]) -> Verdict:
     headers = tuple(h for v in verdicts for h in v.headers)
     quarantine = next((v.quarantine for v in verdicts if v.quarantine), None)
     recipients = next((v.recipients for v in reversed(verdicts) if v.recipients is not None), None)
-    return Verdict(reply, headers, quarantine, recipients)
+    return Verdict(reply, headers, quarantine, recipients, **content_changes(verdicts))
 
 
 class ReceivePipeline:
@@ -111,6 +115,11 @@ class ReceivePipeline:
             )
             for stage, protocol, method in _STAGES
         }
+        self._disconnects = tuple(
+            (check.disconnect, type(check).__name__)
+            for check in self.checks
+            if isinstance(check, DisconnectCheck)
+        )
 
     def stage_checks(self, stage: str) -> list[str]:
         """The names of the checks asked at `stage`, in order (for tests and docs)."""
@@ -335,10 +344,20 @@ class ReceiveSession:
             tuple(h for v in effects for h in v.headers),
             next((v.quarantine for v in effects if v.quarantine), None),
             tuple(self.facts.recipients) if changed else None,
+            **content_changes(effects),
         )
 
     def etrn(self, node: str) -> StageAnswer:
         return self._pipeline.run("etrn", (self.facts, node))
+
+    def disconnect(self) -> None:
+        """The connection ended: the checks that keep something per
+        connection free it (`DisconnectCheck`); one that raises is logged."""
+        for call, name in self._pipeline._disconnects:
+            try:
+                call(self.facts)
+            except Exception:
+                log.exception("receive check %s failed at disconnect", name)
 
     def reset(self) -> None:
         """The transaction is over (RSET, EHLO, end of data, aborted content)."""

@@ -140,6 +140,13 @@ class Spool(Protocol):
         in `size` (not in `head()` or `reader()`). StoreError once the
         spool is not open."""
 
+    def replace_head(self, length: int, data: bytes) -> None:
+        """At the commit, write `data` in place of the first `length` octets
+        of the content, below the prepended fields (a header section a
+        milter rewrote, or the whole content for a new body); `size` counts
+        it at once, `head()` and `reader()` still read what was written.
+        Once per spool; StoreError once the spool is not open."""
+
     def discard(self) -> None:
         """Forget the content. Idempotent, never raises; a no-op once committed."""
 

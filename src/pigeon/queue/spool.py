@@ -226,6 +226,7 @@ class SpoolFile:
         "_state",
         "_offset",
         "_prepend",
+        "_head",
     )
 
     def __init__(
@@ -240,6 +241,8 @@ class SpoolFile:
         self._fh: BinaryIO | None = None  # the tmp/ file, once spilled
         self.size = 0
         self._prepend: list[bytes] = []  # header fields written first at commit
+        # replace_head(): (octets of content replaced, what replaces them)
+        self._head: tuple[int, bytes] | None = None
         # open -> committing -> done | discarded; open -> failed (a write
         # error) -> discarded
         self._state = "open"
@@ -314,6 +317,18 @@ class SpoolFile:
         self._prepend.append(field)
         self.size += len(field)
 
+    def replace_head(self, length: int, data: bytes) -> None:
+        """At the commit, write `data` instead of the first `length` octets of
+        the content, below the prepended fields (a header section a milter
+        rewrote; the whole content for a new body). Call it last: `head()`
+        and `reader()` still read the content as written. Once only."""
+        if self._state != "open":
+            raise StoreError(f"spool {self.queue_id} is {self._state}")
+        if self._head is not None or not 0 <= length <= self.size:
+            raise StoreError(f"spool {self.queue_id}: bad head replacement")
+        self._head = (length, data)
+        self.size += len(data) - length
+
     def reader(self, start: int = 0) -> BinaryIO:
         """A stream over the content written, from octet `start` (module contract)."""
         buf = self._buf
@@ -356,14 +371,27 @@ class SpoolFile:
 
     @property
     def has_fields(self) -> bool:
-        """Header fields were prepended (a spilled spool is then copied)."""
-        return bool(self._prepend)
+        """Header fields were prepended or the head replaced (a spilled spool
+        is then copied)."""
+        return bool(self._prepend) or self._head is not None
+
+    def _fields(self) -> tuple[list[bytes], int]:
+        """What goes before the content at commit, and where the content resumes."""
+        if self._head is None:
+            return self._prepend, 0
+        skip, data = self._head
+        return [*self._prepend, data], skip
 
     def write_to(self, fd: int, preamble: bytes) -> None:
         """In memory: write `preamble`, the prepended fields and the content
         to `fd` in one writev, then free the memory (the bytes are on disk)."""
         assert self._buf is not None
-        self._area.disk.write_all(fd, [preamble, *self._prepend, self._buf])
+        fields, skip = self._fields()
+        if not skip:
+            self._area.disk.write_all(fd, [preamble, *fields, self._buf])
+        else:
+            with memoryview(self._buf)[skip:] as content:
+                self._area.disk.write_all(fd, [preamble, *fields, content])
         self._buf = None
 
     def copy_behind_fields(self, fd: int, preamble: bytes) -> None:
@@ -376,10 +404,11 @@ class SpoolFile:
             fh.flush()  # an error here (ENOSPC) fails the commit
         finally:
             self._close_quietly()
-        self._area.disk.write_all(fd, [preamble, *self._prepend])
+        fields, skip = self._fields()
+        self._area.disk.write_all(fd, [preamble, *fields])
         src = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         try:
-            msgfile.copy_from(src, self._offset, fd)
+            msgfile.copy_from(src, self._offset + skip, fd)
         finally:
             os.close(src)
 
