@@ -60,6 +60,7 @@ from pigeon.config import _delivery as D
 from pigeon.config import _secure as S
 from pigeon.config._aliases import check_catch_alls, read_aliases_file
 from pigeon.config._checks import ConfigError, ConfigErrors
+from pigeon.config._milter import milters
 from pigeon.config.locate import KeyLocator
 from pigeon.config.schema import (
     AdminConfig,
@@ -136,6 +137,7 @@ _TOP: dict[str, Callable[[str, Any], Any]] = {
     "transports": D.transports,
     "submission_listen": S.listen_roles,
     "submissions_listen": S.listen_roles,
+    "milters": milters,
 }
 
 # Config fields that are no key: the loader fills them from files the keys name.

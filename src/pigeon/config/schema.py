@@ -328,6 +328,29 @@ def _default_domains() -> dict[str, DomainConfig]:
 
 
 @dataclass(frozen=True, slots=True)
+class MilterConfig:
+    """One [[milters]] entry (checked by pigeon.config._milter, docs/milter.md)."""
+
+    name: str  # name: for logs and errors
+    socket: str  # socket: "inet:host:port", "inet:[v6]:port" or "unix:/path"
+    connect_timeout: float = 30.0  # connect_timeout: seconds to connect and negotiate
+    command_timeout: float = 30.0  # command_timeout: seconds for the answer to one command
+    content_timeout: float = (
+        300.0  # content_timeout: seconds to send the message and hear its verdict
+    )
+    default_action: str = "tempfail"  # default_action: "tempfail" or "accept" when it fails
+
+    @property
+    def address(self) -> str | tuple[str, int]:
+        """The socket's path ("unix:", "local:") or (host, port) ("inet:")."""
+        kind, _, rest = self.socket.partition(":")
+        if kind != "inet":
+            return rest
+        host, _, port = rest.rpartition(":")
+        return host.removeprefix("[").removesuffix("]"), int(port)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration. Build it with `pigeon.config.load_config`, which checks every value."""
 
@@ -373,6 +396,8 @@ class Config:
     tls: TlsConfig = field(default_factory=TlsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
+    #: [[milters]]: mail filters asked in this order at every stage (docs/milter.md).
+    milters: tuple[MilterConfig, ...] = ()
 
     @property
     def mailbox_root(self) -> Path:

@@ -14,6 +14,8 @@ Contract:
       data   StorageReserve, RecipientMerge
       end    FromHeaderCheck (only with auth.check_from_header)
       etrn   EtrnTrust
+      then   one MilterCheck per [[milters]] entry, in order (connect,
+             helo, mail, rcpt, data, end_of_data; policy/milter.py)
 
     connect, helo, tls and auth have no built-in check yet: they are where
     DNS block lists, HELO checks, TLS requirements and per-user login rules
@@ -35,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pigeon.config.schema import Config
+from pigeon.policy.milter import MilterCheck
 from pigeon.policy.newmailboxes import (
     NewMailboxLimiter,
     RecipientMailboxLimit,
@@ -88,4 +91,8 @@ def build_pipeline(config: Config, deps: PolicyDeps) -> ReceivePipeline:
     ]
     if config.auth.check_from_header:
         checks.append(FromHeaderCheck())  # end_of_data
+    # [[milters]], in order, after the built-in checks: a milter is asked
+    # only about what pigeon itself accepts (docs/milter.md).
+    size_limit = config.limits.message_size
+    checks.extend(MilterCheck(m, config.hostname, max_body=size_limit) for m in config.milters)
     return ReceivePipeline(checks, deps=deps)

@@ -1,0 +1,177 @@
+"""Real milters for tests: private OpenDKIM and rspamd instances, and libmilter scripts.
+
+Contract:
+  * Each function starts one daemon from Debian's packages in the
+    foreground, with a private configuration in `workdir`, listening only
+    on a Unix socket in `workdir` or on 127.0.0.1 (a free port), and
+    returns a `MilterDaemon` once its socket accepts connections (bounded
+    wait; the daemon's output is in `daemon.log()` on failure). Leaving
+    the `with` block (or `stop()`) sends SIGTERM, then SIGKILL after 10 s.
+  * `opendkim(workdir, domain, selector)`: OpenDKIM in signing mode for
+    `domain` (a fresh 1024-bit key from opendkim-genkey; `dns_txt` is the
+    TXT record to publish at `<selector>._domainkey.<domain>`). It signs
+    what comes from 127.0.0.1 (its default InternalHosts).
+  * `rspamd(workdir)`: rspamd with the proxy worker in milter mode
+    (`socket` "inet:127.0.0.1:PORT") in front of a normal worker on
+    another loopback port; no controller, no redis, no network look-ups
+    (DNS goes to a closed loopback port). It rejects the GTUBE pattern
+    and adds its X-Spamd-Result/X-Rspamd-* header fields.
+  * `libmilter(workdir, script)`: a Python milter on Debian's libmilter
+    (python3-milter), `script` run by /usr/bin/python3 with the socket
+    spec as its argument, for the modification actions neither daemon
+    takes (tests/e2e/milters/).
+  * Tests call `pigeon.testing.live.require_tool` for the daemons first.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+from pathlib import Path
+
+from pigeon.testing.live import free_port, wait_for
+
+__all__ = ["MilterDaemon", "libmilter", "opendkim", "rspamd"]
+
+
+class MilterDaemon:
+    def __init__(self, argv: list[str], socket_spec: str, workdir: Path, name: str) -> None:
+        self.name = name
+        self.socket = socket_spec  # as pigeon's [[milters]] socket key takes it
+        self.workdir = workdir
+        self.log_path = workdir / f"{name}.log"
+        self.dns_txt = ""
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=workdir,
+                start_new_session=True,
+            )
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def _accepts(self) -> bool:
+        kind, _, rest = self.socket.partition(":")
+        try:
+            if kind == "unix":
+                with socket.socket(socket.AF_UNIX) as s:
+                    s.connect(rest)
+            else:
+                host, _, port = rest.rpartition(":")
+                socket.create_connection((host, int(port)), timeout=1.0).close()
+        except OSError:
+            return False
+        return True
+
+    def wait_ready(self, timeout: float = 30.0) -> MilterDaemon:
+        ready = wait_for(lambda: self.proc.poll() is not None or self._accepts(), timeout)
+        if not ready or self.proc.poll() is not None:
+            self.stop()
+            raise RuntimeError(f"milter {self.name} did not start:\n{self.log()}")
+        return self
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+
+    def __enter__(self) -> MilterDaemon:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def opendkim(workdir: Path, domain: str, selector: str) -> MilterDaemon:
+    workdir.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["opendkim-genkey", "-D", str(workdir), "-d", domain, "-s", selector, "-b", "1024"],
+        check=True,
+        capture_output=True,
+    )
+    sock = workdir / "opendkim.sock"
+    conf = workdir / "opendkim.conf"
+    conf.write_text(
+        "Syslog no\n"
+        "LogWhy yes\n"
+        f"Socket local:{sock}\n"
+        "Mode s\n"
+        f"Domain {domain}\n"
+        f"Selector {selector}\n"
+        f"KeyFile {workdir / (selector + '.private')}\n"
+        f"PidFile {workdir / 'opendkim.pid'}\n"
+        # The key lives under the test's tmp directory (world-writable /tmp).
+        "RequireSafeKeys false\n"
+    )
+    daemon = MilterDaemon(
+        ["opendkim", "-f", "-v", "-x", str(conf)], f"unix:{sock}", workdir, "opendkim"
+    )
+    # sel1.txt: `sel1._domainkey IN TXT ( "v=DKIM1; h=sha256; k=rsa; " "p=..." )`
+    record = (workdir / f"{selector}.txt").read_text()
+    daemon.dns_txt = "".join(part for part in record.split('"')[1::2])
+    return daemon.wait_ready()
+
+
+_RSPAMD_CONF = """\
+options {{
+  pidfile = "{dir}/rspamd.pid";
+  dns {{ nameserver = ["127.0.0.1:{dead}"]; timeout = 0.1s; retransmits = 1; }}
+  filters = "";
+  local_addrs = [];
+}}
+logging {{ type = "file"; filename = "{dir}/rspamd-log.txt"; level = "info"; }}
+worker "normal" {{ bind_socket = "127.0.0.1:{normal}"; count = 1; }}
+worker "rspamd_proxy" {{
+  bind_socket = "127.0.0.1:{proxy}";
+  milter = yes;
+  timeout = 60s;
+  count = 1;
+  upstream "local" {{ default = yes; hosts = "127.0.0.1:{normal}"; }}
+}}
+actions {{ reject = 15; add_header = 6; greylist = 4; }}
+.include "$CONFDIR/modules.conf"
+.include "$CONFDIR/composites.conf"
+.include "$CONFDIR/metrics.conf"
+"""
+
+
+def rspamd(workdir: Path) -> MilterDaemon:
+    workdir.mkdir(parents=True, exist_ok=True)
+    proxy, normal = free_port(), free_port()
+    conf = workdir / "rspamd.conf"
+    conf.write_text(_RSPAMD_CONF.format(dir=workdir, dead=free_port(), normal=normal, proxy=proxy))
+    argv = [
+        "rspamd",
+        "-f",
+        "-u",
+        "root",
+        "-g",
+        "root",
+        "-c",
+        str(conf),
+        "--insecure",
+        f"--var=DBDIR={workdir}",
+        f"--var=RUNDIR={workdir}",
+        f"--var=LOGDIR={workdir}",
+    ]
+    return MilterDaemon(argv, f"inet:127.0.0.1:{proxy}", workdir, "rspamd").wait_ready(60.0)
+
+
+def libmilter(workdir: Path, script: Path) -> MilterDaemon:
+    workdir.mkdir(parents=True, exist_ok=True)
+    sock = workdir / f"{script.stem}.sock"
+    argv = ["/usr/bin/python3", str(script), f"unix:{sock}"]
+    return MilterDaemon(argv, f"unix:{sock}", workdir, script.stem).wait_ready()
