@@ -59,21 +59,8 @@ class MilterDaemon:
         except FileNotFoundError:
             return ""
 
-    def _accepts(self) -> bool:
-        kind, _, rest = self.socket.partition(":")
-        try:
-            if kind == "unix":
-                with socket.socket(socket.AF_UNIX) as s:
-                    s.connect(rest)
-            else:
-                host, _, port = rest.rpartition(":")
-                socket.create_connection((host, int(port)), timeout=1.0).close()
-        except OSError:
-            return False
-        return True
-
     def wait_ready(self, timeout: float = 30.0) -> MilterDaemon:
-        ready = wait_for(lambda: self.proc.poll() is not None or self._accepts(), timeout)
+        ready = wait_for(lambda: self.proc.poll() is not None or accepts(self.socket), timeout)
         if not ready or self.proc.poll() is not None:
             self.stop()
             raise RuntimeError(f"milter {self.name} did not start:\n{self.log()}")
@@ -93,6 +80,21 @@ class MilterDaemon:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def accepts(socket_spec: str) -> bool:
+    """Does the socket ("unix:/path" or "inet:host:port") take a connection?"""
+    kind, _, rest = socket_spec.partition(":")
+    try:
+        if kind == "unix":
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(rest)
+        else:
+            host, _, port = rest.rpartition(":")
+            socket.create_connection((host, int(port)), timeout=1.0).close()
+    except OSError:
+        return False
+    return True
 
 
 def opendkim(workdir: Path, domain: str, selector: str) -> MilterDaemon:
@@ -125,34 +127,44 @@ def opendkim(workdir: Path, domain: str, selector: str) -> MilterDaemon:
     return daemon.wait_ready()
 
 
-_RSPAMD_CONF = """\
-options {{
-  pidfile = "{dir}/rspamd.pid";
-  dns {{ nameserver = ["127.0.0.1:{dead}"]; timeout = 0.1s; retransmits = 1; }}
-  filters = "";
-  local_addrs = [];
-}}
-logging {{ type = "file"; filename = "{dir}/rspamd-log.txt"; level = "info"; }}
-worker "normal" {{ bind_socket = "127.0.0.1:{normal}"; count = 1; }}
-worker "rspamd_proxy" {{
-  bind_socket = "127.0.0.1:{proxy}";
-  milter = yes;
-  timeout = 60s;
-  count = 1;
-  upstream "local" {{ default = yes; hosts = "127.0.0.1:{normal}"; }}
-}}
-actions {{ reject = 15; add_header = 6; greylist = 4; }}
-.include "$CONFDIR/modules.conf"
-.include "$CONFDIR/composites.conf"
-.include "$CONFDIR/metrics.conf"
-"""
+# Debian's /etc/rspamd/rspamd.conf with a private $LOCAL_CONFDIR: these
+# files override its sockets, directories, DNS (a closed loopback port: no
+# look-ups leave the machine), actions and headers.
+_RSPAMD_FILES = {
+    "override.d/options.inc": (
+        'pidfile = "{dir}/rspamd.pid";\n'
+        'dns {{ nameserver = ["127.0.0.1:{dead}"]; timeout = 0.2s; retransmits = 1; }}\n'
+        "local_addrs = [];\n"
+    ),
+    "override.d/logging.inc": 'type = "file";\nfilename = "{dir}/rspamd-log.txt";\nlevel = "info";\n',
+    "override.d/worker-normal.inc": 'bind_socket = "127.0.0.1:{normal}";\ncount = 1;\n',
+    "override.d/worker-controller.inc": 'bind_socket = "127.0.0.1:{controller}";\ncount = 1;\n',
+    "override.d/worker-proxy.inc": (
+        'bind_socket = "127.0.0.1:{proxy}";\nmilter = yes;\ntimeout = 60s;\ncount = 1;\n'
+        'upstream "local" {{ default = yes; hosts = "127.0.0.1:{normal}"; }}\n'
+    ),
+    # A score of 4 (e.g. no To:, Date: or Message-ID:) is spam: "X-Spam: Yes".
+    "override.d/actions.conf": "reject = 15;\nadd_header = 4;\ngreylist = null;\n",
+    # X-Spam-Status on every message scanned, even from loopback.
+    "local.d/milter_headers.conf": (
+        'use = ["x-spam-status", "x-spamd-result"];\n'
+        "skip_local = false;\nskip_authenticated = false;\n"
+    ),
+}
 
 
 def rspamd(workdir: Path) -> MilterDaemon:
     workdir.mkdir(parents=True, exist_ok=True)
-    proxy, normal = free_port(), free_port()
-    conf = workdir / "rspamd.conf"
-    conf.write_text(_RSPAMD_CONF.format(dir=workdir, dead=free_port(), normal=normal, proxy=proxy))
+    ports = {
+        "proxy": free_port(),
+        "normal": free_port(),
+        "controller": free_port(),
+        "dead": free_port(),
+    }
+    for name, text in _RSPAMD_FILES.items():
+        path = workdir / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text.format(dir=workdir, **ports))
     argv = [
         "rspamd",
         "-f",
@@ -161,13 +173,20 @@ def rspamd(workdir: Path) -> MilterDaemon:
         "-g",
         "root",
         "-c",
-        str(conf),
+        "/etc/rspamd/rspamd.conf",
         "--insecure",
+        f"--var=LOCAL_CONFDIR={workdir}",
         f"--var=DBDIR={workdir}",
         f"--var=RUNDIR={workdir}",
         f"--var=LOGDIR={workdir}",
     ]
-    return MilterDaemon(argv, f"inet:127.0.0.1:{proxy}", workdir, "rspamd").wait_ready(60.0)
+    daemon = MilterDaemon(argv, f"inet:127.0.0.1:{ports['proxy']}", workdir, "rspamd")
+    daemon.wait_ready(90.0)
+    # The proxy may listen before the worker it asks: wait for both.
+    if not wait_for(lambda: accepts(f"inet:127.0.0.1:{ports['normal']}"), 60.0):
+        daemon.stop()
+        raise RuntimeError(f"rspamd's normal worker did not start:\n{daemon.log()}")
+    return daemon
 
 
 def libmilter(workdir: Path, script: Path) -> MilterDaemon:
