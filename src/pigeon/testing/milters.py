@@ -20,7 +20,9 @@ Contract:
     (python3-milter), `script` run by /usr/bin/python3 with the socket
     spec as its argument, for the modification actions neither daemon
     takes (tests/e2e/milters/).
-  * Tests call `pigeon.testing.live.require_tool` for the daemons first.
+  * Tests call `pigeon.testing.live.require_tool` for the daemons first,
+    `require_libmilter()` for python3-milter (both skip when it is
+    missing, and fail under CI=true).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from pathlib import Path
 
 from pigeon.testing.live import free_port, wait_for
 
-__all__ = ["MilterDaemon", "libmilter", "opendkim", "rspamd"]
+__all__ = ["MilterDaemon", "accepts", "libmilter", "opendkim", "require_libmilter", "rspamd"]
 
 
 class MilterDaemon:
@@ -187,6 +189,23 @@ def rspamd(workdir: Path) -> MilterDaemon:
         daemon.stop()
         raise RuntimeError(f"rspamd's normal worker did not start:\n{daemon.log()}")
     return daemon
+
+
+def require_libmilter() -> None:
+    """Skip (fail under CI=true) when Debian's python3-milter is missing."""
+    import pytest
+
+    found = (
+        subprocess.run(["/usr/bin/python3", "-c", "import Milter"], capture_output=True).returncode
+        == 0
+        if os.access("/usr/bin/python3", os.X_OK)
+        else False
+    )
+    if found:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail("python3-milter is required in CI (install it in .ci/run)")
+    pytest.skip("python3-milter is not installed")
 
 
 def libmilter(workdir: Path, script: Path) -> MilterDaemon:
