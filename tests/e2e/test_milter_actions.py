@@ -197,3 +197,16 @@ def test_slow_milter_accept_delivers_unchanged(actions, pigeon_factory):
     )
     _send(server, _message("sleep, add-header"))
     assert "X-Added" not in _arrived(server)
+
+
+def test_reload_adds_and_removes_a_milter(actions, pigeon_factory):
+    server = pigeon_factory(DOMAIN)
+    _send(server, _message("add-header"))
+    assert "X-Added" not in _arrived(server)
+    server.config_path.write_text(server.config_path.read_text() + _milter(actions.socket))
+    done = server.command("reload", text=True)
+    assert done.returncode == 0, done.stderr
+    _send(server, _message("add-header"))
+    assert wait_for(lambda: len(maildir_messages(server.data_dir, "bob@example.test")) == 2, 30)
+    texts = [p.read_text() for p in maildir_messages(server.data_dir, "bob@example.test")]
+    assert sum("X-Added" in t for t in texts) == 1

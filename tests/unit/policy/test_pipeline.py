@@ -355,3 +355,64 @@ def test_facts_say_who_is_logged_in():
 class _Room:
     def room_for(self, size: int = 0) -> bool:
         return True
+
+
+def test_content_changes_of_end_of_data_reach_the_final_verdict():
+    from pigeon.policy.api import HeaderEdit, NewSender
+
+    class Milterish:
+        def mail(self, s, sender, params):
+            return Verdict(headers=(HeaderField("X-Mail", "1"),))
+
+        def end_of_data(self, s, message):
+            return Verdict(
+                header_edits=(HeaderEdit("insert", "DKIM-Signature", "v=1", 0),),
+                body=b"new\r\n",
+                sender=NewSender(None),
+            )
+
+    class Discards:
+        def end_of_data(self, s, message):
+            return Verdict(discard=True, header_edits=(HeaderEdit("add", "X-Two", "2"),))
+
+    session = ReceivePipeline([Milterish(), Discards()]).session("192.0.2.1")
+    session.mail(BOB, MailParams())
+    session.rcpt(BOB, RcptParams())
+    final = session.end_of_data(object())
+    assert [h.name for h in final.headers] == ["X-Mail"]
+    assert [e.name for e in final.header_edits] == ["DKIM-Signature", "X-Two"]
+    assert final.body == b"new\r\n" and final.sender == NewSender(None) and final.discard
+
+
+def test_disconnect_tells_the_checks_that_keep_something_per_connection(caplog):
+    told = []
+
+    class Keeper:
+        def connect(self, s):
+            return None
+
+        def disconnect(self, s):
+            told.append(s.client_ip)
+
+    class Broken:
+        def disconnect(self, s):
+            raise RuntimeError("bug")
+
+    pipeline = ReceivePipeline([Broken(), Keeper(), OnlyRcpt(None)])
+    session = pipeline.session("192.0.2.7")
+    with caplog.at_level(logging.ERROR, logger="pigeon.policy"):
+        session.disconnect()
+    assert told == ["192.0.2.7"]  # after one that raised
+    assert "failed at disconnect" in caplog.text
+
+
+def test_the_builder_puts_milters_last_in_order(tmp_path):
+    milters = [
+        {"name": "dkim", "socket": "unix:/run/dkim.sock"},
+        {"name": "spam", "socket": "inet:127.0.0.1:11332", "default_action": "accept"},
+    ]
+    config = load_config(None, {"data_dir": str(tmp_path), "milters": milters})
+    pipeline = build_pipeline(config, PolicyDeps(Router(config)))
+    for stage in ("connect", "helo", "mail", "rcpt", "data", "end_of_data"):
+        assert pipeline.stage_checks(stage)[-2:] == ["MilterCheck", "MilterCheck"], stage
+    assert [c.name for c in pipeline.checks if hasattr(c, "disconnect")] == ["dkim", "spam"]
