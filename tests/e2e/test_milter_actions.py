@@ -164,6 +164,18 @@ def test_refusals_at_mail_and_rcpt(actions, pigeon_factory):
     assert "X-Added" in _arrived(server)
 
 
+def test_a_helo_refusal_is_given_at_rcpt_until_the_next_helo(actions, pigeon_factory):
+    server = pigeon_factory(DOMAIN + _milter(actions.socket))
+    with smtplib.SMTP("127.0.0.1", server.port, timeout=60) as client:
+        assert client.ehlo("refused.test")[0] == 250
+        assert client.mail("alice@example.test")[0] == 250
+        assert client.rcpt("bob@example.test") == (550, b"5.7.1 Command rejected")
+        client.rset()
+        assert client.ehlo("client.test")[0] == 250  # a new HELO, a new answer
+        assert client.mail("alice@example.test")[0] == 250
+        assert client.rcpt("bob@example.test")[0] == 250
+
+
 def test_unreachable_milter_tempfails(pigeon_factory, tmp_path):
     server = pigeon_factory(DOMAIN + _milter(f"unix:{tmp_path}/nobody.sock"))
     with pytest.raises(smtplib.SMTPSenderRefused) as refused:

@@ -16,7 +16,8 @@ tests can see every modification action of the protocol go through pigeon:
     quarantine      quarantine the message
     discard         discard the message
     sleep           sleep 5 s before answering (for time-outs)
-  A recipient whose local part is "refused" is rejected with a custom
+  A client saying HELO refused.test is rejected (given at RCPT TO); a
+  recipient whose local part is "refused" is rejected with a custom
   reply (550 5.7.1 "recipient refused by the test milter"); a sender
   "tempfail@..." gets TEMPFAIL at MAIL FROM.
 """
@@ -55,6 +56,8 @@ class Actions(Milter.Base):
     def hello(self, name):
         self._note("hello")
         self.seen["helo"] = name
+        if name == "refused.test":
+            return Milter.REJECT
         return Milter.CONTINUE
 
     def envfrom(self, sender, *params):
