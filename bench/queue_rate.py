@@ -91,7 +91,10 @@ class Server:
 
     def start(self) -> None:
         self.out["fill_s"] = round(prepare(self.workdir, self.entries), 1)
-        self.proc = PigeonProcess(self.workdir, CONFIG)
+        config = CONFIG
+        if self.args.through_queue:  # local mail through the queue, as before issue 16
+            config = "[queue]\nlocal_at_accept = false\n" + config
+        self.proc = PigeonProcess(self.workdir, config)
         t0 = time.perf_counter()
         self.proc.start(timeout=self.args.start_timeout)  # returns once the port answers
         self.out["start_s"] = round(time.perf_counter() - t0, 2)
@@ -180,6 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--messages", type=int, default=1000)
     ap.add_argument("--run-timeout", type=float, default=300)
     ap.add_argument("--start-timeout", type=float, default=300)
+    ap.add_argument(
+        "--through-queue",
+        action="store_true",
+        help="[queue] local_at_accept = false: the new mail goes through the queue with the backlog",
+    )
     ap.add_argument("--json", metavar="FILE")
     args = ap.parse_args(argv)
     if shutil.which("smtp-source") is None:
