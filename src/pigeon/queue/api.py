@@ -147,6 +147,12 @@ class Spool(Protocol):
         it at once, `head()` and `reader()` still read what was written.
         Once per spool; StoreError once the spool is not open."""
 
+    def memory_content(self) -> MessageContent | None:
+        """The message as it would be committed (prepended fields first, the
+        head replaced) while the whole of it is still in memory and the spool
+        open, else None: what local delivery at the accept (qmgr/direct.py)
+        writes into Maildirs."""
+
     def discard(self) -> None:
         """Forget the content. Idempotent, never raises; a no-op once committed."""
 

@@ -71,6 +71,7 @@ __all__ = [
     "NEW_ID",
     "SPILL_THRESHOLD",
     "CorruptEntry",
+    "MemoryContent",
     "SpoolFile",
     "Spools",
     "StoreError",
@@ -322,10 +323,8 @@ class SpoolFile:
         the content, below the prepended fields (a header section a milter
         rewrote; the whole content for a new body). Call it last: `head()`
         and `reader()` still read the content as written. Once only."""
-        if self._state != "open":
-            raise StoreError(f"spool {self.queue_id} is {self._state}")
-        if self._head is not None or not 0 <= length <= self.size:
-            raise StoreError(f"spool {self.queue_id}: bad head replacement")
+        if self._state != "open" or self._head is not None or not 0 <= length <= self.size:
+            raise StoreError(f"spool {self.queue_id} ({self._state}): no head replacement")
         self._head = (length, data)
         self.size += len(data) - length
 
@@ -340,6 +339,17 @@ class SpoolFile:
         fh = open(self.path, "rb")
         fh.seek(self._offset + start)
         return fh
+
+    def memory_content(self) -> MemoryContent | None:
+        """The whole message as it would be committed (prepended fields, then
+        the content, its head replaced), when it is still in memory and open;
+        else None. It
+        shares the buffer: use it before `discard()` or the commit."""
+        if self._state != "open" or self._buf is None:
+            return None
+        fields, skip = self._fields()
+        # A replaced head (replace_head) is rare: then the rest is a copy.
+        return MemoryContent(fields, self._buf[skip:] if skip else self._buf, self.size)
 
     def discard(self) -> None:
         """Forget the content (close and unlink the file if it spilled).
@@ -377,21 +387,16 @@ class SpoolFile:
 
     def _fields(self) -> tuple[list[bytes], int]:
         """What goes before the content at commit, and where the content resumes."""
-        if self._head is None:
-            return self._prepend, 0
-        skip, data = self._head
-        return [*self._prepend, data], skip
+        head = self._head
+        return (self._prepend, 0) if head is None else ([*self._prepend, head[1]], head[0])
 
     def write_to(self, fd: int, preamble: bytes) -> None:
         """In memory: write `preamble`, the prepended fields and the content
         to `fd` in one writev, then free the memory (the bytes are on disk)."""
         assert self._buf is not None
         fields, skip = self._fields()
-        if not skip:
-            self._area.disk.write_all(fd, [preamble, *fields, self._buf])
-        else:
-            with memoryview(self._buf)[skip:] as content:
-                self._area.disk.write_all(fd, [preamble, *fields, content])
+        content = memoryview(self._buf)[skip:] if skip else self._buf  # no copy
+        self._area.disk.write_all(fd, [preamble, *fields, content])
         self._buf = None
 
     def copy_behind_fields(self, fd: int, preamble: bytes) -> None:
@@ -442,6 +447,19 @@ class SpoolFile:
                 self._fh.close()
             except OSError:
                 pass
+
+
+class MemoryContent:
+    """A `MessageContent` (pigeon/queue/api.py) over an in-memory spool: its
+    prepended fields, then its buffer (`SpoolFile.memory_content`)."""
+
+    __slots__ = ("_fields", "_buf", "size")
+
+    def __init__(self, fields: list[bytes], buf: bytearray, size: int) -> None:
+        self._fields, self._buf, self.size = fields, buf, size
+
+    def open(self) -> BinaryIO:
+        return io.BytesIO(b"".join((*self._fields, self._buf)))
 
 
 class _ViewReader(io.RawIOBase):

@@ -93,3 +93,15 @@ def test_replace_head_once_and_within_the_content(store):
     spool.discard()
     with pytest.raises(StoreError):
         spool.replace_head(0, b"")
+
+
+def test_the_in_memory_content_has_the_head_replaced(store):
+    # What local delivery at the accept writes (qmgr/direct.py) is what the
+    # commit would have written.
+    spool, body = _spool(store, 100)
+    spool.replace_head(len(SECTION), b"New: head\r\n")
+    spool.prepend(b"X-Top: 1\r\n")
+    content = spool.memory_content()
+    assert content is not None and content.size == spool.size
+    with content.open() as stream:
+        assert stream.read() == b"X-Top: 1\r\nNew: head\r\n\r\n" + body
