@@ -91,8 +91,12 @@ def test_macros_reach_the_milter(actions, pigeon_factory):
     assert "X-Header-Count: 7" in text
 
 
-def test_header_actions(actions, pigeon_factory):
-    server = pigeon_factory(DOMAIN + _milter(actions.socket))
+@pytest.mark.parametrize("at_accept", [True, False], ids=["delivered-at-accept", "queued"])
+def test_header_actions(actions, pigeon_factory, at_accept):
+    # Both ways into a Maildir: written at the accept ([queue] local_at_accept)
+    # and committed to the queue first.
+    queue = f"[queue]\nlocal_at_accept = {str(at_accept).lower()}\n"
+    server = pigeon_factory(DOMAIN + queue + _milter(actions.socket))
     _send(server, _message("insert-header, change-header, add-header"))
     text = _arrived(server)
     assert _fields(text) == [
