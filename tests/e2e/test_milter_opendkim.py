@@ -1,8 +1,9 @@
 """OpenDKIM (Debian's package) as a milter of pigeon, in signing mode, end to end.
 
 The test starts its own OpenDKIM on a Unix socket in its tmp directory
-(pigeon.testing.milters), pigeon with `[[milters]]` pointing at it, sends a
-message from a local sender, and checks the delivered message: its
+(pigeon.testing.milters), pigeon with `[[milters]]` pointing at it, submits
+a message (as a logged-in user on the submission role, and over plain SMTP
+from loopback), and checks the delivered message: its
 DKIM-Signature verifies (dkimpy) against the public key served by a real
 DNS server on loopback (pigeon.testing.dnsserver).
 """
@@ -15,6 +16,7 @@ import dkim
 import dns.resolver
 import pytest
 from dns.nameserver import Do53Nameserver
+from secure_helpers import PASSWORD, USER, add_user, insecure_context
 
 from pigeon.testing.dnsserver import DnsServer
 from pigeon.testing.live import maildir_messages, require_tool, wait_for
@@ -54,13 +56,21 @@ def signer(tmp_path):
         yield daemon
 
 
-def test_mail_through_pigeon_arrives_signed_and_verifies(signer, pigeon_factory):
+@pytest.mark.parametrize("role", ["submission", "smtp"])
+def test_mail_through_pigeon_arrives_signed_and_verifies(signer, pigeon_factory, role):
     server = pigeon_factory(
         '[domains."example.test"]\nmailboxes = ["alice", "bob"]\n'
         f'[[milters]]\nname = "opendkim"\nsocket = "{signer.socket}"\n'
     )
-    with smtplib.SMTP("127.0.0.1", server.port, timeout=30) as client:
-        client.sendmail("alice@example.test", ["bob@example.test"], MESSAGE)
+    if role == "submission":  # a user submits: STARTTLS and AUTH on port 587's role
+        add_user(server, USER, PASSWORD)
+        with smtplib.SMTP("127.0.0.1", server.submission_port, timeout=30) as client:
+            client.starttls(context=insecure_context())
+            client.login(USER, PASSWORD)
+            client.sendmail(USER, ["bob@example.test"], MESSAGE)
+    else:
+        with smtplib.SMTP("127.0.0.1", server.port, timeout=30) as client:
+            client.sendmail("alice@example.test", ["bob@example.test"], MESSAGE)
     found = wait_for(lambda: maildir_messages(server.data_dir, "bob@example.test"), 30)
     assert found, server.log()
     delivered = found[0].read_bytes()
