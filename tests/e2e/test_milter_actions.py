@@ -168,6 +168,21 @@ def test_refusals_at_mail_and_rcpt(actions, pigeon_factory):
     assert "X-Added" in _arrived(server)
 
 
+def test_a_connect_refusal_is_given_at_every_rcpt(actions, pigeon_factory):
+    server = pigeon_factory(DOMAIN + _milter(actions.socket))
+    add_user(server)
+    port = server.submissions_port
+    with smtplib.SMTP_SSL("127.0.0.1", port, timeout=60, context=insecure_context()) as client:
+        client.login(USER, PASSWORD)
+        assert client.mail(USER)[0] == 250
+        refusal = (554, b"5.7.1 not on port 465, says the test milter")
+        assert client.rcpt("bob@example.test") == refusal
+        assert client.rcpt("alice@example.test") == refusal
+    # The other roles are not refused.
+    _send(server, _message("add-header"))
+    assert "X-Added" in _arrived(server)
+
+
 def test_a_helo_refusal_is_given_at_rcpt_until_the_next_helo(actions, pigeon_factory):
     server = pigeon_factory(DOMAIN + _milter(actions.socket))
     with smtplib.SMTP("127.0.0.1", server.port, timeout=60) as client:

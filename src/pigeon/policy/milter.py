@@ -19,7 +19,9 @@ Contract:
     the transaction; reject, tempfail and a custom reply refuse (at RCPT:
     that recipient only); discard drops the message (accepted with 250);
     skip ends the body. A refusal at connect or helo is held by the
-    pipeline and given at every RCPT (smtpd_delay_reject).
+    pipeline and given at every RCPT (smtpd_delay_reject); after one at
+    connect the milter is asked nothing more on that connection, after one
+    at helo it is asked again at the next HELO.
   * End of message: the modifications become the verdict's header edits,
     new body, recipients, sender and quarantine (miltermap.changes).
   * Failure (cannot connect, a timeout: `connect_timeout`,
@@ -286,7 +288,9 @@ class MilterCheck:
         refusal = miltermap.refusal(answer)
         if refusal is None:
             raise M.MilterProtocolError(f"answered {kind} at {stage}")
-        if stage not in ("rcpt", "connect", "helo"):
+        if stage == "connect":
+            state.skip_session = True  # the refusal is held for the session: nothing more to ask
+        elif stage not in ("rcpt", "helo"):
             state.tx_open = False  # the milter ended its transaction
         log.info("milter %s refused at %s: %s", self.name, stage, refusal)
         return Verdict(refusal)

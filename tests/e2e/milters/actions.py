@@ -16,7 +16,8 @@ tests can see every modification action of the protocol go through pigeon:
     quarantine      quarantine the message
     discard         discard the message
     sleep           sleep 5 s before answering (for time-outs)
-  A client saying HELO refused.test is rejected (given at RCPT TO); a
+  A connection to the submissions role (port 465) is rejected with a custom
+  reply (given at RCPT TO); a client saying HELO refused.test is rejected (given at RCPT TO); a
   recipient whose local part is "refused" is rejected with a custom
   reply (550 5.7.1 "recipient refused by the test milter"); a sender
   "tempfail@..." gets TEMPFAIL at MAIL FROM.
@@ -51,6 +52,9 @@ class Actions(Milter.Base):
     def connect(self, hostname, family, hostaddr):
         self._note("connect")
         self.seen["hostname"] = hostname
+        if self.getsymval("{daemon_name}") == "submissions":
+            self.setreply("554", "5.7.1", "not on port 465, says the test milter")
+            return Milter.REJECT
         return Milter.CONTINUE
 
     def hello(self, name):
