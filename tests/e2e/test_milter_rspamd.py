@@ -93,7 +93,9 @@ def test_gtube_rejected(scanner, pigeon_factory):
     # The session goes on: the next message of the same client is taken.
     _send(server, CLEAN)
     assert len(_delivered(server)) == 1
-    assert "reject: END-OF-MESSAGE" in server.log() and "554 5.7.1" in server.log()
+    # The mail log is written by a background thread: wait for the line.
+    logged = wait_for(lambda: "reject: END-OF-MESSAGE" in server.log(), 10)
+    assert logged and "554 5.7.1 Gtube pattern" in server.log(), server.log()
 
 
 def test_two_milters_in_order(scanner, pigeon_factory, tmp_path):
