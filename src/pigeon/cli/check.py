@@ -15,7 +15,7 @@ Contract:
     "pigeon: FILE:LINE: warning: key: message"; they do not change the
     exit status.
   * On success: "ok: FILE" and a summary on stdout (every listener by role,
-    TLS, domains, relaying, transports, metrics, files), exit 0. Nothing is
+    TLS, domains, relaying, transports, milters, metrics, files), exit 0. Nothing is
     created or opened besides reading FILE and the certificate files (the
     log file and data_dir are not touched).
 """
@@ -104,6 +104,7 @@ def summary(config: Config) -> list[str]:
         ("relay networks", ", ".join(str(n) for n in config.relay_networks) or "none"),
         ("aliases", str(len(config.aliases))),
         ("transports", ", ".join(transports) or "none"),
+        ("milters", ", ".join(f"{m.name} ({m.socket})" for m in config.milters) or "none"),
         ("relay host", str(config.delivery.relay_host or "none (direct delivery by MX)")),
         ("metrics", f"http://{metrics}/metrics" if metrics is not None else "off"),
         ("control socket", str(config.control_socket)),

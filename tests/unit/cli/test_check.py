@@ -119,6 +119,8 @@ def test_summary_covers_every_listener_tls_transports_and_metrics(tmp_path, caps
         '".example.org" = "lmtp:unix:/run/dovecot/lmtp"\n'
         '[delivery]\nrelay_host = "[smarthost.example.net]:587"\n'
         '[admin]\nmetrics_listen = "127.0.0.1:9100"\n'
+        '[[milters]]\nname = "opendkim"\nsocket = "unix:/run/opendkim/opendkim.sock"\n'
+        '[[milters]]\nname = "rspamd"\nsocket = "inet:127.0.0.1:11332"\n'
     )
     assert main(["check-config", str(path)]) == 0
     body = capsys.readouterr().out
@@ -131,6 +133,10 @@ def test_summary_covers_every_listener_tls_transports_and_metrics(tmp_path, caps
     assert (
         "  transports:     .example.org -> lmtp:unix:/run/dovecot/lmtp, "
         "example.org -> smtp:[mail.example.org]:587\n"
+    ) in body
+    assert (
+        "  milters:        opendkim (unix:/run/opendkim/opendkim.sock), "
+        "rspamd (inet:127.0.0.1:11332)\n"
     ) in body
     assert "  relay host:     smtp:[smarthost.example.net]:587\n" in body
     assert "  metrics:        http://127.0.0.1:9100/metrics\n" in body
