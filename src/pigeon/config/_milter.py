@@ -4,7 +4,8 @@ Contract:
   * `milters(key, value)` checks the array of tables and returns a tuple of
     `MilterConfig`, in the order written (the order the milters are asked).
     Every problem names its key: `milters[1].socket: ...`, an unknown key
-    `milters[0].foo: unknown key`, a name used twice.
+    `milters[0].foo: unknown key`, a name used twice; the first problem of
+    each entry is reported, every entry's in one run.
   * `socket` is Postfix's notation: "inet:host:port" (an IPv6 host in
     brackets: "inet:[::1]:8891") or "unix:/path" ("local:/path" too).
   * Timeouts are seconds, Postfix's defaults: `connect_timeout` 30
@@ -21,7 +22,7 @@ import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
-from pigeon.config._checks import ConfigError, choice, seconds, show, unknown_key
+from pigeon.config._checks import ConfigError, ConfigErrors, choice, seconds, show, unknown_key
 from pigeon.config.schema import MilterConfig
 
 __all__ = ["milters"]
@@ -73,23 +74,35 @@ _KEYS = {
 
 
 def milters(key: str, value: Any) -> tuple[MilterConfig, ...]:
-    """[[milters]]: the milters, in order (module contract)."""
+    """[[milters]]: the milters, in order (module contract); every entry's
+    problems are reported together (ConfigErrors)."""
     if not isinstance(value, list):
         raise ConfigError(key, f"must be an array of tables ([[milters]]), got {show(value)}")
     out: list[MilterConfig] = []
+    problems: list[ConfigError] = []
     for i, entry in enumerate(value):
-        here = f"{key}[{i}]"
-        if not isinstance(entry, Mapping):
-            raise ConfigError(here, f"must be a table, got {show(entry)}")
-        checked: dict[str, Any] = {}
-        for name, item in entry.items():
-            if name not in _KEYS:
-                raise unknown_key(f"{here}.{name}", name, list(_KEYS))
-            checked[name] = _KEYS[name](f"{here}.{name}", item)
-        for required in ("name", "socket"):
-            if required not in checked:
-                raise ConfigError(f"{here}.{required}", "is required")
-        if any(m.name == checked["name"] for m in out):
-            raise ConfigError(f"{here}.name", f'"{checked["name"]}" is used twice')
-        out.append(MilterConfig(**checked))
+        try:
+            milter = _entry(f"{key}[{i}]", entry)
+        except ConfigError as exc:
+            problems.append(exc)
+            continue
+        if any(m.name == milter.name for m in out):
+            problems.append(ConfigError(f"{key}[{i}].name", f'"{milter.name}" is used twice'))
+        out.append(milter)
+    if problems:
+        raise ConfigErrors(problems)
     return tuple(out)
+
+
+def _entry(here: str, entry: Any) -> MilterConfig:
+    if not isinstance(entry, Mapping):
+        raise ConfigError(here, f"must be a table, got {show(entry)}")
+    checked: dict[str, Any] = {}
+    for name, item in entry.items():
+        if name not in _KEYS:
+            raise unknown_key(f"{here}.{name}", name, list(_KEYS))
+        checked[name] = _KEYS[name](f"{here}.{name}", item)
+    for required in ("name", "socket"):
+        if required not in checked:
+            raise ConfigError(f"{here}.{required}", "is required")
+    return MilterConfig(**checked)

@@ -396,8 +396,9 @@ def _check_layer(raw: Mapping[str, Any], source: str, problems: list[ConfigError
             else:
                 out[key] = check(C.join(*key), value)
         except ConfigError as exc:
-            exc.source = source
-            problems.append(exc)
+            for problem in exc.problems:  # several for an array of tables ([[milters]])
+                problem.source = source
+                problems.append(problem)
 
     known = [*_TOP, *_SECTIONS]
     for key, value in raw.items():

@@ -87,3 +87,12 @@ def test_the_sample_is_valid_toml():
 
 def test_empty_text():
     assert KeyLocator("").line_of("hostname") is None
+
+
+def test_tables_of_an_array_are_counted_from_zero():
+    text = '[[milters]]\nname = "a"\n\n[[milters]]\nname = "b"\nsocket = "x"\n[limits]\n'
+    locator = KeyLocator(text)
+    assert locator.line_of("milters[0].name") == 2
+    assert locator.line_of("milters[1].socket") == 6
+    assert locator.line_of("milters[1].timeout") == 4  # not written: its table
+    assert locator.line_of("limits") == 7
