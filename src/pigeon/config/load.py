@@ -396,7 +396,7 @@ def _check_layer(raw: Mapping[str, Any], source: str, problems: list[ConfigError
             else:
                 out[key] = check(C.join(*key), value)
         except ConfigError as exc:
-            for problem in exc.problems:  # several for an array of tables ([[milters]])
+            for problem in exc.problems:  # [[milters]]: one problem per entry
                 problem.source = source
                 problems.append(problem)
 

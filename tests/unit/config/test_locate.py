@@ -89,10 +89,13 @@ def test_empty_text():
     assert KeyLocator("").line_of("hostname") is None
 
 
-def test_tables_of_an_array_are_counted_from_zero():
-    text = '[[milters]]\nname = "a"\n\n[[milters]]\nname = "b"\nsocket = "x"\n[limits]\n'
-    locator = KeyLocator(text)
-    assert locator.line_of("milters[0].name") == 2
-    assert locator.line_of("milters[1].socket") == 6
-    assert locator.line_of("milters[1].timeout") == 4  # not written: its table
-    assert locator.line_of("limits") == 7
+def test_the_elements_of_an_array_of_tables_are_numbered_as_errors_name_them():
+    locator = KeyLocator(
+        '[[plugins]]\npath = "a.py"\n[plugins.config]\nx = 1\n'
+        '[[plugins]]\nmodule = "b"\ntimeout = 0\n[plugins.config]\nurl = "ftp://x"\n'
+    )
+    assert locator.line_of("plugins[0].config.x") == 4
+    assert locator.line_of("plugins[1]") == 5
+    assert locator.line_of("plugins[1].timeout") == 7
+    assert locator.line_of("plugins[1].config.url") == 9
+    assert locator.line_of("plugins[1].config.nothing") == 8

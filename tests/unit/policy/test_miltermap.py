@@ -186,6 +186,17 @@ def test_bad_milters_are_refused_naming_the_key(tmp_path, entry, message):
     assert message in str(refused.value)
 
 
+def test_every_entrys_problem_in_one_run_with_its_line(tmp_path):
+    text = (
+        '[[milters]]\nname = "a"\nsocket = "unix:/x"\ntimeout = 3\n\n'
+        '[[milters]]\nname = "b"\nsocket = "tcp:x"\n'
+    )
+    with pytest.raises(ConfigError) as refused:
+        _load(tmp_path, text)
+    found = [(p.line, p.key) for p in refused.value.problems]
+    assert found == [(4, "milters[0].timeout"), (8, "milters[1].socket")]
+
+
 def test_a_name_used_twice_is_refused(tmp_path):
     entry = '[[milters]]\nname = "a"\nsocket = "unix:/x"\n'
     with pytest.raises(ConfigError) as refused:
