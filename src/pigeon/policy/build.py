@@ -10,7 +10,8 @@ Contract:
   * The order is the decision order (first refusal wins within a stage):
 
       connect ConnectionRateLimit
-      mail   MessageRateLimit, SenderMailboxLimit, StorageReserve, SenderOwnership
+      mail   MessageRateLimit, BlockLists, SenderMailboxLimit, StorageReserve,
+             SenderOwnership
       rcpt   RelayControl, LocalRecipients, RecipientMailboxLimit
       data   StorageReserve, RecipientMerge
       end    FromHeaderCheck (only with auth.check_from_header)
@@ -41,6 +42,7 @@ from dataclasses import dataclass, field
 from pigeon.config.schema import Config
 from pigeon.dns.api import Resolver
 from pigeon.policy.abusestate import AbuseState
+from pigeon.policy.dnsbl import BlockLists
 from pigeon.policy.newmailboxes import (
     NewMailboxLimiter,
     RecipientMailboxLimit,
@@ -90,6 +92,7 @@ def build_pipeline(config: Config, deps: PolicyDeps) -> ReceivePipeline:
     reserve = [StorageReserve(deps.space)] if deps.space is not None else []
     checks: list[object] = [
         *_rate_limits(config, deps),  # connect, mail
+        *_block_lists(config, deps, networks),  # mail
         SenderMailboxLimit(
             lookup, networks, deps.new_mailboxes, limit, clock=deps.clock, maildir_exists=exists
         ),  # mail
@@ -119,3 +122,11 @@ def _rate_limits(config: Config, deps: PolicyDeps) -> list[object]:
     if rl.client_messages or rl.network_messages or rl.sender_messages or rl.user_messages:
         checks.append(MessageRateLimit(*made))
     return checks
+
+
+def _block_lists(config: Config, deps: PolicyDeps, networks: RelayNetworks) -> list[object]:
+    """The DNSBL/RHSBL check, when lists are configured and DNS can be asked."""
+    dnsbl = config.dnsbl
+    if not (dnsbl.sites or dnsbl.rhsbl_sites) or deps.resolver is None:
+        return []
+    return [BlockLists(dnsbl, deps.resolver, networks, clock=deps.clock)]
