@@ -12,7 +12,7 @@ Contract:
       connect ConnectionRateLimit
       mail   MessageRateLimit, BlockLists, SenderMailboxLimit, StorageReserve,
              SenderOwnership
-      rcpt   RelayControl, LocalRecipients, RecipientMailboxLimit
+      rcpt   RelayControl, LocalRecipients, Greylisting, RecipientMailboxLimit
       data   StorageReserve, RecipientMerge
       end    FromHeaderCheck (only with auth.check_from_header)
       etrn   EtrnTrust
@@ -43,6 +43,7 @@ from pigeon.config.schema import Config
 from pigeon.dns.api import Resolver
 from pigeon.policy.abusestate import AbuseState
 from pigeon.policy.dnsbl import BlockLists
+from pigeon.policy.greylist import Greylisting
 from pigeon.policy.newmailboxes import (
     NewMailboxLimiter,
     RecipientMailboxLimit,
@@ -100,6 +101,7 @@ def build_pipeline(config: Config, deps: PolicyDeps) -> ReceivePipeline:
         SenderOwnership(),  # mail
         RelayControl(lookup, networks),  # rcpt
         LocalRecipients(lookup),  # rcpt
+        *_greylisting(config, deps, networks),  # rcpt
         RecipientMailboxLimit(
             lookup, networks, deps.new_mailboxes, limit, clock=deps.clock, maildir_exists=exists
         ),  # rcpt
@@ -130,3 +132,11 @@ def _block_lists(config: Config, deps: PolicyDeps, networks: RelayNetworks) -> l
     if not (dnsbl.sites or dnsbl.rhsbl_sites) or deps.resolver is None:
         return []
     return [BlockLists(dnsbl, deps.resolver, networks, clock=deps.clock)]
+
+
+def _greylisting(config: Config, deps: PolicyDeps, networks: RelayNetworks) -> list[object]:
+    if not config.greylist.enabled:
+        return []
+    state = deps.state
+    triplets, clients = state.table("greylist"), state.table("greylist-client")
+    return [Greylisting(config.greylist, triplets, clients, networks, clock=deps.wallclock)]
