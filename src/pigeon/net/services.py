@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pigeon.auth.login import Logins
+from pigeon.config.abuse import PostscreenConfig
 from pigeon.policy.pipeline import ReceivePipeline
 from pigeon.proto.server import SessionConfig
 from pigeon.queue.api import Spool
@@ -80,6 +81,7 @@ class ReceiveServices:
     metrics: Any = NO_METRICS  # pigeon.obs.metrics.Metrics
     on_etrn: Callable[[str], Awaitable[int]] | None = None
     greet_pause: float = 0.0
+    postscreen: PostscreenConfig = PostscreenConfig()  # port 25 tests (net/postscreen.py)
     handshake_timeout: float = 30.0
     clock: Callable[[], float] = time.monotonic
     wallclock: Callable[[], float] = time.time
