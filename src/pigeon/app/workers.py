@@ -5,7 +5,8 @@ Contract:
     (`prepare`): makes the TLS files (so no two processes race to create a
     self-signed certificate), recovers the queue (recovery must never run
     while another process has a commit half-way), creates the account store
-    (so no two processes race to set up its schema and WAL mode), upgrades
+    and the abuse controls' state file (so no two processes race to set up
+    a schema and WAL mode), upgrades
     data of an older format or refuses a newer one (docs/upgrade.md), binds
     every listener, opens a trigger pipe, and forks N - 1 workers. A failure
     there ends the process with the same status as in one process
@@ -64,6 +65,7 @@ from pigeon.app.handover import Predecessor
 from pigeon.app.lifecycle import Lifecycle
 from pigeon.app.restart import TAKEOVER_MARGIN, Restart
 from pigeon.app.roles import acceptor_role, full_role
+from pigeon.policy.abusestate import AbuseState
 from pigeon.auth.accounts import AccountStore
 from pigeon.config.schema import Config, ListenAddress
 from pigeon.mailstore.layout import open_mailboxes
@@ -95,6 +97,7 @@ def prepare(config: Config, inherited: ListenPlan | None = None) -> Sockets:
     finally:
         store.close()
     AccountStore.in_data_dir(config.data_dir).open(owner=True).close()
+    AbuseState.in_data_dir(config.data_dir).open().close()  # its schema and WAL mode, once
     open_mailboxes(config.mailbox_root)  # its format, like the stores' (docs/upgrade.md)
     log.info(
         "queue recovered: %d entries, %d reactivated, %d corrupt",

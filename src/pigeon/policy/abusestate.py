@@ -38,6 +38,8 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
+from pigeon.fsutil import ensure_file
+
 __all__ = ["AbuseState", "StateTable", "FILE_NAME"]
 
 log = logging.getLogger("pigeon.policy")
@@ -185,8 +187,7 @@ class AbuseState:
 
     def _connect(self) -> list[tuple[str, str, float, float, float]]:
         assert self.path is not None
-        if not self.path.exists():
-            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        ensure_file(self.path, 0o600)  # docs/security.md, "Files and their modes"
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         try:
             db.execute("PRAGMA busy_timeout = 5000")
