@@ -65,7 +65,6 @@ from pigeon.app.handover import Predecessor
 from pigeon.app.lifecycle import Lifecycle
 from pigeon.app.restart import TAKEOVER_MARGIN, Restart
 from pigeon.app.roles import acceptor_role, full_role
-from pigeon.policy.abusestate import AbuseState
 from pigeon.auth.accounts import AccountStore
 from pigeon.config.schema import Config, ListenAddress
 from pigeon.mailstore.layout import open_mailboxes
@@ -74,6 +73,7 @@ from pigeon.net.listener import bind_sockets
 from pigeon.net.smtp_service import smtp_listeners
 from pigeon.net.tls import TlsProvider
 from pigeon.obs.logsetup import flush_logs, setup_logging
+from pigeon.policy.abusestate import AbuseState
 from pigeon.queue.store import QueueStore
 
 __all__ = ["prepare", "run_with_workers"]
