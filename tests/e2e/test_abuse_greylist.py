@@ -4,6 +4,7 @@ delivered; an allowed client is not greylisted."""
 
 from __future__ import annotations
 
+import signal
 import socket
 import sqlite3
 
@@ -57,3 +58,12 @@ def test_a_retry_after_the_delay_passes_even_after_a_restart(pigeon_factory):
 def test_an_allowed_client_is_not_greylisted(pigeon_factory):
     server = pigeon_factory(CONFIG)
     assert _attempt(server.port, "127.0.0.12").startswith(b"250")
+
+
+def test_greylisting_is_turned_on_by_a_reload(pigeon_factory):
+    server = pigeon_factory('[domains."example.test"]\nmailboxes = ["alice"]\n')
+    assert _attempt(server.port, "127.0.0.13").startswith(b"250")
+    server.config_path.write_text(server.config_path.read_text() + CONFIG.split("\n", 2)[2])
+    server.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "reload: applied" in server.log(), timeout=15), server.log()
+    assert _attempt(server.port, "127.0.0.14").startswith(b"450 4.7.1 Greylisted")
