@@ -57,7 +57,7 @@ from pigeon.net.tls import TlsProvider
 from pigeon.obs.maillog import MailLog
 from pigeon.obs.metrics import Metrics
 from pigeon.policy.pipeline import ReceivePipeline
-from pigeon.qmgr import Qmgr
+from pigeon.qmgr import DirectDelivery, Qmgr, build_direct
 from pigeon.queue.store import QueueStore
 from pigeon.routing.resolve import Router
 
@@ -87,6 +87,7 @@ class ProcessRole:
     manager: Qmgr | None = None  # "full" only
     agents: Mapping[str, DeliveryAgent] = field(default_factory=dict)
     wake_fd: int | None = None  # "full" with workers: their trigger pipe
+    direct: DirectDelivery | None = None  # local delivery at the accept (qmgr/direct.py)
 
     @property
     def owns_queue(self) -> bool:
@@ -106,6 +107,8 @@ class ProcessRole:
             self.policy = wiring.receive_policy(live, self.router, self.policy)
             if self.manager is not None:
                 self.manager.set_router(self.router)
+            if self.direct is not None:
+                self.direct.router = self.router
             # The reserve follows limits.message_size (queue/space.py Rule 1).
             self.store.space.configure(
                 min_free=live.queue.min_free, message_size=live.limits.message_size
@@ -131,6 +134,7 @@ def _receiving(
     manager: Qmgr | None = None,
     agents: Mapping[str, DeliveryAgent] | None = None,
     wake_fd: int | None = None,
+    direct: DirectDelivery | None = None,
 ) -> ProcessRole:
     """The parts every role has: TLS, accounts, the receive policy, the SMTP service
     on its listeners."""
@@ -146,6 +150,7 @@ def _receiving(
         logins=LoginGate(auth, maillog),
         metrics=metrics,
         on_etrn=on_etrn,
+        direct=direct,
     )
     listeners = Listeners(
         smtp, smtp_listeners(config, tls=True), limits=connection_limits(config), metrics=metrics
@@ -165,6 +170,7 @@ def _receiving(
         manager,
         dict(agents or {}),
         wake_fd,
+        direct,
     )
 
 
@@ -199,6 +205,7 @@ def full_role(config: Config, *, wake_fd: int | None = None) -> ProcessRole:
         manager=manager,
         agents=agents,
         wake_fd=wake_fd,
+        direct=manager.direct,
     )
 
 
@@ -209,15 +216,18 @@ def acceptor_role(config: Config, *, trigger_fd: int) -> ProcessRole:
     async def on_etrn(node: str) -> int:
         return await wiring.etrn_flush(lambda domain: _flush_in_main(control, domain), node)
 
+    router, maillog, metrics = Router(config), MailLog(), Metrics()
     return _receiving(
         "acceptor",
         config,
         _store(config),
-        Router(config),
-        MailLog(),
-        Metrics(),
+        router,
+        maillog,
+        metrics,
         on_queued=_trigger(trigger_fd),
         on_etrn=on_etrn,
+        # Every worker delivers the local mail it accepts (issue 16).
+        direct=build_direct(config, router, maillog, metrics),
     )
 
 

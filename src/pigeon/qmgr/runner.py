@@ -66,6 +66,7 @@ from typing import Any
 from pigeon.delivery.api import DeliveryAgent
 from pigeon.delivery.local import MailboxStorage
 from pigeon.qmgr.attempt import Attempts
+from pigeon.qmgr.direct import DirectDelivery, DirectOutcome
 from pigeon.qmgr.operator import ActionResult, OperatorActions
 from pigeon.qmgr.ports import Clock, MailLog, ManagerStore, Metrics, Rng
 from pigeon.qmgr.scheduler import Scheduler
@@ -151,12 +152,21 @@ class Qmgr:
             nudge=self.nudge,
         )
         self._journal.on_late_settle = self._operator.after_delivery_soon
+        #: Local delivery at the accept (qmgr/direct.py) with this manager's
+        #: Maildir agent, counters and metrics; None when turned off.
+        self.direct: DirectDelivery | None = None
 
     # --- control ------------------------------------------------------------------
 
     def set_router(self, router: Router) -> None:
         """SIGHUP: route with a new configuration from the next delivery on."""
         self._attempts.router = router
+        if self.direct is not None:
+            self.direct.router = router
+
+    def record_direct(self, o: DirectOutcome) -> None:
+        """Log and count copies written at the accept (qmgr/direct.py) as outcomes."""
+        self._journal.log_delivered(o.env, o.logs, o.now, done=o.done)
 
     def nudge(self) -> None:
         """Wake the manager to scan the database for due messages now.

@@ -63,14 +63,22 @@ from typing import Any
 
 from pigeon.delivery.batching import ThreadBatcher
 from pigeon.delivery.local import MailboxStorage
-from pigeon.qmgr.notify import enqueue_notice
+from pigeon.qmgr.notify import Plan, enqueue_notice
 from pigeon.qmgr.ports import Clock, MailLog, ManagerStore, Metrics
-from pigeon.qmgr.results import LOCAL, Settlement
+from pigeon.qmgr.results import LOCAL, LogLine, Settlement
 from pigeon.qmgr.scheduler import Scheduler
 from pigeon.queue.health import is_storage_fault
+from pigeon.queue.model import Envelope
 from pigeon.vocab import QueueState, StoreError
 
-__all__ = ["STORE_ERRORS", "Counters", "Journal", "new_counters"]
+__all__ = [
+    "STORE_ERRORS",
+    "Counters",
+    "Journal",
+    "delivered_outcome",
+    "log_outcome",
+    "new_counters",
+]
 
 log = logging.getLogger("pigeon.queue")
 
@@ -82,6 +90,45 @@ Counters = dict[str, int]
 
 #: The mail log's status words, and "removed"/"notifications"/"errors".
 _COUNTER_OF = {"sent": "delivered"}
+
+
+def delivered_outcome(
+    env: Envelope, logs: list[LogLine], now: float, *, done: bool = True
+) -> Settlement:
+    """The outcome of copies written at the accept (qmgr/direct.py): no reports
+    owed; `done` when no recipient is left for the queue."""
+    return Settlement(env, logs, Plan([], []), done, 0.0, now)
+
+
+def log_outcome(
+    o: Settlement, maillog: MailLog, metrics: Metrics | None, counters: Counters
+) -> None:
+    """Write the mail log lines of durable outcome `o` and count them (module
+    contract: counters and metrics follow the mail log)."""
+    env, logs, qid = o.env, o.logs, o.env.queue_id
+    delay = round(max(0.0, o.now - env.received_at), 3) if env.received_at else 0.0
+    if len(logs) > 1:
+        order = {r.address: i for i, r in enumerate(env.recipients)}
+        logs.sort(key=lambda fd: order.get(fd[0]["to"], 0))  # envelope order, not finish order
+    for fields, detail in logs:
+        fields["delay"] = delay
+        word: str = fields["status"]
+        key = _COUNTER_OF.get(word, word)
+        counters[key] += 1
+        maillog.log(qid, fields, detail)
+        if metrics is not None:
+            kind = "local" if fields.get("relay") == LOCAL else "remote"
+            metrics.recipient_result(key, kind)
+            if key == "delivered":
+                metrics.delivery_latency(delay)
+    for notice, new_id in zip(o.plan.notices, o.new_ids):
+        counters["notifications"] += 1
+        maillog.log(qid, {}, f"{notice.log_text}: {new_id}")
+    for remark in o.plan.remarks:
+        maillog.log(qid, {}, remark)
+    if o.done:
+        counters["removed"] += 1
+        maillog.log(qid, {"status": "removed"})
 
 
 def new_counters() -> Counters:
@@ -153,32 +200,18 @@ class Journal:
 
     def _log_outcome(self, o: Settlement) -> None:
         """The mail log lines of a durable outcome (durable first: module contract)."""
-        env, logs, qid = o.env, o.logs, o.env.queue_id
-        delay = round(max(0.0, o.now - env.received_at), 3) if env.received_at else 0.0
-        order = {r.address: i for i, r in enumerate(env.recipients)}
-        logs.sort(key=lambda fd: order.get(fd[0]["to"], 0))  # envelope order, not finish order
-        for fields, detail in logs:
-            fields["delay"] = delay
-            word: str = fields["status"]
-            key = _COUNTER_OF.get(word, word)
-            self._counters[key] += 1
-            self._maillog.log(qid, fields, detail)
-            if self._metrics is not None:
-                kind = "local" if fields.get("relay") == LOCAL else "remote"
-                self._metrics.recipient_result(key, kind)
-                if key == "delivered":
-                    self._metrics.delivery_latency(delay)
-        for notice, new_id in zip(o.plan.notices, o.new_ids):
-            self._counters["notifications"] += 1
-            self._maillog.log(qid, {}, f"{notice.log_text}: {new_id}")
-        for remark in o.plan.remarks:
-            self._maillog.log(qid, {}, remark)
-        if o.done:
-            self._counters["removed"] += 1
-            self._maillog.log(qid, {"status": "removed"})
+        log_outcome(o, self._maillog, self._metrics, self._counters)
         if o.new_ids:
             self._sched.nudge()  # the reports are new mail: a scan finds them
             self._wake()
+
+    def log_delivered(
+        self, env: Envelope, logs: list[LogLine], now: float, *, done: bool = True
+    ) -> None:
+        """The lines of copies written while the message was accepted
+        (qmgr/direct.py), counted like any other outcome."""
+        o = delivered_outcome(env, logs, now, done=done)
+        log_outcome(o, self._maillog, self._metrics, self._counters)
 
     def write_failed(self, exc: BaseException, what: str, requeue: Sequence[str] = ()) -> None:
         """A store call failed: note it (Rule 3), keep what it leaves (Rule 1),
