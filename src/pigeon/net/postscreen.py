@@ -6,10 +6,10 @@ conversation at once without waiting for replies it must wait for
 (RFC 2920 §3.1). Postfix's postscreen tests both; so does this.
 
 Contract:
-  * `Screen.of(config, role)` is None unless the listener role is "smtp"
-    (port 25: submission clients are logged-in users) and a test is on
-    (`greet_wait` > 0, or `pipelining_action` other than "ignore", which
-    still logs).
+  * `Screen.of(config, role, client)` is None unless the listener role is
+    "smtp" (port 25: submission clients are logged-in users) and a test is
+    on: `greet_wait` > 0, or `pipelining_action` other than "ignore". (With
+    only the pre-greeting test on, pipelining found is still logged.)
   * The timing half is here and in the driver (net/smtpd.py): it waits
     `greet_wait` before the greeting and hands what the client sent
     meanwhile to `talked_first`. The protocol half is sans-IO in the

@@ -23,7 +23,9 @@ Contract:
     from the file. Callers also `delete` what has expired.
   * The file is a cache of decisions, not mail: a file that cannot be read
     (damaged, or of a schema version this pigeon does not know) is logged
-    once and replaced by an empty one; nothing accepted depends on it.
+    once and replaced by an empty one; one that cannot be opened (locked
+    past the busy timeout, no permission) is logged and the state is kept
+    in memory only. Nothing accepted depends on it.
     Worker processes (`workers` > 1) each keep their own tables over the
     same file (SQLite serialises the writers; the last write of a key wins),
     so each counts what it sees, as the other [limits] are per process.
@@ -124,7 +126,16 @@ class AbuseState:
             return self
         try:
             rows = self._connect()
-        except sqlite3.Error as exc:
+        except sqlite3.OperationalError as exc:  # locked, unreadable: not the file's fault
+            log.warning(
+                "%s could not be opened (%s): the abuse controls keep their state "
+                "in memory only until the next start",
+                self.path,
+                exc,
+            )
+            self.path = None
+            return self
+        except sqlite3.DatabaseError as exc:  # damaged, or a schema we do not know
             log.warning("%s could not be read (%s): starting it afresh", self.path, exc)
             self._discard()
             rows = self._connect()
@@ -197,7 +208,8 @@ class AbuseState:
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")  # a cache: no fsync per batch
             db.execute(_SCHEMA)
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            if version == 0:
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             rows = db.execute("SELECT kind, key, a, b, c FROM state").fetchall()
         except sqlite3.Error:
             db.close()

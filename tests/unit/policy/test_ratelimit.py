@@ -147,3 +147,12 @@ def test_a_damaged_or_unknown_state_file_is_started_afresh(tmp_path, caplog):
     fresh = AbuseState(path).open()
     assert len(fresh.table("bucket")) == 0
     fresh.close()
+
+
+def test_a_state_file_that_cannot_be_opened_leaves_the_state_in_memory(tmp_path, caplog):
+    (tmp_path / "abuse.db").mkdir()  # not a file at all: sqlite cannot open it
+    state = AbuseState(tmp_path / "abuse.db").open()
+    state.table("bucket").put("x", (1.0, 1.0, 0.0))
+    assert state.table("bucket").get("x") == (1.0, 1.0, 0.0)
+    state.close()
+    assert "in memory only" in caplog.text and (tmp_path / "abuse.db").is_dir()
