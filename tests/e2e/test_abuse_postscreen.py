@@ -14,7 +14,7 @@ pytestmark = pytest.mark.e2e
 
 CONFIG = (
     '[domains."example.test"]\nmailboxes = ["alice"]\n'
-    '[postscreen]\ngreet_wait = 1\ngreet_action = "enforce"\npipelining_action = "drop"\n'
+    '[postscreen]\ngreet_wait = 2\ngreet_action = "enforce"\npipelining_action = "drop"\n'
 )
 
 

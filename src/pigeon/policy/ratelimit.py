@@ -31,6 +31,7 @@ Contract:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Callable, Iterable
 
@@ -45,6 +46,7 @@ from pigeon.vocab.address import Address
 __all__ = ["ConnectionRateLimit", "MessageRateLimit", "RateLimiter", "network_of"]
 
 
+@functools.lru_cache(maxsize=4096)  # asked at every connection and MAIL: parse once
 def network_of(client_ip: str) -> str:
     """The client's network for counting: its /24 (IPv4) or /64 (IPv6)."""
     ip = client_address(client_ip)
@@ -52,6 +54,16 @@ def network_of(client_ip: str) -> str:
         return client_ip
     prefix = 24 if isinstance(ip, ipaddress.IPv4Address) else 64
     return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+
+
+def _shown(key: str) -> str:
+    """What a bucket's key counts, for the reply: "[ip]", "network n", "sender <a>", "user u"."""
+    kind, _, what = key.partition(":")
+    if kind == "from":
+        return f"sender <{what}>"
+    if kind == "user":
+        return f"user {what}"
+    return f"network {what}" if "/" in what else f"[{what}]"
 
 
 class RateLimiter:
@@ -104,14 +116,15 @@ class ConnectionRateLimit(_Limit):
         if self._exempt.contains(ip):
             return None
         config = self._config
-        network = network_of(ip)
-        shown = {"conn:" + ip: f"[{ip}]", "conn:" + network: f"network {network}"}
-        rates = (config.client_connections, config.network_connections)
-        over = self._limiter.take(zip(shown, rates, strict=False), self._clock())
+        buckets = (
+            ("conn:" + ip, config.client_connections),
+            ("conn:" + network_of(ip), config.network_connections),
+        )
+        over = self._limiter.take(buckets, self._clock())
         if over is None:
             return None
         # RFC 5321 §4.2: a 421 names the server.
-        text = f"{self._hostname} Error: too many connections from {shown[over]}, try again later"
+        text = f"{self._hostname} Error: too many connections from {_shown(over)}, try again later"
         return refuse(R.reply(421, "4.7.0", text))
 
 
@@ -125,23 +138,17 @@ class MessageRateLimit(_Limit):
         if self._exempt.contains(ip):
             return None
         config = self._config
-        buckets: list[tuple[str, int]] = []
-        shown: dict[str, str] = {}
         if session.user is not None:
-            buckets.append(("user:" + session.user, config.user_messages))
-            shown[buckets[-1][0]] = f"user {session.user}"
+            buckets = [("user:" + session.user, config.user_messages)]
         else:
-            network = network_of(ip)
-            buckets.append(("mail:" + ip, config.client_messages))
-            shown[buckets[-1][0]] = f"[{ip}]"
-            buckets.append(("mail:" + network, config.network_messages))
-            shown[buckets[-1][0]] = f"network {network}"
+            buckets = [
+                ("mail:" + ip, config.client_messages),
+                ("mail:" + network_of(ip), config.network_messages),
+            ]
         if sender is not None:
-            address = str(sender).lower()
-            buckets.append(("from:" + address, config.sender_messages))
-            shown[buckets[-1][0]] = f"sender <{address}>"
+            buckets.append(("from:" + str(sender).lower(), config.sender_messages))
         over = self._limiter.take(buckets, self._clock())
         if over is None:
             return None
-        text = f"Error: too much mail from {shown[over]}, try again later"
+        text = f"Error: too much mail from {_shown(over)}, try again later"
         return refuse(R.reply(450, "4.7.1", text))
