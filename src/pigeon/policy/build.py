@@ -34,13 +34,13 @@ Contract:
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pigeon.config.schema import Config
 from pigeon.dns.api import Resolver
+from pigeon.mailstore import maildir_exists as mailstore_maildir_exists
 from pigeon.policy.abusestate import AbuseState
 from pigeon.policy.dnsbl import BlockLists
 from pigeon.policy.greylist import Greylisting
@@ -68,7 +68,7 @@ class PolicyDeps:
     space: Room | None = None
     new_mailboxes: NewMailboxLimiter = field(default_factory=NewMailboxLimiter)
     clock: Callable[[], float] = time.monotonic
-    maildir_exists: Callable[[str], bool] = os.path.isdir
+    maildir_exists: Callable[[str], bool] = mailstore_maildir_exists
     state: AbuseState = field(default_factory=AbuseState.memory)
     #: DNS for the block lists (None: no DNSBL/RHSBL checks can be made).
     resolver: Resolver | None = None
