@@ -12,7 +12,9 @@ Contract:
     receive pipeline for one configuration (`policy.build.build_pipeline`,
     the one place its checks are composed); the collaborators of `previous`
     (the pipeline it replaces at a reload: the new-mailbox counts, the
-    queue's free-space reserve) carry over, with the new router.
+    queue's free-space reserve, the abuse controls' state opened here from
+    `<data_dir>/abuse.db`, the resolver) carry over, with the new router.
+    The lifecycle closes that state (`PolicyDeps.close`) when it stops.
   * `resolver(config)` is the one DNS resolver of the process (the dnspython
     stub over `[delivery] dns_servers`, bounded by `dns_timeout`), shared by
     every part that looks names up.
@@ -32,6 +34,7 @@ from pigeon.config.schema import Config
 from pigeon.delivery.api import DeliveryAgent
 from pigeon.dns.api import Resolver
 from pigeon.dns.stub import StubResolver
+from pigeon.policy.abusestate import AbuseState
 from pigeon.policy.build import PolicyDeps, build_pipeline
 from pigeon.policy.pipeline import ReceivePipeline
 from pigeon.policy.reserve import Room
@@ -53,8 +56,10 @@ def receive_policy(
     *,
     space: Room | None = None,
 ) -> ReceivePipeline:
-    deps = previous.deps.with_router(router) if previous is not None else PolicyDeps(router, space)
-    return build_pipeline(config, deps)
+    if previous is not None:
+        return build_pipeline(config, previous.deps.with_router(router))
+    state = AbuseState.in_data_dir(config.data_dir).open()
+    return build_pipeline(config, PolicyDeps(router, space, state=state, resolver=resolver(config)))
 
 
 def auth_service(config: Config) -> AuthService:
