@@ -50,7 +50,9 @@ Contract:
   * Reload (`reload`): the configuration is loaded again (same file, same
     flags), the difference is planned by the pure `app.reload.plan_reload`,
     the TLS certificate files are re-read (a broken one refuses the reload),
-    and the role applies the plan to its parts (`ProcessRole.apply`).
+    the `[[plugins]]` are imported afresh, changed or not (one that does not
+    load refuses the reload: the running plugins stay), and the role
+    applies the plan to its parts (`ProcessRole.apply`).
     sd_notify RELOADING=1 / READY=1 around it. Nothing else writes into the
     running parts.
   * The stop (`shutdown`) is this one method, bounded whatever the peers
@@ -397,7 +399,17 @@ class Lifecycle:
             )
             return ReloadPlan("refused", role.config, refused=(str(exc),)).outcome()
         log.info("TLS certificate reloaded: %s", tls.describe())
-        warnings = await role.apply(plan, tls)
+        plugins = None
+        if plan.live.plugins or role.plugins:  # their code is imported afresh, changed or not
+            try:
+                plugins = role.load_plugins(plan.live)
+            except ConfigError as exc:
+                lines = tuple(str(problem) for problem in exc.problems)
+                for line in lines:
+                    log.error("reload rejected, the running configuration stays in force: %s", line)
+                return ReloadPlan("refused", role.config, refused=lines).outcome()
+            log.info("reload: %d plugin(s) loaded afresh", len(plugins))
+        warnings = await role.apply(plan, tls, plugins)
         if plan.status == "unchanged":
             log.info("reload: configuration unchanged")
         if plan.now:

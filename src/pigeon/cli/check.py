@@ -138,6 +138,20 @@ def tls_problems(config: Config, source: str) -> list[ConfigError]:
     return []
 
 
+def plugin_problems(config: Config, source: str) -> list[ConfigError]:
+    """The `[[plugins]]` loaded as start-up loads them (code imported, own
+    table checked against the plugin's settings): what would refuse it."""
+    from pigeon.hooks.load import load_plugins
+
+    try:
+        load_plugins(config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            problem.source = source
+        return exc.problems
+    return []
+
+
 def run(args: argparse.Namespace) -> int:
     args.file = locate(args.file).path
     if args.file is None:
@@ -151,6 +165,12 @@ def run(args: argparse.Namespace) -> int:
     refused = {p.key for p in problems}
     if config is not None and not refused & {"tls.cert_file", "tls.key_file", "tls.ciphers"}:
         problems += tls_problems(config, source)
+    if (
+        config is not None
+        and config.plugins
+        and not any(p.key and p.key.startswith("plugins") for p in problems)
+    ):
+        problems += plugin_problems(config, source)
     locator = None
     if config is not None:
         locator = KeyLocator(args.file.read_text(encoding="utf-8"))

@@ -57,6 +57,7 @@ from typing import Any
 from pigeon.config import _admin as A
 from pigeon.config import _checks as C
 from pigeon.config import _delivery as D
+from pigeon.config import _plugins as P
 from pigeon.config import _secure as S
 from pigeon.config._aliases import check_catch_alls, read_aliases_file
 from pigeon.config._checks import ConfigError, ConfigErrors
@@ -136,6 +137,7 @@ _TOP: dict[str, Callable[[str, Any], Any]] = {
     "transports": D.transports,
     "submission_listen": S.listen_roles,
     "submissions_listen": S.listen_roles,
+    "plugins": P.plugins,  # relative paths: from the file's directory (collect_config)
 }
 
 # Config fields that are no key: the loader fills them from files the keys name.
@@ -303,6 +305,10 @@ def collect_config(
         layers.append((COMMAND_LINE, _check_layer(overrides, COMMAND_LINE, problems)))
         _merge(merged, layers[-1][1])
     config = _build(merged)
+    if path is not None and config.plugins:
+        config = dataclasses.replace(
+            config, plugins=P.resolve_paths(config.plugins, Path(path).parent)
+        )
     refused = frozenset(p.key for p in problems if p.key)
     late: list[ConfigError] = []
     if config.aliases_file is not None and "aliases_file" not in refused:
@@ -393,8 +399,9 @@ def _check_layer(raw: Mapping[str, Any], source: str, problems: list[ConfigError
             else:
                 out[key] = check(C.join(*key), value)
         except ConfigError as exc:
-            exc.source = source
-            problems.append(exc)
+            for problem in exc.problems:  # a [[plugins]] entry may have several
+                problem.source = source
+                problems.append(problem)
 
     known = [*_TOP, *_SECTIONS]
     for key, value in raw.items():

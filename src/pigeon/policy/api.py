@@ -30,9 +30,13 @@ Contract:
     tempfail or 5xx reject, from `pigeon.proto.reply`), plus effects that
     apply when the message is accepted: header fields to put on top of the
     message (above our Received:, RFC 5321 §4.4 keeps trace fields at the
-    top), quarantine (accept, then hold the message in the queue instead of
-    delivering it), and a changed recipient list (added, removed or
-    rewritten envelope recipients; `rcpt`, `data` and `end_of_data` only).
+    top), header fields to remove from the client's header section,
+    quarantine (accept, then hold the message in the queue instead of
+    delivering it), discard (accept with 250, then drop it, logged), a
+    changed recipient list (added, removed or rewritten envelope
+    recipients; `rcpt`, `data` and `end_of_data` only) and a transport
+    (a next hop that overrides the routing: of one recipient at `rcpt`,
+    of the message at `mail`, `data` and `end_of_data`).
   * Within one stage checks run in the order they were composed; the first
     refusal ends the stage (later checks are not asked). Headers and the
     quarantine reason of the checks that ran are kept.
@@ -52,6 +56,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol, TypeAlias, runtime_checkable
 
+from pigeon.config._delivery import parse_nexthop
 from pigeon.proto.events import TlsInfo
 from pigeon.proto.params import MailParams, RcptParams
 from pigeon.proto.reply import Reply
@@ -125,10 +130,24 @@ class Verdict:
     quarantine: str | None = None
     #: The whole new recipient list (None: unchanged).
     recipients: tuple[EnvelopeRecipient, ...] | None = None
+    #: Accept (250), then drop the message, logged with this reason (Postfix DISCARD).
+    discard: str | None = None
+    #: Names of header fields to remove from the client's header section (every
+    #: occurrence, any case); our Received: and fields added by checks stay.
+    remove_headers: tuple[str, ...] = ()
+    #: A next hop overriding the routing, in [transports] syntax ("smtp:[host]:port",
+    #: "lmtp:unix:/path", "local", "discard"): for the recipient at `rcpt`, for
+    #: every recipient at the other stages. None: routed as usual.
+    transport: str | None = None
 
     def __post_init__(self) -> None:
         if self.reply is not None and self.reply.positive:
             raise ValueError(f"a verdict's reply refuses (4xx/5xx), not {self.reply.code}")
+        for name in self.remove_headers:
+            if not _FIELD_NAME.fullmatch(name):
+                raise ValueError(f"not a header field name: {name!r}")
+        if self.transport is not None:
+            parse_nexthop(self.transport)  # ValueError says what is wrong
 
     @property
     def refused(self) -> bool:

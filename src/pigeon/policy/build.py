@@ -17,7 +17,10 @@ Contract:
 
     connect, helo, tls and auth have no built-in check yet: they are where
     DNS block lists, HELO checks, TLS requirements and per-user login rules
-    plug in. Checks added later go here, in the same list.
+    plug in. Checks added later go here, in the same list. The users'
+    plugins (`[[plugins]]`, docs/hooks.md) come last at every stage, in the
+    order of the configuration: they see only what the built-in checks let
+    through.
   * The rcpt checks share one `RecipientLookup` (policy/recipients.py), so
     one RCPT asks the router once however many checks need its answers.
   * `PolicyDeps` holds what checks need besides the configuration: the
@@ -31,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pigeon.config.schema import Config
@@ -65,8 +68,11 @@ class PolicyDeps:
         return dataclasses.replace(self, router=router)
 
 
-def build_pipeline(config: Config, deps: PolicyDeps) -> ReceivePipeline:
-    """The receive pipeline of `config` (module contract)."""
+def build_pipeline(
+    config: Config, deps: PolicyDeps, plugins: Sequence[object] = ()
+) -> ReceivePipeline:
+    """The receive pipeline of `config` (module contract); `plugins` are the
+    users' checks (pigeon.hooks.load.receive_checks), asked after ours."""
     router = deps.router
     networks = RelayNetworks(config.relay_networks)
     lookup = RecipientLookup(router)  # one router look-up per RCPT for the rcpt checks
@@ -88,4 +94,5 @@ def build_pipeline(config: Config, deps: PolicyDeps) -> ReceivePipeline:
     ]
     if config.auth.check_from_header:
         checks.append(FromHeaderCheck())  # end_of_data
+    checks += plugins  # [[plugins]], in their order, after every built-in check
     return ReceivePipeline(checks, deps=deps)

@@ -65,6 +65,7 @@ from typing import Any
 
 from pigeon.delivery.api import DeliveryAgent
 from pigeon.delivery.local import MailboxStorage
+from pigeon.hooks.events import DeliveryObservers
 from pigeon.qmgr.attempt import Attempts
 from pigeon.qmgr.operator import ActionResult, OperatorActions
 from pigeon.qmgr.ports import Clock, MailLog, ManagerStore, Metrics, Rng
@@ -157,6 +158,10 @@ class Qmgr:
     def set_router(self, router: Router) -> None:
         """SIGHUP: route with a new configuration from the next delivery on."""
         self._attempts.router = router
+
+    def set_observers(self, observers: DeliveryObservers) -> None:
+        """The plugins told of delivery events (start-up, SIGHUP; hooks/events.py)."""
+        self._attempts.observers = self._journal.observers = observers
 
     def nudge(self) -> None:
         """Wake the manager to scan the database for due messages now.

@@ -49,7 +49,10 @@ Contract:
     ends it.
   * Counters and metrics follow the mail log: each line counted once it is
     durable; metrics get each recipient result (kind "local" or "remote")
-    and the queue delay of each delivery.
+    and the queue delay of each delivery; the plugins' delivery observers
+    (`observers`, pigeon/hooks/events.py) get the same outcomes, as events
+    "delivered", "deferred", "bounced" and "expired", after the log line:
+    `emit` only starts their tasks, so they never hold up the manager.
 
 All blocking store calls run in worker threads (`asyncio.to_thread`).
 """
@@ -63,6 +66,7 @@ from typing import Any
 
 from pigeon.delivery.batching import ThreadBatcher
 from pigeon.delivery.local import MailboxStorage
+from pigeon.hooks.events import DeliveryEvent, DeliveryObservers, EventKind
 from pigeon.qmgr.notify import enqueue_notice
 from pigeon.qmgr.ports import Clock, MailLog, ManagerStore, Metrics
 from pigeon.qmgr.results import LOCAL, Settlement
@@ -82,6 +86,13 @@ Counters = dict[str, int]
 
 #: The mail log's status words, and "removed"/"notifications"/"errors".
 _COUNTER_OF = {"sent": "delivered"}
+#: The mail log's status word -> the plugins' delivery event.
+_EVENT_OF: dict[str, EventKind] = {
+    "sent": "delivered",
+    "deferred": "deferred",
+    "bounced": "bounced",
+    "expired": "expired",
+}
 
 
 def new_counters() -> Counters:
@@ -117,6 +128,8 @@ class Journal:
         #: operator action may wait for it: qmgr/operator.py).
         self.on_late_settle: Callable[[str], None] = lambda qid: None
         self._removals: ThreadBatcher[str, None] = ThreadBatcher(self._remove_entries)
+        #: The plugins told of each outcome once it is durable (Qmgr.set_observers).
+        self.observers = DeliveryObservers()
 
     # --- one outcome ------------------------------------------------------------------
 
@@ -145,6 +158,21 @@ class Journal:
         self._log_outcome(o)
         return True
 
+    def _tell_observers(self, o: Settlement, fields: dict[str, Any], detail: str) -> None:
+        kind = _EVENT_OF.get(fields["status"])
+        if kind is not None:
+            event = DeliveryEvent(
+                kind,
+                o.env.queue_id,
+                o.env.sender,
+                (fields["to"],),
+                str(fields.get("relay", "")),
+                str(fields.get("dsn", "")),
+                detail,
+                o.now,
+            )
+            self.observers.emit(event)
+
     def _remove_entries(self, ids: list[str]) -> list[None]:
         """Worker thread: remove many entries in one transaction (rows first,
         then files); all or none fail."""
@@ -163,6 +191,8 @@ class Journal:
             key = _COUNTER_OF.get(word, word)
             self._counters[key] += 1
             self._maillog.log(qid, fields, detail)
+            if self.observers:
+                self._tell_observers(o, fields, detail)
             if self._metrics is not None:
                 kind = "local" if fields.get("relay") == LOCAL else "remote"
                 self._metrics.recipient_result(key, kind)
