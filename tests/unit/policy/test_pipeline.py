@@ -297,6 +297,38 @@ def test_effects_of_the_transaction_add_up_and_end_with_it():
     assert again.recipients is None
 
 
+def test_discard_removed_fields_and_transports_add_up_per_transaction():
+    class Effects:
+        def helo(self, s):
+            return Verdict(remove_headers=("X-Helo",))
+
+        def mail(self, s, sender, params):
+            return Verdict(transport="smtp:[192.0.2.9]:25", remove_headers=("X-Mail",))
+
+        def rcpt(self, s, recipient, params):
+            if recipient.local == "filter":  # this recipient only
+                return Verdict(transport="lmtp:unix:/run/filter")
+            if recipient.local == "trash":
+                return Verdict(discard="trash")
+            return None
+
+    session = ReceivePipeline([Effects()]).session("192.0.2.1")
+    session.helo("client.test", True)
+    session.mail(BOB, MailParams())
+    session.rcpt(Address("filter", "example.test"), RcptParams())
+    session.rcpt(BOB, RcptParams())
+    assert session.routes == {"filter@example.test": "lmtp:unix:/run/filter"}
+    final = session.end_of_data(object())
+    assert final.remove_headers == ("X-Helo", "X-Mail")
+    assert final.transport == "smtp:[192.0.2.9]:25"  # the message's: the rcpt one is not
+    assert final.discard is None
+    session.reset()
+    assert session.routes == {}
+    session.mail(BOB, MailParams())
+    session.rcpt(Address("trash", "example.test"), RcptParams())
+    assert session.end_of_data(object()).discard == "trash"
+
+
 def test_a_refused_stage_changes_nothing():
     class Rewrite:
         def rcpt(self, s, recipient, params):
