@@ -10,10 +10,12 @@ edited plugin in force.
 
 from __future__ import annotations
 
+import re
 import smtplib
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -21,32 +23,19 @@ from pigeon.testing.live import free_port, maildir_messages, wait_for
 
 pytestmark = pytest.mark.e2e
 
+HOOKS_MD = Path(__file__).resolve().parents[2] / "docs" / "hooks.md"
+
 # Any local part of example.test is accepted: the plugin, not the mailbox
 # list, is what refuses nobody@.
 DOMAIN = '[domains."example.test"]\n'
 
-REJECT_ONE = """
-from pigeon.api import reject
-
-class Plugin:
-    def rcpt(self, session, recipient, params):
-        if recipient.local == "nobody":
-            return reject(550, "5.1.1", "nobody lives here, says the plugin")
-"""
-
-ADD_HEADER = """
-from pigeon.api import accept
-
-class Plugin:
-    def end_of_data(self, session, message):
-        return accept(add_headers=[("X-Hooked", "yes, by " + session.client_ip)])
-"""
-
-RAISES = """
-class Plugin:
-    def rcpt(self, session, recipient, params):
-        raise RuntimeError("secret internal detail")
-"""
+#: The plugins of docs/hooks.md, by file name: the guide is what is tested.
+DOC = {
+    block.split("\n", 1)[0].removeprefix("# "): block
+    for block in re.findall(r"```python\n(.*?)```", HOOKS_MD.read_text(), re.S)
+}
+REJECT_ONE, ADD_HEADER, RAISES = DOC["reject_one.py"], DOC["add_header.py"], DOC["broken.py"]
+GREETER = DOC["greeter.py"]
 
 SLOW = """
 import asyncio
@@ -58,10 +47,8 @@ class Plugin:
 
 
 def _plugins(*entries: tuple[str, str], extra: str = "") -> str:
-    out = DOMAIN
-    for path, _ in entries:
-        out += f'[[plugins]]\npath = "{path}"\n{extra}'
-    return out
+    """A [[plugins]] table per entry, `extra` in the last one."""
+    return DOMAIN + "".join(f'[[plugins]]\npath = "{path}"\n' for path, _ in entries) + extra
 
 
 def _server(pigeon_factory, tmp_path, *entries: tuple[str, str], extra: str = ""):
@@ -93,7 +80,13 @@ def test_a_plugin_next_to_the_configuration_rejects_one_recipient(pigeon_factory
 
 
 def test_a_plugin_adds_a_header_that_arrives_in_the_maildir(pigeon_factory, tmp_path):
-    server = _server(pigeon_factory, tmp_path, ("add_header.py", ADD_HEADER))
+    server = _server(
+        pigeon_factory,
+        tmp_path,
+        ("add_header.py", ADD_HEADER),
+        ("greeter.py", GREETER),
+        extra='[plugins.config]\ngreeting = "hello"\n',
+    )
     with smtplib.SMTP("127.0.0.1", server.port, timeout=30) as s:
         s.sendmail("a@client.test", ["alice@example.test"], _message("hooked"))
     found = wait_for(lambda: maildir_messages(server.data_dir, "alice@example.test"))
@@ -101,6 +94,7 @@ def test_a_plugin_adds_a_header_that_arrives_in_the_maildir(pigeon_factory, tmp_
     content = found[0].read_bytes()
     # On top of the message, above our Received: (RFC 5321 §4.4).
     assert content.index(b"\nX-Hooked: yes, by 127.0.0.1\n") < content.index(b"\nReceived:")
+    assert b"\nX-Greeting: hello\n" in content
 
 
 def test_a_plugin_that_raises_gets_451_and_its_traceback_logged(pigeon_factory, tmp_path):
@@ -131,21 +125,7 @@ def test_a_plugin_over_its_time_limit_gets_451(pigeon_factory, tmp_path):
 def test_a_bad_key_in_a_plugin_table_refuses_the_start_naming_it(tmp_path):
     workdir = tmp_path / "bad"
     workdir.mkdir()
-    (workdir / "greeter.py").write_text(
-        textwrap.dedent(
-            """
-            from dataclasses import dataclass
-
-            class Plugin:
-                @dataclass
-                class Settings:
-                    greeting: str = "hello"
-
-                def __init__(self, settings):
-                    self.settings = settings
-            """
-        )
-    )
+    (workdir / "greeter.py").write_text(GREETER)
     config = workdir / "pigeon.toml"
     config.write_text(
         f'data_dir = "{workdir / "data"}"\nlisten = ["127.0.0.1:{free_port()}"]\nsubmission_listen = []\n'
