@@ -9,7 +9,7 @@ Contract:
     must survive a reload (new mailboxes per client) carry over.
   * The order is the decision order (first refusal wins within a stage):
 
-      mail   SenderMailboxLimit, StorageReserve, SenderOwnership
+      mail   MessageSizeLimit, SenderMailboxLimit, StorageReserve, SenderOwnership
       rcpt   RelayControl, LocalRecipients, RecipientMailboxLimit
       data   StorageReserve, RecipientMerge
       end    FromHeaderCheck (only with auth.check_from_header)
@@ -46,7 +46,7 @@ from pigeon.policy.newmailboxes import (
 from pigeon.policy.pipeline import ReceivePipeline
 from pigeon.policy.recipients import LocalRecipients, RecipientLookup, RecipientMerge
 from pigeon.policy.relay import EtrnTrust, RelayControl, RelayNetworks
-from pigeon.policy.reserve import Room, StorageReserve
+from pigeon.policy.reserve import MessageSizeLimit, Room, StorageReserve
 from pigeon.policy.submission import FromHeaderCheck, SenderOwnership
 from pigeon.routing.resolve import Router
 
@@ -78,7 +78,9 @@ def build_pipeline(
     lookup = RecipientLookup(router)  # one router look-up per RCPT for the rcpt checks
     limit, exists = config.limits.new_mailboxes_per_hour, deps.maildir_exists
     reserve = [StorageReserve(deps.space)] if deps.space is not None else []
+    size = config.limits.message_size
     checks: list[object] = [
+        *([MessageSizeLimit(size)] if size else []),  # mail (0: no limit, no check)
         SenderMailboxLimit(
             lookup, networks, deps.new_mailboxes, limit, clock=deps.clock, maildir_exists=exists
         ),  # mail

@@ -359,6 +359,7 @@ def test_the_builder_composes_each_stage_in_the_documented_order(tmp_path):
     config = load_config(None, {"data_dir": str(tmp_path)})
     pipeline = build_pipeline(config, PolicyDeps(Router(config), space=_Room()))
     assert pipeline.stage_checks("mail") == [
+        "MessageSizeLimit",
         "SenderMailboxLimit",
         "StorageReserve",
         "SenderOwnership",
@@ -375,6 +376,18 @@ def test_the_builder_composes_each_stage_in_the_documented_order(tmp_path):
         assert pipeline.stage_checks(stage) == []
     off = load_config(None, {"data_dir": str(tmp_path), "auth": {"check_from_header": False}})
     assert build_pipeline(off, PolicyDeps(Router(off))).stage_checks("end_of_data") == []
+    unlimited = load_config(None, {"data_dir": str(tmp_path), "limits": {"message_size": 0}})
+    assert "MessageSizeLimit" not in build_pipeline(
+        unlimited, PolicyDeps(Router(unlimited))
+    ).stage_checks("mail")
+
+
+def test_a_size_over_the_limit_is_refused_at_mail_by_the_pipeline(tmp_path):
+    config = load_config(None, {"data_dir": str(tmp_path), "limits": {"message_size": 1000}})
+    session = build_pipeline(config, PolicyDeps(Router(config))).session("127.0.0.1")
+    assert session.mail(BOB, MailParams(size=1001)).reply == R.MESSAGE_TOO_BIG  # RFC 1870 §6.1
+    assert session.mail(BOB, MailParams(size=1000)).reply is None
+    assert session.mail(BOB, MailParams()).reply is None
 
 
 def test_facts_say_who_is_logged_in():
