@@ -156,3 +156,32 @@ def test_sighup_puts_an_edited_plugin_in_force(pigeon_factory, tmp_path):
         assert s.mail("a@client.test")[0] == 250
         assert s.rcpt("nobody@example.test")[0] == 250
         assert s.rcpt("somebody@example.test")[0] == 550
+
+
+def test_a_plugin_that_no_longer_loads_refuses_the_reload_and_the_running_one_stays(
+    pigeon_factory, tmp_path
+):
+    server = _server(pigeon_factory, tmp_path, ("reject_one.py", REJECT_ONE))
+    (server.workdir / "reject_one.py").write_text("class Plugin(:\n")
+    done = server.command("reload", text=True)
+    assert done.returncode == 78, done.stdout + done.stderr
+    assert "plugins[0].path: cannot load path" in done.stderr and "SyntaxError" in done.stderr
+    with smtplib.SMTP("127.0.0.1", server.port, timeout=30) as s:
+        s.ehlo()
+        assert s.mail("a@client.test")[0] == 250
+        assert s.rcpt("nobody@example.test")[0] == 550  # the running plugin, still in force
+
+
+def test_with_workers_every_process_asks_its_plugins(pigeon_factory, tmp_path):
+    server = _server(pigeon_factory, tmp_path, ("reject_one.py", REJECT_ONE))
+    server.stop()
+    config = server.config_path.read_text()
+    server.config_path.write_text(config.replace("\n[domains", "\nworkers = 2\n[domains", 1))
+    server.start()
+    answers = set()
+    for _ in range(8):  # the kernel spreads connections over both processes
+        with smtplib.SMTP("127.0.0.1", server.port, timeout=30) as s:
+            s.ehlo()
+            s.mail("a@client.test")
+            answers.add(s.rcpt("nobody@example.test"))
+    assert answers == {(550, b"5.1.1 nobody lives here, says the plugin")}

@@ -43,7 +43,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from pigeon.policy.api import (
@@ -74,6 +75,7 @@ __all__ = ["ReceivePipeline", "ReceiveSession", "StageAnswer"]
 StageAnswer = Verdict | Awaitable[Verdict]
 
 _Call = Callable[..., Any]
+_NO_ROUTES: Mapping[str, str] = MappingProxyType({})
 
 # Stage name -> (the Protocol a check implements, its method name).
 _STAGES: tuple[tuple[str, type, str], ...] = (
@@ -201,8 +203,9 @@ class ReceiveSession:
 
     def __init__(self, pipeline: ReceivePipeline, facts: SessionFacts) -> None:
         self.facts = facts
-        #: Next hops chosen at rcpt for single recipients (address -> transport spec).
-        self.routes: dict[str, str] = {}
+        #: Next hops chosen at rcpt for single recipients (address -> transport
+        #: spec); shared and empty until a check chooses one (no allocation).
+        self.routes: Mapping[str, str] = _NO_ROUTES
         self._pipeline = pipeline
         self._held: dict[str, Verdict] = {}  # connect/helo/tls/auth verdicts
         self._tx: list[Verdict] = []  # accepted mail/rcpt/data verdicts with effects
@@ -325,7 +328,7 @@ class ReceiveSession:
             if verdict.recipients is None:
                 self.facts.recipients.append((recipient, params))
             if verdict.transport is not None:  # this recipient's next hop only
-                self.routes[str(recipient)] = verdict.transport
+                self.routes = {**self.routes, str(recipient): verdict.transport}
                 self._note(dataclasses.replace(verdict, transport=None))
             else:
                 self._note(verdict)
@@ -367,7 +370,7 @@ class ReceiveSession:
         if facts.recipients:
             facts.recipients = []
         if self.routes:
-            self.routes = {}
+            self.routes = _NO_ROUTES
         self._tx.clear()
 
     # -- helpers ----------------------------------------------------------------
