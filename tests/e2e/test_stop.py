@@ -324,21 +324,25 @@ def _both_processes_hold_sessions(server: PigeonProcess, worker: int) -> bool:
     return {str(server.proc.pid), str(worker)} <= pids
 
 
-def test_a_stalled_disk_write_does_not_hold_the_stop(tmp_path):
-    """A commit whose fsync never returns (the faultfs shim, "BLOCK fsync"): the
-    session gets 421 4.3.2 at the end of the grace, the thread stays stuck, and
-    the hard deadline (grace + 4 s) ends the process; the next start recovers."""
+@pytest.mark.parametrize("local_at_accept", ["true", "false"])
+def test_a_stalled_disk_write_does_not_hold_the_stop(tmp_path, local_at_accept):
+    """A commit whose fsync never returns (the faultfs shim, "BLOCK fsync" on the
+    whole data directory: the Maildir copy written at the accept, `[queue]
+    local_at_accept`, or the queue commit): the session gets 421 4.3.2 at the end
+    of the grace, the thread stays stuck, and the hard deadline (grace + 4 s) ends
+    the process; the next start recovers."""
     require_tool("gcc")
     shim = build_shim(tmp_path)
     control = tmp_path / "fault.control"
     workdir = tmp_path / "p"
     server = PigeonProcess(
         workdir,
-        f'[domains."localhost"]\n[timeouts]\nshutdown_grace = {GRACE}\n',
+        f'[domains."localhost"]\n[timeouts]\nshutdown_grace = {GRACE}\n'
+        f"[queue]\nlocal_at_accept = {local_at_accept}\n",
         env={
             "LD_PRELOAD": str(shim),
             "FAULT_CONTROL": str(control),
-            "FAULT_PATH": str(workdir / "data" / "queue"),
+            "FAULT_PATH": str(workdir / "data"),
         },
     )
     server.start()

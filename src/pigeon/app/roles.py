@@ -64,7 +64,7 @@ from pigeon.net.tls import TlsProvider
 from pigeon.obs.maillog import MailLog
 from pigeon.obs.metrics import Metrics
 from pigeon.policy.pipeline import ReceivePipeline
-from pigeon.qmgr import Qmgr
+from pigeon.qmgr import DirectDelivery, Qmgr, build_direct
 from pigeon.queue.store import QueueStore
 from pigeon.routing.resolve import Router
 
@@ -94,6 +94,7 @@ class ProcessRole:
     manager: Qmgr | None = None  # "full" only
     agents: Mapping[str, DeliveryAgent] = field(default_factory=dict)
     wake_fd: int | None = None  # "full" with workers: their trigger pipe
+    direct: DirectDelivery | None = None  # local delivery at the accept (qmgr/direct.py)
     plugins: list[LoadedPlugin] = field(default_factory=list)
     submit: Submit | None = None  # what a plugin's context queues with
 
@@ -120,8 +121,7 @@ class ProcessRole:
         warnings: list[str] = []
         if plugins is not None:
             self.plugins = plugins
-            if self.manager is not None:
-                self.manager.set_observers(delivery_observers(plugins))
+            _observe(plugins, self.manager, self.direct)
         if plan.status == "applied" or plugins is not None:
             self.router = Router(live) if plan.status == "applied" else self.router
             self.policy = wiring.receive_policy(
@@ -130,6 +130,8 @@ class ProcessRole:
         if plan.status == "applied":
             if self.manager is not None:
                 self.manager.set_router(self.router)
+            if self.direct is not None:
+                self.direct.router = self.router
             # The reserve follows limits.message_size (queue/space.py Rule 1).
             self.store.space.configure(
                 min_free=live.queue.min_free, message_size=live.limits.message_size
@@ -155,6 +157,7 @@ def _receiving(
     manager: Qmgr | None = None,
     agents: Mapping[str, DeliveryAgent] | None = None,
     wake_fd: int | None = None,
+    direct: DirectDelivery | None = None,
 ) -> ProcessRole:
     """The parts every role has: TLS, accounts, the receive policy, the SMTP service
     on its listeners."""
@@ -163,8 +166,7 @@ def _receiving(
     auth = wiring.auth_service(config)
     submit = wiring.queue_submitter(store, on_queued)
     plugins = wiring.plugins(config, submit)  # ConfigErrors: see the contract
-    if manager is not None:
-        manager.set_observers(delivery_observers(plugins))
+    _observe(plugins, manager, direct)
     policy = wiring.receive_policy(config, router, space=store.space, plugins=plugins)
     smtp = SmtpService(
         SmtpSettings.build(config, policy, tls, auth=True),
@@ -174,6 +176,7 @@ def _receiving(
         logins=LoginGate(auth, maillog),
         metrics=metrics,
         on_etrn=on_etrn,
+        direct=direct,
     )
     listeners = Listeners(
         smtp, smtp_listeners(config, tls=True), limits=connection_limits(config), metrics=metrics
@@ -193,9 +196,23 @@ def _receiving(
         manager,
         dict(agents or {}),
         wake_fd,
+        direct,
         plugins,
         submit,
     )
+
+
+def _observe(
+    plugins: list[LoadedPlugin], manager: Qmgr | None, direct: DirectDelivery | None
+) -> None:
+    """The plugins hear delivery events: from the manager (its deliveries and
+    the copies written at the accept in this process), or, in a worker, from
+    its own copies written at the accept."""
+    observers = delivery_observers(plugins)
+    if manager is not None:
+        manager.set_observers(observers)
+    elif direct is not None:
+        direct.observers = observers
 
 
 def _store(config: Config) -> QueueStore:
@@ -229,6 +246,7 @@ def full_role(config: Config, *, wake_fd: int | None = None) -> ProcessRole:
         manager=manager,
         agents=agents,
         wake_fd=wake_fd,
+        direct=manager.direct,
     )
 
 
@@ -239,15 +257,18 @@ def acceptor_role(config: Config, *, trigger_fd: int) -> ProcessRole:
     async def on_etrn(node: str) -> int:
         return await wiring.etrn_flush(lambda domain: _flush_in_main(control, domain), node)
 
+    router, maillog, metrics = Router(config), MailLog(), Metrics()
     return _receiving(
         "acceptor",
         config,
         _store(config),
-        Router(config),
-        MailLog(),
-        Metrics(),
+        router,
+        maillog,
+        metrics,
         on_queued=_trigger(trigger_fd),
         on_etrn=on_etrn,
+        # Every worker delivers the local mail it accepts (issue 16).
+        direct=build_direct(config, router, maillog, metrics),
     )
 
 

@@ -193,6 +193,7 @@ _SECTIONS: dict[str, tuple[type, dict[str, Callable[[str, Any], Any]]]] = {
             "delay_warning": C.seconds(positive=False),
             "concurrency": C.integer(1),
             "min_free": C.integer(0),
+            "local_at_accept": C.boolean,
         },
     ),
     "tls": (

@@ -31,7 +31,7 @@ TOML layout (all keys optional):
     [timeouts]  command, data_block, data_total, shutdown_grace, greet_pause
     [smtp]      bare_newline, eight_bit_undeclared, pipelining, chunking, smtputf8, dsn, eight_bit_mime
     [queue]     fsync, run_interval, min_backoff, max_backoff, max_lifetime, delay_warning, concurrency,
-                min_free
+                min_free, local_at_accept
     [log]       format, level, file
     [tls]       cert_file, key_file, min_version, ciphers, starttls, handshake_timeout
     [admin]     control_socket, pid_file, metrics_listen
@@ -151,6 +151,7 @@ class QueueConfig:
     delay_warning: float = 14400.0  # [queue] delay_warning, s: 4 h, then a "delayed" DSN; 0 = never
     concurrency: int = 64  # [queue] concurrency: messages in delivery at once; >= 1
     min_free: int = 0  # [queue] min_free, octets (Postfix queue_minfree): MAIL gets 452 4.3.1 below max(min_free, 1.5 x limits.message_size) free; >= 0
+    local_at_accept: bool = True  # [queue] local_at_accept: write all-local mail into its Maildirs before the 250, no queue entry (qmgr/direct.py)
 
 
 # --- outbound delivery ([delivery], [transports]) ------------------------------------

@@ -29,6 +29,13 @@ Contract:
     is only made once `store.commit_async()` resolved, i.e. content,
     directory entry and envelope are fsync'ed. Any failure before that is a
     4xx (452 4.3.1 when the disk is full), never a 250.
+  * Local delivery at the accept (`services.direct`, qmgr/direct.py): a
+    message not on hold whose content is whole in memory is first offered
+    to it. Delivered in full: the 250 follows the fsync of every Maildir
+    copy, the "queued" line and the copies' lines are written, the spool
+    is discarded and nothing is queued. Delivered in part: the envelope,
+    with those recipients final, is committed as below and their lines
+    follow the "queued" line. Not taken: the commit as below.
   * After the commit: the reserve is charged (`store.space.consumed`), the
     "queued" line written and the envelope handed to the queue manager
     (`on_queued`) unless it is quarantined (it then waits on hold for an
@@ -59,6 +66,16 @@ from pigeon.queue.trace import received_header, transmission_type
 from pigeon.vocab.errors import StoreError
 
 log = logging.getLogger("pigeon.smtpd")
+
+
+class _NotTaken:
+    """The outcome of a message local delivery at the accept did not take."""
+
+    done = False
+    logs: tuple[()] = ()
+
+
+_NOT_TAKEN = _NotTaken()
 
 
 class MessageIntake:
@@ -227,6 +244,16 @@ class MessageIntake:
         envelope.eight_bit = event.eight_bit
         hold = verdict.quarantine is not None
         self._spool = None  # the store owns it from here on
+        direct = services.direct
+        outcome, nrcpt = None, len(envelope.recipients)  # as received, before aliases
+        if direct is not None and not hold:
+            content = spool.memory_content()
+            if content is not None:
+                # Shielded like the commit below: a session cut off at the
+                # stop stops waiting, the copies and their log lines go on.
+                outcome = await asyncio.shield(self._deliver_now(direct, spool, envelope, content))
+                if outcome.done:
+                    return R.queued(envelope.queue_id)
         try:
             # Shielded: a session cut off at the stop (net/smtpd.py Rule 6)
             # stops waiting, but never cancels the committer's future.
@@ -244,7 +271,7 @@ class MessageIntake:
             except OSError:
                 pass
             return refusal
-        self._queued(envelope, verdict.quarantine)
+        self._queued(envelope, nrcpt, verdict.quarantine, outcome)
         return R.queued(envelope.queue_id)
 
     def _discarded(self, reason: str) -> R.Reply:
@@ -259,7 +286,23 @@ class MessageIntake:
         )
         return R.queued(queue_id)
 
-    def _queued(self, envelope: Envelope, quarantine: str | None) -> None:
+    async def _deliver_now(self, direct: Any, spool: Any, envelope: Envelope, content: Any) -> Any:
+        """Local delivery at the accept (qmgr/direct.py): its outcome, whose
+        `done` means delivered, logged and the spool discarded; else the
+        queue commit follows. A message the path does not take is an
+        outcome that is not done with nothing to log."""
+        nrcpt = len(envelope.recipients)  # as received: the path expands aliases
+        outcome = await direct.deliver(envelope, content)
+        if outcome is None:
+            return _NOT_TAKEN
+        if outcome.done:
+            spool.discard()  # the copies are durable: no queue entry
+            self._queued(envelope, nrcpt, None, outcome)
+        return outcome
+
+    def _queued(
+        self, envelope: Envelope, nrcpt: int, quarantine: str | None, direct: Any = None
+    ) -> None:
         services = self.services
         self.messages += 1
         services.store.space.consumed(envelope.size)
@@ -271,7 +314,7 @@ class MessageIntake:
                 "helo": envelope.client_helo,
                 "from": envelope.sender,
                 "size": envelope.size,
-                "nrcpt": len(envelope.recipients),
+                "nrcpt": nrcpt,
                 "proto": envelope.protocol,
             },
             "queued",
@@ -280,6 +323,10 @@ class MessageIntake:
             # Postfix's HOLD action: accepted, kept until an operator releases it.
             services.maillog.log(envelope.queue_id, {"reason": quarantine}, "hold")
             return
+        if direct is not None and direct.logs:
+            services.direct.record(direct)  # the copies written at the accept
+            if direct.done:
+                return
         services.on_queued(envelope)
 
     def _protocol(self) -> str:

@@ -79,6 +79,8 @@ class ReceiveServices:
     tls: Any = None  # pigeon.net.tls.TlsProvider (its .context) | None
     metrics: Any = NO_METRICS  # pigeon.obs.metrics.Metrics
     on_etrn: Callable[[str], Awaitable[int]] | None = None
+    #: Local delivery at the accept (qmgr/direct.py `DirectDelivery`), or None.
+    direct: Any = None
     greet_pause: float = 0.0
     handshake_timeout: float = 30.0
     clock: Callable[[], float] = time.monotonic

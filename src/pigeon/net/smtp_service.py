@@ -147,6 +147,7 @@ class SmtpService:
         logins: Logins | None = None,
         metrics: Any = None,
         on_etrn: Callable[[str], Awaitable[int]] | None = None,
+        direct: Any = None,
     ) -> None:
         self.maillog = maillog
         self._shared = ReceiveServices(
@@ -157,6 +158,7 @@ class SmtpService:
             logins=logins,
             metrics=metrics if metrics is not None else NO_METRICS,
             on_etrn=on_etrn,
+            direct=direct,
         )
         self.apply(settings)
 

@@ -15,17 +15,19 @@ the layers). Modules, each with its contract:
     notify       which reports (DSNs) a message owes, and enqueueing them
     bounce       the RFC 3464 report itself
     attempt      one delivery run: dispatch, agents, results, settle
+    direct       local mail written into its Maildirs before the 250, no entry
     inflight     the deliveries in progress, and how a stop abandons them
     settle       durable outcomes, storage retry rounds, requeue, sweep
     operator     hold, release, delete, bounce, requeue, flush
     runner       Qmgr: the asyncio loop, the fast path, the scan
-    wiring       build_qmgr(config, store, router, agents, maillog, metrics)
+    wiring       build_qmgr(config, store, router, agents, maillog, metrics), build_direct
     ports        the interfaces it is given (store faces, mail log, metrics)
 """
 
+from pigeon.qmgr.direct import DirectDelivery
 from pigeon.qmgr.operator import ActionResult
 from pigeon.qmgr.runner import Qmgr
 from pigeon.qmgr.settings import QmgrSettings
-from pigeon.qmgr.wiring import build_qmgr
+from pigeon.qmgr.wiring import build_direct, build_qmgr
 
-__all__ = ["ActionResult", "Qmgr", "QmgrSettings", "build_qmgr"]
+__all__ = ["ActionResult", "DirectDelivery", "Qmgr", "QmgrSettings", "build_direct", "build_qmgr"]

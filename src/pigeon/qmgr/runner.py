@@ -67,6 +67,7 @@ from pigeon.delivery.api import DeliveryAgent
 from pigeon.delivery.local import MailboxStorage
 from pigeon.hooks.events import DeliveryObservers
 from pigeon.qmgr.attempt import Attempts
+from pigeon.qmgr.direct import DirectDelivery, DirectOutcome
 from pigeon.qmgr.operator import ActionResult, OperatorActions
 from pigeon.qmgr.ports import Clock, MailLog, ManagerStore, Metrics, Rng
 from pigeon.qmgr.scheduler import Scheduler
@@ -152,16 +153,27 @@ class Qmgr:
             nudge=self.nudge,
         )
         self._journal.on_late_settle = self._operator.after_delivery_soon
+        #: Local delivery at the accept (qmgr/direct.py) with this manager's
+        #: Maildir agent, counters and metrics; None when turned off.
+        self.direct: DirectDelivery | None = None
 
     # --- control ------------------------------------------------------------------
 
     def set_router(self, router: Router) -> None:
         """SIGHUP: route with a new configuration from the next delivery on."""
         self._attempts.router = router
+        if self.direct is not None:
+            self.direct.router = router
+
+    def record_direct(self, o: DirectOutcome) -> None:
+        """Log and count copies written at the accept (qmgr/direct.py) as outcomes."""
+        self._journal.log_delivered(o.env, o.logs, o.now, done=o.done)
 
     def set_observers(self, observers: DeliveryObservers) -> None:
         """The plugins told of delivery events (start-up, SIGHUP; hooks/events.py)."""
         self._attempts.observers = self._journal.observers = observers
+        if self.direct is not None:
+            self.direct.observers = observers
 
     def nudge(self) -> None:
         """Wake the manager to scan the database for due messages now.

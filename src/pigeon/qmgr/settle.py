@@ -51,8 +51,9 @@ Contract:
     durable; metrics get each recipient result (kind "local" or "remote")
     and the queue delay of each delivery; the plugins' delivery observers
     (`observers`, pigeon/hooks/events.py) get the same outcomes, as events
-    "delivered", "deferred", "bounced" and "expired", after the log line:
-    `emit` only starts their tasks, so they never hold up the manager.
+    "delivered", "deferred", "bounced" and "expired", after the log line
+    (copies written at the accept too, qmgr/direct.py): `emit` only starts
+    their tasks, so they never hold up the manager.
 
 All blocking store calls run in worker threads (`asyncio.to_thread`).
 """
@@ -67,14 +68,22 @@ from typing import Any
 from pigeon.delivery.batching import ThreadBatcher
 from pigeon.delivery.local import MailboxStorage
 from pigeon.hooks.events import DeliveryEvent, DeliveryObservers, EventKind
-from pigeon.qmgr.notify import enqueue_notice
+from pigeon.qmgr.notify import Plan, enqueue_notice
 from pigeon.qmgr.ports import Clock, MailLog, ManagerStore, Metrics
-from pigeon.qmgr.results import LOCAL, Settlement
+from pigeon.qmgr.results import LOCAL, LogLine, Settlement
 from pigeon.qmgr.scheduler import Scheduler
 from pigeon.queue.health import is_storage_fault
+from pigeon.queue.model import Envelope
 from pigeon.vocab import QueueState, StoreError
 
-__all__ = ["STORE_ERRORS", "Counters", "Journal", "new_counters"]
+__all__ = [
+    "STORE_ERRORS",
+    "Counters",
+    "Journal",
+    "delivered_outcome",
+    "log_outcome",
+    "new_counters",
+]
 
 log = logging.getLogger("pigeon.queue")
 
@@ -93,6 +102,61 @@ _EVENT_OF: dict[str, EventKind] = {
     "bounced": "bounced",
     "expired": "expired",
 }
+
+
+def delivered_outcome(
+    env: Envelope, logs: list[LogLine], now: float, *, done: bool = True
+) -> Settlement:
+    """The outcome of copies written at the accept (qmgr/direct.py): no reports
+    owed; `done` when no recipient is left for the queue."""
+    return Settlement(env, logs, Plan([], []), done, 0.0, now)
+
+
+def log_outcome(
+    o: Settlement,
+    maillog: MailLog,
+    metrics: Metrics | None,
+    counters: Counters,
+    observers: DeliveryObservers | None = None,
+) -> None:
+    """Write the mail log lines of durable outcome `o` and count them (module
+    contract: counters, metrics and the plugins' observers follow the mail log)."""
+    env, logs, qid = o.env, o.logs, o.env.queue_id
+    delay = round(max(0.0, o.now - env.received_at), 3) if env.received_at else 0.0
+    if len(logs) > 1:
+        order = {r.address: i for i, r in enumerate(env.recipients)}
+        logs.sort(key=lambda fd: order.get(fd[0]["to"], 0))  # envelope order, not finish order
+    for fields, detail in logs:
+        fields["delay"] = delay
+        word: str = fields["status"]
+        key = _COUNTER_OF.get(word, word)
+        counters[key] += 1
+        maillog.log(qid, fields, detail)
+        if observers:
+            _tell(observers, o, fields, detail)
+        if metrics is not None:
+            kind = "local" if fields.get("relay") == LOCAL else "remote"
+            metrics.recipient_result(key, kind)
+            if key == "delivered":
+                metrics.delivery_latency(delay)
+    for notice, new_id in zip(o.plan.notices, o.new_ids):
+        counters["notifications"] += 1
+        maillog.log(qid, {}, f"{notice.log_text}: {new_id}")
+    for remark in o.plan.remarks:
+        maillog.log(qid, {}, remark)
+    if o.done:
+        counters["removed"] += 1
+        maillog.log(qid, {"status": "removed"})
+
+
+def _tell(observers: DeliveryObservers, o: Settlement, fields: dict[str, Any], detail: str) -> None:
+    kind = _EVENT_OF.get(fields["status"])
+    if kind is not None:
+        relay, status = str(fields.get("relay", "")), str(fields.get("dsn", ""))
+        to = (fields["to"],)
+        observers.emit(
+            DeliveryEvent(kind, o.env.queue_id, o.env.sender, to, relay, status, detail, o.now)
+        )
 
 
 def new_counters() -> Counters:
@@ -158,21 +222,6 @@ class Journal:
         self._log_outcome(o)
         return True
 
-    def _tell_observers(self, o: Settlement, fields: dict[str, Any], detail: str) -> None:
-        kind = _EVENT_OF.get(fields["status"])
-        if kind is not None:
-            event = DeliveryEvent(
-                kind,
-                o.env.queue_id,
-                o.env.sender,
-                (fields["to"],),
-                str(fields.get("relay", "")),
-                str(fields.get("dsn", "")),
-                detail,
-                o.now,
-            )
-            self.observers.emit(event)
-
     def _remove_entries(self, ids: list[str]) -> list[None]:
         """Worker thread: remove many entries in one transaction (rows first,
         then files); all or none fail."""
@@ -181,34 +230,18 @@ class Journal:
 
     def _log_outcome(self, o: Settlement) -> None:
         """The mail log lines of a durable outcome (durable first: module contract)."""
-        env, logs, qid = o.env, o.logs, o.env.queue_id
-        delay = round(max(0.0, o.now - env.received_at), 3) if env.received_at else 0.0
-        order = {r.address: i for i, r in enumerate(env.recipients)}
-        logs.sort(key=lambda fd: order.get(fd[0]["to"], 0))  # envelope order, not finish order
-        for fields, detail in logs:
-            fields["delay"] = delay
-            word: str = fields["status"]
-            key = _COUNTER_OF.get(word, word)
-            self._counters[key] += 1
-            self._maillog.log(qid, fields, detail)
-            if self.observers:
-                self._tell_observers(o, fields, detail)
-            if self._metrics is not None:
-                kind = "local" if fields.get("relay") == LOCAL else "remote"
-                self._metrics.recipient_result(key, kind)
-                if key == "delivered":
-                    self._metrics.delivery_latency(delay)
-        for notice, new_id in zip(o.plan.notices, o.new_ids):
-            self._counters["notifications"] += 1
-            self._maillog.log(qid, {}, f"{notice.log_text}: {new_id}")
-        for remark in o.plan.remarks:
-            self._maillog.log(qid, {}, remark)
-        if o.done:
-            self._counters["removed"] += 1
-            self._maillog.log(qid, {"status": "removed"})
+        log_outcome(o, self._maillog, self._metrics, self._counters, self.observers)
         if o.new_ids:
             self._sched.nudge()  # the reports are new mail: a scan finds them
             self._wake()
+
+    def log_delivered(
+        self, env: Envelope, logs: list[LogLine], now: float, *, done: bool = True
+    ) -> None:
+        """The lines of copies written while the message was accepted
+        (qmgr/direct.py), counted like any other outcome."""
+        o = delivered_outcome(env, logs, now, done=done)
+        log_outcome(o, self._maillog, self._metrics, self._counters, self.observers)
 
     def write_failed(self, exc: BaseException, what: str, requeue: Sequence[str] = ()) -> None:
         """A store call failed: note it (Rule 3), keep what it leaves (Rule 1),

@@ -140,6 +140,11 @@ class Spool(Protocol):
         in `size` (not in `head()` or `reader()`). StoreError once the
         spool is not open."""
 
+    def memory_content(self) -> MessageContent | None:
+        """The message as it would be committed (prepended fields first) while
+        the whole of it is still in memory and the spool open, else None: what
+        local delivery at the accept (qmgr/direct.py) writes into Maildirs."""
+
     def discard(self) -> None:
         """Forget the content. Idempotent, never raises; a no-op once committed."""
 

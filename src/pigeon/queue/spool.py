@@ -71,6 +71,7 @@ __all__ = [
     "NEW_ID",
     "SPILL_THRESHOLD",
     "CorruptEntry",
+    "MemoryContent",
     "SpoolFile",
     "Spools",
     "StoreError",
@@ -326,6 +327,14 @@ class SpoolFile:
         fh.seek(self._offset + start)
         return fh
 
+    def memory_content(self) -> MemoryContent | None:
+        """The whole message as it would be committed (prepended fields, then
+        the content), when it is still in memory and open; else None. It
+        shares the buffer: use it before `discard()` or the commit."""
+        if self._state != "open" or self._buf is None:
+            return None
+        return MemoryContent(self._prepend, self._buf, self.size)
+
     def discard(self) -> None:
         """Forget the content (close and unlink the file if it spilled).
         Idempotent; never raises."""
@@ -413,6 +422,19 @@ class SpoolFile:
                 self._fh.close()
             except OSError:
                 pass
+
+
+class MemoryContent:
+    """A `MessageContent` (pigeon/queue/api.py) over an in-memory spool: its
+    prepended fields, then its buffer (`SpoolFile.memory_content`)."""
+
+    __slots__ = ("_fields", "_buf", "size")
+
+    def __init__(self, fields: list[bytes], buf: bytearray, size: int) -> None:
+        self._fields, self._buf, self.size = fields, buf, size
+
+    def open(self) -> BinaryIO:
+        return io.BytesIO(b"".join((*self._fields, self._buf)))
 
 
 class _ViewReader(io.RawIOBase):

@@ -22,6 +22,7 @@ Contract:
 from __future__ import annotations
 
 import email.utils
+import functools
 import ipaddress
 from datetime import UTC, datetime
 
@@ -40,6 +41,9 @@ def _tls_comment(tls) -> str:
     return f" (using {_clean(tls.version)} with cipher {_clean(tls.cipher)} ({int(tls.bits)} bits))"
 
 
+# Cached: a client sends many messages, and parsing the address cost more
+# than the rest of the field (profile of issue 16, docs/benchmarks.md).
+@functools.lru_cache(maxsize=4096)
 def _address_literal(ip: str) -> str:
     # RFC 5321 §4.1.3: IPv6 literals carry the "IPv6:" tag.
     try:
@@ -60,6 +64,13 @@ def _clean(text: str) -> str:
     return "".join(ch if ch.isprintable() and ch not in "()\\" else "?" for ch in text)[:255]
 
 
+@functools.lru_cache(maxsize=4)
+def _date(second: int) -> str:
+    """RFC 5322 §3.3 date-time of a whole second (the field has no fraction)."""
+    # "+0000", not "-0000": RFC 5322 §3.3 gives -0000 the meaning "zone unknown".
+    return email.utils.format_datetime(datetime.fromtimestamp(second, UTC))
+
+
 def received_header(
     *,
     helo: str,
@@ -72,8 +83,7 @@ def received_header(
     tls: object = None,
 ) -> bytes:
     """Build the Received: field for a message accepted over SMTP."""
-    # "+0000", not "-0000": RFC 5322 §3.3 gives -0000 the meaning "zone unknown".
-    date = email.utils.format_datetime(datetime.fromtimestamp(timestamp, UTC))
+    date = _date(int(timestamp))
     lines = [
         f"Received: from {_clean(helo) or 'unknown'} ({_address_literal(client_ip)})",
         f"\tby {hostname} (pigeon) with {protocol}{_tls_comment(tls)} id {queue_id}",
