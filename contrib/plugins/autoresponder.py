@@ -29,7 +29,8 @@ pigeon's bounce-loop rule), From: the recipient, Subject: "Auto: " and the
 original subject (§3.1.5), In-Reply-To: and References: the original
 Message-ID (§3.1.4), and Auto-Submitted: auto-replied (§5). It is queued
 through pigeon's own queue (`PluginContext.submit`) in the background: the
-original message's 250 does not wait for it. Every decision is logged.
+original message's 250 does not wait for it (a reply not yet queued when
+pigeon stops is not sent). Every decision is logged.
 """
 
 from __future__ import annotations

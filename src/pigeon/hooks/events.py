@@ -108,7 +108,7 @@ class DeliveryObservers:
             task.add_done_callback(self._tasks.discard)
 
     async def drain(self, timeout: float) -> None:
-        """Wait (at most `timeout`) for the observer calls in flight, e.g. at the stop."""
+        """Wait (at most `timeout`) for the observer calls in flight."""
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout)
 

@@ -199,7 +199,8 @@ class Message(Protocol):
 
     The content begins with our Received: field. Nothing forces a copy of the
     body into memory: `header_section()` reads at most the header section
-    (the session bounded it by `limits.header_size`), `body()` streams.
+    (the session bounded it by `limits.header_size`), `headers()` is that
+    section parsed into fields, `body()` streams.
     """
 
     @property
@@ -215,6 +216,12 @@ class Message(Protocol):
     def header_section(self) -> bytes:
         """The header section, up to and including the empty line that ends
         it (all of the content when there is none); OSError when unreadable."""
+
+    def headers(self) -> list[tuple[str, str]]:
+        """The header fields parsed: (name, value) in order, our Received:
+        first, each value unfolded (RFC 5322 §2.2.3) and stripped, names as
+        written (compare them without case); read once; OSError when
+        unreadable."""
 
     def body(self) -> BinaryIO:
         """A stream of the body (after the empty line); the caller closes it."""

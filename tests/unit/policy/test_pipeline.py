@@ -400,3 +400,28 @@ def test_facts_say_who_is_logged_in():
 class _Room:
     def room_for(self, size: int = 0) -> bool:
         return True
+
+
+def test_end_of_data_checks_read_the_headers_parsed(tmp_path):
+    from pigeon.policy.message import SpoolMessage
+    from pigeon.queue.model import Envelope, Recipient
+    from pigeon.queue.store import QueueStore
+
+    store = QueueStore(tmp_path / "queue", fsync=False)
+    store.open()
+    try:
+        spool = store.new_spool(Envelope("", "", [Recipient("a@example.test")]))
+        spool.write(
+            b"Received: from x\r\n\tby y; date\r\nFrom : Alice\r\n <a@example.test>\r\n"
+            b"Subject:  hi \r\nnot a field\r\n\r\nbody: not a header\r\n"
+        )
+        message = SpoolMessage(spool, header_limit=1000, eight_bit=False)
+        assert message.headers() == [
+            ("Received", "from x\tby y; date"),
+            ("From", "Alice <a@example.test>"),
+            ("Subject", "hi"),
+        ]
+        assert message.headers() is message.headers()  # parsed once
+        spool.discard()
+    finally:
+        store.close()
