@@ -129,7 +129,3 @@ class PluginContext:
         path = self.data_dir / "plugins" / self.name
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         return path
-
-
-#: A hook method of any kind, as the loader finds it on a plugin.
-Hook = Callable[..., object]

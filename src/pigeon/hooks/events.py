@@ -28,7 +28,7 @@ import io
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, TypeAlias, runtime_checkable
+from typing import Literal, TypeAlias
 
 __all__ = [
     "DELIVERY_EVENTS",
@@ -36,7 +36,6 @@ __all__ = [
     "DeliveryObservers",
     "EventKind",
     "MAX_IN_FLIGHT",
-    "Observer",
 ]
 
 log = logging.getLogger("pigeon.plugin")
@@ -60,13 +59,6 @@ class DeliveryEvent:
     status: str = ""  # RFC 3463 enhanced status of the outcome ("" for attempt)
     diagnostic: str = ""
     time: float = 0.0
-
-
-@runtime_checkable
-class Observer(Protocol):
-    """A plugin that hears delivered mail (it may have any of the five methods)."""
-
-    def delivered(self, event: DeliveryEvent) -> None | Awaitable[None]: ...
 
 
 #: (plugin name, bound method, time limit in seconds)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import importlib.util
 import inspect
 import sys
 import types
@@ -67,15 +66,16 @@ def _fresh_module(name: str) -> types.ModuleType:
 
 
 def _from_path(spec: PluginConfig) -> types.ModuleType:
+    """The file compiled from its source each time, never from a cached .pyc
+    (an edit within the same second, of the same size, would not be seen)."""
     assert spec.path is not None
     name = f"pigeon_plugin_{spec.name.replace('-', '_').replace('.', '_')}"
-    found = importlib.util.spec_from_file_location(name, spec.path)
-    if found is None or found.loader is None:
-        raise ImportError(f"{spec.path} is not a Python file")
-    module = importlib.util.module_from_spec(found)
+    code = compile(spec.path.read_bytes(), str(spec.path), "exec")
+    module = types.ModuleType(name)
+    module.__file__ = str(spec.path)
     sys.modules[name] = module  # dataclasses and pickling look modules up by name
     try:
-        found.loader.exec_module(module)
+        exec(code, module.__dict__)
     except BaseException:
         sys.modules.pop(name, None)
         raise

@@ -186,3 +186,21 @@ def test_a_module_attribute_names_the_class(tmp_path, monkeypatch):
     config = load_config(_config(tmp_path, '[[plugins]]\nmodule = "mine:Hook"\n'))
     (plugin,) = load_plugins(config)
     assert type(plugin.instance).__name__ == "Hook" and config.plugins[0].name == "mine"
+
+
+def test_an_entry_point_of_an_installed_package_is_found_and_reimported(tmp_path, monkeypatch):
+    # What `pip install` leaves: the module, and a dist-info naming the entry point.
+    (tmp_path / "gatepkg.py").write_text(
+        "class Gate:\n    N = 1\n    def mail(self, s, a, p):\n        return None\n"
+    )
+    info = tmp_path / "gatepkg-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: gatepkg\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[pigeon.plugins]\ngate = gatepkg:Gate\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = load_config(_config(tmp_path, '[[plugins]]\nentry_point = "gate"\n'))
+    (plugin,) = load_plugins(config)
+    assert type(plugin.instance).__name__ == "Gate" and plugin.instance.N == 1
+    assert config.plugins[0].name == "gate"
+    (tmp_path / "gatepkg.py").write_text("class Gate:\n    N = 2\n")
+    assert load_plugins(config)[0].instance.N == 2  # a reload imports it again
