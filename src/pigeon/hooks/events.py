@@ -13,7 +13,9 @@ Contract:
   * An observer never blocks nor breaks delivery: `emit` only starts a task
     per observer method and returns; each task runs within its plugin's
     `timeout`; an exception or a timeout is logged with its traceback
-    (where the coroutine was when its time ran out) and forgotten. At most
+    (where the coroutine was when its time ran out) and forgotten. A
+    SystemExit or KeyboardInterrupt raised in a plugin is its failure like
+    any other (`contained`, `PluginFailed`): it never stops pigeon. At most
     `MAX_IN_FLIGHT` tasks run at once: past it an event is dropped, logged
     once per burst, so a slow observer cannot grow memory without bound.
   * `DeliveryObservers([])` is falsy: the manager skips building events
@@ -24,11 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import io
+import linecache
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 __all__ = [
     "DELIVERY_EVENTS",
@@ -108,10 +110,11 @@ class DeliveryObservers:
 async def _observe(
     name: str, method: Callable[[DeliveryEvent], object], event: DeliveryEvent, timeout: float
 ) -> None:
+    what = f"plugin {name} at {event.kind} of {event.queue_id}"
     try:
-        result = method(event)
+        result = contained(method, (event,), what)
         if inspect.isawaitable(result):
-            await bounded(result, timeout, f"plugin {name} at {event.kind} of {event.queue_id}")
+            await bounded(result, timeout, what)
     except Exception:
         log.exception("plugin %s failed at %s of %s", name, event.kind, event.queue_id)
 
@@ -120,12 +123,39 @@ class PluginTimeout(Exception):
     """A plugin's call took longer than its `timeout`."""
 
 
+class PluginFailed(Exception):
+    """A plugin raised what would stop pigeon itself (SystemExit,
+    KeyboardInterrupt, ...): its failure, answered like any other."""
+
+
+def contained(method: Callable[..., object], args: tuple[object, ...], what: str) -> object:
+    """`method(*args)`, with a SystemExit or KeyboardInterrupt raised in it made
+    a PluginFailed: a plugin's sys.exit() must not end the process."""
+    try:
+        return method(*args)
+    except Exception:
+        raise
+    except BaseException as exc:
+        raise PluginFailed(f"{what} raised {type(exc).__name__}") from exc
+
+
+async def _awaited(awaitable: Awaitable[object], what: str) -> object:
+    """`await awaitable`, contained as `contained` does (a task that raises
+    SystemExit would stop the event loop); a cancellation passes."""
+    try:
+        return await awaitable
+    except (Exception, asyncio.CancelledError):
+        raise
+    except BaseException as exc:
+        raise PluginFailed(f"{what} raised {type(exc).__name__}") from exc
+
+
 async def bounded(awaitable: Awaitable[object], timeout: float, what: str) -> object:
     """`await awaitable` within `timeout` seconds; past it the call is
     cancelled and PluginTimeout raised, its message saying where the
     coroutine was (its stack), since its own traceback would only show the
     cancellation."""
-    task = asyncio.ensure_future(awaitable)
+    task = asyncio.ensure_future(_awaited(awaitable, what))
     try:
         done, _ = await asyncio.wait({task}, timeout=timeout)
     except asyncio.CancelledError:  # our caller gave up (the session ended): so does the plugin
@@ -133,7 +163,21 @@ async def bounded(awaitable: Awaitable[object], timeout: float, what: str) -> ob
         raise
     if done:
         return task.result()
-    where = io.StringIO()
-    task.print_stack(file=where)
+    where = _where(awaitable)
     task.cancel()
-    raise PluginTimeout(f"{what}: no answer within {timeout:g} s\n{where.getvalue().rstrip()}")
+    raise PluginTimeout(f"{what}: no answer within {timeout:g} s; it was at:\n{where}")
+
+
+def _where(awaitable: object) -> str:
+    """The frames a suspended coroutine is waiting in, outermost first."""
+    lines: list[str] = []
+    coro: Any = awaitable
+    while coro is not None and getattr(coro, "cr_frame", None) is not None:
+        frame = coro.cr_frame
+        code = frame.f_code
+        lines.append(f'  File "{code.co_filename}", line {frame.f_lineno}, in {code.co_name}')
+        source = linecache.getline(code.co_filename, frame.f_lineno).strip()
+        if source:
+            lines.append(f"    {source}")
+        coro = coro.cr_await
+    return "\n".join(lines) or "  (not a coroutine)"

@@ -9,7 +9,9 @@ Contract:
     the pipeline's log lines give.
   * Isolation (docs/hooks.md): an exception raised by the plugin reaches
     the pipeline, which logs it with its traceback and answers 451 4.3.0,
-    never the exception's text. An `async` method must answer within
+    never the exception's text; a SystemExit or KeyboardInterrupt too, made
+    a `PluginFailed` first (events.contained), so a plugin's sys.exit()
+    never ends the process. An `async` method must answer within
     `timeout` seconds: past it the call is cancelled and the stage fails
     the same way (`events.PluginTimeout`, logged with where the coroutine
     was). A synchronous method runs on the event loop and is not bounded:
@@ -26,7 +28,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from pigeon.hooks.events import bounded
+from pigeon.hooks.events import bounded, contained
 from pigeon.policy.api import STAGES, Verdict
 
 __all__ = ["guarded"]
@@ -44,7 +46,7 @@ def _stage(name: str, stage: str, method: Callable[..., Any], timeout: float) ->
         raise TypeError(f"{what} returned {result!r}, not a Verdict or None")
 
     def call(*args: Any) -> Any:
-        result = method(*args)
+        result = contained(method, args, what)
         if result is None or isinstance(result, Verdict):
             return result
         if inspect.isawaitable(result):

@@ -156,3 +156,33 @@ def test_observers_run_as_bounded_tasks_and_their_failures_are_logged(caplog):
 def test_no_plugin_no_observers():
     assert not DeliveryObservers([("x", object(), 1.0)])
     assert guarded("x", object(), 1.0) is None
+
+
+class Exits:
+    def rcpt(self, session, recipient, params):
+        raise SystemExit(3)
+
+    async def mail(self, session, sender, params):
+        raise KeyboardInterrupt
+
+    def delivered(self, event: DeliveryEvent) -> None:
+        raise SystemExit(4)
+
+
+def test_a_plugin_calling_sys_exit_is_its_failure_not_the_end_of_pigeon(caplog):
+    session = _session(("exits", Exits(), 1.0))
+
+    async def main() -> list[Verdict]:
+        mail = await _answer(session.mail(None, MailParams()))
+        rcpt = await _answer(session.rcpt(BOB, RcptParams()))
+        observers = DeliveryObservers([("exits", Exits(), 1.0)])
+        observers.emit(DeliveryEvent("delivered", "Q9", "", ("b@y.test",), "local"))
+        await observers.drain(5)
+        return [mail, rcpt]
+
+    with caplog.at_level(logging.ERROR):
+        verdicts = asyncio.run(main())  # the loop was not stopped
+    assert [v.reply for v in verdicts] == [R.CHECK_FAILED, R.CHECK_FAILED]
+    assert "plugin exits at mail raised KeyboardInterrupt" in caplog.text
+    assert "plugin exits at rcpt raised SystemExit" in caplog.text
+    assert "plugin exits at delivered of Q9 raised SystemExit" in caplog.text
