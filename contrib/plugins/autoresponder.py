@@ -41,6 +41,7 @@ import email.policy
 import email.utils
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import Message as Headers
 from pathlib import Path
@@ -71,14 +72,16 @@ def reason_not_to_reply(sender: Address | None, headers: Headers) -> str | None:
 
 
 class ReplyLog:
-    """When each (recipient, sender) pair was last answered, in SQLite."""
+    """When each (recipient, sender) pair was last answered, in SQLite, in
+    `directory()` (asked on first use: `pigeon check-config` makes plugins
+    too, and must write nothing)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, directory: Callable[[], Path]) -> None:
+        self.directory = directory
 
     def due(self, recipient: str, sender: str, now: float, period: float) -> bool:
         """True (and the time noted) when no reply went out within `period`."""
-        with sqlite3.connect(self.path, timeout=10) as db:
+        with sqlite3.connect(self.directory() / "replied.sqlite", timeout=10) as db:
             db.execute(
                 "CREATE TABLE IF NOT EXISTS replied"
                 " (recipient TEXT, sender TEXT, at REAL, PRIMARY KEY (recipient, sender))"
@@ -109,7 +112,7 @@ class Plugin:
         self.away = frozenset(a.lower() for a in settings.addresses)
         self.context = context
         self.log = context.log
-        self.replies = ReplyLog(context.state_dir() / "replied.sqlite")
+        self.replies = ReplyLog(context.state_dir)
         self._background: set[asyncio.Task[None]] = set()
 
     def end_of_data(self, session: SessionFacts, message: Message) -> None:

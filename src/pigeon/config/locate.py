@@ -5,7 +5,9 @@ Contract:
     the text once, line by line, and remembers where each key is set: a
     table header (`[limits]`, `[domains."example.test"]`) gives the line of
     that table, a `key = value` line (dotted keys too) the line of the key
-    inside the current table.
+    inside the current table. The elements of an array of tables are
+    numbered as errors name them: `plugins[1].config.url` is the `url` of
+    the `[plugins.config]` below the second `[[plugins]]`.
   * `line_of(dotted_key)` takes a key as the error messages spell it
     (`limits.message_size`, `domains."example.test".mailboxes`, see
     `_checks.join`) and returns the 1-based line that sets it; when the key
@@ -56,6 +58,10 @@ class KeyLocator:
         self._lines: dict[tuple[str, ...], int] = {}
         table: tuple[str, ...] = ()
         open_string: str | None = None  # the delimiter of a multi-line string we are in
+        # An array of tables ([[plugins]]): each header is the next element,
+        # ("plugins", "0"), ("plugins", "1")..., as errors spell them
+        # (plugins[0].path); a [plugins.config] below is that element's.
+        elements: dict[tuple[str, ...], int] = {}
         for number, line in enumerate(text.splitlines(), start=1):
             if open_string is not None:
                 if open_string in line:
@@ -64,6 +70,11 @@ class KeyLocator:
             header = _HEADER.match(line)
             if header:
                 table = split_key(header.group(1))
+                if line.lstrip().startswith("[["):
+                    elements[table] = elements.get(table, -1) + 1
+                    table = (*table, str(elements[table]))
+                elif table[:-1] in elements:
+                    table = (*table[:-1], str(elements[table[:-1]]), table[-1])
                 self._remember(table, number)
                 continue
             assign = _ASSIGN.match(line)

@@ -87,3 +87,15 @@ def test_the_sample_is_valid_toml():
 
 def test_empty_text():
     assert KeyLocator("").line_of("hostname") is None
+
+
+def test_the_elements_of_an_array_of_tables_are_numbered_as_errors_name_them():
+    locator = KeyLocator(
+        '[[plugins]]\npath = "a.py"\n[plugins.config]\nx = 1\n'
+        '[[plugins]]\nmodule = "b"\ntimeout = 0\n[plugins.config]\nurl = "ftp://x"\n'
+    )
+    assert locator.line_of("plugins[0].config.x") == 4
+    assert locator.line_of("plugins[1]") == 5
+    assert locator.line_of("plugins[1].timeout") == 7
+    assert locator.line_of("plugins[1].config.url") == 9
+    assert locator.line_of("plugins[1].config.nothing") == 8
