@@ -127,8 +127,9 @@ class DirectDelivery:
         group = plan.groups[0]
         if self.observers.wants("attempt"):  # as the manager's runs do (qmgr/attempt.py)
             to = tuple(r.address for r in group.recipients)
+            hop = str(group.nexthop)
             attempt = DeliveryEvent(
-                "attempt", env.queue_id, env.sender, to, LOCAL, time=self._clock()
+                "attempt", env.queue_id, env.sender, to, hop, time=self._clock()
             )
             self.observers.emit(attempt)
         results = await self._local.deliver(group.request)
