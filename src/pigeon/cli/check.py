@@ -104,6 +104,7 @@ def summary(config: Config) -> list[str]:
         ("relay networks", ", ".join(str(n) for n in config.relay_networks) or "none"),
         ("aliases", str(len(config.aliases))),
         ("transports", ", ".join(transports) or "none"),
+        ("plugins", ", ".join(f"{p.name} ({p.source})" for p in config.plugins) or "none"),
         ("relay host", str(config.delivery.relay_host or "none (direct delivery by MX)")),
         ("metrics", f"http://{metrics}/metrics" if metrics is not None else "off"),
         ("control socket", str(config.control_socket)),
