@@ -10,6 +10,7 @@ gives each version's median and the ratio new/base (rates: higher is
 better; cpu_s_per_1k, the server's CPU seconds per 1000 messages: lower is).
 
     .venv/bin/python bench/ab.py --base main~5 --rounds 5 [--json out.json]
+    .venv/bin/python bench/ab.py --base HEAD --new-toml 'workers = 2'   # two settings, one tree
 
 The base version is `git archive BASE src` unpacked into a temporary
 directory and run with PYTHONPATH pointing at it (same interpreter, same
@@ -37,8 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 class Version(suite.Pigeon):
     """pigeon from a given source tree (None: this checkout)."""
 
-    def __init__(self, workdir: Path, name: str, src: Path | None) -> None:
-        super().__init__(workdir, tag=name)
+    def __init__(self, workdir: Path, name: str, src: Path | None, toml_top: str = "") -> None:
+        super().__init__(workdir, tag=name, toml_top=toml_top)
         self.name, self.src = name, src
 
     def start(self) -> None:
@@ -68,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run-timeout", type=float, default=300)
     ap.add_argument("--drain-timeout", type=float, default=120)
     ap.add_argument("--only", help="comma-separated scenario keys (in-1,in-10,in-50,big-10)")
+    ap.add_argument("--new-toml", default="", help="extra top-level settings of this tree's pigeon")
+    ap.add_argument("--base-toml", default="", help="extra top-level settings of the base's pigeon")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     source = common.smtp_source()
@@ -81,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         base_src = export(args.base, work / "base")
         targets = {
-            "new": Version(work, "new", None),
-            "base": Version(work, "base", base_src),
+            "new": Version(work, "new", None, args.new_toml),
+            "base": Version(work, "base", base_src, args.base_toml),
         }
         for t in targets.values():
             t.start()
@@ -108,7 +111,10 @@ def main(argv: list[str] | None = None) -> int:
             for t in targets.values():
                 t.stop()
     rows = []
-    print(f"\n# A/B: this tree vs {args.base}, {args.rounds} rounds, medians (msg/s)")
+    settings = "".join(
+        f", {n} with {t!r}" for n, t in (("new", args.new_toml), ("base", args.base_toml)) if t
+    )
+    print(f"\n# A/B: this tree vs {args.base}{settings}, {args.rounds} rounds, medians (msg/s)")
     print(f"{'scenario':10s} {'key':12s} {'new':>8s} {'base':>8s} {'new/base':>9s}")
     for sc in scs:
         for key in ("accept", "delivered", "cpu_s_per_1k"):

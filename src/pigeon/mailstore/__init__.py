@@ -20,13 +20,14 @@ Contract:
 """
 
 from pigeon.mailstore.flags import parse_info, with_flags
-from pigeon.mailstore.maildir import ensure_maildir, forget_maildir
+from pigeon.mailstore.maildir import ensure_maildir, forget_maildir, maildir_exists
 from pigeon.mailstore.names import sized_name, unique_base
 from pigeon.mailstore.paths import maildir_path, safe_component
 
 __all__ = [
     "ensure_maildir",
     "forget_maildir",
+    "maildir_exists",
     "maildir_path",
     "parse_info",
     "safe_component",

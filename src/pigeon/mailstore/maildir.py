@@ -9,6 +9,8 @@ Contract:
     delivery to a known mailbox costs no mkdir()/stat() calls. A caller that
     finds such a directory gone (an administrator removed the mailbox: ENOENT
     on tmp/ or new/) calls `forget_maildir()` and `ensure_maildir()` again.
+  * `maildir_exists(maildir)` answers from that memory before it asks the
+    disk (one stat), for the receive checks (policy/newmailboxes.py).
   * The memory is bounded (`KNOWN_MAX` Maildirs, then forgotten all at once)
     and safe to use from worker threads: single add/discard/in operations
     under the GIL.
@@ -22,7 +24,7 @@ from pathlib import Path
 
 from pigeon.fsutil import fsync_dir
 
-__all__ = ["KNOWN_MAX", "ensure_maildir", "forget_maildir"]
+__all__ = ["KNOWN_MAX", "ensure_maildir", "forget_maildir", "maildir_exists"]
 
 #: Maildirs whose tmp/ new/ cur/ exist (made durable by us, or found).
 _KNOWN_MAILDIRS: set[str] = set()
@@ -60,6 +62,13 @@ def ensure_maildir(maildir: Path | str, *, fsync: bool = True) -> None:
     if len(_KNOWN_MAILDIRS) >= KNOWN_MAX:
         _KNOWN_MAILDIRS.clear()
     _KNOWN_MAILDIRS.add(key)
+
+
+def maildir_exists(maildir: Path | str) -> bool:
+    """Does `maildir` exist? A Maildir this process made sure of counts
+    without a stat() (the receive checks ask for every recipient)."""
+    key = os.fspath(maildir)
+    return key in _KNOWN_MAILDIRS or os.path.isdir(key)
 
 
 def forget_maildir(maildir: Path | str) -> None:

@@ -32,12 +32,12 @@ Contract:
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pigeon.config.schema import Config
+from pigeon.mailstore import maildir_exists as mailstore_maildir_exists
 from pigeon.policy.newmailboxes import (
     NewMailboxLimiter,
     RecipientMailboxLimit,
@@ -61,7 +61,7 @@ class PolicyDeps:
     space: Room | None = None
     new_mailboxes: NewMailboxLimiter = field(default_factory=NewMailboxLimiter)
     clock: Callable[[], float] = time.monotonic
-    maildir_exists: Callable[[str], bool] = os.path.isdir
+    maildir_exists: Callable[[str], bool] = mailstore_maildir_exists
 
     def with_router(self, router: Router) -> PolicyDeps:
         """The same collaborators with the router of a new configuration."""

@@ -41,11 +41,11 @@ Contract:
 from __future__ import annotations
 
 import ipaddress
-import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+from pigeon.mailstore import maildir_exists as mailstore_maildir_exists
 from pigeon.policy.api import SessionFacts, Verdict, refuse
 from pigeon.policy.recipients import RecipientLookup
 from pigeon.policy.relay import RelayNetworks, client_address
@@ -111,7 +111,7 @@ class _MailboxLimit:
         limit: int,
         *,
         clock: Callable[[], float] = time.monotonic,
-        maildir_exists: Callable[[str], bool] = os.path.isdir,
+        maildir_exists: Callable[[str], bool] = mailstore_maildir_exists,
     ) -> None:
         self._lookup = lookup
         self._router = lookup.router

@@ -117,3 +117,18 @@ def test_a_known_maildir_costs_no_mkdir_until_forgotten(tmp_path, monkeypatch):
     (box / "cur").rmdir()
     ensure_maildir(box, fsync=False)
     assert (box / "cur").is_dir()
+
+
+def test_maildir_exists_answers_from_memory_for_a_maildir_made_sure_of(tmp_path, monkeypatch):
+    from pigeon.mailstore import ensure_maildir, forget_maildir, maildir_exists
+
+    box = tmp_path / "example.test" / "alice"
+    assert not maildir_exists(box)
+    ensure_maildir(box, fsync=False)
+    stats: list[str] = []
+    real_isdir = os.path.isdir
+    monkeypatch.setattr(os.path, "isdir", lambda p: stats.append(p) or real_isdir(p))
+    assert maildir_exists(box) and maildir_exists(str(box))
+    assert stats == [], "a known Maildir still cost a stat()"
+    forget_maildir(box)
+    assert maildir_exists(box) and stats == [str(box)]
