@@ -59,6 +59,7 @@ def test_every_file_has_its_mode_under_a_permissive_umask(tmp_path):
             "control.sock",
             "submit.sock",
             "accounts.db",
+            "abuse.db",
             "queue/queue.db",
             "tls/selfsigned-key.pem",
             "tls/selfsigned-cert.pem",

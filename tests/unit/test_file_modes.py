@@ -25,6 +25,7 @@ from pigeon.delivery.content import FileMessage
 from pigeon.delivery.maildir import MaildirJob, deliver_batch
 from pigeon.net.tls import generate_self_signed
 from pigeon.obs.logsetup import flush_logs, setup_logging
+from pigeon.policy.abusestate import AbuseState
 from pigeon.queue.model import Envelope, Recipient
 from pigeon.queue.spool import SPILL_THRESHOLD
 from pigeon.queue.store import QueueStore
@@ -140,6 +141,20 @@ def test_account_database(tmp_path):
         store.close()
     assert found.pop(".") == 0o700
     assert "accounts.db" in found
+    assert set(found.values()) == {0o600}, found
+
+
+def test_abuse_controls_state(tmp_path):
+    (tmp_path / "data").mkdir(mode=0o700)
+    state = AbuseState.in_data_dir(tmp_path / "data").open()
+    try:
+        state.table("bucket").put("conn:192.0.2.1", (1.0, 2.0, 0.0))
+        state.flush()
+        found = modes(tmp_path / "data")
+    finally:
+        state.close()
+    assert found.pop(".") == 0o700
+    assert "abuse.db" in found
     assert set(found.values()) == {0o600}, found
 
 

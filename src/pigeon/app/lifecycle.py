@@ -351,6 +351,7 @@ class Lifecycle:
             await self.admin.close()
         role.store.close()
         role.auth.close()
+        role.policy.deps.close()  # the abuse controls' state, written (policy/abusestate.py)
 
     # --- reload ------------------------------------------------------------------------
 

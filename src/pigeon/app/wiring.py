@@ -12,8 +12,10 @@ Contract:
     receive pipeline for one configuration (`policy.build.build_pipeline`,
     the one place its checks are composed); the collaborators of `previous`
     (the pipeline it replaces at a reload: the new-mailbox counts, the
-    queue's free-space reserve) carry over, with the new router; `plugins`
-    are the loaded `[[plugins]]`, whose stage methods it asks last.
+    queue's free-space reserve, the abuse controls' state opened here from
+    `<data_dir>/abuse.db`, the resolver) carry over, with the new router;
+    `plugins` are the loaded `[[plugins]]`, whose stage methods it asks
+    last. The lifecycle closes that state (`PolicyDeps.close`) when it stops.
   * `plugins(config, submit)` loads the `[[plugins]]` afresh (start-up and
     every reload), or raises ConfigErrors naming the key; `queue_submitter`
     is the `submit` a plugin's context has (an auto-reply queued as a new
@@ -41,6 +43,7 @@ from pigeon.dns.api import Resolver
 from pigeon.dns.stub import StubResolver
 from pigeon.hooks.api import PluginContext, Submit
 from pigeon.hooks.load import LoadedPlugin, load_plugins, receive_checks
+from pigeon.policy.abusestate import AbuseState
 from pigeon.policy.build import PolicyDeps, build_pipeline
 from pigeon.policy.pipeline import ReceivePipeline
 from pigeon.policy.reserve import Room
@@ -73,7 +76,10 @@ def receive_policy(
     space: Room | None = None,
     plugins: Sequence[LoadedPlugin] = (),
 ) -> ReceivePipeline:
-    deps = previous.deps.with_router(router) if previous is not None else PolicyDeps(router, space)
+    if previous is not None:
+        return build_pipeline(config, previous.deps.with_router(router), receive_checks(plugins))
+    state = AbuseState.in_data_dir(config.data_dir).open()
+    deps = PolicyDeps(router, space, state=state, resolver=resolver(config))
     return build_pipeline(config, deps, receive_checks(plugins))
 
 

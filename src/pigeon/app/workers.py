@@ -5,7 +5,8 @@ Contract:
     (`prepare`): makes the TLS files (so no two processes race to create a
     self-signed certificate), recovers the queue (recovery must never run
     while another process has a commit half-way), creates the account store
-    (so no two processes race to set up its schema and WAL mode), upgrades
+    and the abuse controls' state file (so no two processes race to set up
+    a schema and WAL mode), upgrades
     data of an older format or refuses a newer one (docs/upgrade.md), binds
     every listener, opens a trigger pipe, and forks N - 1 workers. A failure
     there ends the process with the same status as in one process
@@ -72,6 +73,7 @@ from pigeon.net.listener import bind_sockets
 from pigeon.net.smtp_service import smtp_listeners
 from pigeon.net.tls import TlsProvider
 from pigeon.obs.logsetup import flush_logs, setup_logging
+from pigeon.policy.abusestate import AbuseState
 from pigeon.queue.store import QueueStore
 
 __all__ = ["prepare", "run_with_workers"]
@@ -95,6 +97,7 @@ def prepare(config: Config, inherited: ListenPlan | None = None) -> Sockets:
     finally:
         store.close()
     AccountStore.in_data_dir(config.data_dir).open(owner=True).close()
+    AbuseState.in_data_dir(config.data_dir).open().close()  # its schema and WAL mode, once
     open_mailboxes(config.mailbox_root)  # its format, like the stores' (docs/upgrade.md)
     log.info(
         "queue recovered: %d entries, %d reactivated, %d corrupt",

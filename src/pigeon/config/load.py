@@ -54,6 +54,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from pigeon.config import _abuse as AB
 from pigeon.config import _admin as A
 from pigeon.config import _checks as C
 from pigeon.config import _delivery as D
@@ -260,6 +261,7 @@ _SECTIONS: dict[str, tuple[type, dict[str, Callable[[str, Any], Any]]]] = {
             "own_addresses": D.own_addresses,
         },
     ),
+    **AB.SECTIONS,  # [rate_limits], [dnsbl], [greylist], [postscreen]
 }
 
 # A checked layer: (key,) or (section, key) -> checked value.

@@ -41,6 +41,7 @@ TOML layout (all keys optional):
     [delivery]  remote_port, dns_servers, dns_timeout, relay_host, relay_user, relay_password_file,
                 helo_name, connect_timeout, command_timeout, data_block_timeout, data_done_timeout,
                 tls, tls_ca_file, destination_concurrency, destination_recipients, own_addresses
+    [rate_limits] [dnsbl] [greylist] [postscreen]: the abuse controls (pigeon.config.abuse)
 
     [transports]
     "example.org" = "smtp:[mail.example.org]:587"
@@ -58,6 +59,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+
+from pigeon.config.abuse import DnsblConfig, GreylistConfig, PostscreenConfig, RateLimitConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,6 +413,11 @@ class Config:
     tls: TlsConfig = field(default_factory=TlsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
+    # The abuse controls (schema and meaning: pigeon.config.abuse).
+    rate_limits: RateLimitConfig = field(default_factory=RateLimitConfig)
+    dnsbl: DnsblConfig = field(default_factory=DnsblConfig)
+    greylist: GreylistConfig = field(default_factory=GreylistConfig)
+    postscreen: PostscreenConfig = field(default_factory=PostscreenConfig)
     #: [[plugins]]: users' Python hooks, asked after the built-in checks, in this order.
     plugins: tuple[PluginConfig, ...] = ()
 

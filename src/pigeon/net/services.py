@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pigeon.auth.login import Logins
+from pigeon.config.abuse import PostscreenConfig
 from pigeon.policy.pipeline import ReceivePipeline
 from pigeon.proto.server import SessionConfig
 from pigeon.queue.api import Spool
@@ -82,6 +83,7 @@ class ReceiveServices:
     #: Local delivery at the accept (qmgr/direct.py `DirectDelivery`), or None.
     direct: Any = None
     greet_pause: float = 0.0
+    postscreen: PostscreenConfig = PostscreenConfig()  # port 25 tests (net/postscreen.py)
     handshake_timeout: float = 30.0
     clock: Callable[[], float] = time.monotonic
     wallclock: Callable[[], float] = time.time

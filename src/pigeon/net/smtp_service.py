@@ -174,6 +174,7 @@ class SmtpService:
             pipeline=settings.policy,
             tls=settings.tls,
             greet_pause=config.timeouts.greet_pause,
+            postscreen=config.postscreen,
             handshake_timeout=config.tls.handshake_timeout,
         )
         self._contexts = {

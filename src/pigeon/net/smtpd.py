@@ -59,6 +59,7 @@ from dataclasses import dataclass, field
 
 from pigeon.auth.login import ClientLogin
 from pigeon.net.intake import MessageIntake
+from pigeon.net.postscreen import Screen
 from pigeon.net.services import ConnectionContext
 from pigeon.net.sessionlog import SessionLog
 from pigeon.net.stream import ByteStream
@@ -124,6 +125,7 @@ class Connection:
         self.client_port: int = peer[1] if isinstance(peer, tuple) and len(peer) > 1 else 0
         self.session = ServerSession(self.cfg, now=self.clock())
         self.policy = services.pipeline.session(self.client_ip, self.client_port, context.role)
+        self.screen = Screen.of(services.postscreen, context.role, self.client_ip)
         self.log = SessionLog(self.maillog, self.metrics, self.client_ip, self.session)
         self.intake = MessageIntake(services, self.session, self.policy, self.log, self.client_port)
         self._login: ClientLogin | None = None  # made at the first AUTH
@@ -202,19 +204,30 @@ class Connection:
     # -- I/O loop -----------------------------------------------------------
 
     async def _greet(self) -> None:
-        greet_pause = self.services.greet_pause
-        if greet_pause > 0:
+        screen, session = self.screen, self.session
+        postscreen = screen is not None and screen.config.greet_wait > 0
+        wait = screen.config.greet_wait if screen is not None and postscreen else 0.0
+        wait = wait or self.services.greet_pause
+        early = b""
+        if wait > 0:
             # A client that talks before our 220 is not speaking SMTP as
             # RFC 5321 §3.1 requires (it must wait for the greeting).
-            early = await self.stream.read(greet_pause)
-            if early:
-                self.session.receive_data(early, self.clock())
+            began = self.clock()
+            early = await self.stream.read(wait) or b""
+            if early and screen is not None and postscreen:
+                after = self.clock() - began
+                early = screen.talked_first(early, after, session, self.policy)  # net/postscreen.py
+            elif early:
+                session.receive_data(early, self.clock())  # PREGREET: 554, closes
                 log.info("pregreet from [%s]: client talked before the greeting", self.client_ip)
-        refusal = None if self.session.closed else (await _answer(self.policy.connect())).reply
+                early = b""
+        refusal = None if session.closed else (await _answer(self.policy.connect())).reply
         if refusal is not None:
             log.info("connection from [%s] refused: %s", self.client_ip, refusal)
             self.log.reject("CONNECT", refusal, None)
-        self.session.start(self.clock(), refusal)
+        session.start(self.clock(), refusal)
+        if early:
+            session.receive_data(early, self.clock())  # read as its first commands
         await self._process()
 
     async def _loop(self) -> None:
@@ -241,11 +254,14 @@ class Connection:
 
     async def _process(self) -> None:
         """Handle every event the session has, then flush its output once."""
-        session, policy, intake = self.session, self.policy, self.intake
+        session, policy, intake, screen = self.session, self.policy, self.intake, self.screen
         while True:
             event = session.next_event()
             if event is NEED_DATA:
                 break
+            if screen is not None and session.pipelined and not screen.found_pipelining:
+                if screen.pipelined(session, policy):  # dropped (net/postscreen.py)
+                    continue
             if isinstance(event, DataReceived):
                 intake.write(event.data)
             elif isinstance(event, RcptRequested):

@@ -9,24 +9,28 @@ Contract:
     must survive a reload (new mailboxes per client) carry over.
   * The order is the decision order (first refusal wins within a stage):
 
-      mail   MessageSizeLimit, SenderMailboxLimit, StorageReserve, SenderOwnership
-      rcpt   RelayControl, LocalRecipients, RecipientMailboxLimit
+      connect ConnectionRateLimit
+      mail   MessageSizeLimit, MessageRateLimit, BlockLists, SenderMailboxLimit,
+             StorageReserve, SenderOwnership
+      rcpt   RelayControl, LocalRecipients, Greylisting, RecipientMailboxLimit
       data   StorageReserve, RecipientMerge
       end    FromHeaderCheck (only with auth.check_from_header)
       etrn   EtrnTrust
 
-    connect, helo, tls and auth have no built-in check yet: they are where
-    DNS block lists, HELO checks, TLS requirements and per-user login rules
-    plug in. Checks added later go here, in the same list. The users'
-    plugins (`[[plugins]]`, docs/hooks.md) come last at every stage, in the
-    order of the configuration: they see only what the built-in checks let
-    through.
+    helo, tls and auth have no built-in check yet: they are where HELO
+    checks, TLS requirements and per-user login rules plug in. Checks added
+    later go here, in the same list. The users' plugins (`[[plugins]]`,
+    docs/hooks.md) come last at every stage, in the order of the
+    configuration: they see only what the built-in checks let through.
   * The rcpt checks share one `RecipientLookup` (policy/recipients.py), so
     one RCPT asks the router once however many checks need its answers.
   * `PolicyDeps` holds what checks need besides the configuration: the
     router (aliases, mailboxes; shared with the queue manager), the
     free-space reserve of the queue (`queue.space.FreeSpace`; None: no
-    reserve check), the new-mailbox counts, the clock and the Maildir test.
+    reserve check), the new-mailbox counts, the abuse controls' state
+    (`policy.abusestate`: `<data_dir>/abuse.db` in a server, in memory by
+    default), the clocks and the Maildir test. Whoever made the deps closes
+    their state (`PolicyDeps.close()`).
 """
 
 from __future__ import annotations
@@ -37,13 +41,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pigeon.config.schema import Config
+from pigeon.dns.api import Resolver
 from pigeon.mailstore import maildir_exists as mailstore_maildir_exists
+from pigeon.policy.abusestate import AbuseState
+from pigeon.policy.dnsbl import BlockLists
+from pigeon.policy.greylist import Greylisting
 from pigeon.policy.newmailboxes import (
     NewMailboxLimiter,
     RecipientMailboxLimit,
     SenderMailboxLimit,
 )
 from pigeon.policy.pipeline import ReceivePipeline
+from pigeon.policy.ratelimit import ConnectionRateLimit, MessageRateLimit, RateLimiter
 from pigeon.policy.recipients import LocalRecipients, RecipientLookup, RecipientMerge
 from pigeon.policy.relay import EtrnTrust, RelayControl, RelayNetworks
 from pigeon.policy.reserve import MessageSizeLimit, Room, StorageReserve
@@ -62,10 +71,19 @@ class PolicyDeps:
     new_mailboxes: NewMailboxLimiter = field(default_factory=NewMailboxLimiter)
     clock: Callable[[], float] = time.monotonic
     maildir_exists: Callable[[str], bool] = mailstore_maildir_exists
+    state: AbuseState = field(default_factory=AbuseState.memory)
+    #: DNS for the block lists (None: no DNSBL/RHSBL checks can be made).
+    resolver: Resolver | None = None
+    #: Wall-clock seconds, for what outlives the process (rate buckets).
+    wallclock: Callable[[], float] = time.time
 
     def with_router(self, router: Router) -> PolicyDeps:
         """The same collaborators with the router of a new configuration."""
         return dataclasses.replace(self, router=router)
+
+    def close(self) -> None:
+        """Write the abuse controls' state and let its file go."""
+        self.state.close()
 
 
 def build_pipeline(
@@ -80,7 +98,10 @@ def build_pipeline(
     reserve = [StorageReserve(deps.space)] if deps.space is not None else []
     size = config.limits.message_size
     checks: list[object] = [
+        # mail first: a SIZE= over the limit is refused before anything is counted
         *([MessageSizeLimit(size)] if size else []),  # mail (0: no limit, no check)
+        *_rate_limits(config, deps),  # connect, mail
+        *_block_lists(config, deps, networks),  # mail
         SenderMailboxLimit(
             lookup, networks, deps.new_mailboxes, limit, clock=deps.clock, maildir_exists=exists
         ),  # mail
@@ -88,6 +109,7 @@ def build_pipeline(
         SenderOwnership(),  # mail
         RelayControl(lookup, networks),  # rcpt
         LocalRecipients(lookup),  # rcpt
+        *_greylisting(config, deps, networks),  # rcpt
         RecipientMailboxLimit(
             lookup, networks, deps.new_mailboxes, limit, clock=deps.clock, maildir_exists=exists
         ),  # rcpt
@@ -98,3 +120,32 @@ def build_pipeline(
         checks.append(FromHeaderCheck())  # end_of_data
     checks += plugins  # [[plugins]], in their order, after every built-in check
     return ReceivePipeline(checks, deps=deps)
+
+
+def _rate_limits(config: Config, deps: PolicyDeps) -> list[object]:
+    """The rate limit checks whose limits are on (a limit 0 is off)."""
+    rl = config.rate_limits
+    rates = RateLimiter(deps.state.table("bucket"), rl.time_unit)
+    made = (rates, rl, config.relay_networks, deps.wallclock, config.hostname)
+    checks: list[object] = []
+    if rl.client_connections or rl.network_connections:
+        checks.append(ConnectionRateLimit(*made))
+    if rl.client_messages or rl.network_messages or rl.sender_messages or rl.user_messages:
+        checks.append(MessageRateLimit(*made))
+    return checks
+
+
+def _block_lists(config: Config, deps: PolicyDeps, networks: RelayNetworks) -> list[object]:
+    """The DNSBL/RHSBL check, when lists are configured and DNS can be asked."""
+    dnsbl = config.dnsbl
+    if not (dnsbl.sites or dnsbl.rhsbl_sites) or deps.resolver is None:
+        return []
+    return [BlockLists(dnsbl, deps.resolver, networks, clock=deps.clock)]
+
+
+def _greylisting(config: Config, deps: PolicyDeps, networks: RelayNetworks) -> list[object]:
+    if not config.greylist.enabled:
+        return []
+    state = deps.state
+    triplets, clients = state.table("greylist"), state.table("greylist-client")
+    return [Greylisting(config.greylist, triplets, clients, networks, clock=deps.wallclock)]

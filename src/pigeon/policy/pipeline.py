@@ -23,7 +23,9 @@ Contract:
     (Postfix evaluates client and HELO restrictions at RCPT TO); a 421 at
     connect is given at once instead of the greeting and the session ends
     (RFC 5321 §3.8). A refusal at auth is the answer to AUTH. A helo or tls
-    refusal lasts until the next EHLO or handshake.
+    refusal lasts until the next EHLO or handshake. `hold(reply)` keeps a
+    refusal the driver decided (the postscreen tests, net/postscreen.py)
+    the same way, for the rest of the session.
   * Effects of accepted verdicts: headers and quarantine of the connect,
     helo, tls and auth stages apply to every message of the session (helo
     and auth ones until STARTTLS forgets them, RFC 3207 §4.2; a stage that
@@ -65,6 +67,7 @@ from pigeon.policy.api import (
 from pigeon.proto import reply as R
 from pigeon.proto.events import TlsInfo
 from pigeon.proto.params import MailParams, RcptParams
+from pigeon.proto.reply import Reply
 from pigeon.vocab.address import Address
 
 log = logging.getLogger("pigeon.policy")
@@ -250,6 +253,12 @@ class ReceiveSession:
         self._held.pop(stage, None)  # re-inserted last: the order the stages ran
         if verdict is not ACCEPT:
             self._held[stage] = verdict
+
+    def hold(self, reply: Reply) -> None:
+        """A refusal decided outside the checks (the driver's protocol tests,
+        net/postscreen.py): the answer to every RCPT of the session from now
+        on, as a refusal at connect is."""
+        self._held["screen"] = Verdict(reply)
 
     # -- decisions the session waits for -------------------------------------
 

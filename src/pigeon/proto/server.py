@@ -17,7 +17,11 @@ runner are written against it.
                                       # the next one, may finish; then 421 4.3.2
     session.cut_off()                 # the drain's grace is over: 421 4.3.2 now,
                                       # whatever the state, and close
+    session.drop(reply)               # end now with `reply` (the postscreen tests)
     session.closed                    # True once the session decided to close
+    session.pipelined                 # None, or the first command the client sent more
+                                      # after before it could have our reply, where
+                                      # RFC 2920 §3.1 forbids it (net/postscreen.py acts)
     # STARTTLS / AUTH (proto/secure.py):
     session.tls_started(info)         # handshake done (before start(): implicit TLS)
     session.tls_failed(reason)        # handshake failed: close, no reply
@@ -136,6 +140,10 @@ class ServerSession(SecureCommands):
         self.recipients: list[tuple[Address, RcptParams]] = []
         self.errors = 0
         self.where = "CONNECT"
+        #: The first command the client sent more after before it could have
+        #: our reply where RFC 2920 §3.1 forbids it (EHLO/HELO always end a
+        #: group; without EHLO and PIPELINING every command does); None: none.
+        self.pipelined: str | None = None
         self._buf = bytearray()
         self._out = bytearray()
         self._events: deque[Event] = deque()
@@ -211,6 +219,13 @@ class ServerSession(SecureCommands):
         transaction, 421 4.3.2 at the next command boundary."""
         self._shutdown = True
         self._stop_after_transaction = self.state in TRANSACTION_STATES
+
+    def drop(self, reply: Reply) -> None:
+        """End the session now with `reply` (the driver's protocol tests:
+        a client that talked before the greeting or pipelined too early)."""
+        if not self.closed:
+            self._reply(reply, count=False)
+            self._close("dropped")
 
     def cut_off(self) -> None:
         """The stop's grace period is over: answer 421 4.3.2 now, even inside
@@ -376,6 +391,8 @@ class ServerSession(SecureCommands):
             self._reply(exc.reply)
             return
         self.where = cmd.verb
+        if self._buf and self.pipelined is None:
+            self._check_pipelining(cmd.verb)
         if VERB_FLAGS[cmd.verb].junk:
             self._junk_commands += 1
             if self._junk_commands > self.config.max_junk_commands:
@@ -384,6 +401,14 @@ class ServerSession(SecureCommands):
                 return
         nxt = lookup(self.state, cmd.verb)
         getattr(self, "_cmd_" + cmd.verb.lower())(cmd, nxt)
+
+    def _check_pipelining(self, verb: str) -> None:
+        """Octets follow this command in the buffer: the client sent them
+        before it had our reply. Only a client that said EHLO and was
+        offered PIPELINING may, and never after EHLO/HELO (RFC 2920 §3.1)."""
+        pipelining = self.esmtp and self.config.enable_pipelining
+        if verb in ("EHLO", "HELO") or not pipelining:
+            self.pipelined = verb
 
     def _cmd_ehlo(self, cmd: Command, nxt: State | Reply) -> None:
         if not cmd.arg:

@@ -240,6 +240,7 @@ async def _run(t: Transcript) -> RunResult:
             tls=_MemoryTls(),
             on_etrn=_no_queue_run,
             greet_pause=config.timeouts.greet_pause,
+            postscreen=config.postscreen,
             clock=stream.clock,
         )
         context = ConnectionContext(services, _session_config(t, config), live_role(t))

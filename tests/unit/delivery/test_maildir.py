@@ -188,8 +188,8 @@ def test_deliver_batch_publishes_only_synced_files(tmp_path, monkeypatch):
     box = tmp_path / "box"
     layout.ensure_maildir(box)
     order = []
-    real_sync, real_publish = md._fsync_path, md._publish
-    monkeypatch.setattr(md, "_fsync_path", lambda p: (order.append("sync"), real_sync(p)))
+    real_sync, real_publish = md._fsync_fd, md._publish
+    monkeypatch.setattr(md, "_fsync_fd", lambda fd: (order.append("sync"), real_sync(fd)))
     monkeypatch.setattr(md, "_publish", lambda *a: (order.append("publish"), real_publish(*a))[1])
     results = md.deliver_batch([md.MaildirJob(box, src, "") for _ in range(4)])
     assert [err for _, _, err in results] == [None] * 4
@@ -235,3 +235,15 @@ def test_unreadable_content_is_a_temporary_failure_with_the_files_reason(tmp_pat
         assert md.failure_status(exc) == ("4.3.0", "No such file or directory", False)
     else:
         raise AssertionError("no StoreError")
+
+
+@pytest.mark.parametrize("size", [10, md.WHOLE - 100, md.WHOLE + 5000])
+def test_small_and_large_copies_are_the_same_lf_file_with_mode_0600(tmp_path, size):
+    """Content up to WHOLE is written with one write(), larger content is
+    streamed: both give the same bytes (CRLF -> LF), created 0600."""
+    line = b"x" * 77 + b"\r\n"
+    content = b"Subject: big\r\n\r\n" + line * (size // len(line) + 1)
+    path = deliver_to_maildir(tmp_path / "box", BytesContent(content), "a@b", fsync=True)
+    assert path.read_bytes() == b"Return-Path: <a@b>\n" + content.replace(b"\r\n", b"\n")
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert list((tmp_path / "box" / "tmp").iterdir()) == []

@@ -358,8 +358,10 @@ def test_a_verdict_never_carries_a_positive_reply():
 def test_the_builder_composes_each_stage_in_the_documented_order(tmp_path):
     config = load_config(None, {"data_dir": str(tmp_path)})
     pipeline = build_pipeline(config, PolicyDeps(Router(config), space=_Room()))
+    assert pipeline.stage_checks("connect") == ["ConnectionRateLimit"]
     assert pipeline.stage_checks("mail") == [
         "MessageSizeLimit",
+        "MessageRateLimit",
         "SenderMailboxLimit",
         "StorageReserve",
         "SenderOwnership",
@@ -372,7 +374,7 @@ def test_the_builder_composes_each_stage_in_the_documented_order(tmp_path):
     assert pipeline.stage_checks("data") == ["StorageReserve", "RecipientMerge"]
     assert pipeline.stage_checks("end_of_data") == ["FromHeaderCheck"]
     assert pipeline.stage_checks("etrn") == ["EtrnTrust"]
-    for stage in ("connect", "helo", "tls", "auth"):
+    for stage in ("helo", "tls", "auth"):
         assert pipeline.stage_checks(stage) == []
     off = load_config(None, {"data_dir": str(tmp_path), "auth": {"check_from_header": False}})
     assert build_pipeline(off, PolicyDeps(Router(off))).stage_checks("end_of_data") == []

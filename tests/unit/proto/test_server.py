@@ -311,3 +311,33 @@ def test_a_421_answer_to_a_decision_closes_the_session(verb):
     assert bytes(d.out).endswith(b"421 4.3.2 localhost Error: closing\r\n")
     assert d.session.closed
     assert isinstance(d.events[-1], ConnectionClosing)
+
+
+@pytest.mark.parametrize(
+    "reads, pipelining, found",
+    [
+        ([b"EHLO c\r\nMAIL FROM:<a@b.example>\r\n"], True, "EHLO"),  # RFC 2920 §3.1
+        ([b"HELO c\r\nMAIL FROM:<a@b.example>\r\n"], True, "HELO"),
+        ([b"HELO c\r\n", b"MAIL FROM:<a@b.example>\r\nRCPT TO:<x@y.example>\r\n"], True, "MAIL"),
+        ([b"EHLO c\r\n", b"MAIL FROM:<a@b.example>\r\nRCPT TO:<x@y.example>\r\n"], False, "MAIL"),
+        ([b"EHLO c\r\n", b"MAIL FROM:<a@b.example>\r\nRCPT TO:<x@y.example>\r\n"], True, None),
+        (
+            [b"EHLO c\r\n", b"MAIL FROM:<a@b.example>\r\n", b"RCPT TO:<x@y.example>\r\n"],
+            False,
+            None,
+        ),
+    ],
+)
+def test_the_session_notes_the_first_command_pipelined_too_early(reads, pipelining, found) -> None:
+    d = session(enable_pipelining=pipelining)
+    for data in reads:
+        d.send(data)
+    assert d.session.pipelined == found
+
+
+def test_drop_answers_and_closes_at_once() -> None:
+    d = session()
+    d.send(b"EHLO c\r\n")
+    d.session.drop(R.reply(521, "5.5.1", "go away"))
+    d.pump()
+    assert bytes(d.out).endswith(b"521 5.5.1 go away\r\n") and d.session.closed
