@@ -18,8 +18,9 @@ Contract:
     anything that waits belongs in an `async def`.
   * An answer that is neither a `Verdict` nor None fails the stage too
     (TypeError naming the plugin and the stage).
-  * A synchronous method that answers None costs one extra Python call: no
-    task, no coroutine (item 5 of issue 12 measures it).
+  * A synchronous method that answers None costs two Python calls besides
+    its own (the guard and its containment): no task, no coroutine (item 5
+    of issue 12 measures it).
 """
 
 from __future__ import annotations
