@@ -15,6 +15,10 @@ from pigeon.testing.sink import SmtpSink
 
 pytestmark = pytest.mark.e2e
 
+#: Seconds to wait for what happens beside the SMTP reply (bounded polling,
+#: no speed assumed: the machine may be loaded).
+WAIT = 30
+
 OBSERVER = """
 import asyncio
 import json
@@ -75,14 +79,18 @@ def test_every_delivery_outcome_is_an_event(pigeon_factory, tmp_path):
             s.sendmail("a@client.test", ["alice@example.test"], b"Subject: 1\r\n\r\nhi\r\n")
             s.sendmail("a@client.test", ["x@reject.test"], b"Subject: 2\r\n\r\nhi\r\n")
             s.sendmail("a@client.test", ["y@down.test"], b"Subject: 3\r\n\r\nhi\r\n")
-        assert wait_for(lambda: maildir_messages(server.data_dir, "alice@example.test"))
+        assert wait_for(
+            timeout=WAIT, predicate=lambda: maildir_messages(server.data_dir, "alice@example.test")
+        )
 
         def kinds(address: str) -> list[str]:
             return [kind for kind, _, rcpts, _, _ in _events(server) if address in rcpts]
 
         assert wait_for(lambda: "bounced" in kinds("x@reject.test"), timeout=30), _events(server)
         assert wait_for(lambda: "expired" in kinds("y@down.test"), timeout=30), _events(server)
-    assert wait_for(lambda: kinds("alice@example.test") == ["attempt", "delivered"])
+    assert wait_for(
+        timeout=WAIT, predicate=lambda: kinds("alice@example.test") == ["attempt", "delivered"]
+    )
     assert kinds("x@reject.test") == ["attempt", "bounced"]
     down = kinds("y@down.test")
     assert down[:2] == ["attempt", "deferred"] and down[-1] == "expired", down
@@ -93,4 +101,4 @@ def test_every_delivery_outcome_is_an_event(pigeon_factory, tmp_path):
     # The broken observer was logged, and never held delivery up.
     log = server.log()
     assert "plugin broken failed at delivered of" in log and "RuntimeError: observer bug" in log
-    assert wait_for(lambda: "plugin broken at attempt of" in server.log())
+    assert wait_for(timeout=WAIT, predicate=lambda: "plugin broken at attempt of" in server.log())

@@ -17,6 +17,10 @@ from pigeon.testing.live import maildir_messages, wait_for
 
 pytestmark = pytest.mark.e2e
 
+#: Seconds to wait for what happens beside the SMTP reply (bounded polling,
+#: no speed assumed: the machine may be loaded).
+WAIT = 30
+
 PLUGINS = Path(__file__).resolve().parents[2] / "contrib" / "plugins"
 DOMAIN = '[domains."example.test"]\nmailboxes = ["alice", "bob", "carol"]\n'
 
@@ -58,14 +62,16 @@ def test_the_webhook_posts_each_received_message(pigeon_factory, http_endpoint, 
     )
     message = b"Subject: hello hook\r\nMessage-ID: <m1@client.test>\r\n\r\nhi\r\n"
     _send(server, "carol@example.test", ["alice@example.test", "bob@example.test"], message)
-    assert wait_for(lambda: http_endpoint.posts)
+    assert wait_for(timeout=WAIT, predicate=lambda: http_endpoint.posts)
     headers, report = http_endpoint.posts[0]
     assert headers["X-Token"] == "s3cret" and headers["Content-Type"] == "application/json"
     assert report["sender"] == "carol@example.test"
     assert report["recipients"] == ["alice@example.test", "bob@example.test"]
     assert (report["subject"], report["message_id"]) == ("hello hook", "<m1@client.test>")
     assert report["client_ip"] == "127.0.0.1" and report["size"] > len(message)
-    assert wait_for(lambda: f"{report['queue_id']}: client=[127.0.0.1]" in server.log())
+    assert wait_for(
+        timeout=WAIT, predicate=lambda: f"{report['queue_id']}: client=[127.0.0.1]" in server.log()
+    )
 
 
 def test_a_webhook_that_must_be_heard_refuses_with_451_when_it_is_not(pigeon_factory):
@@ -79,7 +85,7 @@ def test_a_webhook_that_must_be_heard_refuses_with_451_when_it_is_not(pigeon_fac
         s.rcpt("alice@example.test")
         code, text = s.data(b"Subject: x\r\n\r\nhi\r\n")
     assert (code, text[:5]) == (451, b"4.3.0")
-    assert wait_for(lambda: "ConnectionRefusedError" in server.log())
+    assert wait_for(timeout=WAIT, predicate=lambda: "ConnectionRefusedError" in server.log())
 
 
 def test_the_archive_keeps_a_copy_of_each_message(pigeon_factory, tmp_path):
@@ -90,12 +96,14 @@ def test_the_archive_keeps_a_copy_of_each_message(pigeon_factory, tmp_path):
     )
     body = b"line\r\n" * 50_000  # spilled to disk: the copy streams it
     _send(server, "carol@example.test", ["alice@example.test"], b"Subject: keep me\r\n\r\n" + body)
-    copies = wait_for(lambda: sorted(archive.glob("*.eml")))
+    copies = wait_for(timeout=WAIT, predicate=lambda: sorted(archive.glob("*.eml")))
     assert len(copies) == 1
     copy = copies[0].read_bytes()
     assert copy.startswith(b"Received: from ") and copies[0].stem.encode() in copy.split(b"\r\n")[1]
     assert copy.endswith(b"Subject: keep me\r\n\r\n" + body)
-    assert wait_for(lambda: maildir_messages(server.data_dir, "alice@example.test"))
+    assert wait_for(
+        timeout=WAIT, predicate=lambda: maildir_messages(server.data_dir, "alice@example.test")
+    )
 
 
 AUTORESPONDER = (
@@ -117,7 +125,7 @@ def _mail(subject: str, extra: str = "") -> bytes:
 def test_the_autoresponder_answers_once_per_sender_and_never_to_lists_or_bounces(pigeon_factory):
     server = pigeon_factory(DOMAIN + AUTORESPONDER)
     _send(server, "carol@example.test", ["alice@example.test"], _mail("first"))
-    replies = wait_for(lambda: _replies(server))
+    replies = wait_for(timeout=WAIT, predicate=lambda: _replies(server))
     assert len(replies) == 1
     reply = replies[0]
     assert b"Return-Path: <>\n" in reply  # sent from the null reverse-path
@@ -129,7 +137,10 @@ def test_the_autoresponder_answers_once_per_sender_and_never_to_lists_or_bounces
         return why in server.log()
 
     _send(server, "carol@example.test", ["alice@example.test"], _mail("second"))
-    assert wait_for(lambda: skipped("carol@example.test was answered for alice@example.test"))
+    assert wait_for(
+        timeout=WAIT,
+        predicate=lambda: skipped("carol@example.test was answered for alice@example.test"),
+    )
     for sender, extra, why in [
         (
             "bob@example.test",
@@ -146,7 +157,7 @@ def test_the_autoresponder_answers_once_per_sender_and_never_to_lists_or_bounces
         ("MAILER-DAEMON@example.test", "", "is a mailer or list address"),
     ]:
         _send(server, sender, ["alice@example.test"], _mail("skipped", extra))
-        assert wait_for(lambda: skipped(why)), why
+        assert wait_for(timeout=WAIT, predicate=lambda: skipped(why)), why
     assert len(maildir_messages(server.data_dir, "alice@example.test")) == 7
     assert len(_replies(server)) == 1 and _replies(server, "bob@example.test") == []
 
@@ -154,8 +165,11 @@ def test_the_autoresponder_answers_once_per_sender_and_never_to_lists_or_bounces
     server.stop()
     server.start()
     _send(server, "carol@example.test", ["alice@example.test"], _mail("third"))
-    assert wait_for(lambda: server.log().count("was answered for alice@example.test") == 2)
+    assert wait_for(
+        timeout=WAIT,
+        predicate=lambda: server.log().count("was answered for alice@example.test") == 2,
+    )
     assert len(_replies(server)) == 1
     # Another sender is answered.
     _send(server, "bob@example.test", ["alice@example.test", "carol@example.test"], _mail("bob"))
-    assert wait_for(lambda: _replies(server, "bob@example.test"))
+    assert wait_for(timeout=WAIT, predicate=lambda: _replies(server, "bob@example.test"))

@@ -15,6 +15,10 @@ from pigeon.testing.sink import SmtpSink
 
 pytestmark = pytest.mark.e2e
 
+#: Seconds to wait for what happens beside the SMTP reply (bounded polling,
+#: no speed assumed: the machine may be loaded).
+WAIT = 30
+
 PLUGIN = """
 from pigeon.api import accept, discard
 
@@ -60,7 +64,9 @@ def test_discard_answers_250_and_drops_the_message(server):
     assert code == 250, text
     queue_id = re.search(rb"queued as (\w+)", text).group(1).decode()
     line = f"{queue_id}: from=<a@client.test>, to=<alice@example.test,trash@example.test>, "
-    assert wait_for(lambda: line + "reason=the trash can (discard)" in server.log())
+    assert wait_for(
+        timeout=WAIT, predicate=lambda: line + "reason=the trash can (discard)" in server.log()
+    )
     assert server.command("queue", "list", text=True).stdout.count(queue_id) == 0
     assert maildir_messages(server.data_dir, "alice@example.test") == []
 
@@ -73,7 +79,9 @@ def test_removed_header_fields_do_not_arrive(server):
     code, text = _send(server, ["alice@example.test"], message)
     assert code == 250, text
     queue_id = re.search(rb"queued as (\w+)", text).group(1)
-    found = wait_for(lambda: maildir_messages(server.data_dir, "alice@example.test"))
+    found = wait_for(
+        timeout=WAIT, predicate=lambda: maildir_messages(server.data_dir, "alice@example.test")
+    )
     content = found[0].read_bytes()
     assert b"X-Secret: 42" not in content and b"on two lines" not in content
     assert b"Subject: cleaned\n" in content and b"To: alice@example.test\n" in content
@@ -97,5 +105,7 @@ def test_a_transport_chosen_at_rcpt_routes_that_recipient_only(server, sink_port
         assert dumped, server.log()
         assert b"filtered@example.test" in dumped[0]
         assert b"alice@example.test" not in dumped[0].split(b"Subject:")[0].split(b"Received:")[0]
-    assert wait_for(lambda: maildir_messages(server.data_dir, "alice@example.test"))
+    assert wait_for(
+        timeout=WAIT, predicate=lambda: maildir_messages(server.data_dir, "alice@example.test")
+    )
     assert maildir_messages(server.data_dir, "filtered@example.test") == []

@@ -23,6 +23,10 @@ from pigeon.testing.live import free_port, maildir_messages, wait_for
 
 pytestmark = pytest.mark.e2e
 
+#: Seconds to wait for what happens beside the SMTP reply (bounded polling,
+#: no speed assumed: the machine may be loaded).
+WAIT = 30
+
 HOOKS_MD = Path(__file__).resolve().parents[2] / "docs" / "hooks.md"
 
 # Any local part of example.test is accepted: the plugin, not the mailbox
@@ -75,7 +79,9 @@ def test_a_plugin_next_to_the_configuration_rejects_one_recipient(pigeon_factory
         )
         assert s.rcpt("alice@example.test")[0] == 250
         assert s.data(_message("one refused"))[0] == 250
-    assert wait_for(lambda: maildir_messages(server.data_dir, "alice@example.test"))
+    assert wait_for(
+        timeout=WAIT, predicate=lambda: maildir_messages(server.data_dir, "alice@example.test")
+    )
     assert maildir_messages(server.data_dir, "nobody@example.test") == []
 
 
@@ -89,7 +95,9 @@ def test_a_plugin_adds_a_header_that_arrives_in_the_maildir(pigeon_factory, tmp_
     )
     with smtplib.SMTP("127.0.0.1", server.port, timeout=30) as s:
         s.sendmail("a@client.test", ["alice@example.test"], _message("hooked"))
-    found = wait_for(lambda: maildir_messages(server.data_dir, "alice@example.test"))
+    found = wait_for(
+        timeout=WAIT, predicate=lambda: maildir_messages(server.data_dir, "alice@example.test")
+    )
     assert found
     content = found[0].read_bytes()
     # On top of the message, above our Received: (RFC 5321 §4.4).
@@ -105,7 +113,9 @@ def test_a_plugin_that_raises_gets_451_and_its_traceback_logged(pigeon_factory, 
         code, text = s.rcpt("alice@example.test")
     assert (code, text[:5]) == (451, b"4.3.0")
     assert b"secret" not in text
-    log = wait_for(lambda: "secret internal detail" in server.log() and server.log())
+    log = wait_for(
+        timeout=WAIT, predicate=lambda: "secret internal detail" in server.log() and server.log()
+    )
     assert "Traceback (most recent call last)" in log
     assert "plugin broken" in log
     assert 'broken.py", line 4, in rcpt' in log
@@ -118,7 +128,9 @@ def test_a_plugin_over_its_time_limit_gets_451(pigeon_factory, tmp_path):
         code, text = s.mail("a@client.test")
         assert (code, text[:5]) == (451, b"4.3.0")
         assert s.noop()[0] == 250  # the session goes on
-    log = wait_for(lambda: "no answer within 0.5 s" in server.log() and server.log())
+    log = wait_for(
+        timeout=WAIT, predicate=lambda: "no answer within 0.5 s" in server.log() and server.log()
+    )
     assert "slow.py" in log and "in mail" in log  # where it was stuck
 
 
