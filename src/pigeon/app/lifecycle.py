@@ -124,6 +124,13 @@ def new_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
+#: The signals a running pigeon handles; with workers they are blocked from
+#: before the fork until each process has its handlers (app/workers.py), so a
+#: SIGTERM that comes as the first worker answers does not kill a process
+#: that has no handler yet.
+CONTROL_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP, restart.RETIRE_SIGNAL})
+
+
 class Lifecycle:
     """Owns one process's role from start-up to exit (see the module contract)."""
 
@@ -189,6 +196,8 @@ class Lifecycle:
         return EX_OK
 
     def _install_signals(self) -> None:
+        """The handlers of SIGTERM, SIGINT, SIGHUP and the retire signal, then
+        those signals unblocked."""
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self._on_stop, signal.SIGTERM)
         if self.ignore_sigint:
@@ -197,6 +206,9 @@ class Lifecycle:
             loop.add_signal_handler(signal.SIGINT, self._on_stop, signal.SIGINT)
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         loop.add_signal_handler(restart.RETIRE_SIGNAL, self._restart.on_retire_signal)
+        # With workers they were blocked before the fork (app/workers.py): one
+        # that came meanwhile is handled from here on, not fatal.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, CONTROL_SIGNALS)
 
     def _on_stop(self, sig: int) -> None:
         if self.forward is not None:
