@@ -25,8 +25,8 @@ test: $(STAMP) lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 style: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench contrib
+	$(BIN)/ruff format --check src tests bench contrib
 
 # Style and types (CONTRIBUTING.md): ruff lint and format, mypy (strict on the
 # protocol cores, the shared vocabulary, the interfaces and the public API).

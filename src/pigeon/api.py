@@ -10,10 +10,16 @@ Contract:
     (docs/architecture.md, "Layers"); it sits at the top of the import graph
     and nothing in pigeon imports it.
   * The extension points (docs/architecture.md, "Where upcoming work plugs in"):
-      - receive checks: classes with stage methods (`MailCheck.on_mail`,
-        `RcptCheck.on_rcpt`, `MessageCheck.on_end_of_data`, ...) returning a
-        `Verdict` (a refusal, header fields to add on top, quarantine,
-        recipients changed) or None;
+      - plugins (`[[plugins]]`, docs/hooks.md): classes with stage methods
+        (`mail`, `rcpt`, `end_of_data`, ...: the receive checks below) and
+        delivery-event methods (`attempt`, `delivered`, `deferred`,
+        `bounced`, `expired`, given a `DeliveryEvent`), built with their
+        `Settings` and `PluginContext`; verdicts made with `reject`,
+        `tempfail`, `accept`, `discard`, `quarantine`;
+      - receive checks: classes with stage methods (`MailCheck.mail`,
+        `RcptCheck.rcpt`, `MessageCheck.end_of_data`, ...) returning a
+        `Verdict` (a refusal, header fields to add on top or remove,
+        quarantine, discard, recipients changed, a transport) or None;
       - delivery agents: `DeliveryAgent.deliver(DeliveryRequest)` returning
         one `RecipientResult` per recipient;
       - DNS: the `Resolver` Protocol (MX, A, AAAA, TXT, PTR);
@@ -32,6 +38,8 @@ from pigeon.delivery.api import (
     RecipientResult,
 )
 from pigeon.dns.api import DnsError, MxRecord, NoData, NoSuchDomain, Resolver, TemporaryFailure
+from pigeon.hooks.api import PluginContext, accept, discard, quarantine, reject, tempfail
+from pigeon.hooks.events import DELIVERY_EVENTS, DeliveryEvent
 from pigeon.policy.api import (
     ACCEPT,
     STAGES,
@@ -99,6 +107,15 @@ __all__ = [
     "TlsCheck",
     "Verdict",
     "refuse",
+    # plugins ([[plugins]], docs/hooks.md)
+    "DELIVERY_EVENTS",
+    "DeliveryEvent",
+    "PluginContext",
+    "accept",
+    "discard",
+    "quarantine",
+    "reject",
+    "tempfail",
     # delivery agents
     "DeliveryAgent",
     "DeliveryRecipient",

@@ -148,7 +148,7 @@ def test_quarantine_holds_the_message(actions, pigeon_factory):
 def test_discard_answers_250_and_drops(actions, pigeon_factory):
     server = pigeon_factory(DOMAIN + _milter(actions.socket))
     assert _send(server, _message("discard")) == {}  # 250 for every recipient
-    assert wait_for(lambda: "(discarded)" in server.log(), 10), server.log()
+    assert wait_for(lambda: "reason=milter actions (discard)" in server.log(), 10), server.log()
     _send(server, _message("add-header"))  # the next one arrives: nothing was queued before it
     assert "X-Added" in _arrived(server)
     assert len(maildir_messages(server.data_dir, "bob@example.test")) == 1

@@ -33,6 +33,7 @@ RANK = {
     "pigeon.routing": 5,
     "pigeon.delivery": 6,
     "pigeon.policy": 6,
+    "pigeon.hooks": 6,
     "pigeon.net": 7,
     "pigeon.qmgr": 8,
     "pigeon.admin": 9,

@@ -8,8 +8,10 @@ Contract:
     unusable, or data in it is of a format newer than this pigeon's; 75
     (EX_TEMPFAIL) another pigeon owns data_dir (its lock, app/datalock.py:
     stop it first, or `pigeon restart`); 77 (EX_NOPERM) pigeon cannot become the configured user; 78
-    (EX_CONFIG) a broken TLS certificate or key. (A configuration that does
-    not load is 78 too, decided by the CLI before anything starts.)
+    (EX_CONFIG) a broken TLS certificate or key, or a `[[plugins]]` entry
+    that cannot be loaded (its problems listed, one line each, naming the
+    key). (A configuration that does not load is 78 too, decided by the CLI
+    before anything starts.)
   * `exit_status(exc, config)` is the ONE place that maps a failure to its
     status, for every process of both modes (one process, `workers > 1`):
     the main process, its workers, and the start-up steps run before they
@@ -27,6 +29,7 @@ from pigeon.admin.control import ControlError
 from pigeon.admin.pidfile import PidFileError
 from pigeon.app.datalock import DataDirInUse
 from pigeon.auth.accounts import AccountError
+from pigeon.config.load import ConfigError
 from pigeon.config.schema import Config
 from pigeon.dataformat import FormatError
 from pigeon.net.listener import ListenError
@@ -51,7 +54,7 @@ EX_UNAVAILABLE = 69  # sysexits.h: a listener, the control socket or the PID fil
 EX_CANTCREAT = 73  # sysexits.h: data_dir, the queue database or the account store is unusable
 EX_TEMPFAIL = 75  # sysexits.h: another pigeon owns data_dir (try again once it has stopped)
 EX_NOPERM = 77  # sysexits.h: could not switch to the configured user
-EX_CONFIG = 78  # sysexits.h: a broken TLS certificate or key
+EX_CONFIG = 78  # sysexits.h: a broken TLS certificate or key, a plugin that does not load
 
 #: Failure -> status, first match wins (PermissionError has its own message below).
 _STATUSES: tuple[tuple[type[BaseException], int], ...] = (
@@ -61,6 +64,7 @@ _STATUSES: tuple[tuple[type[BaseException], int], ...] = (
     (PidFileError, EX_UNAVAILABLE),
     (PrivilegeError, EX_NOPERM),
     (TlsError, EX_CONFIG),
+    (ConfigError, EX_CONFIG),  # a [[plugins]] entry (hooks/load.py)
     (FormatError, EX_CANTCREAT),  # data of a newer format (docs/upgrade.md)
     (AccountError, EX_CANTCREAT),
     (StoreError, EX_CANTCREAT),  # a damaged queue.db, a rebuild running
@@ -74,6 +78,7 @@ def exit_status(exc: BaseException, config: Config) -> int | None:
         return EX_CANTCREAT
     for kind, status in _STATUSES:
         if isinstance(exc, kind):
-            log.error("%s", exc)
+            for problem in exc.problems if isinstance(exc, ConfigError) else [exc]:
+                log.error("%s", problem)
             return status
     return None

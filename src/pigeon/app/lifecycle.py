@@ -50,7 +50,9 @@ Contract:
   * Reload (`reload`): the configuration is loaded again (same file, same
     flags), the difference is planned by the pure `app.reload.plan_reload`,
     the TLS certificate files are re-read (a broken one refuses the reload),
-    and the role applies the plan to its parts (`ProcessRole.apply`).
+    the `[[plugins]]` are imported afresh, changed or not (one that does not
+    load refuses the reload: the running plugins stay), and the role
+    applies the plan to its parts (`ProcessRole.apply`).
     sd_notify RELOADING=1 / READY=1 around it. Nothing else writes into the
     running parts.
   * The stop (`shutdown`) is this one method, bounded whatever the peers
@@ -122,6 +124,13 @@ def new_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
+#: The signals a running pigeon handles; with workers they are blocked from
+#: before the fork until each process has its handlers (app/workers.py), so a
+#: SIGTERM that comes as the first worker answers does not kill a process
+#: that has no handler yet.
+CONTROL_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP, restart.RETIRE_SIGNAL})
+
+
 class Lifecycle:
     """Owns one process's role from start-up to exit (see the module contract)."""
 
@@ -187,6 +196,8 @@ class Lifecycle:
         return EX_OK
 
     def _install_signals(self) -> None:
+        """The handlers of SIGTERM, SIGINT, SIGHUP and the retire signal, then
+        those signals unblocked."""
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self._on_stop, signal.SIGTERM)
         if self.ignore_sigint:
@@ -195,6 +206,9 @@ class Lifecycle:
             loop.add_signal_handler(signal.SIGINT, self._on_stop, signal.SIGINT)
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         loop.add_signal_handler(restart.RETIRE_SIGNAL, self._restart.on_retire_signal)
+        # With workers they were blocked before the fork (app/workers.py): one
+        # that came meanwhile is handled from here on, not fatal.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, CONTROL_SIGNALS)
 
     def _on_stop(self, sig: int) -> None:
         if self.forward is not None:
@@ -398,7 +412,17 @@ class Lifecycle:
             )
             return ReloadPlan("refused", role.config, refused=(str(exc),)).outcome()
         log.info("TLS certificate reloaded: %s", tls.describe())
-        warnings = await role.apply(plan, tls)
+        plugins = None
+        if plan.live.plugins or role.plugins:  # their code is imported afresh, changed or not
+            try:
+                plugins = role.load_plugins(plan.live)
+            except ConfigError as exc:
+                lines = tuple(str(problem) for problem in exc.problems)
+                for line in lines:
+                    log.error("reload rejected, the running configuration stays in force: %s", line)
+                return ReloadPlan("refused", role.config, refused=lines).outcome()
+            log.info("reload: %d plugin(s) loaded afresh", len(plugins))
+        warnings = await role.apply(plan, tls, plugins)
         if plan.status == "unchanged":
             log.info("reload: configuration unchanged")
         if plan.now:

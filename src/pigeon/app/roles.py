@@ -19,13 +19,18 @@ Contract:
     to `trigger_fd` (the main process's manager scans then, like Postfix's
     pickup trigger); ETRN is passed to the main process's queue manager
     over the control socket, the only owner of queue state.
-  * Factories raise `TlsError` for a broken certificate (nothing is
-    listening yet); the lifecycle maps it to exit status 78.
-  * `ProcessRole.apply(plan, tls)` is how a reload reaches the parts: new
-    receive policy and SMTP settings, listeners compared and changed and
-    their connection limits, routing for the manager, the free-space
-    reserve; each part is told through its own method, nothing
-    writes into another object's fields.
+  * Factories raise `TlsError` for a broken certificate and `ConfigErrors`
+    for a `[[plugins]]` entry that cannot be loaded (nothing is listening
+    yet); the lifecycle maps both to exit status 78. Every role loads the
+    plugins itself (each worker has its own instances); the "full" role's
+    manager tells them of delivery events.
+  * `ProcessRole.apply(plan, tls, plugins)` is how a reload reaches the
+    parts: new receive policy (with `plugins`, loaded afresh by
+    `load_plugins` before: a plugin that does not load refuses the reload)
+    and SMTP settings, listeners compared and changed and their connection
+    limits, routing and delivery observers for the manager, the free-space
+    reserve; each part is told through its own method, nothing writes into
+    another object's fields.
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ from pigeon.auth.service import AuthService
 from pigeon.config.schema import Config
 from pigeon.delivery.api import DeliveryAgent
 from pigeon.delivery.wiring import build_agents
+from pigeon.hooks.api import Submit
+from pigeon.hooks.load import LoadedPlugin, delivery_observers
 from pigeon.net.listener import Listeners
 from pigeon.net.smtp_service import (
     SmtpService,
@@ -88,23 +95,39 @@ class ProcessRole:
     agents: Mapping[str, DeliveryAgent] = field(default_factory=dict)
     wake_fd: int | None = None  # "full" with workers: their trigger pipe
     direct: DirectDelivery | None = None  # local delivery at the accept (qmgr/direct.py)
+    plugins: list[LoadedPlugin] = field(default_factory=list)
+    submit: Submit | None = None  # what a plugin's context queues with
 
     @property
     def owns_queue(self) -> bool:
         """Opens the store as its owner, runs the manager and the administration side."""
         return self.manager is not None
 
-    async def apply(self, plan: ReloadPlan, tls: TlsProvider) -> list[str]:
+    def load_plugins(self, config: Config) -> list[LoadedPlugin]:
+        """The `[[plugins]]` of `config`, imported afresh; ConfigErrors when one fails."""
+        return wiring.plugins(config, self.submit)
+
+    async def apply(
+        self, plan: ReloadPlan, tls: TlsProvider, plugins: list[LoadedPlugin] | None = None
+    ) -> list[str]:
         """Put `plan.live` in force for new sessions and deliveries; the returned
         warnings say which new listeners could not be bound. (With sockets shared
         by workers the plan keeps the listener addresses as they run, so only the
-        connection limits change.)"""
+        connection limits change.) `plugins` (None: keep the running ones) are
+        put in force even when the configuration is unchanged: their code may
+        have changed."""
         live = plan.live
         self.tls = tls
         warnings: list[str] = []
+        if plugins is not None:
+            self.plugins = plugins
+            _observe(plugins, self.manager, self.direct)
+        if plan.status == "applied" or plugins is not None:
+            self.router = Router(live) if plan.status == "applied" else self.router
+            self.policy = wiring.receive_policy(
+                live, self.router, self.policy, plugins=self.plugins
+            )
         if plan.status == "applied":
-            self.router = Router(live)
-            self.policy = wiring.receive_policy(live, self.router, self.policy)
             if self.manager is not None:
                 self.manager.set_router(self.router)
             if self.direct is not None:
@@ -141,7 +164,10 @@ def _receiving(
     tls = TlsProvider.create(config)  # TlsError: see the contract
     log.info("TLS: %s", tls.describe())
     auth = wiring.auth_service(config)
-    policy = wiring.receive_policy(config, router, space=store.space)
+    submit = wiring.queue_submitter(store, on_queued)
+    plugins = wiring.plugins(config, submit)  # ConfigErrors: see the contract
+    _observe(plugins, manager, direct)
+    policy = wiring.receive_policy(config, router, space=store.space, plugins=plugins)
     smtp = SmtpService(
         SmtpSettings.build(config, policy, tls, auth=True),
         store=store,
@@ -171,7 +197,22 @@ def _receiving(
         dict(agents or {}),
         wake_fd,
         direct,
+        plugins,
+        submit,
     )
+
+
+def _observe(
+    plugins: list[LoadedPlugin], manager: Qmgr | None, direct: DirectDelivery | None
+) -> None:
+    """The plugins hear delivery events: from the manager (its deliveries and
+    the copies written at the accept in this process), or, in a worker, from
+    its own copies written at the accept."""
+    observers = delivery_observers(plugins)
+    if manager is not None:
+        manager.set_observers(observers)
+    elif direct is not None:
+        direct.observers = observers
 
 
 def _store(config: Config) -> QueueStore:

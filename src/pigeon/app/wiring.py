@@ -13,8 +13,13 @@ Contract:
     the one place its checks are composed); the collaborators of `previous`
     (the pipeline it replaces at a reload: the new-mailbox counts, the
     queue's free-space reserve, the abuse controls' state opened here from
-    `<data_dir>/abuse.db`, the resolver) carry over, with the new router.
-    The lifecycle closes that state (`PolicyDeps.close`) when it stops.
+    `<data_dir>/abuse.db`, the resolver) carry over, with the new router;
+    `plugins` are the loaded `[[plugins]]`, whose stage methods it asks
+    last. The lifecycle closes that state (`PolicyDeps.close`) when it stops.
+  * `plugins(config, submit)` loads the `[[plugins]]` afresh (start-up and
+    every reload), or raises ConfigErrors naming the key; `queue_submitter`
+    is the `submit` a plugin's context has (an auto-reply queued as a new
+    entry, durable before it returns).
   * `resolver(config)` is the one DNS resolver of the process (the dnspython
     stub over `[delivery] dns_servers`, bounded by `dns_timeout`), shared by
     every part that looks names up.
@@ -24,25 +29,39 @@ Contract:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from pigeon.auth.accounts import AccountStore
 from pigeon.auth.ratelimit import FailureLimiter, LimitSettings
 from pigeon.auth.service import AuthService
-from pigeon.config.schema import Config
+from pigeon.config.schema import Config, PluginConfig
 from pigeon.delivery.api import DeliveryAgent
 from pigeon.dns.api import Resolver
 from pigeon.dns.stub import StubResolver
+from pigeon.hooks.api import PluginContext, Submit
+from pigeon.hooks.load import LoadedPlugin, load_plugins, receive_checks
 from pigeon.policy.abusestate import AbuseState
 from pigeon.policy.build import PolicyDeps, build_pipeline
 from pigeon.policy.pipeline import ReceivePipeline
 from pigeon.policy.reserve import Room
+from pigeon.proto.params import MailParams
 from pigeon.qmgr import Qmgr, build_qmgr
+from pigeon.queue.model import Envelope, Recipient
 from pigeon.queue.store import QueueStore
 from pigeon.routing.resolve import Router
 
-__all__ = ["auth_service", "etrn_flush", "queue_manager", "receive_policy", "resolver"]
+__all__ = [
+    "auth_service",
+    "etrn_flush",
+    "plugins",
+    "queue_manager",
+    "queue_submitter",
+    "receive_policy",
+    "resolver",
+]
 
 
 def resolver(config: Config) -> Resolver:
@@ -55,11 +74,54 @@ def receive_policy(
     previous: ReceivePipeline | None = None,
     *,
     space: Room | None = None,
+    plugins: Sequence[LoadedPlugin] = (),
 ) -> ReceivePipeline:
     if previous is not None:
-        return build_pipeline(config, previous.deps.with_router(router))
+        return build_pipeline(config, previous.deps.with_router(router), receive_checks(plugins))
     state = AbuseState.in_data_dir(config.data_dir).open()
-    return build_pipeline(config, PolicyDeps(router, space, state=state, resolver=resolver(config)))
+    deps = PolicyDeps(router, space, state=state, resolver=resolver(config))
+    return build_pipeline(config, deps, receive_checks(plugins))
+
+
+def plugins(config: Config, submit: Submit | None = None) -> list[LoadedPlugin]:
+    """The `[[plugins]]` of `config`, imported afresh (ConfigErrors: see hooks/load.py),
+    each with its context: the data directory, the hostname, `submit`."""
+
+    def context(spec: PluginConfig) -> PluginContext:
+        if submit is None:
+            return PluginContext(spec.name, config.data_dir, config.hostname)
+        return PluginContext(spec.name, config.data_dir, config.hostname, submit)
+
+    return load_plugins(config, context)
+
+
+def queue_submitter(store: QueueStore, on_queued: Callable[[Envelope], object]) -> Submit:
+    """`PluginContext.submit` over the store: a new queue entry through the
+    same group commit as SMTP mail, handed to the manager once durable."""
+
+    async def submit(sender: str, recipients: Sequence[str], message: bytes) -> str:
+        eight_bit = not message.isascii()
+        envelope = Envelope(
+            "",
+            sender,
+            [Recipient(r) for r in recipients],
+            params=MailParams(body="8BITMIME" if eight_bit else None),
+            received_at=time.time(),
+            eight_bit=eight_bit,
+            protocol="local",
+        )
+        spool = store.new_spool(envelope)  # sets envelope.queue_id
+        try:
+            spool.write(message)
+            envelope.size = spool.size
+            await asyncio.wrap_future(store.commit_async(spool, envelope))
+        except BaseException:
+            spool.discard()
+            raise
+        on_queued(envelope)
+        return envelope.queue_id
+
+    return submit
 
 
 def auth_service(config: Config) -> AuthService:

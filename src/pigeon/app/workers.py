@@ -62,7 +62,7 @@ from pigeon.app.datalock import DataDirLock
 from pigeon.app.deadline import HARD_MARGIN
 from pigeon.app.exits import EX_TEMPFAIL, exit_status
 from pigeon.app.handover import Predecessor
-from pigeon.app.lifecycle import Lifecycle
+from pigeon.app.lifecycle import CONTROL_SIGNALS, Lifecycle
 from pigeon.app.restart import TAKEOVER_MARGIN, Restart
 from pigeon.app.roles import acceptor_role, full_role
 from pigeon.auth.accounts import AccountStore
@@ -163,6 +163,10 @@ def run_with_workers(
     children: list[int] = []
     parent = os.getpid()
     managed = ListenPlan(managed=inherited.managed) if inherited else None
+    # The listeners answer as soon as a worker runs: until each process has
+    # its handlers (Lifecycle unblocks them), a stop signal waits instead of
+    # killing it.
+    signal.pthread_sigmask(signal.SIG_BLOCK, CONTROL_SIGNALS)
     for _ in range(config.workers - 1):
         pid = os.fork()
         if pid == 0:  # a worker

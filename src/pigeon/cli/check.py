@@ -104,6 +104,7 @@ def summary(config: Config) -> list[str]:
         ("relay networks", ", ".join(str(n) for n in config.relay_networks) or "none"),
         ("aliases", str(len(config.aliases))),
         ("transports", ", ".join(transports) or "none"),
+        ("plugins", ", ".join(f"{p.name} ({p.source})" for p in config.plugins) or "none"),
         ("milters", ", ".join(f"{m.name} ({m.socket})" for m in config.milters) or "none"),
         ("relay host", str(config.delivery.relay_host or "none (direct delivery by MX)")),
         ("metrics", f"http://{metrics}/metrics" if metrics is not None else "off"),
@@ -139,6 +140,20 @@ def tls_problems(config: Config, source: str) -> list[ConfigError]:
     return []
 
 
+def plugin_problems(config: Config, source: str) -> list[ConfigError]:
+    """The `[[plugins]]` loaded as start-up loads them (code imported, own
+    table checked against the plugin's settings): what would refuse it."""
+    from pigeon.hooks.load import load_plugins
+
+    try:
+        load_plugins(config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            problem.source = source
+        return exc.problems
+    return []
+
+
 def run(args: argparse.Namespace) -> int:
     args.file = locate(args.file).path
     if args.file is None:
@@ -152,6 +167,12 @@ def run(args: argparse.Namespace) -> int:
     refused = {p.key for p in problems}
     if config is not None and not refused & {"tls.cert_file", "tls.key_file", "tls.ciphers"}:
         problems += tls_problems(config, source)
+    if (
+        config is not None
+        and config.plugins
+        and not any(p.key and p.key.startswith("plugins") for p in problems)
+    ):
+        problems += plugin_problems(config, source)
     locator = None
     if config is not None:
         locator = KeyLocator(args.file.read_text(encoding="utf-8"))

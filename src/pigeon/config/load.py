@@ -58,6 +58,7 @@ from pigeon.config import _abuse as AB
 from pigeon.config import _admin as A
 from pigeon.config import _checks as C
 from pigeon.config import _delivery as D
+from pigeon.config import _plugins as P
 from pigeon.config import _secure as S
 from pigeon.config._aliases import check_catch_alls, read_aliases_file
 from pigeon.config._checks import ConfigError, ConfigErrors
@@ -138,6 +139,7 @@ _TOP: dict[str, Callable[[str, Any], Any]] = {
     "transports": D.transports,
     "submission_listen": S.listen_roles,
     "submissions_listen": S.listen_roles,
+    "plugins": P.plugins,  # relative paths: from the file's directory (collect_config)
     "milters": milters,
 }
 
@@ -308,6 +310,10 @@ def collect_config(
         layers.append((COMMAND_LINE, _check_layer(overrides, COMMAND_LINE, problems)))
         _merge(merged, layers[-1][1])
     config = _build(merged)
+    if path is not None and config.plugins:
+        config = dataclasses.replace(
+            config, plugins=P.resolve_paths(config.plugins, Path(path).parent)
+        )
     refused = frozenset(p.key for p in problems if p.key)
     late: list[ConfigError] = []
     if config.aliases_file is not None and "aliases_file" not in refused:
@@ -398,7 +404,7 @@ def _check_layer(raw: Mapping[str, Any], source: str, problems: list[ConfigError
             else:
                 out[key] = check(C.join(*key), value)
         except ConfigError as exc:
-            for problem in exc.problems:  # [[milters]]: one problem per entry
+            for problem in exc.problems:  # a [[plugins]] or [[milters]] entry may have several
                 problem.source = source
                 problems.append(problem)
 

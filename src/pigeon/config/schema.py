@@ -46,6 +46,11 @@ TOML layout (all keys optional):
     [transports]
     "example.org" = "smtp:[mail.example.org]:587"
     ".example.org" = "lmtp:unix:/run/dovecot/lmtp"
+
+    [[plugins]]                       # users' Python hooks (docs/hooks.md), in this order
+    path = "reject_one.py"            # or module = "pkg.mod", or entry_point = "name"
+    timeout = 10                      # seconds per call
+    [plugins.config]                  # the plugin's own keys, checked by its settings class
 """
 
 from __future__ import annotations
@@ -315,6 +320,37 @@ class AdminConfig:
     metrics_listen: ListenAddress | None = ListenAddress("127.0.0.1", 9925)
 
 
+# --- users' Python hooks ([[plugins]]; docs/hooks.md) -----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PluginConfig:
+    """One `[[plugins]]` entry: where the plugin's code is, its time limit, its own table.
+
+    Exactly one of `module`, `entry_point` and `path` is set. The loader only
+    checks this shape; the plugin's own table (`config`) is checked against
+    the settings class the plugin declares when the plugin is loaded
+    (pigeon.hooks.load), still before anything starts.
+    """
+
+    name: str  # name: for logs and the plugin's state directory; default: from module/path/entry point
+    module: str = ""  # module: "package.module" or "package.module:attribute"
+    entry_point: str = ""  # entry_point: the name of an entry point of group "pigeon.plugins"
+    path: Path | None = None  # path: a .py file; relative to the configuration file's directory
+    timeout: float = 10.0  # timeout, s: one call of the plugin at most, then 451 4.3.0; > 0
+    #: config: the plugin's own table, as written (checked by the plugin's settings class).
+    config: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def source(self) -> str:
+        """Where the code comes from, as written ("module x", "path y", ...)."""
+        if self.module:
+            return f"module {self.module}"
+        if self.entry_point:
+            return f"entry point {self.entry_point}"
+        return f"path {self.path}"
+
+
 def _default_listen() -> tuple[ListenAddress, ...]:
     return (ListenAddress("127.0.0.1", 2525),)
 
@@ -405,6 +441,8 @@ class Config:
     dnsbl: DnsblConfig = field(default_factory=DnsblConfig)
     greylist: GreylistConfig = field(default_factory=GreylistConfig)
     postscreen: PostscreenConfig = field(default_factory=PostscreenConfig)
+    #: [[plugins]]: users' Python hooks, asked after the built-in checks, in this order.
+    plugins: tuple[PluginConfig, ...] = ()
     #: [[milters]]: mail filters asked in this order at every stage (docs/milter.md).
     milters: tuple[MilterConfig, ...] = ()
 

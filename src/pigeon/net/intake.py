@@ -15,13 +15,18 @@ Contract:
   * `finish()` (DataFinished) asks the pipeline's end_of_data stage with a
     view of the spool (`policy.message.SpoolMessage`: the header section
     read back, the body as a stream, no second copy of the body). A refusal
-    discards the spool (a 5xx is logged as a rejection). Otherwise the
-    verdict's header fields are prepended (above Received:), its recipient
-    list replaces the envelope's, its header edits or new body rewrite the
-    content (`policy.edits`), its new sender replaces the envelope's, and the
-    spool is committed, on hold when the verdict quarantines it. A verdict
-    that discards is answered 250 and the spool dropped (a "discarded"
-    mail-log line): the sender was told the message was taken.
+    discards the spool (a 5xx is logged as a rejection). A discard (a
+    check's, or a milter's SMFIR_DISCARD) answers 250 with the queue ID,
+    drops the spool and logs a "discard" line with the reason: nothing is
+    queued (Postfix's DISCARD). Otherwise the verdict's header fields to
+    remove are removed from the client's header section (net/respool.py:
+    the spool written again, its queue ID new), its header edits or new
+    body rewrite the content (`policy.edits`), its header fields are
+    prepended (above Received:), its new sender replaces the envelope's,
+    its recipient list replaces the envelope's, each recipient gets the
+    transport chosen for it at RCPT, or else for the message
+    (`Recipient.route`, honoured by the queue manager's dispatch), and the
+    spool is committed, on hold when the verdict quarantines it.
   * Rule 1 (promise 1, CONTRIBUTING.md rule 9): the 250 `finish()` returns
     is only made once `store.commit_async()` resolved, i.e. content,
     directory entry and envelope are fsync'ed. Any failure before that is a
@@ -47,6 +52,7 @@ import errno
 import logging
 from typing import Any
 
+from pigeon.net.respool import respool
 from pigeon.net.services import ReceiveServices
 from pigeon.net.sessionlog import SessionLog
 from pigeon.policy.api import Verdict
@@ -200,10 +206,8 @@ class MessageIntake:
             return refusal
         # The whole header section: ours, then the client's, which the
         # session bounded by limits.header_size (+ the empty line).
-        limit = self.session.config.max_header_size or spool.size  # 0: no limit
-        message = SpoolMessage(
-            spool, header_limit=self._received_len + limit + 2, eight_bit=event.eight_bit
-        )
+        limit = self._received_len + (self.session.config.max_header_size or spool.size) + 2
+        message = SpoolMessage(spool, header_limit=limit, eight_bit=event.eight_bit)
         verdict = self.policy.end_of_data(message)
         if not isinstance(verdict, Verdict):
             verdict = await verdict
@@ -214,10 +218,27 @@ class MessageIntake:
                 log.info("[%s]: message refused: %s", self.client_ip, verdict.reply)
             self.discard()
             return verdict.reply
-        if verdict.discard:  # accepted, then dropped (a milter's SMFIR_DISCARD)
-            self.discard()
-            services.maillog.log(spool.queue_id, {"from": self._transaction[0]}, "discarded")
-            return R.queued(spool.queue_id)
+        if verdict.discard is not None:
+            return self._discarded(verdict.discard)
+        if verdict.remove_headers:
+            try:
+                spool = respool(
+                    services.store.new_spool,
+                    spool,
+                    verdict.remove_headers,
+                    self._received_len,
+                    limit,
+                )
+            except (OSError, StoreError) as exc:
+                log.error("cannot remove header fields from %s: %s", spool.queue_id, exc)
+                self.discard()
+                return R.INSUFFICIENT_STORAGE if _is_disk_full(exc) else R.LOCAL_ERROR
+            self._spool = spool
+            if verdict.header_edits or verdict.body is not None:
+                # The content changes read the header section again: of the new spool.
+                message = SpoolMessage(
+                    spool, header_limit=self._received_len + limit + 2, eight_bit=event.eight_bit
+                )
         envelope = spool.envelope  # made by open(), now final
         try:
             apply_content_changes(spool, message, verdict)  # before the prepends
@@ -230,6 +251,10 @@ class MessageIntake:
             envelope.sender = str(new) if new is not None else ""
         if verdict.recipients is not None:
             envelope.recipients = [Recipient(str(a), p) for a, p in verdict.recipients]
+        if verdict.transport is not None or self.policy.routes:
+            routes = self.policy.routes
+            for rcpt in envelope.recipients:
+                rcpt.route = routes.get(rcpt.address) or verdict.transport or ""
         for header in verdict.headers:
             spool.prepend(header.to_bytes())  # above our Received:
         envelope.received_at, envelope.size = services.wallclock(), spool.size
@@ -265,6 +290,18 @@ class MessageIntake:
             return refusal
         self._queued(envelope, nrcpt, verdict.quarantine, outcome)
         return R.queued(envelope.queue_id)
+
+    def _discarded(self, reason: str) -> R.Reply:
+        """Accepted and dropped (Postfix DISCARD): 250, nothing queued, logged."""
+        queue_id = self._spool.queue_id if self._spool is not None else ""
+        sender, recipients = self._transaction
+        self.discard()
+        self.services.maillog.log(
+            queue_id,
+            {"from": sender, "to": ",".join(recipients), "reason": reason},
+            "discard",
+        )
+        return R.queued(queue_id)
 
     async def _deliver_now(self, direct: Any, spool: Any, envelope: Envelope, content: Any) -> Any:
         """Local delivery at the accept (qmgr/direct.py): its outcome, whose

@@ -72,7 +72,6 @@ from pigeon.proto.events import (
     Authenticated,
     AuthKeysRequested,
     AuthRequested,
-    CommandRefused,
     ConnectionClosing,
     DataAborted,
     DataFinished,
@@ -319,8 +318,6 @@ class Connection:
                 policy.authenticated()  # 235 sent: the login is in force
             elif isinstance(event, EtrnRequested):
                 session.respond(await self._etrn(event.node))
-            elif isinstance(event, CommandRefused) and isinstance(event.reply, Reply):
-                self.log.reject(event.stage, event.reply, event.address)
             elif isinstance(event, ConnectionClosing):
                 self._closing = True
                 self.log.session_end(event.reason)

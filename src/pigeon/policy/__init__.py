@@ -7,7 +7,7 @@ Modules:
     relay         RelayControl, EtrnTrust (relay_networks, logged-in clients)
     recipients    LocalRecipients (550 5.1.1), RecipientMerge (each recipient once)
     newmailboxes  limits.new_mailboxes_per_hour: the limiter and its two checks
-    reserve       StorageReserve: 452 4.3.1 below queue.min_free
+    reserve       MessageSizeLimit (552 5.3.4 for SIZE=), StorageReserve (452 4.3.1 below queue.min_free)
     submission    SenderOwnership, FromHeaderCheck (logged-in users send as themselves)
     message       SpoolMessage: the message as end-of-data checks read it
 

@@ -30,17 +30,20 @@ Contract:
     tempfail or 5xx reject, from `pigeon.proto.reply`), plus effects that
     apply when the message is accepted: header fields to put on top of the
     message (above our Received:, RFC 5321 §4.4 keeps trace fields at the
-    top), quarantine (accept, then hold the message in the queue instead of
-    delivering it), and a changed recipient list (added, removed or
-    rewritten envelope recipients; `rcpt`, `data` and `end_of_data` only).
+    top), header fields to remove from the client's header section,
+    quarantine (accept, then hold the message in the queue instead of
+    delivering it), discard (accept with 250, then drop it, logged), a
+    changed recipient list (added, removed or rewritten envelope
+    recipients; `rcpt`, `data` and `end_of_data` only) and a transport
+    (a next hop that overrides the routing: of one recipient at `rcpt`,
+    of the message at `mail`, `data` and `end_of_data`).
   * Within one stage checks run in the order they were composed; the first
     refusal ends the stage (later checks are not asked). Headers and the
     quarantine reason of the checks that ran are kept.
   * End-of-data verdicts may also change the content (`header_edits`: add,
-    insert, change or remove header fields; `body`: a new body), the
-    envelope sender (`sender`), or discard the message (accepted with 250,
-    then dropped and logged). The content changes of several checks apply
-    in the order the checks ran; the last new body and sender win.
+    insert, change or remove header fields; `body`: a new body) and the
+    envelope sender (`sender`). The content changes of several checks
+    apply in the order the checks ran; the last new body and sender win.
   * A check that keeps resources per connection (a milter's socket) has a
     `disconnect(session)` method (`DisconnectCheck`): the pipeline calls
     it once when the connection ends, whatever happened; it never refuses.
@@ -62,6 +65,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol, TypeAlias, runtime_checkable
 
+from pigeon.config._delivery import parse_nexthop
 from pigeon.proto.events import TlsInfo
 from pigeon.proto.params import MailParams, RcptParams
 from pigeon.proto.reply import Reply
@@ -175,6 +179,16 @@ class Verdict:
     quarantine: str | None = None
     #: The whole new recipient list (None: unchanged).
     recipients: tuple[EnvelopeRecipient, ...] | None = None
+    #: Accept (250), then drop the message, logged with this reason (Postfix
+    #: DISCARD; a milter's SMFIR_DISCARD is "milter NAME").
+    discard: str | None = None
+    #: Names of header fields to remove from the client's header section (every
+    #: occurrence, any case); our Received: and fields added by checks stay.
+    remove_headers: tuple[str, ...] = ()
+    #: A next hop overriding the routing, in [transports] syntax ("smtp:[host]:port",
+    #: "lmtp:unix:/path", "local", "discard"): for the recipient at `rcpt`, for
+    #: every recipient at the other stages. None: routed as usual.
+    transport: str | None = None
     # -- content changes (end_of_data; a milter's modification actions) --
     #: Changes to the header section as received (our Received: first),
     #: applied in order, before `headers` are put on top.
@@ -183,12 +197,15 @@ class Verdict:
     body: bytes | None = None
     #: A new envelope sender (None: unchanged).
     sender: NewSender | None = None
-    #: Accept (250), then drop the message instead of queueing it.
-    discard: bool = False
 
     def __post_init__(self) -> None:
         if self.reply is not None and self.reply.positive:
             raise ValueError(f"a verdict's reply refuses (4xx/5xx), not {self.reply.code}")
+        for name in self.remove_headers:
+            if not _FIELD_NAME.fullmatch(name):
+                raise ValueError(f"not a header field name: {name!r}")
+        if self.transport is not None:
+            parse_nexthop(self.transport)  # ValueError says what is wrong
 
     @property
     def refused(self) -> bool:
@@ -240,7 +257,8 @@ class Message(Protocol):
 
     The content begins with our Received: field. Nothing forces a copy of the
     body into memory: `header_section()` reads at most the header section
-    (the session bounded it by `limits.header_size`), `body()` streams.
+    (the session bounded it by `limits.header_size`), `headers()` is that
+    section parsed into fields, `body()` streams.
     """
 
     @property
@@ -256,6 +274,12 @@ class Message(Protocol):
     def header_section(self) -> bytes:
         """The header section, up to and including the empty line that ends
         it (all of the content when there is none); OSError when unreadable."""
+
+    def headers(self) -> list[tuple[str, str]]:
+        """The header fields parsed: (name, value) in order, our Received:
+        first, each value unfolded (RFC 5322 §2.2.3) and stripped, names as
+        written (compare them without case); read once; OSError when
+        unreadable."""
 
     def body(self) -> BinaryIO:
         """A stream of the body (after the empty line); the caller closes it."""

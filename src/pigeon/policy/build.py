@@ -10,18 +10,21 @@ Contract:
   * The order is the decision order (first refusal wins within a stage):
 
       connect ConnectionRateLimit
-      mail   MessageRateLimit, BlockLists, SenderMailboxLimit, StorageReserve,
-             SenderOwnership
+      mail   MessageSizeLimit, MessageRateLimit, BlockLists, SenderMailboxLimit,
+             StorageReserve, SenderOwnership
       rcpt   RelayControl, LocalRecipients, Greylisting, RecipientMailboxLimit
       data   StorageReserve, RecipientMerge
       end    FromHeaderCheck (only with auth.check_from_header)
       etrn   EtrnTrust
       then   one MilterCheck per [[milters]] entry, in order (connect,
-             helo, mail, rcpt, data, end_of_data; policy/milter.py)
+             helo, mail, rcpt, data, end_of_data; policy/milter.py),
+             then the [[plugins]] (below)
 
     helo, tls and auth have no built-in check yet: they are where HELO
     checks, TLS requirements and per-user login rules plug in. Checks added
-    later go here, in the same list.
+    later go here, in the same list. The users' plugins (`[[plugins]]`,
+    docs/hooks.md) come last at every stage, in the order of the
+    configuration: they see only what the built-in checks let through.
   * The rcpt checks share one `RecipientLookup` (policy/recipients.py), so
     one RCPT asks the router once however many checks need its answers.
   * `PolicyDeps` holds what checks need besides the configuration: the
@@ -37,7 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pigeon.config.schema import Config
@@ -56,7 +59,7 @@ from pigeon.policy.pipeline import ReceivePipeline
 from pigeon.policy.ratelimit import ConnectionRateLimit, MessageRateLimit, RateLimiter
 from pigeon.policy.recipients import LocalRecipients, RecipientLookup, RecipientMerge
 from pigeon.policy.relay import EtrnTrust, RelayControl, RelayNetworks
-from pigeon.policy.reserve import Room, StorageReserve
+from pigeon.policy.reserve import MessageSizeLimit, Room, StorageReserve
 from pigeon.policy.submission import FromHeaderCheck, SenderOwnership
 from pigeon.routing.resolve import Router
 
@@ -87,14 +90,20 @@ class PolicyDeps:
         self.state.close()
 
 
-def build_pipeline(config: Config, deps: PolicyDeps) -> ReceivePipeline:
-    """The receive pipeline of `config` (module contract)."""
+def build_pipeline(
+    config: Config, deps: PolicyDeps, plugins: Sequence[object] = ()
+) -> ReceivePipeline:
+    """The receive pipeline of `config` (module contract); `plugins` are the
+    users' checks (pigeon.hooks.load.receive_checks), asked after ours."""
     router = deps.router
     networks = RelayNetworks(config.relay_networks)
     lookup = RecipientLookup(router)  # one router look-up per RCPT for the rcpt checks
     limit, exists = config.limits.new_mailboxes_per_hour, deps.maildir_exists
     reserve = [StorageReserve(deps.space)] if deps.space is not None else []
+    size = config.limits.message_size
     checks: list[object] = [
+        # mail first: a SIZE= over the limit is refused before anything is counted
+        *([MessageSizeLimit(size)] if size else []),  # mail (0: no limit, no check)
         *_rate_limits(config, deps),  # connect, mail
         *_block_lists(config, deps, networks),  # mail
         SenderMailboxLimit(
@@ -117,6 +126,7 @@ def build_pipeline(config: Config, deps: PolicyDeps) -> ReceivePipeline:
     # only about what pigeon itself accepts (docs/milter.md).
     size_limit = config.limits.message_size
     checks.extend(MilterCheck(m, config.hostname, max_body=size_limit) for m in config.milters)
+    checks += plugins  # [[plugins]], in their order, after every built-in check and milter
     return ReceivePipeline(checks, deps=deps)
 
 

@@ -2,10 +2,9 @@
 
 Contract:
   * `content_changes(verdicts)` folds the content fields of several
-    verdicts (`pigeon.policy.api.Verdict`: header_edits, body, sender,
-    discard) into keyword arguments for one: header edits in order, the
-    last body and sender, discard if any said so. The pipeline uses it
-    wherever it combines verdicts.
+    verdicts (`pigeon.policy.api.Verdict`: header_edits, body, sender)
+    into keyword arguments for one: header edits in order, the last body
+    and sender. The pipeline uses it wherever it combines verdicts.
   * `edit_header_section(section, edits)` applies `HeaderEdit`s to a header
     section (CRLF-terminated fields, folded lines kept with their field)
     and returns the new one; RFC 5322 §2.2 fields, names compared without
@@ -41,8 +40,6 @@ def content_changes(verdicts: Iterable[Verdict]) -> dict[str, Any]:
             out["body"] = v.body
         if v.sender is not None:
             out["sender"] = v.sender
-        if v.discard:
-            out["discard"] = True
     if edits:
         out["header_edits"] = tuple(edits)
     return out

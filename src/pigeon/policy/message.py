@@ -10,6 +10,10 @@ Contract:
     enforced) and returns every header field up to the empty line that ends
     the section, without it (all of what it read when there is none). It is
     read once and kept.
+  * `headers()` is that section parsed by `unfolded_fields` and split at
+    each field's first colon: (name, value) pairs, the name without the
+    white space before the colon that old clients write (`From :`, RFC 5322
+    §4.5.3), the value stripped; a line without a colon is left out. Kept.
   * `body()` is a stream over the octets after the empty line
     (`spool.reader()`: no copy of an in-memory spool, the spilled file
     otherwise); the caller closes it.
@@ -26,16 +30,28 @@ from pigeon.queue.api import Spool
 _END_OF_HEADER = b"\r\n\r\n"
 
 
+def unfolded_fields(section: bytes) -> list[str]:
+    """The header fields, each unfolded onto one line (RFC 5322 §2.2.3)."""
+    fields: list[str] = []
+    for line in section.decode("utf-8", "replace").split("\r\n"):
+        if line[:1] in (" ", "\t") and fields:
+            fields[-1] += line
+        elif line:
+            fields.append(line)
+    return fields
+
+
 class SpoolMessage:
     """`Message` over a spool (module contract)."""
 
-    __slots__ = ("_spool", "_limit", "_eight_bit", "_head")
+    __slots__ = ("_spool", "_limit", "_eight_bit", "_head", "_fields")
 
     def __init__(self, spool: Spool, *, header_limit: int, eight_bit: bool) -> None:
         self._spool = spool
         self._limit = header_limit
         self._eight_bit = eight_bit
         self._head: bytes | None = None
+        self._fields: list[tuple[str, str]] | None = None
 
     @property
     def queue_id(self) -> str:
@@ -58,6 +74,12 @@ class SpoolMessage:
         head = self._read_head()
         end = head.find(_END_OF_HEADER)
         return head if end == -1 else head[: end + 2]
+
+    def headers(self) -> list[tuple[str, str]]:
+        if self._fields is None:
+            pairs = (f.partition(":") for f in unfolded_fields(self.header_section()))
+            self._fields = [(n.rstrip(" \t"), v.strip()) for n, colon, v in pairs if colon]
+        return self._fields
 
     def body(self) -> BinaryIO:
         head = self._read_head()

@@ -140,7 +140,7 @@ class MilterCheck:
         if state.failed:
             return _TEMPFAIL
         if state.discard_tx:
-            return Verdict(discard=True)
+            return Verdict(discard=f"milter {self.name}")
         if state.skip_tx or state.link is None:
             return None
         try:
@@ -192,7 +192,7 @@ class MilterCheck:
         if refusal is not None:
             return Verdict(refusal)
         if answer.kind == "discard":
-            return Verdict(discard=True)
+            return Verdict(discard=f"milter {self.name}")
         if answer.kind not in ("accept", "continue"):
             raise M.MilterProtocolError(f"answered the end of the message with {answer.kind}")
         found = miltermap.changes(mods, facts, neg, self.max_body)

@@ -31,9 +31,13 @@ Contract:
     and auth ones until STARTTLS forgets them, RFC 3207 §4.2; a stage that
     runs again replaces what it said before); those of mail, rcpt and data
     to the transaction; `end_of_data()` returns them all, in the order the
-    stages ran, with its own last. Recipient changes replace
-    `facts.recipients` when the stage accepts (the last list of the stage
-    wins). A refused stage changes nothing.
+    stages ran, with its own last: every header to add and to remove, the
+    first quarantine and discard reasons, the last transport, the header
+    edits in order and the last new body and sender (policy/edits.py).
+    Recipient changes replace `facts.recipients` when the stage accepts
+    (the last list of the stage wins). A transport chosen at rcpt is that
+    recipient's only (`routes`: address -> next hop), one chosen at any
+    other stage the message's. A refused stage changes nothing.
   * `disconnect()` (the connection ended) tells the checks that keep
     something per connection (`DisconnectCheck`, a milter's socket).
   * A check that raises is logged with its traceback and the stage answers
@@ -42,8 +46,10 @@ Contract:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from pigeon.policy.api import (
@@ -77,6 +83,7 @@ __all__ = ["ReceivePipeline", "ReceiveSession", "StageAnswer"]
 StageAnswer = Verdict | Awaitable[Verdict]
 
 _Call = Callable[..., Any]
+_NO_ROUTES: Mapping[str, str] = MappingProxyType({})
 
 # Stage name -> (the Protocol a check implements, its method name).
 _STAGES: tuple[tuple[str, type, str], ...] = (
@@ -100,7 +107,18 @@ def _combine(verdicts: list[Verdict]) -> Verdict:
     headers = tuple(h for v in verdicts for h in v.headers)
     quarantine = next((v.quarantine for v in verdicts if v.quarantine), None)
     recipients = next((v.recipients for v in reversed(verdicts) if v.recipients is not None), None)
-    return Verdict(reply, headers, quarantine, recipients, **content_changes(verdicts))
+    return Verdict(
+        reply, headers, quarantine, recipients, *_effects(verdicts), **content_changes(verdicts)
+    )
+
+
+def _effects(verdicts: Sequence[Verdict]) -> tuple[str | None, tuple[str, ...], str | None]:
+    """discard (the first reason), remove_headers (all), transport (the last said)."""
+    return (
+        next((v.discard for v in verdicts if v.discard), None),
+        tuple(name for v in verdicts for name in v.remove_headers),
+        next((v.transport for v in reversed(verdicts) if v.transport), None),
+    )
 
 
 class ReceivePipeline:
@@ -196,10 +214,13 @@ def _broken(name: str, stage: str, found: list[Verdict], *, logged: bool = False
 class ReceiveSession:
     """One connection's side of the pipeline (module contract)."""
 
-    __slots__ = ("facts", "_pipeline", "_held", "_tx", "_login")
+    __slots__ = ("facts", "routes", "_pipeline", "_held", "_tx", "_login")
 
     def __init__(self, pipeline: ReceivePipeline, facts: SessionFacts) -> None:
         self.facts = facts
+        #: Next hops chosen at rcpt for single recipients (address -> transport
+        #: spec); shared and empty until a check chooses one (no allocation).
+        self.routes: Mapping[str, str] = _NO_ROUTES
         self._pipeline = pipeline
         self._held: dict[str, Verdict] = {}  # connect/helo/tls/auth verdicts
         self._tx: list[Verdict] = []  # accepted mail/rcpt/data verdicts with effects
@@ -327,7 +348,11 @@ class ReceiveSession:
         if verdict.reply is None:
             if verdict.recipients is None:
                 self.facts.recipients.append((recipient, params))
-            self._note(verdict)
+            if verdict.transport is not None:  # this recipient's next hop only
+                self.routes = {**self.routes, str(recipient): verdict.transport}
+                self._note(dataclasses.replace(verdict, transport=None))
+            else:
+                self._note(verdict)
         return verdict
 
     def data(self) -> StageAnswer:
@@ -353,6 +378,7 @@ class ReceiveSession:
             tuple(h for v in effects for h in v.headers),
             next((v.quarantine for v in effects if v.quarantine), None),
             tuple(self.facts.recipients) if changed else None,
+            *_effects(effects),
             **content_changes(effects),
         )
 
@@ -374,6 +400,8 @@ class ReceiveSession:
         facts.sender = facts.mail_params = None
         if facts.recipients:
             facts.recipients = []
+        if self.routes:
+            self.routes = _NO_ROUTES
         self._tx.clear()
 
     # -- helpers ----------------------------------------------------------------

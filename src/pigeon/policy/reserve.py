@@ -1,6 +1,11 @@
-"""The free-space reserve as a receive check: refuse before the disk is full.
+"""Size as receive checks: the announced size against the limit, and the free-space reserve.
 
 Contract:
+  * `MessageSizeLimit` (mail): a MAIL FROM whose SIZE= (RFC 1870) is over
+    `limits.message_size` is answered MESSAGE_TOO_BIG 552 5.3.4 (RFC 1870
+    §6.1), before any other mail check; a MAIL without SIZE= passes (the
+    data reader bounds what arrives, proto/content.py). Composed only when
+    there is a limit (0 = none).
   * `StorageReserve` (mail, data), queue/space.py Rules 1-3 (Postfix's
     queue_minfree): MAIL FROM, with its SIZE= value, and DATA/BDAT (with the
     transaction's SIZE=) are answered INSUFFICIENT_STORAGE 452 4.3.1 when
@@ -21,6 +26,20 @@ from pigeon.proto.params import MailParams
 from pigeon.vocab.address import Address
 
 _NO_ROOM = refuse(R.INSUFFICIENT_STORAGE)
+_TOO_BIG = refuse(R.MESSAGE_TOO_BIG)
+
+
+class MessageSizeLimit:
+    """mail: 552 5.3.4 for SIZE= over the limit (module contract)."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+
+    def mail(
+        self, session: SessionFacts, sender: Address | None, params: MailParams
+    ) -> Verdict | None:
+        size = params.size
+        return _TOO_BIG if size is not None and size > self._limit else None
 
 
 class Room(Protocol):

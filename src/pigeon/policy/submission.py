@@ -41,6 +41,7 @@ import logging
 import re
 
 from pigeon.policy.api import Message, SessionFacts, Verdict, refuse
+from pigeon.policy.message import unfolded_fields
 from pigeon.proto import reply as R
 from pigeon.proto.params import MailParams
 from pigeon.proto.reply import Reply
@@ -59,20 +60,9 @@ def header_section(head: bytes) -> bytes:
     return head if end == -1 else head[: end + 2]
 
 
-def _unfolded_fields(section: bytes) -> list[str]:
-    """The header fields, each unfolded onto one line (RFC 5322 §2.2.3)."""
-    fields: list[str] = []
-    for line in section.decode("utf-8", "replace").split("\r\n"):
-        if line[:1] in (" ", "\t") and fields:
-            fields[-1] += line
-        elif line:
-            fields.append(line)
-    return fields
-
-
 def from_fields(head: bytes) -> list[str]:
     values = []
-    for field in _unfolded_fields(header_section(head)):
+    for field in unfolded_fields(header_section(head)):
         match = _FROM_NAME.match(field)
         if match:
             values.append(field[match.end() :].strip())

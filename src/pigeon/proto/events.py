@@ -122,20 +122,6 @@ class TransactionReset(Event):
 
 
 @dataclass(frozen=True, slots=True)
-class CommandRefused(Event):
-    """The session itself refused a command on a policy limit (not its syntax).
-
-    Informational, for the mail log (Postfix logs these as rejections): the
-    reply is already queued. Today: MAIL with a SIZE over the limit
-    (RFC 1870 §6.1). `address` is what the command named (the sender).
-    """
-
-    stage: str
-    reply: object  # pigeon.proto.reply.Reply
-    address: str | None
-
-
-@dataclass(frozen=True, slots=True)
 class ConnectionClosing(Event):
     """The session is over (QUIT, timeout, too many errors, fatal input).
 

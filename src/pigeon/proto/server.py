@@ -85,7 +85,6 @@ from pigeon.proto.events import (
     NEED_DATA,
     AuthKeysRequested,
     AuthRequested,
-    CommandRefused,
     ConnectionClosing,
     DataAborted,
     DataFinished,
@@ -466,13 +465,8 @@ class ServerSession(SecureCommands):
         if parsed is None:
             return
         sender, params = parsed
-        limit = self.config.max_message_size
-        if limit and params.size is not None and params.size > limit:  # RFC 1870 §6.1
-            self._reply(R.MESSAGE_TOO_BIG)
-            self._emit(
-                CommandRefused("MAIL", R.MESSAGE_TOO_BIG, str(sender) if sender is not None else "")
-            )
-            return
+        # SIZE= over limits.message_size (RFC 1870 §6.1) is the receive
+        # pipeline's to refuse (policy/reserve.py MessageSizeLimit).
         auth = self._auth_param(params.auth)
         if auth != params.auth:
             params = dataclasses.replace(params, auth=auth)

@@ -22,6 +22,9 @@ Contract:
     storage back-off (qmgr/scheduler.py), not counted as an attempt.
   * An agent that raises: every recipient of its request is deferred 4.0.0,
     and the traceback goes to our log only (CONTRIBUTING.md, rule 6).
+  * Each request handed to an agent is an "attempt" event for the plugins
+    that hear it (`observers`, pigeon/hooks/events.py), started before the
+    agent runs and never waited for.
   * Every run, its stage and its agent calls are recorded in `inflight`
     (qmgr/inflight.py), so that a stop can say what it abandons.
   * `finish(envelope, logs)` concludes a run (also the operator's bounce):
@@ -37,6 +40,7 @@ from collections.abc import Callable, Mapping
 
 from pigeon.delivery.api import DeliveryAgent, RecipientResult
 from pigeon.delivery.local import MailboxStorage
+from pigeon.hooks.events import DeliveryEvent, DeliveryObservers
 from pigeon.qmgr.dispatch import Group, dispatch
 from pigeon.qmgr.inflight import InFlight, Run
 from pigeon.qmgr.notify import plan_notices
@@ -92,6 +96,8 @@ class Attempts:
         self._rng = rng
         self._wake = wake
         self.inflight = InFlight()  # what a stop abandons (qmgr/inflight.py)
+        #: Plugins told of each request handed to an agent (Qmgr.set_observers).
+        self.observers = DeliveryObservers()
         self._slots: asyncio.Condition | None = None  # created on the running loop
         self._slots_loop: asyncio.AbstractEventLoop | None = None
 
@@ -191,6 +197,12 @@ class Attempts:
     ) -> tuple[Applied, bool]:
         """The agent's attempt, its results applied; and whether the agent raised."""
         started = self._clock()
+        if self.observers.wants("attempt"):
+            addresses = tuple(r.address for r in group.recipients)
+            hop, qid = str(group.nexthop), env.queue_id
+            self.observers.emit(
+                DeliveryEvent("attempt", qid, env.sender, addresses, hop, time=started)
+            )
         with run.call(group.nexthop, (r.address for r in group.recipients)):
             results, raised = await self._call(group)
         applied = apply_results(

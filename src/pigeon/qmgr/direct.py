@@ -41,6 +41,9 @@ Contract:
     queue commit (not done). A crash before the 250 can leave a delivered
     copy the client does not know was accepted; its retry delivers again:
     the same at-least-once window as a queue delivery's (qmgr/runner.py).
+  * The plugins' delivery observers (`observers`, pigeon/hooks/events.py)
+    hear an "attempt" before the copies are written, and, through
+    `record`, their outcomes, as they do for the queue manager's runs.
   * `record` counts and logs like the queue manager's outcomes
     (qmgr/settle.py `log_outcome`): in the process that runs the manager,
     its counters and metrics; in a worker process, the worker's own.
@@ -53,6 +56,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from pigeon.delivery.local import LocalAgent
+from pigeon.hooks.events import DeliveryEvent, DeliveryObservers
 from pigeon.qmgr.dispatch import dispatch
 from pigeon.qmgr.results import LOCAL, LogLine, apply_results
 from pigeon.queue.api import MessageContent
@@ -91,6 +95,9 @@ class DirectDelivery:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.router = router  # replaced on reload (app/roles.py)
+        #: The plugins told of each attempt here, and, in a worker, of its
+        #: copies by `record` (qmgr/wiring.py build_direct; Qmgr.set_observers).
+        self.observers = DeliveryObservers()
         self._local = local
         self.record = record
         self._clock = clock
@@ -118,6 +125,13 @@ class DirectDelivery:
             env.recipients = given
             return None
         group = plan.groups[0]
+        if self.observers.wants("attempt"):  # as the manager's runs do (qmgr/attempt.py)
+            to = tuple(r.address for r in group.recipients)
+            hop = str(group.nexthop)
+            attempt = DeliveryEvent(
+                "attempt", env.queue_id, env.sender, to, hop, time=self._clock()
+            )
+            self.observers.emit(attempt)
         results = await self._local.deliver(group.request)
         now = self._clock()
         logs: list[LogLine] = []

@@ -20,6 +20,10 @@ Contract:
     (one SMTP transaction) each. A local recipient carries its Maildir, the
     final address (Delivered-To:) and, when an alias changed it, the
     client's recipient (X-Original-To:).
+  * A recipient with a `route` (a next hop a receive check chose,
+    queue/model.py) goes there: it is neither alias-expanded nor merged,
+    and its next hop is the route's ("local" routes it as usual, to its
+    Maildir).
   * Decided here, without an agent, and recorded on the recipient at once:
     a local address whose mailbox does not exist bounces 5.1.1 "no such
     local mailbox" (`Router.mailbox_exists`, the same test the RCPT check
@@ -35,6 +39,7 @@ from __future__ import annotations
 from collections.abc import Container
 from dataclasses import dataclass, field, replace
 
+from pigeon.config._delivery import parse_nexthop
 from pigeon.delivery.api import DeliveryRecipient, DeliveryRequest
 from pigeon.qmgr.results import (
     LOCAL,
@@ -46,7 +51,7 @@ from pigeon.qmgr.results import (
 )
 from pigeon.queue.api import MessageContent
 from pigeon.queue.model import Envelope, Recipient, RecipientStatus
-from pigeon.routing.resolve import Router
+from pigeon.routing.resolve import Router, nexthop_from_spec
 from pigeon.vocab import Nexthop, Route
 
 __all__ = ["Dispatch", "Group", "dispatch", "expand_aliases"]
@@ -75,6 +80,9 @@ def expand_aliases(env: Envelope, router: Router) -> dict[str, Route]:
     out: list[Recipient] = []
     kept: dict[str, Route] = {}
     for rcpt in env.recipients:
+        if rcpt.route and not rcpt.final:
+            out.append(rcpt)  # a check chose its next hop: not expanded, not merged
+            continue
         if rcpt.final or rcpt.original:
             # Already expanded (or done): itself only, never expanded again.
             route = router.resolve(rcpt.address, expand_aliases=False)[0]
@@ -112,6 +120,14 @@ def expand_aliases(env: Envelope, router: Router) -> dict[str, Route]:
 
 
 def _route(rcpt: Recipient, known: dict[str, Route], router: Router) -> Route:
+    if rcpt.route:
+        try:
+            spec = parse_nexthop(rcpt.route)
+        except ValueError:  # checked when the verdict was made: a damaged entry
+            spec = None
+        if spec is not None and spec.transport != LOCAL:
+            domain = rcpt.address.rpartition("@")[2].lower()
+            return Route.remote(rcpt.address, nexthop_from_spec(spec, domain))
     route = known.get(rcpt.address)
     if route is not None:
         return route

@@ -65,6 +65,7 @@ from typing import Any
 
 from pigeon.delivery.api import DeliveryAgent
 from pigeon.delivery.local import MailboxStorage
+from pigeon.hooks.events import DeliveryObservers
 from pigeon.qmgr.attempt import Attempts
 from pigeon.qmgr.direct import DirectDelivery, DirectOutcome
 from pigeon.qmgr.operator import ActionResult, OperatorActions
@@ -167,6 +168,12 @@ class Qmgr:
     def record_direct(self, o: DirectOutcome) -> None:
         """Log and count copies written at the accept (qmgr/direct.py) as outcomes."""
         self._journal.log_delivered(o.env, o.logs, o.now, done=o.done)
+
+    def set_observers(self, observers: DeliveryObservers) -> None:
+        """The plugins told of delivery events (start-up, SIGHUP; hooks/events.py)."""
+        self._attempts.observers = self._journal.observers = observers
+        if self.direct is not None:
+            self.direct.observers = observers
 
     def nudge(self) -> None:
         """Wake the manager to scan the database for due messages now.

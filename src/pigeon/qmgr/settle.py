@@ -49,7 +49,11 @@ Contract:
     ends it.
   * Counters and metrics follow the mail log: each line counted once it is
     durable; metrics get each recipient result (kind "local" or "remote")
-    and the queue delay of each delivery.
+    and the queue delay of each delivery; the plugins' delivery observers
+    (`observers`, pigeon/hooks/events.py) get the same outcomes, as events
+    "delivered", "deferred", "bounced" and "expired", after the log line
+    (copies written at the accept too, qmgr/direct.py): `emit` only starts
+    their tasks, so they never hold up the manager.
 
 All blocking store calls run in worker threads (`asyncio.to_thread`).
 """
@@ -63,6 +67,7 @@ from typing import Any
 
 from pigeon.delivery.batching import ThreadBatcher
 from pigeon.delivery.local import MailboxStorage
+from pigeon.hooks.events import DeliveryEvent, DeliveryObservers, EventKind
 from pigeon.qmgr.notify import Plan, enqueue_notice
 from pigeon.qmgr.ports import Clock, MailLog, ManagerStore, Metrics
 from pigeon.qmgr.results import LOCAL, LogLine, Settlement
@@ -90,6 +95,13 @@ Counters = dict[str, int]
 
 #: The mail log's status words, and "removed"/"notifications"/"errors".
 _COUNTER_OF = {"sent": "delivered"}
+#: The mail log's status word -> the plugins' delivery event.
+_EVENT_OF: dict[str, EventKind] = {
+    "sent": "delivered",
+    "deferred": "deferred",
+    "bounced": "bounced",
+    "expired": "expired",
+}
 
 
 def delivered_outcome(
@@ -101,10 +113,14 @@ def delivered_outcome(
 
 
 def log_outcome(
-    o: Settlement, maillog: MailLog, metrics: Metrics | None, counters: Counters
+    o: Settlement,
+    maillog: MailLog,
+    metrics: Metrics | None,
+    counters: Counters,
+    observers: DeliveryObservers | None = None,
 ) -> None:
     """Write the mail log lines of durable outcome `o` and count them (module
-    contract: counters and metrics follow the mail log)."""
+    contract: counters, metrics and the plugins' observers follow the mail log)."""
     env, logs, qid = o.env, o.logs, o.env.queue_id
     delay = round(max(0.0, o.now - env.received_at), 3) if env.received_at else 0.0
     if len(logs) > 1:
@@ -116,6 +132,8 @@ def log_outcome(
         key = _COUNTER_OF.get(word, word)
         counters[key] += 1
         maillog.log(qid, fields, detail)
+        if observers:
+            _tell(observers, o, fields, detail)
         if metrics is not None:
             kind = "local" if fields.get("relay") == LOCAL else "remote"
             metrics.recipient_result(key, kind)
@@ -129,6 +147,16 @@ def log_outcome(
     if o.done:
         counters["removed"] += 1
         maillog.log(qid, {"status": "removed"})
+
+
+def _tell(observers: DeliveryObservers, o: Settlement, fields: dict[str, Any], detail: str) -> None:
+    kind = _EVENT_OF.get(fields["status"])
+    if kind is not None:
+        relay, status = str(fields.get("relay", "")), str(fields.get("dsn", ""))
+        to = (fields["to"],)
+        observers.emit(
+            DeliveryEvent(kind, o.env.queue_id, o.env.sender, to, relay, status, detail, o.now)
+        )
 
 
 def new_counters() -> Counters:
@@ -164,6 +192,8 @@ class Journal:
         #: operator action may wait for it: qmgr/operator.py).
         self.on_late_settle: Callable[[str], None] = lambda qid: None
         self._removals: ThreadBatcher[str, None] = ThreadBatcher(self._remove_entries)
+        #: The plugins told of each outcome once it is durable (Qmgr.set_observers).
+        self.observers = DeliveryObservers()
 
     # --- one outcome ------------------------------------------------------------------
 
@@ -200,7 +230,7 @@ class Journal:
 
     def _log_outcome(self, o: Settlement) -> None:
         """The mail log lines of a durable outcome (durable first: module contract)."""
-        log_outcome(o, self._maillog, self._metrics, self._counters)
+        log_outcome(o, self._maillog, self._metrics, self._counters, self.observers)
         if o.new_ids:
             self._sched.nudge()  # the reports are new mail: a scan finds them
             self._wake()
@@ -211,7 +241,7 @@ class Journal:
         """The lines of copies written while the message was accepted
         (qmgr/direct.py), counted like any other outcome."""
         o = delivered_outcome(env, logs, now, done=done)
-        log_outcome(o, self._maillog, self._metrics, self._counters)
+        log_outcome(o, self._maillog, self._metrics, self._counters, self.observers)
 
     def write_failed(self, exc: BaseException, what: str, requeue: Sequence[str] = ()) -> None:
         """A store call failed: note it (Rule 3), keep what it leaves (Rule 1),

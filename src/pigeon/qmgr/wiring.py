@@ -76,7 +76,8 @@ def build_direct(
     clock: Clock = time.time,
 ) -> DirectDelivery | None:
     """Local delivery at the accept for a process without a queue manager (a
-    worker, app/roles.py): its own Maildir agent, counters and metrics."""
+    worker, app/roles.py): its own Maildir agent, counters and metrics, and
+    the worker's plugins told of its copies (`direct.observers`)."""
     if not config.queue.local_at_accept:
         return None
     fsync = config.queue.fsync
@@ -84,8 +85,8 @@ def build_direct(
     counters = new_counters()
 
     def record(o: DirectOutcome) -> None:
-        log_outcome(
-            delivered_outcome(o.env, o.logs, o.now, done=o.done), maillog, metrics, counters
-        )
+        outcome = delivered_outcome(o.env, o.logs, o.now, done=o.done)
+        log_outcome(outcome, maillog, metrics, counters, direct.observers)
 
-    return DirectDelivery(router, local, record, clock=clock)
+    direct = DirectDelivery(router, local, record, clock=clock)
+    return direct

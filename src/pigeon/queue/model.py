@@ -61,6 +61,10 @@ class Recipient:
     transport: str = ""
     #: Unix time of the last attempt (0.0: never attempted).
     last_attempt: float = 0.0
+    #: A next hop chosen by a receive check, in [transports] syntax
+    #: ("smtp:[host]:port", "lmtp:unix:/path", "local", "discard"), that
+    #: overrides the routing of this recipient ("" = routed as usual).
+    route: str = ""
 
     @property
     def final(self) -> bool:
@@ -75,7 +79,7 @@ class Recipient:
         }
         if self.original:
             d["original"] = self.original
-        for key in ("dsn_status", "remote_mta", "action", "transport", "last_attempt"):
+        for key in ("dsn_status", "remote_mta", "action", "transport", "last_attempt", "route"):
             value = getattr(self, key)
             if value:
                 d[key] = value
@@ -94,6 +98,7 @@ class Recipient:
             d.get("action", ""),
             d.get("transport", ""),
             d.get("last_attempt", 0.0),
+            d.get("route", ""),
         )
 
 

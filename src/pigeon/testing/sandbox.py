@@ -15,6 +15,10 @@ Contract:
   * `run(argv, user=None)` / `popen(...)` run a command inside (nsenter),
     as `user` when given (setpriv: that uid, its groups, no capabilities);
     `wrap()` is the prefix that does it as root, for a `PigeonProcess`.
+  * `start()` waits until the holder's namespace is its own before it
+    mounts anything (entering it earlier would enter the caller's: the
+    mounts would land on the machine), and the set-up script checks it
+    again.
   * `close()` stops the processes started with `popen`, then the holder;
     the namespace and every mount in it go away with them.
   * `require_sandbox()` skips the test when not root or when unshare,
@@ -29,6 +33,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pigeon
@@ -92,15 +97,37 @@ class Sandbox:
             [self.tools["unshare"], "--mount", "--propagation", "private", "sleep", "infinity"]
         )
         try:
+            self._wait_for_namespace()
             self._setup()
         except BaseException:
             self.close()
             raise
         return self
 
+    def _wait_for_namespace(self, timeout: float = 30.0) -> None:
+        """Until the holder has its own mount namespace. Entering it before
+        `unshare` ran enters OURS, and every mount below would land on the
+        machine itself (/etc, /root: seen once on a loaded machine)."""
+        assert self.holder is not None
+        ours = os.readlink("/proc/self/ns/mnt")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.holder.poll() is not None:
+                raise RuntimeError(f"sandbox: unshare exited with {self.holder.returncode}")
+            try:
+                if os.readlink(f"/proc/{self.holder.pid}/ns/mnt") != ours:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.01)
+        raise RuntimeError("sandbox: the holder got no mount namespace of its own")
+
     def _setup(self) -> None:
         s = shlex.quote(str(self.scratch))
+        ours = shlex.quote(os.readlink("/proc/self/ns/mnt"))
         script = [
+            # Never mount in the caller's namespace (see _wait_for_namespace).
+            f'[ "$(readlink /proc/self/ns/mnt)" != {ours} ] || exit 97',
             # The caller's umask (tests may have tightened it) must not make
             # the directories made here unsearchable for other users.
             "umask 022",

@@ -139,5 +139,6 @@ def test_summary_covers_every_listener_tls_transports_and_metrics(tmp_path, caps
         "rspamd (inet:127.0.0.1:11332)\n"
     ) in body
     assert "  relay host:     smtp:[smarthost.example.net]:587\n" in body
+    assert "  plugins:        none\n" in body
     assert "  metrics:        http://127.0.0.1:9100/metrics\n" in body
     assert "  control socket: /srv/pigeon/control.sock\n" in body

@@ -71,10 +71,8 @@ def test_content_changes_keep_order_and_the_last_body_and_sender():
         header_edits=(HeaderEdit("add", "B", "2"),),
         body=b"two\r\n",
         sender=NewSender(None),
-        discard=True,
     )
     combined = content_changes([first, Verdict(), second])
     assert [e.name for e in combined["header_edits"]] == ["A", "B"]
     assert combined["body"] == b"two\r\n" and combined["sender"] == NewSender(None)
-    assert combined["discard"] is True
     assert content_changes([Verdict()]) == {}

@@ -297,6 +297,38 @@ def test_effects_of_the_transaction_add_up_and_end_with_it():
     assert again.recipients is None
 
 
+def test_discard_removed_fields_and_transports_add_up_per_transaction():
+    class Effects:
+        def helo(self, s):
+            return Verdict(remove_headers=("X-Helo",))
+
+        def mail(self, s, sender, params):
+            return Verdict(transport="smtp:[192.0.2.9]:25", remove_headers=("X-Mail",))
+
+        def rcpt(self, s, recipient, params):
+            if recipient.local == "filter":  # this recipient only
+                return Verdict(transport="lmtp:unix:/run/filter")
+            if recipient.local == "trash":
+                return Verdict(discard="trash")
+            return None
+
+    session = ReceivePipeline([Effects()]).session("192.0.2.1")
+    session.helo("client.test", True)
+    session.mail(BOB, MailParams())
+    session.rcpt(Address("filter", "example.test"), RcptParams())
+    session.rcpt(BOB, RcptParams())
+    assert session.routes == {"filter@example.test": "lmtp:unix:/run/filter"}
+    final = session.end_of_data(object())
+    assert final.remove_headers == ("X-Helo", "X-Mail")
+    assert final.transport == "smtp:[192.0.2.9]:25"  # the message's: the rcpt one is not
+    assert final.discard is None
+    session.reset()
+    assert session.routes == {}
+    session.mail(BOB, MailParams())
+    session.rcpt(Address("trash", "example.test"), RcptParams())
+    assert session.end_of_data(object()).discard == "trash"
+
+
 def test_a_refused_stage_changes_nothing():
     class Rewrite:
         def rcpt(self, s, recipient, params):
@@ -328,6 +360,7 @@ def test_the_builder_composes_each_stage_in_the_documented_order(tmp_path):
     pipeline = build_pipeline(config, PolicyDeps(Router(config), space=_Room()))
     assert pipeline.stage_checks("connect") == ["ConnectionRateLimit"]
     assert pipeline.stage_checks("mail") == [
+        "MessageSizeLimit",
         "MessageRateLimit",
         "SenderMailboxLimit",
         "StorageReserve",
@@ -345,6 +378,18 @@ def test_the_builder_composes_each_stage_in_the_documented_order(tmp_path):
         assert pipeline.stage_checks(stage) == []
     off = load_config(None, {"data_dir": str(tmp_path), "auth": {"check_from_header": False}})
     assert build_pipeline(off, PolicyDeps(Router(off))).stage_checks("end_of_data") == []
+    unlimited = load_config(None, {"data_dir": str(tmp_path), "limits": {"message_size": 0}})
+    assert "MessageSizeLimit" not in build_pipeline(
+        unlimited, PolicyDeps(Router(unlimited))
+    ).stage_checks("mail")
+
+
+def test_a_size_over_the_limit_is_refused_at_mail_by_the_pipeline(tmp_path):
+    config = load_config(None, {"data_dir": str(tmp_path), "limits": {"message_size": 1000}})
+    session = build_pipeline(config, PolicyDeps(Router(config))).session("127.0.0.1")
+    assert session.mail(BOB, MailParams(size=1001)).reply == R.MESSAGE_TOO_BIG  # RFC 1870 §6.1
+    assert session.mail(BOB, MailParams(size=1000)).reply is None
+    assert session.mail(BOB, MailParams()).reply is None
 
 
 def test_facts_say_who_is_logged_in():
@@ -357,6 +402,31 @@ def test_facts_say_who_is_logged_in():
 class _Room:
     def room_for(self, size: int = 0) -> bool:
         return True
+
+
+def test_end_of_data_checks_read_the_headers_parsed(tmp_path):
+    from pigeon.policy.message import SpoolMessage
+    from pigeon.queue.model import Envelope, Recipient
+    from pigeon.queue.store import QueueStore
+
+    store = QueueStore(tmp_path / "queue", fsync=False)
+    store.open()
+    try:
+        spool = store.new_spool(Envelope("", "", [Recipient("a@example.test")]))
+        spool.write(
+            b"Received: from x\r\n\tby y; date\r\nFrom : Alice\r\n <a@example.test>\r\n"
+            b"Subject:  hi \r\nnot a field\r\n\r\nbody: not a header\r\n"
+        )
+        message = SpoolMessage(spool, header_limit=1000, eight_bit=False)
+        assert message.headers() == [
+            ("Received", "from x\tby y; date"),
+            ("From", "Alice <a@example.test>"),
+            ("Subject", "hi"),
+        ]
+        assert message.headers() is message.headers()  # parsed once
+        spool.discard()
+    finally:
+        store.close()
 
 
 def test_content_changes_of_end_of_data_reach_the_final_verdict():
@@ -375,7 +445,7 @@ def test_content_changes_of_end_of_data_reach_the_final_verdict():
 
     class Discards:
         def end_of_data(self, s, message):
-            return Verdict(discard=True, header_edits=(HeaderEdit("add", "X-Two", "2"),))
+            return Verdict(discard="milter two", header_edits=(HeaderEdit("add", "X-Two", "2"),))
 
     session = ReceivePipeline([Milterish(), Discards()]).session("192.0.2.1")
     session.mail(BOB, MailParams())
@@ -383,7 +453,8 @@ def test_content_changes_of_end_of_data_reach_the_final_verdict():
     final = session.end_of_data(object())
     assert [h.name for h in final.headers] == ["X-Mail"]
     assert [e.name for e in final.header_edits] == ["DKIM-Signature", "X-Two"]
-    assert final.body == b"new\r\n" and final.sender == NewSender(None) and final.discard
+    assert final.body == b"new\r\n" and final.sender == NewSender(None)
+    assert final.discard == "milter two"
 
 
 def test_disconnect_tells_the_checks_that_keep_something_per_connection(caplog):

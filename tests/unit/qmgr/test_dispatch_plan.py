@@ -152,3 +152,18 @@ def test_final_recipients_are_left_alone(router):
     out = plan(env, router)
     assert [r.address for g in out.groups for r in g.recipients] == ["y@remote.test"]
     assert env.recipients[0] is done
+
+
+def test_a_route_chosen_by_a_check_overrides_the_routing_of_that_recipient(router):
+    routed = Recipient("team@example.test", route="smtp:[127.0.0.1]:10025")
+    out = plan(envelope(routed, "alice@example.test"), router)
+    hops = {g.nexthop: [r.address for r in g.recipients] for g in out.groups}
+    # Not alias-expanded (team@ would be alice@ and bob@), not merged with alice@.
+    assert hops[Nexthop("smtp", "example.test", "127.0.0.1", 10025, False)] == ["team@example.test"]
+    assert [a for h, a in hops.items() if h.transport == "local"] == [["alice@example.test"]]
+
+
+def test_a_route_survives_the_envelope_round_trip():
+    env = envelope(Recipient("a@remote.test", route="discard"))
+    assert Envelope.from_dict(env.to_dict()).recipients[0].route == "discard"
+    assert "route" not in Recipient("b@remote.test").to_dict()  # unchanged when unused
