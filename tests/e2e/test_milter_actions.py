@@ -241,3 +241,28 @@ def test_reload_adds_and_removes_a_milter(actions, pigeon_factory):
     assert wait_for(lambda: len(maildir_messages(server.data_dir, "bob@example.test")) == 2, 30)
     texts = [p.read_text() for p in maildir_messages(server.data_dir, "bob@example.test")]
     assert sum("X-Added" in t for t in texts) == 1
+
+
+PLUGIN = """\
+from pigeon.api import accept
+
+
+class Plugin:
+    def end_of_data(self, session, message):
+        return accept(add_headers=[("X-Plugin", "on top")], remove_headers=["X-Test-Action"])
+"""
+
+
+def test_a_plugin_and_a_milter_on_one_message(actions, pigeon_factory, tmp_path):
+    # The plugin removes a field (the spool is written again, net/respool.py)
+    # and adds one on top; the milter, asked before it, inserts and changes.
+    workdir = tmp_path / "p0"  # the first server's directory (tests/e2e/conftest.py)
+    workdir.mkdir()
+    (workdir / "edit.py").write_text(PLUGIN)  # next to its configuration
+    server = pigeon_factory(DOMAIN + _milter(actions.socket) + '[[plugins]]\npath = "edit.py"\n')
+    _send(server, _message("insert-header, change-header"))
+    text = _arrived(server)
+    fields = _fields(text)
+    assert fields[2:5] == ["X-Plugin", "X-Inserted-Top", "Received"], fields
+    assert "X-Test-Action" not in fields
+    assert "\nSubject: changed by the milter\n" in text
