@@ -249,6 +249,8 @@ class MessageIntake:
         if verdict.sender is not None:
             new = verdict.sender.address
             envelope.sender = str(new) if new is not None else ""
+            if verdict.sender.params is not None:
+                envelope.params = verdict.sender.params
         if verdict.recipients is not None:
             envelope.recipients = [Recipient(str(a), p) for a, p in verdict.recipients]
         if verdict.transport is not None or self.policy.routes:

@@ -162,9 +162,11 @@ class HeaderEdit:
 
 @dataclass(frozen=True, slots=True)
 class NewSender:
-    """A changed envelope sender (None: the null reverse-path <>)."""
+    """A changed envelope sender (None: the null reverse-path <>), with the
+    MAIL parameters that replace the client's (None: they stay)."""
 
     address: Address | None
+    params: MailParams | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,9 @@ Contract:
     anything else returns None.
   * `changes(mods, facts, negotiated)` turns end-of-message modifications
     into `Verdict` fields (header edits, new body, recipients, sender,
-    quarantine). A modification the milter did not negotiate, or that is
+    quarantine); the ESMTP arguments of an added recipient (NOTIFY, ORCPT)
+    and of a changed sender (they replace the MAIL parameters) are read as
+    a client's would be, every extension on. A modification the milter did not negotiate, or that is
     not well formed (a header field with a bare CR/LF, an address that
     does not parse) raises `MilterProtocolError`: the milter's default
     action applies.
@@ -37,7 +39,14 @@ import pigeon
 from pigeon.policy.api import HeaderEdit, NewSender, SessionFacts
 from pigeon.proto import milter as M
 from pigeon.proto import reply as R
-from pigeon.proto.params import MailParams, RcptParams, xtext_encode
+from pigeon.proto.params import (
+    MailParams,
+    ParamError,
+    RcptParams,
+    parse_mail_params,
+    parse_rcpt_params,
+    xtext_encode,
+)
 from pigeon.vocab.address import Address, PathError, parse_path
 
 __all__ = ["changes", "macros", "mail_args", "rcpt_args", "refusal"]
@@ -171,6 +180,23 @@ def _address(text: str, *, allow_null: bool) -> Address | None:
         raise M.MilterProtocolError(f"bad address {text!r}: {exc}") from None
 
 
+class _EveryExtension:
+    """The parameter switches a milter's arguments are read with: every
+    extension pigeon has (the milter speaks for the MTA, not the client)."""
+
+    enable_dsn = enable_8bitmime = enable_smtputf8 = True
+    auth_mechanisms = ("PLAIN",)
+
+
+def _params(args: str, parse: Any) -> Any:
+    """ESMTP arguments ("NOTIFY=NEVER ORCPT=rfc822;a@b") parsed as the
+    client's would be; a bad one is a protocol error."""
+    try:
+        return parse(args.split(), cfg=_EveryExtension)
+    except ParamError as exc:
+        raise M.MilterProtocolError(f"bad ESMTP arguments {args!r}: {exc}") from None
+
+
 def changes(
     mods: list[M.Modification], facts: SessionFacts, negotiated: M.Negotiated, max_body: int
 ) -> dict[str, Any]:
@@ -204,7 +230,7 @@ def changes(
         elif mod.kind == "add_rcpt":
             new = _address(mod.name, allow_null=False)
             assert new is not None
-            recipients.append((new, RcptParams()))
+            recipients.append((new, _params(mod.value, parse_rcpt_params)))
             changed = True
         elif mod.kind == "delete_rcpt":
             gone = _address(mod.name, allow_null=False)
@@ -213,7 +239,8 @@ def changes(
             changed |= len(kept) != len(recipients)
             recipients = kept
         elif mod.kind == "change_from":
-            out["sender"] = NewSender(_address(mod.name, allow_null=True))
+            params = _params(mod.value, parse_mail_params) if mod.value.strip() else None
+            out["sender"] = NewSender(_address(mod.name, allow_null=True), params)
         elif mod.kind == "quarantine":
             out["quarantine"] = mod.value or "quarantined by a milter"
     if edits:

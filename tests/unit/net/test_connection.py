@@ -213,3 +213,31 @@ def test_a_421_from_a_check_closes_the_session(server):
     )
     out = asyncio.run(s.talk(HELLO, b"MAIL FROM:<>\r\n", b"RCPT TO:<b@x.test>\r\n", b"NOOP\r\n"))
     assert out.endswith("421 4.3.2 bye\r\n")  # nothing after it: closed
+
+
+@pytest.mark.parametrize("size", [1000, SPILL_THRESHOLD + 10_000], ids=["memory", "spilled"])
+def test_content_changes_and_a_new_sender_are_what_is_queued(server, size):
+    from pigeon.policy.api import HeaderEdit, NewSender
+    from pigeon.proto.params import MailParams
+
+    class Milterish:  # what policy/milter.py makes of a milter's modifications
+        def end_of_data(self, s, message):
+            return Verdict(
+                headers=(HeaderField("X-Top", "1"),),
+                header_edits=(
+                    HeaderEdit("insert", "DKIM-Signature", "v=1", 0),
+                    HeaderEdit("change", "Subject", "changed", 1),
+                ),
+                body=b"new body\r\n",
+                sender=NewSender(Address("bounces", "example.test"), MailParams(ret="HDRS")),
+            )
+
+    s = server(Milterish())
+    out = asyncio.run(s.talk(HELLO, MAIL, body(size) + b".\r\n"))
+    assert "250 2.0.0 Ok: queued as" in out
+    stored = s.content(s.queued[0])
+    assert stored.startswith(b"X-Top: 1\r\nDKIM-Signature: v=1\r\nReceived: from client.example")
+    assert stored.endswith(b"\r\nSubject: changed\r\n\r\nnew body\r\n")
+    envelope = s.store.load(s.queued[0])
+    assert envelope.sender == "bounces@example.test" and envelope.params.ret == "HDRS"
+    assert envelope.size == len(stored)

@@ -124,6 +124,21 @@ def test_modifications_become_verdict_fields():
     assert out["quarantine"] == "suspicious"
 
 
+def test_esmtp_arguments_of_an_added_recipient_and_a_new_sender():
+    mods = [
+        M.Modification("add_rcpt", "<carol@example.test>", "NOTIFY=NEVER ORCPT=rfc822;C+40x"),
+        M.Modification("change_from", "<bounces@example.test>", "BODY=8BITMIME RET=HDRS"),
+    ]
+    out = miltermap.changes(mods, facts(), EVERYTHING, 1 << 20)
+    added = out["recipients"][-1]
+    assert added == (Address("carol", "example.test"), RcptParams(("NEVER",), ("rfc822", "C@x")))
+    assert out["sender"] == NewSender(
+        Address("bounces", "example.test"), MailParams(body="8BITMIME", ret="HDRS")
+    )
+    plain = miltermap.changes([M.Modification("change_from", "<>", "")], facts(), EVERYTHING, 10)
+    assert plain["sender"] == NewSender(None, None)  # no arguments: the MAIL parameters stay
+
+
 @pytest.mark.parametrize(
     "mod, negotiated",
     [
@@ -132,6 +147,8 @@ def test_modifications_become_verdict_fields():
         (M.Modification("add_header", "X", "no\nfold"), EVERYTHING),  # would end the field
         (M.Modification("add_rcpt", "<not an address>"), EVERYTHING),
         (M.Modification("replace_body", data=b"x" * 11), EVERYTHING),  # over the size limit
+        (M.Modification("add_rcpt", "<c@d.test>", "NOTIFY=SOMETIMES"), EVERYTHING),
+        (M.Modification("change_from", "<c@d.test>", "FOO=1"), EVERYTHING),
     ],
 )
 def test_bad_or_unasked_modifications_are_protocol_errors(mod, negotiated):
