@@ -33,6 +33,7 @@ def _line(what: str, value: float | None, bound: str, ok: Callable[[float], bool
 
 
 def _ratio(row: Row | None, col: str) -> float | None:
+    """Column `col` of `row`, None when the row was not measured."""
     return None if row is None else row.get(col)
 
 
@@ -87,7 +88,7 @@ def check(rows: list[Row]) -> list[str]:
     out.append(
         _line(
             "start-up with 1,000,000 deferred: ready to accept, s",
-            None if start is None else start.get("pigeon"),
+            _ratio(start, "pigeon"),
             "< 5",
             lambda v: v < 5,
         )
@@ -108,7 +109,7 @@ def check(rows: list[Row]) -> list[str]:
     out.append(
         _line(
             "p99 accept→Maildir at half load, ms",
-            None if p99 is None else p99.get("pigeon"),
+            _ratio(p99, "pigeon"),
             "< 50",
             lambda v: v < 50,
         )
@@ -118,7 +119,7 @@ def check(rows: list[Row]) -> list[str]:
     out.append(
         _line(
             f"{sessions} idle sessions: pigeon peak RSS MiB (the bound is for 10,000: make bench-full)",
-            None if idle is None else idle.get("pigeon"),
+            _ratio(idle, "pigeon"),
             "< 300",
             lambda v: v < 300,
         )

@@ -16,7 +16,7 @@ import smtplib
 from pathlib import Path
 
 import pytest
-from faultfs import build_shim
+from faultfs import shimmed_pigeon
 
 from pigeon.testing.live import PigeonProcess, maildir_messages, require_tool, wait_for
 
@@ -36,21 +36,9 @@ def send(
         return s.data(f"Subject: {token}\r\n\r\nbody {token}\r\n")
 
 
-def faulty_server(tmp_path: Path, extra: str, fault_path: str) -> tuple[PigeonProcess, Path]:
+def faulty_server(tmp_path: Path, extra: str, fault_under: str) -> tuple[PigeonProcess, Path]:
     require_tool("gcc")
-    shim = build_shim(tmp_path)
-    control = tmp_path / "fault.control"
-    workdir = tmp_path / "p"
-    server = PigeonProcess(
-        workdir,
-        DOMAIN + extra,
-        env={
-            "LD_PRELOAD": str(shim),
-            "FAULT_CONTROL": str(control),
-            "FAULT_PATH": str(workdir / "data" / fault_path),
-        },
-    )
-    return server, control
+    return shimmed_pigeon(tmp_path, DOMAIN + extra, fault_under)
 
 
 @pytest.mark.parametrize("local_at_accept", [True, False])

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
-from faultfs import Blackhole, build_shim
+from faultfs import Blackhole, shimmed_pigeon
 
 from pigeon.cli.stop import running
 from pigeon.testing.dnsserver import DnsServer
@@ -332,18 +332,11 @@ def test_a_stalled_disk_write_does_not_hold_the_stop(tmp_path, local_at_accept):
     of the grace, the thread stays stuck, and the hard deadline (grace + 4 s) ends
     the process; the next start recovers."""
     require_tool("gcc")
-    shim = build_shim(tmp_path)
-    control = tmp_path / "fault.control"
-    workdir = tmp_path / "p"
-    server = PigeonProcess(
-        workdir,
+    server, control = shimmed_pigeon(
+        tmp_path,
         f'[domains."localhost"]\n[timeouts]\nshutdown_grace = {GRACE}\n'
         f"[queue]\nlocal_at_accept = {local_at_accept}\n",
-        env={
-            "LD_PRELOAD": str(shim),
-            "FAULT_CONTROL": str(control),
-            "FAULT_PATH": str(workdir / "data"),
-        },
+        "",
     )
     server.start()
     try:

@@ -25,7 +25,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from pigeon.config.schema import DomainConfig, ListenAddress
 from pigeon.vocab.address import PathError, parse_path
@@ -110,6 +110,42 @@ def join(*parts: str) -> str:
     return ".".join(
         p if _BARE_KEY.match(p) else json.dumps(p, ensure_ascii=False) for p in map(str, parts)
     )
+
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+N = TypeVar("N", bound=_Named)
+
+
+def named_tables(
+    key: str,
+    value: Any,
+    table: str,
+    entry: Callable[[str, Any], N],
+    twice: Callable[[str], str],
+) -> tuple[N, ...]:
+    """An array of tables (`[[table]]`), each checked by `entry(key[i], raw)`,
+    their names unique (`twice(name)` says a repeat); every entry's problems
+    are reported together (ConfigErrors)."""
+    if not isinstance(value, list):
+        raise ConfigError(key, f"must be an array of tables ([[{table}]]), got {show(value)}")
+    out: list[N] = []
+    problems: list[ConfigError] = []
+    for i, raw in enumerate(value):
+        try:
+            checked = entry(f"{key}[{i}]", raw)
+        except ConfigError as exc:
+            problems += exc.problems
+            continue
+        if any(o.name == checked.name for o in out):
+            problems.append(ConfigError(f"{key}[{i}].name", twice(checked.name)))
+        out.append(checked)
+    if problems:
+        raise ConfigErrors(problems)
+    return tuple(out)
 
 
 def show(value: Any) -> str:

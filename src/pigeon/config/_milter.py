@@ -22,7 +22,14 @@ import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
-from pigeon.config._checks import ConfigError, ConfigErrors, choice, seconds, show, unknown_key
+from pigeon.config._checks import (
+    ConfigError,
+    choice,
+    named_tables,
+    seconds,
+    show,
+    unknown_key,
+)
 from pigeon.config.schema import MilterConfig
 
 __all__ = ["milters"]
@@ -76,22 +83,7 @@ _KEYS = {
 def milters(key: str, value: Any) -> tuple[MilterConfig, ...]:
     """[[milters]]: the milters, in order (module contract); every entry's
     problems are reported together (ConfigErrors)."""
-    if not isinstance(value, list):
-        raise ConfigError(key, f"must be an array of tables ([[milters]]), got {show(value)}")
-    out: list[MilterConfig] = []
-    problems: list[ConfigError] = []
-    for i, entry in enumerate(value):
-        try:
-            milter = _entry(f"{key}[{i}]", entry)
-        except ConfigError as exc:
-            problems.append(exc)
-            continue
-        if any(m.name == milter.name for m in out):
-            problems.append(ConfigError(f"{key}[{i}].name", f'"{milter.name}" is used twice'))
-        out.append(milter)
-    if problems:
-        raise ConfigErrors(problems)
-    return tuple(out)
+    return named_tables(key, value, "milters", _entry, lambda name: f'"{name}" is used twice')
 
 
 def _entry(here: str, entry: Any) -> MilterConfig:

@@ -25,7 +25,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pigeon.config._checks import ConfigError, ConfigErrors, join, seconds, show, unknown_key
+from pigeon.config._checks import (
+    ConfigError,
+    ConfigErrors,
+    join,
+    named_tables,
+    seconds,
+    show,
+    unknown_key,
+)
 from pigeon.config.schema import PluginConfig
 
 __all__ = ["plugins", "resolve_paths"]
@@ -91,26 +99,9 @@ def _default_name(where: str | Path) -> str:
 
 def plugins(key: str, value: Any) -> tuple[PluginConfig, ...]:
     """The checked `[[plugins]]` list (module contract)."""
-    if not isinstance(value, list):
-        raise ConfigError(key, f"must be an array of tables ([[plugins]]), got {show(value)}")
-    problems: list[ConfigError] = []
-    out: list[PluginConfig] = []
-    for index, raw in enumerate(value):
-        try:
-            entry = _entry(f"{key}[{index}]", raw)
-        except ConfigError as exc:
-            problems += exc.problems
-            continue
-        if any(p.name == entry.name for p in out):
-            problems.append(
-                ConfigError(
-                    f"{key}[{index}].name", f"{show(entry.name)} names an earlier plugin too"
-                )
-            )
-        out.append(entry)
-    if problems:
-        raise ConfigErrors(problems)
-    return tuple(out)
+    return named_tables(
+        key, value, "plugins", _entry, lambda name: f"{show(name)} names an earlier plugin too"
+    )
 
 
 def resolve_paths(entries: tuple[PluginConfig, ...], base: Path) -> tuple[PluginConfig, ...]:

@@ -63,6 +63,7 @@ from typing import BinaryIO, TypeVar
 
 from pigeon.fsutil import fsync_dir
 from pigeon.mailstore import ensure_maildir, forget_maildir, sized_name, unique_base
+from pigeon.msgfile import write_all
 from pigeon.queue.api import MessageContent
 from pigeon.vocab import StoreError
 
@@ -155,7 +156,7 @@ def _in_maildir(maildir: str, fsync: bool, attempt: Callable[[], T]) -> T:
 
 
 class _FdWriter:
-    """`write()` onto a raw descriptor, every octet (os.write may write less)."""
+    """`write()` onto a raw descriptor, every octet (msgfile.write_all)."""
 
     __slots__ = ("fd",)
 
@@ -163,9 +164,7 @@ class _FdWriter:
         self.fd = fd
 
     def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.fd, view) :]
+        write_all(self.fd, [data])
 
 
 #: Content up to this size is read whole and written with one write(): each
@@ -194,7 +193,7 @@ def _write_tmp(job: MaildirJob) -> tuple[str, str, int]:
         with job.content.open() as src:
             if job.content.size <= WHOLE:
                 body = src.read().replace(b"\r\n", b"\n")
-                out.write(head + body)
+                write_all(fd, [head, body])
                 size, lines = len(head) + len(body), head.count(b"\n") + body.count(b"\n")
             else:
                 out.write(head)

@@ -11,6 +11,8 @@
 * `build_shim(directory)` compiles faultinject.c (next to this file) with
   gcc; with `shim=` given, pigeon runs with it preloaded, faulting writes
   under `fault_path` while `fault(...)` has switched the control file on.
+  `shimmed_pigeon(tmp_path, config, fault_under)` is a plain `PigeonProcess`
+  with the shim, on the machine's file system, and its control file.
 * `Filler` takes every free block of a file system and keeps taking what
   is freed (a runaway writer on an operator's bad day) until `release()`.
 * `Blackhole` accepts SMTP connections and never answers (a next hop that
@@ -49,6 +51,27 @@ def build_shim(directory: Path) -> Path:
         capture_output=True,
     )
     return out
+
+
+def shimmed_pigeon(
+    tmp_path: Path, config_text: str, fault_under: str
+) -> tuple[PigeonProcess, Path]:
+    """A `PigeonProcess` in `tmp_path/p` on the machine's own file system with
+    the shim preloaded, faulting what lies under `data/<fault_under>` while
+    the returned control file exists (faultinject.c: its words)."""
+    shim = build_shim(tmp_path)
+    control = tmp_path / "fault.control"
+    workdir = tmp_path / "p"
+    server = PigeonProcess(
+        workdir,
+        config_text,
+        env={
+            "LD_PRELOAD": str(shim),
+            "FAULT_CONTROL": str(control),
+            "FAULT_PATH": str(workdir / "data" / fault_under),
+        },
+    )
+    return server, control
 
 
 class FaultyPigeon(PigeonProcess):
