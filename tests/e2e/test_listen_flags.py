@@ -81,6 +81,8 @@ def test_second_instance_beside_the_first(pigeon_factory, tmp_path):
         assert maildir_messages(first.data_dir, "both@localhost") == []
         with smtplib.SMTP("127.0.0.1", submission, timeout=10) as s:
             assert s.ehlo("c.example")[0] == 250 and s.has_extn("starttls")
+        # The log writer works in batches: wait for the line, not for speed.
+        assert wait_for(lambda: f"listening on 127.0.0.1:{submission}" in second.log())
         log = second.log()
         assert f"listening on 127.0.0.1:{submission} (submission)" in log
         assert "(submissions)" not in log  # turned off

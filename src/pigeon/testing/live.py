@@ -45,10 +45,21 @@ def require_tool(name: str) -> str:
     pytest.skip(f"{name} is not installed")
 
 
+#: Ports free_port() handed out in this process: the kernel may give a port
+#: it just released again at once, and one test then got the same port for
+#: two listeners ("submission_listen ... is also in listen").
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    for _ in range(1000):  # bounded: there are far more free ports than tests
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
+    raise RuntimeError("no port that was not handed out already")
 
 
 def maildir_messages(data_dir: Path, address: str) -> list[Path]:
