@@ -234,11 +234,8 @@ class _Evaluation:
             return self._any_in(addresses, directive)
         if name == "mx":  # §5.4
             exchanges = await self._query(self.resolver.mx, target)
-            if len(exchanges) > MAX_NAMES:
-                raise _Stop(
-                    SpfVerdict.PERMERROR,
-                    f"{directive.text}: {len(exchanges)} MX records, over {MAX_NAMES} (RFC 7208 §4.6.4)",
-                )
+            problem = f"{directive.text}: {len(exchanges)} MX records, over {MAX_NAMES}"
+            _limit(len(exchanges), MAX_NAMES, problem)
             for exchange in exchanges:
                 if exchange.null:
                     continue
@@ -314,19 +311,17 @@ class _Evaluation:
 
     def _count_dns_term(self, term: str) -> None:
         self.dns_terms += 1
-        if self.dns_terms > MAX_DNS_TERMS:
-            raise _Stop(
-                SpfVerdict.PERMERROR,
-                f"{term}: more than {MAX_DNS_TERMS} DNS-querying terms (RFC 7208 §4.6.4)",
-            )
+        _limit(
+            self.dns_terms, MAX_DNS_TERMS, f"{term}: more than {MAX_DNS_TERMS} DNS-querying terms"
+        )
 
     def _count_void(self, name: str) -> None:
         self.void_lookups += 1
-        if self.void_lookups > MAX_VOID_LOOKUPS:
-            raise _Stop(
-                SpfVerdict.PERMERROR,
-                f"{name}: more than {MAX_VOID_LOOKUPS} void look-ups (RFC 7208 §4.6.4)",
-            )
+        _limit(
+            self.void_lookups,
+            MAX_VOID_LOOKUPS,
+            f"{name}: more than {MAX_VOID_LOOKUPS} void look-ups",
+        )
 
     async def _expand_domain(self, spec: str, domain: str) -> str:
         return fit_domain(expand(spec, await self._context(domain, spec))).rstrip(".").lower()
@@ -340,6 +335,12 @@ class _Evaluation:
         return MacroContext(
             self.sender, domain, self.ip, self.helo, self.receiver, self.now, ptr_name
         )
+
+
+def _limit(count: int, limit: int, problem: str) -> None:
+    """§4.6.4: going over a limit is a permerror."""
+    if count > limit:
+        raise _Stop(SpfVerdict.PERMERROR, f"{problem} (RFC 7208 §4.6.4)")
 
 
 def _malformed(domain: str) -> str | None:
