@@ -770,3 +770,43 @@ def test_an_expanded_name_over_253_octets_loses_labels_on_the_left():
     assert len(looked_up) <= 253
     assert looked_up.endswith("abcdefghi.x.example.com")
     assert len(looked_up) > 253 - 10
+
+
+# --- §4.6.1, §3.1: terms, modifier names, 7-bit records ----------------------------------------
+
+
+def test_modifier_names_and_terms_that_only_look_like_modifiers():
+    # §4.6.1: a modifier's "=" comes right after its name, before any ":" or "/"
+    parse_record("v=spf1 x-y_z.w=anything:at/all ip4:192.0.2.1 -all")  # an unknown modifier
+    for record in (
+        "v=spf1 x/y=z -all",
+        "v=spf1 x:y=z -all",
+        "v=spf1 redirect:example.org",  # redirect is a modifier, not a mechanism
+        "v=spf1 =x -all",
+    ):
+        with pytest.raises(SpfSyntaxError):
+            parse_record(record)
+
+
+def test_records_are_seven_bit():
+    for record in ("v=spf1 a:\u00e9.example.com -all", "v=spf1 \u0080a -all", "v=spf1 -all\u0096"):
+        with pytest.raises(SpfSyntaxError):
+            parse_record(record)
+    # other TXT records are none of SPF's business (§4.5)
+    assert select_record(["\u0096", "v=spf1 -all"]) == "v=spf1 -all"
+
+
+def test_names_are_followed_through_cnames():
+    # Appendix A's www is a CNAME of example.com; the resolver follows it (pigeon.dns.api)
+    assert _result("v=spf1 a:www.example.com -all", "192.0.2.10") is SpfVerdict.PASS
+    assert _result("v=spf1 mx:www.example.com -all", "192.0.2.129") is SpfVerdict.PASS
+
+
+def test_the_checked_domain_itself_is_never_macro_expanded():
+    # §4.3, §5.3: <domain> comes from the client; only domain-specs in records are expanded
+    zones = _zones(None)
+    zones["example.com"] += '%{i} TXT "v=spf1 a -all"\n192.0.2.99 A 192.0.2.99\n'
+    queries: list[tuple[str, str]] = []
+    result = _check(zones, "192.0.2.99", domain="%{i}.example.com", queries=queries)
+    assert result.result is SpfVerdict.FAIL
+    assert queries == [("%{i}.example.com", "TXT"), ("%{i}.example.com", "A")]

@@ -26,6 +26,8 @@ Contract:
     permerror. exp= is taken from the record that gave "fail", never from
     an included record, and a broken one only means no explanation (§6.2).
   * "ptr" (§5.5) never gives temperror: DNS errors only mean no match.
+  * `ip` must be an IP address (a `ValueError` otherwise: a programming
+    error); <domain> and <sender> may be anything a client sent.
   * An IPv4-mapped IPv6 address (::ffff:a.b.c.d) is checked as IPv4 (§5).
   * HELO identity (§2.3) and the null reverse-path (§2.4): `check_helo`
     and `check_mail_from` build <domain> and <sender> as the RFC says.
@@ -226,7 +228,9 @@ class _Evaluation:
             bits = directive.cidr4 if name == "ip4" else directive.cidr6
             return self._in_network(str(directive.argument), bits)
         self._count_dns_term(directive.text)
-        target = await self._expand_domain(directive.argument or domain, domain)
+        target = domain  # §5.3-5.5: no domain-spec means <domain>, which is never expanded
+        if directive.argument is not None:
+            target = await self._expand_domain(directive.argument, domain)
         if name == "include":
             return await self._include(target, directive.text)
         if name == "a":  # §5.3
