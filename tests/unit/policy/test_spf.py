@@ -11,9 +11,12 @@ import ipaddress
 
 import pytest
 
+from pigeon.config.schema import DeliveryConfig, Nameserver
+from pigeon.dns.stub import StubResolver
 from pigeon.policy.spf import SpfVerdict, check_helo, check_host, check_mail_from
 from pigeon.policy.spf.macros import MacroContext, SpfSyntaxError, check_macro_string, expand
 from pigeon.policy.spf.record import parse_record, select_record
+from pigeon.testing.dnsserver import DnsServer
 from pigeon.testing.fakedns import FakeResolver
 
 NOW = 1_700_000_000.0
@@ -810,3 +813,39 @@ def test_the_checked_domain_itself_is_never_macro_expanded():
     result = _check(zones, "192.0.2.99", domain="%{i}.example.com", queries=queries)
     assert result.result is SpfVerdict.FAIL
     assert queries == [("%{i}.example.com", "TXT"), ("%{i}.example.com", "A")]
+
+
+# --- the same zones through a real DNS server on loopback (StubResolver, dnspython) ------------
+
+
+def test_appendix_a_through_a_real_dns_server_on_loopback():
+    record = "v=spf1 mx include:mobile-users._spf.%{d} ptr:example.org -all exp=why.%{d}"
+    zones = _zones(None)
+    zones["example.com"] += (
+        f'@ TXT "{record[:30]}" "{record[30:]}"\n'  # two character-strings, joined (§3.3)
+        'mobile-users._spf TXT "v=spf1 exists:%{l1r+}.%{d}"\n'
+        "mary.mobile-users._spf A 127.0.0.2\n"
+        'why TXT "%{i} may not send for %{d}"\n'
+        'broken TXT "v=spf1 a:down.example.net -all"\n'
+    )
+    with DnsServer(zones=zones, servfail={"down.example.net"}) as server:
+        config = DeliveryConfig(
+            dns_servers=(Nameserver("127.0.0.1", server.port),), dns_timeout=2.0
+        )
+        resolver = StubResolver.from_config(config)
+
+        def check(ip: str, sender: str, domain: str = "example.com"):
+            return asyncio.run(check_host(ip, domain, sender, "h.example.net", resolver, now=NOW))
+
+        assert check("192.0.2.129", "x@example.com").mechanism == "mx"
+        assert (
+            check("203.0.113.5", "mary@example.com").mechanism == "include:mobile-users._spf.%{d}"
+        )
+        assert check("192.0.2.140", "x@example.com").mechanism == "ptr:example.org"
+        refused = check("192.0.2.65", "x@example.com")
+        assert (refused.result, refused.explanation) == (
+            SpfVerdict.FAIL,
+            "192.0.2.65 may not send for example.com",
+        )
+        broken = check("192.0.2.65", "x@broken.example.com", domain="broken.example.com")
+        assert broken.result is SpfVerdict.TEMPERROR
