@@ -849,3 +849,12 @@ def test_appendix_a_through_a_real_dns_server_on_loopback():
         )
         broken = check("192.0.2.65", "x@broken.example.com", domain="broken.example.com")
         assert broken.result is SpfVerdict.TEMPERROR
+
+
+def test_the_p_macro_is_looked_up_once_per_check():
+    zones = _zones("v=spf1 a:%{p}.one.example.com a:%{p}.two.example.com redirect=%{p}")
+    zones["example.com"] += 'amy TXT "v=spf1 exists:%{p}.three.example.com -all"\n'
+    zones["example.com"] += "amy.example.com.three A 127.0.0.2\n"
+    queries: list[tuple[str, str]] = []
+    assert _check(zones, "192.0.2.65", queries=queries).result is SpfVerdict.PASS
+    assert queries.count(("65.2.0.192.in-addr.arpa", "PTR")) == 1

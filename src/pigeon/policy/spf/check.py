@@ -19,7 +19,8 @@ Contract:
     (NoData or NoSuchDomain for a mechanism's own query; the 3rd is a
     permerror); an "mx" with more than 10 MX records is a permerror; "ptr"
     validates at most the first 10 names. The lookups of exp= and of the
-    "p" macro are not counted and never change the result.
+    "p" macro are not counted and never change the result; "p" is looked
+    up once per check (its uses are bounded by the terms that count).
   * include (§5.2): pass matches; fail, softfail, neutral do not; none is
     a permerror; temperror and permerror end the evaluation. redirect
     (§6.1): the target's result is the result, but its "none" is a
@@ -178,6 +179,7 @@ class _Evaluation:
         self.now = now
         self.dns_terms = 0
         self.void_lookups = 0
+        self.ptr_macro_names: list[str] | None = None  # "p": looked up once per check
 
     async def evaluate(self, domain: str) -> _Outcome:
         """check_host() for `domain` (§4.3 to §4.7); `_Stop` / `SpfSyntaxError` end it."""
@@ -333,7 +335,9 @@ class _Evaluation:
     async def _context(self, domain: str, text: str) -> MacroContext:
         ptr_name = None
         if uses_ptr(text):  # §7.2 "p": a validated name, one in <domain> preferred
-            names = await self._validated_names(counts_void=False)
+            if self.ptr_macro_names is None:
+                self.ptr_macro_names = await self._validated_names(counts_void=False)
+            names = self.ptr_macro_names
             inside = [n for n in names if n == domain or n.endswith("." + domain)]
             ptr_name = (inside or names)[0] if names else None
         return MacroContext(
