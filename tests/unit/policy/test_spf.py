@@ -72,7 +72,7 @@ def _check(
     **resolver: object,
 ):
     """check_host() on `zones`; the look-ups made are appended to `queries` if given."""
-    fake = FakeResolver(zones, **resolver)  # type: ignore[arg-type]
+    fake = FakeResolver(zones, **resolver)
     result = asyncio.run(
         check_host(ip, domain, sender or f"user@{domain}", helo, fake, now=NOW, receiver="mx.test")
     )
@@ -659,6 +659,12 @@ def test_mx_with_more_than_ten_records_is_permerror():
     eleven = _check(zones(11), "192.0.2.1", domain="many.example")
     assert eleven.result is SpfVerdict.PERMERROR
     assert "11 MX records" in eleven.problem
+
+
+def test_mx_has_no_implicit_mx():
+    # §5.4: a name without MX records does not stand for its own A records here
+    assert _result("v=spf1 mx:amy.example.com -all", "192.0.2.65") is SpfVerdict.FAIL
+    assert _result("v=spf1 a:amy.example.com -all", "192.0.2.65") is SpfVerdict.PASS
 
 
 def test_mx_targets_without_addresses_are_skipped_not_void():
