@@ -15,7 +15,7 @@ Contract:
     domain-spec that does not end in a top label or a macro (§7.1), CIDR
     lengths out of range or with leading zeros (§5.6), address literals
     that do not parse, and macro-strings that do not parse (macros.py) all
-    raise `SpfSyntaxError`. Unknown modifiers are kept aside and ignored
+    raise `SpfSyntaxError`. Unknown modifiers are ignored
     (§6), but their value must still be a valid macro-string.
   * Pure: no DNS, no I/O. Domain-specs stay unexpanded (check.py expands
     them when the term is evaluated, with the macros of that moment).
