@@ -10,6 +10,7 @@ Modules:
     reserve       MessageSizeLimit (552 5.3.4 for SIZE=), StorageReserve (452 4.3.1 below queue.min_free)
     submission    SenderOwnership, FromHeaderCheck (logged-in users send as themselves)
     message       SpoolMessage: the message as end-of-data checks read it
+    spf           check_host(): the SPF evaluator (RFC 7208), not yet a stage (issue 13)
 
 Importing this package imports nothing.
 """

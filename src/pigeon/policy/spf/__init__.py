@@ -1,0 +1,29 @@
+"""pigeon.policy.spf: a pure SPF evaluator (RFC 7208) over the resolver interface.
+
+    from pigeon.policy.spf import check_host, check_mail_from, check_helo, SpfVerdict
+    result = await check_mail_from(ip, "alice@example.org", helo, resolver, now=time.time())
+
+Modules:
+    macros   macro-strings (§7): syntax check and expansion, pure
+    record   record selection (§4.5) and parsing (§4.6, §12), pure
+    check    check_host() (§4): mechanisms, include/redirect/exp, the §4.6.4 limits
+
+Contract: check_host() takes a `pigeon.dns.api.Resolver` and the time (`now`,
+for the "t" macro) and returns an `SpfResult`; it raises nothing for any DNS
+answer or any record text. No cache (pigeon runs beside a caching resolver),
+no configuration, no I/O of its own.
+
+Integration: issue 13, next session. Nothing calls this package yet: no
+receive-pipeline stage, no config keys, no Received-SPF or
+Authentication-Results header.
+"""
+
+from pigeon.policy.spf.check import (
+    SpfResult,
+    SpfVerdict,
+    check_helo,
+    check_host,
+    check_mail_from,
+)
+
+__all__ = ["SpfResult", "SpfVerdict", "check_helo", "check_host", "check_mail_from"]
