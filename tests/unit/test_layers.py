@@ -29,6 +29,7 @@ RANK = {
     "pigeon.obs": 3,
     "pigeon.auth": 3,
     "pigeon.dns": 3,
+    "pigeon.reports": 3,
     "pigeon.queue": 4,
     "pigeon.routing": 5,
     "pigeon.delivery": 6,
