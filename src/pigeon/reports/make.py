@@ -33,10 +33,7 @@ import gzip
 import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from email.mime.application import MIMEApplication
-from email.mime.base import MIMEBase
-from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
+from email.message import EmailMessage
 
 from pigeon.dns.api import Resolver
 from pigeon.reports.destinations import (
@@ -73,31 +70,33 @@ class OutgoingReport:
     messages: int  # DMARC: messages counted; TLS: sessions counted
 
 
+#: CRLF lines; fields unfolded up to RFC 5322 §2.1.1's 998 octets, so that the
+#: Subject of §7.2.1.1 and the attachment's file name stay whole on one line.
+_POLICY = email.policy.SMTP.clone(max_line_length=998)
+
+
 def _token() -> str:
     return secrets.token_hex(6)
 
 
-def _headers(msg: MIMEBase, who: Reporter, to: Sequence[str], domain: str, report_id: str) -> None:
+def _message(
+    who: Reporter, to: Sequence[str], domain: str, report_id: str, text: str
+) -> EmailMessage:
+    msg = EmailMessage(policy=_POLICY)
     msg["From"] = who.email
     msg["To"] = ", ".join(to)
     msg["Subject"] = f"Report Domain: {domain} Submitter: {who.name} Report-ID: <{report_id}>"
     msg["Date"] = email.utils.formatdate(usegmt=True)
     msg["Message-ID"] = email.utils.make_msgid(domain=who.name)
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834 §5
+    msg.set_content(text, charset="us-ascii")
+    return msg
 
 
-def _attachment(data: bytes, subtype: str, filename: str) -> MIMEApplication:
-    part = MIMEApplication(gzip.compress(data, mtime=0), subtype)
-    part.add_header("Content-Disposition", "attachment", filename=filename)
-    return part
-
-
-def _text(kind: str, rfc: str, who: Reporter, domain: str, filename: str) -> MIMEText:
-    return MIMEText(
+def _describe(kind: str, rfc: str, who: Reporter, domain: str, filename: str) -> str:
+    return (
         f"This is an aggregate {kind} report ({rfc}) for {domain}\n"
-        f"from {who.org_name} ({who.name}), attached as {filename}.\n",
-        "plain",
-        "us-ascii",
+        f"from {who.org_name} ({who.name}), attached as {filename}.\n"
     )
 
 
@@ -105,25 +104,26 @@ def _dmarc_message(
     who: Reporter, domain: str, report_id: str, filename: str, document: bytes, to: Sequence[str]
 ) -> bytes:
     """RFC 7489 §7.2.1.1: the report as a gzip attachment, with its Subject."""
-    msg = MIMEMultipart("mixed")
-    _headers(msg, who, to, domain, report_id)
-    msg.attach(_text("DMARC", "RFC 7489", who, domain, filename))
-    msg.attach(_attachment(document, "gzip", filename))
-    return msg.as_bytes(policy=email.policy.SMTP)
+    text = _describe("DMARC", "RFC 7489", who, domain, filename)
+    msg = _message(who, to, domain, report_id, text)
+    gz = gzip.compress(document, mtime=0)
+    msg.add_attachment(gz, maintype="application", subtype="gzip", filename=filename)
+    return msg.as_bytes()
 
 
 def _tls_message(
     who: Reporter, domain: str, report_id: str, filename: str, document: bytes, to: Sequence[str]
 ) -> bytes:
     """RFC 8460 §5.3: multipart/report; report-type="tlsrpt", with the TLS-Report-* fields."""
-    msg = MIMEMultipart("report")
-    msg.set_param("report-type", "tlsrpt")
-    _headers(msg, who, to, domain, report_id)
+    text = _describe("TLS", "RFC 8460", who, domain, filename)
+    msg = _message(who, to, domain, report_id, text)
     msg["TLS-Report-Domain"] = domain
     msg["TLS-Report-Submitter"] = who.name
-    msg.attach(_text("TLS", "RFC 8460", who, domain, filename))
-    msg.attach(_attachment(document, "tlsrpt+gzip", filename))
-    return msg.as_bytes(policy=email.policy.SMTP)
+    gz = gzip.compress(document, mtime=0)
+    msg.add_attachment(gz, maintype="application", subtype="tlsrpt+gzip", filename=filename)
+    msg.set_type("multipart/report")
+    msg.set_param("report-type", "tlsrpt")
+    return msg.as_bytes()
 
 
 def _fit(
