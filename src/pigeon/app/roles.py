@@ -13,6 +13,10 @@ Contract:
     lifecycle because the manager exists). Accepted mail goes straight to
     the manager (`submit`). With worker processes, `wake_fd` is the read end
     of their trigger pipe: a byte there nudges the manager.
+  * Every role has its `report_sink` (app/reportjob.py
+    `build_report_sink`), built before the receive policy and the delivery
+    agents, for the DMARC check and the SMTP client; the "full" role also
+    has the `reports` job when `[reports]` is on.
   * "acceptor": a worker process: the store (not as its owner), the SMTP
     service on the listeners shared by every process, and nothing that
     delivers or changes queue state. Each accepted message writes one byte
