@@ -152,6 +152,9 @@ def test_reports_send_now_delivers_dmarc_and_tls_reports(pigeon_factory):
         # Reported records are gone: a second run has nothing to send.
         again = server.command("reports", "send", "--now", text=True)
         assert again.returncode == 0 and "from 0 record(s)" in again.stdout
+        # The job and the sink end with the server: a clean stop.
+        assert server.stop() == 0
+        assert "Traceback" not in server.log()
 
 
 def test_the_server_sends_at_the_end_of_each_period(pigeon_factory):
