@@ -16,7 +16,8 @@ Contract:
     --now`) reports everything received up to this instant. One run at a
     time.
   * A run: the sink flushed, then per kind that is on: the records due read
-    (in a thread), the reports made (pigeon.reports.make: destinations
+    and grouped in a thread, `PAGE` rows at a time (memory grows with the
+    distinct report rows, not with the messages), the reports made (pigeon.reports.make: destinations
     looked up now), each queued through `submit` (a local submission:
     durable before it returns, delivered like any mail) from `[reports]
     from`, the notes logged, and the records deleted. Best effort: a report
@@ -35,6 +36,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +44,11 @@ from pigeon.config.schema import Config
 from pigeon.dns.api import Resolver
 from pigeon.hooks.api import Submit
 from pigeon.reports.destinations import SameOrg, same_tree
+from pigeon.reports.dmarc import DmarcGroup, group_dmarc
 from pigeon.reports.make import OutgoingReport, Reporter, make_dmarc_reports, make_tls_reports
 from pigeon.reports.records import DmarcRecord, NullSink, ReportSink, TlsRecord
 from pigeon.reports.store import FILE_NAME, Kind, StoreSink
+from pigeon.reports.tlsrpt import TlsPolicyGroup, group_tls
 
 __all__ = ["ReportJob", "build_report_sink", "close_report_sink"]
 
@@ -61,6 +65,21 @@ def build_report_sink(config: Config, data_dir: Path) -> ReportSink:
 def close_report_sink(sink: ReportSink) -> None:
     if isinstance(sink, StoreSink):
         sink.close()
+
+
+#: Records read from reports.db at a time.
+PAGE = 10_000
+
+
+@dataclass
+class _Due:
+    """What one run read of one kind: the count, the last row id, the groups."""
+
+    count: int = 0
+    last_id: int = 0
+    first: float = math.inf  # the oldest record's time
+    groups: dict[str, DmarcGroup] = field(default_factory=dict)
+    tls_groups: dict[str, list[TlsPolicyGroup]] = field(default_factory=dict)
 
 
 class ReportJob:
@@ -123,13 +142,12 @@ class ReportJob:
             await asyncio.to_thread(self.sink.flush)
             result: dict[str, Any] = {"dmarc": 0, "tls": 0, "records": 0, "notes": [], "queued": []}
             for kind in self.kinds:
-                rows = await asyncio.to_thread(self.sink.store.due, kind, cut)
-                if not rows:
+                due = await asyncio.to_thread(self._collect, kind, cut)
+                if due.count == 0:
                     continue
-                result["records"] += len(rows)
-                records = [r for _, r in rows if r is not None]
-                if records:
-                    reports, notes = await self._make(kind, records, cut)
+                result["records"] += due.count
+                if due.groups or due.tls_groups:
+                    reports, notes = await self._make(kind, due, cut)
                     for note in notes:
                         log.warning("reports: %s", note)
                     result["notes"] += notes
@@ -138,21 +156,38 @@ class ReportJob:
                         if queue_id is not None:
                             result[kind] += 1
                             result["queued"].append(queue_id)
-                await asyncio.to_thread(self.sink.store.delete, [i for i, _ in rows])
+                await asyncio.to_thread(self.sink.store.delete_through, kind, cut, due.last_id)
             return result
 
+    def _collect(self, kind: Kind, cut: float) -> _Due:
+        """The records of `kind` due at `cut`, grouped a page at a time (blocking):
+        memory grows with the distinct rows, not with the messages."""
+        due = _Due()
+        while True:
+            page = self.sink.store.due(kind, cut, after=due.last_id, limit=PAGE)
+            if not page:
+                return due
+            due.count += len(page)
+            due.last_id = page[-1][0]
+            records = [r for _, r in page if r is not None]
+            if not records:
+                continue
+            due.first = min(due.first, min(r.when for r in records))
+            if kind == "dmarc":
+                group_dmarc([r for r in records if isinstance(r, DmarcRecord)], due.groups)
+            else:
+                group_tls([r for r in records if isinstance(r, TlsRecord)], due.tls_groups)
+
     async def _make(
-        self, kind: Kind, records: list[Any], cut: float
+        self, kind: Kind, due: _Due, cut: float
     ) -> tuple[list[OutgoingReport], list[str]]:
-        begin = int(self.period_start(min(r.when for r in records)))
+        begin = int(self.period_start(due.first))
         end = int(cut)
         if kind == "dmarc":
-            dmarc: list[DmarcRecord] = records
             return await make_dmarc_reports(
-                dmarc, self.resolver, self.who, begin, end, same_org=self.same_org
+                due.groups, self.resolver, self.who, begin, end, same_org=self.same_org
             )
-        tls: list[TlsRecord] = records
-        return await make_tls_reports(tls, self.resolver, self.who, begin, end)
+        return await make_tls_reports(due.tls_groups, self.resolver, self.who, begin, end)
 
     async def _queue(self, report: OutgoingReport) -> str | None:
         try:

@@ -1,7 +1,7 @@
 """DMARC aggregate reports: records grouped into rows, rows written as the XML of RFC 7489 Appendix C.
 
 Contract:
-  * `group_dmarc(records)` -> {policy domain: `DmarcGroup`}: the records of
+  * `group_dmarc(records, into=None)` -> {policy domain: `DmarcGroup`}: the records of
     one policy domain (`DmarcPublished.domain`, the domain the DMARC record
     was found at) are counted by row: (source IP, disposition, DKIM and SPF
     alignment, override reason, header From domain, envelope From domain,
@@ -85,9 +85,12 @@ class DmarcGroup:
         return sum(self.rows.values())
 
 
-def group_dmarc(records: Iterable[DmarcRecord]) -> dict[str, DmarcGroup]:
-    """The records counted by row, per policy domain (module contract)."""
-    groups: dict[str, DmarcGroup] = {}
+def group_dmarc(
+    records: Iterable[DmarcRecord], into: dict[str, DmarcGroup] | None = None
+) -> dict[str, DmarcGroup]:
+    """The records counted by row, per policy domain (module contract), added to
+    `into` when given (records read a page at a time)."""
+    groups: dict[str, DmarcGroup] = {} if into is None else into
     for record in records:
         domain = record.published.domain.lower().rstrip(".")
         group = groups.get(domain)

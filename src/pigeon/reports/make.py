@@ -1,8 +1,9 @@
 """From stored records to report messages ready to queue: grouping, documents, mail, sizes.
 
 Contract:
-  * `make_dmarc_reports(records, resolver, who, begin, end)` and
-    `make_tls_reports(...)` return ([`OutgoingReport`], notes): one report
+  * `make_dmarc_reports(groups, resolver, who, begin, end)` and
+    `make_tls_reports(...)`, given the records grouped per domain
+    (`group_dmarc`, `group_tls`), return ([`OutgoingReport`], notes): one report
     per policy domain that has destinations now (pigeon.reports.
     destinations), as a whole RFC 5322 message (CRLF) with its
     recipients. `notes` are lines for the operator's log: domains without
@@ -31,7 +32,7 @@ import email.utils
 import functools
 import gzip
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 
@@ -43,9 +44,8 @@ from pigeon.reports.destinations import (
     same_tree,
     tls_destinations,
 )
-from pigeon.reports.dmarc import ReportMeta, dmarc_xml, group_dmarc
-from pigeon.reports.records import DmarcRecord, TlsRecord
-from pigeon.reports.tlsrpt import group_tls, tls_json, tls_report
+from pigeon.reports.dmarc import DmarcGroup, ReportMeta, dmarc_xml
+from pigeon.reports.tlsrpt import TlsPolicyGroup, tls_json, tls_report
 
 __all__ = ["OutgoingReport", "Reporter", "make_dmarc_reports", "make_tls_reports"]
 
@@ -150,7 +150,7 @@ def _fit(
 
 
 async def make_dmarc_reports(
-    records: Iterable[DmarcRecord],
+    groups: Mapping[str, DmarcGroup],
     resolver: Resolver,
     who: Reporter,
     begin: int,
@@ -159,10 +159,10 @@ async def make_dmarc_reports(
     same_org: SameOrg = same_tree,
     token: Callable[[], str] = _token,
 ) -> tuple[list[OutgoingReport], list[str]]:
-    """The DMARC aggregate reports of `records` (module contract)."""
+    """The DMARC aggregate reports of `groups` (`group_dmarc`; module contract)."""
     out: list[OutgoingReport] = []
     notes: list[str] = []
-    for domain, group in sorted(group_dmarc(records).items()):
+    for domain, group in sorted(groups.items()):
         destinations, found = await dmarc_destinations(resolver, domain, same_org)
         notes += found
         if not destinations:
@@ -183,7 +183,7 @@ async def make_dmarc_reports(
 
 
 async def make_tls_reports(
-    records: Iterable[TlsRecord],
+    groups_by_domain: Mapping[str, list[TlsPolicyGroup]],
     resolver: Resolver,
     who: Reporter,
     begin: int,
@@ -191,10 +191,10 @@ async def make_tls_reports(
     *,
     token: Callable[[], str] = _token,
 ) -> tuple[list[OutgoingReport], list[str]]:
-    """The TLS-RPT reports of `records` (module contract)."""
+    """The TLS-RPT reports of `groups_by_domain` (`group_tls`; module contract)."""
     out: list[OutgoingReport] = []
     notes: list[str] = []
-    for domain, groups in sorted(group_tls(records).items()):
+    for domain, groups in sorted(groups_by_domain.items()):
         destinations, found = await tls_destinations(resolver, domain)
         notes += found
         if not destinations:

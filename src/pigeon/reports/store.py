@@ -16,8 +16,9 @@ Contract:
     statistics about mail, never mail: nothing accepted depends on them,
     and the sink never raises into its caller.
   * `ReportStore(path)` is the file: `append(kind, records)`,
-    `due(kind, before)` -> [(row id, record)] received before `before`,
-    oldest first, `delete(ids)`. Blocking: the report job calls it in a
+    `due(kind, before, after=, limit=)` -> [(row id, record)] received
+    before `before`, in the order stored, a page at a time,
+    `delete(ids)`, `delete_through(kind, before, last id)`. Blocking: the report job calls it in a
     thread. The file is created mode 0600; its schema version is in
     `PRAGMA user_version`; a damaged file or one of an unknown version is
     logged and started afresh (like `abuse.db`: a cache, docs/upgrade.md).
@@ -104,15 +105,20 @@ class ReportStore:
             with db:
                 db.executemany("INSERT INTO records (kind, at, data) VALUES (?, ?, ?)", rows)
 
-    def due(self, kind: Kind, before: float) -> list[tuple[int, Record | None]]:
-        """Records of `kind` received before `before`, oldest first; None for a row that
-        does not decode (logged; delete it with the others)."""
+    def due(
+        self, kind: Kind, before: float, *, after: int = 0, limit: int = -1
+    ) -> list[tuple[int, Record | None]]:
+        """Records of `kind` received before `before`, in the order they were stored,
+        those with a row id above `after`, at most `limit` (-1: all; pages keep the
+        memory bounded); None for a row that does not decode (logged; it is deleted
+        with the others)."""
         with self._lock:
             rows = (
                 self._open()
                 .execute(
-                    "SELECT id, data FROM records WHERE kind = ? AND at < ? ORDER BY at, id",
-                    (kind, before),
+                    "SELECT id, data FROM records WHERE kind = ? AND at < ? AND id > ? "
+                    "ORDER BY id LIMIT ?",
+                    (kind, before, after, limit),
                 )
                 .fetchall()
             )
@@ -130,6 +136,16 @@ class ReportStore:
             db = self._open()
             with db:
                 db.executemany("DELETE FROM records WHERE id = ?", [(i,) for i in ids])
+
+    def delete_through(self, kind: Kind, before: float, last: int) -> None:
+        """Delete what `due(kind, before)` gave up to row id `last` (not what was stored since)."""
+        with self._lock:
+            db = self._open()
+            with db:
+                db.execute(
+                    "DELETE FROM records WHERE kind = ? AND at < ? AND id <= ?",
+                    (kind, before, last),
+                )
 
     def close(self) -> None:
         with self._lock:

@@ -1,7 +1,7 @@
 """TLS-RPT aggregate reports: delivery attempts grouped per policy, as the JSON of RFC 8460 §4.
 
 Contract:
-  * `group_tls(records)` -> {policy domain: [`TlsPolicyGroup`]}: the
+  * `group_tls(records, into=None)` -> {policy domain: [`TlsPolicyGroup`]}: the
     attempts to one recipient domain, per policy applied (type and policy
     strings: a domain whose MTA-STS policy changed during the period has two
     entries), with the count of successful sessions and the failures
@@ -60,16 +60,21 @@ class TlsPolicyGroup:
         return self.successes + sum(self.failures.values())
 
 
-def group_tls(records: Iterable[TlsRecord]) -> dict[str, list[TlsPolicyGroup]]:
-    """The attempts counted per policy domain and policy (module contract)."""
-    found: dict[str, dict[tuple[str, tuple[str, ...]], TlsPolicyGroup]] = {}
+def group_tls(
+    records: Iterable[TlsRecord], into: dict[str, list[TlsPolicyGroup]] | None = None
+) -> dict[str, list[TlsPolicyGroup]]:
+    """The attempts counted per policy domain and policy (module contract), added to
+    `into` when given (records read a page at a time)."""
+    found: dict[str, list[TlsPolicyGroup]] = {} if into is None else into
     for record in records:
         domain = record.policy_domain.lower().rstrip(".")
         key = (record.policy_type, tuple(record.policy_strings))
-        policies = found.setdefault(domain, {})
-        group = policies.get(key)
+        policies = found.setdefault(domain, [])
+        # A domain has one policy, or a few when it changed during the period.
+        group = next((g for g in policies if (g.policy_type, g.policy_strings) == key), None)
         if group is None:
-            group = policies[key] = TlsPolicyGroup(*key)
+            group = TlsPolicyGroup(*key)
+            policies.append(group)
         if record.success:
             group.successes += 1
         else:
@@ -80,7 +85,7 @@ def group_tls(records: Iterable[TlsRecord]) -> dict[str, list[TlsPolicyGroup]]:
                 record.additional_information,
             )
             group.failures[failure] += 1
-    return {domain: list(policies.values()) for domain, policies in found.items()}
+    return found
 
 
 def rfc3339(when: int | float) -> str:

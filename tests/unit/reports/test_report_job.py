@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import gzip
+import json
+import xml.etree.ElementTree as ET
 
 from report_samples import dmarc, tls
 
@@ -142,5 +145,63 @@ def test_the_job_runs_at_the_end_of_each_period_and_stops(tmp_path):
     try:
         asyncio.run(scenario())
         assert len(queue.sent) == 1
+    finally:
+        sink.close()
+
+
+def test_records_are_read_a_page_at_a_time_and_counted_alike(tmp_path, monkeypatch):
+    import pigeon.app.reportjob as J
+
+    monkeypatch.setattr(J, "PAGE", 3)
+    now = [DAY]
+    reports, sink, queue = job(tmp_path, now)
+    try:
+        for i in range(7):
+            sink.dmarc(dmarc("192.0.2.1" if i % 2 else "192.0.2.2", when=10.0 + i))
+        for i in range(4):
+            sink.tls(
+                tls(i < 3, result_type=None if i < 3 else "certificate-expired", when=20.0 + i)
+            )
+        reads: list[int] = []
+        due = sink.store.due
+
+        def counted(*args, **kwargs):
+            page = due(*args, **kwargs)
+            reads.append(len(page))
+            return page
+
+        monkeypatch.setattr(sink.store, "due", counted)
+        result = asyncio.run(reports.send(now=True))
+        assert (result["dmarc"], result["tls"], result["records"]) == (1, 1, 11)
+        assert reads == [3, 3, 1, 0, 3, 1, 0]
+        dmarc_msg = email.message_from_bytes(queue.sent[0][2], policy=email.policy.default)
+        xml = gzip.decompress(list(dmarc_msg.iter_attachments())[0].get_content())
+        counts = {
+            r.findtext("row/source_ip"): int(r.findtext("row/count"))
+            for r in ET.fromstring(xml).iter("record")
+        }
+        assert counts == {"192.0.2.1": 3, "192.0.2.2": 4}
+        tls_msg = email.message_from_bytes(queue.sent[1][2], policy=email.policy.default)
+        report = json.loads(gzip.decompress(list(tls_msg.iter_attachments())[0].get_content()))
+        assert report["policies"][0]["summary"] == {
+            "total-successful-session-count": 3,
+            "total-failure-session-count": 1,
+        }
+        monkeypatch.undo()
+        assert sink.store.due("dmarc", 1e12) == [] and sink.store.due("tls", 1e12) == []
+    finally:
+        sink.close()
+
+
+def test_records_stored_during_a_run_are_kept_for_the_next(tmp_path):
+    now = [DAY]
+    reports, sink, queue = job(tmp_path, now)
+    try:
+        sink.dmarc(dmarc(when=10.0))
+        sink.flush()
+        ((last, _),) = sink.store.due("dmarc", 1e12)
+        sink.store.append("dmarc", [dmarc("192.0.2.99", when=11.0)])  # another process, late
+        sink.store.delete_through("dmarc", DAY, last)
+        assert [r.source_ip for _, r in sink.store.due("dmarc", 1e12)] == ["192.0.2.99"]
     finally:
         sink.close()

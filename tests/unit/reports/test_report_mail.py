@@ -11,7 +11,9 @@ import xml.etree.ElementTree as ET
 
 from report_samples import dmarc, tls
 
+from pigeon.reports.dmarc import group_dmarc
 from pigeon.reports.make import Reporter, make_dmarc_reports, make_tls_reports
+from pigeon.reports.tlsrpt import group_tls
 from pigeon.testing.fakedns import FakeResolver
 
 WHO = Reporter("mx.rx.test", "Rx Org", "noreply-reports@mx.rx.test", "postmaster@rx.test")
@@ -31,7 +33,9 @@ def parse(raw: bytes) -> email.message.EmailMessage:
 def test_dmarc_report_mail():
     records = [dmarc(), dmarc(), dmarc("192.0.2.7", spf_aligned=False)]
     reports, notes = asyncio.run(
-        make_dmarc_reports(records, FakeResolver(ZONES), WHO, 86400, 172800, token=lambda: "abc")
+        make_dmarc_reports(
+            group_dmarc(records), FakeResolver(ZONES), WHO, 86400, 172800, token=lambda: "abc"
+        )
     )
     (report,) = reports
     # The whole message is far over 1 KiB: tiny@ is left out, and said (RFC 7489 §6.2).
@@ -61,7 +65,9 @@ def test_dmarc_report_mail():
 
 def test_a_report_over_every_limit_is_not_made():
     reports, notes = asyncio.run(
-        make_dmarc_reports([dmarc(domain="small.test")], FakeResolver(ZONES), WHO, 0, 1)
+        make_dmarc_reports(
+            group_dmarc([dmarc(domain="small.test")]), FakeResolver(ZONES), WHO, 0, 1
+        )
     )
     assert reports == []
     assert "not sent to tiny@small.test" in notes[0]
@@ -69,7 +75,7 @@ def test_a_report_over_every_limit_is_not_made():
 
 def test_no_destination_no_report():
     reports, notes = asyncio.run(
-        make_dmarc_reports([dmarc(domain="none.test")], FakeResolver(ZONES), WHO, 0, 1)
+        make_dmarc_reports(group_dmarc([dmarc(domain="none.test")]), FakeResolver(ZONES), WHO, 0, 1)
     )
     assert reports == [] and notes
 
@@ -77,7 +83,7 @@ def test_no_destination_no_report():
 def test_tls_report_mail():
     records = [tls(), tls(False, result_type="validation-failure")]
     reports, notes = asyncio.run(
-        make_tls_reports(records, FakeResolver(ZONES), WHO, 0, 86400, token=lambda: "u1")
+        make_tls_reports(group_tls(records), FakeResolver(ZONES), WHO, 0, 86400, token=lambda: "u1")
     )
     assert notes == []
     (report,) = reports
