@@ -177,3 +177,19 @@ def test_reports_send_when_reports_are_off(pigeon_factory):
     done = server.command("reports", "send", text=True)
     assert done.returncode == 78
     assert "reports are off" in done.stderr
+
+
+def test_with_worker_processes_the_main_one_reports(pigeon_factory):
+    """Every process has its sink over the same reports.db; the main one reports."""
+    with DnsServer(zones=ZONES) as dns:
+        server = pigeon_factory(
+            "workers = 2\n" + MAILBOXES + f'[delivery]\ndns_servers = ["127.0.0.1:{dns.port}"]\n'
+            "[reports]\ndmarc = true\ntls = true\n"
+        )
+        _feed(server.data_dir, [_dmarc("example.test", "192.0.2.1", when=time.time() - 5)], [])
+        done = server.command("reports", "send", "--now", text=True)
+        assert done.returncode == 0, done.stderr
+        assert "reports: 1 DMARC, 0 TLS-RPT report(s) queued from 1 record(s)" in done.stdout
+        assert wait_for(lambda: maildir_messages(server.data_dir, "dmarc@example.test"), timeout=30)
+        assert server.stop() == 0
+        assert "Traceback" not in server.log()
