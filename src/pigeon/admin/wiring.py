@@ -122,6 +122,7 @@ async def start_admin(
     reload: Callable[[], Awaitable[dict[str, Any]]] | None = None,
     restart: Callable[[], Awaitable[dict[str, Any]]] | None = None,
     stop: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+    signer: Callable[[], Any] = lambda: None,
 ) -> AdminHandle:
     """See the module contract. Raises `pigeon.admin.control.ControlError`
     or `pigeon.admin.pidfile.PidFileError`."""
@@ -153,7 +154,12 @@ async def start_admin(
         raise
     submit: SubmitServer | None = None
     candidate = SubmitServer(
-        config.submit_socket, config=config, store=store, on_queued=manager.submit, maillog=maillog
+        config.submit_socket,
+        config=config,
+        store=store,
+        on_queued=manager.submit,
+        maillog=maillog,
+        signer=signer,
     )
     try:
         await candidate.start()

@@ -48,6 +48,8 @@ COMMANDS: dict[str, str] = {
     "log": "pigeon.cli.log",
     "data": "pigeon.cli.data",
     "sendmail": "pigeon.cli.sendmail",
+    "dkim": "pigeon.cli.dkim",
+    "dns": "pigeon.cli.dns",
 }
 
 DESCRIPTION = """\

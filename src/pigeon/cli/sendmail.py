@@ -320,12 +320,24 @@ def _write_queue(
                 uid=uid,
                 now=_now(),
                 max_size=config.limits.message_size,
+                signer=_signer(config),
             )
             return [env.queue_id]
         finally:
             store.close()
     finally:
         os.umask(umask)
+
+
+def _signer(config):
+    """The DKIM signer of [dkim] (docs/mail-auth.md); a key that cannot be read is EX_CONFIG."""
+    from pigeon.config.load import ConfigError
+    from pigeon.signing.signer import signer_for
+
+    try:
+        return signer_for(config)
+    except ConfigError as exc:
+        raise L.SubmitError(str(exc), L.EX_CONFIG) from None
 
 
 def _submit_via_socket(opts: Options, config, stdin: BinaryIO) -> int:
