@@ -185,3 +185,39 @@ def test_signature_covers_the_edits_of_plugins_made_before_it(tmp_path):
     h_tag = head.split(b"h=", 1)[1].split(b";", 1)[0].replace(b"\n", b"").replace(b" ", b"")
     assert b"reply-to" in h_tag.split(b":"), h_tag
     assert _both_pass(_verify(tmp_path, delivered, keygen))
+
+
+def _submit_and_read(server: PigeonProcess, address: str) -> bytes:
+    before = len(maildir_messages(server.data_dir, address))
+    with smtplib.SMTP("127.0.0.1", server.submission_port, timeout=30) as client:
+        client.starttls(context=insecure_context())
+        client.login(USER, PASSWORD)
+        client.sendmail(USER, [address], MESSAGE)
+    found = wait_for(lambda: maildir_messages(server.data_dir, address)[before:], 30)
+    assert found, server.log()
+    return found[0].read_bytes()
+
+
+def test_rotation_pin_keygen_publish_switch_by_reload(tmp_path):
+    # docs/mail-auth.md "Key rotation": the selector pinned, a new pair made,
+    # nothing changes until the configuration names it and pigeon reloads.
+    pinned = '[dkim.domains."example.test"]\nselector = "202612"\n'
+    server, _ = _server(tmp_path)
+    server.config_path.write_text(server.config_path.read_text() + pinned)
+    assert server.command("reload").returncode == 0
+    add_user(server, USER, PASSWORD)
+    made = server.command("dkim", "keygen", "example.test", "--selector", "202706", text=True)
+    assert made.returncode == 0, made.stderr
+    assert "pigeon signs with selector 202612 until" in made.stdout
+    assert server.command("reload").returncode == 0
+    assert b"s=202612-rsa;" in _submit_and_read(server, "bob@example.test")
+    server.config_path.write_text(server.config_path.read_text().replace("202612", "202706"))
+    assert server.command("reload").returncode == 0
+    rotated = _submit_and_read(server, "bob@example.test")
+    assert b"s=202706-rsa;" in rotated and b"s=202706-ed25519;" in rotated
+    assert b"s=202612" not in rotated
+    # A selector without keys refuses the reload; the running one stays.
+    server.config_path.write_text(server.config_path.read_text().replace("202706", "209901"))
+    refused = server.command("reload", text=True)
+    assert refused.returncode != 0 and "209901" in refused.stdout + refused.stderr
+    assert b"s=202706-rsa;" in _submit_and_read(server, "bob@example.test")

@@ -8,7 +8,8 @@ Contract:
       SPF     DOMAIN TXT "v=spf1 mx [ip4:A] [ip6:B] -all"    (RFC 7208; `mx -all`
               alone when no address is known)
       DKIM    <selector>-rsa._domainkey.DOMAIN and <selector>-ed25519._domainkey.DOMAIN
-              TXT, from the keys pigeon signs with (pigeon.signing.keys)
+              TXT, from the keys pigeon signs with (pigeon.signing.keys), or
+              those of the selector asked for
       DMARC   _dmarc.DOMAIN TXT "v=DMARC1; p=none; rua=mailto:dmarc-reports@DOMAIN"
               (RFC 7489 §6.3; p=none first, then quarantine, then reject)
       MTA-STS _mta-sts.DOMAIN TXT "v=STSv1; id=..." (RFC 8461 §3.1; the id is
@@ -98,8 +99,11 @@ def mta_sts_policy(config: Config, mode: str = "testing") -> str:
     return "\r\n".join(lines) + "\r\n"
 
 
-def wanted(config: Config, domain: str, addresses: Sequence[str] = ()) -> list[Wanted]:
-    """Every record `domain` needs (module contract)."""
+def wanted(
+    config: Config, domain: str, addresses: Sequence[str] = (), selector: str = ""
+) -> list[Wanted]:
+    """Every record `domain` needs (module contract); `selector`: the DKIM
+    keys of that selector instead of those pigeon signs with (a rotation)."""
     domain = domain.lower().rstrip(".")
     host = config.hostname
     out = [Wanted("MX", domain, "MX", f"10 {host}")]
@@ -108,7 +112,7 @@ def wanted(config: Config, domain: str, addresses: Sequence[str] = ()) -> list[W
         out.append(Wanted(rtype, host, rtype, ip, "the MX host's address"))
     mechanisms = ["mx"] + [f"ip{ipaddress.ip_address(ip).version}:{ip}" for ip in addresses]
     out.append(Wanted("SPF", domain, "TXT", f"v=spf1 {' '.join(mechanisms)} -all"))
-    out += _dkim(config, domain)
+    out += _dkim(config, domain, selector)
     out.append(
         Wanted(
             "DMARC",
@@ -151,11 +155,12 @@ def wanted(config: Config, domain: str, addresses: Sequence[str] = ()) -> list[W
     return out
 
 
-def _dkim(config: Config, domain: str) -> list[Wanted]:
-    """The TXT records of the key pair `domain` signs with (none without keys)."""
+def _dkim(config: Config, domain: str, selector: str) -> list[Wanted]:
+    """The TXT records of `selector`, else of the pair `domain` signs with (none without keys)."""
     directory = config.dkim_key_dir / domain
     configured = config.dkim.domains.get(domain)
-    selector = configured.selector if configured is not None and configured.selector else ""
+    if not selector and configured is not None:
+        selector = configured.selector
     if not selector:
         found = selectors(directory) if directory.is_dir() else []
         if not found:

@@ -10,6 +10,8 @@ Contract:
     (`delivery.dns_servers`, else /etc/resolv.conf; `delivery.dns_timeout`
     per look-up), and prints one line per record:
     "ok|missing|wrong|unknown KIND NAME TYPE[: detail]".
+  * DKIM: the keys pigeon signs with, or those of `--selector S` (a
+    rotation: the new records are checked before the switch).
   * Our addresses (for A/AAAA, SPF and PTR): `--address` (repeatable),
     else `delivery.own_addresses` and the listen addresses that are neither
     wildcard nor loopback.
@@ -48,6 +50,7 @@ examples:
   pigeon dns example.org                          the records, in zone-file form
   pigeon dns example.org --check                  one line per record: ok, missing, wrong
   pigeon dns example.org --address 192.0.2.25     our public address (behind NAT)
+  pigeon dns example.org --check --selector 202706  the new keys of a rotation
 
 exit status: 0 records printed, or all present and right (--check);
 1 a record is missing or wrong; 75 a DNS look-up failed temporarily;
@@ -60,6 +63,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("domain", metavar="DOMAIN", help="the mail domain")
     parser.add_argument("--check", action="store_true", help="look the records up in DNS")
+    parser.add_argument(
+        "--selector",
+        metavar="S",
+        default="",
+        help="the DKIM keys of selector S (default: those pigeon signs with)",
+    )
     parser.add_argument(
         "--address",
         action="append",
@@ -97,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(exc), EX_USAGE)
     addresses = addresses or D.our_addresses(config)
     try:
-        records = D.wanted(config, domain, addresses)
+        records = D.wanted(config, domain, addresses, args.selector)
     except KeyProblem as exc:
         return fail(str(exc), EX_CANTCREAT)
     if not args.check:
