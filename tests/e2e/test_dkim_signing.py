@@ -134,6 +134,18 @@ def test_local_sendmail_mail_is_signed(tmp_path):
     assert _both_pass(_verify(tmp_path, _delivered(server), keygen))
 
 
+def test_local_sendmail_smtp_session_is_signed(tmp_path):
+    # sendmail -bs: an SMTP session on stdin, written to the queue by root itself.
+    server, keygen = _server(tmp_path)
+    session = (
+        "EHLO localhost\r\nMAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\n"
+        f"DATA\r\n{MESSAGE}.\r\nQUIT\r\n"
+    )
+    sent = server.command("sendmail", "-bs", stdin=session.encode())
+    assert sent.returncode == 0 and b"250 2.0.0" in sent.stdout, sent.stdout + sent.stderr
+    assert _both_pass(_verify(tmp_path, _delivered(server), keygen))
+
+
 def test_unreadable_key_refuses_the_start_naming_the_file(tmp_path):
     proc = PigeonProcess(
         tmp_path / "p",

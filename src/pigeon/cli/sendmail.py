@@ -311,6 +311,7 @@ def _write_queue(
                     fd_in=stdin.fileno(),
                     fd_out=sys.stdout.fileno(),
                     uid=uid,
+                    signer=_signer(config),
                 )
             env = L.enqueue(
                 store,
