@@ -15,7 +15,7 @@ import smtplib
 import stat
 
 import pytest
-from dkim_helpers import opendkim_verify, published_txt, zone_records
+from dkim_helpers import opendkim_verifier, opendkim_verify, published_txt, zone_records
 from secure_helpers import PASSWORD, USER, add_user, insecure_context
 
 from pigeon.testing.dnsserver import DnsServer
@@ -233,3 +233,38 @@ def test_rotation_pin_keygen_publish_switch_by_reload(tmp_path):
     refused = server.command("reload", text=True)
     assert refused.returncode != 0 and "209901" in refused.stdout + refused.stderr
     assert b"s=202706-rsa;" in _submit_and_read(server, "bob@example.test")
+
+
+def test_mail_sent_through_submission_arrives_at_a_second_pigeon_with_dkim_pass(
+    tmp_path, pigeon_factory
+):
+    # The "Done when": keygen, the printed records published, mail
+    # submitted to pigeon A arrives at pigeon B, whose OpenDKIM milter
+    # (verifying, its own process) writes dkim=pass for both signatures.
+    sender = PigeonProcess(
+        tmp_path / "a",
+        '[domains."example.test"]\nmailboxes = ["alice", "bob"]\n'
+        f'[dkim]\nkey_dir = "{tmp_path / "dkim"}"\n',
+    )
+    made = sender.command("dkim", "keygen", "example.test", "--selector", "202612", text=True)
+    assert made.returncode == 0, made.stderr
+    with DnsServer(zones={"example.test": zone_records(made.stdout)}) as dns_server:
+        keys = published_txt(dns_server.port, NAMES)
+    with opendkim_verifier(tmp_path / "opendkim", keys, "receiver.test") as verifier:
+        receiver = pigeon_factory(
+            '[domains."elsewhere.test"]\nmailboxes = ["carol"]\n'
+            f'[[milters]]\nname = "opendkim"\nsocket = "{verifier.socket}"\n',
+            hostname="receiver.test",
+        )
+        route = f'[transports]\n"elsewhere.test" = "smtp:[127.0.0.1]:{receiver.port}"\n'
+        sender.config_path.write_text(sender.config_path.read_text() + route)
+        with sender.start():
+            add_user(sender, USER, PASSWORD)
+            with smtplib.SMTP("127.0.0.1", sender.submission_port, timeout=30) as client:
+                client.starttls(context=insecure_context())
+                client.login(USER, PASSWORD)
+                client.sendmail(USER, ["carol@elsewhere.test"], MESSAGE)
+            arrived = _delivered(receiver, "carol@elsewhere.test")
+    head = arrived.split(b"\n\n", 1)[0].decode()
+    assert "Authentication-Results: receiver.test;" in head, head
+    assert _both_pass(head.replace("\n\t", " ").replace("\n ", " ")), head
