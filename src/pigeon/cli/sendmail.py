@@ -94,7 +94,7 @@ examples:
 exit status (sysexits.h): 0 queued, 64 usage, 65 data error, 67 bad address,
 70 internal error, 73 queue cannot be opened, 75 temporary failure (pigeon
 not running, for ordinary users), 77 permission denied, 78 bad or missing
-configuration.
+configuration (a DKIM key that cannot be read, too).
 """
 
 PROG = "sendmail"
