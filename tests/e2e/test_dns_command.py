@@ -125,3 +125,9 @@ def test_dns_check_of_an_unanswering_server_exits_75(tmp_path):
         done = proc.command("dns", "example.test", "--check", text=True)
     assert done.returncode == 75, done.stdout + done.stderr
     assert all(line.startswith("unknown") for line in done.stdout.splitlines()), done.stdout
+
+
+def test_dns_check_without_dkim_keys_says_dkim_is_missing(tmp_path):
+    done = _check(tmp_path, ["example.test. IN MX 10 mail.example.test."])
+    assert done.returncode == 1
+    assert "missing DKIM    example.test: no keys (pigeon dkim keygen example.test)" in done.stdout

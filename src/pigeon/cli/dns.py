@@ -15,6 +15,8 @@ Contract:
   * Our addresses (for A/AAAA, SPF and PTR): `--address` (repeatable),
     else `delivery.own_addresses` and the listen addresses that are neither
     wildcard nor loopback.
+  * A domain without DKIM keys has its DKIM "missing" (--check) or a
+    comment saying how to make them.
   * Exit statuses: 0 printed, or (--check) every record found and right;
     1 (--check) a record is missing or wrong; 75 (--check) nothing missing
     or wrong but a look-up failed temporarily (try again); 64 usage;
@@ -120,6 +122,9 @@ def run(args: argparse.Namespace) -> int:
         detail = f": {finding.detail}" if finding.detail else ""
         print(f"{finding.status:<8}{record.kind:<8}{record.name} {record.rtype}{detail}")
     statuses = {f.status for f in findings}
+    if not any(r.kind == "DKIM" for r in records):  # no keys: no record can be right
+        print(f"{'missing':<8}{'DKIM':<8}{domain}: no keys (pigeon dkim keygen {domain})")
+        statuses.add("missing")
     if statuses & {"missing", "wrong"}:
         return EX_MISSING
     return EX_TEMPFAIL if "unknown" in statuses else 0
