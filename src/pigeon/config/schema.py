@@ -42,6 +42,7 @@ TOML layout (all keys optional):
                 helo_name, connect_timeout, command_timeout, data_block_timeout, data_done_timeout,
                 tls, tls_ca_file, destination_concurrency, destination_recipients, own_addresses
     [rate_limits] [dnsbl] [greylist] [postscreen]: the abuse controls (pigeon.config.abuse)
+    [tls_policy]  outbound MTA-STS and DANE, our own MTA-STS policy (pigeon.config.tlspolicy)
 
     [transports]
     "example.org" = "smtp:[mail.example.org]:587"
@@ -61,6 +62,7 @@ from pathlib import Path
 from typing import Literal
 
 from pigeon.config.abuse import DnsblConfig, GreylistConfig, PostscreenConfig, RateLimitConfig
+from pigeon.config.tlspolicy import TlsPolicyConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -445,6 +447,8 @@ class Config:
     plugins: tuple[PluginConfig, ...] = ()
     #: [[milters]]: mail filters asked in this order at every stage (docs/milter.md).
     milters: tuple[MilterConfig, ...] = ()
+    #: [tls_policy]: outbound MTA-STS and DANE (schema and meaning: pigeon.config.tlspolicy).
+    tls_policy: TlsPolicyConfig = field(default_factory=TlsPolicyConfig)
 
     @property
     def mailbox_root(self) -> Path:
