@@ -120,6 +120,17 @@ def delivery_lines(server, rcpt: str) -> list[str]:
     return [line for line in server.log().splitlines() if f"to=<{rcpt}>" in line]
 
 
+def delivered(server, peer, rcpt: str) -> str:
+    """Send to `rcpt`, wait until `peer` has it: the sender's status=sent log line."""
+    send(server, rcpt, f"to {rcpt}")
+    assert wait_for(lambda: maildir_messages(peer.data_dir, rcpt), 30), server.log()
+    assert wait_for(
+        lambda: any("status=sent" in x for x in delivery_lines(server, rcpt)), timeout=10
+    ), server.log()
+    (line,) = [x for x in delivery_lines(server, rcpt) if "status=sent" in x]
+    return line
+
+
 def test_enforce_policy_with_a_bad_certificate_defers_and_sends_nothing(world):
     sender, _good, bad, web = world
     server = sender()
@@ -143,15 +154,7 @@ def test_enforce_policy_with_a_bad_certificate_defers_and_sends_nothing(world):
 def test_enforce_policy_with_a_good_certificate_delivers_and_logs_verified(world):
     sender, good, _bad, _web = world
     server = sender()
-    send(server, "user@enforce-good.test", "enforce good")
-    assert wait_for(lambda: maildir_messages(good.data_dir, "user@enforce-good.test"), 30), (
-        server.log()
-    )
-    assert wait_for(
-        lambda: any("status=sent" in x for x in delivery_lines(server, "user@enforce-good.test")),
-        timeout=10,
-    ), server.log()
-    (line,) = [x for x in delivery_lines(server, "user@enforce-good.test") if "status=sent" in x]
+    line = delivered(server, good, "user@enforce-good.test")
     assert "tls=verified TLSv1." in line and "policy=mta-sts:enforce" in line, line
     assert "Verified TLS connection established to mx.good.test[127.0.13.2]" in server.log()
 
@@ -173,15 +176,7 @@ def test_mx_not_in_the_enforced_policy_is_not_used(world):
 def test_testing_mode_with_a_bad_certificate_delivers_and_logs_the_failure(world):
     sender, _good, bad, _web = world
     server = sender()
-    send(server, "user@testing-bad.test", "testing bad")
-    assert wait_for(lambda: maildir_messages(bad.data_dir, "user@testing-bad.test"), 30), (
-        server.log()
-    )
-    assert wait_for(
-        lambda: any("status=sent" in x for x in delivery_lines(server, "user@testing-bad.test")),
-        timeout=10,
-    ), server.log()
-    (line,) = [x for x in delivery_lines(server, "user@testing-bad.test") if "status=sent" in x]
+    line = delivered(server, bad, "user@testing-bad.test")
     assert "tls=encrypted TLSv1." in line and "policy=mta-sts:testing" in line, line
     assert "TLS policy mta-sts:testing of testing-bad.test not met" in server.log()
 
