@@ -127,6 +127,13 @@ def test_a_self_signed_policy_host_is_refused(tmp_path):
                 World(tmp_path, dns_server, web, ca).fetch()
 
 
+def test_an_unusable_ca_file_is_a_fetch_error(world, tmp_path):
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    with pytest.raises(FetchError, match="CA file"):
+        world.fetch(ca_file=junk)
+
+
 def test_a_policy_host_without_address_is_a_fetch_error(world):
     with pytest.raises(FetchError, match="mta-sts.nowhere.test"):
         world.fetch("nowhere.test")

@@ -52,7 +52,10 @@ async def fetch_policy(
     port: int = 443,
 ) -> str:
     host = f"mta-sts.{domain}"
-    ctx = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    try:
+        ctx = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    except (OSError, ssl.SSLError) as exc:  # a CA file that went away or is not PEM
+        raise FetchError(f"cannot use the CA file {ca_file}: {exc}") from None
     try:
         async with asyncio.timeout(timeout):
             addresses = await _addresses(resolver, host)
