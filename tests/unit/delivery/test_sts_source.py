@@ -10,7 +10,7 @@ import dns.name
 import pytest
 
 from pigeon.delivery.tlspolicy.fetch import MAX_BODY, FetchError, fetch_policy
-from pigeon.delivery.tlspolicy.mtasts import StsSource
+from pigeon.delivery.tlspolicy.mtasts import RETRY_AFTER, StsSource
 from pigeon.dns.stub import StubResolver
 from pigeon.testing.dnsserver import DnsServer, load_zone
 from pigeon.testing.httpsserver import Answer, HttpsServer
@@ -193,6 +193,18 @@ def test_an_expired_policy_is_fetched_again(world):
     world.now += 3600
     world.web.answers["mta-sts.example.test"] = Answer(TESTING)
     assert asyncio.run(source.policy("example.test")).mode == "testing"
+    assert world.fetches() == 2
+
+
+def test_a_failed_fetch_is_not_repeated_for_every_message(world):
+    world.web.answers["mta-sts.example.test"] = Answer(b"down", 503)
+    source = world.source()
+    assert asyncio.run(source.policy("example.test")) is None
+    assert asyncio.run(source.policy("example.test")) is None
+    assert world.fetches() == 1
+    world.web.answers["mta-sts.example.test"] = Answer(POLICY)
+    world.now += RETRY_AFTER
+    assert asyncio.run(source.policy("example.test")).mode == "enforce"
     assert world.fetches() == 2
 
 

@@ -19,6 +19,9 @@ Contract:
     unexpired cached policy is used; without one the domain has no policy
     (None) and mail goes as it would without MTA-STS. Each failure is
     logged (warning) with the domain and the reason.
+  * A failed fetch is not tried again for the same id for RETRY_AFTER
+    seconds (the answer meanwhile: the cached policy or none), so a policy
+    host that is down costs one `fetch_timeout`, not one per message.
   * One fetch at a time per domain; time comes from `clock` (tests).
 """
 
@@ -41,6 +44,9 @@ from pigeon.dns.api import NoData, NoSuchDomain, Resolver, TemporaryFailure
 __all__ = ["CachedPolicy", "StsSource"]
 
 log = logging.getLogger("pigeon.delivery.tlspolicy")
+
+#: Seconds before a failed fetch of the same policy id is tried again.
+RETRY_AFTER = 300.0
 
 #: Domain names that are safe as file names (A-labels: RFC 5890); others are cached in memory.
 _FILE_SAFE = re.compile(r"[a-z0-9-]+(\.[a-z0-9-]+)*")
@@ -77,6 +83,7 @@ class StsSource:
         self.https_port = https_port
         self._memory: dict[str, CachedPolicy] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._failed: dict[str, tuple[str, float]] = {}  # domain -> (id, when to try again)
         self.fetches = 0  # how many HTTPS fetches were made (statistics, tests)
 
     async def policy(self, domain: str) -> StsPolicy | None:
@@ -100,6 +107,9 @@ class StsSource:
             return fallback
         if cached is not None and cached.policy_id == sts_id:
             return cached.policy
+        failed_id, retry_at = self._failed.get(domain, ("", 0.0))
+        if failed_id == sts_id and self.clock() < retry_at:
+            return fallback
         self.fetches += 1
         try:
             text = await fetch_policy(
@@ -118,7 +128,9 @@ class StsSource:
                 exc,
                 "; the cached one stays in force" if cached else "",
             )
+            self._failed[domain] = (sts_id, self.clock() + RETRY_AFTER)
             return fallback
+        self._failed.pop(domain, None)
         self._store(domain, CachedPolicy(sts_id, self.clock(), policy))
         log.info(
             "MTA-STS: %s: policy %s: mode %s, max_age %d",
