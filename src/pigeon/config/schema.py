@@ -42,6 +42,7 @@ TOML layout (all keys optional):
                 helo_name, connect_timeout, command_timeout, data_block_timeout, data_done_timeout,
                 tls, tls_ca_file, destination_concurrency, destination_recipients, own_addresses
     [rate_limits] [dnsbl] [greylist] [postscreen]: the abuse controls (pigeon.config.abuse)
+    [mail_auth] [mail_auth.domains.NAME]: inbound SPF/DKIM/DMARC/ARC (pigeon.config.mailauth)
 
     [transports]
     "example.org" = "smtp:[mail.example.org]:587"
@@ -61,6 +62,7 @@ from pathlib import Path
 from typing import Literal
 
 from pigeon.config.abuse import DnsblConfig, GreylistConfig, PostscreenConfig, RateLimitConfig
+from pigeon.config.mailauth import MailAuthConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +184,8 @@ class TransportSpec:
     mx: bool = True
 
     def __str__(self) -> str:
+        if self.transport == "local" and self.host:
+            return f"local:{self.host}"  # a receive check's folder (parse_nexthop)
         if self.transport in ("local", "discard") or self.host is None:
             return self.transport
         if self.host.startswith("/"):
@@ -441,6 +445,8 @@ class Config:
     dnsbl: DnsblConfig = field(default_factory=DnsblConfig)
     greylist: GreylistConfig = field(default_factory=GreylistConfig)
     postscreen: PostscreenConfig = field(default_factory=PostscreenConfig)
+    #: [mail_auth]: SPF, DKIM, DMARC, ARC of received mail (pigeon.config.mailauth).
+    mail_auth: MailAuthConfig = field(default_factory=MailAuthConfig)
     #: [[plugins]]: users' Python hooks, asked after the built-in checks, in this order.
     plugins: tuple[PluginConfig, ...] = ()
     #: [[milters]]: mail filters asked in this order at every stage (docs/milter.md).
