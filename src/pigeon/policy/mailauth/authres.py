@@ -5,8 +5,8 @@ Contract:
     Authentication-Results field: `authserv-id;` then one resinfo per
     line (folded with CRLF TAB, RFC 5322 §2.2.3), each
     `method=result (comment) ptype.property=value ...` (§2.2); "none"
-    when no method ran (§2.2). Values that are not RFC 2045 tokens are
-    quoted strings (§2.2 "value"); comments lose parentheses and
+    when no method ran (§2.2). Values that are neither RFC 2045 tokens nor
+    plain addresses are quoted strings (§2.2 "pvalue"); comments lose parentheses and
     backslashes so they cannot end early.
   * `claims(value, authserv_id)` is True when an Authentication-Results
     field (its unfolded value) names `authserv_id` as its authserv-id,
@@ -32,6 +32,10 @@ FIELD = "Authentication-Results"
 
 # RFC 2045 §5.1 token: any ASCII but SPACE, CTLs and tspecials.
 _TOKEN = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+")
+# §2.2 pvalue: an address (local-part "@" domain-name) may stand unquoted.
+_ADDRESS = re.compile(
+    r"[!#$%&'*+\-/=?^_`{|}~0-9A-Za-z]+(?:\.[!#$%&'*+\-/=?^_`{|}~0-9A-Za-z]+)*@[A-Za-z0-9.-]+"
+)
 _CFWS_ID = re.compile(r"\s*(?:\([^)]*\)\s*)*([^\s;()]+)")
 
 
@@ -47,7 +51,7 @@ class Resinfo:
 
 
 def _value(text: str) -> str:
-    if _TOKEN.fullmatch(text):
+    if _TOKEN.fullmatch(text) or _ADDRESS.fullmatch(text):
         return text
     escaped = text.replace("\\", "\\\\").replace('"', '\\"')
     return f'"{escaped}"'

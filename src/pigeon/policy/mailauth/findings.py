@@ -206,5 +206,8 @@ class Investigator:
 
 def _content(message: Message) -> bytes:
     """The whole message (header section and body), read once."""
+    head = message.header_section()
+    if not head.endswith(b"\r\n\r\n"):  # a view may leave the empty line out
+        head += b"\r\n" if head.endswith(b"\r\n") else b"\r\n\r\n"
     with message.body() as body:
-        return message.header_section() + body.read()
+        return head + body.read()
