@@ -18,9 +18,11 @@ Contract:
   * The message is read into memory once (header section and body) only
     when it carries a DKIM-Signature or ARC header field; messages are
     bounded by `limits.message_size`. Verification runs on the event loop
-    for a message up to `THREAD_ABOVE` octets (hashing that much takes about
-    a millisecond) and in a worker thread (`asyncio.to_thread`) above, so a
-    large message does not hold the loop.
+    for a message up to `THREAD_ABOVE` octets and in a worker thread
+    (`asyncio.to_thread`) above, so a large message does not hold the loop.
+    Measured (two signatures, rsa-sha256 2048 and ed25519-sha256, one core
+    of the CI machine): 1.4 ms for 2 KB, 4.3 ms for 256 KiB, 14 ms for 1 MB,
+    140 ms for 10 MB; a thread hop costs more than the small cases.
 """
 
 from __future__ import annotations
