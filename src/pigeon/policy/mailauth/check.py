@@ -2,7 +2,8 @@
 
 Contract (the rules users read are docs/mail-auth.md, "Inbound checks"):
   * end_of_data: for a client that is neither logged in nor in
-    `relay_networks` (our own senders are not checked), the findings of
+    `relay_networks` (our own senders are not checked) and has an IP
+    address (SPF needs one), the findings of
     the message (policy/mailauth/findings.py, computed once) become:
       - one Authentication-Results field (RFC 8601) on top of the message,
         with `[mail_auth] authserv_id` (default `hostname`): spf (MAIL FROM,
@@ -47,7 +48,7 @@ from pigeon.policy.api import HeaderEdit, HeaderField, Message, SessionFacts, Ve
 from pigeon.policy.mailauth import outcome as O
 from pigeon.policy.mailauth.authres import FIELD, format_results, removals
 from pigeon.policy.mailauth.findings import Findings, Investigator
-from pigeon.policy.relay import RelayNetworks
+from pigeon.policy.relay import RelayNetworks, client_address
 from pigeon.proto import reply as R
 from pigeon.proto.params import RcptParams
 from pigeon.reports.records import ReportSink
@@ -97,7 +98,11 @@ class MailAuth:
         headers = message.headers()
         forged = removals(headers, self.authserv_id)
         policies = self._policies(session)
-        if self.networks.trusts(session) or policies == _OFF:
+        if (
+            self.networks.trusts(session)
+            or policies == _OFF
+            or not client_address(session.client_ip)
+        ):
             return Verdict(header_edits=forged) if forged else None
         found = await self.investigator.investigate(session, message, headers, policies)
         return self._verdict(session, headers, found, policies, forged)
