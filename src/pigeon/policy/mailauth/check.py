@@ -15,7 +15,8 @@ Contract (the rules users read are docs/mail-auth.md, "Inbound checks"):
                  p=quarantine: accepted, "X-Pigeon-Quarantine:" added and,
                  with `quarantine_folder`, delivered into that Maildir++
                  folder of local recipients (transport "local:.Junk")
-                 no single From domain (RFC 7489 §6.6.1)    550 5.7.1
+                 several From: fields or domains (§6.6.1)   550 5.7.1
+                 (no From: at all is only dmarc=permerror)
           spf    fail of MAIL FROM or HELO                  550 5.7.23 (RFC 7372)
           dkim   signed, and no signature passes            550 5.7.20 (RFC 7372)
           arc    the chain fails (RFC 8617 §5.2)            550 5.7.29 (RFC 8617 §7.2.2)

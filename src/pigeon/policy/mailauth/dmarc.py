@@ -4,7 +4,8 @@ Contract:
   * `author_domain(headers)` is RFC 7489 §6.6.1: the domain of the one
     RFC5322.From address. No From field, several From fields, or addresses
     of different domains give a `problem` instead (the check's documented
-    verdict: dmarc=permerror, refused under enforce; docs/mail-auth.md).
+    verdict: dmarc=permerror; the last two, `ambiguous`, are refused under
+    enforce; docs/mail-auth.md).
   * `find_policy(resolver, domain, orgs)` is §6.6.3 record discovery: the
     TXT records at `_dmarc.<From domain>`, then, if none is usable, at
     `_dmarc.<organizational domain>`. Records not starting with "v=DMARC1"
@@ -43,6 +44,10 @@ _MILDER = {"reject": "quarantine", "quarantine": "none", "none": "none"}
 class Author:
     domain: str = ""  # the RFC5322.From domain, lowercased
     problem: str = ""  # why there is no one From domain
+    #: Several authors (fields or domains): the way round a DMARC policy that
+    #: RFC 7489 §6.6.1 says receivers reject; no author at all names nobody's
+    #: domain, so nobody's policy is forged (written down, not refused).
+    ambiguous: bool = False
 
 
 def author_domain(headers: Sequence[tuple[str, str]]) -> Author:
@@ -51,7 +56,7 @@ def author_domain(headers: Sequence[tuple[str, str]]) -> Author:
     if not values:
         return Author(problem="no From: header field")
     if len(values) > 1:
-        return Author(problem="more than one From: header field")
+        return Author(problem="more than one From: header field", ambiguous=True)
     domains = set()
     for _, address in getaddresses(values):
         local, at, domain = address.rpartition("@")
@@ -61,7 +66,7 @@ def author_domain(headers: Sequence[tuple[str, str]]) -> Author:
     if not domains:
         return Author(problem="no address with a domain in From:")
     if len(domains) > 1:
-        return Author(problem="From: addresses of different domains")
+        return Author(problem="From: addresses of different domains", ambiguous=True)
     return Author(domains.pop())
 
 

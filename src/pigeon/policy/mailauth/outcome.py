@@ -67,7 +67,7 @@ def _dmarc(
     if author is None:
         return
     if author.problem:
-        if enforce:  # RFC 7489 §6.6.1
+        if enforce and author.ambiguous:  # RFC 7489 §6.6.1
             out.perm.append(
                 R.reply(
                     550,

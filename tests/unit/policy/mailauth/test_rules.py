@@ -29,6 +29,7 @@ ORGS = OrgDomains()
 def test_the_one_from_domain(headers, domain, problem):
     found = author_domain(headers)
     assert found.domain == domain and problem in found.problem
+    assert found.ambiguous == (problem in ("different domains", "more than one"))
 
 
 def test_dmarc_records_parse_as_rfc_7489_section_6_3_says():
