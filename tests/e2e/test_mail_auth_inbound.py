@@ -61,11 +61,11 @@ def server(pigeon_factory):
             '[domains."example.test"]\nmailboxes = ["alice"]\n'
             f'[delivery]\ndns_servers = ["127.0.0.1:{dns.port}"]\ndns_timeout = 3\n'
         )
-        yield proc, key
+        yield proc, key, dns
 
 
 def test_forged_mail_from_a_p_reject_domain_is_refused_at_end_of_data(server):
-    proc, _ = server
+    proc, _, _ = server
     forged = message(sender="ceo@example.org", to="alice@example.test")
     reply = _send(proc.port, "bounce@forger.example", forged)
     assert reply.startswith(b"550 5.7.1 "), reply
@@ -74,7 +74,7 @@ def test_forged_mail_from_a_p_reject_domain_is_refused_at_end_of_data(server):
 
 
 def test_genuine_mail_is_delivered_with_our_authentication_results(server):
-    proc, key = server
+    proc, key, _ = server
     signed = key.sign(message(sender="bob@example.org", to="alice@example.test"))
     reply = _send(proc.port, "bob@example.org", signed)
     assert reply.startswith(b"250"), reply
@@ -85,11 +85,21 @@ def test_genuine_mail_is_delivered_with_our_authentication_results(server):
 
 
 def test_a_p_quarantine_failure_is_delivered_into_the_junk_folder(server):
-    proc, _ = server
+    proc, _, _ = server
     mail = message(sender="news@quarantine.example", to="alice@example.test")
     reply = _send(proc.port, "news@quarantine.example", mail)
     assert reply.startswith(b"250"), reply
     junk = Path(proc.data_dir) / "mailboxes" / "example.test" / "alice" / ".Junk" / "new"
     (path,) = wait_for(lambda: sorted(junk.iterdir()) if junk.is_dir() else [])
     assert b"X-Pigeon-Quarantine: DMARC policy of quarantine.example" in path.read_bytes()
+    assert maildir_messages(proc.data_dir, "alice@example.test") == []
+
+
+def test_a_dns_server_that_stops_answering_gives_451_not_a_pass(server):
+    proc, _, dns = server
+    dns.close()  # pigeon's name server is gone
+    mail = message(sender="news@quarantine.example", to="alice@example.test")
+    reply = _send(proc.port, "news@quarantine.example", mail)
+    assert reply.startswith(b"451 4.7.1 "), reply
+    assert b"try again later" in reply
     assert maildir_messages(proc.data_dir, "alice@example.test") == []
