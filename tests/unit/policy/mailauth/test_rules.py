@@ -154,3 +154,25 @@ def test_defaults_and_domain_overrides():
     assert auth.policies_for("example.org").dmarc == "off"
     assert auth.policies_for("example.org").spf == "annotate"  # not given: the server's
     assert auth.policies_for("other.test") == auth.policies
+
+
+def test_the_stage_is_composed_when_a_check_is_on_and_dns_can_be_asked():
+    from pigeon.policy.build import PolicyDeps, build_pipeline
+    from pigeon.routing.resolve import Router
+    from pigeon.testing.fakedns import FakeResolver
+
+    config = load_config(overrides={"mail_auth": {"domains": {"example.org": {"spf": "enforce"}}}})
+    with_dns = PolicyDeps(Router(config), resolver=FakeResolver({}))
+    pipeline = build_pipeline(config, with_dns)
+    assert pipeline.stage_checks("end_of_data")[0] == "MailAuth"
+    rcpt = pipeline.stage_checks("rcpt")
+    assert rcpt.index("MailAuth") > rcpt.index("LocalRecipients")  # 550s before our 452
+    assert "MailAuth" not in build_pipeline(config, PolicyDeps(Router(config))).stage_checks(
+        "end_of_data"
+    )
+    off = load_config(
+        overrides={"mail_auth": {"spf": "off", "dkim": "off", "dmarc": "off", "arc": "off"}}
+    )
+    assert "MailAuth" not in build_pipeline(
+        off, PolicyDeps(Router(off), resolver=FakeResolver({}))
+    ).stage_checks("end_of_data")
