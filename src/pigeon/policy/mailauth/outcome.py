@@ -60,7 +60,6 @@ def _dmarc(
     enforce: bool,
     tempfail: bool,
     headers: Sequence[tuple[str, str]],
-    config: MailAuthConfig,
     out: Decision,
 ) -> None:
     author, result, policy = found.author, found.dmarc, found.dmarc_policy
@@ -122,7 +121,11 @@ def _dmarc(
         )
     else:
         out.disposition = "quarantine"
-        out.quarantine = f"DMARC policy of {policy.domain} (p=quarantine): not authenticated by an aligned SPF or DKIM domain"
+        how = "p=quarantine" if not result.sampled_out else f"p={policy.p}, pct={policy.pct}"
+        out.quarantine = (
+            f"DMARC policy of {policy.domain} ({how}): "
+            "not authenticated by an aligned SPF or DKIM domain"
+        )
 
 
 def decide(
@@ -134,7 +137,7 @@ def decide(
     """The decision of the checks (module contract)."""
     tempfail = config.dns_failure == "tempfail"
     out = Decision(arc_trusted=policies.arc != "off" and _arc_trusted(found, config))
-    _dmarc(found, policies.dmarc == "enforce", tempfail, headers, config, out)
+    _dmarc(found, policies.dmarc == "enforce", tempfail, headers, out)
     if policies.spf == "enforce":
         for identity, result in (("MAIL FROM", found.spf_mfrom), ("HELO", found.spf_helo)):
             if result is None:
