@@ -35,13 +35,18 @@ Contract:
   * A name that cannot be a DNS name (an empty label, a label over 63
     octets) is `NoSuchDomain`: no such domain can exist. `ptr()` takes an
     IP address; anything else is a `ValueError` (a programming error).
-  * No cache here: pigeon runs beside a caching resolver, as every MTA does.
+  * No cache in a `Resolver` itself. The cache is a wrapper:
+    `pigeon.dns.cache.CachingResolver` keeps answers for their TTL (from a
+    resolver that is also a `TtlSource`, such as `StubResolver`) and is
+    what the mail authentication checks use (SPF, DKIM, DMARC, ARC ask the
+    same names again and again); MX routing asks the resolver given to it,
+    beside the machine's caching resolver, as every MTA does.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 __all__ = [
     "DnsError",
@@ -50,6 +55,7 @@ __all__ = [
     "NoSuchDomain",
     "Resolver",
     "TemporaryFailure",
+    "TtlSource",
 ]
 
 
@@ -113,4 +119,13 @@ class Resolver(Protocol):
 
     async def ptr(self, address: str) -> list[str]:
         """Names of the IP `address` (PTR records under in-addr.arpa / ip6.arpa)."""
+        ...
+
+
+class TtlSource(Protocol):
+    """A resolver that can also say how long an answer may be kept (its TTL)."""
+
+    async def answer(self, kind: str, name: str) -> tuple[list[Any], int]:
+        """The values of look-up `kind` ("mx", "a", "aaaa", "txt", "ptr": as the
+        `Resolver` method of that name returns them) and the TTL in seconds."""
         ...

@@ -16,6 +16,8 @@ Contract (the interface's rules are in pigeon/dns/api.py):
     ("no name server answered (...)"), a network error, or no usable
     resolver configuration (no /etc/resolv.conf: "no DNS resolver
     configuration: ...") -> `TemporaryFailure`, whose `reason` is one line.
+  * `answer(kind, name)` is the same look-up with the answer's TTL
+    (`pigeon.dns.api.TtlSource`), for the cache (`pigeon.dns.cache`).
   * Construction never fails: a resolver that cannot be configured answers
     every look-up with `TemporaryFailure`, so mail is deferred, not lost,
     until the machine's DNS is fixed.
@@ -26,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from collections.abc import Sequence
+from typing import Any
 
 import dns.asyncresolver
 import dns.exception
@@ -39,6 +42,13 @@ from pigeon.config.schema import DeliveryConfig
 from pigeon.dns.api import MxRecord, NoData, NoSuchDomain, TemporaryFailure
 
 __all__ = ["StubResolver"]
+
+_RDTYPES = {
+    "mx": dns.rdatatype.MX,
+    "a": dns.rdatatype.A,
+    "aaaa": dns.rdatatype.AAAA,
+    "txt": dns.rdatatype.TXT,
+}
 
 
 class StubResolver:
@@ -75,30 +85,40 @@ class StubResolver:
     # --- the interface -------------------------------------------------------------------
 
     async def mx(self, name: str) -> list[MxRecord]:
-        rrset = await self._lookup(name, dns.rdatatype.MX)
-        return [MxRecord(r.preference, _exchange(r.exchange)) for r in rrset]
+        return (await self.answer("mx", name))[0]
 
     async def a(self, name: str) -> list[str]:
-        return [
-            str(ipaddress.ip_address(r.address)) for r in await self._lookup(name, dns.rdatatype.A)
-        ]
+        return (await self.answer("a", name))[0]
 
     async def aaaa(self, name: str) -> list[str]:
-        rrset = await self._lookup(name, dns.rdatatype.AAAA)
-        return [str(ipaddress.ip_address(r.address)) for r in rrset]
+        return (await self.answer("aaaa", name))[0]
 
     async def txt(self, name: str) -> list[str]:
-        rrset = await self._lookup(name, dns.rdatatype.TXT)
-        return [b"".join(r.strings).decode("utf-8", "replace") for r in rrset]
+        return (await self.answer("txt", name))[0]
 
     async def ptr(self, address: str) -> list[str]:
-        reverse = dns.reversename.from_address(str(ipaddress.ip_address(address)))
-        rrset = await self._lookup(reverse, dns.rdatatype.PTR)
-        return [_text(r.target) for r in rrset]
+        return (await self.answer("ptr", address))[0]
+
+    async def answer(self, kind: str, name: str) -> tuple[list[Any], int]:
+        """The values of look-up `kind` ("mx", "a", "aaaa", "txt", "ptr") of
+        `name` and the TTL of the answer in seconds (`dns.api.TtlSource`, for
+        `dns.cache.CachingResolver`); failures as the interface says."""
+        if kind == "ptr":
+            reverse = dns.reversename.from_address(str(ipaddress.ip_address(name)))
+            rrset, ttl = await self._lookup(reverse, dns.rdatatype.PTR)
+            return [_text(r.target) for r in rrset], ttl
+        rrset, ttl = await self._lookup(name, _RDTYPES[kind])
+        if kind == "mx":
+            return [MxRecord(r.preference, _exchange(r.exchange)) for r in rrset], ttl
+        if kind == "txt":
+            return [b"".join(r.strings).decode("utf-8", "replace") for r in rrset], ttl
+        return [str(ipaddress.ip_address(r.address)) for r in rrset], ttl
 
     # --- one query -----------------------------------------------------------------------
 
-    async def _lookup(self, name: str | dns.name.Name, rdtype: dns.rdatatype.RdataType) -> list:  # type: ignore[type-arg]  # dnspython's rdata classes are not generic-typed
+    async def _lookup(
+        self, name: str | dns.name.Name, rdtype: dns.rdatatype.RdataType
+    ) -> tuple[list[Any], int]:
         shown = name if isinstance(name, str) else _text(name)
         what = dns.rdatatype.to_text(rdtype)
         if self._resolver is None:
@@ -125,7 +145,7 @@ class StubResolver:
             raise TemporaryFailure(shown, what, str(exc.strerror or exc)) from None
         if answer.rrset is None or len(answer.rrset) == 0:
             raise NoData(shown, what, f"no {what} records")
-        return list(answer.rrset)
+        return list(answer.rrset), answer.rrset.ttl
 
 
 def _text(name: dns.name.Name) -> str:
