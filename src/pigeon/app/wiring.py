@@ -53,6 +53,7 @@ from pigeon.proto.params import MailParams
 from pigeon.qmgr import Qmgr, build_qmgr
 from pigeon.queue.model import Envelope, Recipient
 from pigeon.queue.store import QueueStore
+from pigeon.reports.records import NullSink, ReportSink
 from pigeon.routing.resolve import Router
 
 __all__ = [
@@ -77,13 +78,20 @@ def receive_policy(
     *,
     space: Room | None = None,
     plugins: Sequence[LoadedPlugin] = (),
+    reports: ReportSink | None = None,
 ) -> ReceivePipeline:
     if previous is not None:
         return build_pipeline(config, previous.deps.with_router(router), receive_checks(plugins))
     state = AbuseState.in_data_dir(config.data_dir).open()
     # The receive checks ask the same names again and again (SPF, DKIM keys,
     # DMARC records, block lists): their answers are kept for their TTL.
-    deps = PolicyDeps(router, space, state=state, resolver=CachingResolver(resolver(config)))
+    deps = PolicyDeps(
+        router,
+        space,
+        state=state,
+        resolver=CachingResolver(resolver(config)),
+        reports=reports if reports is not None else NullSink(),  # [reports] dmarc
+    )
     return build_pipeline(config, deps, receive_checks(plugins))
 
 
