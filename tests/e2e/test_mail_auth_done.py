@@ -109,5 +109,6 @@ def test_keygen_publish_submit_and_the_receiver_finds_dkim_spf_and_dmarc_pass(tm
     # Both of pigeon A's signatures verify at B, and SPF and DMARC pass, aligned.
     assert len(re.findall(r"\bdkim=pass\b[^;]*header\.d=example\.test", results)) == 2, results
     assert re.search(r"\bspf=pass\b[^;]*smtp\.mailfrom=\S*example\.test", results), results
+    assert re.search(r"\bspf=pass\b[^;]*smtp\.helo=mail\.example\.test", results), results
     assert re.search(r"\bdmarc=pass\b[^;]*header\.from=example\.test", results), results
     assert head.count("DKIM-Signature:") == 2, head
