@@ -116,9 +116,7 @@ def wanted(
     out.append(Wanted("SPF", domain, "TXT", f"v=spf1 {' '.join(mechanisms)} -all"))
     if host != domain:  # RFC 7208 §2.3: receivers check the HELO name too (our EHLO is `hostname`)
         helo = [f"ip{ipaddress.ip_address(ip).version}:{ip}" for ip in addresses] or ["a"]
-        out.append(
-            Wanted("SPF", host, "TXT", f"v=spf1 {' '.join(helo)} -all", "the HELO name's")
-        )
+        out.append(Wanted("SPF", host, "TXT", f"v=spf1 {' '.join(helo)} -all", "the HELO name's"))
     out += _dkim(config, domain, selector)
     out.append(
         Wanted(
