@@ -19,7 +19,7 @@ Contract:
     each); they never do DNS: keys come from `keys` (policy/mailauth/keys.py).
     The caller decides whether to run them in a thread.
   * dkimpy's pure-Python RSA check is replaced by OpenSSL's at import
-    (policy/mailauth/fastrsa.py): same answers, a fraction of the time.
+    (signing/dkimrsa.py): same answers, a fraction of the time.
   * dkimpy raises for malformed input; every exception of dkimpy becomes a
     result here, never an exception to the caller.
 """
@@ -32,13 +32,13 @@ from dataclasses import dataclass
 
 import dkim
 
-from pigeon.policy.mailauth import fastrsa
+from pigeon.signing import dkimrsa
 from pigeon.policy.mailauth.keys import KeyAnswers, key_name, tags
 
 __all__ = ["ArcOutcome", "DkimLimits", "DkimOutcome", "verify_arc", "verify_dkim"]
 
-# dkimpy's RSA check by OpenSSL, its key parsing cached (policy/mailauth/fastrsa.py).
-fastrsa.install()
+# dkimpy's RSA check by OpenSSL, its key parsing cached (signing/dkimrsa.py).
+dkimrsa.install()
 
 # dkimpy logs each failure at ERROR; that is our verdict's business, not the log's.
 _QUIET = logging.getLogger("pigeon.policy.mailauth.dkimpy")
