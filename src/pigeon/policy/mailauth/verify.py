@@ -32,8 +32,8 @@ from dataclasses import dataclass
 
 import dkim
 
-from pigeon.signing import dkimrsa
 from pigeon.policy.mailauth.keys import KeyAnswers, key_name, tags
+from pigeon.signing import dkimrsa
 
 __all__ = ["ArcOutcome", "DkimLimits", "DkimOutcome", "verify_arc", "verify_dkim"]
 
