@@ -73,6 +73,19 @@ def rsa_verify(digest: Any, signature: bytes, public_key: dict[str, int]) -> boo
     return True
 
 
+# dkimpy's names of the RFC 8017 §3.2 numbers, in RSAPrivateNumbers' order (below).
+_PRIVATE_NUMBERS = (
+    "modulus",
+    "publicExponent",
+    "privateExponent",
+    "prime1",
+    "prime2",
+    "exponent1",
+    "exponent2",
+    "coefficient",
+)
+
+
 @functools.lru_cache(maxsize=64)
 def _private_key(numbers: tuple[int, ...]) -> rsa.RSAPrivateKey:
     n, e, d, p, q, dmp1, dmq1, iqmp = numbers
@@ -85,9 +98,7 @@ def rsa_sign(digest: Any, private_key: dict[str, int]) -> bytes:
     algorithm = _HASHES.get(str(digest.name).lower())
     if algorithm is None:
         return bytes(_ORIGINAL_SIGN(digest, private_key))
-    names = ("modulus", "publicExponent", "privateExponent", "prime1", "prime2")
-    names += ("exponent1", "exponent2", "coefficient")
-    key = _private_key(tuple(private_key[name] for name in names))
+    key = _private_key(tuple(private_key[name] for name in _PRIVATE_NUMBERS))
     return key.sign(digest.digest(), padding.PKCS1v15(), Prehashed(algorithm()))
 
 
