@@ -40,9 +40,10 @@ Contract:
     progress keep the configuration they started with; accounts are read at
     each login anyway.
   * What waits for a restart, said in a warning: `data_dir`, `hostname`,
-    `user`, `group`, `workers`, `[queue]`, `[delivery]`, `[log]`, `[admin]`
-    (they belong to long-lived objects: the store, the agents, the log
-    handlers, the control socket, the processes); and, with `workers > 1`
+    `user`, `group`, `workers`, `[queue]`, `[delivery]`, `[log]`, `[admin]`,
+    `[srs]`, `[arc]` (they belong to long-lived objects: the store, the
+    agents, the log handlers, the control socket, the processes, the SRS
+    secret and the ARC key read at start-up); and, with `workers > 1`
     (`fixed_listeners`), the listener addresses too (`listen`,
     `submission_listen`, `submissions_listen`): the sockets were bound before
     the worker processes were forked and are shared by all of them.
@@ -79,6 +80,8 @@ RESTART_ONLY = (
     "delivery",
     "log",
     "admin",
+    "srs",
+    "arc",
 )
 
 #: The keys naming listener addresses (net/smtp_service.py SMTP_ROLES).

@@ -58,6 +58,7 @@ from pigeon.config import _abuse as AB
 from pigeon.config import _admin as A
 from pigeon.config import _checks as C
 from pigeon.config import _delivery as D
+from pigeon.config import _forwarding as F
 from pigeon.config import _plugins as P
 from pigeon.config import _secure as S
 from pigeon.config._aliases import check_catch_alls, read_aliases_file
@@ -264,6 +265,7 @@ _SECTIONS: dict[str, tuple[type, dict[str, Callable[[str, Any], Any]]]] = {
         },
     ),
     **AB.SECTIONS,  # [rate_limits], [dnsbl], [greylist], [postscreen]
+    **F.SECTIONS,  # [srs], [arc]
 }
 
 # A checked layer: (key,) or (section, key) -> checked value.
@@ -327,7 +329,8 @@ def collect_config(
         check_catch_alls(config)  # "@domain" keys name local domains
     except ConfigError as exc:
         late.append(exc)
-    for problem in [*late, *D.final_problems(config, refused), *S.final_problems(config, refused)]:
+    finals = [*D.final_problems(config, refused), *S.final_problems(config, refused)]
+    for problem in [*late, *finals, *F.final_problems(config, refused)]:
         # Blame the last layer that set the key named, else the last layer.
         wanted = tuple(problem.key.split(".")) if problem.key else ()
         problem.source = next(

@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import Literal
 
 from pigeon.config.abuse import DnsblConfig, GreylistConfig, PostscreenConfig, RateLimitConfig
+from pigeon.config.forwarding import ArcConfig, SrsConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -445,6 +446,9 @@ class Config:
     plugins: tuple[PluginConfig, ...] = ()
     #: [[milters]]: mail filters asked in this order at every stage (docs/milter.md).
     milters: tuple[MilterConfig, ...] = ()
+    # Forwarding (schema and meaning: pigeon.config.forwarding).
+    srs: SrsConfig = field(default_factory=SrsConfig)
+    arc: ArcConfig = field(default_factory=ArcConfig)
 
     @property
     def mailbox_root(self) -> Path:

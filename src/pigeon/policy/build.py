@@ -12,7 +12,8 @@ Contract:
       connect ConnectionRateLimit
       mail   MessageSizeLimit, MessageRateLimit, BlockLists, SenderMailboxLimit,
              StorageReserve, SenderOwnership
-      rcpt   RelayControl, LocalRecipients, Greylisting, RecipientMailboxLimit
+      rcpt   SrsRecipients (with [srs] enabled), RelayControl, LocalRecipients,
+             Greylisting, RecipientMailboxLimit
       data   StorageReserve, RecipientMerge
       end    FromHeaderCheck (only with auth.check_from_header)
       etrn   EtrnTrust
@@ -60,6 +61,7 @@ from pigeon.policy.ratelimit import ConnectionRateLimit, MessageRateLimit, RateL
 from pigeon.policy.recipients import LocalRecipients, RecipientLookup, RecipientMerge
 from pigeon.policy.relay import EtrnTrust, RelayControl, RelayNetworks
 from pigeon.policy.reserve import MessageSizeLimit, Room, StorageReserve
+from pigeon.policy.srs import SrsRecipients
 from pigeon.policy.submission import FromHeaderCheck, SenderOwnership
 from pigeon.routing.resolve import Router
 
@@ -111,6 +113,7 @@ def build_pipeline(
         ),  # mail
         *reserve,  # mail, data
         SenderOwnership(),  # mail
+        *([SrsRecipients(router, deps.wallclock)] if router.srs is not None else []),  # rcpt
         RelayControl(lookup, networks),  # rcpt
         LocalRecipients(lookup),  # rcpt
         *_greylisting(config, deps, networks),  # rcpt
