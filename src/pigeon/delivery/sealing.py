@@ -10,7 +10,7 @@ Contract:
     on top of the content (`PrefixedMessage`, nothing copied) and the
     request goes on with the longer content. Each attempt seals afresh
     (t= is the time of that attempt); the queued content never changes.
-  * The prior chain's keys (cv=, RFC 8617 §5.1.1) are looked up through the
+  * The prior chain's keys (cv=, RFC 8617 §5.1) are looked up through the
     process's resolver (`pigeon.dns.Resolver`), called from the thread on
     the event loop, each look-up bounded by `LOOKUP_TIMEOUT`; a failure is
     "no key", so that chain fails.

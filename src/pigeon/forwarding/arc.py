@@ -16,7 +16,7 @@ Contract:
     (`authserv_id(config)`, RFC 8601 §2.2: the inbound checks put it there,
     policy/mailauth/). A message without one (no inbound check ran) is
     sealed all the same with the one result we know: the chain's.
-  * cv= (RFC 8617 §5.1.1, §4.1.3): "none" when the message carries no ARC
+  * cv= (RFC 8617 §4.1.3, §5.1): "none" when the message carries no ARC
     set yet (instance 1); otherwise the arc= result of our
     Authentication-Results when it has one (pass or fail), else the chain
     verified here with dkimpy's `arc_verify`, its keys looked up through
@@ -24,7 +24,7 @@ Contract:
     chain fail, so a seal never vouches for what it could not check).
     With cv=fail the seal covers only our own set (dkimpy, RFC 8617 §5.1.2).
   * The Authentication-Results fields themselves are never signed (dkimpy
-    leaves them out of the AMS, RFC 8617 §4.1.2), so the fields handed to
+    leaves them out of the AMS), so the fields handed to
     dkimpy are the message's with the Authentication-Results fields
     replaced by the one the AAR copies; what is sent is the message as it
     was plus the new set.
@@ -184,7 +184,7 @@ class ArcSealer:
     ) -> str:
         """cv= of the new set (module contract)."""
         if not any(name == b"arc-seal" for name, _ in fields):
-            return "none"  # RFC 8617 §5.1.1: no chain yet
+            return "none"  # RFC 8617 §5.1: no chain yet
         if ours is not None and ours.arc in ("pass", "fail"):
             return ours.arc
 
