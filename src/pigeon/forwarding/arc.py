@@ -28,6 +28,9 @@ Contract:
     dkimpy are the message's with the Authentication-Results fields
     replaced by the one the AAR copies; what is sent is the message as it
     was plus the new set.
+  * Our results are given to dkimpy as one Authentication-Results field;
+    when that field does not parse (authres, which dkimpy reads it with),
+    the AAR carries the arc= result alone rather than no seal at all.
   * Fails with `ArcError` (a message dkimpy cannot sign: no From:, more
     than 50 instances, a malformed header): the caller sends the copy
     unsealed and logs why.
@@ -43,6 +46,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import authres
+import authres.core
 import dkim
 
 from pigeon.config.schema import Config
@@ -126,6 +131,17 @@ def _our_results(fields: list[tuple[bytes, bytes]], srv_id: str) -> _Ours | None
     return None
 
 
+def _ar_field(srv_id: str, results: list[str]) -> str | None:
+    """An Authentication-Results field of `results`, or None when it does not
+    parse (dkimpy would drop it, and seal nothing: module contract)."""
+    field = f"Authentication-Results: {srv_id};\r\n " + ";\r\n ".join(results) + "\r\n"
+    try:
+        authres.AuthenticationResultsHeader.parse(" ".join(field.split()))
+    except authres.core.AuthResError:
+        return None
+    return field
+
+
 class ArcSealer:
     """Seals forwarded copies (module contract)."""
 
@@ -155,8 +171,11 @@ class ArcSealer:
         ours = _our_results(fields, self.srv_id)
         results = list(ours.results) if ours is not None else []
         results = [r for r in results if not _ARC_RESULT.match(r)]
-        results.append(f"arc={self._cv(message, fields, ours, verify_chain)}")
-        ar = f"Authentication-Results: {self.srv_id};\r\n " + ";\r\n ".join(results) + "\r\n"
+        cv = self._cv(message, fields, ours, verify_chain)
+        ar = _ar_field(self.srv_id, [*results, f"arc={cv}"])
+        if ar is None:
+            log.info("our Authentication-Results do not parse: the seal carries arc=%s only", cv)
+            ar = _ar_field(self.srv_id, [f"arc={cv}"]) or ""
         kept = b"".join(f for name, f in fields if name != b"authentication-results")
         signed = ar.encode("utf-8") + kept + b"\r\n" + body  # each field ends with CRLF
         try:
@@ -169,7 +188,7 @@ class ArcSealer:
                 timestamp=now,
                 logger=log,
             )
-        except (dkim.DKIMException, ValueError, UnicodeError) as exc:
+        except (dkim.DKIMException, authres.core.AuthResError, ValueError, UnicodeError) as exc:
             raise ArcError(str(exc) or type(exc).__name__) from exc
         if len(made) != 3:  # dkimpy ends the chain instead of sealing
             raise ArcError("dkimpy made no ARC set")

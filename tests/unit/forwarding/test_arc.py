@@ -149,3 +149,15 @@ def test_message_without_from_cannot_be_sealed(keys):
         ArcSealer("first.example", "sel", pem, "mx.first.example").seal(
             b"Subject: no sender\r\n\r\nbody\r\n", now=NOW, verify_chain=lambda name: None
         )
+
+
+def test_results_that_do_not_parse_still_give_a_seal(keys):
+    (pem, record), _ = keys
+    lookup, dnsfunc = _zone(**{"sel._domainkey.first.example": record})
+    message = b"Authentication-Results: mx.first.example; spf=pass (unclosed\r\n" + MESSAGE
+    fields = ArcSealer("first.example", "sel", pem, "mx.first.example").seal(
+        message, now=NOW, verify_chain=lookup
+    )
+    assert b"ARC-Authentication-Results: i=1; mx.first.example;\r\n arc=none" in fields
+    cv, _, reason = _verify(fields + message, dnsfunc)
+    assert cv == dkim.CV_Pass, reason
