@@ -33,6 +33,7 @@ RANK = {
     "pigeon.forwarding": 3,
     "pigeon.queue": 4,
     "pigeon.routing": 5,
+    "pigeon.signing": 5,
     "pigeon.delivery": 6,
     "pigeon.policy": 6,
     "pigeon.hooks": 6,

@@ -51,8 +51,9 @@ Contract:
     flags), the difference is planned by the pure `app.reload.plan_reload`,
     the TLS certificate files are re-read (a broken one refuses the reload),
     the `[[plugins]]` are imported afresh, changed or not (one that does not
-    load refuses the reload: the running plugins stay), and the role
-    applies the plan to its parts (`ProcessRole.apply`).
+    load refuses the reload: the running plugins stay), the DKIM keys are
+    read again (`[dkim]`: one that cannot be read refuses the reload), and
+    the role applies the plan to its parts (`ProcessRole.apply`).
     sd_notify RELOADING=1 / READY=1 around it. Nothing else writes into the
     running parts.
   * The stop (`shutdown`) is this one method, bounded whatever the peers
@@ -69,8 +70,10 @@ Contract:
          two, the next one: net/smtpd.py), then the rest are answered 421
          4.3.2 and closed (`Listeners.drain`); idle outbound connections
          are dropped;
-      d. `close` releases the listeners, the administration side (control
-         socket, PID file), the store and the account store, on every path
+      d. the aggregate reports' job (app/reportjob.py) is cancelled as the
+         stop begins; `close` releases the listeners, the administration
+         side (control socket, PID file), the store and the account store,
+         writes the report records still pending, on every path
          out of `serve`; the default thread pool is shut down without
          waiting past the deadline, the log flushed, exit 0; the
          data-directory lock is released last, as `main` returns;
@@ -97,6 +100,7 @@ from pigeon.app.deadline import HARD_MARGIN, StopDeadline
 from pigeon.app.exits import EX_OK, exit_status
 from pigeon.app.handover import Predecessor
 from pigeon.app.reload import ReloadOutcome, ReloadPlan, plan_reload
+from pigeon.app.reportjob import close_report_sink
 from pigeon.app.roles import ProcessRole
 from pigeon.config.load import ConfigError
 from pigeon.config.schema import Config
@@ -104,6 +108,7 @@ from pigeon.delivery.wiring import close_agents
 from pigeon.mailstore.layout import open_mailboxes
 from pigeon.net.inherit import ListenPlan
 from pigeon.net.listener import BoundSockets
+from pigeon.net.signmail import outbound_signing
 from pigeon.net.tls import TlsError, TlsProvider
 from pigeon.privileges import drop, make_data_dir
 
@@ -274,6 +279,8 @@ class Lifecycle:
                     reload=self._reload_for_operator,
                     restart=self._restart.for_operator,
                     stop=self._stop_for_operator,
+                    reports=role.reports.for_operator if role.reports is not None else None,
+                    signer=lambda: role.signing.signer if role.signing is not None else None,
                 )
             if not successor:
                 await self._listen(role)
@@ -309,9 +316,13 @@ class Lifecycle:
                 )
             else:
                 log.info("pigeon worker ready (pid %d)", os.getpid())
+            # The aggregate reports, once per period (app/reportjob.py).
+            reports_task = tg.create_task(role.reports.run(self.stop)) if role.reports else None
             if self.admin is not None:
                 self.admin.ready()  # sd_notify READY=1 under systemd
             await self.stop.wait()
+            if reports_task is not None and not reports_task.done():
+                reports_task.cancel()  # a report being queued may be queued again next time
             await self.shutdown(role)
             if manager_task is not None and not manager_task.done():
                 manager_task.cancel()
@@ -364,6 +375,7 @@ class Lifecycle:
         role.store.close()
         role.auth.close()
         role.policy.deps.close()  # the abuse controls' state, written (policy/abusestate.py)
+        close_report_sink(role.report_sink)  # pending report records, written (reports/store.py)
 
     # --- reload ------------------------------------------------------------------------
 
@@ -422,7 +434,12 @@ class Lifecycle:
                     log.error("reload rejected, the running configuration stays in force: %s", line)
                 return ReloadPlan("refused", role.config, refused=lines).outcome()
             log.info("reload: %d plugin(s) loaded afresh", len(plugins))
-        warnings = await role.apply(plan, tls, plugins)
+        try:  # the DKIM keys are read again: a new selector, a rotated key
+            signing = outbound_signing(plan.live)
+        except ConfigError as exc:
+            log.error("reload rejected, the running configuration stays in force: %s", exc)
+            return ReloadPlan("refused", role.config, refused=(str(exc),)).outcome()
+        warnings = await role.apply(plan, tls, plugins, signing)
         if plan.status == "unchanged":
             log.info("reload: configuration unchanged")
         if plan.now:

@@ -13,6 +13,10 @@ Contract:
     lifecycle because the manager exists). Accepted mail goes straight to
     the manager (`submit`). With worker processes, `wake_fd` is the read end
     of their trigger pipe: a byte there nudges the manager.
+  * Every role has its `report_sink` (app/reportjob.py
+    `build_report_sink`), built before the receive policy and the delivery
+    agents, for the DMARC check and the SMTP client; the "full" role also
+    has the `reports` job when `[reports]` is on.
   * "acceptor": a worker process: the store (not as its owner), the SMTP
     service on the listeners shared by every process, and nothing that
     delivers or changes queue state. Each accepted message writes one byte
@@ -24,7 +28,9 @@ Contract:
     yet); the lifecycle maps both to exit status 78. Every role loads the
     plugins itself (each worker has its own instances); the "full" role's
     manager tells them of delivery events.
-  * `ProcessRole.apply(plan, tls, plugins)` is how a reload reaches the
+  * Factories raise `ConfigError` for a DKIM key that cannot be read
+    (`wiring.outbound_signing`: 78 as well).
+  * `ProcessRole.apply(plan, tls, plugins, signing)` is how a reload reaches the
     parts: new receive policy (with `plugins`, loaded afresh by
     `load_plugins` before: a plugin that does not load refuses the reload)
     and SMTP settings, listeners compared and changed and their connection
@@ -46,6 +52,7 @@ from typing import Any, Literal
 from pigeon.admin.client import ControlClient, ControlUnavailable, RemoteError
 from pigeon.app import wiring
 from pigeon.app.reload import ReloadPlan
+from pigeon.app.reportjob import ReportJob, build_report_sink
 from pigeon.auth.login import LoginGate
 from pigeon.auth.service import AuthService
 from pigeon.config.schema import Config
@@ -54,6 +61,7 @@ from pigeon.delivery.wiring import build_agents
 from pigeon.hooks.api import Submit
 from pigeon.hooks.load import LoadedPlugin, delivery_observers
 from pigeon.net.listener import Listeners
+from pigeon.net.signmail import OutboundSigning, outbound_signing
 from pigeon.net.smtp_service import (
     SmtpService,
     SmtpSettings,
@@ -66,6 +74,8 @@ from pigeon.obs.metrics import Metrics
 from pigeon.policy.pipeline import ReceivePipeline
 from pigeon.qmgr import DirectDelivery, Qmgr, build_direct
 from pigeon.queue.store import QueueStore
+from pigeon.reports.records import NullSink, ReportSink
+from pigeon.reports.store import StoreSink
 from pigeon.routing.resolve import Router
 
 __all__ = ["ProcessRole", "ROLE_FACTORIES", "acceptor_role", "full_role"]
@@ -97,6 +107,11 @@ class ProcessRole:
     direct: DirectDelivery | None = None  # local delivery at the accept (qmgr/direct.py)
     plugins: list[LoadedPlugin] = field(default_factory=list)
     submit: Submit | None = None  # what a plugin's context queues with
+    #: Where this process's DMARC check and SMTP client put their report
+    #: records (app/reportjob.py `build_report_sink`; closed by the lifecycle).
+    report_sink: ReportSink = field(default_factory=NullSink)
+    reports: ReportJob | None = None  # "full" with [reports] on: the periodic job
+    signing: OutboundSigning | None = None  # DKIM signing ([dkim]; net/signmail.py)
 
     @property
     def owns_queue(self) -> bool:
@@ -108,15 +123,21 @@ class ProcessRole:
         return wiring.plugins(config, self.submit)
 
     async def apply(
-        self, plan: ReloadPlan, tls: TlsProvider, plugins: list[LoadedPlugin] | None = None
+        self,
+        plan: ReloadPlan,
+        tls: TlsProvider,
+        plugins: list[LoadedPlugin] | None = None,
+        signing: OutboundSigning | None = None,
     ) -> list[str]:
         """Put `plan.live` in force for new sessions and deliveries; the returned
         warnings say which new listeners could not be bound. (With sockets shared
         by workers the plan keeps the listener addresses as they run, so only the
         connection limits change.) `plugins` (None: keep the running ones) are
         put in force even when the configuration is unchanged: their code may
-        have changed."""
+        have changed. `signing` is the DKIM signing of `plan.live`, its keys
+        read again (a new selector is put in force by a reload)."""
         live = plan.live
+        self.signing = signing
         self.tls = tls
         warnings: list[str] = []
         if plugins is not None:
@@ -142,7 +163,9 @@ class ProcessRole:
                 smtp_listeners(live, tls=True), connection_limits(live)
             )
             self.config = live
-        self.smtp.apply(SmtpSettings.build(self.config, self.policy, tls, auth=True))
+        self.smtp.apply(
+            SmtpSettings.build(self.config, self.policy, tls, auth=True, signing=self.signing)
+        )
         return warnings
 
 
@@ -160,9 +183,10 @@ def _receiving(
     agents: Mapping[str, DeliveryAgent] | None = None,
     wake_fd: int | None = None,
     direct: DirectDelivery | None = None,
+    report_sink: ReportSink | None = None,
 ) -> ProcessRole:
     """The parts every role has: TLS, accounts, the receive policy, the SMTP service
-    on its listeners."""
+    on its listeners, the report sink."""
     tls = TlsProvider.create(config)  # TlsError: see the contract
     log.info("TLS: %s", tls.describe())
     auth = wiring.auth_service(config)
@@ -170,8 +194,9 @@ def _receiving(
     plugins = wiring.plugins(config, submit)  # ConfigErrors: see the contract
     _observe(plugins, manager, direct)
     policy = wiring.receive_policy(config, router, space=store.space, plugins=plugins)
+    signing = outbound_signing(config)  # ConfigError: see the contract
     smtp = SmtpService(
-        SmtpSettings.build(config, policy, tls, auth=True),
+        SmtpSettings.build(config, policy, tls, auth=True, signing=signing),
         store=store,
         maillog=maillog,
         on_queued=on_queued,
@@ -201,6 +226,8 @@ def _receiving(
         direct,
         plugins,
         submit,
+        report_sink if report_sink is not None else NullSink(),
+        signing=signing,
     )
 
 
@@ -230,13 +257,14 @@ def full_role(config: Config, *, wake_fd: int | None = None) -> ProcessRole:
     router = wiring.router(config)
     maillog = MailLog()
     metrics = Metrics()
+    report_sink = build_report_sink(config, config.data_dir)
     agents = build_agents(config, wiring.resolver(config))
     manager = wiring.queue_manager(config, store, router, maillog, agents, metrics=metrics)
 
     async def on_etrn(node: str) -> int:
         return await wiring.etrn_flush(manager.flush, node)
 
-    return _receiving(
+    role = _receiving(
         "full",
         config,
         store,
@@ -249,7 +277,11 @@ def full_role(config: Config, *, wake_fd: int | None = None) -> ProcessRole:
         agents=agents,
         wake_fd=wake_fd,
         direct=manager.direct,
+        report_sink=report_sink,
     )
+    if isinstance(report_sink, StoreSink) and role.submit is not None:
+        role.reports = ReportJob(config, report_sink, wiring.resolver(config), role.submit)
+    return role
 
 
 def acceptor_role(config: Config, *, trigger_fd: int) -> ProcessRole:
@@ -271,6 +303,8 @@ def acceptor_role(config: Config, *, trigger_fd: int) -> ProcessRole:
         on_etrn=on_etrn,
         # Every worker delivers the local mail it accepts (issue 16).
         direct=build_direct(config, router, maillog, metrics),
+        # Its DMARC check's records go to the shared file; the main process reports.
+        report_sink=build_report_sink(config, config.data_dir),
     )
 
 

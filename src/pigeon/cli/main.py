@@ -48,6 +48,9 @@ COMMANDS: dict[str, str] = {
     "log": "pigeon.cli.log",
     "data": "pigeon.cli.data",
     "sendmail": "pigeon.cli.sendmail",
+    "reports": "pigeon.cli.reports",
+    "dkim": "pigeon.cli.dkim",
+    "dns": "pigeon.cli.dns",
 }
 
 DESCRIPTION = """\

@@ -58,12 +58,14 @@ from pigeon.config import _abuse as AB
 from pigeon.config import _admin as A
 from pigeon.config import _checks as C
 from pigeon.config import _delivery as D
+from pigeon.config import _dkim as DK
 from pigeon.config import _forwarding as F
 from pigeon.config import _plugins as P
 from pigeon.config import _secure as S
 from pigeon.config._aliases import check_catch_alls, read_aliases_file
 from pigeon.config._checks import ConfigError, ConfigErrors
 from pigeon.config._milter import milters
+from pigeon.config._reports import reports
 from pigeon.config.locate import KeyLocator
 from pigeon.config.schema import (
     AdminConfig,
@@ -142,6 +144,7 @@ _TOP: dict[str, Callable[[str, Any], Any]] = {
     "submissions_listen": S.listen_roles,
     "plugins": P.plugins,  # relative paths: from the file's directory (collect_config)
     "milters": milters,
+    "reports": reports,  # a table with a key named "from": config/_reports.py
 }
 
 # Config fields that are no key: the loader fills them from files the keys name.
@@ -265,6 +268,7 @@ _SECTIONS: dict[str, tuple[type, dict[str, Callable[[str, Any], Any]]]] = {
         },
     ),
     **AB.SECTIONS,  # [rate_limits], [dnsbl], [greylist], [postscreen]
+    **DK.SECTIONS,  # [dkim]
     **F.SECTIONS,  # [srs], [arc]
 }
 

@@ -42,6 +42,8 @@ TOML layout (all keys optional):
                 helo_name, connect_timeout, command_timeout, data_block_timeout, data_done_timeout,
                 tls, tls_ca_file, destination_concurrency, destination_recipients, own_addresses
     [rate_limits] [dnsbl] [greylist] [postscreen]: the abuse controls (pigeon.config.abuse)
+    [reports]   dmarc, tls, from, org_name, contact, interval
+    [dkim]      sign, key_dir, headers, [dkim.domains."NAME"] selector (pigeon.config.dkim)
 
     [transports]
     "example.org" = "smtp:[mail.example.org]:587"
@@ -61,6 +63,7 @@ from pathlib import Path
 from typing import Literal
 
 from pigeon.config.abuse import DnsblConfig, GreylistConfig, PostscreenConfig, RateLimitConfig
+from pigeon.config.dkim import DkimConfig
 from pigeon.config.forwarding import ArcConfig, SrsConfig
 
 
@@ -392,6 +395,29 @@ class MilterConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ReportsConfig:
+    """[reports]: aggregate DMARC (RFC 7489 §7.2) and TLS-RPT (RFC 8460) reports (pigeon.reports)."""
+
+    dmarc: bool = False  # [reports] dmarc: collect DMARC results and send daily aggregate reports
+    tls: bool = False  # [reports] tls: collect delivery TLS outcomes and send daily TLS-RPT reports
+    #: [reports] from: the reports' From: and envelope sender; "" = noreply-reports@`hostname`.
+    #: (The TOML key is `from`, a Python keyword: pigeon.config._reports.)
+    sender: str = ""
+    org_name: str = ""  # [reports] org_name: the reporting organisation; "" = `hostname`
+    contact: str = ""  # [reports] contact: extra contact information (a URI or address); "" = none
+    #: [reports] interval, s: length of a reporting period; periods end on
+    #: multiples of it since the Unix epoch (86400: at 00:00 UTC); >= 1.
+    interval: float = 86400.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.dmarc or self.tls
+
+    def from_address(self, hostname: str) -> str:
+        return self.sender or f"noreply-reports@{hostname}"
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration. Build it with `pigeon.config.load_config`, which checks every value."""
 
@@ -442,13 +468,15 @@ class Config:
     dnsbl: DnsblConfig = field(default_factory=DnsblConfig)
     greylist: GreylistConfig = field(default_factory=GreylistConfig)
     postscreen: PostscreenConfig = field(default_factory=PostscreenConfig)
+    dkim: DkimConfig = field(default_factory=DkimConfig)  # [dkim]: outbound DKIM signing
     #: [[plugins]]: users' Python hooks, asked after the built-in checks, in this order.
     plugins: tuple[PluginConfig, ...] = ()
     #: [[milters]]: mail filters asked in this order at every stage (docs/milter.md).
     milters: tuple[MilterConfig, ...] = ()
-    # Forwarding (schema and meaning: pigeon.config.forwarding).
-    srs: SrsConfig = field(default_factory=SrsConfig)
-    arc: ArcConfig = field(default_factory=ArcConfig)
+    #: [reports]: aggregate DMARC and TLS-RPT reports (off by default).
+    reports: ReportsConfig = field(default_factory=ReportsConfig)
+    srs: SrsConfig = field(default_factory=SrsConfig)  # [srs]: pigeon.config.forwarding
+    arc: ArcConfig = field(default_factory=ArcConfig)  # [arc]: pigeon.config.forwarding
 
     @property
     def mailbox_root(self) -> Path:
@@ -467,6 +495,11 @@ class Config:
     def pid_file(self) -> Path:
         """The PID file's path ([admin] pid_file or data_dir/pigeon.pid)."""
         return self.admin.pid_file or self.data_dir / "pigeon.pid"
+
+    @property
+    def dkim_key_dir(self) -> Path:
+        """Where the DKIM keys live ([dkim] key_dir or data_dir/dkim)."""
+        return self.dkim.key_dir or self.data_dir / "dkim"
 
     @property
     def submit_socket(self) -> Path:
