@@ -7,7 +7,8 @@ pigeons run as subprocesses:
           dest.test and origin.test routed to second
   second  mx.dest.test: local domains dest.test and origin.test
 
-  fwd.test     SPF "v=spf1 ip4:127.0.0.1 -all", the ARC key at arc1._domainkey
+  fwd.test     SPF "v=spf1 ip4:127.0.0.1 -all", the ARC key at arc1-rsa._domainkey
+               (the domain's DKIM RSA key, made by `pigeon dkim keygen`)
   origin.test  SPF "v=spf1 ip4:192.0.2.1 -all" (its own servers only)
 
 A message from alice@origin.test to fwd@fwd.test arrives at bob with an SRS
@@ -19,17 +20,16 @@ to that SRS address reaches alice; a forged or expired one is refused.
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import smtplib
 import stat
+import subprocess
+import sys
 import time
 
 import dkim
 import dns.resolver
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from pigeon.dns.stub import StubResolver
 from pigeon.forwarding.srs import SrsCodec
@@ -43,30 +43,33 @@ DAY = 86400
 
 
 def _arc_key(tmp_path):
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    path = tmp_path / "arc1.key"
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+    """The domain's DKIM keys as a user makes them (`pigeon dkim keygen`): the
+    RSA one seals (selector "arc1-rsa"); its printed record goes in the zone."""
+    keys = tmp_path / "keys"
+    (keys / "data").mkdir(parents=True)
+    config = keys / "keygen.toml"
+    config.write_text(f'data_dir = "{keys / "data"}"\nhostname = "mx.fwd.test"\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "pigeon", "dkim", "keygen", "fwd.test", "--selector", "arc1"]
+        + ["-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
-    der = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    assert done.returncode == 0, done.stdout + done.stderr
+    record = next(
+        line
+        for line in done.stdout.splitlines()
+        if line.startswith("arc1-rsa._domainkey.fwd.test.")
     )
-    p = base64.b64encode(der).decode("ascii")
-    chunks = " ".join(f'"{p[i : i + 200]}"' for i in range(0, len(p), 200))
-    return path, f'"v=DKIM1; k=rsa; " "p=" {chunks}'
+    return keys / "data" / "dkim" / "fwd.test" / "arc1-rsa.key", record
 
 
 @pytest.fixture
 def world(tmp_path, pigeon_factory):
     key_file, key_record = _arc_key(tmp_path)
     zones = {
-        "fwd.test": (
-            f'@ TXT "v=spf1 ip4:127.0.0.1 -all"\narc1._domainkey TXT {key_record}\nmx A 127.0.0.1\n'
-        ),
+        "fwd.test": (f'@ TXT "v=spf1 ip4:127.0.0.1 -all"\n{key_record}\nmx A 127.0.0.1\n'),
         "origin.test": '@ TXT "v=spf1 ip4:192.0.2.1 -all"\n',
     }
     with DnsServer(zones=zones) as dns_server:
@@ -91,7 +94,7 @@ enabled = true
 domain = "fwd.test"
 [arc]
 enabled = true
-selector = "arc1"
+selector = "arc1-rsa"
 key_file = "{key_file}"
 """,
             hostname="mx.fwd.test",
@@ -155,7 +158,7 @@ def test_forwarded_copy_has_srs_sender_spf_pass_and_valid_arc(world):
     assert _spf(dns_server.port, sender) == SpfVerdict.PASS
     assert _spf(dns_server.port, "alice@origin.test") == SpfVerdict.FAIL
     # The ARC set, verified by dkimpy against the loopback DNS.
-    assert b"ARC-Seal: i=1; cv=none; a=rsa-sha256; d=fwd.test; s=arc1;" in message
+    assert b"ARC-Seal: i=1; cv=none; a=rsa-sha256; d=fwd.test; s=arc1-rsa;" in message
     assert b"ARC-Authentication-Results: i=1; mx.fwd.test;" in message
     cv, sets, reason = dkim.arc_verify(message, dnsfunc=_dnsfunc(dns_server.port))
     assert cv == dkim.CV_Pass, reason
