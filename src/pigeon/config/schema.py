@@ -44,6 +44,7 @@ TOML layout (all keys optional):
     [rate_limits] [dnsbl] [greylist] [postscreen]: the abuse controls (pigeon.config.abuse)
     [reports]   dmarc, tls, from, org_name, contact, interval
     [dkim]      sign, key_dir, headers, [dkim.domains."NAME"] selector (pigeon.config.dkim)
+    [tls_policy]  outbound MTA-STS and DANE, our own MTA-STS policy (pigeon.config.tlspolicy)
 
     [transports]
     "example.org" = "smtp:[mail.example.org]:587"
@@ -64,6 +65,8 @@ from typing import Literal
 
 from pigeon.config.abuse import DnsblConfig, GreylistConfig, PostscreenConfig, RateLimitConfig
 from pigeon.config.dkim import DkimConfig
+from pigeon.config.reports import ReportsConfig
+from pigeon.config.tlspolicy import TlsPolicyConfig
 from pigeon.config.forwarding import ArcConfig, SrsConfig
 
 
@@ -395,29 +398,6 @@ class MilterConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class ReportsConfig:
-    """[reports]: aggregate DMARC (RFC 7489 §7.2) and TLS-RPT (RFC 8460) reports (pigeon.reports)."""
-
-    dmarc: bool = False  # [reports] dmarc: collect DMARC results and send daily aggregate reports
-    tls: bool = False  # [reports] tls: collect delivery TLS outcomes and send daily TLS-RPT reports
-    #: [reports] from: the reports' From: and envelope sender; "" = noreply-reports@`hostname`.
-    #: (The TOML key is `from`, a Python keyword: pigeon.config._reports.)
-    sender: str = ""
-    org_name: str = ""  # [reports] org_name: the reporting organisation; "" = `hostname`
-    contact: str = ""  # [reports] contact: extra contact information (a URI or address); "" = none
-    #: [reports] interval, s: length of a reporting period; periods end on
-    #: multiples of it since the Unix epoch (86400: at 00:00 UTC); >= 1.
-    interval: float = 86400.0
-
-    @property
-    def enabled(self) -> bool:
-        return self.dmarc or self.tls
-
-    def from_address(self, hostname: str) -> str:
-        return self.sender or f"noreply-reports@{hostname}"
-
-
-@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration. Build it with `pigeon.config.load_config`, which checks every value."""
 
@@ -475,6 +455,8 @@ class Config:
     milters: tuple[MilterConfig, ...] = ()
     #: [reports]: aggregate DMARC and TLS-RPT reports (off by default).
     reports: ReportsConfig = field(default_factory=ReportsConfig)
+    #: [tls_policy]: outbound MTA-STS and DANE (schema and meaning: pigeon.config.tlspolicy).
+    tls_policy: TlsPolicyConfig = field(default_factory=TlsPolicyConfig)
     srs: SrsConfig = field(default_factory=SrsConfig)  # [srs]: pigeon.config.forwarding
     arc: ArcConfig = field(default_factory=ArcConfig)  # [arc]: pigeon.config.forwarding
 
