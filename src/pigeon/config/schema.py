@@ -65,9 +65,9 @@ from typing import Literal
 
 from pigeon.config.abuse import DnsblConfig, GreylistConfig, PostscreenConfig, RateLimitConfig
 from pigeon.config.dkim import DkimConfig
+from pigeon.config.forwarding import ArcConfig, SrsConfig
 from pigeon.config.reports import ReportsConfig
 from pigeon.config.tlspolicy import TlsPolicyConfig
-from pigeon.config.forwarding import ArcConfig, SrsConfig
 
 
 @dataclass(frozen=True, slots=True)
