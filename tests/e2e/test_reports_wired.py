@@ -12,7 +12,9 @@ import json
 import socket
 import xml.etree.ElementTree as ET
 
+import dkim
 import pytest
+from dkim_helpers import published_txt, zone_records
 
 from pigeon.testing.dnsserver import DnsServer
 from pigeon.testing.live import PigeonProcess, maildir_messages, recv_reply, wait_for
@@ -59,7 +61,11 @@ def _report(path) -> tuple[str, bytes]:
 
 
 def test_the_dmarc_check_and_the_smtp_client_feed_the_reports(tmp_path):
-    with DnsServer(zones=ZONES) as dns:
+    keygen = PigeonProcess(tmp_path / "keys", f'[dkim]\nkey_dir = "{tmp_path / "dkim"}"\n')
+    made = keygen.command("dkim", "keygen", "example.test", "--selector", "r1", text=True)
+    assert made.returncode == 0, made.stderr
+    zones = dict(ZONES, **{"example.test": ZONES["example.test"] + zone_records(made.stdout)})
+    with DnsServer(zones=zones) as dns:
         peer = PigeonProcess(
             tmp_path / "peer", '[domains."remote.test"]\nmailboxes = ["dave"]\n', host="127.0.0.3"
         )
@@ -69,7 +75,9 @@ def test_the_dmarc_check_and_the_smtp_client_feed_the_reports(tmp_path):
                 'relay_networks = ["127.0.0.1/32"]\n'
                 '[domains."example.test"]\nmailboxes = ["carol", "dmarc", "tls"]\n'
                 f'[delivery]\ndns_servers = ["127.0.0.1:{dns.port}"]\nremote_port = {peer.port}\n'
-                '[reports]\ndmarc = true\ntls = true\norg_name = "Wired Test"\n',
+                '[reports]\ndmarc = true\ntls = true\norg_name = "Wired Test"\n'
+                'from = "reports@example.test"\n'
+                f'[dkim]\nkey_dir = "{tmp_path / "dkim"}"\n',
                 hostname="mail.example.test",
             )
             with server.start():
@@ -104,6 +112,18 @@ def test_the_dmarc_check_and_the_smtp_client_feed_the_reports(tmp_path):
                 assert wait_for(both_reported, 40, interval=1.0), server.log()
                 dmarc = maildir_messages(server.data_dir, "dmarc@example.test")
                 tls = maildir_messages(server.data_dir, "tls@example.test")
+        # The reports are our own mail: DKIM-signed for their From: domain (RFC 8460
+        # §5.3 asks it of TLS reports), both signatures verifying against the zone.
+        keys = published_txt(
+            dns.port, ["r1-rsa._domainkey.example.test", "r1-ed25519._domainkey.example.test"]
+        )
+    for path in (dmarc[0], tls[0]):
+        signed = path.read_bytes().replace(b"\n", b"\r\n")
+        assert signed.count(b"DKIM-Signature:") == 2, signed[:2000]
+        for index in (0, 1):
+            assert dkim.DKIM(signed).verify(
+                idx=index, dnsfunc=lambda name, timeout=5: keys[name.decode().rstrip(".")].encode()
+            )
     name, xml = _report(dmarc[0])
     assert name.endswith(".xml.gz") and "!sender.test!" in name
     feedback = ET.fromstring(xml)

@@ -77,6 +77,7 @@ from pigeon.queue.store import QueueStore
 from pigeon.reports.records import NullSink, ReportSink
 from pigeon.reports.store import StoreSink
 from pigeon.routing.resolve import Router
+from pigeon.signing.signer import DkimSigner
 
 __all__ = ["ProcessRole", "ROLE_FACTORIES", "acceptor_role", "full_role"]
 
@@ -190,7 +191,13 @@ def _receiving(
     tls = TlsProvider.create(config)  # TlsError: see the contract
     log.info("TLS: %s", tls.describe())
     auth = wiring.auth_service(config)
-    submit = wiring.queue_submitter(store, on_queued)
+    role: ProcessRole | None = None  # made below; read at each submit, after reloads too
+
+    def current_signer() -> DkimSigner | None:
+        signing = role.signing if role is not None else None
+        return signing.signer if signing is not None else None
+
+    submit = wiring.queue_submitter(store, on_queued, current_signer)
     plugins = wiring.plugins(config, submit)  # ConfigErrors: see the contract
     _observe(plugins, manager, direct)
     policy = wiring.receive_policy(
@@ -210,7 +217,7 @@ def _receiving(
     listeners = Listeners(
         smtp, smtp_listeners(config, tls=True), limits=connection_limits(config), metrics=metrics
     )
-    return ProcessRole(
+    role = ProcessRole(
         name,
         config,
         store,
@@ -231,6 +238,7 @@ def _receiving(
         report_sink if report_sink is not None else NullSink(),
         signing=signing,
     )
+    return role
 
 
 def _observe(

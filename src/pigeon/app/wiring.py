@@ -62,6 +62,7 @@ from pigeon.queue.model import Envelope, Recipient
 from pigeon.queue.store import QueueStore
 from pigeon.reports.records import NullSink, ReportSink
 from pigeon.routing.resolve import Router
+from pigeon.signing.signer import DkimSigner
 
 __all__ = [
     "auth_service",
@@ -125,11 +126,23 @@ def plugins(config: Config, submit: Submit | None = None) -> list[LoadedPlugin]:
     return load_plugins(config, context)
 
 
-def queue_submitter(store: QueueStore, on_queued: Callable[[Envelope], object]) -> Submit:
+def queue_submitter(
+    store: QueueStore,
+    on_queued: Callable[[Envelope], object],
+    signer: Callable[[], DkimSigner | None] = lambda: None,
+) -> Submit:
     """`PluginContext.submit` over the store: a new queue entry through the
-    same group commit as SMTP mail, handed to the manager once durable."""
+    same group commit as SMTP mail, handed to the manager once durable.
+    The message is DKIM-signed first when `signer()` (asked at each call, so
+    it follows reloads) has keys for its From: domain: the aggregate reports
+    (RFC 8460 §5.3 wants TLS reports signed) and plugins' mail (an
+    auto-reply) are our own mail, as `sendmail`'s is (admin/localsubmit.py);
+    a SigningError is raised to the caller, nothing is queued unsigned."""
 
     async def submit(sender: str, recipients: Sequence[str], message: bytes) -> str:
+        dkim = signer()
+        if dkim is not None:  # CPU work (hashing, the signatures): off the event loop
+            message = await asyncio.to_thread(_signed, dkim, message)
         eight_bit = not message.isascii()
         envelope = Envelope(
             "",
@@ -152,6 +165,10 @@ def queue_submitter(store: QueueStore, on_queued: Callable[[Envelope], object]) 
         return envelope.queue_id
 
     return submit
+
+
+def _signed(signer: DkimSigner, message: bytes) -> bytes:
+    return b"".join(signer.signatures(message)) + message
 
 
 def auth_service(config: Config) -> AuthService:
