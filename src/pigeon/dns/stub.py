@@ -19,6 +19,11 @@ Contract (the interface's rules are in pigeon/dns/api.py):
   * Construction never fails: a resolver that cannot be configured answers
     every look-up with `TemporaryFailure`, so mail is deferred, not lost,
     until the machine's DNS is fixed.
+  * Rule 3 (DNSSEC): a `DnssecResolver`. Every query carries the AD bit, so a
+    validating resolver says in its response's AD bit whether the answer
+    was validated (RFC 6840 §5.7); `Answer.secure` is that bit, nothing
+    more: point `delivery.dns_servers` (or /etc/resolv.conf) at a local
+    validating resolver (unbound, BIND) for DANE (RFC 7672 §2.1).
 """
 
 from __future__ import annotations
@@ -26,9 +31,11 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from collections.abc import Sequence
+from typing import Any
 
 import dns.asyncresolver
 import dns.exception
+import dns.flags
 import dns.name
 import dns.nameserver
 import dns.rdatatype
@@ -36,7 +43,7 @@ import dns.resolver
 import dns.reversename
 
 from pigeon.config.schema import DeliveryConfig
-from pigeon.dns.api import MxRecord, NoData, NoSuchDomain, TemporaryFailure
+from pigeon.dns.api import Answer, MxRecord, NoData, NoSuchDomain, TemporaryFailure, TlsaRecord
 
 __all__ = ["StubResolver"]
 
@@ -62,6 +69,8 @@ class StubResolver:
             return
         if servers:
             resolver.nameservers = [dns.nameserver.Do53Nameserver(a, p) for a, p in servers]
+        # Rule 3: the AD bit in the query asks for it in the answer (RFC 6840 §5.7).
+        resolver.flags = dns.flags.RD | dns.flags.AD
         resolver.lifetime = timeout
         resolver.timeout = min(resolver.timeout, timeout)
         self._resolver = resolver
@@ -75,30 +84,50 @@ class StubResolver:
     # --- the interface -------------------------------------------------------------------
 
     async def mx(self, name: str) -> list[MxRecord]:
-        rrset = await self._lookup(name, dns.rdatatype.MX)
-        return [MxRecord(r.preference, _exchange(r.exchange)) for r in rrset]
+        return (await self.mx_answer(name)).records
 
     async def a(self, name: str) -> list[str]:
-        return [
-            str(ipaddress.ip_address(r.address)) for r in await self._lookup(name, dns.rdatatype.A)
-        ]
+        return (await self.a_answer(name)).records
 
     async def aaaa(self, name: str) -> list[str]:
-        rrset = await self._lookup(name, dns.rdatatype.AAAA)
-        return [str(ipaddress.ip_address(r.address)) for r in rrset]
+        return (await self.aaaa_answer(name)).records
 
     async def txt(self, name: str) -> list[str]:
-        rrset = await self._lookup(name, dns.rdatatype.TXT)
-        return [b"".join(r.strings).decode("utf-8", "replace") for r in rrset]
+        found = await self._lookup(name, dns.rdatatype.TXT)
+        return [b"".join(r.strings).decode("utf-8", "replace") for r in found.records]
 
     async def ptr(self, address: str) -> list[str]:
         reverse = dns.reversename.from_address(str(ipaddress.ip_address(address)))
-        rrset = await self._lookup(reverse, dns.rdatatype.PTR)
-        return [_text(r.target) for r in rrset]
+        found = await self._lookup(reverse, dns.rdatatype.PTR)
+        return [_text(r.target) for r in found.records]
+
+    # --- with the validation status (Rule 3) ---------------------------------------------
+
+    async def mx_answer(self, name: str) -> Answer[MxRecord]:
+        found = await self._lookup(name, dns.rdatatype.MX)
+        records = [MxRecord(r.preference, _exchange(r.exchange)) for r in found.records]
+        return Answer(records, found.secure, found.name)
+
+    async def a_answer(self, name: str) -> Answer[str]:
+        found = await self._lookup(name, dns.rdatatype.A)
+        records = [str(ipaddress.ip_address(r.address)) for r in found.records]
+        return Answer(records, found.secure, found.name)
+
+    async def aaaa_answer(self, name: str) -> Answer[str]:
+        found = await self._lookup(name, dns.rdatatype.AAAA)
+        records = [str(ipaddress.ip_address(r.address)) for r in found.records]
+        return Answer(records, found.secure, found.name)
+
+    async def tlsa(self, name: str) -> Answer[TlsaRecord]:
+        found = await self._lookup(name, dns.rdatatype.TLSA)
+        records = [TlsaRecord(r.usage, r.selector, r.mtype, bytes(r.cert)) for r in found.records]
+        return Answer(records, found.secure, found.name)
 
     # --- one query -----------------------------------------------------------------------
 
-    async def _lookup(self, name: str | dns.name.Name, rdtype: dns.rdatatype.RdataType) -> list:  # type: ignore[type-arg]  # dnspython's rdata classes are not generic-typed
+    async def _lookup(
+        self, name: str | dns.name.Name, rdtype: dns.rdatatype.RdataType
+    ) -> Answer[Any]:  # dnspython's rdata classes are not typed per type
         shown = name if isinstance(name, str) else _text(name)
         what = dns.rdatatype.to_text(rdtype)
         if self._resolver is None:
@@ -125,7 +154,8 @@ class StubResolver:
             raise TemporaryFailure(shown, what, str(exc.strerror or exc)) from None
         if answer.rrset is None or len(answer.rrset) == 0:
             raise NoData(shown, what, f"no {what} records")
-        return list(answer.rrset)
+        secure = bool(answer.response.flags & dns.flags.AD)  # Rule 3
+        return Answer(list(answer.rrset), secure, _text(answer.canonical_name))
 
 
 def _text(name: dns.name.Name) -> str:
