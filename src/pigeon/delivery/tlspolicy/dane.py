@@ -35,7 +35,9 @@ Contract:
   * Usable records (RFC 7672 §3.1): certificate usage DANE-TA(2) or
     DANE-EE(3) (PKIX-TA(0) and PKIX-EE(1) are unusable in SMTP, §3.1.3);
     selector Cert(0) or SPKI(1); matching type Full(0), SHA2-256(1) or
-    SHA2-512(2), with data of the digest's length.
+    SHA2-512(2), with data of the digest's length. (dnspython refuses a
+    whole answer holding a digest of the wrong length: such an RRset is a
+    failed look-up, `TemporaryFailure`, so that host is not used.)
   * `dane_verify(lookup, chain_der)` -> None when the chain matches a usable
     record, else the reason (one line, for the log and the bounce).
     `chain_der` is the server's chain in DER, leaf first, as it was sent.
