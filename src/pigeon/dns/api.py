@@ -91,6 +91,10 @@ class TlsaRecord:
     matching_type: int  # 0 the data itself, 1 SHA-256, 2 SHA-512
     data: bytes  # the certificate association data
 
+    def __str__(self) -> str:
+        """The presentation form, "3 1 1 <hex>" (RFC 6698 §2.2; RFC 8460 §4.2 policy-string)."""
+        return f"{self.usage} {self.selector} {self.matching_type} {self.data.hex()}"
+
 
 @dataclass(frozen=True, slots=True)
 class Answer(Generic[R]):

@@ -95,6 +95,7 @@ def test_tlsa_records_as_values(resolver):
         TlsaRecord(3, 1, 1, digest),
     ]
     assert got.name == "_25._tcp.mx1.example.test"
+    assert str(TlsaRecord(3, 1, 1, digest)) == "3 1 1 " + "0123456789abcdef" * 4
     with pytest.raises(NoSuchDomain):
         run(resolver.tlsa("_25._tcp.nothere.example.test"))
 
