@@ -11,33 +11,16 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from dane_helpers import CA, LEAF, OTHER_CA, STRANGER, tlsa_by_ldns_dane
 
 from pigeon.delivery.tlspolicy.dane import dane_lookup, dane_verify, peer_chain
 from pigeon.dns.api import TemporaryFailure
 from pigeon.dns.stub import StubResolver
-from pigeon.testing.certs import Issued, make_cert
+from pigeon.testing.certs import Issued
 from pigeon.testing.dnssec import ValidatingResolver
 from pigeon.testing.live import free_port, require_tool, wait_for
 
 pytestmark = pytest.mark.e2e
-
-CA = make_cert(["Test CA"], ca=True)
-LEAF = make_cert(["mx.example.test", "ta.example.test"], issuer=CA)
-OTHER_CA = make_cert(["Test CA"], ca=True)
-STRANGER = make_cert(["mx.example.test", "ta.example.test"], issuer=OTHER_CA)
-
-
-def tlsa_by_ldns_dane(tmp: Path, host: str, cert: Issued, params: str) -> str:
-    """A TLSA record made by ldns-dane (an independent implementation) from `cert`."""
-    ldns_dane = require_tool("ldns-dane")
-    path, _ = cert.write(tmp, f"tlsa-{host}-{params.replace(' ', '')}")
-    done = subprocess.run(
-        [ldns_dane, "-n", "-c", str(path), "create", host, "25", *params.split()],
-        capture_output=True, text=True, timeout=30, check=True,
-    )  # fmt: skip
-    owner, _ttl, _class, rtype, *data = done.stdout.split()
-    assert rtype == "TLSA" and owner == f"_25._tcp.{host}."
-    return f"{owner} TLSA {' '.join(data)}"
 
 
 def zone(tmp: Path, domain: str) -> str:
