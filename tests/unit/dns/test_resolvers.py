@@ -102,7 +102,7 @@ def test_tlsa_records_as_values(resolver):
 
 def test_answers_say_whether_validated(resolver):
     # Neither the test server nor the fake's unsigned zones validate: secure is False
-    # (the AD bit from a validating resolver: tests/e2e/test_dane.py).
+    # (the AD bit from a validating resolver: tests/e2e/test_dane_unbound.py).
     assert isinstance(resolver, DnssecResolver)
     assert run(resolver.mx_answer("example.test")).secure is False
     assert run(resolver.a_answer("alias.example.test")) == Answer(
