@@ -30,7 +30,9 @@ Contract:
   * `start()` returns once unbound answers (bounded wait); `close()` stops
     it (SIGTERM, then SIGKILL) and waits for it. Files live in a temporary
     directory removed at `close()`. Needs `unbound`, `ldns-keygen` and
-    `ldns-signzone` (tests call `pigeon.testing.live.require_tool`).
+    `ldns-signzone` (tests call `pigeon.testing.live.require_tool`). Where
+    AppArmor enforces Debian's profile for /usr/sbin/unbound, unbound cannot
+    read that directory: the start fails with unbound's own message.
 """
 
 from __future__ import annotations
