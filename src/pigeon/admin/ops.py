@@ -22,6 +22,9 @@ Contract:
     `stop` runs the injected `stop` coroutine (the stop SIGTERM makes,
     app/lifecycle.py) and answers {"pid", "within"}: the process to watch,
     and the seconds within which it will be gone (`pigeon stop` waits).
+    `reports` (`now` true or false) runs the injected `reports` coroutine
+    (app/reportjob.py: the aggregate reports made and queued now) and
+    answers its summary; refused when reports are off.
   * Arguments are checked here and refused with `OpError` (shown to the
     operator): ids must be a list of queue-id strings, at most
     MAX_IDS per request (the CLI sends big selections in batches, which is
@@ -113,6 +116,7 @@ def build_handlers(
     reload: Callable[[], Awaitable[dict]] | None = None,
     restart: Callable[[], Awaitable[dict]] | None = None,
     stop: Callable[[], Awaitable[dict]] | None = None,
+    reports: Callable[..., Awaitable[dict]] | None = None,
 ) -> dict[str, Callable]:
     """The handlers for `ControlServer` (see the module contract)."""
     started = started_at if started_at is not None else clock()
@@ -201,6 +205,13 @@ def build_handlers(
             raise OpError("this pigeon cannot be stopped through its control socket")
         return await stop()
 
+    async def reports_(now: bool = False) -> dict:
+        if not isinstance(now, bool):
+            raise OpError("now must be true or false")
+        if reports is None:
+            raise OpError("reports are off: set [reports] dmarc or tls to true")
+        return await reports(now=now)
+
     return {
         "ping": ping,
         "nudge": nudge,
@@ -216,4 +227,5 @@ def build_handlers(
         "reload": reload_,
         "restart": restart_,
         "stop": stop_,
+        "reports": reports_,
     }

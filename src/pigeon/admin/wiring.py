@@ -29,7 +29,8 @@ Contract:
     restart handed the service over, neither `handle.stopping()` nor
     `handle.close()` sends STOPPING=1: the service goes on in the new
     process. `stop` is the one behind
-    "stop" (`pigeon stop`).
+    "stop" (`pigeon stop`); `reports` the one behind "reports" (`pigeon
+    reports send`, app/reportjob.py), None when reports are off.
   * `metrics` is the `Metrics` the app also gives to the queue manager (and,
     when wired, the SMTP server); None makes one here, bound to the store's
     queue counts and `server_stats`, available as `handle.metrics`.
@@ -122,6 +123,7 @@ async def start_admin(
     reload: Callable[[], Awaitable[dict[str, Any]]] | None = None,
     restart: Callable[[], Awaitable[dict[str, Any]]] | None = None,
     stop: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+    reports: Callable[..., Awaitable[dict[str, Any]]] | None = None,
 ) -> AdminHandle:
     """See the module contract. Raises `pigeon.admin.control.ControlError`
     or `pigeon.admin.pidfile.PidFileError`."""
@@ -142,6 +144,7 @@ async def start_admin(
         reload=reload,
         restart=restart,
         stop=stop,
+        reports=reports,
     )
     control = ControlServer(config.control_socket, handlers)
     await control.start()

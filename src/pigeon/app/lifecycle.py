@@ -69,8 +69,10 @@ Contract:
          two, the next one: net/smtpd.py), then the rest are answered 421
          4.3.2 and closed (`Listeners.drain`); idle outbound connections
          are dropped;
-      d. `close` releases the listeners, the administration side (control
-         socket, PID file), the store and the account store, on every path
+      d. the aggregate reports' job (app/reportjob.py) is cancelled as the
+         stop begins; `close` releases the listeners, the administration
+         side (control socket, PID file), the store and the account store,
+         writes the report records still pending, on every path
          out of `serve`; the default thread pool is shut down without
          waiting past the deadline, the log flushed, exit 0; the
          data-directory lock is released last, as `main` returns;
@@ -97,6 +99,7 @@ from pigeon.app.deadline import HARD_MARGIN, StopDeadline
 from pigeon.app.exits import EX_OK, exit_status
 from pigeon.app.handover import Predecessor
 from pigeon.app.reload import ReloadOutcome, ReloadPlan, plan_reload
+from pigeon.app.reportjob import close_report_sink
 from pigeon.app.roles import ProcessRole
 from pigeon.config.load import ConfigError
 from pigeon.config.schema import Config
@@ -274,6 +277,7 @@ class Lifecycle:
                     reload=self._reload_for_operator,
                     restart=self._restart.for_operator,
                     stop=self._stop_for_operator,
+                    reports=role.reports.for_operator if role.reports is not None else None,
                 )
             if not successor:
                 await self._listen(role)
@@ -309,9 +313,13 @@ class Lifecycle:
                 )
             else:
                 log.info("pigeon worker ready (pid %d)", os.getpid())
+            # The aggregate reports, once per period (app/reportjob.py).
+            reports_task = tg.create_task(role.reports.run(self.stop)) if role.reports else None
             if self.admin is not None:
                 self.admin.ready()  # sd_notify READY=1 under systemd
             await self.stop.wait()
+            if reports_task is not None and not reports_task.done():
+                reports_task.cancel()  # a report being queued may be queued again next time
             await self.shutdown(role)
             if manager_task is not None and not manager_task.done():
                 manager_task.cancel()
@@ -364,6 +372,7 @@ class Lifecycle:
         role.store.close()
         role.auth.close()
         role.policy.deps.close()  # the abuse controls' state, written (policy/abusestate.py)
+        close_report_sink(role.report_sink)  # pending report records, written (reports/store.py)
 
     # --- reload ------------------------------------------------------------------------
 

@@ -40,8 +40,8 @@ Contract:
     progress keep the configuration they started with; accounts are read at
     each login anyway.
   * What waits for a restart, said in a warning: `data_dir`, `hostname`,
-    `user`, `group`, `workers`, `[queue]`, `[delivery]`, `[log]`, `[admin]`
-    (they belong to long-lived objects: the store, the agents, the log
+    `user`, `group`, `workers`, `[queue]`, `[delivery]`, `[log]`, `[admin]`,
+    `[reports]` (they belong to long-lived objects: the store, the agents, the log
     handlers, the control socket, the processes); and, with `workers > 1`
     (`fixed_listeners`), the listener addresses too (`listen`,
     `submission_listen`, `submissions_listen`): the sockets were bound before
@@ -79,6 +79,7 @@ RESTART_ONLY = (
     "delivery",
     "log",
     "admin",
+    "reports",  # the report sink and the daily job (app/reportjob.py)
 )
 
 #: The keys naming listener addresses (net/smtp_service.py SMTP_ROLES).

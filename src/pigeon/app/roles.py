@@ -13,6 +13,10 @@ Contract:
     lifecycle because the manager exists). Accepted mail goes straight to
     the manager (`submit`). With worker processes, `wake_fd` is the read end
     of their trigger pipe: a byte there nudges the manager.
+  * Every role has its `report_sink` (app/reportjob.py
+    `build_report_sink`), built before the receive policy and the delivery
+    agents, for the DMARC check and the SMTP client; the "full" role also
+    has the `reports` job when `[reports]` is on.
   * "acceptor": a worker process: the store (not as its owner), the SMTP
     service on the listeners shared by every process, and nothing that
     delivers or changes queue state. Each accepted message writes one byte
@@ -46,6 +50,7 @@ from typing import Any, Literal
 from pigeon.admin.client import ControlClient, ControlUnavailable, RemoteError
 from pigeon.app import wiring
 from pigeon.app.reload import ReloadPlan
+from pigeon.app.reportjob import ReportJob, build_report_sink
 from pigeon.auth.login import LoginGate
 from pigeon.auth.service import AuthService
 from pigeon.config.schema import Config
@@ -66,6 +71,8 @@ from pigeon.obs.metrics import Metrics
 from pigeon.policy.pipeline import ReceivePipeline
 from pigeon.qmgr import DirectDelivery, Qmgr, build_direct
 from pigeon.queue.store import QueueStore
+from pigeon.reports.records import NullSink, ReportSink
+from pigeon.reports.store import StoreSink
 from pigeon.routing.resolve import Router
 
 __all__ = ["ProcessRole", "ROLE_FACTORIES", "acceptor_role", "full_role"]
@@ -97,6 +104,10 @@ class ProcessRole:
     direct: DirectDelivery | None = None  # local delivery at the accept (qmgr/direct.py)
     plugins: list[LoadedPlugin] = field(default_factory=list)
     submit: Submit | None = None  # what a plugin's context queues with
+    #: Where this process's DMARC check and SMTP client put their report
+    #: records (app/reportjob.py `build_report_sink`; closed by the lifecycle).
+    report_sink: ReportSink = field(default_factory=NullSink)
+    reports: ReportJob | None = None  # "full" with [reports] on: the periodic job
 
     @property
     def owns_queue(self) -> bool:
@@ -158,9 +169,10 @@ def _receiving(
     agents: Mapping[str, DeliveryAgent] | None = None,
     wake_fd: int | None = None,
     direct: DirectDelivery | None = None,
+    report_sink: ReportSink | None = None,
 ) -> ProcessRole:
     """The parts every role has: TLS, accounts, the receive policy, the SMTP service
-    on its listeners."""
+    on its listeners, the report sink."""
     tls = TlsProvider.create(config)  # TlsError: see the contract
     log.info("TLS: %s", tls.describe())
     auth = wiring.auth_service(config)
@@ -199,6 +211,7 @@ def _receiving(
         direct,
         plugins,
         submit,
+        report_sink if report_sink is not None else NullSink(),
     )
 
 
@@ -228,13 +241,14 @@ def full_role(config: Config, *, wake_fd: int | None = None) -> ProcessRole:
     router = Router(config)
     maillog = MailLog()
     metrics = Metrics()
+    report_sink = build_report_sink(config, config.data_dir)
     agents = build_agents(config, wiring.resolver(config))
     manager = wiring.queue_manager(config, store, router, maillog, agents, metrics=metrics)
 
     async def on_etrn(node: str) -> int:
         return await wiring.etrn_flush(manager.flush, node)
 
-    return _receiving(
+    role = _receiving(
         "full",
         config,
         store,
@@ -247,7 +261,11 @@ def full_role(config: Config, *, wake_fd: int | None = None) -> ProcessRole:
         agents=agents,
         wake_fd=wake_fd,
         direct=manager.direct,
+        report_sink=report_sink,
     )
+    if isinstance(report_sink, StoreSink) and role.submit is not None:
+        role.reports = ReportJob(config, report_sink, wiring.resolver(config), role.submit)
+    return role
 
 
 def acceptor_role(config: Config, *, trigger_fd: int) -> ProcessRole:
@@ -269,6 +287,8 @@ def acceptor_role(config: Config, *, trigger_fd: int) -> ProcessRole:
         on_etrn=on_etrn,
         # Every worker delivers the local mail it accepts (issue 16).
         direct=build_direct(config, router, maillog, metrics),
+        # Its DMARC check's records go to the shared file; the main process reports.
+        report_sink=build_report_sink(config, config.data_dir),
     )
 
 

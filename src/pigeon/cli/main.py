@@ -48,6 +48,7 @@ COMMANDS: dict[str, str] = {
     "log": "pigeon.cli.log",
     "data": "pigeon.cli.data",
     "sendmail": "pigeon.cli.sendmail",
+    "reports": "pigeon.cli.reports",
 }
 
 DESCRIPTION = """\

@@ -63,6 +63,7 @@ from pigeon.config import _secure as S
 from pigeon.config._aliases import check_catch_alls, read_aliases_file
 from pigeon.config._checks import ConfigError, ConfigErrors
 from pigeon.config._milter import milters
+from pigeon.config._reports import reports
 from pigeon.config.locate import KeyLocator
 from pigeon.config.schema import (
     AdminConfig,
@@ -141,6 +142,7 @@ _TOP: dict[str, Callable[[str, Any], Any]] = {
     "submissions_listen": S.listen_roles,
     "plugins": P.plugins,  # relative paths: from the file's directory (collect_config)
     "milters": milters,
+    "reports": reports,  # a table with a key named "from": config/_reports.py
 }
 
 # Config fields that are no key: the loader fills them from files the keys name.

@@ -42,6 +42,7 @@ TOML layout (all keys optional):
                 helo_name, connect_timeout, command_timeout, data_block_timeout, data_done_timeout,
                 tls, tls_ca_file, destination_concurrency, destination_recipients, own_addresses
     [rate_limits] [dnsbl] [greylist] [postscreen]: the abuse controls (pigeon.config.abuse)
+    [reports]   dmarc, tls, from, org_name, contact, interval
 
     [transports]
     "example.org" = "smtp:[mail.example.org]:587"
@@ -391,6 +392,29 @@ class MilterConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ReportsConfig:
+    """[reports]: aggregate DMARC (RFC 7489 §7.2) and TLS-RPT (RFC 8460) reports (pigeon.reports)."""
+
+    dmarc: bool = False  # [reports] dmarc: collect DMARC results and send daily aggregate reports
+    tls: bool = False  # [reports] tls: collect delivery TLS outcomes and send daily TLS-RPT reports
+    #: [reports] from: the reports' From: and envelope sender; "" = noreply-reports@`hostname`.
+    #: (The TOML key is `from`, a Python keyword: pigeon.config._reports.)
+    sender: str = ""
+    org_name: str = ""  # [reports] org_name: the reporting organisation; "" = `hostname`
+    contact: str = ""  # [reports] contact: extra contact information (a URI or address); "" = none
+    #: [reports] interval, s: length of a reporting period; periods end on
+    #: multiples of it since the Unix epoch (86400: at 00:00 UTC); >= 1.
+    interval: float = 86400.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.dmarc or self.tls
+
+    def from_address(self, hostname: str) -> str:
+        return self.sender or f"noreply-reports@{hostname}"
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration. Build it with `pigeon.config.load_config`, which checks every value."""
 
@@ -445,6 +469,8 @@ class Config:
     plugins: tuple[PluginConfig, ...] = ()
     #: [[milters]]: mail filters asked in this order at every stage (docs/milter.md).
     milters: tuple[MilterConfig, ...] = ()
+    #: [reports]: aggregate DMARC and TLS-RPT reports (off by default).
+    reports: ReportsConfig = field(default_factory=ReportsConfig)
 
     @property
     def mailbox_root(self) -> Path:

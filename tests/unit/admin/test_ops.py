@@ -173,3 +173,28 @@ def test_restart_without_a_restarter_is_refused_plainly(backend):
 def test_stop_without_a_stopper_is_refused_plainly(backend):
     with pytest.raises(RemoteError, match="cannot be stopped through its control socket"):
         client(backend).call("stop")
+
+
+def test_reports_when_they_are_off_are_refused_plainly(backend):
+    with pytest.raises(RemoteError, match=r"reports are off: set \[reports\] dmarc or tls"):
+        client(backend).call("reports", now=True)
+
+
+def test_reports_now_must_be_a_bool():
+    import asyncio
+
+    from pigeon.admin.control import OpError
+    from pigeon.admin.ops import build_handlers
+
+    asked: list[bool] = []
+
+    async def reports(now: bool) -> dict:
+        asked.append(now)
+        return {"dmarc": 0}
+
+    handlers = build_handlers(store=None, manager=None, reports=reports)
+    assert asyncio.run(handlers["reports"](now=True)) == {"dmarc": 0}
+    assert asyncio.run(handlers["reports"]()) == {"dmarc": 0}
+    assert asked == [True, False]
+    with pytest.raises(OpError, match="now must be true or false"):
+        asyncio.run(handlers["reports"](now="yes"))

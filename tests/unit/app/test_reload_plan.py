@@ -83,6 +83,7 @@ RESTART_CHANGES = {
     "delivery": {"delivery": {"remote_port": 2525}},
     "log": {"log": {"level": "debug"}},
     "admin": {"admin": {"metrics_listen": ""}},
+    "reports": {"reports": {"dmarc": True}},
 }
 
 
