@@ -32,6 +32,7 @@ RANK = {
     "pigeon.reports": 3,
     "pigeon.queue": 4,
     "pigeon.routing": 5,
+    "pigeon.signing": 5,
     "pigeon.delivery": 6,
     "pigeon.policy": 6,
     "pigeon.hooks": 6,

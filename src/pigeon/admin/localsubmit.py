@@ -18,6 +18,10 @@ Contract:
     Addresses without a domain get `domain` (the primary local domain),
     like Postfix's myorigin. Invalid addresses raise `SubmitError` with
     code EX_NOUSER (67); no recipient at all is EX_USAGE (64).
+  * With a `signer` (`[dkim]`: the From domain has keys), the DKIM
+    signatures are made over the message as it is queued (our Received:
+    field included) and put on top (docs/mail-auth.md, "Signing"); mail
+    from local users is our users' mail. A failure is EX_TEMPFAIL.
   * `enqueue(store, prepared, ...)` writes it through the ordinary
     QueueStore path (new_spool, write, commit: the same group commit and
     fsync as SMTP mail), so once it returns the message is durable. Store
@@ -38,6 +42,7 @@ from typing import Any
 
 from pigeon.proto.params import MailParams
 from pigeon.queue.model import Envelope, Recipient
+from pigeon.signing.signer import DkimSigner, SigningError
 from pigeon.vocab.address import PathError, parse_path
 
 __all__ = [
@@ -196,6 +201,7 @@ def spool_message(
     uid: int,
     now: float,
     max_size: int = 0,
+    signer: DkimSigner | None = None,
 ) -> tuple[Any, Envelope]:
     """Write the message into a new spool of `store`; (spool, envelope), not yet committed.
     SubmitError on failure (the spool is discarded)."""
@@ -218,6 +224,11 @@ def spool_message(
             raise SubmitError(
                 f"message too big: {len(content)} octets, the limit is {max_size}", EX_DATAERR
             )
+        if signer:  # DKIM signatures on top of the message as stored (pigeon.signing)
+            try:
+                content = b"".join(signer.signatures(content)) + content
+            except SigningError as exc:
+                raise SubmitError(f"cannot sign the message: {exc}", EX_TEMPFAIL) from None
         eight_bit = not content.isascii()
         utf8 = not (sender.isascii() and all(r.isascii() for r in prepared.recipients))
         env = Envelope(
@@ -251,12 +262,20 @@ def enqueue(
     uid: int,
     now: float,
     max_size: int = 0,
+    signer: DkimSigner | None = None,
 ) -> Envelope:
     """Write and commit the message; return its envelope. SubmitError on failure."""
     from pigeon.vocab.errors import StoreError
 
     spool, env = spool_message(
-        store, prepared, sender=sender, hostname=hostname, uid=uid, now=now, max_size=max_size
+        store,
+        prepared,
+        sender=sender,
+        hostname=hostname,
+        uid=uid,
+        now=now,
+        max_size=max_size,
+        signer=signer,
     )
     try:
         store.commit(spool, env)

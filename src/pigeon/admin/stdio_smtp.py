@@ -15,7 +15,9 @@ Contract:
     id ..."); at DataFinished the envelope is committed (fsync, group
     commit) and only then 250 is answered: the same promise as SMTP.
     A store failure answers 451/452 4.3.x. Header fix-ups of plain
-    `sendmail` (From/Date/Message-ID) are not applied in this mode.
+    `sendmail` (From/Date/Message-ID) are not applied in this mode. With a
+    `signer` ([dkim]), the message is DKIM-signed as queued before the
+    commit (a failure is 451 4.3.0).
   * Returns the list of queue ids accepted; the caller nudges the server.
   * `SocketStore(send)` stands in for the store when the user cannot write
     the queue: each message is handed to the running pigeon over the
@@ -48,6 +50,7 @@ from pigeon.proto.events import (
 from pigeon.proto.params import MailParams
 from pigeon.proto.server import ServerSession, SessionConfig
 from pigeon.queue.model import Envelope, Recipient
+from pigeon.signing.signer import DkimSigner, SigningError
 from pigeon.vocab.errors import StoreError
 
 __all__ = ["run_stdio_session"]
@@ -109,6 +112,7 @@ def run_stdio_session(
     clock: Callable[[], float] = time.monotonic,
     wallclock: Callable[[], float] = time.time,
     add_received: bool = True,
+    signer: DkimSigner | None = None,
 ) -> list[str]:
     """Serve one SMTP session over (fd_in, fd_out); see the module contract."""
     uid = os.getuid() if uid is None else uid
@@ -166,7 +170,7 @@ def run_stdio_session(
                             spool_error = exc  # keep reading; answer 4xx at the end
                 elif isinstance(ev, DataFinished):
                     flush()
-                    reply, qid = _commit(store, session, spool, spool_error, ev, wallclock)
+                    reply, qid = _commit(store, session, spool, spool_error, ev, wallclock, signer)
                     spool = None  # committed or discarded by _commit
                     if qid is not None:
                         queued.append(qid)
@@ -214,8 +218,10 @@ def _commit(
     spool_error,
     ev: DataFinished,
     wallclock: Callable[[], float],
+    signer: DkimSigner | None = None,
 ) -> tuple[R.Reply, str | None]:
-    """Commit the spool (durable before the 250); (reply, queue id or None)."""
+    """Sign (with `signer`) and commit the spool (durable before the 250);
+    (reply, queue id or None)."""
     if spool is None:
         return R.LOCAL_ERROR, None
     if spool_error is not None:
@@ -224,10 +230,17 @@ def _commit(
             R.INSUFFICIENT_STORAGE if getattr(spool_error, "disk_full", False) else R.LOCAL_ERROR
         ), None
     env = spool.envelope  # made at DataStarted, now final
-    env.received_at, env.size, env.eight_bit = wallclock(), spool.size, ev.eight_bit
     try:
+        if signer:  # DKIM over the message as queued, signatures on top (pigeon.signing)
+            with spool.reader(0) as content:
+                for field in signer.signatures(content.read()):
+                    spool.prepend(field)
+        env.received_at, env.size, env.eight_bit = wallclock(), spool.size, ev.eight_bit
         store.commit(spool, env)
     except StoreError as exc:
         spool.discard()
         return (R.INSUFFICIENT_STORAGE if exc.disk_full else R.LOCAL_ERROR), None
+    except (OSError, SigningError):  # the spool unreadable, a key dkimpy refuses
+        spool.discard()
+        return R.LOCAL_ERROR, None
     return R.queued(spool.queue_id), spool.queue_id

@@ -101,6 +101,7 @@ class SubmitServer(UnixServer):
         maillog: Any = None,
         clock: Callable[[], float] = time.time,
         trusted_uids: set[int] | None = None,
+        signer: Callable[[], Any] = lambda: None,
     ) -> None:
         from pigeon.routing.resolve import Router
 
@@ -110,6 +111,7 @@ class SubmitServer(UnixServer):
         self.on_queued = on_queued
         self.maillog = maillog
         self.clock = clock
+        self.signer = signer  # the DKIM signer in force (it follows reloads), or None
         self.domain = Router(config).primary_domain
         self.trusted = {0, os.geteuid()} if trusted_uids is None else set(trusted_uids)
         self._slots = asyncio.Semaphore(MAX_CLIENTS)
@@ -224,6 +226,7 @@ class SubmitServer(UnixServer):
             uid=uid,
             now=self.clock(),
             max_size=cfg.limits.message_size,
+            signer=self.signer(),
         )
 
 

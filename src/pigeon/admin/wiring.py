@@ -124,6 +124,7 @@ async def start_admin(
     restart: Callable[[], Awaitable[dict[str, Any]]] | None = None,
     stop: Callable[[], Awaitable[dict[str, Any]]] | None = None,
     reports: Callable[..., Awaitable[dict[str, Any]]] | None = None,
+    signer: Callable[[], Any] = lambda: None,
 ) -> AdminHandle:
     """See the module contract. Raises `pigeon.admin.control.ControlError`
     or `pigeon.admin.pidfile.PidFileError`."""
@@ -156,7 +157,12 @@ async def start_admin(
         raise
     submit: SubmitServer | None = None
     candidate = SubmitServer(
-        config.submit_socket, config=config, store=store, on_queued=manager.submit, maillog=maillog
+        config.submit_socket,
+        config=config,
+        store=store,
+        on_queued=manager.submit,
+        maillog=maillog,
+        signer=signer,
     )
     try:
         await candidate.start()

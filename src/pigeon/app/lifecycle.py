@@ -51,8 +51,9 @@ Contract:
     flags), the difference is planned by the pure `app.reload.plan_reload`,
     the TLS certificate files are re-read (a broken one refuses the reload),
     the `[[plugins]]` are imported afresh, changed or not (one that does not
-    load refuses the reload: the running plugins stay), and the role
-    applies the plan to its parts (`ProcessRole.apply`).
+    load refuses the reload: the running plugins stay), the DKIM keys are
+    read again (`[dkim]`: one that cannot be read refuses the reload), and
+    the role applies the plan to its parts (`ProcessRole.apply`).
     sd_notify RELOADING=1 / READY=1 around it. Nothing else writes into the
     running parts.
   * The stop (`shutdown`) is this one method, bounded whatever the peers
@@ -107,6 +108,7 @@ from pigeon.delivery.wiring import close_agents
 from pigeon.mailstore.layout import open_mailboxes
 from pigeon.net.inherit import ListenPlan
 from pigeon.net.listener import BoundSockets
+from pigeon.net.signmail import outbound_signing
 from pigeon.net.tls import TlsError, TlsProvider
 from pigeon.privileges import drop, make_data_dir
 
@@ -278,6 +280,7 @@ class Lifecycle:
                     restart=self._restart.for_operator,
                     stop=self._stop_for_operator,
                     reports=role.reports.for_operator if role.reports is not None else None,
+                    signer=lambda: role.signing.signer if role.signing is not None else None,
                 )
             if not successor:
                 await self._listen(role)
@@ -431,7 +434,12 @@ class Lifecycle:
                     log.error("reload rejected, the running configuration stays in force: %s", line)
                 return ReloadPlan("refused", role.config, refused=lines).outcome()
             log.info("reload: %d plugin(s) loaded afresh", len(plugins))
-        warnings = await role.apply(plan, tls, plugins)
+        try:  # the DKIM keys are read again: a new selector, a rotated key
+            signing = outbound_signing(plan.live)
+        except ConfigError as exc:
+            log.error("reload rejected, the running configuration stays in force: %s", exc)
+            return ReloadPlan("refused", role.config, refused=(str(exc),)).outcome()
+        warnings = await role.apply(plan, tls, plugins, signing)
         if plan.status == "unchanged":
             log.info("reload: configuration unchanged")
         if plan.now:

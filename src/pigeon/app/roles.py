@@ -28,7 +28,9 @@ Contract:
     yet); the lifecycle maps both to exit status 78. Every role loads the
     plugins itself (each worker has its own instances); the "full" role's
     manager tells them of delivery events.
-  * `ProcessRole.apply(plan, tls, plugins)` is how a reload reaches the
+  * Factories raise `ConfigError` for a DKIM key that cannot be read
+    (`wiring.outbound_signing`: 78 as well).
+  * `ProcessRole.apply(plan, tls, plugins, signing)` is how a reload reaches the
     parts: new receive policy (with `plugins`, loaded afresh by
     `load_plugins` before: a plugin that does not load refuses the reload)
     and SMTP settings, listeners compared and changed and their connection
@@ -59,6 +61,7 @@ from pigeon.delivery.wiring import build_agents
 from pigeon.hooks.api import Submit
 from pigeon.hooks.load import LoadedPlugin, delivery_observers
 from pigeon.net.listener import Listeners
+from pigeon.net.signmail import OutboundSigning, outbound_signing
 from pigeon.net.smtp_service import (
     SmtpService,
     SmtpSettings,
@@ -108,6 +111,7 @@ class ProcessRole:
     #: records (app/reportjob.py `build_report_sink`; closed by the lifecycle).
     report_sink: ReportSink = field(default_factory=NullSink)
     reports: ReportJob | None = None  # "full" with [reports] on: the periodic job
+    signing: OutboundSigning | None = None  # DKIM signing ([dkim]; net/signmail.py)
 
     @property
     def owns_queue(self) -> bool:
@@ -119,15 +123,21 @@ class ProcessRole:
         return wiring.plugins(config, self.submit)
 
     async def apply(
-        self, plan: ReloadPlan, tls: TlsProvider, plugins: list[LoadedPlugin] | None = None
+        self,
+        plan: ReloadPlan,
+        tls: TlsProvider,
+        plugins: list[LoadedPlugin] | None = None,
+        signing: OutboundSigning | None = None,
     ) -> list[str]:
         """Put `plan.live` in force for new sessions and deliveries; the returned
         warnings say which new listeners could not be bound. (With sockets shared
         by workers the plan keeps the listener addresses as they run, so only the
         connection limits change.) `plugins` (None: keep the running ones) are
         put in force even when the configuration is unchanged: their code may
-        have changed."""
+        have changed. `signing` is the DKIM signing of `plan.live`, its keys
+        read again (a new selector is put in force by a reload)."""
         live = plan.live
+        self.signing = signing
         self.tls = tls
         warnings: list[str] = []
         if plugins is not None:
@@ -151,7 +161,9 @@ class ProcessRole:
                 smtp_listeners(live, tls=True), connection_limits(live)
             )
             self.config = live
-        self.smtp.apply(SmtpSettings.build(self.config, self.policy, tls, auth=True))
+        self.smtp.apply(
+            SmtpSettings.build(self.config, self.policy, tls, auth=True, signing=self.signing)
+        )
         return warnings
 
 
@@ -180,8 +192,9 @@ def _receiving(
     plugins = wiring.plugins(config, submit)  # ConfigErrors: see the contract
     _observe(plugins, manager, direct)
     policy = wiring.receive_policy(config, router, space=store.space, plugins=plugins)
+    signing = outbound_signing(config)  # ConfigError: see the contract
     smtp = SmtpService(
-        SmtpSettings.build(config, policy, tls, auth=True),
+        SmtpSettings.build(config, policy, tls, auth=True, signing=signing),
         store=store,
         maillog=maillog,
         on_queued=on_queued,
@@ -212,6 +225,7 @@ def _receiving(
         plugins,
         submit,
         report_sink if report_sink is not None else NullSink(),
+        signing=signing,
     )
 
 

@@ -9,15 +9,17 @@ Contract:
   * Every problem found is reported in one run, one line each on stderr,
     "pigeon: FILE:LINE: key: message", in the order of the file; then exit
     78 (EX_CONFIG). A configured TLS certificate and key are checked as
-    start-up checks them, in the same run (their problem names the tls key).
+    start-up checks them, in the same run (their problem names the tls key);
+    so are the DKIM keys (`[dkim]`: every domain's key pair read as start-up
+    reads it, a problem naming the dkim key and the file).
   * Risky but valid settings (`pigeon.config.risks`: an open relay, a
     public listener with relay networks) are warnings on stderr,
     "pigeon: FILE:LINE: warning: key: message"; they do not change the
     exit status.
   * On success: "ok: FILE" and a summary on stdout (every listener by role,
     TLS, domains, relaying, transports, milters, metrics, files), exit 0. Nothing is
-    created or opened besides reading FILE and the certificate files (the
-    log file and data_dir are not touched).
+    created or opened besides reading FILE, the certificate files and the
+    DKIM keys (the log file and data_dir are not touched).
 """
 
 from __future__ import annotations
@@ -106,6 +108,7 @@ def summary(config: Config) -> list[str]:
         ("transports", ", ".join(transports) or "none"),
         ("plugins", ", ".join(f"{p.name} ({p.source})" for p in config.plugins) or "none"),
         ("milters", ", ".join(f"{m.name} ({m.socket})" for m in config.milters) or "none"),
+        ("dkim", f"signing with the keys in {config.dkim_key_dir}" if config.dkim.sign else "off"),
         ("relay host", str(config.delivery.relay_host or "none (direct delivery by MX)")),
         ("metrics", f"http://{metrics}/metrics" if metrics is not None else "off"),
         ("control socket", str(config.control_socket)),
@@ -140,6 +143,18 @@ def tls_problems(config: Config, source: str) -> list[ConfigError]:
     return []
 
 
+def dkim_problems(config: Config, source: str) -> list[ConfigError]:
+    """The DKIM keys read as start-up reads them (pigeon.signing.keys)."""
+    from pigeon.signing.signer import signer_for
+
+    try:
+        signer_for(config)
+    except ConfigError as exc:
+        exc.source = source
+        return [exc]
+    return []
+
+
 def plugin_problems(config: Config, source: str) -> list[ConfigError]:
     """The `[[plugins]]` loaded as start-up loads them (code imported, own
     table checked against the plugin's settings): what would refuse it."""
@@ -167,6 +182,8 @@ def run(args: argparse.Namespace) -> int:
     refused = {p.key for p in problems}
     if config is not None and not refused & {"tls.cert_file", "tls.key_file", "tls.ciphers"}:
         problems += tls_problems(config, source)
+    if config is not None and not any(p.key and p.key.startswith("dkim") for p in problems):
+        problems += dkim_problems(config, source)
     if (
         config is not None
         and config.plugins

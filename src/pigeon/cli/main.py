@@ -49,6 +49,8 @@ COMMANDS: dict[str, str] = {
     "data": "pigeon.cli.data",
     "sendmail": "pigeon.cli.sendmail",
     "reports": "pigeon.cli.reports",
+    "dkim": "pigeon.cli.dkim",
+    "dns": "pigeon.cli.dns",
 }
 
 DESCRIPTION = """\

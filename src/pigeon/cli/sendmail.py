@@ -94,7 +94,7 @@ examples:
 exit status (sysexits.h): 0 queued, 64 usage, 65 data error, 67 bad address,
 70 internal error, 73 queue cannot be opened, 75 temporary failure (pigeon
 not running, for ordinary users), 77 permission denied, 78 bad or missing
-configuration.
+configuration (a DKIM key that cannot be read, too).
 """
 
 PROG = "sendmail"
@@ -311,6 +311,7 @@ def _write_queue(
                     fd_in=stdin.fileno(),
                     fd_out=sys.stdout.fileno(),
                     uid=uid,
+                    signer=_signer(config),
                 )
             env = L.enqueue(
                 store,
@@ -320,12 +321,24 @@ def _write_queue(
                 uid=uid,
                 now=_now(),
                 max_size=config.limits.message_size,
+                signer=_signer(config),
             )
             return [env.queue_id]
         finally:
             store.close()
     finally:
         os.umask(umask)
+
+
+def _signer(config):
+    """The DKIM signer of [dkim] (docs/mail-auth.md); a key that cannot be read is EX_CONFIG."""
+    from pigeon.config.load import ConfigError
+    from pigeon.signing.signer import signer_for
+
+    try:
+        return signer_for(config)
+    except ConfigError as exc:
+        raise L.SubmitError(str(exc), L.EX_CONFIG) from None
 
 
 def _submit_via_socket(opts: Options, config, stdin: BinaryIO) -> int:

@@ -58,6 +58,7 @@ from pigeon.config import _abuse as AB
 from pigeon.config import _admin as A
 from pigeon.config import _checks as C
 from pigeon.config import _delivery as D
+from pigeon.config import _dkim as DK
 from pigeon.config import _plugins as P
 from pigeon.config import _secure as S
 from pigeon.config._aliases import check_catch_alls, read_aliases_file
@@ -266,6 +267,7 @@ _SECTIONS: dict[str, tuple[type, dict[str, Callable[[str, Any], Any]]]] = {
         },
     ),
     **AB.SECTIONS,  # [rate_limits], [dnsbl], [greylist], [postscreen]
+    **DK.SECTIONS,  # [dkim]
 }
 
 # A checked layer: (key,) or (section, key) -> checked value.

@@ -43,6 +43,7 @@ TOML layout (all keys optional):
                 tls, tls_ca_file, destination_concurrency, destination_recipients, own_addresses
     [rate_limits] [dnsbl] [greylist] [postscreen]: the abuse controls (pigeon.config.abuse)
     [reports]   dmarc, tls, from, org_name, contact, interval
+    [dkim]      sign, key_dir, headers, [dkim.domains."NAME"] selector (pigeon.config.dkim)
 
     [transports]
     "example.org" = "smtp:[mail.example.org]:587"
@@ -62,6 +63,7 @@ from pathlib import Path
 from typing import Literal
 
 from pigeon.config.abuse import DnsblConfig, GreylistConfig, PostscreenConfig, RateLimitConfig
+from pigeon.config.dkim import DkimConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -465,6 +467,7 @@ class Config:
     dnsbl: DnsblConfig = field(default_factory=DnsblConfig)
     greylist: GreylistConfig = field(default_factory=GreylistConfig)
     postscreen: PostscreenConfig = field(default_factory=PostscreenConfig)
+    dkim: DkimConfig = field(default_factory=DkimConfig)  # [dkim]: outbound DKIM signing
     #: [[plugins]]: users' Python hooks, asked after the built-in checks, in this order.
     plugins: tuple[PluginConfig, ...] = ()
     #: [[milters]]: mail filters asked in this order at every stage (docs/milter.md).
@@ -489,6 +492,11 @@ class Config:
     def pid_file(self) -> Path:
         """The PID file's path ([admin] pid_file or data_dir/pigeon.pid)."""
         return self.admin.pid_file or self.data_dir / "pigeon.pid"
+
+    @property
+    def dkim_key_dir(self) -> Path:
+        """Where the DKIM keys live ([dkim] key_dir or data_dir/dkim)."""
+        return self.dkim.key_dir or self.data_dir / "dkim"
 
     @property
     def submit_socket(self) -> Path:

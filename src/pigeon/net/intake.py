@@ -22,7 +22,9 @@ Contract:
     remove are removed from the client's header section (net/respool.py:
     the spool written again, its queue ID new), its header edits or new
     body rewrite the content (`policy.edits`), its header fields are
-    prepended (above Received:), its new sender replaces the envelope's,
+    prepended (above Received:), the DKIM signatures of our users' mail
+    are made over that result and prepended below them (`services.signing`,
+    net/signmail.py; a failure is 451 4.3.0), its new sender replaces the envelope's,
     its recipient list replaces the envelope's, each recipient gets the
     transport chosen for it at RCPT, or else for the message
     (`Recipient.route`, honoured by the queue manager's dispatch), and the
@@ -55,6 +57,7 @@ from typing import Any
 from pigeon.net.respool import respool
 from pigeon.net.services import ReceiveServices
 from pigeon.net.sessionlog import SessionLog
+from pigeon.net.signmail import SigningFailed
 from pigeon.policy.api import Verdict
 from pigeon.policy.edits import apply_content_changes
 from pigeon.policy.message import SpoolMessage
@@ -241,7 +244,7 @@ class MessageIntake:
                 )
         envelope = spool.envelope  # made by open(), now final
         try:
-            apply_content_changes(spool, message, verdict)  # before the prepends
+            replaced = apply_content_changes(spool, message, verdict)  # before the prepends
         except (OSError, StoreError) as exc:
             log.error("changing the content of %s failed: %s", spool.queue_id, exc)
             self.discard()
@@ -257,8 +260,20 @@ class MessageIntake:
             routes = self.policy.routes
             for rcpt in envelope.recipients:
                 rcpt.route = routes.get(rcpt.address) or verdict.transport or ""
-        for header in verdict.headers:
-            spool.prepend(header.to_bytes())  # above our Received:
+        prepended = [header.to_bytes() for header in verdict.headers]
+        for field in prepended:
+            spool.prepend(field)  # above our Received:
+        signing = services.signing
+        if signing is not None and signing.applies(self.policy.facts):
+            # Last, over the message as it will be stored (net/signmail.py).
+            try:
+                signatures = await signing.signatures(spool, prepended, replaced)
+            except SigningFailed as exc:
+                log.error("%s", exc)
+                self.discard()
+                return R.LOCAL_ERROR
+            for field in signatures:
+                spool.prepend(field)
         envelope.received_at, envelope.size = services.wallclock(), spool.size
         envelope.eight_bit = event.eight_bit
         hold = verdict.quarantine is not None

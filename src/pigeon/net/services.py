@@ -4,7 +4,7 @@ Contract:
   * `ReceiveServices` holds the long-lived collaborators every connection
     of a server shares: the queue intake (`store`), the receive pipeline
     (`pigeon.policy.pipeline`), the login rules (`pigeon.auth.login`), the
-    TLS context provider, the mail log and metrics, the hand-over to the
+    TLS context provider, the DKIM signing, the mail log and metrics, the hand-over to the
     queue manager (`on_queued`), the ETRN flush, the clocks and a few
     timeouts. It is immutable: a reload makes a new one
     (`dataclasses.replace`) and sessions in progress keep theirs.
@@ -82,6 +82,8 @@ class ReceiveServices:
     on_etrn: Callable[[str], Awaitable[int]] | None = None
     #: Local delivery at the accept (qmgr/direct.py `DirectDelivery`), or None.
     direct: Any = None
+    #: DKIM signing of our users' mail (net/signmail.py `OutboundSigning`), or None.
+    signing: Any = None
     greet_pause: float = 0.0
     postscreen: PostscreenConfig = PostscreenConfig()  # port 25 tests (net/postscreen.py)
     handshake_timeout: float = 30.0

@@ -121,17 +121,24 @@ class SmtpSettings:
     roles: Mapping[str, SessionConfig]  # role name -> its SessionConfig
     policy: ReceivePipeline  # the receive decisions (policy.build.build_pipeline)
     tls: TlsProvider | None
+    signing: Any = None  # DKIM signing of our users' mail (net/signmail.py), or None
 
     @classmethod
     def build(
-        cls, config: Config, policy: ReceivePipeline, tls: TlsProvider | None, *, auth: bool
+        cls,
+        config: Config,
+        policy: ReceivePipeline,
+        tls: TlsProvider | None,
+        *,
+        auth: bool,
+        signing: Any = None,
     ) -> SmtpSettings:
         base = session_config(config)
         roles = {
             role.name: role_session_config(config, base, role.name, tls=tls is not None, auth=auth)
             for role in SMTP_ROLES
         }
-        return cls(config, roles, policy, tls)
+        return cls(config, roles, policy, tls, signing)
 
 
 class SmtpService:
@@ -173,6 +180,7 @@ class SmtpService:
             self._shared,
             pipeline=settings.policy,
             tls=settings.tls,
+            signing=settings.signing,
             greet_pause=config.timeouts.greet_pause,
             postscreen=config.postscreen,
             handshake_timeout=config.tls.handshake_timeout,

@@ -16,7 +16,10 @@ Contract:
     body (`Spool.replace_head`: only the header section is replaced, the
     body is not copied, unless a new body replaces it); nothing otherwise.
     It reads the header section through `message` (already read by the
-    checks). Call it before the verdict's `headers` are prepended.
+    checks). Call it before the verdict's `headers` are prepended. It
+    returns what it put in place of the head (`(length, data)`, as given to
+    `replace_head`), or None: DKIM signing reads the content as it will be
+    stored (net/signmail.py).
 """
 
 from __future__ import annotations
@@ -86,16 +89,20 @@ def edit_header_section(section: bytes, edits: Iterable[HeaderEdit]) -> bytes:
     return b"".join(fields)
 
 
-def apply_content_changes(spool: Spool, message: Message, verdict: Verdict) -> None:
+def apply_content_changes(
+    spool: Spool, message: Message, verdict: Verdict
+) -> tuple[int, bytes] | None:
     """Rewrite the spool's head for header edits or a new body (module contract)."""
     if not verdict.header_edits and verdict.body is None:
-        return
+        return None
     section = message.header_section()
     length = len(section)
     # The empty line that ends the section, if the message has one.
     separator = b"\r\n" if spool.head(length + 2)[length:] == b"\r\n" else b""
     head = edit_header_section(section, verdict.header_edits)
     if verdict.body is not None:
-        spool.replace_head(spool.size, head + b"\r\n" + verdict.body)
+        replaced = (spool.size, head + b"\r\n" + verdict.body)
     else:
-        spool.replace_head(length + len(separator), head + separator)
+        replaced = (length + len(separator), head + separator)
+    spool.replace_head(*replaced)
+    return replaced

@@ -580,10 +580,71 @@ def pigeon_141(world):
         os.close(w)
 
 
+# --- dkim, dns -------------------------------------------------------------------------------
+
+
+def dkim_0(world):
+    return main(["dkim", "keygen", "example.test", "-c", str(world.cfg)])
+
+
+def dkim_64(world):
+    return main(["dkim", "keygen", "example.test", "--selector", "a_b", "-c", str(world.cfg)])
+
+
+def dkim_73(world):
+    argv = ["dkim", "keygen", "example.test", "--selector", "s1", "-c", str(world.cfg)]
+    assert main(argv) == 0
+    return main(argv)  # the selector exists: never overwritten
+
+
+def dkim_78(world):
+    return main(["dkim", "keygen", "example.test", "-c", str(world.bad_config())])
+
+
+def _dns(world, *argv, **server):
+    from pigeon.testing.dnsserver import DnsServer
+
+    with DnsServer(zones={"example.test": "@ MX 10 mx.example.test.\n"}, **server) as dns:
+        tables = f'[delivery]\ndns_servers = ["127.0.0.1:{dns.port}"]\ndns_timeout = 0.5\n'
+        cfg = world.config(world.data, tables=tables, name="dns.toml")
+        return main(["dns", *argv, "-c", str(cfg)])
+
+
+def dns_0(world):
+    return _dns(world, "example.test")
+
+
+def dns_1(world):
+    return _dns(world, "example.test", "--check")  # only the MX is published, no DKIM keys
+
+
+def dns_64(world):
+    return _dns(world, "not a domain")
+
+
+def dns_73(world):
+    directory = world.data / "dkim" / "example.test"
+    directory.mkdir(parents=True)
+    (directory / "s1-rsa.key").write_text("not a key\n")
+    (directory / "s1-ed25519.key").write_text("not a key\n")
+    return _dns(world, "example.test")
+
+
+def dns_75(world):
+    from pigeon.signing.keys import generate
+
+    generate(world.data / "dkim", "example.test", "s1")  # else DKIM is missing: 1
+    return _dns(world, "example.test", "--check", timeout={"example.test"})
+
+
+def dns_78(world):
+    return main(["dns", "example.test", "-c", str(world.bad_config())])
+
+
 CASES = {
     (name.split("_")[0], int(name.split("_")[1])): fn
     for name, fn in dict(globals()).items()
-    if re.fullmatch(r"(serve|check|user|queue|status|log|sendmail|data|pigeon)_\d+", name)
+    if re.fullmatch(r"(serve|check|user|queue|status|log|sendmail|data|dkim|dns|pigeon)_\d+", name)
 }
 DOC_NAME = {"check": "check-config", "pigeon": None}
 
@@ -604,7 +665,20 @@ def test_documented_status(case, world, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize(
-    "command", ["serve", "check", "user", "queue", "status", "log", "sendmail", "data", "pigeon"]
+    "command",
+    [
+        "serve",
+        "check",
+        "user",
+        "queue",
+        "status",
+        "log",
+        "sendmail",
+        "data",
+        "dkim",
+        "dns",
+        "pigeon",
+    ],
 )
 def test_every_documented_status_has_a_case(command):
     cmd = DOC_NAME.get(command, command)
