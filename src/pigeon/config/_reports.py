@@ -24,7 +24,7 @@ from pigeon.config._checks import (
     show,
     unknown_key,
 )
-from pigeon.config.schema import ReportsConfig
+from pigeon.config.reports import ReportsConfig
 from pigeon.vocab.address import PathError, parse_path
 
 __all__ = ["reports"]
