@@ -1,4 +1,4 @@
-"""The speed targets of issue 16, checked against one suite run's table (bench/suite.py).
+"""The speed targets of issues 16 and 13, checked against one suite run's table (bench/suite.py).
 
 `check(rows)` returns one line per target: the figure measured in this run,
 the bound, and "met" or "NOT met" ("not measured" when the run left that part
@@ -122,6 +122,16 @@ def check(rows: list[Row]) -> list[str]:
             _ratio(idle, "pigeon"),
             "< 300",
             lambda v: v < 300,
+        )
+    )
+    auth = find("inbound, SPF+DKIM+DMARC enforced vs off", "on/off")
+    out.append("# issue 13 target (this run)")
+    out.append(
+        _line(
+            "inbound accept rate, SPF+DKIM+DMARC on / off",
+            _ratio(auth, "pigeon"),
+            ">= 0.80",
+            lambda v: v >= 0.8,
         )
     )
     return out

@@ -26,6 +26,8 @@ Scenarios (loopback only, every load bounded in messages and in time):
              ctime of the message file in new/ (its rename into new/).
   relay      bench/relay_rate.py (run as a subprocess, small settings), summarised.
   queue      bench/queue_scale.py and bench/queue_rate.py (subprocesses), summarised.
+  mailauth   bench/mail_auth_cost.py (a subprocess): inbound accept rate with
+             SPF+DKIM+DMARC enforced vs off (issue 13: on/off at least 0.8).
 
 CPU seconds per 1,000 messages: utime+stime of each server's whole process
 tree (pigeon: its process and any workers; Postfix: master and every child:
@@ -709,7 +711,7 @@ def paired(runs_a: list[dict], runs_b: list[dict], key: str):
     return med([a[k] / b[k] for k in a if k in b and a[k] and b[k]])
 
 
-def build_rows(inb: dict, conn: dict, lat: dict, relay, queue, args) -> list[dict]:
+def build_rows(inb: dict, conn: dict, lat: dict, relay, queue, args, mailauth=None) -> list[dict]:
     rows = []
     for sc in scenarios(args.full):
         per = inb.get(sc["key"], {})
@@ -832,6 +834,24 @@ def build_rows(inb: dict, conn: dict, lat: dict, relay, queue, args) -> list[dic
                         "spec": ".0f",
                     }
                 )
+    if isinstance(mailauth, dict):
+        scenario = (
+            f"inbound, SPF+DKIM+DMARC enforced vs off, {mailauth['sessions']} sessions "
+            "(mail_auth_cost.py)"
+        )
+        for metric, key in (
+            ("accept msg/s, checks off", "off_rate"),
+            ("accept msg/s, checks on", "on_rate"),
+        ):
+            rows.append({"scenario": scenario, "metric": metric, "pigeon": mailauth[key]})
+        rows.append(
+            {
+                "scenario": scenario,
+                "metric": "on/off (median of same-round ratios)",
+                "pigeon": mailauth["ratio"],
+                "spec": ".2f",
+            }
+        )
     return rows
 
 
@@ -893,7 +913,7 @@ def parse(argv):
     ap.add_argument(
         "--skip",
         default="",
-        help="comma-separated parts to leave out: inbound,connections,latency,relay,queue",
+        help="comma-separated parts to leave out: inbound,connections,latency,relay,queue,mailauth",
     )
     ap.add_argument(
         "--idle", type=int, default=None, help="idle sessions (default 2000; --full 10000)"
@@ -969,7 +989,7 @@ def main(argv: list[str] | None = None) -> int:
     inb: dict = {}
     conn: dict = {}
     lat: dict = {}
-    relay = queue = None
+    relay = queue = mailauth = None
     skipped: dict[str, str] = {}
     interrupted = False
     targets: dict = {}
@@ -1066,6 +1086,19 @@ def main(argv: list[str] | None = None) -> int:
             )
             if isinstance(queue, list) and isinstance(rate, list):
                 queue = queue + [dict(r, rate=True) for r in rate]
+        if "mailauth" not in skip and "pigeon" in wanted:
+            got = run_script(
+                [
+                    str(BENCH / "mail_auth_cost.py"),
+                    "--messages",
+                    "3000" if args.full else "1500",
+                    "--rounds",
+                    str(max(3, args.rounds)),
+                ],
+                workdir / "mail_auth.json",
+                1800,
+            )
+            mailauth = got if isinstance(got, dict) and got.get("checked") else None
     except KeyboardInterrupt:
         interrupted = True
         print("interrupted; stopping", file=sys.stderr)
@@ -1080,7 +1113,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
     info["loadavg_end"] = loadavg()
-    rows = build_rows(inb, conn, lat, relay, queue, args)
+    rows = build_rows(inb, conn, lat, relay, queue, args, mailauth)
     print()
     print(
         f"# medians of {args.rounds} rounds; ratios = median of same-round ratios; "
@@ -1113,6 +1146,7 @@ def main(argv: list[str] | None = None) -> int:
                     "latency": lat,
                     "relay": relay,
                     "queue": queue,
+                    "mailauth": mailauth,
                     "rows": rows,
                     "interrupted": interrupted,
                 },

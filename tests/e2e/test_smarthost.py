@@ -51,7 +51,7 @@ def test_relay_through_smarthost_with_auth(pigeon_factory, tmp_path):
     assert files, a.log()
     content = files[0].read_bytes()
     assert b"with ESMTPSA" in content and b"smarthost ok" in content
-    assert wait_for(lambda: "status=sent" in a.log() and "tls=TLSv1." in a.log()), a.log()
+    assert wait_for(lambda: "status=sent" in a.log() and "tls=encrypted TLSv1." in a.log()), a.log()
 
 
 def test_wrong_smarthost_password_defers(pigeon_factory, tmp_path):

@@ -256,7 +256,7 @@ def full_role(config: Config, *, wake_fd: int | None = None) -> ProcessRole:
     maillog = MailLog()
     metrics = Metrics()
     report_sink = build_report_sink(config, config.data_dir)
-    agents = build_agents(config, wiring.resolver(config))
+    agents = build_agents(config, wiring.resolver(config), sink=report_sink)
     manager = wiring.queue_manager(config, store, router, maillog, agents, metrics=metrics)
 
     async def on_etrn(node: str) -> int:

@@ -51,6 +51,7 @@ COMMANDS: dict[str, str] = {
     "reports": "pigeon.cli.reports",
     "dkim": "pigeon.cli.dkim",
     "dns": "pigeon.cli.dns",
+    "mta-sts": "pigeon.cli.mtasts",
 }
 
 DESCRIPTION = """\

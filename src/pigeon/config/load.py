@@ -61,6 +61,7 @@ from pigeon.config import _delivery as D
 from pigeon.config import _dkim as DK
 from pigeon.config import _plugins as P
 from pigeon.config import _secure as S
+from pigeon.config import _tlspolicy as TP
 from pigeon.config._aliases import check_catch_alls, read_aliases_file
 from pigeon.config._checks import ConfigError, ConfigErrors
 from pigeon.config._milter import milters
@@ -268,6 +269,7 @@ _SECTIONS: dict[str, tuple[type, dict[str, Callable[[str, Any], Any]]]] = {
     ),
     **AB.SECTIONS,  # [rate_limits], [dnsbl], [greylist], [postscreen]
     **DK.SECTIONS,  # [dkim]
+    **TP.SECTIONS,  # [tls_policy]
 }
 
 # A checked layer: (key,) or (section, key) -> checked value.
@@ -331,7 +333,12 @@ def collect_config(
         check_catch_alls(config)  # "@domain" keys name local domains
     except ConfigError as exc:
         late.append(exc)
-    for problem in [*late, *D.final_problems(config, refused), *S.final_problems(config, refused)]:
+    for problem in [
+        *late,
+        *D.final_problems(config, refused),
+        *S.final_problems(config, refused),
+        *TP.final_problems(config, refused),
+    ]:
         # Blame the last layer that set the key named, else the last layer.
         wanted = tuple(problem.key.split(".")) if problem.key else ()
         problem.source = next(

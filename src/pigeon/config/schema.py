@@ -44,6 +44,7 @@ TOML layout (all keys optional):
     [rate_limits] [dnsbl] [greylist] [postscreen]: the abuse controls (pigeon.config.abuse)
     [reports]   dmarc, tls, from, org_name, contact, interval
     [dkim]      sign, key_dir, headers, [dkim.domains."NAME"] selector (pigeon.config.dkim)
+    [tls_policy]  outbound MTA-STS and DANE, our own MTA-STS policy (pigeon.config.tlspolicy)
 
     [transports]
     "example.org" = "smtp:[mail.example.org]:587"
@@ -65,6 +66,7 @@ from typing import Literal
 from pigeon.config.abuse import DnsblConfig, GreylistConfig, PostscreenConfig, RateLimitConfig
 from pigeon.config.dkim import DkimConfig
 from pigeon.config.reports import ReportsConfig
+from pigeon.config.tlspolicy import TlsPolicyConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -452,6 +454,8 @@ class Config:
     milters: tuple[MilterConfig, ...] = ()
     #: [reports]: aggregate DMARC and TLS-RPT reports (off by default).
     reports: ReportsConfig = field(default_factory=ReportsConfig)
+    #: [tls_policy]: outbound MTA-STS and DANE (schema and meaning: pigeon.config.tlspolicy).
+    tls_policy: TlsPolicyConfig = field(default_factory=TlsPolicyConfig)
 
     @property
     def mailbox_root(self) -> Path:

@@ -103,9 +103,13 @@ class RecipientResult:
     #: RFC 3464 action on success: "delivered" (final) or "relayed" (next hop
     #: lacks DSN, so no further DSN will come, RFC 3461 §6.2.2).
     action: Literal["delivered", "relayed", "failed", "delayed"] = "delivered"
-    #: TLS used with the remote MTA, for the log: "TLSv1.3 TLS_AES_256_GCM_SHA384
-    #: (unverified)"; "" = plaintext or no peer reached.
+    #: TLS used with the remote MTA, for the log: "verified TLSv1.3
+    #: TLS_AES_256_GCM_SHA384" (certificate authenticated), "encrypted ..."
+    #: (not checked), "none" (plaintext); "" = no peer reached.
     tls: str = ""
+    #: The outbound TLS policy that applied (delivery/tlspolicy): "mta-sts:enforce",
+    #: "mta-sts:testing", "dane", "none"; "" = none applies (a smarthost, LMTP).
+    tls_policy: str = ""
     #: Seconds spent on (connection setup: DNS, connect, greeting, EHLO, TLS;
     #: transmission: MAIL to the final reply), for the log's delays= field.
     timings: tuple[float, float] = (0.0, 0.0)

@@ -26,8 +26,15 @@ Contract (CONTRIBUTING.md, rule 7, delivery/api.py):
     status = the enhanced code of the reply when it has one, else X.0.0 of
     its class; diagnostic = the reply as sent ("550 5.1.1 <x@y>: Recipient
     address rejected"), or our own reason for local decisions;
-    remote_mta = "host[ip]:port"; tls = what conn.tls says (version, cipher,
-    verified or not), "" in plaintext.
+    remote_mta = "host[ip]:port"; tls = what conn.tls says ("verified" or
+    "encrypted", version, cipher), "none" in plaintext; tls_policy = the
+    label of the outbound TLS policy that applied.
+  * Outbound TLS policy (delivery/tlspolicy): before the walk the domain's
+    policy is found (`TlsPolicies.for_nexthop`: MTA-STS, DANE, none); each
+    candidate is connected to under its plan (`tlspolicy.apply`): a host the
+    policy refuses, or one failing its TLS requirement, is a failed candidate
+    with a 4.7.x reason, never used in clear; all failing, the mail is
+    deferred with that reason. One `TlsRecord` per attempt goes to `sink`.
   * action on success (RFC 3464 §2.3.3, RFC 3461 §6.2.2): "delivered" when
     the peer advertised DSN (it takes over DSN duties, it will report a
     final delivery itself if asked), "relayed" when it did not (no further
@@ -80,9 +87,13 @@ from pigeon.delivery.api import (
 from pigeon.delivery.content import FileMessage
 from pigeon.delivery.downgrade import DowngradeError, convert_to_temp
 from pigeon.delivery.smtpc import ClientConnection, ConnectError, connect
+from pigeon.delivery.tlspolicy.apply import connect_under
+from pigeon.delivery.tlspolicy.peer import TlsCheck
+from pigeon.delivery.tlspolicy.policy import DomainPolicy, TlsPolicies
 from pigeon.proto.client import ClientConfig, RecipientReply, Transaction
 from pigeon.proto.client_reply import reply_text
 from pigeon.proto.reply import Reply
+from pigeon.reports.records import NullSink, ReportSink
 from pigeon.routing.mx import Candidate, ResolveError  # one definition, shared with the resolver
 from pigeon.routing.resolve import literal_ip
 from pigeon.vocab import Nexthop
@@ -171,9 +182,10 @@ def connect_failure(
     status = reply_status(exc.reply)
     if not permanent and status.startswith("5"):
         status = "4" + status[1:]
-    return failure_result(
+    res = failure_result(
         address, status, exc.diagnostic, permanent=permanent, remote_mta=exc.remote_mta
     )
+    return dataclasses.replace(res, tls_policy=exc.tls_policy)
 
 
 def make_transaction(
@@ -236,8 +248,12 @@ class SmtpAgent:
         *,
         own_hostname: str,
         credentials: dict[LoginKey, tuple[str, str]] | None = None,
+        tls_policies: TlsPolicies | None = None,
+        sink: ReportSink | None = None,
     ) -> None:
         self.config = config
+        self.tls_policies = tls_policies or TlsPolicies.off(config.tls)
+        self.sink: ReportSink = sink or NullSink()
         #: `login_key(...)` of a next hop -> (user, password): AUTH PLAIN over
         #: TLS for the smarthost (delivery.relay_user), used for exactly that
         #: destination: same host, same port, same MX-or-not (see login_key).
@@ -277,11 +293,12 @@ class SmtpAgent:
         pending = list(range(len(request.recipients)))
         last: ConnectError | RecipientResult | None = None
         content = Content(request)
+        policy = await self.tls_policies.for_nexthop(request.nexthop)
         try:
             for cand in candidates[: self.config.max_candidates]:
                 if not pending:
                     break
-                pending, failure = await self._try(cand, request, pending, results, content)
+                pending, failure = await self._try(cand, request, pending, results, content, policy)
                 last = failure if failure is not None else last
         finally:
             content.cleanup()
@@ -306,15 +323,27 @@ class SmtpAgent:
         pending: list[int],
         results: dict[int, RecipientResult],
         content: Content,
+        policy: DomainPolicy,
     ) -> tuple[list[int], ConnectError | RecipientResult | None]:
         """Deliver what we can through `cand`; returns (indexes for the next candidate, failure)."""
-        key = (str(request.nexthop), cand.host, cand.address, cand.port)
         started = time.monotonic()
+        plan = await policy.plan(cand)
+        keys: list[ConnKey] = []
+
+        async def opener(
+            mode: str, ca_file: str | None, check: TlsCheck | None
+        ) -> ClientConnection:
+            # Pooled per TLS policy: an unverified connection never serves a policy that verifies.
+            keys.append((f"{request.nexthop} {mode}", cand.host, cand.address, cand.port))
+            auth = self._auth_for(request.nexthop)
+            return await self._connection(keys[-1], cand, auth, mode, ca_file, check)
+
         try:
-            conn = await self._connection(key, cand, self._auth_for(request.nexthop))
+            conn = await connect_under(plan, cand, opener, self.sink)
         except ConnectError as exc:
             log.info("%s: %s", request.queue_id, exc.diagnostic)
             return pending, exc
+        key = keys[-1]
         setup = time.monotonic() - started
         recipients = request.recipients
         name = conn.extensions.server_name.lower().rstrip(".")
@@ -358,9 +387,9 @@ class SmtpAgent:
             timings = (round(setup, 3), round(time.monotonic() - sending, 3))
             for i, rr in zip(group, done.replies):
                 res = recipient_result(
-                    recipients[i].address, rr, conn.remote_mta, dsn=dsn, tls=str(conn.tls or "")
+                    recipients[i].address, rr, conn.remote_mta, dsn=dsn, tls=str(conn.tls or "none")
                 )
-                res = dataclasses.replace(res, timings=timings)
+                res = dataclasses.replace(res, timings=timings, tls_policy=plan.label)
                 if rr.reply.transient and rr.stage == "mail":
                     failure = failure or dataclasses.replace(res, address="")
                     retry.append(i)
@@ -386,7 +415,13 @@ class SmtpAgent:
         )
 
     async def _connection(
-        self, key: ConnKey, cand: Candidate, auth: tuple[str, str] | None = None
+        self,
+        key: ConnKey,
+        cand: Candidate,
+        auth: tuple[str, str] | None = None,
+        tls: str | None = None,
+        ca_file: str | None = None,
+        tls_check: TlsCheck | None = None,
     ) -> ClientConnection:
         idle = self._idle.get(key)
         while idle:
@@ -397,14 +432,27 @@ class SmtpAgent:
                 return conn
             conn.abort()
         self.stats["connections"] += 1
-        return await connect(
+        conn = await connect(
             self.config,
             host=cand.host,
             address=cand.address,
             port=cand.port,
             helo_name=self.helo_name,
             auth=auth,
+            tls=tls,
+            ca_file=ca_file,
+            tls_check=tls_check,
         )
+        if conn.tls:  # as Postfix logs it ("Verified" / "Untrusted TLS connection established")
+            how = "Verified" if conn.tls.verified else "Untrusted"
+            log.info(
+                "%s TLS connection established to %s: %s with cipher %s",
+                how,
+                conn.remote_mta,
+                conn.tls.version,
+                conn.tls.cipher,
+            )
+        return conn
 
     def _release(self, key: ConnKey, conn: ClientConnection, *, reusable: bool = True) -> None:
         idle = self._idle.setdefault(key, [])

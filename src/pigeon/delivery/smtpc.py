@@ -22,8 +22,12 @@ Contract:
     host is tried once more without TLS (as Postfix's opportunistic TLS
     does; a failed handshake leaves the connection unusable); "encrypt" =
     STARTTLS required, not checked; "verify" = required and the certificate
-    must chain to the system CAs (or `tls_ca_file`) and match the host name.
-    Unix sockets never use TLS. What was negotiated is in `conn.tls`.
+    must chain to the system CAs (or `tls_ca_file`, or the `ca_file` given to
+    connect()) and match the host name; "dane" = required, and the peer's
+    chain must satisfy the `tls_check` given to connect() (DANE, RFC 7672:
+    delivery/tlspolicy). Unix sockets never use TLS. What was negotiated is
+    in `conn.tls`; a TLS failure's `ConnectError.tls_result` is its RFC 8460
+    §4.3 result type (for TLS reports and the log).
   * Timeouts come from the session's phase (RFC 5321 §4.5.3.2 values in
     ClientConfig); a write of content must finish within data_block_timeout.
     Closing is bounded too: what is still unsent after CLOSE_TIMEOUT seconds
@@ -52,6 +56,7 @@ import ssl
 from dataclasses import dataclass
 
 from pigeon.delivery.api import handed_over
+from pigeon.delivery.tlspolicy.peer import TlsCheck, peer_chain, tls_failure_type
 from pigeon.proto.client import (
     AuthDone,
     ClientConfig,
@@ -75,6 +80,17 @@ READ_SIZE = 65536
 CLOSE_TIMEOUT = 5.0
 #: Replies allowed to pile up (pipelined BDAT chunks) before we stop to read them.
 MAX_UNREAD_REPLIES = 8
+#: The TLS policies that never fall back to plaintext.
+REQUIRED = ("encrypt", "verify", "dane")
+
+
+@dataclass(frozen=True, slots=True)
+class _Tls:
+    """How one connection does TLS: the policy, the CAs for "verify", the "dane" check."""
+
+    policy: str
+    ca_file: str | None
+    check: TlsCheck | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +100,9 @@ class TlsInfo:
     verified: bool
 
     def __str__(self) -> str:
-        return f"{self.version} {self.cipher} ({'verified' if self.verified else 'unverified'})"
+        """For the delivery log line: "verified TLSv1.3 TLS_AES_256_GCM_SHA384" (the
+        certificate was authenticated) or "encrypted ..." (it was not checked)."""
+        return f"{'verified' if self.verified else 'encrypted'} {self.version} {self.cipher}"
 
 
 class ConnectError(Exception):
@@ -98,6 +116,7 @@ class ConnectError(Exception):
         local: bool,
         remote_mta: str = "",
         tls_failed: bool = False,
+        tls_result: str | None = None,
     ) -> None:
         super().__init__(diagnostic)
         self.reply = reply
@@ -105,6 +124,12 @@ class ConnectError(Exception):
         self.local = local
         self.remote_mta = remote_mta
         self.tls_failed = tls_failed
+        #: RFC 8460 §4.3 result type of a TLS failure ("starttls-not-supported",
+        #: "certificate-host-mismatch", ...); None when TLS was not the problem.
+        self.tls_result = tls_result
+        #: The outbound TLS policy in force ("mta-sts:enforce", "dane", "none"; "" = none
+        #: applies), set by delivery/tlspolicy/apply.py, for the log line.
+        self.tls_policy = ""
 
 
 def peer_name(host: str, address: str, port: int) -> str:
@@ -115,6 +140,8 @@ def peer_name(host: str, address: str, port: int) -> str:
 
 
 def tls_context(policy: str, ca_file: str | None) -> ssl.SSLContext:
+    """ "verify": the CAs' word and the host name; every other policy (DANE
+    included: its check is the chain against TLSA records) checks nothing here."""
     if policy == "verify":
         return ssl.create_default_context(cafile=ca_file)
     ctx = ssl.create_default_context()
@@ -290,20 +317,38 @@ class ClientConnection:
                 remote_mta=self.remote_mta,
             )
 
+    def _tls_failure(self, why: str, result_type: str) -> ConnectError:
+        """Abort the connection (unusable after a failed handshake): the error to raise."""
+        self.abort()
+        r = reply(421, "4.7.5", why)
+        return ConnectError(
+            r,
+            f"{r.text} ({self.remote_mta})",
+            local=True,
+            remote_mta=self.remote_mta,
+            tls_failed=True,
+            tls_result=result_type,
+        )
+
     async def _starttls(
-        self, policy: str, server_hostname: str | None, ca_file: str | None
+        self,
+        policy: str,
+        server_hostname: str | None,
+        ca_file: str | None,
+        tls_check: TlsCheck | None = None,
     ) -> None:
         self.session.starttls()
         while True:
             ev = await self._next_event()
             if isinstance(ev, TlsRefused):
-                if policy in ("encrypt", "verify"):
+                if policy in REQUIRED:
                     await self.quit()
                     raise ConnectError(
                         ev.reply,
                         f"host {self.remote_mta} refused STARTTLS: {reply_text(ev.reply)}",
                         local=False,
                         remote_mta=self.remote_mta,
+                        tls_result="starttls-not-supported",
                     )
                 return
             if isinstance(ev, Closed):
@@ -318,20 +363,18 @@ class ClientConnection:
                 ssl_handshake_timeout=self.session.config.starttls_timeout,
             )
         except (TimeoutError, ssl.SSLError, ConnectionError, OSError) as exc:
-            self.abort()
-            r = reply(421, "4.7.5", f"Cannot start TLS: handshake failure: {exc}")
-            raise ConnectError(
-                r,
-                f"{r.text} ({self.remote_mta})",
-                local=True,
-                remote_mta=self.remote_mta,
-                tls_failed=True,
-            ) from None
+            why = f"Cannot start TLS: handshake failure: {exc}"
+            raise self._tls_failure(why, tls_failure_type(exc)) from None
         obj = self.writer.get_extra_info("ssl_object")
+        if tls_check is not None:
+            problem = tls_check(peer_chain(obj))
+            if problem is not None:
+                why = f"Server certificate not verified: {problem}"
+                raise self._tls_failure(why, "validation-failure")
         if obj is not None:
             cipher = obj.cipher()
             self.tls = TlsInfo(
-                obj.version() or "?", cipher[0] if cipher else "?", policy == "verify"
+                obj.version() or "?", cipher[0] if cipher else "?", policy in ("verify", "dane")
             )
         self.session.tls_established()
         await self._until_ready()
@@ -347,22 +390,27 @@ async def connect(
     lmtp: bool = False,
     tls: str | None = None,
     auth: tuple[str, str] | None = None,
+    ca_file: str | None = None,
+    tls_check: TlsCheck | None = None,
 ) -> ClientConnection:
     """Open a Ready connection to one candidate (see the module contract).
 
     `address` is an IP address (or a host name, resolved by the OS) for TCP,
-    or a Unix socket path starting with "/". `tls` overrides config.tls.
+    or a Unix socket path starting with "/". `tls` overrides config.tls,
+    `ca_file` config.tls_ca_file; `tls_check` is the "dane" policy's check.
     `auth` = (user, password): AUTH PLAIN after STARTTLS (a smarthost); the
     credentials are never sent without TLS, so TLS becomes required.
     """
     policy = tls or config.tls
     if address.startswith("/"):
         policy = "none"
+    how = _Tls(policy, ca_file or config.tls_ca_file, tls_check)
     try:
-        return await _connect_once(config, host, address, port, helo_name, lmtp, policy, auth)
+        return await _connect_once(config, host, address, port, helo_name, lmtp, how, auth)
     except ConnectError as exc:
         if exc.tls_failed and policy == "may" and auth is None:
-            return await _connect_once(config, host, address, port, helo_name, lmtp, "none", None)
+            plain = _Tls("none", None, None)
+            return await _connect_once(config, host, address, port, helo_name, lmtp, plain, None)
         raise
 
 
@@ -373,10 +421,11 @@ async def _connect_once(
     port: int,
     helo_name: str,
     lmtp: bool,
-    policy: str,
+    how: _Tls,
     auth: tuple[str, str] | None = None,
 ) -> ClientConnection:
     where = peer_name(host, address, port)
+    policy = how.policy
     try:
         if address.startswith("/"):
             opening = asyncio.open_unix_connection(address)
@@ -399,11 +448,17 @@ async def _connect_once(
         ready = await conn._until_ready()
         if policy != "none":
             if ready.extensions.has("STARTTLS"):
-                await conn._starttls(policy, host, config.tls_ca_file)
-            elif policy in ("encrypt", "verify"):
+                await conn._starttls(policy, host, how.ca_file, how.check)
+            elif policy in REQUIRED:
                 await conn.quit()
                 r = reply(421, "4.7.4", "TLS is required, but was not offered by host")
-                raise ConnectError(r, f"{r.text} {where}", local=True, remote_mta=where)
+                raise ConnectError(
+                    r,
+                    f"{r.text} {where}",
+                    local=True,
+                    remote_mta=where,
+                    tls_result="starttls-not-supported",
+                )
         if auth is not None:
             await conn._authenticate(*auth)
     except ConnectError:

@@ -9,7 +9,10 @@ Contract:
     manager, which shares its storage health (pigeon/qmgr/wiring.py).
     The SMTP agent resolves next hops through `MxResolver` over the injected
     `pigeon.dns.Resolver` `dns`; it knows our own names and addresses for MX
-    loop detection (RFC 5321 §5.1).
+    loop detection (RFC 5321 §5.1). Its outbound TLS policies
+    (`delivery.tlspolicy`, `[tls_policy]`) use the same resolver and cache
+    MTA-STS policies in `<data_dir>/mta-sts/`; `sink` takes one `TlsRecord`
+    per delivery attempt (default: `NullSink`, no reports).
   * Called only from the composition root (`pigeon.app`), which also builds
     the queue manager: delivery never imports the queue manager (it sits
     above delivery).
@@ -24,8 +27,10 @@ from pigeon.delivery.api import DeliveryAgent
 from pigeon.delivery.discard import DiscardAgent
 from pigeon.delivery.lmtp import LmtpAgent
 from pigeon.delivery.smtp import LoginKey, SmtpAgent, login_key
+from pigeon.delivery.tlspolicy.policy import TlsPolicies
 from pigeon.dns.api import Resolver
 from pigeon.proto.client import ClientConfig
+from pigeon.reports.records import ReportSink
 from pigeon.routing.mx import MxResolver, own_identity
 
 
@@ -71,7 +76,9 @@ def relay_credentials(config: Config) -> dict[LoginKey, tuple[str, str]]:
     }
 
 
-def build_agents(config: Config, dns: Resolver) -> dict[str, DeliveryAgent]:
+def build_agents(
+    config: Config, dns: Resolver, sink: ReportSink | None = None
+) -> dict[str, DeliveryAgent]:
     names, addresses = own_identity(config)
     resolver = MxResolver(
         dns,
@@ -80,9 +87,20 @@ def build_agents(config: Config, dns: Resolver) -> dict[str, DeliveryAgent]:
         own_addresses=addresses,
     )
     cc = client_config(config)
+    policies = TlsPolicies(
+        dns,
+        config.tls_policy,
+        base_mode=config.delivery.tls,
+        cache_dir=config.data_dir / "mta-sts",
+    )
     return {
         "smtp": SmtpAgent(
-            cc, resolver, own_hostname=config.hostname, credentials=relay_credentials(config)
+            cc,
+            resolver,
+            own_hostname=config.hostname,
+            credentials=relay_credentials(config),
+            tls_policies=policies,
+            sink=sink,
         ),
         "lmtp": LmtpAgent(cc, own_hostname=config.hostname),
         "discard": DiscardAgent(),

@@ -31,7 +31,9 @@ Contract:
     dsn=4.4.1, status=deferred (connect to ...: Connection refused)`; relay
     is "local" for the local transport, the peer for others, "none" when no
     peer answered; `delays=queue wait/connection setup/transmission` when an
-    agent ran (for a Maildir only when it delivered), `tls=` when it was used.
+    agent ran (for a Maildir only when it delivered), `tls=` (verified,
+    encrypted or none, protocol and cipher) when a peer was reached, `policy=`
+    (mta-sts:enforce, mta-sts:testing, dane, none) for MX deliveries.
   * Pure: no clock (`now` is an argument), no I/O; only the recipients
     given and the log list change.
 """
@@ -235,8 +237,10 @@ def apply_results(
             fields["delays"] = f"{queue_wait:.2f}/{conn_s:.2f}/{xfer_s:.2f}"
         if res.tls:
             # Whether the hop was encrypted, and verified, belongs in the
-            # delivery record (e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384 (unverified)").
+            # delivery record (e.g. "verified TLSv1.3 TLS_AES_256_GCM_SHA384").
             fields["tls"] = res.tls
+        if res.tls_policy:
+            fields["policy"] = res.tls_policy  # delivery/tlspolicy: which policy applied
         logs.append((fields, res.diagnostic))
     return out
 

@@ -4,7 +4,8 @@ Contract:
   * `PigeonProcess` starts `python -m pigeon serve` on a free loopback port
     with its own data directory and configuration file, waits until the
     port accepts connections, and stops it with SIGTERM (or SIGKILL on
-    request). It only ever listens on and talks to 127.0.0.1. `wrap` is an
+    request). It only ever listens on and talks to loopback: 127.0.0.1, or
+    for its smtp role the loopback address `host` names. `wrap` is an
     argv prefix that must end by exec'ing the command it is given (e.g.
     `unshare -m sh -c '...; exec "$@"' sh`), so `proc.pid` is pigeon's.
   * `require_tool(name)` returns the tool's path; when it is missing the
@@ -98,8 +99,12 @@ class PigeonProcess:
         env: dict | None = None,
         hostname: str = "pigeon.test",
         wrap: list[str] | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
         self.workdir = Path(workdir)
+        #: The loopback address of the smtp role (another one than 127.0.0.1 lets a
+        #: test's MX records point at this server without it being "us" to another).
+        self.host = host
         self.data_dir = self.workdir / "data"
         self.port = port or free_port()
         # Every role gets its own free port, so servers can run side by side.
@@ -111,7 +116,7 @@ class PigeonProcess:
         base = (
             f'hostname = "{hostname}"\n'
             f'data_dir = "{self.data_dir}"\n'
-            f'listen = ["127.0.0.1:{self.port}"]\n'
+            f'listen = ["{host}:{self.port}"]\n'
             f'submission_listen = ["127.0.0.1:{self.submission_port}"]\n'
             f'submissions_listen = ["127.0.0.1:{self.submissions_port}"]\n'
         )
@@ -166,7 +171,7 @@ class PigeonProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"pigeon exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as s:
+                with socket.create_connection((self.host, self.port), timeout=1.0) as s:
                     s.settimeout(5.0)
                     banner = s.recv(512)
                     if banner.startswith(b"220"):
