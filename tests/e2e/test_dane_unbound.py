@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from dane_helpers import CA, LEAF, OTHER_CA, STRANGER, tlsa_by_ldns_dane
 
-from pigeon.delivery.tlspolicy.dane import dane_lookup, dane_verify, peer_chain
+from pigeon.delivery.tlspolicy.dane import dane_lookup, dane_verify
+from pigeon.delivery.tlspolicy.peer import peer_chain
 from pigeon.dns.api import TemporaryFailure
 from pigeon.dns.stub import StubResolver
 from pigeon.testing.certs import Issued

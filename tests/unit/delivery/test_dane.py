@@ -10,7 +10,8 @@ import hashlib
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from pigeon.delivery.tlspolicy.dane import DaneLookup, dane_lookup, dane_verify, peer_chain
+from pigeon.delivery.tlspolicy.dane import DaneLookup, dane_lookup, dane_verify
+from pigeon.delivery.tlspolicy.peer import peer_chain
 from pigeon.dns.api import MxRecord, TemporaryFailure, TlsaRecord
 from pigeon.testing.certs import Issued, make_cert
 from pigeon.testing.fakedns import FakeResolver

@@ -4,7 +4,7 @@ certificate chain its server presents matches them.
     lookup = await dane_lookup(resolver, "mx.example.org", 25)
     if lookup is not None:                 # DANE applies: TLS is mandatory, authenticated
         ...STARTTLS without ssl's own certificate check (the TLSA records are the check)...
-        reason = dane_verify(lookup, peer_chain(ssl_object))
+        reason = dane_verify(lookup, peer_chain(ssl_object))   # tlspolicy/peer.py
         if reason is not None:             # not authenticated: do not send, defer (4.7.5)
             ...
 
@@ -51,11 +51,7 @@ Contract:
         (§3.2.2): the TLSA base domain or the MX host name, in a
         subjectAltName dNSName (the subject CN when it has none, §3.2.3),
         a wildcard only as the whole left-most label.
-  * `peer_chain(ssl_object)`: the chain a TLS peer sent, DER, leaf first.
-    Python 3.13 has `SSLObject.get_unverified_chain()`; Python 3.11 and 3.12
-    only have it on the C-level object inside (`_sslobj`), which we use
-    when present; otherwise the leaf alone (getpeercert): enough for
-    DANE-EE, while DANE-TA then matches only a self-issued leaf.
+  * The chain comes from `tlspolicy.peer.peer_chain` (its Python-version limits).
   * Pure but for the resolver: no sockets; `now` is an argument.
 """
 
@@ -81,7 +77,7 @@ from pigeon.dns.api import (
     TlsaRecord,
 )
 
-__all__ = ["DaneLookup", "dane_lookup", "dane_verify", "peer_chain", "usable"]
+__all__ = ["DaneLookup", "dane_lookup", "dane_verify", "usable"]
 
 DANE_TA, DANE_EE = 2, 3  # certificate usages (RFC 7218 §2.1)
 SELECTORS = {0: "Cert", 1: "SPKI"}
@@ -273,21 +269,3 @@ def _name_matches(pattern: str, name: str) -> bool:
 
 def _first_line(exc: BaseException) -> str:
     return (str(exc) or type(exc).__name__).splitlines()[0][:200]
-
-
-# --- the chain a TLS peer sent -------------------------------------------------------
-
-
-def peer_chain(ssl_object: Any) -> list[bytes]:
-    """The peer's certificates, DER, leaf first (module contract: Python versions)."""
-    get = getattr(ssl_object, "get_unverified_chain", None)  # Python 3.13+
-    if get is None:  # Python 3.10-3.12: present on the C-level object only
-        get = getattr(getattr(ssl_object, "_sslobj", None), "get_unverified_chain", None)
-    if get is not None:
-        chain = get() or []
-        return [c if isinstance(c, bytes) else c.public_bytes(_DER) for c in chain]
-    leaf = ssl_object.getpeercert(binary_form=True)
-    return [leaf] if leaf else []
-
-
-_DER = 2  # _ssl.ENCODING_DER: Certificate.public_bytes' format argument
