@@ -5,6 +5,8 @@ second pigeon whose STARTTLS certificate does or does not match the domain's TLS
 
 from __future__ import annotations
 
+import email
+import email.policy
 import smtplib
 
 import pytest
@@ -28,7 +30,7 @@ def receiver(pigeon_factory, tmp_path, cert: Issued, chain: Issued):
     )
 
 
-def sender(pigeon_factory, dns_port: int, mx_port: int):
+def sender(pigeon_factory, dns_port: int, mx_port: int, max_lifetime: float):
     return pigeon_factory(
         f"""relay_networks = ["127.0.0.0/8"]
 [domains."localhost"]
@@ -40,6 +42,9 @@ dane = true
 mta_sts = false
 [queue]
 run_interval = 1.0
+min_backoff = 1.0
+max_backoff = 2.0
+max_lifetime = {max_lifetime}
 """
     )
 
@@ -51,14 +56,19 @@ def dane_world(tmp_path, pigeon_factory):
         require_tool(tool)
     resolvers: list[ValidatingResolver] = []
 
-    def start(cert: Issued, chain: Issued):
+    def start(cert: Issued, chain: Issued, *, bogus: bool = False, max_lifetime=3600.0):
         mx = receiver(pigeon_factory, tmp_path, cert, chain)
         tlsa = tlsa_by_ldns_dane(tmp_path, "mx.example.test", LEAF, "3 1 1")
         tlsa = tlsa.replace("_25._tcp.", f"_{mx.port}._tcp.")  # the port pigeon connects to
-        zone = f"@ MX 10 mx\nmx A 127.0.0.2\n{tlsa}\n"
-        resolvers.append(ValidatingResolver(signed={"example.test": zone}))
-        resolvers[-1].start()
-        return sender(pigeon_factory, resolvers[-1].port, mx.port), mx
+        zone = {"example.test": f"@ MX 10 mx\nmx A 127.0.0.2\n{tlsa}\n"}
+        if bogus:  # the TLSA records' signatures spoilt: unbound answers SERVFAIL
+            tlsa_name = f"_{mx.port}._tcp.mx.example.test"
+            resolver = ValidatingResolver(bogus=zone, bogus_names={tlsa_name})
+        else:
+            resolver = ValidatingResolver(signed=zone)
+        resolvers.append(resolver)
+        resolver.start()
+        return sender(pigeon_factory, resolver.port, mx.port, max_lifetime), mx
 
     yield start
     for resolver in resolvers:
@@ -94,4 +104,29 @@ def test_other_certificate_is_deferred_not_sent(dane_world):
     )
     assert line and "DANE" in line and "policy=dane" in line, server.log()
     assert "4.7." in line
+    assert not maildir_messages(mx.data_dir, "alice@example.test")
+
+
+def test_bogus_tlsa_records_defer(dane_world):
+    server, mx = dane_world(LEAF, CA, bogus=True)
+    send(server, "dane bogus")
+    line = wait_for(
+        lambda: next((x for x in server.log().splitlines() if "status=deferred" in x), None),
+        timeout=30,
+    )
+    assert line and "TLSA look-up for mx.example.test failed" in line, server.log()
+    assert not maildir_messages(mx.data_dir, "alice@example.test")
+
+
+def test_expired_mail_for_a_dane_domain_bounces_with_the_reason(dane_world):
+    server, mx = dane_world(STRANGER, OTHER_CA, max_lifetime=3.0)
+    send(server, "dane expires")
+
+    def bounces():
+        return maildir_messages(server.data_dir, "sender@localhost")
+
+    assert wait_for(bounces, timeout=40), server.log()
+    report = email.message_from_bytes(bounces()[0].read_bytes(), policy=email.policy.default)
+    status = next(p for p in report.walk() if p.get_content_type() == "message/delivery-status")
+    assert "Action: failed" in str(status) and "TLS required for example.test (DANE)" in str(status)
     assert not maildir_messages(mx.data_dir, "alice@example.test")
