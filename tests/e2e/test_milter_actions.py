@@ -102,6 +102,7 @@ def test_header_actions(actions, pigeon_factory, at_accept):
     assert _fields(text) == [
         "Return-Path",
         "Delivered-To",
+        "Authentication-Results",  # [mail_auth] (on by default): the built-in checks' first
         "X-Inserted-Top",  # index 0: above our Received:
         "Received",
         "X-Inserted-2",  # index 2: after Received: and From:
@@ -263,6 +264,10 @@ def test_a_plugin_and_a_milter_on_one_message(actions, pigeon_factory, tmp_path)
     _send(server, _message("insert-header, change-header"))
     text = _arrived(server)
     fields = _fields(text)
-    assert fields[2:5] == ["X-Plugin", "X-Inserted-Top", "Received"], fields
+    # Our Authentication-Results ([mail_auth], on by default) comes first: the
+    # built-in checks are asked before plugins and milters.
+    assert fields[2:6] == ["Authentication-Results", "X-Plugin", "X-Inserted-Top", "Received"], (
+        fields
+    )
     assert "X-Test-Action" not in fields
     assert "\nSubject: changed by the milter\n" in text

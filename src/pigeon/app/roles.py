@@ -191,7 +191,9 @@ def _receiving(
     submit = wiring.queue_submitter(store, on_queued)
     plugins = wiring.plugins(config, submit)  # ConfigErrors: see the contract
     _observe(plugins, manager, direct)
-    policy = wiring.receive_policy(config, router, space=store.space, plugins=plugins)
+    policy = wiring.receive_policy(
+        config, router, space=store.space, plugins=plugins, reports=report_sink
+    )
     signing = outbound_signing(config)  # ConfigError: see the contract
     smtp = SmtpService(
         SmtpSettings.build(config, policy, tls, auth=True, signing=signing),

@@ -22,7 +22,8 @@ Contract:
     entry, durable before it returns).
   * `resolver(config)` is the one DNS resolver of the process (the dnspython
     stub over `[delivery] dns_servers`, bounded by `dns_timeout`), shared by
-    every part that looks names up.
+    every part that looks names up; the receive checks get it behind the
+    TTL cache (`dns.cache.CachingResolver`).
   * `auth_service(config)` builds the account store and failed-login limiter;
     the store is opened by the lifecycle, not here.
 """
@@ -40,6 +41,7 @@ from pigeon.auth.service import AuthService
 from pigeon.config.schema import Config, PluginConfig
 from pigeon.delivery.api import DeliveryAgent
 from pigeon.dns.api import Resolver
+from pigeon.dns.cache import CachingResolver
 from pigeon.dns.stub import StubResolver
 from pigeon.hooks.api import PluginContext, Submit
 from pigeon.hooks.load import LoadedPlugin, load_plugins, receive_checks
@@ -51,6 +53,7 @@ from pigeon.proto.params import MailParams
 from pigeon.qmgr import Qmgr, build_qmgr
 from pigeon.queue.model import Envelope, Recipient
 from pigeon.queue.store import QueueStore
+from pigeon.reports.records import NullSink, ReportSink
 from pigeon.routing.resolve import Router
 
 __all__ = [
@@ -75,11 +78,20 @@ def receive_policy(
     *,
     space: Room | None = None,
     plugins: Sequence[LoadedPlugin] = (),
+    reports: ReportSink | None = None,
 ) -> ReceivePipeline:
     if previous is not None:
         return build_pipeline(config, previous.deps.with_router(router), receive_checks(plugins))
     state = AbuseState.in_data_dir(config.data_dir).open()
-    deps = PolicyDeps(router, space, state=state, resolver=resolver(config))
+    # The receive checks ask the same names again and again (SPF, DKIM keys,
+    # DMARC records, block lists): their answers are kept for their TTL.
+    deps = PolicyDeps(
+        router,
+        space,
+        state=state,
+        resolver=CachingResolver(resolver(config)),
+        reports=reports if reports is not None else NullSink(),  # [reports] dmarc
+    )
     return build_pipeline(config, deps, receive_checks(plugins))
 
 

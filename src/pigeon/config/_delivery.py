@@ -37,6 +37,7 @@ from pigeon.config._checks import ConfigError, domain_problem, join, show, strin
 from pigeon.config.schema import Config, Nameserver, TransportSpec
 
 __all__ = [
+    "maildir_folder_problem",
     "parse_nexthop",
     "nameservers",
     "relay_host",
@@ -118,10 +119,21 @@ def parse_host_port(text: str, *, default_mx: bool = True) -> tuple[str, int | N
     return host, port, mx
 
 
-def parse_nexthop(text: str) -> TransportSpec:
-    """A [transports] value -> TransportSpec; ValueError says what is wrong."""
+def parse_nexthop(text: str, *, folder: bool = False) -> TransportSpec:
+    """A [transports] value -> TransportSpec; ValueError says what is wrong.
+
+    With `folder` (a receive check's verdict, not [transports]) "local:.Name"
+    is also taken: local delivery into the Maildir++ folder ".Name" of the
+    recipient's Maildir (`TransportSpec.host`); a recipient that is not
+    local is routed as usual.
+    """
     if text in ("local", "discard"):
         return TransportSpec(text)  # type: ignore[arg-type]
+    if folder and text.startswith("local:"):
+        name = text[len("local:") :]
+        if not maildir_folder_problem(name) and name:
+            return TransportSpec("local", name, None, False)
+        raise ValueError(f'"local:" needs a Maildir++ folder such as ".Junk", got {name!r}')
     transport, colon, rest = text.partition(":")
     if not colon or transport not in ("smtp", "lmtp"):
         raise ValueError(
@@ -139,6 +151,22 @@ def parse_nexthop(text: str) -> TransportSpec:
     if transport == "lmtp" and port is None:
         raise ValueError('LMTP over TCP needs a port, as in "lmtp:[127.0.0.1]:24"')
     return TransportSpec(transport, host, port, mx)  # type: ignore[arg-type]
+
+
+def maildir_folder_problem(name: str) -> str | None:
+    """Why `name` is not a Maildir++ folder (".Junk", ".Lists.pigeon"), or None;
+    "" (the inbox) is fine."""
+    if not name:
+        return None
+    if (
+        not name.startswith(".")
+        or name in (".", "..")
+        or ".." in name
+        or "/" in name
+        or not name.isprintable()
+    ):
+        return "a Maildir++ folder is one name starting with a dot, without / or .."
+    return None
 
 
 def relay_host(key: str, value: Any) -> TransportSpec | None:

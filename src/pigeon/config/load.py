@@ -59,6 +59,7 @@ from pigeon.config import _admin as A
 from pigeon.config import _checks as C
 from pigeon.config import _delivery as D
 from pigeon.config import _dkim as DK
+from pigeon.config import _mailauth as MA
 from pigeon.config import _plugins as P
 from pigeon.config import _secure as S
 from pigeon.config import _tlspolicy as TP
@@ -270,6 +271,7 @@ _SECTIONS: dict[str, tuple[type, dict[str, Callable[[str, Any], Any]]]] = {
     **AB.SECTIONS,  # [rate_limits], [dnsbl], [greylist], [postscreen]
     **DK.SECTIONS,  # [dkim]
     **TP.SECTIONS,  # [tls_policy]
+    **MA.SECTIONS,  # [mail_auth]
 }
 
 # A checked layer: (key,) or (section, key) -> checked value.
@@ -338,6 +340,7 @@ def collect_config(
         *D.final_problems(config, refused),
         *S.final_problems(config, refused),
         *TP.final_problems(config, refused),
+        *MA.final_problems(config.mail_auth, refused),
     ]:
         # Blame the last layer that set the key named, else the last layer.
         wanted = tuple(problem.key.split(".")) if problem.key else ()

@@ -45,6 +45,7 @@ TOML layout (all keys optional):
     [reports]   dmarc, tls, from, org_name, contact, interval
     [dkim]      sign, key_dir, headers, [dkim.domains."NAME"] selector (pigeon.config.dkim)
     [tls_policy]  outbound MTA-STS and DANE, our own MTA-STS policy (pigeon.config.tlspolicy)
+    [mail_auth] [mail_auth.domains.NAME]: inbound SPF/DKIM/DMARC/ARC (pigeon.config.mailauth)
 
     [transports]
     "example.org" = "smtp:[mail.example.org]:587"
@@ -65,6 +66,7 @@ from typing import Literal
 
 from pigeon.config.abuse import DnsblConfig, GreylistConfig, PostscreenConfig, RateLimitConfig
 from pigeon.config.dkim import DkimConfig
+from pigeon.config.mailauth import MailAuthConfig
 from pigeon.config.reports import ReportsConfig
 from pigeon.config.tlspolicy import TlsPolicyConfig
 
@@ -188,6 +190,8 @@ class TransportSpec:
     mx: bool = True
 
     def __str__(self) -> str:
+        if self.transport == "local" and self.host:
+            return f"local:{self.host}"  # a receive check's folder (parse_nexthop)
         if self.transport in ("local", "discard") or self.host is None:
             return self.transport
         if self.host.startswith("/"):
@@ -448,6 +452,8 @@ class Config:
     greylist: GreylistConfig = field(default_factory=GreylistConfig)
     postscreen: PostscreenConfig = field(default_factory=PostscreenConfig)
     dkim: DkimConfig = field(default_factory=DkimConfig)  # [dkim]: outbound DKIM signing
+    #: [mail_auth]: SPF, DKIM, DMARC, ARC of received mail (pigeon.config.mailauth).
+    mail_auth: MailAuthConfig = field(default_factory=MailAuthConfig)
     #: [[plugins]]: users' Python hooks, asked after the built-in checks, in this order.
     plugins: tuple[PluginConfig, ...] = ()
     #: [[milters]]: mail filters asked in this order at every stage (docs/milter.md).

@@ -35,7 +35,12 @@ Contract:
   * A name that cannot be a DNS name (an empty label, a label over 63
     octets) is `NoSuchDomain`: no such domain can exist. `ptr()` takes an
     IP address; anything else is a `ValueError` (a programming error).
-  * No cache here: pigeon runs beside a caching resolver, as every MTA does.
+  * No cache in a `Resolver` itself. The cache is a wrapper:
+    `pigeon.dns.cache.CachingResolver` keeps answers for their TTL (from a
+    resolver that is also a `TtlSource`, such as `StubResolver`) and is
+    what the mail authentication checks use (SPF, DKIM, DMARC, ARC ask the
+    same names again and again); MX routing asks the resolver given to it,
+    beside the machine's caching resolver, as every MTA does.
   * DNSSEC (RFC 7672 §2.1): a `DnssecResolver` also answers with `Answer`s
     that say whether the records were validated: `secure` is the AD bit of
     the response of a validating resolver (RFC 4035 §3.2.3; the query asks
@@ -52,7 +57,7 @@ Contract:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 __all__ = [
     "Answer",
@@ -64,6 +69,7 @@ __all__ = [
     "Resolver",
     "TemporaryFailure",
     "TlsaRecord",
+    "TtlSource",
 ]
 
 R = TypeVar("R")
@@ -173,4 +179,13 @@ class DnssecResolver(Resolver, Protocol):
 
     async def tlsa(self, name: str) -> Answer[TlsaRecord]:
         """TLSA records of `name` (RFC 6698 §2: "_25._tcp.mx.example.org")."""
+        ...
+
+
+class TtlSource(Protocol):
+    """A resolver that can also say how long an answer may be kept (its TTL)."""
+
+    async def answer(self, kind: str, name: str) -> tuple[list[Any], int]:
+        """The values of look-up `kind` ("mx", "a", "aaaa", "txt", "ptr": as the
+        `Resolver` method of that name returns them) and the TTL in seconds."""
         ...

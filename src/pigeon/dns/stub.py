@@ -16,6 +16,8 @@ Contract (the interface's rules are in pigeon/dns/api.py):
     ("no name server answered (...)"), a network error, or no usable
     resolver configuration (no /etc/resolv.conf: "no DNS resolver
     configuration: ...") -> `TemporaryFailure`, whose `reason` is one line.
+  * `answer(kind, name)` is the same look-up with the answer's TTL
+    (`pigeon.dns.api.TtlSource`), for the cache (`pigeon.dns.cache`).
   * Construction never fails: a resolver that cannot be configured answers
     every look-up with `TemporaryFailure`, so mail is deferred, not lost,
     until the machine's DNS is fixed.
@@ -46,6 +48,14 @@ from pigeon.config.schema import DeliveryConfig
 from pigeon.dns.api import Answer, MxRecord, NoData, NoSuchDomain, TemporaryFailure, TlsaRecord
 
 __all__ = ["StubResolver"]
+
+_RDTYPES = {
+    "mx": dns.rdatatype.MX,
+    "a": dns.rdatatype.A,
+    "aaaa": dns.rdatatype.AAAA,
+    "txt": dns.rdatatype.TXT,
+    "tlsa": dns.rdatatype.TLSA,
+}
 
 
 class StubResolver:
@@ -84,50 +94,56 @@ class StubResolver:
     # --- the interface -------------------------------------------------------------------
 
     async def mx(self, name: str) -> list[MxRecord]:
-        return (await self.mx_answer(name)).records
+        return (await self.answer("mx", name))[0]
 
     async def a(self, name: str) -> list[str]:
-        return (await self.a_answer(name)).records
+        return (await self.answer("a", name))[0]
 
     async def aaaa(self, name: str) -> list[str]:
-        return (await self.aaaa_answer(name)).records
+        return (await self.answer("aaaa", name))[0]
 
     async def txt(self, name: str) -> list[str]:
-        found = await self._lookup(name, dns.rdatatype.TXT)
-        return [b"".join(r.strings).decode("utf-8", "replace") for r in found.records]
+        return (await self.answer("txt", name))[0]
 
     async def ptr(self, address: str) -> list[str]:
-        reverse = dns.reversename.from_address(str(ipaddress.ip_address(address)))
-        found = await self._lookup(reverse, dns.rdatatype.PTR)
-        return [_text(r.target) for r in found.records]
+        return (await self.answer("ptr", address))[0]
+
+    async def answer(self, kind: str, name: str) -> tuple[list[Any], int]:
+        """The values of look-up `kind` ("mx", "a", "aaaa", "txt", "ptr", "tlsa") of
+        `name` and the TTL of the answer in seconds (`dns.api.TtlSource`, for
+        `dns.cache.CachingResolver`); failures as the interface says."""
+        found, ttl = await self._typed(kind, name)
+        return found.records, ttl
 
     # --- with the validation status (Rule 3) ---------------------------------------------
 
     async def mx_answer(self, name: str) -> Answer[MxRecord]:
-        found = await self._lookup(name, dns.rdatatype.MX)
-        records = [MxRecord(r.preference, _exchange(r.exchange)) for r in found.records]
-        return Answer(records, found.secure, found.name)
+        return (await self._typed("mx", name))[0]
 
     async def a_answer(self, name: str) -> Answer[str]:
-        found = await self._lookup(name, dns.rdatatype.A)
-        records = [str(ipaddress.ip_address(r.address)) for r in found.records]
-        return Answer(records, found.secure, found.name)
+        return (await self._typed("a", name))[0]
 
     async def aaaa_answer(self, name: str) -> Answer[str]:
-        found = await self._lookup(name, dns.rdatatype.AAAA)
-        records = [str(ipaddress.ip_address(r.address)) for r in found.records]
-        return Answer(records, found.secure, found.name)
+        return (await self._typed("aaaa", name))[0]
 
     async def tlsa(self, name: str) -> Answer[TlsaRecord]:
-        found = await self._lookup(name, dns.rdatatype.TLSA)
-        records = [TlsaRecord(r.usage, r.selector, r.mtype, bytes(r.cert)) for r in found.records]
-        return Answer(records, found.secure, found.name)
+        return (await self._typed("tlsa", name))[0]
+
+    async def _typed(self, kind: str, name: str) -> tuple[Answer[Any], int]:
+        """One look-up of `kind`, its records as the interface's values, and the TTL."""
+        if kind == "ptr":
+            reverse = dns.reversename.from_address(str(ipaddress.ip_address(name)))
+            found, ttl = await self._lookup(reverse, dns.rdatatype.PTR)
+        else:
+            found, ttl = await self._lookup(name, _RDTYPES[kind])
+        values = [_value(kind, r) for r in found.records]
+        return Answer(values, found.secure, found.name), ttl
 
     # --- one query -----------------------------------------------------------------------
 
     async def _lookup(
         self, name: str | dns.name.Name, rdtype: dns.rdatatype.RdataType
-    ) -> Answer[Any]:  # dnspython's rdata classes are not typed per type
+    ) -> tuple[Answer[Any], int]:  # dnspython's rdata classes are not typed per type
         shown = name if isinstance(name, str) else _text(name)
         what = dns.rdatatype.to_text(rdtype)
         if self._resolver is None:
@@ -155,7 +171,21 @@ class StubResolver:
         if answer.rrset is None or len(answer.rrset) == 0:
             raise NoData(shown, what, f"no {what} records")
         secure = bool(answer.response.flags & dns.flags.AD)  # Rule 3
-        return Answer(list(answer.rrset), secure, _text(answer.canonical_name))
+        found = Answer(list(answer.rrset), secure, _text(answer.canonical_name))
+        return found, answer.rrset.ttl
+
+
+def _value(kind: str, rdata: Any) -> Any:
+    """One record as the interface gives it (the module contract of pigeon/dns/api.py)."""
+    if kind == "mx":
+        return MxRecord(rdata.preference, _exchange(rdata.exchange))
+    if kind == "txt":
+        return b"".join(rdata.strings).decode("utf-8", "replace")
+    if kind == "ptr":
+        return _text(rdata.target)
+    if kind == "tlsa":
+        return TlsaRecord(rdata.usage, rdata.selector, rdata.mtype, bytes(rdata.cert))
+    return str(ipaddress.ip_address(rdata.address))
 
 
 def _text(name: dns.name.Name) -> str:

@@ -2,7 +2,9 @@
 
 Contract:
   * `ensure_maildir(maildir)` creates the Maildir and its tmp/ new/ cur/
-    (mode 0700) when missing. Directories it creates are made durable (fsync
+    (mode 0700) when missing. A Maildir++ folder (a last component starting
+    with a dot, ".Junk") is a Maildir inside its Maildir, which is made sure
+    of first. Directories it creates are made durable (fsync
     of their parent), otherwise a crash could lose the directory holding a
     message already reported delivered.
   * It remembers, process-wide, the Maildirs it has made sure of, so a
@@ -38,6 +40,8 @@ def ensure_maildir(maildir: Path | str, *, fsync: bool = True) -> None:
     key = os.fspath(maildir)
     if key in _KNOWN_MAILDIRS:
         return
+    if Path(maildir).name.startswith("."):  # a Maildir++ folder: inside a whole Maildir
+        ensure_maildir(Path(maildir).parent, fsync=fsync)
     created: list[Path] = []
     missing = []
     p = Path(maildir)

@@ -189,7 +189,9 @@ class Verdict:
     remove_headers: tuple[str, ...] = ()
     #: A next hop overriding the routing, in [transports] syntax ("smtp:[host]:port",
     #: "lmtp:unix:/path", "local", "discard"): for the recipient at `rcpt`, for
-    #: every recipient at the other stages. None: routed as usual.
+    #: every recipient at the other stages. None: routed as usual. "local:.Folder":
+    #: local recipients get the message in that Maildir++ folder of their
+    #: Maildir (the DMARC quarantine's ".Junk"); others are routed as usual.
     transport: str | None = None
     # -- content changes (end_of_data; a milter's modification actions) --
     #: Changes to the header section as received (our Received: first),
@@ -207,7 +209,7 @@ class Verdict:
             if not _FIELD_NAME.fullmatch(name):
                 raise ValueError(f"not a header field name: {name!r}")
         if self.transport is not None:
-            parse_nexthop(self.transport)  # ValueError says what is wrong
+            parse_nexthop(self.transport, folder=True)  # ValueError says what is wrong
 
     @property
     def refused(self) -> bool:

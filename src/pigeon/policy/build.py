@@ -13,8 +13,11 @@ Contract:
       mail   MessageSizeLimit, MessageRateLimit, BlockLists, SenderMailboxLimit,
              StorageReserve, SenderOwnership
       rcpt   RelayControl, LocalRecipients, Greylisting, RecipientMailboxLimit
+      rcpt   MailAuth (only with [mail_auth.domains]: one set of policies per message)
       data   StorageReserve, RecipientMerge
-      end    FromHeaderCheck (only with auth.check_from_header)
+      end    MailAuth (SPF, DKIM, DMARC, ARC: policy/mailauth; when some
+             [mail_auth] check is on and DNS can be asked),
+             FromHeaderCheck (only with auth.check_from_header)
       etrn   EtrnTrust
       then   one MilterCheck per [[milters]] entry, in order (connect,
              helo, mail, rcpt, data, end_of_data; policy/milter.py),
@@ -32,8 +35,10 @@ Contract:
     free-space reserve of the queue (`queue.space.FreeSpace`; None: no
     reserve check), the new-mailbox counts, the abuse controls' state
     (`policy.abusestate`: `<data_dir>/abuse.db` in a server, in memory by
-    default), the clocks and the Maildir test. Whoever made the deps closes
-    their state (`PolicyDeps.close()`).
+    default), the clocks, the Maildir test and the report sink (`reports`:
+    the DMARC check hands it one record per message evaluated; `NullSink`
+    by default). Whoever made the deps closes their state
+    (`PolicyDeps.close()`).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from pigeon.mailstore import maildir_exists as mailstore_maildir_exists
 from pigeon.policy.abusestate import AbuseState
 from pigeon.policy.dnsbl import BlockLists
 from pigeon.policy.greylist import Greylisting
+from pigeon.policy.mailauth import build_mail_auth
 from pigeon.policy.milter import MilterCheck
 from pigeon.policy.newmailboxes import (
     NewMailboxLimiter,
@@ -61,6 +67,7 @@ from pigeon.policy.recipients import LocalRecipients, RecipientLookup, Recipient
 from pigeon.policy.relay import EtrnTrust, RelayControl, RelayNetworks
 from pigeon.policy.reserve import MessageSizeLimit, Room, StorageReserve
 from pigeon.policy.submission import FromHeaderCheck, SenderOwnership
+from pigeon.reports.records import NullSink, ReportSink
 from pigeon.routing.resolve import Router
 
 __all__ = ["PolicyDeps", "build_pipeline"]
@@ -80,6 +87,8 @@ class PolicyDeps:
     resolver: Resolver | None = None
     #: Wall-clock seconds, for what outlives the process (rate buckets).
     wallclock: Callable[[], float] = time.time
+    #: Where the DMARC check's records go (pigeon.reports; NullSink: nowhere).
+    reports: ReportSink = field(default_factory=NullSink)
 
     def with_router(self, router: Router) -> PolicyDeps:
         """The same collaborators with the router of a new configuration."""
@@ -117,6 +126,7 @@ def build_pipeline(
         RecipientMailboxLimit(
             lookup, networks, deps.new_mailboxes, limit, clock=deps.clock, maildir_exists=exists
         ),  # rcpt
+        *_mail_auth(config, deps, networks),  # rcpt, end_of_data
         RecipientMerge(router),  # data
         EtrnTrust(networks),  # etrn
     ]
@@ -149,6 +159,15 @@ def _block_lists(config: Config, deps: PolicyDeps, networks: RelayNetworks) -> l
     if not (dnsbl.sites or dnsbl.rhsbl_sites) or deps.resolver is None:
         return []
     return [BlockLists(dnsbl, deps.resolver, networks, clock=deps.clock)]
+
+
+def _mail_auth(config: Config, deps: PolicyDeps, networks: RelayNetworks) -> list[object]:
+    """SPF, DKIM, DMARC, ARC ([mail_auth]), when some check is on and DNS can be asked."""
+    if not config.mail_auth.enabled or deps.resolver is None:
+        return []
+    return [
+        build_mail_auth(config, deps.resolver, networks, deps.reports, wallclock=deps.wallclock)
+    ]
 
 
 def _greylisting(config: Config, deps: PolicyDeps, networks: RelayNetworks) -> list[object]:

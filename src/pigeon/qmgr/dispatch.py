@@ -23,7 +23,8 @@ Contract:
   * A recipient with a `route` (a next hop a receive check chose,
     queue/model.py) goes there: it is neither alias-expanded nor merged,
     and its next hop is the route's ("local" routes it as usual, to its
-    Maildir).
+    Maildir; "local:.Folder" too, into that Maildir++ folder of a local
+    recipient's Maildir: the DMARC quarantine's ".Junk").
   * Decided here, without an agent, and recorded on the recipient at once:
     a local address whose mailbox does not exist bounces 5.1.1 "no such
     local mailbox" (`Router.mailbox_exists`, the same test the RCPT check
@@ -122,7 +123,7 @@ def expand_aliases(env: Envelope, router: Router) -> dict[str, Route]:
 def _route(rcpt: Recipient, known: dict[str, Route], router: Router) -> Route:
     if rcpt.route:
         try:
-            spec = parse_nexthop(rcpt.route)
+            spec = parse_nexthop(rcpt.route, folder=True)
         except ValueError:  # checked when the verdict was made: a damaged entry
             spec = None
         if spec is not None and spec.transport != LOCAL:
@@ -135,6 +136,16 @@ def _route(rcpt: Recipient, known: dict[str, Route], router: Router) -> Route:
     if routes:
         return routes[0]
     return Route.remote(rcpt.address, Nexthop("smtp", rcpt.address.rpartition("@")[2]))
+
+
+def _folder(rcpt: Recipient) -> str:
+    """The Maildir++ folder a "local:.Folder" route names ("" = the inbox)."""
+    if not rcpt.route.startswith("local:"):
+        return ""
+    try:
+        return parse_nexthop(rcpt.route, folder=True).host or ""
+    except ValueError:  # checked when the verdict was made: a damaged entry
+        return ""
 
 
 def _original_to(rcpt: Recipient, route: Route) -> str:
@@ -176,8 +187,12 @@ def dispatch(
                 )
                 out.logs.append((log_fields(rcpt, LOCAL, rcpt.status), rcpt.diagnostic))
                 continue
+            mailbox = route.mailbox
+            folder = _folder(rcpt)
+            if mailbox is not None and folder:
+                mailbox = mailbox / folder
             wanted = DeliveryRecipient(
-                rcpt.address, rcpt.params, route.mailbox, route.address, _original_to(rcpt, route)
+                rcpt.address, rcpt.params, mailbox, route.address, _original_to(rcpt, route)
             )
         else:
             wanted = DeliveryRecipient(rcpt.address, rcpt.params)

@@ -247,3 +247,14 @@ def test_small_and_large_copies_are_the_same_lf_file_with_mode_0600(tmp_path, si
     assert path.read_bytes() == b"Return-Path: <a@b>\n" + content.replace(b"\r\n", b"\n")
     assert path.stat().st_mode & 0o777 == 0o600
     assert list((tmp_path / "box" / "tmp").iterdir()) == []
+
+
+def test_a_maildir_plus_plus_folder_is_made_inside_a_whole_maildir(tmp_path, source):
+    # The DMARC quarantine's ".Junk" (policy/mailauth): a Maildir inside the
+    # user's Maildir, which gets its own tmp/ new/ cur/ too (Maildir++).
+    box = tmp_path / "bob"
+    path = deliver_to_maildir(box / ".Junk", source, "alice@example.test")
+    assert path.parent == box / ".Junk" / "new"
+    for sub in ("tmp", "new", "cur"):
+        assert (box / sub).is_dir() and (box / ".Junk" / sub).is_dir()
+    assert not any((box / "new").iterdir())  # nothing in the inbox

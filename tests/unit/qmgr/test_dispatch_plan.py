@@ -167,3 +167,20 @@ def test_a_route_survives_the_envelope_round_trip():
     env = envelope(Recipient("a@remote.test", route="discard"))
     assert Envelope.from_dict(env.to_dict()).recipients[0].route == "discard"
     assert "route" not in Recipient("b@remote.test").to_dict()  # unchanged when unused
+
+
+def test_a_folder_route_puts_local_copies_in_that_maildir_folder_and_leaves_others_alone(router):
+    # A receive check's "local:.Junk" (the DMARC quarantine, policy/mailauth):
+    # local recipients get the Maildir++ folder, remote ones are routed as usual.
+    junk = [Recipient(a, route="local:.Junk") for a in ("bob@example.test", "x@remote.test")]
+    out = plan(envelope(*junk), router)
+    by_hop = {g.nexthop: g.request.recipients for g in out.groups}
+    (bob,) = by_hop[Nexthop("local", "example.test")]
+    assert bob.mailbox == ROOT / "mailboxes" / "example.test" / "bob" / ".Junk"
+    assert bob.delivered_to == "bob@example.test"
+    (remote,) = by_hop[Nexthop("smtp", "remote.test")]
+    assert remote.mailbox is None
+    # A damaged route (no valid folder) is the inbox, never a path outside the Maildir.
+    out = plan(envelope(Recipient("bob@example.test", route="local:../../etc")), router)
+    (bob,) = out.groups[0].request.recipients
+    assert bob.mailbox == ROOT / "mailboxes" / "example.test" / "bob"

@@ -10,12 +10,11 @@ Modules:
 
 Contract: check_host() takes a `pigeon.dns.api.Resolver` and the time (`now`,
 for the "t" macro) and returns an `SpfResult`; it raises nothing for any DNS
-answer or any record text. No cache (pigeon runs beside a caching resolver),
-no configuration, no I/O of its own.
+answer or any record text. No cache of its own (the receive checks give it
+the TTL cache, dns/cache.py), no configuration, no I/O of its own.
 
-Integration: issue 13, next session. Nothing calls this package yet: no
-receive-pipeline stage, no config keys, no Received-SPF or
-Authentication-Results header.
+Used by the inbound checks (`pigeon.policy.mailauth`, `[mail_auth] spf`),
+which write its results into Authentication-Results.
 """
 
 from pigeon.policy.spf.check import (

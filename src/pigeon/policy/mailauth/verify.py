@@ -1,0 +1,180 @@
+"""DKIM (RFC 6376, RFC 8463) and ARC (RFC 8617) verification with dkimpy.
+
+Contract:
+  * `verify_dkim(content, headers, keys, limits)` verifies every
+    DKIM-Signature of the message, top first, and returns one
+    `DkimOutcome` per signature, with a result of RFC 8601 §2.7.1: pass,
+    fail (the signature or body hash does not verify), policy (past
+    `max_signatures`: not verified; an RSA key over `max_key_bits`; an RSA
+    key under `min_key_bits`, which RFC 8301 §3.2 forbids to accept),
+    neutral (the signature cannot be parsed), temperror (its key could not
+    be fetched: DNS), permerror (no key, a bad key record, a malformed
+    signature).
+  * `verify_arc(content, keys, minkey)` validates the ARC chain and returns
+    an `ArcOutcome`: "none" (no ARC sets), "pass", "fail" (RFC 8617 §5.2),
+    or "temperror" when a key it needs could not be fetched; with the d= of
+    the newest ARC-Seal (the last sealer, checked against
+    `trusted_arc_sealers`) and the instance count.
+  * Both are synchronous and CPU-bound (hashing and one signature check
+    each); they never do DNS: keys come from `keys` (policy/mailauth/keys.py).
+    The caller decides whether to run them in a thread.
+  * dkimpy raises for malformed input; every exception of dkimpy becomes a
+    result here, never an exception to the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import dkim
+
+from pigeon.policy.mailauth.keys import KeyAnswers, key_name, tags
+
+__all__ = ["ArcOutcome", "DkimLimits", "DkimOutcome", "verify_arc", "verify_dkim"]
+
+# dkimpy logs each failure at ERROR; that is our verdict's business, not the log's.
+_QUIET = logging.getLogger("pigeon.policy.mailauth.dkimpy")
+_QUIET.addHandler(logging.NullHandler())
+_QUIET.propagate = False
+
+
+@dataclass(frozen=True, slots=True)
+class DkimLimits:
+    max_signatures: int = 5
+    min_key_bits: int = 1024
+    max_key_bits: int = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class DkimOutcome:
+    """One signature's result (module contract)."""
+
+    domain: str  # d=, lowercased ("" when unreadable)
+    selector: str  # s=
+    algorithm: str  # a=
+    result: str
+    reason: str = ""
+    b: str = ""  # the first characters of b=, to tell signatures apart (RFC 6008)
+
+
+@dataclass(frozen=True, slots=True)
+class ArcOutcome:
+    result: str  # none | pass | fail | temperror
+    sealer: str = ""  # d= of the newest ARC-Seal
+    instances: int = 0
+    reason: str = ""
+
+
+def _key_bits(record: str) -> tuple[str, int] | str:
+    """(k=, bits) of a key record, or why it is unusable."""
+    try:
+        _, bits, ktag, _ = dkim.evaluate_pk(b"key", record.encode("utf-8"))
+    except dkim.DKIMException as exc:
+        return f"bad key record: {exc}"
+    except Exception as exc:  # dkimpy lets some parse errors through (binascii, ValueError)
+        return f"bad key record: {type(exc).__name__}"
+    if ktag is None:
+        return "key record not for email (s=)"
+    return ktag.decode(), int(bits or 0)
+
+
+def verify_dkim(
+    content: bytes,
+    headers: Sequence[tuple[str, str]],
+    keys: KeyAnswers,
+    limits: DkimLimits,
+) -> list[DkimOutcome]:
+    """Every DKIM-Signature's result, top first (module contract)."""
+    signatures = [v for n, v in headers if n.lower() == "dkim-signature"]
+    if not signatures:
+        return []
+    verifier = dkim.DKIM(content, logger=_QUIET, minkey=limits.min_key_bits)
+    out = []
+    for index, value in enumerate(signatures):
+        found = tags(value)
+        domain, selector = found.get("d", "").lower(), found.get("s", "")
+        algorithm, b = found.get("a", ""), "".join(found.get("b", "").split())[:8]
+
+        def outcome(result: str, reason: str = "") -> DkimOutcome:
+            return DkimOutcome(domain, selector, algorithm, result, reason, b)  # noqa: B023
+
+        if not found or not domain or not selector:
+            out.append(outcome("neutral", "signature does not parse"))
+            continue
+        if index >= limits.max_signatures:
+            out.append(outcome("policy", f"over max_signatures ({limits.max_signatures})"))
+            continue
+        name = key_name(selector, domain)
+        if keys.temporary(name) is not None:
+            out.append(outcome("temperror", f"key {name}: {keys.temporary(name)}"))
+            continue
+        record = keys.record(name)
+        if not record:
+            out.append(outcome("permerror", f"no key for signature ({name})"))
+            continue
+        key = _key_bits(record)
+        if isinstance(key, str):
+            out.append(outcome("permerror", key))
+            continue
+        ktag, bits = key
+        if ktag == "rsa" and bits > limits.max_key_bits:
+            out.append(outcome("policy", f"RSA key of {bits} bits is over max_key_bits"))
+            continue
+        if ktag == "rsa" and bits < limits.min_key_bits:
+            out.append(outcome("policy", f"RSA key of {bits} bits is under min_key_bits"))
+            continue
+        out.append(outcome(*_verify_one(verifier, index, keys)))
+    return out
+
+
+def _verify_one(verifier: dkim.DKIM, index: int, keys: KeyAnswers) -> tuple[str, str]:
+    """(result, reason) of signature `index`, its key already checked."""
+    try:
+        ok = verifier.verify(idx=index, dnsfunc=keys.dnsfunc)
+    except dkim.ValidationError as exc:  # body hash, expiry, fields: the signature fails
+        return "fail", str(exc)
+    except dkim.DKIMException as exc:
+        return "permerror", str(exc)
+    except Exception as exc:  # dkimpy lets some malformed input through as other errors
+        return "permerror", f"malformed signature ({type(exc).__name__})"
+    return ("pass", "") if ok else ("fail", "signature did not verify")
+
+
+def arc_sets(headers: Sequence[tuple[str, str]]) -> tuple[int, str]:
+    """(the highest i= of the ARC-Seals, the d= of that seal)."""
+    best, sealer = 0, ""
+    for name, value in headers:
+        if name.lower() == "arc-seal":
+            found = tags(value)
+            try:
+                instance = int(found.get("i", "0"))
+            except ValueError:
+                continue
+            if instance > best:
+                best, sealer = instance, found.get("d", "").lower()
+    return best, sealer
+
+
+def verify_arc(
+    content: bytes, headers: Sequence[tuple[str, str]], keys: KeyAnswers, minkey: int
+) -> ArcOutcome:
+    """The chain's validation status (module contract)."""
+    instances, sealer = arc_sets(headers)
+    if not any(n.lower() in ("arc-seal", "arc-message-signature") for n, _ in headers):
+        return ArcOutcome("none")
+    for name, value in headers:
+        if name.lower() in ("arc-seal", "arc-message-signature"):
+            found = tags(value)
+            failure = keys.temporary(key_name(found.get("s", ""), found.get("d", "")))
+            if failure is not None:
+                return ArcOutcome("temperror", sealer, instances, str(failure))
+    try:
+        cv, _, reason = dkim.arc_verify(content, logger=_QUIET, dnsfunc=keys.dnsfunc, minkey=minkey)
+    except Exception as exc:  # malformed ARC header fields
+        return ArcOutcome("fail", sealer, instances, f"malformed ARC set ({type(exc).__name__})")
+    result = cv.decode() if isinstance(cv, bytes) else "fail"
+    if result not in ("pass", "fail", "none"):
+        result = "fail"
+    return ArcOutcome(result, sealer, instances, str(reason))
