@@ -29,3 +29,14 @@ def pigeon(pigeon_factory):
         '[domains."localhost"]\n[domains."example.test"]\nmailboxes = ["alice", "bob"]\n'
         '[aliases]\n"team@example.test" = ["alice@example.test", "bob@example.test"]\n'
     )
+
+
+@pytest.fixture(autouse=True)
+def _no_server_outlives_its_test():
+    """Stop every pigeon a test started and left running (a failed assertion
+    before its stop, or a test that never stops it): the next tests, and the
+    machine, must not inherit it."""
+    before = set(PigeonProcess.started)
+    yield
+    for server in PigeonProcess.started - before:
+        server.stop()

@@ -36,6 +36,17 @@ MESSAGE = (
 NAMES = ["202612-rsa._domainkey.example.test", "202612-ed25519._domainkey.example.test"]
 
 
+_STARTED: list[PigeonProcess] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_servers():
+    """Every server `_server` started is stopped when its test ends, passed or not."""
+    yield
+    while _STARTED:
+        _STARTED.pop().stop()
+
+
 def _server(tmp_path, top: str = "") -> tuple[PigeonProcess, str]:
     """A server whose keys `pigeon dkim keygen` made before it started; the keygen output.
     `top`: top-level keys."""
@@ -46,6 +57,7 @@ def _server(tmp_path, top: str = "") -> tuple[PigeonProcess, str]:
     )
     made = proc.command("dkim", "keygen", "example.test", "--selector", "202612", text=True)
     assert made.returncode == 0, made.stderr
+    _STARTED.append(proc)
     return proc.start(), made.stdout
 
 

@@ -30,6 +30,7 @@ RANK = {
     "pigeon.auth": 3,
     "pigeon.dns": 3,
     "pigeon.reports": 3,
+    "pigeon.forwarding": 3,
     "pigeon.queue": 4,
     "pigeon.routing": 5,
     "pigeon.signing": 5,

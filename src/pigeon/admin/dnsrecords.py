@@ -6,7 +6,9 @@ Contract:
       MX      DOMAIN MX 10 <hostname>                      (RFC 5321 §5.1)
       A/AAAA  <hostname> -> each of our addresses           (the MX target)
       SPF     DOMAIN TXT "v=spf1 mx [ip4:A] [ip6:B] -all"    (RFC 7208; `mx -all`
-              alone when no address is known)
+              alone when no address is known), and <hostname> TXT
+              "v=spf1 ip4:A -all" (`a -all` without addresses) for the HELO
+              identity (RFC 7208 §2.3) when hostname is not DOMAIN itself
       DKIM    <selector>-rsa._domainkey.DOMAIN and <selector>-ed25519._domainkey.DOMAIN
               TXT, from the keys pigeon signs with (pigeon.signing.keys), or
               those of the selector asked for
@@ -112,6 +114,9 @@ def wanted(
         out.append(Wanted(rtype, host, rtype, ip, "the MX host's address"))
     mechanisms = ["mx"] + [f"ip{ipaddress.ip_address(ip).version}:{ip}" for ip in addresses]
     out.append(Wanted("SPF", domain, "TXT", f"v=spf1 {' '.join(mechanisms)} -all"))
+    if host != domain:  # RFC 7208 §2.3: receivers check the HELO name too (our EHLO is `hostname`)
+        helo = [f"ip{ipaddress.ip_address(ip).version}:{ip}" for ip in addresses] or ["a"]
+        out.append(Wanted("SPF", host, "TXT", f"v=spf1 {' '.join(helo)} -all", "the HELO name's"))
     out += _dkim(config, domain, selector)
     out.append(
         Wanted(

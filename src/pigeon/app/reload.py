@@ -41,8 +41,9 @@ Contract:
     each login anyway.
   * What waits for a restart, said in a warning: `data_dir`, `hostname`,
     `user`, `group`, `workers`, `[queue]`, `[delivery]`, `[log]`, `[admin]`,
-    `[reports]` (they belong to long-lived objects: the store, the agents, the log
-    handlers, the control socket, the processes); and, with `workers > 1`
+    `[reports]`, `[srs]`, `[arc]` (they belong to long-lived objects: the
+    store, the agents, the log handlers, the control socket, the processes,
+    the SRS secret and the ARC key read at start-up); and, with `workers > 1`
     (`fixed_listeners`), the listener addresses too (`listen`,
     `submission_listen`, `submissions_listen`): the sockets were bound before
     the worker processes were forked and are shared by all of them.
@@ -80,6 +81,8 @@ RESTART_ONLY = (
     "log",
     "admin",
     "reports",  # the report sink and the daily job (app/reportjob.py)
+    "srs",
+    "arc",
 )
 
 #: The keys naming listener addresses (net/smtp_service.py SMTP_ROLES).

@@ -144,7 +144,9 @@ class ProcessRole:
             self.plugins = plugins
             _observe(plugins, self.manager, self.direct)
         if plan.status == "applied" or plugins is not None:
-            self.router = Router(live) if plan.status == "applied" else self.router
+            # [srs] is restart-only: the new router keeps the running codec.
+            if plan.status == "applied":
+                self.router = Router(live, srs=self.router.srs)
             self.policy = wiring.receive_policy(
                 live, self.router, self.policy, plugins=self.plugins
             )
@@ -254,7 +256,7 @@ def _store(config: Config) -> QueueStore:
 def full_role(config: Config, *, wake_fd: int | None = None) -> ProcessRole:
     """One process, or the main one of several: receives, delivers, administers."""
     store = _store(config)
-    router = Router(config)
+    router = wiring.router(config)
     maillog = MailLog()
     metrics = Metrics()
     report_sink = build_report_sink(config, config.data_dir)
@@ -291,7 +293,7 @@ def acceptor_role(config: Config, *, trigger_fd: int) -> ProcessRole:
     async def on_etrn(node: str) -> int:
         return await wiring.etrn_flush(lambda domain: _flush_in_main(control, domain), node)
 
-    router, maillog, metrics = Router(config), MailLog(), Metrics()
+    router, maillog, metrics = wiring.router(config), MailLog(), Metrics()
     return _receiving(
         "acceptor",
         config,

@@ -24,6 +24,11 @@ Contract:
     stub over `[delivery] dns_servers`, bounded by `dns_timeout`), shared by
     every part that looks names up; the receive checks get it behind the
     TTL cache (`dns.cache.CachingResolver`).
+  * `router(config)` is the process's `Router` with the SRS codec of
+    `[srs]` (forwarding/secrets.py: the secret is read, or made once in
+    `<data_dir>/srs.secret`, here at start-up); a secret that cannot be read
+    or made is a ConfigError naming the key (exit 78). A reload keeps the
+    codec (`[srs]` is restart-only, app/reload.py).
   * `auth_service(config)` builds the account store and failed-login limiter;
     the store is opened by the lifecycle, not here.
 """
@@ -38,11 +43,13 @@ from typing import Any
 from pigeon.auth.accounts import AccountStore
 from pigeon.auth.ratelimit import FailureLimiter, LimitSettings
 from pigeon.auth.service import AuthService
+from pigeon.config.load import ConfigError
 from pigeon.config.schema import Config, PluginConfig
 from pigeon.delivery.api import DeliveryAgent
 from pigeon.dns.api import Resolver
 from pigeon.dns.cache import CachingResolver
 from pigeon.dns.stub import StubResolver
+from pigeon.forwarding.secrets import srs_codec
 from pigeon.hooks.api import PluginContext, Submit
 from pigeon.hooks.load import LoadedPlugin, load_plugins, receive_checks
 from pigeon.policy.abusestate import AbuseState
@@ -64,7 +71,18 @@ __all__ = [
     "queue_submitter",
     "receive_policy",
     "resolver",
+    "router",
 ]
+
+
+def router(config: Config) -> Router:
+    """The router of `config`, with its SRS codec (module contract)."""
+    try:
+        codec = srs_codec(config)
+    except (OSError, ValueError) as exc:
+        key = "srs.secret_file" if config.srs.secret_file is not None else "srs.secret"
+        raise ConfigError(key, f"no usable SRS secret: {exc}") from exc
+    return Router(config, srs=codec)
 
 
 def resolver(config: Config) -> Resolver:

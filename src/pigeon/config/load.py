@@ -59,6 +59,7 @@ from pigeon.config import _admin as A
 from pigeon.config import _checks as C
 from pigeon.config import _delivery as D
 from pigeon.config import _dkim as DK
+from pigeon.config import _forwarding as F
 from pigeon.config import _mailauth as MA
 from pigeon.config import _plugins as P
 from pigeon.config import _secure as S
@@ -272,6 +273,7 @@ _SECTIONS: dict[str, tuple[type, dict[str, Callable[[str, Any], Any]]]] = {
     **DK.SECTIONS,  # [dkim]
     **TP.SECTIONS,  # [tls_policy]
     **MA.SECTIONS,  # [mail_auth]
+    **F.SECTIONS,  # [srs], [arc]
 }
 
 # A checked layer: (key,) or (section, key) -> checked value.
@@ -341,6 +343,7 @@ def collect_config(
         *S.final_problems(config, refused),
         *TP.final_problems(config, refused),
         *MA.final_problems(config.mail_auth, refused),
+        *F.final_problems(config, refused),
     ]:
         # Blame the last layer that set the key named, else the last layer.
         wanted = tuple(problem.key.split(".")) if problem.key else ()

@@ -66,6 +66,7 @@ from typing import Literal
 
 from pigeon.config.abuse import DnsblConfig, GreylistConfig, PostscreenConfig, RateLimitConfig
 from pigeon.config.dkim import DkimConfig
+from pigeon.config.forwarding import ArcConfig, SrsConfig
 from pigeon.config.mailauth import MailAuthConfig
 from pigeon.config.reports import ReportsConfig
 from pigeon.config.tlspolicy import TlsPolicyConfig
@@ -462,6 +463,8 @@ class Config:
     reports: ReportsConfig = field(default_factory=ReportsConfig)
     #: [tls_policy]: outbound MTA-STS and DANE (schema and meaning: pigeon.config.tlspolicy).
     tls_policy: TlsPolicyConfig = field(default_factory=TlsPolicyConfig)
+    srs: SrsConfig = field(default_factory=SrsConfig)  # [srs]: pigeon.config.forwarding
+    arc: ArcConfig = field(default_factory=ArcConfig)  # [arc]: pigeon.config.forwarding
 
     @property
     def mailbox_root(self) -> Path:

@@ -86,6 +86,10 @@ class DeliveryRequest:
     eight_bit: bool  # content holds octets > 127
     smtputf8: bool  # the message needs SMTPUTF8 (MAIL had SMTPUTF8)
     nexthop: Nexthop
+    #: A copy an alias forwards to a remote address (qmgr/dispatch.py): its
+    #: `sender` is already the SRS one when [srs] is on; the SMTP agent seals
+    #: it with ARC when [arc] is on (delivery/sealing.py).
+    forwarded: bool = False
 
     def __post_init__(self) -> None:
         content: object = self.content

@@ -12,19 +12,24 @@ Contract:
     (`DeliveryRequest` wraps a path in a FileMessage: tools and tests that
     hold a file); the queue manager hands out the store's content.
   * `remove()` deletes the file (our own temporary files only).
+  * `PrefixedMessage(prefix, content)` is `content` with header fields put
+    on top (the ARC set of a forwarded copy, delivery/sealing.py): `open()`
+    streams the prefix, then the content's own stream; nothing is copied.
 """
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import BinaryIO
 
 from pigeon.msgfile import open_message
+from pigeon.queue.api import MessageContent
 from pigeon.queue.health import is_storage_fault
 from pigeon.vocab import StoreError
 
-__all__ = ["FileMessage"]
+__all__ = ["FileMessage", "PrefixedMessage"]
 
 
 class FileMessage:
@@ -57,3 +62,47 @@ class FileMessage:
             os.unlink(self.path)
         except OSError:
             pass
+
+
+class _Joined(io.RawIOBase):
+    """`prefix`, then what `rest` reads (closed with it)."""
+
+    def __init__(self, prefix: bytes, rest: BinaryIO) -> None:
+        self._prefix = memoryview(prefix)
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        if self._prefix:
+            n = min(len(buffer), len(self._prefix))
+            buffer[:n] = self._prefix[:n]
+            self._prefix = self._prefix[n:]
+            return n
+        data = self._rest.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        try:
+            self._rest.close()
+        finally:
+            super().close()
+
+
+class PrefixedMessage:
+    """A `MessageContent`: header fields on top of another content (module contract)."""
+
+    __slots__ = ("prefix", "content")
+
+    def __init__(self, prefix: bytes, content: MessageContent) -> None:
+        self.prefix = prefix
+        self.content = content
+
+    @property
+    def size(self) -> int:
+        return len(self.prefix) + self.content.size
+
+    def open(self) -> BinaryIO:
+        return io.BufferedReader(_Joined(self.prefix, self.content.open()))

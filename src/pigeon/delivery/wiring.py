@@ -16,6 +16,8 @@ Contract:
   * Called only from the composition root (`pigeon.app`), which also builds
     the queue manager: delivery never imports the queue manager (it sits
     above delivery).
+  * With `[arc] enabled` the "smtp" agent is a `SealingAgent` in front of
+    the SMTP agent (delivery/sealing.py): forwarded copies are ARC-sealed.
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from pigeon.config.schema import Config
 from pigeon.delivery.api import DeliveryAgent
 from pigeon.delivery.discard import DiscardAgent
 from pigeon.delivery.lmtp import LmtpAgent
+from pigeon.delivery.sealing import SealingAgent
 from pigeon.delivery.smtp import LoginKey, SmtpAgent, login_key
 from pigeon.delivery.tlspolicy.policy import TlsPolicies
 from pigeon.dns.api import Resolver
+from pigeon.forwarding.arc import ArcSealer
 from pigeon.proto.client import ClientConfig
 from pigeon.reports.records import ReportSink
 from pigeon.routing.mx import MxResolver, own_identity
@@ -93,15 +97,19 @@ def build_agents(
         base_mode=config.delivery.tls,
         cache_dir=config.data_dir / "mta-sts",
     )
+    smtp: DeliveryAgent = SmtpAgent(
+        cc,
+        resolver,
+        own_hostname=config.hostname,
+        credentials=relay_credentials(config),
+        tls_policies=policies,
+        sink=sink,
+    )
+    sealer = ArcSealer.from_config(config)
+    if sealer is not None:
+        smtp = SealingAgent(smtp, sealer, dns)
     return {
-        "smtp": SmtpAgent(
-            cc,
-            resolver,
-            own_hostname=config.hostname,
-            credentials=relay_credentials(config),
-            tls_policies=policies,
-            sink=sink,
-        ),
+        "smtp": smtp,
         "lmtp": LmtpAgent(cc, own_hostname=config.hostname),
         "discard": DiscardAgent(),
     }

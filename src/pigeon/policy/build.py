@@ -12,7 +12,8 @@ Contract:
       connect ConnectionRateLimit
       mail   MessageSizeLimit, MessageRateLimit, BlockLists, SenderMailboxLimit,
              StorageReserve, SenderOwnership
-      rcpt   RelayControl, LocalRecipients, Greylisting, RecipientMailboxLimit
+      rcpt   SrsRecipients (with [srs] enabled), RelayControl, LocalRecipients,
+             Greylisting, RecipientMailboxLimit
       rcpt   MailAuth (only with [mail_auth.domains]: one set of policies per message)
       data   StorageReserve, RecipientMerge
       end    MailAuth (SPF, DKIM, DMARC, ARC: policy/mailauth; when some
@@ -66,6 +67,7 @@ from pigeon.policy.ratelimit import ConnectionRateLimit, MessageRateLimit, RateL
 from pigeon.policy.recipients import LocalRecipients, RecipientLookup, RecipientMerge
 from pigeon.policy.relay import EtrnTrust, RelayControl, RelayNetworks
 from pigeon.policy.reserve import MessageSizeLimit, Room, StorageReserve
+from pigeon.policy.srs import SrsRecipients
 from pigeon.policy.submission import FromHeaderCheck, SenderOwnership
 from pigeon.reports.records import NullSink, ReportSink
 from pigeon.routing.resolve import Router
@@ -120,6 +122,7 @@ def build_pipeline(
         ),  # mail
         *reserve,  # mail, data
         SenderOwnership(),  # mail
+        *([SrsRecipients(router, deps.wallclock)] if router.srs is not None else []),  # rcpt
         RelayControl(lookup, networks),  # rcpt
         LocalRecipients(lookup),  # rcpt
         *_greylisting(config, deps, networks),  # rcpt

@@ -56,13 +56,16 @@ class RecipientLookup:
         if address is not self._address:
             router = self.router
             self._address, self._routes = address, None
-            self._local = bool(address.domain) and router.is_local_domain(address.domain)
+            # An address of our SRS domain is ours too (policy/srs.py checks it first).
+            self._local = bool(address.domain) and (
+                router.is_local_domain(address.domain) or router.is_srs_address(str(address))
+            )
             # str(address): the form the envelope stores and delivery resolves.
             self._canonical = router.canonical(str(address)) if self._local else ""
             self._aliased = self._local and router.alias_targets(self._canonical) is not None
 
     def local(self, address: Address) -> bool:
-        """In a local domain."""
+        """In a local domain, or an SRS address of ours (routing/resolve.py)."""
         self._learn(address)
         return self._local
 

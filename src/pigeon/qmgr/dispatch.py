@@ -25,6 +25,15 @@ Contract:
     and its next hop is the route's ("local" routes it as usual, to its
     Maildir; "local:.Folder" too, into that Maildir++ folder of a local
     recipient's Maildir: the DMARC quarantine's ".Junk").
+  * Forwarding (docs/mail-auth.md, "Forwarding: SRS and ARC"): a recipient
+    an alias expanded (`original` set) to a remote next hop is a forwarded
+    copy. Forwarded copies go in requests of their own (`forwarded=True`:
+    the SMTP agent seals them with ARC, delivery/sealing.py) whose sender,
+    with `[srs] enabled` (`router.srs`), is the SRS address of the
+    envelope's (`SrsCodec.forward(sender, now)`), except for the null
+    sender and a sender in one of our own domains (a local domain or the
+    SRS domain itself: SPF passes for those already). The envelope keeps
+    its sender: our own reports still go to the original one.
   * Decided here, without an agent, and recorded on the recipient at once:
     a local address whose mailbox does not exist bounces 5.1.1 "no such
     local mailbox" (`Router.mailbox_exists`, the same test the RCPT check
@@ -42,6 +51,7 @@ from dataclasses import dataclass, field, replace
 
 from pigeon.config._delivery import parse_nexthop
 from pigeon.delivery.api import DeliveryRecipient, DeliveryRequest
+from pigeon.forwarding.srs import SrsError
 from pigeon.qmgr.results import (
     LOCAL,
     NO_AGENT,
@@ -55,7 +65,7 @@ from pigeon.queue.model import Envelope, Recipient, RecipientStatus
 from pigeon.routing.resolve import Router, nexthop_from_spec
 from pigeon.vocab import Nexthop, Route
 
-__all__ = ["Dispatch", "Group", "dispatch", "expand_aliases"]
+__all__ = ["Dispatch", "Group", "dispatch", "expand_aliases", "forwarded_sender"]
 
 
 @dataclass(slots=True)
@@ -156,6 +166,20 @@ def _original_to(rcpt: Recipient, route: Route) -> str:
     return ""
 
 
+def forwarded_sender(sender: str, router: Router, now: float) -> str:
+    """The envelope sender of a forwarded copy of mail from `sender` (module contract)."""
+    srs = router.srs
+    if srs is None or not sender:
+        return sender
+    domain = sender.rpartition("@")[2].lower()
+    if not domain or domain == srs.domain or router.is_local_domain(domain):
+        return sender
+    try:
+        return srs.forward(sender, now)
+    except SrsError:  # no local part: nothing to rewrite, sent as it is
+        return sender
+
+
 def dispatch(
     env: Envelope,
     router: Router,
@@ -168,7 +192,8 @@ def dispatch(
     """The requests of one delivery run of `env` (module contract)."""
     known = expand_aliases(env, router)
     out = Dispatch()
-    by_hop: dict[Nexthop, list[tuple[Recipient, DeliveryRecipient]]] = {}
+    # (next hop, forwarded copy?) -> its recipients (module contract, forwarding).
+    by_hop: dict[tuple[Nexthop, bool], list[tuple[Recipient, DeliveryRecipient]]] = {}
     for rcpt in env.recipients:
         if rcpt.final:
             continue
@@ -200,14 +225,16 @@ def dispatch(
             reason = f"{NO_AGENT}: no delivery agent for transport {nh.transport}"
             defer_all([rcpt], "4.3.0", reason, nh.transport, out.logs, now=now)
             continue
-        by_hop.setdefault(nh, []).append((rcpt, wanted))
-    for nh, pairs in by_hop.items():
+        forwarded = bool(rcpt.original) and route.kind == "remote" and not rcpt.route
+        by_hop.setdefault((nh, forwarded), []).append((rcpt, wanted))
+    for (nh, forwarded), pairs in by_hop.items():
+        sender = forwarded_sender(env.sender, router, now) if forwarded else env.sender
         size = len(pairs) if nh.transport == LOCAL else chunk
         for i in range(0, len(pairs), size):
             part = pairs[i : i + size]
             request = DeliveryRequest(
                 env.queue_id,
-                env.sender,
+                sender,
                 env.params,
                 tuple(wanted for _, wanted in part),
                 content,
@@ -215,6 +242,7 @@ def dispatch(
                 env.eight_bit,
                 env.params.smtputf8,
                 nh,
+                forwarded=forwarded,
             )
             out.groups.append(Group(nh, [rcpt for rcpt, _ in part], request))
     return out

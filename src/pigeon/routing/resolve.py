@@ -54,6 +54,13 @@ Contract:
   * `mailbox_exists(address)` is THE test for "this local address can be
     delivered": the RCPT check (policy.recipients) and the Maildir agent use
     it on the same routed addresses, so the two always agree.
+  * SRS (`srs`, a `forwarding.srs.SrsCodec` when `[srs] enabled`): an
+    address of the SRS form ("SRS0=..." / "SRS1=...") in the SRS domain is
+    an alias of the address it reverses to, when its hash is good
+    (`srs_original`; its age is the RCPT check's business, policy/srs.py):
+    a bounce to a forwarded copy goes back to the original sender. One
+    whose hash is bad is no mailbox (`mailbox_exists` is False), even in a
+    local domain without a mailbox list.
   * `<postmaster>` (no domain, RFC 5321 §4.5.1) means postmaster of our
     primary domain: `config.hostname` if it is a local domain, else the first
     local domain in the config. postmaster@<local domain> always exists; with
@@ -77,6 +84,7 @@ import logging
 from pathlib import Path
 
 from pigeon.config.schema import Config, TransportSpec
+from pigeon.forwarding.srs import SrsCodec, SrsError, is_srs_local
 from pigeon.mailstore.paths import maildir_path
 from pigeon.vocab import Nexthop, Route
 
@@ -134,8 +142,10 @@ def split_extension(local: str, delimiters: str) -> tuple[str, str]:
 class Router:
     """Resolves recipients against the domains and aliases of one `Config`."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, srs: SrsCodec | None = None) -> None:
         self._config = config
+        #: The SRS codec of `[srs]` (forwarding/secrets.py `srs_codec`), or None.
+        self.srs = srs
         self._domains = {d.lower(): dc for d, dc in config.domains.items()}
         aliases = {k.lower(): tuple(v) for k, v in config.aliases.items()}
         self._aliases = {k: v for k, v in aliases.items() if not k.startswith("@")}
@@ -174,6 +184,23 @@ class Router:
                 return spec
         return None
 
+    def is_srs_address(self, address: str) -> bool:
+        """True for an address of the SRS form in our SRS domain (good or not)."""
+        if self.srs is None:
+            return False
+        local, domain = split_address(address)
+        return domain == self.srs.domain and is_srs_local(local)
+
+    def srs_original(self, address: str) -> str | None:
+        """The address our SRS `address` reverses to (hash checked, age not), or None."""
+        if not self.is_srs_address(address):
+            return None
+        assert self.srs is not None
+        try:
+            return self.srs.reverse(address, None)
+        except SrsError:
+            return None
+
     def is_alias(self, address: str) -> bool:
         return self.alias_targets(self.canonical(address)) is not None
 
@@ -192,6 +219,8 @@ class Router:
         local, domain = split_address(self.canonical(address))
         if not local or not domain or not self.is_local_domain(domain):
             return False
+        if self.is_srs_address(address) and self.srs_original(address) is None:
+            return False  # a forged SRS address is nobody's mailbox (module contract)
         return not self.has_mailbox_list(domain) or self._listed(local, domain)
 
     def canonical(self, address: str) -> str:
@@ -204,6 +233,9 @@ class Router:
     def alias_targets(self, address: str) -> tuple[str, ...] | None:
         """The targets of the first entry matching the canonical `address`
         (module contract, lookup order), or None."""
+        original = self.srs_original(address)
+        if original is not None:
+            return (original,)
         local, domain = split_address(address)
         base, _ = split_extension(local, self._delimiters)
         targets = self._aliases.get(address)

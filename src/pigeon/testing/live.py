@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import ClassVar
 
 
 def require_tool(name: str) -> str:
@@ -143,8 +144,13 @@ class PigeonProcess:
             self.successor = int(took_over.group(1))
         return done
 
+    #: Every PigeonProcess started and not yet stopped: the e2e conftest stops
+    #: what a test left running, so no test leaks a server into the next.
+    started: ClassVar[set[PigeonProcess]] = set()
+
     def start(self, timeout: float = 15.0) -> PigeonProcess:
         self.successor = None
+        PigeonProcess.started.add(self)
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         env = dict(os.environ, **(self.env or {}))
@@ -213,6 +219,7 @@ class PigeonProcess:
 
     def stop(self, timeout: float = 20.0) -> int | None:
         """SIGTERM, and the exit status (None for a successor: not our child)."""
+        PigeonProcess.started.discard(self)
         if self.successor is not None:
             self._end_successor(signal.SIGTERM, timeout)
             return None

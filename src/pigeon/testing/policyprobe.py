@@ -3,8 +3,8 @@
 Contract:
   * `PolicyProbe(config, ...)` builds the pipeline `pigeon.policy.build`
     builds for `config` (the same checks, in the same order) with injected
-    seams: the clock, the Maildir test, the free-space reserve and the
-    new-mailbox counts (CONTRIBUTING.md, rule 14). Tests and the golden
+    seams: the clock, the Maildir test, the free-space reserve, the
+    new-mailbox counts and the router (one with an SRS codec, say) (CONTRIBUTING.md, rule 14). Tests and the golden
     decision files (tests/unit/policy/golden/) use it.
   * Each question runs on a fresh connection (`session()`): from `ip`,
     logged in as `user` (owning `owned`) when given, after MAIL FROM
@@ -56,8 +56,9 @@ class PolicyProbe:
         maildir_exists: Callable[[str], bool] | None = None,
         space: Room | None = None,
         new_mailboxes: NewMailboxLimiter | None = None,
+        router: Router | None = None,
     ) -> None:
-        deps = PolicyDeps(Router(config), space=space)
+        deps = PolicyDeps(router or Router(config), space=space)
         self.deps = dataclasses.replace(
             deps,
             clock=clock or deps.clock,

@@ -53,6 +53,20 @@ def test_without_an_address_spf_is_mx_and_no_ptr(config):
     assert not [r for r in records if r.kind in ("PTR", "A")]
 
 
+def test_the_helo_name_gets_its_own_spf_record(config):
+    # RFC 7208 §2.3: receivers check the HELO identity too; ours is `hostname`.
+    records = wanted(config, "example.test", our_addresses(config))
+    helo = [r for r in records if r.kind == "SPF" and r.name == "mail.example.test"]
+    assert [r.value for r in helo] == ["v=spf1 ip4:192.0.2.25 -all"]
+    without = wanted(config, "example.test", [])
+    assert [r.value for r in without if r.name == "mail.example.test" and r.kind == "SPF"] == [
+        "v=spf1 a -all"
+    ]
+    # A domain whose name is the host itself needs no second record.
+    same = wanted(config, "mail.example.test", our_addresses(config))
+    assert len([r for r in same if r.kind == "SPF"]) == 1
+
+
 def test_loopback_and_wildcard_listen_addresses_are_not_ours(tmp_path):
     config = Config(
         listen=(ListenAddress("0.0.0.0", 25), ListenAddress("127.0.0.1", 25)),

@@ -84,6 +84,8 @@ RESTART_CHANGES = {
     "log": {"log": {"level": "debug"}},
     "admin": {"admin": {"metrics_listen": ""}},
     "reports": {"reports": {"dmarc": True}},
+    "srs": {"srs": {"enabled": True}},
+    "arc": {"arc": {"selector": "s1"}},
 }
 
 
