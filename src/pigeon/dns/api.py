@@ -41,22 +41,38 @@ Contract:
     what the mail authentication checks use (SPF, DKIM, DMARC, ARC ask the
     same names again and again); MX routing asks the resolver given to it,
     beside the machine's caching resolver, as every MTA does.
+  * DNSSEC (RFC 7672 §2.1): a `DnssecResolver` also answers with `Answer`s
+    that say whether the records were validated: `secure` is the AD bit of
+    the response of a validating resolver (RFC 4035 §3.2.3; the query asks
+    for it, RFC 6840 §5.7). pigeon validates nothing itself: it trusts the
+    AD bit of the resolver it is configured with, which must therefore be
+    a validating resolver reached over a trusted path (on the same host,
+    RFC 4035 §4.9.3). A bogus answer is the resolver's SERVFAIL:
+    `TemporaryFailure`. `Answer.name` is the name the records belong to
+    after CNAMEs (the TLSA base domain of RFC 7672 §2.2.3). The plain
+    look-ups above stay as they are; a resolver without the DNSSEC methods
+    still is a `Resolver` (DANE then never applies).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 __all__ = [
+    "Answer",
     "DnsError",
+    "DnssecResolver",
     "MxRecord",
     "NoData",
     "NoSuchDomain",
     "Resolver",
     "TemporaryFailure",
+    "TlsaRecord",
     "TtlSource",
 ]
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +86,29 @@ class MxRecord:
     def null(self) -> bool:
         """The exchange is the root: "this domain accepts no mail" (RFC 7505 §3)."""
         return self.exchange == "."
+
+
+@dataclass(frozen=True, slots=True)
+class TlsaRecord:
+    """One TLSA record (RFC 6698 §2.1): how to match the server's certificate."""
+
+    usage: int  # 0 PKIX-TA, 1 PKIX-EE, 2 DANE-TA, 3 DANE-EE (RFC 7218 §2.1)
+    selector: int  # 0 the whole certificate, 1 its SubjectPublicKeyInfo
+    matching_type: int  # 0 the data itself, 1 SHA-256, 2 SHA-512
+    data: bytes  # the certificate association data
+
+    def __str__(self) -> str:
+        """The presentation form, "3 1 1 <hex>" (RFC 6698 §2.2; RFC 8460 §4.2 policy-string)."""
+        return f"{self.usage} {self.selector} {self.matching_type} {self.data.hex()}"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer(Generic[R]):
+    """The records of one look-up and whether the resolver validated them (module contract)."""
+
+    records: list[R]  # never empty, as for the plain look-ups
+    secure: bool  # the AD bit: DNSSEC-validated by the resolver (RFC 4035 §3.2.3)
+    name: str  # the owner name of the records, after CNAMEs; lowercase, no final dot
 
 
 class DnsError(Exception):
@@ -119,6 +158,27 @@ class Resolver(Protocol):
 
     async def ptr(self, address: str) -> list[str]:
         """Names of the IP `address` (PTR records under in-addr.arpa / ip6.arpa)."""
+        ...
+
+
+@runtime_checkable
+class DnssecResolver(Resolver, Protocol):
+    """A `Resolver` that also says which answers were DNSSEC-validated (module contract)."""
+
+    async def mx_answer(self, name: str) -> Answer[MxRecord]:
+        """`mx()` with the validation status (RFC 7672 §2.2.1: is the MX RRset secure?)."""
+        ...
+
+    async def a_answer(self, name: str) -> Answer[str]:
+        """`a()` with the validation status and the name after CNAMEs (RFC 7672 §2.2.2)."""
+        ...
+
+    async def aaaa_answer(self, name: str) -> Answer[str]:
+        """`aaaa()` with the validation status and the name after CNAMEs."""
+        ...
+
+    async def tlsa(self, name: str) -> Answer[TlsaRecord]:
+        """TLSA records of `name` (RFC 6698 §2: "_25._tcp.mx.example.org")."""
         ...
 
 

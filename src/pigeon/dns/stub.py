@@ -21,6 +21,11 @@ Contract (the interface's rules are in pigeon/dns/api.py):
   * Construction never fails: a resolver that cannot be configured answers
     every look-up with `TemporaryFailure`, so mail is deferred, not lost,
     until the machine's DNS is fixed.
+  * Rule 3 (DNSSEC): a `DnssecResolver`. Every query carries the AD bit, so a
+    validating resolver says in its response's AD bit whether the answer
+    was validated (RFC 6840 §5.7); `Answer.secure` is that bit, nothing
+    more: point `delivery.dns_servers` (or /etc/resolv.conf) at a local
+    validating resolver (unbound, BIND) for DANE (RFC 7672 §2.1).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from typing import Any
 
 import dns.asyncresolver
 import dns.exception
+import dns.flags
 import dns.name
 import dns.nameserver
 import dns.rdatatype
@@ -39,7 +45,7 @@ import dns.resolver
 import dns.reversename
 
 from pigeon.config.schema import DeliveryConfig
-from pigeon.dns.api import MxRecord, NoData, NoSuchDomain, TemporaryFailure
+from pigeon.dns.api import Answer, MxRecord, NoData, NoSuchDomain, TemporaryFailure, TlsaRecord
 
 __all__ = ["StubResolver"]
 
@@ -48,6 +54,7 @@ _RDTYPES = {
     "a": dns.rdatatype.A,
     "aaaa": dns.rdatatype.AAAA,
     "txt": dns.rdatatype.TXT,
+    "tlsa": dns.rdatatype.TLSA,
 }
 
 
@@ -72,6 +79,8 @@ class StubResolver:
             return
         if servers:
             resolver.nameservers = [dns.nameserver.Do53Nameserver(a, p) for a, p in servers]
+        # Rule 3: the AD bit in the query asks for it in the answer (RFC 6840 §5.7).
+        resolver.flags = dns.flags.RD | dns.flags.AD
         resolver.lifetime = timeout
         resolver.timeout = min(resolver.timeout, timeout)
         self._resolver = resolver
@@ -100,25 +109,41 @@ class StubResolver:
         return (await self.answer("ptr", address))[0]
 
     async def answer(self, kind: str, name: str) -> tuple[list[Any], int]:
-        """The values of look-up `kind` ("mx", "a", "aaaa", "txt", "ptr") of
+        """The values of look-up `kind` ("mx", "a", "aaaa", "txt", "ptr", "tlsa") of
         `name` and the TTL of the answer in seconds (`dns.api.TtlSource`, for
         `dns.cache.CachingResolver`); failures as the interface says."""
+        found, ttl = await self._typed(kind, name)
+        return found.records, ttl
+
+    # --- with the validation status (Rule 3) ---------------------------------------------
+
+    async def mx_answer(self, name: str) -> Answer[MxRecord]:
+        return (await self._typed("mx", name))[0]
+
+    async def a_answer(self, name: str) -> Answer[str]:
+        return (await self._typed("a", name))[0]
+
+    async def aaaa_answer(self, name: str) -> Answer[str]:
+        return (await self._typed("aaaa", name))[0]
+
+    async def tlsa(self, name: str) -> Answer[TlsaRecord]:
+        return (await self._typed("tlsa", name))[0]
+
+    async def _typed(self, kind: str, name: str) -> tuple[Answer[Any], int]:
+        """One look-up of `kind`, its records as the interface's values, and the TTL."""
         if kind == "ptr":
             reverse = dns.reversename.from_address(str(ipaddress.ip_address(name)))
-            rrset, ttl = await self._lookup(reverse, dns.rdatatype.PTR)
-            return [_text(r.target) for r in rrset], ttl
-        rrset, ttl = await self._lookup(name, _RDTYPES[kind])
-        if kind == "mx":
-            return [MxRecord(r.preference, _exchange(r.exchange)) for r in rrset], ttl
-        if kind == "txt":
-            return [b"".join(r.strings).decode("utf-8", "replace") for r in rrset], ttl
-        return [str(ipaddress.ip_address(r.address)) for r in rrset], ttl
+            found, ttl = await self._lookup(reverse, dns.rdatatype.PTR)
+        else:
+            found, ttl = await self._lookup(name, _RDTYPES[kind])
+        values = [_value(kind, r) for r in found.records]
+        return Answer(values, found.secure, found.name), ttl
 
     # --- one query -----------------------------------------------------------------------
 
     async def _lookup(
         self, name: str | dns.name.Name, rdtype: dns.rdatatype.RdataType
-    ) -> tuple[list[Any], int]:
+    ) -> tuple[Answer[Any], int]:  # dnspython's rdata classes are not typed per type
         shown = name if isinstance(name, str) else _text(name)
         what = dns.rdatatype.to_text(rdtype)
         if self._resolver is None:
@@ -145,7 +170,22 @@ class StubResolver:
             raise TemporaryFailure(shown, what, str(exc.strerror or exc)) from None
         if answer.rrset is None or len(answer.rrset) == 0:
             raise NoData(shown, what, f"no {what} records")
-        return list(answer.rrset), answer.rrset.ttl
+        secure = bool(answer.response.flags & dns.flags.AD)  # Rule 3
+        found = Answer(list(answer.rrset), secure, _text(answer.canonical_name))
+        return found, answer.rrset.ttl
+
+
+def _value(kind: str, rdata: Any) -> Any:
+    """One record as the interface gives it (the module contract of pigeon/dns/api.py)."""
+    if kind == "mx":
+        return MxRecord(rdata.preference, _exchange(rdata.exchange))
+    if kind == "txt":
+        return b"".join(rdata.strings).decode("utf-8", "replace")
+    if kind == "ptr":
+        return _text(rdata.target)
+    if kind == "tlsa":
+        return TlsaRecord(rdata.usage, rdata.selector, rdata.mtype, bytes(rdata.cert))
+    return str(ipaddress.ip_address(rdata.address))
 
 
 def _text(name: dns.name.Name) -> str:

@@ -23,6 +23,9 @@ Contract:
       - the name has the type: its records; a CNAME: followed while the
         target is in our zones (at most 8 links); one leading out of them:
         `NoData`.
+  * A `DnssecResolver` too: an answer is `secure` (as if the AD bit were
+    set) when every zone it came from, CNAMEs followed, is in `signed`
+    (a bogus zone is a `servfail` one: what a validating resolver answers).
   * Every look-up is recorded in `.queries` as (name, type text), in order,
     so tests can assert what was (not) asked. Never used by production code.
 """
@@ -40,7 +43,7 @@ import dns.rdatatype
 import dns.reversename
 import dns.zone
 
-from pigeon.dns.api import MxRecord, NoData, NoSuchDomain, TemporaryFailure
+from pigeon.dns.api import Answer, MxRecord, NoData, NoSuchDomain, TemporaryFailure, TlsaRecord
 from pigeon.testing.dnsserver import load_zone
 
 __all__ = ["FakeResolver"]
@@ -57,6 +60,7 @@ class FakeResolver:
         *,
         servfail: Iterable[str] = (),
         timeout: Iterable[str] = (),
+        signed: Iterable[str] = (),
         lookup_timeout: float = 10.0,
     ) -> None:
         self.zones: dict[dns.name.Name, dns.zone.Zone] = {}
@@ -64,6 +68,7 @@ class FakeResolver:
             self.add_zone(origin, text)
         self.servfail = {dns.name.from_text(n) for n in servfail}
         self.timeout = {dns.name.from_text(n) for n in timeout}
+        self.signed = {dns.name.from_text(n) for n in signed}
         self.lookup_timeout = lookup_timeout
         self.queries: list[tuple[str, str]] = []
 
@@ -73,29 +78,44 @@ class FakeResolver:
     # --- the interface -------------------------------------------------------------------
 
     async def mx(self, name: str) -> list[MxRecord]:
-        return [
-            MxRecord(r.preference, "." if r.exchange == dns.name.root else _text(r.exchange))
-            for r in self._lookup(name, dns.rdatatype.MX)
-        ]
+        return (await self.mx_answer(name)).records
 
     async def a(self, name: str) -> list[str]:
-        return [str(ipaddress.ip_address(r.address)) for r in self._lookup(name, dns.rdatatype.A)]
+        return (await self.a_answer(name)).records
 
     async def aaaa(self, name: str) -> list[str]:
-        rdata = self._lookup(name, dns.rdatatype.AAAA)
-        return [str(ipaddress.ip_address(r.address)) for r in rdata]
+        return (await self.aaaa_answer(name)).records
 
     async def txt(self, name: str) -> list[str]:
-        rdata = self._lookup(name, dns.rdatatype.TXT)
+        rdata = self._lookup(name, dns.rdatatype.TXT).records
         return [b"".join(r.strings).decode("utf-8", "replace") for r in rdata]
 
     async def ptr(self, address: str) -> list[str]:
         reverse = dns.reversename.from_address(str(ipaddress.ip_address(address)))
-        return [_text(r.target) for r in self._lookup(_text(reverse), dns.rdatatype.PTR)]
+        return [_text(r.target) for r in self._lookup(_text(reverse), dns.rdatatype.PTR).records]
+
+    async def mx_answer(self, name: str) -> Answer[MxRecord]:
+        found = self._lookup(name, dns.rdatatype.MX)
+        records = [
+            MxRecord(r.preference, "." if r.exchange == dns.name.root else _text(r.exchange))
+            for r in found.records
+        ]
+        return Answer(records, found.secure, found.name)
+
+    async def a_answer(self, name: str) -> Answer[str]:
+        return _addresses(self._lookup(name, dns.rdatatype.A))
+
+    async def aaaa_answer(self, name: str) -> Answer[str]:
+        return _addresses(self._lookup(name, dns.rdatatype.AAAA))
+
+    async def tlsa(self, name: str) -> Answer[TlsaRecord]:
+        found = self._lookup(name, dns.rdatatype.TLSA)
+        records = [TlsaRecord(r.usage, r.selector, r.mtype, bytes(r.cert)) for r in found.records]
+        return Answer(records, found.secure, found.name)
 
     # --- answering -----------------------------------------------------------------------
 
-    def _lookup(self, name: str, rdtype: dns.rdatatype.RdataType) -> list[Any]:
+    def _lookup(self, name: str, rdtype: dns.rdatatype.RdataType) -> Answer[Any]:
         what = dns.rdatatype.to_text(rdtype)
         self.queries.append((name.lower().rstrip("."), what))
         try:
@@ -106,6 +126,7 @@ class FakeResolver:
             raise TemporaryFailure(name, what, f"DNS timeout after {self.lookup_timeout:g}s")
         if any(qname.is_subdomain(n) for n in self.servfail):
             raise TemporaryFailure(name, what, "no name server answered (SERVFAIL)")
+        secure = True
         for link in range(MAX_CNAME_CHAIN + 1):
             zone = self._zone_for(qname)
             if zone is None and link:
@@ -117,9 +138,10 @@ class FakeResolver:
                 if any(n != qname and n.is_subdomain(qname) for n in zone.nodes):
                     raise NoData(name, what, f"no {what} records")
                 raise NoSuchDomain(name, what, "no such domain (NXDOMAIN)")
+            secure = secure and zone.origin in self.signed
             rdataset = node.get_rdataset(dns.rdataclass.IN, rdtype)
             if rdataset is not None:
-                return list(rdataset)
+                return Answer(list(rdataset), secure, _text(qname))
             cname = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.CNAME)
             if cname is None:
                 break
@@ -130,6 +152,12 @@ class FakeResolver:
         """The zone with the longest origin `name` is in (RFC 1034 §4.3.2, step 2)."""
         origins = [origin for origin in self.zones if name.is_subdomain(origin)]
         return self.zones[max(origins, key=len)] if origins else None
+
+
+def _addresses(found: Answer[Any]) -> Answer[str]:
+    return Answer(
+        [str(ipaddress.ip_address(r.address)) for r in found.records], found.secure, found.name
+    )
 
 
 def _text(name: dns.name.Name) -> str:

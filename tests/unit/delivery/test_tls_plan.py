@@ -28,14 +28,15 @@ def sts(mode: str, mx: str = "mx.example.test"):
     return parse_policy(f"version: STSv1\nmode: {mode}\nmx: {mx}\nmax_age: 86400\n")
 
 
-def domain_policy(sts_policy=None, *, applies=True, **config) -> DomainPolicy:
+def domain_policy(sts_policy=None, *, applies=True, mx_secure=True, **config) -> DomainPolicy:
+    """`mx_secure`: the domain's MX RRset was validated (RFC 7672 §2.2.1: DANE may apply)."""
     owner = TlsPolicies(
         FakeResolver(),
         TlsPolicyConfig(ca_file=None, **config),
         base_mode="may",
         cache_dir=None,
     )
-    return DomainPolicy(owner, "example.test", sts_policy, applies=applies)
+    return DomainPolicy(owner, "example.test", sts_policy, applies=applies, mx_secure=mx_secure)
 
 
 def plan(dp: DomainPolicy, cand: Candidate = MX) -> CandidatePlan:
@@ -115,8 +116,14 @@ def test_a_failed_tlsa_lookup_makes_the_host_unusable(monkeypatch):
     assert p.label == "dane" and p.required and "TLSA look-up" in p.refusal
 
 
-def test_the_stand_in_finds_no_tlsa_so_mta_sts_applies():
+def test_no_tlsa_records_so_mta_sts_applies():
+    # The real tlspolicy.dane over an empty resolver: no TLSA records anywhere.
     assert plan(domain_policy(sts("enforce"))).label == "mta-sts:enforce"
+
+
+def test_insecure_mx_rrset_skips_dane(monkeypatch):
+    fake_dane(monkeypatch, lookup=types.SimpleNamespace(records=("3 1 1 abcd",)))
+    assert plan(domain_policy(sts("enforce"), mx_secure=False)).label == "mta-sts:enforce"
 
 
 # --- connecting under a plan --------------------------------------------------------------

@@ -13,6 +13,7 @@ import pytest
 
 from pigeon.config.schema import DeliveryConfig, Nameserver
 from pigeon.dns import MxRecord, NoData, NoSuchDomain, Resolver, TemporaryFailure
+from pigeon.dns.api import Answer, DnssecResolver, TlsaRecord
 from pigeon.dns.stub import StubResolver
 from pigeon.testing.dnsserver import DnsServer
 from pigeon.testing.fakedns import FakeResolver
@@ -29,6 +30,8 @@ spf         TXT "v=spf1 " "ip4:192.0.2.0/24 -all"
 spf         TXT "second record"
 MiXeD       A 192.0.2.7
 a.b.deep    A 192.0.2.8
+_25._tcp.mx1 TLSA 3 1 1 0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef
+_25._tcp.mx1 TLSA 2 0 0 3082
 """
 REVERSE = """
 1           PTR mx1.example.test.
@@ -82,6 +85,40 @@ def test_cname_chains_are_followed(resolver):
     assert run(resolver.a("alias.example.test")) == ["192.0.2.1"]
     with pytest.raises(NoData):  # the CNAME leads out of every zone: nothing of the type
         run(resolver.a("away.example.test"))
+
+
+def test_tlsa_records_as_values(resolver):
+    got = run(resolver.tlsa("_25._tcp.mx1.example.test"))
+    digest = bytes.fromhex("0123456789abcdef" * 4)
+    assert sorted(got.records, key=lambda r: r.usage) == [
+        TlsaRecord(2, 0, 0, b"\x30\x82"),
+        TlsaRecord(3, 1, 1, digest),
+    ]
+    assert got.name == "_25._tcp.mx1.example.test"
+    assert str(TlsaRecord(3, 1, 1, digest)) == "3 1 1 " + "0123456789abcdef" * 4
+    with pytest.raises(NoSuchDomain):
+        run(resolver.tlsa("_25._tcp.nothere.example.test"))
+
+
+def test_answers_say_whether_validated(resolver):
+    # Neither the test server nor the fake's unsigned zones validate: secure is False
+    # (the AD bit from a validating resolver: tests/e2e/test_dane_unbound.py).
+    assert isinstance(resolver, DnssecResolver)
+    assert run(resolver.mx_answer("example.test")).secure is False
+    assert run(resolver.a_answer("alias.example.test")) == Answer(
+        ["192.0.2.1"],
+        False,
+        "mx1.example.test",  # the name after the CNAME
+    )
+    assert run(resolver.aaaa_answer("mx1.example.test")).records == ["2001:db8::1"]
+
+
+def test_fake_signed_zones_answer_secure():
+    fake = FakeResolver(ZONES, signed={"example.test"})
+    assert run(fake.mx_answer("example.test")).secure is True
+    assert run(fake.tlsa("_25._tcp.mx1.example.test")).secure is True
+    assert run(fake.a_answer("alias.example.test")).secure is True
+    assert run(fake.ptr("192.0.2.1")) == ["mx1.example.test"]  # the plain look-ups stay
 
 
 def test_txt_strings_are_concatenated_per_record(resolver):

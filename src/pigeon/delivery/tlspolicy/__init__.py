@@ -13,8 +13,8 @@ The parts (each module's docstring is its contract):
     and delivers; one `TlsRecord` per attempt goes to the report sink.
   * `mtasts` (discovery, cache, refresh), `fetch` (the HTTPS fetch), `sts`
     (the texts), `peer` (the peer's chain, RFC 8460 failure words), `own`
-    (the policy file we publish for our own domains), `danestub` (STAND-IN
-    for `dane`, which provides `dane_lookup` and `dane_verify`).
+    (the policy file we publish for our own domains), `dane` (DANE for SMTP,
+    RFC 7672: `dane_lookup`, `dane_verify`).
 
 This __init__ imports nothing: delivery/smtpc.py imports `peer` from here.
 """

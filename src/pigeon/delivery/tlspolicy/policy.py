@@ -10,8 +10,11 @@ Contract:
     `[transports]` host or LMTP, which the operator chose (their TLS is
     `delivery.tls`); for those the plan's label is "".
   * Per MX host, the stricter applicable policy wins (RFC 8461 §2):
-      1. DANE (RFC 7672), when `[tls_policy] dane` is on and `dane_lookup`
-         finds usable DNSSEC-validated TLSA records for the host: TLS is
+      1. DANE (RFC 7672), when `[tls_policy] dane` is on, the domain's MX
+         RRset was DNSSEC-validated (§2.2.1: `for_nexthop` asks the resolver
+         with `mx_answer`; a validated "no MX" counts, the domain is then its
+         own host) and `dane_lookup` finds usable DNSSEC-validated TLSA
+         records for the host: TLS is
          required and the peer's chain must pass `dane_verify` (mode "dane",
          label "dane"). A DNS failure of a validated TLSA look-up makes the
          host unusable (RFC 7672 §2.2.1): a refusal.
@@ -27,9 +30,7 @@ Contract:
     without the policy (`fallback`, `delivery.tls`).
   * Each plan carries what RFC 8460 reports need (`policy_type`,
     `policy_strings`) and makes the `TlsRecord` of an attempt (`record`).
-  * DANE's functions are H5's `tlspolicy.dane` (`dane_lookup`,
-    `dane_verify`); until it lands they come from `tlspolicy.danestub`
-    (STAND-IN: no TLSA anywhere, so DANE never applies).
+  * DANE's functions are `tlspolicy.dane` (`dane_lookup`, `dane_verify`).
 """
 
 from __future__ import annotations
@@ -41,11 +42,11 @@ from functools import partial
 from pathlib import Path
 
 from pigeon.config.tlspolicy import TlsPolicyConfig
-from pigeon.delivery.tlspolicy import danestub as dane  # STAND-IN until tlspolicy.dane lands
+from pigeon.delivery.tlspolicy import dane
 from pigeon.delivery.tlspolicy.mtasts import StsSource
 from pigeon.delivery.tlspolicy.peer import TlsCheck
 from pigeon.delivery.tlspolicy.sts import StsPolicy
-from pigeon.dns.api import Resolver, TemporaryFailure
+from pigeon.dns.api import DnsError, DnssecResolver, NoData, Resolver, TemporaryFailure
 from pigeon.reports.records import TlsRecord
 from pigeon.routing.mx import Candidate
 from pigeon.vocab import Nexthop
@@ -99,18 +100,20 @@ class DomainPolicy:
         sts: StsPolicy | None,
         *,
         applies: bool,
+        mx_secure: bool = False,
     ) -> None:
         self.owner = owner
         self.domain = domain
         self.sts = sts
         self.applies = applies
+        self.mx_secure = mx_secure  # RFC 7672 §2.2.1: DANE only under a validated MX RRset
 
     async def plan(self, cand: Candidate) -> CandidatePlan:
         owner = self.owner
         base = CandidatePlan(self.domain, "none" if self.applies else "", owner.base_mode)
         if not self.applies:
             return base
-        if owner.config.dane and owner.resolver is not None:
+        if owner.config.dane and owner.resolver is not None and self.mx_secure:
             try:
                 lookup = await dane.dane_lookup(owner.resolver, cand.host, cand.port)
             except TemporaryFailure as exc:
@@ -128,7 +131,7 @@ class DomainPolicy:
                     "dane",
                     check=partial(dane.dane_verify, lookup),
                     policy_type="tlsa",
-                    policy_strings=tuple(str(r) for r in getattr(lookup, "records", ())),
+                    policy_strings=tuple(str(r) for r in lookup.records),
                 )
         sts = self.sts
         if sts is None or sts.mode == "none":
@@ -193,4 +196,21 @@ class TlsPolicies:
         if not applies or (self.sts is None and not self.config.dane):
             return DomainPolicy(self, domain, None, applies=applies)
         sts = await self.sts.policy(domain) if self.sts is not None else None
-        return DomainPolicy(self, domain, sts, applies=True)
+        mx_secure = self.config.dane and await self._mx_secure(domain)
+        return DomainPolicy(self, domain, sts, applies=True, mx_secure=mx_secure)
+
+    async def _mx_secure(self, domain: str) -> bool:
+        """Whether `domain`'s MX RRset was DNSSEC-validated (RFC 7672 §2.2.1).
+
+        A second MX look-up (the candidate walk made the first): a caching
+        resolver answers it from its cache. No MX records (NoData): the domain
+        is its own host (RFC 5321 §5.1), whose addresses `dane_lookup` checks.
+        """
+        if not isinstance(self.resolver, DnssecResolver):
+            return False
+        try:
+            return (await self.resolver.mx_answer(domain)).secure
+        except NoData:
+            return True
+        except DnsError:  # no such domain, or no answer: the walk fails or defers anyway
+            return False
