@@ -92,7 +92,11 @@ def test_only_dane_usages_are_usable():
     # matching type too. (dnspython refuses digests of the wrong length outright.)
     records = [tlsa_text(0, 1, 1, CA), tlsa_text(1, 1, 1, LEAF), "TLSA 3 1 9 " + "ab" * 32]
     records.append("TLSA 3 7 1 " + "ab" * 32)
-    assert lookup({"example.test": zone(*records)}, signed={"example.test"}) is None
+    # §2.2: validated but all unusable: a lookup with no usable record (TLS mandatory,
+    # not authenticated), the records kept for the log and the reports.
+    none_usable = lookup({"example.test": zone(*records)}, signed={"example.test"})
+    assert none_usable is not None and none_usable.mandatory_only
+    assert len(none_usable.unusable) == 4
     records.append(tlsa_text(3, 1, 1, LEAF))
     found = lookup({"example.test": zone(*records)}, signed={"example.test"})
     assert found is not None and [r.usage for r in found.records] == [3]

@@ -19,8 +19,8 @@ ZONES = {"example.test": "@ MX 10 mx.hosts.test.\n", "hosts.test": "mx A 192.0.2
 CAND = Candidate("mx.hosts.test", "192.0.2.1", 25, 10)
 
 
-def plan(signed: set[str], *, dane: bool = True):
-    resolver = FakeResolver(ZONES, signed=signed)
+def plan(signed: set[str], *, dane: bool = True, zones=ZONES):
+    resolver = FakeResolver(zones, signed=signed)
     config = TlsPolicyConfig(mta_sts=False, dane=dane)
     policies = TlsPolicies(resolver, config, base_mode="may", cache_dir=None)
 
@@ -49,3 +49,14 @@ def test_insecure_mx_rrset_means_no_dane():
 
 def test_dane_off_means_no_dane():
     assert plan({"example.test", "hosts.test"}, dane=False).label == "none"
+
+
+def test_validated_but_unusable_tlsa_records_make_tls_mandatory_unauthenticated():
+    # RFC 7672 §2.2: TLSA records exist and are validated, none is usable (PKIX-EE):
+    # the host must still be reached over TLS, though nothing can authenticate it.
+    unusable = f"_25._tcp.mx TLSA 1 0 1 {hashlib.sha256(LEAF.der).hexdigest()}\n"
+    zones = dict(ZONES, **{"hosts.test": "mx A 192.0.2.1\n" + unusable})
+    got = plan({"example.test", "hosts.test"}, zones=zones)
+    assert (got.label, got.mode, got.policy_type) == ("dane", "encrypt", "tlsa")
+    assert got.required and got.check is None
+    assert got.policy_strings == (unusable.split("TLSA ")[1].strip(),)

@@ -93,7 +93,7 @@ def fake_dane(monkeypatch, lookup=None, error=None, verdict=None):
 
 
 def test_dane_wins_over_mta_sts_where_tlsa_records_are_validated(monkeypatch):
-    lookup = types.SimpleNamespace(records=("3 1 1 abcd",))
+    lookup = types.SimpleNamespace(records=("3 1 1 abcd",), mandatory_only=False)
     fake_dane(monkeypatch, lookup=lookup, verdict="no TLSA record matches")
     p = plan(domain_policy(sts("enforce")))
     assert (p.label, p.mode, p.policy_type, p.policy_strings) == (

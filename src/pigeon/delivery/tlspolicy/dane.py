@@ -14,11 +14,12 @@ Contract:
         validated (not a `pigeon.dns.api.DnssecResolver`); the MX host's
         address records (A, else AAAA) are not validated (RFC 7672 §2.2.2);
         no TLSA records (NXDOMAIN or no data); TLSA records not validated
-        ("insecure", §2.2); or none of them is usable (below). Then the
-        caller goes on as without DANE (its other policy, or opportunistic
-        TLS). RFC 7672 §2.2 asks for unauthenticated but mandatory TLS when
-        validated records are all unusable: not done, such a host is
-        treated as having none.
+        ("insecure", §2.2). Then the caller goes on as without DANE (its
+        other policy, or opportunistic TLS).
+      - A `DaneLookup` whose `records` is empty when validated TLSA records
+        exist but none is usable (below): RFC 7672 §2.2 then asks for TLS
+        that is mandatory but not authenticated (`mandatory_only`); the
+        records found are in `unusable`, for the log and the reports.
       - raises `TemporaryFailure` when a look-up fails (SERVFAIL, which is
         also how a validating resolver reports a "bogus" answer, or a
         timeout): the TLSA records may exist and could not be had, so the
@@ -93,7 +94,13 @@ class DaneLookup:
     mx_host: str
     port: int
     base_domain: str  # the TLSA base domain (RFC 7672 §2.2.2)
-    records: tuple[TlsaRecord, ...]  # never empty, all usable
+    records: tuple[TlsaRecord, ...]  # all usable; empty: see `mandatory_only`
+    unusable: tuple[TlsaRecord, ...] = ()  # validated records that are not usable (§3.1)
+
+    @property
+    def mandatory_only(self) -> bool:
+        """Validated TLSA records, none usable: TLS without authentication (RFC 7672 §2.2)."""
+        return not self.records
 
     @property
     def tlsa_name(self) -> str:
@@ -132,7 +139,8 @@ async def dane_lookup(resolver: Resolver, mx_host: str, port: int) -> DaneLookup
         if not answer.secure:
             return None  # §2.2: "insecure" TLSA records are ignored
         records = tuple(r for r in answer.records if usable(r))
-        return DaneLookup(host, port, base, records) if records else None
+        unusable = tuple(r for r in answer.records if not usable(r))
+        return DaneLookup(host, port, base, records, unusable)
     return None
 
 

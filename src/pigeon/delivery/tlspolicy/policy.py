@@ -124,6 +124,16 @@ class DomainPolicy:
                     refusal=f"TLSA look-up for {cand.host} failed: {exc} (RFC 7672 §2.2.1)",
                     policy_type="tlsa",
                 )
+            if lookup is not None and lookup.mandatory_only:
+                # RFC 7672 §2.2: validated TLSA records, none usable: TLS is still
+                # mandatory (no clear text), but nothing can authenticate the host.
+                return CandidatePlan(
+                    self.domain,
+                    "dane",
+                    "encrypt",
+                    policy_type="tlsa",
+                    policy_strings=tuple(str(r) for r in lookup.unusable),
+                )
             if lookup is not None:
                 return CandidatePlan(
                     self.domain,
