@@ -32,11 +32,14 @@ def pigeon(pigeon_factory):
 
 
 @pytest.fixture(autouse=True)
-def _no_server_outlives_its_test():
-    """Stop every pigeon a test started and left running (a failed assertion
-    before its stop, or a test that never stops it): the next tests, and the
-    machine, must not inherit it."""
+def _no_server_outlives_its_test(tmp_path):
+    """Stop every pigeon a test started in its own directory and left running (a
+    failed assertion before its stop, or a test that never stops it): the next
+    tests, and the machine, must not inherit it. Servers a module- or
+    session-scoped fixture shares (in their own tmp_path_factory directories)
+    are that fixture's to stop."""
     before = set(PigeonProcess.started)
     yield
     for server in PigeonProcess.started - before:
-        server.stop()
+        if server.workdir.is_relative_to(tmp_path):
+            server.stop()
