@@ -27,12 +27,13 @@ Contract:
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import dkim
 
-from pigeon.policy.mailauth import fastrsa
+from pigeon.policy.mailauth import dkimfast, fastrsa
 from pigeon.policy.mailauth.keys import KeyAnswers, key_name, tags
 
 __all__ = ["ArcOutcome", "DkimLimits", "DkimOutcome", "verify_arc", "verify_dkim"]
@@ -91,12 +92,18 @@ def verify_dkim(
     headers: Sequence[tuple[str, str]],
     keys: KeyAnswers,
     limits: DkimLimits,
+    *,
+    now: float | None = None,
 ) -> list[DkimOutcome]:
     """Every DKIM-Signature's result, top first (module contract)."""
     signatures = [v for n, v in headers if n.lower() == "dkim-signature"]
     if not signatures:
         return []
-    verifier = dkim.DKIM(content, logger=_QUIET, minkey=limits.min_key_bits)
+    now = time.time() if now is None else now
+    parsed = dkimfast.parse_message(content)
+    if parsed is not None and len(parsed.signatures) != len(signatures):
+        parsed = None  # we and the message reader disagree on its fields: dkimpy decides
+    verifier: list[dkim.DKIM] = []  # dkimpy's reading of the message, made when needed
     out = []
     for index, value in enumerate(signatures):
         found = tags(value)
@@ -120,19 +127,53 @@ def verify_dkim(
         if not record:
             out.append(outcome("permerror", f"no key for signature ({name})"))
             continue
-        key = _key_bits(record)
-        if isinstance(key, str):
-            out.append(outcome("permerror", key))
-            continue
-        ktag, bits = key
-        if ktag == "rsa" and bits > limits.max_key_bits:
-            out.append(outcome("policy", f"RSA key of {bits} bits is over max_key_bits"))
-            continue
-        if ktag == "rsa" and bits < limits.min_key_bits:
-            out.append(outcome("policy", f"RSA key of {bits} bits is under min_key_bits"))
-            continue
-        out.append(outcome(*_verify_one(verifier, index, keys)))
+        answer = None
+        if parsed is not None:
+            answer = _fast(parsed, index, record, limits, domain, selector, now)
+        if answer is None:
+            if not verifier:
+                verifier.append(dkim.DKIM(content, logger=_QUIET, minkey=limits.min_key_bits))
+            answer = _with_dkimpy(verifier[0], index, record, keys, limits)
+        out.append(outcome(*answer))
     return out
+
+
+def _size_policy(kind: str, bits: int, limits: DkimLimits) -> tuple[str, str] | None:
+    """policy for an RSA key outside [min_key_bits, max_key_bits] (RFC 8301 §3.2)."""
+    if kind == "rsa" and bits > limits.max_key_bits:
+        return "policy", f"RSA key of {bits} bits is over max_key_bits"
+    if kind == "rsa" and bits < limits.min_key_bits:
+        return "policy", f"RSA key of {bits} bits is under min_key_bits"
+    return None
+
+
+def _fast(
+    parsed: dkimfast.ParsedMessage,
+    index: int,
+    record: str,
+    limits: DkimLimits,
+    domain: str,
+    selector: str,
+    now: float,
+) -> tuple[str, str] | None:
+    """(result, reason) by policy/mailauth/dkimfast.py, or None: dkimpy decides."""
+    key = dkimfast.parse_key(record)
+    if key is None or isinstance(key, str):
+        return ("permerror", key) if key else None
+    refused = _size_policy(key.kind, key.bits, limits)
+    if refused is not None:
+        return refused
+    return dkimfast.verify(parsed, index, key, domain=domain, selector=selector, now=now)
+
+
+def _with_dkimpy(
+    verifier: dkim.DKIM, index: int, record: str, keys: KeyAnswers, limits: DkimLimits
+) -> tuple[str, str]:
+    """(result, reason) of signature `index` by dkimpy, its key checked first."""
+    key = _key_bits(record)
+    if isinstance(key, str):
+        return "permerror", key
+    return _size_policy(*key, limits) or _verify_one(verifier, index, keys)
 
 
 def _verify_one(verifier: dkim.DKIM, index: int, keys: KeyAnswers) -> tuple[str, str]:
