@@ -21,6 +21,7 @@ Contract:
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -34,8 +35,13 @@ __all__ = ["KeyAnswers", "SIGNATURE_FIELDS", "fetch_keys", "key_name", "key_name
 SIGNATURE_FIELDS = ("dkim-signature", "arc-message-signature", "arc-seal")
 
 
+@functools.lru_cache(maxsize=1024)
 def tags(value: str) -> dict[str, str]:
-    """A tag=value list (RFC 6376 §3.2) as text; {} when it does not parse."""
+    """A tag=value list (RFC 6376 §3.2) as text; {} when it does not parse.
+
+    Cached by the value (the same signature is read for its key name, its
+    verification and its result): the dict returned is shared, callers
+    only read it."""
     try:
         parsed = parse_tag_value(value.encode("utf-8", "replace"))
     except (InvalidTagValueList, ValueError):

@@ -447,3 +447,13 @@ def test_property_fast_path_agrees_with_dkimpy(subject, body, canon, ed, length,
     got = by_fast(altered, key.record)
     assert got is not None
     assert (got[0] == "pass") == by_dkimpy(altered, key.record), got
+
+
+_PIECES = [b"b", b"=", b";", b" ", b"\r\n", b"\n", b"\t", b"a", b"Z", b"+", b"/", b"0", b"bh", b"-"]
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=16))
+def test_property_b_is_emptied_exactly_as_dkimpy_empties_it(pieces):
+    value = b"".join(pieces)
+    assert dkimfast._empty_b(value) == dkim.RE_BTAG.sub(rb"\1", value)
