@@ -74,6 +74,8 @@ def _resinfo(info: Resinfo) -> str:
 
 
 def _printable(text: str) -> str:
+    if text.isprintable():  # nearly always: no need to look at each character
+        return text[:200]
     return "".join(c if c.isprintable() else " " for c in text)[:200]
 
 

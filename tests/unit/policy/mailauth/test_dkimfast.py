@@ -457,3 +457,17 @@ _PIECES = [b"b", b"=", b";", b" ", b"\r\n", b"\n", b"\t", b"a", b"Z", b"+", b"/"
 def test_property_b_is_emptied_exactly_as_dkimpy_empties_it(pieces):
     value = b"".join(pieces)
     assert dkimfast._empty_b(value) == dkim.RE_BTAG.sub(rb"\1", value)
+
+
+_TAG_PIECES = [b"a", b"b", b"h", b"1", b"_", b"=", b";", b" ", b"\t", b"\r\n ", b"-", b"\xc3\xa9"]
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(st.sampled_from(_TAG_PIECES), max_size=16))
+def test_property_tag_lists_read_as_dkimpy_reads_them(pieces):
+    text = b"".join(pieces)
+    try:
+        expected: dict[bytes, bytes] | None = dkim.util.parse_tag_value(text)
+    except dkim.util.InvalidTagValueList:
+        expected = None
+    assert dkimfast.tag_list(text) == expected
