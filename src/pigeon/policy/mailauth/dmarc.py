@@ -90,8 +90,10 @@ class DmarcPolicy:
     record: str = ""
 
 
+@functools.lru_cache(maxsize=1024)
 def _parse(domain: str, text: str) -> DmarcPolicy | None:
-    """A record's tags (§6.3), or None when it is not usable (§6.6.3 step 6)."""
+    """A record's tags (§6.3), or None when it is not usable (§6.6.3 step 6);
+    cached, as a domain's record is the same for each of its messages."""
     found: dict[str, str] = {}
     for part in text.split(";"):
         key, eq, value = part.partition("=")
