@@ -12,14 +12,15 @@ Contract:
     raw header fields (name, value with its folding and final CRLF) and
     its body, as dkimpy does; None when the message is anything it is not
     sure to split as dkimpy would (a bare LF, a header line that is not a
-    field). The result caches
-    the canonical body hashes, so signatures with the same c= and l= hash
-    the body once.
+    field; a message without an empty line is all header section, as for
+    dkimpy). The result caches the canonical body hashes, so signatures
+    with the same c= and l= hash the body once.
   * `tag_list(text)` reads a tag=value list (RFC 6376 §3.2) exactly as
     dkimpy's `parse_tag_value` does (None where it raises), faster.
   * `parse_key(record)` (cached by the record text) reads a key record
     (RFC 6376 §3.6.1): a `PublicKey` for v=DKIM1 (or no v=), k=rsa with p=
-    a SubjectPublicKeyInfo (`cryptography`'s load_der_public_key) or
+    a SubjectPublicKeyInfo or a bare PKCS#1 RSAPublicKey (both read by
+    `cryptography`'s load_der_public_key, as dkimpy reads both) or
     k=ed25519 with p= the 32-octet key (RFC 8463 §4.2), s= absent or
     naming "*" or "email", with its h= hashes and t=s flag; a reason
     (permerror) for an empty p= (revoked, §3.6.1); None for everything
@@ -28,7 +29,8 @@ Contract:
     index-th DKIM-Signature field and returns (result, reason) with the
     results of policy/mailauth/verify.py, or None when the signature is
     not one this module handles (dkimpy then decides, so an answer is
-    never less correct than dkimpy's). Handled: v=1, a=rsa-sha256 or
+    never less correct than dkimpy's: it is dkimpy's, or stricter where
+    the RFC says so and dkimpy does not check). Handled: v=1, a=rsa-sha256 or
     a=ed25519-sha256, c= simple|relaxed for header and body (§3.4), q=
     absent or dns/txt, l=, t=, x=, i=; b= and bh= valid base64. In order:
       - h= without From: permerror (§5.4, §6.1.1);
@@ -210,7 +212,7 @@ def parse_key(record: str) -> PublicKey | str | None:
         try:
             loaded = load_der_public_key(raw)
         except (ValueError, UnsupportedAlgorithm):
-            return None  # e.g. a bare PKCS#1 key: dkimpy's parser takes it
+            return None  # dkimpy says what is wrong with it
         if not isinstance(loaded, rsa.RSAPublicKey):
             return None
         key, bits = loaded, loaded.key_size

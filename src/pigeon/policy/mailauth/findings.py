@@ -24,8 +24,9 @@ Contract:
     for a message up to `THREAD_ABOVE` octets and in a worker thread
     (`asyncio.to_thread`) above, so a large message does not hold the loop.
     Measured (two signatures, rsa-sha256 2048 and ed25519-sha256, one core
-    of the CI machine): 1.4 ms for 2 KB, 4.3 ms for 256 KiB, 14 ms for 1 MB,
-    140 ms for 10 MB; a thread hop costs more than the small cases.
+    of the 2-core project machine, policy/mailauth/dkimfast.py): 0.24 ms
+    for 2 KB, 0.8 ms for 256 KiB, 2.5 ms for 1 MB, 24 ms for 10 MB; a
+    thread hop costs more than the small cases.
 """
 
 from __future__ import annotations
