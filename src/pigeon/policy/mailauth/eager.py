@@ -10,7 +10,9 @@ this; pigeon runs on 3.11 too.
 Contract:
   * `start(coro)` runs `coro` at once until it first waits for something
     not yet done. If it ends before that, the result (or the exception) is
-    returned in a finished Future: no task, no turn of the event loop.
+    returned in a finished Future: no task, no turn of the event loop (an
+    exception that is not an `Exception`, such as a cancellation, is
+    raised to the caller at once).
     Otherwise the rest of it runs in a Task, resumed exactly where it
     waited, and that Task is returned. Cancelling the Task cancels what the
     coroutine waits for, as asyncio's own tasks do.
