@@ -141,6 +141,15 @@ class StubResolver:
 
     # --- one query -----------------------------------------------------------------------
 
+    async def _resolve(
+        self,
+        resolver: dns.asyncresolver.Resolver,
+        qname: dns.name.Name,
+        rdtype: dns.rdatatype.RdataType,
+    ) -> Any:
+        async with asyncio.timeout(self.timeout):  # Rule 1: the deadline is ours too
+            return await resolver.resolve(qname, rdtype, search=False, raise_on_no_answer=False)
+
     async def _lookup(
         self, name: str | dns.name.Name, rdtype: dns.rdatatype.RdataType
     ) -> tuple[Answer[Any], int]:  # dnspython's rdata classes are not typed per type
@@ -153,10 +162,9 @@ class StubResolver:
         except (dns.exception.DNSException, UnicodeError):
             raise NoSuchDomain(shown, what, "not a valid DNS name") from None
         try:
-            async with asyncio.timeout(self.timeout):  # Rule 1: the deadline is ours too
-                answer = await self._resolver.resolve(
-                    qname, rdtype, search=False, raise_on_no_answer=False
-                )
+            # In a task of its own: the deadline belongs to this look-up, whoever
+            # started it (policy/mailauth/eager.py starts look-ups in the caller's task).
+            answer = await asyncio.ensure_future(self._resolve(self._resolver, qname, rdtype))
         except dns.resolver.NXDOMAIN:
             raise NoSuchDomain(shown, what, "no such domain (NXDOMAIN)") from None
         except (TimeoutError, dns.exception.Timeout):

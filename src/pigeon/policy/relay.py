@@ -36,6 +36,9 @@ _RELAY_DENIED = refuse(R.RELAY_DENIED)
 _ETRN_DENIED = refuse(R.ETRN_DENIED)
 
 
+@functools.lru_cache(
+    maxsize=1024
+)  # asked for each message of a connection; the answer is immutable
 def client_address(client_ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """`client_ip` as the socket gave it, parsed: an IPv6 zone dropped, a
     v4-mapped "::ffff:192.0.2.1" (dual-stack socket) as IPv4; None if no IP."""

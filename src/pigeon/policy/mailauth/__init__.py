@@ -7,7 +7,10 @@ Modules (each has its contract):
     outcome    findings -> decision, Authentication-Results entries, DmarcRecord (pure)
     findings   the look-ups and verifications of one message, computed once
     keys       DKIM/ARC keys fetched through our resolver; dkimpy's dnsfunc
-    verify     DKIM (RFC 6376, RFC 8463) and ARC (RFC 8617) with dkimpy
+    verify     DKIM (RFC 6376, RFC 8463) and ARC (RFC 8617): dkimfast first, dkimpy behind
+    dkimfast   the lean DKIM verifier for rsa-sha256 and ed25519-sha256
+    (pigeon.signing.dkimrsa: dkimpy's RSA steps by OpenSSL, for its fallback and ARC)
+    eager      look-ups started at once; a task only when one must wait
     dmarc      RFC 7489: the From domain, record discovery, alignment
     orgdomain  the organizational domain from the Public Suffix List
     authres    the Authentication-Results field (RFC 8601)

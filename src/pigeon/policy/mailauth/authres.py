@@ -36,6 +36,7 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+")
 _ADDRESS = re.compile(
     r"[!#$%&'*+\-/=?^_`{|}~0-9A-Za-z]+(?:\.[!#$%&'*+\-/=?^_`{|}~0-9A-Za-z]+)*@[A-Za-z0-9.-]+"
 )
+_COMMENT_BREAKERS = re.compile(r"[()\\\r\n]")  # what could end a comment early
 _CFWS_ID = re.compile(r"\s*(?:\([^)]*\)\s*)*([^\s;()]+)")
 
 
@@ -58,7 +59,7 @@ def _value(text: str) -> str:
 
 
 def _comment(text: str) -> str:
-    return re.sub(r"[()\\\r\n]", " ", text).strip()
+    return _COMMENT_BREAKERS.sub(" ", text).strip()
 
 
 def _resinfo(info: Resinfo) -> str:
@@ -74,6 +75,8 @@ def _resinfo(info: Resinfo) -> str:
 
 
 def _printable(text: str) -> str:
+    if text.isprintable():  # nearly always: no need to look at each character
+        return text[:200]
     return "".join(c if c.isprintable() else " " for c in text)[:200]
 
 

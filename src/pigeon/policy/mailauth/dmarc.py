@@ -27,6 +27,7 @@ Contract:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.utils import getaddresses
@@ -57,8 +58,14 @@ def author_domain(headers: Sequence[tuple[str, str]]) -> Author:
         return Author(problem="no From: header field")
     if len(values) > 1:
         return Author(problem="more than one From: header field", ambiguous=True)
+    return _author(values[0])
+
+
+@functools.lru_cache(maxsize=1024)
+def _author(value: str) -> Author:
+    """The author of one From: field's value; cached, as a sender's From repeats."""
     domains = set()
-    for _, address in getaddresses(values):
+    for _, address in getaddresses([value]):
         local, at, domain = address.rpartition("@")
         if not at or not local or not domain:
             continue
@@ -83,8 +90,10 @@ class DmarcPolicy:
     record: str = ""
 
 
+@functools.lru_cache(maxsize=1024)
 def _parse(domain: str, text: str) -> DmarcPolicy | None:
-    """A record's tags (§6.3), or None when it is not usable (§6.6.3 step 6)."""
+    """A record's tags (§6.3), or None when it is not usable (§6.6.3 step 6);
+    cached, as a domain's record is the same for each of its messages."""
     found: dict[str, str] = {}
     for part in text.split(";"):
         key, eq, value = part.partition("=")

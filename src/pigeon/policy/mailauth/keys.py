@@ -7,7 +7,8 @@ Contract:
     (`key_names`: s= and d= of every DKIM-Signature, ARC-Message-Signature
     and ARC-Seal, RFC 6376 §3.6.2.1 "<selector>._domainkey.<domain>"), asked
     all at once through the `pigeon.dns.api.Resolver` (`fetch_keys`: our
-    time-outs, our TTL cache), and dkimpy gets `KeyAnswers.dnsfunc`, which
+    time-outs, our TTL cache; started at once, policy/mailauth/eager.py, so
+    answers from the cache cost no task), and dkimpy gets `KeyAnswers.dnsfunc`, which
     only answers from what was fetched and never touches the network.
   * A fetched name is its TXT text (the first record: RFC 6376 §3.6.2.2
     leaves several undefined), "" when the name has no key (NXDOMAIN, no
@@ -20,13 +21,13 @@ Contract:
 
 from __future__ import annotations
 
-import asyncio
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from dkim.util import InvalidTagValueList, parse_tag_value
-
 from pigeon.dns.api import DnsError, Resolver, TemporaryFailure
+from pigeon.policy.mailauth import eager
+from pigeon.policy.mailauth.dkimfast import tag_list
 
 __all__ = ["KeyAnswers", "SIGNATURE_FIELDS", "fetch_keys", "key_name", "key_names", "tags"]
 
@@ -34,11 +35,15 @@ __all__ = ["KeyAnswers", "SIGNATURE_FIELDS", "fetch_keys", "key_name", "key_name
 SIGNATURE_FIELDS = ("dkim-signature", "arc-message-signature", "arc-seal")
 
 
+@functools.lru_cache(maxsize=1024)
 def tags(value: str) -> dict[str, str]:
-    """A tag=value list (RFC 6376 §3.2) as text; {} when it does not parse."""
-    try:
-        parsed = parse_tag_value(value.encode("utf-8", "replace"))
-    except (InvalidTagValueList, ValueError):
+    """A tag=value list (RFC 6376 §3.2) as text; {} when it does not parse.
+
+    Cached by the value (the same signature is read for its key name, its
+    verification and its result): the dict returned is shared, callers
+    only read it."""
+    parsed = tag_list(value.encode("utf-8", "replace"))
+    if parsed is None:
         return {}
     return {k.decode("ascii", "replace"): v.decode("utf-8", "replace") for k, v in parsed.items()}
 
@@ -96,5 +101,5 @@ async def fetch_keys(resolver: Resolver, names: list[str], limit: int) -> KeyAns
             return
         answers.found[name] = records[0] if records else ""
 
-    await asyncio.gather(*(one(name) for name in names[:limit]))
+    await eager.gather(*(one(name) for name in names[:limit]))
     return answers

@@ -12,6 +12,8 @@ Contract:
     domain that is itself a public suffix, or that the list does not know
     (its last label is then taken as the suffix, the list's "*" rule), is
     handled the same way. Lowercase in and out, no final dot.
+  * Answers are remembered per object (at most 4096 domains, then all
+    are forgotten): a domain's mail asks for the same ones every time.
   * The list is read when the object is made: the pipeline builder makes
     one at start-up and at every reload (a few hundredths of a second).
 """
@@ -24,6 +26,8 @@ from publicsuffixlist import PublicSuffixList
 
 __all__ = ["OrgDomains"]
 
+_KEEP = 4096  # answers remembered (module contract)
+
 
 class OrgDomains:
     """See the module contract."""
@@ -34,8 +38,15 @@ class OrgDomains:
         else:
             with open(path, "rb") as source:
                 self._psl = PublicSuffixList(source)
+        self._known: dict[str, str] = {}  # answers given, by domain (the list does not change)
 
     def org(self, domain: str) -> str:
         name = domain.lower().rstrip(".")
-        found = self._psl.privatesuffix(name)
-        return str(found) if found else name
+        known = self._known.get(name)
+        if known is None:
+            found = self._psl.privatesuffix(name)
+            known = str(found) if found else name
+            if len(self._known) >= _KEEP:  # bounded: forget all, the list is cheap to ask
+                self._known.clear()
+            self._known[name] = known
+        return known

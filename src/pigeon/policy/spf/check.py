@@ -39,6 +39,7 @@ Contract:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -138,9 +139,7 @@ async def check_host(
     receiver: str = "unknown",
 ) -> SpfResult:
     """RFC 7208 §4: the SPF result for `ip` sending as `sender` on behalf of `domain`."""
-    address = ipaddress.ip_address(ip)
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped  # §5: checked as the IPv4 address it carries
+    address = _client_address(ip)
     local, _, sender_domain = sender.rpartition("@")
     sender = f"{local or 'postmaster'}@{sender_domain}"  # §4.3
     evaluation = _Evaluation(address, sender, helo, resolver, receiver, now)
@@ -157,6 +156,26 @@ async def check_host(
     return SpfResult(
         outcome.verdict, outcome.domain, outcome.mechanism, explanation, outcome.problem
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _client_address(ip: str) -> Address:
+    """`ip` parsed (cached: a client sends many messages); ValueError if it is none."""
+    address = ipaddress.ip_address(ip)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped  # §5: checked as the IPv4 address it carries
+    return address
+
+
+@functools.lru_cache(maxsize=1024)
+def _network(
+    network: str, bits: int | None
+) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    """An ip4:/ip6: term's or a looked-up address's network (cached: records repeat)."""
+    try:
+        return ipaddress.ip_network(f"{network}/{bits}" if bits is not None else network, False)
+    except ValueError:
+        return None
 
 
 class _Evaluation:
@@ -264,11 +283,8 @@ class _Evaluation:
         return outcome.verdict is SpfVerdict.PASS
 
     def _in_network(self, network: str, bits: int | None) -> bool:
-        try:
-            net = ipaddress.ip_network(f"{network}/{bits}" if bits is not None else network, False)
-        except ValueError:
-            return False
-        return net.version == self.ip.version and self.ip in net
+        net = _network(network, bits)
+        return net is not None and net.version == self.ip.version and self.ip in net
 
     def _any_in(self, addresses: list[str], directive: Directive) -> bool:
         bits = directive.cidr4 if self.ip.version == 4 else directive.cidr6

@@ -23,6 +23,7 @@ Contract:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -81,8 +82,13 @@ def select_record(texts: list[str]) -> str | None:
     return records[0] if records else None
 
 
+@functools.lru_cache(maxsize=512)
 def parse_record(text: str) -> SpfRecord:
-    """The record's terms (§4.6.1, §12); any syntax error is `SpfSyntaxError`."""
+    """The record's terms (§4.6.1, §12); any syntax error is `SpfSyntaxError`.
+
+    Cached by the text: a domain's record is evaluated for each of its
+    messages, and the `SpfRecord` is immutable (a syntax error is not
+    cached, it is found again)."""
     if not (text.lower() == VERSION or text.lower().startswith(VERSION + " ")):
         raise SpfSyntaxError("the record does not start with v=spf1")
     directives: list[Directive] = []
