@@ -35,17 +35,35 @@ import ipaddress
 from collections.abc import Sequence
 from typing import Any
 
+import dns._asyncio_backend  # noqa: F401 (loaded now: see _preload below)
 import dns.asyncresolver
 import dns.exception
 import dns.flags
 import dns.name
 import dns.nameserver
+import dns.rdata
+import dns.rdataclass
 import dns.rdatatype
 import dns.resolver
 import dns.reversename
 
 from pigeon.config.schema import DeliveryConfig
 from pigeon.dns.api import Answer, MxRecord, NoData, NoSuchDomain, TemporaryFailure, TlsaRecord
+
+
+# dnspython imports its asyncio backend at the first look-up and the class of
+# each record type the first time an answer holds one. By then pigeon may have
+# dropped root (pigeon.privileges) and be unable to read its own install
+# directory (a venv under /root, say): the look-up would fail with an import
+# error. So everything a look-up can need is imported with this module.
+def _preload() -> None:
+    types = ("A", "AAAA", "MX", "TXT", "PTR", "TLSA", "CNAME", "DNAME", "SOA", "NS", "OPT")
+    for rdtype in (*types, "RRSIG", "NSEC", "NSEC3", "DS", "DNSKEY"):
+        get_class: Any = dns.rdata.get_rdata_class  # untyped in dnspython
+        get_class(dns.rdataclass.IN, dns.rdatatype.from_text(rdtype))
+
+
+_preload()
 
 __all__ = ["StubResolver"]
 
