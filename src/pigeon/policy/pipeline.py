@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
@@ -74,6 +75,7 @@ from pigeon.proto.events import TlsInfo
 from pigeon.proto.params import MailParams, RcptParams
 from pigeon.proto.reply import Reply
 from pigeon.vocab.address import Address
+from pigeon.vocab.errors import StoreError
 
 log = logging.getLogger("pigeon.policy")
 
@@ -206,6 +208,13 @@ class ReceivePipeline:
 
 
 def _broken(name: str, stage: str, found: list[Verdict], *, logged: bool = False) -> Verdict:
+    failure = sys.exc_info()[1]
+    if isinstance(failure, (OSError, StoreError)) and not logged:
+        # The check read the spooled message and the disk failed (EIO, a full
+        # file system): not a bug in the check, the storage's trouble, answered
+        # as the commit answers it and logged in one line, without a traceback.
+        log.error("receive check %s could not read the message at %s: %s", name, stage, failure)
+        return Verdict(R.LOCAL_ERROR)
     if not logged:
         log.exception("receive check %s failed at %s", name, stage)
     return Verdict(R.CHECK_FAILED)

@@ -188,6 +188,31 @@ def test_a_check_that_raises_is_a_451_and_a_logged_bug(asynchronous, caplog):
     assert "KeyError" in caplog.text and "failed at rcpt" in caplog.text
 
 
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_a_storage_failure_under_a_check_is_the_commits_451_without_a_traceback(
+    asynchronous, caplog
+):
+    # A check reading the spooled message when the disk fails (EIO): the storage's
+    # trouble, not a bug in the check (seen in test_storage_faults under load).
+    class Reads:
+        def rcpt(self, s, recipient, params):
+            raise OSError(5, "Input/output error")
+
+    class ReadsLater:
+        async def rcpt(self, s, recipient, params):
+            raise OSError(5, "Input/output error")
+
+    pipeline = ReceivePipeline([ReadsLater() if asynchronous else Reads()])
+    session = pipeline.session("192.0.2.1")
+    session.mail(None, MailParams())
+    with caplog.at_level(logging.ERROR, logger="pigeon.policy"):
+        answer = session.rcpt(BOB, RcptParams())
+        verdict = answer if isinstance(answer, Verdict) else asyncio.run(answer)
+    assert verdict.reply == R.LOCAL_ERROR
+    assert "could not read the message at rcpt" in caplog.text
+    assert "Traceback" not in caplog.text and not any(r.exc_info for r in caplog.records)
+
+
 def test_refusals_at_connect_and_helo_are_given_at_every_rcpt():
     class NoClient:
         def connect(self, s):
