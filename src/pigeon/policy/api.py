@@ -55,10 +55,10 @@ Contract:
     `SessionFacts` object and frees it at `disconnect`.
   * A check that raises is a bug in the check: the pipeline logs it and
     answers 451 4.3.0 (try again later), never a 250 and never a traceback
-    to the client. An `OSError` or `StoreError` is the storage failing
-    under the check (reading the spooled message: EIO, a full disk): the
-    answer is the commit's own 451 4.3.0 "queue file write error" and the
-    log gets one line, no traceback.
+    to the client. A `StoreError` is the storage failing under the check
+    (reading the spooled message, `Message`: EIO, a full disk): the answer
+    is the commit's own 451 4.3.0 "queue file write error" and the log gets
+    one line, no traceback.
 """
 
 from __future__ import annotations

@@ -17,8 +17,11 @@ Contract:
   * `body()` is a stream over the octets after the empty line
     (`spool.reader()`: no copy of an in-memory spool, the spilled file
     otherwise); the caller closes it.
-  * Errors reading back are OSError (or StoreError, a queue error) raised to
-    the check that asked.
+  * An error reading back the header section, or opening the body, is a
+    `StoreError` (storage_fault: the disk failed under the check, EIO for
+    one) raised to the check that asked: the pipeline answers it as the
+    commit would (policy/pipeline.py), not as a bug in the check. Reads
+    from the body stream itself may still raise OSError.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 from typing import BinaryIO
 
 from pigeon.queue.api import Spool
+from pigeon.vocab.errors import StoreError
 
 _END_OF_HEADER = b"\r\n\r\n"
 
@@ -67,7 +71,10 @@ class SpoolMessage:
 
     def _read_head(self) -> bytes:
         if self._head is None:
-            self._head = self._spool.head(self._limit)
+            try:
+                self._head = self._spool.head(self._limit)
+            except OSError as exc:
+                raise StoreError(f"reading the spooled message: {exc}", storage_fault=True) from exc
         return self._head
 
     def header_section(self) -> bytes:
@@ -85,4 +92,7 @@ class SpoolMessage:
         head = self._read_head()
         end = head.find(_END_OF_HEADER)
         start = len(head) if end == -1 else end + len(_END_OF_HEADER)
-        return self._spool.reader(start)
+        try:
+            return self._spool.reader(start)
+        except OSError as exc:
+            raise StoreError(f"reading the spooled message: {exc}", storage_fault=True) from exc

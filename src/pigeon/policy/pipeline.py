@@ -209,10 +209,11 @@ class ReceivePipeline:
 
 def _broken(name: str, stage: str, found: list[Verdict], *, logged: bool = False) -> Verdict:
     failure = sys.exc_info()[1]
-    if isinstance(failure, (OSError, StoreError)) and not logged:
+    if isinstance(failure, StoreError) and not logged:
         # The check read the spooled message and the disk failed (EIO, a full
-        # file system): not a bug in the check, the storage's trouble, answered
-        # as the commit answers it and logged in one line, without a traceback.
+        # file system: policy/message.py raises StoreError): not a bug in the
+        # check, the storage's trouble, answered as the commit answers it and
+        # logged in one line, without a traceback.
         log.error("receive check %s could not read the message at %s: %s", name, stage, failure)
         return Verdict(R.LOCAL_ERROR)
     if not logged:

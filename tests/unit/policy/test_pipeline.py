@@ -26,6 +26,7 @@ from pigeon.proto.events import TlsInfo
 from pigeon.proto.params import MailParams, RcptParams
 from pigeon.routing.resolve import Router
 from pigeon.vocab.address import Address
+from pigeon.vocab.errors import StoreError
 
 BOB = Address("bob", "example.test")
 NOWHERE = R.reply(550, "5.7.1", "Error: go away")
@@ -196,11 +197,11 @@ def test_a_storage_failure_under_a_check_is_the_commits_451_without_a_traceback(
     # trouble, not a bug in the check (seen in test_storage_faults under load).
     class Reads:
         def rcpt(self, s, recipient, params):
-            raise OSError(5, "Input/output error")
+            raise StoreError("reading the spooled message: EIO", storage_fault=True)
 
     class ReadsLater:
         async def rcpt(self, s, recipient, params):
-            raise OSError(5, "Input/output error")
+            raise StoreError("reading the spooled message: EIO", storage_fault=True)
 
     pipeline = ReceivePipeline([ReadsLater() if asynchronous else Reads()])
     session = pipeline.session("192.0.2.1")
