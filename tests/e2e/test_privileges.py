@@ -52,7 +52,8 @@ def test_root_drops_to_the_configured_user():
             files = wait_for(lambda: maildir_messages(proc.data_dir, "dropped@localhost"))
             assert files and os.stat(files[0]).st_uid == nobody.pw_uid
             assert os.stat(files[0]).st_mode & 0o077 == 0  # private
-            assert "dropped privileges: now running as nobody" in proc.log()
+            # The log is written behind (obs/logsetup.py): wait for the line.
+            assert wait_for(lambda: "dropped privileges: now running as nobody" in proc.log())
             pid_file = proc.data_dir / "pigeon.pid"  # written as root, then given
             assert pid_file.read_text() == f"{proc.proc.pid}\n"
             st = os.stat(pid_file)
