@@ -46,7 +46,7 @@ from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 
 from pigeon.testing.dnsserver import DnsServer  # noqa: E402
-from pigeon.testing.live import PigeonProcess  # noqa: E402
+from pigeon.testing.live import PigeonProcess, checker_pids  # noqa: E402
 
 DOMAIN = "bench.test"
 SELECTOR = "bench"
@@ -59,6 +59,17 @@ def cpu_seconds(pid: int) -> float:
     """utime + stime of process `pid` (all its threads), in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def checker_cpu(pid: int) -> float:
+    """CPU seconds of pigeon `pid`'s checker processes (0 with checker = "inline")."""
+    total = 0.0
+    for child in checker_pids(pid):
+        try:
+            total += cpu_seconds(child)
+        except OSError:
+            pass  # it ended meanwhile (then it was replaced and the round says so)
+    return total
 
 
 def make_key() -> tuple[bytes, str]:
@@ -163,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     msgs = signed_messages(pem, args.messages)
     results: dict[str, list[float]] = {"off": [], "on": []}
     cpu: dict[str, list[float]] = {"off": [], "on": []}
+    checker: dict[str, list[float]] = {"off": [], "on": []}
     ratios: list[float] = []
     with (
         tempfile.TemporaryDirectory(prefix="bench-auth-") as tmp,
@@ -188,11 +200,13 @@ def main(argv: list[str] | None = None) -> int:
                 rates = {}
                 for name in order:
                     pid = servers[name].pid
-                    before = cpu_seconds(pid)
+                    before, checker_before = cpu_seconds(pid), checker_cpu(pid)
                     took, refused = asyncio.run(
                         _load(servers[name].port, msgs, args.sessions, args.run_timeout)
                     )
                     cpu[name].append((cpu_seconds(pid) - before) * 1000 / len(msgs))
+                    spent = checker_cpu(pid) - checker_before
+                    checker[name].append(spent * 1000 / len(msgs))
                     if refused:
                         print(
                             f"{name}: {len(refused)} refused, e.g. {refused[0]!r}", file=sys.stderr
@@ -204,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"round {rnd + 1}: off {rates['off']:.0f} msg/s, on {rates['on']:.0f} msg/s,"
                     f" ratio {ratios[-1]:.2f}; server CPU ms/msg off {cpu['off'][-1]:.2f},"
-                    f" on {cpu['on'][-1]:.2f}",
+                    f" on {cpu['on'][-1]:.2f} + checker process {checker['on'][-1]:.2f}",
                     flush=True,
                 )
             # The checks must have run: a delivered message carries their results.
@@ -224,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratio": statistics.median(ratios),
         "off_cpu_ms": statistics.median(cpu["off"]),
         "on_cpu_ms": statistics.median(cpu["on"]),
+        "on_checker_cpu_ms": statistics.median(checker["on"]),
         "load": os.getloadavg()[0],
         "checked": checked,
     }

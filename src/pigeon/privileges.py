@@ -176,6 +176,18 @@ def drop(user: str, group: str, data_dir: Path) -> None:
     uid, gid = account(user, group)
     try:
         _give(data_dir, uid, gid)
+    except OSError as exc:
+        raise PrivilegeError(f'user: cannot switch to "{user}": {exc.strerror or exc}') from None
+    switch_user(user, group)
+    log.info("dropped privileges: now running as %s (uid %d, gid %d)", user, uid, gid)
+
+
+def switch_user(user: str, group: str = "") -> None:
+    """Become `user` (and `group`) for good: supplementary groups dropped,
+    then setgid, then setuid; PrivilegeError if any step fails. Only as root;
+    the checker process (app/checker.py) uses it without `drop`'s data walk."""
+    uid, gid = account(user, group)
+    try:
         os.setgroups([])
         os.setgid(gid)
         os.setuid(uid)
@@ -183,4 +195,3 @@ def drop(user: str, group: str, data_dir: Path) -> None:
         raise PrivilegeError(f'user: cannot switch to "{user}": {exc.strerror or exc}') from None
     if os.getuid() != uid or os.geteuid() != uid:
         raise PrivilegeError(f'user: still uid {os.geteuid()} after switching to "{user}"')
-    log.info("dropped privileges: now running as %s (uid %d, gid %d)", user, uid, gid)

@@ -7,13 +7,15 @@ relay_networks (our own senders are not checked)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 from pathlib import Path
 
 import pytest
 
 from pigeon.testing.dnsserver import DnsServer
-from pigeon.testing.live import maildir_messages, recv_reply, wait_for
+from pigeon.testing.live import checker_pids, maildir_messages, recv_reply, wait_for
 from pigeon.testing.mailauthkit import DkimKey, message, txt
 
 pytestmark = pytest.mark.e2e
@@ -103,3 +105,23 @@ def test_a_dns_server_that_stops_answering_gives_451_not_a_pass(server):
     assert reply.startswith(b"451 4.7.1 "), reply
     assert b"try again later" in reply
     assert maildir_messages(proc.data_dir, "alice@example.test") == []
+
+
+def test_the_checks_run_in_a_checker_process_and_survive_its_death(server):
+    """[mail_auth] checker = "process" (the default): the checks run in a child
+    process; killed, it is replaced (logged) and no message goes unchecked
+    (tests/unit/policy/mailauth/test_remote.py: inline meanwhile)."""
+    proc, key, _ = server
+    (first,) = checker_pids(proc.pid)
+    signed = key.sign(message(sender="bob@example.org", to="alice@example.test"))
+    assert _send(proc.port, "bob@example.org", signed).startswith(b"250")
+    os.kill(first, signal.SIGKILL)
+    forged = message(sender="ceo@example.org", to="alice@example.test")
+    assert _send(proc.port, "bounce@forger.example", forged).startswith(b"550 5.7.1 ")
+    assert wait_for(lambda: "the checker process ended" in proc.log())
+    signed = key.sign(message(sender="carol@example.org", to="alice@example.test"))
+    assert _send(proc.port, "carol@example.org", signed).startswith(b"250")
+    paths = wait_for(lambda: [p for p in maildir_messages(proc.data_dir, "alice@example.test")])
+    for path in paths:
+        assert b"dkim=pass" in path.read_bytes()
+    assert [p for p in checker_pids(proc.pid) if p != first]

@@ -19,7 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from pigeon.testing.live import PigeonProcess, free_port, maildir_messages, wait_for
+from pigeon.testing.live import (
+    PigeonProcess,
+    checker_pids,
+    free_port,
+    maildir_messages,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -42,6 +48,9 @@ def test_root_drops_to_the_configured_user():
         proc = PigeonProcess(workdir, 'user = "nobody"\n[domains."localhost"]\n')
         with proc:
             assert uids(proc.proc.pid) == [nobody.pw_uid] * 4
+            # The checker process of the inbound checks (app/checker.py) too.
+            checkers = wait_for(lambda: checker_pids(proc.proc.pid))
+            assert wait_for(lambda: uids(checkers[0]) == [nobody.pw_uid] * 4), uids(checkers[0])
             st = os.stat(proc.data_dir)
             # 0711: searchable, so local users reach the submit socket; nothing
             # in it is readable by them (pigeon.admin.submitsock).

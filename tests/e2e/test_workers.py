@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from pigeon.testing.live import maildir_messages, wait_for
+from pigeon.testing.live import checker_pids, maildir_messages, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -36,8 +36,12 @@ def send(port: int, n: int) -> None:
 
 def test_workers_share_the_listeners_and_all_mail_is_delivered(pigeon_factory):
     server = pigeon_factory('workers = 3\n[domains."localhost"]\n[queue]\nrun_interval = 60.0\n')
-    workers = children_of(server.proc.pid)
+    main = server.proc.pid
+    workers = [p for p in children_of(main) if p not in checker_pids(main)]
     assert len(workers) == 2, workers
+    # Each process has its own checker process ([mail_auth] checker = "process").
+    checkers = [c for p in [main, *workers] for c in checker_pids(p)]
+    assert len(checkers) == 3, checkers
     started = time.monotonic()
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda n: send(server.port, n), range(60)))
@@ -53,5 +57,5 @@ def test_workers_share_the_listeners_and_all_mail_is_delivered(pigeon_factory):
     # more than one process accepted (log lines are written in batches: wait)
     assert wait_for(lambda: len(accepting_pids()) >= 2, timeout=10), accepting_pids()
     assert server.stop() == 0
-    for pid in workers:  # no orphan left behind
+    for pid in workers + checkers:  # no orphan left behind
         assert subprocess.run(["kill", "-0", str(pid)], capture_output=True).returncode != 0

@@ -13,9 +13,11 @@ Contract:
     the one place its checks are composed); the collaborators of `previous`
     (the pipeline it replaces at a reload: the new-mailbox counts, the
     queue's free-space reserve, the abuse controls' state opened here from
-    `<data_dir>/abuse.db`, the resolver) carry over, with the new router;
+    `<data_dir>/abuse.db`, the resolver, the checker process of the inbound
+    checks, `checker_process`) carry over, with the new router;
     `plugins` are the loaded `[[plugins]]`, whose stage methods it asks
-    last. The lifecycle closes that state (`PolicyDeps.close`) when it stops.
+    last. The lifecycle closes that state (`PolicyDeps.close`) when it stops
+    (which also ends the checker process).
   * `plugins(config, submit)` loads the `[[plugins]]` afresh (start-up and
     every reload), or raises ConfigErrors naming the key; `queue_submitter`
     is the `submit` a plugin's context has (an auto-reply queued as a new
@@ -40,6 +42,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+from pigeon.app.checker import CheckerSpawner
 from pigeon.auth.accounts import AccountStore
 from pigeon.auth.ratelimit import FailureLimiter, LimitSettings
 from pigeon.auth.service import AuthService
@@ -54,6 +57,7 @@ from pigeon.hooks.api import PluginContext, Submit
 from pigeon.hooks.load import LoadedPlugin, load_plugins, receive_checks
 from pigeon.policy.abusestate import AbuseState
 from pigeon.policy.build import PolicyDeps, build_pipeline
+from pigeon.policy.mailauth import RemoteChecks
 from pigeon.policy.pipeline import ReceivePipeline
 from pigeon.policy.reserve import Room
 from pigeon.proto.params import MailParams
@@ -110,8 +114,19 @@ def receive_policy(
         state=state,
         resolver=CachingResolver(resolver(config)),
         reports=reports if reports is not None else NullSink(),  # [reports] dmarc
+        checker=checker_process(config),
     )
     return build_pipeline(config, deps, receive_checks(plugins))
+
+
+def checker_process(config: Config) -> RemoteChecks:
+    """The checker process of the inbound checks (app/checker.py): started
+    now, while pigeon may still be root, when they are on and run there;
+    else (or when a reload turns them on) at their first message."""
+    spawner = CheckerSpawner(config)
+    auth = config.mail_auth
+    first = spawner.spawn() if auth.enabled and auth.checker == "process" else None
+    return RemoteChecks(first, respawn=spawner.spawn, reap=spawner.close)
 
 
 def plugins(config: Config, submit: Submit | None = None) -> list[LoadedPlugin]:

@@ -100,6 +100,7 @@ SECTIONS: dict[str, tuple[type, dict[str, Callable[[str, Any], Any]]]] = {
             "min_key_bits": C.integer(512),
             "max_key_bits": C.integer(512),
             "public_suffix_list": _suffix_list,
+            "checker": C.choice("process", "inline"),
         },
     ),
 }

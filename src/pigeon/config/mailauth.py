@@ -65,6 +65,9 @@ class MailAuthConfig:
     max_key_bits: int = (
         8192  # [mail_auth] max_key_bits: larger RSA keys are not used (permerror); >= min_key_bits
     )
+    checker: Literal["process", "inline"] = (
+        "process"  # [mail_auth] checker: run the checks in a process of their own (another core), or "inline" in the server's event loop
+    )
     public_suffix_list: Path | None = (
         None  # [mail_auth] public_suffix_list: a Public Suffix List file; "" (None) = the one of the publicsuffixlist package
     )

@@ -55,7 +55,7 @@ from pigeon.mailstore import maildir_exists as mailstore_maildir_exists
 from pigeon.policy.abusestate import AbuseState
 from pigeon.policy.dnsbl import BlockLists
 from pigeon.policy.greylist import Greylisting
-from pigeon.policy.mailauth import build_mail_auth
+from pigeon.policy.mailauth import RemoteChecks, build_mail_auth
 from pigeon.policy.milter import MilterCheck
 from pigeon.policy.newmailboxes import (
     NewMailboxLimiter,
@@ -91,14 +91,18 @@ class PolicyDeps:
     wallclock: Callable[[], float] = time.time
     #: Where the DMARC check's records go (pigeon.reports; NullSink: nowhere).
     reports: ReportSink = field(default_factory=NullSink)
+    #: The checker process ([mail_auth] checker = "process"; None: checks inline).
+    checker: RemoteChecks | None = None
 
     def with_router(self, router: Router) -> PolicyDeps:
         """The same collaborators with the router of a new configuration."""
         return dataclasses.replace(self, router=router)
 
     def close(self) -> None:
-        """Write the abuse controls' state and let its file go."""
+        """Write the abuse controls' state and let its file go; end the checker process."""
         self.state.close()
+        if self.checker is not None:
+            self.checker.close()
 
 
 def build_pipeline(
@@ -168,8 +172,11 @@ def _mail_auth(config: Config, deps: PolicyDeps, networks: RelayNetworks) -> lis
     """SPF, DKIM, DMARC, ARC ([mail_auth]), when some check is on and DNS can be asked."""
     if not config.mail_auth.enabled or deps.resolver is None:
         return []
+    remote = deps.checker if config.mail_auth.checker == "process" else None
     return [
-        build_mail_auth(config, deps.resolver, networks, deps.reports, wallclock=deps.wallclock)
+        build_mail_auth(
+            config, deps.resolver, networks, deps.reports, wallclock=deps.wallclock, remote=remote
+        )
     ]
 
 

@@ -14,6 +14,9 @@ Contract:
     each field's first colon: (name, value) pairs, the name without the
     white space before the colon that old clients write (`From :`, RFC 5322
     §4.5.3), the value stripped; a line without a colon is left out. Kept.
+  * `MemoryMessage(content)` is the same view over content held in memory
+    (the checker process's copy, app/checker.py); `parse_fields(section)`
+    is the parsing both use.
   * `body()` is a stream over the octets after the empty line
     (`spool.reader()`: no copy of an in-memory spool, the spilled file
     otherwise); the caller closes it.
@@ -26,6 +29,7 @@ Contract:
 
 from __future__ import annotations
 
+import io
 from typing import BinaryIO
 
 from pigeon.queue.api import Spool
@@ -43,6 +47,12 @@ def unfolded_fields(section: bytes) -> list[str]:
         elif line:
             fields.append(line)
     return fields
+
+
+def parse_fields(section: bytes) -> list[tuple[str, str]]:
+    """(name, value) pairs of a header section, as `headers()` gives them (module contract)."""
+    pairs = (f.partition(":") for f in unfolded_fields(section))
+    return [(n.rstrip(" \t"), v.strip()) for n, colon, v in pairs if colon]
 
 
 class SpoolMessage:
@@ -84,8 +94,7 @@ class SpoolMessage:
 
     def headers(self) -> list[tuple[str, str]]:
         if self._fields is None:
-            pairs = (f.partition(":") for f in unfolded_fields(self.header_section()))
-            self._fields = [(n.rstrip(" \t"), v.strip()) for n, colon, v in pairs if colon]
+            self._fields = parse_fields(self.header_section())
         return self._fields
 
     def body(self) -> BinaryIO:
@@ -96,3 +105,40 @@ class SpoolMessage:
             return self._spool.reader(start)
         except OSError as exc:
             raise StoreError(f"reading the spooled message: {exc}", storage_fault=True) from exc
+
+
+class MemoryMessage:
+    """`Message` over the whole content in memory (the checker process's copy,
+    app/checker.py): the same header section, fields and body as the
+    `SpoolMessage` it was read from."""
+
+    __slots__ = ("_content", "_end", "_fields")
+
+    def __init__(self, content: bytes) -> None:
+        self._content = content
+        self._end = content.find(_END_OF_HEADER)
+        self._fields: list[tuple[str, str]] | None = None
+
+    @property
+    def queue_id(self) -> str:
+        return ""
+
+    @property
+    def size(self) -> int:
+        return len(self._content)
+
+    @property
+    def eight_bit(self) -> bool:
+        return False
+
+    def header_section(self) -> bytes:
+        return self._content if self._end == -1 else self._content[: self._end + 2]
+
+    def headers(self) -> list[tuple[str, str]]:
+        if self._fields is None:
+            self._fields = parse_fields(self.header_section())
+        return self._fields
+
+    def body(self) -> BinaryIO:
+        start = len(self._content) if self._end == -1 else self._end + len(_END_OF_HEADER)
+        return io.BytesIO(self._content[start:])

@@ -79,6 +79,19 @@ def pid_alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
 
+def checker_pids(pid: int) -> list[int]:
+    """The checker processes (app/checker.py) pigeon process `pid` started."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if parent == pid and b"pigeon.app.checker" in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
     """Poll `predicate` until it returns a truthy value or `timeout` passes."""
     deadline = time.monotonic() + timeout

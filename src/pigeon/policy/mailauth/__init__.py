@@ -4,6 +4,8 @@
 
 Modules (each has its contract):
     check      `MailAuth`: the stage (rcpt, end_of_data), the rules users read
+    examine    findings -> the verdict and the DMARC record, wherever the checks run
+    remote     the server's end of the checker process (app/checker.py)
     outcome    findings -> decision, Authentication-Results entries, DmarcRecord (pure)
     findings   the look-ups and verifications of one message, computed once
     keys       DKIM/ARC keys fetched through our resolver; dkimpy's dnsfunc
@@ -28,13 +30,28 @@ from collections.abc import Callable
 from pigeon.config.schema import Config
 from pigeon.dns.api import Resolver
 from pigeon.policy.mailauth.check import MailAuth
+from pigeon.policy.mailauth.examine import Examiner
 from pigeon.policy.mailauth.findings import Investigator
 from pigeon.policy.mailauth.orgdomain import OrgDomains
+from pigeon.policy.mailauth.remote import RemoteChecks
 from pigeon.policy.mailauth.verify import DkimLimits
 from pigeon.policy.relay import RelayNetworks
 from pigeon.reports.records import ReportSink
 
-__all__ = ["MailAuth", "build_mail_auth"]
+__all__ = ["MailAuth", "RemoteChecks", "build_examiner", "build_mail_auth"]
+
+
+def build_examiner(
+    config: Config, resolver: Resolver, *, wallclock: Callable[[], float] = time.time
+) -> Examiner:
+    """What examines a message under `config` ([mail_auth]), in the server or
+    in the checker process; `resolver` should cache (dns/cache.py)."""
+    auth = config.mail_auth
+    authserv_id = auth.authserv_id or config.hostname
+    limits = DkimLimits(auth.max_signatures, auth.min_key_bits, auth.max_key_bits)
+    orgs = OrgDomains(auth.public_suffix_list)
+    investigator = Investigator(resolver, orgs, limits, receiver=authserv_id, wallclock=wallclock)
+    return Examiner(auth, investigator, authserv_id=authserv_id, wallclock=wallclock)
 
 
 def build_mail_auth(
@@ -44,13 +61,12 @@ def build_mail_auth(
     sink: ReportSink,
     *,
     wallclock: Callable[[], float] = time.time,
+    remote: RemoteChecks | None = None,
 ) -> MailAuth:
-    """The stage for `config` ([mail_auth]); `resolver` should cache (dns/cache.py)."""
-    auth = config.mail_auth
-    authserv_id = auth.authserv_id or config.hostname
-    limits = DkimLimits(auth.max_signatures, auth.min_key_bits, auth.max_key_bits)
-    orgs = OrgDomains(auth.public_suffix_list)
-    investigator = Investigator(resolver, orgs, limits, receiver=authserv_id, wallclock=wallclock)
-    return MailAuth(
-        auth, investigator, networks, sink, authserv_id=authserv_id, wallclock=wallclock
-    )
+    """The stage for `config` ([mail_auth]); with `remote` (the checker
+    process, `[mail_auth] checker = "process"`) the checks run there, told
+    of `config` here."""
+    examiner = build_examiner(config, resolver, wallclock=wallclock)
+    if remote is not None:
+        remote.configure(config)
+    return MailAuth(config.mail_auth, examiner, networks, sink, remote=remote)

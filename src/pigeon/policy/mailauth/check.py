@@ -36,19 +36,25 @@ Contract (the rules users read are docs/mail-auth.md, "Inbound checks"):
     accepted is answered 452 4.5.3 (RFC 5321 §4.5.3.1.10: the client sends
     it again in another transaction), so every message is judged under one
     set of policies.
+  * Where the findings are computed: by `examiner` (policy/mailauth/examine.py)
+    in the server's event loop, or, given `remote` (`[mail_auth] checker =
+    "process"`), in the checker process (app/checker.py), with `examiner`
+    as the fallback when that process cannot answer
+    (policy/mailauth/remote.py). Either way the same rules apply; the DMARC
+    record reaches the sink here, in the server.
   * One instance serves every connection; it keeps nothing per session.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+import dataclasses
 
 from pigeon.config.mailauth import CheckPolicies, MailAuthConfig
-from pigeon.policy.api import HeaderEdit, HeaderField, Message, SessionFacts, Verdict
+from pigeon.policy.api import Message, SessionFacts, Verdict
 from pigeon.policy.mailauth import outcome as O
-from pigeon.policy.mailauth.authres import FIELD, format_results, removals
-from pigeon.policy.mailauth.findings import Findings, Investigator
+from pigeon.policy.mailauth.authres import removals
+from pigeon.policy.mailauth.examine import Examiner
+from pigeon.policy.mailauth.remote import RemoteChecks
 from pigeon.policy.relay import RelayNetworks, client_address
 from pigeon.proto import reply as R
 from pigeon.proto.params import RcptParams
@@ -66,19 +72,18 @@ class MailAuth:
     def __init__(
         self,
         config: MailAuthConfig,
-        investigator: Investigator,
+        examiner: Examiner,
         networks: RelayNetworks,
         sink: ReportSink,
         *,
-        authserv_id: str,
-        wallclock: Callable[[], float] = time.time,
+        remote: RemoteChecks | None = None,
     ) -> None:
         self.config = config
-        self.investigator = investigator
+        self.examiner = examiner
         self.networks = networks
         self.sink = sink
-        self.authserv_id = authserv_id
-        self.wallclock = wallclock
+        self.authserv_id = examiner.authserv_id
+        self.remote = remote
 
     def _policies(self, session: SessionFacts) -> CheckPolicies:
         if not session.recipients:
@@ -105,28 +110,15 @@ class MailAuth:
             or not client_address(session.client_ip)
         ):
             return Verdict(header_edits=forged) if forged else None
-        found = await self.investigator.investigate(session, message, headers, policies)
-        return self._verdict(session, headers, found, policies, forged)
-
-    def _verdict(
-        self,
-        session: SessionFacts,
-        headers: Sequence[tuple[str, str]],
-        found: Findings,
-        policies: CheckPolicies,
-        forged: tuple[HeaderEdit, ...],
-    ) -> Verdict:
-        decision = O.decide(found, policies, self.config, headers)
-        record = O.dmarc_record(session, found, decision, self.wallclock())
-        if record is not None:
-            self.sink.dmarc(record)
-        if decision.reply is not None:
-            return Verdict(decision.reply)
-        value = format_results(self.authserv_id, O.resinfos(session, found, policies, decision))
-        fields = [HeaderField(FIELD, value)]
-        transport = None
-        if decision.quarantine:
-            fields.append(HeaderField("X-Pigeon-Quarantine", decision.quarantine))
-            if self.config.quarantine_folder:
-                transport = f"local:{self.config.quarantine_folder}"
-        return Verdict(headers=tuple(fields), header_edits=forged, transport=transport)
+        if self.remote is not None:
+            examined = await self.remote.examine(
+                session, message, headers, policies, fallback=self.examiner
+            )
+        else:
+            examined = await self.examiner.examine(session, message, headers, policies)
+        if examined.record is not None:
+            self.sink.dmarc(examined.record)
+        verdict = examined.verdict
+        if forged and verdict.reply is None:
+            verdict = dataclasses.replace(verdict, header_edits=forged)
+        return verdict

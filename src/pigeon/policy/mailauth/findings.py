@@ -60,7 +60,7 @@ from pigeon.policy.mailauth.verify import (
 )
 from pigeon.policy.spf import SpfResult, SpfVerdict, check_helo, check_mail_from
 
-__all__ = ["Findings", "Investigator", "THREAD_ABOVE"]
+__all__ = ["Findings", "Investigator", "THREAD_ABOVE", "message_content"]
 
 #: Messages larger than this are verified in a worker thread (module contract).
 THREAD_ABOVE = 256 * 1024
@@ -197,7 +197,7 @@ class Investigator:
         signed = dkim_on and any(n.lower() == "dkim-signature" for n, _ in headers)
         if not signed and not arc_on:
             return
-        content = _content(message)
+        content = message_content(message)
 
         def work() -> None:
             if signed:
@@ -211,7 +211,7 @@ class Investigator:
             work()
 
 
-def _content(message: Message) -> bytes:
+def message_content(message: Message) -> bytes:
     """The whole message (header section and body), read once."""
     head = message.header_section()
     if not head.endswith(b"\r\n\r\n"):  # a view may leave the empty line out

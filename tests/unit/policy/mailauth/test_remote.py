@@ -1,0 +1,209 @@
+"""The checker process (app/checker.py, policy/mailauth/remote.py): a real child
+process over a socket pair, the same loopback DNS server as the other tests.
+
+What must hold: the process gives the very verdicts the server would give
+inline; when it dies, answers garbage or hangs, the server checks the message
+itself (never accepts it unchecked) and starts a new process later."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+import signal
+from pathlib import Path
+
+import pytest
+from conftest import AUTHSERV, CLIENT, FORGER, Sink, results
+
+from pigeon.app.checker import CheckerSpawner
+from pigeon.config import load_config
+from pigeon.dns.cache import CachingResolver
+from pigeon.dns.stub import StubResolver
+from pigeon.policy.api import SessionFacts
+from pigeon.policy.mailauth import RemoteChecks, build_mail_auth
+from pigeon.policy.mailauth.remote import _Unpickler, frame, read_frames
+from pigeon.policy.message import SpoolMessage
+from pigeon.policy.relay import RelayNetworks
+from pigeon.proto.params import RcptParams
+from pigeon.queue.model import Envelope, Recipient
+from pigeon.queue.store import QueueStore
+from pigeon.testing.mailauthkit import message
+from pigeon.vocab.address import Address
+
+
+class RemoteHarness:
+    """The stage twice over one configuration: checks in a child process, and inline."""
+
+    def __init__(self, dns_port: int, tmp_path: Path, **remote_options) -> None:
+        self.config = load_config(
+            overrides={
+                "hostname": AUTHSERV,
+                "mail_auth": {"spf": "enforce", "dkim": "annotate", "dmarc": "enforce"},
+                "delivery": {"dns_servers": [f"127.0.0.1:{dns_port}"], "dns_timeout": 1.0},
+            }
+        )
+        self.runner = asyncio.Runner()
+        self.spawner = CheckerSpawner(self.config)
+        self.remote = RemoteChecks(
+            self.spawner.spawn(),
+            respawn=self.spawner.spawn,
+            reap=self.spawner.close,
+            **remote_options,
+        )
+        networks = RelayNetworks(self.config.relay_networks)
+        resolver = CachingResolver(StubResolver([("127.0.0.1", dns_port)], timeout=1.0))
+        self.remote_sink, self.inline_sink = Sink(), Sink()
+        self.remote_check = build_mail_auth(
+            self.config, resolver, networks, self.remote_sink, remote=self.remote
+        )
+        self.inline_check = build_mail_auth(self.config, resolver, networks, self.inline_sink)
+        self.store = QueueStore(tmp_path / "queue", fsync=False)
+        self.store.open()
+
+    def run(self, content: bytes, *, remote: bool = True, ip: str = CLIENT):
+        spool = self.store.new_spool(Envelope("", "alice@example.org", [Recipient("bob@x.test")]))
+        spool.write(b"Received: from client ([" + ip.encode() + b"])\r\n\tby mx; now\r\n")
+        spool.write(content)
+        facts = SessionFacts(
+            ip,
+            helo="mail.example.org",
+            sender=Address("alice", "example.org"),
+            recipients=[(Address("bob", "x.test"), RcptParams())],
+        )
+        check = self.remote_check if remote else self.inline_check
+        try:
+            msg = SpoolMessage(spool, header_limit=1 << 20, eight_bit=False)
+            return self.runner.run(check.end_of_data(facts, msg))
+        finally:
+            spool.discard()
+
+    def child_pids(self) -> list[int]:
+        return [c.pid for c in self.spawner._children if c.poll() is None]
+
+    def close(self) -> None:
+        self.remote.close()
+        self.runner.close()
+        self.store.close()
+
+
+@pytest.fixture
+def remote_harness(dns_server, tmp_path):
+    made: list[RemoteHarness] = []
+
+    def make(**options) -> RemoteHarness:
+        h = RemoteHarness(dns_server.port, tmp_path / f"r{len(made)}", **options)
+        made.append(h)
+        return h
+
+    yield make
+    for h in made:
+        h.close()
+
+
+def _same(a, b) -> None:
+    """Two verdicts alike but for the DKIM signature's own b= prefix (none here)."""
+    assert a.reply == b.reply
+    assert a.transport == b.transport
+    assert [(f.name, f.value) for f in a.headers] == [(f.name, f.value) for f in b.headers]
+
+
+def test_the_checker_process_gives_the_verdicts_the_server_gives_inline(remote_harness, keys):
+    h = remote_harness()
+    cases = [
+        keys.ed.sign(keys.rsa.sign(message())),  # pass
+        keys.rsa.sign(message(body="Pay 10 EUR.\r\n")).replace(b"10 EUR", b"99 EUR"),
+        message(sender="alice@quarantine.example"),  # p=quarantine
+        keys.other.sign(message()),  # a signature of another domain: SPF aligns
+    ]
+    for content in cases:
+        _same(h.run(content), h.run(content, remote=False))
+    # The DMARC records reach the server's sink, as inline.
+    assert len(h.remote_sink.records) == len(h.inline_sink.records) > 0
+    assert "dkim=pass" in results(h.run(cases[0]))
+    assert h.child_pids(), "the checks ran in a child process"
+    # SPF fail of a forging client: refused by the process as inline.
+    forged = h.run(message(), ip=FORGER)
+    assert forged.reply is not None and forged.reply.code == 550
+
+
+def test_a_dns_failure_in_the_process_is_451_as_inline(remote_harness, keys):
+    h = remote_harness()
+    verdict = h.run(keys.half.sign(message(sender="alice@half.example")))
+    assert verdict.reply is not None and verdict.reply.code == 451
+
+
+def test_a_checker_that_dies_is_replaced_and_no_message_goes_unchecked(
+    remote_harness, keys, caplog
+):
+    h = remote_harness(retry_after=0.0)
+    signed = keys.rsa.sign(message())
+    assert "dkim=pass" in results(h.run(signed))
+    (pid,) = h.child_pids()
+    os.kill(pid, signal.SIGKILL)
+    # The next message: the channel breaks, the server checks it itself...
+    verdict = h.run(signed)
+    assert "dkim=pass" in results(verdict)
+    assert "checker process" in caplog.text
+    # ...and a new process takes over.
+    assert "dkim=pass" in results(h.run(signed))
+    assert h.child_pids() and pid not in h.child_pids()
+
+
+def test_a_checker_that_does_not_answer_in_time_is_not_waited_for(remote_harness, keys):
+    h = remote_harness(timeout=0.5, retry_after=3600.0)
+    (pid,) = h.child_pids()
+    os.kill(pid, signal.SIGSTOP)  # alive, holding its socket, silent
+    try:
+        verdict = h.run(keys.rsa.sign(message()))
+        assert "dkim=pass" in results(verdict)  # checked inline after 0.5 s
+    finally:
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_no_checker_at_all_means_inline_checks(dns_server, tmp_path, keys):
+    h = RemoteHarness(dns_server.port, tmp_path)
+    h.remote.close()
+    h.remote = RemoteChecks(None, respawn=lambda: None)
+    h.remote_check.remote = h.remote
+    try:
+        assert "dkim=pass" in results(h.run(keys.rsa.sign(message())))
+    finally:
+        h.close()
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("true",))
+
+
+def test_answers_are_unpickled_with_an_allow_list():
+    import io
+
+    with pytest.raises(pickle.UnpicklingError):
+        _Unpickler(io.BytesIO(pickle.dumps(_Evil()))).load()
+    with pytest.raises(pickle.UnpicklingError):
+        _Unpickler(io.BytesIO(pickle.dumps(Path("/")))).load()
+
+
+def test_frames_split_anywhere_are_put_back_together():
+    data = frame(("check", 1, "x" * 1000)) + frame(("config", None))
+    for cut in range(len(data) + 1):
+        buffer = bytearray(data[:cut])
+        got = read_frames(buffer)
+        buffer += data[cut:]
+        got += read_frames(buffer)
+        assert [pickle.loads(p) for p in got] == [("check", 1, "x" * 1000), ("config", None)]
+        assert not buffer
+    with pytest.raises(ValueError):
+        read_frames(bytearray(b"\xff\xff\xff\xff"))
+
+
+def test_an_answer_that_would_split_the_header_is_refused():
+    from pigeon.policy.mailauth.remote import decode
+
+    smuggled = (None, (("Authentication-Results", "x\r\nBcc: eve@example.net"),), None, None)
+    with pytest.raises(ValueError):
+        decode(smuggled)
+    with pytest.raises((TypeError, ValueError)):
+        decode(("not", "an", "answer"))
