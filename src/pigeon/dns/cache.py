@@ -15,6 +15,9 @@ Contract (the interface's rules are in pigeon/dns/api.py; this keeps them):
   * At most `max_entries` answers are kept; past that the oldest go first.
   * Time is `clock` (monotonic seconds), an argument so tests need not wait.
   * Returned lists are copies: a caller may change what it was given.
+  * `expiry(kind, name)` says until when a kept answer stays (None: none is
+    kept), so results computed from answers can be kept exactly as long
+    (policy/mailauth/spfmemo.py).
 """
 
 from __future__ import annotations
@@ -69,6 +72,15 @@ class CachingResolver:
 
     def __len__(self) -> int:
         return len(self._kept)
+
+    def expiry(self, kind: str, name: str) -> float | None:
+        """When the kept answer of (`kind`, `name`) expires (`clock` time), or
+        None when none is kept (a temporary failure, never asked, or gone)."""
+        kept = self._kept.get((kind, name.lower().rstrip(".") if kind != "ptr" else name))
+        return None if kept is None else kept[0]
+
+    def now(self) -> float:
+        return self._clock()
 
     async def _get(self, kind: str, name: str) -> list[Any]:
         key = (kind, name.lower().rstrip(".") if kind != "ptr" else name)

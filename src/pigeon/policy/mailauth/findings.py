@@ -15,6 +15,9 @@ Contract:
   * The look-ups are started at once (policy/mailauth/eager.py): answered
     from the cache they finish on the spot, without a task each; only a
     look-up that waits for DNS gets one.
+  * SPF results are kept for the (client IP, MAIL FROM, HELO) they were
+    computed for, exactly as long as the DNS answers behind them
+    (policy/mailauth/spfmemo.py).
   * Every DNS look-up goes through the resolver given (the TTL cache,
     dns/cache.py, in a server) and is bounded by its time-out; a DNS failure
     is a temperror in the findings, never an exception and never a pass.
@@ -51,6 +54,7 @@ from pigeon.policy.mailauth.dmarc import (
 )
 from pigeon.policy.mailauth.keys import SIGNATURE_FIELDS, KeyAnswers, fetch_keys, key_names
 from pigeon.policy.mailauth.orgdomain import OrgDomains
+from pigeon.policy.mailauth.spfmemo import SpfMemo
 from pigeon.policy.mailauth.verify import (
     ArcOutcome,
     DkimLimits,
@@ -120,6 +124,7 @@ class Investigator:
         self.receiver = receiver
         self.wallclock = wallclock
         self.sample = sample or (lambda: random.random() * 100)  # DMARC pct= (§6.6.4)
+        self.spf_memo = SpfMemo(resolver)
 
     async def investigate(
         self,
@@ -163,13 +168,23 @@ class Investigator:
         return found
 
     async def _spf(self, session: SessionFacts, found: Findings) -> None:
-        now, ip = self.wallclock(), session.client_ip
-        helo = _helo_name(session.helo)
+        ip = session.client_ip
+        key = (ip, found.sender, session.helo)
+        kept = self.spf_memo.lookup(key)
+        if kept is not None:
+            found.spf_mfrom, found.spf_helo = kept
+            return
+        view = self.spf_memo.tracking()
+        await self._evaluate_spf(ip, _helo_name(session.helo), found, view)
+        self.spf_memo.keep(key, (found.spf_mfrom, found.spf_helo), view)
+
+    async def _evaluate_spf(self, ip: str, helo: str, found: Findings, dns: Resolver) -> None:
+        now = self.wallclock()
         mfrom = check_mail_from(
-            ip, found.sender, helo or found.helo, self.resolver, now=now, receiver=self.receiver
+            ip, found.sender, helo or found.helo, dns, now=now, receiver=self.receiver
         )
         if helo and found.sender:
-            checks = check_helo(ip, helo, self.resolver, now=now, receiver=self.receiver)
+            checks = check_helo(ip, helo, dns, now=now, receiver=self.receiver)
             found.spf_mfrom, found.spf_helo = await eager.gather(mfrom, checks)
         elif found.sender or helo:
             found.spf_mfrom = await mfrom
