@@ -44,6 +44,7 @@ import pickle
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -223,7 +224,15 @@ def main(argv: list[str] | None = None) -> int:
     except (IndexError, ValueError):
         print("usage: pigeon.app.checker.main FD", file=sys.stderr)
         return 2
-    asyncio.run(_serve(fd))
+    factory: Callable[[], asyncio.AbstractEventLoop]
+    try:
+        import uvloop  # as the server's loop (app/lifecycle.py)
+
+        factory = uvloop.new_event_loop
+    except ImportError:
+        factory = asyncio.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(_serve(fd))
     return 0
 
 
