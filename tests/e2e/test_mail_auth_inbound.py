@@ -107,21 +107,28 @@ def test_a_dns_server_that_stops_answering_gives_451_not_a_pass(server):
     assert maildir_messages(proc.data_dir, "alice@example.test") == []
 
 
+#: A message this big is checked in the checker process ([mail_auth] checker_above).
+BIG = "".join(
+    f"line {i:05d} of a message big enough for the checker process\r\n" for i in range(700)
+)
+
+
 def test_the_checks_run_in_a_checker_process_and_survive_its_death(server):
-    """[mail_auth] checker = "process" (the default): the checks run in a child
-    process; killed, it is replaced (logged) and no message goes unchecked
-    (tests/unit/policy/mailauth/test_remote.py: inline meanwhile)."""
+    """[mail_auth] checker = "process" (the default): big messages are checked in
+    a child process; killed, it is replaced (logged) and no message goes
+    unchecked (tests/unit/policy/mailauth/test_remote.py: inline meanwhile)."""
     proc, key, _ = server
     (first,) = checker_pids(proc.pid)
-    signed = key.sign(message(sender="bob@example.org", to="alice@example.test"))
+    signed = key.sign(message(sender="bob@example.org", to="alice@example.test", body=BIG))
+    assert len(signed) > 32768
     assert _send(proc.port, "bob@example.org", signed).startswith(b"250")
     os.kill(first, signal.SIGKILL)
-    forged = message(sender="ceo@example.org", to="alice@example.test")
+    forged = message(sender="ceo@example.org", to="alice@example.test", body=BIG)
     assert _send(proc.port, "bounce@forger.example", forged).startswith(b"550 5.7.1 ")
     assert wait_for(lambda: "the checker process ended" in proc.log())
-    signed = key.sign(message(sender="carol@example.org", to="alice@example.test"))
+    signed = key.sign(message(sender="carol@example.org", to="alice@example.test", body=BIG))
     assert _send(proc.port, "carol@example.org", signed).startswith(b"250")
-    paths = wait_for(lambda: [p for p in maildir_messages(proc.data_dir, "alice@example.test")])
+    paths = wait_for(lambda: maildir_messages(proc.data_dir, "alice@example.test"))
     for path in paths:
         assert b"dkim=pass" in path.read_bytes()
     assert [p for p in checker_pids(proc.pid) if p != first]

@@ -101,6 +101,7 @@ SECTIONS: dict[str, tuple[type, dict[str, Callable[[str, Any], Any]]]] = {
             "max_key_bits": C.integer(512),
             "public_suffix_list": _suffix_list,
             "checker": C.choice("process", "inline"),
+            "checker_above": C.integer(0),
         },
     ),
 }

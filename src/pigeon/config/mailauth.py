@@ -66,8 +66,9 @@ class MailAuthConfig:
         8192  # [mail_auth] max_key_bits: larger RSA keys are not used (permerror); >= min_key_bits
     )
     checker: Literal["process", "inline"] = (
-        "process"  # [mail_auth] checker: run the checks in a process of their own (another core), or "inline" in the server's event loop
+        "process"  # [mail_auth] checker: run the checks of big messages in a process of their own (another core), or all "inline" in the server's event loop
     )
+    checker_above: int = 32768  # [mail_auth] checker_above, octets: with checker = "process", messages at least this big are checked there, smaller ones inline; 0 = all
     public_suffix_list: Path | None = (
         None  # [mail_auth] public_suffix_list: a Public Suffix List file; "" (None) = the one of the publicsuffixlist package
     )

@@ -38,9 +38,12 @@ Contract (the rules users read are docs/mail-auth.md, "Inbound checks"):
     set of policies.
   * Where the findings are computed: by `examiner` (policy/mailauth/examine.py)
     in the server's event loop, or, given `remote` (`[mail_auth] checker =
-    "process"`), in the checker process (app/checker.py), with `examiner`
-    as the fallback when that process cannot answer
-    (policy/mailauth/remote.py). Either way the same rules apply; the DMARC
+    "process"`) and a message of at least `checker_above` octets, in the
+    checker process (app/checker.py), with `examiner` as the fallback when
+    that process cannot answer (policy/mailauth/remote.py). Smaller
+    messages are checked inline: measured on 1 KB messages, the round trip
+    to the process (two writes, two wake-ups) costs the event loop about as
+    much as their checks and adds their latency (docs/benchmarks.md). Either way the same rules apply; the DMARC
     record reaches the sink here, in the server.
   * One instance serves every connection; it keeps nothing per session.
 """
@@ -110,7 +113,7 @@ class MailAuth:
             or not client_address(session.client_ip)
         ):
             return Verdict(header_edits=forged) if forged else None
-        if self.remote is not None:
+        if self.remote is not None and message.size >= self.config.checker_above:
             examined = await self.remote.examine(
                 session, message, headers, policies, fallback=self.examiner
             )

@@ -39,7 +39,12 @@ class RemoteHarness:
         self.config = load_config(
             overrides={
                 "hostname": AUTHSERV,
-                "mail_auth": {"spf": "enforce", "dkim": "annotate", "dmarc": "enforce"},
+                "mail_auth": {
+                    "spf": "enforce",
+                    "dkim": "annotate",
+                    "dmarc": "enforce",
+                    "checker_above": 0,  # every message to the process
+                },
                 "delivery": {"dns_servers": [f"127.0.0.1:{dns_port}"], "dns_timeout": 1.0},
             }
         )
