@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: serve test test-fast style lint bench bench-full bench-accept bench-relay venv clean fuzz crash
+.PHONY: serve test test-fast style lint bench bench-full bench-accept bench-relay bench-imap venv clean fuzz crash
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pigeon needs Python 3.11 or newer")'
@@ -54,6 +54,11 @@ bench-accept: $(STAMP)
 # smtp-source -> server -> smtp-sink, pigeon vs a private Postfix (docs/benchmarks.md)
 bench-relay: $(STAMP)
 	$(BIN)/python bench/relay_rate.py $(ARGS)
+
+# pigeon's IMAP vs a private Dovecot on one 100,000-message Maildir (issue 14;
+# also the "imap" part of `make bench`)
+bench-imap: $(STAMP)
+	$(BIN)/python bench/imap_vs_dovecot.py $(ARGS)
 
 # Long fuzz run (docs/security.md): hypothesis with FUZZ_EXAMPLES examples per
 # property, then every atheris entry point for FUZZ_SECONDS each (skipped with

@@ -32,8 +32,9 @@ Contract:
     "dovecot" and "dovenull"; when any is missing `start()` raises
     `DovecotUnavailable` with the reason, so callers skip (or, under
     CI=true, fail) instead of crashing.
-  * `settings` is extra configuration text appended to the generated file
-    (service limits for the benchmark, for example).
+  * `settings` is extra configuration text appended to the generated file,
+    `services` extra lines inside `service NAME { }` blocks (process and
+    client limits for the benchmark, for example).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from pathlib import Path
 
 from pigeon.testing.live import free_port
 
-__all__ = ["DovecotUnavailable", "PrivateDovecot", "grant"]
+__all__ = ["DovecotUnavailable", "PrivateDovecot", "grant", "process_tree"]
 
 LOOPBACK = "127.0.0.1"
 
@@ -72,6 +73,25 @@ def grant(root: Path, uid: int, gid: int) -> None:
             os.chown(os.path.join(top, name), uid, gid, follow_symlinks=False)
 
 
+def process_tree(root: int) -> list[int]:
+    """`root` and every live process under it (read from /proc)."""
+    parent: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parent[int(entry)] = int(stat.rpartition(")")[2].split()[1])
+    found: list[int] = []
+    todo = [root]
+    while todo and len(found) < len(parent) + 1:  # bounded: each pid once
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(child for child, pp in parent.items() if pp == pid)
+    return found
+
+
 class PrivateDovecot:
     """A throw-away Dovecot: configuration, indexes and log under one directory."""
 
@@ -86,6 +106,7 @@ class PrivateDovecot:
         pop3: bool = False,
         mail_user: str = "nobody",
         settings: str = "",
+        services: dict[str, str] | None = None,
     ) -> None:
         self.dir = Path(workdir) / "dovecot"
         self.mail_root = Path(mail_root)
@@ -94,6 +115,7 @@ class PrivateDovecot:
         self.pop3 = pop3
         self.mail_user = mail_user
         self.settings = settings
+        self.services = dict(services or {})
         self.config_path = self.dir / "dovecot.conf"
         self.log_path = self.dir / "dovecot.log"
         self.index_dir = self.dir / "index"
@@ -124,20 +146,23 @@ class PrivateDovecot:
     def _config(self) -> str:
         owner = pwd.getpwnam(self.mail_user)
         d = self.dir
-        listeners = (
-            "service imap-login {\n"
+        blocks = dict.fromkeys(self.services, "")
+        blocks["imap-login"] = (
             f"  inet_listener imap {{\n    address = {LOOPBACK}\n    port = {self.imap_port}\n  }}\n"
             f"  inet_listener imaps {{\n    address = {LOOPBACK}\n"
-            f"    port = {self.imaps_port}\n    ssl = yes\n  }}\n}}\n"
+            f"    port = {self.imaps_port}\n    ssl = yes\n  }}\n"
         )
         if self.pop3:
-            listeners += (
-                "service pop3-login {\n"
+            blocks["pop3-login"] = (
                 f"  inet_listener pop3 {{\n    address = {LOOPBACK}\n"
                 f"    port = {self.pop3_port}\n  }}\n"
                 f"  inet_listener pop3s {{\n    address = {LOOPBACK}\n"
-                f"    port = {self.pop3s_port}\n    ssl = yes\n  }}\n}}\n"
+                f"    port = {self.pop3s_port}\n    ssl = yes\n  }}\n"
             )
+        listeners = "".join(
+            f"service {name} {{\n{text}{self.services.get(name, '')}}}\n"
+            for name, text in blocks.items()
+        )
         return (
             "# Private Dovecot (pigeon.testing.dovecot; deleted after the run).\n"
             f"instance_name = pigeon-test-{self.imap_port}\n"
@@ -227,23 +252,7 @@ class PrivateDovecot:
 
     def pids(self) -> list[int]:
         """The master and every process under it (login, imap, auth...)."""
-        if self.proc is None:
-            return []
-        parent: dict[int, int] = {}
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    stat = Path(f"/proc/{entry}/stat").read_text()
-                except OSError:
-                    continue
-                parent[int(entry)] = int(stat.rpartition(")")[2].split()[1])
-        found: list[int] = []
-        todo = [self.proc.pid]
-        while todo and len(found) < 100_000:  # bounded: a process tree
-            pid = todo.pop()
-            found.append(pid)
-            todo.extend(child for child, pp in parent.items() if pp == pid)
-        return found
+        return process_tree(self.proc.pid) if self.proc is not None else []
 
     def stop(self, timeout: float = 20.0) -> None:
         if self.proc is None or self.proc.poll() is not None:
