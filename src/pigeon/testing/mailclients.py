@@ -145,7 +145,7 @@ class Mbsync(_Client):
         self.rc = self.dir / "mbsyncrc"
         self.rc.write_text(
             "IMAPAccount pigeon\n"
-            f"Host {a.host}\nPort {a.port}\nUser {a.user}\nPass {a.password}\n"
+            f'Host {a.host}\nPort {a.port}\nUser "{a.user}"\nPass "{a.password}"\n'
             f"SSLType {'IMAPS' if a.tls == 'implicit' else 'STARTTLS'}\n"
             f"CertificateFile {a.ca_file}\n\n"
             "IMAPStore pigeon-remote\nAccount pigeon\n\n"
@@ -311,7 +311,10 @@ class Fetchmail(_Pop3Client):
 class Getmail(_Pop3Client):
     """getmail6, POP3S (it has no STLS), every message to a file through a command."""
 
-    def fetch(self, keep: bool = True, timeout: float = 120.0) -> list[bytes]:
+    def fetch(
+        self, keep: bool = True, read_all: bool = True, timeout: float = 120.0
+    ) -> list[bytes]:
+        """`read_all=False`: only messages whose UIDL getmail has not seen before."""
         a = self.account
         if a.tls != "implicit":
             raise ClientFailed("getmail6 speaks POP3 over implicit TLS only (no STLS)")
@@ -324,7 +327,8 @@ class Getmail(_Pop3Client):
             "[destination]\ntype = MDA_external\npath = /bin/sh\n"
             f'arguments = ("-c", "cat > {self.out}/msg.$$")\n'
             "allow_root_commands = true\n\n"
-            f"[options]\nread_all = true\ndelete = {'false' if keep else 'true'}\nverbose = 2\n"
+            f"[options]\nread_all = {'true' if read_all else 'false'}\n"
+            f"delete = {'false' if keep else 'true'}\nverbose = 2\n"
         )
         self._run([_tool("getmail"), "--getmaildir", str(self.dir), "--rcfile", str(rc)], timeout)
         return self._collect()
