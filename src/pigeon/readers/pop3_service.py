@@ -85,6 +85,7 @@ class Pop3Service:
             tls=False,
             stls=tls is not None,
             mechanisms=config.auth.mechanisms,
+            max_errors=config.pop3.max_errors,
         )
         common = Pop3Context(
             logins=self.logins,
