@@ -60,9 +60,10 @@ from pigeon.delivery.api import DeliveryAgent
 from pigeon.delivery.wiring import build_agents
 from pigeon.hooks.api import Submit
 from pigeon.hooks.load import LoadedPlugin, delivery_observers
-from pigeon.net.listener import Listeners
+from pigeon.net.listener import ByRole, Listener, Listeners
 from pigeon.net.signmail import OutboundSigning, outbound_signing
 from pigeon.net.smtp_service import (
+    SMTP_ROLES,
     SmtpService,
     SmtpSettings,
     connection_limits,
@@ -74,6 +75,8 @@ from pigeon.obs.metrics import Metrics
 from pigeon.policy.pipeline import ReceivePipeline
 from pigeon.qmgr import DirectDelivery, Qmgr, build_direct
 from pigeon.queue.store import QueueStore
+from pigeon.readers.login import ReaderLogins
+from pigeon.readers.pop3_service import POP3_ROLES, Pop3Service, Pop3ServiceSettings, pop3_listeners
 from pigeon.reports.records import NullSink, ReportSink
 from pigeon.reports.store import StoreSink
 from pigeon.routing.resolve import Router
@@ -113,6 +116,14 @@ class ProcessRole:
     report_sink: ReportSink = field(default_factory=NullSink)
     reports: ReportJob | None = None  # "full" with [reports] on: the periodic job
     signing: OutboundSigning | None = None  # DKIM signing ([dkim]; net/signmail.py)
+    pop3: Pop3Service | None = None  # "full" only: the POP3 server on `listeners`
+
+    def served(self, config: Config) -> list[Listener]:
+        """Every listener of this role: SMTP's, and in the "full" role the readers'."""
+        out = smtp_listeners(config, tls=True)
+        if self.pop3 is not None:
+            out += pop3_listeners(config)
+        return out
 
     @property
     def owns_queue(self) -> bool:
@@ -160,13 +171,13 @@ class ProcessRole:
             self.store.space.configure(
                 min_free=live.queue.min_free, message_size=live.limits.message_size
             )
-            warnings = await self.listeners.reconfigure(
-                smtp_listeners(live, tls=True), connection_limits(live)
-            )
+            warnings = await self.listeners.reconfigure(self.served(live), connection_limits(live))
             self.config = live
         self.smtp.apply(
             SmtpSettings.build(self.config, self.policy, tls, auth=True, signing=self.signing)
         )
+        if self.pop3 is not None:
+            self.pop3.apply(Pop3ServiceSettings.build(self.config, tls))
         return warnings
 
 
@@ -185,9 +196,11 @@ def _receiving(
     wake_fd: int | None = None,
     direct: DirectDelivery | None = None,
     report_sink: ReportSink | None = None,
+    readers: bool = False,
 ) -> ProcessRole:
     """The parts every role has: TLS, accounts, the receive policy, the SMTP service
-    on its listeners, the report sink."""
+    on its listeners, the report sink; with `readers`, the POP3 service on the
+    same listeners (one set of connection limits, one drain, one restart)."""
     tls = TlsProvider.create(config)  # TlsError: see the contract
     log.info("TLS: %s", tls.describe())
     auth = wiring.auth_service(config)
@@ -214,8 +227,18 @@ def _receiving(
         on_etrn=on_etrn,
         direct=direct,
     )
+    services: dict[str, Any] = {role.name: smtp for role in SMTP_ROLES}
+    pop3 = None
+    if readers:
+        pop3 = Pop3Service(
+            Pop3ServiceSettings.build(config, tls),
+            ReaderLogins(auth, maillog, protocol="pop3"),
+            metrics=metrics,
+        )
+        services.update({role.name: pop3 for role in POP3_ROLES})
+    wanted = smtp_listeners(config, tls=True) + (pop3_listeners(config) if readers else [])
     listeners = Listeners(
-        smtp, smtp_listeners(config, tls=True), limits=connection_limits(config), metrics=metrics
+        ByRole(services), wanted, limits=connection_limits(config), metrics=metrics
     )
     role = ProcessRole(
         name,
@@ -237,6 +260,7 @@ def _receiving(
         submit,
         report_sink if report_sink is not None else NullSink(),
         signing=signing,
+        pop3=pop3,
     )
     return role
 
@@ -288,6 +312,7 @@ def full_role(config: Config, *, wake_fd: int | None = None) -> ProcessRole:
         wake_fd=wake_fd,
         direct=manager.direct,
         report_sink=report_sink,
+        readers=True,
     )
     if isinstance(report_sink, StoreSink) and role.submit is not None:
         role.reports = ReportJob(config, report_sink, wiring.resolver(config), role.submit)

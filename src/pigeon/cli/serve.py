@@ -128,6 +128,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         'AUTH); repeatable; replaces submissions_listen; "" turns it off',
     )
     parser.add_argument(
+        "--pop3-listen",
+        metavar="HOST:PORT",
+        action="append",
+        help="address of the pop3 role (port 110: STLS, then a login); repeatable; "
+        'replaces [pop3] listen; "" turns the role off',
+    )
+    parser.add_argument(
+        "--pop3-tls-listen",
+        metavar="HOST:PORT",
+        action="append",
+        help="address of the pop3s role (port 995: implicit TLS); repeatable; "
+        'replaces [pop3] tls_listen; "" turns the role off',
+    )
+    parser.add_argument(
         "--metrics-listen",
         metavar="HOST:PORT",
         help='address of the Prometheus endpoint ([admin] metrics_listen); "" = none',
@@ -174,6 +188,13 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         if given is not None:
             # "" turns the role off: [] in the file's terms.
             out[role] = [address for address in given if address != ""]
+    pop3 = {
+        key: [address for address in given if address != ""]
+        for key, given in (("listen", args.pop3_listen), ("tls_listen", args.pop3_tls_listen))
+        if given is not None
+    }
+    if pop3:
+        out["pop3"] = pop3
     if args.metrics_listen is not None:
         out["admin"] = {"metrics_listen": args.metrics_listen}
     if args.domain is not None:

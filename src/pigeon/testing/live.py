@@ -111,6 +111,8 @@ class PigeonProcess:
         # Every role gets its own free port, so servers can run side by side.
         self.submission_port = free_port()
         self.submissions_port = free_port()
+        self.pop3_port = free_port()
+        self.pop3s_port = free_port()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = self.workdir / "pigeon.toml"
         self.log_path = self.workdir / "pigeon.log"
@@ -121,12 +123,32 @@ class PigeonProcess:
             f'submission_listen = ["127.0.0.1:{self.submission_port}"]\n'
             f'submissions_listen = ["127.0.0.1:{self.submissions_port}"]\n'
         )
-        self.config_path.write_text(base + config_text)
+        self.config_path.write_text(base + self._with_pop3(config_text))
         self.extra_args = extra_args or []
         self.wrap = list(wrap or [])
         self.env = env
         self.proc: subprocess.Popen | None = None
         self.successor: int | None = None  # the pid `pigeon restart` started
+
+    def _with_pop3(self, config_text: str) -> str:
+        """`config_text` with this server's own POP3 ports in its `[pop3]` table
+        (added at the end when the text has none; the text's own keys win)."""
+        ports = {
+            "listen": f'listen = ["127.0.0.1:{self.pop3_port}"]\n',
+            "tls_listen": f'tls_listen = ["127.0.0.1:{self.pop3s_port}"]\n',
+        }
+        lines = config_text.splitlines(keepends=True)
+        if "[pop3]\n" not in [line.strip() + "\n" for line in lines]:
+            text = (
+                config_text if not config_text or config_text.endswith("\n") else config_text + "\n"
+            )
+            return text + "\n[pop3]\n" + "".join(ports.values())
+        at = [line.strip() for line in lines].index("[pop3]") + 1
+        for line in lines[at:]:
+            if line.lstrip().startswith("["):
+                break
+            ports.pop(line.split("=")[0].strip(), None)
+        return "".join(lines[:at]) + "".join(ports.values()) + "".join(lines[at:])
 
     @property
     def pid(self) -> int:
