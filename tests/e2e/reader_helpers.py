@@ -92,9 +92,9 @@ class PigeonReaders(ReaderServer):
         )
         self.proc.start()
         add_user(self.proc)
-        self.imap_port, self.imaps_port = self.proc.imap_port, self.proc.imaps_port
-        self.pop3_port = getattr(self.proc, "pop3_port", 0)
-        self.pop3s_port = getattr(self.proc, "pop3s_port", 0)
+        self.imap_port = getattr(self.proc, "imap_port", 0)  # until the IMAP merge
+        self.imaps_port = getattr(self.proc, "imaps_port", 0)
+        self.pop3_port, self.pop3s_port = self.proc.pop3_port, self.proc.pop3s_port
         self.mail_root = self.proc.data_dir / "mailboxes"
         self.inbox = self.mail_root / "example.test" / "alice"
 
