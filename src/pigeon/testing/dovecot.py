@@ -16,8 +16,9 @@ Contract:
     ends every process it started.
   * Mail: `mail_root/<domain>/<local>/` is the Maildir of `local@domain`
     (pigeon's `<data_dir>/mailboxes` layout, docs/architecture.md), Maildir++
-    folders (`.Junk`) are its folders, "/" the hierarchy separator (as
-    pigeon's IMAP). Index files go to Dovecot's own directory; the control
+    folders (`.Junk`) are its folders with UTF-8 names on disk
+    (`LAYOUT=maildir++:UTF-8`), "/" the hierarchy separator (as pigeon's
+    mailstore/folders.py and IMAP). Index files go to Dovecot's own directory; the control
     files (dovecot-uidlist, dovecot-keywords) stay in the Maildir, where
     Dovecot reads keyword letters from `dovecot-keywords` as pigeon writes it.
   * Users: a passwd-file of `users` (name -> plain password), LOGIN and
@@ -181,7 +182,9 @@ class PrivateDovecot:
             "userdb {\n  driver = static\n"
             f"  args = uid={owner.pw_uid} gid={owner.pw_gid} home={d / 'home'}/%Ld/%Ln\n}}\n"
             # pigeon's layout: <mail_root>/<domain>/<local>/, Maildir++ folders.
-            f"mail_location = maildir:{self.mail_root}/%Ld/%Ln:INDEX={self.index_dir}/%Ld/%Ln\n"
+            # Folder names are UTF-8 on disk, as pigeon writes them (mailstore/folders.py).
+            f"mail_location = maildir:{self.mail_root}/%Ld/%Ln:LAYOUT=maildir++:UTF-8"
+            f":INDEX={self.index_dir}/%Ld/%Ln\n"
             "namespace inbox {\n  inbox = yes\n  separator = /\n}\n"
             "default_internal_user = dovecot\n"
             "default_login_user = dovenull\n" + listeners + self.settings
