@@ -89,6 +89,22 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
         time.sleep(interval)
 
 
+def _with_reader_ports(config_text: str, server: PigeonProcess) -> str:
+    """`config_text` with the [imap] listeners on the server's own ports (the
+    defaults would have servers side by side clash), unless the text sets them."""
+    lines = {
+        "listen": f'listen = ["127.0.0.1:{server.imap_port}"]',
+        "tls_listen": f'tls_listen = ["127.0.0.1:{server.imaps_port}"]',
+    }
+    section = re.search(r"^\[imap\][ \t]*$", config_text, re.M)
+    if section is None:
+        return config_text + "\n[imap]\n" + "\n".join(lines.values()) + "\n"
+    body = re.split(r"^\s*\[", config_text[section.end() :], maxsplit=1, flags=re.M)[0]
+    given = re.findall(r"^\s*(\w+)\s*=", body, re.M)
+    added = "".join(f"\n{line}" for key, line in lines.items() if key not in given)
+    return config_text[: section.end()] + added + config_text[section.end() :]
+
+
 class PigeonProcess:
     def __init__(
         self,
@@ -111,6 +127,8 @@ class PigeonProcess:
         # Every role gets its own free port, so servers can run side by side.
         self.submission_port = free_port()
         self.submissions_port = free_port()
+        self.imap_port = free_port()
+        self.imaps_port = free_port()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = self.workdir / "pigeon.toml"
         self.log_path = self.workdir / "pigeon.log"
@@ -121,7 +139,7 @@ class PigeonProcess:
             f'submission_listen = ["127.0.0.1:{self.submission_port}"]\n'
             f'submissions_listen = ["127.0.0.1:{self.submissions_port}"]\n'
         )
-        self.config_path.write_text(base + config_text)
+        self.config_path.write_text(base + _with_reader_ports(config_text, self))
         self.extra_args = extra_args or []
         self.wrap = list(wrap or [])
         self.env = env
