@@ -8,7 +8,10 @@ Contract:
     started; the lifecycle (app/lifecycle.py) starts, reloads and stops any
     role the same way, going by which parts it has.
   * "full": the store (opened as the queue's owner), the SMTP service on its
-    listeners, the queue manager and delivery agents, and the administration
+    listeners, the IMAP server on the same `Listeners` (its roles "imap" and
+    "imaps" counted apart under `[imap]`'s limits; it reads the Maildirs
+    local delivery writes in this process, so IDLE is woken in-process),
+    the queue manager and delivery agents, and the administration
     side (control socket, PID file, submit socket, metrics: started by the
     lifecycle because the manager exists). Accepted mail goes straight to
     the manager (`submit`). With worker processes, `wake_fd` is the read end
@@ -60,9 +63,10 @@ from pigeon.delivery.api import DeliveryAgent
 from pigeon.delivery.wiring import build_agents
 from pigeon.hooks.api import Submit
 from pigeon.hooks.load import LoadedPlugin, delivery_observers
-from pigeon.net.listener import Listeners
+from pigeon.net.listener import ConnectionLimits, Listener, Listeners, RoleServices, Service
 from pigeon.net.signmail import OutboundSigning, outbound_signing
 from pigeon.net.smtp_service import (
+    SMTP_ROLES,
     SmtpService,
     SmtpSettings,
     connection_limits,
@@ -74,6 +78,13 @@ from pigeon.obs.metrics import Metrics
 from pigeon.policy.pipeline import ReceivePipeline
 from pigeon.qmgr import DirectDelivery, Qmgr, build_direct
 from pigeon.queue.store import QueueStore
+from pigeon.readers.imap_service import (
+    IMAP_ROLES,
+    ImapService,
+    ImapSettings,
+    imap_limits,
+    imap_listeners,
+)
 from pigeon.reports.records import NullSink, ReportSink
 from pigeon.reports.store import StoreSink
 from pigeon.routing.resolve import Router
@@ -113,6 +124,7 @@ class ProcessRole:
     report_sink: ReportSink = field(default_factory=NullSink)
     reports: ReportJob | None = None  # "full" with [reports] on: the periodic job
     signing: OutboundSigning | None = None  # DKIM signing ([dkim]; net/signmail.py)
+    imap: ImapService | None = None  # "full" only: the IMAP server on `listeners` (readers/)
 
     @property
     def owns_queue(self) -> bool:
@@ -161,13 +173,27 @@ class ProcessRole:
                 min_free=live.queue.min_free, message_size=live.limits.message_size
             )
             warnings = await self.listeners.reconfigure(
-                smtp_listeners(live, tls=True), connection_limits(live)
+                *_listening(live, readers=self.imap is not None)
             )
             self.config = live
         self.smtp.apply(
             SmtpSettings.build(self.config, self.policy, tls, auth=True, signing=self.signing)
         )
+        if self.imap is not None:
+            self.imap.apply(ImapSettings.build(self.config, tls))
         return warnings
+
+
+def _listening(config: Config, *, readers: bool) -> tuple[list[Listener], ConnectionLimits]:
+    """Every listener of a role and their limits: SMTP's, and with `readers`
+    (the full role) the IMAP server's, counted apart (net/listener.py)."""
+    limits = connection_limits(config)
+    if not readers:
+        return smtp_listeners(config, tls=True), limits
+    groups = {"imap": imap_limits(config)}
+    return smtp_listeners(config, tls=True) + imap_listeners(config), ConnectionLimits(
+        limits.total, limits.per_ip, groups
+    )
 
 
 def _receiving(
@@ -214,9 +240,13 @@ def _receiving(
         on_etrn=on_etrn,
         direct=direct,
     )
-    listeners = Listeners(
-        smtp, smtp_listeners(config, tls=True), limits=connection_limits(config), metrics=metrics
-    )
+    services: dict[str, Service] = {r.name: smtp for r in SMTP_ROLES}
+    imap = None
+    if name == "full":  # the readers run beside local delivery: IDLE hears of new mail
+        imap = wiring.imap_service(config, tls, auth, maillog)
+        services.update({r.name: imap for r in IMAP_ROLES})
+    listening, limits = _listening(config, readers=imap is not None)
+    listeners = Listeners(RoleServices(services), listening, limits=limits, metrics=metrics)
     role = ProcessRole(
         name,
         config,
@@ -237,6 +267,7 @@ def _receiving(
         submit,
         report_sink if report_sink is not None else NullSink(),
         signing=signing,
+        imap=imap,
     )
     return role
 
