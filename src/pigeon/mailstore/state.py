@@ -1,0 +1,362 @@
+"""The in-memory state of one Maildir, shared by every reader session of the process.
+
+Contract:
+  * `state_for(maildir)` gives the one `MaildirState` of a Maildir in this
+    process (made on first use); every method runs under its `lock` (an
+    RLock: blocking file I/O, called from the readers' threads).
+  * `refresh()` brings the state up to date with the disk: one listdir of
+    new/ and one of cur/; files in new/ are moved to cur/ with `:2,` (a
+    reader has seen them; \\Recent is not kept, RFC 9051 dropped it); new
+    base names get UIDs in name order (Maildir names begin with the arrival
+    time); names gone are expunged; a name whose flags changed gets a new
+    modseq (RFC 7162 §3.1: every change raises it). UIDs and modseqs are
+    in the uidlist (mailstore/uidlist.py) before `refresh` returns. When
+    neither directory's mtime changed since a scan that was made more than
+    a second after that mtime, the disk is not read at all (a change in the
+    same clock tick as the scan would not show in the mtime).
+  * The current messages are `snapshot` (a `Snapshot`: a dict uid ->
+    MessageInfo in UID order and its `generation`), replaced, never changed
+    in place, so sessions share it. `changed_since(generation)` gives the
+    UIDs touched since (added, flags changed or expunged), or None when
+    that is too long ago (the caller compares whole snapshots).
+  * `set_flags`, `expunge` and `register` (files a copy or an append just
+    put into cur/) change the files, the uidlist and the snapshot together.
+  * A lost or corrupt uidlist: a new UIDVALIDITY, every message numbered
+    again from 1, one WARNING line; never an exception.
+  * OSError from the disk propagates (the reader answers NO).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from pigeon.fsutil import fsync_dir
+from pigeon.mailstore.flags import INFO, LETTER_FLAGS
+from pigeon.mailstore.keywords import Keywords
+from pigeon.mailstore.message import MessageInfo
+from pigeon.mailstore.uidlist import FILENAME, UidList, UidListCorrupt, new_uidvalidity
+
+__all__ = ["MaildirState", "Snapshot", "forget_state", "kept_letters", "state_for"]
+
+log = logging.getLogger("pigeon")
+
+#: UIDs remembered in the change log before sessions behind it compare snapshots.
+LOG_MAX = 20_000
+#: A directory mtime this close (seconds) to the scan is not trusted.
+MTIME_SLACK = 1.0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The messages at one generation (shared, never changed)."""
+
+    by_uid: dict[int, MessageInfo]
+    generation: int
+    _list: list[MessageInfo] = field(default_factory=list, compare=False)
+
+    def messages(self) -> list[MessageInfo]:
+        if len(self._list) != len(self.by_uid):
+            self._list[:] = self.by_uid.values()
+        return self._list
+
+    def uids(self) -> list[int]:
+        return [m.uid for m in self.messages()]
+
+
+class MaildirState:
+    """See the module contract."""
+
+    def __init__(self, maildir: str) -> None:
+        self.maildir = maildir
+        self.lock = threading.RLock()
+        self.keywords = Keywords(maildir)
+        self.uidlist_path = os.path.join(maildir, FILENAME)
+        self.uidlist: UidList | None = None
+        self.by_base: dict[str, MessageInfo] = {}
+        self.snapshot = Snapshot({}, 0)
+        self._log: list[int] = []
+        self._log_start = 0  # the generation of _log[0]
+        self._mtimes: tuple[int, int] | None = None
+        self._flag_sets: dict[str, frozenset[str]] = {}
+
+    # -- reading the disk --------------------------------------------------
+
+    @property
+    def generation(self) -> int:
+        return self._log_start + len(self._log)
+
+    def refresh(self) -> None:
+        with self.lock:
+            if self.uidlist is None:
+                self._load_uidlist()
+            if self.keywords.load():
+                self._flag_sets = {}  # a letter may name another keyword now
+            mtimes, trusted = self._dir_mtimes()
+            if mtimes == self._mtimes:
+                return
+            self._scan()
+            self._mtimes = mtimes if trusted else None
+
+    def _dir_mtimes(self) -> tuple[tuple[int, int], bool]:
+        new = os.stat(os.path.join(self.maildir, "new")).st_mtime_ns
+        cur = os.stat(os.path.join(self.maildir, "cur")).st_mtime_ns
+        trusted = time.time_ns() - max(new, cur) > MTIME_SLACK * 1e9
+        return (new, cur), trusted
+
+    def _load_uidlist(self) -> None:
+        try:
+            found = UidList.load(self.uidlist_path)
+        except UidListCorrupt as e:
+            log.warning("mailstore: %s; numbering the messages again (new UIDVALIDITY)", e)
+            found = None
+        if found is None:
+            found = UidList(new_uidvalidity())
+            found.write(self.uidlist_path, ())
+        self.uidlist = found
+        maildir = self.maildir
+        for uid, (modseq, name) in found.entries.items():
+            info = MessageInfo(uid, modseq, name, self._flags_of(name), maildir)
+            self.by_base[name.partition(":")[0]] = info
+        found.entries = {}  # by_base holds them from now on
+        by_uid = {info.uid: info for info in self.by_base.values()}
+        self.snapshot = Snapshot(by_uid, self.generation)
+
+    def _flags_of(self, name: str) -> frozenset[str]:
+        _, colon, info = name.partition(":")
+        letters = info[2:] if colon and info.startswith("2,") else ""
+        flags = self._flag_sets.get(letters)
+        if flags is None:
+            flags = self._flag_sets[letters] = self.keywords.letters_to_flags(letters)
+        return flags
+
+    def _scan(self) -> None:
+        new_dir = os.path.join(self.maildir, "new")
+        cur_dir = os.path.join(self.maildir, "cur")
+        cur_names = os.listdir(cur_dir)
+        for name in os.listdir(new_dir):
+            if name[0] == "." or "\n" in name:
+                continue
+            base, _, suffix = name.partition(":")
+            target = base + INFO + (suffix[2:] if suffix.startswith("2,") else "")
+            try:
+                os.rename(os.path.join(new_dir, name), os.path.join(cur_dir, target))
+            except FileNotFoundError:
+                continue  # another reader moved it: it is in cur_names or the next scan
+            cur_names.append(target)
+        on_disk: dict[str, str] = {}
+        for entry in cur_names:
+            if entry[0] != "." and "\n" not in entry:
+                on_disk[entry.partition(":")[0]] = entry
+        by_base = self.by_base
+        touched: list[MessageInfo] = []
+        gone = [info for base, info in by_base.items() if base not in on_disk]
+        for info in gone:
+            del by_base[info.base]
+        fresh: list[str] = []
+        for base, entry in on_disk.items():
+            known = by_base.get(base)
+            if known is None:
+                fresh.append(base)
+            elif known.name != entry:
+                touched.append(known.with_change(0, entry, self._flags_of(entry)))
+        fresh.sort()
+        uidlist = self.uidlist
+        assert uidlist is not None
+        maildir = self.maildir
+        added = []
+        for base in fresh:
+            entry = on_disk[base]
+            added.append(MessageInfo(uidlist.uidnext, 0, entry, self._flags_of(entry), maildir))
+            uidlist.uidnext += 1
+        self._commit(touched + added, gone)
+
+    # -- changing ----------------------------------------------------------
+
+    def _commit(self, changed: list[MessageInfo], gone: Iterable[MessageInfo]) -> None:
+        """Give every change a modseq, write it to the uidlist, publish a new
+        snapshot. `changed` are new or renamed messages (their modseq is set
+        here); `gone` are already out of `by_base`."""
+        uidlist = self.uidlist
+        assert uidlist is not None
+        lines = []
+        uids = []
+        for info in gone:
+            uidlist.highestmodseq += 1
+            lines.append(f"-{info.uid} {uidlist.highestmodseq}\n")
+            uids.append(info.uid)
+        for info in changed:
+            uidlist.highestmodseq += 1
+            info.modseq = uidlist.highestmodseq
+            lines.append(f"+{info.uid} {info.modseq} {info.name}\n")
+            uids.append(info.uid)
+        if not lines:
+            return
+        if uidlist.needs_compaction(len(self.by_base) + len(changed)):
+            for info in changed:
+                self.by_base[info.base] = info
+            rows = sorted((i.uid, i.modseq, i.name) for i in self.by_base.values())
+            uidlist.write(self.uidlist_path, rows)
+        else:
+            uidlist.append(self.uidlist_path, lines)
+        for info in changed:
+            self.by_base[info.base] = info
+        by_uid = dict(self.snapshot.by_uid)  # a new dict: sessions keep the old one
+        for info in gone:
+            by_uid.pop(info.uid, None)
+        new_uids = []
+        for info in changed:
+            if info.uid in by_uid:
+                by_uid[info.uid] = info
+            else:
+                new_uids.append(info)
+        if new_uids:
+            new_uids.sort(key=lambda i: i.uid)
+            if by_uid and new_uids[0].uid < next(reversed(by_uid)):
+                by_uid.update((i.uid, i) for i in new_uids)
+                by_uid = dict(sorted(by_uid.items()))
+            else:
+                by_uid.update((i.uid, i) for i in new_uids)
+        self._log.extend(uids)
+        if len(self._log) > LOG_MAX:
+            drop = len(self._log) - LOG_MAX // 2
+            del self._log[:drop]
+            self._log_start += drop
+        self.snapshot = Snapshot(by_uid, self.generation)
+
+    def changed_since(self, generation: int) -> list[int] | None:
+        with self.lock:
+            if generation < self._log_start:
+                return None
+            return self._log[generation - self._log_start :]
+
+    def set_flags(
+        self,
+        uids: Iterable[int],
+        flags: Iterable[str],
+        mode: str,
+        unchangedsince: int | None = None,
+    ) -> tuple[list[MessageInfo], list[int]]:
+        """Change flags (mode "set", "add" or "remove"); (changed infos, UIDs
+        that failed UNCHANGEDSINCE, RFC 7162 §3.1.3)."""
+        if mode not in ("set", "add", "remove"):
+            raise ValueError(f"bad flags mode {mode!r}")
+        wanted = frozenset(f for f in flags if f.lower() != "\\recent")
+        with self.lock:
+            self.refresh()
+            by_uid = self.snapshot.by_uid
+            changed: list[MessageInfo] = []
+            failed: list[int] = []
+            cur_dir = os.path.join(self.maildir, "cur")
+            for uid in uids:
+                info = by_uid.get(uid)
+                if info is None:
+                    continue  # expunged meanwhile: nothing to change
+                if unchangedsince is not None and info.modseq > unchangedsince:
+                    failed.append(uid)
+                    continue
+                if mode == "set":
+                    new_flags = wanted
+                elif mode == "add":
+                    new_flags = info.flags | wanted
+                else:
+                    new_flags = info.flags - wanted
+                letters = self.keywords.flags_to_letters(new_flags) + kept_letters(
+                    info.letters, self.keywords
+                )
+                name = info.base + INFO + "".join(sorted(set(letters)))
+                if name == info.name:
+                    continue
+                try:
+                    os.rename(os.path.join(cur_dir, info.name), os.path.join(cur_dir, name))
+                except FileNotFoundError:
+                    continue  # changed or removed by another program: the next scan sees it
+                changed.append(info.with_change(0, name, self._flags_of(name)))
+            if changed:
+                fsync_dir(cur_dir)
+                self._mtimes = None
+                self._commit(changed, ())
+            return changed, failed
+
+    def expunge(self, uids: Iterable[int] | None = None, deleted_only: bool = True) -> list[int]:
+        """Remove the messages flagged \\Deleted (only those in `uids`); with
+        `deleted_only` False, the messages in `uids` whatever their flags
+        (MOVE, RFC 6851)."""
+        with self.lock:
+            self.refresh()
+            among = None if uids is None else set(uids)
+            cur_dir = os.path.join(self.maildir, "cur")
+            gone = []
+            for info in list(self.by_base.values()):
+                if deleted_only and "\\Deleted" not in info.flags:
+                    continue
+                if among is not None and info.uid not in among:
+                    continue
+                try:
+                    os.unlink(os.path.join(cur_dir, info.name))
+                except FileNotFoundError:
+                    pass  # renamed by another program: the next scan decides
+                else:
+                    gone.append(info)
+            if not gone:
+                return []
+            for info in gone:
+                del self.by_base[info.base]
+            fsync_dir(cur_dir)
+            self._mtimes = None
+            self._commit([], gone)
+            return sorted(info.uid for info in gone)
+
+    def register(self, names: list[str]) -> list[int]:
+        """UIDs for files just put into cur/ under `names`, in that order."""
+        with self.lock:
+            self.refresh()
+            uidlist = self.uidlist
+            assert uidlist is not None
+            infos = []
+            for name in names:
+                base = name.partition(":")[0]
+                if base in self.by_base:  # a scan found it first
+                    infos.append(self.by_base[base])
+                    continue
+                info = MessageInfo(uidlist.uidnext, 0, name, self._flags_of(name), self.maildir)
+                uidlist.uidnext += 1
+                infos.append(info)
+            self._commit([i for i in infos if i.modseq == 0], ())
+            self._mtimes = None
+            return [i.uid for i in infos]
+
+
+def kept_letters(letters: str, keywords: Keywords) -> str:
+    """Letters of a name with no IMAP meaning we know (P, a keyword letter
+    without a name): kept as they are through a flag change."""
+    return "".join(
+        ch
+        for ch in letters
+        if ch not in LETTER_FLAGS and not ("a" <= ch <= "z" and keywords.names[ord(ch) - 97])
+    )
+
+
+_states: dict[str, MaildirState] = {}
+_states_lock = threading.Lock()
+
+
+def state_for(maildir: str) -> MaildirState:
+    key = os.path.abspath(maildir)
+    with _states_lock:
+        state = _states.get(key)
+        if state is None:
+            state = _states[key] = MaildirState(key)
+        return state
+
+
+def forget_state(maildir: str) -> None:
+    """Drop a Maildir's state (the folder was deleted or renamed)."""
+    key = os.path.abspath(maildir)
+    with _states_lock:
+        for other in [k for k in _states if k == key or k.startswith(key + os.sep)]:
+            del _states[other]
