@@ -77,7 +77,7 @@ def test_login_is_refused_before_starttls_and_works_after(server):
         client.starttls(ssl_context=insecure_context())
         caps = client.capabilities
         assert "LOGINDISABLED" not in caps and "AUTH=PLAIN" in caps, caps
-        assert "IMAP4rev2" in caps and "IMAP4rev1" in caps, caps
+        assert "IMAP4REV2" in caps and "IMAP4REV1" in caps, caps
         typ, _ = client.login(USER, PASSWORD)
         assert typ == "OK"
     finally:

@@ -40,6 +40,8 @@ from pigeon.config.schema import Config
 from pigeon.net.listener import ConnectionLimits, Listener, ListenerRole, Refusal
 from pigeon.net.stream import SmtpStream
 from pigeon.net.tls import TlsProvider
+from pigeon.readers.imap.bodycache import BodyCache
+from pigeon.readers.imap.connection import ImapConnection
 
 __all__ = [
     "IMAP",
@@ -80,6 +82,7 @@ class ImapSettings:
     tls: TlsProvider | None
     handshake_timeout: float = 30.0  # [tls] handshake_timeout
     write_timeout: float = 300.0  # [timeouts] command: a client that does not read its answers
+    mechanisms: tuple[str, ...] = ("PLAIN", "SCRAM-SHA-256")  # [auth] mechanisms, inside TLS only
 
     @classmethod
     def build(cls, config: Config, tls: TlsProvider | None) -> ImapSettings:
@@ -89,6 +92,7 @@ class ImapSettings:
             tls,
             config.tls.handshake_timeout,
             config.timeouts.command,
+            config.auth.mechanisms,
         )
 
 
@@ -96,8 +100,6 @@ class ImapService:
     """Serves IMAP sessions on the generic listeners (see the module contract)."""
 
     def __init__(self, settings: ImapSettings, *, logins: Any, store: Any) -> None:
-        from pigeon.readers.imap.bodycache import BodyCache
-
         self.logins = logins  # readers.login.ReaderLogins
         self.store = store  # mailstore.mailbox.MailStore
         self.bodies = BodyCache()  # BODYSTRUCTURE/ENVELOPE computed once per message
@@ -111,9 +113,9 @@ class ImapService:
         """Reload: sessions admitted from now on get `settings`."""
         self._settings = settings
 
-    def session(self, stream: SmtpStream, role: ListenerRole, peer: tuple[str, int]) -> Any:
-        from pigeon.readers.imap.connection import ImapConnection
-
+    def session(
+        self, stream: SmtpStream, role: ListenerRole, peer: tuple[str, int]
+    ) -> ImapConnection:
         log.info("connect from [%s]:%s (%s)", peer[0], peer[1], role.name)
         return ImapConnection(stream, self, self._settings, role.name, peer)
 

@@ -12,11 +12,13 @@ Contract:
   * Bounded: the values' costs (their encoded length) add up to at most
     `limit` octets; the least recently used go first. Nothing here is
     per session (the issue's memory bound per idle session).
-  * Only the event loop's thread uses it (no lock).
+  * Thread-safe (one lock): the FETCH work of many sessions runs in worker
+    threads.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from typing import Any
 
@@ -33,29 +35,32 @@ class BodyCache:
         self.limit = limit
         self.used = 0
         self._items: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
+        self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
     def get(self, key: Any) -> Any:
-        found = self._items.get(key)
-        if found is None:
-            self.misses += 1
-            return None
-        self._items.move_to_end(key)
-        self.hits += 1
-        return found[0]
+        with self._lock:
+            found = self._items.get(key)
+            if found is None:
+                self.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return found[0]
 
     def put(self, key: Any, value: Any, cost: int) -> None:
         if cost > self.limit:
             return
-        old = self._items.pop(key, None)
-        if old is not None:
-            self.used -= old[1]
-        self._items[key] = (value, cost)
-        self.used += cost
-        while self.used > self.limit:
-            _, (_, dropped) = self._items.popitem(last=False)
-            self.used -= dropped
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self.used -= old[1]
+            self._items[key] = (value, cost)
+            self.used += cost
+            while self.used > self.limit:
+                _, (_, dropped) = self._items.popitem(last=False)
+                self.used -= dropped
 
     def __len__(self) -> int:
         return len(self._items)

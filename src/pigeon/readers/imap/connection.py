@@ -34,13 +34,12 @@ import asyncio
 import logging
 import ssl
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pigeon.net.stream import ByteStream
 from pigeon.net.tls import tls_info
-
-if TYPE_CHECKING:
-    from pigeon.readers.imap_service import ImapService, ImapSettings
+from pigeon.readers.imap.dispatch import HANDLERS
+from pigeon.readers.imap.session import ImapSession
 
 __all__ = ["ImapConnection"]
 
@@ -56,8 +55,8 @@ class ImapConnection:
     def __init__(
         self,
         stream: ByteStream,
-        service: ImapService,
-        settings: ImapSettings,
+        service: Any,  # readers.imap_service.ImapService
+        settings: Any,  # readers.imap_service.ImapSettings
         role: str,
         peer: tuple[str, int],
         *,
@@ -139,7 +138,10 @@ class ImapConnection:
         info = tls_info(stream.get_extra_info("ssl_object"))
         self.tls_active = True
         log.info(
-            "TLS established with [%s]:%s: %s %s", self.client_ip, self.client_port, info.version,
+            "TLS established with [%s]:%s: %s %s",
+            self.client_ip,
+            self.client_port,
+            info.version,
             info.cipher,
         )
         return True
@@ -147,9 +149,7 @@ class ImapConnection:
     # --- the session -----------------------------------------------------------------
 
     async def run(self) -> None:
-        from pigeon.readers.imap.session import ImapSession
-
-        session = ImapSession(self)
+        session = ImapSession(self, HANDLERS)
         try:
             if self.role == "imaps" and not await self.handshake(implicit=True):
                 return
