@@ -54,7 +54,8 @@ class Section:
         if self.text:
             out = f"{out}.{self.text}" if out else self.text
         if self.fields:
-            out += " (" + " ".join(self.fields) + ")"
+            # upper case, as Dovecot answers (clients match it case-blind)
+            out += " (" + " ".join(f.upper() for f in self.fields) + ")"
         return out
 
 

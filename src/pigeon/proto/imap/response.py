@@ -7,7 +7,8 @@ Contract:
     octets; RFC 9051 §4.3). "Safe" for a quoted string: no CR, LF or NUL, at
     most `QUOTED_MAX` octets, and 7-bit unless the client enabled UTF-8
     (IMAP4rev2 or UTF8=ACCEPT: RFC 9051 §4.3 / RFC 6855 §3 allow UTF-8 in
-    quoted strings). `Literal8` is "~{n}" (BINARY, RFC 3516 §4.2); lists and
+    quoted strings). `Literal8` is "~{n}" (BINARY, RFC 3516 §4.2); `Raw` is
+    octets already encoded (written as is); lists and
     tuples are parenthesised lists.
   * Response lines: `untagged`, `tagged`, `continuation`, `bye`; a status
     text never carries CR or LF (it is cleaned), and a response code is
@@ -45,6 +46,13 @@ class Atom:
 
 
 @dataclass(frozen=True, slots=True)
+class Raw:
+    """Octets already encoded (a cached BODYSTRUCTURE), written as they are."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Literal8:
     """Octets sent as literal8 (may hold NUL; RFC 3516 §4.2)."""
 
@@ -52,7 +60,7 @@ class Literal8:
 
 
 Value = (
-    None | int | str | bytes | Atom | Literal8 | Sequence["Value"]  # a parenthesised list
+    None | int | str | bytes | Atom | Raw | Literal8 | Sequence["Value"]  # a parenthesised list
 )
 
 
@@ -90,6 +98,8 @@ def encode(value: Value, utf8: bool = False) -> bytes:
         return str(value).encode("ascii")
     if isinstance(value, Atom):
         return value.text.encode("utf-8")
+    if isinstance(value, Raw):
+        return value.data
     if isinstance(value, Literal8):
         return b"~{%d}\r\n" % len(value.data) + value.data
     if isinstance(value, str | bytes):

@@ -1,0 +1,60 @@
+"""FETCH items computed from a message's octets (RFC 9051 §6.4.5, §7.5.2).
+
+Contract:
+  * `content_item(att, data, root)` returns (response name, value) for the
+    attributes that come from the message itself: ENVELOPE, BODYSTRUCTURE,
+    BODY, BODY[section]<partial> (and BODY.PEEK), BINARY[part]<partial>,
+    BINARY.SIZE[part], RFC822, RFC822.HEADER, RFC822.TEXT, RFC822.SIZE.
+    `root` is the message's `mime.Part` tree (computed once, cacheable).
+    The value is ready for `response.fetch_response`.
+  * FLAGS, UID, INTERNALDATE and MODSEQ are the store's: `needs_content`
+    tells whether an attribute needs the message octets at all, so a FETCH
+    of flags never reads a file; `needs_structure` whether it needs the tree.
+  * Raises `sections.UnknownEncoding` for BINARY of a part whose encoding
+    cannot be undone (the server answers NO [UNKNOWN-CTE], RFC 3516 §4.3).
+  * BINARY with NUL octets is sent as literal8 (RFC 3516 §4.2).
+"""
+
+from __future__ import annotations
+
+from pigeon.proto.imap import response as R
+from pigeon.proto.imap.envelope import encode_envelope
+from pigeon.proto.imap.fetchspec import FetchAtt, Section
+from pigeon.proto.imap.mime import Part, bodystructure, message_envelope
+from pigeon.proto.imap.sections import binary_bytes, partial, section_bytes
+
+STORE_ITEMS = frozenset({"FLAGS", "UID", "INTERNALDATE", "MODSEQ"})
+_RFC822 = {
+    "RFC822": Section(),
+    "RFC822.HEADER": Section((), "HEADER"),
+    "RFC822.TEXT": Section((), "TEXT"),
+}
+
+
+def needs_content(att: FetchAtt) -> bool:
+    return att.name not in STORE_ITEMS and att.name != "RFC822.SIZE"
+
+
+def needs_structure(att: FetchAtt) -> bool:
+    return att.name in ("ENVELOPE", "BODYSTRUCTURE", "BODY", "BODY[]", "BINARY[]", "BINARY.SIZE")
+
+
+def content_item(att: FetchAtt, data: bytes, root: Part) -> tuple[str, R.Value]:
+    name = att.name
+    if name == "RFC822.SIZE":
+        return name, len(data)
+    if name == "ENVELOPE":
+        return name, R.Raw(encode_envelope(message_envelope(data, root)))
+    if name in ("BODYSTRUCTURE", "BODY"):
+        return name, R.Raw(bodystructure(root, extended=name == "BODYSTRUCTURE"))
+    if name in _RFC822:
+        return name, section_bytes(data, root, _RFC822[name])
+    section = att.section or Section()
+    if name == "BODY[]":
+        return att.response_name(), partial(section_bytes(data, root, section), att.partial)
+    if name == "BINARY[]":
+        octets = partial(binary_bytes(data, root, section.part), att.partial)
+        return att.response_name(), R.Literal8(octets) if b"\x00" in octets else octets
+    if name == "BINARY.SIZE":
+        return att.response_name(), len(binary_bytes(data, root, section.part))
+    raise ValueError(f"{name} is not computed from the message")
