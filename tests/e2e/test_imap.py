@@ -188,7 +188,7 @@ def test_store_search_copy_move_expunge_and_uid_commands(server):
             str(uids[2]).encode(),
         ]
         assert client.create("Archive")[0] == "OK"
-        typ, data = client.uid("COPY", str(uids[0]), "Archive")
+        typ, data = client._simple_command("UID", "COPY", str(uids[0]), "Archive")
         assert typ == "OK" and b"COPYUID" in data[0], data
         typ, data = client._simple_command("UID", "MOVE", str(uids[1]), "Archive")
         assert typ == "OK", data

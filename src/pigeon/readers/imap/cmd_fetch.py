@@ -209,7 +209,7 @@ def _structure(
     key = (folder.path, info.base)
     found = cache.get(key)
     if found is not None:
-        return found  # type: ignore[no-any-return]
+        return found
     if data is None:
         data = folder.read(info.uid)
     root = mime.parse_structure(data)
