@@ -132,7 +132,7 @@ def parse_params(text: str) -> tuple[str, tuple[tuple[str, str], ...]]:
     return pieces[0].strip(), tuple(params[:100])
 
 
-def _header_end(data: bytes, start: int, end: int) -> int:
+def header_end(data: bytes, start: int, end: int) -> int:
     """Offset of the body: after the first empty line, or `end` (RFC 5322 §2.1)."""
     if data.startswith(b"\r\n", start):
         return start + 2
@@ -197,7 +197,7 @@ def _parse(
     data: bytes, start: int, end: int, depth: int, default: tuple[str, str], budget: _Budget
 ) -> Part:
     budget.parts += 1
-    body_start = _header_end(data, start, end)
+    body_start = header_end(data, start, end)
     fields = header_fields(data[start:body_start])
     ctype = first(fields, "Content-Type")
     mtype, msub = default
