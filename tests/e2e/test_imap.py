@@ -258,7 +258,10 @@ def _read_until(stream, pattern: bytes, timeout: float) -> bytes:
     raise AssertionError(f"{pattern!r} not seen in {seen!r}")
 
 
-def test_idle_announces_a_message_delivered_by_smtp(server):
+def test_idle_announces_a_message_delivered_by_smtp(pigeon_factory):
+    # No slow poll within the wait: only the delivery's announcement can wake the IDLE.
+    server = pigeon_factory(CONFIG + "[imap]\nidle_poll = 600\n")
+    add_user(server)
     deliver(server, "before idle")
     delivered(server, 1)
     with socket.create_connection(("127.0.0.1", server.imaps_port), timeout=READ_TIMEOUT) as raw:

@@ -8,7 +8,10 @@ Contract:
     describes). A job is durable when the batch returns without an error
     for it: its file is fsync'ed before it is linked into new/, and each
     distinct new/ directory is fsync'ed ONCE per batch (then the queue
-    manager may mark the recipient delivered and drop its copy).
+    manager may mark the recipient delivered and drop its copy). Each
+    Maildir that received a message is then announced
+    (`pigeon.mailstore.notify`: IMAP IDLE wakes at once; free when nobody
+    watches).
   * The content is streamed in chunks from the job's `MessageContent`
     (pigeon/queue/api.py); a message is never held whole in memory.
   * This module never touches the queue. Where a mailbox lives, its
@@ -62,7 +65,7 @@ from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 from pigeon.fsutil import fsync_dir
-from pigeon.mailstore import ensure_maildir, forget_maildir, sized_name, unique_base
+from pigeon.mailstore import ensure_maildir, forget_maildir, notify, sized_name, unique_base
 from pigeon.msgfile import write_all
 from pigeon.queue.api import MessageContent
 from pigeon.vocab import StoreError
@@ -323,6 +326,10 @@ def deliver_batch(
                 for i, final in entries:
                     _unlink_quietly(final)
                     errors[i] = e
+    for directory, entries in linked.items():
+        if any(errors[i] is None for i, _ in entries):
+            # IMAP IDLE sessions of this process hear of it now (mailstore/notify.py).
+            notify.announce(os.path.dirname(directory))
     ended = clock()
     return [(started_at[i], ended, errors[i]) for i in range(len(jobs))]
 

@@ -45,7 +45,12 @@ class Client:
     def __init__(self, service: ImapService, role: str = "imap") -> None:
         self.stream = MemoryStream(TLS)
         self.conn = ImapConnection(
-            self.stream, service, service.settings, role, ("127.0.0.1", 40000), clock=self.stream.clock
+            self.stream,
+            service,
+            service.settings,
+            role,
+            ("127.0.0.1", 40000),
+            clock=self.stream.clock,
         )
         self.task = asyncio.get_running_loop().create_task(self.conn.run())
         self.task.add_done_callback(lambda _: self.stream.finished())
@@ -311,3 +316,21 @@ def test_copy_move_and_folders(world, tmp_path):
         assert b"MESSAGES 2" in out, out
 
     run(world, tmp_path, scenario)
+
+
+def test_idle_polls_for_mail_other_programs_write(world, tmp_path):
+    async def scenario(service):
+        c = Client(service, "imaps")
+        await c.login()
+        await c.say(b"s SELECT INBOX\r\n")
+        assert (await c.say(b"i IDLE\r\n")).startswith(b"+ ")
+        maildir = tmp_path / "mailboxes" / "example.test" / "alice"
+        (maildir / "new" / "1700000000.M2P2.other,S=20").write_bytes(b"Subject: hi\n\nhello\n")
+        c.stream.advance(4)
+        assert await c.output() == b""  # not yet: the poll is every 5 s
+        c.stream.advance(1)
+        assert b"* 1 EXISTS" in await c.output()
+        c.stream.advance(1800)
+        assert (await c.output()).startswith(b"* BYE")  # idle_timeout
+
+    run(world, tmp_path, scenario, idle_poll=5.0, idle_timeout=1800.0)

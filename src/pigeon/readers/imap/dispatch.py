@@ -14,6 +14,7 @@ from pigeon.readers.imap import (
     cmd_idle,
     cmd_mailboxes,
     cmd_messages,
+    cmd_search,
 )
 from pigeon.readers.imap.session import Handlers
 
@@ -44,6 +45,7 @@ HANDLERS = Handlers(
         "LSUB": cmd_mailboxes.list_,
         "STATUS": cmd_mailboxes.status,
         "FETCH": cmd_fetch.fetch,
+        "SEARCH": cmd_search.search,
         "STORE": cmd_messages.store,
         "COPY": cmd_messages.copy,
         "MOVE": cmd_messages.copy,

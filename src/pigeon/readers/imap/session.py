@@ -163,7 +163,9 @@ class ImapSession:
         self.executing = False
         self._watch: Any = None  # mailstore.notify.Watch of the selected Maildir
         self._news = False
-        self._held: list[bytes] | None = None  # a command's tagged answer, kept for after the updates
+        self._held: list[bytes] | None = (
+            None  # a command's tagged answer, kept for after the updates
+        )
 
     # --- what the driver asks --------------------------------------------------------
 
