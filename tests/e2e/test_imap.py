@@ -385,7 +385,7 @@ def test_deep_mime_malformed_headers_and_8bit_garbage_are_served(server):
 
 
 def test_a_silent_client_is_logged_out(pigeon_factory):
-    server = pigeon_factory(CONFIG + "[imap]\nlogin_timeout = 1\nautologout = 2\n")
+    server = pigeon_factory(CONFIG + "[imap]\nlogin_timeout = 1\n")
     c = Raw(server, login=False)
     try:
         assert b"* BYE" in c.until(rb"^\* BYE", timeout=READ_TIMEOUT)

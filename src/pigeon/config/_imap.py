@@ -15,12 +15,22 @@ from typing import Any
 from pigeon.config import _checks as C
 from pigeon.config import _secure as S
 from pigeon.config._checks import ConfigError
-from pigeon.config.imap import ImapConfig
+from pigeon.config.imap import MIN_AUTOLOGOUT, ImapConfig
 
 __all__ = ["SECTIONS", "size"]
 
 _SIZE = re.compile(r"\s*(\d+)\s*([KMG]?)B?\s*\Z", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+
+
+def _autologout(key: str, value: Any) -> float:
+    checked = C.seconds(positive=True)(key, value)
+    if checked < MIN_AUTOLOGOUT:
+        raise ConfigError(
+            key,
+            f"must be at least {MIN_AUTOLOGOUT:.0f} seconds (RFC 9051 §5.4), got {C.show(value)}",
+        )
+    return checked
 
 
 def size(key: str, value: Any) -> int:
@@ -45,7 +55,7 @@ SECTIONS: dict[str, tuple[type, dict[str, C.Checker]]] = {
             "listen": S.listen_roles,
             "tls_listen": S.listen_roles,
             "max_literal": size,
-            "autologout": C.seconds(positive=True),
+            "autologout": _autologout,
             "login_timeout": C.seconds(positive=True),
             "idle_timeout": C.seconds(positive=True),
             "idle_poll": C.seconds(positive=True),

@@ -9,8 +9,7 @@ from pigeon.config.listen import ListenAddress
 __all__ = ["ImapConfig", "MIN_AUTOLOGOUT"]
 
 #: RFC 9051 §5.4: the auto-logout timer of an authenticated session "MUST be
-#: at least 30 minutes". Shorter values are allowed (tests, a closed
-#: network) and warned about at start-up by nobody: the docs say it.
+#: at least 30 minutes" (the loader refuses less).
 MIN_AUTOLOGOUT = 1800.0
 
 
@@ -34,8 +33,8 @@ class ImapConfig:
     #: client may send (an APPENDed message); a bigger one is refused before
     #: one octet of it is read (RFC 7888 §4 for LITERAL+).
     max_literal: int = 50 * 1024 * 1024
-    #: [imap] autologout, s: an authenticated session silent this long is
-    #: logged out with "* BYE" (RFC 9051 §5.4: at least 30 minutes).
+    #: [imap] autologout, s (>= 1800): an authenticated session silent this
+    #: long is logged out with "* BYE" (RFC 9051 §5.4: at least 30 minutes).
     autologout: float = MIN_AUTOLOGOUT
     #: [imap] login_timeout, s: a session that has not logged in within this
     #: long of its last command is logged out (RFC 9051 §5.4 allows shorter

@@ -3,12 +3,13 @@ LOGOUT, ID, ENABLE, NAMESPACE, STARTTLS.
 
 Contract:
   * `capabilities(session)` is the list the greeting, CAPABILITY and the
-    OK of a login carry (RFC 9051 §7.2.2). Passwords only inside TLS
-    (RFC 9051 §6.2.3, RFC 8314): on the "imap" role before STARTTLS the
-    list says STARTTLS and LOGINDISABLED and offers no AUTH=; once the
-    connection is encrypted (STARTTLS, or the "imaps" role) it offers the
-    `[auth] mechanisms` pigeon's SASL code implements, and SASL-IR.
-    After the login it lists the extensions a logged-in client may use.
+    OK of a login carry (RFC 9051 §7.2.2), as the state machine gives it
+    (pigeon.proto.imap.state). Passwords only inside TLS (RFC 9051 §6.2.3,
+    RFC 8314): on the "imap" role before STARTTLS the list says STARTTLS
+    and LOGINDISABLED and offers no AUTH=; once the connection is encrypted
+    (STARTTLS, or the "imaps" role) it offers the `[auth] mechanisms`
+    pigeon's SASL code implements. After the login it lists the extensions
+    a logged-in client may use.
   * STARTTLS (RFC 9051 §6.2.1): answered OK, then every octet the client
     sent after the command is dropped (the reader's buffer here, the
     stream's in the driver: CVE-2011-0411) and the driver runs the
@@ -27,11 +28,9 @@ import logging
 
 from pigeon.proto.imap import response as R
 from pigeon.proto.imap.commands import Command, Enable, Id
-from pigeon.proto.sasl import MECHANISMS
 from pigeon.readers.imap.session import ImapSession
 
 __all__ = [
-    "AFTER_LOGIN",
     "capabilities",
     "capability",
     "check",
@@ -45,39 +44,10 @@ __all__ = [
 
 log = logging.getLogger("pigeon.imap")
 
-#: Always offered (RFC 9051 and the extensions every state may use).
-BASE = ["IMAP4rev1", "IMAP4rev2", "LITERAL+", "ENABLE", "ID", "IDLE", "NAMESPACE"]
-#: What a logged-in client may also use.
-AFTER_LOGIN = [
-    "UIDPLUS",
-    "MOVE",
-    "UNSELECT",
-    "CHILDREN",
-    "CONDSTORE",
-    "ESEARCH",
-    "SPECIAL-USE",
-    "LIST-EXTENDED",
-    "LIST-STATUS",
-    "STATUS=SIZE",
-    "UTF8=ACCEPT",
-]
-
-
-def encrypted(session: ImapSession) -> bool:
-    return session.conn.tls_active
-
 
 def capabilities(session: ImapSession) -> list[str]:
-    """The capability list in this state (module contract)."""
-    caps = list(BASE)
-    if session.logged_in:
-        return caps + AFTER_LOGIN
-    if not encrypted(session):
-        if session.conn.settings.tls is not None:
-            caps.append("STARTTLS")
-        return caps + ["LOGINDISABLED"]
-    mechanisms = [m for m in session.conn.settings.mechanisms if m in MECHANISMS and m != "LOGIN"]
-    return caps + ["SASL-IR"] + [f"AUTH={m}" for m in mechanisms]
+    """The capability list in this state (module contract; pigeon.proto.imap.state)."""
+    return list(session.proto.capabilities())
 
 
 async def capability(session: ImapSession, command: Command) -> None:
@@ -113,17 +83,7 @@ async def id_(session: ImapSession, command: Command) -> None:
 async def enable(session: ImapSession, command: Command) -> None:
     args = command.args
     assert isinstance(args, Enable)
-    newly: list[str] = []
-    for cap in args.capabilities:
-        if cap == "IMAP4REV2" and not session.rev2:
-            session.rev2 = session.utf8 = True
-            newly.append("IMAP4rev2")
-        elif cap == "CONDSTORE" and not session.condstore:
-            session.condstore = True
-            newly.append("CONDSTORE")
-        elif cap == "UTF8=ACCEPT" and not session.utf8:
-            session.utf8 = True
-            newly.append("UTF8=ACCEPT")
+    newly = session.proto.enable(args.capabilities)
     session.reader.utf8 = session.utf8
     session.write(b"* ENABLED" + b"".join(b" " + c.encode() for c in newly) + b"\r\n")
     session.tagged(command.tag, "OK", "ENABLE completed")
@@ -136,10 +96,7 @@ async def namespace(session: ImapSession, command: Command) -> None:
 
 async def starttls(session: ImapSession, command: Command) -> None:
     conn = session.conn
-    if encrypted(session) or conn.settings.tls is None:
-        session.tagged(command.tag, "BAD", "TLS is already active or not available")
-        return
-    # Stop reading before the OK goes out: what follows is the handshake.
+    # (Refused by the state before, when TLS is on already or not offered.) Stop reading before the OK goes out: what follows is the handshake.
     conn.stream.pause_reading()
     dropped = session.reader.discard_input()
     if dropped:

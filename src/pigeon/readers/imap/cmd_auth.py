@@ -32,8 +32,8 @@ from pigeon.proto.imap import response as R
 from pigeon.proto.imap.commands import Authenticate, Command, Login
 from pigeon.proto.imap.reader import AuthResponse
 from pigeon.proto.sasl import Challenge, Credentials, Malformed, NeedKeys, new_mechanism
-from pigeon.readers.imap.cmd_any import capabilities, encrypted
-from pigeon.readers.imap.session import AUTHENTICATED, ImapSession
+from pigeon.readers.imap.cmd_any import capabilities
+from pigeon.readers.imap.session import ImapSession
 from pigeon.readers.login import LoginRefusal, account_mailbox
 
 __all__ = ["auth_response", "authenticate", "login"]
@@ -62,9 +62,6 @@ def _client_login(session: ImapSession) -> Any:
 async def login(session: ImapSession, command: Command) -> None:
     args = command.args
     assert isinstance(args, Login)
-    if not encrypted(session):
-        session.tagged(command.tag, "NO", "use STARTTLS first", "PRIVACYREQUIRED")
-        return
     password = args.password.decode("utf-8", "replace")
     outcome = await _client_login(session).password(args.user, password)
     await _finish(session, command.tag, outcome)
@@ -73,13 +70,7 @@ async def login(session: ImapSession, command: Command) -> None:
 async def authenticate(session: ImapSession, command: Command) -> None:
     args = command.args
     assert isinstance(args, Authenticate)
-    if not encrypted(session):
-        session.tagged(command.tag, "NO", "use STARTTLS first", "PRIVACYREQUIRED")
-        return
-    offered = [c.removeprefix("AUTH=") for c in capabilities(session) if c.startswith("AUTH=")]
-    if args.mechanism not in offered:
-        session.tagged(command.tag, "NO", f"mechanism {args.mechanism} is not offered")
-        return
+    # Before TLS, or a mechanism not offered: refused by the state (session.run_command).
     exchange = _Exchange(command.tag, new_mechanism(args.mechanism))
     await _step(session, exchange, exchange.mechanism.start(args.initial))
 
@@ -152,7 +143,7 @@ async def _open(session: ImapSession, tag: str, account: Account) -> bool:
     store = session.conn.service.store
     session.user = await session.io(store.user, *mailbox)
     session.account = account.name
-    session.state = AUTHENTICATED
+    session.proto.logged_in(session.conn.clock())
     log.info("[%s] logged in as %s", session.conn.client_ip, account.name)
     return True
 

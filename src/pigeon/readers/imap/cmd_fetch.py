@@ -65,7 +65,7 @@ async def fetch(session: ImapSession, command: Command) -> None:
     atts = list(args.atts)
     names = {a.name for a in atts}
     if args.changedsince is not None or "MODSEQ" in names:
-        session.condstore = True
+        session.proto.enable_condstore()
     if args.changedsince is not None:
         picked = [(n, i) for n, i in picked if i.modseq > args.changedsince]
         if "MODSEQ" not in names:

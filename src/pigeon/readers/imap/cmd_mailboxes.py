@@ -78,7 +78,7 @@ async def select(session: ImapSession, command: Command) -> None:
         _no(session, command.tag, exc)
         return
     if args.condstore:
-        session.condstore = True
+        session.proto.enable_condstore()
     session.select(folder, readonly)
     session.write(await session.io(_select_lines, session, folder, readonly))
     session.tagged(

@@ -7,11 +7,13 @@ Contract:
     answered with FETCH (FLAGS ...) unless .SILENT; with CONDSTORE on, the
     FETCH carries MODSEQ and is sent even with .SILENT for the messages
     changed (RFC 7162 §3.1.3). UNCHANGEDSINCE: messages changed since are
-    left alone and listed in OK [MODIFIED set]. Refused after EXAMINE.
+    left alone and listed in OK [MODIFIED set].
   * COPY (RFC 9051 §6.4.7) answers OK [COPYUID v source-uids dest-uids]
     (RFC 4315 §3); MOVE (RFC 6851 §4.3) sends COPYUID in an untagged OK,
     then an EXPUNGE for every message moved, then OK. A destination that
     does not exist is NO [TRYCREATE].
+  * STORE, MOVE and EXPUNGE on an EXAMINEd mailbox are refused by the state
+    (NO [READ-ONLY], pigeon.proto.imap.state).
   * EXPUNGE removes the \\Deleted messages (UID EXPUNGE only those named,
     RFC 4315 §2.1) and announces each (RFC 9051 §7.5.1).
   * APPEND (RFC 9051 §6.3.12, LITERAL+ RFC 7888 via the reader) answers OK
@@ -43,24 +45,16 @@ def _picked(session: ImapSession, command: Command, seqset: Any) -> list[tuple[i
         return None
 
 
-def _read_only(session: ImapSession, command: Command) -> bool:
-    if session.readonly:
-        session.tagged(command.tag, "NO", "the mailbox is read-only (EXAMINE)", "READ-ONLY")
-    return session.readonly
-
-
 async def store(session: ImapSession, command: Command) -> None:
     args = command.args
     assert isinstance(args, Store)
     folder = session.folder
     assert folder is not None
-    if _read_only(session, command):
-        return
     picked = _picked(session, command, args.seqset)
     if picked is None:
         return
     if args.unchangedsince is not None:
-        session.condstore = True  # RFC 7162 §3.1: a CONDSTORE-enabling command
+        session.proto.enable_condstore()  # RFC 7162 §3.1: a CONDSTORE-enabling command
     uids = [info.uid for _, info in picked]
     try:
         changed, failed = await session.io(
@@ -94,8 +88,6 @@ async def copy(session: ImapSession, command: Command) -> None:
     folder = session.folder
     assert folder is not None
     move = command.name == "MOVE"
-    if move and _read_only(session, command):
-        return
     picked = _picked(session, command, args.seqset)
     if picked is None:
         return
@@ -127,8 +119,6 @@ async def copy(session: ImapSession, command: Command) -> None:
 async def expunge(session: ImapSession, command: Command) -> None:
     folder = session.folder
     assert folder is not None
-    if _read_only(session, command):
-        return
     among = None
     if isinstance(command.args, UidExpunge):
         picked = _picked(session, command, command.args.seqset)

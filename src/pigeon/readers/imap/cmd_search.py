@@ -50,7 +50,7 @@ async def search(session: ImapSession, command: Command) -> None:
         return
     modseq = _uses_modseq(args.key)
     if modseq:
-        session.condstore = True
+        session.proto.enable_condstore()
     found = await session.io(_found, session, args.key)
     numbers = [info.uid if command.uid else msn for msn, info in found]
     highest = max((info.modseq for _, info in found), default=None) if modseq else None

@@ -72,9 +72,6 @@ class ImapConnection:
         self._stopping = False
         self._cut = False
         self._broken = False
-        self.last_activity = clock()
-        self.tls_active = False
-        self.state: Any = None  # the session's commands and state: set by the handlers
 
     # --- the stop ------------------------------------------------------------------
 
@@ -136,7 +133,6 @@ class ImapConnection:
             self.closing = True
             return False
         info = tls_info(stream.get_extra_info("ssl_object"))
-        self.tls_active = True
         log.info(
             "TLS established with [%s]:%s: %s %s",
             self.client_ip,
@@ -180,8 +176,7 @@ class ImapConnection:
         if session.idling:
             left = session.idle_started + imap.idle_timeout - now
             return max(0.0, min(left, imap.idle_poll))
-        limit = imap.autologout if session.logged_in else imap.login_timeout
-        return max(0.0, self.last_activity + limit - now)
+        return max(0.0, session.proto.deadline - now)
 
     async def _loop(self, session: Any) -> None:
         stream = self.stream
@@ -193,7 +188,7 @@ class ImapConnection:
             data = await stream.read(self._timeout(session))
             now = self.clock()
             if data:
-                self.last_activity = now
+                session.proto.touch(now)
                 await session.receive(data)
             elif data is not None:
                 break  # EOF: the client is gone (or half-closed after its last command)
@@ -206,13 +201,12 @@ class ImapConnection:
                 continue  # BYE at the top of the loop
             elif session.has_news():
                 await session.idle_news()
-            else:
-                limit = imap.autologout if session.logged_in else imap.login_timeout
-                if now >= self.last_activity + limit:
-                    self.bye("autologout: idle for too long")  # RFC 9051 §5.4
+            elif session.proto.expired(now):
+                self.bye("autologout: idle for too long")  # RFC 9051 §5.4
             await self.flush()
             if session.tls_requested:
                 session.tls_requested = False
                 if not await self.handshake(implicit=False):
                     break
+                session.proto.tls_started()
         await self.flush()

@@ -1,9 +1,11 @@
 """One IMAP session's state and its command dispatch (the driver, connection.py, feeds it bytes).
 
 Contract:
-  * State (RFC 9051 §3): not authenticated -> authenticated -> selected ->
-    logout. A command is run only in the states that allow it (`ALLOWED`);
-    elsewhere it is answered `BAD` naming the state, and the session goes on.
+  * State (RFC 9051 §3) is the sans-IO core's `pigeon.proto.imap.state.Session`
+    (`self.proto`): which commands each state allows (elsewhere the answer is
+    its `Refusal`, BAD or NO, and the session goes on; passwords before TLS
+    are NO [PRIVACYREQUIRED]; writes to an EXAMINEd mailbox NO [READ-ONLY]),
+    the capability list, what ENABLE turned on.
   * The reader (pigeon.proto.imap.reader) turns octets into events; each is
     acted on before the next is read, so a mode change (IDLE, AUTHENTICATE,
     STARTTLS) applies to the very next line even when pipelined. What the
@@ -43,61 +45,19 @@ from pigeon.proto.imap.reader import (
     LineTooLong,
     TooBig,
 )
+from pigeon.proto.imap.state import Refusal, State
+from pigeon.proto.imap.state import Session as ProtoState
+from pigeon.proto.sasl import MECHANISMS
 
 if TYPE_CHECKING:
     from pigeon.mailstore.mailbox import Changes, Folder, UserMail
 
-__all__ = [
-    "ALLOWED",
-    "Handlers",
-    "ImapSession",
-    "NOT_AUTHENTICATED",
-    "AUTHENTICATED",
-    "SELECTED",
-    "msn_of",
-]
+__all__ = ["Handlers", "ImapSession", "msn_of"]
 
 log = logging.getLogger("pigeon.imap")
 
 T = TypeVar("T")
 
-NOT_AUTHENTICATED, AUTHENTICATED, SELECTED, LOGOUT = (
-    "not authenticated",
-    "authenticated",
-    "selected",
-    "logout",
-)
-
-_ANY = frozenset({NOT_AUTHENTICATED, AUTHENTICATED, SELECTED})
-_LOGGED_IN = frozenset({AUTHENTICATED, SELECTED})
-#: RFC 9051 §6: which states allow which command.
-ALLOWED: dict[str, frozenset[str]] = {
-    **dict.fromkeys(("CAPABILITY", "NOOP", "LOGOUT", "ID"), _ANY),
-    **dict.fromkeys(("STARTTLS", "LOGIN", "AUTHENTICATE"), frozenset({NOT_AUTHENTICATED})),
-    **dict.fromkeys(
-        (
-            "ENABLE",
-            "SELECT",
-            "EXAMINE",
-            "CREATE",
-            "DELETE",
-            "RENAME",
-            "SUBSCRIBE",
-            "UNSUBSCRIBE",
-            "LIST",
-            "LSUB",
-            "NAMESPACE",
-            "STATUS",
-            "APPEND",
-            "IDLE",
-        ),
-        _LOGGED_IN,
-    ),
-    **dict.fromkeys(
-        ("CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH", "STORE", "COPY", "MOVE"),
-        frozenset({SELECTED}),
-    ),
-}
 #: Commands after which no EXPUNGE may be sent (RFC 9051 §7.5.1; their UID forms may).
 _NO_EXPUNGE_AFTER = frozenset({"FETCH", "STORE", "SEARCH"})
 
@@ -122,14 +82,10 @@ class ImapSession:
         "conn",
         "handlers",
         "reader",
-        "state",
+        "proto",
         "account",
         "user",
         "folder",
-        "readonly",
-        "condstore",
-        "utf8",
-        "rev2",
         "idling",
         "idle_started",
         "idle_tag",
@@ -146,14 +102,18 @@ class ImapSession:
         self.conn = conn  # readers.imap.connection.ImapConnection
         self.handlers = handlers
         self.reader = CommandReader(conn.settings.imap.max_literal)
-        self.state = NOT_AUTHENTICATED
+        settings = conn.settings
+        self.proto = ProtoState(
+            tls=conn.role == "imaps",
+            now=conn.clock(),
+            autologout=settings.imap.autologout,
+            preauth_timeout=settings.imap.login_timeout,
+            mechanisms=tuple(m for m in settings.mechanisms if m in MECHANISMS),
+            starttls_available=settings.tls is not None,
+        )
         self.account = ""  # the account's name once logged in
         self.user: UserMail | None = None
         self.folder: Folder | None = None
-        self.readonly = False
-        self.condstore = False  # RFC 7162 §3.1: CONDSTORE enabled (ENABLE, or a CONDSTORE use)
-        self.utf8 = False  # UTF-8 mailbox names and strings (IMAP4rev2 / UTF8=ACCEPT enabled)
-        self.rev2 = False  # ENABLE IMAP4rev2 (RFC 9051 §6.3.1)
         self.idling = False
         self.idle_started = 0.0
         self.idle_tag = ""
@@ -171,7 +131,23 @@ class ImapSession:
 
     @property
     def logged_in(self) -> bool:
-        return self.state in _LOGGED_IN
+        return self.proto.state in (State.AUTHENTICATED, State.SELECTED)
+
+    @property
+    def readonly(self) -> bool:
+        return self.proto.readonly
+
+    @property
+    def condstore(self) -> bool:
+        return self.proto.condstore
+
+    @property
+    def utf8(self) -> bool:
+        return self.proto.utf8
+
+    @property
+    def rev2(self) -> bool:
+        return self.proto.rev2
 
     @property
     def between_commands(self) -> bool:
@@ -213,7 +189,7 @@ class ImapSession:
         folder, self.folder = self.folder, None
         if folder is not None:
             folder.close()
-        self.state = LOGOUT
+        self.proto.logout()
 
     # --- input -----------------------------------------------------------------------
 
@@ -253,15 +229,13 @@ class ImapSession:
             await self.handlers.auth_response(self, event)
 
     async def run_command(self, command: Command) -> None:
-        allowed = ALLOWED.get(command.name)
         handler = self.handlers.commands.get(command.name)
-        if allowed is None or handler is None:
-            self.tagged(command.tag, "BAD", f"unknown command {command.name}")
-            return
-        if self.state not in allowed:
-            self.tagged(
-                command.tag, "BAD", f"{command.name} is not allowed in the {self.state} state"
-            )
+        refusal = self.proto.check(command)
+        if refusal is None and handler is None:
+            refusal = Refusal("BAD", f"unknown command {command.name}")
+        if refusal is not None or handler is None:
+            assert refusal is not None
+            self.tagged(command.tag, refusal.status, refusal.text, refusal.code)
             return
         self._held = []
         try:
@@ -286,8 +260,7 @@ class ImapSession:
     def select(self, folder: Folder, readonly: bool) -> None:
         self.deselect()
         self.folder = folder
-        self.readonly = readonly
-        self.state = SELECTED
+        self.proto.selected(readonly)
         self._news = False
         self._watch_maildir(folder.path)
 
@@ -296,8 +269,7 @@ class ImapSession:
         folder, self.folder = self.folder, None
         if folder is not None:
             folder.close()
-        if self.state == SELECTED:
-            self.state = AUTHENTICATED
+        self.proto.unselected()
 
     def _watch_maildir(self, path: str) -> None:
         from pigeon.mailstore import notify
