@@ -220,3 +220,22 @@ def test_what_needs_the_file() -> None:
     assert not any(needs_content(a) for a in flags_only)
     assert all(needs_content(a) for a in atts("ENVELOPE BODY[] RFC822.HEADER"))
     assert needs_structure(atts("BODYSTRUCTURE")[0]) and not needs_structure(atts("RFC822")[0])
+
+
+def test_store_items_and_lenient_base64() -> None:
+    import datetime as dt
+
+    from pigeon.proto.imap.fetchrender import store_item
+
+    when = dt.datetime(2024, 2, 1, 9, 5, 3, tzinfo=dt.UTC)
+    items = [
+        store_item(a, uid=7, flags=["\\Seen", "$Junk"], internaldate=when, modseq=12)
+        for a in atts("FLAGS UID INTERNALDATE MODSEQ")
+    ]
+    assert R.fetch_response(3, items) == (
+        b'* 3 FETCH (FLAGS (\\Seen $Junk) UID 7 INTERNALDATE " 1-Feb-2024 09:05:03 +0000" '
+        b"MODSEQ (12))\r\n"
+    )
+    # RFC 2045 §6.8: characters outside the alphabet are ignored, a ragged end completed
+    data = b"Content-Transfer-Encoding: base64\r\n\r\nQU!!JD\r\nRA\r\n"
+    assert binary_bytes(data, parse_structure(data), (1,)) == b"ABCD"

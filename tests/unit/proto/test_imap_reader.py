@@ -234,3 +234,26 @@ def test_binary_literal8_in_append() -> None:
     # literal8 where a string is expected is BAD
     (ev,) = events(r, b"b LOGIN ~{1+}\r\nx p\r\n")
     assert isinstance(ev, Bad)
+
+
+def test_only_a_logged_in_append_may_send_a_big_literal() -> None:
+    big = 1 * MB
+    r = CommandReader(max_literal=2 * MB)
+    # before login: every literal counts against the 64 KiB command bound
+    assert events(r, b"a LOGIN {100000}\r\n") == [TooBig("a", "NO", close=False)]
+    assert events(r, b"b APPEND INBOX {%d}\r\n" % big) == [TooBig("b", "NO", close=False)]
+    assert r.feed(b"c LOGIN u {70000+}\r\n") == [TooBig("c", "BAD", close=True)]
+    r = CommandReader(max_literal=2 * MB)
+    r.authenticated = True
+    assert events(r, b"d APPEND INBOX {%d}\r\n" % big) == [Continue()]
+    (ev,) = events(r, b"x" * big + b"\r\n")
+    assert isinstance(ev, Command) and isinstance(ev.args, Append) and len(ev.args.message) == big
+    # other commands stay small after login too
+    assert events(r, b"e SEARCH TEXT {100000}\r\n") == [TooBig("e", "NO", close=False)]
+
+
+def test_command_text_over_the_bound_before_a_non_synchronizing_literal_closes() -> None:
+    r = CommandReader(max_literal=MB, max_command=100)
+    assert r.feed(b"a LOGIN " + b"u" * 200 + b" {5+}\r\nhello\r\n") == [
+        TooBig("a", "BAD", close=True)
+    ]

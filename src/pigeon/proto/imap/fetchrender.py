@@ -7,15 +7,20 @@ Contract:
     BINARY.SIZE[part], RFC822, RFC822.HEADER, RFC822.TEXT, RFC822.SIZE.
     `root` is the message's `mime.Part` tree (computed once, cacheable).
     The value is ready for `response.fetch_response`.
-  * FLAGS, UID, INTERNALDATE and MODSEQ are the store's: `needs_content`
-    tells whether an attribute needs the message octets at all, so a FETCH
-    of flags never reads a file; `needs_structure` whether it needs the tree.
+  * FLAGS, UID, INTERNALDATE and MODSEQ are the store's facts:
+    `store_item(att, uid=, flags=, internaldate=, modseq=)` writes them.
+    `needs_content` tells whether an attribute needs the message octets at
+    all, so a FETCH of flags never reads a file; `needs_structure` whether
+    it needs the tree.
   * Raises `sections.UnknownEncoding` for BINARY of a part whose encoding
     cannot be undone (the server answers NO [UNKNOWN-CTE], RFC 3516 §4.3).
   * BINARY with NUL octets is sent as literal8 (RFC 3516 §4.2).
 """
 
 from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
 
 from pigeon.proto.imap import response as R
 from pigeon.proto.imap.envelope import encode_envelope
@@ -58,3 +63,18 @@ def content_item(att: FetchAtt, data: bytes, root: Part) -> tuple[str, R.Value]:
     if name == "BINARY.SIZE":
         return att.response_name(), len(binary_bytes(data, root, section.part))
     raise ValueError(f"{name} is not computed from the message")
+
+
+def store_item(
+    att: FetchAtt, *, uid: int, flags: Iterable[str], internaldate: dt.datetime, modseq: int
+) -> tuple[str, R.Value]:
+    """FLAGS (flag list), UID, INTERNALDATE (date-time), MODSEQ ("(n)", RFC 7162 §3.1.4.1)."""
+    if att.name == "FLAGS":
+        return "FLAGS", R.flags(flags)
+    if att.name == "UID":
+        return "UID", uid
+    if att.name == "INTERNALDATE":
+        return "INTERNALDATE", R.date_time(internaldate)
+    if att.name == "MODSEQ":
+        return "MODSEQ", [modseq]
+    raise ValueError(f"{att.name} is not one of the store's items")

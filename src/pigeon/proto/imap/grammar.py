@@ -323,6 +323,12 @@ def _append(cur: Cursor, ctx: _Context) -> Append:
     if cur.peek_char(b'"'):
         date = parse_date_time(cur.quoted_bytes())
         cur.sp()
+    if cur.maybe(b"UTF8 ("):  # RFC 6855 §4: append-data =/ "UTF8" SP "(" literal8 ")"
+        lit = cur.literal()
+        if not lit.binary:
+            raise ParseError("UTF8 data must be a literal8")
+        cur.expect(b")")
+        return Append(mailbox, flags, date, lit.data, binary=False)
     lit = cur.literal()
     return Append(mailbox, flags, date, lit.data, lit.binary)
 
