@@ -239,3 +239,12 @@ def test_store_items_and_lenient_base64() -> None:
     # RFC 2045 §6.8: characters outside the alphabet are ignored, a ragged end completed
     data = b"Content-Transfer-Encoding: base64\r\n\r\nQU!!JD\r\nRA\r\n"
     assert binary_bytes(data, parse_structure(data), (1,)) == b"ABCD"
+
+
+@pytest.mark.parametrize("name", sorted(DOVECOT))
+def test_fast_paths_answer_as_the_tree_does(name: str) -> None:
+    """ENVELOPE and top-level sections without the MIME tree == with it."""
+    data = fixture(name)
+    root = parse_structure(data)
+    for att in atts(capture_dovecot.ITEMS + " RFC822 RFC822.HEADER RFC822.TEXT BINARY[] BINARY.SIZE[]"):
+        assert content_item(att, data) == content_item(att, data, root), att
