@@ -92,6 +92,8 @@ def test_enable_and_id() -> None:
 def test_select_examine_condstore() -> None:
     assert parse("A142 SELECT INBOX").args == Select("INBOX")
     assert parse("a select inbox").args == Select("INBOX")
+    assert parse("a select Inbox/Sub").args == Select("INBOX/Sub")
+    assert parse("a select INBOXES").args == Select("INBOXES")
     assert parse("a EXAMINE blurdybloop (CONDSTORE)").args == Select("blurdybloop", True)
     bad("a SELECT INBOX (QRESYNC (1 2))")
 

@@ -213,6 +213,15 @@ def test_feed_stops_after_starttls_and_discard_input() -> None:
     assert r.next_event() is None
 
 
+def test_feed_stops_after_enable_so_the_next_name_is_read_in_the_new_mode() -> None:
+    r = CommandReader(max_literal=MB)
+    evs = r.feed('a ENABLE UTF8=ACCEPT\r\nb SELECT "Entwürfe"\r\n'.encode())
+    assert len(evs) == 1 and isinstance(evs[0], Command) and evs[0].name == "ENABLE"
+    r.utf8 = True
+    (ev,) = r.feed(b"")
+    assert isinstance(ev, Command) and ev.args.mailbox == "Entwürfe"  # type: ignore[union-attr]
+
+
 def test_utf8_mode_switches_mailbox_decoding() -> None:
     r = CommandReader(max_literal=MB)
     (ev,) = events(r, b"a SELECT Entw&APw-rfe\r\n")

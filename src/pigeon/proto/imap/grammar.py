@@ -12,7 +12,8 @@ Contract:
     UTF8=ACCEPT enabled; RFC 9051 §5.1, RFC 6855 §3) as sent, otherwise
     decoded from modified UTF-7 (RFC 3501 §5.1.3), where a name that is not
     valid modified UTF-7 is a ParseError. "INBOX" in any case is "INBOX"
-    (RFC 9051 §5.1).
+    (RFC 9051 §5.1), also as the first level of a name ("inbox/x" is
+    "INBOX/x", "/" being the hierarchy separator).
   * System flags are spelled canonically ("\\Seen"); keywords are kept as
     sent; a flag the client may not set (\\Recent, an unknown \\ flag) is a
     ParseError where a flag list is stored (STORE, APPEND).
@@ -119,6 +120,8 @@ def decode_mailbox(name: str, utf8: bool) -> str:
     """A client's mailbox name as Unicode (RFC 9051 §5.1, RFC 3501 §5.1.3)."""
     if name.upper() == "INBOX":
         return "INBOX"
+    if name[:6].upper() == "INBOX/":  # INBOX's children: the "/" separator of mailstore
+        name = "INBOX" + name[5:]
     if utf8:
         return name
     try:

@@ -112,6 +112,9 @@ class AuthResponse:
 ReaderEvent = Command | Continue | Bad | TooBig | LineTooLong | IdleDone | AuthResponse
 
 _COMMAND, _IDLE, _AUTH = 0, 1, 2
+#: feed() stops after these: the driver changes the reader's mode (IDLE,
+#: AUTHENTICATE), discards input (STARTTLS) or how names are read (ENABLE).
+_PAUSE_AFTER = frozenset({"IDLE", "AUTHENTICATE", "STARTTLS", "ENABLE"})
 
 
 class CommandReader:
@@ -167,7 +170,7 @@ class CommandReader:
         out: list[ReaderEvent] = []
         while (event := self.next_event()) is not None:
             out.append(event)
-            if isinstance(event, Command) and event.name in ("IDLE", "AUTHENTICATE", "STARTTLS"):
+            if isinstance(event, Command) and event.name in _PAUSE_AFTER:
                 break
             if isinstance(event, TooBig) and event.close:
                 break
