@@ -246,5 +246,28 @@ def test_fast_paths_answer_as_the_tree_does(name: str) -> None:
     """ENVELOPE and top-level sections without the MIME tree == with it."""
     data = fixture(name)
     root = parse_structure(data)
-    for att in atts(capture_dovecot.ITEMS + " RFC822 RFC822.HEADER RFC822.TEXT BINARY[] BINARY.SIZE[]"):
+    for att in atts(
+        capture_dovecot.ITEMS + " RFC822 RFC822.HEADER RFC822.TEXT BINARY[] BINARY.SIZE[]"
+    ):
         assert content_item(att, data) == content_item(att, data, root), att
+
+
+HOSTILE = {
+    # each was quadratic once or could be: a slow run here is the regression
+    "folded-200k-lines": b"X: a\r\n" + b" x\r\n" * 200_000 + b"\r\nbody",
+    "angle-colons": b"To: " + b"<a>:" * 100_000 + b"\r\n\r\n",
+    "semicolons-in-quotes": b"Content-Type: text/plain" + b'; a="x' * 100_000 + b"\r\n\r\n",
+    "open-comments": b"From: " + b"(" * 100_000 + b"\r\n\r\n",
+    "near-boundaries": b"Content-Type: multipart/mixed; boundary=a\r\n\r\n" + b"--ab\r\n" * 100_000,
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_headers_are_read_in_linear_time(name: str) -> None:
+    data = HOSTILE[name]
+    root = parse_structure(data)
+    items = [
+        content_item(a, data, root) for a in atts("ENVELOPE BODYSTRUCTURE BODY[HEADER.FIELDS (X)]")
+    ]
+    assert parse_fetch(R.fetch_response(1, items))
+    assert len(root.params) <= 100 + 1  # MAX_PARAMS, and the default charset written out
