@@ -170,6 +170,14 @@ def test_invalid_tag_before_a_literal_is_refused_without_continuation() -> None:
     assert ev == Bad("*", "Invalid command before literal")
 
 
+def test_no_continuation_for_a_command_that_takes_no_literal() -> None:
+    r = CommandReader(max_literal=MB)
+    assert events(r, b"a FROB {5}\r\n") == [Bad("a", "Invalid command before literal")]
+    assert events(r, b"b NOOP {5}\r\n") == [Bad("b", "Invalid command before literal")]
+    assert events(r, b"c UID NOOP {5}\r\n") == [Bad("c", "Invalid command before literal")]
+    assert events(r, b"d UID SEARCH TEXT {5}\r\n") == [Continue()]
+
+
 def test_unknown_command_and_bad_syntax_are_bad_with_the_tag() -> None:
     r = CommandReader(max_literal=MB)
     evs = events(r, b"t1 FROB\r\nt2 FETCH\r\n*\r\nt3 SELECT\r\n")

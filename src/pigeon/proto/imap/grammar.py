@@ -419,3 +419,16 @@ _PARSERS: dict[str, Callable[[Cursor, _Context], CommandArgs]] = {
     "EXPUNGE": _expunge,
     "SEARCH": _search,
 }
+
+
+def takes_literal(first_line: bytes) -> bool:
+    """Whether the command a line starts could carry a literal: a known
+    command with arguments (the reader answers BAD at once otherwise,
+    instead of "+ Ready", RFC 9051 §7.5)."""
+    words = first_line.split(b" ", 3)
+    if len(words) < 2:
+        return False
+    name = words[1].upper().decode("ascii", "replace")
+    if name == "UID":
+        return len(words) > 2 and words[2].upper().decode("ascii", "replace") in UID_COMMANDS
+    return name in _PARSERS

@@ -65,7 +65,7 @@ import re
 from dataclasses import dataclass
 
 from pigeon.proto.imap.commands import Command
-from pigeon.proto.imap.grammar import parse_command, read_tag
+from pigeon.proto.imap.grammar import parse_command, read_tag, takes_literal
 from pigeon.proto.imap.lexer import Literal, ParseError, RawCommand
 
 MAX_LINE = 8192
@@ -273,7 +273,8 @@ class CommandReader:
                 return TooBig(tag, "BAD", close=True)
             return TooBig(tag, "NO", close=False)  # RFC 9051 §7.1 TOOBIG
         if b"\x00" in segment or (
-            not self._segments and read_tag(RawCommand((segment,), ())) is None
+            not self._segments
+            and (read_tag(RawCommand((segment,), ())) is None or not takes_literal(segment))
         ):
             self._reset()
             if nonsync:  # cannot resynchronise on a literal we will not read
