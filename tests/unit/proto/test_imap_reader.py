@@ -176,6 +176,14 @@ def test_no_continuation_for_a_command_that_takes_no_literal() -> None:
     assert events(r, b"b NOOP {5}\r\n") == [Bad("b", "Invalid command before literal")]
     assert events(r, b"c UID NOOP {5}\r\n") == [Bad("c", "Invalid command before literal")]
     assert events(r, b"d UID SEARCH TEXT {5}\r\n") == [Continue()]
+    r = CommandReader(max_literal=MB)
+    # a non-synchronizing literal is read (bounded), then BAD, and the session goes on
+    evs = events(r, b"e FROB {5+}\r\nhello\r\nf NOOP\r\n")
+    assert isinstance(evs[0], Bad) and evs[0].tag == "e"
+    assert isinstance(evs[1], Command) and evs[1].tag == "f"
+    evs = events(r, b"+bad {3+}\r\nabc\r\ng NOOP\r\n")
+    assert isinstance(evs[0], Bad) and evs[0].tag == "*"
+    assert isinstance(evs[1], Command) and evs[1].tag == "g"
 
 
 def test_unknown_command_and_bad_syntax_are_bad_with_the_tag() -> None:

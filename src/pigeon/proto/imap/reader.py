@@ -272,13 +272,17 @@ class CommandReader:
             if nonsync:  # the octets are coming anyway: RFC 7888 §4
                 return TooBig(tag, "BAD", close=True)
             return TooBig(tag, "NO", close=False)  # RFC 9051 §7.1 TOOBIG
-        if b"\x00" in segment or (
-            not self._segments
-            and (read_tag(RawCommand((segment,), ())) is None or not takes_literal(segment))
+        if not nonsync and (
+            b"\x00" in segment
+            or (
+                not self._segments
+                and (read_tag(RawCommand((segment,), ())) is None or not takes_literal(segment))
+            )
         ):
+            # no "+": the client drops the command (RFC 9051 §7.5). A {n+}
+            # literal is on its way: it is read (bounded above) and the
+            # grammar then answers BAD.
             self._reset()
-            if nonsync:  # cannot resynchronise on a literal we will not read
-                return TooBig(tag, "BAD", close=True)
             return Bad(tag, "Invalid command before literal")
         self._segments.append(segment)
         self._size += size if not self._may_append(segment) else 0
