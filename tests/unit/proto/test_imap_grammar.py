@@ -92,6 +92,8 @@ def test_enable_and_id() -> None:
 def test_select_examine_condstore() -> None:
     assert parse("A142 SELECT INBOX").args == Select("INBOX")
     assert parse("a select inbox").args == Select("INBOX")
+    assert parse("a select Inbox/Sub").args == Select("INBOX/Sub")
+    assert parse("a select INBOXES").args == Select("INBOXES")
     assert parse("a EXAMINE blurdybloop (CONDSTORE)").args == Select("blurdybloop", True)
     bad("a SELECT INBOX (QRESYNC (1 2))")
 
@@ -161,6 +163,13 @@ def test_append_flags_and_date() -> None:
     assert parse('a APPEND INBOX " 1-Feb-2024 10:00:00 +0000" \x01', msg).args.internaldate.day == 1  # type: ignore[union-attr]
     assert parse("a APPEND INBOX \x01", msg).args == Append("INBOX", (), None, msg)
     bad("a APPEND INBOX (\\Recent) \x01", msg)  # \Recent cannot be set
+    # RFC 6855 §4: UTF8 (literal8)
+    utf8 = parse_command(
+        RawCommand((b"a APPEND INBOX UTF8 (", b")"), (Literal("Subject: é".encode(), binary=True),))
+    )
+    assert utf8.args == Append("INBOX", (), None, "Subject: é".encode())
+    with pytest.raises(ParseError):
+        parse_command(RawCommand((b"a APPEND INBOX UTF8 (", b")"), (Literal(b"x"),)))
     bad('a APPEND INBOX "1-Feb-2024 10:00:00 +0000" \x01', msg)  # day not fixed width
     bad('a APPEND INBOX "31-Feb-2024 10:00:00 +0000" \x01', msg)
     bad('a APPEND INBOX "hello"')

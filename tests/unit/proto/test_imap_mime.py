@@ -220,3 +220,54 @@ def test_what_needs_the_file() -> None:
     assert not any(needs_content(a) for a in flags_only)
     assert all(needs_content(a) for a in atts("ENVELOPE BODY[] RFC822.HEADER"))
     assert needs_structure(atts("BODYSTRUCTURE")[0]) and not needs_structure(atts("RFC822")[0])
+
+
+def test_store_items_and_lenient_base64() -> None:
+    import datetime as dt
+
+    from pigeon.proto.imap.fetchrender import store_item
+
+    when = dt.datetime(2024, 2, 1, 9, 5, 3, tzinfo=dt.UTC)
+    items = [
+        store_item(a, uid=7, flags=["\\Seen", "$Junk"], internaldate=when, modseq=12)
+        for a in atts("FLAGS UID INTERNALDATE MODSEQ")
+    ]
+    assert R.fetch_response(3, items) == (
+        b'* 3 FETCH (FLAGS (\\Seen $Junk) UID 7 INTERNALDATE " 1-Feb-2024 09:05:03 +0000" '
+        b"MODSEQ (12))\r\n"
+    )
+    # RFC 2045 §6.8: characters outside the alphabet are ignored, a ragged end completed
+    data = b"Content-Transfer-Encoding: base64\r\n\r\nQU!!JD\r\nRA\r\n"
+    assert binary_bytes(data, parse_structure(data), (1,)) == b"ABCD"
+
+
+@pytest.mark.parametrize("name", sorted(DOVECOT))
+def test_fast_paths_answer_as_the_tree_does(name: str) -> None:
+    """ENVELOPE and top-level sections without the MIME tree == with it."""
+    data = fixture(name)
+    root = parse_structure(data)
+    for att in atts(
+        capture_dovecot.ITEMS + " RFC822 RFC822.HEADER RFC822.TEXT BINARY[] BINARY.SIZE[]"
+    ):
+        assert content_item(att, data) == content_item(att, data, root), att
+
+
+HOSTILE = {
+    # each was quadratic once or could be: a slow run here is the regression
+    "folded-200k-lines": b"X: a\r\n" + b" x\r\n" * 200_000 + b"\r\nbody",
+    "angle-colons": b"To: " + b"<a>:" * 100_000 + b"\r\n\r\n",
+    "semicolons-in-quotes": b"Content-Type: text/plain" + b'; a="x' * 100_000 + b"\r\n\r\n",
+    "open-comments": b"From: " + b"(" * 100_000 + b"\r\n\r\n",
+    "near-boundaries": b"Content-Type: multipart/mixed; boundary=a\r\n\r\n" + b"--ab\r\n" * 100_000,
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_headers_are_read_in_linear_time(name: str) -> None:
+    data = HOSTILE[name]
+    root = parse_structure(data)
+    items = [
+        content_item(a, data, root) for a in atts("ENVELOPE BODYSTRUCTURE BODY[HEADER.FIELDS (X)]")
+    ]
+    assert parse_fetch(R.fetch_response(1, items))
+    assert len(root.params) <= 100 + 1  # MAX_PARAMS, and the default charset written out

@@ -170,6 +170,22 @@ def test_invalid_tag_before_a_literal_is_refused_without_continuation() -> None:
     assert ev == Bad("*", "Invalid command before literal")
 
 
+def test_no_continuation_for_a_command_that_takes_no_literal() -> None:
+    r = CommandReader(max_literal=MB)
+    assert events(r, b"a FROB {5}\r\n") == [Bad("a", "Invalid command before literal")]
+    assert events(r, b"b NOOP {5}\r\n") == [Bad("b", "Invalid command before literal")]
+    assert events(r, b"c UID NOOP {5}\r\n") == [Bad("c", "Invalid command before literal")]
+    assert events(r, b"d UID SEARCH TEXT {5}\r\n") == [Continue()]
+    r = CommandReader(max_literal=MB)
+    # a non-synchronizing literal is read (bounded), then BAD, and the session goes on
+    evs = events(r, b"e FROB {5+}\r\nhello\r\nf NOOP\r\n")
+    assert isinstance(evs[0], Bad) and evs[0].tag == "e"
+    assert isinstance(evs[1], Command) and evs[1].tag == "f"
+    evs = events(r, b"+bad {3+}\r\nabc\r\ng NOOP\r\n")
+    assert isinstance(evs[0], Bad) and evs[0].tag == "*"
+    assert isinstance(evs[1], Command) and evs[1].tag == "g"
+
+
 def test_unknown_command_and_bad_syntax_are_bad_with_the_tag() -> None:
     r = CommandReader(max_literal=MB)
     evs = events(r, b"t1 FROB\r\nt2 FETCH\r\n*\r\nt3 SELECT\r\n")
@@ -213,6 +229,15 @@ def test_feed_stops_after_starttls_and_discard_input() -> None:
     assert r.next_event() is None
 
 
+def test_feed_stops_after_enable_so_the_next_name_is_read_in_the_new_mode() -> None:
+    r = CommandReader(max_literal=MB)
+    evs = r.feed('a ENABLE UTF8=ACCEPT\r\nb SELECT "Entwürfe"\r\n'.encode())
+    assert len(evs) == 1 and isinstance(evs[0], Command) and evs[0].name == "ENABLE"
+    r.utf8 = True
+    (ev,) = r.feed(b"")
+    assert isinstance(ev, Command) and ev.args.mailbox == "Entwürfe"  # type: ignore[union-attr]
+
+
 def test_utf8_mode_switches_mailbox_decoding() -> None:
     r = CommandReader(max_literal=MB)
     (ev,) = events(r, b"a SELECT Entw&APw-rfe\r\n")
@@ -234,3 +259,26 @@ def test_binary_literal8_in_append() -> None:
     # literal8 where a string is expected is BAD
     (ev,) = events(r, b"b LOGIN ~{1+}\r\nx p\r\n")
     assert isinstance(ev, Bad)
+
+
+def test_only_a_logged_in_append_may_send_a_big_literal() -> None:
+    big = 1 * MB
+    r = CommandReader(max_literal=2 * MB)
+    # before login: every literal counts against the 64 KiB command bound
+    assert events(r, b"a LOGIN {100000}\r\n") == [TooBig("a", "NO", close=False)]
+    assert events(r, b"b APPEND INBOX {%d}\r\n" % big) == [TooBig("b", "NO", close=False)]
+    assert r.feed(b"c LOGIN u {70000+}\r\n") == [TooBig("c", "BAD", close=True)]
+    r = CommandReader(max_literal=2 * MB)
+    r.authenticated = True
+    assert events(r, b"d APPEND INBOX {%d}\r\n" % big) == [Continue()]
+    (ev,) = events(r, b"x" * big + b"\r\n")
+    assert isinstance(ev, Command) and isinstance(ev.args, Append) and len(ev.args.message) == big
+    # other commands stay small after login too
+    assert events(r, b"e SEARCH TEXT {100000}\r\n") == [TooBig("e", "NO", close=False)]
+
+
+def test_command_text_over_the_bound_before_a_non_synchronizing_literal_closes() -> None:
+    r = CommandReader(max_literal=MB, max_command=100)
+    assert r.feed(b"a LOGIN " + b"u" * 200 + b" {5+}\r\nhello\r\n") == [
+        TooBig("a", "BAD", close=True)
+    ]

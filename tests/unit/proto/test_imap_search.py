@@ -165,3 +165,17 @@ def test_header_loader_spares_reading_the_whole_file() -> None:
     msg.load_header = lambda: loads.append("header") or data[: data.index(b"\r\n\r\n") + 4]
     assert matches(key_of("FROM alice"), msg, SearchContext(1, 10))
     assert loads == ["header"]
+
+
+def test_esearch_results() -> None:
+    from pigeon.proto.imap.search import esearch_results
+
+    opts = frozenset({"MIN", "MAX", "ALL", "COUNT"})
+    assert esearch_results([2, 3, 4, 10], opts) == [
+        ("MIN", 2),
+        ("MAX", 10),
+        ("ALL", "2:4,10"),
+        ("COUNT", 4),
+    ]
+    assert esearch_results([], opts) == [("COUNT", 0)]  # RFC 4731 §3.1
+    assert esearch_results([5], frozenset({"MIN"})) == [("MIN", 5)]

@@ -7,10 +7,14 @@ no files (tests/unit/proto/test_no_io.py). Modules, from the bottom up:
     seqset       sequence sets and UID sets
     fetchspec    FETCH attributes and body sections
     searchparse  SEARCH criteria as a key tree
-    grammar      every command's arguments as typed values
+    commands     the typed values of the commands (Command and its arguments)
+    grammar      every command's arguments parsed into those values
     reader       the literal-aware command reader (events for the driver)
     response     the response encoder (strings vs literals, codes, FETCH)
-    mime         ENVELOPE, BODYSTRUCTURE and BODY[section] from message bytes
+    envelope     header fields and ENVELOPE
+    mime         the MIME tree of a message: BODYSTRUCTURE and BODY (cacheable)
+    sections     BODY[section]<partial> and BINARY octets
+    fetchrender  FETCH items computed from a message's octets
     search       evaluation of a key tree against a message view
     state        the session states, the commands each allows, capabilities
 """

@@ -36,18 +36,17 @@ def raw_fields(block: bytes) -> list[tuple[bytes, bytes]]:
     in order, up to the empty line (RFC 5322 §2.2). A line that is neither a
     field nor a continuation (no colon) has the name b"": no field name
     matches it, and the fields after it still count (as in Dovecot)."""
-    out: list[tuple[bytes, bytes]] = []
+    fields: list[tuple[bytes, list[bytes]]] = []  # lines joined once at the end: linear
     for line in block.splitlines(keepends=True):
         if not line.strip(b"\r\n"):
             break
         if line[:1] in (b" ", b"\t"):
-            if out:
-                name, raw = out[-1]
-                out[-1] = (name, raw + line)
+            if fields:
+                fields[-1][1].append(line)
         else:  # a line without a colon is no field; kept, under no name
             name = line.split(b":", 1)[0].strip().lower() if b":" in line else b""
-            out.append((name, line))
-    return out
+            fields.append((name, [line]))
+    return [(name, b"".join(lines)) for name, lines in fields]
 
 
 def header_fields(block: bytes) -> list[tuple[str, str]]:
@@ -177,11 +176,12 @@ def parse_addresses(text: str) -> list[Address]:
     tokens = _tokens(text)
     out: list[Address] = []
     current: list[str] = []
+    angled = False  # current holds an angle-addr (so a ":" is no group start)
     in_group = False
     for t in tokens + [","]:
         if len(out) >= MAX_ADDRESSES:
             break
-        if t == ":" and not in_group and not any(x.startswith("<") for x in current):
+        if t == ":" and not in_group and not angled:
             out.append([None, None, _phrase(current) or "", None])
             in_group = True
             current = []
@@ -190,11 +190,13 @@ def parse_addresses(text: str) -> list[Address]:
             if mbox is not None:
                 out.append(mbox)
             current = []
+            angled = False
             if t == ";" and in_group:
                 out.append([None, None, None, None])
                 in_group = False
         else:
             current.append(t)
+            angled = angled or t.startswith("<")
     if in_group:
         out.append([None, None, None, None])
     return out

@@ -12,7 +12,8 @@ Contract:
     UTF8=ACCEPT enabled; RFC 9051 §5.1, RFC 6855 §3) as sent, otherwise
     decoded from modified UTF-7 (RFC 3501 §5.1.3), where a name that is not
     valid modified UTF-7 is a ParseError. "INBOX" in any case is "INBOX"
-    (RFC 9051 §5.1).
+    (RFC 9051 §5.1), also as the first level of a name ("inbox/x" is
+    "INBOX/x", "/" being the hierarchy separator).
   * System flags are spelled canonically ("\\Seen"); keywords are kept as
     sent; a flag the client may not set (\\Recent, an unknown \\ flag) is a
     ParseError where a flag list is stored (STORE, APPEND).
@@ -119,6 +120,8 @@ def decode_mailbox(name: str, utf8: bool) -> str:
     """A client's mailbox name as Unicode (RFC 9051 §5.1, RFC 3501 §5.1.3)."""
     if name.upper() == "INBOX":
         return "INBOX"
+    if name[:6].upper() == "INBOX/":  # INBOX's children: the "/" separator of mailstore
+        name = "INBOX" + name[5:]
     if utf8:
         return name
     try:
@@ -323,6 +326,12 @@ def _append(cur: Cursor, ctx: _Context) -> Append:
     if cur.peek_char(b'"'):
         date = parse_date_time(cur.quoted_bytes())
         cur.sp()
+    if cur.maybe(b"UTF8 ("):  # RFC 6855 §4: append-data =/ "UTF8" SP "(" literal8 ")"
+        lit = cur.literal()
+        if not lit.binary:
+            raise ParseError("UTF8 data must be a literal8")
+        cur.expect(b")")
+        return Append(mailbox, flags, date, lit.data, binary=False)
     lit = cur.literal()
     return Append(mailbox, flags, date, lit.data, lit.binary)
 
@@ -410,3 +419,16 @@ _PARSERS: dict[str, Callable[[Cursor, _Context], CommandArgs]] = {
     "EXPUNGE": _expunge,
     "SEARCH": _search,
 }
+
+
+def takes_literal(first_line: bytes) -> bool:
+    """Whether the command a line starts could carry a literal: a known
+    command with arguments (the reader answers BAD at once otherwise,
+    instead of "+ Ready", RFC 9051 §7.5)."""
+    words = first_line.split(b" ", 3)
+    if len(words) < 2:
+        return False
+    name = words[1].upper().decode("ascii", "replace")
+    if name == "UID":
+        return len(words) > 2 and words[2].upper().decode("ascii", "replace") in UID_COMMANDS
+    return name in _PARSERS

@@ -36,7 +36,7 @@ from pigeon.proto.imap.envelope import encode_envelope, envelope, first, header_
 
 MAX_DEPTH = 50
 MAX_PARTS = 2000
-_PARAM_SPLIT = re.compile(r';(?=(?:[^"]*"[^"]*")*[^"]*$)')
+MAX_PARAMS = 100  # parameters kept per Content-Type / Content-Disposition
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,9 +117,31 @@ class Part:
         )
 
 
+def _split_params(text: str) -> list[str]:
+    """Split at ";" outside quoted strings, in one pass (a regular expression
+    with a look-ahead would be quadratic on a hostile header)."""
+    pieces: list[str] = []
+    start = 0
+    quoted = escaped = False
+    for i, c in enumerate(text):
+        if escaped:
+            escaped = False
+        elif c == "\\" and quoted:
+            escaped = True
+        elif c == '"':
+            quoted = not quoted
+        elif c == ";" and not quoted:
+            pieces.append(text[start:i])
+            start = i + 1
+            if len(pieces) > MAX_PARAMS:
+                return pieces
+    pieces.append(text[start:])
+    return pieces
+
+
 def parse_params(text: str) -> tuple[str, tuple[tuple[str, str], ...]]:
     """ "value; a=1; b="x y"" -> ("value", (("a", "1"), ("b", "x y"))), raw (RFC 2045 §5.1)."""
-    pieces = _PARAM_SPLIT.split(text)
+    pieces = _split_params(text)
     params: list[tuple[str, str]] = []
     for piece in pieces[1:]:
         key, eq, value = piece.partition("=")
@@ -129,7 +151,7 @@ def parse_params(text: str) -> tuple[str, tuple[tuple[str, str], ...]]:
         if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
             value = re.sub(r"\\(.)", r"\1", value[1:-1])
         params.append((key, value))  # names as written (Dovecot keeps "Charset")
-    return pieces[0].strip(), tuple(params[:100])
+    return pieces[0].strip(), tuple(params[:MAX_PARAMS])
 
 
 def header_end(data: bytes, start: int, end: int) -> int:
@@ -236,7 +258,9 @@ def _parse(
     elif lower in (("message", "rfc822"), ("message", "global")) and not too_deep:
         message = _parse(data, body_start, end, depth + 1, ("text", "plain"), budget)
         env = envelope(header_fields(data[body_start : message.body_start]))
-    if (lower[0] == "multipart" or lower[0] == "message") and too_deep:
+    if too_deep and (
+        lower[0] == "multipart" or lower in (("message", "rfc822"), ("message", "global"))
+    ):
         # served flat (RFC 2046 §5.1.1 without parts, or past the bounds)
         mtype, msub, params = "application", "octet-stream", ()
     if mtype.lower() == "text" and not any(k.lower() == "charset" for k, _ in params):

@@ -40,6 +40,11 @@ Contract:
     8192), the lines of one command together at most `max_command`, one
     literal at most `max_literal`, and at most `max_literals` literals per
     command. While waiting for a literal, at most its announced size is kept.
+  * Only a message is big: a literal may reach `max_literal` only in an
+    APPEND of a logged-in session (`authenticated`, set by the driver after
+    login); every other literal (a password, a search string, an APPEND
+    before login) counts against `max_command`, so a client that has not
+    logged in can never make the server hold more than 64 KiB.
   * A literal shorter than announced makes the reader wait (the driver's
     time-out ends it); one longer than announced leaves the extra octets as
     the rest of the command line, which the grammar then judges: no crash.
@@ -60,7 +65,7 @@ import re
 from dataclasses import dataclass
 
 from pigeon.proto.imap.commands import Command
-from pigeon.proto.imap.grammar import parse_command, read_tag
+from pigeon.proto.imap.grammar import parse_command, read_tag, takes_literal
 from pigeon.proto.imap.lexer import Literal, ParseError, RawCommand
 
 MAX_LINE = 8192
@@ -107,6 +112,9 @@ class AuthResponse:
 ReaderEvent = Command | Continue | Bad | TooBig | LineTooLong | IdleDone | AuthResponse
 
 _COMMAND, _IDLE, _AUTH = 0, 1, 2
+#: feed() stops after these: the driver changes the reader's mode (IDLE,
+#: AUTHENTICATE), discards input (STARTTLS) or how names are read (ENABLE).
+_PAUSE_AFTER = frozenset({"IDLE", "AUTHENTICATE", "STARTTLS", "ENABLE"})
 
 
 class CommandReader:
@@ -118,6 +126,7 @@ class CommandReader:
         "max_command",
         "max_literals",
         "utf8",
+        "authenticated",
         "_buf",
         "_segments",
         "_literals",
@@ -141,6 +150,8 @@ class CommandReader:
         self.max_literals = max_literals
         #: Mailbox names in UTF-8 (IMAP4rev2 / UTF8=ACCEPT enabled) rather than mUTF-7.
         self.utf8 = False
+        #: Logged in: APPEND literals may reach max_literal (else max_command).
+        self.authenticated = False
         self._buf = bytearray()
         self._segments: list[bytes] = []
         self._literals: list[Literal] = []
@@ -159,7 +170,7 @@ class CommandReader:
         out: list[ReaderEvent] = []
         while (event := self.next_event()) is not None:
             out.append(event)
-            if isinstance(event, Command) and event.name in ("IDLE", "AUTHENTICATE", "STARTTLS"):
+            if isinstance(event, Command) and event.name in _PAUSE_AFTER:
                 break
             if isinstance(event, TooBig) and event.close:
                 break
@@ -242,11 +253,12 @@ class CommandReader:
         if not line and not self._segments:
             return None  # an empty line between commands: nothing to answer
         self._size += len(line)
+        marker = _LITERAL_MARKER.search(line)
         if self._size > self.max_command:
             tag = self._tag(line)
             self._reset()
-            return TooBig(tag, "BAD", close=False)
-        marker = _LITERAL_MARKER.search(line)
+            # a {n+} literal would follow: its octets must not be read as commands
+            return TooBig(tag, "BAD", close=marker is not None and bool(marker.group(3)))
         if marker is None:
             self._segments.append(line)
             return self._finish()
@@ -254,23 +266,38 @@ class CommandReader:
         size = int(digits)
         segment = line[: marker.start()]
         tag = self._tag(segment)
-        if size > self.max_literal or len(self._literals) >= self.max_literals:
+        limit = self.max_literal if self._may_append(segment) else self.max_command - self._size
+        if size > limit or len(self._literals) >= self.max_literals:
             self._reset()
             if nonsync:  # the octets are coming anyway: RFC 7888 §4
                 return TooBig(tag, "BAD", close=True)
             return TooBig(tag, "NO", close=False)  # RFC 9051 §7.1 TOOBIG
-        if b"\x00" in segment or (
-            not self._segments and read_tag(RawCommand((segment,), ())) is None
+        if not nonsync and (
+            b"\x00" in segment
+            or (
+                not self._segments
+                and (read_tag(RawCommand((segment,), ())) is None or not takes_literal(segment))
+            )
         ):
+            # no "+": the client drops the command (RFC 9051 §7.5). A {n+}
+            # literal is on its way: it is read (bounded above) and the
+            # grammar then answers BAD.
             self._reset()
-            if nonsync:  # cannot resynchronise on a literal we will not read
-                return TooBig(tag, "BAD", close=True)
             return Bad(tag, "Invalid command before literal")
         self._segments.append(segment)
+        self._size += size if not self._may_append(segment) else 0
         self._pending = (size, bool(binary))
         if nonsync:
             return None
         return Continue()
+
+    def _may_append(self, segment: bytes) -> bool:
+        """A logged-in session's APPEND (the only command carrying a message)."""
+        if not self.authenticated:
+            return False
+        first = self._segments[0] if self._segments else segment
+        words = first.split(b" ", 2)
+        return len(words) >= 2 and words[1].upper() == b"APPEND"
 
     def _tag(self, line: bytes) -> str:
         first = self._segments[0] if self._segments else line

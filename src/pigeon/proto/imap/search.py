@@ -21,6 +21,7 @@ Contract:
   * Dates compare the calendar date only, in the time zone they carry
     (RFC 9051 §6.4.4 "disregarding time and timezone"); SENT* keys use the
     Date: field, and a message without a readable one does not match them.
+  * `esearch_results(numbers, options)` builds the ESEARCH items (RFC 4731).
   * Nothing here raises for any message content.
 """
 
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.header import decode_header, make_header
 from typing import Protocol
@@ -50,6 +51,7 @@ from pigeon.proto.imap.searchparse import (
     TextKey,
 )
 from pigeon.proto.imap.sections import UnknownEncoding, binary_bytes, find_part
+from pigeon.proto.imap.seqset import compress
 
 
 class MessageView(Protocol):
@@ -256,3 +258,19 @@ def matches(key: SearchKey, msg: MessageView, ctx: SearchContext) -> bool:
     if isinstance(key, TextKey):
         return _text_match(msg, key)
     raise TypeError(f"unknown search key {key!r}")
+
+
+def esearch_results(numbers: Sequence[int], options: frozenset[str]) -> list[tuple[str, int | str]]:
+    """The ESEARCH result items for sorted matches (RFC 4731 §3.1): MIN, MAX
+    and ALL only when something matched, COUNT always."""
+    out: list[tuple[str, int | str]] = []
+    if numbers:
+        if "MIN" in options:
+            out.append(("MIN", numbers[0]))
+        if "MAX" in options:
+            out.append(("MAX", numbers[-1]))
+        if "ALL" in options:
+            out.append(("ALL", compress(numbers)))
+    if "COUNT" in options:
+        out.append(("COUNT", len(numbers)))
+    return out

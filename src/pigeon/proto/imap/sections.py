@@ -26,6 +26,7 @@ Contract:
 from __future__ import annotations
 
 import binascii
+import re
 
 from pigeon.proto.imap.envelope import raw_fields
 from pigeon.proto.imap.fetchspec import Section
@@ -118,10 +119,16 @@ def binary_bytes(data: bytes, root: Part, path: tuple[int, ...]) -> bytes:
         # a multipart or message as it is (Dovecot re-encodes the parts inside)
         return body
     if cte == "base64":
-        try:
-            return binascii.a2b_base64(body)
-        except binascii.Error:
-            raise UnknownEncoding("bad base64") from None
+        return _lenient_base64(body)
     if cte == "quoted-printable":
         return binascii.a2b_qp(body)
     raise UnknownEncoding(cte)
+
+
+def _lenient_base64(body: bytes) -> bytes:
+    """Base64 with stray octets ignored and a ragged end completed (RFC 2045
+    §6.8: "any characters outside the base64 alphabet are to be ignored")."""
+    clean = re.sub(rb"[^A-Za-z0-9+/]", b"", body)
+    if len(clean) % 4 == 1:
+        clean = clean[:-1]
+    return binascii.a2b_base64(clean + b"=" * (-len(clean) % 4))
