@@ -87,7 +87,7 @@ class Keywords:
         """The letters for `flags` (\\Recent and unknown system flags dropped)."""
         out = []
         added = False
-        for flag in flags:
+        for flag in sorted(flags):  # new keywords get letters in a stable order
             if flag.startswith("\\"):
                 letter = _system_letter(flag)
                 if letter:
