@@ -182,11 +182,17 @@ class Folder:
                 return Changes()
             touched = state.changed_since(self._generation) if self._generation >= 0 else None
         old, new = self._view, snap.by_uid
+        if not old:  # the first sync (open): everything is new, nothing to compare
+            touched = []
+            added_all = list(new)
+        else:
+            added_all = []
         if touched is None:
             candidates: Iterable[int] = sorted(set(old) | set(new))
         else:
             candidates = sorted(set(touched))
-        added, expunged, flagged = [], [], []
+        added: list[int] = added_all
+        expunged, flagged = [], []
         for uid in candidates:
             before, after = old.get(uid), new.get(uid)
             if before is None:

@@ -148,7 +148,7 @@ def test_modseq_rises_with_every_change(user, deliver):
     assert seen == sorted(set(seen))
 
 
-def test_external_changes_seen_by_sync(user, deliver):
+def test_external_changes_seen_by_sync(user, deliver, sync_until):
     for _ in range(3):
         deliver(user.maildir)
     inbox = user.open("INBOX")
@@ -157,7 +157,7 @@ def test_external_changes_seen_by_sync(user, deliver):
     os.rename(os.path.join(cur, one), os.path.join(cur, one + "FS"))  # mutt marks it
     os.unlink(os.path.join(cur, two))  # another reader expunged it
     deliver(user.maildir)  # new mail
-    changes = inbox.sync()
+    changes = sync_until(inbox, lambda c: c.flag_changes and c.expunged and c.added)
     assert changes.flag_changes == [1]
     assert changes.expunged == [2]
     assert changes.added == [4]
