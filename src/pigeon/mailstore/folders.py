@@ -25,9 +25,11 @@ Contract:
     `rename` moves the folder and its children (RFC 9051 §6.3.6; INBOX is
     renamed by moving its messages: mailstore/mailbox.py). FolderError for
     a bad request.
-  * Subscriptions: `<maildir>/subscriptions`, one name per line (with "/"),
-    written atomically; a file in Dovecot's version 2 format ("V\\t2"
-    header, "\\t" between levels) is read too.
+  * Subscriptions: `<maildir>/subscriptions`, one name per line with the
+    hierarchy written as on disk ("Archive.2024": the Maildir++ separator, as
+    Dovecot's version 1 file for this layout has it), written atomically; a
+    file in Dovecot's version 2 format ("V\\t2" header, "\\t" between
+    levels) is read too.
 """
 
 from __future__ import annotations
@@ -228,14 +230,14 @@ def subscriptions(maildir: str) -> list[str]:
     if lines and lines[0].startswith("V\t"):  # Dovecot's version 2 format
         body = lines[lines.index("") + 1 :] if "" in lines else []
         return [canonical(line.replace("\t", SEPARATOR)) for line in body if line]
-    return [canonical(line) for line in lines if line]
+    return [canonical(line.replace(".", SEPARATOR)) for line in lines if line]
 
 
 def _write_subscriptions(maildir: str, names: list[str]) -> None:
     path = os.path.join(maildir, SUBSCRIPTIONS)
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
-        f.write("".join(f"{n}\n" for n in names))
+        f.write("".join(f"{n.replace(SEPARATOR, '.')}\n" for n in names))
         f.flush()
         os.fsync(f.fileno())
     os.rename(tmp, path)

@@ -98,9 +98,11 @@ class MaildirState:
 
     def refresh(self) -> None:
         with self.lock:
+            if self.keywords.load():  # before the uidlist: its names' letters need it
+                self._flag_sets = {}
+                if self.uidlist is not None:
+                    self._rename_keywords()
             self._ensure_loaded()
-            if self.keywords.load():
-                self._flag_sets = {}  # a letter may name another keyword now
             mtime = self._cur_mtime()
             due = self._verify_at is not None and time.monotonic() >= self._verify_at
             # new/ is listed every time (readers empty it: a few entries at
@@ -110,6 +112,16 @@ class MaildirState:
                 self._record(self._cur_mtime())
             elif whole:
                 self._record(mtime)
+
+    def _rename_keywords(self) -> None:
+        """Another program named a keyword letter (dovecot-keywords changed):
+        the messages carrying it have other flags now."""
+        changed = []
+        for info in self.by_base.values():
+            flags = self._flags_of(info.name.partition(":")[2])
+            if flags != info.flags:
+                changed.append(info.with_change(0, info.name, flags))
+        self._commit(changed, ())
 
     def _ensure_loaded(self) -> None:
         if self.uidlist is None:

@@ -136,7 +136,7 @@ def test_subscriptions(user):
     with pytest.raises(FolderError):
         user.unsubscribe("Work")
     with open(os.path.join(user.maildir, "subscriptions")) as f:
-        assert "Not/Yet/There\n" in f.read().splitlines(keepends=True)
+        assert "Not.Yet.There\n" in f.read().splitlines(keepends=True)  # as Dovecot writes it
 
 
 def test_dovecot_version_2_subscriptions_are_read(user):

@@ -9,6 +9,7 @@ import pytest
 
 from pigeon.mailstore import transfer
 from pigeon.mailstore.errors import FolderError
+from pigeon.mailstore.state import forget_state
 
 
 def cur(maildir: str) -> list[str]:
@@ -102,6 +103,23 @@ def test_keywords_use_dovecot_keywords_file(user, deliver):
     assert names[0].endswith(":2,ab") and names[1].endswith(":2,b")
     assert inbox.get(2).flags == {"work"}
     assert set(inbox.keywords) == {"$Junk", "work"}
+    forget_state(user.maildir)  # a restart
+    again = user.open("INBOX")
+    assert again.get(1).flags == {"$Junk", "work"} and again.get(2).flags == {"work"}
+
+
+def test_a_keyword_named_later_by_another_program(user, deliver, sync_until):
+    name = deliver(user.maildir)
+    os.rename(
+        os.path.join(user.maildir, "new", name), os.path.join(user.maildir, "cur", name + ":2,Sa")
+    )
+    inbox = user.open("INBOX")
+    assert inbox.get(1).flags == {"\\Seen"}  # "a" has no name yet
+    with open(os.path.join(user.maildir, "dovecot-keywords"), "w") as f:
+        f.write("0 Later\n")
+    changes = sync_until(inbox, lambda c: c.flag_changes)
+    assert changes.flag_changes == [1]
+    assert inbox.get(1).flags == {"\\Seen", "Later"}
 
 
 def test_keywords_written_by_another_program_are_read(user, deliver):
