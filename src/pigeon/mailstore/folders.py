@@ -40,7 +40,7 @@ import shutil
 import threading
 from dataclasses import dataclass
 
-from pigeon.fsutil import fsync_dir
+from pigeon.fsutil import fsync_dir, write_atomically
 from pigeon.mailstore.errors import FolderError
 from pigeon.mailstore.maildir import ensure_maildir, forget_maildir
 from pigeon.mailstore.state import forget_state
@@ -234,14 +234,8 @@ def subscriptions(maildir: str) -> list[str]:
 
 
 def _write_subscriptions(maildir: str, names: list[str]) -> None:
-    path = os.path.join(maildir, SUBSCRIPTIONS)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("".join(f"{n.replace(SEPARATOR, '.')}\n" for n in names))
-        f.flush()
-        os.fsync(f.fileno())
-    os.rename(tmp, path)
-    fsync_dir(maildir)
+    text = "".join(f"{n.replace(SEPARATOR, '.')}\n" for n in names)
+    write_atomically(os.path.join(maildir, SUBSCRIPTIONS), text.encode("utf-8"))
 
 
 def subscribe(maildir: str, name: str) -> None:

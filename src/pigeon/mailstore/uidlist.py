@@ -35,7 +35,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from pigeon.fsutil import fsync_dir
+from pigeon.fsutil import write_atomically
 
 __all__ = ["FILENAME", "VERSION", "UidList", "UidListCorrupt", "new_uidvalidity"]
 
@@ -131,20 +131,9 @@ class UidList:
     def write(self, path: str, rows: Iterable[tuple[int, int, str]]) -> None:
         """Write the header and `rows` (uid, modseq, name: every live message)
         atomically and durably (see the contract)."""
-        tmp = f"{path}.tmp"
         parts = [self.header()]
         parts.extend(f"+{uid} {modseq} {name}\n" for uid, modseq, name in rows)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            data = "".join(parts).encode("utf-8")
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, path)
-        fsync_dir(os.path.dirname(path) or ".")
+        write_atomically(path, "".join(parts).encode("utf-8"))
         self.journal_lines = 0
         self.torn = False
 

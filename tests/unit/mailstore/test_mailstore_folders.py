@@ -143,3 +143,12 @@ def test_dovecot_version_2_subscriptions_are_read(user):
     with open(os.path.join(user.maildir, "subscriptions"), "w") as f:
         f.write("V\t2\n\nSent\nArchive\t2024\n")
     assert user.subscriptions() == ["Sent", "Archive/2024"]
+
+
+def test_state_files_are_private(user, deliver):
+    deliver(user.maildir)
+    inbox = user.open("INBOX")
+    inbox.set_flags([1], ["kw"], "add")
+    user.subscribe("X")
+    for name in ("pigeon-uidlist", "dovecot-keywords", "subscriptions", ".Sent/maildirfolder"):
+        assert os.stat(os.path.join(user.maildir, name)).st_mode & 0o777 == 0o600, name
