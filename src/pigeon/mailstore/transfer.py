@@ -29,7 +29,7 @@ import os
 import shutil
 from collections.abc import Iterable
 
-from pigeon.fsutil import fsync_dir
+from pigeon.fsutil import fsync_dir, write_synced
 from pigeon.mailstore.errors import FolderError
 from pigeon.mailstore.flags import INFO
 from pigeon.mailstore.keywords import TooManyKeywords
@@ -130,10 +130,7 @@ def append(
     tmp = os.path.join(state.maildir, "tmp", base)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
-        view = memoryview(stored)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        write_synced(fd, stored)
     except BaseException:
         os.close(fd)
         os.unlink(tmp)

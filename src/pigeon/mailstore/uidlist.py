@@ -35,7 +35,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from pigeon.fsutil import write_atomically
+from pigeon.fsutil import write_atomically, write_synced
 
 __all__ = ["FILENAME", "VERSION", "UidList", "UidListCorrupt", "new_uidvalidity"]
 
@@ -144,10 +144,7 @@ class UidList:
             return
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         try:
-            view = memoryview("".join(lines).encode("utf-8"))
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            write_synced(fd, "".join(lines).encode("utf-8"))
         finally:
             os.close(fd)
         self.journal_lines += len(lines)
