@@ -19,7 +19,9 @@ Contract (blocking file I/O: the readers call it from a thread):
     programs' changes (Dovecot, mutt, delivery) are seen through the rescan.
   * `read(uid)` is the message with CRLF line endings; a message gone
     meanwhile is `MessageGone` (a FolderError).
-  * `set_flags`, `expunge`: see their docstrings; `copy`, `move`, `append`:
+  * A handle is one session's: calls on it come one at a time (from any
+    thread); handles of one Maildir may be used from many threads at once.
+  * `set_flags`, `expunge`, `remove`: see their docstrings; `copy`, `move`, `append`:
     mailstore/transfer.py. Errors: FolderError for what the client asked
     wrong (the IMAP layer answers NO), OSError for the disk.
 """
@@ -176,7 +178,10 @@ class Folder:
     def sync(self) -> Changes:
         state = self._state
         with state.lock:
-            state.refresh()
+            try:
+                state.refresh()
+            except FileNotFoundError:  # deleted or renamed meanwhile (RFC 9051 §6.3.5)
+                raise FolderError(f"mailbox no longer exists: {self.name}") from None
             snap = state.snapshot
             if snap.by_uid is self._view:
                 return Changes()
@@ -258,6 +263,13 @@ class Folder:
         the UIDs removed, ascending."""
         among = self._view.keys() if uids is None else set(uids) & self._view.keys()
         gone = self._state.expunge(among)
+        self._own((), gone)
+        return gone
+
+    def remove(self, uids: Iterable[int]) -> list[int]:
+        """Remove these messages whatever their flags (POP3 DELE, applied in
+        the UPDATE state, RFC 1939 §6); the UIDs removed, ascending."""
+        gone = self._state.expunge(set(uids) & self._view.keys(), deleted_only=False)
         self._own((), gone)
         return gone
 

@@ -201,3 +201,22 @@ def test_two_handles_see_each_other_at_sync(user, deliver):
 def test_open_missing_folder(user):
     with pytest.raises(FolderError):
         user.open("Nope")
+
+
+def test_remove_whatever_the_flags_for_pop3(user, deliver):
+    for _ in range(3):
+        deliver(user.maildir)
+    inbox = user.open("INBOX")
+    other = user.open("INBOX")
+    assert inbox.remove([1, 3, 42]) == [1, 3]
+    assert [m.uid for m in inbox.messages] == [2]
+    assert other.sync().expunged == [1, 3]
+    assert len(os.listdir(os.path.join(user.maildir, "cur"))) == 1
+
+
+def test_a_folder_deleted_under_an_open_handle(user, deliver):
+    user.create("Gone")
+    box = user.open("Gone")
+    user.delete("Gone")
+    with pytest.raises(FolderError):
+        box.sync()
