@@ -314,65 +314,81 @@ class MaildirState:
         if mode not in ("set", "add", "remove"):
             raise ValueError(f"bad flags mode {mode!r}")
         wanted = frozenset(f for f in flags if f.lower() != "\\recent")
+        changed: list[MessageInfo] = []
+        failed: list[int] = []
+        cur_dir = os.path.join(self.maildir, "cur")
         with self.changing():
-            by_uid = self.snapshot.by_uid
-            changed: list[MessageInfo] = []
-            failed: list[int] = []
-            cur_dir = os.path.join(self.maildir, "cur")
-            for uid in uids:
-                info = by_uid.get(uid)
-                if info is None:
-                    continue  # expunged meanwhile: nothing to change
-                if unchangedsince is not None and info.modseq > unchangedsince:
-                    failed.append(uid)
-                    continue
-                if mode == "set":
-                    new_flags = wanted
-                elif mode == "add":
-                    new_flags = info.flags | wanted
-                else:
-                    new_flags = info.flags - wanted
-                letters = self.keywords.flags_to_letters(new_flags) + kept_letters(
-                    info.letters, self.keywords
-                )
-                name = info.base + INFO + "".join(sorted(set(letters)))
-                if name == info.name:
-                    continue
-                try:
-                    os.rename(os.path.join(cur_dir, info.name), os.path.join(cur_dir, name))
-                except FileNotFoundError:
-                    continue  # changed or removed by another program: the next scan sees it
-                changed.append(info.with_change(0, name, self._flags_of(name.partition(":")[2])))
-            if changed:
-                fsync_dir(cur_dir)
-                self._commit(changed, ())
-            return changed, failed
+            pending = list(uids)
+            for attempt in range(2):  # bounded: once more after a rescan
+                missed, done = [], []
+                by_uid = self.snapshot.by_uid
+                for uid in pending:
+                    info = by_uid.get(uid)
+                    if info is None:
+                        continue  # expunged meanwhile: nothing to change
+                    if unchangedsince is not None and info.modseq > unchangedsince:
+                        failed.append(uid)
+                        continue
+                    if mode == "set":
+                        new_flags = wanted
+                    elif mode == "add":
+                        new_flags = info.flags | wanted
+                    else:
+                        new_flags = info.flags - wanted
+                    letters = self.keywords.flags_to_letters(new_flags)
+                    letters += kept_letters(info.letters, self.keywords)
+                    name = info.base + INFO + "".join(sorted(set(letters)))
+                    if name == info.name:
+                        continue
+                    try:
+                        os.rename(os.path.join(cur_dir, info.name), os.path.join(cur_dir, name))
+                    except FileNotFoundError:
+                        missed.append(uid)  # renamed or removed by another program
+                        continue
+                    done.append(
+                        info.with_change(0, name, self._flags_of(name[len(info.base) + 1 :]))
+                    )
+                if done:
+                    fsync_dir(cur_dir)
+                    self._commit(done, ())
+                    changed += done
+                if not missed or attempt:
+                    break
+                self._scan(whole=True)  # their names now
+                pending = missed
+        return changed, failed
 
     def expunge(self, uids: Iterable[int] | None = None, deleted_only: bool = True) -> list[int]:
         """Remove the messages flagged \\Deleted (only those in `uids`); with
         `deleted_only` False, the messages in `uids` whatever their flags
         (MOVE, RFC 6851)."""
+        cur_dir = os.path.join(self.maildir, "cur")
+        removed: list[int] = []
         with self.changing():
             if uids is None:
                 candidates = list(self.by_base.values())
             else:
                 candidates = [i for i in map(self.snapshot.by_uid.get, set(uids)) if i]
-            cur_dir = os.path.join(self.maildir, "cur")
-            gone = []
-            for info in candidates:
-                if deleted_only and "\\Deleted" not in info.flags:
-                    continue
-                try:
-                    os.unlink(os.path.join(cur_dir, info.name))
-                except FileNotFoundError:
-                    pass  # renamed by another program: the next scan decides
-                else:
-                    gone.append(info)
-            if not gone:
-                return []
-            fsync_dir(cur_dir)
-            self._commit([], gone)
-            return sorted(info.uid for info in gone)
+            for attempt in range(2):  # bounded: once more after a rescan
+                gone, missed = [], []
+                for info in candidates:
+                    if deleted_only and "\\Deleted" not in info.flags:
+                        continue
+                    try:
+                        os.unlink(os.path.join(cur_dir, info.name))
+                    except FileNotFoundError:
+                        missed.append(info)  # renamed or removed by another program
+                    else:
+                        gone.append(info)
+                if gone:
+                    fsync_dir(cur_dir)
+                    self._commit([], gone)
+                    removed += (info.uid for info in gone)
+                if not missed or attempt:
+                    break
+                self._scan(whole=True)  # their names now, or gone
+                candidates = [i for i in map(self.by_base.get, (m.base for m in missed)) if i]
+        return sorted(removed)
 
     def register(self, names: list[str]) -> list[int]:
         """UIDs for files just put into cur/ under `names`, in that order

@@ -220,3 +220,56 @@ def test_a_folder_deleted_under_an_open_handle(user, deliver):
     user.delete("Gone")
     with pytest.raises(FolderError):
         box.sync()
+
+
+def test_store_and_expunge_follow_a_rename_by_another_program(user, deliver):
+    deliver(user.maildir)
+    deliver(user.maildir)
+    inbox = user.open("INBOX")
+    cur = os.path.join(user.maildir, "cur")
+    for info in inbox.messages:  # mutt marks both seen; pigeon has not looked yet
+        os.rename(os.path.join(cur, info.name), os.path.join(cur, info.name + "S"))
+    changed, _ = inbox.set_flags([1, 2], ["\\Deleted"], "add")
+    assert [(uid, flags) for uid, flags, _ in changed] == [
+        (1, {"\\Seen", "\\Deleted"}),
+        (2, {"\\Seen", "\\Deleted"}),
+    ]
+    assert sorted(n.rpartition(",")[2] for n in os.listdir(cur)) == ["ST", "ST"]
+    os.rename(os.path.join(cur, inbox.get(1).name), os.path.join(cur, inbox.get(1).base + ":2,FST"))
+    assert inbox.expunge() == [1, 2]
+    assert os.listdir(cur) == []
+
+
+def test_sessions_in_threads_while_mail_arrives(user, deliver):
+    import threading
+
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        try:
+            box = user.open("INBOX")
+            for _ in range(200):  # bounded
+                box.sync()
+                uids = [m.uid for m in box.messages]
+                assert uids == sorted(set(uids))
+                if uids:
+                    box.set_flags(uids[-1:], ["\\Seen"], "add")
+                if stop.is_set():
+                    break
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for _ in range(50):
+        deliver(user.maildir)
+    stop.set()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors
+    final = user.open("INBOX")
+    assert [m.uid for m in final.messages] == list(range(1, 51))
+    restart(user)
+    assert [m.uid for m in user.open("INBOX").messages] == list(range(1, 51))
