@@ -56,19 +56,19 @@ MTIME_SLACK = 1.0
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The messages at one generation (shared, never changed)."""
+    """The messages at one generation, with the UIDNEXT and HIGHESTMODSEQ
+    that go with them (shared, never changed)."""
 
     by_uid: dict[int, MessageInfo]
     generation: int
+    uidnext: int = 1
+    highestmodseq: int = 1
     _list: list[MessageInfo] = field(default_factory=list, compare=False)
 
     def messages(self) -> list[MessageInfo]:
         if len(self._list) != len(self.by_uid):
             self._list[:] = self.by_uid.values()
         return self._list
-
-    def uids(self) -> list[int]:
-        return [m.uid for m in self.messages()]
 
 
 class MaildirState:
@@ -172,9 +172,10 @@ class MaildirState:
             flags = known.get(info) or flags_of(info)
             by_base[base] = MessageInfo(uid, modseq, name, flags, maildir)
         found.entries = {}  # by_base holds them from now on
+        uidlist = found
         self._names = {info.name for info in by_base.values()}
         by_uid = {info.uid: info for info in by_base.values()}
-        self.snapshot = Snapshot(by_uid, self.generation)
+        self.snapshot = Snapshot(by_uid, self.generation, uidlist.uidnext, uidlist.highestmodseq)
 
     def _flags_of(self, info: str) -> frozenset[str]:
         """The IMAP flags of a name's info part (after the ":")."""
@@ -294,7 +295,7 @@ class MaildirState:
             drop = len(self._log) - LOG_MAX // 2
             del self._log[:drop]
             self._log_start += drop
-        self.snapshot = Snapshot(by_uid, self.generation)
+        self.snapshot = Snapshot(by_uid, self.generation, uidlist.uidnext, uidlist.highestmodseq)
 
     def changed_since(self, generation: int) -> list[int] | None:
         with self.lock:

@@ -273,3 +273,19 @@ def test_sessions_in_threads_while_mail_arrives(user, deliver):
     assert [m.uid for m in final.messages] == list(range(1, 51))
     restart(user)
     assert [m.uid for m in user.open("INBOX").messages] == list(range(1, 51))
+
+
+def test_highestmodseq_and_uidnext_are_those_the_handle_has_seen(user, deliver):
+    deliver(user.maildir)
+    a = user.open("INBOX")
+    b = user.open("INBOX")
+    before = b.highestmodseq
+    a.set_flags([1], ["\\Seen"], "add")
+    assert a.highestmodseq > before
+    assert b.highestmodseq == before  # b's client has not been told of that change yet
+    assert b.uidnext == 2
+    deliver(user.maildir)
+    a.sync()
+    assert a.uidnext == 3 and b.uidnext == 2
+    b.sync()
+    assert (b.highestmodseq, b.uidnext) == (a.highestmodseq, 3)
