@@ -166,13 +166,18 @@ def create(maildir: str, name: str) -> None:
     path = folder_dir(maildir, name)
     if _exists(path):
         raise FolderError(f"mailbox exists already: {name}")
-    for i in range(1, len(parts)):  # superiors first (RFC 9051 §6.3.4)
+    _make_superiors(maildir, parts)
+    forget_maildir(path)
+    _make(path)
+
+
+def _make_superiors(maildir: str, parts: list[str]) -> None:
+    """The superior names a new name needs (RFC 9051 §6.3.4, §6.3.6)."""
+    for i in range(1, len(parts)):
         superior = folder_dir(maildir, SEPARATOR.join(parts[:i]))
         if not _exists(superior):
             forget_maildir(superior)
             _make(superior)
-    forget_maildir(path)
-    _make(path)
 
 
 def delete(maildir: str, name: str) -> None:
@@ -214,6 +219,7 @@ def rename_dirs(maildir: str, old: str, new: str) -> None:
         forget_state(src)
         forget_maildir(src)
     fsync_dir(maildir)
+    _make_superiors(maildir, _parts(new))
 
 
 # -- subscriptions ------------------------------------------------------------

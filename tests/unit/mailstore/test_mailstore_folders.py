@@ -111,6 +111,9 @@ def test_rename_moves_children_and_keeps_uids(user, deliver):
     assert "Z" in found and "Z/B" in found
     after = user.open("Z/B")
     assert (after.messages[0].uid, after.uidvalidity) == (uid, validity)
+    user.rename("Z/B", "New/Deep/B")
+    assert "\\Noselect" not in names(user)["New/Deep"]  # superiors made (RFC 9051 §6.3.6)
+    assert user.open("New/Deep/B").messages[0].uid == uid
     with pytest.raises(FolderError):
         user.rename("Z", "Sent")
     with pytest.raises(FolderError):
