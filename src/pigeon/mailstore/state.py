@@ -2,7 +2,8 @@
 
 Contract:
   * `state_for(maildir)` gives the one `MaildirState` of a Maildir in this
-    process (made on first use); every method runs under its `lock` (an
+    process (made on first use, kept while a handle holds it and among the
+    `RECENT_STATES` used last); every method runs under its `lock` (an
     RLock: blocking file I/O, called from the readers' threads).
   * `refresh()` brings the state up to date with the disk: one listdir of
     new/ and one of cur/; files in new/ are moved to cur/ with `:2,` (a
@@ -30,11 +31,13 @@ Contract:
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -421,8 +424,13 @@ def kept_letters(letters: str, keywords: Keywords) -> str:
     )
 
 
-_states: dict[str, MaildirState] = {}
+#: Every state an open handle holds (weakly: it goes with the last handle),
+#: plus the RECENT_STATES used last, kept so that a session that comes back
+#: (a client polling with short connections) finds its folder still loaded.
+_states: weakref.WeakValueDictionary[str, MaildirState] = weakref.WeakValueDictionary()
+_recent: collections.OrderedDict[str, MaildirState] = collections.OrderedDict()
 _states_lock = threading.Lock()
+RECENT_STATES = 32
 
 
 def state_for(maildir: str) -> MaildirState:
@@ -431,12 +439,17 @@ def state_for(maildir: str) -> MaildirState:
         state = _states.get(key)
         if state is None:
             state = _states[key] = MaildirState(key)
+        _recent[key] = state
+        _recent.move_to_end(key)
+        while len(_recent) > RECENT_STATES:
+            _recent.popitem(last=False)
         return state
 
 
 def forget_state(maildir: str) -> None:
-    """Drop a Maildir's state (the folder was deleted or renamed)."""
+    """Drop a Maildir's state (the folder was deleted or renamed; tests:
+    what a new process would see). Handles still open keep theirs."""
     key = os.path.abspath(maildir)
     with _states_lock:
-        for other in [k for k in _states if k == key or k.startswith(key + os.sep)]:
-            del _states[other]
+        _states.pop(key, None)
+        _recent.pop(key, None)

@@ -289,3 +289,22 @@ def test_highestmodseq_and_uidnext_are_those_the_handle_has_seen(user, deliver):
     assert a.uidnext == 3 and b.uidnext == 2
     b.sync()
     assert (b.highestmodseq, b.uidnext) == (a.highestmodseq, 3)
+
+
+def test_state_shared_while_held_then_freed(user, monkeypatch):
+    import gc
+    import weakref
+
+    from pigeon.mailstore import state
+
+    monkeypatch.setattr(state, "RECENT_STATES", 1)
+    a = user.open("INBOX")
+    b = user.open("INBOX")
+    assert a._state is b._state
+    user.open("Sent")  # INBOX is no longer among the recent ones...
+    assert user.open("INBOX")._state is a._state  # ...but its handles hold it
+    held = weakref.ref(a._state)
+    del a, b
+    user.open("Sent")
+    gc.collect()
+    assert held() is None  # memory goes with the last handle
