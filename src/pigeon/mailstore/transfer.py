@@ -83,7 +83,13 @@ def copy(
     """See the module contract; `infos` as the session's view has them."""
     cur_dir = os.path.join(dest.maildir, "cur")
     placed: list[tuple[int, str]] = []
-    letters = [_letters(dest, i.flags, kept_letters(i.letters, source.keywords)) for i in infos]
+    by_flags: dict[tuple[frozenset[str], str], str] = {}  # few distinct flag sets
+    letters = []
+    for info in infos:
+        key = (info.flags, kept_letters(info.letters, source.keywords))
+        if key not in by_flags:
+            by_flags[key] = _letters(dest, *key)
+        letters.append(by_flags[key])
     with dest.changing():
         for info, flags in zip(infos, letters):
             seconds = int(info.internaldate.timestamp())
