@@ -25,9 +25,11 @@ Contract:
     `rename` moves the folder and its children (RFC 9051 §6.3.6; INBOX is
     renamed by moving its messages: mailstore/mailbox.py). FolderError for
     a bad request.
-  * Subscriptions: `<maildir>/subscriptions`, one name per line (with "/"),
-    written atomically; a file in Dovecot's version 2 format ("V\\t2"
-    header, "\\t" between levels) is read too.
+  * Subscriptions: `<maildir>/subscriptions`, one name per line with the
+    hierarchy written as on disk ("Archive.2024": the Maildir++ separator, as
+    Dovecot's version 1 file for this layout has it), written atomically; a
+    file in Dovecot's version 2 format ("V\\t2" header, "\\t" between
+    levels) is read too.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import shutil
 import threading
 from dataclasses import dataclass
 
-from pigeon.fsutil import fsync_dir
+from pigeon.fsutil import fsync_dir, write_atomically
 from pigeon.mailstore.errors import FolderError
 from pigeon.mailstore.maildir import ensure_maildir, forget_maildir
 from pigeon.mailstore.state import forget_state
@@ -164,13 +166,18 @@ def create(maildir: str, name: str) -> None:
     path = folder_dir(maildir, name)
     if _exists(path):
         raise FolderError(f"mailbox exists already: {name}")
-    for i in range(1, len(parts)):  # superiors first (RFC 9051 §6.3.4)
+    _make_superiors(maildir, parts)
+    forget_maildir(path)
+    _make(path)
+
+
+def _make_superiors(maildir: str, parts: list[str]) -> None:
+    """The superior names a new name needs (RFC 9051 §6.3.4, §6.3.6)."""
+    for i in range(1, len(parts)):
         superior = folder_dir(maildir, SEPARATOR.join(parts[:i]))
         if not _exists(superior):
             forget_maildir(superior)
             _make(superior)
-    forget_maildir(path)
-    _make(path)
 
 
 def delete(maildir: str, name: str) -> None:
@@ -212,6 +219,7 @@ def rename_dirs(maildir: str, old: str, new: str) -> None:
         forget_state(src)
         forget_maildir(src)
     fsync_dir(maildir)
+    _make_superiors(maildir, _parts(new))
 
 
 # -- subscriptions ------------------------------------------------------------
@@ -228,18 +236,12 @@ def subscriptions(maildir: str) -> list[str]:
     if lines and lines[0].startswith("V\t"):  # Dovecot's version 2 format
         body = lines[lines.index("") + 1 :] if "" in lines else []
         return [canonical(line.replace("\t", SEPARATOR)) for line in body if line]
-    return [canonical(line) for line in lines if line]
+    return [canonical(line.replace(".", SEPARATOR)) for line in lines if line]
 
 
 def _write_subscriptions(maildir: str, names: list[str]) -> None:
-    path = os.path.join(maildir, SUBSCRIPTIONS)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("".join(f"{n}\n" for n in names))
-        f.flush()
-        os.fsync(f.fileno())
-    os.rename(tmp, path)
-    fsync_dir(maildir)
+    text = "".join(f"{n.replace(SEPARATOR, '.')}\n" for n in names)
+    write_atomically(os.path.join(maildir, SUBSCRIPTIONS), text.encode("utf-8"))
 
 
 def subscribe(maildir: str, name: str) -> None:

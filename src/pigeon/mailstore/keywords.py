@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import string
 
-from pigeon.fsutil import fsync_dir
+from pigeon.fsutil import write_atomically
 from pigeon.mailstore.flags import LETTER_FLAGS, SYSTEM_LETTERS
 
 __all__ = ["FILENAME", "Keywords", "TooManyKeywords"]
@@ -87,7 +87,7 @@ class Keywords:
         """The letters for `flags` (\\Recent and unknown system flags dropped)."""
         out = []
         added = False
-        for flag in flags:
+        for flag in sorted(flags):  # new keywords get letters in a stable order
             if flag.startswith("\\"):
                 letter = _system_letter(flag)
                 if letter:
@@ -116,13 +116,7 @@ class Keywords:
 
     def _write(self) -> None:
         text = "".join(f"{i} {n}\n" for i, n in enumerate(self.names) if n is not None)
-        tmp = self.path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, self.path)
-        fsync_dir(os.path.dirname(self.path))
+        write_atomically(self.path, text.encode("utf-8"))
         self._mtime_ns = os.stat(self.path).st_mtime_ns
 
 

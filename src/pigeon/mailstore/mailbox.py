@@ -19,7 +19,9 @@ Contract (blocking file I/O: the readers call it from a thread):
     programs' changes (Dovecot, mutt, delivery) are seen through the rescan.
   * `read(uid)` is the message with CRLF line endings; a message gone
     meanwhile is `MessageGone` (a FolderError).
-  * `set_flags`, `expunge`: see their docstrings; `copy`, `move`, `append`:
+  * A handle is one session's: calls on it come one at a time (from any
+    thread); handles of one Maildir may be used from many threads at once.
+  * `set_flags`, `expunge`, `remove`: see their docstrings; `copy`, `move`, `append`:
     mailstore/transfer.py. Errors: FolderError for what the client asked
     wrong (the IMAP layer answers NO), OSError for the disk.
 """
@@ -139,6 +141,8 @@ class Folder:
         self._view: dict[int, MessageInfo] = {}
         self._generation = -1
         self._messages: list[MessageInfo] | None = []
+        self._uidnext = 1
+        self._highestmodseq = 1
 
     @property
     def path(self) -> str:
@@ -151,13 +155,15 @@ class Folder:
 
     @property
     def uidnext(self) -> int:
-        assert self._state.uidlist is not None
-        return self._state.uidlist.uidnext
+        """UIDNEXT as of this handle's last sync."""
+        return self._uidnext
 
     @property
     def highestmodseq(self) -> int:
-        assert self._state.uidlist is not None
-        return self._state.uidlist.highestmodseq
+        """HIGHESTMODSEQ of what this handle has seen (its last sync and its
+        own changes since): a client given it has not missed a change below
+        it (RFC 7162 §3.1.2.1)."""
+        return self._highestmodseq
 
     @property
     def keywords(self) -> list[str]:
@@ -176,17 +182,28 @@ class Folder:
     def sync(self) -> Changes:
         state = self._state
         with state.lock:
-            state.refresh()
+            try:
+                state.refresh()
+            except FileNotFoundError:  # deleted or renamed meanwhile (RFC 9051 §6.3.5)
+                raise FolderError(f"mailbox no longer exists: {self.name}") from None
             snap = state.snapshot
             if snap.by_uid is self._view:
+                self._uidnext = snap.uidnext
+                self._highestmodseq = max(self._highestmodseq, snap.highestmodseq)
                 return Changes()
             touched = state.changed_since(self._generation) if self._generation >= 0 else None
         old, new = self._view, snap.by_uid
+        if not old:  # the first sync (open): everything is new, nothing to compare
+            touched = []
+            added_all = list(new)
+        else:
+            added_all = []
         if touched is None:
             candidates: Iterable[int] = sorted(set(old) | set(new))
         else:
             candidates = sorted(set(touched))
-        added, expunged, flagged = [], [], []
+        added: list[int] = added_all
+        expunged, flagged = [], []
         for uid in candidates:
             before, after = old.get(uid), new.get(uid)
             if before is None:
@@ -199,6 +216,8 @@ class Folder:
         self._view = new
         self._generation = snap.generation
         self._messages = snap.messages()
+        self._uidnext = snap.uidnext
+        self._highestmodseq = max(self._highestmodseq, snap.highestmodseq)
         return Changes(added, expunged, flagged)
 
     def read(self, uid: int) -> bytes:
@@ -245,15 +264,27 @@ class Folder:
         except TooManyKeywords as e:
             raise FolderError(str(e)) from None
         self._own(changed)
+        self._highestmodseq = max([self._highestmodseq] + [i.modseq for i in changed])
         return [(i.uid, i.flags, i.modseq) for i in changed], failed
 
     def expunge(self, uids: Iterable[int] | None = None) -> list[int]:
         """Remove this view's messages flagged \\Deleted (only those in `uids`);
         the UIDs removed, ascending."""
         among = self._view.keys() if uids is None else set(uids) & self._view.keys()
-        gone = self._state.expunge(among)
+        return self._expunge(among, deleted_only=True)
+
+    def _expunge(self, uids: Iterable[int], deleted_only: bool) -> list[int]:
+        with self._state.lock:  # the modseq of these expunges, no later one
+            gone = self._state.expunge(uids, deleted_only=deleted_only)
+            if gone:
+                self._highestmodseq = max(self._highestmodseq, self._state.snapshot.highestmodseq)
         self._own((), gone)
         return gone
+
+    def remove(self, uids: Iterable[int]) -> list[int]:
+        """Remove these messages whatever their flags (POP3 DELE, applied in
+        the UPDATE state, RFC 1939 §6); the UIDs removed, ascending."""
+        return self._expunge(set(uids) & self._view.keys(), deleted_only=False)
 
     def copy(self, uids: Iterable[int], dest_name: str) -> tuple[list[tuple[int, int]], int]:
         """COPY (RFC 4315 COPYUID): ([(source uid, destination uid)], the

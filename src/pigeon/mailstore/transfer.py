@@ -29,7 +29,7 @@ import os
 import shutil
 from collections.abc import Iterable
 
-from pigeon.fsutil import fsync_dir
+from pigeon.fsutil import fsync_dir, write_synced
 from pigeon.mailstore.errors import FolderError
 from pigeon.mailstore.flags import INFO
 from pigeon.mailstore.keywords import TooManyKeywords
@@ -83,26 +83,33 @@ def copy(
     """See the module contract; `infos` as the session's view has them."""
     cur_dir = os.path.join(dest.maildir, "cur")
     placed: list[tuple[int, str]] = []
+    by_flags: dict[tuple[frozenset[str], str], str] = {}  # few distinct flag sets
+    letters = []
     for info in infos:
-        letters = _letters(dest, info.flags, kept_letters(info.letters, source.keywords))
-        seconds = int(info.internaldate.timestamp())
-        name = unique_base(seconds) + _size_fields(info.base) + INFO + letters
-        current: MessageInfo | None = info
-        for _ in range(2):  # bounded: once more under the name a rescan found
-            if current is None:
-                break
-            try:
-                _place(current.path, os.path.join(cur_dir, name))
-                placed.append((info.uid, name))
-                break
-            except FileNotFoundError:
-                with source.lock:
-                    source.refresh()
-                    current = source.by_base.get(info.base)
-    if not placed:
-        return [], _validity(dest)
-    fsync_dir(cur_dir)
-    dest_uids = dest.register([name for _, name in placed])
+        key = (info.flags, kept_letters(info.letters, source.keywords))
+        if key not in by_flags:
+            by_flags[key] = _letters(dest, *key)
+        letters.append(by_flags[key])
+    with dest.changing():
+        for info, flags in zip(infos, letters):
+            seconds = int(info.internaldate.timestamp())
+            name = unique_base(seconds) + _size_fields(info.base) + INFO + flags
+            current: MessageInfo | None = info
+            for _ in range(2):  # bounded: once more under the name a rescan found
+                if current is None:
+                    break
+                try:
+                    _place(current.path, os.path.join(cur_dir, name))
+                    placed.append((info.uid, name))
+                    break
+                except FileNotFoundError:
+                    with source.lock:
+                        source.refresh()
+                        current = source.by_base.get(info.base)
+        if not placed:
+            return [], _validity(dest)
+        fsync_dir(cur_dir)
+        dest_uids = dest.register([name for _, name in placed])
     pairs = [(src_uid, dst_uid) for (src_uid, _), dst_uid in zip(placed, dest_uids)]
     if move:
         source.expunge([src for src, _ in pairs], deleted_only=False)
@@ -129,10 +136,7 @@ def append(
     tmp = os.path.join(state.maildir, "tmp", base)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
-        view = memoryview(stored)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        write_synced(fd, stored)
     except BaseException:
         os.close(fd)
         os.unlink(tmp)
@@ -142,15 +146,16 @@ def append(
         os.utime(tmp, (internaldate.timestamp(), internaldate.timestamp()))
     name = base + INFO + letters
     cur_dir = os.path.join(state.maildir, "cur")
-    try:
-        os.link(tmp, os.path.join(cur_dir, name))
-    except FileExistsError:
-        os.unlink(tmp)
-        raise
-    except OSError:
-        os.rename(tmp, os.path.join(cur_dir, name))
-    else:
-        os.unlink(tmp)
-    fsync_dir(cur_dir)
-    (uid,) = state.register([name])
+    with state.changing():
+        try:
+            os.link(tmp, os.path.join(cur_dir, name))
+        except FileExistsError:
+            os.unlink(tmp)
+            raise
+        except OSError:
+            os.rename(tmp, os.path.join(cur_dir, name))
+        else:
+            os.unlink(tmp)
+        fsync_dir(cur_dir)
+        (uid,) = state.register([name])
     return _validity(state), uid

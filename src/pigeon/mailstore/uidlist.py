@@ -28,20 +28,24 @@ Contract (the format is documented in docs/imap.md, "The uidlist file"):
 
 from __future__ import annotations
 
-import itertools
 import os
+import re
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from pigeon.fsutil import fsync_dir
+from pigeon.fsutil import write_atomically, write_synced
 
 __all__ = ["FILENAME", "VERSION", "UidList", "UidListCorrupt", "new_uidvalidity"]
 
 FILENAME = "pigeon-uidlist"
 VERSION = 1
 _MAGIC = "pigeon-uidlist"
+#: One record: "+<uid> <modseq> <name>" or "-<uid> <modseq>" (parsed in C:
+#: a 100,000-message list is read at every start).
+_NUM = r"([1-9][0-9]{0,18})"
+_RECORD = re.compile(rf"^(?:\+{_NUM} {_NUM} ([^\n]+)|-{_NUM} {_NUM})$", re.M)
 
 
 class UidListCorrupt(ValueError):
@@ -87,42 +91,39 @@ class UidList:
             return None
         except (OSError, UnicodeDecodeError) as e:
             raise UidListCorrupt(f"{path}: unreadable: {e}") from e
-        lines = text.split("\n")
-        torn = lines.pop() != ""  # the text after the last newline
-        if not lines:
+        complete = text.rfind("\n") + 1  # past the last newline: a torn line
+        torn = complete < len(text)
+        first, newline, _ = text.partition("\n")
+        if not newline:
             raise UidListCorrupt(f"{path}: empty")
-        head = lines[0].split(" ")
+        head = first.split(" ")
         if len(head) != 5 or head[0] != _MAGIC:
-            raise UidListCorrupt(f"{path}: not a uidlist header: {lines[0][:80]!r}")
+            raise UidListCorrupt(f"{path}: not a uidlist header: {first[:80]!r}")
         try:
             version, validity, uidnext, highest = (int(x) for x in head[1:])
         except ValueError:
-            raise UidListCorrupt(f"{path}: bad header numbers: {lines[0][:80]!r}") from None
+            raise UidListCorrupt(f"{path}: bad header numbers: {first[:80]!r}") from None
         if version != VERSION:
             raise UidListCorrupt(f"{path}: format {version}, this pigeon reads {VERSION}")
         if not 0 < validity < 2**32 or uidnext < 1 or highest < 1:
             raise UidListCorrupt(f"{path}: header values out of range")
+        records = _RECORD.findall(text, len(first) + 1, complete)
+        if len(records) != text.count("\n", 0, complete) - 1:
+            raise UidListCorrupt(f"{path}: bad record")
         by_uid: dict[int, tuple[int, str]] = {}
-        try:
-            for line in itertools.islice(lines, 1, None):
-                if line[0] == "+":
-                    uid_text, modseq_text, name = line[1:].split(" ", 2)
-                    uid, modseq = int(uid_text), int(modseq_text)
-                    by_uid[uid] = (modseq, name)
-                elif line[0] == "-":
-                    uid_text, modseq_text = line[1:].split(" ")
-                    uid, modseq = int(uid_text), int(modseq_text)
-                    by_uid.pop(uid, None)
-                else:
-                    raise ValueError(line)
-                if uid < 1 or modseq < 1:
-                    raise ValueError(line)
-                uidnext = max(uidnext, uid + 1)
-                highest = max(highest, modseq)
-        except (ValueError, IndexError):
-            raise UidListCorrupt(f"{path}: bad record") from None
+        for plus_uid, plus_modseq, name, minus_uid, minus_modseq in records:
+            if plus_uid:
+                uid, modseq = int(plus_uid), int(plus_modseq)
+                by_uid[uid] = (modseq, name)
+            else:
+                uid, modseq = int(minus_uid), int(minus_modseq)
+                by_uid.pop(uid, None)
+            if uid >= uidnext:
+                uidnext = uid + 1
+            if modseq > highest:
+                highest = modseq
         entries = dict(sorted(by_uid.items()))
-        return cls(validity, uidnext, highest, entries, len(lines) - 1 - len(entries), torn)
+        return cls(validity, uidnext, highest, entries, len(records) - len(entries), torn)
 
     def header(self) -> str:
         return f"{_MAGIC} {VERSION} {self.uidvalidity} {self.uidnext} {self.highestmodseq}\n"
@@ -130,20 +131,9 @@ class UidList:
     def write(self, path: str, rows: Iterable[tuple[int, int, str]]) -> None:
         """Write the header and `rows` (uid, modseq, name: every live message)
         atomically and durably (see the contract)."""
-        tmp = f"{path}.tmp"
         parts = [self.header()]
         parts.extend(f"+{uid} {modseq} {name}\n" for uid, modseq, name in rows)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            data = "".join(parts).encode("utf-8")
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, path)
-        fsync_dir(os.path.dirname(path) or ".")
+        write_atomically(path, "".join(parts).encode("utf-8"))
         self.journal_lines = 0
         self.torn = False
 
@@ -154,10 +144,7 @@ class UidList:
             return
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         try:
-            view = memoryview("".join(lines).encode("utf-8"))
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            write_synced(fd, "".join(lines).encode("utf-8"))
         finally:
             os.close(fd)
         self.journal_lines += len(lines)

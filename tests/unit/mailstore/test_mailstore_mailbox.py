@@ -148,7 +148,7 @@ def test_modseq_rises_with_every_change(user, deliver):
     assert seen == sorted(set(seen))
 
 
-def test_external_changes_seen_by_sync(user, deliver):
+def test_external_changes_seen_by_sync(user, deliver, sync_until):
     for _ in range(3):
         deliver(user.maildir)
     inbox = user.open("INBOX")
@@ -157,7 +157,7 @@ def test_external_changes_seen_by_sync(user, deliver):
     os.rename(os.path.join(cur, one), os.path.join(cur, one + "FS"))  # mutt marks it
     os.unlink(os.path.join(cur, two))  # another reader expunged it
     deliver(user.maildir)  # new mail
-    changes = inbox.sync()
+    changes = sync_until(inbox, lambda c: c.flag_changes and c.expunged and c.added)
     assert changes.flag_changes == [1]
     assert changes.expunged == [2]
     assert changes.added == [4]
@@ -201,3 +201,110 @@ def test_two_handles_see_each_other_at_sync(user, deliver):
 def test_open_missing_folder(user):
     with pytest.raises(FolderError):
         user.open("Nope")
+
+
+def test_remove_whatever_the_flags_for_pop3(user, deliver):
+    for _ in range(3):
+        deliver(user.maildir)
+    inbox = user.open("INBOX")
+    other = user.open("INBOX")
+    assert inbox.remove([1, 3, 42]) == [1, 3]
+    assert [m.uid for m in inbox.messages] == [2]
+    assert other.sync().expunged == [1, 3]
+    assert len(os.listdir(os.path.join(user.maildir, "cur"))) == 1
+
+
+def test_a_folder_deleted_under_an_open_handle(user, deliver):
+    user.create("Gone")
+    box = user.open("Gone")
+    user.delete("Gone")
+    with pytest.raises(FolderError):
+        box.sync()
+
+
+def test_store_and_expunge_follow_a_rename_by_another_program(user, deliver):
+    deliver(user.maildir)
+    deliver(user.maildir)
+    inbox = user.open("INBOX")
+    cur = os.path.join(user.maildir, "cur")
+    for info in inbox.messages:  # mutt marks both seen; pigeon has not looked yet
+        os.rename(os.path.join(cur, info.name), os.path.join(cur, info.name + "S"))
+    changed, _ = inbox.set_flags([1, 2], ["\\Deleted"], "add")
+    assert [(uid, flags) for uid, flags, _ in changed] == [
+        (1, {"\\Seen", "\\Deleted"}),
+        (2, {"\\Seen", "\\Deleted"}),
+    ]
+    assert sorted(n.rpartition(",")[2] for n in os.listdir(cur)) == ["ST", "ST"]
+    os.rename(os.path.join(cur, inbox.get(1).name), os.path.join(cur, inbox.get(1).base + ":2,FST"))
+    assert inbox.expunge() == [1, 2]
+    assert os.listdir(cur) == []
+
+
+def test_sessions_in_threads_while_mail_arrives(user, deliver):
+    import threading
+
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        try:
+            box = user.open("INBOX")
+            for _ in range(200):  # bounded
+                box.sync()
+                uids = [m.uid for m in box.messages]
+                assert uids == sorted(set(uids))
+                if uids:
+                    box.set_flags(uids[-1:], ["\\Seen"], "add")
+                if stop.is_set():
+                    break
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for _ in range(50):
+        deliver(user.maildir)
+    stop.set()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors
+    final = user.open("INBOX")
+    assert [m.uid for m in final.messages] == list(range(1, 51))
+    restart(user)
+    assert [m.uid for m in user.open("INBOX").messages] == list(range(1, 51))
+
+
+def test_highestmodseq_and_uidnext_are_those_the_handle_has_seen(user, deliver):
+    deliver(user.maildir)
+    a = user.open("INBOX")
+    b = user.open("INBOX")
+    before = b.highestmodseq
+    a.set_flags([1], ["\\Seen"], "add")
+    assert a.highestmodseq > before
+    assert b.highestmodseq == before  # b's client has not been told of that change yet
+    assert b.uidnext == 2
+    deliver(user.maildir)
+    a.sync()
+    assert a.uidnext == 3 and b.uidnext == 2
+    b.sync()
+    assert (b.highestmodseq, b.uidnext) == (a.highestmodseq, 3)
+
+
+def test_state_shared_while_held_then_freed(user, monkeypatch):
+    import gc
+    import weakref
+
+    from pigeon.mailstore import state
+
+    monkeypatch.setattr(state, "RECENT_STATES", 1)
+    a = user.open("INBOX")
+    b = user.open("INBOX")
+    assert a._state is b._state
+    user.open("Sent")  # INBOX is no longer among the recent ones...
+    assert user.open("INBOX")._state is a._state  # ...but its handles hold it
+    held = weakref.ref(a._state)
+    del a, b
+    user.open("Sent")
+    gc.collect()
+    assert held() is None  # memory goes with the last handle
