@@ -271,3 +271,20 @@ def test_auth_scram_sha_256_over_pop3s(server, ca):
     assert client._shortcmd("").startswith(b"+OK Logged in")
     assert client.stat() == (0, 0)
     client.quit()
+
+
+def test_reload_moves_the_pop3_listener(server, ca):
+    from pigeon.testing.live import free_port
+
+    moved = free_port()
+    text = server.config_path.read_text()
+    server.config_path.write_text(
+        text.replace(f"127.0.0.1:{server.pop3_port}", f"127.0.0.1:{moved}")
+    )
+    done = server.command("reload", text=True, timeout=60)
+    assert done.returncode == 0 and "pop3.listen" in done.stdout, done.stdout + done.stderr
+    client = poplib.POP3("127.0.0.1", moved, timeout=30)
+    assert client.getwelcome() == b"+OK POP3 server ready"
+    client.quit()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", server.pop3_port), timeout=5).close()

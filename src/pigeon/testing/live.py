@@ -131,19 +131,18 @@ class PigeonProcess:
         self.successor: int | None = None  # the pid `pigeon restart` started
 
     def _with_pop3(self, config_text: str) -> str:
-        """`config_text` with this server's own POP3 ports in its `[pop3]` table
-        (added at the end when the text has none; the text's own keys win)."""
+        """`config_text` with this server's own POP3 ports: dotted top-level keys
+        (`pop3.listen = ...`, kept by tests that rewrite what follows the base),
+        or, when the text has a `[pop3]` table, in that table (its own keys win)."""
         ports = {
             "listen": f'listen = ["127.0.0.1:{self.pop3_port}"]\n',
             "tls_listen": f'tls_listen = ["127.0.0.1:{self.pop3s_port}"]\n',
         }
         lines = config_text.splitlines(keepends=True)
-        if "[pop3]\n" not in [line.strip() + "\n" for line in lines]:
-            text = (
-                config_text if not config_text or config_text.endswith("\n") else config_text + "\n"
-            )
-            return text + "\n[pop3]\n" + "".join(ports.values())
-        at = [line.strip() for line in lines].index("[pop3]") + 1
+        stripped = [line.strip() for line in lines]
+        if "[pop3]" not in stripped:
+            return "".join("pop3." + line for line in ports.values()) + config_text
+        at = stripped.index("[pop3]") + 1
         for line in lines[at:]:
             if line.lstrip().startswith("["):
                 break
