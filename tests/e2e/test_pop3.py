@@ -288,3 +288,25 @@ def test_reload_moves_the_pop3_listener(server, ca):
     client.quit()
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", server.pop3_port), timeout=5).close()
+
+
+def test_connections_per_ip_count_pop3_too(pigeon_factory, ca):
+    """The listeners' limits (limits.connections_per_ip) cover the POP3 roles."""
+    server = pigeon_factory(config(ca, "[limits]\nconnections_per_ip = 2\n"))
+    first = poplib.POP3("127.0.0.1", server.pop3_port, timeout=30)
+    second = poplib.POP3("127.0.0.1", server.pop3_port, timeout=30)
+    try:
+        with socket.create_connection(("127.0.0.1", server.pop3_port), timeout=30) as third:
+            reply = third.makefile("rb").readline()
+        assert reply == b"-ERR [SYS/TEMP] Too many connections, try again later\r\n"
+    finally:
+        first.quit()
+        second.quit()
+    assert wait_for(lambda: _greeting(server) == b"+OK POP3 server ready\r\n")
+
+
+def _greeting(server) -> bytes:
+    with socket.create_connection(("127.0.0.1", server.pop3_port), timeout=30) as sock:
+        line = sock.makefile("rb").readline()
+        sock.sendall(b"QUIT\r\n")
+        return line

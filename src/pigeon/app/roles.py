@@ -8,7 +8,10 @@ Contract:
     started; the lifecycle (app/lifecycle.py) starts, reloads and stops any
     role the same way, going by which parts it has.
   * "full": the store (opened as the queue's owner), the SMTP service on its
-    listeners, the queue manager and delivery agents, and the administration
+    listeners, the POP3 service (readers/pop3_service.py) on the same
+    `Listeners` (`net.listener.ByRole`: one set of connection limits, one
+    drain, one hand-over at `pigeon restart`; the readers run where local
+    delivery runs), the queue manager and delivery agents, and the administration
     side (control socket, PID file, submit socket, metrics: started by the
     lifecycle because the manager exists). Accepted mail goes straight to
     the manager (`submit`). With worker processes, `wake_fd` is the read end
@@ -233,7 +236,6 @@ def _receiving(
         pop3 = Pop3Service(
             Pop3ServiceSettings.build(config, tls),
             ReaderLogins(auth, maillog, protocol="pop3"),
-            metrics=metrics,
         )
         services.update({role.name: pop3 for role in POP3_ROLES})
     wanted = smtp_listeners(config, tls=True) + (pop3_listeners(config) if readers else [])

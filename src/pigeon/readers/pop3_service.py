@@ -28,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 from pigeon.config.schema import Config
 from pigeon.net.listener import Listener, ListenerRole, Refusal
@@ -70,11 +69,8 @@ class Pop3ServiceSettings:
 class Pop3Service:
     """Serves POP3 sessions on the generic listeners (module contract)."""
 
-    def __init__(
-        self, settings: Pop3ServiceSettings, logins: ReaderLogins, *, metrics: Any = None
-    ) -> None:
+    def __init__(self, settings: Pop3ServiceSettings, logins: ReaderLogins) -> None:
         self.logins = logins
-        self.metrics = metrics
         self.apply(settings)
 
     def apply(self, settings: Pop3ServiceSettings) -> None:
