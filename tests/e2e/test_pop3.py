@@ -310,3 +310,15 @@ def _greeting(server) -> bytes:
         line = sock.makefile("rb").readline()
         sock.sendall(b"QUIT\r\n")
         return line
+
+
+def test_a_server_stop_ends_an_idle_session_without_deleting(server, ca):
+    """SIGTERM: an idle session is told and closed, not in the UPDATE state
+    (RFC 1939 §6), so its DELE is not applied."""
+    deliver(server, "kept over a stop")
+    client = pop3s_session(server, ca)
+    client.dele(1)
+    assert server.stop() == 0
+    assert client.file.readline() == b"-ERR [SYS/TEMP] Server shutting down, try again soon\r\n"
+    assert client.file.readline() == b""
+    assert files(server) == 1
