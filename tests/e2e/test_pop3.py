@@ -322,3 +322,16 @@ def test_a_server_stop_ends_an_idle_session_without_deleting(server, ca):
     assert client.file.readline() == b"-ERR [SYS/TEMP] Server shutting down, try again soon\r\n"
     assert client.file.readline() == b""
     assert files(server) == 1
+
+
+def test_a_message_removed_by_another_reader_is_sys_temp_and_the_session_goes_on(server, ca):
+    deliver(server, "gone", "stays")
+    client = pop3s_session(server, ca)
+    assert client.stat()[0] == 2
+    maildir_messages(server.data_dir, USER)[0].unlink()  # an IMAP client expunged it
+    with pytest.raises(poplib.error_proto, match=r"-ERR \[SYS/TEMP\]"):
+        client.retr(1)
+    assert b"Subject: stays" in client.retr(2)[1]
+    client.dele(1)
+    assert client.quit().startswith(b"+OK")  # a message gone already counts as removed
+    assert files(server) == 1
