@@ -8,10 +8,13 @@ Contract:
     started; the lifecycle (app/lifecycle.py) starts, reloads and stops any
     role the same way, going by which parts it has.
   * "full": the store (opened as the queue's owner), the SMTP service on its
-    listeners, the IMAP server on the same `Listeners` (its roles "imap" and
-    "imaps" counted apart under `[imap]`'s limits; it reads the Maildirs
-    local delivery writes in this process, so IDLE is woken in-process),
-    the queue manager and delivery agents, and the administration
+    listeners, the POP3 service (readers/pop3_service.py) and the IMAP
+    server (readers/imap_service.py) on the same `Listeners`
+    (`net.listener.ByRole`: one drain, one hand-over at `pigeon restart`;
+    the IMAP roles "imap" and "imaps" counted apart under `[imap]`'s
+    connection limits, an idle mail client taking no SMTP slot; the readers
+    run where local delivery runs, so IDLE is woken in-process), the queue
+    manager and delivery agents, and the administration
     side (control socket, PID file, submit socket, metrics: started by the
     lifecycle because the manager exists). Accepted mail goes straight to
     the manager (`submit`). With worker processes, `wake_fd` is the read end
@@ -63,7 +66,7 @@ from pigeon.delivery.api import DeliveryAgent
 from pigeon.delivery.wiring import build_agents
 from pigeon.hooks.api import Submit
 from pigeon.hooks.load import LoadedPlugin, delivery_observers
-from pigeon.net.listener import ConnectionLimits, Listener, Listeners, RoleServices, Service
+from pigeon.net.listener import ByRole, ConnectionLimits, Listener, Listeners
 from pigeon.net.signmail import OutboundSigning, outbound_signing
 from pigeon.net.smtp_service import (
     SMTP_ROLES,
@@ -85,6 +88,8 @@ from pigeon.readers.imap_service import (
     imap_limits,
     imap_listeners,
 )
+from pigeon.readers.login import ReaderLogins
+from pigeon.readers.pop3_service import POP3_ROLES, Pop3Service, Pop3ServiceSettings, pop3_listeners
 from pigeon.reports.records import NullSink, ReportSink
 from pigeon.reports.store import StoreSink
 from pigeon.routing.resolve import Router
@@ -124,7 +129,12 @@ class ProcessRole:
     report_sink: ReportSink = field(default_factory=NullSink)
     reports: ReportJob | None = None  # "full" with [reports] on: the periodic job
     signing: OutboundSigning | None = None  # DKIM signing ([dkim]; net/signmail.py)
-    imap: ImapService | None = None  # "full" only: the IMAP server on `listeners` (readers/)
+    pop3: Pop3Service | None = None  # "full" only: the POP3 server on `listeners`
+    imap: ImapService | None = None  # "full" only: the IMAP server on `listeners`
+
+    def served(self, config: Config) -> list[Listener]:
+        """Every listener of this role: SMTP's, and in the "full" role the readers'."""
+        return _served(config, readers=self.pop3 is not None or self.imap is not None)
 
     @property
     def owns_queue(self) -> bool:
@@ -173,27 +183,34 @@ class ProcessRole:
                 min_free=live.queue.min_free, message_size=live.limits.message_size
             )
             warnings = await self.listeners.reconfigure(
-                *_listening(live, readers=self.imap is not None)
+                self.served(live), _limits(live, readers=self.imap is not None)
             )
             self.config = live
         self.smtp.apply(
             SmtpSettings.build(self.config, self.policy, tls, auth=True, signing=self.signing)
         )
+        if self.pop3 is not None:
+            self.pop3.apply(Pop3ServiceSettings.build(self.config, tls))
         if self.imap is not None:
             self.imap.apply(ImapSettings.build(self.config, tls))
         return warnings
 
 
-def _listening(config: Config, *, readers: bool) -> tuple[list[Listener], ConnectionLimits]:
-    """Every listener of a role and their limits: SMTP's, and with `readers`
-    (the full role) the IMAP server's, counted apart (net/listener.py)."""
+def _served(config: Config, *, readers: bool) -> list[Listener]:
+    """SMTP's listeners, and with `readers` (the full role) POP3's and IMAP's."""
+    out = smtp_listeners(config, tls=True)
+    if readers:
+        out += pop3_listeners(config) + imap_listeners(config)
+    return out
+
+
+def _limits(config: Config, *, readers: bool) -> ConnectionLimits:
+    """`[limits]`'s connection limits; with `readers`, the IMAP roles counted
+    apart under `[imap]`'s (net/listener.py, ListenerRole.group)."""
     limits = connection_limits(config)
     if not readers:
-        return smtp_listeners(config, tls=True), limits
-    groups = {"imap": imap_limits(config)}
-    return smtp_listeners(config, tls=True) + imap_listeners(config), ConnectionLimits(
-        limits.total, limits.per_ip, groups
-    )
+        return limits
+    return ConnectionLimits(limits.total, limits.per_ip, {"imap": imap_limits(config)})
 
 
 def _receiving(
@@ -211,9 +228,11 @@ def _receiving(
     wake_fd: int | None = None,
     direct: DirectDelivery | None = None,
     report_sink: ReportSink | None = None,
+    readers: bool = False,
 ) -> ProcessRole:
     """The parts every role has: TLS, accounts, the receive policy, the SMTP service
-    on its listeners, the report sink."""
+    on its listeners, the report sink; with `readers`, the POP3 service on the
+    same listeners (one set of connection limits, one drain, one restart)."""
     tls = TlsProvider.create(config)  # TlsError: see the contract
     log.info("TLS: %s", tls.describe())
     auth = wiring.auth_service(config)
@@ -240,13 +259,22 @@ def _receiving(
         on_etrn=on_etrn,
         direct=direct,
     )
-    services: dict[str, Service] = {r.name: smtp for r in SMTP_ROLES}
-    imap = None
-    if name == "full":  # the readers run beside local delivery: IDLE hears of new mail
+    services: dict[str, Any] = {role.name: smtp for role in SMTP_ROLES}
+    pop3 = imap = None
+    if readers:  # beside local delivery: IMAP IDLE hears of new mail in-process
+        pop3 = Pop3Service(
+            Pop3ServiceSettings.build(config, tls),
+            ReaderLogins(auth, maillog, protocol="pop3"),
+        )
+        services.update({role.name: pop3 for role in POP3_ROLES})
         imap = wiring.imap_service(config, tls, auth, maillog)
-        services.update({r.name: imap for r in IMAP_ROLES})
-    listening, limits = _listening(config, readers=imap is not None)
-    listeners = Listeners(RoleServices(services), listening, limits=limits, metrics=metrics)
+        services.update({role.name: imap for role in IMAP_ROLES})
+    listeners = Listeners(
+        ByRole(services),
+        _served(config, readers=readers),
+        limits=_limits(config, readers=readers),
+        metrics=metrics,
+    )
     role = ProcessRole(
         name,
         config,
@@ -267,6 +295,7 @@ def _receiving(
         submit,
         report_sink if report_sink is not None else NullSink(),
         signing=signing,
+        pop3=pop3,
         imap=imap,
     )
     return role
@@ -319,6 +348,7 @@ def full_role(config: Config, *, wake_fd: int | None = None) -> ProcessRole:
         wake_fd=wake_fd,
         direct=manager.direct,
         report_sink=report_sink,
+        readers=True,
     )
     if isinstance(report_sink, StoreSink) and role.submit is not None:
         role.reports = ReportJob(config, report_sink, wiring.resolver(config), role.submit)

@@ -144,6 +144,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         'replaces [imap] tls_listen; "" turns it off',
     )
     parser.add_argument(
+        "--pop3-listen",
+        metavar="HOST:PORT",
+        action="append",
+        help="address of the pop3 role (port 110: STLS, then a login); repeatable; "
+        'replaces [pop3] listen; "" turns the role off',
+    )
+    parser.add_argument(
+        "--pop3-tls-listen",
+        metavar="HOST:PORT",
+        action="append",
+        help="address of the pop3s role (port 995: implicit TLS); repeatable; "
+        'replaces [pop3] tls_listen; "" turns the role off',
+    )
+    parser.add_argument(
         "--metrics-listen",
         metavar="HOST:PORT",
         help='address of the Prometheus endpoint ([admin] metrics_listen); "" = none',
@@ -190,13 +204,18 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         if given is not None:
             # "" turns the role off: [] in the file's terms.
             out[role] = [address for address in given if address != ""]
-    imap = {
-        key: [address for address in given if address != ""]
-        for key, given in (("listen", args.imap_listen), ("tls_listen", args.imaps_listen))
-        if given is not None
-    }
-    if imap:
-        out["imap"] = imap
+    readers = (
+        ("pop3", args.pop3_listen, args.pop3_tls_listen),
+        ("imap", args.imap_listen, args.imaps_listen),
+    )
+    for section, *flags in readers:  # the mail readers' [section] listen, tls_listen
+        keys = {
+            key: [address for address in given if address != ""]
+            for key, given in zip(("listen", "tls_listen"), flags)
+            if given is not None
+        }
+        if keys:
+            out[section] = keys
     if args.metrics_listen is not None:
         out["admin"] = {"metrics_listen": args.metrics_listen}
     if args.domain is not None:

@@ -1,8 +1,8 @@
-"""`ListenAddress`: one listener's address, shared by the schema and the sections that list listeners.
+"""`ListenAddress`: one listener's address, the value of every `*listen` key.
 
 Its own module so that a section's dataclass module (`pigeon.config.imap`,
-`[imap] listen`) can name it without importing `pigeon.config.schema`, which
-imports every section (no import circle, tests/unit/test_layers.py).
+`pigeon.config.pop3`) can name it without importing `pigeon.config.schema`,
+which imports every section (no import circle, tests/unit/test_layers.py).
 `pigeon.config.schema` re-exports it.
 """
 

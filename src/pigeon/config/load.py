@@ -63,6 +63,7 @@ from pigeon.config import _forwarding as F
 from pigeon.config import _imap as IM
 from pigeon.config import _mailauth as MA
 from pigeon.config import _plugins as P
+from pigeon.config import _pop3 as POP3
 from pigeon.config import _secure as S
 from pigeon.config import _tlspolicy as TP
 from pigeon.config import _top as T
@@ -118,8 +119,7 @@ _TOP: dict[str, Callable[[str, Any], Any]] = {
     "reports": reports,  # a table with a key named "from": config/_reports.py
 }
 
-# Config fields that are no key: the loader fills them from files the keys name.
-DERIVED_FIELDS = ("local_aliases",)  # from aliases_file
+DERIVED_FIELDS = ("local_aliases",)  # fields that are no key: filled from aliases_file
 
 # The [section] tables: schema class and one checker per field.
 _SECTIONS: dict[str, tuple[type, dict[str, Callable[[str, Any], Any]]]] = {
@@ -244,6 +244,7 @@ _SECTIONS: dict[str, tuple[type, dict[str, Callable[[str, Any], Any]]]] = {
     **MA.SECTIONS,  # [mail_auth]
     **F.SECTIONS,  # [srs], [arc]
     **IM.SECTIONS,  # [imap]
+    **POP3.SECTIONS,  # [pop3]
 }
 
 # A checked layer: (key,) or (section, key) -> checked value.

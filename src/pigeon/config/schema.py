@@ -45,6 +45,7 @@ TOML layout (all keys optional):
     [reports]   dmarc, tls, from, org_name, contact, interval
     [dkim]      sign, key_dir, headers, [dkim.domains."NAME"] selector (pigeon.config.dkim)
     [tls_policy]  outbound MTA-STS and DANE, our own MTA-STS policy (pigeon.config.tlspolicy)
+    [pop3]      listen, tls_listen, autologout, max_errors (pigeon.config.pop3)
     [mail_auth] [mail_auth.domains.NAME]: inbound SPF/DKIM/DMARC/ARC (pigeon.config.mailauth)
     [imap]      listen, tls_listen, max_literal, autologout, ... (pigeon.config.imap, docs/imap.md)
 
@@ -71,6 +72,7 @@ from pigeon.config.forwarding import ArcConfig, SrsConfig
 from pigeon.config.imap import ImapConfig
 from pigeon.config.listen import ListenAddress
 from pigeon.config.mailauth import MailAuthConfig
+from pigeon.config.pop3 import Pop3Config
 from pigeon.config.reports import ReportsConfig
 from pigeon.config.tlspolicy import TlsPolicyConfig
 
@@ -458,6 +460,7 @@ class Config:
     srs: SrsConfig = field(default_factory=SrsConfig)  # [srs]: pigeon.config.forwarding
     arc: ArcConfig = field(default_factory=ArcConfig)  # [arc]: pigeon.config.forwarding
     imap: ImapConfig = field(default_factory=ImapConfig)  # [imap]: pigeon.config.imap, docs/imap.md
+    pop3: Pop3Config = field(default_factory=Pop3Config)  # [pop3]: pigeon.config.pop3
 
     @property
     def mailbox_root(self) -> Path:

@@ -8,7 +8,8 @@
 
 Contract:
   * Generic: this module knows no protocol. A *service* (the SMTP server,
-    net/smtp_service.py; POP3 or IMAP later) gives it two things:
+    net/smtp_service.py; POP3, readers/pop3_service.py) gives it two things
+    (`ByRole` puts several services behind one set of listeners):
       - `service.session(stream, role, peer)`: the connection-handler
         factory, called once per admitted connection; the returned `Session`
         is run to its end (`run()`), asked to finish early by `shutdown()`
@@ -70,13 +71,13 @@ from pigeon.config.schema import ListenAddress
 from pigeon.net.stream import SmtpStream
 
 __all__ = [
+    "ByRole",
     "ConnectionLimits",
     "ListenError",
     "Listener",
     "ListenerRole",
     "Listeners",
     "Refusal",
-    "RoleServices",
     "Service",
     "Session",
     "bind_failure",
@@ -137,22 +138,6 @@ class ConnectionLimits:
         return "", self
 
 
-class RoleServices:
-    """One service made of several, chosen by the listener's role name (the
-    SMTP service and the mail readers behind one `Listeners`)."""
-
-    def __init__(self, services: Mapping[str, Service]) -> None:
-        self.services = dict(services)
-
-    def session(self, stream: SmtpStream, role: ListenerRole, peer: tuple[str, int]) -> Session:
-        return self.services[role.name].session(stream, role, peer)
-
-    async def refuse(
-        self, stream: SmtpStream, role: ListenerRole, refusal: Refusal, peer: tuple[str, int]
-    ) -> None:
-        await self.services[role.name].refuse(stream, role, refusal, peer)
-
-
 class Session(Protocol):
     """One connection's handler, made by the service's factory."""
 
@@ -179,6 +164,23 @@ class Service(Protocol):
     ) -> None:
         """Turn the connection away in the protocol's words, and close it (bounded)."""
         ...
+
+
+class ByRole:
+    """One `Service` made of several, chosen by the listener's role name: the
+    SMTP roles and the readers' (POP3...) served by one `Listeners`, so that
+    they share its connection limits, its drain and `pigeon restart`."""
+
+    def __init__(self, services: Mapping[str, Service]) -> None:
+        self.services = dict(services)
+
+    def session(self, stream: SmtpStream, role: ListenerRole, peer: tuple[str, int]) -> Session:
+        return self.services[role.name].session(stream, role, peer)
+
+    async def refuse(
+        self, stream: SmtpStream, role: ListenerRole, refusal: Refusal, peer: tuple[str, int]
+    ) -> None:
+        await self.services[role.name].refuse(stream, role, refusal, peer)
 
 
 class ConnectionMetrics(Protocol):

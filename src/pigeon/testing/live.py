@@ -89,22 +89,6 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
         time.sleep(interval)
 
 
-def _with_reader_ports(config_text: str, server: PigeonProcess) -> str:
-    """`config_text` with the [imap] listeners on the server's own ports (the
-    defaults would have servers side by side clash), unless the text sets them."""
-    lines = {
-        "listen": f'listen = ["127.0.0.1:{server.imap_port}"]',
-        "tls_listen": f'tls_listen = ["127.0.0.1:{server.imaps_port}"]',
-    }
-    section = re.search(r"^\[imap\][ \t]*$", config_text, re.M)
-    if section is None:
-        return config_text + "\n[imap]\n" + "\n".join(lines.values()) + "\n"
-    body = re.split(r"^\s*\[", config_text[section.end() :], maxsplit=1, flags=re.M)[0]
-    given = re.findall(r"^\s*(\w+)\s*=", body, re.M)
-    added = "".join(f"\n{line}" for key, line in lines.items() if key not in given)
-    return config_text[: section.end()] + added + config_text[section.end() :]
-
-
 class PigeonProcess:
     def __init__(
         self,
@@ -129,6 +113,8 @@ class PigeonProcess:
         self.submissions_port = free_port()
         self.imap_port = free_port()
         self.imaps_port = free_port()
+        self.pop3_port = free_port()
+        self.pop3s_port = free_port()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = self.workdir / "pigeon.toml"
         self.log_path = self.workdir / "pigeon.log"
@@ -139,12 +125,36 @@ class PigeonProcess:
             f'submission_listen = ["127.0.0.1:{self.submission_port}"]\n'
             f'submissions_listen = ["127.0.0.1:{self.submissions_port}"]\n'
         )
-        self.config_path.write_text(base + _with_reader_ports(config_text, self))
+        text = self._with_ports(config_text, "pop3", self.pop3_port, self.pop3s_port)
+        text = self._with_ports(text, "imap", self.imap_port, self.imaps_port)
+        self.config_path.write_text(base + text)
         self.extra_args = extra_args or []
         self.wrap = list(wrap or [])
         self.env = env
         self.proc: subprocess.Popen | None = None
         self.successor: int | None = None  # the pid `pigeon restart` started
+
+    @staticmethod
+    def _with_ports(config_text: str, section: str, port: int, tls_port: int) -> str:
+        """`config_text` with this server's own ports for a mail reader's
+        `section` ("pop3", "imap": the defaults would have servers side by side
+        clash): dotted top-level keys (`pop3.listen = ...`, kept by tests that
+        rewrite what follows the base), or, when the text has that table, in
+        the table (its own keys win)."""
+        ports = {
+            "listen": f'listen = ["127.0.0.1:{port}"]\n',
+            "tls_listen": f'tls_listen = ["127.0.0.1:{tls_port}"]\n',
+        }
+        lines = config_text.splitlines(keepends=True)
+        stripped = [line.strip() for line in lines]
+        if f"[{section}]" not in stripped:
+            return "".join(f"{section}." + line for line in ports.values()) + config_text
+        at = stripped.index(f"[{section}]") + 1
+        for line in lines[at:]:
+            if line.lstrip().startswith("["):
+                break
+            ports.pop(line.split("=")[0].strip(), None)
+        return "".join(lines[:at]) + "".join(ports.values()) + "".join(lines[at:])
 
     @property
     def pid(self) -> int:
