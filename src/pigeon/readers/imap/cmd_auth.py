@@ -144,6 +144,7 @@ async def _open(session: ImapSession, tag: str, account: Account) -> bool:
     session.user = await session.io(store.user, *mailbox)
     session.account = account.name
     session.proto.logged_in(session.conn.clock())
+    session.reader.authenticated = True  # APPEND literals may now reach [imap] max_literal
     log.info("[%s] logged in as %s", session.conn.client_ip, account.name)
     return True
 
