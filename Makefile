@@ -69,7 +69,7 @@ FUZZ_SECONDS  ?= 300
 FUZZ_WORK     ?= /tmp/pigeon-fuzz
 fuzz: $(STAMP)
 	PIGEON_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q tests/fuzz -p no:cacheprovider
-	@for t in session command address params data; do \
+	@for t in session command address params data imap_reader imap_mime; do \
 	  mkdir -p $(FUZZ_WORK)/$$t; \
 	  echo "atheris: $$t ($(FUZZ_SECONDS)s)"; \
 	  (cd tests/fuzz && ../../$(BIN)/python atheris_$$t.py $(FUZZ_WORK)/$$t corpus/$$t \

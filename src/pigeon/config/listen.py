@@ -1,6 +1,10 @@
-"""A listener's address, the value of every `*listen` key (a module of its own so
-that the sections in their own modules, `[pop3]`..., can use it without
-importing `pigeon.config.schema`, which imports them)."""
+"""`ListenAddress`: one listener's address, the value of every `*listen` key.
+
+Its own module so that a section's dataclass module (`pigeon.config.imap`,
+`pigeon.config.pop3`) can name it without importing `pigeon.config.schema`,
+which imports every section (no import circle, tests/unit/test_layers.py).
+`pigeon.config.schema` re-exports it.
+"""
 
 from __future__ import annotations
 

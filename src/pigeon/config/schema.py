@@ -47,6 +47,7 @@ TOML layout (all keys optional):
     [tls_policy]  outbound MTA-STS and DANE, our own MTA-STS policy (pigeon.config.tlspolicy)
     [pop3]      listen, tls_listen, autologout, max_errors (pigeon.config.pop3)
     [mail_auth] [mail_auth.domains.NAME]: inbound SPF/DKIM/DMARC/ARC (pigeon.config.mailauth)
+    [imap]      listen, tls_listen, max_literal, autologout, ... (pigeon.config.imap, docs/imap.md)
 
     [transports]
     "example.org" = "smtp:[mail.example.org]:587"
@@ -68,6 +69,7 @@ from typing import Literal
 from pigeon.config.abuse import DnsblConfig, GreylistConfig, PostscreenConfig, RateLimitConfig
 from pigeon.config.dkim import DkimConfig
 from pigeon.config.forwarding import ArcConfig, SrsConfig
+from pigeon.config.imap import ImapConfig
 from pigeon.config.listen import ListenAddress
 from pigeon.config.mailauth import MailAuthConfig
 from pigeon.config.pop3 import Pop3Config
@@ -457,6 +459,7 @@ class Config:
     tls_policy: TlsPolicyConfig = field(default_factory=TlsPolicyConfig)
     srs: SrsConfig = field(default_factory=SrsConfig)  # [srs]: pigeon.config.forwarding
     arc: ArcConfig = field(default_factory=ArcConfig)  # [arc]: pigeon.config.forwarding
+    imap: ImapConfig = field(default_factory=ImapConfig)  # [imap]: pigeon.config.imap, docs/imap.md
     pop3: Pop3Config = field(default_factory=Pop3Config)  # [pop3]: pigeon.config.pop3
 
     @property

@@ -47,6 +47,7 @@ __all__ = ["DropMessage", "open_message", "remove", "scan", "unique_id"]
 _VSIZE = re.compile(r",W=(\d+)")
 _UID_OK = re.compile(r"[\x21-\x7e]{1,70}")
 _SUBDIRS = ("cur", "new")
+_READ = 1 << 20  # octets read at a time to count a size
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +66,15 @@ def unique_id(base: str) -> str:
     return hashlib.sha1(base.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def _order(name: str) -> tuple[int, str]:
-    head = name.split(".", 1)[0]
-    return (int(head) if head.isdigit() else 0, name)
+_TIME = re.compile(r"(\d+)\.(?:M(\d+))?")
+
+
+def _order(name: str) -> tuple[int, int, str]:
+    """Delivery time (seconds, then microseconds, mailstore/names.py), then the name."""
+    m = _TIME.match(name)
+    if m is None:
+        return (0, 0, name)
+    return (int(m.group(1)), int(m.group(2) or 0), name)
 
 
 def scan(maildir: Path | str) -> list[DropMessage]:
@@ -95,7 +102,7 @@ def _size(path: str, base: str) -> int | None:
         return int(m.group(1))
     try:
         with open(path, "rb") as f:
-            return crlf_size(f.read())
+            return crlf_size(iter(lambda: f.read(_READ), b""))  # never the file whole
     except FileNotFoundError:
         return None  # removed meanwhile by another reader
     except IsADirectoryError:

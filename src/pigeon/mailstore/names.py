@@ -31,11 +31,16 @@ def _hostname() -> str:
     return socket.gethostname().replace("/", "\\057").replace(":", "\\072")
 
 
-def unique_base() -> str:
-    """A name no other file of this host gets (see the module contract)."""
+def unique_base(seconds: int | None = None) -> str:
+    """A name no other file of this host gets (see the module contract).
+    `seconds` replaces the time's seconds (IMAP APPEND and COPY keep a
+    message's internal date there, mailstore/message.py); the process,
+    its counter and the microseconds still make it unique."""
     now = time.time()
     sec = int(now)
     usec = int((now - sec) * 1_000_000)
+    if seconds is not None:
+        sec = seconds
     return f"{sec}.M{usec}P{os.getpid()}Q{next(_counter)}.{_hostname()}"
 
 

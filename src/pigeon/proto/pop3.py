@@ -211,7 +211,6 @@ class Pop3Session:
         return events
 
     def _next_line(self) -> bytes | None:
-        limit = MAX_SASL_LINE if self._sasl is not None else MAX_LINE
         end = self._in.find(b"\n")
         if end < 0:
             if len(self._in) > MAX_SASL_LINE:  # never hold an endless line whole
@@ -220,7 +219,8 @@ class Pop3Session:
             return None
         line = bytes(self._in[:end]).removesuffix(b"\r")
         del self._in[: end + 1]
-        if self._skipping or (end + 1 > limit and not line.upper().startswith(b"AUTH ")):
+        sasl = self._sasl is not None or line[:5].upper() == b"AUTH "  # RFC 5034 §4
+        if self._skipping or end + 1 > (MAX_SASL_LINE if sasl else MAX_LINE):
             self._skipping = False
             self._sasl = None
             self._error(b"-ERR Line too long")

@@ -18,12 +18,14 @@ Contract:
   * Bounded memory: a line is held back only until its end arrives or
     `MAX_HELD` octets of it are waiting; then its start is sent as it is
     (without stuffing the continuation, which is not a line start).
-  * `crlf_size(data)` is the size `MessageEncoder` sends for `data` before
+  * `crlf_size(data)` (the message, or its pieces) is the size `MessageEncoder` sends for `data` before
     stuffing and without the terminator: the "exact size" STAT, LIST and
     the RETR reply give (RFC 1939 §5). Pure functions, no I/O.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 __all__ = ["MAX_HELD", "MessageEncoder", "crlf_size"]
 
@@ -31,13 +33,22 @@ __all__ = ["MAX_HELD", "MessageEncoder", "crlf_size"]
 MAX_HELD = 64 * 1024
 
 
-def crlf_size(data: bytes) -> int:
-    """Octets of `data` with every line ended by CRLF (see the module contract)."""
-    lf = data.count(b"\n")
-    size = len(data) - data.count(b"\r\n") + lf  # each LF becomes (or stays) CRLF
-    if data and not data.endswith(b"\n"):
-        size += 2  # the last line gets its CRLF
-    return size
+def crlf_size(data: bytes | Iterable[bytes]) -> int:
+    """Octets of `data` (bytes, or its pieces in order) with every line ended by
+    CRLF (see the module contract)."""
+    size = lf = crlf = 0
+    pending_cr, last = False, b""
+    for chunk in [data] if isinstance(data, bytes) else data:
+        if not chunk:
+            continue
+        size += len(chunk)
+        lf += chunk.count(b"\n")
+        crlf += chunk.count(b"\r\n") + (pending_cr and chunk[:1] == b"\n")
+        pending_cr, last = chunk.endswith(b"\r"), chunk[-1:]
+    total = size - crlf + lf  # each LF becomes (or stays) CRLF
+    if size and last != b"\n":
+        total += 2  # the last line gets its CRLF
+    return total
 
 
 class MessageEncoder:

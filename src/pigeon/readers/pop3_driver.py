@@ -242,7 +242,13 @@ class Pop3Connection:
             self._flush()
             encoder = MessageEncoder(event.body_lines)
             while not encoder.done:
-                chunk = await asyncio.to_thread(f.read, CHUNK)
+                try:
+                    chunk = await asyncio.to_thread(f.read, CHUNK)
+                except OSError as exc:  # after +OK: the reply cannot be finished honestly
+                    log.error(
+                        "POP3 %s: reading %s failed: %s", self.session.user, message.base, exc
+                    )
+                    raise ConnectionAbortedError("message unreadable") from exc
                 if not chunk:
                     break
                 self.stream.write(encoder.feed(chunk))

@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from pigeon.config.schema import Config
 from pigeon.net.listener import Listener, ListenerRole, Refusal
@@ -38,7 +39,15 @@ from pigeon.proto.pop3 import Pop3Settings
 from pigeon.readers.login import ReaderLogins
 from pigeon.readers.pop3_driver import Pop3Connection, Pop3Context
 
-__all__ = ["POP3", "POP3S", "POP3_ROLES", "Pop3Service", "Pop3ServiceSettings", "pop3_listeners"]
+__all__ = [
+    "POP3",
+    "POP3S",
+    "POP3_ROLES",
+    "Pop3Service",
+    "Pop3ServiceSettings",
+    "pop3_listeners",
+    "role_contexts",
+]
 
 log = logging.getLogger("pigeon.pop3")
 
@@ -67,44 +76,46 @@ class Pop3ServiceSettings:
         return cls(config, tls)
 
 
+def role_contexts(
+    config: Config, logins: ReaderLogins, tls_context: Callable[[], ssl.SSLContext] | None
+) -> dict[str, Pop3Context]:
+    """The `Pop3Context` of each role under `config` (`tls_context` None: no TLS)."""
+    base = Pop3Settings(
+        tls=False,
+        stls=tls_context is not None,
+        mechanisms=config.auth.mechanisms,
+        max_errors=config.pop3.max_errors,
+    )
+    common = Pop3Context(
+        logins=logins,
+        mailbox_root=config.mailbox_root,
+        session=base,
+        tls_context=tls_context,
+        autologout=config.pop3.autologout,
+        handshake_timeout=config.tls.handshake_timeout,
+        fsync=config.queue.fsync,
+    )
+    implicit = dataclasses.replace(base, tls=True, stls=False)
+    return {
+        POP3.name: common,
+        POP3S.name: dataclasses.replace(
+            common, role=POP3S.name, implicit_tls=True, session=implicit
+        ),
+    }
+
+
 class Pop3Service:
     """Serves POP3 sessions on the generic listeners (module contract)."""
 
-    def __init__(
-        self, settings: Pop3ServiceSettings, logins: ReaderLogins, *, metrics: Any = None
-    ) -> None:
+    def __init__(self, settings: Pop3ServiceSettings, logins: ReaderLogins) -> None:
         self.logins = logins
-        self.metrics = metrics
         self.apply(settings)
 
     def apply(self, settings: Pop3ServiceSettings) -> None:
         """Reload: connections admitted from now on get `settings`."""
-        config, tls = settings.config, settings.tls
+        tls = settings.tls
         tls_context = (lambda: tls.context) if tls is not None else None
-        base = Pop3Settings(
-            tls=False,
-            stls=tls is not None,
-            mechanisms=config.auth.mechanisms,
-            max_errors=config.pop3.max_errors,
-        )
-        common = Pop3Context(
-            logins=self.logins,
-            mailbox_root=config.mailbox_root,
-            session=base,
-            tls_context=tls_context,
-            autologout=config.pop3.autologout,
-            handshake_timeout=config.tls.handshake_timeout,
-            fsync=config.queue.fsync,
-        )
-        self._contexts = {
-            POP3.name: common,
-            POP3S.name: dataclasses.replace(
-                common,
-                role=POP3S.name,
-                implicit_tls=True,
-                session=dataclasses.replace(base, tls=True, stls=False),
-            ),
-        }
+        self._contexts = role_contexts(settings.config, self.logins, tls_context)
         self._settings = settings
 
     @property

@@ -76,3 +76,14 @@ def test_the_lock_is_exclusive_within_a_process_and_across_processes(maildir):
     with try_lock(maildir) as again:
         assert again is not None and again.held
     assert not again.held
+
+
+def test_messages_of_one_second_are_ordered_by_their_microseconds(maildir):
+    put(maildir, "new", "1700000000.M999P1Q1.h", b"later\n")
+    put(maildir, "new", "1700000000.M1000P1Q2.h", b"latest\n")
+    put(maildir, "new", "1700000000.M15P1Q3.h", b"first\n")
+    assert [m.uid for m in scan(maildir)] == [
+        "1700000000.M15P1Q3.h",
+        "1700000000.M999P1Q1.h",
+        "1700000000.M1000P1Q2.h",
+    ]

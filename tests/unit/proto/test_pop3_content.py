@@ -73,3 +73,10 @@ def test_a_cr_at_a_piece_boundary_still_ends_its_line():
     out = encoder.feed(b"a" * (MAX_HELD + 10) + b"\r")
     out += encoder.feed(b"\n.b\n") + encoder.finish()
     assert out == b"a" * (MAX_HELD + 10) + b"\r\n..b\r\n.\r\n"
+
+
+@pytest.mark.parametrize("step", [1, 2, 5])
+def test_the_size_can_be_counted_piece_by_piece(step):
+    for data in (MESSAGE, b"a\r\nb\r\n", b"x\r", b"\r\n\r\n.", b""):
+        pieces = [data[i : i + step] for i in range(0, len(data), step)]
+        assert crlf_size(pieces) == crlf_size(data)

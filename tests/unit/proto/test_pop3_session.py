@@ -8,7 +8,7 @@ import base64
 import pytest
 
 from pigeon.proto import scram
-from pigeon.proto.pop3 import MAX_LINE, Pop3Session, Pop3Settings
+from pigeon.proto.pop3 import MAX_LINE, MAX_SASL_LINE, Pop3Session, Pop3Settings
 from pigeon.proto.pop3_events import (
     ConnectionClosing,
     LoginRefused,
@@ -367,3 +367,13 @@ def test_bare_lf_lines_and_8bit_garbage_get_an_answer():
     s.receive_data(b"CAPA\nUSER \xff\xfe\r\n\x00\x01\r\n")
     out = lines(s)
     assert out[-2:] == [b"-ERR USER needs a user name", b"-ERR Unknown command"]
+
+
+def test_an_auth_line_may_be_longer_than_a_command_but_is_bounded_too():
+    """RFC 5034 §4: an initial response may make the AUTH line longer than 255
+    octets; it is read (here: decoded and found malformed), up to MAX_SASL_LINE."""
+    s = new()
+    s.receive_data(b"AUTH PLAIN " + b"A" * (MAX_LINE + 4) + b"\r\n")
+    assert lines(s) == [b"-ERR [AUTH] PLAIN needs authzid NUL authcid NUL password"]
+    s.receive_data(b"AUTH PLAIN " + b"A" * MAX_SASL_LINE + b"\r\n")
+    assert lines(s) == [b"-ERR Line too long"]
