@@ -34,10 +34,11 @@ Contract:
 
 from pigeon.mailstore.flags import parse_info, with_flags
 from pigeon.mailstore.maildir import ensure_maildir, forget_maildir, maildir_exists
-from pigeon.mailstore.names import sized_name, unique_base
+from pigeon.mailstore.names import arrival_key, sized_name, unique_base
 from pigeon.mailstore.paths import maildir_path, safe_component
 
 __all__ = [
+    "arrival_key",
     "ensure_maildir",
     "forget_maildir",
     "maildir_exists",

@@ -45,6 +45,7 @@ from pigeon.fsutil import fsync_dir
 from pigeon.mailstore.flags import INFO, LETTER_FLAGS
 from pigeon.mailstore.keywords import Keywords
 from pigeon.mailstore.message import MessageInfo
+from pigeon.mailstore.names import arrival_key
 from pigeon.mailstore.uidlist import FILENAME, UidList, UidListCorrupt, new_uidvalidity
 
 __all__ = ["MaildirState", "Snapshot", "forget_state", "kept_letters", "state_for"]
@@ -237,7 +238,8 @@ class MaildirState:
         uidlist = self.uidlist
         assert uidlist is not None
         added = []
-        for base in sorted(fresh):  # Maildir names begin with the arrival time
+        # Maildir names begin with the arrival time (numbers: not zero-padded).
+        for base in sorted(fresh, key=arrival_key):
             added.append(self._info(uidlist.uidnext, fresh[base]))
             uidlist.uidnext += 1
         self._commit(touched + added, gone)
