@@ -62,10 +62,13 @@ class ReaderServer:
         raise NotImplementedError
 
     def stored(self) -> int:
-        """Messages in alice's INBOX Maildir now (new/ and cur/)."""
-        return sum(
-            len(os.listdir(self.inbox / d)) for d in ("new", "cur") if (self.inbox / d).is_dir()
-        )
+        """Messages in alice's INBOX Maildir now (new/ and cur/). By unique name:
+        a reader may move a file from new/ to cur/ between the two listings."""
+        bases = set()
+        for sub in ("new", "cur"):
+            if (self.inbox / sub).is_dir():
+                bases.update(name.partition(":")[0] for name in os.listdir(self.inbox / sub))
+        return len(bases)
 
     def deliver_all(self, *subjects: str) -> None:
         """Deliver each, and wait (bounded) until all are in the Maildir."""
@@ -92,8 +95,7 @@ class PigeonReaders(ReaderServer):
         )
         self.proc.start()
         add_user(self.proc)
-        self.imap_port = getattr(self.proc, "imap_port", 0)  # until the IMAP merge
-        self.imaps_port = getattr(self.proc, "imaps_port", 0)
+        self.imap_port, self.imaps_port = self.proc.imap_port, self.proc.imaps_port
         self.pop3_port, self.pop3s_port = self.proc.pop3_port, self.proc.pop3s_port
         self.mail_root = self.proc.data_dir / "mailboxes"
         self.inbox = self.mail_root / "example.test" / "alice"

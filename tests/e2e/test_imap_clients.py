@@ -203,10 +203,11 @@ def test_concurrent_sessions_while_mail_arrives(readers):
             t.join(120)
         stop.set()
     assert not errors, errors
-    for got in seen:
+    for number, got in enumerate(seen):
         uids = [uid for uid, _ in got]
-        assert [s for _, s in got] == subjects, got  # each once, in arrival order
-        assert uids == sorted(set(uids)), got  # unique and increasing
+        # Each message once, in arrival order; UIDs unique and increasing.
+        assert [s for _, s in got] == subjects, f"session {number} saw (uid, subject): {got}"
+        assert uids == sorted(set(uids)), f"session {number} saw (uid, subject): {got}"
     assert all(got == seen[0] for got in seen), seen
     state = imap_state(readers.imap())
     assert set(state) == set(subjects)
