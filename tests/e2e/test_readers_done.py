@@ -181,6 +181,7 @@ def test_alice_reads_her_mail_with_pop3_imap_idle_and_dovecot(open_tmp):
 
         # IDLE: a new message is announced within a second of its delivery.
         delay = _idle_delay(server, imaps)
+        print(f"IDLE: the 250 after DATA to '* n EXISTS' in {delay * 1000:.1f} ms")
         assert delay < IDLE_BOUND, f"IDLE announced the new message after {delay:.3f} s"
         left = imap_state(imaps)
         assert left == {"second letter": {"\\Seen"}, "ping": set()}, left
