@@ -10,7 +10,7 @@ imaplib: the client must not be the bottleneck; it counts the responses to
 check every answer is complete):
 
   SELECT INBOX          first in a session, then again in the same session
-                        ("cached")
+                        ("cached": the median of five)
   FETCH 1:* (FLAGS ENVELOPE)            every message
   FETCH a:b (BODY.PEEK[])               --full-fetch (1,000) whole messages
   SEARCH HEADER Subject <word>          a word in 1 % of the subjects
@@ -187,7 +187,9 @@ def session(port: int, ctx: ssl.SSLContext, args, needles: int) -> dict:
         body, out["select_first"] = c.command("SELECT INBOX")
         if f"* {args.messages} EXISTS".encode() not in body:
             raise RuntimeError(f"SELECT: not {args.messages} EXISTS: {body[:300]!r}")
-        _, out["select_cached"] = c.command("SELECT INBOX")
+        # Sub-millisecond answers: the median of five, so one scheduling hiccup
+        # on a busy machine is not the figure.
+        out["select_cached"] = statistics.median(c.command("SELECT INBOX")[1] for _ in range(5))
         body, out["fetch_envelopes"] = c.command("FETCH 1:* (FLAGS ENVELOPE)")
         if body.count(b" FETCH (") != args.messages:
             raise RuntimeError(f"FETCH ENVELOPE: {body.count(b' FETCH (')} responses")
@@ -373,7 +375,7 @@ def idle_memory(target, n: int, timeout: float) -> dict:
 
 ROWS = (
     ("select_first", "SELECT INBOX, first in the session, ms"),
-    ("select_cached", "SELECT INBOX again (cached), ms"),
+    ("select_cached", "SELECT INBOX again (cached, median of 5), ms"),
     ("fetch_envelopes", "FETCH 1:* (FLAGS ENVELOPE), ms"),
     ("fetch_full", "FETCH of {full} whole messages (BODY.PEEK[]), ms"),
     ("search_header", "SEARCH HEADER Subject, ms"),
