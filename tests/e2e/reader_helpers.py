@@ -94,7 +94,11 @@ class PigeonReaders(ReaderServer):
             CONFIG + f'[tls]\ncert_file = "{self.cert}"\nkey_file = "{self.key}"\n',
         )
         self.proc.start()
-        add_user(self.proc)
+        try:
+            add_user(self.proc)
+        except BaseException:
+            self.proc.stop()  # nobody else holds it yet: it must not outlive the test
+            raise
         self.imap_port, self.imaps_port = self.proc.imap_port, self.proc.imaps_port
         self.pop3_port, self.pop3s_port = self.proc.pop3_port, self.proc.pop3s_port
         self.mail_root = self.proc.data_dir / "mailboxes"
