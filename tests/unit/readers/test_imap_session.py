@@ -334,3 +334,29 @@ def test_idle_polls_for_mail_other_programs_write(world, tmp_path):
         assert (await c.output()).startswith(b"* BYE")  # idle_timeout
 
     run(world, tmp_path, scenario, idle_poll=5.0, idle_timeout=1800.0)
+
+
+def test_bodystructure_is_computed_once_per_message_and_the_cache_is_bounded(world, tmp_path):
+    from pigeon.readers.imap.bodycache import BodyCache
+
+    async def scenario(service):
+        a, b = Client(service, "imaps"), Client(service, "imaps")
+        await a.login()
+        await b.login()
+        msg = b"Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n\r\none\r\n--x--\r\n"
+        await a.say(b"x APPEND INBOX {%d+}\r\n" % len(msg) + msg + b"\r\n")
+        await a.say(b"s SELECT INBOX\r\n")
+        await b.say(b"s SELECT INBOX\r\n")
+        out = await a.say(b"f FETCH 1 (BODYSTRUCTURE ENVELOPE)\r\n")
+        assert b'"MIXED"' in out.upper() and b"ENVELOPE (" in out, out
+        again = await b.say(b"f FETCH 1 (BODYSTRUCTURE ENVELOPE)\r\n")
+        assert again.split(b"\r\n")[0] == out.split(b"\r\n")[0]
+        assert (service.bodies.misses, service.bodies.hits) == (1, 1)  # parsed once, two sessions
+
+    run(world, tmp_path, scenario)
+    cache = BodyCache(limit=100)
+    for n in range(10):
+        cache.put(n, "value", 30)
+    assert (
+        cache.used <= 100 and len(cache) == 3 and cache.get(0) is None and cache.get(9) == "value"
+    )
