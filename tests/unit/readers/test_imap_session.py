@@ -360,3 +360,64 @@ def test_bodystructure_is_computed_once_per_message_and_the_cache_is_bounded(wor
     assert (
         cache.used <= 100 and len(cache) == 3 and cache.get(0) is None and cache.get(9) == "value"
     )
+
+
+def test_authenticate_scram_sha_256_sends_the_server_signature_before_ok(world, tmp_path):
+    import base64
+
+    from pigeon.proto import scram
+
+    async def scenario(service):
+        c = Client(service, "imaps")
+        await c.output()
+        first_bare = b"n=" + USER.encode() + b",r=clientnonce"
+        out = await c.say(
+            b"a AUTHENTICATE SCRAM-SHA-256 " + base64.b64encode(b"n,," + first_bare) + b"\r\n"
+        )
+        assert out.startswith(b"+ "), out
+        server_first = base64.b64decode(out[2:].strip())
+        attrs = dict(item.split(b"=", 1) for item in server_first.split(b","))
+        without_proof = b"c=biws,r=" + attrs[b"r"]
+        auth_message = first_bare + b"," + server_first + b"," + without_proof
+        proof = scram.client_proof(
+            PASSWORD, base64.b64decode(attrs[b"s"]), int(attrs[b"i"]), auth_message
+        )
+        final = without_proof + b",p=" + base64.b64encode(proof)
+        out = await c.say(base64.b64encode(final) + b"\r\n")
+        assert out.startswith(b"+ "), out  # v=<server signature>, then an empty answer
+        assert base64.b64decode(out[2:].strip()).startswith(b"v=")
+        out = await c.say(b"\r\n")
+        assert out.startswith(b"a OK"), out
+        assert (await c.say(b"s SELECT INBOX\r\n")).endswith(
+            b"s OK [READ-WRITE] SELECT completed\r\n"
+        )
+
+    run(world, tmp_path, scenario)
+
+
+def test_sections_partials_missing_parts_and_binary(world, tmp_path):
+    async def scenario(service):
+        c = Client(service, "imaps")
+        await c.login()
+        msg = (
+            b"Subject: parts\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n"
+            b"--x\r\nContent-Type: text/plain\r\n\r\nfirst part\r\n"
+            b"--x\r\nContent-Type: application/octet-stream\r\n"
+            b"Content-Transfer-Encoding: base64\r\n\r\nAAEC\r\n"
+            b"--x\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: x-weird\r\n\r\nzz\r\n"
+            b"--x--\r\n"
+        )
+        await c.say(b"x APPEND INBOX {%d+}\r\n" % len(msg) + msg + b"\r\n")
+        await c.say(b"s EXAMINE INBOX\r\n")
+        out = await c.say(b"f FETCH 1 (BODY[1] BODY[1.MIME] BODY[TEXT]<0.4> BODY[9]<0.10>)\r\n")
+        assert b"BODY[1] {10}\r\nfirst part BODY[1.MIME]" in out, out  # RFC 2046 §5.1.1
+        assert b"BODY[1.MIME] {" in out and b"BODY[TEXT]<0> {4}\r\n--x\r" in out, out
+        assert b"BODY[9]<0> NIL" in out and out.endswith(b"f OK FETCH completed\r\n"), out
+        out = await c.say(b"g FETCH 1 (BINARY[2] BINARY.SIZE[2])\r\n")
+        assert b"BINARY[2] ~{3}\r\n\x00\x01\x02" in out and b"BINARY.SIZE[2] 3" in out, out
+        out = await c.say(b"h FETCH 1 (BINARY[3])\r\n")
+        assert out.startswith(b"h NO [UNKNOWN-CTE]"), out
+        out = await c.say(b"i FETCH 1 (FLAGS)\r\n")
+        assert b"\\Seen" not in out  # EXAMINE: no \\Seen from BODY[]
+
+    run(world, tmp_path, scenario)

@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from pigeon.mailstore.errors import FolderError
 from pigeon.proto.imap import response as R
 from pigeon.proto.imap.commands import Command
 from pigeon.proto.imap.reader import (
@@ -241,6 +242,8 @@ class ImapSession:
         try:
             try:
                 await handler(self, command)
+            except FolderError as exc:  # what the store refuses that a handler did not word
+                self.tagged(command.tag, "NO", str(exc), "CANNOT")
             except OSError as exc:  # the disk, not the client: NO, and the session goes on
                 log.error("IMAP %s for %s failed: %s", command.name, self.account, exc)
                 self.tagged(command.tag, "NO", "server error, try again later", "SERVERBUG")
