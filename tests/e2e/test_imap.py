@@ -17,7 +17,7 @@ import time
 import pytest
 from secure_helpers import CONFIG, PASSWORD, USER, add_user, insecure_context, message
 
-from pigeon.testing.live import wait_for
+from pigeon.testing.live import free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -415,3 +415,65 @@ def test_smtp_is_not_counted_against_the_imap_limit(pigeon_factory):
         assert s.makefile("rb").readline().startswith(b"* OK")
         with smtplib.SMTP(server.host, server.port, timeout=10) as smtp:
             assert smtp.noop()[0] == 250
+
+
+# --- accounts, reload, restart, workers ----------------------------------------------
+
+
+def test_an_account_made_with_pigeon_user_add_reads_its_mail(server):
+    password = "a long enough password"
+    done = server.command(
+        "user", "add", "bob@example.test", "--password-stdin", stdin=f"{password}\n".encode()
+    )
+    assert done.returncode == 0, done.stderr
+    deliver(server, "for bob", rcpt="bob@example.test")
+    delivered(server, 1, rcpt="bob@example.test")
+    client = imaplib.IMAP4_SSL(
+        "127.0.0.1", server.imaps_port, ssl_context=insecure_context(), timeout=READ_TIMEOUT
+    )
+    try:
+        client.login("bob@example.test", password)
+        assert client.select("INBOX")[1] == [b"1"]
+        assert b"for bob" in client.fetch("1", "(BODY.PEEK[HEADER])")[1][0][1]
+    finally:
+        client.logout()
+
+
+def test_reload_moves_the_imap_listener(server):
+    moved = free_port()
+    text = server.config_path.read_text()
+    server.config_path.write_text(
+        text.replace(f"127.0.0.1:{server.imap_port}", f"127.0.0.1:{moved}")
+    )
+    done = server.command("reload", text=True)
+    assert done.returncode == 0 and "imap.listen" in done.stdout, (done.stdout, done.stderr)
+    with socket.create_connection(("127.0.0.1", moved), timeout=READ_TIMEOUT) as s:
+        assert s.makefile("rb").readline().startswith(b"* OK")
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", server.imap_port), timeout=READ_TIMEOUT).close()
+
+
+def test_pigeon_restart_hands_the_imap_sockets_over(server):
+    deliver(server, "across restart")
+    delivered(server, 1)
+    before = server.pid
+    done = server.restart()
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert server.pid != before
+    client = imaps(server)
+    try:
+        assert client.select("INBOX")[1] == [b"1"]
+    finally:
+        client.logout()
+
+
+def test_with_worker_processes_the_main_one_serves_imap(pigeon_factory):
+    server = pigeon_factory("workers = 2\n" + CONFIG)
+    add_user(server)
+    deliver(server, "via a worker")
+    delivered(server, 1)
+    client = imaps(server)
+    try:
+        assert client.select("INBOX")[1] == [b"1"]
+    finally:
+        client.logout()

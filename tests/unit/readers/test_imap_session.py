@@ -421,3 +421,26 @@ def test_sections_partials_missing_parts_and_binary(world, tmp_path):
         assert b"\\Seen" not in out  # EXAMINE: no \\Seen from BODY[]
 
     run(world, tmp_path, scenario)
+
+
+def test_literals_that_lie_about_their_size(world, tmp_path):
+    async def scenario(service):
+        c = Client(service, "imaps")
+        await c.login()
+        # Longer than announced: the rest is read as the end of the command line.
+        assert (await c.say(b"a APPEND INBOX {5}\r\n")).startswith(b"+ ")
+        out = await c.say(b"12345 EXTRA STUFF\r\n")
+        assert out.startswith(b"a BAD"), out
+        assert (await c.say(b"b NOOP\r\n")).startswith(b"b OK")
+        # Shorter than announced: the session waits for the rest, then the
+        # auto-logout ends it; nothing was stored.
+        assert (await c.say(b"c APPEND INBOX {100}\r\n")).startswith(b"+ ")
+        assert await c.say(b"only a few octets") == b""
+        c.stream.advance(1800)
+        assert (await c.output()).startswith(b"* BYE")
+        assert c.stream.closed
+        d = Client(service, "imaps")
+        await d.login()
+        assert b"* 0 EXISTS" in await d.say(b"s SELECT INBOX\r\n")
+
+    run(world, tmp_path, scenario)
