@@ -8,6 +8,7 @@ idle()), every wait bounded.
 
 from __future__ import annotations
 
+import base64
 import imaplib
 import re
 import smtplib
@@ -91,6 +92,29 @@ def test_a_wrong_password_is_no_authenticationfailed(server):
     with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
         client.login(USER, "not the password")
     client.logout()
+
+
+def test_failed_imap_logins_count_with_submissions(pigeon_factory):
+    """One FailureLimiter for SMTP AUTH and IMAP: the address is locked out for both."""
+    server = pigeon_factory(CONFIG + "[auth]\nslow_after = 5\nmax_failures = 3\n")
+    add_user(server)
+    for _ in range(2):
+        c = Raw(server, login=False)
+        c.send(f'a LOGIN {USER} "wrong"\r\n'.encode())
+        assert b"a NO [AUTHENTICATIONFAILED]" in c.until(rb"^a ")
+        c.close()
+    with smtplib.SMTP("127.0.0.1", server.submission_port, timeout=READ_TIMEOUT) as smtp:
+        smtp.starttls(context=insecure_context())
+        smtp.ehlo("client.example")
+        token = base64.b64encode(f"\0{USER}\0wrong".encode()).decode()
+        code, text = smtp.docmd("AUTH", "PLAIN " + token)
+        assert (code, text[:5]) == (421, b"4.7.0")  # the third failure, over SMTP, locks it
+    c = Raw(server, login=False)
+    c.send(f'b LOGIN {USER} "{PASSWORD}"\r\n'.encode())  # the right one is not even tried
+    seen = c.until(rb"^\* BYE")
+    assert b"b NO [AUTHENTICATIONFAILED]" in seen, seen
+    assert c.f.readline() == b""  # and the session was closed
+    c.close()
 
 
 def test_authenticate_plain_with_sasl_ir(server):
