@@ -501,3 +501,16 @@ def test_with_worker_processes_the_main_one_serves_imap(pigeon_factory):
         assert client.select("INBOX")[1] == [b"1"]
     finally:
         client.logout()
+
+
+def test_the_stop_says_bye_to_idle_sessions(server):
+    c = Raw(server)
+    try:
+        c.send(b"s SELECT INBOX\r\n")
+        c.until(rb"^s OK")
+        c.send(b"i IDLE\r\n")
+        c.until(rb"^\+ ")
+        assert server.stop() == 0
+        assert b"* BYE" in c.until(rb"^\* BYE")
+    finally:
+        c.close()
