@@ -20,7 +20,9 @@ Contract:
     (`sync_and_tell()`) after every command but FETCH, STORE and SEARCH,
     which must not be followed by EXPUNGE responses (RFC 9051 §7.5.1), and
     at NOOP, CHECK, IDLE: the client gets EXPUNGE, EXISTS and FETCH (FLAGS)
-    for what other sessions and programs changed (RFC 9051 §7).
+    for what other sessions and programs changed (RFC 9051 §7). These come
+    before the command's tagged answer (`tagged()` holds it while a command
+    runs), so the client knows the mailbox as it is when the command ends.
   * Memory: a session keeps a handful of fields; the messages live in the
     Folder state every session of that Maildir shares.
 """
@@ -124,9 +126,8 @@ class ImapSession:
         self.executing = False
         self._watch: Any = None  # mailstore.notify.Watch of the selected Maildir
         self._news = False
-        self._held: list[bytes] | None = (
-            None  # a command's tagged answer, kept for after the updates
-        )
+        #: A running command's tagged answer, kept for after the updates.
+        self._held: list[bytes] | None = None
 
     # --- what the driver asks --------------------------------------------------------
 
