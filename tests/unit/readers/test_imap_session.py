@@ -444,3 +444,73 @@ def test_literals_that_lie_about_their_size(world, tmp_path):
         assert b"* 0 EXISTS" in await d.say(b"s SELECT INBOX\r\n")
 
     run(world, tmp_path, scenario)
+
+
+def test_list_patterns_subscriptions_status_rename_delete(world, tmp_path):
+    async def scenario(service):
+        c = Client(service, "imaps")
+        await c.login()
+        for name in (b"Archive/2024", b"Archive/2025", b"Projects"):
+            assert (await c.say(b"c CREATE " + name + b"\r\n")).startswith(b"c OK")
+        out = await c.say(b'l LIST "" "%"\r\n')
+        assert b'"Archive"' in out and b"\\HasChildren" in out and b"Archive/2024" not in out, out
+        assert b'"INBOX"' in out and b"\\Trash" in out, out
+        out = await c.say(b'l LIST "Archive/" "%"\r\n')
+        assert out.count(b"* LIST") == 2 and b'"Archive/2025"' in out, out
+        out = await c.say(b'l LIST "" ""\r\n')
+        assert out.startswith(b'* LIST (\\Noselect) "/" ""'), out
+        assert (await c.say(b"u SUBSCRIBE Projects\r\n")).startswith(b"u OK")
+        out = await c.say(b'l LIST (SUBSCRIBED) "" "*"\r\n')
+        assert b'"Projects"' in out and b"\\Subscribed" in out and b"Archive" not in out, out
+        out = await c.say(b'l LSUB "" "*"\r\n')
+        assert b"* LSUB (" in out and b'"Projects"' in out, out
+        out = await c.say(b'l LIST "" "*" RETURN (STATUS (MESSAGES UIDNEXT))\r\n')
+        assert b'* STATUS "Projects" (MESSAGES 0 UIDNEXT 1)' in out, out
+        out = await c.say(b"r RENAME Projects Done\r\n")
+        assert out.startswith(b"r OK"), out
+        out = await c.say(b"st STATUS Projects (MESSAGES)\r\n")
+        assert out.startswith(b"st NO [NONEXISTENT]"), out
+        assert (await c.say(b"d DELETE Done\r\n")).startswith(b"d OK")
+        assert b"NO [NONEXISTENT]" in await c.say(b"d DELETE Done\r\n")
+        assert b"NO" in await c.say(b"d DELETE INBOX\r\n")
+        out = await c.say(b"n NAMESPACE\r\n")
+        assert out.startswith(b'* NAMESPACE (("" "/")) NIL NIL'), out
+        out = await c.say(b'i ID ("name" "test")\r\n')
+        assert out.startswith(b'* ID ("name" "pigeon")'), out
+
+    run(world, tmp_path, scenario)
+
+
+def test_condstore_esearch_and_imap4rev2(world, tmp_path):
+    async def scenario(service):
+        c = Client(service, "imaps")
+        await c.login()
+        for n in range(3):
+            msg = MESSAGE % b"cs %d" % n
+            await c.say(b"x APPEND INBOX {%d+}\r\n" % len(msg) + msg + b"\r\n")
+        out = await c.say(b"e ENABLE CONDSTORE\r\n")
+        assert out.startswith(b"* ENABLED CONDSTORE"), out
+        out = await c.say(b"s SELECT INBOX (CONDSTORE)\r\n")
+        highest = int(re.search(rb"HIGHESTMODSEQ (\d+)", out).group(1))
+        out = await c.say(b"t STORE 1 +FLAGS (\\Flagged)\r\n")
+        assert b"MODSEQ (" in out, out
+        out = await c.say(b"f FETCH 1:* (FLAGS) (CHANGEDSINCE %d)\r\n" % highest)
+        assert out.count(b" FETCH (") == 1 and b"MODSEQ" in out, out
+        out = await c.say(b"u STORE 2 (UNCHANGEDSINCE 1) +FLAGS (\\Seen)\r\n")
+        assert b"u OK [MODIFIED 2]" in out, out
+        out = await c.say(b"q SEARCH RETURN (MIN MAX COUNT) ALL\r\n")
+        assert out.startswith(b'* ESEARCH (TAG "q") MIN 1 MAX 3 COUNT 3'), out
+        out = await c.say(b"q SEARCH CHARSET KOI8-R ALL\r\n")
+        assert out.startswith(b"q NO [BADCHARSET"), out
+        out = await c.say(b"q UID SEARCH FLAGGED\r\n")
+        assert out.startswith(b"* SEARCH 1\r\n"), out
+        d = Client(service, "imaps")
+        await d.login()
+        out = await d.say(b"e ENABLE IMAP4rev2\r\n")
+        assert out.startswith(b"* ENABLED IMAP4rev2"), out
+        out = await d.say(b"s SELECT INBOX\r\n")
+        assert b"RECENT" not in out, out
+        out = await d.say(b"q SEARCH UNSEEN\r\n")
+        assert out.startswith(b'* ESEARCH (TAG "q") ALL 1:3'), out  # 2 kept unseen: MODIFIED
+
+    run(world, tmp_path, scenario)
