@@ -47,9 +47,12 @@ def make(maildir: str, count: int) -> None:
 
 
 def timed(label: str, fn):  # type: ignore[no-untyped-def]
-    t0 = time.perf_counter()
+    """Run `fn`, print its wall-clock and CPU time (the CPU time of this
+    process: steadier than the wall clock on a busy machine)."""
+    t0, c0 = time.perf_counter(), time.process_time()
     out = fn()
-    print(f"{label:<14} {1000 * (time.perf_counter() - t0):9.1f} ms")
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    print(f"{label:<14} {1000 * wall:9.1f} ms wall {1000 * cpu:9.1f} ms cpu")
     return out
 
 

@@ -8,6 +8,7 @@ idle()), every wait bounded.
 
 from __future__ import annotations
 
+import base64
 import imaplib
 import re
 import smtplib
@@ -17,7 +18,7 @@ import time
 import pytest
 from secure_helpers import CONFIG, PASSWORD, USER, add_user, insecure_context, message
 
-from pigeon.testing.live import wait_for
+from pigeon.testing.live import free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -91,6 +92,29 @@ def test_a_wrong_password_is_no_authenticationfailed(server):
     with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
         client.login(USER, "not the password")
     client.logout()
+
+
+def test_failed_imap_logins_count_with_submissions(pigeon_factory):
+    """One FailureLimiter for SMTP AUTH and IMAP: the address is locked out for both."""
+    server = pigeon_factory(CONFIG + "[auth]\nslow_after = 5\nmax_failures = 3\n")
+    add_user(server)
+    for _ in range(2):
+        c = Raw(server, login=False)
+        c.send(f'a LOGIN {USER} "wrong"\r\n'.encode())
+        assert b"a NO [AUTHENTICATIONFAILED]" in c.until(rb"^a ")
+        c.close()
+    with smtplib.SMTP("127.0.0.1", server.submission_port, timeout=READ_TIMEOUT) as smtp:
+        smtp.starttls(context=insecure_context())
+        smtp.ehlo("client.example")
+        token = base64.b64encode(f"\0{USER}\0wrong".encode()).decode()
+        code, text = smtp.docmd("AUTH", "PLAIN " + token)
+        assert (code, text[:5]) == (421, b"4.7.0")  # the third failure, over SMTP, locks it
+    c = Raw(server, login=False)
+    c.send(f'b LOGIN {USER} "{PASSWORD}"\r\n'.encode())  # the right one is not even tried
+    seen = c.until(rb"^\* BYE")
+    assert b"b NO [AUTHENTICATIONFAILED]" in seen, seen
+    assert c.f.readline() == b""  # and the session was closed
+    c.close()
 
 
 def test_authenticate_plain_with_sasl_ir(server):
@@ -415,3 +439,78 @@ def test_smtp_is_not_counted_against_the_imap_limit(pigeon_factory):
         assert s.makefile("rb").readline().startswith(b"* OK")
         with smtplib.SMTP(server.host, server.port, timeout=10) as smtp:
             assert smtp.noop()[0] == 250
+
+
+# --- accounts, reload, restart, workers ----------------------------------------------
+
+
+def test_an_account_made_with_pigeon_user_add_reads_its_mail(server):
+    password = "a long enough password"
+    done = server.command(
+        "user", "add", "bob@example.test", "--password-stdin", stdin=f"{password}\n".encode()
+    )
+    assert done.returncode == 0, done.stderr
+    deliver(server, "for bob", rcpt="bob@example.test")
+    delivered(server, 1, rcpt="bob@example.test")
+    client = imaplib.IMAP4_SSL(
+        "127.0.0.1", server.imaps_port, ssl_context=insecure_context(), timeout=READ_TIMEOUT
+    )
+    try:
+        client.login("bob@example.test", password)
+        assert client.select("INBOX")[1] == [b"1"]
+        assert b"for bob" in client.fetch("1", "(BODY.PEEK[HEADER])")[1][0][1]
+    finally:
+        client.logout()
+
+
+def test_reload_moves_the_imap_listener(server):
+    moved = free_port()
+    text = server.config_path.read_text()
+    server.config_path.write_text(
+        text.replace(f"127.0.0.1:{server.imap_port}", f"127.0.0.1:{moved}")
+    )
+    done = server.command("reload", text=True)
+    assert done.returncode == 0 and "imap.listen" in done.stdout, (done.stdout, done.stderr)
+    with socket.create_connection(("127.0.0.1", moved), timeout=READ_TIMEOUT) as s:
+        assert s.makefile("rb").readline().startswith(b"* OK")
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", server.imap_port), timeout=READ_TIMEOUT).close()
+
+
+def test_pigeon_restart_hands_the_imap_sockets_over(server):
+    deliver(server, "across restart")
+    delivered(server, 1)
+    before = server.pid
+    done = server.restart()
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert server.pid != before
+    client = imaps(server)
+    try:
+        assert client.select("INBOX")[1] == [b"1"]
+    finally:
+        client.logout()
+
+
+def test_with_worker_processes_the_main_one_serves_imap(pigeon_factory):
+    server = pigeon_factory("workers = 2\n" + CONFIG)
+    add_user(server)
+    deliver(server, "via a worker")
+    delivered(server, 1)
+    client = imaps(server)
+    try:
+        assert client.select("INBOX")[1] == [b"1"]
+    finally:
+        client.logout()
+
+
+def test_the_stop_says_bye_to_idle_sessions(server):
+    c = Raw(server)
+    try:
+        c.send(b"s SELECT INBOX\r\n")
+        c.until(rb"^s OK")
+        c.send(b"i IDLE\r\n")
+        c.until(rb"^\+ ")
+        assert server.stop() == 0
+        assert b"* BYE" in c.until(rb"^\* BYE")
+    finally:
+        c.close()

@@ -1,18 +1,19 @@
 """One message of a Maildir as the readers see it: `MessageInfo`.
 
 Contract:
-  * A `MessageInfo` is immutable: a flag change makes a new one (so
-    sessions may share them, mailstore/state.py). Fields: `uid`, `modseq`,
-    `name` (its file name in cur/), `flags` (frozenset of IMAP flags:
-    "\\Seen"... and keywords), `base` (the unique name before `:2,`: the
-    POP3 UIDL), `letters` (the flag letters after `:2,`).
+  * A `MessageInfo` is immutable (a tuple): a flag change makes a new one
+    (so sessions may share them, mailstore/state.py). Fields: `uid`,
+    `modseq`, `name` (its file name in cur/), `flags` (frozenset of IMAP
+    flags: "\\Seen"... and keywords), `maildir`; derived: `base` (the
+    unique name before `:2,`: the POP3 UIDL), `letters` (the flag letters
+    after `:2,`), `path`.
   * `size` is the message's size with CRLF line endings (RFC 9051
     RFC822.SIZE): the `,W=` field of the name when there is one, else
-    computed once by reading the file. `internaldate` is the time in the
+    computed by reading the file (cached). `internaldate` is the time in the
     unique name's leading seconds (Maildir names begin with the delivery
     time; pigeon's APPEND names the file after the given date), else the
-    file's mtime (one stat, once). Both are computed lazily: a SELECT of a
-    large mailbox costs no file access.
+    file's mtime (one stat, cached). Both are computed when asked for: a
+    SELECT of a large mailbox costs no file access.
   * `to_crlf(data)` gives a Maildir file's bytes with CRLF line endings (files
     hold LF, delivery/maildir.py; a CRLF already there is kept).
 """
@@ -20,8 +21,11 @@ Contract:
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import os
 import re
+from collections.abc import Callable
+from typing import NamedTuple
 
 __all__ = ["MessageInfo", "to_crlf"]
 
@@ -42,22 +46,15 @@ def _size_field(base: str, key: str) -> int | None:
     return int(digits) if digits.isdigit() else None
 
 
-class MessageInfo:
-    """One message (see the module contract)."""
+class MessageInfo(NamedTuple):
+    """One message (see the module contract). A tuple: a folder of 100,000
+    is made at every start (`make` builds one without a Python call)."""
 
-    __slots__ = ("uid", "modseq", "name", "flags", "_maildir", "_size", "_date")
-
-    def __init__(self, uid: int, modseq: int, name: str, flags: frozenset[str], maildir: str):
-        self.uid = uid
-        self.modseq = modseq
-        self.name = name
-        self.flags = flags
-        self._maildir = maildir
-        self._size: int | None = None
-        self._date: _dt.datetime | None = None
-
-    def __repr__(self) -> str:
-        return f"MessageInfo(uid={self.uid}, modseq={self.modseq}, name={self.name!r})"
+    uid: int
+    modseq: int
+    name: str
+    flags: frozenset[str]
+    maildir: str
 
     @property
     def base(self) -> str:
@@ -70,31 +67,40 @@ class MessageInfo:
 
     @property
     def path(self) -> str:
-        return os.path.join(self._maildir, "cur", self.name)
+        return os.path.join(self.maildir, "cur", self.name)
 
     @property
     def size(self) -> int:
-        if self._size is None:
-            size = _size_field(self.base, ",W=")
-            if size is None:
-                with open(self.path, "rb") as f:
-                    size = len(to_crlf(f.read()))
-            self._size = size
-        return self._size
+        size = _size_field(self.base, ",W=")
+        return size if size is not None else _counted_size(self.path)
 
     @property
     def internaldate(self) -> _dt.datetime:
-        if self._date is None:
-            seconds, dot, _ = self.base.partition(".")
-            if dot and seconds.isdigit():
-                stamp = float(seconds)
-            else:
-                stamp = os.stat(self.path).st_mtime
-            self._date = _dt.datetime.fromtimestamp(stamp, _dt.UTC)
-        return self._date
+        seconds, dot, _ = self.base.partition(".")
+        if dot and seconds.isdigit():
+            return _dt.datetime.fromtimestamp(int(seconds), _dt.UTC)
+        return _mtime(self.path)
 
     def with_change(self, modseq: int, name: str, flags: frozenset[str]) -> MessageInfo:
         """The same message under a new name and modseq (flags changed)."""
-        other = MessageInfo(self.uid, modseq, name, flags, self._maildir)
-        other._size, other._date = self._size, self._date
-        return other
+        return make((self.uid, modseq, name, flags, self.maildir))
+
+
+#: MessageInfo from a (uid, modseq, name, flags, maildir) tuple, in C.
+make: Callable[[tuple[int, int, str, frozenset[str], str]], MessageInfo] = functools.partial(
+    tuple.__new__, MessageInfo
+)
+
+
+# A file without ,W= in its name (written by another program) is read once
+# for its size, a name not starting with the time is stat()ed once: cached
+# by path (a flag change renames it: computed again, rarely).
+@functools.lru_cache(maxsize=50_000)
+def _counted_size(path: str) -> int:
+    with open(path, "rb") as f:
+        return len(to_crlf(f.read()))
+
+
+@functools.lru_cache(maxsize=50_000)
+def _mtime(path: str) -> _dt.datetime:
+    return _dt.datetime.fromtimestamp(os.stat(path).st_mtime, _dt.UTC)

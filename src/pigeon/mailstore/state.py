@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pigeon.fsutil import fsync_dir
 from pigeon.mailstore.flags import INFO, LETTER_FLAGS
 from pigeon.mailstore.keywords import Keywords
-from pigeon.mailstore.message import MessageInfo
+from pigeon.mailstore.message import MessageInfo, make
 from pigeon.mailstore.names import arrival_key
 from pigeon.mailstore.uidlist import FILENAME, UidList, UidListCorrupt, new_uidvalidity
 
@@ -173,8 +173,10 @@ class MaildirState:
         known = self._flag_sets
         for uid, (modseq, name) in found.entries.items():  # the hot loop of a start
             base, _, info = name.partition(":")
-            flags = known.get(info) or flags_of(info)
-            by_base[base] = MessageInfo(uid, modseq, name, flags, maildir)
+            flags = known.get(info)
+            if flags is None:
+                flags = flags_of(info)
+            by_base[base] = make((uid, modseq, name, flags, maildir))
         found.entries = {}  # by_base holds them from now on
         uidlist = found
         self._names = {info.name for info in by_base.values()}
@@ -190,7 +192,7 @@ class MaildirState:
         return flags
 
     def _info(self, uid: int, name: str) -> MessageInfo:
-        return MessageInfo(uid, 0, name, self._flags_of(name.partition(":")[2]), self.maildir)
+        return make((uid, 0, name, self._flags_of(name.partition(":")[2]), self.maildir))
 
     def _scan(self, whole: bool) -> bool:
         """Reconcile with the disk (new/ always, cur/ when `whole`); True if
@@ -247,10 +249,11 @@ class MaildirState:
 
     # -- changing ----------------------------------------------------------
 
-    def _commit(self, changed: list[MessageInfo], gone: Iterable[MessageInfo]) -> None:
+    def _commit(self, pending: list[MessageInfo], gone: Iterable[MessageInfo]) -> list[MessageInfo]:
         """Give every change a modseq, write it to the uidlist, publish a new
-        snapshot. `changed` are new or renamed messages (their modseq is set
-        here), `gone` the messages expunged."""
+        snapshot. `pending` are new or renamed messages (their modseq still
+        to be given: the ones with it are returned), `gone` the messages
+        expunged."""
         uidlist = self.uidlist
         assert uidlist is not None
         by_base, names = self.by_base, self._names
@@ -262,9 +265,11 @@ class MaildirState:
             uids.append(info.uid)
             del by_base[info.base]
             names.discard(info.name)
-        for info in changed:
+        changed = []
+        for info in pending:
             uidlist.highestmodseq += 1
-            info.modseq = uidlist.highestmodseq
+            info = make((info.uid, uidlist.highestmodseq, info.name, info.flags, info.maildir))
+            changed.append(info)
             lines.append(f"+{info.uid} {info.modseq} {info.name}\n")
             uids.append(info.uid)
             old = by_base.get(info.base)
@@ -273,7 +278,7 @@ class MaildirState:
             by_base[info.base] = info
             names.add(info.name)
         if not lines:
-            return
+            return changed
         if uidlist.needs_compaction(len(by_base)):
             rows = sorted((i.uid, i.modseq, i.name) for i in by_base.values())
             uidlist.write(self.uidlist_path, rows)
@@ -301,6 +306,7 @@ class MaildirState:
             del self._log[:drop]
             self._log_start += drop
         self.snapshot = Snapshot(by_uid, self.generation, uidlist.uidnext, uidlist.highestmodseq)
+        return changed
 
     def changed_since(self, generation: int) -> list[int] | None:
         with self.lock:
@@ -356,8 +362,7 @@ class MaildirState:
                     )
                 if done:
                     fsync_dir(cur_dir)
-                    self._commit(done, ())
-                    changed += done
+                    changed += self._commit(done, ())
                 if not missed or attempt:
                     break
                 self._scan(whole=True)  # their names now

@@ -16,6 +16,8 @@ Contract:
                 submission, the same log lines) and an account's mailbox
         pop3_service, pop3_driver
                 POP3 (RFC 1939, docs/pop3.md)
+        imap_service, imap (package: driver, session, command handlers)
+                IMAP (RFC 9051 / RFC 3501, docs/imap.md)
 
 Importing this package imports nothing.
 """

@@ -179,3 +179,20 @@ def test_esearch_results() -> None:
     ]
     assert esearch_results([], opts) == [("COUNT", 0)]  # RFC 4731 §3.1
     assert esearch_results([5], frozenset({"MIN"})) == [("MIN", 5)]
+
+
+@pytest.mark.parametrize(
+    ("date", "on"),
+    [
+        ("Mon, 2 Dec 2024 23:30:00 -0800", "2-Dec-2024"),
+        ("2 Dec 24 10:00 +0000", "2-Dec-2024"),  # RFC 5322 §4.3: two-digit year
+        ("Thu, 01 Jan 70 00:00:00 GMT", "1-Jan-1970"),
+        ("Tuesday, 3 September 2024 08:00", "3-Sep-2024"),
+    ],
+)
+def test_sent_dates_as_written(date: str, on: str) -> None:
+    data = f"Date: {date}\r\n\r\nx".encode()
+    msg = Message(1, 1, frozenset(), len(data), DATES[1], 1, lambda: data)
+    assert matches(key_of(f"SENTON {on}"), msg, SearchContext(1, 1))
+    bad = Message(1, 1, frozenset(), 1, DATES[1], 1, lambda: b"Date: 31 Feb 2024\r\n\r\n")
+    assert not matches(key_of(f"SENTON {on}"), bad, SearchContext(1, 1))

@@ -334,3 +334,183 @@ def test_idle_polls_for_mail_other_programs_write(world, tmp_path):
         assert (await c.output()).startswith(b"* BYE")  # idle_timeout
 
     run(world, tmp_path, scenario, idle_poll=5.0, idle_timeout=1800.0)
+
+
+def test_bodystructure_is_computed_once_per_message_and_the_cache_is_bounded(world, tmp_path):
+    from pigeon.readers.imap.bodycache import BodyCache
+
+    async def scenario(service):
+        a, b = Client(service, "imaps"), Client(service, "imaps")
+        await a.login()
+        await b.login()
+        msg = b"Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n\r\none\r\n--x--\r\n"
+        await a.say(b"x APPEND INBOX {%d+}\r\n" % len(msg) + msg + b"\r\n")
+        await a.say(b"s SELECT INBOX\r\n")
+        await b.say(b"s SELECT INBOX\r\n")
+        out = await a.say(b"f FETCH 1 (BODYSTRUCTURE ENVELOPE)\r\n")
+        assert b'"MIXED"' in out.upper() and b"ENVELOPE (" in out, out
+        again = await b.say(b"f FETCH 1 (BODYSTRUCTURE ENVELOPE)\r\n")
+        assert again.split(b"\r\n")[0] == out.split(b"\r\n")[0]
+        assert (service.bodies.misses, service.bodies.hits) == (1, 1)  # parsed once, two sessions
+
+    run(world, tmp_path, scenario)
+    cache = BodyCache(limit=100)
+    for n in range(10):
+        cache.put(n, "value", 30)
+    assert (
+        cache.used <= 100 and len(cache) == 3 and cache.get(0) is None and cache.get(9) == "value"
+    )
+
+
+def test_authenticate_scram_sha_256_sends_the_server_signature_before_ok(world, tmp_path):
+    import base64
+
+    from pigeon.proto import scram
+
+    async def scenario(service):
+        c = Client(service, "imaps")
+        await c.output()
+        first_bare = b"n=" + USER.encode() + b",r=clientnonce"
+        out = await c.say(
+            b"a AUTHENTICATE SCRAM-SHA-256 " + base64.b64encode(b"n,," + first_bare) + b"\r\n"
+        )
+        assert out.startswith(b"+ "), out
+        server_first = base64.b64decode(out[2:].strip())
+        attrs = dict(item.split(b"=", 1) for item in server_first.split(b","))
+        without_proof = b"c=biws,r=" + attrs[b"r"]
+        auth_message = first_bare + b"," + server_first + b"," + without_proof
+        proof = scram.client_proof(
+            PASSWORD, base64.b64decode(attrs[b"s"]), int(attrs[b"i"]), auth_message
+        )
+        final = without_proof + b",p=" + base64.b64encode(proof)
+        out = await c.say(base64.b64encode(final) + b"\r\n")
+        assert out.startswith(b"+ "), out  # v=<server signature>, then an empty answer
+        assert base64.b64decode(out[2:].strip()).startswith(b"v=")
+        out = await c.say(b"\r\n")
+        assert out.startswith(b"a OK"), out
+        assert (await c.say(b"s SELECT INBOX\r\n")).endswith(
+            b"s OK [READ-WRITE] SELECT completed\r\n"
+        )
+
+    run(world, tmp_path, scenario)
+
+
+def test_sections_partials_missing_parts_and_binary(world, tmp_path):
+    async def scenario(service):
+        c = Client(service, "imaps")
+        await c.login()
+        msg = (
+            b"Subject: parts\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n"
+            b"--x\r\nContent-Type: text/plain\r\n\r\nfirst part\r\n"
+            b"--x\r\nContent-Type: application/octet-stream\r\n"
+            b"Content-Transfer-Encoding: base64\r\n\r\nAAEC\r\n"
+            b"--x\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: x-weird\r\n\r\nzz\r\n"
+            b"--x--\r\n"
+        )
+        await c.say(b"x APPEND INBOX {%d+}\r\n" % len(msg) + msg + b"\r\n")
+        await c.say(b"s EXAMINE INBOX\r\n")
+        out = await c.say(b"f FETCH 1 (BODY[1] BODY[1.MIME] BODY[TEXT]<0.4> BODY[9]<0.10>)\r\n")
+        assert b"BODY[1] {10}\r\nfirst part BODY[1.MIME]" in out, out  # RFC 2046 §5.1.1
+        assert b"BODY[1.MIME] {" in out and b"BODY[TEXT]<0> {4}\r\n--x\r" in out, out
+        assert b"BODY[9]<0> NIL" in out and out.endswith(b"f OK FETCH completed\r\n"), out
+        out = await c.say(b"g FETCH 1 (BINARY[2] BINARY.SIZE[2])\r\n")
+        assert b"BINARY[2] ~{3}\r\n\x00\x01\x02" in out and b"BINARY.SIZE[2] 3" in out, out
+        out = await c.say(b"h FETCH 1 (BINARY[3])\r\n")
+        assert out.startswith(b"h NO [UNKNOWN-CTE]"), out
+        out = await c.say(b"i FETCH 1 (FLAGS)\r\n")
+        assert b"\\Seen" not in out  # EXAMINE: no \\Seen from BODY[]
+
+    run(world, tmp_path, scenario)
+
+
+def test_literals_that_lie_about_their_size(world, tmp_path):
+    async def scenario(service):
+        c = Client(service, "imaps")
+        await c.login()
+        # Longer than announced: the rest is read as the end of the command line.
+        assert (await c.say(b"a APPEND INBOX {5}\r\n")).startswith(b"+ ")
+        out = await c.say(b"12345 EXTRA STUFF\r\n")
+        assert out.startswith(b"a BAD"), out
+        assert (await c.say(b"b NOOP\r\n")).startswith(b"b OK")
+        # Shorter than announced: the session waits for the rest, then the
+        # auto-logout ends it; nothing was stored.
+        assert (await c.say(b"c APPEND INBOX {100}\r\n")).startswith(b"+ ")
+        assert await c.say(b"only a few octets") == b""
+        c.stream.advance(1800)
+        assert (await c.output()).startswith(b"* BYE")
+        assert c.stream.closed
+        d = Client(service, "imaps")
+        await d.login()
+        assert b"* 0 EXISTS" in await d.say(b"s SELECT INBOX\r\n")
+
+    run(world, tmp_path, scenario)
+
+
+def test_list_patterns_subscriptions_status_rename_delete(world, tmp_path):
+    async def scenario(service):
+        c = Client(service, "imaps")
+        await c.login()
+        for name in (b"Archive/2024", b"Archive/2025", b"Projects"):
+            assert (await c.say(b"c CREATE " + name + b"\r\n")).startswith(b"c OK")
+        out = await c.say(b'l LIST "" "%"\r\n')
+        assert b'"Archive"' in out and b"\\HasChildren" in out and b"Archive/2024" not in out, out
+        assert b'"INBOX"' in out and b"\\Trash" in out, out
+        out = await c.say(b'l LIST "Archive/" "%"\r\n')
+        assert out.count(b"* LIST") == 2 and b'"Archive/2025"' in out, out
+        out = await c.say(b'l LIST "" ""\r\n')
+        assert out.startswith(b'* LIST (\\Noselect) "/" ""'), out
+        assert (await c.say(b"u SUBSCRIBE Projects\r\n")).startswith(b"u OK")
+        out = await c.say(b'l LIST (SUBSCRIBED) "" "*"\r\n')
+        assert b'"Projects"' in out and b"\\Subscribed" in out and b"Archive" not in out, out
+        out = await c.say(b'l LSUB "" "*"\r\n')
+        assert b"* LSUB (" in out and b'"Projects"' in out, out
+        out = await c.say(b'l LIST "" "*" RETURN (STATUS (MESSAGES UIDNEXT))\r\n')
+        assert b'* STATUS "Projects" (MESSAGES 0 UIDNEXT 1)' in out, out
+        out = await c.say(b"r RENAME Projects Done\r\n")
+        assert out.startswith(b"r OK"), out
+        out = await c.say(b"st STATUS Projects (MESSAGES)\r\n")
+        assert out.startswith(b"st NO [NONEXISTENT]"), out
+        assert (await c.say(b"d DELETE Done\r\n")).startswith(b"d OK")
+        assert b"NO [NONEXISTENT]" in await c.say(b"d DELETE Done\r\n")
+        assert b"NO" in await c.say(b"d DELETE INBOX\r\n")
+        out = await c.say(b"n NAMESPACE\r\n")
+        assert out.startswith(b'* NAMESPACE (("" "/")) NIL NIL'), out
+        out = await c.say(b'i ID ("name" "test")\r\n')
+        assert out.startswith(b'* ID ("name" "pigeon")'), out
+
+    run(world, tmp_path, scenario)
+
+
+def test_condstore_esearch_and_imap4rev2(world, tmp_path):
+    async def scenario(service):
+        c = Client(service, "imaps")
+        await c.login()
+        for n in range(3):
+            msg = MESSAGE % b"cs %d" % n
+            await c.say(b"x APPEND INBOX {%d+}\r\n" % len(msg) + msg + b"\r\n")
+        out = await c.say(b"e ENABLE CONDSTORE\r\n")
+        assert out.startswith(b"* ENABLED CONDSTORE"), out
+        out = await c.say(b"s SELECT INBOX (CONDSTORE)\r\n")
+        highest = int(re.search(rb"HIGHESTMODSEQ (\d+)", out).group(1))
+        out = await c.say(b"t STORE 1 +FLAGS (\\Flagged)\r\n")
+        assert b"MODSEQ (" in out, out
+        out = await c.say(b"f FETCH 1:* (FLAGS) (CHANGEDSINCE %d)\r\n" % highest)
+        assert out.count(b" FETCH (") == 1 and b"MODSEQ" in out, out
+        out = await c.say(b"u STORE 2 (UNCHANGEDSINCE 1) +FLAGS (\\Seen)\r\n")
+        assert b"u OK [MODIFIED 2]" in out, out
+        out = await c.say(b"q SEARCH RETURN (MIN MAX COUNT) ALL\r\n")
+        assert out.startswith(b'* ESEARCH (TAG "q") MIN 1 MAX 3 COUNT 3'), out
+        out = await c.say(b"q SEARCH CHARSET KOI8-R ALL\r\n")
+        assert out.startswith(b"q NO [BADCHARSET"), out
+        out = await c.say(b"q UID SEARCH FLAGGED\r\n")
+        assert out.startswith(b"* SEARCH 1\r\n"), out
+        d = Client(service, "imaps")
+        await d.login()
+        out = await d.say(b"e ENABLE IMAP4rev2\r\n")
+        assert out.startswith(b"* ENABLED IMAP4rev2"), out
+        out = await d.say(b"s SELECT INBOX\r\n")
+        assert b"RECENT" not in out, out
+        out = await d.say(b"q SEARCH UNSEEN\r\n")
+        assert out.startswith(b'* ESEARCH (TAG "q") ALL 1:3'), out  # 2 kept unseen: MODIFIED
+
+    run(world, tmp_path, scenario)

@@ -28,7 +28,7 @@ Contract:
 from __future__ import annotations
 
 import datetime as dt
-import email.utils
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.header import decode_header, make_header
@@ -206,13 +206,24 @@ def _text_match(msg: MessageView, key: TextKey) -> bool:
     return any(needle in _fold(t) for t in _body_texts(data, root))
 
 
+_DATE = re.compile(r"(\d{1,2})\s+([A-Za-z]{3})[A-Za-z]*\.?\s+(\d{2,4})\b")
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+
+
 def _sent_date(msg: MessageView) -> dt.date | None:
+    """The calendar date of the Date: field as written, i.e. in its own zone
+    (RFC 5322 §3.3; two-digit years per §4.3). Parsed here rather than with
+    email.utils, which would load the socket module into the protocol core."""
     values = _header_values(msg, "Date")
-    if not values:
+    match = _DATE.search(values[0]) if values else None
+    if match is None or match.group(2).lower() not in _MONTHS:
         return None
+    year = int(match.group(3))
+    if len(match.group(3)) < 4:
+        year += 2000 if year < 50 else 1900
     try:
-        return email.utils.parsedate_to_datetime(values[0].strip()).date()
-    except (TypeError, ValueError, IndexError):
+        return dt.date(year, _MONTHS.index(match.group(2).lower()) + 1, int(match.group(1)))
+    except ValueError:
         return None
 
 

@@ -129,9 +129,11 @@ def _refused(session: ImapSession, tag: str, refusal: LoginRefusal) -> None:
     if refusal is LoginRefusal.UNAVAILABLE:
         session.tagged(tag, "NO", "accounts unavailable, try again later", "UNAVAILABLE")
         return
-    session.tagged(tag, "NO", "authentication failed", "AUTHENTICATIONFAILED")
-    if refusal is LoginRefusal.TOO_MANY_FAILURES:
+    if refusal is LoginRefusal.TOO_MANY_FAILURES:  # the answer, then BYE: the session ends
+        session.write(R.tagged(tag, "NO", "authentication failed", "AUTHENTICATIONFAILED"))
         session.conn.bye("too many failed logins")
+        return
+    session.tagged(tag, "NO", "authentication failed", "AUTHENTICATIONFAILED")
 
 
 async def _open(session: ImapSession, tag: str, account: Account) -> bool:

@@ -10,10 +10,13 @@ Contract:
     [UNKNOWN-CTE] (RFC 3516 §4.3).
   * BODY[...] and RFC822(.TEXT) set \\Seen, unless .PEEK or the mailbox was
     EXAMINEd (RFC 9051 §6.4.5); the FETCH then carries the new FLAGS.
-  * The MIME structure (pigeon.proto.imap.mime) and ENVELOPE are computed
-    once per message and kept in the service's bounded `BodyCache`, keyed
-    by the Maildir and the message's unique name (its content never changes).
-    A message file is only read when an attribute needs its octets.
+  * The items are the sans-IO core's (pigeon.proto.imap.fetchrender). The
+    MIME tree (pigeon.proto.imap.mime; only parsed for BODYSTRUCTURE, BODY
+    and sections with part numbers) and ENVELOPE are computed once per
+    message and kept in the service's bounded `BodyCache`, keyed by the
+    Maildir and the message's unique name (its content never changes). A
+    message file is only read when an attribute needs its octets. Message
+    content goes out as literals.
   * Messages expunged by another program meanwhile are left out (RFC 9051
     §7.5.1 lets the server answer what still exists).
   * The work runs in a worker thread in batches (at most BATCH messages or
@@ -29,10 +32,9 @@ from __future__ import annotations
 from typing import Any
 
 from pigeon.mailstore.errors import MessageGone
-from pigeon.proto.imap import mime, sections
+from pigeon.proto.imap import fetchrender, mime, sections
 from pigeon.proto.imap import response as R
 from pigeon.proto.imap.commands import Command, Fetch
-from pigeon.proto.imap.envelope import encode_envelope
 from pigeon.proto.imap.fetchspec import FetchAtt
 from pigeon.readers.imap.session import ImapSession
 from pigeon.readers.imap.targets import BadSet, targets
@@ -126,41 +128,33 @@ def _one(
     folder = session.folder
     assert folder is not None
     names = {a.name for a in atts}
+    cached = _cached(session, folder, info, atts)
     data: bytes | None = None
-    if names & _NEEDS_DATA:
-        data = folder.read(info.uid)
-    structure = None
-    if names & (_NEEDS_STRUCTURE | {"BINARY[]", "BINARY.SIZE", "BODY[]"}):
-        structure = _structure(session, folder, info, data)
     items: list[bytes] = []
     flags_sent = False
     for att in atts:
         name = att.name
-        value: bytes
-        if name == "FLAGS":
-            value = R.encode(R.flags(sorted(info.flags)))
-            flags_sent = True
-        elif name == "UID":
-            value = b"%d" % info.uid
-        elif name == "MODSEQ":
-            value = b"(%d)" % info.modseq
+        if name in fetchrender.STORE_ITEMS:
+            _, value = fetchrender.store_item(
+                att,
+                uid=info.uid,
+                flags=sorted(info.flags),
+                internaldate=info.internaldate,
+                modseq=info.modseq,
+            )
+            encoded = R.encode(value)
+            flags_sent = flags_sent or name == "FLAGS"
         elif name == "RFC822.SIZE":
-            value = b"%d" % info.size
-        elif name == "INTERNALDATE":
-            value = R.encode(R.date_time(info.internaldate))
+            encoded = b"%d" % info.size
         elif name == "ENVELOPE":
-            assert structure is not None
-            value = structure[1]
-        elif name == "BODYSTRUCTURE":
-            assert structure is not None
-            value = structure[2]
-        elif name == "BODY":
-            assert structure is not None
-            value = mime.bodystructure(structure[0], extended=False)
+            encoded = cached.envelope
+        elif name in ("BODYSTRUCTURE", "BODY"):
+            encoded = mime.bodystructure(cached.root, extended=name == "BODYSTRUCTURE")
         else:
-            assert data is not None
-            value = _content(att, data, structure[0] if structure else None)
-        items.append(att.response_name().encode("ascii") + b" " + value)
+            if data is None:
+                data = folder.read(info.uid)
+            encoded = _content(att, data, cached.root)
+        items.append(att.response_name().encode("ascii") + b" " + encoded)
     if newly_seen and not flags_sent:
         items.append(b"FLAGS " + R.encode(R.flags(sorted(info.flags))))
         flags_sent = True
@@ -170,51 +164,55 @@ def _one(
 
 
 def _content(att: FetchAtt, data: bytes, root: Any) -> bytes:
-    name = att.name
-    if name == "RFC822":
-        return _literal(data)
-    if name in ("RFC822.HEADER", "RFC822.TEXT"):
-        root = root if root is not None else mime.parse_structure(data)
-        if name == "RFC822.HEADER":
-            return _literal(data[root.start : root.body_start])
-        return _literal(data[root.body_start : root.end])
+    """A section of the message's octets (pigeon.proto.imap.fetchrender), NIL when
+    the part does not exist; content always as a literal, as Dovecot sends it
+    (clients read section data as a literal; a short quoted one confuses some)."""
     section = att.section
-    assert section is not None and root is not None
-    if name == "BODY[]":
-        found = sections.section_bytes(data, root, section)
-        return b"NIL" if found is None else _literal(sections.partial(found, att.partial))
+    if section is not None and section.part:
+        assert root is not None
+        if sections.find_part(root, section.part) is None:
+            return b"NIL"
     try:
-        decoded = sections.binary_bytes(data, root, section.part)
+        _, value = fetchrender.content_item(att, data, root)
     except sections.UnknownEncoding as exc:
         raise _CannotDecode(f"cannot decode part {section}: {exc}") from None
-    if name == "BINARY.SIZE":
-        return b"NIL" if decoded is None else b"%d" % len(decoded)
-    if decoded is None:
+    if value is None:
         return b"NIL"
-    decoded = sections.partial(decoded, att.partial)
-    return R.encode(R.Literal8(decoded)) if b"\x00" in decoded else _literal(decoded)
+    if isinstance(value, bytes):
+        return b"{%d}\r\n" % len(value) + value
+    return R.encode(value)
 
 
-def _literal(octets: bytes) -> bytes:
-    """Message content always as a literal, as Dovecot sends it: clients read
-    section data as a literal (a short, quoted one confuses some)."""
-    return b"{%d}\r\n" % len(octets) + octets
+class _Cached:
+    """What is kept of a message in the BodyCache: its MIME tree (when a FETCH
+    needed it) and its ENVELOPE."""
+
+    __slots__ = ("root", "envelope")
+
+    def __init__(self, root: Any, envelope: bytes) -> None:
+        self.root = root
+        self.envelope = envelope
 
 
-def _structure(
-    session: ImapSession, folder: Any, info: Any, data: bytes | None
-) -> tuple[Any, bytes, bytes]:
-    """(MIME tree, ENVELOPE octets, BODYSTRUCTURE octets), from the cache or computed once."""
+def _cached(session: ImapSession, folder: Any, info: Any, atts: list[FetchAtt]) -> _Cached:
+    """The message's tree and ENVELOPE from the cache, computed (and kept) when
+    an attribute needs them and they are missing (module contract)."""
+    want_tree = any(fetchrender.needs_structure(a) for a in atts)
+    want_envelope = any(a.name == "ENVELOPE" for a in atts)
+    if not (want_tree or want_envelope):
+        return _NOTHING
     cache = session.conn.service.bodies
     key = (folder.path, info.base)
     found = cache.get(key)
-    if found is not None:
+    if found is not None and (found.root is not None or not want_tree):
         return found
-    if data is None:
-        data = folder.read(info.uid)
-    root = mime.parse_structure(data)
-    env = encode_envelope(mime.message_envelope(data, root))
-    body = mime.bodystructure(root, extended=True)
-    value = (root, env, body)
-    cache.put(key, value, len(env) + 3 * len(body))
+    data = folder.read(info.uid)
+    root = mime.parse_structure(data) if want_tree else None
+    _, envelope = fetchrender.content_item(FetchAtt("ENVELOPE"), data, root)
+    value = _Cached(root, R.encode(envelope))
+    cost = len(value.envelope) + (len(mime.bodystructure(root)) * 3 if root is not None else 0)
+    cache.put(key, value, cost)
     return value
+
+
+_NOTHING = _Cached(None, b"NIL")

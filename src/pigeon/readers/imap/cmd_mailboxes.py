@@ -30,6 +30,7 @@ import re
 from typing import Any
 
 from pigeon.mailstore.errors import FolderError
+from pigeon.mailstore.folders import SPECIAL_USE
 from pigeon.proto.imap import response as R
 from pigeon.proto.imap.commands import Command, ListArgs, MailboxArg, Rename, Select, Status
 from pigeon.readers.imap.session import ImapSession
@@ -144,8 +145,11 @@ async def _user_call(session: ImapSession, command: Command, method: str, *args:
 async def create(session: ImapSession, command: Command) -> None:
     args = command.args
     assert isinstance(args, MailboxArg)
-    if args.special_use:  # CREATE-SPECIAL-USE is not offered (RFC 6154 §3)
-        session.tagged(command.tag, "NO", "special-use is given by the name here", "USEATTR")
+    # RFC 6154 §3 CREATE-SPECIAL-USE: here a folder's special use comes from its
+    # name (mailstore/folders.py), so only the use its name gives is accepted.
+    named = SPECIAL_USE.get(args.mailbox.split("/")[0]) if "/" not in args.mailbox else None
+    if args.special_use and set(args.special_use) != {named}:
+        session.tagged(command.tag, "NO", "special use is given by the folder's name", "USEATTR")
         return
     await _user_call(session, command, "create", args.mailbox)
 

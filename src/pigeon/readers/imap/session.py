@@ -20,7 +20,9 @@ Contract:
     (`sync_and_tell()`) after every command but FETCH, STORE and SEARCH,
     which must not be followed by EXPUNGE responses (RFC 9051 §7.5.1), and
     at NOOP, CHECK, IDLE: the client gets EXPUNGE, EXISTS and FETCH (FLAGS)
-    for what other sessions and programs changed (RFC 9051 §7).
+    for what other sessions and programs changed (RFC 9051 §7). These come
+    before the command's tagged answer (`tagged()` holds it while a command
+    runs), so the client knows the mailbox as it is when the command ends.
   * Memory: a session keeps a handful of fields; the messages live in the
     Folder state every session of that Maildir shares.
 """
@@ -34,6 +36,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from pigeon.mailstore.errors import FolderError
 from pigeon.proto.imap import response as R
 from pigeon.proto.imap.commands import Command
 from pigeon.proto.imap.reader import (
@@ -123,9 +126,8 @@ class ImapSession:
         self.executing = False
         self._watch: Any = None  # mailstore.notify.Watch of the selected Maildir
         self._news = False
-        self._held: list[bytes] | None = (
-            None  # a command's tagged answer, kept for after the updates
-        )
+        #: A running command's tagged answer, kept for after the updates.
+        self._held: list[bytes] | None = None
 
     # --- what the driver asks --------------------------------------------------------
 
@@ -241,6 +243,8 @@ class ImapSession:
         try:
             try:
                 await handler(self, command)
+            except FolderError as exc:  # what the store refuses that a handler did not word
+                self.tagged(command.tag, "NO", str(exc), "CANNOT")
             except OSError as exc:  # the disk, not the client: NO, and the session goes on
                 log.error("IMAP %s for %s failed: %s", command.name, self.account, exc)
                 self.tagged(command.tag, "NO", "server error, try again later", "SERVERBUG")
