@@ -98,7 +98,9 @@ def test_mbsync_and_offlineimap_see_each_others_changes(readers):
     require_tool("mbsync")
     require_tool("offlineimap")
     mbsync = Mbsync(readers.workdir / "mbsync", readers.imap())
-    offline = OfflineImap(readers.workdir / "offlineimap", readers.imap("starttls"))
+    # Implicit TLS: offlineimap's STARTTLS (imaplib2 3.05) hangs or fails now
+    # and then against Dovecot too; STARTTLS is mbsync's and neomutt's here.
+    offline = OfflineImap(readers.workdir / "offlineimap", readers.imap())
     readers.deliver_all("alpha", "beta", "gamma")
     mbsync.sync()
     offline.sync()
