@@ -556,10 +556,15 @@ def main(argv: list[str] | None = None) -> int:
         f"{time.monotonic() - started:.0f} s in all, load average start "
         f"{info['loadavg_start']} end {info['loadavg_end']}"
     )
-    print("\n".join(table(results, args)))
-    if args.json:
+    lines = table(results, args)
+    print("\n".join(lines))
+    if args.json:  # bench/suite.py prints "table" under its own
         Path(args.json).write_text(
-            json.dumps({"args": vars(args), "machine": info, "results": results}, indent=2) + "\n"
+            json.dumps(
+                {"args": vars(args), "machine": info, "results": results, "table": lines},
+                indent=2,
+            )
+            + "\n"
         )
     return 0 if len(targets) == len(wanted) else 1
 
