@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: serve test test-fast style lint bench bench-full bench-accept bench-relay venv clean fuzz crash
+.PHONY: serve test test-fast style lint bench bench-full bench-accept bench-relay bench-imap venv clean fuzz crash
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pigeon needs Python 3.11 or newer")'
@@ -55,6 +55,11 @@ bench-accept: $(STAMP)
 bench-relay: $(STAMP)
 	$(BIN)/python bench/relay_rate.py $(ARGS)
 
+# pigeon's IMAP vs a private Dovecot on one 100,000-message Maildir (issue 14;
+# also the "imap" part of `make bench`)
+bench-imap: $(STAMP)
+	$(BIN)/python bench/imap_vs_dovecot.py $(ARGS)
+
 # Long fuzz run (docs/security.md): hypothesis with FUZZ_EXAMPLES examples per
 # property, then every atheris entry point for FUZZ_SECONDS each (skipped with
 # a note when atheris is not installed: pip install atheris). New inputs go to
@@ -64,7 +69,7 @@ FUZZ_SECONDS  ?= 300
 FUZZ_WORK     ?= /tmp/pigeon-fuzz
 fuzz: $(STAMP)
 	PIGEON_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q tests/fuzz -p no:cacheprovider
-	@for t in session command address params data; do \
+	@for t in session command address params data imap_reader imap_mime; do \
 	  mkdir -p $(FUZZ_WORK)/$$t; \
 	  echo "atheris: $$t ($(FUZZ_SECONDS)s)"; \
 	  (cd tests/fuzz && ../../$(BIN)/python atheris_$$t.py $(FUZZ_WORK)/$$t corpus/$$t \

@@ -28,6 +28,10 @@ Scenarios (loopback only, every load bounded in messages and in time):
   queue      bench/queue_scale.py and bench/queue_rate.py (subprocesses), summarised.
   mailauth   bench/mail_auth_cost.py (a subprocess): inbound accept rate with
              SPF+DKIM+DMARC enforced vs off (issue 13: on/off at least 0.8).
+  imap       bench/imap_vs_dovecot.py (a subprocess): pigeon's IMAP against a
+             private Dovecot on the same 100,000-message Maildir (issue 14:
+             within 2x of Dovecot's time, under 50 KB per idle session); its
+             own table and targets are printed under the suite's.
 
 CPU seconds per 1,000 messages: utime+stime of each server's whole process
 tree (pigeon: its process and any workers; Postfix: master and every child:
@@ -913,7 +917,8 @@ def parse(argv):
     ap.add_argument(
         "--skip",
         default="",
-        help="comma-separated parts to leave out: inbound,connections,latency,relay,queue,mailauth",
+        help="comma-separated parts to leave out: "
+        "inbound,connections,latency,relay,queue,mailauth,imap",
     )
     ap.add_argument(
         "--idle", type=int, default=None, help="idle sessions (default 2000; --full 10000)"
@@ -989,7 +994,7 @@ def main(argv: list[str] | None = None) -> int:
     inb: dict = {}
     conn: dict = {}
     lat: dict = {}
-    relay = queue = mailauth = None
+    relay = queue = mailauth = imap = None
     skipped: dict[str, str] = {}
     interrupted = False
     targets: dict = {}
@@ -1099,6 +1104,19 @@ def main(argv: list[str] | None = None) -> int:
                 1800,
             )
             mailauth = got if isinstance(got, dict) and got.get("checked") else None
+        if "imap" not in skip and "pigeon" in wanted:
+            got = run_script(
+                [
+                    str(BENCH / "imap_vs_dovecot.py"),
+                    "--rounds",
+                    str(args.rounds),
+                    "--idle",
+                    str(min(args.idle, 2000)),
+                ],
+                workdir / "imap.json",
+                3600,
+            )
+            imap = got if isinstance(got, dict) and got.get("table") else None
     except KeyboardInterrupt:
         interrupted = True
         print("interrupted; stopping", file=sys.stderr)
@@ -1125,6 +1143,9 @@ def main(argv: list[str] | None = None) -> int:
     print_table(rows)
     print()
     print("\n".join(speed_targets.check(rows)))
+    if imap is not None:
+        print("\n# issue 14: IMAP against Dovecot (bench/imap_vs_dovecot.py)")
+        print("\n".join(imap["table"]))
     errors = [
         (sc, n, r["round"], r["error"])
         for sc, per in inb.items()
@@ -1147,6 +1168,7 @@ def main(argv: list[str] | None = None) -> int:
                     "relay": relay,
                     "queue": queue,
                     "mailauth": mailauth,
+                    "imap": imap,
                     "rows": rows,
                     "interrupted": interrupted,
                 },

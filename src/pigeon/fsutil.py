@@ -20,6 +20,10 @@ Contract:
     writes again (the queue manager's storage retry rounds, for the queue
     and for a Maildir that failed). A small write that fits where a big one
     did not must not end a "disk full" episode, hence the size.
+  * `write_synced(fd, data)`: all of `data` written, then fsync'ed.
+  * `write_atomically(path, data)`: `path` holds exactly `data` (mode 0600)
+    or what it held before, whatever the crash: a `.tmp` file written and
+    fsync'ed, renamed over `path`, the directory fsync'ed.
   * Errors (OSError) propagate: callers decide whether that is a 4xx.
 """
 
@@ -44,6 +48,26 @@ def fsync_dir(path: Path | str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_synced(fd: int, data: bytes) -> None:
+    """Write all of `data` to `fd`, then fsync it."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    os.fsync(fd)
+
+
+def write_atomically(path: Path | str, data: bytes) -> None:
+    """Replace `path` by `data`, durably and all at once (see the contract)."""
+    tmp = f"{os.fspath(path)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        write_synced(fd, data)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+    fsync_dir(os.path.dirname(os.fspath(path)) or ".")
 
 
 def ensure_file(path: Path | str, mode: int) -> bool:

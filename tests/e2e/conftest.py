@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
+from reader_helpers import make_open_tmp, start_readers
 
 from pigeon.testing.live import PigeonProcess
 
@@ -43,3 +46,21 @@ def _no_server_outlives_its_test(tmp_path):
     for server in PigeonProcess.started - before:
         if server.workdir.is_relative_to(tmp_path):
             server.stop()
+
+
+@pytest.fixture
+def open_tmp():
+    """A directory Dovecot's mail user may search (0755, tmp_path's parents are
+    not), removed afterwards (tests/e2e/reader_helpers.py)."""
+    path = make_open_tmp()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(params=["pigeon", "dovecot"])
+def readers(request, open_tmp):
+    """A mail-reader server with alice's mailbox: pigeon, and Dovecot as the
+    reference the same client scenario must pass on (reader_helpers)."""
+    server = start_readers(request.param, open_tmp)
+    yield server
+    server.stop()

@@ -2,8 +2,8 @@
 
 The production story: a second instance started beside the first with only
 `--listen` failed on the submission port, with no way to move it but a new
-file. Now --submission-listen, --submissions-listen and --metrics-listen
-exist ("" turns a role off), and every bind error names the configuration
+file. Now --submission-listen, --submissions-listen, --pop3-listen,
+--pop3-tls-listen and --metrics-listen exist ("" turns a role off), and every bind error names the configuration
 key and the flag.
 """
 
@@ -67,6 +67,14 @@ def test_second_instance_beside_the_first(pigeon_factory, tmp_path):
             f"127.0.0.1:{submission}",
             "--submissions-listen",
             "",
+            "--pop3-listen",
+            "",
+            "--pop3-tls-listen",
+            "",
+            "--imap-listen",
+            "",
+            "--imaps-listen",
+            "",
             "--metrics-listen",
             "",
             "--data-dir",
@@ -86,6 +94,7 @@ def test_second_instance_beside_the_first(pigeon_factory, tmp_path):
         log = second.log()
         assert f"listening on 127.0.0.1:{submission} (submission)" in log
         assert "(submissions)" not in log  # turned off
+        assert "(pop3)" not in log and "(pop3s)" not in log  # turned off
         assert "metrics" not in log  # turned off: no endpoint, no bind error
     assert first.proc.poll() is None  # the first one never noticed
 

@@ -127,7 +127,7 @@ def test_a_data_dir_that_is_a_symlink_is_refused_as_root(tmp_path):
     config.write_text(
         f'user = "nobody"\ndata_dir = "{tmp_path / "data"}"\n'
         f'listen = ["127.0.0.1:{free_port()}"]\nsubmission_listen = []\n'
-        "submissions_listen = []\n"
+        "submissions_listen = []\nimap = { listen = [], tls_listen = [] }\n"
         '[admin]\nmetrics_listen = ""\n'
     )
     # (Before the fix it started, through the link: the timeout ends that run.)

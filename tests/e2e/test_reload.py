@@ -217,6 +217,7 @@ def test_a_pid_file_held_by_a_running_pigeon_is_refused(pigeon_factory, tmp_path
     config.write_text(
         f'data_dir = "{tmp_path / "second"}"\nlisten = ["127.0.0.1:{free_port()}"]\n'
         "submission_listen = []\nsubmissions_listen = []\n"
+        "imap = { listen = [], tls_listen = [] }\n"
         f'[admin]\npid_file = "{pid_file}"\nmetrics_listen = ""\n'
     )
     done = subprocess.run(

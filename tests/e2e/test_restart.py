@@ -181,6 +181,7 @@ def test_a_second_pigeon_on_the_same_data_directory_is_refused_in_one_line(
             *(sys.executable, "-m", "pigeon", "serve", "--config", str(other)),
             *("--listen", f"127.0.0.1:{free_port()}"),
             *("--submission-listen", "", "--submissions-listen", ""),
+            *("--imap-listen", "", "--imaps-listen", ""),
         ],
         capture_output=True,
         text=True,

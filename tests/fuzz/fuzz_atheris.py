@@ -18,8 +18,9 @@ def main(target_name: str, argv: list[str]) -> None:
     except ImportError:
         print("atheris is not installed (pip install atheris); skipping", file=sys.stderr)
         sys.exit(0)
-    with atheris.instrument_imports(include=["pigeon", "fuzz_targets"]):
+    with atheris.instrument_imports(include=["pigeon", "fuzz_targets", "imap_targets"]):
         import fuzz_targets
-    target = getattr(fuzz_targets, target_name)
+        import imap_targets
+    target = getattr(fuzz_targets, target_name, None) or getattr(imap_targets, target_name)
     atheris.Setup(argv, target)
     atheris.Fuzz()

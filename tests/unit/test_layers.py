@@ -38,6 +38,7 @@ RANK = {
     "pigeon.policy": 6,
     "pigeon.hooks": 6,
     "pigeon.net": 7,
+    "pigeon.readers": 7,  # POP3, IMAP: above mailstore, auth, proto and net
     "pigeon.qmgr": 8,
     "pigeon.admin": 9,
     "pigeon.privileges": 9,

@@ -42,6 +42,8 @@ from pigeon.net.inherit import assign, listen_fds
 from pigeon.net.listener import ListenError
 from pigeon.net.smtp_service import SMTP_ROLES, smtp_listeners
 from pigeon.privileges import PrivilegeError, make_data_dir, tighten_umask
+from pigeon.readers.imap_service import IMAP_ROLES, imap_listeners
+from pigeon.readers.pop3_service import POP3_ROLES, pop3_listeners
 
 __all__ = ["run"]
 
@@ -88,7 +90,12 @@ def run(config: Config, reload_config: Callable[[], Config] | None = None) -> in
         log.warning("configuration: %s: %s", risk.key, risk.message)
     try:
         inherited, restart = listen_fds()
-        plan = assign(inherited, smtp_listeners(config, tls=True), SMTP_ROLES, restart=restart)
+        plan = assign(
+            inherited,
+            smtp_listeners(config, tls=True) + pop3_listeners(config) + imap_listeners(config),
+            SMTP_ROLES + POP3_ROLES + IMAP_ROLES,
+            restart=restart,
+        )
     except ListenError as exc:
         log.error("%s", exc)
         return EX_UNAVAILABLE

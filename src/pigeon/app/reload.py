@@ -36,7 +36,8 @@ Contract:
     local domains, mailboxes, aliases (the `aliases_file` is read again),
     transports and relay networks (a new router and recipient policy; the
     new-mailbox counts carry over), protocol limits and timeouts, `[smtp]`
-    switches, the TLS certificate (re-read) and TLS settings. Sessions in
+    switches, the TLS certificate (re-read) and TLS settings, `[pop3]` (its
+    listeners are the main process's own, also with `workers > 1`). Sessions in
     progress keep the configuration they started with; accounts are read at
     each login anyway.
   * What waits for a restart, said in a warning: `data_dir`, `hostname`,

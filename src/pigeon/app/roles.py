@@ -8,7 +8,13 @@ Contract:
     started; the lifecycle (app/lifecycle.py) starts, reloads and stops any
     role the same way, going by which parts it has.
   * "full": the store (opened as the queue's owner), the SMTP service on its
-    listeners, the queue manager and delivery agents, and the administration
+    listeners, the POP3 service (readers/pop3_service.py) and the IMAP
+    server (readers/imap_service.py) on the same `Listeners`
+    (`net.listener.ByRole`: one drain, one hand-over at `pigeon restart`;
+    the IMAP roles "imap" and "imaps" counted apart under `[imap]`'s
+    connection limits, an idle mail client taking no SMTP slot; the readers
+    run where local delivery runs, so IDLE is woken in-process), the queue
+    manager and delivery agents, and the administration
     side (control socket, PID file, submit socket, metrics: started by the
     lifecycle because the manager exists). Accepted mail goes straight to
     the manager (`submit`). With worker processes, `wake_fd` is the read end
@@ -60,9 +66,10 @@ from pigeon.delivery.api import DeliveryAgent
 from pigeon.delivery.wiring import build_agents
 from pigeon.hooks.api import Submit
 from pigeon.hooks.load import LoadedPlugin, delivery_observers
-from pigeon.net.listener import Listeners
+from pigeon.net.listener import ByRole, ConnectionLimits, Listener, Listeners
 from pigeon.net.signmail import OutboundSigning, outbound_signing
 from pigeon.net.smtp_service import (
+    SMTP_ROLES,
     SmtpService,
     SmtpSettings,
     connection_limits,
@@ -74,6 +81,15 @@ from pigeon.obs.metrics import Metrics
 from pigeon.policy.pipeline import ReceivePipeline
 from pigeon.qmgr import DirectDelivery, Qmgr, build_direct
 from pigeon.queue.store import QueueStore
+from pigeon.readers.imap_service import (
+    IMAP_ROLES,
+    ImapService,
+    ImapSettings,
+    imap_limits,
+    imap_listeners,
+)
+from pigeon.readers.login import ReaderLogins
+from pigeon.readers.pop3_service import POP3_ROLES, Pop3Service, Pop3ServiceSettings, pop3_listeners
 from pigeon.reports.records import NullSink, ReportSink
 from pigeon.reports.store import StoreSink
 from pigeon.routing.resolve import Router
@@ -113,6 +129,12 @@ class ProcessRole:
     report_sink: ReportSink = field(default_factory=NullSink)
     reports: ReportJob | None = None  # "full" with [reports] on: the periodic job
     signing: OutboundSigning | None = None  # DKIM signing ([dkim]; net/signmail.py)
+    pop3: Pop3Service | None = None  # "full" only: the POP3 server on `listeners`
+    imap: ImapService | None = None  # "full" only: the IMAP server on `listeners`
+
+    def served(self, config: Config) -> list[Listener]:
+        """Every listener of this role: SMTP's, and in the "full" role the readers'."""
+        return _served(config, readers=self.pop3 is not None or self.imap is not None)
 
     @property
     def owns_queue(self) -> bool:
@@ -161,13 +183,34 @@ class ProcessRole:
                 min_free=live.queue.min_free, message_size=live.limits.message_size
             )
             warnings = await self.listeners.reconfigure(
-                smtp_listeners(live, tls=True), connection_limits(live)
+                self.served(live), _limits(live, readers=self.imap is not None)
             )
             self.config = live
         self.smtp.apply(
             SmtpSettings.build(self.config, self.policy, tls, auth=True, signing=self.signing)
         )
+        if self.pop3 is not None:
+            self.pop3.apply(Pop3ServiceSettings.build(self.config, tls))
+        if self.imap is not None:
+            self.imap.apply(ImapSettings.build(self.config, tls))
         return warnings
+
+
+def _served(config: Config, *, readers: bool) -> list[Listener]:
+    """SMTP's listeners, and with `readers` (the full role) POP3's and IMAP's."""
+    out = smtp_listeners(config, tls=True)
+    if readers:
+        out += pop3_listeners(config) + imap_listeners(config)
+    return out
+
+
+def _limits(config: Config, *, readers: bool) -> ConnectionLimits:
+    """`[limits]`'s connection limits; with `readers`, the IMAP roles counted
+    apart under `[imap]`'s (net/listener.py, ListenerRole.group)."""
+    limits = connection_limits(config)
+    if not readers:
+        return limits
+    return ConnectionLimits(limits.total, limits.per_ip, {"imap": imap_limits(config)})
 
 
 def _receiving(
@@ -185,9 +228,11 @@ def _receiving(
     wake_fd: int | None = None,
     direct: DirectDelivery | None = None,
     report_sink: ReportSink | None = None,
+    readers: bool = False,
 ) -> ProcessRole:
     """The parts every role has: TLS, accounts, the receive policy, the SMTP service
-    on its listeners, the report sink."""
+    on its listeners, the report sink; with `readers`, the POP3 service on the
+    same listeners (one set of connection limits, one drain, one restart)."""
     tls = TlsProvider.create(config)  # TlsError: see the contract
     log.info("TLS: %s", tls.describe())
     auth = wiring.auth_service(config)
@@ -214,8 +259,21 @@ def _receiving(
         on_etrn=on_etrn,
         direct=direct,
     )
+    services: dict[str, Any] = {role.name: smtp for role in SMTP_ROLES}
+    pop3 = imap = None
+    if readers:  # beside local delivery: IMAP IDLE hears of new mail in-process
+        pop3 = Pop3Service(
+            Pop3ServiceSettings.build(config, tls),
+            ReaderLogins(auth, maillog, protocol="pop3"),
+        )
+        services.update({role.name: pop3 for role in POP3_ROLES})
+        imap = wiring.imap_service(config, tls, auth, maillog)
+        services.update({role.name: imap for role in IMAP_ROLES})
     listeners = Listeners(
-        smtp, smtp_listeners(config, tls=True), limits=connection_limits(config), metrics=metrics
+        ByRole(services),
+        _served(config, readers=readers),
+        limits=_limits(config, readers=readers),
+        metrics=metrics,
     )
     role = ProcessRole(
         name,
@@ -237,6 +295,8 @@ def _receiving(
         submit,
         report_sink if report_sink is not None else NullSink(),
         signing=signing,
+        pop3=pop3,
+        imap=imap,
     )
     return role
 
@@ -288,6 +348,7 @@ def full_role(config: Config, *, wake_fd: int | None = None) -> ProcessRole:
         wake_fd=wake_fd,
         direct=manager.direct,
         report_sink=report_sink,
+        readers=True,
     )
     if isinstance(report_sink, StoreSink) and role.submit is not None:
         role.reports = ReportJob(config, report_sink, wiring.resolver(config), role.submit)

@@ -33,6 +33,9 @@ Contract:
     codec (`[srs]` is restart-only, app/reload.py).
   * `auth_service(config)` builds the account store and failed-login limiter;
     the store is opened by the lifecycle, not here.
+  * `imap_service(config, tls, auth, maillog)` builds the IMAP server: the
+    readers' login rules over the same `AuthService` (one failed-login
+    limiter for SMTP AUTH and IMAP) and the mail store over `mailbox_root`.
 """
 
 from __future__ import annotations
@@ -64,6 +67,8 @@ from pigeon.proto.params import MailParams
 from pigeon.qmgr import Qmgr, build_qmgr
 from pigeon.queue.model import Envelope, Recipient
 from pigeon.queue.store import QueueStore
+from pigeon.readers.imap_service import ImapService, ImapSettings
+from pigeon.readers.login import ReaderLogins
 from pigeon.reports.records import NullSink, ReportSink
 from pigeon.routing.resolve import Router
 from pigeon.signing.signer import DkimSigner
@@ -71,6 +76,7 @@ from pigeon.signing.signer import DkimSigner
 __all__ = [
     "auth_service",
     "etrn_flush",
+    "imap_service",
     "plugins",
     "queue_manager",
     "queue_submitter",
@@ -189,6 +195,17 @@ def _signed(signer: DkimSigner, message: bytes) -> bytes:
 def auth_service(config: Config) -> AuthService:
     limiter = FailureLimiter(LimitSettings.of(config.auth))
     return AuthService(AccountStore.in_data_dir(config.data_dir), limiter)
+
+
+def imap_service(config: Config, tls: Any, auth: AuthService, maillog: Any) -> ImapService:
+    """The IMAP server (readers/imap_service.py) over the Maildirs under `data_dir`."""
+    from pigeon.mailstore.mailbox import MailStore
+
+    return ImapService(
+        ImapSettings.build(config, tls),
+        logins=ReaderLogins(auth, maillog, protocol="imap"),
+        store=MailStore(config.mailbox_root),
+    )
 
 
 def queue_manager(

@@ -5,7 +5,8 @@ Modules:
     accounts    the account store: SQLite under data_dir (names, hashes, SCRAM keys, addresses)
     ratelimit   failed-login accounting per client address (slow down, then refuse)
     service     verify a password, look up SCRAM keys (slow: in a thread pool)
-    login       the login rules the SMTP driver asks (LoginGate): limits, authzid, logs
+    login       the one login rule set (LoginRules: limits, authzid, logs) and its SMTP
+                face (LoginGate); the readers' face is pigeon.readers.login
 
 The SASL mechanisms themselves are sans-IO protocol code: pigeon.proto.sasl
 and pigeon.proto.scram (this package sits above pigeon.proto).

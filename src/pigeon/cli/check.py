@@ -101,6 +101,8 @@ def summary(config: Config) -> list[str]:
         ("listen", ", ".join(str(a) for a in config.listen)),
         ("submission", _listeners(config.submission_listen, "STARTTLS, then AUTH")),
         ("submissions", _listeners(config.submissions_listen, "implicit TLS, then AUTH")),
+        ("pop3", _listeners(config.pop3.listen, "STLS, then USER/PASS or AUTH")),
+        ("pop3s", _listeners(config.pop3.tls_listen, "implicit TLS, then USER/PASS or AUTH")),
         ("tls", f"{certificate}; {tls.min_version} or later; {starttls}"),
         ("domains", ", ".join(domains) or "none (no local delivery)"),
         ("relay networks", ", ".join(str(n) for n in config.relay_networks) or "none"),

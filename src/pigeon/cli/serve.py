@@ -11,8 +11,9 @@ Contract:
     --submissions-listen, --domain, --relay-network) REPLACE the file's
     list when given at all; they never append to it. A --domain that also
     has a [domains."NAME"] table in the file keeps that table's
-    `mailboxes`. An empty value ("") of --submission-listen or
-    --submissions-listen turns that role off (the file's `[]`); an empty
+    `mailboxes`. An empty value ("") of --submission-listen,
+    --submissions-listen, --imap-listen or --imaps-listen turns that role
+    off (the file's `[]`); an empty
     --metrics-listen turns the endpoint off.
   * Every listener address has a flag (one per role, and the metrics
     endpoint), so a second instance can be moved off every port of the
@@ -61,11 +62,12 @@ pigeon command, so they all find this server. With no file and no options,
 pigeon listens on 127.0.0.1:2525, accepts mail for the domain "localhost"
 and keeps its data in ./pigeon-data.
 
---listen, --submission-listen, --submissions-listen, --domain and
---relay-network may be repeated. Given at all, they REPLACE the
-corresponding list of the file (they never add to it); a --domain that also
-has a [domains."NAME"] table in the file keeps that table's mailboxes list.
---submission-listen "" and --submissions-listen "" turn that role off,
+--listen, --submission-listen, --submissions-listen, --imap-listen,
+--imaps-listen, --domain and --relay-network may be repeated. Given at all,
+they REPLACE the corresponding list of the file (they never add to it); a
+--domain that also has a [domains."NAME"] table in the file keeps that
+table's mailboxes list. --submission-listen "", --submissions-listen "",
+--imap-listen "" and --imaps-listen "" turn that role off,
 --metrics-listen "" the metrics endpoint: a second instance beside a
 running one needs its own address for every role it keeps, and its own
 --data-dir (the control socket lives there).
@@ -80,7 +82,7 @@ examples:
                --relay-network 192.0.2.0/24 --data-dir /var/lib/pigeon
   pigeon serve --log-format json --log-level debug      (with /etc/pigeon/pigeon.toml)
   pigeon serve --listen 127.0.0.1:2526 --submission-listen "" --submissions-listen "" \\
-               --metrics-listen "" --data-dir ./second
+               --imap-listen "" --imaps-listen "" --metrics-listen "" --data-dir ./second
       a second instance beside the first: only an smtp listener of its own
 
 exit status (the same with one process or several, see workers): 0 after a
@@ -126,6 +128,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         help="address of the submissions role (port 465: implicit TLS, then "
         'AUTH); repeatable; replaces submissions_listen; "" turns it off',
+    )
+    parser.add_argument(
+        "--imap-listen",
+        metavar="HOST:PORT",
+        action="append",
+        help="address of the IMAP role (port 143: STARTTLS, then LOGIN); repeatable; "
+        'replaces [imap] listen; "" turns it off',
+    )
+    parser.add_argument(
+        "--imaps-listen",
+        metavar="HOST:PORT",
+        action="append",
+        help="address of the IMAPS role (port 993: implicit TLS); repeatable; "
+        'replaces [imap] tls_listen; "" turns it off',
+    )
+    parser.add_argument(
+        "--pop3-listen",
+        metavar="HOST:PORT",
+        action="append",
+        help="address of the pop3 role (port 110: STLS, then a login); repeatable; "
+        'replaces [pop3] listen; "" turns the role off',
+    )
+    parser.add_argument(
+        "--pop3-tls-listen",
+        metavar="HOST:PORT",
+        action="append",
+        help="address of the pop3s role (port 995: implicit TLS); repeatable; "
+        'replaces [pop3] tls_listen; "" turns the role off',
     )
     parser.add_argument(
         "--metrics-listen",
@@ -174,6 +204,18 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         if given is not None:
             # "" turns the role off: [] in the file's terms.
             out[role] = [address for address in given if address != ""]
+    readers = (
+        ("pop3", args.pop3_listen, args.pop3_tls_listen),
+        ("imap", args.imap_listen, args.imaps_listen),
+    )
+    for section, *flags in readers:  # the mail readers' [section] listen, tls_listen
+        keys = {
+            key: [address for address in given if address != ""]
+            for key, given in zip(("listen", "tls_listen"), flags)
+            if given is not None
+        }
+        if keys:
+            out[section] = keys
     if args.metrics_listen is not None:
         out["admin"] = {"metrics_listen": args.metrics_listen}
     if args.domain is not None:

@@ -67,6 +67,10 @@ def final_problems(config: Config, refused: frozenset[str] = frozenset()) -> Ite
         ("listen", config.listen),
         ("submission_listen", config.submission_listen),
         ("submissions_listen", config.submissions_listen),
+        ("imap.listen", config.imap.listen),
+        ("imap.tls_listen", config.imap.tls_listen),
+        ("pop3.listen", config.pop3.listen),
+        ("pop3.tls_listen", config.pop3.tls_listen),
     ):
         if role in refused:
             continue

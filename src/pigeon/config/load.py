@@ -60,10 +60,13 @@ from pigeon.config import _checks as C
 from pigeon.config import _delivery as D
 from pigeon.config import _dkim as DK
 from pigeon.config import _forwarding as F
+from pigeon.config import _imap as IM
 from pigeon.config import _mailauth as MA
 from pigeon.config import _plugins as P
+from pigeon.config import _pop3 as POP3
 from pigeon.config import _secure as S
 from pigeon.config import _tlspolicy as TP
+from pigeon.config import _top as T
 from pigeon.config._aliases import check_catch_alls, read_aliases_file
 from pigeon.config._checks import ConfigError, ConfigErrors
 from pigeon.config._milter import milters
@@ -96,45 +99,12 @@ __all__ = [
 COMMAND_LINE = "command line"
 
 
-# Top-level keys holding a single value, and their checkers.
-def _syslog_target(key: str, value: Any) -> str:
-    """ "" (off), a Unix socket path, or "host:port" (UDP)."""
-    if value == "":
-        return ""
-    text = C.string(key, value)
-    host, _, port = text.rpartition(":")
-    if not text.startswith("/") and not (host and port.isdigit() and 0 < int(port) < 65536):
-        raise ConfigError(key, f'expected "/path/to/socket" or "host:port", got {text!r}')
-    return text
-
-
-def _workers(key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
-        raise ConfigError(key, f"must be an integer from 1 to 64, got {value!r}")
-    return value
-
-
-def _system_name(key: str, value: Any, kind: str) -> str:
-    """A user or group name that exists on this system ("" = not set)."""
-    if value == "":
-        return ""
-    name = C.string(key, value)
-    import grp
-    import pwd
-
-    try:
-        (pwd.getpwnam if kind == "user" else grp.getgrnam)(name)
-    except KeyError:
-        raise ConfigError(key, f'no such {kind} "{name}"') from None
-    return name
-
-
 _TOP: dict[str, Callable[[str, Any], Any]] = {
     "hostname": C.hostname,
     "data_dir": C.path,
-    "user": lambda key, value: _system_name(key, value, "user"),
-    "group": lambda key, value: _system_name(key, value, "group"),
-    "workers": lambda key, value: _workers(key, value),
+    "user": T.user_name,
+    "group": T.group_name,
+    "workers": T.workers,
     "listen": C.listen,
     "relay_networks": C.relay_networks,
     "domains": C.domains,
@@ -149,8 +119,7 @@ _TOP: dict[str, Callable[[str, Any], Any]] = {
     "reports": reports,  # a table with a key named "from": config/_reports.py
 }
 
-# Config fields that are no key: the loader fills them from files the keys name.
-DERIVED_FIELDS = ("local_aliases",)  # from aliases_file
+DERIVED_FIELDS = ("local_aliases",)  # fields that are no key: filled from aliases_file
 
 # The [section] tables: schema class and one checker per field.
 _SECTIONS: dict[str, tuple[type, dict[str, Callable[[str, Any], Any]]]] = {
@@ -245,7 +214,7 @@ _SECTIONS: dict[str, tuple[type, dict[str, Callable[[str, Any], Any]]]] = {
             "format": C.choice("text", "json"),
             "level": C.choice("debug", "info", "warning", "error"),
             "file": C.path,
-            "syslog": lambda key, value: _syslog_target(key, value),
+            "syslog": T.syslog_target,
         },
     ),
     "delivery": (
@@ -274,6 +243,8 @@ _SECTIONS: dict[str, tuple[type, dict[str, Callable[[str, Any], Any]]]] = {
     **TP.SECTIONS,  # [tls_policy]
     **MA.SECTIONS,  # [mail_auth]
     **F.SECTIONS,  # [srs], [arc]
+    **IM.SECTIONS,  # [imap]
+    **POP3.SECTIONS,  # [pop3]
 }
 
 # A checked layer: (key,) or (section, key) -> checked value.

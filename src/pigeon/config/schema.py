@@ -45,7 +45,9 @@ TOML layout (all keys optional):
     [reports]   dmarc, tls, from, org_name, contact, interval
     [dkim]      sign, key_dir, headers, [dkim.domains."NAME"] selector (pigeon.config.dkim)
     [tls_policy]  outbound MTA-STS and DANE, our own MTA-STS policy (pigeon.config.tlspolicy)
+    [pop3]      listen, tls_listen, autologout, max_errors (pigeon.config.pop3)
     [mail_auth] [mail_auth.domains.NAME]: inbound SPF/DKIM/DMARC/ARC (pigeon.config.mailauth)
+    [imap]      listen, tls_listen, max_literal, autologout, ... (pigeon.config.imap, docs/imap.md)
 
     [transports]
     "example.org" = "smtp:[mail.example.org]:587"
@@ -67,20 +69,12 @@ from typing import Literal
 from pigeon.config.abuse import DnsblConfig, GreylistConfig, PostscreenConfig, RateLimitConfig
 from pigeon.config.dkim import DkimConfig
 from pigeon.config.forwarding import ArcConfig, SrsConfig
+from pigeon.config.imap import ImapConfig
+from pigeon.config.listen import ListenAddress
 from pigeon.config.mailauth import MailAuthConfig
+from pigeon.config.pop3 import Pop3Config
 from pigeon.config.reports import ReportsConfig
 from pigeon.config.tlspolicy import TlsPolicyConfig
-
-
-@dataclass(frozen=True, slots=True)
-class ListenAddress:
-    """One listener: host (IPv4/IPv6 literal or name) and TCP port."""
-
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -465,6 +459,8 @@ class Config:
     tls_policy: TlsPolicyConfig = field(default_factory=TlsPolicyConfig)
     srs: SrsConfig = field(default_factory=SrsConfig)  # [srs]: pigeon.config.forwarding
     arc: ArcConfig = field(default_factory=ArcConfig)  # [arc]: pigeon.config.forwarding
+    imap: ImapConfig = field(default_factory=ImapConfig)  # [imap]: pigeon.config.imap, docs/imap.md
+    pop3: Pop3Config = field(default_factory=Pop3Config)  # [pop3]: pigeon.config.pop3
 
     @property
     def mailbox_root(self) -> Path:

@@ -8,7 +8,9 @@ Contract:
     describes). A job is durable when the batch returns without an error
     for it: its file is fsync'ed before it is linked into new/, and each
     distinct new/ directory is fsync'ed ONCE per batch (then the queue
-    manager may mark the recipient delivered and drop its copy).
+    manager may mark the recipient delivered and drop its copy). Then the
+    Maildir's new mail is announced (mailstore/notify.py: IMAP IDLE sessions
+    of this process wake up), once per distinct Maildir per batch.
   * The content is streamed in chunks from the job's `MessageContent`
     (pigeon/queue/api.py); a message is never held whole in memory.
   * This module never touches the queue. Where a mailbox lives, its
@@ -63,6 +65,7 @@ from typing import BinaryIO, TypeVar
 
 from pigeon.fsutil import fsync_dir
 from pigeon.mailstore import ensure_maildir, forget_maildir, sized_name, unique_base
+from pigeon.mailstore.notify import announce
 from pigeon.msgfile import write_all
 from pigeon.queue.api import MessageContent
 from pigeon.vocab import StoreError
@@ -315,14 +318,16 @@ def deliver_batch(
             errors[i] = e
             continue
         linked.setdefault(new_dir, []).append((i, final))
-    if fsync:
-        for directory, entries in linked.items():
+    for directory, entries in linked.items():
+        if fsync:
             try:
                 fsync_dir(directory)
             except OSError as e:
                 for i, final in entries:
                     _unlink_quietly(final)
                     errors[i] = e
+                continue
+        announce(os.path.dirname(directory))  # wake IMAP IDLE (mailstore/notify.py)
     ended = clock()
     return [(started_at[i], ended, errors[i]) for i in range(len(jobs))]
 

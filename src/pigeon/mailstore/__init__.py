@@ -14,17 +14,31 @@ Contract:
         flags    the ":2," info suffix: message flags a reader (POP3, IMAP)
                  sets on a file in cur/
 
-  * Later: per-mailbox UIDs (IMAP UIDVALIDITY/UIDNEXT, POP3 UIDL) get their
-    own module here, beside the names they key on, so delivery and the
-    readers keep agreeing on one layout.
+    The mailbox model the readers (IMAP, POP3) use, blocking file I/O they
+    call from threads:
+
+        mailbox   the API: MailStore -> UserMail (an account's folders) ->
+                  Folder (one session's view: sync, messages, read, flags,
+                  expunge, copy, move, append)
+        state     the in-memory state of one Maildir, shared by the
+                  process's sessions: the scan, UIDs, modseqs, flag renames
+        message   MessageInfo: one message as a reader sees it
+        uidlist   the `pigeon-uidlist` file (docs/imap.md)
+        keywords  the `dovecot-keywords` file: keyword letters a-z
+        folders   Maildir++ folders, subscriptions, special use
+        transfer  COPY, MOVE, APPEND with UIDPLUS data
+        notify    in-process new-mail wake-ups (delivery announces, IMAP
+                  IDLE watches)
+        errors    FolderError, MessageGone
 """
 
 from pigeon.mailstore.flags import parse_info, with_flags
 from pigeon.mailstore.maildir import ensure_maildir, forget_maildir, maildir_exists
-from pigeon.mailstore.names import sized_name, unique_base
+from pigeon.mailstore.names import arrival_key, sized_name, unique_base
 from pigeon.mailstore.paths import maildir_path, safe_component
 
 __all__ = [
+    "arrival_key",
     "ensure_maildir",
     "forget_maildir",
     "maildir_exists",

@@ -10,16 +10,32 @@ Contract (the Maildir spec, as Dovecot and Courier read it):
     there is no info or an info of another version); `with_flags(name,
     flags)` -> the name with exactly those flags. A flag that is not an
     ASCII letter is a ValueError.
+  * IMAP's system flags are the letters D F R S T (\\Draft \\Flagged
+    \\Answered \\Seen \\Deleted), as Dovecot maps them; `SYSTEM_LETTERS`
+    and `LETTER_FLAGS` are that table. Keywords are the letters a-z, whose
+    names a Maildir keeps in its `dovecot-keywords` file (mailstore/keywords.py).
+    P (passed) and other letters have no IMAP flag: a reader keeps them.
   * Pure: names in, names out; moving files is the reader's business.
 """
 
 from __future__ import annotations
 
-__all__ = ["INFO", "STANDARD_FLAGS", "parse_info", "with_flags"]
+__all__ = ["INFO", "LETTER_FLAGS", "STANDARD_FLAGS", "SYSTEM_LETTERS", "parse_info", "with_flags"]
 
 #: Separates the unique name from the info; version 2 carries flags.
 INFO = ":2,"
 STANDARD_FLAGS = "DFPRST"
+
+#: IMAP system flag -> Maildir letter (RFC 9051 §2.3.2; the Maildir spec's
+#: meanings, as Dovecot maps them).
+SYSTEM_LETTERS = {
+    "\\Draft": "D",
+    "\\Flagged": "F",
+    "\\Answered": "R",
+    "\\Seen": "S",
+    "\\Deleted": "T",
+}
+LETTER_FLAGS = {letter: flag for flag, letter in SYSTEM_LETTERS.items()}
 
 
 def parse_info(name: str) -> tuple[str, str]:

@@ -8,7 +8,8 @@
 
 Contract:
   * Generic: this module knows no protocol. A *service* (the SMTP server,
-    net/smtp_service.py; POP3 or IMAP later) gives it two things:
+    net/smtp_service.py; POP3, readers/pop3_service.py) gives it two things
+    (`ByRole` puts several services behind one set of listeners):
       - `service.session(stream, role, peer)`: the connection-handler
         factory, called once per admitted connection; the returned `Session`
         is run to its end (`run()`), asked to finish early by `shutdown()`
@@ -32,7 +33,10 @@ Contract:
     service's sessions log and swallow their own failures).
   * Limits (`ConnectionLimits`): past `total` sessions in all, or `per_ip`
     from one client address, a newcomer is refused (RFC 5321 §3.8 permits a
-    421 at connection time). Every role of one `Listeners` counts together.
+    421 at connection time). Every role of one `Listeners` counts together,
+    but the roles of a `ListenerRole.group` named in `limits.groups` (the
+    mail readers: an idle IMAP client must not take an SMTP slot), which
+    count apart, under that group's own limits.
   * `reconfigure(listeners, limits)`: reload. Listeners are compared by
     (address, role): removed ones are closed (their sessions go on), added
     ones bound; one that cannot be bound is logged, left out, and its
@@ -60,13 +64,14 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pigeon.config.schema import ListenAddress
 from pigeon.net.stream import SmtpStream
 
 __all__ = [
+    "ByRole",
     "ConnectionLimits",
     "ListenError",
     "Listener",
@@ -102,6 +107,7 @@ class ListenerRole:
     key: str  # the configuration key listing its addresses ("submission_listen")
     flag: str  # the `pigeon serve` flag that replaces them ("--submission-listen")
     optional: bool = True  # `key = []` / `flag ""` turns the role off
+    group: str = ""  # roles whose sessions count together apart ("imap": imap + imaps)
 
 
 #: One listener: where, and for what.
@@ -122,6 +128,14 @@ class Refusal(enum.Enum):
 class ConnectionLimits:
     total: int = 0  # simultaneous sessions in all; 0 = none
     per_ip: int = 0  # simultaneous sessions from one client address; 0 = none
+    #: ListenerRole.group -> the limits of the roles counted apart (module contract).
+    groups: Mapping[str, ConnectionLimits] = field(default_factory=dict)
+
+    def bucket(self, role: ListenerRole) -> tuple[str, ConnectionLimits]:
+        """Which count a session of `role` is in, and its limits."""
+        if role.group and role.group in self.groups:
+            return role.group, self.groups[role.group]
+        return "", self
 
 
 class Session(Protocol):
@@ -150,6 +164,23 @@ class Service(Protocol):
     ) -> None:
         """Turn the connection away in the protocol's words, and close it (bounded)."""
         ...
+
+
+class ByRole:
+    """One `Service` made of several, chosen by the listener's role name: the
+    SMTP roles and the readers' (POP3...) served by one `Listeners`, so that
+    they share its connection limits, its drain and `pigeon restart`."""
+
+    def __init__(self, services: Mapping[str, Service]) -> None:
+        self.services = dict(services)
+
+    def session(self, stream: SmtpStream, role: ListenerRole, peer: tuple[str, int]) -> Session:
+        return self.services[role.name].session(stream, role, peer)
+
+    async def refuse(
+        self, stream: SmtpStream, role: ListenerRole, refusal: Refusal, peer: tuple[str, int]
+    ) -> None:
+        await self.services[role.name].refuse(stream, role, refusal, peer)
 
 
 class ConnectionMetrics(Protocol):
@@ -233,7 +264,8 @@ class Listeners:
         self._servers: dict[asyncio.Server, Listener] = {}
         self._managed: dict[Listener, socket.socket] = {}
         self._sessions: dict[asyncio.Task[Any], Session] = {}
-        self._per_ip: Counter[str] = Counter()
+        self._per_ip: Counter[tuple[str, str]] = Counter()  # (bucket, address)
+        self._in_bucket: Counter[str] = Counter()  # ConnectionLimits.bucket
         self._draining = False
         self.total_connections = 0
         self.refused_connections = 0
@@ -334,18 +366,18 @@ class Listeners:
 
     # --- connections -------------------------------------------------------------------
 
-    def _refusal(self, ip: str) -> Refusal | None:
-        limits = self._limits
-        if limits.total and len(self._sessions) >= limits.total:
+    def _refusal(self, bucket: str, limits: ConnectionLimits, ip: str) -> Refusal | None:
+        if limits.total and self._in_bucket[bucket] >= limits.total:
             return Refusal.TOO_MANY
-        if limits.per_ip and self._per_ip[ip] >= limits.per_ip:
+        if limits.per_ip and self._per_ip[bucket, ip] >= limits.per_ip:
             return Refusal.TOO_MANY_FROM_IP
         return None
 
     async def _accept(self, stream: SmtpStream, role: ListenerRole) -> None:
         peer = _peer(stream)
         ip = peer[0]
-        refusal = self._refusal(ip)
+        bucket, limits = self._limits.bucket(role)
+        refusal = self._refusal(bucket, limits, ip)
         if refusal is not None:
             self.refused_connections += 1
             self.metrics.connection_refused()
@@ -359,14 +391,16 @@ class Listeners:
         task = asyncio.current_task()
         assert task is not None
         self._sessions[task] = session
-        self._per_ip[ip] += 1
+        self._per_ip[bucket, ip] += 1
+        self._in_bucket[bucket] += 1
         try:
             await session.run()
         finally:
             del self._sessions[task]
-            self._per_ip[ip] -= 1
-            if self._per_ip[ip] <= 0:
-                del self._per_ip[ip]
+            self._in_bucket[bucket] -= 1
+            self._per_ip[bucket, ip] -= 1
+            if self._per_ip[bucket, ip] <= 0:
+                del self._per_ip[bucket, ip]
 
     # --- the end ---------------------------------------------------------------------------
 

@@ -124,6 +124,10 @@ class PigeonProcess:
         # Every role gets its own free port, so servers can run side by side.
         self.submission_port = free_port()
         self.submissions_port = free_port()
+        self.imap_port = free_port()
+        self.imaps_port = free_port()
+        self.pop3_port = free_port()
+        self.pop3s_port = free_port()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = self.workdir / "pigeon.toml"
         self.log_path = self.workdir / "pigeon.log"
@@ -134,12 +138,36 @@ class PigeonProcess:
             f'submission_listen = ["127.0.0.1:{self.submission_port}"]\n'
             f'submissions_listen = ["127.0.0.1:{self.submissions_port}"]\n'
         )
-        self.config_path.write_text(base + config_text)
+        text = self._with_ports(config_text, "pop3", self.pop3_port, self.pop3s_port)
+        text = self._with_ports(text, "imap", self.imap_port, self.imaps_port)
+        self.config_path.write_text(base + text)
         self.extra_args = extra_args or []
         self.wrap = list(wrap or [])
         self.env = env
         self.proc: subprocess.Popen | None = None
         self.successor: int | None = None  # the pid `pigeon restart` started
+
+    @staticmethod
+    def _with_ports(config_text: str, section: str, port: int, tls_port: int) -> str:
+        """`config_text` with this server's own ports for a mail reader's
+        `section` ("pop3", "imap": the defaults would have servers side by side
+        clash): dotted top-level keys (`pop3.listen = ...`, kept by tests that
+        rewrite what follows the base), or, when the text has that table, in
+        the table (its own keys win)."""
+        ports = {
+            "listen": f'listen = ["127.0.0.1:{port}"]\n',
+            "tls_listen": f'tls_listen = ["127.0.0.1:{tls_port}"]\n',
+        }
+        lines = config_text.splitlines(keepends=True)
+        stripped = [line.strip() for line in lines]
+        if f"[{section}]" not in stripped:
+            return "".join(f"{section}." + line for line in ports.values()) + config_text
+        at = stripped.index(f"[{section}]") + 1
+        for line in lines[at:]:
+            if line.lstrip().startswith("["):
+                break
+            ports.pop(line.split("=")[0].strip(), None)
+        return "".join(lines[:at]) + "".join(ports.values()) + "".join(lines[at:])
 
     @property
     def pid(self) -> int:

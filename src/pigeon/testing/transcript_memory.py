@@ -40,8 +40,10 @@ import dataclasses
 import shutil
 import tempfile
 import tomllib
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pigeon.auth.accounts import AccountStore
 from pigeon.auth.login import LoginGate
@@ -78,7 +80,14 @@ from pigeon.testing.transcript_live import (
     live_role,
 )
 
-__all__ = ["RunResult", "memory_config", "run_in_memory"]
+__all__ = [
+    "MemoryRun",
+    "RunResult",
+    "memory_config",
+    "play_with_driver",
+    "run_in_memory",
+    "transcript_accounts",
+]
 
 STEP_LIMIT = 10.0  # seconds of real time the driver may take to answer one step
 
@@ -112,7 +121,7 @@ def _session_config(t: Transcript, config: Config) -> SessionConfig:
 _accounts_dir: Path | None = None
 
 
-def _accounts_file() -> Path:
+def transcript_accounts() -> Path:
     """One account store for every run of the process (argon2id is slow on purpose)."""
     global _accounts_dir
     if _accounts_dir is None:
@@ -142,7 +151,9 @@ def _without_received(content: bytes) -> bytes:
     return b"\r\n".join(lines[index:])
 
 
-class _MemoryRun:
+class MemoryRun:
+    """Plays a transcript's steps against a driver over `stream` (also POP3's: testing/pop3_transcript.py)."""
+
     def __init__(self, t: Transcript, stream: MemoryStream, result: RunResult) -> None:
         self.t, self.stream, self.result = t, stream, result
         self.lines: list[str] = []
@@ -223,7 +234,9 @@ async def _run(t: Transcript) -> RunResult:
             min_free=config.queue.min_free, message_size=config.limits.message_size
         )
         limiter = FailureLimiter(LimitSettings.of(config.auth))
-        auth = AuthService(AccountStore.in_data_dir(_accounts_file()).open(), limiter, workers=1)
+        auth = AuthService(
+            AccountStore.in_data_dir(transcript_accounts()).open(), limiter, workers=1
+        )
         stream = MemoryStream(MEMORY_TLS)
         maillog = MailLog()
 
@@ -244,21 +257,31 @@ async def _run(t: Transcript) -> RunResult:
             clock=stream.clock,
         )
         context = ConnectionContext(services, _session_config(t, config), live_role(t))
-        task = asyncio.create_task(Connection(stream, context).run())
-        task.add_done_callback(lambda _: stream.finished())
         try:
-            await _MemoryRun(t, stream, result).play()
+            await play_with_driver(t, stream, Connection(stream, context).run(), result)
         finally:
-            if not task.done():
-                stream.send_eof()
-                try:
-                    await asyncio.wait_for(asyncio.shield(task), STEP_LIMIT)
-                except TimeoutError:
-                    task.cancel()
             auth.close()
             store.close()
         result.output = bytes(stream.output)
     return result
+
+
+async def play_with_driver(
+    t: Transcript, stream: MemoryStream, driver: Coroutine[Any, Any, None], result: RunResult
+) -> None:
+    """Run `driver` (a connection's `run()`) over `stream` while `t` is played; then
+    end it: the client's side closed, the driver given STEP_LIMIT seconds."""
+    task = asyncio.create_task(driver)
+    task.add_done_callback(lambda _: stream.finished())
+    try:
+        await MemoryRun(t, stream, result).play()
+    finally:
+        if not task.done():
+            stream.send_eof()
+            try:
+                await asyncio.wait_for(asyncio.shield(task), STEP_LIMIT)
+            except TimeoutError:
+                task.cancel()
 
 
 def run_in_memory(transcript: Transcript) -> RunResult:

@@ -30,6 +30,7 @@ def make_config(tmp_path: Path, port: int, **overrides) -> Config:
             "listen": [f"127.0.0.1:{port}"],
             "submission_listen": [],
             "submissions_listen": [],
+            "imap": {"listen": [], "tls_listen": []},
             "admin": {"metrics_listen": ""},
             "queue": {"fsync": False},
             **overrides,

@@ -4,17 +4,14 @@ store and failure limiter, an injected clock and an injected sleep."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 
 import pytest
 
 from pigeon.auth.accounts import Account, AccountStore
 from pigeon.auth.login import LoginGate
-from pigeon.auth.ratelimit import FailureLimiter, LimitSettings
-from pigeon.auth.service import AuthService
 from pigeon.proto import reply as R
 from pigeon.proto.events import AuthRequested
-from pigeon.testing.fakes import FakeClock
+from pigeon.testing.loginkit import LoginWorld
 
 IP = "192.0.2.7"
 
@@ -28,28 +25,10 @@ def accounts_dir(tmp_path_factory):
     return path
 
 
-class SaslLog:
-    def __init__(self) -> None:
-        self.failed: list[tuple[str, str]] = []
-
-    def sasl_failed(self, host, ip, mechanism) -> None:
-        self.failed.append((ip, mechanism))
-
-
-class World:
+class World(LoginWorld):
     def __init__(self, accounts_dir, tmp_path, **limits) -> None:
-        shutil.copytree(accounts_dir, tmp_path / "data")
-        self.store = AccountStore.in_data_dir(tmp_path / "data").open()
-        self.limiter = FailureLimiter(LimitSettings(**limits))
-        self.service = AuthService(self.store, self.limiter, workers=1)
-        self.clock = FakeClock()
-        self.slept: list[float] = []
-        self.maillog = SaslLog()
-
-        async def sleep(seconds: float) -> None:
-            self.slept.append(seconds)
-
-        self.gate = LoginGate(self.service, self.maillog, clock=self.clock, sleep=sleep)
+        super().__init__(accounts_dir, tmp_path, **limits)
+        self.gate = LoginGate(self.service, self.maillog, clock=self.clock, sleep=self.sleep)
 
     def login(self, password="secret", user="alice@example.test", authzid="", client=None):
         event = AuthRequested("PLAIN", user, authzid, password)
@@ -60,7 +39,7 @@ class World:
 def world(accounts_dir, tmp_path):
     w = World(accounts_dir, tmp_path)
     yield w
-    w.service.close()
+    w.close()
 
 
 def test_the_right_password_proves_the_account_and_its_addresses(world):
@@ -93,7 +72,7 @@ def test_failures_slow_down_then_lock_the_address_out(accounts_dir, tmp_path):
         assert w.login("secret") == R.AUTH_TOO_MANY_FAILURES  # not even tried now
         assert len(w.maillog.failed) == 3
     finally:
-        w.service.close()
+        w.close()
 
 
 def test_an_unreadable_store_is_454_and_no_failure(world):

@@ -24,6 +24,8 @@ from pigeon.testing.live import PigeonProcess, free_port
 from pigeon.testing.sandbox import Sandbox, needs_sandbox
 
 PW = "correct horse battery"
+#: Servers these tests start listen on their own SMTP port only (no default IMAP ports).
+NO_IMAP = "imap = { listen = [], tls_listen = [] }\n"
 
 
 class World:
@@ -124,7 +126,9 @@ def serve_process(
     port = free_port()
     cfg = world.config(
         data_dir or world.root / "serve-data",
-        f'listen = ["127.0.0.1:{port}"]\nsubmission_listen = []\nsubmissions_listen = []\n' + extra,
+        f'listen = ["127.0.0.1:{port}"]\nsubmission_listen = []\nsubmissions_listen = []\n'
+        + NO_IMAP
+        + extra,
         name="serve.toml",
         tables=tables,
     )
@@ -157,7 +161,7 @@ def serve_69(world, workers: int = 1):
         cfg = world.config(
             world.root / "d69",
             f'workers = {workers}\nlisten = ["127.0.0.1:{port}"]\nsubmission_listen = []\n'
-            "submissions_listen = []\n",
+            "submissions_listen = []\n" + NO_IMAP,
             name="s69.toml",
         )
         return subprocess.run(

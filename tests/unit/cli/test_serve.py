@@ -93,6 +93,28 @@ def test_every_listener_has_a_flag():
     assert config.admin.metrics_listen == ListenAddress("127.0.0.1", 9100)
 
 
+def test_the_imap_roles_have_flags_that_replace_the_file_and_keep_its_other_keys(tmp_path):
+    path = tmp_path / "p.toml"
+    path.write_text('[imap]\nlisten = ["127.0.0.1:143"]\nmax_literal = "1MB"\n')
+    args = parse("--config", str(path), "--imap-listen", "127.0.0.1:1143", "--imaps-listen", "")
+    assert serve.overrides_from(args) == {"imap": {"listen": ["127.0.0.1:1143"], "tls_listen": []}}
+    config = serve.build_config(args)
+    assert config.imap.listen == (ListenAddress("127.0.0.1", 1143),)
+    assert config.imap.tls_listen == ()
+    assert config.imap.max_literal == 1024 * 1024
+
+
+def test_the_pop3_listeners_have_flags_too(tmp_path):
+    args = parse("--pop3-listen", "0.0.0.0:110", "--pop3-tls-listen", "")
+    assert serve.overrides_from(args) == {"pop3": {"listen": ["0.0.0.0:110"], "tls_listen": []}}
+    path = tmp_path / "p.toml"
+    path.write_text('[pop3]\ntls_listen = ["127.0.0.1:995"]\nautologout = 900\n')
+    config = serve.build_config(parse("--config", str(path), "--pop3-listen", "127.0.0.1:1110"))
+    assert config.pop3.listen == (ListenAddress("127.0.0.1", 1110),)
+    assert config.pop3.tls_listen == (ListenAddress("127.0.0.1", 995),)  # the file's, kept
+    assert config.pop3.autologout == 900
+
+
 def test_listener_flags_replace_the_file_and_keep_its_other_admin_keys(tmp_path):
     path = tmp_path / "p.toml"
     path.write_text(

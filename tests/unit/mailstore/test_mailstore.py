@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pigeon.mailstore import (
+    arrival_key,
     ensure_maildir,
     forget_maildir,
     maildir_path,
@@ -63,6 +64,26 @@ def test_unique_names_with_sizes():
         m = re.fullmatch(r"(\d+)\.M(\d+)P(\d+)Q(\d+)\.([^/:]+)", base)
         assert m and int(m.group(3)) == os.getpid()
     assert sized_name("1.M2P3Q4.host", 10, 12) == "1.M2P3Q4.host,S=10,W=12"
+
+
+def test_arrival_order_compares_the_time_as_numbers():
+    # The microseconds are not zero-padded: a string sort put Q9 before Q5 and
+    # gave later mail lower UIDs (tests/e2e/test_imap_clients.py, concurrency).
+    names = [
+        "1796553870.M128859P22937Q9.vm,S=573",
+        "1796553870.M21960P22937Q5.vm,S=573",
+        "1796553869.M907191P22937Q4.vm",
+        "1796553870.M21960P22937Q6.vm",
+        "1796553871.12345_1.other-mda",
+    ]
+    assert sorted(names, key=arrival_key) == [
+        "1796553869.M907191P22937Q4.vm",
+        "1796553870.M21960P22937Q5.vm,S=573",
+        "1796553870.M21960P22937Q6.vm",
+        "1796553870.M128859P22937Q9.vm,S=573",
+        "1796553871.12345_1.other-mda",
+    ]
+    assert arrival_key("no-time-here")[:3] == (0, 0, 0)
 
 
 def test_host_name_never_brings_a_slash_or_a_colon(monkeypatch):

@@ -133,6 +133,39 @@ def test_a_non_smtp_role_is_served_through_the_factory():
     run(scenario())
 
 
+def test_a_group_of_roles_counts_apart_under_its_own_limits():
+    """The mail readers' roles (ListenerRole.group) neither take the others'
+    slots nor are refused for them: each count has its own limits."""
+    grouped = ListenerRole("grouped", "g_listen", "--g-listen", group="readers")
+
+    async def scenario():
+        service = ToyService()
+        limits = ConnectionLimits(total=0, per_ip=1, groups={"readers": ConnectionLimits(0, 2)})
+        listeners = Listeners(service, [(LOOPBACK, TOY), (LOOPBACK, grouped)], limits=limits)
+        await listeners.start()
+        try:
+            toy = await Client.open(port_of(listeners, "toy"))
+            assert (await toy.line()).startswith(b"+OK")
+            kept = []
+            for _ in range(2):  # the toy's one slot from this address does not count here
+                kept.append(await Client.open(port_of(listeners, "grouped")))
+                assert (await kept[-1].line()).startswith(b"+OK grouped")
+            third = await Client.open(port_of(listeners, "grouped"))
+            assert await third.line() == b"-ERR too many connections from this address\r\n"
+            other = await Client.open(port_of(listeners, "toy"))
+            assert await other.line() == b"-ERR too many connections from this address\r\n"
+            assert service.refusals == [
+                ("grouped", Refusal.TOO_MANY_FROM_IP),
+                ("toy", Refusal.TOO_MANY_FROM_IP),
+            ]
+            for c in (toy, *kept):
+                c.close()
+        finally:
+            await listeners.close()
+
+    run(scenario())
+
+
 def test_limits_refuse_through_the_service_in_its_own_words():
     async def scenario():
         service = ToyService()
