@@ -204,9 +204,12 @@ class AccountStore:
             log.info("%s", ACCOUNTS.upgraded_line(self.path, upgraded_from))
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        # Under the lock: a lookup in a worker thread may be inside a query, and
+        # sqlite3 closing a connection another thread is using crashes the process.
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
     def __enter__(self) -> AccountStore:
         return self if self._db is not None else self.open()
@@ -215,31 +218,35 @@ class AccountStore:
         self.close()
 
     def _q(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        if self._db is None:
-            raise AccountError("the account store is not open")
         with self._lock:
+            db = self._open_db()
             try:
-                return self._db.execute(sql, args).fetchall()
+                return db.execute(sql, args).fetchall()
             except sqlite3.Error as exc:
                 raise AccountError(f"{self.path}: {exc}") from exc
 
     def _tx(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
-        if self._db is None:
-            raise AccountError("the account store is not open")
         with self._lock:
+            db = self._open_db()
             try:
-                self._db.execute("BEGIN IMMEDIATE")
+                db.execute("BEGIN IMMEDIATE")
                 try:
                     for sql, args in statements:
-                        self._db.execute(sql, args)
+                        db.execute(sql, args)
                 except BaseException:
-                    self._db.execute("ROLLBACK")
+                    db.execute("ROLLBACK")
                     raise
-                self._db.execute("COMMIT")
+                db.execute("COMMIT")
             except sqlite3.IntegrityError as exc:
                 raise AccountError(f"address already belongs to an account ({exc})") from exc
             except sqlite3.Error as exc:
                 raise AccountError(f"{self.path}: {exc}") from exc
+
+    def _open_db(self) -> sqlite3.Connection:
+        """The connection; the caller holds the lock (close() takes it too)."""
+        if self._db is None:
+            raise AccountError("the account store is not open")
+        return self._db
 
     # --- changes (pigeon user ...) --------------------------------------------------
 

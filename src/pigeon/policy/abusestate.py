@@ -184,9 +184,10 @@ class AbuseState:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.flush()
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        with self._write_lock:  # no flush is inside the connection while it closes
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
     # -- internals -------------------------------------------------------------
 

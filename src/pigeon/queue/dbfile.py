@@ -233,7 +233,10 @@ class Db:
         return DbTransaction(self.conn, what, self.lock)
 
     def close(self) -> None:
-        self.conn.close()
+        """Close once no thread is inside a query or transaction: a later one
+        gets "closed database" (a StoreError), never a crash."""
+        with self.lock:
+            self.conn.close()
 
 
 class BatchLock:
