@@ -36,6 +36,7 @@ from pathlib import Path
 
 from pigeon.mailstore import folders, transfer
 from pigeon.mailstore.errors import FolderError, MessageGone
+from pigeon.mailstore.fieldcache import FieldCache
 from pigeon.mailstore.folders import FolderInfo
 from pigeon.mailstore.keywords import TooManyKeywords
 from pigeon.mailstore.maildir import ensure_maildir
@@ -179,6 +180,19 @@ class Folder:
     def get(self, uid: int) -> MessageInfo | None:
         return self._view.get(uid)
 
+    def first_unseen(self) -> int:
+        """The sequence number of the first message without \\Seen in this
+        handle's view (0: none); shared with every handle on the same snapshot."""
+        snap = self._state.snapshot
+        if snap.by_uid is self._view:
+            return snap.first_unseen()
+        return next((n for n, m in enumerate(self.messages, 1) if "\\Seen" not in m.flags), 0)
+
+    def field_cache(self) -> FieldCache:
+        """The folder's cache of ENVELOPE answers and envelope header fields
+        (mailstore/fieldcache.py), shared by every handle."""
+        return self._state.field_cache()
+
     def sync(self) -> Changes:
         state = self._state
         with state.lock:
@@ -193,11 +207,12 @@ class Folder:
                 return Changes()
             touched = state.changed_since(self._generation) if self._generation >= 0 else None
         old, new = self._view, snap.by_uid
-        if not old:  # the first sync (open): everything is new, nothing to compare
+        added_all: list[int] = []
+        if self._generation < 0:  # the first sync (open): nothing to compare, none to tell
+            touched = []
+        elif not old:  # everything is new
             touched = []
             added_all = list(new)
-        else:
-            added_all = []
         if touched is None:
             candidates: Iterable[int] = sorted(set(old) | set(new))
         else:

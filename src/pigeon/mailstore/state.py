@@ -42,6 +42,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from pigeon.fsutil import fsync_dir
+from pigeon.mailstore.fieldcache import FieldCache
 from pigeon.mailstore.flags import INFO, LETTER_FLAGS
 from pigeon.mailstore.keywords import Keywords
 from pigeon.mailstore.message import MessageInfo, make
@@ -69,10 +70,22 @@ class Snapshot:
     highestmodseq: int = 1
     _list: list[MessageInfo] = field(default_factory=list, compare=False)
 
+    _first_unseen: list[int] = field(default_factory=list, compare=False)
+
     def messages(self) -> list[MessageInfo]:
         if len(self._list) != len(self.by_uid):
             self._list[:] = self.by_uid.values()
         return self._list
+
+    def first_unseen(self) -> int:
+        """The sequence number of the first message without \\Seen (0: none),
+        computed once per snapshot: every SELECT of it shares the answer."""
+        if not self._first_unseen:
+            found = next(
+                (n for n, m in enumerate(self.messages(), 1) if "\\Seen" not in m.flags), 0
+            )
+            self._first_unseen.append(found)
+        return self._first_unseen[0]
 
 
 class MaildirState:
@@ -93,6 +106,7 @@ class MaildirState:
         self._flag_sets: dict[str, frozenset[str]] = {}
         #: The file names in cur/ the state knows (for the scan's set differences).
         self._names: set[str] = set()
+        self._fields: FieldCache | None = None
 
     # -- reading the disk --------------------------------------------------
 
@@ -182,6 +196,14 @@ class MaildirState:
         self._names = {info.name for info in by_base.values()}
         by_uid = {info.uid: info for info in by_base.values()}
         self.snapshot = Snapshot(by_uid, self.generation, uidlist.uidnext, uidlist.highestmodseq)
+
+    def field_cache(self) -> FieldCache:
+        """The Maildir's `pigeon-cache` (mailstore/fieldcache.py), loaded on first use."""
+        with self.lock:
+            if self._fields is None:
+                self._ensure_loaded()
+                self._fields = FieldCache(self.maildir, self.by_base.keys())
+            return self._fields
 
     def _flags_of(self, info: str) -> frozenset[str]:
         """The IMAP flags of a name's info part (after the ":")."""
@@ -279,6 +301,8 @@ class MaildirState:
             names.add(info.name)
         if not lines:
             return changed
+        if self._fields is not None:
+            self._fields.forget(info.base for info in gone)
         if uidlist.needs_compaction(len(by_base)):
             rows = sorted((i.uid, i.modseq, i.name) for i in by_base.values())
             uidlist.write(self.uidlist_path, rows)
