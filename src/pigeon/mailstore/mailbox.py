@@ -42,7 +42,7 @@ from pigeon.mailstore.keywords import TooManyKeywords
 from pigeon.mailstore.maildir import ensure_maildir
 from pigeon.mailstore.message import MessageInfo, to_crlf
 from pigeon.mailstore.paths import maildir_path
-from pigeon.mailstore.state import MaildirState, state_for
+from pigeon.mailstore.state import MaildirState, existing_state, state_for
 
 __all__ = [
     "Changes",
@@ -131,6 +131,19 @@ class UserMail:
         folder.sync()
         return folder
 
+    def open_unchanged(self, name: str) -> Folder | None:
+        """`open` without any disk work but a few stat calls, when the folder's
+        state is in memory and the disk shows nothing new (None otherwise:
+        then `open`). For answering a SELECT without a trip to a thread."""
+        canonical = folders.canonical(name)
+        path = folders.folder_dir(self.maildir, canonical)
+        state = existing_state(path)
+        if state is None or not state.unchanged():
+            return None
+        folder = Folder(self, canonical, state)
+        folder.sync(refresh=False)
+        return folder
+
 
 class Folder:
     """One session's handle on a folder (see the module contract)."""
@@ -193,11 +206,12 @@ class Folder:
         (mailstore/fieldcache.py), shared by every handle."""
         return self._state.field_cache()
 
-    def sync(self) -> Changes:
+    def sync(self, refresh: bool = True) -> Changes:
         state = self._state
         with state.lock:
             try:
-                state.refresh()
+                if refresh:
+                    state.refresh()
             except FileNotFoundError:  # deleted or renamed meanwhile (RFC 9051 §6.3.5)
                 raise FolderError(f"mailbox no longer exists: {self.name}") from None
             snap = state.snapshot

@@ -39,7 +39,6 @@ import threading
 import time
 import weakref
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 
 from pigeon.fsutil import fsync_dir
 from pigeon.mailstore.fieldcache import FieldCache
@@ -47,9 +46,17 @@ from pigeon.mailstore.flags import INFO, LETTER_FLAGS
 from pigeon.mailstore.keywords import Keywords
 from pigeon.mailstore.message import MessageInfo, make
 from pigeon.mailstore.names import arrival_key
+from pigeon.mailstore.snapshot import Snapshot
 from pigeon.mailstore.uidlist import FILENAME, UidList, UidListCorrupt, new_uidvalidity
 
-__all__ = ["MaildirState", "Snapshot", "forget_state", "kept_letters", "state_for"]
+__all__ = [
+    "MaildirState",
+    "Snapshot",
+    "existing_state",
+    "forget_state",
+    "kept_letters",
+    "state_for",
+]
 
 log = logging.getLogger("pigeon")
 
@@ -57,35 +64,6 @@ log = logging.getLogger("pigeon")
 LOG_MAX = 20_000
 #: A directory mtime this close (seconds) to the scan is not trusted.
 MTIME_SLACK = 1.0
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """The messages at one generation, with the UIDNEXT and HIGHESTMODSEQ
-    that go with them (shared, never changed)."""
-
-    by_uid: dict[int, MessageInfo]
-    generation: int
-    uidnext: int = 1
-    highestmodseq: int = 1
-    _list: list[MessageInfo] = field(default_factory=list, compare=False)
-
-    _first_unseen: list[int] = field(default_factory=list, compare=False)
-
-    def messages(self) -> list[MessageInfo]:
-        if len(self._list) != len(self.by_uid):
-            self._list[:] = self.by_uid.values()
-        return self._list
-
-    def first_unseen(self) -> int:
-        """The sequence number of the first message without \\Seen (0: none),
-        computed once per snapshot: every SELECT of it shares the answer."""
-        if not self._first_unseen:
-            found = next(
-                (n for n, m in enumerate(self.messages(), 1) if "\\Seen" not in m.flags), 0
-            )
-            self._first_unseen.append(found)
-        return self._first_unseen[0]
 
 
 class MaildirState:
@@ -130,6 +108,26 @@ class MaildirState:
                 self._record(self._cur_mtime())
             elif whole:
                 self._record(mtime)
+
+    def unchanged(self) -> bool:
+        """True when the state is loaded and the disk shows nothing to take
+        in (keywords file and cur/ as last seen, no recheck due, new/ empty):
+        a handle may then be opened without `refresh` (a few stat calls, for
+        a SELECT answered on the event loop). False, never blocking, when
+        another thread holds the lock."""
+        if not self.lock.acquire(blocking=False):
+            return False
+        try:
+            if self.uidlist is None or self._verify_at is not None:
+                return False
+            if self.keywords.changed() or self._cur_mtime() != self._mtime:
+                return False
+            with os.scandir(os.path.join(self.maildir, "new")) as entries:
+                return not any(not e.name.startswith(".") for e in entries)
+        except OSError:
+            return False
+        finally:
+            self.lock.release()
 
     def _rename_keywords(self) -> None:
         """Another program named a keyword letter (dovecot-keywords changed):
@@ -475,6 +473,12 @@ def state_for(maildir: str) -> MaildirState:
         while len(_recent) > RECENT_STATES:
             _recent.popitem(last=False)
         return state
+
+
+def existing_state(maildir: str) -> MaildirState | None:
+    """The Maildir's state if this process has it in memory (else None)."""
+    with _states_lock:
+        return _states.get(os.path.abspath(maildir))
 
 
 def forget_state(maildir: str) -> None:

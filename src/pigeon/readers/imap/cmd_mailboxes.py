@@ -73,8 +73,13 @@ async def select(session: ImapSession, command: Command) -> None:
     readonly = command.name == "EXAMINE"
     session.deselect()  # RFC 9051 §6.3.2: even if this SELECT fails
     assert session.user is not None
-    try:  # one trip to a thread: SELECT of a large mailbox is answered from counters
-        folder, lines = await session.io(_open, session, args.mailbox, readonly)
+    try:  # answered from counters: on the loop when the disk shows nothing new,
+        # else in one trip to a thread
+        quick = session.user.open_unchanged(args.mailbox)
+        if quick is not None:
+            folder, lines = quick, _select_lines(session, quick, readonly)
+        else:
+            folder, lines = await session.io(_open, session, args.mailbox, readonly)
     except FolderError as exc:
         _no(session, command.tag, exc)
         return
