@@ -8,7 +8,12 @@ Contract (blocking file I/O: the readers call it from a thread):
     an account in a process creates its Maildir and the special-use folders
     Sent, Drafts, Trash and Junk when missing.
   * `user.open(name)` -> `Folder` (FolderError if there is none), already
-    synced once: `messages` is the folder as it was then, ordered by UID.
+    synced once; `user.open_unchanged(name)` is the same without a sync when
+    the folder's state is in memory and the disk shows nothing new (else
+    None): a few stat calls, for a SELECT answered on the event loop.
+    `folder.first_unseen()` and `folder.field_cache()` (the folder's
+    `pigeon-cache`, mailstore/fieldcache.py) are shared per Maildir. Once
+    opened, `messages` is the folder as it was then, ordered by UID.
     `sync()` brings this handle up to date and returns `Changes` (UIDs
     added, expunged, whose flags changed) since its last sync; between
     syncs the handle's view does not change (IMAP sequence numbers stay put

@@ -24,6 +24,9 @@ Contract:
     that is too long ago (the caller compares whole snapshots).
   * `set_flags`, `expunge` and `register` (files a copy or an append just
     put into cur/) change the files, the uidlist and the snapshot together.
+  * `field_cache()` is the Maildir's `pigeon-cache` (mailstore/fieldcache.py),
+    loaded on first use; expunges drop their records from it. `unchanged()`
+    tells, without blocking, that nothing on disk needs a refresh.
   * A lost or corrupt uidlist: a new UIDVALIDITY, every message numbered
     again from 1, one WARNING line; never an exception.
   * OSError from the disk propagates (the reader answers NO).

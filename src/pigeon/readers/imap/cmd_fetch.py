@@ -12,11 +12,12 @@ Contract:
     EXAMINEd (RFC 9051 §6.4.5); the FETCH then carries the new FLAGS.
   * The items are the sans-IO core's (pigeon.proto.imap.fetchrender). The
     MIME tree (pigeon.proto.imap.mime; only parsed for BODYSTRUCTURE, BODY
-    and sections with part numbers) and ENVELOPE are computed once per
-    message and kept in the service's bounded `BodyCache`, keyed by the
-    Maildir and the message's unique name (its content never changes). A
-    message file is only read when an attribute needs its octets. Message
-    content goes out as literals.
+    and sections with part numbers) is computed once per message and kept
+    in the service's bounded `BodyCache`, keyed by the Maildir and the
+    message's unique name (its content never changes). ENVELOPE comes from
+    the folder's `pigeon-cache` (pigeon.readers.imap.fields), a batch at a
+    time. A message file is only read when an attribute needs its octets.
+    Message content goes out as literals.
   * Messages expunged by another program meanwhile are left out (RFC 9051
     §7.5.1 lets the server answer what still exists).
   * The work runs in a worker thread in batches (at most BATCH messages or

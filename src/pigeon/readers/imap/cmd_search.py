@@ -4,7 +4,13 @@ Contract:
   * The key tree is the grammar's (pigeon.proto.imap.searchparse) and is
     evaluated by pigeon.proto.imap.search against each message of the
     selected mailbox, in a worker thread. A message file is read only when
-    a key needs it (HEADER, FROM, SUBJECT, BODY, TEXT, SENT*), once.
+    a key needs it (HEADER, FROM, SUBJECT, BODY, TEXT, SENT*), once. When
+    every such key reads only envelope header fields (`CACHED_FIELDS`), the
+    folder's `pigeon-cache` answers them (pigeon.readers.imap.fields), CHUNK
+    messages at a time, and no file is read; with HEADER (or FROM, SUBJECT...)
+    and an ASCII string without white space, a message whose cached fields
+    do not hold the string in any case is passed over before the full
+    match (`_may_match`: encoded-words and 8-bit fields always get it).
   * CHARSET: UTF-8 and US-ASCII (RFC 9051 §6.4.4); any other is NO
     [BADCHARSET (UTF-8 US-ASCII)].
   * Answers: "* SEARCH n..." (IMAP4rev1, UID SEARCH gives UIDs); with
