@@ -198,6 +198,11 @@ class Folder:
     def get(self, uid: int) -> MessageInfo | None:
         return self._view.get(uid)
 
+    def up_to_date(self) -> bool:
+        """True when a `sync` would find nothing (the view is the shared state's
+        and `MaildirState.unchanged()`): a few stat calls, no lock waited for."""
+        return self._state.snapshot.by_uid is self._view and self._state.unchanged()
+
     def first_unseen(self) -> int:
         """The sequence number of the first message without \\Seen in this
         handle's view (0: none); shared with every handle on the same snapshot."""
