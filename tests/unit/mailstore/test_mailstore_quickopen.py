@@ -1,5 +1,6 @@
-"""`UserMail.open_unchanged` (a SELECT answered without a refresh) and the counters SELECT
-reads: the quick open is refused whenever the disk may hold something new."""
+"""`UserMail.open_unchanged` and `Folder.up_to_date` (a SELECT, and the sync after a command,
+without a refresh) and the counters SELECT reads: refused whenever the disk may hold
+something new."""
 
 from __future__ import annotations
 
@@ -19,10 +20,18 @@ def test_quick_open_only_when_nothing_on_disk_is_new(user, deliver, monkeypatch)
     folder.close()
     quick = user.open_unchanged("INBOX")
     assert quick is not None and len(quick.messages) == 3 and quick.first_unseen() == 2
+    assert quick.up_to_date()
+    quick.set_flags([quick.messages[1].uid], ["\\Flagged"], "add")
+    assert not quick.up_to_date()  # its own change: a view of its own until its sync
+    quick.sync()
+    assert quick.up_to_date()
     quick.close()
 
+    watching = user.open("INBOX")
     deliver(user.maildir, b"Subject: new\n\nx\n")  # in new/: a refresh is needed
-    assert user.open_unchanged("INBOX") is None
+    assert user.open_unchanged("INBOX") is None and not watching.up_to_date()
+    assert watching.sync().added and watching.up_to_date()
+    watching.close()
     folder = user.open("INBOX")
     assert len(folder.messages) == 4
     folder.close()
