@@ -47,6 +47,14 @@ class Keywords:
         self._by_lower: dict[str, int] = {}
         self._mtime_ns: int | None = -1
 
+    def changed(self) -> bool:
+        """Whether the file changed since the last `load` (one stat)."""
+        try:
+            mtime_ns: int | None = os.stat(self.path).st_mtime_ns
+        except FileNotFoundError:
+            mtime_ns = None
+        return mtime_ns != self._mtime_ns
+
     def load(self) -> bool:
         """Read the file again if it changed since the last read (True then)."""
         try:

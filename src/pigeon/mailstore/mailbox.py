@@ -8,7 +8,12 @@ Contract (blocking file I/O: the readers call it from a thread):
     an account in a process creates its Maildir and the special-use folders
     Sent, Drafts, Trash and Junk when missing.
   * `user.open(name)` -> `Folder` (FolderError if there is none), already
-    synced once: `messages` is the folder as it was then, ordered by UID.
+    synced once; `user.open_unchanged(name)` is the same without a sync when
+    the folder's state is in memory and the disk shows nothing new (else
+    None): a few stat calls, for a SELECT answered on the event loop.
+    `folder.first_unseen()` and `folder.field_cache()` (the folder's
+    `pigeon-cache`, mailstore/fieldcache.py) are shared per Maildir. Once
+    opened, `messages` is the folder as it was then, ordered by UID.
     `sync()` brings this handle up to date and returns `Changes` (UIDs
     added, expunged, whose flags changed) since its last sync; between
     syncs the handle's view does not change (IMAP sequence numbers stay put
@@ -36,12 +41,13 @@ from pathlib import Path
 
 from pigeon.mailstore import folders, transfer
 from pigeon.mailstore.errors import FolderError, MessageGone
+from pigeon.mailstore.fieldcache import FieldCache
 from pigeon.mailstore.folders import FolderInfo
 from pigeon.mailstore.keywords import TooManyKeywords
 from pigeon.mailstore.maildir import ensure_maildir
 from pigeon.mailstore.message import MessageInfo, to_crlf
 from pigeon.mailstore.paths import maildir_path
-from pigeon.mailstore.state import MaildirState, state_for
+from pigeon.mailstore.state import MaildirState, existing_state, state_for
 
 __all__ = [
     "Changes",
@@ -130,6 +136,19 @@ class UserMail:
         folder.sync()
         return folder
 
+    def open_unchanged(self, name: str) -> Folder | None:
+        """`open` without any disk work but a few stat calls, when the folder's
+        state is in memory and the disk shows nothing new (None otherwise:
+        then `open`). For answering a SELECT without a trip to a thread."""
+        canonical = folders.canonical(name)
+        path = folders.folder_dir(self.maildir, canonical)
+        state = existing_state(path)
+        if state is None or not state.unchanged():
+            return None
+        folder = Folder(self, canonical, state)
+        folder.sync(refresh=False)
+        return folder
+
 
 class Folder:
     """One session's handle on a folder (see the module contract)."""
@@ -179,11 +198,30 @@ class Folder:
     def get(self, uid: int) -> MessageInfo | None:
         return self._view.get(uid)
 
-    def sync(self) -> Changes:
+    def up_to_date(self) -> bool:
+        """True when a `sync` would find nothing (the view is the shared state's
+        and `MaildirState.unchanged()`): a few stat calls, no lock waited for."""
+        return self._state.snapshot.by_uid is self._view and self._state.unchanged()
+
+    def first_unseen(self) -> int:
+        """The sequence number of the first message without \\Seen in this
+        handle's view (0: none); shared with every handle on the same snapshot."""
+        snap = self._state.snapshot
+        if snap.by_uid is self._view:
+            return snap.first_unseen()
+        return next((n for n, m in enumerate(self.messages, 1) if "\\Seen" not in m.flags), 0)
+
+    def field_cache(self) -> FieldCache:
+        """The folder's cache of ENVELOPE answers and envelope header fields
+        (mailstore/fieldcache.py), shared by every handle."""
+        return self._state.field_cache()
+
+    def sync(self, refresh: bool = True) -> Changes:
         state = self._state
         with state.lock:
             try:
-                state.refresh()
+                if refresh:
+                    state.refresh()
             except FileNotFoundError:  # deleted or renamed meanwhile (RFC 9051 §6.3.5)
                 raise FolderError(f"mailbox no longer exists: {self.name}") from None
             snap = state.snapshot
@@ -193,11 +231,12 @@ class Folder:
                 return Changes()
             touched = state.changed_since(self._generation) if self._generation >= 0 else None
         old, new = self._view, snap.by_uid
-        if not old:  # the first sync (open): everything is new, nothing to compare
+        added_all: list[int] = []
+        if self._generation < 0:  # the first sync (open): nothing to compare, none to tell
+            touched = []
+        elif not old:  # everything is new
             touched = []
             added_all = list(new)
-        else:
-            added_all = []
         if touched is None:
             candidates: Iterable[int] = sorted(set(old) | set(new))
         else:

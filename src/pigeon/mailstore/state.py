@@ -24,6 +24,9 @@ Contract:
     that is too long ago (the caller compares whole snapshots).
   * `set_flags`, `expunge` and `register` (files a copy or an append just
     put into cur/) change the files, the uidlist and the snapshot together.
+  * `field_cache()` is the Maildir's `pigeon-cache` (mailstore/fieldcache.py),
+    loaded on first use; expunges drop their records from it. `unchanged()`
+    tells, without blocking, that nothing on disk needs a refresh.
   * A lost or corrupt uidlist: a new UIDVALIDITY, every message numbered
     again from 1, one WARNING line; never an exception.
   * OSError from the disk propagates (the reader answers NO).
@@ -39,16 +42,24 @@ import threading
 import time
 import weakref
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 
 from pigeon.fsutil import fsync_dir
+from pigeon.mailstore.fieldcache import FieldCache
 from pigeon.mailstore.flags import INFO, LETTER_FLAGS
 from pigeon.mailstore.keywords import Keywords
 from pigeon.mailstore.message import MessageInfo, make
 from pigeon.mailstore.names import arrival_key
+from pigeon.mailstore.snapshot import Snapshot
 from pigeon.mailstore.uidlist import FILENAME, UidList, UidListCorrupt, new_uidvalidity
 
-__all__ = ["MaildirState", "Snapshot", "forget_state", "kept_letters", "state_for"]
+__all__ = [
+    "MaildirState",
+    "Snapshot",
+    "existing_state",
+    "forget_state",
+    "kept_letters",
+    "state_for",
+]
 
 log = logging.getLogger("pigeon")
 
@@ -56,23 +67,6 @@ log = logging.getLogger("pigeon")
 LOG_MAX = 20_000
 #: A directory mtime this close (seconds) to the scan is not trusted.
 MTIME_SLACK = 1.0
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """The messages at one generation, with the UIDNEXT and HIGHESTMODSEQ
-    that go with them (shared, never changed)."""
-
-    by_uid: dict[int, MessageInfo]
-    generation: int
-    uidnext: int = 1
-    highestmodseq: int = 1
-    _list: list[MessageInfo] = field(default_factory=list, compare=False)
-
-    def messages(self) -> list[MessageInfo]:
-        if len(self._list) != len(self.by_uid):
-            self._list[:] = self.by_uid.values()
-        return self._list
 
 
 class MaildirState:
@@ -93,6 +87,7 @@ class MaildirState:
         self._flag_sets: dict[str, frozenset[str]] = {}
         #: The file names in cur/ the state knows (for the scan's set differences).
         self._names: set[str] = set()
+        self._fields: FieldCache | None = None
 
     # -- reading the disk --------------------------------------------------
 
@@ -116,6 +111,26 @@ class MaildirState:
                 self._record(self._cur_mtime())
             elif whole:
                 self._record(mtime)
+
+    def unchanged(self) -> bool:
+        """True when the state is loaded and the disk shows nothing to take
+        in (keywords file and cur/ as last seen, no recheck due, new/ empty):
+        a handle may then be opened without `refresh` (a few stat calls, for
+        a SELECT answered on the event loop). False, never blocking, when
+        another thread holds the lock."""
+        if not self.lock.acquire(blocking=False):
+            return False
+        try:
+            if self.uidlist is None or self._verify_at is not None:
+                return False
+            if self.keywords.changed() or self._cur_mtime() != self._mtime:
+                return False
+            with os.scandir(os.path.join(self.maildir, "new")) as entries:
+                return not any(not e.name.startswith(".") for e in entries)
+        except OSError:
+            return False
+        finally:
+            self.lock.release()
 
     def _rename_keywords(self) -> None:
         """Another program named a keyword letter (dovecot-keywords changed):
@@ -182,6 +197,14 @@ class MaildirState:
         self._names = {info.name for info in by_base.values()}
         by_uid = {info.uid: info for info in by_base.values()}
         self.snapshot = Snapshot(by_uid, self.generation, uidlist.uidnext, uidlist.highestmodseq)
+
+    def field_cache(self) -> FieldCache:
+        """The Maildir's `pigeon-cache` (mailstore/fieldcache.py), loaded on first use."""
+        with self.lock:
+            if self._fields is None:
+                self._ensure_loaded()
+                self._fields = FieldCache(self.maildir, self.by_base.keys())
+            return self._fields
 
     def _flags_of(self, info: str) -> frozenset[str]:
         """The IMAP flags of a name's info part (after the ":")."""
@@ -279,6 +302,8 @@ class MaildirState:
             names.add(info.name)
         if not lines:
             return changed
+        if self._fields is not None:
+            self._fields.forget(info.base for info in gone)
         if uidlist.needs_compaction(len(by_base)):
             rows = sorted((i.uid, i.modseq, i.name) for i in by_base.values())
             uidlist.write(self.uidlist_path, rows)
@@ -451,6 +476,12 @@ def state_for(maildir: str) -> MaildirState:
         while len(_recent) > RECENT_STATES:
             _recent.popitem(last=False)
         return state
+
+
+def existing_state(maildir: str) -> MaildirState | None:
+    """The Maildir's state if this process has it in memory (else None)."""
+    with _states_lock:
+        return _states.get(os.path.abspath(maildir))
 
 
 def forget_state(maildir: str) -> None:

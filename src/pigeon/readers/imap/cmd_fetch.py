@@ -12,11 +12,12 @@ Contract:
     EXAMINEd (RFC 9051 §6.4.5); the FETCH then carries the new FLAGS.
   * The items are the sans-IO core's (pigeon.proto.imap.fetchrender). The
     MIME tree (pigeon.proto.imap.mime; only parsed for BODYSTRUCTURE, BODY
-    and sections with part numbers) and ENVELOPE are computed once per
-    message and kept in the service's bounded `BodyCache`, keyed by the
-    Maildir and the message's unique name (its content never changes). A
-    message file is only read when an attribute needs its octets. Message
-    content goes out as literals.
+    and sections with part numbers) is computed once per message and kept
+    in the service's bounded `BodyCache`, keyed by the Maildir and the
+    message's unique name (its content never changes). ENVELOPE comes from
+    the folder's `pigeon-cache` (pigeon.readers.imap.fields), a batch at a
+    time. A message file is only read when an attribute needs its octets.
+    Message content goes out as literals.
   * Messages expunged by another program meanwhile are left out (RFC 9051
     §7.5.1 lets the server answer what still exists).
   * The work runs in a worker thread in batches (at most BATCH messages or
@@ -36,6 +37,7 @@ from pigeon.proto.imap import fetchrender, mime, sections
 from pigeon.proto.imap import response as R
 from pigeon.proto.imap.commands import Command, Fetch
 from pigeon.proto.imap.fetchspec import FetchAtt
+from pigeon.readers.imap.fields import fields_of
 from pigeon.readers.imap.session import ImapSession
 from pigeon.readers.imap.targets import BadSet, targets
 
@@ -104,13 +106,17 @@ def _batch(
     out: list[bytes] = []
     size = 0
     done = start
-    for msn, old in chunk:
+    envelopes: list[Any] = []
+    if any(a.name == "ENVELOPE" for a in atts):
+        envelopes = fields_of(folder, [old for _, old in chunk])
+    for i, (msn, old) in enumerate(chunk):
         info = folder.get(old.uid)
         done += 1
         if info is None:
             continue
         try:
-            line = _one(session, msn, info, atts, seen and "\\Seen" not in old.flags)
+            env = envelopes[i][0] if envelopes and envelopes[i] is not None else None
+            line = _one(session, msn, info, atts, seen and "\\Seen" not in old.flags, env)
         except MessageGone:
             continue
         except _CannotDecode as exc:
@@ -123,12 +129,17 @@ def _batch(
 
 
 def _one(
-    session: ImapSession, msn: int, info: Any, atts: list[FetchAtt], newly_seen: bool
+    session: ImapSession,
+    msn: int,
+    info: Any,
+    atts: list[FetchAtt],
+    newly_seen: bool,
+    env: bytes | None,
 ) -> bytes:
     folder = session.folder
     assert folder is not None
     names = {a.name for a in atts}
-    cached = _cached(session, folder, info, atts)
+    cached = _cached(session, folder, info, atts, env is None)
     data: bytes | None = None
     items: list[bytes] = []
     flags_sent = False
@@ -147,7 +158,7 @@ def _one(
         elif name == "RFC822.SIZE":
             encoded = b"%d" % info.size
         elif name == "ENVELOPE":
-            encoded = cached.envelope
+            encoded = env if env is not None else cached.envelope
         elif name in ("BODYSTRUCTURE", "BODY"):
             encoded = mime.bodystructure(cached.root, extended=name == "BODYSTRUCTURE")
         else:
@@ -194,11 +205,14 @@ class _Cached:
         self.envelope = envelope
 
 
-def _cached(session: ImapSession, folder: Any, info: Any, atts: list[FetchAtt]) -> _Cached:
-    """The message's tree and ENVELOPE from the cache, computed (and kept) when
-    an attribute needs them and they are missing (module contract)."""
+def _cached(
+    session: ImapSession, folder: Any, info: Any, atts: list[FetchAtt], want_envelope: bool
+) -> _Cached:
+    """The message's tree (and ENVELOPE, when the folder's cache did not give
+    it) from the BodyCache, computed (and kept) when an attribute needs them
+    and they are missing (module contract)."""
     want_tree = any(fetchrender.needs_structure(a) for a in atts)
-    want_envelope = any(a.name == "ENVELOPE" for a in atts)
+    want_envelope = want_envelope and any(a.name == "ENVELOPE" for a in atts)
     if not (want_tree or want_envelope):
         return _NOTHING
     cache = session.conn.service.bodies

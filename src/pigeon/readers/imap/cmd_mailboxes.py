@@ -73,21 +73,32 @@ async def select(session: ImapSession, command: Command) -> None:
     readonly = command.name == "EXAMINE"
     session.deselect()  # RFC 9051 §6.3.2: even if this SELECT fails
     assert session.user is not None
-    try:
-        folder = await session.io(session.user.open, args.mailbox)
+    try:  # answered from counters: on the loop when the disk shows nothing new,
+        # else in one trip to a thread
+        quick = session.user.open_unchanged(args.mailbox)
+        if quick is not None:
+            folder, lines = quick, _select_lines(session, quick, readonly)
+        else:
+            folder, lines = await session.io(_open, session, args.mailbox, readonly)
     except FolderError as exc:
         _no(session, command.tag, exc)
         return
     if args.condstore:
         session.proto.enable_condstore()
     session.select(folder, readonly)
-    session.write(await session.io(_select_lines, session, folder, readonly))
+    session.write(lines)
     session.tagged(
         command.tag,
         "OK",
         f"{command.name} completed",
         "READ-ONLY" if readonly else "READ-WRITE",
     )
+
+
+def _open(session: ImapSession, name: str, readonly: bool) -> tuple[Any, bytes]:
+    assert session.user is not None
+    folder = session.user.open(name)
+    return folder, _select_lines(session, folder, readonly)
 
 
 def _select_lines(session: ImapSession, folder: Any, readonly: bool) -> bytes:
@@ -99,8 +110,8 @@ def _select_lines(session: ImapSession, folder: Any, readonly: bool) -> bytes:
     ]
     if not session.rev2:
         out.append(b"* 0 RECENT\r\n")
-        first_unseen = next((i for i, m in enumerate(messages, 1) if "\\Seen" not in m.flags), None)
-        if first_unseen is not None:
+        first_unseen = folder.first_unseen()
+        if first_unseen:
             out.append(R.untagged_status("OK", "first unseen", f"UNSEEN {first_unseen}"))
     permanent = (
         "PERMANENTFLAGS ()"

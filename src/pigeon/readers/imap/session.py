@@ -14,7 +14,10 @@ Contract:
     big gets BAD and BYE (RFC 7888 §4): its octets are never read.
   * Mailbox I/O (pigeon.mailstore, blocking) runs in a worker thread
     (`io()`); one command at a time per session, so its Folder handle is
-    only ever used by one thread at once.
+    only ever used by one thread at once. The exception: the check that the
+    selected folder is up to date (`Folder.up_to_date`: a few stat calls)
+    runs on the loop, and only a folder that may have changed is synced in
+    a thread.
   * The selected mailbox is a `Folder` handle: its view is the session's
     (sequence numbers change only at `sync()`), and is brought up to date
     (`sync_and_tell()`) after every command but FETCH, STORE and SEARCH,
@@ -301,6 +304,8 @@ class ImapSession:
         if folder is None:
             return
         self._news = False
+        if folder.up_to_date():  # the common case: no trip to a thread
+            return
         before = folder.messages
         changes = await self.io(folder.sync)
         if changes:
