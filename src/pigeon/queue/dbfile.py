@@ -234,7 +234,9 @@ class Db:
 
     def close(self) -> None:
         """Close once no thread is inside a query or transaction: a later one
-        gets "closed database" (a StoreError), never a crash."""
+        gets "closed database" (a StoreError), never a crash. A scan thread the
+        stopping manager abandoned (asyncio.to_thread runs on) may be inside
+        one, and sqlite3 closing a connection in use crashes the process."""
         with self.lock:
             self.conn.close()
 

@@ -240,11 +240,7 @@ class QueueStore:
             state = prepare(
                 commit_conn, db_path, verify=owner if verify is None else verify, owner=owner
             )
-            manager_db = Db(self._connect(db_path, "NORMAL", held))
-            # Closed through the Db, under its lock: a scan thread the manager
-            # abandoned (asyncio.to_thread runs on) may be inside a query, and
-            # sqlite3 closing a connection another thread is using crashes the process.
-            held[-1] = manager_db
+            held[-1] = manager_db = Db(self._connect(db_path, "NORMAL", held))  # see Db.close
         except BaseException:
             _release(held)
             raise
