@@ -52,7 +52,13 @@ def build_examiner(
     limits = DkimLimits(auth.max_signatures, auth.min_key_bits, auth.max_key_bits)
     orgs = OrgDomains(auth.public_suffix_list)
     investigator = Investigator(resolver, orgs, limits, receiver=authserv_id, wallclock=wallclock)
-    return Examiner(auth, investigator, authserv_id=authserv_id, wallclock=wallclock)
+    return Examiner(
+        auth,
+        investigator,
+        authserv_id=authserv_id,
+        wallclock=wallclock,
+        records=config.reports.dmarc,  # the sink keeps them only then (app/reportjob.py)
+    )
 
 
 def build_mail_auth(

@@ -1,12 +1,14 @@
 """One message examined: the findings, then the stage's verdict and DMARC report record.
 
 Contract:
-  * `Examiner(config, investigator, authserv_id=..., wallclock=...)`;
+  * `Examiner(config, investigator, authserv_id=..., wallclock=...,
+    records=True)`; with `records=False` (`[reports] dmarc` off: nobody
+    would keep them) no DMARC record is made, which saves its cost per message;
     `await examiner.examine(session, message, headers, policies)` returns
     `Examined(verdict, record)`: the verdict of the checks (a refusal, or
     the Authentication-Results field, the quarantine header and transport,
     docs/mail-auth.md "Inbound checks") and the `DmarcRecord` for the report
-    sink (None when no DMARC record was evaluated).
+    sink (None when no DMARC record was evaluated, or records are off).
   * It runs wherever the checks run: in the server's event loop (`[mail_auth]
     checker = "inline"`) or in the checker process (app/checker.py), which
     sends both values back (policy/mailauth/remote.py). So it keeps nothing
@@ -50,8 +52,10 @@ class Examiner:
         *,
         authserv_id: str,
         wallclock: Callable[[], float] = time.time,
+        records: bool = True,
     ) -> None:
         self.config = config
+        self.records = records
         self.investigator = investigator
         self.authserv_id = authserv_id
         self.wallclock = wallclock
@@ -74,7 +78,9 @@ class Examiner:
         policies: CheckPolicies,
     ) -> Examined:
         decision = O.decide(found, policies, self.config, headers)
-        record = O.dmarc_record(session, found, decision, self.wallclock())
+        record = (
+            O.dmarc_record(session, found, decision, self.wallclock()) if self.records else None
+        )
         if decision.reply is not None:
             return Examined(Verdict(decision.reply), record)
         value = format_results(self.authserv_id, O.resinfos(session, found, policies, decision))

@@ -122,12 +122,16 @@ class Sink:
 
 
 class Harness:
-    def __init__(self, dns_port: int, tmp_path: Path, mail_auth: dict, relay=()) -> None:
+    def __init__(
+        self, dns_port: int, tmp_path: Path, mail_auth: dict, relay=(), reports: bool = True
+    ) -> None:
         self.config = load_config(
             overrides={
                 "hostname": AUTHSERV,
                 "relay_networks": list(relay),
                 "mail_auth": mail_auth,
+                # The checks make DMARC report records only for a sink that keeps them.
+                "reports": {"dmarc": reports},
             }
         )
         self.resolver = CachingResolver(StubResolver([("127.0.0.1", dns_port)], timeout=1.0))
@@ -183,8 +187,8 @@ class Harness:
 def harness(dns_server, tmp_path):
     made: list[Harness] = []
 
-    def make(relay=(), **mail_auth) -> Harness:
-        h = Harness(dns_server.port, tmp_path / f"h{len(made)}", mail_auth, relay)
+    def make(relay=(), reports=True, **mail_auth) -> Harness:
+        h = Harness(dns_server.port, tmp_path / f"h{len(made)}", mail_auth, relay, reports)
         made.append(h)
         return h
 

@@ -25,6 +25,14 @@ def test_aligned_spf_and_dkim_pass_and_give_one_authentication_results_header(ha
     assert {d.result for d in record.dkim} == {"pass"}
 
 
+def test_no_dmarc_record_is_made_when_reports_are_off(harness, keys):
+    """`[reports] dmarc = false` (the default): the same verdict, no record (nothing keeps it)."""
+    h = harness(reports=False)
+    verdict = h.run(keys.rsa.sign(message()))
+    assert "dmarc=pass" in results(verdict)
+    assert h.sink.records == []
+
+
 def test_forged_from_of_a_p_reject_domain_is_refused_550_5_7_1(harness):
     h = harness()
     verdict = h.run(message(), ip=FORGER, sender="bounce@other.example", helo="forger.example")

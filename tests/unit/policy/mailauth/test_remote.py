@@ -46,6 +46,7 @@ class RemoteHarness:
                     "checker_above": 0,  # every message to the process
                 },
                 "delivery": {"dns_servers": [f"127.0.0.1:{dns_port}"], "dns_timeout": 1.0},
+                "reports": {"dmarc": True},  # so the DMARC records come back too
             }
         )
         self.runner = asyncio.Runner()
