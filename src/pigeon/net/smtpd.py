@@ -62,7 +62,7 @@ from pigeon.net.intake import MessageIntake
 from pigeon.net.postscreen import Screen
 from pigeon.net.services import ConnectionContext
 from pigeon.net.sessionlog import SessionLog
-from pigeon.net.stream import ByteStream
+from pigeon.net.stream import ByteStream, before_handshake
 from pigeon.net.tls import tls_info
 from pigeon.policy.api import Verdict
 from pigeon.policy.pipeline import StageAnswer
@@ -352,15 +352,7 @@ class Connection:
         connection is made); it is handed to the TLS engine.
         """
         stream, implicit = self.stream, self.context.implicit_tls
-        stream.pause_reading()
-        early = stream.take_buffer()
-        if early and not implicit:
-            log.warning(
-                "[%s]: %d octets sent before the TLS handshake were discarded",
-                self.client_ip,
-                len(early),
-            )
-            early = b""
+        early = before_handshake(stream, implicit=implicit, peer=self.client_ip, log=log)
         try:
             await stream.start_tls(
                 self.services.tls.context, timeout=self.services.handshake_timeout, early=early

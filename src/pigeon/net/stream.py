@@ -42,6 +42,7 @@ Contract:
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -52,6 +53,24 @@ from pigeon.net.tlsengine import TlsEngine
 #: everything at once, so this is only reached by a peer that floods us while
 #: we wait for the disk).
 READ_LIMIT = 256 * 1024
+
+
+def before_handshake(
+    stream: ByteStream, *, implicit: bool, peer: str, log: logging.Logger
+) -> bytes:
+    """Stop reading and take what arrived before a TLS handshake, for
+    `start_tls(early=...)`. Implicit TLS: it may be the start of the
+    ClientHello (reading starts as soon as the connection is made), so it is
+    kept. STARTTLS/STLS: plaintext sent before the handshake must never be
+    read as protected input (CVE-2011-0411), so it is dropped and logged."""
+    stream.pause_reading()
+    early = stream.take_buffer()
+    if early and not implicit:
+        log.warning(
+            "[%s]: %d octets sent before the TLS handshake were discarded", peer, len(early)
+        )
+        return b""
+    return early
 
 
 class ByteStream(Protocol):

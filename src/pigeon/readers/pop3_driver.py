@@ -40,7 +40,7 @@ from pathlib import Path
 from pigeon.mailstore import ensure_maildir, maildir_path
 from pigeon.mailstore.lock import MailboxLock, try_lock
 from pigeon.mailstore.maildrop import DropMessage, open_message, remove, scan
-from pigeon.net.stream import ByteStream
+from pigeon.net.stream import ByteStream, before_handshake
 from pigeon.proto import pop3_events as E
 from pigeon.proto.pop3 import Pop3Session, Pop3Settings
 from pigeon.proto.pop3_content import MessageEncoder
@@ -280,10 +280,7 @@ class Pop3Connection:
         """STLS or implicit TLS (see net/smtpd.py for why the buffer is dropped or kept)."""
         stream, provider = self.stream, self.context.tls_context
         assert provider is not None
-        stream.pause_reading()
-        early = stream.take_buffer()
-        if early and not implicit:
-            early = b""  # CVE-2011-0411: plaintext before the handshake never counts
+        early = before_handshake(stream, implicit=implicit, peer=self.ip, log=log)
         try:
             await stream.start_tls(provider(), timeout=self.context.handshake_timeout, early=early)
         except (TimeoutError, ssl.SSLError, OSError, EOFError) as exc:

@@ -36,7 +36,7 @@ import ssl
 import time
 from typing import Any
 
-from pigeon.net.stream import ByteStream
+from pigeon.net.stream import ByteStream, before_handshake
 from pigeon.net.tls import tls_info
 from pigeon.readers.imap.dispatch import HANDLERS
 from pigeon.readers.imap.session import ImapSession
@@ -107,15 +107,7 @@ class ImapConnection:
         tls = self.settings.tls
         if tls is None:
             return False
-        stream.pause_reading()
-        early = stream.take_buffer()
-        if early and not implicit:
-            log.warning(
-                "[%s]: %d octets sent before the TLS handshake were discarded",
-                self.client_ip,
-                len(early),
-            )
-            early = b""
+        early = before_handshake(stream, implicit=implicit, peer=self.client_ip, log=log)
         try:
             await stream.start_tls(
                 tls.context, timeout=self.settings.handshake_timeout, early=early
