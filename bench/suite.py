@@ -1109,7 +1109,7 @@ def main(argv: list[str] | None = None) -> int:
                 [
                     str(BENCH / "imap_vs_dovecot.py"),
                     "--rounds",
-                    str(args.rounds),
+                    str(max(5, args.rounds)),
                     "--idle",
                     str(min(args.idle, 2000)),
                 ],

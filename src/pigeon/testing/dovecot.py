@@ -21,8 +21,12 @@ Contract:
     mailstore/folders.py and IMAP). Index files go to Dovecot's own directory; the control
     files (dovecot-uidlist, dovecot-keywords) stay in the Maildir, where
     Dovecot reads keyword letters from `dovecot-keywords` as pigeon writes it.
-  * Users: a passwd-file of `users` (name -> plain password), LOGIN and
-    AUTHENTICATE PLAIN only inside TLS (Dovecot's default).
+  * Users: a passwd-file of `users` (name -> password), LOGIN and
+    AUTHENTICATE PLAIN only inside TLS (Dovecot's default). A password is
+    plain text, unless it starts with a Dovecot scheme in braces: then it is
+    written as it is ("{ARGON2ID}$argon2id$v=19$...": the benchmark gives
+    Dovecot the same argon2id hash pigeon stores, so both do the same work
+    at login).
   * Dovecot refuses to open mail as root, so every mailbox is read and written
     by `mail_user` (default "nobody"): `start()` and `grant()` hand the
     tree under `mail_root` to that user (chown) and make the directories
@@ -54,6 +58,13 @@ from pigeon.testing.live import free_port
 __all__ = ["DovecotUnavailable", "PrivateDovecot", "grant", "process_tree"]
 
 LOOPBACK = "127.0.0.1"
+
+
+def _schemed(password: str) -> str:
+    """A passwd-file password: "{SCHEME}..." as it is, else plain text (module contract)."""
+    if password.startswith("{") and "}" in password:
+        return password
+    return "{PLAIN}" + password
 
 
 class DovecotUnavailable(Exception):
@@ -203,7 +214,7 @@ class PrivateDovecot:
         for sub in ("home", "index"):
             os.chown(self.dir / sub, owner.pw_uid, owner.pw_gid)
         (self.dir / "passwd").write_text(
-            "".join(f"{name}:{{PLAIN}}{pw}\n" for name, pw in self.users.items())
+            "".join(f"{name}:{_schemed(pw)}\n" for name, pw in self.users.items())
         )
         self.config_path.write_text(self._config())
         self.mail_root.mkdir(parents=True, exist_ok=True)
