@@ -188,15 +188,20 @@ class Client:
         self.sock.close()
 
 
+def select_inbox(c: Client, args) -> float:
+    """SELECT INBOX (seconds), checked to show every message."""
+    body, seconds = c.command("SELECT INBOX")
+    if f"* {args.messages} EXISTS".encode() not in body:
+        raise RuntimeError(f"SELECT: not {args.messages} EXISTS: {body[:300]!r}")
+    return seconds
+
+
 def first_select(port: int, ctx: ssl.SSLContext, args) -> float:
     """A new session's first SELECT (seconds), right after its LOGIN."""
     c = Client(port, ctx, args.timeout)
     try:
         c.command(f"LOGIN {USER}@{DOMAIN} {PASSWORD}")
-        body, seconds = c.command("SELECT INBOX")
-        if f"* {args.messages} EXISTS".encode() not in body:
-            raise RuntimeError(f"SELECT: not {args.messages} EXISTS: {body[:300]!r}")
-        return seconds
+        return select_inbox(c, args)
     finally:
         c.close()
 
@@ -207,9 +212,7 @@ def session(port: int, ctx: ssl.SSLContext, args, needles: int, first_selects: i
     try:
         c.command(f"LOGIN {USER}@{DOMAIN} {PASSWORD}")
         out: dict = {}
-        body, first = c.command("SELECT INBOX")
-        if f"* {args.messages} EXISTS".encode() not in body:
-            raise RuntimeError(f"SELECT: not {args.messages} EXISTS: {body[:300]!r}")
+        first = select_inbox(c, args)
         # One sub-millisecond sample per round swings the ratio across 2: the
         # median over `first_selects` new sessions (this one included).
         out["select_first"] = statistics.median(

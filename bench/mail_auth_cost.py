@@ -72,6 +72,19 @@ def checker_cpu(pid: int) -> float:
     return total
 
 
+def server_toml(dns_port: int) -> str:
+    """What both servers share: relay only from 127.0.0.1 (the client, on
+    127.0.0.2, is checked), no connection or rate limits, DNS from loopback."""
+    return (
+        'relay_networks = ["127.0.0.1/32"]\n'
+        '[domains."localhost"]\n'
+        "[limits]\nconnections = 0\nconnections_per_ip = 0\n"
+        '[rate_limits]\nexceptions = ["127.0.0.0/8"]\n'
+        f'[delivery]\ndns_servers = ["127.0.0.1:{dns_port}"]\n'
+        '[admin]\nmetrics_listen = ""\n'
+    )
+
+
 def make_key() -> tuple[bytes, str]:
     """A 2048-bit RSA key (PEM) and its DKIM TXT record value (RFC 6376 §3.6.1)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -180,14 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         tempfile.TemporaryDirectory(prefix="bench-auth-") as tmp,
         DnsServer({DOMAIN: zone(txt)}) as dnsd,
     ):
-        common_toml = (
-            'relay_networks = ["127.0.0.1/32"]\n'
-            '[domains."localhost"]\n'
-            "[limits]\nconnections = 0\nconnections_per_ip = 0\n"
-            '[rate_limits]\nexceptions = ["127.0.0.0/8"]\n'
-            f'[delivery]\ndns_servers = ["127.0.0.1:{dnsd.port}"]\n'
-            '[admin]\nmetrics_listen = ""\n'
-        )
+        common_toml = server_toml(dnsd.port)
         servers = {
             name: PigeonProcess(Path(tmp) / name, common_toml + toml)
             for name, toml in (("off", args.off_toml), ("on", args.on_toml))

@@ -37,14 +37,6 @@ import mail_auth_cost as cost  # noqa: E402 (beside this file; puts src/ on sys.
 from pigeon.testing.dnsserver import DnsServer  # noqa: E402
 from pigeon.testing.live import PigeonProcess  # noqa: E402
 
-COMMON = (
-    'relay_networks = ["127.0.0.1/32"]\n[domains."localhost"]\n'
-    "[limits]\nconnections = 0\nconnections_per_ip = 0\n"
-    '[rate_limits]\nexceptions = ["127.0.0.0/8"]\n'
-    '[delivery]\ndns_servers = ["127.0.0.1:{port}"]\n'
-    '[admin]\nmetrics_listen = ""\n'
-)
-
 
 async def _session(port: int, msgs: list[bytes], commands: list, ends: list) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.0.2", 0))
@@ -99,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     msgs = cost.signed_messages(pem, args.messages)
     checks = cost.ON_TOML if args.checks == "on" else cost.OFF_TOML
     with tempfile.TemporaryDirectory() as tmp, DnsServer({cost.DOMAIN: cost.zone(txt)}) as dns:
-        toml = COMMON.format(port=dns.port) + checks + args.extra + "\n"
+        toml = cost.server_toml(dns.port) + checks + args.extra + "\n"
         server = PigeonProcess(Path(tmp) / "pigeon", toml)
         server.start(timeout=30)
         try:
