@@ -1,22 +1,33 @@
 """`pigeon dns DOMAIN [--check]` against a real DNS server on loopback.
 
 The records `pigeon dkim keygen` and `pigeon dns` print are published as
-printed (plus the MTA-STS web host, which the operator fills in); `--check`,
-asking through pigeon's own resolver (delivery.dns_servers), then finds them
-all; with records taken out of the zone it names each missing one and exits 1.
+printed (plus the MTA-STS web host, which the operator fills in), and the
+MTA-STS policy file it prints is served over HTTPS by mta-sts.example.test
+(WEB:443, a certificate from a test CA the configuration trusts through
+`[tls_policy] ca_file`); `--check`, asking through pigeon's own resolver
+(delivery.dns_servers), then finds them all; with records taken out of the
+zone, or a policy file that is not served or names another MX host, it names
+each missing or wrong one and exits 1.
 """
 
 from __future__ import annotations
+
+import os
+import re
 
 import pytest
 from dkim_helpers import zone_records
 
 from pigeon.testing.dnsserver import DnsServer
+from pigeon.testing.httpsserver import Answer, HttpsServer
 from pigeon.testing.live import PigeonProcess
+from pigeon.testing.testca import TestCa
 
 pytestmark = pytest.mark.e2e
 
 PTR_ZONE = "127.in-addr.arpa"
+WEB = "127.0.14.1"  # mta-sts.example.test, port 443
+POLICY_URL = "https://mta-sts.example.test/.well-known/mta-sts.txt"
 
 
 def _operator(tmp_path, dns_port: int) -> PigeonProcess:
@@ -25,9 +36,40 @@ def _operator(tmp_path, dns_port: int) -> PigeonProcess:
         tmp_path / "p",
         '[domains."example.test"]\n'
         f'[dkim]\nkey_dir = "{tmp_path / "dkim"}"\n'
-        f'[delivery]\ndns_servers = ["127.0.0.1:{dns_port}"]\nown_addresses = ["127.0.0.1"]\n',
+        f'[delivery]\ndns_servers = ["127.0.0.1:{dns_port}"]\nown_addresses = ["127.0.0.1"]\n'
+        f'[tls_policy]\nca_file = "{_ca(tmp_path).ca_file}"\nfetch_timeout = 5.0\n',
         hostname="mail.example.test",
     )
+
+
+_CAS: dict = {}  # tmp_path -> its test's CA
+_POLICIES: dict = {}  # tmp_path -> the policy file `pigeon dns` printed in its test
+
+
+def _ca(tmp_path) -> TestCa:
+    """This test's CA: it signs the policy host's certificate; ca_file trusts it."""
+    if tmp_path not in _CAS:
+        _CAS[tmp_path] = TestCa(tmp_path / "ca")
+    return _CAS[tmp_path]
+
+
+def _policy_host(tmp_path, policy: bytes | None) -> HttpsServer:
+    """mta-sts.example.test on WEB:443 serving `policy` (None: nothing, 404)."""
+    cert, key = _ca(tmp_path).issue("mta-sts.example.test")
+    answers = {} if policy is None else {"mta-sts.example.test": Answer(policy)}
+    try:
+        return HttpsServer(WEB, 443, cert, key, answers)
+    except PermissionError:  # port 443 needs root (CI runs as root)
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip("binding port 443 on loopback needs root")
+
+
+def _printed_policy(printed: str) -> bytes:
+    """The policy file `pigeon dns` prints as comments after its records."""
+    after = printed.split("; MTA-STS policy file", 1)[1].splitlines()[1:]
+    lines = [re.sub(r"^;   ", "", line) for line in after if line.startswith(";   ")]
+    return ("\r\n".join(lines) + "\r\n").encode()
 
 
 def _zones(lines: list[str]) -> dict[str, str]:
@@ -38,7 +80,8 @@ def _zones(lines: list[str]) -> dict[str, str]:
 
 
 def _published(tmp_path) -> tuple[PigeonProcess, list[str]]:
-    """keygen, then every record `pigeon dns` prints, as the operator publishes them."""
+    """keygen, then every record `pigeon dns` prints, as the operator publishes
+    them (the policy file it prints: in `_POLICIES[tmp_path]`)."""
     with DnsServer() as placeholder:  # only for a configuration to print from
         proc = _operator(tmp_path, placeholder.port)
         made = proc.command("dkim", "keygen", "example.test", text=True)
@@ -47,14 +90,18 @@ def _published(tmp_path) -> tuple[PigeonProcess, list[str]]:
     assert printed.returncode == 0, printed.stderr
     records = zone_records(printed.stdout).splitlines()
     # The one value the operator fills in: the web server of mta-sts.example.test.
-    records.append("mta-sts.example.test. IN A 127.0.0.1")
+    records.append(f"mta-sts.example.test. IN A {WEB}")
     # The keygen output and the dns output agree on the DKIM records.
     assert set(zone_records(made.stdout).splitlines()) <= set(records)
+    _POLICIES[tmp_path] = _printed_policy(printed.stdout)
     return proc, records
 
 
-def _check(tmp_path, lines: list[str]):
-    with DnsServer(zones=_zones(lines)) as server:
+def _check(tmp_path, lines: list[str], policy: bytes | None | str = "printed"):
+    """`pigeon dns --check` with `lines` published and `policy` served
+    ("printed": the file `pigeon dns` printed; None: no file)."""
+    served = _POLICIES.get(tmp_path) if policy == "printed" else policy
+    with DnsServer(zones=_zones(lines)) as server, _policy_host(tmp_path, served):
         proc = _operator(tmp_path, server.port)  # same files, this server's port
         return proc.command("dns", "example.test", "--check", text=True)
 
@@ -70,6 +117,28 @@ def test_dns_check_reports_every_record_present_when_all_are_published(tmp_path)
     for kind in ("MX", "A", "SPF", "DKIM", "DMARC", "MTA-STS", "TLS-RPT", "PTR"):
         assert any(line.split()[1] == kind for line in lines), (kind, done.stdout)
     assert sum(line.split()[1] == "DKIM" for line in lines) == 2  # rsa and ed25519
+    # The policy file pigeon printed, served over HTTPS, is valid and names our MX.
+    assert f"ok      MTA-STS {POLICY_URL} policy: mode testing, max_age 604800" in lines
+
+
+def test_dns_check_says_an_unserved_or_wrong_policy_file_is_missing_or_wrong(tmp_path):
+    _, records = _published(tmp_path)
+    unserved = _check(tmp_path, records, policy=None)
+    assert unserved.returncode == 1, unserved.stdout + unserved.stderr
+    assert f"missing MTA-STS {POLICY_URL} policy: not served:" in unserved.stdout
+    other = b"version: STSv1\r\nmode: enforce\r\nmx: mx.elsewhere.test\r\nmax_age: 86400\r\n"
+    wrong = _check(tmp_path, records, policy=other)
+    assert wrong.returncode == 1, wrong.stdout + wrong.stderr
+    assert (
+        f"wrong   MTA-STS {POLICY_URL} policy: mx: mx.elsewhere.test does not cover"
+        " our MX host mail.example.test"
+    ) in wrong.stdout
+    broken = _check(tmp_path, records, policy=b"version: STSv1\r\nmode: enforce\r\n")
+    assert "wrong   MTA-STS" in broken.stdout and "not a valid policy" in broken.stdout
+    # Every other record is still ok: only the policy line is not.
+    assert all(
+        line.startswith("ok") for line in wrong.stdout.splitlines() if "policy" not in line
+    ), wrong.stdout
 
 
 def test_dns_check_names_each_missing_record(tmp_path):

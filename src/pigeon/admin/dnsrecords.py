@@ -29,6 +29,15 @@ Contract:
     "missing", "wrong" (present with another value: the reason says which)
     or "unknown" (DNS failed temporarily). SPF is judged by evaluating it
     (pigeon.policy.spf.check_host) for each of our addresses: it must pass.
+  * `check_policy(domain, host, resolver, fetch)`: the MTA-STS policy file
+    itself (RFC 8461 §3.3), one `Finding` of kind MTA-STS named by its URL:
+    "unknown" when the look-up of mta-sts.DOMAIN failed temporarily,
+    "missing" when that host has no address or `fetch(domain)` (an HTTPS
+    GET, delivery/tlspolicy/fetch.py: a valid certificate, a 200 answer of
+    type text/plain) raises FetchError, "wrong" when the file is not a valid
+    policy (§3.2) or its mx: patterns do not cover our MX host `host` (§4.1:
+    senders would then refuse to deliver to it in enforce mode), else "ok"
+    with its mode and max_age.
   * `zone_line(name, rtype, value)`: a record in zone-file form (RFC 1035
     §5.1), a TXT value cut into character-strings of at most 255 octets
     (RFC 1035 §3.3.14; RSA keys are longer).
@@ -43,6 +52,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from pigeon.config.schema import Config
+from pigeon.delivery.tlspolicy.fetch import FetchError, policy_url
+from pigeon.delivery.tlspolicy.sts import StsError, parse_policy
 from pigeon.dns.api import DnsError, NoData, NoSuchDomain, Resolver, TemporaryFailure
 from pigeon.policy.spf import SpfVerdict, check_host
 from pigeon.signing.keys import read_pair, selectors
@@ -51,6 +62,7 @@ __all__ = [
     "Finding",
     "Wanted",
     "check",
+    "check_policy",
     "mta_sts_policy",
     "our_addresses",
     "wanted",
@@ -204,6 +216,33 @@ async def check(records: Sequence[Wanted], resolver: Resolver) -> list[Finding]:
         except DnsError as exc:  # any other DnsError: treat as temporary
             findings.append(Finding(record, "unknown", f"DNS: {exc}"))
     return findings
+
+
+async def check_policy(
+    domain: str, host: str, resolver: Resolver, fetch: Callable[[str], Awaitable[str]]
+) -> Finding:
+    """The MTA-STS policy file of `domain`, fetched and judged (module contract)."""
+    record = Wanted("MTA-STS", policy_url(domain), "policy", f"mx: {host}")
+    web = f"mta-sts.{domain}"
+    try:
+        try:
+            await resolver.a(web)
+        except (NoSuchDomain, NoData):
+            await resolver.aaaa(web)
+    except (NoSuchDomain, NoData):
+        return Finding(record, "missing", f"{web} has no address")
+    except DnsError as exc:  # TemporaryFailure and any other: try again later
+        return Finding(record, "unknown", f"DNS: {exc}")
+    try:
+        policy = parse_policy(await fetch(domain))
+    except FetchError as exc:
+        return Finding(record, "missing", f"not served: {exc}")
+    except StsError as exc:
+        return Finding(record, "wrong", f"not a valid policy (RFC 8461 §3.2): {exc}")
+    if policy.mode != "none" and not policy.allows(host):
+        patterns = ", ".join(policy.mx)
+        return Finding(record, "wrong", f"mx: {patterns} does not cover our MX host {host}")
+    return Finding(record, "ok", f"mode {policy.mode}, max_age {policy.max_age}")
 
 
 async def _judge_mx(record: Wanted, resolver: Resolver) -> Finding:

@@ -9,7 +9,10 @@ Contract:
   * With --check: asks DNS for each, through pigeon's own resolver
     (`delivery.dns_servers`, else /etc/resolv.conf; `delivery.dns_timeout`
     per look-up), and prints one line per record:
-    "ok|missing|wrong|unknown KIND NAME TYPE[: detail]".
+    "ok|missing|wrong|unknown KIND NAME TYPE[: detail]"; then fetches the
+    MTA-STS policy file over HTTPS (`[tls_policy] ca_file` and
+    `fetch_timeout`, as delivery does) and says whether it is served, valid
+    and names our MX host (one more line, "MTA-STS https://... policy").
   * DKIM: the keys pigeon signs with, or those of `--selector S` (a
     rotation: the new records are checked before the switch).
   * Our addresses (for A/AAAA, SPF and PTR): `--address` (repeatable),
@@ -44,7 +47,8 @@ Print every DNS record DOMAIN needs to send and receive mail through this
 pigeon: MX, the MX host's address, SPF, DKIM (the keys pigeon signs with,
 see "pigeon dkim keygen"), DMARC, MTA-STS, TLS-RPT, and the PTR record of
 each of our addresses. With --check, look each one up (through pigeon's
-resolver: delivery.dns_servers) and say which are missing or wrong.
+resolver: delivery.dns_servers), fetch the MTA-STS policy file over HTTPS,
+and say which are missing or wrong.
 """
 
 EPILOG = """\
@@ -114,9 +118,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.check:
         _print_records(config, domain, records, D)
         return 0
-    from pigeon.dns.stub import StubResolver
-
-    findings = asyncio.run(D.check(records, StubResolver.from_config(config.delivery)))
+    findings = asyncio.run(_check(config, domain, records))
     for finding in findings:
         record = finding.wanted
         detail = f": {finding.detail}" if finding.detail else ""
@@ -128,6 +130,24 @@ def run(args: argparse.Namespace) -> int:
     if statuses & {"missing", "wrong"}:
         return EX_MISSING
     return EX_TEMPFAIL if "unknown" in statuses else 0
+
+
+async def _check(config: Config, domain: str, records: list) -> list:
+    """Every record looked up, then the MTA-STS policy file fetched over
+    HTTPS (trusting `[tls_policy] ca_file`, within `fetch_timeout`)."""
+    from pigeon.admin import dnsrecords as D
+    from pigeon.delivery.tlspolicy.fetch import fetch_policy
+    from pigeon.dns.stub import StubResolver
+
+    resolver = StubResolver.from_config(config.delivery)
+    sts = config.tls_policy
+
+    def fetch(name: str):
+        return fetch_policy(name, resolver, ca_file=sts.ca_file, timeout=sts.fetch_timeout)
+
+    findings = await D.check(records, resolver)
+    findings.append(await D.check_policy(domain, config.hostname, resolver, fetch))
+    return findings
 
 
 def _print_records(config, domain: str, records, D) -> None:
