@@ -6,7 +6,8 @@ send (submission with AUTH, a relay_networks client, local `sendmail`) is
 delivered with two DKIM-Signature fields that OpenDKIM (Debian's, run as a
 separate process) verifies against the published records: rsa-sha256 and
 ed25519-sha256 both pass, a tampered copy fails. Mail from strangers to a
-local mailbox is not signed.
+local mailbox is not signed. Our bounces, from MAILER-DAEMON@<hostname>,
+are signed with the keys of the hostname's parent domain.
 """
 
 from __future__ import annotations
@@ -280,3 +281,29 @@ def test_mail_sent_through_submission_arrives_at_a_second_pigeon_with_dkim_pass(
     head = arrived.split(b"\n\n", 1)[0].decode()
     assert "Authentication-Results: receiver.test;" in head, head
     assert _both_pass(head.replace("\n\t", " ").replace("\n ", " ")), head
+
+
+def test_a_bounce_from_mailer_daemon_is_signed_with_the_parent_domains_keys(tmp_path):
+    """mail.example.test has no keys; example.test has: the bounce of a message
+    to a domain that does not exist (NXDOMAIN from our DNS server) reaches the
+    local sender signed with d=example.test, and OpenDKIM verifies it."""
+    with DnsServer(zones={"example.test": "@ MX 10 mail.example.test.\n"}) as dns:
+        proc = PigeonProcess(
+            tmp_path / "p",
+            'relay_networks = ["127.0.0.0/8"]\n'
+            '[domains."example.test"]\nmailboxes = ["alice", "bob"]\n'
+            f'[dkim]\nkey_dir = "{tmp_path / "dkim"}"\n'
+            f'[delivery]\ndns_servers = ["127.0.0.1:{dns.port}"]\n',
+            hostname="mail.example.test",
+        )
+        made = proc.command("dkim", "keygen", "example.test", "--selector", "202612", text=True)
+        assert made.returncode == 0, made.stderr
+        _STARTED.append(proc)
+        server = proc.start()
+        with smtplib.SMTP("127.0.0.1", server.port, timeout=30) as client:
+            client.sendmail("alice@example.test", ["someone@nowhere.test"], MESSAGE)
+        bounce = _delivered(server, "alice@example.test")
+    head = bounce.split(b"\n\n", 1)[0]
+    assert b"From: Mail Delivery System <MAILER-DAEMON@mail.example.test>" in head, head
+    assert head.count(b"DKIM-Signature: ") == 2 and b"d=example.test" in head, head
+    assert _both_pass(_verify(tmp_path, bounce, made.stdout))

@@ -243,6 +243,8 @@ def _receiving(
         return signing.signer if signing is not None else None
 
     submit = wiring.queue_submitter(store, on_queued, current_signer)
+    if manager is not None:  # our bounces and delay reports are DKIM-signed too
+        manager.set_notice_signer(wiring.notice_signer(current_signer))
     plugins = wiring.plugins(config, submit)  # ConfigErrors: see the contract
     _observe(plugins, manager, direct)
     policy = wiring.receive_policy(

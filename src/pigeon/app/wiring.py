@@ -31,6 +31,9 @@ Contract:
     `<data_dir>/srs.secret`, here at start-up); a secret that cannot be read
     or made is a ConfigError naming the key (exit 78). A reload keeps the
     codec (`[srs]` is restart-only, app/reload.py).
+  * `notice_signer(signer)` DKIM-signs the delivery reports the queue
+    manager sends (qmgr/notify.py), with the keys of MAILER-DAEMON's domain
+    (our hostname's) or its nearest parent's.
   * `auth_service(config)` builds the account store and failed-login limiter;
     the store is opened by the lifecycle, not here.
   * `imap_service(config, tls, auth, maillog)` builds the IMAP server: the
@@ -41,6 +44,7 @@ Contract:
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -71,12 +75,13 @@ from pigeon.readers.imap_service import ImapService, ImapSettings
 from pigeon.readers.login import ReaderLogins
 from pigeon.reports.records import NullSink, ReportSink
 from pigeon.routing.resolve import Router
-from pigeon.signing.signer import DkimSigner
+from pigeon.signing.signer import DkimSigner, SigningError
 
 __all__ = [
     "auth_service",
     "etrn_flush",
     "imap_service",
+    "notice_signer",
     "plugins",
     "queue_manager",
     "queue_submitter",
@@ -84,6 +89,9 @@ __all__ = [
     "resolver",
     "router",
 ]
+
+
+log = logging.getLogger("pigeon.signing")
 
 
 def router(config: Config) -> Router:
@@ -190,6 +198,26 @@ def queue_submitter(
 
 def _signed(signer: DkimSigner, message: bytes) -> bytes:
     return b"".join(signer.signatures(message)) + message
+
+
+def notice_signer(signer: Callable[[], DkimSigner | None]) -> Callable[[bytes], bytes]:
+    """What signs our delivery reports (qmgr/notify.py): with the keys of their
+    From domain (MAILER-DAEMON@<hostname>) or of its nearest parent that has
+    keys (signing/signer.py `parents`), asked at each report so reloads
+    count. A key dkimpy refuses leaves the report unsigned, logged: a
+    report is never lost for want of a signature."""
+
+    def sign(report: bytes) -> bytes:
+        dkim = signer()
+        if dkim is None:
+            return report
+        try:
+            return b"".join(dkim.signatures(report, parents=True)) + report
+        except SigningError as exc:
+            log.warning("DKIM: a delivery report goes unsigned: %s", exc)
+            return report
+
+    return sign
 
 
 def auth_service(config: Config) -> AuthService:

@@ -8,7 +8,9 @@ Contract:
   * `enqueue_notice(store, notice, now)` commits one report as a NEW queue
     entry through the store's intake (`new_spool` + `commit`, queue/api.py), with
     the null reverse-path (RFC 5321 §4.5.5: reports are sent from <>) and
-    `Envelope.dsn_kind` set. Blocking (it waits for the group commit): the
+    `Envelope.dsn_kind` set, DKIM-signed first by `sign` when the manager has
+    one (`Qmgr.set_notice_signer`: the keys of our hostname's domain or
+    of its parent, signing/signer.py). Blocking (it waits for the group commit): the
     manager runs it in a worker thread, and BEFORE it removes or updates
     the original, so a crash can duplicate a report but never lose one.
 
@@ -37,6 +39,7 @@ Rules:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,23 +152,27 @@ def _notice(
     return Notice(kind, env.sender, data, _LOG_TEXT[kind])
 
 
-def enqueue_notice(store: Intake, notice: Notice, now: float) -> str:
-    """Commit `notice` as a new queue entry from <>; return its queue id. Blocking."""
-    eight_bit = not notice.data.isascii()
+def enqueue_notice(
+    store: Intake, notice: Notice, now: float, sign: Callable[[bytes], bytes] | None = None
+) -> str:
+    """Commit `notice` as a new queue entry from <>; return its queue id.
+    Blocking. `sign` returns the report with its DKIM-Signature fields on top."""
+    data = sign(notice.data) if sign is not None else notice.data
+    eight_bit = not data.isascii()
     env = Envelope(
         "",
         "",
         [Recipient(notice.to)],
         params=dsn_params(eight_bit, not notice.to.isascii()),
         received_at=now,
-        size=len(notice.data),
+        size=len(data),
         eight_bit=eight_bit,
         protocol="local",
         dsn_kind=notice.kind,
     )
     spool = store.new_spool(env)  # sets env.queue_id; env goes into a spilled file
     try:
-        spool.write(notice.data)
+        spool.write(data)
     except BaseException:
         spool.discard()
         raise

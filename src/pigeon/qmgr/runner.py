@@ -60,7 +60,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pigeon.delivery.api import DeliveryAgent
@@ -174,6 +174,11 @@ class Qmgr:
         self._attempts.observers = self._journal.observers = observers
         if self.direct is not None:
             self.direct.observers = observers
+
+    def set_notice_signer(self, sign: Callable[[bytes], bytes] | None) -> None:
+        """What DKIM-signs the delivery reports we send (app/wiring.py
+        `notice_signer`); None: they go unsigned."""
+        self._journal.sign_notice = sign
 
     def nudge(self) -> None:
         """Wake the manager to scan the database for due messages now.

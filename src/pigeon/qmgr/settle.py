@@ -194,6 +194,8 @@ class Journal:
         self._removals: ThreadBatcher[str, None] = ThreadBatcher(self._remove_entries)
         #: The plugins told of each outcome once it is durable (Qmgr.set_observers).
         self.observers = DeliveryObservers()
+        #: What DKIM-signs a delivery report before it is queued (Qmgr.set_notice_signer).
+        self.sign_notice: Callable[[bytes], bytes] | None = None
 
     # --- one outcome ------------------------------------------------------------------
 
@@ -205,7 +207,9 @@ class Journal:
             while len(o.new_ids) < len(o.plan.notices):
                 notice = o.plan.notices[len(o.new_ids)]
                 o.new_ids.append(
-                    await asyncio.to_thread(enqueue_notice, self._store, notice, o.now)
+                    await asyncio.to_thread(
+                        enqueue_notice, self._store, notice, o.now, self.sign_notice
+                    )
                 )
             if o.done:
                 await self._removals.submit(qid)

@@ -20,6 +20,12 @@ Contract:
     plus From once more than it occurs (RFC 6376 §8.15: "oversigning", so
     no From can be added without breaking the signature). No l= (RFC 6376
     §8.2). The message is not changed.
+  * `signatures(message, parents=True)` (our delivery reports, from
+    MAILER-DAEMON@<hostname>): when the From domain has no keys, the keys of
+    its nearest parent domain that has some sign instead (mail.example.org
+    without keys: example.org's), never a name of one label; DMARC's relaxed
+    alignment (RFC 7489 §3.1.1) passes when that parent is the From
+    domain's organisational domain.
   * Pure apart from dkimpy's reading of the clock for t=; CPU work (a thread
     is the caller's choice). A key dkimpy refuses raises `SigningError`.
   * `signer_for(config)`: the signer of `[dkim]` (its keys read now), or
@@ -100,12 +106,14 @@ class DkimSigner:
     def __bool__(self) -> bool:
         return bool(self.keys)
 
-    def signatures(self, message: bytes) -> list[bytes]:
+    def signatures(self, message: bytes, *, parents: bool = False) -> list[bytes]:
         end = message.find(b"\r\n\r\n")
         section = message if end == -1 else message[: end + 2]
         fields = _fields(section)
         domain = from_domain(fields)
         pair = self.keys.get(domain) if domain is not None else None
+        if pair is None and parents and domain is not None:
+            pair = self._parent_keys(domain)
         if pair is None:
             return []
         include = signed_header_list(fields, self.headers)
@@ -130,6 +138,16 @@ class DkimSigner:
             except dkim.DKIMException as exc:
                 raise SigningError(f"{pair.domain} selector {selector}: {exc}") from exc
         return made
+
+    def _parent_keys(self, domain: str) -> KeyPair | None:
+        """The keys of the nearest parent of `domain` that has some, of at
+        least two labels (module contract, `parents`)."""
+        labels = domain.split(".")
+        for start in range(1, len(labels) - 1):
+            pair = self.keys.get(".".join(labels[start:]))
+            if pair is not None:
+                return pair
+        return None
 
 
 def signer_for(config: Config) -> DkimSigner | None:

@@ -91,3 +91,30 @@ def test_from_domain_reads_the_one_address():
 def test_signed_header_list_counts_occurrences():
     fields = [("from", "a"), ("to", "b"), ("to", "c"), ("received", "x")]
     assert signed_header_list(fields, ("from", "to", "cc")) == [b"from", b"from", b"to", b"to"]
+
+
+REPORT = (
+    b"From: Mail Delivery System <MAILER-DAEMON@mail.example.test>\r\n"
+    b"To: alice@example.test\r\n"
+    b"Subject: Undelivered Mail Returned to Sender\r\n"
+    b"\r\n"
+    b"This is the mail system.\r\n"
+)
+
+
+def test_our_reports_use_the_nearest_parent_domain_with_keys(signer, pair):
+    assert signer.signatures(REPORT) == []  # mail.example.test has no keys of its own
+    fields = signer.signatures(REPORT, parents=True)
+    assert len(fields) == 2 and all(b"d=example.test" in f for f in fields)
+    signed = b"".join(fields) + REPORT
+    assert dkim.DKIM(signed).verify(idx=0, dnsfunc=_dns(pair))
+
+
+def test_a_parent_of_one_label_never_signs(pair, tmp_path):
+    only_tld = DkimSigner({"test": pair}, DEFAULT_HEADERS)
+    assert only_tld.signatures(REPORT, parents=True) == []
+    # The domain's own keys come first, whatever its parents have.
+    mine = generate(tmp_path, "mail.example.test", "s2")
+    own = DkimSigner({"mail.example.test": mine, "example.test": pair}, DEFAULT_HEADERS)
+    fields = own.signatures(REPORT, parents=True)
+    assert fields and b"d=mail.example.test" in fields[0]
