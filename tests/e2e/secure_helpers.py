@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import ssl
 
+import pytest
+
 from pigeon.auth.accounts import AccountStore
+from pigeon.testing.httpsserver import HttpsServer
 
 USER = "alice@example.test"
 PASSWORD = "correct horse battery staple"
@@ -29,3 +33,15 @@ def message(sender: str, rcpt: str, subject: str) -> bytes:
         f"From: {sender}\r\nTo: {rcpt}\r\nSubject: {subject}\r\n"
         f"Message-ID: <{subject.replace(' ', '.')}@example.test>\r\n\r\nHello.\r\n"
     ).encode()
+
+
+def https_on_443(host: str, cert, key, answers) -> HttpsServer:
+    """An HTTPS server (pigeon.testing.httpsserver) on `host`:443, where
+    MTA-STS policy hosts and https: report URIs live. Binding port 443
+    needs root: the test skips without it, except in CI (which runs as root)."""
+    try:
+        return HttpsServer(host, 443, cert, key, answers)
+    except PermissionError:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip("binding port 443 on loopback needs root")

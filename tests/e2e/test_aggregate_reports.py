@@ -15,11 +15,14 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from secure_helpers import https_on_443
 
 from pigeon.reports.records import DkimAuth, DmarcPublished, DmarcRecord, SpfAuth, TlsRecord
 from pigeon.reports.store import StoreSink
 from pigeon.testing.dnsserver import DnsServer
+from pigeon.testing.httpsserver import Answer
 from pigeon.testing.live import maildir_messages, wait_for
+from pigeon.testing.testca import TestCa
 
 pytestmark = pytest.mark.e2e
 
@@ -32,6 +35,8 @@ sender.test._report._dmarc TXT "v=DMARC1"
     "sender.test": '_dmarc TXT "v=DMARC1; p=reject; rua=mailto:dmarc@example.test"\n',
     "noauth.test": '_dmarc TXT "v=DMARC1; p=none; rua=mailto:dmarc@example.test"\n',
 }
+
+WEB = "127.0.14.3"  # the https: rua hosts, port 443
 
 MAILBOXES = '[domains."example.test"]\nmailboxes = ["dmarc", "tiny", "tls"]\n'
 
@@ -110,7 +115,9 @@ def test_reports_send_now_delivers_dmarc_and_tls_reports(pigeon_factory):
             "noauth.test: rua dmarc@example.test skipped: external destination not authorised"
             in (done.stderr)
         )
-        assert "https://example.test/tlsrpt" in done.stderr  # mail only
+        # The https: rua has no address here: the post fails, logged; the mail goes.
+        assert "posted:" not in done.stdout
+        assert wait_for(lambda: "not posted to https://example.test/tlsrpt" in server.log(), 10)
         dmarc_box = wait_for(
             lambda: len(maildir_messages(server.data_dir, "dmarc@example.test")) == 2, timeout=30
         )
@@ -155,6 +162,47 @@ def test_reports_send_now_delivers_dmarc_and_tls_reports(pigeon_factory):
         # The job and the sink end with the server: a clean stop.
         assert server.stop() == 0
         assert "Traceback" not in server.log()
+
+
+def test_a_tls_report_is_posted_to_an_https_rua(pigeon_factory, tmp_path):
+    """RFC 8460 §3: rua=https://... gets the gzipped JSON by POST (§5.3:
+    application/tlsrpt+gzip), over TLS checked against the CA of
+    `[tls_policy] ca_file`; an address that refuses it (HTTP 500) is logged."""
+    ca = TestCa(tmp_path / "ca")
+    cert, key = ca.issue("reports.example.test", "refuses.example.test")
+    zones = {
+        "example.test": '_smtp._tls TXT "v=TLSRPTv1; rua=https://reports.example.test/tlsrpt?k=1,'
+        'https://refuses.example.test/x"\n'
+        f"reports A {WEB}\nrefuses A {WEB}\n"
+    }
+    answers = {
+        "reports.example.test": Answer(b"thanks\n", 201, path="/tlsrpt?k=1"),
+        "refuses.example.test": Answer(b"no\n", 500, path="/x"),
+    }
+    web = https_on_443(WEB, cert, key, answers)
+    with web, DnsServer(zones=zones) as dns:
+        server = pigeon_factory(
+            MAILBOXES + f'[delivery]\ndns_servers = ["127.0.0.1:{dns.port}"]\n'
+            f'[tls_policy]\nca_file = "{ca.ca_file}"\n'
+            "[reports]\ntls = true\n"
+        )
+        now = time.time()
+        _feed(server.data_dir, [], [_tls(True, when=now - 5), _tls(False, when=now - 3)])
+        done = server.command("reports", "send", "--now", text=True)
+        assert done.returncode == 0, done.stderr
+        assert "reports: 0 DMARC, 0 TLS-RPT report(s) queued from 2 record(s)" in done.stdout
+        assert "posted: https://reports.example.test/tlsrpt?k=1" in done.stdout, done.stdout
+        assert "refuses.example.test" not in done.stdout
+        assert wait_for(lambda: "HTTP status 500" in server.log(), 10), server.log()
+        taken = [p for p in web.posts if p.host == "reports.example.test"]
+        assert len(taken) == 1 and taken[0].path == "/tlsrpt?k=1"
+        assert taken[0].headers["content-type"] == "application/tlsrpt+gzip"
+        (policy,) = json.loads(gzip.decompress(taken[0].body))["policies"]
+        assert policy["summary"] == {
+            "total-successful-session-count": 1,
+            "total-failure-session-count": 1,
+        }
+        assert maildir_messages(server.data_dir, "tls@example.test") == []  # no mail
 
 
 def test_the_server_sends_at_the_end_of_each_period(pigeon_factory):

@@ -12,11 +12,11 @@ each missing or wrong one and exits 1.
 
 from __future__ import annotations
 
-import os
 import re
 
 import pytest
 from dkim_helpers import zone_records
+from secure_helpers import https_on_443
 
 from pigeon.testing.dnsserver import DnsServer
 from pigeon.testing.httpsserver import Answer, HttpsServer
@@ -57,12 +57,7 @@ def _policy_host(tmp_path, policy: bytes | None) -> HttpsServer:
     """mta-sts.example.test on WEB:443 serving `policy` (None: nothing, 404)."""
     cert, key = _ca(tmp_path).issue("mta-sts.example.test")
     answers = {} if policy is None else {"mta-sts.example.test": Answer(policy)}
-    try:
-        return HttpsServer(WEB, 443, cert, key, answers)
-    except PermissionError:  # port 443 needs root (CI runs as root)
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip("binding port 443 on loopback needs root")
+    return https_on_443(WEB, cert, key, answers)
 
 
 def _printed_policy(printed: str) -> bytes:

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import email
 import email.policy
-import os
 import smtplib
 
 import pytest
+from secure_helpers import https_on_443
 
 from pigeon.testing.dnsserver import DnsServer
-from pigeon.testing.httpsserver import Answer, HttpsServer
+from pigeon.testing.httpsserver import Answer
 from pigeon.testing.live import free_port, maildir_messages, wait_for
 from pigeon.testing.testca import TestCa, self_signed
 
@@ -62,12 +62,7 @@ def world(tmp_path, pigeon_factory):
         f"mta-sts.{d}": Answer(POLICY.format(mode=mode, mx=mx).encode())
         for d, (mode, mx, _host) in DOMAINS.items()
     }
-    try:
-        web = HttpsServer(WEB, 443, web_cert, web_key, answers)
-    except PermissionError:  # port 443 needs root (CI runs as root)
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip("binding port 443 on loopback needs root")
+    web = https_on_443(WEB, web_cert, web_key, answers)
     with web, DnsServer(zones=zones()) as dns:
         port = free_port()
         good_cert, good_key = ca.issue("mx.good.test")

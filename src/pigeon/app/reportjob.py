@@ -20,12 +20,15 @@ Contract:
     distinct report rows, not with the messages), the reports made (pigeon.reports.make: destinations
     looked up now), each queued through `submit` (a local submission:
     durable before it returns, delivered like any mail) from `[reports]
-    from`, the notes logged, and the records deleted. Best effort: a report
+    from`, or, for a TLS-RPT https: rua (RFC 8460 §3), POSTed there by
+    `post` (delivery/httpspost.py: gzipped JSON as application/tlsrpt+gzip,
+    once, no retry), the notes logged, and the records deleted. Best effort: a report
     that cannot be queued is logged and its records are deleted all the
     same (no report is worth a growing store), and so are the records of a
     domain that has no destination now.
   * `send` returns {"dmarc": reports queued, "tls": reports queued,
-    "records": records read, "notes": [...], "queued": [queue ids]}, the
+    "records": records read, "notes": [...], "queued": [queue ids],
+    "posted": [the URLs that took a report]}, the
     answer of the control socket's "reports" operation.
 """
 
@@ -35,7 +38,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +73,13 @@ def close_report_sink(sink: ReportSink) -> None:
 #: Records read from reports.db at a time.
 PAGE = 10_000
 
+#: RFC 8460 §5.3: the media type of a gzipped TLS report.
+TLSRPT_GZIP = "application/tlsrpt+gzip"
+
+#: POST (url, body, content type) over HTTPS; raises when no server took it
+#: (delivery/httpspost.py `post`, bound to our resolver and CAs by app/roles.py).
+Post = Callable[[str, bytes, str], Awaitable[None]]
+
 
 @dataclass
 class _Due:
@@ -94,6 +104,7 @@ class ReportJob:
         *,
         clock: Callable[[], float] = time.time,
         same_org: SameOrg = same_tree,
+        post: Post | None = None,
     ) -> None:
         settings = config.reports
         self.interval = settings.interval
@@ -110,6 +121,7 @@ class ReportJob:
         self.submit = submit
         self.clock = clock
         self.same_org = same_org
+        self.post = post
         self._lock = asyncio.Lock()
 
     def period_start(self, when: float) -> float:
@@ -140,7 +152,14 @@ class ReportJob:
             instant = self.clock()
             cut = instant if now else self.period_start(instant)
             await asyncio.to_thread(self.sink.flush)
-            result: dict[str, Any] = {"dmarc": 0, "tls": 0, "records": 0, "notes": [], "queued": []}
+            result: dict[str, Any] = {
+                "dmarc": 0,
+                "tls": 0,
+                "records": 0,
+                "notes": [],
+                "queued": [],
+                "posted": [],
+            }
             for kind in self.kinds:
                 due = await asyncio.to_thread(self._collect, kind, cut)
                 if due.count == 0:
@@ -152,6 +171,10 @@ class ReportJob:
                         log.warning("reports: %s", note)
                     result["notes"] += notes
                     for report in reports:
+                        if report.url:  # counted apart: "posted", not queued
+                            if await self._post(report):
+                                result["posted"].append(report.url)
+                            continue
                         queue_id = await self._queue(report)
                         if queue_id is not None:
                             result[kind] += 1
@@ -188,6 +211,33 @@ class ReportJob:
                 due.groups, self.resolver, self.who, begin, end, same_org=self.same_org
             )
         return await make_tls_reports(due.tls_groups, self.resolver, self.who, begin, end)
+
+    async def _post(self, report: OutgoingReport) -> bool:
+        """POST a TLS-RPT report to its https: rua (RFC 8460 §3); False: it was
+        not taken (logged; best effort, as a report that cannot be queued)."""
+        if self.post is None:
+            log.warning(
+                "TLS-RPT report for %s not posted to %s: no poster", report.domain, report.url
+            )
+            return False
+        try:
+            await self.post(report.url, report.message, TLSRPT_GZIP)
+        except Exception as exc:  # PostError; anything else must not end the run
+            log.error(
+                "TLS-RPT report for %s (%s) not posted to %s: %s",
+                report.domain,
+                report.filename,
+                report.url,
+                exc,
+            )
+            return False
+        log.info(
+            "TLS-RPT report for %s (%d session(s)) posted to %s",
+            report.domain,
+            report.messages,
+            report.url,
+        )
+        return True
 
     async def _queue(self, report: OutgoingReport) -> str | None:
         try:

@@ -353,7 +353,14 @@ def full_role(config: Config, *, wake_fd: int | None = None) -> ProcessRole:
         readers=True,
     )
     if isinstance(report_sink, StoreSink) and role.submit is not None:
-        role.reports = ReportJob(config, report_sink, wiring.resolver(config), role.submit)
+        resolver = wiring.resolver(config)
+        role.reports = ReportJob(
+            config,
+            report_sink,
+            resolver,
+            role.submit,
+            post=wiring.report_poster(config, resolver),
+        )
     return role
 
 

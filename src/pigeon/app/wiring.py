@@ -34,6 +34,8 @@ Contract:
   * `notice_signer(signer)` DKIM-signs the delivery reports the queue
     manager sends (qmgr/notify.py), with the keys of MAILER-DAEMON's domain
     (our hostname's) or its nearest parent's.
+  * `report_poster(config, resolver)` POSTs TLS-RPT reports to an https:
+    rua (delivery/httpspost.py) with `[tls_policy] ca_file` and `fetch_timeout`.
   * `auth_service(config)` builds the account store and failed-login limiter;
     the store is opened by the lifecycle, not here.
   * `imap_service(config, tls, auth, maillog)` builds the IMAP server: the
@@ -56,6 +58,7 @@ from pigeon.auth.service import AuthService
 from pigeon.config.load import ConfigError
 from pigeon.config.schema import Config, PluginConfig
 from pigeon.delivery.api import DeliveryAgent
+from pigeon.delivery.httpspost import post
 from pigeon.dns.api import Resolver
 from pigeon.dns.cache import CachingResolver
 from pigeon.dns.stub import StubResolver
@@ -86,6 +89,7 @@ __all__ = [
     "queue_manager",
     "queue_submitter",
     "receive_policy",
+    "report_poster",
     "resolver",
     "router",
 ]
@@ -218,6 +222,22 @@ def notice_signer(signer: Callable[[], DkimSigner | None]) -> Callable[[bytes], 
             return report
 
     return sign
+
+
+def report_poster(
+    config: Config, resolver: Resolver
+) -> Callable[[str, bytes, str], Awaitable[None]]:
+    """How a TLS-RPT report reaches an https: rua (delivery/httpspost.py):
+    through `resolver`, trusting the CAs of `[tls_policy] ca_file` (else the
+    system's, as the MTA-STS policy fetch), within `fetch_timeout`."""
+    sts = config.tls_policy
+
+    async def send(url: str, body: bytes, content_type: str) -> None:
+        await post(
+            url, body, content_type, resolver, ca_file=sts.ca_file, timeout=sts.fetch_timeout
+        )
+
+    return send
 
 
 def auth_service(config: Config) -> AuthService:

@@ -10,7 +10,8 @@ Contract:
     with `--now`: every record up to this instant (the current period too).
     Which server: as for `pigeon reload` (-c/--config, --data-dir).
   * Output: one line "reports: N DMARC, M TLS-RPT report(s) queued from R
-    record(s)", then the queue ids, on stdout; each note (a domain without
+    record(s)", then the queue ids ("queued: ..."), and the https: URLs
+    that took a TLS-RPT report ("posted: ...", RFC 8460 §3), on stdout; each note (a domain without
     destination, a URI skipped, a report over a size limit) as a
     "pigeon: note: ..." line on stderr.
   * Exit status (sysexits.h): 0 done (even when nothing was due); 69
@@ -91,4 +92,6 @@ def run(args: argparse.Namespace) -> int:
     )
     if answer.get("queued"):
         print("queued: " + " ".join(answer["queued"]))
+    if answer.get("posted"):
+        print("posted: " + " ".join(answer["posted"]))
     return 0

@@ -24,7 +24,7 @@ class TlsPolicyConfig:
     mta_sts: bool = True  # [tls_policy] mta_sts: discover and apply recipient domains' MTA-STS policies (RFC 8461)
     dane: bool = True  # [tls_policy] dane: apply DANE (RFC 7672) where the resolver returns DNSSEC-validated TLSA records
     ca_file: Path | None = (
-        None  # [tls_policy] ca_file: PEM CA certificates trusted for MTA-STS (the policy fetch and the MX certificates); None = the system's
+        None  # [tls_policy] ca_file: PEM CA certificates trusted for MTA-STS (the policy fetch and the MX certificates) and for TLS-RPT reports posted over HTTPS; None = the system's
     )
     fetch_timeout: float = 10.0  # [tls_policy] fetch_timeout, s: one MTA-STS policy fetch (connect, TLS, request, body) at most; > 0
     own_mode: Literal["enforce", "testing", "none"] = (

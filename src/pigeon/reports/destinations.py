@@ -18,7 +18,9 @@ Contract:
   * `tls_destinations(resolver, domain)` reads `_smtp._tls.DOMAIN`:
     exactly one record beginning with "v=TLSRPTv1" (RFC 8460 §3: otherwise
     the domain does not take reports); `rua=` holds mailto: and https:
-    URIs; pigeon sends by mail only, an https: URI is skipped and said.
+    URIs: a mailto: one gives a Destination per address, an https: one
+    (with a host) a Destination with that `url` (the report is POSTed
+    there: delivery/httpspost.py); any other URI is skipped and said.
   * Both return (destinations, notes): `notes` are the sentences an
     operator reads in the log (a skipped URI, an unauthorised destination,
     a DNS failure: tried again at the next report). A DNS failure of the
@@ -62,9 +64,10 @@ _SIZED = re.compile(r"^(?P<uri>.*?)(?:!(?P<size>\d+)(?P<unit>[kmgt]?))?$", re.I)
 class Destination:
     """One mailbox a report goes to, with its size limit in octets (None: no limit)."""
 
-    address: str
+    address: str  # "" for an https: destination
     max_size: int | None = None
     uri: str = ""  # as published, for the log
+    url: str = ""  # TLS-RPT https: URI: the report is POSTed there instead of mailed
 
 
 def same_tree(a: str, b: str) -> bool:
@@ -169,10 +172,11 @@ async def tls_destinations(resolver: Resolver, domain: str) -> tuple[list[Destin
         uri = entry.strip()
         if not uri:
             continue
+        if uri.lower().startswith("https:") and urllib.parse.urlsplit(uri).hostname:
+            out.append(Destination("", None, uri, url=uri))  # RFC 8460 §3: POSTed
+            continue
         if not uri.lower().startswith("mailto:"):
-            notes.append(
-                f"{domain}: TLS-RPT rua {uri!r} skipped: pigeon sends reports by mail only"
-            )
+            notes.append(f"{domain}: TLS-RPT rua {uri!r} skipped: neither mailto: nor https:")
             continue
         out.extend(Destination(a, None, uri) for a in _mailto(uri))
     if not out and not notes:

@@ -20,6 +20,9 @@ Contract:
     the JSON gzipped as application/tlsrpt+gzip named
     `REPORTER!POLICY-DOMAIN!BEGIN!END!UNIQUE.json.gz` (§5.1); the same
     Subject form.
+  * A TLS-RPT destination that is an https: URL (RFC 8460 §3) gets its own
+    `OutgoingReport` with that `url`, no recipients, and as `message` the
+    gzipped JSON (RFC 8460 §5.3: application/tlsrpt+gzip) to POST there.
   * Every report has From: `who.email`, Auto-Submitted: auto-generated
     (RFC 3834 §5), a Date and a Message-ID. No clock or randomness but the
     `token` callable (report ids) and the Date field.
@@ -68,6 +71,8 @@ class OutgoingReport:
     message: bytes
     filename: str
     messages: int  # DMARC: messages counted; TLS: sessions counted
+    #: TLS-RPT to an https: rua: POST `message` (the gzipped JSON) there, no mail
+    url: str = ""
 
 
 #: CRLF lines; fields unfolded up to RFC 5322 §2.1.1's 998 octets, so that the
@@ -205,10 +210,14 @@ async def make_tls_reports(
         filename = f"{who.name}!{domain}!{begin}!{end}!{unique}.json.gz"
         document = tls_json(tls_report(meta, domain, groups))
 
+        sessions = sum(g.sessions for g in groups)
+        mailboxes = [d for d in destinations if not d.url]
         compose = functools.partial(_tls_message, who, domain, report_id, filename, document)
-        fitted = _fit("TLS", domain, destinations, compose, notes)
+        fitted = _fit("TLS", domain, mailboxes, compose, notes) if mailboxes else None
         if fitted is not None:
             message, recipients = fitted
-            sessions = sum(g.sessions for g in groups)
             out.append(OutgoingReport("tls", domain, recipients, message, filename, sessions))
+        posted = gzip.compress(document, mtime=0)  # RFC 8460 §5.3: application/tlsrpt+gzip
+        for url in dict.fromkeys(d.url for d in destinations if d.url):
+            out.append(OutgoingReport("tls", domain, (), posted, filename, sessions, url=url))
     return out, notes

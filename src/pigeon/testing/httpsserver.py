@@ -3,6 +3,7 @@
     with HttpsServer("127.0.0.1", 0, cert, key, {"mta-sts.example.test": Answer(body=...)}) as web:
         ... GET https://mta-sts.example.test:{web.port}/.well-known/mta-sts.txt ...
         web.requests     # [(Host, path), ...]
+        web.posts        # [Posted(host, path, headers, body), ...]
 
 Contract:
   * Python's `http.server` wrapped in TLS (`ssl`, the certificate and key
@@ -11,6 +12,9 @@ Contract:
   * Answers by the request's Host header (port removed): the `Answer` of
     that host (status, content type, body, extra headers) for its path,
     else 404. `answers` may be changed while it runs (tests change a policy).
+  * A POST (TLS-RPT reports, RFC 8460 §3) is answered the same way, its
+    body read (Content-Length, at most MAX_POST octets) and kept in `.posts`
+    with its host, path and headers (names lowercased).
   * Every request is recorded in `.requests`. `close()` (or leaving the
     `with` block) stops and joins the thread. Never used by production code.
 """
@@ -23,7 +27,19 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-__all__ = ["Answer", "HttpsServer"]
+__all__ = ["Answer", "HttpsServer", "Posted"]
+
+MAX_POST = 1 << 20
+
+
+@dataclass(frozen=True)
+class Posted:
+    """One POST the server received."""
+
+    host: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
 
 
 @dataclass
@@ -43,9 +59,18 @@ class HttpsServer:
     ) -> None:
         self.answers = answers
         self.requests: list[tuple[str, str]] = []
+        self.posts: list[Posted] = []
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                length = min(int(self.headers.get("Content-Length") or 0), MAX_POST)
+                body = self.rfile.read(length)
+                name = (self.headers.get("Host") or "").rsplit(":", 1)[0].lower()
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                owner.posts.append(Posted(name, self.path, headers, body))
+                self.do_GET()
+
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 name = (self.headers.get("Host") or "").rsplit(":", 1)[0].lower()
                 owner.requests.append((name, self.path))

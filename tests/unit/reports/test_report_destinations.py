@@ -117,13 +117,12 @@ def test_a_dns_failure_gives_no_destination_and_says_so():
     assert found == [] and "not found" in notes[0]
 
 
-def test_tls_destinations_mailto_only():
+def test_tls_destinations_mailto_and_https():
     found, notes = run(tls_destinations(FakeResolver(ZONES), "example.net"))
-    assert [d.address for d in found] == ["tlsrpt@example.net"]
-    assert notes == [
-        "example.net: TLS-RPT rua 'https://reports.example.net/tlsrpt' skipped: "
-        "pigeon sends reports by mail only"
-    ]
+    assert [d.address for d in found if not d.url] == ["tlsrpt@example.net"]
+    # RFC 8460 §3: an https: URI is POSTed to, not mailed.
+    assert [d.url for d in found if d.url] == ["https://reports.example.net/tlsrpt"]
+    assert notes == []
 
 
 def test_tls_several_records_mean_none():

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from pigeon.dns.api import DnsError, Resolver
 
-__all__ = ["FetchError", "MAX_BODY", "fetch_policy", "policy_url"]
+__all__ = ["FetchError", "MAX_BODY", "fetch_policy", "host_addresses", "open_tls", "policy_url"]
 
 MAX_BODY = 65536
 MAX_HEAD = 8192
@@ -58,7 +58,7 @@ async def fetch_policy(
         raise FetchError(f"cannot use the CA file {ca_file}: {exc}") from None
     try:
         async with asyncio.timeout(timeout):
-            addresses = await _addresses(resolver, host)
+            addresses = await host_addresses(resolver, host)
             last = FetchError(f"{host}: no address")
             for address in addresses:
                 try:
@@ -70,7 +70,9 @@ async def fetch_policy(
         raise FetchError(f"{policy_url(domain)}: timed out after {timeout:g} s") from None
 
 
-async def _addresses(resolver: Resolver, host: str) -> list[str]:
+async def host_addresses(resolver: Resolver, host: str) -> list[str]:
+    """The IPv4, then IPv6 addresses of `host`; FetchError saying why when it has none
+    (delivery/httpspost.py uses it too)."""
     found: list[str] = []
     problems: list[str] = []
     for lookup in (resolver.a, resolver.aaaa):
@@ -83,14 +85,22 @@ async def _addresses(resolver: Resolver, host: str) -> list[str]:
     return found
 
 
-async def _get(host: str, address: str, port: int, ctx: ssl.SSLContext) -> str:
-    where = f"https://{host}{WELL_KNOWN} ({address})"
+async def open_tls(
+    host: str, address: str, port: int, ctx: ssl.SSLContext, where: str
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A TLS connection to `address`:`port` whose certificate `ctx` checks for
+    `host`; FetchError saying why not, prefixed by `where` (delivery/httpspost.py too)."""
     try:
-        reader, writer = await asyncio.open_connection(address, port, ssl=ctx, server_hostname=host)
+        return await asyncio.open_connection(address, port, ssl=ctx, server_hostname=host)
     except ssl.SSLError as exc:
         raise FetchError(f"{where}: TLS: {exc}") from None
     except OSError as exc:
         raise FetchError(f"{where}: {exc.strerror or exc}") from None
+
+
+async def _get(host: str, address: str, port: int, ctx: ssl.SSLContext) -> str:
+    where = f"https://{host}{WELL_KNOWN} ({address})"
+    reader, writer = await open_tls(host, address, port, ctx, where)
     try:
         request = (
             f"GET {WELL_KNOWN} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n"
