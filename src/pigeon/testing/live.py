@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import ClassVar
 
+from pigeon.mailstore.names import arrival_key
+
 
 def require_tool(name: str) -> str:
     import pytest
@@ -65,9 +67,14 @@ def free_port() -> int:
 
 
 def maildir_messages(data_dir: Path, address: str) -> list[Path]:
+    """The files in new/ of `address`'s Maildir, in arrival order (the unique
+    name's time, microseconds and counter: mailstore/names.py `arrival_key`;
+    sorting the names as text puts M99999 after M100000 within a second)."""
     local, _, domain = address.lower().partition("@")
     new = Path(data_dir) / "mailboxes" / domain / local / "new"
-    return sorted(new.iterdir()) if new.is_dir() else []
+    if not new.is_dir():
+        return []
+    return sorted(new.iterdir(), key=lambda p: arrival_key(p.name.split(",", 1)[0]))
 
 
 def pid_alive(pid: int) -> bool:
