@@ -178,7 +178,9 @@ def test_pigeon_reload_reaches_the_workers(pigeon_factory):
 def test_pid_file_is_written_and_removed(pigeon_factory):
     server = pigeon_factory('# --- test part ---\n[domains."localhost"]\n')
     pid_file = server.data_dir / "pigeon.pid"
-    assert pid_file.read_text() == f"{server.proc.pid}\n"
+    # Written after the listeners are bound, which is what start() waits for.
+    mine = f"{server.proc.pid}\n"
+    assert wait_for(lambda: pid_file.exists() and pid_file.read_text() == mine)
     assert stat.S_IMODE(pid_file.stat().st_mode) == 0o644
     # The README's example: kill -HUP $(cat .../pigeon.pid)
     rewrite(server, '[domains."localhost"]\n[domains."hup.test"]\n')
@@ -200,7 +202,9 @@ def test_a_stale_pid_file_is_replaced(pigeon_factory, tmp_path):
                 server = pigeon_factory(
                     f'[admin]\npid_file = "{pid_file}"\n[domains."localhost"]\n'
                 )
-                assert pid_file.read_text() == f"{server.proc.pid}\n"
+                # Written after the listeners are bound, which is what start() waits for.
+                mine = f"{server.proc.pid}\n"
+                assert wait_for(lambda: pid_file.read_text() == mine), pid_file.read_text()
                 line = (
                     f"replacing the stale PID file {pid_file} (pid {stale} is not a running pigeon)"
                 )
