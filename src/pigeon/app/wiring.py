@@ -200,8 +200,8 @@ def queue_submitter(
     return submit
 
 
-def _signed(signer: DkimSigner, message: bytes) -> bytes:
-    return b"".join(signer.signatures(message)) + message
+def _signed(signer: DkimSigner, message: bytes, *, parents: bool = False) -> bytes:
+    return b"".join(signer.signatures(message, parents=parents)) + message
 
 
 def notice_signer(signer: Callable[[], DkimSigner | None]) -> Callable[[bytes], bytes]:
@@ -216,7 +216,7 @@ def notice_signer(signer: Callable[[], DkimSigner | None]) -> Callable[[bytes], 
         if dkim is None:
             return report
         try:
-            return b"".join(dkim.signatures(report, parents=True)) + report
+            return _signed(dkim, report, parents=True)
         except SigningError as exc:
             log.warning("DKIM: a delivery report goes unsigned: %s", exc)
             return report
