@@ -17,7 +17,7 @@ Contract (the interface's rules are in pigeon/dns/api.py; this keeps them):
   * Returned lists are copies: a caller may change what it was given.
   * `expiry(kind, name)` says until when a kept answer stays (None: none is
     kept), so results computed from answers can be kept exactly as long
-    (policy/mailauth/spfmemo.py).
+    (policy/mailauth/memo.py).
 """
 
 from __future__ import annotations

@@ -17,6 +17,10 @@ Contract:
   * `MemoryMessage(content)` is the same view over content held in memory
     (the checker process's copy, app/checker.py); `parse_fields(section)`
     is the parsing both use.
+  * `content_in_hand()` is the whole content (header section, empty line,
+    body) when the header section's read already holds all of it (a small
+    message: no second read, no stream), else None; a message without an
+    empty line is None too (the caller's general path decides).
   * `body()` is a stream over the octets after the empty line
     (`spool.reader()`: no copy of an in-memory spool, the spilled file
     otherwise); the caller closes it.
@@ -97,6 +101,12 @@ class SpoolMessage:
             self._fields = parse_fields(self.header_section())
         return self._fields
 
+    def content_in_hand(self) -> bytes | None:
+        head = self._read_head()
+        if len(head) >= self._limit or head.find(_END_OF_HEADER) == -1:
+            return None  # more may follow what was read; or no body at all
+        return head
+
     def body(self) -> BinaryIO:
         head = self._read_head()
         end = head.find(_END_OF_HEADER)
@@ -133,6 +143,9 @@ class MemoryMessage:
 
     def header_section(self) -> bytes:
         return self._content if self._end == -1 else self._content[: self._end + 2]
+
+    def content_in_hand(self) -> bytes | None:
+        return None if self._end == -1 else self._content
 
     def headers(self) -> list[tuple[str, str]]:
         if self._fields is None:

@@ -13,7 +13,7 @@ Modules (each has its contract):
     dkimfast   the lean DKIM verifier for rsa-sha256 and ed25519-sha256
     (pigeon.signing.dkimrsa: dkimpy's RSA steps by OpenSSL, for its fallback and ARC)
     eager      look-ups started at once; a task only when one must wait
-    spfmemo    SPF results kept exactly as long as the DNS answers behind them
+    memo       SPF results, DMARC policies, keys kept as long as their DNS answers
     dmarc      RFC 7489: the From domain, record discovery, alignment
     orgdomain  the organizational domain from the Public Suffix List
     authres    the Authentication-Results field (RFC 8601)

@@ -51,6 +51,11 @@ Contract:
     As dkimpy does, an h= naming From also hashes one more From field
     above the signed ones, if there is one (a second From breaks the
     signature).
+  * `read_signature(value)` reads one DKIM-Signature field's raw value into
+    a `Signature` (None: not one this module handles), and
+    `verify_signature(message, index, signature, key, now=)` is `verify`
+    for a signature read once for all it is used for (its key's name, its
+    verification and its result: policy/mailauth/verify.py `read_signatures`).
   * No cryptography is written here: RSA and Ed25519 checks are
     `cryptography`'s (OpenSSL), hashing is hashlib's.
   * Key-size limits and max_signatures are the caller's (verify.py).
@@ -71,15 +76,28 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-__all__ = ["ParsedMessage", "PublicKey", "parse_key", "parse_message", "tag_list", "verify"]
+__all__ = [
+    "ParsedMessage",
+    "PublicKey",
+    "Signature",
+    "parse_key",
+    "parse_message",
+    "read_signature",
+    "tag_list",
+    "verify",
+    "verify_signature",
+]
 
 _ALGORITHMS = {b"rsa-sha256": "rsa", b"ed25519-sha256": "ed25519"}
 _CANON = {b"simple": False, b"relaxed": True}  # value: relaxed?
 _MANDATORY = (b"v", b"a", b"b", b"bh", b"d", b"h", b"s")  # RFC 6376 §3.5
 _FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+")  # RFC 5322 §3.6.8 ftext
+_FIELD_END = re.compile(rb"\r\n(?![ \t])")  # a line end that does not fold (RFC 5322 §2.2.3)
+_NAMES = re.compile(
+    rb"[\x21-\x39\x3b-\x7e]+(?:\n[\x21-\x39\x3b-\x7e]+)*"
+)  # field names, one per line
 _WSP_RUN = re.compile(rb"[\t ]+")
 _WSP_BEFORE_CRLF = re.compile(rb"[\t ]+\r\n")
-_BASE64 = re.compile(rb"[A-Za-z0-9+/]+={0,2}")
 _H_SEPARATOR = re.compile(rb"\s*:\s*")
 _D_SPECIALS = re.compile(rb"[()<>\[\]:;@\\,]")
 # Where a b= tag's value starts, and the octets it may hold (RFC 6376 §3.5:
@@ -119,7 +137,9 @@ class ParsedMessage:
         if cached is not None:
             return cached
         body = self.body
-        if relaxed and (b"\t" in body or b"  " in body or b" \r\n" in body):
+        # find(), not "in": CPython's bytes "in" first tries its operand as an
+        # integer and builds (then drops) a TypeError each time, per message.
+        if relaxed and (body.find(b"\t") >= 0 or body.find(b"  ") >= 0 or body.find(b" \r\n") >= 0):
             body = _WSP_RUN.sub(b" ", _WSP_BEFORE_CRLF.sub(b"\r\n", body))
         end = len(body)
         while body.endswith(b"\r\n", 0, end):  # empty lines at the end are ignored
@@ -147,11 +167,29 @@ def parse_message(content: bytes) -> ParsedMessage | None:
     else:
         end = content.find(b"\r\n\r\n")
         if end >= 0:
-            head, body = content[:end], content[end + 4 :]
+            head, body = content[: end + 2], content[end + 4 :]
         else:  # no empty line: all header section, as dkimpy reads it
-            head, body = content.removesuffix(b"\r\n"), b""
+            head, body = content if content.endswith(b"\r\n") else content + b"\r\n", b""
+    # The usual header section is read with one split at each line end that
+    # does not fold (RFC 5322 §2.2.3) and one check of all the names; anything
+    # else (a line that is not a field, an mbox "From " line) line by line.
+    pairs = [field.partition(b":") for field in _FIELD_END.split(head[:-2])] if head[:-2] else []
+    if all(colon for _, colon, _ in pairs) and _NAMES.fullmatch(b"\n".join(p[0] for p in pairs)):
+        headers = [(name, value + b"\r\n") for name, _, value in pairs]
+    else:
+        found = _fields_by_line(head)
+        if found is None:
+            return None
+        headers = found
+    lower = [name.lower() for name, _ in headers]
+    signatures = [i for i, name in enumerate(lower) if name == b"dkim-signature"]
+    return ParsedMessage(headers, body, signatures, lower)
+
+
+def _fields_by_line(head: bytes) -> list[tuple[bytes, bytes]] | None:
+    """The header fields of `head` (ending in CRLF) read line by line, as dkimpy does."""
     headers: list[tuple[bytes, bytes]] = []
-    for line in head.split(b"\r\n") if head else ():
+    for line in head[:-2].split(b"\r\n") if head[:-2] else ():
         if line[:1] in (b" ", b"\t"):  # folded: part of the field above (RFC 5322 §2.2.3)
             if not headers:
                 return None
@@ -163,9 +201,7 @@ def parse_message(content: bytes) -> ParsedMessage | None:
             headers.append((line[:colon], line[colon + 1 :] + b"\r\n"))
         elif not line.startswith(b"From "):  # dkimpy skips an mbox "From " line
             return None
-    lower = [name.lower() for name, _ in headers]
-    signatures = [i for i, name in enumerate(lower) if name == b"dkim-signature"]
-    return ParsedMessage(headers, body, signatures, lower)
+    return headers
 
 
 def tag_list(text: bytes) -> dict[bytes, bytes] | None:
@@ -186,9 +222,14 @@ def tag_list(text: bytes) -> dict[bytes, bytes] | None:
 def _base64(value: bytes) -> bytes | None:
     """A b=/bh=/p= value decoded, its FWS ignored (§3.5); None when not plain base64."""
     compact = b"".join(value.split())
-    if not compact or len(compact) % 4 or not _BASE64.fullmatch(compact):
+    # Strict decoding refuses what is not the base64 alphabet or not padded
+    # right, but lets "====" through: the check below keeps that out.
+    if not compact or len(compact) % 4 or compact.endswith(b"==="):
         return None
-    return binascii.a2b_base64(compact)
+    try:
+        return binascii.a2b_base64(compact, strict_mode=True)
+    except binascii.Error:
+        return None
 
 
 @functools.lru_cache(maxsize=512)
@@ -231,8 +272,10 @@ def parse_key(record: str) -> PublicKey | str | None:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _Signature:
+@dataclass(slots=True)
+class Signature:
+    """A DKIM-Signature this module handles, its tags read (`read_signature`)."""
+
     algorithm: str  # "rsa" | "ed25519"
     relaxed_header: bool
     relaxed_body: bool
@@ -245,9 +288,10 @@ class _Signature:
     expires: int | None
     b: bytes
     bh: bytes
+    b_start: str  # the first 8 characters of b= (RFC 6008), for the result
 
 
-def _signature(value: bytes) -> _Signature | None:
+def read_signature(value: bytes) -> Signature | None:
     """The tags of a DKIM-Signature this module handles, or None (dkimpy's)."""
     found = tag_list(value)
     if found is None or any(tag not in found for tag in _MANDATORY) or found[b"v"] != b"1":
@@ -273,10 +317,10 @@ def _signature(value: bytes) -> _Signature | None:
         or found.get(b"q", b"dns/txt") != b"dns/txt"
         or not domain.isascii()
         or _D_SPECIALS.search(domain)
-        or (identity is not None and b"@" not in identity)
+        or (identity is not None and identity.find(b"@") < 0)
     ):
         return None
-    return _Signature(
+    return Signature(
         algorithm,
         relaxed_header,
         relaxed_body,
@@ -289,10 +333,11 @@ def _signature(value: bytes) -> _Signature | None:
         numbers[b"x"],
         b,
         bh,
+        b"".join(found[b"b"].split())[:8].decode(),
     )
 
 
-def _checks(sig: _Signature, key: PublicKey, now: float) -> tuple[str, str] | None:
+def _checks(sig: Signature, key: PublicKey, now: float) -> tuple[str, str] | None:
     """The rules before any hashing (module contract, in order); None: go on."""
     if b"from" not in sig.signed:
         return "permerror", "From is not signed (h=)"
@@ -313,7 +358,7 @@ def _checks(sig: _Signature, key: PublicKey, now: float) -> tuple[str, str] | No
     return None
 
 
-def _header_hash(message: ParsedMessage, sig: _Signature, field_index: int) -> bytes:
+def _header_hash(message: ParsedMessage, sig: Signature, field_index: int) -> bytes:
     """SHA-256 of the signed header fields and the signature field (§3.7, §5.4.2)."""
     headers, lower = message.headers, message.lower_names
     names = list(sig.signed)
@@ -360,7 +405,11 @@ def _canonical(name: bytes, value: bytes, relaxed: bool) -> bytes:
     if not relaxed:
         return name + b":" + value
     value = value.replace(b"\r\n", b"")  # unfold; parse_message left no bare LF
-    if b"\t" in value or b"  " in value:
+    if value.find(b"\t") >= 0 or value.find(b"  ") >= 0:  # find(): see body_hash
+        if value.find(b"\r") < 0 and value.find(b"\x0b") < 0 and value.find(b"\x0c") < 0:
+            # Its only white space is WSP: split() makes each run one SP and
+            # drops both ends, as the expression below and strip() do, faster.
+            return name.lower() + b":" + b" ".join(value.split()) + b"\r\n"
         value = _WSP_RUN.sub(b" ", value)
     return name.lower() + b":" + value.strip() + b"\r\n"
 
@@ -375,14 +424,22 @@ def verify(
     now: float,
 ) -> tuple[str, str] | None:
     """(result, reason) of the index-th DKIM-Signature, or None (module contract)."""
-    field_index = message.signatures[index]
-    sig = _signature(message.headers[field_index][1])
+    sig = read_signature(message.headers[message.signatures[index]][1])
     if (
         sig is None
         or sig.domain.decode() != domain
         or sig.selector.decode("ascii", "replace") != selector
     ):
         return None  # not ours to judge, or not the key the caller fetched
+    return verify_signature(message, index, sig, key, now=now)
+
+
+def verify_signature(
+    message: ParsedMessage, index: int, sig: Signature, key: PublicKey, *, now: float
+) -> tuple[str, str] | None:
+    """`verify` for a signature already read (`read_signature` of that field)
+    and a key fetched for its d= and s=."""
+    field_index = message.signatures[index]
     if sig.timestamp is not None and sig.timestamp > now + _CLOCK_SLACK:
         return None  # signed "in the future": dkimpy's rule
     refused = _checks(sig, key, now)

@@ -15,9 +15,11 @@ Contract:
   * The look-ups are started at once (policy/mailauth/eager.py): answered
     from the cache they finish on the spot, without a task each; only a
     look-up that waits for DNS gets one.
-  * SPF results are kept for the (client IP, MAIL FROM, HELO) they were
-    computed for, exactly as long as the DNS answers behind them
-    (policy/mailauth/spfmemo.py).
+  * SPF results (for the client IP, MAIL FROM and HELO they were computed
+    for), the DMARC policy of a From domain and the keys of a set of key
+    names are kept exactly as long as the DNS answers behind them
+    (policy/mailauth/memo.py). When all a message needs is kept, its
+    findings are computed without a look-up, a coroutine or a task.
   * Every DNS look-up goes through the resolver given (the TTL cache,
     dns/cache.py, in a server) and is bounded by its time-out; a DNS failure
     is a temperror in the findings, never an exception and never a pass.
@@ -39,6 +41,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pigeon.config.mailauth import CheckPolicies
 from pigeon.dns.api import Resolver, TemporaryFailure
@@ -52,13 +55,15 @@ from pigeon.policy.mailauth.dmarc import (
     evaluate,
     find_policy,
 )
-from pigeon.policy.mailauth.keys import SIGNATURE_FIELDS, KeyAnswers, fetch_keys, key_names
+from pigeon.policy.mailauth.keys import KeyAnswers, fetch_keys, key_names
+from pigeon.policy.mailauth.memo import AnswerMemo
 from pigeon.policy.mailauth.orgdomain import OrgDomains
-from pigeon.policy.mailauth.spfmemo import SpfMemo
 from pigeon.policy.mailauth.verify import (
     ArcOutcome,
     DkimLimits,
     DkimOutcome,
+    Signatures,
+    read_signatures,
     verify_arc,
     verify_dkim,
 )
@@ -124,7 +129,7 @@ class Investigator:
         self.receiver = receiver
         self.wallclock = wallclock
         self.sample = sample or (lambda: random.random() * 100)  # DMARC pct= (§6.6.4)
-        self.spf_memo = SpfMemo(resolver)
+        self.memo = AnswerMemo(resolver)
 
     async def investigate(
         self,
@@ -138,23 +143,24 @@ class Investigator:
         dkim_on = dmarc_on or policies.dkim != "off"
         arc_on = policies.arc != "off" and any(n.lower() in _ARC_FIELDS for n, _ in headers)
         found = Findings(str(session.sender) if session.sender else "", session.helo or "")
-        fields = [f for f, on in zip(SIGNATURE_FIELDS, (dkim_on, arc_on, arc_on)) if on]
-        names = key_names(headers, fields)
+        signed = dkim_on and any(n.lower() == "dkim-signature" for n, _ in headers)
+        content = message_content(message) if signed or arc_on else b""
+        signatures = read_signatures(content, headers) if signed else None
+        if arc_on:  # the names in the header section's order (keys.py)
+            names = key_names(headers, ("dkim-signature", *_ARC_FIELDS) if dkim_on else _ARC_FIELDS)
+        else:
+            names = signatures.key_names() if signatures is not None else []
         # Each signature needs one key; ARC at most two per set (RFC 8617 §5.1.1 caps sets at 50).
         limit = self.limits.max_signatures + (100 if arc_on else 0)
-        jobs: list[asyncio.Future[None]] = []
-        keys_job = eager.start(fetch_keys(self.resolver, names, limit))
-        if spf_on:
-            jobs.append(eager.start(self._spf(session, found)))
         if dmarc_on:
             found.author = author_domain(headers)
-            if found.author.domain:
-                jobs.append(eager.start(self._dmarc_policy(found.author.domain, found)))
-        keys = await keys_job
-        if dkim_on or arc_on:
-            await self._verify(message, headers, keys, found, dkim_on=dkim_on, arc_on=arc_on)
-        if jobs:
-            await eager.gather(*jobs)
+        domain = found.author.domain if found.author is not None else ""
+        keys = self._kept(session, found, (tuple(names), limit), spf_on, domain)
+        if keys is None:
+            keys = await self._look_up(session, found, names, limit, spf_on, domain)
+        found.dkim_checked = dkim_on
+        if signatures is not None or arc_on:
+            await self._verify(content, headers, keys, found, signatures, arc_on=arc_on)
         if found.dmarc_policy is not None and found.author is not None:
             dkim = [(d.result, d.domain) for d in found.dkim]
             found.dmarc = evaluate(
@@ -167,16 +173,69 @@ class Investigator:
             )
         return found
 
+    def _kept(
+        self,
+        session: SessionFacts,
+        found: Findings,
+        keys_key: tuple[tuple[str, ...], int],
+        spf_on: bool,
+        domain: str,
+    ) -> KeyAnswers | None:
+        """What the look-ups would give, all from the memo, or None when any
+        part is not kept (then `_look_up` asks): the usual case of a sender
+        seen before costs no coroutine, future or task."""
+        memo = self.memo
+        keys = memo.lookup(("keys", keys_key))
+        # () stands for "not needed"; None is "not kept".
+        spf: Any = (
+            memo.lookup(("spf", session.client_ip, found.sender, session.helo)) if spf_on else ()
+        )
+        dmarc: Any = memo.lookup(("dmarc", domain)) if domain else ()
+        if keys is None or spf is None or dmarc is None:
+            return None
+        if spf_on:
+            found.spf_mfrom, found.spf_helo = spf
+        if domain:
+            found.dmarc_policy = dmarc[0]
+        return keys  # type: ignore[no-any-return]
+
+    async def _look_up(
+        self,
+        session: SessionFacts,
+        found: Findings,
+        names: list[str],
+        limit: int,
+        spf_on: bool,
+        domain: str,
+    ) -> KeyAnswers:
+        """Every look-up the message needs, at once; each result kept in the memo."""
+        jobs: list[asyncio.Future[None]] = []
+        keys_job = eager.start(self._keys(names, limit))
+        if spf_on:
+            jobs.append(eager.start(self._spf(session, found)))
+        if domain:
+            jobs.append(eager.start(self._dmarc_policy(domain, found)))
+        keys = await keys_job
+        if jobs:
+            await eager.gather(*jobs)
+        return keys
+
+    async def _keys(self, names: list[str], limit: int) -> KeyAnswers:
+        view = self.memo.tracking()
+        keys = await fetch_keys(view, names, limit)
+        self.memo.keep(("keys", (tuple(names), limit)), keys, view)
+        return keys
+
     async def _spf(self, session: SessionFacts, found: Findings) -> None:
         ip = session.client_ip
-        key = (ip, found.sender, session.helo)
-        kept = self.spf_memo.lookup(key)
+        key = ("spf", ip, found.sender, session.helo)
+        kept = self.memo.lookup(key)
         if kept is not None:
             found.spf_mfrom, found.spf_helo = kept
             return
-        view = self.spf_memo.tracking()
+        view = self.memo.tracking()
         await self._evaluate_spf(ip, _helo_name(session.helo), found, view)
-        self.spf_memo.keep(key, (found.spf_mfrom, found.spf_helo), view)
+        self.memo.keep(key, (found.spf_mfrom, found.spf_helo), view)
 
     async def _evaluate_spf(self, ip: str, helo: str, found: Findings, dns: Resolver) -> None:
         now = self.wallclock()
@@ -193,30 +252,27 @@ class Investigator:
             found.spf_mfrom = SpfResult(SpfVerdict.NONE, "", problem="no identity to check")
 
     async def _dmarc_policy(self, domain: str, found: Findings) -> None:
+        view = self.memo.tracking()
         try:
-            found.dmarc_policy = await find_policy(self.resolver, domain, self.orgs)
+            found.dmarc_policy = await find_policy(view, domain, self.orgs)
         except TemporaryFailure as exc:
             found.dmarc_lookup_failed = exc
+            return
+        self.memo.keep(("dmarc", domain), (found.dmarc_policy,), view)
 
     async def _verify(
         self,
-        message: Message,
+        content: bytes,
         headers: Sequence[tuple[str, str]],
         keys: KeyAnswers,
         found: Findings,
+        signatures: Signatures | None,
         *,
-        dkim_on: bool,
         arc_on: bool,
     ) -> None:
-        found.dkim_checked = dkim_on
-        signed = dkim_on and any(n.lower() == "dkim-signature" for n, _ in headers)
-        if not signed and not arc_on:
-            return
-        content = message_content(message)
-
         def work() -> None:
-            if signed:
-                found.dkim = verify_dkim(content, headers, keys, self.limits)
+            if signatures is not None:
+                found.dkim = verify_dkim(content, headers, keys, self.limits, signatures=signatures)
             if arc_on:
                 found.arc = verify_arc(content, headers, keys, self.limits.min_key_bits)
 
@@ -228,6 +284,11 @@ class Investigator:
 
 def message_content(message: Message) -> bytes:
     """The whole message (header section and body), read once."""
+    whole = getattr(message, "content_in_hand", None)
+    if whole is not None:
+        content = whole()
+        if content is not None:
+            return content  # type: ignore[no-any-return]
     head = message.header_section()
     if not head.endswith(b"\r\n\r\n"):  # a view may leave the empty line out
         head += b"\r\n" if head.endswith(b"\r\n") else b"\r\n\r\n"

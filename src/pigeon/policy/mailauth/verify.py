@@ -12,6 +12,11 @@ Contract:
     revoked or bad key record, a key that does not fit the signature, h=
     without From, x= before t=, a malformed signature). `now` (default:
     the clock) judges x= and t=.
+  * `read_signatures(content, headers)` reads each DKIM-Signature field
+    once (d=, s=, a=, the start of b=, and the lean verifier's reading of
+    it) and the message as the lean verifier splits it: the caller takes
+    the key names from it (`Signatures.key_names()`) and passes it to
+    `verify_dkim(..., signatures=)`, so nothing is read twice.
   * Which verifier: each signature goes first to
     policy/mailauth/dkimfast.py (rsa-sha256 and ed25519-sha256, c= simple
     or relaxed, l=, t=, x=, i=; keys k=rsa or k=ed25519 read by
@@ -49,7 +54,16 @@ from pigeon.policy.mailauth import dkimfast
 from pigeon.policy.mailauth.keys import KeyAnswers, key_name, tags
 from pigeon.signing import dkimrsa
 
-__all__ = ["ArcOutcome", "DkimLimits", "DkimOutcome", "verify_arc", "verify_dkim"]
+__all__ = [
+    "ArcOutcome",
+    "DkimLimits",
+    "DkimOutcome",
+    "SignatureField",
+    "Signatures",
+    "read_signatures",
+    "verify_arc",
+    "verify_dkim",
+]
 
 # dkimpy's RSA check by OpenSSL, its key parsing cached (signing/dkimrsa.py).
 dkimrsa.install()
@@ -100,6 +114,60 @@ def _key_bits(record: str) -> tuple[str, int] | str:
     return ktag.decode(), int(bits or 0)
 
 
+@dataclass(slots=True)
+class SignatureField:
+    """One DKIM-Signature field, read once (`read_signatures`)."""
+
+    domain: str  # d=, lowercased ("" when unreadable)
+    selector: str  # s=
+    algorithm: str  # a=
+    b: str  # the first characters of b=
+    fast: dkimfast.Signature | None  # None: the lean verifier leaves it to dkimpy
+
+
+@dataclass(slots=True)
+class Signatures:
+    """A message's DKIM-Signature fields, top first, and the message as the
+    lean verifier split it (None: it leaves the whole message to dkimpy)."""
+
+    fields: list[SignatureField]
+    parsed: dkimfast.ParsedMessage | None
+
+    def key_names(self) -> list[str]:
+        """The names of the keys these signatures need, once each, in order."""
+        return list(
+            {key_name(f.selector, f.domain): None for f in self.fields if f.domain and f.selector}
+        )
+
+
+def read_signatures(content: bytes, headers: Sequence[tuple[str, str]]) -> Signatures:
+    """Every DKIM-Signature of the message read once: for the names of their
+    keys (findings.py), their verification and their results."""
+    values = [v for n, v in headers if n.lower() == "dkim-signature"]
+    parsed = dkimfast.parse_message(content) if values else None
+    if parsed is not None and len(parsed.signatures) != len(values):
+        parsed = None  # we and the message reader disagree on its fields: dkimpy decides
+    fields = []
+    for index, value in enumerate(values):
+        fast = None
+        if parsed is not None:
+            fast = dkimfast.read_signature(parsed.headers[parsed.signatures[index]][1])
+        if fast is not None and fast.domain and fast.selector and fast.selector.isascii():
+            domain, selector = fast.domain.decode(), fast.selector.decode()
+            fields.append(
+                SignatureField(domain, selector, f"{fast.algorithm}-sha256", fast.b_start, fast)
+            )
+            continue
+        found = tags(value)
+        b = "".join(found.get("b", "").split())[:8]
+        fields.append(
+            SignatureField(
+                found.get("d", "").lower(), found.get("s", ""), found.get("a", ""), b, None
+            )
+        )
+    return Signatures(fields, parsed)
+
+
 def verify_dkim(
     content: bytes,
     headers: Sequence[tuple[str, str]],
@@ -107,26 +175,24 @@ def verify_dkim(
     limits: DkimLimits,
     *,
     now: float | None = None,
+    signatures: Signatures | None = None,
 ) -> list[DkimOutcome]:
     """Every DKIM-Signature's result, top first (module contract)."""
-    signatures = [v for n, v in headers if n.lower() == "dkim-signature"]
-    if not signatures:
+    if signatures is None:
+        signatures = read_signatures(content, headers)
+    if not signatures.fields:
         return []
     now = time.time() if now is None else now
-    parsed = dkimfast.parse_message(content)
-    if parsed is not None and len(parsed.signatures) != len(signatures):
-        parsed = None  # we and the message reader disagree on its fields: dkimpy decides
+    parsed = signatures.parsed
     verifier: list[dkim.DKIM] = []  # dkimpy's reading of the message, made when needed
     out = []
-    for index, value in enumerate(signatures):
-        found = tags(value)
-        domain, selector = found.get("d", "").lower(), found.get("s", "")
-        algorithm, b = found.get("a", ""), "".join(found.get("b", "").split())[:8]
+    for index, field in enumerate(signatures.fields):
+        domain, selector = field.domain, field.selector
 
         def outcome(result: str, reason: str = "") -> DkimOutcome:
-            return DkimOutcome(domain, selector, algorithm, result, reason, b)  # noqa: B023
+            return DkimOutcome(domain, selector, field.algorithm, result, reason, field.b)  # noqa: B023
 
-        if not found or not domain or not selector:
+        if not domain or not selector:
             out.append(outcome("neutral", "signature does not parse"))
             continue
         if index >= limits.max_signatures:
@@ -141,8 +207,8 @@ def verify_dkim(
             out.append(outcome("permerror", f"no key for signature ({name})"))
             continue
         answer = None
-        if parsed is not None:
-            answer = _fast(parsed, index, record, limits, domain, selector, now)
+        if parsed is not None and field.fast is not None:
+            answer = _fast(parsed, index, field.fast, record, limits, now)
         if answer is None:
             if not verifier:
                 verifier.append(dkim.DKIM(content, logger=_QUIET, minkey=limits.min_key_bits))
@@ -163,10 +229,9 @@ def _size_policy(kind: str, bits: int, limits: DkimLimits) -> tuple[str, str] | 
 def _fast(
     parsed: dkimfast.ParsedMessage,
     index: int,
+    sig: dkimfast.Signature,
     record: str,
     limits: DkimLimits,
-    domain: str,
-    selector: str,
     now: float,
 ) -> tuple[str, str] | None:
     """(result, reason) by policy/mailauth/dkimfast.py, or None: dkimpy decides."""
@@ -176,7 +241,7 @@ def _fast(
     refused = _size_policy(key.kind, key.bits, limits)
     if refused is not None:
         return refused
-    return dkimfast.verify(parsed, index, key, domain=domain, selector=selector, now=now)
+    return dkimfast.verify_signature(parsed, index, sig, key, now=now)
 
 
 def _with_dkimpy(

@@ -471,3 +471,57 @@ def test_property_tag_lists_read_as_dkimpy_reads_them(pieces):
     except dkim.util.InvalidTagValueList:
         expected = None
     assert dkimfast.tag_list(text) == expected
+
+
+_HEAD_PIECES = [b"From", b"From ", b"To", b":", b" ", b"\t", b"\r\n", b"\r\n ", b"x", b"\r", b"a b"]
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(st.sampled_from(_HEAD_PIECES), max_size=16))
+def test_property_the_one_split_reads_header_sections_as_the_line_reader_does(pieces):
+    """parse_message's split at unfolded line ends, or its line-by-line reading:
+    the same fields (or the same refusal) for any header section."""
+    head = b"".join(pieces)
+    if (
+        b"\n" in head.replace(b"\r\n", b"")
+        or b"\r\n\r\n" in head + b"\r\n"
+        or head.startswith(b"\r\n")
+    ):
+        return  # a bare LF or an empty line: not a header section parse_message would split this way
+    parsed = dkimfast.parse_message(head + b"\r\n\r\nbody\r\n")
+    by_line = dkimfast._fields_by_line(head + b"\r\n")
+    assert (parsed.headers if parsed is not None else None) == by_line
+
+
+_WSP_PIECES = [b"a", b" ", b"  ", b"\t", b"\r\n ", b"\r\n\t", b"\r", b"\x0b", b"\x0c", b":", b"b c"]
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(st.sampled_from(_WSP_PIECES), max_size=14))
+def test_property_relaxed_header_canonicalisation_is_rfc_6376_3_4_2(pieces):
+    value = b"".join(pieces) + b"\r\n"
+    unfolded = value.replace(b"\r\n", b"")
+    expected = b"subject:" + dkimfast._WSP_RUN.sub(b" ", unfolded).strip() + b"\r\n"
+    assert dkimfast._canonical(b"Subject", value, True) == expected
+
+
+@pytest.mark.parametrize(
+    "text, decoded",
+    [
+        (b"QUJD", b"ABC"),
+        (b"QU JD\r\n\t", b"ABC"),  # FWS inside b= and bh= is ignored (§3.5)
+        (b"QUI=", b"AB"),
+        (b"QQ==", b"A"),
+        (b"QUJD====", None),  # strict decoding alone would take it
+        (b"Q===", None),
+        (b"QUJD=", None),
+        (b"QU=D", None),
+        (b"QU-D", None),  # base64url is not base64
+        (b"=QUJ", None),
+        (b"QUI=QUJD", None),
+        (b"", None),
+        (b"abc", None),
+    ],
+)
+def test_base64_values_are_read_strictly(text, decoded):
+    assert dkimfast._base64(text) == decoded

@@ -3,6 +3,7 @@ each kind of message gets the verdict docs/mail-auth.md ("Inbound checks") docum
 
 from __future__ import annotations
 
+import pytest
 from conftest import AUTHSERV, CLIENT, FIXTURES, FORGER, LIST_SERVER, results
 
 from pigeon.testing.mailauthkit import arc_seal, message
@@ -276,6 +277,28 @@ def test_keys_are_asked_through_our_resolver_and_answers_are_cached(harness, key
     before = len(dns_server.queries)
     assert h.run(signed).reply is None  # within the TTLs: nothing asked again
     assert len(dns_server.queries) == before
+
+
+def test_a_sender_seen_before_is_checked_from_kept_results_until_their_ttls_end(
+    harness, keys, monkeypatch
+):
+    """SPF results, the DMARC policy and the keys are kept as long as the DNS
+    answers behind them (policy/mailauth/memo.py): the next message of the
+    sender asks nothing, not even the cache; past the TTLs all is asked again."""
+    h = harness()
+    signed = keys.rsa.sign(message())
+    first = results(h.run(signed))
+    assert "dkim=pass" in first and "dmarc=pass" in first
+
+    async def no_dns(kind, name):
+        raise AssertionError(f"asked for {kind} {name}")
+
+    monkeypatch.setattr(h.resolver, "_get", no_dns)
+    assert results(h.run(signed)) == first
+    later = h.resolver.now() + 86400 + 1
+    monkeypatch.setattr(h.resolver, "_clock", lambda: later)
+    with pytest.raises(AssertionError, match="asked for"):
+        h.run(signed)
 
 
 def test_recipients_of_domains_with_other_policies_go_in_another_transaction(harness):

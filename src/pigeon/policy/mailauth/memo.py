@@ -1,13 +1,17 @@
-"""SPF results kept exactly as long as every DNS answer they were computed from.
+"""Results kept exactly as long as every DNS answer they were computed from.
 
 Why: an SPF result is a function of the client address, MAIL FROM, the
-HELO name and the DNS answers the evaluation asked for (RFC 7208 §4). A
-mailing list, a ticket system or a newsletter sends message after message
-with the same three; once the answers are in the TTL cache, evaluating the
-same records again costs the checks about a fifth of their CPU time.
+HELO name and the DNS answers the evaluation asked for (RFC 7208 §4); a
+DMARC policy, of the From domain and its records (RFC 7489 §6.6.3); the
+keys of a message's signatures, of their names. A mailing list, a ticket
+system or a newsletter sends message after message with the same ones;
+once the answers are in the TTL cache, asking and evaluating them again
+costs the checks a large part of their CPU time (docs/benchmarks.md,
+issue 13). With every result of a message kept, its checks run without
+a single look-up (policy/mailauth/findings.py).
 
 Contract:
-  * `SpfMemo(resolver)`: with a `CachingResolver` (dns/cache.py) results are
+  * `AnswerMemo(resolver)`: with a `CachingResolver` (dns/cache.py) results are
     kept; with any other resolver `lookup` always misses and `keep` keeps
     nothing.
   * `view = memo.tracking()` is a `Resolver` for one evaluation: it asks
@@ -17,9 +21,10 @@ Contract:
     temporary failure) or when a TXT answer holds a `%{t}` macro (the
     current time, RFC 7208 §7.2: the result could change from one second to
     the next). `memo.lookup(key)` returns the value while it lasts, else None.
-  * The key is the caller's: (client IP, MAIL FROM exactly as given, HELO
-    name) for the inbound checks (policy/mailauth/findings.py), so macros of
-    the local part (%{l}, %{s}) are covered.
+  * The key is the caller's: for SPF (client IP, MAIL FROM exactly as given,
+    HELO name), so macros of the local part (%{l}, %{s}) are covered; the
+    inbound checks' keys are in policy/mailauth/findings.py. A kept value is
+    never None (None is "not kept").
   * At most `max_entries` results; past that the oldest go first.
 """
 
@@ -31,7 +36,7 @@ from typing import Any
 from pigeon.dns.api import DnsError, MxRecord, Resolver
 from pigeon.dns.cache import CachingResolver
 
-__all__ = ["SpfMemo"]
+__all__ = ["AnswerMemo"]
 
 
 class _Tracking:
@@ -72,7 +77,7 @@ class _Tracking:
         return await self._ask("ptr", address)
 
 
-class SpfMemo:
+class AnswerMemo:
     """lookup(), tracking(), keep(): see the module contract."""
 
     def __init__(self, resolver: Resolver, *, max_entries: int = 10_000) -> None:

@@ -1,4 +1,4 @@
-"""SPF results kept exactly as long as their DNS answers (policy/mailauth/spfmemo.py),
+"""SPF results kept exactly as long as their DNS answers (policy/mailauth/memo.py),
 over the loopback DNS server, our stub and the TTL cache with a clock we move."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import asyncio
 
 from pigeon.dns.cache import CachingResolver
 from pigeon.dns.stub import StubResolver
-from pigeon.policy.mailauth.spfmemo import SpfMemo
+from pigeon.policy.mailauth.memo import AnswerMemo
 from pigeon.policy.spf import check_mail_from
 from pigeon.testing.dnsserver import DnsServer
 from pigeon.testing.mailauthkit import txt
@@ -30,7 +30,7 @@ class Clock:
         return self.now
 
 
-def _evaluate(memo: SpfMemo, sender: str):
+def _evaluate(memo: AnswerMemo, sender: str):
     key = ("192.0.2.10", sender, "mail.example")
     kept = memo.lookup(key)
     if kept is not None:
@@ -45,7 +45,7 @@ def test_a_result_lasts_as_long_as_the_shortest_answer_behind_it():
     with DnsServer(zones=ZONES) as server:
         clock = Clock()
         cache = CachingResolver(StubResolver([("127.0.0.1", server.port)], timeout=2), clock=clock)
-        memo = SpfMemo(cache)
+        memo = AnswerMemo(cache)
         first, hit = _evaluate(memo, "a@memo.example")
         assert str(first.result) == "pass" and not hit
         asked = len(server.queries)
@@ -62,7 +62,7 @@ def test_a_result_lasts_as_long_as_the_shortest_answer_behind_it():
 def test_nothing_is_kept_over_a_time_macro_or_a_dns_failure():
     with DnsServer(zones=ZONES, timeout={"memo.example"}) as server:
         cache = CachingResolver(StubResolver([("127.0.0.1", server.port)], timeout=0.5))
-        memo = SpfMemo(cache)
+        memo = AnswerMemo(cache)
         assert not _evaluate(memo, "x@clock.example")[1]
         assert not _evaluate(memo, "x@clock.example")[1]  # %{t}: never kept
         failed, _ = _evaluate(memo, "a@memo.example")
@@ -72,6 +72,6 @@ def test_nothing_is_kept_over_a_time_macro_or_a_dns_failure():
 
 def test_without_a_caching_resolver_nothing_is_kept():
     with DnsServer(zones=ZONES) as server:
-        memo = SpfMemo(StubResolver([("127.0.0.1", server.port)], timeout=2))
+        memo = AnswerMemo(StubResolver([("127.0.0.1", server.port)], timeout=2))
         assert not _evaluate(memo, "a@memo.example")[1]
         assert not _evaluate(memo, "a@memo.example")[1]
