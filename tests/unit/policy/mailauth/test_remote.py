@@ -43,7 +43,7 @@ class RemoteHarness:
                     "spf": "enforce",
                     "dkim": "annotate",
                     "dmarc": "enforce",
-                    # checker_above left at its default, 0: every message to the process
+                    "checker_above": 0,  # every message to the process
                 },
                 "delivery": {"dns_servers": [f"127.0.0.1:{dns_port}"], "dns_timeout": 1.0},
                 "reports": {"dmarc": True},  # so the DMARC records come back too
