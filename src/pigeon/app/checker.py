@@ -24,7 +24,11 @@ Contract:
   * The process reads frames (policy/mailauth/remote.py) from its end: each
     ("config", Config) builds a new examiner (policy/mailauth/examine.py,
     with its own DNS resolver behind a TTL cache, dns/cache.py, asked as the
-    server's); each ("check", id, facts, policies, content) (remote.py) is
+    server's), and the first one, once the examiner is built (and the user
+    switched), is answered with ("ready",): until then the server checks
+    inline, so the messages of the first second after a start do not wait
+    for this process to import and build everything (remote.py); each
+    ("check", id, facts, policies, content) (remote.py) is
     answered with (id, encode(Examined)), or (id, None, error text) when the
     check raised. Answers go back as each check completes; a check waiting
     for DNS does not hold up the others.
@@ -176,6 +180,8 @@ class _Server(asyncio.Protocol):
                     print(f"pigeon checker: {exc}", file=sys.stderr)
                     assert self.transport is not None
                     self.transport.abort()  # the server checks inline from now on
+                    return
+            self._send(("ready",))
 
     def _check(self, ident: int, facts: Any, policies: Any, content: bytes) -> None:
         if self.examiner is None:

@@ -38,13 +38,13 @@ Contract (the rules users read are docs/mail-auth.md, "Inbound checks"):
     set of policies.
   * Where the findings are computed: by `examiner` (policy/mailauth/examine.py)
     in the server's event loop, or, given `remote` (`[mail_auth] checker =
-    "process"`) and a message of at least `checker_above` octets, in the
-    checker process (app/checker.py), with `examiner` as the fallback when
-    that process cannot answer (policy/mailauth/remote.py). Smaller
-    messages are checked inline: measured on 1 KB messages, the round trip
-    to the process (two writes, two wake-ups) costs the event loop about as
-    much as their checks and adds their latency (docs/benchmarks.md). Either way the same rules apply; the DMARC
-    record reaches the sink here, in the server.
+    "process"`) and a message of at least `checker_above` octets (default
+    0: all), in the checker process (app/checker.py), with `examiner` as
+    the fallback when that process cannot answer or has not yet said it
+    is ready (policy/mailauth/remote.py). The round trip costs the event
+    loop about a third of the checks themselves (docs/benchmarks.md,
+    issue 13). Either way the same rules apply; the DMARC record reaches
+    the sink here, in the server.
   * One instance serves every connection; it keeps nothing per session.
 """
 

@@ -13,7 +13,9 @@ Contract:
     process (or None when it could not be started); `respawn()` starts a
     new one and returns its socket, or None (app/checker.py logs why);
     `close()` ends the channel and calls `reap()` (the processes end when
-    their input ends).
+    their input ends). `answered` counts the messages the process examined;
+    `await wait_ready(timeout)` returns whether a process said it is ready
+    within `timeout` seconds (for tests and start-up; examine never waits).
   * `configure(config)` gives the process the configuration its checks run
     under (the `Config`), now and again after every reload; a new process
     is configured before its first check.
@@ -23,14 +25,16 @@ Contract:
     reported an error, or it did not answer within `timeout` seconds) the
     message is examined by `fallback` in the server instead, the same rules
     in the same order, and the trouble is logged once per episode: a
-    message is never accepted unchecked because of the process. A process
+    message is never accepted unchecked because of the process. Until a
+    (new) process has said it is ready, having built its checks, messages
+    are examined by `fallback` too: they do not wait for it to start. A process
     that failed is replaced by `respawn()` at most once every `retry_after`
     seconds; meanwhile the checks run inline.
   * Frames: a 4-octet big-endian length, then a pickle. Server to process:
     ("config", Config) and ("check", id, (client IP, HELO name, None or
     the sender's (local part, domain)), the four policies (spf, dkim,
-    dmarc, arc), content). Process to server: (id, encode(Examined)) or (id, None, error
-    text).
+    dmarc, arc), content). Process to server: ("ready",) once, then
+    (id, encode(Examined)) or (id, None, error text).
     What comes back is plain values (`encode`: tuples, strings, numbers)
     unpickled by `_Unpickler`, which refuses every class and function, and
     rebuilt by `decode` through the constructors that check them (a header
@@ -198,6 +202,7 @@ class _Channel(asyncio.Protocol):
         self.pending: dict[int, tuple[asyncio.Future[Examined], float]] = {}
         self.watchdog: asyncio.TimerHandle | None = None
         self.lost = False
+        self.ready = asyncio.Event()  # the process said it has built its checks
         self.closing = False  # we closed it: its end is no news
 
     @property
@@ -216,6 +221,9 @@ class _Channel(asyncio.Protocol):
             self.fail(f"unreadable answer: {exc}")
 
     def _answered(self, answer: Any) -> None:
+        if answer == ("ready",):
+            self.ready.set()
+            return
         entry = self.pending.pop(answer[0], None)
         if entry is None or entry[0].done():
             return  # not ours, or given up on: the message was examined inline
@@ -298,6 +306,7 @@ class RemoteChecks:
         self._next_try = 0.0
         self._troubled = False  # one log line per episode
         self._connecting: asyncio.Future[_Channel | None] | None = None
+        self.answered = 0
 
     def configure(self, config: Config) -> None:
         self._config = config
@@ -316,7 +325,7 @@ class RemoteChecks:
         channel = self._channel
         if channel is None or channel.lost:
             channel = await self._connect()
-        if channel is None:
+        if channel is None or not channel.ready.is_set():
             return await fallback.examine(session, message, headers, policies)
         content = message_content(message)  # a StoreError goes to the pipeline, as inline
         sender = session.sender
@@ -334,10 +343,23 @@ class RemoteChecks:
         except CheckerTrouble as exc:
             self._trouble(str(exc))
             return await fallback.examine(session, message, headers, policies)
+        self.answered += 1
         if self._troubled:
             self._troubled = False
             log.info("the checker process answers again")
         return examined
+
+    async def wait_ready(self, timeout: float) -> bool:
+        channel = self._channel
+        if channel is None or channel.lost:
+            channel = await self._connect()
+        if channel is None:
+            return False
+        try:
+            await asyncio.wait_for(channel.ready.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     def _trouble(self, why: str) -> None:
         if not self._troubled:

@@ -35,7 +35,9 @@ from pigeon.vocab.address import Address
 class RemoteHarness:
     """The stage twice over one configuration: checks in a child process, and inline."""
 
-    def __init__(self, dns_port: int, tmp_path: Path, **remote_options) -> None:
+    def __init__(
+        self, dns_port: int, tmp_path: Path, *, wait: bool = True, **remote_options
+    ) -> None:
         self.config = load_config(
             overrides={
                 "hostname": AUTHSERV,
@@ -66,6 +68,8 @@ class RemoteHarness:
         self.inline_check = build_mail_auth(self.config, resolver, networks, self.inline_sink)
         self.store = QueueStore(tmp_path / "queue", fsync=False)
         self.store.open()
+        if wait:  # until it is ready the server checks inline (remote.py)
+            assert self.runner.run(self.remote.wait_ready(30.0)), "the checker never got ready"
 
     def run(self, content: bytes, *, remote: bool = True, ip: str = CLIENT):
         spool = self.store.new_spool(Envelope("", "alice@example.org", [Recipient("bob@x.test")]))
@@ -116,6 +120,7 @@ def _same(a, b) -> None:
 
 def test_the_checker_process_gives_the_verdicts_the_server_gives_inline(remote_harness, keys):
     h = remote_harness()
+    before = h.remote.answered
     cases = [
         keys.ed.sign(keys.rsa.sign(message())),  # pass
         keys.rsa.sign(message(body="Pay 10 EUR.\r\n")).replace(b"10 EUR", b"99 EUR"),
@@ -127,10 +132,27 @@ def test_the_checker_process_gives_the_verdicts_the_server_gives_inline(remote_h
     # The DMARC records reach the server's sink, as inline.
     assert len(h.remote_sink.records) == len(h.inline_sink.records) > 0
     assert "dkim=pass" in results(h.run(cases[0]))
-    assert h.child_pids(), "the checks ran in a child process"
+    assert h.child_pids()
+    assert h.remote.answered - before == len(cases) + 1, "the checks ran in the child process"
     # SPF fail of a forging client: refused by the process as inline.
     forged = h.run(message(), ip=FORGER)
     assert forged.reply is not None and forged.reply.code == 550
+
+
+def test_messages_do_not_wait_for_a_checker_that_is_starting(remote_harness, keys):
+    h = remote_harness(wait=False)
+    (pid,) = h.child_pids()
+    os.kill(pid, signal.SIGSTOP)  # still importing: it cannot have said it is ready
+    try:
+        signed = keys.rsa.sign(message())
+        assert "dkim=pass" in results(h.run(signed))
+        assert h.remote.answered == 0, "checked inline, not sent to the process"
+        os.kill(pid, signal.SIGCONT)
+        assert h.runner.run(h.remote.wait_ready(30.0))
+        assert "dkim=pass" in results(h.run(signed))
+        assert h.remote.answered == 1, "once ready, the process checks"
+    finally:
+        os.kill(pid, signal.SIGKILL)
 
 
 def test_a_dns_failure_in_the_process_is_451_as_inline(remote_harness, keys):
@@ -145,15 +167,18 @@ def test_a_checker_that_dies_is_replaced_and_no_message_goes_unchecked(
     h = remote_harness(retry_after=0.0)
     signed = keys.rsa.sign(message())
     assert "dkim=pass" in results(h.run(signed))
+    assert h.remote.answered == 1
     (pid,) = h.child_pids()
     os.kill(pid, signal.SIGKILL)
     # The next message: the channel breaks, the server checks it itself...
     verdict = h.run(signed)
     assert "dkim=pass" in results(verdict)
     assert "checker process" in caplog.text
-    # ...and a new process takes over.
+    # ...and a new process takes over, once it is ready.
+    assert h.runner.run(h.remote.wait_ready(30.0))
     assert "dkim=pass" in results(h.run(signed))
     assert h.child_pids() and pid not in h.child_pids()
+    assert h.remote.answered == 2
 
 
 def test_a_checker_that_does_not_answer_in_time_is_not_waited_for(remote_harness, keys):
@@ -168,7 +193,7 @@ def test_a_checker_that_does_not_answer_in_time_is_not_waited_for(remote_harness
 
 
 def test_no_checker_at_all_means_inline_checks(dns_server, tmp_path, keys):
-    h = RemoteHarness(dns_server.port, tmp_path)
+    h = RemoteHarness(dns_server.port, tmp_path, wait=False)
     h.remote.close()
     h.remote = RemoteChecks(None, respawn=lambda: None)
     h.remote_check.remote = h.remote
