@@ -1,0 +1,66 @@
+"""Problems (RFC 9457) and the OpenAPI document against the application's routes."""
+
+from __future__ import annotations
+
+import json
+
+from pigeon.web.app import WebDeps, api_routes, build_app
+from pigeon.web.openapi import build_document
+from pigeon.web.problem import PROBLEM_TYPE, problem_response
+from pigeon.web.tokens import TokenStore
+
+
+async def _ready() -> dict[str, bool]:
+    return {"queue": True}
+
+
+def deps(tmp_path) -> WebDeps:
+    return WebDeps(tokens=TokenStore.in_data_dir(tmp_path), ops={}, ready=_ready, max_body=1000)
+
+
+def test_problem_shape():
+    resp = problem_response(400, "limit: too big", errors=[{"field": "limit", "message": "x"}])
+    assert resp.status == 400
+    assert resp.content_type == PROBLEM_TYPE
+    body = json.loads(resp.body)
+    assert body == {
+        "type": "about:blank",
+        "title": "Bad Request",
+        "status": 400,
+        "detail": "limit: too big",
+        "errors": [{"field": "limit", "message": "x"}],
+    }
+
+
+def test_every_route_is_documented_and_nothing_else(tmp_path):
+    app = build_app(deps(tmp_path))
+    served = {
+        (r.method, r.resource.canonical)
+        for r in app.router.routes()
+        if r.method != "HEAD" and r.resource is not None
+    }
+    document = build_document(api_routes(deps(tmp_path)), version="0")
+    documented = {(m.upper(), path) for path, ops in document["paths"].items() for m in ops}
+    assert served == documented
+    assert ("GET", "/api/openapi.json") in served
+
+
+def test_document_says_auth_scopes_and_problems(tmp_path):
+    document = build_document(api_routes(deps(tmp_path)), version="0")
+    assert document["openapi"].startswith("3.1")
+    assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    for path, ops in document["paths"].items():
+        for method, op in ops.items():
+            public = path in ("/api/health", "/api/ready", "/api/openapi.json")
+            assert (op["security"] == []) == public, (method, path)
+            if not public:
+                assert op["x-pigeon-scope"] in ("send", "read", "admin")
+                assert {"401", "403"} <= set(op["responses"])
+            for status, response in op["responses"].items():
+                if int(status) >= 400:
+                    (media,) = response["content"]
+                    assert media == PROBLEM_TYPE
+            ids = [p["name"] for p in op.get("parameters", ()) if p["in"] == "path"]
+            assert ids == [seg[1:-1] for seg in path.split("/") if seg.startswith("{")]
+    operation_ids = [op["operationId"] for ops in document["paths"].values() for op in ops.values()]
+    assert len(operation_ids) == len(set(operation_ids))
