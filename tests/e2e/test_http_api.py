@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from pigeon.testing.live import free_port, require_tool, wait_for
+from pigeon.testing.live import free_port, maildir_messages, require_tool, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -173,3 +173,83 @@ def test_list_show_and_act_on_the_queue(server):
     status, _, body = curl(server.api_url(f"/api/queue/{qid}/delete"), "-X", "POST", token=admin)
     assert status == 200 and json.loads(body)["done"] == [qid]
     problem(curl(server.api_url(f"/api/queue/{qid}"), token=reader), 404)
+
+
+def send(server, body, token: str, content_type: str = "application/json"):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return curl(
+        server.api_url("/api/send"),
+        "-H",
+        f"Content-Type: {content_type}",
+        "--data-binary",
+        "@-",
+        token=token,
+        stdin=data,
+    )
+
+
+def test_send_structured_is_queued_and_delivered(server):
+    sender = token(server, "app", "send")
+    status, _, body = send(
+        server,
+        {
+            "from": {"name": "App", "address": "app@localhost"},
+            "to": ["alice@localhost"],
+            "bcc": "bob@localhost",
+            "subject": "Hello from the API",
+            "text": "plain body\n",
+            "html": "<p>html body</p>",
+            "attachments": [
+                {"filename": "a.txt", "content_type": "text/plain", "content": "aGVsbG8="}
+            ],
+            "headers": {"X-Ticket": "42"},
+        },
+        sender,
+    )
+    assert status == 202, body
+    queued = json.loads(body)
+    assert queued["sender"] == "app@localhost"
+    assert queued["recipients"] == ["alice@localhost", "bob@localhost"]
+    alice = wait_for(lambda: maildir_messages(server.data_dir, "alice@localhost"), timeout=20)
+    bob = wait_for(lambda: maildir_messages(server.data_dir, "bob@localhost"), timeout=20)
+    assert alice and bob, server.log()
+    data = alice[0].read_bytes()
+    assert b"Subject: Hello from the API" in data and b"X-Ticket: 42" in data
+    assert b"Received: from HTTP API (token app)" in data
+    assert b"multipart/alternative" in data and b'filename="a.txt"' in data
+    assert b"Bcc" not in data and b"bob@localhost" not in data
+    assert b"Message-ID: <" in data and b"Date: " in data
+    assert "token=app" in server.log()
+
+
+def test_send_raw_takes_recipients_from_the_message(server):
+    sender = token(server, "raw", "send")
+    raw = "From: app@localhost\nTo: alice@localhost\nBcc: bob@localhost\nSubject: raw\n\nbody\n"
+    status, _, body = send(server, {"raw": raw}, sender)
+    assert status == 202, body
+    assert json.loads(body)["recipients"] == ["alice@localhost", "bob@localhost"]
+    bob = wait_for(lambda: maildir_messages(server.data_dir, "bob@localhost"), timeout=20)
+    assert bob and b"Bcc" not in bob[0].read_bytes()
+
+
+def test_send_refusals_are_problems(server):
+    sender = token(server, "app", "send")
+    reader = token(server, "reader", "read")
+    ok = {"from": "app@localhost", "to": ["alice@localhost"], "text": "x"}
+    problem(send(server, ok, reader), 403)  # read is not send
+    doc = problem(send(server, b"{not json", sender), 400)
+    assert "JSON" in doc["detail"]
+    problem(send(server, b"[1, 2]", sender), 400)
+    problem(send(server, json.dumps(ok).encode(), sender, "text/plain"), 415)
+    doc = problem(send(server, {"to": "alice@localhost", "color": "red"}, sender), 400)
+    fields = {e["field"] for e in doc["errors"]}
+    assert {"from", "text", "color"} <= fields
+    doc = problem(send(server, {**ok, "to": ["not an address"]}, sender), 400)
+    assert doc["errors"][0]["field"] == "to[0]"
+    doc = problem(send(server, {**ok, "headers": {"X-A": "1\r\nBcc: evil@x"}}, sender), 400)
+    assert doc["errors"][0]["field"] == "headers.X-A"
+    problem(send(server, {**ok, "headers": {"From": "x@y"}}, sender), 400)
+    doc = problem(send(server, {**ok, "from": "someone@elsewhere.example"}, sender), 403)
+    assert "domains" in doc["detail"]
+    problem(send(server, {**ok, "text": "x" * MAX_BODY}, sender), 413)
+    assert not maildir_messages(server.data_dir, "alice@localhost")

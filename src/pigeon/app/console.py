@@ -11,7 +11,9 @@ Contract:
   * Readiness is: the queue answers (its counts are read in a worker
     thread), the role's mail listeners are bound, and no stop has begun.
   * The API asks the queue manager through the control socket's
-    operations (`admin.ops`), the same code `pigeon queue` reaches.
+    operations (`admin.ops`), the same code `pigeon queue` reaches, and
+    queues mail through `admin.apisubmit` (local submission's path: the
+    same spool, DKIM signer in force, commit and hand-over).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from pigeon.admin.apisubmit import ApiSubmitter
 from pigeon.admin.wiring import AdminHandle
 from pigeon.app.roles import ProcessRole
 from pigeon.config.schema import Config
@@ -61,6 +64,13 @@ async def start_console(
         ops=admin.ops,
         ready=ready,
         max_body=max_body(config),
+        submit=ApiSubmitter(
+            config=config,
+            store=role.store,
+            on_queued=role.manager.submit if role.manager is not None else lambda env: None,
+            maillog=role.maillog,
+            signer=lambda: role.signing.signer if role.signing is not None else None,
+        ).send,
     )
     server = WebServer(build_app(deps), listen)
     try:

@@ -4,7 +4,8 @@
 
 Contract:
   * `build_app(deps)` registers exactly the routes of `api_routes(deps)`
-    (web/routes.py: health, readiness, the OpenAPI document, the queue),
+    (web/routes.py: health, readiness, the OpenAPI document, the queue,
+    sending),
     the ones with a scope behind the bearer check (web/auth.py), with the
     problem middleware (web/problem.py) in front of everything: every
     error, aiohttp's own 404/405/413 and malformed JSON included, is an
@@ -22,7 +23,6 @@ Contract:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,11 +30,12 @@ from typing import Any
 from aiohttp import web
 
 from pigeon import __version__
-from pigeon.web import queue_routes
+from pigeon.web import queue_routes, send_route
 from pigeon.web.auth import guarded
 from pigeon.web.openapi import build_document
 from pigeon.web.problem import Problem, error_middleware
 from pigeon.web.routes import Handler, Route
+from pigeon.web.send_route import Submit
 from pigeon.web.tokens import TokenStore
 
 __all__ = ["WebDeps", "api_routes", "build_app"]
@@ -48,7 +49,8 @@ class WebDeps:
     #: readiness checks by name -> passed (app/console.py)
     ready: Callable[[], Awaitable[dict[str, bool]]]
     max_body: int
-    clock: Callable[[], float] = time.time
+    #: queues a message for POST /api/send (admin/apisubmit.py `ApiSubmitter.send`)
+    submit: Submit
 
 
 _HEALTH = {
@@ -93,6 +95,7 @@ def api_routes(deps: WebDeps) -> list[Route]:
         ),
     ]
     routes += queue_routes.routes(deps.ops)
+    routes.append(send_route.route(deps.submit))
     document: dict[str, Any] = {}
 
     async def openapi(request: web.Request) -> web.Response:

@@ -15,7 +15,9 @@ async def _ready() -> dict[str, bool]:
 
 
 def deps(tmp_path) -> WebDeps:
-    return WebDeps(tokens=TokenStore.in_data_dir(tmp_path), ops={}, ready=_ready, max_body=1000)
+    return WebDeps(
+        tokens=TokenStore.in_data_dir(tmp_path), ops={}, ready=_ready, max_body=1000, submit=_ready
+    )
 
 
 def test_problem_shape():
