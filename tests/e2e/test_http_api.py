@@ -253,3 +253,21 @@ def test_send_refusals_are_problems(server):
     assert "domains" in doc["detail"]
     problem(send(server, {**ok, "text": "x" * MAX_BODY}, sender), 413)
     assert not maildir_messages(server.data_dir, "alice@localhost")
+
+
+def test_with_workers_only_the_main_process_serves_it(pigeon_factory):
+    server = pigeon_factory('workers = 2\n[domains."localhost"]\n[admin]\nmetrics_listen = ""\n')
+    # workers = 2: the main process and one worker process accept mail; a
+    # worker may answer SMTP before the main process is ready.
+    ready = ("pigeon worker ready", "pigeon ready: ")
+    assert wait_for(lambda: all(r in server.log() for r in ready), timeout=20), server.log()
+    assert server.log().count("HTTP API listening") == 1, server.log()
+    assert "HTTP API 127.0.0.1" not in server.log()  # no process failed to bind it
+    sender = token(server, "app", "send")
+    for _ in range(3):
+        assert curl(server.api_url("/api/ready"))[0] == 200
+    status, _, body = send(
+        server, {"from": "app@localhost", "to": "alice@localhost", "text": "hi"}, sender
+    )
+    assert status == 202, body
+    assert wait_for(lambda: maildir_messages(server.data_dir, "alice@localhost"), timeout=20)
