@@ -77,7 +77,8 @@ async def start_console(
         await server.start()
     except OSError as exc:
         log.error(
-            "HTTP API %s not started: %s (set by [console] listen in the configuration; "
+            "HTTP API %s not started: %s (set by [console] listen in the configuration or "
+            "--console-listen; "
             '"" turns it off)',
             listen,
             bind_reason(exc),
