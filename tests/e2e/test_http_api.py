@@ -271,3 +271,19 @@ def test_with_workers_only_the_main_process_serves_it(pigeon_factory):
     )
     assert status == 202, body
     assert wait_for(lambda: maildir_messages(server.data_dir, "alice@localhost"), timeout=20)
+
+
+def test_an_address_taken_leaves_mail_running_without_the_api(pigeon_factory):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = pigeon_factory(f'[domains."localhost"]\n[console]\nlisten = "127.0.0.1:{port}"\n')
+        assert wait_for(lambda: "pigeon ready: " in server.log(), timeout=20), server.log()
+        assert f"HTTP API 127.0.0.1:{port} not started" in server.log()
+        assert "--console-listen" in server.log()
+        with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as s:
+            s.sendmail("a@localhost", ["alice@localhost"], b"Subject: x\r\n\r\nstill here\r\n")
+        assert wait_for(lambda: maildir_messages(server.data_dir, "alice@localhost"), timeout=20)
