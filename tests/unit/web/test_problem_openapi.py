@@ -66,3 +66,35 @@ def test_document_says_auth_scopes_and_problems(tmp_path):
             assert ids == [seg[1:-1] for seg in path.split("/") if seg.startswith("{")]
     operation_ids = [op["operationId"] for ops in document["paths"].values() for op in ops.values()]
     assert len(operation_ids) == len(set(operation_ids))
+
+
+def test_the_document_is_valid_openapi_3_1(tmp_path):
+    from openapi_spec_validator import validate
+    from openapi_spec_validator.validation import OpenAPIV31SpecValidator
+
+    document = build_document(api_routes(deps(tmp_path)), version="0")
+    validate(document, cls=OpenAPIV31SpecValidator)
+
+
+def test_a_bug_is_a_generic_500_and_a_logged_traceback(caplog):
+    import asyncio
+
+    from aiohttp.test_utils import make_mocked_request
+
+    from pigeon.web.problem import Problem, error_middleware
+
+    async def broken(request):
+        raise RuntimeError("secret internals")
+
+    async def refused(request):
+        raise Problem(409, "not now", headers={"X-Why": "state"}, result={"done": []})
+
+    request = make_mocked_request("GET", "/api/queue")
+    resp = asyncio.run(error_middleware(request, broken))
+    body = json.loads(resp.body)
+    assert resp.status == 500 and body["detail"] == "internal error (see the pigeon log)"
+    assert "secret" not in resp.body.decode()
+    assert "secret internals" in caplog.text and "Traceback" in caplog.text
+    resp = asyncio.run(error_middleware(request, refused))
+    assert resp.status == 409 and resp.headers["X-Why"] == "state"
+    assert json.loads(resp.body)["result"] == {"done": []}
