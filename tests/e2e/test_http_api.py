@@ -79,6 +79,8 @@ def server(pigeon_factory):
 def test_health_ready_and_the_document_need_no_token(server):
     status, headers, body = curl(server.api_url("/api/health"))
     assert status == 200 and json.loads(body)["status"] == "ok"
+    assert headers["cache-control"] == "no-store"
+    assert headers["x-content-type-options"] == "nosniff"
     status, _, body = curl(server.api_url("/api/ready"))
     assert status == 200, body
     assert json.loads(body) == {

@@ -15,7 +15,13 @@ Contract:
     that sends more without declaring it is cut off by aiohttp at the limit
     (413 as well).
   * The application is built so that the web console (issue 15) can add
-    its own routes under another prefix to the same application later.
+    its own routes to the same application later, outside `/api/` (the
+    OpenAPI document describes the `/api/` routes, all of them and only
+    them: tests/unit/web/test_problem_openapi.py); the middlewares apply
+    to them too.
+  * Every response says `Cache-Control: no-store` (queue contents and
+    addresses must not sit in a cache) and `X-Content-Type-Options:
+    nosniff` (JSON stays JSON).
   * Handlers never change queue state themselves: `deps.ops` are the
     control socket's operations (pigeon.admin.ops), which ask the queue
     manager.
@@ -128,12 +134,18 @@ def _size_limit(max_body: int) -> Callable[..., Awaitable[web.StreamResponse]]:
     return limit
 
 
+async def _no_store(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.setdefault("Cache-Control", "no-store")
+    response.headers["X-Content-Type-Options"] = "nosniff"
+
+
 def build_app(deps: WebDeps) -> web.Application:
     """The application (see the module contract)."""
     app = web.Application(
         client_max_size=deps.max_body,
         middlewares=[error_middleware, _size_limit(deps.max_body)],
     )
+    app.on_response_prepare.append(_no_store)
     for route in api_routes(deps):
         handler = route.handler
         if route.scope is not None:
