@@ -289,3 +289,16 @@ def test_an_address_taken_leaves_mail_running_without_the_api(pigeon_factory):
         with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as s:
             s.sendmail("a@localhost", ["alice@localhost"], b"Subject: x\r\n\r\nstill here\r\n")
         assert wait_for(lambda: maildir_messages(server.data_dir, "alice@localhost"), timeout=20)
+
+
+def test_after_pigeon_restart_the_new_process_serves_it(server):
+    reader = token(server, "r", "read")
+    old = server.pid
+    done = server.restart()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert server.pid != old
+    # The successor binds the API once it owns the queue (after the old process ended).
+    assert wait_for(lambda: server.log().count("HTTP API listening") == 2, timeout=60), server.log()
+    status, _, body = curl(server.api_url("/api/queue"), token=reader)
+    assert status == 200, body
+    assert curl(server.api_url("/api/ready"))[0] == 200
