@@ -84,15 +84,8 @@ class ApiSubmitter:
             )
         if sender is None:
             fields, _, _ = L.split_message(L.to_crlf(message))
-            found = [
-                addr
-                for f in fields
-                if f.split(b":", 1)[0].strip().lower() == b"from"
-                for _, addr in email.utils.getaddresses(
-                    [f.split(b":", 1)[1].decode("utf-8", "replace")]
-                )
-                if addr
-            ]
+            values = [L._value(f) for f in fields if L._name(f) == "from"]  # unfolded
+            found = [addr for _, addr in email.utils.getaddresses(values) if addr]
             if not found:
                 raise L.SubmitError("from: no sender given and no From: in the message", L.EX_USAGE)
             sender = found[0]

@@ -75,3 +75,9 @@ def test_refusals(backend, message, kw, limits, code):
         send(backend, sub, message, **kw)
     assert exc.value.code == code
     assert handed == [] and backend.store.list() == []
+
+
+def test_a_folded_from_field_is_read_whole(backend):
+    sub, _ = submitter(backend)
+    env = send(backend, sub, b"From: A Long Name\n <app@example.test>\nTo: bob@example.org\n\nhi\n")
+    assert env.sender == "app@example.test"
