@@ -12,15 +12,17 @@ are signed with the keys of the hostname's parent domain.
 
 from __future__ import annotations
 
+import json
 import smtplib
 import stat
+import subprocess
 
 import pytest
 from dkim_helpers import opendkim_verifier, opendkim_verify, published_txt, zone_records
 from secure_helpers import PASSWORD, USER, add_user, insecure_context
 
 from pigeon.testing.dnsserver import DnsServer
-from pigeon.testing.live import PigeonProcess, maildir_messages, wait_for
+from pigeon.testing.live import PigeonProcess, maildir_messages, require_tool, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -144,6 +146,23 @@ def test_local_sendmail_mail_is_signed(tmp_path):
     server, keygen = _server(tmp_path)
     sent = server.command("sendmail", "-t", stdin=MESSAGE.replace("\r\n", "\n").encode())
     assert sent.returncode == 0, sent.stderr
+    assert _both_pass(_verify(tmp_path, _delivered(server), keygen))
+
+
+def test_http_api_mail_is_signed(tmp_path):
+    # POST /api/send queues as local submission does, signing included (docs/api.md).
+    server, keygen = _server(tmp_path)
+    made = server.command("token", "add", "app", "--scope", "send", text=True)
+    assert made.returncode == 0, made.stderr
+    body = json.dumps({"raw": MESSAGE, "to": ["bob@example.test"]})
+    sent = subprocess.run(
+        [require_tool("curl"), "-sS", "--max-time", "20", "-w", "%{http_code}",
+         "-H", f"Authorization: Bearer {made.stdout.strip()}",
+         "-H", "Content-Type: application/json", "--data-binary", "@-",
+         server.api_url("/api/send")],
+        input=body.encode(), capture_output=True, timeout=30,
+    )  # fmt: skip
+    assert sent.stdout.endswith(b"202"), sent.stdout + sent.stderr
     assert _both_pass(_verify(tmp_path, _delivered(server), keygen))
 
 

@@ -188,3 +188,20 @@ def test_mailbox_tree_and_its_format_stamp_are_private(tmp_path):
 
     open_mailboxes(tmp_path / "mailboxes")
     assert modes(tmp_path / "mailboxes") == {".": 0o700, STAMP: 0o600}
+
+
+def test_api_tokens(tmp_path):
+    from pigeon.web.tokens import TokenStore
+
+    (tmp_path / "data").mkdir(mode=0o700)
+    old = os.umask(0o022)  # the CLI does not set its umask
+    try:
+        store = TokenStore.in_data_dir(tmp_path / "data")
+        store.add("ci", ("send",), 1.0)
+        store.add("ops", ("admin",), 2.0)
+        store.remove("ci")
+    finally:
+        os.umask(old)
+    found = modes(tmp_path / "data")
+    assert found.pop(".") == 0o700
+    assert found == {"api-tokens.json": 0o600}

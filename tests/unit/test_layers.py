@@ -42,6 +42,7 @@ RANK = {
     "pigeon.qmgr": 8,
     "pigeon.admin": 9,
     "pigeon.privileges": 9,
+    "pigeon.web": 10,  # the HTTP API: beside app, which starts it; above admin, which it asks
     "pigeon.app": 10,
     "pigeon.cli": 11,
     "pigeon.api": 11,

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import email.utils
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -202,9 +203,12 @@ def spool_message(
     now: float,
     max_size: int = 0,
     signer: DkimSigner | None = None,
+    trace: Callable[[str], bytes] | None = None,
+    protocol: str = "local",
 ) -> tuple[Any, Envelope]:
     """Write the message into a new spool of `store`; (spool, envelope), not yet committed.
-    SubmitError on failure (the spool is discarded)."""
+    SubmitError on failure (the spool is discarded). `trace(queue_id)` makes the
+    Received: field when it is not the local user's (the HTTP API's)."""
     from pigeon.vocab.errors import StoreError
 
     try:
@@ -212,12 +216,12 @@ def spool_message(
     except StoreError as exc:
         raise SubmitError(f"cannot queue the message: {exc}", EX_TEMPFAIL) from None
     try:
-        content = (
-            received_field(hostname=hostname, queue_id=spool.queue_id, uid=uid, timestamp=now)
-            + b"".join(prepared.headers)
-            + b"\r\n"
-            + prepared.body
+        received = (
+            trace(spool.queue_id)
+            if trace is not None
+            else received_field(hostname=hostname, queue_id=spool.queue_id, uid=uid, timestamp=now)
         )
+        content = received + b"".join(prepared.headers) + b"\r\n" + prepared.body
         if prepared.body and not prepared.body.endswith(b"\r\n"):
             content += b"\r\n"
         if max_size and len(content) > max_size:
@@ -241,7 +245,7 @@ def spool_message(
             eight_bit=eight_bit,
             client_address="",
             client_helo="",
-            protocol="local",
+            protocol=protocol,
         )
         spool.envelope = env  # into the file's preamble, should it spill
         spool.write(content)

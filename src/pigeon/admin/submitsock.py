@@ -59,6 +59,7 @@ __all__ = [
     "MAX_HEADER",
     "SubmitServer",
     "SubmitUnavailable",
+    "commit_submitted",
     "peer_uid",
     "reachable",
     "submit",
@@ -182,25 +183,9 @@ class SubmitServer(UnixServer):
             given = request["sender"].strip()
             sender = "" if given in ("", "<>") else L.normalize_address(given, self.domain)
         spool, env = await asyncio.to_thread(self._spool, raw, request, sender, uid)
-        from pigeon.vocab.errors import StoreError
-
-        try:
-            await asyncio.wrap_future(self.store.commit_async(spool, env))
-        except StoreError as exc:
-            raise L.SubmitError(f"cannot queue the message: {exc}", L.EX_TEMPFAIL) from None
-        if self.maillog is not None:
-            self.maillog.log(
-                env.queue_id,
-                {
-                    "uid": uid,
-                    "from": env.sender,
-                    "size": env.size,
-                    "nrcpt": len(env.recipients),
-                    "proto": env.protocol,
-                },
-                "queued",
-            )
-        self.on_queued(env)
+        await commit_submitted(
+            self.store, spool, env, maillog=self.maillog, on_queued=self.on_queued, who={"uid": uid}
+        )
         return {"ok": True, "queue_id": env.queue_id, "sender": env.sender}
 
     def _spool(self, raw: bytes, request: dict, sender: str, uid: int):
@@ -228,6 +213,34 @@ class SubmitServer(UnixServer):
             max_size=cfg.limits.message_size,
             signer=self.signer(),
         )
+
+
+async def commit_submitted(
+    store, spool, env, *, maillog: Any, on_queued: Callable[[Any], None], who: dict[str, Any]
+) -> None:
+    """Commit a spooled local submission (the same group commit and fsync as
+    SMTP mail), log its "(queued)" line with `who` sent it, and hand it to
+    the queue manager. SubmitError EX_TEMPFAIL when the store fails: nothing
+    was acknowledged. Shared by the submit socket and the HTTP API."""
+    from pigeon.vocab.errors import StoreError
+
+    try:
+        await asyncio.wrap_future(store.commit_async(spool, env))
+    except StoreError as exc:
+        raise L.SubmitError(f"cannot queue the message: {exc}", L.EX_TEMPFAIL) from None
+    if maillog is not None:
+        maillog.log(
+            env.queue_id,
+            {
+                **who,
+                "from": env.sender,
+                "size": env.size,
+                "nrcpt": len(env.recipients),
+                "proto": env.protocol,
+            },
+            "queued",
+        )
+    on_queued(env)
 
 
 def _check_request(line: bytes) -> dict[str, Any]:

@@ -17,7 +17,8 @@ Contract:
          without the endpoint (monitoring must never stop mail);
       4. claims the PID file (`pigeon.admin.pidfile`: refused, as
          `PidFileError`, when another live pigeon holds it);
-      5. returns an `AdminHandle`; `handle.write_pid_file()` writes the pid
+      5. returns an `AdminHandle` (with `ops`, the operations of step 1, which
+         the HTTP API (app/console.py) serves as well); `handle.write_pid_file()` writes the pid
          once the listeners are bound, `handle.ready()` sends READY=1 to
          systemd, `handle.stopping()` STOPPING=1 as a stop begins,
          `handle.publish()` (after root was dropped) opens the submit
@@ -42,7 +43,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,9 @@ class AdminHandle:
     submit: SubmitServer | None = None
     #: `pigeon restart` handed the service to a new process: systemd hears from it now.
     handed_over: bool = False
+    #: The control socket's operations (admin/ops.py), for the HTTP API (pigeon.web),
+    #: which asks the queue manager exactly as `pigeon queue` does.
+    ops: dict[str, Callable[..., Any]] = field(default_factory=dict)
 
     def write_pid_file(self) -> None:
         """Start-up is done: publish our pid (PidFileError if it cannot be written)."""
@@ -183,4 +187,4 @@ async def start_admin(
                 bind_reason(exc),
             )
             server = None
-    return AdminHandle(control, metrics, server, pid_file, submit)
+    return AdminHandle(control, metrics, server, pid_file, submit, ops=handlers)

@@ -36,7 +36,7 @@ Contract:
     `pigeon restart` opens them as a non-owner until it holds the lock);
     the control socket (refused when another pigeon
     serves this data directory) and the rest of the administration side
-    (roles with a manager); the listeners (bound now, or the sockets bound
+    (roles with a manager), the HTTP API with it (app/console.py); the listeners (bound now, or the sockets bound
     before the workers were forked); the PID file; then, every privileged
     step done, the switch to `user` (pigeon.privileges); the submit socket
     opened to local users; the queue manager; "ready" (sd_notify READY=1).
@@ -95,6 +95,7 @@ from typing import Any
 
 from pigeon.admin.wiring import AdminHandle, start_admin
 from pigeon.app import restart
+from pigeon.app.console import start_console
 from pigeon.app.datalock import DataDirLock
 from pigeon.app.deadline import HARD_MARGIN, StopDeadline
 from pigeon.app.exits import EX_OK, exit_status
@@ -111,6 +112,7 @@ from pigeon.net.listener import BoundSockets
 from pigeon.net.signmail import outbound_signing
 from pigeon.net.tls import TlsError, TlsProvider
 from pigeon.privileges import drop, make_data_dir
+from pigeon.web.server import WebServer
 
 __all__ = ["Lifecycle", "new_loop"]
 
@@ -167,6 +169,7 @@ class Lifecycle:
         self.stop = asyncio.Event()
         self.deadline = StopDeadline()  # armed when the stop begins
         self.admin: AdminHandle | None = None
+        self.web: WebServer | None = None
         self._reload_lock = asyncio.Lock()
         self._reloads: set[asyncio.Task[ReloadOutcome]] = set()
         self._restart = restart.Restart(self)
@@ -282,6 +285,8 @@ class Lifecycle:
                     reports=role.reports.for_operator if role.reports is not None else None,
                     signer=lambda: role.signing.signer if role.signing is not None else None,
                 )
+                # The HTTP API beside it, in this process only (app/console.py).
+                self.web = await start_console(config, role, self.admin, self.stop.is_set)
             if not successor:
                 await self._listen(role)
             if self.admin is not None:
@@ -370,6 +375,8 @@ class Lifecycle:
         if role.wake_fd is not None:
             asyncio.get_running_loop().remove_reader(role.wake_fd)
         await role.listeners.close()
+        if self.web is not None:
+            await self.web.close()
         if self.admin is not None:
             await self.admin.close()
         role.store.close()

@@ -41,7 +41,7 @@ Contract:
     progress keep the configuration they started with; accounts are read at
     each login anyway.
   * What waits for a restart, said in a warning: `data_dir`, `hostname`,
-    `user`, `group`, `workers`, `[queue]`, `[delivery]`, `[log]`, `[admin]`,
+    `user`, `group`, `workers`, `[queue]`, `[delivery]`, `[log]`, `[admin]`, `[console]`,
     `[reports]`, `[srs]`, `[arc]` (they belong to long-lived objects: the
     store, the agents, the log handlers, the control socket, the processes,
     the SRS secret and the ARC key read at start-up); and, with `workers > 1`
@@ -81,6 +81,7 @@ RESTART_ONLY = (
     "delivery",
     "log",
     "admin",
+    "console",  # the HTTP listener (pigeon.web), started with the control socket
     "reports",  # the report sink and the daily job (app/reportjob.py)
     "srs",
     "arc",

@@ -40,6 +40,7 @@ COMMANDS: dict[str, str] = {
     "check-config": "pigeon.cli.check",
     "version": "pigeon.cli.version",
     "user": "pigeon.cli.user",
+    "token": "pigeon.cli.token",
     "queue": "pigeon.cli.queue",
     "status": "pigeon.cli.status",
     "reload": "pigeon.cli.reload",

@@ -14,9 +14,10 @@ Contract:
     `mailboxes`. An empty value ("") of --submission-listen,
     --submissions-listen, --imap-listen or --imaps-listen turns that role
     off (the file's `[]`); an empty
-    --metrics-listen turns the endpoint off.
-  * Every listener address has a flag (one per role, and the metrics
-    endpoint), so a second instance can be moved off every port of the
+    --metrics-listen turns the endpoint off, an empty --console-listen
+    the HTTP API.
+  * Every listener address has a flag (one per role, the metrics
+    endpoint and the HTTP API), so a second instance can be moved off every port of the
     first; a bind error names the key and the flag (pigeon.net.listener).
   * Any configuration problem (file, flags, unopenable log file) prints
     "pigeon: <message>" and returns 78 (EX_CONFIG) before anything starts.
@@ -68,7 +69,8 @@ they REPLACE the corresponding list of the file (they never add to it); a
 --domain that also has a [domains."NAME"] table in the file keeps that
 table's mailboxes list. --submission-listen "", --submissions-listen "",
 --imap-listen "" and --imaps-listen "" turn that role off,
---metrics-listen "" the metrics endpoint: a second instance beside a
+--metrics-listen "" the metrics endpoint, --console-listen "" the HTTP
+API: a second instance beside a
 running one needs its own address for every role it keeps, and its own
 --data-dir (the control socket lives there).
 """
@@ -82,7 +84,8 @@ examples:
                --relay-network 192.0.2.0/24 --data-dir /var/lib/pigeon
   pigeon serve --log-format json --log-level debug      (with /etc/pigeon/pigeon.toml)
   pigeon serve --listen 127.0.0.1:2526 --submission-listen "" --submissions-listen "" \\
-               --imap-listen "" --imaps-listen "" --metrics-listen "" --data-dir ./second
+               --imap-listen "" --imaps-listen "" --metrics-listen "" --console-listen "" \\
+               --data-dir ./second
       a second instance beside the first: only an smtp listener of its own
 
 exit status (the same with one process or several, see workers): 0 after a
@@ -163,6 +166,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help='address of the Prometheus endpoint ([admin] metrics_listen); "" = none',
     )
     parser.add_argument(
+        "--console-listen",
+        metavar="HOST:PORT",
+        help='address of the HTTP API ([console] listen, docs/api.md); "" = none',
+    )
+    parser.add_argument(
         "--domain",
         metavar="NAME",
         action="append",
@@ -218,6 +226,8 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
             out[section] = keys
     if args.metrics_listen is not None:
         out["admin"] = {"metrics_listen": args.metrics_listen}
+    if args.console_listen is not None:
+        out["console"] = {"listen": args.console_listen}
     if args.domain is not None:
         out["domains"] = list(args.domain)
     if args.relay_network is not None:

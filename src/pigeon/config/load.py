@@ -76,6 +76,7 @@ from pigeon.config.schema import (
     AdminConfig,
     AuthConfig,
     Config,
+    ConsoleConfig,
     DeliveryConfig,
     DomainConfig,
     Limits,
@@ -206,6 +207,13 @@ _SECTIONS: dict[str, tuple[type, dict[str, Callable[[str, Any], Any]]]] = {
             "pid_file": D.optional_path,
             "submit_socket": A.submit_socket,
             "metrics_listen": A.metrics_listen,
+        },
+    ),
+    "console": (
+        ConsoleConfig,
+        {
+            "listen": A.metrics_listen,  # the same rule: "host:port", or "" for none
+            "max_body": C.integer(0),
         },
     ),
     "log": (

@@ -35,6 +35,7 @@ TOML layout (all keys optional):
     [log]       format, level, file
     [tls]       cert_file, key_file, min_version, ciphers, starttls, handshake_timeout
     [admin]     control_socket, pid_file, metrics_listen
+    [console]   listen, max_body: the HTTP API (and later the web console), docs/api.md
     [auth]      mechanisms, smtp_listener, slow_after, failure_delay, max_failures, failure_window, lockout
     submission_listen = ["127.0.0.1:2587"]   # role submission; listen is role smtp
     submissions_listen = ["127.0.0.1:2465"]  # role submissions (implicit TLS)
@@ -67,6 +68,7 @@ from pathlib import Path
 from typing import Literal
 
 from pigeon.config.abuse import DnsblConfig, GreylistConfig, PostscreenConfig, RateLimitConfig
+from pigeon.config.console import ConsoleConfig
 from pigeon.config.dkim import DkimConfig
 from pigeon.config.forwarding import ArcConfig, SrsConfig
 from pigeon.config.imap import ImapConfig
@@ -441,6 +443,7 @@ class Config:
     tls: TlsConfig = field(default_factory=TlsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)  # [console]: docs/api.md
     # The abuse controls (schema and meaning: pigeon.config.abuse).
     rate_limits: RateLimitConfig = field(default_factory=RateLimitConfig)
     dnsbl: DnsblConfig = field(default_factory=DnsblConfig)

@@ -135,6 +135,7 @@ class PigeonProcess:
         self.imaps_port = free_port()
         self.pop3_port = free_port()
         self.pop3s_port = free_port()
+        self.console_port = free_port()  # the HTTP API ([console] listen, docs/api.md)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = self.workdir / "pigeon.toml"
         self.log_path = self.workdir / "pigeon.log"
@@ -147,6 +148,8 @@ class PigeonProcess:
         )
         text = self._with_ports(config_text, "pop3", self.pop3_port, self.pop3s_port)
         text = self._with_ports(text, "imap", self.imap_port, self.imaps_port)
+        console = {"listen": f'listen = "127.0.0.1:{self.console_port}"\n'}
+        text = self._with_keys(text, "console", console)
         self.config_path.write_text(base + text)
         self.extra_args = extra_args or []
         self.wrap = list(wrap or [])
@@ -165,6 +168,12 @@ class PigeonProcess:
             "listen": f'listen = ["127.0.0.1:{port}"]\n',
             "tls_listen": f'tls_listen = ["127.0.0.1:{tls_port}"]\n',
         }
+        return PigeonProcess._with_keys(config_text, section, ports)
+
+    @staticmethod
+    def _with_keys(config_text: str, section: str, ports: dict[str, str]) -> str:
+        """`config_text` with the lines of `ports` (key -> "key = value\\n") in
+        `section`, unless the text sets that key there itself (see _with_ports)."""
         lines = config_text.splitlines(keepends=True)
         stripped = [line.strip() for line in lines]
         if f"[{section}]" not in stripped:
@@ -175,6 +184,10 @@ class PigeonProcess:
                 break
             ports.pop(line.split("=")[0].strip(), None)
         return "".join(lines[:at]) + "".join(ports.values()) + "".join(lines[at:])
+
+    def api_url(self, path: str = "") -> str:
+        """The URL of `path` on this server's HTTP API (docs/api.md)."""
+        return f"http://127.0.0.1:{self.console_port}{path}"
 
     @property
     def pid(self) -> int:

@@ -32,6 +32,7 @@ def make_config(tmp_path: Path, port: int, **overrides) -> Config:
             "submissions_listen": [],
             "imap": {"listen": [], "tls_listen": []},
             "admin": {"metrics_listen": ""},
+            "console": {"listen": ""},
             "queue": {"fsync": False},
             **overrides,
         },

@@ -83,6 +83,7 @@ RESTART_CHANGES = {
     "delivery": {"delivery": {"remote_port": 2525}},
     "log": {"log": {"level": "debug"}},
     "admin": {"admin": {"metrics_listen": ""}},
+    "console": {"console": {"listen": ""}},
     "reports": {"reports": {"dmarc": True}},
     "srs": {"srs": {"enabled": True}},
     "arc": {"arc": {"selector": "s1"}},

@@ -91,6 +91,9 @@ def test_every_listener_has_a_flag():
     assert config.admin.metrics_listen is None
     config = serve.build_config(parse("--metrics-listen", "127.0.0.1:9100"))
     assert config.admin.metrics_listen == ListenAddress("127.0.0.1", 9100)
+    assert serve.build_config(parse("--console-listen", "")).console.listen is None
+    config = serve.build_config(parse("--console-listen", "127.0.0.1:8026"))
+    assert config.console.listen == ListenAddress("127.0.0.1", 8026)
 
 
 def test_the_imap_roles_have_flags_that_replace_the_file_and_keep_its_other_keys(tmp_path):

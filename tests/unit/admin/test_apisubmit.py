@@ -1,0 +1,83 @@
+"""Mail from the HTTP API queued as local submission is (pigeon.admin.apisubmit)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from pigeon.admin import localsubmit as L
+from pigeon.admin.apisubmit import ApiSubmitter
+from pigeon.testing.storage import content_bytes
+
+
+def submitter(backend, **limits) -> tuple[ApiSubmitter, list]:
+    config = backend.config
+    if limits:
+        config = dataclasses.replace(config, limits=dataclasses.replace(config.limits, **limits))
+    handed: list = []
+    return (
+        ApiSubmitter(
+            config=config, store=backend.store, on_queued=handed.append, maillog=backend.maillog
+        ),
+        handed,
+    )
+
+
+def send(backend, sub, message: bytes, **kw):
+    args = {"sender": None, "recipients": [], "extract": True, "via": "ci", **kw}
+    return backend.call(sub.send(message, **args))
+
+
+def test_queued_durably_handed_over_and_logged(backend):
+    sub, handed = submitter(backend)
+    env = send(backend, sub, b"From: App <app@example.test>\nTo: bob@example.org\n\nhi\n")
+    assert env.sender == "app@example.test" and [r.address for r in env.recipients] == [
+        "bob@example.org"
+    ]
+    assert env.protocol == "http" and handed == [env]
+    assert backend.store.entry(env.queue_id) is not None
+    data = content_bytes(backend.store, env.queue_id)
+    assert data.startswith(b"Received: from HTTP API (token ci)\r\n\tby ")
+    assert f"with HTTP id {env.queue_id};".encode() in data
+    assert b"Message-ID: <" in data and b"Date: " in data
+
+
+@pytest.mark.parametrize(
+    ("message", "kw", "limits", "code"),
+    [
+        (b"To: bob@example.org\n\nno From\n", {}, {}, L.EX_USAGE),
+        (b"From: x@elsewhere.example\nTo: bob@example.org\n\nhi\n", {}, {}, L.EX_NOPERM),
+        (b"Subject: x\n\nhi\n", {"sender": "app@example.test", "extract": True}, {}, L.EX_USAGE),
+        (
+            b"Subject: x\n\nhi\n",
+            {"sender": "app@example.test", "recipients": ["a b@c"], "extract": False},
+            {},
+            L.EX_NOUSER,
+        ),
+        (
+            b"From: app@example.test\nTo: a@x.org, b@x.org\n\nhi\n",
+            {},
+            {"recipients": 1},
+            L.EX_USAGE,
+        ),
+        (
+            b"From: app@example.test\nTo: a@x.org\n\n" + b"x" * 2000 + b"\n",
+            {},
+            {"message_size": 1000},
+            L.EX_DATAERR,
+        ),
+    ],
+)
+def test_refusals(backend, message, kw, limits, code):
+    sub, handed = submitter(backend, **limits)
+    with pytest.raises(L.SubmitError) as exc:
+        send(backend, sub, message, **kw)
+    assert exc.value.code == code
+    assert handed == [] and backend.store.list() == []
+
+
+def test_a_folded_from_field_is_read_whole(backend):
+    sub, _ = submitter(backend)
+    env = send(backend, sub, b"From: A Long Name\n <app@example.test>\nTo: bob@example.org\n\nhi\n")
+    assert env.sender == "app@example.test"
