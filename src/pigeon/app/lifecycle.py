@@ -318,6 +318,9 @@ class Lifecycle:
                 log.info("pigeon worker ready (pid %d)", os.getpid())
             # The aggregate reports, once per period (app/reportjob.py).
             reports_task = tg.create_task(role.reports.run(self.stop)) if role.reports else None
+            if role.webhooks is not None and role.manager is not None:
+                # The webhooks' sender, until the stop (pigeon/webhooks/service.py).
+                tg.create_task(role.webhooks.run(self.stop))
             if self.admin is not None:
                 self.admin.ready()  # sd_notify READY=1 under systemd
             await self.stop.wait()
@@ -376,6 +379,8 @@ class Lifecycle:
         role.auth.close()
         role.policy.deps.close()  # the abuse controls' state, written (policy/abusestate.py)
         close_report_sink(role.report_sink)  # pending report records, written (reports/store.py)
+        if role.webhooks is not None:
+            await role.webhooks.close()  # events of the last moments, in the outbox
 
     # --- reload ------------------------------------------------------------------------
 

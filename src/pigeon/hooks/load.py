@@ -163,5 +163,9 @@ def receive_checks(plugins: Sequence[LoadedPlugin]) -> list[object]:
     return [check for check in checks if check is not None]
 
 
-def delivery_observers(plugins: Sequence[LoadedPlugin]) -> DeliveryObservers:
-    return DeliveryObservers([(p.spec.name, p.instance, p.spec.timeout) for p in plugins])
+def delivery_observers(
+    plugins: Sequence[LoadedPlugin], extra: Sequence[tuple[str, object, float]] = ()
+) -> DeliveryObservers:
+    """The plugins that hear delivery events, then `extra` listeners (the webhooks)."""
+    listeners = [(p.spec.name, p.instance, p.spec.timeout) for p in plugins]
+    return DeliveryObservers([*listeners, *extra])
