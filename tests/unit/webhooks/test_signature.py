@@ -32,3 +32,22 @@ def test_verify_refuses():
     assert not verify("whsec", header.replace("t=1000", "t=1001"), BODY, now=1000)
     assert not verify("whsec", "v1=abc", BODY, now=1000)
     assert not verify("whsec", "", BODY, now=1000)
+
+
+def test_the_receiver_example_in_the_docs_agrees():
+    """docs/webhooks.md's verification example, run against our signatures."""
+    import re
+    import time
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parents[3] / "docs" / "webhooks.md"
+    [code] = re.findall(r"```python\n(.*?)```", doc.read_text(encoding="utf-8"), re.S)
+    space: dict = {}
+    exec(compile(code, str(doc), "exec"), space)
+    check = space["pigeon_signature_ok"]
+    now = time.time()
+    assert check("whsec", sign("whsec", BODY, now), BODY)
+    assert not check("other", sign("whsec", BODY, now), BODY)
+    assert not check("whsec", sign("whsec", BODY, now - 301), BODY)
+    assert not check("whsec", sign("whsec", BODY, now), BODY + b"x")
+    assert not check("whsec", "garbage", BODY)
