@@ -98,3 +98,20 @@ def test_received_and_delivered_signed_and_nothing_lost_across_a_kill(pigeon_fac
     finally:
         peer.close()
     server.stop()
+
+
+def test_worker_processes_events_reach_the_main_process_sender(pigeon_factory):
+    """`workers = 2`: a worker writes the "received" of the mail it accepts to the
+    shared outbox; the main process sends it, and its manager's "delivered"
+    (the queue's path: local_at_accept off)."""
+    with WebhookReceiver() as peer:
+        server = pigeon_factory(
+            "workers = 2\n[queue]\nlocal_at_accept = false\n" + _config(peer.url)
+        )
+        ids = [_send(server) for _ in range(6)]
+        wanted = {(kind, qid) for qid in ids for kind in ("received", "delivered")}
+        got = wait_for(lambda: wanted <= _events(peer).keys(), WAIT)
+        assert got, f"missing: {wanted - _events(peer).keys()}\n{server.log()}"
+        for (request, doc), *_ in _events(peer).values():
+            _check_signed(request, doc)
+        server.stop()
