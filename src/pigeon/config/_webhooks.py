@@ -10,6 +10,8 @@ Contract:
   * `events` is a non-empty list of distinct names from `WEBHOOK_EVENTS`.
   * Exactly one of `secret` (non-empty text) and `secret_file` (an absolute
     path; the file is read by `pigeon.webhooks` at start-up) is required.
+  * `ca_file` is an absolute path (read when the first POST is made: a
+    file that cannot be used fails those POSTs, logged).
   * `timeout` and `max_age` are positive seconds, `max_pending` a positive
     integer.
 """
@@ -66,7 +68,7 @@ def _events(key: str, value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _secret_file(key: str, value: Any) -> Path:
+def _absolute(key: str, value: Any) -> Path:
     checked = path(key, value)
     if not checked.is_absolute():
         raise ConfigError(key, f"{show(value)}: must be an absolute path")
@@ -77,7 +79,8 @@ _KEYS = {
     "url": _url,
     "events": _events,
     "secret": string,
-    "secret_file": _secret_file,
+    "secret_file": _absolute,
+    "ca_file": _absolute,
     "timeout": seconds(positive=True),
     "max_age": seconds(positive=True),
     "max_pending": integer(1),

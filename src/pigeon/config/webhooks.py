@@ -29,6 +29,9 @@ class WebhookConfig:
     #: secret_file: an absolute path to a file holding the key (its first line,
     #: read at start-up); this or secret is required.
     secret_file: Path | None = None
+    #: ca_file: an absolute path to PEM CA certificates trusted for an https
+    #: url instead of the system's; None = the system's.
+    ca_file: Path | None = None
     timeout: float = 10.0  # timeout, seconds: for one POST (connect, send, the answer's head)
     #: max_age, seconds: an event not taken by then is dropped (logged); default 3 days.
     max_age: float = 259200.0

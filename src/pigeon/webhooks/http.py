@@ -6,8 +6,8 @@
 Contract:
   * `url` is http: or https: (checked by the configuration). https: uses
     the standard library's TLS with `ssl.create_default_context()`: the
-    system's CAs, the certificate checked for the URL's host; never
-    without verification. The host name is resolved by the system
+    system's CAs (or those of `ca_file`), the certificate checked for the
+    URL's host; never without verification. The host name is resolved by the system
     (getaddrinfo), as any HTTP client would.
   * One request: `POST <path?query> HTTP/1.1`, Host, Content-Type
     `application/json`, Content-Length, `Connection: close`, User-Agent,
@@ -61,12 +61,23 @@ def _status(head: bytes) -> int:
     return int(code)
 
 
-async def post(url: str, body: bytes, headers: Mapping[str, str], *, timeout: float) -> int:
-    """POST `body` to `url` (module contract); the 2xx status, or PostFailed."""
+async def post(
+    url: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    timeout: float,
+    ca_file: str | None = None,
+) -> int:
+    """POST `body` to `url` (module contract); the 2xx status, or PostFailed.
+    `ca_file`: trust these CAs instead of the system's ([[webhooks]] ca_file)."""
     parts = urllib.parse.urlsplit(url)
     https = parts.scheme == "https"
     host = parts.hostname or ""
-    ctx = ssl.create_default_context() if https else None
+    try:
+        ctx = ssl.create_default_context(cafile=ca_file) if https else None
+    except (OSError, ssl.SSLError) as exc:
+        raise PostFailed(f"cannot use the CA file {ca_file}: {exc}") from None
     try:
         async with asyncio.timeout(timeout):
             reader, writer = await asyncio.open_connection(

@@ -64,9 +64,6 @@ SCAN_INTERVAL = 2.0
 #: POSTs to one URL at the same time, at most.
 PER_URL = 4
 
-#: POST (url, body, headers, timeout): `http.post`; tests may pass their own.
-Poster = Callable[[str, bytes, Mapping[str, str], float], Awaitable[object]]
-
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
@@ -76,6 +73,11 @@ class Endpoint:
     timeout: float
     max_age: float
     max_pending: int
+    ca_file: str | None = None  # PEM CAs for https instead of the system's
+
+
+#: POST (endpoint, body, headers): `http.post`; tests may pass their own.
+Poster = Callable[[Endpoint, bytes, Mapping[str, str]], Awaitable[object]]
 
 
 def endpoints(config: Config) -> tuple[Endpoint, ...]:
@@ -100,6 +102,7 @@ def endpoints(config: Config) -> tuple[Endpoint, ...]:
                 hook.timeout,
                 hook.max_age,
                 hook.max_pending,
+                str(hook.ca_file) if hook.ca_file is not None else None,
             )
         )
     return tuple(out)
@@ -313,7 +316,7 @@ class Webhooks:
             "Pigeon-Event-Id": entry.id,
         }
         try:
-            post_it = self._post(entry.url, entry.body, headers, hook.timeout)
+            post_it = self._post(hook, entry.body, headers)
             await asyncio.wait_for(post_it, hook.timeout + 1)
         except (PostFailed, TimeoutError) as exc:
             await self._failed(p, hook, str(exc) or "no answer")
@@ -353,5 +356,5 @@ class Webhooks:
         )
 
 
-async def _http_post(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> object:
-    return await post(url, body, headers, timeout=timeout)
+async def _http_post(hook: Endpoint, body: bytes, headers: Mapping[str, str]) -> object:
+    return await post(hook.url, body, headers, timeout=hook.timeout, ca_file=hook.ca_file)

@@ -25,6 +25,7 @@ def test_defaults_and_values():
         {
             "url": "http://127.0.0.1:8080/",
             "secret_file": "/etc/pigeon/hook.secret",
+            "ca_file": "/etc/pigeon/ca.pem",
             "events": ["bounced", "expired"],
             "timeout": 3,
             "max_age": 60,
@@ -40,6 +41,7 @@ def test_defaults_and_values():
     )
     assert second.events == ("bounced", "expired")
     assert second.secret_file == Path("/etc/pigeon/hook.secret")
+    assert (first.ca_file, second.ca_file) == (None, Path("/etc/pigeon/ca.pem"))
     assert (second.timeout, second.max_age, second.max_pending) == (3.0, 60.0, 5)
 
 
