@@ -103,9 +103,6 @@ __all__ = ["ProcessRole", "ROLE_FACTORIES", "acceptor_role", "full_role"]
 
 log = logging.getLogger("pigeon")
 
-#: Seconds the webhooks take to hear one delivery event (they only queue it).
-WEBHOOK_EVENT_TIMEOUT = 5.0
-
 #: Seconds a worker waits for the main process to answer an ETRN flush.
 ETRN_TIMEOUT = 30.0
 
@@ -325,8 +322,7 @@ def _observe(
     """The plugins and the webhooks hear delivery events: from the manager (its
     deliveries and the copies written at the accept in this process), or, in
     a worker, from its own copies written at the accept."""
-    extra = [("webhooks", webhooks, WEBHOOK_EVENT_TIMEOUT)] if webhooks is not None else []
-    observers = delivery_observers(plugins, extra)
+    observers = delivery_observers(plugins, [webhooks] if webhooks is not None else [])
     if manager is not None:
         manager.set_observers(observers)
     elif direct is not None:

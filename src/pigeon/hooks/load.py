@@ -164,8 +164,8 @@ def receive_checks(plugins: Sequence[LoadedPlugin]) -> list[object]:
 
 
 def delivery_observers(
-    plugins: Sequence[LoadedPlugin], extra: Sequence[tuple[str, object, float]] = ()
+    plugins: Sequence[LoadedPlugin], inline: Sequence[object] = ()
 ) -> DeliveryObservers:
-    """The plugins that hear delivery events, then `extra` listeners (the webhooks)."""
-    listeners = [(p.spec.name, p.instance, p.spec.timeout) for p in plugins]
-    return DeliveryObservers([*listeners, *extra])
+    """The plugins that hear delivery events, and pigeon's own `inline`
+    listeners (the webhooks: pigeon/hooks/events.py)."""
+    return DeliveryObservers([(p.spec.name, p.instance, p.spec.timeout) for p in plugins], inline)

@@ -9,8 +9,8 @@
 Contract:
   * Events in are cheap and never raise: `received` (called by net/intake.py
     once the message is durable) and `delivered`, `deferred`, `bounced`,
-    `expired` (called through `pigeon.hooks.events.DeliveryObservers`, which
-    the queue manager tells only after the outcome is durable) build the
+    `expired` (called inline by `pigeon.hooks.events.DeliveryObservers`,
+    which the queue manager tells only after the outcome is durable) build the
     JSON document (`payload`), one `Entry` per URL that wants the kind, and
     hand them to one writer task that writes them to the outbox in a
     worker thread (`outbox.write`: fsync'ed), batching what piled up
@@ -63,6 +63,8 @@ log = logging.getLogger("pigeon.webhooks")
 SCAN_INTERVAL = 2.0
 #: POSTs to one URL at the same time, at most.
 PER_URL = 4
+#: Events queued in memory for the writer, at most (a disk that stalls).
+MAX_QUEUED = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,26 +160,42 @@ class Webhooks:
     # --- events in (every process) -----------------------------------------------------
 
     def received(self, env: Envelope) -> None:
-        """A message committed to the queue (or delivered at the accept): net/intake.py."""
-        self._add(
-            payload.received(
-                env.queue_id,
-                env.sender,
-                [r.address for r in env.recipients],
-                size=env.size,
-                client_address=env.client_address,
-                helo=env.client_helo,
-                protocol=env.protocol,
-                now=self._clock(),
+        """A message committed to the queue (or delivered at the accept): net/intake.py.
+        Never raises: the client's 250 follows."""
+        try:
+            self._add(
+                payload.received(
+                    env.queue_id,
+                    env.sender,
+                    [r.address for r in env.recipients],
+                    size=env.size,
+                    client_address=env.client_address,
+                    helo=env.client_helo,
+                    protocol=env.protocol,
+                    now=self._clock(),
+                )
             )
-        )
+        except Exception:
+            log.exception("webhook received of %s not made", env.queue_id)
 
     def delivered(self, event: DeliveryEvent) -> None:
-        self._add(payload.delivery(event))
+        """A durable outcome (DeliveryObservers, inline); never raises."""
+        try:
+            self._add(payload.delivery(event))
+        except Exception:
+            log.exception("webhook %s of %s not made", event.kind, event.queue_id)
 
     deferred = bounced = expired = delivered
 
     def _add(self, event: payload.WebhookEvent) -> None:
+        if len(self._queued) >= MAX_QUEUED:  # the disk is that slow: mail comes first
+            log.warning(
+                "webhook %s %s dropped: %d events wait to be written",
+                event.kind,
+                event.id,
+                MAX_QUEUED,
+            )
+            return
         for hook in self.endpoints:
             if event.kind in hook.events:
                 self._queued.append(
@@ -191,7 +209,7 @@ class Webhooks:
             batch, self._queued = self._queued, []
             try:
                 written = await asyncio.to_thread(self._write_batch, batch)
-            except OSError as exc:
+            except Exception as exc:  # OSError above all (a full disk): mail goes on
                 log.error("webhook outbox: %d event(s) lost, not written: %s", len(batch), exc)
                 continue
             if len(written) < len(batch):
@@ -289,7 +307,8 @@ class Webhooks:
         entries = await asyncio.to_thread(lambda: [(n, self.outbox.read(n)) for n in new])
         for name, entry in entries:
             if entry is None:
-                self._bad.add(name)
+                if (self.outbox.ready / name).exists():  # bad, and could not be moved aside
+                    self._bad.add(name)
             elif entry.url not in self._by_url:
                 log.warning(
                     "webhook %s %s dropped: %s is no longer configured",
@@ -300,13 +319,13 @@ class Webhooks:
                 await asyncio.to_thread(self.outbox.remove, name)
             elif now >= entry.created + self._by_url[entry.url].max_age:
                 await self._give_up(name, entry, "older than max_age")
-            else:
-                self._pending[name] = _Pending(name, entry, now)
+            else:  # setdefault: this process's writer may have added it meanwhile
+                self._pending.setdefault(name, _Pending(name, entry, now))
 
     async def _give_up(self, name: str, entry: Entry, why: str) -> None:
         log.warning("webhook %s %s to %s dropped: %s", entry.kind, entry.id, entry.url, why)
+        await asyncio.to_thread(self.outbox.remove, name)  # first: then a scan cannot find it
         self._pending.pop(name, None)
-        await asyncio.to_thread(self.outbox.remove, name)
 
     async def _send(self, p: _Pending) -> None:
         entry, hook = p.entry, self._by_url[p.entry.url]
@@ -328,8 +347,8 @@ class Webhooks:
                 self._failing.discard(entry.url)
                 log.warning("webhook receiver %s takes events again", entry.url)
             log.info("webhook %s %s taken by %s", entry.kind, entry.id, entry.url)
+            await asyncio.to_thread(self.outbox.remove, p.name)  # first: see _give_up
             self._pending.pop(p.name, None)
-            await asyncio.to_thread(self.outbox.remove, p.name)
         finally:
             p.sending = False
             self.nudge()
