@@ -70,10 +70,12 @@ Contract:
          two, the next one: net/smtpd.py), then the rest are answered 421
          4.3.2 and closed (`Listeners.drain`); idle outbound connections
          are dropped;
-      d. the aggregate reports' job (app/reportjob.py) is cancelled as the
-         stop begins; `close` releases the listeners, the administration
-         side (control socket, PID file), the store and the account store,
-         writes the report records still pending, on every path
+      d. the aggregate reports' job (app/reportjob.py) is cancelled and
+         the webhooks' sender ends (its POSTs in flight abandoned: sent
+         again after the next start) as the stop begins; `close` releases
+         the listeners, the administration side (control socket, PID
+         file), the store and the account store, writes the report records
+         and the webhook events still pending, on every path
          out of `serve`; the default thread pool is shut down without
          waiting past the deadline, the log flushed, exit 0; the
          data-directory lock is released last, as `main` returns;
