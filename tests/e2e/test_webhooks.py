@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from pigeon.testing.live import wait_for
+from pigeon.testing.live import free_port, wait_for
+from pigeon.testing.sink import SmtpSink
 from pigeon.testing.webhookpeer import WebhookReceiver
 from pigeon.webhooks.signature import verify
 
@@ -113,5 +114,44 @@ def test_worker_processes_events_reach_the_main_process_sender(pigeon_factory):
         got = wait_for(lambda: wanted <= _events(peer).keys(), WAIT)
         assert got, f"missing: {wanted - _events(peer).keys()}\n{server.log()}"
         for (request, doc), *_ in _events(peer).values():
+            _check_signed(request, doc)
+        server.stop()
+
+
+def test_deferred_bounced_and_expired(pigeon_factory):
+    """The other outcomes, each with its status and diagnostic: a next hop that
+    refuses RCPT (bounced, 5.x.x), one that is down (deferred, then expired
+    after [queue] max_lifetime)."""
+    closed, rejecting = free_port(), free_port()
+    with WebhookReceiver() as peer:
+        server = pigeon_factory(
+            'relay_networks = ["127.0.0.0/8"]\n'
+            "[queue]\nmin_backoff = 1\nmax_backoff = 1\nrun_interval = 0.5\nmax_lifetime = 3\n"
+            f'[transports]\n"down.test" = "smtp:[127.0.0.1]:{closed}"\n'
+            f'"reject.test" = "smtp:[127.0.0.1]:{rejecting}"\n'
+            f'[[webhooks]]\nurl = "{peer.url}"\nsecret = "{SECRET}"\n'
+            'events = ["deferred", "bounced", "expired"]\n'
+        )
+        with SmtpSink("127.0.0.1", rejecting, extra_args=("-f", "RCPT")):
+            with smtplib.SMTP("127.0.0.1", server.port, timeout=30) as smtp:
+                smtp.sendmail("a@client.test", ["x@reject.test"], b"Subject: 1\r\n\r\nhi\r\n")
+                smtp.sendmail("a@client.test", ["y@down.test"], b"Subject: 2\r\n\r\nhi\r\n")
+
+            def kinds(address: str) -> list[str]:
+                return [
+                    d["type"] for (_, d), *_ in _events(peer).values() if address in d["recipients"]
+                ]
+
+            assert wait_for(lambda: "bounced" in kinds("x@reject.test"), WAIT), server.log()
+            assert wait_for(lambda: "expired" in kinds("y@down.test"), WAIT), server.log()
+        docs = [d for (_, d), *_ in _events(peer).values()]
+        assert "received" not in {d["type"] for d in docs}  # not asked for
+        assert "deferred" in kinds("y@down.test")
+        bounced = next(d for d in docs if d["type"] == "bounced")
+        assert bounced["status"].startswith("5.") and bounced["diagnostic"]
+        assert bounced["relay"].startswith("127.0.0.1")
+        expired = next(d for d in docs if d["type"] == "expired")
+        assert expired["status"].startswith("4.") or expired["status"].startswith("5.")
+        for request, doc in (rd for rds in _events(peer).values() for rd in rds):
             _check_signed(request, doc)
         server.stop()
