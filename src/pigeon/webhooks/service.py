@@ -189,12 +189,9 @@ class Webhooks:
 
     def _add(self, event: payload.WebhookEvent) -> None:
         if len(self._queued) >= MAX_QUEUED:  # the disk is that slow: mail comes first
-            log.warning(
-                "webhook %s %s dropped: %d events wait to be written",
-                event.kind,
-                event.id,
-                MAX_QUEUED,
-            )
+            if not self._dropping:
+                log.warning("webhook events dropped: %d wait to be written", MAX_QUEUED)
+            self._dropping = True
             return
         for hook in self.endpoints:
             if event.kind in hook.events:
@@ -249,7 +246,10 @@ class Webhooks:
         """Send until `stop` is set (module contract); POSTs in flight are cancelled
         then: their entries stay in the outbox for the next start."""
         self._owner = True
-        await asyncio.to_thread(self.outbox.prepare)
+        try:
+            await asyncio.to_thread(self.outbox.prepare)
+        except OSError as exc:  # logged; the scans below say it again until it is fixed
+            log.error("webhook outbox %s cannot be prepared: %s", self.outbox.root, exc)
         tasks: set[asyncio.Task[None]] = set()
         next_scan = 0.0
         loop = asyncio.get_running_loop()
@@ -259,8 +259,11 @@ class Webhooks:
                 # Made before looking: a nudge from here on ends the wait below.
                 self._woken = woken = loop.create_future()
                 if self._clock() >= next_scan:
-                    await self._scan(self._clock())
                     next_scan = self._clock() + SCAN_INTERVAL
+                    try:
+                        await self._scan(self._clock())
+                    except Exception:  # a webhook failure never stops pigeon (the TaskGroup)
+                        log.exception("webhook outbox: the scan failed")
                 for p in self._due(self._clock()):
                     p.sending = True
                     task = asyncio.ensure_future(self._send(p))
