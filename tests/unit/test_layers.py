@@ -39,6 +39,7 @@ RANK = {
     "pigeon.hooks": 6,
     "pigeon.net": 7,
     "pigeon.readers": 7,  # POP3, IMAP: above mailstore, auth, proto and net
+    "pigeon.webhooks": 7,  # above config, queue (the envelope) and hooks (delivery events)
     "pigeon.qmgr": 8,
     "pigeon.admin": 9,
     "pigeon.privileges": 9,

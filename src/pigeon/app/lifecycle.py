@@ -70,10 +70,12 @@ Contract:
          two, the next one: net/smtpd.py), then the rest are answered 421
          4.3.2 and closed (`Listeners.drain`); idle outbound connections
          are dropped;
-      d. the aggregate reports' job (app/reportjob.py) is cancelled as the
-         stop begins; `close` releases the listeners, the administration
-         side (control socket, PID file), the store and the account store,
-         writes the report records still pending, on every path
+      d. the aggregate reports' job (app/reportjob.py) is cancelled and
+         the webhooks' sender ends (its POSTs in flight abandoned: sent
+         again after the next start) as the stop begins; `close` releases
+         the listeners, the administration side (control socket, PID
+         file), the store and the account store, writes the report records
+         and the webhook events still pending, on every path
          out of `serve`; the default thread pool is shut down without
          waiting past the deadline, the log flushed, exit 0; the
          data-directory lock is released last, as `main` returns;
@@ -323,6 +325,9 @@ class Lifecycle:
                 log.info("pigeon worker ready (pid %d)", os.getpid())
             # The aggregate reports, once per period (app/reportjob.py).
             reports_task = tg.create_task(role.reports.run(self.stop)) if role.reports else None
+            if role.webhooks is not None and role.manager is not None:
+                # The webhooks' sender, until the stop (pigeon/webhooks/service.py).
+                tg.create_task(role.webhooks.run(self.stop))
             if self.admin is not None:
                 self.admin.ready()  # sd_notify READY=1 under systemd
             await self.stop.wait()
@@ -383,6 +388,8 @@ class Lifecycle:
         role.auth.close()
         role.policy.deps.close()  # the abuse controls' state, written (policy/abusestate.py)
         close_report_sink(role.report_sink)  # pending report records, written (reports/store.py)
+        if role.webhooks is not None:
+            await role.webhooks.close()  # events of the last moments, in the outbox
 
     # --- reload ------------------------------------------------------------------------
 

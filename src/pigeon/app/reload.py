@@ -42,9 +42,10 @@ Contract:
     each login anyway.
   * What waits for a restart, said in a warning: `data_dir`, `hostname`,
     `user`, `group`, `workers`, `[queue]`, `[delivery]`, `[log]`, `[admin]`, `[console]`,
-    `[reports]`, `[srs]`, `[arc]` (they belong to long-lived objects: the
+    `[reports]`, `[srs]`, `[arc]`, `[[webhooks]]` (they belong to long-lived objects: the
     store, the agents, the log handlers, the control socket, the processes,
-    the SRS secret and the ARC key read at start-up); and, with `workers > 1`
+    the SRS secret and the ARC key read at start-up, the webhooks' outbox
+    and secrets); and, with `workers > 1`
     (`fixed_listeners`), the listener addresses too (`listen`,
     `submission_listen`, `submissions_listen`): the sockets were bound before
     the worker processes were forked and are shared by all of them.
@@ -85,6 +86,7 @@ RESTART_ONLY = (
     "reports",  # the report sink and the daily job (app/reportjob.py)
     "srs",
     "arc",
+    "webhooks",  # the outbox and its sender, built at start-up (pigeon/webhooks/service.py)
 )
 
 #: The keys naming listener addresses (net/smtp_service.py SMTP_ROLES).

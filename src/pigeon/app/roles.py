@@ -33,7 +33,10 @@ Contract:
     for a `[[plugins]]` entry that cannot be loaded (nothing is listening
     yet); the lifecycle maps both to exit status 78. Every role loads the
     plugins itself (each worker has its own instances); the "full" role's
-    manager tells them of delivery events.
+    manager tells them of delivery events. `[[webhooks]]` likewise: each
+    role has its `Webhooks` (pigeon/webhooks/service.py), told of received
+    mail by the SMTP side and of delivery events as the plugins are, writing
+    to the one outbox of the data directory; the "full" role sends.
   * Factories raise `ConfigError` for a DKIM key that cannot be read
     (`wiring.outbound_signing`: 78 as well).
   * `ProcessRole.apply(plan, tls, plugins, signing)` is how a reload reaches the
@@ -94,6 +97,7 @@ from pigeon.reports.records import NullSink, ReportSink
 from pigeon.reports.store import StoreSink
 from pigeon.routing.resolve import Router
 from pigeon.signing.signer import DkimSigner
+from pigeon.webhooks.service import Webhooks, build_webhooks
 
 __all__ = ["ProcessRole", "ROLE_FACTORIES", "acceptor_role", "full_role"]
 
@@ -131,6 +135,9 @@ class ProcessRole:
     signing: OutboundSigning | None = None  # DKIM signing ([dkim]; net/signmail.py)
     pop3: Pop3Service | None = None  # "full" only: the POP3 server on `listeners`
     imap: ImapService | None = None  # "full" only: the IMAP server on `listeners`
+    #: [[webhooks]] (pigeon/webhooks/service.py), or None: every role writes
+    #: events to the outbox; the "full" role's lifecycle runs the sender.
+    webhooks: Webhooks | None = None
 
     def served(self, config: Config) -> list[Listener]:
         """Every listener of this role: SMTP's, and in the "full" role the readers'."""
@@ -165,7 +172,7 @@ class ProcessRole:
         warnings: list[str] = []
         if plugins is not None:
             self.plugins = plugins
-            _observe(plugins, self.manager, self.direct)
+            _observe(plugins, self.manager, self.direct, self.webhooks)
         if plan.status == "applied" or plugins is not None:
             # [srs] is restart-only: the new router keeps the running codec.
             if plan.status == "applied":
@@ -246,7 +253,8 @@ def _receiving(
     if manager is not None:  # our bounces and delay reports are DKIM-signed too
         manager.set_notice_signer(wiring.notice_signer(current_signer))
     plugins = wiring.plugins(config, submit)  # ConfigErrors: see the contract
-    _observe(plugins, manager, direct)
+    webhooks = build_webhooks(config)  # ConfigError: an unreadable secret_file
+    _observe(plugins, manager, direct, webhooks)
     policy = wiring.receive_policy(
         config, router, space=store.space, plugins=plugins, reports=report_sink
     )
@@ -260,6 +268,7 @@ def _receiving(
         metrics=metrics,
         on_etrn=on_etrn,
         direct=direct,
+        on_received=webhooks.received if webhooks is not None else None,
     )
     services: dict[str, Any] = {role.name: smtp for role in SMTP_ROLES}
     pop3 = imap = None
@@ -299,17 +308,21 @@ def _receiving(
         signing=signing,
         pop3=pop3,
         imap=imap,
+        webhooks=webhooks,
     )
     return role
 
 
 def _observe(
-    plugins: list[LoadedPlugin], manager: Qmgr | None, direct: DirectDelivery | None
+    plugins: list[LoadedPlugin],
+    manager: Qmgr | None,
+    direct: DirectDelivery | None,
+    webhooks: Webhooks | None,
 ) -> None:
-    """The plugins hear delivery events: from the manager (its deliveries and
-    the copies written at the accept in this process), or, in a worker, from
-    its own copies written at the accept."""
-    observers = delivery_observers(plugins)
+    """The plugins and the webhooks hear delivery events: from the manager (its
+    deliveries and the copies written at the accept in this process), or, in
+    a worker, from its own copies written at the accept."""
+    observers = delivery_observers(plugins, [webhooks] if webhooks is not None else [])
     if manager is not None:
         manager.set_observers(observers)
     elif direct is not None:

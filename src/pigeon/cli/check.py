@@ -11,21 +11,24 @@ Contract:
     78 (EX_CONFIG). A configured TLS certificate and key are checked as
     start-up checks them, in the same run (their problem names the tls key);
     so are the DKIM keys (`[dkim]`: every domain's key pair read as start-up
-    reads it, a problem naming the dkim key and the file).
+    reads it, a problem naming the dkim key and the file) and the webhooks'
+    `secret_file`s (`[[webhooks]]`, read as start-up reads them).
   * Risky but valid settings (`pigeon.config.risks`: an open relay, a
     public listener with relay networks) are warnings on stderr,
     "pigeon: FILE:LINE: warning: key: message"; they do not change the
     exit status.
   * On success: "ok: FILE" and a summary on stdout (every listener by role,
     TLS, domains, relaying, transports, milters, metrics, files), exit 0. Nothing is
-    created or opened besides reading FILE, the certificate files and the
-    DKIM keys (the log file and data_dir are not touched).
+    created or opened besides reading FILE, the certificate files, the
+    DKIM keys and the webhook secret files (the log file and data_dir are
+    not touched).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from pigeon.cli._common import EX_CONFIG, PROG, fail
@@ -110,6 +113,7 @@ def summary(config: Config) -> list[str]:
         ("transports", ", ".join(transports) or "none"),
         ("plugins", ", ".join(f"{p.name} ({p.source})" for p in config.plugins) or "none"),
         ("milters", ", ".join(f"{m.name} ({m.socket})" for m in config.milters) or "none"),
+        ("webhooks", ", ".join(w.url for w in config.webhooks) or "none"),
         ("dkim", f"signing with the keys in {config.dkim_key_dir}" if config.dkim.sign else "off"),
         ("relay host", str(config.delivery.relay_host or "none (direct delivery by MX)")),
         ("metrics", f"http://{metrics}/metrics" if metrics is not None else "off"),
@@ -149,8 +153,22 @@ def dkim_problems(config: Config, source: str) -> list[ConfigError]:
     """The DKIM keys read as start-up reads them (pigeon.signing.keys)."""
     from pigeon.signing.signer import signer_for
 
+    return _read_as_start_up(signer_for, config, source)
+
+
+def webhook_problems(config: Config, source: str) -> list[ConfigError]:
+    """The webhooks' secret files read as start-up reads them (pigeon.webhooks.service)."""
+    from pigeon.webhooks.service import endpoints
+
+    return _read_as_start_up(endpoints, config, source)
+
+
+def _read_as_start_up(
+    read: Callable[[Config], object], config: Config, source: str
+) -> list[ConfigError]:
+    """`read(config)`'s ConfigError, if any, as the problem of `source`."""
     try:
-        signer_for(config)
+        read(config)
     except ConfigError as exc:
         exc.source = source
         return [exc]
@@ -186,6 +204,8 @@ def run(args: argparse.Namespace) -> int:
         problems += tls_problems(config, source)
     if config is not None and not any(p.key and p.key.startswith("dkim") for p in problems):
         problems += dkim_problems(config, source)
+    if config is not None and not any(p.key and p.key.startswith("webhooks") for p in problems):
+        problems += webhook_problems(config, source)
     if (
         config is not None
         and config.plugins

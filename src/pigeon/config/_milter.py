@@ -19,7 +19,6 @@ Contract:
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
 from typing import Any
 
 from pigeon.config._checks import (
@@ -28,8 +27,8 @@ from pigeon.config._checks import (
     named_tables,
     seconds,
     show,
-    unknown_key,
 )
+from pigeon.config._tables import checked_table
 from pigeon.config.schema import MilterConfig
 
 __all__ = ["milters"]
@@ -87,13 +86,7 @@ def milters(key: str, value: Any) -> tuple[MilterConfig, ...]:
 
 
 def _entry(here: str, entry: Any) -> MilterConfig:
-    if not isinstance(entry, Mapping):
-        raise ConfigError(here, f"must be a table, got {show(entry)}")
-    checked: dict[str, Any] = {}
-    for name, item in entry.items():
-        if name not in _KEYS:
-            raise unknown_key(f"{here}.{name}", name, list(_KEYS))
-        checked[name] = _KEYS[name](f"{here}.{name}", item)
+    checked = checked_table(here, entry, _KEYS)
     for required in ("name", "socket"):
         if required not in checked:
             raise ConfigError(f"{here}.{required}", "is required")

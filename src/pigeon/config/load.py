@@ -71,6 +71,7 @@ from pigeon.config._aliases import check_catch_alls, read_aliases_file
 from pigeon.config._checks import ConfigError, ConfigErrors
 from pigeon.config._milter import milters
 from pigeon.config._reports import reports
+from pigeon.config._webhooks import webhooks
 from pigeon.config.locate import KeyLocator
 from pigeon.config.schema import (
     AdminConfig,
@@ -118,6 +119,7 @@ _TOP: dict[str, Callable[[str, Any], Any]] = {
     "plugins": P.plugins,  # relative paths: from the file's directory (collect_config)
     "milters": milters,
     "reports": reports,  # a table with a key named "from": config/_reports.py
+    "webhooks": webhooks,  # [[webhooks]]: docs/webhooks.md
 }
 
 DERIVED_FIELDS = ("local_aliases",)  # fields that are no key: filled from aliases_file

@@ -77,6 +77,7 @@ from pigeon.config.mailauth import MailAuthConfig
 from pigeon.config.pop3 import Pop3Config
 from pigeon.config.reports import ReportsConfig
 from pigeon.config.tlspolicy import TlsPolicyConfig
+from pigeon.config.webhooks import WebhookConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -456,6 +457,7 @@ class Config:
     plugins: tuple[PluginConfig, ...] = ()
     #: [[milters]]: mail filters asked in this order at every stage (docs/milter.md).
     milters: tuple[MilterConfig, ...] = ()
+    webhooks: tuple[WebhookConfig, ...] = ()  # [[webhooks]]: pigeon.config.webhooks
     #: [reports]: aggregate DMARC and TLS-RPT reports (off by default).
     reports: ReportsConfig = field(default_factory=ReportsConfig)
     #: [tls_policy]: outbound MTA-STS and DANE (schema and meaning: pigeon.config.tlspolicy).

@@ -18,8 +18,12 @@ Contract:
     any other (`contained`, `PluginFailed`): it never stops pigeon. At most
     `MAX_IN_FLIGHT` tasks run at once: past it an event is dropped, logged
     once per burst, so a slow observer cannot grow memory without bound.
+  * `inline` listeners (pigeon's own: the webhooks, pigeon/webhooks/service.py)
+    are called by `emit` itself, before it returns, with no task and no
+    limit in flight: each promises to be cheap and never to block; an
+    exception is logged and forgotten all the same.
   * `DeliveryObservers([])` is falsy: the manager skips building events
-    when nobody listens (no per-message cost without plugins).
+    when nobody listens (no per-message cost without plugins or webhooks).
 """
 
 from __future__ import annotations
@@ -70,24 +74,40 @@ Listener: TypeAlias = tuple[str, Callable[[DeliveryEvent], object], float]
 class DeliveryObservers:
     """The plugins' delivery-event methods, by kind (module contract)."""
 
-    def __init__(self, plugins: Sequence[tuple[str, object, float]] = ()) -> None:
+    def __init__(
+        self, plugins: Sequence[tuple[str, object, float]] = (), inline: Sequence[object] = ()
+    ) -> None:
         self._by_kind: dict[str, list[Listener]] = {}
+        self._inline: dict[str, list[Callable[[DeliveryEvent], object]]] = {}
         for name, plugin, timeout in plugins:
             for kind in DELIVERY_EVENTS:
                 method = getattr(plugin, kind, None)
                 if callable(method):
                     self._by_kind.setdefault(kind, []).append((name, method, timeout))
+        for listener in inline:
+            for kind in DELIVERY_EVENTS:
+                method = getattr(listener, kind, None)
+                if callable(method):
+                    self._inline.setdefault(kind, []).append(method)
         self._tasks: set[asyncio.Task[None]] = set()
         self._dropping = False
 
     def __bool__(self) -> bool:
-        return bool(self._by_kind)
+        return bool(self._by_kind) or bool(self._inline)
 
     def wants(self, kind: str) -> bool:
-        return kind in self._by_kind
+        return kind in self._by_kind or kind in self._inline
 
     def emit(self, event: DeliveryEvent) -> None:
-        """Start every listener of `event.kind` (module contract); never raises."""
+        """Call the inline listeners and start every plugin listener of
+        `event.kind` (module contract); never raises."""
+        for method in self._inline.get(event.kind, ()):
+            try:
+                method(event)
+            except Exception:
+                log.exception(
+                    "delivery event %s of %s: listener failed", event.kind, event.queue_id
+                )
         for name, method, timeout in self._by_kind.get(event.kind, ()):
             if len(self._tasks) >= MAX_IN_FLIGHT:
                 if not self._dropping:

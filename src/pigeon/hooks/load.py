@@ -163,5 +163,9 @@ def receive_checks(plugins: Sequence[LoadedPlugin]) -> list[object]:
     return [check for check in checks if check is not None]
 
 
-def delivery_observers(plugins: Sequence[LoadedPlugin]) -> DeliveryObservers:
-    return DeliveryObservers([(p.spec.name, p.instance, p.spec.timeout) for p in plugins])
+def delivery_observers(
+    plugins: Sequence[LoadedPlugin], inline: Sequence[object] = ()
+) -> DeliveryObservers:
+    """The plugins that hear delivery events, and pigeon's own `inline`
+    listeners (the webhooks: pigeon/hooks/events.py)."""
+    return DeliveryObservers([(p.spec.name, p.instance, p.spec.timeout) for p in plugins], inline)

@@ -41,7 +41,9 @@ Contract:
     with those recipients final, is committed as below and their lines
     follow the "queued" line. Not taken: the commit as below.
   * After the commit: the reserve is charged (`store.space.consumed`), the
-    "queued" line written and the envelope handed to the queue manager
+    "queued" line written, `on_received` told (the webhooks; also for a
+    message delivered in full at the accept or put on hold), and the
+    envelope handed to the queue manager
     (`on_queued`) unless it is quarantined (it then waits on hold for an
     operator: `pigeon queue release`).
   * A spool ends exactly one way: committed or `discard()`ed (idempotent).
@@ -353,6 +355,8 @@ class MessageIntake:
             },
             "queued",
         )
+        if services.on_received is not None:  # durable now: the webhooks' "received"
+            services.on_received(envelope)
         if quarantine is not None:
             # Postfix's HOLD action: accepted, kept until an operator releases it.
             services.maillog.log(envelope.queue_id, {"reason": quarantine}, "hold")

@@ -5,7 +5,7 @@ Contract:
     of a server shares: the queue intake (`store`), the receive pipeline
     (`pigeon.policy.pipeline`), the login rules (`pigeon.auth.login`), the
     TLS context provider, the DKIM signing, the mail log and metrics, the hand-over to the
-    queue manager (`on_queued`), the ETRN flush, the clocks and a few
+    queue manager (`on_queued`), the webhooks (`on_received`), the ETRN flush, the clocks and a few
     timeouts. It is immutable: a reload makes a new one
     (`dataclasses.replace`) and sessions in progress keep theirs.
   * `ConnectionContext` is one connection's whole configuration: the
@@ -76,6 +76,9 @@ class ReceiveServices:
     pipeline: ReceivePipeline
     maillog: Any  # pigeon.obs.maillog.MailLog
     on_queued: Callable[[Envelope], None]
+    #: Told of every message once it is durable (net/intake.py): the webhooks'
+    #: "received" (pigeon/webhooks/service.py), or None (no cost).
+    on_received: Callable[[Envelope], None] | None = None
     logins: Logins | None = None
     tls: Any = None  # pigeon.net.tls.TlsProvider (its .context) | None
     metrics: Any = NO_METRICS  # pigeon.obs.metrics.Metrics

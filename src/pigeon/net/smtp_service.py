@@ -155,6 +155,7 @@ class SmtpService:
         metrics: Any = None,
         on_etrn: Callable[[str], Awaitable[int]] | None = None,
         direct: Any = None,
+        on_received: Callable[[Any], None] | None = None,
     ) -> None:
         self.maillog = maillog
         self._shared = ReceiveServices(
@@ -166,6 +167,7 @@ class SmtpService:
             metrics=metrics if metrics is not None else NO_METRICS,
             on_etrn=on_etrn,
             direct=direct,
+            on_received=on_received,
         )
         self.apply(settings)
 

@@ -87,6 +87,7 @@ RESTART_CHANGES = {
     "reports": {"reports": {"dmarc": True}},
     "srs": {"srs": {"enabled": True}},
     "arc": {"arc": {"selector": "s1"}},
+    "webhooks": {"webhooks": [{"url": "http://127.0.0.1:8080/", "secret": "k"}]},
 }
 
 

@@ -186,3 +186,27 @@ def test_a_plugin_calling_sys_exit_is_its_failure_not_the_end_of_pigeon(caplog):
     assert "plugin exits at mail raised KeyboardInterrupt" in caplog.text
     assert "plugin exits at rcpt raised SystemExit" in caplog.text
     assert "plugin exits at delivered of Q9 raised SystemExit" in caplog.text
+
+
+def test_inline_listeners_are_called_before_emit_returns_and_contained(caplog):
+    """pigeon's own listeners (the webhooks): no task, no limit in flight; an
+    exception is logged, the next listener still hears the event."""
+    heard = []
+
+    class Broken:
+        def delivered(self, event):
+            raise RuntimeError("listener bug")
+
+    class Hears:
+        def delivered(self, event):
+            heard.append(event.queue_id)
+
+        bounced = delivered
+
+    observers = DeliveryObservers([], inline=[Broken(), Hears()])
+    assert observers and observers.wants("bounced") and not observers.wants("attempt")
+    event = DeliveryEvent("delivered", "Q7", "a@b.test", ("c@d.test",), "local", "2.0.0", "", 1.0)
+    with caplog.at_level(logging.ERROR, "pigeon.plugin"):
+        observers.emit(event)  # no event loop needed: nothing is started
+    assert heard == ["Q7"]
+    assert "listener failed" in caplog.text and "listener bug" in caplog.text
