@@ -71,6 +71,7 @@ async def start_console(
             maillog=role.maillog,
             signer=lambda: role.signing.signer if role.signing is not None else None,
         ).send,
+        mailbox_root=config.mailbox_root,
     )
     server = WebServer(build_app(deps), listen)
     try:

@@ -6,7 +6,7 @@ Contract (blocking file I/O: the readers call it from a thread):
     folder a Maildir++ sub-Maildir (mailstore/folders.py: names, listing,
     create/delete/rename, subscriptions, special-use). The first `user()` of
     an account in a process creates its Maildir and the special-use folders
-    Sent, Drafts, Trash and Junk when missing.
+    Sent, Drafts, Trash and Junk when missing (unless `prepare=False`).
   * `user.open(name)` -> `Folder` (FolderError if there is none), already
     synced once; `user.open_unchanged(name)` is the same without a sync when
     the folder's state is in memory and the disk shows nothing new (else
@@ -79,16 +79,19 @@ class MailStore:
     def __init__(self, mailbox_root: Path | str) -> None:
         self.root = Path(mailbox_root)
 
-    def user(self, local: str, domain: str) -> UserMail:
-        return UserMail(maildir_path(self.root, local, domain))
+    def user(self, local: str, domain: str, *, prepare: bool = True) -> UserMail:
+        """The account's mail; `prepare=False` creates nothing (the HTTP API's
+        read of an existing mailbox: web/mailbox_routes.py)."""
+        return UserMail(maildir_path(self.root, local, domain), prepare=prepare)
 
 
 class UserMail:
     """One account's INBOX and folders."""
 
-    def __init__(self, maildir: Path | str) -> None:
+    def __init__(self, maildir: Path | str, *, prepare: bool = True) -> None:
         self.maildir = os.path.abspath(maildir)
-        folders.prepare_user(self.maildir)
+        if prepare:
+            folders.prepare_user(self.maildir)
 
     def list_folders(self) -> list[FolderInfo]:
         return folders.list_folders(self.maildir)

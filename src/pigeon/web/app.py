@@ -5,7 +5,7 @@
 Contract:
   * `build_app(deps)` registers exactly the routes of `api_routes(deps)`
     (web/routes.py: health, readiness, the OpenAPI document, the queue,
-    sending),
+    sending, the local mailboxes: web/mailbox_routes.py),
     the ones with a scope behind the bearer check (web/auth.py), with the
     problem middleware (web/problem.py) in front of everything: every
     error, aiohttp's own 404/405/413 and malformed JSON included, is an
@@ -31,12 +31,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from pigeon import __version__
-from pigeon.web import queue_routes, send_route
+from pigeon.web import mailbox_routes, queue_routes, send_route
 from pigeon.web.auth import guarded
 from pigeon.web.openapi import build_document
 from pigeon.web.problem import Problem, error_middleware
@@ -57,6 +58,8 @@ class WebDeps:
     max_body: int
     #: queues a message for POST /api/send (admin/apisubmit.py `ApiSubmitter.send`)
     submit: Submit
+    #: the Maildirs' root for /api/mailboxes (config.mailbox_root; None: no mailboxes)
+    mailbox_root: Path | None = None
 
 
 _HEALTH = {
@@ -102,6 +105,7 @@ def api_routes(deps: WebDeps) -> list[Route]:
     ]
     routes += queue_routes.routes(deps.ops)
     routes.append(send_route.route(deps.submit))
+    routes += mailbox_routes.routes(deps.mailbox_root)
     document: dict[str, Any] = {}
 
     async def openapi(request: web.Request) -> web.Response:

@@ -32,6 +32,8 @@ from aiohttp import web
 from pigeon.admin.control import OpError
 from pigeon.web.problem import Problem
 from pigeon.web.routes import Param, Route
+from pigeon.web.routes import bad_param as _bad
+from pigeon.web.routes import query_int as _integer
 
 __all__ = ["ACTIONS", "MAX_LIMIT", "routes"]
 
@@ -106,19 +108,6 @@ _RESULT = {
     "properties": {"done": _ids, "pending": _ids, "skipped": _ids, "unknown": _ids},
 }
 _ID = Param("id", "path", {"type": "string", "pattern": _QID.pattern}, "queue ID", required=True)
-
-
-def _bad(field: str, message: str) -> Problem:
-    return Problem(400, f"{field}: {message}", errors=[{"field": field, "message": message}])
-
-
-def _integer(query: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    text = query.get(name)
-    if text is None:
-        return default
-    if not text.isdigit() or not low <= int(text) <= high:
-        raise _bad(name, f"must be an integer from {low} to {high}")
-    return int(text)
 
 
 def _queue_id(request: web.Request) -> str:

@@ -9,6 +9,8 @@ Contract:
     success status. The application (web/app.py) registers exactly these
     routes and the document (web/openapi.py) describes exactly these, so
     the two cannot drift (tests/unit/web/test_openapi.py holds them to it).
+  * `bad_param(name, message)` is the 400 problem naming a parameter;
+    `query_int` reads an integer query parameter within bounds.
   * `json_body(request)` reads a JSON object body: 415 when it is not
     declared JSON, 400 when it does not parse or is not an object (RFC
     9457 problems); the size limit is the application's (413).
@@ -17,7 +19,7 @@ Contract:
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +27,7 @@ from aiohttp import web
 
 from pigeon.web.problem import Problem
 
-__all__ = ["Handler", "Param", "Route", "json_body"]
+__all__ = ["Handler", "Param", "Route", "bad_param", "json_body", "query_int"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -54,6 +56,8 @@ class Route:
     params: tuple[Param, ...] = ()
     #: other statuses this route answers with a problem, beyond the common ones
     problems: tuple[int, ...] = field(default=())
+    #: the media type of the success response (`response` is its schema)
+    media: str = "application/json"
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
@@ -68,3 +72,19 @@ async def json_body(request: web.Request) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise Problem(400, "the request body must be a JSON object")
     return data
+
+
+def bad_param(name: str, message: str) -> Problem:
+    """The 400 problem for one parameter that does not validate (it names it)."""
+    return Problem(400, f"{name}: {message}", errors=[{"field": name, "message": message}])
+
+
+def query_int(query: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    """Query parameter `name` as an integer from `low` to `high` (`default`
+    when absent); a 400 problem naming it otherwise."""
+    text = query.get(name)
+    if text is None:
+        return default
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise bad_param(name, f"must be an integer from {low} to {high}")
+    return int(text)
