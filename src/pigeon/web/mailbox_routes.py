@@ -41,6 +41,8 @@ __all__ = ["MAX_LIMIT", "routes"]
 
 MAX_LIMIT = 200
 DEFAULT_LIMIT = 50
+#: The highest attachment index a request may name.
+MAX_ATTACHMENT = 9999
 
 _ADDR = {"type": "string", "description": "a local address: user@example.org"}
 _FOLDER_STATS = {
@@ -186,8 +188,8 @@ def routes(root: Path | None) -> list[Route]:
     async def attachment(request: web.Request) -> web.Response:
         m = request.match_info
         text = m["n"]
-        if not text.isdigit() or len(text) > 6:
-            raise _bad("n", "an attachment index: 0, 1, ...")
+        if not (text.isascii() and text.isdigit()) or int(text) > MAX_ATTACHMENT:
+            raise _bad("n", f"an attachment index: 0 to {MAX_ATTACHMENT}")
         _, data = await asyncio.to_thread(boxes.read, m["address"], folder_of(request), m["id"])
         try:
             ctype, filename, octets = mailview.attachment(data, int(text))
@@ -288,7 +290,13 @@ def routes(root: Path | None) -> list[Route]:
             params=(
                 address,
                 mid,
-                Param("n", "path", {"type": "integer", "minimum": 0}, "the index", True),
+                Param(
+                    "n",
+                    "path",
+                    {"type": "integer", "minimum": 0, "maximum": MAX_ATTACHMENT},
+                    "the index",
+                    True,
+                ),
                 folder,
             ),
             problems=(404,),

@@ -85,6 +85,7 @@ def query_int(query: Mapping[str, str], name: str, default: int, low: int, high:
     text = query.get(name)
     if text is None:
         return default
-    if not text.isdigit() or not low <= int(text) <= high:
+    # ASCII digits only: str.isdigit() is true of "²", which int() refuses (a 500)
+    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
         raise bad_param(name, f"must be an integer from {low} to {high}")
     return int(text)
