@@ -116,9 +116,13 @@ def _mailbox_dirs(root: Path) -> list[tuple[str, str]]:
         return []
     for domain in domains:
         ddir = os.path.join(root, domain)
-        if domain.startswith(".") or not os.path.isdir(ddir):
+        if domain.startswith("."):
             continue
-        for local in sorted(os.listdir(ddir)):
+        try:
+            locals_ = sorted(os.listdir(ddir))
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # not a domain's directory, or removed meanwhile
+        for local in locals_:
             mdir = os.path.join(ddir, local)
             if not local.startswith(".") and os.path.isdir(os.path.join(mdir, "cur")):
                 out.append((f"{_decoded(local)}@{_decoded(domain)}", mdir))
@@ -127,7 +131,11 @@ def _mailbox_dirs(root: Path) -> list[tuple[str, str]]:
 
 def _mailbox(address: str, mdir: str) -> dict[str, Any]:
     stats = [(folders.INBOX, mdir)]
-    for info in folders.list_folders(mdir):
+    try:
+        listed_folders = folders.list_folders(mdir)
+    except FileNotFoundError:  # the mailbox was removed since the listing
+        listed_folders = []
+    for info in listed_folders:
         if info.name != folders.INBOX and "\\Noselect" not in info.attributes:
             stats.append((info.name, folders.folder_dir(mdir, info.name)))
     listed = []

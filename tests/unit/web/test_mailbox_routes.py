@@ -213,3 +213,19 @@ def test_ids_and_folders_are_checked_before_use():
             parse_id(bad)
     assert folder_name(None) == "INBOX" and folder_name("inbox") == "INBOX"
     assert folder_name(".Junk") == "Junk" and folder_name(".Archive.2024") == "Archive/2024"
+
+
+def test_the_mailbox_list_skips_what_is_not_a_mailbox(env):
+    root, deps, _, reader = env
+    deliver(root, "bob@localhost", "mine")
+    (root / "stray-file").write_text("not a domain")
+    (root / "localhost" / "notes.txt").write_text("not a mailbox")
+    (root / ".pigeon-format").write_text("1")
+
+    async def script(client):
+        r = await client.get("/api/mailboxes", headers=reader)
+        assert r.status == 200
+        return await r.json()
+
+    listed = run(deps, script)
+    assert [m["address"] for m in listed["mailboxes"]] == ["bob@localhost"]
