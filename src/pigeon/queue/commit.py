@@ -24,7 +24,8 @@ Contract:
     in-memory one, its tmp/ content copied in behind the fields, in the
     kernel, and its tmp/ file removed); msg/ is fsynced ONCE;
     all rows are inserted in ONE transaction ('incoming', or 'hold' for a
-    commit made on hold: a quarantined message; dbfile.transaction; its
+    commit made on hold: a quarantined message, or 'capture' for an
+    envelope with `capture` set: docs/capture.md; dbfile.transaction; its
     commit fsyncs the WAL once, synchronous=FULL); only then are the
     futures resolved. The caller replies 250 after its future resolves, so
     "acknowledged" implies "row committed". A crash at any instant before
@@ -173,6 +174,8 @@ class Committer:
             fut.set_exception(StoreError("queue store is closed"))
             return fut
         state = QueueState.HOLD if hold else QueueState.INCOMING
+        if envelope.capture:  # capture mode: kept, never scheduled (docs/capture.md)
+            state = QueueState.CAPTURE
         self._requests.put(_Request(spool, envelope, fut, state))
         return fut
 

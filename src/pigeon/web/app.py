@@ -5,7 +5,7 @@
 Contract:
   * `build_app(deps)` registers exactly the routes of `api_routes(deps)`
     (web/routes.py: health, readiness, the OpenAPI document, the queue,
-    sending),
+    captured mail (web/capture_routes.py), sending),
     the ones with a scope behind the bearer check (web/auth.py), with the
     problem middleware (web/problem.py) in front of everything: every
     error, aiohttp's own 404/405/413 and malformed JSON included, is an
@@ -36,7 +36,7 @@ from typing import Any
 from aiohttp import web
 
 from pigeon import __version__
-from pigeon.web import queue_routes, send_route
+from pigeon.web import capture_routes, queue_routes, send_route
 from pigeon.web.auth import guarded
 from pigeon.web.openapi import build_document
 from pigeon.web.problem import Problem, error_middleware
@@ -101,6 +101,7 @@ def api_routes(deps: WebDeps) -> list[Route]:
         ),
     ]
     routes += queue_routes.routes(deps.ops)
+    routes += capture_routes.routes(deps.ops)
     routes.append(send_route.route(deps.submit))
     document: dict[str, Any] = {}
 
@@ -149,6 +150,7 @@ def build_app(deps: WebDeps) -> web.Application:
     for route in api_routes(deps):
         handler = route.handler
         if route.scope is not None:
-            handler = guarded(handler, route.scope, deps.tokens)
+            tenants = route.path.startswith(capture_routes.PREFIX)
+            handler = guarded(handler, route.scope, deps.tokens, tenants=tenants)
         app.router.add_route(route.method, route.path, handler)
     return app

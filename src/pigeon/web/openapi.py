@@ -64,7 +64,7 @@ def _operation(route: Route) -> dict[str, Any]:
         "responses": {
             str(route.status): {
                 "description": "success",
-                "content": {"application/json": {"schema": route.response}},
+                "content": {route.media: {"schema": route.response}},
             }
         },
     }

@@ -45,7 +45,7 @@ ACTIONS = {
     "delete": "delete",
     "bounce": "bounce",
 }
-STATES = ("incoming", "active", "deferred", "hold", "corrupt")
+STATES = ("incoming", "active", "deferred", "hold", "corrupt", "capture")
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
 _QID = re.compile(r"^[0-9A-Z]{4,64}$")

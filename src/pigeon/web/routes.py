@@ -6,8 +6,8 @@ Contract:
     also OpenAPI's), handler, the scope a token needs (None: served
     without a token), a summary, the JSON Schemas of the request body and
     of the success response, the query and path parameters, and the
-    success status. The application (web/app.py) registers exactly these
-    routes and the document (web/openapi.py) describes exactly these, so
+    success status and media type. The application (web/app.py)
+    registers exactly these routes and the document (web/openapi.py) describes exactly these, so
     the two cannot drift (tests/unit/web/test_openapi.py holds them to it).
   * `json_body(request)` reads a JSON object body: 415 when it is not
     declared JSON, 400 when it does not parse or is not an object (RFC
@@ -54,6 +54,8 @@ class Route:
     params: tuple[Param, ...] = ()
     #: other statuses this route answers with a problem, beyond the common ones
     problems: tuple[int, ...] = field(default=())
+    #: the success response's media type (message/rfc822 for a raw message)
+    media: str = "application/json"
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
