@@ -20,7 +20,6 @@ TOML layout (all keys optional):
 
     [domains."example.test"]          # a local domain
     mailboxes = ["alice", "bob"]      # omit: any local part is accepted
-    capture = false                   # true: its mail is captured (docs/capture.md)
     # (or, without tables: domains = ["example.test", "example.org"])
 
     [aliases]
@@ -91,8 +90,7 @@ class DomainConfig:
     #: `mailboxes`: the accepted local parts (lowercased). None (key absent):
     #: any local part is accepted. With a list, unknown ones get 550 5.1.1.
     mailboxes: frozenset[str] | None = None
-    #: `capture`: mail to this domain is captured, not delivered (docs/capture.md).
-    capture: bool = False
+    capture: bool = False  # `capture`: its mail is captured, not delivered (docs/capture.md)
 
 
 @dataclass(frozen=True, slots=True)
