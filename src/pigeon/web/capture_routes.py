@@ -34,6 +34,14 @@ from aiohttp import web
 
 from pigeon.admin.control import OpError
 from pigeon.web.problem import Problem
+from pigeon.web.queue_routes import (
+    ACTION_RESULT,
+    MAX_LIMIT,
+    PAGE_PARAMS,
+    QUEUE_ID,
+    bad_param,
+    int_param,
+)
 from pigeon.web.routes import Param, Route
 
 __all__ = ["PREFIX", "routes"]
@@ -41,7 +49,6 @@ __all__ = ["PREFIX", "routes"]
 PREFIX = "/api/capture"
 Ops = Mapping[str, Callable[..., Awaitable[dict[str, Any]]]]
 _QID = re.compile(r"^[0-9A-Z]{4,64}$")
-MAX_LIMIT = 1000
 
 _text = {"type": "string"}
 _ROW: dict[str, Any] = {
@@ -95,17 +102,6 @@ _MESSAGE = {
         },
     },
 }
-_ids = {"type": "array", "items": _text}
-_RESULT = {
-    "type": "object",
-    "required": ["done", "pending", "skipped", "unknown"],
-    "properties": {"done": _ids, "pending": _ids, "skipped": _ids, "unknown": _ids},
-}
-_ID = Param("id", "path", {"type": "string", "pattern": _QID.pattern}, "queue ID", required=True)
-
-
-def _bad(name: str, message: str) -> Problem:
-    return Problem(400, f"{name}: {message}", errors=[{"field": name, "message": message}])
 
 
 def _tenant(request: web.Request) -> str | None:
@@ -116,24 +112,23 @@ def _tenant(request: web.Request) -> str | None:
 def _queue_id(request: web.Request) -> str:
     qid = request.match_info["id"]
     if not _QID.match(qid):
-        raise _bad("id", "not a queue ID (4-64 of 0-9 A-Z)")
+        raise bad_param("id", "not a queue ID (4-64 of 0-9 A-Z)")
     return qid
 
 
-def _integer(query: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    text = query.get(name)
-    if text is None:
-        return default
-    if not text.isdigit() or not low <= int(text) <= high:
-        raise _bad(name, f"must be an integer from {low} to {high}")
-    return int(text)
+async def _one(ops: Ops, name: str, request: web.Request) -> dict[str, Any]:
+    """Operation `name` on the message of the URL, for the token's tenant; 404 if not captured."""
+    try:
+        return await ops[name](id=_queue_id(request), tenant=_tenant(request))
+    except OpError as exc:
+        raise Problem(404, str(exc)) from None
 
 
 def routes(ops: Ops) -> list[Route]:
     async def list_capture(request: web.Request) -> web.Response:
         q = request.query
-        limit = _integer(q, "limit", 100, 1, MAX_LIMIT)
-        offset = _integer(q, "offset", 0, 0, 10**9)
+        limit = int_param(q, "limit", 100, 1, MAX_LIMIT)
+        offset = int_param(q, "offset", 0, 0, 10**9)
         own = _tenant(request)
         tenant = (q.get("tenant") or "").lower() or None
         if own is not None and tenant is not None and tenant != own:
@@ -145,19 +140,10 @@ def routes(ops: Ops) -> list[Route]:
         return web.json_response(listed)
 
     async def show(request: web.Request) -> web.Response:
-        qid = _queue_id(request)
-        try:
-            view = await ops["capture_show"](id=qid, tenant=_tenant(request))
-        except OpError as exc:
-            raise Problem(404, str(exc)) from None
-        return web.json_response(view)
+        return web.json_response(await _one(ops, "capture_show", request))
 
     async def raw(request: web.Request) -> web.Response:
-        qid = _queue_id(request)
-        try:
-            got = await ops["capture_raw"](id=qid, tenant=_tenant(request))
-        except OpError as exc:
-            raise Problem(404, str(exc)) from None
+        got = await _one(ops, "capture_raw", request)
         return web.Response(body=base64.b64decode(got["raw"]), content_type="message/rfc822")
 
     def action(name: str) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -185,13 +171,7 @@ def routes(ops: Ops) -> list[Route]:
                 Param("recipient", q, _text, "a part of an envelope recipient"),
                 Param("subject", q, _text, "a part of the Subject"),
                 Param("q", q, _text, "a part of the sender, a recipient, From, To or Subject"),
-                Param(
-                    "limit",
-                    q,
-                    {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
-                    "page size (default 100)",
-                ),
-                Param("offset", q, {"type": "integer", "minimum": 0}, "entries to skip"),
+                *PAGE_PARAMS,
             ),
         ),
         Route(
@@ -201,7 +181,7 @@ def routes(ops: Ops) -> list[Route]:
             "read",
             "One captured message: envelope, header fields, text, HTML, attachments",
             _MESSAGE,
-            params=(_ID,),
+            params=(QUEUE_ID,),
             problems=(404,),
         ),
         Route(
@@ -211,7 +191,7 @@ def routes(ops: Ops) -> list[Route]:
             "read",
             "One captured message as received (message/rfc822)",
             {"type": "string"},
-            params=(_ID,),
+            params=(QUEUE_ID,),
             problems=(404,),
             media="message/rfc822",
         ),
@@ -221,8 +201,8 @@ def routes(ops: Ops) -> list[Route]:
             action("capture_delete"),
             "admin",
             "Delete a captured message (no report to anyone)",
-            _RESULT,
-            params=(_ID,),
+            ACTION_RESULT,
+            params=(QUEUE_ID,),
             problems=(404,),
         ),
         Route(
@@ -231,8 +211,8 @@ def routes(ops: Ops) -> list[Route]:
             action("capture_release"),
             "admin",
             "Release a captured message into the real queue (original envelope)",
-            _RESULT,
-            params=(_ID,),
+            ACTION_RESULT,
+            params=(QUEUE_ID,),
             problems=(404,),
         ),
     ]

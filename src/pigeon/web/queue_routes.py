@@ -33,7 +33,16 @@ from pigeon.admin.control import OpError
 from pigeon.web.problem import Problem
 from pigeon.web.routes import Param, Route
 
-__all__ = ["ACTIONS", "MAX_LIMIT", "routes"]
+__all__ = [
+    "ACTIONS",
+    "ACTION_RESULT",
+    "MAX_LIMIT",
+    "PAGE_PARAMS",
+    "QUEUE_ID",
+    "bad_param",
+    "int_param",
+    "routes",
+]
 
 Ops = Mapping[str, Callable[..., Awaitable[dict[str, Any]]]]
 
@@ -106,6 +115,16 @@ _RESULT = {
     "properties": {"done": _ids, "pending": _ids, "skipped": _ids, "unknown": _ids},
 }
 _ID = Param("id", "path", {"type": "string", "pattern": _QID.pattern}, "queue ID", required=True)
+#: `limit` and `offset`, as every paged list of the API takes them.
+PAGE_PARAMS = (
+    Param(
+        "limit",
+        "query",
+        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+        f"page size (default {DEFAULT_LIMIT})",
+    ),
+    Param("offset", "query", {"type": "integer", "minimum": 0}, "entries to skip"),
+)
 
 
 def _bad(field: str, message: str) -> Problem:
@@ -135,6 +154,20 @@ def _matches(entry: dict[str, Any], recipient: str | None, prefix: str | None) -
         wanted = recipient.lower()
         return any(wanted in r["address"].lower() for r in entry.get("recipients", ()))
     return True
+
+
+#: Shared with the other routes of the API (web/capture_routes.py).
+ACTION_RESULT, QUEUE_ID = _RESULT, _ID
+
+
+def bad_param(name: str, message: str) -> Problem:
+    """A 400 problem naming the parameter `name` (its `errors` member)."""
+    return _bad(name, message)
+
+
+def int_param(query: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter in [low, high], else a 400 problem naming it."""
+    return _integer(query, name, default, low, high)
 
 
 def routes(ops: Ops) -> list[Route]:
@@ -192,13 +225,7 @@ def routes(ops: Ops) -> list[Route]:
                 Param("recipient", q, text, "a part of a recipient address"),
                 Param("domain", q, text, "a recipient domain not yet done (.x.org: subdomains)"),
                 Param("id", q, text, "a queue-ID prefix"),
-                Param(
-                    "limit",
-                    q,
-                    {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
-                    "page size (default 100)",
-                ),
-                Param("offset", q, {"type": "integer", "minimum": 0}, "entries to skip"),
+                *PAGE_PARAMS,
             ),
         ),
         Route(
