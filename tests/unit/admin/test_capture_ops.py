@@ -13,6 +13,7 @@ import pytest
 
 from pigeon.admin.client import ControlClient, RemoteError
 from pigeon.queue.model import Envelope, Recipient
+from pigeon.queue.spool import SPILL_THRESHOLD
 from pigeon.queue.store import QueueStore
 from pigeon.testing.storage import content_bytes
 from pigeon.vocab import QueueState
@@ -125,12 +126,14 @@ def test_delete_and_the_limits(backend):
     assert c.call("capture_list")["total"] == 0
 
 
-def test_a_queue_rebuilt_from_its_files_keeps_captured_mail_captured(tmp_path):
+@pytest.mark.parametrize("big", [False, True], ids=["in-memory", "spilled"])
+def test_a_queue_rebuilt_from_its_files_keeps_captured_mail_captured(tmp_path, big):
     root = tmp_path / "queue"
     store = QueueStore(root, fsync=False)
     store.open()
-    sp = store.new_spool()
-    sp.write(b"Subject: kept\r\n\r\nhi\r\n")
+    draft = Envelope("", "a@example.org", [Recipient("b@dev.example")])
+    sp = store.new_spool(draft)  # a spilled spool writes this draft (no capture mark) first
+    sp.write(b"Subject: kept\r\n\r\nhi\r\n" + (b"x" * (SPILL_THRESHOLD + 10) if big else b""))
     env = Envelope(sp.queue_id, "a@example.org", [Recipient("b@dev.example")], size=sp.size)
     env.capture = "dev.example"
     store.commit(sp, env)
