@@ -142,7 +142,7 @@ def _check_id(qid: Any) -> str:
 def _check_tenant(tenant: Any) -> str | None:
     if tenant is not None and not isinstance(tenant, str):
         raise OpError("tenant must be a string")
-    return tenant or None
+    return tenant.lower() if tenant else None  # tenants are stored lowercased
 
 
 def _check_ids(ids: Any) -> list[str]:
