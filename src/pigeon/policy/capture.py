@@ -19,6 +19,9 @@ Contract:
   * A listener matches a connection whose local port is its port and whose
     local address is its host, or any address when the host is a wildcard
     ("0.0.0.0", "::") or a name.
+  * `mark(envelope)` sets `Envelope.capture` of locally submitted mail
+    (`sendmail`, `POST /api/send`: no login, no listener) by the domain
+    rule, before its commit.
   * Never raises; no I/O.
 """
 
@@ -109,6 +112,12 @@ class CaptureRules:
         if account is not None:
             return account
         return str(listener) if listener is not None else domain
+
+    def mark(self, envelope: Any) -> str:
+        """Local submission (module contract): set and return the envelope's tenant."""
+        addresses = (r.address for r in envelope.recipients)
+        envelope.capture = self.tenant(user=None, local=None, recipients=addresses) or ""
+        return str(envelope.capture)
 
 
 CaptureRules.NONE = CaptureRules()
