@@ -47,7 +47,7 @@ Contract:
     (`on_queued`) unless it is quarantined (it then waits on hold for an
     operator: `pigeon queue release`).
   * Capture mode (policy/capture.py, docs/capture.md): a message the
-    capture rules mark gets `Envelope.capture` (its tenant), skips local
+    capture rules mark (and no check quarantined: that one is held) gets `Envelope.capture` (its tenant), skips local
     delivery at the accept, and is committed in state 'capture' with the
     same durability as any 250; it is logged "captured" and never handed
     to the queue manager, which never schedules that state.
@@ -287,7 +287,8 @@ class MessageIntake:
         envelope.received_at, envelope.size = services.wallclock(), spool.size
         envelope.eight_bit = event.eight_bit
         hold = verdict.quarantine is not None
-        envelope.capture = self._capture_tenant(envelope)
+        # A quarantine wins: held for an operator, not captured for a tenant to release.
+        envelope.capture = "" if hold else self._capture_tenant(envelope)
         self._spool = None  # the store owns it from here on
         direct = services.direct
         outcome, nrcpt = None, len(envelope.recipients)  # as received, before aliases
