@@ -17,7 +17,7 @@ import pytest
 from secure_helpers import PASSWORD, add_user, insecure_context
 from test_http_api import curl, problem
 
-from pigeon.testing.live import maildir_messages, wait_for
+from pigeon.testing.live import free_port, maildir_messages, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -177,3 +177,19 @@ def test_size_limit_removes_the_oldest(pigeon_factory, peer):
 
     assert wait_for(lambda: kept() == [ids[2], ids[1]], timeout=10), kept()
     assert "capture limit" in server.log()
+
+
+def test_a_capture_listener_captures_everything_through_it(pigeon_factory, peer):
+    port = free_port()
+    server = pigeon_factory(
+        config(peer.port, f'listeners = ["127.0.0.1:{port}"]\n').replace(
+            f'accounts = ["{ALICE}", "{CAROL}"]\n', ""
+        ),
+        port=port,
+    )
+    qid = send(server, "friend@peer.test", "through the capture listener")
+    reader = token(server, "ci", "read")
+    row = listed(server, reader)["entries"][0]
+    assert row["id"] == qid and row["tenant"] == f"127.0.0.1:{port}"
+    time.sleep(2.0)
+    assert maildir_messages(peer.data_dir, "friend@peer.test") == []
