@@ -41,6 +41,7 @@ from pigeon.web.queue_routes import (
     QUEUE_ID,
     bad_param,
     int_param,
+    page_schema,
 )
 from pigeon.web.routes import Param, Route
 
@@ -66,16 +67,7 @@ _ROW: dict[str, Any] = {
         "subject": _text,
     },
 }
-_LIST = {
-    "type": "object",
-    "required": ["total", "offset", "limit", "entries"],
-    "properties": {
-        "total": {"type": "integer"},
-        "offset": {"type": "integer"},
-        "limit": {"type": "integer"},
-        "entries": {"type": "array", "items": _ROW},
-    },
-}
+_LIST = page_schema(_ROW)
 _MESSAGE = {
     "allOf": [_ROW],
     "required": ["headers", "text", "html", "attachments"],

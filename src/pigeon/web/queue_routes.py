@@ -41,6 +41,7 @@ __all__ = [
     "QUEUE_ID",
     "bad_param",
     "int_param",
+    "page_schema",
     "routes",
 ]
 
@@ -89,16 +90,23 @@ _ENTRY: dict[str, Any] = {
         "dsn_kind": {"type": ["string", "null"]},
     },
 }
-_LIST = {
-    "type": "object",
-    "required": ["total", "offset", "limit", "entries"],
-    "properties": {
-        "total": {"type": "integer"},
-        "offset": {"type": "integer"},
-        "limit": {"type": "integer"},
-        "entries": {"type": "array", "items": _ENTRY},
-    },
-}
+
+
+def page_schema(item: dict[str, Any]) -> dict[str, Any]:
+    """The schema of a paged list of `item`s: {total, offset, limit, entries}."""
+    return {
+        "type": "object",
+        "required": ["total", "offset", "limit", "entries"],
+        "properties": {
+            "total": {"type": "integer"},
+            "offset": {"type": "integer"},
+            "limit": {"type": "integer"},
+            "entries": {"type": "array", "items": item},
+        },
+    }
+
+
+_LIST = page_schema(_ENTRY)
 _SHOW = {
     "allOf": [_ENTRY],
     "properties": {
