@@ -176,6 +176,7 @@ def check_all_delivered(server, sinks, want: Counter, since: float) -> Counter:
             "deferred": 0,
             "hold": 0,
             "corrupt": 0,
+            "capture": 0,
         }
 
     ok = wait_until(done, timeout=DEADLINE - (time.monotonic() - since) + 1.0, interval=0.5)

@@ -32,6 +32,7 @@ from typing import Any
 
 from pigeon.admin import localsubmit as L
 from pigeon.admin.submitsock import commit_submitted
+from pigeon.policy.capture import CaptureRules
 from pigeon.queue.model import Envelope
 
 __all__ = ["ApiSubmitter"]
@@ -69,6 +70,7 @@ class ApiSubmitter:
             maillog=self.maillog,
             on_queued=self.on_queued,
             who={"token": via},
+            capture=CaptureRules.of(self.config),  # a capture domain (docs/capture.md)
         )
         return env
 

@@ -267,8 +267,11 @@ def enqueue(
     now: float,
     max_size: int = 0,
     signer: DkimSigner | None = None,
+    capture: Any = None,
 ) -> Envelope:
-    """Write and commit the message; return its envelope. SubmitError on failure."""
+    """Write and commit the message; return its envelope. SubmitError on failure.
+    `capture` (policy/capture.py `CaptureRules`): mail to a capture domain
+    is committed captured (docs/capture.md)."""
     from pigeon.vocab.errors import StoreError
 
     spool, env = spool_message(
@@ -281,6 +284,8 @@ def enqueue(
         max_size=max_size,
         signer=signer,
     )
+    if capture is not None:
+        capture.mark(env)
     try:
         store.commit(spool, env)
     except StoreError as exc:

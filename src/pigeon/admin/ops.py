@@ -25,6 +25,8 @@ Contract:
     `reports` (`now` true or false) runs the injected `reports` coroutine
     (app/reportjob.py: the aggregate reports made and queued now) and
     answers its summary; refused when reports are off.
+  * The capture operations (`capture_list`, `capture_show`, `capture_raw`,
+    `capture_release`, `capture_delete`) are admin/capture.py's.
   * Arguments are checked here and refused with `OpError` (shown to the
     operator): ids must be a list of queue-id strings, at most
     MAX_IDS per request (the CLI sends big selections in batches, which is
@@ -45,6 +47,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from pigeon.admin.capture import capture_handlers
 from pigeon.admin.control import OpError
 from pigeon.admin.query import Filters, read_headers, summary
 from pigeon.obs.history import message_history
@@ -228,4 +231,5 @@ def build_handlers(
         "restart": restart_,
         "stop": stop_,
         "reports": reports_,
+        **capture_handlers(store=store, manager=manager),  # admin/capture.py
     }

@@ -53,6 +53,7 @@ from typing import Any
 
 from pigeon.admin import localsubmit as L
 from pigeon.admin._sockpath import UnixServer, short_path
+from pigeon.policy.capture import CaptureRules
 
 __all__ = [
     "MAX_CLIENTS",
@@ -184,7 +185,13 @@ class SubmitServer(UnixServer):
             sender = "" if given in ("", "<>") else L.normalize_address(given, self.domain)
         spool, env = await asyncio.to_thread(self._spool, raw, request, sender, uid)
         await commit_submitted(
-            self.store, spool, env, maillog=self.maillog, on_queued=self.on_queued, who={"uid": uid}
+            self.store,
+            spool,
+            env,
+            maillog=self.maillog,
+            on_queued=self.on_queued,
+            who={"uid": uid},
+            capture=CaptureRules.of(self.config),
         )
         return {"ok": True, "queue_id": env.queue_id, "sender": env.sender}
 
@@ -216,14 +223,24 @@ class SubmitServer(UnixServer):
 
 
 async def commit_submitted(
-    store, spool, env, *, maillog: Any, on_queued: Callable[[Any], None], who: dict[str, Any]
+    store,
+    spool,
+    env,
+    *,
+    maillog: Any,
+    on_queued: Callable[[Any], None],
+    who: dict[str, Any],
+    capture: CaptureRules = CaptureRules.NONE,
 ) -> None:
     """Commit a spooled local submission (the same group commit and fsync as
     SMTP mail), log its "(queued)" line with `who` sent it, and hand it to
-    the queue manager. SubmitError EX_TEMPFAIL when the store fails: nothing
-    was acknowledged. Shared by the submit socket and the HTTP API."""
+    the queue manager, unless `capture` (a capture domain) captures it: it
+    is then logged "captured" and kept (docs/capture.md). SubmitError
+    EX_TEMPFAIL when the store fails: nothing was acknowledged. Shared by
+    the submit socket and the HTTP API."""
     from pigeon.vocab.errors import StoreError
 
+    capture.mark(env)
     try:
         await asyncio.wrap_future(store.commit_async(spool, env))
     except StoreError as exc:
@@ -240,6 +257,10 @@ async def commit_submitted(
             },
             "queued",
         )
+    if env.capture:
+        if maillog is not None:
+            maillog.log(env.queue_id, {"tenant": env.capture}, "captured")
+        return
     on_queued(env)
 
 

@@ -328,6 +328,8 @@ class Lifecycle:
             if role.webhooks is not None and role.manager is not None:
                 # The webhooks' sender, until the stop (pigeon/webhooks/service.py).
                 tg.create_task(role.webhooks.run(self.stop))
+            if role.manager is not None:  # the capture limits (qmgr/capture.py)
+                tg.create_task(role.manager.capture.run(self.stop, lambda: role.config.capture))
             if self.admin is not None:
                 self.admin.ready()  # sd_notify READY=1 under systemd
             await self.stop.wait()

@@ -42,6 +42,7 @@ COMMANDS: dict[str, str] = {
     "user": "pigeon.cli.user",
     "token": "pigeon.cli.token",
     "queue": "pigeon.cli.queue",
+    "capture": "pigeon.cli.capture",
     "status": "pigeon.cli.status",
     "reload": "pigeon.cli.reload",
     "restart": "pigeon.cli.restart",

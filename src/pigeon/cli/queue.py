@@ -81,7 +81,8 @@ examples:
   pigeon queue delete 5F3A1C0E2B7D0001 5F3A1C0E2B7D0002
 
 states: incoming (new), active (being delivered), deferred (waiting for a
-retry), hold (by an operator), corrupt (unreadable, kept for inspection).
+retry), hold (by an operator), corrupt (unreadable, kept for inspection),
+capture (captured mail: pigeon capture, docs/capture.md).
 
 exit status: 0 ok, 64 usage error, 65 request refused or a queue ID that
 is not in the queue, 69 pigeon not running (for actions), 77 permission
@@ -91,7 +92,7 @@ one of a newer format than this pigeon's; rebuild: 75 pigeon is running.
 """
 
 BATCH = 500
-_STATE_MARK = {"active": "*", "hold": "!", "corrupt": "#"}
+_STATE_MARK = {"active": "*", "hold": "!", "corrupt": "#", "capture": "@"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,7 +100,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     lst = sub.add_parser("list", help="list queued messages")
     add_config_arguments(lst, nested=True)
-    lst.add_argument("--state", choices=("incoming", "active", "deferred", "hold", "corrupt"))
+    lst.add_argument(
+        "--state", choices=("incoming", "active", "deferred", "hold", "corrupt", "capture")
+    )
     lst.add_argument(
         "--domain",
         metavar="DOMAIN",

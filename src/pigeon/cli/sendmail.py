@@ -58,6 +58,7 @@ from typing import BinaryIO, NoReturn, TextIO
 from pigeon.admin import localsubmit as L
 from pigeon.cli._config import become_data_owner, load_for_command
 from pigeon.cli._control import config_path
+from pigeon.policy.capture import CaptureRules
 
 HELP = "sendmail(1) compatible: queue a message read from stdin (-t -i -f -bs -bp -q)"
 
@@ -322,6 +323,7 @@ def _write_queue(
                 now=_now(),
                 max_size=config.limits.message_size,
                 signer=_signer(config),
+                capture=CaptureRules.of(config),  # docs/capture.md
             )
             return [env.queue_id]
         finally:

@@ -10,7 +10,8 @@ Contract:
   * `add NAME --scope send,read,admin` prints the new token once, alone on
     stdout (for `TOKEN=$(pigeon token add ...)`); it cannot be shown
     again. `list` prints name, scopes and creation time (UTC), one token a
-    line; `remove NAME` forgets it.
+    line; `remove NAME` forgets it. `add --tenant T` limits the token to
+    capture tenant T (docs/capture.md, "Tenants").
   * Exit statuses: 0 ok, 1 a token of that name exists / no such token /
     the file does not read, 64 usage (a bad name or scope), 77 permission
     denied, 78 configuration error.
@@ -43,6 +44,7 @@ EPILOG = """\
 examples:
   TOKEN=$(pigeon token add ci --scope send)
   pigeon token add ops --scope read,admin
+  pigeon token add team-a --scope read,admin --tenant team-a@dev.example
   pigeon token list
   pigeon token remove ci
   curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8025/api/queue
@@ -67,6 +69,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SCOPES",
         help=f"comma-separated, among {', '.join(SCOPES)}",
     )
+    add.add_argument(
+        "--tenant",
+        metavar="TENANT",
+        help="limit the token to this capture tenant's mail (/api/capture only; docs/capture.md)",
+    )
     add_config_arguments(sub.add_parser("list", help="list the tokens"), nested=True)
     remove = sub.add_parser("remove", help="forget a token")
     add_config_arguments(remove, nested=True)
@@ -82,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.action == "add":
             try:
-                token = store.add(args.name, parse_scopes(args.scope), time.time())
+                scopes = parse_scopes(args.scope)
+                token = store.add(args.name, scopes, time.time(), tenant=args.tenant)
             except TokenUsage as exc:
                 return fail(str(exc), EX_USAGE)
             print(token)
@@ -90,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
         if args.action == "list":
             for info in store.list():
                 when = datetime.fromtimestamp(info.created, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-                print(f"{info.name}\t{','.join(info.scopes)}\t{when}")
+                tenant = f"\ttenant={info.tenant}" if info.tenant else ""
+                print(f"{info.name}\t{','.join(info.scopes)}\t{when}{tenant}")
             return 0
         store.remove(args.name)
         print(f"removed {args.name}")

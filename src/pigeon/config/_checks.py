@@ -425,13 +425,16 @@ def domains(key: str, value: Any) -> dict[str, DomainConfig] | DomainNames:
             raise ConfigError(here, f'domain "{name}" is listed twice')
         if not isinstance(table, Mapping):
             raise ConfigError(here, f"must be a table, got {show(table)}")
-        mailboxes = None
+        mailboxes, capture = None, False
         for field, item in table.items():
-            if field != "mailboxes":
-                raise unknown_key(join(key, raw_name, field), field, ["mailboxes"])
             there = join(key, raw_name, field)
-            mailboxes = frozenset(mailbox_name(there, m) for m in string_list(there, item))
-        out[name] = DomainConfig(name, mailboxes)
+            if field == "capture":  # docs/capture.md
+                capture = boolean(there, item)
+            elif field != "mailboxes":
+                raise unknown_key(there, field, ["mailboxes", "capture"])
+            else:
+                mailboxes = frozenset(mailbox_name(there, m) for m in string_list(there, item))
+        out[name] = DomainConfig(name, mailboxes, capture)
     return out
 
 

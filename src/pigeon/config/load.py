@@ -56,6 +56,7 @@ from typing import Any
 
 from pigeon.config import _abuse as AB
 from pigeon.config import _admin as A
+from pigeon.config import _capture as CAP
 from pigeon.config import _checks as C
 from pigeon.config import _delivery as D
 from pigeon.config import _dkim as DK
@@ -253,6 +254,7 @@ _SECTIONS: dict[str, tuple[type, dict[str, Callable[[str, Any], Any]]]] = {
     **TP.SECTIONS,  # [tls_policy]
     **MA.SECTIONS,  # [mail_auth]
     **F.SECTIONS,  # [srs], [arc]
+    **CAP.SECTIONS,  # [capture]: docs/capture.md
     **IM.SECTIONS,  # [imap]
     **POP3.SECTIONS,  # [pop3]
 }
@@ -325,6 +327,7 @@ def collect_config(
         *TP.final_problems(config, refused),
         *MA.final_problems(config.mail_auth, refused),
         *F.final_problems(config, refused),
+        *CAP.final_problems(config, refused),
     ]:
         # Blame the last layer that set the key named, else the last layer.
         wanted = tuple(problem.key.split(".")) if problem.key else ()

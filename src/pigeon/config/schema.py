@@ -49,6 +49,7 @@ TOML layout (all keys optional):
     [pop3]      listen, tls_listen, autologout, max_errors (pigeon.config.pop3)
     [mail_auth] [mail_auth.domains.NAME]: inbound SPF/DKIM/DMARC/ARC (pigeon.config.mailauth)
     [imap]      listen, tls_listen, max_literal, autologout, ... (pigeon.config.imap, docs/imap.md)
+    [capture]   listeners, accounts, max_size, max_age, sweep_interval (docs/capture.md)
 
     [transports]
     "example.org" = "smtp:[mail.example.org]:587"
@@ -68,6 +69,7 @@ from pathlib import Path
 from typing import Literal
 
 from pigeon.config.abuse import DnsblConfig, GreylistConfig, PostscreenConfig, RateLimitConfig
+from pigeon.config.capture import CaptureConfig
 from pigeon.config.console import ConsoleConfig
 from pigeon.config.dkim import DkimConfig
 from pigeon.config.forwarding import ArcConfig, SrsConfig
@@ -88,6 +90,7 @@ class DomainConfig:
     #: `mailboxes`: the accepted local parts (lowercased). None (key absent):
     #: any local part is accepted. With a list, unknown ones get 550 5.1.1.
     mailboxes: frozenset[str] | None = None
+    capture: bool = False  # `capture`: its mail is captured, not delivered (docs/capture.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -465,6 +468,7 @@ class Config:
     srs: SrsConfig = field(default_factory=SrsConfig)  # [srs]: pigeon.config.forwarding
     arc: ArcConfig = field(default_factory=ArcConfig)  # [arc]: pigeon.config.forwarding
     imap: ImapConfig = field(default_factory=ImapConfig)  # [imap]: pigeon.config.imap, docs/imap.md
+    capture: CaptureConfig = field(default_factory=CaptureConfig)  # [capture]: docs/capture.md
     pop3: Pop3Config = field(default_factory=Pop3Config)  # [pop3]: pigeon.config.pop3
 
     @property

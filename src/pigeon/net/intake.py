@@ -46,6 +46,11 @@ Contract:
     envelope handed to the queue manager
     (`on_queued`) unless it is quarantined (it then waits on hold for an
     operator: `pigeon queue release`).
+  * Capture mode (policy/capture.py, docs/capture.md): a message the
+    capture rules mark (and no check quarantined: that one is held) gets `Envelope.capture` (its tenant), skips local
+    delivery at the accept, and is committed in state 'capture' with the
+    same durability as any 250; it is logged "captured" and never handed
+    to the queue manager, which never schedules that state.
   * A spool ends exactly one way: committed or `discard()`ed (idempotent).
 """
 
@@ -101,6 +106,7 @@ class MessageIntake:
         "_spool_error",
         "_received_len",
         "_transaction",
+        "local",
     )
 
     def __init__(
@@ -123,6 +129,8 @@ class MessageIntake:
         self._received_len = 0
         # Kept for the log: the session forgets the transaction when it refuses the content.
         self._transaction: tuple[str, list[str]] = ("", [])
+        #: The connection's local (address, port): for capture listeners.
+        self.local: Any = None
 
     async def open(self) -> R.Reply | None:
         self.discard()
@@ -279,10 +287,12 @@ class MessageIntake:
         envelope.received_at, envelope.size = services.wallclock(), spool.size
         envelope.eight_bit = event.eight_bit
         hold = verdict.quarantine is not None
+        # A quarantine wins: held for an operator, not captured for a tenant to release.
+        envelope.capture = "" if hold else self._capture_tenant(envelope)
         self._spool = None  # the store owns it from here on
         direct = services.direct
         outcome, nrcpt = None, len(envelope.recipients)  # as received, before aliases
-        if direct is not None and not hold:
+        if direct is not None and not hold and not envelope.capture:
             content = spool.memory_content()
             if content is not None:
                 # Shielded like the commit below: a session cut off at the
@@ -357,6 +367,10 @@ class MessageIntake:
         )
         if services.on_received is not None:  # durable now: the webhooks' "received"
             services.on_received(envelope)
+        if envelope.capture:
+            # Capture mode: kept in 'capture', never handed to the manager.
+            services.maillog.log(envelope.queue_id, {"tenant": envelope.capture}, "captured")
+            return
         if quarantine is not None:
             # Postfix's HOLD action: accepted, kept until an operator releases it.
             services.maillog.log(envelope.queue_id, {"reason": quarantine}, "hold")
@@ -366,6 +380,16 @@ class MessageIntake:
             if direct.done:
                 return
         services.on_queued(envelope)
+
+    def _capture_tenant(self, envelope: Envelope) -> str:
+        """The capture tenant of this message, "" when it is not captured."""
+        local = self.local if isinstance(self.local, tuple) and len(self.local) >= 2 else None
+        tenant = self.services.capture.tenant(
+            user=self.session.auth_user,
+            local=local,
+            recipients=(r.address for r in envelope.recipients),
+        )
+        return tenant or ""
 
     def _protocol(self) -> str:
         session = self.session

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from pigeon.auth.login import Logins
 from pigeon.config.abuse import PostscreenConfig
+from pigeon.policy.capture import CaptureRules
 from pigeon.policy.pipeline import ReceivePipeline
 from pigeon.proto.server import SessionConfig
 from pigeon.queue.api import Spool
@@ -87,6 +88,8 @@ class ReceiveServices:
     direct: Any = None
     #: DKIM signing of our users' mail (net/signmail.py `OutboundSigning`), or None.
     signing: Any = None
+    #: Which mail is captured instead of delivered (policy/capture.py, docs/capture.md).
+    capture: CaptureRules = CaptureRules.NONE
     greet_pause: float = 0.0
     postscreen: PostscreenConfig = PostscreenConfig()  # port 25 tests (net/postscreen.py)
     handshake_timeout: float = 30.0

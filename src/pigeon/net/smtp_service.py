@@ -48,6 +48,7 @@ from pigeon.net.services import NO_METRICS, ConnectionContext, ReceiveServices
 from pigeon.net.smtpd import Connection
 from pigeon.net.stream import SmtpStream
 from pigeon.net.tls import TlsProvider
+from pigeon.policy.capture import CaptureRules
 from pigeon.policy.pipeline import ReceivePipeline
 from pigeon.proto import reply as R
 from pigeon.proto.server import SessionConfig
@@ -183,6 +184,7 @@ class SmtpService:
             pipeline=settings.policy,
             tls=settings.tls,
             signing=settings.signing,
+            capture=CaptureRules.of(config),
             greet_pause=config.timeouts.greet_pause,
             postscreen=config.postscreen,
             handshake_timeout=config.tls.handshake_timeout,

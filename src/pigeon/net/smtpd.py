@@ -128,6 +128,7 @@ class Connection:
         self.screen = Screen.of(services.postscreen, context.role, self.client_ip)
         self.log = SessionLog(self.maillog, self.metrics, self.client_ip, self.session)
         self.intake = MessageIntake(services, self.session, self.policy, self.log, self.client_port)
+        self.intake.local = stream.get_extra_info("sockname")  # capture listeners
         self._login: ClientLogin | None = None  # made at the first AUTH
         self.stats = SessionStats()
         self._closing = False

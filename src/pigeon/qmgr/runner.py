@@ -67,6 +67,7 @@ from pigeon.delivery.api import DeliveryAgent
 from pigeon.delivery.local import MailboxStorage
 from pigeon.hooks.events import DeliveryObservers
 from pigeon.qmgr.attempt import Attempts
+from pigeon.qmgr.capture import CaptureActions
 from pigeon.qmgr.direct import DirectDelivery, DirectOutcome
 from pigeon.qmgr.operator import ActionResult, OperatorActions
 from pigeon.qmgr.ports import Clock, MailLog, ManagerStore, Metrics, Rng
@@ -153,6 +154,10 @@ class Qmgr:
             nudge=self.nudge,
         )
         self._journal.on_late_settle = self._operator.after_delivery_soon
+        lock, submit = self._operator.lock, self.submit
+        self.capture = CaptureActions(
+            store=store, lock=lock, maillog=maillog, clock=clock, submit=submit
+        )
         #: Local delivery at the accept (qmgr/direct.py) with this manager's
         #: Maildir agent, counters and metrics; None when turned off.
         self.direct: DirectDelivery | None = None

@@ -22,9 +22,12 @@ Contract:
     fields to put on top, `SpoolFile.prepend`, gets them in the same writev
     when in memory; a spilled one is then written to msg/<id> like an
     in-memory one, its tmp/ content copied in behind the fields, in the
-    kernel, and its tmp/ file removed); msg/ is fsynced ONCE;
+    kernel, and its tmp/ file removed; so is a spilled captured one, whose
+    draft preamble lacks the capture mark a rebuild needs); msg/ is
+    fsynced ONCE;
     all rows are inserted in ONE transaction ('incoming', or 'hold' for a
-    commit made on hold: a quarantined message; dbfile.transaction; its
+    commit made on hold: a quarantined message, or 'capture' for an
+    envelope with `capture` set: docs/capture.md; dbfile.transaction; its
     commit fsyncs the WAL once, synchronous=FULL); only then are the
     futures resolved. The caller replies 250 after its future resolves, so
     "acknowledged" implies "row committed". A crash at any instant before
@@ -173,6 +176,8 @@ class Committer:
             fut.set_exception(StoreError("queue store is closed"))
             return fut
         state = QueueState.HOLD if hold else QueueState.INCOMING
+        if envelope.capture:  # capture mode: kept, never scheduled (docs/capture.md)
+            state = QueueState.CAPTURE
         self._requests.put(_Request(spool, envelope, fut, state))
         return fut
 
@@ -271,7 +276,9 @@ class Committer:
         # and the preamble of an in-memory spool are the same JSON.
         req.envelope_json = json.dumps(req.envelope.to_dict(), separators=(",", ":"))
         try:
-            if req.spool.in_memory or req.spool.has_fields:
+            # A captured message is never left with its draft preamble: the
+            # capture mark must be in the file for a rebuild (docs/capture.md).
+            if req.spool.in_memory or req.spool.has_fields or req.envelope.capture:
                 self._write_msg(req)
             else:
                 req.spool.sync_spilled(self._fsync)

@@ -117,9 +117,13 @@ class Envelope:
     attempts: int = 0  # delivery runs that ended deferred (drives the retry backoff)
     dsn_kind: str = ""  # "" = client mail; else which notification we generated (module doc)
     delay_warned: bool = False  # the one delay warning (RFC 3464 Action: delayed) has gone out
+    #: Capture mode (docs/capture.md): the tenant the message is captured for;
+    #: "" = ordinary mail. Kept in the preamble too, so a queue rebuilt from
+    #: its files keeps captured mail captured (queue/recovery.py).
+    capture: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "queue_id": self.queue_id,
             "sender": self.sender,
             "recipients": [r.to_dict() for r in self.recipients],
@@ -134,6 +138,9 @@ class Envelope:
             "dsn_kind": self.dsn_kind,
             "delay_warned": self.delay_warned,
         }
+        if self.capture:
+            d["capture"] = self.capture
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Envelope:
@@ -151,4 +158,5 @@ class Envelope:
             d.get("attempts", 0),
             d.get("dsn_kind", ""),
             d.get("delay_warned", False),
+            str(d.get("capture") or ""),
         )

@@ -40,7 +40,9 @@ Contract:
     status lives only in the database, so a rebuilt message goes to all
     its recipients again (some may get it twice, none zero times);
     attempts, the delay warning and hold are forgotten; received_at (hence
-    the expiry) is kept. `pigeon queue rebuild` (queue/rebuild.py) adopts
+    the expiry) is kept. Captured mail (`Envelope.capture`, docs/capture.md)
+    is rebuilt in 'capture', never due: it must not be delivered.
+    `pigeon queue rebuild` (queue/rebuild.py) adopts
     every file without a row whatever its store id, for a queue.db
     restored from a backup, whose store id is the files' own.
   * `decide()` is the decision table; it only looks at what the file's
@@ -287,7 +289,8 @@ def _apply(conn: sqlite3.Connection, plan: _Plan) -> None:
     new_rows = [
         (
             v.envelope.queue_id,
-            QueueState.INCOMING.value,
+            # captured mail stays captured (docs/capture.md); the rest is due
+            (QueueState.CAPTURE if v.envelope.capture else QueueState.INCOMING).value,
             v.envelope.received_at or now,
             json.dumps(v.envelope.to_dict(), separators=(",", ":")),
         )

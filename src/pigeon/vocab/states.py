@@ -9,6 +9,8 @@ socket; code names states through this type rather than bare strings.
     deferred  waiting for its next attempt
     hold      stopped by an operator until released
     corrupt   unreadable; kept for inspection, never deleted by pigeon
+    capture   accepted in capture mode (docs/capture.md): kept, never delivered
+              nor bounced, until released ('incoming') or deleted
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class QueueState(enum.StrEnum):
     DEFERRED = "deferred"
     HOLD = "hold"
     CORRUPT = "corrupt"
+    CAPTURE = "capture"
 
 
 #: Every state, in the order listings show them.

@@ -5,7 +5,8 @@
 Contract:
   * `build_app(deps)` registers exactly the routes of `api_routes(deps)`
     (web/routes.py: health, readiness, the OpenAPI document, the queue,
-    sending, the local mailboxes: web/mailbox_routes.py),
+    captured mail (web/capture_routes.py), sending, the local mailboxes:
+    web/mailbox_routes.py),
     the ones with a scope behind the bearer check (web/auth.py), with the
     problem middleware (web/problem.py) in front of everything: every
     error, aiohttp's own 404/405/413 and malformed JSON included, is an
@@ -37,7 +38,7 @@ from typing import Any
 from aiohttp import web
 
 from pigeon import __version__
-from pigeon.web import mailbox_routes, queue_routes, send_route
+from pigeon.web import capture_routes, mailbox_routes, queue_routes, send_route
 from pigeon.web.auth import guarded
 from pigeon.web.openapi import build_document
 from pigeon.web.problem import Problem, error_middleware
@@ -104,6 +105,7 @@ def api_routes(deps: WebDeps) -> list[Route]:
         ),
     ]
     routes += queue_routes.routes(deps.ops)
+    routes += capture_routes.routes(deps.ops)
     routes.append(send_route.route(deps.submit))
     routes += mailbox_routes.routes(deps.mailbox_root)
     document: dict[str, Any] = {}
@@ -153,6 +155,7 @@ def build_app(deps: WebDeps) -> web.Application:
     for route in api_routes(deps):
         handler = route.handler
         if route.scope is not None:
-            handler = guarded(handler, route.scope, deps.tokens)
+            tenants = route.path.startswith(capture_routes.PREFIX)
+            handler = guarded(handler, route.scope, deps.tokens, tenants=tenants)
         app.router.add_route(route.method, route.path, handler)
     return app

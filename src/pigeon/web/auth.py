@@ -9,6 +9,9 @@ Contract:
     error="invalid_token" (§3.1); with one that lacks the route's scope:
     403 and error="insufficient_scope" with the scope needed (§3.1). Every
     answer is a problem (web/problem.py).
+  * A token limited to a capture tenant (web/tokens.py) is refused 403 on
+    every route but those built with `tenants=True` (/api/capture...,
+    web/capture_routes.py), which narrow what they show to its tenant.
   * The token's entry is put in `request["token"]` for the handler (the
     name shows in the log of what it did).
   * A route whose scope is None is not wrapped: health, readiness and the
@@ -36,7 +39,7 @@ def _bearer(request: web.Request) -> str | None:
     return credentials.strip()
 
 
-def guarded(handler: Handler, scope: str, tokens: TokenStore) -> Handler:
+def guarded(handler: Handler, scope: str, tokens: TokenStore, *, tenants: bool = False) -> Handler:
     async def check(request: web.Request) -> web.StreamResponse:
         token = _bearer(request)
         if token is None:
@@ -60,6 +63,12 @@ def guarded(handler: Handler, scope: str, tokens: TokenStore) -> Handler:
                 headers={
                     "WWW-Authenticate": f'{REALM}, error="insufficient_scope", scope="{scope}"'
                 },
+            )
+        if info.tenant is not None and not tenants:
+            raise Problem(
+                403,
+                f"the token {info.name!r} is limited to the capture tenant {info.tenant!r}: "
+                "it serves the /api/capture routes only",
             )
         request["token"] = info
         return await handler(request)

@@ -35,7 +35,15 @@ from pigeon.web.routes import Param, Route
 from pigeon.web.routes import bad_param as _bad
 from pigeon.web.routes import query_int as _integer
 
-__all__ = ["ACTIONS", "MAX_LIMIT", "routes"]
+__all__ = [
+    "ACTIONS",
+    "ACTION_RESULT",
+    "MAX_LIMIT",
+    "PAGE_PARAMS",
+    "QUEUE_ID",
+    "page_schema",
+    "routes",
+]
 
 Ops = Mapping[str, Callable[..., Awaitable[dict[str, Any]]]]
 
@@ -47,7 +55,7 @@ ACTIONS = {
     "delete": "delete",
     "bounce": "bounce",
 }
-STATES = ("incoming", "active", "deferred", "hold", "corrupt")
+STATES = ("incoming", "active", "deferred", "hold", "corrupt", "capture")
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
 _QID = re.compile(r"^[0-9A-Z]{4,64}$")
@@ -82,16 +90,23 @@ _ENTRY: dict[str, Any] = {
         "dsn_kind": {"type": ["string", "null"]},
     },
 }
-_LIST = {
-    "type": "object",
-    "required": ["total", "offset", "limit", "entries"],
-    "properties": {
-        "total": {"type": "integer"},
-        "offset": {"type": "integer"},
-        "limit": {"type": "integer"},
-        "entries": {"type": "array", "items": _ENTRY},
-    },
-}
+
+
+def page_schema(item: dict[str, Any]) -> dict[str, Any]:
+    """The schema of a paged list of `item`s: {total, offset, limit, entries}."""
+    return {
+        "type": "object",
+        "required": ["total", "offset", "limit", "entries"],
+        "properties": {
+            "total": {"type": "integer"},
+            "offset": {"type": "integer"},
+            "limit": {"type": "integer"},
+            "entries": {"type": "array", "items": item},
+        },
+    }
+
+
+_LIST = page_schema(_ENTRY)
 _SHOW = {
     "allOf": [_ENTRY],
     "properties": {
@@ -108,6 +123,16 @@ _RESULT = {
     "properties": {"done": _ids, "pending": _ids, "skipped": _ids, "unknown": _ids},
 }
 _ID = Param("id", "path", {"type": "string", "pattern": _QID.pattern}, "queue ID", required=True)
+#: `limit` and `offset`, as every paged list of the API takes them.
+PAGE_PARAMS = (
+    Param(
+        "limit",
+        "query",
+        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+        f"page size (default {DEFAULT_LIMIT})",
+    ),
+    Param("offset", "query", {"type": "integer", "minimum": 0}, "entries to skip"),
+)
 
 
 def _queue_id(request: web.Request) -> str:
@@ -124,6 +149,10 @@ def _matches(entry: dict[str, Any], recipient: str | None, prefix: str | None) -
         wanted = recipient.lower()
         return any(wanted in r["address"].lower() for r in entry.get("recipients", ()))
     return True
+
+
+#: Shared with the other routes of the API (web/capture_routes.py).
+ACTION_RESULT, QUEUE_ID = _RESULT, _ID
 
 
 def routes(ops: Ops) -> list[Route]:
@@ -181,13 +210,7 @@ def routes(ops: Ops) -> list[Route]:
                 Param("recipient", q, text, "a part of a recipient address"),
                 Param("domain", q, text, "a recipient domain not yet done (.x.org: subdomains)"),
                 Param("id", q, text, "a queue-ID prefix"),
-                Param(
-                    "limit",
-                    q,
-                    {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
-                    "page size (default 100)",
-                ),
-                Param("offset", q, {"type": "integer", "minimum": 0}, "entries to skip"),
+                *PAGE_PARAMS,
             ),
         ),
         Route(

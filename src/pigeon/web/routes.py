@@ -6,8 +6,8 @@ Contract:
     also OpenAPI's), handler, the scope a token needs (None: served
     without a token), a summary, the JSON Schemas of the request body and
     of the success response, the query and path parameters, and the
-    success status. The application (web/app.py) registers exactly these
-    routes and the document (web/openapi.py) describes exactly these, so
+    success status and media type. The application (web/app.py)
+    registers exactly these routes and the document (web/openapi.py) describes exactly these, so
     the two cannot drift (tests/unit/web/test_openapi.py holds them to it).
   * `bad_param(name, message)` is the 400 problem naming a parameter;
     `query_int` reads an integer query parameter within bounds.

@@ -17,6 +17,10 @@ Contract:
     A file that cannot be read or parsed authenticates nobody (logged once
     per change), and is `TokenError` for the CLI.
   * Names: 1-64 of A-Z a-z 0-9 . _ -; one token per name.
+  * A token may be limited to one capture tenant (`tenant`, docs/capture.md
+    "Tenants"): it then serves only the /api/capture routes, and sees and
+    acts on that tenant's captured mail only (web/auth.py, web/capture_routes.py).
+    Tenants: 1-255 characters, no white space or control characters.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ __all__ = [
     "TokenInfo",
     "TokenStore",
     "TokenUsage",
+    "check_tenant",
     "has_scope",
     "parse_scopes",
 ]
@@ -68,9 +73,22 @@ class TokenInfo:
     scopes: tuple[str, ...]
     created: float
     sha256: str
+    #: The capture tenant the token is limited to (None: not limited).
+    tenant: str | None = None
 
     def public(self) -> dict[str, Any]:
-        return {"name": self.name, "scopes": list(self.scopes), "created": self.created}
+        out: dict[str, Any] = {"name": self.name, "scopes": list(self.scopes)}
+        out["created"] = self.created
+        if self.tenant is not None:
+            out["tenant"] = self.tenant
+        return out
+
+
+def check_tenant(tenant: str) -> str:
+    """A tenant name as given to `pigeon token add --tenant`; TokenUsage if bad."""
+    if not 0 < len(tenant) <= 255 or any(c.isspace() or not c.isprintable() for c in tenant):
+        raise TokenUsage(f"bad tenant {tenant!r}: 1-255 characters, no spaces")
+    return tenant.lower()
 
 
 def parse_scopes(text: str) -> tuple[str, ...]:
@@ -121,6 +139,7 @@ class TokenStore:
                     tuple(s for s in t["scopes"] if s in SCOPES),
                     float(t["created"]),
                     str(t["sha256"]),
+                    str(t["tenant"]) if t.get("tenant") else None,
                 )
                 for t in data["tokens"]
             )
@@ -162,16 +181,13 @@ class TokenStore:
     # --- changing (the CLI) ------------------------------------------------------------
 
     def _write(self, tokens: builtins.list[TokenInfo]) -> None:
-        body = {
-            "tokens": [
-                {"name": t.name, "scopes": list(t.scopes), "created": t.created, "sha256": t.sha256}
-                for t in tokens
-            ]
-        }
+        body = {"tokens": [{**t.public(), "sha256": t.sha256} for t in tokens]}
         write_atomically(self.path, json.dumps(body, indent=1).encode() + b"\n")
 
-    def add(self, name: str, scopes: tuple[str, ...], now: float) -> str:
+    def add(self, name: str, scopes: tuple[str, ...], now: float, tenant: str | None = None) -> str:
         """Store a new token named `name`; the token itself (shown once)."""
+        if tenant is not None:
+            tenant = check_tenant(tenant)
         if not _NAME.match(name):
             raise TokenUsage(f"bad token name {name!r}: use 1-64 of A-Z a-z 0-9 . _ -")
         if not scopes or any(s not in SCOPES for s in scopes):
@@ -181,7 +197,7 @@ class TokenStore:
         if any(t.name == name for t in tokens):
             raise TokenError(f"a token named {name!r} exists (remove it first)")
         token = PREFIX + secrets.token_urlsafe(32)
-        tokens.append(TokenInfo(name, scopes, now, digest(token)))
+        tokens.append(TokenInfo(name, scopes, now, digest(token), tenant))
         self._write(tokens)
         return token
 

@@ -81,3 +81,21 @@ def test_a_folded_from_field_is_read_whole(backend):
     sub, _ = submitter(backend)
     env = send(backend, sub, b"From: A Long Name\n <app@example.test>\nTo: bob@example.org\n\nhi\n")
     assert env.sender == "app@example.test"
+
+
+def test_mail_to_a_capture_domain_is_captured_not_handed_over(backend):
+    from pigeon.config.schema import DomainConfig
+    from pigeon.vocab import QueueState
+
+    config = backend.config
+    domains = {**config.domains, "dev.example": DomainConfig("dev.example", capture=True)}
+    sub = ApiSubmitter(
+        config=dataclasses.replace(config, domains=domains),
+        store=backend.store,
+        on_queued=(handed := []).append,
+        maillog=backend.maillog,
+    )
+    env = send(backend, sub, b"From: app@example.test\nTo: a@x.org, b@dev.example\n\nhi\n")
+    assert handed == [] and env.capture == "dev.example"
+    assert backend.store.entry(env.queue_id).state == QueueState.CAPTURE
+    assert [c.detail for c in backend.maillog.for_id(env.queue_id)] == ["queued", "captured"]

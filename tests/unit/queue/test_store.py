@@ -212,7 +212,14 @@ def test_due_order_update_and_remove(store):
     store.move([b], QueueState.HOLD, from_states=(QueueState.INCOMING,))
     assert store.due(now + 1000, 10) == [a]
     store.remove_many([a])
-    assert store.counts() == {"incoming": 0, "active": 0, "deferred": 0, "hold": 1, "corrupt": 0}
+    assert store.counts() == {
+        "incoming": 0,
+        "active": 0,
+        "deferred": 0,
+        "hold": 1,
+        "corrupt": 0,
+        "capture": 0,
+    }
 
 
 def test_no_sqlite_error_leaves_the_store(store, tmp_path):

@@ -91,3 +91,14 @@ def test_admin_includes_read_only(tmp_path):
     (info,) = store.list()
     assert has_scope(info, "admin") and has_scope(info, "read")
     assert not has_scope(info, "send")
+
+
+def test_a_token_limited_to_a_tenant(tmp_path):
+    store = TokenStore.in_data_dir(tmp_path)
+    token = store.add("team-a", ("read", "admin"), 5.0, tenant="Team-A@Example.test")
+    info = store.authenticate(token)
+    assert info.tenant == "team-a@example.test"
+    assert json.loads(store.path.read_text())["tokens"][0]["tenant"] == "team-a@example.test"
+    assert store.authenticate(store.add("all", ("read",), 6.0)).tenant is None
+    with pytest.raises(TokenUsage, match="tenant"):
+        store.add("bad", ("read",), 7.0, tenant="two words")
