@@ -78,7 +78,8 @@ class RemoteHarness:
         if wait:  # until it is ready the server checks inline (remote.py)
             assert self.runner.run(self.remote.wait_ready(30.0)), "the checker never got ready"
 
-    def run(self, content: bytes, *, remote: bool = True, ip: str = CLIENT):
+    def _message(self, content: bytes, ip: str):
+        """The message spooled as the server has it at the end of the data, and its facts."""
         spool = self.store.new_spool(Envelope("", "alice@example.org", [Recipient("bob@x.test")]))
         spool.write(b"Received: from client ([" + ip.encode() + b"])\r\n\tby mx; now\r\n")
         spool.write(content)
@@ -88,39 +89,29 @@ class RemoteHarness:
             sender=Address("alice", "example.org"),
             recipients=[(Address("bob", "x.test"), RcptParams())],
         )
+        return spool, facts, SpoolMessage(spool, header_limit=1 << 20, eight_bit=False)
+
+    def run(self, content: bytes, *, remote: bool = True, ip: str = CLIENT):
+        spool, facts, msg = self._message(content, ip)
         check = self.remote_check if remote else self.inline_check
         try:
-            msg = SpoolMessage(spool, header_limit=1 << 20, eight_bit=False)
             return self.runner.run(check.end_of_data(facts, msg))
         finally:
             spool.discard()
 
     def run_together(self, contents: list[bytes]) -> list:
         """The messages' checks started at once, as sessions that end together."""
-        spools, checks = [], []
-        for content in contents:
-            spool = self.store.new_spool(
-                Envelope("", "alice@example.org", [Recipient("bob@x.test")])
-            )
-            spool.write(b"Received: from client ([" + CLIENT.encode() + b"])\r\n\tby mx; now\r\n")
-            spool.write(content)
-            spools.append(spool)
-            facts = SessionFacts(
-                CLIENT,
-                helo="mail.example.org",
-                sender=Address("alice", "example.org"),
-                recipients=[(Address("bob", "x.test"), RcptParams())],
-            )
-            msg = SpoolMessage(spool, header_limit=1 << 20, eight_bit=False)
-            checks.append(self.remote_check.end_of_data(facts, msg))
+        made = [self._message(content, CLIENT) for content in contents]
 
         async def together():
-            return await asyncio.gather(*checks)
+            return await asyncio.gather(
+                *(self.remote_check.end_of_data(facts, msg) for _, facts, msg in made)
+            )
 
         try:
             return self.runner.run(together())
         finally:
-            for spool in spools:
+            for spool, _, _ in made:
                 spool.discard()
 
     def child_pids(self) -> list[int]:
