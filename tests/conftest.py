@@ -28,3 +28,13 @@ def datadir_0_1_0() -> Callable[[Path], dict]:
         return json.loads((FIXTURES / "datadir-0.1.0.json").read_text())
 
     return copy
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throw-away PostgreSQL cluster for the whole session (pigeon.testing.postgres),
+    started on first use; skips (fails under CI=true) when PostgreSQL is missing."""
+    from pigeon.testing.postgres import PostgresCluster
+
+    with PostgresCluster() as cluster:
+        yield cluster

@@ -32,6 +32,9 @@ RANK = {
     "pigeon.reports": 3,
     "pigeon.forwarding": 3,
     "pigeon.queue": 4,
+    # The PostgreSQL store (issue 17): implements the queue's interfaces and
+    # reuses its model, health and ID generator; nothing below imports it.
+    "pigeon.store": 5,
     "pigeon.routing": 5,
     "pigeon.signing": 5,
     "pigeon.delivery": 6,

@@ -56,7 +56,7 @@ from pigeon.queue.model import DAMAGED_ENVELOPE, Envelope
 from pigeon.vocab.errors import CorruptEntry, StoreError
 from pigeon.vocab.states import STATES, QueueState
 
-__all__ = ["HOME_NODE", "QueueStateDb", "DUE_SQL", "NEXT_RETRY_SQL", "split_slots"]
+__all__ = ["HOME_NODE", "QueueStateDb", "DUE_SQL", "NEXT_RETRY_SQL", "fair_due", "split_slots"]
 
 log = logging.getLogger("pigeon.queue")
 
@@ -87,6 +87,19 @@ def split_slots(free: int, incoming: int, deferred: int) -> tuple[int, int]:
     take_in = min(incoming, max(half_in, free - deferred))
     take_def = min(deferred, free - take_in)
     return take_in, take_def
+
+
+def fair_due(limit: int, incoming: list[str], deferred: list[str]) -> list[str]:
+    """Rule 1 applied: up to `limit` of the due ids of each state (oldest
+    first), their slots split by `split_slots`, the two interleaved. Every
+    backend's due() ends here (pigeon/store/pg/manager.py too)."""
+    n_in, n_def = split_slots(limit, len(incoming), len(deferred))
+    inc, dfr = incoming[:n_in], deferred[:n_def]
+    out: list[str] = []
+    for i in range(max(len(inc), len(dfr))):
+        out.extend(inc[i : i + 1])
+        out.extend(dfr[i : i + 1])
+    return out
 
 
 _CHECKED: dict[tuple[QueueState, ...], tuple[str, ...]] = {}
@@ -121,13 +134,7 @@ class QueueStateDb:
         query = self._db.query
         inc = [r[0] for r in query("queue due", DUE_SQL, (QueueState.INCOMING, now, limit))]
         dfr = [r[0] for r in query("queue due", DUE_SQL, (QueueState.DEFERRED, now, limit))]
-        n_in, n_def = split_slots(limit, len(inc), len(dfr))
-        inc, dfr = inc[:n_in], dfr[:n_def]
-        out: list[str] = []
-        for i in range(max(len(inc), len(dfr))):
-            out.extend(inc[i : i + 1])
-            out.extend(dfr[i : i + 1])
-        return out
+        return fair_due(limit, inc, dfr)
 
     def next_retry(self) -> float | None:
         rows = self._db.query("queue next retry", NEXT_RETRY_SQL, (QueueState.DEFERRED,))

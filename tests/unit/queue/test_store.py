@@ -19,8 +19,7 @@ from pigeon.queue.health import store_error
 from pigeon.queue.model import Envelope, Recipient
 from pigeon.queue.spool import SPILL_THRESHOLD, _IdGenerator
 from pigeon.queue.store import QueueStore
-from pigeon.testing.conformance import check_store
-from pigeon.testing.storage import FaultyDisk, content_bytes, content_file
+from pigeon.testing.storage import content_bytes, content_file
 from pigeon.vocab import CorruptEntry, QueueState, StoreError
 
 
@@ -35,28 +34,7 @@ def commit(store: QueueStore, body: bytes = b"Subject: t\r\n\r\nhi\r\n") -> str:
     return sp.queue_id
 
 
-def conformance(*, fsync: bool, nodes: tuple[str, str]) -> None:
-    """The suite over QueueStores whose writes can be broken (FaultyDisk)."""
-    disks: dict[int, FaultyDisk] = {}
-
-    def factory(place, node):
-        disk = FaultyDisk()
-        store = QueueStore(place, node=node, fsync=fsync, disk=disk)
-        disks[id(store)] = disk
-        return store
-
-    def break_next_commit(store):
-        disks[id(store)].fail("write_all", OSError(errno.ENOSPC, "No space left on device"))
-
-    check_store(factory, nodes=nodes, break_next_commit=break_next_commit)
-
-
-def test_conformance_fsync_home_node_first():
-    conformance(fsync=True, nodes=("local", "node-b"))
-
-
-def test_conformance_no_fsync_home_node_second():
-    conformance(fsync=False, nodes=("node-a", "local"))
+# The conformance suite runs against every backend in test_backend_conformance.py.
 
 
 def test_the_store_is_a_queue_backend(store):
