@@ -54,6 +54,7 @@ COMMANDS: dict[str, str] = {
     "dkim": "pigeon.cli.dkim",
     "dns": "pigeon.cli.dns",
     "mta-sts": "pigeon.cli.mtasts",
+    "db": "pigeon.cli.db",
 }
 
 DESCRIPTION = """\

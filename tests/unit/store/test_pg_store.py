@@ -1,0 +1,132 @@
+"""The PostgreSQL store beyond the conformance suite: migrations and `pigeon
+db`, refusing a schema it cannot use, two nodes on one database (leases,
+LISTEN/NOTIFY), and an unreachable database as a storage fault. Each test
+gets a fresh database on the session's throw-away cluster
+(pigeon.testing.postgres)."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from pigeon.cli.main import main
+from pigeon.testing.postgres import PostgresCluster
+from pigeon.testing.store_kit import commit_sample
+from pigeon.vocab import QueueState, StoreError
+
+
+@pytest.fixture
+def dsn(postgres: PostgresCluster) -> str:
+    return postgres.dsn(postgres.new_database())
+
+
+def _store(dsn: str, node: str = "node-a", **kw):
+    from pigeon.store.pg.store import PgQueueStore
+
+    return PgQueueStore(dsn, node=node, **kw)
+
+
+def test_migrate_then_check(dsn, capsys):
+    assert main(["db", "check", "--store", dsn]) == 1
+    assert "pending:        1: run `pigeon db migrate`" in capsys.readouterr().out
+    assert main(["db", "migrate", "--store", dsn]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("applied 0001_queue\n") and "schema version 1\n" in out
+    assert main(["db", "migrate", "--store", dsn]) == 0, "a second migrate"
+    assert "(up to date)" in capsys.readouterr().out
+    with _store(dsn) as store:
+        commit_sample(store, 1)
+    assert main(["db", "check", "--store", dsn, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["schema_version"] == 1 and doc["pending"] == [] and doc["usable"]
+    assert doc["queue"] == {"incoming": 1}
+    assert "@127.0.0.1:" in doc["database"]
+
+
+def test_concurrent_migrations_apply_each_version_once(dsn):
+    import psycopg
+
+    from pigeon.store.pg import migrate as schema
+
+    start, results = threading.Barrier(3), []
+
+    def run() -> None:
+        with psycopg.connect(dsn) as conn:
+            start.wait(30)
+            results.append(schema.migrate(conn))
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(results) == [[], [], [1]], results
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM pigeon_schema").fetchone()[0] == 1
+
+
+def test_a_node_refuses_a_schema_it_cannot_use(dsn):
+    import psycopg
+
+    with pytest.raises(StoreError, match="run `pigeon db migrate`"):
+        _store(dsn).open()
+    assert main(["db", "migrate", "--store", dsn]) == 0
+    with psycopg.connect(dsn) as conn:  # a contract migration for nodes newer than us
+        conn.execute(
+            "INSERT INTO pigeon_schema (version, name, min_node_schema) VALUES (99, 'later', 99)"
+        )
+    with pytest.raises(StoreError, match="needs nodes built for schema 99 .* upgrade it"):
+        _store(dsn).open()
+
+
+def test_db_command_usage_and_unreachable_database(capsys):
+    assert main(["db", "check", "--store", "/var/lib/pigeon"]) == 64
+    assert "must be a postgresql:// URL" in capsys.readouterr().err
+    from pigeon.testing.live import free_port
+
+    url = f"postgresql://secretuser:hunter2@127.0.0.1:{free_port()}/none"
+    assert main(["db", "check", "--store", url]) == 69
+    err = capsys.readouterr().err
+    assert err.startswith("pigeon: db check: ") and "hunter2" not in err
+
+
+def test_an_unreachable_database_is_a_storage_fault():
+    from pigeon.testing.live import free_port
+
+    with pytest.raises(StoreError) as ei:
+        _store(f"postgresql://pigeon@127.0.0.1:{free_port()}/none").open()
+    assert ei.value.storage_fault and not ei.value.disk_full
+
+
+def test_an_expired_lease_is_taken_over_by_another_node(dsn):
+    a = _store(dsn, "node-a", migrate=True, lease=-1.0)  # every claim of a is over at once
+    with a, _store(dsn, "node-b") as b, _store(dsn, "node-c") as c:
+        dead = commit_sample(a, 1)  # node a claims it, then "dies"
+        alive = commit_sample(b, 2)
+        assert a.claim([dead]) == [dead] and b.claim([alive]) == [alive]
+        report = c.recover()
+        assert report.reactivated == [dead], "not exactly the expired claim was released"
+        assert c.states([dead, alive]) == {dead: QueueState.INCOMING, alive: QueueState.ACTIVE}
+        assert c.claim([dead]) == [dead]
+
+
+def test_new_mail_on_one_node_wakes_another(dsn):
+    with _store(dsn, "node-a", migrate=True) as a, _store(dsn, "node-b") as b:
+        assert b.wait_for_mail(0) is False  # listening from here on
+        commit_sample(a, 1)
+        assert b.wait_for_mail(30) is True
+        assert b.wait_for_mail(0) is False, "one commit woke it twice"
+        assert [e.state for e in b.list()] == [QueueState.INCOMING]
+
+
+def test_content_is_shared_between_nodes(dsn):
+    from pigeon.testing.store_kit import BIG, read_content, sample_content
+
+    with _store(dsn, "node-a", migrate=True) as a, _store(dsn, "node-b") as b:
+        qid = commit_sample(a, 3, size=3 * BIG)
+        assert read_content(b, qid) == sample_content(3, 3 * BIG)
+        assert b.load(qid).to_dict() == a.load(qid).to_dict()
+        b.remove_many([qid])
+        assert a.entry(qid) is None
