@@ -5,10 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import re
-import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 
@@ -19,6 +16,7 @@ from pigeon.queue.health import store_error
 from pigeon.queue.model import Envelope, Recipient
 from pigeon.queue.spool import SPILL_THRESHOLD, _IdGenerator
 from pigeon.queue.store import QueueStore
+from pigeon.testing.commit_crash import commit_then_kill
 from pigeon.testing.storage import content_bytes, content_file
 from pigeon.vocab import CorruptEntry, QueueState, StoreError
 
@@ -244,42 +242,9 @@ def test_no_sqlite_error_leaves_the_store(store, tmp_path):
         store.due(time.time())
 
 
-_CRASH_CHILD = r"""
-import sys, threading, time
-from pathlib import Path
-from pigeon.queue.store import QueueStore
-from pigeon.queue.model import Envelope, Recipient
-store = QueueStore(Path(sys.argv[1])); store.open()
-out = threading.Lock()
-def worker():
-    while True:
-        sp = store.new_spool()
-        sp.write(b"Subject: " + sp.queue_id.encode() + b"\r\n\r\n" + b"x" * 3000 + b"\r\n")
-        store.commit(sp, Envelope(sp.queue_id, "a@b.test", [Recipient("c@d.test")], received_at=time.time()))
-        with out:   # "250" only after commit() returned, like the SMTP side
-            sys.stdout.write("ACK " + sp.queue_id + "\n"); sys.stdout.flush()
-for _ in range(8):
-    threading.Thread(target=worker, daemon=True).start()
-time.sleep(60)
-"""
-
-
 def test_sigkill_during_commits_loses_no_acknowledged_message(tmp_path):
     root = tmp_path / "queue"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _CRASH_CHILD, str(root)], stdout=subprocess.PIPE, text=True
-    )
-    acked = []
-    try:
-        for line in proc.stdout:
-            acked.append(line.split()[1])
-            if len(acked) >= 150:
-                break
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    # Lines the child flushed before dying are acknowledged too.
-    acked += [ln.split()[1] for ln in proc.stdout.read().splitlines() if ln.startswith("ACK ")]
+    acked = commit_then_kill(str(root))
     assert len(acked) >= 150
     store = QueueStore(root)
     store.open()

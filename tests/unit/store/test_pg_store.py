@@ -132,48 +132,12 @@ def test_content_is_shared_between_nodes(dsn):
         assert a.entry(qid) is None
 
 
-_CRASH_CHILD = r"""
-import sys, threading, time
-from pigeon.store.pg.store import PgQueueStore
-from pigeon.queue.model import Envelope, Recipient
-store = PgQueueStore(sys.argv[1], node="doomed"); store.open()
-out = threading.Lock()
-def worker():
-    while True:
-        sp = store.new_spool()
-        sp.write(b"Subject: " + sp.queue_id.encode() + b"\r\n\r\n" + b"x" * 3000 + b"\r\n")
-        store.commit(sp, Envelope(sp.queue_id, "a@b.test", [Recipient("c@d.test")], received_at=time.time()))
-        with out:   # "250" only after commit() returned, like the SMTP side
-            sys.stdout.write("ACK " + sp.queue_id + "\n"); sys.stdout.flush()
-for _ in range(8):
-    threading.Thread(target=worker, daemon=True).start()
-time.sleep(60)
-"""
-
-
 def test_sigkill_during_commits_loses_no_acknowledged_message(dsn):
-    import signal
-    import subprocess
-    import sys
-
+    from pigeon.testing.commit_crash import commit_then_kill
     from pigeon.testing.store_kit import read_content
 
     assert main(["db", "migrate", "--store", dsn]) == 0
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _CRASH_CHILD, dsn], stdout=subprocess.PIPE, text=True
-    )
-    acked: list[str] = []
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            acked.append(line.split()[1])
-            if len(acked) >= 150:
-                break
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    assert proc.stdout is not None
-    acked += [ln.split()[1] for ln in proc.stdout.read().splitlines() if ln.startswith("ACK ")]
+    acked = commit_then_kill(dsn)
     assert len(acked) >= 150
     with _store(dsn, "doomed") as store:
         store.recover()
