@@ -22,6 +22,8 @@ Contract:
     /usr/lib/postgresql/<version>/bin, newest first, or PATH); missing,
     the test is skipped, or fails under CI=true (CONTRIBUTING.md, rule 18:
     .ci/run installs `postgresql`). psycopg missing is handled the same way.
+  * `pause()` stops the server keeping its data, `resume()` starts it again
+    on the same port: a database outage for the store's tests.
   * Every wait is bounded (pg_ctl -w -t); a cluster that does not start
     raises RuntimeError with the tail of its log.
 """
@@ -164,29 +166,38 @@ class PostgresCluster:
                 "--no-instructions",
             )
             self.port = free_port()
-            options = (
-                f"-c listen_addresses=127.0.0.1 -c port={self.port} "
-                f"-c unix_socket_directories={self.socket_dir} "
-                "-c max_connections=200 -c fsync=on -c synchronous_commit=on"
-            )
-            self._run(
-                self.bindir / "pg_ctl",
-                "-D",
-                self.data_dir,
-                "-l",
-                self.root / "server.log",
-                "-o",
-                options,
-                "-w",
-                "-t",
-                str(_START_TIMEOUT),
-                "start",
-            )
-            self._started = True
+            self.resume()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def pause(self) -> None:
+        """Stop the server, keeping its data (a database outage); `resume()` ends it."""
+        self._run(self.bindir / "pg_ctl", "-D", self.data_dir, "-m", "fast", "-w", "stop")
+        self._started = False
+
+    def resume(self) -> None:
+        """Start the server (again) on the same port and data."""
+        options = (
+            f"-c listen_addresses=127.0.0.1 -c port={self.port} "
+            f"-c unix_socket_directories={self.socket_dir} "
+            "-c max_connections=200 -c fsync=on -c synchronous_commit=on"
+        )
+        self._run(
+            self.bindir / "pg_ctl",
+            "-D",
+            self.data_dir,
+            "-l",
+            self.root / "server.log" if self.root else "server.log",
+            "-o",
+            options,
+            "-w",
+            "-t",
+            str(_START_TIMEOUT),
+            "start",
+        )
+        self._started = True
 
     def stop(self) -> None:
         """Stop the server (immediately: its data is thrown away) and remove it all."""

@@ -147,3 +147,30 @@ def test_sigkill_during_commits_loses_no_acknowledged_message(dsn):
             assert read_content(store, qid).startswith(b"Subject: " + qid.encode())
             assert store.load(qid).queue_id == qid
         assert store.stats()["commits"] == 0
+
+
+def test_a_database_outage_fails_commits_as_storage_faults_then_heals(postgres):
+    """While PostgreSQL is down a commit fails as a storage fault (the SMTP side
+    answers 451) and records nothing; once it is back, the same store object
+    commits again without being reopened, and what was acknowledged before is there."""
+    from pigeon.testing.store_kit import read_content, sample_content, sample_envelope
+
+    dsn = postgres.dsn(postgres.new_database())
+    with _store(dsn, migrate=True) as store:
+        before = commit_sample(store, 1)
+        postgres.pause()
+        try:
+            spool = store.new_spool()
+            spool.write(sample_content(2))
+            fut = store.commit_async(spool, sample_envelope(spool.queue_id, 2))
+            err = fut.exception(60)
+            assert isinstance(err, StoreError) and err.storage_fault and not err.disk_full
+            assert store.health.degraded, "the outage was not reported"
+            with pytest.raises(StoreError):
+                store.counts()
+        finally:
+            postgres.resume()
+        after = commit_sample(store, 3)
+        assert [e.queue_id for e in store.list()] == [before, after]
+        assert read_content(store, before) == sample_content(1)
+        store.probe()
