@@ -174,3 +174,40 @@ def test_a_database_outage_fails_commits_as_storage_faults_then_heals(postgres):
         assert [e.queue_id for e in store.list()] == [before, after]
         assert read_content(store, before) == sample_content(1)
         store.probe()
+
+
+def test_nodes_claiming_due_work_at_once_get_disjoint_fair_shares(dsn):
+    import concurrent.futures
+    import time
+
+    with _store(dsn, "node-a", migrate=True) as a, _store(dsn, "node-b") as b:
+        t0 = time.time() - 1000
+        new = [commit_sample(a, n, at=t0 + n) for n in range(40)]
+        old = [commit_sample(a, n, at=t0) for n in range(40, 80)]
+        for i, qid in enumerate(old):
+            a.update(a.load(qid), QueueState.DEFERRED, t0 + i)
+        # One node alone: due()'s choice, claimed, with the state each was in.
+        assert a.claim_due(time.time(), 4) == [
+            (new[0], QueueState.INCOMING),
+            (old[0], QueueState.DEFERRED),
+            (new[1], QueueState.INCOMING),
+            (old[1], QueueState.DEFERRED),
+        ]
+        start = threading.Barrier(2)
+
+        def drain(store) -> list[str]:
+            start.wait(30)
+            got: list[str] = []
+            for _ in range(100):  # bounded: 76 entries, at least one per round
+                batch = store.claim_due(time.time(), 3)
+                if not batch:
+                    break
+                got += [qid for qid, _ in batch]
+            return got
+
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            got_a, got_b = (f.result(60) for f in [pool.submit(drain, s) for s in (a, b)])
+        assert not set(got_a) & set(got_b), "an entry was claimed by both nodes"
+        assert sorted(got_a + got_b) == sorted(new[2:] + old[2:]), "an entry was left"
+        assert a.counts()["active"] == 80 and a.due(time.time(), 10) == []
+        assert a.claim_due(time.time(), 0) == []

@@ -15,6 +15,8 @@ Contract:
   * `recover()` releases this node's claims and every claim whose lease
     has expired (its node died): they become 'incoming', due at once.
     Claims of other live nodes are left alone. Idempotent.
+  * `claim_due(now, limit)` (PostgreSQL only, for several nodes): `due()`
+    and `claim()` in one transaction, rows locked FOR UPDATE SKIP LOCKED.
   * `due()` is the embedded store's rule (pigeon/queue/state.py,
     `fair_due`): half the slots to each of 'incoming' and 'deferred',
     interleaved, oldest first, read from the pigeon_queue_due index.
@@ -66,6 +68,9 @@ _RELEASE = (
     "lease_until = NULL WHERE state = 'active' AND (node = %s OR lease_until < %s) "
     "RETURNING queue_id"
 )
+#: claim_due(): one state's due entries, locked; rows another node is claiming
+#: at that moment are skipped, not waited for.
+_LOCK_DUE = _DUE + " FOR UPDATE SKIP LOCKED"
 _ENTRY = "SELECT queue_id, state, next_attempt, envelope FROM pigeon_queue"
 
 
@@ -117,6 +122,28 @@ class ManagerSide:
             inc = [r[0] for r in conn.execute(_DUE, ("incoming", now, limit))]
             dfr = [r[0] for r in conn.execute(_DUE, ("deferred", now, limit))]
         return fair_due(limit, inc, dfr)
+
+    def claim_due(self, now: float, limit: int = 100) -> builtins.list[tuple[str, QueueState]]:
+        """`due()` and `claim()` in one transaction, for several nodes: up to
+        `limit` due entries claimed by this node, each with the state it was
+        in (new mail or a retry), chosen as `due()` chooses. Rows another
+        node is claiming at that moment are skipped (SKIP LOCKED), so nodes
+        asking at once get disjoint work and never wait for each other;
+        rows locked here but not chosen are free again at the COMMIT."""
+        if limit <= 0:
+            return []
+        with self._pool.conn("queue claim") as conn:
+            with conn.transaction():
+                inc = [r[0] for r in conn.execute(_LOCK_DUE, ("incoming", now, limit))]
+                dfr = [r[0] for r in conn.execute(_LOCK_DUE, ("deferred", now, limit))]
+                chosen = fair_due(limit, inc, dfr)
+                conn.execute(
+                    "UPDATE pigeon_queue SET state = 'active', node = %s, lease_until = %s "
+                    "WHERE queue_id = ANY(%s)",
+                    (self._node, time.time() + self.lease, chosen),
+                )
+        was = set(inc)
+        return [(q, QueueState.INCOMING if q in was else QueueState.DEFERRED) for q in chosen]
 
     def next_retry(self) -> float | None:
         with self._pool.conn("queue next retry") as conn:
