@@ -124,11 +124,11 @@ class OfflineQueue:
         self.config = config
 
     def _store(self):
-        from pigeon.queue.store import QueueStore
+        from pigeon.store.factory import queue_store, shared
 
-        if not (self.config.queue_dir / "queue.db").exists():
+        if not shared(self.config) and not (self.config.queue_dir / "queue.db").exists():
             return None
-        store = QueueStore(self.config.queue_dir, fsync=False)
+        store = queue_store(self.config, fsync=False)
         store.open()
         return store
 

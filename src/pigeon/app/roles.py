@@ -83,7 +83,6 @@ from pigeon.obs.maillog import MailLog
 from pigeon.obs.metrics import Metrics
 from pigeon.policy.pipeline import ReceivePipeline
 from pigeon.qmgr import DirectDelivery, Qmgr, build_direct
-from pigeon.queue.store import QueueStore
 from pigeon.readers.imap_service import (
     IMAP_ROLES,
     ImapService,
@@ -97,6 +96,7 @@ from pigeon.reports.records import NullSink, ReportSink
 from pigeon.reports.store import StoreSink
 from pigeon.routing.resolve import Router
 from pigeon.signing.signer import DkimSigner
+from pigeon.store.factory import AnyQueueStore, queue_store
 from pigeon.webhooks.service import Webhooks, build_webhooks
 
 __all__ = ["ProcessRole", "ROLE_FACTORIES", "acceptor_role", "full_role"]
@@ -113,7 +113,7 @@ class ProcessRole:
 
     name: Literal["full", "acceptor"]
     config: Config
-    store: QueueStore
+    store: AnyQueueStore
     tls: TlsProvider
     auth: AuthService
     maillog: MailLog
@@ -223,7 +223,7 @@ def _limits(config: Config, *, readers: bool) -> ConnectionLimits:
 def _receiving(
     name: Literal["full", "acceptor"],
     config: Config,
-    store: QueueStore,
+    store: AnyQueueStore,
     router: Router,
     maillog: MailLog,
     metrics: Metrics,
@@ -329,8 +329,8 @@ def _observe(
         direct.observers = observers
 
 
-def _store(config: Config) -> QueueStore:
-    store = QueueStore(config.queue_dir, fsync=config.queue.fsync)
+def _store(config: Config) -> AnyQueueStore:
+    store = queue_store(config)
     # The free-space reserve of the SMTP side (queue/space.py Rule 1).
     store.space.configure(min_free=config.queue.min_free, message_size=config.limits.message_size)
     return store

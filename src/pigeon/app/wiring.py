@@ -73,12 +73,12 @@ from pigeon.policy.reserve import Room
 from pigeon.proto.params import MailParams
 from pigeon.qmgr import Qmgr, build_qmgr
 from pigeon.queue.model import Envelope, Recipient
-from pigeon.queue.store import QueueStore
 from pigeon.readers.imap_service import ImapService, ImapSettings
 from pigeon.readers.login import ReaderLogins
 from pigeon.reports.records import NullSink, ReportSink
 from pigeon.routing.resolve import Router
 from pigeon.signing.signer import DkimSigner, SigningError
+from pigeon.store.factory import AnyQueueStore
 
 __all__ = [
     "auth_service",
@@ -164,7 +164,7 @@ def plugins(config: Config, submit: Submit | None = None) -> list[LoadedPlugin]:
 
 
 def queue_submitter(
-    store: QueueStore,
+    store: AnyQueueStore,
     on_queued: Callable[[Envelope], object],
     signer: Callable[[], DkimSigner | None] = lambda: None,
 ) -> Submit:
@@ -262,7 +262,7 @@ def imap_service(config: Config, tls: Any, auth: AuthService, maillog: Any) -> I
 
 def queue_manager(
     config: Config,
-    store: QueueStore,
+    store: AnyQueueStore,
     router: Router,
     maillog: Any,
     agents: Mapping[str, DeliveryAgent],

@@ -74,7 +74,7 @@ from pigeon.net.smtp_service import smtp_listeners
 from pigeon.net.tls import TlsProvider
 from pigeon.obs.logsetup import flush_logs, setup_logging
 from pigeon.policy.abusestate import AbuseState
-from pigeon.queue.store import QueueStore
+from pigeon.store.factory import queue_store
 
 __all__ = ["prepare", "run_with_workers"]
 
@@ -90,7 +90,7 @@ def prepare(config: Config, inherited: ListenPlan | None = None) -> Sockets:
     """What must happen once, before the fork (module contract); raises what
     app/exits.py maps to a status."""
     TlsProvider.create(config)  # data_dir was made by pigeon.app.main.run
-    store = QueueStore(config.queue_dir, fsync=config.queue.fsync)
+    store = queue_store(config)
     store.open(owner=True)  # a damaged queue.db, a rebuild running: StoreError
     try:
         report = store.recover()

@@ -281,7 +281,7 @@ def _write_queue(
 ) -> list[str]:
     """Commit to the store ourselves (root acts as the owner of data_dir)."""
     from pigeon.config.session import session_config
-    from pigeon.queue.store import QueueStore
+    from pigeon.store.factory import queue_store
     from pigeon.vocab.errors import StoreError
 
     # Files we create must be the server's: private (never world-readable)
@@ -289,7 +289,7 @@ def _write_queue(
     umask = os.umask(0o077)
     try:
         become_data_owner(config)
-        store = QueueStore(config.queue_dir, fsync=config.queue.fsync)
+        store = queue_store(config)
         try:
             store.open()
         except PermissionError as exc:

@@ -184,6 +184,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "replaces the file's relay_networks",
     )
     parser.add_argument(
+        "--store",
+        metavar="URL",
+        help="the queue: postgresql://USER@HOST:PORT/DB, shared with other nodes "
+        "(sets queue.store; see docs/cluster-status.md); default the data directory",
+    )
+    parser.add_argument(
         "--data-dir",
         metavar="DIR",
         help="directory for the queue and the mailboxes (default ./pigeon-data)",
@@ -234,6 +240,8 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         out["relay_networks"] = list(args.relay_network)
     if args.data_dir is not None:
         out["data_dir"] = args.data_dir
+    if args.store is not None:
+        out["queue"] = {"store": args.store}
     if args.hostname is not None:
         out["hostname"] = args.hostname
     log = {

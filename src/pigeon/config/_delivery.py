@@ -307,6 +307,10 @@ def final_problems(config: Config, refused: frozenset[str] = frozenset()) -> Ite
             "queue.max_backoff",
             f"must be >= queue.min_backoff ({queue.min_backoff:g}), got {queue.max_backoff:g}",
         )
+    if queue.store and not queue.store.startswith(("postgresql://", "postgres://")):
+        yield ConfigError(
+            "queue.store", f'must be "" or a postgresql:// URL, got {queue.store[:40]!r}'
+        )
     if delivery.relay_user:
         if delivery.relay_host is None and "delivery.relay_host" not in refused:
             yield ConfigError("delivery.relay_user", "is set but delivery.relay_host is empty")

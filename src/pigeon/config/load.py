@@ -175,6 +175,8 @@ _SECTIONS: dict[str, tuple[type, dict[str, Callable[[str, Any], Any]]]] = {
             "delay_warning": C.seconds(positive=False),
             "concurrency": C.integer(1),
             "min_free": C.integer(0),
+            "store": D.optional_string,  # "" or postgresql://: D.final_problems
+            "node": D.optional_string,
             "local_at_accept": C.boolean,
         },
     ),

@@ -31,7 +31,7 @@ TOML layout (all keys optional):
     [timeouts]  command, data_block, data_total, shutdown_grace, greet_pause
     [smtp]      bare_newline, eight_bit_undeclared, pipelining, chunking, smtputf8, dsn, eight_bit_mime
     [queue]     fsync, run_interval, min_backoff, max_backoff, max_lifetime, delay_warning, concurrency,
-                min_free, local_at_accept
+                min_free, store, node, local_at_accept
     [log]       format, level, file
     [tls]       cert_file, key_file, min_version, ciphers, starttls, handshake_timeout
     [admin]     control_socket, pid_file, metrics_listen
@@ -151,9 +151,7 @@ class QueueConfig:
 
     fsync: bool = True  # [queue] fsync: never turn off outside tests/benchmarks
     run_interval: float = 60.0  # [queue] run_interval, s: how often the manager rescans
-    min_backoff: float = (
-        300.0  # [queue] min_backoff, s: first retry delay (Postfix minimal_backoff_time); > 0
-    )
+    min_backoff: float = 300.0  # [queue] min_backoff, s: first retry (minimal_backoff_time); > 0
     max_backoff: float = (
         4000.0  # [queue] max_backoff, s: longest retry delay (maximal_backoff_time); >= min_backoff
     )
@@ -163,6 +161,8 @@ class QueueConfig:
     delay_warning: float = 14400.0  # [queue] delay_warning, s: 4 h, then a "delayed" DSN; 0 = never
     concurrency: int = 64  # [queue] concurrency: messages in delivery at once; >= 1
     min_free: int = 0  # [queue] min_free, octets (Postfix queue_minfree): MAIL gets 452 4.3.1 below max(min_free, 1.5 x limits.message_size) free; >= 0
+    store: str = ""  # [queue] store: "" = the embedded store in data_dir; postgresql://USER@HOST:PORT/DB = a queue several nodes share (docs/cluster-status.md)
+    node: str = ""  # [queue] node: this node's name in a shared queue's claims; "" = the host name
     local_at_accept: bool = True  # [queue] local_at_accept: write all-local mail into its Maildirs before the 250, no queue entry (qmgr/direct.py)
 
 

@@ -211,3 +211,20 @@ def test_nodes_claiming_due_work_at_once_get_disjoint_fair_shares(dsn):
         assert sorted(got_a + got_b) == sorted(new[2:] + old[2:]), "an entry was left"
         assert a.counts()["active"] == 80 and a.due(time.time(), 10) == []
         assert a.claim_due(time.time(), 0) == []
+
+
+def test_queue_store_keys_choose_the_backend(tmp_path):
+    from pigeon.config import ConfigError, load_config
+    from pigeon.queue.store import QueueStore
+    from pigeon.store.factory import queue_store
+    from pigeon.store.pg.store import PgQueueStore
+
+    path = tmp_path / "pigeon.toml"
+    path.write_text('[queue]\nstore = "postgresql://pigeon@db.test/q"\nnode = "n1"\n')
+    store = queue_store(load_config(path))
+    assert isinstance(store, PgQueueStore) and store.node == "n1"
+    assert isinstance(queue_store(load_config()), QueueStore)
+    path.write_text('[queue]\nstore = "mysql://db.test/q"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert [p.key for p in info.value.problems] == ["queue.store"]

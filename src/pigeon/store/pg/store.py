@@ -93,11 +93,17 @@ class PgQueueStore(ManagerSide):
 
     # --- lifetime -----------------------------------------------------------------
 
-    def open(self) -> None:
+    def open(self, *, owner: bool = False, verify: bool | None = None) -> None:
+        """`owner` and `verify` are the embedded store's (a data directory's lock
+        and integrity check); a shared database has neither: accepted, unused."""
         import psycopg
 
         if self._committer is not None:
             return
+        try:
+            self._spool_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise store_error("queue open: spool directory", e) from e
         pool = Pool(self.dsn, size=self._pool_size, application_name=f"pigeon {self._node}")
         try:
             with pool.conn("queue open") as conn:
@@ -116,6 +122,9 @@ class PgQueueStore(ManagerSide):
             raise StoreError(f"queue open: {problem}")
         self._pool = pool
         self._committer = Committer(pool, self._health)
+
+    def take_ownership(self) -> None:
+        """The embedded store's hand-over after `pigeon restart`: nothing to take here."""
 
     def close(self) -> None:
         committer, self._committer = self._committer, None

@@ -1,0 +1,48 @@
+"""Which queue store a configuration asks for: the one place that chooses.
+
+Contract:
+  * `queue_store(config, fsync=None)` returns an unopened store:
+    `PgQueueStore` when `queue.store` is a postgresql:// URL (node
+    `queue.node`, or the host name; spools spill to `<queue_dir>/spool`),
+    else the embedded `QueueStore` under `config.queue_dir` (`fsync`
+    defaults to `queue.fsync`). The composition root (pigeon.app), the
+    offline queue listing (pigeon.admin.client) and sendmail all build
+    their store here, so every process of a node uses the same queue.
+  * `AnyQueueStore` is the type of what it returns; both have the
+    embedded store's `open(owner=...)` and `take_ownership()` (no-ops for
+    PostgreSQL).
+  * Importing this module never imports psycopg: only a PostgreSQL
+    configuration does.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import TYPE_CHECKING, Union
+
+from pigeon.config.schema import Config
+from pigeon.queue.store import QueueStore
+
+if TYPE_CHECKING:
+    from pigeon.store.pg.store import PgQueueStore
+
+__all__ = ["AnyQueueStore", "queue_store", "shared"]
+
+AnyQueueStore = Union[QueueStore, "PgQueueStore"]  # noqa: UP007 (a forward reference)
+
+
+def shared(config: Config) -> bool:
+    """Is the queue a database several nodes share?"""
+    return config.queue.store.startswith(("postgresql://", "postgres://"))
+
+
+def queue_store(config: Config, *, fsync: bool | None = None) -> AnyQueueStore:
+    if shared(config):
+        from pigeon.store.pg.store import PgQueueStore
+
+        return PgQueueStore(
+            config.queue.store,
+            node=config.queue.node or socket.gethostname(),
+            spool_dir=config.queue_dir / "spool",
+        )
+    return QueueStore(config.queue_dir, fsync=config.queue.fsync if fsync is None else fsync)
