@@ -97,6 +97,7 @@ from typing import Any
 
 from pigeon.admin.wiring import AdminHandle, start_admin
 from pigeon.app import restart
+from pigeon.app.clusterwake import wake_on_new_mail
 from pigeon.app.console import start_console
 from pigeon.app.datalock import DataDirLock
 from pigeon.app.deadline import HARD_MARGIN, StopDeadline
@@ -330,6 +331,9 @@ class Lifecycle:
                 tg.create_task(role.webhooks.run(self.stop))
             if role.manager is not None:  # the capture limits (qmgr/capture.py)
                 tg.create_task(role.manager.capture.run(self.stop, lambda: role.config.capture))
+            if role.manager is not None and hasattr(role.store, "wait_for_mail"):
+                # A shared queue: other nodes' new mail wakes our manager (app/clusterwake.py).
+                tg.create_task(wake_on_new_mail(role.store, role.manager.nudge, self.stop))
             if self.admin is not None:
                 self.admin.ready()  # sd_notify READY=1 under systemd
             await self.stop.wait()

@@ -228,3 +228,35 @@ def test_queue_store_keys_choose_the_backend(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert [p.key for p in info.value.problems] == ["queue.store"]
+
+
+def test_a_commit_on_one_node_nudges_the_other_nodes_manager(dsn):
+    """app/clusterwake.py: the LISTEN loop calls the manager's nudge when any
+    node commits, ends when the stop is set, and says nothing before that."""
+    import asyncio
+
+    from pigeon.app.clusterwake import wake_on_new_mail
+
+    async def scenario(a, b) -> int:
+        nudged, stop = asyncio.Event(), asyncio.Event()
+        count = 0
+
+        def nudge() -> None:
+            nonlocal count
+            count += 1
+            nudged.set()
+
+        task = asyncio.create_task(wake_on_new_mail(b, nudge, stop))
+        for _ in range(100):  # bounded: until b listens (its connection exists)
+            if b._listen is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert count == 0
+        await asyncio.to_thread(commit_sample, a, 1)
+        await asyncio.wait_for(nudged.wait(), 30)
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        return count
+
+    with _store(dsn, "node-a", migrate=True) as a, _store(dsn, "node-b") as b:
+        assert asyncio.run(scenario(a, b)) == 1

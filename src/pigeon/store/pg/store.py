@@ -177,6 +177,8 @@ class PgQueueStore(ManagerSide):
         import psycopg
 
         with self._listen_lock:
+            if self._committer is None:
+                raise StoreError("queue listen: store not open")
             try:
                 if self._listen is None:
                     self._listen = self._pool.connect(autocommit=True)
