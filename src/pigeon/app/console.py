@@ -16,19 +16,29 @@ Contract:
     operations (`admin.ops`), the same code `pigeon queue` reaches, and
     queues mail through `admin.apisubmit` (local submission's path: the
     same spool, DKIM signer in force, commit and hand-over).
+  * The console's first start: when `<data_dir>/console-admins.json` does
+    not exist, the admin `admin` is made with a random password, which is
+    said once, in the log (warning) and, when the log does not show it on
+    stderr (a log file, level error), on stderr too: `pigeon serve`'s
+    terminal shows it either way.
+    It is never shown again (docs/console.md, "Admins and login").
+  * `config_path` is the file the server was started with (None: the
+    embedded defaults): the settings pages edit it (console/settings*.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from pigeon.admin.apisubmit import ApiSubmitter
 from pigeon.admin.wiring import AdminHandle
 from pigeon.app.roles import ProcessRole
 from pigeon.config.schema import Config
-from pigeon.console.admins import AdminStore
+from pigeon.console.admins import AdminError, AdminStore
 from pigeon.console.app import add_console
 from pigeon.console.deps import ConsoleDeps
 from pigeon.console.sessions import SessionStore
@@ -50,8 +60,31 @@ def max_body(config: Config) -> int:
     return size * 4 // 3 + (1 << 20)
 
 
+def first_admin(config: Config, admins: AdminStore) -> None:
+    """Make the first admin when there is no admin file, and say its password once."""
+    try:
+        password = admins.ensure_first()
+    except (AdminError, OSError) as exc:
+        log.error("web console: cannot create the first admin: %s", exc)
+        return
+    if password is None:
+        return
+    line = (
+        f"web console: first admin 'admin' created, password: {password} ; "
+        "change it with pigeon admin passwd admin"
+    )
+    log.warning("%s", line)
+    if config.log.file is not None or config.log.level == "error":  # not on stderr yet
+        print(f"pigeon: {line}", file=sys.stderr, flush=True)
+
+
 async def start_console(
-    config: Config, role: ProcessRole, admin: AdminHandle, stopping: Callable[[], bool]
+    config: Config,
+    role: ProcessRole,
+    admin: AdminHandle,
+    stopping: Callable[[], bool],
+    *,
+    config_path: Path | None = None,
 ) -> WebServer | None:
     listen = config.console.listen
     if listen is None:
@@ -80,15 +113,20 @@ async def start_console(
         mailbox_root=config.mailbox_root,
     )
     app = build_app(deps)
+    admins = AdminStore.in_data_dir(config.data_dir)
+    first_admin(config, admins)
     add_console(
         app,
         ConsoleDeps(
-            admins=AdminStore.in_data_dir(config.data_dir),
-            sessions=SessionStore(),
+            admins=admins,
+            sessions=SessionStore(
+                idle=config.console.session_idle, absolute=config.console.session_max
+            ),
             ops=admin.ops,
             data_dir=config.data_dir,
             mailbox_root=config.mailbox_root,
-            config_path=None,  # TODO(issue 15, settings editor): thread the path from cli/serve.py
+            config_path=config_path.resolve() if config_path is not None else None,
+            config=lambda: role.config,
         ),
     )
     server = WebServer(app, listen)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pigeon.config.schema import Config
 from pigeon.console.admins import AdminStore
 from pigeon.console.sessions import SessionStore
 
@@ -30,3 +31,5 @@ class ConsoleDeps:
     mailbox_root: Path | None = None
     #: the configuration file pigeon was started with (None: embedded defaults)
     config_path: Path | None = None
+    #: the running configuration (it changes with each reload)
+    config: Callable[[], Config] | None = None
