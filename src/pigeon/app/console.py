@@ -70,7 +70,7 @@ def first_admin(config: Config, admins: AdminStore) -> None:
     if password is None:
         return
     line = (
-        f"web console: first admin 'admin' created, password: {password} ; "
+        f"web console: first admin 'admin' created, password: {password}; "
         "change it with pigeon admin passwd admin"
     )
     log.warning("%s", line)

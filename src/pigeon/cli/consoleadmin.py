@@ -26,11 +26,8 @@ Contract:
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TextIO
 
 from pigeon.cli._common import EX_CONFIG, EX_USAGE, fail
 from pigeon.cli._control import add_config_arguments, load
@@ -103,17 +100,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     remove.add_argument("name")
 
 
-def _new_password(
-    args: argparse.Namespace, min_length: int, stdin: TextIO | None, ask: Callable[[str], str]
-) -> str | None:
+def _set_password(args: argparse.Namespace, store: AdminStore, min_length: int) -> int:
+    """`add` or `passwd`: the new password from where the options say, then the store."""
+    try:
+        check_name(args.name)
+    except AdminError as exc:
+        return fail(str(exc), EX_USAGE)
+    exists = args.name in store.names()
+    if args.action == "add" and exists:
+        return fail(f"the admin {args.name} exists (pigeon admin passwd changes its password)", 1)
+    if args.action == "passwd" and not exists:
+        return fail(f"no such admin: {args.name}", 1)
     if args.generate:
-        return random_password()
-    return read_password(args.password_stdin, stdin, ask, min_length=min_length, action=args.action)
+        password: str | None = random_password()
+    elif not args.password_stdin and not have_terminal():
+        return fail(NO_TERMINAL, EX_USAGE)
+    else:
+        password = read_password(args.password_stdin, min_length=min_length, action=args.action)
+    if password is None:
+        return EX_USAGE
+    if args.action == "add":
+        store.add(args.name, password)
+        done = f"added {args.name}"
+    else:
+        store.passwd(args.name, password)
+        done = f"password changed for {args.name}"
+    if args.generate:
+        print(password)  # alone on stdout, for PW=$(...)
+        print(done, file=sys.stderr)
+    else:
+        print(done)
+    return 0
 
 
-def run(
-    args: argparse.Namespace, stdin: TextIO | None = None, ask: Callable[[str], str] | None = None
-) -> int:
+def run(args: argparse.Namespace) -> int:
     try:
         config = load(args)
     except ConfigError as exc:
@@ -130,36 +150,7 @@ def run(
                 return fail(f"no such admin: {args.name}", 1)
             print(f"removed {args.name}")
             return 0
-        try:
-            check_name(args.name)
-        except AdminError as exc:
-            return fail(str(exc), EX_USAGE)
-        exists = args.name in store.names()
-        if args.action == "add" and exists:
-            return fail(
-                f"the admin {args.name} exists (pigeon admin passwd changes its password)", 1
-            )
-        if args.action == "passwd" and not exists:
-            return fail(f"no such admin: {args.name}", 1)
-        if ask is None:
-            if not (args.password_stdin or args.generate) and not have_terminal():
-                return fail(NO_TERMINAL, EX_USAGE)
-            ask = getpass.getpass
-        password = _new_password(args, config.auth.min_password_length, stdin, ask)
-        if password is None:
-            return EX_USAGE
-        if args.action == "add":
-            store.add(args.name, password)
-            done = f"added {args.name}"
-        else:
-            store.passwd(args.name, password)
-            done = f"password changed for {args.name}"
-        if args.generate:
-            print(password)  # alone on stdout, for PW=$(...)
-            print(done, file=sys.stderr)
-        else:
-            print(done)
-        return 0
+        return _set_password(args, store, config.auth.min_password_length)
     except AdminError as exc:
         return fail(str(exc), 1)
     except PermissionError as exc:
