@@ -59,6 +59,7 @@ def test_every_file_has_its_mode_under_a_permissive_umask(tmp_path):
             "control.sock",
             "submit.sock",
             "accounts.db",
+            "console-admins.json",  # the first admin, made at the first start
             "abuse.db",
             "queue/queue.db",
             "tls/selfsigned-key.pem",

@@ -145,7 +145,7 @@ def set_alias(doc: TOMLDocument, key: str, targets: list[str]) -> None:
 def remove_alias(doc: TOMLDocument, key: str) -> None:
     aliases = doc.get("aliases")
     old = _key_of(aliases, key) if isinstance(aliases, Table) else None
-    if old is None:
+    if old is None or not isinstance(aliases, Table):
         raise EditError(f"the alias {key} is not in the file")
     del aliases[old]
 
