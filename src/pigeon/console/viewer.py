@@ -25,8 +25,10 @@ Contract (the security model, docs/console.md "Mailboxes"):
     it is a data: image or a cid: reference to an image of the message
     (then inlined as a data: URL, `cid_images`). A link's target is kept
     in its title, so the reader sees where it pointed; clicking opens
-    nothing. The count of removed remote references is returned so a
-    page can say "remote content blocked".
+    nothing. In CSS (<style> and style attributes) @import is dropped and
+    every url() but a data: image becomes `none`. The count of removed
+    remote references is returned so a page can say "remote content
+    blocked".
   * The rewrite is stdlib html.parser based: it does not claim to parse
     exactly as a browser does, which is why the frame's headers and the
     sandbox, not this function, are what stops scripts and remote loads.
@@ -93,6 +95,9 @@ _URL_ATTRS = frozenset(
     "href src srcset imagesrcset background poster lowsrc dynsrc action formaction ping "
     "xlink:href data codebase cite longdesc manifest icon srcdoc".split()
 )
+#: CSS that loads something: url(...) (images, fonts) and @import (style sheets).
+_CSS_URL = re.compile(r"""url\s*\(\s*(?:"[^"]*"|'[^']*'|[^)]*)\s*\)""", re.I)
+_CSS_IMPORT = re.compile(r"@import[^;]*;?", re.I)
 _NAME = re.compile(r"^[a-zA-Z_][-a-zA-Z0-9_:.]*$")
 _DATA_IMAGE = re.compile(r"^data:image/(png|gif|jpeg|webp);base64,[A-Za-z0-9+/=\s]*$", re.I)
 #: Images inlined from cid: references: only these types, at most this many octets in all.
@@ -124,6 +129,22 @@ class _Cleaner(HTMLParser):
             self.blocked += 1
         return None
 
+    def _css(self, text: str) -> str:
+        """CSS without @import and with every url() but data: images as `none`."""
+
+        def url(found: re.Match[str]) -> str:
+            inner = found.group(0)[found.group(0).index("(") + 1 : -1].strip().strip("\"'")
+            if _DATA_IMAGE.match(inner):
+                return found.group(0)
+            self.blocked += 1
+            return "none"
+
+        def imported(found: re.Match[str]) -> str:
+            self.blocked += 1
+            return ""
+
+        return _CSS_URL.sub(url, _CSS_IMPORT.sub(imported, text))
+
     def _attrs(self, tag: str, attrs: list[tuple[str, str | None]]) -> str:
         out = []
         title = None
@@ -138,6 +159,8 @@ class _Cleaner(HTMLParser):
                 if kept is None:
                     continue
                 value = kept
+            elif name == "style" and value:
+                value = self._css(value)
             if value is None:
                 out.append(" " + name)
             else:
@@ -177,7 +200,7 @@ class _Cleaner(HTMLParser):
         if self.skipping:
             return
         # html.parser ends <style> at "</style", so its text cannot close it early.
-        self.out.append(data if self.raw_text else htmlmod.escape(data, quote=False))
+        self.out.append(self._css(data) if self.raw_text else htmlmod.escape(data, quote=False))
 
     def handle_decl(self, decl: str) -> None:
         if decl.lower().startswith("doctype") and not self.out:

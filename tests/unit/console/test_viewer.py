@@ -54,6 +54,21 @@ def test_the_rewrite_drops_scripts_navigation_and_remote_references():
     assert blocked >= 8
 
 
+def test_css_loads_nothing_remote():
+    cleaned, blocked = clean_html(
+        "<style>@import url(http://evil.example/a.css); @import 'b.css';"
+        "body { background: url( 'http://tracker.example/p.gif' ) no-repeat }"
+        "@font-face { src: url(http://evil.example/x.woff) }"
+        ".logo { background: url(data:image/png;base64,AAAA) }</style>"
+        '<p style="background-image: URL(http://tracker.example/q.gif)">x</p>'
+    )
+    assert "example" not in cleaned and "@import" not in cleaned
+    assert "background: none no-repeat" in cleaned and "src: none" in cleaned
+    assert "url(data:image/png;base64,AAAA)" in cleaned
+    assert '<p style="background-image: none">x</p>' in cleaned
+    assert blocked == 5
+
+
 def test_cid_and_data_images_are_kept_and_unknown_cids_dropped():
     images = {"logo@example.org": "data:image/png;base64,iVBORw0K"}
     cleaned, blocked = clean_html(
