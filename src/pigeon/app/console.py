@@ -114,7 +114,7 @@ async def start_console(
     )
     app = build_app(deps)
     admins = AdminStore.in_data_dir(config.data_dir)
-    first_admin(config, admins)
+    await asyncio.to_thread(first_admin, config, admins)  # argon2: not in the loop
     add_console(
         app,
         ConsoleDeps(

@@ -4,6 +4,7 @@ the login rate limit, sessions ended by a removed admin or a changed password.""
 from __future__ import annotations
 
 import asyncio
+import re
 
 from pigeon.console.admins import AdminStore
 from pigeon.console.sessions import COOKIE
@@ -79,3 +80,18 @@ def test_a_removed_admin_or_a_changed_password_ends_the_session(console, tmp_pat
             assert r.status == 303 and r.headers["Location"].startswith("/login")
 
     run(go())
+
+
+def test_the_first_admin_line_reaches_stderr_when_the_log_goes_to_a_file(tmp_path, capsys):
+    from pigeon.app.console import first_admin
+    from pigeon.config.load import load_config
+
+    path = tmp_path / "pigeon.toml"
+    path.write_text(f'data_dir = "{tmp_path}"\n[log]\nfile = "{tmp_path / "mail.log"}"\n')
+    store = AdminStore.in_data_dir(tmp_path)
+    first_admin(load_config(path), store)
+    err = capsys.readouterr().err
+    found = re.search(r"first admin 'admin' created, password: ([A-Za-z0-9_-]+); change it", err)
+    assert found and store.verify("admin", found.group(1))
+    first_admin(load_config(path), store)  # the file exists now: nothing more said
+    assert capsys.readouterr().err == ""

@@ -8,11 +8,13 @@ import asyncio
 import os
 
 import pytest
+import tomlkit
 from aiohttp.test_utils import TestClient, TestServer
 
 from pigeon.auth.accounts import AccountStore
 from pigeon.auth.passwords import verify_password
-from pigeon.config.load import load_config
+from pigeon.config.load import ConfigError, load_config
+from pigeon.console.confedit import EditError, add_domain, remove_domain
 from tests.unit.console.conftest import csrf_of, login, make_app
 
 FILE = """\
@@ -244,3 +246,60 @@ def test_accounts_are_added_changed_and_deleted_like_pigeon_user(site, tmp_path)
             assert status == 422 and "no such user" in html
 
     run(go())
+
+
+def test_a_refused_reload_is_shown_with_its_reasons(site, tmp_path):
+    path, _, _ = site
+
+    async def refuse():
+        return {
+            "status": "refused",
+            "applied": [],
+            "restart": [],
+            "errors": ["cannot load the configuration: a reason from the lifecycle"],
+            "warnings": [],
+        }
+
+    app, _ = make_app(
+        tmp_path / "data",
+        ops={"reload": refuse},
+        config_path=path,
+        config=lambda: load_config(path),
+    )
+
+    async def go():
+        async with TestClient(TestServer(app)) as client:
+            post = await poster(client)
+            got = await post("/settings/aliases/set", address="x@example.test", targets="a@b.test")
+            assert got[0] == 303
+            html = await (await client.get("/settings/aliases")).text()
+            assert "the reload was refused" in html
+            assert "a reason from the lifecycle" in html
+
+    run(go())
+    assert '"x@example.test" = "a@b.test"' in path.read_text()  # the file is written
+
+
+def test_the_domains_list_shorthand_becomes_tables_only_when_needed():
+    doc = tomlkit.parse('# mine\ndomains = ["a.test", "b.test"]  # two\n')
+    add_domain(doc, "C.test")
+    assert tomlkit.dumps(doc) == '# mine\ndomains = ["a.test", "b.test", "c.test"]  # two\n'
+    with pytest.raises(EditError, match="already in the file"):
+        add_domain(doc, "A.TEST")
+    add_domain(doc, "d.test", ["x"], capture=True)
+    text = tomlkit.dumps(doc)
+    assert text.startswith("# mine\n")
+    assert '[domains."a.test"]' in text and '[domains."d.test"]\nmailboxes = ["x"]' in text
+    remove_domain(doc, "B.test")
+    assert "b.test" not in tomlkit.dumps(doc)
+    with pytest.raises(EditError, match="not in the file"):
+        remove_domain(doc, "b.test")
+
+
+def test_session_limits_are_checked_naming_the_key(tmp_path):
+    path = tmp_path / "pigeon.toml"
+    path.write_text("[console]\nsession_idle = 0\nsession_max = 600\n")
+    with pytest.raises(ConfigError, match="session_idle"):
+        load_config(path)
+    path.write_text("[console]\nsession_idle = 60\nsession_max = 600\n")
+    assert load_config(path).console.session_max == 600
