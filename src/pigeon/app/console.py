@@ -105,6 +105,7 @@ async def start_console(
             config_path=None,  # TODO(issue 15, settings editor): thread the path from cli/serve.py
             stats=stats,
             activity=activity,
+            workers=config.workers,
         ),
     )
     server = WebServer(app, listen)

@@ -13,6 +13,9 @@ Contract:
     its OpenAPI document) answers the same numbers as JSON, with both
     series (10 s slots for 10 minutes, 1 minute slots for the hour);
     console/static/dashboard.js polls it every 10 s and redraws the charts.
+  * With `workers > 1` the page says that the counters (mail in, TLS,
+    refusals, local copies written at the accept) are the main process's
+    only: each worker counts its own and nothing adds them up.
   * Without a sampler (deps.stats None) the page shows the queue only and
     says the charts are off; the JSON has `"series": false`.
 """
@@ -69,6 +72,7 @@ async def dashboard_data(deps: ConsoleDeps, now: float) -> dict[str, Any]:
         "destinations": destinations,
         "top_reasons": deps.activity.top_reasons() if deps.activity is not None else [],
         "series": deps.stats is not None,
+        "workers": deps.workers,
     }
     if deps.stats is not None:
         data.update(deps.stats.snapshot(now))

@@ -36,3 +36,6 @@ class ConsoleDeps:
     stats: Sampler | None = None
     #: recent deliveries and rejections (console/activity.py; None: none kept)
     activity: Activity | None = None
+    #: `workers` of the configuration: with more than one, the counters and the
+    #: activity above are the main process's only (the dashboard says so)
+    workers: int = 1

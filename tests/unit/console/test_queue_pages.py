@@ -287,3 +287,16 @@ def test_activity_page_lists_both_rings(tmp_path):
             assert "/queue" in nav and "/activity" in nav
 
     run(go())
+
+
+def test_with_workers_the_dashboard_says_what_it_counts(tmp_path):
+    async def go():
+        async with client_for(tmp_path, Ops(), workers=3) as client:
+            await login(client)
+            html = await (await client.get("/")).text()
+            assert 'id="workers-note"' in html and "3 processes" in html
+        async with client_for(tmp_path, Ops()) as client:
+            await login(client)
+            assert 'id="workers-note"' not in await (await client.get("/")).text()
+
+    run(go())
