@@ -134,6 +134,16 @@ def test_deferred_mail_is_found_held_released_and_deleted_through_the_forms(serv
         browser.get(f"/queue/{qid}")
     assert gone.value.code == 404
 
+    # Bounce, from the list, ticked and confirmed: the message leaves the queue
+    # (its notice to sender@origin.test is a new message).
+    send(server, ["frank@down.test"], "to bounce")
+    bounced = wait_for(  # deferred: not in flight, so the manager acts at once
+        lambda: rows(browser.get("/queue?recipient=frank&state=deferred")[1]), timeout=30
+    )
+    fields = [("csrf", csrf), ("action", "bounce"), ("ids", bounced[0][0]), ("confirm", "yes")]
+    status, url, html = browser.post("/queue/bulk", [*fields, ("back", "/queue?recipient=frank")])
+    assert "bounce: 1 done" in html and rows(html) == []
+
     # A form without the token changes nothing.
     with pytest.raises(urllib.error.HTTPError) as refused:
         browser.post("/queue/flush", [("domain", "down.test")])
