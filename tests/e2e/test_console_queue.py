@@ -190,3 +190,27 @@ def test_dashboard_and_stats_move_after_mail_and_activity_lists_it(server, tmp_p
     log = server.log() + (tmp_path / "mail.log").read_text()
     assert "console-stats" not in log and "pigeon.mail: 01" in log
     assert "Traceback" not in log and "Task was destroyed" not in log, log[-3000:]
+
+
+def test_with_workers_the_dashboard_says_what_it_counts_and_the_queue_is_whole(
+    pigeon_factory, tmp_path
+):
+    port = free_port()
+    server = pigeon_factory(
+        'workers = 2\nrelay_networks = ["127.0.0.0/8"]\n'
+        "[queue]\nrun_interval = 1.0\nmin_backoff = 3600\nmax_backoff = 7200\n"
+        '[delivery]\nconnect_timeout = 2.0\n[admin]\nmetrics_listen = ""\n'
+        f'[transports]\n"down.test" = "smtp:[127.0.0.1]:{port}"\n'
+    )
+    AdminStore.in_data_dir(server.data_dir).add("admin", PASSWORD)
+    browser = logged_in(server)
+    html = browser.get("/")[1]
+    assert 'id="workers-note"' in html and "2 processes" in html
+    for i in range(4):  # the kernel spreads the connections over both processes
+        send(server, [f"user{i}@down.test"], f"message {i}")
+
+    def all_deferred():
+        found = rows(browser.get("/queue?state=deferred")[1])
+        return found if len(found) == 4 else None
+
+    assert wait_for(all_deferred, timeout=30)  # the queue is shared: all four are listed
