@@ -36,6 +36,11 @@ __all__ = ["DESTINATIONS", "by_destination", "dashboard_pages"]
 
 #: How many destinations the dashboard lists.
 DESTINATIONS = 10
+#: Seconds a grouping of the queue by destination is shown before it is made again.
+DESTINATIONS_TTL = 30.0
+#: Past this many queued messages the queue is not grouped by destination
+#: (reading every entry each half minute would cost more than it tells).
+MAX_GROUPED = 100_000
 #: Recipient statuses still waiting for delivery (queue/model.py RecipientStatus).
 _WAITING = frozenset({"pending", "deferred"})
 
@@ -58,18 +63,41 @@ def by_destination(entries: Iterable[dict[str, Any]], n: int = DESTINATIONS) -> 
     return [[d, messages[d], c] for d, c in recipients.most_common(n)]
 
 
-async def dashboard_data(deps: ConsoleDeps, now: float) -> dict[str, Any]:
+class Destinations:
+    """The queue by destination, read again at most every `DESTINATIONS_TTL`
+    seconds and not at all past `MAX_GROUPED` messages (module contract)."""
+
+    def __init__(self, ops: Any) -> None:
+        self.ops = ops
+        self.at: float | None = None
+        self.rows: list[list[Any]] = []
+        self.skipped = False
+
+    async def get(self, queued: int, now: float) -> tuple[list[list[Any]], bool]:
+        if "list" not in self.ops:
+            return [], False
+        if self.at is None or now - self.at >= DESTINATIONS_TTL or now < self.at:
+            self.at = now
+            self.skipped = queued > MAX_GROUPED
+            if not self.skipped:
+                listed = await self.ops["list"](filters={})
+                self.rows = by_destination(listed["entries"])
+        return ([] if self.skipped else self.rows), self.skipped
+
+
+async def dashboard_data(
+    deps: ConsoleDeps, now: float, destinations: Destinations
+) -> dict[str, Any]:
     """Every number of the dashboard (module contract), JSON-ready."""
     status = await deps.ops["status"]()
-    destinations: list[list[Any]] = []
-    if "list" in deps.ops:
-        listed = await deps.ops["list"](filters={})
-        destinations = by_destination(listed["entries"])
+    queued = sum(n for n in (status.get("queue") or {}).values() if isinstance(n, int))
+    rows, skipped = await destinations.get(queued, now)
     data: dict[str, Any] = {
         "status": status,
         "queue": dict(status.get("queue") or {}),
         "in_flight": status.get("in_flight", 0),
-        "destinations": destinations,
+        "destinations": rows,
+        "destinations_skipped": skipped,
         "top_reasons": deps.activity.top_reasons() if deps.activity is not None else [],
         "series": deps.stats is not None,
         "workers": deps.workers,
@@ -80,14 +108,16 @@ async def dashboard_data(deps: ConsoleDeps, now: float) -> dict[str, Any]:
 
 
 def dashboard_pages(deps: ConsoleDeps, clock: Callable[[], float] = time.time) -> list[Page]:
+    destinations = Destinations(deps.ops)
+
     async def dashboard(request: web.Request) -> web.StreamResponse:
-        data = await dashboard_data(deps, clock())
+        data = await dashboard_data(deps, clock(), destinations)
         # the last ten minutes, newest first, as a table beside the chart
         minutes = list(reversed(data.get("minutes", [])[-10:]))
         return render(request, "dashboard.html", data=data, minutes=minutes)
 
     async def stats_json(request: web.Request) -> web.StreamResponse:
-        return web.json_response(await dashboard_data(deps, clock()))
+        return web.json_response(await dashboard_data(deps, clock(), destinations))
 
     return [
         Page("GET", "/", dashboard, nav="Dashboard"),

@@ -300,3 +300,22 @@ def test_with_workers_the_dashboard_says_what_it_counts(tmp_path):
             assert 'id="workers-note"' not in await (await client.get("/")).text()
 
     run(go())
+
+
+def test_the_queue_is_grouped_by_destination_at_most_every_half_minute():
+    from pigeon.console.dashboard import DESTINATIONS_TTL, MAX_GROUPED, Destinations
+
+    ops = Ops()
+    destinations = Destinations(ops)
+
+    async def go():
+        rows, skipped = await destinations.get(3, 100.0)
+        assert rows[0] == ["down.test", 1, 2] and not skipped
+        await destinations.get(3, 100.0 + DESTINATIONS_TTL - 1)
+        assert len(ops.asked("list")) == 1  # kept
+        await destinations.get(3, 100.0 + DESTINATIONS_TTL)
+        assert len(ops.asked("list")) == 2
+        rows, skipped = await destinations.get(MAX_GROUPED + 1, 1000.0)
+        assert rows == [] and skipped and len(ops.asked("list")) == 2
+
+    run(go())
