@@ -35,6 +35,7 @@ from aiohttp import web
 from pigeon.admin import localsubmit as L
 from pigeon.net.apisession import Refused
 from pigeon.proto.reply import Reply
+from pigeon.web.auth import TOKEN_KEY
 from pigeon.web.message import Invalid, parse_send
 from pigeon.web.problem import Problem
 from pigeon.web.routes import Route, json_body
@@ -165,7 +166,7 @@ def route(submit: Submit) -> Route:
             req = parse_send(data)
         except Invalid as exc:
             raise Problem(400, f"the message was not queued: {exc}", errors=exc.errors) from None
-        token = request["token"]
+        token = request[TOKEN_KEY]
         try:
             env = await submit(
                 req.message,
