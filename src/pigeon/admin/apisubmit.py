@@ -89,9 +89,8 @@ class ApiSubmitter:
         client: tuple[str, int] = ("", 0),
     ) -> Envelope:
         if account is not None:
-            return await self._as_account(
-                message, sender, recipients, extract, via, account, client
-            )
+            prepared, envelope_from = self._prepare(message, sender, recipients, extract)
+            return await self._as_account(prepared, envelope_from, via, account, client)
         spool, env = await asyncio.to_thread(self._spool, message, sender, recipients, extract, via)
         await commit_submitted(
             self.store,
@@ -107,14 +106,7 @@ class ApiSubmitter:
     # -- a token bound to an account: SMTP submission's pipeline ----------------
 
     async def _as_account(
-        self,
-        message: bytes,
-        sender: str | None,
-        recipients: list[str],
-        extract: bool,
-        via: str,
-        name: str,
-        client: tuple[str, int],
+        self, prepared: L.Prepared, envelope_from: str, via: str, name: str, client: tuple[str, int]
     ) -> Envelope:
         if self.auth is None or self.submission is None:
             raise L.SubmitError("accounts are not available in this process", L.EX_TEMPFAIL)
@@ -126,7 +118,6 @@ class ApiSubmitter:
             raise L.SubmitError(
                 f"the token's account {name} does not exist (pigeon user list)", L.EX_NOPERM
             )
-        prepared, envelope_from = self._prepare(message, sender, recipients, extract)
         queue_id = await submit_message(
             self.submission(),
             L.message_bytes(prepared),
