@@ -12,10 +12,18 @@ Contract:
     API never stops mail).
   * Readiness is: the queue answers (its counts are read in a worker
     thread), the role's mail listeners are bound, and no stop has begun.
+  * The console's dashboard sampler (console/stats.py, a task ticking
+    every 10 s over `role.metrics`) and its recent-activity handler on the
+    mail logger (console/activity.py) live as long as the application:
+    started by its start-up, stopped and detached by its clean-up (aiohttp's
+    `cleanup_ctx`, run by `WebServer.start` and `close`).
   * The API asks the queue manager through the control socket's
     operations (`admin.ops`), the same code `pigeon queue` reaches, and
-    queues mail through `admin.apisubmit` (local submission's path: the
-    same spool, DKIM signer in force, commit and hand-over).
+    queues mail through `admin.apisubmit`: a token bound to an account
+    through the receive pipeline of the submission role in force (as SMTP
+    submission; `SmtpService.context`), one without through local
+    submission's path (the same spool, DKIM signer in force, commit and
+    hand-over).
   * The console's first start: when `<data_dir>/console-admins.json` does
     not exist, the admin `admin` is made with a random password, which is
     said once, in the log (warning) and, when the log does not show it on
@@ -29,19 +37,25 @@ Contract:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+
+from aiohttp import web
 
 from pigeon.admin.apisubmit import ApiSubmitter
 from pigeon.admin.wiring import AdminHandle
 from pigeon.app.roles import ProcessRole
 from pigeon.config.schema import Config
+from pigeon.console.activity import Activity, ActivityHandler
 from pigeon.console.admins import AdminError, AdminStore
 from pigeon.console.app import add_console
 from pigeon.console.deps import ConsoleDeps
 from pigeon.console.sessions import SessionStore
+from pigeon.console.stats import Sampler
 from pigeon.net.listener import bind_reason
 from pigeon.web.app import WebDeps, build_app
 from pigeon.web.server import WebServer
@@ -109,12 +123,18 @@ async def start_console(
             on_queued=role.manager.submit if role.manager is not None else lambda env: None,
             maillog=role.maillog,
             signer=lambda: role.signing.signer if role.signing is not None else None,
+            auth=role.auth,
+            # Asked at every request: after a reload, the new pipeline and limits.
+            submission=lambda: role.smtp.context("submission"),
         ).send,
         mailbox_root=config.mailbox_root,
     )
     app = build_app(deps)
     admins = AdminStore.in_data_dir(config.data_dir)
     await asyncio.to_thread(first_admin, config, admins)  # argon2: not in the loop
+    stats = Sampler(role.metrics.counter_totals)
+    activity = Activity()
+    app.cleanup_ctx.append(_live(stats, ActivityHandler(activity)))
     add_console(
         app,
         ConsoleDeps(
@@ -127,6 +147,9 @@ async def start_console(
             mailbox_root=config.mailbox_root,
             config_path=config_path.resolve() if config_path is not None else None,
             config=lambda: role.config,
+            stats=stats,
+            activity=activity,
+            workers=config.workers,
         ),
     )
     server = WebServer(app, listen)
@@ -142,3 +165,20 @@ async def start_console(
         )
         return None
     return server
+
+
+def _live(stats: Sampler, handler: ActivityHandler) -> Callable[[web.Application], AsyncIterator]:
+    """The sampler's task and the mail-log handler, for the application's lifetime."""
+
+    async def live(app: web.Application) -> AsyncIterator[None]:
+        handler.attach()
+        task = asyncio.create_task(stats.run(time.time), name="console-stats")
+        try:
+            yield
+        finally:
+            handler.detach()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return live
