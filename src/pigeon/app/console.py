@@ -131,7 +131,6 @@ async def start_console(
     )
     app = build_app(deps)
     admins = AdminStore.in_data_dir(config.data_dir)
-    await asyncio.to_thread(first_admin, config, admins)  # argon2: not in the loop
     stats = Sampler(role.metrics.counter_totals)
     activity = Activity()
     app.cleanup_ctx.append(_live(stats, ActivityHandler(activity)))
@@ -164,6 +163,9 @@ async def start_console(
             bind_reason(exc),
         )
         return None
+    # After the bind: the listener is up as early as before, and the
+    # password is said once the console can be reached. argon2: in a thread.
+    await asyncio.to_thread(first_admin, config, admins)
     return server
 
 

@@ -95,19 +95,24 @@ class AdminStore:
                 self._stamp, self._hashes = stamp, admins
             return dict(self._hashes)
 
-    def _write(self, admins: dict[str, dict]) -> None:
+    def _write(self, admins: dict[str, dict], *, create: bool = False) -> None:
+        """Replace the file atomically; `create`: only if it does not exist
+        (FileExistsError otherwise: the first admin never overwrites one
+        that `pigeon admin add` just made)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump({"admins": admins}, f, indent=1, sort_keys=True)
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
+            if create:
+                os.link(tmp, self.path)  # atomic, and fails if the file exists
+            else:
+                os.replace(tmp, self.path)
+        finally:
             tmp.unlink(missing_ok=True)
-            raise
 
     def names(self) -> list[str]:
         return sorted(self._read())
@@ -116,17 +121,19 @@ class AdminStore:
         check_name(name)
         if not password:
             raise AdminError("the password is empty")
+        encoded = hash_password(password)  # slow: before the read, so the window is short
         admins = self._read()
-        admins[name] = {"hash": hash_password(password), "created": int(time.time())}
+        admins[name] = {"hash": encoded, "created": int(time.time())}
         self._write(admins)
 
     def passwd(self, name: str, password: str) -> None:
         if not password:
             raise AdminError("the password is empty")
+        encoded = hash_password(password)
         admins = self._read()
         if name not in admins:
             raise AdminError(f"no such admin: {name}")
-        admins[name] = {**admins[name], "hash": hash_password(password)}
+        admins[name] = {**admins[name], "hash": encoded}
         self._write(admins)
 
     def info(self) -> dict[str, int]:
@@ -152,7 +159,11 @@ class AdminStore:
         if self.path.exists():
             return None
         password = make_password()
-        self.add("admin", password)
+        entry = {"hash": hash_password(password), "created": int(time.time())}
+        try:
+            self._write({"admin": entry}, create=True)
+        except FileExistsError:  # made meanwhile by `pigeon admin add`
+            return None
         return password
 
     def remove(self, name: str) -> bool:

@@ -95,3 +95,23 @@ def test_the_first_admin_line_reaches_stderr_when_the_log_goes_to_a_file(tmp_pat
     assert found and store.verify("admin", found.group(1))
     first_admin(load_config(path), store)  # the file exists now: nothing more said
     assert capsys.readouterr().err == ""
+
+
+def test_the_first_admin_never_overwrites_an_admin_added_meanwhile(tmp_path, monkeypatch):
+    import pigeon.console.admins as admins_module
+
+    store = AdminStore.in_data_dir(tmp_path)
+    real_hash = admins_module.hash_password
+    raced = []
+
+    def slow_hash(password):
+        # `pigeon admin add` in another process, while the first admin's hash is made
+        if not raced:
+            raced.append(1)
+            AdminStore.in_data_dir(tmp_path).add("ops", PASSWORD)
+        return real_hash(password)
+
+    monkeypatch.setattr(admins_module, "hash_password", slow_hash)
+    assert store.ensure_first() is None
+    assert store.names() == ["ops"] and store.verify("ops", PASSWORD)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
