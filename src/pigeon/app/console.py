@@ -65,6 +65,9 @@ __all__ = ["max_body", "start_console"]
 
 log = logging.getLogger("pigeon")
 
+#: Tasks started here and not awaited (asyncio keeps only weak references).
+_BACKGROUND: set[asyncio.Task] = set()
+
 
 def max_body(config: Config) -> int:
     """`[console] max_body`, or 4/3 of the message size limit (base64 in JSON) + 1 MiB."""
@@ -163,9 +166,11 @@ async def start_console(
             bind_reason(exc),
         )
         return None
-    # After the bind: the listener is up as early as before, and the
-    # password is said once the console can be reached. argon2: in a thread.
-    await asyncio.to_thread(first_admin, config, admins)
+    # After the bind, in a thread and without holding up the start-up (argon2
+    # takes a while): the password is said once the console can be reached.
+    task = asyncio.create_task(asyncio.to_thread(first_admin, config, admins))
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
     return server
 
 
