@@ -1,0 +1,72 @@
+"""Helpers of the browser tests (tests/e2e/browser): a loopback HTTP server
+that records every request (the remote image a received HTML mail must not
+load), and waits on a page that are bounded in time.
+
+Contract:
+  * `HitServer` serves GET on 127.0.0.1 on an ephemeral port from a thread;
+    `pages` maps a path to (content type, bytes), any other path is a 1x1
+    PNG. Every request's path is appended to `hits`, whatever it asked for,
+    so a test can assert that nothing was fetched. `stop()` ends the thread.
+  * `wait_until(driver, predicate, timeout)` polls a predicate of the driver
+    (bounded: CONTRIBUTING.md, rule 18) and returns its last value.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+# The smallest valid PNG (1x1, transparent): what a tracking pixel looks like.
+PIXEL = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
+)
+
+
+class HitServer:
+    def __init__(self, pages: dict[str, tuple[str, bytes]] | None = None) -> None:
+        self.pages = dict(pages or {})
+        self.hits: list[str] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                server.hits.append(self.path)
+                kind, body = server.pages.get(self.path, ("image/png", PIXEL))
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:  # keep the test output quiet
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(5)
+
+
+def wait_until(driver, predicate: Callable, timeout: float = 10.0, interval: float = 0.1):
+    """Poll `predicate(driver)` until it is truthy or `timeout` passes; its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = predicate(driver)
+        except Exception:  # the page is still changing (stale element, not found yet)
+            value = None
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
