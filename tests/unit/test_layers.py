@@ -44,6 +44,7 @@ RANK = {
     "pigeon.admin": 9,
     "pigeon.privileges": 9,
     "pigeon.web": 10,  # the HTTP API: beside app, which starts it; above admin, which it asks
+    "pigeon.console": 10,  # the web console: pages added to the API's application by app
     "pigeon.app": 10,
     "pigeon.cli": 11,
     "pigeon.api": 11,

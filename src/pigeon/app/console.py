@@ -1,4 +1,6 @@
-"""The HTTP listener of the API (`[console] listen`, docs/api.md), wired into a role.
+"""The HTTP listener of the API and the web console (`[console] listen`), wired into a role.
+
+The API: docs/api.md; the console's pages (pigeon.console): docs/console.md.
 
 Contract:
   * `start_console(config, role, admin, stopping)` is called by the
@@ -26,6 +28,10 @@ from pigeon.admin.apisubmit import ApiSubmitter
 from pigeon.admin.wiring import AdminHandle
 from pigeon.app.roles import ProcessRole
 from pigeon.config.schema import Config
+from pigeon.console.admins import AdminStore
+from pigeon.console.app import add_console
+from pigeon.console.deps import ConsoleDeps
+from pigeon.console.sessions import SessionStore
 from pigeon.net.listener import bind_reason
 from pigeon.web.app import WebDeps, build_app
 from pigeon.web.server import WebServer
@@ -73,7 +79,19 @@ async def start_console(
         ).send,
         mailbox_root=config.mailbox_root,
     )
-    server = WebServer(build_app(deps), listen)
+    app = build_app(deps)
+    add_console(
+        app,
+        ConsoleDeps(
+            admins=AdminStore.in_data_dir(config.data_dir),
+            sessions=SessionStore(),
+            ops=admin.ops,
+            data_dir=config.data_dir,
+            mailbox_root=config.mailbox_root,
+            config_path=None,  # TODO(issue 15, settings editor): thread the path from cli/serve.py
+        ),
+    )
+    server = WebServer(app, listen)
     try:
         await server.start()
     except OSError as exc:

@@ -12,7 +12,7 @@ Contract:
   * A token limited to a capture tenant (web/tokens.py) is refused 403 on
     every route but those built with `tenants=True` (/api/capture...,
     web/capture_routes.py), which narrow what they show to its tenant.
-  * The token's entry is put in `request["token"]` for the handler (the
+  * The token's entry is put in `request[TOKEN_KEY]` for the handler (the
     name shows in the log of what it did).
   * A route whose scope is None is not wrapped: health, readiness and the
     OpenAPI document.
@@ -24,11 +24,14 @@ from aiohttp import web
 
 from pigeon.web.problem import Problem
 from pigeon.web.routes import Handler
-from pigeon.web.tokens import TokenStore, has_scope
+from pigeon.web.tokens import TokenInfo, TokenStore, has_scope
 
-__all__ = ["REALM", "guarded"]
+__all__ = ["REALM", "TOKEN_KEY", "guarded"]
 
 REALM = 'Bearer realm="pigeon"'
+
+#: Where the checked token's entry is put for the handler.
+TOKEN_KEY = web.RequestKey("pigeon_api_token", TokenInfo)
 
 
 def _bearer(request: web.Request) -> str | None:
@@ -70,7 +73,7 @@ def guarded(handler: Handler, scope: str, tokens: TokenStore, *, tenants: bool =
                 f"the token {info.name!r} is limited to the capture tenant {info.tenant!r}: "
                 "it serves the /api/capture routes only",
             )
-        request["token"] = info
+        request[TOKEN_KEY] = info
         return await handler(request)
 
     return check

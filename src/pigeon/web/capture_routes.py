@@ -33,6 +33,7 @@ from typing import Any
 from aiohttp import web
 
 from pigeon.admin.control import OpError
+from pigeon.web.auth import TOKEN_KEY
 from pigeon.web.problem import Problem
 from pigeon.web.queue_routes import (
     ACTION_RESULT,
@@ -96,7 +97,7 @@ _MESSAGE = {
 
 
 def _tenant(request: web.Request) -> str | None:
-    token = request.get("token")
+    token = request.get(TOKEN_KEY)
     return getattr(token, "tenant", None)
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from pigeon.admin import localsubmit as L
+from pigeon.web.auth import TOKEN_KEY
 from pigeon.web.message import Invalid, parse_send
 from pigeon.web.problem import Problem
 from pigeon.web.routes import Route, json_body
@@ -113,7 +114,7 @@ def route(submit: Submit) -> Route:
                 sender=req.sender,
                 recipients=req.recipients,
                 extract=req.extract,
-                via=request["token"].name,
+                via=request[TOKEN_KEY].name,
             )
         except L.SubmitError as exc:
             status = _STATUS.get(exc.code, 500)
