@@ -9,6 +9,12 @@ Contract:
     so a test can assert that nothing was fetched. `stop()` ends the thread.
   * `wait_until(driver, predicate, timeout)` polls a predicate of the driver
     (bounded: CONTRIBUTING.md, rule 18) and returns its last value.
+  * `add_admin(server, name, password)` writes a console admin into the
+    server's admin store (console/admins.py, read again by the running
+    pigeon when the file changes); `login(driver, url, name, password)`
+    fills the console's login form as a person would and submits it.
+  * `assert_post_forms_have_csrf(driver)`: every POST form of the page has
+    the hidden `csrf` field with a value (console/pages.py, `form`).
 """
 
 from __future__ import annotations
@@ -17,6 +23,11 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from pigeon.console.admins import AdminStore
+
+ADMIN = "root-admin"
+ADMIN_PASSWORD = "tr0ub4dor&3-but-longer"
 
 # The smallest valid PNG (1x1, transparent): what a tracking pixel looks like.
 PIXEL = bytes.fromhex(
@@ -70,3 +81,39 @@ def wait_until(driver, predicate: Callable, timeout: float = 10.0, interval: flo
         if value or time.monotonic() > deadline:
             return value
         time.sleep(interval)
+
+
+def add_admin(server, name: str = ADMIN, password: str = ADMIN_PASSWORD) -> None:
+    AdminStore.in_data_dir(server.data_dir).add(name, password)
+
+
+def login(driver, url: Callable[[str], str], name: str, password: str) -> None:
+    """Open /login, type the name and password, press the button; waits for
+    the next page (the login form's own URL changes or an error shows)."""
+    driver.get(url("/login"))
+    form = driver.find_element("css selector", "form[action='/login']")
+    form.find_element("name", "name").send_keys(name)
+    form.find_element("name", "password").send_keys(password)
+    form.find_element("css selector", "button[type=submit], input[type=submit]").click()
+    wait_until(
+        driver,
+        lambda d: (
+            not d.current_url.rstrip("/").endswith("/login")
+            or d.find_elements("css selector", "[role=alert]")
+        ),
+    )
+
+
+def assert_post_forms_have_csrf(driver) -> int:
+    """Every POST form but the login form (no session yet) carries a non-empty
+    `csrf` field; returns how many forms were checked."""
+    forms = [
+        f
+        for f in driver.find_elements("css selector", "form")
+        if (f.get_attribute("method") or "").lower() == "post"
+        and not (f.get_attribute("action") or "").endswith("/login")
+    ]
+    for f in forms:
+        fields = f.find_elements("css selector", "input[type=hidden][name=csrf]")
+        assert fields and fields[0].get_attribute("value"), f.get_attribute("outerHTML")[:300]
+    return len(forms)

@@ -18,9 +18,10 @@ Contract:
     docs/images/console/NAME.png when PIGEON_DOC_SCREENSHOTS=1 (`make
     screenshots`), scaled down until it is under 150 KB. A failed test that
     used `browser` leaves artifacts/screenshots/FAILED-<test>.png.
-  * `console`: a live pigeon (pigeon.testing.live.PigeonProcess, started by
-    tests/e2e/conftest.py's `pigeon_factory`) whose console and HTTP API
-    listen on `console.console_port`; `console_url(path)` is a URL on it.
+  * `console`: a live pigeon (pigeon.testing.live.PigeonProcess), one per
+    test module, whose console and HTTP API listen on `console.console_port`,
+    with one console admin (browser_helpers.ADMIN); `console_url(path)` is
+    a URL on it; `logged_in` is the browser after logging in as that admin.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ import re
 from pathlib import Path
 
 import pytest
+from browser_helpers import ADMIN, ADMIN_PASSWORD, add_admin, login
+
+from pigeon.testing.live import PigeonProcess, free_port
 
 REPO = Path(__file__).resolve().parents[3]
 SCREENSHOTS = REPO / "artifacts" / "screenshots"
@@ -164,18 +168,47 @@ def pytest_runtest_makereport(item, call):
             pass
 
 
+#: The console's pigeon: local mailboxes, a capture domain (docs/capture.md),
+#: and "down.test" whose next hop is a closed loopback port, so mail for it
+#: stays deferred in the queue (tests/e2e/test_http_api.py does the same).
 CONSOLE_CONFIG = (
+    'relay_networks = ["127.0.0.0/8"]\n'
     '[domains."localhost"]\n[domains."example.test"]\nmailboxes = ["alice", "bob"]\n'
-    '[admin]\nmetrics_listen = ""\n'
+    '[domains."dev.test"]\ncapture = true\n'
+    "[queue]\nrun_interval = 1.0\nmin_backoff = 3600\nmax_backoff = 7200\n"
+    '[delivery]\nconnect_timeout = 2.0\n[admin]\nmetrics_listen = ""\n'
+    '[transports]\n"down.test" = "smtp:[127.0.0.1]:{closed}"\n{transports}'
 )
 
 
-@pytest.fixture
-def console(pigeon_factory):
-    """A live pigeon with its console (and HTTP API) on `console.console_port`."""
-    return pigeon_factory(CONSOLE_CONFIG)
+@pytest.fixture(scope="module")
+def console_transports() -> str:
+    """More `[transports]` lines for the module's console (a module overrides it)."""
+    return ""
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory, console_transports):
+    """A live pigeon with its console (and HTTP API) on `console.console_port`,
+    shared by the tests of a module (each test has its own browser, so its own
+    session), with the admin browser_helpers.ADMIN in its admin store."""
+    config = CONSOLE_CONFIG.format(closed=free_port(), transports=console_transports)
+    server = PigeonProcess(tmp_path_factory.mktemp("console"), config).start()
+    try:
+        add_admin(server)
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
 def console_url(console):
     return console.api_url
+
+
+@pytest.fixture
+def logged_in(browser, console, console_url):
+    """The browser, logged in to the console as browser_helpers.ADMIN."""
+    login(browser, console_url, ADMIN, ADMIN_PASSWORD)
+    assert browser.get_cookie("pigeon_session"), "the login did not make a session"
+    return browser
