@@ -13,6 +13,9 @@ Contract:
     server's admin store (console/admins.py, read again by the running
     pigeon when the file changes); `login(driver, url, name, password)`
     fills the console's login form as a person would and submits it.
+  * `browser_errors(driver)`: the page's console errors since the last call
+    (a script that failed, or a CSP violation: the console's own pages must
+    have none).
   * `assert_post_forms_have_csrf(driver)`: every POST form of the page has
     the hidden `csrf` field with a value (console/pages.py, `form`).
 """
@@ -117,3 +120,12 @@ def assert_post_forms_have_csrf(driver) -> int:
         fields = f.find_elements("css selector", "input[type=hidden][name=csrf]")
         assert fields and fields[0].get_attribute("value"), f.get_attribute("outerHTML")[:300]
     return len(forms)
+
+
+def browser_errors(driver) -> list[str]:
+    return [
+        e["message"]
+        for e in driver.get_log("browser")
+        if e.get("level") == "SEVERE"
+        and "/favicon.ico " not in e["message"]  # the browser's own ask
+    ]

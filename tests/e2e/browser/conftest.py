@@ -85,6 +85,8 @@ def chromium_options(webdriver, profile: Path):
         "--lang=en-US",
     ):
         options.add_argument(arg)
+    # The page's console messages (CSP violations, script errors) for browser_errors().
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     if os.geteuid() == 0:
         options.add_argument("--no-sandbox")  # Chromium will not start as root without it
     return options
@@ -177,22 +179,23 @@ CONSOLE_CONFIG = (
     '[domains."dev.test"]\ncapture = true\n'
     "[queue]\nrun_interval = 1.0\nmin_backoff = 3600\nmax_backoff = 7200\n"
     '[delivery]\nconnect_timeout = 2.0\n[admin]\nmetrics_listen = ""\n'
-    '[transports]\n"down.test" = "smtp:[127.0.0.1]:{closed}"\n{transports}'
+    '[transports]\n"down.test" = "smtp:[127.0.0.1]:{closed}"\n{extra}'
 )
 
 
 @pytest.fixture(scope="module")
-def console_transports() -> str:
-    """More `[transports]` lines for the module's console (a module overrides it)."""
+def console_extra() -> str:
+    """TOML appended to CONSOLE_CONFIG for the module's console (a module
+    overrides it): lines there first go into its `[transports]` table."""
     return ""
 
 
 @pytest.fixture(scope="module")
-def console(tmp_path_factory, console_transports):
+def console(tmp_path_factory, console_extra):
     """A live pigeon with its console (and HTTP API) on `console.console_port`,
     shared by the tests of a module (each test has its own browser, so its own
     session), with the admin browser_helpers.ADMIN in its admin store."""
-    config = CONSOLE_CONFIG.format(closed=free_port(), transports=console_transports)
+    config = CONSOLE_CONFIG.format(closed=free_port(), extra=console_extra)
     server = PigeonProcess(tmp_path_factory.mktemp("console"), config).start()
     try:
         add_admin(server)
