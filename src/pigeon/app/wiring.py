@@ -67,7 +67,7 @@ from pigeon.hooks.api import PluginContext, Submit
 from pigeon.hooks.load import LoadedPlugin, load_plugins, receive_checks
 from pigeon.policy.abusestate import AbuseState
 from pigeon.policy.build import PolicyDeps, build_pipeline
-from pigeon.policy.mailauth import RemoteChecks
+from pigeon.policy.mailauth import CheckerPool, RemoteChecks
 from pigeon.policy.pipeline import ReceivePipeline
 from pigeon.policy.reserve import Room
 from pigeon.proto.params import MailParams
@@ -137,14 +137,18 @@ def receive_policy(
     return build_pipeline(config, deps, receive_checks(plugins))
 
 
-def checker_process(config: Config) -> RemoteChecks:
-    """The checker process of the inbound checks (app/checker.py): started
-    now, while pigeon may still be root, when they are on and run there;
-    else (or when a reload turns them on) at their first message."""
-    spawner = CheckerSpawner(config)
+def checker_process(config: Config) -> CheckerPool:
+    """The checker processes of the inbound checks (app/checker.py,
+    `[mail_auth] checkers` of them): started now, while pigeon may still be
+    root, when they are on and run there; else (or when a reload turns them
+    on) at their first message."""
     auth = config.mail_auth
-    first = spawner.spawn() if auth.enabled and auth.checker == "process" else None
-    return RemoteChecks(first, respawn=spawner.spawn, reap=spawner.close)
+    members = []
+    for _ in range(auth.checkers):
+        spawner = CheckerSpawner(config)
+        first = spawner.spawn() if auth.enabled and auth.checker == "process" else None
+        members.append(RemoteChecks(first, respawn=spawner.spawn, reap=spawner.close))
+    return CheckerPool(members)
 
 
 def plugins(config: Config, submit: Submit | None = None) -> list[LoadedPlugin]:

@@ -24,6 +24,14 @@ _POLICY = C.choice("off", "annotate", "enforce")
 _POLICY_KEYS = ("spf", "dkim", "dmarc", "arc")
 
 
+def _checkers(key: str, value: Any) -> int:
+    """[mail_auth] checkers: 1-16 processes (more than cores only costs memory)."""
+    count = C.integer(1)(key, value)
+    if count > 16:
+        raise ConfigError(key, f"must be at most 16, got {count}")
+    return count
+
+
 def _domains(key: str, value: Any) -> dict[str, CheckPolicies]:
     """[mail_auth.domains."example.org"]: a table of policies per recipient domain."""
     if not isinstance(value, Mapping):
@@ -101,6 +109,7 @@ SECTIONS: dict[str, tuple[type, dict[str, Callable[[str, Any], Any]]]] = {
             "max_key_bits": C.integer(512),
             "public_suffix_list": _suffix_list,
             "checker": C.choice("process", "inline"),
+            "checkers": _checkers,
             "checker_above": C.integer(0),
         },
     ),

@@ -18,10 +18,12 @@ from pathlib import Path
 
 from aiohttp import web
 
+from pigeon.console.capture_pages import capture_pages
 from pigeon.console.dashboard import dashboard_pages
 from pigeon.console.deps import ConsoleDeps
 from pigeon.console.guard import errors_middleware, guard_middleware
 from pigeon.console.login import login_pages
+from pigeon.console.mailbox_pages import mailbox_pages
 from pigeon.console.pages import NAV_KEY, Page
 
 __all__ = ["add_console", "console_pages"]
@@ -33,6 +35,8 @@ def console_pages(deps: ConsoleDeps) -> list[Page]:
     """Every page of the console, in navigation order."""
     pages = login_pages(deps.admins, deps.sessions)
     pages += dashboard_pages(deps)
+    pages += mailbox_pages(deps)
+    pages += capture_pages(deps)
     return pages
 
 

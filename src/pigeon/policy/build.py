@@ -55,7 +55,7 @@ from pigeon.mailstore import maildir_exists as mailstore_maildir_exists
 from pigeon.policy.abusestate import AbuseState
 from pigeon.policy.dnsbl import BlockLists
 from pigeon.policy.greylist import Greylisting
-from pigeon.policy.mailauth import RemoteChecks, build_mail_auth
+from pigeon.policy.mailauth import CheckerPool, build_mail_auth
 from pigeon.policy.milter import MilterCheck
 from pigeon.policy.newmailboxes import (
     NewMailboxLimiter,
@@ -92,7 +92,7 @@ class PolicyDeps:
     #: Where the DMARC check's records go (pigeon.reports; NullSink: nowhere).
     reports: ReportSink = field(default_factory=NullSink)
     #: The checker process ([mail_auth] checker = "process"; None: checks inline).
-    checker: RemoteChecks | None = None
+    checker: CheckerPool | None = None
 
     def with_router(self, router: Router) -> PolicyDeps:
         """The same collaborators with the router of a new configuration."""

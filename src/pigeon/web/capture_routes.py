@@ -45,11 +45,12 @@ from pigeon.web.queue_routes import (
 from pigeon.web.routes import Param, Route, bad_param
 from pigeon.web.routes import query_int as int_param
 
-__all__ = ["PREFIX", "routes"]
+__all__ = ["PREFIX", "QUEUE_ID_RE", "routes"]
 
 PREFIX = "/api/capture"
 Ops = Mapping[str, Callable[..., Awaitable[dict[str, Any]]]]
-_QID = re.compile(r"^[0-9A-Z]{4,64}$")
+#: A queue ID as the capture routes (and the console) accept it.
+QUEUE_ID_RE = re.compile(r"^[0-9A-Z]{4,64}$")
 
 _text = {"type": "string"}
 _ROW: dict[str, Any] = {
@@ -103,7 +104,7 @@ def _tenant(request: web.Request) -> str | None:
 
 def _queue_id(request: web.Request) -> str:
     qid = request.match_info["id"]
-    if not _QID.match(qid):
+    if not QUEUE_ID_RE.match(qid):
         raise bad_param("id", "not a queue ID (4-64 of 0-9 A-Z)")
     return qid
 

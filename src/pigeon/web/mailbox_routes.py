@@ -37,7 +37,7 @@ from pigeon.web.routes import Param, Route
 from pigeon.web.routes import bad_param as _bad
 from pigeon.web.routes import query_int as _integer
 
-__all__ = ["MAX_LIMIT", "routes"]
+__all__ = ["MAX_LIMIT", "routes", "safe_filename"]
 
 MAX_LIMIT = 200
 DEFAULT_LIMIT = 50
@@ -146,7 +146,8 @@ def _query(q: Mapping[str, str]) -> Query:
     )
 
 
-def _safe_filename(name: str | None, n: int) -> str:
+def safe_filename(name: str | None, n: int) -> str:
+    """A download's filename: A-Z a-z 0-9 . _ - only (the console's viewer uses it too)."""
     cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name or "").strip("._")
     return cleaned[:100] or f"attachment-{n}"
 
@@ -199,7 +200,7 @@ def routes(root: Path | None) -> list[Route]:
             body=octets,
             headers={
                 "Content-Type": ctype,
-                "Content-Disposition": f'attachment; filename="{_safe_filename(filename, int(text))}"',
+                "Content-Disposition": f'attachment; filename="{safe_filename(filename, int(text))}"',
                 "Content-Security-Policy": "sandbox; default-src 'none'",
             },
         )

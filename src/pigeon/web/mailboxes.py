@@ -23,6 +23,7 @@ Contract (blocking file I/O: web/mailbox_routes.py calls it from a thread):
     before any use (400).
   * `list`: every mailbox with its folders, message counts and sizes
     (octets on disk, from the ",S=" of the names, else one stat).
+    `mailbox(address)`: one of them.
     `messages`: newest first (highest UID first), paged; with a search at
     most SEARCH_MAX messages are examined, newest first, `complete:
     false` when the folder holds more; a from/to/subject search reads the
@@ -202,6 +203,10 @@ class Mailboxes:
             return user.open(folder)
         except FolderError:
             raise Problem(404, f"no such folder in {address}: {folder}") from None
+
+    def mailbox(self, address: str) -> dict[str, Any]:
+        """One mailbox's entry of `list` (its folders and counts); 404 when none."""
+        return _mailbox(address, self.maildir(address))
 
     def list(self, limit: int, offset: int) -> dict[str, Any]:
         if self.root is None:

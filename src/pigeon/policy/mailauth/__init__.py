@@ -34,12 +34,13 @@ from pigeon.policy.mailauth.check import MailAuth
 from pigeon.policy.mailauth.examine import Examiner
 from pigeon.policy.mailauth.findings import Investigator
 from pigeon.policy.mailauth.orgdomain import OrgDomains
+from pigeon.policy.mailauth.pool import CheckerPool
 from pigeon.policy.mailauth.remote import RemoteChecks
 from pigeon.policy.mailauth.verify import DkimLimits
 from pigeon.policy.relay import RelayNetworks
 from pigeon.reports.records import ReportSink
 
-__all__ = ["MailAuth", "RemoteChecks", "build_examiner", "build_mail_auth"]
+__all__ = ["CheckerPool", "MailAuth", "RemoteChecks", "build_examiner", "build_mail_auth"]
 
 
 def build_examiner(
@@ -68,7 +69,7 @@ def build_mail_auth(
     sink: ReportSink,
     *,
     wallclock: Callable[[], float] = time.time,
-    remote: RemoteChecks | None = None,
+    remote: CheckerPool | None = None,
 ) -> MailAuth:
     """The stage for `config` ([mail_auth]); with `remote` (the checker
     process, `[mail_auth] checker = "process"`) the checks run there, told

@@ -57,7 +57,7 @@ from pigeon.policy.api import Message, SessionFacts, Verdict
 from pigeon.policy.mailauth import outcome as O
 from pigeon.policy.mailauth.authres import removals
 from pigeon.policy.mailauth.examine import Examiner
-from pigeon.policy.mailauth.remote import RemoteChecks
+from pigeon.policy.mailauth.pool import CheckerPool
 from pigeon.policy.relay import RelayNetworks, client_address
 from pigeon.proto import reply as R
 from pigeon.proto.params import RcptParams
@@ -79,7 +79,7 @@ class MailAuth:
         networks: RelayNetworks,
         sink: ReportSink,
         *,
-        remote: RemoteChecks | None = None,
+        remote: CheckerPool | None = None,
     ) -> None:
         self.config = config
         self.examiner = examiner

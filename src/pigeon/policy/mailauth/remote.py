@@ -306,6 +306,7 @@ class RemoteChecks:
         self._next_try = 0.0
         self._troubled = False  # one log line per episode
         self._connecting: asyncio.Future[_Channel | None] | None = None
+        self._preparing: asyncio.Task[_Channel | None] | None = None
         self.answered = 0
 
     def configure(self, config: Config) -> None:
@@ -348,6 +349,25 @@ class RemoteChecks:
             self._troubled = False
             log.info("the checker process answers again")
         return examined
+
+    @property
+    def in_flight(self) -> int | None:
+        """Checks sent and not yet answered; None while no process is ready
+        (its messages are checked inline: policy/mailauth/pool.py)."""
+        channel = self._channel
+        if channel is None or channel.lost or not channel.ready.is_set():
+            return None
+        return len(channel.pending)
+
+    def prepare(self) -> None:
+        """Start connecting (or starting a process) in the background when
+        there is no channel and no attempt under way; the next examine
+        finds it ready (a pool's members other than the one asked)."""
+        channel = self._channel
+        if (channel is None or channel.lost) and self._connecting is None:
+            if self._socket is not None or self._clock() >= self._next_try:
+                # Kept: the loop holds tasks weakly.
+                self._preparing = asyncio.get_running_loop().create_task(self._connect())
 
     async def wait_ready(self, timeout: float) -> bool:
         channel = self._channel

@@ -21,7 +21,7 @@ from pigeon.config import load_config
 from pigeon.dns.cache import CachingResolver
 from pigeon.dns.stub import StubResolver
 from pigeon.policy.api import SessionFacts
-from pigeon.policy.mailauth import RemoteChecks, build_mail_auth
+from pigeon.policy.mailauth import CheckerPool, RemoteChecks, build_mail_auth
 from pigeon.policy.mailauth.remote import _Unpickler, frame, read_frames
 from pigeon.policy.message import SpoolMessage
 from pigeon.policy.relay import RelayNetworks
@@ -36,7 +36,13 @@ class RemoteHarness:
     """The stage twice over one configuration: checks in a child process, and inline."""
 
     def __init__(
-        self, dns_port: int, tmp_path: Path, *, wait: bool = True, **remote_options
+        self,
+        dns_port: int,
+        tmp_path: Path,
+        *,
+        wait: bool = True,
+        members: int = 0,
+        **remote_options,
     ) -> None:
         self.config = load_config(
             overrides={
@@ -52,13 +58,14 @@ class RemoteHarness:
             }
         )
         self.runner = asyncio.Runner()
-        self.spawner = CheckerSpawner(self.config)
-        self.remote = RemoteChecks(
-            self.spawner.spawn(),
-            respawn=self.spawner.spawn,
-            reap=self.spawner.close,
-            **remote_options,
-        )
+        self.spawners = [CheckerSpawner(self.config) for _ in range(max(1, members))]
+        self.spawner = self.spawners[0]
+        made = [
+            RemoteChecks(s.spawn(), respawn=s.spawn, reap=s.close, **remote_options)
+            for s in self.spawners
+        ]
+        # members=0: one RemoteChecks alone; else a pool of that many (pool.py)
+        self.remote = made[0] if members == 0 else CheckerPool(made)
         networks = RelayNetworks(self.config.relay_networks)
         resolver = CachingResolver(StubResolver([("127.0.0.1", dns_port)], timeout=1.0))
         self.remote_sink, self.inline_sink = Sink(), Sink()
@@ -71,7 +78,8 @@ class RemoteHarness:
         if wait:  # until it is ready the server checks inline (remote.py)
             assert self.runner.run(self.remote.wait_ready(30.0)), "the checker never got ready"
 
-    def run(self, content: bytes, *, remote: bool = True, ip: str = CLIENT):
+    def _message(self, content: bytes, ip: str):
+        """The message spooled as the server has it at the end of the data, and its facts."""
         spool = self.store.new_spool(Envelope("", "alice@example.org", [Recipient("bob@x.test")]))
         spool.write(b"Received: from client ([" + ip.encode() + b"])\r\n\tby mx; now\r\n")
         spool.write(content)
@@ -81,15 +89,33 @@ class RemoteHarness:
             sender=Address("alice", "example.org"),
             recipients=[(Address("bob", "x.test"), RcptParams())],
         )
+        return spool, facts, SpoolMessage(spool, header_limit=1 << 20, eight_bit=False)
+
+    def run(self, content: bytes, *, remote: bool = True, ip: str = CLIENT):
+        spool, facts, msg = self._message(content, ip)
         check = self.remote_check if remote else self.inline_check
         try:
-            msg = SpoolMessage(spool, header_limit=1 << 20, eight_bit=False)
             return self.runner.run(check.end_of_data(facts, msg))
         finally:
             spool.discard()
 
+    def run_together(self, contents: list[bytes]) -> list:
+        """The messages' checks started at once, as sessions that end together."""
+        made = [self._message(content, CLIENT) for content in contents]
+
+        async def together():
+            return await asyncio.gather(
+                *(self.remote_check.end_of_data(facts, msg) for _, facts, msg in made)
+            )
+
+        try:
+            return self.runner.run(together())
+        finally:
+            for spool, _, _ in made:
+                spool.discard()
+
     def child_pids(self) -> list[int]:
-        return [c.pid for c in self.spawner._children if c.poll() is None]
+        return [c.pid for s in self.spawners for c in s._children if c.poll() is None]
 
     def close(self) -> None:
         self.remote.close()
@@ -238,3 +264,49 @@ def test_an_answer_that_would_split_the_header_is_refused():
         decode(smuggled)
     with pytest.raises((TypeError, ValueError)):
         decode(("not", "an", "answer"))
+
+
+# -- several processes (policy/mailauth/pool.py) ------------------------------
+
+
+def test_checks_that_arrive_together_are_shared_by_the_pool(remote_harness, keys):
+    h = remote_harness(members=2)
+    signed = keys.rsa.sign(message())
+    verdicts = h.run_together([signed] * 8)
+    assert all("dkim=pass" in results(v) for v in verdicts)
+    _same(verdicts[0], h.run(signed, remote=False))
+    shares = [m.answered for m in h.remote.members]
+    assert sum(shares) == 8 and all(shares), f"both processes checked some: {shares}"
+    assert len(h.child_pids()) == 2
+
+
+def test_a_pool_member_that_dies_leaves_the_other_checking(remote_harness, keys):
+    h = remote_harness(members=2)
+    first, second = h.remote.members
+    os.kill(h.spawners[0]._children[0].pid, signal.SIGKILL)
+    signed = keys.rsa.sign(message())
+    verdicts = h.run_together([signed] * 4) + [h.run(signed) for _ in range(3)]
+    assert all("dkim=pass" in results(v) for v in verdicts)  # never unchecked
+    assert second.answered >= 3, "the live process took the checks"
+    # The dead one is replaced in the background (remote.py), and checks again.
+    assert h.runner.run(h.remote.wait_ready(30.0))
+    assert first.in_flight == 0
+
+
+def test_a_pool_member_without_a_process_is_started_in_the_background(dns_server, tmp_path, keys):
+    h = RemoteHarness(dns_server.port, tmp_path, members=2, wait=False)
+    try:
+        idle = h.remote.members[1]
+        idle.close()  # as if its process had never been started...
+        spawner = h.spawners[1]
+        h.remote.members = (
+            h.remote.members[0],
+            RemoteChecks(None, respawn=spawner.spawn, reap=spawner.close),
+        )
+        assert h.runner.run(h.remote.members[0].wait_ready(30.0))
+        signed = keys.rsa.sign(message())
+        assert "dkim=pass" in results(h.run(signed))  # ...the message starts it
+        assert h.runner.run(h.remote.wait_ready(30.0)), "started by the pool"
+        assert all(m.in_flight == 0 for m in h.remote.members)
+    finally:
+        h.close()
