@@ -196,7 +196,7 @@ def console(tmp_path_factory, console_extra):
     shared by the tests of a module (each test has its own browser, so its own
     session), with the admin browser_helpers.ADMIN in its admin store."""
     config = CONSOLE_CONFIG.format(closed=free_port(), extra=console_extra)
-    server = PigeonProcess(tmp_path_factory.mktemp("console"), config).start()
+    server = PigeonProcess(tmp_path_factory.mktemp("console"), config).start(timeout=60)
     try:
         add_admin(server)
         yield server

@@ -29,7 +29,7 @@ FRIEND = "friend@peer.test"
 def peer(tmp_path_factory):
     server = PigeonProcess(
         tmp_path_factory.mktemp("peer"), '[domains."peer.test"]\n[admin]\nmetrics_listen = ""\n'
-    ).start()
+    ).start(timeout=60)
     yield server
     server.stop()
 
