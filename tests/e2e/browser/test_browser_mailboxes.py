@@ -25,7 +25,7 @@ ALICE = "alice@example.test"
 CANARY = "the script did not run"
 
 
-def swaks(server, data: bytes) -> None:
+def swaks(server, data: bytes, to: str = ALICE) -> None:
     done = subprocess.run(
         [
             require_tool("swaks"),
@@ -36,7 +36,7 @@ def swaks(server, data: bytes) -> None:
             "--from",
             "news@shop.example",
             "--to",
-            ALICE,
+            to,
             "--timeout",
             "10",
             "--data",
