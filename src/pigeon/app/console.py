@@ -12,6 +12,11 @@ Contract:
     API never stops mail).
   * Readiness is: the queue answers (its counts are read in a worker
     thread), the role's mail listeners are bound, and no stop has begun.
+  * The console's dashboard sampler (console/stats.py, a task ticking
+    every 10 s over `role.metrics`) and its recent-activity handler on the
+    mail logger (console/activity.py) live as long as the application:
+    started by its start-up, stopped and detached by its clean-up (aiohttp's
+    `cleanup_ctx`, run by `WebServer.start` and `close`).
   * The API asks the queue manager through the control socket's
     operations (`admin.ops`), the same code `pigeon queue` reaches, and
     queues mail through `admin.apisubmit` (local submission's path: the
@@ -21,17 +26,23 @@ Contract:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
 
 from pigeon.admin.apisubmit import ApiSubmitter
 from pigeon.admin.wiring import AdminHandle
 from pigeon.app.roles import ProcessRole
 from pigeon.config.schema import Config
+from pigeon.console.activity import Activity, ActivityHandler
 from pigeon.console.admins import AdminStore
 from pigeon.console.app import add_console
 from pigeon.console.deps import ConsoleDeps
 from pigeon.console.sessions import SessionStore
+from pigeon.console.stats import Sampler
 from pigeon.net.listener import bind_reason
 from pigeon.web.app import WebDeps, build_app
 from pigeon.web.server import WebServer
@@ -80,6 +91,9 @@ async def start_console(
         mailbox_root=config.mailbox_root,
     )
     app = build_app(deps)
+    stats = Sampler(role.metrics.counter_totals)
+    activity = Activity()
+    app.cleanup_ctx.append(_live(stats, ActivityHandler(activity)))
     add_console(
         app,
         ConsoleDeps(
@@ -89,6 +103,9 @@ async def start_console(
             data_dir=config.data_dir,
             mailbox_root=config.mailbox_root,
             config_path=None,  # TODO(issue 15, settings editor): thread the path from cli/serve.py
+            stats=stats,
+            activity=activity,
+            workers=config.workers,
         ),
     )
     server = WebServer(app, listen)
@@ -104,3 +121,20 @@ async def start_console(
         )
         return None
     return server
+
+
+def _live(stats: Sampler, handler: ActivityHandler) -> Callable[[web.Application], AsyncIterator]:
+    """The sampler's task and the mail-log handler, for the application's lifetime."""
+
+    async def live(app: web.Application) -> AsyncIterator[None]:
+        handler.attach()
+        task = asyncio.create_task(stats.run(time.time), name="console-stats")
+        try:
+            yield
+        finally:
+            handler.detach()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return live

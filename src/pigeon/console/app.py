@@ -18,6 +18,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from pigeon.console.activity import activity_pages
 from pigeon.console.capture_pages import capture_pages
 from pigeon.console.dashboard import dashboard_pages
 from pigeon.console.deps import ConsoleDeps
@@ -25,6 +26,7 @@ from pigeon.console.guard import errors_middleware, guard_middleware
 from pigeon.console.login import login_pages
 from pigeon.console.mailbox_pages import mailbox_pages
 from pigeon.console.pages import NAV_KEY, Page
+from pigeon.console.queue import queue_pages
 
 __all__ = ["add_console", "console_pages"]
 
@@ -35,6 +37,8 @@ def console_pages(deps: ConsoleDeps) -> list[Page]:
     """Every page of the console, in navigation order."""
     pages = login_pages(deps.admins, deps.sessions)
     pages += dashboard_pages(deps)
+    pages += queue_pages(deps)
+    pages += activity_pages(deps.activity)
     pages += mailbox_pages(deps)
     pages += capture_pages(deps)
     return pages

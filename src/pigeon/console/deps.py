@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pigeon.console.activity import Activity
 from pigeon.console.admins import AdminStore
 from pigeon.console.sessions import SessionStore
+from pigeon.console.stats import Sampler
 
 __all__ = ["ConsoleDeps"]
 
@@ -30,3 +32,10 @@ class ConsoleDeps:
     mailbox_root: Path | None = None
     #: the configuration file pigeon was started with (None: embedded defaults)
     config_path: Path | None = None
+    #: the dashboard's counter rings (console/stats.py; None: no charts)
+    stats: Sampler | None = None
+    #: recent deliveries and rejections (console/activity.py; None: none kept)
+    activity: Activity | None = None
+    #: `workers` of the configuration: with more than one, the counters and the
+    #: activity above are the main process's only (the dashboard says so)
+    workers: int = 1

@@ -11,6 +11,7 @@ Contract:
     token, for the hidden field of every form: `{{ csrf_field() }}`),
     `nav` (label, path) pairs, `path` (the current path), `status_code`
     and `static(name)` (the versioned URL of a file of console/static).
+    Filter `utc`: a Unix time as "YYYY-MM-DD HH:MM:SS" in UTC.
   * `await form(request)` reads a POSTed form and checks it (CSRF, OWASP's
     synchronizer token pattern): the field `csrf` must equal the session's
     token, compared in constant time, and an `Origin` header, when the
@@ -24,6 +25,7 @@ Contract:
 from __future__ import annotations
 
 import hmac
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +51,16 @@ _ENV = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+
+
+def _utc(when: float | None) -> str:
+    """A Unix time as "2026-12-07 05:16:40" UTC (the `utc` filter of the templates)."""
+    if when is None:
+        return ""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(when))
+
+
+_ENV.filters["utc"] = _utc
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,9 @@ Contract:
     `pigeon_queue_below_reserve` (1 while MAIL is answered 452) and
     `pigeon_queue_unsaved_entries` (results kept in memory until the store
     takes writes again). All optional.
+  * `counter_totals()` reads this process's counters (not the scrape-time
+    values: no store query), {metric name: {label values: total}}, for
+    the web console's sampler (console/stats.py).
   * Names follow Prometheus conventions: `pigeon_` prefix, `_total` for
     counters, base units (seconds, bytes).
   * `MetricsServer(listen, metrics)`: a deliberately tiny asyncio HTTP/1.0
@@ -246,6 +249,26 @@ class Metrics:
         self._tls.labels(str(version)).inc()
 
     # --- output -------------------------------------------------------------------
+
+    def counter_totals(self) -> dict[str, dict[tuple[str, ...], float]]:
+        """Every counter's totals by label values (module contract); cheap, any thread."""
+        out: dict[str, dict[tuple[str, ...], float]] = {}
+        counters = (
+            self._connections,
+            self._refused,
+            self._sessions,
+            self._accepted,
+            self._rejected,
+            self._recipients,
+            self._tls,
+        )
+        for counter in counters:
+            for family in counter.collect():
+                for sample in family.samples:
+                    if sample.name.endswith("_total"):
+                        key = tuple(sample.labels[k] for k in sorted(sample.labels))
+                        out.setdefault(family.name, {})[key] = sample.value
+        return out
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric (blocking: scrape-time reads)."""

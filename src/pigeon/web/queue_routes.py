@@ -41,6 +41,8 @@ __all__ = [
     "MAX_LIMIT",
     "PAGE_PARAMS",
     "QUEUE_ID",
+    "STATES",
+    "entry_matches",
     "page_schema",
     "routes",
 ]
@@ -142,7 +144,9 @@ def _queue_id(request: web.Request) -> str:
     return qid
 
 
-def _matches(entry: dict[str, Any], recipient: str | None, prefix: str | None) -> bool:
+def entry_matches(entry: dict[str, Any], recipient: str | None, prefix: str | None) -> bool:
+    """The API's narrowing of `list` rows (also the console's, console/queue.py):
+    a part of a recipient address, a queue-ID prefix."""
     if prefix is not None and not entry["id"].startswith(prefix):
         return False
     if recipient is not None:
@@ -168,7 +172,9 @@ def routes(ops: Ops) -> list[Route]:
         offset = _integer(q, "offset", 0, 0, 10**9)
         filters = {"state": state, "sender": q.get("sender"), "domain": q.get("domain")}
         listed = await ops["list"](filters={k: v for k, v in filters.items() if v})
-        chosen = [e for e in listed["entries"] if _matches(e, q.get("recipient") or None, prefix)]
+        chosen = [
+            e for e in listed["entries"] if entry_matches(e, q.get("recipient") or None, prefix)
+        ]
         page = chosen[offset : offset + limit]
         return web.json_response(
             {"total": len(chosen), "offset": offset, "limit": limit, "entries": page}
