@@ -132,7 +132,7 @@ def test_mail_sent_with_swaks_is_listed_and_opens_in_the_viewer(
     assert wait_until(browser, lambda d: d.find_element("id", "mailbox-address").text == ALICE)
     rows = browser.find_elements("css selector", "tr[data-test=message-row]")
     assert any("Lunch?" in r.text for r in rows), [r.text for r in rows]
-    shot("mailbox", docs=True)
+    shot("mailbox")
     open_message(browser, console_url, "Lunch?")
     assert "bob@example.test" in browser.find_element("css selector", "[data-test=from]").text
     assert "lunch at noon?" in browser.find_element("id", "message-text").text
@@ -162,6 +162,7 @@ def test_a_hostile_html_mail_runs_no_script_and_loads_nothing(
     # An empty sandbox: no scripts, an opaque origin, no forms, no navigation.
     assert browser.execute_script("return arguments[0].getAttribute('sandbox')", frame) == ""
     assert "Your weekly deals, as text." in browser.find_element("id", "message-text").text
+    assert "blocked" in browser.find_element("id", "remote-blocked").text  # said to the reader
     browser.switch_to.frame(frame)
     assert wait_until(
         browser, lambda d: d.find_element("tag name", "h1").text == "Your weekly deals"
