@@ -50,6 +50,7 @@ __all__ = [
     "Prepared",
     "SubmitError",
     "enqueue",
+    "message_bytes",
     "normalize_address",
     "prepare",
     "prepare_raw",
@@ -185,6 +186,14 @@ def prepare_raw(raw: bytes, *, recipients: list[str], domain: str) -> Prepared:
     return Prepared(fields, body, rcpts, had)
 
 
+def message_bytes(prepared: Prepared) -> bytes:
+    """The prepared message as it is queued: header fields, empty line, body (CRLF)."""
+    content = b"".join(prepared.headers) + b"\r\n" + prepared.body
+    if prepared.body and not prepared.body.endswith(b"\r\n"):
+        content += b"\r\n"
+    return content
+
+
 def received_field(*, hostname: str, queue_id: str, uid: int, timestamp: float) -> bytes:
     date = email.utils.format_datetime(datetime.fromtimestamp(timestamp, UTC))
     return (
@@ -221,9 +230,7 @@ def spool_message(
             if trace is not None
             else received_field(hostname=hostname, queue_id=spool.queue_id, uid=uid, timestamp=now)
         )
-        content = received + b"".join(prepared.headers) + b"\r\n" + prepared.body
-        if prepared.body and not prepared.body.endswith(b"\r\n"):
-            content += b"\r\n"
+        content = received + message_bytes(prepared)
         if max_size and len(content) > max_size:
             raise SubmitError(
                 f"message too big: {len(content)} octets, the limit is {max_size}", EX_DATAERR

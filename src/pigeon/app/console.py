@@ -19,8 +19,11 @@ Contract:
     `cleanup_ctx`, run by `WebServer.start` and `close`).
   * The API asks the queue manager through the control socket's
     operations (`admin.ops`), the same code `pigeon queue` reaches, and
-    queues mail through `admin.apisubmit` (local submission's path: the
-    same spool, DKIM signer in force, commit and hand-over).
+    queues mail through `admin.apisubmit`: a token bound to an account
+    through the receive pipeline of the submission role in force (as SMTP
+    submission; `SmtpService.context`), one without through local
+    submission's path (the same spool, DKIM signer in force, commit and
+    hand-over).
 """
 
 from __future__ import annotations
@@ -87,6 +90,9 @@ async def start_console(
             on_queued=role.manager.submit if role.manager is not None else lambda env: None,
             maillog=role.maillog,
             signer=lambda: role.signing.signer if role.signing is not None else None,
+            auth=role.auth,
+            # Asked at every request: after a reload, the new pipeline and limits.
+            submission=lambda: role.smtp.context("submission"),
         ).send,
         mailbox_root=config.mailbox_root,
     )

@@ -11,7 +11,10 @@ Contract:
     stdout (for `TOKEN=$(pigeon token add ...)`); it cannot be shown
     again. `list` prints name, scopes and creation time (UTC), one token a
     line; `remove NAME` forgets it. `add --tenant T` limits the token to
-    capture tenant T (docs/capture.md, "Tenants").
+    capture tenant T (docs/capture.md, "Tenants"). `add --account USER`
+    binds the token to an account of accounts.db (it must exist): its mail
+    is then a submission session of that account (docs/api.md, "Who a
+    token sends as").
   * Exit statuses: 0 ok, 1 a token of that name exists / no such token /
     the file does not read, 64 usage (a bad name or scope), 77 permission
     denied, 78 configuration error.
@@ -23,9 +26,11 @@ import argparse
 import time
 from datetime import UTC, datetime
 
+from pigeon.auth.accounts import AccountError, AccountStore, normalize_name
 from pigeon.cli._common import EX_CONFIG, EX_USAGE, fail
 from pigeon.cli._control import add_config_arguments, load
 from pigeon.config.load import ConfigError
+from pigeon.config.schema import Config
 from pigeon.web.tokens import SCOPES, TokenError, TokenStore, TokenUsage, parse_scopes
 
 EX_NOPERM = 77
@@ -45,6 +50,7 @@ examples:
   TOKEN=$(pigeon token add ci --scope send)
   pigeon token add ops --scope read,admin
   pigeon token add team-a --scope read,admin --tenant team-a@dev.example
+  pigeon token add shop --scope send --account shop@example.org
   pigeon token list
   pigeon token remove ci
   curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8025/api/queue
@@ -74,6 +80,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="TENANT",
         help="limit the token to this capture tenant's mail (/api/capture only; docs/capture.md)",
     )
+    add.add_argument(
+        "--account",
+        metavar="USER",
+        help="send as this account (pigeon user): its sender addresses, rate limits and "
+        "the receive checks of SMTP submission apply (docs/api.md)",
+    )
     add_config_arguments(sub.add_parser("list", help="list the tokens"), nested=True)
     remove = sub.add_parser("remove", help="forget a token")
     add_config_arguments(remove, nested=True)
@@ -90,7 +102,11 @@ def run(args: argparse.Namespace) -> int:
         if args.action == "add":
             try:
                 scopes = parse_scopes(args.scope)
-                token = store.add(args.name, scopes, time.time(), tenant=args.tenant)
+                if args.account is not None and not _account_exists(config, args.account):
+                    return fail(f"no such account: {args.account} (see pigeon user list)", 1)
+                token = store.add(
+                    args.name, scopes, time.time(), tenant=args.tenant, account=args.account
+                )
             except TokenUsage as exc:
                 return fail(str(exc), EX_USAGE)
             print(token)
@@ -99,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
             for info in store.list():
                 when = datetime.fromtimestamp(info.created, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
                 tenant = f"\ttenant={info.tenant}" if info.tenant else ""
-                print(f"{info.name}\t{','.join(info.scopes)}\t{when}{tenant}")
+                account = f"\taccount={info.account}" if info.account else ""
+                print(f"{info.name}\t{','.join(info.scopes)}\t{when}{tenant}{account}")
             return 0
         store.remove(args.name)
         print(f"removed {args.name}")
@@ -108,3 +125,18 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(exc), 1)
     except PermissionError as exc:
         return fail(f"{exc} (run it as root or as the user pigeon runs as)", EX_NOPERM)
+
+
+def _account_exists(config: Config, name: str) -> bool:
+    """Whether accounts.db has `name` (TokenUsage for a name no account can have)."""
+    try:
+        name = normalize_name(name)
+    except AccountError as exc:
+        raise TokenUsage(str(exc)) from None
+    store = AccountStore.in_data_dir(config.data_dir)
+    try:
+        return store.open().get(name) is not None
+    except AccountError as exc:
+        raise TokenError(str(exc)) from None
+    finally:
+        store.close()

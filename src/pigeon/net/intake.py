@@ -63,7 +63,7 @@ from typing import Any
 
 from pigeon.net.respool import respool
 from pigeon.net.services import ReceiveServices
-from pigeon.net.sessionlog import SessionLog
+from pigeon.net.sessionlog import IntakeSession, SessionLog
 from pigeon.net.signmail import SigningFailed
 from pigeon.policy.api import Verdict
 from pigeon.policy.edits import apply_content_changes
@@ -107,15 +107,19 @@ class MessageIntake:
         "_received_len",
         "_transaction",
         "local",
+        "protocol",
+        "queue_id",
     )
 
     def __init__(
         self,
         services: ReceiveServices,
-        session: ServerSession,
+        session: ServerSession | IntakeSession,
         policy: ReceiveSession,
         log_: SessionLog,
         client_port: int,
+        *,
+        protocol: str = "",
     ) -> None:
         self.services = services
         self.session = session
@@ -131,6 +135,10 @@ class MessageIntake:
         self._transaction: tuple[str, list[str]] = ("", [])
         #: The connection's local (address, port): for capture listeners.
         self.local: Any = None
+        #: The Received: and envelope protocol; "" for SMTP's (RFC 3848 types).
+        self.protocol = protocol
+        #: The queue ID of the last message answered 250 (queued, delivered or discarded).
+        self.queue_id = ""
 
     async def open(self) -> R.Reply | None:
         self.discard()
@@ -325,6 +333,7 @@ class MessageIntake:
         queue_id = self._spool.queue_id if self._spool is not None else ""
         sender, recipients = self._transaction
         self.discard()
+        self.queue_id = queue_id
         self.services.maillog.log(
             queue_id,
             {"from": sender, "to": ",".join(recipients), "reason": reason},
@@ -351,6 +360,7 @@ class MessageIntake:
     ) -> None:
         services = self.services
         self.messages += 1
+        self.queue_id = envelope.queue_id
         services.store.space.consumed(envelope.size)
         services.metrics.message_accepted(envelope.size)
         services.maillog.log(
@@ -392,6 +402,8 @@ class MessageIntake:
         return tenant or ""
 
     def _protocol(self) -> str:
+        if self.protocol:
+            return self.protocol
         session = self.session
         params = session.mail_params
         return transmission_type(

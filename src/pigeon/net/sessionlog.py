@@ -10,16 +10,42 @@ Contract:
     only for exactly one, as Postfix does).
   * `session_end(reason)` writes Postfix's line for a session that did not
     end with QUIT (timeout, lost connection, too many errors, pregreet).
+  * `IntakeSession` is what this log and `net.intake` read of the sans-IO
+    session; the HTTP API's submission (net/apisession.py) gives the same.
   * It reads the sans-IO session for the protocol stage, the HELO name and
     ESMTP; it decides nothing.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from pigeon.proto import reply as R
 from pigeon.proto.server import ServerSession
+
+
+class IntakeSession(Protocol):
+    """What the intake reads of the sans-IO session (`ServerSession` has it;
+    the HTTP API's submission, net/apisession.py, gives the same facts)."""
+
+    @property
+    def config(self) -> Any: ...  # hostname, max_header_size
+    @property
+    def sender(self) -> Any: ...  # Address | None
+    @property
+    def recipients(self) -> Any: ...  # [(Address, RcptParams)]
+    @property
+    def mail_params(self) -> Any: ...
+    @property
+    def helo_name(self) -> str | None: ...
+    @property
+    def esmtp(self) -> bool: ...
+    @property
+    def tls(self) -> Any: ...
+    @property
+    def auth_user(self) -> str | None: ...
+    @property
+    def where(self) -> str: ...
 
 
 class SessionLog:
@@ -27,7 +53,9 @@ class SessionLog:
 
     __slots__ = ("maillog", "metrics", "client_ip", "session")
 
-    def __init__(self, maillog: Any, metrics: Any, client_ip: str, session: ServerSession) -> None:
+    def __init__(
+        self, maillog: Any, metrics: Any, client_ip: str, session: ServerSession | IntakeSession
+    ) -> None:
         self.maillog = maillog
         self.metrics = metrics
         self.client_ip = client_ip

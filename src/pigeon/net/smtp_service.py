@@ -195,6 +195,11 @@ class SmtpService:
         }
         self._settings = settings
 
+    def context(self, role: str) -> ConnectionContext:
+        """The settings a session of `role` admitted now gets (the HTTP API's
+        submissions run with the "submission" one: net/apisession.py)."""
+        return self._contexts[role]
+
     def session(self, stream: SmtpStream, role: ListenerRole, peer: tuple[str, int]) -> Connection:
         log.info("connect from [%s]:%s (%s)", peer[0], peer[1], role.name)
         return Connection(stream, self._contexts[role.name])

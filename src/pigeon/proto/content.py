@@ -18,6 +18,10 @@ Contract:
         header (the From: check for logged-in users) read all of it, so it
         must be bounded
       - more than `hop_limit` Received: fields in the header (RFC 5321 §6.3)
+  * `scanner_for(config, params)` is the scanner of one transaction with
+    the session's settings (`proto.settings.SessionConfig`) and its MAIL
+    parameters: what SMTP content and the HTTP API's messages
+    (net/apisession.py) are both checked with.
   * `finish()` checks the end of the stream (a trailing CR is bare) and
     returns False on a bare CR.
   * Each feed does a handful of C-level passes (count, find, isascii,
@@ -30,6 +34,7 @@ Contract:
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from pigeon.proto import reply as R
 from pigeon.proto.reply import Reply
@@ -51,6 +56,18 @@ _REASONS = {
     R.MAIL_LOOP: "too many Received: headers",
 }
 _RECEIVED_AT_LINE_START = re.compile(rb"(?:^|\n)received:", re.IGNORECASE)
+
+
+def scanner_for(cfg: Any, params: Any) -> ContentScanner:
+    """The content checks of one transaction (module contract)."""
+    declared = params.body == "8BITMIME" or params.smtputf8
+    return ContentScanner(
+        max_text_line=cfg.max_text_line,
+        max_size=cfg.max_message_size,
+        hop_limit=cfg.hop_limit,
+        max_header_size=cfg.max_header_size,
+        reject_8bit=cfg.eight_bit_undeclared == "reject" and not declared,
+    )
 
 
 class ContentScanner:

@@ -79,7 +79,7 @@ from pigeon.proto.commands import (
     parse_command,
     rcpt_argument,
 )
-from pigeon.proto.content import ContentScanner
+from pigeon.proto.content import ContentScanner, scanner_for
 from pigeon.proto.datareader import BARE, DONE, MORE, ChunkReader, DotReader
 from pigeon.proto.events import (
     NEED_DATA,
@@ -652,16 +652,7 @@ class ServerSession(SecureCommands):
     # --- content --------------------------------------------------------------
 
     def _new_scanner(self) -> ContentScanner:
-        cfg = self.config
-        params = self.mail_params or MailParams()
-        declared = params.body == "8BITMIME" or params.smtputf8
-        return ContentScanner(
-            max_text_line=cfg.max_text_line,
-            max_size=cfg.max_message_size,
-            hop_limit=cfg.hop_limit,
-            max_header_size=cfg.max_header_size,
-            reject_8bit=cfg.eight_bit_undeclared == "reject" and not declared,
-        )
+        return scanner_for(self.config, self.mail_params or MailParams())
 
     def _enter_content(self) -> None:
         self._data_start = self._last_rx = self._now

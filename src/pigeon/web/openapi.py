@@ -32,6 +32,23 @@ PROBLEM_SCHEMA: dict[str, Any] = {
         "title": {"type": "string", "description": "the HTTP status's reason phrase"},
         "status": {"type": "integer"},
         "detail": {"type": "string", "description": "what was wrong with this request"},
+        "smtp_code": {
+            "type": "integer",
+            "description": "POST /api/send: the SMTP reply code a receive stage refused with",
+        },
+        "enhanced_code": {
+            "type": ["string", "null"],
+            "description": "POST /api/send: its enhanced status code (RFC 3463), e.g. 5.7.1",
+        },
+        "stage": {
+            "type": "string",
+            "description": "POST /api/send: the stage that refused, as the mail log names it "
+            "(CONNECT, AUTH, MAIL, RCPT, DATA, END-OF-MESSAGE)",
+        },
+        "address": {
+            "type": "string",
+            "description": "POST /api/send: the address the refused MAIL or RCPT named",
+        },
         "errors": {
             "type": "array",
             "description": "the fields that did not validate",

@@ -10,9 +10,18 @@ Contract:
   * No access log of its own (the mail log and the pigeon log stay what
     they are); an unexpected error is logged by the problem middleware
     (web/problem.py). A request that is not HTTP aiohttp can parse (a NUL
-    in a header field...) is the client's mistake: aiohttp answers it 400
-    and it is one INFO line here, the parser's message escaped, never a
-    traceback (CONTRIBUTING.md, rules 6 and 17).
+    in a header field...) is the client's mistake: it is one INFO line
+    here, the parser's message escaped, never a traceback (CONTRIBUTING.md,
+    rules 6 and 17).
+  * That request never reaches the application (no route, no middleware:
+    aiohttp answers it from its protocol handler, `RequestHandler.handle_error`),
+    so the handler is ours (`_ProblemHandler`, made by the runner's server)
+    and its answer is an RFC 9457 problem like every other error of the
+    API: the status aiohttp chose (400; 500 or 504 for a failure of the
+    handler itself), a detail naming the parser's complaint for a 4xx
+    (escaped, at most 200 characters) and a generic one otherwise, and the
+    connection closed (after a request that does not parse, the stream is
+    not in step any more).
 """
 
 from __future__ import annotations
@@ -22,8 +31,11 @@ import logging
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
 from pigeon.config.schema import ListenAddress
+from pigeon.web.problem import problem_response
 
 __all__ = ["CLOSE_GRACE", "WebServer"]
 
@@ -53,6 +65,56 @@ http_log = logging.getLogger("pigeon.web.http")
 http_log.addFilter(_ClientMistakes())
 
 
+def _reason(exc: BaseException | None) -> str:
+    """The parser's complaint, one escaped line of at most 200 characters."""
+    text = exc.message if isinstance(exc, HttpProcessingError) else ""
+    return ascii(" ".join(str(text).split()))[1:-1][:200]
+
+
+class _ProblemHandler(RequestHandler):
+    """aiohttp's protocol handler, answering what it cannot parse with a problem."""
+
+    __slots__ = ()
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        # aiohttp's own first: it logs (through _ClientMistakes) and raises
+        # when a response has begun already (nothing more can be sent).
+        super().handle_error(request, status, exc, message)
+        if 400 <= status < 500:
+            reason = _reason(exc)
+            detail = "the request is not HTTP that can be read" + (f": {reason}" if reason else "")
+        else:
+            detail = "the request could not be handled; the server's log has the cause"
+        # RFC 9112 §9.6: a server that will close says so.
+        response = problem_response(status, detail, headers={"Connection": "close"})
+        response.force_close()
+        return response
+
+
+class _ProblemServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        handler = super().__call__()
+        # The protocol class aiohttp made, with our handle_error: same slots
+        # (`__slots__ = ()`), so only the method differs.
+        handler.__class__ = _ProblemHandler
+        return handler
+
+
+class _Runner(web.AppRunner):
+    """The application runner whose server makes `_ProblemHandler`s."""
+
+    async def _make_server(self) -> web.Server:  # BaseRunner's abstract factory
+        server = await super()._make_server()
+        server.__class__ = _ProblemServer  # a subclass with no state of its own
+        return server
+
+
 class WebServer:
     def __init__(self, app: web.Application, address: ListenAddress) -> None:
         self.app = app
@@ -61,7 +123,7 @@ class WebServer:
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
-        runner = web.AppRunner(
+        runner = _Runner(
             self.app,
             access_log=None,
             handle_signals=False,

@@ -21,6 +21,11 @@ Contract:
     "Tenants"): it then serves only the /api/capture routes, and sees and
     acts on that tenant's captured mail only (web/auth.py, web/capture_routes.py).
     Tenants: 1-255 characters, no white space or control characters.
+  * A token may be bound to an account (`account`, `pigeon token add
+    --account USER`, docs/api.md "Who a token sends as"): its POST
+    /api/send is then a submission session of that account, through the
+    receive pipeline (admin/apisubmit.py, net/apisession.py). The name is
+    kept as `pigeon user` writes it (auth/accounts.py `normalize_name`).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pigeon.auth.accounts import AccountError, normalize_name
 from pigeon.fsutil import write_atomically
 
 __all__ = [
@@ -75,12 +81,16 @@ class TokenInfo:
     sha256: str
     #: The capture tenant the token is limited to (None: not limited).
     tenant: str | None = None
+    #: The account the token sends as (None: local submission, docs/api.md).
+    account: str | None = None
 
     def public(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "scopes": list(self.scopes)}
         out["created"] = self.created
         if self.tenant is not None:
             out["tenant"] = self.tenant
+        if self.account is not None:
+            out["account"] = self.account
         return out
 
 
@@ -140,6 +150,7 @@ class TokenStore:
                     float(t["created"]),
                     str(t["sha256"]),
                     str(t["tenant"]) if t.get("tenant") else None,
+                    str(t["account"]) if t.get("account") else None,
                 )
                 for t in data["tokens"]
             )
@@ -184,10 +195,22 @@ class TokenStore:
         body = {"tokens": [{**t.public(), "sha256": t.sha256} for t in tokens]}
         write_atomically(self.path, json.dumps(body, indent=1).encode() + b"\n")
 
-    def add(self, name: str, scopes: tuple[str, ...], now: float, tenant: str | None = None) -> str:
+    def add(
+        self,
+        name: str,
+        scopes: tuple[str, ...],
+        now: float,
+        tenant: str | None = None,
+        account: str | None = None,
+    ) -> str:
         """Store a new token named `name`; the token itself (shown once)."""
         if tenant is not None:
             tenant = check_tenant(tenant)
+        if account is not None:
+            try:
+                account = normalize_name(account)
+            except AccountError as exc:
+                raise TokenUsage(f"bad account name: {exc}") from None
         if not _NAME.match(name):
             raise TokenUsage(f"bad token name {name!r}: use 1-64 of A-Z a-z 0-9 . _ -")
         if not scopes or any(s not in SCOPES for s in scopes):
@@ -197,7 +220,7 @@ class TokenStore:
         if any(t.name == name for t in tokens):
             raise TokenError(f"a token named {name!r} exists (remove it first)")
         token = PREFIX + secrets.token_urlsafe(32)
-        tokens.append(TokenInfo(name, scopes, now, digest(token), tenant))
+        tokens.append(TokenInfo(name, scopes, now, digest(token), tenant, account))
         self._write(tokens)
         return token
 

@@ -99,3 +99,79 @@ def test_mail_to_a_capture_domain_is_captured_not_handed_over(backend):
     assert handed == [] and env.capture == "dev.example"
     assert backend.store.entry(env.queue_id).state == QueueState.CAPTURE
     assert [c.detail for c in backend.maillog.for_id(env.queue_id)] == ["queued", "captured"]
+
+
+# -- a token bound to an account: the submission pipeline (net/apisession.py) ----------
+
+
+def account_submitter(backend, tmp_path, *, addresses=("alice@example.test",)):
+    """An ApiSubmitter whose accounts are a real accounts.db with "alice" and
+    whose submission context has the configuration's own pipeline."""
+    from pigeon.auth.accounts import AccountStore
+    from pigeon.auth.ratelimit import FailureLimiter
+    from pigeon.auth.service import AuthService
+    from pigeon.net.services import ConnectionContext, ReceiveServices
+    from pigeon.net.smtp_service import role_session_config, session_config
+    from pigeon.obs.maillog import MailLog
+    from pigeon.policy.build import PolicyDeps, build_pipeline
+    from pigeon.routing.resolve import Router
+
+    accounts = AccountStore.in_data_dir(tmp_path).open()
+    accounts.add("alice", "pw", addresses)
+    auth = AuthService(accounts, FailureLimiter(), workers=1)
+    config = backend.config
+    handed: list = []
+    services = ReceiveServices(
+        store=backend.store,
+        pipeline=build_pipeline(config, PolicyDeps(Router(config))),
+        maillog=MailLog(),  # the real one: it writes reject lines too
+        on_queued=handed.append,
+    )
+    session = role_session_config(
+        config, session_config(config), "submission", tls=False, auth=True
+    )
+    context = ConnectionContext(services, session, "submission")
+    sub = ApiSubmitter(
+        config=config,
+        store=backend.store,
+        on_queued=handed.append,
+        maillog=backend.maillog,
+        auth=auth,
+        submission=lambda: context,
+    )
+    return sub, handed, auth
+
+
+def test_an_account_token_goes_through_the_pipeline(backend, tmp_path):
+    sub, handed, auth = account_submitter(backend, tmp_path)
+    try:
+        message = b"From: alice@example.test\nTo: bob@example.org\n\nhi\n"
+        env = send(backend, sub, message, account="alice", client=("127.0.0.1", 5))
+        assert env.sender == "alice@example.test" and env.protocol == "HTTP"
+        assert [e.queue_id for e in handed] == [env.queue_id]
+        queued = handed[0]
+        assert queued.client_address == "127.0.0.1" and queued.client_helo == "ci"
+        data = content_bytes(backend.store, env.queue_id)
+        assert data.startswith(b"Received: from ci ([127.0.0.1])")
+        assert b"Message-ID: <" in data and b"\r\n\r\nhi\r\n" in data
+    finally:
+        auth.close()
+
+
+def test_an_account_token_sends_only_as_the_account(backend, tmp_path):
+    from pigeon.net.apisession import Refused
+
+    sub, handed, auth = account_submitter(backend, tmp_path)
+    try:
+        # Another address of our own domain: fine for an administrator's
+        # token, not for alice's.
+        message = b"From: carol@example.test\nTo: bob@example.org\n\nhi\n"
+        with pytest.raises(Refused) as caught:
+            send(backend, sub, message, account="alice")
+        assert (caught.value.stage, caught.value.reply.code) == ("MAIL", 553)
+        assert send(backend, sub, message).sender == "carol@example.test"  # no account
+        with pytest.raises(L.SubmitError) as gone:
+            send(backend, sub, message, account="nobody")
+        assert gone.value.code == L.EX_NOPERM and "nobody" in str(gone.value)
+    finally:
+        auth.close()

@@ -65,3 +65,19 @@ def test_a_bad_configuration_is_78(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
     bad.write_text("no_such_key = 1\n")
     assert run(capsys, "token", "-c", str(bad), "list")[0] == 78
+
+
+def test_a_token_bound_to_an_account_that_exists(cfg, capsys):
+    from pigeon.auth.accounts import AccountStore
+
+    base = ["token", "-c", str(cfg), "add"]
+    status, _, err = run(capsys, *base, "shop", "--scope", "send", "--account", "shop@example.test")
+    assert status == 1 and "no such account: shop@example.test" in err
+    status, _, err = run(capsys, *base, "shop", "--scope", "send", "--account", "two words")
+    assert status == 64 and "bad user name" in err
+    with AccountStore.in_data_dir(cfg.parent / "data").open() as accounts:
+        accounts.add("shop@example.test", "pw")
+    status, out, _ = run(capsys, *base, "shop", "--scope", "send", "--account", "Shop@Example.test")
+    assert status == 0 and out.startswith("pgn_")
+    status, out, _ = run(capsys, "token", "list", "-c", str(cfg))
+    assert status == 0 and out.rstrip("\n").endswith("\taccount=shop@example.test")

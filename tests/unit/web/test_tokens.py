@@ -102,3 +102,14 @@ def test_a_token_limited_to_a_tenant(tmp_path):
     assert store.authenticate(store.add("all", ("read",), 6.0)).tenant is None
     with pytest.raises(TokenUsage, match="tenant"):
         store.add("bad", ("read",), 7.0, tenant="two words")
+
+
+def test_a_token_bound_to_an_account(tmp_path):
+    store = TokenStore.in_data_dir(tmp_path)
+    token = store.add("shop", ("send",), 5.0, account="Shop@Example.test")
+    info = store.authenticate(token)
+    assert info.account == "shop@example.test"  # as `pigeon user` writes the name
+    assert json.loads(store.path.read_text())["tokens"][0]["account"] == "shop@example.test"
+    assert store.authenticate(store.add("admin", ("send",), 6.0)).account is None
+    with pytest.raises(TokenUsage, match="account"):
+        store.add("bad", ("send",), 7.0, account="two words")
