@@ -13,6 +13,11 @@ Contract:
     server's admin store (console/admins.py, read again by the running
     pigeon when the file changes); `login(driver, url, name, password)`
     fills the console's login form as a person would and submits it.
+  * `api_token(server, name, scopes)` makes an API token with `pigeon token
+    add`; `send_by_api(server, token, to, subject)` sends a text message
+    with POST /api/send (curl, tests/e2e/test_http_api.py) and returns its
+    queue ID; `stat(driver, name)` is the dashboard's number `name`
+    (its data-stat attribute: console/templates/dashboard.html).
   * `browser_errors(driver)`: the page's console errors since the last call
     (a script that failed, or a CSP violation: the console's own pages must
     have none).
@@ -22,10 +27,13 @@ Contract:
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from test_http_api import curl
 
 from pigeon.console.admins import AdminStore
 
@@ -129,3 +137,33 @@ def browser_errors(driver) -> list[str]:
         if e.get("level") == "SEVERE"
         and "/favicon.ico " not in e["message"]  # the browser's own ask
     ]
+
+
+def api_token(server, name: str, scopes: str) -> str:
+    done = server.command("token", "add", name, "--scope", scopes, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def send_by_api(server, token: str, to: str, subject: str) -> str:
+    body = {
+        "from": "shop@example.test",
+        "to": [to],
+        "subject": subject,
+        "text": "Your order has shipped.\n",
+    }
+    status, _, answer = curl(
+        server.api_url("/api/send"),
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        "@-",
+        token=token,
+        stdin=json.dumps(body).encode(),
+    )
+    assert status == 202, answer
+    return json.loads(answer)["queue_id"]
+
+
+def stat(driver, name: str) -> str:
+    return driver.find_element("css selector", f"[data-stat='{name}']").text

@@ -15,7 +15,15 @@ import subprocess
 import time
 
 import pytest
-from browser_helpers import HitServer, assert_post_forms_have_csrf, browser_errors, wait_until
+from browser_helpers import (
+    HitServer,
+    api_token,
+    assert_post_forms_have_csrf,
+    browser_errors,
+    send_by_api,
+    stat,
+    wait_until,
+)
 
 from pigeon.testing.live import maildir_messages, require_tool, wait_for
 
@@ -177,3 +185,28 @@ def test_a_hostile_html_mail_runs_no_script_and_loads_nothing(
     # Not one request reached the test's server: no image, style, frame, refresh or fetch.
     assert hits.hits == []
     shot("message-html", docs=True)
+
+
+def test_a_message_sent_by_the_api_shows_on_the_dashboard_and_opens_in_the_viewer(
+    console, logged_in, console_url
+):
+    """Issue 15's walk: log in, send through the API, watch the dashboard count
+    it, open it in the viewer."""
+    browser = logged_in
+    token = api_token(console, "viewer-walk", "send")
+    before = int(stat(browser, "totals.out"))
+    send_by_api(console, token, "bob@example.test", "Order 1002 confirmed")
+    # The open dashboard counts the local delivery without a reload (its script polls).
+    assert wait_until(browser, lambda d: int(stat(d, "totals.out")) > before, timeout=40), (
+        stat(browser, "totals.out"),
+        browser_errors(browser),
+    )
+    browser.get(console_url("/mailboxes"))
+    browser.find_element("link text", "bob@example.test").click()
+    link = wait_until(browser, lambda d: d.find_element("link text", "Order 1002 confirmed"))
+    link.click()
+    assert wait_until(
+        browser, lambda d: d.find_element("id", "message-subject").text == "Order 1002 confirmed"
+    )
+    assert "shop@example.test" in browser.find_element("css selector", "[data-test=from]").text
+    assert "Your order has shipped." in browser.find_element("id", "message-text").text

@@ -16,40 +16,16 @@ from __future__ import annotations
 import json
 
 import pytest
-from browser_helpers import assert_post_forms_have_csrf, browser_errors, wait_until
-from test_http_api import curl
+from browser_helpers import (
+    api_token,
+    assert_post_forms_have_csrf,
+    browser_errors,
+    send_by_api,
+    stat,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
-
-
-def api_token(server, name: str, scopes: str) -> str:
-    done = server.command("token", "add", name, "--scope", scopes, text=True)
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
-
-
-def send_by_api(server, token: str, to: str, subject: str) -> str:
-    body = {
-        "from": "shop@example.test",
-        "to": [to],
-        "subject": subject,
-        "text": "Your order has shipped.\n",
-    }
-    status, _, answer = curl(
-        server.api_url("/api/send"),
-        "-H",
-        "Content-Type: application/json",
-        "--data-binary",
-        "@-",
-        token=token,
-        stdin=json.dumps(body).encode(),
-    )
-    assert status == 202, answer
-    return json.loads(answer)["queue_id"]
-
-
-def stat(driver, name: str) -> str:
-    return driver.find_element("css selector", f"[data-stat='{name}']").text
 
 
 def test_a_message_sent_by_the_api_shows_on_the_dashboard_and_queue(console, logged_in, shot):
