@@ -39,6 +39,8 @@ def test_every_file_has_its_mode_under_a_permissive_umask(tmp_path):
             s.sendmail("a@example.org", ["alice@localhost"], b"Subject: modes\r\n\r\nhi\r\n")
         assert wait_for(lambda: maildir_messages(proc.data_dir, "alice@localhost"))
         assert stat.S_IMODE(os.stat(tmp_path / "mail.log").st_mode) == PRIVATE_FILE
+        # made just after the console's listener is bound (app/console.py)
+        assert wait_for(lambda: (proc.data_dir / "console-admins.json").exists())
         found = {}
         for path in [proc.data_dir, *proc.data_dir.rglob("*")]:
             name = str(path.relative_to(proc.data_dir))
@@ -59,6 +61,7 @@ def test_every_file_has_its_mode_under_a_permissive_umask(tmp_path):
             "control.sock",
             "submit.sock",
             "accounts.db",
+            "console-admins.json",  # the first admin, made at the first start
             "abuse.db",
             "queue/queue.db",
             "tls/selfsigned-key.pem",

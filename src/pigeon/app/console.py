@@ -24,6 +24,14 @@ Contract:
     submission; `SmtpService.context`), one without through local
     submission's path (the same spool, DKIM signer in force, commit and
     hand-over).
+  * The console's first start: when `<data_dir>/console-admins.json` does
+    not exist, the admin `admin` is made with a random password, which is
+    said once, in the log (warning) and, when the log does not show it on
+    stderr (a log file, level error), on stderr too: `pigeon serve`'s
+    terminal shows it either way.
+    It is never shown again (docs/console.md, "Admins and login").
+  * `config_path` is the file the server was started with (None: the
+    embedded defaults): the settings pages edit it (console/settings*.py).
 """
 
 from __future__ import annotations
@@ -31,8 +39,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 from aiohttp import web
 
@@ -41,7 +51,7 @@ from pigeon.admin.wiring import AdminHandle
 from pigeon.app.roles import ProcessRole
 from pigeon.config.schema import Config
 from pigeon.console.activity import Activity, ActivityHandler
-from pigeon.console.admins import AdminStore
+from pigeon.console.admins import AdminError, AdminStore
 from pigeon.console.app import add_console
 from pigeon.console.deps import ConsoleDeps
 from pigeon.console.sessions import SessionStore
@@ -55,6 +65,9 @@ __all__ = ["max_body", "start_console"]
 
 log = logging.getLogger("pigeon")
 
+#: Tasks started here and not awaited (asyncio keeps only weak references).
+_BACKGROUND: set[asyncio.Task] = set()
+
 
 def max_body(config: Config) -> int:
     """`[console] max_body`, or 4/3 of the message size limit (base64 in JSON) + 1 MiB."""
@@ -64,8 +77,31 @@ def max_body(config: Config) -> int:
     return size * 4 // 3 + (1 << 20)
 
 
+def first_admin(config: Config, admins: AdminStore) -> None:
+    """Make the first admin when there is no admin file, and say its password once."""
+    try:
+        password = admins.ensure_first()
+    except (AdminError, OSError) as exc:
+        log.error("web console: cannot create the first admin: %s", exc)
+        return
+    if password is None:
+        return
+    line = (
+        f"web console: first admin 'admin' created, password: {password}; "
+        "change it with pigeon admin passwd admin"
+    )
+    log.warning("%s", line)
+    if config.log.file is not None or config.log.level == "error":  # not on stderr yet
+        print(f"pigeon: {line}", file=sys.stderr, flush=True)
+
+
 async def start_console(
-    config: Config, role: ProcessRole, admin: AdminHandle, stopping: Callable[[], bool]
+    config: Config,
+    role: ProcessRole,
+    admin: AdminHandle,
+    stopping: Callable[[], bool],
+    *,
+    config_path: Path | None = None,
 ) -> WebServer | None:
     listen = config.console.listen
     if listen is None:
@@ -97,18 +133,22 @@ async def start_console(
         mailbox_root=config.mailbox_root,
     )
     app = build_app(deps)
+    admins = AdminStore.in_data_dir(config.data_dir)
     stats = Sampler(role.metrics.counter_totals)
     activity = Activity()
     app.cleanup_ctx.append(_live(stats, ActivityHandler(activity)))
     add_console(
         app,
         ConsoleDeps(
-            admins=AdminStore.in_data_dir(config.data_dir),
-            sessions=SessionStore(),
+            admins=admins,
+            sessions=SessionStore(
+                idle=config.console.session_idle, absolute=config.console.session_max
+            ),
             ops=admin.ops,
             data_dir=config.data_dir,
             mailbox_root=config.mailbox_root,
-            config_path=None,  # TODO(issue 15, settings editor): thread the path from cli/serve.py
+            config_path=config_path.resolve() if config_path is not None else None,
+            config=lambda: role.config,
             stats=stats,
             activity=activity,
             workers=config.workers,
@@ -126,6 +166,11 @@ async def start_console(
             bind_reason(exc),
         )
         return None
+    # After the bind, in a thread and without holding up the start-up (argon2
+    # takes a while): the password is said once the console can be reached.
+    task = asyncio.create_task(asyncio.to_thread(first_admin, config, admins))
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
     return server
 
 

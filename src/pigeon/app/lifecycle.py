@@ -93,6 +93,7 @@ import os
 import signal
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from pigeon.admin.wiring import AdminHandle, start_admin
@@ -156,8 +157,10 @@ class Lifecycle:
         lock: DataDirLock | None = None,
         inherited: ListenPlan | None = None,
         predecessor: Predecessor | None = None,
+        config_path: Path | None = None,
     ) -> None:
         self.make_role = make_role
+        self.config_path = config_path  # for the console's settings pages
         self.config = config
         self.load_config = load_config
         self.sockets = sockets
@@ -288,7 +291,9 @@ class Lifecycle:
                     signer=lambda: role.signing.signer if role.signing is not None else None,
                 )
                 # The HTTP API beside it, in this process only (app/console.py).
-                self.web = await start_console(config, role, self.admin, self.stop.is_set)
+                self.web = await start_console(
+                    config, role, self.admin, self.stop.is_set, config_path=self.config_path
+                )
             if not successor:
                 await self._listen(role)
             if self.admin is not None:

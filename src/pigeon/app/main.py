@@ -13,7 +13,8 @@ Contract:
     while root will give it to `user` is 77 (pigeon.privileges).
   * `reload_config` loads the configuration again (same file and flags) on
     SIGHUP or `pigeon reload`; without it a reload only re-reads the TLS
-    certificate.
+    certificate. `config_path` is the file it reads (None: the embedded
+    defaults), the one the web console's settings pages edit.
   * Then the data-directory lock (app/datalock.py): another pigeon owning
     data_dir is refused in one line, exit 75, before anything else is logged
     or built; a process started by `pigeon restart` waits for it instead
@@ -29,6 +30,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 from pigeon.app.datalock import DataDirLock
 from pigeon.app.exits import EX_CANTCREAT, EX_NOPERM, EX_TEMPFAIL, EX_UNAVAILABLE
@@ -59,7 +61,12 @@ def _data_dir_problem(config: Config) -> str | None:
     return None
 
 
-def run(config: Config, reload_config: Callable[[], Config] | None = None) -> int:
+def run(
+    config: Config,
+    reload_config: Callable[[], Config] | None = None,
+    *,
+    config_path: Path | None = None,
+) -> int:
     """Run pigeon in the foreground until SIGTERM/SIGINT (see the module contract)."""
     tighten_umask()  # queue files, Maildirs, sockets: private to pigeon's user
     try:
@@ -101,7 +108,12 @@ def run(config: Config, reload_config: Callable[[], Config] | None = None) -> in
         return EX_UNAVAILABLE
     if config.workers > 1:
         return run_with_workers(
-            config, reload_config, lock=lock, inherited=plan, predecessor=predecessor
+            config,
+            reload_config,
+            lock=lock,
+            inherited=plan,
+            predecessor=predecessor,
+            config_path=config_path,
         )
     return Lifecycle(
         lambda: full_role(config),
@@ -110,4 +122,5 @@ def run(config: Config, reload_config: Callable[[], Config] | None = None) -> in
         lock=lock,
         inherited=plan,
         predecessor=predecessor,
+        config_path=config_path,
     ).run()

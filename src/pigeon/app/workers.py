@@ -57,6 +57,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from pigeon.app.datalock import DataDirLock
 from pigeon.app.deadline import HARD_MARGIN
@@ -144,6 +145,7 @@ def run_with_workers(
     lock: DataDirLock | None = None,
     inherited: ListenPlan | None = None,
     predecessor: Predecessor | None = None,
+    config_path: Path | None = None,
 ) -> int:
     """The `workers > 1` form of pigeon.app.main.run (see the module contract)."""
     lock = lock or DataDirLock(config.data_dir)
@@ -195,6 +197,7 @@ def run_with_workers(
         forward=forward,
         lock=lock,
         inherited=managed,
+        config_path=config_path,
     )
     try:
         return lifecycle.run()

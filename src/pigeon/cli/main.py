@@ -41,6 +41,7 @@ COMMANDS: dict[str, str] = {
     "version": "pigeon.cli.version",
     "user": "pigeon.cli.user",
     "token": "pigeon.cli.token",
+    "admin": "pigeon.cli.consoleadmin",
     "queue": "pigeon.cli.queue",
     "capture": "pigeon.cli.capture",
     "status": "pigeon.cli.status",

@@ -273,7 +273,9 @@ def run(args: argparse.Namespace, app_run: Callable[[Config], int] | None = None
 
         def app_run(config: Config) -> int:
             # SIGHUP loads the same file with the same flags again.
-            return run_app(config, reload_config=lambda: build_config(args))
+            return run_app(
+                config, reload_config=lambda: build_config(args), config_path=args.config
+            )
 
     try:
         return int(app_run(config))

@@ -20,3 +20,9 @@ class ConsoleConfig:
     #: [console] max_body: octets a request body may have (413 above); 0 =
     #: derived from [limits] message_size (4/3 of it, base64 in JSON, + 1 MiB).
     max_body: int = 0
+    #: [console] session_idle: seconds a console session may go unused
+    #: before it ends (the admin logs in again)
+    session_idle: float = 30 * 60.0
+    #: [console] session_max: seconds a console session lasts at most,
+    #: however busy
+    session_max: float = 12 * 3600.0

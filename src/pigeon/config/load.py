@@ -217,6 +217,8 @@ _SECTIONS: dict[str, tuple[type, dict[str, Callable[[str, Any], Any]]]] = {
         {
             "listen": A.metrics_listen,  # the same rule: "host:port", or "" for none
             "max_body": C.integer(0),
+            "session_idle": C.seconds(positive=True),
+            "session_max": C.seconds(positive=True),
         },
     ),
     "log": (

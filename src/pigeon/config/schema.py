@@ -35,7 +35,7 @@ TOML layout (all keys optional):
     [log]       format, level, file
     [tls]       cert_file, key_file, min_version, ciphers, starttls, handshake_timeout
     [admin]     control_socket, pid_file, metrics_listen
-    [console]   listen, max_body: the HTTP API (and later the web console), docs/api.md
+    [console]   listen, max_body, session_idle, session_max: HTTP API, web console
     [auth]      mechanisms, smtp_listener, slow_after, failure_delay, max_failures, failure_window, lockout
     submission_listen = ["127.0.0.1:2587"]   # role submission; listen is role smtp
     submissions_listen = ["127.0.0.1:2465"]  # role submissions (implicit TLS)

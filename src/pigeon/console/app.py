@@ -18,6 +18,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from pigeon.console.accounts import accounts_pages
 from pigeon.console.activity import activity_pages
 from pigeon.console.capture_pages import capture_pages
 from pigeon.console.dashboard import dashboard_pages
@@ -27,6 +28,7 @@ from pigeon.console.login import login_pages
 from pigeon.console.mailbox_pages import mailbox_pages
 from pigeon.console.pages import NAV_KEY, Page
 from pigeon.console.queue import queue_pages
+from pigeon.console.settings import settings_pages
 
 __all__ = ["add_console", "console_pages"]
 
@@ -41,6 +43,7 @@ def console_pages(deps: ConsoleDeps) -> list[Page]:
     pages += activity_pages(deps.activity)
     pages += mailbox_pages(deps)
     pages += capture_pages(deps)
+    pages += settings_pages(deps) + accounts_pages(deps)
     return pages
 
 
@@ -51,4 +54,4 @@ def add_console(app: web.Application, deps: ConsoleDeps) -> None:
     app.router.add_static("/static/", STATIC, name="static", append_version=True)
     app[NAV_KEY] = [(p.nav, p.path) for p in pages if p.nav]
     app.middlewares.append(errors_middleware)
-    app.middlewares.append(guard_middleware(deps.sessions))
+    app.middlewares.append(guard_middleware(deps.sessions, admins=deps.admins))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pigeon.config.schema import Config
 from pigeon.console.activity import Activity
 from pigeon.console.admins import AdminStore
 from pigeon.console.sessions import SessionStore
@@ -32,6 +33,8 @@ class ConsoleDeps:
     mailbox_root: Path | None = None
     #: the configuration file pigeon was started with (None: embedded defaults)
     config_path: Path | None = None
+    #: the running configuration (it changes with each reload)
+    config: Callable[[], Config] | None = None
     #: the dashboard's counter rings (console/stats.py; None: no charts)
     stats: Sampler | None = None
     #: recent deliveries and rejections (console/activity.py; None: none kept)

@@ -1,11 +1,16 @@
 """The console's middlewares: who may see a page, what the browser may do with it.
 
 Contract:
-  * `guard_middleware(sessions, clock)`: a request under /api/ is the
+  * `guard_middleware(sessions, clock, admins)`: a request under /api/ is the
     API's business (bearer tokens, web/auth.py) and passes untouched; so do
     the public paths (PUBLIC: the login page and the static files). Any
     other request needs a live session (the cookie console/sessions.py
-    sets); the session is put in `request[SESSION_KEY]`. Without one a GET
+    sets); the session is put in `request[SESSION_KEY]`. With `admins`
+    given, a session whose stamp (the admin's password hash at login,
+    console/admins.py) is no longer the admin's current one is ended
+    first: a removed admin or a changed password logs that admin out at
+    the next request, also when `pigeon admin` changed the store while
+    pigeon runs. Without a session a GET
     is sent to /login?next=PATH (303), anything else gets 403.
   * Every console response (not /api/) carries the headers that keep a
     page from being framed or sniffed and forbid scripts and content from
@@ -32,6 +37,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from pigeon.console.admins import AdminStore
 from pigeon.console.pages import Handler, render
 from pigeon.console.sessions import COOKIE, SESSION_KEY, SessionStore
 
@@ -57,12 +63,28 @@ def _public(path: str) -> bool:
     return any(path == p or (p.endswith("/") and path.startswith(p)) for p in PUBLIC)
 
 
-def guard_middleware(sessions: SessionStore, clock: Callable[[], float] = time.time) -> Callable:
+def guard_middleware(
+    sessions: SessionStore,
+    clock: Callable[[], float] = time.time,
+    admins: AdminStore | None = None,
+) -> Callable:
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not is_console_path(request.path):
             return await handler(request)
         session = sessions.get(request.cookies.get(COOKIE), clock())
+        if (
+            session is not None
+            and admins is not None
+            and admins.stamp(session.admin) != session.stamp
+        ):
+            # This session only: one made after the change has the new stamp.
+            sessions.drop(session.sid)
+            log.info(
+                "web console: a session of %s ended (admin removed or password changed)",
+                session.admin,
+            )
+            session = None
         if session is not None:
             request[SESSION_KEY] = session
         elif not _public(request.path):

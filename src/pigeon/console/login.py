@@ -13,6 +13,12 @@ Contract:
     on the cookie, the Origin check and the fresh session id after login
     stand in for it (logging a victim into the attacker's account is the
     only thing a forged login could do).
+  * Rate limiting (console/ratelimit.py): too many failures from one
+    address or for one name within the window, and POST /login answers
+    429 with Retry-After and a page saying when to try again, without
+    checking the password; each refusal is logged. A success resets both.
+  * The session remembers the admin's stamp (console/admins.py `stamp`);
+    the guard ends it once the password changes or the admin is removed.
   * POST /logout (a form with the CSRF field) ends the session.
 """
 
@@ -27,6 +33,7 @@ from aiohttp import web
 
 from pigeon.console.admins import AdminStore
 from pigeon.console.pages import Page, form, redirect, render, same_origin
+from pigeon.console.ratelimit import LoginLimiter
 from pigeon.console.sessions import COOKIE, SESSION_KEY, SessionStore, cookie_options
 
 __all__ = ["login_pages", "safe_next"]
@@ -48,8 +55,13 @@ def safe_next(target: str | None) -> str:
 
 
 def login_pages(
-    admins: AdminStore, sessions: SessionStore, clock: Callable[[], float] = time.time
+    admins: AdminStore,
+    sessions: SessionStore,
+    clock: Callable[[], float] = time.time,
+    limiter: LoginLimiter | None = None,
 ) -> list[Page]:
+    limiter = limiter if limiter is not None else LoginLimiter()
+
     async def show(request: web.Request) -> web.StreamResponse:
         if request.get(SESSION_KEY) is not None:
             raise redirect(safe_next(request.query.get("next")))
@@ -62,9 +74,27 @@ def login_pages(
         name = str(data.get("name", "")).strip()
         password = str(data.get("password", ""))
         target = safe_next(str(data.get("next", "")))
-        ok = bool(name) and await asyncio.to_thread(admins.verify, name, password)
         peer = request.remote or "?"
+        wait = limiter.retry_after(peer, name, clock())
+        if wait is not None:
+            log.warning(
+                "web console: login for %r from %s refused: too many failures (retry in %ds)",
+                name[:64],
+                peer,
+                wait,
+            )
+            response = render(
+                request,
+                "login.html",
+                http_status=429,
+                next=target,
+                error=f"Too many failed logins. Try again in {_minutes(wait)}.",
+            )
+            response.headers["Retry-After"] = str(wait)
+            return response
+        ok = bool(name) and await asyncio.to_thread(admins.verify, name, password)
         if not ok:
+            limiter.failed(peer, name, clock())
             log.warning("web console: failed login for %r from %s", name[:64], peer)
             return render(
                 request,
@@ -73,8 +103,9 @@ def login_pages(
                 next=target,
                 error="The name or the password is wrong.",
             )
+        limiter.succeeded(peer, name)
         sessions.drop(request.cookies.get(COOKIE))
-        session = sessions.create(name, clock())
+        session = sessions.create(name, clock(), stamp=admins.stamp(name))
         log.info("web console: %s logged in from %s", name, peer)
         response = web.HTTPSeeOther(target)
         response.set_cookie(COOKIE, session.sid, **cookie_options(request.secure))
@@ -92,3 +123,10 @@ def login_pages(
         Page("POST", "/login", submit),
         Page("POST", "/logout", logout),
     ]
+
+
+def _minutes(seconds: int) -> str:
+    if seconds < 60:
+        return f"{seconds} seconds"
+    minutes = -(-seconds // 60)
+    return "1 minute" if minutes == 1 else f"{minutes} minutes"

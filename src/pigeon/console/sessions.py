@@ -5,7 +5,9 @@ Contract:
     session with a fresh 256-bit id and a separate 256-bit CSRF token;
     `get(sid, now)` returns it while it is neither idle longer than `idle`
     seconds nor older than `absolute` seconds (and marks it seen), else
-    None (and forgets it); `drop(sid)` ends it (logout).
+    None (and forgets it); `drop(sid)` ends it (logout); `drop_admin(name)`
+    ends every session of one admin. `create(..., stamp=)` keeps the
+    admin's password stamp with the session (see console/guard.py).
   * Sessions live in memory only: a restart of pigeon logs everybody out,
     which is the safe direction. The id is the only thing in the cookie.
   * `cookie_options(secure)` are the attributes of the session cookie:
@@ -34,6 +36,9 @@ class Session:
     created: float
     seen: float
     data: dict = field(default_factory=dict)
+    #: the admin's stamp at login (console/admins.py `stamp`): the guard ends
+    #: the session when the admin's current stamp differs
+    stamp: str | None = None
 
 
 #: Where the guard (console/guard.py) puts the request's session.
@@ -46,7 +51,7 @@ class SessionStore:
         self.absolute = absolute
         self._sessions: dict[str, Session] = {}
 
-    def create(self, admin: str, now: float) -> Session:
+    def create(self, admin: str, now: float, *, stamp: str | None = None) -> Session:
         self._sweep(now)
         session = Session(
             sid=secrets.token_urlsafe(32),
@@ -54,6 +59,7 @@ class SessionStore:
             csrf=secrets.token_urlsafe(32),
             created=now,
             seen=now,
+            stamp=stamp,
         )
         self._sessions[session.sid] = session
         return session
