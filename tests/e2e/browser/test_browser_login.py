@@ -8,6 +8,8 @@ cookie the page's scripts cannot read) or a bad one (the error, no session).
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from browser_helpers import (
     ADMIN,
@@ -42,7 +44,7 @@ def test_a_good_password_opens_the_dashboard(console, console_url, browser, shot
     assert cookie and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     assert browser.execute_script("return document.cookie") == ""  # HttpOnly: no script sees it
     assert assert_post_forms_have_csrf(browser) >= 1  # the log-out form
-    shot("dashboard", docs=True)
+    shot("dashboard-after-login")
 
 
 def test_a_bad_password_shows_the_error_and_makes_no_session(console, console_url, browser, shot):
@@ -51,7 +53,7 @@ def test_a_bad_password_shows_the_error_and_makes_no_session(console, console_ur
     assert "wrong" in alert
     assert path_of(browser) == "/login"
     assert browser.get_cookie(COOKIE) is None
-    shot("login-failed", docs=True)
+    shot("login-failed")
     # Unknown name: the same message (it does not tell which names exist).
     login(browser, console_url, "nobody", ADMIN_PASSWORD)
     assert browser.find_element("css selector", "[role=alert]").text == alert
@@ -71,3 +73,13 @@ def test_logging_out_ends_the_session(console, console_url, browser):
     browser.add_cookie({"name": COOKIE, "value": sid, "path": "/"})
     browser.get(console_url("/"))
     assert wait_until(browser, lambda d: path_of(d).startswith("/login"))
+
+
+def test_the_first_admin_logs_in_with_the_password_printed_once(console, console_url, browser):
+    # The console's pigeon started with no admins file: it made `admin` and
+    # said its password once, in the log (docs/console.md, "The first admin").
+    said = re.findall(r"first admin 'admin' created, password: (\S+);", console.log())
+    assert len(said) == 1, console.log()[-2000:]
+    login(browser, console_url, "admin", said[0])
+    assert path_of(browser) == "/", browser.current_url
+    assert browser.find_element("css selector", ".who").text == "admin"
