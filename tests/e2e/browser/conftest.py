@@ -34,7 +34,7 @@ from pathlib import Path
 import pytest
 from browser_helpers import ADMIN, ADMIN_PASSWORD, add_admin, login
 
-from pigeon.testing.live import PigeonProcess, free_port
+from pigeon.testing.live import PigeonProcess, free_port, wait_for
 
 REPO = Path(__file__).resolve().parents[3]
 SCREENSHOTS = REPO / "artifacts" / "screenshots"
@@ -198,6 +198,11 @@ def console(tmp_path_factory, console_extra):
     config = CONSOLE_CONFIG.format(closed=free_port(), extra=console_extra)
     server = PigeonProcess(tmp_path_factory.mktemp("console"), config).start(timeout=60)
     try:
+        # pigeon makes its first admin (`admin`, its password said once in the
+        # log) shortly after the console binds, and only while no admins file
+        # exists: let it, before ours makes the file (test_browser_login.py
+        # logs in with that password).
+        wait_for(lambda: "first admin 'admin' created" in server.log(), timeout=30)
         add_admin(server)
         yield server
     finally:
