@@ -127,6 +127,7 @@ async def start_console(
             maillog=role.maillog,
             signer=lambda: role.signing.signer if role.signing is not None else None,
             auth=role.auth,
+            metrics=role.metrics,  # counted "in" as SMTP mail is (the dashboard)
             # Asked at every request: after a reload, the new pipeline and limits.
             submission=lambda: role.smtp.context("submission"),
         ).send,
