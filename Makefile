@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: serve test test-fast style lint bench bench-full bench-accept bench-relay bench-imap venv clean fuzz crash
+.PHONY: serve test test-fast screenshots style lint bench bench-full bench-accept bench-relay bench-imap venv clean fuzz crash
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pigeon needs Python 3.11 or newer")'
@@ -37,6 +37,13 @@ lint: style
 # (no servers started, no Debian peers needed); under a minute.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit tests/fuzz $(PYTEST_ARGS)
+
+# The web console's screenshots in docs/images/console (docs/console.md): the
+# browser tests run against a live pigeon in Debian's headless Chromium, and
+# their `shot(name, docs=True)` pictures are written there too (each < 150 KB).
+# Every page's screenshot is in artifacts/screenshots after any test run.
+screenshots: $(STAMP)
+	PIGEON_DOC_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/e2e/browser $(PYTEST_ARGS)
 
 # The benchmark suite (bench/suite.py, docs/benchmarks.md): inbound, connections,
 # latency, relay and queue scale, pigeon vs a private Postfix vs smtp-sink; quick

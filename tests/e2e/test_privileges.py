@@ -47,10 +47,11 @@ def test_root_drops_to_the_configured_user():
     try:
         proc = PigeonProcess(workdir, 'user = "nobody"\n[domains."localhost"]\n')
         with proc:
-            assert uids(proc.proc.pid) == [nobody.pw_uid] * 4
+            assert wait_for(lambda: uids(proc.proc.pid) == [nobody.pw_uid] * 4), uids(proc.proc.pid)
             # The checker process of the inbound checks (app/checker.py) too.
             checkers = wait_for(lambda: checker_pids(proc.proc.pid))
-            assert wait_for(lambda: uids(checkers[0]) == [nobody.pw_uid] * 4), uids(checkers[0])
+            for checker in checkers:
+                assert wait_for(lambda: uids(checker) == [nobody.pw_uid] * 4), uids(checker)
             st = os.stat(proc.data_dir)
             # 0711: searchable, so local users reach the submit socket; nothing
             # in it is readable by them (pigeon.admin.submitsock).
@@ -106,7 +107,9 @@ def test_links_planted_in_the_data_dir_are_not_followed_at_start_up():
         (proc.data_dir / "mailboxes").symlink_to(system_dir)
         os.link(secret, proc.data_dir / "hardlink")
         with proc:
-            assert uids(proc.proc.pid)[1] == pwd.getpwnam("nobody").pw_uid
+            # Listening comes just before the drop (app/lifecycle.py): wait for it.
+            nobody = pwd.getpwnam("nobody").pw_uid
+            assert wait_for(lambda: uids(proc.proc.pid)[1] == nobody), uids(proc.proc.pid)
         for path, mode in ((secret, 0o640), (system_dir, 0o755)):
             st = os.stat(path)
             assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (0, 0, mode), path

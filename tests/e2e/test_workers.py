@@ -39,7 +39,8 @@ def test_workers_share_the_listeners_and_all_mail_is_delivered(pigeon_factory):
     main = server.proc.pid
     workers = [p for p in children_of(main) if p not in checker_pids(main)]
     assert len(workers) == 2, workers
-    # Each process has its own checker process ([mail_auth] checker = "process").
+    # Each process has its own checker process ([mail_auth] checker = "process",
+    # checkers = 1 by default).
     checkers = [c for p in [main, *workers] for c in checker_pids(p)]
     assert len(checkers) == 3, checkers
     started = time.monotonic()

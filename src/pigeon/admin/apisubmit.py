@@ -64,6 +64,7 @@ class ApiSubmitter:
         clock: Callable[[], float] = time.time,
         auth: Any = None,  # pigeon.auth.service.AuthService: the tokens' accounts
         submission: Callable[[], Any] | None = None,  # the submission ConnectionContext now
+        metrics: Any = None,  # obs/metrics.py Metrics: local submissions counted as SMTP mail
     ) -> None:
         from pigeon.routing.resolve import Router
 
@@ -75,6 +76,7 @@ class ApiSubmitter:
         self.clock = clock
         self.auth = auth
         self.submission = submission
+        self.metrics = metrics
         self.router = Router(config)
 
     async def send(
@@ -100,6 +102,7 @@ class ApiSubmitter:
             on_queued=self.on_queued,
             who={"token": via},
             capture=CaptureRules.of(self.config),  # a capture domain (docs/capture.md)
+            metrics=self.metrics,
         )
         return env
 

@@ -104,10 +104,12 @@ class SubmitServer(UnixServer):
         clock: Callable[[], float] = time.time,
         trusted_uids: set[int] | None = None,
         signer: Callable[[], Any] = lambda: None,
+        metrics: Any = None,
     ) -> None:
         from pigeon.routing.resolve import Router
 
         super().__init__(path)
+        self.metrics = metrics
         self.config = config
         self.store = store
         self.on_queued = on_queued
@@ -192,6 +194,7 @@ class SubmitServer(UnixServer):
             on_queued=self.on_queued,
             who={"uid": uid},
             capture=CaptureRules.of(self.config),
+            metrics=self.metrics,
         )
         return {"ok": True, "queue_id": env.queue_id, "sender": env.sender}
 
@@ -231,13 +234,15 @@ async def commit_submitted(
     on_queued: Callable[[Any], None],
     who: dict[str, Any],
     capture: CaptureRules = CaptureRules.NONE,
+    metrics: Any = None,
 ) -> None:
     """Commit a spooled local submission (the same group commit and fsync as
     SMTP mail), log its "(queued)" line with `who` sent it, and hand it to
     the queue manager, unless `capture` (a capture domain) captures it: it
     is then logged "captured" and kept (docs/capture.md). SubmitError
     EX_TEMPFAIL when the store fails: nothing was acknowledged. Shared by
-    the submit socket and the HTTP API."""
+    the submit socket and the HTTP API. Counted in `metrics` (obs/metrics.py
+    `message_accepted`) as SMTP mail is, so the console's "in" has it too."""
     from pigeon.vocab.errors import StoreError
 
     capture.mark(env)
@@ -245,6 +250,8 @@ async def commit_submitted(
         await asyncio.wrap_future(store.commit_async(spool, env))
     except StoreError as exc:
         raise L.SubmitError(f"cannot queue the message: {exc}", L.EX_TEMPFAIL) from None
+    if metrics is not None:
+        metrics.message_accepted(env.size)
     if maillog is not None:
         maillog.log(
             env.queue_id,

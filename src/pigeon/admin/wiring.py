@@ -167,6 +167,7 @@ async def start_admin(
         on_queued=manager.submit,
         maillog=maillog,
         signer=signer,
+        metrics=metrics,
     )
     try:
         await candidate.start()

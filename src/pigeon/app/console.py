@@ -61,7 +61,7 @@ from pigeon.web.app import WebDeps, build_app
 from pigeon.web.server import WebServer
 from pigeon.web.tokens import TokenStore
 
-__all__ = ["max_body", "start_console"]
+__all__ = ["first_admin", "max_body", "start_console", "start_first_admin"]
 
 log = logging.getLogger("pigeon")
 
@@ -127,6 +127,7 @@ async def start_console(
             maillog=role.maillog,
             signer=lambda: role.signing.signer if role.signing is not None else None,
             auth=role.auth,
+            metrics=role.metrics,  # counted "in" as SMTP mail is (the dashboard)
             # Asked at every request: after a reload, the new pipeline and limits.
             submission=lambda: role.smtp.context("submission"),
         ).send,
@@ -166,12 +167,19 @@ async def start_console(
             bind_reason(exc),
         )
         return None
-    # After the bind, in a thread and without holding up the start-up (argon2
-    # takes a while): the password is said once the console can be reached.
-    task = asyncio.create_task(asyncio.to_thread(first_admin, config, admins))
+    return server
+
+
+def start_first_admin(config: Config) -> None:
+    """The first admin (`first_admin`), made in a thread without holding up
+    the start-up (argon2 takes a while). Called by the lifecycle once the
+    console is bound and root's privileges are dropped, so the file belongs
+    to the user pigeon runs as (a file made as root would be unreadable to
+    it) and the password is said once the console can be reached."""
+    admins = AdminStore.in_data_dir(config.data_dir)
+    task = asyncio.get_running_loop().create_task(asyncio.to_thread(first_admin, config, admins))
     _BACKGROUND.add(task)
     task.add_done_callback(_BACKGROUND.discard)
-    return server
 
 
 def _live(stats: Sampler, handler: ActivityHandler) -> Callable[[web.Application], AsyncIterator]:

@@ -99,7 +99,7 @@ from typing import Any
 from pigeon.admin.wiring import AdminHandle, start_admin
 from pigeon.app import restart
 from pigeon.app.clusterwake import wake_on_new_mail
-from pigeon.app.console import start_console
+from pigeon.app.console import start_console, start_first_admin
 from pigeon.app.datalock import DataDirLock
 from pigeon.app.deadline import HARD_MARGIN, StopDeadline
 from pigeon.app.exits import EX_OK, exit_status
@@ -301,6 +301,8 @@ class Lifecycle:
                 self.admin.write_pid_file()  # before dropping root: /run may be root's
             # Everything that needs root is done: listeners bound, files open.
             drop(config.user, config.group, config.data_dir)
+            if self.web is not None:
+                start_first_admin(config)  # as the user pigeon runs as (app/console.py)
             if self.admin is not None:
                 self.admin.publish()  # the submit socket, for local users' sendmail
             await self._run(role)

@@ -68,7 +68,7 @@ class MailAuthConfig:
     checker: Literal["process", "inline"] = (
         "process"  # [mail_auth] checker: run the checks of big messages in a process of their own (another core), or all "inline" in the server's event loop
     )
-    checkers: int = 2  # [mail_auth] checkers: with checker = "process", how many checker processes share the checks (messages that end together are checked at once); 1-16
+    checkers: int = 1  # [mail_auth] checkers: with checker = "process", how many checker processes share the checks (messages that end together are checked at once); 1-16
     checker_above: int = 0  # [mail_auth] checker_above, octets: with checker = "process", messages at least this big are checked there, smaller ones inline; 0 = all
     public_suffix_list: Path | None = (
         None  # [mail_auth] public_suffix_list: a Public Suffix List file; "" (None) = the one of the publicsuffixlist package

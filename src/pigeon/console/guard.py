@@ -16,7 +16,11 @@ Contract:
     page from being framed or sniffed and forbid scripts and content from
     elsewhere: Content-Security-Policy (default-src 'self', no inline
     script, frame-ancestors 'none'), X-Frame-Options DENY, Referrer-Policy
-    no-referrer. A page that must differ (the message viewer's sandboxed
+    same-origin (no referrer to other sites; not no-referrer: under that
+    policy a browser sends `Origin: null` with every form POST, Fetch
+    standard "append a request Origin header", and the Origin check of
+    console/pages.py `same_origin` would refuse the console's own forms).
+    A page that must differ (the message viewer's sandboxed
     frame) sets its own Content-Security-Policy before it is sent; this
     middleware leaves a page's own header alone.
   * `errors_middleware`: an HTTP error on a console path is an HTML page
@@ -97,7 +101,7 @@ def guard_middleware(
 def _secure_headers(response: web.StreamResponse) -> None:
     response.headers.setdefault("Content-Security-Policy", CSP)
     response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
 
 
 @web.middleware

@@ -29,6 +29,18 @@ def send(backend, sub, message: bytes, **kw):
     return backend.call(sub.send(message, **args))
 
 
+def test_counted_as_accepted_mail_as_smtp_mail_is(backend):
+    from pigeon.obs.metrics import Metrics
+
+    metrics = Metrics()
+    sub = ApiSubmitter(
+        config=backend.config, store=backend.store, on_queued=lambda env: None, metrics=metrics
+    )
+    before = metrics.counter_totals().get("pigeon_messages_accepted", {}).get((), 0.0)
+    send(backend, sub, b"From: app@example.test\nTo: bob@example.org\n\nhi\n")
+    assert metrics.counter_totals()["pigeon_messages_accepted"][()] == before + 1
+
+
 def test_queued_durably_handed_over_and_logged(backend):
     sub, handed = submitter(backend)
     env = send(backend, sub, b"From: App <app@example.test>\nTo: bob@example.org\n\nhi\n")

@@ -4,8 +4,12 @@ arrive together run at the same time.
 Why: sessions tend to move in step (a group commit answers a batch of them
 at once, and their next messages end together), so their checks reach the
 checker process together and queue there: with one process the last of ten
-waits for nine others (docs/benchmarks.md, "Issue 13"). Two processes on
-two cores halve that wait.
+waits for nine others (docs/benchmarks.md, "Issue 13"). More processes
+on more cores check them at once. `[mail_auth] checkers` says how many;
+the default is one: on a two-core machine, where the server and the
+client of the benchmark take the cores, two measured slower than one (the
+server's answers coalesce less), so this is for machines with cores to
+spare.
 
 Contract:
   * `CheckerPool(members)`: `members` are `RemoteChecks`
