@@ -46,6 +46,7 @@ __all__ = [
     "optional_name",
     "optional_path",
     "optional_string",
+    "lease",
     "port",
     "final_problems",
 ]
@@ -263,6 +264,29 @@ def own_addresses(key: str, value: Any) -> tuple[str, ...]:
         if ip not in out:
             out.append(ip)
     return tuple(out)
+
+
+#: [queue] lease: "30s", "2m", "1h" or a number of seconds. Renewed every
+#: lease/3, so under a second would mean a database write every few hundred
+#: milliseconds per node; over a day, a dead node's mail would wait that long.
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h)?")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+MIN_LEASE, MAX_LEASE = 1.0, 86400.0
+
+
+def lease(key: str, value: Any) -> float:
+    """A duration in seconds between MIN_LEASE and MAX_LEASE (see _DURATION)."""
+    seconds: float | None = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.fullmatch(value.strip())):
+        seconds = float(m.group(1)) * _UNIT[m.group(2)]
+    if seconds is None or not MIN_LEASE <= seconds <= MAX_LEASE:
+        raise ConfigError(
+            key,
+            f'must be a duration from 1s to 24h ("30s", "2m", "1h" or seconds), got {show(value)}',
+        )
+    return seconds
 
 
 def optional_string(key: str, value: Any) -> str:

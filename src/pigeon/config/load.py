@@ -177,6 +177,7 @@ _SECTIONS: dict[str, tuple[type, dict[str, Callable[[str, Any], Any]]]] = {
             "min_free": C.integer(0),
             "store": D.optional_string,  # "" or postgresql://: D.final_problems
             "node": D.optional_string,
+            "lease": D.lease,
             "local_at_accept": C.boolean,
         },
     ),

@@ -31,7 +31,7 @@ TOML layout (all keys optional):
     [timeouts]  command, data_block, data_total, shutdown_grace, greet_pause
     [smtp]      bare_newline, eight_bit_undeclared, pipelining, chunking, smtputf8, dsn, eight_bit_mime
     [queue]     fsync, run_interval, min_backoff, max_backoff, max_lifetime, delay_warning, concurrency,
-                min_free, store, node, local_at_accept
+                min_free, store, node, lease, local_at_accept
     [log]       format, level, file
     [tls]       cert_file, key_file, min_version, ciphers, starttls, handshake_timeout
     [admin]     control_socket, pid_file, metrics_listen
@@ -139,9 +139,7 @@ class SmtpPolicy:
     chunking: bool = True  # [smtp] chunking
     smtputf8: bool = True  # [smtp] smtputf8
     dsn: bool = True  # [smtp] dsn
-    etrn: bool = (
-        False  # [smtp] etrn: RFC 1985, honoured for relay_networks/authenticated clients only
-    )
+    etrn: bool = False  # [smtp] etrn: RFC 1985, relay_networks/authenticated clients only
     eight_bit_mime: bool = True  # [smtp] eight_bit_mime
 
 
@@ -163,6 +161,7 @@ class QueueConfig:
     min_free: int = 0  # [queue] min_free, octets (Postfix queue_minfree): MAIL gets 452 4.3.1 below max(min_free, 1.5 x limits.message_size) free; >= 0
     store: str = ""  # [queue] store: "" = the embedded store in data_dir; postgresql://USER@HOST:PORT/DB = a queue several nodes share (docs/cluster-status.md)
     node: str = ""  # [queue] node: this node's name in a shared queue's claims; "" = the host name
+    lease: float = 60.0  # [queue] lease, s: a shared queue's claim lasts this long unless renewed (every lease/3)
     local_at_accept: bool = True  # [queue] local_at_accept: write all-local mail into its Maildirs before the 250, no queue entry (qmgr/direct.py)
 
 

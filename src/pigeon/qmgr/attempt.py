@@ -15,6 +15,9 @@ Contract:
     judge its destination (a peer reached, or not), unless its agent raised:
     that says nothing about the next hop (the message's own problem, or our
     bug), so it never kills a destination for other mail.
+  * A shared queue adds a cluster-wide slot per destination
+    (`cluster`, qmgr/clusterlimit.py), taken after the node's own slot and
+    the dead-destination check, held while the agent runs.
   * The local transport (Maildir, delivery/local.py) takes no destination
     slot and judges no destination: the agent group-commits every Maildir
     write of the moment, and its failures are our storage's, not a next
@@ -35,12 +38,14 @@ Contract:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 
 from pigeon.delivery.api import DeliveryAgent, RecipientResult
 from pigeon.delivery.local import MailboxStorage
 from pigeon.hooks.events import DeliveryEvent, DeliveryObservers
+from pigeon.qmgr.clusterlimit import ClusterLimit
 from pigeon.qmgr.dispatch import Group, dispatch
 from pigeon.qmgr.inflight import InFlight, Run
 from pigeon.qmgr.notify import plan_notices
@@ -98,6 +103,8 @@ class Attempts:
         self.inflight = InFlight()  # what a stop abandons (qmgr/inflight.py)
         #: Plugins told of each request handed to an agent (Qmgr.set_observers).
         self.observers = DeliveryObservers()
+        #: The cluster-wide destination slots of a shared queue (runner.py), else None.
+        self.cluster: ClusterLimit | None = None
         self._slots: asyncio.Condition | None = None  # created on the running loop
         self._slots_loop: asyncio.AbstractEventLoop | None = None
 
@@ -177,7 +184,9 @@ class Attempts:
                 defer_all(group.recipients, "4.4.1", reason, nh.transport, logs, now=self._clock())
                 self._sched.waits_for(nh, env.queue_id)  # waiting.py Rule 1
                 return False
-            applied, raised = await self._attempt(env, group, logs, run)
+            shared = self.cluster.hold(str(nh)) if self.cluster else contextlib.nullcontext()
+            async with shared:
+                applied, raised = await self._attempt(env, group, logs, run)
             if not raised:
                 reason = applied.first_failure
                 dests.record(nh, self._clock(), reached=applied.reached, reason=reason)

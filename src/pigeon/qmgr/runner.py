@@ -32,7 +32,11 @@ Contract:
         is skipped.
       - Scan (the database), only when the scheduler says so: `due()`
         entries (fair between new and deferred mail) are claimed and their
-        envelopes loaded, all in one worker-thread call.
+        envelopes loaded, all in one worker-thread call (qmgr/scan.py; a
+        shared queue claims them with `claim_due()` in one transaction).
+  * A shared queue (issue 17): while `run()` runs, qmgr/leases.py renews
+    the leases of this node's deliveries and releases expired ones every
+    lease/3; deliveries hold cluster-wide destination slots too.
   * Nothing escapes the loop: a corrupt entry is quarantined by the store
     and skipped; an entry that cannot be read is requeued (settle.py Rule
     1); an unexpected exception while delivering one message is logged
@@ -68,9 +72,20 @@ from pigeon.delivery.local import MailboxStorage
 from pigeon.hooks.events import DeliveryObservers
 from pigeon.qmgr.attempt import Attempts
 from pigeon.qmgr.capture import CaptureActions
+from pigeon.qmgr.clusterlimit import ClusterLimit
 from pigeon.qmgr.direct import DirectDelivery, DirectOutcome
+from pigeon.qmgr.leases import keep_leases
 from pigeon.qmgr.operator import ActionResult, OperatorActions
-from pigeon.qmgr.ports import Clock, MailLog, ManagerStore, Metrics, Rng
+from pigeon.qmgr.ports import (
+    Clock,
+    MailLog,
+    ManagerStore,
+    Metrics,
+    Rng,
+    cluster_slots,
+    shared_claims,
+)
+from pigeon.qmgr.scan import ScanFailed, scan_db
 from pigeon.qmgr.scheduler import Scheduler
 from pigeon.qmgr.settings import QmgrSettings
 from pigeon.qmgr.settle import STORE_ERRORS, Journal, new_counters
@@ -82,16 +97,6 @@ from pigeon.vocab import CorruptEntry, QueueState, StoreError
 __all__ = ["Qmgr"]
 
 log = logging.getLogger("pigeon.queue")
-
-_SCANNED = (QueueState.INCOMING, QueueState.DEFERRED)
-
-
-class _ScanFailed(Exception):
-    """The scan's claim failed; `ids` may or may not have moved."""
-
-    def __init__(self, ids: list[str], cause: BaseException) -> None:
-        super().__init__(str(cause))
-        self.ids, self.cause = ids, cause
 
 
 class Qmgr:
@@ -145,6 +150,11 @@ class Qmgr:
             rng=rng if rng is not None else random.Random(),
             wake=self._wake.set,
         )
+        #: A queue several nodes share (issue 17): claims with leases, kept by
+        #: qmgr/leases.py; cluster-wide destination slots (qmgr/clusterlimit.py).
+        self._shared = shared_claims(store)
+        if (slots := cluster_slots(store)) is not None:
+            self._attempts.cluster = ClusterLimit(slots, settings.destination_concurrency)
         self._operator = OperatorActions(
             store=store,
             sched=self._sched,
@@ -277,6 +287,10 @@ class Qmgr:
 
         # A fault the SMTP side saw wakes us to probe for the recovery.
         self._store.health.on_episode = wake_from_any_thread
+        keeper = None
+        if self._shared is not None:  # until the last delivery has ended (finally)
+            owned = lambda: self._sched.inflight | self._sched.unsaved.keys()  # noqa: E731
+            keeper = asyncio.create_task(keep_leases(self._shared, owned, self.nudge))
         try:
             if recover:
                 await self._recover()
@@ -304,6 +318,8 @@ class Qmgr:
                 async with self._operator.lock():
                     await self._journal.retry_round()
         finally:
+            if keeper is not None:
+                keeper.cancel()
             self._store.health.on_episode = None
             self._running = False
             self._stopped.set()
@@ -383,11 +399,11 @@ class Qmgr:
         free, busy = self._sched.begin_scan()
         try:
             taken, corrupt, full, retry = await asyncio.to_thread(
-                self._scan_db, self._clock(), free, busy
+                scan_db, self._store, self._shared, self._clock(), free, busy
             )
-        except (_ScanFailed, *STORE_ERRORS) as exc:
+        except (ScanFailed, *STORE_ERRORS) as exc:
             self._sched.scan_failed()
-            ids, cause = (exc.ids, exc.cause) if isinstance(exc, _ScanFailed) else ([], exc)
+            ids, cause = (exc.ids, exc.cause) if isinstance(exc, ScanFailed) else ([], exc)
             self._journal.write_failed(cause, "queue scan failed", requeue=ids)
             return
         except BaseException:
@@ -397,36 +413,6 @@ class Qmgr:
         self._sched.end_scan((qid for qid, _ in taken), full=full, next_retry=retry)
         for qid, env in taken:
             self._attempts.inflight.track(tg.create_task(self._deliver_fenced(qid, env)), qid)
-
-    def _scan_db(
-        self, now: float, free: int, busy: frozenset[str]
-    ) -> tuple[list[tuple[str, Envelope | None]], int, bool, float | None]:
-        """Worker thread: the entries taken (claimed, with their envelopes),
-        how many were corrupt, whether due() filled every slot, the next
-        retry time."""
-        store = self._store
-        ids = store.due(now, free)
-        # due() never returns 'active' entries, and ours are claimed before
-        # they start; an entry kept in memory after a failed write
-        # (settle.py) may still be 'deferred' in the database.
-        new = [q for q in ids if q not in busy]
-        claimed: list[str] = []
-        if new:
-            try:
-                claimed = store.claim(new, from_states=_SCANNED)
-            except STORE_ERRORS as exc:
-                raise _ScanFailed(new, exc) from exc
-        taken: list[tuple[str, Envelope | None]] = []
-        corrupt = 0
-        for qid in claimed:
-            try:
-                taken.append((qid, store.load(qid)))
-            except CorruptEntry:
-                corrupt += 1  # quarantined and logged by the store
-            except STORE_ERRORS:
-                # The delivery loads it again, and requeues it if that fails too.
-                taken.append((qid, None))
-        return taken, corrupt, len(ids) >= free and bool(new), store.next_retry()
 
     async def _retry_waiting(self, now: float) -> None:
         """Make mail waiting for a next hop due now (waiting.py Rules 2, 3).

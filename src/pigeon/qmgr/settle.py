@@ -26,7 +26,10 @@ Contract:
         delivers it from what is on disk;
       - the sweep (every `run_interval`, and after each retry round that
         wrote everything) finds 'active' entries that no delivery, unsaved
-        outcome or requeue owns and requeues them, without a restart.
+        outcome or requeue owns and requeues them, without a restart. In a
+        queue several nodes share only this node's claims are looked at
+        (`own_active`, pigeon/store/pg/manager.py): another node's
+        'active' entries are its deliveries (qmgr/leases.py).
   * Rule 2 (the storage back-off): qmgr/scheduler.py times the rounds:
     `store_retry` seconds after a failure, doubling while the store keeps
     failing, up to 16 x `store_retry`; a round that writes everything
@@ -324,12 +327,18 @@ class Journal:
         """Rule 1: requeue 'active' entries nobody owns. Call with the operator lock held."""
         self._sched.sweep_needed = False
         try:
-            entries = await asyncio.to_thread(self._store.list, QueueState.ACTIVE)
+            # A shared queue: only this node's claims (issue 17); the other
+            # nodes' 'active' entries are theirs, or their leases' to release.
+            own = getattr(self._store, "own_active", None)
+            ids = await asyncio.to_thread(own) if own is not None else None
+            if ids is None:
+                entries = await asyncio.to_thread(self._store.list, QueueState.ACTIVE)
+                ids = [e.queue_id for e in entries]
         except STORE_ERRORS as exc:
             self.write_failed(exc, "queue sweep")
             self._sched.sweep_needed = True
             return
-        if self._sched.lost(e.queue_id for e in entries):
+        if self._sched.lost(ids):
             await self.requeue_now()
 
     def storage_status(self) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 Contract:
   * `queue_store(config, fsync=None)` returns an unopened store:
     `PgQueueStore` when `queue.store` is a postgresql:// URL (node
-    `queue.node`, or the host name; spools spill to `<queue_dir>/spool`),
+    `queue.node`, or the host name; claims last `queue.lease` seconds;
+    spools spill to `<queue_dir>/spool`),
     else the embedded `QueueStore` under `config.queue_dir` (`fsync`
     defaults to `queue.fsync`). The composition root (pigeon.app), the
     offline queue listing (pigeon.admin.client) and sendmail all build
@@ -44,5 +45,6 @@ def queue_store(config: Config, *, fsync: bool | None = None) -> AnyQueueStore:
             config.queue.store,
             node=config.queue.node or socket.gethostname(),
             spool_dir=config.queue_dir / "spool",
+            lease=config.queue.lease,
         )
     return QueueStore(config.queue_dir, fsync=config.queue.fsync if fsync is None else fsync)

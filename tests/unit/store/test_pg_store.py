@@ -222,7 +222,16 @@ def test_queue_store_keys_choose_the_backend(tmp_path):
     path = tmp_path / "pigeon.toml"
     path.write_text('[queue]\nstore = "postgresql://pigeon@db.test/q"\nnode = "n1"\n')
     store = queue_store(load_config(path))
-    assert isinstance(store, PgQueueStore) and store.node == "n1"
+    assert isinstance(store, PgQueueStore) and store.node == "n1" and store.lease == 60.0
+    for text, seconds in [('"30s"', 30.0), ('"2m"', 120.0), ("5", 5.0), ('"1.5s"', 1.5)]:
+        path.write_text(f'[queue]\nstore = "postgresql://pigeon@db.test/q"\nlease = {text}\n')
+        assert queue_store(load_config(path)).lease == seconds
+    for bad in ['"soon"', "0", '"0.5s"', '"2d"', "true", '"-3s"']:
+        path.write_text(f"[queue]\nlease = {bad}\n")
+        with pytest.raises(ConfigError) as info:
+            load_config(path)
+        assert [p.key for p in info.value.problems] == ["queue.lease"], bad
+        assert "1s to 24h" in str(info.value)
     assert isinstance(queue_store(load_config()), QueueStore)
     path.write_text('[queue]\nstore = "mysql://db.test/q"\n')
     with pytest.raises(ConfigError) as info:

@@ -17,6 +17,15 @@ Contract:
     Claims of other live nodes are left alone. Idempotent.
   * `claim_due(now, limit)` (PostgreSQL only, for several nodes): `due()`
     and `claim()` in one transaction, rows locked FOR UPDATE SKIP LOCKED.
+  * Leases kept (the queue manager's qmgr/leases.py, every lease/3):
+    `renew_leases(ids)` extends this node's claims on `ids` to now + lease
+    in ONE UPDATE and returns the ids still ours (an id missing was taken
+    over: its lease expired and some node released it, or it left
+    'active'); `release_expired(now)` makes every claim whose lease has
+    expired 'incoming' again, due at once (recover()'s second half, any
+    node's); `own_active()` lists the entries this node has claimed, for
+    the manager's sweep (qmgr/settle.py), which must never requeue
+    another live node's deliveries.
   * `due()` is the embedded store's rule (pigeon/queue/state.py,
     `fair_due`): half the slots to each of 'incoming' and 'deferred',
     interleaved, oldest first, read from the pigeon_queue_due index.
@@ -46,9 +55,10 @@ __all__ = ["DEFAULT_LEASE", "ManagerSide"]
 
 log = logging.getLogger("pigeon.queue")
 
-#: How long a claim holds without its node (seconds): past it, another node
-#: may take the entry (recover()). Longer than any delivery attempt.
-DEFAULT_LEASE = 900.0
+#: How long a claim holds without its node renewing it (seconds): past it,
+#: another node may take the entry. `[queue] lease` (config/schema.py) sets
+#: it for `pigeon serve`; a running manager renews its claims every lease/3.
+DEFAULT_LEASE = 60.0
 
 _DUE = (
     "SELECT queue_id FROM pigeon_queue WHERE state = %s AND next_attempt <= %s "
@@ -67,6 +77,14 @@ _RELEASE = (
     "UPDATE pigeon_queue SET state = 'incoming', next_attempt = %s, node = NULL, "
     "lease_until = NULL WHERE state = 'active' AND (node = %s OR lease_until < %s) "
     "RETURNING queue_id"
+)
+_RENEW = (
+    "UPDATE pigeon_queue SET lease_until = %s WHERE queue_id = ANY(%s) AND state = 'active' "
+    "AND node = %s RETURNING queue_id"
+)
+_EXPIRED = (
+    "UPDATE pigeon_queue SET state = 'incoming', next_attempt = %s, node = NULL, "
+    "lease_until = NULL WHERE state = 'active' AND lease_until < %s RETURNING queue_id"
 )
 #: claim_due(): one state's due entries, locked; rows another node is claiming
 #: at that moment are skipped, not waited for.
@@ -144,6 +162,34 @@ class ManagerSide:
                 )
         was = set(inc)
         return [(q, QueueState.INCOMING if q in was else QueueState.DEFERRED) for q in chosen]
+
+    def renew_leases(self, queue_ids: Sequence[str]) -> builtins.list[str]:
+        """This node's claims on `queue_ids` last `lease` seconds more; the
+        ids still ours, in their order (module contract)."""
+        if not queue_ids:
+            return []
+        with self._pool.conn("queue lease renewal") as conn:
+            rows = conn.execute(
+                _RENEW, (time.time() + self.lease, list(queue_ids), self._node)
+            ).fetchall()
+        return _in_order(queue_ids, rows)
+
+    def release_expired(self, now: float) -> builtins.list[str]:
+        """Every claim whose lease ended before `now` becomes 'incoming', due at
+        `now`: a dead node's work, for the live nodes to take (module contract)."""
+        with self._pool.conn("queue lease expiry") as conn:
+            rows = conn.execute(_EXPIRED, (now, now)).fetchall()
+        return sorted(r[0] for r in rows)
+
+    def own_active(self) -> builtins.list[str]:
+        """The 'active' entries this node has claimed (module contract)."""
+        with self._pool.conn("queue own claims") as conn:
+            rows = conn.execute(
+                "SELECT queue_id FROM pigeon_queue WHERE state = 'active' AND node = %s "
+                "ORDER BY queue_id",
+                (self._node,),
+            ).fetchall()
+        return [r[0] for r in rows]
 
     def next_retry(self) -> float | None:
         with self._pool.conn("queue next retry") as conn:

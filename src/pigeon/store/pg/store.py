@@ -12,6 +12,7 @@ Contract:
       content.py    PgContent: content streamed back chunk by chunk
       manager.py    due, claims with leases (FOR UPDATE SKIP LOCKED),
                     changes, removal, the read-only queries
+      slots.py      per-destination delivery slots across the cluster
       db.py         the connection pool, psycopg errors as StoreErrors
       migrate.py    the schema's versions (`pigeon db migrate`/`check`)
 
@@ -25,6 +26,9 @@ Contract:
     a database whose schema this code cannot use (migrate.incompatibility);
     with `migrate=True` it first applies the missing migrations itself
     (tests, and a single node that owns its database).
+  * `destination_slots()`: the cluster-wide per-destination delivery
+    slots (slots.py: advisory locks on a connection of their own), closed
+    with the store.
   * `wait_for_mail(timeout)`: LISTEN/NOTIFY on committer.CHANNEL; returns
     True when some node committed new mail since the last call, False
     after `timeout` seconds: an idle node's manager sleeps in it instead of
@@ -55,6 +59,7 @@ from pigeon.store.pg.committer import CHANNEL, Committer
 from pigeon.store.pg.content import PgContent
 from pigeon.store.pg.db import Pool, store_error
 from pigeon.store.pg.manager import DEFAULT_LEASE, ManagerSide
+from pigeon.store.pg.slots import PgDestinationSlots
 from pigeon.store.pg.spool import PgSpool
 from pigeon.vocab.errors import StoreError
 
@@ -90,6 +95,8 @@ class PgQueueStore(ManagerSide):
         self._space = FreeSpace(self._spool_dir)
         self._listen: Any = None
         self._listen_lock = threading.Lock()
+        #: Cluster-wide destination slots (slots.py): one connection of their own.
+        self._slots = PgDestinationSlots(lambda: self._pool.connect(autocommit=True))
 
     # --- lifetime -----------------------------------------------------------------
 
@@ -131,6 +138,7 @@ class PgQueueStore(ManagerSide):
         if committer is not None:
             committer.close()
         self._pool.close()
+        self._slots.close()
         with self._listen_lock:
             if self._listen is not None:
                 self._listen.close()
@@ -169,6 +177,10 @@ class PgQueueStore(ManagerSide):
 
     def content(self, queue_id: str) -> PgContent:
         return PgContent(self._pool, queue_id)
+
+    def destination_slots(self) -> PgDestinationSlots:
+        """The cluster-wide per-destination slots (slots.py) of this node."""
+        return self._slots
 
     # --- LISTEN/NOTIFY ----------------------------------------------------------------
 
