@@ -350,8 +350,10 @@ class ClusterLoad:
 
 def delivered_ids(dump_dir: Path) -> Counter[str]:
     """id -> whole copies in smtp-sink's dump files: a file counts when it has
-    the id's `X-Load-Id:` and its last body line `end <id>` (a transaction cut
-    short by a killed node is no delivery: the sink never said 250 to it)."""
+    the id's `X-Load-Id:` and ends with the last body line `end <id>` and the
+    empty line smtp-sink adds once the data ended (a transaction still being
+    written, or cut short by a killed node, is no delivery: the sink never
+    said 250 to it, and it removes the file of an aborted one)."""
     found: Counter[str] = Counter()
     for path in Path(dump_dir).iterdir():
         try:
@@ -359,6 +361,6 @@ def delivered_ids(dump_dir: Path) -> Counter[str]:
         except OSError:
             continue
         m = _ID_FIELD.search(data)
-        if m and b"\nend " + m.group(1) in data:
+        if m and data.endswith(b"\nend " + m.group(1) + b"\n\n"):
             found[m.group(1).decode()] += 1
     return found
