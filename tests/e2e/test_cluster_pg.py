@@ -169,7 +169,7 @@ def test_the_destination_limit_holds_across_two_nodes(pigeon_factory, postgres):
 
     dsn = postgres.dsn(postgres.new_database())
     assert main(["db", "migrate", "--store", dsn]) == 0
-    peer = _CountingPeer(hold=0.3)
+    peer = _CountingPeer(hold=0.5)
     try:
 
         def cfg(node: str) -> str:  # [delivery] is the last table of node_config
@@ -177,14 +177,18 @@ def test_the_destination_limit_holds_across_two_nodes(pigeon_factory, postgres):
             return text + "destination_concurrency = 2\n"
 
         nodes = [pigeon_factory(cfg("node-a")), pigeon_factory(cfg("node-b"))]
-        sent = []
-        for n, node in enumerate(nodes):
-            with smtplib.SMTP("127.0.0.1", node.port, timeout=10) as s:
+
+        def send(n: int) -> list[str]:  # both nodes at once, so their deliveries overlap
+            with smtplib.SMTP("127.0.0.1", nodes[n].port, timeout=30) as s:
                 for i in range(6):
-                    subject = f"m{n}-{i}"
-                    msg = f"Subject: {subject}\r\n\r\nhi\r\n".encode()
+                    msg = f"Subject: m{n}-{i}\r\n\r\nhi\r\n".encode()
                     s.sendmail("sender@localhost", [f"u{i}@down.test"], msg)
-                    sent.append(subject)
+            return [f"m{n}-{i}" for i in range(6)]
+
+        import concurrent.futures
+
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            sent = [x for got in pool.map(send, (0, 1)) for x in got]
         done = wait_for(lambda: len(peer.subjects) >= 12, timeout=60)
         assert done, nodes[0].log() + nodes[1].log()
         assert wait_for(lambda: listed(nodes[0]) == [], timeout=30), listed(nodes[0])
