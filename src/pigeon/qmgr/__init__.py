@@ -20,6 +20,9 @@ the layers). Modules, each with its contract:
     settle       durable outcomes, storage retry rounds, requeue, sweep
     operator     hold, release, delete, bounce, requeue, flush
     runner       Qmgr: the asyncio loop, the fast path, the scan
+    scan         the scan's worker-thread part: due() + claim(), or claim_due()
+    leases       a shared queue's claims renewed, dead nodes' claims released
+    clusterlimit per-destination slots across the nodes of a shared queue
     wiring       build_qmgr(config, store, router, agents, maillog, metrics), build_direct
     ports        the interfaces it is given (store faces, mail log, metrics)
 """
