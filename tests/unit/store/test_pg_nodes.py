@@ -119,5 +119,10 @@ def test_queue_ids_carry_the_node_id(dsn):
         for qid in ids:
             assert re.fullmatch(r"[0-9A-HJKMNP-TV-Z]{17}", qid), qid
             assert qid[15:] == id_tail(by_name[name])
-    with _store(dsn, "node-a") as again:  # a name keeps its id
-        assert {n["name"]: n["node_id"] for n in again.nodes()} == by_name
+    for _ in range(2):  # starts of a node keep its id, and use up none
+        again = _store(dsn, "node-a")
+        again.open(owner=True)
+        again.close()
+    with _store(dsn, "node-c") as c:
+        ids = {n["name"]: n["node_id"] for n in c.nodes()}
+    assert ids == {**by_name, "node-c": max(by_name.values()) + 1}

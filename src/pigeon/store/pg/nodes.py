@@ -132,14 +132,18 @@ class NodeRegistry:
                             "each node its own [queue] node, or stop the other one (two nodes "
                             "under one name would take over each other's deliveries)"
                         )
+                values = (self.instance, self.host, os.getpid(), __version__, self.listen)
+                if row is None:  # node_id() makes it first; an operator may have removed it
+                    conn.execute(
+                        "INSERT INTO pigeon_nodes (name) VALUES (%s) ON CONFLICT DO NOTHING",
+                        (self.name,),
+                    )
+                # An UPDATE, not an upsert: an upsert would draw (and waste) a node_id each time.
                 conn.execute(
-                    "INSERT INTO pigeon_nodes (name, instance, host, pid, version, listen, "
-                    "started, last_seen, stopped_at) VALUES (%s, %s, %s, %s, %s, %s, now(), "
-                    "now(), NULL) ON CONFLICT (name) DO UPDATE SET instance = excluded.instance, "
-                    "host = excluded.host, pid = excluded.pid, version = excluded.version, "
-                    "listen = excluded.listen, started = now(), last_seen = now(), "
-                    "stopped_at = NULL",
-                    (self.name, self.instance, self.host, os.getpid(), __version__, self.listen),
+                    "UPDATE pigeon_nodes SET instance = %s, host = %s, pid = %s, version = %s, "
+                    "listen = %s, started = now(), last_seen = now(), stopped_at = NULL "
+                    "WHERE name = %s",
+                    (*values, self.name),
                 )
         self.joined = True
         self._taken_logged = False
