@@ -63,7 +63,8 @@ def test_concurrent_migrations_apply_each_version_once(dsn):
         t.start()
     for t in threads:
         t.join(60)
-    assert sorted(results) == [[], [], [1, 2]], results
+    # Each migration is its own transaction: runs may share the work, never repeat it.
+    assert sorted(v for done in results for v in done) == [1, 2], results
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT count(*) FROM pigeon_schema").fetchone()[0] == 2
 
