@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pigeon.admin._sockpath import short_path
-from pigeon.admin.query import Filters, summary
+from pigeon.admin.query import Filters, cluster_view, summary
 
 __all__ = ["ControlClient", "ControlForbidden", "ControlUnavailable", "OfflineQueue", "RemoteError"]
 
@@ -159,7 +159,8 @@ class OfflineQueue:
                 except OpError as exc:
                     raise RemoteError(str(exc)) from None
             counts = store.counts() if store is not None else {}
-            return {"running": False, "queue": counts}
+            cluster = cluster_view(store) if store is not None else None
+            return {"running": False, "queue": counts, **({"cluster": cluster} if cluster else {})}
         finally:
             if store is not None:
                 store.close()

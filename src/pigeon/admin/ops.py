@@ -7,7 +7,8 @@ Contract:
     queue state): `hold`, `release`, `delete`, `requeue` (each with
     `ids=[...]` or `all=true`), `bounce` (`ids` only: returning all mail
     to its senders in one command is too easy to do by mistake), `flush`
-    (`domain` optional), and `nudge` (sendmail's "new mail, look now";
+    (`domain` optional; with a shared queue every node is told to flush
+    too, and `release`/`requeue` wake every node: app/clusterwake.py), and `nudge` (sendmail's "new mail, look now";
     with `ids` it also writes their "(queued)" mail-log line, since the
     sendmail process has no access to the server's log). `reload` runs the
     injected `reload` coroutine (pigeon.app.lifecycle: the same as SIGHUP) and
@@ -40,6 +41,7 @@ Contract:
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import time
@@ -49,11 +51,13 @@ from typing import Any
 
 from pigeon.admin.capture import capture_handlers
 from pigeon.admin.control import OpError
-from pigeon.admin.query import Filters, read_headers, summary
+from pigeon.admin.query import Filters, cluster_view, read_headers, summary
 from pigeon.obs.history import message_history
 from pigeon.vocab.errors import StoreError
 
 __all__ = ["build_handlers", "MAX_IDS", "show_entry"]
+
+log = logging.getLogger("pigeon.admin")
 
 MAX_IDS = 10_000
 _QID = re.compile(r"^[0-9A-Z]{4,64}$")
@@ -154,12 +158,16 @@ def build_handlers(
 
     async def status() -> dict:
         stats = await asyncio.to_thread(manager.statistics)
-        return {
+        out = {
             "pid": os.getpid(),
             "uptime": max(0.0, clock() - started),
             "server": server_stats() if server_stats is not None else {},
             **stats,
         }
+        cluster = await asyncio.to_thread(cluster_view, store)  # a shared queue's nodes
+        if cluster is not None:
+            out["cluster"] = cluster
+        return out
 
     async def list_(filters: dict | None = None) -> dict:
         try:
@@ -179,10 +187,23 @@ def build_handlers(
             raise OpError(f"not a queue id: {id!r}")
         return await asyncio.to_thread(show_entry, store, id, log_file, clock())
 
+    async def tell_nodes(message: dict) -> None:
+        # A shared queue: every node hears it (app/clusterwake.py); best effort,
+        # the action itself is done and each node scans on its own anyway.
+        tell = getattr(store, "tell_nodes", None)
+        if tell is None:
+            return
+        try:
+            await asyncio.to_thread(tell, message)
+        except StoreError as exc:
+            log.warning("could not tell the other nodes (%s): %s", message.get("op"), exc)
+
     def action(name: str, *, allow_all: bool = True) -> Callable:
         async def run(ids: list[str] | None = None, all: bool = False) -> dict:  # noqa: A002
             chosen = _check_ids(ids, bool(all), allow_all=allow_all)
             result = await getattr(manager, name)(chosen)
+            if name in ("release", "requeue") and result.done:
+                await tell_nodes({"op": "wake"})  # due now: idle nodes take their share
             return result.to_dict()
 
         run.__name__ = name
@@ -191,7 +212,9 @@ def build_handlers(
     async def flush(domain: str | None = None) -> dict:
         if domain is not None and (not isinstance(domain, str) or not domain.strip()):
             raise OpError("domain must be a non-empty string")
-        return await manager.flush(domain)
+        result = await manager.flush(domain)
+        await tell_nodes({"op": "flush", "domain": domain})  # every node flushes too
+        return result
 
     async def reload_() -> dict:
         if reload is None:

@@ -12,6 +12,11 @@ Contract:
     columns: id, size, arrival, sender, recipients (with status), state,
     next attempt, last deferral reason. An entry whose envelope cannot be
     read shows state and id only ("corrupt" entries).
+  * `cluster_view(store)`: for a queue several nodes share (a store with
+    `nodes()`, store/pg/nodes.py) {"node": this node's name, "nodes": every
+    node with its state and heartbeat}; None for the embedded store. A
+    database that cannot be read gives {"node", "error"}: status still
+    answers.
   * `parse_age("2h")` accepts seconds or a number with s/m/h/d; ValueError
     otherwise.
 """
@@ -27,6 +32,7 @@ from pigeon.queue.model import Envelope, RecipientStatus
 
 __all__ = [
     "Filters",
+    "cluster_view",
     "MAX_HEADER_BYTES",
     "has_domain",
     "last_reason",
@@ -34,6 +40,20 @@ __all__ = [
     "read_headers",
     "summary",
 ]
+
+
+def cluster_view(store: Any) -> dict[str, Any] | None:
+    """The cluster part of `pigeon status` (module contract); blocking."""
+    from pigeon.vocab.errors import StoreError
+
+    nodes = getattr(store, "nodes", None)
+    if nodes is None:
+        return None
+    try:
+        return {"node": store.node, "nodes": nodes()}
+    except StoreError as exc:
+        return {"node": store.node, "error": str(exc)}
+
 
 #: `show` reads at most this much of a content file looking for the header end.
 MAX_HEADER_BYTES = 64 * 1024

@@ -138,6 +138,7 @@ async def start_admin(
         queue_counts=store.counts,
         server_stats=server_stats,
         storage=getattr(manager, "storage_status", None),
+        cluster=getattr(store, "nodes", None),  # a shared queue's nodes (store/pg/nodes.py)
     )
     log_file: Path | None = config.log.file
     handlers = build_handlers(

@@ -7,7 +7,8 @@ Contract:
     (EX_CANTCREAT) data_dir, its queue database or its account store is
     unusable, or data in it is of a format newer than this pigeon's; 75
     (EX_TEMPFAIL) another pigeon owns data_dir (its lock, app/datalock.py:
-    stop it first, or `pigeon restart`); 77 (EX_NOPERM) pigeon cannot become the configured user; 78
+    stop it first, or `pigeon restart`), or a live node of the shared
+    queue runs under this node's `queue.node` (store/pg/nodes.py); 77 (EX_NOPERM) pigeon cannot become the configured user; 78
     (EX_CONFIG) a broken TLS certificate or key, or a `[[plugins]]` entry
     that cannot be loaded (its problems listed, one line each, naming the
     key). (A configuration that does not load is 78 too, decided by the CLI
@@ -35,6 +36,7 @@ from pigeon.dataformat import FormatError
 from pigeon.net.listener import ListenError
 from pigeon.net.tls import TlsError
 from pigeon.privileges import PrivilegeError
+from pigeon.store.pg.nodes import NodeNameInUse
 from pigeon.vocab.errors import StoreError
 
 __all__ = [
@@ -59,6 +61,7 @@ EX_CONFIG = 78  # sysexits.h: a broken TLS certificate or key, a plugin that doe
 #: Failure -> status, first match wins (PermissionError has its own message below).
 _STATUSES: tuple[tuple[type[BaseException], int], ...] = (
     (DataDirInUse, EX_TEMPFAIL),
+    (NodeNameInUse, EX_TEMPFAIL),  # a live node runs under our queue.node (store/pg/nodes.py)
     (ListenError, EX_UNAVAILABLE),
     (ControlError, EX_UNAVAILABLE),
     (PidFileError, EX_UNAVAILABLE),

@@ -338,9 +338,12 @@ class Lifecycle:
                 tg.create_task(role.webhooks.run(self.stop))
             if role.manager is not None:  # the capture limits (qmgr/capture.py)
                 tg.create_task(role.manager.capture.run(self.stop, lambda: role.config.capture))
-            if role.manager is not None and hasattr(role.store, "wait_for_mail"):
-                # A shared queue: other nodes' new mail wakes our manager (app/clusterwake.py).
-                tg.create_task(wake_on_new_mail(role.store, role.manager.nudge, self.stop))
+            if role.manager is not None and hasattr(role.store, "wait_for_events"):
+                # A shared queue: other nodes' new mail and flushes wake ours (app/clusterwake.py).
+                wake = wake_on_new_mail(
+                    role.store, role.manager.nudge, self.stop, role.manager.flush
+                )
+                tg.create_task(wake)
             if self.admin is not None:
                 self.admin.ready()  # sd_notify READY=1 under systemd
             await self.stop.wait()

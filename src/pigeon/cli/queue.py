@@ -203,28 +203,30 @@ def _list(client, args: argparse.Namespace) -> int:
     if not entries:
         print("Mail queue is empty")
         return 0
+    # A shared queue's IDs are 17 characters (store/pg/nodes.py): the column grows.
+    w = max(17, *(len(e["id"]) + 1 for e in entries))
     print(
-        f"{'-Queue ID-':<17} {'--Size--':>8} {'----Arrival Time----':<20} {'-State-':<9} "
+        f"{'-Queue ID-':<{w}} {'--Size--':>8} {'----Arrival Time----':<20} {'-State-':<9} "
         f"-Sender/Recipient-------"
     )
     total = 0
     for e in entries:
         mark = _STATE_MARK.get(e["state"], "")
         if not e.get("readable"):
-            print(f"{e['id'] + mark:<17} {'?':>8} {'?':<20} {e['state']:<9} (unreadable envelope)")
+            print(f"{e['id'] + mark:<{w}} {'?':>8} {'?':<20} {e['state']:<9} (unreadable envelope)")
             continue
         total += e["size"]
         arrival = time.strftime("%a %b %d %H:%M:%S", time.localtime(e["arrival"]))
         print(
-            f"{e['id'] + mark:<17} {e['size']:>8} {arrival:<20} {e['state']:<9} "
+            f"{e['id'] + mark:<{w}} {e['size']:>8} {arrival:<20} {e['state']:<9} "
             f"{e['sender'] or '<>'}"
         )
         if e["reason"]:
-            print(f"{'':<17} ({e['reason']})")
+            print(f"{'':<{w}} ({e['reason']})")
         for r in e["recipients"]:
             if r["status"] in ("delivered", "bounced"):
                 continue  # mailq shows what is still to do
-            print(f"{'':<57} {r['address']}")
+            print(f"{'':<{w + 40}} {r['address']}")
         print()
     print(f"-- {human_size(total)} in {len(entries)} message{'s' if len(entries) != 1 else ''}.")
     return 0

@@ -9,6 +9,13 @@ Contract:
     free space in the queue file system against the reserve
     (`queue.min_free`) and whether new mail is refused for lack of it.
     `--json` prints the server's answer as is.
+  * With a queue several nodes share (`queue.store`, docs/cluster.md) it
+    also lists the cluster's nodes: name, state (alive, lost: no heartbeat
+    for store/pg/nodes.py's STALE seconds without a clean stop, stopped),
+    the age of the last heartbeat, host, pid and where each serves; the
+    queue counts are the cluster's (every node reads the one table), the
+    delivery counters this node's. The same list when pigeon is not
+    running (read from the database).
   * When pigeon is not running: "pigeon is not running" plus the queue
     counts read from the store, exit 3 (the LSB "program is not running"
     status, which scripts and init systems test for); when those counts
@@ -89,6 +96,32 @@ def format_status(s: dict) -> list[str]:
     )
     if s.get("storage"):
         lines += format_storage(s["storage"], now=time.time())
+    if s.get("cluster"):
+        lines += format_cluster(s["cluster"])
+    return lines
+
+
+def format_cluster(c: dict) -> list[str]:
+    """The nodes of a shared queue (module contract)."""
+    if c.get("error"):
+        return [f"  cluster:      node {c.get('node')}; nodes unknown: {c['error']}"]
+    nodes = c.get("nodes") or []
+    alive = sum(1 for n in nodes if n.get("state") == "alive")
+    lines = [
+        f"  cluster:      this is node {c.get('node')}; {alive} of {len(nodes)} nodes alive "
+        "(queue counts are the cluster's; recipients and in delivery this node's)"
+    ]
+    width = max((len(str(n.get("name"))) for n in nodes), default=4)
+    for n in nodes:
+        age = n.get("heartbeat_age")
+        beat = "never" if age is None else f"{human_age(age)} ago"
+        where = f"host {n.get('host')}, pid {n.get('pid')}" if n.get("host") else "never served"
+        if n.get("listen"):
+            where += f", {n['listen']}"
+        lines.append(
+            f"    {str(n.get('name')).ljust(width)}  {str(n.get('state')).ljust(7)}  "
+            f"heartbeat {beat}; {where}"
+        )
     return lines
 
 
@@ -148,7 +181,10 @@ def run(args: argparse.Namespace) -> int:
         queue = result.get("queue") or {}
         print(f"pigeon is not running (no answer on {config.control_socket})")
         if queue:
-            print("  queue on disk: " + ", ".join(f"{k} {v}" for k, v in queue.items()))
+            where = "in the database" if result.get("cluster") else "on disk"
+            print(f"  queue {where}: " + ", ".join(f"{k} {v}" for k, v in queue.items()))
+        if result.get("cluster"):
+            print("\n".join(format_cluster(result["cluster"])))
     else:
         print("\n".join(format_status(result)))
     return EX_NOT_RUNNING if isinstance(client, OfflineQueue) else 0

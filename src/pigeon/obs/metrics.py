@@ -22,7 +22,13 @@ Contract:
     `pigeon_queue_free_bytes`, `pigeon_queue_reserve_bytes`,
     `pigeon_queue_below_reserve` (1 while MAIL is answered 452) and
     `pigeon_queue_unsaved_entries` (results kept in memory until the store
-    takes writes again). All optional.
+    takes writes again). With a queue several nodes share, a `cluster()`
+    callable (the store's `nodes()`, store/pg/nodes.py):
+    `pigeon_cluster_nodes{state}` (nodes alive, lost, stopped, as the
+    database sees them) and `pigeon_cluster_node_heartbeat_age_seconds{node}`
+    (per node not stopped), so any node's endpoint shows the whole
+    cluster; its `pigeon_queue_messages` are the cluster's too (every node
+    counts the one shared table). All optional.
   * `counter_totals()` reads this process's counters (not the scrape-time
     values: no store query), {metric name: {label values: total}}, for
     the web console's sampler (console/stats.py).
@@ -73,10 +79,12 @@ class _LiveCollector:
         counts: Callable[[], dict[str, int]] | None,
         server_stats: Callable[[], dict] | None,
         storage: Callable[[], dict] | None = None,
+        cluster: Callable[[], list[dict]] | None = None,
     ) -> None:
         self.counts = counts
         self.server_stats = server_stats
         self.storage = storage
+        self.cluster = cluster
 
     def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
         if self.counts is not None:
@@ -107,6 +115,32 @@ class _LiveCollector:
                 log.warning("metrics: storage state unavailable", exc_info=True)
                 storage = {}
             yield from _storage_families(storage)
+        if self.cluster is not None:
+            yield from _cluster_families(self.cluster)
+
+
+def _cluster_families(cluster: Callable[[], list[dict]]) -> Iterable[GaugeMetricFamily]:
+    """The nodes of a shared queue (module contract)."""
+    try:
+        nodes = cluster()
+    except Exception:  # the database is down: the scrape still answers
+        log.warning("metrics: cluster nodes unavailable", exc_info=True)
+        return
+    by_state = GaugeMetricFamily(
+        "pigeon_cluster_nodes", "Nodes of the shared queue, by state", labels=["state"]
+    )
+    for state in ("alive", "lost", "stopped"):
+        by_state.add_metric([state], sum(1 for n in nodes if n.get("state") == state))
+    yield by_state
+    age = GaugeMetricFamily(
+        "pigeon_cluster_node_heartbeat_age_seconds",
+        "Seconds since each running node's last heartbeat",
+        labels=["node"],
+    )
+    for n in nodes:
+        if n.get("state") != "stopped" and n.get("heartbeat_age") is not None:
+            age.add_metric([str(n["name"])], n["heartbeat_age"])
+    yield age
 
 
 def _storage_families(storage: dict) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
@@ -212,6 +246,7 @@ class Metrics:
         queue_counts: Callable[[], dict[str, int]] | None = None,
         server_stats: Callable[[], dict] | None = None,
         storage: Callable[[], dict] | None = None,
+        cluster: Callable[[], list[dict]] | None = None,
     ) -> None:
         """Set the scrape-time sources later (they may be built after the Metrics)."""
         if queue_counts is not None:
@@ -220,6 +255,8 @@ class Metrics:
             self._live.server_stats = server_stats
         if storage is not None:
             self._live.storage = storage
+        if cluster is not None:
+            self._live.cluster = cluster
 
     # --- hooks --------------------------------------------------------------------
 

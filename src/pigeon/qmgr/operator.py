@@ -37,6 +37,16 @@ Contract:
   * Pending actions: the strongest wish wins (delete > bounce > hold); it
     runs when the attempt's outcome is durable. A store failure then is
     logged, never silently dropped.
+  * A queue several nodes share (a store with `nodes()`, store/pg): an
+    entry 'active' that this manager is not delivering is another node's
+    attempt. Its pending action is watched from here: every REMOTE_POLL
+    seconds its state is read, and once it is no longer 'active' (that
+    attempt ended: deferred, or removed when delivered) the action runs
+    here as above. So `pigeon queue hold ID` on any node holds mail
+    another node is delivering, after that attempt (or after the next one,
+    should a node take it again between two looks). The watch lives in
+    this process: a node stopped first drops it (one log line).
+
   * Every change is logged on the mail log ("hold", "released", "removed
     (deleted by administrator)", "requeued", ...), so `pigeon log ID` tells
     it too. The blocking store calls run in worker threads.
@@ -71,6 +81,8 @@ ADMIN_BOUNCE_STATUS = "5.0.0"
 ADMIN_BOUNCE_TEXT = "returned to sender by the mail system administrator"
 
 _WAITING = (QueueState.INCOMING, QueueState.DEFERRED)
+#: Seconds between two looks at entries another node is delivering.
+REMOTE_POLL = 1.0
 _RANK = {"hold": 0, "bounce": 1, "delete": 2}
 
 
@@ -113,6 +125,8 @@ class OperatorActions:
         self._lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._remote: set[str] = set()  # pending, being delivered by another node
+        self._watcher: asyncio.Task[None] | None = None
 
     def lock(self) -> asyncio.Lock:
         """The lock of Rule 1 (one per running event loop)."""
@@ -289,6 +303,38 @@ class OperatorActions:
             old = self.pending.get(qid)
             if old is None or _RANK[action] > _RANK[old]:
                 self.pending[qid] = action
+        if hasattr(self._store, "nodes"):  # a shared queue: maybe another node's attempts
+            remote = [q for q in qids if q not in self._sched.inflight]
+            if remote:
+                self._remote.update(remote)
+                if self._watcher is None or self._watcher.done():
+                    self._watcher = asyncio.get_running_loop().create_task(self._watch_remote())
+
+    async def _watch_remote(self) -> None:
+        """Run the pending actions of other nodes' attempts once they end (contract)."""
+        try:
+            while self._remote:
+                await asyncio.sleep(REMOTE_POLL)
+                ids = sorted(self._remote)
+                try:
+                    states = await asyncio.to_thread(self._store.states, ids)
+                except StoreError as exc:
+                    log.debug("watching entries other nodes deliver: %s", exc)
+                    continue
+                for qid in ids:
+                    if states.get(qid) == QueueState.ACTIVE:
+                        continue  # still in an attempt (ours too, if we took it since)
+                    self._remote.discard(qid)
+                    await self._after_delivery_logged(qid)
+        except asyncio.CancelledError:
+            if self._remote:
+                log.warning(
+                    "stopping: actions asked for %d entries other nodes were delivering "
+                    "not done: %s; ask again on a running node",
+                    len(self._remote),
+                    " ".join(sorted(self._remote)[:20]),
+                )
+            raise
 
     def _log_action(self, qids: list[str], detail: str, status: str | None = None) -> None:
         for qid in qids:

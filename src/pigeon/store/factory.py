@@ -37,6 +37,15 @@ def shared(config: Config) -> bool:
     return config.queue.store.startswith(("postgresql://", "postgres://"))
 
 
+def _listen_summary(config: Config) -> str:
+    """Where this node serves, for the other nodes' `pigeon status` (store/pg/nodes.py)."""
+    parts = [f"smtp {a}" for a in config.listen]
+    parts += [f"submission {a}" for a in config.submission_listen]
+    if config.console.listen is not None:
+        parts.append(f"api {config.console.listen}")
+    return ", ".join(parts)
+
+
 def queue_store(config: Config, *, fsync: bool | None = None) -> AnyQueueStore:
     if shared(config):
         from pigeon.store.pg.store import PgQueueStore
@@ -46,5 +55,6 @@ def queue_store(config: Config, *, fsync: bool | None = None) -> AnyQueueStore:
             node=config.queue.node or socket.gethostname(),
             spool_dir=config.queue_dir / "spool",
             lease=config.queue.lease,
+            listen=_listen_summary(config),
         )
     return QueueStore(config.queue_dir, fsync=config.queue.fsync if fsync is None else fsync)

@@ -50,3 +50,38 @@ def test_a_failing_disk_says_degraded_since_when_why_and_what_waits():
 def test_status_includes_the_storage_lines():
     lines = format_status({"pid": 1, "uptime": 5, "queue": {"incoming": 0}, "storage": HEALTHY})
     assert "  storage:      queue ok; mailboxes ok" in lines
+
+
+def test_status_lists_the_nodes_of_a_shared_queue():
+    cluster = {
+        "node": "node-b",
+        "nodes": [
+            {"name": "node-a", "state": "lost", "heartbeat_age": 600, "host": "mx1", "pid": 7},
+            {
+                "name": "node-b",
+                "state": "alive",
+                "heartbeat_age": 2,
+                "host": "mx2",
+                "pid": 9,
+                "listen": "smtp 0.0.0.0:25",
+            },
+            {"name": "node-c", "state": "stopped", "heartbeat_age": None, "host": None},
+        ],
+    }
+    lines = format_status({"pid": 1, "uptime": 5, "queue": {"incoming": 0}, "cluster": cluster})
+    assert "this is node node-b; 1 of 3 nodes alive" in lines[-4]
+    assert lines[-3].split() == [
+        "node-a",
+        "lost",
+        "heartbeat",
+        "10m",
+        "ago;",
+        "host",
+        "mx1,",
+        "pid",
+        "7",
+    ]
+    assert lines[-2].endswith("heartbeat 2s ago; host mx2, pid 9, smtp 0.0.0.0:25")
+    assert lines[-1].endswith("heartbeat never; never served")
+    down = format_status({"pid": 1, "queue": {}, "cluster": {"node": "x", "error": "db down"}})
+    assert down[-1] == "  cluster:      node x; nodes unknown: db down"

@@ -145,3 +145,31 @@ def test_storage_state_is_read_at_scrape_time():
     got = samples(Metrics(storage=lambda: state).render().decode())
     assert got[("pigeon_storage_degraded", (("area", "queue"),))] == 0
     assert got[("pigeon_queue_below_reserve", ())] == 0
+
+
+def test_the_cluster_nodes_are_read_at_scrape_time():
+    nodes = [
+        {"name": "a", "state": "alive", "heartbeat_age": 1.5},
+        {"name": "b", "state": "lost", "heartbeat_age": 90.0},
+        {"name": "c", "state": "stopped", "heartbeat_age": 4000.0},
+    ]
+    m = Metrics()
+    m.bind(cluster=lambda: nodes)
+    got = samples(m.render().decode())
+    assert [
+        got[("pigeon_cluster_nodes", (("state", s),))] for s in ("alive", "lost", "stopped")
+    ] == [
+        1,
+        1,
+        1,
+    ]
+    assert got[("pigeon_cluster_node_heartbeat_age_seconds", (("node", "b"),))] == 90.0
+    assert ("pigeon_cluster_node_heartbeat_age_seconds", (("node", "c"),)) not in got
+
+    def down():
+        raise RuntimeError("connection refused")
+
+    m.bind(cluster=down)
+    got = samples(m.render().decode())
+    assert ("pigeon_messages_accepted_total", ()) in got
+    assert not any(name.startswith("pigeon_cluster") for name, _ in got)

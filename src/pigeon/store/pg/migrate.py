@@ -47,7 +47,7 @@ __all__ = [
 #: pg_advisory_xact_lock key serialising migrations ("pigeon01" as an int).
 ADVISORY_KEY = 0x7069_6765_6F6E_3031 - (1 << 63)
 #: The schema version this code needs at least (it reads and writes what it created).
-SCHEMA_REQUIRED = 1
+SCHEMA_REQUIRED = 2  # 0002_nodes: the node rows (store/pg/nodes.py)
 
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _MIN_NODE = re.compile(r"^--\s*min-node-schema:\s*(\d+)\s*$", re.M)

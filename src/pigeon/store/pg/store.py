@@ -33,9 +33,21 @@ Contract:
     True when some node committed new mail since the last call, False
     after `timeout` seconds: an idle node's manager sleeps in it instead of
     polling (a dedicated connection, opened on first use).
-  * Queue IDs come from pigeon/queue/spool.py's generator (the process
-    tail tells nodes apart too); the primary key makes a clash fail that
-    one commit, never overwrite (committer.py).
+    `wait_for_events(timeout)` returns the notifications themselves, those
+    of ADMIN_CHANNEL too: what `tell_nodes(message)` sends every node (an
+    operator's flush, app/clusterwake.py).
+  * Queue IDs are pigeon/queue/spool.py's 15 characters (time, counter,
+    process tail) followed by this node's `node_id` (nodes.id_tail: 2
+    characters for the first 1024 node names), so two nodes never make
+    the same ID; the primary key would still make a clash fail that one
+    commit, never overwrite (committer.py).
+  * Nodes (nodes.py): `open(owner=True)` (`pigeon serve`) registers this
+    process as the node `node` and refuses (`NodeNameInUse`) a name that
+    another live process runs under; a heartbeat thread refreshes the row
+    every nodes.HEARTBEAT seconds until `close()`, which marks it stopped.
+    `take_ownership()` (the successor of `pigeon restart`) takes the name
+    over. `nodes()` lists every node with its state, for status and
+    metrics.
   * `space` watches the local spool directory, `health` is told by the
     committer and by `probe()` (a committed transaction with an xid: a WAL
     flush on the server).
@@ -44,6 +56,8 @@ Contract:
 from __future__ import annotations
 
 import concurrent.futures
+import json
+import logging
 import tempfile
 import threading
 from pathlib import Path
@@ -57,13 +71,20 @@ from pigeon.queue.spool import NEW_ID
 from pigeon.store.pg import migrate as schema
 from pigeon.store.pg.committer import CHANNEL, Committer
 from pigeon.store.pg.content import PgContent
-from pigeon.store.pg.db import Pool, store_error
+from pigeon.store.pg.db import CONNECT_TIMEOUT, Pool, store_error
 from pigeon.store.pg.manager import DEFAULT_LEASE, ManagerSide
 from pigeon.store.pg.slots import PgDestinationSlots
+from pigeon.store.pg.nodes import HEARTBEAT, NodeRegistry, id_tail
 from pigeon.store.pg.spool import PgSpool
 from pigeon.vocab.errors import StoreError
 
-__all__ = ["PgQueueStore", "is_postgres_url"]
+__all__ = ["ADMIN_CHANNEL", "PgQueueStore", "is_postgres_url"]
+
+#: LISTEN/NOTIFY channel of operator actions every node must hear (`tell_nodes`:
+#: a flush, app/clusterwake.py).
+ADMIN_CHANNEL = "pigeon_admin"
+
+log = logging.getLogger("pigeon.queue")
 
 
 def is_postgres_url(value: str) -> bool:
@@ -81,6 +102,7 @@ class PgQueueStore(ManagerSide):
         pool_size: int = 8,
         lease: float = DEFAULT_LEASE,
         migrate: bool = False,
+        listen: str = "",
     ) -> None:
         self.dsn = dsn
         self._node = node
@@ -97,6 +119,11 @@ class PgQueueStore(ManagerSide):
         self._listen_lock = threading.Lock()
         #: Cluster-wide destination slots (slots.py): one connection of their own.
         self._slots = PgDestinationSlots(lambda: self._pool.connect(autocommit=True))
+        self._listen_addresses = listen
+        self._registry: NodeRegistry | None = None
+        self._id_tail = ""
+        self._beating = threading.Event()
+        self._heart: threading.Thread | None = None
 
     # --- lifetime -----------------------------------------------------------------
 
@@ -127,16 +154,68 @@ class PgQueueStore(ManagerSide):
         if problem:
             pool.close()
             raise StoreError(f"queue open: {problem}")
-        self._pool = pool
+        registry = NodeRegistry(pool, self._node, listen=self._listen_addresses)
+        try:
+            self._id_tail = id_tail(registry.node_id())
+            if owner:
+                registry.join()  # NodeNameInUse: another live process has our name
+        except StoreError:
+            pool.close()
+            raise
+        self._pool, self._registry = pool, registry
         self._committer = Committer(pool, self._health)
+        if owner:
+            self._start_heartbeat()
 
     def take_ownership(self) -> None:
-        """The embedded store's hand-over after `pigeon restart`: nothing to take here."""
+        """After `pigeon restart`: the predecessor has ended, its node name is ours."""
+        if self._registry is None:
+            raise StoreError("queue take-over: store not open")
+        self._registry.join(force=True)
+        self._start_heartbeat()
+
+    def _start_heartbeat(self) -> None:
+        if self._heart is not None:
+            return
+        self._beating.clear()
+        self._heart = threading.Thread(
+            target=self._heartbeat, name="pigeon-node-heartbeat", daemon=True
+        )
+        self._heart.start()
+
+    def _heartbeat(self) -> None:
+        """The heartbeat thread (nodes.py): off the event loop, until close()."""
+        registry, failing = self._registry, False
+        while registry is not None and not self._beating.wait(HEARTBEAT):
+            try:
+                registry.beat()
+            except StoreError as exc:
+                if not failing:
+                    log.warning("node heartbeat failed: %s", exc)
+                failing = True
+                continue
+            failing = False
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """Every node of the cluster and its state (nodes.py), for status and metrics."""
+        if self._registry is None:
+            raise StoreError("nodes: store not open")
+        return self._registry.nodes()
 
     def close(self) -> None:
         committer, self._committer = self._committer, None
         if committer is not None:
             committer.close()
+        heart, self._heart = self._heart, None
+        if heart is not None:
+            self._beating.set()
+            heart.join(timeout=CONNECT_TIMEOUT + 1)
+        registry, self._registry = self._registry, None
+        if registry is not None:
+            try:
+                registry.leave()
+            except StoreError as exc:  # the database is down: the row goes stale instead
+                log.warning("node %s: could not record the stop: %s", self._node, exc)
         self._pool.close()
         self._slots.close()
         with self._listen_lock:
@@ -156,7 +235,7 @@ class PgQueueStore(ManagerSide):
     def new_spool(self, envelope: Envelope | None = None) -> PgSpool:
         if self._committer is None:
             raise StoreError("new spool: store not open")
-        spool = PgSpool(NEW_ID.next(), self._spool_dir, envelope)
+        spool = PgSpool(NEW_ID.next() + self._id_tail, self._spool_dir, envelope)
         if envelope is not None:
             envelope.queue_id = spool.queue_id
         return spool
@@ -186,6 +265,12 @@ class PgQueueStore(ManagerSide):
 
     def wait_for_mail(self, timeout: float) -> bool:
         """True when a node committed new mail (see the contract); from a worker thread."""
+        return any(channel == CHANNEL for channel, _ in self.wait_for_events(timeout))
+
+    def wait_for_events(self, timeout: float) -> list[tuple[str, str]]:
+        """The (channel, payload) notifications that came within `timeout`
+        seconds: CHANNEL (new mail) and ADMIN_CHANNEL (`tell_nodes`); [] if
+        none. From a worker thread."""
         import psycopg
 
         with self._listen_lock:
@@ -195,18 +280,26 @@ class PgQueueStore(ManagerSide):
                 if self._listen is None:
                     self._listen = self._pool.connect(autocommit=True)
                     self._listen.execute(f"LISTEN {CHANNEL}")
-                got = False
-                for _ in self._listen.notifies(timeout=timeout, stop_after=1):
-                    got = True
+                    self._listen.execute(f"LISTEN {ADMIN_CHANNEL}")
+                got = [
+                    (n.channel, n.payload)
+                    for n in self._listen.notifies(timeout=timeout, stop_after=1)
+                ]
                 # Drain what else arrived: one wake-up per burst is enough.
-                for _ in self._listen.notifies(timeout=0):
-                    pass
+                got += [(n.channel, n.payload) for n in self._listen.notifies(timeout=0)]
                 return got
             except psycopg.Error as e:
                 if self._listen is not None:
                     self._listen.close()
                     self._listen = None
                 raise store_error("queue listen", e) from e
+
+    def tell_nodes(self, message: dict[str, Any]) -> None:
+        """Send `message` (JSON, under 8000 octets: PostgreSQL's payload limit)
+        to every node listening, this one included (ADMIN_CHANNEL)."""
+        payload = json.dumps({**message, "from": self._node}, separators=(",", ":"))
+        with self._pool.conn("queue notify") as conn:
+            conn.execute("SELECT pg_notify(%s, %s)", (ADMIN_CHANNEL, payload))
 
     # --- StorageStatus ---------------------------------------------------------------
 
