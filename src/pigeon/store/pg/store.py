@@ -73,8 +73,8 @@ from pigeon.store.pg.committer import CHANNEL, Committer
 from pigeon.store.pg.content import PgContent
 from pigeon.store.pg.db import CONNECT_TIMEOUT, Pool, store_error
 from pigeon.store.pg.manager import DEFAULT_LEASE, ManagerSide
-from pigeon.store.pg.slots import PgDestinationSlots
 from pigeon.store.pg.nodes import HEARTBEAT, NodeRegistry, id_tail
+from pigeon.store.pg.slots import PgDestinationSlots
 from pigeon.store.pg.spool import PgSpool
 from pigeon.vocab.errors import StoreError
 
