@@ -26,7 +26,7 @@ Contract:
     with `migrate=True` it first applies the missing migrations itself
     (tests, and a single node that owns its database).
   * `wait_for_mail(timeout)`: LISTEN/NOTIFY on committer.CHANNEL; returns
-    True when some node committed new mail since the last call, False
+    True when another node committed new mail since the last call, False
     after `timeout` seconds: an idle node's manager sleeps in it instead of
     polling (a dedicated connection, opened on first use).
   * Queue IDs come from pigeon/queue/spool.py's generator (the process
@@ -40,8 +40,10 @@ Contract:
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,7 @@ from pigeon.store.pg.committer import CHANNEL, Committer
 from pigeon.store.pg.content import PgContent
 from pigeon.store.pg.db import Pool, store_error
 from pigeon.store.pg.manager import DEFAULT_LEASE, ManagerSide
+from pigeon.store.pg.recent import RecentContent
 from pigeon.store.pg.spool import PgSpool
 from pigeon.vocab.errors import StoreError
 
@@ -90,6 +93,10 @@ class PgQueueStore(ManagerSide):
         self._space = FreeSpace(self._spool_dir)
         self._listen: Any = None
         self._listen_lock = threading.Lock()
+        self._recent = RecentContent()  # content committed here lately (recent.py)
+        # The NOTIFY payload of this store's commits: node and process, so a
+        # command run on the same node (sendmail) still wakes the server.
+        self._origin = f"{node}/{os.getpid()}"
 
     # --- lifetime -----------------------------------------------------------------
 
@@ -121,7 +128,7 @@ class PgQueueStore(ManagerSide):
             pool.close()
             raise StoreError(f"queue open: {problem}")
         self._pool = pool
-        self._committer = Committer(pool, self._health)
+        self._committer = Committer(pool, self._health, origin=self._origin, recent=self._recent)
 
     def take_ownership(self) -> None:
         """The embedded store's hand-over after `pigeon restart`: nothing to take here."""
@@ -168,7 +175,7 @@ class PgQueueStore(ManagerSide):
         self.commit_async(spool, envelope, hold=hold).result()
 
     def content(self, queue_id: str) -> PgContent:
-        return PgContent(self._pool, queue_id)
+        return PgContent(self._pool, queue_id, self._recent)
 
     # --- LISTEN/NOTIFY ----------------------------------------------------------------
 
@@ -183,12 +190,20 @@ class PgQueueStore(ManagerSide):
                 if self._listen is None:
                     self._listen = self._pool.connect(autocommit=True)
                     self._listen.execute(f"LISTEN {CHANNEL}")
+                # This store's own commits (the payload names the committing
+                # node and process, committer.py) are not news: its manager starts that
+                # mail itself, and a scan for it would only race that start.
                 got = False
-                for _ in self._listen.notifies(timeout=timeout, stop_after=1):
-                    got = True
+                deadline = time.monotonic() + timeout
+                while not got:
+                    left = deadline - time.monotonic()
+                    for n in self._listen.notifies(timeout=max(0.0, left), stop_after=1):
+                        got = got or n.payload != self._origin
+                    if left <= 0:
+                        break
                 # Drain what else arrived: one wake-up per burst is enough.
-                for _ in self._listen.notifies(timeout=0):
-                    pass
+                for n in self._listen.notifies(timeout=0):
+                    got = got or n.payload != self._origin
                 return got
             except psycopg.Error as e:
                 if self._listen is not None:
