@@ -109,8 +109,12 @@ class Sink:
 class Config:
     """One configuration: `nodes` pigeon processes on one store, one sink."""
 
-    def __init__(self, name: str, workdir: Path, nodes: int, dsn: str | None, args) -> None:
+    def __init__(
+        self, name: str, workdir: Path, nodes: int, dsn: str | None, args, src: str | None = None
+    ) -> None:
         self.name, self.dsn, self.args = name, dsn, args
+        # Another source tree's pigeon (--compare-src): its src/ first on PYTHONPATH.
+        self.env = {"PYTHONPATH": str(Path(src) / "src")} if src else None
         self.workdir = workdir / name
         self.workdir.mkdir(parents=True)
         self.workdir.chmod(0o755)
@@ -118,6 +122,7 @@ class Config:
         self.nodes: list = []
         self.runs: list[dict] = []
         self.count = nodes
+        self.probes = 0  # transactions of this script's own queries (commits())
 
     def start(self) -> None:
         from pigeon.testing.live import PigeonProcess  # noqa: PLC0415
@@ -132,14 +137,29 @@ class Config:
                 f'[transports]\n"relay.test" = "smtp:[127.0.0.1]:{self.sink.port}"\n'
                 f"[queue]\n{store}"
             )
-            node = PigeonProcess(self.workdir / f"node{i + 1}", config)
+            node = PigeonProcess(self.workdir / f"node{i + 1}", config, env=self.env)
             self.nodes.append(node)
             node.start(timeout=60)
+
+    def commits(self) -> int | None:
+        """Transactions committed in this configuration's database so far
+        (pg_stat_database: each is a wait for a WAL flush, fsync on)."""
+        if not self.dsn:
+            return None
+        import psycopg  # noqa: PLC0415
+
+        self.probes += 2
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute("SELECT pg_stat_clear_snapshot()")
+            return conn.execute(
+                "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+            ).fetchone()[0]
 
     def idle(self) -> bool:
         if self.dsn:
             import psycopg  # noqa: PLC0415
 
+            self.probes += 1
             with psycopg.connect(self.dsn) as conn:
                 return conn.execute("SELECT count(*) FROM pigeon_queue").fetchone()[0] == 0
         msg = self.nodes[0].data_dir / "queue" / "msg"
@@ -155,6 +175,8 @@ class Config:
         share = [messages // n + (1 if i < messages % n else 0) for i in range(n)]
         sessions = max(1, args.concurrency // n)
         out: dict = {"loadavg": loadavg()}
+        x0 = self.commits()
+        probes0 = self.probes
         c0, p0 = self.cpu(), _cpu_tree(postmaster) if postmaster else 0.0
         t0 = time.perf_counter()
         procs = [
@@ -193,6 +215,12 @@ class Config:
         if not wait_for(self.idle, args.drain_timeout, 0.05):
             err = err or f"queue not empty {args.drain_timeout}s after the run"
         time.sleep(0.2)  # a duplicate would arrive after the removal
+        if x0 is not None:
+            time.sleep(1.0)  # backends report their counts at most once a second
+            x1 = self.commits()
+            # Minus this script's own queries (each its own transaction).
+            ours = self.probes - probes0
+            out["commits_per_msg"] = (x1 - x0 - ours) / messages if x1 is not None else None
         if self.sink.count() != messages:
             err = err or f"sink holds {self.sink.count()} messages, expected {messages}"
         if err:
@@ -219,7 +247,7 @@ def summarise(configs: list[Config]) -> list[dict]:
     for c in configs:
         good = [r for r in c.runs if "error" not in r]
         row: dict = {"config": c.name, "nodes": len(c.nodes), "runs": f"{len(good)}/{len(c.runs)}"}
-        for key in ("accept", "delivered", "pigeon_cpu_ms", "pg_cpu_ms"):
+        for key in ("accept", "delivered", "pigeon_cpu_ms", "pg_cpu_ms", "commits_per_msg"):
             vals = [r[key] for r in good if r.get(key) is not None]
             row[key] = statistics.median(vals) if vals else None
         if base is not None and c is not base:
@@ -239,19 +267,23 @@ def print_table(rows: list[dict]) -> None:
     f = common.fmt
     print(
         "| configuration | accept msg/s | delivered msg/s | accept / embedded | "
-        "delivered / embedded | pigeon CPU ms/msg | PostgreSQL CPU ms/msg | good runs |"
+        "delivered / embedded | pigeon CPU ms/msg | PostgreSQL CPU ms/msg | "
+        "transactions/msg | good runs |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         label = (
             "embedded store, 1 node"
             if r["config"] == "embedded"
             else (f"PostgreSQL, {r['nodes']} node{'s' if r['nodes'] > 1 else ''}")
         )
+        if r["config"].endswith("-base"):
+            label += " (--compare-src tree)"
         print(
             f"| {label} | {f(r['accept'])} | {f(r['delivered'])} | "
             f"{f(r.get('accept_ratio'), '.2f')} | {f(r.get('delivered_ratio'), '.2f')} | "
-            f"{f(r['pigeon_cpu_ms'], '.2f')} | {f(r['pg_cpu_ms'], '.2f')} | {r['runs']} |"
+            f"{f(r['pigeon_cpu_ms'], '.2f')} | {f(r['pg_cpu_ms'], '.2f')} | "
+            f"{f(r['commits_per_msg'], '.2f')} | {r['runs']} |"
         )
 
 
@@ -267,6 +299,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run-timeout", type=float, default=300)
     ap.add_argument("--drain-timeout", type=float, default=120)
     ap.add_argument("--pigeon-toml", default="", help="extra top-level pigeon settings")
+    ap.add_argument(
+        "--compare-src",
+        metavar="DIR",
+        help="also one PostgreSQL node running the pigeon of another source tree "
+        "(e.g. `git archive BASE src | tar -x -C DIR`): configuration pg1-base",
+    )
     ap.add_argument(
         "--hold", action="store_true", help="wait for Enter before stopping (profiling)"
     )
@@ -306,6 +344,11 @@ def main(argv: list[str] | None = None) -> int:
             if pigeon_main(["db", "migrate", "--store", dsn]) != 0:
                 raise RuntimeError("pigeon db migrate failed")
             configs.append(Config(f"pg{n}", workdir, n, dsn, args))
+        if args.compare_src and cluster is not None:
+            dsn = cluster.dsn(cluster.new_database())
+            if pigeon_main(["db", "migrate", "--store", dsn]) != 0:
+                raise RuntimeError("pigeon db migrate failed")
+            configs.append(Config("pg1-base", workdir, 1, dsn, args, args.compare_src))
         for c in configs:
             c.start()
             print(f"# {c.name}: {len(c.nodes)} node(s) on ports {[n.port for n in c.nodes]}")
@@ -324,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"round {i + 1} {c.name:9s} accept {r['accept']:6.0f} msg/s  delivered "
                     f"{common.fmt(r['delivered']):>6s} msg/s  pigeon CPU "
                     f"{r['pigeon_cpu_ms']:.2f} ms/msg  pg CPU {common.fmt(r['pg_cpu_ms'], '.2f')}"
+                    f"  transactions/msg {common.fmt(r.get('commits_per_msg'), '.2f')}"
                     + (f"  ERROR {r['error']}" if "error" in r else ""),
                     flush=True,
                 )
