@@ -302,8 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--compare-src",
         metavar="DIR",
-        help="also one PostgreSQL node running the pigeon of another source tree "
-        "(e.g. `git archive BASE src | tar -x -C DIR`): configuration pg1-base",
+        help="also each PostgreSQL configuration running the pigeon of another source "
+        "tree (e.g. `git archive BASE src | tar -x -C DIR`): configurations pgN-base",
     )
     ap.add_argument(
         "--hold", action="store_true", help="wait for Enter before stopping (profiling)"
@@ -344,11 +344,12 @@ def main(argv: list[str] | None = None) -> int:
             if pigeon_main(["db", "migrate", "--store", dsn]) != 0:
                 raise RuntimeError("pigeon db migrate failed")
             configs.append(Config(f"pg{n}", workdir, n, dsn, args))
-        if args.compare_src and cluster is not None:
+        for n in sizes if args.compare_src else ():
+            assert cluster is not None
             dsn = cluster.dsn(cluster.new_database())
             if pigeon_main(["db", "migrate", "--store", dsn]) != 0:
                 raise RuntimeError("pigeon db migrate failed")
-            configs.append(Config("pg1-base", workdir, 1, dsn, args, args.compare_src))
+            configs.append(Config(f"pg{n}-base", workdir, n, dsn, args, args.compare_src))
         for c in configs:
             c.start()
             print(f"# {c.name}: {len(c.nodes)} node(s) on ports {[n.port for n in c.nodes]}")

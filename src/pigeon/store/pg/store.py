@@ -28,7 +28,12 @@ Contract:
   * `wait_for_mail(timeout)`: LISTEN/NOTIFY on committer.CHANNEL; returns
     True when another node committed new mail since the last call, False
     after `timeout` seconds: an idle node's manager sleeps in it instead of
-    polling (a dedicated connection, opened on first use).
+    polling (a dedicated connection, opened on first use). An idle node is
+    woken at once; a busy one at most once per WAKE_GAP seconds (the
+    notifications in between are taken together): under load every node
+    commits many batches a second, and a scan per batch on every other
+    node costs more round trips than the mail (docs/benchmarks.md,
+    "Cluster on PostgreSQL").
   * Queue IDs come from pigeon/queue/spool.py's generator (the process
     tail tells nodes apart too); the primary key makes a clash fail that
     one commit, never overwrite (committer.py).
@@ -61,7 +66,9 @@ from pigeon.store.pg.recent import RecentContent
 from pigeon.store.pg.spool import PgSpool
 from pigeon.vocab.errors import StoreError
 
-__all__ = ["PgQueueStore", "is_postgres_url"]
+__all__ = ["WAKE_GAP", "PgQueueStore", "is_postgres_url"]
+
+WAKE_GAP = 0.25  # seconds: at most one wake-up per gap (see the contract)
 
 
 def is_postgres_url(value: str) -> bool:
@@ -97,6 +104,7 @@ class PgQueueStore(ManagerSide):
         # The NOTIFY payload of this store's commits: node and process, so a
         # command run on the same node (sendmail) still wakes the server.
         self._origin = f"{node}/{os.getpid()}"
+        self._woke_at = float("-inf")  # monotonic time of the last wake-up
 
     # --- lifetime -----------------------------------------------------------------
 
@@ -195,6 +203,11 @@ class PgQueueStore(ManagerSide):
                 # mail itself, and a scan for it would only race that start.
                 got = False
                 deadline = time.monotonic() + timeout
+                # Woken a moment ago: let the rest of the gap pass first (what
+                # arrives meanwhile waits in the connection, taken below).
+                rest = min(self._woke_at + WAKE_GAP - time.monotonic(), timeout)
+                if rest > 0:
+                    time.sleep(rest)
                 while not got:
                     left = deadline - time.monotonic()
                     for n in self._listen.notifies(timeout=max(0.0, left), stop_after=1):
@@ -204,6 +217,8 @@ class PgQueueStore(ManagerSide):
                 # Drain what else arrived: one wake-up per burst is enough.
                 for n in self._listen.notifies(timeout=0):
                     got = got or n.payload != self._origin
+                if got:
+                    self._woke_at = time.monotonic()
                 return got
             except psycopg.Error as e:
                 if self._listen is not None:
