@@ -1151,7 +1151,8 @@ def main(argv: list[str] | None = None) -> int:
                         "2000" if args.full else "1000",
                         "--rounds",
                         str(max(5, args.rounds)),  # a ratio: more rounds, as mailauth
-                    ],
+                    ]
+                    + (["--pigeon-toml", args.pigeon_toml] if args.pigeon_toml else []),
                     workdir / "cluster.json",
                     2400,
                 )
