@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: serve test test-fast screenshots style lint bench bench-full bench-accept bench-relay bench-imap venv clean fuzz crash
+.PHONY: serve test test-fast screenshots style lint bench bench-full bench-accept bench-relay bench-imap bench-cluster venv clean fuzz crash
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pigeon needs Python 3.11 or newer")'
@@ -61,6 +61,11 @@ bench-accept: $(STAMP)
 # smtp-source -> server -> smtp-sink, pigeon vs a private Postfix (docs/benchmarks.md)
 bench-relay: $(STAMP)
 	$(BIN)/python bench/relay_rate.py $(ARGS)
+
+# 1, 2, 3 nodes on one throw-away PostgreSQL vs the embedded store, relaying to
+# smtp-sink (issue 17; also the "cluster" part of `make bench`)
+bench-cluster: $(STAMP)
+	$(BIN)/python bench/cluster_rate.py $(ARGS)
 
 # pigeon's IMAP vs a private Dovecot on one 100,000-message Maildir (issue 14;
 # also the "imap" part of `make bench`)

@@ -29,6 +29,10 @@ Scenarios (loopback only, every load bounded in messages and in time):
   mailauth   bench/mail_auth_cost.py (a subprocess): inbound accept rate with
              SPF+DKIM+DMARC enforced vs off (issue 13: on/off at least 0.8),
              7 rounds at least after a warm-up round.
+  cluster    bench/cluster_rate.py (a subprocess): relay through 1, 2 and 3
+             nodes on one throw-away PostgreSQL against the embedded store
+             (issue 17: one node at least 0.7x of the embedded store's rate);
+             skipped with a note when PostgreSQL is not installed.
   imap       bench/imap_vs_dovecot.py (a subprocess): pigeon's IMAP against a
              private Dovecot on the same 100,000-message Maildir (issue 14:
              within 2x of Dovecot's time, under 50 KB per idle session); its
@@ -716,6 +720,34 @@ def paired(runs_a: list[dict], runs_b: list[dict], key: str):
     return med([a[k] / b[k] for k in a if k in b and a[k] and b[k]])
 
 
+def cluster_rows(cluster) -> list[dict]:
+    """Rows of bench/cluster_rate.py's --json (its `rows`), in the suite's table."""
+    rows: list[dict] = []
+    if not isinstance(cluster, dict):
+        return rows
+    m = cluster.get("args", {}).get("messages")
+    for r in cluster.get("rows", []):
+        who = "embedded store" if r["config"] == "embedded" else f"PostgreSQL, {r['nodes']} node(s)"
+        if r["config"].endswith("-base"):
+            who = f"--compare-src tree, {who}"
+        for key in ("accept", "delivered"):
+            ratio = r.get(f"{key}_ratio")
+            rows.append(
+                {
+                    "scenario": f"cluster relay 5 KB, 20 sessions, {who} (cluster_rate.py, {m} msgs)",
+                    "metric": f"{key} msg/s"
+                    + (
+                        f" ({ratio:.2f}x of embedded, median of same-round ratios)" if ratio else ""
+                    ),
+                    "pigeon": r.get(key),
+                    "cpu_pigeon": r.get("pigeon_cpu_ms") if key == "delivered" else None,
+                    "runs": r.get("runs") if key == "delivered" else None,
+                    "ratio": ratio,  # bench/speed_targets.py: issue 17
+                }
+            )
+    return rows
+
+
 def build_rows(inb: dict, conn: dict, lat: dict, relay, queue, args, mailauth=None) -> list[dict]:
     rows = []
     for sc in scenarios(args.full):
@@ -919,7 +951,7 @@ def parse(argv):
         "--skip",
         default="",
         help="comma-separated parts to leave out: "
-        "inbound,connections,latency,relay,queue,mailauth,imap",
+        "inbound,connections,latency,relay,queue,mailauth,cluster,imap",
     )
     ap.add_argument(
         "--idle", type=int, default=None, help="idle sessions (default 2000; --full 10000)"
@@ -995,7 +1027,7 @@ def main(argv: list[str] | None = None) -> int:
     inb: dict = {}
     conn: dict = {}
     lat: dict = {}
-    relay = queue = mailauth = imap = None
+    relay = queue = mailauth = imap = cluster = None
     skipped: dict[str, str] = {}
     interrupted = False
     targets: dict = {}
@@ -1106,6 +1138,24 @@ def main(argv: list[str] | None = None) -> int:
                 1800,
             )
             mailauth = got if isinstance(got, dict) and got.get("checked") else None
+        if "cluster" not in skip and "pigeon" in wanted:
+            from pigeon.testing.postgres import find_bindir  # noqa: PLC0415
+
+            if find_bindir() is None:
+                print("# cluster not measured: PostgreSQL server binaries not installed")
+            else:
+                cluster = run_script(
+                    [
+                        str(BENCH / "cluster_rate.py"),
+                        "--messages",
+                        "2000" if args.full else "1000",
+                        "--rounds",
+                        str(max(5, args.rounds)),  # a ratio: more rounds, as mailauth
+                    ]
+                    + (["--pigeon-toml", args.pigeon_toml] if args.pigeon_toml else []),
+                    workdir / "cluster.json",
+                    2400,
+                )
         if "imap" not in skip and "pigeon" in wanted:
             got = run_script(
                 [
@@ -1133,7 +1183,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
     info["loadavg_end"] = loadavg()
-    rows = build_rows(inb, conn, lat, relay, queue, args, mailauth)
+    rows = build_rows(inb, conn, lat, relay, queue, args, mailauth) + cluster_rows(cluster)
     print()
     print(
         f"# medians of {args.rounds} rounds; ratios = median of same-round ratios; "
@@ -1170,6 +1220,7 @@ def main(argv: list[str] | None = None) -> int:
                     "relay": relay,
                     "queue": queue,
                     "mailauth": mailauth,
+                    "cluster": cluster,
                     "imap": imap,
                     "rows": rows,
                     "interrupted": interrupted,

@@ -7,7 +7,9 @@ Contract:
     messages or MAX_BATCH_OCTETS of content) and writes them in ONE
     transaction: the entry rows, the content in CHUNK-octet rows (COPY, in
     binary), and a NOTIFY on CHANNEL that wakes idle nodes (delivered by
-    PostgreSQL only at the COMMIT). Each future resolves to None only after
+    PostgreSQL only at the COMMIT; its payload is `origin`, the committing
+    node and process, so that process's own listener can ignore it: its
+    manager starts that mail itself). Each future resolves to None only after
     that COMMIT returned (CONTRIBUTING.md, rule 9: durable before
     acknowledged), or to a StoreError with nothing recorded.
   * A failed batch records nothing (one transaction). When it failed on a
@@ -20,6 +22,9 @@ Contract:
     touching the database. A refused or failed request's spool is failed.
   * `close()` finishes what was submitted, then stops the thread; a submit
     after that is refused.
+  * After the COMMIT, each message of at most one content row goes into
+    `recent` (pigeon/store/pg/recent.py), so this node's delivery of it
+    reads no row back.
   * stats: commits (messages), batches (transactions committed), failed
     (messages refused), max_batch.
 """
@@ -38,6 +43,7 @@ from typing import Any
 from pigeon.queue.health import StorageHealth
 from pigeon.queue.model import Envelope
 from pigeon.store.pg.db import Pool, store_error
+from pigeon.store.pg.recent import RecentContent
 from pigeon.store.pg.spool import PgSpool
 from pigeon.vocab.errors import StoreError
 from pigeon.vocab.states import QueueState
@@ -67,9 +73,18 @@ class _Request:
 
 
 class Committer:
-    def __init__(self, pool: Pool, health: StorageHealth) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        health: StorageHealth,
+        *,
+        origin: str = "",
+        recent: RecentContent | None = None,
+    ) -> None:
         self._pool = pool
         self._health = health
+        self._origin = origin
+        self._recent = recent
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._lock = threading.RLock()  # submit() refuses while holding it
         self._closed = False
@@ -130,7 +145,7 @@ class Committer:
 
     def _commit(self, batch: list[_Request]) -> None:
         try:
-            self._write(batch)
+            kept = self._write(batch)
         except StoreError as e:
             import psycopg
 
@@ -145,6 +160,9 @@ class Committer:
             log.exception("commit batch failed")
             self._failed(batch, StoreError(f"commit: {e!r}"))
             return
+        if self._recent is not None:
+            for qid, data in kept:
+                self._recent.put(qid, data)
         for req in batch:
             req.spool.finish(True)
             req.future.set_result(None)
@@ -163,7 +181,9 @@ class Committer:
             req.spool.finish(False)
             req.future.set_exception(err)
 
-    def _write(self, batch: list[_Request]) -> None:
+    def _write(self, batch: list[_Request]) -> list[tuple[str, bytes]]:
+        """One transaction for `batch`; returns (queue ID, content) of each
+        single-row message, for `recent` once committed."""
         import psycopg
 
         now = time.time()
@@ -174,6 +194,7 @@ class Committer:
             at = env.received_at or now
             data = json.dumps(env.to_dict(), separators=(",", ":"))
             rows.append((env.queue_id, str(state), at, data, req.spool.size))
+        kept: list[tuple[str, bytes]] = []
         with self._pool.conn("queue commit") as conn:
             try:
                 with conn.transaction():
@@ -182,13 +203,17 @@ class Committer:
                         with cur.copy(_COPY) as copy:
                             copy.set_types(["text", "int4", "bytea"])
                             for req in batch:
-                                self._copy_content(copy, req)
-                        cur.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+                                one = self._copy_content(copy, req)
+                                if one is not None:
+                                    kept.append((req.spool.queue_id, one))
+                        cur.execute("SELECT pg_notify(%s, %s)", (CHANNEL, self._origin))
             except psycopg.Error as e:
                 raise store_error("queue commit", e) from e
+        return kept
 
     @staticmethod
-    def _copy_content(copy: Any, req: _Request) -> None:
+    def _copy_content(copy: Any, req: _Request) -> bytes | None:
+        """Copy the message's rows; its content when it fit in one row, else None."""
         qid, seq, pending = req.spool.queue_id, 0, bytearray()
         for piece in req.spool.pieces():
             pending += piece
@@ -196,5 +221,11 @@ class Committer:
                 copy.write_row((qid, seq, bytes(pending[:CHUNK])))
                 del pending[:CHUNK]
                 seq += 1
+        if seq == 0:
+            data = bytes(pending)
+            if data:  # an empty message has no rows (manager.load() knows)
+                copy.write_row((qid, 0, data))
+            return data
         if pending:
             copy.write_row((qid, seq, bytes(pending)))
+        return None

@@ -5,6 +5,10 @@ Contract:
     `QueueStateStore` and `QueueQueries` of pigeon/queue/api.py over the
     shared tables of migrations/0001_queue.sql; each call is one statement
     or one transaction on a pooled connection, committed before it returns.
+    A call of ONE statement runs it alone on the autocommit connection (a
+    statement is its own transaction: atomic, and durable at its COMMIT
+    like any other), saving the BEGIN and COMMIT round trips each delivery
+    would otherwise wait for (docs/benchmarks.md, "Cluster on PostgreSQL").
   * Claims with leases (issue 17): moving to 'active' (`claim`, `move`)
     records the claiming node and `lease_until` = now + `lease` seconds,
     and takes rows with `FOR UPDATE SKIP LOCKED` and the state test
@@ -48,6 +52,7 @@ from pigeon.queue.api import QueueEntry, RecoveryReport
 from pigeon.queue.model import DAMAGED_ENVELOPE, Envelope
 from pigeon.queue.state import fair_due
 from pigeon.store.pg.db import Pool
+from pigeon.store.pg.recent import RecentContent
 from pigeon.vocab.errors import CorruptEntry, StoreError
 from pigeon.vocab.states import STATES, QueueState
 
@@ -119,6 +124,7 @@ def _envelope_or_none(raw: str) -> Envelope | None:
 class ManagerSide:
     _pool: Pool
     _node: str
+    _recent: RecentContent
     lease: float
 
     @property
@@ -221,14 +227,13 @@ class ManagerSide:
         tail: tuple[Any, ...] = () if next_attempt is None else (next_attempt,)
         ids = list(queue_ids)
         with self._pool.conn("queue claim" if target == "active" else "queue move") as conn:
-            with conn.transaction():
-                if target == "active":
-                    lease = time.time() + self.lease
-                    sql = _CLAIM.format(extra=extra)
-                    rows = conn.execute(sql, (self._node, lease, *tail, ids, sources)).fetchall()
-                else:
-                    sql = _MOVE.format(extra=extra)
-                    rows = conn.execute(sql, (target, *tail, ids, sources)).fetchall()
+            if target == "active":  # one statement each: its own transaction
+                lease = time.time() + self.lease
+                sql = _CLAIM.format(extra=extra)
+                rows = conn.execute(sql, (self._node, lease, *tail, ids, sources)).fetchall()
+            else:
+                sql = _MOVE.format(extra=extra)
+                rows = conn.execute(sql, (target, *tail, ids, sources)).fetchall()
         return _in_order(queue_ids, rows)
 
     def load(self, queue_id: str) -> Envelope:
@@ -256,23 +261,22 @@ class ManagerSide:
         (name,) = _names((state,))
         data = json.dumps(envelope.to_dict(), separators=(",", ":"))
         with self._pool.conn("queue update") as conn:
-            with conn.transaction():
-                conn.execute(
-                    "UPDATE pigeon_queue SET envelope = %s, state = %s, next_attempt = %s, "
-                    "node = CASE WHEN %s = 'active' THEN node END, "
-                    "lease_until = CASE WHEN %s = 'active' THEN lease_until END "
-                    "WHERE queue_id = %s",
-                    (data, name, next_attempt, name, name, envelope.queue_id),
-                )
+            conn.execute(
+                "UPDATE pigeon_queue SET envelope = %s, state = %s, next_attempt = %s, "
+                "node = CASE WHEN %s = 'active' THEN node END, "
+                "lease_until = CASE WHEN %s = 'active' THEN lease_until END "
+                "WHERE queue_id = %s",
+                (data, name, next_attempt, name, name, envelope.queue_id),
+            )
 
     def remove_many(self, queue_ids: Sequence[str]) -> None:
         if not queue_ids:
             return
         with self._pool.conn("queue remove") as conn:
-            with conn.transaction():  # the content rows go with them (ON DELETE CASCADE)
-                conn.execute(
-                    "DELETE FROM pigeon_queue WHERE queue_id = ANY(%s)", (list(queue_ids),)
-                )
+            # One statement, one transaction: the content rows go with the
+            # entries (ON DELETE CASCADE).
+            conn.execute("DELETE FROM pigeon_queue WHERE queue_id = ANY(%s)", (list(queue_ids),))
+        self._recent.drop(queue_ids)
 
     def quarantine(self, queue_id: str, reason: str) -> None:
         """Move the entry to 'corrupt' with one log line; its content stays."""

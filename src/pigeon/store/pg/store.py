@@ -30,9 +30,15 @@ Contract:
     slots (slots.py: advisory locks on a connection of their own), closed
     with the store.
   * `wait_for_mail(timeout)`: LISTEN/NOTIFY on committer.CHANNEL; returns
-    True when some node committed new mail since the last call, False
+    True when another node committed new mail since the last call, False
     after `timeout` seconds: an idle node's manager sleeps in it instead of
-    polling (a dedicated connection, opened on first use).
+    polling (a dedicated connection, opened on first use). An idle node is
+    woken at once; a busy one at most once per WAKE_GAP seconds (the
+    notifications in between are taken together): under load every node
+    commits many batches a second, and a scan per batch on every other
+    node costs more round trips than the mail (docs/benchmarks.md,
+    "Cluster on PostgreSQL"). A process's own commits are not news
+    (the payload names node and process): its manager starts that mail.
     `wait_for_events(timeout)` returns the notifications themselves, those
     of ADMIN_CHANNEL too: what `tell_nodes(message)` sends every node (an
     operator's flush, app/clusterwake.py).
@@ -58,8 +64,10 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import logging
+import os
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -74,15 +82,18 @@ from pigeon.store.pg.content import PgContent
 from pigeon.store.pg.db import CONNECT_TIMEOUT, Pool, store_error
 from pigeon.store.pg.manager import DEFAULT_LEASE, ManagerSide
 from pigeon.store.pg.nodes import HEARTBEAT, NodeRegistry, id_tail
+from pigeon.store.pg.recent import RecentContent
 from pigeon.store.pg.slots import PgDestinationSlots
 from pigeon.store.pg.spool import PgSpool
 from pigeon.vocab.errors import StoreError
 
-__all__ = ["ADMIN_CHANNEL", "PgQueueStore", "is_postgres_url"]
+__all__ = ["ADMIN_CHANNEL", "WAKE_GAP", "PgQueueStore", "is_postgres_url"]
 
 #: LISTEN/NOTIFY channel of operator actions every node must hear (`tell_nodes`:
 #: a flush, app/clusterwake.py).
 ADMIN_CHANNEL = "pigeon_admin"
+
+WAKE_GAP = 0.25  # seconds: at most one wake-up per gap (see the contract)
 
 log = logging.getLogger("pigeon.queue")
 
@@ -124,6 +135,11 @@ class PgQueueStore(ManagerSide):
         self._id_tail = ""
         self._beating = threading.Event()
         self._heart: threading.Thread | None = None
+        self._recent = RecentContent()  # content committed here lately (recent.py)
+        # The NOTIFY payload of this store's commits: node and process, so a
+        # command run on the same node (sendmail) still wakes the server.
+        self._origin = f"{node}/{os.getpid()}"
+        self._woke_at = float("-inf")  # monotonic time of the last wake-up
 
     # --- lifetime -----------------------------------------------------------------
 
@@ -163,7 +179,7 @@ class PgQueueStore(ManagerSide):
             pool.close()
             raise
         self._pool, self._registry = pool, registry
-        self._committer = Committer(pool, self._health)
+        self._committer = Committer(pool, self._health, origin=self._origin, recent=self._recent)
         if owner:
             self._start_heartbeat()
 
@@ -255,7 +271,7 @@ class PgQueueStore(ManagerSide):
         self.commit_async(spool, envelope, hold=hold).result()
 
     def content(self, queue_id: str) -> PgContent:
-        return PgContent(self._pool, queue_id)
+        return PgContent(self._pool, queue_id, self._recent)
 
     def destination_slots(self) -> PgDestinationSlots:
         """The cluster-wide per-destination slots (slots.py) of this node."""
@@ -281,18 +297,39 @@ class PgQueueStore(ManagerSide):
                     self._listen = self._pool.connect(autocommit=True)
                     self._listen.execute(f"LISTEN {CHANNEL}")
                     self._listen.execute(f"LISTEN {ADMIN_CHANNEL}")
-                got = [
-                    (n.channel, n.payload)
-                    for n in self._listen.notifies(timeout=timeout, stop_after=1)
-                ]
+                # This process's own commits (the payload names the committing
+                # node and process, committer.py) are not news: its manager starts
+                # that mail itself, and a scan for it would only race that start.
+                got: list[tuple[str, str]] = []
+                deadline = time.monotonic() + timeout
+                # Woken a moment ago: let the rest of the gap pass first (what
+                # arrives meanwhile waits in the connection, taken below).
+                rest = min(self._woke_at + WAKE_GAP - time.monotonic(), timeout)
+                if rest > 0:
+                    time.sleep(rest)
+                while not got:
+                    left = deadline - time.monotonic()
+                    got += self._news(self._listen.notifies(timeout=max(0.0, left), stop_after=1))
+                    if left <= 0:
+                        break
                 # Drain what else arrived: one wake-up per burst is enough.
-                got += [(n.channel, n.payload) for n in self._listen.notifies(timeout=0)]
+                got += self._news(self._listen.notifies(timeout=0))
+                if got:
+                    self._woke_at = time.monotonic()
                 return got
             except psycopg.Error as e:
                 if self._listen is not None:
                     self._listen.close()
                     self._listen = None
                 raise store_error("queue listen", e) from e
+
+    def _news(self, notifies: Any) -> list[tuple[str, str]]:
+        """The notifications that are news to this process (not its own commits)."""
+        return [
+            (n.channel, n.payload)
+            for n in notifies
+            if not (n.channel == CHANNEL and n.payload == self._origin)
+        ]
 
     def tell_nodes(self, message: dict[str, Any]) -> None:
         """Send `message` (JSON, under 8000 octets: PostgreSQL's payload limit)
