@@ -39,6 +39,8 @@ Contract:
     that cannot be reached at open or at a sync is logged (once per
     outage) and the node goes on with its memory; what it changed is kept
     and pushed once the database answers, then what it missed is pulled.
+    At the stop, what is left is synced unless the database was down at
+    the last try (the stop does not wait a connect timeout for a cache).
 """
 
 from __future__ import annotations
@@ -125,6 +127,8 @@ class PgAbuseState(AbuseState):
 
     def flush(self) -> None:
         """One sync now: push, then pull (module contract)."""
+        if self._closed and self._down:
+            return  # the stop: no wait for a database that did not answer last time
         with self._write_lock:  # one sync at a time
             with self._lock:
                 dirty, self._dirty = self._dirty, {}
