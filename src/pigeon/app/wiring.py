@@ -36,8 +36,11 @@ Contract:
     (our hostname's) or its nearest parent's.
   * `report_poster(config, resolver)` POSTs TLS-RPT reports to an https:
     rua (delivery/httpspost.py) with `[tls_policy] ca_file` and `fetch_timeout`.
-  * `auth_service(config)` builds the account store and failed-login limiter;
-    the store is opened by the lifecycle, not here.
+  * `auth_service(config)` builds the account store (store/factory.py:
+    accounts.db, or the database a cluster shares) and failed-login limiter;
+    the store is opened by the lifecycle, not here. `abuse_state(config)`
+    chooses the abuse controls' counters the same way (`<data_dir>/abuse.db`
+    or policy/sharedstate.py's `PgAbuseState`).
   * `imap_service(config, tls, auth, maillog)` builds the IMAP server: the
     readers' login rules over the same `AuthService` (one failed-login
     limiter for SMTP AUTH and IMAP) and the mail store over `mailbox_root`.
@@ -52,7 +55,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from pigeon.app.checker import CheckerSpawner
-from pigeon.auth.accounts import AccountStore
 from pigeon.auth.ratelimit import FailureLimiter, LimitSettings
 from pigeon.auth.service import AuthService
 from pigeon.config.load import ConfigError
@@ -78,9 +80,10 @@ from pigeon.readers.login import ReaderLogins
 from pigeon.reports.records import NullSink, ReportSink
 from pigeon.routing.resolve import Router
 from pigeon.signing.signer import DkimSigner, SigningError
-from pigeon.store.factory import AnyQueueStore
+from pigeon.store.factory import AnyQueueStore, account_store, shared
 
 __all__ = [
+    "abuse_state",
     "auth_service",
     "etrn_flush",
     "imap_service",
@@ -123,7 +126,7 @@ def receive_policy(
 ) -> ReceivePipeline:
     if previous is not None:
         return build_pipeline(config, previous.deps.with_router(router), receive_checks(plugins))
-    state = AbuseState.in_data_dir(config.data_dir).open()
+    state = abuse_state(config).open()
     # The receive checks ask the same names again and again (SPF, DKIM keys,
     # DMARC records, block lists): their answers are kept for their TTL.
     deps = PolicyDeps(
@@ -244,9 +247,19 @@ def report_poster(
     return send
 
 
+def abuse_state(config: Config) -> AbuseState:
+    """The abuse controls' counters (unopened): `<data_dir>/abuse.db`, or with
+    a shared store the tables every node syncs with (policy/sharedstate.py)."""
+    if shared(config):
+        from pigeon.policy.sharedstate import PgAbuseState
+
+        return PgAbuseState(config.queue.store, time_unit=config.rate_limits.time_unit)
+    return AbuseState.in_data_dir(config.data_dir)
+
+
 def auth_service(config: Config) -> AuthService:
     limiter = FailureLimiter(LimitSettings.of(config.auth))
-    return AuthService(AccountStore.in_data_dir(config.data_dir), limiter)
+    return AuthService(account_store(config), limiter)
 
 
 def imap_service(config: Config, tls: Any, auth: AuthService, maillog: Any) -> ImapService:

@@ -66,7 +66,7 @@ from pigeon.app.handover import Predecessor
 from pigeon.app.lifecycle import CONTROL_SIGNALS, Lifecycle
 from pigeon.app.restart import TAKEOVER_MARGIN, Restart
 from pigeon.app.roles import acceptor_role, full_role
-from pigeon.auth.accounts import AccountStore
+from pigeon.app.wiring import abuse_state
 from pigeon.config.schema import Config, ListenAddress
 from pigeon.mailstore.layout import open_mailboxes
 from pigeon.net.inherit import ListenPlan
@@ -74,8 +74,7 @@ from pigeon.net.listener import bind_sockets
 from pigeon.net.smtp_service import smtp_listeners
 from pigeon.net.tls import TlsProvider
 from pigeon.obs.logsetup import flush_logs, setup_logging
-from pigeon.policy.abusestate import AbuseState
-from pigeon.store.factory import queue_store
+from pigeon.store.factory import account_store, queue_store
 
 __all__ = ["prepare", "run_with_workers"]
 
@@ -97,8 +96,8 @@ def prepare(config: Config, inherited: ListenPlan | None = None) -> Sockets:
         report = store.recover()
     finally:
         store.close()
-    AccountStore.in_data_dir(config.data_dir).open(owner=True).close()
-    AbuseState.in_data_dir(config.data_dir).open().close()  # its schema and WAL mode, once
+    account_store(config).open(owner=True).close()
+    abuse_state(config).open().close()  # its schema and WAL mode, once
     open_mailboxes(config.mailbox_root)  # its format, like the stores' (docs/upgrade.md)
     log.info(
         "queue recovered: %d entries, %d reactivated, %d corrupt",

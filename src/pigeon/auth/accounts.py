@@ -122,7 +122,136 @@ def normalize_name(name: str) -> str:
     return normalize_address(name) if "@" in name else name.lower()
 
 
-class AccountStore:
+def account_secrets(password: str) -> tuple[Any, ...]:
+    """What an account stores for `password`: (argon2id hash, SCRAM salt,
+    iterations, StoredKey, ServerKey); every backend stores these five."""
+    if not password:
+        raise AccountError("the password is empty")
+    try:
+        keys = scram.derive_keys(password, os.urandom(16))
+    except ValueError as exc:  # SASLprep refused it
+        raise AccountError(f"unusable password: {exc}") from None
+    return (
+        passwords.hash_password(password),
+        keys.salt,
+        keys.iterations,
+        keys.stored_key,
+        keys.server_key,
+    )
+
+
+class AccountRecords:
+    """The account rules over SQL, shared by every backend (pigeon/auth/directory.py).
+
+    A backend gives `_q(sql, args)` (rows of a query) and `_tx(statements)`
+    (all in one transaction, an IntegrityError as AccountError); the SQL is
+    SQLite's (`?` placeholders, tables `accounts` and `addresses`), which a
+    backend of another dialect translates (pigeon/store/pg/accounts.py)."""
+
+    def _q(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def _tx(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+        raise NotImplementedError
+
+    # --- changes (pigeon user ...) --------------------------------------------------
+
+    @staticmethod
+    def _secrets(password: str) -> tuple[Any, ...]:
+        return account_secrets(password)
+
+    def add(self, name: str, password: str, addresses: tuple[str, ...] = ()) -> Account:
+        name = normalize_name(name)
+        owned = [name] if "@" in name else []
+        owned += [a for a in map(normalize_address, addresses) if a not in owned]
+        if self.get(name) is not None:
+            raise AccountError(f"user {name} already exists")
+        for address in owned:
+            owner = self.owner_of(address)
+            if owner is not None:
+                raise AccountError(f"address {address} already belongs to user {owner}")
+        now = time.time()
+        stmts = [
+            (
+                "INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (name, *self._secrets(password), now),
+            )
+        ]
+        stmts += [("INSERT INTO addresses VALUES (?, ?)", (a, name)) for a in owned]
+        self._tx(stmts)
+        return Account(name, tuple(sorted(owned)), now)
+
+    def set_password(self, name: str, password: str) -> None:
+        name = normalize_name(name)
+        if self.get(name) is None:
+            raise AccountError(f"no such user: {name}")
+        self._tx(
+            [
+                (
+                    "UPDATE accounts SET argon2=?, scram_salt=?, scram_iter=?, stored_key=?, "
+                    "server_key=? WHERE name=?",
+                    (*self._secrets(password), name),
+                )
+            ]
+        )
+
+    def delete(self, name: str) -> None:
+        name = normalize_name(name)
+        if self.get(name) is None:
+            raise AccountError(f"no such user: {name}")
+        self._tx(
+            [
+                ("DELETE FROM addresses WHERE account=?", (name,)),
+                ("DELETE FROM accounts WHERE name=?", (name,)),
+            ]
+        )
+
+    # --- queries ------------------------------------------------------------------------
+
+    def get(self, name: str) -> Account | None:
+        try:
+            name = normalize_name(name)
+        except AccountError:
+            return None
+        rows = self._q("SELECT created FROM accounts WHERE name=?", (name,))
+        if not rows:
+            return None
+        addrs = self._q("SELECT address FROM addresses WHERE account=? ORDER BY address", (name,))
+        return Account(name, tuple(a for (a,) in addrs), rows[0][0])
+
+    def list(self) -> list[Account]:
+        names = [n for (n,) in self._q("SELECT name FROM accounts ORDER BY name")]
+        return [a for a in map(self.get, names) if a is not None]
+
+    def password_hash(self, name: str) -> str | None:
+        try:
+            name = normalize_name(name)
+        except AccountError:
+            return None
+        rows = self._q("SELECT argon2 FROM accounts WHERE name=?", (name,))
+        return rows[0][0] if rows else None
+
+    def scram_keys(self, name: str) -> ScramKeys | None:
+        try:
+            name = normalize_name(name)
+        except AccountError:
+            return None
+        rows = self._q(
+            "SELECT scram_salt, scram_iter, stored_key, server_key FROM accounts WHERE name=?",
+            (name,),
+        )
+        return ScramKeys(*rows[0]) if rows else None
+
+    def owner_of(self, address: str) -> str | None:
+        try:
+            address = normalize_address(address)
+        except AccountError:
+            return None
+        rows = self._q("SELECT account FROM addresses WHERE address=?", (address,))
+        return rows[0][0] if rows else None
+
+
+class AccountStore(AccountRecords):
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._db: sqlite3.Connection | None = None
@@ -247,111 +376,3 @@ class AccountStore:
         if self._db is None:
             raise AccountError("the account store is not open")
         return self._db
-
-    # --- changes (pigeon user ...) --------------------------------------------------
-
-    @staticmethod
-    def _secrets(password: str) -> tuple[Any, ...]:
-        if not password:
-            raise AccountError("the password is empty")
-        try:
-            keys = scram.derive_keys(password, os.urandom(16))
-        except ValueError as exc:  # SASLprep refused it
-            raise AccountError(f"unusable password: {exc}") from None
-        return (
-            passwords.hash_password(password),
-            keys.salt,
-            keys.iterations,
-            keys.stored_key,
-            keys.server_key,
-        )
-
-    def add(self, name: str, password: str, addresses: tuple[str, ...] = ()) -> Account:
-        name = normalize_name(name)
-        owned = [name] if "@" in name else []
-        owned += [a for a in map(normalize_address, addresses) if a not in owned]
-        if self.get(name) is not None:
-            raise AccountError(f"user {name} already exists")
-        for address in owned:
-            owner = self.owner_of(address)
-            if owner is not None:
-                raise AccountError(f"address {address} already belongs to user {owner}")
-        now = time.time()
-        stmts = [
-            (
-                "INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (name, *self._secrets(password), now),
-            )
-        ]
-        stmts += [("INSERT INTO addresses VALUES (?, ?)", (a, name)) for a in owned]
-        self._tx(stmts)
-        return Account(name, tuple(sorted(owned)), now)
-
-    def set_password(self, name: str, password: str) -> None:
-        name = normalize_name(name)
-        if self.get(name) is None:
-            raise AccountError(f"no such user: {name}")
-        self._tx(
-            [
-                (
-                    "UPDATE accounts SET argon2=?, scram_salt=?, scram_iter=?, stored_key=?, "
-                    "server_key=? WHERE name=?",
-                    (*self._secrets(password), name),
-                )
-            ]
-        )
-
-    def delete(self, name: str) -> None:
-        name = normalize_name(name)
-        if self.get(name) is None:
-            raise AccountError(f"no such user: {name}")
-        self._tx(
-            [
-                ("DELETE FROM addresses WHERE account=?", (name,)),
-                ("DELETE FROM accounts WHERE name=?", (name,)),
-            ]
-        )
-
-    # --- queries ------------------------------------------------------------------------
-
-    def get(self, name: str) -> Account | None:
-        try:
-            name = normalize_name(name)
-        except AccountError:
-            return None
-        rows = self._q("SELECT created FROM accounts WHERE name=?", (name,))
-        if not rows:
-            return None
-        addrs = self._q("SELECT address FROM addresses WHERE account=? ORDER BY address", (name,))
-        return Account(name, tuple(a for (a,) in addrs), rows[0][0])
-
-    def list(self) -> list[Account]:
-        names = [n for (n,) in self._q("SELECT name FROM accounts ORDER BY name")]
-        return [a for a in map(self.get, names) if a is not None]
-
-    def password_hash(self, name: str) -> str | None:
-        try:
-            name = normalize_name(name)
-        except AccountError:
-            return None
-        rows = self._q("SELECT argon2 FROM accounts WHERE name=?", (name,))
-        return rows[0][0] if rows else None
-
-    def scram_keys(self, name: str) -> ScramKeys | None:
-        try:
-            name = normalize_name(name)
-        except AccountError:
-            return None
-        rows = self._q(
-            "SELECT scram_salt, scram_iter, stored_key, server_key FROM accounts WHERE name=?",
-            (name,),
-        )
-        return ScramKeys(*rows[0]) if rows else None
-
-    def owner_of(self, address: str) -> str | None:
-        try:
-            address = normalize_address(address)
-        except AccountError:
-            return None
-        rows = self._q("SELECT account FROM addresses WHERE address=?", (address,))
-        return rows[0][0] if rows else None

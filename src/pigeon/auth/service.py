@@ -1,7 +1,7 @@
 """What the SMTP driver asks about logins: verify, look up SCRAM keys, owned addresses.
 
 Contract:
-  * `AuthService` wraps the `AccountStore` and the `FailureLimiter`; the
+  * `AuthService` wraps the account directory (`AccountDirectory`: embedded or shared) and the `FailureLimiter`; the
     asyncio driver (pigeon.net.smtpd) calls `verify_password` and
     `scram_keys` through `run(fn, ...)`, which uses the service's own small
     thread pool (`workers` threads), so argon2id (slow, 64 MiB) never runs on
@@ -24,7 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pigeon.auth import passwords
-from pigeon.auth.accounts import Account, AccountError, AccountStore
+from pigeon.auth.accounts import Account, AccountError
+from pigeon.auth.directory import AccountDirectory
 from pigeon.auth.ratelimit import FailureLimiter
 from pigeon.proto.scram import ScramKeys
 
@@ -36,7 +37,9 @@ class AuthUnavailable(Exception):
 
 
 class AuthService:
-    def __init__(self, store: AccountStore, limiter: FailureLimiter, *, workers: int = 4) -> None:
+    def __init__(
+        self, store: AccountDirectory, limiter: FailureLimiter, *, workers: int = 4
+    ) -> None:
         self.store = store
         self.limiter = limiter
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pigeon-auth")

@@ -81,8 +81,9 @@ def run(args: argparse.Namespace) -> int:
         with psycopg.connect(args.store, connect_timeout=CONNECT_TIMEOUT) as conn:
             if args.action == "migrate":
                 applied = schema.migrate(conn)
+                shipped = {m.version: m for m in schema.migrations()}  # numbers may skip
                 for version in applied:
-                    mig = schema.migrations()[version - 1]
+                    mig = shipped[version]
                     print(f"applied {version:04d}_{mig.name}")
                 st = schema.status(conn)
                 print(

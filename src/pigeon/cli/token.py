@@ -26,11 +26,12 @@ import argparse
 import time
 from datetime import UTC, datetime
 
-from pigeon.auth.accounts import AccountError, AccountStore, normalize_name
+from pigeon.auth.accounts import AccountError, normalize_name
 from pigeon.cli._common import EX_CONFIG, EX_USAGE, fail
 from pigeon.cli._control import add_config_arguments, load
 from pigeon.config.load import ConfigError
 from pigeon.config.schema import Config
+from pigeon.store.factory import account_store
 from pigeon.web.tokens import SCOPES, TokenError, TokenStore, TokenUsage, parse_scopes
 
 EX_NOPERM = 77
@@ -133,7 +134,7 @@ def _account_exists(config: Config, name: str) -> bool:
         name = normalize_name(name)
     except AccountError as exc:
         raise TokenUsage(str(exc)) from None
-    store = AccountStore.in_data_dir(config.data_dir)
+    store = account_store(config)
     try:
         return store.open().get(name) is not None
     except AccountError as exc:

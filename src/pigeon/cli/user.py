@@ -31,10 +31,11 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
-from pigeon.auth.accounts import AccountError, AccountStore
+from pigeon.auth.accounts import AccountError
 from pigeon.cli._common import EX_CONFIG, EX_USAGE, fail
 from pigeon.cli._control import add_config_arguments, load
 from pigeon.config.load import ConfigError
+from pigeon.store.factory import account_store
 
 EX_NOUSER = 67
 EX_CANTCREAT = 73
@@ -167,7 +168,7 @@ def run(
         if asks_password and not have_terminal():
             return fail(NO_TERMINAL.format(action=args.action), EX_USAGE)
         ask = getpass.getpass
-    store = AccountStore.in_data_dir(config.data_dir)
+    store = account_store(config)
     try:
         store.open()
     except AccountError as exc:

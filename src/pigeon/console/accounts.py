@@ -28,10 +28,12 @@ from typing import Any
 from aiohttp import web
 
 from pigeon.auth.accounts import AccountError, AccountStore
+from pigeon.auth.directory import AccountDirectory
 from pigeon.console.deps import ConsoleDeps
 from pigeon.console.pages import Page, flash, form, redirect, render
 from pigeon.console.sessions import SESSION_KEY
 from pigeon.console.settings import split_list
+from pigeon.store.factory import account_store
 
 __all__ = ["accounts_pages"]
 
@@ -45,8 +47,13 @@ def accounts_pages(deps: ConsoleDeps) -> list[Page]:
         config = deps.config() if deps.config is not None else None
         return config.auth.min_password_length if config is not None else 12
 
-    def with_store(action: Callable[[AccountStore], Any]) -> Any:
-        store = AccountStore.in_data_dir(deps.data_dir)
+    def with_store(action: Callable[[AccountDirectory], Any]) -> Any:
+        config = deps.config() if deps.config is not None else None
+        # The running configuration's store: the shared database's accounts
+        # when [queue] store names one (store/factory.py), else accounts.db.
+        store = (
+            account_store(config) if config is not None else AccountStore.in_data_dir(deps.data_dir)
+        )
         store.open()
         try:
             return action(store)
@@ -87,7 +94,7 @@ def accounts_pages(deps: ConsoleDeps) -> list[Page]:
         return session.admin if session is not None else "?"
 
     async def change(
-        request: web.Request, data: dict[str, str], action: Callable[[AccountStore], str]
+        request: web.Request, data: dict[str, str], action: Callable[[AccountDirectory], str]
     ) -> web.StreamResponse:
         # The form's values come back on a refusal, never its passwords.
         values = {k: v for k, v in data.items() if k in ("name", "addresses")}
@@ -109,7 +116,7 @@ def accounts_pages(deps: ConsoleDeps) -> list[Page]:
             return await page(request, 422, error=problem, values={"name": data.get("name", "")})
         addresses = tuple(split_list(data.get("addresses", "")))
 
-        def action(store: AccountStore) -> str:
+        def action(store: AccountDirectory) -> str:
             account = store.add(data.get("name", ""), data["password"], addresses)
             return f"account {account.name} added ({', '.join(account.addresses) or 'no address'})"
 
@@ -121,7 +128,7 @@ def accounts_pages(deps: ConsoleDeps) -> list[Page]:
         if problem is not None:
             return await page(request, 422, error=problem)
 
-        def action(store: AccountStore) -> str:
+        def action(store: AccountDirectory) -> str:
             store.set_password(data.get("name", ""), data["password"])
             return f"password of {data.get('name', '')} changed"
 
@@ -130,7 +137,7 @@ def accounts_pages(deps: ConsoleDeps) -> list[Page]:
     async def delete(request: web.Request) -> web.StreamResponse:
         data = await form(request)
 
-        def action(store: AccountStore) -> str:
+        def action(store: AccountDirectory) -> str:
             store.delete(data.get("name", ""))
             return f"account {data.get('name', '')} deleted"
 

@@ -26,6 +26,9 @@ Contract:
     once and replaced by an empty one; one that cannot be opened (locked
     past the busy timeout, no permission) is logged and the state is kept
     in memory only. Nothing accepted depends on it.
+    With a shared store (`[queue] store` a postgresql:// URL) the same
+    tables are kept by `pigeon.policy.sharedstate.PgAbuseState` instead, which
+    syncs them with the database every node uses (app/wiring.py chooses).
     Worker processes (`workers` > 1) each keep their own tables over the
     same file (SQLite serialises the writers; the last write of a key wins),
     so each counts what it sees, as the other [limits] are per process.
@@ -39,10 +42,11 @@ import sqlite3
 import threading
 from collections import OrderedDict
 from pathlib import Path
+from typing import Protocol
 
 from pigeon.fsutil import ensure_file
 
-__all__ = ["AbuseState", "StateTable", "FILE_NAME"]
+__all__ = ["AbuseState", "Counters", "StateTable", "FILE_NAME"]
 
 log = logging.getLogger("pigeon.policy")
 
@@ -58,10 +62,25 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS state (
     PRIMARY KEY (kind, key)) WITHOUT ROWID"""
 
 
+class _Owner(Protocol):
+    def changed(self, kind: str, key: str, values: Values | None) -> None: ...
+
+    def evicted(self, kind: str, key: str) -> None: ...
+
+
+class Counters(Protocol):
+    """What the policy checks use of their state: `AbuseState` (embedded) or
+    `pigeon.policy.sharedstate.PgAbuseState` (shared by a cluster's nodes)."""
+
+    def table(self, kind: str) -> StateTable: ...
+
+    def close(self) -> None: ...
+
+
 class StateTable:
     """One kind of entry, in memory (module contract)."""
 
-    def __init__(self, state: AbuseState, kind: str, max_entries: int) -> None:
+    def __init__(self, state: _Owner, kind: str, max_entries: int) -> None:
         self._state = state
         self.kind = kind
         self.max_entries = max_entries
@@ -80,14 +99,17 @@ class StateTable:
         self._state.changed(self.kind, key, values)
         while len(rows) > self.max_entries:
             old, _ = rows.popitem(last=False)
-            self._state.changed(self.kind, old, None)
+            self._state.evicted(self.kind, old)
 
     def delete(self, key: str) -> None:
         if self._rows.pop(key, None) is not None:
             self._state.changed(self.kind, key, None)
 
     def _load(self, key: str, values: Values) -> None:
-        self._rows[key] = values
+        rows = self._rows
+        rows[key] = values
+        while len(rows) > self.max_entries:  # bounded, whatever is loaded
+            rows.popitem(last=False)
 
 
 class AbuseState:
@@ -157,6 +179,11 @@ class AbuseState:
             return
         with self._lock:
             self._dirty[(kind, key)] = values
+
+    def evicted(self, kind: str, key: str) -> None:
+        """Dropped from memory past `max_entries`: from the file too. (A shared
+        store, pigeon/policy/sharedstate.py, keeps the row other nodes may use.)"""
+        self.changed(kind, key, None)
 
     def flush(self) -> None:
         """Write every change now, in one transaction (module contract)."""

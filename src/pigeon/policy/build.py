@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from pigeon.config.schema import Config
 from pigeon.dns.api import Resolver
 from pigeon.mailstore import maildir_exists as mailstore_maildir_exists
-from pigeon.policy.abusestate import AbuseState
+from pigeon.policy.abusestate import AbuseState, Counters
 from pigeon.policy.dnsbl import BlockLists
 from pigeon.policy.greylist import Greylisting
 from pigeon.policy.mailauth import CheckerPool, build_mail_auth
@@ -84,7 +84,7 @@ class PolicyDeps:
     new_mailboxes: NewMailboxLimiter = field(default_factory=NewMailboxLimiter)
     clock: Callable[[], float] = time.monotonic
     maildir_exists: Callable[[str], bool] = mailstore_maildir_exists
-    state: AbuseState = field(default_factory=AbuseState.memory)
+    state: Counters = field(default_factory=AbuseState.memory)
     #: DNS for the block lists (None: no DNSBL/RHSBL checks can be made).
     resolver: Resolver | None = None
     #: Wall-clock seconds, for what outlives the process (rate buckets).

@@ -87,8 +87,10 @@ class RateLimiter:
         for (key, _), level in zip(wanted, levels, strict=True):
             if level < 1.0:
                 return key
-        for (key, _), level in zip(wanted, levels, strict=True):
-            self._table.put(key, (level - 1.0, now, 0.0))
+        for (key, rate), level in zip(wanted, levels, strict=True):
+            # The third value, the bucket's rate, is unused here; a shared
+            # store merges the takes of several nodes with it (policy/sharedstate.py).
+            self._table.put(key, (level - 1.0, now, float(rate)))
         return None
 
 

@@ -1,4 +1,4 @@
-"""Which queue store a configuration asks for: the one place that chooses.
+"""Which stores a configuration asks for: the one place that chooses.
 
 Contract:
   * `queue_store(config, fsync=None)` returns an unopened store:
@@ -12,6 +12,13 @@ Contract:
   * `AnyQueueStore` is the type of what it returns; both have the
     embedded store's `open(owner=...)` and `take_ownership()` (no-ops for
     PostgreSQL).
+  * `account_store(config)` returns the unopened account directory
+    (pigeon/auth/directory.py) of the same choice: `PgAccountStore` over
+    the shared database when `queue.store` is a postgresql:// URL, else the
+    embedded `<data_dir>/accounts.db`. (The abuse controls' counters follow
+    the same `shared(config)` in app/wiring.py: pigeon.policy ranks above
+    this package.) So one key, `[queue] store` (or `serve --store`), puts a
+    node's queue, accounts and counters in the database its cluster shares.
   * Importing this module never imports psycopg: only a PostgreSQL
     configuration does.
 """
@@ -21,13 +28,15 @@ from __future__ import annotations
 import socket
 from typing import TYPE_CHECKING, Union
 
+from pigeon.auth.accounts import AccountStore
+from pigeon.auth.directory import AccountDirectory
 from pigeon.config.schema import Config
 from pigeon.queue.store import QueueStore
 
 if TYPE_CHECKING:
     from pigeon.store.pg.store import PgQueueStore
 
-__all__ = ["AnyQueueStore", "queue_store", "shared"]
+__all__ = ["AnyQueueStore", "account_store", "queue_store", "shared"]
 
 AnyQueueStore = Union[QueueStore, "PgQueueStore"]  # noqa: UP007 (a forward reference)
 
@@ -58,3 +67,11 @@ def queue_store(config: Config, *, fsync: bool | None = None) -> AnyQueueStore:
             listen=_listen_summary(config),
         )
     return QueueStore(config.queue_dir, fsync=config.queue.fsync if fsync is None else fsync)
+
+
+def account_store(config: Config) -> AccountDirectory:
+    if shared(config):
+        from pigeon.store.pg.accounts import PgAccountStore
+
+        return PgAccountStore(config.queue.store)
+    return AccountStore.in_data_dir(config.data_dir)

@@ -41,13 +41,16 @@ __all__ = [
     "incompatibility",
     "migrate",
     "migrations",
+    "open_check",
     "status",
 ]
 
 #: pg_advisory_xact_lock key serialising migrations ("pigeon01" as an int).
 ADVISORY_KEY = 0x7069_6765_6F6E_3031 - (1 << 63)
-#: The schema version this code needs at least (it reads and writes what it created).
-SCHEMA_REQUIRED = 2  # 0002_nodes: the node rows (store/pg/nodes.py)
+#: The schema version this code needs at least (it reads and writes what it
+#: created): 0002_nodes (store/pg/nodes.py), 0003_directory (accounts, abuse
+#: counters the nodes share).
+SCHEMA_REQUIRED = 3
 
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _MIN_NODE = re.compile(r"^--\s*min-node-schema:\s*(\d+)\s*$", re.M)
@@ -81,8 +84,12 @@ def migrations() -> list[Migration]:
         version = int(m.group(1))
         out.append(Migration(version, m.group(2), sql, int(floor.group(1)) if floor else 1))
     out.sort(key=lambda mig: mig.version)
-    if [mig.version for mig in out] != list(range(1, len(out) + 1)):
-        raise RuntimeError(f"migrations are not numbered 1..n: {[m.version for m in out]}")
+    # Unique, not necessarily 1..n: parallel branches of issue 17 number their
+    # migrations ahead (0002 nodes, 0003 directory, 0004 leases); migrate()
+    # applies every one missing whatever the order it arrives in.
+    versions = [mig.version for mig in out]
+    if len(set(versions)) != len(versions) or not versions or versions[0] != 1:
+        raise RuntimeError(f"migration versions clash: {versions}")
     return out
 
 
@@ -146,6 +153,19 @@ def incompatibility(applied: dict[int, int]) -> str | None:
             f"this pigeon knows schema {SCHEMA_KNOWN}: upgrade it"
         )
     return None
+
+
+def open_check(conn: Any, *, apply: bool) -> str | None:
+    """What a store's `open()` does on its first connection (autocommit):
+    apply the missing migrations when `apply` (tests, a single node owning
+    its database), then say why this code cannot use the database, or None."""
+    if apply:
+        conn.autocommit = False
+        try:
+            migrate(conn)
+        finally:
+            conn.autocommit = True
+    return status(conn).problem
 
 
 def status(conn: Any) -> SchemaStatus:

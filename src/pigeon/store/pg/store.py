@@ -157,13 +157,7 @@ class PgQueueStore(ManagerSide):
         pool = Pool(self.dsn, size=self._pool_size, application_name=f"pigeon {self._node}")
         try:
             with pool.conn("queue open") as conn:
-                if self._migrate:
-                    conn.autocommit = False
-                    try:
-                        schema.migrate(conn)
-                    finally:
-                        conn.autocommit = True
-                problem = schema.status(conn).problem
+                problem = schema.open_check(conn, apply=self._migrate)
         except (StoreError, psycopg.Error) as e:
             pool.close()
             raise store_error("queue open", e) from e
