@@ -30,11 +30,8 @@ Contract:
     for this process to import and build everything (remote.py); each
     ("check", id, facts, policies, content) (remote.py) is
     answered with (id, encode(Examined)), or (id, None, error text) when the
-    check raised. Each answer is written the moment its check completes,
-    not gathered with the others of its batch: the server goes on with that
-    message (its delivery, its reply) while this process checks the next
-    one (docs/benchmarks.md, issue 13, 2026-12-07); a check waiting for DNS
-    does not hold up the others.
+    check raised. Answers go back as each check completes; a check waiting
+    for DNS does not hold up the others.
   * It ends when its input ends: the server closed it, or the server died
     (the kernel closes the server's end). It writes nothing to files and
     logs only to its standard error (inherited from the server), for a
@@ -64,7 +61,7 @@ from pigeon.policy.api import SessionFacts
 from pigeon.policy.mailauth import build_examiner
 from pigeon.policy.mailauth.eager import start
 from pigeon.policy.mailauth.examine import Examiner
-from pigeon.policy.mailauth.remote import encode, frame, read_frames
+from pigeon.policy.mailauth.remote import Coalescer, encode, frame, read_frames
 from pigeon.policy.message import MemoryMessage
 from pigeon.privileges import PrivilegeError, switch_user
 from pigeon.vocab.address import Address
@@ -137,13 +134,17 @@ class _Server(asyncio.Protocol):
 
     def __init__(self, ended: asyncio.Future[None]) -> None:
         self.ended = ended
-        self.transport: asyncio.Transport | None = None
+        self.out = Coalescer()  # answers ready in one turn of the loop leave together
         self.buffer = bytearray()
         self.examiner: Examiner | None = None
         self.switched = False
 
+    @property
+    def transport(self) -> asyncio.Transport | None:
+        return self.out.transport
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+        self.out.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.ended.done():
@@ -210,13 +211,7 @@ class _Server(asyncio.Protocol):
         self._send(answer)
 
     def _send(self, answer: tuple[Any, ...]) -> None:
-        # At once, not once per turn of the loop: the requests of ten sessions
-        # often arrive in one read, and holding the first answer until the
-        # tenth check is done kept nine messages waiting that were ready
-        # (measured: the "on" rate 1.16 and 1.31 times higher, median of 6
-        # and 8 rounds, docs/benchmarks.md, issue 13, 2026-12-07).
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(frame(answer))
+        self.out.send(answer)
 
 
 async def _serve(fd: int) -> None:

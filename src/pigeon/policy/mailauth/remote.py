@@ -174,8 +174,7 @@ class CheckerTrouble(Exception):
 
 class Coalescer:
     """Frames written once per turn of the event loop: under load several
-    requests leave in one write, one wake-up of the checker process (its
-    answers, by contrast, leave one by one: app/checker.py)."""
+    requests (or answers) leave in one write, one wake-up of the other side."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
