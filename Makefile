@@ -22,7 +22,7 @@ serve: $(STAMP)
 	$(BIN)/pigeon serve $(ARGS)
 
 test: $(STAMP) lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --durations=30 $(PYTEST_ARGS)
 
 style: $(STAMP)
 	$(BIN)/ruff check src tests bench contrib
