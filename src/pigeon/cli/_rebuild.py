@@ -16,6 +16,9 @@ Contract:
     it was sound), then rebuilds everything from the files. Per-recipient
     status lived only in the database: rebuilt messages go to all their
     recipients again (some may get a second copy, none is skipped).
+  * A shared store (`queue.store` = a PostgreSQL URL, docs/cluster.md) has
+    no local message files to rebuild from: refused (78), naming the key;
+    the database's own backups restore that queue.
   * Output: the store's warnings on stderr ("pigeon: ..."), then one
     summary line on stdout. Exit: 0 done, 73 damaged database (without
     --from-files) or queue not writable, 75 pigeon is running, 78
@@ -28,7 +31,7 @@ import argparse
 import logging
 import sys
 
-from pigeon.cli._common import EX_CANTCREAT, fail
+from pigeon.cli._common import EX_CANTCREAT, EX_CONFIG, fail
 from pigeon.config.schema import Config
 
 EX_TEMPFAIL = 75
@@ -39,6 +42,12 @@ def run_rebuild(config: Config, args: argparse.Namespace) -> int:
     from pigeon.queue.rebuild import rebuild
     from pigeon.vocab.errors import StoreError
 
+    if config.queue.store:
+        return fail(
+            "queue.store is a shared PostgreSQL database: its queue has no local files "
+            "to rebuild from; restore the database from its backups (docs/cluster.md)",
+            EX_CONFIG,
+        )
     queue_log = logging.getLogger("pigeon.queue")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("pigeon: %(message)s"))

@@ -103,3 +103,17 @@ def test_unknown_ids_exit_65_and_the_others_are_acted_on(server, capsys):
     assert main(["queue", *d, "delete", "0000NOPE"]) == 65
     assert main(["queue", *d, "hold", q]) == 0  # known but already held: skipped, 0
     assert main(["queue", *d, "delete", q]) == 0
+
+
+def test_rebuild_is_refused_for_a_shared_store(tmp_path, capsys):
+    """A PostgreSQL queue has no local files to rebuild from (cli/_rebuild.py)."""
+    (tmp_path / "data" / "queue").mkdir(parents=True)
+    cfg = tmp_path / "p.toml"
+    cfg.write_text(
+        f'data_dir = "{tmp_path / "data"}"\n'
+        '[queue]\nstore = "postgresql://pigeon@127.0.0.1:1/pigeon"\nnode = "a"\n'
+    )
+    assert main(["queue", "rebuild", "-c", str(cfg)]) == 78
+    err = capsys.readouterr().err
+    assert "queue.store is a shared PostgreSQL database" in err
+    assert not (tmp_path / "data" / "queue" / "queue.db").exists()
