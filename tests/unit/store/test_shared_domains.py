@@ -182,3 +182,46 @@ def test_the_commands_say_what_is_wrong(dsn, postgres, tmp_path, capsys):
     old.write_text(f'[queue]\nstore = "{postgres.dsn(postgres.new_database())}"\n')
     assert main(["domain", "list", "-c", str(old)]) == 69
     assert "pigeon db migrate" in capsys.readouterr().err
+
+
+def test_a_node_reloads_on_an_announced_change_and_catches_up_on_one_it_missed(dsn, tmp_path):
+    """app/clusterwake.py: the change made before the node listened is found
+    by the check once it listens; the next is announced (NOTIFY). `reload`
+    stands in for Lifecycle.reload's part that matters here: merge anew."""
+    import asyncio
+
+    from pigeon.app.clusterwake import directory_refresh, wake_on_new_mail
+    from pigeon.store.factory import with_shared_directory
+    from pigeon.store.pg.domains import PgDomains
+    from pigeon.store.pg.store import PgQueueStore
+
+    _, file_config = _config(tmp_path, f'[queue]\nstore = "{dsn}"\n')
+    running = [with_shared_directory(file_config)[0]]
+    seen: list[tuple[set[str], set[str]]] = []
+
+    async def scenario(store) -> None:
+        reloaded, stop = asyncio.Event(), asyncio.Event()
+
+        async def reload() -> None:
+            running[0] = with_shared_directory(file_config)[0]
+            seen.append((set(running[0].domains), set(running[0].aliases)))
+            reloaded.set()
+
+        refresh = directory_refresh(lambda: running[0], reload)
+        await asyncio.to_thread(PgDomains(dsn).add_domain, "example.org")  # not listening yet
+        task = asyncio.create_task(wake_on_new_mail(store, lambda: None, stop, None, refresh))
+        await asyncio.wait_for(reloaded.wait(), 30)
+        reloaded.clear()
+        await asyncio.to_thread(
+            PgDomains(dsn).add_alias, "info@example.org", ["postmaster@localhost"]
+        )
+        await asyncio.wait_for(reloaded.wait(), 30)
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+    with PgQueueStore(dsn, node="node-b") as store:
+        asyncio.run(scenario(store))
+    assert seen == [
+        ({"localhost", "example.org"}, set()),
+        ({"localhost", "example.org"}, {"info@example.org"}),
+    ]
