@@ -18,6 +18,14 @@ Contract:
         mail made due (the moves are conditional: a second flush of the same
         entries changes nothing but their due time). A message this node
         sent itself is ignored (the local flush did it).
+      - runs `refresh()` when a node or `pigeon domain|alias` announces a
+        change of the shared domains and aliases (`{"op": "directory"}`,
+        store/pg/domains.py), and once after every (re)start of listening:
+        a change made while this node was not listening was announced to
+        nobody. `directory_refresh(config, reload)` makes that callable:
+        it reads the database and, when its rows differ from those the
+        running configuration was built with, runs the node's reload (the
+        path of `pigeon reload`: app/lifecycle.py), which merges them anew.
   * Only a store with `wait_for_events` (a shared queue) is watched; the
     composition root (app/lifecycle.py) starts it for the process that
     runs the manager.
@@ -34,9 +42,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from pigeon.config.schema import Config
+from pigeon.store.factory import shared_directory_changed
 from pigeon.vocab.errors import StoreError
 
-__all__ = ["POLL", "RETRY", "Listens", "wake_on_new_mail"]
+__all__ = ["POLL", "RETRY", "Listens", "directory_refresh", "wake_on_new_mail"]
 
 log = logging.getLogger("pigeon.queue")
 
@@ -57,22 +67,24 @@ async def wake_on_new_mail(
     nudge: Callable[[], None],
     stop: asyncio.Event,
     flush: Callable[[str | None], Awaitable[Any]] | None = None,
+    refresh: Callable[[], Awaitable[Any]] | None = None,
 ) -> None:
     failing = False
+    listening = False  # LISTEN in place: changes from now on are announced to us
     while not stop.is_set():
         try:
             events = await asyncio.to_thread(store.wait_for_events, POLL)
         except StoreError as exc:
             if not failing:
                 log.warning("listening for new mail in the shared queue failed: %s", exc)
-            failing = True
+            failing, listening = True, False
             try:
                 await asyncio.wait_for(stop.wait(), RETRY)
             except TimeoutError:
                 pass
             continue
         failing = False
-        wake = False
+        wake, directory, listening = False, not listening, True
         for channel, payload in events:
             if channel != ADMIN:
                 wake = True
@@ -85,6 +97,8 @@ async def wake_on_new_mail(
                 continue
             if op == "wake":
                 wake = True
+            elif op == "directory":
+                directory = True
             elif op == "flush" and flush is not None and sender != store.node:
                 domain = msg.get("domain")
                 try:
@@ -95,3 +109,23 @@ async def wake_on_new_mail(
                     log.info("queue flushed as node %s asked (domain %s)", sender, domain or "all")
         if wake:
             nudge()
+        if directory and refresh is not None:
+            await refresh()
+
+
+def directory_refresh(
+    config: Callable[[], Config], reload: Callable[[], Awaitable[Any]]
+) -> Callable[[], Awaitable[None]]:
+    """The `refresh` of `wake_on_new_mail`: reload when the shared rows changed."""
+
+    async def refresh() -> None:
+        try:
+            changed = await asyncio.to_thread(shared_directory_changed, config())
+        except StoreError as exc:
+            log.warning("reading the shared domains and aliases failed: %s", exc)
+            return
+        if changed:
+            log.info("the shared domains and aliases changed: reloading")
+            await reload()
+
+    return refresh

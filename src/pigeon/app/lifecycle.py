@@ -98,7 +98,7 @@ from typing import Any
 
 from pigeon.admin.wiring import AdminHandle, start_admin
 from pigeon.app import restart
-from pigeon.app.clusterwake import wake_on_new_mail
+from pigeon.app.clusterwake import directory_refresh, wake_on_new_mail
 from pigeon.app.console import start_console, start_first_admin
 from pigeon.app.datalock import DataDirLock
 from pigeon.app.deadline import HARD_MARGIN, StopDeadline
@@ -340,8 +340,10 @@ class Lifecycle:
                 tg.create_task(role.manager.capture.run(self.stop, lambda: role.config.capture))
             if role.manager is not None and hasattr(role.store, "wait_for_events"):
                 # A shared queue: other nodes' new mail and flushes wake ours (app/clusterwake.py).
+                # Announced changes of the shared domains and aliases reload it.
+                refresh = directory_refresh(lambda: role.config, self.reload)
                 wake = wake_on_new_mail(
-                    role.store, role.manager.nudge, self.stop, role.manager.flush
+                    role.store, role.manager.nudge, self.stop, role.manager.flush, refresh
                 )
                 tg.create_task(wake)
             if self.admin is not None:

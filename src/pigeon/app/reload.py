@@ -109,6 +109,8 @@ def changed_keys(old: Config, new: Config) -> list[str]:
             ]
         elif f.name == "local_aliases":
             out.append("aliases_file (its entries)")  # read from the file, no key of its own
+        elif f.name == "shared_directory":
+            out.append("the shared database's domains and aliases")  # config/shared.py
         else:
             out.append(f.name)
     return out

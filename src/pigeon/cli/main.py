@@ -56,6 +56,8 @@ COMMANDS: dict[str, str] = {
     "dns": "pigeon.cli.dns",
     "mta-sts": "pigeon.cli.mtasts",
     "db": "pigeon.cli.db",
+    "domain": "pigeon.cli.domain",
+    "alias": "pigeon.cli.alias",
 }
 
 DESCRIPTION = """\

@@ -21,6 +21,13 @@ Contract:
     first; a bind error names the key and the flag (pigeon.net.listener).
   * Any configuration problem (file, flags, unopenable log file) prints
     "pigeon: <message>" and returns 78 (EX_CONFIG) before anything starts.
+  * With a shared store (`[queue] store = "postgresql://..."`) the
+    configuration is the file's and the flags' plus the domains and aliases
+    the cluster shares (`pigeon domain|alias`, config/shared.py: the file
+    wins a conflict; its warnings are logged), read at start and at every
+    reload. A database that cannot be read at start: one line, 73
+    (EX_CANTCREAT, as when the store cannot be opened); at a reload: the
+    reload is refused, the running configuration stays.
   * The server itself is pigeon.app.run(config), imported only when it is
     about to run; its return value is the exit status (pigeon/app/exits.py:
     the same with one process and with workers). Ctrl-C that escapes it
@@ -35,12 +42,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pigeon.cli._common import EX_CONFIG, fail
+from pigeon.cli._common import EX_CANTCREAT, EX_CONFIG, fail
 from pigeon.cli._config import elsewhere_warning, load_for_server, locate
 from pigeon.config.load import ConfigError
 from pigeon.config.schema import Config
 from pigeon.obs.logsetup import setup_logging
 from pigeon.privileges import tighten_umask
+from pigeon.vocab.errors import StoreError
 
 log = logging.getLogger("pigeon")
 
@@ -259,8 +267,24 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def build_config(args: argparse.Namespace) -> Config:
-    """The located configuration file with the flags over it; raises ConfigError."""
-    return load_for_server(args.config, overrides_from(args))
+    """The located configuration file with the flags over it, and the shared
+    domains and aliases (see the contract); raises ConfigError."""
+    try:
+        return with_directory(load_for_server(args.config, overrides_from(args)))
+    except StoreError as exc:
+        raise ConfigError(
+            "queue.store", f"cannot read the shared domains and aliases: {exc}"
+        ) from None
+
+
+def with_directory(config: Config) -> Config:
+    """`config` with the shared domains and aliases, warnings logged; StoreError."""
+    from pigeon.store.factory import with_shared_directory
+
+    merged, warnings = with_shared_directory(config)
+    for warning in warnings:
+        log.warning("%s", warning)
+    return merged
 
 
 def run(args: argparse.Namespace, app_run: Callable[[Config], int] | None = None) -> int:
@@ -268,11 +292,15 @@ def run(args: argparse.Namespace, app_run: Callable[[Config], int] | None = None
     # Located once: a SIGHUP reloads this same file (or the same defaults).
     args.config = locate(args.config).path
     try:
-        config = build_config(args)
+        config = load_for_server(args.config, overrides_from(args))
         tighten_umask()  # before the log file, the first file pigeon creates
         setup_logging(config.log)
     except ConfigError as exc:
         return fail(str(exc), EX_CONFIG)
+    try:  # after the logging: the merge's warnings go to the log
+        config = with_directory(config)
+    except StoreError as exc:
+        return fail(f"cannot read the shared domains and aliases: {exc}", EX_CANTCREAT)
     warning = elsewhere_warning(args.config)
     if warning:
         log.warning("%s", warning)

@@ -123,7 +123,7 @@ _TOP: dict[str, Callable[[str, Any], Any]] = {
     "webhooks": webhooks,  # [[webhooks]]: docs/webhooks.md
 }
 
-DERIVED_FIELDS = ("local_aliases",)  # fields that are no key: filled from aliases_file
+DERIVED_FIELDS = ("local_aliases", "shared_directory")  # no keys: aliases_file, config/shared.py
 
 # The [section] tables: schema class and one checker per field.
 _SECTIONS: dict[str, tuple[type, dict[str, Callable[[str, Any], Any]]]] = {

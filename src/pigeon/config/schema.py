@@ -427,6 +427,7 @@ class Config:
     #: Not a key: the entries read from `aliases_file` (local part, lowercased
     #: -> targets), applied in every local domain. Filled by the loader.
     local_aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    shared_directory: tuple = ((), ())  # not a key: the shared database's rows (config/shared.py)
     limits: Limits = field(default_factory=Limits)
     timeouts: Timeouts = field(default_factory=Timeouts)
     smtp: SmtpPolicy = field(default_factory=SmtpPolicy)

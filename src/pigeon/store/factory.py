@@ -19,6 +19,13 @@ Contract:
     the same `shared(config)` in app/wiring.py: pigeon.policy ranks above
     this package.) So one key, `[queue] store` (or `serve --store`), puts a
     node's queue, accounts and counters in the database its cluster shares.
+  * `with_shared_directory(config)` is `config` with the shared database's
+    domains and aliases merged in (config/shared.py: the file's entries
+    plus the database's, the file winning a conflict) and the warnings to
+    log; unchanged without a shared store. `shared_directory_changed(config)`
+    says whether the database's rows differ from those `config` was built
+    with (app/clusterwake.py reloads then). Both raise StoreError when the
+    database cannot be read (store/pg/domains.py).
   * Importing this module never imports psycopg: only a PostgreSQL
     configuration does.
 """
@@ -31,12 +38,20 @@ from typing import TYPE_CHECKING, Union
 from pigeon.auth.accounts import AccountStore
 from pigeon.auth.directory import AccountDirectory
 from pigeon.config.schema import Config
+from pigeon.config.shared import merge_shared, snapshot
 from pigeon.queue.store import QueueStore
 
 if TYPE_CHECKING:
     from pigeon.store.pg.store import PgQueueStore
 
-__all__ = ["AnyQueueStore", "account_store", "queue_store", "shared"]
+__all__ = [
+    "AnyQueueStore",
+    "account_store",
+    "queue_store",
+    "shared",
+    "shared_directory_changed",
+    "with_shared_directory",
+]
 
 AnyQueueStore = Union[QueueStore, "PgQueueStore"]  # noqa: UP007 (a forward reference)
 
@@ -75,3 +90,19 @@ def account_store(config: Config) -> AccountDirectory:
 
         return PgAccountStore(config.queue.store)
     return AccountStore.in_data_dir(config.data_dir)
+
+
+def _read_directory(config: Config) -> tuple[list[str], dict[str, tuple[str, ...]]]:
+    from pigeon.store.pg.domains import PgDomains
+
+    return PgDomains(config.queue.store).read()
+
+
+def with_shared_directory(config: Config) -> tuple[Config, list[str]]:
+    if not shared(config):
+        return config, []
+    return merge_shared(config, *_read_directory(config))
+
+
+def shared_directory_changed(config: Config) -> bool:
+    return shared(config) and snapshot(*_read_directory(config)) != config.shared_directory
