@@ -54,6 +54,9 @@ def require_tool(name: str) -> str:
 #: two listeners ("submission_listen ... is also in listen").
 _GIVEN: set[int] = set()
 
+#: What the main process logs once every listener is bound (app/lifecycle.py).
+_READY = "pigeon ready: "
+
 
 def free_port() -> int:
     for _ in range(1000):  # bounded: there are far more free ports than tests
@@ -234,6 +237,7 @@ class PigeonProcess:
         )
         log.close()
         deadline = time.monotonic() + timeout
+        readies = self.log().count(_READY)
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"pigeon exited with {self.proc.returncode}:\n{self.log()}")
@@ -245,11 +249,27 @@ class PigeonProcess:
                         s.sendall(b"QUIT\r\n")
                         while s.recv(512):  # wait for 221 and the close, so the
                             pass  # probe no longer counts as a session
-                        return self
+                        return self._all_listening(readies, deadline)
             except OSError:
                 time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"pigeon did not start listening on {self.port}:\n{self.log()}")
+
+    def _all_listening(self, readies: int, deadline: float) -> PigeonProcess:
+        """Wait (until `deadline`) for this start's "pigeon ready" line: the
+        listeners are bound one after another (net/listener.py), SMTP first,
+        so a test reaching IMAP or POP3 right after the SMTP banner could be
+        refused on a loaded machine. Logged once every listener listens; not
+        waited for when this start's first line is not in the log (a `[log]`
+        file elsewhere or a level above info: nothing to wait for there)."""
+        assert self.proc is not None
+        if f"pigeon starting (pid {self.proc.pid})" not in self.log():
+            return self
+        while time.monotonic() < deadline and self.log().count(_READY) <= readies:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"pigeon exited with {self.proc.returncode}:\n{self.log()}")
+            time.sleep(0.02)
+        return self
 
     def command(
         self,
