@@ -268,3 +268,28 @@ def test_advisory_slots_are_freed_when_a_node_dies(dsn):
     finally:
         a.close()
         b.close()
+
+
+def test_slots_given_back_are_free_for_the_other_nodes_after_many_rounds(dsn):
+    """A node that takes and gives back slots many times leaves none held.
+
+    psycopg prepares a statement run five times, and PostgreSQL's generic
+    plan orders the filter by cost: the lock function ran before the "not
+    one of mine" test, took a slot this node held a second time (advisory
+    locks are re-entrant), and the one unlock left it held for good. Every
+    other node then waited for it forever (the cluster benchmark's
+    stranded mail)."""
+    a = _store(dsn, "node-a", migrate=True)
+    b = _store(dsn, "node-b")
+    try:
+        sa, sb = a.destination_slots(), b.destination_slots()
+        for _ in range(20):
+            held = [sa.try_acquire("smtp:remote.test", 4) for _ in range(3)]
+            assert None not in held
+            for s in held:
+                sa.release(s)
+        got = [sb.try_acquire("smtp:remote.test", 4) for _ in range(4)]
+        assert None not in got, "a slot node a gave back is still held"
+    finally:
+        a.close()
+        b.close()

@@ -12,7 +12,9 @@ Contract:
     `pg_try_advisory_lock` (never waits) on ONE dedicated connection per
     node and released with `pg_advisory_unlock`. Advisory locks are
     re-entrant within a session, so the node remembers the slots it holds
-    and asks only for the others. Session locks are held by
+    and asks only for the others (the statement tests "not mine" before
+    it locks: a second lock of our own slot would outlive its one unlock).
+    Session locks are held by
     the connection, not by a transaction: a node that dies (SIGKILL, its
     machine gone) loses its connection and PostgreSQL releases its slots
     at once, so a dead node never keeps a destination's slots.
@@ -42,9 +44,17 @@ from pigeon.store.pg.db import store_error
 
 __all__ = ["PgDestinationSlots", "Slot", "destination_key"]
 
+# The CASE fixes the order of the two tests: PostgreSQL orders a filter's
+# ANDed conditions by their estimated cost, and the generic plan of this
+# statement once psycopg has prepared it (its fifth run) put the cheap lock
+# call first, taking a slot we hold a second time (re-entrant) that the one
+# unlock then left held for good: every other node waited for it forever.
+# A CASE evaluates its branches in order (PostgreSQL manual, "Expression
+# Evaluation Rules").
 _TRY = (
     "SELECT s FROM generate_series(0, %s - 1) AS s "
-    "WHERE s <> ALL(%s::int4[]) AND pg_try_advisory_lock(%s::int4, s::int4) LIMIT 1"
+    "WHERE CASE WHEN s = ANY(%s::int4[]) THEN false "
+    "ELSE pg_try_advisory_lock(%s::int4, s::int4) END LIMIT 1"
 )
 _UNLOCK = "SELECT pg_advisory_unlock(%s::int4, %s::int4)"
 
