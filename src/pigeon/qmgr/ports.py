@@ -78,6 +78,10 @@ class ClusterSlots(Protocol):
 
     def release(self, slot: Any) -> None: ...
 
+    def is_held(self, slot: Any) -> bool:
+        """Whether `slot` is still held (its session alive); no database call."""
+        ...
+
 
 def shared_claims(store: object) -> SharedClaims | None:
     """`store` as SharedClaims when it is a queue several nodes share, else None."""

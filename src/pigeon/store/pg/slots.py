@@ -23,7 +23,9 @@ Contract:
   * `try_acquire(destination, limit)` returns a `Slot`, or None when all
     `limit` slots are taken (by any node); one statement: the first free
     slot is locked, no other (the Limit node stops the scan at the first
-    row whose lock was granted). `release(slot)` gives it back. Two
+    row whose lock was granted). `release(slot)` gives it back;
+    `is_held(slot)` says, without a database call, whether it is still
+    held (its connection has not been dropped since). Two
     destinations whose 32-bit hashes collide share their slots: a stricter
     limit for both, never a looser one.
   * Thread-safe (one lock around the connection; each call is one quick
@@ -95,6 +97,11 @@ class PgDestinationSlots:
                 return None
             mine.add(int(row[0]))
             return Slot(key, int(row[0]), self._session)
+
+    def is_held(self, slot: Slot) -> bool:
+        """Whether `slot` is still held: taken on the connection still open."""
+        with self._lock:
+            return slot.session == self._session and self._conn is not None
 
     def release(self, slot: Slot) -> None:
         with self._lock:
