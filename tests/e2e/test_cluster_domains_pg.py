@@ -60,3 +60,40 @@ def test_an_alias_added_with_one_node_s_configuration_works_on_the_other(pigeon_
     assert "shared domains and aliases changed" in b.log()
     listed = b.command("alias", "list", text=True)
     assert listed.stdout.splitlines() == [f"{ALIAS}\t{TARGET}\tshared"], listed.stderr
+
+
+def test_check_config_shows_the_shared_domains_and_aliases(tmp_path, postgres, capsys):
+    """`pigeon check-config` with a shared store lists what a node would
+    serve: the file's domains and aliases plus the database's, the ones
+    only the database adds marked; an unreachable database is a warning."""
+    from pigeon.cli.main import main
+
+    dsn = postgres.dsn(postgres.new_database())
+    assert main(["db", "migrate", "--store", dsn]) == 0
+    config = tmp_path / "pigeon.toml"
+    config.write_text(
+        f'data_dir = "{tmp_path / "data"}"\n'
+        + node_config(dsn, "node-a")
+        + '[aliases]\n"postmaster@example.test" = "carol@example.test"\n'
+    )
+    run = ["--config", str(config)]
+    assert main(["domain", "add", "example.org", *run]) == 0
+    assert main(["alias", "add", ALIAS, TARGET, *run]) == 0
+    capsys.readouterr()
+
+    assert main(["check-config", str(config)]) == 0
+    out = capsys.readouterr().out
+    domains = next(line for line in out.splitlines() if line.strip().startswith("domains:"))
+    assert "example.org (any mailbox, shared)" in domains, out
+    assert "example.test (1 mailbox)" in domains, out
+    aliases = next(line for line in out.splitlines() if line.strip().startswith("aliases:"))
+    assert aliases.split(":", 1)[1].strip() == "2 (1 shared)", out
+
+    # The database gone: still ok (the file is valid), the file's entries, a warning.
+    config.write_text(
+        config.read_text().replace(dsn, "postgresql://pigeon@127.0.0.1:1/none?connect_timeout=2")
+    )
+    assert main(["check-config", str(config)]) == 0
+    got = capsys.readouterr()
+    assert "shared domains and aliases could not be read" in got.err, got.err
+    assert "example.org" not in got.out

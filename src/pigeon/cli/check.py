@@ -21,7 +21,14 @@ Contract:
     TLS, domains, relaying, transports, milters, metrics, files), exit 0. Nothing is
     created or opened besides reading FILE, the certificate files, the
     DKIM keys and the webhook secret files (the log file and data_dir are
-    not touched).
+    not touched), and, with a shared store (`[queue] store =
+    "postgresql://..."`), reading the cluster's shared domains and aliases
+    (docs/cluster.md): the summary then shows what a node started with
+    this file would serve, the file's entries plus the database's (marked
+    "shared"), merged as `serve` merges them (config/shared.py), and the
+    merge's warnings. A database that cannot be read is a warning (the
+    file itself is fine; `serve` would refuse to start, 73): the summary
+    then shows the file's entries only.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from pigeon.config.load import ConfigError, ConfigErrors, collect_config
 from pigeon.config.locate import KeyLocator
 from pigeon.config.risks import risks
 from pigeon.config.schema import Config
+from pigeon.vocab import StoreError
 
 HELP = "check a configuration file and summarise it"
 
@@ -80,8 +88,13 @@ def _listeners(addrs, what: str) -> str:
     return f"{', '.join(str(a) for a in addrs)} ({what})" if addrs else "off"
 
 
-def summary(config: Config) -> list[str]:
-    """The lines describing `config` after "ok: FILE"."""
+def summary(config: Config, file_only: Config | None = None) -> list[str]:
+    """The lines describing `config` after "ok: FILE"; `file_only`: the
+    file's own configuration when `config` has the cluster's shared
+    entries merged in (what only the database adds is marked "shared")."""
+    base = config if file_only is None else file_only
+    shared_domains = set(config.domains) - set(base.domains)
+    shared_aliases = len(config.aliases) - len(base.aliases)  # the file's are always kept
     domains = []
     for name in sorted(config.domains):
         boxes = config.domains[name].mailboxes
@@ -90,7 +103,10 @@ def summary(config: Config) -> list[str]:
             if boxes is None
             else f"{len(boxes)} mailbox" + ("" if len(boxes) == 1 else "es")
         )
-        domains.append(f"{name} ({count})")
+        domains.append(f"{name} ({count}{', shared' if name in shared_domains else ''})")
+    aliases = str(len(config.aliases))
+    if shared_aliases:
+        aliases += f" ({shared_aliases} shared)"
     tls = config.tls
     if tls.cert_file is not None:
         certificate = f"certificate {tls.cert_file}, key {tls.key_file}"
@@ -109,7 +125,7 @@ def summary(config: Config) -> list[str]:
         ("tls", f"{certificate}; {tls.min_version} or later; {starttls}"),
         ("domains", ", ".join(domains) or "none (no local delivery)"),
         ("relay networks", ", ".join(str(n) for n in config.relay_networks) or "none"),
-        ("aliases", str(len(config.aliases))),
+        ("aliases", aliases),
         ("transports", ", ".join(transports) or "none"),
         ("plugins", ", ".join(f"{p.name} ({p.source})" for p in config.plugins) or "none"),
         ("milters", ", ".join(f"{m.name} ({m.socket})" for m in config.milters) or "none"),
@@ -225,7 +241,25 @@ def run(args: argparse.Namespace) -> int:
         line = locator.line_of(risk.key)
         where = f"{source}:{line}" if line is not None else source
         print(f"{PROG}: {where}: warning: {risk.key}: {risk.message}", file=sys.stderr)
+    shown, notes = _with_shared_entries(config)
+    for note in notes:
+        print(f"{PROG}: {source}: warning: {note}", file=sys.stderr)
     print(f"ok: {args.file}")
-    for row in summary(config):
+    for row in summary(shown, config):
         print(row)
     return 0
+
+
+def _with_shared_entries(config: Config) -> tuple[Config, list[str]]:
+    """`config` with the cluster's shared domains and aliases, and the warnings."""
+    from pigeon.store.factory import shared, with_shared_directory  # noqa: PLC0415
+
+    if not shared(config):
+        return config, []
+    try:
+        return with_shared_directory(config)
+    except StoreError as exc:
+        return config, [
+            f"queue.store: the shared domains and aliases could not be read ({exc}); "
+            "the summary shows this file's only, and `pigeon serve` would not start (73)"
+        ]
