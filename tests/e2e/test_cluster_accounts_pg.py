@@ -5,7 +5,8 @@
 `pigeon_accounts` table; node B, started before the account existed,
 accepts that user's AUTH on its submission port (STARTTLS first, as
 elsewhere: tests/e2e/test_auth_smtplib.py), and neither node keeps an
-accounts.db (or an abuse.db) of its own.
+accounts.db (or an abuse.db) of its own. The HTTP API's tokens are shared the
+same way (`pigeon token add` on A, accepted by B's API).
 """
 
 from __future__ import annotations
@@ -62,3 +63,32 @@ def test_a_user_added_on_one_node_logs_in_on_the_other(pigeon_factory, postgres)
 
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT count(*) FROM pigeon_accounts").fetchone()[0] == 0
+
+
+def test_an_api_token_added_on_one_node_works_on_the_other(pigeon_factory, postgres):
+    """`pigeon token add` with node A's configuration: node B's HTTP API
+    accepts the token (curl, as a user would), and refuses it once `pigeon
+    token remove` ran on A; neither node has an api-tokens.json."""
+    from test_http_api import curl
+
+    from pigeon.cli.main import main
+    from pigeon.testing.live import wait_for
+    from pigeon.web.sharedtokens import REFRESH
+
+    dsn = postgres.dsn(postgres.new_database())
+    assert main(["db", "migrate", "--store", dsn]) == 0
+    a = pigeon_factory(node_config(dsn, "node-a"))
+    b = pigeon_factory(node_config(dsn, "node-b"))
+    url = b.api_url("/api/queue")
+
+    done = a.command("token", "add", "ops", "--scope", "read", text=True)
+    assert done.returncode == 0, done.stderr
+    token = done.stdout.strip()
+    assert wait_for(lambda: curl(url, token=token)[0] == 200, timeout=5 * REFRESH + 5), b.log()
+    listed = b.command("token", "list", text=True)
+    assert listed.stdout.startswith("ops\tread\t"), listed.stderr
+
+    assert a.command("token", "remove", "ops").returncode == 0
+    assert wait_for(lambda: curl(url, token=token)[0] == 401, timeout=5 * REFRESH + 5), b.log()
+    for node in (a, b):
+        assert not (node.data_dir / "api-tokens.json").exists(), node.data_dir

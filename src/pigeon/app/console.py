@@ -59,7 +59,7 @@ from pigeon.console.stats import Sampler
 from pigeon.net.listener import bind_reason
 from pigeon.web.app import WebDeps, build_app
 from pigeon.web.server import WebServer
-from pigeon.web.tokens import TokenStore
+from pigeon.web.sharedtokens import token_store
 
 __all__ = ["first_admin", "max_body", "start_console", "start_first_admin"]
 
@@ -116,7 +116,7 @@ async def start_console(
         return {"queue": queue, "listeners": bool(role.listeners.bound), "running": not stopping()}
 
     deps = WebDeps(
-        tokens=TokenStore.in_data_dir(config.data_dir),
+        tokens=token_store(config),
         ops=admin.ops,
         ready=ready,
         max_body=max_body(config),

@@ -32,7 +32,8 @@ from pigeon.cli._control import add_config_arguments, load
 from pigeon.config.load import ConfigError
 from pigeon.config.schema import Config
 from pigeon.store.factory import account_store
-from pigeon.web.tokens import SCOPES, TokenError, TokenStore, TokenUsage, parse_scopes
+from pigeon.web.sharedtokens import token_store
+from pigeon.web.tokens import SCOPES, TokenError, TokenUsage, parse_scopes
 
 EX_NOPERM = 77
 
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         config = load(args)
     except ConfigError as exc:
         return fail(str(exc), EX_CONFIG)
-    store = TokenStore.in_data_dir(config.data_dir)
+    store = token_store(config)
     try:
         if args.action == "add":
             try:

@@ -21,6 +21,10 @@ Contract:
     "Tenants"): it then serves only the /api/capture routes, and sees and
     acts on that tenant's captured mail only (web/auth.py, web/capture_routes.py).
     Tenants: 1-255 characters, no white space or control characters.
+  * With a shared store (`[queue] store = "postgresql://..."`, docs/cluster.md)
+    the tokens are the cluster's, in its database (web/sharedtokens.py),
+    with the same rules and the same `TokenStore` surface:
+    `web.sharedtokens.token_store(config)` chooses.
   * A token may be bound to an account (`account`, `pigeon token add
     --account USER`, docs/api.md "Who a token sends as"): its POST
     /api/send is then a submission session of that account, through the
@@ -216,15 +220,23 @@ class TokenStore:
         if not scopes or any(s not in SCOPES for s in scopes):
             raise TokenUsage(f"give scopes among {', '.join(SCOPES)}")
         scopes = tuple(s for s in SCOPES if s in scopes)
-        tokens = self.list()
-        if any(t.name == name for t in tokens):
-            raise TokenError(f"a token named {name!r} exists (remove it first)")
         token = PREFIX + secrets.token_urlsafe(32)
-        tokens.append(TokenInfo(name, scopes, now, digest(token), tenant, account))
-        self._write(tokens)
+        self._insert(TokenInfo(name, scopes, now, digest(token), tenant, account))
         return token
 
     def remove(self, name: str) -> None:
+        self._delete(name)
+
+    # --- the storage (web/sharedtokens.py keeps them in the cluster's database) ---------
+
+    def _insert(self, info: TokenInfo) -> None:
+        """Store `info`; TokenError when its name is taken."""
+        tokens = self.list()
+        if any(t.name == info.name for t in tokens):
+            raise TokenError(f"a token named {info.name!r} exists (remove it first)")
+        self._write([*tokens, info])
+
+    def _delete(self, name: str) -> None:
         tokens = self.list()
         kept = [t for t in tokens if t.name != name]
         if len(kept) == len(tokens):

@@ -30,16 +30,36 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from pigeon.store.pg import migrate as schema
 from pigeon.store.pg.db import CONNECT_TIMEOUT, store_error
 from pigeon.vocab.errors import StoreError
 
-__all__ = ["ADMIN_CHANNEL", "PgDomains"]
+__all__ = ["ADMIN_CHANNEL", "PgDomains", "short_connection"]
 
 ADMIN_CHANNEL = "pigeon_admin"  # store.ADMIN_CHANNEL (not imported: that module is heavy)
+
+
+@contextmanager
+def short_connection(dsn: str, what: str, application: str) -> Iterator[Any]:
+    """One connection for one rare command: at most db.CONNECT_TIMEOUT to
+    connect, a schema this code cannot use refused, every database error a
+    StoreError naming `what`."""
+    import psycopg
+
+    try:
+        with psycopg.connect(
+            dsn, connect_timeout=CONNECT_TIMEOUT, application_name=application
+        ) as conn:
+            problem = schema.incompatibility(schema._applied(conn))
+            conn.rollback()
+            if problem:
+                raise StoreError(f"{what}: {problem}")
+            yield conn
+    except psycopg.Error as exc:
+        raise store_error(what, exc) from exc
 
 
 class PgDomains:
@@ -47,21 +67,8 @@ class PgDomains:
         self.dsn = dsn
         self.sender = sender  # the "from" of the notification
 
-    @contextmanager
-    def _conn(self, what: str) -> Iterator[Any]:
-        import psycopg
-
-        try:
-            with psycopg.connect(
-                self.dsn, connect_timeout=CONNECT_TIMEOUT, application_name="pigeon directory"
-            ) as conn:
-                problem = schema.incompatibility(schema._applied(conn))
-                conn.rollback()
-                if problem:
-                    raise StoreError(f"{what}: {problem}")
-                yield conn
-        except psycopg.Error as exc:
-            raise store_error(what, exc) from exc
+    def _conn(self, what: str) -> AbstractContextManager[Any]:
+        return short_connection(self.dsn, what, "pigeon directory")
 
     def read(self) -> tuple[list[str], dict[str, tuple[str, ...]]]:
         with self._conn("shared domains and aliases") as conn:

@@ -49,8 +49,9 @@ __all__ = [
 ADVISORY_KEY = 0x7069_6765_6F6E_3031 - (1 << 63)
 #: The schema version this code needs at least (it reads and writes what it
 #: created): 0002_nodes (store/pg/nodes.py), 0003_directory (accounts, abuse
-#: counters the nodes share), 0004_domains (domains and aliases they share).
-SCHEMA_REQUIRED = 4
+#: counters the nodes share), 0004_domains (domains and aliases they share),
+#: 0005_tokens (the HTTP API's tokens they share).
+SCHEMA_REQUIRED = 5
 
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _MIN_NODE = re.compile(r"^--\s*min-node-schema:\s*(\d+)\s*$", re.M)
