@@ -99,9 +99,14 @@ class PgDestinationSlots:
             return Slot(key, int(row[0]), self._session)
 
     def is_held(self, slot: Slot) -> bool:
-        """Whether `slot` is still held: taken on the connection still open."""
-        with self._lock:
-            return slot.session == self._session and self._conn is not None
+        """Whether `slot` is still held: taken on the connection still open.
+
+        Called on the event loop (qmgr/clusterlimit.py), so it does not take
+        `_lock`, which a worker thread holds across a database call (up to
+        the connect timeout while the server is away). Two reads of plain
+        attributes: at worst the answer is a moment old, as it would be
+        anyway once the lock is let go."""
+        return slot.session == self._session and self._conn is not None
 
     def release(self, slot: Slot) -> None:
         with self._lock:
