@@ -18,10 +18,19 @@ fills the cache); then every message is checked `--passes` times.
     about 0.05 % (hash seed fixed), so a change of a few per cent shows;
     it takes a minute or two.
 
+  * `--checker GROUP`: the same messages through the checker process's
+    own path instead (app/checker.py: frames in, `GROUP` requests per
+    read, the checks, the answers framed, and the server's decoding of
+    them, policy/mailauth/remote.py), in this process: what the checker
+    process would spend per message with its caches warm and a core of
+    its own. Under the load of bench/mail_auth_cost.py the real process
+    spends about twice that (docs/benchmarks.md, eleventh session).
+
 Loopback only; bounded by `--messages`.
 
 Usage: .venv/bin/python bench/mail_auth_micro.py [--messages 2000] [--passes 3]
        .venv/bin/python bench/mail_auth_micro.py --instructions [--messages 300]
+       .venv/bin/python bench/mail_auth_micro.py --checker 5 [--messages 2000] [--passes 3]
 """
 
 from __future__ import annotations
@@ -116,6 +125,67 @@ def check(txt: str, msgs: list[bytes], passes: int) -> list[float]:
             store.close()
 
 
+class _Sink:
+    """The checker process's transport, kept in memory (`--checker`)."""
+
+    def __init__(self) -> None:
+        self.out = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self.out += data
+
+    def is_closing(self) -> bool:
+        return False
+
+
+def check_in_checker(txt: str, msgs: list[bytes], passes: int, group: int) -> list[float]:
+    """CPU seconds per message of each pass through the checker process's
+    own path (app/checker.py `_Server`: frames in, the checks, answers out),
+    in this process, `group` requests per read, plus the server's decoding
+    of the answers (policy/mailauth/remote.py)."""
+    from pigeon.app.checker import _Server
+    from pigeon.policy.mailauth.remote import decode, frame, read_frames
+
+    with DnsServer({DOMAIN: zone(txt)}) as dnsd:
+        config = load_config(
+            overrides={
+                "hostname": "mx.bench.local",
+                "relay_networks": ["127.0.0.1/32"],
+                "mail_auth": {"spf": "enforce", "dkim": "enforce", "dmarc": "enforce"},
+                "delivery": {"dns_servers": [f"127.0.0.1:{dnsd.port}"]},
+            }
+        )
+        facts = ("127.0.0.2", "client.bench.test", ("bench", DOMAIN))
+        wanted = ("enforce", "enforce", "enforce", "off")
+        requests = [frame(("check", i, facts, wanted, RECEIVED + m)) for i, m in enumerate(msgs)]
+
+        async def run() -> list[float]:
+            loop = asyncio.get_running_loop()
+            server = _Server(loop.create_future())
+            sink = _Sink()
+            server.connection_made(sink)  # type: ignore[arg-type]
+            server.data_received(frame(("config", config)))
+            server.data_received(requests[0])
+            for _ in range(200):  # the first check asks the DNS server
+                await asyncio.sleep(0.01)
+                got = read_frames(sink.out)
+                if any(len(a) == 2 for a in map(pickle.loads, got)):
+                    break
+            out = []
+            for _ in range(passes):
+                started = time.process_time()
+                for at in range(0, len(requests), group):
+                    server.data_received(b"".join(requests[at : at + group]))
+                    await asyncio.sleep(0)
+                    for payload in read_frames(sink.out):
+                        answer = pickle.loads(payload)
+                        decode(answer[1])
+                out.append((time.process_time() - started) / len(requests))
+            return out
+
+        return asyncio.run(run())
+
+
 def _collected(stderr: str) -> int:
     found = re.search(r"Collected : (\d+)", stderr)
     if found is None:
@@ -160,6 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--messages", type=int, default=None)
     ap.add_argument("--passes", type=int, default=3)
     ap.add_argument("--instructions", action="store_true")
+    ap.add_argument(
+        "--checker",
+        type=int,
+        metavar="GROUP",
+        help="time the checker process's path instead (GROUP requests per read)",
+    )
     ap.add_argument("--from-file", type=Path, help=argparse.SUPPRESS)  # the valgrind runs
     args = ap.parse_args(argv)
     if args.instructions:
@@ -171,7 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         pem, txt = make_key()
         msgs = signed_messages(pem, args.messages or 2000)
-    for number, seconds in enumerate(check(txt, msgs, args.passes), 1):
+    if args.checker:
+        timed = check_in_checker(txt, msgs, args.passes, args.checker)
+    else:
+        timed = check(txt, msgs, args.passes)
+    for number, seconds in enumerate(timed, 1):
         print(f"pass {number}: {seconds * 1e6:.0f} us of CPU per message")
     return 0
 
