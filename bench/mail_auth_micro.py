@@ -52,6 +52,7 @@ import common  # noqa: E402,F401 (puts src/ on sys.path)
 from mail_auth_cost import DOMAIN, make_key, signed_messages, zone  # noqa: E402
 
 from pigeon.config import load_config  # noqa: E402
+from pigeon.config.schema import Config  # noqa: E402
 from pigeon.dns.cache import CachingResolver  # noqa: E402
 from pigeon.dns.stub import StubResolver  # noqa: E402
 from pigeon.policy.api import SessionFacts  # noqa: E402
@@ -75,16 +76,28 @@ class _NoRecords:
         pass
 
 
+def _config(dns_port: int) -> Config:
+    """SPF, DKIM and DMARC enforced; our DNS server on loopback (the checker
+    process builds its resolver from `delivery.dns_servers`)."""
+    return load_config(
+        overrides={
+            "hostname": "mx.bench.local",
+            "relay_networks": ["127.0.0.1/32"],
+            "mail_auth": {"spf": "enforce", "dkim": "enforce", "dmarc": "enforce"},
+            "delivery": {"dns_servers": [f"127.0.0.1:{dns_port}"]},
+        }
+    )
+
+
+def _passed(value: str) -> bool:
+    """The Authentication-Results value says all three checks passed."""
+    return all(w in value for w in ("dkim=pass", "spf=pass", "dmarc=pass"))
+
+
 def check(txt: str, msgs: list[bytes], passes: int) -> list[float]:
     """CPU seconds per message of each pass (module docstring)."""
     with DnsServer({DOMAIN: zone(txt)}) as dnsd, tempfile.TemporaryDirectory() as tmp:
-        config = load_config(
-            overrides={
-                "hostname": "mx.bench.local",
-                "relay_networks": ["127.0.0.1/32"],
-                "mail_auth": {"spf": "enforce", "dkim": "enforce", "dmarc": "enforce"},
-            }
-        )
+        config = _config(dnsd.port)
         resolver = CachingResolver(StubResolver([("127.0.0.1", dnsd.port)], timeout=2.0))
         stage = build_mail_auth(
             config, resolver, RelayNetworks(config.relay_networks), _NoRecords()
@@ -109,7 +122,7 @@ def check(txt: str, msgs: list[bytes], passes: int) -> list[float]:
         async def run() -> list[float]:
             first = await stage.end_of_data(facts, view(spools[0]))
             value = first.headers[0].value if first is not None and first.headers else ""
-            if not all(w in value for w in ("dkim=pass", "spf=pass", "dmarc=pass")):
+            if not _passed(value):
                 raise SystemExit(f"the checks did not pass: {first!r}")
             out = []
             for _ in range(passes):
@@ -147,14 +160,7 @@ def check_in_checker(txt: str, msgs: list[bytes], passes: int, group: int) -> li
     from pigeon.policy.mailauth.remote import decode, frame, read_frames
 
     with DnsServer({DOMAIN: zone(txt)}) as dnsd:
-        config = load_config(
-            overrides={
-                "hostname": "mx.bench.local",
-                "relay_networks": ["127.0.0.1/32"],
-                "mail_auth": {"spf": "enforce", "dkim": "enforce", "dmarc": "enforce"},
-                "delivery": {"dns_servers": [f"127.0.0.1:{dnsd.port}"]},
-            }
-        )
+        config = _config(dnsd.port)
         facts = ("127.0.0.2", "client.bench.test", ("bench", DOMAIN))
         wanted = ("enforce", "enforce", "enforce", "off")
         requests = [frame(("check", i, facts, wanted, RECEIVED + m)) for i, m in enumerate(msgs)]
@@ -166,11 +172,17 @@ def check_in_checker(txt: str, msgs: list[bytes], passes: int, group: int) -> li
             server.connection_made(sink)  # type: ignore[arg-type]
             server.data_received(frame(("config", config)))
             server.data_received(requests[0])
+            first = None
             for _ in range(200):  # the first check asks the DNS server
                 await asyncio.sleep(0.01)
-                got = read_frames(sink.out)
-                if any(len(a) == 2 for a in map(pickle.loads, got)):
+                answers = [pickle.loads(p) for p in read_frames(sink.out)]
+                first = next((a for a in answers if len(a) == 2), None)
+                if first is not None:
                     break
+            verdict = decode(first[1]).verdict if first is not None else None
+            value = verdict.headers[0].value if verdict is not None and verdict.headers else ""
+            if not _passed(value):
+                raise SystemExit(f"the checks did not pass in the checker's path: {first!r}")
             out = []
             for _ in range(passes):
                 started = time.process_time()
