@@ -10,7 +10,11 @@ PYTEST_ARGS ?=
 
 .PHONY: serve test test-fast screenshots style lint bench bench-full bench-accept bench-relay bench-imap bench-cluster venv clean fuzz crash
 
-$(STAMP): pyproject.toml
+# The modules setup.py compiles with mypyc (src/pigeon/compiled.py): an edit
+# of one builds them again, or its old extension would run instead.
+COMPILED := $(shell sed -n 's/^    "pigeon\.\(.*\)",$$/\1/p' src/pigeon/compiled.py | tr . / | sed 's|.*|src/pigeon/&.py|')
+
+$(STAMP): pyproject.toml setup.py $(COMPILED)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pigeon needs Python 3.11 or newer")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -e '.[test]'
@@ -25,8 +29,8 @@ test: $(STAMP) lint
 	$(BIN)/python -m pytest --durations=30 $(PYTEST_ARGS)
 
 style: $(STAMP)
-	$(BIN)/ruff check src tests bench contrib
-	$(BIN)/ruff format --check src tests bench contrib
+	$(BIN)/ruff check src tests bench contrib setup.py
+	$(BIN)/ruff format --check src tests bench contrib setup.py
 
 # Style and types (CONTRIBUTING.md): ruff lint and format, mypy (strict on the
 # protocol cores, the shared vocabulary, the interfaces and the public API).
@@ -93,4 +97,5 @@ crash: $(STAMP)
 	$(BIN)/python bench/crash_harness.py $(or $(ARGS),--cycles 20 --clients 8 --messages 3000)
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache
+	find src -name '*.so' -delete

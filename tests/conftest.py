@@ -38,3 +38,18 @@ def postgres():
 
     with PostgresCluster() as cluster:
         yield cluster
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Refuse to test an old build: a compiled module (setup.py, pigeon/compiled.py)
+    whose extension is older than its source would run instead of the edit."""
+    from pigeon.compiled import stale
+
+    old = stale()
+    if old and os.environ.get("PIGEON_PURE") != "1":
+        pytest.exit(
+            "extensions older than their sources: "
+            + ", ".join(old)
+            + ": run `make venv` to compile them again (or set PIGEON_PURE=1 for plain Python)",
+            returncode=4,
+        )

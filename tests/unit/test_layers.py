@@ -21,6 +21,7 @@ RANK = {
     "pigeon": 0,  # the package itself: its version, nothing imported
     "pigeon.vocab": 0,
     "pigeon.fsutil": 0,
+    "pigeon.compiled": 0,  # which modules setup.py compiles with mypyc; stdlib only
     "pigeon.proto": 1,
     "pigeon.config": 2,
     "pigeon.msgfile": 2,
