@@ -61,7 +61,9 @@ def _needed_paths() -> list[Path]:
     paths = {
         Path(sys.prefix),
         Path(sys.base_prefix),
-        Path(pigeon.__file__).resolve().parent,
+        # The directory holding the package, not only the package: the
+        # extensions the build compiled (setup.py) share a module there.
+        Path(pigeon.__file__).resolve().parent.parent,
         Path(os.path.realpath(sys.executable)).parent,
     }
     return sorted(paths)
