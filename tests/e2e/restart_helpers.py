@@ -28,7 +28,9 @@ def assert_all_delivered_once(server: PigeonProcess, report: LoadReport, extra: 
 
 def restart_under_load(server: PigeonProcess, times: int, what: str) -> LoadReport:
     """A loader through `times` `pigeon restart`s; its report (printed)."""
-    with Loader("127.0.0.1", server.port, RCPT, clients=4) as load:
+    # The count bound must outlast the restarts: a fast machine sent the
+    # default 5,000 before two of them were done (the time bound stays).
+    with Loader("127.0.0.1", server.port, RCPT, clients=4, max_messages=100_000) as load:
         assert load.wait_acked(30), load.report.summary()
         for _ in range(times):
             old = server.pid

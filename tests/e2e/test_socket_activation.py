@@ -124,7 +124,9 @@ def test_a_loader_sees_no_refusal_and_no_loss_through_a_stop_and_start_on_the_he
     try:
         first = int(pid_file.read_text())
         slow = session_in_data(proc.port)  # keeps the first one draining for a while
-        with Loader("127.0.0.1", proc.port, RCPT, clients=4) as load:
+        # The count bound must outlast the stop and start: a fast machine can
+        # send the default 5,000 before it is done (the time bound stays).
+        with Loader("127.0.0.1", proc.port, RCPT, clients=4, max_messages=100_000) as load:
             assert load.wait_acked(30), load.report.summary()
             os.kill(first, signal.SIGTERM)  # systemctl stop: the socket stays with the holder
             assert wait_for(lambda: "draining" in proc.log(), 30)
