@@ -27,7 +27,8 @@ from pathlib import Path
 from setuptools import setup
 
 HERE = Path(__file__).resolve().parent
-MODULES = runpy.run_path(str(HERE / "src" / "pigeon" / "compiled.py"))["MODULES"]
+_COMPILED = runpy.run_path(str(HERE / "src" / "pigeon" / "compiled.py"))
+MODULES, source_path = _COMPILED["MODULES"], _COMPILED["source_path"]
 
 
 # The steps that build; pip also runs this file for metadata only (egg_info,
@@ -43,7 +44,7 @@ def compiled_extensions() -> list:
     except ImportError:
         print("pigeon: mypy is not installed, the checks stay plain Python", file=sys.stderr)
         return []
-    paths = ["src/" + name.replace(".", "/") + ".py" for name in MODULES]
+    paths = [str(source_path(name, Path("src"))) for name in MODULES]
     try:
         extensions = mypycify(paths, opt_level="3")
     except (Exception, SystemExit) as exc:  # mypyc exits on a type error

@@ -52,15 +52,6 @@ def source_path(module: str, root: Path = _SRC) -> Path:
     return root.joinpath(*module.split(".")).with_suffix(".py")
 
 
-def _extensions(module: str, root: Path) -> list[Path]:
-    source = source_path(module, root)
-    return [
-        source.with_name(source.stem + suffix)
-        for suffix in importlib.machinery.EXTENSION_SUFFIXES
-        if source.with_name(source.stem + suffix).exists()
-    ]
-
-
 def compiled() -> list[str]:
     suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
     return [
@@ -75,9 +66,12 @@ def stale(root: Path = _SRC) -> list[str]:
     out = []
     for name in MODULES:
         source = source_path(name, root)
-        for extension in _extensions(name, root):
-            if source.exists() and extension.stat().st_mtime < source.stat().st_mtime:
-                out.append(name)
+        if not source.exists():
+            continue
+        edited = source.stat().st_mtime
+        built = [source.with_name(source.stem + s) for s in importlib.machinery.EXTENSION_SUFFIXES]
+        if any(b.exists() and b.stat().st_mtime < edited for b in built):
+            out.append(name)
     return out
 
 
