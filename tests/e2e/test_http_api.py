@@ -221,7 +221,8 @@ def test_send_structured_is_queued_and_delivered(server):
     assert b"multipart/alternative" in data and b'filename="a.txt"' in data
     assert b"Bcc" not in data and b"bob@localhost" not in data
     assert b"Message-ID: <" in data and b"Date: " in data
-    assert "token=app" in server.log()
+    # the log's own thread writes the line, a moment after the delivery
+    assert wait_for(lambda: "token=app" in server.log(), 10), server.log()
 
 
 def test_send_raw_takes_recipients_from_the_message(server):
